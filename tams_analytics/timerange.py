@@ -46,9 +46,10 @@ START_UNBOUNDED: Final = INT64_MIN
 END_UNBOUNDED: Final = INT64_MAX
 
 _TS = r"-?(?:0|[1-9][0-9]*):(?:0|[1-9][0-9]{0,8})"
-_TIMESTAMP_RE: Final = re.compile(r"^(-?)(0|[1-9][0-9]*):(0|[1-9][0-9]{0,8})$")
+# ``\Z``, not ``$``: in Python ``$`` also matches before a trailing newline, so ``"5:0\n"`` would pass.
+_TIMESTAMP_RE: Final = re.compile(r"^(-?)(0|[1-9][0-9]*):(0|[1-9][0-9]{0,8})\Z")
 _TIMERANGE_RE: Final = re.compile(
-    rf"^(?P<open>[\[(])?(?P<start>{_TS})?(?P<sep>_(?P<end>{_TS})?)?(?P<close>[\])])?$"
+    rf"^(?P<open>[\[(])?(?P<start>{_TS})?(?P<sep>_(?P<end>{_TS})?)?(?P<close>[\])])?\Z"
 )
 
 
@@ -57,13 +58,17 @@ def _diagnose_timestamp(text: str) -> str:
     if ":" not in text:
         return "a timestamp is '<seconds>:<nanoseconds>' and needs a ':'"
     seconds, _, nanos = text.lstrip("-").partition(":")
-    if not seconds.isdigit() or not nanos.isdigit():
+    if not _is_ascii_digits(seconds) or not _is_ascii_digits(nanos):
         return "seconds and nanoseconds must be decimal digits (a '-' may lead the whole value)"
     if len(seconds) > 1 and seconds[0] == "0" or len(nanos) > 1 and nanos[0] == "0":
         return "leading zeros are not allowed in seconds or nanoseconds"
-    if int(nanos) > NS_PER_SECOND - 1:
+    if len(nanos) > 9 or int(nanos) > NS_PER_SECOND - 1:
         return "nanoseconds must be at most 999999999"
     return "it does not match the timestamp grammar"
+
+
+def _is_ascii_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def _ns_in_range(ns: int, text: object) -> int:
@@ -251,8 +256,17 @@ class TimeRange:
 
     @classmethod
     def from_ns(cls, start_ns: int | None, end_ns: int | None) -> TimeRange:
-        """Build ``[start_ns, end_ns)`` from half-open integer bounds (``None`` = unbounded)."""
-        return cls(start_ns, end_ns, include_start=True, include_end=False)
+        """Build ``[start_ns, end_ns)`` from half-open integer bounds (``None`` = unbounded).
+
+        A bound of ``MAX_NS + 1`` (the half-open form of ``(MAX_NS`` or ``MAX_NS]``) is not a
+        :class:`Timestamp`, so it is written with the opposite marker: ``(MAX_NS_`` or ``_MAX_NS]``.
+        """
+        include_start, include_end = True, False
+        if start_ns == MAX_NS + 1:
+            start_ns, include_start = MAX_NS, False
+        if end_ns == MAX_NS + 1:
+            end_ns, include_end = MAX_NS, True
+        return cls(start_ns, end_ns, include_start=include_start, include_end=include_end)
 
     @classmethod
     def from_storage(cls, start_ns: int, end_ns: int) -> TimeRange:

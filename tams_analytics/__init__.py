@@ -1,0 +1,34 @@
+"""tams-analytics: an exact, fast query layer for the BBC Time-addressable Media Store (TAMS).
+
+>>> import tams_analytics as ta
+>>> ta.TimeRange.from_str("[0:0_10:0)").overlaps(ta.TimeRange.from_str("[10:0]"))
+False
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tams_analytics.exceptions import TamsError
+from tams_analytics.timerange import TimeRange, Timestamp
+
+if TYPE_CHECKING:
+    from tams_analytics.catalog import Catalog
+
+__all__ = ["Catalog", "TamsError", "TimeRange", "Timestamp", "__version__", "connect"]
+__version__ = "0.1.0"
+
+
+def connect(url: str = "duckdb://", **options: Any) -> Catalog:
+    """Open a TAMS store by URL (see :func:`tams_analytics.catalog.connect`)."""
+    from tams_analytics.catalog import connect as _connect
+
+    return _connect(url, **options)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Catalog":
+        from tams_analytics.catalog import Catalog
+
+        return Catalog
+    raise AttributeError(f"module 'tams_analytics' has no attribute {name!r}")

@@ -1,0 +1,37 @@
+"""Engine registry: a URL scheme names an engine, imported lazily so missing drivers cost nothing."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from tams_analytics.engines.base import Engine
+from tams_analytics.exceptions import TamsError
+
+__all__ = ["ENGINES", "Engine", "open_engine"]
+
+#: scheme -> (module, pip extra that provides its driver)
+ENGINES: Final[dict[str, tuple[str, str | None]]] = {
+    "duckdb": ("tams_analytics.engines.duckdb", None),
+    "vast": ("tams_analytics.engines.vast", "vast"),
+    "trino": ("tams_analytics.engines.trino", "trino"),
+}
+
+
+def open_engine(url: str, **options: Any) -> Engine:
+    """Open the engine named by ``url``'s scheme."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ENGINES:
+        raise TamsError(f"unknown store URL scheme {scheme!r} in {url!r}; expected one of {sorted(ENGINES)}")
+    module_name, extra = ENGINES[scheme]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        hint = f"pip install 'tams-analytics[{extra}]'" if extra else "reinstall tams-analytics"
+        raise TamsError(
+            f"the {scheme} engine needs a driver that is not installed ({exc.name}): {hint}"
+        ) from exc
+    engine: Engine = module.Engine(parts, **options)
+    return engine

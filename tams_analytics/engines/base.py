@@ -1,0 +1,163 @@
+"""What every engine provides, and the plumbing SQL engines share.
+
+An engine owns one connection to one store and knows how to read and write the tables of
+:mod:`tams_analytics.schema`. The :class:`~tams_analytics.catalog.Catalog` holds all TAMS semantics;
+engines stay thin. Differences between engines are data (:class:`Capabilities`), not branches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import SplitResult
+
+import pyarrow as pa
+
+from tams_analytics.exceptions import UnsupportedError
+from tams_analytics.predicates import AllOf, AnyOf, Const, InSubquery, Predicate, Term
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
+__all__ = ["Capabilities", "Engine", "OrderBy", "render_sql"]
+
+#: ``(column, descending)`` pairs.
+OrderBy = Sequence[tuple[str, bool]]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do; the catalog and tests read these instead of checking engine names."""
+
+    writes: bool = True
+    #: runs :class:`~tams_analytics.predicates.InSubquery` server-side (else resolved in two steps)
+    subqueries: bool = True
+    transactions: bool = True
+
+
+class Engine(ABC):
+    """One store behind one URL."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, url: SplitResult) -> None:
+        self.url = url
+
+    # -- analyst view --------------------------------------------------------------------------------
+    @abstractmethod
+    def table(self, name: str) -> ir.Table:
+        """The lazy ibis table ``name``."""
+
+    # -- row access for the catalog ------------------------------------------------------------------
+    @abstractmethod
+    def query(
+        self,
+        name: str,
+        where: Sequence[Predicate] = (),
+        *,
+        columns: Sequence[str] | None = None,
+        order_by: OrderBy = (),
+        limit: int | None = None,
+    ) -> pa.Table:
+        """Rows of ``name`` matching every predicate, as Arrow."""
+
+    def count(self, name: str, where: Sequence[Predicate] = ()) -> int:
+        return self.query(name, where, columns=[next(iter(self.table(name).columns))]).num_rows
+
+    # -- writes ----------------------------------------------------------------------------------------
+    def insert(self, name: str, rows: pa.Table) -> None:
+        raise UnsupportedError(f"the {self.name} engine is read-only")
+
+    def delete(self, name: str, where: Sequence[Predicate]) -> int:
+        raise UnsupportedError(f"the {self.name} engine is read-only")
+
+    def update(self, name: str, where: Sequence[Predicate], values: dict[str, Any]) -> int:
+        raise UnsupportedError(f"the {self.name} engine is read-only")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes; on an exception none of them is applied (where the engine supports it)."""
+        yield
+
+    def create_tables(self) -> None:
+        """Create any missing table of the entity model."""
+
+    def optimize(self) -> None:
+        """Re-cluster tables in their sort order (engines that need it)."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def render_sql(predicate: Predicate, params: list[Any]) -> str:
+    """Render a predicate as standard SQL with ``?`` placeholders appended to ``params``.
+
+    Used by SQL engines on their hot path so that a segment query does not pay for an ibis compile.
+    """
+    if isinstance(predicate, Const):
+        return "TRUE" if predicate.value else "FALSE"
+    if isinstance(predicate, AllOf):
+        if not predicate.terms:
+            return "TRUE"
+        return "(" + " AND ".join(render_sql(t, params) for t in predicate.terms) + ")"
+    if isinstance(predicate, AnyOf):
+        if not predicate.terms:
+            return "FALSE"
+        return "(" + " OR ".join(render_sql(t, params) for t in predicate.terms) + ")"
+    if isinstance(predicate, InSubquery):
+        inner = render_sql(predicate.where, params)
+        sub = f"SELECT {_quote(predicate.value_column)} FROM {_quote(predicate.table)} WHERE {inner}"
+        # NOT IN with a NULL in the subquery is never true: the inner columns are non-null ids
+        return f"{_quote(predicate.column)} {'NOT IN' if predicate.negate else 'IN'} ({sub})"
+    if isinstance(predicate, Term):
+        col = _quote(predicate.column)
+        op, v = predicate.op, predicate.value
+        if op in ("==", "!=", "<", "<=", ">", ">="):
+            params.append(v)
+            return f"{col} {'=' if op == '==' else '<>' if op == '!=' else op} ?"
+        if op == "isin":
+            params.extend(v)
+            return f"{col} IN ({', '.join('?' * len(v))})"
+        if op == "isnull":
+            return f"{col} IS NULL"
+        if op == "notnull":
+            return f"{col} IS NOT NULL"
+        if op == "startswith":
+            params.append(v)
+            return f"starts_with({col}, ?)"
+        if op == "contains":
+            params.append(v)
+            return f"contains({col}, ?)"
+        if op == "between":
+            params.extend(v)
+            return f"{col} BETWEEN ? AND ?"
+    raise UnsupportedError(f"cannot render {predicate!r} as SQL")
+
+
+def select_sql(
+    name: str,
+    where: Sequence[Predicate],
+    params: list[Any],
+    *,
+    columns: Sequence[str] | None = None,
+    order_by: OrderBy = (),
+    limit: int | None = None,
+) -> str:
+    """``SELECT ... FROM name WHERE ... ORDER BY ... LIMIT ...`` with placeholders."""
+    cols = ", ".join(_quote(c) for c in columns) if columns else "*"
+    sql = f"SELECT {cols} FROM {_quote(name)}"
+    if where:
+        sql += " WHERE " + " AND ".join(render_sql(p, params) for p in where)
+    if order_by:
+        sql += " ORDER BY " + ", ".join(f"{_quote(c)} {'DESC' if d else 'ASC'}" for c, d in order_by)
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return sql

@@ -1,0 +1,224 @@
+"""The embedded default engine: one DuckDB file (or memory) per store.
+
+Reads on the hot path render the predicate tree straight to parameterised SQL (no ibis compile);
+analysts get lazy ibis tables over the same DuckDB database. DuckDB connections are not safe to share
+between threads, so each thread gets its own cursor; writes run on one cursor under one lock, inside an
+explicit transaction, and reads made inside a transaction use that cursor so they see its writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import SplitResult
+
+import duckdb
+import ibis
+import pyarrow as pa
+
+from tams_analytics.engines.base import Capabilities, OrderBy, render_sql, select_sql
+from tams_analytics.engines.base import Engine as BaseEngine
+from tams_analytics.predicates import Predicate
+from tams_analytics.schema import SCHEMAS, SORT_KEYS
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
+logger = logging.getLogger(__name__)
+
+_DUCKDB_TYPES: dict[str, str] = {
+    "string": "VARCHAR",
+    "large_string": "VARCHAR",
+    "int64": "BIGINT",
+    "bool": "BOOLEAN",
+    "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
+}
+
+
+def _ddl(name: str, schema: pa.Schema) -> str:
+    cols = ", ".join(
+        f'"{f.name}" {_DUCKDB_TYPES[str(f.type)]}{"" if f.nullable else " NOT NULL"}' for f in schema
+    )
+    return f'CREATE TABLE IF NOT EXISTS "{name}" ({cols})'
+
+
+def _path_of(url: SplitResult) -> str:
+    """``duckdb:///abs/file.duckdb``, ``duckdb://rel/file.duckdb`` or ``duckdb://`` (in memory)."""
+    path = f"{url.netloc}{url.path}"
+    return path if path else ":memory:"
+
+
+class Engine(BaseEngine):
+    """DuckDB, embedded."""
+
+    name: ClassVar[str] = "duckdb"
+    capabilities: ClassVar[Capabilities] = Capabilities(writes=True, subqueries=True, transactions=True)
+
+    def __init__(self, url: SplitResult, *, read_only: bool = False, threads: int | None = None) -> None:
+        super().__init__(url)
+        self.path = _path_of(url)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        config: dict[str, Any] = {}
+        if threads:
+            config["threads"] = threads
+        self._con = duckdb.connect(self.path, read_only=read_only, config=config)
+        self.read_only = read_only
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._writer = self._con.cursor()
+        self._ibis: Any = None
+        if not read_only:
+            self.create_tables()
+
+    # -- connections -----------------------------------------------------------------------------------
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor: the writer inside a transaction, else a per-thread read cursor."""
+        if getattr(self._local, "depth", 0):
+            return self._writer
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._local.cursor = self._con.cursor()
+        return cur
+
+    @property
+    def ibis(self) -> Any:
+        """The ibis DuckDB backend over this database (created on first use)."""
+        if self._ibis is None:
+            self._ibis = ibis.duckdb.from_connection(self._con.cursor())
+        return self._ibis
+
+    def table(self, name: str) -> ir.Table:
+        return self.ibis.table(name)
+
+    def sql(self, query: str, params: Sequence[Any] = ()) -> pa.Table:
+        """Run raw SQL and return Arrow (for benchmarks, SQL views and tests)."""
+        return self._cursor().execute(query, list(params)).fetch_arrow_table()
+
+    # -- reads -------------------------------------------------------------------------------------------
+    def query(
+        self,
+        name: str,
+        where: Sequence[Predicate] = (),
+        *,
+        columns: Sequence[str] | None = None,
+        order_by: OrderBy = (),
+        limit: int | None = None,
+    ) -> pa.Table:
+        params: list[Any] = []
+        sql = select_sql(name, where, params, columns=columns, order_by=order_by, limit=limit)
+        return self._cursor().execute(sql, params).fetch_arrow_table()
+
+    def count(self, name: str, where: Sequence[Predicate] = ()) -> int:
+        params: list[Any] = []
+        sql = f'SELECT count(*) FROM "{name}"'
+        if where:
+            sql += " WHERE " + " AND ".join(render_sql(p, params) for p in where)
+        row = self._cursor().execute(sql, params).fetchone()
+        return int(row[0]) if row else 0
+
+    # -- writes ------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._write_lock:
+            depth = getattr(self._local, "depth", 0)
+            self._local.depth = depth + 1
+            if depth:
+                try:
+                    yield
+                finally:
+                    self._local.depth = depth
+                return
+            self._writer.execute("BEGIN TRANSACTION")
+            try:
+                yield
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            else:
+                self._writer.execute("COMMIT")
+            finally:
+                self._local.depth = depth
+
+    def insert(self, name: str, rows: pa.Table) -> None:
+        if rows.num_rows == 0:
+            return
+        rows = _conform(name, rows)
+        with self.transaction():
+            cur = self._writer
+            view = f"_tams_insert_{threading.get_ident()}"
+            cur.register(view, rows)
+            try:
+                cols = ", ".join(f'"{c}"' for c in rows.column_names)
+                cur.execute(f'INSERT INTO "{name}" ({cols}) SELECT {cols} FROM "{view}"')
+            finally:
+                cur.unregister(view)
+
+    def delete(self, name: str, where: Sequence[Predicate]) -> int:
+        params: list[Any] = []
+        sql = f'DELETE FROM "{name}"'
+        if where:
+            sql += " WHERE " + " AND ".join(render_sql(p, params) for p in where)
+        with self.transaction():
+            row = self._writer.execute(sql, params).fetchone()
+        return int(row[0]) if row else 0
+
+    def update(self, name: str, where: Sequence[Predicate], values: dict[str, Any]) -> int:
+        if not values:
+            return 0
+        params: list[Any] = list(values.values())
+        sets = ", ".join(f'"{c}" = ?' for c in values)
+        sql = f'UPDATE "{name}" SET {sets}'
+        if where:
+            sql += " WHERE " + " AND ".join(render_sql(p, params) for p in where)
+        with self.transaction():
+            row = self._writer.execute(sql, params).fetchone()
+        return int(row[0]) if row else 0
+
+    def create_tables(self) -> None:
+        with self.transaction():
+            for name, schema in SCHEMAS.items():
+                self._writer.execute(_ddl(name, schema))
+            # a derived view the predicates use for collected_by_ids on sources
+            self._writer.execute(
+                'CREATE OR REPLACE VIEW "source_collections" AS '
+                "SELECT DISTINCT f.source_id AS source_id, m.source_id AS member_id "
+                'FROM "collections" c JOIN "flows" f ON f.id = c.flow_id JOIN "flows" m ON m.id = c.member_id'
+            )
+
+    def optimize(self) -> None:
+        """Rewrite clustered tables in their sort order so that zone maps prune one flow's window."""
+        with self.transaction():
+            for name, keys in SORT_KEYS.items():
+                order = ", ".join(f'"{k}"' for k in keys)
+                self._writer.execute(
+                    f'CREATE TEMP TABLE "_sorted" AS SELECT * FROM "{name}" ORDER BY {order}'
+                )
+                self._writer.execute(f'DELETE FROM "{name}"')
+                self._writer.execute(f'INSERT INTO "{name}" SELECT * FROM "_sorted"')
+                self._writer.execute('DROP TABLE "_sorted"')
+        self._writer.execute("CHECKPOINT")
+
+    def checkpoint(self) -> None:
+        self._writer.execute("CHECKPOINT")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._con.close()
+
+
+def _conform(name: str, rows: pa.Table) -> pa.Table:
+    """Cast ``rows`` to the table's types, keeping only its columns (missing ones become null)."""
+    schema = SCHEMAS[name]
+    arrays = []
+    for f in schema:
+        if f.name in rows.column_names:
+            col = rows.column(f.name)
+            arrays.append(col if col.type == f.type else col.cast(f.type))
+        else:
+            arrays.append(pa.nulls(rows.num_rows, f.type))
+    return pa.Table.from_arrays(arrays, schema=pa.schema([f.with_nullable(True) for f in schema]))

@@ -1,0 +1,259 @@
+"""The entity model: one pyarrow schema per table.
+
+Every engine creates exactly these tables. Design rules:
+
+* Timeranges are stored twice: canonical text (what the API returns, clusivity as written) and
+  ``start_ns``/``end_ns`` int64 half-open bounds (what every query compares). Unbounded sides use the
+  sentinels :data:`~tams_analytics.timerange.START_UNBOUNDED` / ``END_UNBOUNDED``.
+* Timestamps that analysts compute with (``ts_offset``, ``last_duration``) are int64 nanoseconds.
+* Tags are rows (``entity_type``, ``entity_id``, ``name``, ``value``), not JSON text, so a tag filter is a
+  plain predicate every engine can run (and VAST can push down).
+* Nested wire documents that are only ever returned whole (essence parameters, webhook filters) are JSON
+  text beside the columns that queries filter on.
+* Presigned URLs are never stored: object instances hold a storage key, and URLs are minted when read.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import pyarrow as pa
+
+__all__ = ["PRIMARY_KEYS", "SCHEMAS", "SORT_KEYS", "TABLES", "TagEntity"]
+
+TS = pa.timestamp("us", tz="UTC")
+
+SOURCES: Final = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("format", pa.string(), nullable=False),
+        ("label", pa.string()),
+        ("description", pa.string()),
+        ("created_by", pa.string()),
+        ("updated_by", pa.string()),
+        ("created", TS),
+        ("updated", TS),
+    ]
+)
+
+FLOWS: Final = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("source_id", pa.string(), nullable=False),
+        pa.field("format", pa.string(), nullable=False),
+        ("codec", pa.string()),
+        ("container", pa.string()),
+        ("label", pa.string()),
+        ("description", pa.string()),
+        ("created_by", pa.string()),
+        ("updated_by", pa.string()),
+        ("created", TS),
+        ("metadata_updated", TS),
+        ("segments_updated", TS),
+        ("metadata_version", pa.string()),
+        ("generation", pa.int64()),
+        ("read_only", pa.bool_()),
+        ("status", pa.string()),
+        ("max_bit_rate", pa.int64()),
+        ("avg_bit_rate", pa.int64()),
+        ("profile_id", pa.string()),
+        # filterable essence parameters, copied out of `essence_parameters`
+        ("frame_width", pa.int64()),
+        ("frame_height", pa.int64()),
+        ("sample_rate", pa.int64()),
+        ("init_segments", pa.bool_()),
+        # JSON text of the remaining flow document (essence_parameters, segment_duration, ...), as put
+        ("doc", pa.string()),
+    ]
+)
+
+SEGMENTS: Final = pa.schema(
+    [
+        pa.field("flow_id", pa.string(), nullable=False),
+        pa.field("object_id", pa.string(), nullable=False),
+        pa.field("timerange", pa.string(), nullable=False),
+        pa.field("start_ns", pa.int64(), nullable=False),
+        pa.field("end_ns", pa.int64(), nullable=False),
+        ("ts_offset", pa.int64()),
+        ("last_duration", pa.int64()),
+        ("object_timerange", pa.string()),
+        ("sample_offset", pa.int64()),
+        ("sample_count", pa.int64()),
+        ("key_frame_count", pa.int64()),
+        ("init_object_id", pa.string()),
+        ("created", TS),
+    ]
+)
+
+OBJECTS: Final = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        # the flow the id was allocated for by POST /flows/{id}/storage (null for external objects)
+        ("allocated_flow_id", pa.string()),
+        ("first_referenced_by_flow", pa.string()),
+        ("registered", pa.bool_()),
+        ("is_init", pa.bool_()),
+        ("timerange", pa.string()),
+        ("start_ns", pa.int64()),
+        ("end_ns", pa.int64()),
+        ("key_frame_count", pa.int64()),
+        ("init_object_id", pa.string()),
+        ("content_type", pa.string()),
+        ("size_bytes", pa.int64()),
+        ("created", TS),
+        # when no segment references the object any more (null while referenced); garbage collection
+        # deletes it from storage after the service's min_object_timeout
+        ("unreferenced_since", TS),
+    ]
+)
+
+OBJECT_INSTANCES: Final = pa.schema(
+    [
+        pa.field("object_id", pa.string(), nullable=False),
+        # controlled copies: a storage backend and a key in it (the URL is minted when read)
+        ("storage_id", pa.string()),
+        ("storage_key", pa.string()),
+        # uncontrolled instances: a client-provided URL and label
+        ("url", pa.string()),
+        ("label", pa.string()),
+        ("controlled", pa.bool_()),
+        ("position", pa.int64()),
+        ("created", TS),
+    ]
+)
+
+TAGS: Final = pa.schema(
+    [
+        pa.field("entity_type", pa.string(), nullable=False),
+        pa.field("entity_id", pa.string(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("value", pa.string(), nullable=False),
+        # False for a string tag; True for an array tag (one row per element, ordered by position)
+        pa.field("is_array", pa.bool_(), nullable=False),
+        pa.field("position", pa.int64(), nullable=False),
+    ]
+)
+
+COLLECTIONS: Final = pa.schema(
+    [
+        pa.field("flow_id", pa.string(), nullable=False),
+        pa.field("member_id", pa.string(), nullable=False),
+        pa.field("position", pa.int64(), nullable=False),
+        ("role", pa.string()),
+        ("container_mapping", pa.string()),
+    ]
+)
+
+WEBHOOKS: Final = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("url", pa.string(), nullable=False),
+        ("status", pa.string()),
+        ("api_key_name", pa.string()),
+        # a secret: stored to send with deliveries, never returned by the API nor logged
+        ("api_key_value", pa.string()),
+        # JSON text: events and every filter/transformation option of webhook.json
+        ("doc", pa.string()),
+        ("error", pa.string()),
+        ("created", TS),
+        ("created_by", pa.string()),
+    ]
+)
+
+DELETE_REQUESTS: Final = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("flow_id", pa.string(), nullable=False),
+        pa.field("timerange_to_delete", pa.string(), nullable=False),
+        ("timerange_remaining", pa.string()),
+        ("object_id", pa.string()),
+        pa.field("delete_flow", pa.bool_(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        ("created", TS),
+        ("created_by", pa.string()),
+        ("updated", TS),
+        ("expiry", TS),
+        ("error", pa.string()),
+    ]
+)
+
+STORAGE_BACKENDS: Final = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("store_type", pa.string(), nullable=False),
+        pa.field("provider", pa.string(), nullable=False),
+        pa.field("store_product", pa.string(), nullable=False),
+        ("label", pa.string()),
+        ("region", pa.string()),
+        ("availability_zone", pa.string()),
+        ("default_storage", pa.bool_()),
+    ]
+)
+
+PROFILES: Final = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        ("label", pa.string()),
+        ("format", pa.string()),
+        ("codec", pa.string()),
+        ("doc", pa.string()),
+    ]
+)
+
+SERVICE: Final = pa.schema([pa.field("key", pa.string(), nullable=False), pa.field("value", pa.string())])
+
+#: Table name -> schema. The order is creation order.
+SCHEMAS: Final[dict[str, pa.Schema]] = {
+    "sources": SOURCES,
+    "flows": FLOWS,
+    "segments": SEGMENTS,
+    "objects": OBJECTS,
+    "object_instances": OBJECT_INSTANCES,
+    "tags": TAGS,
+    "collections": COLLECTIONS,
+    "webhooks": WEBHOOKS,
+    "delete_requests": DELETE_REQUESTS,
+    "storage_backends": STORAGE_BACKENDS,
+    "profiles": PROFILES,
+    "service": SERVICE,
+}
+TABLES: Final = tuple(SCHEMAS)
+
+#: Columns that identify a row (unique in every engine; enforced by the catalog's writes).
+PRIMARY_KEYS: Final[dict[str, tuple[str, ...]]] = {
+    "sources": ("id",),
+    "flows": ("id",),
+    "segments": ("flow_id", "start_ns"),
+    "objects": ("id",),
+    "object_instances": ("object_id", "position"),
+    "tags": ("entity_type", "entity_id", "name", "position"),
+    "collections": ("flow_id", "position"),
+    "webhooks": ("id",),
+    "delete_requests": ("id",),
+    "storage_backends": ("id",),
+    "profiles": ("id",),
+    "service": ("key",),
+}
+
+#: Physical sort/clustering order per table: engines that can (VAST sorting keys, DuckDB rewrites) keep
+#: rows in this order so that one flow's window is a narrow range scan.
+SORT_KEYS: Final[dict[str, tuple[str, ...]]] = {
+    "segments": ("flow_id", "start_ns"),
+    "tags": ("entity_type", "name", "value"),
+    "object_instances": ("object_id",),
+    "collections": ("flow_id",),
+}
+
+
+class TagEntity:
+    """Values of ``tags.entity_type``."""
+
+    SOURCE: Final = "source"
+    FLOW: Final = "flow"
+    WEBHOOK: Final = "webhook"
+    STORAGE_BACKEND: Final = "storage_backend"
+
+
+def empty_table(name: str) -> pa.Table:
+    """An empty Arrow table with the schema of ``name``."""
+    return SCHEMAS[name].empty_table()
