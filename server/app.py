@@ -1,0 +1,185 @@
+"""Assembly of the TAMS server: settings, catalog, storage, routers, background workers."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+
+from server import errors
+from server.auth import authenticate
+from server.config import Settings
+from server.deps import Stores
+from server.events import EventBus
+from server.storage.base import StorageBackendInfo
+from server.storage.local import LocalObjectStore, make_router
+from tams_analytics import __version__
+from tams_analytics.catalog import Catalog, connect
+
+logger = logging.getLogger(__name__)
+
+#: route modules, each exposing ``router``; included in this order
+ROUTE_MODULES = (
+    "server.routes.root",
+    "server.routes.service",
+    "server.routes.webhooks",
+    "server.routes.sources",
+    "server.routes.flows",
+    "server.routes.segments",
+    "server.routes.storage",
+    "server.routes.objects",
+    "server.routes.delete_requests",
+)
+
+#: background workers, each exposing ``start(app) -> stop callable``
+WORKER_MODULES = ("server.workers.events", "server.workers.deletes", "server.workers.gc")
+
+
+def build_stores(settings: Settings) -> Stores:
+    """The storage backends of this deployment (one, the default)."""
+    if settings.storage == "s3":
+        from server.storage.s3 import S3ObjectStore
+
+        info = StorageBackendInfo(
+            id=settings.storage_id,
+            label=settings.storage_label,
+            provider="S3-compatible",
+            store_product="S3",
+            region=settings.s3_region,
+            default_storage=True,
+        )
+        store: Any = S3ObjectStore(
+            info,
+            bucket=settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint,
+            region=settings.s3_region,
+            access_key=settings.s3_access_key.get_secret_value() if settings.s3_access_key else None,
+            secret_key=settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None,
+            prefix=settings.s3_prefix,
+            create_bucket=settings.s3_create_bucket,
+        )
+    else:
+        info = StorageBackendInfo(
+            id=settings.storage_id,
+            label=settings.storage_label,
+            provider="tams-analytics",
+            store_product="local files",
+            default_storage=True,
+        )
+        store = LocalObjectStore(
+            info,
+            root=settings.data_dir / "objects",
+            base_url=settings.public_url or "",
+            secret=settings.local_signing_key.get_secret_value().encode(),
+        )
+    return Stores([store])
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    catalog: Catalog | None = None,
+    stores: Stores | None = None,
+    workers: bool = True,
+) -> FastAPI:
+    """The FastAPI application. ``catalog``/``stores`` may be given (tests); else built from ``settings``."""
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        app.state.catalog = catalog or connect(settings.store_url)
+        app.state.stores = stores or build_stores(settings)
+        for store in app.state.stores:
+            app.state.catalog.register_storage_backend(store.info.to_json() | {"tags": store.info.tags})
+        stops = []
+        if workers:
+            for name in WORKER_MODULES:
+                with contextlib.suppress(ModuleNotFoundError):
+                    stops.append(importlib.import_module(name).start(app))
+        try:
+            yield
+        finally:
+            for stop in reversed(stops):
+                await stop()
+            if catalog is None:
+                app.state.catalog.close()
+
+    async def auth(request: Request) -> None:
+        request.state.principal = authenticate(request, settings)
+
+    app = FastAPI(
+        title="TAMS (tams-analytics)",
+        version="8.2",
+        summary=f"Time-addressable Media Store API 8.2, served by tams-analytics {__version__}",
+        lifespan=lifespan,
+        docs_url="/docs",
+    )
+    app.state.settings = settings
+    app.state.events = EventBus(enabled=settings.webhooks)
+    errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(make_router(lambda: _local_store(app)))
+    for name in ROUTE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        app.include_router(module.router, dependencies=[Depends(auth)])
+    return app
+
+
+def _local_store(app: FastAPI) -> LocalObjectStore:
+    for store in app.state.stores:
+        if isinstance(store, LocalObjectStore):
+            return store
+    raise LookupError("no local object store is configured")
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with 413 (by Content-Length, and while streaming)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_media"):
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await _send_error(send, 413, f"request body over {self.max_bytes} bytes")
+                return
+        seen = 0
+
+        async def limited() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise errors.ApiError(413, f"request body over {self.max_bytes} bytes", "PayloadTooLarge")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _send_error(send: Any, status: int, summary: str) -> None:
+    import json
+
+    body = json.dumps(errors.error_body("PayloadTooLarge", summary)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

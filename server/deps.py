@@ -1,0 +1,63 @@
+"""Shared state for routes, as FastAPI dependencies (tests swap them with ``dependency_overrides``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from server.config import Settings
+from server.events import EventBus
+from server.storage.base import ObjectStore
+from tams_analytics.catalog import Catalog
+
+
+class Stores:
+    """The storage backends this service offers, by ``storage_id``; one is the default."""
+
+    def __init__(self, stores: list[ObjectStore]) -> None:
+        self.by_id: dict[str, ObjectStore] = {s.info.id: s for s in stores}
+        defaults = [s for s in stores if s.info.default_storage]
+        self.default: ObjectStore | None = defaults[0] if defaults else None
+
+    def get(self, storage_id: str | None) -> ObjectStore | None:
+        return self.default if storage_id is None else self.by_id.get(storage_id)
+
+    def labels(self) -> frozenset[str]:
+        return frozenset(s.info.label for s in self.by_id.values())
+
+    def __iter__(self) -> Any:
+        return iter(self.by_id.values())
+
+
+def get_catalog(request: Request) -> Catalog:
+    return request.app.state.catalog
+
+
+def get_stores(request: Request) -> Stores:
+    stores: Stores = request.app.state.stores
+    for store in stores:
+        # the local store serves its objects from this server: learn its URL from the first request
+        if getattr(store, "base_url", None) == "":
+            store.set_base_url(str(request.base_url).rstrip("/"))  # type: ignore[attr-defined]
+    return stores
+
+
+def get_events(request: Request) -> EventBus:
+    return request.app.state.events
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_principal(request: Request) -> str | None:
+    """Who is calling (set by the auth dependency), used for ``created_by``/``updated_by``."""
+    return getattr(request.state, "principal", None)
+
+
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+StoresDep = Annotated[Stores, Depends(get_stores)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EventsDep = Annotated[EventBus, Depends(get_events)]
+PrincipalDep = Annotated[str | None, Depends(get_principal)]

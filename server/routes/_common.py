@@ -1,0 +1,110 @@
+"""Helpers every router shares: GET+HEAD pairs, JSON answers, query parsing."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from server.errors import bad_request, not_found
+from tams_analytics.timerange import TimeRange
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def get_and_head(router: APIRouter, path: str, name: str, **kwargs: Any) -> Callable[[F], F]:
+    """Register one handler for GET (``GET_<name>``) and HEAD (``HEAD_<name>``) with the spec's operationIds.
+
+    A HEAD answer carries the same status and headers as the GET, without a body.
+    """
+
+    def decorate(fn: F) -> F:
+        router.add_api_route(path, fn, methods=["GET"], operation_id=f"GET_{name}", **kwargs)
+        router.add_api_route(
+            path,
+            fn,
+            methods=["HEAD"],
+            operation_id=f"HEAD_{name}",
+            include_in_schema=True,
+            **{k: v for k, v in kwargs.items() if k != "response_model"},
+        )
+        return fn
+
+    return decorate
+
+
+def json_response(
+    content: Any, status: int = 200, headers: dict[str, str] | None = None, request: Request | None = None
+) -> Response:
+    """Compact JSON; a HEAD request gets the headers (including Content-Length) and no body."""
+    body = json.dumps(content, separators=(",", ":"), default=str).encode()
+    h = dict(headers or {})
+    if request is not None and request.method == "HEAD":
+        h["content-length"] = str(len(body))
+        return Response(status_code=status, headers=h, media_type="application/json")
+    return Response(content=body, status_code=status, headers=h, media_type="application/json")
+
+
+def check_uuid(value: str, what: str = "id", *, in_path: bool = True) -> str:
+    """A TAMS uuid (lowercase, versions 1-5). The spec answers an invalid id in a path with 404
+    ("the ID in the path is invalid"), and an invalid id in a query or body with 400."""
+    if not UUID_RE.match(value):
+        summary = f"{what} {value!r} is not a valid TAMS UUID (lowercase, versions 1-5)"
+        raise not_found(summary) if in_path else bad_request(summary)
+    return value
+
+
+def parse_timerange(value: str | None, name: str = "timerange") -> TimeRange | None:
+    if value is None:
+        return None
+    try:
+        return TimeRange.from_str(value)
+    except ValueError as exc:
+        raise bad_request(f"{name}: {exc}") from exc
+
+
+def parse_bool(value: str | None, name: str) -> bool | None:
+    if value is None:
+        return None
+    v = value.lower()
+    if v in ("true", "1"):
+        return True
+    if v in ("false", "0"):
+        return False
+    raise bad_request(f"{name} must be true or false, not {value!r}")
+
+
+def prefixed_params(request: Request, prefix: str) -> dict[str, str]:
+    """Query parameters named ``<prefix>.<name>`` (e.g. ``tag.genre``), keyed by name."""
+    out: dict[str, str] = {}
+    for key, value in request.query_params.multi_items():
+        if key.startswith(prefix + "."):
+            name = key[len(prefix) + 1 :]
+            if not name:
+                raise bad_request(f"{prefix}. needs a name")
+            out[name] = value
+    return out
+
+
+def tag_filters(request: Request) -> dict[str, Any]:
+    """``tag.{name}`` and ``tag_exists.{name}`` as catalog filters ``tags=`` and ``tags_exist=``."""
+    tags = {k: [x for x in v.split(",") if x] for k, v in prefixed_params(request, "tag").items()}
+    exists = {k: parse_bool(v, f"tag_exists.{k}") for k, v in prefixed_params(request, "tag_exists").items()}
+    return {"tags": tags or None, "tags_exist": exists or None}
+
+
+async def json_body(request: Request) -> Any:
+    """The parsed JSON body, or a 400 that says why it is not JSON."""
+    raw = await request.body()
+    if not raw:
+        raise bad_request("a JSON request body is required")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"malformed JSON body: {exc}") from exc

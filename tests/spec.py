@@ -1,0 +1,52 @@
+"""Validate bodies against the official TAMS JSON schemas in ``TAMS_SPEC_DIR`` (default ../shared/tams-spec)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def spec_dir() -> Path:
+    return Path(os.environ.get("TAMS_SPEC_DIR", REPO.parent / "shared" / "tams-spec"))
+
+
+def require_spec() -> Path:
+    """The spec directory, or skip the test with the reason."""
+    d = spec_dir()
+    if not (d / "api" / "schemas").is_dir():
+        pytest.skip(f"official TAMS spec not found at {d} (set TAMS_SPEC_DIR)")
+    return d
+
+
+@functools.cache
+def _validator(schema: str, root: str) -> Draft202012Validator:
+    schemas = Path(root) / "api" / "schemas"
+    registry = Registry().with_resources(
+        (p.name, Resource.from_contents(json.loads(p.read_text()), default_specification=DRAFT202012))
+        for p in schemas.glob("*.json")
+    )
+    return Draft202012Validator(json.loads((schemas / schema).read_text()), registry=registry)
+
+
+def assert_valid(body: Any, schema: str) -> None:
+    """Fail with the first schema error when ``body`` does not validate against the official ``schema``."""
+    root = require_spec()
+    error = best_match(_validator(schema, str(root)).iter_errors(body))
+    assert error is None, f"{schema}: {error.message} at {'/'.join(map(str, error.absolute_path))}\n{body!r}"
+
+
+def assert_valid_list(body: Any, item_schema: str) -> None:
+    assert isinstance(body, list), f"expected a JSON array, got {type(body).__name__}"
+    for item in body:
+        assert_valid(item, item_schema)
