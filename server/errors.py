@@ -113,5 +113,5 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(500, "internal server error", "InternalServerError", head=request.method == "HEAD")
