@@ -1,0 +1,1 @@
+"""Wire documents <-> catalog documents and rows: the only layer that knows both shapes."""

@@ -1,0 +1,109 @@
+"""Flow and segment deletion: done at once (204), or handed to a delete request (202) when large.
+
+A delete request is stored first and carried out by ``server.workers.deletes``, which resumes
+unfinished requests after a restart. Either way the flow is checked (exists, not read-only) before
+anything is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+
+from server.conversion.common import iso
+from server.errors import forbidden, not_found
+from server.publish import capture, publish_changes, publish_segments_deleted
+from server.routes._common import json_response
+from tams_analytics import predicates as P
+from tams_analytics.catalog import Catalog
+from tams_analytics.predicates import Term
+from tams_analytics.timerange import TimeRange
+
+
+def request_wire(row: dict[str, Any]) -> dict[str, Any]:
+    """A ``delete_requests`` row as ``deletion-request.json``."""
+    out: dict[str, Any] = {
+        "id": row["id"],
+        "flow_id": row["flow_id"],
+        "timerange_to_delete": row["timerange_to_delete"],
+        "delete_flow": bool(row["delete_flow"]),
+        "status": row["status"],
+    }
+    if row.get("timerange_remaining") is not None:
+        out["timerange_remaining"] = row["timerange_remaining"]
+    for k in ("created", "updated", "expiry"):
+        if row.get(k) is not None:
+            out[k] = iso(row[k])
+    if row.get("created_by"):
+        out["created_by"] = row["created_by"]
+    if row.get("error"):
+        out["error"] = json.loads(row["error"])
+    return out
+
+
+def _flow_or_error(catalog: Catalog, flow_id: str) -> dict[str, Any]:
+    flow = catalog.row("flows", [Term("id", "==", flow_id)])
+    if flow is None:
+        raise not_found(f"flow {flow_id} does not exist")
+    if flow.get("read_only"):
+        raise forbidden(f"flow {flow_id} is read-only")
+    return flow
+
+
+def _accepted(request: Request, row: dict[str, Any]) -> Response:
+    location = str(request.url_for("GET_flow-delete-requests-request-id", request_id=row["id"]))
+    return json_response(request_wire(row), status=202, headers={"Location": location})
+
+
+def delete_flow(request: Request, flow_id: str) -> Response:
+    """``DELETE /flows/{id}``: 204 when done, 202 + delete request when the flow has many segments."""
+    app = request.app
+    catalog: Catalog = app.state.catalog
+    _flow_or_error(catalog, flow_id)
+    n = catalog.count("segments", [Term("flow_id", "==", flow_id)])
+    if n > app.state.settings.delete_sync_max_segments:
+        row = catalog.create_delete_request(
+            flow_id, "_", delete_flow=True, created_by=getattr(request.state, "principal", None)
+        )
+        wake_delete_worker(app)
+        return _accepted(request, row)
+    contexts = capture(catalog, [flow_id])
+    changes = catalog.delete_flow(flow_id)
+    publish_changes(request, changes, contexts)
+    return Response(status_code=204)
+
+
+def delete_segments(request: Request, flow_id: str, timerange: TimeRange, object_id: str | None) -> Response:
+    """``DELETE /flows/{id}/segments``: covered-only deletion; 202 + delete request when large."""
+    app = request.app
+    catalog: Catalog = app.state.catalog
+    _flow_or_error(catalog, flow_id)
+    where: list[P.Predicate] = [Term("flow_id", "==", flow_id), *P.flatten([P.covered_by(timerange)])]
+    if object_id is not None:
+        where.append(Term("object_id", "==", object_id))
+    n = catalog.count("segments", where)
+    if n > app.state.settings.delete_sync_max_segments:
+        row = catalog.create_delete_request(
+            flow_id,
+            str(timerange),
+            delete_flow=False,
+            object_id=object_id,
+            created_by=getattr(request.state, "principal", None),
+        )
+        wake_delete_worker(app)
+        return _accepted(request, row)
+    result = catalog.delete_segments(flow_id, timerange, object_id)
+    if result.deleted:
+        ctx = capture(catalog, [flow_id]).get(flow_id)
+        publish_segments_deleted(app.state.events, ctx, flow_id, str(result.timerange))
+    return Response(status_code=204)
+
+
+def wake_delete_worker(app: Any) -> None:
+    """Tell the delete worker (if running) that a new request is waiting."""
+    event = getattr(app.state, "delete_wakeup", None)
+    if event is not None:
+        event.set()
