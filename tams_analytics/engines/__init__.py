@@ -30,8 +30,6 @@ def open_engine(url: str, **options: Any) -> Engine:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         hint = f"pip install 'tams-analytics[{extra}]'" if extra else "reinstall tams-analytics"
-        raise TamsError(
-            f"the {scheme} engine needs a driver that is not installed ({exc.name}): {hint}"
-        ) from exc
+        raise TamsError(f"the {scheme} engine needs a driver that is not installed ({exc.name}): {hint}") from exc
     engine: Engine = module.Engine(parts, **options)
     return engine

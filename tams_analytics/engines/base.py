@@ -68,6 +68,15 @@ class Engine(ABC):
     def count(self, name: str, where: Sequence[Predicate] = ()) -> int:
         return self.query(name, where, columns=[next(iter(self.table(name).columns))]).num_rows
 
+    def count_in(self, name: str, column: str, values: pa.Array, chunk: int = 10_000) -> int:
+        """How many rows of ``name`` have ``column`` in ``values`` (a client-side array, possibly huge)."""
+        from tams_analytics.predicates import isin
+
+        total = 0
+        for lo in range(0, len(values), chunk):
+            total += self.count(name, [isin(column, values.slice(lo, chunk).to_pylist())])
+        return total
+
     # -- writes ----------------------------------------------------------------------------------------
     def insert(self, name: str, rows: pa.Table) -> None:
         raise UnsupportedError(f"the {self.name} engine is read-only")

@@ -40,9 +40,7 @@ _DUCKDB_TYPES: dict[str, str] = {
 
 
 def _ddl(name: str, schema: pa.Schema) -> str:
-    cols = ", ".join(
-        f'"{f.name}" {_DUCKDB_TYPES[str(f.type)]}{"" if f.nullable else " NOT NULL"}' for f in schema
-    )
+    cols = ", ".join(f'"{f.name}" {_DUCKDB_TYPES[str(f.type)]}{"" if f.nullable else " NOT NULL"}' for f in schema)
     return f'CREATE TABLE IF NOT EXISTS "{name}" ({cols})'
 
 
@@ -121,6 +119,17 @@ class Engine(BaseEngine):
         row = self._cursor().execute(sql, params).fetchone()
         return int(row[0]) if row else 0
 
+    def count_in(self, name: str, column: str, values: pa.Array, chunk: int = 10_000) -> int:
+        """A semi-join against the registered array: one query however many values."""
+        cur = self._cursor()
+        view = f"_tams_values_{threading.get_ident()}"
+        cur.register(view, pa.table({"v": values}))
+        try:
+            row = cur.execute(f'SELECT count(*) FROM "{name}" WHERE "{column}" IN (SELECT v FROM "{view}")').fetchone()
+        finally:
+            cur.unregister(view)
+        return int(row[0]) if row else 0
+
     # -- writes ------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -195,9 +204,7 @@ class Engine(BaseEngine):
         with self.transaction():
             for name, keys in SORT_KEYS.items():
                 order = ", ".join(f'"{k}"' for k in keys)
-                self._writer.execute(
-                    f'CREATE TEMP TABLE "_sorted" AS SELECT * FROM "{name}" ORDER BY {order}'
-                )
+                self._writer.execute(f'CREATE TEMP TABLE "_sorted" AS SELECT * FROM "{name}" ORDER BY {order}')
                 self._writer.execute(f'DELETE FROM "{name}"')
                 self._writer.execute(f'INSERT INTO "{name}" SELECT * FROM "_sorted"')
                 self._writer.execute('DROP TABLE "_sorted"')

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up the virtual environment at .venv (again whenever pyproject.toml or constraints.txt change),
+# then run a command in it:
+#   bash scripts/dev.sh serve [OPTIONS]   TAMS server on DuckDB + local storage with demo data
+#   bash scripts/dev.sh test [PYTEST ARGS] the test suite
+#   bash scripts/dev.sh CMD ...            anything else, inside the environment
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-$(command -v python3.11 || command -v python3)}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+stamp=.venv/.tams-analytics-installed
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setting up .venv (pinned dependencies from constraints.txt) ..." >&2
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e ".[dev]" -c constraints.txt
+  echo "$want" > "$stamp"
+fi
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  serve) exec .venv/bin/tams-analytics serve --data-dir ./tams-data --demo 20000 "$@" ;;
+  test) exec .venv/bin/python -m pytest "$@" ;;
+  "") echo "usage: bash scripts/dev.sh serve|test|COMMAND ..." >&2; exit 2 ;;
+  *) export PATH="$PWD/.venv/bin:$PATH"; exec "$cmd" "$@" ;;
+esac
