@@ -85,38 +85,62 @@ def page_sorted(
     """Order rows by ``sort_by`` (ties and missing values by ``id``) and cut one page after ``page``.
 
     Rows lacking the sort attribute sort after the others by default and before them with
-    ``reverse`` (ADR 0052). The whole order is inverted by ``reverse``.
+    ``reverse`` (ADR 0052); ``reverse`` inverts the whole order. The page key holds the last item's
+    sort tuple, not its position, so items added or removed between pages do not shift the listing.
     """
     n = table.num_rows
     ids = table.column("id")
     if sort_by and sort_by != "id":
         key = table.column(sort_by)
-        missing = pc.is_null(key)
         if pa.types.is_timestamp(key.type):
             key = pc.cast(key, pa.int64())
-        sort_table = pa.table({"missing": missing, "key": key, "id": ids, "i": pa.array(range(n))})
-        key_order = "descending" if descending != reverse else "ascending"
-        id_order = "descending" if reverse else "ascending"
-        order = pc.sort_indices(
-            sort_table,
-            sort_keys=[("missing", "descending" if reverse else "ascending"), ("key", key_order), ("id", id_order)],
-        )
+        missing = pc.cast(pc.is_null(key), pa.int8())
+        key = pc.fill_null(key, pa.scalar(0 if pa.types.is_integer(key.type) else "", key.type))
     else:
-        order = pc.sort_indices(pa.table({"id": ids}), sort_keys=[("id", "descending" if reverse else "ascending")])
+        missing = pa.array([0] * n, pa.int8())
+        key = pa.array([0] * n, pa.int64())
+    # directions of (missing, key, id) in the final order
+    dirs = (reverse, descending != reverse, reverse)
+    names = ("missing", "key", "id")
+    sort_table = pa.table({"missing": missing, "key": key, "id": ids})
+    order = pc.sort_indices(
+        sort_table, sort_keys=[(c, "descending" if d else "ascending") for c, d in zip(names, dirs, strict=True)]
+    )
     ordered = table.take(order)
+    sorted_keys = sort_table.take(order)
     start = 0
     if page is not None:
-        last_id = decode_key(page)
-        if not isinstance(last_id, str):
-            raise bad_request(f"invalid page key {page!r}")
-        pos = pc.index(ordered.column("id"), last_id).as_py()
-        if pos < 0:
-            raise bad_request(f"page key {page!r} no longer matches an item; restart from the first page")
-        start = pos + 1
+        cursor = decode_key(page)
+        if not (isinstance(cursor, list) and len(cursor) == 3 and isinstance(cursor[2], str)):
+            raise bad_request(f"invalid page key {page!r}: use the X-Paging-NextKey of a previous answer")
+        after = _after(sorted_keys, cursor, dirs)
+        start = int(pc.sum(pc.invert(after)).as_py() or 0)
     chunk = ordered.slice(start, limit)
     more = start + limit < ordered.num_rows
-    next_key = encode_key(chunk.column("id")[chunk.num_rows - 1].as_py()) if more and chunk.num_rows else None
+    next_key = None
+    if more and chunk.num_rows:
+        last = sorted_keys.slice(start + chunk.num_rows - 1, 1).to_pylist()[0]
+        next_key = encode_key([last["missing"], last["key"], last["id"]])
     return chunk, next_key
+
+
+def _after(keys: pa.Table, cursor: list[Any], dirs: tuple[bool, bool, bool]) -> pa.ChunkedArray:
+    """Which rows (already in order) come strictly after ``cursor`` in the lexicographic order."""
+    result = None
+    equal_so_far = None
+    for name, value, desc in zip(("missing", "key", "id"), cursor, dirs, strict=True):
+        col = keys.column(name)
+        try:
+            scalar = pa.scalar(value, col.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as exc:
+            raise bad_request("invalid page key: it does not match this listing's sort order") from exc
+        beyond = pc.less(col, scalar) if desc else pc.greater(col, scalar)
+        term = beyond if equal_so_far is None else pc.and_(equal_so_far, beyond)
+        result = term if result is None else pc.or_(result, term)
+        eq = pc.equal(col, scalar)
+        equal_so_far = eq if equal_so_far is None else pc.and_(equal_so_far, eq)
+    assert result is not None
+    return result
 
 
 def page_list(items: Sequence[Any], *, limit: int, page: str | None) -> tuple[list[Any], str | None]:
