@@ -139,7 +139,7 @@ def _local_store(app: FastAPI) -> LocalObjectStore:
     for store in app.state.stores:
         if isinstance(store, LocalObjectStore):
             return store
-    raise LookupError("no local object store is configured")
+    raise errors.not_found("this server has no local object storage")
 
 
 class BodyLimit:

@@ -1,0 +1,182 @@
+"""The media object storage interface shared by the S3 and local backends.
+
+A TAMS store never moves media bytes through its API: it hands clients pre-signed URLs and
+the clients talk to the object store directly. ``ObjectStore`` is therefore mostly about
+issuing URLs that carry their own authorisation, plus the few server-side operations the
+store needs itself (existence/size checks, deletion, copying between backends).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, BinaryIO, Protocol, runtime_checkable
+from urllib.parse import quote
+
+
+class StorageError(Exception):
+    """An object store operation failed for a reason other than a missing object."""
+
+
+@dataclass(frozen=True)
+class StorageBackendInfo:
+    """Description of one storage backend, as exposed at TAMS ``/service/storage-backends``."""
+
+    id: str
+    label: str
+    provider: str
+    store_product: str
+    store_type: str = "http_object_store"
+    region: str | None = None
+    availability_zone: str | None = None
+    default_storage: bool = False
+    tags: dict[str, str | list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        try:
+            canonical = str(uuid.UUID(self.id))
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise ValueError(f"storage backend id must be a UUID string, got {self.id!r}") from exc
+        if canonical != self.id:
+            raise ValueError(f"storage backend id must be a lowercase hyphenated UUID, got {self.id!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The TAMS ``storage-backend.json`` body."""
+        body: dict[str, Any] = {
+            "id": self.id,
+            "label": self.label,
+            "store_type": self.store_type,
+            "provider": self.provider,
+            "store_product": self.store_product,
+        }
+        if self.region is not None:
+            body["region"] = self.region
+        if self.availability_zone is not None:
+            body["availability_zone"] = self.availability_zone
+        if self.default_storage:
+            body["default_storage"] = True
+        if self.tags:
+            body["tags"] = dict(self.tags)
+        return body
+
+    def url_metadata(self) -> dict[str, Any]:
+        """Backend fields allowed inside a verbose TAMS ``get_urls`` item."""
+        meta: dict[str, Any] = {
+            "storage_id": self.id,
+            "store_type": self.store_type,
+            "provider": self.provider,
+            "store_product": self.store_product,
+        }
+        if self.region is not None:
+            meta["region"] = self.region
+        if self.availability_zone is not None:
+            meta["availability_zone"] = self.availability_zone
+        if self.tags:
+            meta["tags"] = dict(self.tags)
+        return meta
+
+
+@dataclass(frozen=True)
+class PutUrl:
+    """A pre-signed upload: the client PUTs the bytes to ``url`` sending ``headers``."""
+
+    url: str
+    content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The TAMS ``http-request.json`` shape used for ``put_url``."""
+        body: dict[str, Any] = {"url": self.url, "content-type": self.content_type}
+        if self.headers:
+            body["headers"] = dict(self.headers)
+        return body
+
+
+@dataclass
+class ObjectStream:
+    """An open object being read: a file-like ``body`` plus what is needed to re-store it.
+
+    Used as a context manager so the underlying file or HTTP response is always closed.
+    """
+
+    body: BinaryIO
+    size: int
+    content_type: str
+
+    def __enter__(self) -> ObjectStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.body.close()
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """What the TAMS server needs from a media object storage backend."""
+
+    info: StorageBackendInfo
+
+    def put_url(self, key: str, content_type: str, expires_s: int) -> PutUrl:
+        """A pre-signed URL a credential-less client can PUT the object to."""
+        ...
+
+    def get_url(self, key: str, expires_s: int) -> str:
+        """A pre-signed URL a credential-less client can GET the object from."""
+        ...
+
+    def head(self, keys: Sequence[str]) -> dict[str, int | None]:
+        """Size in bytes of each key, or None when it does not exist."""
+        ...
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        """Store a small object directly."""
+        ...
+
+    def get_bytes(self, key: str) -> bytes:
+        """Read a whole object; raises ``KeyError`` when it does not exist."""
+        ...
+
+    def open_read(self, key: str) -> ObjectStream:
+        """Open an object for streaming reads; raises ``KeyError`` when it does not exist."""
+        ...
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Delete objects; keys that do not exist are not an error."""
+        ...
+
+    def copy_from(self, source: ObjectStore, key: str) -> None:
+        """Copy ``key`` from another store into this one (same key), streaming."""
+        ...
+
+
+def encode_segment(text: str) -> str:
+    """Percent-encode ``text`` into a single path segment that is never a dot-segment.
+
+    ``quote(text, safe="")`` encodes ``/`` but leaves ``.`` alone, so the texts ``.`` and
+    ``..`` would come out unchanged and be treated as relative path steps by URL resolvers and
+    file systems. Those two are encoded as ``%2E``. The mapping stays injective: ``quote``
+    never produces ``%2E`` itself (it would encode the ``%`` as ``%25``).
+    """
+    if not text:
+        raise ValueError("an object key must not be empty")
+    encoded = quote(text, safe="")
+    if encoded in (".", ".."):
+        encoded = "%2E" * len(encoded)
+    return encoded
+
+
+def object_key(object_id: str) -> str:
+    """The storage key for a TAMS media object id.
+
+    Derived only from the object id (never a flow id or date) so one stored object can be
+    referenced from many flows. Ids may contain ``/`` and ``..``; percent-encoding makes the
+    key a single opaque segment, so ``a/b`` and ``a%2Fb`` map to different keys.
+    """
+    return encode_segment(object_id)

@@ -1,0 +1,405 @@
+"""Embedded media object storage for single-machine runs: files in a directory, served over HTTP.
+
+The TAMS server itself serves the bytes at HMAC-signed, expiring URLs, so clients use exactly
+the same pre-signed-URL workflow as with S3 and need no credentials.
+
+Layout under ``root`` is flat, one file per key, named by ``encode_segment(key)`` (never
+containing ``/`` and never ``.``/``..``), so no key can address anything outside ``root``.
+Names that ``quote`` can never produce (they contain ``+``) are used for everything else:
+``<name>+meta.json`` sidecars holding the content type, ``+tmp-*`` files for atomic writes and
+``+h<sha256>`` for keys whose encoded name would exceed the file-name length limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from server.storage.base import (
+    ObjectStore,
+    ObjectStream,
+    PutUrl,
+    StorageBackendInfo,
+    StorageError,
+    encode_segment,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_OBJECT_BYTES = 5 * 1024**3
+_MAX_NAME_BYTES = 200  # leaves room for the sidecar suffix within the usual 255-byte NAME_MAX
+_SIDECAR_SUFFIX = "+meta.json"
+_TMP_PREFIX = "+tmp-"
+_CHUNK = 1024 * 1024
+_DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+class ObjectTooLarge(StorageError):
+    """An object is bigger than the store's ``max_object_bytes``."""
+
+
+class _PendingWrite:
+    """An object being written to a temporary file in root; ``commit`` renames it into place."""
+
+    def __init__(self, store: LocalObjectStore, key: str) -> None:
+        self._store = store
+        self.path = store.path_for(key)
+        self.size = 0
+        fd, tmp = tempfile.mkstemp(dir=store.root, prefix=_TMP_PREFIX)
+        self._tmp = Path(tmp)
+        self._file = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self._store.max_object_bytes:
+            raise ObjectTooLarge(f"object exceeds the maximum size of {self._store.max_object_bytes} bytes")
+        self._file.write(data)
+
+    def commit(self, content_type: str) -> bool:
+        """Make the object visible; returns True when it did not exist before."""
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            created = not self.path.exists()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self._store.write_sidecar(self.path, {"content_type": content_type})
+        return created
+
+    def abort(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class LocalObjectStore:
+    """An ``ObjectStore`` keeping objects as files under ``root``, served by ``make_router``."""
+
+    def __init__(
+        self,
+        info: StorageBackendInfo,
+        *,
+        root: Path,
+        base_url: str,
+        secret: bytes,
+        route_prefix: str = "/_media",
+        max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
+    ) -> None:
+        if not secret:
+            raise ValueError("a non-empty signing secret is required")
+        if not route_prefix.startswith("/") or route_prefix.endswith("/"):
+            raise ValueError(f"route_prefix must start and not end with '/': {route_prefix!r}")
+        self.info = info
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root.resolve()
+        self.route_prefix = route_prefix
+        self.max_object_bytes = max_object_bytes
+        self._secret = secret
+        self._base_url = ""
+        self.set_base_url(base_url)
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    def set_base_url(self, url: str) -> None:
+        """Change the externally visible server URL (often only known once the server is up)."""
+        self._base_url = url.rstrip("/")
+        logger.info("local object store %s serves media at %s%s", self.info.label, self._base_url, self.route_prefix)
+
+    # -- paths -----------------------------------------------------------------------------
+
+    def path_for(self, key: str) -> Path:
+        """The file holding ``key``; raises ``StorageError`` if it would resolve outside root."""
+        name = encode_segment(key)
+        if len(name.encode()) > _MAX_NAME_BYTES:
+            name = "+h" + hashlib.sha256(key.encode()).hexdigest()
+        path = self.root / name
+        # Defence in depth: the name cannot contain separators, but a symlink planted in root could
+        # still point elsewhere.
+        if path.resolve().parent != self.root:
+            raise StorageError(f"key {key!r} resolves outside the storage root")
+        return path
+
+    @staticmethod
+    def _sidecar(path: Path) -> Path:
+        return path.with_name(path.name + _SIDECAR_SUFFIX)
+
+    def write_sidecar(self, path: Path, meta: dict[str, Any]) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=_TMP_PREFIX)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(meta, f)
+        os.replace(tmp, self._sidecar(path))
+
+    def _content_type(self, path: Path) -> str:
+        try:
+            meta = json.loads(self._sidecar(path).read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return _DEFAULT_CONTENT_TYPE
+        return str(meta.get("content_type") or _DEFAULT_CONTENT_TYPE)
+
+    # -- signing ---------------------------------------------------------------------------
+
+    def _signature(self, method: str, key: str, expires: int) -> str:
+        message = f"{method}\n{key}\n{expires}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    def signed_url(self, method: str, key: str, expires_s: int) -> str:
+        expires = math.ceil(time.time()) + expires_s
+        sig = self._signature(method, key, expires)
+        segment = encode_segment(key)
+        return f"{self._base_url}{self.route_prefix}/{segment}?method={method}&expires={expires}&sig={sig}"
+
+    def check_signature(self, method: str, key: str, params: dict[str, str]) -> str | None:
+        """None when ``params`` authorise ``method`` on ``key`` now, else the reason they do not."""
+        if params.get("method") != method:
+            return f"the URL is not signed for {method}"
+        expires_text = params.get("expires", "")
+        if not expires_text.isascii() or not expires_text.isdigit():
+            return "the URL has no valid expiry"
+        expires = int(expires_text)
+        expected = self._signature(method, key, expires)
+        if not hmac.compare_digest(params.get("sig", "").encode(), expected.encode()):
+            return "the URL signature is not valid"
+        if time.time() > expires:
+            return "the URL has expired"
+        return None
+
+    # -- ObjectStore -----------------------------------------------------------------------
+
+    def put_url(self, key: str, content_type: str, expires_s: int) -> PutUrl:
+        self.path_for(key)  # reject unusable keys now rather than at upload time
+        url = self.signed_url("PUT", key, expires_s)
+        return PutUrl(url=url, content_type=content_type, headers={"Content-Type": content_type})
+
+    def get_url(self, key: str, expires_s: int) -> str:
+        self.path_for(key)
+        return self.signed_url("GET", key, expires_s)
+
+    def head(self, keys: Sequence[str]) -> dict[str, int | None]:
+        sizes: dict[str, int | None] = {}
+        for key in keys:
+            try:
+                sizes[key] = self.path_for(key).stat().st_size
+            except FileNotFoundError:
+                sizes[key] = None
+        return sizes
+
+    def begin_write(self, key: str) -> _PendingWrite:
+        return _PendingWrite(self, key)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        pending = self.begin_write(key)
+        try:
+            pending.write(data)
+        except BaseException:
+            pending.abort()
+            raise
+        pending.commit(content_type)
+
+    def open_read(self, key: str) -> ObjectStream:
+        path = self.path_for(key)
+        try:
+            f = path.open("rb")
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        return ObjectStream(body=f, size=os.fstat(f.fileno()).st_size, content_type=self._content_type(path))
+
+    def get_bytes(self, key: str) -> bytes:
+        with self.open_read(key) as stream:
+            return stream.body.read()
+
+    def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            path = self.path_for(key)
+            path.unlink(missing_ok=True)
+            self._sidecar(path).unlink(missing_ok=True)
+
+    def copy_from(self, source: ObjectStore, key: str) -> None:
+        with source.open_read(key) as stream:
+            pending = self.begin_write(key)
+            try:
+                while chunk := stream.body.read(_CHUNK):
+                    pending.write(chunk)
+            except BaseException:
+                pending.abort()
+                raise
+            pending.commit(stream.content_type)
+
+
+# -- HTTP --------------------------------------------------------------------------------------
+
+
+class _Unsatisfiable(Exception):
+    pass
+
+
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$", re.IGNORECASE)
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The inclusive byte range a single-range ``Range`` header asks for, or None to send it all.
+
+    Multi-range and malformed headers are ignored (RFC 9110 allows that); a well-formed range
+    that does not overlap the object raises ``_Unsatisfiable``.
+    """
+    if not header:
+        return None
+    match = _RANGE_RE.match(header.strip())
+    if not match or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.group(1), match.group(2)
+    if first == "":
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise _Unsatisfiable
+        return max(0, size - suffix), size - 1
+    start = int(first)
+    end = size - 1 if last == "" else int(last)
+    if last != "" and end < start:
+        return None
+    if start >= size:
+        raise _Unsatisfiable
+    return start, min(end, size - 1)
+
+
+def _error(status: int, error_type: str, summary: str, headers: dict[str, str] | None = None) -> Response:
+    """A TAMS ``error.json`` response."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return JSONResponse({"type": error_type, "summary": summary, "time": now}, status_code=status, headers=headers)
+
+
+def _request_key(request: Request, decoded_key: str) -> str | None:
+    """The object key a request addresses, or None if the path is not a URL this store issued.
+
+    Issued URLs carry the key as one percent-encoded segment. Starlette hands the route the
+    already-decoded path, in which an encoded ``/`` is indistinguishable from a real one, so the
+    key is taken from the raw path's last segment and must agree with the decoded path. A path
+    with literal separators after the prefix therefore never matches.
+    """
+    raw_path = request.scope.get("raw_path")
+    if not raw_path:
+        return decoded_key or None
+    segment = raw_path.decode("latin-1").split("?", 1)[0].rsplit("/", 1)[-1]
+    key = unquote(segment)
+    if not key or key != decoded_key:
+        return None
+    return key
+
+
+def _iter_file(stream: ObjectStream, start: int, length: int) -> Iterator[bytes]:
+    try:
+        stream.body.seek(start)
+        remaining = length
+        while remaining > 0:
+            chunk = stream.body.read(min(_CHUNK, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            yield chunk
+    finally:
+        stream.body.close()
+
+
+def make_router(store_provider: Callable[[], LocalObjectStore], *, route_prefix: str = "/_media") -> APIRouter:
+    """Routes serving a ``LocalObjectStore``'s signed URLs; ``route_prefix`` must match the store's."""
+    router = APIRouter()
+    path = route_prefix + "/{key:path}"
+
+    def authorise(request: Request, key_param: str, method: str) -> tuple[LocalObjectStore, str] | Response:
+        store = store_provider()
+        if store.route_prefix != route_prefix:
+            logger.error("local store prefix %s does not match router prefix %s", store.route_prefix, route_prefix)
+            return _error(500, "InternalError", "media route misconfigured")
+        key = _request_key(request, key_param)
+        if key is None:
+            return _error(404, "NotFound", "no such media object URL")
+        reason = store.check_signature(method, key, dict(request.query_params))
+        if reason is not None:
+            logger.info("refused %s of media object %r: %s", request.method, key, reason)
+            return _error(403, "Forbidden", reason)
+        return store, key
+
+    @router.api_route(path, methods=["GET", "HEAD"], include_in_schema=False)
+    async def get_object(request: Request, key: str) -> Response:
+        authorised = authorise(request, key, "GET")
+        if isinstance(authorised, Response):
+            return authorised
+        store, key = authorised
+        try:
+            stream = await run_in_threadpool(store.open_read, key)
+        except KeyError:
+            return _error(404, "NotFound", "media object not found")
+        except (StorageError, ValueError) as exc:
+            return _error(403, "Forbidden", str(exc))
+        headers = {"Accept-Ranges": "bytes", "Content-Type": stream.content_type}
+        try:
+            byte_range = parse_range(request.headers.get("range"), stream.size)
+        except _Unsatisfiable:
+            stream.body.close()
+            headers = {"Accept-Ranges": "bytes", "Content-Range": f"bytes */{stream.size}"}
+            return _error(416, "RangeNotSatisfiable", "the requested range is not satisfiable", headers)
+        status = 200
+        start, length = 0, stream.size
+        if byte_range is not None:
+            status = 206
+            start, length = byte_range[0], byte_range[1] - byte_range[0] + 1
+            headers["Content-Range"] = f"bytes {byte_range[0]}-{byte_range[1]}/{stream.size}"
+        headers["Content-Length"] = str(length)
+        if request.method == "HEAD":
+            stream.body.close()
+            return Response(status_code=status, headers=headers)
+        return StreamingResponse(_iter_file(stream, start, length), status_code=status, headers=headers)
+
+    @router.put(path, include_in_schema=False)
+    async def put_object(request: Request, key: str) -> Response:
+        authorised = authorise(request, key, "PUT")
+        if isinstance(authorised, Response):
+            return authorised
+        store, key = authorised
+        too_big = _error(413, "PayloadTooLarge", f"objects are limited to {store.max_object_bytes} bytes")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > store.max_object_bytes:
+            return too_big
+        try:
+            pending = await run_in_threadpool(store.begin_write, key)
+        except (StorageError, ValueError) as exc:
+            return _error(403, "Forbidden", str(exc))
+        try:
+            async for chunk in request.stream():
+                if chunk:
+                    await run_in_threadpool(pending.write, chunk)
+        except ObjectTooLarge:
+            await run_in_threadpool(pending.abort)
+            return too_big
+        except OSError:
+            await run_in_threadpool(pending.abort)
+            logger.exception("writing media object %r failed", key)
+            return _error(500, "InternalError", "the media object could not be stored")
+        except BaseException:
+            await run_in_threadpool(pending.abort)
+            raise
+        content_type = request.headers.get("content-type") or _DEFAULT_CONTENT_TYPE
+        created = await run_in_threadpool(pending.commit, content_type)
+        logger.debug("stored media object %r (%s bytes)", key, pending.size)
+        return Response(status_code=201 if created else 200)
+
+    return router
