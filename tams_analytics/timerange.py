@@ -48,9 +48,7 @@ END_UNBOUNDED: Final = INT64_MAX
 _TS = r"-?(?:0|[1-9][0-9]*):(?:0|[1-9][0-9]{0,8})"
 # ``\Z``, not ``$``: in Python ``$`` also matches before a trailing newline, so ``"5:0\n"`` would pass.
 _TIMESTAMP_RE: Final = re.compile(r"^(-?)(0|[1-9][0-9]*):(0|[1-9][0-9]{0,8})\Z")
-_TIMERANGE_RE: Final = re.compile(
-    rf"^(?P<open>[\[(])?(?P<start>{_TS})?(?P<sep>_(?P<end>{_TS})?)?(?P<close>[\])])?\Z"
-)
+_TIMERANGE_RE: Final = re.compile(rf"^(?P<open>[\[(])?(?P<start>{_TS})?(?P<sep>_(?P<end>{_TS})?)?(?P<close>[\])])?\Z")
 
 
 def _diagnose_timestamp(text: str) -> str:
@@ -60,7 +58,7 @@ def _diagnose_timestamp(text: str) -> str:
     seconds, _, nanos = text.lstrip("-").partition(":")
     if not _is_ascii_digits(seconds) or not _is_ascii_digits(nanos):
         return "seconds and nanoseconds must be decimal digits (a '-' may lead the whole value)"
-    if len(seconds) > 1 and seconds[0] == "0" or len(nanos) > 1 and nanos[0] == "0":
+    if (len(seconds) > 1 and seconds[0] == "0") or (len(nanos) > 1 and nanos[0] == "0"):
         return "leading zeros are not allowed in seconds or nanoseconds"
     if len(nanos) > 9 or int(nanos) > NS_PER_SECOND - 1:
         return "nanoseconds must be at most 999999999"

@@ -70,19 +70,22 @@ def _as_string_array(values: pa.Array | pa.ChunkedArray | Sequence[str]) -> pa.A
         values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
     if not isinstance(values, pa.Array):
         try:
-            values = pa.array(values, type=pa.string())
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            converted = pa.array(values)  # inferred, so that bytes are not taken for text
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            converted = None
+        if converted is not None and pa.types.is_null(converted.type):
+            converted = converted.cast(pa.string())  # empty, or nulls only (refused below)
+        if converted is None or not pa.types.is_string(converted.type):
             for i, value in enumerate(values):  # error path only: find the offending row
                 if value is not None and not isinstance(value, str):
-                    raise TamsError(
-                        f"row {i}: a timerange must be a string, not {type(value).__name__}"
-                    ) from exc
-            raise TamsError(f"cannot read the timeranges as strings: {exc}") from exc
+                    raise TamsError(f"row {i}: a timerange must be a string, not {type(value).__name__}")
+            raise TamsError("cannot read the timeranges as strings")
+        values = converted
     if pa.types.is_dictionary(values.type):
         values = values.dictionary_decode()
-    if pa.types.is_string_view(values.type):
-        values = values.cast(pa.string())
-    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+    if pa.types.is_string_view(values.type) or pa.types.is_large_string(values.type):
+        values = values.cast(pa.string())  # one offset width for every kernel below
+    if not pa.types.is_string(values.type):
         raise TamsError(f"timeranges must be strings, not {values.type}")
     if values.null_count:
         first = int(np.flatnonzero(_np_bool(values.is_null()))[0])
@@ -210,11 +213,9 @@ def parse_timeranges(values: pa.Array | pa.ChunkedArray | Sequence[str]) -> Pars
         e_text = _timestamp_text_of(parts, "end", take, en.negative_zero[rows])
         head = _where(st.present[rows], _join(_where(open_excl[rows], "(", "["), s_text), "")
         tail = _where(en.present[rows], _join(e_text, _where(close_excl[rows], ")", "]")), "")
-        fixed = _where(
-            empty[rows], "()", _where(instant[rows], _join("[", s_text, "]"), _join(head, "_", tail))
-        )
-        text = pc.replace_with_mask(arr, pa.array(~canonical), fixed.cast(arr.type))
-    return ParsedTimeRanges(start_ns=start_ns, end_ns=end_ns, text=text.cast(pa.string()))
+        fixed = _where(empty[rows], "()", _where(instant[rows], _join("[", s_text, "]"), _join(head, "_", tail)))
+        text = pc.replace_with_mask(arr, pa.array(~canonical), fixed)
+    return ParsedTimeRanges(start_ns=start_ns, end_ns=end_ns, text=text)
 
 
 def _raise_first_bad(arr: pa.Array, row: int) -> None:
