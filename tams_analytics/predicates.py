@@ -59,9 +59,7 @@ __all__ = [
     "tag_exists",
 ]
 
-Op = Literal[
-    "==", "!=", "<", "<=", ">", ">=", "isin", "isnull", "notnull", "startswith", "contains", "between"
-]
+Op = Literal["==", "!=", "<", "<=", ">", ">=", "isin", "isnull", "notnull", "startswith", "contains", "between"]
 PUSHABLE_OPS: Final = frozenset(
     {"==", "!=", "<", "<=", ">", ">=", "isin", "isnull", "notnull", "startswith", "contains", "between"}
 )
@@ -270,15 +268,13 @@ class InSubquery(Predicate):
         return frozenset({self.column})
 
 
-def TagFilter(
-    entity_type: str, name: str, values: Sequence[str] | None = None, *, exists: bool = True
-) -> InSubquery:
+def TagFilter(entity_type: str, name: str, values: Sequence[str] | None = None, *, exists: bool = True) -> InSubquery:
     """Entities whose tag ``name`` equals any of ``values`` (array tags: any element), or that have
     (``exists=True``) / lack (``exists=False``) the tag when ``values`` is None."""
     where: list[Predicate] = [Term("entity_type", "==", entity_type), Term("name", "==", name)]
     if values is not None:
         # position >= 0 skips the marker row that keeps an empty array tag alive
-        where += [Term("value", "isin", tuple(values)), Term("position", ">=", 0)]
+        where += [isin("value", values), Term("position", ">=", 0)]
         exists = True
     return InSubquery("id", "tags", "entity_id", AllOf(tuple(where)), negate=not exists)
 
@@ -396,6 +392,24 @@ def _list(value: Any) -> list[Any]:
     return [value]
 
 
+def _as_bool(value: Any, name: str) -> bool:
+    """A boolean filter value: a bool, or the strings true/false (as query strings arrive)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise TamsError(f"{name} must be true or false, not {value!r}")
+
+
+def _as_int(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise TamsError(f"{name} must be an integer, not {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise TamsError(f"{name} must be an integer, not {value!r}") from None
+
+
 def _bool_or_missing(column: str, value: bool) -> Predicate:
     """``column == value``, where ``value=False`` also matches rows where the column is unset."""
     if value:
@@ -428,10 +442,10 @@ FILTERS: Final[Mapping[str, Mapping[str, FilterBuilder]]] = {
         "label": lambda v: eq("label", v),
         "profile_id": lambda v: eq("profile_id", v),
         "status": lambda v: isin("status", _list(v)),
-        "frame_width": lambda v: eq("frame_width", int(v)),
-        "frame_height": lambda v: eq("frame_height", int(v)),
-        "init_segments": lambda v: _bool_or_missing("init_segments", bool(v)),
-        "read_only": lambda v: _bool_or_missing("read_only", bool(v)),
+        "frame_width": lambda v: eq("frame_width", _as_int(v, "frame_width")),
+        "frame_height": lambda v: eq("frame_height", _as_int(v, "frame_height")),
+        "init_segments": lambda v: _bool_or_missing("init_segments", _as_bool(v, "init_segments")),
+        "read_only": lambda v: _bool_or_missing("read_only", _as_bool(v, "read_only")),
     },
     "segments": {
         "flow_id": lambda v: isin("flow_id", _list(v)),
@@ -443,7 +457,7 @@ FILTERS: Final[Mapping[str, Mapping[str, FilterBuilder]]] = {
     "objects": {
         "id": lambda v: isin("id", _list(v)),
         "allocated_flow_id": lambda v: isin("allocated_flow_id", _list(v)),
-        "registered": lambda v: eq("registered", bool(v)),
+        "registered": lambda v: eq("registered", _as_bool(v, "registered")),
     },
     "webhooks": {"id": lambda v: isin("id", _list(v)), "status": lambda v: isin("status", _list(v))},
     "delete_requests": {

@@ -1,13 +1,29 @@
-"""Flows and sources on the wire (``flow-get.json``, ``source.json``)."""
+"""Flows and sources on the wire (``flow-get.json``, ``source.json``, ``flow-put.json``)."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from server.conversion.common import iso, without_none
 
 _DATETIMES = ("created", "metadata_updated", "segments_updated", "updated")
+
+#: Flow fields the service manages itself: ignored in a PUT body (flow-common.json, ADR 0003).
+FLOW_SERVER_MANAGED: Final = ("created", "metadata_updated", "segments_updated", "collected_by", "timerange")
+
+#: Technical metadata a Profile's ``flow_metadata`` provides; a PUT naming a profile must not send any
+#: of these (flow-technical.json plus ``format`` and ``essence_parameters``; AN 0020).
+PROFILE_FIELDS: Final = (
+    "format",
+    "codec",
+    "container",
+    "essence_parameters",
+    "avg_bit_rate",
+    "segment_duration",
+    "container_mapping",
+)
 
 
 def flow_wire(doc: Mapping[str, Any], timerange: str | None = None) -> dict[str, Any]:
@@ -28,3 +44,24 @@ def source_wire(doc: Mapping[str, Any]) -> dict[str, Any]:
         if k in out:
             out[k] = iso(out[k])
     return out
+
+
+def profile_fields_in(body: Mapping[str, Any]) -> list[str]:
+    """The technical-metadata fields present in a flow PUT body (for the profile conflict check)."""
+    return [k for k in PROFILE_FIELDS if k in body]
+
+
+def flow_from_put(body: Mapping[str, Any], profile: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The catalog flow document for a validated ``flow-put.json`` body.
+
+    Server-managed fields are dropped; ``profile_id: ""`` (unlinking from a profile) removes the
+    link; with ``profile``, its ``flow_metadata`` fills the technical fields, so that a flow created
+    from a profile reads exactly like one created with full metadata (normalised on write, AN 0020).
+    """
+    doc = {k: v for k, v in body.items() if k not in FLOW_SERVER_MANAGED}
+    if doc.get("profile_id") == "":
+        del doc["profile_id"]
+    if profile is not None:
+        meta = profile.get("flow_metadata") or {}
+        doc.update(copy.deepcopy({k: v for k, v in meta.items() if k in PROFILE_FIELDS}))
+    return doc

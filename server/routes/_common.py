@@ -18,19 +18,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
-def get_and_head(router: APIRouter, path: str, name: str, **kwargs: Any) -> Callable[[F], F]:
-    """Register one handler for GET (``GET_<name>``) and HEAD (``HEAD_<name>``) with the spec's operationIds.
+def get_and_head(router: APIRouter, path: str, operation: str, **kwargs: Any) -> Callable[[F], F]:
+    """Register one handler for GET (``GET_<operation>``) and HEAD (``HEAD_<operation>``), the spec's operationIds.
 
     A HEAD answer carries the same status and headers as the GET, without a body.
     """
 
     def decorate(fn: F) -> F:
-        router.add_api_route(path, fn, methods=["GET"], operation_id=f"GET_{name}", **kwargs)
+        router.add_api_route(path, fn, methods=["GET"], operation_id=f"GET_{operation}", **kwargs)
         router.add_api_route(
             path,
             fn,
             methods=["HEAD"],
-            operation_id=f"HEAD_{name}",
+            operation_id=f"HEAD_{operation}",
             include_in_schema=True,
             **{k: v for k, v in kwargs.items() if k != "response_model"},
         )

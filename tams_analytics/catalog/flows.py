@@ -36,9 +36,7 @@ FLOW_COLUMNS: Final = (
     "profile_id",
 )
 #: Managed by the service: ignored when a client sends them in a flow PUT.
-FLOW_SERVER_MANAGED: Final = frozenset(
-    {"created", "metadata_updated", "segments_updated", "collected_by", "timerange"}
-)
+FLOW_SERVER_MANAGED: Final = frozenset({"created", "metadata_updated", "segments_updated", "collected_by", "timerange"})
 #: Flow sub-resources a client may set or unset one at a time.
 FLOW_PROPERTIES: Final = frozenset({"label", "description", "read_only", "max_bit_rate", "avg_bit_rate"})
 SOURCE_PROPERTIES: Final = frozenset({"label", "description"})
@@ -129,9 +127,7 @@ class FlowsMixin(TagsMixin):
         ids = [r["id"] for r in rows]
         tags = self.get_tags(TagEntity.FLOW, ids)
         coll = self.rows("collections", [isin("flow_id", ids)]).to_pylist()
-        collected = self.rows(
-            "collections", [isin("member_id", ids)], columns=["flow_id", "member_id"]
-        ).to_pylist()
+        collected = self.rows("collections", [isin("member_id", ids)], columns=["flow_id", "member_id"]).to_pylist()
         by_flow: dict[str, list[dict[str, Any]]] = {}
         for c in sorted(coll, key=lambda c: (c["flow_id"], c["position"])):
             item: dict[str, Any] = {"id": c["member_id"]}
@@ -163,19 +159,18 @@ class FlowsMixin(TagsMixin):
         """
         if not source_ids:
             return {}, {}
-        flows_of = self.rows(
-            "flows", [isin("source_id", list(source_ids))], columns=["id", "source_id"]
-        ).to_pylist()
+        flows_of = self.rows("flows", [isin("source_id", list(source_ids))], columns=["id", "source_id"]).to_pylist()
         flow_ids = [f["id"] for f in flows_of]
         if not flow_ids:
             return {}, {}
         as_collector = self.rows(
-            "collections", [isin("flow_id", flow_ids)], columns=["flow_id", "member_id", "role"]
+            "collections",
+            [isin("flow_id", flow_ids)],
+            columns=["flow_id", "member_id", "role"],
+            order_by=[("flow_id", False), ("position", False)],
         )
         as_member = self.rows("collections", [isin("member_id", flow_ids)], columns=["flow_id", "member_id"])
-        other_ids = set(as_collector.column("member_id").to_pylist()) | set(
-            as_member.column("flow_id").to_pylist()
-        )
+        other_ids = set(as_collector.column("member_id").to_pylist()) | set(as_member.column("flow_id").to_pylist())
         source_of = {f["id"]: f["source_id"] for f in flows_of}
         missing = sorted(other_ids - set(source_of))
         if missing:
@@ -184,7 +179,7 @@ class FlowsMixin(TagsMixin):
         members: dict[str, list[dict[str, Any]]] = {}
         for c in as_collector.to_pylist():
             s, m = source_of.get(c["flow_id"]), source_of.get(c["member_id"])
-            if s is None or m is None:
+            if s is None or m is None or s == m:  # flows of one source: no source collects itself
                 continue
             items = members.setdefault(s, [])
             if all(i["id"] != m for i in items):
@@ -192,7 +187,7 @@ class FlowsMixin(TagsMixin):
         collectors: dict[str, list[str]] = {}
         for c in as_member.to_pylist():
             s, m = source_of.get(c["flow_id"]), source_of.get(c["member_id"])
-            if s is None or m is None:
+            if s is None or m is None or s == m:  # flows of one source: no source collects itself
                 continue
             collectors.setdefault(m, [])
             if s not in collectors[m]:
@@ -246,9 +241,7 @@ class FlowsMixin(TagsMixin):
             row["segments_updated"] = old["segments_updated"] if old else None
             row["created_by"] = (old or {}).get("created_by") or row.get("created_by") or principal
             row["updated_by"] = principal or row.get("updated_by")
-            if not row.get("metadata_version") or (
-                old and row["metadata_version"] == old.get("metadata_version")
-            ):
+            if not row.get("metadata_version") or (old and row["metadata_version"] == old.get("metadata_version")):
                 row["metadata_version"] = str(uuid.uuid4())
             if old is not None:
                 self.engine.delete("flows", [Term("id", "==", flow_id)])
@@ -273,9 +266,7 @@ class FlowsMixin(TagsMixin):
             found = set(self.rows("flows", [isin("id", ids)], columns=["id"]).column("id").to_pylist())
             missing = [i for i in ids if i not in found]
             if missing:
-                raise ConflictError(
-                    f"flow collection members must already exist: {', '.join(map(str, missing))}"
-                )
+                raise ConflictError(f"flow collection members must already exist: {', '.join(map(str, missing))}")
 
     def _write_collection(self, flow_id: str, items: Sequence[Mapping[str, Any]]) -> None:
         self.engine.delete("collections", [Term("flow_id", "==", flow_id)])
@@ -285,23 +276,23 @@ class FlowsMixin(TagsMixin):
                 "member_id": item["id"],
                 "position": i,
                 "role": item.get("role"),
-                "container_mapping": dumps(item["container_mapping"])
-                if item.get("container_mapping")
-                else None,
+                "container_mapping": dumps(item["container_mapping"]) if item.get("container_mapping") else None,
             }
             for i, item in enumerate(items)
         ]
         if rows:
             self.engine.insert("collections", pa.Table.from_pylist(rows))
 
-    def set_flow_collection(self, flow_id: str, items: Sequence[Mapping[str, Any]] | None) -> Changes:
+    def set_flow_collection(
+        self, flow_id: str, items: Sequence[Mapping[str, Any]] | None, *, principal: str | None = None
+    ) -> Changes:
         """Set (or with None, unset) a flow's collection."""
         with self.transaction():
             self._writable_flow(flow_id)
             if items:
                 self._check_collection(flow_id, items)
             self._write_collection(flow_id, list(items or []))
-            self._touch_flow(flow_id)
+            self._touch_flow(flow_id, principal)
         return Changes(flows_updated=[flow_id])
 
     def _writable_flow(self, flow_id: str) -> dict[str, Any]:
@@ -312,14 +303,14 @@ class FlowsMixin(TagsMixin):
             raise ReadOnlyError(f"flow {flow_id} is read-only")
         return row
 
-    def _touch_flow(self, flow_id: str, **values: Any) -> None:
-        self.engine.update(
-            "flows",
-            [Term("id", "==", flow_id)],
-            {**values, "metadata_updated": utcnow(), "metadata_version": str(uuid.uuid4())},
-        )
+    def _touch_flow(self, flow_id: str, principal: str | None = None, **values: Any) -> None:
+        """Record a metadata update: new ``metadata_version``, ``metadata_updated`` and ``updated_by``."""
+        stamp: dict[str, Any] = {"metadata_updated": utcnow(), "metadata_version": str(uuid.uuid4())}
+        if principal is not None:
+            stamp["updated_by"] = principal
+        self.engine.update("flows", [Term("id", "==", flow_id)], {**values, **stamp})
 
-    def set_flow_property(self, flow_id: str, name: str, value: Any) -> Changes:
+    def set_flow_property(self, flow_id: str, name: str, value: Any, *, principal: str | None = None) -> Changes:
         """Set (``value`` not None) or unset one flow property sub-resource.
 
         ``read_only`` may always be written; every other property is refused on a read-only flow.
@@ -333,13 +324,13 @@ class FlowsMixin(TagsMixin):
             else:
                 row = self._writable_flow(flow_id)
                 if name == "avg_bit_rate" and row.get("profile_id"):
-                    raise ConflictError(
-                        "avg_bit_rate is inherited from the flow's profile and cannot be changed"
-                    )
-            self._touch_flow(flow_id, **{name: value})
+                    raise ConflictError("avg_bit_rate is inherited from the flow's profile and cannot be changed")
+            self._touch_flow(flow_id, principal, **{name: value})
         return Changes(flows_updated=[flow_id])
 
-    def set_flow_tag(self, flow_id: str, name: str, value: str | list[str] | None) -> Changes:
+    def set_flow_tag(
+        self, flow_id: str, name: str, value: str | list[str] | None, *, principal: str | None = None
+    ) -> Changes:
         """Set (or with None, delete) one flow tag; raises NotFoundError for a missing tag on delete."""
         with self.transaction():
             self._writable_flow(flow_id)
@@ -348,19 +339,29 @@ class FlowsMixin(TagsMixin):
                     raise NotFoundError(f"flow {flow_id} has no tag {name!r}")
             else:
                 self.set_tag(TagEntity.FLOW, flow_id, name, value)
-            self._touch_flow(flow_id)
+            self._touch_flow(flow_id, principal)
         return Changes(flows_updated=[flow_id])
 
-    def set_source_property(self, source_id: str, name: str, value: Any) -> Changes:
+    def set_source_property(self, source_id: str, name: str, value: Any, *, principal: str | None = None) -> Changes:
+        """Set (``value`` not None) or unset a source's label or description."""
         if name not in SOURCE_PROPERTIES:
             raise TamsError(f"unknown source property {name!r}")
         with self.transaction():
             if self.row("sources", [Term("id", "==", source_id)]) is None:
                 raise NotFoundError(f"source {source_id} does not exist")
-            self.engine.update("sources", [Term("id", "==", source_id)], {name: value, "updated": utcnow()})
+            self._touch_source(source_id, principal, **{name: value})
         return Changes(sources_updated=[source_id])
 
-    def set_source_tag(self, source_id: str, name: str, value: str | list[str] | None) -> Changes:
+    def _touch_source(self, source_id: str, principal: str | None = None, **values: Any) -> None:
+        stamp: dict[str, Any] = {"updated": utcnow()}
+        if principal is not None:
+            stamp["updated_by"] = principal
+        self.engine.update("sources", [Term("id", "==", source_id)], {**values, **stamp})
+
+    def set_source_tag(
+        self, source_id: str, name: str, value: str | list[str] | None, *, principal: str | None = None
+    ) -> Changes:
+        """Set (or with None, delete) one source tag; raises NotFoundError for a missing tag on delete."""
         with self.transaction():
             if self.row("sources", [Term("id", "==", source_id)]) is None:
                 raise NotFoundError(f"source {source_id} does not exist")
@@ -369,7 +370,7 @@ class FlowsMixin(TagsMixin):
                     raise NotFoundError(f"source {source_id} has no tag {name!r}")
             else:
                 self.set_tag(TagEntity.SOURCE, source_id, name, value)
-            self.engine.update("sources", [Term("id", "==", source_id)], {"updated": utcnow()})
+            self._touch_source(source_id, principal)
         return Changes(sources_updated=[source_id])
 
     def delete_flow(self, flow_id: str, *, force: bool = False) -> Changes:

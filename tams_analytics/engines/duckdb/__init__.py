@@ -196,7 +196,8 @@ class Engine(BaseEngine):
             self._writer.execute(
                 'CREATE OR REPLACE VIEW "source_collections" AS '
                 "SELECT DISTINCT f.source_id AS source_id, m.source_id AS member_id "
-                'FROM "collections" c JOIN "flows" f ON f.id = c.flow_id JOIN "flows" m ON m.id = c.member_id'
+                'FROM "collections" c JOIN "flows" f ON f.id = c.flow_id JOIN "flows" m ON m.id = c.member_id '
+                "WHERE f.source_id <> m.source_id"
             )
 
     def optimize(self) -> None:

@@ -1,0 +1,292 @@
+"""``/flows``, ``/flows/{id}`` and the flow property sub-resources.
+
+Choices where the spec leaves room (documented here because clients see them):
+
+* ``GET /flows`` without ``timerange`` applies no timerange filter (empty flows are listed);
+  ``timerange=()`` lists only flows without segments.
+* ``GET /flows/{id}`` reports ``timerange`` only with ``include_timerange=true``; ``timerange=`` then
+  limits it to the extent of the segments overlapping that range (``()`` when none do).
+* A flow created from a Profile is normalised on write: the profile's technical metadata is copied
+  into the flow, which keeps ``profile_id``. Replacing such a flow must either name a profile (and
+  send no technical metadata) or unlink it with ``profile_id: ""``; a body without ``profile_id``
+  would silently change inherited fields, so it is refused with 400 (AN 0020).
+* Deleting an unset label, description or bit rate answers 204; deleting an unset tag answers 404.
+* ``GET .../flow_collection`` of a flow that collects nothing answers ``[]``; ``GET .../read_only``
+  of a flow that never set it answers ``false``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from server.conversion.flows import flow_from_put, flow_wire, profile_fields_in
+from server.deletion import delete_flow as delete_flow_now
+from server.deps import CatalogDep, PrincipalDep, SettingsDep
+from server.errors import bad_request, forbidden, not_found
+from server.paging import Page, clamp_limit
+from server.publish import capture, publish_changes
+from server.routes._common import check_uuid, get_and_head, json_body, json_response, parse_timerange
+from server.routes.sources import (
+    listing_tag_filters,
+    query_value,
+    sort_key,
+    sorted_rows,
+    string_body,
+    tag_name,
+    tag_value,
+)
+from server.validation import check
+from tams_analytics import predicates as P
+from tams_analytics.catalog import Catalog, flows_with_content
+from tams_analytics.predicates import Term
+
+router = APIRouter(prefix="/flows", tags=["Flows"])
+
+#: ``sort_by`` values of ``GET /flows``; datetime keys sort newest first (ADR 0052)
+FLOW_SORT_KEYS: Final = ("created", "metadata_updated", "label")
+
+
+def _flow_row(catalog: Catalog, flow_id: str) -> dict[str, Any]:
+    """The stored flow row (no tags or collections), 404 when the id is invalid or unknown."""
+    check_uuid(flow_id, "flow id")
+    row = catalog.row("flows", [Term("id", "==", flow_id)])
+    if row is None:
+        raise not_found(f"flow {flow_id} does not exist")
+    return row
+
+
+def _flow_doc(catalog: Catalog, flow_id: str) -> dict[str, Any]:
+    check_uuid(flow_id, "flow id")
+    doc = catalog.get_flow(flow_id)
+    if doc is None:
+        raise not_found(f"flow {flow_id} does not exist")
+    return doc
+
+
+# -- listing ---------------------------------------------------------------------------------------------
+@get_and_head(router, "", "flows")
+def list_flows(
+    request: Request,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    source_id: str | None = None,
+    timerange: str | None = None,
+    format: str | None = None,
+    codec: str | None = None,
+    profile_id: str | None = None,
+    label: str | None = None,
+    status: str | None = None,
+    frame_width: int | None = None,
+    frame_height: int | None = None,
+    init_segments: bool | None = None,
+    collected_by_ids: str | None = None,
+    sort_by: str | None = None,
+    reverse_order: bool = False,
+    limit: Annotated[int | None, Query()] = None,
+    page: str | None = None,
+) -> Response:
+    n = clamp_limit(limit, settings.default_limit, settings.max_limit)
+    where = P.build(
+        "flows",
+        source_id=query_value(source_id, "uuid.json", "source_id"),
+        format=query_value(format, "content-format.json", "format"),
+        codec=query_value(codec, "mime-type.json", "codec"),
+        profile_id=query_value(profile_id, "uuid.json", "profile_id"),
+        label=label,
+        status=query_value(status, "flow-status.json", "status"),
+        frame_width=frame_width,
+        frame_height=frame_height,
+        init_segments=init_segments,
+        collected_by_ids=query_value(collected_by_ids, "uuid-list-empty.json", "collected_by_ids"),
+        **listing_tag_filters(request),
+    )
+    tr = parse_timerange(timerange)
+    if tr is not None:
+        where.append(flows_with_content(tr))
+    rows, next_key = sorted_rows(
+        catalog,
+        "flows",
+        where,
+        sort_by=sort_key(sort_by, FLOW_SORT_KEYS),
+        reverse=reverse_order,
+        limit=n,
+        page=page,
+    )
+    items = [flow_wire(d) for d in catalog.flow_docs(rows)]
+    headers = Page(items, n, next_key, reverse_order).headers(request, public_url=settings.public_url)
+    return json_response(items, headers=headers, request=request)
+
+
+# -- one flow ---------------------------------------------------------------------------------------------
+@get_and_head(router, "/{flow_id}", "flows-flowId")
+def get_flow(
+    request: Request,
+    flow_id: str,
+    catalog: CatalogDep,
+    include_timerange: bool = False,
+    timerange: str | None = None,
+) -> Response:
+    within = parse_timerange(timerange)
+    doc = _flow_doc(catalog, flow_id)
+    extent = str(catalog.flow_timerange(flow_id, within)) if include_timerange else None
+    return json_response(flow_wire(doc, extent), request=request)
+
+
+def _profile_for(catalog: Catalog, body: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The Profile a PUT body names (None when it names none), enforcing the AN 0020 rules."""
+    profile_id = body.get("profile_id")
+    if profile_id:
+        fields = profile_fields_in(body)
+        if fields:
+            raise bad_request(
+                f"a flow created from profile {profile_id} takes its technical metadata from the profile: "
+                f"do not also send {', '.join(fields)}"
+            )
+        profile = catalog.get_profile(profile_id)
+        if profile is None:
+            raise bad_request(f"profile {profile_id} does not exist")
+        return profile
+    if profile_id is None and old is not None and old.get("profile_id"):
+        raise bad_request(
+            f"flow {old['id']} was created from profile {old['profile_id']}: send profile_id "
+            f'{old["profile_id"]} (without technical metadata) to keep the link, or profile_id "" to '
+            "unlink it before changing its technical metadata"
+        )
+    return None
+
+
+@router.put("/{flow_id}", operation_id="PUT_flows-flowId", status_code=201, response_model=None)
+async def put_flow(request: Request, flow_id: str, catalog: CatalogDep, principal: PrincipalDep) -> Response:
+    check_uuid(flow_id, "flow id")
+    body = await json_body(request)
+    check(body, "flow-put.json")
+    if body["id"] != flow_id:
+        raise bad_request(f"flow id {body['id']} in the body differs from {flow_id} in the path")
+    old = catalog.row("flows", [Term("id", "==", flow_id)])
+    if old is not None and old.get("read_only"):
+        raise forbidden(f"flow {flow_id} is read-only: set read_only to false first")
+    doc = flow_from_put(body, _profile_for(catalog, body, old))
+    # a flow moving to another source may take its old source with it: keep what its event needs
+    contexts = capture(catalog, [flow_id]) if old is not None and old["source_id"] != doc["source_id"] else {}
+    created, changes = catalog.put_flow(doc, principal=principal)
+    publish_changes(request, changes, contexts)
+    if not created:
+        return Response(status_code=204)
+    return json_response(flow_wire(_flow_doc(catalog, flow_id)), status=201)
+
+
+@router.delete("/{flow_id}", operation_id="DELETE_flows-flowId", status_code=204, response_model=None)
+def delete_flow(request: Request, flow_id: str) -> Response:
+    check_uuid(flow_id, "flow id")
+    return delete_flow_now(request, flow_id)
+
+
+# -- tags -------------------------------------------------------------------------------------------------
+@get_and_head(router, "/{flow_id}/tags", "flows-flowId-tags")
+def get_flow_tags(request: Request, flow_id: str, catalog: CatalogDep) -> Response:
+    _flow_row(catalog, flow_id)
+    return json_response(catalog.flow_tags(flow_id), request=request)
+
+
+@get_and_head(router, "/{flow_id}/tags/{name:path}", "flows-flowId-tags-name")
+def get_flow_tag(request: Request, flow_id: str, name: str, catalog: CatalogDep) -> Response:
+    _flow_row(catalog, flow_id)
+    tags = catalog.flow_tags(flow_id)
+    if tag_name(name) not in tags:
+        raise not_found(f"flow {flow_id} has no tag {name!r}")
+    return json_response(tags[name], request=request)
+
+
+@router.put("/{flow_id}/tags/{name:path}", operation_id="PUT_flows-flowId-tags-name", status_code=204)
+async def put_flow_tag(
+    request: Request, flow_id: str, name: str, catalog: CatalogDep, principal: PrincipalDep
+) -> Response:
+    check_uuid(flow_id, "flow id")
+    value = tag_value(await json_body(request))
+    publish_changes(request, catalog.set_flow_tag(flow_id, tag_name(name), value, principal=principal))
+    return Response(status_code=204)
+
+
+@router.delete("/{flow_id}/tags/{name:path}", operation_id="DELETE_flows-flowId-tags-name", status_code=204)
+def delete_flow_tag(
+    request: Request, flow_id: str, name: str, catalog: CatalogDep, principal: PrincipalDep
+) -> Response:
+    check_uuid(flow_id, "flow id")
+    publish_changes(request, catalog.set_flow_tag(flow_id, tag_name(name), None, principal=principal))
+    return Response(status_code=204)
+
+
+# -- single-value properties ------------------------------------------------------------------------------
+def _int_body(body: Any, what: str) -> int:
+    if isinstance(body, bool) or not isinstance(body, int) or body < 0:
+        raise bad_request(f"{what} must be a JSON integer >= 0 (kbit/s), not {body!r}")
+    return body
+
+
+def _bool_body(body: Any, what: str) -> bool:
+    if not isinstance(body, bool):
+        raise bad_request(f"{what} must be a JSON boolean (true or false), not {body!r}")
+    return body
+
+
+def _add_property(prop: str, parse: Callable[[Any, str], Any], *, deletable: bool = True) -> None:
+    """GET/HEAD/PUT (and DELETE) of ``/flows/{id}/<prop>``; GET of an unset property answers 404."""
+    name = f"flows-flowId-{prop.replace('_', '-')}"
+    path = f"/{{flow_id}}/{prop}"
+
+    def read(request: Request, flow_id: str, catalog: CatalogDep) -> Response:
+        value = _flow_row(catalog, flow_id).get(prop)
+        if value is None:
+            if prop != "read_only":
+                raise not_found(f"flow {flow_id} has no {prop}")
+            value = False
+        return json_response(value, request=request)
+
+    async def write(request: Request, flow_id: str, catalog: CatalogDep, principal: PrincipalDep) -> Response:
+        check_uuid(flow_id, "flow id")
+        value = parse(await json_body(request), prop)
+        publish_changes(request, catalog.set_flow_property(flow_id, prop, value, principal=principal))
+        return Response(status_code=204)
+
+    def unset(request: Request, flow_id: str, catalog: CatalogDep, principal: PrincipalDep) -> Response:
+        check_uuid(flow_id, "flow id")
+        publish_changes(request, catalog.set_flow_property(flow_id, prop, None, principal=principal))
+        return Response(status_code=204)
+
+    get_and_head(router, path, name)(read)
+    router.add_api_route(path, write, methods=["PUT"], operation_id=f"PUT_{name}", status_code=204)
+    if deletable:
+        router.add_api_route(path, unset, methods=["DELETE"], operation_id=f"DELETE_{name}", status_code=204)
+
+
+_add_property("description", string_body)
+_add_property("label", string_body)
+_add_property("read_only", _bool_body, deletable=False)
+_add_property("max_bit_rate", _int_body)
+_add_property("avg_bit_rate", _int_body)
+
+
+# -- flow collection ----------------------------------------------------------------------------------------
+@get_and_head(router, "/{flow_id}/flow_collection", "flows-flowId-flow-collection")
+def get_flow_collection(request: Request, flow_id: str, catalog: CatalogDep) -> Response:
+    return json_response(_flow_doc(catalog, flow_id).get("flow_collection", []), request=request)
+
+
+@router.put("/{flow_id}/flow_collection", operation_id="PUT_flows-flowId-flow-collection", status_code=204)
+async def put_flow_collection(request: Request, flow_id: str, catalog: CatalogDep, principal: PrincipalDep) -> Response:
+    check_uuid(flow_id, "flow id")
+    body = await json_body(request)
+    check(body, "flow-collection.json")
+    publish_changes(request, catalog.set_flow_collection(flow_id, body, principal=principal))
+    return Response(status_code=204)
+
+
+@router.delete("/{flow_id}/flow_collection", operation_id="DELETE_flows-flowId-flow-collection", status_code=204)
+def delete_flow_collection(request: Request, flow_id: str, catalog: CatalogDep, principal: PrincipalDep) -> Response:
+    check_uuid(flow_id, "flow id")
+    publish_changes(request, catalog.set_flow_collection(flow_id, None, principal=principal))
+    return Response(status_code=204)
