@@ -106,12 +106,17 @@ class ObjectsMixin(SegmentsMixin):
         return row
 
     def object_instances(self, object_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-        """``{object_id: [instance rows in preference order]}``."""
+        """``{object_id: [instance rows in preference order]}`` (one query for all the ids)."""
         if not object_ids:
             return {}
         out: dict[str, list[dict[str, Any]]] = {}
-        t = self.rows("object_instances", [isin("object_id", list(dict.fromkeys(object_ids)))])
-        for r in sorted(t.to_pylist(), key=lambda r: (r["object_id"], r["position"])):
+        t = self.rows(
+            "object_instances",
+            [isin("object_id", list(dict.fromkeys(object_ids)))],
+            columns=["object_id", "storage_id", "storage_key", "url", "label", "controlled", "position"],
+            order_by=[("object_id", False), ("position", False)],
+        )
+        for r in t.to_pylist():
             out.setdefault(r["object_id"], []).append(r)
         return out
 

@@ -167,8 +167,13 @@ class SegmentsMixin(FlowsMixin):
                 raise ConflictError(f"flow {flow_id} has no container set, so segments cannot be registered")
             if segments.num_rows == 0:
                 return result
-            ok, reasons = self._check_overlaps(flow_id, segments)
-            reasons.update(self._check_labels(segments, urls, reserved_labels, ok))
+            # labels first: a row refused for its labels must neither block later rows of the batch
+            # as an overlap nor register its object
+            ok = np.ones(segments.num_rows, dtype=bool)
+            reasons = self._check_labels(segments, urls, reserved_labels, ok)
+            ok[list(reasons)] = False
+            ok, overlap_reasons = self._check_overlaps(flow_id, segments, ok)
+            reasons.update(overlap_reasons)
             objects, obj_reasons = self._check_objects(flow_id, segments, ok)
             reasons.update(obj_reasons)
             index = (
@@ -210,12 +215,17 @@ class SegmentsMixin(FlowsMixin):
                 result.accepted = accepted_index
         return result
 
-    def _check_overlaps(self, flow_id: str, segs: pa.Table) -> tuple[np.ndarray, dict[int, str]]:
-        """Which rows can be stored: not overlapping stored segments, nor earlier rows of the batch."""
+    def _check_overlaps(
+        self, flow_id: str, segs: pa.Table, ok: np.ndarray | None = None
+    ) -> tuple[np.ndarray, dict[int, str]]:
+        """Which rows can be stored: not overlapping stored segments, nor earlier rows of the batch.
+
+        Rows already refused (``ok`` False) are skipped and never block other rows.
+        """
         starts = segs.column("start_ns").to_numpy()
         ends = segs.column("end_ns").to_numpy()
         n = len(starts)
-        ok = np.ones(n, dtype=bool)
+        ok = np.ones(n, dtype=bool) if ok is None else ok.copy()
         reasons: dict[int, str] = {}
         stored = self.rows(
             "segments",
@@ -233,7 +243,7 @@ class SegmentsMixin(FlowsMixin):
             prev = np.clip(idx - 1, 0, None)
             clash = (idx > 0) & (s_end[prev] > starts)
             texts = stored.column("timerange")
-            for pos in np.flatnonzero(clash):
+            for pos in np.flatnonzero(clash & ok):
                 reasons[int(pos)] = f"timerange overlaps the stored segment {texts[int(prev[pos])].as_py()}"
                 ok[pos] = False
         # within the batch: fast check first (sorted, abutting batches are the norm)

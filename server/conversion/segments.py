@@ -1,0 +1,108 @@
+"""Segment rows -> ``flow-segment.json`` (routes and webhook deliveries render segments the same way)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from server.conversion.urls import UrlMinter, UrlOptions
+from server.storage.base import ObjectStore
+from tams_analytics.catalog import Catalog
+from tams_analytics.catalog.segments import shift
+from tams_analytics.predicates import isin
+from tams_analytics.timerange import TimeRange, Timestamp
+
+#: int64-ns columns that are Timestamps on the wire
+_TS_FIELDS = ("ts_offset", "last_duration")
+_INT_FIELDS = ("sample_offset", "sample_count", "key_frame_count")
+
+
+def segment_wire(
+    row: Mapping[str, Any],
+    *,
+    get_urls: list[dict[str, Any]] | None = None,
+    init_get_urls: list[dict[str, Any]] | None = None,
+    object_timerange: str | None = None,
+) -> dict[str, Any]:
+    """One ``segments`` row as ``flow-segment.json``; ``get_urls`` lists are left out when None."""
+    out: dict[str, Any] = {"object_id": row["object_id"], "timerange": row["timerange"]}
+    for k in _TS_FIELDS:
+        if row.get(k) is not None:
+            out[k] = str(Timestamp(row[k]))
+    for k in _INT_FIELDS:
+        if row.get(k) is not None:
+            out[k] = row[k]
+    if object_timerange is not None:
+        out["object_timerange"] = object_timerange
+    if get_urls is not None:
+        out["get_urls"] = get_urls
+    if row.get("init_object_id"):
+        init: dict[str, Any] = {"object_id": row["init_object_id"]}
+        if init_get_urls is not None:
+            init["get_urls"] = init_get_urls
+        out["init_object"] = init
+    return out
+
+
+def segments_wire(
+    catalog: Catalog,
+    rows: Sequence[Mapping[str, Any]],
+    stores: Iterable[ObjectStore],
+    options: UrlOptions,
+    *,
+    include_object_timerange: bool = False,
+) -> list[dict[str, Any]]:
+    """A page of segment rows as wire documents.
+
+    Instances of every media and init object on the page come from one catalog call (none at all when
+    the reader wants no URLs), and each object's URLs are minted once per page even when many
+    segments share it (init objects usually are).
+    """
+    if not rows:
+        return []
+    ids = list(
+        dict.fromkeys([r["object_id"] for r in rows] + [r["init_object_id"] for r in rows if r.get("init_object_id")])
+    )
+    urls_of = _url_lookup(catalog, ids, stores, options)
+    object_trs: dict[str, str | None] = {}
+    if include_object_timerange:
+        t = catalog.rows("objects", [isin("id", ids)], columns=["id", "timerange"])
+        object_trs = dict(zip(t.column("id").to_pylist(), t.column("timerange").to_pylist(), strict=True))
+    out = []
+    for r in rows:
+        init_id = r.get("init_object_id")
+        out.append(
+            segment_wire(
+                r,
+                get_urls=urls_of(r["object_id"]),
+                init_get_urls=urls_of(init_id) if init_id else None,
+                object_timerange=_object_timerange(r, object_trs) if include_object_timerange else None,
+            )
+        )
+    return out
+
+
+def _url_lookup(
+    catalog: Catalog, ids: Sequence[str], stores: Iterable[ObjectStore], options: UrlOptions
+) -> Callable[[str], list[dict[str, Any]] | None]:
+    """``object_id -> get_urls | None`` for the given ids, memoised."""
+    if options.wants_none:
+        return lambda _oid: None
+    instances = catalog.object_instances(ids)
+    mint = UrlMinter(stores, options)
+    cache: dict[str, list[dict[str, Any]]] = {}
+
+    def urls_of(oid: str) -> list[dict[str, Any]]:
+        if oid not in cache:
+            cache[oid] = mint(instances.get(oid, []))
+        return cache[oid]
+
+    return urls_of
+
+
+def _object_timerange(row: Mapping[str, Any], object_trs: Mapping[str, str | None]) -> str:
+    """The object's timerange; for an object without one, what the segment implies (timerange - ts_offset)."""
+    stored = object_trs.get(row["object_id"]) or row.get("object_timerange")
+    if stored:
+        return stored
+    return str(shift(TimeRange.from_str(row["timerange"]), row.get("ts_offset") or 0))

@@ -1,0 +1,169 @@
+"""``/flows/{flowId}/segments``: list (GET/HEAD), register (POST) and delete (DELETE) flow segments."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from server import deletion
+from server.conversion.segments import segments_wire
+from server.conversion.urls import UrlOptions
+from server.deps import CatalogDep, SettingsDep, Stores, StoresDep
+from server.errors import bad_request, error_body
+from server.paging import Page, clamp_limit, decode_key, encode_key
+from server.publish import publish_segments_added
+from server.routes._common import check_uuid, get_and_head, json_body, json_response, parse_bool, parse_timerange
+from server.validation import check, errors
+from tams_analytics.catalog import Catalog, Failure, segments_table
+from tams_analytics.timerange import TimeRange
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/flows", tags=["FlowSegments"])
+
+
+@get_and_head(router, "/{flow_id}/segments", "flows-flowId-segments")
+def list_segments(
+    request: Request,
+    flow_id: str,
+    catalog: CatalogDep,
+    stores: StoresDep,
+    settings: SettingsDep,
+    object_id: str | None = None,
+    timerange: str | None = None,
+    reverse_order: str | None = None,
+    include_object_timerange: str | None = None,
+    limit: Annotated[int | None, Query()] = None,
+    page: str | None = None,
+) -> Response:
+    """Segments in time order (or reverse), one page at a time, keyed on ``start_ns``.
+
+    A flow that does not exist simply has no segments (200 ``[]``); only an invalid id is a 404.
+    """
+    check_uuid(flow_id, "flow id")
+    n = clamp_limit(limit, settings.default_limit, settings.max_limit)
+    reverse = bool(parse_bool(reverse_order, "reverse_order"))
+    options = UrlOptions.from_request(request, settings.presign_get_s)
+    with_object_tr = bool(parse_bool(include_object_timerange, "include_object_timerange"))
+    after = _page_start(page)
+    table = catalog.segment_rows(
+        flow_id,
+        timerange=parse_timerange(timerange),
+        object_id=object_id,
+        after_start_ns=after,
+        reverse=reverse,
+        limit=n + 1,
+    )
+    more = table.num_rows > n
+    rows = table.slice(0, n).to_pylist()
+    items = segments_wire(catalog, rows, stores, options, include_object_timerange=with_object_tr)
+    next_key = encode_key(rows[-1]["start_ns"]) if more else None
+    page_tr = _hull(rows[0]["timerange"], rows[-1]["timerange"]) if rows else "()"
+    headers = Page(items, n, next_key, reverse, page_tr).headers(request, public_url=settings.public_url)
+    return json_response(items, headers=headers, request=request)
+
+
+def _page_start(page: str | None) -> int | None:
+    if page is None:
+        return None
+    key = decode_key(page)
+    if isinstance(key, bool) or not isinstance(key, int):
+        raise bad_request(f"invalid page key {page!r}: use the X-Paging-NextKey of a previous answer")
+    return key
+
+
+def _hull(a: str, b: str) -> str:
+    return str(TimeRange.from_str(a).hull(TimeRange.from_str(b)))
+
+
+@router.post("/{flow_id}/segments", operation_id="POST_flows-flowId-segments", status_code=201)
+async def post_segments(
+    request: Request, flow_id: str, catalog: CatalogDep, stores: StoresDep, settings: SettingsDep
+) -> Response:
+    """Register one segment (a JSON object) or many (an array).
+
+    An array is processed item by item: invalid or conflicting items are reported in
+    ``failed_segments`` (200) and the others stored; all stored is 201 with no body. A single
+    segment that fails is a 400.
+    """
+    check_uuid(flow_id, "flow id")
+    body = await json_body(request)
+    if isinstance(body, list):
+        if len(body) > settings.max_bulk_segments:
+            raise bad_request(f"at most {settings.max_bulk_segments} segments can be registered in one request")
+        failures = await run_in_threadpool(_register, request, catalog, stores, flow_id, body)
+        if not failures:
+            return Response(status_code=201)
+        return json_response({"failed_segments": [_failed_wire(f) for f in failures]}, status=200)
+    if not isinstance(body, dict):
+        raise bad_request("the body must be a flow segment object or an array of them")
+    check(body, "flow-segment-post.json")
+    failures = await run_in_threadpool(_register, request, catalog, stores, flow_id, [body])
+    if failures:
+        raise bad_request(f"segment {failures[0].timerange} not registered: {failures[0].reason}")
+    return Response(status_code=201)
+
+
+def _register(request: Request, catalog: Catalog, stores: Stores, flow_id: str, items: Sequence[Any]) -> list[Failure]:
+    """Validate and store ``items``; return the failures (indices into ``items``) in request order."""
+    failures: list[Failure] = []
+    valid: list[Mapping[str, Any]] = []
+    positions: list[int] = []  # index in ``items`` of each valid document
+    for i, item in enumerate(items):
+        why = errors(item, "flow-segment-post.json")
+        if why is None:
+            valid.append(item)
+            positions.append(i)
+        else:
+            failures.append(_failure(i, item, f"segment {why}"))
+    table, parse_failed = segments_table(valid)
+    urls = {i: d["get_urls"] for i, d in enumerate(valid) if d.get("get_urls")}
+    result = catalog.add_segments(flow_id, table, uncontrolled_urls=urls, reserved_labels=stores.labels())
+    for f in [*parse_failed, *result.failed]:
+        failures.append(Failure(positions[f.index], f.object_id, f.timerange, f.reason))
+    if result.accepted and request.app.state.events.enabled:
+        publish_segments_added(request, flow_id, _stored_rows(table, result.accepted, flow_id))
+    return sorted(failures, key=lambda f: f.index)
+
+
+def _stored_rows(table: Any, accepted: Sequence[int], flow_id: str) -> list[dict[str, Any]]:
+    """The accepted segments as ``segments`` rows (for webhook rendering)."""
+    wanted = set(accepted)
+    out = []
+    for r in table.to_pylist():
+        if r.pop("index") in wanted:
+            r["flow_id"] = flow_id
+            out.append(r)
+    return out
+
+
+def _failure(index: int, item: Any, reason: str) -> Failure:
+    oid = item.get("object_id") if isinstance(item, dict) else None
+    tr = item.get("timerange") if isinstance(item, dict) else None
+    return Failure(index, oid if isinstance(oid, str) else None, tr if isinstance(tr, str) else None, reason)
+
+
+def _failed_wire(f: Failure) -> dict[str, Any]:
+    """One ``failed_segments`` item; ``timerange`` only when it is a valid timerange."""
+    out: dict[str, Any] = {"object_id": f.object_id or "", "error": error_body("BadRequest", f.reason)}
+    if f.timerange is not None:
+        try:
+            TimeRange.from_str(f.timerange)
+        except ValueError:
+            return out
+        out["timerange"] = f.timerange
+    return out
+
+
+@router.delete("/{flow_id}/segments", operation_id="DELETE_flows-flowId-segments", status_code=204)
+def delete_segments(request: Request, flow_id: str, timerange: str = "_", object_id: str | None = None) -> Response:
+    """Delete the segments ``timerange`` covers completely (partial overlaps stay); 202 when large."""
+    check_uuid(flow_id, "flow id")
+    tr = parse_timerange(timerange)
+    assert tr is not None
+    return deletion.delete_segments(request, flow_id, tr, object_id)

@@ -1,0 +1,293 @@
+"""POST /flows/{id}/segments: single and bulk registration, overlaps, object rules, labels, events."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from server.config import Settings
+from tests.server.conftest import new_id, video_flow
+from tests.spec import assert_valid, assert_valid_list
+
+
+def make_flow(client: TestClient, **extra: Any) -> str:
+    body = video_flow(**extra)
+    r = client.put(f"/flows/{body['id']}", json=body)
+    assert r.status_code == 201, r.text
+    return body["id"]
+
+
+def allocate(client: TestClient, flow_id: str, n: int = 1) -> list[str]:
+    r = client.post(f"/flows/{flow_id}/storage", json={"limit": n})
+    assert r.status_code == 201, r.text
+    return [m["object_id"] for m in r.json()["media_objects"]]
+
+
+def segments(client: TestClient, flow_id: str, **params: Any) -> list[dict[str, Any]]:
+    r = client.get(f"/flows/{flow_id}/segments", params=params)
+    assert r.status_code == 200, r.text
+    assert_valid_list(r.json(), "flow-segment.json")
+    return r.json()
+
+
+def assert_error(r: Any, status: int, *words: str) -> None:
+    assert r.status_code == status, r.text
+    assert_valid(r.json(), "error.json")
+    for w in words:
+        assert w in r.json()["summary"], r.json()["summary"]
+
+
+# -- single segments ---------------------------------------------------------------------------------------
+def test_single_segment_is_created_with_no_body(client: TestClient) -> None:
+    fid = make_flow(client)
+    (oid,) = allocate(client, fid)
+    r = client.post(
+        f"/flows/{fid}/segments",
+        json={"object_id": oid, "timerange": "[0:0_2:0)", "ts_offset": "-1:500000000", "key_frame_count": 1},
+    )
+    assert r.status_code == 201 and r.content == b""
+    (seg,) = segments(client, fid)
+    assert seg["object_id"] == oid and seg["timerange"] == "[0:0_2:0)"
+    assert seg["ts_offset"] == "-1:500000000" and seg["key_frame_count"] == 1
+
+
+@pytest.mark.parametrize(
+    "body, word",
+    [
+        ({"timerange": "[0:0_1:0)"}, "object_id"),
+        ({"object_id": "x", "timerange": "[0:0_01:0)"}, "timerange"),
+        ({"object_id": "x", "timerange": "[0:0_1:0)", "ts_offset": "1.5"}, "ts_offset"),
+        ({"object_id": "x", "timerange": "[0:0_1:0)", "key_frame_count": "1"}, "key_frame_count"),
+        ({"object_id": "x", "timerange": "[0:0_1:0)", "get_urls": [{"url": "http://x"}]}, "label"),
+    ],
+)
+def test_invalid_single_segment_is_400(client: TestClient, body: dict[str, Any], word: str) -> None:
+    fid = make_flow(client)
+    assert_error(client.post(f"/flows/{fid}/segments", json=body), 400, word)
+    assert segments(client, fid) == []
+
+
+@pytest.mark.parametrize("tr", ["()", "[5:0_5:0)", "_", "[0:0_"])
+def test_empty_or_unbounded_segment_timerange_is_400(client: TestClient, tr: str) -> None:
+    fid = make_flow(client)
+    assert_error(client.post(f"/flows/{fid}/segments", json={"object_id": "x", "timerange": tr}), 400)
+
+
+def test_malformed_and_wrong_shape_bodies_are_400(client: TestClient) -> None:
+    fid = make_flow(client)
+    headers = {"content-type": "application/json"}
+    assert_error(client.post(f"/flows/{fid}/segments", content=b"[{", headers=headers), 400, "malformed JSON")
+    assert_error(client.post(f"/flows/{fid}/segments", content=b"", headers=headers), 400)
+    assert_error(client.post(f"/flows/{fid}/segments", json="segment"), 400)
+
+
+def test_flow_missing_is_404_and_invalid_flow_id_is_404(client: TestClient) -> None:
+    seg = {"object_id": "x", "timerange": "[0:0_1:0)"}
+    assert_error(client.post(f"/flows/{new_id()}/segments", json=seg), 404, "does not exist")
+    assert_error(client.post("/flows/NOT-A-UUID/segments", json=seg), 404)
+    assert_error(client.post(f"/flows/{new_id()}/segments", json=[seg]), 404)
+
+
+def test_read_only_flow_is_403(client: TestClient) -> None:
+    fid = make_flow(client)
+    assert client.put(f"/flows/{fid}/read_only", json=True).status_code == 204
+    assert_error(client.post(f"/flows/{fid}/segments", json={"object_id": "x", "timerange": "[0:0_1:0)"}), 403)
+    assert client.put(f"/flows/{fid}/read_only", json=False).status_code == 204
+    assert client.post(f"/flows/{fid}/segments", json={"object_id": "x", "timerange": "[0:0_1:0)"}).status_code == 201
+
+
+def test_flow_without_container_is_400(client: TestClient) -> None:
+    body = video_flow()
+    del body["container"]
+    assert client.put(f"/flows/{body['id']}", json=body).status_code == 201
+    r = client.post(f"/flows/{body['id']}/segments", json={"object_id": "x", "timerange": "[0:0_1:0)"})
+    assert_error(r, 400, "container")
+
+
+# -- overlaps ---------------------------------------------------------------------------------------------
+def test_overlapping_segment_is_400_and_abutting_ones_are_accepted(client: TestClient) -> None:
+    fid = make_flow(client)
+    post = lambda oid, tr: client.post(f"/flows/{fid}/segments", json={"object_id": oid, "timerange": tr})  # noqa: E731
+    assert post("a", "[0:0_10:0)").status_code == 201
+    assert post("b", "[10:0_20:0)").status_code == 201  # abuts: [0_10) and [10_20) share no instant
+    assert_error(post("c", "[9:999999999_11:0)"), 400, "overlaps")
+    assert_error(post("c", "[5:0]"), 400, "overlaps")
+    assert post("c", "[20:0]").status_code == 201  # instantaneous right after an exclusive end
+    assert post("d", "(20:0_21:0)").status_code == 201  # exclusive start after [20:0]
+    assert [s["timerange"] for s in segments(client, fid)] == ["[0:0_10:0)", "[10:0_20:0)", "[20:0]", "(20:0_21:0)"]
+
+
+def test_bulk_all_ok_is_201_with_no_body(client: TestClient) -> None:
+    fid = make_flow(client)
+    ids = allocate(client, fid, 3)
+    body = [{"object_id": oid, "timerange": f"[{i}:0_{i + 1}:0)"} for i, oid in enumerate(ids)]
+    r = client.post(f"/flows/{fid}/segments", json=body)
+    assert r.status_code == 201 and r.content == b""
+    assert [s["object_id"] for s in segments(client, fid)] == ids
+
+
+def test_bulk_partial_failure_is_200_with_failed_segments(client: TestClient) -> None:
+    fid = make_flow(client)
+    assert (
+        client.post(f"/flows/{fid}/segments", json={"object_id": "stored", "timerange": "[0:0_1:0)"}).status_code == 201
+    )
+    body = [
+        {"object_id": "ok1", "timerange": "[1:0_2:0)"},
+        {"object_id": "clash-stored", "timerange": "[0:500000000_1:0)"},
+        {"object_id": "bad-tr", "timerange": "[2:0_x)"},
+        {"object_id": "ok2", "timerange": "[2:0_3:0)"},
+        {"object_id": "clash-batch", "timerange": "[2:500000000_4:0)"},
+        {"timerange": "[9:0_10:0)"},
+        {"object_id": "ok3", "timerange": "[3:0_4:0)"},
+    ]
+    r = client.post(f"/flows/{fid}/segments", json=body)
+    assert r.status_code == 200, r.text
+    assert_valid(r.json(), "flow-segment-bulk-failure.json")
+    failed = r.json()["failed_segments"]
+    assert [f["object_id"] for f in failed] == ["clash-stored", "bad-tr", "clash-batch", ""]
+    assert failed[0]["timerange"] == "[0:500000000_1:0)" and "overlaps" in failed[0]["error"]["summary"]
+    assert "timerange" not in failed[1]  # not a valid timerange, so not echoed
+    assert "earlier in the request" in failed[2]["error"]["summary"]
+    assert [s["object_id"] for s in segments(client, fid)] == ["stored", "ok1", "ok2", "ok3"]
+
+
+def test_bulk_array_where_everything_fails_is_still_200(client: TestClient) -> None:
+    fid = make_flow(client)
+    r = client.post(f"/flows/{fid}/segments", json=[{"object_id": "x", "timerange": "nope"}])
+    assert r.status_code == 200
+    assert_valid(r.json(), "flow-segment-bulk-failure.json")
+    assert segments(client, fid) == []
+
+
+def test_bulk_limit_is_400(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "d", max_bulk_segments=3)
+    with TestClient(create_app(settings)) as client:
+        fid = make_flow(client)
+        body = [{"object_id": f"o{i}", "timerange": f"[{i}:0_{i + 1}:0)"} for i in range(4)]
+        assert_error(client.post(f"/flows/{fid}/segments", json=body), 400, "at most 3")
+        assert client.post(f"/flows/{fid}/segments", json=body[:3]).status_code == 201
+
+
+# -- object rules -----------------------------------------------------------------------------------------
+def test_first_registration_must_be_on_the_allocating_flow(client: TestClient) -> None:
+    a, b = make_flow(client), make_flow(client)
+    (oid,) = allocate(client, a)
+    seg = {"object_id": oid, "timerange": "[0:0_1:0)"}
+    assert_error(client.post(f"/flows/{b}/segments", json=seg), 400, "allocated for flow")
+    assert client.post(f"/flows/{a}/segments", json=seg).status_code == 201
+    assert client.post(f"/flows/{b}/segments", json=seg).status_code == 201  # re-use elsewhere is fine now
+    obj = client.get(f"/objects/{oid}").json()
+    assert_valid(obj, "object.json")
+    assert obj["first_referenced_by_flow"] == a and sorted(obj["referenced_by_flows"]) == sorted([a, b])
+
+
+def test_reuse_with_changed_properties_is_rejected(client: TestClient) -> None:
+    a, b = make_flow(client), make_flow(client)
+    first = {"object_id": "m", "timerange": "[0:0_10:0)", "key_frame_count": 2, "init_object_id": "init"}
+    assert client.post(f"/flows/{a}/segments", json=first).status_code == 201
+    reuse = {"object_id": "m", "timerange": "[100:0_102:0)", "ts_offset": "100:0"}
+    assert_error(client.post(f"/flows/{b}/segments", json={**reuse, "key_frame_count": 3}), 400, "key_frame_count")
+    assert_error(client.post(f"/flows/{b}/segments", json={**reuse, "object_timerange": "[0:0_5:0)"}), 400)
+    assert_error(client.post(f"/flows/{b}/segments", json={**reuse, "init_object_id": "other"}), 400, "init_object_id")
+    outside = {"object_id": "m", "timerange": "[100:0_120:0)", "ts_offset": "100:0"}
+    assert_error(client.post(f"/flows/{b}/segments", json=outside), 400, "outside")
+    # role swaps: media as init, init as media
+    swap = {"object_id": "n", "timerange": "[0:0_1:0)", "init_object_id": "m"}
+    assert_error(client.post(f"/flows/{b}/segments", json=swap), 400, "media object")
+    assert_error(client.post(f"/flows/{b}/segments", json={"object_id": "init", "timerange": "[0:0_1:0)"}), 400)
+    # an unchanged re-use of part of the object is fine
+    assert client.post(f"/flows/{b}/segments", json=reuse).status_code == 201
+    (seg,) = segments(client, b)
+    assert seg["ts_offset"] == "100:0"
+
+
+# -- uncontrolled get_urls --------------------------------------------------------------------------------
+def test_uncontrolled_get_urls_are_stored_and_labels_checked(client: TestClient) -> None:
+    fid = make_flow(client)
+    backend_label = client.get("/service/storage-backends").json()[0]["label"]
+    reserved = {"object_id": "x", "timerange": "[0:0_1:0)", "get_urls": [{"url": "http://a/x", "label": backend_label}]}
+    assert_error(client.post(f"/flows/{fid}/segments", json=reserved), 400, "storage backend")
+    twice = {
+        "object_id": "x",
+        "timerange": "[0:0_1:0)",
+        "get_urls": [{"url": "http://a/x", "label": "l"}, {"url": "http://b/x", "label": "l"}],
+    }
+    assert_error(client.post(f"/flows/{fid}/segments", json=twice), 400, "unique")
+    ok = {"object_id": "x", "timerange": "[0:0_1:0)", "get_urls": [{"url": "http://mirror/x", "label": "mirror"}]}
+    assert client.post(f"/flows/{fid}/segments", json=ok).status_code == 201
+    (seg,) = segments(client, fid, verbose_storage="true")
+    assert seg["get_urls"] == [{"url": "http://mirror/x", "label": "mirror", "controlled": False}]
+
+
+def test_item_refused_for_its_label_neither_blocks_nor_registers(client: TestClient) -> None:
+    fid = make_flow(client)
+    label = client.get("/service/storage-backends").json()[0]["label"]
+    body = [
+        {"object_id": "refused", "timerange": "[0:0_1:0)", "get_urls": [{"url": "http://a", "label": label}]},
+        {"object_id": "kept", "timerange": "[0:0_1:0)"},
+    ]
+    r = client.post(f"/flows/{fid}/segments", json=body)
+    assert r.status_code == 200
+    assert [f["object_id"] for f in r.json()["failed_segments"]] == ["refused"]
+    assert [s["object_id"] for s in segments(client, fid)] == ["kept"]
+    assert client.get("/objects/refused").status_code == 404
+
+
+# -- events -----------------------------------------------------------------------------------------------
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    received: list[dict[str, Any]] = []
+    handler = type("Handler", (_Receiver,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_segments_added_webhook_carries_the_stored_segments(
+    client: TestClient, receiver: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, received = receiver
+    hook = {"url": url, "events": ["flows/segments_added"], "verbose_storage": True}
+    assert client.post("/service/webhooks", json=hook).status_code == 201
+    fid = make_flow(client)
+    ids = allocate(client, fid, 2)
+    body = [
+        {"object_id": ids[0], "timerange": "[0:0_1:0)", "last_duration": "0:40000000"},
+        {"object_id": ids[1], "timerange": "[0:0_1:0)"},  # refused: overlaps
+    ]
+    assert client.post(f"/flows/{fid}/segments", json=body).status_code == 200
+    deadline = time.monotonic() + 15
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert received, "no flows/segments_added delivery"
+    event = received[0]
+    assert event["event_type"] == "flows/segments_added" and event["event"]["flow_id"] == fid
+    (seg,) = event["event"]["segments"]
+    assert_valid(seg, "flow-segment.json")
+    assert seg["object_id"] == ids[0] and seg["last_duration"] == "0:40000000"
+    assert seg["get_urls"][0]["controlled"] is True
