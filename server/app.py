@@ -99,8 +99,7 @@ def create_app(
         stops = []
         if workers:
             for name in WORKER_MODULES:
-                with contextlib.suppress(ModuleNotFoundError):
-                    stops.append(importlib.import_module(name).start(app))
+                stops.append(importlib.import_module(name).start(app))
         try:
             yield
         finally:

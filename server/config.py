@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     service_description: str = "TAMS 8.2 server on the tams-analytics query library"
     #: seconds an allocated object may stay unregistered, and an unreferenced one stays stored
     min_object_timeout_s: int = Field(600, ge=300)
+    #: seconds between garbage collection passes over unreferenced objects
+    gc_interval_s: float = Field(300, gt=0)
 
     #: paging: default and maximum ``limit`` on every listing
     default_limit: int = Field(100, ge=1)

@@ -55,6 +55,9 @@ def _flow_or_error(catalog: Catalog, flow_id: str) -> dict[str, Any]:
 
 def _accepted(request: Request, row: dict[str, Any]) -> Response:
     location = str(request.url_for("GET_flow-delete-requests-request-id", request_id=row["id"]))
+    public_url = request.app.state.settings.public_url
+    if public_url:
+        location = public_url.rstrip("/") + "/flow-delete-requests/" + row["id"]
     return json_response(request_wire(row), status=202, headers={"Location": location})
 
 

@@ -37,15 +37,22 @@ def capture(catalog: Catalog, flow_ids: Iterable[str]) -> dict[str, FlowContext]
     return out
 
 
-def _bus(request: Request) -> EventBus:
-    return request.app.state.events
+def _app(source: Request | Any) -> Any:
+    """The application, from a request or the application itself (background workers have no request)."""
+    return source.app if isinstance(source, Request) else source
 
 
-def _catalog(request: Request) -> Catalog:
-    return request.app.state.catalog
+def _bus(source: Request | Any) -> EventBus:
+    return _app(source).state.events
 
 
-def publish_changes(request: Request, changes: Changes, contexts: Mapping[str, FlowContext] | None = None) -> None:
+def _catalog(source: Request | Any) -> Catalog:
+    return _app(source).state.catalog
+
+
+def publish_changes(
+    request: Request | Any, changes: Changes, contexts: Mapping[str, FlowContext] | None = None
+) -> None:
     """Events for what a write did: sources and flows created/updated/deleted.
 
     ``contexts`` must hold the flows deleted by the write (captured before it).
@@ -107,7 +114,7 @@ def publish_changes(request: Request, changes: Changes, contexts: Mapping[str, F
         )
 
 
-def publish_segments_added(request: Request, flow_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
+def publish_segments_added(request: Request | Any, flow_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
     """``flows/segments_added`` with the stored segment rows (rendered per webhook by the worker)."""
     bus = _bus(request)
     if not bus.enabled or not rows:

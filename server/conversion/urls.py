@@ -27,7 +27,7 @@ from typing import Any
 from fastapi import Request
 
 from server.errors import bad_request
-from server.routes._common import check_uuid, parse_bool, prefixed_params
+from server.params import check_uuid, parse_bool, prefixed_params
 from server.storage.base import ObjectStore
 
 logger = logging.getLogger(__name__)

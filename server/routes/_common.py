@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from server.errors import bad_request, not_found
+from server.errors import bad_request
+from server.params import UUID_RE, check_uuid, parse_bool, prefixed_params
 from tams_analytics.timerange import TimeRange
 
-F = TypeVar("F", bound=Callable[..., Any])
+__all__ = [
+    "UUID_RE",
+    "check_uuid",
+    "get_and_head",
+    "json_body",
+    "json_response",
+    "parse_bool",
+    "parse_timerange",
+    "prefixed_params",
+    "tag_filters",
+]
 
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def get_and_head(router: APIRouter, path: str, operation: str, **kwargs: Any) -> Callable[[F], F]:
@@ -25,12 +35,15 @@ def get_and_head(router: APIRouter, path: str, operation: str, **kwargs: Any) ->
     """
 
     def decorate(fn: F) -> F:
-        router.add_api_route(path, fn, methods=["GET"], operation_id=f"GET_{operation}", **kwargs)
+        router.add_api_route(
+            path, fn, methods=["GET"], operation_id=f"GET_{operation}", name=f"GET_{operation}", **kwargs
+        )
         router.add_api_route(
             path,
             fn,
             methods=["HEAD"],
             operation_id=f"HEAD_{operation}",
+            name=f"HEAD_{operation}",
             include_in_schema=True,
             **{k: v for k, v in kwargs.items() if k != "response_model"},
         )
@@ -51,15 +64,6 @@ def json_response(
     return Response(content=body, status_code=status, headers=h, media_type="application/json")
 
 
-def check_uuid(value: str, what: str = "id", *, in_path: bool = True) -> str:
-    """A TAMS uuid (lowercase, versions 1-5). The spec answers an invalid id in a path with 404
-    ("the ID in the path is invalid"), and an invalid id in a query or body with 400."""
-    if not UUID_RE.match(value):
-        summary = f"{what} {value!r} is not a valid TAMS UUID (lowercase, versions 1-5)"
-        raise not_found(summary) if in_path else bad_request(summary)
-    return value
-
-
 def parse_timerange(value: str | None, name: str = "timerange") -> TimeRange | None:
     if value is None:
         return None
@@ -67,29 +71,6 @@ def parse_timerange(value: str | None, name: str = "timerange") -> TimeRange | N
         return TimeRange.from_str(value)
     except ValueError as exc:
         raise bad_request(f"{name}: {exc}") from exc
-
-
-def parse_bool(value: str | None, name: str) -> bool | None:
-    if value is None:
-        return None
-    v = value.lower()
-    if v in ("true", "1"):
-        return True
-    if v in ("false", "0"):
-        return False
-    raise bad_request(f"{name} must be true or false, not {value!r}")
-
-
-def prefixed_params(request: Request, prefix: str) -> dict[str, str]:
-    """Query parameters named ``<prefix>.<name>`` (e.g. ``tag.genre``), keyed by name."""
-    out: dict[str, str] = {}
-    for key, value in request.query_params.multi_items():
-        if key.startswith(prefix + "."):
-            name = key[len(prefix) + 1 :]
-            if not name:
-                raise bad_request(f"{prefix}. needs a name")
-            out[name] = value
-    return out
 
 
 def tag_filters(request: Request) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pyarrow as pa
 from tams_analytics.catalog.base import dumps, utcnow
 from tams_analytics.catalog.objects import ObjectsMixin
 from tams_analytics.exceptions import ConflictError, NotFoundError
-from tams_analytics.predicates import Term
+from tams_analytics.predicates import Term, isin
 from tams_analytics.schema import TagEntity
 
 
@@ -45,9 +45,7 @@ class ServiceMixin(ObjectsMixin):
         )
         with self.transaction():
             self.engine.delete("storage_backends", [Term("id", "==", backend["id"])])
-            self.engine.insert(
-                "storage_backends", pa.Table.from_pylist([{k: backend.get(k) for k in columns}])
-            )
+            self.engine.insert("storage_backends", pa.Table.from_pylist([{k: backend.get(k) for k in columns}]))
             self.replace_tags(TagEntity.STORAGE_BACKEND, backend["id"], backend.get("tags") or {})
 
     # -- profiles -------------------------------------------------------------------------------------------
@@ -78,16 +76,20 @@ class ServiceMixin(ObjectsMixin):
 
     # -- webhooks -------------------------------------------------------------------------------------------
     def save_webhook(
-        self, webhook: Mapping[str, Any], *, api_key_value: str | None = None, keep_secret: bool = False
+        self,
+        webhook: Mapping[str, Any],
+        *,
+        api_key_value: str | None = None,
+        keep_secret: bool = False,
+        created_by: str | None = None,
     ) -> None:
-        """Insert or replace a webhook. ``keep_secret`` keeps the stored ``api_key_value`` when none is given."""
+        """Insert or replace a webhook. ``keep_secret`` keeps the stored ``api_key_value`` when none is given.
+
+        ``created_by`` names the owner of a new webhook; a replaced webhook keeps its owner.
+        """
         with self.transaction():
             old = self.row("webhooks", [Term("id", "==", webhook["id"])])
-            secret = (
-                api_key_value
-                if api_key_value is not None or not keep_secret
-                else (old or {}).get("api_key_value")
-            )
+            secret = api_key_value if api_key_value is not None or not keep_secret else (old or {}).get("api_key_value")
             doc = {
                 k: v
                 for k, v in webhook.items()
@@ -107,16 +109,14 @@ class ServiceMixin(ObjectsMixin):
                             "doc": dumps(doc),
                             "error": dumps(webhook["error"]) if webhook.get("error") else None,
                             "created": (old or {}).get("created") or utcnow(),
-                            "created_by": (old or {}).get("created_by"),
+                            "created_by": old["created_by"] if old else created_by,
                         }
                     ]
                 ),
             )
             self.replace_tags(TagEntity.WEBHOOK, webhook["id"], webhook.get("tags") or {})
 
-    def webhook_docs(
-        self, rows: Sequence[Mapping[str, Any]], *, with_secret: bool = False
-    ) -> list[dict[str, Any]]:
+    def webhook_docs(self, rows: Sequence[Mapping[str, Any]], *, with_secret: bool = False) -> list[dict[str, Any]]:
         """Webhook documents for ``webhooks`` rows; the secret only when asked (for delivery)."""
         tags = self.get_tags(TagEntity.WEBHOOK, [r["id"] for r in rows]) if rows else {}
         out = []
@@ -139,19 +139,48 @@ class ServiceMixin(ObjectsMixin):
         return None if row is None else self.webhook_docs([row], with_secret=with_secret)[0]
 
     def set_webhook_status(
-        self, webhook_id: str, status: str, error: Mapping[str, Any] | None = None
-    ) -> None:
-        self.engine.update(
-            "webhooks",
-            [Term("id", "==", webhook_id)],
-            {"status": status, "error": dumps(error) if error else None},
-        )
+        self,
+        webhook_id: str,
+        status: str,
+        error: Mapping[str, Any] | None = None,
+        *,
+        only_from: Sequence[str] | None = None,
+    ) -> bool:
+        """Set a webhook's status (and error); with ``only_from``, only when its status is one of those.
+
+        The conditional form lets the delivery worker move ``created`` to ``started`` (or to ``error``)
+        without overwriting a ``disabled`` a client set meanwhile. Returns whether a webhook changed.
+        """
+        where = [Term("id", "==", webhook_id)]
+        if only_from is not None:
+            where.append(Term("status", "isin", tuple(only_from)))
+        changed = self.engine.update("webhooks", where, {"status": status, "error": dumps(error) if error else None})
+        return changed > 0
 
     def delete_webhook(self, webhook_id: str) -> None:
         with self.transaction():
             if self.engine.delete("webhooks", [Term("id", "==", webhook_id)]) == 0:
                 raise NotFoundError(f"webhook {webhook_id} does not exist")
             self.delete_all_tags(TagEntity.WEBHOOK, [webhook_id])
+
+    # -- garbage collection ---------------------------------------------------------------------------------
+    def claim_collectable_objects(self, older_than: Any) -> dict[str, list[dict[str, Any]]]:
+        """Forget the objects :meth:`collectable_objects` names, atomically, and return their instances.
+
+        The caller then deletes the stored bytes of the controlled instances. Forgetting first, in one
+        transaction with the reference check, means bytes are only ever deleted for objects no segment
+        references: a segment registered concurrently either keeps its object or finds it gone.
+        """
+        with self.transaction():
+            ids = sorted(set(self.collectable_objects(older_than).column("id").to_pylist()))
+            if not ids:
+                return {}
+            used = set(self._segment_object_ids([isin("object_id", ids)]))
+            used |= set(self._segment_object_ids([isin("init_object_id", ids)]))
+            ids = [i for i in ids if i not in used]
+            instances = self.object_instances(ids)
+            self.purge_objects(ids)
+        return {i: instances.get(i, []) for i in ids}
 
     # -- delete requests -------------------------------------------------------------------------------------
     def create_delete_request(
@@ -189,6 +218,13 @@ class ServiceMixin(ObjectsMixin):
 
     def get_delete_request(self, request_id: str) -> dict[str, Any] | None:
         return self.row("delete_requests", [Term("id", "==", request_id)])
+
+    def purge_delete_requests(self, expired_before: Any) -> int:
+        """Forget finished (``done``/``error``) delete requests whose ``expiry`` is before ``expired_before``."""
+        return self.engine.delete(
+            "delete_requests",
+            [Term("status", "isin", ("done", "error")), Term("expiry", "<", expired_before)],
+        )
 
     def unfinished_delete_requests(self) -> list[dict[str, Any]]:
         return self.rows(

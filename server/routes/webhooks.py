@@ -1,0 +1,167 @@
+"""``/service/webhooks`` and ``/service/webhooks/{webhookId}``: event subscriptions (DIGEST §6).
+
+Every filter and transformation option of ``webhook.json`` is supported; keys this service does not
+know are refused with 400 (the spec's answer for unsupported options). ``api_key_value`` is stored to
+send with deliveries and never returned. URLs go through the SSRF guard (``server.ssrf``). With
+authentication on, each caller sees and edits only the webhooks it registered (others answer 404, as
+AN 0016 recommends); with ``auth=none`` everyone sees everything. With ``settings.webhooks`` off every
+operation here answers 404.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from server.config import Settings
+from server.conversion.webhooks import unsupported_keys, webhook_record, webhook_wire
+from server.deps import CatalogDep, PrincipalDep, SettingsDep
+from server.errors import bad_request, not_found
+from server.paging import Page, clamp_limit, page_sorted
+from server.routes._common import check_uuid, get_and_head, json_body, json_response, tag_filters
+from server.ssrf import UnsafeUrl, check_url
+from server.validation import check
+from tams_analytics.catalog import Catalog
+from tams_analytics.predicates import Predicate, Term, build
+
+#: an HTTP header name (RFC 9110 token), and headers the delivery itself must control
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_RESERVED_HEADERS = frozenset(("host", "content-type", "content-length", "transfer-encoding", "connection"))
+
+
+def _webhooks_offered(request: Request) -> None:
+    if not request.app.state.settings.webhooks:
+        raise not_found("webhooks are not supported by this service")
+
+
+router = APIRouter(prefix="/service/webhooks", tags=["Webhooks"], dependencies=[Depends(_webhooks_offered)])
+
+
+def _owner_scope(settings: Settings, principal: str | None) -> list[Predicate]:
+    """With authentication on, a caller's view is limited to the webhooks it registered."""
+    if settings.auth == "none":
+        return []
+    return [Term("created_by", "==", principal)]
+
+
+def _owned(catalog: Catalog, settings: Settings, principal: str | None, webhook_id: str) -> dict[str, Any]:
+    check_uuid(webhook_id, "webhook id")
+    where: list[Predicate] = [Term("id", "==", webhook_id), *_owner_scope(settings, principal)]
+    row = catalog.row("webhooks", where)
+    if row is None:
+        raise not_found(f"webhook {webhook_id} does not exist")
+    return catalog.webhook_docs([row])[0]
+
+
+async def _checked_body(request: Request, schema: str, settings: Settings) -> dict[str, Any]:
+    """The request body, valid against ``schema``, with only supported options and a callable URL."""
+    body = await json_body(request)
+    check(body, schema)
+    unknown = unsupported_keys(body)
+    if unknown:
+        raise bad_request(f"unsupported webhook options: {', '.join(unknown)}")
+    _check_api_key(body)
+    try:
+        # resolving the host may block: keep it off the event loop
+        await run_in_threadpool(check_url, body["url"], allow_private=settings.webhooks_allow_private)
+    except UnsafeUrl as exc:
+        raise bad_request(str(exc)) from exc
+    return body
+
+
+def _check_api_key(body: Mapping[str, Any]) -> None:
+    name = body.get("api_key_name")
+    if name is not None and (not _HEADER_NAME.match(name) or name.lower() in _RESERVED_HEADERS):
+        raise bad_request(f"api_key_name {name!r} is not a usable HTTP header name")
+    if "api_key_value" in body:
+        if name is None:
+            raise bad_request("api_key_value needs api_key_name, the header to send it in")
+        if any(c in body["api_key_value"] for c in "\r\n\0"):
+            raise bad_request("api_key_value must not contain line breaks or NUL characters")
+
+
+@get_and_head(router, "", "webhooks")
+def list_webhooks(
+    request: Request,
+    catalog: CatalogDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    reverse_order: bool = False,
+    limit: Annotated[int | None, Query()] = None,
+    page: str | None = None,
+) -> Response:
+    """Webhooks in alphabetical order of ``url`` (ties by id), filtered by tags."""
+    n = clamp_limit(limit, settings.default_limit, settings.max_limit)
+    where = [*build("webhooks", **tag_filters(request)), *_owner_scope(settings, principal)]
+    table = catalog.rows("webhooks", where)
+    chunk, next_key = page_sorted(table, sort_by="url", descending=False, reverse=reverse_order, limit=n, page=page)
+    items = [webhook_wire(d) for d in catalog.webhook_docs(chunk.to_pylist())]
+    headers = Page(items, n, next_key, reverse_order).headers(request, public_url=settings.public_url)
+    return json_response(items, headers=headers, request=request)
+
+
+@router.post("", operation_id="POST_webhooks", status_code=201)
+async def post_webhook(
+    request: Request, catalog: CatalogDep, settings: SettingsDep, principal: PrincipalDep
+) -> Response:
+    body = await _checked_body(request, "webhook-post.json", settings)
+    webhook_id = str(uuid.uuid4())
+    record = webhook_record(body, webhook_id, body.get("status", "created"))
+    catalog.save_webhook(record, api_key_value=body.get("api_key_value"), created_by=principal)
+    return json_response(webhook_wire(_stored(catalog, webhook_id)), status=201)
+
+
+@get_and_head(router, "/{webhook_id}", "webhooks-webhookId")
+def get_webhook(
+    request: Request, webhook_id: str, catalog: CatalogDep, settings: SettingsDep, principal: PrincipalDep
+) -> Response:
+    return json_response(webhook_wire(_owned(catalog, settings, principal, webhook_id)), request=request)
+
+
+@router.put("/{webhook_id}", operation_id="PUT_webhooks", status_code=201)
+async def put_webhook(
+    request: Request, webhook_id: str, catalog: CatalogDep, settings: SettingsDep, principal: PrincipalDep
+) -> Response:
+    """Replace a webhook's configuration; answers **201** with the webhook (as the spec declares)."""
+    check_uuid(webhook_id, "webhook id")
+    body = await _checked_body(request, "webhook-put.json", settings)
+    if body["id"] != webhook_id:
+        raise bad_request(f"webhook id {body['id']!r} in the body differs from {webhook_id} in the path")
+    current = _owned(catalog, settings, principal, webhook_id)
+    status = _next_status(current["status"], body["status"])
+    same_key = body.get("api_key_name") is not None and body.get("api_key_name") == current.get("api_key_name")
+    catalog.save_webhook(
+        webhook_record(body, webhook_id, status),
+        api_key_value=body.get("api_key_value"),
+        # clients cannot read the secret back: keep it unless they change or drop the header
+        keep_secret=same_key and "api_key_value" not in body,
+    )
+    return json_response(webhook_wire(_stored(catalog, webhook_id)), status=201)
+
+
+@router.delete("/{webhook_id}", operation_id="DELETE_webhooks-webhookId", status_code=204)
+def delete_webhook(webhook_id: str, catalog: CatalogDep, settings: SettingsDep, principal: PrincipalDep) -> Response:
+    _owned(catalog, settings, principal, webhook_id)
+    catalog.delete_webhook(webhook_id)
+    return Response(status_code=204)
+
+
+def _next_status(current: str, requested: str) -> str:
+    """Client status changes: error/disabled → created re-enables; created/started → disabled disables;
+    error → disabled is refused (the error must be acknowledged by re-enabling)."""
+    if requested == "disabled" and current == "error":
+        raise bad_request("a webhook in the error state cannot be disabled; set status created to re-enable it")
+    return requested
+
+
+def _stored(catalog: Catalog, webhook_id: str) -> Mapping[str, Any]:
+    doc = catalog.get_webhook(webhook_id)
+    if doc is None:  # deleted between the write and this read
+        raise not_found(f"webhook {webhook_id} does not exist")
+    return doc

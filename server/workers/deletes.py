@@ -1,0 +1,113 @@
+"""The delete request worker: carries out the deletions ``server.deletion`` answered with 202.
+
+Requests are worked in chunks of ``settings.delete_sync_max_segments`` segments (what a synchronous
+DELETE may do), earliest first, recording ``timerange_remaining`` after each chunk, so a restart
+resumes where the last run stopped: unfinished requests are picked up at startup. A ``delete_flow``
+request deletes the flow once its segments are gone. Finished requests stay listed for
+:data:`KEEP_FINISHED`, then are forgotten.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import traceback
+from typing import Any
+
+from server.errors import error_body
+from server.publish import capture, publish_changes, publish_segments_deleted
+from server.workers import PeriodicWorker, Stop
+from tams_analytics.catalog import Catalog, utcnow
+from tams_analytics.exceptions import NotFoundError
+from tams_analytics.timerange import TimeRange
+
+logger = logging.getLogger(__name__)
+
+#: how often to look for requests made by other server processes sharing the store
+POLL_S = 30.0
+#: how long finished requests stay visible at /flow-delete-requests (their ``expiry``)
+KEEP_FINISHED = dt.timedelta(days=1)
+
+
+def start(app: Any) -> Stop:
+    """Start the worker; ``app.state.delete_wakeup`` wakes it when a request is created."""
+    wakeup = threading.Event()
+    worker = PeriodicWorker("tams-delete-requests", lambda: None, POLL_S, wakeup=wakeup)
+    worker.step = lambda: run_pending(app, worker.stopping)
+    app.state.delete_wakeup = wakeup
+    worker.start()
+
+    async def stop() -> None:
+        app.state.delete_wakeup = None
+        await worker.stop()
+
+    return stop
+
+
+def run_pending(app: Any, stopping: threading.Event | None = None) -> int:
+    """Work every unfinished request (oldest first) and forget expired ones; returns how many finished."""
+    catalog: Catalog = app.state.catalog
+    catalog.purge_delete_requests(utcnow())
+    finished = 0
+    for row in catalog.unfinished_delete_requests():
+        if stopping is not None and stopping.is_set():
+            break
+        finished += run_request(app, row, stopping)
+    return finished
+
+
+def run_request(app: Any, row: dict[str, Any], stopping: threading.Event | None = None) -> bool:
+    """Carry out one request; False when interrupted by ``stopping`` (it stays ``started``)."""
+    catalog: Catalog = app.state.catalog
+    rid, flow_id = row["id"], row["flow_id"]
+    catalog.update_delete_request(rid, status="started")
+    try:
+        if not _delete_segments(app, row, stopping):
+            return False
+        if row["delete_flow"]:
+            _delete_flow(app, flow_id)
+    except Exception as exc:
+        logger.exception("delete request %s for flow %s failed", rid, flow_id)
+        error = error_body(type(exc).__name__, f"deletion failed: {exc}")
+        error["traceback"] = traceback.format_exception_only(exc)
+        catalog.update_delete_request(rid, status="error", error=error, expiry=utcnow() + KEEP_FINISHED)
+        return True
+    catalog.update_delete_request(rid, status="done", timerange_remaining="()", expiry=utcnow() + KEEP_FINISHED)
+    logger.info("delete request %s for flow %s done", rid, flow_id)
+    return True
+
+
+def _delete_segments(app: Any, row: dict[str, Any], stopping: threading.Event | None) -> bool:
+    catalog: Catalog = app.state.catalog
+    chunk = max(1, app.state.settings.delete_sync_max_segments)
+    flow_id = row["flow_id"]
+    remaining = TimeRange.from_str(row["timerange_remaining"] or row["timerange_to_delete"])
+    context = capture(catalog, [flow_id]).get(flow_id)
+    while not remaining.is_empty:
+        if stopping is not None and stopping.is_set():
+            return False
+        try:
+            result = catalog.delete_segments(flow_id, remaining, row["object_id"], limit=chunk, force=True)
+        except NotFoundError:
+            break  # the flow is gone, and its segments with it
+        if result.deleted:
+            publish_segments_deleted(app.state.events, context, flow_id, str(result.timerange))
+        if result.complete or result.timerange.end_ns is None:
+            remaining = TimeRange.never()
+        else:
+            # segments never overlap, so every covered segment left starts at or after this chunk's end
+            remaining = remaining.split_at(result.timerange.end_ns)[1]
+        catalog.update_delete_request(row["id"], timerange_remaining=str(remaining))
+    return True
+
+
+def _delete_flow(app: Any, flow_id: str) -> None:
+    catalog: Catalog = app.state.catalog
+    contexts = capture(catalog, [flow_id])
+    try:
+        changes = catalog.delete_flow(flow_id, force=True)
+    except NotFoundError:
+        return
+    # publish_changes reads only request.app
+    publish_changes(app, changes, contexts)

@@ -1,0 +1,62 @@
+"""Object garbage collection: media bytes nobody can reach any more leave storage.
+
+Collectable objects (``catalog.collectable_objects``) are those allocated but never registered, and
+those no segment references any more, for longer than the service's ``min_object_timeout``. The
+catalog forgets them, then their controlled instances are deleted from their storage backends.
+Uncontrolled instances are URLs the service does not own: only their records go.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from typing import Any
+
+from server.storage.base import StorageError
+from server.workers import PeriodicWorker, Stop
+from tams_analytics.catalog import Catalog, utcnow
+
+logger = logging.getLogger(__name__)
+
+#: seconds between collections, unless ``settings.gc_interval_s`` says otherwise
+DEFAULT_INTERVAL_S = 300.0
+
+
+def start(app: Any) -> Stop:
+    interval = float(getattr(app.state.settings, "gc_interval_s", DEFAULT_INTERVAL_S))
+    worker = PeriodicWorker("tams-object-gc", lambda: collect_once(app), interval)
+    worker.start(at_once=False)
+    return worker.stop
+
+
+def collect_once(app: Any, now: dt.datetime | None = None) -> int:
+    """Forget collectable objects and delete their stored bytes; returns how many objects were collected.
+
+    ``now`` defaults to the current time (tests pass a later one instead of waiting for the timeout).
+    The catalog forgets the objects first (atomically with the check that no segment references
+    them), so bytes a segment still points at are never deleted; if a backend then fails to delete,
+    the bytes are left behind (logged), never a dangling reference.
+    """
+    catalog: Catalog = app.state.catalog
+    cutoff = (now or utcnow()) - dt.timedelta(seconds=app.state.settings.min_object_timeout_s)
+    claimed = catalog.claim_collectable_objects(cutoff)
+    by_store: dict[str, list[str]] = defaultdict(list)
+    for instances in claimed.values():
+        for inst in instances:
+            if inst.get("controlled") and inst.get("storage_id") and inst.get("storage_key"):
+                by_store[inst["storage_id"]].append(inst["storage_key"])
+    for storage_id, keys in by_store.items():
+        store = app.state.stores.by_id.get(storage_id)
+        if store is None:
+            logger.warning("gc: storage backend %s is not configured; %d objects left in it", storage_id, len(keys))
+            continue
+        try:
+            store.delete(keys)
+        except (StorageError, OSError):
+            logger.exception(
+                "gc: deleting %d objects from storage %s failed; they are left behind", len(keys), storage_id
+            )
+    if claimed:
+        logger.info("gc: collected %d objects", len(claimed))
+    return len(claimed)
