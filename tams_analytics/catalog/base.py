@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from tams_analytics import predicates as P
 from tams_analytics.engines.base import Engine, OrderBy
-from tams_analytics.exceptions import TamsError
+from tams_analytics.exceptions import TamsError, UnsupportedError
 from tams_analytics.predicates import InSubquery, Predicate
 from tams_analytics.schema import SCHEMAS
 from tams_analytics.timerange import TimeRange
@@ -47,7 +47,10 @@ class CatalogBase:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group writes: all of them or none."""
+        """Group writes: all of them or none. Every write goes through here, so a read-only engine
+        refuses it before any validation or round trip."""
+        if not self.engine.capabilities.writes:
+            raise UnsupportedError(f"the {self.engine.name} engine is read-only")
         with self.engine.transaction():
             yield
 

@@ -1,0 +1,477 @@
+"""Analyst views as ibis expressions, and the Trino SQL views generated from them.
+
+Every view is a function of a :class:`~tams_analytics.catalog.Catalog` (or of any ``name -> ibis table``
+mapping or lookup) returning a lazy ibis table, so it runs on DuckDB, Trino or VAST alike:
+
+* :func:`segment_gaps` / :func:`segment_runs` / :func:`flow_coverage`: contiguous runs and gaps per flow,
+  by window functions over the ``[start_ns, end_ns)`` bounds (a gap is where a segment starts after the
+  previous segment's end);
+* :func:`storage_per_source`: flows, segments, distinct objects and their bytes per source
+  (segments → objects → flows → sources);
+* :func:`ingest_hourly` / :func:`ingest_daily`: segments, flows, objects and bytes per UTC hour/day of
+  ``segments.created``;
+* :func:`orphan_segments`, :func:`orphan_flows`, :func:`unreferenced_objects` and their union
+  :func:`orphans`: referential problems worth a look.
+
+``sql/trino/views/*.sql`` hold the same views as Trino ``CREATE OR REPLACE VIEW`` statements, generated
+from these expressions (``python -m tams_analytics.views --write sql/trino/views``); a test keeps them in
+step. Timestamps in ``timerange`` columns are TAMS text (``[10:0_12:500000000)``), bounds int64 ns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import ibis
+
+from tams_analytics.schema import SCHEMAS
+from tams_analytics.timerange import NS_PER_SECOND
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
+    from tams_analytics.catalog import Catalog
+
+__all__ = [
+    "VIEWS",
+    "example_catalog",
+    "flow_coverage",
+    "ingest_daily",
+    "ingest_hourly",
+    "orphan_flows",
+    "orphan_segments",
+    "orphans",
+    "segment_gaps",
+    "segment_runs",
+    "storage_per_source",
+    "unbound_tables",
+    "unreferenced_objects",
+    "view_sql",
+    "write_sql",
+]
+
+Lookup = Callable[[str], "ir.Table"]
+
+#: the committed location of the generated Trino views, relative to the repository root
+SQL_DIR: Final = Path("sql") / "trino" / "views"
+HEADER: Final = (
+    "-- Generated from tams_analytics.views.{name} by `python -m tams_analytics.views --write sql/trino/views`;\n"
+    "-- do not edit: change the ibis expression and regenerate.\n"
+)
+_UNIT_SECONDS: Final = {"hour": 3600, "day": 86400}
+
+
+def example_catalog() -> Catalog:
+    """An in-memory DuckDB catalog with flow ``f`` of source ``s`` and segments ``[0:0_2:0)``,
+    ``[2:0_4:0)``, ``[5:0_6:0)`` (one gap): the data of this module's examples."""
+    from tams_analytics.catalog import connect
+
+    cat = connect("duckdb://")
+    cat.put_flow({"id": "f", "source_id": "s", "format": "urn:x-nmos:format:data", "container": "text/plain"})
+    cat.add_segments(
+        "f", [{"object_id": o, "timerange": t} for o, t in (("a", "[0:0_2:0)"), ("b", "[2:0_4:0)"), ("c", "[5:0_6:0)"))]
+    )
+    return cat
+
+
+def _lookup(tables: Any) -> Lookup:
+    """A ``name -> ibis table`` function for a catalog, a mapping or a lookup."""
+    if hasattr(tables, "table") and callable(tables.table):
+        return tables.table  # type: ignore[no-any-return]
+    if isinstance(tables, Mapping):
+        return tables.__getitem__
+    if callable(tables):
+        return tables  # type: ignore[no-any-return]
+    raise TypeError(f"expected a Catalog, a mapping of tables or a lookup, got {type(tables).__name__}")
+
+
+def _ts_text(ns: ir.IntegerValue) -> ir.StringValue:
+    """TAMS timestamp text of int64 nanoseconds (``-1:500000000`` is -1.5 s; the sign covers the value)."""
+    # Integer division would compile to FLOOR(CAST(x AS DOUBLE) / 1e9) in Trino, off by one near second
+    # boundaries at today's ns magnitudes; cutting the decimal digits is exact.
+    mag = ns.abs()
+    digits = mag.cast("string")
+    seconds = ibis.ifelse(digits.length() > 9, digits.left(digits.length() - 9), "0")
+    sign = ibis.ifelse(ns < 0, "-", "")
+    return sign.concat(seconds, ":", (mag % NS_PER_SECOND).cast("string"))
+
+
+def _tr_text(start: ir.IntegerValue, end: ir.IntegerValue) -> ir.StringValue:
+    """The half-open TAMS timerange ``[start_end)`` of storage bounds."""
+    return ibis.literal("[").concat(_ts_text(start), "_", _ts_text(end), ")")
+
+
+def _with_prev_end(segments: ir.Table) -> ir.Table:
+    """Segments with ``prev_end_ns``: the end of the flow's previous segment by start (null for the first)."""
+    w = ibis.window(group_by=segments.flow_id, order_by=[segments.start_ns])
+    return segments.select("flow_id", "start_ns", "end_ns", prev_end_ns=segments.end_ns.lag().over(w))
+
+
+# -- coverage and gaps -------------------------------------------------------------------------------------
+def segment_gaps(tables: Any) -> ir.Table:
+    """One row per gap: a flow's segment starting after the end of the flow's previous segment.
+
+    Columns: ``flow_id``, ``gap_start_ns`` (the previous end), ``gap_end_ns`` (the next start),
+    ``gap_ns`` and the gap as a TAMS ``timerange``.
+
+    >>> cat = example_catalog()  # flow f of source s: [0:0_2:0) [2:0_4:0) [5:0_6:0)
+    >>> segment_gaps(cat).select("flow_id", "gap_ns", "timerange").to_pyarrow().to_pylist()
+    [{'flow_id': 'f', 'gap_ns': 1000000000, 'timerange': '[4:0_5:0)'}]
+    """
+    s = _with_prev_end(_lookup(tables)("segments"))
+    gaps = s.filter(s.start_ns > s.prev_end_ns)
+    return gaps.select(
+        "flow_id",
+        gap_start_ns=gaps.prev_end_ns,
+        gap_end_ns=gaps.start_ns,
+        gap_ns=gaps.start_ns - gaps.prev_end_ns,
+        timerange=_tr_text(gaps.prev_end_ns, gaps.start_ns),
+    )
+
+
+def segment_runs(tables: Any) -> ir.Table:
+    """One row per contiguous run of a flow's segments (each abutting the previous one).
+
+    Columns: ``flow_id``, ``run`` (1, 2, ... in time order), ``start_ns``, ``end_ns``, ``segments``
+    and the run as a TAMS ``timerange``.
+
+    >>> cat = example_catalog()  # flow f of source s: [0:0_2:0) [2:0_4:0) [5:0_6:0)
+    >>> segment_runs(cat).order_by("run").select("run", "segments", "timerange").to_pyarrow().to_pylist()
+    [{'run': 1, 'segments': 2, 'timerange': '[0:0_4:0)'}, {'run': 2, 'segments': 1, 'timerange': '[5:0_6:0)'}]
+    """
+    s = _with_prev_end(_lookup(tables)("segments"))
+    marked = s.mutate(starts_run=ibis.ifelse(s.prev_end_ns.isnull() | (s.start_ns > s.prev_end_ns), 1, 0))
+    cumulative = ibis.cumulative_window(group_by=marked.flow_id, order_by=[marked.start_ns])
+    numbered = marked.mutate(run=marked.starts_run.sum().over(cumulative).cast("int64"))
+    runs = numbered.group_by(["flow_id", "run"]).aggregate(
+        start_ns=numbered.start_ns.min(), end_ns=numbered.end_ns.max(), segments=numbered.count()
+    )
+    return runs.mutate(timerange=_tr_text(runs.start_ns, runs.end_ns))
+
+
+def flow_coverage(tables: Any) -> ir.Table:
+    """Coverage per flow (every flow, also those without segments).
+
+    Columns: ``flow_id``, ``source_id``, ``format``, ``label``, ``segments``, ``first_start_ns``,
+    ``last_end_ns``, ``covered_ns`` (sum of segment lengths), ``gaps``, ``gap_ns`` (uncovered time between
+    the first start and the last end), ``runs`` and the ``timerange`` from first start to last end.
+
+    >>> cat = example_catalog()  # flow f of source s: [0:0_2:0) [2:0_4:0) [5:0_6:0)
+    >>> row = flow_coverage(cat).to_pyarrow().to_pylist()[0]
+    >>> row["segments"], row["gaps"], row["runs"], row["gap_ns"], row["timerange"]
+    (3, 1, 2, 1000000000, '[0:0_6:0)')
+    """
+    lookup = _lookup(tables)
+    flows, segments = lookup("flows"), lookup("segments")
+    stats = segments.group_by("flow_id").aggregate(
+        segments=segments.count(),
+        first_start_ns=segments.start_ns.min(),
+        last_end_ns=segments.end_ns.max(),
+        covered_ns=(segments.end_ns - segments.start_ns).sum(),
+    )
+    g = segment_gaps(lookup)
+    gaps = g.group_by("flow_id").aggregate(gaps=g.count(), gap_ns=g.gap_ns.sum())
+    joined = flows.left_join(stats, flows.id == stats.flow_id).left_join(gaps, flows.id == gaps.flow_id)
+    n_gaps = gaps.gaps.fill_null(0)
+    n_segments = stats.segments.fill_null(0)
+    return joined.select(
+        flow_id=flows.id,
+        source_id=flows.source_id,
+        format=flows.format,
+        label=flows.label,
+        segments=n_segments,
+        first_start_ns=stats.first_start_ns,
+        last_end_ns=stats.last_end_ns,
+        covered_ns=stats.covered_ns.fill_null(0),
+        gaps=n_gaps,
+        gap_ns=gaps.gap_ns.fill_null(0),
+        runs=ibis.ifelse(n_segments > 0, n_gaps + 1, 0),
+        timerange=ibis.ifelse(n_segments > 0, _tr_text(stats.first_start_ns, stats.last_end_ns), ibis.literal("()")),
+    )
+
+
+# -- storage -----------------------------------------------------------------------------------------------
+def storage_per_source(tables: Any) -> ir.Table:
+    """Flows, segments, distinct objects and their bytes per source (every source, zeros where none).
+
+    An object is counted once per source however many of its segments reference it; ``bytes`` sums
+    ``objects.size_bytes`` and ``objects_without_size`` counts referenced objects of unknown size (not
+    registered yet, or missing from ``objects``).
+
+    >>> cat = example_catalog()  # flow f of source s: [0:0_2:0) [2:0_4:0) [5:0_6:0)
+    >>> storage_per_source(cat).select("source_id", "flows", "segments", "objects").to_pyarrow().to_pylist()
+    [{'source_id': 's', 'flows': 1, 'segments': 3, 'objects': 3}]
+    """
+    lookup = _lookup(tables)
+    sources, flows, segments, objects = (lookup(n) for n in ("sources", "flows", "segments", "objects"))
+    per_flow = flows.group_by("source_id").aggregate(flows=flows.count())
+    seg = segments.join(flows, segments.flow_id == flows.id).select(
+        source_id=flows.source_id, object_id=segments.object_id
+    )
+    per_seg = seg.group_by("source_id").aggregate(segments=seg.count())
+    pairs = seg.select("source_id", "object_id").distinct()
+    sized = pairs.left_join(objects, pairs.object_id == objects.id).select(
+        pairs.source_id, pairs.object_id, objects.size_bytes
+    )
+    per_obj = sized.group_by("source_id").aggregate(
+        objects=sized.count(),
+        bytes=sized.size_bytes.sum(),
+        objects_without_size=sized.size_bytes.isnull().ifelse(1, 0).sum(),
+    )
+    joined = (
+        sources.left_join(per_flow, sources.id == per_flow.source_id)
+        .left_join(per_seg, sources.id == per_seg.source_id)
+        .left_join(per_obj, sources.id == per_obj.source_id)
+    )
+    return joined.select(
+        source_id=sources.id,
+        format=sources.format,
+        label=sources.label,
+        flows=per_flow.flows.fill_null(0),
+        segments=per_seg.segments.fill_null(0),
+        objects=per_obj.objects.fill_null(0),
+        bytes=per_obj.bytes.fill_null(0),
+        objects_without_size=per_obj.objects_without_size.fill_null(0),
+    )
+
+
+# -- ingest ------------------------------------------------------------------------------------------------
+def ingest(tables: Any, unit: Literal["hour", "day"] = "hour") -> ir.Table:
+    """Segments, flows, distinct objects and their bytes per UTC ``unit`` of ``segments.created``.
+
+    Buckets are computed from whole seconds since the Unix epoch, so they are UTC whatever the session time
+    zone. Columns: ``bucket_start_s`` (epoch seconds), ``segments``, ``flows``, ``objects``, ``bytes``.
+    An object counts once per bucket.
+
+    >>> cat = example_catalog()  # flow f of source s: [0:0_2:0) [2:0_4:0) [5:0_6:0)
+    >>> ingest(cat, "day").select("segments", "flows", "objects").to_pyarrow().to_pylist()
+    [{'segments': 3, 'flows': 1, 'objects': 3}]
+    """
+    if unit not in _UNIT_SECONDS:
+        raise ValueError(f"unit must be one of {sorted(_UNIT_SECONDS)}, got {unit!r}")
+    step = _UNIT_SECONDS[unit]
+    lookup = _lookup(tables)
+    segments, objects = lookup("segments"), lookup("objects")
+    seg = segments.filter(segments.created.notnull())
+    epoch_s = seg.created.delta(ibis.timestamp("1970-01-01T00:00:00+00:00"), unit="second")
+    seg = seg.select("flow_id", "object_id", bucket_start_s=epoch_s - epoch_s % step)
+    counts = seg.group_by("bucket_start_s").aggregate(segments=seg.count(), flows=seg.flow_id.nunique())
+    pairs = seg.select("bucket_start_s", "object_id").distinct()
+    sized = pairs.left_join(objects, pairs.object_id == objects.id).select(pairs.bucket_start_s, objects.size_bytes)
+    volume = sized.group_by("bucket_start_s").aggregate(objects=sized.count(), bytes=sized.size_bytes.sum())
+    joined = counts.join(volume, counts.bucket_start_s == volume.bucket_start_s)
+    return joined.select(
+        bucket_start_s=counts.bucket_start_s.cast("int64"),
+        segments=counts.segments,
+        flows=counts.flows,
+        objects=volume.objects,
+        bytes=volume.bytes.fill_null(0),
+    )
+
+
+def ingest_hourly(tables: Any) -> ir.Table:
+    """:func:`ingest` per UTC hour."""
+    return ingest(tables, "hour")
+
+
+def ingest_daily(tables: Any) -> ir.Table:
+    """:func:`ingest` per UTC day."""
+    return ingest(tables, "day")
+
+
+# -- orphans -----------------------------------------------------------------------------------------------
+def orphan_segments(tables: Any) -> ir.Table:
+    """Segments whose flow does not exist.
+
+    >>> import tams_analytics as ta
+    >>> orphan_segments(ta.connect("duckdb://")).count().execute()
+    0
+    """
+    lookup = _lookup(tables)
+    segments, flows = lookup("segments"), lookup("flows")
+    gone = segments.anti_join(flows, segments.flow_id == flows.id)
+    return gone.select("flow_id", "object_id", "timerange", "start_ns", "end_ns", "created")
+
+
+def orphan_flows(tables: Any) -> ir.Table:
+    """Flows whose source does not exist.
+
+    >>> import tams_analytics as ta
+    >>> orphan_flows(ta.connect("duckdb://")).count().execute()
+    0
+    """
+    lookup = _lookup(tables)
+    flows, sources = lookup("flows"), lookup("sources")
+    gone = flows.anti_join(sources, flows.source_id == sources.id)
+    return gone.select("id", "source_id", "format", "label", "created")
+
+
+def unreferenced_objects(tables: Any) -> ir.Table:
+    """Objects no segment references (neither as ``object_id`` nor as ``init_object_id``).
+
+    Allocated ids not registered yet (``registered`` false) and objects waiting for garbage collection
+    (``unreferenced_since`` set) are expected here; the columns tell them apart.
+
+    >>> import tams_analytics as ta
+    >>> unreferenced_objects(ta.connect("duckdb://")).count().execute()
+    0
+    """
+    lookup = _lookup(tables)
+    objects, segments = lookup("objects"), lookup("segments")
+    # One anti-join against the union of both references: chained anti-joins compile to Trino-invalid
+    # ``LEFT ANTI JOIN``, an OR inside NOT EXISTS defeats hash joins, and NOT IN breaks on null init ids.
+    inits = segments.filter(segments.init_object_id.notnull())
+    refs = ibis.union(
+        segments.select(ref=segments.object_id.cast("string")),
+        inits.select(ref=inits.init_object_id.cast("string")),
+        distinct=False,
+    )
+    alone = objects.anti_join(refs, objects.id == refs.ref)
+    return alone.select(
+        "id", "allocated_flow_id", "registered", "size_bytes", "timerange", "created", "unreferenced_since"
+    )
+
+
+def orphans(tables: Any) -> ir.Table:
+    """All three orphan checks in one table: ``kind``, ``flow_id``, ``source_id``, ``object_id``,
+    ``timerange`` (what applies to the kind; the rest null).
+
+    Kinds: ``segment_without_flow``, ``flow_without_source``, ``object_without_segment``.
+
+    >>> import tams_analytics as ta
+    >>> orphans(ta.connect("duckdb://")).count().execute()
+    0
+    """
+    lookup = _lookup(tables)
+    null = ibis.null("string")
+    s = orphan_segments(lookup)
+    f = orphan_flows(lookup)
+    o = unreferenced_objects(lookup)
+    return ibis.union(
+        s.select(
+            kind=ibis.literal("segment_without_flow"),
+            flow_id=s.flow_id,
+            source_id=null,
+            object_id=s.object_id,
+            timerange=s.timerange,
+        ),
+        f.select(
+            kind=ibis.literal("flow_without_source"),
+            flow_id=f.id,
+            source_id=f.source_id,
+            object_id=null,
+            timerange=null,
+        ),
+        o.select(
+            kind=ibis.literal("object_without_segment"),
+            flow_id=o.allocated_flow_id,
+            source_id=null,
+            object_id=o.id,
+            timerange=o.timerange,
+        ),
+        distinct=False,
+    )
+
+
+#: view name -> expression builder; the order is the order of the generated files' listing
+VIEWS: Final[dict[str, Callable[[Any], ir.Table]]] = {
+    "flow_coverage": flow_coverage,
+    "segment_gaps": segment_gaps,
+    "segment_runs": segment_runs,
+    "storage_per_source": storage_per_source,
+    "ingest_hourly": ingest_hourly,
+    "ingest_daily": ingest_daily,
+    "orphan_segments": orphan_segments,
+    "orphan_flows": orphan_flows,
+    "unreferenced_objects": unreferenced_objects,
+    "orphans": orphans,
+}
+
+
+# -- Trino SQL ---------------------------------------------------------------------------------------------
+def unbound_tables(catalog: str | None = None, schema: str | None = None) -> Lookup:
+    """A lookup of unbound ibis tables with the declared schemas, optionally qualified ``catalog.schema``."""
+    from tams_analytics.engines.trino.query import declared_schema
+
+    cache: dict[str, ir.Table] = {}
+
+    def lookup(name: str) -> ir.Table:
+        if name not in SCHEMAS:
+            raise KeyError(name)
+        if name not in cache:
+            cache[name] = ibis.table(declared_schema(name), name=name, catalog=catalog, database=schema)
+        return cache[name]
+
+    return lookup
+
+
+def _quote(*parts: str | None) -> str:
+    return ".".join('"' + p.replace('"', '""') + '"' for p in parts if p)
+
+
+def view_sql(
+    name: str,
+    *,
+    table_catalog: str | None = None,
+    table_schema: str | None = None,
+    view_catalog: str | None = None,
+    view_schema: str | None = None,
+) -> str:
+    """The Trino ``CREATE OR REPLACE VIEW`` statement of view ``name``.
+
+    Unqualified table and view names resolve in the session's catalog and schema when the statement runs
+    (``trino --catalog vast --schema 'bucket|tams' -f ...``); pass catalog/schema to qualify them, e.g.
+    to create the views in a Hive catalog over tables in the VAST catalog.
+
+    >>> print(view_sql("orphan_flows").splitlines()[2])
+    CREATE OR REPLACE VIEW "orphan_flows" AS
+    """
+    expr = VIEWS[name](unbound_tables(table_catalog, table_schema))
+    select = ibis.to_sql(expr, dialect="trino")
+    header = HEADER.format(name=VIEWS[name].__name__)
+    return f"{header}CREATE OR REPLACE VIEW {_quote(view_catalog, view_schema, name)} AS\n{select}\n;\n"
+
+
+def write_sql(directory: Path | str, names: Sequence[str] | None = None, **qualify: str | None) -> list[Path]:
+    """Write ``<name>.sql`` for every view (or ``names``) into ``directory``; returns the paths written."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in names or list(VIEWS):
+        path = out / f"{name}.sql"
+        path.write_text(view_sql(name, **qualify))
+        written.append(path)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tams_analytics.views --write DIR``: (re)generate the Trino view files."""
+    parser = argparse.ArgumentParser(prog="python -m tams_analytics.views", description=main.__doc__)
+    parser.add_argument("--write", metavar="DIR", required=True, help=f"output directory, e.g. {SQL_DIR}")
+    parser.add_argument("--table-catalog", help="qualify table names with this Trino catalog (e.g. vast)")
+    parser.add_argument("--table-schema", help="qualify table names with this schema (e.g. 'bucket|tams')")
+    parser.add_argument("--view-catalog", help="create the views in this catalog (e.g. hive)")
+    parser.add_argument("--view-schema", help="create the views in this schema")
+    parser.add_argument("names", nargs="*", metavar="VIEW", help=f"only these views (default: all of {list(VIEWS)})")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - set(VIEWS))
+    if unknown:
+        parser.error(f"unknown view(s) {unknown}; expected some of {list(VIEWS)}")
+    for path in write_sql(
+        args.write,
+        args.names or None,
+        table_catalog=args.table_catalog,
+        table_schema=args.table_schema,
+        view_catalog=args.view_catalog,
+        view_schema=args.view_schema,
+    ):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
