@@ -108,6 +108,9 @@ class Term(Predicate):
     def __post_init__(self) -> None:
         if self.op not in PUSHABLE_OPS:
             raise TamsError(f"unknown predicate operator {self.op!r}")
+        if self.value is None and self.op not in ("isnull", "notnull"):
+            # ibis would read `== None` as IS NULL and SQL as never true: say which one is meant
+            raise TamsError(f"compare {self.column} with None through isnull/notnull, not {self.op!r}")
         if self.op == "isin":
             object.__setattr__(self, "value", tuple(self.value))
         if self.op == "between":
@@ -140,7 +143,7 @@ class Term(Predicate):
             case "isnull":
                 return col.isnull()
             case "notnull":
-                return col.notnull()
+                return ~col.isnull()  # the vastdb serializer accepts NOT(IS NULL), not NotNull
             case "startswith":
                 return col.startswith(v)
             case "contains":
@@ -168,6 +171,13 @@ class Const(Predicate):
         return ibis.literal(self.value)
 
 
+def _balanced(items: Sequence[Any], combine: Callable[[Any, Any], Any]) -> Any:
+    """Fold ``items`` into a balanced tree (ibis recurses on deep left-leaning chains)."""
+    while len(items) > 1:
+        items = [combine(items[i], items[i + 1]) if i + 1 < len(items) else items[i] for i in range(0, len(items), 2)]
+    return items[0]
+
+
 @dataclass(frozen=True)
 class AnyOf(Predicate):
     """OR of predicates. Pushable when every member is a pushable term on one and the same column."""
@@ -183,19 +193,12 @@ class AnyOf(Predicate):
     def deferred(self) -> Deferred:
         if not self.terms:
             return ibis.literal(False)
-        out = self.terms[0].deferred
-        for t in self.terms[1:]:
-            out = out | t.deferred
-        return out
+        return _balanced([t.deferred for t in self.terms], lambda a, b: a | b)
 
     def to_ibis(self, table: ir.Table, lookup: TableLookup | None = None) -> ir.BooleanValue:
         if not self.terms:
             return ibis.literal(False)
-        exprs = [t.to_ibis(table, lookup) for t in self.terms]
-        out = exprs[0]
-        for e in exprs[1:]:
-            out = out | e
-        return out
+        return _balanced([t.to_ibis(table, lookup) for t in self.terms], lambda a, b: a | b)
 
     def columns(self) -> frozenset[str]:
         return frozenset(c for t in self.terms for c in t.columns())
@@ -215,19 +218,12 @@ class AllOf(Predicate):
     def deferred(self) -> Deferred:
         if not self.terms:
             return ibis.literal(True)
-        out = self.terms[0].deferred
-        for t in self.terms[1:]:
-            out = out & t.deferred
-        return out
+        return _balanced([t.deferred for t in self.terms], lambda a, b: a & b)
 
     def to_ibis(self, table: ir.Table, lookup: TableLookup | None = None) -> ir.BooleanValue:
         if not self.terms:
             return ibis.literal(True)
-        exprs = [t.to_ibis(table, lookup) for t in self.terms]
-        out = exprs[0]
-        for e in exprs[1:]:
-            out = out & e
-        return out
+        return _balanced([t.to_ibis(table, lookup) for t in self.terms], lambda a, b: a & b)
 
     def columns(self) -> frozenset[str]:
         return frozenset(c for t in self.terms for c in t.columns())

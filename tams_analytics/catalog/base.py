@@ -142,7 +142,12 @@ class CatalogBase:
         return self.rows(entity, where, columns=[SCHEMAS[entity].names[0]], limit=1).num_rows > 0
 
     def count(self, entity: str, where: Sequence[Predicate] = ()) -> int:
-        return self.engine.count(entity, P.flatten(where))
+        flat = P.flatten(where)
+        if not self.engine.capabilities.subqueries:
+            flat = [self._resolve_subquery(p) if isinstance(p, InSubquery) else p for p in flat]
+        if any(isinstance(p, P.Const) and not p.value for p in flat):
+            return 0
+        return self.engine.count(entity, flat)
 
 
 def flows_with_content(timerange: TimeRange | str) -> Predicate:

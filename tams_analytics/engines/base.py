@@ -66,7 +66,9 @@ class Engine(ABC):
         """Rows of ``name`` matching every predicate, as Arrow."""
 
     def count(self, name: str, where: Sequence[Predicate] = ()) -> int:
-        return self.query(name, where, columns=[next(iter(self.table(name).columns))]).num_rows
+        from tams_analytics.schema import SCHEMAS
+
+        return self.query(name, where, columns=[SCHEMAS[name].names[0]]).num_rows
 
     def count_in(self, name: str, column: str, values: pa.Array, chunk: int = 10_000) -> int:
         """How many rows of ``name`` have ``column`` in ``values`` (a client-side array, possibly huge)."""
@@ -133,6 +135,8 @@ def render_sql(predicate: Predicate, params: list[Any]) -> str:
             params.append(v)
             return f"{col} {'=' if op == '==' else '<>' if op == '!=' else op} ?"
         if op == "isin":
+            if not v:
+                return "FALSE"
             params.extend(v)
             return f"{col} IN ({', '.join('?' * len(v))})"
         if op == "isnull":

@@ -45,4 +45,7 @@ def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]
     try:
         yield cat
     finally:
+        drop = getattr(cat.engine, "drop_store", None)
+        if drop is not None:  # a schema per test on a shared cluster: leave nothing behind
+            drop()
         cat.close()

@@ -1,0 +1,339 @@
+"""VAST DB: the production engine, with the filters of every query pushed down to the cluster.
+
+``vast://[ACCESS:SECRET@]HOST[:PORT]/BUCKET/SCHEMA`` (credentials otherwise from ``TAMS_VAST_ACCESS_KEY`` /
+``TAMS_VAST_SECRET_KEY``; see :mod:`~tams_analytics.engines.vast.config`). Each table of
+:mod:`tams_analytics.schema` is a VAST table in ``BUCKET/SCHEMA``, with the sorting key of
+:data:`~tams_analytics.schema.SORT_KEYS` (segments are sorted by ``(flow_id, start_ns)``, so one flow's
+window is a narrow range of the table).
+
+A query is planned (:mod:`.plan`, pure): the pushable conjuncts go to ``Table.select(predicate=...)``,
+split into several disjoint requests when a value list would exceed the SDK's request size; the rest,
+ordering and limit run client-side on the Arrow result (:mod:`.residual`, DuckDB in memory). An ordered
+limit over wide rows first reads only the ordering columns and then the rows up to the ``limit``-th key.
+Subqueries (tag and collection filters) are resolved into value lists first, so
+``Capabilities.subqueries`` is False. Updates and deletes select the ``$row_id`` of the matching rows
+and call ``Table.update`` / ``Table.delete``. :meth:`Engine.transaction` is one VAST transaction: writes
+and reads inside it (on this thread) share it, nested calls reuse it, and writes of one process are
+serialised by a lock, as in the DuckDB engine. Outside a transaction, each query runs in its own
+read transaction (so the two reads of an ordered limit see one snapshot).
+
+Analysts' :meth:`Engine.table` is an ibis memtable over a full read of the table: every ibis expression
+then works (joins, aggregates, ``execute``), evaluated by DuckDB, at the price of reading the whole table
+when it is called. For large tables, filter server-side first:
+``ibis.memtable(catalog.rows("segments", predicates.build("segments", flow_id=...)))``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+from urllib.parse import SplitResult
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tams_analytics import predicates as P
+from tams_analytics.engines.base import Capabilities, OrderBy
+from tams_analytics.engines.base import Engine as BaseEngine
+from tams_analytics.engines.vast.config import VastConfig, parse_url
+from tams_analytics.engines.vast.plan import (
+    ROW_ID,
+    QueryPlan,
+    plan_query,
+    request_deferred,
+    topk_bound,
+    topk_prefetch,
+)
+from tams_analytics.engines.vast.residual import SOURCE_COLLECTIONS, conform, evaluate, source_collections, union
+from tams_analytics.engines.vast.store import Store, VastStore
+from tams_analytics.exceptions import TamsError, UnsupportedError
+from tams_analytics.predicates import InSubquery, Predicate, Term
+from tams_analytics.schema import SCHEMAS, SORT_KEYS
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
+__all__ = ["Engine", "VastConfig", "parse_url", "table_schema"]
+
+logger = logging.getLogger(__name__)
+
+#: Tables computed client-side from stored ones (the DuckDB engine has them as views).
+DERIVED: Final[Mapping[str, pa.Schema]] = {"source_collections": SOURCE_COLLECTIONS}
+#: Rows per ``Table.insert`` call (the SDK splits each call further to fit its request size).
+INSERT_BATCH_ROWS: Final = 65_536
+
+
+def table_schema(name: str) -> pa.Schema:
+    """The VAST column definitions of table ``name``: the entity schema with every column nullable.
+
+    Required columns are enforced by the catalog's writes (as for every engine); VAST tables are created
+    nullable so that inserts never depend on how the cluster treats Arrow's nullability flag.
+
+    >>> table_schema("segments").field("flow_id").nullable
+    True
+    """
+    return pa.schema([f.with_nullable(True) for f in SCHEMAS[name]])
+
+
+def _conform_rows(name: str, rows: pa.Table) -> pa.Table:
+    """``rows`` cast to the table's columns and types; missing columns are null, others dropped."""
+    schema = table_schema(name)
+    arrays = []
+    for f in schema:
+        if f.name in rows.column_names:
+            col = rows.column(f.name)
+            arrays.append(col if col.type == f.type else col.cast(f.type))
+        else:
+            arrays.append(pa.nulls(rows.num_rows, f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+class Engine(BaseEngine):
+    """VAST DB, through the vastdb SDK."""
+
+    name: ClassVar[str] = "vast"
+    capabilities: ClassVar[Capabilities] = Capabilities(writes=True, subqueries=False, transactions=True)
+
+    def __init__(
+        self,
+        url: SplitResult,
+        *,
+        store: Store | None = None,
+        read_only: bool = False,
+        create: bool = True,
+        timeout: float | None = None,
+        retries: int | None = None,
+        max_request_bytes: int | None = None,
+        insert_batch_rows: int = INSERT_BATCH_ROWS,
+    ) -> None:
+        """Open the store at ``url``; ``store`` replaces the SDK layer (anything implementing
+        :class:`~tams_analytics.engines.vast.store.Store`). Tables are created unless ``read_only`` or not
+        ``create``; ``max_request_bytes`` lowers the per-request predicate size limit below the SDK's."""
+        super().__init__(url)
+        self.read_only = read_only
+        self.max_request_bytes = max_request_bytes
+        self.insert_batch_rows = insert_batch_rows
+        if store is None:
+            store = VastStore(parse_url(url), timeout=timeout, retries=retries)
+        self.store: Store = store
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        if create and not read_only:
+            self.create_tables()
+
+    def __repr__(self) -> str:
+        return f"vast.Engine({self.store!r})"
+
+    # -- transactions ----------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._write_lock:
+            if getattr(self._local, "tx", None) is not None:
+                yield  # nested: the outer transaction commits or rolls back
+                return
+            with self.store.transaction() as tx:
+                self._local.tx = tx
+                try:
+                    yield
+                finally:
+                    self._local.tx = None
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Any]:
+        """This thread's transaction, or a new read transaction for the duration of one call."""
+        tx = getattr(self._local, "tx", None)
+        if tx is not None:
+            yield tx
+            return
+        with self.store.transaction() as new:
+            yield new
+
+    def _writing(self) -> Any:
+        tx = getattr(self._local, "tx", None)
+        if tx is None:
+            raise AssertionError("writes run inside Engine.transaction()")
+        if self.read_only:
+            raise UnsupportedError("this VAST engine was opened read-only")
+        return tx
+
+    # -- reads -----------------------------------------------------------------------------------------------
+    def table(self, name: str) -> ir.Table:
+        """An ibis memtable of the whole table (see the module docstring for the trade-off)."""
+        import ibis
+
+        return ibis.memtable(self.query(name))
+
+    def query(
+        self,
+        name: str,
+        where: Sequence[Predicate] = (),
+        *,
+        columns: Sequence[str] | None = None,
+        order_by: OrderBy = (),
+        limit: int | None = None,
+    ) -> pa.Table:
+        with self._reading() as tx:
+            return self._query(tx, name, where, columns=columns, order_by=order_by, limit=limit)
+
+    def count(self, name: str, where: Sequence[Predicate] = ()) -> int:
+        schema = DERIVED.get(name) or SCHEMAS.get(name)
+        if schema is None:
+            raise TamsError(f"unknown table {name!r}")
+        narrow = next((f.name for f in schema if pa.types.is_integer(f.type)), schema.names[0])
+        return self.query(name, where, columns=[narrow]).num_rows
+
+    def count_in(self, name: str, column: str, values: pa.Array, chunk: int = 10_000) -> int:
+        """One planned query however many values: the planner splits the list to fit VAST's requests."""
+        unique = pc.unique(values.drop_null())
+        if len(unique) == 0:
+            return 0
+        return self.count(name, [Term(column, "isin", tuple(unique.to_pylist()))])
+
+    def _resolve(self, tx: Any, where: Sequence[Predicate]) -> list[Predicate]:
+        """Run the inner query of each subquery and replace it with its values."""
+        out: list[Predicate] = []
+        for p in P.flatten(where):
+            if isinstance(p, InSubquery):
+                inner = self._query(tx, p.table, [p.where], columns=[p.value_column])
+                p = p.with_values(inner.column(p.value_column).to_pylist())
+            out.append(p)
+        return out
+
+    def _query(
+        self,
+        tx: Any,
+        name: str,
+        where: Sequence[Predicate],
+        *,
+        columns: Sequence[str] | None = None,
+        order_by: OrderBy = (),
+        limit: int | None = None,
+        row_ids: bool = False,
+    ) -> pa.Table:
+        where = self._resolve(tx, where)
+        if name in DERIVED:
+            return evaluate(self._derived(tx, name), where, columns=columns, order_by=order_by, limit=limit)
+        if name not in SCHEMAS:
+            raise TamsError(f"unknown table {name!r}; expected one of {sorted(SCHEMAS)}")
+        schema = SCHEMAS[name]
+
+        def plan(extra: Sequence[Predicate] = ()) -> QueryPlan:
+            return plan_query(
+                name,
+                [*where, *extra],
+                schema=schema,
+                columns=columns,
+                order_by=order_by,
+                limit=limit,
+                row_ids=row_ids,
+                max_bytes=self.max_request_bytes,
+            )
+
+        full = plan()
+        head_plan = topk_prefetch(full)
+        if head_plan is not None:
+            head = self._run(tx, head_plan, schema)
+            bound = topk_bound(head, full)
+            if bound is not None:
+                full = plan([bound])
+        return self._run(tx, full, schema)
+
+    def _run(self, tx: Any, plan: QueryPlan, schema: pa.Schema) -> pa.Table:
+        fetched_schema = pa.schema(
+            [schema.field(c) for c in plan.fetch] + ([pa.field(ROW_ID, pa.uint64())] if plan.row_ids else [])
+        )
+        if plan.is_empty:
+            return fetched_schema.empty_table().select(list(plan.columns))
+        parts: list[pa.Table] = []
+        remaining = plan.limit_rows
+        for request in plan.requests:
+            part = self.store.select(
+                tx,
+                plan.table,
+                plan.fetch,
+                request_deferred(request),
+                row_ids=plan.row_ids,
+                limit_rows=remaining,
+            )
+            parts.append(part)
+            if remaining is not None:
+                remaining -= part.num_rows
+                if remaining <= 0:
+                    break
+        if len(plan.requests) > 1 or plan.residual:
+            logger.debug(
+                "VAST %s: %d request(s), %d residual conjunct(s), %d rows fetched",
+                plan.table,
+                len(plan.requests),
+                len(plan.residual),
+                sum(p.num_rows for p in parts),
+            )
+        fetched = union(parts, fetched_schema)
+        out = evaluate(fetched, plan.residual, columns=plan.columns, order_by=plan.order_by, limit=plan.limit)
+        return conform(out, schema)  # the entity's types, whatever the cluster reports (e.g. timestamps' zone)
+
+    def _derived(self, tx: Any, name: str) -> pa.Table:
+        if name == "source_collections":
+            return source_collections(
+                self._query(tx, "collections", [], columns=["flow_id", "member_id"]),
+                self._query(tx, "flows", [], columns=["id", "source_id"]),
+            )
+        raise AssertionError(name)
+
+    def _row_ids(self, tx: Any, name: str, where: Sequence[Predicate]) -> pa.Array:
+        """Row ids of the matching rows (unique: the requests of a plan are disjoint, this is a safeguard)."""
+        return pc.unique(self._query(tx, name, where, columns=[ROW_ID], row_ids=True).column(ROW_ID))
+
+    # -- writes ----------------------------------------------------------------------------------------------
+    def insert(self, name: str, rows: pa.Table) -> None:
+        if rows.num_rows == 0:
+            return
+        table = _conform_rows(name, rows)
+        with self.transaction():
+            tx = self._writing()
+            for offset in range(0, table.num_rows, self.insert_batch_rows):
+                self.store.insert(tx, name, table.slice(offset, self.insert_batch_rows))
+
+    def delete(self, name: str, where: Sequence[Predicate]) -> int:
+        with self.transaction():
+            tx = self._writing()
+            ids = self._row_ids(tx, name, where)
+            if len(ids):
+                self.store.delete(tx, name, ids)
+        return len(ids)
+
+    def update(self, name: str, where: Sequence[Predicate], values: dict[str, Any]) -> int:
+        if not values:
+            return 0
+        sorted_columns = set(SORT_KEYS.get(name, ())) & set(values)
+        if sorted_columns:
+            raise UnsupportedError(f"VAST cannot update {name}'s sorting key column(s) {sorted(sorted_columns)}")
+        schema = table_schema(name)
+        with self.transaction():
+            tx = self._writing()
+            ids = self._row_ids(tx, name, where)
+            n = len(ids)
+            if n:
+                arrays = [ids] + [pa.repeat(pa.scalar(v, schema.field(c).type), n) for c, v in values.items()]
+                fields = [pa.field(ROW_ID, ids.type)] + [schema.field(c) for c in values]
+                self.store.update(tx, name, pa.Table.from_arrays(arrays, schema=pa.schema(fields)), list(values))
+        return n
+
+    def create_tables(self) -> None:
+        with self.transaction():
+            self.store.ensure_tables(
+                self._writing(),
+                {name: table_schema(name) for name in SCHEMAS},
+                {k: list(v) for k, v in SORT_KEYS.items()},
+            )
+
+    def drop_store(self) -> None:
+        """Drop every table and the schema: the whole store is gone (for test teardown)."""
+        with self.transaction():
+            self.store.drop(self._writing())
+
+    def close(self) -> None:
+        self.store.close()

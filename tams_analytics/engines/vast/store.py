@@ -1,0 +1,196 @@
+"""The thin layer over the vastdb SDK: sessions, transactions, tables and the five calls the engine makes.
+
+Everything that decides *what* to ask lives in :mod:`~tams_analytics.engines.vast.plan`; this module only
+asks. Table metadata (schema, table type, statistics) is loaded once per table and reused through
+``Transaction.table_from_metadata``, so a query costs its QueryData requests and not five listing calls
+first; statistics (used by the SDK to pick the number of splits) are refreshed after ``stats_ttl_s``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pyarrow as pa
+
+from tams_analytics.engines.vast.config import VastConfig
+from tams_analytics.engines.vast.plan import ROW_ID
+from tams_analytics.exceptions import TamsError
+
+if TYPE_CHECKING:
+    from ibis.common.deferred import Deferred
+
+__all__ = ["Store", "VastStore"]
+
+logger = logging.getLogger(__name__)
+
+
+class Store(Protocol):
+    """What the engine needs from a VAST DB: transactions and row-level calls on tables of one schema."""
+
+    def transaction(self) -> contextlib.AbstractContextManager[Any]:
+        """A transaction scope: committed on normal exit, rolled back on an exception."""
+        ...
+
+    def select(
+        self,
+        tx: Any,
+        table: str,
+        columns: Sequence[str],
+        predicate: Deferred | None,
+        *,
+        row_ids: bool = False,
+        limit_rows: int | None = None,
+    ) -> pa.Table:
+        """Rows of ``table`` matching ``predicate`` (evaluated server-side), with ``$row_id`` when asked."""
+        ...
+
+    def insert(self, tx: Any, table: str, rows: pa.Table) -> None: ...
+
+    def update(self, tx: Any, table: str, rows: pa.Table, columns: Sequence[str]) -> None:
+        """Set ``columns`` of the rows named by ``rows[$row_id]``."""
+        ...
+
+    def delete(self, tx: Any, table: str, row_ids: pa.ChunkedArray | pa.Array) -> None: ...
+
+    def ensure_tables(
+        self, tx: Any, schemas: Mapping[str, pa.Schema], sort_keys: Mapping[str, Sequence[str]]
+    ) -> list[str]:
+        """Create the schema and any missing table; returns the names created."""
+        ...
+
+    def drop(self, tx: Any) -> None:
+        """Drop every table and the schema itself."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class VastStore:
+    """:class:`Store` on a VAST cluster through the vastdb SDK."""
+
+    def __init__(
+        self,
+        config: VastConfig,
+        *,
+        timeout: float | None = None,
+        retries: int | None = None,
+        stats_ttl_s: float = 60.0,
+    ) -> None:
+        import vastdb
+        from vastdb.config import BackoffConfig
+
+        self.config = config
+        self.stats_ttl_s = stats_ttl_s
+        backoff = None if retries is None else BackoffConfig(max_tries=max(1, retries), max_time=timeout or 60.0)
+        try:
+            self.session = vastdb.connect(
+                access=config.access_key,
+                secret=config.secret_key,
+                endpoint=config.endpoint,
+                ssl_verify=config.ssl_verify,
+                timeout=timeout,
+                backoff_config=backoff,
+            )
+        except Exception as exc:  # the SDK raises requests, backoff and its own errors here
+            raise TamsError(f"cannot open the VAST DB at {config.endpoint}: {type(exc).__name__}: {exc}") from exc
+        self._meta: dict[str, tuple[Any, float]] = {}
+        self._meta_lock = threading.Lock()
+        logger.info("connected to VAST DB %s, store %s/%s", config.endpoint, config.bucket, config.schema)
+
+    def __repr__(self) -> str:
+        return f"VastStore({self.config!r})"
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with self.session.transaction() as tx:
+            yield tx
+
+    def _schema(self, tx: Any, create: bool = False) -> Any:
+        from vastdb import errors
+
+        try:
+            bucket = tx.bucket(self.config.bucket)
+        except errors.MissingBucket as exc:
+            raise TamsError(f"VAST bucket {self.config.bucket!r} does not exist") from exc
+        if create:
+            return bucket.create_schema(self.config.schema, fail_if_exists=False)
+        schema = bucket.schema(self.config.schema, fail_if_missing=False)
+        if schema is None:
+            raise TamsError(f"VAST schema {self.config.bucket}/{self.config.schema} does not exist")
+        return schema
+
+    def _table(self, tx: Any, name: str) -> Any:
+        from vastdb.table_metadata import TableMetadata, TableRef
+
+        now = time.monotonic()
+        with self._meta_lock:
+            cached = self._meta.get(name)
+        if cached is None:
+            meta = TableMetadata(TableRef(self.config.bucket, self.config.schema, name))
+            meta.load(tx)  # schema, table type and (through the vector index probe) statistics
+            if meta.stats is None:
+                meta.load_stats(tx)
+        else:
+            meta, loaded = cached
+            if now - loaded <= self.stats_ttl_s:
+                return tx.table_from_metadata(meta)
+            meta.load_stats(tx)
+        with self._meta_lock:
+            self._meta[name] = (meta, now)
+        return tx.table_from_metadata(meta)
+
+    def select(
+        self,
+        tx: Any,
+        table: str,
+        columns: Sequence[str],
+        predicate: Deferred | None,
+        *,
+        row_ids: bool = False,
+        limit_rows: int | None = None,
+    ) -> pa.Table:
+        reader = self._table(tx, table).select(
+            columns=list(columns), predicate=predicate, internal_row_id=row_ids, limit_rows=limit_rows
+        )
+        return reader.read_all()
+
+    def insert(self, tx: Any, table: str, rows: pa.Table) -> None:
+        self._table(tx, table).insert(rows)
+
+    def update(self, tx: Any, table: str, rows: pa.Table, columns: Sequence[str]) -> None:
+        self._table(tx, table).update(rows, columns=list(columns))
+
+    def delete(self, tx: Any, table: str, row_ids: pa.ChunkedArray | pa.Array) -> None:
+        self._table(tx, table).delete(pa.table({ROW_ID: row_ids}))
+
+    def ensure_tables(
+        self, tx: Any, schemas: Mapping[str, pa.Schema], sort_keys: Mapping[str, Sequence[str]]
+    ) -> list[str]:
+        schema = self._schema(tx, create=True)
+        existing = set(schema.tablenames())
+        created = []
+        for name, columns in schemas.items():
+            if name in existing:
+                continue
+            schema.create_table(name, columns, sorting_key=list(sort_keys.get(name, ())))
+            created.append(name)
+        if created:
+            logger.info("created VAST tables %s in %s/%s", created, self.config.bucket, self.config.schema)
+        return created
+
+    def drop(self, tx: Any) -> None:
+        schema = self._schema(tx)
+        for table in schema.tables():
+            table.drop()
+        schema.drop()
+        with self._meta_lock:
+            self._meta.clear()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.session.api.__exit__(None, None, None)
