@@ -24,7 +24,7 @@ def open_engine(url: str, **options: Any) -> Engine:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ENGINES:
-        raise TamsError(f"unknown store URL scheme {scheme!r} in {url!r}; expected one of {sorted(ENGINES)}")
+        raise TamsError(f"unknown store URL scheme {scheme!r}; expected one of {sorted(ENGINES)}")
     module_name, extra = ENGINES[scheme]
     try:
         module = importlib.import_module(module_name)

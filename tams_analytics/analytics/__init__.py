@@ -1,0 +1,19 @@
+"""Analytics over a TAMS catalog: pure functions from a :class:`~tams_analytics.catalog.Catalog` to ibis
+expressions, so the engine (DuckDB, VAST DB, Trino) does the work and results come back as Arrow or pandas.
+
+* :mod:`~tams_analytics.analytics.coverage`: contiguous runs, gaps and per-flow statistics;
+* :mod:`~tams_analytics.analytics.integrity`: the store audit (overlaps, orphans, dangling references,
+  missing media);
+* :mod:`~tams_analytics.analytics.reports`: storage use, ingest over time, flows by codec/format/tag.
+
+>>> import tams_analytics as ta
+>>> from tams_analytics.analytics import coverage
+>>> coverage.summary(ta.connect("duckdb://")).count().execute()
+0
+"""
+
+from __future__ import annotations
+
+from tams_analytics.analytics import coverage, integrity, reports
+
+__all__ = ["coverage", "integrity", "reports"]

@@ -1,0 +1,332 @@
+"""Coverage of flows by their segments: contiguous runs, gaps, and per-flow statistics.
+
+Every function here builds one ibis expression over the ``segments`` table, so the whole computation
+(window functions partitioned by flow and ordered by ``start_ns``) runs in the engine, for one flow or
+thousands at once, without a Python loop per segment. Timeranges are the half-open integer storage
+bounds ``[start_ns, end_ns)``: two segments are contiguous when the next one starts exactly where the
+previous one ends, and a *run* is a maximal stretch of time covered without a hole. Segments that overlap
+(which the catalog refuses, but a damaged store may hold) simply merge into one run.
+
+With ``within``, only segments overlapping that timerange count, runs are clipped to it, and the
+uncovered parts at its bounded edges are gaps too. Flows with no segment there have no rows.
+
+>>> import tams_analytics as ta
+>>> from tams_analytics.analytics import coverage
+>>> cat = ta.connect("duckdb://")
+>>> _ = cat.put_flow({"id": "f", "source_id": "s", "format": "urn:x-nmos:format:data", "container": "text/plain"})
+>>> _ = cat.add_segments("f", [{"object_id": o, "timerange": tr} for o, tr in
+...     [("a", "[0:0_1:0)"), ("b", "[1:0_2:0)"), ("c", "[5:0_6:0)")]])
+>>> [str(tr) for tr in coverage.flow_runs(cat, "f")], [str(tr) for tr in coverage.flow_gaps(cat, "f")]
+(['[0:0_2:0)', '[5:0_6:0)'], ['[2:0_5:0)'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import ibis
+import pyarrow as pa
+
+from tams_analytics import predicates as P
+from tams_analytics.timerange import TimeRange
+from tams_analytics.timerange_vector import format_timeranges
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    import ibis.expr.types as ir
+
+    from tams_analytics.catalog import Catalog
+
+    #: Where segments come from: a catalog, or an ibis table with the ``segments`` columns (maybe filtered).
+    SegmentSource: TypeAlias = Catalog | ir.Table
+
+__all__ = [
+    "FlowCoverage",
+    "flow_coverage",
+    "flow_gaps",
+    "flow_runs",
+    "gaps",
+    "runs",
+    "segments_of",
+    "summary",
+    "to_timeranges",
+    "with_timerange_text",
+]
+
+FlowIds = str | Sequence[str] | None
+
+
+def _window(within: TimeRange | str | None) -> TimeRange | None:
+    if within is None:
+        return None
+    return TimeRange.from_str(within) if isinstance(within, str) else within
+
+
+def segments_of(source: SegmentSource, flow_id: FlowIds = None, within: TimeRange | str | None = None) -> ir.Table:
+    """The segments of ``flow_id`` (one id, several, or all) overlapping ``within``, as an ibis table.
+
+    ``source`` is a :class:`~tams_analytics.catalog.Catalog` or an ibis table with the columns of
+    ``segments`` (for example ``catalog.segments()`` filtered further by the analyst).
+    """
+    import ibis.expr.types as ir
+
+    tr = _window(within)
+    if not isinstance(source, ir.Table):
+        return source.segments(flow_id=flow_id, timerange=tr)
+    preds: list[P.Predicate] = P.build("segments", flow_id=flow_id, timerange=tr)
+    return source.filter(*[p.to_ibis(source) for p in preds]) if preds else source
+
+
+def runs(source: SegmentSource, flow_id: FlowIds = None, *, within: TimeRange | str | None = None) -> ir.Table:
+    """Contiguous runs of segments per flow.
+
+    Parameters
+    ----------
+    source : Catalog or ibis.expr.types.Table
+        The catalog, or a ``segments`` table.
+    flow_id : str or sequence of str, optional
+        The flows to cover (default: every flow with segments).
+    within : TimeRange or str, optional
+        Only segments overlapping this timerange count, and runs are clipped to it.
+
+    Returns
+    -------
+    ibis.expr.types.Table
+        ``flow_id``, ``start_ns``, ``end_ns`` (half-open), ``segments`` (how many segments form the run)
+        and ``duration_ns``, ordered by flow and start.
+
+    Examples
+    --------
+    >>> import tams_analytics as ta
+    >>> cat = ta.connect("duckdb://")
+    >>> runs(cat).count().execute()
+    0
+    """
+    return _runs(segments_of(source, flow_id, within), _window(within)).order_by(["flow_id", "start_ns"])
+
+
+def _runs(t: ir.Table, tr: TimeRange | None) -> ir.Table:
+    """:func:`runs` of already-filtered segments, unordered (for use inside larger expressions)."""
+    # stored empty ranges (start >= end) cover nothing
+    t = t.filter(t.start_ns < t.end_ns).select("flow_id", "start_ns", "end_ns")
+    before = ibis.window(group_by=t.flow_id, order_by=[t.start_ns, t.end_ns], rows=(None, -1))
+    # a run starts where no earlier segment of the flow reaches: the running max of earlier ends
+    marked = t.mutate(reach=t.end_ns.max().over(before))
+    marked = marked.mutate(
+        new_run=ibis.ifelse(marked.reach.isnull() | (marked.start_ns > marked.reach), 1, 0).cast("int64")
+    )
+    upto = ibis.window(group_by=marked.flow_id, order_by=[marked.start_ns, marked.end_ns], rows=(None, 0))
+    numbered = marked.mutate(run=marked.new_run.sum().over(upto))
+    out = numbered.group_by(["flow_id", "run"]).aggregate(
+        start_ns=numbered.start_ns.min(), end_ns=numbered.end_ns.max(), segments=numbered.start_ns.count()
+    )
+    if tr is not None and tr.start_ns is not None:
+        out = out.mutate(start_ns=ibis.greatest(out.start_ns, ibis.literal(tr.start_ns, "int64")))
+    if tr is not None and tr.end_ns is not None:
+        out = out.mutate(end_ns=ibis.least(out.end_ns, ibis.literal(tr.end_ns, "int64")))
+    return out.select(
+        "flow_id",
+        "start_ns",
+        "end_ns",
+        out.segments.cast("int64").name("segments"),
+        (out.end_ns - out.start_ns).name("duration_ns"),
+    )
+
+
+def gaps(source: SegmentSource, flow_id: FlowIds = None, *, within: TimeRange | str | None = None) -> ir.Table:
+    """Holes between the runs of each flow (and, with a bounded ``within``, at its uncovered edges).
+
+    Returns
+    -------
+    ibis.expr.types.Table
+        ``flow_id``, ``start_ns``, ``end_ns`` (half-open) and ``duration_ns``, ordered by flow and start.
+
+    Examples
+    --------
+    >>> import tams_analytics as ta
+    >>> gaps(ta.connect("duckdb://"), "f").count().execute()
+    0
+    """
+    tr = _window(within)
+    return _gaps(_runs(segments_of(source, flow_id, tr), tr), tr).order_by(["flow_id", "start_ns"])
+
+
+def _gaps(r: ir.Table, tr: TimeRange | None) -> ir.Table:
+    """:func:`gaps` from unordered runs, unordered."""
+    w = ibis.window(group_by=r.flow_id, order_by=r.start_ns)
+    prev_end = r.end_ns.lag().over(w)
+    if tr is not None and tr.start_ns is not None:
+        prev_end = prev_end.coalesce(ibis.literal(tr.start_ns, "int64"))
+    inner = r.select("flow_id", prev_end.name("gap_start"), r.start_ns.name("gap_end"))
+    inner = inner.filter(inner.gap_start.notnull() & (inner.gap_start < inner.gap_end))
+    parts = [inner.select("flow_id", start_ns=inner.gap_start, end_ns=inner.gap_end)]
+    if tr is not None and tr.end_ns is not None:
+        hi = ibis.literal(tr.end_ns, "int64")
+        last = r.select("flow_id", "end_ns", r.start_ns.lead().over(w).name("next_start"))
+        last = last.filter(last.next_start.isnull() & (last.end_ns < hi))
+        parts.append(last.select("flow_id", start_ns=last.end_ns, end_ns=hi))
+    out = parts[0] if len(parts) == 1 else parts[0].union(parts[1])
+    return out.mutate(duration_ns=out.end_ns - out.start_ns)
+
+
+def summary(source: SegmentSource, flow_id: FlowIds = None, *, within: TimeRange | str | None = None) -> ir.Table:
+    """One row of coverage statistics per flow.
+
+    Returns
+    -------
+    ibis.expr.types.Table
+        ``flow_id``; ``segments``, ``runs`` and ``gaps`` (counts); ``first_start_ns``/``last_end_ns`` and
+        ``first_timerange``/``last_timerange`` (the earliest-starting and latest-ending segments, as stored);
+        ``covered_ns`` (time covered, overlaps counted once) and ``gap_ns``; segment durations
+        ``seg_min_ns``, ``seg_max_ns``, ``seg_mean_ns`` and ``seg_median_ns`` (approximate on engines
+        without an exact median). Durations of segments are not clipped to ``within``; runs and gaps are.
+
+    Examples
+    --------
+    >>> import tams_analytics as ta
+    >>> summary(ta.connect("duckdb://")).columns[:4]
+    ('flow_id', 'segments', 'runs', 'gaps')
+    """
+    tr = _window(within)
+    t = segments_of(source, flow_id, tr)
+    t = t.filter(t.start_ns < t.end_ns)
+    dur = t.end_ns - t.start_ns
+    seg = t.group_by("flow_id").aggregate(
+        segments=t.count(),
+        first_start_ns=t.start_ns.min(),
+        last_end_ns=t.end_ns.max(),
+        first_timerange=t.timerange.argmin(t.start_ns),
+        last_timerange=t.timerange.argmax(t.end_ns),
+        seg_min_ns=dur.min(),
+        seg_max_ns=dur.max(),
+        seg_mean_ns=dur.mean(),
+        seg_median_ns=dur.approx_median(),
+    )
+    r = _runs(t, tr)
+    rs = r.group_by("flow_id").aggregate(
+        runs=r.count(), covered_ns=r.duration_ns.sum(), run_lo=r.start_ns.min(), run_hi=r.end_ns.max()
+    )
+    # runs are maximal, so the holes between them are runs - 1 and fill the rest of their span; a bounded
+    # window adds a gap at each edge the runs do not reach (no second pass over the runs)
+    gaps = rs.runs - 1
+    gap_ns = rs.run_hi - rs.run_lo - rs.covered_ns
+    if tr is not None and tr.start_ns is not None:
+        lo = ibis.literal(tr.start_ns, "int64")
+        gaps = gaps + ibis.ifelse(rs.run_lo > lo, 1, 0)
+        gap_ns = gap_ns + ibis.greatest(rs.run_lo - lo, 0)
+    if tr is not None and tr.end_ns is not None:
+        hi = ibis.literal(tr.end_ns, "int64")
+        gaps = gaps + ibis.ifelse(rs.run_hi < hi, 1, 0)
+        gap_ns = gap_ns + ibis.greatest(hi - rs.run_hi, 0)
+    rs = rs.mutate(gaps=gaps, gap_ns=gap_ns)
+    joined = seg.join(rs, "flow_id")
+    out = joined.select(
+        "flow_id",
+        joined.segments.cast("int64").name("segments"),
+        joined.runs.cast("int64").name("runs"),
+        joined.gaps.cast("int64").name("gaps"),
+        "first_start_ns",
+        "last_end_ns",
+        "first_timerange",
+        "last_timerange",
+        joined.covered_ns.cast("int64").name("covered_ns"),
+        joined.gap_ns.cast("int64").name("gap_ns"),
+        "seg_min_ns",
+        "seg_max_ns",
+        joined.seg_mean_ns.cast("float64").name("seg_mean_ns"),
+        joined.seg_median_ns.cast("float64").name("seg_median_ns"),
+    )
+    return out.order_by("flow_id")
+
+
+# -- Python views of one flow ----------------------------------------------------------------------------
+def to_timeranges(table: pa.Table | ir.Table) -> list[TimeRange]:
+    """The ``start_ns``/``end_ns`` rows of a runs or gaps result as :class:`TimeRange` values.
+
+    Meant for results with few rows (runs and gaps, not segments).
+
+    >>> to_timeranges(pa.table({"start_ns": [0], "end_ns": [2_000_000_000]}))
+    [TimeRange.from_str('[0:0_2:0)')]
+    """
+    if not isinstance(table, pa.Table):
+        table = table.to_pyarrow()
+    starts = table.column("start_ns").to_pylist()
+    ends = table.column("end_ns").to_pylist()
+    return [TimeRange.from_ns(s, e) for s, e in zip(starts, ends, strict=True)]
+
+
+def with_timerange_text(table: pa.Table, name: str = "timerange") -> pa.Table:
+    """``table`` with a canonical TAMS timerange text column made from ``start_ns``/``end_ns`` (vectorised).
+
+    >>> with_timerange_text(pa.table({"start_ns": [0], "end_ns": [1_000_000_000]})).column("timerange").to_pylist()
+    ['[0:0_1:0)']
+    """
+    text = format_timeranges(table.column("start_ns"), table.column("end_ns"))
+    return table.append_column(name, text)
+
+
+def flow_runs(catalog: Catalog, flow_id: str, within: TimeRange | str | None = None) -> list[TimeRange]:
+    """The contiguous runs of one flow, in time order."""
+    return to_timeranges(runs(catalog, flow_id, within=within))
+
+
+def flow_gaps(catalog: Catalog, flow_id: str, within: TimeRange | str | None = None) -> list[TimeRange]:
+    """The gaps of one flow, in time order."""
+    return to_timeranges(gaps(catalog, flow_id, within=within))
+
+
+@dataclass(frozen=True)
+class FlowCoverage:
+    """Everything :func:`summary` says about one flow, with runs and gaps as :class:`TimeRange` lists."""
+
+    flow_id: str
+    segments: int
+    runs: list[TimeRange]
+    gaps: list[TimeRange]
+    first_segment: TimeRange
+    last_segment: TimeRange
+    covered_ns: int
+    gap_ns: int
+    seg_min_ns: int
+    seg_max_ns: int
+    seg_mean_ns: float
+    seg_median_ns: float
+
+    @property
+    def timerange(self) -> TimeRange:
+        """From the first segment's start to the last segment's end."""
+        return self.first_segment.hull(self.last_segment)
+
+    @property
+    def contiguous(self) -> bool:
+        return len(self.runs) == 1 and not self.gaps
+
+
+def flow_coverage(catalog: Catalog, flow_id: str, within: TimeRange | str | None = None) -> FlowCoverage | None:
+    """Coverage of one flow (``None`` when it has no segment within the range).
+
+    >>> import tams_analytics as ta
+    >>> flow_coverage(ta.connect("duckdb://"), "no-such-flow") is None
+    True
+    """
+    rows = summary(catalog, flow_id, within=within).to_pyarrow().to_pylist()
+    if not rows:
+        return None
+    row = rows[0]
+    return FlowCoverage(
+        flow_id=row["flow_id"],
+        segments=row["segments"],
+        runs=flow_runs(catalog, flow_id, within),
+        gaps=flow_gaps(catalog, flow_id, within),
+        first_segment=TimeRange.from_str(row["first_timerange"]),
+        last_segment=TimeRange.from_str(row["last_timerange"]),
+        covered_ns=row["covered_ns"],
+        gap_ns=row["gap_ns"],
+        seg_min_ns=row["seg_min_ns"],
+        seg_max_ns=row["seg_max_ns"],
+        seg_mean_ns=row["seg_mean_ns"],
+        seg_median_ns=row["seg_median_ns"],
+    )

@@ -1,0 +1,498 @@
+"""Integrity audit of a TAMS store: what the catalog's write rules should have prevented, found after the fact.
+
+Each check is one ibis expression over the catalog's tables (anti-joins, and a window function for
+overlaps), so it runs in the engine however large the store is; only the findings come back. With an
+:class:`~server.storage.base.ObjectStore`, the controlled instances of referenced objects are also checked
+against storage with batched ``head`` calls.
+
+======================  ==========================================================================
+check                   finding
+======================  ==========================================================================
+overlapping_segments    two segments of one flow share time (``timerange``/``object_id`` the later
+                        one, ``other_timerange``/``other_id`` the earlier one it overlaps)
+orphan_segments         segments whose flow is gone (one finding per missing ``flow_id``, ``count``
+                        segments, ``timerange`` their hull)
+orphan_flow             a flow whose ``source_id`` names no source
+unreferenced_object     a registered object no segment references, not marked for garbage collection
+missing_object          segments reference an ``object_id`` (media or init) with no object record
+missing_from_storage    a referenced object's controlled instance is not in storage (``other_id`` the key)
+size_mismatch           the stored size differs from the object's ``size_bytes`` (``other_id`` the key)
+stale_segments_updated  a flow's ``segments_updated`` is unset or older than its newest segment
+dangling_collection     a collection names a flow that is gone (``flow_id`` the collecting flow,
+                        ``other_id`` the member)
+======================  ==========================================================================
+
+There is no stored flow timerange column (a flow's timerange is computed from its segments when read),
+so "flow timerange disagrees with its segments" is checked as ``stale_segments_updated`` instead.
+
+>>> import tams_analytics as ta
+>>> report = audit(ta.connect("duckdb://"))
+>>> report.clean, len(report.findings)
+(True, 0)
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import ibis
+import pyarrow as pa
+
+from tams_analytics.timerange import TimeRange
+from tams_analytics.timerange_vector import format_timeranges
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+    import pandas as pd
+
+    from tams_analytics.catalog import Catalog
+
+__all__ = ["FINDING_SCHEMA", "Check", "Finding", "IntegrityReport", "KeyChecker", "audit"]
+
+logger = logging.getLogger(__name__)
+
+#: keys per ``head`` call when checking storage
+HEAD_BATCH: Final = 1000
+
+
+class Check(enum.StrEnum):
+    """The kinds of finding, in the order the audit runs them."""
+
+    OVERLAPPING_SEGMENTS = "overlapping_segments"
+    ORPHAN_SEGMENTS = "orphan_segments"
+    ORPHAN_FLOW = "orphan_flow"
+    UNREFERENCED_OBJECT = "unreferenced_object"
+    MISSING_OBJECT = "missing_object"
+    MISSING_FROM_STORAGE = "missing_from_storage"
+    SIZE_MISMATCH = "size_mismatch"
+    STALE_SEGMENTS_UPDATED = "stale_segments_updated"
+    DANGLING_COLLECTION = "dangling_collection"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem, naming the entities involved (see the module's table for what each field holds)."""
+
+    check: Check
+    detail: str
+    flow_id: str | None = None
+    source_id: str | None = None
+    object_id: str | None = None
+    timerange: str | None = None
+    other_id: str | None = None
+    other_timerange: str | None = None
+    #: how many rows the finding stands for (segments of a missing flow, ...)
+    count: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values, keys in :data:`FINDING_SCHEMA` order."""
+        out = asdict(self)
+        out["check"] = str(self.check)
+        return {name: out[name] for name in FINDING_SCHEMA.names}
+
+
+#: Column order and types of :meth:`IntegrityReport.to_arrow`.
+FINDING_SCHEMA: Final = pa.schema(
+    [
+        ("check", pa.string()),
+        ("flow_id", pa.string()),
+        ("source_id", pa.string()),
+        ("object_id", pa.string()),
+        ("timerange", pa.string()),
+        ("other_id", pa.string()),
+        ("other_timerange", pa.string()),
+        ("count", pa.int64()),
+        ("detail", pa.string()),
+    ]
+)
+
+
+@dataclass
+class IntegrityReport:
+    """The outcome of :func:`audit`.
+
+    ``findings`` holds at most ``limit`` findings per check; ``totals`` counts them all. ``checked`` says
+    how much was examined and ``skipped`` which checks did not run, and why.
+    """
+
+    findings: list[Finding] = field(default_factory=list)
+    totals: dict[str, int] = field(default_factory=dict)
+    checked: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        """True when no check found anything."""
+        return not any(self.totals.values())
+
+    def to_arrow(self) -> pa.Table:
+        """The findings as a table (columns of :data:`FINDING_SCHEMA`)."""
+        return pa.Table.from_pylist([f.to_dict() for f in self.findings], schema=FINDING_SCHEMA)
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.to_arrow().to_pandas()
+
+    def to_json(self) -> dict[str, Any]:
+        """A stable, machine-readable document: every key always present, findings in audit order."""
+        return {
+            "clean": self.clean,
+            "totals": {str(c): self.totals.get(str(c), 0) for c in Check},
+            "checked": dict(sorted(self.checked.items())),
+            "skipped": dict(sorted(self.skipped.items())),
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+class KeyChecker(Protocol):
+    """What the storage check needs of an object store: :meth:`ObjectStore.head` (``server/storage/base.py``)."""
+
+    def head(self, keys: Sequence[str]) -> dict[str, int | None]: ...
+
+
+# -- the checks, as ibis expressions ---------------------------------------------------------------------------
+def _refs(catalog: Catalog) -> ir.Table:
+    """``(flow_id, object_id)`` of every object a segment references, as media or as init object."""
+    s = catalog.table("segments")
+    # cast: the media column is NOT NULL and init_object_id nullable, and set operations need equal types
+    media = s.select("flow_id", object_id=s.object_id.cast("string"))
+    init = s.filter(s.init_object_id.notnull()).select("flow_id", object_id=s.init_object_id.cast("string"))
+    return media.union(init, distinct=False)
+
+
+def overlapping_segments(catalog: Catalog) -> ir.Table:
+    """Pairs of segments of one flow that share time: each segment that starts before an earlier one ends,
+    with every earlier segment it overlaps."""
+    s = catalog.table("segments")
+    s = s.filter(s.start_ns < s.end_ns).select("flow_id", "start_ns", "end_ns", "timerange", "object_id")
+    order = [s.start_ns, s.end_ns, s.object_id]
+    before = ibis.window(group_by=s.flow_id, order_by=order, rows=(None, -1))
+    numbered = s.mutate(
+        rn=ibis.row_number().over(ibis.window(group_by=s.flow_id, order_by=order)),
+        reach=s.end_ns.max().over(before),
+    )
+    late = numbered.filter(numbered.start_ns < numbered.reach)
+    early = numbered.select(
+        e_flow=numbered.flow_id,
+        e_rn=numbered.rn,
+        e_end=numbered.end_ns,
+        e_timerange=numbered.timerange,
+        e_object=numbered.object_id,
+    )
+    pairs = late.join(early, (late.flow_id == early.e_flow) & (early.e_rn < late.rn) & (early.e_end > late.start_ns))
+    return pairs.select(
+        "flow_id",
+        "timerange",
+        "object_id",
+        "start_ns",
+        "end_ns",
+        other_timerange=pairs.e_timerange,
+        other_id=pairs.e_object,
+        other_end_ns=pairs.e_end,
+        other_rn=pairs.e_rn,
+    ).order_by(["flow_id", "start_ns", "end_ns", "other_rn"])
+
+
+def orphan_segments(catalog: Catalog) -> ir.Table:
+    """Per missing flow: how many segments name it, and their extent."""
+    s, f = catalog.table("segments"), catalog.table("flows")
+    gone = s.anti_join(f, s.flow_id == f.id)
+    return (
+        gone.group_by("flow_id")
+        .aggregate(count=gone.count(), start_ns=gone.start_ns.min(), end_ns=gone.end_ns.max())
+        .order_by("flow_id")
+    )
+
+
+def orphan_flows(catalog: Catalog) -> ir.Table:
+    """Flows whose source does not exist."""
+    f, src = catalog.table("flows"), catalog.table("sources")
+    return f.anti_join(src, f.source_id == src.id).select(flow_id=f.id, source_id=f.source_id).order_by("flow_id")
+
+
+def unreferenced_objects(catalog: Catalog) -> ir.Table:
+    """Registered objects that no segment references and that are not waiting for garbage collection."""
+    o = catalog.table("objects")
+    refs = _refs(catalog)
+    live = o.filter(o.registered.fill_null(False) & o.unreferenced_since.isnull())
+    lonely = live.anti_join(refs, live.id == refs.object_id)
+    return lonely.select(object_id=lonely.id, flow_id=lonely.first_referenced_by_flow).order_by("object_id")
+
+
+def missing_objects(catalog: Catalog) -> ir.Table:
+    """Objects that segments reference (per flow) but that have no object record."""
+    o = catalog.table("objects")
+    s = catalog.table("segments")
+    media = s.select("flow_id", "start_ns", "end_ns", object_id=s.object_id.cast("string"))
+    init = s.filter(s.init_object_id.notnull()).select(
+        "flow_id", "start_ns", "end_ns", object_id=s.init_object_id.cast("string")
+    )
+    refs = media.union(init, distinct=False)
+    gone = refs.anti_join(o, refs.object_id == o.id)
+    return (
+        gone.group_by(["flow_id", "object_id"])
+        .aggregate(count=gone.count(), start_ns=gone.start_ns.min(), end_ns=gone.end_ns.max())
+        .order_by(["flow_id", "object_id"])
+    )
+
+
+def stale_segments_updated(catalog: Catalog) -> ir.Table:
+    """Flows with segments whose ``segments_updated`` is unset or older than their newest segment's ``created``."""
+    f, s = catalog.table("flows"), catalog.table("segments")
+    newest = s.group_by(s.flow_id.name("seg_flow_id")).aggregate(newest=s.created.max(), count=s.count())
+    j = f.join(newest, f.id == newest.seg_flow_id)
+    stale = j.filter(j.segments_updated.isnull() | (j.segments_updated < j.newest))
+    return stale.select(
+        flow_id=stale.id, segments_updated=stale.segments_updated, newest=stale.newest, count=stale["count"]
+    ).order_by("flow_id")
+
+
+def dangling_collections(catalog: Catalog) -> ir.Table:
+    """Collection entries whose member flow, or whose collecting flow, does not exist."""
+    c, f = catalog.table("collections"), catalog.table("flows")
+    no_member = c.anti_join(f, c.member_id == f.id).select(
+        "flow_id", "member_id", "position", missing=ibis.literal("member")
+    )
+    no_owner = c.anti_join(f, c.flow_id == f.id).select(
+        "flow_id", "member_id", "position", missing=ibis.literal("collection")
+    )
+    return no_member.union(no_owner).order_by(["flow_id", "position", "missing"])
+
+
+def referenced_instances(catalog: Catalog, storage_id: str) -> ir.Table:
+    """Controlled instances on ``storage_id`` of objects that segments reference, with the objects' sizes
+    and the first flow (by id) that references each."""
+    inst, o = catalog.table("object_instances"), catalog.table("objects")
+    refs = _refs(catalog)
+    refs = refs.group_by(refs.object_id.name("ref_object_id")).aggregate(ref_flow_id=refs.flow_id.min())
+    mine = inst.filter(inst.controlled.fill_null(False) & (inst.storage_id == storage_id) & inst.storage_key.notnull())
+    mine = mine.join(refs, mine.object_id == refs.ref_object_id)
+    sized = mine.left_join(o, mine.object_id == o.id)
+    return sized.select(
+        object_id=sized.object_id,
+        flow_id=sized.ref_flow_id,
+        storage_key=sized.storage_key,
+        size_bytes=sized.size_bytes,
+    ).order_by(["object_id", "storage_key"])
+
+
+# -- turning rows into findings ------------------------------------------------------------------------------
+def _hull_text(rows: pa.Table) -> list[str]:
+    return format_timeranges(rows.column("start_ns"), rows.column("end_ns")).to_pylist()
+
+
+def _segments(n: int) -> str:
+    return f"{n} segment{'' if n == 1 else 's'}"
+
+
+def _findings(check: Check, rows: pa.Table) -> Iterator[Finding]:
+    """Findings from the (few) rows a check returned."""
+    recs = rows.to_pylist()
+    if check is Check.OVERLAPPING_SEGMENTS:
+        for r in recs:
+            overlap = TimeRange.from_ns(r["start_ns"], min(r["end_ns"], r["other_end_ns"]))
+            yield Finding(
+                check,
+                f"segment {r['timerange']} (object {r['object_id']}) overlaps segment {r['other_timerange']} "
+                f"(object {r['other_id']}) in {overlap}",
+                flow_id=r["flow_id"],
+                object_id=r["object_id"],
+                timerange=r["timerange"],
+                other_id=r["other_id"],
+                other_timerange=r["other_timerange"],
+            )
+    elif check is Check.ORPHAN_SEGMENTS:
+        for r, hull in zip(recs, _hull_text(rows), strict=True):
+            yield Finding(
+                check,
+                f"{_segments(r['count'])} in {hull} of flow {r['flow_id']}, which does not exist",
+                flow_id=r["flow_id"],
+                timerange=hull,
+                count=r["count"],
+            )
+    elif check is Check.ORPHAN_FLOW:
+        for r in recs:
+            yield Finding(
+                check,
+                f"flow {r['flow_id']} names source {r['source_id']}, which does not exist",
+                flow_id=r["flow_id"],
+                source_id=r["source_id"],
+            )
+    elif check is Check.UNREFERENCED_OBJECT:
+        for r in recs:
+            yield Finding(
+                check,
+                f"object {r['object_id']} is registered but no segment references it, "
+                "and it is not marked for garbage collection",
+                flow_id=r["flow_id"],
+                object_id=r["object_id"],
+            )
+    elif check is Check.MISSING_OBJECT:
+        for r, hull in zip(recs, _hull_text(rows), strict=True):
+            yield Finding(
+                check,
+                f"{_segments(r['count'])} of flow {r['flow_id']} in {hull} reference object {r['object_id']}, "
+                "which has no record",
+                flow_id=r["flow_id"],
+                object_id=r["object_id"],
+                timerange=hull,
+                count=r["count"],
+            )
+    elif check is Check.STALE_SEGMENTS_UPDATED:
+        for r in recs:
+            when = "unset" if r["segments_updated"] is None else r["segments_updated"].isoformat()
+            yield Finding(
+                check,
+                f"flow {r['flow_id']} has {_segments(r['count'])}, the newest created {r['newest'].isoformat()}, "
+                f"but its segments_updated is {when}",
+                flow_id=r["flow_id"],
+                count=r["count"],
+            )
+    elif check is Check.DANGLING_COLLECTION:
+        for r in recs:
+            gone = r["member_id"] if r["missing"] == "member" else r["flow_id"]
+            yield Finding(
+                check,
+                f"collection of flow {r['flow_id']} lists flow {r['member_id']} at position {r['position']}, "
+                f"but flow {gone} does not exist",
+                flow_id=r["flow_id"],
+                other_id=r["member_id"],
+            )
+    else:  # pragma: no cover - storage findings are built in _check_storage
+        raise AssertionError(check)
+
+
+_CATALOG_CHECKS: Final = (
+    (Check.OVERLAPPING_SEGMENTS, overlapping_segments),
+    (Check.ORPHAN_SEGMENTS, orphan_segments),
+    (Check.ORPHAN_FLOW, orphan_flows),
+    (Check.UNREFERENCED_OBJECT, unreferenced_objects),
+    (Check.MISSING_OBJECT, missing_objects),
+    (Check.STALE_SEGMENTS_UPDATED, stale_segments_updated),
+    (Check.DANGLING_COLLECTION, dangling_collections),
+)
+
+
+def _batches(table: pa.Table, size: int) -> Iterable[pa.Table]:
+    for lo in range(0, table.num_rows, size):
+        yield table.slice(lo, size)
+
+
+def _check_storage(
+    rows: pa.Table, store: KeyChecker, storage_id: str, limit: int | None, report: IntegrityReport, bar: Any
+) -> None:
+    """HEAD the keys in batches; record missing keys and size mismatches."""
+    import pyarrow.compute as pc
+
+    missing = mismatched = 0
+    for batch in _batches(rows, HEAD_BATCH):
+        keys = batch.column("storage_key")
+        sizes = store.head(keys.to_pylist())
+        found = pa.array([sizes.get(k) for k in keys.to_pylist()], pa.int64())
+        expected = batch.column("size_bytes")
+        gone = found.is_null()
+        differ = pc.and_(pc.invert(gone), pc.fill_null(pc.not_equal(found, expected), False))
+        for r in batch.filter(gone).to_pylist():
+            missing += 1
+            if limit is None or missing <= limit:
+                report.findings.append(
+                    Finding(
+                        Check.MISSING_FROM_STORAGE,
+                        f"object {r['object_id']} is referenced, but its key {r['storage_key']} "
+                        f"is not in storage {storage_id}",
+                        flow_id=r["flow_id"],
+                        object_id=r["object_id"],
+                        other_id=r["storage_key"],
+                    )
+                )
+        for r, size in zip(batch.filter(differ).to_pylist(), found.filter(differ).to_pylist(), strict=True):
+            mismatched += 1
+            if limit is None or mismatched <= limit:
+                report.findings.append(
+                    Finding(
+                        Check.SIZE_MISMATCH,
+                        f"object {r['object_id']} has size_bytes {r['size_bytes']}, but its key "
+                        f"{r['storage_key']} in storage {storage_id} holds {size} bytes",
+                        flow_id=r["flow_id"],
+                        object_id=r["object_id"],
+                        other_id=r["storage_key"],
+                    )
+                )
+        bar.update(len(keys))
+    report.totals[str(Check.MISSING_FROM_STORAGE)] = missing
+    report.totals[str(Check.SIZE_MISMATCH)] = mismatched
+    report.checked["storage_keys"] = rows.num_rows
+
+
+def audit(
+    catalog: Catalog,
+    store: KeyChecker | None = None,
+    *,
+    storage_id: str | None = None,
+    limit: int | None = None,
+    progress: bool = False,
+) -> IntegrityReport:
+    """Run every check on ``catalog`` (and, given ``store``, against storage).
+
+    Parameters
+    ----------
+    catalog : Catalog
+        The store to audit. It is only read.
+    store : ObjectStore, optional
+        Object storage to check referenced objects against (anything with ``head(keys)``).
+    storage_id : str, optional
+        Whose instances live in ``store`` (default: ``store.info.id``).
+    limit : int, optional
+        Keep at most this many findings per check (``totals`` still counts them all).
+    progress : bool
+        Show a progress bar (on stderr).
+
+    Returns
+    -------
+    IntegrityReport
+
+    Examples
+    --------
+    >>> import tams_analytics as ta
+    >>> cat = ta.connect("duckdb://")
+    >>> _ = cat.put_flow({"id": "f", "source_id": "s", "format": "urn:x-nmos:format:data"})
+    >>> _ = cat.engine.delete("sources", [])
+    >>> [(f.check, f.flow_id, f.source_id) for f in audit(cat).findings]
+    [(<Check.ORPHAN_FLOW: 'orphan_flow'>, 'f', 's')]
+    """
+    from tqdm import tqdm
+
+    report = IntegrityReport()
+    for name in ("sources", "flows", "segments", "objects", "collections"):
+        report.checked[name] = int(catalog.table(name).count().to_pyarrow().as_py())
+    if store is not None and storage_id is None:
+        info = getattr(store, "info", None)
+        storage_id = getattr(info, "id", None)
+        if storage_id is None:
+            raise ValueError("give storage_id: the store has no info.id naming its storage backend")
+    with tqdm(total=len(_CATALOG_CHECKS), unit="check", disable=not progress, desc="integrity") as bar:
+        for check, query in _CATALOG_CHECKS:
+            expr = query(catalog)
+            total = int(expr.count().to_pyarrow().as_py())
+            report.totals[str(check)] = total
+            if total:
+                rows = (expr if limit is None else expr.limit(limit)).to_pyarrow()
+                report.findings.extend(_findings(check, rows))
+            logger.debug("integrity check %s: %s findings", check, total)
+            bar.update(1)
+    if store is None:
+        reason = "no object store given"
+        report.skipped[str(Check.MISSING_FROM_STORAGE)] = reason
+        report.skipped[str(Check.SIZE_MISMATCH)] = reason
+    else:
+        assert storage_id is not None
+        rows = referenced_instances(catalog, storage_id).to_pyarrow()
+        with tqdm(total=rows.num_rows, unit="key", disable=not progress, desc="storage") as bar:
+            _check_storage(rows, store, storage_id, limit, report, bar)
+    order = {c: i for i, c in enumerate(Check)}
+    report.findings.sort(key=lambda f: order[f.check])
+    report.totals = {str(c): report.totals.get(str(c), 0) for c in Check}
+    return report

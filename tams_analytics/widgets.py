@@ -1,0 +1,190 @@
+"""An ipywidgets explorer for notebooks: pick a source and a flow, choose a timerange, and see the flow's
+coverage timeline and its segments update.
+
+ipywidgets and matplotlib are imported only when an explorer is made. The explorer keeps what it shows as
+plain attributes (``segments``, ``runs``, ``total``, ``png``) so that code and tests can read them
+without a browser.
+
+>>> import tams_analytics as ta
+>>> ex = CoverageExplorer(ta.connect("duckdb://"))
+>>> ex.status.value
+'no sources in this store'
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import TYPE_CHECKING, Any, Final
+
+import pyarrow as pa
+
+from tams_analytics.exceptions import TamsError
+from tams_analytics.timerange import NS_PER_SECOND, TimeRange
+
+if TYPE_CHECKING:
+    from tams_analytics.catalog import Catalog
+
+__all__ = ["CoverageExplorer", "explore"]
+
+logger = logging.getLogger(__name__)
+
+_TABLE_COLUMNS: Final = ("timerange", "object_id", "duration_s", "created")
+
+
+def _widgets() -> Any:
+    try:
+        import ipywidgets
+    except ImportError as exc:  # pragma: no cover - part of the notebooks extra
+        raise TamsError("the explorer needs ipywidgets: pip install 'tams-analytics[notebooks]'") from exc
+    return ipywidgets
+
+
+def _html_table(rows: pa.Table) -> str:
+    """A small HTML table of segment rows (at most the explorer's limit)."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows.column_names)
+    body = []
+    for row in rows.to_pylist():
+        cells = "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in row.values())
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table class='tams-segments'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _source_options(catalog: Catalog) -> list[tuple[str, str]]:
+    """``(shown, source_id)`` per source: its label, else its first flow's label (sources made implicitly by
+    a flow PUT have none), with its format."""
+    src = catalog.sources()
+    flows = catalog.flows()
+    named = flows.group_by(flows.source_id.name("sid")).aggregate(flow_label=flows.label.min())
+    j = src.left_join(named, src.id == named.sid)
+    rows = j.select("id", "label", "format", "flow_label").to_pyarrow().to_pylist()
+    shown = [(r["label"] or r["flow_label"] or r["id"], r["format"].rsplit(":", 1)[-1], r["id"]) for r in rows]
+    return [(f"{name} [{fmt}]", sid) for name, fmt, sid in sorted(shown)]
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+class CoverageExplorer:
+    """Source and flow pickers, a timerange box, a coverage timeline and a segments table.
+
+    Parameters
+    ----------
+    catalog : Catalog
+    limit : int
+        Segments listed in the table (the first ones in the timerange).
+    width : float
+        Width of the timeline plot in inches.
+
+    Attributes
+    ----------
+    source, flow : ipywidgets.Dropdown
+    timerange : ipywidgets.Text
+        A TAMS timerange; empty means the whole flow.
+    status : ipywidgets.HTML
+        What is shown, or what is wrong with the timerange.
+    plot : ipywidgets.Image
+        The coverage timeline (PNG).
+    table : ipywidgets.HTML
+        The first ``limit`` segments overlapping the timerange.
+    widget : ipywidgets.VBox
+        All of the above; displaying the explorer displays this.
+    segments : pyarrow.Table
+        The rows in the table; ``total`` counts every segment in the timerange; ``runs`` are the
+        contiguous runs drawn; ``png`` the plot's bytes.
+    """
+
+    def __init__(self, catalog: Catalog, *, limit: int = 50, width: float = 10.0) -> None:
+        w = _widgets()
+        self.catalog = catalog
+        self.limit = limit
+        self.width = width
+        self.segments: pa.Table = pa.table({c: pa.array([], pa.string()) for c in _TABLE_COLUMNS})
+        self.runs: pa.Table = pa.table({"start_ns": pa.array([], pa.int64()), "end_ns": pa.array([], pa.int64())})
+        self.total = 0
+        self.png = b""
+        self.source = w.Dropdown(description="Source", layout=w.Layout(width="45%"))
+        self.flow = w.Dropdown(description="Flow", layout=w.Layout(width="45%"))
+        self.timerange = w.Text(
+            description="Timerange",
+            placeholder="_ (the whole flow), or e.g. [1700000000:0_1700000600:0)",
+            continuous_update=False,
+            layout=w.Layout(width="90%"),
+        )
+        self.status = w.HTML()
+        self.plot = w.Image(format="png")
+        self.table = w.HTML()
+        self.widget = w.VBox([w.HBox([self.source, self.flow]), self.timerange, self.status, self.plot, self.table])
+        options = _source_options(catalog)
+        self.source.observe(self._on_source, names="value")
+        self.flow.observe(self._on_change, names="value")
+        self.timerange.observe(self._on_change, names="value")
+        if not options:
+            self.status.value = "no sources in this store"
+            return
+        # ipywidgets 8 selects nothing when options change: choose the first, which fills the flows
+        self.source.options = options
+        self.source.value = options[0][1]
+
+    # -- callbacks ---------------------------------------------------------------------------------------------
+    def _on_source(self, change: dict[str, Any] | None = None) -> None:
+        source_id = self.source.value
+        flows = self.catalog.flows(source_id=source_id).select("id", "label", "format").order_by(["label", "id"])
+        rows = flows.to_pyarrow().to_pylist()
+        self.flow.options = [(r["label"] or r["id"], r["id"]) for r in rows]
+        if rows:
+            self.flow.value = rows[0]["id"]
+        else:
+            self.segments, self.total, self.png = self.segments.slice(0, 0), 0, b""
+            self.plot.value, self.table.value = b"", ""
+            self.status.value = f"source {html.escape(str(source_id))} has no flows"
+
+    def _on_change(self, change: dict[str, Any] | None = None) -> None:
+        self.refresh()
+
+    def _window(self) -> TimeRange | None:
+        text = self.timerange.value.strip()
+        return TimeRange.from_str(text) if text else None
+
+    def refresh(self) -> None:
+        """Redraw the plot and the table for the current flow and timerange."""
+        flow_id = self.flow.value
+        if flow_id is None:
+            return
+        try:
+            window = self._window()
+        except TamsError as exc:
+            self.status.value = f"<span style='color:#d62728'>{html.escape(str(exc))}</span>"
+            return
+        from tams_analytics.analytics import coverage
+        from tams_analytics.plots import plot_coverage, to_png
+
+        segs = self.catalog.segments(flow_id=flow_id, timerange=window)
+        self.total = int(segs.count().to_pyarrow().as_py())
+        shown = segs.order_by("start_ns").limit(self.limit)
+        rows = shown.select(
+            "timerange",
+            "object_id",
+            ((shown.end_ns - shown.start_ns) / NS_PER_SECOND).name("duration_s"),
+            "created",
+        ).to_pyarrow()
+        self.segments = rows
+        self.runs = coverage.runs(self.catalog, flow_id, within=window).to_pyarrow()
+        self.png = to_png(plot_coverage(self.catalog, flow_id, within=window, title=self.flow.label))
+        self.plot.value = self.png
+        self.table.value = _html_table(rows)
+        where = "in " + html.escape(str(window)) if window is not None else "in total"
+        gaps = max(0, self.runs.num_rows - 1)
+        self.status.value = (
+            f"{_plural(self.total, 'segment')} {where}: {_plural(self.runs.num_rows, 'contiguous run')} with "
+            f"{_plural(gaps, 'gap')} between them; the table shows the first {rows.num_rows}"
+        )
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def explore(catalog: Catalog, **options: Any) -> CoverageExplorer:
+    """A :class:`CoverageExplorer` on ``catalog``; the last expression of a cell displays it."""
+    return CoverageExplorer(catalog, **options)

@@ -1,0 +1,74 @@
+"""The analyst notebooks run top to bottom without errors, on the venv's own kernel, and are committed clean.
+
+The kernel is this interpreter's ipykernel: a ``python3`` kernelspec written to a temporary directory that
+``JUPYTER_PATH`` puts first, for this test session only (the user's Jupyter configuration is not touched).
+The live Trino cells of notebook 04 run only when ``TAMS_TRINO_URL`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def jupyter_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory holding a ``python3`` kernelspec that runs ``sys.executable``."""
+    root = tmp_path_factory.mktemp("jupyter")
+    spec = root / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    kernel = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (tams-analytics test venv)",
+        "language": "python",
+    }
+    (spec / "kernel.json").write_text(json.dumps(kernel))
+    return root
+
+
+def test_the_four_notebooks_exist() -> None:
+    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_without_outputs(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code
+    assert all(c.outputs == [] and c.execution_count is None for c in code)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_runs_without_errors(path: Path, jupyter_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
+    monkeypatch.delenv("TAMS_STORE", raising=False)  # each notebook builds its own demo store
+    monkeypatch.delenv("TAMS_OBJECTS_DIR", raising=False)
+    monkeypatch.setenv("TAMS_DEMO_SEGMENTS", "4000")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("import sys; print(sys.executable)"))
+    client = NotebookClient(nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    errors = [o for o in outputs if o.output_type == "error"]
+    assert not errors, "\n".join(f"{e.ename}: {e.evalue}" for e in errors)
+    assert nb.cells[-1].outputs[0].text.strip() == sys.executable  # the venv's kernel ran it
+    text = "".join(o.get("text", "") for o in outputs)
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    if path.name.startswith("02_"):
+        assert len(images) >= 3  # the timelines
+        assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    if path.name.startswith("03_"):
+        assert "clean: False" in text and "clean again: True" in text
+    if path.name.startswith("04_"):
+        assert "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING" in text.upper()

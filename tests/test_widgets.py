@@ -1,0 +1,104 @@
+"""The coverage explorer, driven headlessly: change the widgets' values and check what the outputs show."""
+
+from __future__ import annotations
+
+import doctest
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from tams_analytics import TimeRange, widgets
+from tams_analytics.analytics import coverage
+from tams_analytics.catalog import Catalog
+from tams_analytics.demo import EPOCH_S, build_demo
+from tams_analytics.predicates import Term
+from tests.analytics import ENGINES, catalog_on
+
+
+@pytest.fixture(params=ENGINES)
+def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
+    for cat in catalog_on(request.param, tmp_path):
+        build_demo(cat, 3000, programmes=2, progress=False)
+        yield cat
+
+
+def _flow_ids(cat: Catalog, source_id: str) -> set[str]:
+    return set(cat.rows("flows", [Term("source_id", "==", source_id)], columns=["id"]).column("id").to_pylist())
+
+
+def test_starts_on_the_first_source_and_its_first_flow(demo: Catalog) -> None:
+    ex = widgets.CoverageExplorer(demo, limit=20)
+    assert len(ex.source.options) == demo.count("sources")
+    assert {v for _, v in ex.flow.options} == _flow_ids(demo, ex.source.value)
+    first = demo.segment_rows(ex.flow.value, limit=20)
+    assert ex.segments.column("timerange").to_pylist() == first.column("timerange").to_pylist()
+    assert first.column("timerange")[0].as_py() in ex.table.value
+    assert ex.plot.value == ex.png and ex.png[:4] == b"\x89PNG"
+    assert ex.total == demo.count("segments", [Term("flow_id", "==", ex.flow.value)])
+    assert f"{ex.total} segments in total" in ex.status.value
+    assert ex.widget.children[2] is ex.status and ex.plot in ex.widget.children
+
+
+def test_picking_a_source_offers_its_flows_and_shows_the_first(demo: Catalog) -> None:
+    ex = widgets.CoverageExplorer(demo)
+    before = (ex.flow.value, ex.table.value, ex.png)
+    other = next(v for label, v in ex.source.options if "[audio]" in label and v != ex.source.value)
+    ex.source.value = other
+    assert {v for _, v in ex.flow.options} == _flow_ids(demo, other)
+    assert ex.flow.value != before[0] and ex.table.value != before[1] and ex.png != before[2]
+    rows = demo.segment_rows(ex.flow.value, limit=3).column("timerange").to_pylist()
+    assert ex.segments.column("timerange").to_pylist()[:3] == rows
+
+
+def test_picking_a_flow_and_a_timerange_updates_table_and_plot(demo: Catalog) -> None:
+    ex = widgets.CoverageExplorer(demo, limit=1000)
+    video = next(v for label, v in ex.source.options if "[video]" in label)
+    ex.source.value = video
+    ex.flow.value = ex.flow.options[-1][1]
+    whole_png, whole_total = ex.png, ex.total
+    window = TimeRange.from_str(f"[{EPOCH_S + 100}:0_{EPOCH_S + 160}:0)")
+    ex.timerange.value = str(window)
+    # exactly the segments overlapping the window, in time order
+    shown = [TimeRange.from_str(t) for t in ex.segments.column("timerange").to_pylist()]
+    assert shown and all(t.overlaps(window) for t in shown) and shown == sorted(shown)
+    assert ex.total == len(shown) < whole_total
+    runs = coverage.runs(demo, ex.flow.value, within=window).to_pyarrow()
+    assert ex.runs.equals(runs)
+    assert ex.png != whole_png and ex.plot.value == ex.png
+    assert f"in {window}" in ex.status.value
+    # clearing the timerange shows the whole flow again
+    ex.timerange.value = ""
+    assert ex.total == whole_total
+
+
+def test_a_bad_timerange_is_reported_and_changes_nothing(demo: Catalog) -> None:
+    ex = widgets.CoverageExplorer(demo)
+    table, png = ex.table.value, ex.png
+    ex.timerange.value = "[10:0_five)"
+    assert "invalid timerange" in ex.status.value
+    assert ex.table.value == table and ex.png == png
+
+
+def test_a_source_without_flows_clears_the_outputs(demo: Catalog) -> None:
+    demo.engine.insert(
+        "sources", pa.table({"id": ["lonely"], "format": ["urn:x-nmos:format:data"], "label": ["Lonely"]})
+    )
+    ex = widgets.CoverageExplorer(demo)
+    assert ex.png and ex.table.value
+    ex.source.value = "lonely"
+    assert ex.flow.options == () and "has no flows" in ex.status.value
+    assert ex.table.value == "" and ex.plot.value == b"" and ex.total == 0
+
+
+def test_explore_displays_as_its_widget_box(demo: Catalog) -> None:
+    ex = widgets.explore(demo)
+    bundle = ex._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.widget.model_id
+
+
+def test_doctests() -> None:
+    result = doctest.testmod(widgets)
+    assert result.attempted > 0 and result.failed == 0
