@@ -15,6 +15,8 @@ from tams_analytics.timerange import TimeRange, Timestamp
 #: int64-ns columns that are Timestamps on the wire
 _TS_FIELDS = ("ts_offset", "last_duration")
 _INT_FIELDS = ("sample_offset", "sample_count", "key_frame_count")
+#: the ``segments`` columns rendering reads (and ``start_ns``, the paging key): pages convert only these
+WIRE_COLUMNS = ("object_id", "timerange", "start_ns", *_TS_FIELDS, "object_timerange", *_INT_FIELDS, "init_object_id")
 
 
 def segment_wire(

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tams_analytics import predicates as P
 from tams_analytics.catalog.base import utcnow
@@ -16,10 +17,12 @@ from tams_analytics.exceptions import ConflictError, NotFoundError, ReadOnlyErro
 from tams_analytics.predicates import Term, isin
 from tams_analytics.schema import SEGMENTS
 from tams_analytics.timerange import TimeRange, Timestamp
+from tams_analytics.timerange_vector import parse_timeranges
 
 #: Segment fields that are timestamps on the wire and int64 ns in the table.
 _NS_FIELDS = ("ts_offset", "last_duration")
 _INT_FIELDS = ("sample_offset", "sample_count", "key_frame_count")
+_TS = pa.timestamp("us", tz="UTC")
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,7 @@ def segments_table(items: Sequence[Mapping[str, Any]]) -> tuple[pa.Table, list[F
             tr = item.get("timerange") if isinstance(item, Mapping) else None
             oid = item.get("object_id") if isinstance(item, Mapping) else None
             failures.append(
-                Failure(
-                    i, oid if isinstance(oid, str) else None, tr if isinstance(tr, str) else None, str(exc)
-                )
+                Failure(i, oid if isinstance(oid, str) else None, tr if isinstance(tr, str) else None, str(exc))
             )
     schema = pa.schema([pa.field("index", pa.int64()), *[f.with_nullable(True) for f in SEGMENTS]])
     return pa.Table.from_pylist(rows, schema=schema), failures
@@ -127,6 +128,63 @@ def shift(tr: TimeRange, offset_ns: int) -> TimeRange:
         None if tr.end is None else tr.end.ns - offset_ns,
         include_start=tr.include_start,
         include_end=tr.include_end,
+    )
+
+
+@dataclass(frozen=True)
+class _ObjectWrites:
+    """Object rows a registration writes: changed or new ones as dicts, fresh new ones as a table."""
+
+    pending: dict[str, dict[str, Any]]
+    #: ids of the objects already stored (only these need deleting before their rows are re-inserted)
+    stored: frozenset[str]
+    new_rows: pa.Table
+
+
+def _fresh_objects(segs: pa.Table, ok: np.ndarray, stored: frozenset[str]) -> np.ndarray:
+    """Rows (among ``ok``) whose object is new and concerns no other row of the batch, and that set no
+    init object, object timerange or ts_offset: every object rule passes for them as they are."""
+    if not ok.any():
+        return np.zeros(len(ok), dtype=bool)
+    oid = segs.column("object_id")
+    candidates = pa.array(ok)
+    mentioned = pc.drop_null(segs.column("init_object_id"))
+    plain = pc.and_(
+        pc.and_(pc.is_null(segs.column("init_object_id")), pc.is_null(segs.column("object_timerange"))),
+        pc.fill_null(pc.equal(segs.column("ts_offset"), 0), True),
+    )
+    fresh = pc.and_(candidates, plain)
+    fresh = pc.and_(fresh, pc.invert(pc.is_in(oid, value_set=pa.array(sorted(stored), pa.string()))))
+    fresh = pc.and_(fresh, pc.invert(pc.is_in(oid, value_set=mentioned.combine_chunks())))
+    # an object registered by two rows of the batch: the second is a re-use, checked by the rules
+    ok_ids = pc.filter(oid, candidates)
+    counts = pc.value_counts(ok_ids)
+    repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+    fresh = pc.and_(fresh, pc.invert(pc.is_in(oid, value_set=repeated)))
+    return np.asarray(fresh.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _new_object_rows(segs: pa.Table, flow_id: str, now: Any) -> pa.Table:
+    """``objects`` rows first registered by ``segs`` (fresh rows): the object timeline is the segment's."""
+    n = segs.num_rows
+    parsed = parse_timeranges(segs.column("timerange"))
+    return pa.table(
+        {
+            "id": segs.column("object_id"),
+            "allocated_flow_id": pa.nulls(n, pa.string()),
+            "first_referenced_by_flow": pa.repeat(pa.scalar(flow_id, pa.string()), n),
+            "registered": pa.repeat(pa.scalar(True), n),
+            "is_init": pa.repeat(pa.scalar(False), n),
+            "timerange": parsed.text,
+            "start_ns": pa.array(parsed.start_ns, pa.int64()),
+            "end_ns": pa.array(parsed.end_ns, pa.int64()),
+            "key_frame_count": segs.column("key_frame_count"),
+            "init_object_id": pa.nulls(n, pa.string()),
+            "content_type": pa.nulls(n, pa.string()),
+            "size_bytes": pa.nulls(n, pa.int64()),
+            "created": pa.repeat(pa.scalar(now, _TS), n),
+            "unreferenced_since": pa.nulls(n, _TS),
+        }
     )
 
 
@@ -200,16 +258,16 @@ class SegmentsMixin(FlowsMixin):
                 rows = rows.set_column(
                     rows.schema.get_field_index("flow_id"),
                     "flow_id",
-                    pa.array([flow_id] * rows.num_rows, pa.string()),
+                    pa.repeat(pa.scalar(flow_id, pa.string()), rows.num_rows),
                 )
                 rows = rows.set_column(
                     rows.schema.get_field_index("created"),
                     "created",
-                    pa.array([now] * rows.num_rows, pa.timestamp("us", tz="UTC")),
+                    pa.repeat(pa.scalar(now, _TS), rows.num_rows),
                 )
                 self.engine.insert("segments", rows)
                 self._write_objects(objects)
-                accepted_index = [int(index[p]) for p in np.flatnonzero(ok)]
+                accepted_index = index[ok].tolist()
                 self._write_uncontrolled(accepted, urls)
                 self.engine.update("flows", [Term("id", "==", flow_id)], {"segments_updated": now})
                 result.accepted = accepted_index
@@ -259,9 +317,7 @@ class SegmentsMixin(FlowsMixin):
                 k = bisect.bisect_left(taken, (e, -1, -1))
                 if k > 0 and taken[k - 1][1] > s:
                     other = taken[k - 1][2]
-                    reasons[int(pos)] = (
-                        f"timerange overlaps segment {texts_b[other].as_py()} earlier in the request"
-                    )
+                    reasons[int(pos)] = f"timerange overlaps segment {texts_b[other].as_py()} earlier in the request"
                     ok[pos] = False
                     continue
                 bisect.insort(taken, (s, e, int(pos)))
@@ -278,9 +334,7 @@ class SegmentsMixin(FlowsMixin):
         reasons: dict[int, str] = {}
         if not urls:
             return reasons
-        index = (
-            segs.column("index").to_pylist() if "index" in segs.column_names else list(range(segs.num_rows))
-        )
+        index = segs.column("index").to_pylist() if "index" in segs.column_names else list(range(segs.num_rows))
         for pos, i in enumerate(index):
             items = urls.get(i) or []
             labels = [u.get("label") for u in items]
@@ -292,21 +346,26 @@ class SegmentsMixin(FlowsMixin):
                 )
         return reasons
 
-    def _check_objects(
-        self, flow_id: str, segs: pa.Table, ok: np.ndarray
-    ) -> tuple[dict[str, dict[str, Any]], dict[int, str]]:
-        """Apply the object rules; return the object rows to write and the rows that fail them."""
+    def _check_objects(self, flow_id: str, segs: pa.Table, ok: np.ndarray) -> tuple[_ObjectWrites, dict[int, str]]:
+        """Apply the object rules; return the object rows to write and the rows that fail them.
+
+        Rows registering a new object that nothing else in the batch mentions, without an init object,
+        object timerange or ts_offset (a fresh ingest: the norm) pass every rule, so their object rows
+        are built with array operations; the other rows go through the rules one by one, in order.
+        """
         cols = segs.to_pydict()
         ids = set(cols["object_id"]) | {x for x in cols["init_object_id"] if x}
         stored = {r["id"]: r for r in self.rows("objects", [isin("id", sorted(ids))]).to_pylist()}
         pending: dict[str, dict[str, Any]] = {}
         reasons: dict[int, str] = {}
         now = utcnow()
+        fresh = _fresh_objects(segs, ok, frozenset(stored))
+        writes = _ObjectWrites(pending, frozenset(stored), _new_object_rows(segs.filter(pa.array(fresh)), flow_id, now))
 
         def current(oid: str) -> dict[str, Any] | None:
             return pending.get(oid) or stored.get(oid)
 
-        for pos in np.flatnonzero(ok):
+        for pos in np.flatnonzero(ok & ~fresh):
             oid = cols["object_id"][pos]
             seg_tr = TimeRange.from_str(cols["timerange"][pos])
             offset = cols["ts_offset"][pos] or 0
@@ -382,24 +441,24 @@ class SegmentsMixin(FlowsMixin):
                         "end_ns": None,
                         "unreferenced_since": None,
                     }
-        return pending, reasons
+        return writes, reasons
 
-    def _write_objects(self, objects: Mapping[str, dict[str, Any]]) -> None:
-        """Upsert object rows: one delete and one insert, not a statement per object."""
-        if not objects:
-            return
-        self.engine.delete("objects", [isin("id", list(objects))])
-        self.engine.insert("objects", pa.Table.from_pylist(list(objects.values())))
+    def _write_objects(self, objects: _ObjectWrites) -> None:
+        """Upsert object rows: one delete (of those already stored) and one insert per kind, not a
+        statement per object."""
+        changed = [oid for oid in objects.pending if oid in objects.stored]
+        if changed:
+            self.engine.delete("objects", [isin("id", changed)])
+        if objects.pending:
+            self.engine.insert("objects", pa.Table.from_pylist(list(objects.pending.values())))
+        if objects.new_rows.num_rows:
+            self.engine.insert("objects", objects.new_rows)
 
-    def _write_uncontrolled(
-        self, accepted: pa.Table, urls: Mapping[int, Sequence[Mapping[str, str]]]
-    ) -> None:
+    def _write_uncontrolled(self, accepted: pa.Table, urls: Mapping[int, Sequence[Mapping[str, str]]]) -> None:
         if not urls:
             return
         index = (
-            accepted.column("index").to_pylist()
-            if "index" in accepted.column_names
-            else list(range(accepted.num_rows))
+            accepted.column("index").to_pylist() if "index" in accepted.column_names else list(range(accepted.num_rows))
         )
         wanted: dict[tuple[str, str], str] = {}
         for i, oid in zip(index, accepted.column("object_id").to_pylist(), strict=True):
@@ -461,22 +520,16 @@ class SegmentsMixin(FlowsMixin):
 
     def _segment_object_ids(self, where: Sequence[P.Predicate]) -> list[str]:
         t = self.rows("segments", where, columns=["object_id", "init_object_id"])
-        return sorted(
-            set(t.column("object_id").to_pylist()) | {x for x in t.column("init_object_id").to_pylist() if x}
-        )
+        return sorted(set(t.column("object_id").to_pylist()) | {x for x in t.column("init_object_id").to_pylist() if x})
 
     def _mark_unreferenced(self, object_ids: Sequence[str]) -> None:
         """Stamp ``unreferenced_since`` on objects that no segment references now (as media or init)."""
         if not object_ids:
             return
         ids = list(object_ids)
-        used = set(
-            self.rows("segments", [isin("object_id", ids)], columns=["object_id"]).column(0).to_pylist()
-        )
+        used = set(self.rows("segments", [isin("object_id", ids)], columns=["object_id"]).column(0).to_pylist())
         used |= set(
-            self.rows("segments", [isin("init_object_id", ids)], columns=["init_object_id"])
-            .column(0)
-            .to_pylist()
+            self.rows("segments", [isin("init_object_id", ids)], columns=["init_object_id"]).column(0).to_pylist()
         )
         unused = [i for i in ids if i not in used]
         if unused:
@@ -499,9 +552,7 @@ class SegmentsMixin(FlowsMixin):
         if first.num_rows == 0:
             return TimeRange.never()
         last = self.rows("segments", where, columns=["timerange"], order_by=[("end_ns", True)], limit=1)
-        return TimeRange.from_str(first.column(0)[0].as_py()).hull(
-            TimeRange.from_str(last.column(0)[0].as_py())
-        )
+        return TimeRange.from_str(first.column(0)[0].as_py()).hull(TimeRange.from_str(last.column(0)[0].as_py()))
 
     def segment_rows(
         self,
@@ -533,11 +584,7 @@ def _reuse_conflict(
     if kfc is not None and o.get("key_frame_count") is not None and kfc != o["key_frame_count"]:
         return f"key_frame_count {kfc} differs from object {oid}'s {o['key_frame_count']}"
     otr = cols["object_timerange"][pos]
-    if (
-        otr is not None
-        and o.get("timerange")
-        and TimeRange.from_str(otr) != TimeRange.from_str(o["timerange"])
-    ):
+    if otr is not None and o.get("timerange") and TimeRange.from_str(otr) != TimeRange.from_str(o["timerange"]):
         return f"object_timerange {otr} differs from object {oid}'s {o['timerange']}"
     init_id = cols["init_object_id"][pos]
     if init_id is not None and init_id != o.get("init_object_id"):

@@ -39,6 +39,14 @@ _DUCKDB_TYPES: dict[str, str] = {
 }
 
 
+#: ART indexes for point lookups by id on tables whose ids are random (zone maps cannot prune them):
+#: object rows checked on every segment registration, and instances looked up for every segments page
+INDEXES: dict[str, tuple[str, ...]] = {
+    "objects": ("id",),
+    "object_instances": ("object_id",),
+}
+
+
 def _ddl(name: str, schema: pa.Schema) -> str:
     cols = ", ".join(f'"{f.name}" {_DUCKDB_TYPES[str(f.type)]}{"" if f.nullable else " NOT NULL"}' for f in schema)
     return f'CREATE TABLE IF NOT EXISTS "{name}" ({cols})'
@@ -116,7 +124,7 @@ class Engine(BaseEngine):
         sql = f'SELECT count(*) FROM "{name}"'
         if where:
             sql += " WHERE " + " AND ".join(render_sql(p, params) for p in where)
-        row = self._cursor().execute(sql, params).fetchone()
+        row = self._cursor().execute(sql, params).fetchall()[0]
         return int(row[0]) if row else 0
 
     def count_in(self, name: str, column: str, values: pa.Array, chunk: int = 10_000) -> int:
@@ -125,7 +133,9 @@ class Engine(BaseEngine):
         view = f"_tams_values_{threading.get_ident()}"
         cur.register(view, pa.table({"v": values}))
         try:
-            row = cur.execute(f'SELECT count(*) FROM "{name}" WHERE "{column}" IN (SELECT v FROM "{view}")').fetchone()
+            row = cur.execute(f'SELECT count(*) FROM "{name}" WHERE "{column}" IN (SELECT v FROM "{view}")').fetchall()[
+                0
+            ]
         finally:
             cur.unregister(view)
         return int(row[0]) if row else 0
@@ -173,7 +183,7 @@ class Engine(BaseEngine):
         if where:
             sql += " WHERE " + " AND ".join(render_sql(p, params) for p in where)
         with self.transaction():
-            row = self._writer.execute(sql, params).fetchone()
+            row = self._writer.execute(sql, params).fetchall()[0]
         return int(row[0]) if row else 0
 
     def update(self, name: str, where: Sequence[Predicate], values: dict[str, Any]) -> int:
@@ -185,13 +195,17 @@ class Engine(BaseEngine):
         if where:
             sql += " WHERE " + " AND ".join(render_sql(p, params) for p in where)
         with self.transaction():
-            row = self._writer.execute(sql, params).fetchone()
+            row = self._writer.execute(sql, params).fetchall()[0]
         return int(row[0]) if row else 0
 
     def create_tables(self) -> None:
         with self.transaction():
             for name, schema in SCHEMAS.items():
                 self._writer.execute(_ddl(name, schema))
+            for name, cols in INDEXES.items():
+                index = f"{name}_{'_'.join(cols)}_idx"
+                on = ", ".join(f'"{c}"' for c in cols)
+                self._writer.execute(f'CREATE INDEX IF NOT EXISTS "{index}" ON "{name}" ({on})')
             # a derived view the predicates use for collected_by_ids on sources
             self._writer.execute(
                 'CREATE OR REPLACE VIEW "source_collections" AS '

@@ -1,0 +1,126 @@
+"""A live TAMS server for the HTTP benchmarks: ``tams-analytics serve`` (uvicorn) in a subprocess on 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+#: the storage backend id the benchmark stores and the server agree on
+STORAGE_ID = "5d0c8a3e-7f41-4b6a-9c2e-1a3b5c7d9e0f"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """``tams-analytics serve`` on ``store_url`` in a child process, until :meth:`stop`.
+
+    The child gets a clean environment (no inherited ``TAMS_*`` settings) with local storage under
+    ``data_dir`` and :data:`STORAGE_ID` as its backend id; webhooks stay enabled as by default.
+    """
+
+    def __init__(self, store_url: str, data_dir: Path, *, startup_s: float = 120.0) -> None:
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.base_url = f"http://{self.host}:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")}
+        env |= {"TAMS_STORAGE_ID": STORAGE_ID, "PYTHONUNBUFFERED": "1"}
+        cmd = [
+            sys.executable,
+            "-m",
+            "tams_analytics.cli",
+            "serve",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(data_dir),
+            "--store",
+            store_url,
+            "--log-level",
+            "warning",
+        ]
+        self._log = (data_dir / "server.log").open("wb") if data_dir.is_dir() else subprocess.DEVNULL
+        self.process = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self._wait_ready(startup_s)
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.process.returncode} before answering")
+            try:
+                if httpx.get(f"{self.base_url}/", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"the server did not answer within {timeout_s} s")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if hasattr(self._log, "close"):
+            self._log.close()
+
+    def __enter__(self) -> LiveServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class PeakRss:
+    """Samples a process's resident set size in a thread; ``peak_mb`` is the largest sample seen."""
+
+    def __init__(self, pid: int, interval_s: float = 0.01) -> None:
+        import psutil
+
+        self._process: Any = psutil.Process(pid)
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self.start_mb = self._rss_mb()
+        self.peak_mb = self.start_mb
+        self._thread = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
+
+    def _rss_mb(self) -> float:
+        return float(self._process.memory_info().rss) / 2**20
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, self._rss_mb())
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self._rss_mb())

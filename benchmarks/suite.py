@@ -1,0 +1,299 @@
+"""The benchmark suite behind ``tams-analytics bench``: build the stores, measure, report.
+
+Every comparison is measured side by side in the same run (interleaved, medians over repeated runs,
+after warm-up). The JSON report holds exactly :data:`KEYS`; :func:`format_table` prints them against
+:data:`TARGETS`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Final
+
+from benchmarks import query, rest
+from benchmarks.live import STORAGE_ID, LiveServer
+from benchmarks.measure import ratio
+from benchmarks.stores import Store, add_long_flow, build_store
+
+KEYS: Final = (
+    "query_vs_raw_duckdb",
+    "query_speedup_vs_string_parse",
+    "query_growth_100k_to_10m",
+    "rest_page_vs_trivial",
+    "ingest_segments_per_s",
+    "ingest_vs_raw_append",
+    "list_1m_peak_rss_mb",
+)
+
+#: metric -> (comparison, target); None: reported without a target
+TARGETS: Final[dict[str, tuple[str, float] | None]] = {
+    "query_vs_raw_duckdb": ("<=", 1.3),
+    "query_speedup_vs_string_parse": (">=", 100.0),
+    "query_growth_100k_to_10m": ("<=", 2.0),
+    "rest_page_vs_trivial": (">=", 0.4),
+    "ingest_segments_per_s": (">=", 6000.0),
+    "ingest_vs_raw_append": None,
+    "list_1m_peak_rss_mb": None,
+}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What to build and how long to measure."""
+
+    #: demo store sizes, smallest first; growth is largest / smallest
+    sizes: tuple[int, ...] = (100_000, 1_000_000, 10_000_000)
+    #: segments of the one long flow streamed through the API
+    list_segments: int = 1_000_000
+    #: runs of each fast query (after warm-up), and of the slow string-parsing one
+    repeat: int = 31
+    slow_repeat: int = 3
+    #: HTTP load runs per endpoint, seconds each, and connections
+    http_repeat: int = 5
+    http_seconds: float = 3.0
+    concurrency: int = 8
+    #: timed bulk POSTs of :data:`rest.INGEST_BATCH` segments (after :data:`rest.WARMUP_BATCHES` untimed ones)
+    ingest_batches: int = 40
+    #: where stores go (a temporary directory, removed afterwards, when None)
+    work_dir: Path | None = None
+
+    @classmethod
+    def full(cls, **changes: object) -> BenchConfig:
+        return replace(cls(), **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def quick(cls, **changes: object) -> BenchConfig:
+        """100k and 1M only, shorter runs: under five minutes on a 2-core machine."""
+        base = cls(sizes=(100_000, 1_000_000), repeat=21, slow_repeat=2, http_repeat=3, http_seconds=2.0)
+        return replace(base, ingest_batches=20, **changes)  # type: ignore[arg-type]
+
+    @property
+    def serve_size(self) -> int:
+        """The server runs on the largest store of at most a million segments (else the smallest)."""
+        small = [s for s in self.sizes if s <= 1_000_000]
+        return max(small) if small else min(self.sizes)
+
+
+@dataclass
+class Report:
+    metrics: dict[str, float]
+    #: how each metric was measured (store, sizes, ...), shown in the table
+    notes: dict[str, str] = field(default_factory=dict)
+    details: list[str] = field(default_factory=list)
+    machine: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def json(self) -> dict[str, float]:
+        return {k: self.metrics[k] for k in KEYS}
+
+    def missed(self) -> list[str]:
+        return [k for k in KEYS if met(k, self.metrics[k]) is False]
+
+
+def met(key: str, value: float) -> bool | None:
+    """Whether ``value`` meets ``key``'s target (None when it has none).
+
+    >>> met("query_vs_raw_duckdb", 1.1), met("ingest_segments_per_s", 10.0), met("list_1m_peak_rss_mb", 90.0)
+    (True, False, None)
+    """
+    target = TARGETS[key]
+    if target is None:
+        return None
+    op, bound = target
+    return value <= bound if op == "<=" else value >= bound
+
+
+def _count(n: int) -> str:
+    """``100k``, ``1M``, ``2000``.
+
+    >>> _count(100_000), _count(10_000_000), _count(2000), _count(1500)
+    ('100k', '10M', '2k', '1500')
+    """
+    for div, suffix in ((1_000_000, "M"), (1000, "k")):
+        if n % div == 0:
+            return f"{n // div}{suffix}"
+    return str(n)
+
+
+def machine() -> dict[str, str]:
+    """CPU model, cores, RAM, Python and DuckDB versions of this machine."""
+    import duckdb
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = "?"
+    try:
+        import psutil
+
+        ram = f"{psutil.virtual_memory().total / 2**30:.1f} GiB"
+    except ImportError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "ram": ram,
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+        "os": f"{platform.system()} {platform.release()}",
+    }
+
+
+def run(config: BenchConfig, progress: Callable[[str], None] = lambda _m: None) -> Report:
+    """Build the stores, run every benchmark, and return the report."""
+    started = time.perf_counter()
+    work = config.work_dir or Path(tempfile.mkdtemp(prefix="tams-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        report = _run(config, work, progress)
+    finally:
+        if config.work_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _run(config: BenchConfig, work: Path, progress: Callable[[str], None]) -> Report:
+    sizes = tuple(sorted(config.sizes))
+    report = Report(metrics={}, machine=machine())
+    stores: dict[int, Store] = {}
+    times: dict[int, query.QueryTimes] = {}
+    for size in sizes:
+        progress(f"building a demo store of {size:,} segments ...")
+        t0 = time.perf_counter()
+        storage = STORAGE_ID if size == config.serve_size else None
+        stores[size] = build_store(work / f"store-{_count(size)}.duckdb", size, storage_id=storage)
+        report.details.append(f"store {_count(size)}: built and clustered in {time.perf_counter() - t0:.1f} s")
+    for size in sizes:
+        progress(f"timing the one-hour query on {size:,} segments ...")
+        t = times[size] = query.measure_store(stores[size], repeat=config.repeat, slow_repeat=config.slow_repeat)
+        report.details.append(
+            f"store {_count(size)}: flow of {t.flow_segments:,} segments, {t.rows} rows; medians: "
+            f"library {t.library_s * 1e3:.2f} ms, SQL {t.raw_s * 1e3:.2f} ms, ibis lazy {t.ibis_s * 1e3:.2f} ms, "
+            f"string parse {t.string_parse_s * 1e3:.0f} ms"
+        )
+    large = times[sizes[-1]]
+    report.metrics["query_vs_raw_duckdb"] = ratio(large.library_s, large.raw_s)
+    report.metrics["query_speedup_vs_string_parse"] = ratio(large.string_parse_s, large.library_s)
+    progress(f"timing the query on {sizes[0]:,} and {sizes[-1]:,} segments side by side ...")
+    small_s, large_s = query.library_growth(stores[sizes[0]], stores[sizes[-1]], repeat=config.repeat)
+    report.metrics["query_growth_100k_to_10m"] = ratio(large_s, small_s)
+    report.details.append(
+        f"growth: library query {small_s * 1e3:.2f} ms on {_count(sizes[0])}, {large_s * 1e3:.2f} ms on "
+        f"{_count(sizes[-1])} (both stores open, interleaved)"
+    )
+    at = f"on {_count(sizes[-1])}"
+    report.notes["query_vs_raw_duckdb"] = at
+    report.notes["query_speedup_vs_string_parse"] = at
+    report.notes["query_growth_100k_to_10m"] = f"{_count(sizes[-1])}/{_count(sizes[0])}" + (
+        "" if (sizes[0], sizes[-1]) == (100_000, 10_000_000) else " (not 10M/100k)"
+    )
+
+    served = stores[config.serve_size]
+    progress(f"adding a flow of {config.list_segments:,} segments to the {_count(served.segments)} store ...")
+    long_flow = add_long_flow(served.url, config.list_segments, storage_id=STORAGE_ID)
+    data_dir = work / "server"
+    data_dir.mkdir(exist_ok=True)
+    _http(config, report, served, long_flow, data_dir, progress)
+    return report
+
+
+def _http(
+    config: BenchConfig, report: Report, served: Store, long_flow: str, data_dir: Path, progress: Callable[[str], None]
+) -> None:
+    from server.config import Settings
+
+    max_limit = int(Settings.model_fields["max_limit"].default)
+    batches = rest.ingest_batches(config.ingest_batches + rest.WARMUP_BATCHES)
+    with LiveServer(served.url, data_dir) as server:
+        progress(f"streaming {config.list_segments:,} segments through the API ({max_limit} per page) ...")
+        listed = rest.stream_flow(server, long_flow, max_limit, config.list_segments)
+        report.metrics["list_1m_peak_rss_mb"] = listed.peak_rss_mb
+        report.notes["list_1m_peak_rss_mb"] = f"{_count(listed.segments)} segments"
+        report.details.append(
+            f"listing: {listed.segments:,} segments in {listed.pages} pages in {listed.seconds:.1f} s "
+            f"({listed.segments / listed.seconds:,.0f} segments/s); server RSS {listed.start_rss_mb:.0f} MB "
+            f"before, peak {listed.peak_rss_mb:.0f} MB"
+        )
+        progress("load: segment pages against GET / ...")
+        paths = rest.page_paths(served.flow_id, served.window)
+        pages = rest.page_vs_trivial(
+            server, paths, repeat=config.http_repeat, seconds=config.http_seconds, concurrency=config.concurrency
+        )
+        report.metrics["rest_page_vs_trivial"] = pages.ratio
+        report.notes["rest_page_vs_trivial"] = f"limit={rest.PAGE_LIMIT}, {config.concurrency} connections"
+        report.details.append(
+            f"HTTP ({config.concurrency} connections, {config.http_repeat} x {config.http_seconds:g} s each): "
+            f"segments page {pages.page_rps:,.0f} req/s, GET / {pages.trivial_rps:,.0f} req/s"
+        )
+        progress(f"ingest: {len(batches)} bulk POSTs of {rest.INGEST_BATCH} segments ...")
+        api_times = rest.ingest_api(server, batches)
+    progress("ingest: the same rows appended straight into DuckDB ...")
+    raw_times = rest.raw_append(served.path, batches)
+    api_rate = rest.per_second(rest.INGEST_BATCH, api_times)
+    raw_rate = rest.per_second(rest.INGEST_BATCH, raw_times)
+    report.metrics["ingest_segments_per_s"] = api_rate
+    report.metrics["ingest_vs_raw_append"] = ratio(api_rate, raw_rate)
+    report.notes["ingest_segments_per_s"] = f"POSTs of {rest.INGEST_BATCH}"
+    report.details.append(
+        f"ingest: median POST of {rest.INGEST_BATCH} segments {rest.INGEST_BATCH / api_rate * 1e3:.0f} ms "
+        f"({api_rate:,.0f} segments/s); raw INSERT from Arrow {rest.INGEST_BATCH / raw_rate * 1e3:.1f} ms "
+        f"({raw_rate:,.0f} segments/s)"
+    )
+
+
+def _value(v: float) -> str:
+    if not math.isfinite(v):
+        return str(v)
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}" if abs(v) >= 0.1 else f"{v:.3g}"
+
+
+def format_table(report: Report) -> str:
+    """The metrics as a text table: metric, value, target, met?"""
+    rows = [("metric", "value", "target", "met?")]
+    for k in KEYS:
+        target = TARGETS[k]
+        ok = met(k, report.metrics[k])
+        name = f"{k} ({report.notes[k]})" if k in report.notes else k
+        rows.append(
+            (
+                name,
+                _value(report.metrics[k]),
+                f"{target[0]} {_value(target[1])}" if target else "-",
+                "-" if ok is None else "yes" if ok else "NO",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_report(report: Report) -> str:
+    m = report.machine
+    head = (
+        f"machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('ram')} RAM; Python {m.get('python')}, "
+        f"DuckDB {m.get('duckdb')}; {m.get('os')}"
+    )
+    return "\n".join([head, *report.details, f"total {report.seconds:.0f} s", "", format_table(report)])
+
+
+def write_json(report: Report, path: Path) -> None:
+    path.write_text(json.dumps(report.json(), indent=2) + "\n")

@@ -1,0 +1,60 @@
+"""``tams-analytics bench``: query, serving and ingest cost against the targets and the old approach.
+
+The measurements live in the ``benchmarks`` package (see ``benchmarks/README.md``); this module only
+parses options and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(sorted({int(x.replace("_", "")) for x in text.split(",") if x.strip()}))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--sizes takes comma-separated integers, not {text!r}") from exc
+    if not sizes or min(sizes) < 100:
+        raise argparse.ArgumentTypeError("--sizes needs at least one store of 100 segments or more")
+    return sizes
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("bench", help="benchmarks: stores of 100k, 1M and 10M segments, queries, HTTP, ingest")
+    p.add_argument("--quick", action="store_true", help="100k and 1M segments only, shorter runs (< 5 min)")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the metrics as JSON here")
+    p.add_argument("--work-dir", type=Path, default=None, help="keep the stores here (default: a temporary dir)")
+    p.add_argument("--sizes", type=_sizes, default=None, help="store sizes, e.g. 100000,1000000 (overrides)")
+    p.add_argument("--list-segments", type=int, default=None, help="segments of the streamed flow (default 1M)")
+    p.add_argument("--repeat", type=int, default=None, help="timed runs per query (default 31, --quick 21)")
+    p.add_argument("--seconds", type=float, default=None, help="seconds per HTTP load run (default 3, --quick 2)")
+    p.add_argument("--ingest-batches", type=int, default=None, help="timed bulk POSTs (default 40, --quick 20)")
+    p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from benchmarks import suite
+
+    changes: dict[str, Any] = {"work_dir": args.work_dir}
+    if args.sizes:
+        changes["sizes"] = args.sizes
+    if args.list_segments:
+        changes["list_segments"] = args.list_segments
+    if args.repeat:
+        changes["repeat"] = args.repeat
+        changes["slow_repeat"] = min(args.repeat, 3)
+        changes["http_repeat"] = min(args.repeat, 5)
+    if args.seconds:
+        changes["http_seconds"] = args.seconds
+    if args.ingest_batches:
+        changes["ingest_batches"] = args.ingest_batches
+    config = suite.BenchConfig.quick(**changes) if args.quick else suite.BenchConfig.full(**changes)
+    report = suite.run(config, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(suite.format_report(report))
+    if args.json is not None:
+        suite.write_json(report, args.json)
+    return 1 if args.check and report.missed() else 0

@@ -1,0 +1,76 @@
+"""The benchmark code paths on a tiny store: every metric comes out as a finite number (no timing asserts).
+
+The command builds real DuckDB stores, runs a live server (uvicorn in a subprocess) and drives it over
+HTTP, so this also checks that the compared queries agree and that the load generator refuses a
+broken endpoint rather than reporting it fast.
+"""
+
+from __future__ import annotations
+
+import doctest
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from benchmarks import loadgen, measure, suite
+from benchmarks.live import LiveServer, PeakRss
+from benchmarks.query import QueryBench
+from benchmarks.stores import build_store
+from tams_analytics.cli.__main__ import main
+
+pytest.importorskip("psutil")
+
+
+def test_bench_command_reports_exactly_the_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    args = ["bench", "--sizes", "1000,2000", "--list-segments", "2000", "--repeat", "1", "--seconds", "0.3"]
+    args += ["--ingest-batches", "1", "--work-dir", str(tmp_path / "work"), "--json", str(out)]
+    assert main(args) == 0
+    data = json.loads(out.read_text())
+    assert list(data) == list(suite.KEYS)
+    for key, value in data.items():
+        assert isinstance(value, int | float) and not isinstance(value, bool), key
+        assert math.isfinite(value), key
+    assert data["list_1m_peak_rss_mb"] > 10
+    printed = capsys.readouterr().out
+    assert "metric" in printed and "target" in printed
+    for key in suite.KEYS:
+        assert key in printed
+
+
+def test_compared_queries_answer_the_same_rows(tmp_path: Path) -> None:
+    store = build_store(tmp_path / "s.duckdb", 3000)
+    with QueryBench(store, limit=50) as bench:
+        rows = bench.check_same_rows()
+        assert rows == 50
+        assert bench.string_parse().column("timerange").to_pylist() == bench.library().column("timerange").to_pylist()
+
+
+def test_load_generator_counts_answers_and_refuses_errors(tmp_path: Path) -> None:
+    store = build_store(tmp_path / "s.duckdb", 500)
+    (tmp_path / "srv").mkdir()
+    with LiveServer(store.url, tmp_path / "srv") as server, PeakRss(server.pid) as rss:
+        ok = loadgen.load(server.host, server.port, ["/", "/flows"], concurrency=2, seconds=0.3)
+        assert ok.requests > 0 and ok.errors == 0 and ok.per_second > 0
+        with pytest.raises(loadgen.HttpError, match="not 200"):
+            loadgen.load(server.host, server.port, ["/flows/not-a-uuid"], concurrency=1, seconds=0.2)
+    assert rss.peak_mb >= rss.start_mb > 0
+
+
+def test_targets_are_judged_in_their_direction() -> None:
+    assert suite.met("rest_page_vs_trivial", 0.5) is True
+    assert suite.met("query_growth_100k_to_10m", 2.5) is False
+    assert suite.met("ingest_vs_raw_append", 0.01) is None
+    report = suite.Report(metrics={k: 1.0 for k in suite.KEYS})
+    assert report.missed() == ["query_speedup_vs_string_parse", "ingest_segments_per_s"]
+    table = suite.format_table(report)
+    assert table.splitlines()[0].split() == ["metric", "value", "target", "met?"]
+    assert table.count(" NO") == 2
+
+
+@pytest.mark.parametrize("module", [measure, loadgen, suite])
+def test_doctests(module: object) -> None:
+    failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
+    assert tried > 0 and failures == 0
