@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -120,6 +121,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.events = EventBus(enabled=settings.webhooks)
+    redact_access_logs()
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(make_router(lambda: _local_store(app)))
@@ -132,6 +134,27 @@ def create_app(
             continue
         app.include_router(module.router, dependencies=[Depends(auth)])
     return app
+
+
+class RedactAccessTokens(logging.Filter):
+    """Hide ``access_token`` query values (bearer tokens, the spec's url_token_auth) in access logs.
+
+    uvicorn's access log prints every request line, query string included.
+    """
+
+    _TOKEN = re.compile(r"((?:^|[?&])access_token=)[^&\s]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and "access_token=" in a for a in record.args):
+            record.args = tuple(self._TOKEN.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def redact_access_logs() -> None:
+    """Install :class:`RedactAccessTokens` on uvicorn's access logger (once)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactAccessTokens) for f in access.filters):
+        access.addFilter(RedactAccessTokens())
 
 
 def _local_store(app: FastAPI) -> LocalObjectStore:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -80,12 +81,47 @@ def tag_filters(request: Request) -> dict[str, Any]:
     return {"tags": tags or None, "tags_exist": exists or None}
 
 
+#: every number the service stores is a 64-bit integer (the TAMS schemas have no other numbers)
+_NUMBER_LIMIT = 2**63
+
+
+def _int(text: str) -> int:
+    value = int(text)
+    if len(text) < 19 or -_NUMBER_LIMIT <= value < _NUMBER_LIMIT:  # short texts cannot be out of range
+        return value
+    raise ValueError(f"number {text[:40]} is out of range: at most 64-bit integers are supported")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if -_NUMBER_LIMIT <= value < _NUMBER_LIMIT:
+        return value
+    raise ValueError(f"number {text[:40]} is out of range: at most 64-bit integers are supported")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+#: a ``\uD800``-``\uDFFF`` escape: JSON allows a lone one, UTF-8 (and so the store) cannot hold it
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 async def json_body(request: Request) -> Any:
-    """The parsed JSON body, or a 400 that says why it is not JSON."""
+    """The parsed JSON body, or a 400 that says why it is not JSON: not UTF-8 (RFC 8259), nested too
+    deep, numbers beyond 64 bits or lone surrogates (which no field can store)."""
     raw = await request.body()
     if not raw:
         raise bad_request("a JSON request body is required")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = json.loads(
+            raw.decode("utf-8-sig"),
+            parse_int=_int,
+            parse_float=_float,
+            parse_constant=_no_constant,
+        )
+        if _SURROGATE_ESCAPE.search(raw):  # rare: only such bodies pay for the check
+            json.dumps(body, ensure_ascii=False).encode()  # a lone surrogate raises UnicodeEncodeError
+        return body
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise bad_request(f"malformed JSON body: {exc}") from exc

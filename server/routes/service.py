@@ -12,6 +12,7 @@ from server.deps import CatalogDep, SettingsDep, StoresDep
 from server.errors import bad_request, not_found
 from server.paging import Page, clamp_limit, page_list
 from server.routes._common import check_uuid, get_and_head, json_body, json_response, tag_filters
+from server.routes.sources import query_value
 from server.validation import check
 from tams_analytics import __version__
 from tams_analytics.predicates import Predicate, build, eq
@@ -80,6 +81,8 @@ def list_profiles(
     page: str | None = None,
 ) -> Response:
     n = clamp_limit(limit, settings.default_limit, settings.max_limit)
+    format = query_value(format, "content-format.json", "format")
+    codec = query_value(codec, "mime-type.json", "codec")
     if format == "urn:x-nmos:format:multi":
         raise bad_request("profiles cannot have the multi format")
     preds: list[Predicate] = []

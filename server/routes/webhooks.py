@@ -62,7 +62,7 @@ def _owned(catalog: Catalog, settings: Settings, principal: str | None, webhook_
 async def _checked_body(request: Request, schema: str, settings: Settings) -> dict[str, Any]:
     """The request body, valid against ``schema``, with only supported options and a callable URL."""
     body = await json_body(request)
-    check(body, schema)
+    check(_secret_hidden(body), schema)  # validation messages quote values: never the secret
     unknown = unsupported_keys(body)
     if unknown:
         raise bad_request(f"unsupported webhook options: {', '.join(unknown)}")
@@ -72,6 +72,14 @@ async def _checked_body(request: Request, schema: str, settings: Settings) -> di
         await run_in_threadpool(check_url, body["url"], allow_private=settings.webhooks_allow_private)
     except UnsafeUrl as exc:
         raise bad_request(str(exc)) from exc
+    return body
+
+
+def _secret_hidden(body: Any) -> Any:
+    """``body`` with ``api_key_value`` masked (same validity: the schemas ask only for a string)."""
+    if isinstance(body, dict) and "api_key_value" in body:
+        value = body["api_key_value"]
+        return {**body, "api_key_value": "[hidden]" if isinstance(value, str) else None}
     return body
 
 

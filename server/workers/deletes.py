@@ -19,7 +19,7 @@ from server.errors import error_body
 from server.publish import capture, publish_changes, publish_segments_deleted
 from server.workers import PeriodicWorker, Stop
 from tams_analytics.catalog import Catalog, utcnow
-from tams_analytics.exceptions import NotFoundError
+from tams_analytics.predicates import Term
 from tams_analytics.timerange import TimeRange
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def run_request(app: Any, row: dict[str, Any], stopping: threading.Event | None 
         if not _delete_segments(app, row, stopping):
             return False
         if row["delete_flow"]:
-            _delete_flow(app, flow_id)
+            _delete_flow(app, row)
     except Exception as exc:
         logger.exception("delete request %s for flow %s failed", rid, flow_id)
         error = error_body(type(exc).__name__, f"deletion failed: {exc}")
@@ -87,10 +87,10 @@ def _delete_segments(app: Any, row: dict[str, Any], stopping: threading.Event | 
     while not remaining.is_empty:
         if stopping is not None and stopping.is_set():
             return False
-        try:
+        with catalog.transaction():  # the check and the chunk, atomically
+            if not _same_flow(catalog, row):
+                break  # the flow is gone, and its segments with it (a flow re-created since is not ours)
             result = catalog.delete_segments(flow_id, remaining, row["object_id"], limit=chunk, force=True)
-        except NotFoundError:
-            break  # the flow is gone, and its segments with it
         if result.deleted:
             publish_segments_deleted(app.state.events, context, flow_id, str(result.timerange))
         if result.complete or result.timerange.end_ns is None:
@@ -102,12 +102,25 @@ def _delete_segments(app: Any, row: dict[str, Any], stopping: threading.Event | 
     return True
 
 
-def _delete_flow(app: Any, flow_id: str) -> None:
+def _same_flow(catalog: Catalog, row: dict[str, Any]) -> bool:
+    """Whether the request's flow exists and is the one it was made for.
+
+    A flow deleted and created again (same id) after the request was made is a new flow: the request
+    must not delete it nor its segments. Call inside a transaction with the deletion it guards.
+    """
+    flow = catalog.row("flows", [Term("id", "==", row["flow_id"])])
+    if flow is None:
+        return False
+    return flow.get("created") is None or row.get("created") is None or flow["created"] <= row["created"]
+
+
+def _delete_flow(app: Any, row: dict[str, Any]) -> None:
     catalog: Catalog = app.state.catalog
+    flow_id = row["flow_id"]
     contexts = capture(catalog, [flow_id])
-    try:
+    with catalog.transaction():
+        if not _same_flow(catalog, row):
+            return
         changes = catalog.delete_flow(flow_id, force=True)
-    except NotFoundError:
-        return
     # publish_changes reads only request.app
     publish_changes(app, changes, contexts)

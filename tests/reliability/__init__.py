@@ -1,0 +1,1 @@
+"""Reliability and security: concurrency, crashes, hostile input, secrets (see README.md here)."""
