@@ -86,8 +86,11 @@ def create_app(
     catalog: Catalog | None = None,
     stores: Stores | None = None,
     workers: bool = True,
+    owns_catalog: bool = False,
 ) -> FastAPI:
-    """The FastAPI application. ``catalog``/``stores`` may be given (tests); else built from ``settings``."""
+    """The FastAPI application. ``catalog``/``stores`` may be given (tests, ``serve``); else built from
+    ``settings``. A given catalog is closed at shutdown only when ``owns_catalog`` (so a SIGTERM to
+    ``serve`` still checkpoints the store)."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -106,7 +109,7 @@ def create_app(
         finally:
             for stop in reversed(stops):
                 await stop()
-            if catalog is None:
+            if catalog is None or owns_catalog:
                 app.state.catalog.close()
 
     async def auth(request: Request) -> None:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 
 def add_parser(sub: Any) -> None:
@@ -76,9 +77,17 @@ def run(args: argparse.Namespace) -> int:
             put_media=lambda oid, data, ctype: store.put_bytes(object_key(oid), data, ctype),
             progress=sys.stderr.isatty(),
         )
-    app = create_app(settings, catalog=catalog, stores=stores)
+    app = create_app(settings, catalog=catalog, stores=stores, owns_catalog=True)
     url = settings.public_url
-    print(f"TAMS server on {url}  (API docs: {url}/docs; store {settings.store_url})", flush=True)
+    print(f"TAMS server on {url}  (API docs: {url}/docs; store {_redacted(settings.store_url)})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
-    catalog.close()
     return 0
+
+
+def _redacted(url: str) -> str:
+    """The store URL without a password (vast://key:secret@..., trino://user:password@...)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
