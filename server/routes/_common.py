@@ -74,9 +74,17 @@ def parse_timerange(value: str | None, name: str = "timerange") -> TimeRange | N
         raise bad_request(f"{name}: {exc}") from exc
 
 
+#: ``url-tag-list.json``: comma-separated non-empty values, or nothing at all
+_TAG_LIST = re.compile(r"^([^,]+(,[^,]+)*)?$")
+
+
 def tag_filters(request: Request) -> dict[str, Any]:
     """``tag.{name}`` and ``tag_exists.{name}`` as catalog filters ``tags=`` and ``tags_exist=``."""
-    tags = {k: [x for x in v.split(",") if x] for k, v in prefixed_params(request, "tag").items()}
+    raw = prefixed_params(request, "tag")
+    for name, value in raw.items():
+        if not _TAG_LIST.match(value):
+            raise bad_request(f"tag.{name}={value!r} is not a comma-separated list of non-empty values")
+    tags = {k: [x for x in v.split(",") if x] for k, v in raw.items()}
     exists = {k: parse_bool(v, f"tag_exists.{k}") for k, v in prefixed_params(request, "tag_exists").items()}
     return {"tags": tags or None, "tags_exist": exists or None}
 

@@ -320,3 +320,12 @@ def test_with_auth_each_caller_sees_only_its_own_webhooks(tmp_path: Path) -> Non
         assert c.put(f"/service/webhooks/{hook['id']}", json=hook, headers=_basic("bob")).status_code == 404
         assert c.delete(f"/service/webhooks/{hook['id']}", headers=_basic("bob")).status_code == 404
         assert c.delete(f"/service/webhooks/{hook['id']}", headers=_basic("ann")).status_code == 204
+
+
+def test_tag_filter_values_must_match_the_url_tag_list_pattern(client: TestClient) -> None:
+    """Found by schemathesis: ``tag.x=,`` breaks url-tag-list.json and must be refused on every listing."""
+    for path in ("/service/webhooks", "/flows", "/sources", "/service/storage-backends"):
+        r = client.get(path, params={"tag.genre": ","})
+        assert r.status_code == 400, path
+        assert "tag.genre" in r.json()["summary"]
+        assert client.get(path, params={"tag.genre": "a,b"}).status_code == 200, path
