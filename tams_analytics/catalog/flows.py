@@ -209,6 +209,8 @@ class FlowsMixin(TagsMixin):
         now = utcnow()
         with self.transaction():
             old = self.row("flows", [Term("id", "==", flow_id)])
+            if old is not None:
+                self._refuse_if_being_deleted(old)
             if old is not None and old.get("read_only"):
                 raise ReadOnlyError(f"flow {flow_id} is read-only: set read_only to false first")
             source = self.row("sources", [Term("id", "==", source_id)])
@@ -294,6 +296,23 @@ class FlowsMixin(TagsMixin):
             self._write_collection(flow_id, list(items or []))
             self._touch_flow(flow_id, principal)
         return Changes(flows_updated=[flow_id])
+
+    def _refuse_if_being_deleted(self, flow: dict[str, Any]) -> None:
+        """A flow with a pending flow delete request takes no new writes: they would be lost with it.
+
+        Only requests made for this incarnation of the flow count (made after it was created): a flow
+        deleted and created again with the same id is not the one an older request deletes.
+        """
+        pending = [
+            Term("flow_id", "==", flow["id"]),
+            Term("delete_flow", "==", True),
+            Term("status", "isin", ("created", "started")),
+        ]
+        for request in self.rows("delete_requests", pending, columns=["created"]).to_pylist():
+            if flow.get("created") is None or request["created"] >= flow["created"]:
+                raise ConflictError(
+                    f"flow {flow['id']} is being deleted by a flow delete request; retry once it is done"
+                )
 
     def _writable_flow(self, flow_id: str) -> dict[str, Any]:
         row = self.row("flows", [Term("id", "==", flow_id)])

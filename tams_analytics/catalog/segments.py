@@ -221,6 +221,7 @@ class SegmentsMixin(FlowsMixin):
                 raise NotFoundError(f"flow {flow_id} does not exist")
             if flow.get("read_only"):
                 raise ReadOnlyError(f"flow {flow_id} is read-only")
+            self._refuse_if_being_deleted(flow)
             if not flow.get("container"):
                 raise ConflictError(f"flow {flow_id} has no container set, so segments cannot be registered")
             if segments.num_rows == 0:
