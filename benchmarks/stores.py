@@ -12,9 +12,8 @@ import pyarrow as pa
 
 from tams_analytics.catalog import Catalog, connect
 from tams_analytics.catalog.bulk import load_segments
-from tams_analytics.demo import _ids, build_demo, segment_bounds
+from tams_analytics.demo import build_demo, segment_batch, segment_bounds
 from tams_analytics.timerange import NS_PER_SECOND, TimeRange
-from tams_analytics.timerange_vector import format_timeranges
 
 logger = logging.getLogger(__name__)
 
@@ -116,16 +115,8 @@ def add_long_flow(url: str, segments: int, *, storage_id: str | None = None, see
         starts, ends = segment_bounds(rng, segments, 2 * NS_PER_SECOND, 0.002)
         for lo in range(0, segments, _BATCH):
             s, e = starts[lo : lo + _BATCH], ends[lo : lo + _BATCH]
-            ids = _ids(rng, len(s))
-            table = pa.table(
-                {
-                    "object_id": ids,
-                    "timerange": format_timeranges(s, e),
-                    "start_ns": pa.array(s),
-                    "end_ns": pa.array(e),
-                    "key_frame_count": pa.array(np.ones(len(s), dtype=np.int64)),
-                }
-            )
+            table = segment_batch(rng, s, e, video=True)
+            ids = table.column("object_id")
             keys = pa.array([object_key(i) for i in ids.to_pylist()]) if storage_id else None
             load_segments(catalog, flow_id, table, storage_id=storage_id, storage_keys=keys)
     return flow_id

@@ -119,6 +119,20 @@ def segment_bounds(rng: np.random.Generator, n: int, segment_ns: int, gap_rate: 
     return starts, starts + segment_ns
 
 
+def segment_batch(rng: np.random.Generator, starts: np.ndarray, ends: np.ndarray, *, video: bool) -> pa.Table:
+    """Segment rows for bounds ``[starts, ends)``, each with a new random object id (for ``load_segments``)."""
+    n = len(starts)
+    return pa.table(
+        {
+            "object_id": _ids(rng, n),
+            "timerange": format_timeranges(starts, ends),
+            "start_ns": pa.array(starts),
+            "end_ns": pa.array(ends),
+            "key_frame_count": pa.array(np.ones(n, dtype=np.int64)) if video else pa.nulls(n, pa.int64()),
+        }
+    )
+
+
 def build_demo(
     catalog: Catalog,
     segments: int = 100_000,
@@ -185,18 +199,8 @@ def build_demo(
             starts, ends = segment_bounds(rng, count, kind.segment_ns, gap_rate)
             for lo in range(0, count, BATCH):
                 s, e = starts[lo : lo + BATCH], ends[lo : lo + BATCH]
-                ids = _ids(rng, len(s))
-                table = pa.table(
-                    {
-                        "object_id": ids,
-                        "timerange": format_timeranges(s, e),
-                        "start_ns": pa.array(s),
-                        "end_ns": pa.array(e),
-                        "key_frame_count": pa.array(np.ones(len(s), dtype=np.int64))
-                        if kind.format.endswith("video")
-                        else pa.nulls(len(s), pa.int64()),
-                    }
-                )
+                table = segment_batch(rng, s, e, video=kind.format.endswith("video"))
+                ids = table.column("object_id")
                 keys = pa.array([storage_key(i) for i in ids.to_pylist()]) if storage_key and storage_id else None
                 sizes = None
                 if put_media is not None:
