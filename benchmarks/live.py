@@ -30,15 +30,18 @@ class LiveServer:
     """``tams-analytics serve`` on ``store_url`` in a child process, until :meth:`stop`.
 
     The child gets a clean environment (no inherited ``TAMS_*`` settings) with local storage under
-    ``data_dir`` and :data:`STORAGE_ID` as its backend id; webhooks stay enabled as by default.
+    ``data_dir`` and :data:`STORAGE_ID` as its backend id, plus ``env``; webhooks and the read cache
+    stay enabled as by default.
     """
 
-    def __init__(self, store_url: str, data_dir: Path, *, startup_s: float = 120.0) -> None:
+    def __init__(
+        self, store_url: str, data_dir: Path, *, startup_s: float = 120.0, env: dict[str, str] | None = None
+    ) -> None:
         self.host = "127.0.0.1"
         self.port = free_port()
         self.base_url = f"http://{self.host}:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")}
-        env |= {"TAMS_STORAGE_ID": STORAGE_ID, "PYTHONUNBUFFERED": "1"}
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")}
+        child_env |= {"TAMS_STORAGE_ID": STORAGE_ID, "PYTHONUNBUFFERED": "1", **(env or {})}
         cmd = [
             sys.executable,
             "-m",
@@ -56,7 +59,7 @@ class LiveServer:
             "warning",
         ]
         self._log = (data_dir / "server.log").open("wb") if data_dir.is_dir() else subprocess.DEVNULL
-        self.process = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(cmd, env=child_env, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready(startup_s)
 
     def _wait_ready(self, timeout_s: float) -> None:

@@ -242,6 +242,16 @@ def _http(
         )
         progress(f"ingest: {len(batches)} bulk POSTs of {rest.INGEST_BATCH} segments ...")
         api_times = rest.ingest_api(server, batches)
+    progress("load: segment pages against GET /, read cache off ...")
+    with LiveServer(served.url, data_dir, env={"TAMS_READ_CACHE_ROWS": "0"}) as server:
+        repeat = min(3, config.http_repeat)
+        cold = rest.page_vs_trivial(
+            server, paths, repeat=repeat, seconds=config.http_seconds, concurrency=config.concurrency
+        )
+    report.details.append(
+        f"HTTP with the read cache off (every page reads DuckDB): segments page {cold.page_rps:,.0f} req/s, "
+        f"GET / {cold.trivial_rps:,.0f} req/s (ratio {cold.ratio:.3f})"
+    )
     progress("ingest: the same rows appended straight into DuckDB ...")
     raw_times = rest.raw_append(served.path, batches)
     api_rate = rest.per_second(rest.INGEST_BATCH, api_times)

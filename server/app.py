@@ -23,14 +23,16 @@ from tams_analytics.catalog import Catalog, connect
 
 logger = logging.getLogger(__name__)
 
-#: route modules, each exposing ``router``; included in this order
+#: route modules, each exposing ``router``, in matching order: a request is tried against every route before
+#: its own (microseconds each), so the hottest, segment pages, come first (no two modules' paths overlap:
+#: the order never changes which route answers)
 ROUTE_MODULES = (
+    "server.routes.segments",
     "server.routes.root",
     "server.routes.service",
     "server.routes.webhooks",
     "server.routes.sources",
     "server.routes.flows",
-    "server.routes.segments",
     "server.routes.storage",
     "server.routes.objects",
     "server.routes.delete_requests",
@@ -97,6 +99,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         app.state.catalog = catalog or connect(settings.store_url)
+        if settings.read_cache_rows and app.state.catalog.cache_reads(settings.read_cache_config()):
+            logger.info(
+                "read cache on: up to %s segment rows, %s objects",
+                settings.read_cache_rows,
+                settings.read_cache_objects,
+            )
         app.state.stores = stores or build_stores(settings)
         for store in app.state.stores:
             app.state.catalog.register_storage_backend(store.info.to_json() | {"tags": store.info.tags})

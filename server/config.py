@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tams_analytics.catalog.read_cache import CacheConfig
+
 
 class Settings(BaseSettings):
     """Everything the server needs to know about its deployment.
@@ -48,6 +50,13 @@ class Settings(BaseSettings):
     #: seconds between garbage collection passes over unreferenced objects
     gc_interval_s: float = Field(300, gt=0)
 
+    #: the exact in-process read cache of segment timelines and object instances (engines that are
+    #: their store's sole writer, e.g. DuckDB): segment rows over all flows (0: off), the longest flow
+    #: kept whole, and objects whose instances are kept
+    read_cache_rows: int = Field(2_000_000, ge=0)
+    read_cache_flow_rows: int = Field(250_000, ge=1)
+    read_cache_objects: int = Field(500_000, ge=1)
+
     #: paging: default and maximum ``limit`` on every listing
     default_limit: int = Field(100, ge=1)
     max_limit: int = Field(1000, ge=1)
@@ -83,6 +92,11 @@ class Settings(BaseSettings):
         if self.storage == "s3" and not self.s3_bucket:
             raise ValueError("storage=s3 needs TAMS_S3_BUCKET")
         return self
+
+    def read_cache_config(self) -> CacheConfig:
+        return CacheConfig(
+            segment_rows=self.read_cache_rows, flow_rows=self.read_cache_flow_rows, objects=self.read_cache_objects
+        )
 
     @property
     def store_url(self) -> str:

@@ -1,4 +1,8 @@
-"""Shared state for routes, as FastAPI dependencies (tests swap them with ``dependency_overrides``)."""
+"""Shared state for routes, as FastAPI dependencies (tests swap them with ``dependency_overrides``).
+
+They are ``async def`` although they never wait: FastAPI runs a plain ``def`` dependency in its
+thread pool, and a thread hand-over per dependency cost more than most handlers.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from server.config import Settings
+from server.conversion.urls import MintedUrlLists
 from server.events import EventBus
 from server.storage.base import ObjectStore
 from tams_analytics.catalog import Catalog
@@ -19,6 +24,8 @@ class Stores:
         self.by_id: dict[str, ObjectStore] = {s.info.id: s for s in stores}
         defaults = [s for s in stores if s.info.default_storage]
         self.default: ObjectStore | None = defaults[0] if defaults else None
+        #: ``get_urls`` lists of recently read objects (segments pages)
+        self.url_lists = MintedUrlLists()
 
     def get(self, storage_id: str | None) -> ObjectStore | None:
         return self.default if storage_id is None else self.by_id.get(storage_id)
@@ -30,11 +37,11 @@ class Stores:
         return iter(self.by_id.values())
 
 
-def get_catalog(request: Request) -> Catalog:
+async def get_catalog(request: Request) -> Catalog:
     return request.app.state.catalog
 
 
-def get_stores(request: Request) -> Stores:
+async def get_stores(request: Request) -> Stores:
     stores: Stores = request.app.state.stores
     for store in stores:
         # the local store serves its objects from this server: learn its URL from the first request
@@ -43,15 +50,15 @@ def get_stores(request: Request) -> Stores:
     return stores
 
 
-def get_events(request: Request) -> EventBus:
+async def get_events(request: Request) -> EventBus:
     return request.app.state.events
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_principal(request: Request) -> str | None:
+async def get_principal(request: Request) -> str | None:
     """Who is calling (set by the auth dependency), used for ``created_by``/``updated_by``."""
     return getattr(request.state, "principal", None)
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from server.conversion.urls import UrlMinter, UrlOptions
-from server.storage.base import ObjectStore
+
+if TYPE_CHECKING:
+    from server.deps import Stores
 from tams_analytics.catalog import Catalog
+from tams_analytics.catalog.read_cache import NotCached
 from tams_analytics.catalog.segments import shift
 from tams_analytics.predicates import isin
 from tams_analytics.timerange import TimeRange, Timestamp
@@ -49,25 +52,30 @@ def segment_wire(
 def segments_wire(
     catalog: Catalog,
     rows: Sequence[Mapping[str, Any]],
-    stores: Iterable[ObjectStore],
+    stores: Stores,
     options: UrlOptions,
     *,
     include_object_timerange: bool = False,
+    cached_only: bool = False,
 ) -> list[dict[str, Any]]:
     """A page of segment rows as wire documents.
 
     Instances of every media and init object on the page come from one catalog call (none at all when
-    the reader wants no URLs), and each object's URLs are minted once per page even when many
-    segments share it (init objects usually are).
+    the reader wants no URLs), and each object's URLs are built once per page even when many
+    segments share it (init objects usually are), or not at all while a list built for an earlier
+    page is still valid (:class:`~server.conversion.urls.MintedUrlLists`). With ``cached_only``,
+    raises :class:`~tams_analytics.catalog.read_cache.NotCached` rather than reading the store.
     """
     if not rows:
         return []
     ids = list(
         dict.fromkeys([r["object_id"] for r in rows] + [r["init_object_id"] for r in rows if r.get("init_object_id")])
     )
-    urls_of = _url_lookup(catalog, ids, stores, options)
+    urls_of = _url_lookup(catalog, ids, stores, options, cached_only)
     object_trs: dict[str, str | None] = {}
     if include_object_timerange:
+        if cached_only:
+            raise NotCached("objects")
         t = catalog.rows("objects", [isin("id", ids)], columns=["id", "timerange"])
         object_trs = dict(zip(t.column("id").to_pylist(), t.column("timerange").to_pylist(), strict=True))
     out = []
@@ -85,19 +93,23 @@ def segments_wire(
 
 
 def _url_lookup(
-    catalog: Catalog, ids: Sequence[str], stores: Iterable[ObjectStore], options: UrlOptions
+    catalog: Catalog, ids: Sequence[str], stores: Stores, options: UrlOptions, cached_only: bool
 ) -> Callable[[str], list[dict[str, Any]] | None]:
-    """``object_id -> get_urls | None`` for the given ids, memoised."""
+    """``object_id -> get_urls | None`` for the given ids."""
     if options.wants_none:
         return lambda _oid: None
-    instances = catalog.object_instances(ids)
-    mint = UrlMinter(stores, options)
-    cache: dict[str, list[dict[str, Any]]] = {}
+    instances = catalog.object_instance_rows(ids, cached_only=cached_only)
+    mint = UrlMinter(stores, options, cached_only=cached_only)
+    if catalog.read_cache is not None:
+        lists = stores.url_lists
+        return lambda oid: lists.get(oid, instances.get(oid, ()), options, mint)
+    # without a read cache the rows are new on every read (their identity says nothing): once per page
+    memo: dict[str, list[dict[str, Any]]] = {}
 
     def urls_of(oid: str) -> list[dict[str, Any]]:
-        if oid not in cache:
-            cache[oid] = mint(instances.get(oid, []))
-        return cache[oid]
+        if oid not in memo:
+            memo[oid] = mint(instances.get(oid, ()))
+        return memo[oid]
 
     return urls_of
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -53,11 +54,21 @@ def get_and_head(router: APIRouter, path: str, operation: str, **kwargs: Any) ->
     return decorate
 
 
+def dumps(content: Any) -> bytes:
+    """Compact JSON bytes: orjson (a page of segments in a tenth of the time), or the standard
+    library for what orjson refuses (integers beyond 64 bits, non-string keys); other values as
+    ``str()``, datetimes included, either way."""
+    try:
+        return orjson.dumps(content, default=str, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    except TypeError:
+        return json.dumps(content, separators=(",", ":"), default=str).encode()
+
+
 def json_response(
     content: Any, status: int = 200, headers: dict[str, str] | None = None, request: Request | None = None
 ) -> Response:
     """Compact JSON; a HEAD request gets the headers (including Content-Length) and no body."""
-    body = json.dumps(content, separators=(",", ":"), default=str).encode()
+    body = dumps(content)
     h = dict(headers or {})
     if request is not None and request.method == "HEAD":
         h["content-length"] = str(len(body))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -11,6 +12,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from server import deletion
+from server.config import Settings
 from server.conversion.segments import WIRE_COLUMNS, segments_wire
 from server.conversion.urls import UrlOptions
 from server.deps import CatalogDep, SettingsDep, Stores, StoresDep
@@ -20,6 +22,7 @@ from server.publish import publish_segments_added
 from server.routes._common import check_uuid, get_and_head, json_body, json_response, parse_bool, parse_timerange
 from server.validation import check, errors
 from tams_analytics.catalog import Catalog, Failure, segments_table
+from tams_analytics.catalog.read_cache import NotCached
 from tams_analytics.timerange import TimeRange
 
 logger = logging.getLogger(__name__)
@@ -28,7 +31,7 @@ router = APIRouter(prefix="/flows", tags=["FlowSegments"])
 
 
 @get_and_head(router, "/{flow_id}/segments", "flows-flowId-segments")
-def list_segments(
+async def list_segments(
     request: Request,
     flow_id: str,
     catalog: CatalogDep,
@@ -44,28 +47,62 @@ def list_segments(
     """Segments in time order (or reverse), one page at a time, keyed on ``start_ns``.
 
     A flow that does not exist simply has no segments (200 ``[]``); only an invalid id is a 404.
+    A page the read cache can answer whole is built right here, on the event loop (no thread
+    hand-over); any other goes to a worker thread, since it reads the store.
     """
     check_uuid(flow_id, "flow id")
-    n = clamp_limit(limit, settings.default_limit, settings.max_limit)
-    reverse = bool(parse_bool(reverse_order, "reverse_order"))
-    options = UrlOptions.from_request(request, settings.presign_get_s)
-    with_object_tr = bool(parse_bool(include_object_timerange, "include_object_timerange"))
-    after = _page_start(page)
-    table = catalog.segment_rows(
-        flow_id,
+    query = _PageQuery(
+        flow_id=flow_id,
+        limit=clamp_limit(limit, settings.default_limit, settings.max_limit),
         timerange=parse_timerange(timerange),
         object_id=object_id,
-        after_start_ns=after,
-        reverse=reverse,
-        limit=n + 1,
+        after=_page_start(page),
+        reverse=bool(parse_bool(reverse_order, "reverse_order")),
+        with_object_tr=bool(parse_bool(include_object_timerange, "include_object_timerange")),
+        options=UrlOptions.from_request(request, settings.presign_get_s),
     )
-    more = table.num_rows > n
+    try:
+        return _segments_page(request, catalog, stores, settings, query, cached_only=True)
+    except NotCached:
+        return await run_in_threadpool(_segments_page, request, catalog, stores, settings, query, cached_only=False)
+
+
+@dataclass(frozen=True)
+class _PageQuery:
+    """A segments page request, parsed and checked."""
+
+    flow_id: str
+    limit: int
+    timerange: TimeRange | None
+    object_id: str | None
+    after: int | None
+    reverse: bool
+    with_object_tr: bool
+    options: UrlOptions
+
+
+def _segments_page(
+    request: Request, catalog: Catalog, stores: Stores, settings: Settings, q: _PageQuery, *, cached_only: bool
+) -> Response:
     # only the columns rendering reads become Python objects (``created`` would cost a datetime each)
-    rows = table.slice(0, n).select(list(WIRE_COLUMNS)).to_pylist()
-    items = segments_wire(catalog, rows, stores, options, include_object_timerange=with_object_tr)
+    rows = catalog.segment_page(
+        q.flow_id,
+        WIRE_COLUMNS,
+        timerange=q.timerange,
+        object_id=q.object_id,
+        after_start_ns=q.after,
+        reverse=q.reverse,
+        limit=q.limit + 1,
+        cached_only=cached_only,
+    )
+    more = len(rows) > q.limit
+    rows = rows[: q.limit]
+    items = segments_wire(
+        catalog, rows, stores, q.options, include_object_timerange=q.with_object_tr, cached_only=cached_only
+    )
     next_key = encode_key(rows[-1]["start_ns"]) if more else None
     page_tr = _hull(rows[0]["timerange"], rows[-1]["timerange"]) if rows else "()"
-    headers = Page(items, n, next_key, reverse, page_tr).headers(request, public_url=settings.public_url)
+    headers = Page(items, q.limit, next_key, q.reverse, page_tr).headers(request, public_url=settings.public_url)
     return json_response(items, headers=headers, request=request)
 
 

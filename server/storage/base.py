@@ -8,12 +8,16 @@ store needs itself (existence/size checks, deletion, copying between backends).
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 from urllib.parse import quote
+
+from tams_analytics.catalog.read_cache import NotCached
 
 
 class StorageError(Exception):
@@ -127,8 +131,10 @@ class ObjectStore(Protocol):
         """A pre-signed URL a credential-less client can PUT the object to."""
         ...
 
-    def get_url(self, key: str, expires_s: int) -> str:
-        """A pre-signed URL a credential-less client can GET the object from."""
+    def get_url(self, key: str, expires_s: int, *, cached_only: bool = False) -> str:
+        """A pre-signed URL a credential-less client can GET the object from. With ``cached_only``, a
+        store whose signing is slow (a network library, not a local HMAC) answers only from URLs it
+        minted recently and raises :class:`~tams_analytics.catalog.read_cache.NotCached` otherwise."""
         ...
 
     def head(self, keys: Sequence[str]) -> dict[str, int | None]:
@@ -154,6 +160,48 @@ class ObjectStore(Protocol):
     def copy_from(self, source: ObjectStore, key: str) -> None:
         """Copy ``key`` from another store into this one (same key), streaming."""
         ...
+
+
+class RecentUrls:
+    """GET URLs minted recently, handed out again while at least 90 % of their lifetime is left.
+
+    Every segment of every page carries a freshly authorised GET URL, and readers re-read the same pages
+    (the live edge, scrubbing): signing each time (an HMAC for local storage, a SigV4 presign of about
+    100 µs for S3) was most of a page's cost. A URL is reused for a tenth of the lifetime it was minted
+    with, so a reader never gets one living less than 90 % of what the service promises.
+    """
+
+    #: the share of a URL's lifetime during which it is handed out again
+    REUSE_FRACTION = 0.1
+
+    def __init__(
+        self,
+        mint: Callable[[str, int], str],
+        *,
+        capacity: int = 200_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._mint = mint
+        self._capacity = capacity
+        self._clock = clock
+        self._urls: dict[tuple[str, int], tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str, expires_s: int, *, cached_only: bool = False) -> str:
+        """A URL for ``key`` living at least 90 % of ``expires_s``; with ``cached_only``, only one
+        already minted (else :class:`~tams_analytics.catalog.read_cache.NotCached`)."""
+        now = self._clock()
+        hit = self._urls.get((key, expires_s))
+        if hit is not None and now - hit[1] < expires_s * self.REUSE_FRACTION:
+            return hit[0]
+        if cached_only:
+            raise NotCached(key)
+        url = self._mint(key, expires_s)
+        with self._lock:
+            if len(self._urls) >= self._capacity:
+                self._urls.clear()
+            self._urls[(key, expires_s)] = (url, now)
+        return url
 
 
 def encode_segment(text: str) -> str:

@@ -35,6 +35,7 @@ from server.storage.base import (
     ObjectStore,
     ObjectStream,
     PutUrl,
+    RecentUrls,
     StorageBackendInfo,
     StorageError,
     encode_segment,
@@ -112,8 +113,10 @@ class LocalObjectStore:
         self.root = root.resolve()
         self.route_prefix = route_prefix
         self.max_object_bytes = max_object_bytes
-        self._secret = secret
+        #: the keyed HMAC, copied for each signature (keying it costs as much as the signature)
+        self._hmac = hmac.new(secret, digestmod=hashlib.sha256)
         self._base_url = ""
+        self._recent_get_urls = RecentUrls(lambda key, expires_s: self.signed_url("GET", key, expires_s))
         self.set_base_url(base_url)
 
     @property
@@ -122,7 +125,9 @@ class LocalObjectStore:
 
     def set_base_url(self, url: str) -> None:
         """Change the externally visible server URL (often only known once the server is up)."""
-        self._base_url = url.rstrip("/")
+        if url.rstrip("/") != self._base_url:
+            self._base_url = url.rstrip("/")
+            self._recent_get_urls = RecentUrls(lambda key, expires_s: self.signed_url("GET", key, expires_s))
         logger.info("local object store %s serves media at %s%s", self.info.label, self._base_url, self.route_prefix)
 
     # -- paths -----------------------------------------------------------------------------
@@ -159,8 +164,9 @@ class LocalObjectStore:
     # -- signing ---------------------------------------------------------------------------
 
     def _signature(self, method: str, key: str, expires: int) -> str:
-        message = f"{method}\n{key}\n{expires}".encode()
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+        mac = self._hmac.copy()
+        mac.update(f"{method}\n{key}\n{expires}".encode())
+        return mac.hexdigest()
 
     def signed_url(self, method: str, key: str, expires_s: int) -> str:
         expires = math.ceil(time.time()) + expires_s
@@ -190,9 +196,10 @@ class LocalObjectStore:
         url = self.signed_url("PUT", key, expires_s)
         return PutUrl(url=url, content_type=content_type, headers={"Content-Type": content_type})
 
-    def get_url(self, key: str, expires_s: int) -> str:
-        # minted for every segment of every page: no filesystem access here; serving checks the path
-        return self.signed_url("GET", key, expires_s)
+    def get_url(self, key: str, expires_s: int, *, cached_only: bool = False) -> str:
+        # asked for every segment of every page: no filesystem access here (serving checks the path),
+        # and signing is a local HMAC, cheap enough for ``cached_only`` readers too
+        return self._recent_get_urls(key, expires_s)
 
     def head(self, keys: Sequence[str]) -> dict[str, int | None]:
         sizes: dict[str, int | None] = {}

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from tams_analytics import predicates as P
+from tams_analytics.catalog.read_cache import CacheConfig, ReadCache
 from tams_analytics.engines.base import Engine, OrderBy
 from tams_analytics.exceptions import TamsError, UnsupportedError
 from tams_analytics.predicates import InSubquery, Predicate
@@ -31,6 +32,20 @@ class CatalogBase:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        #: the exact in-process read cache, once :meth:`cache_reads` turned it on
+        self.read_cache: ReadCache | None = None
+
+    def cache_reads(self, config: CacheConfig | None = None) -> bool:
+        """Serve segment pages and object instances from an exact in-process cache (see
+        :mod:`tams_analytics.catalog.read_cache`), when the engine is its store's sole writer.
+
+        Returns whether the cache is on. Writes must then go through this catalog (or its engine's
+        ``insert``/``delete``/``update``), never raw SQL.
+        """
+        if self.read_cache is None and self.engine.capabilities.sole_writer:
+            self.read_cache = ReadCache(config)
+            self.engine.listen(self.read_cache)
+        return self.read_cache is not None
 
     @property
     def name(self) -> str:

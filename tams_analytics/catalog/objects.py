@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 
 from tams_analytics.catalog.base import utcnow
+from tams_analytics.catalog.read_cache import NotCached
 from tams_analytics.catalog.segments import SegmentsMixin
 from tams_analytics.exceptions import ConflictError, NotFoundError, ReadOnlyError, TamsError
 from tams_analytics.predicates import Term, isin
@@ -99,20 +100,40 @@ class ObjectsMixin(SegmentsMixin):
             return None
         media = self.rows("segments", [Term("object_id", "==", object_id)], columns=["flow_id"])
         init = self.rows("segments", [Term("init_object_id", "==", object_id)], columns=["flow_id"])
-        row["referenced_by_flows"] = sorted(
-            set(media.column(0).to_pylist()) | set(init.column(0).to_pylist())
-        )
+        row["referenced_by_flows"] = sorted(set(media.column(0).to_pylist()) | set(init.column(0).to_pylist()))
         row["instances"] = self.object_instances([object_id]).get(object_id, [])
         return row
 
     def object_instances(self, object_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-        """``{object_id: [instance rows in preference order]}`` (one query for all the ids)."""
+        """``{object_id: [instance rows in preference order]}`` (one query for all the ids, or none
+        for those the read cache holds)."""
         if not object_ids:
             return {}
+        ids = list(dict.fromkeys(object_ids))
+        if self.read_cache is not None:
+            shared = self.read_cache.instance_rows(ids, self._load_instances)
+            return {oid: [dict(r) for r in rows] for oid, rows in shared.items()}
+        return self._load_instances(ids)
+
+    def object_instance_rows(
+        self, object_ids: Sequence[str], *, cached_only: bool = False
+    ) -> dict[str, tuple[dict[str, Any], ...]]:
+        """:meth:`object_instances` for hot read paths: the rows are shared with the read cache (do not
+        modify them), and a tuple stays the same object while the object's instances do not change.
+        With ``cached_only``, raises :class:`~tams_analytics.catalog.read_cache.NotCached` rather than
+        reading the store."""
+        ids = list(dict.fromkeys(object_ids))
+        if self.read_cache is not None:
+            return self.read_cache.instance_rows(ids, self._load_instances, cached_only=cached_only)
+        if cached_only:
+            raise NotCached(ids[0] if ids else "")
+        return {oid: tuple(rows) for oid, rows in self._load_instances(ids).items()} if ids else {}
+
+    def _load_instances(self, object_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         out: dict[str, list[dict[str, Any]]] = {}
         t = self.rows(
             "object_instances",
-            [isin("object_id", list(dict.fromkeys(object_ids)))],
+            [isin("object_id", object_ids)],
             columns=["object_id", "storage_id", "storage_key", "url", "label", "controlled", "position"],
             order_by=[("object_id", False), ("position", False)],
         )
@@ -183,9 +204,7 @@ class ObjectsMixin(SegmentsMixin):
     def add_uncontrolled_instance(self, object_id: str, url: str, label: str) -> None:
         with self.transaction():
             self._registered(object_id)
-            if self.exists(
-                "object_instances", [Term("object_id", "==", object_id), Term("label", "==", label)]
-            ):
+            if self.exists("object_instances", [Term("object_id", "==", object_id), Term("label", "==", label)]):
                 raise ConflictError(f"object {object_id} already has an instance labelled {label!r}")
             self.add_uncontrolled_instances({(object_id, label): url})
 

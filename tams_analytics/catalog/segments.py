@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,8 +14,10 @@ import pyarrow.compute as pc
 from tams_analytics import predicates as P
 from tams_analytics.catalog.base import utcnow
 from tams_analytics.catalog.flows import Changes, FlowsMixin
+from tams_analytics.catalog.read_cache import NotCached, Timeline, UncachedQuery
 from tams_analytics.exceptions import ConflictError, NotFoundError, ReadOnlyError, TamsError
 from tams_analytics.predicates import Term, isin
+from tams_analytics.pyrows import table_rows
 from tams_analytics.schema import SEGMENTS
 from tams_analytics.timerange import TimeRange, Timestamp
 from tams_analytics.timerange_vector import parse_timeranges
@@ -566,14 +569,66 @@ class SegmentsMixin(FlowsMixin):
         limit: int | None = None,
     ) -> pa.Table:
         """One page of a flow's segments in time order (keyset paging on ``start_ns``)."""
-        where: list[P.Predicate] = [Term("flow_id", "==", flow_id)]
-        if timerange is not None:
-            where += P.flatten([P.overlaps(timerange)])
-        if object_id is not None:
-            where.append(Term("object_id", "==", object_id))
-        if after_start_ns is not None:
-            where.append(Term("start_ns", "<" if reverse else ">", after_start_ns))
-        return self.rows("segments", where, order_by=[("start_ns", reverse)], limit=limit)
+        where = _page_where(timerange, object_id, after_start_ns, reverse)
+        timeline = self._timeline(flow_id)
+        if timeline is not None:
+            with contextlib.suppress(UncachedQuery):
+                return timeline.select(where, reverse=reverse, limit=limit)
+        of_flow = Term("flow_id", "==", flow_id)
+        return self.rows("segments", [of_flow, *where], order_by=[("start_ns", reverse)], limit=limit)
+
+    def segment_page(
+        self,
+        flow_id: str,
+        columns: Sequence[str],
+        *,
+        timerange: TimeRange | str | None = None,
+        object_id: str | None = None,
+        after_start_ns: int | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+        cached_only: bool = False,
+    ) -> list[dict[str, Any]]:
+        """:meth:`segment_rows` as dicts of ``columns``, for the server: from a cached flow they are
+        the read cache's own Python rows (do not modify them), built without any Arrow call. With
+        ``cached_only``, raises :class:`~tams_analytics.catalog.read_cache.NotCached` rather than
+        reading the store."""
+        where = _page_where(timerange, object_id, after_start_ns, reverse)
+        timeline = self._timeline(flow_id, cached_only=cached_only)
+        if timeline is not None and self.read_cache is not None:
+            with contextlib.suppress(UncachedQuery):
+                idx = timeline.indices(where, reverse=reverse, limit=limit)
+                return self.read_cache.blocks.rows(timeline, idx, tuple(columns))
+        if cached_only:
+            raise NotCached(flow_id)
+        of_flow = Term("flow_id", "==", flow_id)
+        table = self.rows("segments", [of_flow, *where], columns=columns, order_by=[("start_ns", reverse)], limit=limit)
+        return table_rows(table, columns)
+
+    def _timeline(self, flow_id: str, *, cached_only: bool = False) -> Timeline | None:
+        """The flow's cached timeline (loaded on a miss), or None without a cache or when not kept."""
+        if self.read_cache is None:
+            return None
+        of_flow = Term("flow_id", "==", flow_id)
+        return self.read_cache.timeline(
+            flow_id,
+            lambda: self.count("segments", [of_flow]),
+            lambda: self.rows("segments", [of_flow]),
+            cached_only=cached_only,
+        )
+
+def _page_where(
+    timerange: TimeRange | str | None, object_id: str | None, after_start_ns: int | None, reverse: bool
+) -> list[P.Predicate]:
+    """The predicates of a segments page, besides its flow."""
+    where: list[P.Predicate] = []
+    if timerange is not None:
+        where += P.flatten([P.overlaps(timerange)])
+    if object_id is not None:
+        where.append(Term("object_id", "==", object_id))
+    if after_start_ns is not None:
+        where.append(Term("start_ns", "<" if reverse else ">", after_start_ns))
+    return where
 
 
 def _reuse_conflict(

@@ -11,7 +11,7 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import SplitResult
 
 import pyarrow as pa
@@ -22,7 +22,7 @@ from tams_analytics.predicates import AllOf, AnyOf, Const, InSubquery, Predicate
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
-__all__ = ["Capabilities", "Engine", "OrderBy", "render_sql"]
+__all__ = ["Capabilities", "Change", "ChangeListener", "Engine", "OrderBy", "render_sql"]
 
 #: ``(column, descending)`` pairs.
 OrderBy = Sequence[tuple[str, bool]]
@@ -36,6 +36,32 @@ class Capabilities:
     #: runs :class:`~tams_analytics.predicates.InSubquery` server-side (else resolved in two steps)
     subqueries: bool = True
     transactions: bool = True
+    #: this process is the store's only writer (DuckDB locks its file), so every change is seen by
+    #: :meth:`Engine.listen` listeners and an in-process read cache can be kept exact
+    sole_writer: bool = False
+
+
+@dataclass(frozen=True)
+class Change:
+    """One write, as listeners see it: rows inserted into ``table``, or rows matching ``where``
+    deleted or updated (``rows`` is None then)."""
+
+    table: str
+    rows: pa.Table | None = None
+    where: tuple[Predicate, ...] = ()
+
+
+class ChangeListener(Protocol):
+    """Told about every write of a :attr:`Capabilities.sole_writer` engine, in order.
+
+    ``writing`` is called inside the write transaction, before the change is visible to other
+    connections; ``ended`` once the outermost transaction has committed (``True``) or rolled back.
+    Both are called with the engine's write lock held, so writes never interleave.
+    """
+
+    def writing(self, change: Change) -> None: ...
+
+    def ended(self, committed: bool) -> None: ...
 
 
 class Engine(ABC):
@@ -46,6 +72,23 @@ class Engine(ABC):
 
     def __init__(self, url: SplitResult) -> None:
         self.url = url
+        self._listeners: list[ChangeListener] = []
+
+    # -- change feed ----------------------------------------------------------------------------------
+    def listen(self, listener: ChangeListener) -> None:
+        """Tell ``listener`` about every write from now on (only engines that are their store's
+        :attr:`~Capabilities.sole_writer` see every write, so only they accept listeners)."""
+        if not self.capabilities.sole_writer:
+            raise UnsupportedError(f"the {self.name} engine is not its store's only writer: it cannot see every change")
+        self._listeners.append(listener)
+
+    def _writing(self, change: Change) -> None:
+        for listener in self._listeners:
+            listener.writing(change)
+
+    def _ended(self, committed: bool) -> None:
+        for listener in self._listeners:
+            listener.ended(committed)
 
     # -- analyst view --------------------------------------------------------------------------------
     @abstractmethod

@@ -1,7 +1,8 @@
 """The ``catalog`` fixture, parametrized over every engine available here.
 
-DuckDB (a real file) always runs; VAST runs when ``TAMS_VAST_ENDPOINT`` (and keys, bucket) are set;
-read-only engines are skipped for write tests through their capabilities.
+DuckDB (a real file) always runs, plain and with the read cache on (``duckdb-cached``: every contract
+must hold the same when pages and instances come from memory); VAST runs when ``TAMS_VAST_ENDPOINT``
+(and keys, bucket) are set; read-only engines are skipped for write tests through their capabilities.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from tams_analytics.catalog import Catalog, connect
 
 
 def _engine_params() -> list[object]:
-    params: list[object] = [pytest.param("duckdb", id="duckdb")]
+    params: list[object] = [pytest.param("duckdb", id="duckdb"), pytest.param("duckdb-cached", id="duckdb-cached")]
     vast = pytest.mark.skipif(not os.environ.get("TAMS_VAST_ENDPOINT"), reason="TAMS_VAST_ENDPOINT not set")
     params.append(pytest.param("vast", id="vast", marks=vast))
     return params
 
 
 def _url(engine: str, tmp_path: Path) -> str:
-    if engine == "duckdb":
+    if engine in ("duckdb", "duckdb-cached"):
         return f"duckdb:///{tmp_path / 'tams.duckdb'}"
     if engine == "vast":
         import uuid
@@ -39,9 +40,11 @@ def _url(engine: str, tmp_path: Path) -> str:
 def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
     engine = request.param
     for mark in request.node.iter_markers("notimpl"):
-        if engine in mark.args[0]:
+        if engine.removesuffix("-cached") in mark.args[0]:
             pytest.skip(f"not implemented on {engine}: {mark.kwargs.get('reason', '')}")
     cat = connect(_url(engine, tmp_path))
+    if engine.endswith("-cached"):
+        assert cat.cache_reads()
     try:
         yield cat
     finally:

@@ -220,21 +220,30 @@ def test_paging_keeps_the_other_filters_and_clamps_the_limit(client: TestClient)
     assert r.headers["X-Paging-Limit"] == "1000" and len(r.json()) == 30
 
 
-def test_one_instance_lookup_per_page(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_instance_lookup_per_page_then_none_while_cached(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fid = make_flow(client)
     post(
         client,
         fid,
         [{"object_id": f"o{i}", "timerange": f"[{i}:0_{i + 1}:0)", "init_object_id": "init"} for i in range(50)],
     )
-    catalog = client.app.state.catalog  # type: ignore[attr-defined]
-    calls: list[int] = []
-    real = catalog.object_instances
-    monkeypatch.setattr(catalog, "object_instances", lambda ids: calls.append(len(ids)) or real(ids))
+    engine = client.app.state.catalog.engine  # type: ignore[attr-defined]
+    reads: list[tuple[str, Any]] = []
+    real = engine.query
+    monkeypatch.setattr(
+        engine, "query", lambda name, where=(), **kw: reads.append((name, where)) or real(name, where, **kw)
+    )
     assert len(listing(client, fid)) == 50
-    assert calls == [51]  # 50 media objects and the shared init object, in one call
+    instance_reads = [where for name, where in reads if name == "object_instances"]
+    assert len(instance_reads) == 1  # 50 media objects and the shared init object, in one query
+    assert len(instance_reads[0][0].value) == 51
+    reads.clear()
+    assert len(listing(client, fid)) == 50
+    assert reads == []  # the flow's timeline and the instances come from the read cache
     listing(client, fid, accept_get_urls="")
-    assert calls == [51]  # no URLs wanted: no lookup at all
+    assert reads == []
 
 
 # -- get_urls options -------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import duckdb
 import ibis
 import pyarrow as pa
 
-from tams_analytics.engines.base import Capabilities, OrderBy, render_sql, select_sql
+from tams_analytics.engines.base import Capabilities, Change, OrderBy, render_sql, select_sql
 from tams_analytics.engines.base import Engine as BaseEngine
 from tams_analytics.predicates import Predicate
 from tams_analytics.schema import SCHEMAS, SORT_KEYS
@@ -62,7 +62,10 @@ class Engine(BaseEngine):
     """DuckDB, embedded."""
 
     name: ClassVar[str] = "duckdb"
-    capabilities: ClassVar[Capabilities] = Capabilities(writes=True, subqueries=True, transactions=True)
+    #: the sole writer: DuckDB lets one process at a time open a database file for writing
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        writes=True, subqueries=True, transactions=True, sole_writer=True
+    )
 
     def __init__(self, url: SplitResult, *, read_only: bool = False, threads: int | None = None) -> None:
         super().__init__(url)
@@ -157,9 +160,15 @@ class Engine(BaseEngine):
                 yield
             except BaseException:
                 self._writer.execute("ROLLBACK")
+                self._ended(False)
                 raise
             else:
-                self._writer.execute("COMMIT")
+                try:
+                    self._writer.execute("COMMIT")
+                except BaseException:
+                    self._ended(False)
+                    raise
+                self._ended(True)
             finally:
                 self._local.depth = depth
 
@@ -168,6 +177,7 @@ class Engine(BaseEngine):
             return
         rows = _conform(name, rows)
         with self.transaction():
+            self._writing(Change(name, rows=rows))
             cur = self._writer
             view = f"_tams_insert_{threading.get_ident()}"
             cur.register(view, rows)
@@ -183,6 +193,7 @@ class Engine(BaseEngine):
         if where:
             sql += " WHERE " + " AND ".join(render_sql(p, params) for p in where)
         with self.transaction():
+            self._writing(Change(name, where=tuple(where)))
             row = self._writer.execute(sql, params).fetchall()[0]
         return int(row[0]) if row else 0
 
@@ -195,6 +206,7 @@ class Engine(BaseEngine):
         if where:
             sql += " WHERE " + " AND ".join(render_sql(p, params) for p in where)
         with self.transaction():
+            self._writing(Change(name, where=tuple(where)))
             row = self._writer.execute(sql, params).fetchall()[0]
         return int(row[0]) if row else 0
 

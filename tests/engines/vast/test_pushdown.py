@@ -338,11 +338,13 @@ def exercise_catalog(cat: Catalog) -> None:
     cat.segment_rows(fid, after_start_ns=page.column("start_ns")[-1].as_py(), limit=5)
     cat.segment_rows(fid, after_start_ns=page.column("start_ns")[-1].as_py(), reverse=True, limit=5)
     cat.segment_rows(fid, object_id=page.column("object_id")[0].as_py())
+    cat.segment_page(fid, ["object_id", "start_ns"], timerange="[1700000000:0_1700000200:0)", reverse=True, limit=5)
     cat.flow_timerange(fid)
     cat.flow_timerange(fid, within="[1700000010:0_1700000020:0)")
     first = page.to_pylist()[0]
     cat.get_object(first["object_id"])
     cat.object_instances([first["object_id"]])
+    cat.object_instance_rows([first["object_id"]])
     cat.add_uncontrolled_instance(first["object_id"], "https://example.com/a", "mirror")
     cat.add_controlled_instance(first["object_id"], "store-2", "key-2")
     cat.delete_instance(first["object_id"], label="mirror")
@@ -431,11 +433,17 @@ def recording(tmp_path: Path) -> Iterator[RecordingEngine]:
     engine.close()
 
 
+#: query sites that only run on an engine that is its store's sole writer (the read cache's loads), so never
+#: on VAST; they are a flow's ``count`` and rows by ``flow_id ==``, shapes the workload runs elsewhere
+SOLE_WRITER_ONLY = {"tams_analytics/catalog/segments.py::_timeline"}
+
+
 def test_every_catalog_query_runs_the_same_on_vast(recording: RecordingEngine) -> None:
     exercise_catalog(Catalog(recording))
     assert not recording.failures, "\n".join(recording.failures[:20])
     assert recording.checked > 150
-    missed = sorted(query_sites() - set(recording.sites))
+    assert not recording.capabilities.sole_writer, "as VAST: no read cache"
+    missed = sorted(query_sites() - set(recording.sites) - SOLE_WRITER_ONLY)
     assert not missed, f"catalog queries this workload does not exercise (extend exercise_catalog): {missed}"
 
 

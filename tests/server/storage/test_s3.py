@@ -17,6 +17,7 @@ import pytest
 from server.storage.base import ObjectStore, PutUrl, StorageBackendInfo, StorageError, object_key
 from server.storage.local import LocalObjectStore
 from server.storage.s3 import S3ObjectStore
+from tams_analytics.catalog.read_cache import NotCached
 from tests.fixtures.s3 import S3ServerInfo
 
 
@@ -60,6 +61,18 @@ def _upload(http: httpx.Client, put: PutUrl, data: bytes) -> httpx.Response:
 
 def test_store_satisfies_protocol(s3_store: S3ObjectStore) -> None:
     assert isinstance(s3_store, ObjectStore)
+
+
+def test_get_urls_are_reused_and_cached_only_readers_never_wait_for_a_presign(
+    s3_store: S3ObjectStore, http: httpx.Client
+) -> None:
+    key = object_key("reused")
+    s3_store.put_bytes(key, b"payload", "video/mp2t")
+    with pytest.raises(NotCached):
+        s3_store.get_url(key, expires_s=300, cached_only=True)
+    url = s3_store.get_url(key, expires_s=300)
+    assert s3_store.get_url(key, expires_s=300, cached_only=True) == url == s3_store.get_url(key, expires_s=300)
+    assert http.get(url).content == b"payload"
 
 
 def test_presigned_put_then_presigned_get_round_trip(s3_store: S3ObjectStore, http: httpx.Client) -> None:

@@ -1,0 +1,40 @@
+"""Arrow columns as Python values: exactly ``to_pylist()``, at a fraction of the cost.
+
+``to_pylist`` builds a pyarrow scalar for every value; for the string and integer columns the server
+renders on every page, NumPy's ``tolist`` gives the same values an order of magnitude faster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def column_values(col: pa.ChunkedArray | pa.Array) -> list[Any]:
+    """``col.to_pylist()``. Integers with nulls never pass through floats (int64 nanoseconds do not fit
+    a double); types other than strings and integers fall back to ``to_pylist``."""
+    t = col.type
+    if col.null_count == len(col):
+        return [None] * len(col)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return list(col.to_numpy(zero_copy_only=False).tolist())
+    if pa.types.is_integer(t):
+        if not col.null_count:
+            return list(col.to_numpy().tolist())
+        values = pc.fill_null(col, 0).to_numpy().tolist()
+        missing = col.is_null().to_numpy(zero_copy_only=False).tolist()
+        return [None if m else v for v, m in zip(values, missing, strict=True)]
+    return col.to_pylist()
+
+
+def row_tuples(table: pa.Table, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    """The rows of ``table`` as tuples of ``columns``."""
+    return list(zip(*[column_values(table.column(c)) for c in columns], strict=True))
+
+
+def table_rows(table: pa.Table, columns: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows of ``table`` as dicts of ``columns``: ``table.select(columns).to_pylist()``."""
+    return [dict(zip(columns, row, strict=True)) for row in row_tuples(table, columns)]

@@ -1,0 +1,95 @@
+"""Minted GET URLs are reused while they keep 90 % of their lifetime, and never once an object's
+instances change: a page right after an instance is added or removed shows it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from server.conversion.urls import MintedUrlLists, UrlMinter, UrlOptions
+from server.storage.base import RecentUrls
+from tams_analytics.catalog.read_cache import NotCached
+from tests.server.test_segments_list import listing, make_flow, post
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_recent_urls_are_reused_for_a_tenth_of_their_lifetime() -> None:
+    clock = Clock()
+    minted: list[tuple[str, int]] = []
+
+    def mint(key: str, expires_s: int) -> str:
+        minted.append((key, expires_s))
+        return f"https://store/{key}?n={len(minted)}"
+
+    urls = RecentUrls(mint, capacity=3, clock=clock)
+    first = urls("a", 600)
+    clock.now += 59.9
+    assert urls("a", 600) == first, "59.9 s into 600: still over 90 % of the lifetime left"
+    assert urls("a", 300) != first, "another lifetime is another URL"
+    clock.now += 0.2
+    assert urls("a", 600) != first, "60.1 s into 600: minted again"
+    with pytest.raises(NotCached):
+        urls("b", 600, cached_only=True)
+    assert len(minted) == 3
+    urls("b", 600)
+    urls("c", 600)  # over capacity: everything is forgotten, nothing grows without bound
+    assert len(urls._urls) <= 3
+
+
+class _Store:
+    class info:
+        id = "s1"
+        label = "default"
+        tags: Mapping[str, Any] = {}
+
+        @staticmethod
+        def url_metadata() -> dict[str, Any]:
+            return {}
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def get_url(self, key: str, expires_s: int, *, cached_only: bool = False) -> str:
+        self.calls += 1
+        return f"https://store/{key}/{self.calls}"
+
+
+def test_url_lists_are_reused_only_for_the_very_same_instance_rows() -> None:
+    clock = Clock()
+    store = _Store()
+    lists = MintedUrlLists(clock=clock)
+    options = UrlOptions(expires_s=600)
+    mint = UrlMinter([store], options)  # type: ignore[list-item]
+    rows: Sequence[Mapping[str, Any]] = ({"controlled": True, "storage_id": "s1", "storage_key": "k"},)
+    first = lists.get("o", rows, options, mint)
+    assert lists.get("o", rows, options, mint) is first and store.calls == 1
+    equal_but_new = tuple(dict(r) for r in rows)  # the read cache reloaded the object's instances
+    assert lists.get("o", equal_but_new, options, mint) is not first and store.calls == 2
+    verbose = UrlOptions(expires_s=600, verbose=True)
+    assert lists.get("o", equal_but_new, verbose, UrlMinter([store], verbose))[0]["controlled"] is True  # type: ignore[list-item]
+    clock.now += 61
+    lists.get("o", equal_but_new, options, mint)
+    assert store.calls == 4, "past a tenth of the lifetime: minted again"
+
+
+def test_a_page_shows_an_added_or_removed_instance_at_once(client: TestClient) -> None:
+    fid = make_flow(client)
+    post(client, fid, [{"object_id": f"o{i}", "timerange": f"[{i}:0_{i + 1}:0)"} for i in range(3)])
+    assert [s["get_urls"] for s in listing(client, fid)] == [[], [], []]
+    assert listing(client, fid) == listing(client, fid)  # served from the caches now
+    for label in ("cdn", "mirror"):
+        r = client.post("/objects/o1/instances", json={"url": f"https://{label}.example/o1", "label": label})
+        assert r.status_code == 201, r.text
+    assert [[u["label"] for u in s["get_urls"]] for s in listing(client, fid)] == [[], ["cdn", "mirror"], []]
+    assert client.delete("/objects/o1/instances", params={"label": "cdn"}).status_code == 204
+    assert [[u["url"] for u in s["get_urls"]] for s in listing(client, fid)] == [[], ["https://mirror.example/o1"], []]

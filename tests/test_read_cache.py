@@ -1,0 +1,305 @@
+"""The read cache answers exactly what the store answers, whatever the writes, rollbacks and races.
+
+Every check compares a catalog with the cache on against a second catalog over the *same* DuckDB engine
+with no cache (it reads the store on every call).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pytest
+
+from tams_analytics.catalog import Catalog, connect
+from tams_analytics.catalog.read_cache import (
+    EVERYTHING,
+    CacheConfig,
+    KeyedCache,
+    NotCached,
+    ReadCache,
+    Timeline,
+    changed_keys,
+)
+from tams_analytics.engines.base import Change, Engine
+from tams_analytics.exceptions import ConflictError, UnsupportedError
+from tams_analytics.predicates import Term, isin
+from tams_analytics.pyrows import column_values, table_rows
+from tests.engines.contract.test_catalog_flows import flow
+
+STORAGE = "5d0c8a3e-7f41-4b6a-9c2e-1a3b5c7d9e0f"
+COLUMNS = ("object_id", "timerange", "start_ns", "ts_offset", "init_object_id")
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> tuple[Catalog, Catalog]:
+    """(cached, plain) catalogs over one DuckDB engine; small limits so that eviction and the
+    oversized-flow path are exercised too."""
+    cached = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}")
+    assert cached.cache_reads(CacheConfig(segment_rows=400, flow_rows=150, objects=60, row_blocks=4))
+    plain = Catalog(cached.engine)
+    yield cached, plain
+    cached.close()
+
+
+def _tr(a: int, b: int) -> str:
+    return f"[{a}:0_{b}:0)"
+
+
+def _same_pages(cached: Catalog, plain: Catalog, flow_id: str, rng: random.Random) -> None:
+    for _ in range(6):
+        lo = rng.randint(-5, 400)
+        kwargs: dict[str, Any] = {
+            "timerange": rng.choice([None, _tr(lo, lo + rng.randint(0, 60)), f"({lo}:0_{lo + 5}:0]", "()", "_"]),
+            "reverse": rng.random() < 0.3,
+            "limit": rng.choice([None, 1, 7, 100]),
+            "after_start_ns": rng.choice([None, rng.randint(0, 400) * 10**9]),
+        }
+        if rng.random() < 0.1:
+            kwargs["object_id"] = f"o{rng.randint(0, 60)}"
+        want = plain.segment_rows(flow_id, **kwargs)
+        got = cached.segment_rows(flow_id, **kwargs)
+        assert got.to_pylist() == want.to_pylist(), kwargs
+        assert got.schema.names == want.schema.names
+        assert cached.segment_page(flow_id, COLUMNS, **kwargs) == table_rows(want, COLUMNS), kwargs
+
+
+def _same_instances(cached: Catalog, plain: Catalog, ids: list[str]) -> None:
+    assert cached.object_instances(ids) == plain.object_instances(ids)
+    shared = {k: [dict(r) for r in v] for k, v in cached.object_instance_rows(ids).items()}
+    assert shared == plain.object_instances(ids)
+
+
+def test_pages_and_instances_equal_the_store_through_random_writes(pair: tuple[Catalog, Catalog]) -> None:
+    cached, plain = pair
+    rng = random.Random(2026)
+    flows = [flow()["id"] for _ in range(3)]
+    for fid in flows:
+        cached.put_flow({**flow(), "id": fid})
+    ends = dict.fromkeys(flows, 0)
+    for step in range(250):
+        fid = rng.choice(flows)
+        op = rng.random()
+        if op < 0.35:  # the live edge: appends
+            n = rng.randint(1, 12)
+            segs = [
+                {"object_id": f"o{rng.randint(0, 60)}", "timerange": _tr(ends[fid] + i, ends[fid] + i + 1)}
+                for i in range(n)
+            ]
+            if rng.random() < 0.3:
+                segs[0]["init_object_id"] = "init"
+            cached.add_segments(fid, segs)
+            ends[fid] += n
+        elif op < 0.5:  # back-filling gaps, overlaps (refused), out of order
+            a = rng.randint(0, max(1, ends[fid] + 20))
+            cached.add_segments(fid, [{"object_id": f"o{rng.randint(0, 60)}", "timerange": _tr(a, a + 1)}])
+        elif op < 0.6:
+            a = rng.randint(0, max(1, ends[fid]))
+            cached.delete_segments(fid, _tr(a, a + rng.randint(1, 30)))
+        elif op < 0.7:  # a rolled back write leaves the store, and so the cache, as it was
+            with pytest.raises(Boom), cached.transaction():
+                cached.add_segments(fid, [{"object_id": "rolled", "timerange": _tr(ends[fid], ends[fid] + 1)}])
+                cached.delete_segments(fid, "_")
+                raise Boom
+        elif op < 0.85:
+            oid = f"o{rng.randint(0, 60)}"
+            if cached.row("objects", [Term("id", "==", oid)]) is not None:
+                if rng.random() < 0.6:
+                    try:
+                        cached.add_controlled_instance(oid, STORAGE, f"key-{step}")
+                    except ConflictError:  # it already has one on this storage
+                        cached.add_uncontrolled_instances({(oid, f"label-{step}"): f"https://cdn.example/{step}"})
+                else:
+                    inst = cached.object_instances([oid]).get(oid, [])
+                    if len(inst) > 1:
+                        victim = inst[-1]
+                        if victim["controlled"]:
+                            cached.delete_instance(oid, storage_id=victim["storage_id"])
+                        else:
+                            cached.delete_instance(oid, label=victim["label"])
+        elif op < 0.9 and len(flows) > 1:
+            cached.delete_flow(fid)
+            flows.remove(fid)
+            new = flow()
+            cached.put_flow(new)
+            flows.append(new["id"])
+            ends[new["id"]] = 0
+        for f in flows:
+            _same_pages(cached, plain, f, rng)
+        _same_instances(cached, plain, [f"o{i}" for i in rng.sample(range(61), 20)] + ["init", "missing"])
+    cache = cached.read_cache
+    assert cache is not None
+    assert cache.timelines.hits > 500 and cache.instances.hits > 500, "the cache must have been used"
+    assert cache.timelines.weight <= 400
+
+
+def test_a_reader_never_misses_a_committed_append(tmp_path: Path) -> None:
+    """Writers append batches while readers page; a batch committed before a read began is in it."""
+    cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}")
+    cat.cache_reads()
+    fid = flow()["id"]
+    cat.put_flow({**flow(), "id": fid})
+    committed = [0]
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        for b in range(1, 61):
+            segs = [{"object_id": f"b{b}-{i}", "timerange": _tr(b * 10 + i, b * 10 + i + 1)} for i in range(10)]
+            assert cat.add_segments(fid, segs).all_accepted
+            committed[0] = b
+        stop.set()
+
+    def reader() -> None:
+        while not stop.is_set():
+            b = committed[0]
+            if not b:
+                continue
+            rows = cat.segment_page(fid, COLUMNS, timerange=_tr(b * 10, b * 10 + 10))
+            if [r["object_id"] for r in rows] != [f"b{b}-{i}" for i in range(10)]:
+                failures.append(f"batch {b}: {[r['object_id'] for r in rows]}")
+            inst = cat.object_instance_rows([f"b{b}-0"])
+            if f"b{b}-0" in inst:
+                failures.append(f"object b{b}-0 has instances it never had: {inst}")
+
+    threads = [threading.Thread(target=writer), *(threading.Thread(target=reader) for _ in range(3))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not failures, failures[:5]
+    assert cat.segment_rows(fid).num_rows == 600
+    assert cat.read_cache is not None and cat.read_cache.timelines.hits > 0
+    cat.close()
+
+
+def test_a_load_that_raced_a_write_is_not_kept() -> None:
+    cache: KeyedCache[str] = KeyedCache(10)
+    token = cache.begin_load(["f"])
+    assert token is not None
+    cache.unsettle(frozenset({"f"}))  # a write began while the value was being read
+    assert cache.begin_load(["f"]) is None, "no load while a write on the key is in flight"
+    cache.end_load(token, {"f": "old"})
+    assert cache.get("f") == (False, None)
+    cache.settle(frozenset({"f"}), lambda _k, _v: None)
+    token = cache.begin_load(["f", "g"])
+    assert token is not None
+    cache.unsettle(EVERYTHING)
+    cache.settle(EVERYTHING, lambda _k, _v: None)
+    cache.end_load(token, {"f": "x", "g": "y"})
+    assert len(cache) == 0, "a change to every key since the load began"
+    token = cache.begin_load(["f"])
+    assert token is not None
+    cache.unsettle(frozenset({"other"}))
+    cache.end_load(token, {"f": "new"})
+    assert cache.get("f") == (True, "new"), "a change to another key does not matter"
+
+
+def test_a_committed_change_updates_or_drops_the_entry_and_a_rollback_keeps_it() -> None:
+    cache: KeyedCache[int] = KeyedCache(10)
+    token = cache.begin_load(["a", "b"])
+    assert token is not None
+    cache.end_load(token, {"a": 1, "b": 2})
+    cache.unsettle(frozenset({"a", "b"}))
+    cache.settle(frozenset({"a", "b"}))  # rolled back
+    assert cache.get("a") == (True, 1) and cache.get("b") == (True, 2)
+    cache.unsettle(frozenset({"a"}))
+    cache.settle(frozenset({"a"}), lambda _k, v: v + 10)
+    assert cache.get("a") == (True, 11)
+    cache.unsettle(EVERYTHING)
+    cache.settle(EVERYTHING, lambda _k, v: v)
+    assert len(cache) == 0
+
+
+def test_entries_are_bounded_by_weight_least_recently_used_out() -> None:
+    cache: KeyedCache[str] = KeyedCache(5, weigh=len)
+    for k in ("aa", "bb", "cc"):
+        token = cache.begin_load([k])
+        assert token is not None
+        cache.end_load(token, {k: k})
+    assert cache.weight == 4 and "aa" not in cache.get_many(["aa"])
+    token = cache.begin_load(["big"])
+    assert token is not None
+    cache.end_load(token, {"big": "x" * 6})
+    assert cache.get("big") == (False, None), "larger than the whole cache: not kept"
+
+
+def test_changed_keys_come_from_rows_or_pinning_predicates() -> None:
+    rows = pa.table({"flow_id": ["a", "b", "a"], "x": [1, 2, 3]})
+    assert changed_keys(Change("segments", rows=rows), "flow_id") == frozenset({"a", "b"})
+    assert changed_keys(Change("segments", where=(Term("flow_id", "==", "a"),)), "flow_id") == frozenset({"a"})
+    pinned = Change("object_instances", where=(Term("position", "==", 1), isin("object_id", ["x", "y"])))
+    assert changed_keys(pinned, "object_id") == frozenset({"x", "y"})
+    assert changed_keys(Change("segments", where=(Term("object_id", "==", "o"),)), "flow_id") is EVERYTHING
+    assert changed_keys(Change("segments"), "flow_id") is EVERYTHING
+
+
+def test_timeline_grows_only_at_the_live_edge() -> None:
+    def rows(starts: list[int]) -> pa.Table:
+        return pa.table({"start_ns": pa.array(starts, pa.int64()), "end_ns": pa.array([s + 1 for s in starts])})
+
+    t = Timeline.of(rows([30, 10, 20]))
+    assert column_values(t.rows.column("start_ns")) == [10, 20, 30]
+    grown = t.appended(rows([50, 40]))
+    assert grown is not None and column_values(grown.rows.column("start_ns")) == [10, 20, 30, 40, 50]
+    assert grown.serial != t.serial
+    assert t.appended(rows([25])) is None, "a segment before the last one: the caller reloads"
+    where = [Term("start_ns", "<", 45), Term("end_ns", ">", 15)]
+    assert grown.indices(where, reverse=False, limit=None).tolist() == [1, 2, 3]  # [10, 11) ends before 15
+    assert grown.indices(where, reverse=True, limit=2).tolist() == [3, 2]
+
+
+def test_cached_only_reads_raise_rather_than_read_the_store(tmp_path: Path) -> None:
+    cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}")
+    cat.cache_reads()
+    f = flow()
+    cat.put_flow(f)
+    cat.add_segments(f["id"], [{"object_id": "o", "timerange": _tr(0, 1)}])
+    with pytest.raises(NotCached):
+        cat.segment_page(f["id"], COLUMNS, cached_only=True)
+    with pytest.raises(NotCached):
+        cat.object_instance_rows(["o"], cached_only=True)
+    assert [r["object_id"] for r in cat.segment_page(f["id"], COLUMNS)] == ["o"]
+    cat.object_instance_rows(["o"])
+    assert [r["object_id"] for r in cat.segment_page(f["id"], COLUMNS, cached_only=True)] == ["o"]
+    assert cat.object_instance_rows(["o"], cached_only=True) == {}
+    cat.close()
+
+
+class _RemoteEngine(Engine):
+    """An engine whose store other processes also write (as VAST's): it cannot see every change."""
+
+    name = "remote"
+
+    def table(self, name: str) -> Any:
+        raise NotImplementedError
+
+    def query(self, name: str, where: Any = (), **kwargs: Any) -> pa.Table:
+        raise NotImplementedError
+
+
+def test_only_a_sole_writer_engine_can_cache() -> None:
+    engine = _RemoteEngine(urlsplit("remote://cluster"))
+    assert Catalog(engine).cache_reads() is False
+    with pytest.raises(UnsupportedError):
+        engine.listen(ReadCache())
+
+
+def test_row_values_convert_exactly() -> None:
+    for arr in (
+        pa.array([1, None, 2**62 + 1], pa.int64()),
+        pa.array(["a", None, "é"]),
+        pa.array([None, None], pa.int64()),
+        pa.chunked_array([[1, 2], [None, 2**63 - 1]], pa.int64()),
+        pa.array([True, None]),
+        pa.array([], pa.string()),
+    ):
+        assert column_values(arr) == arr.to_pylist()
