@@ -17,11 +17,12 @@ Choices where the spec leaves room (documented here because clients see them):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from server.conversion.flows import flow_from_put, flow_wire, profile_fields_in
 from server.deletion import delete_flow as delete_flow_now
@@ -30,15 +31,8 @@ from server.errors import bad_request, forbidden, not_found
 from server.paging import Page, clamp_limit
 from server.publish import capture, publish_changes
 from server.routes._common import check_uuid, get_and_head, json_body, json_response, parse_timerange
-from server.routes.sources import (
-    listing_tag_filters,
-    query_value,
-    sort_key,
-    sorted_rows,
-    string_body,
-    tag_name,
-    tag_value,
-)
+from server.routes._properties import Resource, add_property_routes, add_shared_routes, write_and_publish
+from server.routes.sources import listing_tag_filters, query_value, sort_key, sorted_rows
 from server.validation import check
 from tams_analytics import predicates as P
 from tams_analytics.catalog import Catalog, flows_with_content
@@ -166,6 +160,13 @@ async def put_flow(request: Request, flow_id: str, catalog: CatalogDep, principa
     check(body, "flow-put.json")
     if body["id"] != flow_id:
         raise bad_request(f"flow id {body['id']} in the body differs from {flow_id} in the path")
+    return await run_in_threadpool(_put_flow, request, catalog, principal, flow_id, body)
+
+
+def _put_flow(
+    request: Request, catalog: Catalog, principal: str | None, flow_id: str, body: dict[str, Any]
+) -> Response:
+    """The catalog side of ``PUT /flows/{id}`` (blocking: run it in the threadpool)."""
     old = catalog.row("flows", [Term("id", "==", flow_id)])
     if old is not None and old.get("read_only"):
         raise forbidden(f"flow {flow_id} is read-only: set read_only to false first")
@@ -185,42 +186,12 @@ def delete_flow(request: Request, flow_id: str) -> Response:
     return delete_flow_now(request, flow_id)
 
 
-# -- tags -------------------------------------------------------------------------------------------------
-@get_and_head(router, "/{flow_id}/tags", "flows-flowId-tags")
-def get_flow_tags(request: Request, flow_id: str, catalog: CatalogDep) -> Response:
+# -- tags and single-value properties ---------------------------------------------------------------------
+def _flow_tags(catalog: Catalog, flow_id: str) -> Mapping[str, Any]:
     _flow_row(catalog, flow_id)
-    return json_response(catalog.flow_tags(flow_id), request=request)
+    return catalog.flow_tags(flow_id)
 
 
-@get_and_head(router, "/{flow_id}/tags/{name:path}", "flows-flowId-tags-name")
-def get_flow_tag(request: Request, flow_id: str, name: str, catalog: CatalogDep) -> Response:
-    _flow_row(catalog, flow_id)
-    tags = catalog.flow_tags(flow_id)
-    if tag_name(name) not in tags:
-        raise not_found(f"flow {flow_id} has no tag {name!r}")
-    return json_response(tags[name], request=request)
-
-
-@router.put("/{flow_id}/tags/{name:path}", operation_id="PUT_flows-flowId-tags-name", status_code=204)
-async def put_flow_tag(
-    request: Request, flow_id: str, name: str, catalog: CatalogDep, principal: PrincipalDep
-) -> Response:
-    check_uuid(flow_id, "flow id")
-    value = tag_value(await json_body(request))
-    publish_changes(request, catalog.set_flow_tag(flow_id, tag_name(name), value, principal=principal))
-    return Response(status_code=204)
-
-
-@router.delete("/{flow_id}/tags/{name:path}", operation_id="DELETE_flows-flowId-tags-name", status_code=204)
-def delete_flow_tag(
-    request: Request, flow_id: str, name: str, catalog: CatalogDep, principal: PrincipalDep
-) -> Response:
-    check_uuid(flow_id, "flow id")
-    publish_changes(request, catalog.set_flow_tag(flow_id, tag_name(name), None, principal=principal))
-    return Response(status_code=204)
-
-
-# -- single-value properties ------------------------------------------------------------------------------
 def _int_body(body: Any, what: str) -> int:
     if isinstance(body, bool) or not isinstance(body, int) or body < 0:
         raise bad_request(f"{what} must be a JSON integer >= 0 (kbit/s), not {body!r}")
@@ -233,41 +204,19 @@ def _bool_body(body: Any, what: str) -> bool:
     return body
 
 
-def _add_property(prop: str, parse: Callable[[Any, str], Any], *, deletable: bool = True) -> None:
-    """GET/HEAD/PUT (and DELETE) of ``/flows/{id}/<prop>``; GET of an unset property answers 404."""
-    name = f"flows-flowId-{prop.replace('_', '-')}"
-    path = f"/{{flow_id}}/{prop}"
-
-    def read(request: Request, flow_id: str, catalog: CatalogDep) -> Response:
-        value = _flow_row(catalog, flow_id).get(prop)
-        if value is None:
-            if prop != "read_only":
-                raise not_found(f"flow {flow_id} has no {prop}")
-            value = False
-        return json_response(value, request=request)
-
-    async def write(request: Request, flow_id: str, catalog: CatalogDep, principal: PrincipalDep) -> Response:
-        check_uuid(flow_id, "flow id")
-        value = parse(await json_body(request), prop)
-        publish_changes(request, catalog.set_flow_property(flow_id, prop, value, principal=principal))
-        return Response(status_code=204)
-
-    def unset(request: Request, flow_id: str, catalog: CatalogDep, principal: PrincipalDep) -> Response:
-        check_uuid(flow_id, "flow id")
-        publish_changes(request, catalog.set_flow_property(flow_id, prop, None, principal=principal))
-        return Response(status_code=204)
-
-    get_and_head(router, path, name)(read)
-    router.add_api_route(path, write, methods=["PUT"], operation_id=f"PUT_{name}", status_code=204)
-    if deletable:
-        router.add_api_route(path, unset, methods=["DELETE"], operation_id=f"DELETE_{name}", status_code=204)
-
-
-_add_property("description", string_body)
-_add_property("label", string_body)
-_add_property("read_only", _bool_body, deletable=False)
-_add_property("max_bit_rate", _int_body)
-_add_property("avg_bit_rate", _int_body)
+FLOW: Final = Resource(
+    noun="flow",
+    operation="flows-flowId",
+    id_param="flow_id",
+    read=_flow_row,
+    read_tags=_flow_tags,  # not in the row
+    set_tag=lambda catalog: catalog.set_flow_tag,
+    set_property=lambda catalog: catalog.set_flow_property,
+)
+add_shared_routes(router, FLOW)
+add_property_routes(router, FLOW, "read_only", _bool_body, deletable=False, unset_value=False)
+add_property_routes(router, FLOW, "max_bit_rate", _int_body)
+add_property_routes(router, FLOW, "avg_bit_rate", _int_body)
 
 
 # -- flow collection ----------------------------------------------------------------------------------------
@@ -281,12 +230,12 @@ async def put_flow_collection(request: Request, flow_id: str, catalog: CatalogDe
     check_uuid(flow_id, "flow id")
     body = await json_body(request)
     check(body, "flow-collection.json")
-    publish_changes(request, catalog.set_flow_collection(flow_id, body, principal=principal))
-    return Response(status_code=204)
+    return await run_in_threadpool(
+        write_and_publish, request, catalog.set_flow_collection, flow_id, body, principal=principal
+    )
 
 
 @router.delete("/{flow_id}/flow_collection", operation_id="DELETE_flows-flowId-flow-collection", status_code=204)
 def delete_flow_collection(request: Request, flow_id: str, catalog: CatalogDep, principal: PrincipalDep) -> Response:
     check_uuid(flow_id, "flow id")
-    publish_changes(request, catalog.set_flow_collection(flow_id, None, principal=principal))
-    return Response(status_code=204)
+    return write_and_publish(request, catalog.set_flow_collection, flow_id, None, principal=principal)

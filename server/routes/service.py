@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from server.deps import CatalogDep, SettingsDep, StoresDep
 from server.errors import bad_request, not_found
@@ -42,7 +43,7 @@ def get_service(request: Request, catalog: CatalogDep, settings: SettingsDep) ->
 async def post_service(request: Request, catalog: CatalogDep) -> Response:
     body = await json_body(request)
     check(body, "service-post.json")
-    catalog.set_service_info({k: body[k] for k in ("name", "description") if k in body})
+    await run_in_threadpool(catalog.set_service_info, {k: body[k] for k in ("name", "description") if k in body})
     return Response(status_code=200)
 
 
@@ -114,5 +115,5 @@ async def post_profile(request: Request, profile_id: str, catalog: CatalogDep) -
     check(body, "profile.json")
     if body.get("id") != profile_id:
         raise bad_request(f"profile id {body.get('id')!r} in the body differs from {profile_id} in the path")
-    catalog.create_profile(body)
+    await run_in_threadpool(catalog.create_profile, body)
     return json_response(body, status=201)

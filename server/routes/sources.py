@@ -15,11 +15,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from server.conversion.flows import source_wire
-from server.deps import CatalogDep, PrincipalDep, SettingsDep
+from server.deps import CatalogDep, SettingsDep
 from server.errors import bad_request, not_found
 from server.paging import Page, clamp_limit, page_sorted
-from server.publish import publish_changes
-from server.routes._common import check_uuid, get_and_head, json_body, json_response, tag_filters
+from server.routes._common import check_uuid, get_and_head, json_response, tag_filters
+from server.routes._properties import Resource, add_shared_routes
 from server.validation import errors
 from tams_analytics import predicates as P
 from tams_analytics.catalog import Catalog
@@ -83,26 +83,6 @@ def sorted_rows(
     return [by_id[i] for i in ids if i in by_id], next_key
 
 
-def string_body(body: Any, what: str) -> str:
-    if not isinstance(body, str):
-        raise bad_request(f'the {what} must be a JSON string, e.g. "My {what}"')
-    return body
-
-
-def tag_value(body: Any) -> str | list[str]:
-    """A tag value: a JSON string or an array of strings (tags.json)."""
-    if isinstance(body, str) or (isinstance(body, list) and all(isinstance(v, str) for v in body)):
-        return body
-    raise bad_request('a tag value must be a JSON string or an array of strings, e.g. "news" or ["a", "b"]')
-
-
-def tag_name(name: str) -> str:
-    """A tag name from the path (already URL-decoded by the router); an empty one names no tag."""
-    if not name:
-        raise not_found("the tag name in the path is empty")
-    return name
-
-
 def _source(catalog: Catalog, source_id: str) -> dict[str, Any]:
     check_uuid(source_id, "source id")
     doc = catalog.get_source(source_id)
@@ -152,66 +132,13 @@ def get_source(request: Request, source_id: str, catalog: CatalogDep) -> Respons
     return json_response(source_wire(_source(catalog, source_id)), request=request)
 
 
-# -- tags ---------------------------------------------------------------------------------------------------
-@get_and_head(router, "/{source_id}/tags", "sources-sourceId-tags")
-def get_source_tags(request: Request, source_id: str, catalog: CatalogDep) -> Response:
-    return json_response(_source(catalog, source_id).get("tags", {}), request=request)
-
-
-@get_and_head(router, "/{source_id}/tags/{name:path}", "sources-sourceId-tags-name")
-def get_source_tag(request: Request, source_id: str, name: str, catalog: CatalogDep) -> Response:
-    tags = _source(catalog, source_id).get("tags", {})
-    if tag_name(name) not in tags:
-        raise not_found(f"source {source_id} has no tag {name!r}")
-    return json_response(tags[name], request=request)
-
-
-@router.put("/{source_id}/tags/{name:path}", operation_id="PUT_sources-sourceId-tags-name", status_code=204)
-async def put_source_tag(
-    request: Request, source_id: str, name: str, catalog: CatalogDep, principal: PrincipalDep
-) -> Response:
-    check_uuid(source_id, "source id")
-    value = tag_value(await json_body(request))
-    publish_changes(request, catalog.set_source_tag(source_id, tag_name(name), value, principal=principal))
-    return Response(status_code=204)
-
-
-@router.delete("/{source_id}/tags/{name:path}", operation_id="DELETE_sources-sourceId-tags-name", status_code=204)
-def delete_source_tag(
-    request: Request, source_id: str, name: str, catalog: CatalogDep, principal: PrincipalDep
-) -> Response:
-    check_uuid(source_id, "source id")
-    publish_changes(request, catalog.set_source_tag(source_id, tag_name(name), None, principal=principal))
-    return Response(status_code=204)
-
-
-# -- label and description ----------------------------------------------------------------------------------
-def _add_string_property(prop: str) -> None:
-    """GET/HEAD/PUT/DELETE of ``/sources/{id}/<prop>`` (a JSON string; 404 on GET while unset)."""
-    name = f"sources-sourceId-{prop}"
-    path = f"/{{source_id}}/{prop}"
-
-    def read(request: Request, source_id: str, catalog: CatalogDep) -> Response:
-        value = _source(catalog, source_id).get(prop)
-        if value is None:
-            raise not_found(f"source {source_id} has no {prop}")
-        return json_response(value, request=request)
-
-    async def write(request: Request, source_id: str, catalog: CatalogDep, principal: PrincipalDep) -> Response:
-        check_uuid(source_id, "source id")
-        value = string_body(await json_body(request), prop)
-        publish_changes(request, catalog.set_source_property(source_id, prop, value, principal=principal))
-        return Response(status_code=204)
-
-    def unset(request: Request, source_id: str, catalog: CatalogDep, principal: PrincipalDep) -> Response:
-        check_uuid(source_id, "source id")
-        publish_changes(request, catalog.set_source_property(source_id, prop, None, principal=principal))
-        return Response(status_code=204)
-
-    get_and_head(router, path, name)(read)
-    router.add_api_route(path, write, methods=["PUT"], operation_id=f"PUT_{name}", status_code=204)
-    router.add_api_route(path, unset, methods=["DELETE"], operation_id=f"DELETE_{name}", status_code=204)
-
-
-for _prop in ("description", "label"):
-    _add_string_property(_prop)
+# -- tags, label and description ----------------------------------------------------------------------------
+SOURCE: Final = Resource(
+    noun="source",
+    operation="sources-sourceId",
+    id_param="source_id",
+    read=_source,
+    set_tag=lambda catalog: catalog.set_source_tag,
+    set_property=lambda catalog: catalog.set_source_property,
+)
+add_shared_routes(router, SOURCE)

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from server.config import Settings
 from server.conversion.webhooks import unsupported_keys, webhook_record, webhook_wire
@@ -121,8 +121,13 @@ async def post_webhook(
     body = await _checked_body(request, "webhook-post.json", settings)
     webhook_id = str(uuid.uuid4())
     record = webhook_record(body, webhook_id, body.get("status", "created"))
-    catalog.save_webhook(record, api_key_value=body.get("api_key_value"), created_by=principal)
-    return json_response(webhook_wire(_stored(catalog, webhook_id)), status=201)
+    return await run_in_threadpool(_create, catalog, record, body.get("api_key_value"), principal)
+
+
+def _create(catalog: Catalog, record: dict[str, Any], api_key_value: str | None, principal: str | None) -> Response:
+    """The catalog side of ``POST /service/webhooks`` (blocking: run it in the threadpool)."""
+    catalog.save_webhook(record, api_key_value=api_key_value, created_by=principal)
+    return json_response(webhook_wire(_stored(catalog, record["id"])), status=201)
 
 
 @get_and_head(router, "/{webhook_id}", "webhooks-webhookId")
@@ -141,6 +146,13 @@ async def put_webhook(
     body = await _checked_body(request, "webhook-put.json", settings)
     if body["id"] != webhook_id:
         raise bad_request(f"webhook id {body['id']!r} in the body differs from {webhook_id} in the path")
+    return await run_in_threadpool(_replace, catalog, settings, principal, webhook_id, body)
+
+
+def _replace(
+    catalog: Catalog, settings: Settings, principal: str | None, webhook_id: str, body: dict[str, Any]
+) -> Response:
+    """The catalog side of ``PUT /service/webhooks/{id}`` (blocking: run it in the threadpool)."""
     current = _owned(catalog, settings, principal, webhook_id)
     status = _next_status(current["status"], body["status"])
     same_key = body.get("api_key_name") is not None and body.get("api_key_name") == current.get("api_key_name")

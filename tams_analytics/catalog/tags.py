@@ -61,9 +61,7 @@ def rows_to_tags(table: pa.Table) -> dict[str, Tags]:
     """Group ``tags`` rows (any order) into ``{entity_id: {name: value}}``."""
     out: dict[str, Tags] = {}
     cols = table.select(["entity_id", "name", "value", "is_array", "position"]).to_pydict()
-    order = sorted(
-        range(table.num_rows), key=lambda i: (cols["entity_id"][i], cols["name"][i], cols["position"][i])
-    )
+    order = sorted(range(table.num_rows), key=lambda i: (cols["entity_id"][i], cols["name"][i], cols["position"][i]))
     for i in order:
         tags = out.setdefault(cols["entity_id"][i], {})
         name = cols["name"][i]
@@ -91,9 +89,7 @@ class TagsMixin(CatalogBase):
     def replace_tags(self, entity_type: str, entity_id: str, tags: Mapping[str, TagValue]) -> None:
         """Set all tags of one entity (missing names are removed)."""
         with self.transaction():
-            self.engine.delete(
-                "tags", [Term("entity_type", "==", entity_type), Term("entity_id", "==", entity_id)]
-            )
+            self.engine.delete("tags", [Term("entity_type", "==", entity_type), Term("entity_id", "==", entity_id)])
             self._insert_tags(tag_rows(entity_type, entity_id, tags))
 
     def set_tag(self, entity_type: str, entity_id: str, name: str, value: TagValue) -> None:

@@ -372,33 +372,54 @@ def segments_of(n: int) -> list[dict[str, Any]]:
     return [{"object_id": f"seg-{i}", "timerange": f"[{i}:0_{i + 1}:0)"} for i in range(n)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="async route handlers (PUT flow, tags, properties, collections, webhooks, service) call the blocking "
-    "catalog on the event loop: while another write holds the catalog's write lock, the whole server stalls. "
-    "Fix: await run_in_threadpool(...) around their catalog calls; then remove this marker.",
-)
-def test_reads_stay_responsive_while_a_writer_holds_the_write_lock(tmp_path: Path) -> None:
+PROFILE = {
+    "id": "0b2a5d4e-8f3c-4b1a-9e7d-6c5b4a3f2e1d",
+    "flow_metadata": {
+        "format": "urn:x-nmos:format:video",
+        "codec": "video/h264",
+        "essence_parameters": {"frame_width": 1920, "frame_height": 1080, "frame_rate": {"numerator": 25}},
+    },
+}
+#: every route that reads its body on the event loop, then writes the catalog: (method, path, body, status)
+#: for the flow ``f`` (its source ``s``); each must wait for the write lock off the loop
+_LOOP_BODY_WRITES: dict[str, Callable[[dict[str, Any]], tuple[str, str, Any, int]]] = {
+    "flow": lambda f: ("PUT", f"/flows/{f['id']}", {**f, "label": "new"}, 204),
+    "flow-tag": lambda f: ("PUT", f"/flows/{f['id']}/tags/genre", "news", 204),
+    "flow-label": lambda f: ("PUT", f"/flows/{f['id']}/label", "new", 204),
+    "flow-read-only": lambda f: ("PUT", f"/flows/{f['id']}/read_only", False, 204),
+    "flow-collection": lambda f: ("PUT", f"/flows/{f['id']}/flow_collection", [], 204),
+    "source-tag": lambda f: ("PUT", f"/sources/{f['source_id']}/tags/genre", "news", 204),
+    "source-label": lambda f: ("PUT", f"/sources/{f['source_id']}/label", "new", 204),
+    "service": lambda f: ("POST", "/service", {"name": "new"}, 200),
+    "profile": lambda f: ("POST", f"/service/profiles/{PROFILE['id']}", PROFILE, 201),
+    "webhook": lambda f: ("POST", "/service/webhooks", {"url": "http://127.0.0.1:9/", "events": []}, 201),
+}
+
+
+@pytest.mark.parametrize("write", _LOOP_BODY_WRITES, ids=list(_LOOP_BODY_WRITES))
+def test_reads_stay_responsive_while_a_writer_holds_the_write_lock(tmp_path: Path, write: str) -> None:
     """A long write (a big bulk registration, a delete request chunk) must not stall unrelated reads."""
-    app = create_app(Settings(data_dir=tmp_path / "data"), workers=False)
+    app = create_app(Settings(data_dir=tmp_path / "data", webhooks_allow_private=True), workers=False)
     flow = video_flow()
+    method, path, body, expected = _LOOP_BODY_WRITES[write](flow)
     with TestClient(app) as client:
         assert client.put(f"/flows/{flow['id']}", json=flow).status_code == 201
         holding, release = threading.Event(), threading.Event()
+        answered: list[int] = []
 
         def long_write() -> None:  # what a large bulk registration does: hold the write transaction
             with app.state.catalog.transaction():
                 holding.set()
                 release.wait(2.0)  # released at once when the server stays responsive
 
-        def tag_write() -> None:  # an ordinary write that has to wait for it
-            assert client.put(f"/flows/{flow['id']}/tags/genre", json="news").status_code == 204
+        def ordinary_write() -> None:  # has to wait for it
+            answered.append(client.request(method, path, json=body).status_code)
 
-        threads = [threading.Thread(target=long_write), threading.Thread(target=tag_write)]
+        threads = [threading.Thread(target=long_write), threading.Thread(target=ordinary_write)]
         threads[0].start()
         holding.wait()
         threads[1].start()
-        time.sleep(0.3)  # the tag write is now waiting for the lock
+        time.sleep(0.3)  # the ordinary write is now waiting for the lock
         try:
             began = time.monotonic()
             assert client.get("/service").status_code == 200
@@ -408,3 +429,4 @@ def test_reads_stay_responsive_while_a_writer_holds_the_write_lock(tmp_path: Pat
             for t in threads:
                 t.join()
         assert waited < 1.0, f"GET /service waited {waited:.1f}s behind a write it has nothing to do with"
+        assert answered == [expected], f"{method} {path} answered {answered}"
