@@ -57,6 +57,7 @@ def segments_wire(
     *,
     include_object_timerange: bool = False,
     cached_only: bool = False,
+    keep: bool = True,
 ) -> list[dict[str, Any]]:
     """A page of segment rows as wire documents.
 
@@ -64,14 +65,15 @@ def segments_wire(
     the reader wants no URLs), and each object's URLs are built once per page even when many
     segments share it (init objects usually are), or not at all while a list built for an earlier
     page is still valid (:class:`~server.conversion.urls.MintedUrlLists`). With ``cached_only``,
-    raises :class:`~tams_analytics.catalog.read_cache.NotCached` rather than reading the store.
+    raises :class:`~tams_analytics.catalog.read_cache.NotCached` rather than reading the store; with
+    ``keep=False`` (a page of a flow the cache does not hold) nothing read or built is kept.
     """
     if not rows:
         return []
     ids = list(
         dict.fromkeys([r["object_id"] for r in rows] + [r["init_object_id"] for r in rows if r.get("init_object_id")])
     )
-    urls_of = _url_lookup(catalog, ids, stores, options, cached_only)
+    urls_of = _url_lookup(catalog, ids, stores, options, cached_only=cached_only, keep=keep)
     object_trs: dict[str, str | None] = {}
     if include_object_timerange:
         if cached_only:
@@ -93,17 +95,17 @@ def segments_wire(
 
 
 def _url_lookup(
-    catalog: Catalog, ids: Sequence[str], stores: Stores, options: UrlOptions, cached_only: bool
+    catalog: Catalog, ids: Sequence[str], stores: Stores, options: UrlOptions, *, cached_only: bool, keep: bool
 ) -> Callable[[str], list[dict[str, Any]] | None]:
     """``object_id -> get_urls | None`` for the given ids."""
     if options.wants_none:
         return lambda _oid: None
-    instances = catalog.object_instance_rows(ids, cached_only=cached_only)
+    instances = catalog.object_instance_rows(ids, cached_only=cached_only, keep=keep)
     mint = UrlMinter(stores, options, cached_only=cached_only)
-    if catalog.read_cache is not None:
+    if catalog.read_cache is not None and keep:
         lists = stores.url_lists
         return lambda oid: lists.get(oid, instances.get(oid, ()), options, mint)
-    # without a read cache the rows are new on every read (their identity says nothing): once per page
+    # rows not kept by a read cache are new on every read (their identity says nothing): once per page
     memo: dict[str, list[dict[str, Any]]] = {}
 
     def urls_of(oid: str) -> list[dict[str, Any]]:

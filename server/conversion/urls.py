@@ -203,7 +203,7 @@ class MintedUrlLists:
     validity check: the read cache replaces them whenever an object's instances change.
     """
 
-    def __init__(self, capacity: int = 200_000, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, capacity: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
         self._capacity = capacity
         self._clock = clock
         self._lists: dict[tuple[str, tuple[Any, ...]], tuple[object, float, list[dict[str, Any]]]] = {}

@@ -97,8 +97,11 @@ def _segments_page(
     )
     more = len(rows) > q.limit
     rows = rows[: q.limit]
+    # what a page of a flow the cache holds reads is kept for the next readers; a long flow streamed
+    # once from the store must not push all of that out
+    keep = cached_only or (catalog.read_cache is not None and catalog.read_cache.has_timeline(q.flow_id))
     items = segments_wire(
-        catalog, rows, stores, q.options, include_object_timerange=q.with_object_tr, cached_only=cached_only
+        catalog, rows, stores, q.options, include_object_timerange=q.with_object_tr, cached_only=cached_only, keep=keep
     )
     next_key = encode_key(rows[-1]["start_ns"]) if more else None
     page_tr = _hull(rows[0]["timerange"], rows[-1]["timerange"]) if rows else "()"

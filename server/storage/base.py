@@ -178,7 +178,7 @@ class RecentUrls:
         self,
         mint: Callable[[str, int], str],
         *,
-        capacity: int = 200_000,
+        capacity: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._mint = mint

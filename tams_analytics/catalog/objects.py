@@ -116,15 +116,15 @@ class ObjectsMixin(SegmentsMixin):
         return self._load_instances(ids)
 
     def object_instance_rows(
-        self, object_ids: Sequence[str], *, cached_only: bool = False
+        self, object_ids: Sequence[str], *, cached_only: bool = False, keep: bool = True
     ) -> dict[str, tuple[dict[str, Any], ...]]:
         """:meth:`object_instances` for hot read paths: the rows are shared with the read cache (do not
         modify them), and a tuple stays the same object while the object's instances do not change.
         With ``cached_only``, raises :class:`~tams_analytics.catalog.read_cache.NotCached` rather than
-        reading the store."""
+        reading the store; with ``keep=False`` what is read is not kept."""
         ids = list(dict.fromkeys(object_ids))
         if self.read_cache is not None:
-            return self.read_cache.instance_rows(ids, self._load_instances, cached_only=cached_only)
+            return self.read_cache.instance_rows(ids, self._load_instances, cached_only=cached_only, keep=keep)
         if cached_only:
             raise NotCached(ids[0] if ids else "")
         return {oid: tuple(rows) for oid, rows in self._load_instances(ids).items()} if ids else {}

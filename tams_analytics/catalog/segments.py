@@ -617,6 +617,7 @@ class SegmentsMixin(FlowsMixin):
             cached_only=cached_only,
         )
 
+
 def _page_where(
     timerange: TimeRange | str | None, object_id: str | None, after_start_ns: int | None, reverse: bool
 ) -> list[P.Predicate]:

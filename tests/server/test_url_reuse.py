@@ -4,11 +4,14 @@ instances change: a page right after an instance is added or removed shows it.""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from server.app import create_app
+from server.config import Settings
 from server.conversion.urls import MintedUrlLists, UrlMinter, UrlOptions
 from server.storage.base import RecentUrls
 from tams_analytics.catalog.read_cache import NotCached
@@ -93,3 +96,17 @@ def test_a_page_shows_an_added_or_removed_instance_at_once(client: TestClient) -
     assert [[u["label"] for u in s["get_urls"]] for s in listing(client, fid)] == [[], ["cdn", "mirror"], []]
     assert client.delete("/objects/o1/instances", params={"label": "cdn"}).status_code == 204
     assert [[u["url"] for u in s["get_urls"]] for s in listing(client, fid)] == [[], ["https://mirror.example/o1"], []]
+
+
+def test_pages_of_a_flow_too_long_to_cache_fill_no_cache(tmp_path: Path) -> None:
+    """Streaming a long flow once (read from the store) must not push out what other readers re-read."""
+    settings = Settings(data_dir=tmp_path / "data", read_cache_flow_rows=10)
+    with TestClient(create_app(settings), base_url="http://testserver") as client:
+        short, long = make_flow(client), make_flow(client)
+        post(client, short, [{"object_id": f"s{i}", "timerange": f"[{i}:0_{i + 1}:0)"} for i in range(5)])
+        post(client, long, [{"object_id": f"l{i}", "timerange": f"[{i}:0_{i + 1}:0)"} for i in range(30)])
+        cache = client.app.state.catalog.read_cache  # type: ignore[attr-defined]
+        assert len(listing(client, long)) == 30
+        assert not cache.has_timeline(long) and len(cache.instances) == 0
+        assert len(listing(client, short)) == 5
+        assert cache.has_timeline(short) and len(cache.instances) == 5
