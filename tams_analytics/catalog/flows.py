@@ -314,11 +314,14 @@ class FlowsMixin(TagsMixin):
                     f"flow {flow['id']} is being deleted by a flow delete request; retry once it is done"
                 )
 
-    def _writable_flow(self, flow_id: str) -> dict[str, Any]:
+    def _writable_flow(self, flow_id: str, *, even_read_only: bool = False) -> dict[str, Any]:
+        """The flow's row, if it may be written: it exists, is not being deleted, and is not read-only
+        (unless ``even_read_only``, for the ``read_only`` flag itself)."""
         row = self.row("flows", [Term("id", "==", flow_id)])
         if row is None:
             raise NotFoundError(f"flow {flow_id} does not exist")
-        if row.get("read_only"):
+        self._refuse_if_being_deleted(row)
+        if row.get("read_only") and not even_read_only:
             raise ReadOnlyError(f"flow {flow_id} is read-only")
         return row
 
@@ -337,13 +340,9 @@ class FlowsMixin(TagsMixin):
         if name not in FLOW_PROPERTIES:
             raise TamsError(f"unknown flow property {name!r}")
         with self.transaction():
-            if name == "read_only":
-                if self.row("flows", [Term("id", "==", flow_id)]) is None:
-                    raise NotFoundError(f"flow {flow_id} does not exist")
-            else:
-                row = self._writable_flow(flow_id)
-                if name == "avg_bit_rate" and row.get("profile_id"):
-                    raise ConflictError("avg_bit_rate is inherited from the flow's profile and cannot be changed")
+            row = self._writable_flow(flow_id, even_read_only=name == "read_only")
+            if name == "avg_bit_rate" and row.get("profile_id"):
+                raise ConflictError("avg_bit_rate is inherited from the flow's profile and cannot be changed")
             self._touch_flow(flow_id, principal, **{name: value})
         return Changes(flows_updated=[flow_id])
 

@@ -363,6 +363,19 @@ def test_a_write_accepted_after_a_flow_delete_request_is_not_lost(tmp_path: Path
         post = client.post(f"/flows/{fid}/segments", json=segments_of(3)[2:])
         assert put.status_code == 400 and "being deleted" in put.json()["summary"]
         assert post.status_code == 400 and "being deleted" in post.json()["summary"]
+        for path, body in (
+            ("tags/genre", "news"),
+            ("label", "after"),
+            ("description", "after"),
+            ("read_only", True),
+            ("max_bit_rate", 5000),
+            ("flow_collection", [{"id": fid, "role": "self"}]),
+        ):
+            write = client.put(f"/flows/{fid}/{path}", json=body)
+            assert write.status_code == 400 and "being deleted" in write.json()["summary"], (path, write.text)
+        for path in ("tags/genre", "label"):
+            write = client.delete(f"/flows/{fid}/{path}")
+            assert write.status_code == 400 and "being deleted" in write.json()["summary"], (path, write.text)
         run_pending(app)
         # either the write is refused, or what it acknowledged is still there
         assert put.status_code >= 400 or client.get(f"/flows/{fid}").status_code == 200
