@@ -6,14 +6,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from server.conversion.urls import UrlMinter, UrlOptions
-
-if TYPE_CHECKING:
-    from server.deps import Stores
 from tams_analytics.catalog import Catalog
 from tams_analytics.catalog.read_cache import NotCached
 from tams_analytics.catalog.segments import shift
 from tams_analytics.predicates import isin
 from tams_analytics.timerange import TimeRange, Timestamp
+
+if TYPE_CHECKING:
+    from server.deps import Stores  # server.deps imports this module's package
 
 #: int64-ns columns that are Timestamps on the wire
 _TS_FIELDS = ("ts_offset", "last_duration")
