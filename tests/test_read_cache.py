@@ -70,6 +70,8 @@ def _same_pages(cached: Catalog, plain: Catalog, flow_id: str, rng: random.Rando
         assert got.to_pylist() == want.to_pylist(), kwargs
         assert got.schema.names == want.schema.names
         assert cached.segment_page(flow_id, COLUMNS, **kwargs) == table_rows(want, COLUMNS), kwargs
+        within = kwargs["timerange"]
+        assert cached.flow_timerange(flow_id, within) == plain.flow_timerange(flow_id, within), within
 
 
 def _same_instances(cached: Catalog, plain: Catalog, ids: list[str]) -> None:

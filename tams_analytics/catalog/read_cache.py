@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 from tams_analytics.engines.base import Change
 from tams_analytics.predicates import AllOf, AnyOf, Const, Predicate, Term
 from tams_analytics.pyrows import table_rows
+from tams_analytics.timerange import TimeRange
 
 logger = logging.getLogger(__name__)
 
@@ -308,6 +309,16 @@ class Timeline:
             idx = idx[::-1]
         return idx if limit is None else idx[:limit]
 
+    def extent(self, where: Sequence[Predicate]) -> TimeRange:
+        """From the first matching segment's start to the latest end among them (``()`` for none), as
+        :meth:`Catalog.flow_timerange` answers it from the store."""
+        idx = self.indices(where, reverse=False, limit=None)
+        if not len(idx):
+            return TimeRange.never()
+        last = int(idx[int(np.argmax(self.end[idx]))])
+        texts = self.rows.column("timerange")
+        return TimeRange.from_str(texts[int(idx[0])].as_py()).hull(TimeRange.from_str(texts[last].as_py()))
+
     def select(self, where: Sequence[Predicate], *, reverse: bool, limit: int | None) -> pa.Table:
         """The rows at :meth:`indices`, as Arrow."""
         idx = self.indices(where, reverse=reverse, limit=limit)
@@ -472,9 +483,14 @@ class ReadCache:
         self.timelines.end_load(token, {flow_id: value})
         return value
 
+    def kept_timeline(self, flow_id: str) -> Timeline | None:
+        """The flow's timeline if it is kept already (never loads it)."""
+        value = self.timelines.get_many([flow_id]).get(flow_id)
+        return value if isinstance(value, Timeline) else None
+
     def has_timeline(self, flow_id: str) -> bool:
         """Whether the flow's segments are kept (pages of it are answered from memory)."""
-        return isinstance(self.timelines.get_many([flow_id]).get(flow_id), Timeline)
+        return self.kept_timeline(flow_id) is not None
 
     def _load_lock(self, flow_id: str) -> threading.Lock:
         with self._loading_guard:

@@ -549,6 +549,11 @@ class SegmentsMixin(FlowsMixin):
 
         With ``within``, only segments overlapping it count (their full extent, not clipped).
         """
+        # from a flow the read cache holds already; not worth loading one for (it is not a page)
+        timeline = self.read_cache.kept_timeline(flow_id) if self.read_cache is not None else None
+        if timeline is not None:
+            with contextlib.suppress(UncachedQuery):
+                return timeline.extent(P.flatten([P.overlaps(within)]) if within is not None else [])
         where: list[P.Predicate] = [Term("flow_id", "==", flow_id)]
         if within is not None:
             where += P.flatten([P.overlaps(within)])
