@@ -30,11 +30,7 @@ def column_values(col: pa.ChunkedArray | pa.Array) -> list[Any]:
     return col.to_pylist()
 
 
-def row_tuples(table: pa.Table, columns: Sequence[str]) -> list[tuple[Any, ...]]:
-    """The rows of ``table`` as tuples of ``columns``."""
-    return list(zip(*[column_values(table.column(c)) for c in columns], strict=True))
-
-
 def table_rows(table: pa.Table, columns: Sequence[str]) -> list[dict[str, Any]]:
     """The rows of ``table`` as dicts of ``columns``: ``table.select(columns).to_pylist()``."""
-    return [dict(zip(columns, row, strict=True)) for row in row_tuples(table, columns)]
+    values = [column_values(table.column(c)) for c in columns]
+    return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]

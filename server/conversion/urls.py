@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from fastapi import Request
 
 from server.errors import bad_request
 from server.params import check_uuid, parse_bool, prefixed_params
-from server.storage.base import ObjectStore, RecentUrls
+from server.storage.base import ObjectStore, ReuseWindow
 
 logger = logging.getLogger(__name__)
 
@@ -204,25 +203,18 @@ class MintedUrlLists:
     """
 
     def __init__(self, capacity: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
-        self._capacity = capacity
-        self._clock = clock
-        self._lists: dict[tuple[str, tuple[Any, ...]], tuple[object, float, list[dict[str, Any]]]] = {}
-        self._lock = threading.Lock()
+        self._lists: ReuseWindow[list[dict[str, Any]]] = ReuseWindow(capacity=capacity, clock=clock)
 
     def get(
         self, object_id: str, instances: Sequence[Mapping[str, Any]], options: UrlOptions, mint: UrlMinter
     ) -> list[dict[str, Any]]:
         """The object's ``get_urls`` (shared: do not modify), from ``mint`` when not still valid."""
         key = (object_id, options.cache_key)
-        now = self._clock()
-        hit = self._lists.get(key)
-        if hit is not None and hit[0] is instances and now - hit[1] < options.expires_s * RecentUrls.REUSE_FRACTION:
-            return hit[2]
-        urls = mint(instances)
-        with self._lock:
-            if len(self._lists) >= self._capacity:
-                self._lists.clear()
-            self._lists[key] = (instances, now, urls)
+        urls = self._lists.get(key, options.expires_s, basis=instances)
+        if urls is None:
+            minted_at = self._lists.now()
+            urls = mint(instances)
+            self._lists.put(key, urls, minted_at, basis=instances)
         return urls
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Generic, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote
 
 from tams_analytics.catalog.read_cache import NotCached
+
+V = TypeVar("V")
 
 
 class StorageError(Exception):
@@ -162,17 +164,52 @@ class ObjectStore(Protocol):
         ...
 
 
+class ReuseWindow(Generic[V]):
+    """Values minted recently, by key, handed out again for a tenth of their lifetime, while the
+    ``basis`` they were built from is the very same object (None: no basis to check).
+
+    Serves minted GET URLs (:class:`RecentUrls`) and whole ``get_urls`` lists
+    (:class:`~server.conversion.urls.MintedUrlLists`): a reader never gets a URL living less than 90 %
+    of what the service promises. Bounded: when full, everything is forgotten at once.
+    """
+
+    #: the share of a value's lifetime during which it is handed out again
+    REUSE_FRACTION = 0.1
+
+    def __init__(self, *, capacity: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self._capacity = capacity
+        self._clock = clock
+        self._values: dict[Hashable, tuple[object, float, V]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, lifetime_s: float, basis: object = None) -> V | None:
+        hit = self._values.get(key)
+        if hit is not None and hit[0] is basis and self._clock() - hit[1] < lifetime_s * self.REUSE_FRACTION:
+            return hit[2]
+        return None
+
+    def now(self) -> float:
+        """The time to give :meth:`put` for a value about to be minted (taken before minting, so
+        the window never outlasts the value's tenth of a lifetime)."""
+        return self._clock()
+
+    def put(self, key: Hashable, value: V, minted_at: float, basis: object = None) -> None:
+        with self._lock:
+            if len(self._values) >= self._capacity:
+                self._values.clear()
+            self._values[key] = (basis, minted_at, value)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
 class RecentUrls:
     """GET URLs minted recently, handed out again while at least 90 % of their lifetime is left.
 
     Every segment of every page carries a freshly authorised GET URL, and readers re-read the same pages
     (the live edge, scrubbing): signing each time (an HMAC for local storage, a SigV4 presign of about
-    100 µs for S3) was most of a page's cost. A URL is reused for a tenth of the lifetime it was minted
-    with, so a reader never gets one living less than 90 % of what the service promises.
+    100 µs for S3) was most of a page's cost.
     """
-
-    #: the share of a URL's lifetime during which it is handed out again
-    REUSE_FRACTION = 0.1
 
     def __init__(
         self,
@@ -182,26 +219,23 @@ class RecentUrls:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._mint = mint
-        self._capacity = capacity
-        self._clock = clock
-        self._urls: dict[tuple[str, int], tuple[str, float]] = {}
-        self._lock = threading.Lock()
+        self._urls: ReuseWindow[str] = ReuseWindow(capacity=capacity, clock=clock)
 
     def __call__(self, key: str, expires_s: int, *, cached_only: bool = False) -> str:
         """A URL for ``key`` living at least 90 % of ``expires_s``; with ``cached_only``, only one
         already minted (else :class:`~tams_analytics.catalog.read_cache.NotCached`)."""
-        now = self._clock()
-        hit = self._urls.get((key, expires_s))
-        if hit is not None and now - hit[1] < expires_s * self.REUSE_FRACTION:
-            return hit[0]
+        url = self._urls.get((key, expires_s), expires_s)
+        if url is not None:
+            return url
         if cached_only:
             raise NotCached(key)
+        minted_at = self._urls.now()
         url = self._mint(key, expires_s)
-        with self._lock:
-            if len(self._urls) >= self._capacity:
-                self._urls.clear()
-            self._urls[(key, expires_s)] = (url, now)
+        self._urls.put((key, expires_s), url, minted_at)
         return url
+
+    def __len__(self) -> int:
+        return len(self._urls)
 
 
 def encode_segment(text: str) -> str:

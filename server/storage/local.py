@@ -115,8 +115,6 @@ class LocalObjectStore:
         self.max_object_bytes = max_object_bytes
         #: the keyed HMAC, copied for each signature (keying it costs as much as the signature)
         self._hmac = hmac.new(secret, digestmod=hashlib.sha256)
-        self._base_url = ""
-        self._recent_get_urls = RecentUrls(lambda key, expires_s: self.signed_url("GET", key, expires_s))
         self.set_base_url(base_url)
 
     @property
@@ -125,9 +123,9 @@ class LocalObjectStore:
 
     def set_base_url(self, url: str) -> None:
         """Change the externally visible server URL (often only known once the server is up)."""
-        if url.rstrip("/") != self._base_url:
-            self._base_url = url.rstrip("/")
-            self._recent_get_urls = RecentUrls(lambda key, expires_s: self.signed_url("GET", key, expires_s))
+        self._base_url = url.rstrip("/")
+        # URLs minted for the old base are not handed out again
+        self._recent_get_urls = RecentUrls(lambda key, expires_s: self.signed_url("GET", key, expires_s))
         logger.info("local object store %s serves media at %s%s", self.info.label, self._base_url, self.route_prefix)
 
     # -- paths -----------------------------------------------------------------------------

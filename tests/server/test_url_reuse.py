@@ -46,7 +46,7 @@ def test_recent_urls_are_reused_for_a_tenth_of_their_lifetime() -> None:
     assert len(minted) == 3
     urls("b", 600)
     urls("c", 600)  # over capacity: everything is forgotten, nothing grows without bound
-    assert len(urls._urls) <= 3
+    assert len(urls) <= 3
 
 
 class _Store:
