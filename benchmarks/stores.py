@@ -52,9 +52,9 @@ def build_store(path: Path, segments: int, *, storage_id: str | None = None, see
     ``(flow_id, start_ns)`` order, so zone maps prune a flow's window to a row group or two.
 
     With ``storage_id`` every object gets a controlled instance there, keyed by
-    :func:`server.storage.base.object_key`, so the server mints a GET URL for each segment.
+    :func:`tams_analytics.storage.base.object_key`, so the server mints a GET URL for each segment.
     """
-    from server.storage.base import object_key
+    from tams_analytics.storage.base import object_key
 
     remove_store(path)
     with connect(f"duckdb:///{path}") as catalog:
@@ -96,7 +96,7 @@ def add_long_flow(url: str, segments: int, *, storage_id: str | None = None, see
 
     Loaded through :func:`load_segments` in batches, with controlled instances on ``storage_id``.
     """
-    from server.storage.base import object_key
+    from tams_analytics.storage.base import object_key
 
     rng = np.random.default_rng(seed)
     flow_id = str(uuid.uuid4())

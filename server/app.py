@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -16,36 +15,38 @@ from server.auth import authenticate
 from server.config import Settings
 from server.deps import Stores
 from server.events import EventBus
-from server.storage.base import StorageBackendInfo
-from server.storage.local import LocalObjectStore, make_router
+from server.routes import delete_requests, flows, media, objects, root, segments, service, sources, storage, webhooks
+from server.workers import deletes, events, gc
 from tams_analytics import __version__
 from tams_analytics.catalog import Catalog, connect
+from tams_analytics.storage.base import StorageBackendInfo
+from tams_analytics.storage.local import LocalObjectStore
 
 logger = logging.getLogger(__name__)
 
-#: route modules, each exposing ``router``, in matching order: a request is tried against every route before
-#: its own (microseconds each), so the hottest, segment pages, come first (no two modules' paths overlap:
-#: the order never changes which route answers)
-ROUTE_MODULES = (
-    "server.routes.segments",
-    "server.routes.root",
-    "server.routes.service",
-    "server.routes.webhooks",
-    "server.routes.sources",
-    "server.routes.flows",
-    "server.routes.storage",
-    "server.routes.objects",
-    "server.routes.delete_requests",
+#: the API's routers, in matching order: a request is tried against every route before its own
+#: (microseconds each), so the hottest, segment pages, come first (no two routers' paths overlap: the
+#: order never changes which route answers)
+ROUTERS = (
+    segments.router,
+    root.router,
+    service.router,
+    webhooks.router,
+    sources.router,
+    flows.router,
+    storage.router,
+    objects.router,
+    delete_requests.router,
 )
 
-#: background workers, each exposing ``start(app) -> stop callable``
-WORKER_MODULES = ("server.workers.events", "server.workers.deletes", "server.workers.gc")
+#: background workers, each ``start(app) -> stop callable``
+WORKERS = (events.start, deletes.start, gc.start)
 
 
 def build_stores(settings: Settings) -> Stores:
     """The storage backends of this deployment (one, the default)."""
     if settings.storage == "s3":
-        from server.storage.s3 import S3ObjectStore
+        from tams_analytics.storage.s3 import S3ObjectStore  # boto3 only where S3 is used
 
         info = StorageBackendInfo(
             id=settings.storage_id,
@@ -110,8 +111,7 @@ def create_app(
             app.state.catalog.register_storage_backend(store.info.to_json() | {"tags": store.info.tags})
         stops = []
         if workers:
-            for name in WORKER_MODULES:
-                stops.append(importlib.import_module(name).start(app))
+            stops.extend(start(app) for start in WORKERS)
         try:
             yield
         finally:
@@ -135,15 +135,9 @@ def create_app(
     redact_access_logs()
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.include_router(make_router(lambda: _local_store(app)))
-    for name in ROUTE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        app.include_router(module.router, dependencies=[Depends(auth)])
+    app.include_router(media.make_router(lambda: _local_store(app)))
+    for router in ROUTERS:
+        app.include_router(router, dependencies=[Depends(auth)])
     return app
 
 

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tams_analytics.catalog.read_cache import CacheConfig
+from tams_analytics.cache import CacheConfig
 
 
 class Settings(BaseSettings):

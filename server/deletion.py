@@ -13,12 +13,13 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
+from server import records
 from server.conversion.common import iso
-from server.errors import forbidden, not_found
 from server.publish import capture, publish_changes, publish_segments_deleted
-from server.routes._common import json_response
-from tams_analytics import predicates as P
+from server.responses import json_response
 from tams_analytics.catalog import Catalog
+from tams_analytics.catalog.deletion import covered_segments
+from tams_analytics.catalog.guards import writable_flow
 from tams_analytics.predicates import Term
 from tams_analytics.timerange import TimeRange
 
@@ -44,15 +45,6 @@ def request_wire(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _flow_or_error(catalog: Catalog, flow_id: str) -> dict[str, Any]:
-    flow = catalog.row("flows", [Term("id", "==", flow_id)])
-    if flow is None:
-        raise not_found(f"flow {flow_id} does not exist")
-    if flow.get("read_only"):
-        raise forbidden(f"flow {flow_id} is read-only")
-    return flow
-
-
 def _accepted(request: Request, row: dict[str, Any]) -> Response:
     location = str(request.url_for("GET_flow-delete-requests-request-id", request_id=row["id"]))
     public_url = request.app.state.settings.public_url
@@ -65,11 +57,11 @@ def delete_flow(request: Request, flow_id: str) -> Response:
     """``DELETE /flows/{id}``: 204 when done, 202 + delete request when the flow has many segments."""
     app = request.app
     catalog: Catalog = app.state.catalog
-    _flow_or_error(catalog, flow_id)
+    writable_flow(catalog, flow_id, deleting=True)
     n = catalog.count("segments", [Term("flow_id", "==", flow_id)])
     if n > app.state.settings.delete_sync_max_segments:
-        row = catalog.create_delete_request(
-            flow_id, "_", delete_flow=True, created_by=getattr(request.state, "principal", None)
+        row = records.create_delete_request(
+            catalog, flow_id, "_", delete_flow=True, created_by=getattr(request.state, "principal", None)
         )
         wake_delete_worker(app)
         return _accepted(request, row)
@@ -83,13 +75,11 @@ def delete_segments(request: Request, flow_id: str, timerange: TimeRange, object
     """``DELETE /flows/{id}/segments``: covered-only deletion; 202 + delete request when large."""
     app = request.app
     catalog: Catalog = app.state.catalog
-    _flow_or_error(catalog, flow_id)
-    where: list[P.Predicate] = [Term("flow_id", "==", flow_id), *P.flatten([P.covered_by(timerange)])]
-    if object_id is not None:
-        where.append(Term("object_id", "==", object_id))
-    n = catalog.count("segments", where)
+    writable_flow(catalog, flow_id, deleting=True)
+    n = catalog.count("segments", covered_segments(flow_id, timerange, object_id))
     if n > app.state.settings.delete_sync_max_segments:
-        row = catalog.create_delete_request(
+        row = records.create_delete_request(
+            catalog,
             flow_id,
             str(timerange),
             delete_flow=False,

@@ -13,8 +13,8 @@ from fastapi import Depends, Request
 from server.config import Settings
 from server.conversion.urls import MintedUrlLists
 from server.events import EventBus
-from server.storage.base import ObjectStore
 from tams_analytics.catalog import Catalog
+from tams_analytics.storage.base import ObjectStore
 
 
 class Stores:

@@ -1,16 +1,14 @@
 """One predicate language for every engine.
 
 A filter is a small immutable tree (:class:`Term`, :class:`AnyOf`, :class:`AllOf`, :class:`Const`,
-:class:`TagFilter`, :class:`InSubquery`). Each node
+:class:`InSubquery`; :func:`TagFilter` builds the last). Every interpreter of the tree is a
+:class:`Visitor` (ibis expressions here, SQL in :mod:`tams_analytics.engines.sql`, the VAST pushdown
+plan in :mod:`tams_analytics.engines.vast.plan`, the read cache's masks in
+:mod:`tams_analytics.cache.timeline`); a node is also callable on an ibis table, so analysts write
+``segments.filter(overlaps(tr))``.
 
-* is callable on an ibis table, so analysts write ``segments.filter(overlaps(tr))``;
-* turns into an ``ibis._`` deferred (:attr:`Predicate.deferred`) that DuckDB, Trino and VAST accept;
-* knows whether VAST can push it down.
-
-:func:`plan` splits the filters of one query into the part VAST can push down, an AND of single-column
-ORs of comparisons against literals, and the residual that must run client-side (tag and collection
-filters, which need another table, and anything else). Timerange relations are plain integer
-comparisons on the ``start_ns``/``end_ns`` storage bounds (see :mod:`tams_analytics.timerange`):
+Timerange relations are plain integer comparisons on the ``start_ns``/``end_ns`` storage bounds (see
+:mod:`tams_analytics.timerange`):
 
 * ``overlaps(q)``: ``start_ns < q.end AND end_ns > q.start``
 * ``covered_by(q)``: ``start_ns >= q.start AND end_ns <= q.end``
@@ -27,61 +25,87 @@ nothing and are covered by everything under these same predicates.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar
 
 import ibis
 from ibis import _
-from ibis.common.deferred import Deferred
 
 from tams_analytics.exceptions import TamsError
 from tams_analytics.timerange import END_UNBOUNDED, TimeRange
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
+    from ibis.common.deferred import Deferred
 
 __all__ = [
+    "OPS",
     "AllOf",
     "AnyOf",
     "Const",
     "InSubquery",
-    "Plan",
     "Predicate",
     "TagFilter",
     "Term",
+    "Visitor",
+    "balanced",
+    "conjuncts",
     "covered_by",
     "eq",
+    "flatten",
     "isin",
     "overlaps",
-    "plan",
+    "pinned",
     "tag",
     "tag_exists",
 ]
 
 Op = Literal["==", "!=", "<", "<=", ">", ">=", "isin", "isnull", "notnull", "startswith", "contains", "between"]
-PUSHABLE_OPS: Final = frozenset(
+#: the operators of a :class:`Term`
+OPS: Final = frozenset(
     {"==", "!=", "<", "<=", ">", ">=", "isin", "isnull", "notnull", "startswith", "contains", "between"}
 )
 
 #: Resolves a table name to an ibis table (used by filters that read another table).
 TableLookup = Callable[[str], "ir.Table"]
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class Visitor(Generic[R]):
+    """An interpreter of the predicate tree: one method per node type (``node.accept(visitor)``)."""
+
+    def term(self, p: Term) -> R:
+        raise TamsError(f"{type(self).__name__} cannot evaluate {p!r}")
+
+    def const(self, p: Const) -> R:
+        raise TamsError(f"{type(self).__name__} cannot evaluate {p!r}")
+
+    def any_of(self, p: AnyOf) -> R:
+        raise TamsError(f"{type(self).__name__} cannot evaluate {p!r}")
+
+    def all_of(self, p: AllOf) -> R:
+        raise TamsError(f"{type(self).__name__} cannot evaluate {p!r}")
+
+    def subquery(self, p: InSubquery) -> R:
+        raise TamsError(f"{type(self).__name__} cannot evaluate {p!r}: resolve it into values first")
 
 
 class Predicate:
     """Base of the predicate tree."""
 
-    #: True when VAST can evaluate the node server-side.
-    pushable: bool = False
+    def accept(self, visitor: Visitor[R]) -> R:
+        raise NotImplementedError
 
     @property
     def deferred(self) -> Deferred:
         """An ``ibis._`` deferred boolean expression (only for nodes that need no other table)."""
-        raise TamsError(f"{self!r} reads another table: resolve it with to_ibis(table, lookup)")
+        return self.accept(_DEFERRED)
 
     def to_ibis(self, table: ir.Table, lookup: TableLookup | None = None) -> ir.BooleanValue:
         """The boolean expression on ``table``; ``lookup`` resolves other tables by name."""
-        return self.deferred.resolve(table)
+        return self.accept(_IbisExpr(table, lookup))
 
     def __call__(self, table: ir.Table) -> ir.BooleanValue:
         return self.to_ibis(table)
@@ -106,7 +130,7 @@ class Term(Predicate):
     value: Any = None
 
     def __post_init__(self) -> None:
-        if self.op not in PUSHABLE_OPS:
+        if self.op not in OPS:
             raise TamsError(f"unknown predicate operator {self.op!r}")
         if self.value is None and self.op not in ("isnull", "notnull"):
             # ibis would read `== None` as IS NULL and SQL as never true: say which one is meant
@@ -117,40 +141,8 @@ class Term(Predicate):
             lo, hi = self.value
             object.__setattr__(self, "value", (lo, hi))
 
-    @property
-    def pushable(self) -> bool:  # type: ignore[override]
-        return True
-
-    @property
-    def deferred(self) -> Deferred:
-        col = _[self.column]
-        v = self.value
-        match self.op:
-            case "==":
-                return col == v
-            case "!=":
-                return col != v
-            case "<":
-                return col < v
-            case "<=":
-                return col <= v
-            case ">":
-                return col > v
-            case ">=":
-                return col >= v
-            case "isin":
-                return col.isin(list(v))
-            case "isnull":
-                return col.isnull()
-            case "notnull":
-                return ~col.isnull()  # the vastdb serializer accepts NOT(IS NULL), not NotNull
-            case "startswith":
-                return col.startswith(v)
-            case "contains":
-                return col.contains(v)
-            case "between":
-                return col.between(v[0], v[1])
-        raise AssertionError(self.op)
+    def accept(self, visitor: Visitor[R]) -> R:
+        return visitor.term(self)
 
     def columns(self) -> frozenset[str]:
         return frozenset({self.column})
@@ -162,43 +154,27 @@ class Const(Predicate):
 
     value: bool
 
-    @property
-    def deferred(self) -> Any:
-        """A literal, not a column expression: engines fold it, VAST never receives it."""
-        return ibis.literal(self.value)
-
-    def to_ibis(self, table: ir.Table, lookup: TableLookup | None = None) -> ir.BooleanValue:
-        return ibis.literal(self.value)
+    def accept(self, visitor: Visitor[R]) -> R:
+        return visitor.const(self)
 
 
-def _balanced(items: Sequence[Any], combine: Callable[[Any, Any], Any]) -> Any:
-    """Fold ``items`` into a balanced tree (ibis recurses on deep left-leaning chains)."""
-    while len(items) > 1:
-        items = [combine(items[i], items[i + 1]) if i + 1 < len(items) else items[i] for i in range(0, len(items), 2)]
-    return items[0]
+def balanced(items: Sequence[T], combine: Callable[[T, T], T]) -> T:
+    """Fold ``items`` into a balanced tree (ibis, the vastdb SDK and DuckDB's parser all recurse on deep
+    left-leaning chains)."""
+    if len(items) == 1:
+        return items[0]
+    mid = len(items) // 2
+    return combine(balanced(items[:mid], combine), balanced(items[mid:], combine))
 
 
 @dataclass(frozen=True)
 class AnyOf(Predicate):
-    """OR of predicates. Pushable when every member is a pushable term on one and the same column."""
+    """OR of predicates."""
 
     terms: tuple[Predicate, ...]
 
-    @property
-    def pushable(self) -> bool:  # type: ignore[override]
-        cols = {c for t in self.terms for c in t.columns()}
-        return bool(self.terms) and len(cols) == 1 and all(isinstance(t, Term) for t in self.terms)
-
-    @property
-    def deferred(self) -> Deferred:
-        if not self.terms:
-            return ibis.literal(False)
-        return _balanced([t.deferred for t in self.terms], lambda a, b: a | b)
-
-    def to_ibis(self, table: ir.Table, lookup: TableLookup | None = None) -> ir.BooleanValue:
-        if not self.terms:
-            return ibis.literal(False)
-        return _balanced([t.to_ibis(table, lookup) for t in self.terms], lambda a, b: a | b)
+    def accept(self, visitor: Visitor[R]) -> R:
+        return visitor.any_of(self)
 
     def columns(self) -> frozenset[str]:
         return frozenset(c for t in self.terms for c in t.columns())
@@ -210,20 +186,8 @@ class AllOf(Predicate):
 
     terms: tuple[Predicate, ...]
 
-    @property
-    def pushable(self) -> bool:  # type: ignore[override]
-        return all(t.pushable for t in self.terms)
-
-    @property
-    def deferred(self) -> Deferred:
-        if not self.terms:
-            return ibis.literal(True)
-        return _balanced([t.deferred for t in self.terms], lambda a, b: a & b)
-
-    def to_ibis(self, table: ir.Table, lookup: TableLookup | None = None) -> ir.BooleanValue:
-        if not self.terms:
-            return ibis.literal(True)
-        return _balanced([t.to_ibis(table, lookup) for t in self.terms], lambda a, b: a & b)
+    def accept(self, visitor: Visitor[R]) -> R:
+        return visitor.all_of(self)
 
     def columns(self) -> frozenset[str]:
         return frozenset(c for t in self.terms for c in t.columns())
@@ -243,15 +207,12 @@ class InSubquery(Predicate):
     where: Predicate = field(default_factory=lambda: AllOf(()))
     negate: bool = False
 
+    def accept(self, visitor: Visitor[R]) -> R:
+        return visitor.subquery(self)
+
     def inner(self, lookup: TableLookup) -> ir.Table:
         t = lookup(self.table)
         return t.filter(self.where.to_ibis(t, lookup)).select(self.value_column)
-
-    def to_ibis(self, table: ir.Table, lookup: TableLookup | None = None) -> ir.BooleanValue:
-        if lookup is None:
-            raise TamsError(f"filter on {self.table} needs a table lookup")
-        expr = table[self.column].isin(self.inner(lookup)[self.value_column])
-        return ~expr if self.negate else expr
 
     def with_values(self, values: Iterable[Any]) -> Predicate:
         """The pushable equivalent once the inner query has been run."""
@@ -262,6 +223,80 @@ class InSubquery(Predicate):
 
     def columns(self) -> frozenset[str]:
         return frozenset({self.column})
+
+
+# -- ibis ------------------------------------------------------------------------------------------------
+def _compare(col: Any, op: str, v: Any) -> Any:
+    """``col op v`` for a deferred or an ibis column."""
+    match op:
+        case "==":
+            return col == v
+        case "!=":
+            return col != v
+        case "<":
+            return col < v
+        case "<=":
+            return col <= v
+        case ">":
+            return col > v
+        case ">=":
+            return col >= v
+        case "isin":
+            return col.isin(list(v))
+        case "isnull":
+            return col.isnull()
+        case "notnull":
+            return ~col.isnull()  # the vastdb serializer accepts NOT(IS NULL), not NotNull
+        case "startswith":
+            return col.startswith(v)
+        case "contains":
+            return col.contains(v)
+        case "between":
+            return col.between(v[0], v[1])
+    raise AssertionError(op)
+
+
+class _Deferred(Visitor[Any]):
+    """The tree as an ``ibis._`` deferred: no table needed, so no subqueries."""
+
+    def term(self, p: Term) -> Any:
+        return _compare(_[p.column], p.op, p.value)
+
+    def const(self, p: Const) -> Any:
+        return ibis.literal(p.value)  # engines fold it; VAST never receives it
+
+    def any_of(self, p: AnyOf) -> Any:
+        if not p.terms:
+            return ibis.literal(False)
+        return balanced([t.accept(self) for t in p.terms], lambda a, b: a | b)
+
+    def all_of(self, p: AllOf) -> Any:
+        if not p.terms:
+            return ibis.literal(True)
+        return balanced([t.accept(self) for t in p.terms], lambda a, b: a & b)
+
+    def subquery(self, p: InSubquery) -> Any:
+        raise TamsError(f"{p!r} reads another table: resolve it with to_ibis(table, lookup)")
+
+
+_DEFERRED = _Deferred()
+
+
+class _IbisExpr(_Deferred):
+    """The tree as a boolean expression on one ibis table; subqueries read other tables through ``lookup``."""
+
+    def __init__(self, table: ir.Table, lookup: TableLookup | None) -> None:
+        self.table = table
+        self.lookup = lookup
+
+    def term(self, p: Term) -> Any:
+        return _compare(self.table[p.column], p.op, p.value)
+
+    def subquery(self, p: InSubquery) -> Any:
+        if self.lookup is None:
+            raise TamsError(f"filter on {p.table} needs a table lookup")
+        expr = self.table[p.column].isin(p.inner(self.lookup)[p.value_column])
+        return ~expr if p.negate else expr
 
 
 def TagFilter(entity_type: str, name: str, values: Sequence[str] | None = None, *, exists: bool = True) -> InSubquery:
@@ -291,7 +326,7 @@ def isin(column: str, values: Iterable[Any]) -> Predicate:
 
 def overlaps(timerange: TimeRange | str, start: str = "start_ns", end: str = "end_ns") -> Predicate:
     """Rows whose ``[start, end)`` storage bounds share at least one nanosecond with ``timerange``."""
-    tr = TimeRange.from_str(timerange) if isinstance(timerange, str) else timerange
+    tr = TimeRange.coerce(timerange, "timerange")
     if tr.is_empty:
         return Const(False)
     lo, hi = tr.storage_bounds()
@@ -301,7 +336,7 @@ def overlaps(timerange: TimeRange | str, start: str = "start_ns", end: str = "en
 
 def covered_by(timerange: TimeRange | str, start: str = "start_ns", end: str = "end_ns") -> Predicate:
     """Rows whose range lies entirely within ``timerange`` (stored empty ranges always do)."""
-    tr = TimeRange.from_str(timerange) if isinstance(timerange, str) else timerange
+    tr = TimeRange.coerce(timerange, "covered_by")
     if tr.is_empty:
         return Term(start, "==", END_UNBOUNDED)  # only stored empty ranges
     lo, hi = tr.storage_bounds()
@@ -323,36 +358,6 @@ def tag_exists(entity_type: str, name: str, exists: bool = True) -> InSubquery:
     return TagFilter(entity_type, name, None, exists=exists)
 
 
-# -- planning ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Plan:
-    """The filters of one query, split for an engine that pushes predicates down.
-
-    ``pushdown`` is an AND of pushable conjuncts (each a single-column OR of comparisons with literals);
-    ``residual`` must be evaluated client-side on what the pushdown returns (or, for
-    :class:`InSubquery`, resolved into a pushable ``isin`` first).
-    """
-
-    entity: str
-    pushdown: tuple[Predicate, ...]
-    residual: tuple[Predicate, ...]
-
-    @property
-    def is_empty_result(self) -> bool:
-        """True when a conjunct is constant false: no need to ask any engine."""
-        return any(isinstance(p, Const) and not p.value for p in (*self.pushdown, *self.residual))
-
-    @property
-    def predicate(self) -> AllOf:
-        """The whole filter as one predicate."""
-        return AllOf((*self.pushdown, *self.residual))
-
-    def pushdown_deferred(self) -> Deferred | None:
-        """The pushdown part as one ``ibis._`` deferred (``None`` when nothing is pushed)."""
-        terms = [p for p in self.pushdown if not isinstance(p, Const)]
-        return AllOf(tuple(terms)).deferred if terms else None
-
-
 def flatten(predicates: Iterable[Predicate]) -> list[Predicate]:
     """AND-conjuncts of the given predicates, nested ANDs flattened and true constants dropped."""
     out: list[Predicate] = []
@@ -366,151 +371,21 @@ def flatten(predicates: Iterable[Predicate]) -> list[Predicate]:
     return out
 
 
-def split(entity: str, predicates: Iterable[Predicate]) -> Plan:
-    """Split conjuncts into pushdown and residual."""
-    push: list[Predicate] = []
-    rest: list[Predicate] = []
-    for p in flatten(predicates):
-        if isinstance(p, Const):
-            rest.append(p)
-        elif p.pushable:
-            push.append(p)
+def conjuncts(where: Iterable[Predicate]) -> Iterable[Predicate]:
+    """The AND-ed members of ``where``, nested ANDs opened (constants kept)."""
+    for p in where:
+        if isinstance(p, AllOf):
+            yield from conjuncts(p.terms)
         else:
-            rest.append(p)
-    return Plan(entity, tuple(push), tuple(rest))
+            yield p
 
 
-def _list(value: Any) -> list[Any]:
-    if isinstance(value, str):
-        return [v for v in value.split(",")] if "," in value else [value]
-    if isinstance(value, Iterable):
-        return list(value)
-    return [value]
-
-
-def _as_bool(value: Any, name: str) -> bool:
-    """A boolean filter value: a bool, or the strings true/false (as query strings arrive)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise TamsError(f"{name} must be true or false, not {value!r}")
-
-
-def _as_int(value: Any, name: str) -> int:
-    if isinstance(value, bool):
-        raise TamsError(f"{name} must be an integer, not {value!r}")
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise TamsError(f"{name} must be an integer, not {value!r}") from None
-
-
-def _bool_or_missing(column: str, value: bool) -> Predicate:
-    """``column == value``, where ``value=False`` also matches rows where the column is unset."""
-    if value:
-        return Term(column, "==", True)
-    return AnyOf((Term(column, "==", False), Term(column, "isnull")))
-
-
-def _collected_by(ids: Sequence[str] | str) -> Predicate:
-    """``collected_by_ids``: collected by any of ``ids``; an empty value means not collected at all."""
-    values = [v for v in _list(ids) if v] if ids != "" else []
-    if not values:
-        return InSubquery("id", "collections", "member_id", AllOf(()), negate=True)
-    return InSubquery("id", "collections", "member_id", Term("flow_id", "isin", tuple(values)))
-
-
-FilterBuilder = Callable[[Any], Predicate]
-
-#: Named filters per entity: the vocabulary of :func:`plan` and the catalog query methods.
-FILTERS: Final[Mapping[str, Mapping[str, FilterBuilder]]] = {
-    "sources": {
-        "id": lambda v: isin("id", _list(v)),
-        "format": lambda v: isin("format", _list(v)),
-        "label": lambda v: eq("label", v),
-    },
-    "flows": {
-        "id": lambda v: isin("id", _list(v)),
-        "source_id": lambda v: isin("source_id", _list(v)),
-        "format": lambda v: isin("format", _list(v)),
-        "codec": lambda v: isin("codec", _list(v)),
-        "label": lambda v: eq("label", v),
-        "profile_id": lambda v: eq("profile_id", v),
-        "status": lambda v: isin("status", _list(v)),
-        "frame_width": lambda v: eq("frame_width", _as_int(v, "frame_width")),
-        "frame_height": lambda v: eq("frame_height", _as_int(v, "frame_height")),
-        "init_segments": lambda v: _bool_or_missing("init_segments", _as_bool(v, "init_segments")),
-        "read_only": lambda v: _bool_or_missing("read_only", _as_bool(v, "read_only")),
-    },
-    "segments": {
-        "flow_id": lambda v: isin("flow_id", _list(v)),
-        "object_id": lambda v: isin("object_id", _list(v)),
-        "init_object_id": lambda v: isin("init_object_id", _list(v)),
-        "timerange": lambda v: overlaps(v),
-        "covered_by": lambda v: covered_by(v),
-    },
-    "objects": {
-        "id": lambda v: isin("id", _list(v)),
-        "allocated_flow_id": lambda v: isin("allocated_flow_id", _list(v)),
-        "registered": lambda v: eq("registered", _as_bool(v, "registered")),
-    },
-    "webhooks": {"id": lambda v: isin("id", _list(v)), "status": lambda v: isin("status", _list(v))},
-    "delete_requests": {
-        "id": lambda v: isin("id", _list(v)),
-        "flow_id": lambda v: isin("flow_id", _list(v)),
-        "status": lambda v: isin("status", _list(v)),
-    },
-    "storage_backends": {"id": lambda v: isin("id", _list(v)), "label": lambda v: eq("label", v)},
-}
-
-_TAGGED: Final = {
-    "sources": "source",
-    "flows": "flow",
-    "webhooks": "webhook",
-    "storage_backends": "storage_backend",
-}
-
-
-def build(entity: str, **filters: Any) -> list[Predicate]:
-    """Predicates for named filters on ``entity``; ``None`` values are ignored.
-
-    Besides the names in :data:`FILTERS`, tagged entities take ``tags={name: value_or_values}``,
-    ``tags_exist={name: bool}``, and sources/flows take ``collected_by_ids``.
-    """
-    known = FILTERS.get(entity)
-    if known is None:
-        raise TamsError(f"unknown entity {entity!r}; expected one of {sorted(FILTERS)}")
-    out: list[Predicate] = []
-    for name, value in filters.items():
-        if value is None:
-            continue
-        if name == "tags" and entity in _TAGGED:
-            out.extend(tag(_TAGGED[entity], k, v) for k, v in value.items())
-        elif name == "tags_exist" and entity in _TAGGED:
-            out.extend(tag_exists(_TAGGED[entity], k, bool(v)) for k, v in value.items())
-        elif name == "collected_by_ids" and entity in ("sources", "flows"):
-            out.append(_collected_by(value) if entity == "flows" else _source_collected_by(value))
-        elif name in known:
-            out.append(known[name](value))
-        else:
-            raise TamsError(f"unknown filter {name!r} for {entity}; expected one of {sorted(known)}")
-    return out
-
-
-def _source_collected_by(ids: Sequence[str] | str) -> Predicate:
-    """Sources collected by any of ``ids`` (source ids), via the derived source collection view."""
-    values = [v for v in _list(ids) if v] if ids != "" else []
-    if not values:
-        return InSubquery("id", "source_collections", "member_id", AllOf(()), negate=True)
-    return InSubquery("id", "source_collections", "member_id", Term("source_id", "isin", tuple(values)))
-
-
-def plan(entity: str, **filters: Any) -> Plan:
-    """Build and split the named filters of one query on ``entity``.
-
-    >>> p = plan("segments", flow_id="f1", timerange="[0:0_10:0)")
-    >>> [type(t).__name__ for t in p.pushdown], p.residual
-    (['Term', 'Term', 'Term'], ())
-    """
-    return split(entity, build(entity, **filters))
+def pinned(where: Iterable[Predicate], column: str) -> tuple[Any, ...] | None:
+    """The values ``where`` allows in ``column`` (a ``==`` or ``isin`` among its conjuncts), or None."""
+    for term in conjuncts(where):
+        if isinstance(term, Term) and term.column == column:
+            if term.op == "==":
+                return (term.value,)
+            if term.op == "isin":
+                return tuple(term.value)
+    return None

@@ -1,11 +1,10 @@
-"""Exact TAMS timestamps and timeranges over integer nanoseconds.
+"""Exact TAMS timeranges over integer nanoseconds (timestamps: :mod:`tams_analytics.timestamp`).
 
-Grammar (``timestamp.json``, ``timerange.json``, AppNote 0008)::
+Grammar (``timerange.json``, AppNote 0008)::
 
-    timestamp := "-"? seconds ":" nanoseconds      seconds: 0|[1-9][0-9]*   nanoseconds: 0|[1-9][0-9]{0,8}
     timerange := ("[" | "(")? timestamp? ("_" timestamp?)? ("]" | ")")?
 
-The sign covers the whole value (``-1:500000000`` is -1.5 s). A timestamp written without a marker is
+A timestamp written without a marker is
 inclusive on that side; a marker beside an omitted timestamp is ignored. ``_`` is eternity, ``()`` (and
 ``""``) is never. Without ``_`` one timestamp is an instant: ``[5:0]``; with an exclusive marker it is
 empty (``(5:0)``, ``[5:0)``, ``(5:0]``). A range is empty when its end is before its start, or the two
@@ -20,10 +19,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Final
 
 from tams_analytics.exceptions import TamsError
+from tams_analytics.timestamp import (
+    END_UNBOUNDED,
+    INT64_MIN,
+    MAX_NS,
+    NS_PER_SECOND,
+    START_UNBOUNDED,
+    TS_PATTERN,
+    Timestamp,
+    as_ns,
+    as_timestamp,
+    diagnose_timestamp,
+    timestamp_re,
+)
 
 __all__ = [
     "END_UNBOUNDED",
@@ -34,128 +45,9 @@ __all__ = [
     "Timestamp",
 ]
 
-NS_PER_SECOND: Final = 1_000_000_000
-INT64_MIN: Final = -(2**63)
-INT64_MAX: Final = 2**63 - 1
-#: Largest magnitude a timestamp may have. Two less than int64 so that the half-open bounds
-#: (``b + 1ns`` for an inclusive end) never reach the sentinels used for unbounded sides.
-MAX_NS: Final = INT64_MAX - 2
-#: Storage sentinel for an unbounded start (stored ``start_ns``).
-START_UNBOUNDED: Final = INT64_MIN
-#: Storage sentinel for an unbounded end (stored ``end_ns``).
-END_UNBOUNDED: Final = INT64_MAX
-
-_TS = r"-?(?:0|[1-9][0-9]*):(?:0|[1-9][0-9]{0,8})"
-# ``\Z``, not ``$``: in Python ``$`` also matches before a trailing newline, so ``"5:0\n"`` would pass.
-_TIMESTAMP_RE: Final = re.compile(r"^(-?)(0|[1-9][0-9]*):(0|[1-9][0-9]{0,8})\Z")
-_TIMERANGE_RE: Final = re.compile(rf"^(?P<open>[\[(])?(?P<start>{_TS})?(?P<sep>_(?P<end>{_TS})?)?(?P<close>[\])])?\Z")
-
-
-def _diagnose_timestamp(text: str) -> str:
-    """Say what is wrong with a string that is not a valid timestamp."""
-    if ":" not in text:
-        return "a timestamp is '<seconds>:<nanoseconds>' and needs a ':'"
-    seconds, _, nanos = text.lstrip("-").partition(":")
-    if not _is_ascii_digits(seconds) or not _is_ascii_digits(nanos):
-        return "seconds and nanoseconds must be decimal digits (a '-' may lead the whole value)"
-    if (len(seconds) > 1 and seconds[0] == "0") or (len(nanos) > 1 and nanos[0] == "0"):
-        return "leading zeros are not allowed in seconds or nanoseconds"
-    if len(nanos) > 9 or int(nanos) > NS_PER_SECOND - 1:
-        return "nanoseconds must be at most 999999999"
-    return "it does not match the timestamp grammar"
-
-
-def _is_ascii_digits(text: str) -> bool:
-    return text.isascii() and text.isdigit()
-
-
-def _ns_in_range(ns: int, text: object) -> int:
-    if not -MAX_NS <= ns <= MAX_NS:
-        raise TamsError(f"timestamp {text!s} is out of range: beyond ±{MAX_NS} ns (signed 64-bit nanoseconds)")
-    return ns
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Timestamp:
-    """A signed TAMS timestamp: an exact count of nanoseconds.
-
-    >>> Timestamp.from_str("-1:500000000").ns
-    -1500000000
-    >>> str(Timestamp(10_040_000_000))
-    '10:40000000'
-    """
-
-    ns: int
-
-    def __post_init__(self) -> None:
-        if isinstance(self.ns, bool) or not isinstance(self.ns, int):
-            raise TypeError(f"Timestamp needs an int number of nanoseconds, not {type(self.ns).__name__}")
-        _ns_in_range(self.ns, self.ns)
-
-    @classmethod
-    def from_str(cls, text: str) -> Timestamp:
-        """Parse ``{sign?}{seconds}:{nanoseconds}``; raise :class:`TamsError` naming the problem."""
-        if not isinstance(text, str):
-            raise TamsError(f"a timestamp must be a string, not {type(text).__name__}")
-        m = _TIMESTAMP_RE.match(text)
-        if m is None:
-            raise TamsError(f"invalid timestamp {text!r}: {_diagnose_timestamp(text)}")
-        sign, seconds, nanos = m.groups()
-        if len(seconds) > 11:  # cheaper than building a huge int; 11 digits already exceed int64 ns
-            raise TamsError(f"timestamp {text!r} is out of range: beyond ±{MAX_NS} ns (signed 64-bit)")
-        magnitude = int(seconds) * NS_PER_SECOND + int(nanos)
-        return cls(_ns_in_range(-magnitude if sign else magnitude, repr(text)))
-
-    @classmethod
-    def from_sec_nsec(cls, text: str) -> Timestamp:
-        """Alias of :meth:`from_str`, named as in ``mediatimestamp``."""
-        return cls.from_str(text)
-
-    @classmethod
-    def from_seconds(cls, seconds: int, nanoseconds: int = 0) -> Timestamp:
-        """Build from whole seconds plus nanoseconds (both may be negative)."""
-        return cls(seconds * NS_PER_SECOND + nanoseconds)
-
-    def __str__(self) -> str:
-        magnitude = abs(self.ns)
-        seconds, nanos = divmod(magnitude, NS_PER_SECOND)
-        return f"{'-' if self.ns < 0 else ''}{seconds}:{nanos}"
-
-    def __repr__(self) -> str:
-        return f"Timestamp.from_str({str(self)!r})"
-
-    def to_sec_nsec(self) -> str:
-        return str(self)
-
-    @property
-    def seconds(self) -> float:
-        """The value in seconds, as a float (for plotting; not exact)."""
-        return self.ns / NS_PER_SECOND
-
-    def __add__(self, other: Timestamp | int) -> Timestamp:
-        return Timestamp(self.ns + _as_ns(other))
-
-    def __sub__(self, other: Timestamp | int) -> Timestamp:
-        return Timestamp(self.ns - _as_ns(other))
-
-    def __neg__(self) -> Timestamp:
-        return Timestamp(-self.ns)
-
-
-def _as_ns(value: Timestamp | int) -> int:
-    if isinstance(value, Timestamp):
-        return value.ns
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise TypeError(f"expected a Timestamp or int nanoseconds, not {type(value).__name__}")
-
-
-def _as_timestamp(value: Timestamp | int | str | None) -> Timestamp | None:
-    if value is None or isinstance(value, Timestamp):
-        return value
-    if isinstance(value, str):
-        return Timestamp.from_str(value)
-    return Timestamp(_as_ns(value))
+_TIMERANGE_RE: Final = re.compile(
+    rf"^(?P<open>[\[(])?(?P<start>{TS_PATTERN})?(?P<sep>_(?P<end>{TS_PATTERN})?)?(?P<close>[\])])?\Z"
+)
 
 
 class TimeRange:
@@ -191,7 +83,7 @@ class TimeRange:
         include_end: bool = False,
         empty: bool = False,
     ) -> None:
-        start_ts, end_ts = _as_timestamp(start), _as_timestamp(end)
+        start_ts, end_ts = as_timestamp(start), as_timestamp(end)
         include_start = bool(include_start) and start_ts is not None
         include_end = bool(include_end) and end_ts is not None
         if not empty and start_ts is not None and end_ts is not None:
@@ -231,6 +123,19 @@ class TimeRange:
         start = Timestamp.from_str(start_text) if start_text is not None else None
         end = Timestamp.from_str(end_text) if end_text is not None else None
         return cls(start, end, include_start=include_start, include_end=include_end)
+
+    @classmethod
+    def coerce(cls, value: TimeRange | str, name: str = "timerange") -> TimeRange:
+        """``value`` as a TimeRange: a TimeRange as it is, a string parsed; anything else is refused with
+        a :class:`TamsError` naming the argument ``name``, what was given and what is accepted."""
+        if isinstance(value, TimeRange):
+            return value
+        if isinstance(value, str):
+            return cls.from_str(value)
+        raise TamsError(
+            f"{name} must be a TimeRange or a timerange string such as '[0:0_10:0)', not {type(value).__name__} "
+            f"{value!r}"
+        )
 
     @classmethod
     def from_sec_nsec_range(cls, text: str) -> TimeRange:
@@ -278,7 +183,7 @@ class TimeRange:
     @classmethod
     def from_start_length(cls, start: Timestamp | int | str, length_ns: int) -> TimeRange:
         """``[start, start + length)``."""
-        start_ts = _as_timestamp(start)
+        start_ts = as_timestamp(start)
         assert start_ts is not None
         return cls.from_ns(start_ts.ns, start_ts.ns + length_ns)
 
@@ -391,7 +296,7 @@ class TimeRange:
 
     # -- relations -------------------------------------------------------------------------------------
     def __contains__(self, item: Timestamp | int) -> bool:
-        ns = _as_ns(item)
+        ns = as_ns(item)
         lo, hi = self.storage_bounds()
         return lo <= ns < hi
 
@@ -444,12 +349,27 @@ class TimeRange:
             include_end=end_side.include_end,
         )
 
+    def shift(self, offset_ns: int) -> TimeRange:
+        """This range moved by ``offset_ns`` nanoseconds (clusivity kept; unbounded sides stay unbounded).
+
+        >>> str(TimeRange.from_str("[10:0_20:0)").shift(-10 * NS_PER_SECOND))
+        '[0:0_10:0)'
+        """
+        if self.is_empty or not offset_ns:
+            return self
+        return TimeRange(
+            None if self._start is None else self._start.ns + offset_ns,
+            None if self._end is None else self._end.ns + offset_ns,
+            include_start=self.include_start,
+            include_end=self.include_end,
+        )
+
     def starts_before(self, other: TimeRange) -> bool:
         return self.storage_bounds()[0] < other.storage_bounds()[0]
 
     def split_at(self, ts: Timestamp | int) -> tuple[TimeRange, TimeRange]:
         """Split into ``[start, ts)`` and ``[ts, end)`` (either may be empty)."""
-        at = _as_timestamp(ts)
+        at = as_timestamp(ts)
         assert at is not None
         if self.is_empty:
             return TimeRange.never(), TimeRange.never()
@@ -484,6 +404,6 @@ def _diagnose_timerange(text: str) -> str:
     if len(parts) > 2:
         return "a timerange has at most one '_' between start and end"
     for part in parts:
-        if part and not _TIMESTAMP_RE.match(part):
-            return f"{part!r} is not a valid timestamp: {_diagnose_timestamp(part)}"
+        if part and not timestamp_re.match(part):
+            return f"{part!r} is not a valid timestamp: {diagnose_timestamp(part)}"
     return "it does not match the timerange grammar"

@@ -10,8 +10,8 @@ mapping or lookup) returning a lazy ibis table, so it runs on DuckDB, Trino or V
   (segments → objects → flows → sources);
 * :func:`ingest_hourly` / :func:`ingest_daily`: segments, flows, objects and bytes per UTC hour/day of
   ``segments.created``;
-* :func:`orphan_segments`, :func:`orphan_flows`, :func:`unreferenced_objects` and their union
-  :func:`orphans`: referential problems worth a look.
+* :func:`orphan_segments`, :func:`orphan_flows`, :func:`unreferenced_objects` (the integrity audit's own
+  definitions, :mod:`tams_analytics.analytics.integrity`) and their union :func:`orphans`.
 
 ``sql/trino/views/*.sql`` hold the same views as Trino ``CREATE OR REPLACE VIEW`` statements, generated
 from these expressions (``python -m tams_analytics.views --write sql/trino/views``); a test keeps them in
@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import ibis
 
+from tams_analytics.analytics import integrity
+from tams_analytics.analytics.tables import Lookup, lookup_of
 from tams_analytics.schema import SCHEMAS
 from tams_analytics.timerange import NS_PER_SECOND
 
@@ -54,8 +56,6 @@ __all__ = [
     "write_sql",
 ]
 
-Lookup = Callable[[str], "ir.Table"]
-
 #: the committed location of the generated Trino views, relative to the repository root
 SQL_DIR: Final = Path("sql") / "trino" / "views"
 HEADER: Final = (
@@ -76,17 +76,6 @@ def example_catalog() -> Catalog:
         "f", [{"object_id": o, "timerange": t} for o, t in (("a", "[0:0_2:0)"), ("b", "[2:0_4:0)"), ("c", "[5:0_6:0)"))]
     )
     return cat
-
-
-def _lookup(tables: Any) -> Lookup:
-    """A ``name -> ibis table`` function for a catalog, a mapping or a lookup."""
-    if hasattr(tables, "table") and callable(tables.table):
-        return tables.table  # type: ignore[no-any-return]
-    if isinstance(tables, Mapping):
-        return tables.__getitem__
-    if callable(tables):
-        return tables  # type: ignore[no-any-return]
-    raise TypeError(f"expected a Catalog, a mapping of tables or a lookup, got {type(tables).__name__}")
 
 
 def _ts_text(ns: ir.IntegerValue) -> ir.StringValue:
@@ -122,7 +111,7 @@ def segment_gaps(tables: Any) -> ir.Table:
     >>> segment_gaps(cat).select("flow_id", "gap_ns", "timerange").to_pyarrow().to_pylist()
     [{'flow_id': 'f', 'gap_ns': 1000000000, 'timerange': '[4:0_5:0)'}]
     """
-    s = _with_prev_end(_lookup(tables)("segments"))
+    s = _with_prev_end(lookup_of(tables)("segments"))
     gaps = s.filter(s.start_ns > s.prev_end_ns)
     return gaps.select(
         "flow_id",
@@ -143,7 +132,7 @@ def segment_runs(tables: Any) -> ir.Table:
     >>> segment_runs(cat).order_by("run").select("run", "segments", "timerange").to_pyarrow().to_pylist()
     [{'run': 1, 'segments': 2, 'timerange': '[0:0_4:0)'}, {'run': 2, 'segments': 1, 'timerange': '[5:0_6:0)'}]
     """
-    s = _with_prev_end(_lookup(tables)("segments"))
+    s = _with_prev_end(lookup_of(tables)("segments"))
     marked = s.mutate(starts_run=ibis.ifelse(s.prev_end_ns.isnull() | (s.start_ns > s.prev_end_ns), 1, 0))
     cumulative = ibis.cumulative_window(group_by=marked.flow_id, order_by=[marked.start_ns])
     numbered = marked.mutate(run=marked.starts_run.sum().over(cumulative).cast("int64"))
@@ -165,7 +154,7 @@ def flow_coverage(tables: Any) -> ir.Table:
     >>> row["segments"], row["gaps"], row["runs"], row["gap_ns"], row["timerange"]
     (3, 1, 2, 1000000000, '[0:0_6:0)')
     """
-    lookup = _lookup(tables)
+    lookup = lookup_of(tables)
     flows, segments = lookup("flows"), lookup("segments")
     stats = segments.group_by("flow_id").aggregate(
         segments=segments.count(),
@@ -206,7 +195,7 @@ def storage_per_source(tables: Any) -> ir.Table:
     >>> storage_per_source(cat).select("source_id", "flows", "segments", "objects").to_pyarrow().to_pylist()
     [{'source_id': 's', 'flows': 1, 'segments': 3, 'objects': 3}]
     """
-    lookup = _lookup(tables)
+    lookup = lookup_of(tables)
     sources, flows, segments, objects = (lookup(n) for n in ("sources", "flows", "segments", "objects"))
     per_flow = flows.group_by("source_id").aggregate(flows=flows.count())
     seg = segments.join(flows, segments.flow_id == flows.id).select(
@@ -254,7 +243,7 @@ def ingest(tables: Any, unit: Literal["hour", "day"] = "hour") -> ir.Table:
     if unit not in _UNIT_SECONDS:
         raise ValueError(f"unit must be one of {sorted(_UNIT_SECONDS)}, got {unit!r}")
     step = _UNIT_SECONDS[unit]
-    lookup = _lookup(tables)
+    lookup = lookup_of(tables)
     segments, objects = lookup("segments"), lookup("objects")
     seg = segments.filter(segments.created.notnull())
     epoch_s = seg.created.delta(ibis.timestamp("1970-01-01T00:00:00+00:00"), unit="second")
@@ -283,70 +272,25 @@ def ingest_daily(tables: Any) -> ir.Table:
     return ingest(tables, "day")
 
 
-# -- orphans -----------------------------------------------------------------------------------------------
-def orphan_segments(tables: Any) -> ir.Table:
-    """Segments whose flow does not exist.
-
-    >>> import tams_analytics as ta
-    >>> orphan_segments(ta.connect("duckdb://")).count().execute()
-    0
-    """
-    lookup = _lookup(tables)
-    segments, flows = lookup("segments"), lookup("flows")
-    gone = segments.anti_join(flows, segments.flow_id == flows.id)
-    return gone.select("flow_id", "object_id", "timerange", "start_ns", "end_ns", "created")
-
-
-def orphan_flows(tables: Any) -> ir.Table:
-    """Flows whose source does not exist.
-
-    >>> import tams_analytics as ta
-    >>> orphan_flows(ta.connect("duckdb://")).count().execute()
-    0
-    """
-    lookup = _lookup(tables)
-    flows, sources = lookup("flows"), lookup("sources")
-    gone = flows.anti_join(sources, flows.source_id == sources.id)
-    return gone.select("id", "source_id", "format", "label", "created")
-
-
-def unreferenced_objects(tables: Any) -> ir.Table:
-    """Objects no segment references (neither as ``object_id`` nor as ``init_object_id``).
-
-    Allocated ids not registered yet (``registered`` false) and objects waiting for garbage collection
-    (``unreferenced_since`` set) are expected here; the columns tell them apart.
-
-    >>> import tams_analytics as ta
-    >>> unreferenced_objects(ta.connect("duckdb://")).count().execute()
-    0
-    """
-    lookup = _lookup(tables)
-    objects, segments = lookup("objects"), lookup("segments")
-    # One anti-join against the union of both references: chained anti-joins compile to Trino-invalid
-    # ``LEFT ANTI JOIN``, an OR inside NOT EXISTS defeats hash joins, and NOT IN breaks on null init ids.
-    inits = segments.filter(segments.init_object_id.notnull())
-    refs = ibis.union(
-        segments.select(ref=segments.object_id.cast("string")),
-        inits.select(ref=inits.init_object_id.cast("string")),
-        distinct=False,
-    )
-    alone = objects.anti_join(refs, objects.id == refs.ref)
-    return alone.select(
-        "id", "allocated_flow_id", "registered", "size_bytes", "timerange", "created", "unreferenced_since"
-    )
+# -- orphans ----------------------------------------------------------------------------------------------
+#: the integrity audit's definitions, so the Trino views and the library agree on what an orphan is
+orphan_segments = integrity.orphan_segments
+orphan_flows = integrity.orphan_flows
+unreferenced_objects = integrity.unreferenced_objects
 
 
 def orphans(tables: Any) -> ir.Table:
-    """All three orphan checks in one table: ``kind``, ``flow_id``, ``source_id``, ``object_id``,
-    ``timerange`` (what applies to the kind; the rest null).
+    """The three orphan checks of the integrity audit in one table: ``kind``, ``flow_id``, ``source_id``,
+    ``object_id``, ``timerange`` (what applies to the kind; the rest null).
 
-    Kinds: ``segment_without_flow``, ``flow_without_source``, ``object_without_segment``.
+    Kinds: ``segment_without_flow`` (one row per missing flow, ``timerange`` the hull of its segments),
+    ``flow_without_source``, ``object_without_segment`` (registered, not awaiting garbage collection).
 
     >>> import tams_analytics as ta
     >>> orphans(ta.connect("duckdb://")).count().execute()
     0
     """
-    lookup = _lookup(tables)
+    lookup = lookup_of(tables)
     null = ibis.null("string")
     s = orphan_segments(lookup)
     f = orphan_flows(lookup)
@@ -356,25 +300,25 @@ def orphans(tables: Any) -> ir.Table:
             kind=ibis.literal("segment_without_flow"),
             flow_id=s.flow_id,
             source_id=null,
-            object_id=s.object_id,
-            timerange=s.timerange,
+            object_id=null,
+            timerange=_tr_text(s.start_ns, s.end_ns),
         ),
         f.select(
             kind=ibis.literal("flow_without_source"),
-            flow_id=f.id,
+            flow_id=f.flow_id,
             source_id=f.source_id,
             object_id=null,
             timerange=null,
         ),
         o.select(
             kind=ibis.literal("object_without_segment"),
-            flow_id=o.allocated_flow_id,
+            flow_id=o.flow_id,
             source_id=null,
-            object_id=o.id,
-            timerange=o.timerange,
+            object_id=o.object_id,
+            timerange=null,
         ),
         distinct=False,
-    )
+    ).order_by(["kind", "flow_id", "object_id"])
 
 
 #: view name -> expression builder; the order is the order of the generated files' listing
@@ -395,7 +339,7 @@ VIEWS: Final[dict[str, Callable[[Any], ir.Table]]] = {
 # -- Trino SQL ---------------------------------------------------------------------------------------------
 def unbound_tables(catalog: str | None = None, schema: str | None = None) -> Lookup:
     """A lookup of unbound ibis tables with the declared schemas, optionally qualified ``catalog.schema``."""
-    from tams_analytics.engines.trino.query import declared_schema
+    from tams_analytics.engines.ibis_query import declared_schema
 
     cache: dict[str, ir.Table] = {}
 

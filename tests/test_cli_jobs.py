@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from server.storage.base import object_key
 from tams_analytics.analytics.integrity import FINDING_SCHEMA, Check
 from tams_analytics.catalog import connect
 from tams_analytics.cli.__main__ import main
+from tams_analytics.storage.base import object_key
 from tests.analytics import Faults, demo_with_media, inject_faults, local_store
 
 

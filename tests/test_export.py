@@ -16,6 +16,7 @@ import pytest
 import sqlglot
 import sqlglot.expressions as sge
 
+from server import records
 from tams_analytics.catalog import Catalog
 from tams_analytics.cli.__main__ import main
 from tams_analytics.export import (
@@ -41,7 +42,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Any:
     path = tmp_path_factory.mktemp("export") / "demo.duckdb"
     planted = build_demo_store(path)
     cat: Catalog = planted["catalog"]
-    cat.save_webhook(
+    records.save_webhook(
+        cat,
         {"id": "wh-1", "url": "https://hooks.example/tams", "events": ["flows/created"], "api_key_name": "X-Key"},
         api_key_value=SECRET,
     )

@@ -1,7 +1,7 @@
 """The read cache answers exactly what the store answers, whatever the writes, rollbacks and races.
 
-Every check compares a catalog with the cache on against a second catalog over the *same* DuckDB engine
-with no cache (it reads the store on every call).
+Every check compares a catalog with the cache on (its engine wrapped in a ``CachingEngine``) against a
+second catalog over the *same* DuckDB engine without the wrapper (it reads the store on every call).
 """
 
 from __future__ import annotations
@@ -15,18 +15,13 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pytest
 
-from tams_analytics.catalog import Catalog, connect
-from tams_analytics.catalog.read_cache import (
-    EVERYTHING,
-    CacheConfig,
-    KeyedCache,
-    NotCached,
-    ReadCache,
-    Timeline,
-    changed_keys,
-)
+from tams_analytics.cache import CacheConfig, CachingEngine
+from tams_analytics.cache.keyed import EVERYTHING, KeyedCache, changed_keys
+from tams_analytics.cache.timeline import Timeline
+from tams_analytics.catalog import Catalog, connect, segment_page_where
 from tams_analytics.engines.base import Change, Engine
 from tams_analytics.exceptions import ConflictError, UnsupportedError
+from tams_analytics.nonblocking import WouldBlock, memory_only
 from tams_analytics.predicates import Term, isin
 from tams_analytics.pyrows import column_values, table_rows
 from tests.engines.contract.test_catalog_flows import flow
@@ -45,7 +40,8 @@ def pair(tmp_path: Path) -> tuple[Catalog, Catalog]:
     oversized-flow path are exercised too."""
     cached = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}")
     assert cached.cache_reads(CacheConfig(segment_rows=400, flow_rows=150, objects=60, row_blocks=4))
-    plain = Catalog(cached.engine)
+    assert isinstance(cached.engine, CachingEngine)
+    plain = Catalog(cached.engine.inner)
     yield cached, plain
     cached.close()
 
@@ -69,15 +65,28 @@ def _same_pages(cached: Catalog, plain: Catalog, flow_id: str, rng: random.Rando
         got = cached.segment_rows(flow_id, **kwargs)
         assert got.to_pylist() == want.to_pylist(), kwargs
         assert got.schema.names == want.schema.names
-        assert cached.segment_page(flow_id, COLUMNS, **kwargs) == table_rows(want, COLUMNS), kwargs
+        assert _page(cached, flow_id, **kwargs) == table_rows(want, COLUMNS), kwargs
         within = kwargs["timerange"]
         assert cached.flow_timerange(flow_id, within) == plain.flow_timerange(flow_id, within), within
 
 
+def _page(cat: Catalog, flow_id: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """A page as the server reads it: dicts of COLUMNS (a cache may share dicts with more keys)."""
+    where = segment_page_where(
+        flow_id, kwargs.get("timerange"), kwargs.get("object_id"), kwargs.get("after_start_ns"), kwargs["reverse"]
+    )
+    order = [("start_ns", kwargs["reverse"])]
+    rows = cat.records("segments", where, columns=COLUMNS, order_by=order, limit=kwargs.get("limit"))
+    return [{c: r[c] for c in COLUMNS} for r in rows]
+
+
+def _instances(cat: Catalog, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    keys = ("object_id", "storage_id", "storage_key", "url", "label", "controlled", "position")
+    return {oid: [{k: r[k] for k in keys} for r in rows] for oid, rows in cat.object_instances(ids).items()}
+
+
 def _same_instances(cached: Catalog, plain: Catalog, ids: list[str]) -> None:
-    assert cached.object_instances(ids) == plain.object_instances(ids)
-    shared = {k: [dict(r) for r in v] for k, v in cached.object_instance_rows(ids).items()}
-    assert shared == plain.object_instances(ids)
+    assert _instances(cached, ids) == _instances(plain, ids)
 
 
 def test_pages_and_instances_equal_the_store_through_random_writes(pair: tuple[Catalog, Catalog]) -> None:
@@ -137,8 +146,8 @@ def test_pages_and_instances_equal_the_store_through_random_writes(pair: tuple[C
         for f in flows:
             _same_pages(cached, plain, f, rng)
         _same_instances(cached, plain, [f"o{i}" for i in rng.sample(range(61), 20)] + ["init", "missing"])
-    cache = cached.read_cache
-    assert cache is not None
+    cache = cached.engine
+    assert isinstance(cache, CachingEngine)
     assert cache.timelines.hits > 500 and cache.instances.hits > 500, "the cache must have been used"
     assert cache.timelines.weight <= 400
 
@@ -165,10 +174,10 @@ def test_a_reader_never_misses_a_committed_append(tmp_path: Path) -> None:
             b = committed[0]
             if not b:
                 continue
-            rows = cat.segment_page(fid, COLUMNS, timerange=_tr(b * 10, b * 10 + 10))
+            rows = _page(cat, fid, timerange=_tr(b * 10, b * 10 + 10), reverse=False)
             if [r["object_id"] for r in rows] != [f"b{b}-{i}" for i in range(10)]:
                 failures.append(f"batch {b}: {[r['object_id'] for r in rows]}")
-            inst = cat.object_instance_rows([f"b{b}-0"])
+            inst = cat.object_instances([f"b{b}-0"])
             if f"b{b}-0" in inst:
                 failures.append(f"object b{b}-0 has instances it never had: {inst}")
 
@@ -179,7 +188,7 @@ def test_a_reader_never_misses_a_committed_append(tmp_path: Path) -> None:
         t.join(120)
     assert not failures, failures[:5]
     assert cat.segment_rows(fid).num_rows == 600
-    assert cat.read_cache is not None and cat.read_cache.timelines.hits > 0
+    assert isinstance(cat.engine, CachingEngine) and cat.engine.timelines.hits > 0
     cat.close()
 
 
@@ -221,17 +230,31 @@ def test_a_committed_change_updates_or_drops_the_entry_and_a_rollback_keeps_it()
     assert len(cache) == 0
 
 
+def _load(cache: KeyedCache[str], key: str, value: str) -> None:
+    token = cache.begin_load([key])
+    assert token is not None
+    cache.end_load(token, {key: value})
+
+
 def test_entries_are_bounded_by_weight_least_recently_used_out() -> None:
     cache: KeyedCache[str] = KeyedCache(5, weigh=len)
     for k in ("aa", "bb", "cc"):
-        token = cache.begin_load([k])
-        assert token is not None
-        cache.end_load(token, {k: k})
+        _load(cache, k, k)
     assert cache.weight == 4 and "aa" not in cache.get_many(["aa"])
-    token = cache.begin_load(["big"])
-    assert token is not None
-    cache.end_load(token, {"big": "x" * 6})
+    _load(cache, "big", "x" * 6)
     assert cache.get("big") == (False, None), "larger than the whole cache: not kept"
+
+
+def test_entries_read_again_survive_a_scan_of_entries_read_once() -> None:
+    """A reader streaming a long flow once must not push out what the live edge's readers re-read."""
+    cache: KeyedCache[str] = KeyedCache(10)
+    for k in ("edge1", "edge2"):
+        _load(cache, k, k)
+        assert cache.get(k) == (True, k)  # read again: protected
+    for i in range(100):  # a scan: each entry loaded once, never read again
+        _load(cache, f"scan{i}", "s")
+    assert cache.get_many(["edge1", "edge2"]) == {"edge1": "edge1", "edge2": "edge2"}
+    assert len(cache) == 10 and "scan99" in cache.get_many(["scan99"]) and not cache.get_many(["scan0"])
 
 
 def test_changed_keys_come_from_rows_or_pinning_predicates() -> None:
@@ -255,24 +278,31 @@ def test_timeline_grows_only_at_the_live_edge() -> None:
     assert grown.serial != t.serial
     assert t.appended(rows([25])) is None, "a segment before the last one: the caller reloads"
     where = [Term("start_ns", "<", 45), Term("end_ns", ">", 15)]
-    assert grown.indices(where, reverse=False, limit=None).tolist() == [1, 2, 3]  # [10, 11) ends before 15
-    assert grown.indices(where, reverse=True, limit=2).tolist() == [3, 2]
+    assert grown.indices(where).tolist() == [1, 2, 3]  # [10, 11) ends before 15
+    assert grown.indices(where, order_by=[("start_ns", True)], limit=2).tolist() == [3, 2]
 
 
-def test_cached_only_reads_raise_rather_than_read_the_store(tmp_path: Path) -> None:
-    cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}")
+def test_memory_only_reads_raise_rather_than_read_the_store(tmp_path: Path) -> None:
+    url = f"duckdb:///{tmp_path / 'tams.duckdb'}"
+    with connect(url) as cat:
+        f = flow()
+        cat.put_flow(f)
+        cat.add_segments(f["id"], [{"object_id": "o", "timerange": _tr(0, 1)}])
+    cat = connect(url)
     cat.cache_reads()
-    f = flow()
-    cat.put_flow(f)
-    cat.add_segments(f["id"], [{"object_id": "o", "timerange": _tr(0, 1)}])
-    with pytest.raises(NotCached):
-        cat.segment_page(f["id"], COLUMNS, cached_only=True)
-    with pytest.raises(NotCached):
-        cat.object_instance_rows(["o"], cached_only=True)
-    assert [r["object_id"] for r in cat.segment_page(f["id"], COLUMNS)] == ["o"]
-    cat.object_instance_rows(["o"])
-    assert [r["object_id"] for r in cat.segment_page(f["id"], COLUMNS, cached_only=True)] == ["o"]
-    assert cat.object_instance_rows(["o"], cached_only=True) == {}
+    with memory_only():
+        with pytest.raises(WouldBlock):
+            _page(cat, f["id"], reverse=False)
+        with pytest.raises(WouldBlock):
+            cat.object_instances(["o"])
+        with pytest.raises(WouldBlock):
+            cat.rows("flows")
+    assert [r["object_id"] for r in _page(cat, f["id"], reverse=False)] == ["o"]
+    cat.object_instances(["o"])
+    with memory_only():
+        assert [r["object_id"] for r in _page(cat, f["id"], reverse=False)] == ["o"]
+        assert cat.object_instances(["o"]) == {}
+        assert cat.count("segments", [Term("flow_id", "==", f["id"])]) == 1
     cat.close()
 
 
@@ -292,7 +322,7 @@ def test_only_a_sole_writer_engine_can_cache() -> None:
     engine = _RemoteEngine(urlsplit("remote://cluster"))
     assert Catalog(engine).cache_reads() is False
     with pytest.raises(UnsupportedError):
-        engine.listen(ReadCache())
+        CachingEngine(engine)
 
 
 def test_row_values_convert_exactly() -> None:

@@ -7,11 +7,9 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from server.conversion.common import iso, without_none
+from tams_analytics.catalog.wire import FLOW_SERVER_MANAGED
 
 _DATETIMES = ("created", "metadata_updated", "segments_updated", "updated")
-
-#: Flow fields the service manages itself: ignored in a PUT body (flow-common.json, ADR 0003).
-FLOW_SERVER_MANAGED: Final = ("created", "metadata_updated", "segments_updated", "collected_by", "timerange")
 
 #: Technical metadata a Profile's ``flow_metadata`` provides; a PUT naming a profile must not send any
 #: of these (flow-technical.json plus ``format`` and ``essence_parameters``; AN 0020).

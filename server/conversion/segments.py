@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from server.conversion.urls import UrlMinter, UrlOptions
 from tams_analytics.catalog import Catalog
-from tams_analytics.catalog.read_cache import NotCached
-from tams_analytics.catalog.segments import shift
 from tams_analytics.predicates import isin
 from tams_analytics.timerange import TimeRange, Timestamp
 
@@ -56,28 +54,22 @@ def segments_wire(
     options: UrlOptions,
     *,
     include_object_timerange: bool = False,
-    cached_only: bool = False,
-    keep: bool = True,
 ) -> list[dict[str, Any]]:
     """A page of segment rows as wire documents.
 
     Instances of every media and init object on the page come from one catalog call (none at all when
     the reader wants no URLs), and each object's URLs are built once per page even when many
     segments share it (init objects usually are), or not at all while a list built for an earlier
-    page is still valid (:class:`~server.conversion.urls.MintedUrlLists`). With ``cached_only``,
-    raises :class:`~tams_analytics.catalog.read_cache.NotCached` rather than reading the store; with
-    ``keep=False`` (a page of a flow the cache does not hold) nothing read or built is kept.
+    page from the very same instance rows is still valid (:class:`~server.conversion.urls.MintedUrlLists`).
     """
     if not rows:
         return []
     ids = list(
         dict.fromkeys([r["object_id"] for r in rows] + [r["init_object_id"] for r in rows if r.get("init_object_id")])
     )
-    urls_of = _url_lookup(catalog, ids, stores, options, cached_only=cached_only, keep=keep)
+    urls_of = _url_lookup(catalog, ids, stores, options)
     object_trs: dict[str, str | None] = {}
     if include_object_timerange:
-        if cached_only:
-            raise NotCached("objects")
         t = catalog.rows("objects", [isin("id", ids)], columns=["id", "timerange"])
         object_trs = dict(zip(t.column("id").to_pylist(), t.column("timerange").to_pylist(), strict=True))
     out = []
@@ -95,25 +87,15 @@ def segments_wire(
 
 
 def _url_lookup(
-    catalog: Catalog, ids: Sequence[str], stores: Stores, options: UrlOptions, *, cached_only: bool, keep: bool
+    catalog: Catalog, ids: Sequence[str], stores: Stores, options: UrlOptions
 ) -> Callable[[str], list[dict[str, Any]] | None]:
     """``object_id -> get_urls | None`` for the given ids."""
     if options.wants_none:
         return lambda _oid: None
-    instances = catalog.object_instance_rows(ids, cached_only=cached_only, keep=keep)
-    mint = UrlMinter(stores, options, cached_only=cached_only)
-    if catalog.read_cache is not None and keep:
-        lists = stores.url_lists
-        return lambda oid: lists.get(oid, instances.get(oid, ()), options, mint)
-    # rows not kept by a read cache are new on every read (their identity says nothing): once per page
-    memo: dict[str, list[dict[str, Any]]] = {}
-
-    def urls_of(oid: str) -> list[dict[str, Any]]:
-        if oid not in memo:
-            memo[oid] = mint(instances.get(oid, ()))
-        return memo[oid]
-
-    return urls_of
+    instances = {oid: tuple(rows) for oid, rows in catalog.object_instances(ids).items()}
+    mint = UrlMinter(stores, options)
+    lists = stores.url_lists
+    return lambda oid: lists.get(oid, instances.get(oid, ()), options, mint)
 
 
 def _object_timerange(row: Mapping[str, Any], object_trs: Mapping[str, str | None]) -> str:
@@ -121,4 +103,4 @@ def _object_timerange(row: Mapping[str, Any], object_trs: Mapping[str, str | Non
     stored = object_trs.get(row["object_id"]) or row.get("object_timerange")
     if stored:
         return stored
-    return str(shift(TimeRange.from_str(row["timerange"]), row.get("ts_offset") or 0))
+    return str(TimeRange.from_str(row["timerange"]).shift(-(row.get("ts_offset") or 0)))

@@ -30,7 +30,7 @@ from fastapi import Request
 
 from server.errors import bad_request
 from server.params import check_uuid, parse_bool, prefixed_params
-from server.storage.base import ObjectStore, ReuseWindow
+from tams_analytics.storage.base import ObjectStore, ReuseWindow
 
 logger = logging.getLogger(__name__)
 
@@ -157,10 +157,8 @@ def _tag_matches(value: str | list[str] | None, wanted: Sequence[str]) -> bool:
 class UrlMinter:
     """Turns instance rows into ``get_urls`` for one read; backend checks are done once, not per URL."""
 
-    def __init__(self, stores: Iterable[ObjectStore], options: UrlOptions, *, cached_only: bool = False) -> None:
+    def __init__(self, stores: Iterable[ObjectStore], options: UrlOptions) -> None:
         self.options = options
-        #: only URLs the stores can give without slow signing (see ``ObjectStore.get_url``)
-        self.cached_only = cached_only
         #: storage_id -> (store, the fixed part of its URL items)
         self._backends: dict[str, tuple[ObjectStore, dict[str, Any]]] = {}
         for store in stores:
@@ -181,7 +179,7 @@ class UrlMinter:
                 if backend is None:
                     continue
                 store, extra = backend
-                url = store.get_url(inst["storage_key"], self.options.expires_s, cached_only=self.cached_only)
+                url = store.get_url(inst["storage_key"], self.options.expires_s)
                 out.append({"url": url, **extra})
             elif inst.get("url") and self.options.uncontrolled_ok(inst.get("label")):
                 item: dict[str, Any] = {"url": inst["url"]}
@@ -195,11 +193,13 @@ class UrlMinter:
 
 class MintedUrlLists:
     """``get_urls`` lists by object and reader options, handed out again while the object's instance
-    rows are the very same (read cache) objects and the URLs keep at least 90 % of their lifetime.
+    rows are the very same objects (a read cache shares them) and the URLs keep at least 90 % of their
+    lifetime.
 
     A segments page needs one list per object; rebuilding them (backend filters, a URL each, the
     items) was the largest part of a page served from memory. The instance rows' identity is the
-    validity check: the read cache replaces them whenever an object's instances change.
+    validity check: the read cache replaces them whenever an object's instances change (rows read from
+    the store are new objects on every read, so their lists serve one page only).
     """
 
     def __init__(self, capacity: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from server import records
 from server.deletion import request_wire
 from server.deps import CatalogDep, SettingsDep
 from server.errors import bad_request, not_found
@@ -50,7 +51,7 @@ def list_delete_requests(
 
 
 def get_delete_request(request: Request, request_id: str, catalog: CatalogDep) -> Response:
-    row = catalog.get_delete_request(request_id)
+    row = records.get_delete_request(catalog, request_id)
     if row is None:
         raise not_found(f"flow delete request {request_id} does not exist")
     return json_response(request_wire(row), request=request)

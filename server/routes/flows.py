@@ -24,6 +24,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from server import records
 from server.conversion.flows import flow_from_put, flow_wire, profile_fields_in
 from server.deletion import delete_flow as delete_flow_now
 from server.deps import CatalogDep, PrincipalDep, SettingsDep
@@ -34,7 +35,7 @@ from server.routes._common import check_uuid, get_and_head, json_body, json_resp
 from server.routes._properties import Resource, add_property_routes, add_shared_routes, write_and_publish
 from server.routes.sources import listing_tag_filters, query_value, sort_key, sorted_rows
 from server.validation import check
-from tams_analytics import predicates as P
+from tams_analytics import filters as F
 from tams_analytics.catalog import Catalog, flows_with_content
 from tams_analytics.predicates import Term
 
@@ -84,7 +85,7 @@ def list_flows(
     page: str | None = None,
 ) -> Response:
     n = clamp_limit(limit, settings.default_limit, settings.max_limit)
-    where = P.build(
+    where = F.build(
         "flows",
         source_id=query_value(source_id, "uuid.json", "source_id"),
         format=query_value(format, "content-format.json", "format"),
@@ -140,7 +141,7 @@ def _profile_for(catalog: Catalog, body: dict[str, Any], old: dict[str, Any] | N
                 f"a flow created from profile {profile_id} takes its technical metadata from the profile: "
                 f"do not also send {', '.join(fields)}"
             )
-        profile = catalog.get_profile(profile_id)
+        profile = records.get_profile(catalog, profile_id)
         if profile is None:
             raise bad_request(f"profile {profile_id} does not exist")
         return profile

@@ -22,10 +22,10 @@ from server.errors import bad_request, not_found
 from server.paging import Page, clamp_limit, page_list
 from server.routes._common import get_and_head, json_body, json_response, parse_bool, prefixed_params
 from server.ssrf import UnsafeUrl, check_url
-from server.storage.base import ObjectStore, ObjectStream, StorageError, object_key
 from server.validation import check
 from tams_analytics.catalog import Catalog
-from tams_analytics.predicates import build
+from tams_analytics.filters import build
+from tams_analytics.storage.base import ObjectStore, ObjectStream, StorageError, object_key
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from server.paging import Page, clamp_limit, decode_key, encode_key
 from server.publish import publish_segments_added
 from server.routes._common import check_uuid, get_and_head, json_body, json_response, parse_bool, parse_timerange
 from server.validation import check, errors
-from tams_analytics.catalog import Catalog, Failure, segments_table
-from tams_analytics.catalog.read_cache import NotCached
+from tams_analytics.catalog import Catalog, Failure, segment_page_where, segments_table
+from tams_analytics.nonblocking import WouldBlock, memory_only
 from tams_analytics.timerange import TimeRange
 
 logger = logging.getLogger(__name__)
@@ -47,8 +47,6 @@ async def list_segments(
     """Segments in time order (or reverse), one page at a time, keyed on ``start_ns``.
 
     A flow that does not exist simply has no segments (200 ``[]``); only an invalid id is a 404.
-    A page the read cache can answer whole is built right here, on the event loop (no thread
-    hand-over); any other goes to a worker thread, since it reads the store.
     """
     check_uuid(flow_id, "flow id")
     query = _PageQuery(
@@ -61,10 +59,15 @@ async def list_segments(
         with_object_tr=bool(parse_bool(include_object_timerange, "include_object_timerange")),
         options=UrlOptions.from_request(request, settings.presign_get_s),
     )
-    try:
-        return _segments_page(request, catalog, stores, settings, query, cached_only=True)
-    except NotCached:
-        return await run_in_threadpool(_segments_page, request, catalog, stores, settings, query, cached_only=False)
+    # a page the read cache answers whole is built right here, on the event loop (no thread hand-over);
+    # any other goes to a worker thread, where reading the store may block
+    if catalog.caches_reads:
+        try:
+            with memory_only():
+                return _segments_page(request, catalog, stores, settings, query)
+        except WouldBlock:
+            pass
+    return await run_in_threadpool(_segments_page, request, catalog, stores, settings, query)
 
 
 @dataclass(frozen=True)
@@ -81,28 +84,18 @@ class _PageQuery:
     options: UrlOptions
 
 
-def _segments_page(
-    request: Request, catalog: Catalog, stores: Stores, settings: Settings, q: _PageQuery, *, cached_only: bool
-) -> Response:
+def _segments_page(request: Request, catalog: Catalog, stores: Stores, settings: Settings, q: _PageQuery) -> Response:
     # only the columns rendering reads become Python objects (``created`` would cost a datetime each)
-    rows = catalog.segment_page(
-        q.flow_id,
-        WIRE_COLUMNS,
-        timerange=q.timerange,
-        object_id=q.object_id,
-        after_start_ns=q.after,
-        reverse=q.reverse,
+    rows = catalog.records(
+        "segments",
+        segment_page_where(q.flow_id, q.timerange, q.object_id, q.after, q.reverse),
+        columns=WIRE_COLUMNS,
+        order_by=[("start_ns", q.reverse)],
         limit=q.limit + 1,
-        cached_only=cached_only,
     )
     more = len(rows) > q.limit
     rows = rows[: q.limit]
-    # what a page of a flow the cache holds reads is kept for the next readers; a long flow streamed
-    # once from the store must not push all of that out
-    keep = cached_only or (catalog.read_cache is not None and catalog.read_cache.has_timeline(q.flow_id))
-    items = segments_wire(
-        catalog, rows, stores, q.options, include_object_timerange=q.with_object_tr, cached_only=cached_only, keep=keep
-    )
+    items = segments_wire(catalog, rows, stores, q.options, include_object_timerange=q.with_object_tr)
     next_key = encode_key(rows[-1]["start_ns"]) if more else None
     page_tr = _hull(rows[0]["timerange"], rows[-1]["timerange"]) if rows else "()"
     headers = Page(items, q.limit, next_key, q.reverse, page_tr).headers(request, public_url=settings.public_url)

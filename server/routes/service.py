@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from server import records
 from server.deps import CatalogDep, SettingsDep, StoresDep
 from server.errors import bad_request, not_found
 from server.paging import Page, clamp_limit, page_list
@@ -16,7 +17,8 @@ from server.routes._common import check_uuid, get_and_head, json_body, json_resp
 from server.routes.sources import query_value
 from server.validation import check
 from tams_analytics import __version__
-from tams_analytics.predicates import Predicate, build, eq
+from tams_analytics.filters import build
+from tams_analytics.predicates import Predicate, eq
 from tams_analytics.timerange import Timestamp
 
 router = APIRouter(prefix="/service", tags=["Service"])
@@ -24,7 +26,7 @@ router = APIRouter(prefix="/service", tags=["Service"])
 
 @get_and_head(router, "", "service")
 def get_service(request: Request, catalog: CatalogDep, settings: SettingsDep) -> Response:
-    info = catalog.service_info()
+    info = records.service_info(catalog)
     body = {
         "type": "urn:x-tams:service.tams-analytics",
         "api_version": "8.2",
@@ -43,7 +45,8 @@ def get_service(request: Request, catalog: CatalogDep, settings: SettingsDep) ->
 async def post_service(request: Request, catalog: CatalogDep) -> Response:
     body = await json_body(request)
     check(body, "service-post.json")
-    await run_in_threadpool(catalog.set_service_info, {k: body[k] for k in ("name", "description") if k in body})
+    values = {k: body[k] for k in ("name", "description") if k in body}
+    await run_in_threadpool(records.set_service_info, catalog, values)
     return Response(status_code=200)
 
 
@@ -102,7 +105,7 @@ def list_profiles(
 
 @get_and_head(router, "/profiles/{profile_id}", "profiles-profileId")
 def get_profile(request: Request, profile_id: str, catalog: CatalogDep) -> Response:
-    profile = catalog.get_profile(profile_id)
+    profile = records.get_profile(catalog, profile_id)
     if profile is None:
         raise not_found(f"profile {profile_id} does not exist")
     return json_response(profile, request=request)
@@ -115,5 +118,5 @@ async def post_profile(request: Request, profile_id: str, catalog: CatalogDep) -
     check(body, "profile.json")
     if body.get("id") != profile_id:
         raise bad_request(f"profile id {body.get('id')!r} in the body differs from {profile_id} in the path")
-    await run_in_threadpool(catalog.create_profile, body)
+    await run_in_threadpool(records.create_profile, catalog, body)
     return json_response(body, status=201)

@@ -21,7 +21,7 @@ from server.paging import Page, clamp_limit, page_sorted
 from server.routes._common import check_uuid, get_and_head, json_response, tag_filters
 from server.routes._properties import Resource, add_shared_routes
 from server.validation import errors
-from tams_analytics import predicates as P
+from tams_analytics import filters as F
 from tams_analytics.catalog import Catalog
 from tams_analytics.predicates import Predicate, isin
 
@@ -106,7 +106,7 @@ def list_sources(
     page: str | None = None,
 ) -> Response:
     n = clamp_limit(limit, settings.default_limit, settings.max_limit)
-    where = P.build(
+    where = F.build(
         "sources",
         label=label,
         format=query_value(format, "content-format.json", "format"),

@@ -10,12 +10,12 @@ from starlette.concurrency import run_in_threadpool
 
 from server.config import Settings
 from server.deps import CatalogDep, SettingsDep, Stores, StoresDep
-from server.errors import bad_request, forbidden, not_found
+from server.errors import bad_request
 from server.routes._common import check_uuid, json_body, json_response
-from server.storage.base import ObjectStore, object_key
 from server.validation import check
 from tams_analytics.catalog import Catalog
-from tams_analytics.predicates import eq
+from tams_analytics.catalog.guards import writable_flow
+from tams_analytics.storage.base import ObjectStore, object_key
 
 router = APIRouter(prefix="/flows", tags=["MediaStorage"])
 
@@ -82,22 +82,17 @@ def _allocate(
     object_ids: list[str] | None,
     content_type: str | None,
 ) -> list[dict[str, Any]]:
-    flow = catalog.row("flows", [eq("id", flow_id)])
-    if flow is None:
-        raise not_found(f"flow {flow_id} does not exist")
-    if flow.get("read_only"):
-        raise forbidden(f"flow {flow_id} is read-only")
-    if not flow.get("container"):
-        raise bad_request(f"flow {flow_id} has no container set, so it cannot store media")
-    ctype = content_type or flow["container"]
-    ids = catalog.allocate_objects(
-        flow_id,
-        count=count,
-        object_ids=object_ids,
-        storage_id=store.info.id,
-        storage_key=object_key,
-        content_type=ctype,
-    )
+    with catalog.transaction():
+        flow = writable_flow(catalog, flow_id, needs_container="it cannot store media")
+        ctype = content_type or flow["container"]
+        ids = catalog.allocate_objects(
+            flow_id,
+            count=count,
+            object_ids=object_ids,
+            storage_id=store.info.id,
+            storage_key=object_key,
+            content_type=ctype,
+        )
     return [
         {
             "object_id": i,

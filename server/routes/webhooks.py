@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from server import records
 from server.config import Settings
 from server.conversion.webhooks import unsupported_keys, webhook_record, webhook_wire
 from server.deps import CatalogDep, PrincipalDep, SettingsDep
@@ -28,7 +29,8 @@ from server.routes._common import check_uuid, get_and_head, json_body, json_resp
 from server.ssrf import UnsafeUrl, check_url
 from server.validation import check
 from tams_analytics.catalog import Catalog
-from tams_analytics.predicates import Predicate, Term, build
+from tams_analytics.filters import build
+from tams_analytics.predicates import Predicate, Term
 
 #: an HTTP header name (RFC 9110 token), and headers the delivery itself must control
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -56,7 +58,7 @@ def _owned(catalog: Catalog, settings: Settings, principal: str | None, webhook_
     row = catalog.row("webhooks", where)
     if row is None:
         raise not_found(f"webhook {webhook_id} does not exist")
-    return catalog.webhook_docs([row])[0]
+    return records.webhook_docs(catalog, [row])[0]
 
 
 async def _checked_body(request: Request, schema: str, settings: Settings) -> dict[str, Any]:
@@ -109,7 +111,7 @@ def list_webhooks(
     where = [*build("webhooks", **tag_filters(request)), *_owner_scope(settings, principal)]
     table = catalog.rows("webhooks", where)
     chunk, next_key = page_sorted(table, sort_by="url", descending=False, reverse=reverse_order, limit=n, page=page)
-    items = [webhook_wire(d) for d in catalog.webhook_docs(chunk.to_pylist())]
+    items = [webhook_wire(d) for d in records.webhook_docs(catalog, chunk.to_pylist())]
     headers = Page(items, n, next_key, reverse_order).headers(request, public_url=settings.public_url)
     return json_response(items, headers=headers, request=request)
 
@@ -126,7 +128,7 @@ async def post_webhook(
 
 def _create(catalog: Catalog, record: dict[str, Any], api_key_value: str | None, principal: str | None) -> Response:
     """The catalog side of ``POST /service/webhooks`` (blocking: run it in the threadpool)."""
-    catalog.save_webhook(record, api_key_value=api_key_value, created_by=principal)
+    records.save_webhook(catalog, record, api_key_value=api_key_value, created_by=principal)
     return json_response(webhook_wire(_stored(catalog, record["id"])), status=201)
 
 
@@ -156,7 +158,8 @@ def _replace(
     current = _owned(catalog, settings, principal, webhook_id)
     status = _next_status(current["status"], body["status"])
     same_key = body.get("api_key_name") is not None and body.get("api_key_name") == current.get("api_key_name")
-    catalog.save_webhook(
+    records.save_webhook(
+        catalog,
         webhook_record(body, webhook_id, status),
         api_key_value=body.get("api_key_value"),
         # clients cannot read the secret back: keep it unless they change or drop the header
@@ -168,7 +171,7 @@ def _replace(
 @router.delete("/{webhook_id}", operation_id="DELETE_webhooks-webhookId", status_code=204)
 def delete_webhook(webhook_id: str, catalog: CatalogDep, settings: SettingsDep, principal: PrincipalDep) -> Response:
     _owned(catalog, settings, principal, webhook_id)
-    catalog.delete_webhook(webhook_id)
+    records.delete_webhook(catalog, webhook_id)
     return Response(status_code=204)
 
 
@@ -181,7 +184,7 @@ def _next_status(current: str, requested: str) -> str:
 
 
 def _stored(catalog: Catalog, webhook_id: str) -> Mapping[str, Any]:
-    doc = catalog.get_webhook(webhook_id)
+    doc = records.get_webhook(catalog, webhook_id)
     if doc is None:  # deleted between the write and this read
         raise not_found(f"webhook {webhook_id} does not exist")
     return doc

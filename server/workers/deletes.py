@@ -15,6 +15,7 @@ import threading
 import traceback
 from typing import Any
 
+from server import records
 from server.errors import error_body
 from server.publish import capture, publish_changes, publish_segments_deleted
 from server.workers import PeriodicWorker, Stop
@@ -48,9 +49,9 @@ def start(app: Any) -> Stop:
 def run_pending(app: Any, stopping: threading.Event | None = None) -> int:
     """Work every unfinished request (oldest first) and forget expired ones; returns how many finished."""
     catalog: Catalog = app.state.catalog
-    catalog.purge_delete_requests(utcnow())
+    records.purge_delete_requests(catalog, utcnow())
     finished = 0
-    for row in catalog.unfinished_delete_requests():
+    for row in records.unfinished_delete_requests(catalog):
         if stopping is not None and stopping.is_set():
             break
         finished += run_request(app, row, stopping)
@@ -61,7 +62,7 @@ def run_request(app: Any, row: dict[str, Any], stopping: threading.Event | None 
     """Carry out one request; False when interrupted by ``stopping`` (it stays ``started``)."""
     catalog: Catalog = app.state.catalog
     rid, flow_id = row["id"], row["flow_id"]
-    catalog.update_delete_request(rid, status="started")
+    records.update_delete_request(catalog, rid, status="started")
     try:
         if not _delete_segments(app, row, stopping):
             return False
@@ -71,9 +72,10 @@ def run_request(app: Any, row: dict[str, Any], stopping: threading.Event | None 
         logger.exception("delete request %s for flow %s failed", rid, flow_id)
         error = error_body(type(exc).__name__, f"deletion failed: {exc}")
         error["traceback"] = traceback.format_exception_only(exc)
-        catalog.update_delete_request(rid, status="error", error=error, expiry=utcnow() + KEEP_FINISHED)
+        records.update_delete_request(catalog, rid, status="error", error=error, expiry=utcnow() + KEEP_FINISHED)
         return True
-    catalog.update_delete_request(rid, status="done", timerange_remaining="()", expiry=utcnow() + KEEP_FINISHED)
+    done = {"status": "done", "timerange_remaining": "()", "expiry": utcnow() + KEEP_FINISHED}
+    records.update_delete_request(catalog, rid, **done)
     logger.info("delete request %s for flow %s done", rid, flow_id)
     return True
 
@@ -98,7 +100,7 @@ def _delete_segments(app: Any, row: dict[str, Any], stopping: threading.Event | 
         else:
             # segments never overlap, so every covered segment left starts at or after this chunk's end
             remaining = remaining.split_at(result.timerange.end_ns)[1]
-        catalog.update_delete_request(row["id"], timerange_remaining=str(remaining))
+        records.update_delete_request(catalog, row["id"], timerange_remaining=str(remaining))
     return True
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from server import records
 from server.conversion.webhooks import minimal_segments, notification
 from server.errors import error_body
 from server.events import Event
@@ -154,7 +155,7 @@ class Delivery:
 
     def route(self, event: Event) -> None:
         rows = self.catalog.rows("webhooks", [Term("status", "isin", ACTIVE)]).to_pylist()
-        targets = [w["id"] for w in self.catalog.webhook_docs(rows) if matches(w, event)]
+        targets = [w["id"] for w in records.webhook_docs(self.catalog, rows) if matches(w, event)]
         for part in split(event):
             for webhook_id in targets:
                 self._enqueue(webhook_id, part)
@@ -182,7 +183,7 @@ class Delivery:
         body: bytes | None = None
         problem = ""
         for attempt in range(1, attempts + 1):
-            webhook = self.catalog.get_webhook(webhook_id, with_secret=True)
+            webhook = records.get_webhook(self.catalog, webhook_id, with_secret=True)
             if webhook is None or webhook["status"] not in ACTIVE:
                 return  # deleted or disabled meanwhile
             try:
@@ -194,7 +195,7 @@ class Delivery:
                 body = json.dumps(self.render(webhook, event), separators=(",", ":")).encode()
             problem = _post(client, webhook, body)
             if not problem:
-                self.catalog.set_webhook_status(webhook_id, "started", only_from=("created",))
+                records.set_webhook_status(self.catalog, webhook_id, "started", only_from=("created",))
                 return
             logger.warning(
                 "webhook %s: delivering %s failed (attempt %d of %d): %s",
@@ -215,7 +216,7 @@ class Delivery:
     def _fail(self, webhook_id: str, event: Event, summary: str) -> None:
         logger.error("webhook %s set to error: %s", webhook_id, summary)
         error = error_body("WebhookDeliveryError", summary)
-        self.catalog.set_webhook_status(webhook_id, "error", error, only_from=ACTIVE)
+        records.set_webhook_status(self.catalog, webhook_id, "error", error, only_from=ACTIVE)
 
     def render(self, webhook: Mapping[str, Any], event: Event) -> dict[str, Any]:
         """The notification for one webhook (``flows/segments_added`` segments follow its URL options)."""

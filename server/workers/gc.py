@@ -13,9 +13,11 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from server.storage.base import StorageError
+from tams_analytics.storage.base import StorageError
+
 from server.workers import PeriodicWorker, Stop
 from tams_analytics.catalog import Catalog, utcnow
+from tams_analytics.catalog.references import collectable_objects, purge_objects
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,22 @@ def start(app: Any) -> Stop:
     return worker.stop
 
 
+def claim_collectable_objects(catalog: Catalog, older_than: dt.datetime) -> dict[str, list[dict[str, Any]]]:
+    """Forget the collectable objects, atomically, and return their instances.
+
+    The caller then deletes the stored bytes of the controlled instances. Forgetting first, in one
+    transaction with the reference check, means bytes are only ever deleted for objects no segment
+    references: a segment registered concurrently either keeps its object or finds it gone.
+    """
+    with catalog.transaction():
+        ids = sorted(set(collectable_objects(catalog, older_than).column("id").to_pylist()))
+        if not ids:
+            return {}
+        instances = catalog.object_instances(ids)
+        gone = purge_objects(catalog, ids)
+    return {i: [dict(r) for r in instances.get(i, [])] for i in gone}
+
+
 def collect_once(app: Any, now: dt.datetime | None = None) -> int:
     """Forget collectable objects and delete their stored bytes; returns how many objects were collected.
 
@@ -40,7 +58,7 @@ def collect_once(app: Any, now: dt.datetime | None = None) -> int:
     """
     catalog: Catalog = app.state.catalog
     cutoff = (now or utcnow()) - dt.timedelta(seconds=app.state.settings.min_object_timeout_s)
-    claimed = catalog.claim_collectable_objects(cutoff)
+    claimed = claim_collectable_objects(catalog, cutoff)
     by_store: dict[str, list[str]] = defaultdict(list)
     for instances in claimed.values():
         for inst in instances:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import ibis
 import pyarrow as pa
 
+from tams_analytics import filters as F
 from tams_analytics import predicates as P
 from tams_analytics.timerange import TimeRange
 from tams_analytics.timerange_vector import format_timeranges
@@ -76,7 +77,7 @@ def segments_of(source: SegmentSource, flow_id: FlowIds = None, within: TimeRang
     tr = _window(within)
     if not isinstance(source, ir.Table):
         return source.segments(flow_id=flow_id, timerange=tr)
-    preds: list[P.Predicate] = P.build("segments", flow_id=flow_id, timerange=tr)
+    preds: list[P.Predicate] = F.build("segments", flow_id=flow_id, timerange=tr)
     return source.filter(*[p.to_ibis(source) for p in preds]) if preds else source
 
 

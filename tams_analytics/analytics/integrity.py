@@ -2,7 +2,7 @@
 
 Each check is one ibis expression over the catalog's tables (anti-joins, and a window function for
 overlaps), so it runs in the engine however large the store is; only the findings come back. With an
-:class:`~server.storage.base.ObjectStore`, the controlled instances of referenced objects are also checked
+:class:`~tams_analytics.storage.base.ObjectStore`, the controlled instances of referenced objects are also checked
 against storage with batched ``head`` calls.
 
 ======================  ==========================================================================
@@ -33,21 +33,18 @@ so "flow timerange disagrees with its segments" is checked as ``stale_segments_u
 
 from __future__ import annotations
 
-import enum
 import logging
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import ibis
 import pyarrow as pa
 
-from tams_analytics.timerange import TimeRange
-from tams_analytics.timerange_vector import format_timeranges
+from tams_analytics.analytics.findings import FINDING_SCHEMA, Check, Finding, IntegrityReport, findings_of
+from tams_analytics.analytics.tables import lookup_of
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
-    import pandas as pd
 
     from tams_analytics.catalog import Catalog
 
@@ -59,114 +56,28 @@ logger = logging.getLogger(__name__)
 HEAD_BATCH: Final = 1000
 
 
-class Check(enum.StrEnum):
-    """The kinds of finding, in the order the audit runs them."""
-
-    OVERLAPPING_SEGMENTS = "overlapping_segments"
-    ORPHAN_SEGMENTS = "orphan_segments"
-    ORPHAN_FLOW = "orphan_flow"
-    UNREFERENCED_OBJECT = "unreferenced_object"
-    MISSING_OBJECT = "missing_object"
-    MISSING_FROM_STORAGE = "missing_from_storage"
-    SIZE_MISMATCH = "size_mismatch"
-    STALE_SEGMENTS_UPDATED = "stale_segments_updated"
-    DANGLING_COLLECTION = "dangling_collection"
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One problem, naming the entities involved (see the module's table for what each field holds)."""
-
-    check: Check
-    detail: str
-    flow_id: str | None = None
-    source_id: str | None = None
-    object_id: str | None = None
-    timerange: str | None = None
-    other_id: str | None = None
-    other_timerange: str | None = None
-    #: how many rows the finding stands for (segments of a missing flow, ...)
-    count: int = 1
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able values, keys in :data:`FINDING_SCHEMA` order."""
-        out = asdict(self)
-        out["check"] = str(self.check)
-        return {name: out[name] for name in FINDING_SCHEMA.names}
-
-
-#: Column order and types of :meth:`IntegrityReport.to_arrow`.
-FINDING_SCHEMA: Final = pa.schema(
-    [
-        ("check", pa.string()),
-        ("flow_id", pa.string()),
-        ("source_id", pa.string()),
-        ("object_id", pa.string()),
-        ("timerange", pa.string()),
-        ("other_id", pa.string()),
-        ("other_timerange", pa.string()),
-        ("count", pa.int64()),
-        ("detail", pa.string()),
-    ]
-)
-
-
-@dataclass
-class IntegrityReport:
-    """The outcome of :func:`audit`.
-
-    ``findings`` holds at most ``limit`` findings per check; ``totals`` counts them all. ``checked`` says
-    how much was examined and ``skipped`` which checks did not run, and why.
-    """
-
-    findings: list[Finding] = field(default_factory=list)
-    totals: dict[str, int] = field(default_factory=dict)
-    checked: dict[str, int] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def clean(self) -> bool:
-        """True when no check found anything."""
-        return not any(self.totals.values())
-
-    def to_arrow(self) -> pa.Table:
-        """The findings as a table (columns of :data:`FINDING_SCHEMA`)."""
-        return pa.Table.from_pylist([f.to_dict() for f in self.findings], schema=FINDING_SCHEMA)
-
-    def to_pandas(self) -> pd.DataFrame:
-        return self.to_arrow().to_pandas()
-
-    def to_json(self) -> dict[str, Any]:
-        """A stable, machine-readable document: every key always present, findings in audit order."""
-        return {
-            "clean": self.clean,
-            "totals": {str(c): self.totals.get(str(c), 0) for c in Check},
-            "checked": dict(sorted(self.checked.items())),
-            "skipped": dict(sorted(self.skipped.items())),
-            "findings": [f.to_dict() for f in self.findings],
-        }
-
-
 class KeyChecker(Protocol):
-    """What the storage check needs of an object store: :meth:`ObjectStore.head` (``server/storage/base.py``)."""
+    """What the storage check needs of an object store: :meth:`~tams_analytics.storage.base.ObjectStore.head`."""
 
     def head(self, keys: Sequence[str]) -> dict[str, int | None]: ...
 
 
 # -- the checks, as ibis expressions ---------------------------------------------------------------------------
-def _refs(catalog: Catalog) -> ir.Table:
+def _refs(tables: Any) -> ir.Table:
     """``(flow_id, object_id)`` of every object a segment references, as media or as init object."""
-    s = catalog.table("segments")
+    t = lookup_of(tables)
+    s = t("segments")
     # cast: the media column is NOT NULL and init_object_id nullable, and set operations need equal types
     media = s.select("flow_id", object_id=s.object_id.cast("string"))
     init = s.filter(s.init_object_id.notnull()).select("flow_id", object_id=s.init_object_id.cast("string"))
     return media.union(init, distinct=False)
 
 
-def overlapping_segments(catalog: Catalog) -> ir.Table:
+def overlapping_segments(tables: Any) -> ir.Table:
     """Pairs of segments of one flow that share time: each segment that starts before an earlier one ends,
     with every earlier segment it overlaps."""
-    s = catalog.table("segments")
+    t = lookup_of(tables)
+    s = t("segments")
     s = s.filter(s.start_ns < s.end_ns).select("flow_id", "start_ns", "end_ns", "timerange", "object_id")
     order = [s.start_ns, s.end_ns, s.object_id]
     before = ibis.window(group_by=s.flow_id, order_by=order, rows=(None, -1))
@@ -196,9 +107,10 @@ def overlapping_segments(catalog: Catalog) -> ir.Table:
     ).order_by(["flow_id", "start_ns", "end_ns", "other_rn"])
 
 
-def orphan_segments(catalog: Catalog) -> ir.Table:
+def orphan_segments(tables: Any) -> ir.Table:
     """Per missing flow: how many segments name it, and their extent."""
-    s, f = catalog.table("segments"), catalog.table("flows")
+    t = lookup_of(tables)
+    s, f = t("segments"), t("flows")
     gone = s.anti_join(f, s.flow_id == f.id)
     return (
         gone.group_by("flow_id")
@@ -207,25 +119,28 @@ def orphan_segments(catalog: Catalog) -> ir.Table:
     )
 
 
-def orphan_flows(catalog: Catalog) -> ir.Table:
+def orphan_flows(tables: Any) -> ir.Table:
     """Flows whose source does not exist."""
-    f, src = catalog.table("flows"), catalog.table("sources")
+    t = lookup_of(tables)
+    f, src = t("flows"), t("sources")
     return f.anti_join(src, f.source_id == src.id).select(flow_id=f.id, source_id=f.source_id).order_by("flow_id")
 
 
-def unreferenced_objects(catalog: Catalog) -> ir.Table:
+def unreferenced_objects(tables: Any) -> ir.Table:
     """Registered objects that no segment references and that are not waiting for garbage collection."""
-    o = catalog.table("objects")
-    refs = _refs(catalog)
+    t = lookup_of(tables)
+    o = t("objects")
+    refs = _refs(tables)
     live = o.filter(o.registered.fill_null(False) & o.unreferenced_since.isnull())
     lonely = live.anti_join(refs, live.id == refs.object_id)
     return lonely.select(object_id=lonely.id, flow_id=lonely.first_referenced_by_flow).order_by("object_id")
 
 
-def missing_objects(catalog: Catalog) -> ir.Table:
+def missing_objects(tables: Any) -> ir.Table:
     """Objects that segments reference (per flow) but that have no object record."""
-    o = catalog.table("objects")
-    s = catalog.table("segments")
+    t = lookup_of(tables)
+    o = t("objects")
+    s = t("segments")
     media = s.select("flow_id", "start_ns", "end_ns", object_id=s.object_id.cast("string"))
     init = s.filter(s.init_object_id.notnull()).select(
         "flow_id", "start_ns", "end_ns", object_id=s.init_object_id.cast("string")
@@ -239,9 +154,10 @@ def missing_objects(catalog: Catalog) -> ir.Table:
     )
 
 
-def stale_segments_updated(catalog: Catalog) -> ir.Table:
+def stale_segments_updated(tables: Any) -> ir.Table:
     """Flows with segments whose ``segments_updated`` is unset or older than their newest segment's ``created``."""
-    f, s = catalog.table("flows"), catalog.table("segments")
+    t = lookup_of(tables)
+    f, s = t("flows"), t("segments")
     newest = s.group_by(s.flow_id.name("seg_flow_id")).aggregate(newest=s.created.max(), count=s.count())
     j = f.join(newest, f.id == newest.seg_flow_id)
     stale = j.filter(j.segments_updated.isnull() | (j.segments_updated < j.newest))
@@ -250,9 +166,10 @@ def stale_segments_updated(catalog: Catalog) -> ir.Table:
     ).order_by("flow_id")
 
 
-def dangling_collections(catalog: Catalog) -> ir.Table:
+def dangling_collections(tables: Any) -> ir.Table:
     """Collection entries whose member flow, or whose collecting flow, does not exist."""
-    c, f = catalog.table("collections"), catalog.table("flows")
+    t = lookup_of(tables)
+    c, f = t("collections"), t("flows")
     no_member = c.anti_join(f, c.member_id == f.id).select(
         "flow_id", "member_id", "position", missing=ibis.literal("member")
     )
@@ -262,11 +179,12 @@ def dangling_collections(catalog: Catalog) -> ir.Table:
     return no_member.union(no_owner).order_by(["flow_id", "position", "missing"])
 
 
-def referenced_instances(catalog: Catalog, storage_id: str) -> ir.Table:
+def referenced_instances(tables: Any, storage_id: str) -> ir.Table:
     """Controlled instances on ``storage_id`` of objects that segments reference, with the objects' sizes
     and the first flow (by id) that references each."""
-    inst, o = catalog.table("object_instances"), catalog.table("objects")
-    refs = _refs(catalog)
+    t = lookup_of(tables)
+    inst, o = t("object_instances"), t("objects")
+    refs = _refs(tables)
     refs = refs.group_by(refs.object_id.name("ref_object_id")).aggregate(ref_flow_id=refs.flow_id.min())
     mine = inst.filter(inst.controlled.fill_null(False) & (inst.storage_id == storage_id) & inst.storage_key.notnull())
     mine = mine.join(refs, mine.object_id == refs.ref_object_id)
@@ -277,92 +195,6 @@ def referenced_instances(catalog: Catalog, storage_id: str) -> ir.Table:
         storage_key=sized.storage_key,
         size_bytes=sized.size_bytes,
     ).order_by(["object_id", "storage_key"])
-
-
-# -- turning rows into findings ------------------------------------------------------------------------------
-def _hull_text(rows: pa.Table) -> list[str]:
-    return format_timeranges(rows.column("start_ns"), rows.column("end_ns")).to_pylist()
-
-
-def _segments(n: int) -> str:
-    return f"{n} segment{'' if n == 1 else 's'}"
-
-
-def _findings(check: Check, rows: pa.Table) -> Iterator[Finding]:
-    """Findings from the (few) rows a check returned."""
-    recs = rows.to_pylist()
-    if check is Check.OVERLAPPING_SEGMENTS:
-        for r in recs:
-            overlap = TimeRange.from_ns(r["start_ns"], min(r["end_ns"], r["other_end_ns"]))
-            yield Finding(
-                check,
-                f"segment {r['timerange']} (object {r['object_id']}) overlaps segment {r['other_timerange']} "
-                f"(object {r['other_id']}) in {overlap}",
-                flow_id=r["flow_id"],
-                object_id=r["object_id"],
-                timerange=r["timerange"],
-                other_id=r["other_id"],
-                other_timerange=r["other_timerange"],
-            )
-    elif check is Check.ORPHAN_SEGMENTS:
-        for r, hull in zip(recs, _hull_text(rows), strict=True):
-            yield Finding(
-                check,
-                f"{_segments(r['count'])} in {hull} of flow {r['flow_id']}, which does not exist",
-                flow_id=r["flow_id"],
-                timerange=hull,
-                count=r["count"],
-            )
-    elif check is Check.ORPHAN_FLOW:
-        for r in recs:
-            yield Finding(
-                check,
-                f"flow {r['flow_id']} names source {r['source_id']}, which does not exist",
-                flow_id=r["flow_id"],
-                source_id=r["source_id"],
-            )
-    elif check is Check.UNREFERENCED_OBJECT:
-        for r in recs:
-            yield Finding(
-                check,
-                f"object {r['object_id']} is registered but no segment references it, "
-                "and it is not marked for garbage collection",
-                flow_id=r["flow_id"],
-                object_id=r["object_id"],
-            )
-    elif check is Check.MISSING_OBJECT:
-        for r, hull in zip(recs, _hull_text(rows), strict=True):
-            yield Finding(
-                check,
-                f"{_segments(r['count'])} of flow {r['flow_id']} in {hull} reference object {r['object_id']}, "
-                "which has no record",
-                flow_id=r["flow_id"],
-                object_id=r["object_id"],
-                timerange=hull,
-                count=r["count"],
-            )
-    elif check is Check.STALE_SEGMENTS_UPDATED:
-        for r in recs:
-            when = "unset" if r["segments_updated"] is None else r["segments_updated"].isoformat()
-            yield Finding(
-                check,
-                f"flow {r['flow_id']} has {_segments(r['count'])}, the newest created {r['newest'].isoformat()}, "
-                f"but its segments_updated is {when}",
-                flow_id=r["flow_id"],
-                count=r["count"],
-            )
-    elif check is Check.DANGLING_COLLECTION:
-        for r in recs:
-            gone = r["member_id"] if r["missing"] == "member" else r["flow_id"]
-            yield Finding(
-                check,
-                f"collection of flow {r['flow_id']} lists flow {r['member_id']} at position {r['position']}, "
-                f"but flow {gone} does not exist",
-                flow_id=r["flow_id"],
-                other_id=r["member_id"],
-            )
-    else:  # pragma: no cover - storage findings are built in _check_storage
-        raise AssertionError(check)
 
 
 _CATALOG_CHECKS: Final = (
@@ -480,7 +312,7 @@ def audit(
             report.totals[str(check)] = total
             if total:
                 rows = (expr if limit is None else expr.limit(limit)).to_pyarrow()
-                report.findings.extend(_findings(check, rows))
+                report.findings.extend(findings_of(check, rows))
             logger.debug("integrity check %s: %s findings", check, total)
             bar.update(1)
     if store is None:

@@ -1,6 +1,6 @@
 """Bulk loading of new segments with new objects: the vectorised path for demo data, imports and benchmarks.
 
-Unlike :meth:`~tams_analytics.catalog.segments.SegmentsMixin.add_segments`, which applies the per-object
+Unlike :func:`~tams_analytics.catalog.registration.add_segments`, which applies the per-object
 re-use rules one segment at a time, this path only takes segments whose objects are all new (one object
 per segment, as an ingest of fresh media makes them), so it can check and write everything with array
 operations. Overlaps are still refused, against stored segments and within the batch.
@@ -14,8 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tams_analytics.catalog.base import utcnow
-from tams_analytics.exceptions import ConflictError, NotFoundError, ReadOnlyError
+from tams_analytics.catalog.guards import writable_flow
+from tams_analytics.clock import utcnow
+from tams_analytics.exceptions import ConflictError
 from tams_analytics.predicates import Term
 
 if TYPE_CHECKING:
@@ -54,11 +55,7 @@ def load_segments(
         raise ConflictError("each bulk-loaded segment needs its own new object")
     now = utcnow()
     with catalog.transaction():
-        flow = catalog.row("flows", [Term("id", "==", flow_id)])
-        if flow is None:
-            raise NotFoundError(f"flow {flow_id} does not exist")
-        if flow.get("read_only"):
-            raise ReadOnlyError(f"flow {flow_id} is read-only")
+        flow = writable_flow(catalog, flow_id)
         lo, hi = int(starts.min()), int(ends.max())
         clash = catalog.count(
             "segments", [Term("flow_id", "==", flow_id), Term("start_ns", "<", hi), Term("end_ns", ">", lo)]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from tams_analytics.catalog.base import CatalogBase
 from tams_analytics.predicates import Term, isin
+
+if TYPE_CHECKING:
+    from tams_analytics.catalog import Catalog
 
 TagValue = str | list[str]
 Tags = dict[str, TagValue]
@@ -75,45 +78,40 @@ def rows_to_tags(table: pa.Table) -> dict[str, Tags]:
     return out
 
 
-class TagsMixin(CatalogBase):
-    """Read and write tags of sources, flows, webhooks and storage backends."""
+def get_tags(catalog: Catalog, entity_type: str, ids: Sequence[str] | str) -> dict[str, Tags]:
+    """``{id: tags}`` for the given ids (ids without tags are absent)."""
+    id_list = [ids] if isinstance(ids, str) else list(ids)
+    if not id_list:
+        return {}
+    t = catalog.rows("tags", [Term("entity_type", "==", entity_type), isin("entity_id", id_list)])
+    return rows_to_tags(t)
 
-    def get_tags(self, entity_type: str, ids: Sequence[str] | str) -> dict[str, Tags]:
-        """``{id: tags}`` for the given ids (ids without tags are absent)."""
-        id_list = [ids] if isinstance(ids, str) else list(ids)
-        if not id_list:
-            return {}
-        t = self.rows("tags", [Term("entity_type", "==", entity_type), isin("entity_id", id_list)])
-        return rows_to_tags(t)
 
-    def replace_tags(self, entity_type: str, entity_id: str, tags: Mapping[str, TagValue]) -> None:
-        """Set all tags of one entity (missing names are removed)."""
-        with self.transaction():
-            self.engine.delete("tags", [Term("entity_type", "==", entity_type), Term("entity_id", "==", entity_id)])
-            self._insert_tags(tag_rows(entity_type, entity_id, tags))
+def replace_tags(catalog: Catalog, entity_type: str, entity_id: str, tags: Mapping[str, TagValue]) -> None:
+    """Set all tags of one entity (missing names are removed)."""
+    with catalog.transaction():
+        catalog.engine.delete("tags", [Term("entity_type", "==", entity_type), Term("entity_id", "==", entity_id)])
+        _insert(catalog, tag_rows(entity_type, entity_id, tags))
 
-    def set_tag(self, entity_type: str, entity_id: str, name: str, value: TagValue) -> None:
-        with self.transaction():
-            self.delete_tag(entity_type, entity_id, name)
-            self._insert_tags(tag_rows(entity_type, entity_id, {name: value}))
 
-    def delete_tag(self, entity_type: str, entity_id: str, name: str) -> bool:
-        """Remove one tag; False when it was not set."""
-        n = self.engine.delete(
-            "tags",
-            [
-                Term("entity_type", "==", entity_type),
-                Term("entity_id", "==", entity_id),
-                Term("name", "==", name),
-            ],
-        )
-        return n > 0
+def set_tag(catalog: Catalog, entity_type: str, entity_id: str, name: str, value: TagValue) -> None:
+    with catalog.transaction():
+        delete_tag(catalog, entity_type, entity_id, name)
+        _insert(catalog, tag_rows(entity_type, entity_id, {name: value}))
 
-    def delete_all_tags(self, entity_type: str, entity_ids: Iterable[str]) -> None:
-        ids = list(entity_ids)
-        if ids:
-            self.engine.delete("tags", [Term("entity_type", "==", entity_type), isin("entity_id", ids)])
 
-    def _insert_tags(self, rows: list[dict[str, object]]) -> None:
-        if rows:
-            self.engine.insert("tags", pa.Table.from_pylist(rows))
+def delete_tag(catalog: Catalog, entity_type: str, entity_id: str, name: str) -> bool:
+    """Remove one tag; False when it was not set."""
+    where = [Term("entity_type", "==", entity_type), Term("entity_id", "==", entity_id), Term("name", "==", name)]
+    return catalog.engine.delete("tags", where) > 0
+
+
+def delete_all_tags(catalog: Catalog, entity_type: str, entity_ids: Iterable[str]) -> None:
+    ids = list(entity_ids)
+    if ids:
+        catalog.engine.delete("tags", [Term("entity_type", "==", entity_type), isin("entity_id", ids)])
+
+
+def _insert(catalog: Catalog, rows: list[dict[str, object]]) -> None:
+    if rows:
+        catalog.engine.insert("tags", pa.Table.from_pylist(rows))

@@ -1,4 +1,8 @@
-"""``tams-analytics``: the command line (serve, demo, and the jobs other modules add).
+"""``tams-analytics``: the command line.
+
+The library's own commands (demo, integrity, report, export) and those other installed packages add
+through the entry point group ``tams_analytics.commands`` (the server's ``serve``, the benchmarks'
+``bench``): each is a module with ``add_parser(subparsers)`` and ``run(args) -> int``.
 
 Exit codes: 0 success, 1 findings (integrity/report jobs), 2 usage or connection errors.
 """
@@ -10,33 +14,37 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
+from types import ModuleType
 
 from tams_analytics.exceptions import TamsError
 
-#: command modules, each with ``add_parser(subparsers)`` and ``run(args) -> int``
+#: the library's own command modules
 COMMANDS = (
-    "tams_analytics.cli.serve",
     "tams_analytics.cli.demo",
     "tams_analytics.cli.integrity",
     "tams_analytics.cli.report",
     "tams_analytics.cli.export",
-    "tams_analytics.cli.bench",
 )
+#: the entry point group through which other packages add commands
+PLUGIN_GROUP = "tams_analytics.commands"
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+def command_modules() -> list[ModuleType]:
+    """The library's commands, then those installed packages add (in name order)."""
+    modules = [importlib.import_module(name) for name in COMMANDS]
+    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda ep: ep.name):
+        modules.append(ep.load())
+    return modules
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tams-analytics", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
+    for module in command_modules():
         module.add_parser(sub)
     return parser
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tams_analytics.cli.__main__ import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
-from tams_analytics.cli.report import FORMATS, UsageError, emit, format_table, open_catalog, redact
+from tams_analytics.cli.report import FORMATS, UsageError, emit, format_table, open_catalog
+from tams_analytics.engines import redacted
 
 if TYPE_CHECKING:
     from tams_analytics.analytics.integrity import IntegrityReport, KeyChecker
@@ -62,7 +63,7 @@ def resolve_storage_id(catalog: Catalog, given: str | None) -> str | None:
 def open_storage(spec: str, args: argparse.Namespace) -> KeyChecker:
     """An object store for ``local:DIR`` or ``s3://BUCKET[/PREFIX]`` (only its ``head`` is used)."""
     try:
-        from server.storage.base import StorageBackendInfo
+        from tams_analytics.storage.base import StorageBackendInfo
     except ImportError as exc:  # pragma: no cover - the server extra is part of dev installs
         raise UsageError(
             f"checking storage needs the server extra: pip install 'tams-analytics[server]' ({exc})"
@@ -73,14 +74,14 @@ def open_storage(spec: str, args: argparse.Namespace) -> KeyChecker:
         root = Path(spec.removeprefix("local:")).expanduser()
         if not root.is_dir():
             raise UsageError(f"--storage {spec}: {root} is not a directory")
-        from server.storage.local import LocalObjectStore
+        from tams_analytics.storage.local import LocalObjectStore
 
         return LocalObjectStore(info, root=root, base_url="http://localhost", secret=secrets.token_bytes(16))
     if spec.startswith("s3://"):
         bucket, _, prefix = spec.removeprefix("s3://").partition("/")
         if not bucket:
             raise UsageError(f"--storage {spec}: no bucket named")
-        from server.storage.s3 import S3ObjectStore
+        from tams_analytics.storage.s3 import S3ObjectStore
 
         return S3ObjectStore(
             info,
@@ -133,7 +134,7 @@ def _audit(args: argparse.Namespace) -> IntegrityReport:
             report.skipped = {k: skipped for k in report.skipped}
         if not any(report.checked.get(t) for t in ("sources", "flows", "segments", "objects")):
             # opening a store URL that names nothing may have created an empty store
-            print(f"warning: the store {redact(args.store)} is empty: is --store right?", file=sys.stderr)
+            print(f"warning: the store {redacted(args.store)} is empty: is --store right?", file=sys.stderr)
         keys = report.checked.get("storage_keys", 0)
         if store is not None and keys and report.totals.get("missing_from_storage") == keys:
             print(
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except Exception as exc:
         # storage or engine failures (unreachable S3, a broken store) are connection errors: exit 2
-        from server.storage.base import StorageError
+        from tams_analytics.storage.base import StorageError
 
         if isinstance(exc, StorageError | OSError):
             print(f"tams-analytics integrity: storage error: {exc}", file=sys.stderr)

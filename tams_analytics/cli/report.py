@@ -17,11 +17,11 @@ import re
 import sys
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 
 from tams_analytics.cli.__main__ import EXIT_OK, EXIT_USAGE
+from tams_analytics.engines import redacted
 
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
@@ -36,19 +36,6 @@ class UsageError(Exception):
 
 
 # -- shared helpers -----------------------------------------------------------------------------------------
-def redact(url: str) -> str:
-    """``url`` without any user name or password, for messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 def open_catalog(url: str | None) -> Catalog:
     """Connect to the store, turning any failure into :class:`UsageError` (exit code 2)."""
     from tams_analytics.catalog import connect
@@ -59,8 +46,8 @@ def open_catalog(url: str | None) -> Catalog:
         return connect(url)
     except Exception as exc:
         # engines may quote the URL in their message: never echo credentials
-        reason = str(exc).replace(url, redact(url))
-        raise UsageError(f"cannot open store {redact(url)}: {reason}") from None
+        reason = str(exc).replace(url, redacted(url))
+        raise UsageError(f"cannot open store {redacted(url)}: {reason}") from None
 
 
 def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:

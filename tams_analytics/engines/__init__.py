@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from tams_analytics.engines.base import Engine
 from tams_analytics.exceptions import TamsError
 
-__all__ = ["ENGINES", "Engine", "open_engine"]
+__all__ = ["ENGINES", "Engine", "open_engine", "redacted"]
 
 #: scheme -> (module, pip extra that provides its driver)
 ENGINES: Final[dict[str, tuple[str, str | None]]] = {
@@ -33,3 +33,20 @@ def open_engine(url: str, **options: Any) -> Engine:
         raise TamsError(f"the {scheme} engine needs a driver that is not installed ({exc.name}): {hint}") from exc
     engine: Engine = module.Engine(parts, **options)
     return engine
+
+
+def redacted(url: str) -> str:
+    """A store URL without user name or password, for messages and logs.
+
+    >>> redacted("vast://key:secret@10.0.0.1:8070/media/tams")
+    'vast://10.0.0.1:8070/media/tams'
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

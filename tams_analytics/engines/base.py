@@ -17,12 +17,13 @@ from urllib.parse import SplitResult
 import pyarrow as pa
 
 from tams_analytics.exceptions import UnsupportedError
-from tams_analytics.predicates import AllOf, AnyOf, Const, InSubquery, Predicate, Term
+from tams_analytics.predicates import Predicate
+from tams_analytics.pyrows import table_rows
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
-__all__ = ["Capabilities", "Change", "ChangeListener", "Engine", "OrderBy", "render_sql"]
+__all__ = ["Capabilities", "Change", "ChangeListener", "Engine", "OrderBy"]
 
 #: ``(column, descending)`` pairs.
 OrderBy = Sequence[tuple[str, bool]]
@@ -108,6 +109,19 @@ class Engine(ABC):
     ) -> pa.Table:
         """Rows of ``name`` matching every predicate, as Arrow."""
 
+    def records(
+        self,
+        name: str,
+        where: Sequence[Predicate] = (),
+        *,
+        columns: Sequence[str],
+        order_by: OrderBy = (),
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """:meth:`query` as Python dicts with (at least) ``columns``, for hot paths that render rows one by
+        one. Callers must not modify them: an engine answering from memory shares them between readers."""
+        return table_rows(self.query(name, where, columns=columns, order_by=order_by, limit=limit), columns)
+
     def count(self, name: str, where: Sequence[Predicate] = ()) -> int:
         from tams_analytics.schema import SCHEMAS
 
@@ -145,75 +159,3 @@ class Engine(ABC):
 
     def close(self) -> None:
         """Release the connection."""
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def render_sql(predicate: Predicate, params: list[Any]) -> str:
-    """Render a predicate as standard SQL with ``?`` placeholders appended to ``params``.
-
-    Used by SQL engines on their hot path so that a segment query does not pay for an ibis compile.
-    """
-    if isinstance(predicate, Const):
-        return "TRUE" if predicate.value else "FALSE"
-    if isinstance(predicate, AllOf):
-        if not predicate.terms:
-            return "TRUE"
-        return "(" + " AND ".join(render_sql(t, params) for t in predicate.terms) + ")"
-    if isinstance(predicate, AnyOf):
-        if not predicate.terms:
-            return "FALSE"
-        return "(" + " OR ".join(render_sql(t, params) for t in predicate.terms) + ")"
-    if isinstance(predicate, InSubquery):
-        inner = render_sql(predicate.where, params)
-        sub = f"SELECT {_quote(predicate.value_column)} FROM {_quote(predicate.table)} WHERE {inner}"
-        # NOT IN with a NULL in the subquery is never true: the inner columns are non-null ids
-        return f"{_quote(predicate.column)} {'NOT IN' if predicate.negate else 'IN'} ({sub})"
-    if isinstance(predicate, Term):
-        col = _quote(predicate.column)
-        op, v = predicate.op, predicate.value
-        if op in ("==", "!=", "<", "<=", ">", ">="):
-            params.append(v)
-            return f"{col} {'=' if op == '==' else '<>' if op == '!=' else op} ?"
-        if op == "isin":
-            if not v:
-                return "FALSE"
-            params.extend(v)
-            return f"{col} IN ({', '.join('?' * len(v))})"
-        if op == "isnull":
-            return f"{col} IS NULL"
-        if op == "notnull":
-            return f"{col} IS NOT NULL"
-        if op == "startswith":
-            params.append(v)
-            return f"starts_with({col}, ?)"
-        if op == "contains":
-            params.append(v)
-            return f"contains({col}, ?)"
-        if op == "between":
-            params.extend(v)
-            return f"{col} BETWEEN ? AND ?"
-    raise UnsupportedError(f"cannot render {predicate!r} as SQL")
-
-
-def select_sql(
-    name: str,
-    where: Sequence[Predicate],
-    params: list[Any],
-    *,
-    columns: Sequence[str] | None = None,
-    order_by: OrderBy = (),
-    limit: int | None = None,
-) -> str:
-    """``SELECT ... FROM name WHERE ... ORDER BY ... LIMIT ...`` with placeholders."""
-    cols = ", ".join(_quote(c) for c in columns) if columns else "*"
-    sql = f"SELECT {cols} FROM {_quote(name)}"
-    if where:
-        sql += " WHERE " + " AND ".join(render_sql(p, params) for p in where)
-    if order_by:
-        sql += " ORDER BY " + ", ".join(f"{_quote(c)} {'DESC' if d else 'ASC'}" for c, d in order_by)
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    return sql

@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from server.storage.base import ObjectStore, StorageBackendInfo, object_key
 from tams_analytics.catalog import Catalog, connect, utcnow
 from tams_analytics.demo import build_demo
 from tams_analytics.predicates import Term
+from tams_analytics.storage.base import ObjectStore, StorageBackendInfo, object_key
 from tams_analytics.timerange import TimeRange
 from tests.engines.conftest import _engine_params, _url
 
 if TYPE_CHECKING:
-    from server.storage.local import LocalObjectStore
+    from tams_analytics.storage.local import LocalObjectStore
 
 #: the engines of the shared ``catalog`` fixture (DuckDB always; VAST when TAMS_VAST_ENDPOINT is set)
 ENGINES = _engine_params()
@@ -97,7 +97,7 @@ class Faults:
 
 def local_store(root: Path) -> LocalObjectStore:
     """The embedded local object store on ``root``, as the server builds it (default storage)."""
-    from server.storage.local import LocalObjectStore
+    from tams_analytics.storage.local import LocalObjectStore
 
     info = StorageBackendInfo(
         id=str(uuid.uuid4()),

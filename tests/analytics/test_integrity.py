@@ -15,12 +15,12 @@ import pyarrow as pa
 import pytest
 import sqlglot
 
-from server.storage.base import object_key
 from tams_analytics.analytics import integrity
 from tams_analytics.analytics.integrity import FINDING_SCHEMA, Check, audit
 from tams_analytics.catalog import Catalog
 from tams_analytics.predicates import Term
 from tams_analytics.schema import SCHEMAS
+from tams_analytics.storage.base import object_key
 from tests.analytics import ENGINES, S, catalog_on, demo_with_media, inject_faults, local_store, put_flow, raw_segments
 
 

@@ -269,8 +269,8 @@ def store_problems(con: duckdb.DuckDBPyConnection | Query, objects_dir: Path | N
 
 def missing_media(query: Query, objects_dir: Path) -> list[str]:
     """Referenced objects whose controlled instance has no file in local storage."""
-    from server.storage.base import StorageBackendInfo
-    from server.storage.local import LocalObjectStore
+    from tams_analytics.storage.base import StorageBackendInfo
+    from tams_analytics.storage.local import LocalObjectStore
 
     info = StorageBackendInfo(id="00000000-0000-4000-8000-000000000000", label="check", provider="t", store_product="t")
     store = LocalObjectStore(info, root=objects_dir, base_url="", secret=b"unused")

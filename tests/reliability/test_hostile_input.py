@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.config import Settings
-from server.storage.base import encode_segment
+from tams_analytics.storage.base import encode_segment
 from tests.reliability.conftest import LiveServer, all_segments
 from tests.server.conftest import video_flow
 from tests.spec import assert_valid

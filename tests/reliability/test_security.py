@@ -33,8 +33,8 @@ import pytest
 
 from server.app import create_app
 from server.config import Settings
-from server.storage.base import StorageBackendInfo, object_key
-from server.storage.local import LocalObjectStore
+from tams_analytics.storage.base import StorageBackendInfo, object_key
+from tams_analytics.storage.local import LocalObjectStore
 from tests.reliability.conftest import LiveServer, report
 from tests.server.conftest import video_flow
 from tests.server.test_auth import api_operations

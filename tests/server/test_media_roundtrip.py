@@ -25,9 +25,9 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from server.config import Settings
 from server.deps import Stores
-from server.storage.base import StorageBackendInfo
-from server.storage.local import LocalObjectStore
-from server.storage.s3 import S3ObjectStore
+from tams_analytics.storage.base import StorageBackendInfo
+from tams_analytics.storage.local import LocalObjectStore
+from tams_analytics.storage.s3 import S3ObjectStore
 from tests.server.conftest import video_flow
 from tests.spec import assert_valid, assert_valid_list
 

@@ -16,8 +16,9 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from server.config import Settings
 from server.deps import Stores
-from server.storage.base import StorageBackendInfo
-from server.storage.local import LocalObjectStore, make_router
+from server.routes.media import make_router
+from tams_analytics.storage.base import StorageBackendInfo
+from tams_analytics.storage.local import LocalObjectStore
 from tests.server.conftest import video_flow
 from tests.spec import assert_valid
 

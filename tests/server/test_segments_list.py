@@ -15,8 +15,9 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from server.config import Settings
 from server.deps import Stores
-from server.storage.base import StorageBackendInfo
-from server.storage.local import LocalObjectStore, make_router
+from server.routes.media import make_router
+from tams_analytics.storage.base import StorageBackendInfo
+from tams_analytics.storage.local import LocalObjectStore
 from tests.server.conftest import new_id, video_flow
 from tests.spec import assert_valid, assert_valid_list
 
@@ -229,7 +230,7 @@ def test_one_instance_lookup_per_page_then_none_while_cached(
         fid,
         [{"object_id": f"o{i}", "timerange": f"[{i}:0_{i + 1}:0)", "init_object_id": "init"} for i in range(50)],
     )
-    engine = client.app.state.catalog.engine  # type: ignore[attr-defined]
+    engine = client.app.state.catalog.engine.inner  # type: ignore[attr-defined]  # the store beneath the cache
     reads: list[tuple[str, Any]] = []
     real = engine.query
     monkeypatch.setattr(

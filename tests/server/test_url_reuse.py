@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from server.config import Settings
 from server.conversion.urls import MintedUrlLists, UrlMinter, UrlOptions
-from server.storage.base import RecentUrls
-from tams_analytics.catalog.read_cache import NotCached
+from tams_analytics.nonblocking import WouldBlock, memory_only
+from tams_analytics.storage.base import RecentUrls
 from tests.server.test_segments_list import listing, make_flow, post
 
 
@@ -41,11 +41,13 @@ def test_recent_urls_are_reused_for_a_tenth_of_their_lifetime() -> None:
     assert urls("a", 300) != first, "another lifetime is another URL"
     clock.now += 0.2
     assert urls("a", 600) != first, "60.1 s into 600: minted again"
-    with pytest.raises(NotCached):
-        urls("b", 600, cached_only=True)
-    assert len(minted) == 3
-    urls("b", 600)
-    urls("c", 600)  # over capacity: everything is forgotten, nothing grows without bound
+    with memory_only():
+        urls("fast", 600)  # a fast signer (a local HMAC) mints even where blocking is not allowed
+    slow = RecentUrls(mint, slow=True, clock=clock)
+    with memory_only(), pytest.raises(WouldBlock):
+        slow("b", 600)
+    assert len(minted) == 4, "the slow signer did not mint"
+    urls("b", 600)  # over capacity: everything is forgotten, nothing grows without bound
     assert len(urls) <= 3
 
 
@@ -62,7 +64,7 @@ class _Store:
     def __init__(self) -> None:
         self.calls = 0
 
-    def get_url(self, key: str, expires_s: int, *, cached_only: bool = False) -> str:
+    def get_url(self, key: str, expires_s: int) -> str:
         self.calls += 1
         return f"https://store/{key}/{self.calls}"
 
@@ -76,6 +78,7 @@ def test_url_lists_are_reused_only_for_the_very_same_instance_rows() -> None:
     rows: Sequence[Mapping[str, Any]] = ({"controlled": True, "storage_id": "s1", "storage_key": "k"},)
     first = lists.get("o", rows, options, mint)
     assert lists.get("o", rows, options, mint) is first and store.calls == 1
+    assert lists.get("o", tuple(rows), options, mint) is first, "a new tuple of the very same rows"
     equal_but_new = tuple(dict(r) for r in rows)  # the read cache reloaded the object's instances
     assert lists.get("o", equal_but_new, options, mint) is not first and store.calls == 2
     verbose = UrlOptions(expires_s=600, verbose=True)
@@ -98,15 +101,18 @@ def test_a_page_shows_an_added_or_removed_instance_at_once(client: TestClient) -
     assert [[u["url"] for u in s["get_urls"]] for s in listing(client, fid)] == [[], ["https://mirror.example/o1"], []]
 
 
-def test_pages_of_a_flow_too_long_to_cache_fill_no_cache(tmp_path: Path) -> None:
+def test_streaming_a_flow_too_long_to_cache_keeps_what_readers_reread(tmp_path: Path) -> None:
     """Streaming a long flow once (read from the store) must not push out what other readers re-read."""
-    settings = Settings(data_dir=tmp_path / "data", read_cache_flow_rows=10)
+    settings = Settings(data_dir=tmp_path / "data", read_cache_flow_rows=10, read_cache_objects=20)
     with TestClient(create_app(settings), base_url="http://testserver") as client:
         short, long = make_flow(client), make_flow(client)
         post(client, short, [{"object_id": f"s{i}", "timerange": f"[{i}:0_{i + 1}:0)"} for i in range(5)])
         post(client, long, [{"object_id": f"l{i}", "timerange": f"[{i}:0_{i + 1}:0)"} for i in range(30)])
-        cache = client.app.state.catalog.read_cache  # type: ignore[attr-defined]
+        cache = client.app.state.catalog.engine  # type: ignore[attr-defined]
+        for _ in range(2):  # the live edge's readers come back
+            assert len(listing(client, short)) == 5
         assert len(listing(client, long)) == 30
-        assert not cache.has_timeline(long) and len(cache.instances) == 0
-        assert len(listing(client, short)) == 5
-        assert cache.has_timeline(short) and len(cache.instances) == 5
+        assert cache.kept_timeline(long) is None, "longer than read_cache_flow_rows"
+        assert cache.kept_timeline(short) is not None
+        assert all(cache.instances.peek(f"s{i}")[0] for i in range(5)), "re-read instances survive the stream"
+        assert len(cache.instances) <= 20

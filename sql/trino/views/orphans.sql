@@ -5,108 +5,174 @@ SELECT
   *
 FROM (
   SELECT
-    'object_without_segment' AS "kind",
-    "t18"."allocated_flow_id" AS "flow_id",
-    CAST(NULL AS VARCHAR) AS "source_id",
-    "t18"."id" AS "object_id",
-    "t18"."timerange"
-  FROM (
-    SELECT
-      "t4"."id",
-      "t4"."allocated_flow_id",
-      "t4"."registered",
-      "t4"."size_bytes",
-      "t4"."timerange",
-      "t4"."created",
-      "t4"."unreferenced_since"
-    FROM "objects" AS "t4"
-    WHERE
-      NOT EXISTS(
-        SELECT
-          1
-        FROM (
-          SELECT
-            *
-          FROM (
-            SELECT
-              CAST("t1"."object_id" AS VARCHAR) AS "ref"
-            FROM "segments" AS "t1"
-          ) AS "t10"
-          UNION ALL
-          SELECT
-            *
-          FROM (
-            SELECT
-              "t1"."init_object_id" AS "ref"
-            FROM "segments" AS "t1"
-            WHERE
-              "t1"."init_object_id" IS NOT NULL
-          ) AS "t9"
-        ) AS "t12"
-        WHERE
-          "t4"."id" = "t12"."ref"
-      )
-  ) AS "t18"
-) AS "t19"
-UNION ALL
-SELECT
-  *
-FROM (
-  SELECT
     *
   FROM (
     SELECT
-      'segment_without_flow' AS "kind",
-      "t13"."flow_id",
+      'object_without_segment' AS "kind",
+      "t18"."flow_id",
       CAST(NULL AS VARCHAR) AS "source_id",
-      "t13"."object_id",
-      "t13"."timerange"
+      "t18"."object_id",
+      CAST(NULL AS VARCHAR) AS "timerange"
     FROM (
       SELECT
-        "t5"."flow_id",
-        "t5"."object_id",
-        "t5"."timerange",
-        "t5"."start_ns",
-        "t5"."end_ns",
-        "t5"."created"
-      FROM "segments" AS "t5"
+        "t11"."id" AS "object_id",
+        "t11"."first_referenced_by_flow" AS "flow_id"
+      FROM (
+        SELECT
+          *
+        FROM "objects" AS "t0"
+        WHERE
+          COALESCE("t0"."registered", FALSE) AND "t0"."unreferenced_since" IS NULL
+      ) AS "t11"
       WHERE
         NOT EXISTS(
           SELECT
             1
-          FROM "flows" AS "t7"
+          FROM (
+            SELECT
+              *
+            FROM (
+              SELECT
+                "t2"."flow_id",
+                CAST("t2"."object_id" AS VARCHAR) AS "object_id"
+              FROM "segments" AS "t2"
+            ) AS "t10"
+            UNION ALL
+            SELECT
+              *
+            FROM (
+              SELECT
+                "t2"."flow_id",
+                "t2"."init_object_id" AS "object_id"
+              FROM "segments" AS "t2"
+              WHERE
+                "t2"."init_object_id" IS NOT NULL
+            ) AS "t9"
+          ) AS "t14"
           WHERE
-            "t5"."flow_id" = "t7"."id"
+            "t11"."id" = "t14"."object_id"
         )
-    ) AS "t13"
-  ) AS "t15"
+    ) AS "t18"
+    ORDER BY
+      "t18"."object_id" ASC
+  ) AS "t19"
   UNION ALL
   SELECT
     *
   FROM (
     SELECT
-      'flow_without_source' AS "kind",
-      "t14"."id" AS "flow_id",
-      "t14"."source_id",
-      CAST(NULL AS VARCHAR) AS "object_id",
-      CAST(NULL AS VARCHAR) AS "timerange"
+      *
     FROM (
       SELECT
-        "t6"."id",
-        "t6"."source_id",
-        "t6"."format",
-        "t6"."label",
-        "t6"."created"
-      FROM "flows" AS "t6"
-      WHERE
-        NOT EXISTS(
+        'segment_without_flow' AS "kind",
+        "t16"."flow_id",
+        CAST(NULL AS VARCHAR) AS "source_id",
+        CAST(NULL AS VARCHAR) AS "object_id",
+        CONCAT(
+          '[',
+          CONCAT(
+            IF("t16"."start_ns" < 0, '-', ''),
+            IF(
+              LENGTH(CAST(ABS("t16"."start_ns") AS VARCHAR)) > 9,
+              SUBSTRING(
+                CAST(ABS("t16"."start_ns") AS VARCHAR),
+                IF((
+                  0 + 1
+                ) >= 1, 0 + 1, 0 + 1 + LENGTH(CAST(ABS("t16"."start_ns") AS VARCHAR))),
+                LENGTH(CAST(ABS("t16"."start_ns") AS VARCHAR)) - 9
+              ),
+              '0'
+            ),
+            ':',
+            CAST(ABS("t16"."start_ns") % 1000000000 AS VARCHAR)
+          ),
+          '_',
+          CONCAT(
+            IF("t16"."end_ns" < 0, '-', ''),
+            IF(
+              LENGTH(CAST(ABS("t16"."end_ns") AS VARCHAR)) > 9,
+              SUBSTRING(
+                CAST(ABS("t16"."end_ns") AS VARCHAR),
+                IF((
+                  0 + 1
+                ) >= 1, 0 + 1, 0 + 1 + LENGTH(CAST(ABS("t16"."end_ns") AS VARCHAR))),
+                LENGTH(CAST(ABS("t16"."end_ns") AS VARCHAR)) - 9
+              ),
+              '0'
+            ),
+            ':',
+            CAST(ABS("t16"."end_ns") % 1000000000 AS VARCHAR)
+          ),
+          ')'
+        ) AS "timerange"
+      FROM (
+        SELECT
+          "t13"."flow_id",
+          COUNT(*) AS "count",
+          MIN("t13"."start_ns") AS "start_ns",
+          MAX("t13"."end_ns") AS "end_ns"
+        FROM (
           SELECT
-            1
-          FROM "sources" AS "t8"
+            "t6"."flow_id",
+            "t6"."object_id",
+            "t6"."timerange",
+            "t6"."start_ns",
+            "t6"."end_ns",
+            "t6"."ts_offset",
+            "t6"."last_duration",
+            "t6"."object_timerange",
+            "t6"."sample_offset",
+            "t6"."sample_count",
+            "t6"."key_frame_count",
+            "t6"."init_object_id",
+            "t6"."created"
+          FROM "segments" AS "t6"
           WHERE
-            "t6"."source_id" = "t8"."id"
-        )
-    ) AS "t14"
-  ) AS "t16"
-) AS "t17"
+            NOT EXISTS(
+              SELECT
+                1
+              FROM "flows" AS "t5"
+              WHERE
+                "t6"."flow_id" = "t5"."id"
+            )
+        ) AS "t13"
+        GROUP BY
+          1
+      ) AS "t16"
+      ORDER BY
+        "t16"."flow_id" ASC
+    ) AS "t20"
+    UNION ALL
+    SELECT
+      *
+    FROM (
+      SELECT
+        'flow_without_source' AS "kind",
+        "t15"."flow_id",
+        "t15"."source_id",
+        CAST(NULL AS VARCHAR) AS "object_id",
+        CAST(NULL AS VARCHAR) AS "timerange"
+      FROM (
+        SELECT
+          "t4"."id" AS "flow_id",
+          "t4"."source_id"
+        FROM "flows" AS "t4"
+        WHERE
+          NOT EXISTS(
+            SELECT
+              1
+            FROM "sources" AS "t7"
+            WHERE
+              "t4"."source_id" = "t7"."id"
+          )
+      ) AS "t15"
+      ORDER BY
+        "t15"."flow_id" ASC
+    ) AS "t17"
+  ) AS "t21"
+) AS "t22"
+ORDER BY
+  "t22"."kind" ASC,
+  "t22"."flow_id" ASC,
+  "t22"."object_id" ASC
 ;

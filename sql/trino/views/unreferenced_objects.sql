@@ -2,38 +2,47 @@
 -- do not edit: change the ibis expression and regenerate.
 CREATE OR REPLACE VIEW "unreferenced_objects" AS
 SELECT
-  "t2"."id",
-  "t2"."allocated_flow_id",
-  "t2"."registered",
-  "t2"."size_bytes",
-  "t2"."timerange",
-  "t2"."created",
-  "t2"."unreferenced_since"
-FROM "objects" AS "t2"
-WHERE
-  NOT EXISTS(
+  *
+FROM (
+  SELECT
+    "t5"."id" AS "object_id",
+    "t5"."first_referenced_by_flow" AS "flow_id"
+  FROM (
     SELECT
-      1
-    FROM (
-      SELECT
-        *
-      FROM (
-        SELECT
-          CAST("t1"."object_id" AS VARCHAR) AS "ref"
-        FROM "segments" AS "t1"
-      ) AS "t4"
-      UNION ALL
-      SELECT
-        *
-      FROM (
-        SELECT
-          "t1"."init_object_id" AS "ref"
-        FROM "segments" AS "t1"
-        WHERE
-          "t1"."init_object_id" IS NOT NULL
-      ) AS "t3"
-    ) AS "t6"
+      *
+    FROM "objects" AS "t0"
     WHERE
-      "t2"."id" = "t6"."ref"
-  )
+      COALESCE("t0"."registered", FALSE) AND "t0"."unreferenced_since" IS NULL
+  ) AS "t5"
+  WHERE
+    NOT EXISTS(
+      SELECT
+        1
+      FROM (
+        SELECT
+          *
+        FROM (
+          SELECT
+            "t1"."flow_id",
+            CAST("t1"."object_id" AS VARCHAR) AS "object_id"
+          FROM "segments" AS "t1"
+        ) AS "t4"
+        UNION ALL
+        SELECT
+          *
+        FROM (
+          SELECT
+            "t1"."flow_id",
+            "t1"."init_object_id" AS "object_id"
+          FROM "segments" AS "t1"
+          WHERE
+            "t1"."init_object_id" IS NOT NULL
+        ) AS "t3"
+      ) AS "t7"
+      WHERE
+        "t5"."id" = "t7"."object_id"
+    )
+) AS "t8"
+ORDER BY
+  "t8"."object_id" ASC
 ;

@@ -20,8 +20,10 @@ import duckdb
 import ibis
 import pyarrow as pa
 
-from tams_analytics.engines.base import Capabilities, Change, OrderBy, render_sql, select_sql
+from tams_analytics.engines.base import Capabilities, Change, OrderBy
 from tams_analytics.engines.base import Engine as BaseEngine
+from tams_analytics.engines.ibis_query import DERIVED, declared_schema
+from tams_analytics.engines.sql import quote, select_sql, where_sql
 from tams_analytics.predicates import Predicate
 from tams_analytics.schema import SCHEMAS, SORT_KEYS
 
@@ -124,9 +126,7 @@ class Engine(BaseEngine):
 
     def count(self, name: str, where: Sequence[Predicate] = ()) -> int:
         params: list[Any] = []
-        sql = f'SELECT count(*) FROM "{name}"'
-        if where:
-            sql += " WHERE " + " AND ".join(render_sql(p, params) for p in where)
+        sql = f"SELECT count(*) FROM {quote(name)}" + where_sql(where, params)
         row = self._cursor().execute(sql, params).fetchall()[0]
         return int(row[0]) if row else 0
 
@@ -189,9 +189,7 @@ class Engine(BaseEngine):
 
     def delete(self, name: str, where: Sequence[Predicate]) -> int:
         params: list[Any] = []
-        sql = f'DELETE FROM "{name}"'
-        if where:
-            sql += " WHERE " + " AND ".join(render_sql(p, params) for p in where)
+        sql = f"DELETE FROM {quote(name)}" + where_sql(where, params)
         with self.transaction():
             self._writing(Change(name, where=tuple(where)))
             row = self._writer.execute(sql, params).fetchall()[0]
@@ -201,10 +199,8 @@ class Engine(BaseEngine):
         if not values:
             return 0
         params: list[Any] = list(values.values())
-        sets = ", ".join(f'"{c}" = ?' for c in values)
-        sql = f'UPDATE "{name}" SET {sets}'
-        if where:
-            sql += " WHERE " + " AND ".join(render_sql(p, params) for p in where)
+        sets = ", ".join(f"{quote(c)} = ?" for c in values)
+        sql = f"UPDATE {quote(name)} SET {sets}" + where_sql(where, params)
         with self.transaction():
             self._writing(Change(name, where=tuple(where)))
             row = self._writer.execute(sql, params).fetchall()[0]
@@ -218,13 +214,10 @@ class Engine(BaseEngine):
                 index = f"{name}_{'_'.join(cols)}_idx"
                 on = ", ".join(f'"{c}"' for c in cols)
                 self._writer.execute(f'CREATE INDEX IF NOT EXISTS "{index}" ON "{name}" ({on})')
-            # a derived view the predicates use for collected_by_ids on sources
-            self._writer.execute(
-                'CREATE OR REPLACE VIEW "source_collections" AS '
-                "SELECT DISTINCT f.source_id AS source_id, m.source_id AS member_id "
-                'FROM "collections" c JOIN "flows" f ON f.id = c.flow_id JOIN "flows" m ON m.id = c.member_id '
-                "WHERE f.source_id <> m.source_id"
-            )
+            # derived tables (source_collections: what collected_by_ids on sources reads) as views
+            for view, build in DERIVED.items():
+                expr = build(lambda n: ibis.table(declared_schema(n), name=n))
+                self._writer.execute(f"CREATE OR REPLACE VIEW {quote(view)} AS {ibis.to_sql(expr, dialect='duckdb')}")
 
     def optimize(self) -> None:
         """Rewrite clustered tables in their sort order so that zone maps prune one flow's window."""

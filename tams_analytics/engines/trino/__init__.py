@@ -25,7 +25,7 @@ import trino  # the driver: importing it here makes a missing one an install hin
 
 from tams_analytics.engines.base import Capabilities, OrderBy
 from tams_analytics.engines.base import Engine as BaseEngine
-from tams_analytics.engines.trino.query import declared_schema, select, source_collections
+from tams_analytics.engines.ibis_query import DERIVED, declared_schema, select
 from tams_analytics.engines.trino.url import TrinoSettings, parse_url
 from tams_analytics.exceptions import TamsError
 from tams_analytics.predicates import Predicate
@@ -37,9 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "TrinoSettings", "parse_url"]
 
 logger = logging.getLogger(__name__)
-
-#: derived tables: name -> builder over the other tables (the DuckDB engine has them as SQL views)
-DERIVED = {"source_collections": source_collections}
 
 
 class Engine(BaseEngine):

@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 from urllib.parse import SplitResult
 
@@ -38,16 +38,11 @@ import pyarrow.compute as pc
 from tams_analytics import predicates as P
 from tams_analytics.engines.base import Capabilities, OrderBy
 from tams_analytics.engines.base import Engine as BaseEngine
+from tams_analytics.engines.ibis_query import DERIVED, declared_schema
 from tams_analytics.engines.vast.config import VastConfig, parse_url
-from tams_analytics.engines.vast.plan import (
-    ROW_ID,
-    QueryPlan,
-    plan_query,
-    request_deferred,
-    topk_bound,
-    topk_prefetch,
-)
-from tams_analytics.engines.vast.residual import SOURCE_COLLECTIONS, conform, evaluate, source_collections, union
+from tams_analytics.engines.vast.plan import QueryPlan, plan_query, topk_bound, topk_prefetch
+from tams_analytics.engines.vast.requests import ROW_ID, request_deferred
+from tams_analytics.engines.vast.residual import conform, evaluate, union
 from tams_analytics.engines.vast.store import Store, VastStore
 from tams_analytics.exceptions import TamsError, UnsupportedError
 from tams_analytics.predicates import InSubquery, Predicate, Term
@@ -60,8 +55,6 @@ __all__ = ["Engine", "VastConfig", "parse_url", "table_schema"]
 
 logger = logging.getLogger(__name__)
 
-#: Tables computed client-side from stored ones (the DuckDB engine has them as views).
-DERIVED: Final[Mapping[str, pa.Schema]] = {"source_collections": SOURCE_COLLECTIONS}
 #: Rows per ``Table.insert`` call (the SDK splits each call further to fit its request size).
 INSERT_BATCH_ROWS: Final = 65_536
 
@@ -76,6 +69,17 @@ def table_schema(name: str) -> pa.Schema:
     True
     """
     return pa.schema([f.with_nullable(True) for f in SCHEMAS[name]])
+
+
+def _derived_expr(name: str) -> ir.Table:
+    """The derived table ``name`` over unbound tables with the declared schemas."""
+    import ibis
+
+    return DERIVED[name](lambda n: ibis.table(declared_schema(n), name=n))
+
+
+def _derived_schema(name: str) -> pa.Schema:
+    return _derived_expr(name).schema().to_pyarrow()
 
 
 def _conform_rows(name: str, rows: pa.Table) -> pa.Table:
@@ -179,9 +183,9 @@ class Engine(BaseEngine):
             return self._query(tx, name, where, columns=columns, order_by=order_by, limit=limit)
 
     def count(self, name: str, where: Sequence[Predicate] = ()) -> int:
-        schema = DERIVED.get(name) or SCHEMAS.get(name)
-        if schema is None:
+        if name not in SCHEMAS and name not in DERIVED:
             raise TamsError(f"unknown table {name!r}")
+        schema = SCHEMAS[name] if name in SCHEMAS else _derived_schema(name)
         narrow = next((f.name for f in schema if pa.types.is_integer(f.type)), schema.names[0])
         return self.query(name, where, columns=[narrow]).num_rows
 
@@ -276,12 +280,21 @@ class Engine(BaseEngine):
         return conform(out, schema)  # the entity's types, whatever the cluster reports (e.g. timestamps' zone)
 
     def _derived(self, tx: Any, name: str) -> pa.Table:
-        if name == "source_collections":
-            return source_collections(
-                self._query(tx, "collections", [], columns=["flow_id", "member_id"]),
-                self._query(tx, "flows", [], columns=["id", "source_id"]),
-            )
-        raise AssertionError(name)
+        """A derived table (:data:`~tams_analytics.engines.ibis_query.DERIVED`), evaluated client-side by
+        DuckDB on the columns it uses of the stored tables it reads."""
+        import ibis
+        import ibis.expr.operations as ops
+
+        unbound = _derived_expr(name)
+        used: dict[str, set[str]] = {}
+        for f in unbound.op().find(ops.Field):
+            if isinstance(f.rel, ops.UnboundTable):
+                used.setdefault(f.rel.name, set()).add(f.name)
+        reads = {
+            table: ibis.memtable(self._query(tx, table, [], columns=[c for c in SCHEMAS[table].names if c in cols]))
+            for table, cols in used.items()
+        }
+        return conform(ibis.duckdb.connect().to_pyarrow(DERIVED[name](reads.__getitem__)), _derived_schema(name))
 
     def _row_ids(self, tx: Any, name: str, where: Sequence[Predicate]) -> pa.Array:
         """Row ids of the matching rows (unique: the requests of a plan are disjoint, this is a safeguard)."""

@@ -3,16 +3,13 @@
 Pure functions (no cluster): the engine runs the plan through the SDK, and tests check it with the SDK's own
 request serializer.
 
-* :func:`plan_query` splits the filters with :func:`tams_analytics.predicates.split`, keeps in the pushdown
-  only what the vastdb SDK can serialise (an AND of single-column ORs of comparisons with literals), and
-  turns the rest into the residual that :mod:`~tams_analytics.engines.vast.residual` evaluates on the Arrow
+* :func:`split` divides the conjuncts of a filter into a pushdown (an AND of single-column ORs of
+  comparisons with literals, the shape VAST evaluates) and a residual (tag and collection filters, which
+  need another table, ORs across columns, ...); :func:`plan` does so for the catalog's named filters.
+* :func:`plan_query` keeps in the pushdown only what the vastdb SDK can serialise on the table's schema,
+  cuts it into requests under the SDK's size limit (:mod:`~tams_analytics.engines.vast.requests`) and turns
+  the rest into the residual that :mod:`~tams_analytics.engines.vast.residual` evaluates on the Arrow
   result.
-* :func:`split_requests` keeps every request under the SDK's size limit: one large value list (``isin``,
-  or an OR of equalities on one column) is cut into disjoint chunks, one request each, whose results are
-  simply concatenated (a row has one value in that column, so it matches exactly one chunk); other
-  conjuncts that would not fit go to the residual.
-* :func:`request_deferred` builds the ``ibis._`` predicate handed to ``Table.select`` as a balanced tree,
-  so that thousands of terms neither overflow ibis' recursion nor the SDK's.
 
 >>> import pyarrow as pa
 >>> from tams_analytics import predicates as P
@@ -25,21 +22,19 @@ request serializer.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import operator
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-from ibis import _
 
+from tams_analytics import filters as F
 from tams_analytics import predicates as P
+from tams_analytics.engines.vast.requests import ROW_ID, request_deferred, split_requests
 from tams_analytics.exceptions import TamsError
-from tams_analytics.predicates import AnyOf, Const, InSubquery, Predicate, Term
+from tams_analytics.predicates import AllOf, AnyOf, Const, InSubquery, Predicate, Term, Visitor
 
 if TYPE_CHECKING:
     from ibis.common.deferred import Deferred
@@ -49,26 +44,20 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_PUSHED_NOT_EQUAL",
     "ROW_ID",
+    "Plan",
     "QueryPlan",
-    "RequestSizer",
-    "ValueSet",
-    "default_max_request_bytes",
+    "plan",
     "plan_query",
-    "request_deferred",
+    "pushable",
     "sdk_pushable",
-    "split_requests",
+    "split",
     "topk_bound",
     "topk_prefetch",
-    "value_set",
 ]
 
-#: The SDK's virtual column of internal row ids (used to update and delete).
-ROW_ID: Final = "$row_id"
 #: More ``!=`` terms than this on one column (a resolved ``NOT IN`` subquery) prune too little to be worth
 #: sending: they are evaluated client-side instead.
 MAX_PUSHED_NOT_EQUAL: Final = 256
-#: Share of the SDK's request size limit the planner fills (its sizes are estimates).
-SIZE_MARGIN: Final = 0.9
 
 _COMPARISONS: Final = frozenset({"==", "!=", "<", "<=", ">", ">="})
 _STRING_ONLY: Final = frozenset({"startswith", "contains"})
@@ -151,276 +140,101 @@ def _term_ok(term: Term, schema: pa.Schema) -> bool:
     return False
 
 
+class _Pushable(Visitor[bool]):
+    """Whether a conjunct has the shape VAST evaluates: a comparison, or an OR of comparisons on one column;
+    with a ``schema``, also whether the SDK can serialise it there (the column exists with a type the SDK
+    sends as a literal, and literals match it and are not null: SQL's ``= NULL`` is never true, and ibis
+    would turn it into ``IS NULL``)."""
+
+    def __init__(self, schema: pa.Schema | None = None) -> None:
+        self.schema = schema
+
+    def term(self, p: Term) -> bool:
+        return self.schema is None or _term_ok(p, self.schema)
+
+    def const(self, p: Const) -> bool:
+        return False
+
+    def any_of(self, p: AnyOf) -> bool:
+        columns = {c for t in p.terms for c in t.columns()}
+        return len(columns) == 1 and all(isinstance(t, Term) and t.accept(self) for t in p.terms)
+
+    def all_of(self, p: AllOf) -> bool:
+        return self.schema is None and all(t.accept(self) for t in p.terms)
+
+    def subquery(self, p: InSubquery) -> bool:
+        return False
+
+
+_SHAPE = _Pushable()
+
+
+def pushable(predicate: Predicate) -> bool:
+    """Whether VAST can evaluate ``predicate`` server-side (its shape; see :func:`sdk_pushable` for a schema).
+
+    >>> pushable(P.AnyOf((P.eq("a", 1), P.eq("a", 2)))), pushable(P.AnyOf((P.eq("a", 1), P.eq("b", 2))))
+    (True, False)
+    """
+    return predicate.accept(_SHAPE)
+
+
 def sdk_pushable(predicate: Predicate, schema: pa.Schema) -> bool:
     """Whether the vastdb SDK can serialise ``predicate`` as one conjunct of a request on ``schema``.
-
-    Stricter than :attr:`Predicate.pushable`: the column must exist with a type the SDK sends as a literal,
-    literals must match it and not be null (SQL's ``= NULL`` is never true; ibis would turn it into
-    ``IS NULL``).
 
     >>> import pyarrow as pa
     >>> s = pa.schema([("n", pa.int64()), ("s", pa.string())])
     >>> sdk_pushable(P.Term("n", "<", 3), s), sdk_pushable(P.Term("n", "==", None), s), sdk_pushable(P.eq("s", 1), s)
     (True, False, False)
     """
-    if isinstance(predicate, Term):
-        return _term_ok(predicate, schema)
-    if isinstance(predicate, AnyOf):
-        return predicate.pushable and all(isinstance(t, Term) and _term_ok(t, schema) for t in predicate.terms)
-    return False
+    return predicate.accept(_Pushable(schema))
 
 
-# -- the ibis predicate handed to Table.select ---------------------------------------------------------------
-def _balanced(items: Sequence[Any], combine: Callable[[Any, Any], Any]) -> Any:
-    if len(items) == 1:
-        return items[0]
-    mid = len(items) // 2
-    return combine(_balanced(items[:mid], combine), _balanced(items[mid:], combine))
-
-
-def _term_deferred(term: Term) -> Deferred:
-    col = _[term.column]
-    if term.op == "notnull":
-        return ~col.isnull()  # the SDK serialises Not(IsNull), not ibis' NotNull
-    if term.op == "isin":
-        return col.isin(list(term.value))
-    return term.deferred
-
-
-def _conjunct_deferred(predicate: Predicate) -> Deferred:
-    if isinstance(predicate, Term):
-        return _term_deferred(predicate)
-    if isinstance(predicate, AnyOf):
-        return _balanced([_term_deferred(t) for t in predicate.terms], operator.or_)  # type: ignore[arg-type]
-    raise TamsError(f"{predicate!r} cannot be pushed down to VAST")
-
-
-def request_deferred(conjuncts: Sequence[Predicate]) -> Deferred | None:
-    """The ``ibis._`` predicate of one request (``None`` for an unfiltered select), as a balanced tree.
-
-    >>> request_deferred([P.eq("a", 1), P.Term("b", "notnull")])
-    ((_['a'] == 1) & ~_['b'].isnull())
-    """
-    if not conjuncts:
-        return None
-    return _balanced([_conjunct_deferred(p) for p in conjuncts], operator.and_)
-
-
-# -- value sets: the conjuncts that split into disjoint requests ---------------------------------------------
+# -- splitting a filter --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class ValueSet:
-    """A conjunct that is "``column`` is one of ``values`` (or null when ``with_null``)"."""
+class Plan:
+    """The filters of one query, split for VAST.
 
-    column: str
-    values: tuple[Any, ...]
-    with_null: bool = False
-
-    def chunk(self, values: Sequence[Any], first: bool) -> Predicate:
-        """The conjunct for one chunk of the values; the null alternative goes with the first chunk only."""
-        parts: list[Predicate] = []
-        if len(values) == 1:
-            parts.append(Term(self.column, "==", values[0]))
-        elif values:
-            parts.append(Term(self.column, "isin", tuple(values)))
-        if self.with_null and first:
-            parts.append(Term(self.column, "isnull"))
-        if not parts:
-            return Const(False)
-        return parts[0] if len(parts) == 1 else AnyOf(tuple(parts))
-
-
-def _sorted_unique(values: Iterable[Any]) -> tuple[Any, ...]:
-    unique = list(dict.fromkeys(values))
-    try:
-        unique.sort()
-    except TypeError:
-        pass
-    return tuple(unique)
-
-
-def value_set(predicate: Predicate) -> ValueSet | None:
-    """The :class:`ValueSet` a conjunct is, or None (ranges, negations, ...).
-
-    >>> value_set(P.AnyOf((P.eq("c", "b"), P.Term("c", "isin", ("a", "b")), P.Term("c", "isnull"))))
-    ValueSet(column='c', values=('a', 'b'), with_null=True)
-    """
-    terms = predicate.terms if isinstance(predicate, AnyOf) else (predicate,)
-    if not terms or not all(isinstance(t, Term) for t in terms):
-        return None
-    columns = {t.column for t in terms}  # type: ignore[attr-defined]
-    if len(columns) != 1:
-        return None
-    values: list[Any] = []
-    with_null = False
-    for t in terms:
-        assert isinstance(t, Term)
-        if t.op == "==" and t.value is not None:
-            values.append(t.value)
-        elif t.op == "isin" and all(v is not None for v in t.value):
-            values.extend(t.value)
-        elif t.op == "isnull":
-            with_null = True
-        else:
-            return None
-    return ValueSet(columns.pop(), _sorted_unique(values), with_null)
-
-
-# -- request sizes ---------------------------------------------------------------------------------------------
-def default_max_request_bytes() -> int:
-    """The SDK's own limit on one serialised QueryData request (``vastdb.util.MAX_QUERY_DATA_REQUEST_SIZE``)."""
-    from vastdb import util
-
-    return int(util.MAX_QUERY_DATA_REQUEST_SIZE)
-
-
-def _align4(n: np.ndarray | int) -> Any:
-    return (n + 3) // 4 * 4
-
-
-class RequestSizer:
-    """Estimates of serialised request sizes, calibrated once per schema with the SDK's own builder.
-
-    A request is a fixed part (the schema of the queried columns and the projection) plus, per conjunct, an
-    OR group whose size grows by a constant per literal (plus the padded UTF-8 bytes of string literals).
-    The estimates are upper bounds in practice; the planner fills only :data:`SIZE_MARGIN` of the limit.
+    ``pushdown`` is an AND of pushable conjuncts (each a single-column OR of comparisons with literals);
+    ``residual`` must be evaluated client-side on what the pushdown returns (or, for
+    :class:`~tams_analytics.predicates.InSubquery`, resolved into a pushable ``isin`` first).
     """
 
-    #: room per conjunct for its call nodes, column reference and (if not projected) its schema field
-    GROUP_BYTES: Final = 256
+    entity: str
+    pushdown: tuple[Predicate, ...]
+    residual: tuple[Predicate, ...]
 
-    def __init__(self, schema: pa.Schema) -> None:
-        self.schema = schema
-        self._per_literal: dict[str, int] = {}
+    @property
+    def is_empty_result(self) -> bool:
+        """True when a conjunct is constant false: no need to ask any engine."""
+        return any(isinstance(p, Const) and not p.value for p in (*self.pushdown, *self.residual))
 
-    def serialized_size(self, conjuncts: Sequence[Predicate], columns: Sequence[str] | None = None) -> int:
-        """The exact size of the request the SDK would build (used to calibrate, and by tests)."""
-        import ibis
-        from vastdb import _internal
+    @property
+    def predicate(self) -> AllOf:
+        """The whole filter as one predicate."""
+        return AllOf((*self.pushdown, *self.residual))
 
-        table = ibis.table(ibis.Schema.from_pyarrow(self.schema), name="t")
-        deferred = request_deferred(conjuncts)
-        expr = None if deferred is None else deferred.resolve(table)
-        fields = list(self.schema.names if columns is None else columns)
-        return len(_internal.build_query_data_request(self.schema, expr, fields).serialized)
-
-    @functools.cached_property
-    def base_bytes(self) -> int:
-        """The request without a predicate, reading every column and the row id (an upper bound)."""
-        return self.serialized_size([]) + 64 + 2 * len(ROW_ID)
-
-    def _kind(self, column: str) -> str:
-        t = self.schema.field(column).type
-        if pa.types.is_string(t) or pa.types.is_large_string(t):
-            return "string"
-        return str(t)
-
-    def per_literal(self, column: str) -> int:
-        """Bytes one more literal adds to an OR group on ``column`` (strings: excluding their characters)."""
-        kind = self._kind(column)
-        if kind not in self._per_literal:
-            t = self.schema.field(column).type
-            probe: list[Any]
-            if kind == "string":
-                probe = ["abc", "abd", "abe"]
-            elif pa.types.is_boolean(t):
-                probe = [False, True, False]
-            elif pa.types.is_timestamp(t):
-                probe = [dt.datetime(2000 + i, 1, 1, tzinfo=dt.UTC) for i in range(3)]
-            else:
-                probe = [1, 2, 3]
-            # the marginal literal of an ``isin`` (literals of an OR of ``==`` also repeat the column
-            # reference: conjunct_bytes counts that in each term's overhead)
-            two = self.serialized_size([Term(column, "isin", tuple(probe[:2]))])
-            three = self.serialized_size([Term(column, "isin", tuple(probe))])
-            self._per_literal[kind] = three - two - (_align4(len("abc") + 1) if kind == "string" else 0)
-        return self._per_literal[kind]
-
-    def value_bytes(self, column: str, values: Sequence[Any]) -> np.ndarray:
-        """Bytes each of ``values`` adds as a literal of an OR group on ``column``."""
-        fixed = self.per_literal(column)
-        if self._kind(column) != "string":
-            return np.full(len(values), fixed, dtype=np.int64)
-        lengths = pc.binary_length(pa.array(values, pa.string())).to_numpy(zero_copy_only=False)
-        return fixed + _align4(lengths.astype(np.int64) + 1)
-
-    def conjunct_bytes(self, predicate: Predicate) -> int:
-        """Estimated bytes one conjunct adds to a request."""
-        terms = predicate.terms if isinstance(predicate, AnyOf) else (predicate,)
-        total = self.GROUP_BYTES + 2 * len(next(iter(predicate.columns()), ""))
-        for t in terms:
-            assert isinstance(t, Term)
-            if t.op in ("isnull", "notnull"):
-                total += self.GROUP_BYTES // 2
-                continue
-            values = t.value if t.op in ("isin", "between") else (t.value,)
-            if t.op == "startswith":
-                values = (t.value, t.value)  # sent as a range: two literals
-            total += self.GROUP_BYTES // 2 + int(self.value_bytes(t.column, list(values)).sum())
-        return total
+    def pushdown_deferred(self) -> Deferred | None:
+        """The pushdown part as one ``ibis._`` deferred (``None`` when nothing is pushed)."""
+        return request_deferred(self.pushdown)
 
 
-@functools.lru_cache(maxsize=64)
-def _sizer(schema: pa.Schema) -> RequestSizer:
-    return RequestSizer(schema)
+def split(entity: str, predicates: Iterable[Predicate]) -> Plan:
+    """Split conjuncts into pushdown and residual."""
+    push: list[Predicate] = []
+    rest: list[Predicate] = []
+    for p in P.flatten(predicates):
+        (push if pushable(p) else rest).append(p)
+    return Plan(entity, tuple(push), tuple(rest))
 
 
-def split_requests(
-    conjuncts: Sequence[Predicate], schema: pa.Schema, max_bytes: int | None = None
-) -> tuple[tuple[tuple[Predicate, ...], ...], tuple[Predicate, ...]]:
-    """Cut a pushdown into requests that each serialise under ``max_bytes``; returns ``(requests, moved)``.
+def plan(entity: str, **filters: Any) -> Plan:
+    """Build (:func:`tams_analytics.predicates.build`) and split the named filters of one query on ``entity``.
 
-    The largest value-set conjunct (``isin`` or an OR of equalities) is split into disjoint chunks; every
-    request carries all other kept conjuncts. Conjuncts that do not fit (largest first) are ``moved`` to
-    the residual. ``max_bytes`` defaults to the SDK's limit.
+    >>> p = plan("segments", flow_id="f1", timerange="[0:0_10:0)")
+    >>> [type(t).__name__ for t in p.pushdown], p.residual
+    (['Term', 'Term', 'Term'], ())
     """
-    limit = default_max_request_bytes() if max_bytes is None else max_bytes
-    budget = int(limit * SIZE_MARGIN)
-    if not conjuncts:
-        return ((),), ()
-    sizer = _sizer(schema)
-    costs = [sizer.conjunct_bytes(p) for p in conjuncts]
-    room = budget - sizer.base_bytes
-    if sum(costs) <= room:
-        return (tuple(conjuncts),), ()
-    sets = {i: vs for i, p in enumerate(conjuncts) if (vs := value_set(p)) is not None and len(vs.values) > 1}
-    split_at = max(sets, key=lambda i: costs[i]) if sets else None
-    value_costs = np.zeros(0, dtype=np.int64)
-    reserve = 0
-    if split_at is not None:
-        vs = sets[split_at]
-        value_costs = sizer.value_bytes(vs.column, list(vs.values))
-        reserve = 2 * sizer.GROUP_BYTES + int(value_costs.max()) + (sizer.GROUP_BYTES if vs.with_null else 0)
-    kept: list[int] = []
-    moved: list[int] = []
-    used = 0
-    for i in sorted((i for i in range(len(conjuncts)) if i != split_at), key=lambda i: costs[i]):
-        if used + costs[i] + reserve <= room:
-            kept.append(i)
-            used += costs[i]
-        else:
-            moved.append(i)
-    kept.sort()
-    moved_preds = tuple(conjuncts[i] for i in sorted(moved))
-    if split_at is None:
-        return (tuple(conjuncts[i] for i in kept),), moved_preds
-    vs = sets[split_at]
-    per_chunk = room - used - (reserve - int(value_costs.max()))
-    if per_chunk < int(value_costs.max()):
-        raise TamsError(f"a value of {vs.column} is too large for a VAST request")
-    cumulative = np.cumsum(value_costs)
-    chunks: list[tuple[Any, ...]] = []
-    start = 0
-    while start < len(vs.values):
-        offset = int(cumulative[start - 1]) if start else 0
-        end = int(np.searchsorted(cumulative, offset + per_chunk, side="right"))
-        chunks.append(vs.values[start:end])
-        start = end
-    others = [(i, conjuncts[i]) for i in kept]
-    requests = []
-    for n, chunk in enumerate(chunks):
-        items = [*others, (split_at, vs.chunk(chunk, first=n == 0))]
-        requests.append(tuple(p for _, p in sorted(items, key=lambda item: item[0])))
-    return tuple(requests), moved_preds
+    return split(entity, F.build(entity, **filters))
 
 
 # -- the plan ----------------------------------------------------------------------------------------------------
@@ -462,10 +276,10 @@ def plan_query(
     unknown += [c for c, _ in order_by if c not in schema.names]
     if unknown:
         raise TamsError(f"unknown column(s) {', '.join(unknown)} of {table}")
-    plan = P.split(table, flat)
+    parts = split(table, flat)
     push: list[Predicate] = []
-    residual: list[Predicate] = list(plan.residual)
-    for p in map(_normalise, plan.pushdown):
+    residual: list[Predicate] = list(parts.residual)
+    for p in map(_normalise, parts.pushdown):
         (push if not isinstance(p, Const) and sdk_pushable(p, schema) else residual).append(p)
     if any(isinstance(p, Const) and not p.value for p in residual) or (limit is not None and limit <= 0):
         return _empty_plan(table, tuple(c for c in out if c != ROW_ID), out, row_ids)

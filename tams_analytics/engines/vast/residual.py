@@ -4,7 +4,7 @@ The residual runs on an in-memory DuckDB over the Arrow result of the pushdown (
 limit without a residual are a plain Arrow sort. DuckDB rather
 than ``pyarrow.compute`` because it gives the residual exactly the semantics of the reference engine:
 SQL's three-valued logic with NULLs, ``ORDER BY`` with NULLs last, ``starts_with``/``contains``, and the
-same rendering of the predicate tree as :func:`tams_analytics.engines.base.render_sql`. Two things are
+same rendering of the predicate tree as :class:`tams_analytics.engines.sql.SqlRenderer`. Two things are
 rendered differently here, because DuckDB 1.3 fails on them: value lists are bound as *one* list
 parameter (``col IN (SELECT unnest(?))``; thousands of ``?`` placeholders crash it), and long AND/OR
 chains become balanced trees, with ``!=`` terms on one column folded into ``NOT IN`` (a resolved
@@ -27,20 +27,16 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tams_analytics.engines.base import OrderBy, render_sql
-from tams_analytics.exceptions import TamsError
-from tams_analytics.predicates import AllOf, AnyOf, Const, InSubquery, Predicate, Term
+from tams_analytics.engines.base import OrderBy
+from tams_analytics.engines.sql import SqlRenderer, quote
+from tams_analytics.predicates import AllOf, AnyOf, InSubquery, Predicate, Term, Visitor
 
-__all__ = ["conform", "evaluate", "residual_sql", "source_collections", "union"]
+__all__ = ["ResidualRenderer", "conform", "evaluate", "residual_sql", "union"]
 
 #: AND/OR chains longer than this are rendered as balanced trees (DuckDB's parser recurses per operand).
 _FLAT_CHAIN: Final = 32
 _VIEW: Final = "_tams_rows"
 _local = threading.local()
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _join(parts: Sequence[str], op: str) -> str:
@@ -50,26 +46,42 @@ def _join(parts: Sequence[str], op: str) -> str:
     return f"({_join(parts[:mid], op)} {op} {_join(parts[mid:], op)})"
 
 
-def _value_list(column: str, values: Sequence[Any], negate: bool, params: list[Any]) -> str:
-    if not values:
-        return "TRUE" if negate else "FALSE"
-    params.append(list(values))
-    return f"{_quote(column)} {'NOT IN' if negate else 'IN'} (SELECT unnest(?))"
+class ResidualRenderer(SqlRenderer):
+    """:class:`SqlRenderer` for the residual: value lists bound as one list parameter, long chains as
+    balanced trees, and same-column ``!=`` (in an AND) or ``==``/``isin`` (in an OR) folded into lists."""
 
+    def _value_list(self, column: str, values: Sequence[Any], negate: bool) -> str:
+        if not values:
+            return "TRUE" if negate else "FALSE"
+        self.params.append(list(values))
+        return f"{quote(column)} {'NOT IN' if negate else 'IN'} (SELECT unnest(?))"
 
-def _group(terms: Sequence[Predicate], any_of: bool, params: list[Any]) -> list[str]:
-    """Render the members of an AND (or an OR), folding same-column ``!=`` (``==``/``isin``) into lists."""
-    folded: dict[str, list[Any]] = {}
-    rest: list[Predicate] = []
-    for t in terms:
-        if isinstance(t, Term) and not any_of and t.op == "!=":
-            folded.setdefault(t.column, []).append(t.value)
-        elif isinstance(t, Term) and any_of and t.op in ("==", "isin"):
-            folded.setdefault(t.column, []).extend(t.value if t.op == "isin" else (t.value,))
-        else:
-            rest.append(t)
-    parts = [_value_list(c, list(dict.fromkeys(v)), not any_of, params) for c, v in folded.items()]
-    return parts + [residual_sql(t, params) for t in rest]
+    def _group(self, terms: Sequence[Predicate], any_of: bool) -> list[str]:
+        folded: dict[str, list[Any]] = {}
+        rest: list[Predicate] = []
+        for t in terms:
+            if isinstance(t, Term) and not any_of and t.op == "!=":
+                folded.setdefault(t.column, []).append(t.value)
+            elif isinstance(t, Term) and any_of and t.op in ("==", "isin"):
+                folded.setdefault(t.column, []).extend(t.value if t.op == "isin" else (t.value,))
+            else:
+                rest.append(t)
+        parts = [self._value_list(c, list(dict.fromkeys(v)), not any_of) for c, v in folded.items()]
+        return parts + [t.accept(self) for t in rest]
+
+    def all_of(self, p: AllOf) -> str:
+        return _join(self._group(p.terms, False), "AND") if p.terms else "TRUE"
+
+    def any_of(self, p: AnyOf) -> str:
+        return _join(self._group(p.terms, True), "OR") if p.terms else "FALSE"
+
+    def term(self, p: Term) -> str:
+        if p.op == "isin":
+            return self._value_list(p.column, list(p.value), False)
+        return super().term(p)
+
+    def subquery(self, p: InSubquery) -> str:
+        return Visitor.subquery(self, p)  # resolved into values before the residual runs
 
 
 def residual_sql(predicate: Predicate, params: list[Any]) -> str:
@@ -80,17 +92,7 @@ def residual_sql(predicate: Predicate, params: list[Any]) -> str:
     >>> residual_sql(P.AllOf((P.Term("a", "!=", 1), P.Term("a", "!=", 2), P.eq("b", "x"))), params), params
     ('("a" NOT IN (SELECT unnest(?)) AND "b" = ?)', [[1, 2], 'x'])
     """
-    if isinstance(predicate, Const):
-        return "TRUE" if predicate.value else "FALSE"
-    if isinstance(predicate, AllOf):
-        return _join(_group(predicate.terms, False, params), "AND") if predicate.terms else "TRUE"
-    if isinstance(predicate, AnyOf):
-        return _join(_group(predicate.terms, True, params), "OR") if predicate.terms else "FALSE"
-    if isinstance(predicate, Term) and predicate.op == "isin":
-        return _value_list(predicate.column, list(predicate.value), False, params)
-    if isinstance(predicate, InSubquery):
-        raise TamsError(f"resolve {predicate!r} into values before evaluating it client-side")
-    return render_sql(predicate, params)
+    return predicate.accept(ResidualRenderer(params))
 
 
 def _connection() -> duckdb.DuckDBPyConnection:
@@ -118,11 +120,11 @@ def evaluate(
             rows = rows.take(pc.sort_indices(rows, sort_keys=keys, null_placement="at_end"))
         return rows.select(out) if limit is None else rows.slice(0, max(0, int(limit))).select(out)
     params: list[Any] = []
-    sql = f"SELECT {', '.join(_quote(c) for c in out)} FROM {_VIEW}"
+    sql = f"SELECT {', '.join(quote(c) for c in out)} FROM {_VIEW}"
     if where:
         sql += " WHERE " + _join([residual_sql(p, params) for p in where], "AND")
     if order_by:
-        sql += " ORDER BY " + ", ".join(f"{_quote(c)} {'DESC' if d else 'ASC'}" for c, d in order_by)
+        sql += " ORDER BY " + ", ".join(f"{quote(c)} {'DESC' if d else 'ASC'}" for c, d in order_by)
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     con = _connection()
@@ -152,26 +154,3 @@ def union(parts: Sequence[pa.Table], schema: pa.Schema) -> pa.Table:
     if len(parts) == 1:
         return parts[0]
     return pa.concat_tables([conform(p, parts[0].schema) for p in parts])
-
-
-#: The derived table behind ``collected_by_ids`` on sources (the DuckDB engine's view of the same name).
-SOURCE_COLLECTIONS: Final = pa.schema([pa.field("source_id", pa.string()), pa.field("member_id", pa.string())])
-
-
-def source_collections(collections: pa.Table, flows: pa.Table) -> pa.Table:
-    """Pairs (collecting source, member source): a flow of the first collects a flow of the second.
-
-    ``collections`` needs ``flow_id``/``member_id``, ``flows`` needs ``id``/``source_id``.
-    """
-    con = _connection()
-    con.register("_tams_collections", collections)
-    con.register("_tams_flows", flows)
-    try:
-        result = con.execute(
-            "SELECT DISTINCT f.source_id AS source_id, m.source_id AS member_id FROM _tams_collections c "
-            "JOIN _tams_flows f ON f.id = c.flow_id JOIN _tams_flows m ON m.id = c.member_id"
-        ).fetch_arrow_table()
-    finally:
-        con.unregister("_tams_collections")
-        con.unregister("_tams_flows")
-    return conform(result, SOURCE_COLLECTIONS)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pyarrow as pa
 
 from tams_analytics.engines.vast.config import VastConfig
-from tams_analytics.engines.vast.plan import ROW_ID
+from tams_analytics.engines.vast.requests import ROW_ID
 from tams_analytics.exceptions import TamsError
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 import sqlglot
 
+from tams_analytics import filters as F
 from tams_analytics import predicates as P
 from tams_analytics import views
 from tams_analytics.catalog import Catalog, connect, flows_with_content
@@ -115,22 +116,22 @@ def _queries(store: dict[str, Any]) -> list[Query]:
     window = f"[{(start - 20 * 10**9) // 10**9}:0_{(end + 20 * 10**9) // 10**9}:0)"
     return [
         ("sources", [], {}),
-        ("flows", P.build("flows", format="urn:x-nmos:format:video"), {"order_by": [("id", False)]}),
-        ("flows", P.build("flows", tags={"genre": ["news", "sport"]}), {}),
-        ("flows", P.build("flows", tags_exist={"quality": False}), {}),
-        ("flows", P.build("flows", collected_by_ids=multi["id"]), {}),
-        ("flows", P.build("flows", collected_by_ids=""), {}),
+        ("flows", F.build("flows", format="urn:x-nmos:format:video"), {"order_by": [("id", False)]}),
+        ("flows", F.build("flows", tags={"genre": ["news", "sport"]}), {}),
+        ("flows", F.build("flows", tags_exist={"quality": False}), {}),
+        ("flows", F.build("flows", collected_by_ids=multi["id"]), {}),
+        ("flows", F.build("flows", collected_by_ids=""), {}),
         ("flows", [flows_with_content(window)], {}),
         ("flows", [flows_with_content("()")], {}),
-        ("sources", P.build("sources", collected_by_ids=multi["source_id"]), {}),
+        ("sources", F.build("sources", collected_by_ids=multi["source_id"]), {}),
         (
             "segments",
-            P.build("segments", flow_id=gap_flow, timerange=window),
+            F.build("segments", flow_id=gap_flow, timerange=window),
             {"columns": ["timerange", "start_ns", "object_id"], "order_by": [("start_ns", True)], "limit": 7},
         ),
-        ("segments", P.build("segments", flow_id=gap_flow, covered_by=window), {}),
-        ("segments", P.build("segments", timerange="()"), {}),
-        ("objects", P.build("objects", registered=True), {"order_by": [("id", False)], "limit": 25}),
+        ("segments", F.build("segments", flow_id=gap_flow, covered_by=window), {}),
+        ("segments", F.build("segments", timerange="()"), {}),
+        ("objects", F.build("objects", registered=True), {"order_by": [("id", False)], "limit": 25}),
     ]
 
 
@@ -205,7 +206,7 @@ def test_live_tag_filter_uses_a_subquery(trino_catalog: Catalog) -> None:
     if not tags:
         pytest.skip("the Trino store has no flow tags")
     t = tags[0]
-    flows = trino_catalog.rows("flows", P.build("flows", tags={t["name"]: t["value"]})).column("id").to_pylist()
+    flows = trino_catalog.rows("flows", F.build("flows", tags={t["name"]: t["value"]})).column("id").to_pylist()
     assert t["entity_id"] in flows
 
 

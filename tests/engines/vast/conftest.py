@@ -44,7 +44,7 @@ from vastdb.vast_flatbuf.org.apache.arrow.computeir.flatbuf.LiteralImpl import L
 
 from tams_analytics.catalog import Catalog
 from tams_analytics.engines.vast import Engine
-from tams_analytics.engines.vast.plan import ROW_ID
+from tams_analytics.engines.vast.requests import ROW_ID
 
 LIVE_ENV = ("TAMS_VAST_ENDPOINT", "TAMS_VAST_ACCESS_KEY", "TAMS_VAST_SECRET_KEY", "TAMS_VAST_BUCKET")
 

@@ -33,20 +33,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from vastdb import util
 
+from server import records
+from server.workers.gc import claim_collectable_objects
 from tams_analytics import TimeRange
+from tams_analytics import filters as F
 from tams_analytics import predicates as P
-from tams_analytics.catalog import Catalog, flows_with_content
+from tams_analytics.catalog import Catalog, flows_with_content, segment_page_where
 from tams_analytics.demo import build_demo
-from tams_analytics.engines.base import Capabilities, OrderBy, render_sql
+from tams_analytics.engines.base import Capabilities, OrderBy
 from tams_analytics.engines.duckdb import Engine as DuckDBEngine
+from tams_analytics.engines.sql import render_sql
 from tams_analytics.engines.vast import Engine, parse_url
-from tams_analytics.engines.vast.plan import (
-    RequestSizer,
-    plan_query,
-    request_deferred,
-    topk_bound,
-    topk_prefetch,
-)
+from tams_analytics.engines.vast.plan import plan_query, topk_bound, topk_prefetch
+from tams_analytics.engines.vast.requests import RequestSizer, request_deferred
 from tams_analytics.engines.vast.residual import evaluate
 from tams_analytics.exceptions import TamsError, UnsupportedError
 from tams_analytics.schema import SCHEMAS
@@ -90,7 +89,7 @@ def assert_serialises(plan: Any, schema: pa.Schema) -> list[int]:
 
 # -- 1. shapes from the filter vocabulary ------------------------------------------------------------------
 def filter_cases() -> Iterator[Any]:
-    for entity, names in P.FILTERS.items():
+    for entity, names in F.FILTERS.items():
         for name in names:
             for value in SAMPLES.get(name, DEFAULT_VALUES):
                 yield pytest.param(entity, {name: value}, id=f"{entity}-{name}-{str(value)[:24]}")
@@ -98,7 +97,7 @@ def filter_cases() -> Iterator[Any]:
 
 @pytest.mark.parametrize(("entity", "filters"), list(filter_cases()))
 def test_every_named_filter_is_pushed_down_whole(entity: str, filters: dict[str, Any]) -> None:
-    plan = plan_query(entity, P.build(entity, **filters), schema=SCHEMAS[entity])
+    plan = plan_query(entity, F.build(entity, **filters), schema=SCHEMAS[entity])
     assert not plan.residual, plan.residual
     if plan.is_empty:  # only an empty timerange is known to match nothing
         assert TimeRange.from_str(filters["timerange"]).is_empty
@@ -110,7 +109,7 @@ def resolved(entity: str, filters: dict[str, Any], values: Sequence[str]) -> lis
     """The filters as the catalog hands them to an engine without subqueries: each inner query planned
     (and serialised) on its own table, its result replaced by ``values``."""
     out: list[P.Predicate] = []
-    for p in P.build(entity, **filters):
+    for p in F.build(entity, **filters):
         if isinstance(p, P.InSubquery):
             if p.table in SCHEMAS:
                 inner = plan_query(p.table, [p.where], schema=SCHEMAS[p.table], columns=[p.value_column])
@@ -321,12 +320,12 @@ def exercise_catalog(cat: Catalog) -> None:
     flows = cat.rows("flows").to_pylist()
     video = next(f for f in flows if f["format"] == "urn:x-nmos:format:video")
     fid, sid = video["id"], video["source_id"]
-    for entity in P.FILTERS:
-        cat.rows(entity, P.build(entity, **{name: SAMPLES.get(name, ["a"])[0] for name in list(P.FILTERS[entity])[:3]}))
+    for entity in F.FILTERS:
+        cat.rows(entity, F.build(entity, **{name: SAMPLES.get(name, ["a"])[0] for name in list(F.FILTERS[entity])[:3]}))
     for filters in SUBQUERY_FILTERS:
-        cat.rows("flows", P.build("flows", **filters))
-        cat.rows("sources", P.build("sources", **{k: v for k, v in filters.items()}))
-        cat.count("flows", P.build("flows", **filters))
+        cat.rows("flows", F.build("flows", **filters))
+        cat.rows("sources", F.build("sources", **{k: v for k, v in filters.items()}))
+        cat.count("flows", F.build("flows", **filters))
     cat.rows("flows", [flows_with_content("[1700000000:0_1700000100:0)")])
     cat.rows("flows", [flows_with_content("()")])
     cat.get_flow(fid)
@@ -338,13 +337,13 @@ def exercise_catalog(cat: Catalog) -> None:
     cat.segment_rows(fid, after_start_ns=page.column("start_ns")[-1].as_py(), limit=5)
     cat.segment_rows(fid, after_start_ns=page.column("start_ns")[-1].as_py(), reverse=True, limit=5)
     cat.segment_rows(fid, object_id=page.column("object_id")[0].as_py())
-    cat.segment_page(fid, ["object_id", "start_ns"], timerange="[1700000000:0_1700000200:0)", reverse=True, limit=5)
+    where = segment_page_where(fid, "[1700000000:0_1700000200:0)", reverse=True)
+    cat.records("segments", where, columns=["object_id", "start_ns"], order_by=[("start_ns", True)], limit=5)
     cat.flow_timerange(fid)
     cat.flow_timerange(fid, within="[1700000010:0_1700000020:0)")
     first = page.to_pylist()[0]
     cat.get_object(first["object_id"])
     cat.object_instances([first["object_id"]])
-    cat.object_instance_rows([first["object_id"]])
     cat.add_uncontrolled_instance(first["object_id"], "https://example.com/a", "mirror")
     cat.add_controlled_instance(first["object_id"], "store-2", "key-2")
     cat.delete_instance(first["object_id"], label="mirror")
@@ -371,7 +370,7 @@ def exercise_catalog(cat: Catalog) -> None:
     cat.delete_segments(fid, "[1700000000:0_1700000020:0)")
     cat.collectable_objects(now + dt.timedelta(days=1))
     cat.purge_objects([ids[2], "chosen-1"])
-    cat.claim_collectable_objects(now + dt.timedelta(days=1))
+    claim_collectable_objects(cat, now + dt.timedelta(days=1))
     cat.set_flow_property(fid, "label", "renamed")
     cat.set_flow_tag(fid, "genre", ["news", "sport"])
     cat.set_flow_tag(fid, "genre", None)
@@ -381,35 +380,38 @@ def exercise_catalog(cat: Catalog) -> None:
     members = [f["id"] for f in flows if f["format"] == "urn:x-nmos:format:audio"][:1]
     cat.set_flow_collection(fid, [{"id": m, "role": "audio"} for m in members])
     cat.source_collections([sid])
-    cat.rows("sources", P.build("sources", collected_by_ids=sid))
-    cat.set_service_info({"name": "test", "description": None})
-    cat.service_info()
+    cat.rows("sources", F.build("sources", collected_by_ids=sid))
+    records.set_service_info(cat, {"name": "test", "description": None})
+    records.service_info(cat)
     cat.register_storage_backend(
         {"id": "store-1", "store_type": "http_object_store", "provider": "p", "store_product": "s", "tags": {"a": "b"}}
     )
-    cat.create_profile({"id": "profile-1", "flow_metadata": {"format": "urn:x-nmos:format:video"}})
-    cat.get_profile("profile-1")
-    cat.save_webhook({"id": "wh-1", "url": "https://example.com/hook", "events": ["flows/created"], "tags": {"t": "1"}})
-    cat.save_webhook({"id": "wh-1", "url": "https://example.com/hook2"}, keep_secret=True)
-    cat.webhook_docs(cat.rows("webhooks").to_pylist())
-    cat.get_webhook("wh-1", with_secret=True)
-    cat.set_webhook_status("wh-1", "started", only_from=["created"])
-    cat.delete_webhook("wh-1")
-    request = cat.create_delete_request(fid, "_", delete_flow=False, expiry=now)
-    cat.update_delete_request(request["id"], status="done", error={"summary": "x"})
-    cat.get_delete_request(request["id"])
-    cat.unfinished_delete_requests()
-    cat.purge_delete_requests(now + dt.timedelta(days=1))
+    records.create_profile(cat, {"id": "profile-1", "flow_metadata": {"format": "urn:x-nmos:format:video"}})
+    records.get_profile(cat, "profile-1")
+    hook = {"id": "wh-1", "url": "https://example.com/hook", "events": ["flows/created"], "tags": {"t": "1"}}
+    records.save_webhook(cat, hook)
+    records.save_webhook(cat, {"id": "wh-1", "url": "https://example.com/hook2"}, keep_secret=True)
+    records.webhook_docs(cat, cat.rows("webhooks").to_pylist())
+    records.get_webhook(cat, "wh-1", with_secret=True)
+    records.set_webhook_status(cat, "wh-1", "started", only_from=["created"])
+    records.delete_webhook(cat, "wh-1")
+    request = records.create_delete_request(cat, fid, "_", delete_flow=False, expiry=now)
+    records.update_delete_request(cat, request["id"], status="done", error={"summary": "x"})
+    records.get_delete_request(cat, request["id"])
+    records.unfinished_delete_requests(cat)
+    records.purge_delete_requests(cat, now + dt.timedelta(days=1))
     cat.delete_flow(members[0]) if members else None
     cat.delete_flow(fid, force=True)
 
 
 def query_sites() -> set[str]:
-    """Catalog functions that query the engine: calls of rows/row/exists/count on self or the catalog, or of
-    the engine's query/count/count_in/delete/update."""
-    engine_calls = {"query", "count", "count_in", "delete", "update"}
+    """Catalog and service-record functions that query the engine: calls of rows/records/row/exists/count on
+    self or the catalog, or of the engine's query/records/count/count_in/delete/update."""
+    engine_calls = {"query", "records", "count", "count_in", "delete", "update"}
     found = set()
-    for path in sorted((ROOT / "tams_analytics" / "catalog").glob("*.py")):
+    paths = [*(ROOT / "tams_analytics" / "catalog").glob("*.py"), ROOT / "server" / "records.py"]
+    paths.append(ROOT / "server" / "workers" / "gc.py")
+    for path in sorted(paths):
         tree = ast.parse(path.read_text())
         for fn in ast.walk(tree):
             if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -418,7 +420,7 @@ def query_sites() -> set[str]:
                 if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                     continue
                 target, attr = node.func.value, node.func.attr
-                direct = attr in {"rows", "row", "exists", "count"} and isinstance(target, ast.Name)
+                direct = attr in {"rows", "records", "row", "exists", "count"} and isinstance(target, ast.Name)
                 via_engine = attr in engine_calls and isinstance(target, ast.Attribute) and target.attr == "engine"
                 if (direct and target.id in ("self", "catalog")) or via_engine:  # type: ignore[union-attr]
                     found.add(f"{path.relative_to(ROOT)}::{fn.name}")
@@ -434,8 +436,8 @@ def recording(tmp_path: Path) -> Iterator[RecordingEngine]:
 
 
 #: query sites that only run on an engine that is its store's sole writer (the read cache's loads), so never
-#: on VAST; they are a flow's ``count`` and rows by ``flow_id ==``, shapes the workload runs elsewhere
-SOLE_WRITER_ONLY = {"tams_analytics/catalog/segments.py::_timeline"}
+#: on VAST (none: the cache loads through the engine it wraps, outside the catalog)
+SOLE_WRITER_ONLY: set[str] = set()
 
 
 def test_every_catalog_query_runs_the_same_on_vast(recording: RecordingEngine) -> None:
@@ -749,7 +751,7 @@ def test_subqueries_and_derived_tables_are_resolved_by_the_engine(reference_engi
     assert reference_engine.count("flows", [P.tag_exists("flow", "genre", False)]) == 1
     pairs = reference_engine.query("source_collections").to_pylist()
     assert pairs == [{"source_id": a["source_id"], "member_id": b["source_id"]}]
-    got = cat.rows("sources", P.build("sources", collected_by_ids=a["source_id"]), columns=["id"])
+    got = cat.rows("sources", F.build("sources", collected_by_ids=a["source_id"]), columns=["id"])
     assert got.column("id").to_pylist() == [b["source_id"]]
 
 
@@ -864,7 +866,7 @@ def test_live_round_trip_with_pushdown_splits_and_row_id_writes(vast_url: str) -
             "[12:0_13:0)",
         ]
         assert str(cat.flow_timerange(flow["id"])) == "[0:0_50:0)"
-        assert cat.rows("flows", P.build("flows", tags={"genre": "news"}), columns=["id"]).num_rows == 1
+        assert cat.rows("flows", F.build("flows", tags={"genre": "news"}), columns=["id"]).num_rows == 1
         asked = pa.array([f"o{i}" for i in range(0, 50, 2)] + [str(uuid.UUID(int=i)) for i in range(60_000)])
         assert cat.engine.count_in("segments", "object_id", asked) == 25
         assert cat.delete_segments(flow["id"], "[0:0_10:0)").deleted == 10

@@ -19,13 +19,8 @@ from vastdb import util
 
 from tams_analytics import predicates as P
 from tams_analytics.engines.vast import Engine
-from tams_analytics.engines.vast.plan import (
-    MAX_PUSHED_NOT_EQUAL,
-    RequestSizer,
-    plan_query,
-    split_requests,
-    value_set,
-)
+from tams_analytics.engines.vast.plan import MAX_PUSHED_NOT_EQUAL, plan_query
+from tams_analytics.engines.vast.requests import RequestSizer, split_requests, value_set
 from tams_analytics.engines.vast.residual import evaluate
 from tams_analytics.schema import SCHEMAS
 from tests.engines.vast.conftest import REFERENCE_URL, ReferenceStore

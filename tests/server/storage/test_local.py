@@ -18,8 +18,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from server.storage.base import ObjectStore, StorageBackendInfo, StorageError, encode_segment, object_key
-from server.storage.local import LocalObjectStore, ObjectTooLarge, make_router
+from server.routes.media import make_router
+from tams_analytics.storage.base import ObjectStore, StorageBackendInfo, StorageError, encode_segment, object_key
+from tams_analytics.storage.local import LocalObjectStore, ObjectTooLarge
 
 MAX_BYTES = 1024 * 1024
 SENTINEL = b"SENTINEL-OUTSIDE-ROOT"

@@ -14,10 +14,10 @@ import boto3
 import httpx
 import pytest
 
-from server.storage.base import ObjectStore, PutUrl, StorageBackendInfo, StorageError, object_key
-from server.storage.local import LocalObjectStore
-from server.storage.s3 import S3ObjectStore
-from tams_analytics.catalog.read_cache import NotCached
+from tams_analytics.nonblocking import WouldBlock, memory_only
+from tams_analytics.storage.base import ObjectStore, PutUrl, StorageBackendInfo, StorageError, object_key
+from tams_analytics.storage.local import LocalObjectStore
+from tams_analytics.storage.s3 import S3ObjectStore
 from tests.fixtures.s3 import S3ServerInfo
 
 
@@ -63,15 +63,17 @@ def test_store_satisfies_protocol(s3_store: S3ObjectStore) -> None:
     assert isinstance(s3_store, ObjectStore)
 
 
-def test_get_urls_are_reused_and_cached_only_readers_never_wait_for_a_presign(
+def test_get_urls_are_reused_and_memory_only_readers_never_wait_for_a_presign(
     s3_store: S3ObjectStore, http: httpx.Client
 ) -> None:
     key = object_key("reused")
     s3_store.put_bytes(key, b"payload", "video/mp2t")
-    with pytest.raises(NotCached):
-        s3_store.get_url(key, expires_s=300, cached_only=True)
+    with memory_only(), pytest.raises(WouldBlock):
+        s3_store.get_url(key, expires_s=300)
     url = s3_store.get_url(key, expires_s=300)
-    assert s3_store.get_url(key, expires_s=300, cached_only=True) == url == s3_store.get_url(key, expires_s=300)
+    with memory_only():
+        assert s3_store.get_url(key, expires_s=300) == url
+    assert s3_store.get_url(key, expires_s=300) == url
     assert http.get(url).content == b"payload"
 
 

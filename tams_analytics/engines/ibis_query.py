@@ -1,7 +1,8 @@
-"""Engine-independent ibis plumbing: the catalog's row queries as ibis expressions.
+"""Engine-independent ibis plumbing: the catalog's row queries and derived tables as ibis expressions.
 
-Nothing here knows Trino; any ibis backend runs these expressions. They are kept apart from the engine so
-that the exact SQL an engine would send can be compiled (and checked) without a server.
+Any ibis backend runs these expressions (the Trino engine for every read, the DuckDB engine for its
+derived views, the VAST engine for derived tables client-side), so the exact SQL an engine would send
+can be compiled (and checked) without a server, and a derived table has one definition everywhere.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tams_analytics.schema import SCHEMAS
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
-__all__ = ["declared_schema", "select", "source_collections"]
+__all__ = ["DERIVED", "declared_schema", "select", "source_collections"]
 
 Lookup = Callable[[str], "ir.Table"]
 
@@ -65,9 +66,22 @@ def select(
 
 
 def source_collections(lookup: Lookup) -> ir.Table:
-    """The derived ``source_collections`` table (``source_id`` collects ``member_id``) that predicates on
-    sources' ``collected_by_ids`` read; the same rows as the DuckDB engine's view of that name."""
-    c, f = lookup("collections"), lookup("flows")
-    m = f.view()
-    joined = c.join(f, c.flow_id == f.id).join(m, c.member_id == m.id)
-    return joined.select(source_id=f.source_id, member_id=m.source_id).distinct()
+    """The derived ``source_collections`` table that predicates on sources' ``collected_by_ids`` read:
+    ``source_id`` collects ``member_id`` when a flow of the first collects a flow of the second (flows of
+    one source never make it collect itself).
+
+    >>> import tams_analytics as ta
+    >>> source_collections(ta.connect("duckdb://").table).columns
+    ('source_id', 'member_id')
+    """
+    c = lookup("collections").select("flow_id", "member_id")
+    flows = lookup("flows")
+    collector = flows.select(collector_flow=flows.id, source_id=flows.source_id)
+    member = flows.select(member_flow=flows.id, member_source=flows.source_id)
+    j = c.join(collector, c.flow_id == collector.collector_flow).join(member, c.member_id == member.member_flow)
+    j = j.filter(j.source_id != j.member_source)
+    return j.select(source_id=j.source_id, member_id=j.member_source).distinct()
+
+
+#: derived tables: name -> builder over the stored tables (engines expose them beside the stored ones)
+DERIVED: dict[str, Callable[[Lookup], ir.Table]] = {"source_collections": source_collections}

@@ -1,4 +1,8 @@
-"""``tams-analytics serve``: the TAMS REST server (FastAPI on uvicorn)."""
+"""``tams-analytics serve``: the TAMS REST server (FastAPI on uvicorn).
+
+A command of the ``tams-analytics`` CLI that the server package adds (entry point group
+``tams_analytics.commands``), so the library never imports the server.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from tams_analytics.engines import redacted
 
 
 def add_parser(sub: Any) -> None:
@@ -63,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     catalog = connect(settings.store_url)
     stores = build_stores(settings)
     if args.demo and catalog.count("flows") == 0:
-        from server.storage.base import object_key
         from tams_analytics.demo import build_demo
+        from tams_analytics.storage.base import object_key
 
         store = stores.default
         assert store is not None
@@ -79,15 +84,6 @@ def run(args: argparse.Namespace) -> int:
         )
     app = create_app(settings, catalog=catalog, stores=stores, owns_catalog=True)
     url = settings.public_url
-    print(f"TAMS server on {url}  (API docs: {url}/docs; store {_redacted(settings.store_url)})", flush=True)
+    print(f"TAMS server on {url}  (API docs: {url}/docs; store {redacted(settings.store_url)})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
-
-
-def _redacted(url: str) -> str:
-    """The store URL without a password (vast://key:secret@..., trino://user:password@...)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, BinaryIO, Generic, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote
 
-from tams_analytics.catalog.read_cache import NotCached
+from tams_analytics.nonblocking import may_block
 
 V = TypeVar("V")
 
@@ -133,10 +133,10 @@ class ObjectStore(Protocol):
         """A pre-signed URL a credential-less client can PUT the object to."""
         ...
 
-    def get_url(self, key: str, expires_s: int, *, cached_only: bool = False) -> str:
-        """A pre-signed URL a credential-less client can GET the object from. With ``cached_only``, a
-        store whose signing is slow (a network library, not a local HMAC) answers only from URLs it
-        minted recently and raises :class:`~tams_analytics.catalog.read_cache.NotCached` otherwise."""
+    def get_url(self, key: str, expires_s: int) -> str:
+        """A pre-signed URL a credential-less client can GET the object from. A store whose signing is
+        slow (a network library, not a local HMAC) calls :func:`~tams_analytics.nonblocking.may_block`
+        before signing: under ``memory_only`` it answers only from URLs it minted recently."""
         ...
 
     def head(self, keys: Sequence[str]) -> dict[str, int | None]:
@@ -166,7 +166,7 @@ class ObjectStore(Protocol):
 
 class ReuseWindow(Generic[V]):
     """Values minted recently, by key, handed out again for a tenth of their lifetime, while the
-    ``basis`` they were built from is the very same object (None: no basis to check).
+    ``basis`` they were built from is the very same (None: no basis to check; a tuple: the same objects).
 
     Serves minted GET URLs (:class:`RecentUrls`) and whole ``get_urls`` lists
     (:class:`~server.conversion.urls.MintedUrlLists`): a reader never gets a URL living less than 90 %
@@ -184,7 +184,7 @@ class ReuseWindow(Generic[V]):
 
     def get(self, key: Hashable, lifetime_s: float, basis: object = None) -> V | None:
         hit = self._values.get(key)
-        if hit is not None and hit[0] is basis and self._clock() - hit[1] < lifetime_s * self.REUSE_FRACTION:
+        if hit is not None and _same(hit[0], basis) and self._clock() - hit[1] < lifetime_s * self.REUSE_FRACTION:
             return hit[2]
         return None
 
@@ -203,6 +203,16 @@ class ReuseWindow(Generic[V]):
         return len(self._values)
 
 
+def _same(a: object, b: object) -> bool:
+    """The very same object, or tuples of the very same objects (rows a read cache shares stay the same
+    objects while they do not change)."""
+    if a is b:
+        return True
+    if not (isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b)):
+        return False
+    return all(x is y for x, y in zip(a, b, strict=True))
+
+
 class RecentUrls:
     """GET URLs minted recently, handed out again while at least 90 % of their lifetime is left.
 
@@ -215,20 +225,22 @@ class RecentUrls:
         self,
         mint: Callable[[str, int], str],
         *,
+        slow: bool = False,
         capacity: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._mint = mint
+        #: minting may block (see :mod:`tams_analytics.nonblocking`)
+        self._slow = slow
         self._urls: ReuseWindow[str] = ReuseWindow(capacity=capacity, clock=clock)
 
-    def __call__(self, key: str, expires_s: int, *, cached_only: bool = False) -> str:
-        """A URL for ``key`` living at least 90 % of ``expires_s``; with ``cached_only``, only one
-        already minted (else :class:`~tams_analytics.catalog.read_cache.NotCached`)."""
+    def __call__(self, key: str, expires_s: int) -> str:
+        """A URL for ``key`` living at least 90 % of ``expires_s``."""
         url = self._urls.get((key, expires_s), expires_s)
         if url is not None:
             return url
-        if cached_only:
-            raise NotCached(key)
+        if self._slow:
+            may_block(f"signing a URL for {key}")
         minted_at = self._urls.now()
         url = self._mint(key, expires_s)
         self._urls.put((key, expires_s), url, minted_at)

@@ -1,7 +1,8 @@
 """``tams-analytics bench``: query, serving and ingest cost against the targets and the old approach.
 
-The measurements live in the ``benchmarks`` package (see ``benchmarks/README.md``); this module only
-parses options and prints.
+The measurements live in this package (see ``benchmarks/README.md``); this module only parses options
+and prints. It is a command of the ``tams-analytics`` CLI that this package adds (entry point group
+``tams_analytics.commands``), so the library never imports the benchmarks.
 """
 
 from __future__ import annotations

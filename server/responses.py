@@ -1,0 +1,34 @@
+"""JSON answers: compact bodies, and HEAD answers with the GET's headers and no body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+__all__ = ["dumps", "json_response"]
+
+
+def dumps(content: Any) -> bytes:
+    """Compact JSON bytes: orjson (a page of segments in a tenth of the time), or the standard
+    library for what orjson refuses (integers beyond 64 bits, non-string keys); other values as
+    ``str()``, datetimes included, either way."""
+    try:
+        return orjson.dumps(content, default=str, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    except TypeError:
+        return json.dumps(content, separators=(",", ":"), default=str).encode()
+
+
+def json_response(
+    content: Any, status: int = 200, headers: dict[str, str] | None = None, request: Request | None = None
+) -> Response:
+    """Compact JSON; a HEAD request gets the headers (including Content-Length) and no body."""
+    body = dumps(content)
+    h = dict(headers or {})
+    if request is not None and request.method == "HEAD":
+        h["content-length"] = str(len(body))
+        return Response(status_code=status, headers=h, media_type="application/json")
+    return Response(content=body, status_code=status, headers=h, media_type="application/json")

@@ -1,0 +1,195 @@
+"""What the integrity audit reports: kinds of finding, findings naming the entities involved, the report.
+
+See :mod:`tams_analytics.analytics.integrity` for the checks themselves.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+import pyarrow as pa
+
+from tams_analytics.timerange import TimeRange
+from tams_analytics.timerange_vector import format_timeranges
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["FINDING_SCHEMA", "Check", "Finding", "IntegrityReport", "findings_of"]
+
+
+class Check(enum.StrEnum):
+    """The kinds of finding, in the order the audit runs them."""
+
+    OVERLAPPING_SEGMENTS = "overlapping_segments"
+    ORPHAN_SEGMENTS = "orphan_segments"
+    ORPHAN_FLOW = "orphan_flow"
+    UNREFERENCED_OBJECT = "unreferenced_object"
+    MISSING_OBJECT = "missing_object"
+    MISSING_FROM_STORAGE = "missing_from_storage"
+    SIZE_MISMATCH = "size_mismatch"
+    STALE_SEGMENTS_UPDATED = "stale_segments_updated"
+    DANGLING_COLLECTION = "dangling_collection"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem, naming the entities involved (see the module's table for what each field holds)."""
+
+    check: Check
+    detail: str
+    flow_id: str | None = None
+    source_id: str | None = None
+    object_id: str | None = None
+    timerange: str | None = None
+    other_id: str | None = None
+    other_timerange: str | None = None
+    #: how many rows the finding stands for (segments of a missing flow, ...)
+    count: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values, keys in :data:`FINDING_SCHEMA` order."""
+        out = asdict(self)
+        out["check"] = str(self.check)
+        return {name: out[name] for name in FINDING_SCHEMA.names}
+
+
+#: Column order and types of :meth:`IntegrityReport.to_arrow`.
+FINDING_SCHEMA: Final = pa.schema(
+    [
+        ("check", pa.string()),
+        ("flow_id", pa.string()),
+        ("source_id", pa.string()),
+        ("object_id", pa.string()),
+        ("timerange", pa.string()),
+        ("other_id", pa.string()),
+        ("other_timerange", pa.string()),
+        ("count", pa.int64()),
+        ("detail", pa.string()),
+    ]
+)
+
+
+@dataclass
+class IntegrityReport:
+    """The outcome of :func:`audit`.
+
+    ``findings`` holds at most ``limit`` findings per check; ``totals`` counts them all. ``checked`` says
+    how much was examined and ``skipped`` which checks did not run, and why.
+    """
+
+    findings: list[Finding] = field(default_factory=list)
+    totals: dict[str, int] = field(default_factory=dict)
+    checked: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        """True when no check found anything."""
+        return not any(self.totals.values())
+
+    def to_arrow(self) -> pa.Table:
+        """The findings as a table (columns of :data:`FINDING_SCHEMA`)."""
+        return pa.Table.from_pylist([f.to_dict() for f in self.findings], schema=FINDING_SCHEMA)
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.to_arrow().to_pandas()
+
+    def to_json(self) -> dict[str, Any]:
+        """A stable, machine-readable document: every key always present, findings in audit order."""
+        return {
+            "clean": self.clean,
+            "totals": {str(c): self.totals.get(str(c), 0) for c in Check},
+            "checked": dict(sorted(self.checked.items())),
+            "skipped": dict(sorted(self.skipped.items())),
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+# -- turning rows into findings ------------------------------------------------------------------------------
+def _hull_text(rows: pa.Table) -> list[str]:
+    return format_timeranges(rows.column("start_ns"), rows.column("end_ns")).to_pylist()
+
+
+def _segments(n: int) -> str:
+    return f"{n} segment{'' if n == 1 else 's'}"
+
+
+def findings_of(check: Check, rows: pa.Table) -> Iterator[Finding]:
+    """Findings from the (few) rows a check returned."""
+    recs = rows.to_pylist()
+    if check is Check.OVERLAPPING_SEGMENTS:
+        for r in recs:
+            overlap = TimeRange.from_ns(r["start_ns"], min(r["end_ns"], r["other_end_ns"]))
+            yield Finding(
+                check,
+                f"segment {r['timerange']} (object {r['object_id']}) overlaps segment {r['other_timerange']} "
+                f"(object {r['other_id']}) in {overlap}",
+                flow_id=r["flow_id"],
+                object_id=r["object_id"],
+                timerange=r["timerange"],
+                other_id=r["other_id"],
+                other_timerange=r["other_timerange"],
+            )
+    elif check is Check.ORPHAN_SEGMENTS:
+        for r, hull in zip(recs, _hull_text(rows), strict=True):
+            yield Finding(
+                check,
+                f"{_segments(r['count'])} in {hull} of flow {r['flow_id']}, which does not exist",
+                flow_id=r["flow_id"],
+                timerange=hull,
+                count=r["count"],
+            )
+    elif check is Check.ORPHAN_FLOW:
+        for r in recs:
+            yield Finding(
+                check,
+                f"flow {r['flow_id']} names source {r['source_id']}, which does not exist",
+                flow_id=r["flow_id"],
+                source_id=r["source_id"],
+            )
+    elif check is Check.UNREFERENCED_OBJECT:
+        for r in recs:
+            yield Finding(
+                check,
+                f"object {r['object_id']} is registered but no segment references it, "
+                "and it is not marked for garbage collection",
+                flow_id=r["flow_id"],
+                object_id=r["object_id"],
+            )
+    elif check is Check.MISSING_OBJECT:
+        for r, hull in zip(recs, _hull_text(rows), strict=True):
+            yield Finding(
+                check,
+                f"{_segments(r['count'])} of flow {r['flow_id']} in {hull} reference object {r['object_id']}, "
+                "which has no record",
+                flow_id=r["flow_id"],
+                object_id=r["object_id"],
+                timerange=hull,
+                count=r["count"],
+            )
+    elif check is Check.STALE_SEGMENTS_UPDATED:
+        for r in recs:
+            when = "unset" if r["segments_updated"] is None else r["segments_updated"].isoformat()
+            yield Finding(
+                check,
+                f"flow {r['flow_id']} has {_segments(r['count'])}, the newest created {r['newest'].isoformat()}, "
+                f"but its segments_updated is {when}",
+                flow_id=r["flow_id"],
+                count=r["count"],
+            )
+    elif check is Check.DANGLING_COLLECTION:
+        for r in recs:
+            gone = r["member_id"] if r["missing"] == "member" else r["flow_id"]
+            yield Finding(
+                check,
+                f"collection of flow {r['flow_id']} lists flow {r['member_id']} at position {r['position']}, "
+                f"but flow {gone} does not exist",
+                flow_id=r["flow_id"],
+                other_id=r["member_id"],
+            )
+    else:  # pragma: no cover - storage findings are built in _check_storage
+        raise AssertionError(check)

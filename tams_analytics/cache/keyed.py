@@ -1,0 +1,236 @@
+"""A bounded map of entries by key that stays exact while the store beneath it changes.
+
+The rules (see :mod:`tams_analytics.cache` for why they make the cache exact):
+
+* a key with a write in flight is *unsettled*: nothing loaded for it is kept until the write has ended;
+* every change to a key gets a sequence number; a value loaded from the store is kept only when no
+  change to its key (or to every key) began since the load did;
+* when a write commits, each entry it touched is updated from its old value or dropped; a rollback
+  keeps the entries (the store is as it was).
+
+Eviction is scan-resistant (a segmented LRU): a new entry is *on probation* until it is read again, and
+probation entries go first. A reader streaming a long flow once therefore pushes out only other
+once-read entries, never what the live edge's readers keep asking for.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+from typing import Generic, TypeVar
+
+import pyarrow.compute as pc
+
+from tams_analytics.engines.base import Change
+from tams_analytics.predicates import pinned
+
+V = TypeVar("V")
+
+__all__ = ["EVERYTHING", "Everything", "KeyedCache", "changed_keys"]
+
+
+class Everything:
+    """The key set of a change that names no key: it touches every entry."""
+
+    def __repr__(self) -> str:
+        return "EVERYTHING"
+
+
+EVERYTHING = Everything()
+
+
+def changed_keys(change: Change, column: str) -> frozenset[Hashable] | Everything:
+    """The values of ``column`` a change can touch: those of the inserted rows, or those its
+    predicates pin down (``column == v`` or ``column in (...)`` among the AND-ed terms)."""
+    if change.rows is not None:
+        return frozenset(pc.unique(change.rows.column(column)).to_pylist())
+    values = pinned(change.where, column)
+    return EVERYTHING if values is None else frozenset(values)
+
+
+class KeyedCache(Generic[V]):
+    """Entries by key, bounded by total weight, kept exact by the rules in the module docstring.
+
+    ``protected`` is the share of the capacity entries read more than once may hold. Thread-safe.
+    """
+
+    def __init__(self, capacity: int, weigh: Callable[[V], int] = lambda _v: 1, protected: float = 0.8) -> None:
+        self.capacity = capacity
+        self._weigh = weigh
+        self._protected_capacity = int(capacity * protected)
+        self._lock = threading.Lock()
+        #: entries read once (evicted first) and entries read again, each least recently used first
+        self._probation: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
+        self._protected: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
+        self._weight = 0
+        self._protected_weight = 0
+        self._seq = 0
+        #: key -> sequence number of the last change to it that began (pruned, see _prune)
+        self._changed: dict[Hashable, int] = {}
+        self._all_changed = 0
+        #: keys with a write in flight (a counter: nested changes), and writes in flight on everything
+        self._unsettled: Counter[Hashable] = Counter()
+        self._unsettled_all = 0
+        #: sequence numbers at which loads in flight began
+        self._loading: Counter[int] = Counter()
+        self.hits = 0
+        self.misses = 0
+
+    # -- reads -------------------------------------------------------------------------------------------
+    def get(self, key: Hashable) -> tuple[bool, V | None]:
+        """``(True, value)`` for a cached key, else ``(False, None)``."""
+        with self._lock:
+            value = self._touch(key)
+            if value is None:
+                self.misses += 1
+                return False, None
+            self.hits += 1
+            return True, value[0]
+
+    def get_many(self, keys: Iterable[Hashable]) -> dict[Hashable, V]:
+        """The cached ones of ``keys``."""
+        out: dict[Hashable, V] = {}
+        with self._lock:
+            for key in keys:
+                value = self._touch(key)
+                if value is None:
+                    self.misses += 1
+                else:
+                    self.hits += 1
+                    out[key] = value[0]
+        return out
+
+    def peek(self, key: Hashable) -> tuple[bool, V | None]:
+        """:meth:`get` without counting as a use (no promotion, no statistics)."""
+        with self._lock:
+            entry = self._protected.get(key) or self._probation.get(key)
+        return (False, None) if entry is None else (True, entry[0])
+
+    def begin_load(self, keys: Iterable[Hashable]) -> int | None:
+        """A token for loading ``keys`` from the store, or None when one of them is unsettled (read the
+        store and keep nothing)."""
+        with self._lock:
+            if self._unsettled_all or any(k in self._unsettled for k in keys):
+                return None
+            self._loading[self._seq] += 1
+            return self._seq
+
+    def end_load(self, token: int, values: dict[Hashable, V]) -> None:
+        """Keep what was loaded since ``token``, for every key no change has touched since."""
+        with self._lock:
+            self._loading[token] -= 1
+            if not self._loading[token]:
+                del self._loading[token]
+            if self._all_changed > token:
+                return
+            for key, value in values.items():
+                if self._changed.get(key, -1) > token or key in self._unsettled:
+                    continue
+                self._put(key, value)
+
+    def abandon_load(self, token: int) -> None:
+        self.end_load(token, {})
+
+    # -- changes -----------------------------------------------------------------------------------------
+    def unsettle(self, keys: frozenset[Hashable] | Everything) -> None:
+        """A write on ``keys`` began: they are unsettled until :meth:`settle`."""
+        with self._lock:
+            self._seq += 1
+            if isinstance(keys, Everything):
+                self._unsettled_all += 1
+                self._all_changed = self._seq
+                return
+            for k in keys:
+                self._unsettled[k] += 1
+                self._changed[k] = self._seq
+            self._prune()
+
+    def settle(
+        self, keys: frozenset[Hashable] | Everything, update: Callable[[Hashable, V], V | None] | None = None
+    ) -> None:
+        """The write on ``keys`` ended. ``update`` (committed writes only) gives a key's new value from
+        its cached one, or None to drop it; without it the entries are kept (a rollback)."""
+        with self._lock:
+            self._seq += 1
+            if isinstance(keys, Everything):
+                self._unsettled_all -= 1
+                self._all_changed = self._seq
+                if update is not None:
+                    self._probation.clear()
+                    self._protected.clear()
+                    self._weight = self._protected_weight = 0
+                return
+            for k in keys:
+                self._unsettled[k] -= 1
+                if not self._unsettled[k]:
+                    del self._unsettled[k]
+                self._changed[k] = self._seq
+                if update is not None and (k in self._probation or k in self._protected):
+                    was_protected = k in self._protected
+                    new = update(k, self._pop(k)[0])
+                    if new is not None:
+                        self._put(k, new, protected=was_protected)
+
+    # -- internals (lock held) -----------------------------------------------------------------------------
+    def _touch(self, key: Hashable) -> tuple[V, int] | None:
+        entry = self._protected.get(key)
+        if entry is not None:
+            self._protected.move_to_end(key)
+            return entry
+        entry = self._probation.pop(key, None)
+        if entry is not None:  # read again: promoted
+            self._protected[key] = entry
+            self._protected_weight += entry[1]
+            self._demote()
+        return entry
+
+    def _put(self, key: Hashable, value: V, *, protected: bool = False) -> None:
+        weight = self._weigh(value)
+        if key in self._probation or key in self._protected:
+            self._pop(key)
+        if weight > self.capacity:
+            return
+        if protected:
+            self._protected[key] = (value, weight)
+            self._protected_weight += weight
+        else:
+            self._probation[key] = (value, weight)
+        self._weight += weight
+        self._demote()
+        while self._weight > self.capacity:
+            victims = self._probation or self._protected
+            _k, (_v, w) = victims.popitem(last=False)
+            if victims is self._protected:
+                self._protected_weight -= w
+            self._weight -= w
+
+    def _demote(self) -> None:
+        """Keep the protected segment within its share: its least recently used go back on probation."""
+        while self._protected_weight > self._protected_capacity and len(self._protected) > 1:
+            key, entry = self._protected.popitem(last=False)
+            self._protected_weight -= entry[1]
+            self._probation[key] = entry
+
+    def _pop(self, key: Hashable) -> tuple[V, int]:
+        if key in self._protected:
+            value, weight = self._protected.pop(key)
+            self._protected_weight -= weight
+        else:
+            value, weight = self._probation.pop(key)
+        self._weight -= weight
+        return value, weight
+
+    def _prune(self) -> None:
+        """Forget change sequence numbers no load in flight can be older than."""
+        if len(self._changed) < 4096:
+            return
+        oldest = min(self._loading, default=self._seq)
+        self._changed = {k: s for k, s in self._changed.items() if s > oldest or k in self._unsettled}
+
+    def __len__(self) -> int:
+        return len(self._probation) + len(self._protected)
+
+    @property
+    def weight(self) -> int:
+        return self._weight
