@@ -161,13 +161,14 @@ def delete_webhook(catalog: Catalog, webhook_id: str) -> None:
 def create_delete_request(
     catalog: Catalog,
     flow_id: str,
-    timerange: str,
+    timerange: str = "_",
     *,
-    delete_flow: bool,
+    delete_flow: bool = False,
     object_id: str | None = None,
     created_by: str | None = None,
     expiry: Any = None,
 ) -> dict[str, Any]:
+    """Record a flow delete request (``created``); the server's delete worker carries it out."""
     now = utcnow()
     row = {
         "id": str(uuid.uuid4()),

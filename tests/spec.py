@@ -1,4 +1,9 @@
-"""Validate bodies against the official TAMS JSON schemas in ``TAMS_SPEC_DIR`` (default ../shared/tams-spec)."""
+"""Validate bodies against the official TAMS JSON schemas.
+
+The schemas come from the spec in ``TAMS_SPEC_DIR`` (default ``../shared/tams-spec``) when it is there, else
+from the copy the server vendors unchanged in ``server/spec/`` (see its README), so validation never skips.
+Only the OpenAPI file is not vendored: tests that need it call :func:`require_spec`, which skips without it.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 REPO = Path(__file__).resolve().parents[1]
+#: the official JSON schemas as the server vendors them
+VENDORED_SCHEMAS = REPO / "server" / "spec"
 
 
 def spec_dir() -> Path:
@@ -22,16 +29,22 @@ def spec_dir() -> Path:
 
 
 def require_spec() -> Path:
-    """The spec directory, or skip the test with the reason."""
+    """The spec directory (for its OpenAPI file, which is not vendored), or skip the test with the reason."""
     d = spec_dir()
     if not (d / "api" / "schemas").is_dir():
         pytest.skip(f"official TAMS spec not found at {d} (set TAMS_SPEC_DIR)")
     return d
 
 
+def schemas_dir() -> Path:
+    """The official JSON schemas: the spec's ``api/schemas`` when present, else the vendored copy."""
+    d = spec_dir() / "api" / "schemas"
+    return d if d.is_dir() else VENDORED_SCHEMAS
+
+
 @functools.cache
 def _validator(schema: str, root: str) -> Draft202012Validator:
-    schemas = Path(root) / "api" / "schemas"
+    schemas = Path(root)
     registry = Registry().with_resources(
         (p.name, Resource.from_contents(json.loads(p.read_text()), default_specification=DRAFT202012))
         for p in schemas.glob("*.json")
@@ -41,8 +54,7 @@ def _validator(schema: str, root: str) -> Draft202012Validator:
 
 def assert_valid(body: Any, schema: str) -> None:
     """Fail with the first schema error when ``body`` does not validate against the official ``schema``."""
-    root = require_spec()
-    error = best_match(_validator(schema, str(root)).iter_errors(body))
+    error = best_match(_validator(schema, str(schemas_dir())).iter_errors(body))
     assert error is None, f"{schema}: {error.message} at {'/'.join(map(str, error.absolute_path))}\n{body!r}"
 
 

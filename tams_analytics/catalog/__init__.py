@@ -240,6 +240,10 @@ class Catalog:
         """Flow documents for ``flows`` rows, with tags and collections fetched in one query each."""
         return documents.flow_docs(self, rows)
 
+    def get_tags(self, entity_type: str, ids: Sequence[str] | str) -> dict[str, Tags]:
+        """``{id: tags}`` of entities of ``entity_type`` (``schema.TagEntity``); ids without tags are absent."""
+        return get_tags(self, entity_type, ids)
+
     def flow_tags(self, flow_id: str) -> Tags:
         return get_tags(self, TagEntity.FLOW, flow_id).get(flow_id, {})
 

@@ -11,30 +11,30 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from tams_analytics.catalog import Catalog, connect, utcnow
+from tams_analytics.catalog import Catalog, utcnow
 from tams_analytics.demo import build_demo
 from tams_analytics.predicates import Term
 from tams_analytics.storage.base import ObjectStore, StorageBackendInfo, object_key
 from tams_analytics.timerange import TimeRange
-from tests.engines.conftest import _engine_params, _url
+from tests.engines.catalogs import engine_params, open_catalog
 
 if TYPE_CHECKING:
     from tams_analytics.storage.local import LocalObjectStore
 
-#: the engines of the shared ``catalog`` fixture (DuckDB always; VAST when TAMS_VAST_ENDPOINT is set)
-ENGINES = _engine_params()
+#: the engines of the shared ``catalog`` fixture (``tests/engines/catalogs.py``): DuckDB plain and with the read
+#: cache on, VAST on the reference store, and VAST on a cluster when TAMS_VAST_* are set
+ENGINES = engine_params()
 
 DATA = "urn:x-nmos:format:data"
 S = 1_000_000_000
 
 
 def catalog_on(engine: str, tmp_path: Path) -> Iterator[Catalog]:
-    """A fresh catalog on ``engine`` (a fixture body: ``yield from catalog_on(request.param, tmp_path)``)."""
-    cat = connect(_url(engine, tmp_path))
-    try:
+    """A fresh catalog on ``engine`` (a fixture body: ``yield from catalog_on(request.param, tmp_path)``), as the
+    contract suite's fixture opens it: ``duckdb-cached`` has the read cache on, ``vast-reference`` is the VAST
+    engine over the reference store."""
+    with open_catalog(engine, tmp_path) as cat:
         yield cat
-    finally:
-        cat.close()
 
 
 def put_flow(cat: Catalog, flow_id: str, *, source_id: str | None = None, label: str | None = None) -> None:

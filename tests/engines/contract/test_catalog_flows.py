@@ -9,21 +9,7 @@ import pytest
 
 from tams_analytics.catalog import Catalog
 from tams_analytics.exceptions import ConflictError, NotFoundError, ReadOnlyError
-
-VIDEO = "urn:x-nmos:format:video"
-AUDIO = "urn:x-nmos:format:audio"
-
-
-def flow(source_id: str | None = None, fmt: str = VIDEO, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "source_id": source_id or str(uuid.uuid4()),
-        "format": fmt,
-        "codec": "video/h264",
-        "container": "video/mp2t",
-        "essence_parameters": {"frame_width": 1920, "frame_height": 1080},
-        **extra,
-    }
+from tests.engines.contract.helpers import AUDIO, VIDEO, flow
 
 
 def test_first_flow_creates_its_source_and_last_flow_removes_it(catalog: Catalog) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -14,23 +13,7 @@ from tams_analytics.catalog import Catalog
 from tams_analytics.catalog.bulk import load_segments
 from tams_analytics.exceptions import ConflictError, NotFoundError
 from tams_analytics.timerange_vector import format_timeranges
-from tests.engines.contract.test_catalog_flows import flow
-
-
-def seg(oid: str, tr: str, **extra: Any) -> dict[str, Any]:
-    return {"object_id": oid, "timerange": tr, **extra}
-
-
-@pytest.fixture
-def flow_id(catalog: Catalog) -> str:
-    f = flow()
-    catalog.put_flow(f)
-    return f["id"]
-
-
-def stored(catalog: Catalog, flow_id: str) -> list[str]:
-    t = catalog.segment_rows(flow_id)
-    return t.column("timerange").to_pylist()
+from tests.engines.contract.helpers import flow, seg, stored
 
 
 def test_abutting_segments_are_accepted_and_overlaps_refused(catalog: Catalog, flow_id: str) -> None:

@@ -8,8 +8,9 @@
 3. A property test: for random predicate trees and tables, pushdown AND residual select exactly the rows
    of the original filter, the requests are disjoint, and what the serialised requests select on the wire
    is what DuckDB selects for them.
-4. The engine's own behaviour (transactions, ordered limits, updates and deletes by row id) and the
-   shared contract suite, on the reference store; live tests on a cluster when one is configured.
+4. The engine's own behaviour (transactions, ordered limits, updates and deletes by row id) on the
+   reference store; live tests on a cluster when one is configured. (The shared contract suite runs on the
+   reference store through the ``catalog`` fixture's ``vast-reference`` engine, tests/engines/conftest.py.)
 """
 
 from __future__ import annotations
@@ -50,12 +51,7 @@ from tams_analytics.engines.vast.residual import evaluate
 from tams_analytics.exceptions import TamsError, UnsupportedError
 from tams_analytics.schema import SCHEMAS
 from tams_analytics.timerange import END_UNBOUNDED, START_UNBOUNDED
-
-# The shared contract suite, collected here too: its ``catalog`` fixture is the VAST engine on the reference
-# store (tests/engines/vast/conftest.py); tests/engines/conftest.py runs the same tests on a live cluster.
-from tests.engines.contract.test_catalog_flows import *  # noqa: F403
-from tests.engines.contract.test_catalog_segments import *  # noqa: F403
-from tests.engines.vast.conftest import REFERENCE_URL, ReferenceStore
+from tests.engines.vast.reference import REFERENCE_URL, ReferenceStore
 
 ROOT = Path(__file__).resolve().parents[3]
 LIMIT = util.MAX_QUERY_DATA_REQUEST_SIZE

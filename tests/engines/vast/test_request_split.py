@@ -23,7 +23,7 @@ from tams_analytics.engines.vast.plan import MAX_PUSHED_NOT_EQUAL, plan_query
 from tams_analytics.engines.vast.requests import RequestSizer, split_requests, value_set
 from tams_analytics.engines.vast.residual import evaluate
 from tams_analytics.schema import SCHEMAS
-from tests.engines.vast.conftest import REFERENCE_URL, ReferenceStore
+from tests.engines.vast.reference import REFERENCE_URL, ReferenceStore
 
 SEGMENTS = SCHEMAS["segments"]
 LIMIT = util.MAX_QUERY_DATA_REQUEST_SIZE

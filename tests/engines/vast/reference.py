@@ -1,0 +1,250 @@
+"""The wire-level reference of a VAST cluster, for offline tests: :class:`ReferenceStore`.
+
+It stands in for the *cluster* only (never for code under test): the engine hands it the same
+``Table.select`` arguments it hands the SDK; it builds the QueryData request with the SDK's own
+``build_query_data_request`` (refusing it above the SDK's size limit, as ``Table.select`` does), decodes
+the serialised flatbuffer and evaluates *that* on Arrow tables, so a result depends on what would actually
+go over the wire. Its assumptions about the server: AND/OR use Kleene logic, a row whose filter is NULL is
+dropped, strings compare as bytes, and sorting-key columns cannot be updated.
+
+A plain module (not a conftest) so that the shared ``catalog`` fixture (``tests/engines/catalogs.py``) and
+the VAST engine tests use this one definition.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import ibis
+import pyarrow as pa
+import pyarrow.compute as pc
+from vastdb import _internal, errors, util
+from vastdb.vast_flatbuf.org.apache.arrow.computeir.flatbuf import (
+    BooleanLiteral,
+    Call,
+    FieldIndex,
+    FieldRef,
+    Int64Literal,
+    Literal,
+    Relation,
+    Source,
+    StringLiteral,
+    TimestampLiteral,
+)
+from vastdb.vast_flatbuf.org.apache.arrow.computeir.flatbuf.ExpressionImpl import ExpressionImpl
+from vastdb.vast_flatbuf.org.apache.arrow.computeir.flatbuf.LiteralImpl import LiteralImpl
+
+from tams_analytics.engines.vast.requests import ROW_ID
+
+_COMPARE = {
+    "equal": pc.equal,
+    "not_equal": pc.not_equal,
+    "greater": pc.greater,
+    "greater_equal": pc.greater_equal,
+    "less": pc.less,
+    "less_equal": pc.less_equal,
+}
+
+
+def _table(cls: Any, tab: Any) -> Any:
+    obj = cls()
+    obj.Init(tab.Bytes, tab.Pos)
+    return obj
+
+
+@dataclass(frozen=True)
+class DecodedRequest:
+    """A QueryData request as the server reads it."""
+
+    fields: list[str]
+    projection: list[str]
+    filter: Any
+
+
+def decode_request(serialized: bytes | bytearray) -> DecodedRequest:
+    """Read the serialised request built by ``vastdb._internal.build_query_data_request``."""
+    buf = bytearray(serialized)
+    relation = Relation.Relation.GetRootAs(buf, 0)
+    source = _table(Source.Source, relation.Impl())
+    schema = source.Schema()
+    fields = [schema.Fields(i).Name().decode() for i in range(schema.FieldsLength())]
+    projection = [fields[source.Projection(i).Position()] for i in range(source.ProjectionLength())]
+    return DecodedRequest(fields, projection, source.Filter())
+
+
+def _literal(expr: Any, column: pa.ChunkedArray) -> pa.Scalar:
+    lit = _table(Literal.Literal, expr.Impl())
+    kind = lit.ImplType()
+    if kind == LiteralImpl.StringLiteral:
+        return pa.scalar(_table(StringLiteral.StringLiteral, lit.Impl()).Value(), pa.binary())
+    if kind == LiteralImpl.Int64Literal:
+        return pa.scalar(_table(Int64Literal.Int64Literal, lit.Impl()).Value(), pa.int64())
+    if kind == LiteralImpl.BooleanLiteral:
+        return pa.scalar(bool(_table(BooleanLiteral.BooleanLiteral, lit.Impl()).Value()), pa.bool_())
+    if kind == LiteralImpl.TimestampLiteral:
+        return pa.scalar(_table(TimestampLiteral.TimestampLiteral, lit.Impl()).Value(), pa.int64())
+    raise NotImplementedError(f"literal kind {kind}")
+
+
+def _operand(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Columns as the server compares them: strings as bytes, timestamps as their integer ticks."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column.cast(pa.binary())
+    if pa.types.is_timestamp(column.type):
+        return column.cast(pa.int64())
+    return column
+
+
+def evaluate_filter(expr: Any, fields: list[str], rows: pa.Table) -> pa.ChunkedArray:
+    """The boolean column of a serialised filter expression over ``rows`` (NULL where SQL gives NULL)."""
+    kind = expr.ImplType()
+    if kind != ExpressionImpl.Call:
+        raise NotImplementedError(f"expression kind {kind} at the top of a filter term")
+    call = _table(Call.Call, expr.Impl())
+    name = call.Name().decode()
+    args = [call.Arguments(i) for i in range(call.ArgumentsLength())]
+    if name in ("and", "or"):
+        if not args:
+            return pa.chunked_array([pa.array([name == "and"] * rows.num_rows, pa.bool_())])
+        out = evaluate_filter(args[0], fields, rows)
+        for a in args[1:]:
+            nxt = evaluate_filter(a, fields, rows)
+            out = pc.and_kleene(out, nxt) if name == "and" else pc.or_kleene(out, nxt)
+        return out
+    ref = args[0]
+    assert ref.ImplType() == ExpressionImpl.FieldRef
+    position = _table(FieldIndex.FieldIndex, _table(FieldRef.FieldRef, ref.Impl()).Ref()).Position()
+    column = rows.column(fields[position])
+    if name == "is_null":
+        return pc.is_null(column)
+    if name == "is_valid":
+        return pc.is_valid(column)
+    literal = _literal(args[1], column)
+    if name == "match_substring":
+        return pc.match_substring(column, literal.as_py().decode())
+    return _COMPARE[name](_operand(column), literal)
+
+
+@dataclass
+class _Tx:
+    tables: dict[str, pa.Table]
+    changed: set[str] = field(default_factory=set)
+
+
+class ReferenceStore:
+    """In-memory tables answering the engine's calls from the serialised requests (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, pa.Table] = {}
+        self.sort_keys: dict[str, list[str]] = {}
+        self.request_sizes: list[int] = []
+        self.selects = 0
+        self._next_row_id = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return "ReferenceStore()"
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[_Tx]:
+        with self._lock:
+            tx = _Tx(dict(self.tables))
+        yield tx
+        with self._lock:
+            for name in tx.changed:
+                self.tables[name] = tx.tables[name]
+
+    def _stored(self, tx: _Tx, table: str) -> pa.Table:
+        if table not in tx.tables:
+            raise errors.MissingTable("bucket", "schema", table)
+        return tx.tables[table]
+
+    def select(
+        self,
+        tx: _Tx,
+        table: str,
+        columns: Sequence[str],
+        predicate: Any,
+        *,
+        row_ids: bool = False,
+        limit_rows: int | None = None,
+    ) -> pa.Table:
+        stored = self._stored(tx, table)
+        schema = stored.schema.remove(stored.schema.get_field_index(ROW_ID))
+        query_schema = pa.schema([_internal.INTERNAL_ROW_ID_FIELD, *schema]) if row_ids else schema
+        names = list(columns) + ([ROW_ID] if row_ids else [])
+        if predicate is not None and not isinstance(predicate, ibis.Expr):
+            predicate = predicate.resolve(ibis.table(ibis.Schema.from_pyarrow(schema), name=table))
+        request = _internal.build_query_data_request(schema=query_schema, predicate=predicate, field_names=names)
+        size = len(request.serialized)
+        if size > util.MAX_QUERY_DATA_REQUEST_SIZE:
+            raise errors.TooLargeRequest(f"{size} bytes")
+        self.request_sizes.append(size)
+        self.selects += 1
+        decoded = decode_request(request.serialized)
+        rows = stored
+        if predicate is not None:
+            rows = rows.filter(evaluate_filter(decoded.filter, decoded.fields, rows))
+        rows = rows.select(decoded.projection)
+        return rows if limit_rows is None else rows.slice(0, limit_rows)
+
+    def insert(self, tx: _Tx, table: str, rows: pa.Table) -> None:
+        stored = self._stored(tx, table)
+        with self._lock:
+            ids = pa.array(range(self._next_row_id, self._next_row_id + rows.num_rows), pa.uint64())
+            self._next_row_id += rows.num_rows
+        cols = [ids] + [
+            rows.column(f.name).cast(f.type) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type)
+            for f in stored.schema
+            if f.name != ROW_ID
+        ]
+        tx.tables[table] = pa.concat_tables([stored, pa.Table.from_arrays(cols, schema=stored.schema)])
+        tx.changed.add(table)
+
+    def update(self, tx: _Tx, table: str, rows: pa.Table, columns: Sequence[str]) -> None:
+        locked = set(self.sort_keys.get(table, ())) & set(columns)
+        if locked:
+            raise errors.BadRequest(f"sorting-key columns {sorted(locked)} cannot be updated")
+        stored = self._stored(tx, table)
+        index = pc.index_in(stored.column(ROW_ID), value_set=rows.column(ROW_ID).combine_chunks())
+        hit = pc.is_valid(index)
+        for name in columns:
+            pos = stored.schema.get_field_index(name)
+            new = pc.take(rows.column(name).cast(stored.schema.field(name).type), index)
+            stored = stored.set_column(pos, stored.schema.field(name), pc.if_else(hit, new, stored.column(name)))
+        tx.tables[table] = stored
+        tx.changed.add(table)
+
+    def delete(self, tx: _Tx, table: str, row_ids: Any) -> None:
+        stored = self._stored(tx, table)
+        gone = pc.is_in(stored.column(ROW_ID), value_set=pa.chunked_array([row_ids]).combine_chunks())
+        tx.tables[table] = stored.filter(pc.invert(gone))
+        tx.changed.add(table)
+
+    def ensure_tables(
+        self, tx: _Tx, schemas: Mapping[str, pa.Schema], sort_keys: Mapping[str, Sequence[str]]
+    ) -> list[str]:
+        created = []
+        for name, schema in schemas.items():
+            if name not in tx.tables:
+                tx.tables[name] = pa.schema([_internal.INTERNAL_ROW_ID_FIELD, *schema]).empty_table()
+                tx.changed.add(name)
+                self.sort_keys[name] = list(sort_keys.get(name, ()))
+                created.append(name)
+        return created
+
+    def drop(self, tx: _Tx) -> None:
+        with self._lock:
+            self.tables.clear()
+        tx.tables.clear()
+
+    def close(self) -> None:
+        pass
+
+
+REFERENCE_URL = urlsplit("vast://reference.invalid/bucket/schema")
