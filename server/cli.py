@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import socket
 import sys
 from pathlib import Path
@@ -161,10 +162,21 @@ def _open(args: argparse.Namespace, settings: Any) -> tuple[Any, Any]:
             rotate(settings.data_dir)
     except (OSError, TamsError) as exc:
         raise StartupError(f"data dir {settings.data_dir}: {_one_line(exc)}") from None
+    if not getattr(args, "verbose", 0):
+        # drivers log their retries (Trino's at INFO on its own level, the VAST SDK's give-up as ERROR):
+        # the one line below says what failed
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(max(handler.level, logging.WARNING))
+        logging.getLogger("backoff").setLevel(logging.CRITICAL)
     try:
         catalog = connect(settings.store_url)
     except Exception as exc:  # drivers raise their own errors (duckdb's held lock, requests', the SDK's)
         raise StartupError(f"cannot open the store {redacted(settings.store_url)}: {_one_line(exc)}") from None
+    try:
+        catalog.count("service")  # lazy drivers (Trino's) connect on the first query
+    except Exception as exc:
+        catalog.close()
+        raise StartupError(f"the store {redacted(settings.store_url)} does not answer: {_one_line(exc)}") from None
     try:
         stores = build_stores(settings)
         if args.demo and catalog.count("flows") == 0:
