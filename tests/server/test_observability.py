@@ -7,17 +7,22 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.live import free_port
 from server.app import create_app
 from server.config import Settings
 from server.observability import metrics
@@ -218,6 +223,31 @@ def test_request_ids_are_taken_or_made_returned_and_in_every_log_line(
         assert got != bad and len(got) == 32
     first, second = client.get("/").headers["x-request-id"], client.get("/").headers["x-request-id"]
     assert first != second
+
+
+def test_serve_writes_json_logs_with_the_request_id_on_every_line_of_the_request(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")} | {"TAMS_LOG_FORMAT": "json"}
+    cmd = [sys.executable, "-m", "tams_analytics.cli", "serve", "--data-dir", str(tmp_path), "--port", str(port)]
+    log = (tmp_path / "log").open("w+")
+    server = subprocess.Popen([*cmd, "--log-level", "info"], env=env, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/health", trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        forged = f"{base}/_media/k?method=GET&expires=1&sig=x"
+        assert httpx.get(forged, headers={"X-Request-Id": "req-json-1"}, trust_env=False).status_code == 403
+    finally:
+        server.terminate()
+        server.wait(30)
+    lines = [json.loads(line) for line in Path(log.name).read_text().splitlines() if line.strip()]  # all JSON
+    ours = [d for d in lines if d["request_id"] == "req-json-1"]
+    assert {d["logger"] for d in ours} >= {"server.routes.media", "uvicorn.access"}
+    assert all(d["request_id"] is None for d in lines if "Application startup" in d["message"])
 
 
 # -- tracing ------------------------------------------------------------------------------------------------------
