@@ -27,24 +27,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Hashable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from tams_analytics.cache.keyed import Everything, KeyedCache, changed_keys
 from tams_analytics.cache.timeline import RowBlocks, Timeline, UncachedQuery
-from tams_analytics.engines.base import Change, ChangeListener, Engine, OrderBy
+from tams_analytics.engines.base import Change, Engine, OrderBy
+from tams_analytics.engines.decorator import EngineDecorator
 from tams_analytics.exceptions import UnsupportedError
 from tams_analytics.nonblocking import may_block
 from tams_analytics.predicates import Predicate, Term, flatten, isin, pinned
 from tams_analytics.pyrows import table_rows
 from tams_analytics.schema import SCHEMAS
-
-if TYPE_CHECKING:
-    import ibis.expr.types as ir
 
 __all__ = ["CacheConfig", "CachingEngine"]
 
@@ -75,14 +72,13 @@ class _Oversized:
 OVERSIZED = _Oversized()
 
 
-class CachingEngine(Engine):
+class CachingEngine(EngineDecorator):
     """``inner``, answering from memory where it can (see the module docstring)."""
 
     def __init__(self, inner: Engine, config: CacheConfig | None = None) -> None:
         if not inner.capabilities.sole_writer:
             raise UnsupportedError(f"the {inner.name} engine is not its store's only writer: it cannot cache")
-        self.inner = inner
-        self.url = inner.url
+        super().__init__(inner)
         self.config = config or CacheConfig()
         self.timelines: KeyedCache[Timeline | _Oversized] = KeyedCache(
             self.config.segment_rows, lambda t: t.size if isinstance(t, Timeline) else 1
@@ -97,47 +93,8 @@ class CachingEngine(Engine):
         self._loading_guard = threading.Lock()
         inner.listen(self)
 
-    # the wrapped engine's identity and everything not about reads (sql, checkpoint, path, ...)
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return self.inner.name
-
-    @property
-    def capabilities(self) -> Any:  # type: ignore[override]
-        return self.inner.capabilities
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self.inner, attr)
-
     def __repr__(self) -> str:
         return f"CachingEngine({self.inner!r})"
-
-    def listen(self, listener: ChangeListener) -> None:
-        self.inner.listen(listener)
-
-    def table(self, name: str) -> ir.Table:
-        return self.inner.table(name)
-
-    def transaction(self) -> AbstractContextManager[None]:
-        return self.inner.transaction()
-
-    def insert(self, name: str, rows: pa.Table) -> None:
-        self.inner.insert(name, rows)
-
-    def delete(self, name: str, where: Sequence[Predicate]) -> int:
-        return self.inner.delete(name, where)
-
-    def update(self, name: str, where: Sequence[Predicate], values: dict[str, Any]) -> int:
-        return self.inner.update(name, where, values)
-
-    def create_tables(self) -> None:
-        self.inner.create_tables()
-
-    def optimize(self) -> None:
-        self.inner.optimize()
-
-    def close(self) -> None:
-        self.inner.close()
 
     # -- reads -------------------------------------------------------------------------------------------
     def query(

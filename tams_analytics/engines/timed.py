@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from tams_analytics.engines.base import ChangeListener, Engine, OrderBy
+from tams_analytics.engines.base import Engine, OrderBy
+from tams_analytics.engines.decorator import EngineDecorator
 from tams_analytics.predicates import Predicate
 
 if TYPE_CHECKING:
-    import ibis.expr.types as ir
+    pass
 
 __all__ = ["Observe", "TimedEngine"]
 
@@ -27,46 +27,12 @@ __all__ = ["Observe", "TimedEngine"]
 Observe = Callable[[str, str, float], None]
 
 
-class TimedEngine(Engine):
+class TimedEngine(EngineDecorator):
     """``inner``, with the wall time of each statement reported to ``observe``."""
 
     def __init__(self, inner: Engine, observe: Observe) -> None:
-        self.inner = inner
-        self.url = inner.url
+        super().__init__(inner)
         self.observe = observe
-
-    # the wrapped engine's identity and everything that is not a statement (sql, checkpoint, store, ...)
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return self.inner.name
-
-    @property
-    def capabilities(self) -> Any:  # type: ignore[override]
-        return self.inner.capabilities
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self.inner, attr)
-
-    def __repr__(self) -> str:
-        return f"TimedEngine({self.inner!r})"
-
-    def listen(self, listener: ChangeListener) -> None:
-        self.inner.listen(listener)
-
-    def table(self, name: str) -> ir.Table:
-        return self.inner.table(name)
-
-    def transaction(self) -> AbstractContextManager[None]:
-        return self.inner.transaction()
-
-    def create_tables(self) -> None:
-        self.inner.create_tables()
-
-    def optimize(self) -> None:
-        self.inner.optimize()
-
-    def close(self) -> None:
-        self.inner.close()
 
     # -- statements ----------------------------------------------------------------------------------------
     def query(
