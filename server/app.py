@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 
-from server import errors, records
+from server import errors, observability, records
 from server.auth import authenticate
 from server.config import Settings
 from server.deps import Stores
@@ -20,6 +20,7 @@ from server.workers import deletes, events, gc
 from tams_analytics import __version__
 from tams_analytics.catalog import Catalog, connect
 from tams_analytics.storage.base import StorageBackendInfo
+from tams_analytics.storage.keys import SigningKeys
 from tams_analytics.storage.local import LocalObjectStore
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,10 @@ def build_stores(settings: Settings) -> Stores:
             create_bucket=settings.s3_create_bucket,
         )
     else:
+        if settings.local_signing_key is not None:
+            keys = SigningKeys.fixed(settings.local_signing_key.get_secret_value().encode())
+        else:
+            keys = SigningKeys.in_dir(settings.data_dir, grace_s=settings.url_lifetime_s)
         info = StorageBackendInfo(
             id=settings.storage_id,
             label=settings.storage_label,
@@ -75,10 +80,7 @@ def build_stores(settings: Settings) -> Stores:
             default_storage=True,
         )
         store = LocalObjectStore(
-            info,
-            root=settings.data_dir / "objects",
-            base_url=settings.public_url or "",
-            secret=settings.local_signing_key.get_secret_value().encode(),
+            info, root=settings.data_dir / "objects", base_url=settings.public_url or "", keys=keys
         )
     return Stores([store])
 
@@ -101,6 +103,8 @@ def create_app(
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         app.state.catalog = catalog or connect(settings.store_url)
         app.state.events.subscriptions = lambda: records.subscribed_event_types(app.state.catalog)
+        observability.instrument_catalog(app.state.catalog)
+        app.state.catalog.group_commit.on_batch = observability.observe_batch
         if settings.read_cache_rows and app.state.catalog.cache_reads(settings.read_cache_config()):
             logger.info(
                 "read cache on: up to %s segment rows, %s objects",
@@ -139,6 +143,7 @@ def create_app(
     app.include_router(media.make_router(lambda: _local_store(app)))
     for router in ROUTERS:
         app.include_router(router, dependencies=[Depends(auth)])
+    observability.install(app)
     return app
 
 

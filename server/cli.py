@@ -7,11 +7,15 @@ A command of the ``tams-analytics`` CLI that the server package adds (entry poin
 from __future__ import annotations
 
 import argparse
+import errno
+import logging
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 from tams_analytics.engines import redacted
+from tams_analytics.exceptions import TamsError
 
 
 def add_parser(sub: Any) -> None:
@@ -36,16 +40,58 @@ def add_parser(sub: Any) -> None:
         help="if the store has no flows, fill it with a demo of about N segments (with media)",
     )
     p.add_argument("--log-level", default="info")
+    p.add_argument(
+        "--log-format", choices=["text", "json"], default=None, help="log lines as text or JSON (TAMS_LOG_FORMAT)"
+    )
+    p.add_argument(
+        "--rotate-signing-key",
+        action="store_true",
+        help="make a new signing key for local storage URLs first (the previous one stays accepted)",
+    )
     p.set_defaults(run=run)
     # S3 credentials come from TAMS_S3_ACCESS_KEY / TAMS_S3_SECRET_KEY (never from the command line)
 
 
+class StartupError(Exception):
+    """What keeps the server from starting, said in one line (``serve`` prints it and exits 2)."""
+
+
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _serve(args)
+    except StartupError as exc:
+        print(f"tams-analytics serve: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from server.app import build_stores, create_app
+    from server.app import create_app
+    from server.observability.logs import log_config
+
+    settings = _settings(args)
+    sock = _listen(args.host, args.port)
+    try:
+        catalog, stores = _open(args, settings)
+    except BaseException:
+        sock.close()
+        raise
+    app = create_app(settings, catalog=catalog, stores=stores, owns_catalog=True)
+    url = settings.public_url
+    print(f"TAMS server on {url}  (API docs: {url}/docs; store {redacted(settings.store_url)})", flush=True)
+    options: dict[str, Any] = {"log_level": args.log_level}
+    custom = log_config(settings.log_format, args.log_level)
+    if custom is not None:
+        options["log_config"] = custom
+    uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
     from server.config import Settings
-    from tams_analytics.catalog import connect
 
     options = {
         k: v
@@ -60,30 +106,106 @@ def run(args: argparse.Namespace) -> int:
             "presign_get_s": args.presign_get_s,
             "presign_put_s": args.presign_put_s,
             "public_url": args.public_url or f"http://{args.host}:{args.port}",
+            "log_format": args.log_format,
         }.items()
         if v is not None
     }
-    settings = Settings(**options)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    catalog = connect(settings.store_url)
-    stores = build_stores(settings)
-    if args.demo and catalog.count("flows") == 0:
-        from tams_analytics.demo import build_demo
-        from tams_analytics.storage.base import object_key
+    try:
+        return Settings(**options)
+    except ValidationError as exc:
+        raise StartupError(setting_errors(exc)) from None
 
-        store = stores.default
-        assert store is not None
-        print(f"building a demo store of about {args.demo} segments with media ...", file=sys.stderr)
-        build_demo(
-            catalog,
-            args.demo,
-            storage_id=store.info.id,
-            storage_key=object_key,
-            put_media=lambda oid, data, ctype: store.put_bytes(object_key(oid), data, ctype),
-            progress=sys.stderr.isatty(),
-        )
-    app = create_app(settings, catalog=catalog, stores=stores, owns_catalog=True)
-    url = settings.public_url
-    print(f"TAMS server on {url}  (API docs: {url}/docs; store {redacted(settings.store_url)})", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
-    return 0
+
+def setting_errors(exc: Any) -> str:
+    """A pydantic ``ValidationError`` of :class:`~server.config.Settings` as one line naming the settings."""
+    parts = []
+    for err in exc.errors():
+        names = [str(p) for p in err.get("loc", ()) if isinstance(p, str)]
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if names:
+            shown = repr(err.get("input")) if "input" in err else ""
+            parts.append(
+                f"TAMS_{names[0].upper()}={shown}: {message}" if shown else f"TAMS_{names[0].upper()}: {message}"
+            )
+        else:
+            parts.append(message)
+    return "bad setting: " + "; ".join(parts)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (uvicorn serves on it), or a :class:`StartupError` saying why not."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.set_inheritable(True)
+    except OSError as exc:
+        sock.close()
+        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        raise StartupError(f"cannot listen on {host}:{port}: {reason}") from None
+    return sock
+
+
+def _open(args: argparse.Namespace, settings: Any) -> tuple[Any, Any]:
+    """The catalog and object stores (with the demo, when asked), or a :class:`StartupError`."""
+    from server.app import build_stores
+    from tams_analytics.catalog import connect
+    from tams_analytics.storage.keys import rotate
+
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if args.rotate_signing_key:
+            rotate(settings.data_dir)
+    except (OSError, TamsError) as exc:
+        raise StartupError(f"data dir {settings.data_dir}: {_one_line(exc)}") from None
+    if not getattr(args, "verbose", 0):
+        # drivers log their retries (Trino's at INFO on its own level, the VAST SDK's give-up as ERROR):
+        # the one line below says what failed
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(max(handler.level, logging.WARNING))
+        logging.getLogger("backoff").setLevel(logging.CRITICAL)
+    try:
+        catalog = connect(settings.store_url)
+    except Exception as exc:  # drivers raise their own errors (duckdb's held lock, requests', the SDK's)
+        raise StartupError(f"cannot open the store {redacted(settings.store_url)}: {_one_line(exc)}") from None
+    try:
+        catalog.count("service")  # lazy drivers (Trino's) connect on the first query
+    except Exception as exc:
+        catalog.close()
+        raise StartupError(f"the store {redacted(settings.store_url)} does not answer: {_one_line(exc)}") from None
+    try:
+        stores = build_stores(settings)
+        if args.demo and catalog.count("flows") == 0:
+            _demo(catalog, stores, args.demo)
+    except Exception as exc:
+        catalog.close()
+        if isinstance(exc, TamsError | OSError):
+            raise StartupError(_one_line(exc)) from None
+        raise
+    return catalog, stores
+
+
+def _demo(catalog: Any, stores: Any, segments: int) -> None:
+    from tams_analytics.demo import build_demo
+    from tams_analytics.storage.base import object_key
+
+    store = stores.default
+    assert store is not None
+    print(f"building a demo store of about {segments} segments with media ...", file=sys.stderr)
+    build_demo(
+        catalog,
+        segments,
+        storage_id=store.info.id,
+        storage_key=object_key,
+        put_media=lambda oid, data, ctype: store.put_bytes(object_key(oid), data, ctype),
+        progress=sys.stderr.isatty(),
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, TamsError) else f"{type(exc).__name__}: {text}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 from typing import Literal
 
@@ -40,8 +39,9 @@ class Settings(BaseSettings):
     #: lifetime of presigned/signed GET and PUT URLs, seconds (>= 30, <= min_object_timeout)
     presign_get_s: int = Field(600, ge=30)
     presign_put_s: int = Field(600, ge=30)
-    #: HMAC key for local storage URLs; random per process when unset
-    local_signing_key: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_hex(32)))
+    #: HMAC key for local storage URLs; when unset, keys generated once into ``<data_dir>/signing-keys.json``
+    #: (kept across restarts, rotated with ``serve --rotate-signing-key`` or ``tams-analytics keys rotate``)
+    local_signing_key: SecretStr | None = None
 
     service_name: str = "tams-analytics"
     service_description: str = "TAMS 8.2 server on the tams-analytics query library"
@@ -79,19 +79,38 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(5, ge=1)
     webhook_retry_base_s: float = 0.5
 
+    #: ``/metrics`` asks the API's credentials (``same``) or none (``none``); /health and /ready are open
+    metrics_auth: Literal["same", "none"] = "same"
+    #: seconds ``/ready`` waits for the store before answering 503
+    ready_timeout_s: float = Field(2.0, gt=0)
+    #: log lines as uvicorn's text (``text``) or one JSON object per line with the request id (``json``)
+    log_format: Literal["text", "json"] = "text"
+    #: OpenTelemetry tracing (needs the ``otel`` extra)
+    otel: bool = False
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        if self.presign_get_s > self.min_object_timeout_s or self.presign_put_s > self.min_object_timeout_s:
-            raise ValueError("presigned URL lifetimes must not exceed min_object_timeout_s")
+        # messages name the environment variables: serve prints them as they are
+        for name in ("presign_get_s", "presign_put_s"):
+            if getattr(self, name) > self.min_object_timeout_s:
+                raise ValueError(
+                    f"TAMS_{name.upper()} ({getattr(self, name)}) is above TAMS_MIN_OBJECT_TIMEOUT_S "
+                    f"({self.min_object_timeout_s}): a URL must not outlive an unreferenced object"
+                )
         if self.default_limit > self.max_limit:
-            raise ValueError("default_limit must not exceed max_limit")
+            raise ValueError(f"TAMS_DEFAULT_LIMIT ({self.default_limit}) is above TAMS_MAX_LIMIT ({self.max_limit})")
         if self.auth == "basic" and not self.basic_users:
-            raise ValueError("auth=basic needs TAMS_BASIC_USERS")
+            raise ValueError("TAMS_AUTH=basic needs TAMS_BASIC_USERS")
         if self.auth == "bearer" and not self.bearer_tokens:
-            raise ValueError("auth=bearer needs TAMS_BEARER_TOKENS")
+            raise ValueError("TAMS_AUTH=bearer needs TAMS_BEARER_TOKENS")
         if self.storage == "s3" and not self.s3_bucket:
-            raise ValueError("storage=s3 needs TAMS_S3_BUCKET")
+            raise ValueError("TAMS_STORAGE=s3 needs TAMS_S3_BUCKET")
         return self
+
+    @property
+    def url_lifetime_s(self) -> int:
+        """The longest lifetime of a signed URL: how long a rotated-out signing key stays accepted."""
+        return max(self.presign_get_s, self.presign_put_s)
 
     def read_cache_config(self) -> CacheConfig:
         return CacheConfig(

@@ -13,11 +13,11 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from tams_analytics.storage.base import StorageError
-
+from server.observability.metrics import observe_gc
 from server.workers import PeriodicWorker, Stop
 from tams_analytics.catalog import Catalog, utcnow
 from tams_analytics.catalog.references import collectable_objects, purge_objects
+from tams_analytics.storage.base import StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -77,4 +77,5 @@ def collect_once(app: Any, now: dt.datetime | None = None) -> int:
             )
     if claimed:
         logger.info("gc: collected %d objects", len(claimed))
+    observe_gc(len(claimed))
     return len(claimed)

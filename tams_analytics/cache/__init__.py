@@ -25,9 +25,8 @@ the engine's ``insert``/``delete``/``update`` (raw SQL) are not seen.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
@@ -35,14 +34,12 @@ from tams_analytics.cache.keyed import EVERYTHING, Everything, KeyedCache, chang
 from tams_analytics.cache.rows import KeyedRows, UnmatchedQuery
 from tams_analytics.cache.segments import FlowSegments
 from tams_analytics.cache.timeline import Timeline
-from tams_analytics.engines.base import Change, ChangeListener, Engine, OrderBy
+from tams_analytics.engines.base import Change, Engine, OrderBy
+from tams_analytics.engines.decorator import EngineDecorator
 from tams_analytics.exceptions import UnsupportedError
 from tams_analytics.nonblocking import may_block
 from tams_analytics.predicates import Predicate, isin
 from tams_analytics.pyrows import table_rows
-
-if TYPE_CHECKING:
-    import ibis.expr.types as ir
 
 __all__ = ["CacheConfig", "CachingEngine"]
 
@@ -64,14 +61,13 @@ class CacheConfig:
     tail_rows: int = 512
 
 
-class CachingEngine(Engine):
+class CachingEngine(EngineDecorator):
     """``inner``, answering from memory where it can (see the module docstring)."""
 
     def __init__(self, inner: Engine, config: CacheConfig | None = None) -> None:
         if not inner.capabilities.sole_writer:
             raise UnsupportedError(f"the {inner.name} engine is not its store's only writer: it cannot cache")
-        self.inner = inner
-        self.url = inner.url
+        super().__init__(inner)
         self.config = c = config or CacheConfig()
         self.segments = FlowSegments(
             inner,
@@ -96,25 +92,26 @@ class CachingEngine(Engine):
         self._pending: list[tuple[KeyedCache[Any], Change, frozenset[Hashable] | Everything, Callable[..., Any]]] = []
         inner.listen(self)
 
-    # the wrapped engine's identity and everything not about reads (sql, checkpoint, path, ...)
     @property
-    def name(self) -> str:  # type: ignore[override]
-        return self.inner.name
+    def inner(self) -> Engine:
+        return self._inner
 
-    @property
-    def capabilities(self) -> Any:  # type: ignore[override]
-        return self.inner.capabilities
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self.inner, attr)
-
-    def __repr__(self) -> str:
-        return f"CachingEngine({self.inner!r})"
+    @inner.setter
+    def inner(self, engine: Engine) -> None:
+        """Replace the wrapped engine (another decorator of the same store, such as statement timings)."""
+        self._inner = engine
+        if "segments" in self.__dict__:
+            self.segments.inner = engine
 
     @property
     def timelines(self) -> KeyedCache[Any]:
         """The flows kept with their rows (statistics and tests)."""
         return self.segments.with_rows
+
+    @property
+    def bound_timelines(self) -> KeyedCache[Any]:
+        """The flows kept as bounds and a tail (statistics and tests)."""
+        return self.segments.bounds_only
 
     @property
     def instances(self) -> KeyedCache[Any]:
@@ -125,36 +122,6 @@ class CachingEngine(Engine):
         """The flow's timeline if it is kept already (never loads it)."""
         value = self.segments.with_rows.peek(flow_id)[1] or self.segments.bounds_only.peek(flow_id)[1]
         return value if isinstance(value, Timeline) else None
-
-    def listen(self, listener: ChangeListener) -> None:
-        self.inner.listen(listener)
-
-    def table(self, name: str) -> ir.Table:
-        return self.inner.table(name)
-
-    def transaction(self) -> AbstractContextManager[None]:
-        return self.inner.transaction()
-
-    def in_transaction(self) -> bool:
-        return self.inner.in_transaction()
-
-    def insert(self, name: str, rows: pa.Table) -> None:
-        self.inner.insert(name, rows)
-
-    def delete(self, name: str, where: Sequence[Predicate]) -> int:
-        return self.inner.delete(name, where)
-
-    def update(self, name: str, where: Sequence[Predicate], values: dict[str, Any]) -> int:
-        return self.inner.update(name, where, values)
-
-    def create_tables(self) -> None:
-        self.inner.create_tables()
-
-    def optimize(self) -> None:
-        self.inner.optimize()
-
-    def close(self) -> None:
-        self.inner.close()
 
     # -- reads -------------------------------------------------------------------------------------------
     def query(

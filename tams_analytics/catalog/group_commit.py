@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
@@ -28,7 +29,7 @@ Outcome = TypeVar("Outcome")
 class GroupCommit(Generic[Request, Outcome]):
     """Batches of requests for ``apply``, which gets a batch and returns one outcome per request (a result,
     or the exception that refused it). ``max_batch`` bounds a batch (and so the wait it adds); ``on_batch``
-    hears each batch's size (metrics)."""
+    hears each batch's size and the seconds applying it took (metrics)."""
 
     def __init__(
         self,
@@ -36,7 +37,7 @@ class GroupCommit(Generic[Request, Outcome]):
         *,
         max_batch: int = 256,
         name: str = "tams-group-commit",
-        on_batch: Callable[[int], None] | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self.apply = apply
         self.max_batch = max_batch
@@ -88,6 +89,7 @@ class GroupCommit(Generic[Request, Outcome]):
 
     def _apply(self, batch: list[tuple[Request, Future[Outcome]]]) -> None:
         live = [(r, f) for r, f in batch if f.set_running_or_notify_cancel()]
+        started = time.perf_counter()
         try:
             outcomes: Sequence[Outcome | Exception] = self.apply([r for r, _ in live])
         except Exception as exc:  # the batch failed as a whole: every request of it gets the error
@@ -101,4 +103,7 @@ class GroupCommit(Generic[Request, Outcome]):
         self.batches += 1
         self.requests += len(live)
         if self.on_batch is not None:
-            self.on_batch(len(live))
+            try:
+                self.on_batch(len(live), time.perf_counter() - started)
+            except Exception:  # a listener's failure must never stop the writer
+                logger.exception("on_batch failed")

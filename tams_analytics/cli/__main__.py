@@ -25,6 +25,8 @@ COMMANDS = (
     "tams_analytics.cli.integrity",
     "tams_analytics.cli.report",
     "tams_analytics.cli.export",
+    "tams_analytics.cli.keys",
+    "tams_analytics.cli.doctor",
 )
 #: the entry point group through which other packages add commands
 PLUGIN_GROUP = "tams_analytics.commands"

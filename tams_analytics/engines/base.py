@@ -23,7 +23,7 @@ from tams_analytics.pyrows import table_rows
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
-__all__ = ["Capabilities", "Change", "ChangeListener", "Engine", "OrderBy"]
+__all__ = ["Capabilities", "Change", "ChangeListener", "Engine", "IsolationProbe", "OrderBy", "StoredTable"]
 
 #: ``(column, descending)`` pairs.
 OrderBy = Sequence[tuple[str, bool]]
@@ -51,6 +51,22 @@ class Change:
     rows: pa.Table | None = None
     where: tuple[Predicate, ...] = ()
     values: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class StoredTable:
+    """A table as the store holds it: its columns, and its sorting key (None where the engine has none)."""
+
+    columns: pa.Schema
+    sort_key: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class IsolationProbe:
+    """What happened when two transactions updated one row: how many committed, and what each did."""
+
+    committed: int
+    detail: str
 
 
 class ChangeListener(Protocol):
@@ -158,6 +174,19 @@ class Engine(ABC):
 
     def create_tables(self) -> None:
         """Create any missing table of the entity model."""
+
+    # -- diagnosis (``tams-analytics doctor``) -------------------------------------------------------------
+    def describe(self, name: str) -> StoredTable | None:
+        """Table ``name`` as stored (None if it is missing). By default the columns of an empty read."""
+        try:
+            return StoredTable(self.query(name, limit=0).schema)
+        except Exception:  # the engine's own "no such table"
+            return None
+
+    def probe_isolation(self) -> IsolationProbe | None:
+        """Update one scratch row from two concurrent transactions and commit both (then clean up); None
+        where concurrent writers cannot happen (an engine that is its store's sole writer, or read-only)."""
+        return None
 
     def optimize(self) -> None:
         """Re-cluster tables in their sort order (engines that need it)."""

@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from tams_analytics.storage.base import (
     StorageError,
     encode_segment,
 )
+from tams_analytics.storage.keys import SigningKeys
 
 logger = logging.getLogger(__name__)
 
@@ -93,12 +93,17 @@ class LocalObjectStore:
         *,
         root: Path,
         base_url: str,
-        secret: bytes,
+        secret: bytes | None = None,
+        keys: SigningKeys | None = None,
         route_prefix: str = "/_media",
         max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
     ) -> None:
-        if not secret:
-            raise ValueError("a non-empty signing secret is required")
+        """URLs are signed with ``keys`` (:class:`~tams_analytics.storage.keys.SigningKeys`: a key file that
+        outlives the process, with rotation), or with the one key ``secret``."""
+        if keys is None:
+            if not secret:
+                raise ValueError("a non-empty signing secret is required")
+            keys = SigningKeys.fixed(secret)
         if not route_prefix.startswith("/") or route_prefix.endswith("/"):
             raise ValueError(f"route_prefix must start and not end with '/': {route_prefix!r}")
         self.info = info
@@ -106,8 +111,8 @@ class LocalObjectStore:
         self.root = root.resolve()
         self.route_prefix = route_prefix
         self.max_object_bytes = max_object_bytes
-        #: the keyed HMAC, copied for each signature (keying it costs as much as the signature)
-        self._hmac = hmac.new(secret, digestmod=hashlib.sha256)
+        #: the signing keys: keyed HMACs, copied for each signature (keying costs as much as signing)
+        self.keys = keys
         self.set_base_url(base_url)
 
     @property
@@ -154,14 +159,14 @@ class LocalObjectStore:
 
     # -- signing ---------------------------------------------------------------------------
 
-    def _signature(self, method: str, key: str, expires: int) -> str:
-        mac = self._hmac.copy()
+    @staticmethod
+    def _signature(mac: hmac.HMAC, method: str, key: str, expires: int) -> str:
         mac.update(f"{method}\n{key}\n{expires}".encode())
         return mac.hexdigest()
 
     def signed_url(self, method: str, key: str, expires_s: int) -> str:
-        expires = math.ceil(time.time()) + expires_s
-        sig = self._signature(method, key, expires)
+        expires = math.ceil(self.keys.clock()) + expires_s
+        sig = self._signature(self.keys.signer(), method, key, expires)
         segment = encode_segment(key)
         return f"{self._base_url}{self.route_prefix}/{segment}?method={method}&expires={expires}&sig={sig}"
 
@@ -173,10 +178,13 @@ class LocalObjectStore:
         if not expires_text.isascii() or not expires_text.isdigit():
             return "the URL has no valid expiry"
         expires = int(expires_text)
-        expected = self._signature(method, key, expires)
-        if not hmac.compare_digest(params.get("sig", "").encode(), expected.encode()):
+        given = params.get("sig", "").encode()
+        valid = False
+        for mac in self.keys.verifiers():  # the current key, then a rotated-out one still accepted
+            valid |= hmac.compare_digest(given, self._signature(mac, method, key, expires).encode())
+        if not valid:
             return "the URL signature is not valid"
-        if time.time() > expires:
+        if self.keys.clock() > expires:
             return "the URL has expired"
         return None
 

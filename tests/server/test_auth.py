@@ -20,8 +20,9 @@ from tests.spec import assert_valid
 
 TOKEN = "t0ken-for-tests"
 USER, PASSWORD = "ann", "pa:ss word"
-#: routes outside the API: the media routes authorise by URL signature, the docs are public
-PUBLIC = re.compile(r"^/(_media/|openapi\.json$|docs|redoc)")
+#: routes outside the API: the media routes authorise by URL signature, the docs are public, the operational
+#: endpoints follow their own setting (tests/server/test_observability.py)
+PUBLIC = re.compile(r"^/(_media/|openapi\.json$|docs|redoc|health$|ready$|metrics$)")
 SAMPLES = {"object_id": "obj-1", "request_id": "req-1", "name": "genre", "key": "k"}
 
 

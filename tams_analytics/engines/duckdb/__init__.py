@@ -20,7 +20,7 @@ import duckdb
 import ibis
 import pyarrow as pa
 
-from tams_analytics.engines.base import Capabilities, Change, OrderBy
+from tams_analytics.engines.base import Capabilities, Change, OrderBy, StoredTable
 from tams_analytics.engines.base import Engine as BaseEngine
 from tams_analytics.engines.ibis_query import DERIVED, declared_schema
 from tams_analytics.engines.sql import quote, select_sql, where_sql
@@ -226,6 +226,15 @@ class Engine(BaseEngine):
             for view, build in DERIVED.items():
                 expr = build(lambda n: ibis.table(declared_schema(n), name=n))
                 self._writer.execute(f"CREATE OR REPLACE VIEW {quote(view)} AS {ibis.to_sql(expr, dialect='duckdb')}")
+
+    def describe(self, name: str) -> StoredTable | None:
+        """The table's columns as DuckDB holds them (DuckDB has no sorting keys: :meth:`optimize` clusters)."""
+        try:
+            return StoredTable(
+                self._cursor().execute(f"SELECT * FROM {quote(name)} LIMIT 0").fetch_arrow_table().schema
+            )
+        except duckdb.CatalogException:
+            return None
 
     def optimize(self) -> None:
         """Rewrite clustered tables in their sort order so that zone maps prune one flow's window."""

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tams_analytics import predicates as P
-from tams_analytics.engines.base import Capabilities, OrderBy
+from tams_analytics.engines.base import Capabilities, IsolationProbe, OrderBy, StoredTable
 from tams_analytics.engines.base import Engine as BaseEngine
 from tams_analytics.engines.ibis_query import DERIVED, declared_schema
 from tams_analytics.engines.vast.config import VastConfig, parse_url
@@ -342,6 +342,17 @@ class Engine(BaseEngine):
                 {name: table_schema(name) for name in SCHEMAS},
                 {k: list(v) for k, v in SORT_KEYS.items()},
             )
+
+    def describe(self, name: str) -> StoredTable | None:
+        with self._reading() as tx:
+            found = self.store.describe(tx, name)
+        return None if found is None else StoredTable(found[0], tuple(found[1]))
+
+    def probe_isolation(self) -> IsolationProbe | None:
+        """See :mod:`~tams_analytics.engines.vast.probe` (writes, and removes, one scratch row)."""
+        from tams_analytics.engines.vast.probe import isolation_probe
+
+        return isolation_probe(self.store)
 
     def drop_store(self) -> None:
         """Drop every table and the schema: the whole store is gone (for test teardown)."""

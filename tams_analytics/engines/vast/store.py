@@ -67,6 +67,10 @@ class Store(Protocol):
         """Drop every table and the schema itself."""
         ...
 
+    def describe(self, tx: Any, table: str) -> tuple[pa.Schema, list[str]] | None:
+        """The table's columns and sorting key, or None if it does not exist."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -182,6 +186,13 @@ class VastStore:
         if created:
             logger.info("created VAST tables %s in %s/%s", created, self.config.bucket, self.config.schema)
         return created
+
+    def describe(self, tx: Any, table: str) -> tuple[pa.Schema, list[str]] | None:
+        found = self._schema(tx).table(table, fail_if_missing=False)
+        if found is None:
+            return None
+        columns = pa.schema([f for f in found.arrow_schema if f.name != ROW_ID])
+        return columns, [f.name for f in found.sorted_columns()]
 
     def drop(self, tx: Any) -> None:
         schema = self._schema(tx)

@@ -7,6 +7,12 @@ the serialised flatbuffer and evaluates *that* on Arrow tables, so a result depe
 go over the wire. Its assumptions about the server: AND/OR use Kleene logic, a row whose filter is NULL is
 dropped, strings compare as bytes, and sorting-key columns cannot be updated.
 
+Transactions have snapshot isolation: each reads the tables as they were when it began, plus its own
+writes; at commit its writes are applied to the tables as they are then, so concurrent transactions'
+inserts are never lost. With ``first_committer_wins`` (the default) a transaction that updated or deleted a
+row another transaction changed and committed since it began fails at commit with the SDK's
+``errors.Conflict`` (HTTP 409), and none of its writes is applied.
+
 A plain module (not a conftest) so that the shared ``catalog`` fixture (``tests/engines/catalogs.py``) and
 the VAST engine tests use this one definition.
 """
@@ -132,19 +138,37 @@ def evaluate_filter(expr: Any, fields: list[str], rows: pa.Table) -> pa.ChunkedA
 
 @dataclass
 class _Tx:
+    #: the snapshot, with this transaction's own writes applied (what its reads see)
     tables: dict[str, pa.Table]
-    changed: set[str] = field(default_factory=set)
+    #: the commit the snapshot was taken after
+    start: int = 0
+    #: this transaction's writes, in order, replayed on the committed tables at commit
+    ops: list[tuple[Any, ...]] = field(default_factory=list)
+    #: (table, row id) of the rows it updated or deleted
+    written: set[tuple[str, int]] = field(default_factory=set)
+
+
+def conflict(message: str) -> errors.Conflict:
+    """The SDK's error for an HTTP 409, as a cluster would send it."""
+    from requests.structures import CaseInsensitiveDict
+
+    return errors.Conflict("TransactionConflict", message, "POST", "reference.invalid", 409, CaseInsensitiveDict())
 
 
 class ReferenceStore:
     """In-memory tables answering the engine's calls from the serialised requests (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, first_committer_wins: bool = True) -> None:
         self.tables: dict[str, pa.Table] = {}
         self.sort_keys: dict[str, list[str]] = {}
         self.request_sizes: list[int] = []
         self.selects = 0
+        self.first_committer_wins = first_committer_wins
+        self.commits = 0
+        self.conflicts = 0
         self._next_row_id = 0
+        #: (table, row id) -> the commit that last updated or deleted it
+        self._row_commits: dict[tuple[str, int], int] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -153,11 +177,33 @@ class ReferenceStore:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[_Tx]:
         with self._lock:
-            tx = _Tx(dict(self.tables))
-        yield tx
+            tx = _Tx(dict(self.tables), start=self.commits)
+        yield tx  # an exception here rolls back: the writes were only ever in the snapshot
+        if not tx.ops:
+            return
         with self._lock:
-            for name in tx.changed:
-                self.tables[name] = tx.tables[name]
+            if self.first_committer_wins:
+                for key in tx.written:
+                    if self._row_commits.get(key, 0) > tx.start:
+                        self.conflicts += 1
+                        raise conflict(f"row {key[1]} of {key[0]} changed since the transaction began")
+            for op in tx.ops:
+                self._replay(op)
+            self.commits += 1
+            for key in tx.written:
+                self._row_commits[key] = self.commits
+
+    def _replay(self, op: tuple[Any, ...]) -> None:
+        """One write of a committing transaction, on the committed tables (called with the lock held)."""
+        kind, table = op[0], op[1]
+        if kind == "create":
+            self.tables.setdefault(table, op[2])
+        elif kind == "insert":
+            self.tables[table] = pa.concat_tables([self.tables[table], op[2]])
+        elif kind == "update":
+            self.tables[table] = _updated(self.tables[table], op[2], op[3])
+        elif kind == "delete":
+            self.tables[table] = _deleted(self.tables[table], op[2])
 
     def _stored(self, tx: _Tx, table: str) -> pa.Table:
         if table not in tx.tables:
@@ -203,28 +249,22 @@ class ReferenceStore:
             for f in stored.schema
             if f.name != ROW_ID
         ]
-        tx.tables[table] = pa.concat_tables([stored, pa.Table.from_arrays(cols, schema=stored.schema)])
-        tx.changed.add(table)
+        new = pa.Table.from_arrays(cols, schema=stored.schema)
+        tx.tables[table] = pa.concat_tables([stored, new])
+        tx.ops.append(("insert", table, new))
 
     def update(self, tx: _Tx, table: str, rows: pa.Table, columns: Sequence[str]) -> None:
         locked = set(self.sort_keys.get(table, ())) & set(columns)
         if locked:
             raise errors.BadRequest(f"sorting-key columns {sorted(locked)} cannot be updated")
-        stored = self._stored(tx, table)
-        index = pc.index_in(stored.column(ROW_ID), value_set=rows.column(ROW_ID).combine_chunks())
-        hit = pc.is_valid(index)
-        for name in columns:
-            pos = stored.schema.get_field_index(name)
-            new = pc.take(rows.column(name).cast(stored.schema.field(name).type), index)
-            stored = stored.set_column(pos, stored.schema.field(name), pc.if_else(hit, new, stored.column(name)))
-        tx.tables[table] = stored
-        tx.changed.add(table)
+        tx.tables[table] = _updated(self._stored(tx, table), rows, columns)
+        tx.ops.append(("update", table, rows, list(columns)))
+        tx.written.update((table, int(i)) for i in rows.column(ROW_ID).to_pylist())
 
     def delete(self, tx: _Tx, table: str, row_ids: Any) -> None:
-        stored = self._stored(tx, table)
-        gone = pc.is_in(stored.column(ROW_ID), value_set=pa.chunked_array([row_ids]).combine_chunks())
-        tx.tables[table] = stored.filter(pc.invert(gone))
-        tx.changed.add(table)
+        tx.tables[table] = _deleted(self._stored(tx, table), row_ids)
+        tx.ops.append(("delete", table, row_ids))
+        tx.written.update((table, int(i)) for i in pa.chunked_array([row_ids]).to_pylist())
 
     def ensure_tables(
         self, tx: _Tx, schemas: Mapping[str, pa.Schema], sort_keys: Mapping[str, Sequence[str]]
@@ -233,10 +273,16 @@ class ReferenceStore:
         for name, schema in schemas.items():
             if name not in tx.tables:
                 tx.tables[name] = pa.schema([_internal.INTERNAL_ROW_ID_FIELD, *schema]).empty_table()
-                tx.changed.add(name)
+                tx.ops.append(("create", name, tx.tables[name]))
                 self.sort_keys[name] = list(sort_keys.get(name, ()))
                 created.append(name)
         return created
+
+    def describe(self, tx: _Tx, table: str) -> tuple[pa.Schema, list[str]] | None:
+        if table not in tx.tables:
+            return None
+        schema = tx.tables[table].schema
+        return schema.remove(schema.get_field_index(ROW_ID)), list(self.sort_keys.get(table, ()))
 
     def drop(self, tx: _Tx) -> None:
         with self._lock:
@@ -245,6 +291,22 @@ class ReferenceStore:
 
     def close(self) -> None:
         pass
+
+
+def _updated(stored: pa.Table, rows: pa.Table, columns: Sequence[str]) -> pa.Table:
+    """``stored`` with ``columns`` of the rows named by ``rows[$row_id]`` set (rows gone since: ignored)."""
+    index = pc.index_in(stored.column(ROW_ID), value_set=rows.column(ROW_ID).combine_chunks())
+    hit = pc.is_valid(index)
+    for name in columns:
+        pos = stored.schema.get_field_index(name)
+        new = pc.take(rows.column(name).cast(stored.schema.field(name).type), index)
+        stored = stored.set_column(pos, stored.schema.field(name), pc.if_else(hit, new, stored.column(name)))
+    return stored
+
+
+def _deleted(stored: pa.Table, row_ids: Any) -> pa.Table:
+    gone = pc.is_in(stored.column(ROW_ID), value_set=pa.chunked_array([row_ids]).combine_chunks())
+    return stored.filter(pc.invert(gone))
 
 
 REFERENCE_URL = urlsplit("vast://reference.invalid/bucket/schema")

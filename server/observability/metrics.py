@@ -1,0 +1,235 @@
+"""Prometheus metrics of the server (``prometheus-client``), exposed at ``GET /metrics``.
+
+Process-wide metrics (one server process is one scrape target) live in :data:`REGISTRY`: HTTP requests by
+route template and status, catalog operation and store statement timings, group-commit batch sizes and
+GC activity. What belongs to one app's state (read cache counters, webhook and delete-request queue
+depths) is read at scrape time by :class:`AppCollector`, one per app, so several apps in one process
+(tests) never collide.
+
+Names: ``tams_http_requests_total`` / ``tams_http_request_duration_seconds`` {method, route, status};
+``tams_catalog_operation_seconds`` {operation}; ``tams_store_statement_seconds`` {statement, table};
+``tams_group_commit_batch_size``; ``tams_read_cache_hits_total`` / ``tams_read_cache_misses_total`` /
+``tams_read_cache_entries`` {cache}; ``tams_webhook_queue_depth``; ``tams_delete_requests_unfinished``;
+``tams_gc_runs_total``, ``tams_gc_objects_collected_total``; and the client's ``process_*`` metrics.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from tams_analytics.catalog import Catalog
+from tams_analytics.engines.timed import TimedEngine
+
+__all__ = [
+    "CONTENT_TYPE",
+    "REGISTRY",
+    "AppCollector",
+    "instrument_catalog",
+    "observe_batch",
+    "observe_gc",
+    "observe_request",
+    "render",
+]
+
+logger = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: the process-wide metrics (not prometheus_client's global default registry: nothing else registers here)
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+#: request latencies: a cached segments page takes about a millisecond, a bulk POST seconds
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_STATEMENT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+HTTP_REQUESTS = Counter(
+    "tams_http_requests", "HTTP requests answered", ("method", "route", "status"), registry=REGISTRY
+)
+HTTP_DURATION = Histogram(
+    "tams_http_request_duration_seconds",
+    "Time from a request's arrival to the end of its answer",
+    ("method", "route", "status"),
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+CATALOG_OPERATION = Histogram(
+    "tams_catalog_operation_seconds",
+    "Catalog operations (writes with their rules, document reads)",
+    ("operation",),
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+STORE_STATEMENT = Histogram(
+    "tams_store_statement_seconds",
+    "Statements that reach the store (not those the read cache answers)",
+    ("statement", "table"),
+    buckets=_STATEMENT_BUCKETS,
+    registry=REGISTRY,
+)
+GROUP_COMMIT_BATCH = Histogram(
+    "tams_group_commit_batch_size",
+    "Writes committed together in one group commit",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
+    registry=REGISTRY,
+)
+GC_RUNS = Counter("tams_gc_runs", "Object garbage collection passes", registry=REGISTRY)
+GC_OBJECTS = Counter("tams_gc_objects_collected", "Objects forgotten and deleted from storage", registry=REGISTRY)
+
+#: the catalog operations timed (methods of :class:`~tams_analytics.catalog.Catalog`)
+CATALOG_OPERATIONS = (
+    "add_segments",
+    "delete_segments",
+    "put_flow",
+    "delete_flow",
+    "set_flow_property",
+    "set_flow_tag",
+    "set_flow_collection",
+    "set_source_property",
+    "set_source_tag",
+    "allocate_objects",
+    "add_controlled_instance",
+    "add_uncontrolled_instances",
+    "delete_instance",
+    "register_storage_backend",
+    "collectable_objects",
+    "purge_objects",
+    "get_flow",
+    "get_source",
+    "get_object",
+    "flow_docs",
+    "source_docs",
+    "object_instances",
+    "segment_rows",
+    "flow_timerange",
+)
+
+
+def observe_batch(size: int, seconds: float) -> None:
+    """Record one group commit of ``size`` segment registrations (``tams_group_commit_batch_size``) that took
+    ``seconds`` (operation ``register_batch``: POSTs of segments are applied in batches, not one by one)."""
+    GROUP_COMMIT_BATCH.observe(size)
+    CATALOG_OPERATION.labels("register_batch").observe(seconds)
+
+
+def observe_gc(collected: int) -> None:
+    """Record one garbage collection pass that collected ``collected`` objects."""
+    GC_RUNS.inc()
+    if collected:
+        GC_OBJECTS.inc(collected)
+
+
+@functools.lru_cache(maxsize=4096)
+def _request_children(method: str, route: str, status: int) -> tuple[Any, Any]:
+    """The labelled children of one (method, route, status): ``labels()`` is a locked dict lookup, this is
+    a plain one. Bounded: routes are templates, methods and statuses few."""
+    labels = (method, route, str(status))
+    return HTTP_REQUESTS.labels(*labels), HTTP_DURATION.labels(*labels)
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    counter, histogram = _request_children(method, route, status)
+    counter.inc()
+    histogram.observe(seconds)
+
+
+def _observe_statement(statement: str, table: str, seconds: float) -> None:
+    STORE_STATEMENT.labels(statement, table).observe(seconds)
+
+
+def _timed(operation: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            # the labelled child is made on first use: operations never run export no empty series
+            CATALOG_OPERATION.labels(operation).observe(time.perf_counter() - started)
+
+    return timed
+
+
+def instrument_catalog(catalog: Catalog) -> None:
+    """Time ``catalog``'s operations and its engine's statements, once (idempotent).
+
+    The statements are timed by a :class:`~tams_analytics.engines.timed.TimedEngine` beneath the read
+    cache (if any), so statements the cache answers from memory are not counted as store statements.
+    Operations are timed by wrapping the catalog's own methods on this instance.
+    """
+    if getattr(catalog, "_tams_metrics", False):
+        return
+    holder: Any = catalog.engine if catalog.caches_reads else catalog
+    attr = "inner" if catalog.caches_reads else "engine"
+    if not isinstance(getattr(holder, attr), TimedEngine):
+        setattr(holder, attr, TimedEngine(getattr(holder, attr), _observe_statement))
+    for operation in CATALOG_OPERATIONS:
+        setattr(catalog, operation, _timed(operation, getattr(catalog, operation)))
+    catalog._tams_metrics = True  # type: ignore[attr-defined]
+
+
+class AppCollector(Collector):
+    """The metrics read from one app's state at scrape time."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        state = self.app.state
+        hits = CounterMetricFamily("tams_read_cache_hits", "Read cache lookups answered from memory", labels=["cache"])
+        misses = CounterMetricFamily(
+            "tams_read_cache_misses", "Read cache lookups that went to the store", labels=["cache"]
+        )
+        entries = GaugeMetricFamily("tams_read_cache_entries", "Entries kept by the read cache", labels=["cache"])
+        catalog = getattr(state, "catalog", None)
+        engine = getattr(catalog, "engine", None)
+        for name in ("timelines", "bound_timelines", "instances"):
+            cache = getattr(engine, name, None) if catalog is not None and catalog.caches_reads else None
+            if cache is not None:
+                hits.add_metric([name], cache.hits)
+                misses.add_metric([name], cache.misses)
+                entries.add_metric([name], len(cache))
+        yield from (hits, misses, entries)
+        events = getattr(state, "events", None)
+        if events is not None:
+            yield GaugeMetricFamily(
+                "tams_webhook_queue_depth", "Webhook events waiting for delivery", value=events.queue.qsize()
+            )
+        if catalog is not None:
+            yield GaugeMetricFamily(
+                "tams_delete_requests_unfinished",
+                "Flow delete requests created or started and not yet done",
+                value=_unfinished_delete_requests(catalog),
+            )
+
+
+def _unfinished_delete_requests(catalog: Catalog) -> float:
+    from tams_analytics.predicates import Term
+
+    try:
+        return catalog.count("delete_requests", [Term("status", "isin", ("created", "started"))])
+    except Exception:  # a scrape must answer even when the store does not; /ready says why
+        logger.warning("metrics: counting unfinished delete requests failed", exc_info=True)
+        return float("nan")
+
+
+def app_registry(app: Any) -> CollectorRegistry:
+    """A registry holding ``app``'s :class:`AppCollector`."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AppCollector(app))
+    return registry
+
+
+def render(app: Any) -> bytes:
+    """The text exposition of the process's and ``app``'s metrics (blocking: may count on the store)."""
+    return generate_latest(REGISTRY) + generate_latest(app.state.metrics_registry)

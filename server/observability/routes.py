@@ -1,0 +1,81 @@
+"""``/health``, ``/ready`` and ``/metrics``: what load balancers, orchestrators and Prometheus ask.
+
+* ``/health``: the process lives (200, ``{"status": "ok"}``), always open: it says nothing else.
+* ``/ready``: the store answers a count on its smallest table within ``TAMS_READY_TIMEOUT_S``
+  (200 ``{"status": "ready"}``; else 503 with ``error.json``), always open. A probe still waiting on the
+  store makes the next ones answer 503 at once, so a hung store never piles up threads.
+* ``/metrics``: Prometheus text; with ``TAMS_METRICS_AUTH=same`` (default) it asks the API's own
+  credentials (none when ``TAMS_AUTH=none``), with ``none`` it is open.
+
+None of them is part of the TAMS API, so none shows in ``/docs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from server.auth import authenticate
+from server.errors import error_response
+from server.observability.metrics import CONTENT_TYPE, render
+from server.responses import json_response
+from tams_analytics import __version__
+
+__all__ = ["router"]
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(include_in_schema=False)
+
+#: the table ``/ready`` counts: one row per service setting, a handful at most
+READY_TABLE = "service"
+
+
+@router.api_route("/health", methods=["GET", "HEAD"])
+async def health(request: Request) -> Response:
+    return json_response({"status": "ok", "version": __version__}, request=request)
+
+
+def _count(catalog: Any, in_flight: threading.Lock) -> int:
+    try:
+        return int(catalog.count(READY_TABLE))
+    finally:
+        in_flight.release()
+
+
+@router.api_route("/ready", methods=["GET", "HEAD"])
+async def ready(request: Request) -> Response:
+    state = request.app.state
+    head = request.method == "HEAD"
+    catalog = getattr(state, "catalog", None)
+    if catalog is None:
+        return error_response(503, "the server is starting: no store yet", "ServiceUnavailable", head=head)
+    in_flight: threading.Lock = state.ready_probe  # held while a check waits on the store
+    if not in_flight.acquire(blocking=False):
+        summary = "the last readiness check is still waiting for the store"
+        return error_response(503, summary, "ServiceUnavailable", head=head)
+    timeout = state.settings.ready_timeout_s
+    try:
+        await asyncio.wait_for(asyncio.to_thread(_count, catalog, in_flight), timeout)
+    except TimeoutError:
+        logger.warning("readiness: the store did not answer within %.1f s", timeout)
+        return error_response(503, f"the store did not answer within {timeout:g} s", "ServiceUnavailable", head=head)
+    except Exception as exc:
+        logger.warning("readiness: the store failed: %s: %s", type(exc).__name__, exc)
+        return error_response(503, f"the store failed: {type(exc).__name__}", "ServiceUnavailable", head=head)
+    return json_response({"status": "ready"}, request=request)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    settings = request.app.state.settings
+    if settings.metrics_auth == "same":
+        request.state.principal = authenticate(request, settings)
+    body = await run_in_threadpool(render, request.app)
+    return Response(body, media_type=CONTENT_TYPE)

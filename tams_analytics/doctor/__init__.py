@@ -1,0 +1,195 @@
+"""``doctor``: what a deployment may rely on, checked on a store (``tams-analytics doctor --store URL``).
+
+:func:`diagnose` opens the store read-only and runs :data:`CHECKS` in order; each says ``ok``, ``fail``
+(a property is missing: :attr:`Check.meaning` says what that means for a deployment) or ``skip`` (it does
+not apply to this engine). Connectivity comes first: when the store cannot be opened or does not answer,
+nothing else runs and the exit code is 2.
+
+* ``connectivity``: the store opens with these credentials and answers a query;
+* ``tables``: every table of :mod:`tams_analytics.schema` exists with its columns and, where the engine
+  has sorting keys (VAST), the key of :data:`~tams_analytics.schema.SORT_KEYS`;
+* ``queries``: every query shape the library emits (:mod:`.shapes`) is accepted (on VAST: planned,
+  serialised by the SDK and run on the cluster);
+* ``isolation``: of two transactions updating one row exactly one commits (VAST; scratch rows, cleaned up).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from tams_analytics.engines import open_engine, redacted
+from tams_analytics.engines.base import Engine
+from tams_analytics.schema import SCHEMAS, SORT_KEYS
+
+__all__ = ["Check", "Diagnosis", "diagnose", "run_checks"]
+
+OK, FAIL, SKIP = "ok", "fail", "skip"
+EXIT_OK, EXIT_MISSING, EXIT_UNREACHABLE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+    #: for a failure: what a deployment loses
+    meaning: str = ""
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    store: str
+    engine: str | None
+    checks: tuple[Check, ...]
+
+    @property
+    def exit_code(self) -> int:
+        if any(c.name == "connectivity" and c.status == FAIL for c in self.checks):
+            return EXIT_UNREACHABLE
+        return EXIT_MISSING if any(c.status == FAIL for c in self.checks) else EXIT_OK
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "store": self.store,
+            "engine": self.engine,
+            "exit_code": self.exit_code,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
+
+
+def diagnose(url: str, **options: Any) -> Diagnosis:
+    """Open the store at ``url`` read-only and check it (see the module docstring)."""
+    started = time.perf_counter()
+    try:
+        try:
+            engine = open_engine(url, read_only=True, **options)
+        except TypeError:  # an engine that is read-only anyway (Trino) takes no such option
+            engine = open_engine(url, **options)
+    except Exception as exc:  # drivers raise their own errors for refused connections and credentials
+        check = Check("connectivity", FAIL, f"cannot open {redacted(url)}: {_one_line(exc)}", UNREACHABLE)
+        return Diagnosis(redacted(url), None, (check,))
+    try:
+        return Diagnosis(redacted(url), engine.name, tuple(run_checks(engine, started)))
+    finally:
+        engine.close()
+
+
+UNREACHABLE = "the server cannot start on this store: check the URL, the network and the credentials"
+
+
+def run_checks(engine: Engine, started: float | None = None) -> Iterator[Check]:
+    """The checks on an open engine, in order; nothing after a failed connectivity check."""
+    started = time.perf_counter() if started is None else started
+    try:
+        engine.count("service")
+    except Exception as exc:
+        yield Check("connectivity", FAIL, f"the store does not answer: {_one_line(exc)}", UNREACHABLE)
+        return
+    yield Check("connectivity", OK, f"{engine.name} store answered in {1000 * (time.perf_counter() - started):.0f} ms")
+    for check in CHECKS:
+        yield check(engine)
+
+
+# -- tables -----------------------------------------------------------------------------------------------
+def _comparable(t: pa.DataType) -> str:
+    """A type as compared: timestamps by unit (stores report zones differently), strings as one kind."""
+    if pa.types.is_timestamp(t):
+        return f"timestamp[{t.unit}]"  # type: ignore[attr-defined]
+    if pa.types.is_large_string(t) or pa.types.is_string(t):
+        return "string"
+    return str(t)
+
+
+def check_tables(engine: Engine) -> Check:
+    problems: list[str] = []
+    sort_keys_checked = False
+    for name, schema in SCHEMAS.items():
+        stored = engine.describe(name)
+        if stored is None:
+            problems.append(f"{name}: missing")
+            continue
+        have = {f.name: f.type for f in stored.columns}
+        for f in schema:
+            if f.name not in have:
+                problems.append(f"{name}.{f.name}: missing")
+            elif _comparable(have[f.name]) != _comparable(f.type):
+                problems.append(f"{name}.{f.name}: {have[f.name]}, expected {f.type}")
+        if stored.sort_key is not None:
+            sort_keys_checked = True
+            want = SORT_KEYS.get(name, ())
+            if tuple(stored.sort_key) != tuple(want):
+                problems.append(f"{name}: sorting key {list(stored.sort_key)}, expected {list(want)}")
+    if problems:
+        return Check(
+            "tables",
+            FAIL,
+            "; ".join(problems),
+            "reads and writes of these tables fail, or (sorting keys) scan whole tables: create the store with "
+            "this version (the server creates missing tables; a wrong sorting key needs the table rebuilt)",
+        )
+    keys = "with their sorting keys" if sort_keys_checked else f"({engine.name} has no sorting keys)"
+    return Check("tables", OK, f"{len(SCHEMAS)} tables with their columns {keys}")
+
+
+# -- query shapes -----------------------------------------------------------------------------------------
+def check_queries(engine: Engine) -> Check:
+    from tams_analytics.catalog import Catalog
+    from tams_analytics.doctor.shapes import shapes
+
+    catalog = Catalog(engine)
+    refused: list[str] = []
+    tried = 0
+    for shape in shapes():
+        tried += 1
+        try:
+            if shape.kind == "count":
+                catalog.count(shape.entity, shape.where)
+            else:
+                catalog.rows(
+                    shape.entity, shape.where, columns=shape.columns, order_by=shape.order_by, limit=shape.limit
+                )
+        except Exception as exc:
+            refused.append(f"{shape.name}: {_one_line(exc)}")
+    if refused:
+        return Check(
+            "queries",
+            FAIL,
+            f"{len(refused)} of {tried} query shapes refused: " + "; ".join(refused[:5]),
+            "the API requests that send these queries answer 500",
+        )
+    how = " (planned, serialised by the SDK and run)" if engine.name == "vast" else ""
+    return Check("queries", OK, f"all {tried} query shapes the library emits accepted{how}")
+
+
+# -- isolation --------------------------------------------------------------------------------------------
+def check_isolation(engine: Engine) -> Check:
+    if engine.capabilities.sole_writer:
+        return Check("isolation", SKIP, f"{engine.name}: one process writes this store, no concurrent writers")
+    if not engine.capabilities.writes:
+        return Check("isolation", SKIP, f"{engine.name} is read-only here")
+    try:
+        probe = engine.probe_isolation()
+    except Exception as exc:
+        return Check("isolation", FAIL, f"the probe failed: {_one_line(exc)}", REPLICAS)
+    if probe is None:
+        return Check("isolation", SKIP, f"{engine.name} cannot try two transactions on one row")
+    if probe.committed == 1:
+        return Check("isolation", OK, f"two transactions updated one row, exactly one committed: {probe.detail}")
+    return Check("isolation", FAIL, probe.detail, REPLICAS)
+
+
+REPLICAS = (
+    "several server replicas must not share this store: concurrent registrations on one flow could store "
+    "overlapping segments (lost updates) or never commit; run one replica"
+)
+
+CHECKS: tuple[Callable[[Engine], Check], ...] = (check_tables, check_queries, check_isolation)

@@ -1,0 +1,92 @@
+"""The base of engine decorators (the read cache, statement timings): everything passed to the wrapped engine.
+
+A decorator overrides only what it changes; the wrapped engine's identity (``name``, ``capabilities``), its
+change feed, transactions, DDL, writes and any engine-specific attribute (``sql``, ``checkpoint``, ``store``)
+go to ``inner`` unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from tams_analytics.engines.base import ChangeListener, Engine, IsolationProbe, StoredTable
+from tams_analytics.predicates import Predicate
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
+__all__ = ["EngineDecorator"]
+
+
+class EngineDecorator(Engine):
+    """``inner``, unchanged: subclasses override what they decorate."""
+
+    def __init__(self, inner: Engine) -> None:
+        self.inner = inner
+        self.url = inner.url
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.inner.name
+
+    @property
+    def capabilities(self) -> Any:  # type: ignore[override]
+        return self.inner.capabilities
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.inner!r})"
+
+    def listen(self, listener: ChangeListener) -> None:
+        self.inner.listen(listener)
+
+    def table(self, name: str) -> ir.Table:
+        return self.inner.table(name)
+
+    def transaction(self) -> AbstractContextManager[None]:
+        return self.inner.transaction()
+
+    def in_transaction(self) -> bool:
+        return self.inner.in_transaction()
+
+    def query(self, name: str, where: Sequence[Predicate] = (), **options: Any) -> pa.Table:
+        return self.inner.query(name, where, **options)
+
+    def records(self, name: str, where: Sequence[Predicate] = (), **options: Any) -> list[dict[str, Any]]:
+        return self.inner.records(name, where, **options)
+
+    def count(self, name: str, where: Sequence[Predicate] = ()) -> int:
+        return self.inner.count(name, where)
+
+    def count_in(self, name: str, column: str, values: pa.Array, chunk: int = 10_000) -> int:
+        return self.inner.count_in(name, column, values, chunk)
+
+    def insert(self, name: str, rows: pa.Table) -> None:
+        self.inner.insert(name, rows)
+
+    def delete(self, name: str, where: Sequence[Predicate]) -> int:
+        return self.inner.delete(name, where)
+
+    def update(self, name: str, where: Sequence[Predicate], values: dict[str, Any]) -> int:
+        return self.inner.update(name, where, values)
+
+    def create_tables(self) -> None:
+        self.inner.create_tables()
+
+    def optimize(self) -> None:
+        self.inner.optimize()
+
+    def describe(self, name: str) -> StoredTable | None:
+        return self.inner.describe(name)
+
+    def probe_isolation(self) -> IsolationProbe | None:
+        return self.inner.probe_isolation()
+
+    def close(self) -> None:
+        self.inner.close()

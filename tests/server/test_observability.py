@@ -1,0 +1,270 @@
+"""Operations endpoints and request ids: /health, /ready (a real store, a stalled one), /metrics in
+Prometheus text as the client library parses it, its auth setting, request ids in headers and log lines,
+and tracing that stays out of the way when off or not installed."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks.live import free_port
+from server.app import create_app
+from server.config import Settings
+from server.observability import metrics
+from server.observability.logs import JsonFormatter, RequestIdFilter
+from server.workers.gc import collect_once
+from tams_analytics.catalog import Catalog
+from tams_analytics.engines.vast import Engine as VastEngine
+from tests.engines.vast.reference import REFERENCE_URL, ReferenceStore
+from tests.server.conftest import new_id, video_flow
+from tests.spec import assert_valid
+
+
+def samples(client: TestClient, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """``{(sample name, sorted labels): value}`` of a scrape, parsed by prometheus_client's own parser."""
+    r = client.get("/metrics", headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
+
+
+def value(scrape: dict[Any, float], name: str, **labels: str) -> float:
+    return scrape.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def post_segments(client: TestClient, flow_id: str, n: int, first: int = 0) -> None:
+    body = [{"object_id": new_id(), "timerange": f"[{first + i}:0_{first + i + 1}:0)"} for i in range(n)]
+    assert client.post(f"/flows/{flow_id}/segments", json=body).status_code == 201
+
+
+# -- /health and /ready -------------------------------------------------------------------------------------------
+def test_health_and_ready_answer_on_a_live_store(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok", "version": client.get("/service").json()["service_version"]}
+    assert client.get("/ready").json() == {"status": "ready"}
+    assert client.head("/ready").status_code == 200
+    assert "/health" not in client.get("/openapi.json").json()["paths"]  # not part of the TAMS API
+
+
+class StallingStore(ReferenceStore):
+    """A VAST cluster that stops answering selects while ``stalled`` is set (the store= seam)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled = threading.Event()
+        self.released = threading.Event()
+
+    def select(self, *args: Any, **kwargs: Any) -> pa.Table:
+        if self.stalled.is_set():
+            self.released.wait(30)
+        return super().select(*args, **kwargs)
+
+
+def test_ready_answers_503_when_the_store_stalls_and_never_piles_up_probes(tmp_path: Path) -> None:
+    store = StallingStore()
+    catalog = Catalog(VastEngine(REFERENCE_URL, store=store))
+    app = create_app(Settings(data_dir=tmp_path, ready_timeout_s=0.3), catalog=catalog, workers=False)
+    with TestClient(app) as client:
+        assert client.get("/ready").status_code == 200
+        store.stalled.set()
+        r = client.get("/ready")
+        assert r.status_code == 503 and "did not answer within 0.3 s" in r.json()["summary"]
+        assert_valid(r.json(), "error.json")
+        again = client.get("/ready")  # the first check still waits on the store: no second thread
+        assert again.status_code == 503 and "still waiting" in again.json()["summary"]
+        assert client.get("/health").status_code == 200  # the process lives all the same
+        store.stalled.clear()
+        store.released.set()
+        for _ in range(50):
+            if client.get("/ready").status_code == 200:
+                break
+            threading.Event().wait(0.05)
+        assert client.get("/ready").status_code == 200
+
+
+def test_ready_answers_503_when_the_store_fails(tmp_path: Path) -> None:
+    app = create_app(Settings(data_dir=tmp_path), workers=False)
+    with TestClient(app) as client:
+        client.app.state.catalog.close()  # type: ignore[attr-defined]  # the store is gone
+        r = client.get("/ready")
+        assert r.status_code == 503 and r.json()["type"] == "ServiceUnavailable"
+
+
+# -- /metrics --------------------------------------------------------------------------------------------------------
+def test_requests_are_counted_by_route_template_and_status_never_by_raw_path(client: TestClient) -> None:
+    flow_id = new_id()
+    before = samples(client)
+    route = "/flows/{flow_id}/segments"
+    assert client.put(f"/flows/{flow_id}", json=video_flow(flow_id)).status_code == 201
+    post_segments(client, flow_id, 3)
+    for _ in range(2):
+        assert client.get(f"/flows/{flow_id}/segments").status_code == 200
+    assert client.get(f"/flows/{new_id()}").status_code == 404
+    assert client.get(f"/no/such/{flow_id}").status_code == 404
+    text = client.get("/metrics").text
+    after = samples(client)
+    assert flow_id not in text  # ids never become label values
+    assert (
+        value(after, "tams_http_requests_total", method="GET", route=route, status="200")
+        - value(before, "tams_http_requests_total", method="GET", route=route, status="200")
+        == 2
+    )
+    assert value(after, "tams_http_requests_total", method="GET", route="/flows/{flow_id}", status="404") >= 1
+    assert value(after, "tams_http_requests_total", method="GET", route="<unmatched>", status="404") >= 1
+    assert value(after, "tams_http_request_duration_seconds_count", method="POST", route=route, status="201") >= 1
+
+
+def test_catalog_store_cache_queue_and_gc_metrics(client: TestClient) -> None:
+    flow_id = new_id()
+    client.put(f"/flows/{flow_id}", json=video_flow(flow_id))
+    before = samples(client)
+    post_segments(client, flow_id, 5)
+    for _ in range(3):
+        client.get(f"/flows/{flow_id}/segments")
+    after = samples(client)
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("tams_catalog_operation_seconds_count", operation="register_batch") == 1  # the POST's batch
+    assert grew("tams_store_statement_seconds_count", statement="insert", table="segments") >= 1
+    # the pages after the first come from the read cache: hits counted, no store statement for them
+    assert value(after, "tams_read_cache_hits_total", cache="timelines") >= 2
+    assert value(after, "tams_read_cache_entries", cache="timelines") >= 1
+    assert value(after, "tams_webhook_queue_depth") == client.app.state.events.queue.qsize()  # type: ignore[attr-defined]
+    assert value(after, "tams_delete_requests_unfinished") == 0
+
+    gc_before = value(after, "tams_gc_objects_collected_total")
+    client.delete(f"/flows/{flow_id}")
+    import datetime as dt
+
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    collected = collect_once(client.app, now=later)
+    final = samples(client)
+    assert collected == 5
+    assert value(final, "tams_gc_objects_collected_total") - gc_before == 5
+    assert value(final, "tams_gc_runs_total") >= 1
+
+
+def test_group_commit_batch_sizes_have_a_histogram(client: TestClient) -> None:
+    flow_id = new_id()
+    client.put(f"/flows/{flow_id}", json=video_flow(flow_id))
+    before = samples(client)
+    post_segments(client, flow_id, 1)  # one POST alone: a batch of one registration
+    metrics.observe_batch(40, 0.01)
+    after = samples(client)
+    assert value(after, "tams_group_commit_batch_size_count") - value(before, "tams_group_commit_batch_size_count") == 2
+    assert (
+        value(after, "tams_group_commit_batch_size_bucket", le="1.0")
+        - value(before, "tams_group_commit_batch_size_bucket", le="1.0")
+        == 1
+    )
+
+
+@pytest.mark.parametrize(("metrics_auth", "open_without"), [("same", False), ("none", True)])
+def test_metrics_follow_the_metrics_auth_setting(tmp_path: Path, metrics_auth: str, open_without: bool) -> None:
+    settings = Settings(data_dir=tmp_path, auth="bearer", bearer_tokens="s3cret", metrics_auth=metrics_auth)
+    with TestClient(create_app(settings, workers=False)) as client:
+        assert client.get("/health").status_code == 200  # probes never ask credentials
+        assert client.get("/ready").status_code == 200
+        assert client.get("/flows").status_code == 401
+        refused = client.get("/metrics")
+        assert (refused.status_code == 200) is open_without
+        if not open_without:
+            assert refused.status_code == 401 and refused.json()["type"] == "Unauthorized"
+        assert client.get("/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+# -- request ids ---------------------------------------------------------------------------------------------------
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    """JSON lines of every record the server logs, as ``serve --log-format json`` writes them."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    yield out
+    root.removeHandler(handler)
+    root.setLevel(old_level)
+
+
+def test_request_ids_are_taken_or_made_returned_and_in_every_log_line(
+    client: TestClient, json_log: io.StringIO
+) -> None:
+    r = client.get("/_media/some-key?method=GET&expires=1&sig=forged", headers={"X-Request-Id": "client-id.42"})
+    assert r.status_code == 403 and r.headers["x-request-id"] == "client-id.42"
+    lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
+    refused = [d for d in lines if "refused" in d["message"]]
+    assert refused and all(d["request_id"] == "client-id.42" for d in refused)
+    assert {"time", "level", "logger", "message"} <= set(refused[0])
+    # an id that could forge log lines or grow without bound is replaced by a new one
+    for bad in ("two words", "x" * 200, 'quote"d'):
+        got = client.get("/", headers={"X-Request-Id": bad}).headers["x-request-id"]
+        assert got != bad and len(got) == 32
+    first, second = client.get("/").headers["x-request-id"], client.get("/").headers["x-request-id"]
+    assert first != second
+
+
+def test_serve_writes_json_logs_with_the_request_id_on_every_line_of_the_request(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")} | {"TAMS_LOG_FORMAT": "json"}
+    cmd = [sys.executable, "-m", "tams_analytics.cli", "serve", "--data-dir", str(tmp_path), "--port", str(port)]
+    log = (tmp_path / "log").open("w+")
+    server = subprocess.Popen([*cmd, "--log-level", "info"], env=env, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/health", trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        forged = f"{base}/_media/k?method=GET&expires=1&sig=x"
+        assert httpx.get(forged, headers={"X-Request-Id": "req-json-1"}, trust_env=False).status_code == 403
+    finally:
+        server.terminate()
+        server.wait(30)
+    lines = [json.loads(line) for line in Path(log.name).read_text().splitlines() if line.strip()]  # all JSON
+    ours = [d for d in lines if d["request_id"] == "req-json-1"]
+    assert {d["logger"] for d in ours} >= {"server.routes.media", "uvicorn.access"}
+    assert all(d["request_id"] is None for d in lines if "Application startup" in d["message"])
+
+
+# -- tracing ------------------------------------------------------------------------------------------------------
+def test_tracing_off_touches_nothing_and_on_without_the_extra_still_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delitem(sys.modules, "opentelemetry.instrumentation.fastapi", raising=False)
+    with TestClient(create_app(Settings(data_dir=tmp_path / "a"), workers=False)) as client:
+        assert client.get("/").status_code == 200
+    assert "opentelemetry.instrumentation.fastapi" not in sys.modules  # off: never even imported
+    monkeypatch.setitem(sys.modules, "opentelemetry.instrumentation.fastapi", None)  # the extra is missing
+    with (
+        caplog.at_level(logging.WARNING),
+        TestClient(create_app(Settings(data_dir=tmp_path / "b", otel=True), workers=False)) as client,
+    ):
+        assert client.get("/").status_code == 200
+        assert client.get("/health").status_code == 200
+    assert any("tams-analytics[otel]" in r.getMessage() for r in caplog.records)
