@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     read_cache_rows: int = Field(500_000, ge=0)
     read_cache_flow_rows: int = Field(250_000, ge=1)
     read_cache_objects: int = Field(100_000, ge=1)
+    #: segments kept as bounds only (16 bytes each), over flows longer than ``read_cache_flow_rows``
+    read_cache_bound_segments: int = Field(10_000_000, ge=0)
+    #: rows of its newest segments a bounds-only flow keeps (the live edge's pages)
+    read_cache_tail_rows: int = Field(512, ge=0)
 
     #: paging: default and maximum ``limit`` on every listing
     default_limit: int = Field(100, ge=1)
@@ -114,7 +118,11 @@ class Settings(BaseSettings):
 
     def read_cache_config(self) -> CacheConfig:
         return CacheConfig(
-            segment_rows=self.read_cache_rows, flow_rows=self.read_cache_flow_rows, objects=self.read_cache_objects
+            segment_rows=self.read_cache_rows,
+            flow_rows=self.read_cache_flow_rows,
+            bound_segments=self.read_cache_bound_segments,
+            objects=self.read_cache_objects,
+            tail_rows=self.read_cache_tail_rows,
         )
 
     @property

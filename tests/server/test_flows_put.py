@@ -331,7 +331,10 @@ def test_delete_removes_flow_and_segments(client: TestClient) -> None:
 # -- events -----------------------------------------------------------------------------------------------
 def test_writes_publish_flow_and_source_events(quiet_client: TestClient) -> None:
     c = quiet_client
-    drain(c)
+    put(c, video_flow())
+    assert drain(c) == [], "no webhook wants events: nothing is published"
+    types = ["sources/created", "flows/created", "flows/updated", "sources/updated", "flows/deleted", "sources/deleted"]
+    assert c.post("/service/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": types}).status_code == 201
     f = video_flow()
     put(c, f)
     created = drain(c)

@@ -112,7 +112,8 @@ def test_streaming_a_flow_too_long_to_cache_keeps_what_readers_reread(tmp_path: 
         for _ in range(2):  # the live edge's readers come back
             assert len(listing(client, short)) == 5
         assert len(listing(client, long)) == 30
-        assert cache.kept_timeline(long) is None, "longer than read_cache_flow_rows"
+        kept = cache.kept_timeline(long)
+        assert kept is not None and kept.bounds_only, "longer than read_cache_flow_rows: bounds and a tail only"
         assert cache.kept_timeline(short) is not None
         assert all(cache.instances.peek(f"s{i}")[0] for i in range(5)), "re-read instances survive the stream"
         assert len(cache.instances) <= 20
