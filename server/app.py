@@ -8,10 +8,10 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 
 from server import errors, records
-from server.auth import authenticate
+from server.auth import Authorizer
 from server.config import Settings
 from server.deps import Stores
 from server.events import EventBus
@@ -121,8 +121,7 @@ def create_app(
             if catalog is None or owns_catalog:
                 app.state.catalog.close()
 
-    async def auth(request: Request) -> None:
-        request.state.principal = authenticate(request, settings)
+    auth = Authorizer(settings)
 
     app = FastAPI(
         title="TAMS (tams-analytics)",

@@ -13,11 +13,10 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from tams_analytics.storage.base import StorageError
-
 from server.workers import PeriodicWorker, Stop
 from tams_analytics.catalog import Catalog, utcnow
 from tams_analytics.catalog.references import collectable_objects, purge_objects
+from tams_analytics.storage.base import StorageError
 
 logger = logging.getLogger(__name__)
 
