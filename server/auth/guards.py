@@ -199,7 +199,8 @@ def _on(kind: str, param: str, stem: str, *, tags: bool = False, props: tuple[st
         out[f"DELETE_{stem}-tags-name"] = Guard(kind, param, Access.WRITE, _tag_change(kind, param))
     for prop in props:
         out |= {f"{m}_{stem}-{prop}": Guard(kind, param) for m in ("GET", "HEAD")}
-        out |= {f"{m}_{stem}-{prop}": Guard(kind, param, Access.WRITE) for m in ("PUT", "DELETE")}
+        writes = ("PUT",) if prop == "read-only" else ("PUT", "DELETE")  # read_only cannot be deleted
+        out |= {f"{m}_{stem}-{prop}": Guard(kind, param, Access.WRITE) for m in writes}
     return out
 
 
