@@ -151,7 +151,9 @@ class ClientCredentials(httpx.Auth):
         margin = min(self.refresh_margin_s, lifetime / 2)
         self._token = _Token(value, time.monotonic() + lifetime - margin)
         self.fetches += 1
-        logger.info("access token for client %s obtained from %s, valid %.0f s", self.client_id, self.token_url, lifetime)
+        logger.info(
+            "access token for client %s obtained from %s, valid %.0f s", self.client_id, self.token_url, lifetime
+        )
         return value
 
     def token(self, *, renew: bool = False) -> str:
