@@ -106,9 +106,6 @@ FILTERS: Final[Mapping[str, Mapping[str, FilterBuilder]]] = {
         "init_object_id": lambda v: isin("init_object_id", _list(v)),
         "timerange": lambda v: overlaps(v),
         "covered_by": lambda v: covered_by(v),
-        # segments of flows whose auth classes let these groups read them (AppNote 0016)
-        "readable_by": lambda v: permitted("flow", _list(v), column="flow_id"),
-        "writable_by": lambda v: permitted("flow", _list(v), write=True, column="flow_id"),
     },
     "objects": {
         "id": lambda v: isin("id", _list(v)),
@@ -138,8 +135,8 @@ def build(entity: str, **filters: Any) -> list[Predicate]:
 
     Besides the names in :data:`FILTERS`, tagged entities take ``tags={name: value_or_values}``,
     ``tags_exist={name: bool}``, ``readable_by=groups`` / ``writable_by=groups`` (the ``auth_classes`` tag
-    grants one of the groups read, or write, access: AppNote 0016), and sources/flows take
-    ``collected_by_ids``.
+    grants one of the groups read, or write, access: AppNote 0016; for segments, their flow's tag), and
+    sources/flows take ``collected_by_ids``.
 
     """
     known = FILTERS.get(entity)
@@ -153,8 +150,10 @@ def build(entity: str, **filters: Any) -> list[Predicate]:
             out.extend(tag(TAGGED[entity], k, v) for k, v in value.items())
         elif name == "tags_exist" and entity in TAGGED:
             out.extend(tag_exists(TAGGED[entity], k, bool(v)) for k, v in value.items())
-        elif name in ("readable_by", "writable_by") and entity in TAGGED:
-            out.append(permitted(TAGGED[entity], _list(value), write=name == "writable_by"))
+        elif name in ("readable_by", "writable_by") and (entity in TAGGED or entity == "segments"):
+            # segments: those of flows the groups may read (or write)
+            kind, column = (TAGGED[entity], "id") if entity in TAGGED else ("flow", "flow_id")
+            out.append(permitted(kind, _list(value), write=name == "writable_by", column=column))
         elif name == "collected_by_ids" and entity in ("sources", "flows"):
             out.append(_collected_by(value) if entity == "flows" else _source_collected_by(value))
         elif name in known:

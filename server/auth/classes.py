@@ -133,7 +133,7 @@ class Visibility:
                 return []
             name = self.principal.name
             own: Predicate = Term("created_by", "==", name) if name is not None else Const(False)
-            return [AnyOf((own, permitted("webhook", groups))) if self.classes else own]
+            return [AnyOf((own, permitted("webhook", groups))) if self.classes and groups else own]
         return F.build(entity, readable_by=groups) if self.classes else []
 
     def readable_flows(self, catalog: Catalog, flow_ids: Sequence[str]) -> list[str]:
