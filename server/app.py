@@ -8,10 +8,10 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 
 from server import errors, observability, records
-from server.auth import authenticate
+from server.auth import Authorizer
 from server.config import Settings
 from server.deps import Stores
 from server.events import EventBus
@@ -125,8 +125,7 @@ def create_app(
             if catalog is None or owns_catalog:
                 app.state.catalog.close()
 
-    async def auth(request: Request) -> None:
-        request.state.principal = authenticate(request, settings)
+    auth = Authorizer(settings)
 
     app = FastAPI(
         title="TAMS (tams-analytics)",
@@ -136,6 +135,7 @@ def create_app(
         docs_url="/docs",
     )
     app.state.settings = settings
+    app.state.authorizer = auth
     app.state.events = EventBus(enabled=settings.webhooks)
     redact_access_logs()
     errors.install(app)

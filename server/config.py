@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tams_analytics.cache import CacheConfig
 
+#: JWT signature algorithms with a public verification key (``none`` and ``HS*`` are never accepted)
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
 
 class Settings(BaseSettings):
     """Everything the server needs to know about its deployment.
@@ -70,11 +73,33 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     max_bulk_segments: int = Field(100_000, ge=1)
 
-    auth: Literal["none", "basic", "bearer"] = "none"
+    #: ``jwt``: OAuth2 JWTs from an identity provider (production); ``basic``/``bearer``: static
+    #: credentials for single-machine use (all scopes, no auth classes)
+    auth: Literal["none", "basic", "bearer", "jwt"] = "none"
     #: ``user:password`` pairs, comma separated, for basic auth
     basic_users: SecretStr | None = None
     #: accepted bearer / ``access_token`` tokens, comma separated
     bearer_tokens: SecretStr | None = None
+    #: the identity provider's issuer URL (checked against ``iss``; its OpenID discovery document
+    #: names the JWKS unless ``jwt_jwks_url`` is given) and the audience this service is (``aud``)
+    jwt_issuer: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_audience: str | None = None
+    #: accepted signature algorithms, comma separated (asymmetric only: never ``none`` nor HMAC)
+    jwt_algorithms: str = "RS256,RS384,RS512,PS256,PS384,PS512,ES256,ES384,ES512,EdDSA"
+    #: clock skew allowed on ``exp``/``nbf``/``iat``, seconds
+    jwt_leeway_s: float = Field(30, ge=0, le=300)
+    #: the JWKS is fetched again after this long, and at most once per ``jwt_jwks_min_refresh_s`` when a
+    #: token names an unknown key (rotation needs no restart; a flood of made-up key ids costs one fetch)
+    jwt_jwks_ttl_s: float = Field(3600, gt=0)
+    jwt_jwks_min_refresh_s: float = Field(30, ge=0)
+    jwt_http_timeout_s: float = Field(5, gt=0)
+    #: the claim listing the caller's groups (matched against ``auth_classes`` tags)
+    jwt_groups_claim: str = "groups"
+    #: the prefix of the AppNote 0016 scopes: ``<prefix>read``, ``write``, ``delete``, ``admin``
+    jwt_scope_prefix: str = "tams-api/"
+    #: per-content permissions from ``auth_classes`` tags (AppNote 0016), with ``auth=jwt``
+    auth_classes: bool = False
 
     webhooks: bool = True
     #: allow webhook URLs on loopback/private addresses (tests, single-machine setups)
@@ -107,6 +132,12 @@ class Settings(BaseSettings):
             raise ValueError("TAMS_AUTH=basic needs TAMS_BASIC_USERS")
         if self.auth == "bearer" and not self.bearer_tokens:
             raise ValueError("TAMS_AUTH=bearer needs TAMS_BEARER_TOKENS")
+        if self.auth == "jwt" and not (self.jwt_issuer and self.jwt_audience):
+            raise ValueError("TAMS_AUTH=jwt needs TAMS_JWT_ISSUER and TAMS_JWT_AUDIENCE (checked in every token)")
+        if self.auth == "jwt":
+            self.jwt_algorithm_list()  # refuses none and HMAC
+        if self.auth_classes and self.auth != "jwt":
+            raise ValueError("TAMS_AUTH_CLASSES needs TAMS_AUTH=jwt (groups come from the tokens)")
         if self.storage == "s3" and not self.s3_bucket:
             raise ValueError("TAMS_STORAGE=s3 needs TAMS_S3_BUCKET")
         return self
@@ -115,6 +146,17 @@ class Settings(BaseSettings):
     def url_lifetime_s(self) -> int:
         """The longest lifetime of a signed URL: how long a rotated-out signing key stays accepted."""
         return max(self.presign_get_s, self.presign_put_s)
+
+    def jwt_algorithm_list(self) -> list[str]:
+        """The accepted JWT algorithms; ValueError for ``none``, HMAC or unknown names."""
+        algorithms = [a.strip() for a in self.jwt_algorithms.split(",") if a.strip()]
+        refused = [a for a in algorithms if a not in ASYMMETRIC_ALGORITHMS]
+        if refused or not algorithms:
+            raise ValueError(
+                f"TAMS_JWT_ALGORITHMS: {', '.join(refused) or 'nothing'} refused; "
+                f"accepted are {', '.join(ASYMMETRIC_ALGORITHMS)} (never none, never HMAC with a public key)"
+            )
+        return algorithms
 
     def read_cache_config(self) -> CacheConfig:
         return CacheConfig(

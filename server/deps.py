@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from server.auth.classes import UNRESTRICTED, Visibility
+from server.auth.principal import ANONYMOUS, Principal
 from server.config import Settings
 from server.conversion.urls import MintedUrlLists
 from server.events import EventBus
@@ -63,8 +65,20 @@ async def get_principal(request: Request) -> str | None:
     return getattr(request.state, "principal", None)
 
 
+async def get_visibility(request: Request) -> Visibility:
+    """What this request's listings may show (set by the auth dependency; everything without one)."""
+    return getattr(request.state, "visibility", UNRESTRICTED)
+
+
+async def get_caller(request: Request) -> Principal:
+    """The caller's name, scopes and groups (set by the auth dependency)."""
+    return getattr(request.state, "caller", ANONYMOUS)
+
+
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 StoresDep = Annotated[Stores, Depends(get_stores)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EventsDep = Annotated[EventBus, Depends(get_events)]
 PrincipalDep = Annotated[str | None, Depends(get_principal)]
+VisibilityDep = Annotated[Visibility, Depends(get_visibility)]
+CallerDep = Annotated[Principal, Depends(get_caller)]

@@ -38,6 +38,9 @@ class Event:
     source_id: str | None = None
     flow_collected_by: list[str] = field(default_factory=list)
     source_collected_by: list[str] = field(default_factory=list)
+    #: the ``auth_classes`` of the flow (flow events) or source (source events) the event is about: who
+    #: may receive it (:func:`server.auth.classes.may_read`)
+    auth_classes: list[str] = field(default_factory=list)
     #: ``flows/segments_added``: the stored segment rows, rendered per webhook (get_urls options differ)
     segment_rows: list[dict[str, Any]] = field(default_factory=list)
     timestamp: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import Request
 
+from server.auth.classes import AUTH_CLASSES_TAG, class_list
 from server.conversion.flows import flow_wire, source_wire
 from server.events import Event, EventBus
 from tams_analytics.catalog import Catalog, Changes
@@ -25,6 +26,13 @@ class FlowContext:
     source_id: str
     flow_collected_by: list[str] = field(default_factory=list)
     source_collected_by: list[str] = field(default_factory=list)
+    #: the ``auth_classes`` of the flow and of its source (who may receive events about them)
+    flow_classes: list[str] = field(default_factory=list)
+    source_classes: list[str] = field(default_factory=list)
+
+
+def _classes(doc: Mapping[str, Any]) -> list[str]:
+    return class_list((doc.get("tags") or {}).get(AUTH_CLASSES_TAG))
 
 
 def capture(source: Request | Any, flow_ids: Iterable[str], *events: str) -> dict[str, FlowContext]:
@@ -40,7 +48,12 @@ def capture(source: Request | Any, flow_ids: Iterable[str], *events: str) -> dic
             continue
         src = catalog.get_source(doc["source_id"]) or {}
         out[fid] = FlowContext(
-            fid, doc["source_id"], list(doc.get("collected_by", [])), list(src.get("collected_by", []))
+            fid,
+            doc["source_id"],
+            list(doc.get("collected_by", [])),
+            list(src.get("collected_by", [])),
+            _classes(doc),
+            _classes(src),
         )
     return out
 
@@ -80,6 +93,7 @@ def publish_changes(
                     {"source": source_wire(doc)},
                     source_id=sid,
                     source_collected_by=list(doc.get("collected_by", [])),
+                    auth_classes=_classes(doc),
                 )
             )
     for fid in changes.flows_created + changes.flows_updated:
@@ -96,6 +110,7 @@ def publish_changes(
                 source_id=doc["source_id"],
                 flow_collected_by=list(doc.get("collected_by", [])),
                 source_collected_by=list(src.get("collected_by", [])),
+                auth_classes=_classes(doc),
             )
         )
     for fid in changes.flows_deleted if bus.wants("flows/deleted") else ():
@@ -108,6 +123,7 @@ def publish_changes(
                 source_id=ctx.source_id if ctx else None,
                 flow_collected_by=ctx.flow_collected_by if ctx else [],
                 source_collected_by=ctx.source_collected_by if ctx else [],
+                auth_classes=ctx.flow_classes if ctx else [],
             )
         )
     for sid in changes.sources_deleted if bus.wants("sources/deleted") else ():
@@ -118,6 +134,7 @@ def publish_changes(
                 {"source_id": sid},
                 source_id=sid,
                 source_collected_by=ctx.source_collected_by if ctx else [],
+                auth_classes=ctx.source_classes if ctx else [],
             )
         )
 
@@ -136,6 +153,7 @@ def publish_segments_added(request: Request | Any, flow_id: str, rows: Sequence[
             source_id=ctx.source_id if ctx else None,
             flow_collected_by=ctx.flow_collected_by if ctx else [],
             source_collected_by=ctx.source_collected_by if ctx else [],
+            auth_classes=ctx.flow_classes if ctx else [],
             segment_rows=[dict(r) for r in rows],
         )
     )
@@ -153,5 +171,6 @@ def publish_segments_deleted(bus: EventBus, ctx: FlowContext | None, flow_id: st
             source_id=ctx.source_id if ctx else None,
             flow_collected_by=ctx.flow_collected_by if ctx else [],
             source_collected_by=ctx.source_collected_by if ctx else [],
+            auth_classes=ctx.flow_classes if ctx else [],
         )
     )

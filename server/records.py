@@ -62,6 +62,10 @@ def get_profile(catalog: Catalog, profile_id: str) -> dict[str, Any] | None:
 
 
 # -- webhooks -------------------------------------------------------------------------------------------
+#: key of a webhook document holding its owner's scopes and groups (never on the wire)
+OWNER_ACCESS = "owner_access"
+
+
 def save_webhook(
     catalog: Catalog,
     webhook: Mapping[str, Any],
@@ -69,10 +73,12 @@ def save_webhook(
     api_key_value: str | None = None,
     keep_secret: bool = False,
     created_by: str | None = None,
+    owner_access: Mapping[str, Any] | None = None,
 ) -> None:
     """Insert or replace a webhook. ``keep_secret`` keeps the stored ``api_key_value`` when none is given.
 
-    ``created_by`` names the owner of a new webhook; a replaced webhook keeps its owner.
+    ``created_by`` names the owner of a new webhook and ``owner_access`` its scopes and groups (which
+    events it may receive); a replaced webhook keeps both.
     """
     with catalog.transaction():
         old = catalog.row("webhooks", [Term("id", "==", webhook["id"])])
@@ -80,8 +86,11 @@ def save_webhook(
         doc = {
             k: v
             for k, v in webhook.items()
-            if k not in ("id", "url", "status", "api_key_name", "api_key_value", "error", "tags")
+            if k not in ("id", "url", "status", "api_key_name", "api_key_value", "error", "tags", OWNER_ACCESS)
         }
+        kept = json.loads(old["doc"]).get(OWNER_ACCESS) if old and old.get("doc") else None
+        if owner_access is not None or kept is not None:
+            doc[OWNER_ACCESS] = dict(owner_access) if owner_access is not None else kept
         catalog.engine.delete("webhooks", [Term("id", "==", webhook["id"])])
         catalog.engine.insert(
             "webhooks",

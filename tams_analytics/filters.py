@@ -21,6 +21,7 @@ from tams_analytics.predicates import (
     eq,
     isin,
     overlaps,
+    permitted,
     tag,
     tag_exists,
 )
@@ -133,7 +134,9 @@ def build(entity: str, **filters: Any) -> list[Predicate]:
     """Predicates for named filters on ``entity``; ``None`` values are ignored.
 
     Besides the names in :data:`FILTERS`, tagged entities take ``tags={name: value_or_values}``,
-    ``tags_exist={name: bool}``, and sources/flows take ``collected_by_ids``.
+    ``tags_exist={name: bool}``, ``readable_by=groups`` / ``writable_by=groups`` (the ``auth_classes`` tag
+    grants one of the groups read, or write, access: AppNote 0016; for segments, their flow's tag), and
+    sources/flows take ``collected_by_ids``.
 
     """
     known = FILTERS.get(entity)
@@ -147,6 +150,10 @@ def build(entity: str, **filters: Any) -> list[Predicate]:
             out.extend(tag(TAGGED[entity], k, v) for k, v in value.items())
         elif name == "tags_exist" and entity in TAGGED:
             out.extend(tag_exists(TAGGED[entity], k, bool(v)) for k, v in value.items())
+        elif name in ("readable_by", "writable_by") and (entity in TAGGED or entity == "segments"):
+            # segments: those of flows the groups may read (or write)
+            kind, column = (TAGGED[entity], "id") if entity in TAGGED else ("flow", "flow_id")
+            out.append(permitted(kind, _list(value), write=name == "writable_by", column=column))
         elif name == "collected_by_ids" and entity in ("sources", "flows"):
             out.append(_collected_by(value) if entity == "flows" else _source_collected_by(value))
         elif name in known:

@@ -50,7 +50,7 @@ def webhook_wire(doc: Mapping[str, Any]) -> dict[str, Any]:
     """A catalog webhook document as ``webhook-get.json``: never with ``api_key_value``."""
     out = {k: doc[k] for k in _ORDER if k in doc and doc[k] is not None}
     for k, v in doc.items():
-        if k not in out and k != "api_key_value" and v is not None and k not in ("created", "created_by"):
+        if k not in out and v is not None and k not in ("api_key_value", "created", "created_by", "owner_access"):
             out[k] = v
     return out
 

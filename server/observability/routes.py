@@ -21,7 +21,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from server.auth import authenticate
 from server.errors import error_response
 from server.observability.metrics import CONTENT_TYPE, render
 from server.responses import json_response
@@ -76,6 +75,6 @@ async def ready(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     settings = request.app.state.settings
     if settings.metrics_auth == "same":
-        request.state.principal = authenticate(request, settings)
+        await request.app.state.authorizer.identify(request)
     body = await run_in_threadpool(render, request.app)
     return Response(body, media_type=CONTENT_TYPE)

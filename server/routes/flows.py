@@ -25,9 +25,10 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from server import records
+from server.auth.classes import inherit_source_classes
 from server.conversion.flows import flow_from_put, flow_wire, profile_fields_in
 from server.deletion import delete_flow as delete_flow_now
-from server.deps import CatalogDep, PrincipalDep, SettingsDep
+from server.deps import CatalogDep, PrincipalDep, SettingsDep, VisibilityDep
 from server.errors import bad_request, forbidden, not_found
 from server.paging import Page, clamp_limit
 from server.publish import capture, publish_changes
@@ -68,6 +69,7 @@ def list_flows(
     request: Request,
     catalog: CatalogDep,
     settings: SettingsDep,
+    visible: VisibilityDep,
     source_id: str | None = None,
     timerange: str | None = None,
     format: str | None = None,
@@ -99,6 +101,7 @@ def list_flows(
         collected_by_ids=query_value(collected_by_ids, "uuid-list-empty.json", "collected_by_ids"),
         **listing_tag_filters(request),
     )
+    where.extend(visible.where("flows"))  # only flows this request may read (auth classes)
     tr = parse_timerange(timerange)
     if tr is not None:
         where.append(flows_with_content(tr))
@@ -175,7 +178,10 @@ def _put_flow(
     # a flow moving to another source may take its old source with it: keep what its event needs
     moved = old is not None and old["source_id"] != doc["source_id"]
     contexts = capture(request, [flow_id], "sources/deleted") if moved else {}
-    created, changes = catalog.put_flow(doc, principal=principal)
+    with catalog.transaction():
+        created, changes = catalog.put_flow(doc, principal=principal)
+        if request.app.state.settings.auth_classes:
+            inherit_source_classes(catalog, changes, doc)  # a new source takes its first flow's classes
     publish_changes(request, changes, contexts)
     if not created:
         return Response(status_code=204)
@@ -223,8 +229,11 @@ add_property_routes(router, FLOW, "avg_bit_rate", _int_body)
 
 # -- flow collection ----------------------------------------------------------------------------------------
 @get_and_head(router, "/{flow_id}/flow_collection", "flows-flowId-flow-collection")
-def get_flow_collection(request: Request, flow_id: str, catalog: CatalogDep) -> Response:
-    return json_response(_flow_doc(catalog, flow_id).get("flow_collection", []), request=request)
+def get_flow_collection(request: Request, flow_id: str, catalog: CatalogDep, visible: VisibilityDep) -> Response:
+    """The flow's collection, without the members this request may not read (auth classes)."""
+    items = _flow_doc(catalog, flow_id).get("flow_collection", [])
+    readable = set(visible.readable_flows(catalog, [i["id"] for i in items]))
+    return json_response([i for i in items if i["id"] in readable], request=request)
 
 
 @router.put("/{flow_id}/flow_collection", operation_id="PUT_flows-flowId-flow-collection", status_code=204)

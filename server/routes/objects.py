@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from server.conversion.objects import object_wire
 from server.conversion.urls import UrlMinter, UrlOptions
-from server.deps import CatalogDep, SettingsDep, Stores, StoresDep
+from server.deps import CatalogDep, SettingsDep, Stores, StoresDep, VisibilityDep
 from server.errors import bad_request, not_found
 from server.paging import Page, clamp_limit, page_list
 from server.routes._common import get_and_head, json_body, json_response, parse_bool, prefixed_params
@@ -42,13 +42,14 @@ def get_object(
     catalog: CatalogDep,
     stores: StoresDep,
     settings: SettingsDep,
+    visible: VisibilityDep,
     limit: Annotated[int | None, Query()] = None,
     page: str | None = None,
 ) -> Response:
     """A registered object: the flows referencing it (paged), its timerange and ``get_urls``.
 
     Unknown ids, and ids allocated by ``POST /flows/{id}/storage`` but never registered in a
-    segment, are 404.
+    segment, are 404. ``referenced_by_flows`` lists only flows the request may read (auth classes).
     """
     n = clamp_limit(limit, settings.default_limit, settings.max_limit)
     options = UrlOptions.from_request(request, settings.presign_get_s)
@@ -57,8 +58,10 @@ def get_object(
     if obj is None:
         raise not_found(f"object {object_id!r} does not exist")
     refs = obj["referenced_by_flows"]
-    if refs and (flow_filters["tags"] or flow_filters["tags_exist"]):
-        kept = catalog.rows("flows", build("flows", id=refs, **flow_filters), columns=["id"]).column("id")
+    hidden = visible.where("flows")
+    if refs and (flow_filters["tags"] or flow_filters["tags_exist"] or hidden):
+        where = [*build("flows", id=refs, **flow_filters), *hidden]
+        kept = catalog.rows("flows", where, columns=["id"]).column("id")
         refs = sorted(kept.to_pylist())
     items, next_key = page_list(refs, limit=n, page=page)
     get_urls = init_urls = None

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from server.conversion.flows import source_wire
-from server.deps import CatalogDep, SettingsDep
+from server.deps import CatalogDep, SettingsDep, VisibilityDep
 from server.errors import bad_request, not_found
 from server.paging import Page, clamp_limit, page_sorted
 from server.routes._common import check_uuid, get_and_head, json_response, tag_filters
@@ -97,6 +97,7 @@ def list_sources(
     request: Request,
     catalog: CatalogDep,
     settings: SettingsDep,
+    visible: VisibilityDep,
     label: str | None = None,
     format: str | None = None,
     collected_by_ids: str | None = None,
@@ -116,7 +117,7 @@ def list_sources(
     rows, next_key = sorted_rows(
         catalog,
         "sources",
-        where,
+        [*where, *visible.where("sources")],  # only sources this request may read (auth classes)
         sort_by=sort_key(sort_by, SOURCE_SORT_KEYS),
         reverse=reverse_order,
         limit=n,

@@ -4,8 +4,10 @@ Every filter and transformation option of ``webhook.json`` is supported; keys th
 know are refused with 400 (the spec's answer for unsupported options). ``api_key_value`` is stored to
 send with deliveries and never returned. URLs go through the SSRF guard (``server.ssrf``). With
 authentication on, each caller sees and edits only the webhooks it registered (others answer 404, as
-AN 0016 recommends); with ``auth=none`` everyone sees everything. With ``settings.webhooks`` off every
-operation here answers 404.
+AN 0016 recommends), or that their auth classes let it read (``TAMS_AUTH_CLASSES``); the ``admin`` scope
+and ``auth=none`` see everything. A new webhook keeps its registering principal's scopes and groups,
+to decide which events it may receive (:func:`server.auth.classes.may_read`). With ``settings.webhooks``
+off every operation here answers 404.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from server import records
+from server.auth import Principal
+from server.auth.classes import Visibility
 from server.config import Settings
 from server.conversion.webhooks import unsupported_keys, webhook_record, webhook_wire
-from server.deps import CatalogDep, EventsDep, PrincipalDep, SettingsDep
+from server.deps import CallerDep, CatalogDep, EventsDep, SettingsDep, VisibilityDep
 from server.errors import bad_request, not_found
 from server.paging import Page, clamp_limit, page_sorted
 from server.routes._common import check_uuid, get_and_head, json_body, json_response, tag_filters
@@ -45,16 +49,10 @@ def _webhooks_offered(request: Request) -> None:
 router = APIRouter(prefix="/service/webhooks", tags=["Webhooks"], dependencies=[Depends(_webhooks_offered)])
 
 
-def _owner_scope(settings: Settings, principal: str | None) -> list[Predicate]:
-    """With authentication on, a caller's view is limited to the webhooks it registered."""
-    if settings.auth == "none":
-        return []
-    return [Term("created_by", "==", principal)]
-
-
-def _owned(catalog: Catalog, settings: Settings, principal: str | None, webhook_id: str) -> dict[str, Any]:
+def _owned(catalog: Catalog, visible: Visibility, webhook_id: str) -> dict[str, Any]:
+    """The webhook, if this request may see it (else 404)."""
     check_uuid(webhook_id, "webhook id")
-    where: list[Predicate] = [Term("id", "==", webhook_id), *_owner_scope(settings, principal)]
+    where: list[Predicate] = [Term("id", "==", webhook_id), *visible.where("webhooks")]
     row = catalog.row("webhooks", where)
     if row is None:
         raise not_found(f"webhook {webhook_id} does not exist")
@@ -101,14 +99,14 @@ def list_webhooks(
     request: Request,
     catalog: CatalogDep,
     settings: SettingsDep,
-    principal: PrincipalDep,
+    visible: VisibilityDep,
     reverse_order: bool = False,
     limit: Annotated[int | None, Query()] = None,
     page: str | None = None,
 ) -> Response:
     """Webhooks in alphabetical order of ``url`` (ties by id), filtered by tags."""
     n = clamp_limit(limit, settings.default_limit, settings.max_limit)
-    where = [*build("webhooks", **tag_filters(request)), *_owner_scope(settings, principal)]
+    where = [*build("webhooks", **tag_filters(request)), *visible.where("webhooks")]
     table = catalog.rows("webhooks", where)
     chunk, next_key = page_sorted(table, sort_by="url", descending=False, reverse=reverse_order, limit=n, page=page)
     items = [webhook_wire(d) for d in records.webhook_docs(catalog, chunk.to_pylist())]
@@ -117,49 +115,46 @@ def list_webhooks(
 
 
 @router.post("", operation_id="POST_webhooks", status_code=201)
-async def post_webhook(
-    request: Request, catalog: CatalogDep, settings: SettingsDep, principal: PrincipalDep
-) -> Response:
+async def post_webhook(request: Request, catalog: CatalogDep, settings: SettingsDep, caller: CallerDep) -> Response:
     body = await _checked_body(request, "webhook-post.json", settings)
     webhook_id = str(uuid.uuid4())
     record = webhook_record(body, webhook_id, body.get("status", "created"))
-    response = await run_in_threadpool(_create, catalog, record, body.get("api_key_value"), principal)
+    response = await run_in_threadpool(_create, catalog, record, body.get("api_key_value"), caller)
     request.app.state.events.subscriptions_changed()
     return response
 
 
-def _create(catalog: Catalog, record: dict[str, Any], api_key_value: str | None, principal: str | None) -> Response:
+def _create(catalog: Catalog, record: dict[str, Any], api_key_value: str | None, caller: Principal) -> Response:
     """The catalog side of ``POST /service/webhooks`` (blocking: run it in the threadpool)."""
-    records.save_webhook(catalog, record, api_key_value=api_key_value, created_by=principal)
+    records.save_webhook(
+        catalog, record, api_key_value=api_key_value, created_by=caller.name, owner_access=caller.to_json()
+    )
     return json_response(webhook_wire(_stored(catalog, record["id"])), status=201)
 
 
 @get_and_head(router, "/{webhook_id}", "webhooks-webhookId")
-def get_webhook(
-    request: Request, webhook_id: str, catalog: CatalogDep, settings: SettingsDep, principal: PrincipalDep
-) -> Response:
-    return json_response(webhook_wire(_owned(catalog, settings, principal, webhook_id)), request=request)
+def get_webhook(request: Request, webhook_id: str, catalog: CatalogDep, visible: VisibilityDep) -> Response:
+    return json_response(webhook_wire(_owned(catalog, visible, webhook_id)), request=request)
 
 
 @router.put("/{webhook_id}", operation_id="PUT_webhooks", status_code=201)
 async def put_webhook(
-    request: Request, webhook_id: str, catalog: CatalogDep, settings: SettingsDep, principal: PrincipalDep
+    request: Request, webhook_id: str, catalog: CatalogDep, settings: SettingsDep, visible: VisibilityDep
 ) -> Response:
     """Replace a webhook's configuration; answers **201** with the webhook (as the spec declares)."""
     check_uuid(webhook_id, "webhook id")
     body = await _checked_body(request, "webhook-put.json", settings)
     if body["id"] != webhook_id:
         raise bad_request(f"webhook id {body['id']!r} in the body differs from {webhook_id} in the path")
-    response = await run_in_threadpool(_replace, catalog, settings, principal, webhook_id, body)
+    response = await run_in_threadpool(_replace, catalog, visible, webhook_id, body)
     request.app.state.events.subscriptions_changed()
     return response
 
 
-def _replace(
-    catalog: Catalog, settings: Settings, principal: str | None, webhook_id: str, body: dict[str, Any]
-) -> Response:
-    """The catalog side of ``PUT /service/webhooks/{id}`` (blocking: run it in the threadpool)."""
-    current = _owned(catalog, settings, principal, webhook_id)
+def _replace(catalog: Catalog, visible: Visibility, webhook_id: str, body: dict[str, Any]) -> Response:
+    """The catalog side of ``PUT /service/webhooks/{id}`` (blocking: run it in the threadpool).
+    The webhook keeps its owner, and the owner's scopes and groups."""
+    current = _owned(catalog, visible, webhook_id)
     status = _next_status(current["status"], body["status"])
     same_key = body.get("api_key_name") is not None and body.get("api_key_name") == current.get("api_key_name")
     records.save_webhook(
@@ -173,10 +168,8 @@ def _replace(
 
 
 @router.delete("/{webhook_id}", operation_id="DELETE_webhooks-webhookId", status_code=204)
-def delete_webhook(
-    webhook_id: str, catalog: CatalogDep, settings: SettingsDep, principal: PrincipalDep, events: EventsDep
-) -> Response:
-    _owned(catalog, settings, principal, webhook_id)
+def delete_webhook(webhook_id: str, catalog: CatalogDep, visible: VisibilityDep, events: EventsDep) -> Response:
+    _owned(catalog, visible, webhook_id)
     records.delete_webhook(catalog, webhook_id)
     events.subscriptions_changed()
     return Response(status_code=204)

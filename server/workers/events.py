@@ -6,6 +6,10 @@ one thread per webhook, so events reach each receiver in order and a slow or fai
 delays the others, nor any request. A ``flows/segments_added`` event of a large bulk registration
 goes out as notifications of at most :data:`SEGMENTS_PER_NOTIFICATION` segments.
 
+With auth classes on (``TAMS_AUTH_CLASSES``), a webhook receives only the events its registering
+principal may read (:func:`server.auth.classes.may_read`, a pure function of the owner's scopes and
+groups kept with the webhook, and the classes the event carries).
+
 A delivery is retried with exponential backoff (``webhook_retry_base_s`` doubling,
 ``webhook_max_attempts`` in all, each with ``webhook_timeout_s``). The first success moves a
 ``created`` webhook to ``started``; exhausting the attempts sets ``error`` with an ``error.json``.
@@ -34,6 +38,8 @@ from typing import Any
 import httpx
 
 from server import records
+from server.auth.classes import may_read
+from server.auth.principal import Principal
 from server.conversion.webhooks import minimal_segments, notification
 from server.errors import error_body
 from server.events import Event
@@ -155,10 +161,19 @@ class Delivery:
 
     def route(self, event: Event) -> None:
         rows = self.catalog.rows("webhooks", [Term("status", "isin", ACTIVE)]).to_pylist()
-        targets = [w["id"] for w in records.webhook_docs(self.catalog, rows) if matches(w, event)]
+        targets = [w["id"] for w in records.webhook_docs(self.catalog, rows) if self.wants(w, event)]
         for part in split(event):
             for webhook_id in targets:
                 self._enqueue(webhook_id, part)
+
+    def wants(self, webhook: Mapping[str, Any], event: Event) -> bool:
+        """The webhook subscribes to ``event`` and, with auth classes on, its owner may read it
+        (decided per event, on the classes the resource has now: AppNote 0016)."""
+        if not matches(webhook, event):
+            return False
+        if not self.settings.auth_classes:
+            return True
+        return may_read(Principal.from_json(webhook.get(records.OWNER_ACCESS)), event)
 
     def _enqueue(self, webhook_id: str, event: Event) -> None:
         with self._lock:

@@ -175,7 +175,7 @@ class Catalog:
         if _never(flat):
             return None
         if not self.engine.capabilities.subqueries:
-            flat = [self._resolve_subquery(p) if isinstance(p, InSubquery) else p for p in flat]
+            flat = [P.resolve_subqueries(p, self._resolve_subquery) for p in flat]
             if _never(flat):
                 return None
         return flat

@@ -107,3 +107,35 @@ def test_flow_and_source_tags_do_not_mix(catalog: Catalog) -> None:
     assert ids(catalog.flows(tags={"genre": "sport"})) == set()
     assert catalog.flow_tags(f["id"]) == {"genre": "news"}
     assert catalog.get_source(f["source_id"])["tags"] == {"genre": "sport"}  # type: ignore[index]
+
+
+def test_auth_class_filters_keep_what_the_groups_may_read_or_write(catalog: Catalog) -> None:
+    """AppNote 0016 classes: ``X`` grants group X read and write, ``X_ro`` read only; no classes, no one."""
+    from tams_analytics import filters as F
+    from tams_analytics.predicates import AnyOf, Term
+
+    news = put(catalog, tags={"auth_classes": ["news", "sport_ro"]})
+    sport = put(catalog, tags={"auth_classes": "sport"})
+    put(catalog, tags={"auth_classes": []})
+    put(catalog, tags={"genre": "sport"})
+
+    def flows(**filters: object) -> set[str]:
+        return set(catalog.rows("flows", F.build("flows", **filters)).column("id").to_pylist())
+
+    assert flows(readable_by=["sport"]) == {news["id"], sport["id"]}
+    assert flows(writable_by=["sport"]) == {sport["id"]}
+    assert flows(readable_by=["news"]) == flows(writable_by=["news"]) == {news["id"]}
+    assert flows(readable_by=["sport_ro"]) == flows(readable_by=[]) == set()
+    assert flows(readable_by=["news"], tags={"auth_classes": "sport_ro"}) == {news["id"]}
+    # an OR holding the filter (webhooks: "mine, or my classes") runs on every engine
+    either = AnyOf((Term("id", "==", sport["id"]), *F.build("flows", readable_by=["news"])))
+    assert set(catalog.rows("flows", [either]).column("id").to_pylist()) == {news["id"], sport["id"]}
+    segments = F.build("segments", readable_by=["sport"])
+    catalog.add_segments(news["id"], [{"object_id": "o-auth", "timerange": "[0:0_1:0)"}])
+    assert catalog.rows("segments", [Term("object_id", "==", "o-auth"), *segments]).num_rows == 1
+    assert (
+        catalog.rows(
+            "segments", [Term("object_id", "==", "o-auth"), *F.build("segments", writable_by=["sport"])]
+        ).num_rows
+        == 0
+    )

@@ -126,6 +126,8 @@ SUBQUERY_FILTERS: list[dict[str, Any]] = [
     {"collected_by_ids": ""},
     {"collected_by_ids": "c1"},
     {"collected_by_ids": "c1,c2", "tags": {"genre": "news"}},
+    {"readable_by": ["news", "sport"]},
+    {"writable_by": "news", "tags": {"genre": "news"}},
 ]
 
 
