@@ -1,0 +1,100 @@
+"""Media test helpers: tiny real H.264 segments with their timestamps burnt in, a live server on 127.0.0.1,
+and the ingest a real client does (allocate storage, PUT the bytes to the put_url, POST the segments)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from fractions import Fraction
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from tams_analytics.media import ns_to_pts
+from tams_analytics.media.demo_media import VideoShape, video_frames
+from tams_analytics.media.encode import h264_ts
+from tams_analytics.media.mpegts import TsTemplate
+
+NS = 1_000_000_000
+#: the tests' video: tiny, so encoding and decoding cost milliseconds
+W, H, RATE = 96, 64, 25
+SHAPE = VideoShape(W, H, Fraction(RATE))
+
+
+def segment_media(start_ns: int, seconds: float = 1.0, *, ts_offset: int = 0) -> bytes:
+    """An MPEG-TS object of ``seconds`` of video whose frames carry their flow timestamps from ``start_ns``,
+    with media timestamps ``flow time - ts_offset``."""
+    frames = video_frames(SHAPE, SHAPE.frames(int(seconds * NS)), start_ns, "test")
+    return TsTemplate.parse(h264_ts(frames, W, H, SHAPE.rate, preset="ultrafast")).at(ns_to_pts(start_ns - ts_offset))
+
+
+def video_flow(**extra: Any) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "source_id": str(uuid.uuid4()),
+        "format": "urn:x-nmos:format:video",
+        "codec": "video/h264",
+        "container": "video/mp2t",
+        "essence_parameters": {"frame_width": W, "frame_height": H, "frame_rate": {"numerator": RATE}},
+        **extra,
+    }
+
+
+def ingest(api: httpx.Client, flow_id: str, segments: list[dict[str, Any]], media: list[bytes]) -> list[str]:
+    """Upload ``media`` through the flow's storage allocation and register ``segments`` (their
+    ``object_id`` filled in, one object each, in order); returns the object ids."""
+    r = api.post(f"/flows/{flow_id}/storage", json={"limit": len(media)})
+    assert r.status_code == 201, r.text
+    ids = []
+    with httpx.Client(trust_env=False, timeout=30) as plain:
+        for m, data in zip(r.json()["media_objects"], media, strict=False):
+            put = m["put_url"]
+            headers = httpx.Headers({"content-type": put["content-type"]})
+            headers.update(put.get("headers", {}))
+            assert plain.put(put["url"], content=data, headers=headers).status_code in (200, 201)
+            ids.append(m["object_id"])
+    docs = [{**s, "object_id": oid} for s, oid in zip(segments, ids, strict=True)]
+    r = api.post(f"/flows/{flow_id}/segments", json=docs)
+    assert r.status_code == 201, r.text
+    return ids
+
+
+@contextlib.contextmanager
+def serve(app: FastAPI) -> Iterator[httpx.Client]:
+    """``app`` under uvicorn on 127.0.0.1 (a free port) in a thread; an API client on it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=30) as c:
+            yield c
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        sock.close()
+
+
+@pytest.fixture
+def live_api(tmp_path: Any) -> Iterator[httpx.Client]:
+    from server.app import create_app
+    from server.config import Settings
+
+    app = create_app(Settings(data_dir=tmp_path / "data", playlist_live_segments=3))
+    with serve(app) as api:
+        api.app = app  # type: ignore[attr-defined]
+        yield api
