@@ -68,10 +68,12 @@ def _rate(fr: dict[str, int]) -> Fraction:
 
 
 def ts_offsets(starts: np.ndarray) -> np.ndarray:
-    """The app note 0002 ``ts_offset`` (ns) of MPEG-TS segments starting at ``starts`` (flow ns)."""
-    ticks = starts * 9 // 100_000
+    """The app note 0002 ``ts_offset`` (ns) of MPEG-TS segments starting at ``starts`` (flow ns): as
+    :func:`~tams_analytics.media.pts_offset_ns`, in int64 without overflow (ns * 9 would not fit)."""
+    starts = np.asarray(starts, np.int64)
+    ticks = (starts // 100_000) * 9 + (starts % 100_000) * 9 // 100_000
     base = ticks - ticks % (1 << 33)
-    return (base * 100_000 + 4) // 9
+    return (base // 9) * 100_000 + ((base % 9) * 100_000 + 4) // 9
 
 
 def caption_offsets(starts: np.ndarray) -> np.ndarray:

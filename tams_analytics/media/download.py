@@ -69,7 +69,7 @@ def download(
                             init_id = seg.init_object_id
                         data = source.read(seg)
                     except MissingObject as exc:
-                        problems.append(f"{exc} (segment {seg.timerange})")
+                        problems.append(f"object {exc.object_id} (segment {seg.timerange}): {exc.why}")
                         bar.update(1)
                         continue
                     if seg.size is not None and len(data) != seg.size:

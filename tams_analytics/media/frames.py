@@ -12,7 +12,7 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from tams_analytics.exceptions import TamsError
-from tams_analytics.media import PTS_HZ, PTS_WRAP, ns_to_pts, require_av
+from tams_analytics.media import PTS_HZ, PTS_WRAP, require_av
 from tams_analytics.media.source import MediaSource
 from tams_analytics.timerange import TimeRange
 from tams_analytics.timestamp import Timestamp, as_timestamp
@@ -34,10 +34,16 @@ def frame_at(source: MediaSource, flow_id: str, timestamp: Timestamp | int | str
             raise TamsError(f"flow {flow_id} does not exist")
         raise TamsError(f"flow {flow_id} has no segment at {ts}")
     data = (source.read_init(seg) if seg.init_object_id else b"") + source.read(seg)
-    frame, behind_ticks = _decode_at(data, ns_to_pts(ts.ns - seg.ts_offset))
+    frame, behind_ticks = _decode_at(data, _ticks_at_or_before(ts.ns - seg.ts_offset))
     image = frame.to_image()
     image.info["tams_timestamp"] = str(Timestamp(ts.ns - behind_ticks * 1_000_000_000 // PTS_HZ))
     return image
+
+
+def _ticks_at_or_before(media_ns: int) -> int:
+    """The 90 kHz tick at or before ``media_ns`` (33 bits), counting a time 1 ns short of a tick as that tick:
+    frame times of rates like 30 fps are whole ticks but not whole ns, and TAMS timestamps round them down."""
+    return ((media_ns + 1) * 9 // 100_000) % PTS_WRAP
 
 
 def _decode_at(data: bytes, target: int) -> tuple[Any, int]:

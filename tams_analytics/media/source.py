@@ -37,6 +37,7 @@ class MissingObject(TamsError):
     def __init__(self, object_id: str, why: str) -> None:
         super().__init__(f"object {object_id}: {why}")
         self.object_id = object_id
+        self.why = why
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ class StoreMedia:
                 try:
                     return _http_get(self._http, inst["url"], object_id)
                 except MissingObject as exc:
-                    tried.append(str(exc))
+                    tried.append(exc.why)
         raise MissingObject(object_id, "; ".join(tried))
 
 
@@ -281,7 +282,7 @@ class ServerMedia:
             try:
                 return _http_get(self._media, url, object_id)
             except MissingObject as exc:
-                tried.append(str(exc).removeprefix(f"object {object_id}: "))
+                tried.append(exc.why)
         raise MissingObject(object_id, "; ".join(tried))
 
 

@@ -47,13 +47,17 @@ def video_flow(**extra: Any) -> dict[str, Any]:
     }
 
 
-def ingest(api: httpx.Client, flow_id: str, segments: list[dict[str, Any]], media: list[bytes]) -> list[str]:
+def ingest(
+    api: Any, flow_id: str, segments: list[dict[str, Any]], media: list[bytes], *, uploader: Any = None
+) -> list[str]:
     """Upload ``media`` through the flow's storage allocation and register ``segments`` (their
-    ``object_id`` filled in, one object each, in order); returns the object ids."""
+    ``object_id`` filled in, one object each, in order); returns the object ids. ``uploader``: the client
+    that PUTs the bytes (default: a plain client without credentials; a TestClient for its own app)."""
     r = api.post(f"/flows/{flow_id}/storage", json={"limit": len(media)})
     assert r.status_code == 201, r.text
     ids = []
-    with httpx.Client(trust_env=False, timeout=30) as plain:
+    with contextlib.ExitStack() as stack:
+        plain = uploader or stack.enter_context(httpx.Client(trust_env=False, timeout=30))
         for m, data in zip(r.json()["media_objects"], media, strict=False):
             put = m["put_url"]
             headers = httpx.Headers({"content-type": put["content-type"]})
