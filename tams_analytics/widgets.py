@@ -133,7 +133,7 @@ class CoverageExplorer:
         self.frame = w.Image(format="png")
         self.table = w.HTML()
         self.widget = w.VBox(
-            [w.HBox([self.source, self.flow]), self.timerange, self.at, self.status, self.plot, self.frame, self.table]
+            [w.HBox([self.source, self.flow]), self.timerange, self.status, self.plot, self.at, self.frame, self.table]
         )
         options = _source_options(catalog)
         self.source.observe(self._on_source, names="value")

@@ -27,11 +27,12 @@ PTS_WRAP = 1 << 33
 
 
 def require_av() -> ModuleType:
-    """PyAV, or a TamsError saying how to install it."""
+    """PyAV (and Pillow, which draws and returns pictures), or a TamsError saying how to install them."""
     try:
         import av
-    except ImportError as exc:  # pragma: no cover - part of the media extra (and dev, server)
-        raise TamsError("media encoding and decoding need PyAV: pip install 'tams-analytics[media]'") from exc
+        import PIL  # noqa: F401
+    except ImportError as exc:  # tested without them; both are in the media extra (and dev, server)
+        raise TamsError(f"media encoding and decoding need PyAV: pip install 'tams-analytics[media]' ({exc})") from exc
     return av
 
 

@@ -27,11 +27,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from tams_analytics.media import ns_to_pts, pts_offset_ns
+from tams_analytics.media import ns_to_pts, pts_offset_ns, require_av
 from tams_analytics.media.mpegts import TsTemplate
 from tams_analytics.media.pattern import Stamp, frame_planes
 from tams_analytics.media.tai import tai_to_utc
@@ -128,10 +128,15 @@ class DemoMedia:
         x264 quality (higher: smaller objects).
     """
 
+    #: encodes shared by every DemoMedia of the process (demos built again encode nothing again): the
+    #: templates, and the stamped first segments (the same times and titles for the same seed)
+    _encoded: ClassVar[dict[tuple[Any, ...], TsTemplate]] = {}
+    _MAX_ENCODED: ClassVar = 64
+
     def __init__(self, *, unique_seconds: float = 2.0, crf: int = 38) -> None:
+        require_av()  # before any segment is written
         self.unique_ns = int(unique_seconds * NS)
         self.crf = crf
-        self._templates: dict[tuple[Any, ...], TsTemplate] = {}
 
     def objects(
         self,
@@ -153,7 +158,9 @@ class DemoMedia:
             elif kind.format.endswith(":audio"):
                 out.append(self._audio(kind, e - s).at(ns_to_pts(s - off)))
             elif (first + i) * kind.segment_ns < self.unique_ns:
-                out.append(self._video(kind, e - s, s, title).at(ns_to_pts(s - off)))
+                key = ("stamped", kind.name, s, e, title)
+                tpl = self._template(key, lambda d=e - s, at=s: self._video(kind, d, at, title))
+                out.append(tpl.at(ns_to_pts(s - off)))
             else:
                 # a template is shared by every programme: it names only its kind
                 key = ("video", kind.name, e - s)
@@ -162,9 +169,12 @@ class DemoMedia:
         return out
 
     def _template(self, key: tuple[Any, ...], make: Any) -> TsTemplate:
-        tpl = self._templates.get(key)
+        key = (*key, self.crf)
+        tpl = self._encoded.get(key)
         if tpl is None:
-            tpl = self._templates[key] = make()
+            if len(self._encoded) >= self._MAX_ENCODED:
+                self._encoded.clear()
+            tpl = self._encoded[key] = make()
         return tpl
 
     def _video(self, kind: FlowKind, duration_ns: int, start_ns: int | None, title: str) -> TsTemplate:

@@ -4,9 +4,6 @@ and the ingest a real client does (allocate storage, PUT the bytes to the put_ur
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from fractions import Fraction
@@ -14,13 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
 from tams_analytics.media import ns_to_pts
 from tams_analytics.media.demo_media import VideoShape, video_frames
 from tams_analytics.media.encode import h264_ts
 from tams_analytics.media.mpegts import TsTemplate
+from tests.fixtures.live import serve
 
 NS = 1_000_000_000
 #: the tests' video: tiny, so encoding and decoding cost milliseconds
@@ -68,29 +64,6 @@ def ingest(
     r = api.post(f"/flows/{flow_id}/segments", json=docs)
     assert r.status_code == 201, r.text
     return ids
-
-
-@contextlib.contextmanager
-def serve(app: FastAPI) -> Iterator[httpx.Client]:
-    """``app`` under uvicorn on 127.0.0.1 (a free port) in a thread; an API client on it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=30) as c:
-            yield c
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        sock.close()
 
 
 @pytest.fixture
