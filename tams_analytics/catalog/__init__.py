@@ -63,10 +63,11 @@ __all__ = [
 class Catalog:
     """A TAMS store: sources, flows, segments, objects and the service's own records, over one engine."""
 
+    #: where media objects are read from (:meth:`attach_storage`); None: only uncontrolled URLs
+    media: MediaSource | None = None
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        #: where media objects are read from (:meth:`attach_storage`); None: only uncontrolled URLs
-        self.media: MediaSource | None = None
 
     def __repr__(self) -> str:
         return f"Catalog(engine={self.engine.name!r})"
