@@ -4,11 +4,14 @@ and the ingest a real client does (allocate storage, PUT the bytes to the put_ur
 from __future__ import annotations
 
 import contextlib
+import io
+import struct
 import uuid
 from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
+import av
 import httpx
 import pytest
 
@@ -29,6 +32,32 @@ def segment_media(start_ns: int, seconds: float = 1.0, *, ts_offset: int = 0) ->
     with media timestamps ``flow time - ts_offset``."""
     frames = video_frames(SHAPE, SHAPE.frames(int(seconds * NS)), start_ns, "test")
     return TsTemplate.parse(h264_ts(frames, W, H, SHAPE.rate, preset="ultrafast")).at(ns_to_pts(start_ns - ts_offset))
+
+
+def fmp4_media(start_ns: int, fragments: int = 2) -> tuple[bytes, list[bytes]]:
+    """Fragmented MP4 of ``fragments`` seconds of video stamped from ``start_ns`` (media time from 0): the
+    init segment (ftyp + moov) and one media segment (moof + mdat) per second."""
+    frames = video_frames(SHAPE, RATE * fragments, start_ns, "test")
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4", options={"movflags": "frag_keyframe+empty_moov+default_base_moof"}) as out:
+        stream = out.add_stream("libx264", rate=RATE)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, RATE)
+        stream.options = {"preset": "ultrafast", "bf": "0", "g": str(RATE), "x264-params": "scenecut=0"}
+        for i, planes in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    data, boxes, at = buf.getvalue(), [], 0
+    while at < len(data):
+        size, kind = struct.unpack(">I4s", data[at : at + 8])
+        boxes.append((kind, data[at : at + size]))
+        at += size
+    init = b"".join(b for k, b in boxes if k in (b"ftyp", b"moov"))
+    media = [boxes[i][1] + boxes[i + 1][1] for i, (k, _) in enumerate(boxes) if k == b"moof"]
+    assert len(media) == fragments
+    return init, media
 
 
 def video_flow(**extra: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import av
 import httpx
 
 from tams_analytics.media.pattern import Stamp, read_stamp
-from tests.media.conftest import NS, RATE, ingest, segment_media, video_flow
+from tests.media.conftest import NS, RATE, fmp4_media, ingest, segment_media, video_flow
 
 FRAME_NS = NS // RATE
 #: FFmpeg 7.1+ refuses segment URLs without a media file extension unless told otherwise; TAMS object URLs
@@ -60,3 +60,45 @@ def test_a_playlist_plays_across_a_change_of_ts_offset(live_api: httpx.Client) -
     text = live_api.get(f"/flows/{flow['id']}/playlist.m3u8", params={"timerange": "[200:0_202:0)"}).text
     assert text.count("#EXT-X-DISCONTINUITY\n") == 1
     assert play(live_api, flow["id"], "[200:0_202:0)") == frames_of((200, 202))
+
+
+def test_fragmented_mp4_plays_after_its_init_object_and_downloads_with_it(
+    live_api: httpx.Client, tmp_path: Any
+) -> None:
+    from tams_analytics.media.download import download
+    from tams_analytics.media.frames import frame_at
+    from tams_analytics.media.source import ServerMedia
+
+    flow = video_flow(container="video/mp4")
+    flow["essence_parameters"]["init_segments"] = True
+    assert live_api.put(f"/flows/{flow['id']}", json=flow).status_code == 201
+    init, media = fmp4_media(300 * NS)
+    r = live_api.post(f"/flows/{flow['id']}/storage", json={"limit": 3})
+    objects = r.json()["media_objects"]
+    with httpx.Client(trust_env=False) as plain:
+        for m, data in zip(objects, [init, *media], strict=True):
+            put = m["put_url"]
+            assert plain.put(put["url"], content=data, headers={"content-type": put["content-type"]}).is_success
+    init_id = objects[0]["object_id"]
+    docs = [
+        {
+            "object_id": m["object_id"],
+            "timerange": f"[{300 + i}:0_{301 + i}:0)",
+            "ts_offset": "300:0",
+            "init_object_id": init_id,
+        }
+        for i, m in enumerate(objects[1:])
+    ]
+    assert live_api.post(f"/flows/{flow['id']}/segments", json=docs).status_code == 201
+
+    text = live_api.get(f"/flows/{flow['id']}/playlist.m3u8").text
+    assert text.count("#EXT-X-MAP:") == 1 and "#EXT-X-DISCONTINUITY" not in text
+    assert play(live_api, flow["id"], "[300:0_302:0)") == frames_of((300, 302))
+    # the same media downloaded: the init object, then the fragments, one playable file
+    source = ServerMedia(str(live_api.base_url).rstrip("/"))
+    out = tmp_path / "clip.mp4"
+    assert download(source, flow["id"], "_", out).segments == 2
+    assert out.read_bytes() == init + b"".join(media)
+    with av.open(str(out)) as c:
+        assert [read_stamp(f.to_ndarray(format="gray")) for f in c.decode(c.streams.video[0])] == frames_of((300, 302))
+    assert read_stamp(frame_at(source, flow["id"], "301:500000000")) == Stamp(301 * NS + 480_000_000)
