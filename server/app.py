@@ -15,7 +15,19 @@ from server.auth import Authorizer
 from server.config import Settings
 from server.deps import Stores
 from server.events import EventBus
-from server.routes import delete_requests, flows, media, objects, root, segments, service, sources, storage, webhooks
+from server.routes import (
+    delete_requests,
+    flows,
+    media,
+    objects,
+    playlists,
+    root,
+    segments,
+    service,
+    sources,
+    storage,
+    webhooks,
+)
 from server.workers import deletes, events, gc
 from tams_analytics import __version__
 from tams_analytics.catalog import Catalog, connect
@@ -35,6 +47,7 @@ ROUTERS = (
     webhooks.router,
     sources.router,
     flows.router,
+    playlists.router,
     storage.router,
     objects.router,
     delete_requests.router,

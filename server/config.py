@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tams_analytics.cache import CacheConfig
+from tams_analytics.storage.base import DEFAULT_STORAGE_ID
 
 #: JWT signature algorithms with a public verification key (``none`` and ``HS*`` are never accepted)
 ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
@@ -31,7 +32,7 @@ class Settings(BaseSettings):
 
     storage: Literal["local", "s3"] = "local"
     storage_label: str = "default"
-    storage_id: str = "8b2f4a6e-4d2c-4c3b-9a57-3f0e2d1c6b5a"
+    storage_id: str = DEFAULT_STORAGE_ID
     s3_endpoint: str | None = None
     s3_bucket: str = "tams"
     s3_region: str = "us-east-1"
@@ -72,6 +73,11 @@ class Settings(BaseSettings):
     #: maximum request body in bytes, and maximum segments in one bulk POST
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     max_bulk_segments: int = Field(100_000, ge=1)
+    #: HLS playlists (``/flows/{id}/playlist.m3u8``): the most segments a VOD playlist lists (longer ranges are
+    #: cut), the segments in a live window, and how recent a flow's last segment must be for it to be live
+    playlist_max_segments: int = Field(10_000, ge=1)
+    playlist_live_segments: int = Field(6, ge=1)
+    playlist_live_edge_s: float = Field(60, gt=0)
 
     #: ``jwt``: OAuth2 JWTs from an identity provider (production); ``basic``/``bearer``: static
     #: credentials for single-machine use (all scopes, no auth classes)

@@ -1,7 +1,9 @@
 """A realistic demo store: programmes with video, proxy, audio and caption flows, gaps and tags.
 
 Segments are generated with array operations and bulk-loaded (:func:`~tams_analytics.catalog.bulk.load_segments`),
-so a million segments build in seconds, not minutes.
+so a million segments build in seconds, not minutes. With ``put_media`` every object is real media (H.264
+video and AAC audio in MPEG-TS, WebVTT captions: :mod:`~tams_analytics.media.demo_media`), written by a few
+threads (storage writes wait on the disk or the network, not the CPU).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -27,6 +30,8 @@ logger = logging.getLogger(__name__)
 #: TAI seconds of the demo epoch (2023-11-14T22:13:20Z-ish); every flow starts here
 EPOCH_S: Final = 1_700_000_000
 BATCH: Final = 250_000
+#: threads writing media objects
+MEDIA_WRITERS: Final = 4
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,7 @@ KINDS: Final = (
         "proxy",
         "urn:x-nmos:format:video",
         "video/h264",
-        "video/mp4",
+        "video/mp2t",
         4 * NS_PER_SECOND,
         {"frame_width": 960, "frame_height": 540, "frame_rate": {"numerator": 25}},
         "proxy",
@@ -66,7 +71,7 @@ KINDS: Final = (
         "audio",
         "urn:x-nmos:format:audio",
         "audio/aac",
-        "audio/mp4",
+        "video/mp2t",
         1_920_000_000,
         {"sample_rate": 48000, "channels": 2},
         "hd",
@@ -74,8 +79,8 @@ KINDS: Final = (
     FlowKind(
         "captions",
         "urn:x-nmos:format:data",
-        "text/ttml+xml",
-        "application/ttml+xml",
+        "text/vtt",
+        "text/vtt",
         10 * NS_PER_SECOND,
         {"data_type": "urn:x-tam:data:subtitles"},
         "hd",
@@ -148,12 +153,19 @@ def build_demo(
     """Fill ``catalog`` with ``programmes`` sources × 4 flows (plus a multi flow collecting them) and about
     ``segments`` segments spread over the flows by their segment rate.
 
-    With ``storage_id``/``storage_key`` every object gets a controlled instance; with ``put_media`` a small
-    payload is also written for each object (use only for small stores).
+    With ``storage_id``/``storage_key`` every object gets a controlled instance; with ``put_media`` its media
+    is written too (``put_media(object_id, data, content_type)``, e.g. an ``ObjectStore.put_bytes``), and
+    segments get the ``ts_offset`` their media needs (PyAV needed: the ``media`` extra).
     """
     import time
 
     t0 = time.perf_counter()
+    media = writers = None
+    if put_media is not None:
+        from tams_analytics.media.demo_media import DemoMedia
+
+        media = DemoMedia()
+        writers = ThreadPoolExecutor(MEDIA_WRITERS, thread_name_prefix="demo-media")
     rng = np.random.default_rng(seed)
     programmes = max(1, min(programmes, len(PROGRAMMES)))
     rate = np.array([1 / k.segment_ns for k in KINDS])
@@ -204,12 +216,7 @@ def build_demo(
                 keys = pa.array([storage_key(i) for i in ids.to_pylist()]) if storage_key and storage_id else None
                 sizes = None
                 if put_media is not None:
-                    body_sizes = []
-                    for oid in ids.to_pylist():
-                        payload = f"tams-demo {kind.name} {oid}\n".encode() * 16
-                        put_media(oid, payload, kind.container)
-                        body_sizes.append(len(payload))
-                    sizes = pa.array(body_sizes, pa.int64())
+                    table, sizes = _write_media(table, kind, media, put_media, writers, first=lo, title=title)
                 load_segments(catalog, flow_id, table, storage_id=storage_id, storage_keys=keys, sizes=sizes)
                 made += len(s)
                 bar.update(len(s))
@@ -227,7 +234,35 @@ def build_demo(
         )
         flows += 1
     bar.close()
+    if writers is not None:
+        writers.shutdown()
     seconds = time.perf_counter() - t0
     logger.info("demo store: %s flows, %s segments in %.1f s", flows, made, seconds)
     n_sources = catalog.count("sources")
     return DemoSummary(sources=n_sources, flows=flows, segments=made, seconds=seconds)
+
+
+def _write_media(
+    table: pa.Table,
+    kind: FlowKind,
+    media: Any,
+    put_media: Callable[[str, bytes, str], None],
+    writers: Any,
+    *,
+    first: int,
+    title: str,
+) -> tuple[pa.Table, pa.Array]:
+    """Write the media of a batch of segments; returns the batch with ``ts_offset``/``object_timerange`` and
+    the objects' sizes."""
+    from tams_analytics.media.demo_media import caption_offsets, ts_offsets
+
+    starts = table.column("start_ns").to_numpy()
+    ends = table.column("end_ns").to_numpy()
+    offsets = caption_offsets(starts) if kind.format.endswith(":data") else ts_offsets(starts)
+    payloads = media.objects(kind, starts, ends, offsets, first=first, title=f"{title} ({kind.name})")
+    ids = table.column("object_id").to_pylist()
+    # a failed write raises here, before the segments are registered
+    list(writers.map(lambda job: put_media(job[0], job[1], kind.container), zip(ids, payloads, strict=True)))
+    table = table.append_column("ts_offset", pa.array(offsets, pa.int64()))
+    table = table.append_column("object_timerange", format_timeranges(starts - offsets, ends - offsets))
+    return table, pa.array([len(p) for p in payloads], pa.int64())

@@ -1,5 +1,6 @@
 """An ipywidgets explorer for notebooks: pick a source and a flow, choose a timerange, and see the flow's
-coverage timeline and its segments update.
+coverage timeline and its segments update; for a video flow whose media the catalog can reach
+(:meth:`~tams_analytics.catalog.Catalog.attach_storage`), the frame at the selected time too.
 
 ipywidgets and matplotlib are imported only when an explorer is made. The explorer keeps what it shows as
 plain attributes (``segments``, ``runs``, ``total``, ``png``) so that code and tests can read them
@@ -88,6 +89,12 @@ class CoverageExplorer:
         The coverage timeline (PNG).
     table : ipywidgets.HTML
         The first ``limit`` segments overlapping the timerange.
+    at : ipywidgets.Text
+        The time of the frame shown (default: the timerange's start, else the flow's).
+    frame : ipywidgets.Image
+        That frame (PNG, at most ``frame_width`` pixels wide), when the catalog can reach media
+        (``catalog.media``) and the flow is video; ``frame_png`` holds its bytes and ``frame_time`` the
+        timestamp of the frame shown.
     widget : ipywidgets.VBox
         All of the above; displaying the explorer displays this.
     segments : pyarrow.Table
@@ -95,11 +102,14 @@ class CoverageExplorer:
         contiguous runs drawn; ``png`` the plot's bytes.
     """
 
-    def __init__(self, catalog: Catalog, *, limit: int = 50, width: float = 10.0) -> None:
+    def __init__(self, catalog: Catalog, *, limit: int = 50, width: float = 10.0, frame_width: int = 480) -> None:
         w = _widgets()
         self.catalog = catalog
         self.limit = limit
         self.width = width
+        self.frame_width = frame_width
+        self.frame_png = b""
+        self.frame_time: str | None = None
         self.segments: pa.Table = pa.table({c: pa.array([], pa.string()) for c in _TABLE_COLUMNS})
         self.runs: pa.Table = pa.table({"start_ns": pa.array([], pa.int64()), "end_ns": pa.array([], pa.int64())})
         self.total = 0
@@ -112,14 +122,24 @@ class CoverageExplorer:
             continuous_update=False,
             layout=w.Layout(width="90%"),
         )
+        self.at = w.Text(
+            description="Frame at",
+            placeholder="a timestamp, e.g. 1700000000:0 (default: the timerange's start)",
+            continuous_update=False,
+            layout=w.Layout(width="90%"),
+        )
         self.status = w.HTML()
         self.plot = w.Image(format="png")
+        self.frame = w.Image(format="png")
         self.table = w.HTML()
-        self.widget = w.VBox([w.HBox([self.source, self.flow]), self.timerange, self.status, self.plot, self.table])
+        self.widget = w.VBox(
+            [w.HBox([self.source, self.flow]), self.timerange, self.status, self.plot, self.at, self.frame, self.table]
+        )
         options = _source_options(catalog)
         self.source.observe(self._on_source, names="value")
         self.flow.observe(self._on_change, names="value")
         self.timerange.observe(self._on_change, names="value")
+        self.at.observe(self._on_change, names="value")
         if not options:
             self.status.value = "no sources in this store"
             return
@@ -179,7 +199,38 @@ class CoverageExplorer:
         self.status.value = (
             f"{_plural(self.total, 'segment')} {where}: {_plural(self.runs.num_rows, 'contiguous run')} with "
             f"{_plural(gaps, 'gap')} between them; the table shows the first {rows.num_rows}"
-        )
+        ) + self._show_frame(flow_id, window)
+
+    def _show_frame(self, flow_id: str, window: TimeRange | None) -> str:
+        """Show the frame at the chosen time; returns a note for the status line (empty when all is well)."""
+        self.frame_png, self.frame_time, self.frame.value = b"", None, b""
+        if self.catalog.media is None:
+            return ""
+        flow = self.catalog.get_flow(flow_id) or {}
+        if flow.get("format") != "urn:x-nmos:format:video":
+            return ""
+        try:
+            text = self.at.value.strip()
+            if text:
+                when: Any = text
+            elif window is not None and window.start is not None:
+                when = window.start
+            else:
+                when = self.catalog.flow_timerange(flow_id).start
+            if when is None:
+                return ""
+            image = self.catalog.frame_at(flow_id, when)
+        except TamsError as exc:
+            return f"<br><span style='color:#d62728'>frame: {html.escape(str(exc))}</span>"
+        import io
+
+        self.frame_time = image.info.get("tams_timestamp")
+        if image.width > self.frame_width:
+            image = image.resize((self.frame_width, round(image.height * self.frame_width / image.width)))
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        self.frame_png = self.frame.value = buf.getvalue()
+        return f"<br>the frame at {html.escape(str(self.frame_time))}"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)

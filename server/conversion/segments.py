@@ -67,7 +67,7 @@ def segments_wire(
     ids = list(
         dict.fromkeys([r["object_id"] for r in rows] + [r["init_object_id"] for r in rows if r.get("init_object_id")])
     )
-    urls_of = _url_lookup(catalog, ids, stores, options)
+    urls_of = url_lookup(catalog, ids, stores, options)
     object_trs: dict[str, str | None] = {}
     if include_object_timerange:
         t = catalog.rows("objects", [isin("id", ids)], columns=["id", "timerange"])
@@ -86,7 +86,7 @@ def segments_wire(
     return out
 
 
-def _url_lookup(
+def url_lookup(
     catalog: Catalog, ids: Sequence[str], stores: Stores, options: UrlOptions
 ) -> Callable[[str], list[dict[str, Any]] | None]:
     """``object_id -> get_urls | None`` for the given ids."""

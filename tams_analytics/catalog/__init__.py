@@ -41,8 +41,12 @@ from tams_analytics.timerange import TimeRange
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
+    from PIL.Image import Image
 
     from tams_analytics.cache import CacheConfig
+    from tams_analytics.media.download import DownloadResult
+    from tams_analytics.media.source import MediaSource
+    from tams_analytics.storage.base import ObjectStore
 
 __all__ = [
     "AddResult",
@@ -60,6 +64,9 @@ __all__ = [
 
 class Catalog:
     """A TAMS store: sources, flows, segments, objects and the service's own records, over one engine."""
+
+    #: where media objects are read from (:meth:`attach_storage`); None: only uncontrolled URLs
+    media: MediaSource | None = None
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -406,6 +413,39 @@ class Catalog:
     def collectable_objects(self, older_than: dt.datetime) -> pa.Table:
         """Objects to delete from storage (see :func:`~tams_analytics.catalog.references.collectable_objects`)."""
         return references.collectable_objects(self, older_than)
+
+    # -- media --------------------------------------------------------------------------------------------
+    def attach_storage(
+        self, storage: ObjectStore | str | Mapping[str, ObjectStore], *, storage_id: str | None = None, **s3: Any
+    ) -> None:
+        """Let :meth:`download`, :meth:`frame_at` and the explorer read media objects: ``storage`` is
+        ``"local:DIR"``, ``"s3://BUCKET[/PREFIX]"`` (``s3_endpoint=``, ``s3_region=``), an ``ObjectStore`` or
+        ``{storage_id: ObjectStore}`` (see :func:`~tams_analytics.media.source.store_media`)."""
+        from tams_analytics.media.source import store_media
+
+        self.media = store_media(self, storage, storage_id=storage_id, **s3)
+
+    def media_source(self) -> MediaSource:
+        """The attached media source, else one that reads uncontrolled instances' URLs only."""
+        from tams_analytics.media.source import StoreMedia
+
+        return self.media if self.media is not None else StoreMedia(self, {})
+
+    def download(
+        self, flow_id: str, timerange: TimeRange | str, path: Any, *, progress: bool = False
+    ) -> DownloadResult:
+        """Write the media of the flow's segments over ``timerange`` to ``path``, in order (see
+        :func:`~tams_analytics.media.download.download`)."""
+        from tams_analytics.media.download import download
+
+        return download(self.media_source(), flow_id, timerange, path, progress=progress)
+
+    def frame_at(self, flow_id: str, timestamp: Any) -> Image:
+        """The video frame shown at ``timestamp`` as a PIL image (a notebook displays it; see
+        :func:`~tams_analytics.media.frames.frame_at`)."""
+        from tams_analytics.media.frames import frame_at
+
+        return frame_at(self.media_source(), flow_id, timestamp)
 
     def purge_objects(self, object_ids: Sequence[str]) -> int:
         """Forget objects nothing references (after their bytes are gone); returns how many."""

@@ -70,18 +70,19 @@ def load_segments(
         rows = segments.append_column("flow_id", flow_col).append_column("created", created)
         catalog.engine.insert("segments", rows)
         cols = segments.column_names
+        # the object timeline is the flow timeline minus ts_offset (object_timerange, when given, says the same)
+        offset = pc.fill_null(segments.column("ts_offset"), 0) if "ts_offset" in cols else 0
         objects = {
             "id": object_ids,
             "allocated_flow_id": flow_col,
             "first_referenced_by_flow": flow_col,
             "registered": pa.array(np.ones(n, dtype=bool)),
             "is_init": pa.array(np.zeros(n, dtype=bool)),
-            # ts_offset 0: the object timeline is the flow timeline
             "timerange": segments.column("object_timerange")
             if "object_timerange" in cols
             else segments.column("timerange"),
-            "start_ns": segments.column("start_ns"),
-            "end_ns": segments.column("end_ns"),
+            "start_ns": pc.subtract(segments.column("start_ns"), offset),
+            "end_ns": pc.subtract(segments.column("end_ns"), offset),
             "content_type": pa.array(np.full(n, flow.get("container"), dtype=object), pa.string()),
             "created": created,
         }

@@ -1,6 +1,6 @@
 """``tams-analytics``: the command line.
 
-The library's own commands (demo, integrity, report, export) and those other installed packages add
+The library's own commands (demo, integrity, report, export, download) and those other installed packages add
 through the entry point group ``tams_analytics.commands`` (the server's ``serve``, the benchmarks'
 ``bench``): each is a module with ``add_parser(subparsers)`` and ``run(args) -> int``.
 
@@ -27,6 +27,7 @@ COMMANDS = (
     "tams_analytics.cli.export",
     "tams_analytics.cli.keys",
     "tams_analytics.cli.doctor",
+    "tams_analytics.cli.download",
 )
 #: the entry point group through which other packages add commands
 PLUGIN_GROUP = "tams_analytics.commands"

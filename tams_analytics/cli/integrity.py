@@ -14,10 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
-import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tams_analytics.cli.__main__ import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
@@ -42,57 +39,27 @@ def add_parser(sub: Any) -> None:
 
 
 def resolve_storage_id(catalog: Catalog, given: str | None) -> str | None:
-    """The storage backend whose instances to check: ``given``, else the default backend, else the only one used.
+    """The storage backend whose instances to check (see
+    :func:`~tams_analytics.media.source.resolve_storage_id`); UsageError when it is ambiguous."""
+    from tams_analytics.exceptions import TamsError
+    from tams_analytics.media.source import resolve_storage_id as resolve
 
-    Returns None when the catalog has no controlled instances at all (nothing to check).
-    """
-    if given:
-        return given
-    backends = catalog.table("storage_backends")
-    default = backends.filter(backends.default_storage.fill_null(False)).select("id").to_pyarrow()
-    if default.num_rows == 1:
-        return str(default.column("id")[0].as_py())
-    inst = catalog.table("object_instances")
-    used = inst.filter(inst.controlled.fill_null(False) & inst.storage_id.notnull()).select("storage_id").distinct()
-    ids = sorted(used.limit(11).to_pyarrow().column("storage_id").to_pylist())
-    if len(ids) > 1:
-        raise UsageError(f"objects live in several storage backends; give --storage-id (one of {', '.join(ids[:10])})")
-    return ids[0] if ids else None
+    try:
+        return resolve(catalog, given)
+    except TamsError as exc:
+        raise UsageError(f"{exc}: give --storage-id") from None
 
 
 def open_storage(spec: str, args: argparse.Namespace) -> KeyChecker:
     """An object store for ``local:DIR`` or ``s3://BUCKET[/PREFIX]`` (only its ``head`` is used)."""
+    from tams_analytics.exceptions import TamsError
+    from tams_analytics.storage.spec import open_storage as open_spec
+
     try:
-        from tams_analytics.storage.base import StorageBackendInfo
-    except ImportError as exc:  # pragma: no cover - the server extra is part of dev installs
-        raise UsageError(
-            f"checking storage needs the server extra: pip install 'tams-analytics[server]' ({exc})"
-        ) from exc
-    # the audit is told which instances to check; this id only labels the store object
-    info = StorageBackendInfo(id=str(uuid.uuid4()), label="audit", provider="audit", store_product="audit")
-    if spec.startswith("local:"):
-        root = Path(spec.removeprefix("local:")).expanduser()
-        if not root.is_dir():
-            raise UsageError(f"--storage {spec}: {root} is not a directory")
-        from tams_analytics.storage.local import LocalObjectStore
-
-        return LocalObjectStore(info, root=root, base_url="http://localhost", secret=secrets.token_bytes(16))
-    if spec.startswith("s3://"):
-        bucket, _, prefix = spec.removeprefix("s3://").partition("/")
-        if not bucket:
-            raise UsageError(f"--storage {spec}: no bucket named")
-        from tams_analytics.storage.s3 import S3ObjectStore
-
-        return S3ObjectStore(
-            info,
-            bucket=bucket,
-            prefix=f"{prefix.rstrip('/')}/" if prefix else "",
-            endpoint_url=args.s3_endpoint,
-            region=args.s3_region,
-            access_key=os.environ.get("TAMS_S3_ACCESS_KEY"),
-            secret_key=os.environ.get("TAMS_S3_SECRET_KEY"),
-        )
-    raise UsageError(f"--storage {spec!r}: expected local:DIR or s3://BUCKET[/PREFIX]")
+        # the audit is told which instances to check; the store's own id only labels it
+        return open_spec(spec, s3_endpoint=args.s3_endpoint, s3_region=args.s3_region)
+    except TamsError as exc:
+        raise UsageError(f"--{exc}") from None
 
 
 def write_report(report: IntegrityReport, fmt: str) -> None:

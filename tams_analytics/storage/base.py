@@ -21,6 +21,10 @@ from tams_analytics.nonblocking import may_block
 
 V = TypeVar("V")
 
+#: the storage backend id a TAMS server of this package uses by default (``TAMS_STORAGE_ID``): the demo
+#: command writes its objects' instances for it, so ``serve`` on the same data finds them
+DEFAULT_STORAGE_ID = "8b2f4a6e-4d2c-4c3b-9a57-3f0e2d1c6b5a"
+
 
 class StorageError(Exception):
     """An object store operation failed for a reason other than a missing object."""

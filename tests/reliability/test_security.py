@@ -215,6 +215,7 @@ def calls(r: Resources) -> dict[tuple[str, str], Call]:
         "/flows/{flow_id}/avg_bit_rate": f"{F}/avg_bit_rate",
         "/flows/{flow_id}/flow_collection": f"{F}/flow_collection",
         "/flows/{flow_id}/segments": f"{F}/segments",
+        "/flows/{flow_id}/playlist.m3u8": f"{F}/playlist.m3u8",
         "/objects/{object_id:path}": f"/objects/{r.object_id}",
         "/flow-delete-requests": "/flow-delete-requests",
         "/flow-delete-requests/{request_id}": f"/flow-delete-requests/{r.delete_request}",

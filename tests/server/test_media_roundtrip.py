@@ -9,9 +9,6 @@ session's SeaweedFS.
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +16,6 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from server.app import create_app
@@ -28,6 +24,7 @@ from server.deps import Stores
 from tams_analytics.storage.base import StorageBackendInfo
 from tams_analytics.storage.local import LocalObjectStore
 from tams_analytics.storage.s3 import S3ObjectStore
+from tests.fixtures.live import serve
 from tests.server.conftest import video_flow
 from tests.spec import assert_valid, assert_valid_list
 
@@ -44,25 +41,8 @@ def plain() -> Iterator[httpx.Client]:
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[httpx.Client]:
     """An API client on the app served by uvicorn on 127.0.0.1 (a free port) in a background thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    app = create_app(Settings(data_dir=tmp_path / "data"))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=30) as c:
-            yield c
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        sock.close()
+    with serve(create_app(Settings(data_dir=tmp_path / "data"))) as c:
+        yield c
 
 
 def ingest(api: Any, plain: httpx.Client, chunks: list[bytes], storage: dict[str, Any]) -> tuple[str, list[str]]:

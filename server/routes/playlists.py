@@ -1,0 +1,117 @@
+"""``/flows/{flowId}/playlist.m3u8``: an HLS playlist of a flow's segments over a timerange.
+
+A media playlist for a flow with MPEG-TS or fragmented MP4 segments (live or VOD: see
+:mod:`tams_analytics.media.hls`), with the same signed or presigned GET URLs as ``get_urls`` (and the same
+URL query parameters: ``accept_get_urls``, ``accept_storage_ids``, ``presigned``, ``storage_backend_tag.*``);
+a master playlist for a multi flow, whose entries are its video and audio members' playlists over the same
+range. Other containers: 400.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from server.config import Settings
+from server.conversion.segments import url_lookup
+from server.conversion.urls import UrlOptions
+from server.deps import CatalogDep, SettingsDep, Stores, StoresDep
+from server.errors import bad_request, not_found
+from server.routes._common import check_uuid, get_and_head, parse_timerange
+from tams_analytics.catalog import Catalog
+from tams_analytics.media import hls
+from tams_analytics.media.tai import tai_now_ns
+from tams_analytics.timerange import TimeRange
+
+router = APIRouter(prefix="/flows", tags=["Playlists"])
+
+MULTI = "urn:x-nmos:format:multi"
+
+
+@get_and_head(router, "/{flow_id}/playlist.m3u8", "flows-flowId-playlist")
+async def get_playlist(
+    request: Request,
+    flow_id: str,
+    catalog: CatalogDep,
+    stores: StoresDep,
+    settings: SettingsDep,
+    timerange: str | None = None,
+) -> Response:
+    """The flow's HLS playlist over ``timerange`` (default: all of it; open-ended on a live flow: live)."""
+    check_uuid(flow_id, "flow id")
+    tr = parse_timerange(timerange) or TimeRange.eternity()
+    options = UrlOptions.from_request(request, settings.presign_get_s)
+    counter = _counter(request)
+    text, live = await run_in_threadpool(_playlist, request, catalog, stores, settings, flow_id, tr, options, counter)
+    headers = {"Cache-Control": "no-cache" if live else f"max-age={max(1, settings.presign_get_s // 10)}"}
+    body = "" if request.method == "HEAD" else text
+    return Response(body, media_type=hls.MEDIA_TYPE, headers=headers)
+
+
+def _counter(request: Request) -> hls.SequenceCounter:
+    """The app's live-window sequence counter (made on first use)."""
+    state = request.app.state
+    if getattr(state, "playlist_sequences", None) is None:
+        state.playlist_sequences = hls.SequenceCounter()
+    return state.playlist_sequences
+
+
+def _playlist(
+    request: Request,
+    catalog: Catalog,
+    stores: Stores,
+    settings: Settings,
+    flow_id: str,
+    tr: TimeRange,
+    options: UrlOptions,
+    counter: hls.SequenceCounter,
+) -> tuple[str, bool]:
+    flow = catalog.get_flow(flow_id)
+    if flow is None:
+        raise not_found(f"flow {flow_id} does not exist")
+    try:
+        if flow.get("format") == MULTI and (flow.get("flow_collection") or not hls.hls_kind(flow)):
+            return _master(request, catalog, flow, tr), False
+        playlist = hls.media_playlist(
+            catalog,
+            flow,
+            tr,
+            _first_urls(catalog, stores, options),
+            now_ns=tai_now_ns(),
+            options=hls.PlaylistOptions(
+                max_segments=settings.playlist_max_segments,
+                live_segments=settings.playlist_live_segments,
+                live_edge_ns=int(settings.playlist_live_edge_s * 1e9),
+            ),
+            counter=counter,
+        )
+    except hls.NotPlayable as exc:
+        raise bad_request(str(exc)) from exc
+    return playlist.text, playlist.live
+
+
+def _first_urls(catalog: Catalog, stores: Stores, options: UrlOptions) -> hls.Urls:
+    """``object ids -> the first of their get_urls`` (what a player fetches)."""
+
+    def urls(ids: Sequence[str]) -> Mapping[str, str | None]:
+        lookup = url_lookup(catalog, ids, stores, options)
+        return {oid: (found[0]["url"] if (found := lookup(oid)) else None) for oid in ids}
+
+    return urls
+
+
+def _master(request: Request, catalog: Catalog, flow: dict, tr: TimeRange) -> str:
+    video, audio = hls.members(catalog, flow)
+    # members' playlists take the same query (URL filters, an access_token), over the same range
+    items = [(k, v) for k, v in request.query_params.multi_items() if k != "timerange"]
+    query = urlencode(([] if tr.is_eternity else [("timerange", str(tr))]) + items)
+
+    def member(doc: dict) -> hls.Member:
+        uri = f"../{doc['id']}/playlist.m3u8" + (f"?{query}" if query else "")
+        return hls.Member(doc, uri.replace('"', "%22"), hls.bandwidth(catalog, doc, tr))
+
+    return hls.master_playlist([member(v) for v in video], [member(a) for a in audio])

@@ -1,0 +1,106 @@
+"""Media test helpers: tiny real H.264 segments with their timestamps burnt in, a live server on 127.0.0.1,
+and the ingest a real client does (allocate storage, PUT the bytes to the put_url, POST the segments)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import struct
+import uuid
+from collections.abc import Iterator
+from fractions import Fraction
+from typing import Any
+
+import av
+import httpx
+import pytest
+
+from tams_analytics.media import ns_to_pts
+from tams_analytics.media.demo_media import VideoShape, video_frames
+from tams_analytics.media.encode import h264_ts
+from tams_analytics.media.mpegts import TsTemplate
+from tests.fixtures.live import serve
+
+NS = 1_000_000_000
+#: the tests' video: tiny, so encoding and decoding cost milliseconds
+W, H, RATE = 96, 64, 25
+SHAPE = VideoShape(W, H, Fraction(RATE))
+
+
+def segment_media(start_ns: int, seconds: float = 1.0, *, ts_offset: int = 0) -> bytes:
+    """An MPEG-TS object of ``seconds`` of video whose frames carry their flow timestamps from ``start_ns``,
+    with media timestamps ``flow time - ts_offset``."""
+    frames = video_frames(SHAPE, SHAPE.frames(int(seconds * NS)), start_ns, "test")
+    return TsTemplate.parse(h264_ts(frames, W, H, SHAPE.rate, preset="ultrafast")).at(ns_to_pts(start_ns - ts_offset))
+
+
+def fmp4_media(start_ns: int, fragments: int = 2) -> tuple[bytes, list[bytes]]:
+    """Fragmented MP4 of ``fragments`` seconds of video stamped from ``start_ns`` (media time from 0): the
+    init segment (ftyp + moov) and one media segment (moof + mdat) per second."""
+    frames = video_frames(SHAPE, RATE * fragments, start_ns, "test")
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4", options={"movflags": "frag_keyframe+empty_moov+default_base_moof"}) as out:
+        stream = out.add_stream("libx264", rate=RATE)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, RATE)
+        stream.options = {"preset": "ultrafast", "bf": "0", "g": str(RATE), "x264-params": "scenecut=0"}
+        for i, planes in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    data, boxes, at = buf.getvalue(), [], 0
+    while at < len(data):
+        size, kind = struct.unpack(">I4s", data[at : at + 8])
+        boxes.append((kind, data[at : at + size]))
+        at += size
+    init = b"".join(b for k, b in boxes if k in (b"ftyp", b"moov"))
+    media = [boxes[i][1] + boxes[i + 1][1] for i, (k, _) in enumerate(boxes) if k == b"moof"]
+    assert len(media) == fragments
+    return init, media
+
+
+def video_flow(**extra: Any) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "source_id": str(uuid.uuid4()),
+        "format": "urn:x-nmos:format:video",
+        "codec": "video/h264",
+        "container": "video/mp2t",
+        "essence_parameters": {"frame_width": W, "frame_height": H, "frame_rate": {"numerator": RATE}},
+        **extra,
+    }
+
+
+def ingest(
+    api: Any, flow_id: str, segments: list[dict[str, Any]], media: list[bytes], *, uploader: Any = None
+) -> list[str]:
+    """Upload ``media`` through the flow's storage allocation and register ``segments`` (their
+    ``object_id`` filled in, one object each, in order); returns the object ids. ``uploader``: the client
+    that PUTs the bytes (default: a plain client without credentials; a TestClient for its own app)."""
+    r = api.post(f"/flows/{flow_id}/storage", json={"limit": len(media)})
+    assert r.status_code == 201, r.text
+    ids = []
+    with contextlib.ExitStack() as stack:
+        plain = uploader or stack.enter_context(httpx.Client(trust_env=False, timeout=30))
+        for m, data in zip(r.json()["media_objects"], media, strict=False):
+            put = m["put_url"]
+            headers = httpx.Headers({"content-type": put["content-type"]})
+            headers.update(put.get("headers", {}))
+            assert plain.put(put["url"], content=data, headers=headers).status_code in (200, 201)
+            ids.append(m["object_id"])
+    docs = [{**s, "object_id": oid} for s, oid in zip(segments, ids, strict=True)]
+    r = api.post(f"/flows/{flow_id}/segments", json=docs)
+    assert r.status_code == 201, r.text
+    return ids
+
+
+@pytest.fixture
+def live_api(tmp_path: Any) -> Iterator[httpx.Client]:
+    from server.app import create_app
+    from server.config import Settings
+
+    app = create_app(Settings(data_dir=tmp_path / "data", playlist_live_segments=3))
+    with serve(app) as api:
+        api.app = app  # type: ignore[attr-defined]
+        yield api
