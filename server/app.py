@@ -99,7 +99,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        app.state.catalog = catalog or connect(settings.store_url)
+        app.state.catalog = catalog or connect(settings.store_url, create=True)
         if settings.read_cache_rows and app.state.catalog.cache_reads(settings.read_cache_config()):
             logger.info(
                 "read cache on: up to %s segment rows, %s objects",

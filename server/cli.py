@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     }
     settings = Settings(**options)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    catalog = connect(settings.store_url)
+    catalog = connect(settings.store_url, create=True)
     stores = build_stores(settings)
     if args.demo and catalog.count("flows") == 0:
         from tams_analytics.demo import build_demo

@@ -19,11 +19,12 @@ __all__ = ["Catalog", "TamsError", "TimeRange", "Timestamp", "__version__", "con
 __version__ = "0.1.0"
 
 
-def connect(url: str = "duckdb://", **options: Any) -> Catalog:
-    """Open a TAMS store by URL (see :func:`tams_analytics.catalog.connect`)."""
+def connect(url: str = "duckdb://", *, create: bool | None = None, **options: Any) -> Catalog:
+    """Open a TAMS store by URL; a missing store is an error unless ``create=True``
+    (see :func:`tams_analytics.catalog.connect`)."""
     from tams_analytics.catalog import connect as _connect
 
-    return _connect(url, **options)
+    return _connect(url, create=create, **options)
 
 
 def __getattr__(name: str) -> Any:

@@ -32,7 +32,7 @@ def clean_store(tmp_path: Path) -> tuple[str, Path]:
     """A DuckDB demo store with its media in a local object directory: ``(url, objects dir)``."""
     url = f"duckdb:///{tmp_path / 'tams.duckdb'}"
     root = tmp_path / "objects"
-    with connect(url) as cat:
+    with connect(url, create=True) as cat:
         demo_with_media(cat, local_store(root))
     return url, root
 
@@ -120,7 +120,7 @@ def test_integrity_against_s3(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, s3_store: Any, s3_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = f"duckdb:///{tmp_path / 's3.duckdb'}"
-    with connect(url) as cat:
+    with connect(url, create=True) as cat:
         demo_with_media(cat, s3_store, segments=40)
         oid = cat.rows("segments", limit=1).column("object_id")[0].as_py()
     monkeypatch.setenv("TAMS_S3_ACCESS_KEY", s3_server.access_key)
@@ -171,7 +171,9 @@ def test_integrity_usage_and_connection_errors_exit_2(
 
 
 def test_integrity_warns_about_an_empty_store(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, err = run(capsys, "integrity", "--store", f"duckdb:///{tmp_path / 'typo.duckdb'}")
+    url = f"duckdb:///{tmp_path / 'empty.duckdb'}"
+    connect(url, create=True).close()
+    code, out, err = run(capsys, "integrity", "--store", url)
     assert code == 0 and out.startswith("no findings") and "is empty: is --store right?" in err
 
 

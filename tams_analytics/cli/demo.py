@@ -21,7 +21,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with connect(args.store) as catalog:
+    with connect(args.store, create=True) as catalog:
         summary = build_demo(
             catalog,
             args.segments,

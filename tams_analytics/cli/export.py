@@ -50,19 +50,16 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tams_analytics.catalog import connect
-    from tams_analytics.exceptions import TamsError
+    from tams_analytics.cli.report import UsageError, open_catalog
     from tams_analytics.export import export_catalog
 
     tables = [t for item in args.tables or () for t in item.split(",") if t] or None
-    # a DuckDB file is opened read-only: a missing file is an error instead of a new empty store
+    # a DuckDB file is opened read-only: exporting never writes to the store
     options = {"read_only": True} if urlsplit(args.store).scheme.lower() == "duckdb" else {}
     try:
-        catalog = connect(args.store, **options)
-    except TamsError:
-        raise
-    except Exception as exc:  # driver errors: a missing file, a refused connection
-        print(f"tams-analytics export: cannot open {args.store}: {exc}", file=sys.stderr)
+        catalog = open_catalog(args.store, **options)
+    except UsageError as exc:
+        print(f"tams-analytics export: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with catalog:
         summary = export_catalog(

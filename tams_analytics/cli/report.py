@@ -36,14 +36,14 @@ class UsageError(Exception):
 
 
 # -- shared helpers -----------------------------------------------------------------------------------------
-def open_catalog(url: str | None) -> Catalog:
-    """Connect to the store, turning any failure into :class:`UsageError` (exit code 2)."""
+def open_catalog(url: str | None, **options: Any) -> Catalog:
+    """Connect to an existing store, turning any failure into :class:`UsageError` (exit code 2)."""
     from tams_analytics.catalog import connect
 
     if not url:
         raise UsageError("no store: give --store URL or set TAMS_STORE")
     try:
-        return connect(url)
+        return connect(url, **options)
     except Exception as exc:
         # engines may quote the URL in their message: never echo credentials
         reason = str(exc).replace(url, redacted(url))
