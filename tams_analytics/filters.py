@@ -13,6 +13,7 @@ given and what is accepted. Formats may be given by their short names (``video``
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -242,5 +243,8 @@ def build(entity: str, **filters: Any) -> list[Predicate]:
         elif name in known:
             out.append(known[name](value))
         else:
-            raise TamsError(f"unknown filter {name!r} for {entity}; expected one of {', '.join(accepted(entity))}")
+            names = accepted(entity)
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TamsError(f"unknown filter {name!r} for {entity}{hint}; expected one of {', '.join(names)}")
     return out

@@ -94,7 +94,7 @@ def parse_instant(text: str) -> int:
     posix, leap = _posix_ns(m, text)
     if not leap:
         return utc_to_tai_ns(posix)
-    tai = utc_to_tai_ns(posix) + NS_PER_SECOND  # the second after 23:59:59, before the offset grows
+    tai = utc_to_tai_ns(posix + NS_PER_SECOND) - NS_PER_SECOND  # the second before the new offset's midnight
     if not is_leap_second(tai):
         raise TamsError(f"{text!r} names second 60 of a minute that had no leap second")
     return tai

@@ -7,7 +7,8 @@ number of seconds that grows by one at each leap second: 10 s from 1972-01-01, 3
 
 Conventions (those of ``mediatimestamp``, the BBC's reference implementation, which the tests use as oracle):
 
-* before 1972-01-01, when TAI−UTC was not a whole number of seconds, the offset is taken as 0;
+* before 1972-01-01, when TAI−UTC was not a whole number of seconds, the offset is taken as 0 (so the TAI
+  instants 63072000 to 63072009 s, the 10 s UTC skipped at 1972-01-01, are no clock time's image);
 * a leap second (``23:59:60`` UTC) has no POSIX time of its own: it reads as a second ``23:59:59``, as POSIX
   clocks show it (:func:`is_leap_second` tells the two apart; ISO 8601 text writes ``23:59:60``);
 * after :data:`EXPIRES` the table may be incomplete: a leap second announced later would be missing.
@@ -36,6 +37,7 @@ __all__ = [
     "EXPIRES",
     "LEAP_SECONDS",
     "NS_PER_SECOND",
+    "TAI_STEPS",
     "is_leap_second",
     "tai_to_utc_array",
     "tai_to_utc_ns",
@@ -86,6 +88,8 @@ _UTC_STARTS: Final = [(day - _EPOCH).days * 86_400 * NS_PER_SECOND for day, _ in
 _OFFSETS: Final = [offset * NS_PER_SECOND for _, offset in LEAP_SECONDS]
 #: TAI ns of each leap second's start (one second before the new offset takes effect)
 _TAI_LEAPS: Final = [start + offset - NS_PER_SECOND for start, offset in zip(_UTC_STARTS, _OFFSETS, strict=True)]
+#: ``(TAI ns, TAI−UTC in ns from that instant on)``: the steps :func:`tai_to_utc_ns` applies, for engines
+TAI_STEPS: Final = tuple(zip(_TAI_LEAPS, _OFFSETS, strict=True))
 _UTC_STARTS_NP: Final = np.array(_UTC_STARTS, dtype=np.int64)
 _OFFSETS_NP: Final = np.array([0, *_OFFSETS], dtype=np.int64)
 _TAI_LEAPS_NP: Final = np.array(_TAI_LEAPS, dtype=np.int64)

@@ -176,7 +176,7 @@ def coverage_timeline(
         fontsize=8,
     )
     ax.set_ylim(len(flows) - 0.4, -0.7)
-    tr = TimeRange.from_str(window) if isinstance(window, str) else window
+    tr = None if window is None else TimeRange.coerce(window, "window")
     if tr is not None and not tr.is_empty:
         lo = _days(np.array([tr.start_ns]))[0] if tr.start_ns is not None else None
         hi = _days(np.array([tr.end_ns]))[0] if tr.end_ns is not None else None

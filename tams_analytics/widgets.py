@@ -145,7 +145,7 @@ class CoverageExplorer:
 
     def _window(self) -> TimeRange | None:
         text = self.timerange.value.strip()
-        return TimeRange.from_str(text) if text else None
+        return TimeRange.coerce(text) if text else None
 
     def refresh(self) -> None:
         """Redraw the plot and the table for the current flow and timerange."""

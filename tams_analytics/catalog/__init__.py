@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from tams_analytics import display
 from tams_analytics import filters as F
 from tams_analytics import predicates as P
 from tams_analytics.catalog import backends, deletion, documents, flows, objects, references, registration
@@ -64,7 +65,10 @@ class Catalog:
         self.engine = engine
 
     def __repr__(self) -> str:
-        return f"Catalog(engine={self.engine.name!r})"
+        return display.catalog_repr(self)
+
+    def _repr_html_(self) -> str:
+        return display.catalog_html(self)
 
     @property
     def name(self) -> str:
@@ -429,7 +433,7 @@ def connect(url: str = "duckdb://", *, create: bool | None = None, **options: An
 
     >>> import tams_analytics as ta
     >>> ta.connect("duckdb://")
-    Catalog(engine='duckdb', store='memory')
+    Catalog(engine='duckdb', store='memory', sources=0, flows=0, segments=0, objects=0)
     """
     if create is not None:
         options["create"] = create
