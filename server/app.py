@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 
-from server import errors
+from server import errors, openapi
 from server.auth import authenticate
 from server.config import Settings
 from server.deps import Stores
@@ -128,7 +128,8 @@ def create_app(
         version="8.2",
         summary=f"Time-addressable Media Store API 8.2, served by tams-analytics {__version__}",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # the offline API reference: server.openapi
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.events = EventBus(enabled=settings.webhooks)
@@ -138,6 +139,7 @@ def create_app(
     app.include_router(media.make_router(lambda: _local_store(app)))
     for router in ROUTERS:
         app.include_router(router, dependencies=[Depends(auth)])
+    openapi.install(app)
     return app
 
 
