@@ -69,6 +69,11 @@ def store_of(catalog: Catalog) -> str:
     """The store a catalog is open on, without credentials: a path, a URL, or ``memory``."""
     from tams_analytics.engines import redacted
 
+    path = getattr(catalog.engine, "path", None)  # a file engine (DuckDB) names its file
+    if isinstance(path, str):
+        if path == ":memory:":
+            return "memory"
+        return "/" + path.lstrip("/") if path.startswith("/") else path
     url = catalog.engine.url
     if not (url.netloc or url.path):
         return "memory"
