@@ -147,20 +147,31 @@ def _source_collected_by(ids: Sequence[str] | str) -> Predicate:
 
 FilterBuilder = Callable[[Any], Predicate]
 
+
+def _any_of(column: str) -> FilterBuilder:
+    """The filter ``column`` is any of the given values (one string, comma-separated, or a list)."""
+    return lambda v: isin(column, _list(v, column))
+
+
+def _equals(column: str) -> FilterBuilder:
+    """The filter ``column`` equals the given string."""
+    return lambda v: eq(column, _text(v, column))
+
+
 #: Named filters per entity: the vocabulary of :func:`build` and the catalog query methods.
 FILTERS: Final[Mapping[str, Mapping[str, FilterBuilder]]] = {
     "sources": {
-        "id": lambda v: isin("id", _list(v, "id")),
+        "id": _any_of("id"),
         "format": lambda v: isin("format", _formats(v)),
-        "label": lambda v: eq("label", _text(v, "label")),
+        "label": _equals("label"),
     },
     "flows": {
-        "id": lambda v: isin("id", _list(v, "id")),
-        "source_id": lambda v: isin("source_id", _list(v, "source_id")),
+        "id": _any_of("id"),
+        "source_id": _any_of("source_id"),
         "format": lambda v: isin("format", _formats(v)),
-        "codec": lambda v: isin("codec", _list(v, "codec")),
-        "label": lambda v: eq("label", _text(v, "label")),
-        "profile_id": lambda v: eq("profile_id", _text(v, "profile_id")),
+        "codec": _any_of("codec"),
+        "label": _equals("label"),
+        "profile_id": _equals("profile_id"),
         "status": lambda v: isin("status", _one_of(v, "status", FLOW_STATUSES)),
         "frame_width": lambda v: eq("frame_width", _as_int(v, "frame_width")),
         "frame_height": lambda v: eq("frame_height", _as_int(v, "frame_height")),
@@ -169,29 +180,29 @@ FILTERS: Final[Mapping[str, Mapping[str, FilterBuilder]]] = {
         "timerange": flows_with_content,
     },
     "segments": {
-        "flow_id": lambda v: isin("flow_id", _list(v, "flow_id")),
-        "object_id": lambda v: isin("object_id", _list(v, "object_id")),
-        "init_object_id": lambda v: isin("init_object_id", _list(v, "init_object_id")),
+        "flow_id": _any_of("flow_id"),
+        "object_id": _any_of("object_id"),
+        "init_object_id": _any_of("init_object_id"),
         "timerange": lambda v: overlaps(v),
         "covered_by": lambda v: covered_by(v),
     },
     "objects": {
-        "id": lambda v: isin("id", _list(v, "id")),
-        "allocated_flow_id": lambda v: isin("allocated_flow_id", _list(v, "allocated_flow_id")),
+        "id": _any_of("id"),
+        "allocated_flow_id": _any_of("allocated_flow_id"),
         "registered": lambda v: eq("registered", _as_bool(v, "registered")),
     },
     "webhooks": {
-        "id": lambda v: isin("id", _list(v, "id")),
-        "status": lambda v: isin("status", _list(v, "status")),
+        "id": _any_of("id"),
+        "status": _any_of("status"),
     },
     "delete_requests": {
-        "id": lambda v: isin("id", _list(v, "id")),
-        "flow_id": lambda v: isin("flow_id", _list(v, "flow_id")),
-        "status": lambda v: isin("status", _list(v, "status")),
+        "id": _any_of("id"),
+        "flow_id": _any_of("flow_id"),
+        "status": _any_of("status"),
     },
     "storage_backends": {
-        "id": lambda v: isin("id", _list(v, "id")),
-        "label": lambda v: eq("label", _text(v, "label")),
+        "id": _any_of("id"),
+        "label": _equals("label"),
     },
 }
 
