@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 
-from server import errors, openapi
+from server import errors, openapi, records
 from server.auth import authenticate
 from server.config import Settings
 from server.deps import Stores
@@ -100,6 +100,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         app.state.catalog = catalog or connect(settings.store_url, create=True)
+        app.state.events.subscriptions = lambda: records.subscribed_event_types(app.state.catalog)
         if settings.read_cache_rows and app.state.catalog.cache_reads(settings.read_cache_config()):
             logger.info(
                 "read cache on: up to %s segment rows, %s objects",

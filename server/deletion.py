@@ -65,7 +65,7 @@ def delete_flow(request: Request, flow_id: str) -> Response:
         )
         wake_delete_worker(app)
         return _accepted(request, row)
-    contexts = capture(catalog, [flow_id])
+    contexts = capture(request, [flow_id], "flows/deleted", "sources/deleted")
     changes = catalog.delete_flow(flow_id)
     publish_changes(request, changes, contexts)
     return Response(status_code=204)
@@ -90,7 +90,7 @@ def delete_segments(request: Request, flow_id: str, timerange: TimeRange, object
         return _accepted(request, row)
     result = catalog.delete_segments(flow_id, timerange, object_id)
     if result.deleted:
-        ctx = capture(catalog, [flow_id]).get(flow_id)
+        ctx = capture(request, [flow_id], "flows/segments_deleted").get(flow_id)
         publish_segments_deleted(app.state.events, ctx, flow_id, str(result.timerange))
     return Response(status_code=204)
 

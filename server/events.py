@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import queue
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -41,11 +44,52 @@ class Event:
 
 
 class EventBus:
-    """A thread-safe queue of events; ``enabled`` is False when the service offers no webhooks."""
+    """A thread-safe queue of events; ``enabled`` is False when the service offers no webhooks.
 
-    def __init__(self, enabled: bool = True) -> None:
+    :meth:`wants` tells publishers whether any webhook subscribes to an event type, so that events
+    nobody listens to cost nothing (no documents looked up, nothing queued). It asks ``subscriptions``
+    (the event types of the active webhooks) at most every :attr:`REFRESH_S` seconds, and at once after
+    :meth:`subscriptions_changed` (a webhook written through this process).
+    """
+
+    #: how long the event types subscribed to are trusted (webhooks written by another process sharing
+    #: the store are seen after at most this long)
+    REFRESH_S: Final = 2.0
+
+    def __init__(
+        self,
+        enabled: bool = True,
+        subscriptions: Callable[[], frozenset[str]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.enabled = enabled
         self.queue: queue.Queue[Event] = queue.Queue()
+        self.subscriptions = subscriptions
+        self._clock = clock
+        self._known: frozenset[str] = frozenset()
+        self._known_at: float | None = None
+        self._lock = threading.Lock()
+
+    def wants(self, event_type: str) -> bool:
+        """Whether an active webhook subscribes to ``event_type`` (True while nothing is known yet)."""
+        if not self.enabled:
+            return False
+        if self.subscriptions is None:
+            return True
+        with self._lock:
+            stale = self._known_at is None or self._clock() - self._known_at > self.REFRESH_S
+        if stale:
+            started = self._clock()
+            known = self.subscriptions()
+            with self._lock:
+                if self._known_at is None or started > self._known_at:
+                    self._known, self._known_at = known, started
+        return event_type in self._known
+
+    def subscriptions_changed(self) -> None:
+        """A webhook was created, changed or deleted: ask :attr:`subscriptions` again before the next event."""
+        with self._lock:
+            self._known_at = None
 
     def publish(self, event: Event) -> None:
         if event.type not in EVENT_TYPES:

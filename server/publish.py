@@ -1,4 +1,8 @@
-"""Turn catalog changes into webhook events (see :mod:`server.events`)."""
+"""Turn catalog changes into webhook events (see :mod:`server.events`).
+
+Nothing is looked up or queued for an event type no active webhook subscribes to
+(:meth:`server.events.EventBus.wants`): a live recorder's segment POSTs cost no event work then.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +27,12 @@ class FlowContext:
     source_collected_by: list[str] = field(default_factory=list)
 
 
-def capture(catalog: Catalog, flow_ids: Iterable[str]) -> dict[str, FlowContext]:
-    """Contexts of existing flows (call before deleting them)."""
+def capture(source: Request | Any, flow_ids: Iterable[str], *events: str) -> dict[str, FlowContext]:
+    """Contexts of existing flows (call before deleting them), for events of the types ``events``; none
+    when no webhook wants any of them."""
+    if not any(_bus(source).wants(e) for e in events):
+        return {}
+    catalog = _catalog(source)
     out: dict[str, FlowContext] = {}
     for fid in flow_ids:
         doc = catalog.get_flow(fid)
@@ -63,9 +71,9 @@ def publish_changes(
     catalog = _catalog(request)
     contexts = dict(contexts or {})
     for sid in changes.sources_created + changes.sources_updated:
-        doc = catalog.get_source(sid)
+        kind = "sources/created" if sid in changes.sources_created else "sources/updated"
+        doc = catalog.get_source(sid) if bus.wants(kind) else None
         if doc is not None:
-            kind = "sources/created" if sid in changes.sources_created else "sources/updated"
             bus.publish(
                 Event(
                     kind,
@@ -75,11 +83,11 @@ def publish_changes(
                 )
             )
     for fid in changes.flows_created + changes.flows_updated:
-        doc = catalog.get_flow(fid)
+        kind = "flows/created" if fid in changes.flows_created else "flows/updated"
+        doc = catalog.get_flow(fid) if bus.wants(kind) else None
         if doc is None:
             continue
         src = catalog.get_source(doc["source_id"]) or {}
-        kind = "flows/created" if fid in changes.flows_created else "flows/updated"
         bus.publish(
             Event(
                 kind,
@@ -90,7 +98,7 @@ def publish_changes(
                 source_collected_by=list(src.get("collected_by", [])),
             )
         )
-    for fid in changes.flows_deleted:
+    for fid in changes.flows_deleted if bus.wants("flows/deleted") else ():
         ctx = contexts.get(fid)
         bus.publish(
             Event(
@@ -102,7 +110,7 @@ def publish_changes(
                 source_collected_by=ctx.source_collected_by if ctx else [],
             )
         )
-    for sid in changes.sources_deleted:
+    for sid in changes.sources_deleted if bus.wants("sources/deleted") else ():
         ctx = next((c for c in contexts.values() if c.source_id == sid), None)
         bus.publish(
             Event(
@@ -117,9 +125,9 @@ def publish_changes(
 def publish_segments_added(request: Request | Any, flow_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
     """``flows/segments_added`` with the stored segment rows (rendered per webhook by the worker)."""
     bus = _bus(request)
-    if not bus.enabled or not rows:
+    if not rows or not bus.wants("flows/segments_added"):
         return
-    ctx = capture(_catalog(request), [flow_id]).get(flow_id)
+    ctx = capture(request, [flow_id], "flows/segments_added").get(flow_id)
     bus.publish(
         Event(
             "flows/segments_added",
@@ -135,7 +143,7 @@ def publish_segments_added(request: Request | Any, flow_id: str, rows: Sequence[
 
 def publish_segments_deleted(bus: EventBus, ctx: FlowContext | None, flow_id: str, timerange: str) -> None:
     """``flows/segments_deleted``; its timerange intersects a deleted segment at both ends."""
-    if not bus.enabled:
+    if not bus.wants("flows/segments_deleted"):
         return
     bus.publish(
         Event(

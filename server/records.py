@@ -125,6 +125,16 @@ def webhook_docs(
     return out
 
 
+#: statuses in which a webhook receives events
+ACTIVE_WEBHOOKS = ("created", "started")
+
+
+def subscribed_event_types(catalog: Catalog) -> frozenset[str]:
+    """The event types some active webhook subscribes to."""
+    rows = catalog.rows("webhooks", [Term("status", "isin", ACTIVE_WEBHOOKS)], columns=["doc"]).to_pylist()
+    return frozenset(e for r in rows for e in (json.loads(r["doc"]) if r["doc"] else {}).get("events", ()))
+
+
 def get_webhook(catalog: Catalog, webhook_id: str, *, with_secret: bool = False) -> dict[str, Any] | None:
     row = catalog.row("webhooks", [Term("id", "==", webhook_id)])
     return None if row is None else webhook_docs(catalog, [row], with_secret=with_secret)[0]

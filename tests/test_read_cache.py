@@ -6,6 +6,7 @@ second catalog over the *same* DuckDB engine without the wrapper (it reads the s
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 from pathlib import Path
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pytest
 
+from server import records
 from tams_analytics.cache import CacheConfig, CachingEngine
 from tams_analytics.cache.keyed import EVERYTHING, KeyedCache, changed_keys
 from tams_analytics.cache.timeline import Timeline
@@ -85,6 +87,24 @@ def _instances(cat: Catalog, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     return {oid: [{k: r[k] for k in keys} for r in rows] for oid, rows in cat.object_instances(ids).items()}
 
 
+def _same_keyed_rows(cached: Catalog, plain: Catalog, flows: list[str], rng: random.Random) -> None:
+    """Flow rows by id, pending delete requests by flow, and segments of several flows at once (how a
+    registration batch reads them) answer as the store does."""
+    for f in [*flows, "no-such-flow"]:
+        assert cached.row("flows", [Term("id", "==", f)]) == plain.row("flows", [Term("id", "==", f)])
+    pending = [isin("flow_id", flows), Term("delete_flow", "==", True), Term("status", "isin", ("created", "started"))]
+    assert cached.rows("delete_requests", pending).to_pylist() == plain.rows("delete_requests", pending).to_pylist()
+    lo = rng.randint(0, 300) * 10**9
+    several = [isin("flow_id", flows), Term("start_ns", "<", lo + 60 * 10**9), Term("end_ns", ">", lo)]
+    cols = ["flow_id", "start_ns", "end_ns"]
+    want = plain.rows("segments", several, columns=cols, order_by=[("start_ns", False)])
+    got = cached.rows("segments", several, columns=cols, order_by=[("start_ns", False)])
+    key = ("start_ns", "flow_id")
+    assert sorted(got.to_pylist(), key=lambda r: [r[k] for k in key]) == sorted(
+        want.to_pylist(), key=lambda r: [r[k] for k in key]
+    )
+
+
 def _same_instances(cached: Catalog, plain: Catalog, ids: list[str]) -> None:
     assert _instances(cached, ids) == _instances(plain, ids)
 
@@ -99,57 +119,71 @@ def test_pages_and_instances_equal_the_store_through_random_writes(pair: tuple[C
     for step in range(250):
         fid = rng.choice(flows)
         op = rng.random()
-        if op < 0.35:  # the live edge: appends
-            n = rng.randint(1, 12)
-            segs = [
-                {"object_id": f"o{rng.randint(0, 60)}", "timerange": _tr(ends[fid] + i, ends[fid] + i + 1)}
-                for i in range(n)
-            ]
-            if rng.random() < 0.3:
-                segs[0]["init_object_id"] = "init"
-            cached.add_segments(fid, segs)
-            ends[fid] += n
-        elif op < 0.5:  # back-filling gaps, overlaps (refused), out of order
-            a = rng.randint(0, max(1, ends[fid] + 20))
-            cached.add_segments(fid, [{"object_id": f"o{rng.randint(0, 60)}", "timerange": _tr(a, a + 1)}])
-        elif op < 0.6:
-            a = rng.randint(0, max(1, ends[fid]))
-            cached.delete_segments(fid, _tr(a, a + rng.randint(1, 30)))
-        elif op < 0.7:  # a rolled back write leaves the store, and so the cache, as it was
-            with pytest.raises(Boom), cached.transaction():
-                cached.add_segments(fid, [{"object_id": "rolled", "timerange": _tr(ends[fid], ends[fid] + 1)}])
-                cached.delete_segments(fid, "_")
-                raise Boom
-        elif op < 0.85:
-            oid = f"o{rng.randint(0, 60)}"
-            if cached.row("objects", [Term("id", "==", oid)]) is not None:
-                if rng.random() < 0.6:
-                    try:
-                        cached.add_controlled_instance(oid, STORAGE, f"key-{step}")
-                    except ConflictError:  # it already has one on this storage
-                        cached.add_uncontrolled_instances({(oid, f"label-{step}"): f"https://cdn.example/{step}"})
-                else:
-                    inst = cached.object_instances([oid]).get(oid, [])
-                    if len(inst) > 1:
-                        victim = inst[-1]
-                        if victim["controlled"]:
-                            cached.delete_instance(oid, storage_id=victim["storage_id"])
-                        else:
-                            cached.delete_instance(oid, label=victim["label"])
-        elif op < 0.9 and len(flows) > 1:
-            cached.delete_flow(fid)
-            flows.remove(fid)
-            new = flow()
-            cached.put_flow(new)
-            flows.append(new["id"])
-            ends[new["id"]] = 0
+        with contextlib.suppress(ConflictError):  # a flow with a pending delete request refuses writes
+            _random_write(cached, flows, ends, fid, op, step, rng)
         for f in flows:
             _same_pages(cached, plain, f, rng)
         _same_instances(cached, plain, [f"o{i}" for i in rng.sample(range(61), 20)] + ["init", "missing"])
+        _same_keyed_rows(cached, plain, flows, rng)
     cache = cached.engine
     assert isinstance(cache, CachingEngine)
     assert cache.timelines.hits > 500 and cache.instances.hits > 500, "the cache must have been used"
     assert cache.timelines.weight <= 400
+
+
+def _random_write(
+    cached: Catalog, flows: list[str], ends: dict[str, int], fid: str, op: float, step: int, rng: random.Random
+) -> None:
+    if op < 0.35:  # the live edge: appends
+        n = rng.randint(1, 12)
+        segs = [
+            {"object_id": f"o{rng.randint(0, 60)}", "timerange": _tr(ends[fid] + i, ends[fid] + i + 1)}
+            for i in range(n)
+        ]
+        if rng.random() < 0.3:
+            segs[0]["init_object_id"] = "init"
+        cached.add_segments(fid, segs)
+        ends[fid] += n
+    elif op < 0.5:  # back-filling gaps, overlaps (refused), out of order
+        a = rng.randint(0, max(1, ends[fid] + 20))
+        cached.add_segments(fid, [{"object_id": f"o{rng.randint(0, 60)}", "timerange": _tr(a, a + 1)}])
+    elif op < 0.6:
+        a = rng.randint(0, max(1, ends[fid]))
+        cached.delete_segments(fid, _tr(a, a + rng.randint(1, 30)))
+    elif op < 0.7:  # a rolled back write leaves the store, and so the cache, as it was
+        with pytest.raises(Boom), cached.transaction():
+            cached.add_segments(fid, [{"object_id": "rolled", "timerange": _tr(ends[fid], ends[fid] + 1)}])
+            cached.delete_segments(fid, "_")
+            raise Boom
+    elif op < 0.85:
+        oid = f"o{rng.randint(0, 60)}"
+        if cached.row("objects", [Term("id", "==", oid)]) is not None:
+            if rng.random() < 0.6:
+                try:
+                    cached.add_controlled_instance(oid, STORAGE, f"key-{step}")
+                except ConflictError:  # it already has one on this storage
+                    cached.add_uncontrolled_instances({(oid, f"label-{step}"): f"https://cdn.example/{step}"})
+            else:
+                inst = cached.object_instances([oid]).get(oid, [])
+                if len(inst) > 1:
+                    victim = inst[-1]
+                    if victim["controlled"]:
+                        cached.delete_instance(oid, storage_id=victim["storage_id"])
+                    else:
+                        cached.delete_instance(oid, label=victim["label"])
+    elif op < 0.87:  # a flow delete request made, or finished (refuses writes while pending)
+        pending = [Term("flow_id", "==", fid), Term("status", "==", "created")]
+        if cached.exists("delete_requests", pending):
+            cached.engine.update("delete_requests", pending, {"status": "done"})
+        else:
+            records.create_delete_request(cached, fid, "_", delete_flow=True)
+    elif op < 0.9 and len(flows) > 1:
+        cached.delete_flow(fid)
+        flows.remove(fid)
+        new = flow()
+        cached.put_flow(new)
+        flows.append(new["id"])
+        ends[new["id"]] = 0
 
 
 def test_a_reader_never_misses_a_committed_append(tmp_path: Path) -> None:
@@ -275,7 +309,10 @@ def test_timeline_grows_only_at_the_live_edge() -> None:
     assert column_values(t.rows.column("start_ns")) == [10, 20, 30]
     grown = t.appended(rows([50, 40]))
     assert grown is not None and column_values(grown.rows.column("start_ns")) == [10, 20, 30, 40, 50]
-    assert grown.serial != t.serial
+    assert grown.start.tolist() == [10, 20, 30, 40, 50] and grown.lineage == t.lineage, "grown in place"
+    assert t.size == 3 and t.start.tolist() == [10, 20, 30], "an older version keeps its view"
+    assert t.appended(rows([60])) is None, "only the newest version grows in place"
+    assert grown.start.tolist() == [10, 20, 30, 40, 50], "an older version cannot overwrite a newer one"
     assert t.appended(rows([25])) is None, "a segment before the last one: the caller reloads"
     where = [Term("start_ns", "<", 45), Term("end_ns", ">", 15)]
     assert grown.indices(where).tolist() == [1, 2, 3]  # [10, 11) ends before 15

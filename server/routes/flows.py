@@ -173,7 +173,8 @@ def _put_flow(
         raise forbidden(f"flow {flow_id} is read-only: set read_only to false first")
     doc = flow_from_put(body, _profile_for(catalog, body, old))
     # a flow moving to another source may take its old source with it: keep what its event needs
-    contexts = capture(catalog, [flow_id]) if old is not None and old["source_id"] != doc["source_id"] else {}
+    moved = old is not None and old["source_id"] != doc["source_id"]
+    contexts = capture(request, [flow_id], "sources/deleted") if moved else {}
     created, changes = catalog.put_flow(doc, principal=principal)
     publish_changes(request, changes, contexts)
     if not created:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from server.paging import Page, clamp_limit, decode_key, encode_key
 from server.publish import publish_segments_added
 from server.routes._common import check_uuid, get_and_head, json_body, json_response, parse_bool, parse_timerange
 from server.validation import check, errors
-from tams_analytics.catalog import Catalog, Failure, segment_page_where, segments_table
+from tams_analytics.catalog import Catalog, Failure, segment_page_where
+from tams_analytics.catalog.registration import Registration
 from tams_analytics.nonblocking import WouldBlock, memory_only
 from tams_analytics.timerange import TimeRange
 
@@ -130,49 +132,72 @@ async def post_segments(
     if isinstance(body, list):
         if len(body) > settings.max_bulk_segments:
             raise bad_request(f"at most {settings.max_bulk_segments} segments can be registered in one request")
-        failures = await run_in_threadpool(_register, request, catalog, stores, flow_id, body)
+        failures = await _register(request, catalog, stores, flow_id, body)
         if not failures:
             return Response(status_code=201)
         return json_response({"failed_segments": [_failed_wire(f) for f in failures]}, status=200)
     if not isinstance(body, dict):
         raise bad_request("the body must be a flow segment object or an array of them")
     check(body, "flow-segment-post.json")
-    failures = await run_in_threadpool(_register, request, catalog, stores, flow_id, [body])
+    failures = await _register(request, catalog, stores, flow_id, [body], checked=True)
     if failures:
         raise bad_request(f"segment {failures[0].timerange} not registered: {failures[0].reason}")
     return Response(status_code=201)
 
 
-def _register(request: Request, catalog: Catalog, stores: Stores, flow_id: str, items: Sequence[Any]) -> list[Failure]:
-    """Validate and store ``items``; return the failures (indices into ``items``) in request order."""
+#: requests with up to this many segments are checked and parsed on the event loop (a live recorder's
+#: single segment: microseconds), larger ones in a worker thread
+_INLINE_ITEMS = 8
+
+
+async def _register(
+    request: Request, catalog: Catalog, stores: Stores, flow_id: str, items: Sequence[Any], *, checked: bool = False
+) -> list[Failure]:
+    """Validate and store ``items``; return the failures (indices into ``items``) in request order.
+
+    The registration joins the catalog's next group commit (no thread waits for it); events are
+    published afterwards, and only when a webhook wants them.
+    """
+    if len(items) <= _INLINE_ITEMS:
+        prepared = _prepare(stores, flow_id, items, checked)
+    else:
+        prepared = await run_in_threadpool(_prepare, stores, flow_id, items, checked)
+    registration, positions, failures = prepared
+    result = await asyncio.wrap_future(catalog.queue_segments(registration))
+    for f in result.failed:
+        failures.append(Failure(positions[f.index], f.object_id, f.timerange, f.reason))
+    if result.accepted and request.app.state.events.wants("flows/segments_added"):
+        rows = _stored_rows(registration.rows(), result.accepted, flow_id)
+        await run_in_threadpool(publish_segments_added, request, flow_id, rows)
+    return sorted(failures, key=lambda f: f.index)
+
+
+def _prepare(
+    stores: Stores, flow_id: str, items: Sequence[Any], checked: bool
+) -> tuple[Registration, list[int], list[Failure]]:
+    """The registration of the items that match ``flow-segment-post.json`` (all of them when ``checked``),
+    the position in ``items`` of each of them, and the failures of the others."""
     failures: list[Failure] = []
     valid: list[Mapping[str, Any]] = []
     positions: list[int] = []  # index in ``items`` of each valid document
     for i, item in enumerate(items):
-        why = errors(item, "flow-segment-post.json")
+        why = None if checked else errors(item, "flow-segment-post.json")
         if why is None:
             valid.append(item)
             positions.append(i)
         else:
             failures.append(_failure(i, item, f"segment {why}"))
-    table, parse_failed = segments_table(valid)
-    urls = {i: d["get_urls"] for i, d in enumerate(valid) if d.get("get_urls")}
-    result = catalog.add_segments(flow_id, table, uncontrolled_urls=urls, reserved_labels=stores.labels())
-    for f in [*parse_failed, *result.failed]:
-        failures.append(Failure(positions[f.index], f.object_id, f.timerange, f.reason))
-    if result.accepted and request.app.state.events.enabled:
-        publish_segments_added(request, flow_id, _stored_rows(table, result.accepted, flow_id))
-    return sorted(failures, key=lambda f: f.index)
+    registration = Registration.of(flow_id, valid, reserved_labels=stores.labels())
+    return registration, positions, failures
 
 
-def _stored_rows(table: Any, accepted: Sequence[int], flow_id: str) -> list[dict[str, Any]]:
+def _stored_rows(rows: Sequence[Mapping[str, Any]], accepted: Sequence[int], flow_id: str) -> list[dict[str, Any]]:
     """The accepted segments as ``segments`` rows (for webhook rendering)."""
     wanted = set(accepted)
     out = []
-    for r in table.to_pylist():
-        if r.pop("index") in wanted:
-            r["flow_id"] = flow_id
-            out.append(r)
+    for r in rows:
+        if r["index"] in wanted:
+            out.append({k: v for k, v in r.items() if k != "index"} | {"flow_id": flow_id})
     return out
 
 

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from server import records
 from server.config import Settings
 from server.conversion.webhooks import unsupported_keys, webhook_record, webhook_wire
-from server.deps import CatalogDep, PrincipalDep, SettingsDep
+from server.deps import CatalogDep, EventsDep, PrincipalDep, SettingsDep
 from server.errors import bad_request, not_found
 from server.paging import Page, clamp_limit, page_sorted
 from server.routes._common import check_uuid, get_and_head, json_body, json_response, tag_filters
@@ -123,7 +123,9 @@ async def post_webhook(
     body = await _checked_body(request, "webhook-post.json", settings)
     webhook_id = str(uuid.uuid4())
     record = webhook_record(body, webhook_id, body.get("status", "created"))
-    return await run_in_threadpool(_create, catalog, record, body.get("api_key_value"), principal)
+    response = await run_in_threadpool(_create, catalog, record, body.get("api_key_value"), principal)
+    request.app.state.events.subscriptions_changed()
+    return response
 
 
 def _create(catalog: Catalog, record: dict[str, Any], api_key_value: str | None, principal: str | None) -> Response:
@@ -148,7 +150,9 @@ async def put_webhook(
     body = await _checked_body(request, "webhook-put.json", settings)
     if body["id"] != webhook_id:
         raise bad_request(f"webhook id {body['id']!r} in the body differs from {webhook_id} in the path")
-    return await run_in_threadpool(_replace, catalog, settings, principal, webhook_id, body)
+    response = await run_in_threadpool(_replace, catalog, settings, principal, webhook_id, body)
+    request.app.state.events.subscriptions_changed()
+    return response
 
 
 def _replace(
@@ -169,9 +173,12 @@ def _replace(
 
 
 @router.delete("/{webhook_id}", operation_id="DELETE_webhooks-webhookId", status_code=204)
-def delete_webhook(webhook_id: str, catalog: CatalogDep, settings: SettingsDep, principal: PrincipalDep) -> Response:
+def delete_webhook(
+    webhook_id: str, catalog: CatalogDep, settings: SettingsDep, principal: PrincipalDep, events: EventsDep
+) -> Response:
     _owned(catalog, settings, principal, webhook_id)
     records.delete_webhook(catalog, webhook_id)
+    events.subscriptions_changed()
     return Response(status_code=204)
 
 

@@ -85,7 +85,7 @@ def _delete_segments(app: Any, row: dict[str, Any], stopping: threading.Event | 
     chunk = max(1, app.state.settings.delete_sync_max_segments)
     flow_id = row["flow_id"]
     remaining = TimeRange.from_str(row["timerange_remaining"] or row["timerange_to_delete"])
-    context = capture(catalog, [flow_id]).get(flow_id)
+    context = capture(app, [flow_id], "flows/segments_deleted").get(flow_id)
     while not remaining.is_empty:
         if stopping is not None and stopping.is_set():
             return False
@@ -119,7 +119,7 @@ def _same_flow(catalog: Catalog, row: dict[str, Any]) -> bool:
 def _delete_flow(app: Any, row: dict[str, Any]) -> None:
     catalog: Catalog = app.state.catalog
     flow_id = row["flow_id"]
-    contexts = capture(catalog, [flow_id])
+    contexts = capture(app, [flow_id], "flows/deleted", "sources/deleted")
     with catalog.transaction():
         if not _same_flow(catalog, row):
             return

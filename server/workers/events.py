@@ -45,7 +45,7 @@ from tams_analytics.predicates import Term
 logger = logging.getLogger(__name__)
 
 #: statuses in which a webhook receives events
-ACTIVE = ("created", "started")
+ACTIVE = records.ACTIVE_WEBHOOKS
 #: seconds a lane thread idles before it exits (a new event starts it again)
 LANE_IDLE_S = 30.0
 #: upper bound of one backoff pause, seconds

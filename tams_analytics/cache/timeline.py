@@ -2,9 +2,17 @@
 
 A :class:`Timeline` answers a query on one flow's segments (the predicates of a page, an overlap
 check, a flow's extent) as the store would: the integer bounds on ``start_ns``/``end_ns`` narrow the
-search to a slice by binary search, then every predicate is evaluated exactly on that slice
-(:class:`Mask`, SQL semantics: a NULL compares false). A predicate it cannot evaluate raises
-:class:`UncachedQuery` and the caller asks the store.
+search to a slice by binary search, then every other predicate is evaluated exactly on as much of that
+slice as the answer needs (:class:`Mask`, SQL semantics: a NULL compares false), so a page costs
+O(log n + page) whatever the flow's length. A predicate it cannot evaluate raises :class:`UncachedQuery`
+and the caller asks the store.
+
+A timeline holds either the flow's rows (Arrow) and their bounds, or only the bounds (a long flow: 16
+bytes a segment): then it still answers which segments a query selects, and their bounds, and the caller
+reads just those rows from the store by their exact ``start_ns`` range.
+
+Appending at the live edge is amortised O(1): the bound arrays grow in place into spare capacity that
+no earlier version of the timeline can see (readers holding an older version keep a consistent view).
 """
 
 from __future__ import annotations
@@ -26,120 +34,206 @@ from tams_analytics.pyrows import table_rows
 if TYPE_CHECKING:
     from tams_analytics.engines.base import OrderBy
 
-__all__ = ["Mask", "RowBlocks", "Timeline", "UncachedQuery"]
+__all__ = ["BOUNDS", "Mask", "RowBlocks", "Timeline", "UncachedQuery"]
 
-_serials = itertools.count()
+_lineages = itertools.count()
+#: the columns a bounds-only timeline holds
+BOUNDS = ("start_ns", "end_ns")
 
 
 class UncachedQuery(Exception):
     """A query a timeline cannot answer exactly: the caller asks the store."""
 
 
+class _Growable:
+    """int64 arrays with spare capacity, shared by the versions of one timeline; ``length`` is how many
+    entries the newest version uses (only it may write beyond)."""
+
+    def __init__(self, start: np.ndarray, end: np.ndarray, spare: int) -> None:
+        n = len(start)
+        cap = n + spare
+        self.start = np.empty(cap, dtype=np.int64)
+        self.end = np.empty(cap, dtype=np.int64)
+        self.start[:n], self.end[:n] = start, end
+        self.length = n
+        self.lock = threading.Lock()
+
+    def grown(self, n: int, start: np.ndarray, end: np.ndarray) -> _Growable | None:
+        """These arrays with ``start``/``end`` written at ``n`` (in place when ``n`` is the newest length and
+        there is room; a new, larger copy otherwise); None when an older version asks to grow in place."""
+        k = len(start)
+        with self.lock:
+            if n == self.length and n + k <= len(self.start):
+                self.start[n : n + k], self.end[n : n + k] = start, end
+                self.length = n + k
+                return self
+        if n != self.length:
+            return None
+        bigger = _Growable(self.start[:n], self.end[:n], max(1024, 2 * (n + k)))
+        return bigger.grown(n, start, end)
+
+
 @dataclass(frozen=True)
 class Timeline:
-    """One flow's segments in ``start_ns`` order, with the arrays binary searches need."""
+    """One flow's segments in ``start_ns`` order: their rows (None for a bounds-only timeline) and the
+    arrays binary searches need. Segments of a flow never overlap, so their ends are sorted too."""
 
-    rows: pa.Table
-    start: np.ndarray
-    end: np.ndarray
-    #: running maximum of ``end``: the first index whose end can pass a lower bound
-    end_max: np.ndarray
-    #: unique per timeline (a grown timeline is a new one): keys its rows in :class:`RowBlocks`
-    serial: int = field(default_factory=lambda: next(_serials))
+    rows: pa.Table | None
+    n: int
+    _arrays: _Growable
+    #: shared by the versions a timeline grows into: keys its row blocks in :class:`RowBlocks`
+    lineage: int = field(default_factory=lambda: next(_lineages))
 
     @classmethod
-    def of(cls, rows: pa.Table) -> Timeline:
-        """From a flow's rows in any order."""
+    def of(cls, rows: pa.Table, *, bounds_only: bool = False) -> Timeline:
+        """From a flow's rows in any order (with ``bounds_only``, only their ``start_ns``/``end_ns``)."""
         if rows.num_rows:
             rows = rows.take(pc.sort_indices(rows, [("start_ns", "ascending")]))
-        rows = rows.combine_chunks()
         start = _int64(rows.column("start_ns"))
         end = _int64(rows.column("end_ns"))
-        return cls(rows, start, end, np.maximum.accumulate(end) if len(end) else end)
+        if len(end) > 1 and np.any(end[1:] < end[:-1]):
+            raise UncachedQuery("segments of the flow overlap: its ends are not sorted")
+        arrays = _Growable(start, end, max(64, len(start) // 8))
+        return cls(None if bounds_only else rows.combine_chunks(), len(start), arrays)
 
-    def appended(self, new: pa.Table) -> Timeline | None:
-        """This timeline with ``new`` rows added, when they all start after its last segment (the
-        live edge); None otherwise (the caller drops the entry)."""
-        if not new.num_rows:
-            return self
-        tail = Timeline.of(new.select(self.rows.column_names).cast(self.rows.schema))
-        if len(self.start) and tail.start[0] <= self.start[-1]:
-            return None
-        rows = pa.concat_tables([self.rows, tail.rows])
-        if rows.column(0).num_chunks > 32:
-            rows = rows.combine_chunks()
-        top = self.end_max[-1] if len(self.end_max) else np.iinfo(np.int64).min
-        return Timeline(
-            rows,
-            np.concatenate([self.start, tail.start]),
-            np.concatenate([self.end, tail.end]),
-            np.concatenate([self.end_max, np.maximum(tail.end_max, top)]),
-        )
+    @property
+    def start(self) -> np.ndarray:
+        return self._arrays.start[: self.n]
+
+    @property
+    def end(self) -> np.ndarray:
+        return self._arrays.end[: self.n]
 
     @property
     def size(self) -> int:
-        return self.rows.num_rows
+        return self.n
 
+    @property
+    def bounds_only(self) -> bool:
+        return self.rows is None
+
+    def appended(self, new: pa.Table) -> Timeline | None:
+        """This timeline with ``new`` rows added, when they all start after its last segment and keep the
+        ends sorted (the live edge); None otherwise (the caller drops the entry)."""
+        if not new.num_rows:
+            return self
+        if new.num_rows > 1:
+            new = new.take(pc.sort_indices(new, [("start_ns", "ascending")]))
+        start, end = _int64(new.column("start_ns")), _int64(new.column("end_ns"))
+        last_start = self._arrays.start[self.n - 1] if self.n else None
+        last_end = self._arrays.end[self.n - 1] if self.n else None
+        if last_start is not None and (start[0] <= last_start or end[0] < last_end):
+            return None
+        if len(end) > 1 and np.any(end[1:] < end[:-1]):
+            return None
+        arrays = self._arrays.grown(self.n, start, end)
+        if arrays is None:
+            return None
+        rows = None
+        if self.rows is not None:
+            tail = new.select(self.rows.column_names).cast(self.rows.schema)
+            rows = pa.concat_tables([self.rows, tail])
+            if rows.column(0).num_chunks > 64:
+                rows = rows.combine_chunks()
+        return Timeline(rows, self.n + len(start), arrays, self.lineage if arrays is self._arrays else next(_lineages))
+
+    # -- queries ---------------------------------------------------------------------------------------------
     def indices(self, where: Sequence[Predicate], *, order_by: OrderBy = (), limit: int | None = None) -> np.ndarray:
         """Positions of the rows matching every predicate (on this flow's columns), in the order of
-        ``order_by`` (``start_ns`` or ``end_ns``, either way; ties in ``start_ns`` order), at most
-        ``limit``: the store's ``ORDER BY ... LIMIT`` answer."""
-        lo, hi = 0, len(self.start)
+        ``order_by`` (``start_ns`` or ``end_ns``, either way), at most ``limit``: the store's
+        ``ORDER BY ... LIMIT`` answer."""
+        descending = False
+        if order_by:
+            (column, descending), *rest_order = order_by
+            if rest_order or column not in BOUNDS:
+                raise UncachedQuery(f"order by {order_by!r}")
+        lo, hi = 0, self.n
+        rest: list[Predicate] = []
+        start, end = self.start, self.end
         for term in conjuncts(where):
-            if not isinstance(term, Term) or not isinstance(term.value, int) or isinstance(term.value, bool):
-                continue
-            if term.column == "start_ns":
+            if isinstance(term, Term) and term.column in BOUNDS and _is_int(term.value) and term.op in _BOUND_OPS:
+                array = start if term.column == "start_ns" else end
                 side = "left" if term.op in ("<", ">=") else "right"
-                cut = int(np.searchsorted(self.start, term.value, side=side))
+                cut = int(np.searchsorted(array, term.value, side=side))
                 if term.op in ("<", "<="):
                     hi = min(hi, cut)
-                elif term.op in (">", ">="):
+                else:
                     lo = max(lo, cut)
-            elif term.column == "end_ns" and term.op in (">", ">="):
-                side = "right" if term.op == ">" else "left"
-                lo = max(lo, int(np.searchsorted(self.end_max, term.value, side=side)))
+            else:
+                rest.append(term)
         if lo >= hi:
             return np.empty(0, dtype=np.int64)
-        # the bounds only narrow the search: every predicate is still evaluated exactly on what is left
-        idx = np.flatnonzero(AllOf(tuple(where)).accept(Mask(self, lo, hi))) + lo
-        idx = self._ordered(idx, order_by)
-        return idx if limit is None else idx[: max(0, int(limit))]
+        if limit is not None and limit <= 0:
+            return np.empty(0, dtype=np.int64)
+        return self._scan(lo, hi, rest, descending, limit)
 
-    def _ordered(self, idx: np.ndarray, order_by: OrderBy) -> np.ndarray:
-        if not order_by:
-            return idx
-        (column, descending), *rest = order_by
-        if rest or column not in ("start_ns", "end_ns"):
-            raise UncachedQuery(f"order by {order_by!r}")
-        if column == "end_ns":
-            idx = idx[np.argsort(self.end[idx], kind="stable")]
-        return idx[::-1] if descending else idx
+    def _scan(self, lo: int, hi: int, rest: list[Predicate], descending: bool, limit: int | None) -> np.ndarray:
+        """Positions in ``lo:hi`` matching ``rest``, from the front (or the back), at most ``limit``: only as
+        many rows are evaluated as the answer needs (a chunk, doubling)."""
+        if not rest:
+            idx = np.arange(lo, hi, dtype=np.int64)
+            idx = idx[::-1] if descending else idx
+            return idx if limit is None else idx[:limit]
+        if limit is None:
+            idx = np.flatnonzero(AllOf(tuple(rest)).accept(Mask(self, lo, hi))) + lo
+            return idx[::-1] if descending else idx
+        found: list[np.ndarray] = []
+        count, chunk = 0, max(64, 4 * limit)
+        a, b = (hi, hi) if descending else (lo, lo)
+        while count < limit and (a > lo if descending else b < hi):
+            if descending:
+                a, b = max(lo, a - chunk), a
+            else:
+                a, b = b, min(hi, b + chunk)
+            part = np.flatnonzero(AllOf(tuple(rest)).accept(Mask(self, a, b))) + a
+            part = part[::-1] if descending else part
+            found.append(part)
+            count += len(part)
+            chunk *= 2
+        idx = np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+        return idx[:limit]
 
     def select(self, idx: np.ndarray, columns: Sequence[str] | None = None) -> pa.Table:
-        """The rows at ``idx`` as Arrow."""
+        """The rows at ``idx`` as Arrow (a bounds-only timeline: only ``start_ns``/``end_ns``)."""
+        if self.rows is None:
+            wanted = list(columns or BOUNDS)
+            if not set(wanted) <= set(BOUNDS):
+                raise UncachedQuery(f"a bounds-only timeline has no column {sorted(set(wanted) - set(BOUNDS))}")
+            arrays = {"start_ns": self.start[idx], "end_ns": self.end[idx]}
+            return pa.table({c: pa.array(arrays[c], pa.int64()) for c in wanted})
         rows = self.rows if columns is None else self.rows.select(list(columns))
         if len(idx) and idx[-1] - idx[0] == len(idx) - 1:
             return rows.slice(int(idx[0]), len(idx))
         return rows.take(pa.array(idx, pa.int64()))
 
 
+_BOUND_OPS = frozenset({"<", "<=", ">", ">="})
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
 class RowBlocks:
     """Timeline rows as Python dicts, converted a block at a time and kept, least recently used out.
 
     A page of a cached timeline is then built without any Arrow call: on a threaded server every
-    such call releases the GIL, and the hand-overs cost more than the conversion itself. The dicts
-    are shared by every reader: nobody may modify them.
+    such call releases the GIL, and the hand-overs cost more than the conversion itself. A full block
+    never changes while its timeline grows (appends only add rows after it), so it serves every version
+    of the timeline. The dicts are shared by every reader: nobody may modify them.
     """
 
     SIZE = 256
 
     def __init__(self, capacity: int = 128) -> None:
         self.capacity = capacity
-        self._blocks: OrderedDict[tuple[int, int], list[dict[str, Any]]] = OrderedDict()
+        self._blocks: OrderedDict[tuple[int, int, int], list[dict[str, Any]]] = OrderedDict()
         self._lock = threading.Lock()
 
     def rows(self, timeline: Timeline, idx: Sequence[int]) -> list[dict[str, Any]]:
         """The rows at positions ``idx`` of ``timeline`` as (shared, read-only) dicts of every column."""
+        if timeline.rows is None:
+            raise UncachedQuery("a bounds-only timeline has no rows")
         out: list[dict[str, Any]] = []
         block_no, block = -1, []
         for i in idx:
@@ -150,13 +244,15 @@ class RowBlocks:
         return out
 
     def _block(self, timeline: Timeline, block_no: int) -> list[dict[str, Any]]:
-        key = (timeline.serial, block_no)
+        assert timeline.rows is not None
+        filled = min(self.SIZE, timeline.n - block_no * self.SIZE)
+        key = (timeline.lineage, block_no, filled)
         with self._lock:
             block = self._blocks.get(key)
             if block is not None:
                 self._blocks.move_to_end(key)
                 return block
-        block = table_rows(timeline.rows.slice(block_no * self.SIZE, self.SIZE), timeline.rows.column_names)
+        block = table_rows(timeline.rows.slice(block_no * self.SIZE, filled), timeline.rows.column_names)
         with self._lock:
             self._blocks[key] = block
             while len(self._blocks) > self.capacity:
@@ -197,10 +293,10 @@ class Mask(Visitor[np.ndarray]):
         return out
 
     def term(self, p: Term) -> np.ndarray:
-        if p.column in ("start_ns", "end_ns") and p.op in _NUMPY_OPS and isinstance(p.value, int):
+        if p.column in BOUNDS and p.op in _NUMPY_OPS and _is_int(p.value):
             arr = (self.t.start if p.column == "start_ns" else self.t.end)[self.lo : self.lo + self.n]
             return np.asarray(_NUMPY_OPS[p.op](arr, p.value))
-        if p.column not in self.t.rows.column_names:
+        if self.t.rows is None or p.column not in self.t.rows.column_names:
             raise UncachedQuery(f"{p!r}")
         col = self.t.rows.column(p.column).slice(self.lo, self.n)
         if p.op in ("==", "!="):
@@ -217,5 +313,5 @@ class Mask(Visitor[np.ndarray]):
         raise UncachedQuery(f"{p!r}")
 
 
-def _int64(col: pa.ChunkedArray) -> np.ndarray:
+def _int64(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(col.to_numpy(), dtype=np.int64)

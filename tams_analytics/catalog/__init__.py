@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from tams_analytics import display
 from tams_analytics import filters as F
 from tams_analytics import predicates as P
 from tams_analytics.catalog import backends, deletion, documents, flows, objects, references, registration
+from tams_analytics.catalog.group_commit import GroupCommit
 from tams_analytics.catalog.results import AddResult, Changes, DeleteResult, Failure
 from tams_analytics.catalog.tags import Tags, get_tags
 from tams_analytics.catalog.wire import segments_table
@@ -63,6 +65,10 @@ class Catalog:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        #: concurrent segment registrations, applied in batches (see :mod:`~tams_analytics.catalog.group_commit`)
+        self.group_commit: GroupCommit[registration.Registration, AddResult] = GroupCommit(
+            lambda requests: registration.register_batch(self, requests)
+        )
 
     def __repr__(self) -> str:
         return display.catalog_repr(self)
@@ -75,6 +81,7 @@ class Catalog:
         return self.engine.name
 
     def close(self) -> None:
+        self.group_commit.close()
         self.engine.close()
 
     def __enter__(self) -> Catalog:
@@ -334,6 +341,12 @@ class Catalog:
         return registration.add_segments(
             self, flow_id, segments, uncontrolled_urls=uncontrolled_urls, reserved_labels=reserved_labels
         )
+
+    def queue_segments(self, request: registration.Registration) -> Future[AddResult]:
+        """:meth:`add_segments` for callers that must not block (an event loop): ``request`` joins the next
+        batch of registrations, and the future gets its result (or the error that refused it) once that
+        batch has committed."""
+        return self.group_commit.future(request)
 
     def delete_segments(
         self,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from tams_analytics.catalog import tags as T
-from tams_analytics.catalog.guards import refuse_if_being_deleted, writable_flow
+from tams_analytics.catalog.guards import pending_flow_deletions, refuse_if_being_deleted, writable_flow
 from tams_analytics.catalog.results import Changes
 from tams_analytics.catalog.wire import FLOW_PROPERTIES, SOURCE_PROPERTIES, dumps, flow_to_row
 from tams_analytics.clock import utcnow
@@ -46,7 +46,7 @@ def put_flow(catalog: Catalog, flow: Mapping[str, Any], *, principal: str | None
     with catalog.transaction():
         old = catalog.row("flows", [Term("id", "==", flow_id)])
         if old is not None:
-            refuse_if_being_deleted(catalog, old)
+            refuse_if_being_deleted(old, pending_flow_deletions(catalog, [flow_id]).get(flow_id, []))
             if old.get("read_only"):
                 raise ReadOnlyError(f"flow {flow_id} is read-only: set read_only to false first")
         source = catalog.row("sources", [Term("id", "==", source_id)])

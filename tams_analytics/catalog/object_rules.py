@@ -9,7 +9,7 @@ re-use must lie within the object's timerange (the segment's timerange minus its
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,63 +19,83 @@ import pyarrow.compute as pc
 from tams_analytics.clock import utcnow
 from tams_analytics.predicates import isin
 from tams_analytics.timerange import TimeRange
-from tams_analytics.timerange_vector import parse_timeranges
 
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
 
-__all__ = ["ObjectWrites", "check_objects", "write_objects"]
+__all__ = ["ObjectState", "check_objects", "mentioned_ids", "write_objects"]
 
 _TS = pa.timestamp("us", tz="UTC")
 
 
-@dataclass(frozen=True)
-class ObjectWrites:
-    """Object rows a registration writes: changed or new ones as dicts, fresh new ones as a table."""
-
-    pending: dict[str, dict[str, Any]]
-    #: ids of the objects already stored (only these need deleting before their rows are re-inserted)
-    stored: frozenset[str]
-    new_rows: pa.Table
+def mentioned_ids(segs: pa.Table) -> pa.Array:
+    """Every object id ``segs`` mention, as media or init object (with repeats)."""
+    return pa.concat_arrays(
+        [segs.column("object_id").combine_chunks(), pc.drop_null(segs.column("init_object_id")).combine_chunks()]
+    )
 
 
-def _fresh_objects(segs: pa.Table, ok: np.ndarray, stored: frozenset[str]) -> np.ndarray:
-    """Rows (among ``ok``) whose object is new and concerns no other row of the batch, and that set no
+@dataclass
+class ObjectState:
+    """The objects of one registration batch: as stored before it, and the rows it will write.
+
+    ``stored`` holds the stored rows of every object the batch mentions (read in one query);
+    ``repeated`` the ids the batch mentions more than once (as media or init objects, in any of its
+    registrations): only objects mentioned once may take the array path (:func:`check_objects`).
+    """
+
+    stored: dict[str, dict[str, Any]]
+    repeated: frozenset[str]
+    now: Any = field(default_factory=utcnow)
+    #: changed or new objects as dicts (rows of ``stored`` among them are replaced)
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: new objects of fresh ingest, as tables
+    new_rows: list[pa.Table] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, catalog: Catalog, mentioned: pa.Array) -> ObjectState:
+        """The state for a batch mentioning ``mentioned`` ids: their stored rows, in one query."""
+        counts = pc.value_counts(mentioned)
+        repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1)).to_pylist()
+        ids = pc.unique(mentioned).to_pylist()
+        stored = {r["id"]: r for r in catalog.rows("objects", [isin("id", ids)]).to_pylist()} if ids else {}
+        return cls(stored, frozenset(repeated))
+
+    def current(self, oid: str) -> dict[str, Any] | None:
+        return self.pending.get(oid) or self.stored.get(oid)
+
+
+def _fresh_objects(segs: pa.Table, ok: np.ndarray, state: ObjectState) -> np.ndarray:
+    """Rows (among ``ok``) whose object is new and concerns nothing else of the batch, and that set no
     init object, object timerange or ts_offset: every object rule passes for them as they are."""
     if not ok.any():
         return np.zeros(len(ok), dtype=bool)
     oid = segs.column("object_id")
-    candidates = pa.array(ok)
-    mentioned = pc.drop_null(segs.column("init_object_id"))
     plain = pc.and_(
         pc.and_(pc.is_null(segs.column("init_object_id")), pc.is_null(segs.column("object_timerange"))),
         pc.fill_null(pc.equal(segs.column("ts_offset"), 0), True),
     )
-    fresh = pc.and_(candidates, plain)
-    fresh = pc.and_(fresh, pc.invert(pc.is_in(oid, value_set=pa.array(sorted(stored), pa.string()))))
-    fresh = pc.and_(fresh, pc.invert(pc.is_in(oid, value_set=mentioned.combine_chunks())))
-    # an object registered by two rows of the batch: the second is a re-use, checked by the rules
-    ok_ids = pc.filter(oid, candidates)
-    counts = pc.value_counts(ok_ids)
-    repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
-    fresh = pc.and_(fresh, pc.invert(pc.is_in(oid, value_set=repeated)))
+    fresh = pc.and_(pa.array(ok), plain)
+    taken = sorted(set(state.stored) | state.repeated)
+    if taken:
+        fresh = pc.and_(fresh, pc.invert(pc.is_in(oid, value_set=pa.array(taken, pa.string()))))
     return np.asarray(fresh.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _new_object_rows(segs: pa.Table, flow_id: str, now: Any) -> pa.Table:
-    """``objects`` rows first registered by ``segs`` (fresh rows): the object timeline is the segment's."""
+def _new_object_rows(segs: pa.Table, flow_ids: pa.Array, now: Any) -> pa.Table:
+    """``objects`` rows first registered by ``segs`` (fresh rows, of the flows ``flow_ids``): the object
+    timeline is the segment's (no ts_offset, no object_timerange)."""
     n = segs.num_rows
-    parsed = parse_timeranges(segs.column("timerange"))
     return pa.table(
         {
             "id": segs.column("object_id"),
             "allocated_flow_id": pa.nulls(n, pa.string()),
-            "first_referenced_by_flow": pa.repeat(pa.scalar(flow_id, pa.string()), n),
+            "first_referenced_by_flow": flow_ids,
             "registered": pa.repeat(pa.scalar(True), n),
             "is_init": pa.repeat(pa.scalar(False), n),
-            "timerange": parsed.text,
-            "start_ns": pa.array(parsed.start_ns, pa.int64()),
-            "end_ns": pa.array(parsed.end_ns, pa.int64()),
+            "timerange": segs.column("timerange"),
+            "start_ns": segs.column("start_ns"),
+            "end_ns": segs.column("end_ns"),
             "key_frame_count": segs.column("key_frame_count"),
             "init_object_id": pa.nulls(n, pa.string()),
             "content_type": pa.nulls(n, pa.string()),
@@ -86,32 +106,31 @@ def _new_object_rows(segs: pa.Table, flow_id: str, now: Any) -> pa.Table:
     )
 
 
-def check_objects(
-    catalog: Catalog, flow_id: str, segs: pa.Table, ok: np.ndarray
-) -> tuple[ObjectWrites, dict[int, str]]:
-    """Apply the object rules; return the object rows to write and the rows that fail them.
+def check_objects(state: ObjectState, flows: pa.Array, segs: pa.Table, ok: np.ndarray) -> dict[int, str]:
+    """Apply the object rules to the rows ``ok`` of a batch (row ``i`` is a segment of flow ``flows[i]``), in
+    row order; record the object rows to write in ``state``; return the rows that fail them, and why.
 
     Rows registering a new object that nothing else in the batch mentions, without an init object,
     object timerange or ts_offset (a fresh ingest: the norm) pass every rule, so their object rows
     are built with array operations; the other rows go through the rules one by one, in order.
     """
-    cols = segs.to_pydict()
-    ids = set(cols["object_id"]) | {x for x in cols["init_object_id"] if x}
-    stored = {r["id"]: r for r in catalog.rows("objects", [isin("id", sorted(ids))]).to_pylist()}
-    pending: dict[str, dict[str, Any]] = {}
+    pending, now, current = state.pending, state.now, state.current
     reasons: dict[int, str] = {}
-    now = utcnow()
-    fresh = _fresh_objects(segs, ok, frozenset(stored))
-    writes = ObjectWrites(pending, frozenset(stored), _new_object_rows(segs.filter(pa.array(fresh)), flow_id, now))
-
-    def current(oid: str) -> dict[str, Any] | None:
-        return pending.get(oid) or stored.get(oid)
-
-    for pos in np.flatnonzero(ok & ~fresh):
-        oid = cols["object_id"][pos]
-        seg_tr = TimeRange.from_str(cols["timerange"][pos])
-        offset = cols["ts_offset"][pos] or 0
-        init_id = cols["init_object_id"][pos]
+    fresh = _fresh_objects(segs, ok, state)
+    if fresh.any():
+        keep = pa.array(fresh)
+        state.new_rows.append(_new_object_rows(segs.filter(keep), flows.filter(keep), now))
+    rest = np.flatnonzero(ok & ~fresh)
+    if not len(rest):
+        return reasons
+    cols = segs.take(pa.array(rest)).to_pydict()
+    cols["flow_id"] = flows.take(pa.array(rest)).to_pylist()
+    for k, pos in enumerate(rest):
+        oid = cols["object_id"][k]
+        flow_id = cols["flow_id"][k]
+        seg_tr = TimeRange.from_str(cols["timerange"][k])
+        offset = cols["ts_offset"][k] or 0
+        init_id = cols["init_object_id"][k]
         o = current(oid)
         why: str | None = None
         if o is not None and o.get("is_init"):
@@ -121,7 +140,7 @@ def check_objects(
             if allocated not in (None, flow_id):
                 why = f"object {oid} was allocated for flow {allocated}: register it there first"
         else:
-            why = _reuse_conflict(o, cols, pos, seg_tr, offset)
+            why = _reuse_conflict(o, cols, k, seg_tr, offset)
         if why is None and init_id:
             io = current(init_id)
             if io is not None and io.get("registered") and not io.get("is_init"):
@@ -133,8 +152,8 @@ def check_objects(
             continue
         if o is None or not o.get("registered"):
             obj_tr = (
-                TimeRange.from_str(cols["object_timerange"][pos])
-                if cols["object_timerange"][pos]
+                TimeRange.from_str(cols["object_timerange"][k])
+                if cols["object_timerange"][k]
                 else seg_tr.shift(-offset)
             )
             lo, hi = obj_tr.storage_bounds()
@@ -155,7 +174,7 @@ def check_objects(
                 "timerange": str(obj_tr),
                 "start_ns": lo,
                 "end_ns": hi,
-                "key_frame_count": cols["key_frame_count"][pos],
+                "key_frame_count": cols["key_frame_count"][k],
                 "init_object_id": init_id,
                 "unreferenced_since": None,
             }
@@ -183,19 +202,19 @@ def check_objects(
                     "end_ns": None,
                     "unreferenced_since": None,
                 }
-    return writes, reasons
+    return reasons
 
 
-def write_objects(catalog: Catalog, objects: ObjectWrites) -> None:
-    """Upsert object rows: one delete (of those already stored) and one insert per kind, not a
+def write_objects(catalog: Catalog, state: ObjectState) -> None:
+    """Upsert the batch's object rows: one delete (of those already stored) and one insert per kind, not a
     statement per object."""
-    changed = [oid for oid in objects.pending if oid in objects.stored]
+    changed = [oid for oid in state.pending if oid in state.stored]
     if changed:
         catalog.engine.delete("objects", [isin("id", changed)])
-    if objects.pending:
-        catalog.engine.insert("objects", pa.Table.from_pylist(list(objects.pending.values())))
-    if objects.new_rows.num_rows:
-        catalog.engine.insert("objects", objects.new_rows)
+    if state.new_rows:
+        catalog.engine.insert("objects", pa.concat_tables(state.new_rows))
+    if state.pending:
+        catalog.engine.insert("objects", pa.Table.from_pylist(list(state.pending.values())))
 
 
 def _reuse_conflict(

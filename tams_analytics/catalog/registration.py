@@ -1,8 +1,13 @@
-"""Segment registration: a batch of segments on one flow, checked and stored atomically, never overlapping.
+"""Segment registration: segments checked and stored atomically per flow, never overlapping.
 
-A registration is planned first (:func:`plan`: labels of uncontrolled URLs, overlaps with stored
-segments and within the batch, the object rules) and then applied (:func:`apply`) in the same
-transaction: every segment is judged on its own, failures are reported per segment, the rest stored.
+Registrations are applied in *batches* (:func:`register_batch`): a live recorder posts one segment per
+request to each of many flows, so the server's concurrent requests are queued and applied together
+(:mod:`~tams_analytics.catalog.group_commit`): one transaction and one durable commit per batch, and
+a constant number of reads, each for the whole batch (the flows, their pending flow delete requests,
+the stored segments their new ones could overlap, the objects they mention). Every registration is
+still judged on its own, as if the batch's registrations had run one after another in arrival order:
+it sees the segments and objects of those before it, and gets its own answer (an error for the flow,
+or the segments accepted and refused, and why).
 """
 
 from __future__ import annotations
@@ -14,24 +19,68 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from tams_analytics import predicates as P
-from tams_analytics.catalog.guards import writable_flow
-from tams_analytics.catalog.object_rules import ObjectWrites, check_objects, write_objects
+from tams_analytics.catalog.guards import FLOW_ROW, check_writable, pending_flow_deletions
+from tams_analytics.catalog.object_rules import ObjectState, check_objects, mentioned_ids, write_objects
 from tams_analytics.catalog.objects import add_uncontrolled_instances
 from tams_analytics.catalog.results import AddResult, Failure
-from tams_analytics.catalog.wire import segments_table
-from tams_analytics.clock import utcnow
-from tams_analytics.predicates import Term
+from tams_analytics.catalog.wire import SEGMENT_ROWS, segment_rows
+from tams_analytics.predicates import Predicate, Term, isin
 from tams_analytics.timerange import TimeRange
 
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
 
-__all__ = ["Registration", "add_segments", "apply", "plan"]
+__all__ = ["Registration", "add_segments", "register_batch"]
 
 UrlItems = Mapping[int, Sequence[Mapping[str, str]]]
 _TS = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One request to register segments on a flow: its parsed segments (dicts from
+    :func:`~tams_analytics.catalog.wire.segment_rows`, or a table from
+    :func:`~tams_analytics.catalog.wire.segments_table`, each with its ``index`` in the request), the
+    documents that did not parse, uncontrolled ``get_urls`` by index, and labels reserved for backends."""
+
+    flow_id: str
+    segments: pa.Table | list[dict[str, Any]]
+    parse_failures: tuple[Failure, ...] = ()
+    urls: Mapping[int, Sequence[Mapping[str, str]]] = field(default_factory=dict)
+    reserved_labels: frozenset[str] = frozenset()
+
+    @property
+    def size(self) -> int:
+        return self.segments.num_rows if isinstance(self.segments, pa.Table) else len(self.segments)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The parsed segments as dicts."""
+        return self.segments.to_pylist() if isinstance(self.segments, pa.Table) else self.segments
+
+    @classmethod
+    def of(
+        cls,
+        flow_id: str,
+        segments: pa.Table | Sequence[Mapping[str, Any]],
+        *,
+        uncontrolled_urls: UrlItems | None = None,
+        reserved_labels: frozenset[str] = frozenset(),
+    ) -> Registration:
+        """From wire documents (parsed here) or a table from ``segments_table``."""
+        failures: list[Failure] = []
+        urls = dict(uncontrolled_urls or {})
+        parsed: pa.Table | list[dict[str, Any]]
+        if isinstance(segments, pa.Table):
+            parsed = segments
+            if "index" not in parsed.column_names:
+                parsed = parsed.append_column("index", pa.array(np.arange(parsed.num_rows), pa.int64()))
+        else:
+            docs = list(segments)
+            parsed, failures = segment_rows(docs)
+            urls = {i: d["get_urls"] for i, d in enumerate(docs) if isinstance(d, Mapping) and d.get("get_urls")} | urls
+        return cls(flow_id, parsed, tuple(failures), urls, reserved_labels)
 
 
 def add_segments(
@@ -45,146 +94,285 @@ def add_segments(
     """Register segments on a flow, atomically, never storing two overlapping segments.
 
     Every segment is checked against the flow's stored segments and the segments accepted before it
-    in the same call (abutting ranges are fine); those that overlap, or break the object rules
+    (abutting ranges are fine); those that overlap, or break the object rules
     (:mod:`~tams_analytics.catalog.object_rules`), fail individually and the rest are stored.
     ``segments`` is a list of wire documents, or a table from
-    :func:`~tams_analytics.catalog.wire.segments_table`.
+    :func:`~tams_analytics.catalog.wire.segments_table`. Concurrent calls are applied in batches, one
+    transaction each; a call inside a transaction joins it.
     """
-    parse_failures: list[Failure] = []
-    if not isinstance(segments, pa.Table):
-        docs = list(segments)
-        segments, parse_failures = segments_table(docs)
-        uncontrolled_urls = {
-            i: d["get_urls"] for i, d in enumerate(docs) if isinstance(d, Mapping) and d.get("get_urls")
-        } | dict(uncontrolled_urls or {})
-    with catalog.transaction():
-        writable_flow(catalog, flow_id, needs_container="segments cannot be registered")
-        if segments.num_rows == 0:
-            return AddResult(failed=parse_failures)
-        registration = plan(catalog, flow_id, segments, dict(uncontrolled_urls or {}), reserved_labels)
-        apply(catalog, registration)
-    failed = sorted([*parse_failures, *registration.failed], key=lambda f: f.index)
-    return AddResult(accepted=registration.accepted_index, failed=failed)
+    request = Registration.of(flow_id, segments, uncontrolled_urls=uncontrolled_urls, reserved_labels=reserved_labels)
+    if not catalog.engine.in_transaction():
+        return catalog.group_commit.submit(request)
+    outcome = register_batch(catalog, [request])[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
-@dataclass
-class Registration:
-    """What a registration will write, and what it refused."""
+def register_batch(catalog: Catalog, requests: Sequence[Registration]) -> list[AddResult | Exception]:
+    """Apply ``requests`` in one transaction; each gets its own result, or the error that refused it.
 
-    flow_id: str
-    #: the accepted ``segments`` rows (with their ``index``)
-    accepted: pa.Table
-    accepted_index: list[int]
-    failed: list[Failure]
-    objects: ObjectWrites
-    #: uncontrolled instances to add, ``{(object_id, label): url}``
-    urls: dict[tuple[str, str], str] = field(default_factory=dict)
-
-
-def plan(
-    catalog: Catalog, flow_id: str, segments: pa.Table, urls: UrlItems, reserved_labels: frozenset[str]
-) -> Registration:
-    """Judge every segment of the batch (in order: labels, overlaps, object rules)."""
-    index = segments.column("index").to_numpy() if "index" in segments.column_names else np.arange(segments.num_rows)
-    # labels first: a row refused for its labels must neither block later rows of the batch as an
-    # overlap nor register its object
-    ok = np.ones(segments.num_rows, dtype=bool)
-    reasons = _check_labels(segments, index, urls, reserved_labels)
-    ok[list(reasons)] = False
-    ok, overlap_reasons = _check_overlaps(catalog, flow_id, segments, ok)
-    reasons.update(overlap_reasons)
-    objects, obj_reasons = check_objects(catalog, flow_id, segments, ok)
-    reasons.update(obj_reasons)
-    failed = []
-    oids, texts = segments.column("object_id"), segments.column("timerange")
-    for pos, why in sorted(reasons.items()):
-        ok[pos] = False
-        failed.append(Failure(int(index[pos]), oids[pos].as_py(), texts[pos].as_py(), why))
-    accepted = segments.filter(pa.array(ok))
-    wanted: dict[tuple[str, str], str] = {}
-    if urls:
-        accepted_index = index[ok].tolist()
-        for i, oid in zip(accepted_index, accepted.column("object_id").to_pylist(), strict=True):
-            for u in urls.get(i) or []:
-                wanted.setdefault((oid, u["label"]), u["url"])
-    return Registration(flow_id, accepted, index[ok].tolist(), failed, objects, wanted)
+    If the batch cannot be written as a whole (the store refuses the combined write), each request is
+    tried again alone, so that one request's trouble never fails another.
+    """
+    try:
+        with catalog.transaction():
+            batch = _Batch(catalog, requests)
+            outcomes = batch.judge()
+            batch.flush()
+        return outcomes
+    except Exception:
+        if len(requests) == 1:
+            raise
+    return [_alone(catalog, r) for r in requests]
 
 
-def apply(catalog: Catalog, registration: Registration) -> None:
-    """Write what :func:`plan` accepted (inside the transaction it was planned in)."""
-    rows = registration.accepted
-    if not rows.num_rows:
-        return
-    now = utcnow()
-    if "index" in rows.column_names:
-        rows = rows.drop_columns(["index"])
-    n = rows.num_rows
-    rows = rows.set_column(
-        rows.schema.get_field_index("flow_id"), "flow_id", pa.repeat(pa.scalar(registration.flow_id, pa.string()), n)
-    )
-    rows = rows.set_column(rows.schema.get_field_index("created"), "created", pa.repeat(pa.scalar(now, _TS), n))
-    catalog.engine.insert("segments", rows)
-    write_objects(catalog, registration.objects)
-    if registration.urls:
-        add_uncontrolled_instances(catalog, registration.urls)
-    catalog.engine.update("flows", [Term("id", "==", registration.flow_id)], {"segments_updated": now})
+def _alone(catalog: Catalog, request: Registration) -> AddResult | Exception:
+    try:
+        return register_batch(catalog, [request])[0]
+    except Exception as exc:
+        return exc
 
 
-def _check_labels(segs: pa.Table, index: np.ndarray, urls: UrlItems, reserved: frozenset[str]) -> dict[int, str]:
-    """Uncontrolled get_urls: a label must be unique in the request and differ from backend labels."""
+class _Batch:
+    """One batch: what the store held before it (read once, for all its requests), the judgement of every
+    segment of every request in arrival order, and what the batch writes.
+
+    The requests' segments are judged together, as one table in arrival order: a segment is accepted
+    when it overlaps neither a stored segment nor a segment accepted before it (of its request, or of an
+    earlier one), and passes the object rules given the objects as the earlier segments left them.
+    """
+
+    def __init__(self, catalog: Catalog, requests: Sequence[Registration]) -> None:
+        self.catalog = catalog
+        self.requests = requests
+        flow_ids = list(dict.fromkeys(r.flow_id for r in requests))
+        self.flows = {r["id"]: r for r in catalog.records("flows", [isin("id", flow_ids)], columns=FLOW_ROW)}
+        self.deletions = pending_flow_deletions(catalog, [f for f in flow_ids if f in self.flows])
+        #: per request: None, or the error that refuses it as a whole
+        self.refused: list[Exception | None] = [self._refusal(r) for r in requests]
+        live = [k for k, (r, why) in enumerate(zip(requests, self.refused, strict=True)) if why is None and r.size]
+        self.segments = _tagged([(k, requests[k]) for k in live]) if live else None
+        mentioned = mentioned_ids(self.segments) if self.segments is not None else pa.array([], pa.string())
+        self.objects = ObjectState.load(catalog, mentioned)
+        self.stored = _stored_bounds(catalog, _spans(self.segments)) if self.segments is not None else {}
+        self.accepted: pa.Table | None = None
+        self.urls: dict[tuple[str, str], str] = {}
+
+    def _refusal(self, request: Registration) -> Exception | None:
+        try:
+            check_writable(
+                request.flow_id,
+                self.flows.get(request.flow_id),
+                self.deletions.get(request.flow_id, ()),
+                needs_container="segments cannot be registered",
+            )
+        except Exception as exc:
+            return exc
+        return None
+
+    def judge(self) -> list[AddResult | Exception]:
+        """Each request's outcome; the accepted segments are kept for :meth:`flush`."""
+        failed: list[list[Failure]] = [list(r.parse_failures) for r in self.requests]
+        accepted: list[list[int]] = [[] for _ in self.requests]
+        segs = self.segments
+        if segs is not None:
+            segs = segs.combine_chunks()
+            req = segs.column("request").to_numpy()
+            index = segs.column("index").to_numpy()
+            # labels first: a row refused for its labels must neither block later rows as an overlap nor
+            # register its object
+            reasons = _check_labels(segs, req, index, self.requests)
+            ok = np.ones(segs.num_rows, dtype=bool)
+            ok[list(reasons)] = False
+            reasons.update(_check_overlaps(segs, ok, self.stored))
+            reasons.update(check_objects(self.objects, segs.column("flow_id"), segs, ok))
+            oids, texts = segs.column("object_id"), segs.column("timerange")
+            for pos, why in sorted(reasons.items()):
+                ok[pos] = False
+                failed[req[pos]].append(Failure(int(index[pos]), oids[pos].as_py(), texts[pos].as_py(), why))
+            for pos in np.flatnonzero(ok).tolist():
+                accepted[req[pos]].append(int(index[pos]))
+            self.accepted = segs.filter(pa.array(ok))
+            self.urls = _wanted_urls(self.accepted, self.requests)
+        return [
+            why if why is not None else AddResult(accepted=acc, failed=sorted(f, key=lambda x: x.index))
+            for why, acc, f in zip(self.refused, accepted, failed, strict=True)
+        ]
+
+    def flush(self) -> None:
+        """Write what the batch accepted: one insert per table, one update of the flows touched."""
+        rows = self.accepted
+        if rows is None or not rows.num_rows:
+            return
+        now = self.objects.now
+        touched = pc.unique(rows.column("flow_id")).to_pylist()
+        rows = rows.drop_columns(["index", "request"])
+        rows = rows.set_column(
+            rows.schema.get_field_index("created"), "created", pa.repeat(pa.scalar(now, _TS), rows.num_rows)
+        )
+        self.catalog.engine.insert("segments", rows)
+        write_objects(self.catalog, self.objects)
+        if self.urls:
+            add_uncontrolled_instances(self.catalog, self.urls)
+        self.catalog.engine.update("flows", [isin("id", touched)], {"segments_updated": now})
+
+
+def _tagged(requests: Sequence[tuple[int, Registration]]) -> pa.Table:
+    """The segments of ``requests`` as one table in arrival order, each row with its flow and its request's
+    position in the batch (parsed rows of all requests become one table in one step)."""
+    schema = SEGMENT_ROWS.append(pa.field("request", pa.int64()))
+    rows: list[dict[str, Any]] = []
+    tables: list[pa.Table] = []
+    for k, r in requests:
+        if isinstance(r.segments, pa.Table):
+            if rows:
+                tables.append(pa.Table.from_pylist(rows, schema=schema))
+                rows = []
+            t = r.segments.select([c for c in SEGMENT_ROWS.names if c in r.segments.column_names])
+            n = t.num_rows
+            t = t.append_column("request", pa.repeat(pa.scalar(k, pa.int64()), n))
+            t = t.set_column(t.schema.get_field_index("flow_id"), "flow_id", pa.repeat(pa.scalar(r.flow_id), n))
+            tables.append(_conform(t, schema))
+        else:
+            rows.extend(row | {"flow_id": r.flow_id, "request": k} for row in r.segments)
+    if rows:
+        tables.append(pa.Table.from_pylist(rows, schema=schema))
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s columns in its order and types (missing columns null)."""
+    columns = [
+        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _check_labels(
+    segs: pa.Table, req: np.ndarray, index: np.ndarray, requests: Sequence[Registration]
+) -> dict[int, str]:
+    """Uncontrolled get_urls: a label must be unique in its segment and differ from backend labels."""
     reasons: dict[int, str] = {}
-    if not urls:
-        return reasons
-    for pos, i in enumerate(index.tolist()):
-        labels = [u.get("label") for u in urls.get(i) or []]
+    for pos in range(segs.num_rows) if any(r.urls for r in requests) else ():
+        request = requests[req[pos]]
+        labels = [u.get("label") for u in request.urls.get(int(index[pos])) or []]
         if len(set(labels)) != len(labels):
             reasons[pos] = "get_urls labels must be unique"
-        elif reserved.intersection(labels):
-            reasons[pos] = f"get_urls label {sorted(reserved.intersection(labels))[0]!r} is a storage backend's label"
+        elif request.reserved_labels.intersection(labels):
+            taken = sorted(request.reserved_labels.intersection(labels))[0]
+            reasons[pos] = f"get_urls label {taken!r} is a storage backend's label"
     return reasons
 
 
-def _check_overlaps(
-    catalog: Catalog, flow_id: str, segs: pa.Table, ok: np.ndarray
-) -> tuple[np.ndarray, dict[int, str]]:
-    """Which rows can be stored: not overlapping stored segments, nor earlier rows of the batch.
+def _wanted_urls(accepted: pa.Table, requests: Sequence[Registration]) -> dict[tuple[str, str], str]:
+    """``{(object_id, label): url}`` of the accepted segments' uncontrolled get_urls."""
+    wanted: dict[tuple[str, str], str] = {}
+    if not any(r.urls for r in requests):
+        return wanted
+    cols = accepted.select(["request", "index", "object_id"]).to_pydict()
+    for k, i, oid in zip(cols["request"], cols["index"], cols["object_id"], strict=True):
+        for u in requests[k].urls.get(i) or []:
+            wanted.setdefault((oid, u["label"]), u["url"])
+    return wanted
 
-    Rows already refused (``ok`` False) are skipped and never block other rows.
-    """
+
+def _check_overlaps(segs: pa.Table, ok: np.ndarray, stored: Mapping[str, tuple[Any, Any]]) -> dict[int, str]:
+    """Rows (among ``ok``, which is updated) that overlap a segment of their flow: a stored one or one an
+    earlier request of the batch accepted (for the request, both are stored), else an earlier row of their
+    own request. Refused rows never block others."""
+    reasons: dict[int, str] = {}
     starts = segs.column("start_ns").to_numpy()
     ends = segs.column("end_ns").to_numpy()
-    ok = ok.copy()
+    texts = segs.column("timerange")
+    req = segs.column("request").to_numpy()
+    flows = segs.column("flow_id")
+    for fid, (s_start, s_end) in stored.items():
+        mine = np.flatnonzero(pc.equal(flows, fid).to_numpy(zero_copy_only=False)) if len(stored) > 1 else None
+        positions = np.arange(len(starts)) if mine is None else mine
+        # the rows of one request are contiguous, in arrival order
+        for group in np.split(positions, np.flatnonzero(np.diff(req[positions])) + 1):
+            if len(s_start):
+                idx = np.searchsorted(s_start, ends[group], side="left")
+                prev = np.clip(idx - 1, 0, None)
+                clash = (idx > 0) & (s_end[prev] > starts[group])
+                for j in np.flatnonzero(clash & ok[group]):
+                    pos = int(group[j])
+                    other = TimeRange.from_ns(int(s_start[prev[j]]), int(s_end[prev[j]]))
+                    reasons[pos] = f"timerange overlaps the stored segment {other}"
+                    ok[pos] = False
+            reasons.update(_overlaps_within(group[ok[group]], starts, ends, texts, ok))
+            kept = group[ok[group]]
+            if len(kept):  # what this request stores, the next ones see as stored
+                s_start, s_end = _merged(s_start, s_end, starts[kept], ends[kept])
+    return reasons
+
+
+def _overlaps_within(
+    cand: np.ndarray, starts: np.ndarray, ends: np.ndarray, texts: pa.ChunkedArray, ok: np.ndarray
+) -> dict[int, str]:
+    """Rows of one request (``cand``, in order) overlapping an earlier row of it; ``ok`` is updated."""
     reasons: dict[int, str] = {}
-    span = TimeRange.from_ns(int(starts.min()), int(ends.max()))
-    stored = catalog.rows(
-        "segments",
-        [Term("flow_id", "==", flow_id), *P.flatten([P.overlaps(span)])],
-        columns=["start_ns", "end_ns", "timerange"],
-        order_by=[("start_ns", False)],
-    )
-    if stored.num_rows:
-        s_start = stored.column("start_ns").to_numpy()
-        s_end = stored.column("end_ns").to_numpy()
-        idx = np.searchsorted(s_start, ends, side="left")
-        prev = np.clip(idx - 1, 0, None)
-        clash = (idx > 0) & (s_end[prev] > starts)
-        texts = stored.column("timerange")
-        for pos in np.flatnonzero(clash & ok):
-            reasons[int(pos)] = f"timerange overlaps the stored segment {texts[int(prev[pos])].as_py()}"
-            ok[pos] = False
-    # within the batch: fast check first (sorted, abutting batches are the norm)
-    cand = np.flatnonzero(ok)
     order = cand[np.argsort(starts[cand], kind="stable")]
-    if len(order) > 1 and np.any(starts[order[1:]] < ends[order[:-1]]):
-        taken: list[tuple[int, int, int]] = []  # (start, end, pos) of rows accepted so far, sorted
-        texts_b = segs.column("timerange")
-        for pos in cand:  # array order: earlier rows win
-            s, e = int(starts[pos]), int(ends[pos])
-            k = bisect.bisect_left(taken, (e, -1, -1))
-            if k > 0 and taken[k - 1][1] > s:
-                other = taken[k - 1][2]
-                reasons[int(pos)] = f"timerange overlaps segment {texts_b[other].as_py()} earlier in the request"
-                ok[pos] = False
+    if len(order) < 2 or not np.any(starts[order[1:]] < ends[order[:-1]]):
+        return reasons  # the norm: abutting, in order
+    taken: list[tuple[int, int, int]] = []  # (start, end, pos) of rows accepted so far, sorted
+    for pos in cand.tolist():
+        s, e = int(starts[pos]), int(ends[pos])
+        k = bisect.bisect_left(taken, (e, -1, -1))
+        if k > 0 and taken[k - 1][1] > s:
+            reasons[pos] = f"timerange overlaps segment {texts[taken[k - 1][2]].as_py()} earlier in the request"
+            ok[pos] = False
+            continue
+        bisect.insort(taken, (s, e, pos))
+    return reasons
+
+
+def _merged(s_start: Any, s_end: Any, starts: Any, ends: Any) -> tuple[Any, Any]:
+    """Bounds sorted by start, with ``starts``/``ends`` added."""
+    all_start, all_end = np.concatenate([s_start, starts]), np.concatenate([s_end, ends])
+    order = np.argsort(all_start, kind="stable")
+    return all_start[order], all_end[order]
+
+
+# -- what the batch reads ---------------------------------------------------------------------------------
+def _spans(segments: pa.Table) -> dict[str, tuple[int, int]]:
+    """Per flow, the hull of the storage bounds its segments in the batch could overlap."""
+    hull = segments.group_by("flow_id").aggregate([("start_ns", "min"), ("end_ns", "max")]).to_pydict()
+    return {
+        f: (lo, hi)
+        for f, lo, hi in zip(hull["flow_id"], hull["start_ns_min"], hull["end_ns_max"], strict=True)
+        if lo is not None and hi is not None
+    }
+
+
+def _clusters(spans: Mapping[str, tuple[int, int]]) -> list[tuple[list[str], int, int]]:
+    """Flows whose spans lie close together in time, with the hull of each group: one read per group.
+
+    Live recorders write their flows at about the same time (one group); a flow back-filled far from the
+    others gets a read of its own, so that no read covers hours no flow of it asked for.
+    """
+    out: list[tuple[list[str], int, int]] = []
+    for fid, (lo, hi) in sorted(spans.items(), key=lambda kv: kv[1]):
+        if out:
+            flows, c_lo, c_hi = out[-1]
+            if lo <= c_hi + max(hi - lo, c_hi - c_lo):
+                flows.append(fid)
+                out[-1] = (flows, c_lo, max(c_hi, hi))
                 continue
-            bisect.insort(taken, (s, e, int(pos)))
-    return ok, reasons
+        out.append(([fid], lo, hi))
+    return out
+
+
+def _stored_bounds(catalog: Catalog, spans: Mapping[str, tuple[int, int]]) -> dict[str, tuple[Any, Any]]:
+    """Per flow, the ``(starts, ends)`` of its stored segments that overlap its span, sorted by start."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for flows, lo, hi in _clusters(spans):
+        where: list[Predicate] = [isin("flow_id", flows), Term("start_ns", "<", hi), Term("end_ns", ">", lo)]
+        t = catalog.rows("segments", where, columns=["flow_id", "start_ns", "end_ns"], order_by=[("start_ns", False)])
+        flow_col = t.column("flow_id")
+        for fid in flows:
+            mine = t.filter(pc.equal(flow_col, fid)) if len(flows) > 1 else t
+            out[fid] = (mine.column("start_ns").to_numpy(), mine.column("end_ns").to_numpy())
+    return out

@@ -26,6 +26,7 @@ __all__ = [
     "dumps",
     "flow_to_row",
     "row_to_flow",
+    "segment_rows",
     "segments_table",
 ]
 
@@ -102,6 +103,16 @@ def segments_table(items: Sequence[Mapping[str, Any]]) -> tuple[pa.Table, list[F
     >>> table.column("end_ns").to_pylist(), [f.index for f in failed]
     ([1000000000], [1])
     """
+    rows, failures = segment_rows(items)
+    return pa.Table.from_pylist(rows, schema=SEGMENT_ROWS), failures
+
+
+#: the schema of :func:`segments_table`: an ``index`` column, then the ``segments`` columns (all nullable)
+SEGMENT_ROWS: Final = pa.schema([pa.field("index", pa.int64()), *[f.with_nullable(True) for f in SEGMENTS]])
+
+
+def segment_rows(items: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[Failure]]:
+    """:func:`segments_table` as dicts (keys of :data:`SEGMENT_ROWS` that have a value)."""
     rows: list[dict[str, Any]] = []
     failures: list[Failure] = []
     for i, item in enumerate(items):
@@ -113,8 +124,7 @@ def segments_table(items: Sequence[Mapping[str, Any]]) -> tuple[pa.Table, list[F
             failures.append(
                 Failure(i, oid if isinstance(oid, str) else None, tr if isinstance(tr, str) else None, str(exc))
             )
-    schema = pa.schema([pa.field("index", pa.int64()), *[f.with_nullable(True) for f in SEGMENTS]])
-    return pa.Table.from_pylist(rows, schema=schema), failures
+    return rows, failures
 
 
 def _segment_row(index: int, item: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import SplitResult
@@ -44,12 +44,13 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class Change:
-    """One write, as listeners see it: rows inserted into ``table``, or rows matching ``where``
-    deleted or updated (``rows`` is None then)."""
+    """One write, as listeners see it: rows inserted into ``table``; or rows matching ``where`` updated
+    (``values``: the columns set) or deleted (``rows`` and ``values`` None)."""
 
     table: str
     rows: pa.Table | None = None
     where: tuple[Predicate, ...] = ()
+    values: Mapping[str, Any] | None = None
 
 
 class ChangeListener(Protocol):
@@ -150,6 +151,10 @@ class Engine(ABC):
     def transaction(self) -> Iterator[None]:
         """Group writes; on an exception none of them is applied (where the engine supports it)."""
         yield
+
+    def in_transaction(self) -> bool:
+        """Whether the calling thread is inside :meth:`transaction` (its writes join that transaction)."""
+        return False
 
     def create_tables(self) -> None:
         """Create any missing table of the entity model."""

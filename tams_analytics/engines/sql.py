@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["SqlRenderer", "quote", "render_sql", "select_sql", "where_sql"]
 
 _COMPARISON = {"==": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+#: value lists longer than this are bound as one list parameter (``IN (SELECT unnest(?))``)
+LONG_LIST = 64
 
 
 def quote(identifier: str) -> str:
@@ -65,6 +67,9 @@ class SqlRenderer(Visitor[str]):
         if op == "isin":
             if not v:
                 return "FALSE"
+            if len(v) > LONG_LIST:  # one list parameter: planning thousands of placeholders costs milliseconds
+                self.params.append(list(v))
+                return f"{col} IN (SELECT unnest(?))"
             self.params.extend(v)
             return f"{col} IN ({', '.join('?' * len(v))})"
         if op == "isnull":

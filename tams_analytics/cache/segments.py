@@ -1,0 +1,217 @@
+"""The ``segments`` table in memory, a flow at a time: which queries a cached flow answers, and how.
+
+A query pinned to one flow (``flow_id == f``) or to a few (``flow_id in (...)``), whose other predicates
+a :class:`~tams_analytics.cache.timeline.Timeline` evaluates exactly, in ``start_ns``/``end_ns`` order, is
+answered from each flow's timeline. A query in ``start_ns`` order loads a missing flow's timeline
+(pages, overlap checks): flows up to :attr:`CacheConfig.flow_rows` segments with their rows, longer ones
+up to :attr:`CacheConfig.bound_segments` as bounds only; from those, the rows of a page are read from
+the store by their exact ``start_ns`` range (a narrow, indexed read for a page at any depth of any flow).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tams_analytics.cache.keyed import KeyedCache
+from tams_analytics.cache.timeline import BOUNDS, RowBlocks, Timeline, UncachedQuery
+from tams_analytics.engines.base import Engine, OrderBy
+from tams_analytics.nonblocking import may_block
+from tams_analytics.predicates import Predicate, Term, flatten, pinned
+from tams_analytics.pyrows import table_rows
+from tams_analytics.schema import SCHEMAS
+
+__all__ = ["FlowSegments"]
+
+logger = logging.getLogger(__name__)
+
+
+class _Uncacheable:
+    """The entry of a flow no timeline can hold (too long, or its segments overlap): its queries go to the store."""
+
+
+UNCACHEABLE = _Uncacheable()
+Entry = Timeline | _Uncacheable
+
+
+class FlowSegments:
+    """Timelines by flow, with rows (``rows``, weighed in segments) or bounds only (``bounds``)."""
+
+    def __init__(self, inner: Engine, *, rows: int, flow_rows: int, bounds: int, row_blocks: int) -> None:
+        self.inner = inner
+        self.flow_rows = flow_rows
+        self.bound_segments = bounds
+        weigh: Callable[[Entry], int] = lambda t: t.size if isinstance(t, Timeline) else 1  # noqa: E731
+        self.with_rows: KeyedCache[Entry] = KeyedCache(rows, weigh)
+        self.bounds_only: KeyedCache[Entry] = KeyedCache(bounds, weigh)
+        self.blocks = RowBlocks(row_blocks)
+        self._loading: dict[Hashable, threading.Lock] = {}
+        self._loading_guard = threading.Lock()
+
+    # -- answers -----------------------------------------------------------------------------------------
+    def answer(
+        self,
+        where: Sequence[Predicate],
+        *,
+        columns: Sequence[str] | None,
+        order_by: OrderBy,
+        limit: int | None,
+        load: bool | None = None,
+        records: bool = False,
+    ) -> pa.Table | list[dict[str, Any]] | None:
+        """The answer to a query on ``segments``, as Arrow (or as dicts with ``records``), or None (ask the
+        store)."""
+        flat = flatten(where)
+        flows = pinned(flat, "flow_id")
+        if flows is None or not flows:
+            return None
+        flows = list(dict.fromkeys(flows))
+        if load is None:
+            load = bool(order_by) and order_by[0][0] == "start_ns"
+        rest = [p for p in flat if not (isinstance(p, Term) and p.column == "flow_id" and p.op in ("==", "isin"))]
+        parts: list[tuple[Hashable, Timeline, np.ndarray]] = []
+        for flow_id in flows:
+            timeline = self.timeline(flow_id, load)
+            if timeline is None:
+                return None
+            try:
+                parts.append((flow_id, timeline, timeline.indices(rest, order_by=order_by, limit=limit)))
+            except UncachedQuery:
+                return None
+        if len(parts) == 1:
+            flow_id, timeline, idx = parts[0]
+            if records and timeline.rows is not None:
+                return self.blocks.rows(timeline, idx)
+            table = self._table(flow_id, timeline, idx, columns, order_by)
+            return table_rows(table, table.column_names) if records else table
+        tables = [self._table(f, t, i, columns, order_by) for f, t, i in parts]
+        table = pa.concat_tables(tables) if tables else None
+        if table is None:
+            return None
+        if order_by and table.num_rows:
+            column, descending = order_by[0]
+            if column not in table.column_names:
+                return None
+            table = table.take(pc.sort_indices(table, [(column, "descending" if descending else "ascending")]))
+        if limit is not None:
+            table = table.slice(0, max(0, int(limit)))
+        return table_rows(table, table.column_names) if records else table
+
+    def _table(
+        self, flow_id: Hashable, timeline: Timeline, idx: np.ndarray, columns: Sequence[str] | None, order_by: OrderBy
+    ) -> pa.Table:
+        """The rows at ``idx`` of a flow's timeline; from a bounds-only one, columns beyond the bounds are read
+        from the store by the exact ``start_ns`` range of those rows."""
+        wanted = list(columns) if columns is not None else None
+        if timeline.rows is not None:
+            return timeline.select(idx, wanted)
+        extra = [c for c in (wanted or ["*"]) if c not in BOUNDS and c != "flow_id"]
+        if not extra:
+            table = timeline.select(idx, [c for c in (wanted or BOUNDS) if c in BOUNDS])
+            if wanted is None or "flow_id" in wanted:
+                table = table.append_column("flow_id", pa.repeat(pa.scalar(flow_id, pa.string()), table.num_rows))
+            return table.select(wanted) if wanted is not None else table
+        if not len(idx):
+            schema = pa.schema([f.with_nullable(True) for f in SCHEMAS["segments"]])
+            return schema.empty_table().select(wanted) if wanted is not None else schema.empty_table()
+        starts = timeline.start[idx]
+        lo, hi = int(starts.min()), int(starts.max())
+        may_block(f"segments of flow {flow_id}")
+        where = [Term("flow_id", "==", flow_id), Term("start_ns", ">=", lo), Term("start_ns", "<=", hi)]
+        need = None if wanted is None else list(dict.fromkeys([*wanted, "start_ns"]))
+        table = self.inner.query("segments", where, columns=need, order_by=[("start_ns", False)])
+        if table.num_rows != len(idx):  # the store and the timeline disagree: never answer from it
+            raise UncachedQuery(f"flow {flow_id}: {table.num_rows} rows in the store's range, {len(idx)} expected")
+        # the store's rows are in start order; put them in idx's (starts are unique within a flow)
+        have = np.asarray(table.column("start_ns").to_numpy(), dtype=np.int64)
+        table = table.take(pa.array(np.searchsorted(have, starts), pa.int64()))
+        return table.select(wanted) if wanted is not None else table
+
+    def count(self, where: Sequence[Predicate]) -> int | None:
+        """How many rows match, from kept timelines only (never loads), or None."""
+        got = self.answer(where, columns=["start_ns"], order_by=(), limit=None, load=False)
+        return None if got is None else len(got)
+
+    # -- timelines ---------------------------------------------------------------------------------------------
+    def timeline(self, flow_id: Hashable, load: bool) -> Timeline | None:
+        """The flow's kept timeline (loaded on a miss when ``load``), or None."""
+        value = self.kept(flow_id)
+        if value is None and load:
+            may_block(f"segments of flow {flow_id}")
+            with self._load_lock(flow_id):
+                value = self.kept(flow_id)
+                if value is None:
+                    value = self._load(flow_id)
+        return value if isinstance(value, Timeline) else None
+
+    def kept(self, flow_id: Hashable) -> Entry | None:
+        for cache in (self.with_rows, self.bounds_only):
+            hit, value = cache.get(flow_id)
+            if hit:
+                return value
+        return None
+
+    def _load(self, flow_id: Hashable) -> Entry | None:
+        rows_token = self.with_rows.begin_load([flow_id])
+        bounds_token = self.bounds_only.begin_load([flow_id])
+        if rows_token is None or bounds_token is None:
+            for cache, token in ((self.with_rows, rows_token), (self.bounds_only, bounds_token)):
+                if token is not None:
+                    cache.abandon_load(token)
+            return None
+        of_flow = [Term("flow_id", "==", flow_id)]
+        target, other = self.with_rows, self.bounds_only
+        try:
+            n = self.inner.count("segments", of_flow)
+            value: Entry
+            if n <= self.flow_rows:
+                value = Timeline.of(self.inner.query("segments", of_flow))
+            elif n <= self.bound_segments:
+                target, other = self.bounds_only, self.with_rows
+                value = Timeline.of(self.inner.query("segments", of_flow, columns=list(BOUNDS)), bounds_only=True)
+            else:
+                value = UNCACHEABLE
+        except UncachedQuery:
+            value = UNCACHEABLE
+        except BaseException:
+            self.with_rows.abandon_load(rows_token)
+            self.bounds_only.abandon_load(bounds_token)
+            raise
+        tokens = {id(self.with_rows): rows_token, id(self.bounds_only): bounds_token}
+        target.end_load(tokens[id(target)], {flow_id: value})
+        other.abandon_load(tokens[id(other)])
+        return value
+
+    def _load_lock(self, flow_id: Hashable) -> threading.Lock:
+        with self._loading_guard:
+            if len(self._loading) > 1024:  # locks of flows loaded long ago
+                self._loading = {k: v for k, v in self._loading.items() if v.locked()}
+            return self._loading.setdefault(flow_id, threading.Lock())
+
+    # -- the change feed -----------------------------------------------------------------------------------------
+    def caches(self) -> tuple[KeyedCache[Entry], KeyedCache[Entry]]:
+        return self.with_rows, self.bounds_only
+
+    def appender(self, rows: pa.Table, cache: KeyedCache[Entry]) -> Callable[[Hashable, Entry], Entry | None]:
+        """How a committed insert of ``rows`` changes a flow's entry in ``cache``."""
+        limit = self.flow_rows if cache is self.with_rows else self.bound_segments
+
+        def update(flow_id: Hashable, timeline: Entry) -> Entry | None:
+            if not isinstance(timeline, Timeline):  # a flow no timeline holds stays so
+                return timeline
+            try:
+                grown = timeline.appended(rows.filter(pc.equal(rows.column("flow_id"), flow_id)))
+            except Exception:  # the write has committed: never fail it, drop the entry (reloaded on use)
+                logger.exception("could not extend the cached timeline of flow %s; dropping it", flow_id)
+                return None
+            if grown is None or grown.size > limit:
+                return None  # reloaded on use, into the tier its length calls for
+            return grown
+
+        return update

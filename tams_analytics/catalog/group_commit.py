@@ -1,0 +1,104 @@
+"""Group commit: concurrent writers queue their requests; one writer thread applies them in batches.
+
+Every request submitted while a batch is being applied waits in the queue and goes into the next batch,
+so batches grow with the load (one transaction, one durable commit, a constant number of reads each)
+while a lone writer pays only a hand-over to the writer thread. Callers wait on a
+:class:`concurrent.futures.Future`: threads block on it (:meth:`GroupCommit.submit`), an event loop awaits
+it (``asyncio.wrap_future(group_commit.future(request))``) without holding a thread per request.
+
+The writer thread starts with the first request and stops at :meth:`GroupCommit.close`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Generic, TypeVar
+
+__all__ = ["GroupCommit"]
+
+logger = logging.getLogger(__name__)
+
+Request = TypeVar("Request")
+Outcome = TypeVar("Outcome")
+
+
+class GroupCommit(Generic[Request, Outcome]):
+    """Batches of requests for ``apply``, which gets a batch and returns one outcome per request (a result,
+    or the exception that refused it). ``max_batch`` bounds a batch (and so the wait it adds); ``on_batch``
+    hears each batch's size (metrics)."""
+
+    def __init__(
+        self,
+        apply: Callable[[Sequence[Request]], Sequence[Outcome | Exception]],
+        *,
+        max_batch: int = 256,
+        name: str = "tams-group-commit",
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.apply = apply
+        self.max_batch = max_batch
+        self.name = name
+        self.on_batch = on_batch
+        #: batches and requests applied so far
+        self.batches = 0
+        self.requests = 0
+        self._queue: list[tuple[Request, Future[Outcome]]] = []
+        self._wakeup = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def future(self, request: Request) -> Future[Outcome]:
+        """Queue ``request``; the future gets its outcome (or its exception) once its batch is applied."""
+        fut: Future[Outcome] = Future()
+        with self._wakeup:
+            if self._closed:
+                raise RuntimeError("the writer is closed")
+            self._queue.append((request, fut))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+            self._wakeup.notify()
+        return fut
+
+    def submit(self, request: Request) -> Outcome:
+        """Queue ``request``, wait until its batch is applied, and return its outcome (raise its exception)."""
+        return self.future(request).result()
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Apply what is queued, then stop the writer thread."""
+        with self._wakeup:
+            self._closed = True
+            self._wakeup.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            with self._wakeup:
+                while not self._queue and not self._closed:
+                    self._wakeup.wait()
+                if not self._queue:
+                    return
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            self._apply(batch)
+
+    def _apply(self, batch: list[tuple[Request, Future[Outcome]]]) -> None:
+        live = [(r, f) for r, f in batch if f.set_running_or_notify_cancel()]
+        try:
+            outcomes: Sequence[Outcome | Exception] = self.apply([r for r, _ in live])
+        except Exception as exc:  # the batch failed as a whole: every request of it gets the error
+            logger.exception("a batch of %s requests failed", len(live))
+            outcomes = [exc] * len(live)
+        for (_, fut), outcome in zip(live, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                fut.set_exception(outcome)
+            else:
+                fut.set_result(outcome)
+        self.batches += 1
+        self.requests += len(live)
+        if self.on_batch is not None:
+            self.on_batch(len(live))
