@@ -177,7 +177,6 @@ FILTERS: Final[Mapping[str, Mapping[str, FilterBuilder]]] = {
         "frame_height": lambda v: eq("frame_height", _as_int(v, "frame_height")),
         "init_segments": lambda v: _bool_or_missing("init_segments", _as_bool(v, "init_segments")),
         "read_only": lambda v: _bool_or_missing("read_only", _as_bool(v, "read_only")),
-        "timerange": flows_with_content,
     },
     "segments": {
         "flow_id": _any_of("flow_id"),
@@ -222,14 +221,17 @@ def accepted(entity: str) -> list[str]:
         names |= {"tags", "tags_exist"}
     if entity in ("sources", "flows"):
         names.add("collected_by_ids")
+    if entity == "flows":
+        names.add("timerange")
     return sorted(names)
 
 
 def build(entity: str, **filters: Any) -> list[Predicate]:
     """Predicates for named filters on ``entity``; ``None`` values are ignored.
 
-    Besides the names in :data:`FILTERS`, tagged entities take ``tags={name: value_or_values}``,
-    ``tags_exist={name: bool}``, and sources/flows take ``collected_by_ids``.
+    Besides the names in :data:`FILTERS` (each a test of the entity's own columns), tagged entities take
+    ``tags={name: value_or_values}``, ``tags_exist={name: bool}``, sources/flows take ``collected_by_ids``
+    and flows ``timerange`` (flows with a segment there): those look into other tables.
 
     >>> build("flows", tags="news")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
@@ -251,6 +253,8 @@ def build(entity: str, **filters: Any) -> list[Predicate]:
             out.extend(tag_exists(TAGGED[entity], k, _as_bool(v, f"tags_exist[{k!r}]")) for k, v in exist.items())
         elif name == "collected_by_ids" and entity in ("sources", "flows"):
             out.append(_collected_by(value) if entity == "flows" else _source_collected_by(value))
+        elif name == "timerange" and entity == "flows":
+            out.append(flows_with_content(value))
         elif name in known:
             out.append(known[name](value))
         else:
