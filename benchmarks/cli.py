@@ -33,6 +33,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--repeat", type=int, default=None, help="timed runs per query (default 31, --quick 21)")
     p.add_argument("--seconds", type=float, default=None, help="seconds per HTTP load run (default 3, --quick 2)")
     p.add_argument("--ingest-batches", type=int, default=None, help="timed bulk POSTs (default 40, --quick 20)")
+    p.add_argument("--live-flows", type=int, default=None, help="live ingest: flows (default 32)")
+    p.add_argument("--live-preload", type=int, default=None, help="live ingest: segments per flow before (20k)")
+    p.add_argument("--live-seconds", type=float, default=None, help="live ingest: seconds (default 15, --quick 8)")
+    p.add_argument(
+        "--page-flows", type=_sizes, default=None, help="lengths of the flows paged (default 100000,1000000,10000000)"
+    )
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     p.set_defaults(run=run)
 
@@ -53,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
         changes["http_seconds"] = args.seconds
     if args.ingest_batches:
         changes["ingest_batches"] = args.ingest_batches
+    for name in ("live_flows", "live_preload", "live_seconds", "page_flows"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
     config = suite.BenchConfig.quick(**changes) if args.quick else suite.BenchConfig.full(**changes)
     report = suite.run(config, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(suite.format_report(report))

@@ -171,3 +171,72 @@ def live_ingest(
     posts = sum(len(v) for v in run.acknowledged.values())
     result = LiveIngestResult(posts, elapsed, run.post, run.edge, trivial, run.failed)
     return result, run.acknowledged
+
+
+def create_flows(base_url: str, n: int) -> list[str]:
+    """``n`` new H.264 video flows (each with its own source) through the API."""
+    import httpx
+
+    flows = []
+    with httpx.Client(base_url=base_url, timeout=30.0) as client:
+        for _ in range(n):
+            fid = str(uuid.uuid4())
+            body = {
+                "id": fid,
+                "source_id": str(uuid.uuid4()),
+                "format": "urn:x-nmos:format:video",
+                "codec": "video/h264",
+                "container": "video/mp2t",
+                "essence_parameters": {"frame_width": 1920, "frame_height": 1080, "frame_rate": {"numerator": 25}},
+            }
+            r = client.put(f"/flows/{fid}", json=body)
+            if r.status_code not in (200, 201, 204):
+                raise HttpError(f"PUT /flows/{fid}: {r.status_code} {r.text[:200]}")
+            flows.append(fid)
+    return flows
+
+
+def preload(store_url: str, flows: Sequence[str], segments: int, segment_s: float = 2.0) -> None:
+    """Give each flow ``segments`` abutting segments before :data:`LIVE_EPOCH_NS` (the live edge follows them),
+    written interleaved in time across the flows, as live recorders would have left them."""
+    import numpy as np
+    import pyarrow as pa
+
+    from tams_analytics.catalog import connect
+    from tams_analytics.catalog.bulk import load_segments
+    from tams_analytics.timerange_vector import format_timeranges
+
+    step = int(segment_s * NS_PER_SECOND)
+    first = LIVE_EPOCH_NS - segments * step
+    chunk = 5_000
+    with connect(store_url) as cat:
+        for lo in range(0, segments, chunk):
+            n = min(chunk, segments - lo)
+            starts = first + (lo + np.arange(n, dtype=np.int64)) * step
+            for fid in flows:
+                s, e = pa.array(starts, pa.int64()), pa.array(starts + step, pa.int64())
+                rows = pa.table(
+                    {
+                        "object_id": pa.array([str(uuid.uuid4()) for _ in range(n)]),
+                        "timerange": format_timeranges(s, e),
+                        "start_ns": s,
+                        "end_ns": e,
+                    }
+                )
+                load_segments(cat, fid, rows)
+
+
+def verify(store_url: str, acknowledged: dict[str, list[tuple[str, str]]]) -> tuple[int, int]:
+    """``(lost, overlaps)``: acknowledged segments missing from the store, and pairs of overlapping segments."""
+    from tams_analytics.analytics.integrity import overlapping_segments
+    from tams_analytics.catalog import connect
+    from tams_analytics.predicates import Term
+
+    with connect(store_url) as cat:
+        lost = 0
+        for fid, items in acknowledged.items():
+            t = cat.rows("segments", [Term("flow_id", "==", fid)], columns=["object_id"])
+            have = set(t.column(0).to_pylist())
+            lost += sum(1 for oid, _ in items if oid not in have)
+        overlaps = int(overlapping_segments(cat).count().to_pyarrow().as_py())
+    return lost, overlaps

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
-from benchmarks import query, rest
+from benchmarks import live_ingest, pages, query, rest
 from benchmarks.live import STORAGE_ID, LiveServer
 from benchmarks.measure import ratio
 from benchmarks.stores import Store, add_long_flow, build_store
@@ -32,6 +32,15 @@ KEYS: Final = (
     "ingest_segments_per_s",
     "ingest_vs_raw_append",
     "list_1m_peak_rss_mb",
+    "live_posts_vs_trivial",
+    "live_posts_per_s",
+    "live_post_p50_ms",
+    "live_post_p99_ms",
+    "live_edge_p99_ms",
+    "live_lost",
+    "live_overlaps",
+    "page_growth_100k_to_10m",
+    "page_p99_ms",
 )
 
 #: metric -> (comparison, target); None: reported without a target
@@ -43,6 +52,15 @@ TARGETS: Final[dict[str, tuple[str, float] | None]] = {
     "ingest_segments_per_s": (">=", 6000.0),
     "ingest_vs_raw_append": None,
     "list_1m_peak_rss_mb": None,
+    "live_posts_vs_trivial": (">=", 0.25),
+    "live_posts_per_s": None,
+    "live_post_p50_ms": None,
+    "live_post_p99_ms": ("<=", 50.0),
+    "live_edge_p99_ms": ("<=", 10.0),
+    "live_lost": ("<=", 0.0),
+    "live_overlaps": ("<=", 0.0),
+    "page_growth_100k_to_10m": ("<=", 2.0),
+    "page_p99_ms": ("<=", 10.0),
 }
 
 
@@ -63,6 +81,14 @@ class BenchConfig:
     concurrency: int = 8
     #: timed bulk POSTs of :data:`rest.INGEST_BATCH` segments (after :data:`rest.WARMUP_BATCHES` untimed ones)
     ingest_batches: int = 40
+    #: live ingest: flows, segments preloaded per flow, recorders (connections), live-edge readers, seconds
+    live_flows: int = 32
+    live_preload: int = 20_000
+    live_writers: int = 16
+    live_readers: int = 4
+    live_seconds: float = 15.0
+    #: lengths of the flows whose pages are timed (first page, newest first, deep cursor)
+    page_flows: tuple[int, ...] = (100_000, 1_000_000, 10_000_000)
     #: where stores go (a temporary directory, removed afterwards, when None)
     work_dir: Path | None = None
 
@@ -74,6 +100,7 @@ class BenchConfig:
     def quick(cls, **changes: object) -> BenchConfig:
         """100k and 1M only, shorter runs: under five minutes on a 2-core machine."""
         base = cls(sizes=(100_000, 1_000_000), repeat=21, slow_repeat=2, http_repeat=3, http_seconds=2.0)
+        base = replace(base, live_preload=2_000, live_seconds=8.0, page_flows=(10_000, 100_000, 1_000_000))
         return replace(base, ingest_batches=20, **changes)  # type: ignore[arg-type]
 
     @property
@@ -209,7 +236,82 @@ def _run(config: BenchConfig, work: Path, progress: Callable[[str], None]) -> Re
     data_dir = work / "server"
     data_dir.mkdir(exist_ok=True)
     _http(config, report, served, long_flow, data_dir, progress)
+    _live(config, report, work / "live", progress)
+    _pages(config, report, work / "pages.duckdb", progress)
     return report
+
+
+def _pages(config: BenchConfig, report: Report, path: Path, progress: Callable[[str], None]) -> None:
+    """Pages of flows of growing length, on a store grown by interleaved ingest, cache on and off."""
+    lengths = tuple(sorted(config.page_flows))
+    progress(f"pages: building flows of {', '.join(map(_count, lengths))} segments, interleaved in time ...")
+    url, flows = pages.build(path, lengths)
+    progress("pages: first page, newest first and deep cursor, read cache on and off ...")
+    on = pages.measure(url, flows, repeat=config.repeat)
+    off = pages.measure(url, flows, repeat=max(3, config.repeat // 3), cached=False)
+    small, large = lengths[0], lengths[-1]
+    newest = {n: on.times[(n, "newest")][0] for n in lengths}
+    report.metrics["page_growth_100k_to_10m"] = ratio(newest[large], newest[small])
+    report.notes["page_growth_100k_to_10m"] = f"newest-first page, {_count(large)}/{_count(small)}, cache on"
+    report.metrics["page_p99_ms"] = 1000 * max(p99 for (_n, _w), (_m, p99) in on.times.items())
+    report.notes["page_p99_ms"] = f"worst p99 of {PAGE_POSITIONS} pages, flows up to {_count(large)}"
+    for name, t in (("cache on", on), ("cache off", off)):
+        cells = ", ".join(
+            f"{_count(n)} {w} {t.times[(n, w)][0] * 1e3:.2f}/{t.times[(n, w)][1] * 1e3:.2f}"
+            for n in lengths
+            for w in ("first", "newest", "deep")
+        )
+        report.details.append(f"pages of {pages.PAGE}, {name} (median/p99 ms): {cells}")
+    report.details.append(
+        "pages: flow index loaded on first use in "
+        + ", ".join(f"{_count(n)} {s:.2f} s" for n, s in on.index_load_s.items())
+    )
+
+
+#: the page positions timed for each flow
+PAGE_POSITIONS = "first, newest-first and deep-cursor"
+
+
+def _live(config: BenchConfig, report: Report, data_dir: Path, progress: Callable[[str], None]) -> None:
+    """Live ingest: ``live_flows`` flows each receiving one segment per POST, readers on the live edge."""
+    data_dir.mkdir(exist_ok=True)
+    url = f"duckdb:///{data_dir / 'tams.duckdb'}"
+    with LiveServer(url, data_dir) as server:  # serve creates the store
+        flows = live_ingest.create_flows(server.base_url, config.live_flows)
+    if config.live_preload:
+        progress(f"live ingest: preloading {config.live_flows} flows with {config.live_preload:,} segments each ...")
+        live_ingest.preload(url, flows, config.live_preload)
+    progress(
+        f"live ingest: {config.live_writers} recorders posting single segments to {config.live_flows} flows, "
+        f"{config.live_readers} live-edge readers, {config.live_seconds:g} s ..."
+    )
+    with LiveServer(url, data_dir) as server:
+        result, acknowledged = live_ingest.live_ingest(
+            server.host,
+            server.port,
+            flows,
+            writers=config.live_writers,
+            readers=config.live_readers,
+            seconds=config.live_seconds,
+        )
+    lost, overlaps = live_ingest.verify(url, acknowledged)
+    m = report.metrics
+    m["live_posts_vs_trivial"] = result.ratio
+    m["live_posts_per_s"] = result.posts_per_s
+    m["live_post_p50_ms"] = result.post.p50_ms
+    m["live_post_p99_ms"] = result.post.p99_ms
+    m["live_edge_p99_ms"] = result.edge.p99_ms
+    m["live_lost"] = float(lost)
+    m["live_overlaps"] = float(overlaps)
+    setup = f"{config.live_flows} flows, {config.live_writers} recorders, {config.live_readers} readers"
+    report.notes["live_posts_vs_trivial"] = setup
+    report.details.append(
+        f"live ingest ({setup}, {_count(config.live_preload)} segments preloaded per flow, "
+        f"{config.live_seconds:g} s): {result.posts:,} single-segment POSTs ({result.posts_per_s:,.0f}/s) against "
+        f"GET / {result.trivial_rps:,.0f}/s; POST p50 {result.post.p50_ms:.1f} ms, p99 {result.post.p99_ms:.1f} ms; "
+        f"live edge p50 {result.edge.p50_ms:.1f} ms, p99 {result.edge.p99_ms:.1f} ms over {len(result.edge.samples):,} "
+        f"reads; {lost} acknowledged segments lost, {overlaps} overlaps"
+    )
 
 
 def _http(

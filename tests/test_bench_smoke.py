@@ -27,6 +27,7 @@ def test_bench_command_reports_exactly_the_metrics(tmp_path: Path, capsys: pytes
     out = tmp_path / "bench.json"
     args = ["bench", "--sizes", "1000,2000", "--list-segments", "2000", "--repeat", "1", "--seconds", "0.3"]
     args += ["--ingest-batches", "1", "--work-dir", str(tmp_path / "work"), "--json", str(out)]
+    args += ["--live-flows", "4", "--live-preload", "20", "--live-seconds", "1", "--page-flows", "1000,3000"]
     assert main(args) == 0
     data = json.loads(out.read_text())
     assert list(data) == list(suite.KEYS)
@@ -34,6 +35,7 @@ def test_bench_command_reports_exactly_the_metrics(tmp_path: Path, capsys: pytes
         assert isinstance(value, int | float) and not isinstance(value, bool), key
         assert math.isfinite(value), key
     assert data["list_1m_peak_rss_mb"] > 10
+    assert data["live_posts_per_s"] > 0 and data["live_lost"] == 0 and data["live_overlaps"] == 0
     printed = capsys.readouterr().out
     assert "metric" in printed and "target" in printed
     for key in suite.KEYS:

@@ -41,7 +41,7 @@ def pair(tmp_path: Path) -> tuple[Catalog, Catalog]:
     """(cached, plain) catalogs over one DuckDB engine; small limits so that eviction and the
     oversized-flow path are exercised too."""
     cached = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
-    assert cached.cache_reads(CacheConfig(segment_rows=400, flow_rows=150, objects=60, row_blocks=4))
+    assert cached.cache_reads(CacheConfig(segment_rows=400, flow_rows=150, objects=60, row_blocks=4, tail_rows=20))
     assert isinstance(cached.engine, CachingEngine)
     plain = Catalog(cached.engine.inner)
     yield cached, plain
@@ -340,6 +340,31 @@ def test_memory_only_reads_raise_rather_than_read_the_store(tmp_path: Path) -> N
         assert [r["object_id"] for r in _page(cat, f["id"], reverse=False)] == ["o"]
         assert cat.object_instances(["o"]) == {}
         assert cat.count("segments", [Term("flow_id", "==", f["id"])]) == 1
+    cat.close()
+
+
+def test_the_live_edge_of_a_long_flow_is_answered_from_memory(tmp_path: Path) -> None:
+    """A flow too long to keep with its rows keeps its bounds and its newest rows (its tail): the pages live
+    readers ask for, and the tail grows with each append; a page deeper down reads the store."""
+    cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}")
+    cat.cache_reads(CacheConfig(flow_rows=50, tail_rows=10))
+    f = flow()
+    cat.put_flow(f)
+    cat.add_segments(f["id"], [{"object_id": f"o{i}", "timerange": _tr(i, i + 1)} for i in range(100)])
+    assert [r["object_id"] for r in _page(cat, f["id"], reverse=True, limit=1)] == ["o99"]  # loads the flow
+    timeline = cat.engine.segments.timeline(f["id"], load=False)
+    assert timeline is not None and timeline.bounds_only and timeline.tail is not None
+    for i in range(100, 130):
+        cat.add_segments(f["id"], [{"object_id": f"o{i}", "timerange": _tr(i, i + 1)}])
+        with memory_only():  # never reads the store
+            assert [r["object_id"] for r in _page(cat, f["id"], reverse=True, limit=3)] == [
+                f"o{i - k}" for k in range(3)
+            ]
+            edge = cat.segment_rows(f["id"], timerange=_tr(i, i + 1))
+            assert edge.column("object_id").to_pylist() == [f"o{i}"]
+    with memory_only(), pytest.raises(WouldBlock):
+        _page(cat, f["id"], reverse=False, limit=3)
+    assert [r["object_id"] for r in _page(cat, f["id"], reverse=False, limit=3)] == ["o0", "o1", "o2"]
     cat.close()
 
 

@@ -52,7 +52,8 @@ class CacheConfig:
     """How much to keep: segment rows over all flows kept with their rows (Arrow, about 200 bytes each),
     the longest flow kept with its rows, segments over all flows kept as bounds only (16 bytes each),
     objects' instances and flows (by key), and blocks of ``RowBlocks.SIZE`` rows as Python dicts (about
-    0.5 MB each): about 230 MB at most with the defaults, plus 16 bytes per bound."""
+    0.5 MB each): about 230 MB at most with the defaults, plus 16 bytes per bound. A bounds-only flow also
+    keeps the rows of its newest ``tail_rows`` segments (weighed as 12 bounds each)."""
 
     segment_rows: int = 500_000
     flow_rows: int = 250_000
@@ -60,6 +61,7 @@ class CacheConfig:
     objects: int = 100_000
     flows: int = 100_000
     row_blocks: int = 128
+    tail_rows: int = 512
 
 
 class CachingEngine(Engine):
@@ -72,7 +74,12 @@ class CachingEngine(Engine):
         self.url = inner.url
         self.config = c = config or CacheConfig()
         self.segments = FlowSegments(
-            inner, rows=c.segment_rows, flow_rows=c.flow_rows, bounds=c.bound_segments, row_blocks=c.row_blocks
+            inner,
+            rows=c.segment_rows,
+            flow_rows=c.flow_rows,
+            bounds=c.bound_segments,
+            row_blocks=c.row_blocks,
+            tail_rows=c.tail_rows,
         )
         self.keyed: dict[str, KeyedRows] = {
             "object_instances": KeyedRows("object_instances", "object_id", c.objects),

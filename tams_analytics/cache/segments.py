@@ -10,6 +10,7 @@ the store by their exact ``start_ns`` range (a narrow, indexed read for a page a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Hashable, Sequence
@@ -43,8 +44,11 @@ Entry = Timeline | _Uncacheable
 class FlowSegments:
     """Timelines by flow, with rows (``rows``, weighed in segments) or bounds only (``bounds``)."""
 
-    def __init__(self, inner: Engine, *, rows: int, flow_rows: int, bounds: int, row_blocks: int) -> None:
+    def __init__(
+        self, inner: Engine, *, rows: int, flow_rows: int, bounds: int, row_blocks: int, tail_rows: int
+    ) -> None:
         self.inner = inner
+        self.tail_rows = tail_rows
         self.flow_rows = flow_rows
         self.bound_segments = bounds
         weigh: Callable[[Entry], int] = lambda t: t.size if isinstance(t, Timeline) else 1  # noqa: E731
@@ -86,7 +90,7 @@ class FlowSegments:
                 return None
         if len(parts) == 1:
             flow_id, timeline, idx = parts[0]
-            if records and timeline.rows is not None:
+            if records and (timeline.rows is not None or timeline.in_tail(idx)):
                 return self.blocks.rows(timeline, idx)
             table = self._table(flow_id, timeline, idx, columns, order_by)
             return table_rows(table, table.column_names) if records else table
@@ -109,7 +113,7 @@ class FlowSegments:
         """The rows at ``idx`` of a flow's timeline; from a bounds-only one, columns beyond the bounds are read
         from the store by the exact ``start_ns`` range of those rows."""
         wanted = list(columns) if columns is not None else None
-        if timeline.rows is not None:
+        if timeline.rows is not None or timeline.in_tail(idx):
             return timeline.select(idx, wanted)
         extra = [c for c in (wanted or ["*"]) if c not in BOUNDS and c != "flow_id"]
         if not extra:
@@ -174,7 +178,7 @@ class FlowSegments:
                 value = Timeline.of(self.inner.query("segments", of_flow))
             elif n <= self.bound_segments:
                 target, other = self.bounds_only, self.with_rows
-                value = Timeline.of(self.inner.query("segments", of_flow, columns=list(BOUNDS)), bounds_only=True)
+                value = self._bounds_with_tail(flow_id, self.inner.query("segments", of_flow, columns=list(BOUNDS)))
             else:
                 value = UNCACHEABLE
         except UncachedQuery:
@@ -187,6 +191,22 @@ class FlowSegments:
         target.end_load(tokens[id(target)], {flow_id: value})
         other.abandon_load(tokens[id(other)])
         return value
+
+    def _bounds_with_tail(self, flow_id: Hashable, bounds: pa.Table) -> Timeline:
+        """A bounds-only timeline with the rows of its newest ``tail_rows`` segments (the live edge's pages
+        answered from memory), read by their exact ``start_ns`` range."""
+        timeline = Timeline.of(bounds, bounds_only=True)
+        if not timeline.n:
+            return timeline
+        keep = min(timeline.n, self.tail_rows)
+        if not keep:
+            return timeline
+        first = int(timeline.start[timeline.n - keep])
+        where = [Term("flow_id", "==", flow_id), Term("start_ns", ">=", first)]
+        tail = self.inner.query("segments", where, order_by=[("start_ns", False)])
+        if tail.num_rows != keep:
+            raise UncachedQuery(f"flow {flow_id}: the store's tail has {tail.num_rows} rows")
+        return dataclasses.replace(timeline, tail=tail.combine_chunks(), tail_rows=keep)
 
     def _load_lock(self, flow_id: Hashable) -> threading.Lock:
         with self._loading_guard:
@@ -210,7 +230,7 @@ class FlowSegments:
             except Exception:  # the write has committed: never fail it, drop the entry (reloaded on use)
                 logger.exception("could not extend the cached timeline of flow %s; dropping it", flow_id)
                 return None
-            if grown is None or grown.size > limit:
+            if grown is None or grown.n > limit:
                 return None  # reloaded on use, into the tier its length calls for
             return grown
 

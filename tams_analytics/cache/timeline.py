@@ -7,9 +7,10 @@ slice as the answer needs (:class:`Mask`, SQL semantics: a NULL compares false),
 O(log n + page) whatever the flow's length. A predicate it cannot evaluate raises :class:`UncachedQuery`
 and the caller asks the store.
 
-A timeline holds either the flow's rows (Arrow) and their bounds, or only the bounds (a long flow: 16
-bytes a segment): then it still answers which segments a query selects, and their bounds, and the caller
-reads just those rows from the store by their exact ``start_ns`` range.
+A timeline holds either the flow's rows (Arrow) and their bounds, or only the bounds (a long flow, or one
+only written to: 16 bytes a segment) and the rows of its newest segments (its *tail*, what the live edge's
+readers ask for): then it still answers which segments a query selects, and their bounds, and the caller
+reads the rows the tail lacks from the store by their exact ``start_ns`` range.
 
 Appending at the live edge is amortised O(1): the bound arrays grow in place into spare capacity that
 no earlier version of the timeline can see (readers holding an older version keep a consistent view).
@@ -39,6 +40,8 @@ __all__ = ["BOUNDS", "Mask", "RowBlocks", "Timeline", "UncachedQuery"]
 _lineages = itertools.count()
 #: the columns a bounds-only timeline holds
 BOUNDS = ("start_ns", "end_ns")
+#: rows of its newest segments a bounds-only timeline keeps
+TAIL_ROWS = 512
 
 
 class UncachedQuery(Exception):
@@ -83,10 +86,15 @@ class Timeline:
     _arrays: _Growable
     #: shared by the versions a timeline grows into: keys its row blocks in :class:`RowBlocks`
     lineage: int = field(default_factory=lambda: next(_lineages))
+    #: a bounds-only timeline's newest rows: rows ``n - len(tail)`` to ``n``
+    tail: pa.Table | None = None
+    #: how many rows the tail keeps (it grows to twice that before it is cut back)
+    tail_rows: int = TAIL_ROWS
 
     @classmethod
-    def of(cls, rows: pa.Table, *, bounds_only: bool = False) -> Timeline:
-        """From a flow's rows in any order (with ``bounds_only``, only their ``start_ns``/``end_ns``)."""
+    def of(cls, rows: pa.Table, *, bounds_only: bool = False, tail: pa.Table | None = None) -> Timeline:
+        """From a flow's rows in any order (with ``bounds_only``, only their ``start_ns``/``end_ns``, and
+        ``tail``: the rows of the newest of them, in start order)."""
         if rows.num_rows:
             rows = rows.take(pc.sort_indices(rows, [("start_ns", "ascending")]))
         start = _int64(rows.column("start_ns"))
@@ -94,7 +102,14 @@ class Timeline:
         if len(end) > 1 and np.any(end[1:] < end[:-1]):
             raise UncachedQuery("segments of the flow overlap: its ends are not sorted")
         arrays = _Growable(start, end, max(64, len(start) // 8))
-        return cls(None if bounds_only else rows.combine_chunks(), len(start), arrays)
+        if not bounds_only:
+            return cls(rows.combine_chunks(), len(start), arrays)
+        return cls(None, len(start), arrays, tail=tail.combine_chunks() if tail is not None else None)
+
+    @property
+    def tail_start(self) -> int:
+        """The position of the first row the tail holds (``n`` without a tail)."""
+        return self.n - (self.tail.num_rows if self.tail is not None else 0)
 
     @property
     def start(self) -> np.ndarray:
@@ -106,7 +121,8 @@ class Timeline:
 
     @property
     def size(self) -> int:
-        return self.n
+        """The timeline's weight in a cache: its segments, and a tail's rows as 12 bounds each (their bytes)."""
+        return self.n + 12 * (self.tail.num_rows if self.tail is not None else 0)
 
     @property
     def bounds_only(self) -> bool:
@@ -129,13 +145,15 @@ class Timeline:
         arrays = self._arrays.grown(self.n, start, end)
         if arrays is None:
             return None
-        rows = None
+        rows, tail = None, None
         if self.rows is not None:
-            tail = new.select(self.rows.column_names).cast(self.rows.schema)
-            rows = pa.concat_tables([self.rows, tail])
-            if rows.column(0).num_chunks > 64:
-                rows = rows.combine_chunks()
-        return Timeline(rows, self.n + len(start), arrays, self.lineage if arrays is self._arrays else next(_lineages))
+            rows = _grown(self.rows, new.select(self.rows.column_names).cast(self.rows.schema))
+        elif self.tail is not None:
+            tail = _grown(self.tail, new.select(self.tail.column_names).cast(self.tail.schema))
+            if tail.num_rows > 2 * self.tail_rows:
+                tail = tail.slice(tail.num_rows - self.tail_rows).combine_chunks()
+        lineage = self.lineage if arrays is self._arrays else next(_lineages)
+        return Timeline(rows, self.n + len(start), arrays, lineage, tail, self.tail_rows)
 
     # -- queries ---------------------------------------------------------------------------------------------
     def indices(self, where: Sequence[Predicate], *, order_by: OrderBy = (), limit: int | None = None) -> np.ndarray:
@@ -193,8 +211,16 @@ class Timeline:
         idx = np.concatenate(found) if found else np.empty(0, dtype=np.int64)
         return idx[:limit]
 
+    def in_tail(self, idx: np.ndarray) -> bool:
+        """Whether a bounds-only timeline's tail holds the rows at ``idx``."""
+        return self.tail is not None and (not len(idx) or int(idx.min()) >= self.tail_start)
+
     def select(self, idx: np.ndarray, columns: Sequence[str] | None = None) -> pa.Table:
-        """The rows at ``idx`` as Arrow (a bounds-only timeline: only ``start_ns``/``end_ns``)."""
+        """The rows at ``idx`` as Arrow (a bounds-only timeline: from its tail, or only ``start_ns``/``end_ns``)."""
+        if self.rows is None and self.in_tail(idx):
+            assert self.tail is not None
+            tail = self.tail if columns is None else self.tail.select(list(columns))
+            return tail.take(pa.array(idx - self.tail_start, pa.int64()))
         if self.rows is None:
             wanted = list(columns or BOUNDS)
             if not set(wanted) <= set(BOUNDS):
@@ -208,6 +234,12 @@ class Timeline:
 
 
 _BOUND_OPS = frozenset({"<", "<=", ">", ">="})
+
+
+def _grown(rows: pa.Table, new: pa.Table) -> pa.Table:
+    """``rows`` with ``new`` appended (chunks combined now and then, so that slicing stays cheap)."""
+    grown = pa.concat_tables([rows, new])
+    return grown.combine_chunks() if grown.column(0).num_chunks > 64 else grown
 
 
 def _is_int(value: Any) -> bool:
@@ -233,7 +265,11 @@ class RowBlocks:
     def rows(self, timeline: Timeline, idx: Sequence[int]) -> list[dict[str, Any]]:
         """The rows at positions ``idx`` of ``timeline`` as (shared, read-only) dicts of every column."""
         if timeline.rows is None:
-            raise UncachedQuery("a bounds-only timeline has no rows")
+            positions = np.asarray(idx, dtype=np.int64)
+            if not timeline.in_tail(positions):
+                raise UncachedQuery("a bounds-only timeline has no rows")
+            table = timeline.select(positions)
+            return table_rows(table, table.column_names)
         out: list[dict[str, Any]] = []
         block_no, block = -1, []
         for i in idx:
