@@ -346,7 +346,7 @@ def test_memory_only_reads_raise_rather_than_read_the_store(tmp_path: Path) -> N
 def test_the_live_edge_of_a_long_flow_is_answered_from_memory(tmp_path: Path) -> None:
     """A flow too long to keep with its rows keeps its bounds and its newest rows (its tail): the pages live
     readers ask for, and the tail grows with each append; a page deeper down reads the store."""
-    cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}")
+    cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
     cat.cache_reads(CacheConfig(flow_rows=50, tail_rows=10))
     f = flow()
     cat.put_flow(f)
