@@ -41,7 +41,7 @@ def build(path: Path, lengths: tuple[int, ...] = LENGTHS, span_s: int = 20_000_0
     """A DuckDB store with one flow per length, all covering ``span_s`` seconds, rows in time order across flows."""
     url = f"duckdb:///{path}"
     flows = {n: str(uuid.uuid4()) for n in lengths}
-    with connect(url, **_create()) as cat:
+    with connect(url, create=True) as cat:
         for fid in flows.values():
             cat.put_flow({"id": fid, "source_id": str(uuid.uuid4()), "format": "urn:x-nmos:format:data"} | _CONTAINER)
         step = {n: span_s * NS_PER_SECOND // n for n in lengths}
@@ -73,15 +73,6 @@ def build(path: Path, lengths: tuple[int, ...] = LENGTHS, span_s: int = 20_000_0
 
 
 _CONTAINER = {"container": "text/plain"}
-
-
-def _create() -> dict[str, bool]:
-    """``create=True`` where ``connect`` distinguishes opening from creating a store."""
-    import inspect
-
-    from tams_analytics.engines.duckdb import Engine
-
-    return {"create": True} if "create" in inspect.signature(Engine.__init__).parameters else {}
 
 
 def _time(fn: Callable[[], object], repeat: int) -> tuple[float, float]:

@@ -57,7 +57,7 @@ def build_store(path: Path, segments: int, *, storage_id: str | None = None, see
     from tams_analytics.storage.base import object_key
 
     remove_store(path)
-    with connect(f"duckdb:///{path}") as catalog:
+    with connect(f"duckdb:///{path}", create=True) as catalog:
         summary = build_demo(
             catalog,
             segments,

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from server import errors, observability, records
+from server import errors, observability, openapi, records
 from server.auth import Authorizer
 from server.config import Settings
 from server.deps import Stores
@@ -114,7 +114,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        app.state.catalog = catalog or connect(settings.store_url)
+        app.state.catalog = catalog or connect(settings.store_url, create=True)
         app.state.events.subscriptions = lambda: records.subscribed_event_types(app.state.catalog)
         observability.instrument_catalog(app.state.catalog)
         app.state.catalog.group_commit.on_batch = observability.observe_batch
@@ -145,7 +145,8 @@ def create_app(
         version="8.2",
         summary=f"Time-addressable Media Store API 8.2, served by tams-analytics {__version__}",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # the offline API reference: server.openapi
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.authorizer = auth
@@ -157,6 +158,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router, dependencies=[Depends(auth)])
     observability.install(app)
+    openapi.install(app)
     return app
 
 

@@ -14,32 +14,64 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tams_analytics.cli.__main__ import HelpFormatter
 from tams_analytics.engines import redacted
 from tams_analytics.exceptions import TamsError
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("serve", help="serve the TAMS 8.2 API (docs at /docs)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--data-dir", type=Path, default=None, help="DuckDB file and local objects (default ./tams-data)")
-    p.add_argument("--store", default=None, help="catalog URL (default: duckdb file in the data dir)")
-    p.add_argument("--storage", choices=["local", "s3"], default=None, help="object storage (default local)")
-    p.add_argument("--s3-endpoint", default=None)
-    p.add_argument("--s3-bucket", default=None)
-    p.add_argument("--s3-region", default=None)
-    p.add_argument("--s3-create-bucket", action="store_true", default=None)
-    p.add_argument("--presign-get", type=int, default=None, dest="presign_get_s", help="GET URL lifetime, s")
-    p.add_argument("--presign-put", type=int, default=None, dest="presign_put_s", help="PUT URL lifetime, s")
-    p.add_argument("--public-url", default=None, help="externally visible base URL")
+    p = sub.add_parser(
+        "serve",
+        help="serve the TAMS 8.2 API (docs at /docs)",
+        description="Serve the TAMS 8.2 REST API over a store, with object storage (local files or S3). Options "
+        "override TAMS_* environment variables (see the README); S3 credentials come from TAMS_S3_ACCESS_KEY and "
+        "TAMS_S3_SECRET_KEY, never from the command line. The store is created when it does not exist. API "
+        "reference (works offline): /docs and /redoc.",
+        epilog="examples:\n"
+        "  tams-analytics serve --data-dir ./tams-data --demo 20000\n"
+        "  tams-analytics serve --host 0.0.0.0 --port 8080 --store duckdb:///srv/tams/tams.duckdb --storage s3 "
+        "--s3-endpoint http://127.0.0.1:8333 --s3-bucket media",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="DuckDB file and local objects (default: $TAMS_DATA_DIR or ./tams-data)",
+    )
+    p.add_argument("--store", default=None, help="store URL (default: $TAMS_STORE, else tams.duckdb in the data dir)")
+    p.add_argument(
+        "--storage", choices=["local", "s3"], default=None, help="object storage (default: $TAMS_STORAGE or local)"
+    )
+    p.add_argument("--s3-endpoint", default=None, help="S3 endpoint URL (default: $TAMS_S3_ENDPOINT, else AWS)")
+    p.add_argument("--s3-bucket", default=None, help="S3 bucket for media objects (default: $TAMS_S3_BUCKET)")
+    p.add_argument("--s3-region", default=None, help="S3 region (default: $TAMS_S3_REGION)")
+    p.add_argument("--s3-create-bucket", action="store_true", default=None, help="create the S3 bucket if missing")
+    p.add_argument(
+        "--presign-get",
+        type=int,
+        default=None,
+        dest="presign_get_s",
+        help="GET URL lifetime in seconds (default: $TAMS_PRESIGN_GET_S or 600)",
+    )
+    p.add_argument(
+        "--presign-put",
+        type=int,
+        default=None,
+        dest="presign_put_s",
+        help="PUT URL lifetime in seconds (default: $TAMS_PRESIGN_PUT_S or 600)",
+    )
+    p.add_argument("--public-url", default=None, help="externally visible base URL (default: http://HOST:PORT)")
     p.add_argument(
         "--demo",
         type=int,
         default=0,
         metavar="N",
-        help="if the store has no flows, fill it with a demo of about N segments (with media)",
+        help="if the store has no flows, fill it with a demo of about N segments (with media); 0: no demo",
     )
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info", help="uvicorn log level (critical, error, warning, info, debug)")
     p.add_argument(
         "--log-format", choices=["text", "json"], default=None, help="log lines as text or JSON (TAMS_LOG_FORMAT)"
     )
@@ -169,7 +201,7 @@ def _open(args: argparse.Namespace, settings: Any) -> tuple[Any, Any]:
             handler.setLevel(max(handler.level, logging.WARNING))
         logging.getLogger("backoff").setLevel(logging.CRITICAL)
     try:
-        catalog = connect(settings.store_url)
+        catalog = connect(settings.store_url, create=True)
     except Exception as exc:  # drivers raise their own errors (duckdb's held lock, requests', the SDK's)
         raise StartupError(f"cannot open the store {redacted(settings.store_url)}: {_one_line(exc)}") from None
     try:

@@ -15,15 +15,16 @@ from tams_analytics.timerange import TimeRange, Timestamp
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
 
-__all__ = ["Catalog", "TamsError", "TimeRange", "Timestamp", "__version__", "connect"]
+__all__ = ["Catalog", "TamsError", "TimeRange", "Timestamp", "__version__", "connect", "to_pandas"]
 __version__ = "0.1.0"
 
 
-def connect(url: str = "duckdb://", **options: Any) -> Catalog:
-    """Open a TAMS store by URL (see :func:`tams_analytics.catalog.connect`)."""
+def connect(url: str = "duckdb://", *, create: bool | None = None, **options: Any) -> Catalog:
+    """Open a TAMS store by URL; a missing store is an error unless ``create=True``
+    (see :func:`tams_analytics.catalog.connect`)."""
     from tams_analytics.catalog import connect as _connect
 
-    return _connect(url, **options)
+    return _connect(url, create=create, **options)
 
 
 def __getattr__(name: str) -> Any:
@@ -31,4 +32,8 @@ def __getattr__(name: str) -> Any:
         from tams_analytics.catalog import Catalog
 
         return Catalog
+    if name == "to_pandas":  # a DataFrame keeping nullable integers integers (tams_analytics.frames)
+        from tams_analytics.frames import to_pandas
+
+        return to_pandas
     raise AttributeError(f"module 'tams_analytics' has no attribute {name!r}")

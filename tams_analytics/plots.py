@@ -2,8 +2,9 @@
 
 The plot draws *runs* (from :func:`tams_analytics.analytics.coverage.runs`), never individual segments, so
 a flow of thousands of segments with a few holes is a handful of bars. Gaps narrower than a pixel stay
-visible: each is also marked with a red tick above its lane. The time axis shows TAMS timestamps (TAI
-seconds since 1970) as dates.
+visible: each is also marked with a red tick above its lane. The time axis is UTC clock time (TAMS
+timestamps count TAI seconds: leap seconds are applied), with ticks chosen for the span shown, from years down
+to fractions of a second.
 
 Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot state), and matplotlib is
 imported only when a plot is made.
@@ -17,12 +18,14 @@ True
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import pyarrow as pa
 
+from tams_analytics.leapseconds import tai_to_utc_array
 from tams_analytics.timerange import NS_PER_SECOND, TimeRange
 
 if TYPE_CHECKING:
@@ -79,11 +82,25 @@ def gaps_between(runs: pa.Table) -> pa.Table:
 
 
 def _days(ns: np.ndarray) -> np.ndarray:
-    """Nanoseconds since 1970 as matplotlib date numbers (days since matplotlib's epoch)."""
+    """TAI nanoseconds (TAMS time) as matplotlib date numbers of their UTC clock time (days since matplotlib's
+    epoch)."""
     import matplotlib.dates as mdates
 
     epoch_ns = np.datetime64(mdates.get_epoch(), "ns").astype(np.int64)
-    return (ns.astype(np.int64) - epoch_ns) / NS_PER_DAY
+    return (tai_to_utc_array(ns.astype(np.int64)) - epoch_ns) / NS_PER_DAY
+
+
+def _time_axis(ax: Axes) -> None:
+    """UTC ticks that suit the span: dates for days, times for hours, seconds and their fractions below."""
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=9, interval_multiples=True)
+    formatter = mdates.ConciseDateFormatter(locator, tz=dt.UTC, show_offset=True)
+    formatter.formats = ["%Y", "%b", "%d %b", "%H:%M", "%H:%M", "%S.%f"]
+    formatter.zero_formats = ["", "%Y", "%b", "%d %b", "%H:%M", "%H:%M:%S"]
+    formatter.offset_formats = ["UTC", "%Y UTC", "%b %Y UTC", "%d %b %Y UTC", "%d %b %Y UTC", "%d %b %Y %H:%M UTC"]
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(formatter)
 
 
 def _count(n: int, noun: str) -> str:
@@ -129,7 +146,6 @@ def coverage_timeline(
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.dates as mdates
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
@@ -176,15 +192,13 @@ def coverage_timeline(
         fontsize=8,
     )
     ax.set_ylim(len(flows) - 0.4, -0.7)
-    tr = TimeRange.from_str(window) if isinstance(window, str) else window
+    tr = None if window is None else TimeRange.coerce(window, "window")
     if tr is not None and not tr.is_empty:
         lo = _days(np.array([tr.start_ns]))[0] if tr.start_ns is not None else None
         hi = _days(np.array([tr.end_ns]))[0] if tr.end_ns is not None else None
         ax.set_xlim(left=lo, right=hi)
-    locator = mdates.AutoDateLocator()
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-    ax.set_xlabel("time (TAI)")
+    _time_axis(ax)
+    ax.set_xlabel("time (UTC)")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(
         handles=[Patch(color=RUN_COLOUR, label="covered"), Patch(color=GAP_COLOUR, alpha=0.6, label="gap")],

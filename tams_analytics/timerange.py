@@ -13,14 +13,19 @@ are equal and either is exclusive.
 The timeline is discrete at 1 ns, so every range has canonical half-open integer bounds
 ``[start_ns, end_ns)`` (``None`` on an unbounded side): ``[a_b]`` is ``[a_b+1ns)`` and ``(a_b)`` is
 ``[a+1ns_b)``. Relations are computed on those integers; ``str()`` keeps the clusivity as written.
+
+Clock time: :meth:`TimeRange.from_datetimes`, :meth:`TimeRange.to_datetimes` and the ISO 8601 intervals of
+:mod:`tams_analytics.iso8601` (``start/end``, ``start/PT1H``, ``PT1H/end``), half-open like segments.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
-from typing import Final
+from typing import Any, Final
 
+from tams_analytics import iso8601
 from tams_analytics.exceptions import TamsError
 from tams_analytics.timestamp import (
     END_UNBOUNDED,
@@ -126,15 +131,82 @@ class TimeRange:
 
     @classmethod
     def coerce(cls, value: TimeRange | str, name: str = "timerange") -> TimeRange:
-        """``value`` as a TimeRange: a TimeRange as it is, a string parsed; anything else is refused with
-        a :class:`TamsError` naming the argument ``name``, what was given and what is accepted."""
+        """``value`` as a TimeRange: a TimeRange as it is; a string in the TAMS grammar (``[0:0_10:0)``) or as
+        an ISO 8601 interval or instant (``2023-11-14T22:00Z/PT1H``); anything else is refused with a
+        :class:`TamsError` naming the argument ``name``, what was given and what is accepted.
+
+        >>> TimeRange.coerce("2017-01-01T00:00Z/PT1S")
+        TimeRange.from_str('[1483228837:0_1483228838:0)')
+        """
         if isinstance(value, TimeRange):
             return value
         if isinstance(value, str):
-            return cls.from_str(value)
+            if _TIMERANGE_RE.match(value) or not iso8601.looks_like_iso8601(value):
+                try:
+                    return cls.from_str(value)
+                except TamsError as exc:
+                    raise TamsError(f"{name}: {exc} (or give an ISO 8601 interval, {iso8601.EXAMPLES})") from None
+            try:
+                return cls.from_iso8601(value)
+            except TamsError as exc:
+                raise TamsError(f"{name}: {exc}") from None
+        hint = ""
+        if isinstance(value, tuple | list) and len(value) == 2:
+            hint = (
+                "; for a pair of clock times use TimeRange.from_datetimes(start, end) or an ISO 8601 interval "
+                "'start/end'"
+            )
         raise TamsError(
-            f"{name} must be a TimeRange or a timerange string such as '[0:0_10:0)', not {type(value).__name__} "
-            f"{value!r}"
+            f"{name} must be a TimeRange, a TAMS timerange string such as '[0:0_10:0)' or an ISO 8601 interval "
+            f"such as '2023-11-14T22:00Z/PT1H', not {type(value).__name__} {value!r}{hint}"
+        )
+
+    @classmethod
+    def from_iso8601(cls, text: str) -> TimeRange:
+        """An ISO 8601 interval (``start/end``, ``start/PT1H``, ``PT1H/end``, ``..`` for an open side) as the
+        half-open range ``[start, end)``, or an instant as the instantaneous range ``[t]``.
+
+        >>> str(TimeRange.from_iso8601("2017-01-01T00:00:00Z/2017-01-01T00:00:10Z"))
+        '[1483228837:0_1483228847:0)'
+        """
+        if not isinstance(text, str):
+            raise TamsError(f"an ISO 8601 interval must be a string, not {type(text).__name__}")
+        if "/" not in text:
+            return cls.instant(Timestamp.from_iso8601(text))
+        start, end = iso8601.parse_interval(text)
+        return cls.from_ns(start, end)
+
+    def to_iso8601(self) -> str:
+        """The half-open bounds as an ISO 8601 interval in UTC, ``..`` for an unbounded side.
+
+        >>> TimeRange.from_str("[1483228837:0_1483228838:0)").to_iso8601()
+        '2017-01-01T00:00:00Z/2017-01-01T00:00:01Z'
+        """
+        if self.is_empty:
+            raise TamsError("the empty timerange () has no ISO 8601 form")
+        return iso8601.format_interval(self.start_ns, self.end_ns)
+
+    @classmethod
+    def from_datetimes(cls, start: dt.datetime | None, end: dt.datetime | None) -> TimeRange:
+        """``[start, end)`` from clock times (naive ones are UTC; ``None`` leaves a side unbounded).
+
+        >>> import datetime as dt
+        >>> str(TimeRange.from_datetimes(dt.datetime(2017, 1, 1, tzinfo=dt.UTC), None))
+        '[1483228837:0_'
+        """
+        lo = None if start is None else _from_datetime(start, "start")
+        hi = None if end is None else _from_datetime(end, "end")
+        return cls.from_ns(lo, hi)
+
+    def to_datetimes(self) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """The half-open bounds ``[start, end)`` as UTC datetimes (``None`` where unbounded), to the
+        microsecond below (see :meth:`Timestamp.to_datetime`)."""
+        if self.is_empty:
+            raise TamsError("the empty timerange () has no bounds")
+        lo, hi = self.start_ns, self.end_ns
+        return (
+            None if lo is None else Timestamp(lo).to_datetime(),
+            None if hi is None else Timestamp(min(hi, MAX_NS)).to_datetime(),
         )
 
     @classmethod
@@ -389,6 +461,12 @@ class TimeRange:
         while lo < hi:
             yield TimeRange.from_ns(lo, min(lo + length_ns, hi))
             lo += length_ns
+
+
+def _from_datetime(value: Any, name: str) -> int:
+    if not isinstance(value, dt.datetime):
+        raise TamsError(f"{name} must be a datetime or None, not {type(value).__name__} {value!r}")
+    return Timestamp.from_datetime(value).ns
 
 
 def _diagnose_timerange(text: str) -> str:

@@ -7,7 +7,8 @@ results for whole columns with :mod:`pyarrow.compute` and numpy, without a Pytho
   text (as ``str(TimeRange.from_str(s))``);
 - :func:`format_timeranges`: storage bounds → canonical half-open text (as
   ``str(TimeRange.from_storage(start, end))``);
-- :func:`format_timestamps`: int64 nanoseconds → timestamp text (as ``str(Timestamp(ns))``).
+- :func:`format_timestamps`: int64 nanoseconds → timestamp text (as ``str(Timestamp(ns))``);
+- :func:`utc_timestamps`: int64 TAI nanoseconds → UTC clock times (as :meth:`Timestamp.to_datetime`).
 
 Invalid input raises :class:`~tams_analytics.exceptions.TamsError` naming the first bad row.
 """
@@ -24,9 +25,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tams_analytics.exceptions import TamsError
+from tams_analytics.leapseconds import tai_to_utc_array
 from tams_analytics.timerange import END_UNBOUNDED, MAX_NS, NS_PER_SECOND, START_UNBOUNDED, TimeRange
 
-__all__ = ["ParsedTimeRanges", "format_timeranges", "format_timestamps", "parse_timeranges"]
+__all__ = ["ParsedTimeRanges", "format_timeranges", "format_timestamps", "parse_timeranges", "utc_timestamps"]
 
 Int64Array = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -339,3 +341,23 @@ def format_timeranges(
     instant = printable & ~s_open & ~e_open & (s_ts == e_ts) & ~s_excl & e_incl
     text = _where(instant, _join("[", s_text, "]"), _join(head, "_", tail))
     return _where(empty, "()", text)
+
+
+def utc_timestamps(ns: npt.ArrayLike | pa.Array | pa.ChunkedArray) -> pa.Array:
+    """UTC clock times (``timestamp[us, tz=UTC]``) of TAI nanoseconds, leap seconds applied.
+
+    Nulls and the unbounded sentinels give nulls; values are rounded down to the microsecond, as
+    :meth:`Timestamp.to_datetime` does.
+
+    >>> utc_timestamps([1483228837_000000000, None]).to_pylist()
+    [datetime.datetime(2017, 1, 1, 0, 0, tzinfo=<UTC>), None]
+    """
+    if isinstance(ns, pa.ChunkedArray):
+        ns = ns.combine_chunks()
+    arr = ns if isinstance(ns, pa.Array) else pa.array(ns, pa.int64())
+    arr = arr.cast(pa.int64())
+    valid = arr.is_valid().to_numpy(zero_copy_only=False)
+    values = arr.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    valid &= (values != START_UNBOUNDED) & (values != END_UNBOUNDED)
+    us = np.floor_divide(tai_to_utc_array(np.where(valid, values, 0)), 1000)
+    return pa.array(us, pa.timestamp("us", tz="UTC"), mask=~valid)

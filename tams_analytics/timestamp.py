@@ -4,16 +4,24 @@ Grammar (AppNote 0008)::
 
     timestamp := "-"? seconds ":" nanoseconds      seconds: 0|[1-9][0-9]*   nanoseconds: 0|[1-9][0-9]{0,8}
 
-The sign covers the whole value (``-1:500000000`` is -1.5 s).
+The sign covers the whole value (``-1:500000000`` is -1.5 s). The value counts TAI seconds since
+1970-01-01T00:00:00 TAI; :meth:`Timestamp.from_datetime`, :meth:`Timestamp.to_datetime` and the ISO 8601 forms
+convert to and from clock time (UTC), leap seconds included (:mod:`tams_analytics.leapseconds`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
+from tams_analytics import iso8601
 from tams_analytics.exceptions import TamsError
+from tams_analytics.leapseconds import tai_to_utc_ns, utc_to_tai_ns
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "END_UNBOUNDED",
@@ -39,6 +47,8 @@ MAX_NS: Final = INT64_MAX - 2
 START_UNBOUNDED: Final = INT64_MIN
 #: Storage sentinel for an unbounded end (stored ``end_ns``).
 END_UNBOUNDED: Final = INT64_MAX
+
+_EPOCH_UTC: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 TS_PATTERN: Final = r"-?(?:0|[1-9][0-9]*):(?:0|[1-9][0-9]{0,8})"
 # ``\Z``, not ``$``: in Python ``$`` also matches before a trailing newline, so ``"5:0\n"`` would pass.
@@ -109,6 +119,81 @@ class Timestamp:
     def from_seconds(cls, seconds: int, nanoseconds: int = 0) -> Timestamp:
         """Build from whole seconds plus nanoseconds (both may be negative)."""
         return cls(seconds * NS_PER_SECOND + nanoseconds)
+
+    @classmethod
+    def from_datetime(cls, value: dt.datetime, nanosecond: int = 0) -> Timestamp:
+        """The TAMS timestamp (TAI) of a clock time, leap seconds applied.
+
+        ``value`` is a datetime (a naive one is taken as UTC) or a pandas Timestamp, whose nanoseconds are
+        kept. Python datetimes stop at microseconds: ``nanosecond`` (0-999) adds the rest, so
+        ``Timestamp.from_datetime(t.to_datetime(), t.ns % 1000) == t`` (outside leap seconds).
+
+        >>> import datetime as dt
+        >>> str(Timestamp.from_datetime(dt.datetime(2017, 1, 1, tzinfo=dt.UTC)))
+        '1483228837:0'
+        """
+        if not isinstance(value, dt.datetime):
+            raise TamsError(f"from_datetime needs a datetime, not {type(value).__name__} {value!r}")
+        if isinstance(nanosecond, bool) or not isinstance(nanosecond, int) or not 0 <= nanosecond <= 999:
+            raise TamsError(f"nanosecond must be an int from 0 to 999 (below the microsecond), not {nanosecond!r}")
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        if hasattr(value, "nanosecond") and isinstance(getattr(value, "value", None), int):
+            posix_ns = int(value.value)  # pandas.Timestamp: exact ns since the epoch, UTC
+        else:
+            posix_ns = (value - _EPOCH_UTC) // dt.timedelta(microseconds=1) * 1000
+        return cls(_ns_in_range(utc_to_tai_ns(posix_ns + nanosecond), value))
+
+    def to_datetime(self) -> dt.datetime:
+        """This instant as an aware UTC datetime, leap seconds applied (a leap second reads as ``23:59:59``).
+
+        A datetime holds microseconds: the ``ns % 1000`` nanoseconds below are dropped (rounded down);
+        :meth:`to_pandas` keeps them.
+
+        >>> Timestamp.from_str("1483228837:500").to_datetime().isoformat()
+        '2017-01-01T00:00:00+00:00'
+        """
+        return _EPOCH_UTC + dt.timedelta(microseconds=tai_to_utc_ns(self.ns) // 1000)
+
+    def to_pandas(self) -> pd.Timestamp:
+        """This instant as a UTC pandas Timestamp, exact to the nanosecond (leap seconds as in :meth:`to_datetime`)."""
+        import pandas as pd
+
+        return pd.Timestamp(tai_to_utc_ns(self.ns), unit="ns", tz="UTC")
+
+    @classmethod
+    def from_iso8601(cls, text: str) -> Timestamp:
+        """Parse an ISO 8601 instant (UTC unless it says otherwise), e.g. ``2023-11-14T22:13:20.5Z``."""
+        if not isinstance(text, str):
+            raise TamsError(f"an ISO 8601 instant must be a string, not {type(text).__name__}")
+        return cls(_ns_in_range(iso8601.parse_instant(text), repr(text)))
+
+    def to_iso8601(self) -> str:
+        """ISO 8601 UTC text, as exact as the value (``23:59:60`` inside a leap second).
+
+        >>> Timestamp.from_str("1483228836:500000000").to_iso8601()
+        '2016-12-31T23:59:60.5Z'
+        """
+        return iso8601.format_instant(self.ns)
+
+    @classmethod
+    def coerce(cls, value: Any, name: str = "timestamp") -> Timestamp:
+        """``value`` as a Timestamp: a Timestamp, int nanoseconds, TAMS text (``1700000000:0``), ISO 8601 text
+        or a datetime; anything else is refused naming the argument ``name``, what was given and what is accepted."""
+        if isinstance(value, Timestamp):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return cls(value)
+        if isinstance(value, dt.datetime):
+            return cls.from_datetime(value)
+        if isinstance(value, str):
+            if timestamp_re.match(value) or not iso8601.looks_like_iso8601(value):
+                return cls.from_str(value)
+            return cls.from_iso8601(value)
+        raise TamsError(
+            f"{name} must be a Timestamp, int nanoseconds, a TAMS timestamp such as '1700000000:0', an ISO 8601 "
+            f"instant such as '2023-11-14T22:13:20Z' or a datetime, not {type(value).__name__} {value!r}"
+        )
 
     def __str__(self) -> str:
         magnitude = abs(self.ns)

@@ -1,5 +1,6 @@
-"""An ipywidgets explorer for notebooks: pick a source and a flow, choose a timerange, and see the flow's
-coverage timeline and its segments update; for a video flow whose media the catalog can reach
+"""An ipywidgets explorer for notebooks: pick a source and a flow, choose a timerange (an ISO 8601 interval in
+UTC such as ``2023-11-14T22:00Z/PT1H``, or a TAMS timerange), and see the flow's coverage timeline and its
+segments update; for a video flow whose media the catalog can reach
 (:meth:`~tams_analytics.catalog.Catalog.attach_storage`), the frame at the selected time too.
 
 ipywidgets and matplotlib are imported only when an explorer is made. The explorer keeps what it shows as
@@ -14,6 +15,7 @@ without a browser.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import logging
 from typing import TYPE_CHECKING, Any, Final
@@ -30,7 +32,7 @@ __all__ = ["CoverageExplorer", "explore"]
 
 logger = logging.getLogger(__name__)
 
-_TABLE_COLUMNS: Final = ("timerange", "object_id", "duration_s", "created")
+_TABLE_COLUMNS: Final = ("start_utc", "timerange", "object_id", "duration_s", "created")
 
 
 def _widgets() -> Any:
@@ -46,9 +48,17 @@ def _html_table(rows: pa.Table) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in rows.column_names)
     body = []
     for row in rows.to_pylist():
-        cells = "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in row.values())
+        cells = "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row.values())
         body.append(f"<tr>{cells}</tr>")
     return f"<table class='tams-segments'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):  # UTC, to the millisecond a person reads
+        return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return str(value)
 
 
 def _source_options(catalog: Catalog) -> list[tuple[str, str]]:
@@ -82,7 +92,8 @@ class CoverageExplorer:
     ----------
     source, flow : ipywidgets.Dropdown
     timerange : ipywidgets.Text
-        A TAMS timerange; empty means the whole flow.
+        An ISO 8601 interval in UTC (``2023-11-14T22:00Z/PT1H``, ``start/end``) or a TAMS timerange; empty means
+        the whole flow.
     status : ipywidgets.HTML
         What is shown, or what is wrong with the timerange.
     plot : ipywidgets.Image
@@ -118,7 +129,8 @@ class CoverageExplorer:
         self.flow = w.Dropdown(description="Flow", layout=w.Layout(width="45%"))
         self.timerange = w.Text(
             description="Timerange",
-            placeholder="_ (the whole flow), or e.g. [1700000000:0_1700000600:0)",
+            placeholder="empty: the whole flow; or UTC, e.g. 2023-11-14T22:00Z/PT10M, or TAMS, e.g. "
+            "[1700000000:0_1700000600:0)",
             continuous_update=False,
             layout=w.Layout(width="90%"),
         )
@@ -165,7 +177,7 @@ class CoverageExplorer:
 
     def _window(self) -> TimeRange | None:
         text = self.timerange.value.strip()
-        return TimeRange.from_str(text) if text else None
+        return TimeRange.coerce(text) if text else None
 
     def refresh(self) -> None:
         """Redraw the plot and the table for the current flow and timerange."""
@@ -178,12 +190,14 @@ class CoverageExplorer:
             self.status.value = f"<span style='color:#d62728'>{html.escape(str(exc))}</span>"
             return
         from tams_analytics.analytics import coverage
+        from tams_analytics.analytics.utc import utc
         from tams_analytics.plots import plot_coverage, to_png
 
         segs = self.catalog.segments(flow_id=flow_id, timerange=window)
         self.total = int(segs.count().to_pyarrow().as_py())
         shown = segs.order_by("start_ns").limit(self.limit)
         rows = shown.select(
+            utc(shown.start_ns).name("start_utc"),
             "timerange",
             "object_id",
             ((shown.end_ns - shown.start_ns) / NS_PER_SECOND).name("duration_s"),
@@ -194,7 +208,7 @@ class CoverageExplorer:
         self.png = to_png(plot_coverage(self.catalog, flow_id, within=window, title=self.flow.label))
         self.plot.value = self.png
         self.table.value = _html_table(rows)
-        where = "in " + html.escape(str(window)) if window is not None else "in total"
+        where = "in total" if window is None else "in " + html.escape(_both(window))
         gaps = max(0, self.runs.num_rows - 1)
         self.status.value = (
             f"{_plural(self.total, 'segment')} {where}: {_plural(self.runs.num_rows, 'contiguous run')} with "
@@ -234,6 +248,11 @@ class CoverageExplorer:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _both(window: TimeRange) -> str:
+    """A window in TAMS form and in UTC clock time."""
+    return str(window) if window.is_empty else f"{window} ({window.to_iso8601()} UTC)"
 
 
 def explore(catalog: Catalog, **options: Any) -> CoverageExplorer:

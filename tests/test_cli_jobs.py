@@ -32,7 +32,7 @@ def clean_store(tmp_path: Path) -> tuple[str, Path]:
     """A DuckDB demo store with its media in a local object directory: ``(url, objects dir)``."""
     url = f"duckdb:///{tmp_path / 'tams.duckdb'}"
     root = tmp_path / "objects"
-    with connect(url) as cat:
+    with connect(url, create=True) as cat:
         demo_with_media(cat, local_store(root))
     return url, root
 
@@ -56,7 +56,7 @@ def test_integrity_clean_store_exits_0(capsys: pytest.CaptureFixture[str], clean
     url, root = clean_store
     code, out, err = run(capsys, "integrity", "--store", url, "--storage", f"local:{root}")
     assert code == 0, err
-    assert out.startswith("no findings (checked ") and "120 storage_keys" in out
+    assert out.startswith("no findings (checked ") and "120 storage keys" in out
     assert err == ""  # not a terminal: no progress bar
 
 
@@ -120,7 +120,7 @@ def test_integrity_against_s3(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, s3_store: Any, s3_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = f"duckdb:///{tmp_path / 's3.duckdb'}"
-    with connect(url) as cat:
+    with connect(url, create=True) as cat:
         demo_with_media(cat, s3_store, segments=40)
         oid = cat.rows("segments", limit=1).column("object_id")[0].as_py()
     monkeypatch.setenv("TAMS_S3_ACCESS_KEY", s3_server.access_key)
@@ -171,7 +171,9 @@ def test_integrity_usage_and_connection_errors_exit_2(
 
 
 def test_integrity_warns_about_an_empty_store(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, err = run(capsys, "integrity", "--store", f"duckdb:///{tmp_path / 'typo.duckdb'}")
+    url = f"duckdb:///{tmp_path / 'empty.duckdb'}"
+    connect(url, create=True).close()
+    code, out, err = run(capsys, "integrity", "--store", url)
     assert code == 0 and out.startswith("no findings") and "is empty: is --store right?" in err
 
 
@@ -252,7 +254,7 @@ def test_report_coverage_gaps_and_runs(capsys: pytest.CaptureFixture[str], clean
     url = clean_store[0]
     summary = json.loads(run(capsys, "report", "coverage", "--store", url, "--format", "json")[1])["rows"]
     gaps = json.loads(run(capsys, "report", "coverage", "--store", url, "--gaps", "--format", "json")[1])
-    assert gaps["columns"] == ["flow_id", "timerange", "duration_ns"]
+    assert gaps["columns"] == ["flow_id", "label", "timerange", "start_utc", "end_utc", "duration_ns", "duration_s"]
     assert len(gaps["rows"]) == sum(r["gaps"] for r in summary)
     runs = json.loads(run(capsys, "report", "coverage", "--store", url, "--runs", "--format", "json")[1])["rows"]
     assert len(runs) == sum(r["runs"] for r in summary)
@@ -297,3 +299,34 @@ def test_report_errors_exit_2(
 def _no_store_from_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("TAMS_STORE", raising=False)
     yield
+
+
+def test_tables_fit_120_columns_unless_wide(
+    capsys: pytest.CaptureFixture[str], faulty_store: tuple[str, Path, Faults]
+) -> None:
+    url, root, _ = faulty_store
+    for argv in (
+        ["report", "coverage"],
+        ["report", "coverage", "--runs"],
+        ["report", "storage"],
+        ["report", "flows", "--by", "tags"],
+        ["integrity", "--storage", f"local:{root}"],
+    ):
+        code, out, _ = run(capsys, *argv, "--store", url)
+        assert code in (0, 1)
+        assert max(len(line) for line in out.splitlines()) <= 120, (argv, out)
+    _, wide, _ = run(capsys, "report", "coverage", "--store", url, "--wide")
+    header = wide.splitlines()[0].split()
+    assert {"timerange", "covered_ns", "seg_mean_s", "end_utc"} <= set(header)
+    assert max(len(line) for line in wide.splitlines()) > 120
+
+
+def test_one_row_is_one_row(capsys: pytest.CaptureFixture[str], clean_store: tuple[str, Path]) -> None:
+    code, out, _ = run(capsys, "report", "storage", "--by", "format", "--store", clean_store[0])
+    rows = json.loads(
+        run(capsys, "report", "storage", "--by", "format", "--store", clean_store[0], "--format", "json")[1]
+    )
+    n = len(rows["rows"])
+    assert code == 0 and out.rstrip().endswith(f"({n} row{'' if n == 1 else 's'})")
+    _, out, _ = run(capsys, "report", "ingest", "--every", "day", "--store", clean_store[0])
+    assert out.rstrip().endswith("(1 row)")

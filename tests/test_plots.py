@@ -115,3 +115,32 @@ def test_gaps_between_runs_of_each_flow() -> None:
 def test_doctests() -> None:
     result = doctest.testmod(plots)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_time_axis_is_utc_with_leap_seconds_applied() -> None:
+    import datetime as dt
+
+    import matplotlib.dates as mdates
+
+    from tams_analytics import Timestamp
+
+    start = Timestamp.from_str("1483228837:0").ns  # 2017-01-01T00:00:00Z, 37 s after the same TAI reading
+    fig = plots.coverage_timeline(pa.table({"flow_id": ["f"], "start_ns": [start], "end_ns": [start + 60 * S]}))
+    ax = fig.axes[0]
+    bar = ax.collections[0].get_paths()[0].get_extents()
+    assert bar.x0 == pytest.approx(mdates.date2num(dt.datetime(2017, 1, 1, tzinfo=dt.UTC)), abs=1e-9)
+    assert ax.get_xlabel() == "time (UTC)"
+
+
+@pytest.mark.parametrize("span_s", [0.002, 2, 600, 3 * 3600, 3 * 86_400, 90 * 86_400, 20 * 365 * 86_400])
+def test_ticks_suit_any_span(span_s: float) -> None:
+    span = int(span_s * S)
+    fig = plots.coverage_timeline(pa.table({"flow_id": ["f"], "start_ns": [T0], "end_ns": [T0 + span]}))
+    ax = fig.axes[0]
+    plots.to_png(fig)  # lays the ticks out
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    visible = [x for x, lbl in zip(ax.get_xticks(), labels, strict=True) if ax.get_xlim()[0] <= x <= ax.get_xlim()[1]]
+    assert 2 <= len(visible) <= 10, labels
+    assert all(labels) and len(set(labels)) == len(labels), labels
+    offset = ax.xaxis.get_major_formatter().get_offset()
+    assert offset == "" or offset.endswith("UTC")

@@ -40,7 +40,7 @@ class Boom(Exception):
 def pair(tmp_path: Path) -> tuple[Catalog, Catalog]:
     """(cached, plain) catalogs over one DuckDB engine; small limits so that eviction and the
     oversized-flow path are exercised too."""
-    cached = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}")
+    cached = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
     assert cached.cache_reads(CacheConfig(segment_rows=400, flow_rows=150, objects=60, row_blocks=4, tail_rows=20))
     assert isinstance(cached.engine, CachingEngine)
     plain = Catalog(cached.engine.inner)
@@ -188,7 +188,7 @@ def _random_write(
 
 def test_a_reader_never_misses_a_committed_append(tmp_path: Path) -> None:
     """Writers append batches while readers page; a batch committed before a read began is in it."""
-    cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}")
+    cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
     cat.cache_reads()
     fid = flow()["id"]
     cat.put_flow({**flow(), "id": fid})
@@ -321,7 +321,7 @@ def test_timeline_grows_only_at_the_live_edge() -> None:
 
 def test_memory_only_reads_raise_rather_than_read_the_store(tmp_path: Path) -> None:
     url = f"duckdb:///{tmp_path / 'tams.duckdb'}"
-    with connect(url) as cat:
+    with connect(url, create=True) as cat:
         f = flow()
         cat.put_flow(f)
         cat.add_segments(f["id"], [{"object_id": "o", "timerange": _tr(0, 1)}])
@@ -346,7 +346,7 @@ def test_memory_only_reads_raise_rather_than_read_the_store(tmp_path: Path) -> N
 def test_the_live_edge_of_a_long_flow_is_answered_from_memory(tmp_path: Path) -> None:
     """A flow too long to keep with its rows keeps its bounds and its newest rows (its tail): the pages live
     readers ask for, and the tail grows with each append; a page deeper down reads the store."""
-    cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}")
+    cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
     cat.cache_reads(CacheConfig(flow_rows=50, tail_rows=10))
     f = flow()
     cat.put_flow(f)

@@ -37,7 +37,7 @@ def build_demo_store(path: Path, segments: int = 5_000) -> dict[str, Any]:
 
     Returns what was planted, for tests to check against.
     """
-    cat = connect(f"duckdb:///{path}")
+    cat = connect(f"duckdb:///{path}", create=True)
     build_demo(cat, segments, progress=False)
     eng = cat.engine
     flows = cat.rows("flows", order_by=[("label", False)]).to_pylist()

@@ -24,14 +24,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import ibis
 import pyarrow as pa
 
 from tams_analytics import filters as F
 from tams_analytics import predicates as P
-from tams_analytics.timerange import TimeRange
+from tams_analytics.analytics.utc import with_clock_time
+from tams_analytics.display import duration, plural
+from tams_analytics.timerange import TimeRange, Timestamp
 from tams_analytics.timerange_vector import format_timeranges
 
 if TYPE_CHECKING:
@@ -58,12 +60,15 @@ __all__ = [
 ]
 
 FlowIds = str | Sequence[str] | None
+BOUNDS: Final = ("start_ns", "end_ns")
+#: the durations :func:`summary` also gives in seconds
+SUMMARY_DURATIONS: Final = ("covered_ns", "gap_ns", "seg_min_ns", "seg_max_ns", "seg_mean_ns", "seg_median_ns")
 
 
 def _window(within: TimeRange | str | None) -> TimeRange | None:
     if within is None:
         return None
-    return TimeRange.from_str(within) if isinstance(within, str) else within
+    return TimeRange.coerce(within, "within")
 
 
 def segments_of(source: SegmentSource, flow_id: FlowIds = None, within: TimeRange | str | None = None) -> ir.Table:
@@ -97,7 +102,8 @@ def runs(source: SegmentSource, flow_id: FlowIds = None, *, within: TimeRange | 
     -------
     ibis.expr.types.Table
         ``flow_id``, ``start_ns``, ``end_ns`` (half-open), ``segments`` (how many segments form the run)
-        and ``duration_ns``, ordered by flow and start.
+        and ``duration_ns``, then the same in clock time: ``start_utc``, ``end_utc`` (UTC) and ``duration_s``;
+        ordered by flow and start.
 
     Examples
     --------
@@ -106,7 +112,8 @@ def runs(source: SegmentSource, flow_id: FlowIds = None, *, within: TimeRange | 
     >>> runs(cat).count().execute()
     0
     """
-    return _runs(segments_of(source, flow_id, within), _window(within)).order_by(["flow_id", "start_ns"])
+    r = _runs(segments_of(source, flow_id, within), _window(within))
+    return with_clock_time(r, BOUNDS, ["duration_ns"]).order_by(["flow_id", "start_ns"])
 
 
 def _runs(t: ir.Table, tr: TimeRange | None) -> ir.Table:
@@ -146,7 +153,8 @@ def gaps(source: SegmentSource, flow_id: FlowIds = None, *, within: TimeRange | 
     Returns
     -------
     ibis.expr.types.Table
-        ``flow_id``, ``start_ns``, ``end_ns`` (half-open) and ``duration_ns``, ordered by flow and start.
+        ``flow_id``, ``start_ns``, ``end_ns`` (half-open) and ``duration_ns``, then ``start_utc``, ``end_utc``
+        and ``duration_s``; ordered by flow and start.
 
     Examples
     --------
@@ -155,7 +163,8 @@ def gaps(source: SegmentSource, flow_id: FlowIds = None, *, within: TimeRange | 
     0
     """
     tr = _window(within)
-    return _gaps(_runs(segments_of(source, flow_id, tr), tr), tr).order_by(["flow_id", "start_ns"])
+    g = _gaps(_runs(segments_of(source, flow_id, tr), tr), tr)
+    return with_clock_time(g, BOUNDS, ["duration_ns"]).order_by(["flow_id", "start_ns"])
 
 
 def _gaps(r: ir.Table, tr: TimeRange | None) -> ir.Table:
@@ -182,17 +191,20 @@ def summary(source: SegmentSource, flow_id: FlowIds = None, *, within: TimeRange
     Returns
     -------
     ibis.expr.types.Table
-        ``flow_id``; ``segments``, ``runs`` and ``gaps`` (counts); ``first_start_ns``/``last_end_ns`` and
-        ``first_timerange``/``last_timerange`` (the earliest-starting and latest-ending segments, as stored);
+        ``flow_id`` and its ``label``; ``segments``, ``runs`` and ``gaps`` (counts); ``first_start_ns``/
+        ``last_end_ns`` and ``first_timerange``/``last_timerange`` (the earliest-starting and latest-ending
+        segments, as stored);
         ``covered_ns`` (time covered, overlaps counted once) and ``gap_ns``; segment durations
         ``seg_min_ns``, ``seg_max_ns``, ``seg_mean_ns`` and ``seg_median_ns`` (approximate on engines
         without an exact median). Durations of segments are not clipped to ``within``; runs and gaps are.
+        Then clock time: ``first_start_utc``, ``last_end_utc`` (UTC) and each duration in seconds
+        (``covered_s``, ``gap_s``, ``seg_min_s``, ``seg_max_s``, ``seg_mean_s``, ``seg_median_s``).
 
     Examples
     --------
     >>> import tams_analytics as ta
-    >>> summary(ta.connect("duckdb://")).columns[:4]
-    ('flow_id', 'segments', 'runs', 'gaps')
+    >>> summary(ta.connect("duckdb://")).columns[:5]
+    ('flow_id', 'label', 'segments', 'runs', 'gaps')
     """
     tr = _window(within)
     t = segments_of(source, flow_id, tr)
@@ -243,7 +255,20 @@ def summary(source: SegmentSource, flow_id: FlowIds = None, *, within: TimeRange
         joined.seg_mean_ns.cast("float64").name("seg_mean_ns"),
         joined.seg_median_ns.cast("float64").name("seg_median_ns"),
     )
-    return out.order_by("flow_id")
+    out = with_clock_time(out, ["first_start_ns", "last_end_ns"], SUMMARY_DURATIONS)
+    return _with_label(source, out).order_by("flow_id")
+
+
+def _with_label(source: SegmentSource, t: ir.Table) -> ir.Table:
+    """``t`` with each flow's ``label`` after ``flow_id`` (null when the source is a bare segments table)."""
+    import ibis.expr.types as ir
+
+    rest = [c for c in t.columns if c != "flow_id"]
+    if isinstance(source, ir.Table):
+        return t.select("flow_id", ibis.null("string").name("label"), *rest)
+    flows = source.table("flows").select(lid="id", label="label")
+    j = t.left_join(flows, t.flow_id == flows.lid)
+    return j.select("flow_id", "label", *rest)
 
 
 # -- Python views of one flow ----------------------------------------------------------------------------
@@ -298,6 +323,7 @@ class FlowCoverage:
     seg_max_ns: int
     seg_mean_ns: float
     seg_median_ns: float
+    label: str | None = None
 
     @property
     def timerange(self) -> TimeRange:
@@ -307,6 +333,53 @@ class FlowCoverage:
     @property
     def contiguous(self) -> bool:
         return len(self.runs) == 1 and not self.gaps
+
+    @property
+    def name(self) -> str:
+        """The label and the id, as people tell flows apart."""
+        return f"{self.label!r} (flow {self.flow_id})" if self.label else f"flow {self.flow_id}"
+
+    def __repr__(self) -> str:
+        span = self.timerange
+        return (
+            f"<FlowCoverage of {self.name}: {span.to_iso8601()} ({span}); {plural(self.segments, 'segment')} in "
+            f"{plural(len(self.runs), 'run')} with {plural(len(self.gaps), 'gap')}; covered "
+            f"{duration(self.covered_ns)}, gaps {duration(self.gap_ns)}; segments of {duration(self.seg_mean_ns)} "
+            f"on average>"
+        )
+
+    def _repr_html_(self) -> str:
+        from tams_analytics.display import html_summary, html_table
+        from tams_analytics.frames import to_pandas
+
+        span = self.timerange
+        head = html_summary(
+            f"Coverage of {self.name}",
+            {
+                "time (UTC)": span.to_iso8601(),
+                "timerange": str(span),
+                "segments": self.segments,
+                "runs": len(self.runs),
+                "gaps": len(self.gaps),
+                "covered": duration(self.covered_ns),
+                "gap time": duration(self.gap_ns),
+                "segment duration": f"min {duration(self.seg_min_ns)}, mean {duration(self.seg_mean_ns)}, "
+                f"max {duration(self.seg_max_ns)}",
+            },
+        )
+        parts = [head]
+        for title, ranges in (("Gaps", self.gaps), ("Runs", self.runs)):
+            if ranges:
+                rows = pa.Table.from_pylist([_row(r) for r in ranges])
+                parts.append(f"<strong>{title}</strong>" + html_table(to_pandas(rows), 20))
+        return "".join(parts)
+
+
+def _row(tr: TimeRange) -> dict[str, str]:
+    """A run or gap as people read it."""
+    start = "" if tr.start_ns is None else Timestamp(tr.start_ns).to_iso8601()
+    end = "" if tr.end_ns is None else Timestamp(tr.end_ns).to_iso8601()
+    return {"start (UTC)": start, "end (UTC)": end, "duration": duration(tr.length_ns), "timerange": str(tr)}
 
 
 def flow_coverage(catalog: Catalog, flow_id: str, within: TimeRange | str | None = None) -> FlowCoverage | None:
@@ -333,4 +406,5 @@ def flow_coverage(catalog: Catalog, flow_id: str, within: TimeRange | str | None
         seg_max_ns=row["seg_max_ns"],
         seg_mean_ns=row["seg_mean_ns"],
         seg_median_ns=row["seg_median_ns"],
+        label=row["label"],
     )

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pyarrow as pa
 
+from tams_analytics.display import plural
 from tams_analytics.timerange import TimeRange
 from tams_analytics.timerange_vector import format_timeranges
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FINDING_SCHEMA", "Check", "Finding", "IntegrityReport", "findings_of"]
+__all__ = ["FINDING_SCHEMA", "Check", "Finding", "IntegrityReport", "checked_text", "findings_of"]
 
 
 class Check(enum.StrEnum):
@@ -43,6 +44,9 @@ class Finding:
     detail: str
     flow_id: str | None = None
     source_id: str | None = None
+    #: the labels of ``flow_id`` and ``source_id``, where those exist and have one
+    flow_label: str | None = None
+    source_label: str | None = None
     object_id: str | None = None
     timerange: str | None = None
     other_id: str | None = None
@@ -62,7 +66,9 @@ FINDING_SCHEMA: Final = pa.schema(
     [
         ("check", pa.string()),
         ("flow_id", pa.string()),
+        ("flow_label", pa.string()),
         ("source_id", pa.string()),
+        ("source_label", pa.string()),
         ("object_id", pa.string()),
         ("timerange", pa.string()),
         ("other_id", pa.string()),
@@ -96,7 +102,34 @@ class IntegrityReport:
         return pa.Table.from_pylist([f.to_dict() for f in self.findings], schema=FINDING_SCHEMA)
 
     def to_pandas(self) -> pd.DataFrame:
-        return self.to_arrow().to_pandas()
+        """The findings as a DataFrame (``count`` stays an integer), with ``timerange_utc``: each ``timerange``
+        as an ISO 8601 UTC interval, for people."""
+        from tams_analytics.frames import to_pandas
+
+        df = to_pandas(self.to_arrow())
+        df.insert(df.columns.get_loc("timerange") + 1, "timerange_utc", [_utc(t) for t in df["timerange"]])
+        return df
+
+    def __repr__(self) -> str:
+        found = ", ".join(f"{k} {n}" for k, n in self.totals.items() if n) or "none"
+        checked = checked_text(self.checked)
+        state = "clean" if self.clean else f"{plural(sum(self.totals.values()), 'finding')} ({found})"
+        return f"<IntegrityReport: {state}; checked {checked}>"
+
+    def _repr_html_(self) -> str:
+        from tams_analytics.display import html_summary, html_table
+
+        found = {k: n for k, n in self.totals.items() if n}
+        head = html_summary(
+            "Integrity report: clean" if self.clean else f"Integrity report: {plural(sum(found.values()), 'finding')}",
+            {**{k.replace("_", " "): n for k, n in found.items()}, "checked": checked_text(self.checked)}
+            | {f"skipped {k}": why for k, why in self.skipped.items()},
+        )
+        if self.clean:
+            return head
+        cols = ["check", "flow_label", "flow_id", "source_label", "source_id", "object_id", "timerange_utc", "detail"]
+        df = self.to_pandas()
+        return head + html_table(df[[c for c in cols if df[c].notna().any()]])
 
     def to_json(self) -> dict[str, Any]:
         """A stable, machine-readable document: every key always present, findings in audit order."""
@@ -107,6 +140,20 @@ class IntegrityReport:
             "skipped": dict(sorted(self.skipped.items())),
             "findings": [f.to_dict() for f in self.findings],
         }
+
+
+def checked_text(checked: dict[str, int]) -> str:
+    """``120 segments, 1 flow, ...``: what the audit examined, in words."""
+    return ", ".join(
+        plural(n, k.replace("_", " ").removesuffix("s"), k.replace("_", " ")) for k, n in sorted(checked.items())
+    )
+
+
+def _utc(timerange: str | None) -> str | None:
+    if timerange is None:
+        return None
+    tr = TimeRange.from_str(timerange)
+    return None if tr.is_empty else tr.to_iso8601()
 
 
 # -- turning rows into findings ------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ so "flow timerange disagrees with its segments" is checked as ``stale_segments_u
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -259,6 +260,29 @@ def _check_storage(
     report.checked["storage_keys"] = rows.num_rows
 
 
+def _labels(catalog: Catalog, table: str, ids: set[str]) -> dict[str, str]:
+    """``{id: label}`` of those ``ids`` in ``table`` that exist and have a label (one query)."""
+    if not ids:
+        return {}
+    t = catalog.table(table)
+    rows = t.filter(t.id.isin(sorted(ids)) & t.label.notnull()).select("id", "label").to_pyarrow().to_pylist()
+    return {r["id"]: r["label"] for r in rows}
+
+
+def _labelled(catalog: Catalog, findings: list[Finding]) -> list[Finding]:
+    """The findings with the labels of the flows and sources they name, so people can tell them apart."""
+    flows = _labels(catalog, "flows", {f.flow_id for f in findings if f.flow_id})
+    sources = _labels(catalog, "sources", {f.source_id for f in findings if f.source_id})
+    return [
+        dataclasses.replace(
+            f,
+            flow_label=flows.get(f.flow_id) if f.flow_id else None,
+            source_label=sources.get(f.source_id) if f.source_id else None,
+        )
+        for f in findings
+    ]
+
+
 def audit(
     catalog: Catalog,
     store: KeyChecker | None = None,
@@ -325,6 +349,7 @@ def audit(
         with tqdm(total=rows.num_rows, unit="key", disable=not progress, desc="storage") as bar:
             _check_storage(rows, store, storage_id, limit, report, bar)
     order = {c: i for i, c in enumerate(Check)}
+    report.findings = _labelled(catalog, report.findings)
     report.findings.sort(key=lambda f: order[f.check])
     report.totals = {str(c): report.totals.get(str(c), 0) for c in Check}
     return report

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from tams_analytics import display
 from tams_analytics import filters as F
 from tams_analytics import predicates as P
 from tams_analytics.catalog import backends, deletion, documents, flows, objects, references, registration
@@ -35,6 +36,7 @@ from tams_analytics.clock import utcnow
 from tams_analytics.engines import open_engine
 from tams_analytics.engines.base import Engine, OrderBy
 from tams_analytics.exceptions import TamsError, UnsupportedError
+from tams_analytics.filters import flows_with_content
 from tams_analytics.predicates import InSubquery, Predicate, Term
 from tams_analytics.schema import SCHEMAS, TagEntity
 from tams_analytics.timerange import TimeRange
@@ -76,7 +78,10 @@ class Catalog:
         )
 
     def __repr__(self) -> str:
-        return f"Catalog(engine={self.engine.name!r})"
+        return display.catalog_repr(self)
+
+    def _repr_html_(self) -> str:
+        return display.catalog_html(self)
 
     @property
     def name(self) -> str:
@@ -142,11 +147,7 @@ class Catalog:
         ``timerange=`` keeps flows with a segment overlapping the range; ``timerange="()"`` keeps flows
         with no segments at all.
         """
-        timerange = filters.pop("timerange", None)
-        preds = F.build("flows", **filters)
-        if timerange is not None:
-            preds.append(flows_with_content(timerange))
-        return self._filtered("flows", preds)
+        return self._filtered("flows", F.build("flows", **filters))
 
     def segments(
         self,
@@ -475,20 +476,18 @@ def segment_page_where(
     return where
 
 
-def flows_with_content(timerange: TimeRange | str) -> Predicate:
-    """Flows having a segment overlapping ``timerange``; for ``()``, flows having no segment at all."""
-    tr = TimeRange.coerce(timerange)
-    if tr.is_empty:
-        return InSubquery("id", "segments", "flow_id", P.AllOf(()), negate=True)
-    return InSubquery("id", "segments", "flow_id", P.overlaps(tr))
-
-
-def connect(url: str = "duckdb://", **options: Any) -> Catalog:
+def connect(url: str = "duckdb://", *, create: bool | None = None, **options: Any) -> Catalog:
     """Open the store at ``url``: ``duckdb:///path/tams.duckdb``, ``duckdb://`` (memory), ``vast://...``,
     ``trino://...``.
 
+    A store that does not exist is a :class:`~tams_analytics.exceptions.TamsError` naming the path, never a
+    new empty store; ``create=True`` makes it (for DuckDB: the file and its folders). Other ``options`` go
+    to the engine (e.g. ``read_only=True``).
+
     >>> import tams_analytics as ta
     >>> ta.connect("duckdb://")
-    Catalog(engine='duckdb')
+    Catalog(engine='duckdb', store='memory', sources=0, flows=0, segments=0, objects=0)
     """
+    if create is not None:
+        options["create"] = create
     return Catalog(open_engine(url, **options))

@@ -4,7 +4,7 @@ The library's own commands (demo, integrity, report, export, download) and those
 through the entry point group ``tams_analytics.commands`` (the server's ``serve``, the benchmarks'
 ``bench``): each is a module with ``add_parser(subparsers)`` and ``run(args) -> int``.
 
-Exit codes: 0 success, 1 findings (integrity/report jobs), 2 usage or connection errors.
+Exit codes: 0 success, 1 findings (integrity/report jobs), 2 usage or connection errors, each said in one line.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from types import ModuleType
+from typing import NoReturn
 
 from tams_analytics.exceptions import TamsError
 
@@ -43,8 +46,57 @@ def command_modules() -> list[ModuleType]:
     return modules
 
 
+DESCRIPTION = """\
+Tools for a TAMS (Time-addressable Media Store): build a demo store, audit a store's integrity, report on
+coverage, storage and ingest, export the tables as Parquet, and serve the TAMS 8.2 REST API, over DuckDB,
+VAST DB or Trino. Times show as TAMS timestamps (TAI) and UTC clock time; options taking a timerange accept
+ISO 8601 intervals (2023-11-14T22:00Z/PT1H) as well as TAMS timeranges."""
+
+EPILOG = """\
+examples:
+  tams-analytics demo --store duckdb:///tmp/tams.duckdb --segments 20000
+  tams-analytics report coverage --store duckdb:///tmp/tams.duckdb
+  tams-analytics integrity --store duckdb:///tmp/tams.duckdb
+  tams-analytics serve --store duckdb:///tmp/tams.duckdb
+
+exit codes: 0 success, 1 findings (integrity), 2 usage, configuration or connection errors.
+Run "tams-analytics COMMAND --help" for a command's options."""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Help with prose wrapped, examples laid out as written, and every option's default (when it has one) said."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out = []
+        for para in text.split("\n\n"):
+            lines = para.splitlines()
+            if any(line.startswith("  ") for line in lines):  # examples: as written
+                out.append("\n".join(indent + line for line in lines))
+            else:
+                out.append(
+                    textwrap.fill(" ".join(para.split()), width, initial_indent=indent, subsequent_indent=indent)
+                )
+        return "\n\n".join(out)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or "default" in text or default in (None, False, argparse.SUPPRESS):
+            return text
+        if action.option_strings:
+            return f"{text} (default: %(default)s)"
+        return text
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors in one line (and exit code 2), pointing at ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tams-analytics", description=__doc__.splitlines()[0])
+    parser = Parser(prog="tams-analytics", description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in command_modules():
@@ -66,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as other commands do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -8,15 +8,23 @@ import sys
 from typing import Any
 
 from tams_analytics.catalog import connect
+from tams_analytics.cli.__main__ import HelpFormatter
 from tams_analytics.demo import build_demo
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("demo", help="build a realistic demo store (sources, flows, segments with gaps, tags)")
-    p.add_argument("--store", required=True, help="catalog URL, e.g. duckdb:///tmp/tams.duckdb")
-    p.add_argument("--segments", type=int, default=100_000, help="about how many segments (default 100000)")
+    p = sub.add_parser(
+        "demo",
+        help="build a realistic demo store (sources, flows, segments with gaps, tags)",
+        description="Build a demo store: programmes of sources and video, audio and data flows, with segments, "
+        "gaps and tags. The store is created (folders too) when it does not exist.",
+        epilog="example:\n  tams-analytics demo --store duckdb:///tmp/tams.duckdb --segments 20000",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--store", required=True, help="store URL, e.g. duckdb:///tmp/tams.duckdb (three slashes)")
+    p.add_argument("--segments", type=int, default=100_000, help="about how many segments")
     p.add_argument("--programmes", type=int, default=4, help="programmes (each: 4 sources, 5 flows)")
-    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--seed", type=int, default=2026, help="random seed (the same seed builds the same store)")
     p.add_argument(
         "--storage",
         metavar="local:DIR|s3://BUCKET[/PREFIX]",
@@ -49,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             "storage_key": object_key,
             "put_media": lambda oid, data, ctype: store.put_bytes(object_key(oid), data, ctype),
         }
-    with connect(args.store) as catalog:
+    with connect(args.store, create=True) as catalog:
         if media:
             catalog.register_storage_backend(store.info.to_json() | {"default_storage": True, "label": "demo"})
         summary = build_demo(

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
+from tams_analytics.cli.__main__ import HelpFormatter
 from tams_analytics.schema import SCHEMAS
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -21,8 +22,12 @@ def add_parser(sub: Any) -> None:
             "S3: s3://bucket/prefix, endpoint from --s3-endpoint or TAMS_S3_ENDPOINT, credentials from "
             "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."
         ),
+        epilog="examples:\n"
+        "  tams-analytics export --store duckdb:///data/tams.duckdb --to /data/export\n"
+        "  tams-analytics export --store duckdb:///data/tams.duckdb --to s3://bucket/tams --tables segments,flows",
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--store", required=True, help="catalog URL, e.g. duckdb:///tmp/tams.duckdb or trino://...")
+    p.add_argument("--store", required=True, help="store URL, e.g. duckdb:///tmp/tams.duckdb or trino://...")
     p.add_argument("--to", required=True, metavar="DIR_OR_S3_URL", help="a directory or s3://bucket/prefix")
     p.add_argument(
         "--tables",
@@ -31,12 +36,12 @@ def add_parser(sub: Any) -> None:
         help=f"only these tables (space or comma separated; default: all of {', '.join(SCHEMAS)})",
     )
     p.add_argument("--overwrite", action="store_true", help="replace table directories that are not empty")
-    p.add_argument("--batch-rows", type=int, default=100_000, help="rows per streamed batch (default 100000)")
+    p.add_argument("--batch-rows", type=int, default=100_000, help="rows per streamed batch")
     p.add_argument(
         "--flow-bucket-chars",
         type=int,
         default=1,
-        help="segments partition = first N hex digits of flow_id: 1 -> 16 buckets (default), 2 -> 256",
+        help="segments partition = first N hex digits of flow_id: 1 -> 16 buckets, 2 -> 256",
     )
     p.add_argument(
         "--no-sort",
@@ -50,19 +55,16 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tams_analytics.catalog import connect
-    from tams_analytics.exceptions import TamsError
+    from tams_analytics.cli.report import UsageError, open_catalog
     from tams_analytics.export import export_catalog
 
     tables = [t for item in args.tables or () for t in item.split(",") if t] or None
-    # a DuckDB file is opened read-only: a missing file is an error instead of a new empty store
+    # a DuckDB file is opened read-only: exporting never writes to the store
     options = {"read_only": True} if urlsplit(args.store).scheme.lower() == "duckdb" else {}
     try:
-        catalog = connect(args.store, **options)
-    except TamsError:
-        raise
-    except Exception as exc:  # driver errors: a missing file, a refused connection
-        print(f"tams-analytics export: cannot open {args.store}: {exc}", file=sys.stderr)
+        catalog = open_catalog(args.store, **options)
+    except UsageError as exc:
+        print(f"tams-analytics export: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with catalog:
         summary = export_catalog(

@@ -15,11 +15,19 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from typing import TYPE_CHECKING, Any
 
-from tams_analytics.cli.__main__ import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
-from tams_analytics.cli.report import FORMATS, UsageError, emit, format_table, open_catalog
+import pyarrow as pa
+
+from tams_analytics.cli.__main__ import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, HelpFormatter
+from tams_analytics.cli.output import FORMATS_OUT, WIDTH, emit, format_table
+from tams_analytics.cli.report import UsageError, open_catalog
+from tams_analytics.display import plural
 from tams_analytics.engines import redacted
+
+#: the columns of a finding people see in the terminal (``--wide``: all of them)
+SHOWN = ("check", "flow_id", "flow_label", "detail")
 
 if TYPE_CHECKING:
     from tams_analytics.analytics.integrity import IntegrityReport, KeyChecker
@@ -27,14 +35,26 @@ if TYPE_CHECKING:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("integrity", help="audit a store for overlaps, orphans, dangling references, missing media")
-    p.add_argument("--store", default=os.environ.get("TAMS_STORE"), help="catalog URL (default: $TAMS_STORE)")
+    p = sub.add_parser(
+        "integrity",
+        help="audit a store for overlaps, orphans, dangling references, missing media",
+        description=__doc__,
+        epilog="examples:\n"
+        "  tams-analytics integrity --store duckdb:///data/tams-data/tams.duckdb\n"
+        "  tams-analytics integrity --store duckdb:///data/tams-data/tams.duckdb "
+        "--storage local:/data/tams-data/objects --format json",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--store", default=os.environ.get("TAMS_STORE"), help="store URL (default: $TAMS_STORE)")
     p.add_argument("--storage", metavar="local:DIR|s3://BUCKET[/PREFIX]", help="also check objects in this storage")
     p.add_argument("--storage-id", help="the storage backend id whose instances live there (default: see above)")
-    p.add_argument("--s3-endpoint", default=os.environ.get("TAMS_S3_ENDPOINT"), help="S3 endpoint URL")
-    p.add_argument("--s3-region", default=os.environ.get("TAMS_S3_REGION", "us-east-1"))
-    p.add_argument("--limit", type=int, default=1000, help="findings listed per check (default 1000; 0: all)")
-    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    p.add_argument(
+        "--s3-endpoint", default=os.environ.get("TAMS_S3_ENDPOINT"), help="S3 endpoint URL (default: $TAMS_S3_ENDPOINT)"
+    )
+    p.add_argument("--s3-region", default=os.environ.get("TAMS_S3_REGION", "us-east-1"), help="S3 region")
+    p.add_argument("--limit", type=int, default=1000, help="findings listed per check (0: all)")
+    p.add_argument("--format", choices=FORMATS_OUT, default="table", help="output format")
+    p.add_argument("--wide", action="store_true", help="table: every column, as wide as it takes (default: fit 120)")
     p.set_defaults(run=run)
 
 
@@ -62,22 +82,26 @@ def open_storage(spec: str, args: argparse.Namespace) -> KeyChecker:
         raise UsageError(f"--{exc}") from None
 
 
-def write_report(report: IntegrityReport, fmt: str) -> None:
+def write_report(report: IntegrityReport, fmt: str, *, wide: bool = False) -> None:
     """The report on stdout: the findings (table/CSV) or the whole document (JSON)."""
+    from tams_analytics.analytics.findings import checked_text
+
     if fmt == "json":
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
         return
     if fmt == "csv":
         emit("integrity", report.to_arrow(), "csv")
         return
-    checked = ", ".join(f"{n} {k}" for k, n in sorted(report.checked.items()))
+    checked = checked_text(report.checked)
     if report.clean:
-        print(f"no findings (checked {checked})")
+        print(textwrap.fill(f"no findings (checked {checked})", WIDTH))
     else:
-        print(format_table(report.to_arrow(), drop_empty=True))
+        table = pa.Table.from_pandas(report.to_pandas(), preserve_index=False)
+        print(format_table(table, drop_empty=True, columns=None if wide else SHOWN, width=None if wide else WIDTH))
         totals = ", ".join(f"{k} {n}" for k, n in report.totals.items() if n)
         shown = len(report.findings)
-        print(f"\n{sum(report.totals.values())} findings ({totals}); {shown} listed; checked {checked}")
+        said = f"{plural(sum(report.totals.values()), 'finding')} ({totals}); {shown} listed; checked {checked}"
+        print("\n" + textwrap.fill(said, WIDTH))
     for check, reason in sorted(report.skipped.items()):
         print(f"skipped {check}: {reason}")
 
@@ -127,5 +151,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"tams-analytics integrity: storage error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         raise
-    write_report(report, args.format)
+    write_report(report, args.format, wide=args.wide)
     return EXIT_OK if report.clean else EXIT_FINDINGS

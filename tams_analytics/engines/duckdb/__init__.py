@@ -24,6 +24,7 @@ from tams_analytics.engines.base import Capabilities, Change, OrderBy, StoredTab
 from tams_analytics.engines.base import Engine as BaseEngine
 from tams_analytics.engines.ibis_query import DERIVED, declared_schema
 from tams_analytics.engines.sql import quote, select_sql, where_sql
+from tams_analytics.exceptions import TamsError
 from tams_analytics.predicates import Predicate
 from tams_analytics.schema import SCHEMAS, SORT_KEYS
 
@@ -65,6 +66,31 @@ def _path_of(url: SplitResult) -> str:
     return path if path else ":memory:"
 
 
+def _store_path(url: SplitResult, *, create: bool) -> str:
+    """The database file ``url`` names. Without ``create`` it must exist: a read path never makes a store
+    (a typo would otherwise open a new, empty one); with ``create`` its folder is made if needed."""
+    path = _path_of(url)
+    if path == ":memory:":
+        return path
+    if create:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return path
+    if not Path(path).exists():
+        where = str(Path(path).absolute())
+        where = "/" + where.lstrip("/")  # duckdb:////abs (four slashes) is the absolute path too
+        hint = ""
+        if url.netloc:  # duckdb://tmp/x.duckdb: two slashes name a path relative to the working directory
+            hint = (
+                f"; duckdb://{path} is a relative path (two slashes): for /{path} write duckdb:///{path} "
+                "(three slashes)"
+            )
+        raise TamsError(
+            f"no DuckDB store at {where}{hint}; to make a new store, connect with create=True "
+            "(tams-analytics demo and serve do)"
+        )
+    return path
+
+
 class Engine(BaseEngine):
     """DuckDB, embedded."""
 
@@ -74,11 +100,12 @@ class Engine(BaseEngine):
         writes=True, subqueries=True, transactions=True, sole_writer=True
     )
 
-    def __init__(self, url: SplitResult, *, read_only: bool = False, threads: int | None = None) -> None:
+    def __init__(
+        self, url: SplitResult, *, read_only: bool = False, threads: int | None = None, create: bool = False
+    ) -> None:
+        """Open the store at ``url``, which must exist unless ``create`` (then it is made, folders too)."""
         super().__init__(url)
-        self.path = _path_of(url)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = _store_path(url, create=create and not read_only)
         config: dict[str, Any] = {}
         if threads:
             config["threads"] = threads

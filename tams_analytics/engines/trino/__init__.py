@@ -27,7 +27,7 @@ from tams_analytics.engines.base import Capabilities, OrderBy
 from tams_analytics.engines.base import Engine as BaseEngine
 from tams_analytics.engines.ibis_query import DERIVED, declared_schema, select
 from tams_analytics.engines.trino.url import TrinoSettings, parse_url
-from tams_analytics.exceptions import TamsError
+from tams_analytics.exceptions import TamsError, UnsupportedError
 from tams_analytics.predicates import Predicate
 from tams_analytics.schema import SCHEMAS
 
@@ -53,7 +53,10 @@ class Engine(BaseEngine):
         http_scheme: str | None = None,
         verify: bool | None = None,
         request_timeout: float = 300.0,
+        create: bool = False,
     ) -> None:
+        if create:
+            raise UnsupportedError("the trino engine is read-only: it cannot create or fill a store")
         super().__init__(url)
         self.settings = parse_url(url, password=password, http_scheme=http_scheme, verify=verify)
         s = self.settings

@@ -61,7 +61,7 @@ TIMERANGES = ["_", "()", "[0:0_10:0)", "(5:0_", "_10:0]", "[5:0]", "(0:0_0:1)", 
 SAMPLES: dict[str, list[Any]] = {
     "format": ["urn:x-nmos:format:video", "urn:x-nmos:format:video,urn:x-nmos:format:audio"],
     "codec": ["video/h264", ["video/h264", "audio/aac"]],
-    "status": ["ingesting", ["created", "started"]],
+    "status": ["ingesting", ["ingesting", "closed_complete"]],
     "frame_width": [1920, "1920"],
     "frame_height": [1080],
     "init_segments": [True, False],
@@ -232,7 +232,7 @@ class RecordingEngine(DuckDBEngine):
         self.sites: Counter[str] = Counter()
         self.failures: list[str] = []
         self.checked = 0
-        super().__init__(url)
+        super().__init__(url, create=True)
 
     def _vast(self, *names: str) -> Engine:
         store = ReferenceStore()

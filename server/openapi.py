@@ -1,0 +1,201 @@
+"""The API reference: the served OpenAPI document reads like the TAMS specification, and ``/docs`` (Swagger
+UI) and ``/redoc`` (ReDoc) work without a network.
+
+The document is FastAPI's, post-processed once: every operation the server serves is matched by operationId
+with the official ``TimeAddressableMediaStore.yaml`` (vendored in ``server/spec/`` with its JSON schemas and
+examples) and takes the spec's summary, description, parameters (``accept_get_urls``, ``presigned``,
+``verbose_storage``, ``tag.{name}``, ...), request body and responses; the spec's relative ``$ref``s become
+``#/components/schemas/<name>`` and its examples are inlined. Error responses carry the ``error.json`` schema
+the server sends; FastAPI's 422 (never sent: bad input is a 400) is dropped. What the routes add to an
+operation and the spec does not have (``security``, for one) is kept.
+
+The Swagger UI and ReDoc assets come from the ``fastapi-offline`` package and are served from ``/docs/assets``;
+the two pages carry a Content-Security-Policy that lets them load nothing from elsewhere (ReDoc's bundle would
+otherwise fetch the Redocly logo from a CDN).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Final
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+__all__ = ["ASSETS_URL", "SPEC_DIR", "install", "official_spec", "openapi_document"]
+
+SPEC_DIR: Final = Path(__file__).parent / "spec"
+ASSETS_URL: Final = "/docs/assets"
+_METHODS: Final = ("get", "put", "post", "delete", "patch", "head", "options")
+_SCHEMA_REF: Final = re.compile(r"^(?:\./)?(?:schemas/)?([\w.-]+)\.json$")
+_EXAMPLE_REF: Final = re.compile(r"^(?:\./)?examples/([\w.-]+\.json)$")
+#: operation keys the spec defines; anything else a route adds is kept
+_FROM_SPEC: Final = ("summary", "description", "operationId", "tags", "parameters", "requestBody", "responses")
+#: the reference pages load and fetch from this server only (inline scripts and styles are the pages' own)
+CSP: Final = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'self'"
+)
+
+
+def _load_yaml(path: Path) -> Any:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with path.open(encoding="utf-8") as f:
+        return yaml.load(f, Loader=loader)  # a safe loader (C, when libyaml is there)
+
+
+def _resolve(node: Any) -> Any:
+    """``node`` with spec-relative references made document-local: schemas to components, examples inlined."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            if m := _EXAMPLE_REF.match(ref):
+                return json.loads((SPEC_DIR / "examples" / m.group(1)).read_text(encoding="utf-8"))
+            if m := _SCHEMA_REF.match(ref):
+                return {**{k: _resolve(v) for k, v in node.items() if k != "$ref"}, "$ref": _schema_ref(m.group(1))}
+        external = node.get("externalValue")
+        if isinstance(external, str) and (m := _EXAMPLE_REF.match(external)):  # an Example Object: inline it
+            rest = {k: _resolve(v) for k, v in node.items() if k != "externalValue"}
+            return rest | {"value": json.loads((SPEC_DIR / "examples" / m.group(1)).read_text(encoding="utf-8"))}
+        return {k: _resolve(v) for k, v in node.items() if k not in ("$schema", "$id")}
+    if isinstance(node, list):
+        return [_resolve(v) for v in node]
+    return node
+
+
+def _schema_ref(name: str) -> str:
+    return f"#/components/schemas/{name}"
+
+
+@functools.cache
+def official_spec() -> dict[str, Any]:
+    """The vendored TAMS specification with every reference inside the document (loaded once)."""
+    spec = _resolve(_load_yaml(SPEC_DIR / "TimeAddressableMediaStore.yaml"))
+    schemas = {}
+    for path in sorted(SPEC_DIR.glob("*.json")):
+        schemas[path.stem] = _resolve(json.loads(path.read_text(encoding="utf-8")))
+    spec.setdefault("components", {})["schemas"] = schemas
+    return spec
+
+
+def _operations(spec: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """``{operationId: (path, method, operation)}``, path-level parameters copied into each operation."""
+    out = {}
+    for path, item in spec["paths"].items():
+        shared = item.get("parameters", [])
+        for method in _METHODS:
+            op = item.get(method)
+            if isinstance(op, dict) and "operationId" in op:
+                op = copy.deepcopy(op)
+                names = {(p.get("name"), p.get("in")) for p in op.get("parameters", [])}
+                inherited = [p for p in shared if (p.get("name"), p.get("in")) not in names]
+                if inherited:
+                    op["parameters"] = [*copy.deepcopy(inherited), *op.get("parameters", [])]
+                out[op["operationId"]] = (path, method, op)
+    return out
+
+
+def _with_error_bodies(op: dict[str, Any], method: str) -> dict[str, Any]:
+    """4xx responses say they carry ``error.json`` (HEAD answers have no body)."""
+    if method == "head":
+        return op
+    for status, response in op.get("responses", {}).items():
+        if str(status).startswith("4") and isinstance(response, dict) and "$ref" not in response:
+            response.setdefault("content", {"application/json": {"schema": {"$ref": _schema_ref("error")}}})
+    return op
+
+
+def _without_422(op: dict[str, Any]) -> dict[str, Any]:
+    op.get("responses", {}).pop("422", None)
+    return op
+
+
+def openapi_document(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document for ``app``, merged with the official spec by operationId (see the module)."""
+    generated = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, routes=app.routes, openapi_version="3.1.0"
+    )
+    spec = official_spec()
+    official = _operations(spec)
+    paths: dict[str, dict[str, Any]] = {}
+    for path, item in generated.get("paths", {}).items():
+        for method, op in item.items():
+            match = official.get(op.get("operationId", ""))
+            if match is None:  # an operation of this server only: as generated
+                paths.setdefault(path, {})[method] = _with_error_bodies(_without_422(op), method)
+                continue
+            spec_path, spec_method, spec_op = match
+            merged = {k: v for k, v in op.items() if k not in _FROM_SPEC} | spec_op
+            paths.setdefault(spec_path, {})[spec_method] = _with_error_bodies(merged, spec_method)
+    components = copy.deepcopy(spec["components"])
+    for name, schema in generated.get("components", {}).get("schemas", {}).items():
+        if name not in ("HTTPValidationError", "ValidationError"):
+            components["schemas"].setdefault(name, schema)
+    info = dict(spec["info"]) | {"title": app.title, "version": spec["info"]["version"]}
+    if app.summary:
+        info["summary"] = app.summary
+    doc: dict[str, Any] = {
+        "openapi": spec["openapi"],
+        "info": info,
+        "paths": paths,
+        "webhooks": spec.get("webhooks", {}),
+        "components": components,
+        "security": spec.get("security", []),
+        "tags": spec.get("tags", []),
+    }
+    return doc
+
+
+def install(app: FastAPI) -> None:
+    """Serve the merged document at ``/openapi.json`` and the offline ``/docs`` and ``/redoc`` pages (create
+    ``app`` with ``docs_url=None, redoc_url=None``)."""
+    assets = files("fastapi_offline") / "static"
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = openapi_document(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.mount(ASSETS_URL, StaticFiles(directory=str(assets)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return _local_only(
+            get_swagger_ui_html(
+                openapi_url=app.openapi_url or "/openapi.json",
+                title=f"{app.title} - API reference",
+                swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
+                swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
+                swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
+                # no validator badge: it would ask an outside service about the document
+                swagger_ui_parameters={"validatorUrl": None, "defaultModelsExpandDepth": 0},
+            )
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return _local_only(
+            get_redoc_html(
+                openapi_url=app.openapi_url or "/openapi.json",
+                title=f"{app.title} - API reference",
+                redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
+                redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
+                with_google_fonts=False,
+            )
+        )
+
+
+def _local_only(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = CSP
+    return page

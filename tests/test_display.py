@@ -1,0 +1,87 @@
+"""What Jupyter shows: the catalog (engine, store, counts), a flow's coverage and an integrity report, in text and
+HTML, with labels beside ids, times in UTC, words in the right number, and integers that stay integers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import tams_analytics as ta
+from tams_analytics.analytics import coverage
+from tams_analytics.analytics.integrity import audit
+from tams_analytics.catalog import Catalog
+
+VIDEO = {
+    "format": "urn:x-nmos:format:video",
+    "container": "video/mp2t",
+    "codec": "video/h264",
+    "essence_parameters": {"frame_width": 960, "frame_height": 540},
+}
+
+
+@pytest.fixture
+def cat(tmp_path: Path) -> Iterator[Catalog]:
+    with ta.connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True) as c:
+        c.put_flow({"id": "f", "source_id": "s", "label": "Evening <News>", **VIDEO})
+        c.put_flow({"id": "a", "source_id": "s2", "label": "Radio", "format": "urn:x-nmos:format:audio"})
+        c.add_segments(
+            "f",
+            [
+                {"object_id": o, "timerange": tr}
+                for o, tr in [
+                    ("o1", "[1483228836:0_1483228838:0)"),
+                    ("o2", "[1483228838:0_1483228840:0)"),
+                    ("o3", "[1483228900:0_1483228902:0)"),
+                ]
+            ],
+        )
+        yield c
+
+
+def test_the_catalog_says_engine_store_and_counts(cat: Catalog, tmp_path: Path) -> None:
+    text = repr(cat)
+    assert (
+        text
+        == f"Catalog(engine='duckdb', store='{tmp_path / 'tams.duckdb'}', sources=2, flows=2, segments=3, objects=3)"
+    )
+    html = cat._repr_html_()
+    assert "duckdb" in html and str(tmp_path / "tams.duckdb") in html and "<td" in html and ">3<" in html
+    cat.close()
+    assert "counts='unavailable" in repr(cat)  # a closed store still shows itself
+
+
+def test_a_flows_coverage_reads_in_clock_time(cat: Catalog) -> None:
+    fc = coverage.flow_coverage(cat, "f")
+    assert fc is not None and fc.label == "Evening <News>"
+    text = repr(fc)
+    # 1483228836:0 is the leap second 2016-12-31T23:59:60Z; the flow ends 66 s (of TAI) later
+    assert "<FlowCoverage of 'Evening <News>' (flow f): 2016-12-31T23:59:60Z/2017-01-01T00:01:05Z" in text
+    assert "3 segments in 2 runs with 1 gap;" in text and "covered 6 s, gaps 0:01:00" in text
+    html = fc._repr_html_()
+    assert "Evening &lt;News&gt;" in html and "<News>" not in html
+    assert "2017-01-01T00:00:03Z" in html and "1:00" in html and "[1483228840:0_1483228900:0)" in html
+
+
+def test_an_integrity_report_names_labels_and_counts_in_words(cat: Catalog) -> None:
+    clean = audit(cat)
+    assert repr(clean) == ("<IntegrityReport: clean; checked 0 collections, 2 flows, 3 objects, 3 segments, 2 sources>")
+    assert "Integrity report: clean" in clean._repr_html_()
+    cat.engine.delete("sources", [])
+    report = audit(cat)
+    assert repr(report).startswith("<IntegrityReport: 2 findings (orphan_flow 2); checked")
+    assert {(f.flow_id, f.flow_label) for f in report.findings} == {("f", "Evening <News>"), ("a", "Radio")}
+    df = report.to_pandas()
+    assert str(df["count"].dtype) == "Int64" and set(df["flow_label"]) == {"Evening <News>", "Radio"}
+    html = report._repr_html_()
+    assert "Evening &lt;News&gt;" in html and "orphan flow" in html and "source_label" not in html
+
+
+def test_nullable_integers_stay_integers(cat: Catalog) -> None:
+    df = ta.to_pandas(cat.flows().select("id", "frame_width").order_by("id"))
+    assert str(df["frame_width"].dtype) == "Int64"
+    assert df["frame_width"].isna().tolist() == [True, False] and df["frame_width"].iloc[1] == 960
+    summary = ta.to_pandas(coverage.summary(cat))
+    assert str(summary["segments"].dtype) == "Int64" and summary["label"].tolist() == ["Evening <News>"]
+    assert summary["first_start_utc"].dt.tz is not None and summary["covered_s"].tolist() == [6.0]

@@ -1,0 +1,80 @@
+"""Read paths never create a store: a URL naming no DuckDB file is an error naming the path (and, for the
+two-slash typo, the three-slash spelling); ``create=True``, ``demo`` and ``serve`` make one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import tams_analytics as ta
+from tams_analytics.cli.__main__ import main
+
+
+def test_connect_refuses_a_missing_store_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "no" / "such" / "dir" / "x.duckdb"
+    with pytest.raises(ta.TamsError, match=f"no DuckDB store at {path}") as err:
+        ta.connect(f"duckdb:///{path}")
+    assert "create=True" in str(err.value)
+    assert not (tmp_path / "no").exists()
+
+
+def test_two_slashes_name_a_relative_path_and_the_error_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ta.TamsError) as err:
+        ta.connect("duckdb://tmp/x.duckdb")
+    message = str(err.value)
+    assert f"no DuckDB store at {tmp_path / 'tmp' / 'x.duckdb'}" in message
+    assert "relative path (two slashes)" in message and "duckdb:///tmp/x.duckdb (three slashes)" in message
+    assert os.listdir(tmp_path) == []
+
+
+def test_create_makes_the_store_and_its_folders_then_plain_connect_opens_it(tmp_path: Path) -> None:
+    url = f"duckdb:///{tmp_path / 'new' / 'dir' / 'x.duckdb'}"
+    with ta.connect(url, create=True) as cat:
+        assert cat.count("flows") == 0
+    assert (tmp_path / "new" / "dir" / "x.duckdb").is_file()
+    with ta.connect(url) as cat:
+        assert cat.count("flows") == 0
+
+
+def test_memory_stores_need_no_create() -> None:
+    assert ta.connect("duckdb://").count("sources") == 0
+
+
+def test_a_read_only_trino_store_refuses_create() -> None:
+    pytest.importorskip("trino")
+    with pytest.raises(ta.TamsError, match="read-only"):
+        ta.connect("trino://u@127.0.0.1:9/c/s", create=True)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["integrity", "--store", "{url}"],
+        ["report", "coverage", "--store", "{url}"],
+        ["report", "storage", "--store", "{url}"],
+        ["export", "--store", "{url}", "--to", "{tmp}/out"],
+    ],
+    ids=["integrity", "report-coverage", "report-storage", "export"],
+)
+def test_jobs_on_a_typo_store_exit_2_with_one_line_and_create_nothing(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TAMS_STORE", raising=False)
+    url = "duckdb://tmp/typo.duckdb"
+    code = main([a.replace("{url}", url).replace("{tmp}", str(tmp_path)) for a in argv])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "no DuckDB store at" in err and "three slashes" in err
+    assert not (tmp_path / "tmp").exists() and not (tmp_path / "out").exists()
+
+
+def test_demo_creates_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"duckdb:///{tmp_path / 'fresh' / 'demo.duckdb'}"
+    assert main(["demo", "--store", url, "--segments", "200", "--no-progress"]) == 0
+    assert ta.connect(url).count("segments") == 200
