@@ -113,9 +113,12 @@ class Catalog:
         return self.engine.table(name)
 
     def _filtered(self, entity: str, predicates: Sequence[Predicate]) -> ir.Table:
-        t = self.table(entity)
         if not predicates:
-            return t
+            return self.table(entity)
+        pinned = self.engine.pushdown_table(entity, predicates)
+        if pinned is not None:
+            return pinned
+        t = self.table(entity)
         return t.filter(*[p.to_ibis(t, self.table) for p in predicates])
 
     def sources(self, **filters: Any) -> ir.Table:

@@ -96,6 +96,14 @@ class Engine(ABC):
     def table(self, name: str) -> ir.Table:
         """The lazy ibis table ``name``."""
 
+    def pushdown_table(self, name: str, where: Sequence[Predicate]) -> ir.Table | None:
+        """The rows of ``name`` matching ``where`` as a lazy table whose scans hand ``where`` to the store,
+        or None when the engine has none (the catalog then filters :meth:`table` with ibis).
+
+        Engines over remote stores (:mod:`tams_analytics.engines.remote`) pin the catalog's filters to the
+        table this way, in the predicate language they plan requests from; they apply ``where`` exactly."""
+        return None
+
     # -- row access for the catalog ------------------------------------------------------------------
     @abstractmethod
     def query(
