@@ -7,11 +7,13 @@ A command of the ``tams-analytics`` CLI that the server package adds (entry poin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
 
 from tams_analytics.engines import redacted
+from tams_analytics.engines.duckdb.held import announce
 
 
 def add_parser(sub: Any) -> None:
@@ -85,5 +87,9 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(settings, catalog=catalog, stores=stores, owns_catalog=True)
     url = settings.public_url
     print(f"TAMS server on {url}  (API docs: {url}/docs; store {redacted(settings.store_url)})", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    # a DuckDB store is locked while served: leave the URL beside it, so that an analyst opening the file
+    # is told to read it through this server instead (tams_analytics.engines.duckdb.held)
+    path = getattr(catalog.engine, "path", None)
+    with announce(path, url) if path and path != ":memory:" and url else contextlib.nullcontext():
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -258,7 +258,7 @@ def export_catalog(
     progress: bool = False,
     **s3: str | None,
 ) -> ExportSummary:
-    """Write ``tables`` (default: every entity table) of ``catalog`` as Parquet under ``to``.
+    """Write ``tables`` (default: every entity table the engine reads) of ``catalog`` as Parquet under ``to``.
 
     ``s3`` takes ``endpoint``, ``region``, ``access_key``, ``secret_key`` for ``s3://`` destinations (see
     :func:`destination`). Refuses a non-empty table directory unless ``overwrite``. Rows stream to the
@@ -279,7 +279,8 @@ def export_catalog(
     if not 1 <= flow_bucket_chars <= 4:
         raise TamsError("flow_bucket_chars must be 1 to 4 (16 to 65536 buckets)")
     dest = to if isinstance(to, Destination) else destination(to, **s3)
-    names = [t for t in SCHEMAS if t in tables] if tables else list(SCHEMAS)
+    readable = catalog.engine.capabilities.tables  # an engine over an API reads fewer tables
+    names = [t for t in SCHEMAS if t in tables] if tables else [t for t in SCHEMAS if readable is None or t in readable]
     summary = ExportSummary(dest.url)
     t0 = time.perf_counter()
     totals = {name: catalog.count(name) for name in names}

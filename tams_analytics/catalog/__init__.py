@@ -28,7 +28,6 @@ from tams_analytics import predicates as P
 from tams_analytics.catalog import backends, deletion, documents, flows, objects, references, registration
 from tams_analytics.catalog.results import AddResult, Changes, DeleteResult, Failure
 from tams_analytics.catalog.tags import Tags, get_tags
-from tams_analytics.catalog.wire import segments_table
 from tams_analytics.clock import utcnow
 from tams_analytics.engines import open_engine
 from tams_analytics.engines.base import Engine, OrderBy
@@ -36,6 +35,7 @@ from tams_analytics.exceptions import TamsError, UnsupportedError
 from tams_analytics.predicates import InSubquery, Predicate, Term
 from tams_analytics.schema import SCHEMAS, TagEntity
 from tams_analytics.timerange import TimeRange
+from tams_analytics.wire import segments_table
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir

@@ -20,10 +20,10 @@ from tams_analytics.catalog.guards import writable_flow
 from tams_analytics.catalog.object_rules import ObjectWrites, check_objects, write_objects
 from tams_analytics.catalog.objects import add_uncontrolled_instances
 from tams_analytics.catalog.results import AddResult, Failure
-from tams_analytics.catalog.wire import segments_table
 from tams_analytics.clock import utcnow
 from tams_analytics.predicates import Term
 from tams_analytics.timerange import TimeRange
+from tams_analytics.wire import segments_table
 
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
@@ -48,7 +48,7 @@ def add_segments(
     in the same call (abutting ranges are fine); those that overlap, or break the object rules
     (:mod:`~tams_analytics.catalog.object_rules`), fail individually and the rest are stored.
     ``segments`` is a list of wire documents, or a table from
-    :func:`~tams_analytics.catalog.wire.segments_table`.
+    :func:`~tams_analytics.wire.segments_table`.
     """
     parse_failures: list[Failure] = []
     if not isinstance(segments, pa.Table):

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from tams_analytics.engines.base import Capabilities, Change, OrderBy
 from tams_analytics.engines.base import Engine as BaseEngine
+from tams_analytics.engines.duckdb.held import explain_held_store
 from tams_analytics.engines.ibis_query import DERIVED, declared_schema
 from tams_analytics.engines.sql import quote, select_sql, where_sql
 from tams_analytics.predicates import Predicate
@@ -77,7 +78,8 @@ class Engine(BaseEngine):
         config: dict[str, Any] = {}
         if threads:
             config["threads"] = threads
-        self._con = duckdb.connect(self.path, read_only=read_only, config=config)
+        with explain_held_store(self.path):
+            self._con = duckdb.connect(self.path, read_only=read_only, config=config)
         self.read_only = read_only
         self._local = threading.local()
         self._write_lock = threading.RLock()
