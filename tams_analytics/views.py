@@ -291,6 +291,7 @@ def orphans(tables: Any) -> ir.Table:
     >>> orphans(ta.connect("duckdb://")).count().execute()
     0
     """
+    require(tables, "finding orphans", complete=True)
     lookup = lookup_of(tables)
     null = ibis.null("string")
     s = orphan_segments(lookup)

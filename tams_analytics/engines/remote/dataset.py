@@ -99,8 +99,7 @@ class PushdownDataset(ds.Dataset):
     """Table ``table`` of a remote store, restricted to the rows matching ``where``, for DuckDB to scan.
 
     ``schema`` is the table's Arrow schema; ``whole_rows`` fetches every column whatever a scan reads (for
-    stores whose answers carry whole rows anyway, so that one fetch serves every scan of an execution) but
-    the ``costly`` ones, which only scans reading them fetch.
+    stores whose answers carry whole rows anyway, so that one fetch serves every scan of an execution).
     Only :meth:`scanner` (what DuckDB calls) and :attr:`schema` are implemented: this dataset has no Arrow
     C++ object behind it, so pyarrow's other dataset methods must not be called on it.
     """
@@ -114,7 +113,6 @@ class PushdownDataset(ds.Dataset):
         cache: ScanCache,
         *,
         whole_rows: bool = False,
-        costly: frozenset[str] = frozenset(),
     ) -> None:  # no super().__init__(): pyarrow's Dataset refuses direct construction
         self.table = table
         self.where = tuple(where)
@@ -122,7 +120,6 @@ class PushdownDataset(ds.Dataset):
         self._fetch = fetch
         self._cache = cache
         self.whole_rows = whole_rows
-        self.costly = costly
 
     def __repr__(self) -> str:
         return f"PushdownDataset({self.table!r}, where={list(self.where)!r})"
@@ -152,10 +149,7 @@ class PushdownDataset(ds.Dataset):
         parts = pushdown(filter, self._schema)
         wanted = set(names if columns is None else columns)
         read = wanted | (set(names) if parts.columns is None else parts.columns)
-        if self.whole_rows:
-            needed = [c for c in names if c not in self.costly or c in read]
-        else:
-            needed = [c for c in names if c in read] or names[:1]
+        needed = list(names) if self.whole_rows else [c for c in names if c in read] or names[:1]
         where = (*self.where, *parts.predicates)
         key = (self.table, where)
         with self._cache.fetching(key):

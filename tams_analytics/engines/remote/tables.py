@@ -74,17 +74,13 @@ class LazyTables:
     """The lazy tables of one engine's store, read through ``fetch`` (see the module docstring).
 
     ``whole_rows``: the store answers whole rows anyway, so every scan fetches every column (and one fetch
-    serves all the scans of a table in one execution), except the ``costly`` columns (``table.column``),
-    fetched only by scans that read them. When the start-up check
+    serves all the scans of a table in one execution). When the start-up check
     (:func:`~tams_analytics.engines.remote.selfcheck.check`) fails, tables are memtables of a whole read.
     """
 
-    def __init__(
-        self, fetch: Fetch, *, whole_rows: bool = False, costly: frozenset[str] = frozenset(), label: str = "remote"
-    ) -> None:
+    def __init__(self, fetch: Fetch, *, whole_rows: bool = False, label: str = "remote") -> None:
         self._fetch = fetch
         self.whole_rows = whole_rows
-        self.costly = costly
         self.label = label
         self.pushdown = selfcheck.check()
         self.con = duckdb.connect(":memory:")
@@ -110,9 +106,8 @@ class LazyTables:
             table = self._tables.get(key)
             if table is None:
                 view = name if not where else f"{name}_where_{next(self._numbers)}"
-                costly = frozenset(c.split(".", 1)[1] for c in self.costly if c.startswith(f"{name}."))
                 dataset = PushdownDataset(
-                    name, where, SCHEMAS[name], self._fetch, self.scans, whole_rows=self.whole_rows, costly=costly
+                    name, where, SCHEMAS[name], self._fetch, self.scans, whole_rows=self.whole_rows
                 )
                 self.con.register(view, dataset)
                 table = ops.DatabaseTable(view, schema=declared_schema(name), source=self.backend).to_expr()

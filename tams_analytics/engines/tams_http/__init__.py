@@ -64,8 +64,6 @@ R = TypeVar("R")
 READABLE: Final = frozenset(
     {"sources", "flows", "segments", "objects", "object_instances", "tags", "collections", "storage_backends"}
 )
-#: columns read with a request per row (``GET /objects/{id}``): lazy scans fetch them only when they read them
-COSTLY: Final = frozenset({"objects.first_referenced_by_flow"})
 #: flows whose segments make a listing worth a progress bar
 PROGRESS_FLOWS: Final = 2
 
@@ -146,7 +144,6 @@ class Engine(BaseEngine):
             self._lazy = LazyTables(
                 lambda name, where, columns: self.query(name, where, columns=columns),
                 whole_rows=True,
-                costly=COSTLY,
                 label="tams+http",
             )
         return self._lazy
@@ -260,11 +257,12 @@ class Engine(BaseEngine):
         return [o["id"] for o in wire.objects_of_segments(docs)]
 
     def _objects(self, p: RestPlan, needed: set[str]) -> pa.Table:
-        if p.ids is None and "first_referenced_by_flow" not in needed:
+        """Objects by id (``GET /objects/{id}``), else those the segments of every flow reference (without
+        ``first_referenced_by_flow``: only an object's own document has it, and the spec makes it optional)."""
+        if p.ids is None:
             segments = self._segment_docs(plan("segments", []), {"include_object_timerange": "true"})
             return wire.table_of("objects", wire.objects_of_segments([d for _, ds in segments for d in ds]))
-        ids = list(p.ids) if p.ids is not None else self._object_ids()
-        docs = self._documents("/objects", RestPlan("objects", tuple(ids)))
+        docs = self._documents("/objects", p)
         return wire.table_of("objects", wire.object_rows(docs))
 
     def _instances(self, p: RestPlan, needed: set[str]) -> pa.Table:

@@ -8,7 +8,8 @@ What the API does not expose is null: ``segments.created`` and ``segments.object
 listing reports the *object's* timerange there, which is ``objects.timerange``), and objects' and
 instances' bookkeeping (``size_bytes``, ``content_type``, ``created``, ``allocated_flow_id``,
 ``unreferenced_since``, ``storage_key``). Objects are those that segments reference (the API lists no
-others), so ``registered`` is true and ``unreferenced_since`` null for every one of them.
+others), so ``registered`` is true and ``unreferenced_since`` null for every one of them; their
+``first_referenced_by_flow`` is known only when an object is read by id (its own document has it).
 """
 
 from __future__ import annotations
