@@ -7,13 +7,12 @@ A command of the ``tams-analytics`` CLI that the server package adds (entry poin
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 from typing import Any
 
 from tams_analytics.engines import redacted
-from tams_analytics.engines.duckdb.held import announce
+from tams_analytics.engines.duckdb.held import announce, withdraw
 
 
 def add_parser(sub: Any) -> None:
@@ -87,9 +86,37 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(settings, catalog=catalog, stores=stores, owns_catalog=True)
     url = settings.public_url
     print(f"TAMS server on {url}  (API docs: {url}/docs; store {redacted(settings.store_url)})", flush=True)
-    # a DuckDB store is locked while served: leave the URL beside it, so that an analyst opening the file
-    # is told to read it through this server instead (tams_analytics.engines.duckdb.held)
+    # a DuckDB store is locked while served: leave the URL beside it from startup to shutdown, so that an
+    # analyst opening the file is told to read it through this server instead (tams_analytics.engines.duckdb.held)
     path = getattr(catalog.engine, "path", None)
-    with announce(path, url) if path and path != ":memory:" and url else contextlib.nullcontext():
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    served: Any = app
+    if path and path != ":memory:" and url:
+        served = Announced(app, path, url)
+    try:
+        uvicorn.run(served, host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        if served is not app:
+            withdraw(path)
     return 0
+
+
+class Announced:
+    """The ASGI app, with its URL left beside its DuckDB store from the end of startup to the end of shutdown
+    (uvicorn re-raises a SIGTERM after shutting down, so code after ``uvicorn.run`` does not run then)."""
+
+    def __init__(self, app: Any, store: str, url: str) -> None:
+        self.app, self.store, self.url = app, store, url
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                announce(self.store, self.url)
+            elif message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                withdraw(self.store)
+            await send(message)
+
+        await self.app(scope, receive, sending)

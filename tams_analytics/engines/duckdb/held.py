@@ -3,10 +3,10 @@
 DuckDB lets one process at a time open a database file (even ``read_only=True`` fails while another process
 has it open for writing) and says only ``IOException: Could not set lock on file "...": Conflicting lock is
 held in <exe> (PID n)``. The usual holder is ``tams-analytics serve``, which leaves its public URL beside
-the store (``<store>.server.json``, :func:`announce`) while it runs. :func:`explain_held_store` turns the
-lock error into a :class:`StoreInUseError` naming the holder (PID, and the server's URL when that file names
-it) and the ways in: the server's own API through ``tams+http://``, a Parquet export made through it, or
-stopping it.
+the store (``<store>.server.json``, :func:`announce` and :func:`withdraw`) while it runs.
+:func:`explain_held_store` turns the lock error into a :class:`StoreInUseError` naming the holder (PID, and
+the server's URL when that file names it) and the ways in: the server's own API through ``tams+http://``, a
+Parquet export made through it, or stopping it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,15 @@ import duckdb
 
 from tams_analytics.exceptions import TamsError
 
-__all__ = ["SERVER_FILE_SUFFIX", "StoreInUseError", "announce", "explain_held_store", "held_store_error", "server_file"]
+__all__ = [
+    "SERVER_FILE_SUFFIX",
+    "StoreInUseError",
+    "announce",
+    "explain_held_store",
+    "held_store_error",
+    "server_file",
+    "withdraw",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,16 +58,19 @@ def server_file(store: str | os.PathLike[str]) -> Path:
     return Path(f"{os.fspath(store)}{SERVER_FILE_SUFFIX}")
 
 
-@contextlib.contextmanager
-def announce(store: str | os.PathLike[str], url: str) -> Iterator[Path]:
-    """Leave ``url`` beside ``store`` while the block runs (a server's lifetime); removed on a clean exit."""
+def announce(store: str | os.PathLike[str], url: str) -> Path:
+    """Leave ``url`` (and this process's id) beside ``store``: a server serving it has started."""
     path = server_file(store)
     record = {"url": url, "pid": os.getpid(), "started": dt.datetime.now(dt.UTC).isoformat()}
     path.write_text(json.dumps(record) + "\n")
-    try:
-        yield path
-    finally:
-        with contextlib.suppress(FileNotFoundError):
+    return path
+
+
+def withdraw(store: str | os.PathLike[str]) -> None:
+    """Remove what :func:`announce` left (the server has stopped cleanly); a file another process left stays."""
+    path = server_file(store)
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(path.read_text()).get("pid") == os.getpid():
             path.unlink()
 
 
