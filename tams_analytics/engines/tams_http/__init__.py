@@ -64,8 +64,9 @@ R = TypeVar("R")
 READABLE: Final = frozenset(
     {"sources", "flows", "segments", "objects", "object_instances", "tags", "collections", "storage_backends"}
 )
-#: flows whose segments make a listing worth a progress bar
+#: reads (flows, objects) that make a listing worth a progress bar, shown once it has taken this long
 PROGRESS_FLOWS: Final = 2
+PROGRESS_DELAY_S = 1.0
 
 
 def base_url(url: SplitResult) -> str:
@@ -204,7 +205,7 @@ class Engine(BaseEngine):
 
         show = (self.progress if self.progress is not None else _interactive()) and len(items) >= PROGRESS_FLOWS
         with (
-            tqdm(total=len(items), desc=what, unit="req", disable=not show, leave=False) as bar,
+            tqdm(total=len(items), desc=what, unit="req", disable=not show, leave=False, delay=PROGRESS_DELAY_S) as bar,
             ThreadPoolExecutor(max_workers=min(self.concurrency, max(1, len(items)))) as pool,
         ):
             out = []

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import tams_analytics as ta
+from tams_analytics.engines import tams_http
 from tams_analytics.engines.tams_http.auth import BearerToken
 from tams_analytics.exceptions import TamsError
 from tests.fixtures.live_tams import ServedCatalog, ServedDemo
@@ -182,7 +183,10 @@ def test_relative_links_and_a_prefix(tmp_path: Path) -> None:
         assert [p.split("?")[0] for p in server.seen] == ["/api/flows", "/api/flows"]
 
 
-def test_a_progress_bar_on_long_listings(served_demo: ServedDemo, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_progress_bar_on_long_listings(
+    served_demo: ServedDemo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tams_http, "PROGRESS_DELAY_S", 0.0)  # shown at once, not only after a second
     cat = served_demo.connect(progress=True)
     try:
         assert cat.segments().count().execute() == served_demo.duckdb.count("segments")
