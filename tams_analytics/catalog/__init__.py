@@ -435,7 +435,7 @@ def flows_with_content(timerange: TimeRange | str) -> Predicate:
 
 def connect(url: str = "duckdb://", **options: Any) -> Catalog:
     """Open the store at ``url``: ``duckdb:///path/tams.duckdb``, ``duckdb://`` (memory), ``vast://...``,
-    ``trino://...``.
+    ``trino://...``, ``tams+https://host[:port][/prefix]`` (any TAMS server, through its API).
 
     >>> import tams_analytics as ta
     >>> ta.connect("duckdb://")
