@@ -7,8 +7,10 @@ predicates (``catalog.segments(flow_id=...)``) is a dataset of its own, made onc
 Derived tables (``source_collections``) are their ibis definition over these tables.
 
 The ibis backend is the DuckDB backend with two additions: every execution starts a new scan generation
-(scans of one execution share what they fetched), and an error a scan raised comes out as itself (DuckDB
-only passes on its text).
+(scans of one execution share what they fetched, and no execution sees what an earlier one fetched), and an
+error a scan raised comes out as itself (DuckDB only passes on its text). A new generation starts in each
+execution method below and, for any other path, in ``_run_pre_execute_hooks``, which ibis 10.8 runs before
+every execution (pinned by ``tests/engines/remote/test_selfcheck.py``).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from typing import TYPE_CHECKING, Any, Final
 import duckdb
 import ibis
 import ibis.expr.operations as ops
+import pyarrow as pa
 from ibis.backends.duckdb import Backend as DuckDBBackend
 
-from tams_analytics.engines.ibis_query import DERIVED, declared_schema
+from tams_analytics.engines.ibis_query import DERIVED
 from tams_analytics.engines.remote import selfcheck
 from tams_analytics.engines.remote.dataset import Fetch, PushdownDataset, ScanCache
 from tams_analytics.exceptions import TamsError
@@ -55,6 +58,7 @@ def _surfacing(name: str) -> Callable[..., Any]:
 
     @functools.wraps(method)
     def run(self: _Backend, *args: Any, **kwargs: Any) -> Any:
+        self.scans.next_execution()
         try:
             return method(self, *args, **kwargs)
         except duckdb.Error as exc:
@@ -68,6 +72,12 @@ def _surfacing(name: str) -> Callable[..., Any]:
 
 for _name in _EXECUTIONS:
     setattr(_Backend, _name, _surfacing(_name))
+
+
+def _nullable(name: str) -> ibis.Schema:
+    """The ibis schema of table ``name`` with every column nullable, as DuckDB scans a dataset (a declared
+    ``NOT NULL`` would make ibis's batch readers refuse DuckDB's batches)."""
+    return ibis.Schema.from_pyarrow(pa.schema([f.with_nullable(True) for f in SCHEMAS[name]]))
 
 
 class LazyTables:
@@ -110,7 +120,7 @@ class LazyTables:
                     name, where, SCHEMAS[name], self._fetch, self.scans, whole_rows=self.whole_rows
                 )
                 self.con.register(view, dataset)
-                table = ops.DatabaseTable(view, schema=declared_schema(name), source=self.backend).to_expr()
+                table = ops.DatabaseTable(view, schema=_nullable(name), source=self.backend).to_expr()
                 self._tables[key] = table
         return table
 

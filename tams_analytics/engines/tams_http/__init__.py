@@ -183,8 +183,7 @@ class Engine(BaseEngine):
         schema = SCHEMAS[name]
         if p.empty:
             return schema.empty_table().select(list(columns) if columns is not None else schema.names)
-        needed = set(schema.names if columns is None else columns) | {c for c, _ in order_by}
-        rows = _READERS[name](self, p, needed)
+        rows = _READERS[name](self, p)
         out = evaluate(rows, self._resolve(p.residual), columns=columns, order_by=order_by, limit=limit)
         return conform(out, schema)
 
@@ -242,13 +241,13 @@ class Engine(BaseEngine):
             )
         )
 
-    def _sources(self, p: RestPlan, needed: set[str]) -> pa.Table:
+    def _sources(self, p: RestPlan) -> pa.Table:
         return wire.source_rows(self._documents("/sources", p))
 
-    def _flows(self, p: RestPlan, needed: set[str]) -> pa.Table:
+    def _flows(self, p: RestPlan) -> pa.Table:
         return wire.flow_rows(self._documents("/flows", p))
 
-    def _segments(self, p: RestPlan, needed: set[str]) -> pa.Table:
+    def _segments(self, p: RestPlan) -> pa.Table:
         parts = [wire.segment_rows(f, docs) for f, docs in self._segment_docs(p, {})]
         return pa.concat_tables(parts) if parts else wire.table_of("segments", [])
 
@@ -257,7 +256,7 @@ class Engine(BaseEngine):
         docs = [d for _, ds in self._segment_docs(plan("segments", []), {}) for d in ds]
         return [o["id"] for o in wire.objects_of_segments(docs)]
 
-    def _objects(self, p: RestPlan, needed: set[str]) -> pa.Table:
+    def _objects(self, p: RestPlan) -> pa.Table:
         """Objects by id (``GET /objects/{id}``), else those the segments of every flow reference (without
         ``first_referenced_by_flow``: only an object's own document has it, and the spec makes it optional)."""
         if p.ids is None:
@@ -266,12 +265,12 @@ class Engine(BaseEngine):
         docs = self._documents("/objects", p)
         return wire.table_of("objects", wire.object_rows(docs))
 
-    def _instances(self, p: RestPlan, needed: set[str]) -> pa.Table:
+    def _instances(self, p: RestPlan) -> pa.Table:
         ids = list(p.ids) if p.ids is not None else self._object_ids()
         docs = self._documents("/objects", RestPlan("objects", tuple(ids)), {"verbose_storage": "true"})
         return wire.instance_rows(docs)
 
-    def _tags(self, p: RestPlan, needed: set[str]) -> pa.Table:
+    def _tags(self, p: RestPlan) -> pa.Table:
         kinds = {TagEntity.FLOW: "/flows", TagEntity.SOURCE: "/sources"}
         wanted: set[str] = {TagEntity.FLOW, TagEntity.SOURCE, TagEntity.STORAGE_BACKEND}
         name: str | None = None
@@ -286,16 +285,16 @@ class Engine(BaseEngine):
         for entity, path in kinds.items():
             if entity in wanted:
                 params = {f"tag_exists.{name}": "true"} if name else {}
-                docs = self._documents(path, RestPlan(path, ids, params))
+                docs = self._documents(path, RestPlan("tags", ids, params))
                 rows += wire.tag_rows_of(entity, docs)
         if TagEntity.STORAGE_BACKEND in wanted:
             rows += wire.storage_backend_rows(self._listing("/service/storage-backends"))[1]
         return wire.table_of("tags", rows)
 
-    def _collections(self, p: RestPlan, needed: set[str]) -> pa.Table:
+    def _collections(self, p: RestPlan) -> pa.Table:
         return wire.collection_rows(self._documents("/flows", RestPlan("flows", p.ids)))
 
-    def _storage_backends(self, p: RestPlan, needed: set[str]) -> pa.Table:
+    def _storage_backends(self, p: RestPlan) -> pa.Table:
         return wire.storage_backend_rows(self._listing("/service/storage-backends"))[0]
 
     def close(self) -> None:
@@ -304,7 +303,8 @@ class Engine(BaseEngine):
         self.client.close()
 
 
-_READERS: Final[dict[str, Callable[[Engine, RestPlan, set[str]], pa.Table]]] = {
+#: table -> how to read its rows (whole rows; ``query`` filters, orders and projects them)
+_READERS: Final[dict[str, Callable[[Engine, RestPlan], pa.Table]]] = {
     "sources": Engine._sources,
     "flows": Engine._flows,
     "segments": Engine._segments,

@@ -93,6 +93,26 @@ def test_scans_of_one_execution_share_one_fetch() -> None:
     assert len(fetches.calls) == 2  # the next execution reads again
 
 
+@pytest.mark.parametrize("path", ["to_pyarrow", "execute", "to_pandas", "to_csv", "to_pyarrow_batches", "hook"])
+def test_every_execution_reads_afresh(path: str, tmp_path: Path) -> None:
+    """No execution path answers from what an earlier execution fetched (the store may have changed)."""
+    fetches = Fetches()
+    lazy = LazyTables(fetches, whole_rows=True)
+    expr = lazy.table("sources").count()
+    expr.execute()
+    if path == "to_csv":
+        lazy.table("sources").to_csv(tmp_path / "s.csv")
+    elif path == "to_pyarrow_batches":
+        with lazy.table("sources").to_pyarrow_batches() as reader:
+            reader.read_all()
+    elif path == "hook":  # what ibis 10.8 runs before every execution, whatever the path
+        lazy.backend._run_pre_execute_hooks(expr)
+        lazy.con.execute('SELECT count(*) FROM "sources"').fetchall()
+    else:
+        getattr(expr, path)()
+    assert len(fetches.calls) == 2
+
+
 @pytest.mark.parametrize("path", ["to_pyarrow", "execute", "to_parquet", "to_pyarrow_batches"])
 def test_an_error_a_scan_raises_comes_out_as_itself(path: str, tmp_path: Path) -> None:
     lazy = LazyTables(Fetches(fail=TamsError("GET /sources answered HTTP 503: ServiceUnavailable: busy")))
