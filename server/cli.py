@@ -16,6 +16,7 @@ from typing import Any
 
 from tams_analytics.cli.__main__ import HelpFormatter
 from tams_analytics.engines import redacted
+from tams_analytics.engines.duckdb.held import announce, withdraw
 from tams_analytics.exceptions import TamsError
 
 
@@ -116,7 +117,17 @@ def _serve(args: argparse.Namespace) -> int:
     custom = log_config(settings.log_format, args.log_level)
     if custom is not None:
         options["log_config"] = custom
-    uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
+    # a DuckDB store is locked while served: leave the URL beside it from startup to shutdown, so that an
+    # analyst opening the file is told to read it through this server instead (tams_analytics.engines.duckdb.held)
+    path = getattr(catalog.engine, "path", None)
+    served: Any = app
+    if path and path != ":memory:" and url:
+        served = Announced(app, path, url)
+    try:
+        uvicorn.Server(uvicorn.Config(served, **options)).run(sockets=[sock])
+    finally:
+        if served is not app:
+            withdraw(path)
     return 0
 
 
@@ -241,3 +252,25 @@ def _demo(catalog: Any, stores: Any, segments: int) -> None:
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if isinstance(exc, TamsError) else f"{type(exc).__name__}: {text}"
+
+
+class Announced:
+    """The ASGI app, with its URL left beside its DuckDB store from the end of startup to the end of shutdown
+    (uvicorn re-raises a SIGTERM after shutting down, so code after ``uvicorn.run`` does not run then)."""
+
+    def __init__(self, app: Any, store: str, url: str) -> None:
+        self.app, self.store, self.url = app, store, url
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                announce(self.store, self.url)
+            elif message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                withdraw(self.store)
+            await send(message)
+
+        await self.app(scope, receive, sending)

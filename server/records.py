@@ -13,11 +13,11 @@ import pyarrow as pa
 
 from tams_analytics.catalog import Catalog
 from tams_analytics.catalog.tags import delete_all_tags, get_tags, replace_tags
-from tams_analytics.catalog.wire import dumps
 from tams_analytics.clock import utcnow
 from tams_analytics.exceptions import ConflictError, NotFoundError
 from tams_analytics.predicates import Term
 from tams_analytics.schema import TagEntity
+from tams_analytics.wire import dumps
 
 
 # -- service info -------------------------------------------------------------------------------------

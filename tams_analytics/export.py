@@ -61,6 +61,7 @@ __all__ = [
     "Destination",
     "ExportSummary",
     "TableExport",
+    "default_tables",
     "destination",
     "export_catalog",
     "export_schema",
@@ -246,6 +247,18 @@ def _clear(dest: Destination, table: str) -> None:
         dest.filesystem.delete_dir_contents(path, missing_dir_ok=True)
 
 
+def default_tables(catalog: Catalog) -> list[str]:
+    """The tables an export writes when none are named: every entity table the engine reads (an engine over
+    the TAMS API reads fewer).
+
+    >>> import tams_analytics as ta
+    >>> default_tables(ta.connect("duckdb://")) == list(SCHEMAS)
+    True
+    """
+    readable = catalog.engine.capabilities.tables
+    return [t for t in SCHEMAS if readable is None or t in readable]
+
+
 def export_catalog(
     catalog: Catalog,
     to: str | Destination,
@@ -258,7 +271,7 @@ def export_catalog(
     progress: bool = False,
     **s3: str | None,
 ) -> ExportSummary:
-    """Write ``tables`` (default: every entity table) of ``catalog`` as Parquet under ``to``.
+    """Write ``tables`` (default: every entity table the engine reads) of ``catalog`` as Parquet under ``to``.
 
     ``s3`` takes ``endpoint``, ``region``, ``access_key``, ``secret_key`` for ``s3://`` destinations (see
     :func:`destination`). Refuses a non-empty table directory unless ``overwrite``. Rows stream to the
@@ -279,7 +292,7 @@ def export_catalog(
     if not 1 <= flow_bucket_chars <= 4:
         raise TamsError("flow_bucket_chars must be 1 to 4 (16 to 65536 buckets)")
     dest = to if isinstance(to, Destination) else destination(to, **s3)
-    names = [t for t in SCHEMAS if t in tables] if tables else list(SCHEMAS)
+    names = [t for t in SCHEMAS if t in tables] if tables else default_tables(catalog)
     summary = ExportSummary(dest.url)
     t0 = time.perf_counter()
     totals = {name: catalog.count(name) for name in names}

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import ibis
 
 from tams_analytics.analytics import integrity
-from tams_analytics.analytics.tables import Lookup, lookup_of
+from tams_analytics.analytics.tables import Lookup, lookup_of, require
 from tams_analytics.schema import SCHEMAS
 from tams_analytics.timerange import NS_PER_SECOND
 
@@ -242,6 +242,7 @@ def ingest(tables: Any, unit: Literal["hour", "day"] = "hour") -> ir.Table:
     """
     if unit not in _UNIT_SECONDS:
         raise ValueError(f"unit must be one of {sorted(_UNIT_SECONDS)}, got {unit!r}")
+    require(tables, "ingest over time", columns=["segments.created"])
     step = _UNIT_SECONDS[unit]
     lookup = lookup_of(tables)
     segments, objects = lookup("segments"), lookup("objects")
@@ -290,6 +291,7 @@ def orphans(tables: Any) -> ir.Table:
     >>> orphans(ta.connect("duckdb://")).count().execute()
     0
     """
+    require(tables, "finding orphans", complete=True)
     lookup = lookup_of(tables)
     null = ibis.null("string")
     s = orphan_segments(lookup)

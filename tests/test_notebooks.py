@@ -2,7 +2,8 @@
 
 The kernel is this interpreter's ipykernel: a ``python3`` kernelspec written to a temporary directory that
 ``JUPYTER_PATH`` puts first, for this test session only (the user's Jupyter configuration is not touched).
-The live Trino cells of notebook 04 run only when ``TAMS_TRINO_URL`` is set.
+The live Trino cells of notebook 04 run only when ``TAMS_TRINO_URL`` is set; notebook 05 reads this project's
+server, live on 127.0.0.1 over a demo store (the session's ``served_demo``), through ``TAMS_SERVER_URL``.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ def jupyter_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_the_four_notebooks_exist() -> None:
-    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_"]
+def test_the_five_notebooks_exist() -> None:
+    assert [p.name[:3] for p in NOTEBOOKS] == ["01_", "02_", "03_", "04_", "05_"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -50,7 +51,11 @@ def test_committed_without_outputs(path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_runs_without_errors(path: Path, jupyter_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runs_without_errors(
+    path: Path, jupyter_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    if path.name.startswith("05_"):
+        monkeypatch.setenv("TAMS_SERVER_URL", request.getfixturevalue("served_demo").server.url)
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
     monkeypatch.delenv("TAMS_STORE", raising=False)  # each notebook builds its own demo store
     monkeypatch.delenv("TAMS_OBJECTS_DIR", raising=False)
@@ -72,3 +77,6 @@ def test_runs_without_errors(path: Path, jupyter_path: Path, tmp_path: Path, mon
         assert "clean: False" in text and "clean again: True" in text
     if path.name.startswith("04_"):
         assert "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING" in text.upper()
+    if path.name.startswith("05_"):
+        assert "Catalog(engine='tams+http')" in text and "from 1 request(s)" in text
+        assert len(images) >= 2 and "skipped unreferenced_object" in text and "UnsupportedError" in text

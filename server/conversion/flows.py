@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from server.conversion.common import iso, without_none
-from tams_analytics.catalog.wire import FLOW_SERVER_MANAGED
+from tams_analytics.wire import FLOW_SERVER_MANAGED
 
 _DATETIMES = ("created", "metadata_updated", "segments_updated", "updated")
 

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Final, Literal
 import ibis
 import ibis.expr.datatypes as dt_type
 
+from tams_analytics.analytics.tables import require
+
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
@@ -121,6 +123,7 @@ def ingest(catalog: Catalog, every: str = "hour", since: dt.datetime | None = No
     """
     if every not in INTERVALS:
         raise ValueError(f"ingest every {every!r}: expected one of {sorted(INTERVALS)}")
+    require(catalog, "ingest over time", columns=["segments.created"])
     s = catalog.table("segments")
     s = s.filter(s.created.notnull())
     if since is not None:

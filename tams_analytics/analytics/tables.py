@@ -6,13 +6,15 @@ on a catalog (DuckDB, VAST, Trino) and compiles to SQL over unbound tables (the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from tams_analytics.exceptions import UnsupportedError
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
-__all__ = ["Lookup", "lookup_of"]
+__all__ = ["Lookup", "lookup_of", "require"]
 
 Lookup = Callable[[str], "ir.Table"]
 
@@ -26,3 +28,26 @@ def lookup_of(tables: Any) -> Lookup:
     if callable(tables):
         return tables  # type: ignore[no-any-return]
     raise TypeError(f"expected a Catalog, a mapping of tables or a lookup, got {type(tables).__name__}")
+
+
+def require(tables: Any, what: str, *, columns: Sequence[str] = (), complete: bool = False) -> None:
+    """Raise :class:`~tams_analytics.exceptions.UnsupportedError` when the engine behind ``tables`` (a
+    catalog; mappings and lookups are not checked) cannot answer ``what`` exactly: it cannot read one of
+    ``columns`` (``table.column``), or ``complete`` and it cannot list rows nothing leads to (see
+    :class:`~tams_analytics.engines.base.Capabilities`).
+
+    >>> import tams_analytics as ta
+    >>> require(ta.connect("duckdb://"), "ingest over time", columns=["segments.created"])
+    """
+    engine = getattr(tables, "engine", None)
+    caps = getattr(engine, "capabilities", None)
+    if caps is None:
+        return
+    missing = [c for c in columns if c in caps.unavailable]
+    if missing:
+        raise UnsupportedError(f"{what} needs {', '.join(missing)}, which the {engine.name} engine cannot read")
+    if complete and not caps.complete_listings:
+        raise UnsupportedError(
+            f"{what} looks for rows nothing leads to (segments of a deleted flow, objects no segment references), "
+            f"which the {engine.name} engine cannot list"
+        )

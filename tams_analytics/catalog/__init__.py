@@ -31,7 +31,6 @@ from tams_analytics.catalog import backends, deletion, documents, flows, objects
 from tams_analytics.catalog.group_commit import GroupCommit
 from tams_analytics.catalog.results import AddResult, Changes, DeleteResult, Failure
 from tams_analytics.catalog.tags import Tags, get_tags
-from tams_analytics.catalog.wire import segments_table
 from tams_analytics.clock import utcnow
 from tams_analytics.engines import open_engine
 from tams_analytics.engines.base import Engine, OrderBy
@@ -40,6 +39,7 @@ from tams_analytics.filters import flows_with_content
 from tams_analytics.predicates import InSubquery, Predicate, Term
 from tams_analytics.schema import SCHEMAS, TagEntity
 from tams_analytics.timerange import TimeRange
+from tams_analytics.wire import segments_table
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -132,9 +132,12 @@ class Catalog:
         return self.engine.table(name)
 
     def _filtered(self, entity: str, predicates: Sequence[Predicate]) -> ir.Table:
-        t = self.table(entity)
         if not predicates:
-            return t
+            return self.table(entity)
+        pinned = self.engine.pushdown_table(entity, predicates)
+        if pinned is not None:
+            return pinned
+        t = self.table(entity)
         return t.filter(*[p.to_ibis(t, self.table) for p in predicates])
 
     def sources(self, **filters: Any) -> ir.Table:
@@ -478,7 +481,7 @@ def segment_page_where(
 
 def connect(url: str = "duckdb://", *, create: bool | None = None, **options: Any) -> Catalog:
     """Open the store at ``url``: ``duckdb:///path/tams.duckdb``, ``duckdb://`` (memory), ``vast://...``,
-    ``trino://...``.
+    ``trino://...``, ``tams+https://host[:port][/prefix]`` (any TAMS server, through its API).
 
     A store that does not exist is a :class:`~tams_analytics.exceptions.TamsError` naming the path, never a
     new empty store; ``create=True`` makes it (for DuckDB: the file and its folders). Other ``options`` go

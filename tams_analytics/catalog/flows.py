@@ -11,11 +11,11 @@ import pyarrow as pa
 from tams_analytics.catalog import tags as T
 from tams_analytics.catalog.guards import pending_flow_deletions, refuse_if_being_deleted, writable_flow
 from tams_analytics.catalog.results import Changes
-from tams_analytics.catalog.wire import FLOW_PROPERTIES, SOURCE_PROPERTIES, dumps, flow_to_row
 from tams_analytics.clock import utcnow
 from tams_analytics.exceptions import ConflictError, NotFoundError, ReadOnlyError, TamsError
 from tams_analytics.predicates import Term, isin
 from tams_analytics.schema import TagEntity
+from tams_analytics.wire import FLOW_PROPERTIES, SOURCE_PROPERTIES, dumps, flow_to_row
 
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog

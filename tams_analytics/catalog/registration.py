@@ -25,9 +25,9 @@ from tams_analytics.catalog.guards import FLOW_ROW, check_writable, pending_flow
 from tams_analytics.catalog.object_rules import ObjectState, check_objects, mentioned_ids, write_objects
 from tams_analytics.catalog.objects import add_uncontrolled_instances
 from tams_analytics.catalog.results import AddResult, Failure
-from tams_analytics.catalog.wire import SEGMENT_ROWS, segment_rows
 from tams_analytics.predicates import Predicate, Term, isin
 from tams_analytics.timerange import TimeRange
+from tams_analytics.wire import SEGMENT_ROWS, segment_rows
 
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
@@ -41,8 +41,8 @@ _TS = pa.timestamp("us", tz="UTC")
 @dataclass(frozen=True)
 class Registration:
     """One request to register segments on a flow: its parsed segments (dicts from
-    :func:`~tams_analytics.catalog.wire.segment_rows`, or a table from
-    :func:`~tams_analytics.catalog.wire.segments_table`, each with its ``index`` in the request), the
+    :func:`~tams_analytics.wire.segment_rows`, or a table from
+    :func:`~tams_analytics.wire.segments_table`, each with its ``index`` in the request), the
     documents that did not parse, uncontrolled ``get_urls`` by index, and labels reserved for backends."""
 
     flow_id: str
@@ -97,7 +97,7 @@ def add_segments(
     (abutting ranges are fine); those that overlap, or break the object rules
     (:mod:`~tams_analytics.catalog.object_rules`), fail individually and the rest are stored.
     ``segments`` is a list of wire documents, or a table from
-    :func:`~tams_analytics.catalog.wire.segments_table`. Concurrent calls are applied in batches, one
+    :func:`~tams_analytics.wire.segments_table`. Concurrent calls are applied in batches, one
     transaction each; a call inside a transaction joins it.
     """
     request = Registration.of(flow_id, segments, uncontrolled_urls=uncontrolled_urls, reserved_labels=reserved_labels)

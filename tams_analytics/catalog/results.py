@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tams_analytics.timerange import TimeRange
+from tams_analytics.wire import Failure
 
 __all__ = ["AddResult", "Changes", "DeleteResult", "Failure"]
 
@@ -24,16 +25,6 @@ class Changes:
         for name in self.__dataclass_fields__:
             getattr(self, name).extend(getattr(other, name))
         return self
-
-
-@dataclass(frozen=True)
-class Failure:
-    """One segment that was not registered, and why."""
-
-    index: int
-    object_id: str | None
-    timerange: str | None
-    reason: str
 
 
 @dataclass

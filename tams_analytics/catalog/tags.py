@@ -8,56 +8,14 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from tams_analytics.predicates import Term, isin
+from tams_analytics.wire import EMPTY_ARRAY_POSITION, TagValue, tag_rows
+
+__all__ = ["EMPTY_ARRAY_POSITION", "TagValue", "Tags", "get_tags", "rows_to_tags", "tag_rows"]
 
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
 
-TagValue = str | list[str]
 Tags = dict[str, TagValue]
-
-#: Position of the marker row that keeps an empty array tag (``[]``) alive; filters skip it.
-EMPTY_ARRAY_POSITION = -1
-
-
-def tag_rows(entity_type: str, entity_id: str, tags: Mapping[str, TagValue]) -> list[dict[str, object]]:
-    """Rows of the ``tags`` table for one entity's tags."""
-    rows: list[dict[str, object]] = []
-    for name, value in tags.items():
-        if isinstance(value, str):
-            rows.append(
-                dict(
-                    entity_type=entity_type,
-                    entity_id=entity_id,
-                    name=name,
-                    value=value,
-                    is_array=False,
-                    position=0,
-                )
-            )
-        elif not value:
-            rows.append(
-                dict(
-                    entity_type=entity_type,
-                    entity_id=entity_id,
-                    name=name,
-                    value="",
-                    is_array=True,
-                    position=EMPTY_ARRAY_POSITION,
-                )
-            )
-        else:
-            rows.extend(
-                dict(
-                    entity_type=entity_type,
-                    entity_id=entity_id,
-                    name=name,
-                    value=v,
-                    is_array=True,
-                    position=i,
-                )
-                for i, v in enumerate(value)
-            )
-    return rows
 
 
 def rows_to_tags(table: pa.Table) -> dict[str, Tags]:

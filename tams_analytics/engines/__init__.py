@@ -16,6 +16,8 @@ ENGINES: Final[dict[str, tuple[str, str | None]]] = {
     "duckdb": ("tams_analytics.engines.duckdb", None),
     "vast": ("tams_analytics.engines.vast", "vast"),
     "trino": ("tams_analytics.engines.trino", "trino"),
+    "tams+http": ("tams_analytics.engines.tams_http", "remote"),
+    "tams+https": ("tams_analytics.engines.tams_http", "remote"),
 }
 
 

@@ -40,6 +40,13 @@ class Capabilities:
     #: this process is the store's only writer (DuckDB locks its file), so every change is seen by
     #: :meth:`Engine.listen` listeners and an in-process read cache can be kept exact
     sole_writer: bool = False
+    #: every row of every table can be listed, also rows nothing leads to (segments of a deleted flow, objects
+    #: no segment references); an API that reaches segments through flows and objects through segments cannot
+    complete_listings: bool = True
+    #: ``table.column`` the engine cannot read (always null there)
+    unavailable: frozenset[str] = frozenset()
+    #: the tables the engine can read (None: all of :mod:`tams_analytics.schema`)
+    tables: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,14 @@ class Engine(ABC):
     @abstractmethod
     def table(self, name: str) -> ir.Table:
         """The lazy ibis table ``name``."""
+
+    def pushdown_table(self, name: str, where: Sequence[Predicate]) -> ir.Table | None:
+        """The rows of ``name`` matching ``where`` as a lazy table whose scans hand ``where`` to the store,
+        or None when the engine has none (the catalog then filters :meth:`table` with ibis).
+
+        Engines over remote stores (:mod:`tams_analytics.engines.remote`) pin the catalog's filters to the
+        table this way, in the predicate language they plan requests from; they apply ``where`` exactly."""
+        return None
 
     # -- row access for the catalog ------------------------------------------------------------------
     @abstractmethod

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import ibis
+import pyarrow as pa
 
 from tams_analytics.engines.base import OrderBy
 from tams_analytics.predicates import Predicate
@@ -19,7 +20,7 @@ from tams_analytics.schema import SCHEMAS
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
-__all__ = ["DERIVED", "declared_schema", "select", "source_collections"]
+__all__ = ["DERIVED", "declared_schema", "derived_rows", "derived_schema", "select", "source_collections"]
 
 Lookup = Callable[[str], "ir.Table"]
 
@@ -85,3 +86,35 @@ def source_collections(lookup: Lookup) -> ir.Table:
 
 #: derived tables: name -> builder over the stored tables (engines expose them beside the stored ones)
 DERIVED: dict[str, Callable[[Lookup], ir.Table]] = {"source_collections": source_collections}
+
+
+def _derived_expr(name: str) -> ir.Table:
+    """The derived table ``name`` over unbound tables with the declared schemas."""
+    return DERIVED[name](lambda n: ibis.table(declared_schema(n), name=n))
+
+
+def derived_schema(name: str) -> pa.Schema:
+    """The Arrow schema of derived table ``name``.
+
+    >>> derived_schema("source_collections").names
+    ['source_id', 'member_id']
+    """
+    return _derived_expr(name).schema().to_pyarrow()
+
+
+def derived_rows(name: str, read: Callable[[str, Sequence[str]], pa.Table]) -> pa.Table:
+    """Derived table ``name`` evaluated client-side (by an in-memory DuckDB) on the columns it uses of the
+    stored tables it reads; ``read(table, columns)`` returns a stored table's rows (engines whose store has
+    no views of its own: VAST, ``tams+http``)."""
+    import ibis.expr.operations as ops
+
+    used: dict[str, set[str]] = {}
+    for f in _derived_expr(name).op().find(ops.Field):
+        if isinstance(f.rel, ops.UnboundTable):
+            used.setdefault(f.rel.name, set()).add(f.name)
+    reads = {
+        table: ibis.memtable(read(table, [c for c in SCHEMAS[table].names if c in cols]))
+        for table, cols in used.items()
+    }
+    rows = ibis.duckdb.connect().to_pyarrow(DERIVED[name](reads.__getitem__))
+    return rows.cast(derived_schema(name))

@@ -2,7 +2,7 @@
 
 A segment query on DuckDB does not pay for an ibis compile: :class:`SqlRenderer` renders the tree
 straight to parameterised SQL. The VAST engine's client-side residual renders through a subclass
-(:class:`tams_analytics.engines.vast.residual.ResidualRenderer`).
+(:class:`tams_analytics.engines.remote.residual.ResidualRenderer`).
 
 >>> from tams_analytics import predicates as P
 >>> params = []

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from tams_analytics.engines.base import Capabilities, Change, OrderBy, StoredTable
 from tams_analytics.engines.base import Engine as BaseEngine
+from tams_analytics.engines.duckdb.held import explain_held_store
 from tams_analytics.engines.ibis_query import DERIVED, declared_schema
 from tams_analytics.engines.sql import quote, select_sql, where_sql
 from tams_analytics.exceptions import TamsError
@@ -109,11 +110,16 @@ class Engine(BaseEngine):
         config: dict[str, Any] = {}
         if threads:
             config["threads"] = threads
-        self._con = duckdb.connect(self.path, read_only=read_only, config=config)
+        with explain_held_store(self.path):
+            self._con = duckdb.connect(self.path, read_only=read_only, config=config)
         self.read_only = read_only
         self._local = threading.local()
         self._write_lock = threading.RLock()
         self._writer = self._con.cursor()
+        #: every cursor handed out, closed with the engine: a cursor left in an idle worker thread's locals keeps
+        #: the database alive until interpreter exit, where DuckDB aborts ("terminate called without an
+        #: active exception") instead of exiting
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._ibis: Any = None
         if not read_only:
             self.create_tables()
@@ -126,13 +132,16 @@ class Engine(BaseEngine):
         cur = getattr(self._local, "cursor", None)
         if cur is None:
             cur = self._local.cursor = self._con.cursor()
+            self._cursors.append(cur)
         return cur
 
     @property
     def ibis(self) -> Any:
         """The ibis DuckDB backend over this database (created on first use)."""
         if self._ibis is None:
-            self._ibis = ibis.duckdb.from_connection(self._con.cursor())
+            cursor = self._con.cursor()
+            self._cursors.append(cursor)
+            self._ibis = ibis.duckdb.from_connection(cursor)
         return self._ibis
 
     def table(self, name: str) -> ir.Table:
@@ -278,6 +287,9 @@ class Engine(BaseEngine):
         self._writer.execute("CHECKPOINT")
 
     def close(self) -> None:
+        for cur in self._cursors:
+            with contextlib.suppress(Exception):
+                cur.close()
         with contextlib.suppress(Exception):
             self._con.close()
 

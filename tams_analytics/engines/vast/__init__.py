@@ -17,10 +17,11 @@ and reads inside it (on this thread) share it, nested calls reuse it, and writes
 serialised by a lock, as in the DuckDB engine. Outside a transaction, each query runs in its own
 read transaction (so the two reads of an ordered limit see one snapshot).
 
-Analysts' :meth:`Engine.table` is an ibis memtable over a full read of the table: every ibis expression
-then works (joins, aggregates, ``execute``), evaluated by DuckDB, at the price of reading the whole table
-when it is called. For large tables, filter server-side first:
-``ibis.memtable(catalog.rows("segments", predicates.build("segments", flow_id=...)))``.
+Analysts' tables (:meth:`Engine.table`, and the catalog's ``sources()/flows()/segments()/objects()``
+through :meth:`Engine.pushdown_table`) are lazy (:mod:`tams_analytics.engines.remote`): an in-memory
+DuckDB runs the ibis expression, and each scan of a table becomes one planned :meth:`Engine.query` with
+the columns the expression reads and the filters on the table (the catalog's own and plain ibis
+``.filter(...)``), so ``catalog.segments(flow_id=f, timerange=tr)`` reads that window's rows and nothing else.
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ import pyarrow.compute as pc
 from tams_analytics import predicates as P
 from tams_analytics.engines.base import Capabilities, IsolationProbe, OrderBy, StoredTable
 from tams_analytics.engines.base import Engine as BaseEngine
-from tams_analytics.engines.ibis_query import DERIVED, declared_schema
+from tams_analytics.engines.ibis_query import DERIVED, derived_rows, derived_schema
+from tams_analytics.engines.remote import LazyTables
+from tams_analytics.engines.remote.residual import conform, evaluate, union
 from tams_analytics.engines.vast.config import VastConfig, parse_url
 from tams_analytics.engines.vast.plan import QueryPlan, plan_query, topk_bound, topk_prefetch
 from tams_analytics.engines.vast.requests import ROW_ID, request_deferred
-from tams_analytics.engines.vast.residual import conform, evaluate, union
 from tams_analytics.engines.vast.store import Store, VastStore
 from tams_analytics.exceptions import TamsError, UnsupportedError
 from tams_analytics.predicates import InSubquery, Predicate, Term
@@ -69,17 +71,6 @@ def table_schema(name: str) -> pa.Schema:
     True
     """
     return pa.schema([f.with_nullable(True) for f in SCHEMAS[name]])
-
-
-def _derived_expr(name: str) -> ir.Table:
-    """The derived table ``name`` over unbound tables with the declared schemas."""
-    import ibis
-
-    return DERIVED[name](lambda n: ibis.table(declared_schema(n), name=n))
-
-
-def _derived_schema(name: str) -> pa.Schema:
-    return _derived_expr(name).schema().to_pyarrow()
 
 
 def _conform_rows(name: str, rows: pa.Table) -> pa.Table:
@@ -125,6 +116,7 @@ class Engine(BaseEngine):
         self.store: Store = store
         self._local = threading.local()
         self._write_lock = threading.RLock()
+        self._lazy: LazyTables | None = None
         if create and not read_only:
             self.create_tables()
 
@@ -164,11 +156,22 @@ class Engine(BaseEngine):
         return tx
 
     # -- reads -----------------------------------------------------------------------------------------------
-    def table(self, name: str) -> ir.Table:
-        """An ibis memtable of the whole table (see the module docstring for the trade-off)."""
-        import ibis
+    @property
+    def lazy(self) -> LazyTables:
+        """The analysts' lazy tables of this store (made on first use)."""
+        with self._write_lock:
+            if self._lazy is None:
+                self._lazy = LazyTables(
+                    lambda name, where, columns: self.query(name, where, columns=columns), label="vast"
+                )
+            return self._lazy
 
-        return ibis.memtable(self.query(name))
+    def table(self, name: str) -> ir.Table:
+        """Table ``name`` as a lazy ibis table (see the module docstring)."""
+        return self.lazy.table(name)
+
+    def pushdown_table(self, name: str, where: Sequence[Predicate]) -> ir.Table:
+        return self.lazy.table(name, where)
 
     def query(
         self,
@@ -185,7 +188,7 @@ class Engine(BaseEngine):
     def count(self, name: str, where: Sequence[Predicate] = ()) -> int:
         if name not in SCHEMAS and name not in DERIVED:
             raise TamsError(f"unknown table {name!r}")
-        schema = SCHEMAS[name] if name in SCHEMAS else _derived_schema(name)
+        schema = SCHEMAS[name] if name in SCHEMAS else derived_schema(name)
         narrow = next((f.name for f in schema if pa.types.is_integer(f.type)), schema.names[0])
         return self.query(name, where, columns=[narrow]).num_rows
 
@@ -280,21 +283,8 @@ class Engine(BaseEngine):
         return conform(out, schema)  # the entity's types, whatever the cluster reports (e.g. timestamps' zone)
 
     def _derived(self, tx: Any, name: str) -> pa.Table:
-        """A derived table (:data:`~tams_analytics.engines.ibis_query.DERIVED`), evaluated client-side by
-        DuckDB on the columns it uses of the stored tables it reads."""
-        import ibis
-        import ibis.expr.operations as ops
-
-        unbound = _derived_expr(name)
-        used: dict[str, set[str]] = {}
-        for f in unbound.op().find(ops.Field):
-            if isinstance(f.rel, ops.UnboundTable):
-                used.setdefault(f.rel.name, set()).add(f.name)
-        reads = {
-            table: ibis.memtable(self._query(tx, table, [], columns=[c for c in SCHEMAS[table].names if c in cols]))
-            for table, cols in used.items()
-        }
-        return conform(ibis.duckdb.connect().to_pyarrow(DERIVED[name](reads.__getitem__)), _derived_schema(name))
+        """A derived table (:data:`~tams_analytics.engines.ibis_query.DERIVED`), evaluated client-side."""
+        return derived_rows(name, lambda table, columns: self._query(tx, table, [], columns=columns))
 
     def _row_ids(self, tx: Any, name: str, where: Sequence[Predicate]) -> pa.Array:
         """Row ids of the matching rows (unique: the requests of a plan are disjoint, this is a safeguard)."""
@@ -360,4 +350,6 @@ class Engine(BaseEngine):
             self.store.drop(self._writing())
 
     def close(self) -> None:
+        if self._lazy is not None:
+            self._lazy.close()
         self.store.close()

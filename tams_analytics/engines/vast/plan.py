@@ -8,7 +8,7 @@ request serializer.
   need another table, ORs across columns, ...); :func:`plan` does so for the catalog's named filters.
 * :func:`plan_query` keeps in the pushdown only what the vastdb SDK can serialise on the table's schema,
   cuts it into requests under the SDK's size limit (:mod:`~tams_analytics.engines.vast.requests`) and turns
-  the rest into the residual that :mod:`~tams_analytics.engines.vast.residual` evaluates on the Arrow
+  the rest into the residual that :mod:`~tams_analytics.engines.remote.residual` evaluates on the Arrow
   result.
 
 >>> import pyarrow as pa

@@ -43,11 +43,11 @@ from tams_analytics.catalog import Catalog, flows_with_content, segment_page_whe
 from tams_analytics.demo import build_demo
 from tams_analytics.engines.base import Capabilities, OrderBy
 from tams_analytics.engines.duckdb import Engine as DuckDBEngine
+from tams_analytics.engines.remote.residual import evaluate
 from tams_analytics.engines.sql import render_sql
 from tams_analytics.engines.vast import Engine, parse_url
 from tams_analytics.engines.vast.plan import plan_query, topk_bound, topk_prefetch
 from tams_analytics.engines.vast.requests import RequestSizer, request_deferred
-from tams_analytics.engines.vast.residual import evaluate
 from tams_analytics.exceptions import TamsError, UnsupportedError
 from tams_analytics.schema import SCHEMAS
 from tams_analytics.timerange import END_UNBOUNDED, START_UNBOUNDED

@@ -18,10 +18,10 @@ import pytest
 from vastdb import util
 
 from tams_analytics import predicates as P
+from tams_analytics.engines.remote.residual import evaluate
 from tams_analytics.engines.vast import Engine
 from tams_analytics.engines.vast.plan import MAX_PUSHED_NOT_EQUAL, plan_query
 from tams_analytics.engines.vast.requests import RequestSizer, split_requests, value_set
-from tams_analytics.engines.vast.residual import evaluate
 from tams_analytics.schema import SCHEMAS
 from tests.engines.vast.reference import REFERENCE_URL, ReferenceStore
 

@@ -1,4 +1,7 @@
-"""Client-side evaluation of what VAST does not: the residual filter, ordering and limit, on Arrow.
+"""Client-side evaluation of what a remote store does not: the residual filter, ordering and limit, on Arrow.
+
+The VAST engine runs what ``Table.select`` cannot evaluate here, and the ``tams+http`` engine what the TAMS
+API's query parameters cannot express.
 
 The residual runs on an in-memory DuckDB over the Arrow result of the pushdown (zero copy); ordering and
 limit without a residual are a plain Arrow sort. DuckDB rather

@@ -1,33 +1,39 @@
-"""TAMS JSON documents <-> table rows: flow documents and ``flow-segment-post.json`` documents.
+"""TAMS JSON documents <-> table rows: flow documents, ``flow-segment-post.json`` documents and tags.
 
 The one place that knows both shapes on the library side: flows keep a few properties in their own
 columns (for filters) and the rest of the document as JSON in ``doc``; segment documents become
-``segments`` rows with int64-ns bounds beside the canonical timerange text.
+``segments`` rows with int64-ns bounds beside the canonical timerange text; tags become ``tags`` rows.
+The catalog writes what it is sent with these, and the ``tams+http`` engine reads what a server lists
+with them (so it lives outside the catalog: engines never import the catalog).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import pyarrow as pa
 
-from tams_analytics.catalog.results import Failure
 from tams_analytics.exceptions import TamsError
 from tams_analytics.schema import SEGMENTS
 from tams_analytics.timerange import TimeRange, Timestamp
 
 __all__ = [
+    "EMPTY_ARRAY_POSITION",
     "FLOW_COLUMNS",
     "FLOW_PROPERTIES",
     "FLOW_SERVER_MANAGED",
     "SOURCE_PROPERTIES",
+    "Failure",
+    "TagValue",
     "dumps",
     "flow_to_row",
     "row_to_flow",
     "segment_rows",
     "segments_table",
+    "tag_rows",
 ]
 
 #: Flow properties kept in their own columns (the rest of the document is JSON in ``doc``).
@@ -59,6 +65,21 @@ _ESSENCE_COLUMNS: Final = ("frame_width", "frame_height", "sample_rate", "init_s
 #: Segment fields that are timestamps on the wire and int64 ns in the table.
 _NS_FIELDS: Final = ("ts_offset", "last_duration")
 _INT_FIELDS: Final = ("sample_offset", "sample_count", "key_frame_count")
+
+
+TagValue = str | list[str]
+#: Position of the marker row that keeps an empty array tag (``[]``) alive; filters skip it.
+EMPTY_ARRAY_POSITION = -1
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One segment that was not registered, and why."""
+
+    index: int
+    object_id: str | None
+    timerange: str | None
+    reason: str
 
 
 def dumps(value: Any) -> str:
@@ -158,3 +179,45 @@ def _segment_row(index: int, item: Mapping[str, Any]) -> dict[str, Any]:
             raise TamsError("init_object_id must be a string")
         row["init_object_id"] = item["init_object_id"]
     return row
+
+
+# -- tags ------------------------------------------------------------------------------------------------------
+def tag_rows(entity_type: str, entity_id: str, tags: Mapping[str, TagValue]) -> list[dict[str, object]]:
+    """Rows of the ``tags`` table for one entity's tags."""
+    rows: list[dict[str, object]] = []
+    for name, value in tags.items():
+        if isinstance(value, str):
+            rows.append(
+                dict(
+                    entity_type=entity_type,
+                    entity_id=entity_id,
+                    name=name,
+                    value=value,
+                    is_array=False,
+                    position=0,
+                )
+            )
+        elif not value:
+            rows.append(
+                dict(
+                    entity_type=entity_type,
+                    entity_id=entity_id,
+                    name=name,
+                    value="",
+                    is_array=True,
+                    position=EMPTY_ARRAY_POSITION,
+                )
+            )
+        else:
+            rows.extend(
+                dict(
+                    entity_type=entity_type,
+                    entity_id=entity_id,
+                    name=name,
+                    value=v,
+                    is_array=True,
+                    position=i,
+                )
+                for i, v in enumerate(value)
+            )
+    return rows

@@ -1,0 +1,130 @@
+"""The lazy ibis tables of one remote engine: datasets registered in an in-memory DuckDB, and its ibis backend.
+
+:class:`LazyTables` owns a DuckDB connection of its own (in memory, time zone UTC) and an ibis backend on it.
+Each table is a :class:`~tams_analytics.engines.remote.dataset.PushdownDataset` registered as a view and
+exposed as an ibis table with the declared schema of :mod:`tams_analytics.schema`; a table restricted by
+predicates (``catalog.segments(flow_id=...)``) is a dataset of its own, made once per distinct filter.
+Derived tables (``source_collections``) are their ibis definition over these tables.
+
+The ibis backend is the DuckDB backend with two additions: every execution starts a new scan generation
+(scans of one execution share what they fetched, and no execution sees what an earlier one fetched), and an
+error a scan raised comes out as itself (DuckDB only passes on its text). A new generation starts in each
+execution method below and, for any other path, in ``_run_pre_execute_hooks``, which ibis 10.8 runs before
+every execution (pinned by ``tests/engines/remote/test_selfcheck.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import duckdb
+import ibis
+import ibis.expr.operations as ops
+import pyarrow as pa
+from ibis.backends.duckdb import Backend as DuckDBBackend
+
+from tams_analytics.engines.ibis_query import DERIVED
+from tams_analytics.engines.remote import selfcheck
+from tams_analytics.engines.remote.dataset import Fetch, PushdownDataset, ScanCache
+from tams_analytics.exceptions import TamsError
+from tams_analytics.predicates import Predicate
+from tams_analytics.schema import SCHEMAS
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
+__all__ = ["LazyTables"]
+
+#: the backend methods that execute an expression
+_EXECUTIONS: Final = ("execute", "to_pyarrow", "to_pyarrow_batches", "to_parquet", "to_csv", "create_table", "insert")
+
+
+class _Backend(DuckDBBackend):
+    """The ibis DuckDB backend of one :class:`LazyTables` (see the module docstring)."""
+
+    scans: ScanCache
+
+    def _run_pre_execute_hooks(self, expr: ir.Expr) -> None:
+        self.scans.next_execution()
+        super()._run_pre_execute_hooks(expr)
+
+
+def _surfacing(name: str) -> Callable[..., Any]:
+    method = getattr(DuckDBBackend, name)
+
+    @functools.wraps(method)
+    def run(self: _Backend, *args: Any, **kwargs: Any) -> Any:
+        self.scans.next_execution()
+        try:
+            return method(self, *args, **kwargs)
+        except duckdb.Error as exc:
+            original = self.scans.error()
+            if original is not None:
+                raise original from exc
+            raise
+
+    return run
+
+
+for _name in _EXECUTIONS:
+    setattr(_Backend, _name, _surfacing(_name))
+
+
+def _nullable(name: str) -> ibis.Schema:
+    """The ibis schema of table ``name`` with every column nullable, as DuckDB scans a dataset (a declared
+    ``NOT NULL`` would make ibis's batch readers refuse DuckDB's batches)."""
+    return ibis.Schema.from_pyarrow(pa.schema([f.with_nullable(True) for f in SCHEMAS[name]]))
+
+
+class LazyTables:
+    """The lazy tables of one engine's store, read through ``fetch`` (see the module docstring).
+
+    ``whole_rows``: the store answers whole rows anyway, so every scan fetches every column (and one fetch
+    serves all the scans of a table in one execution). When the start-up check
+    (:func:`~tams_analytics.engines.remote.selfcheck.check`) fails, tables are memtables of a whole read.
+    """
+
+    def __init__(self, fetch: Fetch, *, whole_rows: bool = False, label: str = "remote") -> None:
+        self._fetch = fetch
+        self.whole_rows = whole_rows
+        self.label = label
+        self.pushdown = selfcheck.check()
+        self.con = duckdb.connect(":memory:")
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.backend: Any = _Backend.from_connection(self.con)
+        self.backend.scans = self.scans = ScanCache()
+        self._tables: dict[tuple[str, tuple[Predicate, ...]], ir.Table] = {}
+        self._lock = threading.Lock()
+        self._numbers = itertools.count(1)
+
+    def table(self, name: str, where: Sequence[Predicate] = ()) -> ir.Table:
+        """Table ``name`` (stored or derived), restricted to the rows matching ``where``, as a lazy ibis table."""
+        if name in DERIVED:
+            if where:
+                raise TamsError(f"{name} is derived: filter it with ibis")
+            return DERIVED[name](self.table)
+        if name not in SCHEMAS:
+            raise TamsError(f"unknown table {name!r}; expected one of {sorted(SCHEMAS)}")
+        if not self.pushdown:
+            return ibis.memtable(self._fetch(name, where, SCHEMAS[name].names))
+        key = (name, tuple(where))
+        with self._lock:
+            table = self._tables.get(key)
+            if table is None:
+                view = name if not where else f"{name}_where_{next(self._numbers)}"
+                dataset = PushdownDataset(
+                    name, where, SCHEMAS[name], self._fetch, self.scans, whole_rows=self.whole_rows
+                )
+                self.con.register(view, dataset)
+                table = ops.DatabaseTable(view, schema=_nullable(name), source=self.backend).to_expr()
+                self._tables[key] = table
+        return table
+
+    def close(self) -> None:
+        with self._lock:
+            self._tables.clear()
+        self.con.close()

@@ -1,0 +1,75 @@
+"""Credentials for a TAMS API: anything that yields the headers of a request.
+
+An :data:`Auth` is a callable returning the headers to send (``{"Authorization": ...}``), called before
+every request, so a token source that renews itself (OAuth2 client credentials) plugs in as is; if it also
+has a ``refresh()`` method, the client calls it once after a 401 and tries again. Built in:
+:class:`BearerToken` and :class:`BasicCredentials`. :func:`auth_from` picks credentials from the store URL
+(``tams+https://USER:PASSWORD@host`` for basic, ``tams+https://:TOKEN@host`` for a bearer token) or else
+from the environment (``TAMS_HTTP_TOKEN``, or ``TAMS_HTTP_USERNAME`` and ``TAMS_HTTP_PASSWORD``).
+No credential is ever part of a ``repr``, a message or a log line.
+
+>>> from urllib.parse import urlsplit
+>>> auth_from(urlsplit("tams+https://:s3cret@tams.example"), env={})
+BearerToken(<redacted>)
+>>> auth_from(urlsplit("tams+https://tams.example"), env={"TAMS_HTTP_USERNAME": "ann", "TAMS_HTTP_PASSWORD": "pw"})
+BasicCredentials('ann', <redacted>)
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable, Mapping
+from typing import Final
+from urllib.parse import SplitResult, unquote
+
+__all__ = ["PASSWORD_ENV", "TOKEN_ENV", "USERNAME_ENV", "Auth", "BasicCredentials", "BearerToken", "auth_from"]
+
+TOKEN_ENV: Final = "TAMS_HTTP_TOKEN"
+USERNAME_ENV: Final = "TAMS_HTTP_USERNAME"
+PASSWORD_ENV: Final = "TAMS_HTTP_PASSWORD"
+
+#: the headers to add to a request (called before every request)
+Auth = Callable[[], Mapping[str, str]]
+
+
+class BearerToken:
+    """``Authorization: Bearer <token>``."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self) -> Mapping[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def __repr__(self) -> str:
+        return "BearerToken(<redacted>)"
+
+
+class BasicCredentials:
+    """HTTP basic authentication."""
+
+    def __init__(self, username: str, password: str) -> None:
+        self.username = username
+        self._header = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+    def __call__(self) -> Mapping[str, str]:
+        return {"Authorization": self._header}
+
+    def __repr__(self) -> str:
+        return f"BasicCredentials({self.username!r}, <redacted>)"
+
+
+def auth_from(url: SplitResult, env: Mapping[str, str] | None = None) -> Auth | None:
+    """Credentials in ``url``'s userinfo, else in the environment (``env`` defaults to ``os.environ``)."""
+    env = os.environ if env is None else env
+    if url.password is not None:
+        password = unquote(url.password)
+        if not url.username:
+            return BearerToken(password)
+        return BasicCredentials(unquote(url.username), password)
+    if env.get(TOKEN_ENV):
+        return BearerToken(env[TOKEN_ENV])
+    if env.get(USERNAME_ENV) and env.get(PASSWORD_ENV):
+        return BasicCredentials(env[USERNAME_ENV], env[PASSWORD_ENV])
+    return None
