@@ -51,7 +51,7 @@ def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serving]:
     data = tmp_path_factory.mktemp("held") / "data"
     data.mkdir()
     store = data / "tams.duckdb"
-    with ta.connect(f"duckdb:///{store}") as cat:
+    with ta.connect(f"duckdb:///{store}", create=True) as cat:
         build_demo(cat, 200, programmes=1, progress=False)
     port = free_port()
     command = [sys.executable, "-m", "tams_analytics.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -138,3 +139,42 @@ def test_async_clients_get_tokens_without_blocking(creds: ClientCredentials, ser
 def test_incomplete_settings_are_refused() -> None:
     with pytest.raises(OAuthError):
         ClientCredentials("", "id", "secret")
+
+
+def test_the_tams_http_engine_signs_in_with_client_credentials(
+    idp: IdentityProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``connect("tams+http://...")`` with ``TAMS_OAUTH_*`` set reads a JWT-protected server with the tokens
+    it fetches, and renews a token the server refuses."""
+    from tams_analytics.catalog import connect
+    from tams_analytics.engines.tams_http.auth import OAuthBearer
+    from tests.fixtures.live_tams import ServedCatalog
+    from tests.server.conftest import video_flow
+
+    idp.clients["analyst"] = Client(SECRET, ("read",))
+    store = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
+    flow = video_flow()
+    store.put_flow(flow)
+    served = ServedCatalog(store, tmp_path / "data", auth="jwt", jwt_issuer=idp.issuer, jwt_audience=AUDIENCE)
+    served.start()
+    try:
+        with pytest.raises(Exception, match="401"):
+            connect(f"tams+{served.url}").rows("flows")
+        for name, value in {
+            "TAMS_OAUTH_TOKEN_URL": idp.issuer + "/token",
+            "TAMS_OAUTH_CLIENT_ID": "analyst",
+            "TAMS_OAUTH_CLIENT_SECRET": SECRET,
+            "TAMS_OAUTH_SCOPE": "tams-api/read",
+        }.items():
+            monkeypatch.setenv(name, value)
+        remote = connect(f"tams+{served.url}")
+        assert remote.rows("flows", columns=["id"]).column("id").to_pylist() == [flow["id"]]
+        auth = remote.engine.client.auth  # type: ignore[attr-defined]
+        assert isinstance(auth, OAuthBearer) and auth.credentials.fetches == 1
+        auth.credentials._token = type(auth.credentials._token)("not-a-valid-token", time.monotonic() + 60)
+        assert remote.rows("flows", columns=["id"]).num_rows == 1
+        assert auth.credentials.fetches == 2, "the refused token was renewed once"
+        assert SECRET not in repr(auth)
+    finally:
+        served.stop()
+        store.close()

@@ -5,7 +5,9 @@ every request, so a token source that renews itself (OAuth2 client credentials) 
 has a ``refresh()`` method, the client calls it once after a 401 and tries again. Built in:
 :class:`BearerToken` and :class:`BasicCredentials`. :func:`auth_from` picks credentials from the store URL
 (``tams+https://USER:PASSWORD@host`` for basic, ``tams+https://:TOKEN@host`` for a bearer token) or else
-from the environment (``TAMS_HTTP_TOKEN``, or ``TAMS_HTTP_USERNAME`` and ``TAMS_HTTP_PASSWORD``).
+from the environment (``TAMS_HTTP_TOKEN``; ``TAMS_HTTP_USERNAME`` and ``TAMS_HTTP_PASSWORD``; or OAuth2
+client credentials, ``TAMS_OAUTH_TOKEN_URL`` with ``TAMS_OAUTH_CLIENT_ID`` and ``TAMS_OAUTH_CLIENT_SECRET``:
+see :mod:`tams_analytics.oauth`).
 No credential is ever part of a ``repr``, a message or a log line.
 
 >>> from urllib.parse import urlsplit
@@ -20,10 +22,19 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Callable, Mapping
-from typing import Final
+from typing import Any, Final
 from urllib.parse import SplitResult, unquote
 
-__all__ = ["PASSWORD_ENV", "TOKEN_ENV", "USERNAME_ENV", "Auth", "BasicCredentials", "BearerToken", "auth_from"]
+__all__ = [
+    "PASSWORD_ENV",
+    "TOKEN_ENV",
+    "USERNAME_ENV",
+    "Auth",
+    "BasicCredentials",
+    "BearerToken",
+    "OAuthBearer",
+    "auth_from",
+]
 
 TOKEN_ENV: Final = "TAMS_HTTP_TOKEN"
 USERNAME_ENV: Final = "TAMS_HTTP_USERNAME"
@@ -60,6 +71,23 @@ class BasicCredentials:
         return f"BasicCredentials({self.username!r}, <redacted>)"
 
 
+class OAuthBearer:
+    """Bearer tokens from an OAuth2 token endpoint (:class:`tams_analytics.oauth.ClientCredentials`): fetched
+    when needed, renewed before they expire, and renewed at once when the server answers 401."""
+
+    def __init__(self, credentials: Any) -> None:
+        self.credentials = credentials
+
+    def __call__(self) -> Mapping[str, str]:
+        return {"Authorization": f"Bearer {self.credentials.token()}"}
+
+    def refresh(self) -> None:
+        self.credentials.token(renew=True)
+
+    def __repr__(self) -> str:
+        return f"OAuthBearer({self.credentials!r})"
+
+
 def auth_from(url: SplitResult, env: Mapping[str, str] | None = None) -> Auth | None:
     """Credentials in ``url``'s userinfo, else in the environment (``env`` defaults to ``os.environ``)."""
     env = os.environ if env is None else env
@@ -72,4 +100,8 @@ def auth_from(url: SplitResult, env: Mapping[str, str] | None = None) -> Auth | 
         return BearerToken(env[TOKEN_ENV])
     if env.get(USERNAME_ENV) and env.get(PASSWORD_ENV):
         return BasicCredentials(env[USERNAME_ENV], env[PASSWORD_ENV])
+    if env.get("TAMS_OAUTH_TOKEN_URL"):
+        from tams_analytics.oauth import ClientCredentials
+
+        return OAuthBearer(ClientCredentials.from_env(env))
     return None
