@@ -210,7 +210,8 @@ def _open(args: argparse.Namespace, settings: Any) -> tuple[Any, Any]:
         # the one line below says what failed
         for handler in logging.getLogger().handlers:
             handler.setLevel(max(handler.level, logging.WARNING))
-        logging.getLogger("backoff").setLevel(logging.CRITICAL)
+        # (the backoff package sets its logger's level when first imported: keep it quiet another way)
+        logging.getLogger("backoff").disabled = True
     try:
         catalog = connect(settings.store_url, create=True)
     except Exception as exc:  # drivers raise their own errors (duckdb's held lock, requests', the SDK's)

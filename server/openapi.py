@@ -7,7 +7,8 @@ examples) and takes the spec's summary, description, parameters (``accept_get_ur
 ``verbose_storage``, ``tag.{name}``, ...), request body and responses; the spec's relative ``$ref``s become
 ``#/components/schemas/<name>`` and its examples are inlined. Error responses carry the ``error.json`` schema
 the server sends; FastAPI's 422 (never sent: bad input is a 400) is dropped. What the routes add to an
-operation and the spec does not have (``security``, for one) is kept.
+operation and the spec does not have (``security``, for one) is kept. Operations the spec does not have (this
+server's extensions, such as HLS playlists) are kept as generated and marked ``x-tams-analytics-extension``.
 
 The Swagger UI and ReDoc assets come from the ``fastapi-offline`` package and are served from ``/docs/assets``;
 the two pages carry a Content-Security-Policy that lets them load nothing from elsewhere (ReDoc's bundle would
@@ -30,9 +31,11 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-__all__ = ["ASSETS_URL", "SPEC_DIR", "install", "official_spec", "openapi_document"]
+__all__ = ["ASSETS_URL", "EXTENSION", "SPEC_DIR", "install", "official_spec", "openapi_document"]
 
 SPEC_DIR: Final = Path(__file__).parent / "spec"
+#: the mark of an operation this server adds to the TAMS API (HLS playlists)
+EXTENSION: Final = "x-tams-analytics-extension"
 ASSETS_URL: Final = "/docs/assets"
 _METHODS: Final = ("get", "put", "post", "delete", "patch", "head", "options")
 _SCHEMA_REF: Final = re.compile(r"^(?:\./)?(?:schemas/)?([\w.-]+)\.json$")
@@ -131,8 +134,9 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     for path, item in generated.get("paths", {}).items():
         for method, op in item.items():
             match = official.get(op.get("operationId", ""))
-            if match is None:  # an operation of this server only: as generated
-                paths.setdefault(path, {})[method] = _with_error_bodies(_without_422(op), method)
+            if match is None:  # an operation of this server only: as generated, and marked so
+                extension = _without_422(op) | {EXTENSION: True}
+                paths.setdefault(path, {})[method] = _with_error_bodies(extension, method)
                 continue
             spec_path, spec_method, spec_op = match
             merged = {k: v for k, v in op.items() if k not in _FROM_SPEC} | spec_op

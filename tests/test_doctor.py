@@ -16,7 +16,7 @@ from tams_analytics.cli.__main__ import main
 @pytest.fixture
 def store(tmp_path: Path) -> str:
     url = f"duckdb:///{tmp_path / 'tams.duckdb'}"
-    connect(url).close()  # a store as the server creates it
+    connect(url, create=True).close()  # a store as the server creates it
     return url
 
 

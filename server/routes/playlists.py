@@ -41,7 +41,9 @@ async def get_playlist(
     settings: SettingsDep,
     timerange: str | None = None,
 ) -> Response:
-    """The flow's HLS playlist over ``timerange`` (default: all of it; open-ended on a live flow: live)."""
+    """An HLS playlist (RFC 8216) of the flow's segments over timerange: all of them by default; an open-ended
+    range on a live flow lists its newest segments. A multi flow answers a master playlist of its members.
+    An extension of this server, not part of the TAMS API."""
     check_uuid(flow_id, "flow id")
     tr = parse_timerange(timerange) or TimeRange.eternity()
     options = UrlOptions.from_request(request, settings.presign_get_s)

@@ -46,9 +46,9 @@ def run(args: argparse.Namespace) -> int:
         if args.server:
             source: Any = ServerMedia.from_env(args.server)
         else:
-            catalog = open_catalog(args.store)
             if not args.storage:
                 raise UsageError("--store needs --storage local:DIR or s3://BUCKET[/PREFIX] to read objects from")
+            catalog = open_catalog(args.store)
             source = store_media(
                 catalog,
                 args.storage,

@@ -37,6 +37,8 @@ SAMPLES: dict[str, Any] = {
     "timerange": _WINDOW,
     "covered_by": _WINDOW,
 }
+#: values for a filter that means something else on one entity
+ENTITY_SAMPLES: dict[tuple[str, str], Any] = {("flows", "status"): ["ingesting", "closed_complete"]}
 #: tag and collection filters (the catalog turns them into subqueries)
 SUBQUERY_FILTERS: tuple[dict[str, Any], ...] = (
     {"tags": {"genre": "news"}},
@@ -64,7 +66,7 @@ def shapes() -> Iterator[Shape]:
     """The shapes, named for a report."""
     for entity, names in F.FILTERS.items():
         for name in names:
-            value = SAMPLES.get(name, _ID)
+            value = ENTITY_SAMPLES.get((entity, name), SAMPLES.get(name, _ID))
             yield Shape(f"{entity} by {name}", entity, tuple(F.build(entity, **{name: value})))
     for entity in ("sources", "flows"):
         for filters in SUBQUERY_FILTERS:

@@ -10,6 +10,7 @@ import av
 import httpx
 import pytest
 
+from tams_analytics.catalog import connect
 from tams_analytics.cli.__main__ import main
 from tams_analytics.exceptions import TamsError
 from tams_analytics.media.download import DownloadError, download
@@ -71,6 +72,9 @@ def test_missing_and_damaged_objects_are_named_and_nothing_is_written(
 def test_download_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = f"duckdb:///{tmp_path / 'x.duckdb'}"
     out = str(tmp_path / "o.ts")
+    assert main(["download", "--store", store, "--storage", f"local:{tmp_path}", "--flow", "f", "--out", out]) == 2
+    assert "no DuckDB store" in capsys.readouterr().err, "a read path makes no store"
+    connect(store, create=True).close()
     assert main(["download", "--store", store, "--flow", "f", "--out", out]) == 2
     assert "--store needs --storage" in capsys.readouterr().err
     args = ["download", "--store", store, "--storage", f"local:{tmp_path}", "--flow", "f", "--out", out]

@@ -62,9 +62,17 @@ def test_an_unreachable_store(tmp_path: Path) -> None:
     with socket.socket() as closed:  # a port nothing listens on
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    code, stderr = serve(tmp_path, "--store", f"trino://analyst@127.0.0.1:{port}/vast/tams")
-    # the user name is left out, as any credentials would be
-    assert_one_line(code, stderr, f"the store trino://127.0.0.1:{port}/vast/tams does not answer", "refused")
+    code, stderr = serve(
+        tmp_path, "--store", f"vast://key:s3cret@127.0.0.1:{port}/tams-bucket/tams?retries=1&timeout=2"
+    )
+    # the credentials are left out
+    assert_one_line(code, stderr, f"vast://127.0.0.1:{port}/tams-bucket/tams", "refused")
+    assert "s3cret" not in stderr
+
+
+def test_a_read_only_store_cannot_be_served(tmp_path: Path) -> None:
+    code, stderr = serve(tmp_path, "--store", "trino://analyst@127.0.0.1:8080/vast/tams")
+    assert_one_line(code, stderr, "trino://127.0.0.1:8080/vast/tams", "read-only")
 
 
 @pytest.fixture

@@ -1,6 +1,9 @@
 """Where a VAST DB store lives: the ``vast://`` URL and its credentials.
 
-``vast://[ACCESS:SECRET@]HOST[:PORT]/BUCKET/SCHEMA[?https=true&ssl_verify=false]``
+``vast://[ACCESS:SECRET@]HOST[:PORT]/BUCKET/SCHEMA[?https=true&ssl_verify=false&timeout=S&retries=N]``
+
+``timeout`` (seconds per request) and ``retries`` (attempts of a request the SDK may retry) default to the
+SDK's own (it retries a refused connection for about a minute).
 
 Credentials come from the URL's userinfo or, when it has none, from ``TAMS_VAST_ACCESS_KEY`` and
 ``TAMS_VAST_SECRET_KEY``. The endpoint is plain HTTP unless the URL asks for ``https=true``, or
@@ -18,7 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 from urllib.parse import SplitResult, parse_qs, unquote
 
 from tams_analytics.exceptions import TamsError
@@ -42,6 +45,8 @@ class VastConfig:
     access_key: str = field(repr=False)
     secret_key: str = field(repr=False)
     ssl_verify: bool = field(default=True, repr=False)
+    timeout_s: float | None = field(default=None, repr=False)
+    retries: int | None = field(default=None, repr=False)
 
 
 def _flag(query: Mapping[str, list[str]], name: str, default: bool) -> bool:
@@ -86,4 +91,19 @@ def parse_url(url: SplitResult, env: Mapping[str, str] | None = None) -> VastCon
         access_key=access,
         secret_key=secret,
         ssl_verify=_flag(query, "ssl_verify", True),
+        timeout_s=_number(query, "timeout", float),
+        retries=_number(query, "retries", int),
     )
+
+
+def _number(query: Mapping[str, list[str]], name: str, kind: type[float] | type[int]) -> Any:
+    values = query.get(name)
+    if not values:
+        return None
+    try:
+        value = kind(values[-1])
+    except ValueError:
+        raise TamsError(f"{name} in the VAST store URL must be a number, not {values[-1]!r}") from None
+    if value <= 0:
+        raise TamsError(f"{name} in the VAST store URL must be above 0, not {values[-1]!r}")
+    return value

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -90,6 +91,8 @@ class VastStore:
 
         self.config = config
         self.stats_ttl_s = stats_ttl_s
+        timeout = config.timeout_s if timeout is None else timeout
+        retries = config.retries if retries is None else retries
         backoff = None if retries is None else BackoffConfig(max_tries=max(1, retries), max_time=timeout or 60.0)
         try:
             self.session = vastdb.connect(
@@ -101,7 +104,7 @@ class VastStore:
                 backoff_config=backoff,
             )
         except Exception as exc:  # the SDK raises requests, backoff and its own errors here
-            raise TamsError(f"cannot open the VAST DB at {config.endpoint}: {type(exc).__name__}: {exc}") from exc
+            raise TamsError(f"cannot open the VAST DB at {config.endpoint}: {_reason(exc)}") from exc
         self._meta: dict[str, tuple[Any, float]] = {}
         self._meta_lock = threading.Lock()
         logger.info("connected to VAST DB %s, store %s/%s", config.endpoint, config.bucket, config.schema)
@@ -205,3 +208,16 @@ class VastStore:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.session.api.__exit__(None, None, None)
+
+
+_OS_ERROR = re.compile(r"\[Errno -?\d+\] ([^\"'()\]]+)")
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in a few words: the operating system's reason when there is one (the SDK's connection
+    errors nest it deep in a dict of exception reprs), else the exception's type and first 200 characters."""
+    text = str(exc)
+    found = _OS_ERROR.search(text)
+    if found:
+        return found.group(1).strip().lower()
+    return f"{type(exc).__name__}: {' '.join(text.split())[:200]}"
