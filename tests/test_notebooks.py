@@ -78,5 +78,5 @@ def test_runs_without_errors(
     if path.name.startswith("04_"):
         assert "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING" in text.upper()
     if path.name.startswith("05_"):
-        assert "Catalog(engine='tams+http')" in text and "from 1 request(s)" in text
+        assert "Catalog(engine='tams+http'" in text and "from 1 request(s)" in text
         assert len(images) >= 2 and "skipped unreferenced_object" in text and "UnsupportedError" in text

@@ -98,4 +98,4 @@ def held_store(tmp_path: Path) -> Iterator[Path]:
 
 def test_a_store_another_process_holds(tmp_path: Path, held_store: Path) -> None:
     code, stderr = serve(tmp_path / "data", "--store", f"duckdb:///{held_store}")
-    assert_one_line(code, stderr, "cannot open the store", "lock")
+    assert_one_line(code, stderr, "cannot open the store", "in use by another process")

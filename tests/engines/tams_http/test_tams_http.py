@@ -134,8 +134,11 @@ def test_flows_are_listed_concurrently_within_the_bound(served_demo: ServedDemo)
 
 
 def test_a_servers_error_json_surfaces(http: Catalog) -> None:
-    with pytest.raises(TamsError, match=r"GET .*/flows answered HTTP 400: BadRequest: .*format"):
-        http.flows(format="urn:x-nmos:format:nonsense").count().execute()
+    with pytest.raises(TamsError, match="format='urn:x-nmos:format:nonsense' is not a TAMS format"):
+        http.flows(format="urn:x-nmos:format:nonsense").count().execute()  # refused before any request
+    client = http.engine.client  # type: ignore[attr-defined]
+    with pytest.raises(TamsError, match=r"GET .*/flows answered HTTP 400: BadRequest: .*limit"):
+        client.document("/flows", {"limit": "many"})
 
 
 def test_an_object_is_one_request_and_one_not_referenced_is_absent(requests: ServedDemo, http: Catalog) -> None:

@@ -62,7 +62,7 @@ class Recording(ReferenceStore):
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Catalog, Catalog, Recording]]:
     """The demo on DuckDB, the same rows on VAST over the recording store, and that store."""
     path: Path = tmp_path_factory.mktemp("lazy") / "demo.duckdb"
-    duck = connect(f"duckdb:///{path}")
+    duck = connect(f"duckdb:///{path}", create=True)
     build_demo(duck, SEGMENTS, progress=False)
     store = Recording()
     vast = Catalog(Engine(REFERENCE_URL, store=store))
