@@ -47,11 +47,16 @@ class Params(list[Any]):
             except (pa.ArrowException, TypeError, ValueError):  # mixed types: a list parameter
                 array = None
             if array is not None and array.null_count == 0:
-                name = f"_tams_values_{len(self.tables)}"
-                self.tables[name] = pa.table({"v": array})
-                return f'SELECT v FROM "{name}"'
+                return self.bind_table(array)
         self.append(list(values))
         return "SELECT unnest(?)"
+
+    def bind_table(self, values: pa.Array) -> str:
+        """The SQL of a subquery giving ``values`` (non-null), bound as a table."""
+        assert self.tables is not None, "this engine binds no tables"
+        name = f"_tams_values_{len(self.tables)}"
+        self.tables[name] = pa.table({"v": values})
+        return f'SELECT v FROM "{name}"'
 
 
 def quote(identifier: str) -> str:

@@ -163,16 +163,10 @@ class Engine(BaseEngine):
         return int(row[0]) if row else 0
 
     def count_in(self, name: str, column: str, values: pa.Array, chunk: int = 10_000) -> int:
-        """A semi-join against the registered array: one query however many values."""
-        cur = self._cursor()
-        view = f"_tams_values_{threading.get_ident()}"
-        cur.register(view, pa.table({"v": values}))
-        try:
-            row = cur.execute(f'SELECT count(*) FROM "{name}" WHERE "{column}" IN (SELECT v FROM "{view}")').fetchall()[
-                0
-            ]
-        finally:
-            cur.unregister(view)
+        """A semi-join against the values bound as a table: one query however many values."""
+        params = Params(tables=True)
+        sql = f"SELECT count(*) FROM {quote(name)} WHERE {quote(column)} IN ({params.bind_table(values)})"
+        row = _run(self._cursor(), sql, params, lambda r: r.fetchall())[0]
         return int(row[0]) if row else 0
 
     # -- writes ------------------------------------------------------------------------------------------
