@@ -23,6 +23,16 @@ def _sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _scenarios(text: str) -> tuple[str, ...]:
+    from benchmarks.suite import SCENARIOS
+
+    chosen = tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+    unknown = [x for x in chosen if x not in SCENARIOS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"--only takes some of {', '.join(SCENARIOS)}, not {text!r}")
+    return chosen
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("bench", help="benchmarks: stores of 100k, 1M and 10M segments, queries, HTTP, ingest")
     p.add_argument("--quick", action="store_true", help="100k and 1M segments only, shorter runs (< 5 min)")
@@ -38,6 +48,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--live-seconds", type=float, default=None, help="live ingest: seconds (default 15, --quick 8)")
     p.add_argument(
         "--page-flows", type=_sizes, default=None, help="lengths of the flows paged (default 100000,1000000,10000000)"
+    )
+    p.add_argument(
+        "--only",
+        type=_scenarios,
+        default=None,
+        metavar="LIST",
+        help="run only these scenarios (comma-separated: query, http, live, pages); the others' metrics are left out",
     )
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     p.set_defaults(run=run)
@@ -59,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         changes["http_seconds"] = args.seconds
     if args.ingest_batches:
         changes["ingest_batches"] = args.ingest_batches
-    for name in ("live_flows", "live_preload", "live_seconds", "page_flows"):
+    for name in ("live_flows", "live_preload", "live_seconds", "page_flows", "only"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     config = suite.BenchConfig.quick(**changes) if args.quick else suite.BenchConfig.full(**changes)

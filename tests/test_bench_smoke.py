@@ -76,3 +76,14 @@ def test_targets_are_judged_in_their_direction() -> None:
 def test_doctests(module: object) -> None:
     failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
     assert tried > 0 and failures == 0
+
+
+def test_only_the_chosen_scenarios_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    args = ["bench", "--only", "pages", "--page-flows", "1000,3000", "--repeat", "1", "--json", str(out)]
+    assert main(args) == 0
+    assert list(json.loads(out.read_text())) == ["page_growth_100k_to_10m", "page_p99_ms"]
+    assert "building a demo store" not in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--only", "pages,nonsense"])
+    assert exit_.value.code == 2

@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import SplitResult
 
 import duckdb
@@ -24,7 +24,7 @@ from tams_analytics.engines.base import Capabilities, Change, OrderBy, StoredTab
 from tams_analytics.engines.base import Engine as BaseEngine
 from tams_analytics.engines.duckdb.held import explain_held_store
 from tams_analytics.engines.ibis_query import DERIVED, declared_schema
-from tams_analytics.engines.sql import quote, select_sql, where_sql
+from tams_analytics.engines.sql import Params, quote, select_sql, where_sql
 from tams_analytics.exceptions import TamsError
 from tams_analytics.predicates import Predicate
 from tams_analytics.schema import SCHEMAS, SORT_KEYS
@@ -161,27 +161,21 @@ class Engine(BaseEngine):
         order_by: OrderBy = (),
         limit: int | None = None,
     ) -> pa.Table:
-        params: list[Any] = []
+        params = Params(tables=True)
         sql = select_sql(name, where, params, columns=columns, order_by=order_by, limit=limit)
-        return self._cursor().execute(sql, params).fetch_arrow_table()
+        return _run(self._cursor(), sql, params, lambda r: r.fetch_arrow_table())
 
     def count(self, name: str, where: Sequence[Predicate] = ()) -> int:
-        params: list[Any] = []
+        params = Params(tables=True)
         sql = f"SELECT count(*) FROM {quote(name)}" + where_sql(where, params)
-        row = self._cursor().execute(sql, params).fetchall()[0]
+        row = _run(self._cursor(), sql, params, lambda r: r.fetchall())[0]
         return int(row[0]) if row else 0
 
     def count_in(self, name: str, column: str, values: pa.Array, chunk: int = 10_000) -> int:
-        """A semi-join against the registered array: one query however many values."""
-        cur = self._cursor()
-        view = f"_tams_values_{threading.get_ident()}"
-        cur.register(view, pa.table({"v": values}))
-        try:
-            row = cur.execute(f'SELECT count(*) FROM "{name}" WHERE "{column}" IN (SELECT v FROM "{view}")').fetchall()[
-                0
-            ]
-        finally:
-            cur.unregister(view)
+        """A semi-join against the values bound as a table: one query however many values."""
+        params = Params(tables=True)
+        sql = f"SELECT count(*) FROM {quote(name)} WHERE {quote(column)} IN ({params.bind_table(values)})"
+        row = _run(self._cursor(), sql, params, lambda r: r.fetchall())[0]
         return int(row[0]) if row else 0
 
     # -- writes ------------------------------------------------------------------------------------------
@@ -232,22 +226,23 @@ class Engine(BaseEngine):
                 self._writer.from_arrow(rows).insert_into(name)
 
     def delete(self, name: str, where: Sequence[Predicate]) -> int:
-        params: list[Any] = []
+        params = Params(tables=True)
         sql = f"DELETE FROM {quote(name)}" + where_sql(where, params)
         with self.transaction():
             self._writing(Change(name, where=tuple(where)))
-            row = self._writer.execute(sql, params).fetchall()[0]
+            row = _run(self._writer, sql, params, lambda r: r.fetchall())[0]
         return int(row[0]) if row else 0
 
     def update(self, name: str, where: Sequence[Predicate], values: dict[str, Any]) -> int:
         if not values:
             return 0
-        params: list[Any] = list(values.values())
+        params = Params(tables=True)
+        params.extend(values.values())
         sets = ", ".join(f"{quote(c)} = ?" for c in values)
         sql = f"UPDATE {quote(name)} SET {sets}" + where_sql(where, params)
         with self.transaction():
             self._writing(Change(name, where=tuple(where), values=dict(values)))
-            row = self._writer.execute(sql, params).fetchall()[0]
+            row = _run(self._writer, sql, params, lambda r: r.fetchall())[0]
         return int(row[0]) if row else 0
 
     def create_tables(self) -> None:
@@ -292,6 +287,22 @@ class Engine(BaseEngine):
                 cur.close()
         with contextlib.suppress(Exception):
             self._con.close()
+
+
+T = TypeVar("T")
+
+
+def _run(cursor: duckdb.DuckDBPyConnection, sql: str, params: Params, fetch: Callable[[Any], T]) -> T:
+    """Execute ``sql`` on ``cursor`` with its bound values and tables, and fetch the result (the tables stay
+    registered on the cursor until it is fetched)."""
+    tables = params.tables or {}
+    for table_name, table in tables.items():
+        cursor.register(table_name, table)
+    try:
+        return fetch(cursor.execute(sql, list(params)))
+    finally:
+        for table_name in tables:
+            cursor.unregister(table_name)
 
 
 def _conform(name: str, rows: pa.Table) -> pa.Table:
