@@ -1,4 +1,5 @@
-"""``tams-analytics bench``: query, serving and ingest cost against the targets and the old approach.
+"""``tams-analytics bench``: query, serving and ingest cost against the targets and the old approach
+(and, with ``--peer postgres``, OpenTAMS's PERF scenarios side by side with PostgreSQL).
 
 The measurements live in this package (see ``benchmarks/README.md``); this module only parses options
 and prints. It is a command of the ``tams-analytics`` CLI that this package adds (entry point group
@@ -54,9 +55,24 @@ def add_parser(sub: Any) -> None:
         type=_scenarios,
         default=None,
         metavar="LIST",
-        help="run only these scenarios (comma-separated: query, http, live, pages); the others' metrics are left out",
+        help="run only these scenarios (comma-separated: query, http, live, pages, peer; peer needs --peer postgres); "
+        "the others' metrics are left out",
     )
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument(
+        "--peer",
+        choices=["postgres"],
+        default=None,
+        help="also run OpenTAMS's PERF-01..06 side by side with PostgreSQL 15 (a throwaway cluster; skipped with "
+        "the reason when PostgreSQL is not installed)",
+    )
+    p.add_argument(
+        "--peer-size",
+        choices=["full", "quick", "smoke"],
+        default=None,
+        help="peer scenarios: full (default), quick (fewer repetitions; the default with --quick) or smoke "
+        "(a 2k-segment store and a few calls: checks the code paths, not the speed)",
+    )
     p.set_defaults(run=run)
 
 
@@ -79,6 +95,15 @@ def run(args: argparse.Namespace) -> int:
     for name in ("live_flows", "live_preload", "live_seconds", "page_flows", "only"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
+    if args.only and "peer" in args.only and not args.peer:
+        print("bench: --only peer needs --peer postgres", file=sys.stderr)
+        return 2
+    if args.peer:
+        from benchmarks.perf_scenarios import PeerConfig
+
+        size = args.peer_size or ("quick" if args.quick else "full")
+        changes["peer"] = args.peer
+        changes["peer_config"] = {"full": PeerConfig, "quick": PeerConfig.quick, "smoke": PeerConfig.tiny}[size]()
     config = suite.BenchConfig.quick(**changes) if args.quick else suite.BenchConfig.full(**changes)
     report = suite.run(config, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(suite.format_report(report))

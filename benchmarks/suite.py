@@ -17,12 +17,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from benchmarks import live_ingest, pages, query, rest
 from benchmarks.live import STORAGE_ID, LiveServer
 from benchmarks.measure import ratio
+from benchmarks.peer_report import format_peer, peer_json
+from benchmarks.peer_report import missed as peer_missed
+from benchmarks.perf_scenarios import PeerConfig, PeerResult, run_peer
 from benchmarks.stores import Store, add_long_flow, build_store
+from benchmarks.text_table import text_table
 
 KEYS: Final = (
     "query_vs_raw_duckdb",
@@ -93,6 +97,9 @@ class BenchConfig:
     work_dir: Path | None = None
     #: the scenarios to run (:data:`SCENARIOS`); the metrics of the others are left out
     only: tuple[str, ...] = ()
+    #: ``"postgres"``: also run OpenTAMS's PERF-01…06 side by side with PostgreSQL (``perf_scenarios.py``)
+    peer: str | None = None
+    peer_config: PeerConfig = field(default_factory=PeerConfig)
 
     @classmethod
     def full(cls, **changes: object) -> BenchConfig:
@@ -103,7 +110,7 @@ class BenchConfig:
         """100k and 1M only, shorter runs: under five minutes on a 2-core machine."""
         base = cls(sizes=(100_000, 1_000_000), repeat=21, slow_repeat=2, http_repeat=3, http_seconds=2.0)
         base = replace(base, live_preload=2_000, live_seconds=8.0, page_flows=(10_000, 100_000, 1_000_000))
-        return replace(base, ingest_batches=20, **changes)  # type: ignore[arg-type]
+        return replace(base, ingest_batches=20, peer_config=PeerConfig.quick(), **changes)  # type: ignore[arg-type]
 
     @property
     def serve_size(self) -> int:
@@ -120,12 +127,20 @@ class Report:
     details: list[str] = field(default_factory=list)
     machine: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: the PostgreSQL peer benchmark, when it was asked for
+    peer: PeerResult | None = None
 
-    def json(self) -> dict[str, float]:
-        return {k: self.metrics[k] for k in KEYS if k in self.metrics}
+    def json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: self.metrics[k] for k in KEYS if k in self.metrics}
+        if self.peer is not None:
+            out["peer"] = peer_json(self.peer)
+        return out
 
     def missed(self) -> list[str]:
-        return [k for k in KEYS if k in self.metrics and met(k, self.metrics[k]) is False]
+        out = [k for k in KEYS if k in self.metrics and met(k, self.metrics[k]) is False]
+        if self.peer is not None:
+            out += [f"peer: {m}" for m in peer_missed(self.peer)]
+        return out
 
 
 def met(key: str, value: float) -> bool | None:
@@ -179,6 +194,7 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "duckdb": duckdb.__version__,
         "os": f"{platform.system()} {platform.release()}",
+        "load_start": _load(),
     }
 
 
@@ -205,12 +221,25 @@ def _run(config: BenchConfig, work: Path, progress: Callable[[str], None]) -> Re
         _live(config, report, work / "live", progress)
     if "pages" in chosen:
         _pages(config, report, work / "pages.duckdb", progress)
+    if config.peer and "peer" in chosen:
+        (work / "peer").mkdir(exist_ok=True)
+        report.peer = run_peer(config.peer_config, work / "peer", progress)
+    report.machine["load_end"] = _load()
     return report
 
 
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages (the machine is shared: absolute times move with it)."""
+    try:
+        return "/".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
 #: the scenarios of a run: the one-hour query on demo stores, the HTTP server on one of them (pages, bulk
-#: ingest, a long listing), live ingest, and pages of long flows on a store grown by interleaved ingest
-SCENARIOS: tuple[str, ...] = ("query", "http", "live", "pages")
+#: ingest, a long listing), live ingest, pages of long flows on a store grown by interleaved ingest, and
+#: (with ``--peer postgres`` only) OpenTAMS's PERF scenarios against PostgreSQL
+SCENARIOS: tuple[str, ...] = ("query", "http", "live", "pages", "peer")
 
 
 def _stores(config: BenchConfig, report: Report, work: Path, progress: Callable[[str], None], chosen: set[str]) -> None:
@@ -412,23 +441,24 @@ def format_table(report: Report) -> str:
                 "-" if ok is None else "yes" if ok else "NO",
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = [
-        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-        for r in rows
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return text_table(rows)
 
 
 def format_report(report: Report) -> str:
     m = report.machine
     head = (
         f"machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('ram')} RAM; Python {m.get('python')}, "
-        f"DuckDB {m.get('duckdb')}; {m.get('os')}"
+        f"DuckDB {m.get('duckdb')}; {m.get('os')}; load average (1/5/15 min) {m.get('load_start')} at the start, "
+        f"{m.get('load_end')} at the end"
     )
-    return "\n".join([head, *report.details, f"total {report.seconds:.0f} s", "", format_table(report)])
+    parts = [head, *report.details, f"total {report.seconds:.0f} s"]
+    if report.metrics:
+        parts += ["", format_table(report)]
+    if report.peer is not None:
+        parts += ["", format_peer(report.peer)]
+    return "\n".join(parts)
 
 
 def write_json(report: Report, path: Path) -> None:
+    """The metrics as JSON: :data:`KEYS` (those measured), plus ``peer`` with ``--peer``."""
     path.write_text(json.dumps(report.json(), indent=2) + "\n")
