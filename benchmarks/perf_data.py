@@ -117,7 +117,7 @@ def generate(main_segments: int, other_flows: int, other_segments: int) -> PeerD
 def load_library(path: Path, data: PeerData) -> None:
     """A fresh DuckDB store at ``path`` holding ``data``, through the vectorised bulk loader."""
     remove_store(path)
-    with connect(f"duckdb:///{path}") as catalog:
+    with connect(f"duckdb:///{path}", create=True) as catalog:
         for flow in data.flows:
             catalog.put_flow(flow.doc())
             if flow.segments:
