@@ -39,7 +39,8 @@ from server.workers.gc import claim_collectable_objects
 from tams_analytics import TimeRange
 from tams_analytics import filters as F
 from tams_analytics import predicates as P
-from tams_analytics.catalog import Catalog, flows_with_content, segment_page_where
+from tams_analytics.catalog import Catalog, flows_with_content, registration, segment_page_where
+from tams_analytics.catalog.conflicts import Attempt
 from tams_analytics.demo import build_demo
 from tams_analytics.engines.base import Capabilities, OrderBy
 from tams_analytics.engines.duckdb import Engine as DuckDBEngine
@@ -363,6 +364,11 @@ def exercise_catalog(cat: Catalog) -> None:
             {"object_id": ids[2], "timerange": f"[{base}:500000000_{base + 3}:0)"},
         ],
     )
+    # refused whole: the flow's claim is put back; a retry after an uncertain commit finds its own segment stored
+    cat.add_segments(fid, [{"object_id": "clash", "timerange": f"[{base}:0_{base + 3}:0)"}])
+    again = registration.Registration.of(fid, [{"object_id": ids[0], "timerange": f"[{base}:0_{base + 1}:0)"}])
+    with cat.transaction():
+        assert registration._apply(cat, [again], Attempt(2, after_uncertain_commit=True))[0].accepted == [0]
     cat.delete_segments(fid, f"[{base}:0_{base + 2}:0)", limit=1)
     cat.delete_segments(fid, f"[{base}:0_{base + 2}:0)", object_id=ids[1])
     cat.delete_segments(fid, "[1700000000:0_1700000020:0)")
