@@ -18,7 +18,9 @@ from tams_analytics.schema import FLOWS
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
 
-__all__ = ["check_writable", "claim_flows",
+__all__ = [
+    "check_writable",
+    "claim_flows",
     "pending_flow_deletions",
     "refuse_if_being_deleted",
     "restore_flows",
