@@ -397,7 +397,7 @@ def exercise_catalog(cat: Catalog) -> None:
     records.save_webhook(cat, {"id": "wh-1", "url": "https://example.com/hook2"}, keep_secret=True)
     records.webhook_docs(cat, cat.rows("webhooks").to_pylist())
     records.get_webhook(cat, "wh-1", with_secret=True)
-    records.subscribed_event_types(cat)
+    records.active_webhooks(cat)
     records.set_webhook_status(cat, "wh-1", "started", only_from=["created"])
     records.delete_webhook(cat, "wh-1")
     request = records.create_delete_request(cat, fid, "_", delete_flow=False, expiry=now)
