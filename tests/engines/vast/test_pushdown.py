@@ -34,7 +34,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from vastdb import util
 
-from server import records
+from server import outbox, records
+from server.events import Event
+from server.leases import Leases
 from server.workers.gc import claim_collectable_objects
 from tams_analytics import TimeRange
 from tams_analytics import filters as F
@@ -407,6 +409,19 @@ def exercise_catalog(cat: Catalog) -> None:
     records.purge_delete_requests(cat, now + dt.timedelta(days=1))
     cat.delete_flow(members[0]) if members else None
     cat.delete_flow(fid, force=True)
+    # the server's leases and webhook outbox
+    leases = Leases(cat, "replica-1", 30)
+    leases.claim("job")
+    leases.holder_of("job")
+    leases.release("job")
+    leases.claim("job")
+    leases.release("job", forget=True)
+    outbox.write(cat, [(Event("flows/deleted", {"flow_id": fid}, flow_id=fid), ["wh-2"])])
+    waiting = outbox.due(cat, outbox.webhooks_with_events(cat)[0])
+    outbox.attempt_failed(cat, waiting[0]["id"], 1, now, "the receiver answered HTTP 503")
+    outbox.delivered(cat, waiting[0]["id"])
+    outbox.discard(cat, ["wh-2"])
+    outbox.depth(cat)
 
 
 def query_sites() -> set[str]:
@@ -415,7 +430,7 @@ def query_sites() -> set[str]:
     engine_calls = {"query", "records", "count", "count_in", "delete", "update"}
     found = set()
     paths = [*(ROOT / "tams_analytics" / "catalog").glob("*.py"), ROOT / "server" / "records.py"]
-    paths.append(ROOT / "server" / "workers" / "gc.py")
+    paths += [ROOT / "server" / "workers" / "gc.py", ROOT / "server" / "leases.py", ROOT / "server" / "outbox.py"]
     for path in sorted(paths):
         tree = ast.parse(path.read_text())
         for fn in ast.walk(tree):
@@ -425,9 +440,12 @@ def query_sites() -> set[str]:
                 if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                     continue
                 target, attr = node.func.value, node.func.attr
-                direct = attr in {"rows", "records", "row", "exists", "count"} and isinstance(target, ast.Name)
+                direct = attr in {"rows", "records", "row", "exists", "count"} and (
+                    (isinstance(target, ast.Name) and target.id in ("self", "catalog"))
+                    or (isinstance(target, ast.Attribute) and target.attr == "catalog")
+                )
                 via_engine = attr in engine_calls and isinstance(target, ast.Attribute) and target.attr == "engine"
-                if (direct and target.id in ("self", "catalog")) or via_engine:  # type: ignore[union-attr]
+                if direct or via_engine:
                     found.add(f"{path.relative_to(ROOT)}::{fn.name}")
                     break
     return found
