@@ -10,11 +10,12 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from server import errors, observability, openapi, records
+from server import errors, observability, openapi, outbox, publish, records
 from server.auth import Authorizer
 from server.config import Settings
 from server.deps import Stores
 from server.events import EventBus
+from server.leases import Leases, replica_name
 from server.routes import (
     delete_requests,
     flows,
@@ -115,7 +116,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         app.state.catalog = catalog or connect(settings.store_url, create=True)
-        app.state.events.subscriptions = lambda: records.subscribed_event_types(app.state.catalog)
+        app.state.catalog.retry_policy = settings.retry_policy()
+        sole = app.state.catalog.engine.capabilities.sole_writer
+        holder = settings.replica_id or replica_name()
+        app.state.leases = Leases(app.state.catalog, holder, settings.lease_s, sole_writer=sole)
+        wire_events(app)
         observability.instrument_catalog(app.state.catalog)
         app.state.catalog.group_commit.on_batch = observability.observe_batch
         if settings.read_cache_rows and app.state.catalog.cache_reads(settings.read_cache_config()):
@@ -160,6 +165,19 @@ def create_app(
     observability.install(app)
     openapi.install(app)
     return app
+
+
+def wire_events(app: FastAPI) -> None:
+    """Webhook events go to the store's outbox: routed to the active webhooks (their filters, and their
+    owners' access with auth classes on), segment registrations' in their batch's transaction."""
+    bus: EventBus = app.state.events
+    catalog: Catalog = app.state.catalog
+    auth_classes = app.state.settings.auth_classes
+    bus.webhooks = lambda: records.active_webhooks(catalog)
+    bus.accepts = lambda webhook, event: outbox.accepts(webhook, event, auth_classes=auth_classes)
+    bus.sink = lambda routed: outbox.write(catalog, routed)
+    if bus.enabled:
+        catalog.on_segments_stored = publish.segments_added(app)
 
 
 class RedactAccessTokens(logging.Filter):

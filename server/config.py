@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tams_analytics.cache import CacheConfig
+from tams_analytics.catalog.conflicts import RetryPolicy
 from tams_analytics.storage.base import DEFAULT_STORAGE_ID
 
 #: JWT signature algorithms with a public verification key (``none`` and ``HS*`` are never accepted)
@@ -111,8 +112,24 @@ class Settings(BaseSettings):
     #: allow webhook URLs on loopback/private addresses (tests, single-machine setups)
     webhooks_allow_private: bool = False
     webhook_timeout_s: float = 5.0
-    webhook_max_attempts: int = Field(5, ge=1)
+    #: attempts to deliver one event before the webhook goes to ``error`` (the outbox keeps them across
+    #: restarts; with the default back-off, 10 attempts span about three minutes)
+    webhook_max_attempts: int = Field(10, ge=1)
     webhook_retry_base_s: float = 0.5
+
+    #: several replicas on one shared store (VAST): a write refused because another replica wrote the same
+    #: rows first is tried this many times in all, after jittered pauses growing from ``write_retry_base_s``
+    #: up to ``write_retry_max_s``; then the request answers 503 with ``Retry-After``
+    write_retry_attempts: int = Field(12, ge=1)
+    write_retry_base_s: float = Field(0.005, ge=0)
+    write_retry_max_s: float = Field(0.25, ge=0)
+    #: background work (flow delete requests, webhook deliveries, object collection) is claimed for this
+    #: long and renewed while it runs: a replica that dies leaves its work to the others after at most this
+    lease_s: float = Field(30, ge=1)
+    #: this process's name in leases (default: host name, process id and a random suffix)
+    replica_id: str | None = None
+    #: seconds between looks for webhook events other replicas wrote, or whose retry is due
+    webhook_poll_s: float = Field(1.0, gt=0)
 
     #: ``/metrics`` asks the API's credentials (``same``) or none (``none``); /health and /ready are open
     metrics_auth: Literal["same", "none"] = "same"
@@ -163,6 +180,9 @@ class Settings(BaseSettings):
                 f"accepted are {', '.join(ASYMMETRIC_ALGORITHMS)} (never none, never HMAC with a public key)"
             )
         return algorithms
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.write_retry_attempts, self.write_retry_base_s, self.write_retry_max_s)
 
     def read_cache_config(self) -> CacheConfig:
         return CacheConfig(

@@ -11,7 +11,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tams_analytics.exceptions import ConflictError, NotFoundError, ReadOnlyError, TamsError, UnsupportedError
+from tams_analytics.exceptions import (
+    ConflictError,
+    NotFoundError,
+    ReadOnlyError,
+    TamsError,
+    TransientStoreError,
+    UnsupportedError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +56,7 @@ _TYPES = {
     405: "MethodNotAllowed",
     413: "PayloadTooLarge",
     500: "InternalServerError",
+    503: "ServiceUnavailable",
 }
 
 
@@ -73,8 +81,12 @@ STATUS_OF: dict[type[TamsError], int] = {
     ReadOnlyError: 403,
     ConflictError: 400,
     UnsupportedError: 400,
+    # the store stayed busy with other replicas' writes (retried already): the client may try again
+    TransientStoreError: 503,
     TamsError: 400,
 }
+#: seconds a client is asked to wait before retrying a 503
+RETRY_AFTER_S = 1
 
 
 def status_of(exc: TamsError) -> int:
@@ -93,7 +105,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(TamsError)
     async def _tams_error(request: Request, exc: TamsError) -> Response:
-        return error_response(status_of(exc), str(exc), type(exc).__name__, head=request.method == "HEAD")
+        status = status_of(exc)
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+        return error_response(status, str(exc), type(exc).__name__, headers, head=request.method == "HEAD")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

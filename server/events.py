@@ -1,18 +1,20 @@
-"""Webhook events: routes publish, a background worker filters and delivers (``server.workers.events``).
+"""Webhook events: routes publish, the outbox keeps them, a background worker delivers (``server.workers.events``).
 
-Publishing never blocks a request: events go onto a thread-safe queue. Each event carries what the
-webhook filters need (flow id, source id, collected_by sets) besides its body, so the worker does not
-look anything up again.
+:meth:`EventBus.publish` routes each event to the active webhooks that want it (their event list and
+filters, and with auth classes on, their owner's access: :attr:`EventBus.accepts`) and hands the pairs to
+its :attr:`~EventBus.sink`, which writes them to the store's outbox (:mod:`server.outbox`), in the caller's
+transaction when there is one. Each event carries what the webhook filters need (flow id, source id,
+collected_by sets, auth classes) besides its body, captured when it happens, so nothing is looked up again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import queue
+import json
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 EVENT_TYPES: Final = (
@@ -45,57 +47,120 @@ class Event:
     segment_rows: list[dict[str, Any]] = field(default_factory=list)
     timestamp: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
+    def to_json(self) -> str:
+        """The event as JSON text (what the outbox stores); :meth:`from_json` reads it back."""
+        return json.dumps(asdict(self), separators=(",", ":"), default=_json_default)
+
+    @classmethod
+    def from_json(cls, text: str) -> Event:
+        doc = json.loads(text)
+        doc["timestamp"] = dt.datetime.fromisoformat(doc["timestamp"])
+        return cls(**doc)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def matches(webhook: Mapping[str, Any], event: Event) -> bool:
+    """Whether ``event`` passes the webhook's event list and every filter it sets (ADR 0026)."""
+    if event.type not in webhook.get("events", ()):
+        return False
+    flow_event = event.type.startswith("flows/")
+    if flow_event and webhook.get("flow_ids") is not None and event.flow_id not in webhook["flow_ids"]:
+        return False
+    if webhook.get("source_ids") is not None and event.source_id not in webhook["source_ids"]:
+        return False
+    wanted = webhook.get("flow_collected_by_ids")
+    if flow_event and wanted is not None and not _collected(event.flow_collected_by, wanted):
+        return False
+    wanted = webhook.get("source_collected_by_ids")
+    return wanted is None or _collected(event.source_collected_by, wanted)
+
+
+def _collected(collected_by: Sequence[str], wanted: Sequence[str]) -> bool:
+    """Collected by one of ``wanted``; an empty ``wanted`` asks for items nobody collects."""
+    if not wanted:
+        return not collected_by
+    return not set(collected_by).isdisjoint(wanted)
+
+
+#: ``(event, ids of the webhooks it goes to)``
+Routed = list[tuple[Event, list[str]]]
+
 
 class EventBus:
-    """A thread-safe queue of events; ``enabled`` is False when the service offers no webhooks.
+    """Routes events to the webhooks that want them and hands them to :attr:`sink`; ``enabled`` is False
+    when the service offers no webhooks.
 
-    :meth:`wants` tells publishers whether any webhook subscribes to an event type, so that events
-    nobody listens to cost nothing (no documents looked up, nothing queued). It asks ``subscriptions``
-    (the event types of the active webhooks) at most every :attr:`REFRESH_S` seconds, and at once after
-    :meth:`subscriptions_changed` (a webhook written through this process).
+    :meth:`wants` tells publishers whether any active webhook subscribes to an event type, so that events
+    nobody listens to cost nothing (no documents looked up, nothing written). The active webhooks come
+    from :attr:`webhooks`, asked at most every :attr:`REFRESH_S` seconds and at once after
+    :meth:`subscriptions_changed` (a webhook written through this process). :attr:`wakeup` is set after
+    events were handed over, for the delivery worker.
     """
 
-    #: how long the event types subscribed to are trusted (webhooks written by another process sharing
-    #: the store are seen after at most this long)
+    #: how long the active webhooks are trusted (webhooks written by another process sharing the store are
+    #: seen after at most this long)
     REFRESH_S: Final = 2.0
 
     def __init__(
         self,
         enabled: bool = True,
-        subscriptions: Callable[[], frozenset[str]] | None = None,
+        webhooks: Callable[[], Sequence[Mapping[str, Any]]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.enabled = enabled
-        self.queue: queue.Queue[Event] = queue.Queue()
-        self.subscriptions = subscriptions
+        #: the active webhooks' documents (without secrets)
+        self.webhooks = webhooks
+        #: whether a webhook wants an event (its filters; the server adds its owner's access)
+        self.accepts: Callable[[Mapping[str, Any], Event], bool] = matches
+        #: where routed events go (the outbox); None: nowhere yet (no store)
+        self.sink: Callable[[Routed], None] | None = None
+        self.wakeup = threading.Event()
         self._clock = clock
-        self._known: frozenset[str] = frozenset()
+        self._known: Sequence[Mapping[str, Any]] = ()
         self._known_at: float | None = None
         self._lock = threading.Lock()
 
-    def wants(self, event_type: str) -> bool:
-        """Whether an active webhook subscribes to ``event_type`` (True while nothing is known yet)."""
-        if not self.enabled:
-            return False
-        if self.subscriptions is None:
-            return True
+    def active(self) -> Sequence[Mapping[str, Any]]:
+        """The active webhooks, as last read (read again when stale)."""
+        if self.webhooks is None:
+            return ()
         with self._lock:
             stale = self._known_at is None or self._clock() - self._known_at > self.REFRESH_S
         if stale:
             started = self._clock()
-            known = self.subscriptions()
+            known = list(self.webhooks())
             with self._lock:
                 if self._known_at is None or started > self._known_at:
                     self._known, self._known_at = known, started
-        return event_type in self._known
+        return self._known
+
+    def wants(self, event_type: str) -> bool:
+        """Whether an active webhook subscribes to ``event_type``."""
+        return self.enabled and any(event_type in w.get("events", ()) for w in self.active())
 
     def subscriptions_changed(self) -> None:
-        """A webhook was created, changed or deleted: ask :attr:`subscriptions` again before the next event."""
+        """A webhook was created, changed or deleted: ask :attr:`webhooks` again before the next event."""
         with self._lock:
             self._known_at = None
 
-    def publish(self, event: Event) -> None:
-        if event.type not in EVENT_TYPES:
-            raise ValueError(f"unknown event type {event.type!r}")
-        if self.enabled:
-            self.queue.put(event)
+    def targets(self, event: Event) -> list[str]:
+        """The ids of the active webhooks that want ``event``."""
+        return [str(w["id"]) for w in self.active() if self.accepts(w, event)]
+
+    def publish(self, *events: Event) -> int:
+        """Route ``events`` and hand those some webhook wants to :attr:`sink`; returns how many went."""
+        for event in events:
+            if event.type not in EVENT_TYPES:
+                raise ValueError(f"unknown event type {event.type!r}")
+        if not self.enabled or self.sink is None:
+            return 0
+        routed = [(e, t) for e in events if (t := self.targets(e))]
+        if routed:
+            self.sink(routed)
+            self.wakeup.set()
+        return len(routed)

@@ -1,15 +1,20 @@
-"""Turn catalog changes into webhook events (see :mod:`server.events`).
+"""Turn catalog changes into webhook events (see :mod:`server.events`), written to the outbox.
 
-Nothing is looked up or queued for an event type no active webhook subscribes to
+Nothing is looked up or written for an event type no active webhook subscribes to
 (:meth:`server.events.EventBus.wants`): a live recorder's segment POSTs cost no event work then.
+``flows/segments_added`` events are written in the transaction of the batch of registrations that stored
+the segments (:func:`segments_added`, the catalog's ``on_segments_stored``); the others right after the
+write that caused them, before the request is answered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from fastapi import Request
 
 from server.auth.classes import AUTH_CLASSES_TAG, class_list
@@ -83,11 +88,12 @@ def publish_changes(
         return
     catalog = _catalog(request)
     contexts = dict(contexts or {})
+    events: list[Event] = []
     for sid in changes.sources_created + changes.sources_updated:
         kind = "sources/created" if sid in changes.sources_created else "sources/updated"
         doc = catalog.get_source(sid) if bus.wants(kind) else None
         if doc is not None:
-            bus.publish(
+            events.append(
                 Event(
                     kind,
                     {"source": source_wire(doc)},
@@ -102,7 +108,7 @@ def publish_changes(
         if doc is None:
             continue
         src = catalog.get_source(doc["source_id"]) or {}
-        bus.publish(
+        events.append(
             Event(
                 kind,
                 {"flow": flow_wire(doc)},
@@ -115,7 +121,7 @@ def publish_changes(
         )
     for fid in changes.flows_deleted if bus.wants("flows/deleted") else ():
         ctx = contexts.get(fid)
-        bus.publish(
+        events.append(
             Event(
                 "flows/deleted",
                 {"flow_id": fid},
@@ -128,7 +134,7 @@ def publish_changes(
         )
     for sid in changes.sources_deleted if bus.wants("sources/deleted") else ():
         ctx = next((c for c in contexts.values() if c.source_id == sid), None)
-        bus.publish(
+        events.append(
             Event(
                 "sources/deleted",
                 {"source_id": sid},
@@ -137,26 +143,39 @@ def publish_changes(
                 auth_classes=ctx.source_classes if ctx else [],
             )
         )
+    if events:
+        bus.publish(*events)
 
 
-def publish_segments_added(request: Request | Any, flow_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
-    """``flows/segments_added`` with the stored segment rows (rendered per webhook by the worker)."""
-    bus = _bus(request)
-    if not rows or not bus.wants("flows/segments_added"):
-        return
-    ctx = capture(request, [flow_id], "flows/segments_added").get(flow_id)
-    bus.publish(
-        Event(
-            "flows/segments_added",
-            {"flow_id": flow_id},
-            flow_id=flow_id,
-            source_id=ctx.source_id if ctx else None,
-            flow_collected_by=ctx.flow_collected_by if ctx else [],
-            source_collected_by=ctx.source_collected_by if ctx else [],
-            auth_classes=ctx.flow_classes if ctx else [],
-            segment_rows=[dict(r) for r in rows],
-        )
-    )
+def segments_added(app: Any) -> Callable[[pa.Table], None]:
+    """The catalog's ``on_segments_stored``: one ``flows/segments_added`` per flow of a batch of registered
+    segments (their stored rows, rendered per webhook by the worker), written to the outbox in the batch's
+    transaction when a webhook wants them."""
+
+    def stored(rows: pa.Table) -> None:
+        bus = _bus(app)
+        if not bus.wants("flows/segments_added"):
+            return
+        flows = rows.column("flow_id")
+        events = []
+        for flow_id in pc.unique(flows).to_pylist():
+            mine = rows.filter(pc.equal(flows, flow_id)).drop_columns(["flow_id", "created"]).to_pylist()
+            ctx = capture(app, [flow_id], "flows/segments_added").get(flow_id)
+            events.append(
+                Event(
+                    "flows/segments_added",
+                    {"flow_id": flow_id},
+                    flow_id=flow_id,
+                    source_id=ctx.source_id if ctx else None,
+                    flow_collected_by=ctx.flow_collected_by if ctx else [],
+                    source_collected_by=ctx.source_collected_by if ctx else [],
+                    auth_classes=ctx.flow_classes if ctx else [],
+                    segment_rows=[r | {"flow_id": flow_id} for r in mine],
+                )
+            )
+        bus.publish(*events)
+
+    return stored
 
 
 def publish_segments_deleted(bus: EventBus, ctx: FlowContext | None, flow_id: str, timerange: str) -> None:

@@ -138,10 +138,9 @@ def webhook_docs(
 ACTIVE_WEBHOOKS = ("created", "started")
 
 
-def subscribed_event_types(catalog: Catalog) -> frozenset[str]:
-    """The event types some active webhook subscribes to."""
-    rows = catalog.rows("webhooks", [Term("status", "isin", ACTIVE_WEBHOOKS)], columns=["doc"]).to_pylist()
-    return frozenset(e for r in rows for e in (json.loads(r["doc"]) if r["doc"] else {}).get("events", ()))
+def active_webhooks(catalog: Catalog) -> list[dict[str, Any]]:
+    """The documents (without secrets) of the webhooks that receive events."""
+    return webhook_docs(catalog, catalog.rows("webhooks", [Term("status", "isin", ACTIVE_WEBHOOKS)]).to_pylist())
 
 
 def get_webhook(catalog: Catalog, webhook_id: str, *, with_secret: bool = False) -> dict[str, Any] | None:
@@ -225,7 +224,11 @@ def purge_delete_requests(catalog: Catalog, expired_before: Any) -> int:
     )
 
 
+#: statuses of a delete request still to be carried out
+UNFINISHED_DELETES = ("created", "started")
+
+
 def unfinished_delete_requests(catalog: Catalog) -> list[dict[str, Any]]:
     return catalog.rows(
-        "delete_requests", [Term("status", "isin", ("created", "started"))], order_by=[("created", False)]
+        "delete_requests", [Term("status", "isin", UNFINISHED_DELETES)], order_by=[("created", False)]
     ).to_pylist()

@@ -25,3 +25,20 @@ class ReadOnlyError(TamsError):
 
 class UnsupportedError(TamsError):
     """The engine or configuration does not support the requested operation."""
+
+
+class TransientStoreError(TamsError):
+    """The store refused, or could not confirm, a write that may well succeed if tried again (HTTP 503).
+
+    Raised by engines whose store other processes write too (VAST): the catalog retries the write a
+    bounded number of times (:mod:`tams_analytics.catalog.conflicts`) before letting it escape.
+    """
+
+
+class WriteConflict(TransientStoreError):
+    """A concurrent transaction changed a row this one changed, and committed first: this transaction was
+    rolled back, none of its writes applied."""
+
+
+class CommitUncertain(TransientStoreError):
+    """The commit failed in a way that does not say whether the store applied it (e.g. its answer was lost)."""

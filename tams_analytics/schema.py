@@ -202,6 +202,36 @@ PROFILES: Final = pa.schema(
 
 SERVICE: Final = pa.schema([pa.field("key", pa.string(), nullable=False), pa.field("value", pa.string())])
 
+#: who does a piece of background work (a flow delete request, a webhook's deliveries, object collection) until
+#: when: several server processes sharing a store claim work here (``server.leases``)
+LEASES: Final = pa.schema(
+    [
+        pa.field("name", pa.string(), nullable=False),
+        # the server process holding it (null: free), and until when; a lease past ``expires`` is free
+        ("holder", pa.string()),
+        ("expires", TS),
+        ("acquired", TS),
+    ]
+)
+
+#: the webhook outbox: one row per event to deliver to one webhook, written with the change that causes it
+#: and deleted once delivered (``server.outbox``)
+WEBHOOK_EVENTS: Final = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("webhook_id", pa.string(), nullable=False),
+        pa.field("event_type", pa.string(), nullable=False),
+        # delivery order per webhook: (created, seq); seq orders the events one write produced
+        ("created", TS),
+        ("seq", pa.int64()),
+        # JSON text: the event body and what its rendering and the webhook filters need
+        ("event", pa.string()),
+        ("attempts", pa.int64()),
+        ("next_attempt", TS),
+        ("last_error", pa.string()),
+    ]
+)
+
 #: Table name -> schema. The order is creation order.
 SCHEMAS: Final[dict[str, pa.Schema]] = {
     "sources": SOURCES,
@@ -216,6 +246,8 @@ SCHEMAS: Final[dict[str, pa.Schema]] = {
     "storage_backends": STORAGE_BACKENDS,
     "profiles": PROFILES,
     "service": SERVICE,
+    "leases": LEASES,
+    "webhook_events": WEBHOOK_EVENTS,
 }
 TABLES: Final = tuple(SCHEMAS)
 
@@ -233,6 +265,8 @@ PRIMARY_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "storage_backends": ("id",),
     "profiles": ("id",),
     "service": ("key",),
+    "leases": ("name",),
+    "webhook_events": ("id",),
 }
 
 #: Physical sort/clustering order per table: engines that can (VAST sorting keys, DuckDB rewrites) keep

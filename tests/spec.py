@@ -62,3 +62,30 @@ def assert_valid_list(body: Any, item_schema: str) -> None:
     assert isinstance(body, list), f"expected a JSON array, got {type(body).__name__}"
     for item in body:
         assert_valid(item, item_schema)
+
+
+@functools.cache
+def _notification_validator(event_type: str, openapi: str, root: str) -> Draft202012Validator:
+    """The validator of the official callback body for ``event_type`` (the OpenAPI file's ``webhooks:``), its
+    ``$ref: schemas/<name>.json`` resolved to the JSON schemas under ``root``."""
+    import yaml
+
+    spec = yaml.safe_load(Path(openapi).read_text())
+    schema = spec["webhooks"][event_type]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    resources = []
+    for p in Path(root).glob("*.json"):
+        resource = Resource.from_contents(json.loads(p.read_text()), default_specification=DRAFT202012)
+        resources += [(p.name, resource), (f"schemas/{p.name}", resource)]
+    return Draft202012Validator(schema, registry=Registry().with_resources(resources))
+
+
+def assert_valid_notification(body: Any) -> None:
+    """Fail unless ``body`` is a webhook notification valid against the official callback schema of its
+    ``event_type`` (the spec's OpenAPI file, else the copy the server vendors)."""
+    openapi = spec_dir() / "api" / "TimeAddressableMediaStore.yaml"
+    if not openapi.is_file():
+        openapi = VENDORED_SCHEMAS / "TimeAddressableMediaStore.yaml"
+    assert isinstance(body, dict) and isinstance(body.get("event_type"), str), f"not a notification: {body!r}"
+    validator = _notification_validator(body["event_type"], str(openapi), str(schemas_dir()))
+    error = best_match(validator.iter_errors(body))
+    assert error is None, f"{body['event_type']}: {error.message} at {'/'.join(map(str, error.absolute_path))}"

@@ -10,7 +10,8 @@ Names: ``tams_http_requests_total`` / ``tams_http_request_duration_seconds`` {me
 ``tams_catalog_operation_seconds`` {operation}; ``tams_store_statement_seconds`` {statement, table};
 ``tams_group_commit_batch_size``; ``tams_read_cache_hits_total`` / ``tams_read_cache_misses_total`` /
 ``tams_read_cache_entries`` {cache}; ``tams_webhook_queue_depth``; ``tams_delete_requests_unfinished``;
-``tams_gc_runs_total``, ``tams_gc_objects_collected_total``; and the client's ``process_*`` metrics.
+``tams_gc_runs_total``, ``tams_gc_objects_collected_total``; ``tams_write_retries_total`` {reason},
+``tams_write_retries_given_up_total``; and the client's ``process_*`` metrics.
 """
 
 from __future__ import annotations
@@ -200,26 +201,40 @@ class AppCollector(Collector):
                 misses.add_metric([name], cache.misses)
                 entries.add_metric([name], len(cache))
         yield from (hits, misses, entries)
-        events = getattr(state, "events", None)
-        if events is not None:
-            yield GaugeMetricFamily(
-                "tams_webhook_queue_depth", "Webhook events waiting for delivery", value=events.queue.qsize()
-            )
-        if catalog is not None:
-            yield GaugeMetricFamily(
-                "tams_delete_requests_unfinished",
-                "Flow delete requests created or started and not yet done",
-                value=_unfinished_delete_requests(catalog),
-            )
+        if catalog is None:
+            return
+        yield GaugeMetricFamily(
+            "tams_webhook_queue_depth",
+            "Webhook events waiting for delivery in the outbox (all replicas')",
+            value=_count(catalog, "webhook events", "webhook_events"),
+        )
+        yield GaugeMetricFamily(
+            "tams_delete_requests_unfinished",
+            "Flow delete requests created or started and not yet done",
+            value=_count(catalog, "unfinished delete requests", "delete_requests", ("created", "started")),
+        )
+        stats = catalog.retry_stats
+        retries = CounterMetricFamily(
+            "tams_write_retries",
+            "Writes tried again because another replica wrote the same rows first (conflict) or a commit's "
+            "outcome was unknown (uncertain)",
+            labels=["reason"],
+        )
+        retries.add_metric(["conflict"], stats.conflicts)
+        retries.add_metric(["uncertain"], stats.uncertain)
+        yield retries
+        yield CounterMetricFamily(
+            "tams_write_retries_given_up", "Writes refused after every retry (answered 503)", value=stats.given_up
+        )
 
 
-def _unfinished_delete_requests(catalog: Catalog) -> float:
+def _count(catalog: Catalog, what: str, table: str, statuses: tuple[str, ...] = ()) -> float:
     from tams_analytics.predicates import Term
 
     try:
-        return catalog.count("delete_requests", [Term("status", "isin", ("created", "started"))])
+        return catalog.count(table, [Term("status", "isin", statuses)] if statuses else [])
     except Exception:  # a scrape must answer even when the store does not; /ready says why
-        logger.warning("metrics: counting unfinished delete requests failed", exc_info=True)
+        logger.warning("metrics: counting %s failed", what, exc_info=True)
         return float("nan")
 
 

@@ -19,7 +19,6 @@ from server.conversion.urls import UrlOptions
 from server.deps import CatalogDep, SettingsDep, Stores, StoresDep
 from server.errors import bad_request, error_body
 from server.paging import Page, clamp_limit, decode_key, encode_key
-from server.publish import publish_segments_added
 from server.routes._common import check_uuid, get_and_head, json_body, json_response, parse_bool, parse_timerange
 from server.validation import check, errors
 from tams_analytics.catalog import Catalog, Failure, segment_page_where
@@ -155,8 +154,8 @@ async def _register(
 ) -> list[Failure]:
     """Validate and store ``items``; return the failures (indices into ``items``) in request order.
 
-    The registration joins the catalog's next group commit (no thread waits for it); events are
-    published afterwards, and only when a webhook wants them.
+    The registration joins the catalog's next group commit (no thread waits for it), whose transaction
+    also writes the ``flows/segments_added`` events webhooks want (``server.publish.segments_added``).
     """
     if len(items) <= _INLINE_ITEMS:
         prepared = _prepare(stores, flow_id, items, checked)
@@ -167,8 +166,7 @@ async def _register(
     for f in result.failed:
         failures.append(Failure(positions[f.index], f.object_id, f.timerange, f.reason))
     if result.accepted and request.app.state.events.wants("flows/segments_added"):
-        rows = _stored_rows(registration.rows(), result.accepted, flow_id)
-        await run_in_threadpool(publish_segments_added, request, flow_id, rows)
+        request.app.state.events.wakeup.set()  # the events its batch wrote are committed now: deliver them
     return sorted(failures, key=lambda f: f.index)
 
 
@@ -189,16 +187,6 @@ def _prepare(
             failures.append(_failure(i, item, f"segment {why}"))
     registration = Registration.of(flow_id, valid, reserved_labels=stores.labels())
     return registration, positions, failures
-
-
-def _stored_rows(rows: Sequence[Mapping[str, Any]], accepted: Sequence[int], flow_id: str) -> list[dict[str, Any]]:
-    """The accepted segments as ``segments`` rows (for webhook rendering)."""
-    wanted = set(accepted)
-    out = []
-    for r in rows:
-        if r["index"] in wanted:
-            out.append({k: v for k, v in r.items() if k != "index"} | {"flow_id": flow_id})
-    return out
 
 
 def _failure(index: int, item: Any, reason: str) -> Failure:

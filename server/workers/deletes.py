@@ -5,6 +5,12 @@ DELETE may do), earliest first, recording ``timerange_remaining`` after each chu
 resumes where the last run stopped: unfinished requests are picked up at startup. A ``delete_flow``
 request deletes the flow once its segments are gone. Finished requests stay listed for
 :data:`KEEP_FINISHED`, then are forgotten.
+
+Several replicas sharing a store each run this worker: a request is carried out by the one holding its
+lease (``delete-request:<id>``, :mod:`server.leases`), renewed between chunks; a replica that dies mid-way
+leaves it to another once the lease expires, which resumes from ``timerange_remaining``. A chunk the
+store refuses because of concurrent writes is retried (:mod:`tams_analytics.catalog.conflicts`); if it
+stays refused the request is left as it is, for the next pass.
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ from typing import Any
 
 from server import records
 from server.errors import error_body
+from server.leases import Hold, Leases
 from server.publish import capture, publish_changes, publish_segments_deleted
 from server.workers import PeriodicWorker, Stop
-from tams_analytics.catalog import Catalog, utcnow
+from tams_analytics.catalog import Catalog, DeleteResult, utcnow
+from tams_analytics.catalog.conflicts import run_transaction
+from tams_analytics.exceptions import TransientStoreError
 from tams_analytics.predicates import Term
 from tams_analytics.timerange import TimeRange
 
@@ -47,27 +56,46 @@ def start(app: Any) -> Stop:
 
 
 def run_pending(app: Any, stopping: threading.Event | None = None) -> int:
-    """Work every unfinished request (oldest first) and forget expired ones; returns how many finished."""
+    """Work every unfinished request (oldest first) this process can claim, and forget expired ones;
+    returns how many finished."""
     catalog: Catalog = app.state.catalog
-    records.purge_delete_requests(catalog, utcnow())
+    leases: Leases = app.state.leases
+    try:
+        records.purge_delete_requests(catalog, utcnow())
+    except TransientStoreError:
+        pass  # another replica purges at the same moment
     finished = 0
     for row in records.unfinished_delete_requests(catalog):
         if stopping is not None and stopping.is_set():
             break
-        finished += run_request(app, row, stopping)
+        with leases.holding(f"delete-request:{row['id']}") as hold:
+            if hold is None:
+                continue  # another replica carries it out
+            current = records.get_delete_request(catalog, row["id"])  # it may have finished meanwhile
+            if current is None or current["status"] not in records.UNFINISHED_DELETES:
+                hold.finished = True
+                continue
+            hold.finished = run_request(app, current, stopping, hold)
+            finished += hold.finished
     return finished
 
 
-def run_request(app: Any, row: dict[str, Any], stopping: threading.Event | None = None) -> bool:
-    """Carry out one request; False when interrupted by ``stopping`` (it stays ``started``)."""
+def run_request(
+    app: Any, row: dict[str, Any], stopping: threading.Event | None = None, hold: Hold | None = None
+) -> bool:
+    """Carry out one request; False when interrupted by ``stopping``, by the loss of its lease ``hold``, or
+    by a store that stays busy (it stays ``started``, for the next pass)."""
     catalog: Catalog = app.state.catalog
     rid, flow_id = row["id"], row["flow_id"]
-    records.update_delete_request(catalog, rid, status="started")
     try:
-        if not _delete_segments(app, row, stopping):
+        records.update_delete_request(catalog, rid, status="started")
+        if not _delete_segments(app, row, stopping, hold):
             return False
         if row["delete_flow"]:
             _delete_flow(app, row)
+    except TransientStoreError as exc:
+        logger.warning("delete request %s for flow %s: the store stayed busy (%s); it goes on later", rid, flow_id, exc)
+        return False
     except Exception as exc:
         logger.exception("delete request %s for flow %s failed", rid, flow_id)
         error = error_body(type(exc).__name__, f"deletion failed: {exc}")
@@ -80,21 +108,28 @@ def run_request(app: Any, row: dict[str, Any], stopping: threading.Event | None 
     return True
 
 
-def _delete_segments(app: Any, row: dict[str, Any], stopping: threading.Event | None) -> bool:
+def _delete_segments(app: Any, row: dict[str, Any], stopping: threading.Event | None, hold: Hold | None = None) -> bool:
     catalog: Catalog = app.state.catalog
     chunk = max(1, app.state.settings.delete_sync_max_segments)
     flow_id = row["flow_id"]
     remaining = TimeRange.from_str(row["timerange_remaining"] or row["timerange_to_delete"])
     context = capture(app, [flow_id], "flows/segments_deleted").get(flow_id)
     while not remaining.is_empty:
-        if stopping is not None and stopping.is_set():
+        if (stopping is not None and stopping.is_set()) or (hold is not None and not hold.keep()):
             return False
-        with catalog.transaction():  # the check and the chunk, atomically
+
+        def one_chunk(_attempt: object, tr: TimeRange = remaining) -> DeleteResult | None:
+            """The check, the chunk and its event (into the outbox), atomically."""
             if not _same_flow(catalog, row):
-                break  # the flow is gone, and its segments with it (a flow re-created since is not ours)
-            result = catalog.delete_segments(flow_id, remaining, row["object_id"], limit=chunk, force=True)
-        if result.deleted:
-            publish_segments_deleted(app.state.events, context, flow_id, str(result.timerange))
+                return None  # the flow is gone, and its segments with it (a flow re-created since is not ours)
+            result = catalog.delete_segments(flow_id, tr, row["object_id"], limit=chunk, force=True)
+            if result.deleted:
+                publish_segments_deleted(app.state.events, context, flow_id, str(result.timerange))
+            return result
+
+        result = run_transaction(catalog, one_chunk, what="delete request chunk")
+        if result is None:
+            break
         if result.complete or result.timerange.end_ns is None:
             remaining = TimeRange.never()
         else:
@@ -120,9 +155,12 @@ def _delete_flow(app: Any, row: dict[str, Any]) -> None:
     catalog: Catalog = app.state.catalog
     flow_id = row["flow_id"]
     contexts = capture(app, [flow_id], "flows/deleted", "sources/deleted")
-    with catalog.transaction():
+
+    def delete(_attempt: object) -> None:
+        """The check, the deletion and its events (into the outbox), atomically."""
         if not _same_flow(catalog, row):
             return
         changes = catalog.delete_flow(flow_id, force=True)
-    # publish_changes reads only request.app
-    publish_changes(app, changes, contexts)
+        publish_changes(app, changes, contexts)  # it reads only request.app
+
+    run_transaction(catalog, delete, what="flow deletion")

@@ -1,64 +1,64 @@
-"""Webhook delivery: events from ``app.state.events`` are filtered per webhook and POSTed to it.
+"""Webhook delivery: the events waiting in the outbox (:mod:`server.outbox`) are POSTed to their webhooks.
 
-A dispatcher thread takes each event off the bus, finds the webhooks (status ``created`` or
-``started``) that subscribe to its type and whose filters pass, and hands it to that webhook's lane:
-one thread per webhook, so events reach each receiver in order and a slow or failing receiver never
-delays the others, nor any request. A ``flows/segments_added`` event of a large bulk registration
-goes out as notifications of at most :data:`SEGMENTS_PER_NOTIFICATION` segments.
+A poller thread looks for webhooks with waiting events (at once when this process published some, else
+every ``webhook_poll_s``: events other replicas wrote, retries that came due) and starts a lane for each
+webhook whose lease (``webhook:<id>``, :mod:`server.leases`) this process can claim: one thread per
+webhook, delivering its events one at a time in order, so a slow or failing receiver never delays the
+others, nor any request, and no two replicas deliver to one webhook at once. The lane renews the lease as
+it goes and gives it up when the webhook has nothing waiting (or when it stops); a replica that dies
+leaves its webhooks to the others once their leases expire.
+
+An event is deleted from the outbox once its receiver answered 2xx (so a receiver may see one twice, if
+the process died in between: at least once). A failed attempt is recorded on the event (``attempts``,
+``next_attempt``): the retry waits ``webhook_retry_base_s`` doubling (at most :data:`MAX_BACKOFF_S`),
+however many restarts happen in between. The first success moves a ``created`` webhook to ``started``;
+``webhook_max_attempts`` failed attempts of one event set ``error`` with an ``error.json``, and the
+webhook's waiting events are dropped (the service has disabled it; a client re-enables it with
+``created``, for new events). Events of a webhook deleted or disabled meanwhile are dropped too.
 
 With auth classes on (``TAMS_AUTH_CLASSES``), a webhook receives only the events its registering
-principal may read (:func:`server.auth.classes.may_read`, a pure function of the owner's scopes and
-groups kept with the webhook, and the classes the event carries).
+principal may read (decided when the event is published: :func:`server.outbox.accepts`). The URL passes
+the SSRF guard again before every attempt (DNS may have changed since registration) and redirects are not
+followed. ``api_key_value`` goes only into the request header named by ``api_key_name``: it is never
+logged nor part of a body, nor stored with the events.
 
-A delivery is retried with exponential backoff (``webhook_retry_base_s`` doubling,
-``webhook_max_attempts`` in all, each with ``webhook_timeout_s``). The first success moves a
-``created`` webhook to ``started``; exhausting the attempts sets ``error`` with an ``error.json``.
-The URL passes the SSRF guard again before every attempt (DNS may have changed since registration)
-and redirects are not followed. ``api_key_value`` goes only into the request header named by
-``api_key_name``: it is never logged nor part of a body.
-
-Events live in memory: those queued or being retried when the process stops are not delivered later.
-
-``stop()`` stops taking new work, lets lanes deliver what is queued (one attempt each, no retries)
-for a bounded time, then abandons the rest.
+``stop()`` stops taking new work and waits for the attempts under way (at most ``webhook_timeout_s``);
+what is left waits in the outbox for the next start, or another replica.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import datetime as dt
 import json
 import logging
-import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-from server import records
-from server.auth.classes import may_read
-from server.auth.principal import Principal
+from server import outbox, records
 from server.conversion.webhooks import minimal_segments, notification
 from server.errors import error_body
 from server.events import Event
+from server.leases import Hold, Leases
 from server.ssrf import UnsafeUrl, check_url
 from server.workers import Stop
-from tams_analytics.catalog import Catalog
-from tams_analytics.predicates import Term
+from tams_analytics.catalog import Catalog, utcnow
+from tams_analytics.exceptions import TransientStoreError
 
 logger = logging.getLogger(__name__)
 
 #: statuses in which a webhook receives events
 ACTIVE = records.ACTIVE_WEBHOOKS
-#: seconds a lane thread idles before it exits (a new event starts it again)
-LANE_IDLE_S = 30.0
 #: upper bound of one backoff pause, seconds
 MAX_BACKOFF_S = 60.0
-#: a ``flows/segments_added`` event for a larger bulk registration is sent as several notifications
-SEGMENTS_PER_NOTIFICATION = 1000
-_POLL_S = 0.1
+#: events a lane reads at a time
+_BATCH = 100
+#: what one delivery attempt led to
+DELIVERED, RETRY, STOP = "delivered", "retry", "stop"
 
 
 def start(app: Any) -> Stop:
@@ -73,165 +73,121 @@ def start(app: Any) -> Stop:
     return delivery.stop
 
 
-def matches(webhook: Mapping[str, Any], event: Event) -> bool:
-    """Whether ``event`` passes the webhook's event list and every filter it sets (ADR 0026)."""
-    if event.type not in webhook.get("events", ()):
-        return False
-    flow_event = event.type.startswith("flows/")
-    if flow_event and webhook.get("flow_ids") is not None and event.flow_id not in webhook["flow_ids"]:
-        return False
-    if webhook.get("source_ids") is not None and event.source_id not in webhook["source_ids"]:
-        return False
-    wanted = webhook.get("flow_collected_by_ids")
-    if flow_event and wanted is not None and not _collected(event.flow_collected_by, wanted):
-        return False
-    wanted = webhook.get("source_collected_by_ids")
-    return wanted is None or _collected(event.source_collected_by, wanted)
-
-
-def _collected(collected_by: Sequence[str], wanted: Sequence[str]) -> bool:
-    """Collected by one of ``wanted``; an empty ``wanted`` asks for items nobody collects."""
-    if not wanted:
-        return not collected_by
-    return not set(collected_by).isdisjoint(wanted)
-
-
-def split(event: Event) -> list[Event]:
-    """A large ``flows/segments_added`` event as several, in time order, to bound each body's size."""
-    rows = event.segment_rows
-    if event.type != "flows/segments_added" or len(rows) <= SEGMENTS_PER_NOTIFICATION:
-        return [event]
-    n = SEGMENTS_PER_NOTIFICATION
-    return [dataclasses.replace(event, segment_rows=rows[i : i + n]) for i in range(0, len(rows), n)]
+def backoff_s(settings: Any, attempts: int) -> float:
+    """The pause after ``attempts`` failed attempts of one event."""
+    return float(min(settings.webhook_retry_base_s * 2 ** (attempts - 1), MAX_BACKOFF_S))
 
 
 class Delivery:
-    """The dispatcher and the per-webhook lanes of one app."""
+    """The poller and the per-webhook lanes of one app."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.settings = app.state.settings
-        self.closing = threading.Event()
-        self.cancelled = threading.Event()
+        self.stopping = threading.Event()
         self._lanes: dict[str, _Lane] = {}
         self._lock = threading.Lock()
-        self._dispatcher = threading.Thread(target=self._dispatch, name="tams-webhook-dispatch", daemon=True)
+        self._poller = threading.Thread(target=self._poll, name="tams-webhook-poll", daemon=True)
         self._renderer_warned = False
 
     @property
     def catalog(self) -> Catalog:
         return self.app.state.catalog
 
-    def start(self) -> None:
-        self._dispatcher.start()
-
     @property
-    def dispatching(self) -> bool:
-        return self._dispatcher.is_alive()
+    def leases(self) -> Leases:
+        return self.app.state.leases
+
+    def start(self) -> None:
+        self._poller.start()
 
     async def stop(self) -> None:
-        self.closing.set()
+        self.stopping.set()
+        self.app.state.events.wakeup.set()
         await asyncio.to_thread(self._join, self.settings.webhook_timeout_s + 2.0)
 
-    def _join(self, drain_s: float) -> None:
-        deadline = time.monotonic() + drain_s
-        self._dispatcher.join(max(0.0, deadline - time.monotonic()))
+    def _join(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        self._poller.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
             lanes = list(self._lanes.values())
         for lane in lanes:
             lane.thread.join(max(0.0, deadline - time.monotonic()))
-        if self._dispatcher.is_alive() or any(lane.thread.is_alive() for lane in lanes):
-            logger.warning("webhook delivery did not drain within %.1fs; undelivered events dropped", drain_s)
-            self.cancelled.set()
+        if any(lane.thread.is_alive() for lane in lanes):
+            logger.warning("webhook delivery did not stop within %.1fs; its events wait in the outbox", timeout_s)
 
-    # -- dispatch ---------------------------------------------------------------------------------------
-    def _dispatch(self) -> None:
-        bus_queue: queue.Queue[Event] = self.app.state.events.queue
-        while not self.cancelled.is_set():
+    # -- finding work -------------------------------------------------------------------------------------
+    def _poll(self) -> None:
+        wakeup: threading.Event = self.app.state.events.wakeup
+        while not self.stopping.is_set():
+            wakeup.wait(self.settings.webhook_poll_s)
+            wakeup.clear()
+            if self.stopping.is_set():
+                return
             try:
-                event = bus_queue.get(timeout=_POLL_S)
-            except queue.Empty:
-                if self.closing.is_set():
-                    return
-                continue
-            try:
-                self.route(event)
+                self.poll_once()
             except Exception:
-                logger.exception("routing event %s to webhooks failed", event.type)
+                logger.exception("looking for webhook events failed; trying again later")
 
-    def route(self, event: Event) -> None:
-        rows = self.catalog.rows("webhooks", [Term("status", "isin", ACTIVE)]).to_pylist()
-        targets = [w["id"] for w in records.webhook_docs(self.catalog, rows) if self.wants(w, event)]
-        for part in split(event):
-            for webhook_id in targets:
-                self._enqueue(webhook_id, part)
+    def poll_once(self) -> None:
+        """Start a lane for each webhook with waiting events that has none here and whose lease is free."""
+        for webhook_id in outbox.webhooks_with_events(self.catalog):
+            with self._lock:
+                if webhook_id in self._lanes:
+                    continue
+            hold = self.leases.hold(f"webhook:{webhook_id}")
+            if hold is None:
+                continue  # another replica delivers to it
+            lane = _Lane(self, webhook_id, hold)
+            with self._lock:
+                self._lanes[webhook_id] = lane
+            lane.thread.start()
 
-    def wants(self, webhook: Mapping[str, Any], event: Event) -> bool:
-        """The webhook subscribes to ``event`` and, with auth classes on, its owner may read it
-        (decided per event, on the classes the resource has now: AppNote 0016)."""
-        if not matches(webhook, event):
-            return False
-        if not self.settings.auth_classes:
-            return True
-        return may_read(Principal.from_json(webhook.get(records.OWNER_ACCESS)), event)
-
-    def _enqueue(self, webhook_id: str, event: Event) -> None:
+    def _retire(self, lane: _Lane) -> None:
         with self._lock:
-            lane = self._lanes.get(webhook_id)
-            if lane is None:
-                lane = self._lanes[webhook_id] = _Lane(self, webhook_id)
-                lane.thread.start()
-            lane.queue.put(event)
-
-    def _retire(self, lane: _Lane) -> bool:
-        """Remove an idle lane (under the lock, so no event is put into a lane that is exiting)."""
-        with self._lock:
-            if not lane.queue.empty():
-                return False
             self._lanes.pop(lane.webhook_id, None)
-            return True
+        self.leases.release(lane.hold.name)
+        self.app.state.events.wakeup.set()  # events may have arrived while it was finishing
 
-    # -- delivery ---------------------------------------------------------------------------------------
-    def deliver(self, client: httpx.Client, webhook_id: str, event: Event) -> None:
-        """Deliver one event to one webhook, with retries; record ``started`` or ``error``."""
-        attempts = self.settings.webhook_max_attempts
-        body: bytes | None = None
-        problem = ""
-        for attempt in range(1, attempts + 1):
-            webhook = records.get_webhook(self.catalog, webhook_id, with_secret=True)
-            if webhook is None or webhook["status"] not in ACTIVE:
-                return  # deleted or disabled meanwhile
-            try:
-                check_url(webhook["url"], allow_private=self.settings.webhooks_allow_private)
-            except UnsafeUrl as exc:
-                self._fail(webhook_id, event, f"webhook url refused: {exc}")
-                return
-            if body is None:
-                body = json.dumps(self.render(webhook, event), separators=(",", ":")).encode()
-            problem = _post(client, webhook, body)
-            if not problem:
+    # -- delivery -----------------------------------------------------------------------------------------
+    def deliver(self, client: httpx.Client, row: Mapping[str, Any]) -> str:
+        """One attempt to deliver one outbox event: :data:`DELIVERED`, :data:`RETRY` (it failed, and is to be
+        tried again later) or :data:`STOP` (the webhook takes no more events)."""
+        webhook_id = row["webhook_id"]
+        webhook = records.get_webhook(self.catalog, webhook_id, with_secret=True)
+        if webhook is None or webhook["status"] not in ACTIVE:
+            outbox.discard(self.catalog, [webhook_id])  # deleted or disabled meanwhile
+            return STOP
+        event = Event.from_json(row["event"])
+        try:
+            check_url(webhook["url"], allow_private=self.settings.webhooks_allow_private)
+        except UnsafeUrl as exc:
+            self._fail(webhook_id, event, f"webhook url refused: {exc}")
+            return STOP
+        body = json.dumps(self.render(webhook, event), separators=(",", ":")).encode()
+        problem = _post(client, webhook, body)
+        if not problem:
+            outbox.delivered(self.catalog, row["id"])
+            if webhook["status"] == "created":
                 records.set_webhook_status(self.catalog, webhook_id, "started", only_from=("created",))
-                return
-            logger.warning(
-                "webhook %s: delivering %s failed (attempt %d of %d): %s",
-                webhook_id,
-                event.type,
-                attempt,
-                attempts,
-                problem,
-            )
-            if self.closing.is_set():
-                return  # shutting down: no retries, and no error status for an unfinished series
-            if attempt < attempts:
-                pause = min(self.settings.webhook_retry_base_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
-                if self.closing.wait(pause):
-                    return
-        self._fail(webhook_id, event, f"{attempts} attempts to deliver {event.type} failed; the last: {problem}")
+            return DELIVERED
+        attempts = int(row["attempts"] or 0) + 1
+        limit = self.settings.webhook_max_attempts
+        logger.warning(
+            "webhook %s: delivering %s failed (attempt %d of %d): %s", webhook_id, event.type, attempts, limit, problem
+        )
+        if attempts >= limit:
+            self._fail(webhook_id, event, f"{attempts} attempts to deliver {event.type} failed; the last: {problem}")
+            return STOP
+        retry_at = utcnow() + dt.timedelta(seconds=backoff_s(self.settings, attempts))
+        outbox.attempt_failed(self.catalog, row["id"], attempts, retry_at, problem)
+        return RETRY
 
     def _fail(self, webhook_id: str, event: Event, summary: str) -> None:
         logger.error("webhook %s set to error: %s", webhook_id, summary)
         error = error_body("WebhookDeliveryError", summary)
         records.set_webhook_status(self.catalog, webhook_id, "error", error, only_from=ACTIVE)
+        outbox.discard(self.catalog, [webhook_id])
 
     def render(self, webhook: Mapping[str, Any], event: Event) -> dict[str, Any]:
         """The notification for one webhook (``flows/segments_added`` segments follow its URL options)."""
@@ -276,30 +232,43 @@ def _post(client: httpx.Client, webhook: Mapping[str, Any], body: bytes) -> str:
 
 
 class _Lane:
-    """The ordered queue and thread delivering to one webhook."""
+    """The thread delivering one webhook's events in order, while this process holds its lease."""
 
-    def __init__(self, delivery: Delivery, webhook_id: str) -> None:
+    def __init__(self, delivery: Delivery, webhook_id: str, hold: Hold) -> None:
         self.delivery = delivery
         self.webhook_id = webhook_id
-        self.queue: queue.Queue[Event] = queue.Queue()
+        self.hold = hold
         self.thread = threading.Thread(target=self._run, name=f"tams-webhook-{webhook_id[:8]}", daemon=True)
 
     def _run(self) -> None:
         d = self.delivery
-        idle_since = time.monotonic()
-        # no redirects and no proxies from the environment: connect only to the host the SSRF guard checked
-        with httpx.Client(timeout=d.settings.webhook_timeout_s, follow_redirects=False, trust_env=False) as client:
-            while not d.cancelled.is_set():
-                try:
-                    event = self.queue.get(timeout=_POLL_S)
-                except queue.Empty:
-                    idle = time.monotonic() - idle_since
-                    drained = d.closing.is_set() and not d.dispatching  # nothing more can arrive
-                    if (drained or idle > LANE_IDLE_S) and d._retire(self):
-                        return
-                    continue
-                try:
-                    d.deliver(client, self.webhook_id, event)
-                except Exception:
-                    logger.exception("webhook %s: delivery of %s failed", self.webhook_id, event.type)
-                idle_since = time.monotonic()
+        try:
+            # no redirects and no proxies from the environment: connect only to the host the SSRF guard checked
+            with httpx.Client(timeout=d.settings.webhook_timeout_s, follow_redirects=False, trust_env=False) as client:
+                self._deliver_all(client)
+        except Exception:
+            logger.exception("webhook %s: delivery failed; it goes on later", self.webhook_id)
+        finally:
+            d._retire(self)
+
+    def _deliver_all(self, client: httpx.Client) -> None:
+        d = self.delivery
+        while not d.stopping.is_set() and self.hold.keep():
+            try:
+                rows = outbox.due(d.catalog, self.webhook_id, _BATCH)
+            except TransientStoreError:
+                rows = []
+            if not rows:
+                return
+            for row in rows:
+                wait_s = (row["next_attempt"] - utcnow()).total_seconds() if row["next_attempt"] else 0.0
+                if wait_s > 0:  # the first event's retry is not due yet: nothing after it goes first
+                    d.stopping.wait(min(wait_s, self.hold.leases.renew_every_s))
+                    break
+                if d.stopping.is_set() or not self.hold.keep():
+                    return
+                outcome = d.deliver(client, row)
+                if outcome == STOP:
+                    return
+                if outcome == RETRY:
+                    break  # read the event again: its retry waits until next_attempt

@@ -4,6 +4,9 @@ Collectable objects (``catalog.collectable_objects``) are those allocated but ne
 those no segment references any more, for longer than the service's ``min_object_timeout``. The
 catalog forgets them, then their controlled instances are deleted from their storage backends.
 Uncontrolled instances are URLs the service does not own: only their records go.
+
+Several replicas sharing a store take turns: a pass runs only in the replica holding the ``object-gc``
+lease (:mod:`server.leases`), so no two delete the same bytes at once.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 from server.observability.metrics import observe_gc
 from server.workers import PeriodicWorker, Stop
 from tams_analytics.catalog import Catalog, utcnow
+from tams_analytics.catalog.conflicts import run_transaction
 from tams_analytics.catalog.references import collectable_objects, purge_objects
 from tams_analytics.storage.base import StorageError
 
@@ -23,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 #: seconds between collections, unless ``settings.gc_interval_s`` says otherwise
 DEFAULT_INTERVAL_S = 300.0
+#: the lease a replica holds while it collects
+LEASE = "object-gc"
 
 
 def start(app: Any) -> Stop:
@@ -39,13 +45,16 @@ def claim_collectable_objects(catalog: Catalog, older_than: dt.datetime) -> dict
     transaction with the reference check, means bytes are only ever deleted for objects no segment
     references: a segment registered concurrently either keeps its object or finds it gone.
     """
-    with catalog.transaction():
+
+    def claim(_attempt: object) -> dict[str, list[dict[str, Any]]]:
         ids = sorted(set(collectable_objects(catalog, older_than).column("id").to_pylist()))
         if not ids:
             return {}
         instances = catalog.object_instances(ids)
         gone = purge_objects(catalog, ids)
-    return {i: [dict(r) for r in instances.get(i, [])] for i in gone}
+        return {i: [dict(r) for r in instances.get(i, [])] for i in gone}
+
+    return run_transaction(catalog, claim, what="object collection")
 
 
 def collect_once(app: Any, now: dt.datetime | None = None) -> int:
@@ -56,6 +65,13 @@ def collect_once(app: Any, now: dt.datetime | None = None) -> int:
     them), so bytes a segment still points at are never deleted; if a backend then fails to delete,
     the bytes are left behind (logged), never a dangling reference.
     """
+    with app.state.leases.holding(LEASE) as hold:
+        if hold is None:
+            return 0  # another replica collects now
+        return _collect(app, now)
+
+
+def _collect(app: Any, now: dt.datetime | None) -> int:
     catalog: Catalog = app.state.catalog
     cutoff = (now or utcnow()) - dt.timedelta(seconds=app.state.settings.min_object_timeout_s)
     claimed = claim_collectable_objects(catalog, cutoff)

@@ -28,6 +28,7 @@ from tams_analytics import display
 from tams_analytics import filters as F
 from tams_analytics import predicates as P
 from tams_analytics.catalog import backends, deletion, documents, flows, objects, references, registration
+from tams_analytics.catalog.conflicts import RetryPolicy, RetryStats
 from tams_analytics.catalog.group_commit import GroupCommit
 from tams_analytics.catalog.results import AddResult, Changes, DeleteResult, Failure
 from tams_analytics.catalog.tags import Tags, get_tags
@@ -69,9 +70,14 @@ class Catalog:
 
     #: where media objects are read from (:meth:`attach_storage`); None: only uncontrolled URLs
     media: MediaSource | None = None
+    #: how writes refused because of concurrent writers are retried (:mod:`~tams_analytics.catalog.conflicts`)
+    retry_policy: RetryPolicy = RetryPolicy()
+    #: called with each batch of registered segment rows, in its transaction (the server's webhook outbox)
+    on_segments_stored: Callable[[pa.Table], None] | None = None
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.retry_stats = RetryStats()
         #: concurrent segment registrations, applied in batches (see :mod:`~tams_analytics.catalog.group_commit`)
         self.group_commit: GroupCommit[registration.Registration, AddResult] = GroupCommit(
             lambda requests: registration.register_batch(self, requests)

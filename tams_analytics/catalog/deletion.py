@@ -8,6 +8,7 @@ import numpy as np
 
 from tams_analytics import predicates as P
 from tams_analytics.catalog import references
+from tams_analytics.catalog.conflicts import transactional
 from tams_analytics.catalog.flows import drop_source_if_orphan
 from tams_analytics.catalog.guards import writable_flow
 from tams_analytics.catalog.results import Changes, DeleteResult
@@ -32,6 +33,7 @@ def covered_segments(flow_id: str, timerange: TimeRange | str = "_", object_id: 
     return where
 
 
+@transactional("segment deletion")
 def delete_segments(
     catalog: Catalog,
     flow_id: str,
@@ -71,6 +73,7 @@ def delete_segments(
     return DeleteResult(gone.num_rows, hull, complete)
 
 
+@transactional("flow deletion")
 def delete_flow(catalog: Catalog, flow_id: str, *, force: bool = False) -> Changes:
     """Delete a flow with its segments, tags and collection entries; its source goes with its last flow.
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from tams_analytics.catalog import tags as T
+from tams_analytics.catalog.conflicts import transactional
 from tams_analytics.catalog.guards import pending_flow_deletions, refuse_if_being_deleted, writable_flow
 from tams_analytics.catalog.results import Changes
 from tams_analytics.clock import utcnow
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 
+@transactional("flow PUT")
 def put_flow(catalog: Catalog, flow: Mapping[str, Any], *, principal: str | None = None) -> tuple[bool, Changes]:
     """Create or wholly replace a flow; returns ``(created, changes)``.
 
@@ -112,6 +114,7 @@ def _write_collection(catalog: Catalog, flow_id: str, items: Sequence[Mapping[st
         catalog.engine.insert("collections", pa.Table.from_pylist(rows))
 
 
+@transactional("flow collection update")
 def set_flow_collection(
     catalog: Catalog, flow_id: str, items: Sequence[Mapping[str, Any]] | None, *, principal: str | None = None
 ) -> Changes:
@@ -133,6 +136,7 @@ def _touch_flow(catalog: Catalog, flow_id: str, principal: str | None = None, **
     catalog.engine.update("flows", [Term("id", "==", flow_id)], {**values, **stamp})
 
 
+@transactional("flow property update")
 def set_flow_property(
     catalog: Catalog, flow_id: str, name: str, value: Any, *, principal: str | None = None
 ) -> Changes:
@@ -150,6 +154,7 @@ def set_flow_property(
     return Changes(flows_updated=[flow_id])
 
 
+@transactional("flow tag update")
 def set_flow_tag(
     catalog: Catalog, flow_id: str, name: str, value: str | list[str] | None, *, principal: str | None = None
 ) -> Changes:
@@ -180,6 +185,7 @@ def _touch_source(catalog: Catalog, source_id: str, principal: str | None = None
     catalog.engine.update("sources", [Term("id", "==", source_id)], {**values, **stamp})
 
 
+@transactional("source property update")
 def set_source_property(
     catalog: Catalog, source_id: str, name: str, value: Any, *, principal: str | None = None
 ) -> Changes:
@@ -192,6 +198,7 @@ def set_source_property(
     return Changes(sources_updated=[source_id])
 
 
+@transactional("source tag update")
 def set_source_tag(
     catalog: Catalog, source_id: str, name: str, value: str | list[str] | None, *, principal: str | None = None
 ) -> Changes:

@@ -1,4 +1,10 @@
-"""The one guard every write to a flow passes: the flow exists, is not being deleted, and may be written."""
+"""The one guard every write to a flow passes: the flow exists, is not being deleted, and may be written.
+
+On a store other processes write too (not the engine's :attr:`~tams_analytics.engines.base.Capabilities.
+sole_writer`), a write that depends on what a flow holds first claims the flow's row (:func:`claim_flows`):
+of two transactions claiming one row, the store commits one and refuses the other, which is then retried
+(:mod:`~tams_analytics.catalog.conflicts`) and sees what the first stored.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,14 @@ from tams_analytics.schema import FLOWS
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
 
-__all__ = ["check_writable", "pending_flow_deletions", "refuse_if_being_deleted", "writable_flow"]
+__all__ = [
+    "check_writable",
+    "claim_flows",
+    "pending_flow_deletions",
+    "refuse_if_being_deleted",
+    "restore_flows",
+    "writable_flow",
+]
 
 #: statuses of a flow delete request still to be carried out
 PENDING = ("created", "started")
@@ -38,6 +51,33 @@ def writable_flow(
     return check_writable(
         flow_id, row, requests, even_read_only=even_read_only, deleting=deleting, needs_container=needs_container
     )
+
+
+def claim_flows(catalog: Catalog, flow_ids: Sequence[str], now: Any) -> dict[str, Any] | None:
+    """On a shared store, claim the flows' rows for this transaction before reading what they hold: set
+    their ``segments_updated`` to ``now`` (a write that always changes the row), so that a concurrent
+    transaction claiming one of them conflicts. Returns the values it replaced, by flow, for
+    :func:`restore_flows` to put back on flows the transaction leaves unchanged; None when nothing was
+    claimed (the sole writer of a store needs no claim: its writes are serialised in-process).
+    """
+    if catalog.engine.capabilities.sole_writer or not flow_ids:
+        return None
+    where = [isin("id", list(flow_ids))]
+    rows = catalog.records("flows", where, columns=["id", "segments_updated"])
+    before = {r["id"]: r["segments_updated"] for r in rows}
+    if before:
+        catalog.engine.update("flows", where, {"segments_updated": now})
+    return before
+
+
+def restore_flows(catalog: Catalog, before: Mapping[str, Any]) -> None:
+    """Put back the ``segments_updated`` :func:`claim_flows` replaced (flows whose segments did not change
+    keep their value; the rows were still written, so the claim holds)."""
+    by_value: dict[Any, list[str]] = {}
+    for flow_id, value in before.items():
+        by_value.setdefault(value, []).append(flow_id)
+    for value, ids in by_value.items():
+        catalog.engine.update("flows", [isin("id", ids)], {"segments_updated": value})
 
 
 def check_writable(

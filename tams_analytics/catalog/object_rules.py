@@ -53,13 +53,14 @@ class ObjectState:
     new_rows: list[pa.Table] = field(default_factory=list)
 
     @classmethod
-    def load(cls, catalog: Catalog, mentioned: pa.Array) -> ObjectState:
-        """The state for a batch mentioning ``mentioned`` ids: their stored rows, in one query."""
+    def load(cls, catalog: Catalog, mentioned: pa.Array, now: Any = None) -> ObjectState:
+        """The state for a batch mentioning ``mentioned`` ids: their stored rows, in one query; ``now`` is
+        the batch's time (default: the current time)."""
         counts = pc.value_counts(mentioned)
         repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1)).to_pylist()
         ids = pc.unique(mentioned).to_pylist()
         stored = {r["id"]: r for r in catalog.rows("objects", [isin("id", ids)]).to_pylist()} if ids else {}
-        return cls(stored, frozenset(repeated))
+        return cls(stored, frozenset(repeated), now if now is not None else utcnow())
 
     def current(self, oid: str) -> dict[str, Any] | None:
         return self.pending.get(oid) or self.stored.get(oid)

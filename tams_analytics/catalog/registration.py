@@ -8,6 +8,13 @@ the stored segments their new ones could overlap, the objects they mention). Eve
 still judged on its own, as if the batch's registrations had run one after another in arrival order:
 it sees the segments and objects of those before it, and gets its own answer (an error for the flow,
 or the segments accepted and refused, and why).
+
+On a store other processes write too (VAST, several server replicas), a batch first claims the rows of
+its flows (:func:`~tams_analytics.catalog.guards.claim_flows`), then reads and judges in the transaction
+that holds the claim: of two batches touching one flow the store commits one and refuses the other,
+which is retried (:mod:`~tams_analytics.catalog.conflicts`) and judged again on what the first stored.
+A retry after a commit of unknown outcome takes segments stored exactly as it would store them (same
+flow, timerange and object) as its own, accepted, not as overlaps.
 """
 
 from __future__ import annotations
@@ -21,10 +28,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tams_analytics.catalog.guards import FLOW_ROW, check_writable, pending_flow_deletions
+from tams_analytics.catalog.conflicts import Attempt, run_transaction
+from tams_analytics.catalog.guards import (
+    FLOW_ROW,
+    check_writable,
+    claim_flows,
+    pending_flow_deletions,
+    restore_flows,
+)
 from tams_analytics.catalog.object_rules import ObjectState, check_objects, mentioned_ids, write_objects
 from tams_analytics.catalog.objects import add_uncontrolled_instances
 from tams_analytics.catalog.results import AddResult, Failure
+from tams_analytics.clock import utcnow
+from tams_analytics.exceptions import TransientStoreError
 from tams_analytics.predicates import Predicate, Term, isin
 from tams_analytics.timerange import TimeRange
 from tams_analytics.wire import SEGMENT_ROWS, segment_rows
@@ -112,19 +128,40 @@ def add_segments(
 def register_batch(catalog: Catalog, requests: Sequence[Registration]) -> list[AddResult | Exception]:
     """Apply ``requests`` in one transaction; each gets its own result, or the error that refused it.
 
-    If the batch cannot be written as a whole (the store refuses the combined write), each request is
-    tried again alone, so that one request's trouble never fails another.
+    A batch the store refuses because of concurrent writers is tried again as a whole (see
+    :func:`~tams_analytics.catalog.conflicts.run_transaction`); if it keeps being refused, every request
+    gets that :class:`~tams_analytics.exceptions.TransientStoreError`. If the batch cannot be written as a
+    whole for another reason, each request is tried again alone, so that one request's trouble never
+    fails another.
     """
+    flow_ids = list(dict.fromkeys(r.flow_id for r in requests))
     try:
-        with catalog.transaction():
-            batch = _Batch(catalog, requests)
-            outcomes = batch.judge()
-            batch.flush()
-        return outcomes
+        return run_transaction(
+            catalog,
+            lambda attempt: _apply(catalog, requests, attempt),
+            what="segment registration",
+            claim=lambda: _claim_alone(catalog, flow_ids),
+        )
+    except TransientStoreError as exc:
+        return [exc] * len(requests)
     except Exception:
         if len(requests) == 1:
             raise
     return [_alone(catalog, r) for r in requests]
+
+
+def _claim_alone(catalog: Catalog, flow_ids: Sequence[str]) -> None:
+    """The flows' claim, committed on its own after repeated conflicts; it changes no value."""
+    before = claim_flows(catalog, flow_ids, utcnow())
+    if before:
+        restore_flows(catalog, before)
+
+
+def _apply(catalog: Catalog, requests: Sequence[Registration], attempt: Attempt) -> list[AddResult | Exception]:
+    batch = _Batch(catalog, requests, replay=attempt.after_uncertain_commit)
+    outcomes = batch.judge()
+    batch.flush()
+    return outcomes
 
 
 def _alone(catalog: Catalog, request: Registration) -> AddResult | Exception:
@@ -143,10 +180,13 @@ class _Batch:
     earlier one), and passes the object rules given the objects as the earlier segments left them.
     """
 
-    def __init__(self, catalog: Catalog, requests: Sequence[Registration]) -> None:
+    def __init__(self, catalog: Catalog, requests: Sequence[Registration], *, replay: bool = False) -> None:
         self.catalog = catalog
         self.requests = requests
+        self.now = utcnow()
         flow_ids = list(dict.fromkeys(r.flow_id for r in requests))
+        #: the flows' ``segments_updated`` before the claim (None: not claimed, see ``claim_flows``)
+        self.claimed = claim_flows(catalog, flow_ids, self.now)
         self.flows = {r["id"]: r for r in catalog.records("flows", [isin("id", flow_ids)], columns=FLOW_ROW)}
         self.deletions = pending_flow_deletions(catalog, [f for f in flow_ids if f in self.flows])
         #: per request: None, or the error that refuses it as a whole
@@ -154,8 +194,11 @@ class _Batch:
         live = [k for k, (r, why) in enumerate(zip(requests, self.refused, strict=True)) if why is None and r.size]
         self.segments = _tagged([(k, requests[k]) for k in live]) if live else None
         mentioned = mentioned_ids(self.segments) if self.segments is not None else pa.array([], pa.string())
-        self.objects = ObjectState.load(catalog, mentioned)
-        self.stored = _stored_bounds(catalog, _spans(self.segments)) if self.segments is not None else {}
+        self.objects = ObjectState.load(catalog, mentioned, self.now)
+        spans = _spans(self.segments) if self.segments is not None else {}
+        self.stored = _stored_bounds(catalog, spans) if spans else {}
+        #: rows stored exactly so already: an earlier attempt's, whose commit may have applied
+        self.done = _already_stored(catalog, self.segments, spans) if replay and spans else None
         self.accepted: pa.Table | None = None
         self.urls: dict[tuple[str, str], str] = {}
 
@@ -182,8 +225,9 @@ class _Batch:
             index = segs.column("index").to_numpy()
             # labels first: a row refused for its labels must neither block later rows as an overlap nor
             # register its object
-            reasons = _check_labels(segs, req, index, self.requests)
-            ok = np.ones(segs.num_rows, dtype=bool)
+            done = self.done if self.done is not None else np.zeros(segs.num_rows, dtype=bool)
+            reasons = {p: why for p, why in _check_labels(segs, req, index, self.requests).items() if not done[p]}
+            ok = ~done
             ok[list(reasons)] = False
             reasons.update(_check_overlaps(segs, ok, self.stored))
             reasons.update(check_objects(self.objects, segs.column("flow_id"), segs, ok))
@@ -191,7 +235,7 @@ class _Batch:
             for pos, why in sorted(reasons.items()):
                 ok[pos] = False
                 failed[req[pos]].append(Failure(int(index[pos]), oids[pos].as_py(), texts[pos].as_py(), why))
-            for pos in np.flatnonzero(ok).tolist():
+            for pos in np.flatnonzero(ok | done).tolist():
                 accepted[req[pos]].append(int(index[pos]))
             self.accepted = segs.filter(pa.array(ok))
             self.urls = _wanted_urls(self.accepted, self.requests)
@@ -201,12 +245,16 @@ class _Batch:
         ]
 
     def flush(self) -> None:
-        """Write what the batch accepted: one insert per table, one update of the flows touched."""
+        """Write what the batch accepted: one insert per table, one update of the flows touched (unless
+        claimed, which set it already: then the claimed flows left unchanged get their value back); then tell
+        :attr:`Catalog.on_segments_stored`, in the transaction."""
         rows = self.accepted
-        if rows is None or not rows.num_rows:
+        touched = pc.unique(rows.column("flow_id")).to_pylist() if rows is not None and rows.num_rows else []
+        if self.claimed:
+            restore_flows(self.catalog, {f: v for f, v in self.claimed.items() if f not in set(touched)})
+        if rows is None or not touched:
             return
-        now = self.objects.now
-        touched = pc.unique(rows.column("flow_id")).to_pylist()
+        now = self.now
         rows = rows.drop_columns(["index", "request"])
         rows = rows.set_column(
             rows.schema.get_field_index("created"), "created", pa.repeat(pa.scalar(now, _TS), rows.num_rows)
@@ -215,7 +263,10 @@ class _Batch:
         write_objects(self.catalog, self.objects)
         if self.urls:
             add_uncontrolled_instances(self.catalog, self.urls)
-        self.catalog.engine.update("flows", [isin("id", touched)], {"segments_updated": now})
+        if self.claimed is None:
+            self.catalog.engine.update("flows", [isin("id", touched)], {"segments_updated": now})
+        if self.catalog.on_segments_stored is not None:
+            self.catalog.on_segments_stored(rows)
 
 
 def _tagged(requests: Sequence[tuple[int, Registration]]) -> pa.Table:
@@ -363,6 +414,23 @@ def _clusters(spans: Mapping[str, tuple[int, int]]) -> list[tuple[list[str], int
                 continue
         out.append(([fid], lo, hi))
     return out
+
+
+def _already_stored(catalog: Catalog, segments: pa.Table, spans: Mapping[str, tuple[int, int]]) -> np.ndarray:
+    """Which rows of ``segments`` are stored exactly so (flow, timerange, object); each stored segment
+    answers for one row only (a repeat later in the batch is judged as usual)."""
+    stored: set[tuple[str, str, str]] = set()
+    for flows, lo, hi in _clusters(spans):
+        where: list[Predicate] = [isin("flow_id", flows), Term("start_ns", "<", hi), Term("end_ns", ">", lo)]
+        t = catalog.rows("segments", where, columns=["flow_id", "timerange", "object_id"]).to_pydict()
+        stored.update(zip(t["flow_id"], t["timerange"], t["object_id"], strict=True))
+    mine = segments.select(["flow_id", "timerange", "object_id"]).to_pydict()
+    done = np.zeros(segments.num_rows, dtype=bool)
+    for pos, key in enumerate(zip(mine["flow_id"], mine["timerange"], mine["object_id"], strict=True)):
+        if key in stored:
+            stored.discard(key)
+            done[pos] = True
+    return done
 
 
 def _stored_bounds(catalog: Catalog, spans: Mapping[str, tuple[int, int]]) -> dict[str, tuple[Any, Any]]:

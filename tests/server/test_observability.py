@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.live import free_port
+from server import outbox
 from server.app import create_app
 from server.config import Settings
 from server.observability import metrics
@@ -149,7 +150,7 @@ def test_catalog_store_cache_queue_and_gc_metrics(client: TestClient) -> None:
     # the pages after the first come from the read cache: hits counted, no store statement for them
     assert value(after, "tams_read_cache_hits_total", cache="timelines") >= 2
     assert value(after, "tams_read_cache_entries", cache="timelines") >= 1
-    assert value(after, "tams_webhook_queue_depth") == client.app.state.events.queue.qsize()  # type: ignore[attr-defined]
+    assert value(after, "tams_webhook_queue_depth") == outbox.depth(client.app.state.catalog)  # type: ignore[attr-defined]
     assert value(after, "tams_delete_requests_unfinished") == 0
 
     gc_before = value(after, "tams_gc_objects_collected_total")

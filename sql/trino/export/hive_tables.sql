@@ -167,4 +167,25 @@ CREATE TABLE IF NOT EXISTS "hive"."tams_export"."service" (
 )
 WITH (external_location = 's3://tams-exports/tams/service', format = 'PARQUET');
 
+CREATE TABLE IF NOT EXISTS "hive"."tams_export"."leases" (
+  "name" VARCHAR,
+  "holder" VARCHAR,
+  "expires" TIMESTAMP(6),
+  "acquired" TIMESTAMP(6)
+)
+WITH (external_location = 's3://tams-exports/tams/leases', format = 'PARQUET');
+
+CREATE TABLE IF NOT EXISTS "hive"."tams_export"."webhook_events" (
+  "id" VARCHAR,
+  "webhook_id" VARCHAR,
+  "event_type" VARCHAR,
+  "created" TIMESTAMP(6),
+  "seq" BIGINT,
+  "event" VARCHAR,
+  "attempts" BIGINT,
+  "next_attempt" TIMESTAMP(6),
+  "last_error" VARCHAR
+)
+WITH (external_location = 's3://tams-exports/tams/webhook_events', format = 'PARQUET');
+
 CALL "hive".system.sync_partition_metadata('tams_export', 'segments', 'FULL');

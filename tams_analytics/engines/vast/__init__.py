@@ -14,7 +14,10 @@ Subqueries (tag and collection filters) are resolved into value lists first, so
 ``Capabilities.subqueries`` is False. Updates and deletes select the ``$row_id`` of the matching rows
 and call ``Table.update`` / ``Table.delete``. :meth:`Engine.transaction` is one VAST transaction: writes
 and reads inside it (on this thread) share it, nested calls reuse it, and writes of one process are
-serialised by a lock, as in the DuckDB engine. Outside a transaction, each query runs in its own
+serialised by a lock, as in the DuckDB engine; other processes' transactions are not, so a conflict with
+one of them is raised as :class:`~tams_analytics.exceptions.WriteConflict` and a commit that failed without
+saying whether it applied as :class:`~tams_analytics.exceptions.CommitUncertain` (the catalog retries both,
+:mod:`~tams_analytics.catalog.conflicts`). Outside a transaction, each query runs in its own
 read transaction (so the two reads of an ordered limit see one snapshot).
 
 Analysts' tables (:meth:`Engine.table`, and the catalog's ``sources()/flows()/segments()/objects()``
@@ -45,8 +48,8 @@ from tams_analytics.engines.remote.residual import conform, evaluate, union
 from tams_analytics.engines.vast.config import VastConfig, parse_url
 from tams_analytics.engines.vast.plan import QueryPlan, plan_query, topk_bound, topk_prefetch
 from tams_analytics.engines.vast.requests import ROW_ID, request_deferred
-from tams_analytics.engines.vast.store import Store, VastStore
-from tams_analytics.exceptions import TamsError, UnsupportedError
+from tams_analytics.engines.vast.store import Store, VastStore, is_conflict
+from tams_analytics.exceptions import CommitUncertain, TamsError, UnsupportedError, WriteConflict
 from tams_analytics.predicates import InSubquery, Predicate, Term
 from tams_analytics.schema import SCHEMAS, SORT_KEYS
 
@@ -126,16 +129,31 @@ class Engine(BaseEngine):
     # -- transactions ----------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
+        """One VAST transaction. Other processes write the store too: a conflict with one of them (the SDK's
+        ``errors.Conflict``, in a write or at commit) is raised as :class:`WriteConflict` (rolled back), and
+        a commit that fails otherwise as :class:`CommitUncertain` (it may have been applied)."""
         with self._write_lock:
             if getattr(self._local, "tx", None) is not None:
                 yield  # nested: the outer transaction commits or rolls back
                 return
-            with self.store.transaction() as tx:
-                self._local.tx = tx
-                try:
-                    yield
-                finally:
-                    self._local.tx = None
+            committing = False
+            try:
+                with self.store.transaction() as tx:
+                    self._local.tx = tx
+                    try:
+                        yield
+                    finally:
+                        self._local.tx = None
+                    committing = True
+            except Exception as exc:
+                if is_conflict(exc):
+                    raise WriteConflict(f"a concurrent transaction changed the same rows first: {exc}") from exc
+                if committing:
+                    raise CommitUncertain(f"the commit may or may not have been applied: {exc!r}") from exc
+                raise
+
+    def in_transaction(self) -> bool:
+        return getattr(self._local, "tx", None) is not None
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Any]:

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from tams_analytics.engines.base import IsolationProbe
 from tams_analytics.engines.vast.requests import ROW_ID, request_deferred
-from tams_analytics.engines.vast.store import Store
+from tams_analytics.engines.vast.store import Store, is_conflict
 from tams_analytics.predicates import Term
 
 __all__ = ["SCRATCH_TABLE", "isolation_probe"]
@@ -32,11 +32,6 @@ def _scratch_schema() -> pa.Schema:
     from tams_analytics.engines.vast import table_schema
 
     return table_schema(SCRATCH_TABLE)
-
-
-def _is_conflict(exc: BaseException) -> bool:
-    """The SDK's ``errors.Conflict`` (HTTP 409), or anything a stand-in names so."""
-    return any(cls.__name__ == "Conflict" for cls in type(exc).__mro__)
 
 
 def _row_ids(store: Store, tx: Any, key: str) -> pa.Array:
@@ -76,7 +71,7 @@ def isolation_probe(store: Store) -> IsolationProbe:
         f"{name} committed" if exc is None else f"{name} refused ({type(exc).__name__})"
         for name, exc in outcomes.items()
     )
-    unexpected = [exc for exc in outcomes.values() if exc is not None and not _is_conflict(exc)]
+    unexpected = [exc for exc in outcomes.values() if exc is not None and not is_conflict(exc)]
     if unexpected:
         said += f"; unexpected error: {type(unexpected[0]).__name__}: {unexpected[0]}"
         return IsolationProbe(committed=-1, detail=said)

@@ -25,9 +25,15 @@ from tams_analytics.exceptions import TamsError
 if TYPE_CHECKING:
     from ibis.common.deferred import Deferred
 
-__all__ = ["Store", "VastStore"]
+__all__ = ["Store", "VastStore", "is_conflict"]
 
 logger = logging.getLogger(__name__)
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """The SDK's ``errors.Conflict`` (HTTP 409: another transaction changed the row first), or anything a
+    stand-in names so."""
+    return any(cls.__name__ == "Conflict" for cls in type(exc).__mro__)
 
 
 class Store(Protocol):

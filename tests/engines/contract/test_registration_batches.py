@@ -10,10 +10,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from tams_analytics.catalog import AddResult, Catalog
 from tams_analytics.catalog.registration import Registration, register_batch
+from tams_analytics.predicates import Term
 from tests.engines.catalogs import open_catalog
 from tests.engines.contract.helpers import flow
 
@@ -121,3 +123,30 @@ def _flow(fid: str) -> Any:
     from tams_analytics.predicates import Term
 
     return Term("flow_id", "==", fid)
+
+
+def test_what_the_stored_segments_listener_writes_commits_with_them(catalog: Catalog, flow_id: str) -> None:
+    """``on_segments_stored`` (the server's webhook outbox) runs in the batch's transaction: it sees the rows
+    the batch stores, its writes commit with them, and if it fails nothing of the batch is stored."""
+    heard: list[list[str]] = []
+
+    def listener(rows: Any) -> None:
+        heard.append(rows.column("object_id").to_pylist())
+        assert catalog.engine.in_transaction()
+        catalog.engine.insert("service", pa.Table.from_pylist([{"key": f"heard-{len(heard)}", "value": "x"}]))
+
+    catalog.on_segments_stored = listener
+    result = catalog.add_segments(flow_id, [{"object_id": "a", "timerange": "[0:0_1:0)"}])
+    assert result.accepted == [0] and heard == [["a"]]
+    assert catalog.exists("service", [Term("key", "==", "heard-1")])
+    refused = catalog.add_segments(flow_id, [{"object_id": "b", "timerange": "[0:0_1:0)"}])
+    assert refused.accepted == [] and heard == [["a"]], "nothing stored: nothing to hear"
+
+    def failing(rows: Any) -> None:
+        raise RuntimeError("the outbox is broken")
+
+    catalog.on_segments_stored = failing
+    with pytest.raises(RuntimeError, match="outbox"):
+        catalog.add_segments(flow_id, [{"object_id": "c", "timerange": "[1:0_2:0)"}])
+    assert catalog.rows("segments", columns=["object_id"]).column("object_id").to_pylist() == ["a"]
+    assert not catalog.exists("objects", [Term("id", "==", "c")])

@@ -13,6 +13,11 @@ inserts are never lost. With ``first_committer_wins`` (the default) a transactio
 row another transaction changed and committed since it began fails at commit with the SDK's
 ``errors.Conflict`` (HTTP 409), and none of its writes is applied.
 
+:attr:`ReferenceStore.lose_commit_answers` makes the next commits *uncertain*, as when the connection drops
+after the cluster applied a commit but before its answer arrived: each is applied, then raises a
+``requests`` ``ConnectionError`` as the SDK would. :attr:`ReferenceStore.refuse_commits` refuses the next
+commits that write with ``errors.Conflict``, as if another transaction had won each time.
+
 A plain module (not a conftest) so that the shared ``catalog`` fixture (``tests/engines/catalogs.py``) and
 the VAST engine tests use this one definition.
 """
@@ -29,6 +34,7 @@ from urllib.parse import urlsplit
 import ibis
 import pyarrow as pa
 import pyarrow.compute as pc
+import requests
 from vastdb import _internal, errors, util
 from vastdb.vast_flatbuf.org.apache.arrow.computeir.flatbuf import (
     BooleanLiteral,
@@ -166,6 +172,11 @@ class ReferenceStore:
         self.first_committer_wins = first_committer_wins
         self.commits = 0
         self.conflicts = 0
+        #: the next this many commits are applied and then raise ``ConnectionError`` (their answer is lost)
+        self.lose_commit_answers = 0
+        #: the next this many commits that write are refused with ``errors.Conflict`` (another writer won)
+        self.refuse_commits = 0
+        self.lost_answers = 0
         self._next_row_id = 0
         #: (table, row id) -> the commit that last updated or deleted it
         self._row_commits: dict[tuple[str, int], int] = {}
@@ -182,6 +193,10 @@ class ReferenceStore:
         if not tx.ops:
             return
         with self._lock:
+            if self.refuse_commits > 0:
+                self.refuse_commits -= 1
+                self.conflicts += 1
+                raise conflict("another transaction committed first (refuse_commits)")
             if self.first_committer_wins:
                 for key in tx.written:
                     if self._row_commits.get(key, 0) > tx.start:
@@ -192,6 +207,12 @@ class ReferenceStore:
             self.commits += 1
             for key in tx.written:
                 self._row_commits[key] = self.commits
+            lose = self.lose_commit_answers > 0
+            if lose:
+                self.lose_commit_answers -= 1
+                self.lost_answers += 1
+        if lose:
+            raise requests.exceptions.ConnectionError("connection reset by peer (the commit was applied)")
 
     def _replay(self, op: tuple[Any, ...]) -> None:
         """One write of a committing transaction, on the committed tables (called with the lock held)."""
