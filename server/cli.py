@@ -104,6 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
     from server.observability.logs import log_config
 
     settings = _settings(args)
+    sys.setswitchinterval(settings.switch_interval_ms / 1000)
     sock = _listen(args.host, args.port)
     try:
         catalog, stores = _open(args, settings)

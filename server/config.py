@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     #: rows of its newest segments a bounds-only flow keeps (the live edge's pages)
     read_cache_tail_rows: int = Field(512, ge=0)
 
+    #: how long a thread may hold Python's GIL while another waits for it (``sys.setswitchinterval``), in
+    #: ms. The group commit's writer hands the GIL back after every store statement (DuckDB releases it) and
+    #: must win it back from the request thread: at Python's default (5 ms) that wait dominates a batch
+    switch_interval_ms: float = Field(0.1, gt=0, le=100)
+
     #: paging: default and maximum ``limit`` on every listing
     default_limit: int = Field(100, ge=1)
     max_limit: int = Field(1000, ge=1)

@@ -7,19 +7,21 @@ second catalog over the *same* DuckDB engine without the wrapper (it reads the s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from server import records
 from tams_analytics.cache import CacheConfig, CachingEngine
 from tams_analytics.cache.keyed import EVERYTHING, KeyedCache, changed_keys
-from tams_analytics.cache.timeline import Timeline
+from tams_analytics.cache.timeline import RowBlocks, Timeline, UncachedQuery
 from tams_analytics.catalog import Catalog, connect, segment_page_where
 from tams_analytics.engines.base import Change, Engine
 from tams_analytics.exceptions import ConflictError, UnsupportedError
@@ -222,7 +224,8 @@ def test_a_reader_never_misses_a_committed_append(tmp_path: Path) -> None:
         t.join(120)
     assert not failures, failures[:5]
     assert cat.segment_rows(fid).num_rows == 600
-    assert isinstance(cat.engine, CachingEngine) and cat.engine.timelines.hits > 0
+    assert isinstance(cat.engine, CachingEngine)
+    assert cat.engine.timelines.hits + cat.engine.bound_timelines.hits > 0, "pages were answered from memory"
     cat.close()
 
 
@@ -319,6 +322,39 @@ def test_timeline_grows_only_at_the_live_edge() -> None:
     assert grown.indices(where, order_by=[("start_ns", True)], limit=2).tolist() == [3, 2]
 
 
+def test_row_blocks_follow_a_growing_timeline_and_its_tail() -> None:
+    """Rows handed out as dicts equal the timeline's rows at every version, as it grows at the live edge
+    (the edge's block extended in place), for a timeline with rows and for a bounds-only one's cut-back tail."""
+
+    def rows(starts: range) -> pa.Table:
+        return pa.table({"start_ns": pa.array(list(starts), pa.int64()), "end_ns": pa.array([s + 1 for s in starts])})
+
+    blocks = RowBlocks(capacity=8)
+    with_rows = Timeline.of(rows(range(0, 300)))
+    bounds = dataclasses.replace(
+        Timeline.of(rows(range(0, 300)), bounds_only=True), tail=rows(range(290, 300)), tail_rows=10
+    )
+    for timeline in (with_rows, bounds):
+        versions = [timeline]
+        for k in range(300, 560):
+            grown = versions[-1].appended(rows(range(k, k + 1)))
+            assert grown is not None
+            versions.append(grown)
+            for version in (grown, versions[-2], versions[len(versions) // 2]):
+                edge = list(range(max(version.tail_start, version.n - 3) if version.rows is None else 0, version.n))[
+                    -3:
+                ]
+                want = version.select(np.array(edge, dtype=np.int64)).to_pylist()
+                assert blocks.rows(version, edge) == want, (k, version.n)
+        newest = versions[-1]
+        if newest.rows is None:
+            assert newest.tail is not None and newest.tail.num_rows <= 20
+            with pytest.raises(UncachedQuery):
+                blocks.rows(newest, [0])
+        else:
+            assert blocks.rows(newest, [0, 255, 256, 559]) == newest.select(np.array([0, 255, 256, 559])).to_pylist()
+
+
 def test_memory_only_reads_raise_rather_than_read_the_store(tmp_path: Path) -> None:
     url = f"duckdb:///{tmp_path / 'tams.duckdb'}"
     with connect(url, create=True) as cat:
@@ -368,6 +404,32 @@ def test_the_live_edge_of_a_long_flow_is_answered_from_memory(tmp_path: Path) ->
     cat.close()
 
 
+def test_writes_keep_bounds_and_a_tail_and_a_deep_read_keeps_a_short_flows_rows(tmp_path: Path) -> None:
+    """A registration's overlap check needs bounds only: the flow is kept as bounds and its newest rows
+    (cheap for many flows at once). A page past the tail of a short flow then keeps the flow with its rows."""
+    cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
+    cat.cache_reads(CacheConfig(tail_rows=5))
+    cache = cat.engine
+    assert isinstance(cache, CachingEngine)
+    f = flow()
+    cat.put_flow(f)
+    for i in range(20):
+        assert cat.add_segments(f["id"], [{"object_id": f"o{i}", "timerange": _tr(i, i + 1)}]).all_accepted
+    kept = cache.kept_timeline(f["id"])
+    assert kept is not None and kept.bounds_only and kept.n == 20 and kept.tail is not None
+    tail = kept.tail.column("object_id").to_pylist()
+    assert 5 <= len(tail) <= 10 and tail == [f"o{i}" for i in range(20 - len(tail), 20)], "the tail keeps the newest"
+    with memory_only():
+        assert [r["object_id"] for r in _page(cat, f["id"], reverse=True, limit=2)] == ["o19", "o18"]
+    assert [r["object_id"] for r in _page(cat, f["id"], reverse=False, limit=2)] == ["o0", "o1"]
+    kept = cache.kept_timeline(f["id"])
+    assert kept is not None and not kept.bounds_only, "a short flow read past its tail is kept with its rows"
+    assert not cache.bound_timelines.peek(f["id"])[0], "and no longer as bounds"
+    with memory_only():
+        assert [r["object_id"] for r in _page(cat, f["id"], reverse=False, limit=2)] == ["o0", "o1"]
+    cat.close()
+
+
 class _RemoteEngine(Engine):
     """An engine whose store other processes also write (as VAST's): it cannot see every change."""
 
@@ -378,6 +440,34 @@ class _RemoteEngine(Engine):
 
     def query(self, name: str, where: Any = (), **kwargs: Any) -> pa.Table:
         raise NotImplementedError
+
+
+def test_a_new_objects_instances_are_known_from_its_write_without_a_store_read(
+    pair: tuple[Catalog, Catalog],
+) -> None:
+    """The live edge's newest segment has a new object: its instances (none, or those its registration
+    gave) are known when the write commits; an object re-written (allocated, then registered) keeps its
+    instances."""
+    cached, plain = pair
+    f = flow()
+    cached.put_flow(f)
+    cached.add_segments(f["id"], [{"object_id": "bare", "timerange": _tr(0, 1)}])
+    urls = [{"url": "https://cdn.example/u", "label": "cdn"}]
+    cached.add_segments(f["id"], [{"object_id": "with-url", "timerange": _tr(1, 2), "get_urls": urls}])
+    [allocated] = cached.allocate_objects(f["id"], count=1, storage_id=STORAGE, storage_key=lambda i: f"k/{i}")
+    with memory_only():
+        got = _instances(cached, ["bare", "with-url", allocated])
+    assert got == _instances(plain, ["bare", "with-url", allocated])
+    assert got["with-url"][0]["url"] == "https://cdn.example/u" and got[allocated][0]["storage_key"] == f"k/{allocated}"
+    assert "bare" not in got
+    cached.add_segments(f["id"], [{"object_id": allocated, "timerange": _tr(2, 3)}])  # an upsert of its row
+    with memory_only():
+        assert _instances(cached, [allocated]) == _instances(plain, [allocated]) != {}
+    with pytest.raises(Boom), cached.transaction():  # rolled back: nothing is known, nothing is kept
+        cached.add_segments(f["id"], [{"object_id": "rolled-back", "timerange": _tr(3, 4)}])
+        raise Boom
+    with memory_only(), pytest.raises(WouldBlock):
+        cached.object_instances(["rolled-back"])
 
 
 def test_only_a_sole_writer_engine_can_cache() -> None:

@@ -90,6 +90,8 @@ class CachingEngine(EngineDecorator):
         self._caches = caches
         #: the changes of the transaction in flight (the engine's write lock serialises transactions)
         self._pending: list[tuple[KeyedCache[Any], Change, frozenset[Hashable] | Everything, Callable[..., Any]]] = []
+        #: the transaction's changes of ``objects`` (new objects' instances are known: see :meth:`_new_objects`)
+        self._object_changes: list[Change] = []
         inner.listen(self)
 
     @property
@@ -173,6 +175,8 @@ class CachingEngine(EngineDecorator):
             return None
         keys, rest = pinned
         column = rows.column
+        if not rows.cache.holds(keys):
+            may_block(name)  # before any key is touched: a read retried off the event loop counts once
 
         def load(missing: list[Hashable]) -> pa.Table:
             may_block(name)
@@ -198,6 +202,8 @@ class CachingEngine(EngineDecorator):
 
     # -- the change feed -------------------------------------------------------------------------------------
     def writing(self, change: Change) -> None:
+        if change.table == "objects":
+            self._object_changes.append(change)
         for cache, column, updater in self._caches.get(change.table, ()):
             keys = changed_keys(change, column)
             cache.unsettle(keys)
@@ -205,6 +211,10 @@ class CachingEngine(EngineDecorator):
 
     def ended(self, committed: bool) -> None:
         pending, self._pending = self._pending, []
+        object_changes, self._object_changes = self._object_changes, []
+        if committed:
+            # first: the transaction's own instance changes (settled below) then apply to these entries
+            self.instances.fill(dict.fromkeys(_new_objects(object_changes), ()))
         for cache, change, keys, updater in pending:
             if not committed:
                 cache.settle(keys)
@@ -212,6 +222,7 @@ class CachingEngine(EngineDecorator):
                 cache.settle(keys, _drop)
             else:
                 cache.settle(keys, updater(change))
+        self.segments.settled()
 
     def _segments_updater(self, cache: KeyedCache[Any]) -> Callable[[Change], Callable[[Hashable, Any], Any]]:
         def updater(change: Change) -> Callable[[Hashable, Any], Any]:
@@ -224,3 +235,26 @@ class CachingEngine(EngineDecorator):
 
 def _drop(_key: Hashable, _value: Any) -> None:
     return None
+
+
+#: a transaction creating more objects than this (a bulk import) primes no instance entries
+PRIME_NEW_OBJECTS = 4096
+
+
+def _new_objects(changes: Sequence[Change]) -> list[Hashable]:
+    """The objects a committed transaction created: inserted into ``objects`` and not deleted from it first
+    (an upsert deletes and re-inserts). A new object has no instances but those the same transaction
+    inserted (instances are written with or after their object and purged with it), so a live-edge reader
+    asking for the instances of the newest segment's object finds them in memory, not in the store."""
+    inserted: list[Hashable] = []
+    replaced: set[Hashable] = set()
+    for change in changes:
+        keys = changed_keys(change, "id")
+        if isinstance(keys, Everything):
+            return []
+        if change.rows is not None:
+            inserted.extend(k for k in keys if k not in replaced)
+        else:
+            replaced.update(keys)
+    new = [k for k in dict.fromkeys(inserted) if k not in replaced]
+    return new if len(new) <= PRIME_NEW_OBJECTS else []

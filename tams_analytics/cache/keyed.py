@@ -72,6 +72,8 @@ class KeyedCache(Generic[V]):
         #: keys with a write in flight (a counter: nested changes), and writes in flight on everything
         self._unsettled: Counter[Hashable] = Counter()
         self._unsettled_all = 0
+        #: keys put by :meth:`fill` and not read since (on probation)
+        self._unread: set[Hashable] = set()
         #: sequence numbers at which loads in flight began
         self._loading: Counter[int] = Counter()
         self.hits = 0
@@ -107,6 +109,11 @@ class KeyedCache(Generic[V]):
             entry = self._protected.get(key) or self._probation.get(key)
         return (False, None) if entry is None else (True, entry[0])
 
+    def holds(self, keys: Iterable[Hashable]) -> bool:
+        """Whether every one of ``keys`` is kept (not counted as a use)."""
+        with self._lock:
+            return all(k in self._protected or k in self._probation for k in keys)
+
     def begin_load(self, keys: Iterable[Hashable]) -> int | None:
         """A token for loading ``keys`` from the store, or None when one of them is unsettled (read the
         store and keep nothing)."""
@@ -132,6 +139,25 @@ class KeyedCache(Generic[V]):
     def abandon_load(self, token: int) -> None:
         self.end_load(token, {})
 
+    def discard(self, key: Hashable) -> None:
+        """Forget ``key``'s entry (kept elsewhere now)."""
+        with self._lock:
+            if key in self._probation or key in self._protected:
+                self._pop(key)
+
+    def fill(self, values: dict[Hashable, V]) -> None:
+        """Keep ``values`` for the keys not kept yet: what a committed write made known without a load
+        (their current value; a load that began before is discarded, as after any change). They count as
+        not read yet: their first read leaves them on probation, as a load would."""
+        with self._lock:
+            self._seq += 1
+            for key, value in values.items():
+                self._changed[key] = self._seq
+                if key not in self._probation and key not in self._protected:
+                    self._put(key, value)
+                    self._unread.add(key)
+            self._prune()
+
     # -- changes -----------------------------------------------------------------------------------------
     def unsettle(self, keys: frozenset[Hashable] | Everything) -> None:
         """A write on ``keys`` began: they are unsettled until :meth:`settle`."""
@@ -150,7 +176,9 @@ class KeyedCache(Generic[V]):
         self, keys: frozenset[Hashable] | Everything, update: Callable[[Hashable, V], V | None] | None = None
     ) -> None:
         """The write on ``keys`` ended. ``update`` (committed writes only) gives a key's new value from
-        its cached one, or None to drop it; without it the entries are kept (a rollback)."""
+        its cached one, or None to drop it; without it the entries are kept (a rollback). (Computing the
+        new values outside the lock was tried: readers then compete with the writer for the GIL while it
+        extends timelines, and live ingest lost a quarter of its throughput.)"""
         with self._lock:
             self._seq += 1
             if isinstance(keys, Everything):
@@ -159,6 +187,7 @@ class KeyedCache(Generic[V]):
                 if update is not None:
                     self._probation.clear()
                     self._protected.clear()
+                    self._unread.clear()
                     self._weight = self._protected_weight = 0
                 return
             for k in keys:
@@ -178,6 +207,10 @@ class KeyedCache(Generic[V]):
         if entry is not None:
             self._protected.move_to_end(key)
             return entry
+        if key in self._unread:  # filled by a write, read for the first time: on probation still
+            self._unread.discard(key)
+            self._probation.move_to_end(key)
+            return self._probation[key]
         entry = self._probation.pop(key, None)
         if entry is not None:  # read again: promoted
             self._protected[key] = entry
@@ -200,7 +233,8 @@ class KeyedCache(Generic[V]):
         self._demote()
         while self._weight > self.capacity:
             victims = self._probation or self._protected
-            _k, (_v, w) = victims.popitem(last=False)
+            k, (_v, w) = victims.popitem(last=False)
+            self._unread.discard(k)
             if victims is self._protected:
                 self._protected_weight -= w
             self._weight -= w
@@ -213,6 +247,7 @@ class KeyedCache(Generic[V]):
             self._probation[key] = entry
 
     def _pop(self, key: Hashable) -> tuple[V, int]:
+        self._unread.discard(key)
         if key in self._protected:
             value, weight = self._protected.pop(key)
             self._protected_weight -= weight

@@ -2,10 +2,12 @@
 
 A query pinned to one flow (``flow_id == f``) or to a few (``flow_id in (...)``), whose other predicates
 a :class:`~tams_analytics.cache.timeline.Timeline` evaluates exactly, in ``start_ns``/``end_ns`` order, is
-answered from each flow's timeline. A query in ``start_ns`` order loads a missing flow's timeline
-(pages, overlap checks): flows up to :attr:`CacheConfig.flow_rows` segments with their rows, longer ones
-up to :attr:`CacheConfig.bound_segments` as bounds only; from those, the rows of a page are read from
-the store by their exact ``start_ns`` range (a narrow, indexed read for a page at any depth of any flow).
+answered from each flow's timeline. A query in ``start_ns`` order loads a missing flow's timeline, as
+little of it as the query needs: a query of bounds only (a registration's overlap check) loads bounds
+and the rows of the newest segments (the tail: what live readers ask for); a query of rows (a page) loads
+a flow of up to :attr:`CacheConfig.flow_rows` segments with its rows, a longer one as bounds and a tail.
+A page a bounds-only timeline's tail cannot answer loads the flow's rows (a short flow) or reads just the
+page's rows from the store by their exact ``start_ns`` range (a long one: a narrow read at any depth).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class _Uncacheable:
 
 
 UNCACHEABLE = _Uncacheable()
+#: the segments table's schema as queries answer it
+_SEGMENTS = pa.schema([f.with_nullable(True) for f in SCHEMAS["segments"]])
 Entry = Timeline | _Uncacheable
 
 
@@ -57,6 +61,8 @@ class FlowSegments:
         self.blocks = RowBlocks(row_blocks)
         self._loading: dict[Hashable, threading.Lock] = {}
         self._loading_guard = threading.Lock()
+        #: the last insert split by flow, and its split (appenders run on the writer thread, one change at a time)
+        self._split: tuple[pa.Table, Callable[[Hashable], pa.Table]] | None = None
 
     # -- answers -----------------------------------------------------------------------------------------
     def answer(
@@ -79,13 +85,26 @@ class FlowSegments:
         if load is None:
             load = bool(order_by) and order_by[0][0] == "start_ns"
         rest = [p for p in flat if not (isinstance(p, Term) and p.column == "flow_id" and p.op in ("==", "isin"))]
+        rows = records or columns is None or not set(columns) <= {"flow_id", *BOUNDS}
         parts: list[tuple[Hashable, Timeline, np.ndarray]] = []
         for flow_id in flows:
-            timeline = self.timeline(flow_id, load)
+            timeline = self.timeline(flow_id, load, rows=rows)
             if timeline is None:
                 return None
             try:
-                parts.append((flow_id, timeline, timeline.indices(rest, order_by=order_by, limit=limit)))
+                idx = timeline.indices(rest, order_by=order_by, limit=limit)
+                if (
+                    rows
+                    and load
+                    and timeline.rows is None
+                    and not timeline.in_tail(idx)
+                    and timeline.n <= self.flow_rows
+                ):
+                    timeline = self._with_rows(flow_id)  # a short flow kept for writes, now read: keep its rows
+                    if timeline is None:
+                        return None
+                    idx = timeline.indices(rest, order_by=order_by, limit=limit)
+                parts.append((flow_id, timeline, idx))
             except UncachedQuery:
                 return None
         if len(parts) == 1:
@@ -143,15 +162,27 @@ class FlowSegments:
         return None if got is None else len(got)
 
     # -- timelines ---------------------------------------------------------------------------------------------
-    def timeline(self, flow_id: Hashable, load: bool) -> Timeline | None:
-        """The flow's kept timeline (loaded on a miss when ``load``), or None."""
+    def timeline(self, flow_id: Hashable, load: bool, *, rows: bool = True) -> Timeline | None:
+        """The flow's kept timeline, or None; on a miss with ``load``, loaded (with its rows if ``rows`` and
+        the flow is short enough, else as bounds and a tail)."""
         value = self.kept(flow_id)
         if value is None and load:
             may_block(f"segments of flow {flow_id}")
             with self._load_lock(flow_id):
                 value = self.kept(flow_id)
                 if value is None:
-                    value = self._load(flow_id)
+                    value = self._load(flow_id, rows=rows)
+        return value if isinstance(value, Timeline) else None
+
+    def _with_rows(self, flow_id: Hashable) -> Timeline | None:
+        """The flow's timeline loaded again with its rows (it was kept as bounds and a tail)."""
+        may_block(f"segments of flow {flow_id}")
+        with self._load_lock(flow_id):
+            hit, value = self.with_rows.get(flow_id)
+            if not hit:
+                value = self._load(flow_id, rows=True)
+                if isinstance(value, Timeline) and value.rows is not None:
+                    self.bounds_only.discard(flow_id)
         return value if isinstance(value, Timeline) else None
 
     def kept(self, flow_id: Hashable) -> Entry | None:
@@ -161,7 +192,7 @@ class FlowSegments:
                 return value
         return None
 
-    def _load(self, flow_id: Hashable) -> Entry | None:
+    def _load(self, flow_id: Hashable, *, rows: bool) -> Entry | None:
         rows_token = self.with_rows.begin_load([flow_id])
         bounds_token = self.bounds_only.begin_load([flow_id])
         if rows_token is None or bounds_token is None:
@@ -174,7 +205,7 @@ class FlowSegments:
         try:
             n = self.inner.count("segments", of_flow)
             value: Entry
-            if n <= self.flow_rows:
+            if rows and n <= self.flow_rows:
                 value = Timeline.of(self.inner.query("segments", of_flow))
             elif n <= self.bound_segments:
                 target, other = self.bounds_only, self.with_rows
@@ -196,17 +227,16 @@ class FlowSegments:
         """A bounds-only timeline with the rows of its newest ``tail_rows`` segments (the live edge's pages
         answered from memory), read by their exact ``start_ns`` range."""
         timeline = Timeline.of(bounds, bounds_only=True)
-        if not timeline.n:
-            return timeline
         keep = min(timeline.n, self.tail_rows)
-        if not keep:
-            return timeline
-        first = int(timeline.start[timeline.n - keep])
-        where = [Term("flow_id", "==", flow_id), Term("start_ns", ">=", first)]
-        tail = self.inner.query("segments", where, order_by=[("start_ns", False)])
-        if tail.num_rows != keep:
-            raise UncachedQuery(f"flow {flow_id}: the store's tail has {tail.num_rows} rows")
-        return dataclasses.replace(timeline, tail=tail.combine_chunks(), tail_rows=keep)
+        if keep:
+            first = int(timeline.start[timeline.n - keep])
+            where = [Term("flow_id", "==", flow_id), Term("start_ns", ">=", first)]
+            tail = self.inner.query("segments", where, order_by=[("start_ns", False)])
+            if tail.num_rows != keep:
+                raise UncachedQuery(f"flow {flow_id}: the store's tail has {tail.num_rows} rows")
+        else:  # a new flow: its tail fills as segments are appended
+            tail = _SEGMENTS.empty_table()
+        return dataclasses.replace(timeline, tail=tail.combine_chunks(), tail_rows=self.tail_rows)
 
     def _load_lock(self, flow_id: Hashable) -> threading.Lock:
         with self._loading_guard:
@@ -218,15 +248,22 @@ class FlowSegments:
     def caches(self) -> tuple[KeyedCache[Entry], KeyedCache[Entry]]:
         return self.with_rows, self.bounds_only
 
+    def settled(self) -> None:
+        """A transaction's changes are all applied: let go of its rows."""
+        self._split = None
+
     def appender(self, rows: pa.Table, cache: KeyedCache[Entry]) -> Callable[[Hashable, Entry], Entry | None]:
         """How a committed insert of ``rows`` changes a flow's entry in ``cache``."""
         limit = self.flow_rows if cache is self.with_rows else self.bound_segments
+        last = self._split
+        by_flow = last[1] if last is not None and last[0] is rows else _by_flow(rows)
+        self._split = (rows, by_flow)  # the other tier's appender of this change splits nothing again
 
         def update(flow_id: Hashable, timeline: Entry) -> Entry | None:
             if not isinstance(timeline, Timeline):  # a flow no timeline holds stays so
                 return timeline
             try:
-                grown = timeline.appended(rows.filter(pc.equal(rows.column("flow_id"), flow_id)))
+                grown = timeline.appended(by_flow(flow_id))
             except Exception:  # the write has committed: never fail it, drop the entry (reloaded on use)
                 logger.exception("could not extend the cached timeline of flow %s; dropping it", flow_id)
                 return None
@@ -235,3 +272,24 @@ class FlowSegments:
             return grown
 
         return update
+
+
+def _by_flow(rows: pa.Table) -> Callable[[Hashable], pa.Table]:
+    """``rows`` of one flow, by flow id: a batch's insert is split once (when first asked), not filtered
+    again for every flow it touched."""
+    parts: dict[Hashable, pa.Table] = {}
+
+    def of(flow_id: Hashable) -> pa.Table:
+        if not parts:
+            if rows.num_rows == 1:
+                parts[rows.column("flow_id")[0].as_py()] = rows
+            else:
+                ids = rows.column("flow_id").to_pylist()
+                positions: dict[Hashable, list[int]] = {}
+                for pos, f in enumerate(ids):
+                    positions.setdefault(f, []).append(pos)
+                for f, where in positions.items():
+                    parts[f] = rows.take(pa.array(where, pa.int64()))
+        return parts.get(flow_id, rows.slice(0, 0))
+
+    return of

@@ -147,9 +147,9 @@ class Timeline:
             return None
         rows, tail = None, None
         if self.rows is not None:
-            rows = _grown(self.rows, new.select(self.rows.column_names).cast(self.rows.schema))
+            rows = _grown(self.rows, _conformed(new, self.rows.schema))
         elif self.tail is not None:
-            tail = _grown(self.tail, new.select(self.tail.column_names).cast(self.tail.schema))
+            tail = _grown(self.tail, _conformed(new, self.tail.schema))
             if tail.num_rows > 2 * self.tail_rows:
                 tail = tail.slice(tail.num_rows - self.tail_rows).combine_chunks()
         lineage = self.lineage if arrays is self._arrays else next(_lineages)
@@ -242,6 +242,12 @@ def _grown(rows: pa.Table, new: pa.Table) -> pa.Table:
     return grown.combine_chunks() if grown.column(0).num_chunks > 64 else grown
 
 
+def _conformed(new: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``new``'s columns of ``schema``, in its order and types (cast only when they differ)."""
+    new = new.select(schema.names)
+    return new if new.schema == schema else new.cast(schema)
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
@@ -250,50 +256,67 @@ class RowBlocks:
     """Timeline rows as Python dicts, converted a block at a time and kept, least recently used out.
 
     A page of a cached timeline is then built without any Arrow call: on a threaded server every
-    such call releases the GIL, and the hand-overs cost more than the conversion itself. A full block
-    never changes while its timeline grows (appends only add rows after it), so it serves every version
-    of the timeline. The dicts are shared by every reader: nobody may modify them.
+    such call releases the GIL, and the hand-overs cost more than the conversion itself. Rows of a timeline's
+    lineage never change at a position (appends only add rows after them), so a block serves every version
+    of the timeline; the block at the live edge grows in place, converting only the rows appended since it
+    was last read (readers of an older version index below their length). A bounds-only timeline's blocks
+    hold the rows of its tail. The dicts are shared by every reader: nobody may modify them.
     """
 
     SIZE = 256
 
     def __init__(self, capacity: int = 128) -> None:
         self.capacity = capacity
-        self._blocks: OrderedDict[tuple[int, int, int], list[dict[str, Any]]] = OrderedDict()
+        #: (lineage, block number) -> (the position of the block's first row, its rows from there on)
+        self._blocks: OrderedDict[tuple[int, int], tuple[int, list[dict[str, Any]]]] = OrderedDict()
         self._lock = threading.Lock()
 
     def rows(self, timeline: Timeline, idx: Sequence[int]) -> list[dict[str, Any]]:
         """The rows at positions ``idx`` of ``timeline`` as (shared, read-only) dicts of every column."""
-        if timeline.rows is None:
-            positions = np.asarray(idx, dtype=np.int64)
-            if not timeline.in_tail(positions):
-                raise UncachedQuery("a bounds-only timeline has no rows")
-            table = timeline.select(positions)
-            return table_rows(table, table.column_names)
+        if timeline.rows is None and not timeline.in_tail(np.asarray(idx, dtype=np.int64)):
+            raise UncachedQuery("a bounds-only timeline has no rows there")
         out: list[dict[str, Any]] = []
-        block_no, block = -1, []
+        block_no, first, block = -1, 0, []
         for i in idx:
             if i // self.SIZE != block_no:
                 block_no = int(i) // self.SIZE
-                block = self._block(timeline, block_no)
-            out.append(block[i - block_no * self.SIZE])
+                first, block = self._block(timeline, block_no)
+            out.append(block[i - first])
         return out
 
-    def _block(self, timeline: Timeline, block_no: int) -> list[dict[str, Any]]:
-        assert timeline.rows is not None
-        filled = min(self.SIZE, timeline.n - block_no * self.SIZE)
-        key = (timeline.lineage, block_no, filled)
+    def _block(self, timeline: Timeline, block_no: int) -> tuple[int, list[dict[str, Any]]]:
+        """Block ``block_no`` of the timeline, from its first row the timeline holds to its last."""
+        start = block_no * self.SIZE
+        end = min(start + self.SIZE, timeline.n)
+        low = start if timeline.rows is not None else max(start, timeline.tail_start)
+        key = (timeline.lineage, block_no)
         with self._lock:
-            block = self._blocks.get(key)
-            if block is not None:
+            entry = self._blocks.get(key)
+            if entry is not None:
                 self._blocks.move_to_end(key)
-                return block
-        block = table_rows(timeline.rows.slice(block_no * self.SIZE, filled), timeline.rows.column_names)
+            first, block = entry if entry is not None and entry[0] <= low else (low, [])
+            have = first + len(block)
+            if have >= end:
+                return first, block
+        new = self._convert(timeline, have, end)
         with self._lock:
-            self._blocks[key] = block
+            current = self._blocks.get(key)
+            if current is not None and current[1] is block:  # the kept list: extend it (others may have)
+                block.extend(new[first + len(block) - have :])
+                return first, block
+            entry = (first, block[: have - first] + new)
+            self._blocks[key] = entry
             while len(self._blocks) > self.capacity:
                 self._blocks.popitem(last=False)
-        return block
+        return entry
+
+    @staticmethod
+    def _convert(timeline: Timeline, a: int, b: int) -> list[dict[str, Any]]:
+        """Rows ``a`` to ``b`` of the timeline (of its tail, when bounds-only) as dicts."""
+        table = timeline.rows if timeline.rows is not None else timeline.tail
+        offset = 0 if timeline.rows is not None else timeline.tail_start
+        assert table is not None
+        return table_rows(table.slice(a - offset, b - a), table.column_names)
 
 
 _NUMPY_OPS: dict[str, Callable[[Any, Any], Any]] = {

@@ -237,6 +237,12 @@ def test_one_instance_lookup_per_page_then_none_while_cached(
         engine, "query", lambda name, where=(), **kw: reads.append((name, where)) or real(name, where, **kw)
     )
     assert len(listing(client, fid)) == 50
+    assert [where for name, where in reads if name == "object_instances"] == []  # new objects: known from their write
+    cache = client.app.state.catalog.engine  # type: ignore[attr-defined]
+    for oid in [f"o{i}" for i in range(50)] + ["init"]:  # as after a restart: the cache does not know them
+        cache.instances.discard(oid)
+    reads.clear()
+    assert len(listing(client, fid)) == 50
     instance_reads = [where for name, where in reads if name == "object_instances"]
     assert len(instance_reads) == 1  # 50 media objects and the shared init object, in one query
     assert len(instance_reads[0][0].value) == 51
