@@ -115,10 +115,7 @@ def format_table(
         widths = _fit(widths, [prose, [c for c in text if c not in prose]], width)
 
     def lines(values: Sequence[str]) -> list[str]:
-        wrapped = {
-            c: textwrap.wrap(v, widths[c], break_long_words=True) or [""] if len(v) > widths[c] else [v]
-            for c, v in zip(names, values, strict=True)
-        }
+        wrapped = {c: _wrap(v, widths[c]) if len(v) > widths[c] else [v] for c, v in zip(names, values, strict=True)}
         depth = max(len(w) for w in wrapped.values())
         out = []
         for i in range(depth):
@@ -161,3 +158,9 @@ def emit(
         shown = None if wide else columns
         out.write(format_table(table, columns=shown, width=None if wide else WIDTH) + "\n")
         out.write(f"({plural(table.num_rows, 'row')})\n")
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width``, broken at spaces only (never inside an id at its hyphens, so a
+    uuid can be found and copied whole), a word longer than a line cut where it must."""
+    return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]
