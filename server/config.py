@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     read_cache_flow_rows: int = Field(250_000, ge=1)
     read_cache_objects: int = Field(100_000, ge=1)
     #: segments kept as bounds only (16 bytes each), over flows longer than ``read_cache_flow_rows``
-    read_cache_bound_segments: int = Field(10_000_000, ge=0)
+    read_cache_bound_segments: int = Field(16_000_000, ge=0)
     #: rows of its newest segments a bounds-only flow keeps (the live edge's pages)
     read_cache_tail_rows: int = Field(512, ge=0)
 

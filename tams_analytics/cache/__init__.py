@@ -54,7 +54,7 @@ class CacheConfig:
 
     segment_rows: int = 500_000
     flow_rows: int = 250_000
-    bound_segments: int = 10_000_000
+    bound_segments: int = 16_000_000
     objects: int = 100_000
     flows: int = 100_000
     row_blocks: int = 128

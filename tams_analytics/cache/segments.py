@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tams_analytics.cache.keyed import KeyedCache
-from tams_analytics.cache.timeline import BOUNDS, RowBlocks, Timeline, UncachedQuery
+from tams_analytics.cache.timeline import BOUNDS, TAIL_WEIGHT, RowBlocks, Timeline, UncachedQuery
 from tams_analytics.engines.base import Engine, OrderBy
 from tams_analytics.nonblocking import may_block
 from tams_analytics.predicates import Predicate, Term, flatten, pinned
@@ -207,7 +207,7 @@ class FlowSegments:
             value: Entry
             if rows and n <= self.flow_rows:
                 value = Timeline.of(self.inner.query("segments", of_flow))
-            elif n <= self.bound_segments:
+            elif n + 2 * TAIL_WEIGHT * self.tail_rows <= self.bound_segments:  # (a tail grows to twice its rows)
                 target, other = self.bounds_only, self.with_rows
                 value = self._bounds_with_tail(flow_id, self.inner.query("segments", of_flow, columns=list(BOUNDS)))
             else:

@@ -42,6 +42,8 @@ _lineages = itertools.count()
 BOUNDS = ("start_ns", "end_ns")
 #: rows of its newest segments a bounds-only timeline keeps
 TAIL_ROWS = 512
+#: a tail row weighs as many bounds as its bytes would hold (about 200 bytes against 16)
+TAIL_WEIGHT = 12
 
 
 class UncachedQuery(Exception):
@@ -122,7 +124,7 @@ class Timeline:
     @property
     def size(self) -> int:
         """The timeline's weight in a cache: its segments, and a tail's rows as 12 bounds each (their bytes)."""
-        return self.n + 12 * (self.tail.num_rows if self.tail is not None else 0)
+        return self.n + TAIL_WEIGHT * (self.tail.num_rows if self.tail is not None else 0)
 
     @property
     def bounds_only(self) -> bool:
@@ -188,10 +190,11 @@ class Timeline:
     def _scan(self, lo: int, hi: int, rest: list[Predicate], descending: bool, limit: int | None) -> np.ndarray:
         """Positions in ``lo:hi`` matching ``rest``, from the front (or the back), at most ``limit``: only as
         many rows are evaluated as the answer needs (a chunk, doubling)."""
-        if not rest:
+        if not rest:  # only the positions the answer holds: a page of a 10M-segment flow is not 10M positions
+            if limit is not None:
+                lo, hi = (max(lo, hi - limit), hi) if descending else (lo, min(hi, lo + limit))
             idx = np.arange(lo, hi, dtype=np.int64)
-            idx = idx[::-1] if descending else idx
-            return idx if limit is None else idx[:limit]
+            return idx[::-1] if descending else idx
         if limit is None:
             idx = np.flatnonzero(AllOf(tuple(rest)).accept(Mask(self, lo, hi))) + lo
             return idx[::-1] if descending else idx
