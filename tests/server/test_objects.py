@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +17,7 @@ from server.deps import Stores
 from server.routes.media import make_router
 from tams_analytics.storage.base import StorageBackendInfo
 from tams_analytics.storage.local import LocalObjectStore
+from tests.fixtures.http import QuietHandler, serving
 from tests.server.conftest import video_flow
 from tests.spec import assert_valid
 
@@ -228,7 +227,7 @@ def _key(client: TestClient, object_id: str, storage_id: str) -> str:
     return next(r["storage_key"] for r in rows if r["storage_id"] == storage_id)
 
 
-class _Bytes(BaseHTTPRequestHandler):
+class _Bytes(QuietHandler):
     body = b""
 
     def do_GET(self) -> None:
@@ -242,19 +241,13 @@ class _Bytes(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(self.body)
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def origin() -> Iterator[str]:
     """A plain HTTP server holding one media file (an uncontrolled instance elsewhere)."""
     handler = type("Handler", (_Bytes,), {"body": bytes(range(256)) * 1000})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(handler) as base:
+        yield base
 
 
 def test_copy_of_an_object_known_only_by_url(

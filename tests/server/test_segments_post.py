@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.config import Settings
+from tests.fixtures.http import QuietHandler, serving
 from tests.server.conftest import new_id, video_flow
 from tests.spec import assert_valid, assert_valid_list
 
@@ -243,7 +242,7 @@ def test_item_refused_for_its_label_neither_blocks_nor_registers(client: TestCli
 
 
 # -- events -----------------------------------------------------------------------------------------------
-class _Receiver(BaseHTTPRequestHandler):
+class _Receiver(QuietHandler):
     received: list[dict[str, Any]]
 
     def do_POST(self) -> None:
@@ -252,20 +251,13 @@ class _Receiver(BaseHTTPRequestHandler):
         self.send_response(200)
         self.end_headers()
 
-    def log_message(self, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     received: list[dict[str, Any]] = []
     handler = type("Handler", (_Receiver,), {"received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    server.shutdown()
-    server.server_close()
+    with serving(handler) as base:
+        yield f"{base}/hook", received
 
 
 def test_segments_added_webhook_carries_the_stored_segments(
