@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from benchmarks.loadgen import HttpError, load
+from benchmarks.stores import video_flow
 from tams_analytics.timerange import NS_PER_SECOND, TimeRange
 
 #: live-ingest timeline: far after the demo epoch, so no live segment meets a demo one
@@ -180,15 +181,8 @@ def create_flows(base_url: str, n: int) -> list[str]:
     flows = []
     with httpx.Client(base_url=base_url, timeout=30.0) as client:
         for _ in range(n):
-            fid = str(uuid.uuid4())
-            body = {
-                "id": fid,
-                "source_id": str(uuid.uuid4()),
-                "format": "urn:x-nmos:format:video",
-                "codec": "video/h264",
-                "container": "video/mp2t",
-                "essence_parameters": {"frame_width": 1920, "frame_height": 1080, "frame_rate": {"numerator": 25}},
-            }
+            body = video_flow()
+            fid = body["id"]
             r = client.put(f"/flows/{fid}", json=body)
             if r.status_code not in (200, 201, 204):
                 raise HttpError(f"PUT /flows/{fid}: {r.status_code} {r.text[:200]}")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from benchmarks.stores import remove_store
+from benchmarks.stores import remove_store, video_flow
 from tams_analytics.catalog import connect
 from tams_analytics.catalog.bulk import load_segments
 from tams_analytics.timerange import NS_PER_SECOND, TimeRange
@@ -64,15 +64,7 @@ class PeerFlow:
 
     def doc(self) -> dict[str, Any]:
         """The flow document (a video flow with a container, so segments can be registered)."""
-        return {
-            "id": self.id,
-            "source_id": self.source_id,
-            "format": "urn:x-nmos:format:video",
-            "codec": "video/h264",
-            "container": "video/mp2t",
-            "label": self.label,
-            "essence_parameters": {"frame_width": 1920, "frame_height": 1080},
-        }
+        return video_flow(self.id, source_id=self.source_id, label=self.label)
 
 
 def uuid_text(namespace: int, n: int) -> str:

@@ -18,6 +18,7 @@ import pyarrow as pa
 from benchmarks.live import LiveServer, PeakRss
 from benchmarks.loadgen import load
 from benchmarks.measure import ratio
+from benchmarks.stores import video_flow
 from tams_analytics.schema import SEGMENTS
 from tams_analytics.timerange import NS_PER_SECOND, TimeRange
 from tams_analytics.timerange_vector import format_timeranges
@@ -105,15 +106,7 @@ def ingest_api(server: LiveServer, batches: list[list[dict[str, str]]], *, warmu
     import httpx
 
     flow_id = str(uuid.uuid4())
-    flow = {
-        "id": flow_id,
-        "source_id": str(uuid.uuid4()),
-        "format": "urn:x-nmos:format:video",
-        "codec": "video/h264",
-        "container": "video/mp2t",
-        "label": "benchmark ingest",
-        "essence_parameters": {"frame_width": 1920, "frame_height": 1080, "frame_rate": {"numerator": 25}},
-    }
+    flow = video_flow(flow_id, label="benchmark ingest")
     times: list[float] = []
     with httpx.Client(base_url=server.base_url, timeout=300.0) as client:
         r = client.put(f"/flows/{flow_id}", json=flow)

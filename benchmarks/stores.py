@@ -6,6 +6,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +17,20 @@ from tams_analytics.demo import build_demo, segment_batch, segment_bounds
 from tams_analytics.timerange import NS_PER_SECOND, TimeRange
 
 logger = logging.getLogger(__name__)
+
+
+def video_flow(flow_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    """An H.264 video flow document (a container, so segments can be registered; its own new source)."""
+    return {
+        "id": flow_id or str(uuid.uuid4()),
+        "source_id": str(uuid.uuid4()),
+        "format": "urn:x-nmos:format:video",
+        "codec": "video/h264",
+        "container": "video/mp2t",
+        "essence_parameters": {"frame_width": 1920, "frame_height": 1080, "frame_rate": {"numerator": 25}},
+        **extra,
+    }
+
 
 #: the query window of every query benchmark: one hour
 WINDOW_NS = 3600 * NS_PER_SECOND
@@ -101,17 +116,7 @@ def add_long_flow(url: str, segments: int, *, storage_id: str | None = None, see
     rng = np.random.default_rng(seed)
     flow_id = str(uuid.uuid4())
     with connect(url) as catalog:
-        catalog.put_flow(
-            {
-                "id": flow_id,
-                "source_id": str(uuid.uuid4()),
-                "format": "urn:x-nmos:format:video",
-                "codec": "video/h264",
-                "container": "video/mp2t",
-                "label": "benchmark long flow",
-                "essence_parameters": {"frame_width": 1920, "frame_height": 1080},
-            }
-        )
+        catalog.put_flow(video_flow(flow_id, label="benchmark long flow"))
         starts, ends = segment_bounds(rng, segments, 2 * NS_PER_SECOND, 0.002)
         for lo in range(0, segments, _BATCH):
             s, e = starts[lo : lo + _BATCH], ends[lo : lo + _BATCH]
