@@ -36,6 +36,18 @@ class FlowContext:
     source_classes: list[str] = field(default_factory=list)
 
 
+def _flow_fields(ctx: FlowContext | None) -> dict[str, Any]:
+    """What an event about a flow carries for webhook filters, from its captured context (none: empty)."""
+    if ctx is None:
+        return {"source_id": None, "flow_collected_by": [], "source_collected_by": [], "auth_classes": []}
+    return {
+        "source_id": ctx.source_id,
+        "flow_collected_by": ctx.flow_collected_by,
+        "source_collected_by": ctx.source_collected_by,
+        "auth_classes": ctx.flow_classes,
+    }
+
+
 def _classes(doc: Mapping[str, Any]) -> list[str]:
     return class_list((doc.get("tags") or {}).get(AUTH_CLASSES_TAG))
 
@@ -126,10 +138,7 @@ def publish_changes(
                 "flows/deleted",
                 {"flow_id": fid},
                 flow_id=fid,
-                source_id=ctx.source_id if ctx else None,
-                flow_collected_by=ctx.flow_collected_by if ctx else [],
-                source_collected_by=ctx.source_collected_by if ctx else [],
-                auth_classes=ctx.flow_classes if ctx else [],
+                **_flow_fields(ctx),
             )
         )
     for sid in changes.sources_deleted if bus.wants("sources/deleted") else ():
@@ -166,10 +175,7 @@ def segments_added(app: Any) -> Callable[[pa.Table], None]:
                     "flows/segments_added",
                     {"flow_id": flow_id},
                     flow_id=flow_id,
-                    source_id=ctx.source_id if ctx else None,
-                    flow_collected_by=ctx.flow_collected_by if ctx else [],
-                    source_collected_by=ctx.source_collected_by if ctx else [],
-                    auth_classes=ctx.flow_classes if ctx else [],
+                    **_flow_fields(ctx),
                     segment_rows=[r | {"flow_id": flow_id} for r in mine],
                 )
             )
@@ -187,9 +193,6 @@ def publish_segments_deleted(bus: EventBus, ctx: FlowContext | None, flow_id: st
             "flows/segments_deleted",
             {"flow_id": flow_id, "timerange": timerange},
             flow_id=flow_id,
-            source_id=ctx.source_id if ctx else None,
-            flow_collected_by=ctx.flow_collected_by if ctx else [],
-            source_collected_by=ctx.source_collected_by if ctx else [],
-            auth_classes=ctx.flow_classes if ctx else [],
+            **_flow_fields(ctx),
         )
     )
