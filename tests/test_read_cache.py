@@ -470,6 +470,33 @@ def test_a_new_objects_instances_are_known_from_its_write_without_a_store_read(
         cached.object_instances(["rolled-back"])
 
 
+def test_a_flow_too_long_for_the_bounds_budget_is_read_from_the_store_not_reloaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bounds and a tail that could outgrow the budget are never loaded: the flow's pages read the store,
+    one statement each, the same rows as without the cache (they used to reload the whole flow per page)."""
+    cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
+    cat.cache_reads(CacheConfig(flow_rows=5, bound_segments=50, tail_rows=2))  # 30 + 2 * 12 * 2 > 50
+    plain = Catalog(cat.engine.inner)
+    f = flow()
+    cat.put_flow(f)
+    cat.add_segments(f["id"], [{"object_id": f"o{i}", "timerange": _tr(i, i + 1)} for i in range(30)])
+    inner = cat.engine.inner
+    reads: list[str] = []
+    for method in ("query", "count"):
+        real = getattr(inner, method)
+        monkeypatch.setattr(
+            inner, method, lambda name, *a, _real=real, _m=method, **kw: reads.append(_m) or _real(name, *a, **kw)
+        )
+    for k, reverse in enumerate((True, False, True)):
+        reads.clear()
+        assert _page(cat, f["id"], reverse=reverse, limit=3) == _page(plain, f["id"], reverse=reverse, limit=3)
+        # the page through the cache and through the plain catalog; the first time, the flow's count too
+        assert reads == (["count"] if k == 0 else []) + ["query", "query"]
+    assert cat.engine.kept_timeline(f["id"]) is None
+    cat.close()
+
+
 def test_only_a_sole_writer_engine_can_cache() -> None:
     engine = _RemoteEngine(urlsplit("remote://cluster"))
     assert Catalog(engine).cache_reads() is False
