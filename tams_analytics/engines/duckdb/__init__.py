@@ -23,6 +23,7 @@ import pyarrow as pa
 from tams_analytics.engines.base import Capabilities, Change, OrderBy, StoredTable
 from tams_analytics.engines.base import Engine as BaseEngine
 from tams_analytics.engines.duckdb.held import explain_held_store
+from tams_analytics.engines.duckdb.windows import FlowExtents
 from tams_analytics.engines.ibis_query import DERIVED, declared_schema
 from tams_analytics.engines.sql import Params, quote, select_sql, where_sql
 from tams_analytics.exceptions import TamsError
@@ -121,6 +122,8 @@ class Engine(BaseEngine):
         #: active exception") instead of exiting
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._ibis: Any = None
+        #: where the pages of each flow lie on ``start_ns`` (see :mod:`~tams_analytics.engines.duckdb.windows`)
+        self._extents = FlowExtents()
         if not read_only:
             self.create_tables()
 
@@ -161,9 +164,30 @@ class Engine(BaseEngine):
         order_by: OrderBy = (),
         limit: int | None = None,
     ) -> pa.Table:
+        if name == "segments" and limit is not None and order_by and order_by[0][0] == "start_ns":
+            page = self._extents.page(
+                where,
+                order_by,
+                limit,
+                lambda w: self._select(name, w, columns, order_by, limit),
+                self._flow_extent,
+            )
+            if page is not None:
+                return page
+        return self._select(name, where, columns, order_by, limit)
+
+    def _select(
+        self, name: str, where: Sequence[Predicate], columns: Sequence[str] | None, order_by: OrderBy, limit: int | None
+    ) -> pa.Table:
         params = Params(tables=True)
         sql = select_sql(name, where, params, columns=columns, order_by=order_by, limit=limit)
         return _run(self._cursor(), sql, params, lambda r: r.fetch_arrow_table())
+
+    def _flow_extent(self, flow_id: str) -> tuple[int | None, int | None, int]:
+        """The lowest and highest start of a flow's segments, and their number (one aggregate)."""
+        sql = 'SELECT min("start_ns"), max("start_ns"), count(*) FROM "segments" WHERE "flow_id" = ?'
+        lo, hi, n = self._cursor().execute(sql, [flow_id]).fetchall()[0]
+        return lo, hi, int(n)
 
     def count(self, name: str, where: Sequence[Predicate] = ()) -> int:
         params = Params(tables=True)
@@ -206,6 +230,10 @@ class Engine(BaseEngine):
                 self._ended(True)
             finally:
                 self._local.depth = depth
+
+    def _writing(self, change: Change) -> None:
+        self._extents.inserted(change)
+        super()._writing(change)
 
     def in_transaction(self) -> bool:
         return getattr(self._local, "depth", 0) > 0
