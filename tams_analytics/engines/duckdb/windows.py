@@ -56,14 +56,22 @@ class Extent:
         return (self.hi - self.lo) / max(self.n - 1, 1)
 
 
-def _bound(where: Sequence[Predicate], lower: bool) -> int | None:
-    """The page's own bound on ``start_ns`` (a cursor, or the timerange it overlaps): a lower one, or an
-    upper one. Only the window's position depends on it, never the answer."""
+#: the columns a windowed page may filter on besides its flow (other filters, such as an object id, can
+#: leave every window short of a page: those queries run as they are)
+_BOUNDS: Final = frozenset({"flow_id", "start_ns", "end_ns"})
+
+
+def _windowable(where: Sequence[Predicate]) -> bool:
+    """Whether ``where`` is an AND of comparisons on the flow and the segments' bounds only."""
+    return all(isinstance(t, Term) and t.column in _BOUNDS for t in conjuncts(where))
+
+
+def _bound(where: Sequence[Predicate], *, lower: bool, columns: tuple[str, ...] = ("start_ns",)) -> int | None:
+    """The tightest bound ``where`` puts on ``columns`` (a cursor, or the timerange it overlaps): a lower
+    one, or an upper one; None if it puts none."""
     best: int | None = None
     for term in conjuncts(where):
-        if not isinstance(term, Term) or term.op not in ("<", "<=", ">", ">="):
-            continue
-        if term.column == "start_ns" or (lower and term.column == "end_ns"):
+        if isinstance(term, Term) and term.column in columns and term.op in ("<", "<=", ">", ">="):
             if (term.op in (">", ">=")) == lower:
                 value = int(term.value)
                 best = value if best is None else (max(best, value) if lower else min(best, value))
@@ -134,29 +142,37 @@ class FlowExtents:
         """One page of one flow's segments ordered by ``start_ns`` (``run`` runs a query with extra
         conjuncts), or None when it is not such a page (the caller runs the plain query)."""
         flows = pinned(where, "flow_id")
-        if flows is None or len(flows) != 1 or not 0 < limit <= MAX_LIMIT:
+        if flows is None or len(flows) != 1 or not 0 < limit <= MAX_LIMIT or not _windowable(where):
             return None
         flow_id = flows[0]
         extent = self.extent(flow_id, lambda: read(flow_id))
         if extent is None or extent.n <= 2 * limit:
             return None
-        newest_first = order_by[0][1]
         width = FIRST_WIDTH * limit * extent.step
-        for _ in range(TRIES):
-            if newest_first:
-                base = _bound(where, lower=False)
-                edge = int(min(base if base is not None else extent.hi, extent.hi) - width)
-                if edge <= extent.lo:
+        if order_by[0][1]:  # newest first: windows reach back from the cursor (or the newest start)
+            upper = _bound(where, lower=False)
+            # past the page's own lower bound (a timerange's start) a window saves nothing: the plain query
+            stop = _bound(where, lower=True, columns=("start_ns", "end_ns"))
+            start = min(extent.hi if upper is None else upper, extent.hi)
+            floor = max(extent.lo, stop) if stop is not None else extent.lo
+            for _ in range(TRIES):
+                edge = int(start - width)
+                if edge <= floor:
                     break
-                window = Term("start_ns", ">=", edge)
-            else:
-                base = _bound(where, lower=True)
-                edge = int(max(base if base is not None else extent.lo, extent.lo) + width) + 1
-                if edge > extent.hi:
+                table = run([*where, Term("start_ns", ">=", edge)])
+                if table.num_rows >= limit:
+                    return table
+                width *= GROWTH
+        else:  # in time order: windows reach forward from the cursor (or the timerange's start)
+            lower = _bound(where, lower=True, columns=("start_ns", "end_ns"))
+            start, stop = max(extent.lo if lower is None else lower, extent.lo), _bound(where, lower=False)
+            ceiling = min(extent.hi, stop) if stop is not None else extent.hi
+            for _ in range(TRIES):
+                edge = int(start + width) + 1
+                if edge > ceiling:
                     break
-                window = Term("start_ns", "<", edge)
-            table = run([*where, window])
-            if table.num_rows >= limit:
-                return table
-            width *= GROWTH
+                table = run([*where, Term("start_ns", "<", edge)])
+                if table.num_rows >= limit:
+                    return table
+                width *= GROWTH
         return run(list(where))

@@ -154,3 +154,37 @@ def test_a_flow_grown_by_live_ingest_keeps_its_extent_current(engine: Engine) ->
         assert _page(engine, where, True, 1) == [int(start)]
     extent = engine._extents.extent("f1", lambda: read.append("f1") or (None, None, 0))
     assert not read and extent is not None and (extent.hi, extent.n) == (int(live[-1]), n + 10)
+
+
+def test_pages_run_one_statement_where_a_window_cannot_help_and_a_windowed_one_where_it_can(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page filtered on more than its flow and bounds (an object id), or confined by its own timerange,
+    runs as it is, once; a page of a long flow runs one statement, with a window on ``start_ns``."""
+    rng = np.random.default_rng(5)
+    flows = {"long": _uneven(rng, 5000, 0), "other": _uneven(rng, 5000, 0)}
+    _store_interleaved(engine, flows, chunk=1000)
+    statements: list[list[Predicate]] = []
+    select = engine._select
+
+    def counted(name: str, where: list[Predicate], *args: object) -> pa.Table:
+        statements.append(list(where))
+        return select(name, where, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "_select", counted)
+    flow: list[Predicate] = [Term("flow_id", "==", "long")]
+    s, e = flows["long"]
+    for descending in (False, True):
+        _page(engine, [*flow], descending, 100)  # reads the extent first
+        statements.clear()
+        assert _page(engine, [*flow], descending, 100) == _expected(engine, flow, descending, 100)
+        windows = [t for t in statements[0] if isinstance(t, Term) and t.column == "start_ns"]
+        assert len(statements) == 2 and windows, statements  # the page, then the plain query of _expected
+        statements.clear()
+        by_object = [*flow, Term("object_id", "==", f"long-{s[2500]}")]
+        assert _page(engine, by_object, descending, 100) == [int(s[2500])]
+        assert len(statements) == 1 and statements[0] == by_object
+        statements.clear()
+        narrow = [*flow, *_overlapping(TimeRange.from_ns(int(s[1000]), int(e[1002])))]
+        assert _page(engine, narrow, descending, 100) == sorted((int(x) for x in s[1000:1003]), reverse=descending)
+        assert len(statements) == 1, statements
