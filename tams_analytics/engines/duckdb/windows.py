@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tams_analytics.engines.base import Change, OrderBy
 from tams_analytics.predicates import Predicate, Term, conjuncts, pinned
@@ -39,15 +40,17 @@ TRIES: Final = 3
 CAPACITY: Final = 200_000
 
 
-@dataclass
+@dataclass(frozen=True)
 class Extent:
-    """One flow's segment starts as last seen: from ``lo`` to ``hi``, ``n`` of them."""
+    """One flow's segment starts as last seen: from ``lo`` to ``hi``, ``n`` of them (none: ``n`` 0)."""
 
     lo: int
     hi: int
     n: int
 
     def widened(self, lo: int, hi: int, n: int) -> Extent:
+        if not self.n:
+            return Extent(lo, hi, n)
         return Extent(min(self.lo, lo), max(self.hi, hi), self.n + n)
 
     @property
@@ -99,6 +102,10 @@ class FlowExtents:
             start = rows.column("start_ns")[0].as_py()
             spans = [(rows.column("flow_id")[0].as_py(), start, start, 1)]
         else:
+            with self._lock:
+                kept = [f for f in pc.unique(rows.column("flow_id")).to_pylist() if f in self._extents]
+            if not kept:
+                return
             g = rows.group_by("flow_id").aggregate([("start_ns", "min"), ("start_ns", "max"), ("start_ns", "count")])
             spans = list(
                 zip(
@@ -115,20 +122,19 @@ class FlowExtents:
                 if kept is not None:
                     self._extents[flow_id] = kept.widened(lo, hi, n)
 
-    def extent(self, flow_id: str, read: Callable[[], tuple[int | None, int | None, int]]) -> Extent | None:
+    def extent(self, flow_id: str, read: Callable[[], tuple[int | None, int | None, int]]) -> Extent:
         """The flow's extent; ``read`` gives ``(min start, max start, count)`` from the store when it is
-        not kept. None for a flow without segments."""
+        not kept (a flow without segments is kept too: its ``n`` is 0)."""
         with self._lock:
             kept = self._extents.get(flow_id)
         if kept is not None:
             return kept
         lo, hi, n = read()
-        if lo is None or hi is None:
-            return None
+        extent = Extent(lo, hi, n) if lo is not None and hi is not None else Extent(0, 0, 0)
         with self._lock:
             if len(self._extents) >= CAPACITY:
                 self._extents.clear()
-            return self._extents.setdefault(flow_id, Extent(lo, hi, n))
+            return self._extents.setdefault(flow_id, extent)
 
     # -- pages ---------------------------------------------------------------------------------------------
     def page(
@@ -146,7 +152,7 @@ class FlowExtents:
             return None
         flow_id = flows[0]
         extent = self.extent(flow_id, lambda: read(flow_id))
-        if extent is None or extent.n <= 2 * limit:
+        if extent.n <= 2 * limit:
             return None
         width = FIRST_WIDTH * limit * extent.step
         if order_by[0][1]:  # newest first: windows reach back from the cursor (or the newest start)

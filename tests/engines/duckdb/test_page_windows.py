@@ -146,14 +146,21 @@ def test_a_flow_grown_by_live_ingest_keeps_its_extent_current(engine: Engine) ->
     assert _page(engine, where, False, 100) == [int(x) for x in flows["f1"][0][:100]]
     read: list[str] = []
     extent = engine._extents.extent("f1", lambda: read.append("f1") or (None, None, 0))
-    assert not read and extent is not None and (extent.lo, extent.hi, extent.n) == (1, (n - 1) * SECOND + 1, n)
+    assert not read and (extent.lo, extent.hi, extent.n) == (1, (n - 1) * SECOND + 1, n)
 
     live = np.arange(n, n + 10, dtype=np.int64) * SECOND + 1
     for start in live:
         engine.insert("segments", _segments("f1", np.array([start]), np.array([start + SECOND])))
         assert _page(engine, where, True, 1) == [int(start)]
     extent = engine._extents.extent("f1", lambda: read.append("f1") or (None, None, 0))
-    assert not read and extent is not None and (extent.hi, extent.n) == (int(live[-1]), n + 10)
+    assert not read and (extent.hi, extent.n) == (int(live[-1]), n + 10)
+
+    # a flow without segments is remembered as such, and found by its first inserts
+    assert _page(engine, [Term("flow_id", "==", "new")], True, 10) == []
+    engine.insert("segments", _segments("new", live[:5], live[:5] + SECOND))
+    extent = engine._extents.extent("new", lambda: read.append("new") or (None, None, 0))
+    assert not read and (extent.lo, extent.hi, extent.n) == (int(live[0]), int(live[4]), 5)
+    assert _page(engine, [Term("flow_id", "==", "new")], True, 2) == [int(live[4]), int(live[3])]
 
 
 def test_pages_run_one_statement_where_a_window_cannot_help_and_a_windowed_one_where_it_can(
