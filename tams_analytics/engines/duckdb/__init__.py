@@ -23,9 +23,9 @@ import pyarrow as pa
 from tams_analytics.engines.base import Capabilities, Change, OrderBy, StoredTable
 from tams_analytics.engines.base import Engine as BaseEngine
 from tams_analytics.engines.duckdb.held import explain_held_store
-from tams_analytics.engines.duckdb.windows import FlowExtents
 from tams_analytics.engines.ibis_query import DERIVED, declared_schema
 from tams_analytics.engines.sql import Params, quote, select_sql, where_sql
+from tams_analytics.engines.windows import FlowExtents
 from tams_analytics.exceptions import TamsError
 from tams_analytics.predicates import Predicate
 from tams_analytics.schema import SCHEMAS, SORT_KEYS
@@ -122,7 +122,7 @@ class Engine(BaseEngine):
         #: active exception") instead of exiting
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._ibis: Any = None
-        #: where the pages of each flow lie on ``start_ns`` (see :mod:`~tams_analytics.engines.duckdb.windows`)
+        #: where the pages of each flow lie on ``start_ns`` (see :mod:`~tams_analytics.engines.windows`)
         self._extents = FlowExtents()
         if not read_only:
             self.create_tables()
@@ -232,7 +232,8 @@ class Engine(BaseEngine):
                 self._local.depth = depth
 
     def _writing(self, change: Change) -> None:
-        self._extents.inserted(change)
+        if change.rows is not None:
+            self._extents.inserted(change.table, change.rows)
         super()._writing(change)
 
     def in_transaction(self) -> bool:

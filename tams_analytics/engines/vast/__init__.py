@@ -9,7 +9,9 @@ window is a narrow range of the table).
 A query is planned (:mod:`.plan`, pure): the pushable conjuncts go to ``Table.select(predicate=...)``,
 split into several disjoint requests when a value list would exceed the SDK's request size; the rest,
 ordering and limit run client-side on the Arrow result (:mod:`.residual`, DuckDB in memory). An ordered
-limit over wide rows first reads only the ordering columns and then the rows up to the ``limit``-th key.
+limit over wide rows first reads only the ordering columns and then the rows up to the ``limit``-th key; a
+page of one flow's segments first reads a window of the flow on ``start_ns``, not the starts of all its
+segments (:mod:`tams_analytics.engines.windows`).
 Subqueries (tag and collection filters) are resolved into value lists first, so
 ``Capabilities.subqueries`` is False. Updates and deletes select the ``$row_id`` of the matching rows
 and call ``Table.update`` / ``Table.delete``. :meth:`Engine.transaction` is one VAST transaction: writes
@@ -49,6 +51,7 @@ from tams_analytics.engines.vast.config import VastConfig, parse_url
 from tams_analytics.engines.vast.plan import QueryPlan, plan_query, topk_bound, topk_prefetch
 from tams_analytics.engines.vast.requests import ROW_ID, request_deferred
 from tams_analytics.engines.vast.store import Store, VastStore, is_conflict
+from tams_analytics.engines.windows import FlowExtents
 from tams_analytics.exceptions import CommitUncertain, TamsError, UnsupportedError, WriteConflict
 from tams_analytics.predicates import InSubquery, Predicate, Term
 from tams_analytics.schema import SCHEMAS, SORT_KEYS
@@ -120,6 +123,9 @@ class Engine(BaseEngine):
         self._local = threading.local()
         self._write_lock = threading.RLock()
         self._lazy: LazyTables | None = None
+        #: where the pages of each flow lie on ``start_ns``: a page reads its window, not the whole flow's
+        #: starts (see :mod:`~tams_analytics.engines.windows`)
+        self._extents = FlowExtents()
         if create and not read_only:
             self.create_tables()
 
@@ -201,7 +207,23 @@ class Engine(BaseEngine):
         limit: int | None = None,
     ) -> pa.Table:
         with self._reading() as tx:
+            if name == "segments" and limit is not None and order_by and order_by[0][0] == "start_ns":
+                page = self._extents.page(
+                    where,
+                    order_by,
+                    limit,
+                    lambda w: self._query(tx, name, w, columns=columns, order_by=order_by, limit=limit),
+                    lambda flow_id: self._flow_extent(tx, flow_id),
+                )
+                if page is not None:
+                    return page
             return self._query(tx, name, where, columns=columns, order_by=order_by, limit=limit)
+
+    def _flow_extent(self, tx: Any, flow_id: str) -> tuple[int | None, int | None, int]:
+        """The lowest and highest start of a flow's segments, and their number (its starts, read once)."""
+        starts = self._query(tx, "segments", [Term("flow_id", "==", flow_id)], columns=["start_ns"]).column(0)
+        bounds = pc.min_max(starts)
+        return bounds["min"].as_py(), bounds["max"].as_py(), len(starts)
 
     def count(self, name: str, where: Sequence[Predicate] = ()) -> int:
         if name not in SCHEMAS and name not in DERIVED:
@@ -317,6 +339,7 @@ class Engine(BaseEngine):
             tx = self._writing()
             for offset in range(0, table.num_rows, self.insert_batch_rows):
                 self.store.insert(tx, name, table.slice(offset, self.insert_batch_rows))
+            self._extents.inserted(name, table)
 
     def delete(self, name: str, where: Sequence[Predicate]) -> int:
         with self.transaction():

@@ -1,17 +1,20 @@
-"""Pages of one flow's segments through a window on ``start_ns``.
+"""Pages of one flow's segments through a window on ``start_ns``, for engines without an index to walk.
 
-DuckDB has no index it can walk in ``start_ns`` order: ``WHERE flow_id = ? ORDER BY start_ns LIMIT 100``
-reads every row of the flow, and the newest-first page of a long flow grown by live ingest reads every row
-of the table that shares its row groups (137 ms at 100k segments, 491 ms at 10M, measured). Its zone maps
-(the min and max of each row group's ``start_ns``) do prune whole row groups, and segments are stored
-nearly in time order: a recorder appends them as they happen, a bulk load brings a flow's segments
-together. So a page first asks for the rows inside a window on ``start_ns`` where it most likely lies, and
-widens the window when it holds fewer rows than the page wants.
+A page is ``WHERE flow_id = ? ORDER BY start_ns [DESC] LIMIT n``. DuckDB has no index it can walk in
+``start_ns`` order, so it reads every row of the flow, and the newest-first page of a long flow grown by
+live ingest every row of the row groups the flow shares (137 ms at 100k segments, 491 ms at 10M,
+measured); VAST runs ordering and limit client-side, after reading the ordering column of the whole flow.
+Both skip data by ``start_ns`` though: DuckDB's zone maps (each row group's min and max) prune whole row
+groups, and segments are stored nearly in time order (a recorder appends them as they happen, a bulk load
+brings a flow's segments together); VAST prunes by its sorting key ``(flow_id, start_ns)``. So a page first
+asks for the rows inside a window on ``start_ns`` where it most likely lies, and widens the window when it
+holds fewer rows than the page wants.
 
 The window is one-sided (``start_ns < edge`` for a page in time order, ``start_ns >= edge`` newest
 first), which keeps the answer exact whatever the window: when it holds ``limit`` rows, every row outside
 it sorts after them. Its width comes from the flow's extent (the lowest and highest start, the number of
-segments), read once per flow with one aggregate and widened by the engine's own inserts.
+segments), read once per flow and widened by the engine's own inserts and by the starts pages return
+(which is how an engine that shares its store with other writers, VAST, learns of their segments).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tams_analytics.engines.base import Change, OrderBy
+from tams_analytics.engines.base import OrderBy
 from tams_analytics.predicates import Predicate, Term, conjuncts, pinned
 
 __all__ = ["Extent", "FlowExtents"]
@@ -93,10 +96,9 @@ class FlowExtents:
         self._lock = threading.Lock()
         self._extents: dict[str, Extent] = {}
 
-    def inserted(self, change: Change) -> None:
-        """Widen the kept extents of the flows ``change`` inserts segments into."""
-        rows = change.rows
-        if change.table != "segments" or rows is None or not self._extents:
+    def inserted(self, table: str, rows: pa.Table) -> None:
+        """Widen the kept extents of the flows the engine inserts ``rows`` of ``table`` into."""
+        if table != "segments" or not self._extents:
             return
         if rows.num_rows == 1:
             start = rows.column("start_ns")[0].as_py()
@@ -167,7 +169,7 @@ class FlowExtents:
                     break
                 table = run([*where, Term("start_ns", ">=", edge)])
                 if table.num_rows >= limit:
-                    return table
+                    return self._seen(flow_id, table)
                 width *= GROWTH
         else:  # in time order: windows reach forward from the cursor (or the timerange's start)
             lower = _bound(where, lower=True, columns=("start_ns", "end_ns"))
@@ -179,6 +181,17 @@ class FlowExtents:
                     break
                 table = run([*where, Term("start_ns", "<", edge)])
                 if table.num_rows >= limit:
-                    return table
+                    return self._seen(flow_id, table)
                 width *= GROWTH
         return run(list(where))
+
+    def _seen(self, flow_id: str, page: pa.Table) -> pa.Table:
+        """``page``, its starts widening the flow's extent (segments other writers added since it was read)."""
+        if "start_ns" in page.column_names and page.num_rows:
+            mm = pc.min_max(page.column("start_ns"))
+            lo, hi = mm["min"].as_py(), mm["max"].as_py()
+            with self._lock:
+                kept = self._extents.get(flow_id)
+                if kept is not None and kept.n and (lo < kept.lo or hi > kept.hi):
+                    self._extents[flow_id] = kept.widened(lo, hi, 0)
+        return page
