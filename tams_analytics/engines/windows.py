@@ -20,6 +20,7 @@ segments), read once per flow and widened by the engine's own inserts and by the
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -89,12 +90,17 @@ class FlowExtents:
 
     An extent only places windows: an answer never depends on it (a window that holds too few rows is
     widened, and the last resort is the plain query), so an extent read while a write was in flight, or
-    left wide by deleted segments, costs at most a wider window.
+    left wide by deleted segments, costs at most a wider window. An engine that shares its store with other
+    writers gives ``max_age``: an extent is read again after that many seconds (their segments change the
+    flow's density, which the starts pages return do not tell).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_age: float | None = None) -> None:
+        self.max_age = max_age
         self._lock = threading.Lock()
         self._extents: dict[str, Extent] = {}
+        #: when each extent was read (with ``max_age``)
+        self._read_at: dict[str, float] = {}
 
     def inserted(self, table: str, rows: pa.Table) -> None:
         """Widen the kept extents of the flows the engine inserts ``rows`` of ``table`` into."""
@@ -129,13 +135,18 @@ class FlowExtents:
         not kept (a flow without segments is kept too: its ``n`` is 0)."""
         with self._lock:
             kept = self._extents.get(flow_id)
-        if kept is not None:
+            stale = self.max_age is not None and time.monotonic() - self._read_at.get(flow_id, 0.0) > self.max_age
+        if kept is not None and not stale:
             return kept
         lo, hi, n = read()
         extent = Extent(lo, hi, n) if lo is not None and hi is not None else Extent(0, 0, 0)
         with self._lock:
             if len(self._extents) >= CAPACITY:
                 self._extents.clear()
+                self._read_at.clear()
+            if stale:
+                self._extents[flow_id] = extent
+            self._read_at[flow_id] = time.monotonic()
             return self._extents.setdefault(flow_id, extent)
 
     # -- pages ---------------------------------------------------------------------------------------------

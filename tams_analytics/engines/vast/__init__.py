@@ -92,6 +92,10 @@ def _conform_rows(name: str, rows: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+#: seconds a flow's extent is used before it is read again (other replicas add segments too)
+EXTENT_MAX_AGE_S: Final = 60.0
+
+
 class Engine(BaseEngine):
     """VAST DB, through the vastdb SDK."""
 
@@ -125,7 +129,7 @@ class Engine(BaseEngine):
         self._lazy: LazyTables | None = None
         #: where the pages of each flow lie on ``start_ns``: a page reads its window, not the whole flow's
         #: starts (see :mod:`~tams_analytics.engines.windows`)
-        self._extents = FlowExtents()
+        self._extents = FlowExtents(max_age=EXTENT_MAX_AGE_S)
         if create and not read_only:
             self.create_tables()
 

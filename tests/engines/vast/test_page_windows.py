@@ -80,3 +80,13 @@ def test_a_page_of_a_long_flow_reads_a_window_of_it(engine: tuple[Engine, RowCou
     store.rows_read = 0
     assert _page(vast, flow, True)[:4] == [*newer[::-1], starts[-1]]
     assert store.rows_read <= 4 * 2 * 100
+
+    # the extent is read again once it is older than max_age (other replicas change the flow too)
+    vast._extents.max_age = 0.0
+    store.rows_read = 0
+    assert _page(vast, flow, False) == starts[:100]
+    assert store.rows_read >= N
+    vast._extents.max_age = 3600.0
+    store.rows_read = 0
+    assert _page(vast, flow, False) == starts[:100]
+    assert store.rows_read <= 4 * 2 * 100
