@@ -79,7 +79,7 @@ def _bound(where: Sequence[Predicate], *, lower: bool, columns: tuple[str, ...] 
     best: int | None = None
     for term in conjuncts(where):
         if isinstance(term, Term) and term.column in columns and term.op in ("<", "<=", ">", ">="):
-            if (term.op in (">", ">=")) == lower:
+            if (term.op in (">", ">=")) == lower and isinstance(term.value, int):
                 value = int(term.value)
                 best = value if best is None else (max(best, value) if lower else min(best, value))
     return best
