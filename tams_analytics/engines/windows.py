@@ -152,16 +152,22 @@ class FlowExtents:
     # -- pages ---------------------------------------------------------------------------------------------
     def page(
         self,
+        name: str,
         where: Sequence[Predicate],
         order_by: OrderBy,
-        limit: int,
-        run: Callable[[list[Predicate]], pa.Table],
+        limit: int | None,
+        run: Callable[[Sequence[Predicate]], pa.Table],
         read: Callable[[str], tuple[int | None, int | None, int]],
     ) -> pa.Table | None:
-        """One page of one flow's segments ordered by ``start_ns`` (``run`` runs a query with extra
-        conjuncts), or None when it is not such a page (the caller runs the plain query)."""
+        """The answer to a query of ``name`` if it is a page of one flow's segments ordered by ``start_ns``
+        (``run`` runs it with extra conjuncts, ``read`` reads a flow's extent), else None (the caller runs
+        the query as it is)."""
+        if name != "segments" or not order_by or order_by[0][0] != "start_ns":
+            return None
+        if limit is None or not 0 < limit <= MAX_LIMIT or not _windowable(where):
+            return None
         flows = pinned(where, "flow_id")
-        if flows is None or len(flows) != 1 or not 0 < limit <= MAX_LIMIT or not _windowable(where):
+        if flows is None or len(flows) != 1:
             return None
         flow_id = flows[0]
         extent = self.extent(flow_id, lambda: read(flow_id))

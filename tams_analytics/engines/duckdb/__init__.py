@@ -164,17 +164,11 @@ class Engine(BaseEngine):
         order_by: OrderBy = (),
         limit: int | None = None,
     ) -> pa.Table:
-        if name == "segments" and limit is not None and order_by and order_by[0][0] == "start_ns":
-            page = self._extents.page(
-                where,
-                order_by,
-                limit,
-                lambda w: self._select(name, w, columns, order_by, limit),
-                self._flow_extent,
-            )
-            if page is not None:
-                return page
-        return self._select(name, where, columns, order_by, limit)
+        def run(w: Sequence[Predicate]) -> pa.Table:
+            return self._select(name, w, columns, order_by, limit)
+
+        page = self._extents.page(name, where, order_by, limit, run, self._flow_extent)
+        return page if page is not None else run(where)
 
     def _select(
         self, name: str, where: Sequence[Predicate], columns: Sequence[str] | None, order_by: OrderBy, limit: int | None

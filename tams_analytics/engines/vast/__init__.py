@@ -211,17 +211,12 @@ class Engine(BaseEngine):
         limit: int | None = None,
     ) -> pa.Table:
         with self._reading() as tx:
-            if name == "segments" and limit is not None and order_by and order_by[0][0] == "start_ns":
-                page = self._extents.page(
-                    where,
-                    order_by,
-                    limit,
-                    lambda w: self._query(tx, name, w, columns=columns, order_by=order_by, limit=limit),
-                    lambda flow_id: self._flow_extent(tx, flow_id),
-                )
-                if page is not None:
-                    return page
-            return self._query(tx, name, where, columns=columns, order_by=order_by, limit=limit)
+
+            def run(w: Sequence[Predicate]) -> pa.Table:
+                return self._query(tx, name, w, columns=columns, order_by=order_by, limit=limit)
+
+            page = self._extents.page(name, where, order_by, limit, run, lambda flow_id: self._flow_extent(tx, flow_id))
+            return page if page is not None else run(where)
 
     def _flow_extent(self, tx: Any, flow_id: str) -> tuple[int | None, int | None, int]:
         """The lowest and highest start of a flow's segments, and their number (its starts, read once)."""
