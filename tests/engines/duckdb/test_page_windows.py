@@ -1,7 +1,8 @@
-"""Segment pages through windows on ``start_ns`` (``engines/duckdb/windows.py``) answer exactly what the
+"""Segment pages through windows on ``start_ns`` (``engines/windows.py``) on DuckDB answer exactly what the
 plain query answers: first pages, newest-first pages, pages at a cursor either way and pages of a
 timerange, on flows with gaps and uneven segments stored interleaved, also after the flow grows at either
-end or loses segments; and a page of a flow grown by live ingest reads only the row groups near it."""
+end or loses segments; a flow's extent is read once and follows the engine's inserts; a page runs one
+windowed statement, and one plain statement where a window cannot help."""
 
 from __future__ import annotations
 
