@@ -48,15 +48,13 @@ def receiver() -> Iterator[Receiver]:
 
     class Handler(QuietHandler):
         def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("content-length", "0")))
+            raw = self.body()
             with rec.lock:
                 if rec.healthy:
                     rec.accepted.append(json.loads(raw))
                 else:
                     rec.refused += 1
-            self.send_response(200 if rec.healthy else 503)
-            self.send_header("content-length", "0")
-            self.end_headers()
+            self.reply(200 if rec.healthy else 503)
 
     with serving(Handler) as base:
         rec.url = f"{base}/hook"

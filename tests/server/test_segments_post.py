@@ -246,10 +246,8 @@ class _Receiver(QuietHandler):
     received: list[dict[str, Any]]
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.received.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
+        self.received.append(json.loads(self.body()))
+        self.reply(200)
 
 
 @pytest.fixture

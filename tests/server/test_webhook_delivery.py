@@ -75,12 +75,10 @@ def receiver() -> Iterator[Receiver]:
 
     class Handler(QuietHandler):
         def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("content-length", "0")))
+            raw = self.body()
             with rec.lock:
                 rec.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, raw))
-            self.send_response(500 if self.path.startswith("/fail") else 200)
-            self.send_header("content-length", "0")
-            self.end_headers()
+            self.reply(500 if self.path.startswith("/fail") else 200)
 
     with serving(Handler) as rec.base:
         yield rec
