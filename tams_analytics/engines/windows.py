@@ -146,7 +146,8 @@ class FlowExtents:
                 self._read_at.clear()
             if stale:
                 self._extents[flow_id] = extent
-            self._read_at[flow_id] = time.monotonic()
+            if self.max_age is not None:
+                self._read_at[flow_id] = time.monotonic()
             return self._extents.setdefault(flow_id, extent)
 
     # -- pages ---------------------------------------------------------------------------------------------
