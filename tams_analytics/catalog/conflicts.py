@@ -28,7 +28,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from types import TracebackType
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
@@ -37,7 +39,7 @@ from tams_analytics.exceptions import CommitUncertain, TransientStoreError, Writ
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
 
-__all__ = ["Attempt", "RetryPolicy", "RetryStats", "run_transaction", "transactional"]
+__all__ = ["Attempt", "Attempts", "RetryPolicy", "RetryStats", "run_transaction", "transactional"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,53 +106,108 @@ class RetryStats:
             self.given_up += 1
 
 
-@dataclass(frozen=True)
 class Attempt:
-    """What a retried transaction knows about the attempts before it."""
+    """One attempt of a retried write (see :class:`Attempts`): a context manager holding its transaction,
+    and what the attempts before it tell it."""
 
-    number: int = 1
-    #: an earlier attempt's commit failed without saying whether it applied: its writes may be stored
-    after_uncertain_commit: bool = False
+    def __init__(self, number: int = 1, after_uncertain_commit: bool = False, *, catalog: Catalog | None = None) -> None:
+        self.number = number
+        #: an earlier attempt's commit failed without saying whether it applied: its writes may be stored
+        self.after_uncertain_commit = after_uncertain_commit
+        #: the transient refusal that ended this attempt (None: it committed, or has not ended)
+        self.refused: TransientStoreError | None = None
+        self._catalog = catalog
+        self._transaction: AbstractContextManager[None] | None = None
+        self._joins = False
+
+    def __repr__(self) -> str:
+        return f"Attempt({self.number}, after_uncertain_commit={self.after_uncertain_commit})"
+
+    def __enter__(self) -> Attempt:
+        if self._catalog is None:
+            raise RuntimeError("an Attempt made without a catalog holds no transaction")
+        self._joins = self._catalog.engine.in_transaction()
+        self._transaction = self._catalog.transaction()
+        self._transaction.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        assert self._transaction is not None
+        if self._joins:  # an enclosing transaction decides (and retries, if it can)
+            return bool(self._transaction.__exit__(kind, exc, tb))
+        try:
+            self._transaction.__exit__(kind, exc, tb)
+        except TransientStoreError as refused:  # the commit was refused
+            self.refused = refused
+            return True
+        if isinstance(exc, TransientStoreError):
+            self.refused = exc  # refused before the commit: rolled back, try again
+            return True
+        return False
+
+
+class Attempts:
+    """The attempts of one write, for a ``for`` loop (as tenacity's ``Retrying``): each attempt is a
+    context manager holding a transaction of ``catalog``; a refusal the store calls transient ends the
+    attempt (rolled back, counted, a jittered pause) and the loop goes on; one that commits ends the loop.
+    After the last refused attempt the loop raises. Calls go down: the caller's code runs in the caller's
+    frame, between ``with attempt:`` and its end, so it can compose its own writes into the transaction::
+
+        for attempt in Attempts(catalog, what="segment registration", claim=claim):
+            with attempt:
+                result = register(catalog, requests, attempt)
+                write_outbox(result)
+
+    ``what`` names the write in logs and in the final error; ``claim`` writes the rows the write depends
+    on (committed alone after repeated conflicts). Inside an enclosing transaction there is one attempt,
+    which joins it: only the outermost transaction can be retried (the enclosing one decides).
+    """
+
+    def __init__(self, catalog: Catalog, *, what: str, claim: Callable[[], object] | None = None) -> None:
+        self.catalog = catalog
+        self.what = what
+        self.claim = claim
+
+    def __iter__(self) -> Iterator[Attempt]:
+        catalog, what = self.catalog, self.what
+        if catalog.engine.in_transaction():
+            yield Attempt(catalog=catalog)
+            return
+        policy: RetryPolicy = catalog.retry_policy
+        uncertain = False
+        in_a_row = 0
+        exc: TransientStoreError | None = None
+        for number in range(1, policy.attempts + 1):
+            if self.claim is not None and in_a_row >= policy.claim_after:
+                _claim_alone(catalog, self.claim, what)
+            attempt = Attempt(number, uncertain, catalog=catalog)
+            yield attempt
+            if attempt.refused is None:
+                catalog.retry_stats.succeeded(number)
+                return
+            exc = attempt.refused
+            uncertain = uncertain or isinstance(exc, CommitUncertain)
+            in_a_row = in_a_row + 1 if isinstance(exc, WriteConflict) else 0
+            catalog.retry_stats.count(exc)
+            logger.debug("%s: attempt %d of %d refused: %s", what, number, policy.attempts, exc)
+            if number < policy.attempts:
+                time.sleep(policy.pause(number))
+        catalog.retry_stats.gave_up()
+        assert exc is not None
+        logger.warning("%s: gave up after %d attempts: %s", what, policy.attempts, exc)
+        kind = CommitUncertain if uncertain else WriteConflict
+        raise kind(f"{what}: the store stayed busy with concurrent writes ({policy.attempts} attempts); retry") from exc
 
 
 def run_transaction(
     catalog: Catalog, work: Callable[[Attempt], T], *, what: str, claim: Callable[[], object] | None = None
 ) -> T:
     """``work(attempt)`` in a transaction of ``catalog``, tried again while the store refuses it as
-    transient (see the module docstring); ``what`` names the write in logs and in the final error, and
-    ``claim`` writes the rows it depends on (committed alone after repeated conflicts).
-
-    Inside an enclosing transaction ``work`` simply joins it: only the outermost transaction can be
-    retried (the enclosing one is rolled back as a whole and decides).
-    """
-    if catalog.engine.in_transaction():
-        with catalog.transaction():
-            return work(Attempt())
-    policy: RetryPolicy = catalog.retry_policy
-    uncertain = False
-    in_a_row = 0
-    last: TransientStoreError | None = None
-    for number in range(1, policy.attempts + 1):
-        if claim is not None and in_a_row >= policy.claim_after:
-            _claim_alone(catalog, claim, what)
-        try:
-            with catalog.transaction():
-                result = work(Attempt(number, uncertain))
-            catalog.retry_stats.succeeded(number)
-            return result
-        except TransientStoreError as exc:
-            last = exc
-            uncertain = uncertain or isinstance(exc, CommitUncertain)
-            in_a_row = in_a_row + 1 if isinstance(exc, WriteConflict) else 0
-            catalog.retry_stats.count(exc)
-            logger.debug("%s: attempt %d of %d refused: %s", what, number, policy.attempts, exc)
-        if number < policy.attempts:
-            time.sleep(policy.pause(number))
-    catalog.retry_stats.gave_up()
-    assert last is not None
-    logger.warning("%s: gave up after %d attempts: %s", what, policy.attempts, last)
-    kind = CommitUncertain if uncertain else WriteConflict
-    raise kind(f"{what}: the store stayed busy with concurrent writes ({policy.attempts} attempts); retry") from last
+    transient (:class:`Attempts`, which says what ``what`` and ``claim`` are)."""
+    for attempt in Attempts(catalog, what=what, claim=claim):
+        with attempt:
+            result = work(attempt)
+    return result
 
 
 def _claim_alone(catalog: Catalog, claim: Callable[[], object], what: str) -> None:
