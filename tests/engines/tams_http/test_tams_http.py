@@ -22,15 +22,14 @@ import pytest
 
 from tams_analytics import predicates as P
 from tams_analytics.analytics import integrity, reports
-from tams_analytics.catalog import Catalog, connect
-from tams_analytics.demo import build_demo
+from tams_analytics.catalog import Catalog
 from tams_analytics.exceptions import TamsError, UnsupportedError
 from tams_analytics.export import PROGRESS_EVERY_S, default_tables, export_catalog
 from tams_analytics.schema import SCHEMAS
 from tams_analytics.storage.base import DEFAULT_STORAGE_ID, object_key
 from tests.engines.catalogs import expect_notimpl
 from tests.engines.remote.shapes import SHAPES, VIDEO, Context, answerable, run, same
-from tests.fixtures.live_tams import DEMO_SEGMENTS, MAX_LIMIT, ServedCatalog, ServedDemo
+from tests.fixtures.live_tams import DEMO_SEGMENTS, MAX_LIMIT, ServedDemo, serving_demo
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -170,17 +169,15 @@ def test_an_object_is_one_request_and_one_not_referenced_is_absent(requests: Ser
 def with_instances(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedDemo]:
     """A small demo store whose objects have instances: a controlled one each in the server's own storage,
     and for some a second, uncontrolled one (a mirror's URL)."""
+
+    def mirror_some(catalog: Catalog) -> None:
+        some = catalog.segments().select("object_id").limit(50).to_pyarrow()["object_id"].to_pylist()
+        catalog.add_uncontrolled_instances({(oid, "mirror"): f"https://mirror.example/{oid}" for oid in some})
+
     root = tmp_path_factory.mktemp("instances")
-    catalog = connect(f"duckdb:///{root / 'demo.duckdb'}", create=True)
-    build_demo(catalog, 400, programmes=1, storage_id=DEFAULT_STORAGE_ID, storage_key=object_key, progress=False)
-    some = catalog.segments().select("object_id").limit(50).to_pyarrow()["object_id"].to_pylist()
-    catalog.add_uncontrolled_instances({(oid, "mirror"): f"https://mirror.example/{oid}" for oid in some})
-    server = ServedCatalog(catalog, root / "data", max_limit=MAX_LIMIT).start()
-    try:
-        yield ServedDemo(catalog, server)
-    finally:
-        server.stop()
-        catalog.close()
+    demo = {"programmes": 1, "storage_id": DEFAULT_STORAGE_ID, "storage_key": object_key}
+    with serving_demo(root, 400, mirror_some, **demo) as served:
+        yield served
 
 
 def test_an_export_through_the_api_reads_listings_a_page_at_a_time(with_instances: ServedDemo, tmp_path: Path) -> None:
