@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,8 +51,21 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--s3-endpoint", help="S3 endpoint URL (default: TAMS_S3_ENDPOINT, else AWS)")
     p.add_argument("--s3-region", help="S3 region (default: TAMS_S3_REGION, AWS_REGION or us-east-1)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (it is off anyway when piped)")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress (a bar on a terminal; else a line on stderr every few seconds)",
+    )
     p.set_defaults(run=run)
+
+
+def _progress(off: bool) -> bool | Callable[[str], None]:
+    """A bar on a terminal; off a terminal (logs, pipes, cron) a line on stderr every few seconds."""
+    if off:
+        return False
+    if sys.stderr.isatty():
+        return True
+    return lambda line: print(f"tams-analytics export: {line}", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             batch_rows=args.batch_rows,
             flow_bucket_chars=args.flow_bucket_chars,
             sort=not args.no_sort,
-            progress=not args.no_progress and sys.stderr.isatty(),
+            progress=_progress(args.no_progress),
             endpoint=args.s3_endpoint,
             region=args.s3_region,
         )

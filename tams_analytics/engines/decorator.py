@@ -82,6 +82,9 @@ class EngineDecorator(Engine):
     def optimize(self) -> None:
         self.inner.optimize()
 
+    def ping(self) -> str:
+        return self.inner.ping()
+
     def describe(self, name: str) -> StoredTable | None:
         return self.inner.describe(name)
 
