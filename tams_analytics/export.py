@@ -303,9 +303,8 @@ def export_catalog(
     try:
         occupied = [name for name in names if _occupied(dest, name)]
         if occupied and not overwrite:
-            raise TamsError(
-                f"{dest.url} already holds {', '.join(occupied)}: pass overwrite=True (--overwrite) to replace them"
-            )
+            held = f"{dest.url} already holds {', '.join(occupied)}"
+            raise TamsError(f"{held}: pass overwrite=True to replace them", cli=f"{held}: --overwrite replaces them")
         dest.filesystem.create_dir(dest.root, recursive=True)
         for name in names:
             if name in occupied:

@@ -97,6 +97,12 @@ class Catalog:
         self.group_commit.close()
         self.engine.close()
 
+    def discard(self) -> bool:
+        """Close, and remove the store if this catalog's connection created it (``create=True`` on a store
+        that did not exist): what a command that failed making a new store leaves behind. True if removed."""
+        self.group_commit.close()
+        return self.engine.discard()
+
     def __enter__(self) -> Catalog:
         return self
 
@@ -490,8 +496,8 @@ def connect(url: str = "duckdb://", *, create: bool | None = None, **options: An
     ``trino://...``, ``tams+https://host[:port][/prefix]`` (any TAMS server, through its API).
 
     A store that does not exist is a :class:`~tams_analytics.exceptions.TamsError` naming the path, never a
-    new empty store; ``create=True`` makes it (for DuckDB: the file and its folders). Other ``options`` go
-    to the engine (e.g. ``read_only=True``).
+    new empty store; ``create=True`` makes it (for DuckDB: the file, in a folder that exists: a mistyped
+    folder is an error too). Other ``options`` go to the engine (e.g. ``read_only=True``).
 
     >>> import tams_analytics as ta
     >>> ta.connect("duckdb://")

@@ -41,6 +41,7 @@ class UsageError(Exception):
 def open_catalog(url: str | None, **options: Any) -> Catalog:
     """Connect to an existing store, turning any failure into :class:`UsageError` (exit code 2)."""
     from tams_analytics.catalog import connect
+    from tams_analytics.exceptions import said_on_cli
 
     if not url:
         raise UsageError("no store: give --store URL or set TAMS_STORE")
@@ -48,7 +49,7 @@ def open_catalog(url: str | None, **options: Any) -> Catalog:
         return connect(url, **options)
     except Exception as exc:
         # engines may quote the URL in their message: never echo credentials
-        reason = str(exc).replace(url, redacted(url))
+        reason = said_on_cli(exc).replace(url, redacted(url))
         raise UsageError(f"cannot open store {redacted(url)}: {reason}") from None
 
 
@@ -71,10 +72,25 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def common_options(p: argparse.ArgumentParser) -> None:
+#: how ``--s3-region`` is explained (its default comes from the environment, else us-east-1)
+S3_REGION_HELP: Final = "S3 region of the bucket (default: $TAMS_S3_REGION, else us-east-1)"
+#: how ``--store`` is explained in every command that reads a store
+STORE_HELP: Final = (
+    "store URL: duckdb:///ABSOLUTE/PATH (three slashes), duckdb://./RELATIVE/PATH, tams+http://HOST:PORT, "
+    "vast://..., trino://... (default: $TAMS_STORE)"
+)
+
+
+def add_store_option(p: argparse.ArgumentParser | Any, help: str = STORE_HELP) -> None:
+    """``--store URL``, defaulting to ``$TAMS_STORE`` (the one rule of every command that reads a store; the value
+    is never shown, as it may hold credentials). :func:`open_catalog` says when neither is given."""
     import os
 
-    p.add_argument("--store", default=os.environ.get("TAMS_STORE"), help="store URL (default: $TAMS_STORE)")
+    p.add_argument("--store", default=os.environ.get("TAMS_STORE") or None, metavar="URL", help=help)
+
+
+def common_options(p: argparse.ArgumentParser) -> None:
+    add_store_option(p)
     p.add_argument("--format", choices=FORMATS, default="table", help="output format")
     p.add_argument("--wide", action="store_true", help="table: every column, as wide as it takes (default: fit 120)")
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from tams_analytics.engines import open_engine, redacted
 from tams_analytics.engines.base import Engine
+from tams_analytics.exceptions import TamsError, said_on_cli
 from tams_analytics.schema import SCHEMAS, SORT_KEYS
 
 __all__ = ["Check", "Diagnosis", "diagnose", "run_checks"]
@@ -63,7 +64,9 @@ class Diagnosis:
 
 
 def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
+    """The failure in one line: the library's own errors as their message, a driver's with its class."""
+    text = " ".join(said_on_cli(exc).split())
+    return (text if isinstance(exc, TamsError) else f"{type(exc).__name__}: {text}")[:500]
 
 
 def diagnose(url: str, **options: Any) -> Diagnosis:
