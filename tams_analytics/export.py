@@ -281,10 +281,11 @@ def export_catalog(
 
     >>> import tempfile, pyarrow.dataset as ds
     >>> from tams_analytics.views import example_catalog
-    >>> out = tempfile.mkdtemp()
-    >>> summary = export_catalog(example_catalog(), out, tables=["segments"])
-    >>> summary.rows, ds.dataset(f"{out}/segments", partitioning="hive").count_rows()
+    >>> out = tempfile.TemporaryDirectory()
+    >>> summary = export_catalog(example_catalog(), out.name, tables=["segments"])
+    >>> summary.rows, ds.dataset(f"{out.name}/segments", partitioning="hive").count_rows()
     (3, 3)
+    >>> out.cleanup()
     """
     unknown = sorted(set(tables or ()) - set(SCHEMAS))
     if unknown:

@@ -60,6 +60,9 @@ def test_runs_without_errors(
     monkeypatch.delenv("TAMS_STORE", raising=False)  # each notebook builds its own demo store
     monkeypatch.delenv("TAMS_OBJECTS_DIR", raising=False)
     monkeypatch.setenv("TAMS_DEMO_SEGMENTS", "4000")
+    scratch = tmp_path / "tmp"  # the kernel's temp folder: what the notebook leaves behind shows here
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell("import sys; print(sys.executable)"))
     client = NotebookClient(nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(tmp_path)}})
@@ -68,6 +71,8 @@ def test_runs_without_errors(
     errors = [o for o in outputs if o.output_type == "error"]
     assert not errors, "\n".join(f"{e.ename}: {e.evalue}" for e in errors)
     assert nb.cells[-1].outputs[0].text.strip() == sys.executable  # the venv's kernel ran it
+    # the demo stores and media a notebook makes go when its kernel stops (no tams-demo-*, tams-integrity-*)
+    assert sorted(p.name for p in scratch.iterdir() if p.name.startswith("tams-")) == []
     text = "".join(o.get("text", "") for o in outputs)
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     if path.name.startswith("02_"):
@@ -79,4 +84,4 @@ def test_runs_without_errors(
         assert "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING" in text.upper()
     if path.name.startswith("05_"):
         assert "Catalog(engine='tams+http'" in text and "from 1 request(s)" in text
-        assert len(images) >= 2 and "skipped unreferenced_object" in text and "UnsupportedError" in text
+        assert len(images) >= 2 and "skipped unreferenced_objects" in text and "UnsupportedError" in text

@@ -27,7 +27,7 @@ import pyarrow as pa
 from tams_analytics import display
 from tams_analytics import filters as F
 from tams_analytics import predicates as P
-from tams_analytics.catalog import backends, deletion, documents, flows, objects, references, registration
+from tams_analytics.catalog import backends, deletion, documents, flows, guards, objects, references, registration
 from tams_analytics.catalog.conflicts import RetryPolicy, RetryStats
 from tams_analytics.catalog.group_commit import GroupCommit
 from tams_analytics.catalog.results import AddResult, Changes, DeleteResult, Failure
@@ -284,15 +284,17 @@ class Catalog:
         return documents.source_collections(self, source_ids)
 
     def flow_timerange(self, flow_id: str, within: TimeRange | str | None = None) -> TimeRange:
-        """From the first segment's start to the last segment's end (``()`` without segments).
+        """From the first segment's start to the last segment's end (``()`` without segments; a flow the store
+        does not have is an error: :func:`~tams_analytics.catalog.guards.known_flow`).
 
         With ``within``, only segments overlapping it count (their full extent, not clipped).
         """
-        where: list[Predicate] = [Term("flow_id", "==", flow_id)]
+        where: list[Predicate] = [Term("flow_id", "==", guards.flow_id_text(flow_id))]
         if within is not None:
             where += P.flatten([P.overlaps(within)])
         first = self.rows("segments", where, columns=["timerange"], order_by=[("start_ns", False)], limit=1)
         if first.num_rows == 0:
+            guards.known_flow(self, flow_id)
             return TimeRange.never()
         last = self.rows("segments", where, columns=["timerange"], order_by=[("end_ns", True)], limit=1)
         return TimeRange.from_str(first.column(0)[0].as_py()).hull(TimeRange.from_str(last.column(0)[0].as_py()))

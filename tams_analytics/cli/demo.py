@@ -16,6 +16,7 @@ from tams_analytics.catalog import connect
 from tams_analytics.cli.__main__ import HelpFormatter
 from tams_analytics.cli.report import S3_REGION_HELP
 from tams_analytics.demo import build_demo
+from tams_analytics.exceptions import TamsError
 
 
 def add_parser(sub: Any) -> None:
@@ -63,8 +64,6 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.segments < 1 or args.programmes < 1:
-        from tams_analytics.exceptions import TamsError
-
         raise TamsError("--segments and --programmes take a number of 1 or more")
     media: dict[str, Any] = {}
     if args.storage:
@@ -97,8 +96,12 @@ def run(args: argparse.Namespace) -> int:
                 progress=not args.no_progress and sys.stderr.isatty(),
                 **media,
             )
-    except BaseException:
+    except BaseException as exc:
         catalog.discard()  # a store this command was creating goes; one that existed is as it was
+        from tams_analytics.storage.base import StorageError
+
+        if isinstance(exc, StorageError):
+            raise TamsError(f"cannot write the demo's media to {args.storage}: {exc}") from None
         raise
     catalog.close()
     print(

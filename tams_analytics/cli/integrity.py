@@ -122,7 +122,7 @@ def _audit(args: argparse.Namespace) -> IntegrityReport:
                 store, skipped = None, "the catalog has no controlled object instances"
         report = audit(catalog, store, storage_id=storage_id, limit=args.limit or None, progress=sys.stderr.isatty())
         if skipped:
-            storage_checks = ("missing_from_storage", "size_mismatch")
+            storage_checks = ("missing_from_storage", "size_mismatches")
             report.skipped |= {k: skipped for k in storage_checks if k in report.skipped}
         if not any(report.checked.get(t) for t in ("sources", "flows", "segments", "objects")):
             # opening a store URL that names nothing may have created an empty store

@@ -1,5 +1,9 @@
 """``tams-analytics report``: coverage, storage, ingest and flow reports as a table, JSON or CSV.
 
+Exit codes: 1 when ``report coverage`` finds a gap (between a flow's runs, or, with ``--within``, at an edge of
+the window the flow does not reach: what ``--gaps`` lists), so a scheduled job can alert on missing media;
+storage, ingest and flows describe the store and have no findings (0). 2: usage or connection errors.
+
 JSON and CSV carry every column, exact (integers in nanoseconds and bytes) and in clock time (``*_utc`` in ISO
 8601 UTC, durations ``*_s`` in seconds); the table is for people (:mod:`tams_analytics.cli.output`). The
 shared helpers here (:func:`open_catalog`, :class:`UsageError`) serve ``tams-analytics integrity`` too.
@@ -15,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pyarrow as pa
 
-from tams_analytics.cli.__main__ import EXIT_OK, EXIT_USAGE, HelpFormatter
+from tams_analytics.cli.__main__ import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, HelpFormatter
 from tams_analytics.cli.output import FORMATS_OUT, emit
 from tams_analytics.engines import redacted
 
@@ -104,14 +108,19 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "report",
         help="coverage, storage, ingest and flow reports (table, JSON or CSV)",
-        description="Reports on a store, in the engine. Times are TAMS (TAI) and UTC clock time side by side.",
+        description="Reports on a store, in the engine. Times are TAMS (TAI) and UTC clock time side by side. "
+        "Exit 1: report coverage found a gap (in a flow, or at an edge of --within); storage, ingest and flows "
+        "have no findings (0); 2: usage or connection errors.",
         epilog=_example("coverage --store duckdb:///data/tams.duckdb --within 2023-11-14T22:00Z/PT1H"),
         formatter_class=HelpFormatter,
     )
     kinds = p.add_subparsers(dest="report", required=True, metavar="REPORT")
     cov = kinds.add_parser(
         "coverage",
-        help="per flow: segments, runs, gaps, covered time, segment durations",
+        help="per flow: segments, runs, gaps, covered time, segment durations; exit 1 when there is a gap",
+        description="Per flow: segments, contiguous runs, gaps, covered time and segment durations (--gaps or "
+        "--runs: one row per gap or run). Exit 1 when a flow has a gap in what is reported (with --within, "
+        "an edge of the window the flow does not reach counts), so a scheduled job can alert on missing media.",
         epilog=_example(
             "coverage --store duckdb:///data/tams.duckdb",
             "coverage --store duckdb:///data/tams.duckdb --gaps --within 2023-11-14T22:00Z/2023-11-15T06:00Z",
@@ -197,6 +206,19 @@ def _flows(catalog: Catalog, by: str) -> pa.Table:
     return reports.flows_by(catalog, by).to_pyarrow()
 
 
+def gaps_found(catalog: Catalog, args: argparse.Namespace, table: pa.Table) -> bool:
+    """Whether ``report coverage`` found a gap (its findings: exit 1)."""
+    if args.report != "coverage":
+        return False
+    if args.show == "gaps":
+        return table.num_rows > 0
+    if args.show is None:
+        return any(n for n in table.column("gaps").to_pylist())
+    from tams_analytics.analytics import coverage
+
+    return int(coverage.gaps(catalog, args.flows or None, within=args.within).count().execute()) > 0
+
+
 def build(catalog: Catalog, args: argparse.Namespace) -> pa.Table:
     """The report ``args.report`` as an Arrow table."""
     from tams_analytics.analytics import reports
@@ -212,7 +234,7 @@ def build(catalog: Catalog, args: argparse.Namespace) -> pa.Table:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tams_analytics.exceptions import TamsError
+    from tams_analytics.exceptions import TamsError, said_on_cli
 
     try:
         catalog = open_catalog(args.store)
@@ -221,11 +243,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         table = build(catalog, args)
+        found = gaps_found(catalog, args, table)
     except (UsageError, TamsError) as exc:
-        print(f"tams-analytics report {args.report}: {exc}", file=sys.stderr)
+        print(f"tams-analytics report {args.report}: {said_on_cli(exc)}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         catalog.close()
     shown = SHOWN.get(getattr(args, "show", None) or args.report)
     emit(args.report, table, args.format, columns=shown, wide=args.wide)
-    return EXIT_OK
+    return EXIT_FINDINGS if found else EXIT_OK
