@@ -28,9 +28,12 @@ def said_on_cli(exc: BaseException) -> str:
     cli = getattr(exc, "cli", None)
     if isinstance(cli, str):
         return cli
-    if isinstance(exc, OSError) and exc.strerror:
+    if isinstance(exc, OSError) and (exc.errno or exc.strerror):
+        import os
+
+        reason = os.strerror(exc.errno) if exc.errno else str(exc.strerror)
         where = f": {exc.filename}" if exc.filename else ""
-        return f"{exc.strerror[0].lower()}{exc.strerror[1:]}{where}"
+        return f"{reason[0].lower()}{reason[1:]}{where}"
     return str(exc)
 
 

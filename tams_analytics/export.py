@@ -48,7 +48,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from tams_analytics.exceptions import TamsError
+from tams_analytics.exceptions import TamsError, said_on_cli
 from tams_analytics.schema import SCHEMAS, SORT_KEYS
 
 if TYPE_CHECKING:
@@ -319,7 +319,7 @@ def export_catalog(
             }
         _write_manifest(dest, catalog, manifest, flow_bucket_chars)
     except OSError as exc:
-        raise TamsError(f"cannot write to {dest.url}: {exc}") from exc
+        raise TamsError(f"cannot write to {dest.url}: {said_on_cli(exc)}") from exc
     finally:
         bar.close()
     summary.seconds = time.perf_counter() - t0

@@ -14,6 +14,7 @@ DuckDB file), those that open the store, from the shell of an activated ``.venv`
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -163,6 +164,9 @@ def quick_start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuickStart
     venv = ROOT / ".venv"
     if not (venv / "bin" / "python").exists() or Path(sys.prefix).resolve() != venv.resolve():
         pytest.skip("the README's commands run in the repository's .venv (bash scripts/dev.sh test)")
+    if not _venv_current(venv):
+        # dev.sh would install the project again, from the copy: never let it rewrite the checkout's .venv
+        pytest.skip(".venv is not installed from the current pyproject.toml/constraints.txt: bash scripts/dev.sh")
     if not _port_free(PORT):
         pytest.skip(f"port {PORT}, the README's, is in use on this machine")
     root = _mirror(tmp_path_factory.mktemp("readme"))
@@ -187,6 +191,14 @@ def quick_start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuickStart
     finally:
         _stop(server)
         shutil.rmtree(root / "tams-data", ignore_errors=True)  # 0.8 GB of demo media: not kept with pytest's temps
+
+
+def _venv_current(venv: Path) -> bool:
+    """Whether ``scripts/dev.sh`` takes ``venv`` as installed (its stamp: the hash of pyproject.toml and
+    constraints.txt), so that running it from the copy installs nothing."""
+    stamp = venv / ".tams-analytics-installed"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + (ROOT / "constraints.txt").read_bytes())
+    return stamp.exists() and stamp.read_text().strip() == want.hexdigest()
 
 
 def _stop(server: subprocess.Popen[bytes], timeout: float = 60) -> None:

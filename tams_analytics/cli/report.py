@@ -141,6 +141,9 @@ def add_parser(sub: Any) -> None:
     st = kinds.add_parser(
         "storage",
         help="bytes and objects per flow, source or format",
+        description="Bytes and objects per flow, source or format: an object counts towards every flow whose "
+        "segments reference it, and once towards a source or format; objects of unknown size are counted in "
+        "objects_unsized. A source without a label of its own reads as its flows' labels. No findings (exit 0).",
         epilog=_example("storage --store duckdb:///data/tams.duckdb --by source"),
         formatter_class=HelpFormatter,
     )
@@ -149,6 +152,8 @@ def add_parser(sub: Any) -> None:
     ing = kinds.add_parser(
         "ingest",
         help="segments and bytes registered per hour or day",
+        description="Segments registered, the flows written and the bytes of their objects, per hour or day "
+        "(UTC) of the segments' registration time. No findings (exit 0).",
         epilog=_example("ingest --store duckdb:///data/tams.duckdb --since 7d --every day"),
         formatter_class=HelpFormatter,
     )
@@ -158,6 +163,8 @@ def add_parser(sub: Any) -> None:
     fl = kinds.add_parser(
         "flows",
         help="flows per codec, format, container or tag",
+        description="Flows and their segments per codec, format or container, or per value of a tag "
+        "(tag:NAME; tags: every tag). No findings (exit 0).",
         epilog=_example("flows --store duckdb:///data/tams.duckdb --by tag:genre"),
         formatter_class=HelpFormatter,
     )

@@ -182,3 +182,34 @@ def test_expressions_compile_for_trino(query: object) -> None:
 def test_doctests() -> None:
     result = doctest.testmod(coverage, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+# -- one flow's analytics name a flow the store has -----------------------------------------------------------
+def test_a_flow_the_store_does_not_have_is_an_error_not_no_segments(store: Catalog) -> None:
+    """Unknown ids are errors (NotFoundError), text that is not a flow id says so (a label given for an id),
+    a flow with no segments is still just empty."""
+    from tams_analytics.exceptions import NotFoundError, TamsError
+    from tams_analytics.plots import plot_coverage
+
+    unknown = "0b7c0d53-45f6-4d2c-9b0e-2f0e9b7a1c11"
+    for call in (
+        lambda f: coverage.flow_coverage(store, f),
+        lambda f: coverage.flow_runs(store, f),
+        lambda f: coverage.flow_gaps(store, f),
+        lambda f: store.flow_timerange(f),
+    ):
+        with pytest.raises(NotFoundError, match=f"no flow {unknown} in this store"):
+            call(unknown)
+        with pytest.raises(TamsError, match=r"'Evening News' is not a flow id: flow ids are UUIDs .*label="):
+            call("Evening News")
+        with pytest.raises(TamsError, match="names one flow: a string"):
+            call(["a", "b"])
+    # a plot names one flow or several: each must exist (a lane for one that does not would read as "no media")
+    with pytest.raises(NotFoundError, match=f"no flow {unknown}"):
+        plot_coverage(store, ["a", unknown])
+    with pytest.raises(TamsError, match="'Evening News' is not a flow id"):
+        plot_coverage(store, "Evening News")
+    # the flow exists, without segments: empty answers, as before
+    assert coverage.flow_coverage(store, "c") is None and coverage.flow_runs(store, "c") == []
+    assert store.flow_timerange("c").is_empty
+    assert coverage.flow_gaps(store, "b") == []  # contiguous: no gaps, and no error
