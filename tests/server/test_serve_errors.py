@@ -176,3 +176,30 @@ def test_json_logs_make_the_banner_json_too(tmp_path: Path) -> None:
         doc = json.loads(line)
     assert doc["level"] == "INFO" and doc["message"].startswith("TAMS server on http://127.0.0.1:")
     assert set(doc) >= {"time", "logger", "request_id"}
+
+
+@pytest.mark.parametrize(
+    ("command", "blocked", "extra"),
+    [("serve", "uvicorn", "server"), ("serve", "fastapi", "server"), ("bench", "psutil", "bench")],
+)
+def test_a_missing_extra_is_one_line_naming_it(tmp_path: Path, command: str, blocked: str, extra: str) -> None:
+    """As in an install without the extra (tests/test_analyst_install.py has the real one): one line, exit 2."""
+    probe = (
+        f"import sys\nsys.modules[{blocked!r}] = None\n"
+        "from tams_analytics.cli.__main__ import main\nsys.exit(main(sys.argv[1:]))"
+    )
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")}
+    done = subprocess.run(
+        [sys.executable, "-c", probe, command],
+        env=child_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"tams-analytics {command}: ") and f"(no module {blocked})" in line
+    assert f'pip install -e ".[{extra}]" -c constraints.txt' in line
+    assert list(tmp_path.iterdir()) == []  # nothing made on the way (no ./tams-data)
