@@ -120,9 +120,14 @@ def test_every_store_option_defaults_to_tams_store(argv: list[str], store: str, 
     # the store was found and opened: what follows is the command's own outcome (the demo store has gaps, no media)
     assert "no store" not in done.stderr and "--store" not in done.stderr and "cannot open" not in done.stderr
     assert done.stdout or "no controlled object instances" in done.stderr, done.stderr
-    # without either: one line saying how to give it
-    line = one_line(cli(*args), args[0])
+
+
+@pytest.mark.parametrize("argv", [["integrity"], ["doctor"], ["download", "--flow", "f", "--out", "clip.ts"]])
+def test_without_a_store_one_line_says_how_to_give_it(argv: list[str], tmp_path: Path) -> None:
+    """(integrity stands for every command that opens the store through the shared helper: report, export.)"""
+    line = one_line(cli(*argv, cwd=tmp_path), argv[0])
     assert "give --store URL or set TAMS_STORE" in line or "--store URL (or set TAMS_STORE)" in line
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_demo_writes_so_its_store_is_named(store: str) -> None:

@@ -105,7 +105,7 @@ def test_a_store_another_process_holds(tmp_path: Path, held_store: Path) -> None
     assert_one_line(code, stderr, "cannot open the store", "in use by another process")
 
 
-@pytest.mark.parametrize("port", ["99999", "65536", "-1", "http"])
+@pytest.mark.parametrize("port", ["99999", "65536", "-1"])
 def test_a_port_outside_1_to_65535_is_one_line(tmp_path: Path, port: str) -> None:
     """Not wrapped into another port (99999 - 65536) nor a resolver's message: said, exit 2, nothing made."""
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")}
