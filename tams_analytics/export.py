@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from tams_analytics.exceptions import TamsError
+from tams_analytics.exceptions import TamsError, said_on_cli
 from tams_analytics.schema import SCHEMAS, SORT_KEYS
 
 if TYPE_CHECKING:
@@ -339,10 +339,11 @@ def export_catalog(
 
     >>> import tempfile, pyarrow.dataset as ds
     >>> from tams_analytics.views import example_catalog
-    >>> out = tempfile.mkdtemp()
-    >>> summary = export_catalog(example_catalog(), out, tables=["segments"])
-    >>> summary.rows, ds.dataset(f"{out}/segments", partitioning="hive").count_rows()
+    >>> out = tempfile.TemporaryDirectory()
+    >>> summary = export_catalog(example_catalog(), out.name, tables=["segments"])
+    >>> summary.rows, ds.dataset(f"{out.name}/segments", partitioning="hive").count_rows()
     (3, 3)
+    >>> out.cleanup()
     """
     unknown = sorted(set(tables or ()) - set(SCHEMAS))
     if unknown:
@@ -367,9 +368,8 @@ def export_catalog(
     try:
         occupied = [name for name in names if _occupied(dest, name)]
         if occupied and not overwrite:
-            raise TamsError(
-                f"{dest.url} already holds {', '.join(occupied)}: pass overwrite=True (--overwrite) to replace them"
-            )
+            held = f"{dest.url} already holds {', '.join(occupied)}"
+            raise TamsError(f"{held}: pass overwrite=True to replace them", cli=f"{held}: --overwrite replaces them")
         dest.filesystem.create_dir(dest.root, recursive=True)
         for name in names:
             if name in occupied:
@@ -383,7 +383,7 @@ def export_catalog(
             }
         _write_manifest(dest, catalog, manifest, flow_bucket_chars)
     except OSError as exc:
-        raise TamsError(f"cannot write to {dest.url}: {exc}") from exc
+        raise TamsError(f"cannot write to {dest.url}: {said_on_cli(exc)}") from exc
     finally:
         bar.close()
     summary.seconds = time.perf_counter() - t0

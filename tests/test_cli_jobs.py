@@ -72,7 +72,7 @@ def test_integrity_findings_exit_1_as_a_table(
         "overlapping_segments",
         "orphan_segments",
         "missing_from_storage",
-        "dangling_collection",
+        "dangling_collections",
         faults.overlap_flow,
         faults.orphan_flow,
         faults.missing_object,
@@ -80,7 +80,7 @@ def test_integrity_findings_exit_1_as_a_table(
     ):
         assert text in out
     assert (
-        "4 findings (overlapping_segments 1, orphan_segments 1, missing_from_storage 1, dangling_collection 1)" in out
+        "4 findings (overlapping_segments 1, orphan_segments 1, missing_from_storage 1, dangling_collections 1)" in out
     )
 
 
@@ -105,7 +105,7 @@ def test_integrity_csv(capsys: pytest.CaptureFixture[str], faulty_store: tuple[s
     assert code == 1
     rows = list(csv.DictReader(io.StringIO(out)))
     assert list(rows[0]) == FINDING_SCHEMA.names
-    assert [r["check"] for r in rows] == ["overlapping_segments", "orphan_segments", "dangling_collection"]
+    assert [r["check"] for r in rows] == ["overlapping_segments", "orphan_segments", "dangling_collections"]
     assert rows[1]["flow_id"] == faults.orphan_flow and rows[1]["count"] == "1"
 
 
@@ -147,7 +147,7 @@ def test_integrity_against_s3(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--store", "nosuch://user:hunter2@host/x"], "unknown store URL scheme"),
+        (["--store", "nosuch://user:hunter2@host/x"], "names no store engine"),
         (["--store", "{store}", "--storage", "local:/no/such/dir"], "is not a directory"),
         (["--store", "{store}", "--storage", "ftp://x"], "expected local:DIR or s3://BUCKET"),
         (["--store", "{store}", "--storage", "s3://b", "--s3-endpoint", "http://127.0.0.1:9"], "storage error"),
@@ -284,7 +284,7 @@ def test_report_storage_ingest_and_flows(capsys: pytest.CaptureFixture[str], cle
         (["ingest", "--since", "yesterday"], "--since 'yesterday'"),
         (["coverage", "--within", "1:0_2:0_3:0"], "invalid timerange"),
         (["flows", "--by", "colour"], "--by 'colour'"),
-        (["coverage", "--store", "nosuch://x"], "unknown store URL scheme"),
+        (["coverage", "--store", "nosuch://x"], "names no store engine"),
     ],
 )
 def test_report_errors_exit_2(

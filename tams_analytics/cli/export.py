@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tams_analytics.cli.__main__ import HelpFormatter
+from tams_analytics.cli.report import add_store_option
 from tams_analytics.schema import SCHEMAS
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -25,10 +26,11 @@ def add_parser(sub: Any) -> None:
         ),
         epilog="examples:\n"
         "  tams-analytics export --store duckdb:///data/tams.duckdb --to /data/export\n"
-        "  tams-analytics export --store duckdb:///data/tams.duckdb --to s3://bucket/tams --tables segments,flows",
+        "  tams-analytics export --store duckdb:///data/tams.duckdb --to s3://bucket/tams --tables segments,flows\n"
+        "  tams-analytics export --store tams+http://127.0.0.1:8000 --to export  # a store a server holds, via its API",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--store", required=True, help="store URL, e.g. duckdb:///tmp/tams.duckdb or trino://...")
+    add_store_option(p)
     p.add_argument("--to", required=True, metavar="DIR_OR_S3_URL", help="a directory or s3://bucket/prefix")
     p.add_argument(
         "--tables",
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     tables = [t for item in args.tables or () for t in item.split(",") if t] or None
     # a DuckDB file is opened read-only: exporting never writes to the store
-    options = {"read_only": True} if urlsplit(args.store).scheme.lower() == "duckdb" else {}
+    options = {"read_only": True} if urlsplit(args.store or "").scheme.lower() == "duckdb" else {}
     try:
         catalog = open_catalog(args.store, **options)
     except UsageError as exc:

@@ -29,7 +29,7 @@ import pyarrow as pa
 from tams_analytics.engines import open_engine, redacted
 from tams_analytics.engines.base import Engine
 from tams_analytics.engines.ibis_query import DERIVED
-from tams_analytics.exceptions import TamsError
+from tams_analytics.exceptions import TamsError, said_on_cli
 from tams_analytics.schema import SCHEMAS, SORT_KEYS
 
 __all__ = ["Check", "Diagnosis", "diagnose", "run_checks"]
@@ -69,8 +69,8 @@ class Diagnosis:
 
 
 def _one_line(exc: BaseException) -> str:
-    """An error in one line: our own messages as they are, a driver's with its type (which says a lot)."""
-    text = " ".join(str(exc).split())
+    """The failure in one line: the library's own errors as their message, a driver's with its class."""
+    text = " ".join(said_on_cli(exc).split())
     return (text if isinstance(exc, TamsError) else f"{type(exc).__name__}: {text}")[:500]
 
 

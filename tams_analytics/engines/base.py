@@ -216,5 +216,12 @@ class Engine(ABC):
     def optimize(self) -> None:
         """Re-cluster tables in their sort order (engines that need it)."""
 
+    def discard(self) -> bool:
+        """Close, and remove the store if this connection created it (so a command that failed making a new
+        store leaves nothing behind); True if it was removed. Engines whose stores are not made by
+        connecting keep them."""
+        self.close()
+        return False
+
     def close(self) -> None:
         """Release the connection."""

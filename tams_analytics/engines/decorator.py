@@ -91,5 +91,8 @@ class EngineDecorator(Engine):
     def probe_isolation(self) -> IsolationProbe | None:
         return self.inner.probe_isolation()
 
+    def discard(self) -> bool:
+        return self.inner.discard()
+
     def close(self) -> None:
         self.inner.close()

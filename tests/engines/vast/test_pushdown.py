@@ -342,6 +342,7 @@ def exercise_catalog(cat: Catalog) -> None:
     cat.records("segments", where, columns=["object_id", "start_ns"], order_by=[("start_ns", True)], limit=5)
     cat.flow_timerange(fid)
     cat.flow_timerange(fid, within="[1700000010:0_1700000020:0)")
+    cat.flow_timerange(fid, within="[1:0_2:0)")  # no segments there: the flow's existence is checked
     first = page.to_pylist()[0]
     cat.get_object(first["object_id"])
     cat.object_instances([first["object_id"]])
