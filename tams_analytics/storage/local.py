@@ -65,19 +65,17 @@ class _PendingWrite:
             raise ObjectTooLarge(f"object exceeds the maximum size of {self._store.max_object_bytes} bytes")
         self._file.write(data)
 
-    def commit(self, content_type: str) -> bool:
-        """Make the object visible; returns True when it did not exist before."""
+    def commit(self, content_type: str) -> None:
+        """Make the object visible (a new one, or replacing what the key held)."""
         try:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            created = not self.path.exists()
             os.replace(self._tmp, self.path)
         except BaseException:
             self.abort()
             raise
         self._store.write_sidecar(self.path, {"content_type": content_type})
-        return created
 
     def abort(self) -> None:
         self._file.close()
