@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         media = {
             "storage_id": store.info.id,
             "storage_key": object_key,
-            "put_media": lambda oid, data, ctype: store.put_bytes(object_key(oid), data, ctype),
+            "put_media": lambda oid, data, ctype: store.put_bytes(object_key(oid, ctype), data, ctype),
         }
     with connect(args.store, create=True) as catalog:
         if media:

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, Generic, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote
 
 from tams_analytics.nonblocking import may_block
+from tams_analytics.storage.extensions import media_extension
 
 V = TypeVar("V")
 
@@ -270,11 +271,21 @@ def encode_segment(text: str) -> str:
     return encoded
 
 
-def object_key(object_id: str) -> str:
-    """The storage key for a TAMS media object id.
+def object_key(object_id: str, content_type: str | None = None, *, fragmented: bool = False) -> str:
+    """The storage key for a TAMS media object id, ending in the extension of its media type.
 
-    Derived only from the object id (never a flow id or date) so one stored object can be
-    referenced from many flows. Ids may contain ``/`` and ``..``; percent-encoding makes the
-    key a single opaque segment, so ``a/b`` and ``a%2Fb`` map to different keys.
+    Derived only from the object id and its media type (never a flow id or date) so one stored
+    object can be referenced from many flows. Ids may contain ``/`` and ``..``; percent-encoding
+    makes the key a single opaque segment, so ``a/b`` and ``a%2Fb`` map to different keys. The
+    extension (:func:`~tams_analytics.storage.extensions.media_extension`; ``fragmented``: of a flow
+    with initialisation segments) is always appended, even to an id that ends in one already, so
+    no two ids share a key; a type without a known extension keeps the bare encoded id, as every key
+    did before extensions (such keys stay valid: a key is stored with each instance, never derived
+    again).
+
+    >>> object_key("3f2a", "video/mp2t"), object_key("clip.ts", "video/mp2t"), object_key("a/b")
+    ('3f2a.ts', 'clip.ts.ts', 'a%2Fb')
     """
-    return encode_segment(object_id)
+    key = encode_segment(object_id)
+    extension = media_extension(content_type, fragmented=fragmented)
+    return f"{key}.{extension}" if extension else key
