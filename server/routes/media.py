@@ -107,7 +107,7 @@ def make_router(store_provider: Callable[[], LocalObjectStore], *, route_prefix:
         key = _request_key(request, key_param)
         if key is None:
             return _error(request, 404, "NotFound", "no such media object URL")
-        reason = store.check_signature(method, key, dict(request.query_params))
+        key, reason = store.signed_key(method, key, dict(request.query_params))
         if reason is not None:
             logger.info("refused %s of media object %r: %s", request.method, key, reason)
             return _error(request, 403, "Forbidden", reason)

@@ -140,7 +140,7 @@ def _playlist(
             catalog,
             flow,
             tr,
-            _first_urls(catalog, stores, options),
+            _first_urls(catalog, stores, options, hls.segment_extension(flow)),
             now_ns=tai_now_ns(),
             options=hls.PlaylistOptions(
                 max_segments=settings.playlist_max_segments,
@@ -154,12 +154,19 @@ def _playlist(
     return playlist.text, playlist.live
 
 
-def _first_urls(catalog: Catalog, stores: Stores, options: UrlOptions) -> hls.Urls:
-    """``object ids -> the first of their get_urls`` (what a player fetches)."""
+def _first_urls(catalog: Catalog, stores: Stores, options: UrlOptions, extension: str | None) -> hls.Urls:
+    """``object ids -> the first of their get_urls`` (what a player fetches), their paths ending in
+    ``.extension`` where the store can make them (objects stored under bare keys, before keys had extensions:
+    :meth:`~tams_analytics.storage.base.ObjectStore.playable_url`)."""
+
+    def playable(url: str) -> str:
+        for store in stores if extension else ():
+            url = store.playable_url(url, extension)  # type: ignore[arg-type]
+        return url
 
     def urls(ids: Sequence[str]) -> Mapping[str, str | None]:
         lookup = url_lookup(catalog, ids, stores, options)
-        return {oid: (found[0]["url"] if (found := lookup(oid)) else None) for oid in ids}
+        return {oid: (playable(found[0]["url"]) if (found := lookup(oid)) else None) for oid in ids}
 
     return urls
 

@@ -144,6 +144,13 @@ class ObjectStore(Protocol):
         before signing: under ``memory_only`` it answers only from URLs it minted recently."""
         ...
 
+    def playable_url(self, url: str, extension: str) -> str:
+        """``url`` as a player that checks a segment URL's extension accepts it (HLS playlists): ``url`` itself
+        when it is not this store's or its path ends in ``.extension`` already; a store that can add the
+        extension to the path of a URL it minted for a key without one (stored before keys had extensions)
+        does, one that cannot (S3: the path is the key) returns ``url``."""
+        ...
+
     def head(self, keys: Sequence[str]) -> dict[str, int | None]:
         """Size in bytes of each key, or None when it does not exist."""
         ...

@@ -183,10 +183,39 @@ def test_a_live_playlist_plays_on_as_segments_arrive_and_ends_when_the_flow_does
     assert stamps_of(out[0]) == frames_of((t + NS, t + 6 * NS))
 
 
+def legacy_flow(api: httpx.Client, store: Any, starts_s: list[int]) -> str:
+    """A video flow of MPEG-TS segments whose objects are stored under bare keys (the object id alone), as every
+    object was before keys had extensions."""
+    flow = video_flow()
+    assert api.put(f"/flows/{flow['id']}", json=flow).status_code == 201
+    catalog = api.app.state.catalog  # type: ignore[attr-defined]
+    ids = catalog.allocate_objects(flow["id"], count=len(starts_s), storage_id=store.info.id, storage_key=str)
+    for oid, start in zip(ids, starts_s, strict=True):
+        store.put_bytes(oid, segment_media(start * NS), "video/mp2t")
+    docs = [{"object_id": oid, "timerange": f"[{s}:0_{s + 1}:0)"} for oid, s in zip(ids, starts_s, strict=True)]
+    assert api.post(f"/flows/{flow['id']}/segments", json=docs).status_code == 201
+    return str(flow["id"])
+
+
+def test_objects_stored_under_bare_keys_still_play_from_local_storage(live_api: httpx.Client) -> None:
+    """The local store adds the extension to the playlist's URLs of objects stored under bare keys (their
+    signature names the bare key): an existing demo store plays in stock ffmpeg too."""
+    (store,) = live_api.app.state.stores  # type: ignore[attr-defined]
+    fid = legacy_flow(live_api, store, [40, 41])
+    (seg, _) = live_api.get(f"/flows/{fid}/segments").json()
+    with httpx.Client(trust_env=False) as plain:
+        assert plain.get(seg["get_urls"][0]["url"]).content == store.get_bytes(seg["object_id"])
+    url = playlist_url(live_api, fid)
+    paths = segment_paths(live_api.get(url).text)
+    assert paths and all(path.endswith(".ts") for path in paths)
+    assert ffmpeg_play(url) == frames_of((40 * NS, 42 * NS))
+
+
 @pytest.fixture
 def s3_live(tmp_path: Path, s3_store: Any) -> Iterator[httpx.Client]:
     app = create_app(Settings(data_dir=tmp_path / "data"), stores=Stores([s3_store]))
     with serve(app) as api:
+        api.app = app  # type: ignore[attr-defined]
         yield api
 
 
@@ -203,3 +232,24 @@ def test_mpeg_ts_on_s3_plays_in_stock_ffmpeg(s3_live: httpx.Client, s3_store: An
 def segment_paths(playlist: str) -> list[str]:
     """The URL paths of a playlist's segments."""
     return [httpx.URL(line).path for line in playlist.splitlines() if line.startswith("http")]
+
+
+def test_objects_stored_under_bare_keys_on_s3_keep_working(s3_live: httpx.Client, s3_store: Any) -> None:
+    """A presigned URL's path is the key: objects S3 holds under bare keys keep bare URLs. They are still served,
+    and play in ffmpeg told not to check extensions (as the README says)."""
+    fid = legacy_flow(s3_live, s3_store, [20, 21])
+    url = playlist_url(s3_live, fid)
+    paths = segment_paths(s3_live.get(url).text)
+    assert len(paths) == 2 and not any(path.endswith(".ts") for path in paths)
+    with httpx.Client(trust_env=False) as plain:
+        for line in s3_live.get(url).text.splitlines():
+            if line.startswith("http"):
+                assert plain.get(line).status_code == 200
+    done = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-extension_picky", "0", "-i", url, *DECODE],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert stamps_of(done.stdout) == frames_of((20 * NS, 22 * NS))

@@ -272,6 +272,30 @@ def test_signature_for_get_does_not_allow_put(store: LocalObjectStore, http: htt
     _assert_error_body(http.get(put.url), 403)
 
 
+def test_a_playable_url_adds_the_extension_to_a_bare_key_and_serves_only_that_key(
+    store: LocalObjectStore, http: httpx.Client
+) -> None:
+    """Objects stored under bare keys (before keys had extensions) get URLs a picky player accepts; the
+    signature still names the key, so such a URL never serves another object, nor a PUT."""
+    store.put_bytes("bare", b"bare object", "video/mp2t")
+    store.put_bytes("bare.ts", b"another object", "video/mp2t")
+    url = store.get_url("bare", expires_s=60)
+    playable = store.playable_url(url, "ts")
+    assert playable == url.replace("/bare?", "/bare.ts?")
+    assert http.get(playable).content == b"bare object"
+    assert http.get(store.get_url("bare.ts", expires_s=60)).content == b"another object"
+    assert store.playable_url(store.get_url("bare.ts", expires_s=60), "ts") == store.get_url("bare.ts", expires_s=60)
+    assert store.playable_url("https://elsewhere.example/bare?x=1", "ts") == "https://elsewhere.example/bare?x=1"
+    _assert_error_body(http.get(playable.replace("bare.ts?", "bare.m4s.ts?")), 403)  # one extension, not any
+    put = store.put_url("bare", "video/mp2t", expires_s=60)
+    refused = http.put(put.url.replace("/bare?", "/bare.ts?"), content=b"x", headers=put.headers)
+    _assert_error_body(refused, 403)  # upload URLs are exact
+    assert store.get_bytes("bare.ts") == b"another object"
+    expired = http.get(store.playable_url(store.signed_url("GET", "bare", -5), "ts"))
+    _assert_error_body(expired, 403)
+    assert expired.json()["summary"] == "the URL has expired"
+
+
 _HOSTILE_KEYS = ["../../etc/passwd", "../etc/passwd", "/abs", "a/b", "..", ".", "../outside", "a/../../outside"]
 
 
