@@ -117,6 +117,7 @@ def test_init_objects(client: TestClient) -> None:
     init_obj = get_object(client, init)
     assert "timerange" not in init_obj  # MUST NOT be set for init objects
     assert init_obj["referenced_by_flows"] == [fid]
+    assert init_obj["first_referenced_by_flow"] == fid  # allocated, then registered by the flow's segment
     assert get_object(client, media, accept_get_urls="")["init_object"] == {"id": init}
 
 
