@@ -12,8 +12,8 @@ flow-audio.json, flow-data.json, flow-multi.json). A segment naming an init obje
 refused, and one without, on a flow with them, unless it re-uses an object that has an init object (the spec
 asks re-uses to omit ``init_object_id``), which the segment then records as its own: before the batch's other
 rules where the rows before it cannot matter (:func:`init_segments_refused`), else in order
-(:func:`check_objects`). :func:`init_segments_change` refuses changing a
-flow's setting while it holds segments the new one would break.
+(:func:`check_objects`). :func:`init_segments_change` refuses changing a flow's setting while it holds segments
+the new one would break.
 """
 
 from __future__ import annotations
@@ -82,10 +82,10 @@ def init_segments_refused(segs: pa.Table, uses_init: np.ndarray | None, state: O
     rules of a batch (so that a refused row neither blocks later rows as an overlap nor registers its object):
     a row naming an init object on a flow without init segments, and a row whose object's init object (the
     row's, or a stored object's that the row re-uses) does not suit its flow, for objects the batch mentions
-    once. Rows of objects mentioned more than once depend on the rows before them: :func:`check_objects`
-    judges those in order. ``uses_init``: from :func:`flows_using_init`. Array operations; with no flow using
-    init segments and no init object named or re-used (live ingest of MPEG-TS: the norm) it only looks for a
-    valid value in one column."""
+    once or registered before the batch. Rows of other objects mentioned more than once depend on the rows
+    before them: :func:`check_objects` judges those in order. ``uses_init``: from :func:`flows_using_init`.
+    Array operations; with no flow using init segments and no init object named or re-used (live ingest of
+    MPEG-TS: the norm) it only looks for a valid value in one column."""
     named = np.asarray(segs.column("init_object_id").is_valid(), dtype=bool)
     stored_with_init = [oid for oid, row in state.stored.items() if row.get("registered") and row.get("init_object_id")]
     if uses_init is None and not stored_with_init and not named.any():
@@ -96,9 +96,11 @@ def init_segments_refused(segs: pa.Table, uses_init: np.ndarray | None, state: O
     if stored_with_init:
         has_init |= np.asarray(pc.is_in(objects, value_set=pa.array(stored_with_init, pa.string())), dtype=bool)
     decided = has_init != wants
-    # objects mentioned again in the batch depend on the rows before; stored init objects used as media are
-    # refused for that first (check_objects)
-    later = sorted(state.repeated | {oid for oid, row in state.stored.items() if row.get("is_init")})
+    # objects mentioned again in the batch depend on the rows before, unless registered already (settled); stored
+    # init objects used as media are refused for that first (check_objects)
+    later = sorted(
+        (state.repeated - state.settled()) | {oid for oid, row in state.stored.items() if row.get("is_init")}
+    )
     if later:
         decided &= ~np.asarray(pc.is_in(objects, value_set=pa.array(later, pa.string())), dtype=bool)
     rows = np.flatnonzero(decided | (named & ~wants))
@@ -160,6 +162,11 @@ class ObjectState:
 
     def current(self, oid: str) -> dict[str, Any] | None:
         return self.pending.get(oid) or self.stored.get(oid)
+
+    def settled(self) -> frozenset[str]:
+        """The objects registered before the batch: what the rules read of them (role, init object, timerange,
+        properties) no batch row can change, so rows mentioning them are judged alike in any order."""
+        return frozenset(oid for oid, row in self.stored.items() if row.get("registered"))
 
 
 def _fresh_objects(segs: pa.Table, ok: np.ndarray, state: ObjectState) -> np.ndarray:

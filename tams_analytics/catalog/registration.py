@@ -362,16 +362,18 @@ def _refuse_batching(
     judging them one after another (then they are). Both cases are rare in live ingest, where each request
     brings new objects and abuts the one before:
 
-    * a refused row mentions an object that other requests of the batch mention too: alone, the rules a
-      request meets first (the init_segments rule before the overlap check, :func:`init_segments_refused`)
-      are decided on the object as the earlier requests left it, which a batch knows only in order;
+    * a refused row mentions an object, not registered before the batch, that other requests of the batch
+      mention too: alone, the rules a request meets first (the init_segments rule before the overlap check,
+      :func:`init_segments_refused`) are decided on the object as the earlier requests left it, which a batch
+      knows only in order (an object registered before cannot change: fragmented MP4's init object, named by
+      every segment of a live flow, never sends a batch this way);
     * a row the object rules refused (after the overlap check, which had counted it as stored for the requests
       after its own) overlaps a row of a later request refused as overlapping: that row may have been refused
       for a segment that is not stored.
     """
-    if objects.repeated and reasons:
-        shared = _shared_objects(segs, req)
-        if shared:
+    if objects.repeated - objects.settled() and reasons:
+        shared = _shared_objects(segs, req, but=objects.settled())
+        if len(shared):
             named = [segs.column("object_id"), segs.column("init_object_id")]
             rows = pa.array(sorted(reasons), pa.int64())
             if any(pc.any(pc.is_in(c.take(rows), value_set=shared)).as_py() for c in named):
@@ -386,8 +388,8 @@ def _refuse_batching(
                 raise _JudgeAlone("a row refused by the object rules was seen as stored by a later request")
 
 
-def _shared_objects(segs: pa.Table, req: np.ndarray) -> pa.Array:
-    """The objects (media or init) that rows of more than one request of the batch mention."""
+def _shared_objects(segs: pa.Table, req: np.ndarray, *, but: frozenset[str]) -> pa.Array:
+    """The objects (media or init) that rows of more than one request of the batch mention, ``but`` those."""
     requests = pa.array(req, pa.int64())
     pairs = pa.concat_tables(
         [
@@ -397,7 +399,8 @@ def _shared_objects(segs: pa.Table, req: np.ndarray) -> pa.Array:
     )
     counts = pairs.group_by("id").aggregate([("request", "count_distinct")])
     several = pc.greater(counts.column("request_count_distinct"), 1)
-    return pc.drop_null(counts.column("id").filter(several)).combine_chunks()
+    ids = pc.drop_null(counts.column("id").filter(several)).combine_chunks()
+    return ids.filter(pc.invert(pc.is_in(ids, value_set=pa.array(sorted(but), pa.string())))) if but else ids
 
 
 def _wanted_urls(accepted: pa.Table, requests: Sequence[Registration]) -> dict[tuple[str, str], str]:

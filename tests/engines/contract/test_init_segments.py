@@ -154,3 +154,38 @@ def test_init_objects_record_the_flow_that_first_referenced_them(catalog: Catalo
     # one registered before init objects recorded it: the flow of the first segment naming it
     catalog.engine.update("objects", [Term("id", "==", init)], {"first_referenced_by_flow": None})
     assert catalog.get_object(init)["first_referenced_by_flow"] == a  # type: ignore[index]
+
+
+def test_live_ingest_of_fragmented_mp4_stays_batched_when_some_requests_are_refused(
+    catalog: Catalog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every segment of a live fragmented MP4 flow names the same init object: requests share it in every batch.
+    It is registered already, so a refused request (here: repeats of a segment) leaves the batch's other
+    requests batched (no judging one by one), and each gets its own answer."""
+    fids = [put(catalog, **FMP4)["id"] for _ in range(4)]
+    for fid in fids:
+        assert catalog.add_segments(fid, [seg(0, init="init")]).all_accepted
+    answers: list[tuple[bool, bool]] = []
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        fid = fids[k % 4]
+        try:
+            for i in range(1 + k // 4, 40, 2):
+                answers.append((catalog.add_segments(fid, [seg(i, init="init")]).all_accepted, True))
+                again = catalog.add_segments(fid, [seg(i, init="init")])  # a repeat: refused as an overlap
+                answers.append((again.all_accepted, False))
+        except BaseException as exc:
+            errors.append(exc)
+
+    with caplog.at_level("DEBUG", logger="tams_analytics.catalog.registration"):
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    assert not errors, errors[:3]
+    assert all(got == wanted for got, wanted in answers) and len(answers) == 2 * (4 * 20 + 4 * 19)
+    assert not [r for r in caplog.records if "one by one" in r.getMessage()]
+    for fid in fids:
+        assert stored(catalog, fid) == sorted((f"[{i}:0_{i + 1}:0)", "init") for i in range(40))
