@@ -93,12 +93,12 @@ async def get_playlist(
     settings: SettingsDep,
     timerange: str | None = None,
 ) -> Response:
-    """An HLS playlist (RFC 8216) of the flow's segments over `timerange`: all of them by default; an
-    open-ended range on a live flow (not read-only, its last segment recent) lists its newest segments and
-    no `#EXT-X-ENDLIST`. Segment URIs are the same pre-signed URLs as the segments' `get_urls`, filtered by the
-    same query parameters; their paths end in the extension of the flow's container (`.ts`, `.m4s`, ...),
-    which players such as FFmpeg require. A multi flow answers a master playlist of its video and audio
-    members. Plays MPEG-TS (`video/mp2t`) and fragmented MP4 (an MP4 container with
+    """An HLS playlist (RFC 8216) of the flow's segments over `timerange`: all of them by default; an open-ended
+    range on a live flow (not read-only, its last segment recent) lists its newest segments and no `#EXT-X-ENDLIST`.
+    Segment URIs are the same pre-signed URLs as the segments' `get_urls`, filtered by the same query parameters;
+    their paths end in the extension of the flow's container (`.ts`, `.m4s`, ...), which players such as FFmpeg
+    require (except objects stored in S3 under keys without one). A multi flow answers a master playlist of its
+    video and audio members. Plays MPEG-TS (`video/mp2t`) and fragmented MP4 (an MP4 container with
     `essence_parameters.init_segments`). An extension of this server, not part of the TAMS API."""
     check_uuid(flow_id, "flow id")
     tr = parse_timerange(timerange) or TimeRange.eternity()
@@ -160,8 +160,10 @@ def _first_urls(catalog: Catalog, stores: Stores, options: UrlOptions, extension
     :meth:`~tams_analytics.storage.base.ObjectStore.playable_url`)."""
 
     def playable(url: str) -> str:
-        for store in stores if extension else ():
-            url = store.playable_url(url, extension)  # type: ignore[arg-type]
+        if extension is None:
+            return url
+        for store in stores:
+            url = store.playable_url(url, extension)
         return url
 
     def urls(ids: Sequence[str]) -> Mapping[str, str | None]:
