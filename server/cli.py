@@ -281,7 +281,7 @@ def _demo(catalog: Any, stores: Any, segments: int, settings: Any) -> None:
             segments,
             storage_id=store.info.id,
             storage_key=object_key,
-            put_media=lambda oid, data, ctype: store.put_bytes(object_key(oid), data, ctype),
+            put_media=lambda oid, data, ctype: store.put_bytes(object_key(oid, ctype), data, ctype),
             progress=sys.stderr.isatty(),
         )
 

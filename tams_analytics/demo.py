@@ -147,15 +147,17 @@ def build_demo(
     gap_rate: float = 0.002,
     programmes: int = 4,
     storage_id: str | None = None,
-    storage_key: Callable[[str], str] | None = None,
+    storage_key: Callable[[str, str], str] | None = None,
     put_media: Callable[[str, bytes, str], None] | None = None,
     progress: bool = True,
 ) -> DemoSummary:
     """Fill ``catalog`` with ``programmes`` sources × 4 flows (plus a multi flow collecting them) and about
     ``segments`` segments spread over the flows by their segment rate.
 
-    With ``storage_id``/``storage_key`` every object gets a controlled instance; with ``put_media`` its media
-    is written too (``put_media(object_id, data, content_type)``, e.g. an ``ObjectStore.put_bytes``), and
+    With ``storage_id``/``storage_key`` every object gets a controlled instance, under the key
+    ``storage_key(object_id, content_type)`` (:func:`~tams_analytics.storage.base.object_key`); with ``put_media``
+    its media is written too (``put_media(object_id, data, content_type)``, e.g. an ``ObjectStore.put_bytes`` under
+    the same key), and
     segments get the ``ts_offset`` their media needs (PyAV needed: the ``media`` extra).
 
     The same ``seed`` makes the same object ids: a store already holding them is refused (``ConflictError``)
@@ -219,7 +221,11 @@ def build_demo(
                 table = segment_batch(rng, s, e, video=kind.format.endswith("video"))
                 ids = table.column("object_id")
                 _check_new_objects(catalog, ids, seed)
-                keys = pa.array([storage_key(i) for i in ids.to_pylist()]) if storage_key and storage_id else None
+                keys = (
+                    pa.array([storage_key(i, kind.container) for i in ids.to_pylist()])
+                    if storage_key and storage_id
+                    else None
+                )
                 sizes = None
                 if put_media is not None:
                     table, sizes = _write_media(table, kind, media, put_media, writers, first=lo, title=title)

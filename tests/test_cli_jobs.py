@@ -24,7 +24,7 @@ from tams_analytics.analytics.integrity import FINDING_SCHEMA, Check
 from tams_analytics.catalog import connect
 from tams_analytics.cli.__main__ import main
 from tams_analytics.storage.base import object_key
-from tests.analytics import Faults, demo_with_media, inject_faults, local_store
+from tests.analytics import Faults, demo_with_media, inject_faults, key_of, local_store
 
 
 @pytest.fixture
@@ -95,7 +95,8 @@ def test_integrity_json_is_complete_and_stable(
     assert doc["clean"] is False and list(doc["totals"]) == [str(c) for c in Check]
     assert doc["totals"]["missing_from_storage"] == 1 and doc["skipped"] == {}
     (missing,) = [f for f in doc["findings"] if f["check"] == "missing_from_storage"]
-    assert (missing["object_id"], missing["other_id"]) == (faults.missing_object, object_key(faults.missing_object))
+    key = object_key(faults.missing_object, "video/mp2t")  # an object of a video flow
+    assert (missing["object_id"], missing["other_id"]) == (faults.missing_object, key)
     assert run(capsys, *args)[1] == out  # the same document every time
 
 
@@ -123,6 +124,7 @@ def test_integrity_against_s3(
     with connect(url, create=True) as cat:
         demo_with_media(cat, s3_store, segments=40)
         oid = cat.rows("segments", limit=1).column("object_id")[0].as_py()
+        key = key_of(cat, oid)
     monkeypatch.setenv("TAMS_S3_ACCESS_KEY", s3_server.access_key)
     monkeypatch.setenv("TAMS_S3_SECRET_KEY", s3_server.secret_key)
     args = (
@@ -135,7 +137,7 @@ def test_integrity_against_s3(
         s3_server.endpoint_url,
     )
     assert run(capsys, *args)[0] == 0
-    s3_store.delete([object_key(oid)])
+    s3_store.delete([key])
     code, out, _ = run(capsys, *args, "--format", "json")
     assert code == 1
     assert [(f["check"], f["object_id"]) for f in json.loads(out)["findings"]] == [("missing_from_storage", oid)]

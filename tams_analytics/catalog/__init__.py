@@ -406,6 +406,11 @@ class Catalog:
             content_type=content_type,
         )
 
+    def refuse_taken_keys(self, storage_id: str, keys: Mapping[str, str]) -> None:
+        """ConflictError if another object holds one of ``keys`` (``{key: object id}``) on the backend (see
+        :func:`~tams_analytics.catalog.objects.refuse_taken_keys`): check before writing bytes there."""
+        objects.refuse_taken_keys(self, storage_id, keys)
+
     def add_controlled_instance(self, object_id: str, storage_id: str, storage_key: str) -> None:
         objects.add_controlled_instance(self, object_id, storage_id, storage_key)
 

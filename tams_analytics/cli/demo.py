@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         media = {
             "storage_id": store.info.id,
             "storage_key": object_key,
-            "put_media": lambda oid, data, ctype: store.put_bytes(object_key(oid), data, ctype),
+            "put_media": lambda oid, data, ctype: store.put_bytes(object_key(oid, ctype), data, ctype),
         }
     catalog = connect(args.store, create=True)
     try:

@@ -20,8 +20,17 @@ from tams_analytics.analytics.integrity import FINDING_SCHEMA, Check, audit
 from tams_analytics.catalog import Catalog
 from tams_analytics.predicates import Term
 from tams_analytics.schema import SCHEMAS
-from tams_analytics.storage.base import object_key
-from tests.analytics import ENGINES, S, catalog_on, demo_with_media, inject_faults, local_store, put_flow, raw_segments
+from tests.analytics import (
+    ENGINES,
+    S,
+    catalog_on,
+    demo_with_media,
+    inject_faults,
+    key_of,
+    local_store,
+    put_flow,
+    raw_segments,
+)
 
 
 @pytest.fixture(params=ENGINES)
@@ -125,7 +134,7 @@ def test_unreferenced_objects_but_not_those_awaiting_collection(cat: Catalog) ->
 
 
 def test_missing_object_records_for_media_and_init_objects(cat: Catalog) -> None:
-    put_flow(cat, "f")
+    put_flow(cat, "f", init_segments=True)
     cat.add_segments(
         "f",
         [
@@ -188,7 +197,7 @@ def test_size_mismatch(demo: tuple[Catalog, Any]) -> None:
     cat.set_object_size(oid, 7)
     report = audit(cat, store)
     (finding,) = report.findings
-    assert (finding.check, finding.object_id, finding.other_id) == (Check.SIZE_MISMATCHES, oid, object_key(oid))
+    assert (finding.check, finding.object_id, finding.other_id) == (Check.SIZE_MISMATCHES, oid, key_of(cat, oid))
     assert "size_bytes 7" in finding.detail
 
 
@@ -216,7 +225,7 @@ def test_storage_check_against_real_s3(cat: Catalog, s3_store: Any) -> None:
     demo_with_media(cat, s3_store, segments=60)
     oid = cat.rows("segments", limit=1).column("object_id")[0].as_py()
     assert audit(cat, s3_store).clean
-    s3_store.delete([object_key(oid)])
+    s3_store.delete([key_of(cat, oid)])
     (finding,) = audit(cat, s3_store).findings
     assert (finding.check, finding.object_id) == (Check.MISSING_FROM_STORAGE, oid)
 

@@ -38,6 +38,8 @@ def _flow(cat: Catalog, flow_id: str, source_id: str, fmt: str, codec: str | Non
             "container": "video/mp2t" if fmt == VIDEO else "audio/mp4",
             "label": flow_id.upper(),
             "tags": tags,
+            # the audio is fragmented MP4: its objects have an init object
+            **({} if fmt == VIDEO else {"essence_parameters": {"init_segments": True}}),
         }
     )
 
@@ -62,7 +64,7 @@ def store(cat: Catalog) -> Catalog:
         "a1",
         [
             {"object_id": "a", "timerange": "[0:0_1:0)", "init_object_id": "init"},
-            {"object_id": "ghost", "timerange": "[1:0_2:0)"},
+            {"object_id": "ghost", "timerange": "[1:0_2:0)", "init_object_id": "init"},
         ],
     ).all_accepted
     cat.engine.delete("objects", [Term("id", "==", "ghost")])
