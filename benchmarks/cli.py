@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tams_analytics.cli.__main__ import HelpFormatter
+
 
 def _sizes(text: str) -> tuple[int, ...]:
     try:
@@ -35,7 +37,15 @@ def _scenarios(text: str) -> tuple[str, ...]:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("bench", help="benchmarks: stores of 100k, 1M and 10M segments, queries, HTTP, ingest")
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks: stores of 100k, 1M and 10M segments, queries, HTTP, ingest",
+        description="Measure query, serving and ingest cost against the targets of benchmarks/README.md (medians "
+        'and p99s, with the machine\'s load). Needs the bench extra: pip install -e ".[bench]" -c constraints.txt.',
+        epilog="examples:\n  tams-analytics bench --quick --json bench.json\n"
+        "  tams-analytics bench --only query --sizes 100000",
+        formatter_class=HelpFormatter,
+    )
     p.add_argument("--quick", action="store_true", help="100k and 1M segments only, shorter runs (< 5 min)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the metrics as JSON here")
     p.add_argument("--work-dir", type=Path, default=None, help="keep the stores here (default: a temporary dir)")
@@ -76,7 +86,27 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
+def _missing_extra() -> str | None:
+    """What the benchmarks need that is not installed (the ``bench`` extra), said with how to install it."""
+    from tams_analytics.extras import install_hint
+
+    try:
+        import psutil  # noqa: F401
+        import uvicorn  # noqa: F401
+
+        from benchmarks import suite  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] in ("benchmarks", "server", "tams_analytics"):
+            raise
+        return f"the benchmarks need the bench extra (no module {exc.name}): {install_hint('bench')}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    missing = _missing_extra()
+    if missing:
+        print(f"tams-analytics bench: {missing}", file=sys.stderr)
+        return 2
     from benchmarks import suite
 
     changes: dict[str, Any] = {"work_dir": args.work_dir}

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from benchmarks.perf_data import PeerData
+from tams_analytics.extras import install_hint
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def check_driver() -> None:
     try:
         import psycopg  # noqa: F401
     except ImportError as exc:
-        raise PeerUnavailable(f"psycopg is not installed ({exc}); pip install 'psycopg[binary]'") from exc
+        raise PeerUnavailable(f"psycopg is not installed ({exc}): {install_hint('bench')}") from exc
 
 
 class Cluster:

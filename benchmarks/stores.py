@@ -122,6 +122,6 @@ def add_long_flow(url: str, segments: int, *, storage_id: str | None = None, see
             s, e = starts[lo : lo + _BATCH], ends[lo : lo + _BATCH]
             table = segment_batch(rng, s, e, video=True)
             ids = table.column("object_id")
-            keys = pa.array([object_key(i) for i in ids.to_pylist()]) if storage_id else None
+            keys = pa.array([object_key(i, "video/mp2t") for i in ids.to_pylist()]) if storage_id else None
             load_segments(catalog, flow_id, table, storage_id=storage_id, storage_keys=keys)
     return flow_id

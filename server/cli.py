@@ -17,7 +17,19 @@ from typing import Any
 from tams_analytics.cli.__main__ import HelpFormatter
 from tams_analytics.engines import redacted
 from tams_analytics.engines.duckdb.held import announce, withdraw
-from tams_analytics.exceptions import TamsError
+from tams_analytics.exceptions import TamsError, said_on_cli
+from tams_analytics.extras import install_hint
+
+#: the highest TCP port
+MAX_PORT = 65535
+
+
+def port_number(text: str) -> int:
+    """``--port``: 1 to 65535, or 0 for any free port (the banner says which)."""
+    port = int(text) if text.strip().lstrip("+-").isdigit() else None
+    if port is None or not 0 <= port <= MAX_PORT:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port: ports are 1 to {MAX_PORT} (0: any free port)")
+    return port
 
 
 def add_parser(sub: Any) -> None:
@@ -26,8 +38,9 @@ def add_parser(sub: Any) -> None:
         help="serve the TAMS 8.2 API (docs at /docs)",
         description="Serve the TAMS 8.2 REST API over a store, with object storage (local files or S3). Options "
         "override TAMS_* environment variables (see the README); S3 credentials come from TAMS_S3_ACCESS_KEY and "
-        "TAMS_S3_SECRET_KEY, never from the command line. The store is created when it does not exist. API "
-        "reference (works offline): /docs and /redoc.",
+        "TAMS_S3_SECRET_KEY, never from the command line. The data dir is created when it does not exist, and "
+        "the store too, in a folder that exists. API reference (works offline): /docs and /redoc. Needs the "
+        'server extra: pip install -e ".[server]" -c constraints.txt.',
         epilog="examples:\n"
         "  tams-analytics serve --data-dir ./tams-data --demo 20000\n"
         "  tams-analytics serve --host 0.0.0.0 --port 8080 --store duckdb:///srv/tams/tams.duckdb --storage s3 "
@@ -35,14 +48,18 @@ def add_parser(sub: Any) -> None:
         formatter_class=HelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
+    p.add_argument("--port", type=port_number, default=8000, help="TCP port to listen on (0: any free port)")
     p.add_argument(
         "--data-dir",
         type=Path,
         default=None,
         help="DuckDB file and local objects (default: $TAMS_DATA_DIR or ./tams-data)",
     )
-    p.add_argument("--store", default=None, help="store URL (default: $TAMS_STORE, else tams.duckdb in the data dir)")
+    p.add_argument(
+        "--store",
+        default=None,
+        help="store URL, e.g. duckdb:///srv/tams/tams.duckdb (default: $TAMS_STORE, else tams.duckdb in the data dir)",
+    )
     p.add_argument(
         "--storage", choices=["local", "s3"], default=None, help="object storage (default: $TAMS_STORAGE or local)"
     )
@@ -91,10 +108,24 @@ class StartupError(Exception):
 
 def run(args: argparse.Namespace) -> int:
     try:
+        _require_server_extra()
         return _serve(args)
     except StartupError as exc:
         print(f"tams-analytics serve: {exc}", file=sys.stderr)
         return 2
+
+
+def _require_server_extra() -> None:
+    """The server's dependencies (the ``server`` extra), or a :class:`StartupError` saying how to install them."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+
+        import server.app  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] in ("server", "tams_analytics"):
+            raise
+        raise StartupError(f"serve needs the server extra (no module {exc.name}): {install_hint('server')}") from None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -106,6 +137,9 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     sys.setswitchinterval(settings.switch_interval_ms / 1000)
     sock = _listen(args.host, args.port)
+    if settings.public_url is None:  # the port listened on: with --port 0, the one the system chose
+        port = sock.getsockname()[1]
+        settings = settings.model_copy(update={"public_url": f"http://{_url_host(args.host)}:{port}"})
     try:
         catalog, stores = _open(args, settings)
     except BaseException:
@@ -113,7 +147,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise
     app = create_app(settings, catalog=catalog, stores=stores, owns_catalog=True)
     url = settings.public_url
-    print(f"TAMS server on {url}  (API docs: {url}/docs; store {redacted(settings.store_url)})", flush=True)
+    _say(settings, f"TAMS server on {url}  (API docs: {url}/docs; store {redacted(settings.store_url)})")
     options: dict[str, Any] = {"log_level": args.log_level}
     custom = log_config(settings.log_format, args.log_level)
     if custom is not None:
@@ -149,7 +183,7 @@ def _settings(args: argparse.Namespace) -> Any:
             "s3_create_bucket": args.s3_create_bucket,
             "presign_get_s": args.presign_get_s,
             "presign_put_s": args.presign_put_s,
-            "public_url": args.public_url or f"http://{args.host}:{args.port}",
+            "public_url": args.public_url,
             "log_format": args.log_format,
         }.items()
         if v is not None
@@ -225,35 +259,55 @@ def _open(args: argparse.Namespace, settings: Any) -> tuple[Any, Any]:
     try:
         stores = build_stores(settings)
         if args.demo and catalog.count("flows") == 0:
-            _demo(catalog, stores, args.demo)
-    except Exception as exc:
-        catalog.close()
+            _demo(catalog, stores, args.demo, settings)
+    except BaseException as exc:
+        catalog.discard()  # a store made for this demo goes; an existing one is as it was (one transaction)
         if isinstance(exc, TamsError | OSError):
             raise StartupError(_one_line(exc)) from None
         raise
     return catalog, stores
 
 
-def _demo(catalog: Any, stores: Any, segments: int) -> None:
+def _demo(catalog: Any, stores: Any, segments: int, settings: Any) -> None:
     from tams_analytics.demo import build_demo
     from tams_analytics.storage.base import object_key
 
     store = stores.default
     assert store is not None
-    print(f"building a demo store of about {segments} segments with media ...", file=sys.stderr)
-    build_demo(
-        catalog,
-        segments,
-        storage_id=store.info.id,
-        storage_key=object_key,
-        put_media=lambda oid, data, ctype: store.put_bytes(object_key(oid), data, ctype),
-        progress=sys.stderr.isatty(),
-    )
+    _say(settings, f"building a demo store of about {segments} segments with media ...", stream=sys.stderr)
+    with catalog.transaction():
+        build_demo(
+            catalog,
+            segments,
+            storage_id=store.info.id,
+            storage_key=object_key,
+            put_media=lambda oid, data, ctype: store.put_bytes(object_key(oid, ctype), data, ctype),
+            progress=sys.stderr.isatty(),
+        )
+
+
+def _say(settings: Any, message: str, *, stream: Any = None) -> None:
+    """A line for the operator (stdout unless ``stream``): as written, or, with ``--log-format json``, as one
+    JSON log line like every other the server writes."""
+    if settings.log_format == "json":
+        from server.observability.logs import JsonFormatter
+
+        record = logging.LogRecord("tams_analytics.serve", logging.INFO, __file__, 0, message, None, None)
+        message = JsonFormatter().format(record)
+    print(message, file=stream or sys.stdout, flush=True)
+
+
+def _url_host(host: str) -> str:
+    """``host`` as it goes in a URL (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def _one_line(exc: BaseException) -> str:
+    """What went wrong, in one line and in words (an ``OSError`` as its reason and the path, not its class)."""
+    if isinstance(exc, TamsError) or (isinstance(exc, OSError) and exc.strerror):
+        return " ".join(said_on_cli(exc).split())
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if isinstance(exc, TamsError) else f"{type(exc).__name__}: {text}"
+    return f"{type(exc).__name__}: {text}"
 
 
 class Announced:

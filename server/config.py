@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TAMS_", env_file=None, extra="ignore")
 
     data_dir: Path = Path("./tams-data")
-    #: catalog URL; default: ``duckdb:///<data_dir>/tams.duckdb``
+    #: catalog URL; default: ``duckdb:///<absolute data_dir>/tams.duckdb``
     store: str | None = None
     #: externally visible base URL (for Link headers and local storage URLs); default from the request
     public_url: str | None = None
@@ -200,4 +200,5 @@ class Settings(BaseSettings):
 
     @property
     def store_url(self) -> str:
-        return self.store or f"duckdb:///{(self.data_dir / 'tams.duckdb').resolve()}"
+        """``store``, or the DuckDB file in the data dir: ``duckdb:///`` and its absolute path (three slashes)."""
+        return self.store or f"duckdb://{(self.data_dir / 'tams.duckdb').resolve().as_posix()}"

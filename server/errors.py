@@ -8,9 +8,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from server.responses import json_response
 from tams_analytics.exceptions import (
     ConflictError,
     NotFoundError,
@@ -69,10 +70,10 @@ def error_body(type_: str, summary: str) -> dict[str, Any]:
 def error_response(
     status: int, summary: str, type_: str | None = None, headers: dict[str, str] | None = None, head: bool = False
 ) -> Response:
+    """An ``error.json`` answer; to a HEAD request (``head``), the GET's answer without its body: the same
+    status and header fields, ``Content-Type`` and ``Content-Length`` included (RFC 9110, 9.3.2)."""
     body = error_body(type_ or _TYPES.get(status, "TAMSError"), summary)
-    if head:
-        return Response(status_code=status, headers=headers)
-    return JSONResponse(body, status_code=status, headers=headers)
+    return json_response(body, status, headers, head=head)
 
 
 #: library errors -> HTTP status

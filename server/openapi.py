@@ -8,7 +8,11 @@ examples) and takes the spec's summary, description, parameters (``accept_get_ur
 ``#/components/schemas/<name>`` and its examples are inlined. Error responses carry the ``error.json`` schema
 the server sends; FastAPI's 422 (never sent: bad input is a 400) is dropped. What the routes add to an
 operation and the spec does not have (``security``, for one) is kept. Operations the spec does not have (this
-server's extensions, such as HLS playlists) are kept as generated and marked ``x-tams-analytics-extension``.
+server's extensions, such as HLS playlists) are marked ``x-tams-analytics-extension`` and made to read like the
+spec's: their path parameters take the spec's names and definitions for the same ids (``flow_id`` is the
+spec's ``flowId``), and the query parameters they share with a spec operation (named by the route's
+``openapi_extra`` under :data:`SPEC_PARAMETERS`) take that operation's definitions; the route gives the summary
+and the responses (with the media type it sends).
 
 The Swagger UI and ReDoc assets come from the ``fastapi-offline`` package and are served from ``/docs/assets``;
 the two pages carry a Content-Security-Policy that lets them load nothing from elsewhere (ReDoc's bundle would
@@ -31,11 +35,14 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-__all__ = ["ASSETS_URL", "EXTENSION", "SPEC_DIR", "install", "official_spec", "openapi_document"]
+__all__ = ["ASSETS_URL", "EXTENSION", "SPEC_DIR", "SPEC_PARAMETERS", "install", "official_spec", "openapi_document"]
 
 SPEC_DIR: Final = Path(__file__).parent / "spec"
 #: the mark of an operation this server adds to the TAMS API (HLS playlists)
 EXTENSION: Final = "x-tams-analytics-extension"
+#: an extension route's ``openapi_extra`` key: ``{"operation": <a spec operationId>, "names": [...]}``, the query
+#: parameters it takes as that operation defines them
+SPEC_PARAMETERS: Final = "x-tams-parameters-from"
 ASSETS_URL: Final = "/docs/assets"
 _METHODS: Final = ("get", "put", "post", "delete", "patch", "head", "options")
 _SCHEMA_REF: Final = re.compile(r"^(?:\./)?(?:schemas/)?([\w.-]+)\.json$")
@@ -123,6 +130,46 @@ def _without_422(op: dict[str, Any]) -> dict[str, Any]:
     return op
 
 
+def _plain(name: str) -> str:
+    """A parameter name without case and separators: ``flow_id`` and ``flowId`` are one name."""
+    return re.sub(r"[_-]", "", name).lower()
+
+
+def _spec_path_parameters(official: dict[str, tuple[str, str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The spec's path parameters by plain name (``flowid``: the ``flowId`` definition)."""
+    out: dict[str, dict[str, Any]] = {}
+    for _, _, op in official.values():
+        for p in op.get("parameters", []):
+            if p.get("in") == "path" and "name" in p:
+                out.setdefault(_plain(p["name"]), p)
+    return out
+
+
+def _like_spec(
+    path: str, op: dict[str, Any], official: dict[str, tuple[str, str, dict[str, Any]]]
+) -> tuple[str, dict[str, Any]]:
+    """An extension operation (and its path) in the spec's terms: path parameters named and defined as the spec
+    names the same ids, and the query parameters named under :data:`SPEC_PARAMETERS` as that operation defines
+    them (replacing generated ones of the same name, in the spec's order)."""
+    spec_path = _spec_path_parameters(official)
+    params: list[dict[str, Any]] = []
+    for p in op.get("parameters", []):
+        spec = spec_path.get(_plain(p.get("name", ""))) if p.get("in") == "path" else None
+        if spec is not None:
+            path = path.replace("{" + p["name"] + "}", "{" + spec["name"] + "}")
+            p = copy.deepcopy(spec)
+        params.append(p)
+    borrowed = op.pop(SPEC_PARAMETERS, None)
+    if borrowed:
+        _, _, source = official[borrowed["operation"]]
+        defined = {p["name"]: p for p in source.get("parameters", []) if "name" in p}
+        names = list(borrowed["names"])
+        params = [p for p in params if p.get("in") == "path" or p.get("name") not in names]
+        params += [copy.deepcopy(defined[name]) for name in names]
+    op["parameters"] = params
+    return path, op
+
+
 def openapi_document(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document for ``app``, merged with the official spec by operationId (see the module)."""
     generated = get_openapi(
@@ -134,9 +181,9 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     for path, item in generated.get("paths", {}).items():
         for method, op in item.items():
             match = official.get(op.get("operationId", ""))
-            if match is None:  # an operation of this server only: as generated, and marked so
-                extension = _without_422(op) | {EXTENSION: True}
-                paths.setdefault(path, {})[method] = _with_error_bodies(extension, method)
+            if match is None:  # an operation of this server only: in the spec's terms, and marked so
+                ext_path, extension = _like_spec(path, _without_422(op) | {EXTENSION: True}, official)
+                paths.setdefault(ext_path, {})[method] = _with_error_bodies(extension, method)
                 continue
             spec_path, spec_method, spec_op = match
             merged = {k: v for k, v in op.items() if k not in _FROM_SPEC} | spec_op

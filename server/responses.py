@@ -23,12 +23,18 @@ def dumps(content: Any) -> bytes:
 
 
 def json_response(
-    content: Any, status: int = 200, headers: dict[str, str] | None = None, request: Request | None = None
+    content: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    request: Request | None = None,
+    *,
+    head: bool = False,
 ) -> Response:
-    """Compact JSON; a HEAD request gets the headers (including Content-Length) and no body."""
+    """Compact JSON; a HEAD request (``request``'s method, or ``head``) gets the headers (including
+    Content-Length) and no body."""
     body = dumps(content)
     h = dict(headers or {})
-    if request is not None and request.method == "HEAD":
+    if head or (request is not None and request.method == "HEAD"):
         h["content-length"] = str(len(body))
         return Response(status_code=status, headers=h, media_type="application/json")
     return Response(content=body, status_code=status, headers=h, media_type="application/json")

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from tams_analytics.catalog import Catalog
 from tams_analytics.catalog.bulk import load_segments
+from tams_analytics.exceptions import ConflictError
 from tams_analytics.timerange import NS_PER_SECOND
 from tams_analytics.timerange_vector import format_timeranges
 
@@ -146,16 +147,22 @@ def build_demo(
     gap_rate: float = 0.002,
     programmes: int = 4,
     storage_id: str | None = None,
-    storage_key: Callable[[str], str] | None = None,
+    storage_key: Callable[[str, str], str] | None = None,
     put_media: Callable[[str, bytes, str], None] | None = None,
     progress: bool = True,
 ) -> DemoSummary:
     """Fill ``catalog`` with ``programmes`` sources × 4 flows (plus a multi flow collecting them) and about
     ``segments`` segments spread over the flows by their segment rate.
 
-    With ``storage_id``/``storage_key`` every object gets a controlled instance; with ``put_media`` its media
-    is written too (``put_media(object_id, data, content_type)``, e.g. an ``ObjectStore.put_bytes``), and
+    With ``storage_id``/``storage_key`` every object gets a controlled instance, under the key
+    ``storage_key(object_id, content_type)`` (:func:`~tams_analytics.storage.base.object_key`); with ``put_media``
+    its media is written too (``put_media(object_id, data, content_type)``, e.g. an ``ObjectStore.put_bytes`` under
+    the same key), and
     segments get the ``ts_offset`` their media needs (PyAV needed: the ``media`` extra).
+
+    The same ``seed`` makes the same object ids: a store already holding them is refused (``ConflictError``)
+    before any media is written. Each batch is written in its own transaction: wrap the call in
+    ``catalog.transaction()`` to build all or nothing (``tams-analytics demo`` and ``serve --demo`` do).
     """
     import time
 
@@ -213,7 +220,12 @@ def build_demo(
                 s, e = starts[lo : lo + BATCH], ends[lo : lo + BATCH]
                 table = segment_batch(rng, s, e, video=kind.format.endswith("video"))
                 ids = table.column("object_id")
-                keys = pa.array([storage_key(i) for i in ids.to_pylist()]) if storage_key and storage_id else None
+                _check_new_objects(catalog, ids, seed)
+                keys = (
+                    pa.array([storage_key(i, kind.container) for i in ids.to_pylist()])
+                    if storage_key and storage_id
+                    else None
+                )
                 sizes = None
                 if put_media is not None:
                     table, sizes = _write_media(table, kind, media, put_media, writers, first=lo, title=title)
@@ -240,6 +252,17 @@ def build_demo(
     logger.info("demo store: %s flows, %s segments in %.1f s", flows, made, seconds)
     n_sources = catalog.count("sources")
     return DemoSummary(sources=n_sources, flows=flows, segments=made, seconds=seconds)
+
+
+def _check_new_objects(catalog: Catalog, ids: pa.Array, seed: int) -> None:
+    """Refuse, before writing any media, object ids the store already holds: the same seed makes the same
+    objects, so the store holds a demo built with this seed."""
+    taken = catalog.engine.count_in("objects", "id", ids)
+    if taken:
+        raise ConflictError(
+            f"the store already holds {taken} of the objects of the demo with seed {seed}: build the demo into a "
+            "new store, or with another seed"
+        )
 
 
 def _write_media(

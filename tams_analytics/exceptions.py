@@ -7,12 +7,50 @@ class TamsError(ValueError):
     """Root of every error this library raises on purpose.
 
     It derives from :class:`ValueError` so that bad input (a malformed timerange, an unknown filter)
-    is caught by code that already handles ``ValueError``.
+    is caught by code that already handles ``ValueError``. Where the remedy reads differently on the
+    command line (``--overwrite`` rather than ``overwrite=True``), ``cli`` holds the message in its words
+    (:func:`said_on_cli`).
     """
+
+    def __init__(self, *args: object, cli: str | None = None) -> None:
+        super().__init__(*args)
+        #: the message as the command line says it (None: the same as ``str(self)``)
+        self.cli = cli
+
+
+def said_on_cli(exc: BaseException) -> str:
+    """The message of ``exc`` in the command line's words: options and commands, not Python arguments (see
+    :class:`TamsError`), and an ``OSError`` as its reason and path, not its class and number.
+
+    >>> said_on_cli(NotADirectoryError(20, "Not a directory", "/etc/passwd/x"))
+    'not a directory: /etc/passwd/x'
+    """
+    cli = getattr(exc, "cli", None)
+    if isinstance(cli, str):
+        return cli
+    if isinstance(exc, OSError) and (exc.errno or exc.strerror):
+        import os
+
+        reason = os.strerror(exc.errno) if exc.errno else str(exc.strerror)
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{reason[0].lower()}{reason[1:]}{where}"
+    return str(exc)
 
 
 class NotFoundError(TamsError):
     """The entity named by an id does not exist."""
+
+
+class StoreNotFoundError(NotFoundError):
+    """A store URL names no existing store (and the caller did not ask to create one); ``what`` says which
+    (with a hint when the URL looks mistyped)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"{what}; to make a new store, connect with create=True",
+            cli=f"{what} (tams-analytics demo --store URL builds a demo store, serve --store URL an empty one)",
+        )
+        self.what = what
 
 
 class ConflictError(TamsError):

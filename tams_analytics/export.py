@@ -36,6 +36,7 @@ import datetime as dt
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
-from tams_analytics.exceptions import TamsError
+from tams_analytics.exceptions import TamsError, said_on_cli
 from tams_analytics.schema import SCHEMAS, SORT_KEYS
 
 if TYPE_CHECKING:
@@ -58,8 +59,10 @@ __all__ = [
     "EXCLUDED_COLUMNS",
     "MANIFEST",
     "PARTITION_COLUMN",
+    "PROGRESS_EVERY_S",
     "Destination",
     "ExportSummary",
+    "ProgressLines",
     "TableExport",
     "default_tables",
     "destination",
@@ -89,6 +92,8 @@ _HIVE_TYPES: Final = {
 }
 #: where the committed example DDL (sql/trino/export/hive_tables.sql) points
 EXAMPLE_LOCATION: Final = "s3://tams-exports/tams"
+#: seconds between two progress lines (progress written as lines, off a terminal)
+PROGRESS_EVERY_S: Final = 5.0
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,55 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+class ProgressLines:
+    """Progress as a line every ``every_s`` seconds, for logs and pipes where a bar cannot redraw itself.
+
+    A thread writes what is known at each tick (the table being exported, its rows so far, of how many when
+    the engine counts cheaply, and the time taken), also while a table's rows are still being read from the
+    store; an export shorter than ``every_s`` writes nothing. The interface is the part of tqdm's the export
+    uses (``set_description``, ``update``, ``close``).
+    """
+
+    def __init__(
+        self, write: Callable[[str], None], totals: Mapping[str, int] | None = None, every_s: float = PROGRESS_EVERY_S
+    ) -> None:
+        self._write = write
+        self._totals = dict(totals or {})
+        self._every_s = every_s
+        self._table = ""
+        self._rows = 0
+        self._started = self._table_started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, name="export-progress", daemon=True)
+        self._thread.start()
+
+    def set_description(self, description: str) -> None:
+        self._table = description.removeprefix("export ")
+        self._rows = 0
+        self._table_started = time.monotonic()
+
+    def update(self, rows: int) -> None:
+        self._rows += rows
+
+    def line(self) -> str:
+        """What the next tick writes."""
+        now = time.monotonic()
+        total = self._totals.get(self._table)
+        rows = f"{self._rows:,} of {total:,} rows" if total else f"{self._rows:,} rows"
+        if not self._rows:
+            rows = "reading from the store"
+        return f"{self._table}: {rows}, {now - self._table_started:.0f} s (export {now - self._started:.0f} s)"
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self._every_s):
+            if self._table:
+                self._write(self.line())
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self._every_s)
+
+
 def _batches(
     catalog: Catalog,
     table: str,
@@ -268,10 +322,14 @@ def export_catalog(
     batch_rows: int = 100_000,
     flow_bucket_chars: int = 1,
     sort: bool = True,
-    progress: bool = False,
+    progress: bool | Callable[[str], None] = False,
     **s3: str | None,
 ) -> ExportSummary:
     """Write ``tables`` (default: every entity table the engine reads) of ``catalog`` as Parquet under ``to``.
+
+    ``progress``: True shows a progress bar (a terminal); a callable is given a line every
+    :data:`PROGRESS_EVERY_S` seconds instead (logs, pipes: :class:`ProgressLines`). Row totals are counted
+    first only where counting is cheap (not over a TAMS API, where a count reads every row).
 
     ``s3`` takes ``endpoint``, ``region``, ``access_key``, ``secret_key`` for ``s3://`` destinations (see
     :func:`destination`). Refuses a non-empty table directory unless ``overwrite``. Rows stream to the
@@ -281,10 +339,11 @@ def export_catalog(
 
     >>> import tempfile, pyarrow.dataset as ds
     >>> from tams_analytics.views import example_catalog
-    >>> out = tempfile.mkdtemp()
-    >>> summary = export_catalog(example_catalog(), out, tables=["segments"])
-    >>> summary.rows, ds.dataset(f"{out}/segments", partitioning="hive").count_rows()
+    >>> out = tempfile.TemporaryDirectory()
+    >>> summary = export_catalog(example_catalog(), out.name, tables=["segments"])
+    >>> summary.rows, ds.dataset(f"{out.name}/segments", partitioning="hive").count_rows()
     (3, 3)
+    >>> out.cleanup()
     """
     unknown = sorted(set(tables or ()) - set(SCHEMAS))
     if unknown:
@@ -295,17 +354,22 @@ def export_catalog(
     names = [t for t in SCHEMAS if t in tables] if tables else default_tables(catalog)
     summary = ExportSummary(dest.url)
     t0 = time.perf_counter()
-    totals = {name: catalog.count(name) for name in names}
-    from tqdm import tqdm
+    cheap = catalog.engine.capabilities.cheap_counts
+    totals = {name: catalog.count(name) for name in names} if progress and cheap else {}
+    bar: Any
+    if callable(progress):
+        bar = ProgressLines(progress, totals)
+    else:
+        from tqdm import tqdm
 
-    bar = tqdm(total=sum(totals.values()), unit="row", unit_scale=True, disable=not progress, desc="export")
+        total = sum(totals.values()) if totals else None
+        bar = tqdm(total=total, unit="row", unit_scale=True, disable=not progress, desc="export")
     manifest: dict[str, Any] = {}
     try:
         occupied = [name for name in names if _occupied(dest, name)]
         if occupied and not overwrite:
-            raise TamsError(
-                f"{dest.url} already holds {', '.join(occupied)}: pass overwrite=True (--overwrite) to replace them"
-            )
+            held = f"{dest.url} already holds {', '.join(occupied)}"
+            raise TamsError(f"{held}: pass overwrite=True to replace them", cli=f"{held}: --overwrite replaces them")
         dest.filesystem.create_dir(dest.root, recursive=True)
         for name in names:
             if name in occupied:
@@ -319,7 +383,7 @@ def export_catalog(
             }
         _write_manifest(dest, catalog, manifest, flow_bucket_chars)
     except OSError as exc:
-        raise TamsError(f"cannot write to {dest.url}: {exc}") from exc
+        raise TamsError(f"cannot write to {dest.url}: {said_on_cli(exc)}") from exc
     finally:
         bar.close()
     summary.seconds = time.perf_counter() - t0

@@ -223,9 +223,11 @@ def plot_coverage(
     """Coverage timeline of some flows (default: every flow with segments), computed in the engine.
 
     Runs and gaps come from :mod:`tams_analytics.analytics.coverage`; lanes are labelled with the flows'
-    labels. Requested flows without segments (in ``within``) get an empty lane.
+    labels. Requested flows without segments (in ``within``) get an empty lane; a requested flow the store does
+    not have is an error (:func:`~tams_analytics.catalog.guards.known_flow`).
     """
     from tams_analytics.analytics import coverage
+    from tams_analytics.catalog.guards import known_flow
 
     runs = coverage.runs(catalog, flow_id, within=within).to_pyarrow()
     gaps = coverage.gaps(catalog, flow_id, within=within).to_pyarrow()
@@ -233,6 +235,8 @@ def plot_coverage(
     flows = catalog.flows(id=ids) if ids is not None else catalog.flows()
     meta = flows.select("id", "label").to_pyarrow().to_pylist()
     labels = {m["id"]: m["label"] or m["id"] for m in meta}
+    for unknown in [i for i in ids or () if i not in labels]:
+        known_flow(catalog, unknown)  # a lane for a flow the store does not have would read as "no media"
     order = None
     if ids is not None:
         order = ids

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pyarrow as pa
 
 from tams_analytics.exceptions import TamsError
+from tams_analytics.extras import install_hint
 from tams_analytics.timerange import NS_PER_SECOND, TimeRange
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def _widgets() -> Any:
     try:
         import ipywidgets
     except ImportError as exc:  # pragma: no cover - part of the notebooks extra
-        raise TamsError("the explorer needs ipywidgets: pip install 'tams-analytics[notebooks]'") from exc
+        raise TamsError(f"the explorer needs ipywidgets: {install_hint('notebooks')}") from exc
     return ipywidgets
 
 

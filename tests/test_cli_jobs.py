@@ -24,7 +24,7 @@ from tams_analytics.analytics.integrity import FINDING_SCHEMA, Check
 from tams_analytics.catalog import connect
 from tams_analytics.cli.__main__ import main
 from tams_analytics.storage.base import object_key
-from tests.analytics import Faults, demo_with_media, inject_faults, local_store
+from tests.analytics import Faults, demo_with_media, inject_faults, key_of, local_store
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_integrity_findings_exit_1_as_a_table(
         "overlapping_segments",
         "orphan_segments",
         "missing_from_storage",
-        "dangling_collection",
+        "dangling_collections",
         faults.overlap_flow,
         faults.orphan_flow,
         faults.missing_object,
@@ -80,7 +80,7 @@ def test_integrity_findings_exit_1_as_a_table(
     ):
         assert text in out
     assert (
-        "4 findings (overlapping_segments 1, orphan_segments 1, missing_from_storage 1, dangling_collection 1)" in out
+        "4 findings (overlapping_segments 1, orphan_segments 1, missing_from_storage 1, dangling_collections 1)" in out
     )
 
 
@@ -95,7 +95,8 @@ def test_integrity_json_is_complete_and_stable(
     assert doc["clean"] is False and list(doc["totals"]) == [str(c) for c in Check]
     assert doc["totals"]["missing_from_storage"] == 1 and doc["skipped"] == {}
     (missing,) = [f for f in doc["findings"] if f["check"] == "missing_from_storage"]
-    assert (missing["object_id"], missing["other_id"]) == (faults.missing_object, object_key(faults.missing_object))
+    key = object_key(faults.missing_object, "video/mp2t")  # an object of a video flow
+    assert (missing["object_id"], missing["other_id"]) == (faults.missing_object, key)
     assert run(capsys, *args)[1] == out  # the same document every time
 
 
@@ -105,7 +106,7 @@ def test_integrity_csv(capsys: pytest.CaptureFixture[str], faulty_store: tuple[s
     assert code == 1
     rows = list(csv.DictReader(io.StringIO(out)))
     assert list(rows[0]) == FINDING_SCHEMA.names
-    assert [r["check"] for r in rows] == ["overlapping_segments", "orphan_segments", "dangling_collection"]
+    assert [r["check"] for r in rows] == ["overlapping_segments", "orphan_segments", "dangling_collections"]
     assert rows[1]["flow_id"] == faults.orphan_flow and rows[1]["count"] == "1"
 
 
@@ -123,6 +124,7 @@ def test_integrity_against_s3(
     with connect(url, create=True) as cat:
         demo_with_media(cat, s3_store, segments=40)
         oid = cat.rows("segments", limit=1).column("object_id")[0].as_py()
+        key = key_of(cat, oid)
     monkeypatch.setenv("TAMS_S3_ACCESS_KEY", s3_server.access_key)
     monkeypatch.setenv("TAMS_S3_SECRET_KEY", s3_server.secret_key)
     args = (
@@ -135,7 +137,7 @@ def test_integrity_against_s3(
         s3_server.endpoint_url,
     )
     assert run(capsys, *args)[0] == 0
-    s3_store.delete([object_key(oid)])
+    s3_store.delete([key])
     code, out, _ = run(capsys, *args, "--format", "json")
     assert code == 1
     assert [(f["check"], f["object_id"]) for f in json.loads(out)["findings"]] == [("missing_from_storage", oid)]
@@ -147,7 +149,7 @@ def test_integrity_against_s3(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--store", "nosuch://user:hunter2@host/x"], "unknown store URL scheme"),
+        (["--store", "nosuch://user:hunter2@host/x"], "names no store engine"),
         (["--store", "{store}", "--storage", "local:/no/such/dir"], "is not a directory"),
         (["--store", "{store}", "--storage", "ftp://x"], "expected local:DIR or s3://BUCKET"),
         (["--store", "{store}", "--storage", "s3://b", "--s3-endpoint", "http://127.0.0.1:9"], "storage error"),
@@ -284,7 +286,7 @@ def test_report_storage_ingest_and_flows(capsys: pytest.CaptureFixture[str], cle
         (["ingest", "--since", "yesterday"], "--since 'yesterday'"),
         (["coverage", "--within", "1:0_2:0_3:0"], "invalid timerange"),
         (["flows", "--by", "colour"], "--by 'colour'"),
-        (["coverage", "--store", "nosuch://x"], "unknown store URL scheme"),
+        (["coverage", "--store", "nosuch://x"], "names no store engine"),
     ],
 )
 def test_report_errors_exit_2(

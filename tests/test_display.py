@@ -70,7 +70,7 @@ def test_an_integrity_report_names_labels_and_counts_in_words(cat: Catalog) -> N
     assert "Integrity report: clean" in clean._repr_html_()
     cat.engine.delete("sources", [])
     report = audit(cat)
-    assert repr(report).startswith("<IntegrityReport: 2 findings (orphan_flow 2); checked")
+    assert repr(report).startswith("<IntegrityReport: 2 findings (orphan_flows 2); checked")
     assert {(f.flow_id, f.flow_label) for f in report.findings} == {("f", "Evening <News>"), ("a", "Radio")}
     df = report.to_pandas()
     assert str(df["count"].dtype) == "Int64" and set(df["flow_label"]) == {"Evening <News>", "Radio"}

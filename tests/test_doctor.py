@@ -1,16 +1,28 @@
 """``tams-analytics doctor`` on DuckDB stores: all good (exit 0), a property missing (exit 1, said with what
-it means), a store that cannot be opened (exit 2); table and JSON output. (VAST: tests/engines/vast/test_doctor.py.)"""
+it means), a store that cannot be opened (exit 2); table and JSON output. Over a TAMS API (``tams+http``, this
+project's server live on 127.0.0.1, the command in a subprocess): what applies passes, what does not is
+skipped with the reason, refused credentials and a server that is not there exit 2. (A DuckDB store a server
+holds: tests/test_held_store.py; VAST: tests/engines/vast/test_doctor.py.)"""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
 from tams_analytics.catalog import connect
 from tams_analytics.cli.__main__ import main
+from tests.fixtures.live_tams import ServedCatalog, ServedDemo
+from tests.reliability.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -61,3 +73,55 @@ def test_a_store_that_cannot_be_opened_exits_2(tmp_path: Path, capsys: pytest.Ca
     (check,) = json.loads(out)["checks"]
     assert code == 2 and check["name"] == "connectivity" and check["status"] == "fail"
     assert not (tmp_path / "nowhere.duckdb").exists()  # read-only: doctor creates nothing
+
+
+# -- over a TAMS API (tams+http), the CLI in a subprocess against a live server on 127.0.0.1 ----------------------
+def doctor_process(url: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str]:
+    """``tams-analytics doctor --store URL --format json`` in a subprocess: exit code, report, and the table."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")} | {"PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "tams_analytics.cli", "doctor", "--store", url]
+    done = subprocess.run([*command, "--format", "json"], capture_output=True, text=True, env=base | (env or {}))
+    table = subprocess.run(command, capture_output=True, text=True, env=base | (env or {}))
+    assert done.returncode == table.returncode and not done.stderr, done.stderr
+    return done.returncode, json.loads(done.stdout), table.stdout
+
+
+def test_a_tams_api_passes_what_applies_and_says_why_the_rest_does_not(served_demo: ServedDemo) -> None:
+    code, report, table = doctor_process(served_demo.url)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert code == 0 and report["engine"] == "tams+http", report
+    assert checks["connectivity"]["status"] == "ok"
+    assert checks["connectivity"]["detail"].startswith(f"TAMS API 8.2 at {served_demo.server.url} (")
+    assert (
+        checks["tables"]["status"] == "skip" and "run doctor on the store URL it serves" in checks["tables"]["detail"]
+    )
+    assert checks["queries"]["status"] == "ok" and int(checks["queries"]["detail"].split()[1]) >= 40
+    assert "not applicable: shapes over delete_requests, webhooks" in checks["queries"]["detail"]
+    assert checks["isolation"]["status"] == "skip"
+    assert [line.split()[0] for line in table.splitlines()[1:]] == ["OK", "SKIP", "OK", "SKIP"]
+
+
+def test_a_tams_api_refusing_the_credentials_cannot_be_reached(served_demo: ServedDemo, tmp_path: Path) -> None:
+    server = ServedCatalog(served_demo.duckdb, tmp_path, auth="bearer", bearer_tokens="right-token").start()
+    try:
+        host = server.url.removeprefix("http://")
+        code, report, _ = doctor_process(f"tams+http://{host}", {"TAMS_HTTP_TOKEN": "wrong-token"})
+        (check,) = report["checks"]
+        assert code == 2 and check["name"] == "connectivity" and check["status"] == "fail"
+        assert "HTTP 401" in check["detail"] and "check the credentials" in check["detail"]
+        assert "wrong-token" not in json.dumps(report)
+        code, report, _ = doctor_process(f"tams+http://{host}", {"TAMS_HTTP_TOKEN": "right-token"})
+        assert code == 0, report
+    finally:
+        server.stop()
+
+
+def test_a_tams_api_that_is_not_there_exits_2_at_once() -> None:
+    url = f"tams+http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    code, report, table = doctor_process(url)
+    (check,) = report["checks"]
+    assert code == 2 and check["status"] == "fail" and time.monotonic() - started < 30
+    assert "no TAMS server answers at http://127.0.0.1:" in check["detail"] and "Error:" not in check["detail"]
+    assert "tams-analytics serve" in check["detail"] and check["meaning"]
+    assert table.splitlines()[1].startswith("FAIL  connectivity  cannot open " + url)

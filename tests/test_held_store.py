@@ -3,7 +3,8 @@
 ``serve`` runs in a subprocess on a small demo store and leaves its URL beside the store; opening the file
 (read-write or read-only, from the library or the ``integrity``/``report``/``export`` commands) is refused
 with one clear message naming the server and the ways in, and the first way in (its API through
-``tams+http``) works. A store held by some other process is explained with its PID; a file left by a server
+``tams+http``) works; ``doctor`` on the file says it is held and points to ``doctor`` through the server, which
+passes. A store held by some other process is explained with its PID; a file left by a server
 that is gone is not believed. After a clean stop the file is removed and the store opens again.
 """
 
@@ -115,6 +116,27 @@ def test_the_commands_exit_2_with_one_clear_line(
     assert not (tmp_path / "export").exists()
 
 
+def test_doctor_on_the_held_store_points_to_doctor_through_the_server(serving: Serving) -> None:
+    """Not "the server cannot start on this store": it is served; doctor checks it through that server."""
+    command = [sys.executable, "-m", "tams_analytics.cli", "doctor", "--format", "json", "--store"]
+    held = subprocess.run([*command, serving.duckdb_url], capture_output=True, text=True, env=_environment())
+    (check,) = json.loads(held.stdout)["checks"]
+    assert held.returncode == 2 and check["name"] == "connectivity" and check["status"] == "fail"
+    assert check["detail"].startswith(
+        f"the store is held by the TAMS server at {serving.url} (PID {serving.process.pid})"
+    )
+    way = f"tams-analytics doctor --store tams+{serving.url}"
+    assert way in check["meaning"] and "cannot start" not in held.stdout
+    through = subprocess.run([*command, f"tams+{serving.url}"], capture_output=True, text=True, env=_environment())
+    assert through.returncode == 0, through.stdout + through.stderr
+    assert {c["name"]: c["status"] for c in json.loads(through.stdout)["checks"]} == {
+        "connectivity": "ok",
+        "tables": "skip",
+        "queries": "ok",
+        "isolation": "skip",
+    }
+
+
 def test_a_store_held_by_another_process(tmp_path: Path) -> None:
     store = tmp_path / "other.duckdb"
     holder = subprocess.Popen(
@@ -134,6 +156,11 @@ def test_a_store_held_by_another_process(tmp_path: Path) -> None:
         message = str(caught.value)
         assert f"another process (PID {holder.pid}, " in message and "stale.invalid" not in message
         assert "tams+http://HOST:PORT" in message and caught.value.url is None
+        doctor = [sys.executable, "-m", "tams_analytics.cli", "doctor", "--format", "json", "--store"]
+        done = subprocess.run([*doctor, f"duckdb:///{store}"], capture_output=True, text=True, env=_environment())
+        (check,) = json.loads(done.stdout)["checks"]
+        assert done.returncode == 2 and f"held by another process (PID {holder.pid})" in check["detail"]
+        assert "doctor --store tams+http://HOST:PORT" in check["meaning"]
     finally:
         holder.kill()
         holder.wait(timeout=30)

@@ -3,14 +3,18 @@
 The kernel is this interpreter's ipykernel: a ``python3`` kernelspec written to a temporary directory that
 ``JUPYTER_PATH`` puts first, for this test session only (the user's Jupyter configuration is not touched).
 The live Trino cells of notebook 04 run only when ``TAMS_TRINO_URL`` is set; notebook 05 reads this project's
-server, live on 127.0.0.1 over a demo store (the session's ``served_demo``), through ``TAMS_SERVER_URL``.
+server, live on 127.0.0.1 over a demo store (the session's ``served_demo``), through ``TAMS_SERVER_URL``, and,
+without it and with nothing answering at the default URL, a demo server it starts itself and stops.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -49,17 +53,15 @@ def test_committed_without_outputs(path: Path) -> None:
     assert nb.metadata["kernelspec"]["name"] == "python3"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_runs_without_errors(
-    path: Path, jupyter_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
-) -> None:
-    if path.name.startswith("05_"):
-        monkeypatch.setenv("TAMS_SERVER_URL", request.getfixturevalue("served_demo").server.url)
+def execute(path: Path, jupyter_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Run the notebook top to bottom on the venv's kernel (which is then shut down); its outputs, no errors."""
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
     monkeypatch.delenv("TAMS_STORE", raising=False)  # each notebook builds its own demo store
     monkeypatch.delenv("TAMS_OBJECTS_DIR", raising=False)
     monkeypatch.setenv("TAMS_DEMO_SEGMENTS", "4000")
+    scratch = tmp_path / "tmp"  # the kernel's temp folder: what the notebook leaves behind shows here
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell("import sys; print(sys.executable)"))
     client = NotebookClient(nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(tmp_path)}})
@@ -68,6 +70,19 @@ def test_runs_without_errors(
     errors = [o for o in outputs if o.output_type == "error"]
     assert not errors, "\n".join(f"{e.ename}: {e.evalue}" for e in errors)
     assert nb.cells[-1].outputs[0].text.strip() == sys.executable  # the venv's kernel ran it
+    # the demo stores and media a notebook makes go when its kernel stops (no tams-demo-*, tams-integrity-*)
+    assert sorted(p.name for p in scratch.iterdir() if p.name.startswith("tams-")) == []
+    return outputs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_runs_without_errors(
+    path: Path, jupyter_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    if path.name.startswith("05_"):
+        monkeypatch.setenv("TAMS_SERVER_URL", request.getfixturevalue("served_demo").server.url)
+    outputs = execute(path, jupyter_path, tmp_path, monkeypatch)
     text = "".join(o.get("text", "") for o in outputs)
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     if path.name.startswith("02_"):
@@ -78,5 +93,35 @@ def test_runs_without_errors(
     if path.name.startswith("04_"):
         assert "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING" in text.upper()
     if path.name.startswith("05_"):
-        assert "Catalog(engine='tams+http'" in text and "from 1 request(s)" in text
-        assert len(images) >= 2 and "skipped unreferenced_object" in text and "UnsupportedError" in text
+        assert_reads_a_server(text, images)
+        assert "demo server" not in text  # TAMS_SERVER_URL named one
+
+
+def assert_reads_a_server(text: str, images: list[Any]) -> None:
+    """What notebook 05 shows of a server it reads."""
+    assert "Catalog(engine='tams+http'" in text and "from 1 request(s)" in text
+    assert len(images) >= 2 and "skipped unreferenced_objects" in text and "UnsupportedError" in text
+
+
+@pytest.mark.slow
+def test_05_without_a_server_starts_a_demo_server_and_stops_it(
+    jupyter_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``TAMS_SERVER_URL`` unset and nothing at the default URL: no 20 s wait and traceback, but a demo server
+    started in the background (said so), read like any other, and stopped at the end."""
+    from tams_analytics.demo_server import DEFAULT_URL, answers
+
+    if answers(DEFAULT_URL):
+        pytest.skip(f"a server answers at {DEFAULT_URL} (the notebook would read it): the case needs none there")
+    monkeypatch.delenv("TAMS_SERVER_URL", raising=False)
+    outputs = execute(NOTEBOOKS[4], jupyter_path, tmp_path, monkeypatch)
+    text = "".join(o.get("text", "") for o in outputs)
+    started = re.search(r"Started a demo server at (http://127\.0\.0\.1:\d+) \(PID (\d+)\) over a demo store", text)
+    assert started is not None, text
+    assert f"No TAMS server answers at {DEFAULT_URL}" in text
+    assert_reads_a_server(text, [o for o in outputs if "image/png" in o.get("data", {})])
+    url, pid = started.group(1), int(started.group(2))
+    assert f"store='tams+{url}'" in text and "stopped DemoServer(" in text
+    assert not answers(url)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

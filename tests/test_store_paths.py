@@ -1,5 +1,6 @@
 """Read paths never create a store: a URL naming no DuckDB file is an error naming the path (and, for the
-two-slash typo, the three-slash spelling); ``create=True``, ``demo`` and ``serve`` make one."""
+two-slash typo, the three-slash spelling); ``create=True``, ``demo`` and ``serve`` make one, in a folder that
+exists. A URL naming no engine says what it was probably meant to be."""
 
 from __future__ import annotations
 
@@ -20,6 +21,45 @@ def test_connect_refuses_a_missing_store_and_creates_nothing(tmp_path: Path) -> 
     assert not (tmp_path / "no").exists()
 
 
+def test_create_makes_no_folders(tmp_path: Path) -> None:
+    """A mistyped folder does not become a new store and its folders."""
+    with pytest.raises(ta.TamsError, match=f"{tmp_path / 'new' / 'dir'} does not exist: a new DuckDB store"):
+        ta.connect(f"duckdb:///{tmp_path / 'new' / 'dir' / 'x.duckdb'}", create=True)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ta.TamsError, match="is not a folder"):
+        ta.connect(f"duckdb:///{tmp_path / 'file' / 'x.duckdb'}", create=True)
+
+
+def test_dot_slash_names_a_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """duckdb://./tams-data/tams.duckdb: the README's spelling of a store under the working directory."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tams-data").mkdir()
+    with ta.connect("duckdb://./tams-data/tams.duckdb", create=True) as cat:
+        assert cat.count("flows") == 0
+    assert (tmp_path / "tams-data" / "tams.duckdb").is_file()
+    with pytest.raises(ta.TamsError) as err:
+        ta.connect("duckdb://./tams-data/other.duckdb")
+    assert f"no DuckDB store at {tmp_path / 'tams-data' / 'other.duckdb'}" in str(err.value)
+    assert "two slashes" not in str(err.value)  # ./ says "relative" on purpose: no typo hint
+
+
+@pytest.mark.parametrize(
+    ("url", "hint"),
+    [
+        ("http://127.0.0.1:8000", "for a TAMS server's API write tams+http://127.0.0.1:8000"),
+        ("https://tams.example/api", "write tams+https://tams.example/api"),
+        ("/data/tams.duckdb", "for a DuckDB file write duckdb:///data/tams.duckdb"),
+        ("tams-data/tams.duckdb", "write duckdb://./tams-data/tams.duckdb (a relative path)"),
+        ("postgres://db/tams", "store URLs look like duckdb:///ABSOLUTE/PATH"),
+    ],
+)
+def test_a_url_naming_no_engine_says_what_it_was_meant_to_be(url: str, hint: str) -> None:
+    with pytest.raises(ta.TamsError) as err:
+        ta.connect(url)
+    assert f"{url!r} names no store engine: " in str(err.value) and hint in str(err.value)
+
+
 def test_two_slashes_name_a_relative_path_and_the_error_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -32,11 +72,11 @@ def test_two_slashes_name_a_relative_path_and_the_error_says_so(
     assert os.listdir(tmp_path) == []
 
 
-def test_create_makes_the_store_and_its_folders_then_plain_connect_opens_it(tmp_path: Path) -> None:
-    url = f"duckdb:///{tmp_path / 'new' / 'dir' / 'x.duckdb'}"
+def test_create_makes_the_store_then_plain_connect_opens_it(tmp_path: Path) -> None:
+    url = f"duckdb:///{tmp_path / 'x.duckdb'}"
     with ta.connect(url, create=True) as cat:
         assert cat.count("flows") == 0
-    assert (tmp_path / "new" / "dir" / "x.duckdb").is_file()
+    assert (tmp_path / "x.duckdb").is_file()
     with ta.connect(url) as cat:
         assert cat.count("flows") == 0
 
@@ -75,6 +115,6 @@ def test_jobs_on_a_typo_store_exit_2_with_one_line_and_create_nothing(
 
 
 def test_demo_creates_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"duckdb:///{tmp_path / 'fresh' / 'demo.duckdb'}"
+    url = f"duckdb:///{tmp_path / 'demo.duckdb'}"
     assert main(["demo", "--store", url, "--segments", "200", "--no-progress"]) == 0
     assert ta.connect(url).count("segments") == 200

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tams_analytics.extras import install_hint
+
 __all__ = ["instrument"]
 
 logger = logging.getLogger(__name__)
@@ -27,9 +29,7 @@ def instrument(app: Any, enabled: bool) -> bool:
         from opentelemetry import trace
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
     except ImportError as exc:
-        logger.warning(
-            "TAMS_OTEL is on but OpenTelemetry is not installed (%s): pip install 'tams-analytics[otel]'", exc.name
-        )
+        logger.warning("TAMS_OTEL is on but OpenTelemetry is not installed (%s): %s", exc.name, install_hint("otel"))
         return False
     if type(trace.get_tracer_provider()).__name__ in ("ProxyTracerProvider", "NoOpTracerProvider"):
         _export_spans(trace)

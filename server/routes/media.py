@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from server.errors import error_response
 from tams_analytics.storage.base import ObjectStream, StorageError
 from tams_analytics.storage.local import DEFAULT_CONTENT_TYPE, READ_CHUNK, LocalObjectStore, ObjectTooLarge
 
@@ -55,10 +55,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, min(end, size - 1)
 
 
-def _error(status: int, error_type: str, summary: str, headers: dict[str, str] | None = None) -> Response:
-    """A TAMS ``error.json`` response."""
-    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return JSONResponse({"type": error_type, "summary": summary, "time": now}, status_code=status, headers=headers)
+def _error(
+    request: Request, status: int, error_type: str, summary: str, headers: dict[str, str] | None = None
+) -> Response:
+    """A TAMS ``error.json`` response (to a HEAD request, its header fields without the body)."""
+    return error_response(status, summary, error_type, headers, head=request.method == "HEAD")
 
 
 def _request_key(request: Request, decoded_key: str) -> str | None:
@@ -102,14 +103,14 @@ def make_router(store_provider: Callable[[], LocalObjectStore], *, route_prefix:
         store = store_provider()
         if store.route_prefix != route_prefix:
             logger.error("local store prefix %s does not match router prefix %s", store.route_prefix, route_prefix)
-            return _error(500, "InternalError", "media route misconfigured")
+            return _error(request, 500, "InternalError", "media route misconfigured")
         key = _request_key(request, key_param)
         if key is None:
-            return _error(404, "NotFound", "no such media object URL")
-        reason = store.check_signature(method, key, dict(request.query_params))
+            return _error(request, 404, "NotFound", "no such media object URL")
+        key, reason = store.signed_key(method, key, dict(request.query_params))
         if reason is not None:
             logger.info("refused %s of media object %r: %s", request.method, key, reason)
-            return _error(403, "Forbidden", reason)
+            return _error(request, 403, "Forbidden", reason)
         return store, key
 
     @router.api_route(path, methods=["GET", "HEAD"], include_in_schema=False)
@@ -121,16 +122,16 @@ def make_router(store_provider: Callable[[], LocalObjectStore], *, route_prefix:
         try:
             stream = await run_in_threadpool(store.open_read, key)
         except KeyError:
-            return _error(404, "NotFound", "media object not found")
+            return _error(request, 404, "NotFound", "media object not found")
         except (StorageError, ValueError) as exc:
-            return _error(403, "Forbidden", str(exc))
+            return _error(request, 403, "Forbidden", str(exc))
         headers = {"Accept-Ranges": "bytes", "Content-Type": stream.content_type}
         try:
             byte_range = parse_range(request.headers.get("range"), stream.size)
         except _Unsatisfiable:
             stream.body.close()
             headers = {"Accept-Ranges": "bytes", "Content-Range": f"bytes */{stream.size}"}
-            return _error(416, "RangeNotSatisfiable", "the requested range is not satisfiable", headers)
+            return _error(request, 416, "RangeNotSatisfiable", "the requested range is not satisfiable", headers)
         status = 200
         start, length = 0, stream.size
         if byte_range is not None:
@@ -149,14 +150,14 @@ def make_router(store_provider: Callable[[], LocalObjectStore], *, route_prefix:
         if isinstance(authorised, Response):
             return authorised
         store, key = authorised
-        too_big = _error(413, "PayloadTooLarge", f"objects are limited to {store.max_object_bytes} bytes")
+        too_big = _error(request, 413, "PayloadTooLarge", f"objects are limited to {store.max_object_bytes} bytes")
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > store.max_object_bytes:
             return too_big
         try:
             pending = await run_in_threadpool(store.begin_write, key)
         except (StorageError, ValueError) as exc:
-            return _error(403, "Forbidden", str(exc))
+            return _error(request, 403, "Forbidden", str(exc))
         try:
             async for chunk in request.stream():
                 if chunk:
@@ -167,13 +168,14 @@ def make_router(store_provider: Callable[[], LocalObjectStore], *, route_prefix:
         except OSError:
             await run_in_threadpool(pending.abort)
             logger.exception("writing media object %r failed", key)
-            return _error(500, "InternalError", "the media object could not be stored")
+            return _error(request, 500, "InternalError", "the media object could not be stored")
         except BaseException:
             await run_in_threadpool(pending.abort)
             raise
         content_type = request.headers.get("content-type") or DEFAULT_CONTENT_TYPE
-        created = await run_in_threadpool(pending.commit, content_type)
+        await run_in_threadpool(pending.commit, content_type)
         logger.debug("stored media object %r (%s bytes)", key, pending.size)
-        return Response(status_code=201 if created else 200)
+        # 200 whether new or replaced, as S3's PutObject answers (clients written for S3 check for it)
+        return Response(status_code=200)
 
     return router

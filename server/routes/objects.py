@@ -112,13 +112,26 @@ def _copy_instance(catalog: Catalog, stores: Stores, object_id: str, storage_id:
     instances = obj["instances"]
     if any(i.get("storage_id") == storage_id for i in instances):
         raise bad_request(f"object {object_id!r} already has an instance on storage {storage_id}")
-    key = _copy_from_any(target, stores, object_id, instances, allow_private)
+    media_type, fragmented = _media_type(catalog, obj)
+    url_key = object_key(object_id, media_type, fragmented=fragmented)
+    keys = {i["storage_key"] for i in instances if i.get("controlled") and i.get("storage_key")} | {url_key}
+    catalog.refuse_taken_keys(storage_id, dict.fromkeys(keys, object_id))  # before any byte is written there
+    key = _copy_from_any(target, stores, url_key, instances, allow_private)
     catalog.add_controlled_instance(object_id, storage_id, key)
     logger.info("copied object %r into storage %s", object_id, target.info.label)
 
 
+def _media_type(catalog: Catalog, obj: Mapping[str, Any]) -> tuple[str | None, bool]:
+    """The object's media type (as allocated, else its first flow's container) and whether it is a fragment of
+    a flow with init segments: what its key's extension says."""
+    flow_id = obj.get("first_referenced_by_flow") or next(iter(obj.get("referenced_by_flows") or []), None)
+    flow = catalog.get_flow(flow_id) if flow_id else None
+    fragmented = bool(flow and (flow.get("essence_parameters") or {}).get("init_segments"))
+    return obj.get("content_type") or (flow or {}).get("container"), fragmented
+
+
 def _copy_from_any(
-    target: ObjectStore, stores: Stores, object_id: str, instances: list[dict[str, Any]], allow_private: bool
+    target: ObjectStore, stores: Stores, url_key: str, instances: list[dict[str, Any]], allow_private: bool
 ) -> str:
     """Copy the bytes of the first readable instance into ``target``; return the key used there.
 
@@ -126,7 +139,7 @@ def _copy_from_any(
     (fetched over HTTP, without following redirects, and only from public addresses unless the
     deployment allows private ones: the fetched bytes become readable through ``get_urls``, so an
     unguarded fetch would let a client read internal URLs). A copy keeps the source's key
-    (controlled keys are derived from the object id alone); a copy of a URL gets ``object_key(object_id)``.
+    (controlled keys are derived from the object id and media type alone); a copy of a URL gets ``url_key``.
     Reasons for failures name instances by storage id or label, never by URL (URLs may carry tokens).
     """
     problems: list[str] = []
@@ -144,7 +157,7 @@ def _copy_from_any(
             except UnsafeUrl:
                 problems.append(f"{inst.get('label')}: not a public address this service may fetch from")
                 continue
-            source, key = _UrlSource(inst["url"]), object_key(object_id)
+            source, key = _UrlSource(inst["url"]), url_key
         try:
             target.copy_from(cast(ObjectStore, source), key)
         except (KeyError, StorageError, httpx.HTTPError, OSError) as exc:

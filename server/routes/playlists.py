@@ -10,6 +10,7 @@ range. Other containers: 400.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -21,6 +22,7 @@ from server.conversion.segments import url_lookup
 from server.conversion.urls import UrlOptions
 from server.deps import CatalogDep, SettingsDep, Stores, StoresDep
 from server.errors import bad_request, not_found
+from server.openapi import SPEC_PARAMETERS
 from server.routes._common import check_uuid, get_and_head, parse_timerange
 from tams_analytics.catalog import Catalog
 from tams_analytics.media import hls
@@ -32,7 +34,57 @@ router = APIRouter(prefix="/flows", tags=["Playlists"])
 MULTI = "urn:x-nmos:format:multi"
 
 
-@get_and_head(router, "/{flow_id}/playlist.m3u8", "flows-flowId-playlist")
+class PlaylistResponse(Response):
+    media_type = hls.MEDIA_TYPE
+
+
+_EXAMPLE = """#EXTM3U
+#EXT-X-VERSION:3
+#EXT-X-TARGETDURATION:2
+#EXT-X-MEDIA-SEQUENCE:0
+#EXT-X-PLAYLIST-TYPE:VOD
+#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:12:43.000Z
+#EXTINF:2.000000,
+https://tams.example/_media/8d0a3e3c-2f6e-4c57-9a0e-2b6f7f1c9d11.ts?method=GET&expires=1700000600&sig=...
+#EXTINF:2.000000,
+https://tams.example/_media/0c6f2f55-1d7e-4b3a-8a43-5e5b9d0f3a27.ts?method=GET&expires=1700000600&sig=...
+#EXT-X-ENDLIST
+"""
+#: the spec's query parameters a playlist takes (as ``GET /flows/{flowId}/segments`` defines them)
+_PARAMETERS = {
+    "operation": "GET_flows-flowId-segments",
+    "names": [
+        "timerange",
+        "accept_get_urls",
+        "accept_storage_ids",
+        "presigned",
+        "storage_backend_tag.{name}",
+        "storage_backend_tag_exists.{name}",
+    ],
+}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "An HLS playlist (RFC 8216): a media playlist of the flow's segments, or a master playlist "
+        "of a multi flow's video and audio members.",
+        "content": {hls.MEDIA_TYPE: {"schema": {"type": "string"}, "example": _EXAMPLE}},
+    },
+    400: {
+        "description": "Bad request. Invalid query options, or a flow whose container HLS cannot play (HLS plays "
+        "MPEG-TS, and fragmented MP4: an MP4 container with `init_segments`)."
+    },
+    404: {"description": "The Flow ID in the path is invalid."},
+}
+
+
+@get_and_head(
+    router,
+    "/{flow_id}/playlist.m3u8",
+    "flows-flowId-playlist",
+    summary="HLS Playlist",
+    response_class=PlaylistResponse,
+    responses=_RESPONSES,
+    openapi_extra={SPEC_PARAMETERS: _PARAMETERS},
+)
 async def get_playlist(
     request: Request,
     flow_id: str,
@@ -41,17 +93,23 @@ async def get_playlist(
     settings: SettingsDep,
     timerange: str | None = None,
 ) -> Response:
-    """An HLS playlist (RFC 8216) of the flow's segments over timerange: all of them by default; an open-ended
-    range on a live flow lists its newest segments. A multi flow answers a master playlist of its members.
-    An extension of this server, not part of the TAMS API."""
+    """An HLS playlist (RFC 8216) of the flow's segments over `timerange`: all of them by default; an open-ended
+    range on a live flow (not read-only, its last segment recent) lists its newest segments and no `#EXT-X-ENDLIST`.
+    Segment URIs are the same pre-signed URLs as the segments' `get_urls`, filtered by the same query parameters;
+    their paths end in the extension of the flow's container (`.ts`, `.m4s`, ...), which players such as FFmpeg
+    require (except objects stored in S3 under keys without one). A multi flow answers a master playlist of its
+    video and audio members. Plays MPEG-TS (`video/mp2t`) and fragmented MP4 (an MP4 container with
+    `essence_parameters.init_segments`). An extension of this server, not part of the TAMS API."""
     check_uuid(flow_id, "flow id")
     tr = parse_timerange(timerange) or TimeRange.eternity()
     options = UrlOptions.from_request(request, settings.presign_get_s)
     counter = _counter(request)
     text, live = await run_in_threadpool(_playlist, request, catalog, stores, settings, flow_id, tr, options, counter)
     headers = {"Cache-Control": "no-cache" if live else f"max-age={max(1, settings.presign_get_s // 10)}"}
-    body = "" if request.method == "HEAD" else text
-    return Response(body, media_type=hls.MEDIA_TYPE, headers=headers)
+    if request.method == "HEAD":  # the GET's header fields, Content-Length included, without the body
+        headers["Content-Length"] = str(len(text.encode()))
+        return PlaylistResponse(None, headers=headers)
+    return PlaylistResponse(text, headers=headers)
 
 
 def _counter(request: Request) -> hls.SequenceCounter:
@@ -82,7 +140,7 @@ def _playlist(
             catalog,
             flow,
             tr,
-            _first_urls(catalog, stores, options),
+            _first_urls(catalog, stores, options, hls.segment_extension(flow)),
             now_ns=tai_now_ns(),
             options=hls.PlaylistOptions(
                 max_segments=settings.playlist_max_segments,
@@ -96,12 +154,21 @@ def _playlist(
     return playlist.text, playlist.live
 
 
-def _first_urls(catalog: Catalog, stores: Stores, options: UrlOptions) -> hls.Urls:
-    """``object ids -> the first of their get_urls`` (what a player fetches)."""
+def _first_urls(catalog: Catalog, stores: Stores, options: UrlOptions, extension: str | None) -> hls.Urls:
+    """``object ids -> the first of their get_urls`` (what a player fetches), their paths ending in
+    ``.extension`` where the store can make them (objects stored under bare keys, before keys had extensions:
+    :meth:`~tams_analytics.storage.base.ObjectStore.playable_url`)."""
+
+    def playable(url: str) -> str:
+        if extension is None:
+            return url
+        for store in stores:
+            url = store.playable_url(url, extension)
+        return url
 
     def urls(ids: Sequence[str]) -> Mapping[str, str | None]:
         lookup = url_lookup(catalog, ids, stores, options)
-        return {oid: (found[0]["url"] if (found := lookup(oid)) else None) for oid in ids}
+        return {oid: (playable(found[0]["url"]) if (found := lookup(oid)) else None) for oid in ids}
 
     return urls
 

@@ -29,9 +29,10 @@ async def allocate_storage(
 ) -> Response:
     """Allocate ``limit`` new object ids (or the client's ``object_ids``) on one storage backend.
 
-    Each id gets a controlled instance whose key is derived from the id alone, and a PUT URL valid
-    for ``presign_put_s`` seconds. The body is optional; without one, ``DEFAULT_ALLOCATION`` ids are
-    allocated on the default backend.
+    Each id gets a controlled instance whose key is derived from the id and the media type
+    (:func:`~tams_analytics.storage.base.object_key`: ``<id>.ts`` for MPEG-TS, ``.m4s`` for the fragments of
+    a flow with init segments, ...), and a PUT URL valid for ``presign_put_s`` seconds. The body is optional;
+    without one, ``DEFAULT_ALLOCATION`` ids are allocated on the default backend.
     """
     check_uuid(flow_id, "flow id")
     body: Any = await json_body(request) if await request.body() else {}
@@ -85,19 +86,21 @@ def _allocate(
     with catalog.transaction():
         flow = writable_flow(catalog, flow_id, needs_container="it cannot store media")
         ctype = content_type or flow["container"]
+        fragmented = bool(flow.get("init_segments"))
+
+        def key(object_id: str) -> str:
+            """Ends in the extension of the object's media type: players check a segment URL's."""
+            return object_key(object_id, ctype, fragmented=fragmented)
+
         ids = catalog.allocate_objects(
             flow_id,
             count=count,
             object_ids=object_ids,
             storage_id=store.info.id,
-            storage_key=object_key,
+            storage_key=key,
             content_type=ctype,
         )
     return [
-        {
-            "object_id": i,
-            "put_url": store.put_url(object_key(i), ctype, settings.presign_put_s).to_json(),
-            "presigned": True,
-        }
+        {"object_id": i, "put_url": store.put_url(key(i), ctype, settings.presign_put_s).to_json(), "presigned": True}
         for i in ids
     ]

@@ -32,6 +32,7 @@ import pyarrow as pa
 from tams_analytics import filters as F
 from tams_analytics import predicates as P
 from tams_analytics.analytics.utc import with_clock_time
+from tams_analytics.catalog.guards import flow_id_text, known_flow
 from tams_analytics.display import duration, plural
 from tams_analytics.timerange import TimeRange, Timestamp
 from tams_analytics.timerange_vector import format_timeranges
@@ -298,13 +299,20 @@ def with_timerange_text(table: pa.Table, name: str = "timerange") -> pa.Table:
 
 
 def flow_runs(catalog: Catalog, flow_id: str, within: TimeRange | str | None = None) -> list[TimeRange]:
-    """The contiguous runs of one flow, in time order."""
-    return to_timeranges(runs(catalog, flow_id, within=within))
+    """The contiguous runs of one flow, in time order (a flow the store does not have is an error, see
+    :func:`~tams_analytics.catalog.guards.known_flow`)."""
+    found = to_timeranges(runs(catalog, flow_id_text(flow_id), within=within))
+    if not found:
+        known_flow(catalog, flow_id)
+    return found
 
 
 def flow_gaps(catalog: Catalog, flow_id: str, within: TimeRange | str | None = None) -> list[TimeRange]:
-    """The gaps of one flow, in time order."""
-    return to_timeranges(gaps(catalog, flow_id, within=within))
+    """The gaps of one flow, in time order (a flow the store does not have is an error)."""
+    found = to_timeranges(gaps(catalog, flow_id_text(flow_id), within=within))
+    if not found:
+        known_flow(catalog, flow_id)
+    return found
 
 
 @dataclass(frozen=True)
@@ -383,14 +391,23 @@ def _row(tr: TimeRange) -> dict[str, str]:
 
 
 def flow_coverage(catalog: Catalog, flow_id: str, within: TimeRange | str | None = None) -> FlowCoverage | None:
-    """Coverage of one flow (``None`` when it has no segment within the range).
+    """Coverage of one flow (``None`` when it has no segment within the range; a flow the store does not have
+    is an error, see :func:`~tams_analytics.catalog.guards.known_flow`).
 
     >>> import tams_analytics as ta
-    >>> flow_coverage(ta.connect("duckdb://"), "no-such-flow") is None
+    >>> cat = ta.connect("duckdb://")
+    >>> _ = cat.put_flow({"id": "f", "source_id": "s", "format": "urn:x-nmos:format:data"})
+    >>> flow_coverage(cat, "f") is None
     True
+    >>> flow_coverage(cat, "Evening News")
+    Traceback (most recent call last):
+    ...
+    tams_analytics.exceptions.TamsError: 'Evening News' is not a flow id: flow ids are UUIDs (to find a flow \
+by its label: cat.flows(label='Evening News'))
     """
-    rows = summary(catalog, flow_id, within=within).to_pyarrow().to_pylist()
+    rows = summary(catalog, flow_id_text(flow_id), within=within).to_pyarrow().to_pylist()
     if not rows:
+        known_flow(catalog, flow_id)
         return None
     row = rows[0]
     return FlowCoverage(

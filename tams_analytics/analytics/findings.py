@@ -27,13 +27,13 @@ class Check(enum.StrEnum):
 
     OVERLAPPING_SEGMENTS = "overlapping_segments"
     ORPHAN_SEGMENTS = "orphan_segments"
-    ORPHAN_FLOW = "orphan_flow"
-    UNREFERENCED_OBJECT = "unreferenced_object"
-    MISSING_OBJECT = "missing_object"
+    ORPHAN_FLOWS = "orphan_flows"
+    UNREFERENCED_OBJECTS = "unreferenced_objects"
+    MISSING_OBJECTS = "missing_objects"
     MISSING_FROM_STORAGE = "missing_from_storage"
-    SIZE_MISMATCH = "size_mismatch"
+    SIZE_MISMATCHES = "size_mismatches"
     STALE_SEGMENTS_UPDATED = "stale_segments_updated"
-    DANGLING_COLLECTION = "dangling_collection"
+    DANGLING_COLLECTIONS = "dangling_collections"
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +190,7 @@ def findings_of(check: Check, rows: pa.Table) -> Iterator[Finding]:
                 timerange=hull,
                 count=r["count"],
             )
-    elif check is Check.ORPHAN_FLOW:
+    elif check is Check.ORPHAN_FLOWS:
         for r in recs:
             yield Finding(
                 check,
@@ -198,7 +198,7 @@ def findings_of(check: Check, rows: pa.Table) -> Iterator[Finding]:
                 flow_id=r["flow_id"],
                 source_id=r["source_id"],
             )
-    elif check is Check.UNREFERENCED_OBJECT:
+    elif check is Check.UNREFERENCED_OBJECTS:
         for r in recs:
             yield Finding(
                 check,
@@ -207,12 +207,12 @@ def findings_of(check: Check, rows: pa.Table) -> Iterator[Finding]:
                 flow_id=r["flow_id"],
                 object_id=r["object_id"],
             )
-    elif check is Check.MISSING_OBJECT:
+    elif check is Check.MISSING_OBJECTS:
         for r, hull in zip(recs, _hull_text(rows), strict=True):
             yield Finding(
                 check,
-                f"{_segments(r['count'])} of flow {r['flow_id']} in {hull} reference object {r['object_id']}, "
-                "which has no record",
+                f"{_segments(r['count'])} of flow {r['flow_id']} in {hull} "
+                f"{'references' if r['count'] == 1 else 'reference'} object {r['object_id']}, which has no record",
                 flow_id=r["flow_id"],
                 object_id=r["object_id"],
                 timerange=hull,
@@ -228,7 +228,7 @@ def findings_of(check: Check, rows: pa.Table) -> Iterator[Finding]:
                 flow_id=r["flow_id"],
                 count=r["count"],
             )
-    elif check is Check.DANGLING_COLLECTION:
+    elif check is Check.DANGLING_COLLECTIONS:
         for r in recs:
             gone = r["member_id"] if r["missing"] == "member" else r["flow_id"]
             yield Finding(

@@ -12,15 +12,20 @@ overlapping_segments    two segments of one flow share time (``timerange``/``obj
                         one, ``other_timerange``/``other_id`` the earlier one it overlaps)
 orphan_segments         segments whose flow is gone (one finding per missing ``flow_id``, ``count``
                         segments, ``timerange`` their hull)
-orphan_flow             a flow whose ``source_id`` names no source
-unreferenced_object     a registered object no segment references, not marked for garbage collection
-missing_object          segments reference an ``object_id`` (media or init) with no object record
+orphan_flows            a flow whose ``source_id`` names no source
+unreferenced_objects    a registered object no segment references, not marked for garbage collection
+missing_objects         segments reference an ``object_id`` (media or init) with no object record
 missing_from_storage    a referenced object's controlled instance is not in storage (``other_id`` the key)
-size_mismatch           the stored size differs from the object's ``size_bytes`` (``other_id`` the key)
+size_mismatches         the stored size differs from the object's ``size_bytes`` (``other_id`` the key)
 stale_segments_updated  a flow's ``segments_updated`` is unset or older than its newest segment
-dangling_collection     a collection names a flow that is gone (``flow_id`` the collecting flow,
+dangling_collections    a collection names a flow that is gone (``flow_id`` the collecting flow,
                         ``other_id`` the member)
 ======================  ==========================================================================
+
+Each check is named after the function (and view, :mod:`tams_analytics.views`) that finds it. Until
+2026-11, five were named in the singular (``orphan_flow``, ``unreferenced_object``, ``missing_object``,
+``size_mismatch``, ``dangling_collection``); JSON readers of ``totals``, ``skipped`` and ``check`` use the
+names above.
 
 There is no stored flow timerange column (a flow's timerange is computed from its segments when read),
 so "flow timerange disagrees with its segments" is checked as ``stale_segments_updated`` instead.
@@ -111,7 +116,7 @@ def overlapping_segments(tables: Any) -> ir.Table:
 
 def orphan_segments(tables: Any) -> ir.Table:
     """Per missing flow: how many segments name it, and their extent."""
-    require(tables, "finding orphan segments", complete=True)
+    require(tables, "finding orphan segments", complete="segments of a flow that is gone")
     t = lookup_of(tables)
     s, f = t("segments"), t("flows")
     gone = s.anti_join(f, s.flow_id == f.id)
@@ -131,7 +136,12 @@ def orphan_flows(tables: Any) -> ir.Table:
 
 def unreferenced_objects(tables: Any) -> ir.Table:
     """Registered objects that no segment references and that are not waiting for garbage collection."""
-    require(tables, "finding unreferenced objects", columns=["objects.unreferenced_since"], complete=True)
+    require(
+        tables,
+        "finding unreferenced objects",
+        columns=["objects.unreferenced_since"],
+        complete="objects no segment references",
+    )
     t = lookup_of(tables)
     o = t("objects")
     refs = _refs(tables)
@@ -142,7 +152,12 @@ def unreferenced_objects(tables: Any) -> ir.Table:
 
 def missing_objects(tables: Any) -> ir.Table:
     """Objects that segments reference (per flow) but that have no object record."""
-    require(tables, "finding missing objects", complete=True)
+    require(
+        tables,
+        "finding missing objects",
+        complete="segments naming an object the store has no record of",
+        because="knows objects only as the segments name them, so it sees none missing",
+    )
     t = lookup_of(tables)
     o = t("objects")
     s = t("segments")
@@ -207,11 +222,11 @@ def referenced_instances(tables: Any, storage_id: str) -> ir.Table:
 _CATALOG_CHECKS: Final = (
     (Check.OVERLAPPING_SEGMENTS, overlapping_segments),
     (Check.ORPHAN_SEGMENTS, orphan_segments),
-    (Check.ORPHAN_FLOW, orphan_flows),
-    (Check.UNREFERENCED_OBJECT, unreferenced_objects),
-    (Check.MISSING_OBJECT, missing_objects),
+    (Check.ORPHAN_FLOWS, orphan_flows),
+    (Check.UNREFERENCED_OBJECTS, unreferenced_objects),
+    (Check.MISSING_OBJECTS, missing_objects),
     (Check.STALE_SEGMENTS_UPDATED, stale_segments_updated),
-    (Check.DANGLING_COLLECTION, dangling_collections),
+    (Check.DANGLING_COLLECTIONS, dangling_collections),
 )
 
 
@@ -252,7 +267,7 @@ def _check_storage(
             if limit is None or mismatched <= limit:
                 report.findings.append(
                     Finding(
-                        Check.SIZE_MISMATCH,
+                        Check.SIZE_MISMATCHES,
                         f"object {r['object_id']} has size_bytes {r['size_bytes']}, but its key "
                         f"{r['storage_key']} in storage {storage_id} holds {size} bytes",
                         flow_id=r["flow_id"],
@@ -262,7 +277,7 @@ def _check_storage(
                 )
         bar.update(len(keys))
     report.totals[str(Check.MISSING_FROM_STORAGE)] = missing
-    report.totals[str(Check.SIZE_MISMATCH)] = mismatched
+    report.totals[str(Check.SIZE_MISMATCHES)] = mismatched
     report.checked["storage_keys"] = rows.num_rows
 
 
@@ -323,7 +338,7 @@ def audit(
     >>> _ = cat.put_flow({"id": "f", "source_id": "s", "format": "urn:x-nmos:format:data"})
     >>> _ = cat.engine.delete("sources", [])
     >>> [(f.check, f.flow_id, f.source_id) for f in audit(cat).findings]
-    [(<Check.ORPHAN_FLOW: 'orphan_flow'>, 'f', 's')]
+    [(<Check.ORPHAN_FLOWS: 'orphan_flows'>, 'f', 's')]
     """
     from tqdm import tqdm
 
@@ -353,13 +368,13 @@ def audit(
     if store is None:
         reason = "no object store given"
         report.skipped[str(Check.MISSING_FROM_STORAGE)] = reason
-        report.skipped[str(Check.SIZE_MISMATCH)] = reason
+        report.skipped[str(Check.SIZE_MISMATCHES)] = reason
     else:
         assert storage_id is not None
         try:
             rows = referenced_instances(catalog, storage_id).to_pyarrow()
         except UnsupportedError as exc:
-            report.skipped[str(Check.MISSING_FROM_STORAGE)] = report.skipped[str(Check.SIZE_MISMATCH)] = str(exc)
+            report.skipped[str(Check.MISSING_FROM_STORAGE)] = report.skipped[str(Check.SIZE_MISMATCHES)] = str(exc)
         else:
             with tqdm(total=rows.num_rows, unit="key", disable=not progress, desc="storage") as bar:
                 _check_storage(rows, store, storage_id, limit, report, bar)

@@ -56,10 +56,11 @@ def storage(catalog: Catalog, by: StorageKey = "flow") -> ir.Table:
     Returns
     -------
     ibis.expr.types.Table
-        The key column(s) (``flow_id`` with ``label`` and ``format``; ``source_id`` with ``label``; or
-        ``format``), then ``flows`` (flows with segments), ``objects`` (distinct referenced objects),
-        ``bytes`` (sum of known sizes) and ``objects_unsized`` (objects without a known size, including
-        referenced objects with no record at all); largest ``bytes`` first.
+        The key column(s) (``flow_id`` with ``label`` and ``format``; ``source_id`` with ``label``, the
+        source's own or else its flows' labels, comma separated; or ``format``), then ``flows`` (flows with
+        segments), ``objects`` (distinct referenced objects), ``bytes`` (sum of known sizes) and
+        ``objects_unsized`` (objects without a known size, including referenced objects with no record at
+        all); largest ``bytes`` first.
     """
     if by not in ("flow", "source", "format"):
         raise ValueError(f"storage report by {by!r}: expected flow, source or format")
@@ -92,9 +93,19 @@ def storage(catalog: Catalog, by: StorageKey = "flow") -> ir.Table:
             "flow_id", "label", "format", "flows", "objects", "bytes", "objects_unsized"
         )
     elif by == "source":
-        meta = catalog.table("sources").select(mid="id", label="label")
-        agg = agg.left_join(meta, agg.source_id == meta.mid).select(
-            "source_id", "label", "flows", "objects", "bytes", "objects_unsized"
+        # a source without a label of its own (one made implicitly by its first flow) reads as its flows' labels
+        src = catalog.table("sources").select(mid="id", own="label")
+        named = flows.filter(flows.label.notnull()).select(fsrc="source_id", flabel="label").distinct()
+        of_flows = named.group_by("fsrc").aggregate(flabels=named.flabel.group_concat(", ", order_by=named.flabel))
+        agg = agg.left_join(src, agg.source_id == src.mid)
+        agg = agg.left_join(of_flows, agg.source_id == of_flows.fsrc)
+        agg = agg.select(
+            "source_id",
+            agg.own.coalesce(agg.flabels).name("label"),
+            "flows",
+            "objects",
+            "bytes",
+            "objects_unsized",
         )
     return agg.order_by([ibis.desc("bytes"), ibis.desc("objects"), key])
 

@@ -30,11 +30,19 @@ def lookup_of(tables: Any) -> Lookup:
     raise TypeError(f"expected a Catalog, a mapping of tables or a lookup, got {type(tables).__name__}")
 
 
-def require(tables: Any, what: str, *, columns: Sequence[str] = (), complete: bool = False) -> None:
+def require(
+    tables: Any,
+    what: str,
+    *,
+    columns: Sequence[str] = (),
+    complete: bool | str = False,
+    because: str | None = None,
+) -> None:
     """Raise :class:`~tams_analytics.exceptions.UnsupportedError` when the engine behind ``tables`` (a
     catalog; mappings and lookups are not checked) cannot answer ``what`` exactly: it cannot read one of
-    ``columns`` (``table.column``), or ``complete`` and it cannot list rows nothing leads to (see
-    :class:`~tams_analytics.engines.base.Capabilities`).
+    ``columns`` (``table.column``), or ``complete`` (true, or the rows looked for, in words) and it cannot
+    list rows nothing leads to (see :class:`~tams_analytics.engines.base.Capabilities`); ``because`` says
+    what the engine does instead, when "cannot list them" is not the reason.
 
     >>> import tams_analytics as ta
     >>> require(ta.connect("duckdb://"), "ingest over time", columns=["segments.created"])
@@ -47,7 +55,6 @@ def require(tables: Any, what: str, *, columns: Sequence[str] = (), complete: bo
     if missing:
         raise UnsupportedError(f"{what} needs {', '.join(missing)}, which the {engine.name} engine cannot read")
     if complete and not caps.complete_listings:
-        raise UnsupportedError(
-            f"{what} looks for rows nothing leads to (segments of a deleted flow, objects no segment references), "
-            f"which the {engine.name} engine cannot list"
-        )
+        rows = complete if isinstance(complete, str) else "rows nothing leads to"
+        reason = because or "cannot list them (it reads only rows something leads to)"
+        raise UnsupportedError(f"{what} looks for {rows}, and the {engine.name} engine {reason}")

@@ -27,7 +27,7 @@ import pyarrow as pa
 from tams_analytics import display
 from tams_analytics import filters as F
 from tams_analytics import predicates as P
-from tams_analytics.catalog import backends, deletion, documents, flows, objects, references, registration
+from tams_analytics.catalog import backends, deletion, documents, flows, guards, objects, references, registration
 from tams_analytics.catalog.conflicts import RetryPolicy, RetryStats
 from tams_analytics.catalog.group_commit import GroupCommit
 from tams_analytics.catalog.results import AddResult, Changes, DeleteResult, Failure
@@ -96,6 +96,12 @@ class Catalog:
     def close(self) -> None:
         self.group_commit.close()
         self.engine.close()
+
+    def discard(self) -> bool:
+        """Close, and remove the store if this catalog's connection created it (``create=True`` on a store
+        that did not exist): what a command that failed making a new store leaves behind. True if removed."""
+        self.group_commit.close()
+        return self.engine.discard()
 
     def __enter__(self) -> Catalog:
         return self
@@ -278,15 +284,17 @@ class Catalog:
         return documents.source_collections(self, source_ids)
 
     def flow_timerange(self, flow_id: str, within: TimeRange | str | None = None) -> TimeRange:
-        """From the first segment's start to the last segment's end (``()`` without segments).
+        """From the first segment's start to the last segment's end (``()`` without segments; a flow the store
+        does not have is an error: :func:`~tams_analytics.catalog.guards.known_flow`).
 
         With ``within``, only segments overlapping it count (their full extent, not clipped).
         """
-        where: list[Predicate] = [Term("flow_id", "==", flow_id)]
+        where: list[Predicate] = [Term("flow_id", "==", guards.flow_id_text(flow_id))]
         if within is not None:
             where += P.flatten([P.overlaps(within)])
         first = self.rows("segments", where, columns=["timerange"], order_by=[("start_ns", False)], limit=1)
         if first.num_rows == 0:
+            guards.known_flow(self, flow_id)
             return TimeRange.never()
         last = self.rows("segments", where, columns=["timerange"], order_by=[("end_ns", True)], limit=1)
         return TimeRange.from_str(first.column(0)[0].as_py()).hull(TimeRange.from_str(last.column(0)[0].as_py()))
@@ -398,6 +406,11 @@ class Catalog:
             content_type=content_type,
         )
 
+    def refuse_taken_keys(self, storage_id: str, keys: Mapping[str, str]) -> None:
+        """ConflictError if another object holds one of ``keys`` (``{key: object id}``) on the backend (see
+        :func:`~tams_analytics.catalog.objects.refuse_taken_keys`): check before writing bytes there."""
+        objects.refuse_taken_keys(self, storage_id, keys)
+
     def add_controlled_instance(self, object_id: str, storage_id: str, storage_key: str) -> None:
         objects.add_controlled_instance(self, object_id, storage_id, storage_key)
 
@@ -490,8 +503,8 @@ def connect(url: str = "duckdb://", *, create: bool | None = None, **options: An
     ``trino://...``, ``tams+https://host[:port][/prefix]`` (any TAMS server, through its API).
 
     A store that does not exist is a :class:`~tams_analytics.exceptions.TamsError` naming the path, never a
-    new empty store; ``create=True`` makes it (for DuckDB: the file and its folders). Other ``options`` go
-    to the engine (e.g. ``read_only=True``).
+    new empty store; ``create=True`` makes it (for DuckDB: the file, in a folder that exists: a mistyped
+    folder is an error too). Other ``options`` go to the engine (e.g. ``read_only=True``).
 
     >>> import tams_analytics as ta
     >>> ta.connect("duckdb://")

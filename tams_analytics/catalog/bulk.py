@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tams_analytics.catalog.guards import writable_flow
+from tams_analytics.catalog.object_rules import init_segments_reason
 from tams_analytics.clock import utcnow
 from tams_analytics.exceptions import ConflictError
 from tams_analytics.predicates import Term
@@ -56,6 +57,11 @@ def load_segments(
     now = utcnow()
     with catalog.transaction():
         flow = writable_flow(catalog, flow_id)
+        init = segments.column("init_object_id") if "init_object_id" in segments.column_names else pa.nulls(n)
+        uses_init = bool(flow.get("init_segments"))
+        broken = n - pc.count(init).as_py() if uses_init else pc.count(init).as_py()
+        if broken:
+            raise ConflictError(f"{broken} of the segments break the rule: {init_segments_reason(flow_id, uses_init)}")
         lo, hi = int(starts.min()), int(ends.max())
         clash = catalog.count(
             "segments", [Term("flow_id", "==", flow_id), Term("start_ns", "<", hi), Term("end_ns", ">", lo)]

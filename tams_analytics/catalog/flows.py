@@ -11,6 +11,7 @@ import pyarrow as pa
 from tams_analytics.catalog import tags as T
 from tams_analytics.catalog.conflicts import transactional
 from tams_analytics.catalog.guards import pending_flow_deletions, refuse_if_being_deleted, writable_flow
+from tams_analytics.catalog.object_rules import init_segments_change
 from tams_analytics.catalog.results import Changes
 from tams_analytics.clock import utcnow
 from tams_analytics.exceptions import ConflictError, NotFoundError, ReadOnlyError, TamsError
@@ -37,8 +38,10 @@ def put_flow(catalog: Catalog, flow: Mapping[str, Any], *, principal: str | None
     """Create or wholly replace a flow; returns ``(created, changes)``.
 
     Creates the flow's source if it does not exist yet (with the flow's id and format), rejects a
-    format that conflicts with the source, keeps tags and collections in step with the document
-    (missing ``tags`` means no tags), and removes a source that the flow left if it has no flow now.
+    format that conflicts with the source, and a change of ``init_segments`` that segments it holds would
+    break (:func:`~tams_analytics.catalog.object_rules.init_segments_change`), keeps tags and collections in
+    step with the document (missing ``tags`` means no tags), and removes a source that the flow left if it has
+    no flow now.
     """
     flow_id, source_id, fmt = flow.get("id"), flow.get("source_id"), flow.get("format")
     if not flow_id or not source_id or not fmt:
@@ -64,6 +67,8 @@ def put_flow(catalog: Catalog, flow: Mapping[str, Any], *, principal: str | None
         collection = list(flow.get("flow_collection") or [])
         _check_collection(catalog, flow_id, collection)
         row = flow_to_row(flow)
+        if old is not None:
+            init_segments_change(catalog, flow_id, old.get("init_segments"), row.get("init_segments"))
         row["created"] = old["created"] if old else now
         row["metadata_updated"] = now
         row["segments_updated"] = old["segments_updated"] if old else None

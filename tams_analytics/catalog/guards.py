@@ -1,4 +1,5 @@
-"""The one guard every write to a flow passes: the flow exists, is not being deleted, and may be written.
+"""The one guard every write to a flow passes: the flow exists, is not being deleted, and may be written;
+and :func:`known_flow`, what an analyst's question about one flow checks when the answer is empty.
 
 On a store other processes write too (not the engine's :attr:`~tams_analytics.engines.base.Capabilities.
 sole_writer`), a write that depends on what a flow holds first claims the flow's row (:func:`claim_flows`):
@@ -8,10 +9,11 @@ of two transactions claiming one row, the store commits one and refuses the othe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tams_analytics.exceptions import ConflictError, NotFoundError, ReadOnlyError
+from tams_analytics.exceptions import ConflictError, NotFoundError, ReadOnlyError, TamsError
 from tams_analytics.predicates import Predicate, Term, isin
 from tams_analytics.schema import FLOWS
 
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
 __all__ = [
     "check_writable",
     "claim_flows",
+    "flow_id_text",
+    "known_flow",
     "pending_flow_deletions",
     "refuse_if_being_deleted",
     "restore_flows",
@@ -31,6 +35,39 @@ __all__ = [
 PENDING = ("created", "started")
 #: the columns of a flow row the guard returns
 FLOW_ROW = tuple(f.name for f in FLOWS)
+#: what the TAMS specification's flow ids look like (a UUID)
+UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def flow_id_text(flow_id: object, name: str = "flow_id") -> str:
+    """``flow_id`` if it is a non-empty string (one flow's id), else a :class:`TamsError` saying what it is.
+
+    >>> flow_id_text(["a", "b"])
+    Traceback (most recent call last):
+    ...
+    tams_analytics.exceptions.TamsError: flow_id names one flow: a string (a UUID), not list ['a', 'b']
+    """
+    if not isinstance(flow_id, str) or not flow_id.strip():
+        raise TamsError(f"{name} names one flow: a string (a UUID), not {type(flow_id).__name__} {flow_id!r}")
+    return flow_id
+
+
+def known_flow(catalog: Catalog, flow_id: object) -> str:
+    """``flow_id``, if the store has that flow; else an error saying whether it is not a flow id at all
+    (:class:`TamsError`, e.g. a label given for an id) or names no flow here (:class:`NotFoundError`).
+
+    Analytics of one flow call it when their answer is empty, so a typo is not read as "no segments" and the
+    common case costs no query.
+    """
+    flow_id = flow_id_text(flow_id)
+    if catalog.exists("flows", [Term("id", "==", flow_id)]):
+        return flow_id
+    if not UUID.match(flow_id):
+        raise TamsError(
+            f"{flow_id!r} is not a flow id: flow ids are UUIDs (to find a flow by its label: "
+            f"cat.flows(label={flow_id!r}))"
+        )
+    raise NotFoundError(f"no flow {flow_id} in this store")
 
 
 def writable_flow(

@@ -4,6 +4,16 @@ rows it writes.
 A segment registers its object on first use (on the flow the object was allocated for, if any); a re-used
 object's properties cannot change, a media object never becomes an init object or the reverse, and a
 re-use must lie within the object's timerange (the segment's timerange minus its ``ts_offset``).
+
+A segment's media object has an init object exactly when the segment's flow uses initialisation segments
+(``essence_parameters.init_segments``, false when omitted: "MUST be set to true if Media Objects have
+init_object populated. If set to true, all Media Objects MUST have init_object populated", flow-video.json,
+flow-audio.json, flow-data.json, flow-multi.json). A segment naming an init object on a flow without them is
+refused, and one without, on a flow with them, unless it re-uses an object that has an init object (the spec
+asks re-uses to omit ``init_object_id``), which the segment then records as its own: before the batch's other
+rules where the rows before it cannot matter (:func:`init_segments_refused`), else in order
+(:func:`check_objects`). :func:`init_segments_change` refuses changing a flow's setting while it holds segments
+the new one would break.
 """
 
 from __future__ import annotations
@@ -17,13 +27,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tams_analytics.clock import utcnow
-from tams_analytics.predicates import isin
+from tams_analytics.exceptions import ConflictError
+from tams_analytics.predicates import Term, isin
 from tams_analytics.timerange import TimeRange
 
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
 
-__all__ = ["ObjectState", "check_objects", "mentioned_ids", "write_objects"]
+__all__ = [
+    "ObjectState",
+    "check_objects",
+    "flows_using_init",
+    "init_segments_change",
+    "init_segments_reason",
+    "init_segments_refused",
+    "mentioned_ids",
+    "write_objects",
+]
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -33,6 +53,77 @@ def mentioned_ids(segs: pa.Table) -> pa.Array:
     return pa.concat_arrays(
         [segs.column("object_id").combine_chunks(), pc.drop_null(segs.column("init_object_id")).combine_chunks()]
     )
+
+
+def init_segments_reason(flow_id: str, uses_init_segments: bool) -> str:
+    """Why a segment breaks its flow's ``init_segments`` rule."""
+    if uses_init_segments:
+        return (
+            f"flow {flow_id} uses initialisation segments (essence_parameters.init_segments is true): "
+            "every segment must give init_object_id (a re-use of an object that has one may omit it)"
+        )
+    return (
+        f"flow {flow_id} does not use initialisation segments (essence_parameters.init_segments is not true): "
+        "its segments cannot have an init object unless the flow sets init_segments to true"
+    )
+
+
+def flows_using_init(flow_ids: pa.ChunkedArray | pa.Array, flows: Mapping[str, Mapping[str, Any]]) -> np.ndarray | None:
+    """Per row of ``flow_ids``, whether its flow uses initialisation segments; None when none of ``flows`` (the
+    flows' rows, by id) does: the norm, decided without a pass over the rows."""
+    using = [f for f, row in flows.items() if row.get("init_segments")]
+    if not using:
+        return None
+    return np.asarray(pc.is_in(flow_ids, value_set=pa.array(using, pa.string())), dtype=bool)
+
+
+def init_segments_refused(segs: pa.Table, uses_init: np.ndarray | None, state: ObjectState) -> dict[int, str]:
+    """The rows of ``segs`` that break their flow's ``init_segments`` rule, and why, decided before the other
+    rules of a batch (so that a refused row neither blocks later rows as an overlap nor registers its object):
+    a row naming an init object on a flow without init segments, and a row whose object's init object (the
+    row's, or a stored object's that the row re-uses) does not suit its flow, for objects the batch mentions
+    once or registered before the batch. Rows of other objects mentioned more than once depend on the rows
+    before them: :func:`check_objects` judges those in order. ``uses_init``: from :func:`flows_using_init`.
+    Array operations; with no flow using init segments and no init object named or re-used (live ingest of
+    MPEG-TS: the norm) it only looks for a valid value in one column."""
+    named = np.asarray(segs.column("init_object_id").is_valid(), dtype=bool)
+    stored_with_init = [oid for oid, row in state.stored.items() if row.get("registered") and row.get("init_object_id")]
+    if uses_init is None and not stored_with_init and not named.any():
+        return {}
+    wants = uses_init if uses_init is not None else np.zeros(segs.num_rows, dtype=bool)
+    objects = segs.column("object_id")
+    has_init = named.copy()
+    if stored_with_init:
+        has_init |= np.asarray(pc.is_in(objects, value_set=pa.array(stored_with_init, pa.string())), dtype=bool)
+    decided = has_init != wants
+    # objects mentioned again in the batch depend on the rows before, unless registered already (settled); stored
+    # init objects used as media are refused for that first (check_objects)
+    later = sorted(
+        (state.repeated - state.settled()) | {oid for oid, row in state.stored.items() if row.get("is_init")}
+    )
+    if later:
+        decided &= ~np.asarray(pc.is_in(objects, value_set=pa.array(later, pa.string())), dtype=bool)
+    rows = np.flatnonzero(decided | (named & ~wants))
+    flow_ids = segs.column("flow_id").take(pa.array(rows, pa.int64())).to_pylist() if len(rows) else []
+    return {int(p): init_segments_reason(f, bool(wants[p])) for p, f in zip(rows, flow_ids, strict=True)}
+
+
+def init_segments_change(catalog: Catalog, flow_id: str, before: Any, after: Any) -> None:
+    """Refuse changing a flow's ``init_segments`` from ``before`` to ``after`` while it holds segments the new
+    setting would forbid (ConflictError naming how many): a store whose segments break the rule would answer
+    readers with segments they cannot decode as the flow says. One count, only when the setting changes."""
+    if bool(before) == bool(after):
+        return
+    op = "isnull" if after else "notnull"
+    n = catalog.count("segments", [Term("flow_id", "==", flow_id), Term("init_object_id", op)])
+    if n:
+        have = "without" if after else "with"
+        raise ConflictError(
+            f"flow {flow_id} holds {n} segment{'s' if n != 1 else ''} {have} init_object_id, so "
+            f"essence_parameters.init_segments cannot become {'true' if after else 'false'}: "
+            "every segment must have an init object exactly when the flow sets init_segments to true "
+            "(delete those segments first, or keep the setting)"
+        )
 
 
 @dataclass
@@ -51,19 +142,31 @@ class ObjectState:
     pending: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: new objects of fresh ingest, as tables
     new_rows: list[pa.Table] = field(default_factory=list)
+    #: by row of the batch: the init object a segment re-using an object takes from it (omitted in the request,
+    #: as the spec asks of re-uses), to record with the segment
+    segment_inits: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, catalog: Catalog, mentioned: pa.Array, now: Any = None) -> ObjectState:
-        """The state for a batch mentioning ``mentioned`` ids: their stored rows, in one query; ``now`` is
-        the batch's time (default: the current time)."""
+        """The state for a batch mentioning ``mentioned`` ids: their stored rows, in one query, and those of the
+        init objects of the stored ones, which re-uses take (a second query, only when there are some); ``now``
+        is the batch's time (default: the current time)."""
         counts = pc.value_counts(mentioned)
         repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1)).to_pylist()
         ids = pc.unique(mentioned).to_pylist()
         stored = {r["id"]: r for r in catalog.rows("objects", [isin("id", ids)]).to_pylist()} if ids else {}
+        inits = sorted({r["init_object_id"] for r in stored.values() if r.get("init_object_id")} - stored.keys())
+        if inits:
+            stored |= {r["id"]: r for r in catalog.rows("objects", [isin("id", inits)]).to_pylist()}
         return cls(stored, frozenset(repeated), now if now is not None else utcnow())
 
     def current(self, oid: str) -> dict[str, Any] | None:
         return self.pending.get(oid) or self.stored.get(oid)
+
+    def settled(self) -> frozenset[str]:
+        """The objects registered before the batch: what the rules read of them (role, init object, timerange,
+        properties) no batch row can change, so rows mentioning them are judged alike in any order."""
+        return frozenset(oid for oid, row in self.stored.items() if row.get("registered"))
 
 
 def _fresh_objects(segs: pa.Table, ok: np.ndarray, state: ObjectState) -> np.ndarray:
@@ -107,17 +210,27 @@ def _new_object_rows(segs: pa.Table, flow_ids: pa.Array, now: Any) -> pa.Table:
     )
 
 
-def check_objects(state: ObjectState, flows: pa.Array, segs: pa.Table, ok: np.ndarray) -> dict[int, str]:
-    """Apply the object rules to the rows ``ok`` of a batch (row ``i`` is a segment of flow ``flows[i]``), in
-    row order; record the object rows to write in ``state``; return the rows that fail them, and why.
+def check_objects(
+    state: ObjectState, flows: pa.Array, segs: pa.Table, ok: np.ndarray, uses_init: np.ndarray | None = None
+) -> dict[int, str]:
+    """Apply the object rules to the rows ``ok`` of a batch (row ``i`` is a segment of flow ``flows[i]``, whose
+    flow uses initialisation segments where ``uses_init`` says so: :func:`flows_using_init`), in row order;
+    record the object rows to write in ``state``; return the rows that fail them, and why.
 
     Rows registering a new object that nothing else in the batch mentions, without an init object,
-    object timerange or ts_offset (a fresh ingest: the norm) pass every rule, so their object rows
-    are built with array operations; the other rows go through the rules one by one, in order.
+    object timerange or ts_offset (a fresh ingest: the norm) pass every rule but the flow's init_segments one,
+    so their object rows are built with array operations; the other rows go through the rules one by one, in
+    order.
     """
     pending, now, current = state.pending, state.now, state.current
     reasons: dict[int, str] = {}
     fresh = _fresh_objects(segs, ok, state)
+    if uses_init is not None and (fresh & uses_init).any():  # a new object without an init object
+        for pos in np.flatnonzero(fresh & uses_init).tolist():
+            reasons[pos] = init_segments_reason(flows[pos].as_py(), True)
+        fresh &= ~uses_init
+        ok = ok.copy()
+        ok[list(reasons)] = False
     if fresh.any():
         keep = pa.array(fresh)
         state.new_rows.append(_new_object_rows(segs.filter(keep), flows.filter(keep), now))
@@ -134,8 +247,15 @@ def check_objects(state: ObjectState, flows: pa.Array, segs: pa.Table, ok: np.nd
         init_id = cols["init_object_id"][k]
         o = current(oid)
         why: str | None = None
+        # an init object as media, then the flow's init_segments rule, in the order init_segments_refused
+        # applies them to the other rows: the object's init object is the segment's, or the re-used object's
+        # (re-uses omit it)
+        reused_init = o.get("init_object_id") if o is not None and o.get("registered") else None
+        wants_init = bool(uses_init[pos]) if uses_init is not None else False
         if o is not None and o.get("is_init"):
             why = f"object {oid} is registered as an initialisation object"
+        elif bool(init_id or reused_init) != wants_init:
+            why = init_segments_reason(flow_id, wants_init)
         elif o is None or not o.get("registered"):
             allocated = o.get("allocated_flow_id") if o else None
             if allocated not in (None, flow_id):
@@ -181,6 +301,8 @@ def check_objects(state: ObjectState, flows: pa.Array, segs: pa.Table, ok: np.nd
             }
         elif o.get("unreferenced_since") is not None:
             pending[oid] = {**o, "unreferenced_since": None}
+        if not init_id and reused_init:
+            state.segment_inits[int(pos)] = init_id = reused_init
         if init_id:
             io = current(init_id)
             if io is None or not io.get("registered") or io.get("unreferenced_since") is not None:
@@ -193,9 +315,10 @@ def check_objects(state: ObjectState, flows: pa.Array, segs: pa.Table, ok: np.nd
                             "created": now,
                             "content_type": None,
                             "size_bytes": None,
-                            "first_referenced_by_flow": flow_id,
                         }
                     ),
+                    # allocated rows have none yet; a registered one keeps its first
+                    "first_referenced_by_flow": (io or {}).get("first_referenced_by_flow") or flow_id,
                     "registered": True,
                     "is_init": True,
                     "timerange": None,

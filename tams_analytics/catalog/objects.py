@@ -25,6 +25,7 @@ __all__ = [
     "delete_instance",
     "get_object",
     "object_instances",
+    "refuse_taken_keys",
 ]
 
 #: the ``object_instances`` columns readers use
@@ -44,7 +45,9 @@ def allocate_objects(
     """Reserve object ids for uploads to ``flow_id`` on one storage backend.
 
     New ids are random uuids (unrelated to flow or time); client-chosen ``object_ids`` must not
-    exist yet. Each gets a controlled instance whose key is ``storage_key(object_id)``.
+    exist yet, nor their keys on the backend (an object stored before keys had extensions may hold the
+    key of a new id: ``clip.ts``'s bare key is ``clip``'s with ``.ts``). Each gets a controlled instance
+    whose key is ``storage_key(object_id)``.
     """
     if (count is None) == (object_ids is None):
         raise TamsError("give either count or object_ids")
@@ -59,6 +62,7 @@ def allocate_objects(
             taken = catalog.rows("objects", [isin("id", ids)], columns=["id"]).column("id").to_pylist()
             if taken:
                 raise ConflictError(f"object ids already exist: {', '.join(sorted(taken)[:10])}")
+            refuse_taken_keys(catalog, storage_id, {storage_key(i): i for i in ids})
         else:
             assert count is not None
             if count < 1:
@@ -79,6 +83,20 @@ def allocate_objects(
     return ids
 
 
+def refuse_taken_keys(catalog: Catalog, storage_id: str, keys: Mapping[str, str]) -> None:
+    """ConflictError if another object's instance on ``storage_id`` has one of ``keys`` (``{key: object id}``):
+    writing there would overwrite that object's bytes."""
+    where = [Term("storage_id", "==", storage_id), isin("storage_key", sorted(keys))]
+    held = catalog.records("object_instances", where, columns=["object_id", "storage_key"], limit=10)
+    clashes = [
+        f"{wanted} (held by object {r['object_id']})"
+        for r in held
+        if r["object_id"] != (wanted := keys[r["storage_key"]])
+    ]
+    if clashes:
+        raise ConflictError(f"the storage keys of these object ids are taken on {storage_id}: {', '.join(clashes)}")
+
+
 def registered(catalog: Catalog, object_id: str) -> dict[str, Any]:
     """The object's row; NotFoundError when it is unknown or only allocated."""
     row = catalog.row("objects", [Term("id", "==", object_id)])
@@ -93,8 +111,11 @@ def get_object(catalog: Catalog, object_id: str) -> dict[str, Any] | None:
     if row is None or not row.get("registered"):
         return None
     media = catalog.rows("segments", [Term("object_id", "==", object_id)], columns=["flow_id"])
-    init = catalog.rows("segments", [Term("init_object_id", "==", object_id)], columns=["flow_id"])
+    init = catalog.rows("segments", [Term("init_object_id", "==", object_id)], columns=["flow_id", "created"])
     row["referenced_by_flows"] = sorted(set(media.column(0).to_pylist()) | set(init.column(0).to_pylist()))
+    if row.get("is_init") and not row.get("first_referenced_by_flow") and init.num_rows:
+        # registered before init objects recorded it: the flow of the first segment naming it still stored
+        row["first_referenced_by_flow"] = init.sort_by([("created", "ascending")]).column("flow_id")[0].as_py()
     row["instances"] = object_instances(catalog, [object_id]).get(object_id, [])
     return row
 
@@ -130,6 +151,7 @@ def add_controlled_instance(catalog: Catalog, object_id: str, storage_id: str, s
         on_backend = [Term("object_id", "==", object_id), Term("storage_id", "==", storage_id)]
         if catalog.exists("object_instances", on_backend):
             raise ConflictError(f"object {object_id} already has an instance on storage {storage_id}")
+        refuse_taken_keys(catalog, storage_id, {storage_key: object_id})
         row = {
             "object_id": object_id,
             "storage_id": storage_id,

@@ -20,6 +20,7 @@ flow, timerange and object) as its own, accepted, not as overlaps.
 from __future__ import annotations
 
 import bisect
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,14 @@ from tams_analytics.catalog.guards import (
     pending_flow_deletions,
     restore_flows,
 )
-from tams_analytics.catalog.object_rules import ObjectState, check_objects, mentioned_ids, write_objects
+from tams_analytics.catalog.object_rules import (
+    ObjectState,
+    check_objects,
+    flows_using_init,
+    init_segments_refused,
+    mentioned_ids,
+    write_objects,
+)
 from tams_analytics.catalog.objects import add_uncontrolled_instances
 from tams_analytics.catalog.results import AddResult, Failure
 from tams_analytics.clock import utcnow
@@ -49,6 +57,8 @@ if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
 
 __all__ = ["Registration", "add_segments", "register_batch"]
+
+logger = logging.getLogger(__name__)
 
 UrlItems = Mapping[int, Sequence[Mapping[str, str]]]
 _TS = pa.timestamp("us", tz="UTC")
@@ -125,6 +135,10 @@ def add_segments(
     return outcome
 
 
+class _JudgeAlone(Exception):
+    """The batch's requests must be judged one by one: judging them together would differ."""
+
+
 def register_batch(catalog: Catalog, requests: Sequence[Registration]) -> list[AddResult | Exception]:
     """Apply ``requests`` in one transaction; each gets its own result, or the error that refused it.
 
@@ -144,6 +158,8 @@ def register_batch(catalog: Catalog, requests: Sequence[Registration]) -> list[A
         )
     except TransientStoreError as exc:
         return [exc] * len(requests)
+    except _JudgeAlone as why:
+        logger.debug("segment registration: %s; judging the batch's %d requests one by one", why, len(requests))
     except Exception:
         if len(requests) == 1:
             raise
@@ -223,20 +239,28 @@ class _Batch:
             segs = segs.combine_chunks()
             req = segs.column("request").to_numpy()
             index = segs.column("index").to_numpy()
-            # labels first: a row refused for its labels must neither block later rows as an overlap nor
-            # register its object
+            # labels and the flow's init_segments rule first: a row refused for them must neither block later
+            # rows as an overlap nor register its object
             done = self.done if self.done is not None else np.zeros(segs.num_rows, dtype=bool)
-            reasons = {p: why for p, why in _check_labels(segs, req, index, self.requests).items() if not done[p]}
+            uses_init = flows_using_init(segs.column("flow_id"), self.flows)
+            early = init_segments_refused(segs, uses_init, self.objects)
+            early |= _check_labels(segs, req, index, self.requests)
+            reasons = {p: why for p, why in early.items() if not done[p]}
             ok = ~done
             ok[list(reasons)] = False
-            reasons.update(_check_overlaps(segs, ok, self.stored))
-            reasons.update(check_objects(self.objects, segs.column("flow_id"), segs, ok))
+            overlapping = _check_overlaps(segs, ok, self.stored)
+            by_objects = check_objects(self.objects, segs.column("flow_id"), segs, ok, uses_init)
+            reasons |= overlapping | by_objects
+            if len(self.requests) > 1:
+                _refuse_batching(segs, req, reasons, by_objects, overlapping, self.objects)
             oids, texts = segs.column("object_id"), segs.column("timerange")
             for pos, why in sorted(reasons.items()):
                 ok[pos] = False
                 failed[req[pos]].append(Failure(int(index[pos]), oids[pos].as_py(), texts[pos].as_py(), why))
             for pos in np.flatnonzero(ok | done).tolist():
                 accepted[req[pos]].append(int(index[pos]))
+            if self.objects.segment_inits:
+                segs = _with_inits(segs, self.objects.segment_inits)
             self.accepted = segs.filter(pa.array(ok))
             self.urls = _wanted_urls(self.accepted, self.requests)
         return [
@@ -292,6 +316,15 @@ def _tagged(requests: Sequence[tuple[int, Registration]]) -> pa.Table:
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 
+def _with_inits(segs: pa.Table, inits: Mapping[int, str]) -> pa.Table:
+    """``segs`` with ``init_object_id`` set at rows ``inits`` (re-uses taking their object's init object)."""
+    column = segs.column("init_object_id").to_pylist()
+    for pos, init_id in inits.items():
+        column[pos] = init_id
+    where = segs.schema.get_field_index("init_object_id")
+    return segs.set_column(where, "init_object_id", pa.array(column, segs.schema.field(where).type))
+
+
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with ``schema``'s columns in its order and types (missing columns null)."""
     columns = [
@@ -315,6 +348,59 @@ def _check_labels(
             taken = sorted(request.reserved_labels.intersection(labels))[0]
             reasons[pos] = f"get_urls label {taken!r} is a storage backend's label"
     return reasons
+
+
+def _refuse_batching(
+    segs: pa.Table,
+    req: np.ndarray,
+    reasons: Mapping[int, str],
+    by_objects: Mapping[int, str],
+    overlapping: Mapping[int, str],
+    objects: ObjectState,
+) -> None:
+    """Raise :class:`_JudgeAlone` when judging the batch's requests together could answer differently from
+    judging them one after another (then they are). Both cases are rare in live ingest, where each request
+    brings new objects and abuts the one before:
+
+    * a refused row mentions an object, not registered before the batch, that other requests of the batch
+      mention too: alone, the rules a request meets first (the init_segments rule before the overlap check,
+      :func:`init_segments_refused`) are decided on the object as the earlier requests left it, which a batch
+      knows only in order (an object registered before cannot change: fragmented MP4's init object, named by
+      every segment of a live flow, never sends a batch this way);
+    * a row the object rules refused (after the overlap check, which had counted it as stored for the requests
+      after its own) overlaps a row of a later request refused as overlapping: that row may have been refused
+      for a segment that is not stored.
+    """
+    if objects.repeated - objects.settled() and reasons:
+        shared = _shared_objects(segs, req, but=objects.settled())
+        if len(shared):
+            named = [segs.column("object_id"), segs.column("init_object_id")]
+            rows = pa.array(sorted(reasons), pa.int64())
+            if any(pc.any(pc.is_in(c.take(rows), value_set=shared)).as_py() for c in named):
+                raise _JudgeAlone("a refused row mentions an object other requests of the batch mention")
+    if by_objects and overlapping:
+        starts, ends = segs.column("start_ns").to_numpy(), segs.column("end_ns").to_numpy()
+        flows = segs.column("flow_id")
+        later = np.fromiter(overlapping, dtype=np.int64)
+        for p in by_objects:
+            near = later[(req[later] > req[p]) & (starts[later] < ends[p]) & (ends[later] > starts[p])]
+            if any(flows[int(q)] == flows[p] for q in near):
+                raise _JudgeAlone("a row refused by the object rules was seen as stored by a later request")
+
+
+def _shared_objects(segs: pa.Table, req: np.ndarray, *, but: frozenset[str]) -> pa.Array:
+    """The objects (media or init) that rows of more than one request of the batch mention, ``but`` those."""
+    requests = pa.array(req, pa.int64())
+    pairs = pa.concat_tables(
+        [
+            pa.table({"id": segs.column("object_id"), "request": requests}),
+            pa.table({"id": segs.column("init_object_id"), "request": requests}),
+        ]
+    )
+    counts = pairs.group_by("id").aggregate([("request", "count_distinct")])
+    several = pc.greater(counts.column("request_count_distinct"), 1)
+    ids = pc.drop_null(counts.column("id").filter(several)).combine_chunks()
+    return ids.filter(pc.invert(pc.is_in(ids, value_set=pa.array(sorted(but), pa.string())))) if but else ids
 
 
 def _wanted_urls(accepted: pa.Table, requests: Sequence[Registration]) -> dict[tuple[str, str], str]:

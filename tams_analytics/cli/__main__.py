@@ -4,7 +4,8 @@ The library's own commands (demo, integrity, report, export, download) and those
 through the entry point group ``tams_analytics.commands`` (the server's ``serve``, the benchmarks'
 ``bench``): each is a module with ``add_parser(subparsers)`` and ``run(args) -> int``.
 
-Exit codes: 0 success, 1 findings (integrity/report jobs), 2 usage or connection errors, each said in one line.
+Exit codes: 0 success, 1 findings (integrity; report coverage: gaps; download: objects missing; doctor: a
+property missing), 2 usage or connection errors, each said in one line.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from importlib.metadata import entry_points
 from types import ModuleType
 from typing import NoReturn
 
-from tams_analytics.exceptions import TamsError
+from tams_analytics.exceptions import TamsError, said_on_cli
 
 #: the library's own command modules
 COMMANDS = (
@@ -48,9 +49,12 @@ def command_modules() -> list[ModuleType]:
 
 DESCRIPTION = """\
 Tools for a TAMS (Time-addressable Media Store): build a demo store, audit a store's integrity, report on
-coverage, storage and ingest, export the tables as Parquet, and serve the TAMS 8.2 REST API, over DuckDB,
-VAST DB or Trino. Times show as TAMS timestamps (TAI) and UTC clock time; options taking a timerange accept
-ISO 8601 intervals (2023-11-14T22:00Z/PT1H) as well as TAMS timeranges."""
+coverage, storage and ingest, export the tables as Parquet, download media, check a store, and serve the TAMS
+8.2 REST API. Stores: DuckDB (duckdb:///ABSOLUTE/PATH or duckdb://./RELATIVE/PATH), VAST DB (vast://...), Trino
+(trino://...) and any TAMS server through its API (tams+http://HOST:PORT, read-only). Every --store defaults
+to $TAMS_STORE, except demo's: the demo writes, so it must be named. Times show as TAMS timestamps (TAI) and
+UTC clock time; options taking a timerange accept ISO 8601 intervals (2023-11-14T22:00Z/PT1H) as well as TAMS
+timeranges."""
 
 EPILOG = """\
 examples:
@@ -58,8 +62,10 @@ examples:
   tams-analytics report coverage --store duckdb:///tmp/tams.duckdb
   tams-analytics integrity --store duckdb:///tmp/tams.duckdb
   tams-analytics serve --store duckdb:///tmp/tams.duckdb
+  tams-analytics report storage --store tams+http://127.0.0.1:8000
 
-exit codes: 0 success, 1 findings (integrity), 2 usage, configuration or connection errors.
+exit codes: 0 success; 1 findings (integrity; report coverage: gaps; download: objects missing; doctor: a
+property missing); 2 usage, configuration or connection errors, said in one line.
 Run "tams-analytics COMMAND --help" for a command's options."""
 
 
@@ -67,6 +73,7 @@ class HelpFormatter(argparse.HelpFormatter):
     """Help with prose wrapped, examples laid out as written, and every option's default (when it has one) said."""
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
+        text = text.replace("``", "")  # a module docstring used as a description: reST literals read as plain text
         out = []
         for para in text.split("\n\n"):
             lines = para.splitlines()
@@ -114,13 +121,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except TamsError as exc:
-        print(f"tams-analytics {args.command}: {exc}", file=sys.stderr)
+        print(f"tams-analytics {args.command}: {said_on_cli(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as other commands do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except OSError as exc:  # a path that is not a directory, a disk that is full, ...: said in words
+        if not exc.strerror:
+            raise
+        print(f"tams-analytics {args.command}: {said_on_cli(exc)}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

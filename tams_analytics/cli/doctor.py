@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
+from tams_analytics.cli.__main__ import EXIT_USAGE, HelpFormatter
+from tams_analytics.cli.report import add_store_option
 from tams_analytics.doctor import Diagnosis, diagnose
 
 
@@ -15,12 +18,25 @@ def add_parser(sub: Any) -> None:
         "doctor",
         help="check a store: connectivity, tables and sorting keys, query shapes, isolation (VAST)",
         description=(
-            "Opens the store read-only (the isolation probe on VAST writes and removes one scratch row of the "
-            "service table). Exit 0: all good; 1: a property is missing (said with what it means); 2: cannot connect."
+            "Check what servers and jobs rely on before pointing them at a store: that it opens and answers, has "
+            "every table with its columns (on VAST, its sorting keys), accepts every query shape the library "
+            "sends and (VAST) lets exactly one of two concurrent transactions on one row commit. Opens the store "
+            "read-only (the isolation probe on VAST writes and removes one scratch row of the service table). "
+            "Exit 0: all good; 1: a property is missing (said with what it means); 2: cannot connect."
         ),
+        epilog="examples:\n"
+        "  tams-analytics doctor --store vast://10.0.0.1:8070/media/tams\n"
+        "  tams-analytics doctor --store duckdb:///srv/tams/tams.duckdb --format json",
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--store", required=True, help="catalog URL, e.g. vast://HOST:PORT/BUCKET/SCHEMA")
-    p.add_argument("--format", choices=["table", "json"], default="table")
+    add_store_option(p)
+    p.add_argument(
+        "--format",
+        choices=["table", "json"],
+        default="table",
+        help="table: one line per check, for people; json: every check with its status, detail and meaning, "
+        "and the exit code",
+    )
     p.set_defaults(run=run)
 
 
@@ -35,6 +51,9 @@ def render_table(diagnosis: Diagnosis) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.store:
+        print("tams-analytics doctor: no store: give --store URL or set TAMS_STORE", file=sys.stderr)
+        return EXIT_USAGE
     diagnosis = diagnose(args.store)
     print(json.dumps(diagnosis.to_json(), indent=2) if args.format == "json" else render_table(diagnosis))
     return diagnosis.exit_code

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from tams_analytics.cli.__main__ import HelpFormatter
+from tams_analytics.cli.report import add_store_option
 from tams_analytics.schema import SCHEMAS
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -24,10 +26,11 @@ def add_parser(sub: Any) -> None:
         ),
         epilog="examples:\n"
         "  tams-analytics export --store duckdb:///data/tams.duckdb --to /data/export\n"
-        "  tams-analytics export --store duckdb:///data/tams.duckdb --to s3://bucket/tams --tables segments,flows",
+        "  tams-analytics export --store duckdb:///data/tams.duckdb --to s3://bucket/tams --tables segments,flows\n"
+        "  tams-analytics export --store tams+http://127.0.0.1:8000 --to export  # a store a server holds, via its API",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--store", required=True, help="store URL, e.g. duckdb:///tmp/tams.duckdb or trino://...")
+    add_store_option(p)
     p.add_argument("--to", required=True, metavar="DIR_OR_S3_URL", help="a directory or s3://bucket/prefix")
     p.add_argument(
         "--tables",
@@ -50,8 +53,21 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--s3-endpoint", help="S3 endpoint URL (default: TAMS_S3_ENDPOINT, else AWS)")
     p.add_argument("--s3-region", help="S3 region (default: TAMS_S3_REGION, AWS_REGION or us-east-1)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (it is off anyway when piped)")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress (a bar on a terminal; else a line on stderr every few seconds)",
+    )
     p.set_defaults(run=run)
+
+
+def _progress(off: bool) -> bool | Callable[[str], None]:
+    """A bar on a terminal; off a terminal (logs, pipes, cron) a line on stderr every few seconds."""
+    if off:
+        return False
+    if sys.stderr.isatty():
+        return True
+    return lambda line: print(f"tams-analytics export: {line}", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     tables = [t for item in args.tables or () for t in item.split(",") if t] or None
     # a DuckDB file is opened read-only: exporting never writes to the store
-    options = {"read_only": True} if urlsplit(args.store).scheme.lower() == "duckdb" else {}
+    options = {"read_only": True} if urlsplit(args.store or "").scheme.lower() == "duckdb" else {}
     try:
         catalog = open_catalog(args.store, **options)
     except UsageError as exc:
@@ -75,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             batch_rows=args.batch_rows,
             flow_bucket_chars=args.flow_bucket_chars,
             sort=not args.no_sort,
-            progress=not args.no_progress and sys.stderr.isatty(),
+            progress=_progress(args.no_progress),
             endpoint=args.s3_endpoint,
             region=args.s3_region,
         )

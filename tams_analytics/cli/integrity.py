@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from tams_analytics.cli.__main__ import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, HelpFormatter
 from tams_analytics.cli.output import FORMATS_OUT, WIDTH, emit, format_table
-from tams_analytics.cli.report import UsageError, open_catalog
+from tams_analytics.cli.report import S3_REGION_HELP, UsageError, add_store_option, open_catalog
 from tams_analytics.display import plural
 from tams_analytics.engines import redacted
 
@@ -40,18 +40,18 @@ def add_parser(sub: Any) -> None:
         help="audit a store for overlaps, orphans, dangling references, missing media",
         description=__doc__,
         epilog="examples:\n"
-        "  tams-analytics integrity --store duckdb:///data/tams-data/tams.duckdb\n"
-        "  tams-analytics integrity --store duckdb:///data/tams-data/tams.duckdb "
-        "--storage local:/data/tams-data/objects --format json",
+        "  tams-analytics integrity --store duckdb:///srv/tams/tams.duckdb\n"
+        "  tams-analytics integrity --store duckdb://./tams-data/tams.duckdb --storage local:tams-data/objects "
+        "--format json",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--store", default=os.environ.get("TAMS_STORE"), help="store URL (default: $TAMS_STORE)")
+    add_store_option(p)
     p.add_argument("--storage", metavar="local:DIR|s3://BUCKET[/PREFIX]", help="also check objects in this storage")
     p.add_argument("--storage-id", help="the storage backend id whose instances live there (default: see above)")
     p.add_argument(
         "--s3-endpoint", default=os.environ.get("TAMS_S3_ENDPOINT"), help="S3 endpoint URL (default: $TAMS_S3_ENDPOINT)"
     )
-    p.add_argument("--s3-region", default=os.environ.get("TAMS_S3_REGION", "us-east-1"), help="S3 region")
+    p.add_argument("--s3-region", default=os.environ.get("TAMS_S3_REGION", "us-east-1"), help=S3_REGION_HELP)
     p.add_argument("--limit", type=int, default=1000, help="findings listed per check (0: all)")
     p.add_argument("--format", choices=FORMATS_OUT, default="table", help="output format")
     p.add_argument("--wide", action="store_true", help="table: every column, as wide as it takes (default: fit 120)")
@@ -122,7 +122,7 @@ def _audit(args: argparse.Namespace) -> IntegrityReport:
                 store, skipped = None, "the catalog has no controlled object instances"
         report = audit(catalog, store, storage_id=storage_id, limit=args.limit or None, progress=sys.stderr.isatty())
         if skipped:
-            storage_checks = ("missing_from_storage", "size_mismatch")
+            storage_checks = ("missing_from_storage", "size_mismatches")
             report.skipped |= {k: skipped for k in storage_checks if k in report.skipped}
         if not any(report.checked.get(t) for t in ("sources", "flows", "segments", "objects")):
             # opening a store URL that names nothing may have created an empty store

@@ -5,8 +5,10 @@ JSON is one document ``{"report": name, "columns": [...], "rows": [{column: valu
 in every row, integers exact, timestamps in ISO 8601 UTC; CSV has a header row and the same columns.
 
 The people's table fits :data:`WIDTH` columns: a report names the columns worth reading (``--wide`` shows them
-all, unwrapped), durations in seconds (``*_s``) read as ``2.5 s`` or ``1:00:01``, format URNs by their short
-names, and the widest text columns wrap onto continuation lines rather than lose anything.
+all, unwrapped), durations in seconds (``*_s``) read in one format, ``H:MM:SS`` with the fraction of a second
+when there is one (``0:00:02.5``, ``1:00:01``, ``50:00:00``), so a column of them lines up and compares at a
+glance; format URNs read by their short names, and the widest text columns wrap onto continuation lines rather
+than lose anything.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from typing import IO, Any, Final
 
 import pyarrow as pa
 
-from tams_analytics.display import duration, plural
+from tams_analytics.display import plural
 from tams_analytics.filters import FORMATS
 
-__all__ = ["FORMATS_OUT", "WIDTH", "emit", "format_table", "records"]
+__all__ = ["FORMATS_OUT", "WIDTH", "clock", "emit", "format_table", "records"]
 
 FORMATS_OUT: Final = ("table", "json", "csv")
 #: terminal width the people's table fits by default
@@ -63,13 +65,28 @@ def _cell(column: str, value: Any) -> str:
     if value is None:
         return ""
     if column.endswith("_s") and isinstance(value, int | float):
-        return duration(value * 1e9)
+        return clock(value)
     if column == "format" and isinstance(value, str):
         return _SHORT_FORMAT.get(value, value)
     if isinstance(value, dt.datetime) and value.microsecond:  # 22:13:25.24Z, not 22:13:25.240000Z
         head, _, frac = _text(value).removesuffix("Z").partition(".")
         return f"{head}.{frac.rstrip('0')}Z"
     return _text(value)
+
+
+def clock(seconds: float) -> str:
+    """A duration as ``H:MM:SS``, with milliseconds when it has them: one format for every duration in a table.
+
+    >>> clock(2.5), clock(58), clock(130), clock(3601), clock(180_000), clock(0.0004)
+    ('0:00:02.5', '0:00:58', '0:02:10', '1:00:01', '50:00:00', '0:00:00')
+    """
+    if seconds != seconds:  # NaN
+        return ""
+    sign = "-" if seconds < 0 else ""
+    whole, ms = divmod(round(abs(seconds) * 1000), 1000)
+    hours, rest = divmod(whole, 3600)
+    text = f"{sign}{hours}:{rest // 60:02d}:{rest % 60:02d}"
+    return f"{text}.{ms:03d}".rstrip("0") if ms else text
 
 
 def records(table: pa.Table) -> list[dict[str, Any]]:

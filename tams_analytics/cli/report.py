@@ -1,5 +1,9 @@
 """``tams-analytics report``: coverage, storage, ingest and flow reports as a table, JSON or CSV.
 
+Exit codes: 1 when ``report coverage`` finds a gap (between a flow's runs, or, with ``--within``, at an edge of
+the window the flow does not reach: what ``--gaps`` lists), so a scheduled job can alert on missing media;
+storage, ingest and flows describe the store and have no findings (0). 2: usage or connection errors.
+
 JSON and CSV carry every column, exact (integers in nanoseconds and bytes) and in clock time (``*_utc`` in ISO
 8601 UTC, durations ``*_s`` in seconds); the table is for people (:mod:`tams_analytics.cli.output`). The
 shared helpers here (:func:`open_catalog`, :class:`UsageError`) serve ``tams-analytics integrity`` too.
@@ -15,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pyarrow as pa
 
-from tams_analytics.cli.__main__ import EXIT_OK, EXIT_USAGE, HelpFormatter
+from tams_analytics.cli.__main__ import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, HelpFormatter
 from tams_analytics.cli.output import FORMATS_OUT, emit
 from tams_analytics.engines import redacted
 
@@ -41,6 +45,7 @@ class UsageError(Exception):
 def open_catalog(url: str | None, **options: Any) -> Catalog:
     """Connect to an existing store, turning any failure into :class:`UsageError` (exit code 2)."""
     from tams_analytics.catalog import connect
+    from tams_analytics.exceptions import said_on_cli
 
     if not url:
         raise UsageError("no store: give --store URL or set TAMS_STORE")
@@ -48,7 +53,7 @@ def open_catalog(url: str | None, **options: Any) -> Catalog:
         return connect(url, **options)
     except Exception as exc:
         # engines may quote the URL in their message: never echo credentials
-        reason = str(exc).replace(url, redacted(url))
+        reason = said_on_cli(exc).replace(url, redacted(url))
         raise UsageError(f"cannot open store {redacted(url)}: {reason}") from None
 
 
@@ -71,10 +76,25 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def common_options(p: argparse.ArgumentParser) -> None:
+#: how ``--s3-region`` is explained (its default comes from the environment, else us-east-1)
+S3_REGION_HELP: Final = "S3 region of the bucket (default: $TAMS_S3_REGION, else us-east-1)"
+#: how ``--store`` is explained in every command that reads a store
+STORE_HELP: Final = (
+    "store URL: duckdb:///ABSOLUTE/PATH (three slashes), duckdb://./RELATIVE/PATH, tams+http://HOST:PORT, "
+    "vast://..., trino://... (default: $TAMS_STORE)"
+)
+
+
+def add_store_option(p: argparse.ArgumentParser | Any, help: str = STORE_HELP) -> None:
+    """``--store URL``, defaulting to ``$TAMS_STORE`` (the one rule of every command that reads a store; the value
+    is never shown, as it may hold credentials). :func:`open_catalog` says when neither is given."""
     import os
 
-    p.add_argument("--store", default=os.environ.get("TAMS_STORE"), help="store URL (default: $TAMS_STORE)")
+    p.add_argument("--store", default=os.environ.get("TAMS_STORE") or None, metavar="URL", help=help)
+
+
+def common_options(p: argparse.ArgumentParser) -> None:
+    add_store_option(p)
     p.add_argument("--format", choices=FORMATS, default="table", help="output format")
     p.add_argument("--wide", action="store_true", help="table: every column, as wide as it takes (default: fit 120)")
 
@@ -88,14 +108,19 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "report",
         help="coverage, storage, ingest and flow reports (table, JSON or CSV)",
-        description="Reports on a store, in the engine. Times are TAMS (TAI) and UTC clock time side by side.",
+        description="Reports on a store, in the engine. Times are TAMS (TAI) and UTC clock time side by side. "
+        "Exit 1: report coverage found a gap (in a flow, or at an edge of --within); storage, ingest and flows "
+        "have no findings (0); 2: usage or connection errors.",
         epilog=_example("coverage --store duckdb:///data/tams.duckdb --within 2023-11-14T22:00Z/PT1H"),
         formatter_class=HelpFormatter,
     )
     kinds = p.add_subparsers(dest="report", required=True, metavar="REPORT")
     cov = kinds.add_parser(
         "coverage",
-        help="per flow: segments, runs, gaps, covered time, segment durations",
+        help="per flow: segments, runs, gaps, covered time, segment durations; exit 1 when there is a gap",
+        description="Per flow: segments, contiguous runs, gaps, covered time and segment durations (--gaps or "
+        "--runs: one row per gap or run). Exit 1 when a flow has a gap in what is reported (with --within, "
+        "an edge of the window the flow does not reach counts), so a scheduled job can alert on missing media.",
         epilog=_example(
             "coverage --store duckdb:///data/tams.duckdb",
             "coverage --store duckdb:///data/tams.duckdb --gaps --within 2023-11-14T22:00Z/2023-11-15T06:00Z",
@@ -116,6 +141,9 @@ def add_parser(sub: Any) -> None:
     st = kinds.add_parser(
         "storage",
         help="bytes and objects per flow, source or format",
+        description="Bytes and objects per flow, source or format: an object counts towards every flow whose "
+        "segments reference it, and once towards a source or format; objects of unknown size are counted in "
+        "objects_unsized. A source without a label of its own reads as its flows' labels. No findings (exit 0).",
         epilog=_example("storage --store duckdb:///data/tams.duckdb --by source"),
         formatter_class=HelpFormatter,
     )
@@ -124,6 +152,8 @@ def add_parser(sub: Any) -> None:
     ing = kinds.add_parser(
         "ingest",
         help="segments and bytes registered per hour or day",
+        description="Segments registered, the flows written and the bytes of their objects, per hour or day "
+        "(UTC) of the segments' registration time. No findings (exit 0).",
         epilog=_example("ingest --store duckdb:///data/tams.duckdb --since 7d --every day"),
         formatter_class=HelpFormatter,
     )
@@ -133,6 +163,8 @@ def add_parser(sub: Any) -> None:
     fl = kinds.add_parser(
         "flows",
         help="flows per codec, format, container or tag",
+        description="Flows and their segments per codec, format or container, or per value of a tag "
+        "(tag:NAME; tags: every tag). No findings (exit 0).",
         epilog=_example("flows --store duckdb:///data/tams.duckdb --by tag:genre"),
         formatter_class=HelpFormatter,
     )
@@ -181,6 +213,19 @@ def _flows(catalog: Catalog, by: str) -> pa.Table:
     return reports.flows_by(catalog, by).to_pyarrow()
 
 
+def gaps_found(catalog: Catalog, args: argparse.Namespace, table: pa.Table) -> bool:
+    """Whether ``report coverage`` found a gap (its findings: exit 1)."""
+    if args.report != "coverage":
+        return False
+    if args.show == "gaps":
+        return table.num_rows > 0
+    if args.show is None:
+        return any(n for n in table.column("gaps").to_pylist())
+    from tams_analytics.analytics import coverage
+
+    return int(coverage.gaps(catalog, args.flows or None, within=args.within).count().execute()) > 0
+
+
 def build(catalog: Catalog, args: argparse.Namespace) -> pa.Table:
     """The report ``args.report`` as an Arrow table."""
     from tams_analytics.analytics import reports
@@ -196,7 +241,7 @@ def build(catalog: Catalog, args: argparse.Namespace) -> pa.Table:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tams_analytics.exceptions import TamsError
+    from tams_analytics.exceptions import TamsError, said_on_cli
 
     try:
         catalog = open_catalog(args.store)
@@ -205,11 +250,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         table = build(catalog, args)
+        found = gaps_found(catalog, args, table)
     except (UsageError, TamsError) as exc:
-        print(f"tams-analytics report {args.report}: {exc}", file=sys.stderr)
+        print(f"tams-analytics report {args.report}: {said_on_cli(exc)}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         catalog.close()
     shown = SHOWN.get(getattr(args, "show", None) or args.report)
     emit(args.report, table, args.format, columns=shown, wide=args.wide)
-    return EXIT_OK
+    return EXIT_FINDINGS if found else EXIT_OK

@@ -5,11 +5,15 @@
 not apply to this engine). Connectivity comes first: when the store cannot be opened or does not answer,
 nothing else runs and the exit code is 2.
 
-* ``connectivity``: the store opens with these credentials and answers a query;
+* ``connectivity``: the store opens with these credentials and answers a query (over a TAMS API: the API
+  root, ``/service`` and a page of ``/flows`` answer); a DuckDB store a server holds is said to be so, with
+  the way to check it (through that server's API);
 * ``tables``: every table of :mod:`tams_analytics.schema` exists with its columns and, where the engine
-  has sorting keys (VAST), the key of :data:`~tams_analytics.schema.SORT_KEYS`;
+  has sorting keys (VAST), the key of :data:`~tams_analytics.schema.SORT_KEYS` (skipped over an API: its
+  server keeps the tables);
 * ``queries``: every query shape the library emits (:mod:`.shapes`) is accepted (on VAST: planned,
-  serialised by the SDK and run on the cluster);
+  serialised by the SDK and run on the cluster; over an API: sent as the requests that answer it, shapes over
+  tables the API does not serve left out and named);
 * ``isolation``: of two transactions updating one row exactly one commits (VAST; scratch rows, cleaned up).
 """
 
@@ -24,6 +28,8 @@ import pyarrow as pa
 
 from tams_analytics.engines import open_engine, redacted
 from tams_analytics.engines.base import Engine
+from tams_analytics.engines.ibis_query import DERIVED
+from tams_analytics.exceptions import TamsError, said_on_cli
 from tams_analytics.schema import SCHEMAS, SORT_KEYS
 
 __all__ = ["Check", "Diagnosis", "diagnose", "run_checks"]
@@ -63,7 +69,9 @@ class Diagnosis:
 
 
 def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
+    """The failure in one line: the library's own errors as their message, a driver's with its class."""
+    text = " ".join(said_on_cli(exc).split())
+    return (text if isinstance(exc, TamsError) else f"{type(exc).__name__}: {text}")[:500]
 
 
 def diagnose(url: str, **options: Any) -> Diagnosis:
@@ -72,31 +80,56 @@ def diagnose(url: str, **options: Any) -> Diagnosis:
     try:
         try:
             engine = open_engine(url, read_only=True, **options)
-        except TypeError:  # an engine that is read-only anyway (Trino) takes no such option
+        except TypeError:  # an engine that is read-only anyway (Trino, an API) takes no such option
             engine = open_engine(url, **options)
     except Exception as exc:  # drivers raise their own errors for refused connections and credentials
-        check = Check("connectivity", FAIL, f"cannot open {redacted(url)}: {_one_line(exc)}", UNREACHABLE)
-        return Diagnosis(redacted(url), None, (check,))
+        return Diagnosis(redacted(url), None, (_cannot_open(url, exc),))
     try:
         return Diagnosis(redacted(url), engine.name, tuple(run_checks(engine, started)))
     finally:
         engine.close()
 
 
-UNREACHABLE = "the server cannot start on this store: check the URL, the network and the credentials"
+UNREACHABLE = "neither a server nor the analytics can use this store: check the URL, the network and the credentials"
+
+
+def _cannot_open(url: str, exc: Exception) -> Check:
+    """The failed connectivity check of a store that did not open; a store a server holds is not unreachable:
+    it is checked through that server's API."""
+    from tams_analytics.engines.duckdb.held import StoreInUseError
+
+    if not isinstance(exc, StoreInUseError):
+        return Check("connectivity", FAIL, f"cannot open {redacted(url)}: {_one_line(exc)}", UNREACHABLE)
+    if exc.url is not None:
+        detail = f"the store is held by the TAMS server at {exc.url} (PID {exc.pid}): it cannot be opened beside it"
+        meaning = (
+            f"check it through the server: tams-analytics doctor --store tams+{exc.url.rstrip('/')} (or stop the "
+            "server and run doctor on the file)"
+        )
+    else:
+        detail = f"the store is held by another process (PID {exc.pid}): it cannot be opened beside it"
+        meaning = (
+            "if that process is a TAMS server, check the store through it (tams-analytics doctor --store "
+            "tams+http://HOST:PORT); else stop it and run doctor again"
+        )
+    return Check("connectivity", FAIL, detail, meaning)
 
 
 def run_checks(engine: Engine, started: float | None = None) -> Iterator[Check]:
     """The checks on an open engine, in order; nothing after a failed connectivity check."""
     started = time.perf_counter() if started is None else started
     try:
-        engine.count("service")
+        answered = engine.ping()
     except Exception as exc:
         yield Check("connectivity", FAIL, f"the store does not answer: {_one_line(exc)}", UNREACHABLE)
         return
-    yield Check("connectivity", OK, f"{engine.name} store answered in {1000 * (time.perf_counter() - started):.0f} ms")
+    yield Check("connectivity", OK, f"{answered} answered in {1000 * (time.perf_counter() - started):.0f} ms")
     for check in CHECKS:
         yield check(engine)
+
+
+#: why the store-side checks do not apply to an engine that reads an API
+THROUGH_API = "the server keeps the store: run doctor on the store URL it serves"
 
 
 # -- tables -----------------------------------------------------------------------------------------------
@@ -110,6 +143,8 @@ def _comparable(t: pa.DataType) -> str:
 
 
 def check_tables(engine: Engine) -> Check:
+    if engine.capabilities.reads_api:
+        return Check("tables", SKIP, f"{engine.name} reads a TAMS API, not tables: {THROUGH_API}")
     problems: list[str] = []
     sort_keys_checked = False
     for name, schema in SCHEMAS.items():
@@ -148,7 +183,12 @@ def check_queries(engine: Engine) -> Check:
     catalog = Catalog(engine)
     refused: list[str] = []
     tried = 0
+    readable = engine.capabilities.tables
+    elsewhere: set[str] = set()
     for shape in shapes():
+        if readable is not None and shape.entity not in readable and shape.entity not in DERIVED:
+            elsewhere.add(shape.entity)  # a table this engine does not read: no request would carry it
+            continue
         tried += 1
         try:
             if shape.kind == "count":
@@ -159,14 +199,21 @@ def check_queries(engine: Engine) -> Check:
                 )
         except Exception as exc:
             refused.append(f"{shape.name}: {_one_line(exc)}")
+    api = engine.capabilities.reads_api
     if refused:
         return Check(
             "queries",
             FAIL,
             f"{len(refused)} of {tried} query shapes refused: " + "; ".join(refused[:5]),
-            "the API requests that send these queries answer 500",
+            "analyses and exports that query this way fail over this API"
+            if api
+            else "the API requests that send these queries answer 500",
         )
     how = " (planned, serialised by the SDK and run)" if engine.name == "vast" else ""
+    if api:
+        how = " (sent as the API requests that answer them)"
+    if elsewhere:
+        how += f"; not applicable: shapes over {', '.join(sorted(elsewhere))}, which {engine.name} does not read"
     return Check("queries", OK, f"all {tried} query shapes the library emits accepted{how}")
 
 
@@ -174,6 +221,8 @@ def check_queries(engine: Engine) -> Check:
 def check_isolation(engine: Engine) -> Check:
     if engine.capabilities.sole_writer:
         return Check("isolation", SKIP, f"{engine.name}: one process writes this store, no concurrent writers")
+    if engine.capabilities.reads_api:
+        return Check("isolation", SKIP, f"{engine.name} is read-only: {THROUGH_API}")
     if not engine.capabilities.writes:
         return Check("isolation", SKIP, f"{engine.name} is read-only here")
     try:

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from tams_analytics.engines.base import Engine
 from tams_analytics.exceptions import TamsError
+from tams_analytics.extras import install_hint
 
 __all__ = ["ENGINES", "Engine", "open_engine", "redacted"]
 
@@ -21,17 +22,37 @@ ENGINES: Final[dict[str, tuple[str, str | None]]] = {
 }
 
 
+def _scheme_hint(url: str, scheme: str) -> str:
+    """What ``url`` (whose scheme names no engine) was probably meant to be, in a sentence."""
+    if scheme in ("http", "https"):
+        return f"for a TAMS server's API write tams+{url}"
+    if not scheme:
+        path = url.removeprefix("file:")
+        if path.startswith("/"):
+            return f"for a DuckDB file write duckdb://{path}"
+        relative = path.removeprefix("./")
+        return f"for a DuckDB file write duckdb://./{relative} (a relative path) or duckdb:///ABSOLUTE/PATH"
+    return (
+        "store URLs look like duckdb:///ABSOLUTE/PATH, duckdb://./RELATIVE/PATH, tams+http://HOST:PORT, "
+        "vast://HOST:PORT/BUCKET/SCHEMA or trino://USER@HOST:PORT/CATALOG/SCHEMA"
+    )
+
+
 def open_engine(url: str, **options: Any) -> Engine:
-    """Open the engine named by ``url``'s scheme."""
+    """Open the engine named by ``url``'s scheme (a URL naming none is a :class:`TamsError` saying what it
+    was probably meant to be: ``http://host`` is ``tams+http://host``, a bare path a ``duckdb://`` URL)."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
+    if len(scheme) == 1:  # C:\\stores\\x.duckdb: a drive letter, not a scheme
+        scheme = ""
     if scheme not in ENGINES:
-        raise TamsError(f"unknown store URL scheme {scheme!r}; expected one of {sorted(ENGINES)}")
+        shown = redacted(url)
+        raise TamsError(f"{shown!r} names no store engine: {_scheme_hint(shown, scheme)}")
     module_name, extra = ENGINES[scheme]
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        hint = f"pip install 'tams-analytics[{extra}]'" if extra else "reinstall tams-analytics"
+        hint = install_hint(extra) if extra else "reinstall tams-analytics"
         raise TamsError(f"the {scheme} engine needs a driver that is not installed ({exc.name}): {hint}") from exc
     engine: Engine = module.Engine(parts, **options)
     return engine

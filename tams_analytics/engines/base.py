@@ -47,6 +47,10 @@ class Capabilities:
     unavailable: frozenset[str] = frozenset()
     #: the tables the engine can read (None: all of :mod:`tams_analytics.schema`)
     tables: frozenset[str] | None = None
+    #: counting a table's rows costs far less than reading them (not over an API that lists every row to count)
+    cheap_counts: bool = True
+    #: the engine reads a service's API, not a store: its tables, keys and isolation are the server's concern
+    reads_api: bool = False
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,12 @@ class Engine(ABC):
         """Create any missing table of the entity model."""
 
     # -- diagnosis (``tams-analytics doctor``) -------------------------------------------------------------
+    def ping(self) -> str:
+        """Answer one cheap read with these credentials (raising when the store does not answer); returns
+        what answered, in a few words. By default a count of the ``service`` table."""
+        self.count("service")
+        return f"{self.name} store"
+
     def describe(self, name: str) -> StoredTable | None:
         """Table ``name`` as stored (None if it is missing). By default the columns of an empty read."""
         try:
@@ -205,6 +215,13 @@ class Engine(ABC):
 
     def optimize(self) -> None:
         """Re-cluster tables in their sort order (engines that need it)."""
+
+    def discard(self) -> bool:
+        """Close, and remove the store if this connection created it (so a command that failed making a new
+        store leaves nothing behind); True if it was removed. Engines whose stores are not made by
+        connecting keep them."""
+        self.close()
+        return False
 
     def close(self) -> None:
         """Release the connection."""

@@ -82,11 +82,17 @@ class EngineDecorator(Engine):
     def optimize(self) -> None:
         self.inner.optimize()
 
+    def ping(self) -> str:
+        return self.inner.ping()
+
     def describe(self, name: str) -> StoredTable | None:
         return self.inner.describe(name)
 
     def probe_isolation(self) -> IsolationProbe | None:
         return self.inner.probe_isolation()
+
+    def discard(self) -> bool:
+        return self.inner.discard()
 
     def close(self) -> None:
         self.inner.close()

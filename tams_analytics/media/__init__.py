@@ -12,7 +12,8 @@
   download a range, decode the frame at a timestamp.
 * :mod:`~tams_analytics.media.tai`: TAI <-> UTC (leap seconds).
 
-Encoding and decoding need PyAV (``pip install 'tams-analytics[media]'``); the rest imports without it.
+Encoding and decoding need PyAV (the ``media`` extra: :func:`~tams_analytics.extras.install_hint`); the rest
+imports without it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from tams_analytics.exceptions import TamsError
+from tams_analytics.extras import install_hint
 
 #: the MPEG-TS system clock of PTS/DTS: 90 kHz, 33 bits
 PTS_HZ = 90_000
@@ -32,7 +34,7 @@ def require_av() -> ModuleType:
         import av
         import PIL  # noqa: F401
     except ImportError as exc:  # tested without them; both are in the media extra (and dev, server)
-        raise TamsError(f"media encoding and decoding need PyAV: pip install 'tams-analytics[media]' ({exc})") from exc
+        raise TamsError(f"media encoding and decoding need PyAV ({exc}): {install_hint('media')}") from exc
     return av
 
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 from tams_analytics.exceptions import TamsError
 from tams_analytics.media.tai import program_date_time
 from tams_analytics.predicates import Term, isin
+from tams_analytics.storage.extensions import media_extension
 from tams_analytics.timerange import TimeRange
 
 if TYPE_CHECKING:
@@ -68,6 +69,12 @@ def hls_kind(flow: Mapping[str, Any]) -> str | None:
     if container in MP4 and (flow.get("essence_parameters") or {}).get("init_segments"):
         return "fmp4"
     return None
+
+
+def segment_extension(flow: Mapping[str, Any]) -> str | None:
+    """The extension players expect on the URLs of the flow's segments (``ts``, ``m4s``, ...)."""
+    fragmented = bool((flow.get("essence_parameters") or {}).get("init_segments"))
+    return media_extension(flow.get("container"), fragmented=fragmented)
 
 
 def check_playable(flow: Mapping[str, Any]) -> str:

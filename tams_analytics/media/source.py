@@ -12,13 +12,13 @@ A :class:`MediaSource` lists a flow's segments in time order, a page at a time, 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from tams_analytics.exceptions import TamsError
+from tams_analytics.extras import install_hint
 from tams_analytics.predicates import Term, isin
 from tams_analytics.timerange import TimeRange
 
@@ -98,7 +98,7 @@ def _client() -> httpx.Client:
     try:
         import httpx
     except ImportError as exc:  # pragma: no cover - part of the media and server extras
-        raise TamsError("reading media over HTTP needs httpx: pip install 'tams-analytics[media]'") from exc
+        raise TamsError(f"reading media over HTTP needs httpx: {install_hint('media')}") from exc
     return httpx.Client(timeout=60, follow_redirects=True)
 
 
@@ -233,6 +233,8 @@ class ServerMedia:
     base_url: str
     token: str | None = None
     page: int = PAGE
+    #: the headers that sign each API request (``tams_analytics.engines.tams_http.auth``), besides ``token``
+    auth: Callable[[], Mapping[str, str]] | None = field(default=None, repr=False)
     _api: Any = field(default=None, repr=False)
     _media: Any = field(default=None, repr=False)
 
@@ -240,12 +242,20 @@ class ServerMedia:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         self._api = _client()
         self._api.headers.update(headers)
+        if self.auth is not None:
+            sign = self.auth
+            self._api.event_hooks["request"].append(lambda request: request.headers.update(sign()))
         self._media = _client()
 
     @classmethod
     def from_env(cls, base_url: str) -> ServerMedia:
-        """A source for ``base_url`` with the bearer token in ``TAMS_TOKEN``, if set."""
-        return cls(base_url, token=os.environ.get("TAMS_TOKEN") or None)
+        """A source for ``base_url`` with the credentials the ``tams+http`` engine would use: the URL's user info,
+        else ``TAMS_HTTP_TOKEN``, ``TAMS_HTTP_USERNAME``/``TAMS_HTTP_PASSWORD`` or OAuth2 client credentials."""
+        from urllib.parse import urlsplit
+
+        from tams_analytics.engines.tams_http.auth import auth_from
+
+        return cls(base_url, auth=auth_from(urlsplit(base_url)))
 
     def flow(self, flow_id: str) -> dict[str, Any] | None:
         import httpx

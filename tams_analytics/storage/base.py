@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, Generic, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote
 
 from tams_analytics.nonblocking import may_block
+from tams_analytics.storage.extensions import media_extension
 
 V = TypeVar("V")
 
@@ -141,6 +142,13 @@ class ObjectStore(Protocol):
         """A pre-signed URL a credential-less client can GET the object from. A store whose signing is
         slow (a network library, not a local HMAC) calls :func:`~tams_analytics.nonblocking.may_block`
         before signing: under ``memory_only`` it answers only from URLs it minted recently."""
+        ...
+
+    def playable_url(self, url: str, extension: str) -> str:
+        """``url`` as a player that checks a segment URL's extension accepts it (HLS playlists): ``url`` itself
+        when it is not this store's or its path ends in ``.extension`` already; a store that can add the
+        extension to the path of a URL it minted for a key without one (stored before keys had extensions)
+        does, one that cannot (S3: the path is the key) returns ``url``."""
         ...
 
     def head(self, keys: Sequence[str]) -> dict[str, int | None]:
@@ -270,11 +278,21 @@ def encode_segment(text: str) -> str:
     return encoded
 
 
-def object_key(object_id: str) -> str:
-    """The storage key for a TAMS media object id.
+def object_key(object_id: str, content_type: str | None = None, *, fragmented: bool = False) -> str:
+    """The storage key for a TAMS media object id, ending in the extension of its media type.
 
-    Derived only from the object id (never a flow id or date) so one stored object can be
-    referenced from many flows. Ids may contain ``/`` and ``..``; percent-encoding makes the
-    key a single opaque segment, so ``a/b`` and ``a%2Fb`` map to different keys.
+    Derived only from the object id and its media type (never a flow id or date) so one stored
+    object can be referenced from many flows. Ids may contain ``/`` and ``..``; percent-encoding
+    makes the key a single opaque segment, so ``a/b`` and ``a%2Fb`` map to different keys. The
+    extension (:func:`~tams_analytics.storage.extensions.media_extension`; ``fragmented``: of a flow
+    with initialisation segments) is always appended, even to an id that ends in one already, so
+    no two ids share a key; a type without a known extension keeps the bare encoded id, as every key
+    did before extensions (such keys stay valid: a key is stored with each instance, never derived
+    again).
+
+    >>> object_key("3f2a", "video/mp2t"), object_key("clip.ts", "video/mp2t"), object_key("a/b")
+    ('3f2a.ts', 'clip.ts.ts', 'a%2Fb')
     """
-    return encode_segment(object_id)
+    key = encode_segment(object_id)
+    extension = media_extension(content_type, fragmented=fragmented)
+    return f"{key}.{extension}" if extension else key

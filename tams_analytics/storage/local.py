@@ -32,6 +32,7 @@ from tams_analytics.storage.base import (
     StorageError,
     encode_segment,
 )
+from tams_analytics.storage.extensions import EXTENSIONS
 from tams_analytics.storage.keys import SigningKeys
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ _SIDECAR_SUFFIX = "+meta.json"
 _TMP_PREFIX = "+tmp-"
 READ_CHUNK = 1024 * 1024
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+_BAD_SIGNATURE = "the URL signature is not valid"
+#: the extensions a playable URL may add to a bare key (:meth:`LocalObjectStore.playable_url`)
+_EXTENSIONS = frozenset(EXTENSIONS.values()) | {"m4s"}
 
 
 class ObjectTooLarge(StorageError):
@@ -65,19 +69,17 @@ class _PendingWrite:
             raise ObjectTooLarge(f"object exceeds the maximum size of {self._store.max_object_bytes} bytes")
         self._file.write(data)
 
-    def commit(self, content_type: str) -> bool:
-        """Make the object visible; returns True when it did not exist before."""
+    def commit(self, content_type: str) -> None:
+        """Make the object visible (a new one, or replacing what the key held)."""
         try:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            created = not self.path.exists()
             os.replace(self._tmp, self.path)
         except BaseException:
             self.abort()
             raise
         self._store.write_sidecar(self.path, {"content_type": content_type})
-        return created
 
     def abort(self) -> None:
         self._file.close()
@@ -183,7 +185,7 @@ class LocalObjectStore:
         for mac in self.keys.verifiers():  # the current key, then a rotated-out one still accepted
             valid |= hmac.compare_digest(given, self._signature(mac, method, key, expires).encode())
         if not valid:
-            return "the URL signature is not valid"
+            return _BAD_SIGNATURE
         if self.keys.clock() > expires:
             return "the URL has expired"
         return None
@@ -199,6 +201,30 @@ class LocalObjectStore:
         # asked for every segment of every page: no filesystem access here (serving checks the path),
         # and signing is a local HMAC, cheap enough never to count as blocking
         return self._recent_get_urls(key, expires_s)
+
+    def playable_url(self, url: str, extension: str) -> str:
+        """``url`` with ``.extension`` after its key when the key does not end in it (the object was stored
+        under a bare key, before keys had extensions): GET URLs of the form ``<prefix>/<key>.<extension>?...``
+        carry the signature of ``<key>``, and :meth:`signed_key` finds that key again."""
+        prefix = f"{self._base_url}{self.route_prefix}/"
+        path, sep, query = url.partition("?")
+        if not path.startswith(prefix) or "/" in path[len(prefix) :] or path.endswith(f".{extension}"):
+            return url
+        return f"{path}.{extension}{sep}{query}"
+
+    def signed_key(self, method: str, key: str, params: dict[str, str]) -> tuple[str, str | None]:
+        """The key a request for ``key`` with query ``params`` may have, and None, or the reason it may have none:
+        ``key`` itself, else (a GET URL made playable by :meth:`playable_url`) ``key`` without its extension,
+        whichever the signature names. A valid signature names one key, so this never serves another."""
+        reason = self.check_signature(method, key, params)
+        if reason != _BAD_SIGNATURE or method != "GET":
+            return key, reason
+        bare, dot, extension = key.rpartition(".")
+        if dot and bare and extension in _EXTENSIONS:
+            bare_reason = self.check_signature(method, bare, params)
+            if bare_reason != _BAD_SIGNATURE:  # signed for the bare key: served, or refused as expired
+                return bare, bare_reason
+        return key, reason
 
     def head(self, keys: Sequence[str]) -> dict[str, int | None]:
         sizes: dict[str, int | None] = {}

@@ -113,6 +113,9 @@ class S3ObjectStore:
     def get_url(self, key: str, expires_s: int) -> str:
         return self._recent_get_urls(key, expires_s)
 
+    def playable_url(self, url: str, extension: str) -> str:
+        return url  # the path is the key: an object stored under a bare key keeps a bare URL
+
     def _presign_get(self, key: str, expires_s: int) -> str:
         return cast(
             str,

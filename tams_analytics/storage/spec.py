@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from tams_analytics.exceptions import TamsError
+from tams_analytics.extras import install_hint
 from tams_analytics.storage.base import ObjectStore, StorageBackendInfo
 
 
@@ -41,7 +42,7 @@ def open_storage(
         try:
             from tams_analytics.storage.s3 import S3ObjectStore
         except ImportError as exc:  # pragma: no cover - the s3 extra is part of dev and server installs
-            raise TamsError(f"S3 storage needs boto3: pip install 'tams-analytics[s3]' ({exc})") from exc
+            raise TamsError(f"S3 storage needs boto3 ({exc}): {install_hint('s3')}") from exc
         return S3ObjectStore(
             info,
             bucket=bucket,

@@ -37,7 +37,9 @@ def catalog_on(engine: str, tmp_path: Path) -> Iterator[Catalog]:
         yield cat
 
 
-def put_flow(cat: Catalog, flow_id: str, *, source_id: str | None = None, label: str | None = None) -> None:
+def put_flow(
+    cat: Catalog, flow_id: str, *, source_id: str | None = None, label: str | None = None, init_segments: bool = False
+) -> None:
     cat.put_flow(
         {
             "id": flow_id,
@@ -45,6 +47,7 @@ def put_flow(cat: Catalog, flow_id: str, *, source_id: str | None = None, label:
             "format": DATA,
             "container": "text/plain",
             "label": label or flow_id,
+            **({"essence_parameters": {"init_segments": True}} if init_segments else {}),
         }
     )
 
@@ -109,6 +112,11 @@ def local_store(root: Path) -> LocalObjectStore:
     return LocalObjectStore(info, root=root, base_url="http://127.0.0.1:1", secret=b"test-signing-key")
 
 
+def key_of(cat: Catalog, object_id: str) -> str:
+    """The storage key of the object's (first) instance."""
+    return cat.object_instances([object_id])[object_id][0]["storage_key"]
+
+
 def demo_with_media(cat: Catalog, store: ObjectStore, segments: int = 120) -> None:
     """A small demo store whose objects are all in ``store``, registered as the catalog's default storage."""
     cat.register_storage_backend(store.info.to_json())
@@ -118,7 +126,7 @@ def demo_with_media(cat: Catalog, store: ObjectStore, segments: int = 120) -> No
         programmes=2,
         storage_id=store.info.id,
         storage_key=object_key,
-        put_media=lambda oid, data, ctype: store.put_bytes(object_key(oid), data, ctype),
+        put_media=lambda oid, data, ctype: store.put_bytes(object_key(oid, ctype), data, ctype),
         progress=False,
     )
 
@@ -137,7 +145,7 @@ def inject_faults(cat: Catalog, store: ObjectStore) -> Faults:
     orphan_flow = str(uuid.uuid4())
     cat.engine.insert("segments", raw_segments(orphan_flow, [(0, S)], object_ids=[second["object_id"]]))
     # 3. the stored bytes of a referenced object are gone
-    key = object_key(second["object_id"])
+    key = key_of(cat, second["object_id"])
     store.delete([key])
     # 4. a collection lists a flow that does not exist
     multi = cat.rows("flows", [Term("label", "==", "Evening News (multi)")]).to_pylist()[0]["id"]

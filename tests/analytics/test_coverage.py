@@ -18,6 +18,7 @@ from tams_analytics.analytics import coverage
 from tams_analytics.catalog import Catalog
 from tams_analytics.schema import SCHEMAS
 from tests.analytics import ENGINES, S, add, catalog_on, put_flow, raw_segments
+from tests.engines.catalogs import open_catalog
 
 
 @pytest.fixture(params=ENGINES)
@@ -182,3 +183,39 @@ def test_expressions_compile_for_trino(query: object) -> None:
 def test_doctests() -> None:
     result = doctest.testmod(coverage, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+# -- one flow's analytics name a flow the store has -----------------------------------------------------------
+def test_a_flow_the_store_does_not_have_is_an_error_not_no_segments(tmp_path: Path) -> None:
+    """Unknown ids are errors (NotFoundError), text that is not a flow id says so (a label given for an id),
+    a flow with no segments is still just empty. (The check is one query through the catalog's rows, the same
+    on every engine: DuckDB here; the VAST pushdown suite runs that query shape too.)"""
+    from tams_analytics.exceptions import NotFoundError, TamsError
+    from tams_analytics.plots import plot_coverage
+
+    with open_catalog("duckdb", tmp_path) as store:
+        for f in ("a", "b", "c"):
+            put_flow(store, f)
+        add(store, "a", ["[0:0_1:0)", "[5:0_6:0)"])
+        add(store, "b", ["[0:0_2:0)", "[2:0_4:0)"])
+        unknown = "0b7c0d53-45f6-4d2c-9b0e-2f0e9b7a1c11"
+        for call in (
+            lambda f: coverage.flow_coverage(store, f),
+            lambda f: coverage.flow_runs(store, f),
+            lambda f: coverage.flow_gaps(store, f),
+            lambda f: store.flow_timerange(f),
+        ):
+            with pytest.raises(NotFoundError, match=f"no flow {unknown} in this store"):
+                call(unknown)
+            with pytest.raises(TamsError, match="names one flow: a string"):
+                call(["a", "b"])
+        # text that is not a flow id (a label given for one) is said so: the same guard answers every call above
+        with pytest.raises(TamsError, match=r"'Evening News' is not a flow id: flow ids are UUIDs .*label="):
+            store.flow_timerange("Evening News")
+        # a plot names one flow or several: each must exist (a lane for one that does not would read as "no media")
+        with pytest.raises(NotFoundError, match=f"no flow {unknown}"):
+            plot_coverage(store, ["a", unknown])
+        # the flow exists, without segments: empty answers, as before
+        assert coverage.flow_coverage(store, "c") is None and coverage.flow_runs(store, "c") == []
+        assert store.flow_timerange("c").is_empty
+        assert coverage.flow_gaps(store, "b") == []  # contiguous: no gaps, and no error

@@ -20,8 +20,17 @@ from tams_analytics.analytics.integrity import FINDING_SCHEMA, Check, audit
 from tams_analytics.catalog import Catalog
 from tams_analytics.predicates import Term
 from tams_analytics.schema import SCHEMAS
-from tams_analytics.storage.base import object_key
-from tests.analytics import ENGINES, S, catalog_on, demo_with_media, inject_faults, local_store, put_flow, raw_segments
+from tests.analytics import (
+    ENGINES,
+    S,
+    catalog_on,
+    demo_with_media,
+    inject_faults,
+    key_of,
+    local_store,
+    put_flow,
+    raw_segments,
+)
 
 
 @pytest.fixture(params=ENGINES)
@@ -61,7 +70,7 @@ def test_injected_faults_are_each_found_and_named(demo: tuple[Catalog, Any]) -> 
         "overlapping_segments": 1,
         "orphan_segments": 1,
         "missing_from_storage": 1,
-        "dangling_collection": 1,
+        "dangling_collections": 1,
     }
     (overlap,) = found["overlapping_segments"]
     assert (overlap.flow_id, overlap.object_id, overlap.timerange) == (
@@ -75,7 +84,7 @@ def test_injected_faults_are_each_found_and_named(demo: tuple[Catalog, Any]) -> 
     (missing,) = found["missing_from_storage"]
     assert (missing.object_id, missing.other_id) == (faults.missing_object, faults.missing_key)
     assert missing.flow_id is not None
-    (dangling,) = found["dangling_collection"]
+    (dangling,) = found["dangling_collections"]
     assert (dangling.flow_id, dangling.other_id) == (faults.collection_flow, faults.missing_member)
     # findings come in the order of the checks, as a table with the documented columns
     table = report.to_arrow()
@@ -84,7 +93,7 @@ def test_injected_faults_are_each_found_and_named(demo: tuple[Catalog, Any]) -> 
         "overlapping_segments",
         "orphan_segments",
         "missing_from_storage",
-        "dangling_collection",
+        "dangling_collections",
     ]
 
 
@@ -92,7 +101,7 @@ def test_without_a_store_the_storage_checks_are_skipped(demo: tuple[Catalog, Any
     cat, store = demo
     inject_faults(cat, store)
     report = audit(cat)
-    assert set(report.skipped) == {"missing_from_storage", "size_mismatch"}
+    assert set(report.skipped) == {"missing_from_storage", "size_mismatches"}
     assert "missing_from_storage" not in {str(f.check) for f in report.findings}
     assert report.totals["overlapping_segments"] == 1
 
@@ -102,7 +111,7 @@ def test_orphan_flow_when_its_source_is_gone(cat: Catalog) -> None:
     put_flow(cat, "f2", source_id="s2")
     cat.engine.delete("sources", [Term("id", "==", "s1")])
     (finding,) = audit(cat).findings
-    assert (finding.check, finding.flow_id, finding.source_id) == (Check.ORPHAN_FLOW, "f1", "s1")
+    assert (finding.check, finding.flow_id, finding.source_id) == (Check.ORPHAN_FLOWS, "f1", "s1")
 
 
 def test_unreferenced_objects_but_not_those_awaiting_collection(cat: Catalog) -> None:
@@ -121,11 +130,11 @@ def test_unreferenced_objects_but_not_those_awaiting_collection(cat: Catalog) ->
     )
     cat.engine.insert("objects", rows)
     (finding,) = audit(cat).findings
-    assert (finding.check, finding.object_id, finding.flow_id) == (Check.UNREFERENCED_OBJECT, "lonely", "f")
+    assert (finding.check, finding.object_id, finding.flow_id) == (Check.UNREFERENCED_OBJECTS, "lonely", "f")
 
 
 def test_missing_object_records_for_media_and_init_objects(cat: Catalog) -> None:
-    put_flow(cat, "f")
+    put_flow(cat, "f", init_segments=True)
     cat.add_segments(
         "f",
         [
@@ -136,8 +145,8 @@ def test_missing_object_records_for_media_and_init_objects(cat: Catalog) -> None
     cat.engine.delete("objects", [Term("id", "isin", ("m2", "init"))])
     findings = audit(cat).findings
     assert [(f.check, f.flow_id, f.object_id, f.count, f.timerange) for f in findings] == [
-        (Check.MISSING_OBJECT, "f", "init", 2, "[0:0_2:0)"),
-        (Check.MISSING_OBJECT, "f", "m2", 1, "[1:0_2:0)"),
+        (Check.MISSING_OBJECTS, "f", "init", 2, "[0:0_2:0)"),
+        (Check.MISSING_OBJECTS, "f", "m2", 1, "[1:0_2:0)"),
     ]
 
 
@@ -161,7 +170,7 @@ def test_collections_whose_collecting_flow_is_gone(cat: Catalog) -> None:
     put_flow(cat, "member")
     cat.engine.insert("collections", pa.table({"flow_id": ["ghost"], "member_id": ["member"], "position": [0]}))
     (finding,) = audit(cat).findings
-    assert (finding.check, finding.flow_id, finding.other_id) == (Check.DANGLING_COLLECTION, "ghost", "member")
+    assert (finding.check, finding.flow_id, finding.other_id) == (Check.DANGLING_COLLECTIONS, "ghost", "member")
     assert "flow ghost does not exist" in finding.detail
 
 
@@ -188,7 +197,7 @@ def test_size_mismatch(demo: tuple[Catalog, Any]) -> None:
     cat.set_object_size(oid, 7)
     report = audit(cat, store)
     (finding,) = report.findings
-    assert (finding.check, finding.object_id, finding.other_id) == (Check.SIZE_MISMATCH, oid, object_key(oid))
+    assert (finding.check, finding.object_id, finding.other_id) == (Check.SIZE_MISMATCHES, oid, key_of(cat, oid))
     assert "size_bytes 7" in finding.detail
 
 
@@ -198,8 +207,8 @@ def test_limit_keeps_totals_exact(cat: Catalog) -> None:
     for i in range(5):
         cat.engine.insert("collections", pa.table({"flow_id": ["f"], "member_id": [f"m{i}"], "position": [i]}))
     report = audit(cat, limit=2)
-    assert report.totals["dangling_collection"] == 5 and report.totals["orphan_segments"] == 1
-    assert len(_by_check(report)["dangling_collection"]) == 2
+    assert report.totals["dangling_collections"] == 5 and report.totals["orphan_segments"] == 1
+    assert len(_by_check(report)["dangling_collections"]) == 2
 
 
 def test_json_document_is_stable(demo: tuple[Catalog, Any]) -> None:
@@ -216,7 +225,7 @@ def test_storage_check_against_real_s3(cat: Catalog, s3_store: Any) -> None:
     demo_with_media(cat, s3_store, segments=60)
     oid = cat.rows("segments", limit=1).column("object_id")[0].as_py()
     assert audit(cat, s3_store).clean
-    s3_store.delete([object_key(oid)])
+    s3_store.delete([key_of(cat, oid)])
     (finding,) = audit(cat, s3_store).findings
     assert (finding.check, finding.object_id) == (Check.MISSING_FROM_STORAGE, oid)
 

@@ -38,6 +38,8 @@ def _flow(cat: Catalog, flow_id: str, source_id: str, fmt: str, codec: str | Non
             "container": "video/mp2t" if fmt == VIDEO else "audio/mp4",
             "label": flow_id.upper(),
             "tags": tags,
+            # the audio is fragmented MP4: its objects have an init object
+            **({} if fmt == VIDEO else {"essence_parameters": {"init_segments": True}}),
         }
     )
 
@@ -62,7 +64,7 @@ def store(cat: Catalog) -> Catalog:
         "a1",
         [
             {"object_id": "a", "timerange": "[0:0_1:0)", "init_object_id": "init"},
-            {"object_id": "ghost", "timerange": "[1:0_2:0)"},
+            {"object_id": "ghost", "timerange": "[1:0_2:0)", "init_object_id": "init"},
         ],
     ).all_accepted
     cat.engine.delete("objects", [Term("id", "==", "ghost")])
@@ -89,7 +91,8 @@ def test_storage_per_flow(store: Catalog) -> None:
 def test_storage_per_source_counts_a_shared_object_once(store: Catalog) -> None:
     rows = _rows(reports.storage(store, "source"), "source_id")
     pick = {k: (r["label"], r["flows"], r["objects"], r["bytes"], r["objects_unsized"]) for k, r in rows.items()}
-    assert pick == {"s1": ("Source One", 2, 3, 1100, 1), "s2": (None, 1, 3, 15, 1)}
+    # s2 has no label of its own: it reads as its flows' labels (one flow, A1), not as a blank
+    assert pick == {"s1": ("Source One", 2, 3, 1100, 1), "s2": ("A1", 1, 3, 15, 1)}
 
 
 def test_storage_per_format(store: Catalog) -> None:

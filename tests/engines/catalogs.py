@@ -60,6 +60,7 @@ def live_vast_url(schema: str) -> str:
 def open_catalog(engine: str, tmp_path: Path) -> Iterator[Catalog]:
     """A fresh, empty catalog on ``engine``; closed (and on a cluster, dropped) afterwards."""
     if family(engine) == "duckdb":
+        tmp_path.mkdir(parents=True, exist_ok=True)  # a store is made in a folder that exists
         cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
     elif engine == "vast-reference":
         pytest.importorskip("vastdb", reason="the VAST engine needs the vastdb SDK (pip install '.[vast]')")

@@ -73,12 +73,20 @@ def video_flow(**extra: Any) -> dict[str, Any]:
 
 
 def ingest(
-    api: Any, flow_id: str, segments: list[dict[str, Any]], media: list[bytes], *, uploader: Any = None
+    api: Any,
+    flow_id: str,
+    segments: list[dict[str, Any]],
+    media: list[bytes],
+    *,
+    uploader: Any = None,
+    storage_id: str | None = None,
 ) -> list[str]:
-    """Upload ``media`` through the flow's storage allocation and register ``segments`` (their
-    ``object_id`` filled in, one object each, in order); returns the object ids. ``uploader``: the client
-    that PUTs the bytes (default: a plain client without credentials; a TestClient for its own app)."""
-    r = api.post(f"/flows/{flow_id}/storage", json={"limit": len(media)})
+    """Upload ``media`` through the flow's storage allocation (on ``storage_id``, default: the default backend)
+    and register ``segments`` (their ``object_id`` filled in, one object each, in order); returns the object
+    ids. ``uploader``: the client that PUTs the bytes (default: a plain client without credentials; a
+    TestClient for its own app)."""
+    body: dict[str, Any] = {"limit": len(media)} | ({"storage_id": storage_id} if storage_id else {})
+    r = api.post(f"/flows/{flow_id}/storage", json=body)
     assert r.status_code == 201, r.text
     ids = []
     with contextlib.ExitStack() as stack:
@@ -87,7 +95,7 @@ def ingest(
             put = m["put_url"]
             headers = httpx.Headers({"content-type": put["content-type"]})
             headers.update(put.get("headers", {}))
-            assert plain.put(put["url"], content=data, headers=headers).status_code in (200, 201)
+            assert plain.put(put["url"], content=data, headers=headers).status_code == 200
             ids.append(m["object_id"])
     docs = [{**s, "object_id": oid} for s, oid in zip(segments, ids, strict=True)]
     r = api.post(f"/flows/{flow_id}/segments", json=docs)

@@ -38,7 +38,8 @@ class Demo:
         return self.catalog.segment_rows(flow_id, limit=n).to_pylist()
 
     def media(self, object_id: str) -> bytes:
-        return self.store.get_bytes(object_id)
+        (instance,) = self.catalog.object_instances([object_id])[object_id]
+        return self.store.get_bytes(instance["storage_key"])
 
 
 @pytest.fixture(scope="module")

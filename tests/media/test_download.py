@@ -53,8 +53,9 @@ def test_missing_and_damaged_objects_are_named_and_nothing_is_written(
     api, fid, _, ids = flow_on_server
     catalog = api.app.state.catalog  # type: ignore[attr-defined]
     (store,) = api.app.state.stores  # type: ignore[attr-defined]
-    store.delete([ids[0]])
-    store.put_bytes(ids[2], b"\x47" * 188, "video/mp2t")  # not what was recorded (sizes are known for ingests)
+    key = {oid: inst[0]["storage_key"] for oid, inst in catalog.object_instances(ids).items()}
+    store.delete([key[ids[0]]])
+    store.put_bytes(key[ids[2]], b"\x47" * 188, "video/mp2t")  # not what was recorded (sizes are known for ingests)
     catalog.set_object_size(ids[2], 9999)
     out = tmp_path / "broken.ts"
     with pytest.raises(DownloadError) as err:

@@ -12,15 +12,13 @@ from tams_analytics.media.pattern import Stamp, read_stamp
 from tests.media.conftest import NS, RATE, fmp4_media, ingest, segment_media, video_flow
 
 FRAME_NS = NS // RATE
-#: FFmpeg 7.1+ refuses segment URLs without a media file extension unless told otherwise; TAMS object URLs
-#: (signed or presigned) have none (VLC, hls.js and Safari do not check)
-HLS_OPTIONS = {"extension_picky": "0"}
 
 
 def play(api: httpx.Client, flow_id: str, timerange: str) -> list[Stamp | None]:
-    """Open the playlist URL with FFmpeg's HLS demuxer and decode every video frame; their burnt-in stamps."""
+    """Open the playlist URL with FFmpeg's HLS demuxer (PyAV's FFmpeg 8, which checks segment URLs' extensions
+    as stock players do: no options needed) and decode every video frame; their burnt-in stamps."""
     url = f"{str(api.base_url).rstrip('/')}/flows/{flow_id}/playlist.m3u8?timerange={timerange}"
-    with av.open(url, options=HLS_OPTIONS) as container:
+    with av.open(url) as container:
         return [read_stamp(frame.to_image()) for frame in container.decode(container.streams.video[0])]
 
 

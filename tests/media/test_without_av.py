@@ -28,7 +28,7 @@ PROBE = textwrap.dedent(
     try:
         require_av()
     except ta.TamsError as exc:
-        assert "pip install 'tams-analytics[media]'" in str(exc)
+        assert 'pip install -e ".[media]" -c constraints.txt' in str(exc)
     else:
         raise AssertionError("PyAV was importable")
     try:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -411,7 +411,8 @@ def check_local_urls(d: Deployment, r: Resources) -> None:
     signer = LocalObjectStore(
         info, root=d.server.data_dir.parent / "signer", base_url=d.server.url, secret=SIGNING_KEY.encode()
     )
-    key = object_key(r.object_id)
+    key = unquote(urlsplit(url).path.rsplit("/", 1)[1])  # the object's key (its id and extension)
+    assert key == object_key(r.object_id, "video/mp2t")
     assert httpx.get(signer.signed_url("GET", key, 60)).content == b"secure bytes"
     expired = httpx.get(signer.signed_url("GET", key, -5))
     assert expired.status_code == 403 and "expired" in expired.json()["summary"]

@@ -120,6 +120,36 @@ def test_segments_listing_has_the_spec_text_parameters_errors_and_schema(
     assert "timerange" in json.dumps(segment) and document["components"]["schemas"]["error"]["required"]
 
 
+def test_the_playlist_operation_reads_like_the_specs(document: dict[str, Any]) -> None:
+    """The HLS playlist (this server's extension) in the spec's terms: a titled summary, the spec's ``flowId`` and
+    the query parameters it shares with the segments listing as the spec defines them, the media type it sends,
+    and its errors (with the ``error.json`` body)."""
+    assert "/flows/{flow_id}/playlist.m3u8" not in document["paths"]
+    item = document["paths"]["/flows/{flowId}/playlist.m3u8"]
+    segments = {p.get("name"): p for p in document["paths"]["/flows/{flowId}/segments"]["get"]["parameters"]}
+    for method in ("get", "head"):
+        op = item[method]
+        assert op["summary"] == "HLS Playlist" and op[EXTENSION] is True
+        names = [p["name"] for p in op["parameters"]]
+        assert names[0] == "flowId" and "flow_id" not in names
+        assert names[1:] == [
+            "timerange",
+            "accept_get_urls",
+            "accept_storage_ids",
+            "presigned",
+            "storage_backend_tag.{name}",
+            "storage_backend_tag_exists.{name}",
+        ]
+        assert all(p == segments[p["name"]] for p in op["parameters"]), "the spec's own definitions"
+        ok = op["responses"]["200"]
+        assert list(ok["content"]) == ["application/vnd.apple.mpegurl"]
+        assert ok["content"]["application/vnd.apple.mpegurl"]["example"].startswith("#EXTM3U")
+        assert {"200", "400", "404"} <= set(op["responses"]) and "422" not in op["responses"]
+    for status in ("400", "404"):
+        error = item["get"]["responses"][status]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/error"}
+
+
 def test_listings_document_tag_filters_and_writes_their_403(document: dict[str, Any]) -> None:
     flows = document["paths"]["/flows"]["get"]
     assert {"tag.{name}", "tag_exists.{name}", "format", "timerange"} <= {p.get("name") for p in flows["parameters"]}

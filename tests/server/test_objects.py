@@ -37,7 +37,7 @@ def upload(client: TestClient, flow_id: str, data: bytes, **body: Any) -> str:
     assert r.status_code == 201, r.text
     media = r.json()["media_objects"][0]
     put = media["put_url"]
-    assert client.put(put["url"], content=data, headers=put.get("headers", {})).status_code == 201
+    assert client.put(put["url"], content=data, headers=put.get("headers", {})).status_code == 200
     return media["object_id"]
 
 
@@ -106,7 +106,8 @@ def test_object_ids_with_slashes(client: TestClient) -> None:
 
 
 def test_init_objects(client: TestClient) -> None:
-    fid = make_flow(client)
+    essence = {"frame_width": 1920, "frame_height": 1080, "frame_rate": {"numerator": 25}, "init_segments": True}
+    fid = make_flow(client, container="video/mp4", essence_parameters=essence)
     init = upload(client, fid, b"init", content_type="video/mp4")
     media = upload(client, fid, b"media")
     register(client, fid, {"object_id": media, "timerange": "[0:0_1:0)", "init_object_id": init})
@@ -116,6 +117,7 @@ def test_init_objects(client: TestClient) -> None:
     init_obj = get_object(client, init)
     assert "timerange" not in init_obj  # MUST NOT be set for init objects
     assert init_obj["referenced_by_flows"] == [fid]
+    assert init_obj["first_referenced_by_flow"] == fid  # allocated, then registered by the flow's segment
     assert get_object(client, media, accept_get_urls="")["init_object"] == {"id": init}
 
 

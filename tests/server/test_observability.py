@@ -269,4 +269,4 @@ def test_tracing_off_touches_nothing_and_on_without_the_extra_still_serves(
     ):
         assert client.get("/").status_code == 200
         assert client.get("/health").status_code == 200
-    assert any("tams-analytics[otel]" in r.getMessage() for r in caplog.records)
+    assert any('pip install -e ".[otel]" -c constraints.txt' in r.getMessage() for r in caplog.records)

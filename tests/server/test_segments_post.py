@@ -189,8 +189,14 @@ def test_first_registration_must_be_on_the_allocating_flow(client: TestClient) -
     assert obj["first_referenced_by_flow"] == a and sorted(obj["referenced_by_flows"]) == sorted([a, b])
 
 
+def fmp4_flow(client: TestClient) -> str:
+    """A flow of fragmented MP4: every media object has an init object."""
+    essence = {"frame_width": 1920, "frame_height": 1080, "frame_rate": {"numerator": 25}, "init_segments": True}
+    return make_flow(client, container="video/mp4", essence_parameters=essence)
+
+
 def test_reuse_with_changed_properties_is_rejected(client: TestClient) -> None:
-    a, b = make_flow(client), make_flow(client)
+    a, b = fmp4_flow(client), fmp4_flow(client)
     first = {"object_id": "m", "timerange": "[0:0_10:0)", "key_frame_count": 2, "init_object_id": "init"}
     assert client.post(f"/flows/{a}/segments", json=first).status_code == 201
     reuse = {"object_id": "m", "timerange": "[100:0_102:0)", "ts_offset": "100:0"}
@@ -203,10 +209,65 @@ def test_reuse_with_changed_properties_is_rejected(client: TestClient) -> None:
     swap = {"object_id": "n", "timerange": "[0:0_1:0)", "init_object_id": "m"}
     assert_error(client.post(f"/flows/{b}/segments", json=swap), 400, "media object")
     assert_error(client.post(f"/flows/{b}/segments", json={"object_id": "init", "timerange": "[0:0_1:0)"}), 400)
-    # an unchanged re-use of part of the object is fine
+    # an unchanged re-use of part of the object is fine, and takes the object's init object
     assert client.post(f"/flows/{b}/segments", json=reuse).status_code == 201
     (seg,) = segments(client, b)
-    assert seg["ts_offset"] == "100:0"
+    assert seg["ts_offset"] == "100:0" and seg["init_object"]["object_id"] == "init"
+
+
+# -- the flow's init_segments rule ------------------------------------------------------------------------
+def test_a_segment_breaking_the_flows_init_segments_rule_is_400(client: TestClient) -> None:
+    fmp4, plain = fmp4_flow(client), make_flow(client)
+    missing = client.post(f"/flows/{fmp4}/segments", json={"object_id": "m", "timerange": "[0:0_1:0)"})
+    assert_error(missing, 400, "essence_parameters.init_segments is true", "must give init_object_id")
+    extra = {"object_id": "m", "timerange": "[0:0_1:0)", "init_object_id": "init"}
+    assert_error(client.post(f"/flows/{plain}/segments", json=extra), 400, "init_segments is not true")
+    assert segments(client, fmp4) == segments(client, plain) == []
+    assert client.get("/objects/m").status_code == client.get("/objects/init").status_code == 404
+    assert client.post(f"/flows/{fmp4}/segments", json=extra).status_code == 201
+
+
+def test_bulk_refusals_by_the_init_segments_rule_are_failed_segments(client: TestClient) -> None:
+    fmp4 = fmp4_flow(client)
+    body = [
+        {"object_id": "a", "timerange": "[0:0_1:0)", "init_object_id": "init"},
+        {"object_id": "b", "timerange": "[1:0_2:0)"},  # no init object: refused, and blocks nothing
+        {"object_id": "c", "timerange": "[1:0_2:0)", "init_object_id": "init"},
+    ]
+    r = client.post(f"/flows/{fmp4}/segments", json=body)
+    assert r.status_code == 200, r.text
+    assert_valid(r.json(), "flow-segment-bulk-failure.json")
+    (failure,) = r.json()["failed_segments"]
+    assert failure["object_id"] == "b" and failure["timerange"] == "[1:0_2:0)"
+    assert "init_segments is true" in failure["error"]["summary"]
+    assert [(s["object_id"], s["init_object"]["object_id"]) for s in segments(client, fmp4)] == [
+        ("a", "init"),
+        ("c", "init"),
+    ]
+
+
+@pytest.mark.parametrize("becomes", [True, False])
+def test_changing_init_segments_while_segments_disagree_is_400(client: TestClient, becomes: bool) -> None:
+    """The decision: a flow's init_segments cannot change while segments it holds would break the new setting
+    (the answer says how many); other changes to the flow, and the change once they are gone, are fine."""
+    essence = {"frame_width": 1920, "frame_height": 1080, "frame_rate": {"numerator": 25}}
+    body = video_flow(essence_parameters=essence | {"init_segments": not becomes}, container="video/mp4")
+    assert client.put(f"/flows/{body['id']}", json=body).status_code == 201
+    fid = body["id"]
+    docs = [{"object_id": new_id(), "timerange": f"[{i}:0_{i + 1}:0)"} for i in range(2)]
+    docs = [d | ({} if becomes else {"init_object_id": "init"}) for d in docs]
+    assert client.post(f"/flows/{fid}/segments", json=docs).status_code == 201
+    changed = body | {"essence_parameters": essence | {"init_segments": becomes}}
+    r = client.put(f"/flows/{fid}", json=changed)
+    assert_error(r, 400, f"holds 2 segments {'without' if becomes else 'with'} init_object_id")
+    flow = client.get(f"/flows/{fid}").json()
+    assert flow["essence_parameters"].get("init_segments", False) is not becomes
+    assert client.put(f"/flows/{fid}", json=body | {"label": "renamed"}).status_code == 204
+    # no flow property endpoint can change it
+    assert client.put(f"/flows/{fid}/init_segments", json=becomes).status_code in (404, 405)
+    assert client.delete(f"/flows/{fid}/segments").status_code == 204
+    assert client.put(f"/flows/{fid}", json=changed).status_code == 204
+    assert client.get(f"/flows/{fid}").json()["essence_parameters"].get("init_segments", False) is becomes
 
 
 # -- uncontrolled get_urls --------------------------------------------------------------------------------

@@ -4,10 +4,14 @@ the real command in a subprocess."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,3 +103,103 @@ def held_store(tmp_path: Path) -> Iterator[Path]:
 def test_a_store_another_process_holds(tmp_path: Path, held_store: Path) -> None:
     code, stderr = serve(tmp_path / "data", "--store", f"duckdb:///{held_store}")
     assert_one_line(code, stderr, "cannot open the store", "in use by another process")
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "-1"])
+def test_a_port_outside_1_to_65535_is_one_line(tmp_path: Path, port: str) -> None:
+    """Not wrapped into another port (99999 - 65536) nor a resolver's message: said, exit 2, nothing made."""
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")}
+    cmd = [sys.executable, "-m", "tams_analytics.cli", "serve", "--data-dir", str(tmp_path / "data"), "--port", port]
+    done = subprocess.run(cmd, env=child_env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert_one_line(done.returncode, done.stderr, f"--port: {port} is not a TCP port", "1 to 65535", "0: any free")
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_store_in_a_folder_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    """A mistyped --store does not become a new store (and its folders): as demo --storage refuses a new dir."""
+    missing = tmp_path / "nonexistent" / "folder"
+    code, stderr = serve(tmp_path / "data", "--store", f"duckdb:///{missing / 'tams.duckdb'}")
+    assert_one_line(code, stderr, f"{missing} does not exist", "existing folder")
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_a_data_dir_that_cannot_be_one_is_said_in_words(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    code, stderr = serve(tmp_path / "file" / "data")
+    assert_one_line(code, stderr, f"data dir {tmp_path / 'file' / 'data'}: not a directory")
+    assert "Errno" not in stderr and "Error:" not in stderr
+
+
+@contextlib.contextmanager
+def _serving(tmp_path: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``serve`` with ``args`` started; its first stdout line (the banner) and the process, stopped (SIGINT)
+    after."""
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")} | {"PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "tams_analytics.cli", "serve", "--data-dir", str(tmp_path / "data"), *args]
+    process = subprocess.Popen(cmd, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        line = process.stdout.readline()
+        assert line, process.stderr.read()
+        yield line, process
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+def test_port_0_takes_a_free_port_and_the_banner_says_which(tmp_path: Path) -> None:
+    import httpx
+
+    with _serving(tmp_path, "--port", "0") as (line, process):
+        url = line.split("TAMS server on ", 1)[1].split()[0]
+        port = int(url.rsplit(":", 1)[1])
+        assert url == f"http://127.0.0.1:{port}" and 0 < port <= 65535
+        # the banner's store URL: the absolute path after three slashes, not four
+        assert f"store duckdb://{(tmp_path / 'data' / 'tams.duckdb').resolve()})" in line and "duckdb:////" not in line
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(f"{url}/service", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.1)
+        assert r.status_code == 200  # the port it says is the port it serves
+
+
+def test_json_logs_make_the_banner_json_too(tmp_path: Path) -> None:
+    with _serving(tmp_path, "--port", "0", "--log-format", "json") as (line, _):
+        doc = json.loads(line)
+    assert doc["level"] == "INFO" and doc["message"].startswith("TAMS server on http://127.0.0.1:")
+    assert set(doc) >= {"time", "logger", "request_id"}
+
+
+@pytest.mark.parametrize(
+    ("command", "blocked", "extra"),
+    [("serve", "uvicorn", "server"), ("serve", "fastapi", "server"), ("bench", "psutil", "bench")],
+)
+def test_a_missing_extra_is_one_line_naming_it(tmp_path: Path, command: str, blocked: str, extra: str) -> None:
+    """As in an install without the extra (tests/test_analyst_install.py has the real one): one line, exit 2."""
+    probe = (
+        f"import sys\nsys.modules[{blocked!r}] = None\n"
+        "from tams_analytics.cli.__main__ import main\nsys.exit(main(sys.argv[1:]))"
+    )
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")}
+    done = subprocess.run(
+        [sys.executable, "-c", probe, command],
+        env=child_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"tams-analytics {command}: ") and f"(no module {blocked})" in line
+    assert f'pip install -e ".[{extra}]" -c constraints.txt' in line
+    assert list(tmp_path.iterdir()) == []  # nothing made on the way (no ./tams-data)

@@ -26,7 +26,7 @@ from tams_analytics.engines.duckdb.held import explain_held_store
 from tams_analytics.engines.ibis_query import DERIVED, declared_schema
 from tams_analytics.engines.sql import Params, quote, select_sql, where_sql
 from tams_analytics.engines.windows import FlowExtents
-from tams_analytics.exceptions import TamsError
+from tams_analytics.exceptions import StoreNotFoundError, TamsError
 from tams_analytics.predicates import Predicate
 from tams_analytics.schema import SCHEMAS, SORT_KEYS
 
@@ -70,27 +70,32 @@ def _path_of(url: SplitResult) -> str:
 
 def _store_path(url: SplitResult, *, create: bool) -> str:
     """The database file ``url`` names. Without ``create`` it must exist: a read path never makes a store
-    (a typo would otherwise open a new, empty one); with ``create`` its folder is made if needed."""
+    (a typo would otherwise open a new, empty one); with ``create`` its folder must exist (a mistyped folder
+    does not become a new store either)."""
     path = _path_of(url)
     if path == ":memory:":
         return path
+    where = "/" + str(Path(path).absolute()).lstrip("/")  # duckdb:////abs (four slashes) is the absolute path too
     if create:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(where).parent
+        if not folder.is_dir():
+            state = "is not a folder" if folder.exists() else "does not exist"
+            raise TamsError(
+                f"{folder} {state}: a new DuckDB store ({where}) goes in an existing folder (make it first, or "
+                f"correct the path){_two_slashes(url, path)}"
+            )
         return path
     if not Path(path).exists():
-        where = str(Path(path).absolute())
-        where = "/" + where.lstrip("/")  # duckdb:////abs (four slashes) is the absolute path too
-        hint = ""
-        if url.netloc:  # duckdb://tmp/x.duckdb: two slashes name a path relative to the working directory
-            hint = (
-                f"; duckdb://{path} is a relative path (two slashes): for /{path} write duckdb:///{path} "
-                "(three slashes)"
-            )
-        raise TamsError(
-            f"no DuckDB store at {where}{hint}; to make a new store, connect with create=True "
-            "(tams-analytics demo and serve do)"
-        )
+        raise StoreNotFoundError(f"no DuckDB store at {where}{_two_slashes(url, path)}")
     return path
+
+
+def _two_slashes(url: SplitResult, path: str) -> str:
+    """For ``duckdb://tmp/x.duckdb`` (two slashes: a path relative to the working directory, which is easily
+    a typo for an absolute one), a hint saying so."""
+    if not url.netloc or url.netloc == ".":  # duckdb://./x.duckdb says "relative" on purpose
+        return ""
+    return f"; duckdb://{path} is a relative path (two slashes): for /{path} write duckdb:///{path} (three slashes)"
 
 
 class Engine(BaseEngine):
@@ -105,9 +110,11 @@ class Engine(BaseEngine):
     def __init__(
         self, url: SplitResult, *, read_only: bool = False, threads: int | None = None, create: bool = False
     ) -> None:
-        """Open the store at ``url``, which must exist unless ``create`` (then it is made, folders too)."""
+        """Open the store at ``url``, which must exist unless ``create`` (then it is made, in an existing folder)."""
         super().__init__(url)
         self.path = _store_path(url, create=create and not read_only)
+        #: this connection made the database file (a command that fails may remove it: :meth:`discard`)
+        self.created = self.path != ":memory:" and not Path(self.path).exists()
         config: dict[str, Any] = {}
         if threads:
             config["threads"] = threads
@@ -303,6 +310,14 @@ class Engine(BaseEngine):
 
     def checkpoint(self) -> None:
         self._writer.execute("CHECKPOINT")
+
+    def discard(self) -> bool:
+        self.close()
+        if not self.created:
+            return False
+        for leftover in (Path(self.path), Path(f"{self.path}.wal")):
+            leftover.unlink(missing_ok=True)
+        return True
 
     def close(self) -> None:
         for cur in self._cursors:

@@ -12,7 +12,12 @@ is used: listings page by ``Link``, ``limit`` is asked high and the server caps 
 Credentials: ``tams+https://USER:PASSWORD@host`` (basic), ``tams+https://:TOKEN@host`` (bearer), the
 environment (``TAMS_HTTP_TOKEN``, or ``TAMS_HTTP_USERNAME``/``TAMS_HTTP_PASSWORD``), or ``auth=`` any
 callable returning headers (:mod:`~.auth`). ``?verify=false`` accepts a test CA. Options:
-``connect(url, auth=, timeout=30, retries=5, concurrency=8, page_limit=10000, progress=None)``.
+``connect(url, auth=, timeout=30, retries=5, concurrency=8, page_limit=10000, progress=None, probe_timeout=5)``.
+
+Connecting asks the API root once (``GET /``, within ``probe_timeout`` seconds, no retries; None: not at all),
+so that a server that is not there, a wrong path prefix or refused credentials fail at ``connect`` in one
+paragraph saying what to do (:class:`~.client.ServerUnreachableError` when nothing answers), not later inside
+a query after every retry.
 
 What the API cannot answer exactly, and how this engine says so:
 
@@ -44,7 +49,7 @@ from tams_analytics.engines.remote import LazyTables
 from tams_analytics.engines.remote.residual import conform, evaluate
 from tams_analytics.engines.tams_http import wire
 from tams_analytics.engines.tams_http.auth import Auth, auth_from
-from tams_analytics.engines.tams_http.client import Client
+from tams_analytics.engines.tams_http.client import Client, ServerUnreachableError
 from tams_analytics.engines.tams_http.plan import RestPlan, plan
 from tams_analytics.exceptions import TamsError, UnsupportedError
 from tams_analytics.predicates import InSubquery, Predicate, Term
@@ -53,7 +58,7 @@ from tams_analytics.schema import SCHEMAS, TagEntity
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
-__all__ = ["Engine", "base_url"]
+__all__ = ["Engine", "ServerUnreachableError", "base_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +108,8 @@ class Engine(BaseEngine):
         complete_listings=False,
         unavailable=wire.UNAVAILABLE,
         tables=READABLE,
+        cheap_counts=False,
+        reads_api=True,
     )
 
     def __init__(
@@ -116,6 +123,7 @@ class Engine(BaseEngine):
         page_limit: int = 10_000,
         verify: bool | None = None,
         progress: bool | None = None,
+        probe_timeout: float | None = 5.0,
     ) -> None:
         super().__init__(url)
         self.base_url = base_url(url)
@@ -133,7 +141,23 @@ class Engine(BaseEngine):
             connections=self.concurrency,
         )
         self._lazy: LazyTables | None = None
+        if probe_timeout is not None:
+            try:
+                self.client.probe(probe_timeout)
+            except BaseException:
+                self.client.close()
+                raise
         logger.info("tams+http engine on %s", self.base_url)
+
+    def ping(self) -> str:
+        """The API answers with these credentials: its root, ``/service`` and a one-item page of ``/flows``
+        (reading needs more rights than the root on some servers)."""
+        self.client.probe(self.client.timeout)
+        service = self.client.document("/service") or {}
+        self.client.document("/flows", {"limit": "1"})
+        version = service.get("api_version", "?") if isinstance(service, dict) else "?"
+        kind = service.get("type") or service.get("name") if isinstance(service, dict) else None
+        return f"TAMS API {version} at {self.base_url}" + (f" ({kind})" if kind else "")
 
     def __repr__(self) -> str:
         return f"tams_http.Engine({self.base_url!r})"
@@ -229,9 +253,10 @@ class Engine(BaseEngine):
             return list(p.ids)
         return [d["id"] for d in self._listing("/flows")]
 
-    def _segment_docs(self, p: RestPlan, params: dict[str, str]) -> list[tuple[str, list[Any]]]:
-        """``(flow_id, segment documents)`` per flow of the plan (every flow when it names none)."""
-        query = {**p.params, "accept_get_urls": "", **params}
+    def _segment_docs(self, p: RestPlan, params: dict[str, str], *, urls: bool = False) -> list[tuple[str, list[Any]]]:
+        """``(flow_id, segment documents)`` per flow of the plan (every flow when it names none); without
+        ``urls`` the documents carry no ``get_urls`` (``accept_get_urls=``: no URL to mint or send)."""
+        query = {**p.params, **({} if urls else {"accept_get_urls": ""}), **params}
         flows = self._flow_ids(p)
         return list(
             zip(
@@ -251,11 +276,6 @@ class Engine(BaseEngine):
         parts = [wire.segment_rows(f, docs) for f, docs in self._segment_docs(p, {})]
         return pa.concat_tables(parts) if parts else wire.table_of("segments", [])
 
-    def _object_ids(self) -> list[str]:
-        """Every object some segment references (media or init)."""
-        docs = [d for _, ds in self._segment_docs(plan("segments", []), {}) for d in ds]
-        return [o["id"] for o in wire.objects_of_segments(docs)]
-
     def _objects(self, p: RestPlan) -> pa.Table:
         """Objects by id (``GET /objects/{id}``), else those the segments of every flow reference (without
         ``first_referenced_by_flow``: only an object's own document has it, and the spec makes it optional)."""
@@ -266,8 +286,14 @@ class Engine(BaseEngine):
         return wire.table_of("objects", wire.object_rows(docs))
 
     def _instances(self, p: RestPlan) -> pa.Table:
-        ids = list(p.ids) if p.ids is not None else self._object_ids()
-        docs = self._documents("/objects", RestPlan("objects", tuple(ids)), {"verbose_storage": "true"})
+        """Instances of the objects named (``GET /objects/{id}?verbose_storage=true`` each), else of every
+        object the segments reference, read from the segment listings themselves (``verbose_storage=true``:
+        an object's ``get_urls`` are listed with each segment), a request per page rather than per object."""
+        if p.ids is not None:
+            docs = self._documents("/objects", RestPlan("objects", p.ids), {"verbose_storage": "true"})
+        else:
+            segments = self._segment_docs(plan("segments", []), {"verbose_storage": "true"}, urls=True)
+            docs = wire.instances_of_segments([d for _, ds in segments for d in ds])
         return wire.instance_rows(docs)
 
     def _tags(self, p: RestPlan) -> pa.Table:

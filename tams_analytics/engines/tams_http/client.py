@@ -26,7 +26,7 @@ import httpx
 from tams_analytics.engines.tams_http.auth import Auth
 from tams_analytics.exceptions import TamsError
 
-__all__ = ["RETRY_STATUS", "Client"]
+__all__ = ["RETRY_STATUS", "Client", "ServerUnreachableError"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,28 @@ MAX_WAIT_S: Final = 30.0
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+
+
+class ServerUnreachableError(TamsError):
+    """Nothing answers at a TAMS API's URL (refused, unknown host, no answer in time)."""
+
+    def __init__(self, base_url: str, reason: str) -> None:
+        super().__init__(
+            f"no TAMS server answers at {base_url} ({reason}). Start one (tams-analytics serve; with --demo 2000 it "
+            "serves a small demo store), or check the URL's host and port, the network and any proxy in between."
+        )
+        self.base_url = base_url
+        self.reason = reason
+
+
+def _transport_reason(exc: httpx.TransportError) -> str:
+    """Why a connection failed, in a few words (httpx wraps the OS error)."""
+    text = str(exc) or type(exc).__name__
+    if "refused" in text.lower():
+        return "connection refused: no server listens on that port"
+    if "name or service not known" in text.lower() or "nodename nor servname" in text.lower():
+        return "unknown host name"
+    return " ".join(text.split())[:200]
 
 
 class Client:
@@ -59,6 +81,7 @@ class Client:
         self.auth = auth
         self.retries = max(0, retries)
         self.backoff_s = backoff_s
+        self.timeout = timeout
         self._http = httpx.Client(
             timeout=timeout,
             verify=verify,
@@ -137,6 +160,39 @@ class Client:
         if response.status_code in (401, 403):
             hint = " (check the credentials: the URL's user info, TAMS_HTTP_TOKEN, or the auth= option)"
         return TamsError(f"{what} answered HTTP {response.status_code}{detail}{hint}")
+
+    # -- is anyone there? --------------------------------------------------------------------------------
+    def probe(self, timeout: float) -> Any:
+        """GET the API root once, within ``timeout`` seconds and without retries: the service's answer (the
+        list of its paths), or a :class:`ServerUnreachableError` (nothing answers) or :class:`TamsError`
+        (something answers, not as a TAMS API would to these credentials) saying in one paragraph what to do.
+        """
+        url = self.base_url + "/"
+        with self._lock:
+            self.requests += 1
+        try:
+            response = self._http.get(url, headers=self._headers(), timeout=timeout)
+        except httpx.TimeoutException:  # (the reason is in the message: no chain of httpx's frames under it)
+            raise ServerUnreachableError(self.base_url, f"no answer within {timeout:g} s") from None
+        except httpx.TransportError as exc:
+            raise ServerUnreachableError(self.base_url, _transport_reason(exc)) from None
+        logger.debug("GET %s -> %s", url, response.status_code)
+        if response.status_code == 401 and hasattr(self.auth, "refresh"):
+            self.auth.refresh()  # type: ignore[union-attr]
+            response = self._http.get(url, headers=self._headers(), timeout=timeout)
+        if not response.is_success:
+            error = self._error(response)
+            if response.status_code == 404:
+                raise TamsError(f"{error}: {self.base_url} is not the root of a TAMS API; check the URL's path prefix")
+            raise error
+        try:
+            return response.json()
+        except ValueError:
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            raise TamsError(
+                f"{self.base_url} answers, but not as a TAMS API (GET / gave {kind}, not JSON): check the URL's host, "
+                "port and path prefix"
+            ) from None
 
     # -- documents ------------------------------------------------------------------------------------------
     def document(self, path: str, params: Mapping[str, str] | None = None) -> Any | None:

@@ -31,6 +31,7 @@ __all__ = [
     "collection_rows",
     "flow_rows",
     "instance_rows",
+    "instances_of_segments",
     "object_rows",
     "objects_of_segments",
     "segment_rows",
@@ -201,6 +202,23 @@ def instance_rows(docs: Sequence[Mapping[str, Any]]) -> pa.Table:
                 }
             )
     return table_of("object_instances", out)
+
+
+def instances_of_segments(docs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The objects ``flow-segment.json`` documents (listed with ``verbose_storage=true``) reference, media
+    and init, as ``{"id", "get_urls"}``, first mention first: what :func:`instance_rows` reads. An object's
+    ``get_urls`` are its own wherever it is listed (ADR 0038), so a segment listing gives every instance of
+    a flow's objects in a request per page instead of one per object."""
+    seen: dict[str, dict[str, Any]] = {}
+    for d in docs:
+        init = d.get("init_object") if isinstance(d.get("init_object"), Mapping) else None
+        for oid, urls in (
+            (d["object_id"], d.get("get_urls")),
+            (init and init.get("object_id"), init and init.get("get_urls")),
+        ):
+            if oid and oid not in seen:
+                seen[oid] = {"id": oid, "get_urls": urls or []}
+    return list(seen.values())
 
 
 def storage_backend_rows(docs: Sequence[Mapping[str, Any]]) -> tuple[pa.Table, list[dict[str, object]]]:

@@ -13,7 +13,7 @@ from tams_analytics.catalog import Catalog
 from tams_analytics.catalog.bulk import load_segments
 from tams_analytics.exceptions import ConflictError, NotFoundError
 from tams_analytics.timerange_vector import format_timeranges
-from tests.engines.contract.helpers import flow, seg, stored
+from tests.engines.contract.helpers import flow, put, seg, stored
 
 
 def test_abutting_segments_are_accepted_and_overlaps_refused(catalog: Catalog, flow_id: str) -> None:
@@ -106,7 +106,8 @@ def test_object_rules(catalog: Catalog, flow_id: str) -> None:
     obj = catalog.get_object(ids[0])
     assert obj["referenced_by_flows"] == sorted([flow_id, other["id"]]) and obj["timerange"] == "[0:0_1:0)"
     assert catalog.get_object(ids[1]) is None, "allocated but never registered"
-    init = catalog.add_segments(flow_id, [seg("m1", "[1:0_2:0)", init_object_id="init1"), seg("init1", "[2:0_3:0)")])
+    fmp4 = put(catalog, container="video/mp4", essence_parameters={"frame_width": 1920, "init_segments": True})["id"]
+    init = catalog.add_segments(fmp4, [seg("m1", "[1:0_2:0)", init_object_id="init1"), seg("init1", "[2:0_3:0)")])
     assert init.accepted == [0] and "initialisation object" in init.failed[0].reason
     with pytest.raises(ConflictError):
         catalog.allocate_objects(flow_id, object_ids=[ids[0]], storage_id="s", storage_key=lambda i: i)

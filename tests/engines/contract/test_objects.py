@@ -25,6 +25,12 @@ def registered(catalog: Catalog, flow_id: str, oid: str, tr: str = "[0:0_10:0)",
     assert r.all_accepted, r.failed
 
 
+def fmp4(catalog: Catalog) -> str:
+    """A new flow of init segments (fragmented MP4): its segments' objects have init objects."""
+    essence = {"frame_width": 1920, "frame_height": 1080, "init_segments": True}
+    return str(put(catalog, container="video/mp4", essence_parameters=essence)["id"])
+
+
 def reasons(catalog: Catalog, flow_id: str, *segments: dict[str, object]) -> list[str]:
     """Why each of ``segments`` was refused (all must be)."""
     r = catalog.add_segments(flow_id, list(segments))
@@ -111,7 +117,8 @@ def test_object_timerange_sets_the_objects_own_timeline(catalog: Catalog, flow_i
 
 
 # -- re-use ------------------------------------------------------------------------------------------------
-def test_init_and_media_objects_cannot_swap_roles(catalog: Catalog, flow_id: str) -> None:
+def test_init_and_media_objects_cannot_swap_roles(catalog: Catalog) -> None:
+    flow_id = fmp4(catalog)
     registered(catalog, flow_id, "media", "[0:0_1:0)", init_object_id="init")
     init = catalog.get_object("init")
     assert init is not None and init["is_init"] and init["referenced_by_flows"] == [flow_id]
@@ -124,8 +131,8 @@ def test_init_and_media_objects_cannot_swap_roles(catalog: Catalog, flow_id: str
     assert catalog.get_object("fresh") is None and catalog.get_object("self") is None
 
 
-def test_reuse_must_not_change_the_objects_properties(catalog: Catalog, flow_id: str) -> None:
-    other = put(catalog)["id"]
+def test_reuse_must_not_change_the_objects_properties(catalog: Catalog) -> None:
+    flow_id, other = fmp4(catalog), fmp4(catalog)
     registered(catalog, flow_id, "m", "[0:0_1:0)", key_frame_count=1, init_object_id="i1")
     registered(catalog, flow_id, "i2-user", "[1:0_2:0)", init_object_id="i2")
     why = reasons(
@@ -211,8 +218,8 @@ def test_delete_instance_by_storage_or_label_but_never_the_last(catalog: Catalog
 
 
 # -- references and garbage collection ----------------------------------------------------------------------
-def test_objects_are_unreferenced_only_once_no_segment_uses_them(catalog: Catalog, flow_id: str) -> None:
-    other = put(catalog)["id"]
+def test_objects_are_unreferenced_only_once_no_segment_uses_them(catalog: Catalog) -> None:
+    flow_id, other = fmp4(catalog), fmp4(catalog)
     registered(catalog, flow_id, "shared", "[0:0_1:0)", init_object_id="init")
     registered(catalog, flow_id, "mine", "[1:0_2:0)", init_object_id="init")
     registered(catalog, other, "shared", "[0:0_1:0)", init_object_id="init")

@@ -26,9 +26,12 @@ def _tr(a: float, b: float) -> str:
     return f"[{int(a * S) // S}:{int(a * S) % S}_{int(b * S) // S}:{int(b * S) % S})"
 
 
-def _random_requests(rng: random.Random, flows: list[str], n: int) -> list[tuple[str, list[dict[str, Any]]]]:
+def _random_requests(
+    rng: random.Random, flows: list[str], n: int, init_flows: frozenset[str] = frozenset()
+) -> list[tuple[str, list[dict[str, Any]]]]:
     """Requests as a live recorder and a few clumsy clients would send them: mostly abutting single
-    segments per flow, some overlapping, some re-using objects (also across flows), some bad."""
+    segments per flow, some overlapping, some re-using objects (also across flows), some bad. Segments of
+    ``init_flows`` (flows of init segments) mostly name an init object, some forget it."""
     objects = [f"shared-{k}" for k in range(4)]
     edge = dict.fromkeys(flows, 0.0)
     out: list[tuple[str, list[dict[str, Any]]]] = []
@@ -46,6 +49,8 @@ def _random_requests(rng: random.Random, flows: list[str], n: int) -> list[tuple
                 item["init_object_id"] = "init-" + rng.choice("ab")
             elif roll < 0.18:
                 item["timerange"] = "not a timerange"
+            elif fid in init_flows and roll < 0.9:
+                item["init_object_id"] = "init-" + rng.choice("ab")
             items.append(item)
             edge[fid] = max(edge.get(fid, 0.0), start + length)
         out.append((fid, items))
@@ -70,12 +75,13 @@ def test_a_batch_answers_as_the_requests_would_one_after_another(
 ) -> None:
     engine = request.node.callspec.params["catalog"]
     rng = random.Random(seed)
-    docs = [flow() for _ in range(3)]
+    init = {"frame_width": 1920, "frame_height": 1080, "init_segments": True}
+    docs = [flow(), flow(), flow(container="video/mp4", essence_parameters=init)]
     with open_catalog(engine, tmp_path / "sequential") as one_by_one:
         for d in docs:
             catalog.put_flow(d)
             one_by_one.put_flow(d)
-        requests = _random_requests(rng, [d["id"] for d in docs], 40)
+        requests = _random_requests(rng, [d["id"] for d in docs], 40, frozenset([docs[2]["id"]]))
         expected = []
         for fid, items in requests:
             try:

@@ -112,7 +112,7 @@ def _explorer(cat: Catalog, c: Context) -> Any:
 def _audit(cat: Catalog, c: Context) -> Any:
     """The audit: what it examined, and the totals of the checks every engine can run."""
     report = integrity.audit(cat)
-    everywhere = ("overlapping_segments", "orphan_flow", "dangling_collection")
+    everywhere = ("overlapping_segments", "orphan_flows", "dangling_collections")
     return report.checked, {k: report.totals[k] for k in everywhere}, report.clean
 
 

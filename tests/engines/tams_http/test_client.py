@@ -1,14 +1,17 @@
-"""The ``tams+http`` engine's HTTP: credentials, retries with back-off, errors, paging safety, progress.
+"""The ``tams+http`` engine's HTTP: the probe at connect, credentials, retries with back-off, errors, paging
+safety, progress.
 
 Credentials run against this project's server with authentication on (a second live server over the shared
 demo store); retries, time-outs and hostile ``Link`` headers against a small scripted HTTP server (the
-standard library's, on 127.0.0.1), since a well-behaved TAMS server does not produce them on demand.
+standard library's, on 127.0.0.1), since a well-behaved TAMS server does not produce them on demand; a server
+that is not there is a port nothing listens on, and one that never answers a socket that never accepts.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -54,18 +57,65 @@ def test_a_bearer_token_from_the_url_or_the_environment(
     assert _count(f"tams+http://{host}") == flows
 
 
-def test_wrong_credentials_say_so_and_never_show_the_secret(
+def test_wrong_credentials_say_so_at_connect_and_never_show_the_secret(
     guarded: ServedCatalog, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("TAMS_HTTP_TOKEN", raising=False)
     caplog.set_level(logging.DEBUG)
     wrong = "wrong-" + TOKEN
-    cat = ta.connect(f"tams+http://:{wrong}@{guarded.url.removeprefix('http://')}")
+    url = f"tams+http://:{wrong}@{guarded.url.removeprefix('http://')}"
+    with pytest.raises(TamsError, match=r"GET .*/ answered HTTP 401.*check the credentials") as caught:
+        ta.connect(url)
+    assert wrong not in str(caught.value)
+    cat = ta.connect(url, probe_timeout=None)  # not asked at connect: the first query says the same
     with pytest.raises(TamsError, match=r"HTTP 401.*check the credentials") as caught:
         cat.flows().count().execute()
     assert wrong not in str(caught.value) and wrong not in repr(cat.engine.client.auth)
     assert wrong not in caplog.text and TOKEN not in caplog.text
     cat.close()
+
+
+# -- the probe at connect ---------------------------------------------------------------------------------------
+def test_a_server_that_is_not_there_fails_at_connect_at_once_saying_what_to_do() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(tams_http.ServerUnreachableError) as caught:
+        ta.connect(f"tams+http://127.0.0.1:{port}")
+    assert time.monotonic() - started < 2  # not after five retries with back-off
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"no TAMS server answers at http://127.0.0.1:{port}")
+    assert "connection refused" in message and "tams-analytics serve" in message and "check the URL" in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no chain of httpx's frames
+
+
+def test_a_server_that_never_answers_fails_at_connect_after_the_probes_time_out() -> None:
+    with socket.socket() as s:  # listens (the kernel accepts connections) but never reads or answers
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        started = time.monotonic()
+        with pytest.raises(tams_http.ServerUnreachableError, match=r"no answer within 0.5 s"):
+            ta.connect(f"tams+http://127.0.0.1:{s.getsockname()[1]}", probe_timeout=0.5)
+        assert time.monotonic() - started < 3
+
+
+def test_a_url_that_is_not_an_api_root_says_so_at_connect() -> None:
+    def root(path: str) -> Answer:
+        return (200, {}, ["service", "flows"]) if path == "/api/" else (404, {}, error("NotFound", "no such path"))
+
+    with Scripted(lambda path, n: (200, {}, []), root=root) as server:
+        with pytest.raises(TamsError, match=r"HTTP 404.*is not the root of a TAMS API; check the URL's path prefix"):
+            ta.connect(server.url)  # the API is under /api
+        ta.connect(f"{server.url}/api").close()
+        assert server.probes == ["/", "/api/"] and server.seen == []
+
+
+def test_a_web_page_is_not_an_api() -> None:
+    page: Answer = (200, {"Content-Type": "text/html"}, "<html></html>")
+    with Scripted(lambda path, n: (200, {}, []), root=lambda path: page) as server:
+        with pytest.raises(TamsError, match=r"answers, but not as a TAMS API \(GET / gave text/html, not JSON\)"):
+            ta.connect(server.url)
 
 
 def test_pluggable_credentials_are_refreshed_once_after_a_401(guarded: ServedCatalog, served_demo: ServedDemo) -> None:
@@ -93,21 +143,35 @@ Answer = tuple[int, Mapping[str, str], object]
 
 
 class Scripted:
-    """An HTTP server answering GETs from a script: ``answers(path_and_query, n) -> (status, headers, body)``."""
+    """An HTTP server answering GETs from a script: ``answers(path_and_query, n) -> (status, headers, body)``.
 
-    def __init__(self, answers: Callable[[str, int], Answer], delay: Callable[[int], float] = lambda n: 0.0) -> None:
+    An API root (a path ending in ``/``: what ``connect`` asks first) is answered by ``root(path)``, the list
+    of paths by default, and recorded in :attr:`probes` rather than counted in :attr:`seen`."""
+
+    def __init__(
+        self,
+        answers: Callable[[str, int], Answer],
+        delay: Callable[[int], float] = lambda n: 0.0,
+        root: Callable[[str], Answer] = lambda path: (200, {}, ["service", "flows", "sources"]),
+    ) -> None:
         self.seen: list[str] = []
+        self.probes: list[str] = []
         script = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                n = len(script.seen)
-                script.seen.append(self.path)
-                time.sleep(delay(n))
-                status, headers, body = answers(self.path, n)
-                data = json.dumps(body).encode()
+                if self.path.endswith("/"):
+                    script.probes.append(self.path)
+                    status, headers, body = root(self.path)
+                else:
+                    n = len(script.seen)
+                    script.seen.append(self.path)
+                    time.sleep(delay(n))
+                    status, headers, body = answers(self.path, n)
+                data = (body if isinstance(body, str) else json.dumps(body)).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                if "Content-Type" not in headers:
+                    self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 for k, v in headers.items():
                     self.send_header(k, v)

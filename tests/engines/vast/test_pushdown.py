@@ -51,7 +51,7 @@ from tams_analytics.engines.sql import render_sql
 from tams_analytics.engines.vast import Engine, parse_url
 from tams_analytics.engines.vast.plan import plan_query, topk_bound, topk_prefetch
 from tams_analytics.engines.vast.requests import RequestSizer, request_deferred
-from tams_analytics.exceptions import TamsError, UnsupportedError
+from tams_analytics.exceptions import ConflictError, TamsError, UnsupportedError
 from tams_analytics.schema import SCHEMAS
 from tams_analytics.timerange import END_UNBOUNDED, START_UNBOUNDED
 from tests.engines.vast.reference import REFERENCE_URL, ReferenceStore
@@ -342,6 +342,7 @@ def exercise_catalog(cat: Catalog) -> None:
     cat.records("segments", where, columns=["object_id", "start_ns"], order_by=[("start_ns", True)], limit=5)
     cat.flow_timerange(fid)
     cat.flow_timerange(fid, within="[1700000010:0_1700000020:0)")
+    cat.flow_timerange(fid, within="[1:0_2:0)")  # no segments there: the flow's existence is checked
     first = page.to_pylist()[0]
     cat.get_object(first["object_id"])
     cat.object_instances([first["object_id"]])
@@ -357,7 +358,7 @@ def exercise_catalog(cat: Catalog) -> None:
     cat.add_segments(
         fid,
         [
-            {"object_id": ids[0], "timerange": f"[{base}:0_{base + 1}:0)", "init_object_id": "init-1"},
+            {"object_id": ids[0], "timerange": f"[{base}:0_{base + 1}:0)"},
             {
                 "object_id": ids[1],
                 "timerange": f"[{base + 1}:0_{base + 2}:0)",
@@ -366,6 +367,14 @@ def exercise_catalog(cat: Catalog) -> None:
             {"object_id": ids[2], "timerange": f"[{base}:500000000_{base + 3}:0)"},
         ],
     )
+    # init objects: on a flow of init segments, whose setting cannot change while they are there
+    fmp4 = {"id": str(uuid.uuid4()), "source_id": sid, "format": video["format"], "container": "video/mp4"}
+    fmp4["essence_parameters"] = {"frame_width": 1920, "init_segments": True}
+    cat.put_flow(fmp4)
+    init_seg = {"object_id": "fmp4-1", "timerange": "[0:0_1:0)", "init_object_id": "init-1"}
+    cat.add_segments(fmp4["id"], [init_seg, {"object_id": "fmp4-1", "timerange": "[5:0_6:0)"}])
+    with pytest.raises(ConflictError):
+        cat.put_flow(fmp4 | {"essence_parameters": {"frame_width": 1920}})
     # refused whole: the flow's claim is put back; a retry after an uncertain commit finds its own segment stored
     cat.add_segments(fid, [{"object_id": "clash", "timerange": f"[{base}:0_{base + 3}:0)"}])
     again = registration.Registration.of(fid, [{"object_id": ids[0], "timerange": f"[{base}:0_{base + 1}:0)"}])

@@ -322,3 +322,14 @@ def test_backend_info_rejects_non_canonical_ids(bad_id: str) -> None:
 def test_object_key_rejects_empty_id() -> None:
     with pytest.raises(ValueError):
         object_key("")
+
+
+def test_the_s3_servers_logs_stay_in_its_data_dir(s3_server: S3ServerInfo) -> None:
+    """weed writes glog files (weed.<host>.<user>.log.*) to the temp folder unless told otherwise: the fixture
+    keeps them in the server's data dir, which pytest removes with its other temporary folders."""
+    import tempfile
+
+    assert s3_server.data_dir is not None and s3_server.pid is not None
+    suffix = f".{s3_server.pid}"
+    assert [p.name for p in s3_server.data_dir.glob("weed.*") if p.name.endswith(suffix)]
+    assert [p.name for p in Path(tempfile.gettempdir()).glob("weed.*") if p.name.endswith(suffix)] == []

@@ -1,0 +1,189 @@
+"""One voice in the command line: every command and option explained, with examples; messages in the command
+line's words (options, not Python arguments; no exception classes, no errno); one ``--store`` rule
+(``$TAMS_STORE`` by default, except the demo's, which writes); the credentials variable the README names.
+
+The commands run as people run them, through ``python -m tams_analytics.cli`` in a subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tams_analytics.catalog import connect
+from tams_analytics.cli.__main__ import build_parser
+from tams_analytics.demo import build_demo
+
+#: what a Python exception looks like when it leaks into a message
+PYTHONIC = re.compile(r"\b[A-Z]\w*(Error|Exception): |\[Errno \d+\]|=True\b|Traceback")
+
+
+def cli(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")}
+    return subprocess.run(
+        [sys.executable, "-m", "tams_analytics.cli", *argv],
+        env=base | (env or {}),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def one_line(done: subprocess.CompletedProcess[str], command: str) -> str:
+    """The one line a failed command says (exit 2), checked for Python leaking into it."""
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"tams-analytics {command}: "), lines[0]
+    assert not PYTHONIC.search(lines[0]), lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"duckdb:///{tmp_path_factory.mktemp('voice') / 'demo.duckdb'}"
+    with connect(url, create=True) as cat:
+        build_demo(cat, 300, programmes=1, progress=False)
+    return url
+
+
+# -- help ---------------------------------------------------------------------------------------------------------
+def _parsers() -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every (sub)command's parser, by its command line."""
+    stack = [("tams-analytics", build_parser())]
+    while stack:
+        name, parser = stack.pop()
+        yield name, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                stack += [(f"{name} {sub}", p) for sub, p in action.choices.items()]
+
+
+def test_every_option_says_what_it_is_for() -> None:
+    missing = [
+        f"{name} {action.option_strings[0]}"
+        for name, parser in _parsers()
+        for action in parser._actions
+        if action.option_strings and action.help in (None, "") and action.dest != "help"
+    ]
+    assert missing == []
+
+
+def test_every_command_has_a_description_and_an_example() -> None:
+    leaf = [(n, p) for n, p in _parsers() if not any(isinstance(a, argparse._SubParsersAction) for a in p._actions)]
+    no_description = [n for n, p in leaf if not p.description]
+    no_example = [n for n, p in leaf if "example" not in (p.epilog or "")]
+    assert no_description == [] and no_example == []
+
+
+def test_help_reads_as_text_and_names_every_engine() -> None:
+    top = cli("--help")
+    assert top.returncode == 0
+    for text in ("tams+http://", "duckdb:///", "duckdb://./", "vast://", "trino://", "$TAMS_STORE"):
+        assert text in top.stdout, text
+    helps = {cmd: cli(*cmd.split(), "--help").stdout for cmd in ("integrity", "download", "doctor", "keys rotate")}
+    for cmd, text in helps.items():
+        assert "``" not in text, cmd  # reST literals of a docstring read as plain text
+        assert "example" in text, cmd
+    assert "TAMS_HTTP_TOKEN" in helps["download"] and "TAMS_TOKEN " not in helps["download"]
+    doctor = " ".join(helps["doctor"].split())
+    assert "--format {table,json}" in doctor and "json: every check with its status" in doctor
+
+
+# -- --store: one rule ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["integrity"],
+        ["report", "coverage"],
+        ["report", "storage"],
+        ["doctor"],
+        ["export", "--to", "{tmp}/out"],
+        ["download", "--storage", "local:{tmp}", "--flow", "{flow}", "--out", "{tmp}/clip.ts"],
+    ],
+    ids=lambda a: "-".join(x for x in a if not x.startswith(("{", "-", "local"))),
+)
+def test_every_store_option_defaults_to_tams_store(argv: list[str], store: str, tmp_path: Path) -> None:
+    with connect(store, read_only=True) as cat:
+        flow = cat.rows("flows", columns=["id"], limit=1).column("id")[0].as_py()
+    args = [a.replace("{tmp}", str(tmp_path)).replace("{flow}", flow) for a in argv]
+    done = cli(*args, env={"TAMS_STORE": store})
+    # the store was found and opened: what follows is the command's own outcome (the demo store has gaps, no media)
+    assert "no store" not in done.stderr and "--store" not in done.stderr and "cannot open" not in done.stderr
+    assert done.stdout or "no controlled object instances" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("argv", [["integrity"], ["doctor"], ["download", "--flow", "f", "--out", "clip.ts"]])
+def test_without_a_store_one_line_says_how_to_give_it(argv: list[str], tmp_path: Path) -> None:
+    """(integrity stands for every command that opens the store through the shared helper: report, export.)"""
+    line = one_line(cli(*argv, cwd=tmp_path), argv[0])
+    assert "give --store URL or set TAMS_STORE" in line or "--store URL (or set TAMS_STORE)" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_demo_writes_so_its_store_is_named(store: str) -> None:
+    done = cli("demo", "--segments", "10", env={"TAMS_STORE": store})
+    assert done.returncode == 2 and "--store" in done.stderr and "required" in done.stderr
+    with connect(store, read_only=True) as cat:
+        assert cat.count("segments") == 300  # untouched
+
+
+# -- messages in the command line's words ---------------------------------------------------------------------------
+def test_export_says_the_option_not_the_argument(store: str, tmp_path: Path) -> None:
+    assert cli("export", "--store", store, "--to", str(tmp_path / "out")).returncode == 0
+    line = one_line(cli("export", "--store", store, "--to", str(tmp_path / "out")), "export")
+    assert "already holds" in line and "--overwrite replaces them" in line and "overwrite=True" not in line
+
+
+def test_a_missing_store_says_which_command_makes_one(tmp_path: Path) -> None:
+    line = one_line(cli("integrity", "--store", f"duckdb:///{tmp_path / 'none.duckdb'}"), "integrity")
+    assert f"no DuckDB store at {tmp_path / 'none.duckdb'}" in line
+    assert "tams-analytics demo --store URL" in line and "create=True" not in line
+
+
+def test_a_path_that_is_not_a_folder_is_said_in_words(store: str, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    line = one_line(cli("export", "--store", store, "--to", str(tmp_path / "file" / "out")), "export")
+    assert "Errno" not in line and "NotADirectoryError" not in line
+
+
+def test_a_held_store_is_said_without_class_names(store: str, tmp_path: Path) -> None:
+    """doctor and the jobs on a DuckDB store another process holds: the message, not StoreInUseError:/TamsError:."""
+    path = store.removeprefix("duckdb://")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect({path!r}); print('ok', flush=True); input()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
+        doctor = cli("doctor", "--store", store)
+        assert doctor.returncode == 2
+        assert "in use by another process" in doctor.stdout, doctor.stdout
+        assert "StoreInUseError" not in doctor.stdout and "TamsError" not in doctor.stdout
+        line = one_line(cli("report", "storage", "--store", store), "report")
+        assert "in use by another process" in line
+    finally:
+        holder.communicate("\n", timeout=30)
+
+
+def test_an_unknown_scheme_hints_at_the_right_one(tmp_path: Path) -> None:
+    line = one_line(cli("report", "coverage", "--store", "http://127.0.0.1:8000"), "report")
+    assert "write tams+http://127.0.0.1:8000" in line
+    line = one_line(cli("integrity", "--store", str(tmp_path / "x.duckdb")), "integrity")
+    assert f"write duckdb://{tmp_path / 'x.duckdb'}" in line
+
+
+def test_keys_refuses_a_data_dir_that_is_not_one(tmp_path: Path) -> None:
+    line = one_line(cli("keys", "rotate", "--data-dir", str(tmp_path / "nope")), "keys")
+    assert "is not a directory" in line and not (tmp_path / "nope").exists()
