@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tams_analytics.cli.__main__ import HelpFormatter
+from tams_analytics.cli.common import HelpFormatter
 
 
 def _sizes(text: str) -> tuple[int, ...]:

@@ -10,11 +10,11 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from server import errors, observability, openapi, outbox, publish, records
+from server import errors, observability, openapi
 from server.auth import Authorizer
+from server.background import deletes, events, gc
 from server.config import Settings
 from server.deps import Stores
-from server.events import EventBus
 from server.leases import Leases, replica_name
 from server.routes import (
     delete_requests,
@@ -29,7 +29,9 @@ from server.routes import (
     storage,
     webhooks,
 )
-from server.workers import deletes, events, gc
+from server.webhooks import outbox, publish
+from server.webhooks import records as webhook_records
+from server.webhooks.events import EventBus
 from tams_analytics import __version__
 from tams_analytics.catalog import Catalog, connect
 from tams_analytics.storage.base import StorageBackendInfo
@@ -173,7 +175,7 @@ def wire_events(app: FastAPI) -> None:
     bus: EventBus = app.state.events
     catalog: Catalog = app.state.catalog
     auth_classes = app.state.settings.auth_classes
-    bus.webhooks = lambda: records.active_webhooks(catalog)
+    bus.webhooks = lambda: webhook_records.active_webhooks(catalog)
     bus.accepts = lambda webhook, event: outbox.accepts(webhook, event, auth_classes=auth_classes)
     bus.sink = lambda routed: outbox.write(catalog, routed)
     if bus.enabled:

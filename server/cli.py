@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tams_analytics.cli.__main__ import HelpFormatter
+from tams_analytics.cli.common import HelpFormatter
 from tams_analytics.engines import redacted
 from tams_analytics.engines.duckdb.held import announce, withdraw
 from tams_analytics.exceptions import TamsError, said_on_cli

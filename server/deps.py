@@ -14,7 +14,7 @@ from server.auth.classes import UNRESTRICTED, Visibility
 from server.auth.principal import ANONYMOUS, Principal
 from server.config import Settings
 from server.conversion.urls import MintedUrlLists
-from server.events import EventBus
+from server.webhooks.events import EventBus
 from tams_analytics.catalog import Catalog
 from tams_analytics.storage.base import ObjectStore
 

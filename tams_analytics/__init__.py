@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tams_analytics import display
 from tams_analytics.exceptions import TamsError
 from tams_analytics.timerange import TimeRange, Timestamp
 
@@ -27,6 +28,9 @@ def connect(url: str = "duckdb://", *, create: bool | None = None, **options: An
     return _connect(url, create=create, **options)
 
 
+display.install_formatters()  # catalogs as HTML in a running IPython or Jupyter
+
+
 def __getattr__(name: str) -> Any:
     if name == "Catalog":
         from tams_analytics.catalog import Catalog
@@ -36,4 +40,8 @@ def __getattr__(name: str) -> Any:
         from tams_analytics.frames import to_pandas
 
         return to_pandas
+    if name == "media":  # tams_analytics.media: download a range, look at a frame
+        import tams_analytics.media
+
+        return tams_analytics.media
     raise AttributeError(f"module 'tams_analytics' has no attribute {name!r}")

@@ -16,10 +16,7 @@ if TYPE_CHECKING:
 
     from tams_analytics.catalog import Catalog
 
-__all__ = ["catalog_html", "catalog_repr", "duration", "html_summary", "html_table", "plural"]
-
-#: what a catalog's summary counts
-COUNTED = ("sources", "flows", "segments", "objects")
+__all__ = ["catalog_html", "duration", "html_summary", "html_table", "install_formatters", "plural"]
 
 _CELL = ' style="text-align:left"'
 
@@ -65,36 +62,24 @@ def html_table(df: pd.DataFrame, max_rows: int = 50) -> str:
     return shown + more
 
 
-def store_of(catalog: Catalog) -> str:
-    """The store a catalog is open on, without credentials: a path, a URL, or ``memory``."""
-    from tams_analytics.engines import redacted
-
-    path = getattr(catalog.engine, "path", None)  # a file engine (DuckDB) names its file
-    if isinstance(path, str):
-        if path == ":memory:":
-            return "memory"
-        return "/" + path.lstrip("/") if path.startswith("/") else path
-    url = catalog.engine.url
-    if not (url.netloc or url.path):
-        return "memory"
-    return redacted(url.geturl())
-
-
-def _counts(catalog: Catalog) -> dict[str, Any]:
-    try:
-        return {name: catalog.count(name) for name in COUNTED}
-    except Exception as exc:  # a summary must never fail: say why there are no counts
-        return {"counts": f"unavailable ({type(exc).__name__}: {exc})"}
-
-
-def catalog_repr(catalog: Catalog) -> str:
-    """``Catalog(engine='duckdb', store='/data/tams.duckdb', sources=4, flows=5, segments=1200, objects=1200)``."""
-    counts = ", ".join(f"{k}={v}" if isinstance(v, int) else f"{k}={v!r}" for k, v in _counts(catalog).items())
-    return f"Catalog(engine={catalog.name!r}, store={store_of(catalog)!r}, {counts})"
-
-
 def catalog_html(catalog: Catalog) -> str:
-    items: dict[str, Any] = {"engine": catalog.name, "store": store_of(catalog)}
-    if catalog.caches_reads:
-        items["read cache"] = "on"
-    return html_summary("TAMS catalog", items | _counts(catalog))
+    """A catalog's summary (:meth:`~tams_analytics.catalog.Catalog.summary`) as HTML."""
+    return html_summary("TAMS catalog", catalog.summary())
+
+
+def install_formatters(shell: Any = None) -> bool:
+    """Show catalogs as HTML in IPython and Jupyter: registered with the shell's HTML formatter (the running one
+    by default), so the catalog itself knows nothing of display. Returns whether a shell was there."""
+    if shell is None:
+        import sys
+
+        if "IPython" not in sys.modules:  # no shell can be running; importing IPython here would cost 0.3 s
+            return False
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is None:
+            return False
+    formatter = shell.display_formatter.formatters["text/html"]
+    formatter.for_type_by_name("tams_analytics.catalog", "Catalog", catalog_html)
+    return True

@@ -224,10 +224,10 @@ def plot_coverage(
 
     Runs and gaps come from :mod:`tams_analytics.analytics.coverage`; lanes are labelled with the flows'
     labels. Requested flows without segments (in ``within``) get an empty lane; a requested flow the store does
-    not have is an error (:func:`~tams_analytics.catalog.guards.known_flow`).
+    not have is an error (:func:`~tams_analytics.catalog.flow_guard.known_flow`).
     """
     from tams_analytics.analytics import coverage
-    from tams_analytics.catalog.guards import known_flow
+    from tams_analytics.catalog.flow_guard import known_flow
 
     runs = coverage.runs(catalog, flow_id, within=within).to_pyarrow()
     gaps = coverage.gaps(catalog, flow_id, within=within).to_pyarrow()

@@ -215,7 +215,7 @@ LEASES: Final = pa.schema(
 )
 
 #: the webhook outbox: one row per event to deliver to one webhook, written with the change that causes it
-#: and deleted once delivered (``server.outbox``)
+#: and deleted once delivered (``server.webhooks.outbox``)
 WEBHOOK_EVENTS: Final = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),

@@ -1,7 +1,8 @@
 """An ipywidgets explorer for notebooks: pick a source and a flow, choose a timerange (an ISO 8601 interval in
 UTC such as ``2023-11-14T22:00Z/PT1H``, or a TAMS timerange), and see the flow's coverage timeline and its
-segments update; for a video flow whose media the catalog can reach
-(:meth:`~tams_analytics.catalog.Catalog.attach_storage`), the frame at the selected time too.
+segments update; for a video flow, when the explorer is given the flows' media
+(``explore(cat, media=ta.media.attach(cat, "local:DIR"))``: :func:`tams_analytics.media.attach`), the frame at
+the selected time too.
 
 ipywidgets and matplotlib are imported only when an explorer is made. The explorer keeps what it shows as
 plain attributes (``segments``, ``runs``, ``total``, ``png``) so that code and tests can read them
@@ -28,6 +29,7 @@ from tams_analytics.timerange import NS_PER_SECOND, TimeRange
 
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
+    from tams_analytics.media.access import FlowMedia
 
 __all__ = ["CoverageExplorer", "explore"]
 
@@ -104,9 +106,9 @@ class CoverageExplorer:
     at : ipywidgets.Text
         The time of the frame shown (default: the timerange's start, else the flow's).
     frame : ipywidgets.Image
-        That frame (PNG, at most ``frame_width`` pixels wide), when the catalog can reach media
-        (``catalog.media``) and the flow is video; ``frame_png`` holds its bytes and ``frame_time`` the
-        timestamp of the frame shown.
+        That frame (PNG, at most ``frame_width`` pixels wide), when the explorer was given ``media``
+        (:class:`~tams_analytics.media.FlowMedia`) and the flow is video; ``frame_png`` holds its bytes and
+        ``frame_time`` the timestamp of the frame shown.
     widget : ipywidgets.VBox
         All of the above; displaying the explorer displays this.
     segments : pyarrow.Table
@@ -114,9 +116,18 @@ class CoverageExplorer:
         contiguous runs drawn; ``png`` the plot's bytes.
     """
 
-    def __init__(self, catalog: Catalog, *, limit: int = 50, width: float = 10.0, frame_width: int = 480) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        media: FlowMedia | None = None,
+        limit: int = 50,
+        width: float = 10.0,
+        frame_width: int = 480,
+    ) -> None:
         w = _widgets()
         self.catalog = catalog
+        self.media = media
         self.limit = limit
         self.width = width
         self.frame_width = frame_width
@@ -219,7 +230,7 @@ class CoverageExplorer:
     def _show_frame(self, flow_id: str, window: TimeRange | None) -> str:
         """Show the frame at the chosen time; returns a note for the status line (empty when all is well)."""
         self.frame_png, self.frame_time, self.frame.value = b"", None, b""
-        if self.catalog.media is None:
+        if self.media is None:
             return ""
         flow = self.catalog.get_flow(flow_id) or {}
         if flow.get("format") != "urn:x-nmos:format:video":
@@ -234,7 +245,7 @@ class CoverageExplorer:
                 when = self.catalog.flow_timerange(flow_id).start
             if when is None:
                 return ""
-            image = self.catalog.frame_at(flow_id, when)
+            image = self.media.frame_at(flow_id, when)
         except TamsError as exc:
             return f"<br><span style='color:#d62728'>frame: {html.escape(str(exc))}</span>"
         import io

@@ -46,7 +46,13 @@ def test_the_catalog_says_engine_store_and_counts(cat: Catalog, tmp_path: Path) 
         text
         == f"Catalog(engine='duckdb', store='{tmp_path / 'tams.duckdb'}', sources=2, flows=2, segments=3, objects=3)"
     )
-    html = cat._repr_html_()
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from tams_analytics.display import install_formatters
+
+    shell = InteractiveShell.instance()
+    assert install_formatters(shell)
+    html = shell.display_formatter.format(cat)[0]["text/html"]  # as Jupyter shows it
     assert "duckdb" in html and str(tmp_path / "tams.duckdb") in html and "<td" in html and ">3<" in html
     cat.close()
     assert "counts='unavailable" in repr(cat)  # a closed store still shows itself

@@ -16,7 +16,7 @@ import pytest
 import sqlglot
 import sqlglot.expressions as sge
 
-from server import records
+from server.webhooks import records as webhook_records
 from tams_analytics.catalog import Catalog
 from tams_analytics.cli.__main__ import main
 from tams_analytics.export import (
@@ -42,7 +42,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Any:
     path = tmp_path_factory.mktemp("export") / "demo.duckdb"
     planted = build_demo_store(path)
     cat: Catalog = planted["catalog"]
-    records.save_webhook(
+    webhook_records.save_webhook(
         cat,
         {"id": "wh-1", "url": "https://hooks.example/tams", "events": ["flows/created"], "api_key_name": "X-Key"},
         api_key_value=SECRET,

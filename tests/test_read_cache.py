@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from server import records
+from server.delete_requests import records as delete_records
 from tams_analytics.cache import CacheConfig, CachingEngine
 from tams_analytics.cache.keyed import EVERYTHING, KeyedCache, changed_keys
 from tams_analytics.cache.timeline import RowBlocks, Timeline, UncachedQuery
@@ -178,7 +178,7 @@ def _random_write(
         if cached.exists("delete_requests", pending):
             cached.engine.update("delete_requests", pending, {"status": "done"})
         else:
-            records.create_delete_request(cached, fid, "_", delete_flow=True)
+            delete_records.create_delete_request(cached, fid, "_", delete_flow=True)
     elif op < 0.9 and len(flows) > 1:
         cached.delete_flow(fid)
         flows.remove(fid)

@@ -23,8 +23,8 @@ from starlette.concurrency import run_in_threadpool
 
 from server.deps import CatalogDep, PrincipalDep
 from server.errors import bad_request, not_found
-from server.publish import publish_changes
 from server.routes._common import check_uuid, get_and_head, json_body, json_response
+from server.webhooks.publish import publish_changes
 from tams_analytics.catalog import Catalog, Changes
 
 #: parses a PUT body into the value to store, 400 when it does not fit: ``parse(body, what)``

@@ -1,6 +1,6 @@
 """``/flow-delete-requests``: progress of the deletions answered with 202 (DIGEST §4.8).
 
-Requests are created by ``server.deletion`` and carried out by ``server.workers.deletes``; finished
+Requests are created by ``server.delete_requests.intake`` and carried out by ``server.delete_requests.worker``; finished
 ones stay listed until their ``expiry``.
 """
 
@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from server import records
-from server.deletion import request_wire
+from server.delete_requests import records as delete_records
+from server.delete_requests.intake import request_wire
 from server.deps import CatalogDep, SettingsDep
 from server.errors import bad_request, not_found
 from server.paging import Page, clamp_limit, page_sorted
@@ -51,7 +51,7 @@ def list_delete_requests(
 
 
 def get_delete_request(request: Request, request_id: str, catalog: CatalogDep) -> Response:
-    row = records.get_delete_request(catalog, request_id)
+    row = delete_records.get_delete_request(catalog, request_id)
     if row is None:
         raise not_found(f"flow delete request {request_id} does not exist")
     return json_response(request_wire(row), request=request)

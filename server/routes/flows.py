@@ -27,15 +27,15 @@ from starlette.concurrency import run_in_threadpool
 from server import records
 from server.auth.classes import inherit_source_classes
 from server.conversion.flows import flow_from_put, flow_wire, profile_fields_in
-from server.deletion import delete_flow as delete_flow_now
+from server.delete_requests.intake import delete_flow as delete_flow_now
 from server.deps import CatalogDep, PrincipalDep, SettingsDep, VisibilityDep
 from server.errors import bad_request, forbidden, not_found
 from server.paging import Page, clamp_limit
-from server.publish import capture, publish_changes
 from server.routes._common import check_uuid, get_and_head, json_body, json_response, parse_timerange
 from server.routes._properties import Resource, add_property_routes, add_shared_routes, write_and_publish
 from server.routes.sources import listing_tag_filters, query_value, sort_key, sorted_rows
 from server.validation import check
+from server.webhooks.publish import capture, publish_changes
 from tams_analytics import filters as F
 from tams_analytics.catalog import Catalog, flows_with_content
 from tams_analytics.predicates import Term

@@ -12,10 +12,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from server import deletion
 from server.config import Settings
 from server.conversion.segments import WIRE_COLUMNS, segments_wire
 from server.conversion.urls import UrlOptions
+from server.delete_requests import intake as deletion
 from server.deps import CatalogDep, SettingsDep, Stores, StoresDep
 from server.errors import bad_request, error_body
 from server.paging import Page, clamp_limit, decode_key, encode_key
@@ -155,7 +155,7 @@ async def _register(
     """Validate and store ``items``; return the failures (indices into ``items``) in request order.
 
     The registration joins the catalog's next group commit (no thread waits for it), whose transaction
-    also writes the ``flows/segments_added`` events webhooks want (``server.publish.segments_added``).
+    also writes the ``flows/segments_added`` events webhooks want (``server.webhooks.publish.segments_added``).
     """
     if len(items) <= _INLINE_ITEMS:
         prepared = _prepare(stores, flow_id, items, checked)

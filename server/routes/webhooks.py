@@ -21,17 +21,17 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from server import records
 from server.auth import Principal
 from server.auth.classes import Visibility
 from server.config import Settings
-from server.conversion.webhooks import unsupported_keys, webhook_record, webhook_wire
 from server.deps import CallerDep, CatalogDep, EventsDep, SettingsDep, VisibilityDep
 from server.errors import bad_request, not_found
 from server.paging import Page, clamp_limit, page_sorted
 from server.routes._common import check_uuid, get_and_head, json_body, json_response, tag_filters
 from server.ssrf import UnsafeUrl, check_url
 from server.validation import check
+from server.webhooks import records as webhook_records
+from server.webhooks.wire import unsupported_keys, webhook_record, webhook_wire
 from tams_analytics.catalog import Catalog
 from tams_analytics.filters import build
 from tams_analytics.predicates import Predicate, Term
@@ -56,7 +56,7 @@ def _owned(catalog: Catalog, visible: Visibility, webhook_id: str) -> dict[str, 
     row = catalog.row("webhooks", where)
     if row is None:
         raise not_found(f"webhook {webhook_id} does not exist")
-    return records.webhook_docs(catalog, [row])[0]
+    return webhook_records.webhook_docs(catalog, [row])[0]
 
 
 async def _checked_body(request: Request, schema: str, settings: Settings) -> dict[str, Any]:
@@ -109,7 +109,7 @@ def list_webhooks(
     where = [*build("webhooks", **tag_filters(request)), *visible.where("webhooks")]
     table = catalog.rows("webhooks", where)
     chunk, next_key = page_sorted(table, sort_by="url", descending=False, reverse=reverse_order, limit=n, page=page)
-    items = [webhook_wire(d) for d in records.webhook_docs(catalog, chunk.to_pylist())]
+    items = [webhook_wire(d) for d in webhook_records.webhook_docs(catalog, chunk.to_pylist())]
     headers = Page(items, n, next_key, reverse_order).headers(request, public_url=settings.public_url)
     return json_response(items, headers=headers, request=request)
 
@@ -126,7 +126,7 @@ async def post_webhook(request: Request, catalog: CatalogDep, settings: Settings
 
 def _create(catalog: Catalog, record: dict[str, Any], api_key_value: str | None, caller: Principal) -> Response:
     """The catalog side of ``POST /service/webhooks`` (blocking: run it in the threadpool)."""
-    records.save_webhook(
+    webhook_records.save_webhook(
         catalog, record, api_key_value=api_key_value, created_by=caller.name, owner_access=caller.to_json()
     )
     return json_response(webhook_wire(_stored(catalog, record["id"])), status=201)
@@ -157,7 +157,7 @@ def _replace(catalog: Catalog, visible: Visibility, webhook_id: str, body: dict[
     current = _owned(catalog, visible, webhook_id)
     status = _next_status(current["status"], body["status"])
     same_key = body.get("api_key_name") is not None and body.get("api_key_name") == current.get("api_key_name")
-    records.save_webhook(
+    webhook_records.save_webhook(
         catalog,
         webhook_record(body, webhook_id, status),
         api_key_value=body.get("api_key_value"),
@@ -170,7 +170,7 @@ def _replace(catalog: Catalog, visible: Visibility, webhook_id: str, body: dict[
 @router.delete("/{webhook_id}", operation_id="DELETE_webhooks-webhookId", status_code=204)
 def delete_webhook(webhook_id: str, catalog: CatalogDep, visible: VisibilityDep, events: EventsDep) -> Response:
     _owned(catalog, visible, webhook_id)
-    records.delete_webhook(catalog, webhook_id)
+    webhook_records.delete_webhook(catalog, webhook_id)
     events.subscriptions_changed()
     return Response(status_code=204)
 
@@ -184,7 +184,7 @@ def _next_status(current: str, requested: str) -> str:
 
 
 def _stored(catalog: Catalog, webhook_id: str) -> Mapping[str, Any]:
-    doc = records.get_webhook(catalog, webhook_id)
+    doc = webhook_records.get_webhook(catalog, webhook_id)
     if doc is None:  # deleted between the write and this read
         raise not_found(f"webhook {webhook_id} does not exist")
     return doc

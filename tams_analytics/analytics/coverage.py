@@ -32,7 +32,7 @@ import pyarrow as pa
 from tams_analytics import filters as F
 from tams_analytics import predicates as P
 from tams_analytics.analytics.utc import with_clock_time
-from tams_analytics.catalog.guards import flow_id_text, known_flow
+from tams_analytics.catalog.flow_guard import flow_id_text, known_flow
 from tams_analytics.display import duration, plural
 from tams_analytics.timerange import TimeRange, Timestamp
 from tams_analytics.timerange_vector import format_timeranges
@@ -300,7 +300,7 @@ def with_timerange_text(table: pa.Table, name: str = "timerange") -> pa.Table:
 
 def flow_runs(catalog: Catalog, flow_id: str, within: TimeRange | str | None = None) -> list[TimeRange]:
     """The contiguous runs of one flow, in time order (a flow the store does not have is an error, see
-    :func:`~tams_analytics.catalog.guards.known_flow`)."""
+    :func:`~tams_analytics.catalog.flow_guard.known_flow`)."""
     found = to_timeranges(runs(catalog, flow_id_text(flow_id), within=within))
     if not found:
         known_flow(catalog, flow_id)
@@ -392,7 +392,7 @@ def _row(tr: TimeRange) -> dict[str, str]:
 
 def flow_coverage(catalog: Catalog, flow_id: str, within: TimeRange | str | None = None) -> FlowCoverage | None:
     """Coverage of one flow (``None`` when it has no segment within the range; a flow the store does not have
-    is an error, see :func:`~tams_analytics.catalog.guards.known_flow`).
+    is an error, see :func:`~tams_analytics.catalog.flow_guard.known_flow`).
 
     >>> import tams_analytics as ta
     >>> cat = ta.connect("duckdb://")

@@ -11,7 +11,7 @@ as an argument:
 * :mod:`~tams_analytics.catalog.object_rules` and :mod:`~tams_analytics.catalog.objects`: objects;
 * :mod:`~tams_analytics.catalog.references`: which objects are still referenced;
 * :mod:`~tams_analytics.catalog.deletion`: covered-only deletion of segments, deletion of flows;
-* :mod:`~tams_analytics.catalog.guards`: the one guard every write to a flow passes.
+* :mod:`~tams_analytics.catalog.flow_guard`: the one guard every write to a flow passes.
 """
 
 from __future__ import annotations
@@ -24,13 +24,22 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from tams_analytics import display
 from tams_analytics import filters as F
 from tams_analytics import predicates as P
-from tams_analytics.catalog import backends, deletion, documents, flows, guards, objects, references, registration
+from tams_analytics.catalog import (
+    backends,
+    deletion,
+    documents,
+    flow_guard,
+    flows,
+    objects,
+    references,
+    registration,
+)
 from tams_analytics.catalog.conflicts import RetryPolicy, RetryStats
 from tams_analytics.catalog.group_commit import GroupCommit
 from tams_analytics.catalog.results import AddResult, Changes, DeleteResult, Failure
+from tams_analytics.catalog.summary import catalog_repr, catalog_summary
 from tams_analytics.catalog.tags import Tags, get_tags
 from tams_analytics.clock import utcnow
 from tams_analytics.engines import open_engine
@@ -44,12 +53,8 @@ from tams_analytics.wire import segments_table
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
-    from PIL.Image import Image
 
     from tams_analytics.cache import CacheConfig
-    from tams_analytics.media.download import DownloadResult
-    from tams_analytics.media.source import MediaSource
-    from tams_analytics.storage.base import ObjectStore
 
 __all__ = [
     "AddResult",
@@ -68,8 +73,6 @@ __all__ = [
 class Catalog:
     """A TAMS store: sources, flows, segments, objects and the service's own records, over one engine."""
 
-    #: where media objects are read from (:meth:`attach_storage`); None: only uncontrolled URLs
-    media: MediaSource | None = None
     #: how writes refused because of concurrent writers are retried (:mod:`~tams_analytics.catalog.conflicts`)
     retry_policy: RetryPolicy = RetryPolicy()
     #: called with each batch of registered segment rows, in its transaction (the server's webhook outbox)
@@ -84,10 +87,11 @@ class Catalog:
         )
 
     def __repr__(self) -> str:
-        return display.catalog_repr(self)
+        return catalog_repr(self)
 
-    def _repr_html_(self) -> str:
-        return display.catalog_html(self)
+    def summary(self) -> dict[str, Any]:
+        """Engine, store, read cache and counts (what Jupyter shows of a catalog: :mod:`tams_analytics.display`)."""
+        return catalog_summary(self)
 
     @property
     def name(self) -> str:
@@ -285,16 +289,16 @@ class Catalog:
 
     def flow_timerange(self, flow_id: str, within: TimeRange | str | None = None) -> TimeRange:
         """From the first segment's start to the last segment's end (``()`` without segments; a flow the store
-        does not have is an error: :func:`~tams_analytics.catalog.guards.known_flow`).
+        does not have is an error: :func:`~tams_analytics.catalog.flow_guard.known_flow`).
 
         With ``within``, only segments overlapping it count (their full extent, not clipped).
         """
-        where: list[Predicate] = [Term("flow_id", "==", guards.flow_id_text(flow_id))]
+        where: list[Predicate] = [Term("flow_id", "==", flow_guard.flow_id_text(flow_id))]
         if within is not None:
             where += P.flatten([P.overlaps(within)])
         first = self.rows("segments", where, columns=["timerange"], order_by=[("start_ns", False)], limit=1)
         if first.num_rows == 0:
-            guards.known_flow(self, flow_id)
+            flow_guard.known_flow(self, flow_id)
             return TimeRange.never()
         last = self.rows("segments", where, columns=["timerange"], order_by=[("end_ns", True)], limit=1)
         return TimeRange.from_str(first.column(0)[0].as_py()).hull(TimeRange.from_str(last.column(0)[0].as_py()))
@@ -436,39 +440,6 @@ class Catalog:
     def collectable_objects(self, older_than: dt.datetime) -> pa.Table:
         """Objects to delete from storage (see :func:`~tams_analytics.catalog.references.collectable_objects`)."""
         return references.collectable_objects(self, older_than)
-
-    # -- media --------------------------------------------------------------------------------------------
-    def attach_storage(
-        self, storage: ObjectStore | str | Mapping[str, ObjectStore], *, storage_id: str | None = None, **s3: Any
-    ) -> None:
-        """Let :meth:`download`, :meth:`frame_at` and the explorer read media objects: ``storage`` is
-        ``"local:DIR"``, ``"s3://BUCKET[/PREFIX]"`` (``s3_endpoint=``, ``s3_region=``), an ``ObjectStore`` or
-        ``{storage_id: ObjectStore}`` (see :func:`~tams_analytics.media.source.store_media`)."""
-        from tams_analytics.media.source import store_media
-
-        self.media = store_media(self, storage, storage_id=storage_id, **s3)
-
-    def media_source(self) -> MediaSource:
-        """The attached media source, else one that reads uncontrolled instances' URLs only."""
-        from tams_analytics.media.source import StoreMedia
-
-        return self.media if self.media is not None else StoreMedia(self, {})
-
-    def download(
-        self, flow_id: str, timerange: TimeRange | str, path: Any, *, progress: bool = False
-    ) -> DownloadResult:
-        """Write the media of the flow's segments over ``timerange`` to ``path``, in order (see
-        :func:`~tams_analytics.media.download.download`)."""
-        from tams_analytics.media.download import download
-
-        return download(self.media_source(), flow_id, timerange, path, progress=progress)
-
-    def frame_at(self, flow_id: str, timestamp: Any) -> Image:
-        """The video frame shown at ``timestamp`` as a PIL image (a notebook displays it; see
-        :func:`~tams_analytics.media.frames.frame_at`)."""
-        from tams_analytics.media.frames import frame_at
-
-        return frame_at(self.media_source(), flow_id, timestamp)
 
     def purge_objects(self, object_ids: Sequence[str]) -> int:
         """Forget objects nothing references (after their bytes are gone); returns how many."""

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tams_analytics.catalog.guards import writable_flow
+from tams_analytics.catalog.flow_guard import writable_flow
 from tams_analytics.catalog.object_rules import init_segments_reason
 from tams_analytics.clock import utcnow
 from tams_analytics.exceptions import ConflictError

@@ -30,8 +30,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from types import TracebackType
 from dataclasses import dataclass
+from types import TracebackType
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from tams_analytics.exceptions import CommitUncertain, TransientStoreError, WriteConflict
@@ -110,7 +110,9 @@ class Attempt:
     """One attempt of a retried write (see :class:`Attempts`): a context manager holding its transaction,
     and what the attempts before it tell it."""
 
-    def __init__(self, number: int = 1, after_uncertain_commit: bool = False, *, catalog: Catalog | None = None) -> None:
+    def __init__(
+        self, number: int = 1, after_uncertain_commit: bool = False, *, catalog: Catalog | None = None
+    ) -> None:
         self.number = number
         #: an earlier attempt's commit failed without saying whether it applied: its writes may be stored
         self.after_uncertain_commit = after_uncertain_commit

@@ -9,8 +9,8 @@ import numpy as np
 from tams_analytics import predicates as P
 from tams_analytics.catalog import references
 from tams_analytics.catalog.conflicts import transactional
+from tams_analytics.catalog.flow_guard import writable_flow
 from tams_analytics.catalog.flows import drop_source_if_orphan
-from tams_analytics.catalog.guards import writable_flow
 from tams_analytics.catalog.results import Changes, DeleteResult
 from tams_analytics.catalog.tags import delete_all_tags
 from tams_analytics.clock import utcnow

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from tams_analytics.catalog import tags as T
 from tams_analytics.catalog.conflicts import transactional
-from tams_analytics.catalog.guards import pending_flow_deletions, refuse_if_being_deleted, writable_flow
+from tams_analytics.catalog.flow_guard import pending_flow_deletions, refuse_if_being_deleted, writable_flow
 from tams_analytics.catalog.object_rules import init_segments_change
 from tams_analytics.catalog.results import Changes
 from tams_analytics.clock import utcnow

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from tams_analytics.catalog.guards import writable_flow
+from tams_analytics.catalog.flow_guard import writable_flow
 from tams_analytics.clock import utcnow
 from tams_analytics.exceptions import ConflictError, NotFoundError, TamsError
 from tams_analytics.predicates import Term, isin

@@ -10,7 +10,7 @@ it sees the segments and objects of those before it, and gets its own answer (an
 or the segments accepted and refused, and why).
 
 On a store other processes write too (VAST, several server replicas), a batch first claims the rows of
-its flows (:func:`~tams_analytics.catalog.guards.claim_flows`), then reads and judges in the transaction
+its flows (:func:`~tams_analytics.catalog.flow_guard.claim_flows`), then reads and judges in the transaction
 that holds the claim: of two batches touching one flow the store commits one and refuses the other,
 which is retried (:mod:`~tams_analytics.catalog.conflicts`) and judged again on what the first stored.
 A retry after a commit of unknown outcome takes segments stored exactly as it would store them (same
@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tams_analytics.catalog.conflicts import Attempt, run_transaction
-from tams_analytics.catalog.guards import (
+from tams_analytics.catalog.flow_guard import (
     FLOW_ROW,
     check_writable,
     claim_flows,

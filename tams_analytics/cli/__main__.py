@@ -15,12 +15,11 @@ import importlib
 import logging
 import os
 import sys
-import textwrap
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from types import ModuleType
-from typing import NoReturn
 
+from tams_analytics.cli.common import EXIT_OK, EXIT_USAGE, HelpFormatter, Parser
 from tams_analytics.exceptions import TamsError, said_on_cli
 
 #: the library's own command modules
@@ -35,8 +34,6 @@ COMMANDS = (
 )
 #: the entry point group through which other packages add commands
 PLUGIN_GROUP = "tams_analytics.commands"
-
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 
 def command_modules() -> list[ModuleType]:
@@ -67,39 +64,6 @@ examples:
 exit codes: 0 success; 1 findings (integrity; report coverage: gaps; download: objects missing; doctor: a
 property missing); 2 usage, configuration or connection errors, said in one line.
 Run "tams-analytics COMMAND --help" for a command's options."""
-
-
-class HelpFormatter(argparse.HelpFormatter):
-    """Help with prose wrapped, examples laid out as written, and every option's default (when it has one) said."""
-
-    def _fill_text(self, text: str, width: int, indent: str) -> str:
-        text = text.replace("``", "")  # a module docstring used as a description: reST literals read as plain text
-        out = []
-        for para in text.split("\n\n"):
-            lines = para.splitlines()
-            if any(line.startswith("  ") for line in lines):  # examples: as written
-                out.append("\n".join(indent + line for line in lines))
-            else:
-                out.append(
-                    textwrap.fill(" ".join(para.split()), width, initial_indent=indent, subsequent_indent=indent)
-                )
-        return "\n\n".join(out)
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if "%(default)" in text or "default" in text or default in (None, False, argparse.SUPPRESS):
-            return text
-        if action.option_strings:
-            return f"{text} (default: %(default)s)"
-        return text
-
-
-class Parser(argparse.ArgumentParser):
-    """Usage errors in one line (and exit code 2), pointing at ``--help``."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,8 +13,7 @@ import sys
 from typing import Any
 
 from tams_analytics.catalog import connect
-from tams_analytics.cli.__main__ import HelpFormatter
-from tams_analytics.cli.report import S3_REGION_HELP
+from tams_analytics.cli.common import S3_REGION_HELP, HelpFormatter
 from tams_analytics.demo import build_demo
 from tams_analytics.exceptions import TamsError
 
@@ -67,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise TamsError("--segments and --programmes take a number of 1 or more")
     media: dict[str, Any] = {}
     if args.storage:
-        from tams_analytics.media import require_av
+        from tams_analytics.media.pyav import require_av
         from tams_analytics.storage.base import DEFAULT_STORAGE_ID, object_key
         from tams_analytics.storage.spec import open_storage
 

@@ -8,8 +8,7 @@ import json
 import sys
 from typing import Any
 
-from tams_analytics.cli.__main__ import EXIT_USAGE, HelpFormatter
-from tams_analytics.cli.report import add_store_option
+from tams_analytics.cli.common import EXIT_USAGE, HelpFormatter, add_store_option
 from tams_analytics.doctor import Diagnosis, diagnose
 
 

@@ -15,8 +15,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tams_analytics.cli.__main__ import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, HelpFormatter
-from tams_analytics.cli.report import S3_REGION_HELP, STORE_HELP, UsageError, add_store_option, open_catalog
+from tams_analytics.cli.common import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    EXIT_USAGE,
+    S3_REGION_HELP,
+    STORE_HELP,
+    HelpFormatter,
+    UsageError,
+    add_store_option,
+    open_catalog,
+)
 from tams_analytics.exceptions import TamsError, said_on_cli
 
 

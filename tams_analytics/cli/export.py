@@ -8,8 +8,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from tams_analytics.cli.__main__ import HelpFormatter
-from tams_analytics.cli.report import add_store_option
+from tams_analytics.cli.common import HelpFormatter, add_store_option
 from tams_analytics.schema import SCHEMAS
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -71,7 +70,7 @@ def _progress(off: bool) -> bool | Callable[[str], None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tams_analytics.cli.report import UsageError, open_catalog
+    from tams_analytics.cli.common import UsageError, open_catalog
     from tams_analytics.export import export_catalog
 
     tables = [t for item in args.tables or () for t in item.split(",") if t] or None

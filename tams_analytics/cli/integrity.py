@@ -20,9 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from tams_analytics.cli.__main__ import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, HelpFormatter
+from tams_analytics.cli.common import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    EXIT_USAGE,
+    S3_REGION_HELP,
+    HelpFormatter,
+    UsageError,
+    add_store_option,
+    open_catalog,
+)
 from tams_analytics.cli.output import FORMATS_OUT, WIDTH, emit, format_table
-from tams_analytics.cli.report import S3_REGION_HELP, UsageError, add_store_option, open_catalog
 from tams_analytics.display import plural
 from tams_analytics.engines import redacted
 

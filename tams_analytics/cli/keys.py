@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tams_analytics.cli.__main__ import HelpFormatter
+from tams_analytics.cli.common import HelpFormatter
 from tams_analytics.storage.keys import KEY_FILE, rotate
 
 DESCRIPTION = (

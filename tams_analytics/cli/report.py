@@ -12,16 +12,23 @@ shared helpers here (:func:`open_catalog`, :class:`UsageError`) serve ``tams-ana
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import re
 import sys
 from typing import TYPE_CHECKING, Any, Final
 
 import pyarrow as pa
 
-from tams_analytics.cli.__main__ import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, HelpFormatter
+from tams_analytics.cli.common import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    EXIT_USAGE,
+    HelpFormatter,
+    UsageError,
+    add_store_option,
+    open_catalog,
+    parse_since,
+)
 from tams_analytics.cli.output import FORMATS_OUT, emit
-from tams_analytics.engines import redacted
 
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
@@ -35,62 +42,6 @@ SHOWN: Final = {
     "gaps": ("flow_id", "label", "start_utc", "end_utc", "duration_s"),
     "runs": ("flow_id", "label", "start_utc", "end_utc", "duration_s"),
 }
-
-
-class UsageError(Exception):
-    """A bad option value or an unreachable store: exit code 2."""
-
-
-# -- shared helpers -----------------------------------------------------------------------------------------
-def open_catalog(url: str | None, **options: Any) -> Catalog:
-    """Connect to an existing store, turning any failure into :class:`UsageError` (exit code 2)."""
-    from tams_analytics.catalog import connect
-    from tams_analytics.exceptions import said_on_cli
-
-    if not url:
-        raise UsageError("no store: give --store URL or set TAMS_STORE")
-    try:
-        return connect(url, **options)
-    except Exception as exc:
-        # engines may quote the URL in their message: never echo credentials
-        reason = said_on_cli(exc).replace(url, redacted(url))
-        raise UsageError(f"cannot open store {redacted(url)}: {reason}") from None
-
-
-def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
-    """``7d``, ``24h``, ``30m``, ``2w`` before ``now``, or an ISO 8601 date or date-time (UTC unless given).
-
-    >>> parse_since("2024-01-02").isoformat()
-    '2024-01-02T00:00:00+00:00'
-    >>> parse_since("2h", dt.datetime(2024, 1, 2, 12, tzinfo=dt.UTC)).isoformat()
-    '2024-01-02T10:00:00+00:00'
-    """
-    m = _RELATIVE.match(text.strip())
-    if m:
-        now = now or dt.datetime.now(dt.UTC)
-        return now - dt.timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
-    try:
-        value = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(f"--since {text!r}: expected an ISO date/time or a span like 24h, 7d, 30m, 2w") from None
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
-#: how ``--s3-region`` is explained (its default comes from the environment, else us-east-1)
-S3_REGION_HELP: Final = "S3 region of the bucket (default: $TAMS_S3_REGION, else us-east-1)"
-#: how ``--store`` is explained in every command that reads a store
-STORE_HELP: Final = (
-    "store URL: duckdb:///ABSOLUTE/PATH (three slashes), duckdb://./RELATIVE/PATH, tams+http://HOST:PORT, "
-    "vast://..., trino://... (default: $TAMS_STORE)"
-)
-
-
-def add_store_option(p: argparse.ArgumentParser | Any, help: str = STORE_HELP) -> None:
-    """``--store URL``, defaulting to ``$TAMS_STORE`` (the one rule of every command that reads a store; the value
-    is never shown, as it may hold credentials). :func:`open_catalog` says when neither is given."""
-    import os
-
-    p.add_argument("--store", default=os.environ.get("TAMS_STORE") or None, metavar="URL", help=help)
 
 
 def common_options(p: argparse.ArgumentParser) -> None:

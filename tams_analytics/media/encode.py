@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from tams_analytics.media import require_av
+from tams_analytics.media.pyav import require_av
 
 #: x264 settings for small, quick test-pattern objects: one closed GOP per object, no B-frames
 X264_OPTIONS = {"preset": "superfast", "bf": "0", "x264-params": "scenecut=0"}

@@ -12,7 +12,8 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from tams_analytics.exceptions import TamsError
-from tams_analytics.media import PTS_HZ, PTS_WRAP, require_av
+from tams_analytics.media.pts import PTS_HZ, PTS_WRAP
+from tams_analytics.media.pyav import require_av
 from tams_analytics.media.source import MediaSource
 from tams_analytics.timerange import TimeRange
 from tams_analytics.timestamp import Timestamp, as_timestamp

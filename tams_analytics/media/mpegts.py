@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tams_analytics.exceptions import TamsError
-from tams_analytics.media import PTS_WRAP
+from tams_analytics.media.pts import PTS_WRAP
 
 PACKET = 188
 SYNC = 0x47

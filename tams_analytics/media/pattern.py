@@ -5,7 +5,7 @@
   check byte, read back by :func:`read_stamp` (a test can check a decoded frame exactly).
 
 The 8 bytes are a :class:`Stamp`: the frame's timestamp on the flow timeline, or, for a segment encoded
-once and re-timed (:mod:`~tams_analytics.media.demo_media`), the frame's offset from its segment's start
+once and re-timed (:mod:`~tams_analytics.demo.media`), the frame's offset from its segment's start
 (``relative``), which stays true wherever the segment is placed. Frames are built directly as YUV 4:2:0
 planes (what the encoder takes) so no colour conversion runs per frame.
 """

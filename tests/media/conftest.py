@@ -15,10 +15,10 @@ import av
 import httpx
 import pytest
 
-from tams_analytics.media import ns_to_pts
-from tams_analytics.media.demo_media import VideoShape, video_frames
+from tams_analytics.demo.media import VideoShape, video_frames
 from tams_analytics.media.encode import h264_ts
 from tams_analytics.media.mpegts import TsTemplate
+from tams_analytics.media.pts import ns_to_pts
 from tests.fixtures.live import serve
 
 NS = 1_000_000_000

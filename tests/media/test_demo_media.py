@@ -13,10 +13,11 @@ from typing import Any
 import av
 import pytest
 
+import tams_analytics as ta
 from tams_analytics.catalog import Catalog, connect
 from tams_analytics.cli.__main__ import main
-from tams_analytics.media import PTS_HZ, PTS_WRAP, ns_to_pts, pts_offset_ns
 from tams_analytics.media.pattern import Stamp, read_stamp
+from tams_analytics.media.pts import PTS_HZ, PTS_WRAP, ns_to_pts, pts_offset_ns
 from tams_analytics.storage.local import LocalObjectStore
 from tams_analytics.storage.spec import open_storage
 
@@ -133,17 +134,17 @@ def test_captions_are_webvtt_cues_naming_their_time(demo: Demo) -> None:
 
 
 def test_frame_at_shows_the_frame_of_the_timestamp(demo: Demo) -> None:
-    demo.catalog.attach_storage(f"local:{demo.objects}")
+    media = ta.media.attach(demo.catalog, f"local:{demo.objects}")
     flow = demo.flow("video")
     head, later = demo.segments(flow["id"])
     at = head["start_ns"] + 13 * NS // 25 + 5_000_000  # between frames 13 and 14
-    image = demo.catalog.frame_at(flow["id"], at)
+    image = media.frame_at(flow["id"], at)
     assert image.size == (1920, 1080)
     assert read_stamp(image) == Stamp(head["start_ns"] + 13 * NS // 25)
     assert image.info["tams_timestamp"] == f"{head['start_ns'] // NS}:520000000"
-    copy = demo.catalog.frame_at(flow["id"], f"{later['start_ns'] // NS}:999999998")
+    copy = media.frame_at(flow["id"], f"{later['start_ns'] // NS}:999999998")
     assert read_stamp(copy) == Stamp(24 * NS // 25, relative=True)  # 2 ns before the next frame: frame 24
-    assert read_stamp(demo.catalog.frame_at(flow["id"], later["start_ns"] + NS - 1)) == Stamp(NS, relative=True)
+    assert read_stamp(media.frame_at(flow["id"], later["start_ns"] + NS - 1)) == Stamp(NS, relative=True)
 
 
 def test_download_concatenates_the_objects_of_a_range(demo: Demo, tmp_path: Path) -> None:
@@ -170,6 +171,5 @@ def test_download_concatenates_the_objects_of_a_range(demo: Demo, tmp_path: Path
     assert out.read_bytes() == b"".join(demo.media(s["object_id"]) for s in segs)
     _, frames = decode_video(out.read_bytes())
     assert len(frames) == 300
-    demo.catalog.attach_storage(f"local:{demo.objects}")
-    result = demo.catalog.download(flow["id"], tr, tmp_path / "again.ts")
+    result = ta.media.attach(demo.catalog, f"local:{demo.objects}").download(flow["id"], tr, tmp_path / "again.ts")
     assert result.segments == 3 and (tmp_path / "again.ts").read_bytes() == out.read_bytes()

@@ -10,6 +10,7 @@ import av
 import httpx
 import pytest
 
+import tams_analytics as ta
 from tams_analytics.catalog import connect
 from tams_analytics.cli.__main__ import main
 from tams_analytics.exceptions import TamsError
@@ -101,15 +102,14 @@ def test_the_explorer_shows_the_frame_at_the_chosen_time(
 
     api, fid, _, _ = flow_on_server
     catalog = api.app.state.catalog  # type: ignore[attr-defined]
-    catalog.media = None
     ex = CoverageExplorer(catalog)
     ex.flow.value = fid
-    assert ex.frame_png == b""  # the catalog cannot reach media
+    assert ex.frame_png == b""  # the explorer was given no media
     (store,) = api.app.state.stores  # type: ignore[attr-defined]
-    catalog.attach_storage(store)
+    ex = CoverageExplorer(catalog, media=ta.media.attach(catalog, store))
+    ex.flow.value = fid
     ex.timerange.value = "[51:0_54:0)"
     assert ex.frame_time == "51:0" and read_stamp(Image.open(io.BytesIO(ex.frame_png))) == Stamp(51 * NS)
     ex.at.value = "53:480000000"
     assert ex.frame_time == "53:480000000" and "the frame at 53:480000000" in ex.status.value
     assert read_stamp(Image.open(io.BytesIO(ex.frame.value))) == Stamp(53 * NS + 480_000_000)
-    catalog.media = None

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tams_analytics.media import PTS_WRAP, ns_to_pts
 from tams_analytics.media.mpegts import TsError, TsTemplate
 from tams_analytics.media.pattern import Stamp, frame_planes, read_stamp
+from tams_analytics.media.pts import PTS_WRAP, ns_to_pts
 from tams_analytics.media.tai import program_date_time, tai_to_utc, utc_to_tai
 from tests.media.conftest import NS, H, W, segment_media
 

@@ -19,7 +19,8 @@ PROBE = textwrap.dedent(
     sys.meta_path.insert(0, Block())
     import tams_analytics as ta
     from tams_analytics.demo import build_demo
-    from tams_analytics.media import hls, mpegts, require_av, source, tai  # noqa: F401
+    from tams_analytics.media.pyav import require_av
+    from tams_analytics.media import hls, mpegts, source, tai  # noqa: F401
     from tams_analytics.media.download import download  # noqa: F401
 
     cat = ta.connect("duckdb://")

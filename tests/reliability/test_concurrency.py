@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.config import Settings
-from server.workers.deletes import run_pending
+from server.delete_requests.worker import run_pending
 from tams_analytics.timerange import TimeRange
 from tests.reliability.conftest import LiveServer, all_segments, report, segments_in_store, store_problems
 from tests.server.conftest import video_flow

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from server import outbox
 from server.app import create_app
 from server.config import Settings
-from server.events import Event
+from server.webhooks import outbox
+from server.webhooks.events import Event
 from tests.server.conftest import new_id, video_flow
 from tests.spec import assert_valid
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from server.workers.gc import collect_once
+from server.gc import collect_once
 from tams_analytics.storage.base import object_key
 from tests.server.conftest import video_flow
 from tests.spec import assert_valid

@@ -23,12 +23,12 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.live import free_port
-from server import outbox
 from server.app import create_app
 from server.config import Settings
+from server.gc import collect_once
 from server.observability import metrics
 from server.observability.logs import JsonFormatter, RequestIdFilter
-from server.workers.gc import collect_once
+from server.webhooks import outbox
 from tams_analytics.catalog import Catalog
 from tams_analytics.engines.vast import Engine as VastEngine
 from tests.engines.vast.reference import REFERENCE_URL, ReferenceStore

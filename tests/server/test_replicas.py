@@ -20,9 +20,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server.app import create_app
+from server.background import deletes
 from server.config import Settings
 from server.leases import Leases
-from server.workers import deletes
 from tams_analytics.catalog import Catalog, connect, utcnow
 from tests.server.conftest import video_flow
 from tests.server.test_webhook_delivery import Receiver, receiver  # noqa: F401 (a fixture)

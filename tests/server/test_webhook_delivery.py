@@ -339,7 +339,7 @@ def test_requests_do_not_wait_for_slow_deliveries(settings: Settings, receiver: 
 def test_large_bulk_registrations_are_notified_in_parts(
     client: TestClient, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("server.outbox.SEGMENTS_PER_NOTIFICATION", 2)
+    monkeypatch.setattr("server.webhooks.outbox.SEGMENTS_PER_NOTIFICATION", 2)
     hook(client, receiver.base + "/bulk", ["flows/segments_added"])
     flow = video_flow()
     put_flow(client, flow)

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from server import records
 from server.app import create_app
 from server.config import Settings
+from server.webhooks import records as webhook_records
 from tests.server.conftest import new_id
 from tests.spec import assert_valid, assert_valid_list
 
@@ -219,11 +219,11 @@ def test_put_replaces_configuration_and_answers_201(client: TestClient) -> None:
     assert "api_key_value" not in got and SECRET not in r.text
     assert client.get(f"/service/webhooks/{hook['id']}").json() == got
     # the secret survives a PUT that keeps the header name but cannot repeat the (unreadable) value
-    stored = records.get_webhook(client.app.state.catalog, hook["id"], with_secret=True)  # type: ignore[attr-defined]
+    stored = webhook_records.get_webhook(client.app.state.catalog, hook["id"], with_secret=True)  # type: ignore[attr-defined]
     assert stored["api_key_value"] == SECRET
     renamed = put(client, got, api_key_name="X-Other")
     assert renamed.status_code == 201
-    stored = records.get_webhook(client.app.state.catalog, hook["id"], with_secret=True)  # type: ignore[attr-defined]
+    stored = webhook_records.get_webhook(client.app.state.catalog, hook["id"], with_secret=True)  # type: ignore[attr-defined]
     assert "api_key_value" not in stored
 
 
@@ -257,11 +257,11 @@ def test_status_transitions(client: TestClient) -> None:
     again = put(client, disabled.json(), status="created")
     assert again.status_code == 201 and again.json()["status"] == "created"
 
-    records.set_webhook_status(catalog, hook["id"], "started")
+    webhook_records.set_webhook_status(catalog, hook["id"], "started")
     assert put(client, hook, status="disabled").json()["status"] == "disabled"
 
     error = {"type": "WebhookDeliveryError", "summary": "receiver down", "time": "2025-01-01T00:00:00Z"}
-    records.set_webhook_status(catalog, hook["id"], "error", error)
+    webhook_records.set_webhook_status(catalog, hook["id"], "error", error)
     in_error = client.get(f"/service/webhooks/{hook['id']}").json()
     assert_valid(in_error, "webhook-get.json")
     assert in_error["status"] == "error" and in_error["error"] == error

@@ -51,6 +51,7 @@ from tams_analytics.engines.vast.config import VastConfig, parse_url
 from tams_analytics.engines.vast.plan import QueryPlan, plan_query, topk_bound, topk_prefetch
 from tams_analytics.engines.vast.requests import ROW_ID, request_deferred
 from tams_analytics.engines.vast.store import Store, VastStore, is_conflict
+from tams_analytics.engines.vast.tables import conform_rows, table_schema
 from tams_analytics.engines.windows import FlowExtents
 from tams_analytics.exceptions import CommitUncertain, TamsError, UnsupportedError, WriteConflict
 from tams_analytics.predicates import InSubquery, Predicate, Term
@@ -65,31 +66,6 @@ logger = logging.getLogger(__name__)
 
 #: Rows per ``Table.insert`` call (the SDK splits each call further to fit its request size).
 INSERT_BATCH_ROWS: Final = 65_536
-
-
-def table_schema(name: str) -> pa.Schema:
-    """The VAST column definitions of table ``name``: the entity schema with every column nullable.
-
-    Required columns are enforced by the catalog's writes (as for every engine); VAST tables are created
-    nullable so that inserts never depend on how the cluster treats Arrow's nullability flag.
-
-    >>> table_schema("segments").field("flow_id").nullable
-    True
-    """
-    return pa.schema([f.with_nullable(True) for f in SCHEMAS[name]])
-
-
-def _conform_rows(name: str, rows: pa.Table) -> pa.Table:
-    """``rows`` cast to the table's columns and types; missing columns are null, others dropped."""
-    schema = table_schema(name)
-    arrays = []
-    for f in schema:
-        if f.name in rows.column_names:
-            col = rows.column(f.name)
-            arrays.append(col if col.type == f.type else col.cast(f.type))
-        else:
-            arrays.append(pa.nulls(rows.num_rows, f.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 #: seconds a flow's extent is used before it is read again (other replicas add segments too)
@@ -333,7 +309,7 @@ class Engine(BaseEngine):
     def insert(self, name: str, rows: pa.Table) -> None:
         if rows.num_rows == 0:
             return
-        table = _conform_rows(name, rows)
+        table = conform_rows(name, rows)
         with self.transaction():
             tx = self._writing()
             for offset in range(0, table.num_rows, self.insert_batch_rows):

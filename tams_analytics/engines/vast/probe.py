@@ -19,6 +19,7 @@ import pyarrow as pa
 from tams_analytics.engines.base import IsolationProbe
 from tams_analytics.engines.vast.requests import ROW_ID, request_deferred
 from tams_analytics.engines.vast.store import Store, is_conflict
+from tams_analytics.engines.vast.tables import table_schema
 from tams_analytics.predicates import Term
 
 __all__ = ["SCRATCH_TABLE", "isolation_probe"]
@@ -29,8 +30,6 @@ SCRATCH_TABLE = "service"
 
 
 def _scratch_schema() -> pa.Schema:
-    from tams_analytics.engines.vast import table_schema
-
     return table_schema(SCRATCH_TABLE)
 
 

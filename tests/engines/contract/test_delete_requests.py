@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from server import records
+from server.delete_requests import records as delete_records
 from tams_analytics.catalog import Catalog, utcnow
 from tams_analytics.exceptions import ConflictError
 from tests.engines.contract.helpers import multi_flow, put, seconds, seg, stored
@@ -21,9 +21,9 @@ from tests.engines.contract.helpers import multi_flow, put, seconds, seg, stored
 
 # -- the records -----------------------------------------------------------------------------------------
 def test_a_new_request_is_stored_as_created(catalog: Catalog, flow_id: str) -> None:
-    row = records.create_delete_request(catalog, flow_id, "[0:0_10:0)", object_id="m", created_by="alice")
+    row = delete_records.create_delete_request(catalog, flow_id, "[0:0_10:0)", object_id="m", created_by="alice")
     uuid.UUID(row["id"])
-    got = records.get_delete_request(catalog, row["id"])
+    got = delete_records.get_delete_request(catalog, row["id"])
     assert got is not None
     assert {k: got[k] for k in ("id", "flow_id", "timerange_to_delete", "timerange_remaining", "object_id")} == {
         "id": row["id"],
@@ -40,48 +40,48 @@ def test_a_new_request_is_stored_as_created(catalog: Catalog, flow_id: str) -> N
         None,
     )
     assert got["created"] is not None and got["updated"] == got["created"]
-    assert records.get_delete_request(catalog, str(uuid.uuid4())) is None
+    assert delete_records.get_delete_request(catalog, str(uuid.uuid4())) is None
 
 
 def test_updates_change_only_the_named_fields_and_stamp_updated(catalog: Catalog, flow_id: str) -> None:
-    row = records.create_delete_request(catalog, flow_id, "[0:0_10:0)")
-    other = records.create_delete_request(catalog, flow_id, "[20:0_30:0)")
-    records.update_delete_request(catalog, row["id"], status="started", timerange_remaining="[5:0_10:0)")
-    got = records.get_delete_request(catalog, row["id"])
+    row = delete_records.create_delete_request(catalog, flow_id, "[0:0_10:0)")
+    other = delete_records.create_delete_request(catalog, flow_id, "[20:0_30:0)")
+    delete_records.update_delete_request(catalog, row["id"], status="started", timerange_remaining="[5:0_10:0)")
+    got = delete_records.get_delete_request(catalog, row["id"])
     assert (got["status"], got["timerange_remaining"], got["timerange_to_delete"]) == (  # type: ignore[index]
         "started",
         "[5:0_10:0)",
         "[0:0_10:0)",
     )
     assert got["updated"] > got["created"]  # type: ignore[index]
-    assert records.get_delete_request(catalog, other["id"])["status"] == "created"  # type: ignore[index]
+    assert delete_records.get_delete_request(catalog, other["id"])["status"] == "created"  # type: ignore[index]
     error = {"type": "ConflictError", "summary": "no", "time": "2026-01-01T00:00:00Z"}
-    records.update_delete_request(catalog, row["id"], status="error", error=error)
-    assert json.loads(records.get_delete_request(catalog, row["id"])["error"]) == error  # type: ignore[index]
+    delete_records.update_delete_request(catalog, row["id"], status="error", error=error)
+    assert json.loads(delete_records.get_delete_request(catalog, row["id"])["error"]) == error  # type: ignore[index]
 
 
 def test_unfinished_requests_are_created_or_started_oldest_first(catalog: Catalog, flow_id: str) -> None:
-    a, b, c, d = (records.create_delete_request(catalog, flow_id) for _ in range(4))
-    records.update_delete_request(catalog, b["id"], status="started")
-    records.update_delete_request(catalog, c["id"], status="done")
-    records.update_delete_request(catalog, d["id"], status="error")
-    assert [r["id"] for r in records.unfinished_delete_requests(catalog)] == [a["id"], b["id"]]
+    a, b, c, d = (delete_records.create_delete_request(catalog, flow_id) for _ in range(4))
+    delete_records.update_delete_request(catalog, b["id"], status="started")
+    delete_records.update_delete_request(catalog, c["id"], status="done")
+    delete_records.update_delete_request(catalog, d["id"], status="error")
+    assert [r["id"] for r in delete_records.unfinished_delete_requests(catalog)] == [a["id"], b["id"]]
 
 
 def test_purge_forgets_finished_requests_past_their_expiry(catalog: Catalog, flow_id: str) -> None:
     past, future = utcnow() - dt.timedelta(hours=1), utcnow() + dt.timedelta(hours=1)
     done_old, error_old, done_new, open_old, no_expiry = (
-        records.create_delete_request(catalog, flow_id) for _ in range(5)
+        delete_records.create_delete_request(catalog, flow_id) for _ in range(5)
     )
-    records.update_delete_request(catalog, done_old["id"], status="done", expiry=past)
-    records.update_delete_request(catalog, error_old["id"], status="error", expiry=past)
-    records.update_delete_request(catalog, done_new["id"], status="done", expiry=future)
-    records.update_delete_request(catalog, open_old["id"], status="started", expiry=past)
-    records.update_delete_request(catalog, no_expiry["id"], status="done")
-    assert records.purge_delete_requests(catalog, utcnow()) == 2
+    delete_records.update_delete_request(catalog, done_old["id"], status="done", expiry=past)
+    delete_records.update_delete_request(catalog, error_old["id"], status="error", expiry=past)
+    delete_records.update_delete_request(catalog, done_new["id"], status="done", expiry=future)
+    delete_records.update_delete_request(catalog, open_old["id"], status="started", expiry=past)
+    delete_records.update_delete_request(catalog, no_expiry["id"], status="done")
+    assert delete_records.purge_delete_requests(catalog, utcnow()) == 2
     left = {r["id"] for r in catalog.rows("delete_requests").to_pylist()}
     assert left == {done_new["id"], open_old["id"], no_expiry["id"]}
-    assert records.purge_delete_requests(catalog, utcnow()) == 0
+    assert delete_records.purge_delete_requests(catalog, utcnow()) == 0
 
 
 # -- a pending flow delete request freezes the flow -----------------------------------------------------------
@@ -102,7 +102,7 @@ def doomed(catalog: Catalog) -> str:
     f = multi_flow([{"id": member["id"]}], container="video/mp2t", tags={"keep": "me"})
     catalog.put_flow(f)
     assert catalog.add_segments(f["id"], seconds(2)).all_accepted
-    records.create_delete_request(catalog, f["id"], delete_flow=True)
+    delete_records.create_delete_request(catalog, f["id"], delete_flow=True)
     return f["id"]
 
 
@@ -122,21 +122,21 @@ def test_the_request_itself_can_still_delete_the_flow(catalog: Catalog, doomed: 
 
 @pytest.mark.parametrize("write", list(WRITES))
 def test_finished_or_segment_requests_do_not_block(catalog: Catalog, flow_id: str, write: str) -> None:
-    finished = records.create_delete_request(catalog, flow_id, delete_flow=True)
-    records.update_delete_request(catalog, finished["id"], status="done")
-    failed = records.create_delete_request(catalog, flow_id, delete_flow=True)
-    records.update_delete_request(catalog, failed["id"], status="error")
-    records.create_delete_request(catalog, flow_id, "[0:0_10:0)", delete_flow=False)
+    finished = delete_records.create_delete_request(catalog, flow_id, delete_flow=True)
+    delete_records.update_delete_request(catalog, finished["id"], status="done")
+    failed = delete_records.create_delete_request(catalog, flow_id, delete_flow=True)
+    delete_records.update_delete_request(catalog, failed["id"], status="error")
+    delete_records.create_delete_request(catalog, flow_id, "[0:0_10:0)", delete_flow=False)
     WRITES[write](catalog, flow_id)
 
 
 @pytest.mark.parametrize("write", list(WRITES))
 def test_a_request_older_than_the_flow_does_not_block_it(catalog: Catalog, write: str) -> None:
     f = put(catalog)
-    records.create_delete_request(catalog, f["id"], delete_flow=True)
+    delete_records.create_delete_request(catalog, f["id"], delete_flow=True)
     catalog.delete_flow(f["id"])
     catalog.put_flow(f)  # the same id again: a new flow the old request is not about
     WRITES[write](catalog, f["id"])
-    records.create_delete_request(catalog, f["id"], delete_flow=True)
+    delete_records.create_delete_request(catalog, f["id"], delete_flow=True)
     with pytest.raises(ConflictError, match="being deleted"):
         WRITES[write](catalog, f["id"])

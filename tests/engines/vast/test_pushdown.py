@@ -34,10 +34,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from vastdb import util
 
-from server import outbox, records
-from server.events import Event
+from server import records
+from server.delete_requests import records as delete_records
+from server.gc import claim_collectable_objects
 from server.leases import Leases
-from server.workers.gc import claim_collectable_objects
+from server.webhooks import outbox
+from server.webhooks import records as webhook_records
+from server.webhooks.events import Event
 from tams_analytics import TimeRange
 from tams_analytics import filters as F
 from tams_analytics import predicates as P
@@ -404,18 +407,18 @@ def exercise_catalog(cat: Catalog) -> None:
     records.create_profile(cat, {"id": "profile-1", "flow_metadata": {"format": "urn:x-nmos:format:video"}})
     records.get_profile(cat, "profile-1")
     hook = {"id": "wh-1", "url": "https://example.com/hook", "events": ["flows/created"], "tags": {"t": "1"}}
-    records.save_webhook(cat, hook)
-    records.save_webhook(cat, {"id": "wh-1", "url": "https://example.com/hook2"}, keep_secret=True)
-    records.webhook_docs(cat, cat.rows("webhooks").to_pylist())
-    records.get_webhook(cat, "wh-1", with_secret=True)
-    records.active_webhooks(cat)
-    records.set_webhook_status(cat, "wh-1", "started", only_from=["created"])
-    records.delete_webhook(cat, "wh-1")
-    request = records.create_delete_request(cat, fid, "_", delete_flow=False, expiry=now)
-    records.update_delete_request(cat, request["id"], status="done", error={"summary": "x"})
-    records.get_delete_request(cat, request["id"])
-    records.unfinished_delete_requests(cat)
-    records.purge_delete_requests(cat, now + dt.timedelta(days=1))
+    webhook_records.save_webhook(cat, hook)
+    webhook_records.save_webhook(cat, {"id": "wh-1", "url": "https://example.com/hook2"}, keep_secret=True)
+    webhook_records.webhook_docs(cat, cat.rows("webhooks").to_pylist())
+    webhook_records.get_webhook(cat, "wh-1", with_secret=True)
+    webhook_records.active_webhooks(cat)
+    webhook_records.set_webhook_status(cat, "wh-1", "started", only_from=["created"])
+    webhook_records.delete_webhook(cat, "wh-1")
+    request = delete_records.create_delete_request(cat, fid, "_", delete_flow=False, expiry=now)
+    delete_records.update_delete_request(cat, request["id"], status="done", error={"summary": "x"})
+    delete_records.get_delete_request(cat, request["id"])
+    delete_records.unfinished_delete_requests(cat)
+    delete_records.purge_delete_requests(cat, now + dt.timedelta(days=1))
     cat.delete_flow(members[0]) if members else None
     cat.delete_flow(fid, force=True)
     # the server's leases and webhook outbox

@@ -1,8 +1,8 @@
-"""Webhook events: routes publish, the outbox keeps them, a background worker delivers (``server.workers.events``).
+"""Webhook events: routes publish, the outbox keeps them, a background worker delivers (``server.webhooks.delivery``).
 
 :meth:`EventBus.publish` routes each event to the active webhooks that want it (their event list and
 filters, and with auth classes on, their owner's access: :attr:`EventBus.accepts`) and hands the pairs to
-its :attr:`~EventBus.sink`, which writes them to the store's outbox (:mod:`server.outbox`), in the caller's
+its :attr:`~EventBus.sink`, which writes them to the store's outbox (:mod:`server.webhooks.outbox`), in the caller's
 transaction when there is one. Each event carries what the webhook filters need (flow id, source id,
 collected_by sets, auth classes) besides its body, captured when it happens, so nothing is looked up again.
 """

@@ -1,9 +1,9 @@
 """The webhook outbox: events kept in the store (table ``webhook_events``) until their receiver took them.
 
-An event becomes one row per webhook that wants it (:meth:`server.events.EventBus.publish`), written in
+An event becomes one row per webhook that wants it (:meth:`server.webhooks.events.EventBus.publish`), written in
 the transaction of the change that caused it where that change is one transaction of its own (a batch of
 segment registrations, a chunk of a delete request), else right after it, before the request is
-answered. Nobody wanting an event means no row. The delivery worker (:mod:`server.workers.events`) takes
+answered. Nobody wanting an event means no row. The delivery worker (:mod:`server.webhooks.delivery`) takes
 one webhook's rows in order (``created``, then ``seq``), deletes each once its receiver answered 2xx
 (:func:`delivered`) and records failed attempts on the row (:func:`attempt_failed`), so that retries and
 their back-off outlive a restart, and another replica can take over. A receiver may therefore get an
@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from server.auth.classes import may_read
 from server.auth.principal import Principal
-from server.events import Event, Routed, matches
+from server.webhooks.events import Event, Routed, matches
 from tams_analytics.catalog import Catalog
 from tams_analytics.clock import utcnow
 from tams_analytics.predicates import Term

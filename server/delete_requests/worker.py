@@ -1,4 +1,4 @@
-"""The delete request worker: carries out the deletions ``server.deletion`` answered with 202.
+"""The delete request worker: carries out the deletions ``server.delete_requests.intake`` answered with 202.
 
 Requests are worked in chunks of ``settings.delete_sync_max_segments`` segments (what a synchronous
 DELETE may do), earliest first, recording ``timerange_remaining`` after each chunk, so a restart
@@ -21,11 +21,11 @@ import threading
 import traceback
 from typing import Any
 
-from server import records
+from server.background import PeriodicWorker, Stop
+from server.delete_requests import records as delete_records
 from server.errors import error_body
 from server.leases import Hold, Leases
-from server.publish import capture, publish_changes, publish_segments_deleted
-from server.workers import PeriodicWorker, Stop
+from server.webhooks.publish import capture, publish_changes, publish_segments_deleted
 from tams_analytics.catalog import Catalog, DeleteResult, utcnow
 from tams_analytics.catalog.conflicts import run_transaction
 from tams_analytics.exceptions import TransientStoreError
@@ -61,18 +61,18 @@ def run_pending(app: Any, stopping: threading.Event | None = None) -> int:
     catalog: Catalog = app.state.catalog
     leases: Leases = app.state.leases
     try:
-        records.purge_delete_requests(catalog, utcnow())
+        delete_records.purge_delete_requests(catalog, utcnow())
     except TransientStoreError:
         pass  # another replica purges at the same moment
     finished = 0
-    for row in records.unfinished_delete_requests(catalog):
+    for row in delete_records.unfinished_delete_requests(catalog):
         if stopping is not None and stopping.is_set():
             break
         with leases.holding(f"delete-request:{row['id']}") as hold:
             if hold is None:
                 continue  # another replica carries it out
-            current = records.get_delete_request(catalog, row["id"])  # it may have finished meanwhile
-            if current is None or current["status"] not in records.UNFINISHED_DELETES:
+            current = delete_records.get_delete_request(catalog, row["id"])  # it may have finished meanwhile
+            if current is None or current["status"] not in delete_records.UNFINISHED_DELETES:
                 hold.finished = True
                 continue
             hold.finished = run_request(app, current, stopping, hold)
@@ -88,7 +88,7 @@ def run_request(
     catalog: Catalog = app.state.catalog
     rid, flow_id = row["id"], row["flow_id"]
     try:
-        records.update_delete_request(catalog, rid, status="started")
+        delete_records.update_delete_request(catalog, rid, status="started")
         if not _delete_segments(app, row, stopping, hold):
             return False
         if row["delete_flow"]:
@@ -100,10 +100,10 @@ def run_request(
         logger.exception("delete request %s for flow %s failed", rid, flow_id)
         error = error_body(type(exc).__name__, f"deletion failed: {exc}")
         error["traceback"] = traceback.format_exception_only(exc)
-        records.update_delete_request(catalog, rid, status="error", error=error, expiry=utcnow() + KEEP_FINISHED)
+        delete_records.update_delete_request(catalog, rid, status="error", error=error, expiry=utcnow() + KEEP_FINISHED)
         return True
     done = {"status": "done", "timerange_remaining": "()", "expiry": utcnow() + KEEP_FINISHED}
-    records.update_delete_request(catalog, rid, **done)
+    delete_records.update_delete_request(catalog, rid, **done)
     logger.info("delete request %s for flow %s done", rid, flow_id)
     return True
 
@@ -135,7 +135,7 @@ def _delete_segments(app: Any, row: dict[str, Any], stopping: threading.Event | 
         else:
             # segments never overlap, so every covered segment left starts at or after this chunk's end
             remaining = remaining.split_at(result.timerange.end_ns)[1]
-        records.update_delete_request(catalog, row["id"], timerange_remaining=str(remaining))
+        delete_records.update_delete_request(catalog, row["id"], timerange_remaining=str(remaining))
     return True
 
 

@@ -1,7 +1,7 @@
-"""Turn catalog changes into webhook events (see :mod:`server.events`), written to the outbox.
+"""Turn catalog changes into webhook events (see :mod:`server.webhooks.events`), written to the outbox.
 
 Nothing is looked up or written for an event type no active webhook subscribes to
-(:meth:`server.events.EventBus.wants`): a live recorder's segment POSTs cost no event work then.
+(:meth:`server.webhooks.events.EventBus.wants`): a live recorder's segment POSTs cost no event work then.
 ``flows/segments_added`` events are written in the transaction of the batch of registrations that stored
 the segments (:func:`segments_added`, the catalog's ``on_segments_stored``); the others right after the
 write that caused them, before the request is answered.
@@ -19,7 +19,7 @@ from fastapi import Request
 
 from server.auth.classes import AUTH_CLASSES_TAG, class_list
 from server.conversion.flows import flow_wire, source_wire
-from server.events import Event, EventBus
+from server.webhooks.events import Event, EventBus
 from tams_analytics.catalog import Catalog, Changes
 
 

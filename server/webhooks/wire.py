@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from server.conversion.common import iso
-from server.events import Event
+from server.webhooks.events import Event
 from tams_analytics.timerange import Timestamp
 
 #: every filter and transformation option of ``webhook.json``: all are supported

@@ -1,4 +1,4 @@
-"""Webhook delivery: the events waiting in the outbox (:mod:`server.outbox`) are POSTed to their webhooks.
+"""Webhook delivery: the events waiting in the outbox (:mod:`server.webhooks.outbox`) are POSTed to their webhooks.
 
 A poller thread looks for webhooks with waiting events (at once when this process published some, else
 every ``webhook_poll_s``: events other replicas wrote, retries that came due) and starts a lane for each
@@ -17,7 +17,7 @@ webhook's waiting events are dropped (the service has disabled it; a client re-e
 ``created``, for new events). Events of a webhook deleted or disabled meanwhile are dropped too.
 
 With auth classes on (``TAMS_AUTH_CLASSES``), a webhook receives only the events its registering
-principal may read (decided when the event is published: :func:`server.outbox.accepts`). The URL passes
+principal may read (decided when the event is published: :func:`server.webhooks.outbox.accepts`). The URL passes
 the SSRF guard again before every attempt (DNS may have changed since registration) and redirects are not
 followed. ``api_key_value`` goes only into the request header named by ``api_key_name``: it is never
 logged nor part of a body, nor stored with the events.
@@ -39,20 +39,21 @@ from typing import Any
 
 import httpx
 
-from server import outbox, records
-from server.conversion.webhooks import minimal_segments, notification
+from server.background import Stop
 from server.errors import error_body
-from server.events import Event
 from server.leases import Hold, Leases
 from server.ssrf import UnsafeUrl, check_url
-from server.workers import Stop
+from server.webhooks import outbox
+from server.webhooks import records as webhook_records
+from server.webhooks.events import Event
+from server.webhooks.wire import minimal_segments, notification
 from tams_analytics.catalog import Catalog, utcnow
 from tams_analytics.exceptions import TransientStoreError
 
 logger = logging.getLogger(__name__)
 
 #: statuses in which a webhook receives events
-ACTIVE = records.ACTIVE_WEBHOOKS
+ACTIVE = webhook_records.ACTIVE_WEBHOOKS
 #: upper bound of one backoff pause, seconds
 MAX_BACKOFF_S = 60.0
 #: events a lane reads at a time
@@ -154,7 +155,7 @@ class Delivery:
         """One attempt to deliver one outbox event: :data:`DELIVERED`, :data:`RETRY` (it failed, and is to be
         tried again later) or :data:`STOP` (the webhook takes no more events)."""
         webhook_id = row["webhook_id"]
-        webhook = records.get_webhook(self.catalog, webhook_id, with_secret=True)
+        webhook = webhook_records.get_webhook(self.catalog, webhook_id, with_secret=True)
         if webhook is None or webhook["status"] not in ACTIVE:
             outbox.discard(self.catalog, [webhook_id])  # deleted or disabled meanwhile
             return STOP
@@ -169,7 +170,7 @@ class Delivery:
         if not problem:
             outbox.delivered(self.catalog, row["id"])
             if webhook["status"] == "created":
-                records.set_webhook_status(self.catalog, webhook_id, "started", only_from=("created",))
+                webhook_records.set_webhook_status(self.catalog, webhook_id, "started", only_from=("created",))
             return DELIVERED
         attempts = int(row["attempts"] or 0) + 1
         limit = self.settings.webhook_max_attempts
@@ -186,7 +187,7 @@ class Delivery:
     def _fail(self, webhook_id: str, event: Event, summary: str) -> None:
         logger.error("webhook %s set to error: %s", webhook_id, summary)
         error = error_body("WebhookDeliveryError", summary)
-        records.set_webhook_status(self.catalog, webhook_id, "error", error, only_from=ACTIVE)
+        webhook_records.set_webhook_status(self.catalog, webhook_id, "error", error, only_from=ACTIVE)
         outbox.discard(self.catalog, [webhook_id])
 
     def render(self, webhook: Mapping[str, Any], event: Event) -> dict[str, Any]:

@@ -16,8 +16,8 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+from server.background import PeriodicWorker, Stop
 from server.observability.metrics import observe_gc
-from server.workers import PeriodicWorker, Stop
 from tams_analytics.catalog import Catalog, utcnow
 from tams_analytics.catalog.conflicts import run_transaction
 from tams_analytics.catalog.references import collectable_objects, purge_objects

@@ -1,6 +1,6 @@
 """Flow and segment deletion: done at once (204), or handed to a delete request (202) when large.
 
-A delete request is stored first and carried out by ``server.workers.deletes``, which resumes
+A delete request is stored first and carried out by ``server.delete_requests.worker``, which resumes
 unfinished requests after a restart. Either way the flow is checked (exists, not read-only) before
 anything is accepted.
 """
@@ -13,13 +13,13 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from server import records
 from server.conversion.common import iso
-from server.publish import capture, publish_changes, publish_segments_deleted
+from server.delete_requests import records as delete_records
 from server.responses import json_response
+from server.webhooks.publish import capture, publish_changes, publish_segments_deleted
 from tams_analytics.catalog import Catalog
 from tams_analytics.catalog.deletion import covered_segments
-from tams_analytics.catalog.guards import writable_flow
+from tams_analytics.catalog.flow_guard import writable_flow
 from tams_analytics.predicates import Term
 from tams_analytics.timerange import TimeRange
 
@@ -60,7 +60,7 @@ def delete_flow(request: Request, flow_id: str) -> Response:
     writable_flow(catalog, flow_id, deleting=True)
     n = catalog.count("segments", [Term("flow_id", "==", flow_id)])
     if n > app.state.settings.delete_sync_max_segments:
-        row = records.create_delete_request(
+        row = delete_records.create_delete_request(
             catalog, flow_id, "_", delete_flow=True, created_by=getattr(request.state, "principal", None)
         )
         wake_delete_worker(app)
@@ -78,7 +78,7 @@ def delete_segments(request: Request, flow_id: str, timerange: TimeRange, object
     writable_flow(catalog, flow_id, deleting=True)
     n = catalog.count("segments", covered_segments(flow_id, timerange, object_id))
     if n > app.state.settings.delete_sync_max_segments:
-        row = records.create_delete_request(
+        row = delete_records.create_delete_request(
             catalog,
             flow_id,
             str(timerange),

@@ -2,7 +2,7 @@
 
 Segments are generated with array operations and bulk-loaded (:func:`~tams_analytics.catalog.bulk.load_segments`),
 so a million segments build in seconds, not minutes. With ``put_media`` every object is real media (H.264
-video and AAC audio in MPEG-TS, WebVTT captions: :mod:`~tams_analytics.media.demo_media`), written by a few
+video and AAC audio in MPEG-TS, WebVTT captions: :mod:`~tams_analytics.demo.media`), written by a few
 threads (storage writes wait on the disk or the network, not the CPU).
 """
 
@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,80 +22,12 @@ from tqdm import tqdm
 
 from tams_analytics.catalog import Catalog
 from tams_analytics.catalog.bulk import load_segments
+from tams_analytics.demo.kinds import BATCH, EPOCH_S, KINDS, MEDIA_WRITERS, PROGRAMMES, FlowKind
 from tams_analytics.exceptions import ConflictError
 from tams_analytics.timerange import NS_PER_SECOND
 from tams_analytics.timerange_vector import format_timeranges
 
 logger = logging.getLogger(__name__)
-
-#: TAI seconds of the demo epoch (2023-11-14T22:13:20Z-ish); every flow starts here
-EPOCH_S: Final = 1_700_000_000
-BATCH: Final = 250_000
-#: threads writing media objects
-MEDIA_WRITERS: Final = 4
-
-
-@dataclass(frozen=True)
-class FlowKind:
-    """One kind of flow a programme has, and its segment duration."""
-
-    name: str
-    format: str
-    codec: str
-    container: str
-    segment_ns: int
-    essence: dict[str, Any]
-    #: relative number of segments (per unit of time this follows from segment_ns)
-    quality: str
-
-
-KINDS: Final = (
-    FlowKind(
-        "video",
-        "urn:x-nmos:format:video",
-        "video/h264",
-        "video/mp2t",
-        2 * NS_PER_SECOND,
-        {"frame_width": 1920, "frame_height": 1080, "frame_rate": {"numerator": 25}, "interlace_mode": "progressive"},
-        "hd",
-    ),
-    FlowKind(
-        "proxy",
-        "urn:x-nmos:format:video",
-        "video/h264",
-        "video/mp2t",
-        4 * NS_PER_SECOND,
-        {"frame_width": 960, "frame_height": 540, "frame_rate": {"numerator": 25}},
-        "proxy",
-    ),
-    FlowKind(
-        "audio",
-        "urn:x-nmos:format:audio",
-        "audio/aac",
-        "video/mp2t",
-        1_920_000_000,
-        {"sample_rate": 48000, "channels": 2},
-        "hd",
-    ),
-    FlowKind(
-        "captions",
-        "urn:x-nmos:format:data",
-        "text/vtt",
-        "text/vtt",
-        10 * NS_PER_SECOND,
-        {"data_type": "urn:x-tam:data:subtitles"},
-        "hd",
-    ),
-)
-
-PROGRAMMES: Final = (
-    ("Evening News", "news", "London"),
-    ("Match of the Day", "sport", "Salford"),
-    ("Nature Hour", "nature", "Bristol"),
-    ("Drama Tonight", "drama", "Cardiff"),
-    ("Morning Show", "news", "Glasgow"),
-    ("Proms Live", "music", "London"),
-)
 
 
 @dataclass
@@ -169,7 +101,7 @@ def build_demo(
     t0 = time.perf_counter()
     media = writers = None
     if put_media is not None:
-        from tams_analytics.media.demo_media import DemoMedia
+        from tams_analytics.demo.media import DemoMedia
 
         media = DemoMedia()
         writers = ThreadPoolExecutor(MEDIA_WRITERS, thread_name_prefix="demo-media")
@@ -277,7 +209,7 @@ def _write_media(
 ) -> tuple[pa.Table, pa.Array]:
     """Write the media of a batch of segments; returns the batch with ``ts_offset``/``object_timerange`` and
     the objects' sizes."""
-    from tams_analytics.media.demo_media import caption_offsets, ts_offsets
+    from tams_analytics.demo.media import caption_offsets, ts_offsets
 
     starts = table.column("start_ns").to_numpy()
     ends = table.column("end_ns").to_numpy()

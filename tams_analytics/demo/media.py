@@ -31,14 +31,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from tams_analytics.media import ns_to_pts, pts_offset_ns, require_av
 from tams_analytics.media.mpegts import TsTemplate
 from tams_analytics.media.pattern import Stamp, frame_planes
+from tams_analytics.media.pts import ns_to_pts, pts_offset_ns
+from tams_analytics.media.pyav import require_av
 from tams_analytics.media.tai import tai_to_utc
 from tams_analytics.timestamp import Timestamp
 
 if TYPE_CHECKING:
-    from tams_analytics.demo import FlowKind
+    from tams_analytics.demo.kinds import FlowKind
 
 NS = 1_000_000_000
 

@@ -1,0 +1,72 @@
+"""Flow delete requests as the store keeps them (the catalog's write rules read them too, to refuse writes to
+a flow being deleted)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pyarrow as pa
+
+from tams_analytics.catalog import Catalog
+from tams_analytics.clock import utcnow
+from tams_analytics.predicates import Term
+from tams_analytics.wire import dumps
+
+
+def create_delete_request(
+    catalog: Catalog,
+    flow_id: str,
+    timerange: str = "_",
+    *,
+    delete_flow: bool = False,
+    object_id: str | None = None,
+    created_by: str | None = None,
+    expiry: Any = None,
+) -> dict[str, Any]:
+    """Record a flow delete request (``created``); the server's delete worker carries it out."""
+    now = utcnow()
+    row = {
+        "id": str(uuid.uuid4()),
+        "flow_id": flow_id,
+        "timerange_to_delete": timerange,
+        "timerange_remaining": timerange,
+        "object_id": object_id,
+        "delete_flow": delete_flow,
+        "status": "created",
+        "created": now,
+        "created_by": created_by,
+        "updated": now,
+        "expiry": expiry,
+        "error": None,
+    }
+    catalog.engine.insert("delete_requests", pa.Table.from_pylist([row]))
+    return row
+
+
+def update_delete_request(catalog: Catalog, request_id: str, **values: Any) -> None:
+    if "error" in values and values["error"] is not None and not isinstance(values["error"], str):
+        values["error"] = dumps(values["error"])
+    catalog.engine.update("delete_requests", [Term("id", "==", request_id)], {**values, "updated": utcnow()})
+
+
+def get_delete_request(catalog: Catalog, request_id: str) -> dict[str, Any] | None:
+    return catalog.row("delete_requests", [Term("id", "==", request_id)])
+
+
+def purge_delete_requests(catalog: Catalog, expired_before: Any) -> int:
+    """Forget finished (``done``/``error``) delete requests whose ``expiry`` is before ``expired_before``."""
+    return catalog.engine.delete(
+        "delete_requests",
+        [Term("status", "isin", ("done", "error")), Term("expiry", "<", expired_before)],
+    )
+
+
+#: statuses of a delete request still to be carried out
+UNFINISHED_DELETES = ("created", "started")
+
+
+def unfinished_delete_requests(catalog: Catalog) -> list[dict[str, Any]]:
+    return catalog.rows(
+        "delete_requests", [Term("status", "isin", UNFINISHED_DELETES)], order_by=[("created", False)]
+    ).to_pylist()
