@@ -5,7 +5,8 @@
   have, ``±9223372036:854775805``), with a gap between them;
 * a flow recorded across the leap second at the end of 2016 (TAI ``1483228836:0``, UTC ``23:59:60``) with
   that very second missing;
-* tags: multi-valued (``genre = [news, sport]``), empty text, non-ASCII text, and flows without the tag.
+* tags: multi-valued (``genre = [news, sport]``), an empty list, empty text, non-ASCII text, and flows
+  without the tag.
 
 Eternity (``_``) and half-bounded windows are query edge cases: :data:`WINDOWS` lists the timeranges the
 tests query with.
@@ -84,7 +85,9 @@ def plant(cat: Catalog) -> EdgeFlows:
     )
     low = _flow(cat, "f0000000-0000-4000-8000-000000000003", None)
     high = _flow(cat, "f0000000-0000-4000-8000-000000000004", "")
-    tagged = _flow(cat, "f0000000-0000-4000-8000-000000000005", "Tagged", {"genre": ["sport"], "quality": "hd"})
+    tagged = _flow(
+        cat, "f0000000-0000-4000-8000-000000000005", "Tagged", {"genre": ["sport"], "quality": "hd", "none": []}
+    )
     # one-second segments from 23:59:53Z to 00:00:09Z, the leap second 23:59:60Z missing
     _segments(cat, leap, [((LEAP_TAI_S + k) * S, (LEAP_TAI_S + k + 1) * S) for k in range(-8, 9) if k != -1])
     _segments(cat, low, [(LOWEST, -9223372036 * S), (-9223372035 * S, -9223372034 * S)])
