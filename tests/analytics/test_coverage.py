@@ -22,7 +22,7 @@ from tests.analytics import ENGINES, S, add, catalog_on, put_flow, raw_segments
 
 @pytest.fixture(params=ENGINES)
 def cat(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
-    yield from catalog_on(request.param, tmp_path)
+    yield from catalog_on(request.param, tmp_path, request)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from tests.analytics import ENGINES, S, catalog_on, demo_with_media, inject_faul
 
 @pytest.fixture(params=ENGINES)
 def cat(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
-    yield from catalog_on(request.param, tmp_path)
+    yield from catalog_on(request.param, tmp_path, request)
 
 
 @pytest.fixture

@@ -71,7 +71,7 @@ def test_a_batch_answers_as_the_requests_would_one_after_another(
     engine = request.node.callspec.params["catalog"]
     rng = random.Random(seed)
     docs = [flow() for _ in range(3)]
-    with open_catalog(engine, tmp_path / "sequential") as one_by_one:
+    with open_catalog(engine, tmp_path / "sequential", request) as one_by_one:
         for d in docs:
             catalog.put_flow(d)
             one_by_one.put_flow(d)
