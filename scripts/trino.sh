@@ -8,7 +8,7 @@
 # Trino 476 (the last release with tarballs on Maven Central, and the one ibis 10.8 tests against) runs on a
 # Java 24+ JDK: $TAMS_TRINO_JAVA_HOME, else $JAVA_HOME, else the newest JDK in /usr/lib/jvm (e.g. Temurin 25).
 # Maven Central has no 476 zip of the PostgreSQL connector, so the whole server tarball (0.8 GB) is fetched
-# once and trimmed to the connectors we use (memory, hive, postgresql): 0.4 GB in the cache.
+# once and trimmed to the connectors we use: 0.4 GB in the cache.
 #
 # Environment (all optional):
 #   TAMS_TRINO_CACHE   where the server is installed (default ${XDG_CACHE_HOME:-~/.cache}/tams-analytics)
@@ -17,9 +17,9 @@
 #   TAMS_TRINO_HEAP    JVM heap (default 4G: 2 cores and 24 GiB shared with other work)
 #   TAMS_MAVEN_URL     Maven repository (default https://repo1.maven.org/maven2)
 #
-# Catalogs: `vast` (memory connector, the stand-in for VAST's connector: schemas named "bucket/schema"),
-# `hive` (Hive connector with a file metastore, reading local files: `local:///abs/path`), and any created
-# at run time with CREATE CATALOG (catalog.management=dynamic), e.g. a PostgreSQL one.
+# Catalogs: `hive` (Hive connector with a file metastore, reading local files: `local:///abs/path`), and any
+# created at run time with CREATE CATALOG (catalog.management=dynamic): the tests add `vast` (PostgreSQL, the
+# stand-in for VAST's connector) and `archive`; `CREATE CATALOG scratch USING memory` gives a scratch one.
 # Exit codes: 0 done; 1 Trino did not start (the log's tail is printed); 2 it cannot be had here (no download,
 # no Java 24+); 64 usage.
 set -euo pipefail
@@ -130,6 +130,8 @@ task.max-worker-threads=4
 query.max-memory=1GB
 query.max-memory-per-node=1GB
 memory.heap-headroom-per-node=1GB
+# system.runtime.queries keeps this many finished queries (the benchmark reads their planning times)
+query.max-history=1000
 EOF
   cat > "$etc/jvm.config" <<EOF
 -server
@@ -149,11 +151,6 @@ EOF
 -Duser.timezone=UTC
 EOF
   echo "io.trino=WARN" > "$etc/log.properties"
-  # the stand-in for VAST's connector: schemas named "bucket/schema", as VAST names them
-  cat > "$etc/catalog/vast.properties" <<EOF
-connector.name=memory
-memory.max-data-per-node=1GB
-EOF
   # Parquet on the local file system (tams-analytics export), external tables in a file metastore
   cat > "$etc/catalog/hive.properties" <<EOF
 connector.name=hive
