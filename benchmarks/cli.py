@@ -65,7 +65,8 @@ def add_parser(sub: Any) -> None:
         type=_scenarios,
         default=None,
         metavar="LIST",
-        help="run only these scenarios (comma-separated: query, http, live, pages, peer; peer needs --peer postgres); "
+        help="run only these scenarios (comma-separated: query, http, live, pages, peer, trino; peer needs --peer "
+        "postgres; trino runs only when named, on TAMS_TRINO_SERVER or a Trino scripts/trino.sh starts); "
         "the others' metrics are left out",
     )
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
@@ -82,6 +83,9 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="peer scenarios: full (default), quick (fewer repetitions; the default with --quick) or smoke "
         "(a 2k-segment store and a few calls: checks the code paths, not the speed)",
+    )
+    p.add_argument(
+        "--trino-segments", type=int, default=None, help="trino: segments of the store compared (default 1000000)"
     )
     p.set_defaults(run=run)
 
@@ -122,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         changes["http_seconds"] = args.seconds
     if args.ingest_batches:
         changes["ingest_batches"] = args.ingest_batches
-    for name in ("live_flows", "live_preload", "live_seconds", "page_flows", "only"):
+    for name in ("live_flows", "live_preload", "live_seconds", "page_flows", "only", "trino_segments"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     if args.only and "peer" in args.only and not args.peer:

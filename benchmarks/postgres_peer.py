@@ -2,9 +2,10 @@
 
 The peer of ``tams-analytics bench --peer postgres`` (see ``benchmarks/README.md``). PostgreSQL comes from
 the Debian packages (``apt-get install postgresql``); :class:`Cluster` runs ``initdb`` in a temporary
-directory (as user ``postgres`` when we are root), listens on a unix socket there only, and stops and
-removes everything afterwards. :data:`SETTINGS` are the server settings we change: durability as
-shipped (``fsync``, ``synchronous_commit`` on, so an acknowledged write is durable, as on our side).
+directory (as user ``postgres`` when we are root), listens on a unix socket there (and, for the Trino
+tests' federation, on 127.0.0.1 with a password), and stops and removes everything afterwards.
+:data:`SETTINGS` are the server settings we change: durability as shipped (``fsync``, ``synchronous_commit``
+on, so an acknowledged write is durable, as on our side).
 
 The schema is OpenTAMS's design as issue 12 describes it: segments with int64 ``lower_ns``/``upper_ns``
 bounds, a GiST ``EXCLUDE`` constraint that makes overlapping segments of a flow impossible, a
@@ -129,16 +130,22 @@ def check_driver() -> None:
 
 
 class Cluster:
-    """A throwaway PostgreSQL cluster in a temporary directory, on a unix socket only.
+    """A throwaway PostgreSQL cluster in a temporary directory, on a unix socket only; with ``tcp_port``
+    also on ``127.0.0.1:tcp_port`` for clients that cannot use sockets (Trino's JDBC connector), where user
+    ``postgres`` signs in with ``password`` (SCRAM; the socket stays trusted).
 
     Use as a context manager: started on entry (:class:`PeerUnavailable` if it cannot be), stopped and
     removed on exit.
     """
 
-    def __init__(self, bindir: Path | None = None) -> None:
+    def __init__(self, bindir: Path | None = None, *, tcp_port: int | None = None, password: str | None = None) -> None:
+        if (tcp_port is None) != (password is None):
+            raise ValueError("a TCP port needs a password, and a password a TCP port")
         self.bindir = bindir or bin_dir()
         self.root: Path | None = None
         self.version = ""
+        self.tcp_port = tcp_port
+        self.password = password
         self._started = False
 
     @property
@@ -151,8 +158,19 @@ class Cluster:
         assert self.root is not None
         return self.root
 
+    @property
+    def port(self) -> int:
+        """The port number: the TCP port when there is one, and the socket file's name either way."""
+        return self.tcp_port or 5432
+
     def conninfo(self, dbname: str) -> str:
-        return f"host={self.socket_dir} port=5432 dbname={dbname} user=postgres"
+        return f"host={self.socket_dir} port={self.port} dbname={dbname} user=postgres"
+
+    def jdbc_url(self, dbname: str) -> str:
+        """The JDBC URL of ``dbname`` over TCP (needs ``tcp_port``)."""
+        if self.tcp_port is None:
+            raise ValueError("this cluster listens on its unix socket only")
+        return f"jdbc:postgresql://127.0.0.1:{self.tcp_port}/{dbname}"
 
     def connect(self, dbname: str = "postgres", *, autocommit: bool = False) -> Any:
         import psycopg
@@ -184,10 +202,14 @@ class Cluster:
                 shutil.chown(self.root, "postgres", "postgres")
             except (LookupError, PermissionError) as exc:
                 raise PeerUnavailable(f"cannot hand {self.root} to user postgres: {exc}") from exc
-        init = self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        auth = ["--auth=trust"] if self.tcp_port is None else ["--auth-local=trust", "--auth-host=scram-sha-256"]
+        init = self._run("initdb", "-D", str(self.data), "-U", "postgres", *auth, "-E", "UTF8", "--no-sync")
         if init.returncode:
             raise PeerUnavailable(f"initdb failed: {_last_line(init.stderr or init.stdout)}")
-        conf = [f"{k} = {v}" for k, v in SETTINGS.items()] + [f"unix_socket_directories = '{self.socket_dir}'"]
+        settings = dict(SETTINGS)
+        if self.tcp_port is not None:
+            settings |= {"listen_addresses": "'127.0.0.1'", "port": str(self.tcp_port)}
+        conf = [f"{k} = {v}" for k, v in settings.items()] + [f"unix_socket_directories = '{self.socket_dir}'"]
         with (self.data / "postgresql.conf").open("a") as f:
             f.write("\n# tams-analytics bench --peer postgres\n" + "\n".join(conf) + "\n")
         log = self.root / "server.log"
@@ -198,6 +220,10 @@ class Cluster:
         self._started = True
         with self.connect(autocommit=True) as con:
             self.version = str(con.execute("SHOW server_version").fetchone()[0])
+            if self.password is not None:
+                from psycopg import sql
+
+                con.execute(sql.SQL("ALTER USER postgres PASSWORD {}").format(sql.Literal(self.password)))
         logger.info("PostgreSQL %s started in %s", self.version, self.root)
 
     def remove(self) -> None:

@@ -27,6 +27,7 @@ from benchmarks.peer_report import missed as peer_missed
 from benchmarks.perf_scenarios import PeerConfig, PeerResult, run_peer
 from benchmarks.stores import Store, add_long_flow, build_store
 from benchmarks.text_table import text_table
+from benchmarks.trino_side import TrinoResult, format_trino, run_trino, trino_json
 
 KEYS: Final = (
     "query_vs_raw_duckdb",
@@ -100,6 +101,8 @@ class BenchConfig:
     #: ``"postgres"``: also run OpenTAMS's PERF-01…06 side by side with PostgreSQL (``perf_scenarios.py``)
     peer: str | None = None
     peer_config: PeerConfig = field(default_factory=PeerConfig)
+    #: segments of the store queried through Trino and DuckDB (``--only trino``, ``trino_side.py``)
+    trino_segments: int = 1_000_000
 
     @classmethod
     def full(cls, **changes: object) -> BenchConfig:
@@ -129,11 +132,15 @@ class Report:
     seconds: float = 0.0
     #: the PostgreSQL peer benchmark, when it was asked for
     peer: PeerResult | None = None
+    #: Trino against DuckDB, when it was asked for
+    trino: TrinoResult | None = None
 
     def json(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: self.metrics[k] for k in KEYS if k in self.metrics}
         if self.peer is not None:
             out["peer"] = peer_json(self.peer)
+        if self.trino is not None:
+            out["trino"] = trino_json(self.trino)
         return out
 
     def missed(self) -> list[str]:
@@ -224,6 +231,14 @@ def _run(config: BenchConfig, work: Path, progress: Callable[[str], None]) -> Re
     if config.peer and "peer" in chosen:
         (work / "peer").mkdir(exist_ok=True)
         report.peer = run_peer(config.peer_config, work / "peer", progress)
+    if "trino" in config.only:  # only when asked for: it needs a Trino server (started here if need be)
+        report.trino = run_trino(
+            segments=config.trino_segments,
+            repeat=config.repeat,
+            slow_repeat=min(5, config.repeat),
+            work=work / "trino",
+            progress=progress,
+        )
     report.machine["load_end"] = _load()
     return report
 
@@ -237,9 +252,10 @@ def _load() -> str:
 
 
 #: the scenarios of a run: the one-hour query on demo stores, the HTTP server on one of them (pages, bulk
-#: ingest, a long listing), live ingest, pages of long flows on a store grown by interleaved ingest, and
-#: (with ``--peer postgres`` only) OpenTAMS's PERF scenarios against PostgreSQL
-SCENARIOS: tuple[str, ...] = ("query", "http", "live", "pages", "peer")
+#: ingest, a long listing), live ingest, pages of long flows on a store grown by interleaved ingest,
+#: (with ``--peer postgres`` only) OpenTAMS's PERF scenarios against PostgreSQL, and (with ``--only trino``
+#: only) a window and a coverage summary through Trino and through DuckDB
+SCENARIOS: tuple[str, ...] = ("query", "http", "live", "pages", "peer", "trino")
 
 
 def _stores(config: BenchConfig, report: Report, work: Path, progress: Callable[[str], None], chosen: set[str]) -> None:
@@ -456,9 +472,12 @@ def format_report(report: Report) -> str:
         parts += ["", format_table(report)]
     if report.peer is not None:
         parts += ["", format_peer(report.peer)]
+    if report.trino is not None:
+        parts += ["", format_trino(report.trino)]
     return "\n".join(parts)
 
 
 def write_json(report: Report, path: Path) -> None:
-    """The metrics as JSON: :data:`KEYS` (those measured), plus ``peer`` with ``--peer``."""
+    """The metrics as JSON: :data:`KEYS` (those measured), plus ``peer`` with ``--peer`` and ``trino`` with
+    ``--only trino``."""
     path.write_text(json.dumps(report.json(), indent=2) + "\n")

@@ -463,11 +463,13 @@ def _write_manifest(dest: Destination, catalog: Catalog, tables: dict[str, Any],
         out.write(json.dumps(doc, indent=2, sort_keys=True).encode())
 
 
-def hive_ddl(location: str, *, catalog: str = "hive", schema: str = "tams_export") -> str:
+def hive_ddl(location: str, *, catalog: str = "hive", schema: str = "tams_export", partitioned: bool = True) -> str:
     """Trino statements that expose an export at ``location`` as Hive tables (external, Parquet).
 
     Segments are partitioned by ``flow_bucket``; the closing ``sync_partition_metadata`` call registers the
-    bucket directories. ``sql/trino/export/hive_tables.sql`` is this for :data:`EXAMPLE_LOCATION`.
+    bucket directories. ``sql/trino/export/hive_tables.sql`` is this for :data:`EXAMPLE_LOCATION`. With
+    ``partitioned=False`` every table, segments too, is one directory of Parquet files with exactly the
+    declared columns (what other writers than ``export`` produce).
 
     >>> print(hive_ddl("s3://b/p").splitlines()[5])
     CREATE SCHEMA IF NOT EXISTS "hive"."tams_export";
@@ -491,7 +493,7 @@ def hive_ddl(location: str, *, catalog: str = "hive", schema: str = "tams_export
     for table in SCHEMAS:
         fields = list(export_schema(table))
         props = [f"external_location = {lit(f'{root}/{table}')}", "format = 'PARQUET'"]
-        if table == "segments":
+        if table == "segments" and partitioned:
             fields.append(pa.field(PARTITION_COLUMN, pa.string()))
             props.append(f"partitioned_by = ARRAY[{lit(PARTITION_COLUMN)}]")
         cols = ",\n".join(f"  {q(f.name)} {_HIVE_TYPES[str(f.type)]}" for f in fields)
@@ -500,5 +502,7 @@ def hive_ddl(location: str, *, catalog: str = "hive", schema: str = "tams_export
             f"CREATE TABLE IF NOT EXISTS {q(catalog, schema, table)} (\n{cols}\n)",
             f"WITH ({', '.join(props)});",
         ]
-    out += ["", f"CALL {q(catalog)}.system.sync_partition_metadata({lit(schema)}, 'segments', 'FULL');", ""]
+    if partitioned:
+        out += ["", f"CALL {q(catalog)}.system.sync_partition_metadata({lit(schema)}, 'segments', 'FULL');"]
+    out.append("")
     return "\n".join(out)

@@ -38,6 +38,7 @@ __all__ = [
     "LEAP_SECONDS",
     "NS_PER_SECOND",
     "TAI_STEPS",
+    "UTC_STEPS",
     "is_leap_second",
     "tai_to_utc_array",
     "tai_to_utc_ns",
@@ -90,6 +91,8 @@ _OFFSETS: Final = [offset * NS_PER_SECOND for _, offset in LEAP_SECONDS]
 _TAI_LEAPS: Final = [start + offset - NS_PER_SECOND for start, offset in zip(_UTC_STARTS, _OFFSETS, strict=True)]
 #: ``(TAI ns, TAI−UTC in ns from that instant on)``: the steps :func:`tai_to_utc_ns` applies, for engines
 TAI_STEPS: Final = tuple(zip(_TAI_LEAPS, _OFFSETS, strict=True))
+#: ``(POSIX ns, TAI−UTC in ns from that instant on)``: the steps :func:`utc_to_tai_ns` applies, for engines
+UTC_STEPS: Final = tuple(zip(_UTC_STARTS, _OFFSETS, strict=True))
 _UTC_STARTS_NP: Final = np.array(_UTC_STARTS, dtype=np.int64)
 _OFFSETS_NP: Final = np.array([0, *_OFFSETS], dtype=np.int64)
 _TAI_LEAPS_NP: Final = np.array(_TAI_LEAPS, dtype=np.int64)

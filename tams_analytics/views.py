@@ -30,8 +30,8 @@ import ibis
 
 from tams_analytics.analytics import integrity
 from tams_analytics.analytics.tables import Lookup, lookup_of, require
+from tams_analytics.analytics.text import timerange_text
 from tams_analytics.schema import SCHEMAS
-from tams_analytics.timerange import NS_PER_SECOND
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -78,22 +78,6 @@ def example_catalog() -> Catalog:
     return cat
 
 
-def _ts_text(ns: ir.IntegerValue) -> ir.StringValue:
-    """TAMS timestamp text of int64 nanoseconds (``-1:500000000`` is -1.5 s; the sign covers the value)."""
-    # Integer division would compile to FLOOR(CAST(x AS DOUBLE) / 1e9) in Trino, off by one near second
-    # boundaries at today's ns magnitudes; cutting the decimal digits is exact.
-    mag = ns.abs()
-    digits = mag.cast("string")
-    seconds = ibis.ifelse(digits.length() > 9, digits.left(digits.length() - 9), "0")
-    sign = ibis.ifelse(ns < 0, "-", "")
-    return sign.concat(seconds, ":", (mag % NS_PER_SECOND).cast("string"))
-
-
-def _tr_text(start: ir.IntegerValue, end: ir.IntegerValue) -> ir.StringValue:
-    """The half-open TAMS timerange ``[start_end)`` of storage bounds."""
-    return ibis.literal("[").concat(_ts_text(start), "_", _ts_text(end), ")")
-
-
 def _with_prev_end(segments: ir.Table) -> ir.Table:
     """Segments with ``prev_end_ns``: the end of the flow's previous segment by start (null for the first)."""
     w = ibis.window(group_by=segments.flow_id, order_by=[segments.start_ns])
@@ -118,7 +102,7 @@ def segment_gaps(tables: Any) -> ir.Table:
         gap_start_ns=gaps.prev_end_ns,
         gap_end_ns=gaps.start_ns,
         gap_ns=gaps.start_ns - gaps.prev_end_ns,
-        timerange=_tr_text(gaps.prev_end_ns, gaps.start_ns),
+        timerange=timerange_text(gaps.prev_end_ns, gaps.start_ns),
     )
 
 
@@ -139,7 +123,7 @@ def segment_runs(tables: Any) -> ir.Table:
     runs = numbered.group_by(["flow_id", "run"]).aggregate(
         start_ns=numbered.start_ns.min(), end_ns=numbered.end_ns.max(), segments=numbered.count()
     )
-    return runs.mutate(timerange=_tr_text(runs.start_ns, runs.end_ns))
+    return runs.mutate(timerange=timerange_text(runs.start_ns, runs.end_ns))
 
 
 def flow_coverage(tables: Any) -> ir.Table:
@@ -179,7 +163,9 @@ def flow_coverage(tables: Any) -> ir.Table:
         gaps=n_gaps,
         gap_ns=gaps.gap_ns.fill_null(0),
         runs=ibis.ifelse(n_segments > 0, n_gaps + 1, 0),
-        timerange=ibis.ifelse(n_segments > 0, _tr_text(stats.first_start_ns, stats.last_end_ns), ibis.literal("()")),
+        timerange=ibis.ifelse(
+            n_segments > 0, timerange_text(stats.first_start_ns, stats.last_end_ns), ibis.literal("()")
+        ),
     )
 
 
@@ -303,7 +289,7 @@ def orphans(tables: Any) -> ir.Table:
             flow_id=s.flow_id,
             source_id=null,
             object_id=null,
-            timerange=_tr_text(s.start_ns, s.end_ns),
+            timerange=timerange_text(s.start_ns, s.end_ns),
         ),
         f.select(
             kind=ibis.literal("flow_without_source"),

@@ -2,8 +2,10 @@
 
 The kernel is this interpreter's ipykernel: a ``python3`` kernelspec written to a temporary directory that
 ``JUPYTER_PATH`` puts first, for this test session only (the user's Jupyter configuration is not touched).
-The live Trino cells of notebook 04 run only when ``TAMS_TRINO_URL`` is set; notebook 05 reads this project's
-server, live on 127.0.0.1 over a demo store (the session's ``served_demo``), through ``TAMS_SERVER_URL``, and,
+Notebook 04 runs against a real Trino (the session's ``trino_store``, Parquet export in a Hive catalog) and a
+programme schedule in PostgreSQL behind it (``trino_schedule``), named by ``TAMS_TRINO_URL`` and
+``TAMS_TRINO_SCHEDULE``; notebook 05 reads this project's server, live on 127.0.0.1 over a demo store (the
+session's ``served_demo``), through ``TAMS_SERVER_URL``, and,
 without it and with nothing answering at the default URL, a demo server it starts itself and stops.
 """
 
@@ -80,6 +82,9 @@ def execute(path: Path, jupyter_path: Path, tmp_path: Path, monkeypatch: pytest.
 def test_runs_without_errors(
     path: Path, jupyter_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
+    if path.name.startswith("04_"):
+        monkeypatch.setenv("TAMS_TRINO_URL", request.getfixturevalue("trino_store").url("hive"))
+        monkeypatch.setenv("TAMS_TRINO_SCHEDULE", request.getfixturevalue("trino_schedule").qualified)
     if path.name.startswith("05_"):
         monkeypatch.setenv("TAMS_SERVER_URL", request.getfixturevalue("served_demo").server.url)
     outputs = execute(path, jupyter_path, tmp_path, monkeypatch)
@@ -92,6 +97,11 @@ def test_runs_without_errors(
         assert "clean: False" in text and "clean again: True" in text
     if path.name.startswith("04_"):
         assert "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING" in text.upper()
+        assert "live Trino: yes" in text
+        # the most missing first: an hour on a flow without segments, a minute on a flow TAMS lacks, the
+        # planted gap, the leap second the leap flow misses
+        assert "programmes with gaps: Film, Repeat, Evening News, New Year\n" in text
+        assert "one query over the catalogs: ['archive', 'hive']" in text
     if path.name.startswith("05_"):
         assert_reads_a_server(text, images)
         assert "demo server" not in text  # TAMS_SERVER_URL named one

@@ -18,7 +18,7 @@ from tams_analytics.catalog import Catalog
 from tams_analytics.catalog.bulk import load_segments
 from tams_analytics.demo import EPOCH_S
 from tams_analytics.timerange_vector import format_timeranges
-from tests.analytics import ENGINES, S, catalog_on, put_flow
+from tests.analytics import UI_ENGINES, S, catalog_on, put_flow
 
 T0 = EPOCH_S * S
 SEG = 2 * S
@@ -32,9 +32,9 @@ def _agg() -> None:
     matplotlib.use("Agg")  # no display: plots render with Agg (tams_analytics.plots never touches pyplot)
 
 
-@pytest.fixture(params=ENGINES)
+@pytest.fixture(params=UI_ENGINES)
 def cat(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
-    yield from catalog_on(request.param, tmp_path)
+    yield from catalog_on(request.param, tmp_path, request)
 
 
 @pytest.fixture

@@ -45,6 +45,9 @@ COMMANDS: dict[str, str] = {
     "export TAMS_JWT_AUDIENCE=tams-api": "a deployment's identity provider",
     "export TAMS_AUTH_CLASSES=true": "a deployment's identity provider",
     "export TAMS_JWT_GROUPS_CLAIM=groups": "a deployment's identity provider",
+    "bash scripts/trino.sh start": "the suite starts the same server through it (benchmarks/trino_server.py)",
+    "bash scripts/trino.sh status": "benchmarks/trino_server.py reuses a server it reports running",
+    "bash scripts/trino.sh stop": "benchmarks/trino_server.py stops the server the suite started",
     "FLOW=$(python3 -c 'import json, urllib.request; print(json.load(urllib.request.urlopen("
     '"http://127.0.0.1:8000/flows?label=Evening%20News%20(video)"))[0]["id"])\')': RUN,
     'ffplay "http://127.0.0.1:8000/flows/$FLOW/playlist.m3u8?timerange=[1700000000:0_1700000060:0)"': (

@@ -14,12 +14,12 @@ from tams_analytics.analytics import coverage
 from tams_analytics.catalog import Catalog
 from tams_analytics.demo import EPOCH_S, build_demo
 from tams_analytics.predicates import Term
-from tests.analytics import ENGINES, catalog_on
+from tests.analytics import UI_ENGINES, catalog_on
 
 
-@pytest.fixture(params=ENGINES)
+@pytest.fixture(params=UI_ENGINES)
 def demo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
-    for cat in catalog_on(request.param, tmp_path):
+    for cat in catalog_on(request.param, tmp_path, request):
         build_demo(cat, 3000, programmes=2, progress=False)
         yield cat
 

@@ -4,7 +4,9 @@ expressions, so the engine (DuckDB, VAST DB, Trino) does the work and results co
 * :mod:`~tams_analytics.analytics.coverage`: contiguous runs, gaps and per-flow statistics;
 * :mod:`~tams_analytics.analytics.integrity`: the store audit (overlaps, orphans, dangling references,
   missing media);
-* :mod:`~tams_analytics.analytics.reports`: storage use, ingest over time, flows by codec/format/tag.
+* :mod:`~tams_analytics.analytics.reports`: storage use, ingest over time, flows by codec/format/tag;
+* :mod:`~tams_analytics.analytics.schedule`: a broadcast schedule (UTC) against coverage: programmes with gaps
+  in their recordings and how much is missing.
 
 >>> import tams_analytics as ta
 >>> from tams_analytics.analytics import coverage
@@ -14,6 +16,6 @@ expressions, so the engine (DuckDB, VAST DB, Trino) does the work and results co
 
 from __future__ import annotations
 
-from tams_analytics.analytics import coverage, integrity, reports
+from tams_analytics.analytics import coverage, integrity, reports, schedule
 
-__all__ = ["coverage", "integrity", "reports"]
+__all__ = ["coverage", "integrity", "reports", "schedule"]

@@ -117,22 +117,23 @@ def runs(source: SegmentSource, flow_id: FlowIds = None, *, within: TimeRange | 
     return with_clock_time(r, BOUNDS, ["duration_ns"]).order_by(["flow_id", "start_ns"])
 
 
-def _runs(t: ir.Table, tr: TimeRange | None) -> ir.Table:
-    """:func:`runs` of already-filtered segments, unordered (for use inside larger expressions)."""
+def _runs(t: ir.Table, tr: TimeRange | None, by: str = "flow_id") -> ir.Table:
+    """:func:`runs` of already-filtered segments, unordered (for use inside larger expressions); runs are
+    formed within each value of column ``by`` (the flow; a programme for schedules)."""
     # stored empty ranges (start >= end) cover nothing
-    t = t.filter(t.start_ns < t.end_ns).select("flow_id", "start_ns", "end_ns")
+    t = t.filter(t.start_ns < t.end_ns).select(by, "start_ns", "end_ns")
     # one total order for both windows below: equal segments (a damaged store) must not be ordered one way
     # by the first window and another way by the second
-    t = t.mutate(pos=ibis.row_number().over(ibis.window(group_by=t.flow_id, order_by=[t.start_ns, t.end_ns])))
-    before = ibis.window(group_by=t.flow_id, order_by=[t.pos], rows=(None, -1))
+    t = t.mutate(pos=ibis.row_number().over(ibis.window(group_by=t[by], order_by=[t.start_ns, t.end_ns])))
+    before = ibis.window(group_by=t[by], order_by=[t.pos], rows=(None, -1))
     # a run starts where no earlier segment of the flow reaches: the running max of earlier ends
     marked = t.mutate(reach=t.end_ns.max().over(before))
     marked = marked.mutate(
         new_run=ibis.ifelse(marked.reach.isnull() | (marked.start_ns > marked.reach), 1, 0).cast("int64")
     )
-    upto = ibis.window(group_by=marked.flow_id, order_by=[marked.pos], rows=(None, 0))
+    upto = ibis.window(group_by=marked[by], order_by=[marked.pos], rows=(None, 0))
     numbered = marked.mutate(run=marked.new_run.sum().over(upto))
-    out = numbered.group_by(["flow_id", "run"]).aggregate(
+    out = numbered.group_by([by, "run"]).aggregate(
         start_ns=numbered.start_ns.min(), end_ns=numbered.end_ns.max(), segments=numbered.start_ns.count()
     )
     if tr is not None and tr.start_ns is not None:
@@ -140,7 +141,7 @@ def _runs(t: ir.Table, tr: TimeRange | None) -> ir.Table:
     if tr is not None and tr.end_ns is not None:
         out = out.mutate(end_ns=ibis.least(out.end_ns, ibis.literal(tr.end_ns, "int64")))
     return out.select(
-        "flow_id",
+        by,
         "start_ns",
         "end_ns",
         out.segments.cast("int64").name("segments"),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pytest
 
 from tams_analytics.catalog import Catalog, utcnow
 from tams_analytics.demo import build_demo
@@ -24,16 +25,19 @@ if TYPE_CHECKING:
 #: the engines of the shared ``catalog`` fixture (``tests/engines/catalogs.py``): DuckDB plain and with the read
 #: cache on, VAST on the reference store, and VAST on a cluster when TAMS_VAST_* are set
 ENGINES = engine_params()
+#: the engines of the UI tests (widgets, plots): all but ``trino``, where each widget action is a dozen Trino
+#: round trips; what the explorer shows on Trino is compared with DuckDB in tests/engines/trino instead
+UI_ENGINES = [p for p in ENGINES if p.id != "trino"]
 
 DATA = "urn:x-nmos:format:data"
 S = 1_000_000_000
 
 
-def catalog_on(engine: str, tmp_path: Path) -> Iterator[Catalog]:
+def catalog_on(engine: str, tmp_path: Path, request: pytest.FixtureRequest | None = None) -> Iterator[Catalog]:
     """A fresh catalog on ``engine`` (a fixture body: ``yield from catalog_on(request.param, tmp_path)``), as the
     contract suite's fixture opens it: ``duckdb-cached`` has the read cache on, ``vast-reference`` is the VAST
     engine over the reference store."""
-    with open_catalog(engine, tmp_path) as cat:
+    with open_catalog(engine, tmp_path, request) as cat:
         yield cat
 
 

@@ -23,7 +23,7 @@ from tests.engines.catalogs import open_catalog
 
 @pytest.fixture(params=ENGINES)
 def cat(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
-    yield from catalog_on(request.param, tmp_path)
+    yield from catalog_on(request.param, tmp_path, request)
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from tests.analytics import (
 
 @pytest.fixture(params=ENGINES)
 def cat(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
-    yield from catalog_on(request.param, tmp_path)
+    yield from catalog_on(request.param, tmp_path, request)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ UTC = dt.UTC
 
 @pytest.fixture(params=ENGINES)
 def cat(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
-    yield from catalog_on(request.param, tmp_path)
+    yield from catalog_on(request.param, tmp_path, request)
 
 
 def _flow(cat: Catalog, flow_id: str, source_id: str, fmt: str, codec: str | None, tags: dict[str, Any]) -> None:

@@ -11,6 +11,9 @@ Engines, in parameter order:
   whenever the ``vastdb`` SDK is installed.
 * ``vast``: a fresh schema on a live cluster, dropped afterwards; runs when ``TAMS_VAST_ENDPOINT``,
   ``TAMS_VAST_ACCESS_KEY``, ``TAMS_VAST_SECRET_KEY`` and ``TAMS_VAST_BUCKET`` are set.
+* ``trino``: the ``trino://`` engine on a real Trino (``tests/fixtures/trino.py``) for every read, over a Parquet
+  copy of a DuckDB store that takes the writes (the engine is read-only; :mod:`tests.engines.trino.mirror`);
+  skips, with the reason printed once, where Trino cannot be had.
 
 ``@pytest.mark.notimpl(engines, raises=..., reason=...)`` names engines or families of them: ``"duckdb"``
 means ``duckdb`` and ``duckdb-cached``, ``"vast"`` means ``vast`` and ``vast-reference``, a full name only
@@ -31,7 +34,7 @@ import pytest
 from tams_analytics.catalog import Catalog, connect
 
 #: every engine, in parameter order (see the module docstring)
-ENGINES = ("duckdb", "duckdb-cached", "vast-reference", "vast")
+ENGINES = ("duckdb", "duckdb-cached", "vast-reference", "vast", "trino")
 #: read-only engines, tested on served data rather than through the ``catalog`` fixture
 #: (``tests/engines/tams_http``); ``notimpl`` markers may name them too
 READ_ONLY_ENGINES = ("tams+http",)
@@ -57,8 +60,9 @@ def live_vast_url(schema: str) -> str:
 
 
 @contextmanager
-def open_catalog(engine: str, tmp_path: Path) -> Iterator[Catalog]:
-    """A fresh, empty catalog on ``engine``; closed (and on a cluster, dropped) afterwards."""
+def open_catalog(engine: str, tmp_path: Path, request: pytest.FixtureRequest | None = None) -> Iterator[Catalog]:
+    """A fresh, empty catalog on ``engine``; closed (and on a cluster, dropped) afterwards. ``trino`` needs the
+    test's ``request`` (for the session's Trino)."""
     if family(engine) == "duckdb":
         tmp_path.mkdir(parents=True, exist_ok=True)  # a store is made in a folder that exists
         cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
@@ -70,6 +74,10 @@ def open_catalog(engine: str, tmp_path: Path) -> Iterator[Catalog]:
         cat = Catalog(Engine(REFERENCE_URL, store=ReferenceStore()))
     elif engine == "vast":
         cat = connect(live_vast_url(f"tams_test_{uuid.uuid4().hex[:8]}"))
+    elif engine == "trino":
+        if request is None:
+            raise AssertionError("open_catalog('trino', ...) needs the test's request")
+        cat = request.getfixturevalue("trino_mirror").open(tmp_path / "tams.duckdb")
     else:
         raise AssertionError(f"unknown engine {engine!r}; expected one of {ENGINES}")
     if engine.endswith("-cached"):

@@ -2,7 +2,8 @@
 
 DuckDB (a real file) always runs, plain and with the read cache on (``duckdb-cached``); the VAST engine runs
 on the offline reference store (``vast-reference``) and, when ``TAMS_VAST_*`` are set, on a live cluster
-(``vast``). ``notimpl`` markers turn into strict xfails on the exception they name.
+(``vast``); the Trino engine reads, on a real Trino, what DuckDB stored (``trino``). ``notimpl`` markers turn into
+strict xfails on the exception they name.
 """
 
 from __future__ import annotations
@@ -19,5 +20,5 @@ from tests.engines.catalogs import engine_params, expect_notimpl, open_catalog
 @pytest.fixture(params=engine_params())
 def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
     expect_notimpl(request, request.param)
-    with open_catalog(request.param, tmp_path) as cat:
+    with open_catalog(request.param, tmp_path, request) as cat:
         yield cat

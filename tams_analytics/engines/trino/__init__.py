@@ -26,6 +26,7 @@ import trino  # the driver: importing it here makes a missing one an install hin
 from tams_analytics.engines.base import Capabilities, OrderBy
 from tams_analytics.engines.base import Engine as BaseEngine
 from tams_analytics.engines.ibis_query import DERIVED, declared_schema, select
+from tams_analytics.engines.trino.compiler import compiler
 from tams_analytics.engines.trino.url import TrinoSettings, parse_url
 from tams_analytics.exceptions import TamsError, UnsupportedError
 from tams_analytics.predicates import Predicate
@@ -34,9 +35,32 @@ from tams_analytics.schema import SCHEMAS
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
-__all__ = ["Engine", "TrinoSettings", "parse_url"]
+__all__ = ["Engine", "TrinoSettings", "parse_url", "statements"]
 
 logger = logging.getLogger(__name__)
+
+
+def statements(text: str) -> list[str]:
+    r"""The statements of a SQL script (``;``-separated, comments and strings respected), each without its ``;``:
+    what the Trino client takes, one at a time.
+
+    >>> statements("-- two\nCREATE SCHEMA s; SELECT ';' AS x;\n")
+    ['CREATE SCHEMA s', "SELECT ';' AS x"]
+    """
+    from sqlglot.tokens import Tokenizer, TokenType
+
+    out: list[str] = []
+    start: int | None = None
+    for token in Tokenizer(dialect="trino").tokenize(text):
+        if token.token_type == TokenType.SEMICOLON:
+            if start is not None:
+                out.append(text[start : token.start].strip())
+            start = None
+        elif start is None:
+            start = token.start
+    if start is not None and text[start:].strip():
+        out.append(text[start:].strip())
+    return out
 
 
 class Engine(BaseEngine):
@@ -74,6 +98,7 @@ class Engine(BaseEngine):
             verify=s.verify,
             request_timeout=request_timeout,
         )
+        self.ibis.compiler = compiler  # exact sub-second clock time (see .compiler)
         self._tables: dict[str, ir.Table] = {}
         logger.info("trino engine on %s", s.display)
 
@@ -84,12 +109,15 @@ class Engine(BaseEngine):
             if name in DERIVED:
                 self._tables[name] = DERIVED[name](self.table)
             elif name in SCHEMAS:
-                self._tables[name] = ops.DatabaseTable(
+                stored = ops.DatabaseTable(
                     name,
                     schema=declared_schema(name),
                     source=self.ibis,
                     namespace=ops.Namespace(catalog=self.settings.catalog, database=self.settings.schema),
                 ).to_expr()
+                # the declared columns by name, never SELECT *: a table may hold more (an export's partition
+                # column, a column a later release added)
+                self._tables[name] = stored.select(*stored.columns)
             else:
                 raise TamsError(f"unknown table {name!r}; expected one of {sorted(SCHEMAS)}")
         return self._tables[name]
@@ -129,18 +157,32 @@ class Engine(BaseEngine):
         return int(self._run(lambda: self.ibis.to_pyarrow(expr)).as_py())
 
     def sql(self, query: str) -> pa.Table:
-        """Run raw Trino SQL and return Arrow (for views and tests)."""
+        """Run one raw Trino statement and return its rows as Arrow (empty for DDL)."""
 
         def run() -> pa.Table:
             cur = self.ibis.raw_sql(query)
             try:
                 rows = cur.fetchall()
-                names = [d[0] for d in cur.description]
+                names = [d[0] for d in cur.description or ()]
             finally:
                 cur.close()
+            if not names:
+                return pa.table({})
             return pa.Table.from_pylist([dict(zip(names, r, strict=True)) for r in rows])
 
         table: pa.Table = self._run(run)
+        return table
+
+    def script(self, text: str) -> None:
+        """Run every statement of a SQL script, in order: a file of ``sql/trino`` (views, the Hive tables of an
+        export), as ``trino -f FILE`` would; unqualified names resolve in the URL's catalog and schema."""
+        for statement in statements(text):
+            self.sql(statement)
+
+    def foreign_table(self, name: str, *, catalog: str, schema: str) -> ir.Table:
+        """Table ``catalog.schema.name`` of any catalog of this Trino (a schedule in PostgreSQL, say), as a lazy
+        ibis table that joins with the TAMS tables in one Trino query."""
+        table: ir.Table = self._run(lambda: self.ibis.table(name, database=(catalog, schema)))
         return table
 
     def _run(self, fn: Any) -> Any:

@@ -77,7 +77,7 @@ def test_a_batch_answers_as_the_requests_would_one_after_another(
     rng = random.Random(seed)
     init = {"frame_width": 1920, "frame_height": 1080, "init_segments": True}
     docs = [flow(), flow(), flow(container="video/mp4", essence_parameters=init)]
-    with open_catalog(engine, tmp_path / "sequential") as one_by_one:
+    with open_catalog(engine, tmp_path / "sequential", request) as one_by_one:
         for d in docs:
             catalog.put_flow(d)
             one_by_one.put_flow(d)

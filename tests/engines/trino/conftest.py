@@ -1,9 +1,10 @@
 """Trino engine fixtures.
 
-Live tests need a Trino server whose URL (``trino://user@host:port/catalog/schema``, e.g. a VAST catalog
-holding a TAMS store, or a Hive catalog over a Parquet export) is in ``TAMS_TRINO_URL``; they skip with
-that reason otherwise. Offline tests build the engine without a server (the driver connects lazily) and
-run the exact SQL it would send, transpiled to DuckDB, on a real DuckDB demo store.
+Live tests read a TAMS store through a real Trino: the one ``TAMS_TRINO_URL`` names
+(``trino://user@host:port/catalog/schema``, e.g. a VAST catalog holding your store), else the session's demo
+store on the Trino of ``tests/fixtures/trino.py`` (``trino_store``, a Parquet export in a Hive catalog). Offline
+tests build the engine without a server (the driver connects lazily) and run the exact SQL it would send,
+transpiled to DuckDB, on a real DuckDB demo store.
 """
 
 from __future__ import annotations
@@ -28,14 +29,13 @@ class EngineConf:
 
 
 @pytest.fixture(scope="session")
-def trino_url() -> str:
+def trino_url(request: pytest.FixtureRequest) -> str:
+    """``TAMS_TRINO_URL``, else the session's demo store on the test Trino."""
     url = os.environ.get(EngineConf.url_env)
-    if not url:
-        pytest.skip(
-            f"{EngineConf.url_env} not set: live Trino tests need a server "
-            "(trino://user@host:port/catalog/schema; password in TAMS_TRINO_PASSWORD)"
-        )
-    return url
+    if url:
+        return url
+    store: Any = request.getfixturevalue("trino_store")
+    return str(store.url("hive"))
 
 
 @pytest.fixture(scope="session")

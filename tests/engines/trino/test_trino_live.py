@@ -1,8 +1,9 @@
 """The Trino engine.
 
-Offline (always): URL settings, read-only behaviour, and the catalog's read queries compiled to the exact
-Trino SQL the engine sends, transpiled to DuckDB and run on a real DuckDB demo store, giving the rows the
-DuckDB engine gives. Live (``TAMS_TRINO_URL`` set): the same reads and every view against a real server.
+Offline: URL settings, read-only behaviour, and the catalog's read queries compiled to the exact Trino SQL the
+engine sends, transpiled to DuckDB and run on a real DuckDB demo store, giving the rows the DuckDB engine gives.
+Live: reads and every view against a real server, ``TAMS_TRINO_URL``'s store or the test Trino's demo store
+(see ``conftest.py``; ``test_trino_server.py`` compares that one with DuckDB row for row).
 """
 
 from __future__ import annotations
