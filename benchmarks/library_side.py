@@ -5,7 +5,7 @@ Each method is what a request handler of ``server/routes/segments.py`` calls for
 ``segment_page_where`` and the rendered columns for a page (``limit + 1`` rows, as the route asks),
 ``Catalog.delete_segments`` for a DELETE by timerange. No HTTP, no JSON, no signed URLs: the same level
 as the SQL on the PostgreSQL side. With ``cached`` the catalog's exact read cache is on
-(``Catalog.cache_reads()``, as the server runs by default); otherwise every read goes to DuckDB.
+(``connect(url, cache_reads=True)``, as the server runs by default); otherwise every read goes to DuckDB.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ class LibrarySide:
 
     def __init__(self, path: Path, *, cached: bool) -> None:
         self.path = path
-        self.catalog = connect(f"duckdb:///{path}")
-        self.cached = self.catalog.cache_reads() if cached else False
+        self.catalog = connect(f"duckdb:///{path}", cache_reads=cached)
+        self.cached = self.catalog.caches_reads
         if cached and not self.cached:
             raise RuntimeError("the read cache could not be turned on for this engine")
 

@@ -90,9 +90,7 @@ def measure(url: str, flows: dict[int, str], *, repeat: int = 51, cached: bool =
     """Page times for every flow and position, with the read cache on or off."""
     times: dict[tuple[int, str], tuple[float, float]] = {}
     loads: dict[int, float] = {}
-    with connect(url) as cat:
-        if cached:
-            cat.cache_reads()
+    with connect(url, cache_reads=cached) as cat:
         for n, fid in flows.items():
             if cached:
                 t = time.perf_counter()

@@ -1,4 +1,5 @@
-"""Assembly of the TAMS server: settings, catalog, storage, routers, background workers."""
+"""Assembly of the TAMS server: the app, its routers and middleware; at start-up its services
+(:func:`server.services.build_services`: the engine stack, the catalog, storage, events) and background workers."""
 
 from __future__ import annotations
 
@@ -10,12 +11,10 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from server import errors, observability, openapi
+from server import errors, gc, observability, openapi
 from server.auth import Authorizer
-from server.background import deletes, events, gc
 from server.config import Settings
-from server.deps import Stores
-from server.leases import Leases, replica_name
+from server.delete_requests import worker as delete_worker
 from server.routes import (
     delete_requests,
     flows,
@@ -29,13 +28,11 @@ from server.routes import (
     storage,
     webhooks,
 )
-from server.webhooks import outbox, publish
-from server.webhooks import records as webhook_records
-from server.webhooks.events import EventBus
+from server.services import Services, Stop, build_services, services_of
+from server.stores import Stores
+from server.webhooks import delivery
 from tams_analytics import __version__
-from tams_analytics.catalog import Catalog, connect
-from tams_analytics.storage.base import StorageBackendInfo
-from tams_analytics.storage.keys import SigningKeys
+from tams_analytics.engines.base import Engine
 from tams_analytics.storage.local import LocalObjectStore
 
 logger = logging.getLogger(__name__)
@@ -56,96 +53,35 @@ ROUTERS = (
     delete_requests.router,
 )
 
-#: background workers, each ``start(app) -> stop callable``
-WORKERS = (events.start, deletes.start, gc.start)
-
-
-def build_stores(settings: Settings) -> Stores:
-    """The storage backends of this deployment (one, the default)."""
-    if settings.storage == "s3":
-        from tams_analytics.storage.s3 import S3ObjectStore  # boto3 only where S3 is used
-
-        info = StorageBackendInfo(
-            id=settings.storage_id,
-            label=settings.storage_label,
-            provider="S3-compatible",
-            store_product="S3",
-            region=settings.s3_region,
-            default_storage=True,
-        )
-        store: Any = S3ObjectStore(
-            info,
-            bucket=settings.s3_bucket,
-            endpoint_url=settings.s3_endpoint,
-            region=settings.s3_region,
-            access_key=settings.s3_access_key.get_secret_value() if settings.s3_access_key else None,
-            secret_key=settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None,
-            prefix=settings.s3_prefix,
-            create_bucket=settings.s3_create_bucket,
-        )
-    else:
-        if settings.local_signing_key is not None:
-            keys = SigningKeys.fixed(settings.local_signing_key.get_secret_value().encode())
-        else:
-            keys = SigningKeys.in_dir(settings.data_dir, grace_s=settings.url_lifetime_s)
-        info = StorageBackendInfo(
-            id=settings.storage_id,
-            label=settings.storage_label,
-            provider="tams-analytics",
-            store_product="local files",
-            default_storage=True,
-        )
-        store = LocalObjectStore(
-            info, root=settings.data_dir / "objects", base_url=settings.public_url or "", keys=keys
-        )
-    return Stores([store])
+#: background workers, each ``start(services) -> stop``
+WORKERS = (delivery.start, delete_worker.start, gc.start)
 
 
 def create_app(
     settings: Settings | None = None,
     *,
-    catalog: Catalog | None = None,
+    engine: Engine | None = None,
     stores: Stores | None = None,
     workers: bool = True,
-    owns_catalog: bool = False,
+    owns_engine: bool = False,
 ) -> FastAPI:
-    """The FastAPI application. ``catalog``/``stores`` may be given (tests, ``serve``); else built from
-    ``settings``. A given catalog is closed at shutdown only when ``owns_catalog`` (so a SIGTERM to
-    ``serve`` still checkpoints the store)."""
+    """The FastAPI application. ``engine`` (the store's engine) and ``stores`` may be given (tests, ``serve``);
+    else opened from ``settings`` when the app starts. A given engine is closed at shutdown only when
+    ``owns_engine`` (so a SIGTERM to ``serve`` still checkpoints the store)."""
     settings = settings or Settings()
+    authorizer = Authorizer(settings, catalog_of=lambda request: services_of(request.app).catalog)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        app.state.catalog = catalog or connect(settings.store_url, create=True)
-        app.state.catalog.retry_policy = settings.retry_policy()
-        sole = app.state.catalog.engine.capabilities.sole_writer
-        holder = settings.replica_id or replica_name()
-        app.state.leases = Leases(app.state.catalog, holder, settings.lease_s, sole_writer=sole)
-        wire_events(app)
-        observability.instrument_catalog(app.state.catalog)
-        app.state.catalog.group_commit.on_batch = observability.observe_batch
-        if settings.read_cache_rows and app.state.catalog.cache_reads(settings.read_cache_config()):
-            logger.info(
-                "read cache on: up to %s segment rows, %s objects",
-                settings.read_cache_rows,
-                settings.read_cache_objects,
-            )
-        app.state.stores = stores or build_stores(settings)
-        for store in app.state.stores:
-            app.state.catalog.register_storage_backend(store.info.to_json() | {"tags": store.info.tags})
-        stops = []
-        if workers:
-            stops.extend(start(app) for start in WORKERS)
+        services = build_services(settings, authorizer, engine=engine, stores=stores)
+        app.state.services = services
+        stops: list[Stop] = [start(services) for start in WORKERS] if workers else []
         try:
             yield
         finally:
             for stop in reversed(stops):
                 await stop()
-            if catalog is None or owns_catalog:
-                app.state.catalog.close()
-
-    auth = Authorizer(settings)
+            services.close(catalog=engine is None or owns_engine)
 
     app = FastAPI(
         title="TAMS (tams-analytics)",
@@ -155,31 +91,22 @@ def create_app(
         docs_url=None,  # the offline API reference: server.openapi
         redoc_url=None,
     )
-    app.state.settings = settings
-    app.state.authorizer = auth
-    app.state.events = EventBus(enabled=settings.webhooks)
     redact_access_logs()
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.include_router(media.make_router(lambda: _local_store(app)))
+    app.include_router(media.make_router(lambda: _local_store(services_of(app))))
     for router in ROUTERS:
-        app.include_router(router, dependencies=[Depends(auth)])
-    observability.install(app)
+        app.include_router(router, dependencies=[Depends(authorizer)])
+    observability.install(app, settings)
     openapi.install(app)
     return app
 
 
-def wire_events(app: FastAPI) -> None:
-    """Webhook events go to the store's outbox: routed to the active webhooks (their filters, and their
-    owners' access with auth classes on), segment registrations' in their batch's transaction."""
-    bus: EventBus = app.state.events
-    catalog: Catalog = app.state.catalog
-    auth_classes = app.state.settings.auth_classes
-    bus.webhooks = lambda: webhook_records.active_webhooks(catalog)
-    bus.accepts = lambda webhook, event: outbox.accepts(webhook, event, auth_classes=auth_classes)
-    bus.sink = lambda routed: outbox.write(catalog, routed)
-    if bus.enabled:
-        catalog.on_segments_stored = publish.segments_added(app)
+def _local_store(services: Services) -> LocalObjectStore:
+    local = services.stores.local()
+    if local is None:
+        raise errors.not_found("this server has no local object storage")
+    return local
 
 
 class RedactAccessTokens(logging.Filter):
@@ -201,13 +128,6 @@ def redact_access_logs() -> None:
     access = logging.getLogger("uvicorn.access")
     if not any(isinstance(f, RedactAccessTokens) for f in access.filters):
         access.addFilter(RedactAccessTokens())
-
-
-def _local_store(app: FastAPI) -> LocalObjectStore:
-    for store in app.state.stores:
-        if isinstance(store, LocalObjectStore):
-            return store
-    raise errors.not_found("this server has no local object storage")
 
 
 class BodyLimit:

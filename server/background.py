@@ -1,8 +1,8 @@
-"""Background workers started by ``server.app``: webhook delivery, delete requests, garbage collection.
+"""The loop of the background workers ``server.app`` starts: webhook delivery, delete requests, garbage collection.
 
-Each module exposes ``start(app) -> async stop()``. Workers run in daemon threads (the catalog and the
-object stores are blocking APIs), so they never hold up a request, and ``stop`` waits for them
-without blocking the event loop.
+Each worker's module exposes ``start(services) -> async stop()`` (:data:`server.services.Stop`). Workers run in
+daemon threads (the catalog and the object stores are blocking APIs), so they never hold up a request, and
+``stop`` waits for them without blocking the event loop.
 """
 
 from __future__ import annotations
@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
-
-Stop = Callable[[], Awaitable[None]]
 
 
 class PeriodicWorker:

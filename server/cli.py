@@ -145,7 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
     except BaseException:
         sock.close()
         raise
-    app = create_app(settings, catalog=catalog, stores=stores, owns_catalog=True)
+    app = create_app(settings, engine=catalog.engine, stores=stores, owns_engine=True)
     url = settings.public_url
     _say(settings, f"TAMS server on {url}  (API docs: {url}/docs; store {redacted(settings.store_url)})")
     options: dict[str, Any] = {"log_level": args.log_level}
@@ -230,7 +230,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def _open(args: argparse.Namespace, settings: Any) -> tuple[Any, Any]:
     """The catalog and object stores (with the demo, when asked), or a :class:`StartupError`."""
-    from server.app import build_stores
+    from server.stores import build_stores
     from tams_analytics.catalog import connect
     from tams_analytics.storage.keys import rotate
 

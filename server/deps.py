@@ -1,4 +1,6 @@
-"""Shared state for routes, as FastAPI dependencies (tests swap them with ``dependency_overrides``).
+"""What routes are given, as FastAPI dependencies (tests swap them with ``dependency_overrides``): the app's
+services (:class:`~server.services.Services`, one object), and what the auth dependency found out about this
+request (who calls, what its listings may show).
 
 They are ``async def`` although they never wait: FastAPI runs a plain ``def`` dependency in its
 thread pool, and a thread hand-over per dependency cost more than most handlers.
@@ -6,58 +8,20 @@ thread pool, and a thread hand-over per dependency cost more than most handlers.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
 from server.auth.classes import UNRESTRICTED, Visibility
 from server.auth.principal import ANONYMOUS, Principal
-from server.config import Settings
-from server.conversion.urls import MintedUrlLists
-from server.webhooks.events import EventBus
-from tams_analytics.catalog import Catalog
-from tams_analytics.storage.base import ObjectStore
+from server.services import Services, services_of
 
 
-class Stores:
-    """The storage backends this service offers, by ``storage_id``; one is the default."""
-
-    def __init__(self, stores: list[ObjectStore]) -> None:
-        self.by_id: dict[str, ObjectStore] = {s.info.id: s for s in stores}
-        defaults = [s for s in stores if s.info.default_storage]
-        self.default: ObjectStore | None = defaults[0] if defaults else None
-        #: ``get_urls`` lists of recently read objects (segments pages)
-        self.url_lists = MintedUrlLists()
-
-    def get(self, storage_id: str | None) -> ObjectStore | None:
-        return self.default if storage_id is None else self.by_id.get(storage_id)
-
-    def labels(self) -> frozenset[str]:
-        return frozenset(s.info.label for s in self.by_id.values())
-
-    def __iter__(self) -> Any:
-        return iter(self.by_id.values())
-
-
-async def get_catalog(request: Request) -> Catalog:
-    return request.app.state.catalog
-
-
-async def get_stores(request: Request) -> Stores:
-    stores: Stores = request.app.state.stores
-    for store in stores:
-        # the local store serves its objects from this server: learn its URL from the first request
-        if getattr(store, "base_url", None) == "":
-            store.set_base_url(str(request.base_url).rstrip("/"))  # type: ignore[attr-defined]
-    return stores
-
-
-async def get_events(request: Request) -> EventBus:
-    return request.app.state.events
-
-
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+async def get_services(request: Request) -> Services:
+    services = services_of(request.app)
+    if services.stores.needs_base_url:
+        services.stores.learn_base_url(str(request.base_url))
+    return services
 
 
 async def get_principal(request: Request) -> str | None:
@@ -75,10 +39,7 @@ async def get_caller(request: Request) -> Principal:
     return getattr(request.state, "caller", ANONYMOUS)
 
 
-CatalogDep = Annotated[Catalog, Depends(get_catalog)]
-StoresDep = Annotated[Stores, Depends(get_stores)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-EventsDep = Annotated[EventBus, Depends(get_events)]
+ServicesDep = Annotated[Services, Depends(get_services)]
 PrincipalDep = Annotated[str | None, Depends(get_principal)]
 VisibilityDep = Annotated[Visibility, Depends(get_visibility)]
 CallerDep = Annotated[Principal, Depends(get_caller)]

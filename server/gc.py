@@ -16,10 +16,11 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from server.background import PeriodicWorker, Stop
+from server.background import PeriodicWorker
 from server.observability.metrics import observe_gc
+from server.services import Services, Stop
 from tams_analytics.catalog import Catalog, utcnow
-from tams_analytics.catalog.conflicts import run_transaction
+from tams_analytics.catalog.conflicts import Attempts
 from tams_analytics.catalog.references import collectable_objects, purge_objects
 from tams_analytics.storage.base import StorageError
 
@@ -31,9 +32,9 @@ DEFAULT_INTERVAL_S = 300.0
 LEASE = "object-gc"
 
 
-def start(app: Any) -> Stop:
-    interval = float(getattr(app.state.settings, "gc_interval_s", DEFAULT_INTERVAL_S))
-    worker = PeriodicWorker("tams-object-gc", lambda: collect_once(app), interval)
+def start(services: Services) -> Stop:
+    interval = float(getattr(services.settings, "gc_interval_s", DEFAULT_INTERVAL_S))
+    worker = PeriodicWorker("tams-object-gc", lambda: collect_once(services), interval)
     worker.start(at_once=False)
     return worker.stop
 
@@ -46,18 +47,17 @@ def claim_collectable_objects(catalog: Catalog, older_than: dt.datetime) -> dict
     references: a segment registered concurrently either keeps its object or finds it gone.
     """
 
-    def claim(_attempt: object) -> dict[str, list[dict[str, Any]]]:
-        ids = sorted(set(collectable_objects(catalog, older_than).column("id").to_pylist()))
-        if not ids:
-            return {}
-        instances = catalog.object_instances(ids)
-        gone = purge_objects(catalog, ids)
-        return {i: [dict(r) for r in instances.get(i, [])] for i in gone}
+    claimed: dict[str, list[dict[str, Any]]] = {}
+    for attempt in Attempts(catalog, what="object collection"):
+        with attempt:
+            ids = sorted(set(collectable_objects(catalog, older_than).column("id").to_pylist()))
+            instances = catalog.object_instances(ids) if ids else {}
+            gone = purge_objects(catalog, ids) if ids else []
+            claimed = {i: [dict(r) for r in instances.get(i, [])] for i in gone}
+    return claimed
 
-    return run_transaction(catalog, claim, what="object collection")
 
-
-def collect_once(app: Any, now: dt.datetime | None = None) -> int:
+def collect_once(services: Services, now: dt.datetime | None = None) -> int:
     """Forget collectable objects and delete their stored bytes; returns how many objects were collected.
 
     ``now`` defaults to the current time (tests pass a later one instead of waiting for the timeout).
@@ -65,15 +65,15 @@ def collect_once(app: Any, now: dt.datetime | None = None) -> int:
     them), so bytes a segment still points at are never deleted; if a backend then fails to delete,
     the bytes are left behind (logged), never a dangling reference.
     """
-    with app.state.leases.holding(LEASE) as hold:
+    with services.leases.holding(LEASE) as hold:
         if hold is None:
             return 0  # another replica collects now
-        return _collect(app, now)
+        return _collect(services, now)
 
 
-def _collect(app: Any, now: dt.datetime | None) -> int:
-    catalog: Catalog = app.state.catalog
-    cutoff = (now or utcnow()) - dt.timedelta(seconds=app.state.settings.min_object_timeout_s)
+def _collect(services: Services, now: dt.datetime | None) -> int:
+    catalog = services.catalog
+    cutoff = (now or utcnow()) - dt.timedelta(seconds=services.settings.min_object_timeout_s)
     claimed = claim_collectable_objects(catalog, cutoff)
     by_store: dict[str, list[str]] = defaultdict(list)
     for instances in claimed.values():
@@ -81,7 +81,7 @@ def _collect(app: Any, now: dt.datetime | None) -> int:
             if inst.get("controlled") and inst.get("storage_id") and inst.get("storage_key"):
                 by_store[inst["storage_id"]].append(inst["storage_key"])
     for storage_id, keys in by_store.items():
-        store = app.state.stores.by_id.get(storage_id)
+        store = services.stores.by_id.get(storage_id)
         if store is None:
             logger.warning("gc: storage backend %s is not configured; %d objects left in it", storage_id, len(keys))
             continue

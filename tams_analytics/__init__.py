@@ -36,8 +36,8 @@ def __getattr__(name: str) -> Any:
         from tams_analytics.catalog import Catalog
 
         return Catalog
-    if name == "to_pandas":  # a DataFrame keeping nullable integers integers (tams_analytics.frames)
-        from tams_analytics.frames import to_pandas
+    if name == "to_pandas":  # a DataFrame keeping nullable integers integers (tams_analytics.dataframes)
+        from tams_analytics.dataframes import to_pandas
 
         return to_pandas
     if name == "media":  # tams_analytics.media: download a range, look at a frame

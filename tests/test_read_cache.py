@@ -22,7 +22,7 @@ from server.delete_requests import records as delete_records
 from tams_analytics.cache import CacheConfig, CachingEngine
 from tams_analytics.cache.keyed import EVERYTHING, KeyedCache, changed_keys
 from tams_analytics.cache.timeline import RowBlocks, Timeline, UncachedQuery
-from tams_analytics.catalog import Catalog, connect, segment_page_where
+from tams_analytics.catalog import Catalog, cached, connect, segment_page_where
 from tams_analytics.engines.base import Change, Engine
 from tams_analytics.exceptions import ConflictError, UnsupportedError
 from tams_analytics.nonblocking import WouldBlock, memory_only
@@ -42,8 +42,9 @@ class Boom(Exception):
 def pair(tmp_path: Path) -> tuple[Catalog, Catalog]:
     """(cached, plain) catalogs over one DuckDB engine; small limits so that eviction and the
     oversized-flow path are exercised too."""
-    cached = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
-    assert cached.cache_reads(CacheConfig(segment_rows=400, flow_rows=150, objects=60, row_blocks=4, tail_rows=20))
+    config = CacheConfig(segment_rows=400, flow_rows=150, objects=60, row_blocks=4, tail_rows=20)
+    cached = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True, cache_reads=config)
+    assert cached.caches_reads
     assert isinstance(cached.engine, CachingEngine)
     plain = Catalog(cached.engine.inner)
     yield cached, plain
@@ -190,8 +191,7 @@ def _random_write(
 
 def test_a_reader_never_misses_a_committed_append(tmp_path: Path) -> None:
     """Writers append batches while readers page; a batch committed before a read began is in it."""
-    cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
-    cat.cache_reads()
+    cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True, cache_reads=True)
     fid = flow()["id"]
     cat.put_flow({**flow(), "id": fid})
     committed = [0]
@@ -361,8 +361,7 @@ def test_memory_only_reads_raise_rather_than_read_the_store(tmp_path: Path) -> N
         f = flow()
         cat.put_flow(f)
         cat.add_segments(f["id"], [{"object_id": "o", "timerange": _tr(0, 1)}])
-    cat = connect(url)
-    cat.cache_reads()
+    cat = connect(url, cache_reads=True)
     with memory_only():
         with pytest.raises(WouldBlock):
             _page(cat, f["id"], reverse=False)
@@ -382,8 +381,9 @@ def test_memory_only_reads_raise_rather_than_read_the_store(tmp_path: Path) -> N
 def test_the_live_edge_of_a_long_flow_is_answered_from_memory(tmp_path: Path) -> None:
     """A flow too long to keep with its rows keeps its bounds and its newest rows (its tail): the pages live
     readers ask for, and the tail grows with each append; a page deeper down reads the store."""
-    cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
-    cat.cache_reads(CacheConfig(flow_rows=50, tail_rows=10))
+    cat = connect(
+        f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True, cache_reads=CacheConfig(flow_rows=50, tail_rows=10)
+    )
     f = flow()
     cat.put_flow(f)
     cat.add_segments(f["id"], [{"object_id": f"o{i}", "timerange": _tr(i, i + 1)} for i in range(100)])
@@ -407,8 +407,7 @@ def test_the_live_edge_of_a_long_flow_is_answered_from_memory(tmp_path: Path) ->
 def test_writes_keep_bounds_and_a_tail_and_a_deep_read_keeps_a_short_flows_rows(tmp_path: Path) -> None:
     """A registration's overlap check needs bounds only: the flow is kept as bounds and its newest rows
     (cheap for many flows at once). A page past the tail of a short flow then keeps the flow with its rows."""
-    cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
-    cat.cache_reads(CacheConfig(tail_rows=5))
+    cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True, cache_reads=CacheConfig(tail_rows=5))
     cache = cat.engine
     assert isinstance(cache, CachingEngine)
     f = flow()
@@ -475,8 +474,11 @@ def test_a_flow_too_long_for_the_bounds_budget_is_read_from_the_store_not_reload
 ) -> None:
     """Bounds and a tail that could outgrow the budget are never loaded: the flow's pages read the store,
     one statement each, the same rows as without the cache (they used to reload the whole flow per page)."""
-    cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
-    cat.cache_reads(CacheConfig(flow_rows=5, bound_segments=50, tail_rows=2))  # 30 + 2 * 12 * 2 > 50
+    cat = connect(
+        f"duckdb:///{tmp_path / 'tams.duckdb'}",
+        create=True,
+        cache_reads=CacheConfig(flow_rows=5, bound_segments=50, tail_rows=2),
+    )  # 30 + 2 * 12 * 2 > 50
     plain = Catalog(cat.engine.inner)
     f = flow()
     cat.put_flow(f)
@@ -499,7 +501,7 @@ def test_a_flow_too_long_for_the_bounds_budget_is_read_from_the_store_not_reload
 
 def test_only_a_sole_writer_engine_can_cache() -> None:
     engine = _RemoteEngine(urlsplit("remote://cluster"))
-    assert Catalog(engine).cache_reads() is False
+    assert cached(engine) is engine and not Catalog(cached(engine)).caches_reads
     with pytest.raises(UnsupportedError):
         CachingEngine(engine)
 

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
@@ -18,6 +20,7 @@ from server.auth.principal import ANONYMOUS, Principal
 from server.auth.scopes import require_scope
 from server.auth.tokens import JwtVerifier
 from server.config import Settings
+from tams_analytics.catalog import Catalog
 
 __all__ = ["ANONYMOUS", "Authorizer", "Principal", "Visibility", "may_read"]
 
@@ -28,9 +31,11 @@ class Authorizer:
     ``principal`` (the name, for ``created_by``), ``caller`` (:class:`Principal`) and ``visibility``
     (what listings may show)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, catalog_of: Callable[[Request], Catalog] | None = None) -> None:
         self.settings = settings
         self.verifier = JwtVerifier(settings) if settings.auth == "jwt" else None
+        #: the catalog a request's auth-class checks read (the app's: given by the assembly)
+        self.catalog_of = catalog_of
 
     async def identify(self, request: Request) -> Principal:
         """Who is calling (401 for missing or bad credentials), without any operation's checks: for
@@ -53,5 +58,7 @@ class Authorizer:
         request.state.visibility = visibility
         if visibility.classes and guards.GUARDS.get(operation_id or "") is not None:
             body = await request.body() if guards.needs_body(operation_id) else b""
-            catalog = request.app.state.catalog
+            if self.catalog_of is None:
+                raise RuntimeError("auth classes need the app's catalog: Authorizer(settings, catalog_of=...)")
+            catalog = self.catalog_of(request)
             await run_in_threadpool(guards.check, catalog, principal, operation_id, request.path_params, body)

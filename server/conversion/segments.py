@@ -11,7 +11,7 @@ from tams_analytics.predicates import isin
 from tams_analytics.timerange import TimeRange, Timestamp
 
 if TYPE_CHECKING:
-    from server.deps import Stores  # server.deps imports this module's package
+    from server.stores import Stores  # server.stores imports this module's package
 
 #: int64-ns columns that are Timestamps on the wire
 _TS_FIELDS = ("ts_offset", "last_duration")

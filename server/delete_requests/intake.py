@@ -16,8 +16,8 @@ from fastapi.responses import Response
 from server.conversion.common import iso
 from server.delete_requests import records as delete_records
 from server.responses import json_response
+from server.services import Services
 from server.webhooks.publish import capture, publish_changes, publish_segments_deleted
-from tams_analytics.catalog import Catalog
 from tams_analytics.catalog.deletion import covered_segments
 from tams_analytics.catalog.flow_guard import writable_flow
 from tams_analytics.predicates import Term
@@ -45,39 +45,39 @@ def request_wire(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _accepted(request: Request, row: dict[str, Any]) -> Response:
+def _accepted(request: Request, services: Services, row: dict[str, Any]) -> Response:
     location = str(request.url_for("GET_flow-delete-requests-request-id", request_id=row["id"]))
-    public_url = request.app.state.settings.public_url
+    public_url = services.settings.public_url
     if public_url:
         location = public_url.rstrip("/") + "/flow-delete-requests/" + row["id"]
     return json_response(request_wire(row), status=202, headers={"Location": location})
 
 
-def delete_flow(request: Request, flow_id: str) -> Response:
+def delete_flow(request: Request, services: Services, flow_id: str) -> Response:
     """``DELETE /flows/{id}``: 204 when done, 202 + delete request when the flow has many segments."""
-    app = request.app
-    catalog: Catalog = app.state.catalog
+    catalog = services.catalog
     writable_flow(catalog, flow_id, deleting=True)
     n = catalog.count("segments", [Term("flow_id", "==", flow_id)])
-    if n > app.state.settings.delete_sync_max_segments:
+    if n > services.settings.delete_sync_max_segments:
         row = delete_records.create_delete_request(
             catalog, flow_id, "_", delete_flow=True, created_by=getattr(request.state, "principal", None)
         )
-        wake_delete_worker(app)
-        return _accepted(request, row)
-    contexts = capture(request, [flow_id], "flows/deleted", "sources/deleted")
+        services.delete_wakeup.set()
+        return _accepted(request, services, row)
+    contexts = capture(services.events, catalog, [flow_id], "flows/deleted", "sources/deleted")
     changes = catalog.delete_flow(flow_id)
-    publish_changes(request, changes, contexts)
+    publish_changes(services.events, catalog, changes, contexts)
     return Response(status_code=204)
 
 
-def delete_segments(request: Request, flow_id: str, timerange: TimeRange, object_id: str | None) -> Response:
+def delete_segments(
+    request: Request, services: Services, flow_id: str, timerange: TimeRange, object_id: str | None
+) -> Response:
     """``DELETE /flows/{id}/segments``: covered-only deletion; 202 + delete request when large."""
-    app = request.app
-    catalog: Catalog = app.state.catalog
+    catalog = services.catalog
     writable_flow(catalog, flow_id, deleting=True)
     n = catalog.count("segments", covered_segments(flow_id, timerange, object_id))
-    if n > app.state.settings.delete_sync_max_segments:
+    if n > services.settings.delete_sync_max_segments:
         row = delete_records.create_delete_request(
             catalog,
             flow_id,
@@ -86,17 +86,10 @@ def delete_segments(request: Request, flow_id: str, timerange: TimeRange, object
             object_id=object_id,
             created_by=getattr(request.state, "principal", None),
         )
-        wake_delete_worker(app)
-        return _accepted(request, row)
+        services.delete_wakeup.set()
+        return _accepted(request, services, row)
     result = catalog.delete_segments(flow_id, timerange, object_id)
     if result.deleted:
-        ctx = capture(request, [flow_id], "flows/segments_deleted").get(flow_id)
-        publish_segments_deleted(app.state.events, ctx, flow_id, str(result.timerange))
+        ctx = capture(services.events, catalog, [flow_id], "flows/segments_deleted").get(flow_id)
+        publish_segments_deleted(services.events, ctx, flow_id, str(result.timerange))
     return Response(status_code=204)
-
-
-def wake_delete_worker(app: Any) -> None:
-    """Tell the delete worker (if running) that a new request is waiting."""
-    event = getattr(app.state, "delete_wakeup", None)
-    if event is not None:
-        event.set()

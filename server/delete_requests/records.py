@@ -11,6 +11,7 @@ import pyarrow as pa
 from tams_analytics.catalog import Catalog
 from tams_analytics.clock import utcnow
 from tams_analytics.predicates import Term
+from tams_analytics.statuses import FINISHED_DELETE_REQUESTS, UNFINISHED_DELETE_REQUESTS, DeleteRequestStatus
 from tams_analytics.wire import dumps
 
 
@@ -33,7 +34,7 @@ def create_delete_request(
         "timerange_remaining": timerange,
         "object_id": object_id,
         "delete_flow": delete_flow,
-        "status": "created",
+        "status": DeleteRequestStatus.CREATED,
         "created": now,
         "created_by": created_by,
         "updated": now,
@@ -58,15 +59,11 @@ def purge_delete_requests(catalog: Catalog, expired_before: Any) -> int:
     """Forget finished (``done``/``error``) delete requests whose ``expiry`` is before ``expired_before``."""
     return catalog.engine.delete(
         "delete_requests",
-        [Term("status", "isin", ("done", "error")), Term("expiry", "<", expired_before)],
+        [Term("status", "isin", FINISHED_DELETE_REQUESTS), Term("expiry", "<", expired_before)],
     )
-
-
-#: statuses of a delete request still to be carried out
-UNFINISHED_DELETES = ("created", "started")
 
 
 def unfinished_delete_requests(catalog: Catalog) -> list[dict[str, Any]]:
     return catalog.rows(
-        "delete_requests", [Term("status", "isin", UNFINISHED_DELETES)], order_by=[("created", False)]
+        "delete_requests", [Term("status", "isin", UNFINISHED_DELETE_REQUESTS)], order_by=[("created", False)]
     ).to_pylist()

@@ -21,15 +21,17 @@ import threading
 import traceback
 from typing import Any
 
-from server.background import PeriodicWorker, Stop
+from server.background import PeriodicWorker
 from server.delete_requests import records as delete_records
 from server.errors import error_body
-from server.leases import Hold, Leases
+from server.leases import Hold
+from server.services import Services, Stop
 from server.webhooks.publish import capture, publish_changes, publish_segments_deleted
 from tams_analytics.catalog import Catalog, DeleteResult, utcnow
-from tams_analytics.catalog.conflicts import run_transaction
+from tams_analytics.catalog.conflicts import Attempts
 from tams_analytics.exceptions import TransientStoreError
 from tams_analytics.predicates import Term
+from tams_analytics.statuses import UNFINISHED_DELETE_REQUESTS, DeleteRequestStatus
 from tams_analytics.timerange import TimeRange
 
 logger = logging.getLogger(__name__)
@@ -40,26 +42,18 @@ POLL_S = 30.0
 KEEP_FINISHED = dt.timedelta(days=1)
 
 
-def start(app: Any) -> Stop:
-    """Start the worker; ``app.state.delete_wakeup`` wakes it when a request is created."""
-    wakeup = threading.Event()
-    worker = PeriodicWorker("tams-delete-requests", lambda: None, POLL_S, wakeup=wakeup)
-    worker.step = lambda: run_pending(app, worker.stopping)
-    app.state.delete_wakeup = wakeup
+def start(services: Services) -> Stop:
+    """Start the worker; ``services.delete_wakeup`` wakes it when a request is made."""
+    worker = PeriodicWorker("tams-delete-requests", lambda: None, POLL_S, wakeup=services.delete_wakeup)
+    worker.step = lambda: run_pending(services, worker.stopping)
     worker.start()
-
-    async def stop() -> None:
-        app.state.delete_wakeup = None
-        await worker.stop()
-
-    return stop
+    return worker.stop
 
 
-def run_pending(app: Any, stopping: threading.Event | None = None) -> int:
+def run_pending(services: Services, stopping: threading.Event | None = None) -> int:
     """Work every unfinished request (oldest first) this process can claim, and forget expired ones;
     returns how many finished."""
-    catalog: Catalog = app.state.catalog
-    leases: Leases = app.state.leases
+    catalog, leases = services.catalog, services.leases
     try:
         delete_records.purge_delete_requests(catalog, utcnow())
     except TransientStoreError:
@@ -72,27 +66,27 @@ def run_pending(app: Any, stopping: threading.Event | None = None) -> int:
             if hold is None:
                 continue  # another replica carries it out
             current = delete_records.get_delete_request(catalog, row["id"])  # it may have finished meanwhile
-            if current is None or current["status"] not in delete_records.UNFINISHED_DELETES:
+            if current is None or current["status"] not in UNFINISHED_DELETE_REQUESTS:
                 hold.finished = True
                 continue
-            hold.finished = run_request(app, current, stopping, hold)
+            hold.finished = run_request(services, current, stopping, hold)
             finished += hold.finished
     return finished
 
 
 def run_request(
-    app: Any, row: dict[str, Any], stopping: threading.Event | None = None, hold: Hold | None = None
+    services: Services, row: dict[str, Any], stopping: threading.Event | None = None, hold: Hold | None = None
 ) -> bool:
     """Carry out one request; False when interrupted by ``stopping``, by the loss of its lease ``hold``, or
     by a store that stays busy (it stays ``started``, for the next pass)."""
-    catalog: Catalog = app.state.catalog
+    catalog = services.catalog
     rid, flow_id = row["id"], row["flow_id"]
     try:
-        delete_records.update_delete_request(catalog, rid, status="started")
-        if not _delete_segments(app, row, stopping, hold):
+        delete_records.update_delete_request(catalog, rid, status=DeleteRequestStatus.STARTED)
+        if not _delete_segments(services, row, stopping, hold):
             return False
         if row["delete_flow"]:
-            _delete_flow(app, row)
+            _delete_flow(services, row)
     except TransientStoreError as exc:
         logger.warning("delete request %s for flow %s: the store stayed busy (%s); it goes on later", rid, flow_id, exc)
         return False
@@ -100,34 +94,35 @@ def run_request(
         logger.exception("delete request %s for flow %s failed", rid, flow_id)
         error = error_body(type(exc).__name__, f"deletion failed: {exc}")
         error["traceback"] = traceback.format_exception_only(exc)
-        delete_records.update_delete_request(catalog, rid, status="error", error=error, expiry=utcnow() + KEEP_FINISHED)
+        expiry = utcnow() + KEEP_FINISHED
+        delete_records.update_delete_request(catalog, rid, status=DeleteRequestStatus.ERROR, error=error, expiry=expiry)
         return True
-    done = {"status": "done", "timerange_remaining": "()", "expiry": utcnow() + KEEP_FINISHED}
+    done = {"status": DeleteRequestStatus.DONE, "timerange_remaining": "()", "expiry": utcnow() + KEEP_FINISHED}
     delete_records.update_delete_request(catalog, rid, **done)
     logger.info("delete request %s for flow %s done", rid, flow_id)
     return True
 
 
-def _delete_segments(app: Any, row: dict[str, Any], stopping: threading.Event | None, hold: Hold | None = None) -> bool:
-    catalog: Catalog = app.state.catalog
-    chunk = max(1, app.state.settings.delete_sync_max_segments)
+def _delete_segments(
+    services: Services, row: dict[str, Any], stopping: threading.Event | None, hold: Hold | None = None
+) -> bool:
+    catalog, events = services.catalog, services.events
+    chunk = max(1, services.settings.delete_sync_max_segments)
     flow_id = row["flow_id"]
     remaining = TimeRange.from_str(row["timerange_remaining"] or row["timerange_to_delete"])
-    context = capture(app, [flow_id], "flows/segments_deleted").get(flow_id)
+    context = capture(events, catalog, [flow_id], "flows/segments_deleted").get(flow_id)
     while not remaining.is_empty:
         if (stopping is not None and stopping.is_set()) or (hold is not None and not hold.keep()):
             return False
-
-        def one_chunk(_attempt: object, tr: TimeRange = remaining) -> DeleteResult | None:
-            """The check, the chunk and its event (into the outbox), atomically."""
-            if not _same_flow(catalog, row):
-                return None  # the flow is gone, and its segments with it (a flow re-created since is not ours)
-            result = catalog.delete_segments(flow_id, tr, row["object_id"], limit=chunk, force=True)
-            if result.deleted:
-                publish_segments_deleted(app.state.events, context, flow_id, str(result.timerange))
-            return result
-
-        result = run_transaction(catalog, one_chunk, what="delete request chunk")
+        result: DeleteResult | None = None
+        # the check, the chunk and its event (into the outbox), atomically
+        for attempt in Attempts(catalog, what="delete request chunk"):
+            with attempt:
+                result = None
+                if _same_flow(catalog, row):  # else the flow is gone, and its segments with it
+                    result = catalog.delete_segments(flow_id, remaining, row["object_id"], limit=chunk, force=True)
+                    if result.deleted:
+                        publish_segments_deleted(events, context, flow_id, str(result.timerange))
         if result is None:
             break
         if result.complete or result.timerange.end_ns is None:
@@ -151,16 +146,12 @@ def _same_flow(catalog: Catalog, row: dict[str, Any]) -> bool:
     return flow.get("created") is None or row.get("created") is None or flow["created"] <= row["created"]
 
 
-def _delete_flow(app: Any, row: dict[str, Any]) -> None:
-    catalog: Catalog = app.state.catalog
+def _delete_flow(services: Services, row: dict[str, Any]) -> None:
+    catalog, events = services.catalog, services.events
     flow_id = row["flow_id"]
-    contexts = capture(app, [flow_id], "flows/deleted", "sources/deleted")
-
-    def delete(_attempt: object) -> None:
-        """The check, the deletion and its events (into the outbox), atomically."""
-        if not _same_flow(catalog, row):
-            return
-        changes = catalog.delete_flow(flow_id, force=True)
-        publish_changes(app, changes, contexts)  # it reads only request.app
-
-    run_transaction(catalog, delete, what="flow deletion")
+    contexts = capture(events, catalog, [flow_id], "flows/deleted", "sources/deleted")
+    # the check, the deletion and its events (into the outbox), atomically
+    for attempt in Attempts(catalog, what="flow deletion"):
+        with attempt:
+            if _same_flow(catalog, row):  # a flow re-created since is not ours
+                publish_changes(events, catalog, catalog.delete_flow(flow_id, force=True), contexts)

@@ -2,8 +2,10 @@
 
 Process-wide metrics (one server process is one scrape target) live in :data:`REGISTRY`: HTTP requests by
 route template and status, catalog operation and store statement timings, group-commit batch sizes and
-GC activity. What belongs to one app's state (read cache counters, webhook and delete-request queue
-depths) is read at scrape time by :class:`AppCollector`, one per app, so several apps in one process
+GC activity, each observed through a seam the server's assembly hands out (:func:`observe_statement` to the
+engine stack's timing decorator, :func:`observe_operation` to the catalog, :func:`observe_batch` to the segment
+writer). What belongs to one app's catalog (read cache counters, webhook and delete-request queue depths,
+write retries) is read at scrape time by :class:`CatalogCollector`, one per app, so several apps in one process
 (tests) never collide.
 
 Names: ``tams_http_requests_total`` / ``tams_http_request_duration_seconds`` {method, route, status};
@@ -18,8 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, PlatformCollector, ProcessCollector
@@ -28,16 +29,20 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from tams_analytics.catalog import Catalog
-from tams_analytics.engines.timed import TimedEngine
+from tams_analytics.engines.base import Engine
+from tams_analytics.predicates import Term
+from tams_analytics.statuses import UNFINISHED_DELETE_REQUESTS
 
 __all__ = [
     "CONTENT_TYPE",
     "REGISTRY",
-    "AppCollector",
-    "instrument_catalog",
+    "CatalogCollector",
+    "catalog_registry",
     "observe_batch",
     "observe_gc",
+    "observe_operation",
     "observe_request",
+    "observe_statement",
     "render",
 ]
 
@@ -87,34 +92,6 @@ GROUP_COMMIT_BATCH = Histogram(
 GC_RUNS = Counter("tams_gc_runs", "Object garbage collection passes", registry=REGISTRY)
 GC_OBJECTS = Counter("tams_gc_objects_collected", "Objects forgotten and deleted from storage", registry=REGISTRY)
 
-#: the catalog operations timed (methods of :class:`~tams_analytics.catalog.Catalog`)
-CATALOG_OPERATIONS = (
-    "add_segments",
-    "delete_segments",
-    "put_flow",
-    "delete_flow",
-    "set_flow_property",
-    "set_flow_tag",
-    "set_flow_collection",
-    "set_source_property",
-    "set_source_tag",
-    "allocate_objects",
-    "add_controlled_instance",
-    "add_uncontrolled_instances",
-    "delete_instance",
-    "register_storage_backend",
-    "collectable_objects",
-    "purge_objects",
-    "get_flow",
-    "get_source",
-    "get_object",
-    "flow_docs",
-    "source_docs",
-    "object_instances",
-    "segment_rows",
-    "flow_timerange",
-)
-
 
 def observe_batch(size: int, seconds: float) -> None:
     """Record one group commit of ``size`` segment registrations (``tams_group_commit_batch_size``) that took
@@ -144,65 +121,37 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     histogram.observe(seconds)
 
 
-def _observe_statement(statement: str, table: str, seconds: float) -> None:
+def observe_statement(statement: str, table: str, seconds: float) -> None:
+    """A statement that reached the store (the server's engine stack times them beneath the read cache:
+    :class:`~tams_analytics.engines.timed.TimedEngine`)."""
     STORE_STATEMENT.labels(statement, table).observe(seconds)
 
 
-def _timed(operation: str, method: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(method)
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return method(*args, **kwargs)
-        finally:
-            # the labelled child is made on first use: operations never run export no empty series
-            CATALOG_OPERATION.labels(operation).observe(time.perf_counter() - started)
-
-    return timed
+def observe_operation(operation: str, seconds: float) -> None:
+    """A catalog operation (the catalog's ``observe``); its labelled child is made on first use, so operations
+    never run export no empty series."""
+    CATALOG_OPERATION.labels(operation).observe(seconds)
 
 
-def instrument_catalog(catalog: Catalog) -> None:
-    """Time ``catalog``'s operations and its engine's statements, once (idempotent).
+class CatalogCollector(Collector):
+    """The metrics read from one app's catalog at scrape time: its read cache, its outbox and delete requests,
+    its write retries."""
 
-    The statements are timed by a :class:`~tams_analytics.engines.timed.TimedEngine` beneath the read
-    cache (if any), so statements the cache answers from memory are not counted as store statements.
-    Operations are timed by wrapping the catalog's own methods on this instance.
-    """
-    if getattr(catalog, "_tams_metrics", False):
-        return
-    holder: Any = catalog.engine if catalog.caches_reads else catalog
-    attr = "inner" if catalog.caches_reads else "engine"
-    if not isinstance(getattr(holder, attr), TimedEngine):
-        setattr(holder, attr, TimedEngine(getattr(holder, attr), _observe_statement))
-    for operation in CATALOG_OPERATIONS:
-        setattr(catalog, operation, _timed(operation, getattr(catalog, operation)))
-    catalog._tams_metrics = True  # type: ignore[attr-defined]
-
-
-class AppCollector(Collector):
-    """The metrics read from one app's state at scrape time."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
 
     def collect(self) -> Iterator[Metric]:
-        state = self.app.state
+        catalog = self.catalog
         hits = CounterMetricFamily("tams_read_cache_hits", "Read cache lookups answered from memory", labels=["cache"])
         misses = CounterMetricFamily(
             "tams_read_cache_misses", "Read cache lookups that went to the store", labels=["cache"]
         )
         entries = GaugeMetricFamily("tams_read_cache_entries", "Entries kept by the read cache", labels=["cache"])
-        catalog = getattr(state, "catalog", None)
-        engine = getattr(catalog, "engine", None)
-        for name in ("timelines", "bound_timelines", "instances"):
-            cache = getattr(engine, name, None) if catalog is not None and catalog.caches_reads else None
-            if cache is not None:
-                hits.add_metric([name], cache.hits)
-                misses.add_metric([name], cache.misses)
-                entries.add_metric([name], len(cache))
+        for name, cache in cache_stats(catalog.engine):
+            hits.add_metric([name], cache.hits)
+            misses.add_metric([name], cache.misses)
+            entries.add_metric([name], len(cache))
         yield from (hits, misses, entries)
-        if catalog is None:
-            return
         yield GaugeMetricFamily(
             "tams_webhook_queue_depth",
             "Webhook events waiting for delivery in the outbox (all replicas')",
@@ -211,7 +160,7 @@ class AppCollector(Collector):
         yield GaugeMetricFamily(
             "tams_delete_requests_unfinished",
             "Flow delete requests created or started and not yet done",
-            value=_count(catalog, "unfinished delete requests", "delete_requests", ("created", "started")),
+            value=_count(catalog, "unfinished delete requests", "delete_requests", UNFINISHED_DELETE_REQUESTS),
         )
         stats = catalog.retry_stats
         retries = CounterMetricFamily(
@@ -228,9 +177,16 @@ class AppCollector(Collector):
         )
 
 
-def _count(catalog: Catalog, what: str, table: str, statuses: tuple[str, ...] = ()) -> float:
-    from tams_analytics.predicates import Term
+def cache_stats(engine: Engine) -> list[tuple[str, Any]]:
+    """The read cache's parts that count hits and misses, by name (none without the cache)."""
+    if not engine.caches_reads:
+        return []
+    return [
+        (name, part) for name in ("timelines", "bound_timelines", "instances") if (part := getattr(engine, name, None))
+    ]
 
+
+def _count(catalog: Catalog, what: str, table: str, statuses: tuple[str, ...] = ()) -> float:
     try:
         return catalog.count(table, [Term("status", "isin", statuses)] if statuses else [])
     except Exception:  # a scrape must answer even when the store does not; /ready says why
@@ -238,13 +194,13 @@ def _count(catalog: Catalog, what: str, table: str, statuses: tuple[str, ...] = 
         return float("nan")
 
 
-def app_registry(app: Any) -> CollectorRegistry:
-    """A registry holding ``app``'s :class:`AppCollector`."""
+def catalog_registry(catalog: Catalog) -> CollectorRegistry:
+    """A registry holding ``catalog``'s :class:`CatalogCollector`."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(AppCollector(app))
+    registry.register(CatalogCollector(catalog))
     return registry
 
 
-def render(app: Any) -> bytes:
-    """The text exposition of the process's and ``app``'s metrics (blocking: may count on the store)."""
-    return generate_latest(REGISTRY) + generate_latest(app.state.metrics_registry)
+def render(registry: CollectorRegistry) -> bytes:
+    """The text exposition of the process's metrics and ``registry``'s (blocking: may count on the store)."""
+    return generate_latest(REGISTRY) + generate_latest(registry)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -24,7 +23,9 @@ from starlette.concurrency import run_in_threadpool
 from server.errors import error_response
 from server.observability.metrics import CONTENT_TYPE, render
 from server.responses import json_response
+from server.services import ServiceStarting, services_of
 from tams_analytics import __version__
+from tams_analytics.catalog import Catalog
 
 __all__ = ["router"]
 
@@ -41,7 +42,7 @@ async def health(request: Request) -> Response:
     return json_response({"status": "ok", "version": __version__}, request=request)
 
 
-def _count(catalog: Any, in_flight: threading.Lock) -> int:
+def _count(catalog: Catalog, in_flight: threading.Lock) -> int:
     try:
         return int(catalog.count(READY_TABLE))
     finally:
@@ -50,18 +51,18 @@ def _count(catalog: Any, in_flight: threading.Lock) -> int:
 
 @router.api_route("/ready", methods=["GET", "HEAD"])
 async def ready(request: Request) -> Response:
-    state = request.app.state
     head = request.method == "HEAD"
-    catalog = getattr(state, "catalog", None)
-    if catalog is None:
-        return error_response(503, "the server is starting: no store yet", "ServiceUnavailable", head=head)
-    in_flight: threading.Lock = state.ready_probe  # held while a check waits on the store
+    try:
+        services = services_of(request.app)
+    except ServiceStarting as exc:
+        return error_response(503, str(exc), "ServiceUnavailable", head=head)
+    in_flight = services.ready_probe  # held while a check waits on the store
     if not in_flight.acquire(blocking=False):
         summary = "the last readiness check is still waiting for the store"
         return error_response(503, summary, "ServiceUnavailable", head=head)
-    timeout = state.settings.ready_timeout_s
+    timeout = services.settings.ready_timeout_s
     try:
-        await asyncio.wait_for(asyncio.to_thread(_count, catalog, in_flight), timeout)
+        await asyncio.wait_for(asyncio.to_thread(_count, services.catalog, in_flight), timeout)
     except TimeoutError:
         logger.warning("readiness: the store did not answer within %.1f s", timeout)
         return error_response(503, f"the store did not answer within {timeout:g} s", "ServiceUnavailable", head=head)
@@ -73,8 +74,8 @@ async def ready(request: Request) -> Response:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    settings = request.app.state.settings
-    if settings.metrics_auth == "same":
-        await request.app.state.authorizer.identify(request)
-    body = await run_in_threadpool(render, request.app)
+    services = services_of(request.app)
+    if services.settings.metrics_auth == "same":
+        await services.authorizer.identify(request)
+    body = await run_in_threadpool(render, services.metrics)
     return Response(body, media_type=CONTENT_TYPE)

@@ -21,9 +21,10 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from server.deps import CatalogDep, PrincipalDep
+from server.deps import PrincipalDep, ServicesDep
 from server.errors import bad_request, not_found
 from server.routes._common import check_uuid, get_and_head, json_body, json_response
+from server.services import Services
 from server.webhooks.publish import publish_changes
 from tams_analytics.catalog import Catalog, Changes
 
@@ -77,12 +78,12 @@ def tag_name(name: str) -> str:
     return name
 
 
-def write_and_publish(request: Request, write: Callable[..., Changes], *args: Any, **kwargs: Any) -> Response:
+def write_and_publish(services: Services, write: Callable[..., Changes], *args: Any, **kwargs: Any) -> Response:
     """``write(*args, **kwargs)``, a catalog write, then its webhook events; 204.
 
     Blocking (the write waits for the catalog's write lock): never call it on the event loop.
     """
-    publish_changes(request, write(*args, **kwargs))
+    publish_changes(services.events, services.catalog, write(*args, **kwargs))
     return Response(status_code=204)
 
 
@@ -101,32 +102,36 @@ def _add_tag_routes(router: APIRouter, resource: Resource) -> None:
     tags_path = f"/{{{resource.id_param}}}/tags"
     tag_path = f"{tags_path}/{{name:path}}"
 
-    def get_tags(request: Request, resource_id: ResourceId, catalog: CatalogDep) -> Response:
+    def get_tags(request: Request, resource_id: ResourceId, services: ServicesDep) -> Response:
+        catalog = services.catalog
         return json_response(resource.tags(catalog, resource_id), request=request)
 
-    def get_tag(request: Request, resource_id: ResourceId, name: str, catalog: CatalogDep) -> Response:
+    def get_tag(request: Request, resource_id: ResourceId, name: str, services: ServicesDep) -> Response:
+        catalog = services.catalog
         tags = resource.tags(catalog, resource_id)
         if tag_name(name) not in tags:
             raise not_found(f"{noun} {resource_id} has no tag {name!r}")
         return json_response(tags[name], request=request)
 
     async def put_tag(
-        request: Request, resource_id: ResourceId, name: str, catalog: CatalogDep, principal: PrincipalDep
+        request: Request, resource_id: ResourceId, name: str, services: ServicesDep, principal: PrincipalDep
     ) -> Response:
+        catalog = services.catalog
         check_uuid(resource_id, f"{noun} id")
         value = tag_value(await json_body(request))
         tag = tag_name(name)
         set_tag = resource.set_tag(catalog)
         return await run_in_threadpool(
-            write_and_publish, request, set_tag, resource_id, tag, value, principal=principal
+            write_and_publish, services, set_tag, resource_id, tag, value, principal=principal
         )
 
     def delete_tag(
-        request: Request, resource_id: ResourceId, name: str, catalog: CatalogDep, principal: PrincipalDep
+        request: Request, resource_id: ResourceId, name: str, services: ServicesDep, principal: PrincipalDep
     ) -> Response:
+        catalog = services.catalog
         check_uuid(resource_id, f"{noun} id")
         tag = tag_name(name)
-        return write_and_publish(request, resource.set_tag(catalog), resource_id, tag, None, principal=principal)
+        return write_and_publish(services, resource.set_tag(catalog), resource_id, tag, None, principal=principal)
 
     get_and_head(router, tags_path, f"{op}-tags")(get_tags)
     get_and_head(router, tag_path, f"{op}-tags-name")(get_tag)
@@ -152,7 +157,8 @@ def add_property_routes(
     path = f"/{{{resource.id_param}}}/{prop}"
     operation = f"{resource.operation}-{prop.replace('_', '-')}"
 
-    def read(request: Request, resource_id: ResourceId, catalog: CatalogDep) -> Response:
+    def read(request: Request, resource_id: ResourceId, services: ServicesDep) -> Response:
+        catalog = services.catalog
         value = resource.read(catalog, resource_id).get(prop)
         if value is None:
             if unset_value is None:
@@ -161,18 +167,20 @@ def add_property_routes(
         return json_response(value, request=request)
 
     async def write(
-        request: Request, resource_id: ResourceId, catalog: CatalogDep, principal: PrincipalDep
+        request: Request, resource_id: ResourceId, services: ServicesDep, principal: PrincipalDep
     ) -> Response:
+        catalog = services.catalog
         check_uuid(resource_id, f"{noun} id")
         value = parse(await json_body(request), prop)
         set_property = resource.set_property(catalog)
         return await run_in_threadpool(
-            write_and_publish, request, set_property, resource_id, prop, value, principal=principal
+            write_and_publish, services, set_property, resource_id, prop, value, principal=principal
         )
 
-    def unset(request: Request, resource_id: ResourceId, catalog: CatalogDep, principal: PrincipalDep) -> Response:
+    def unset(request: Request, resource_id: ResourceId, services: ServicesDep, principal: PrincipalDep) -> Response:
+        catalog = services.catalog
         check_uuid(resource_id, f"{noun} id")
-        return write_and_publish(request, resource.set_property(catalog), resource_id, prop, None, principal=principal)
+        return write_and_publish(services, resource.set_property(catalog), resource_id, prop, None, principal=principal)
 
     get_and_head(router, path, operation)(read)
     _add_write(router, path, operation, "PUT", write)

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from server.delete_requests import records as delete_records
 from server.delete_requests.intake import request_wire
-from server.deps import CatalogDep, SettingsDep
+from server.deps import ServicesDep
 from server.errors import bad_request, not_found
 from server.paging import Page, clamp_limit, page_sorted
 from server.routes._common import get_and_head, json_response
@@ -26,14 +26,14 @@ SORT_KEYS = ("created", "expiry")
 @get_and_head(router, "", "flow-delete-requests")
 def list_delete_requests(
     request: Request,
-    catalog: CatalogDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     reverse_order: bool = False,
     sort_by: str | None = None,
     limit: Annotated[int | None, Query()] = None,
     page: str | None = None,
 ) -> Response:
     """Newest first by ``created`` (default) or ``expiry``; requests without the key last (ADR 0052)."""
+    catalog, settings = services.catalog, services.settings
     if sort_by is not None and sort_by not in SORT_KEYS:
         raise bad_request(f"sort_by must be one of {', '.join(SORT_KEYS)}, not {sort_by!r}")
     n = clamp_limit(limit, settings.default_limit, settings.max_limit)
@@ -50,7 +50,8 @@ def list_delete_requests(
     return json_response(items, headers=headers, request=request)
 
 
-def get_delete_request(request: Request, request_id: str, catalog: CatalogDep) -> Response:
+def get_delete_request(request: Request, request_id: str, services: ServicesDep) -> Response:
+    catalog = services.catalog
     row = delete_records.get_delete_request(catalog, request_id)
     if row is None:
         raise not_found(f"flow delete request {request_id} does not exist")

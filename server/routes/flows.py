@@ -28,12 +28,13 @@ from server import records
 from server.auth.classes import inherit_source_classes
 from server.conversion.flows import flow_from_put, flow_wire, profile_fields_in
 from server.delete_requests.intake import delete_flow as delete_flow_now
-from server.deps import CatalogDep, PrincipalDep, SettingsDep, VisibilityDep
+from server.deps import PrincipalDep, ServicesDep, VisibilityDep
 from server.errors import bad_request, forbidden, not_found
 from server.paging import Page, clamp_limit
 from server.routes._common import check_uuid, get_and_head, json_body, json_response, parse_timerange
 from server.routes._properties import Resource, add_property_routes, add_shared_routes, write_and_publish
 from server.routes.sources import listing_tag_filters, query_value, sort_key, sorted_rows
+from server.services import Services
 from server.validation import check
 from server.webhooks.publish import capture, publish_changes
 from tams_analytics import filters as F
@@ -67,8 +68,7 @@ def _flow_doc(catalog: Catalog, flow_id: str) -> dict[str, Any]:
 @get_and_head(router, "", "flows")
 def list_flows(
     request: Request,
-    catalog: CatalogDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     visible: VisibilityDep,
     source_id: str | None = None,
     timerange: str | None = None,
@@ -86,6 +86,7 @@ def list_flows(
     limit: Annotated[int | None, Query()] = None,
     page: str | None = None,
 ) -> Response:
+    catalog, settings = services.catalog, services.settings
     n = clamp_limit(limit, settings.default_limit, settings.max_limit)
     where = F.build(
         "flows",
@@ -124,10 +125,11 @@ def list_flows(
 def get_flow(
     request: Request,
     flow_id: str,
-    catalog: CatalogDep,
+    services: ServicesDep,
     include_timerange: bool = False,
     timerange: str | None = None,
 ) -> Response:
+    catalog = services.catalog
     within = parse_timerange(timerange)
     doc = _flow_doc(catalog, flow_id)
     extent = str(catalog.flow_timerange(flow_id, within)) if include_timerange else None
@@ -158,40 +160,39 @@ def _profile_for(catalog: Catalog, body: dict[str, Any], old: dict[str, Any] | N
 
 
 @router.put("/{flow_id}", operation_id="PUT_flows-flowId", status_code=201, response_model=None)
-async def put_flow(request: Request, flow_id: str, catalog: CatalogDep, principal: PrincipalDep) -> Response:
+async def put_flow(request: Request, flow_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
     check_uuid(flow_id, "flow id")
     body = await json_body(request)
     check(body, "flow-put.json")
     if body["id"] != flow_id:
         raise bad_request(f"flow id {body['id']} in the body differs from {flow_id} in the path")
-    return await run_in_threadpool(_put_flow, request, catalog, principal, flow_id, body)
+    return await run_in_threadpool(_put_flow, services, principal, flow_id, body)
 
 
-def _put_flow(
-    request: Request, catalog: Catalog, principal: str | None, flow_id: str, body: dict[str, Any]
-) -> Response:
+def _put_flow(services: Services, principal: str | None, flow_id: str, body: dict[str, Any]) -> Response:
     """The catalog side of ``PUT /flows/{id}`` (blocking: run it in the threadpool)."""
+    catalog = services.catalog
     old = catalog.row("flows", [Term("id", "==", flow_id)])
     if old is not None and old.get("read_only"):
         raise forbidden(f"flow {flow_id} is read-only: set read_only to false first")
     doc = flow_from_put(body, _profile_for(catalog, body, old))
     # a flow moving to another source may take its old source with it: keep what its event needs
     moved = old is not None and old["source_id"] != doc["source_id"]
-    contexts = capture(request, [flow_id], "sources/deleted") if moved else {}
+    contexts = capture(services.events, catalog, [flow_id], "sources/deleted") if moved else {}
     with catalog.transaction():
         created, changes = catalog.put_flow(doc, principal=principal)
-        if request.app.state.settings.auth_classes:
+        if services.settings.auth_classes:
             inherit_source_classes(catalog, changes, doc)  # a new source takes its first flow's classes
-    publish_changes(request, changes, contexts)
+    publish_changes(services.events, catalog, changes, contexts)
     if not created:
         return Response(status_code=204)
     return json_response(flow_wire(_flow_doc(catalog, flow_id)), status=201)
 
 
 @router.delete("/{flow_id}", operation_id="DELETE_flows-flowId", status_code=204, response_model=None)
-def delete_flow(request: Request, flow_id: str) -> Response:
+def delete_flow(request: Request, flow_id: str, services: ServicesDep) -> Response:
     check_uuid(flow_id, "flow id")
-    return delete_flow_now(request, flow_id)
+    return delete_flow_now(request, services, flow_id)
 
 
 # -- tags and single-value properties ---------------------------------------------------------------------
@@ -229,24 +230,29 @@ add_property_routes(router, FLOW, "avg_bit_rate", _int_body)
 
 # -- flow collection ----------------------------------------------------------------------------------------
 @get_and_head(router, "/{flow_id}/flow_collection", "flows-flowId-flow-collection")
-def get_flow_collection(request: Request, flow_id: str, catalog: CatalogDep, visible: VisibilityDep) -> Response:
+def get_flow_collection(request: Request, flow_id: str, services: ServicesDep, visible: VisibilityDep) -> Response:
     """The flow's collection, without the members this request may not read (auth classes)."""
+    catalog = services.catalog
     items = _flow_doc(catalog, flow_id).get("flow_collection", [])
     readable = set(visible.readable_flows(catalog, [i["id"] for i in items]))
     return json_response([i for i in items if i["id"] in readable], request=request)
 
 
 @router.put("/{flow_id}/flow_collection", operation_id="PUT_flows-flowId-flow-collection", status_code=204)
-async def put_flow_collection(request: Request, flow_id: str, catalog: CatalogDep, principal: PrincipalDep) -> Response:
+async def put_flow_collection(
+    request: Request, flow_id: str, services: ServicesDep, principal: PrincipalDep
+) -> Response:
+    catalog = services.catalog
     check_uuid(flow_id, "flow id")
     body = await json_body(request)
     check(body, "flow-collection.json")
     return await run_in_threadpool(
-        write_and_publish, request, catalog.set_flow_collection, flow_id, body, principal=principal
+        write_and_publish, services, catalog.set_flow_collection, flow_id, body, principal=principal
     )
 
 
 @router.delete("/{flow_id}/flow_collection", operation_id="DELETE_flows-flowId-flow-collection", status_code=204)
-def delete_flow_collection(request: Request, flow_id: str, catalog: CatalogDep, principal: PrincipalDep) -> Response:
+def delete_flow_collection(request: Request, flow_id: str, services: ServicesDep, principal: PrincipalDep) -> Response:
+    catalog = services.catalog
     check_uuid(flow_id, "flow id")
-    return write_and_publish(request, catalog.set_flow_collection, flow_id, None, principal=principal)
+    return write_and_publish(services, catalog.set_flow_collection, flow_id, None, principal=principal)

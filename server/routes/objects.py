@@ -17,11 +17,12 @@ from starlette.concurrency import run_in_threadpool
 
 from server.conversion.objects import object_wire
 from server.conversion.urls import UrlMinter, UrlOptions
-from server.deps import CatalogDep, SettingsDep, Stores, StoresDep, VisibilityDep
+from server.deps import ServicesDep, VisibilityDep
 from server.errors import bad_request, not_found
 from server.paging import Page, clamp_limit, page_list
 from server.routes._common import get_and_head, json_body, json_response, parse_bool, prefixed_params
 from server.ssrf import UnsafeUrl, check_url
+from server.stores import Stores
 from server.validation import check
 from tams_analytics.catalog import Catalog
 from tams_analytics.filters import build
@@ -39,9 +40,7 @@ FETCH_TIMEOUT_S = 60.0
 def get_object(
     request: Request,
     object_id: str,
-    catalog: CatalogDep,
-    stores: StoresDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     visible: VisibilityDep,
     limit: Annotated[int | None, Query()] = None,
     page: str | None = None,
@@ -51,6 +50,7 @@ def get_object(
     Unknown ids, and ids allocated by ``POST /flows/{id}/storage`` but never registered in a
     segment, are 404. ``referenced_by_flows`` lists only flows the request may read (auth classes).
     """
+    catalog, stores, settings = services.catalog, services.stores, services.settings
     n = clamp_limit(limit, settings.default_limit, settings.max_limit)
     options = UrlOptions.from_request(request, settings.presign_get_s)
     flow_filters = _flow_filters(request)
@@ -86,10 +86,13 @@ def _flow_filters(request: Request) -> dict[str, Any]:
 
 @router.post("/{object_id:path}/instances", operation_id="POST_objects-instances", status_code=201)
 async def add_instance(
-    request: Request, object_id: str, catalog: CatalogDep, stores: StoresDep, settings: SettingsDep
+    request: Request,
+    object_id: str,
+    services: ServicesDep,
 ) -> Response:
     """Copy the object into another storage backend (``{storage_id}``), or register an uncontrolled
     URL (``{url, label}``). The copy is made before the instance is advertised."""
+    catalog, stores, settings = services.catalog, services.stores, services.settings
     body = await json_body(request)
     check(body, "objects-instances-post.json")
     if "storage_id" in body:
@@ -218,13 +221,13 @@ class _HttpBody:
 def delete_instance(
     request: Request,
     object_id: str,
-    catalog: CatalogDep,
-    stores: StoresDep,
+    services: ServicesDep,
     storage_id: str | None = None,
     label: str | None = None,
 ) -> Response:
     """Remove one instance (by ``storage_id`` or ``label``, exactly one); a controlled instance's bytes
     are deleted too. The last instance of an object cannot be removed."""
+    catalog, stores = services.catalog, services.stores
     if (storage_id is None) == (label is None):
         raise bad_request("give exactly one of storage_id or label")
     gone = catalog.delete_instance(object_id, storage_id=storage_id, label=label)

@@ -20,10 +20,11 @@ from starlette.concurrency import run_in_threadpool
 from server.config import Settings
 from server.conversion.segments import url_lookup
 from server.conversion.urls import UrlOptions
-from server.deps import CatalogDep, SettingsDep, Stores, StoresDep
+from server.deps import ServicesDep
 from server.errors import bad_request, not_found
 from server.openapi import SPEC_PARAMETERS
 from server.routes._common import check_uuid, get_and_head, parse_timerange
+from server.stores import Stores
 from tams_analytics.catalog import Catalog
 from tams_analytics.media import hls
 from tams_analytics.media.tai import tai_now_ns
@@ -88,9 +89,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 async def get_playlist(
     request: Request,
     flow_id: str,
-    catalog: CatalogDep,
-    stores: StoresDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     timerange: str | None = None,
 ) -> Response:
     """An HLS playlist (RFC 8216) of the flow's segments over `timerange`: all of them by default; an open-ended
@@ -100,24 +99,17 @@ async def get_playlist(
     require (except objects stored in S3 under keys without one). A multi flow answers a master playlist of its
     video and audio members. Plays MPEG-TS (`video/mp2t`) and fragmented MP4 (an MP4 container with
     `essence_parameters.init_segments`). An extension of this server, not part of the TAMS API."""
+    catalog, stores, settings = services.catalog, services.stores, services.settings
     check_uuid(flow_id, "flow id")
     tr = parse_timerange(timerange) or TimeRange.eternity()
     options = UrlOptions.from_request(request, settings.presign_get_s)
-    counter = _counter(request)
+    counter = services.playlists
     text, live = await run_in_threadpool(_playlist, request, catalog, stores, settings, flow_id, tr, options, counter)
     headers = {"Cache-Control": "no-cache" if live else f"max-age={max(1, settings.presign_get_s // 10)}"}
     if request.method == "HEAD":  # the GET's header fields, Content-Length included, without the body
         headers["Content-Length"] = str(len(text.encode()))
         return PlaylistResponse(None, headers=headers)
     return PlaylistResponse(text, headers=headers)
-
-
-def _counter(request: Request) -> hls.SequenceCounter:
-    """The app's live-window sequence counter (made on first use)."""
-    state = request.app.state
-    if getattr(state, "playlist_sequences", None) is None:
-        state.playlist_sequences = hls.SequenceCounter()
-    return state.playlist_sequences
 
 
 def _playlist(

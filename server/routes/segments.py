@@ -15,11 +15,13 @@ from starlette.concurrency import run_in_threadpool
 from server.config import Settings
 from server.conversion.segments import WIRE_COLUMNS, segments_wire
 from server.conversion.urls import UrlOptions
-from server.delete_requests import intake as deletion
-from server.deps import CatalogDep, SettingsDep, Stores, StoresDep
+from server.delete_requests import intake
+from server.deps import ServicesDep
 from server.errors import bad_request, error_body
 from server.paging import Page, clamp_limit, decode_key, encode_key
 from server.routes._common import check_uuid, get_and_head, json_body, json_response, parse_bool, parse_timerange
+from server.services import Services
+from server.stores import Stores
 from server.validation import check, errors
 from tams_analytics.catalog import Catalog, Failure, segment_page_where
 from tams_analytics.catalog.registration import Registration
@@ -35,9 +37,7 @@ router = APIRouter(prefix="/flows", tags=["FlowSegments"])
 async def list_segments(
     request: Request,
     flow_id: str,
-    catalog: CatalogDep,
-    stores: StoresDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     object_id: str | None = None,
     timerange: str | None = None,
     reverse_order: str | None = None,
@@ -49,6 +49,7 @@ async def list_segments(
 
     A flow that does not exist simply has no segments (200 ``[]``); only an invalid id is a 404.
     """
+    catalog, stores, settings = services.catalog, services.stores, services.settings
     check_uuid(flow_id, "flow id")
     query = _PageQuery(
         flow_id=flow_id,
@@ -118,7 +119,9 @@ def _hull(a: str, b: str) -> str:
 
 @router.post("/{flow_id}/segments", operation_id="POST_flows-flowId-segments", status_code=201)
 async def post_segments(
-    request: Request, flow_id: str, catalog: CatalogDep, stores: StoresDep, settings: SettingsDep
+    request: Request,
+    flow_id: str,
+    services: ServicesDep,
 ) -> Response:
     """Register one segment (a JSON object) or many (an array).
 
@@ -126,19 +129,20 @@ async def post_segments(
     ``failed_segments`` (200) and the others stored; all stored is 201 with no body. A single
     segment that fails is a 400.
     """
+    settings = services.settings
     check_uuid(flow_id, "flow id")
     body = await json_body(request)
     if isinstance(body, list):
         if len(body) > settings.max_bulk_segments:
             raise bad_request(f"at most {settings.max_bulk_segments} segments can be registered in one request")
-        failures = await _register(request, catalog, stores, flow_id, body)
+        failures = await _register(services, flow_id, body)
         if not failures:
             return Response(status_code=201)
         return json_response({"failed_segments": [_failed_wire(f) for f in failures]}, status=200)
     if not isinstance(body, dict):
         raise bad_request("the body must be a flow segment object or an array of them")
     check(body, "flow-segment-post.json")
-    failures = await _register(request, catalog, stores, flow_id, [body], checked=True)
+    failures = await _register(services, flow_id, [body], checked=True)
     if failures:
         raise bad_request(f"segment {failures[0].timerange} not registered: {failures[0].reason}")
     return Response(status_code=201)
@@ -149,24 +153,21 @@ async def post_segments(
 _INLINE_ITEMS = 8
 
 
-async def _register(
-    request: Request, catalog: Catalog, stores: Stores, flow_id: str, items: Sequence[Any], *, checked: bool = False
-) -> list[Failure]:
+async def _register(services: Services, flow_id: str, items: Sequence[Any], *, checked: bool = False) -> list[Failure]:
     """Validate and store ``items``; return the failures (indices into ``items``) in request order.
 
-    The registration joins the catalog's next group commit (no thread waits for it), whose transaction
-    also writes the ``flows/segments_added`` events webhooks want (``server.webhooks.publish.segments_added``).
+    The registration joins the segment writer's next batch (no thread waits for it), whose transaction also
+    writes the ``flows/segments_added`` events webhooks want (:mod:`server.ingest`).
     """
+    stores = services.stores
     if len(items) <= _INLINE_ITEMS:
         prepared = _prepare(stores, flow_id, items, checked)
     else:
         prepared = await run_in_threadpool(_prepare, stores, flow_id, items, checked)
     registration, positions, failures = prepared
-    result = await asyncio.wrap_future(catalog.queue_segments(registration))
+    result = await asyncio.wrap_future(services.segments.queue(registration))
     for f in result.failed:
         failures.append(Failure(positions[f.index], f.object_id, f.timerange, f.reason))
-    if result.accepted and request.app.state.events.wants("flows/segments_added"):
-        request.app.state.events.wakeup.set()  # the events its batch wrote are committed now: deliver them
     return sorted(failures, key=lambda f: f.index)
 
 
@@ -208,9 +209,11 @@ def _failed_wire(f: Failure) -> dict[str, Any]:
 
 
 @router.delete("/{flow_id}/segments", operation_id="DELETE_flows-flowId-segments", status_code=204)
-def delete_segments(request: Request, flow_id: str, timerange: str = "_", object_id: str | None = None) -> Response:
+def delete_segments(
+    request: Request, flow_id: str, services: ServicesDep, timerange: str = "_", object_id: str | None = None
+) -> Response:
     """Delete the segments ``timerange`` covers completely (partial overlaps stay); 202 when large."""
     check_uuid(flow_id, "flow id")
     tr = parse_timerange(timerange)
     assert tr is not None
-    return deletion.delete_segments(request, flow_id, tr, object_id)
+    return intake.delete_segments(request, services, flow_id, tr, object_id)

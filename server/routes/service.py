@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from server import records
-from server.deps import CatalogDep, SettingsDep, StoresDep
+from server.deps import ServicesDep
 from server.errors import bad_request, not_found
 from server.paging import Page, clamp_limit, page_list
 from server.routes._common import check_uuid, get_and_head, json_body, json_response, tag_filters
@@ -25,7 +25,11 @@ router = APIRouter(prefix="/service", tags=["Service"])
 
 
 @get_and_head(router, "", "service")
-def get_service(request: Request, catalog: CatalogDep, settings: SettingsDep) -> Response:
+def get_service(
+    request: Request,
+    services: ServicesDep,
+) -> Response:
+    catalog, settings = services.catalog, services.settings
     info = records.service_info(catalog)
     body = {
         "type": "urn:x-tams:service.tams-analytics",
@@ -42,7 +46,8 @@ def get_service(request: Request, catalog: CatalogDep, settings: SettingsDep) ->
 
 
 @router.post("", operation_id="POST_service", status_code=200)
-async def post_service(request: Request, catalog: CatalogDep) -> Response:
+async def post_service(request: Request, services: ServicesDep) -> Response:
+    catalog = services.catalog
     body = await json_body(request)
     check(body, "service-post.json")
     values = {k: body[k] for k in ("name", "description") if k in body}
@@ -53,13 +58,12 @@ async def post_service(request: Request, catalog: CatalogDep) -> Response:
 @get_and_head(router, "/storage-backends", "storage-backends")
 def list_storage_backends(
     request: Request,
-    catalog: CatalogDep,
-    stores: StoresDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     reverse_order: bool = False,
     limit: Annotated[int | None, Query()] = None,
     page: str | None = None,
 ) -> Response:
+    catalog, stores, settings = services.catalog, services.stores, services.settings
     n = clamp_limit(limit, settings.default_limit, settings.max_limit)
     preds = build("storage_backends", **tag_filters(request))
     ids = set(catalog.rows("storage_backends", preds, columns=["id"]).column("id").to_pylist())
@@ -76,14 +80,14 @@ def list_storage_backends(
 @get_and_head(router, "/profiles", "profiles")
 def list_profiles(
     request: Request,
-    catalog: CatalogDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     format: str | None = None,
     codec: str | None = None,
     label: str | None = None,
     limit: int | None = None,
     page: str | None = None,
 ) -> Response:
+    catalog, settings = services.catalog, services.settings
     n = clamp_limit(limit, settings.default_limit, settings.max_limit)
     format = query_value(format, "content-format.json", "format")
     codec = query_value(codec, "mime-type.json", "codec")
@@ -104,7 +108,8 @@ def list_profiles(
 
 
 @get_and_head(router, "/profiles/{profile_id}", "profiles-profileId")
-def get_profile(request: Request, profile_id: str, catalog: CatalogDep) -> Response:
+def get_profile(request: Request, profile_id: str, services: ServicesDep) -> Response:
+    catalog = services.catalog
     profile = records.get_profile(catalog, profile_id)
     if profile is None:
         raise not_found(f"profile {profile_id} does not exist")
@@ -112,7 +117,8 @@ def get_profile(request: Request, profile_id: str, catalog: CatalogDep) -> Respo
 
 
 @router.post("/profiles/{profile_id}", operation_id="POST_profiles-profileId", status_code=201)
-async def post_profile(request: Request, profile_id: str, catalog: CatalogDep) -> Response:
+async def post_profile(request: Request, profile_id: str, services: ServicesDep) -> Response:
+    catalog = services.catalog
     check_uuid(profile_id, "profile id")
     body = await json_body(request)
     check(body, "profile.json")

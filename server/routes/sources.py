@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from server.conversion.flows import source_wire
-from server.deps import CatalogDep, SettingsDep, VisibilityDep
+from server.deps import ServicesDep, VisibilityDep
 from server.errors import bad_request, not_found
 from server.paging import Page, clamp_limit, page_sorted
 from server.routes._common import check_uuid, get_and_head, json_response, tag_filters
@@ -95,8 +95,7 @@ def _source(catalog: Catalog, source_id: str) -> dict[str, Any]:
 @get_and_head(router, "", "sources")
 def list_sources(
     request: Request,
-    catalog: CatalogDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     visible: VisibilityDep,
     label: str | None = None,
     format: str | None = None,
@@ -106,6 +105,7 @@ def list_sources(
     limit: Annotated[int | None, Query()] = None,
     page: str | None = None,
 ) -> Response:
+    catalog, settings = services.catalog, services.settings
     n = clamp_limit(limit, settings.default_limit, settings.max_limit)
     where = F.build(
         "sources",
@@ -129,7 +129,8 @@ def list_sources(
 
 
 @get_and_head(router, "/{source_id}", "sources-sourceId")
-def get_source(request: Request, source_id: str, catalog: CatalogDep) -> Response:
+def get_source(request: Request, source_id: str, services: ServicesDep) -> Response:
+    catalog = services.catalog
     return json_response(source_wire(_source(catalog, source_id)), request=request)
 
 

@@ -9,9 +9,10 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from server.config import Settings
-from server.deps import CatalogDep, SettingsDep, Stores, StoresDep
+from server.deps import ServicesDep
 from server.errors import bad_request
 from server.routes._common import check_uuid, json_body, json_response
+from server.stores import Stores
 from server.validation import check
 from tams_analytics.catalog import Catalog
 from tams_analytics.catalog.flow_guard import writable_flow
@@ -25,7 +26,9 @@ DEFAULT_ALLOCATION: Final = 10
 
 @router.post("/{flow_id}/storage", operation_id="POST_flows-flowId-storage", status_code=201)
 async def allocate_storage(
-    request: Request, flow_id: str, catalog: CatalogDep, stores: StoresDep, settings: SettingsDep
+    request: Request,
+    flow_id: str,
+    services: ServicesDep,
 ) -> Response:
     """Allocate ``limit`` new object ids (or the client's ``object_ids``) on one storage backend.
 
@@ -34,6 +37,7 @@ async def allocate_storage(
     a flow with init segments, ...), and a PUT URL valid for ``presign_put_s`` seconds. The body is optional;
     without one, ``DEFAULT_ALLOCATION`` ids are allocated on the default backend.
     """
+    catalog, stores, settings = services.catalog, services.stores, services.settings
     check_uuid(flow_id, "flow id")
     body: Any = await json_body(request) if await request.body() else {}
     if isinstance(body, dict) and "limit" in body and "object_ids" in body:

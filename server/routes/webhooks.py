@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from server.auth import Principal
 from server.auth.classes import Visibility
 from server.config import Settings
-from server.deps import CallerDep, CatalogDep, EventsDep, SettingsDep, VisibilityDep
+from server.deps import CallerDep, ServicesDep, VisibilityDep
 from server.errors import bad_request, not_found
 from server.paging import Page, clamp_limit, page_sorted
 from server.routes._common import check_uuid, get_and_head, json_body, json_response, tag_filters
@@ -35,14 +35,15 @@ from server.webhooks.wire import unsupported_keys, webhook_record, webhook_wire
 from tams_analytics.catalog import Catalog
 from tams_analytics.filters import build
 from tams_analytics.predicates import Predicate, Term
+from tams_analytics.statuses import WebhookStatus
 
 #: an HTTP header name (RFC 9110 token), and headers the delivery itself must control
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _RESERVED_HEADERS = frozenset(("host", "content-type", "content-length", "transfer-encoding", "connection"))
 
 
-def _webhooks_offered(request: Request) -> None:
-    if not request.app.state.settings.webhooks:
+async def _webhooks_offered(services: ServicesDep) -> None:
+    if not services.settings.webhooks:
         raise not_found("webhooks are not supported by this service")
 
 
@@ -97,14 +98,14 @@ def _check_api_key(body: Mapping[str, Any]) -> None:
 @get_and_head(router, "", "webhooks")
 def list_webhooks(
     request: Request,
-    catalog: CatalogDep,
-    settings: SettingsDep,
+    services: ServicesDep,
     visible: VisibilityDep,
     reverse_order: bool = False,
     limit: Annotated[int | None, Query()] = None,
     page: str | None = None,
 ) -> Response:
     """Webhooks in alphabetical order of ``url`` (ties by id), filtered by tags."""
+    catalog, settings = services.catalog, services.settings
     n = clamp_limit(limit, settings.default_limit, settings.max_limit)
     where = [*build("webhooks", **tag_filters(request)), *visible.where("webhooks")]
     table = catalog.rows("webhooks", where)
@@ -115,12 +116,13 @@ def list_webhooks(
 
 
 @router.post("", operation_id="POST_webhooks", status_code=201)
-async def post_webhook(request: Request, catalog: CatalogDep, settings: SettingsDep, caller: CallerDep) -> Response:
+async def post_webhook(request: Request, services: ServicesDep, caller: CallerDep) -> Response:
+    catalog, settings = services.catalog, services.settings
     body = await _checked_body(request, "webhook-post.json", settings)
     webhook_id = str(uuid.uuid4())
     record = webhook_record(body, webhook_id, body.get("status", "created"))
     response = await run_in_threadpool(_create, catalog, record, body.get("api_key_value"), caller)
-    request.app.state.events.subscriptions_changed()
+    services.events.subscriptions_changed()
     return response
 
 
@@ -133,21 +135,21 @@ def _create(catalog: Catalog, record: dict[str, Any], api_key_value: str | None,
 
 
 @get_and_head(router, "/{webhook_id}", "webhooks-webhookId")
-def get_webhook(request: Request, webhook_id: str, catalog: CatalogDep, visible: VisibilityDep) -> Response:
+def get_webhook(request: Request, webhook_id: str, services: ServicesDep, visible: VisibilityDep) -> Response:
+    catalog = services.catalog
     return json_response(webhook_wire(_owned(catalog, visible, webhook_id)), request=request)
 
 
 @router.put("/{webhook_id}", operation_id="PUT_webhooks", status_code=201)
-async def put_webhook(
-    request: Request, webhook_id: str, catalog: CatalogDep, settings: SettingsDep, visible: VisibilityDep
-) -> Response:
+async def put_webhook(request: Request, webhook_id: str, services: ServicesDep, visible: VisibilityDep) -> Response:
     """Replace a webhook's configuration; answers **201** with the webhook (as the spec declares)."""
+    catalog, settings = services.catalog, services.settings
     check_uuid(webhook_id, "webhook id")
     body = await _checked_body(request, "webhook-put.json", settings)
     if body["id"] != webhook_id:
         raise bad_request(f"webhook id {body['id']!r} in the body differs from {webhook_id} in the path")
     response = await run_in_threadpool(_replace, catalog, visible, webhook_id, body)
-    request.app.state.events.subscriptions_changed()
+    services.events.subscriptions_changed()
     return response
 
 
@@ -168,7 +170,12 @@ def _replace(catalog: Catalog, visible: Visibility, webhook_id: str, body: dict[
 
 
 @router.delete("/{webhook_id}", operation_id="DELETE_webhooks-webhookId", status_code=204)
-def delete_webhook(webhook_id: str, catalog: CatalogDep, visible: VisibilityDep, events: EventsDep) -> Response:
+def delete_webhook(
+    webhook_id: str,
+    services: ServicesDep,
+    visible: VisibilityDep,
+) -> Response:
+    catalog, events = services.catalog, services.events
     _owned(catalog, visible, webhook_id)
     webhook_records.delete_webhook(catalog, webhook_id)
     events.subscriptions_changed()
@@ -178,7 +185,7 @@ def delete_webhook(webhook_id: str, catalog: CatalogDep, visible: VisibilityDep,
 def _next_status(current: str, requested: str) -> str:
     """Client status changes: error/disabled → created re-enables; created/started → disabled disables;
     error → disabled is refused (the error must be acknowledged by re-enabling)."""
-    if requested == "disabled" and current == "error":
+    if requested == WebhookStatus.DISABLED and current == WebhookStatus.ERROR:
         raise bad_request("a webhook in the error state cannot be disabled; set status created to re-enable it")
     return requested
 

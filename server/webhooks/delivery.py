@@ -39,21 +39,22 @@ from typing import Any
 
 import httpx
 
-from server.background import Stop
+from server.conversion.segments import segments_wire
+from server.conversion.urls import UrlOptions
 from server.errors import error_body
-from server.leases import Hold, Leases
+from server.leases import Hold
+from server.services import Services, Stop
 from server.ssrf import UnsafeUrl, check_url
 from server.webhooks import outbox
 from server.webhooks import records as webhook_records
 from server.webhooks.events import Event
-from server.webhooks.wire import minimal_segments, notification
-from tams_analytics.catalog import Catalog, utcnow
+from server.webhooks.wire import notification
+from tams_analytics.catalog import utcnow
 from tams_analytics.exceptions import TransientStoreError
+from tams_analytics.statuses import ACTIVE_WEBHOOKS, WebhookStatus
 
 logger = logging.getLogger(__name__)
 
-#: statuses in which a webhook receives events
-ACTIVE = webhook_records.ACTIVE_WEBHOOKS
 #: upper bound of one backoff pause, seconds
 MAX_BACKOFF_S = 60.0
 #: events a lane reads at a time
@@ -62,14 +63,14 @@ _BATCH = 100
 DELIVERED, RETRY, STOP = "delivered", "retry", "stop"
 
 
-def start(app: Any) -> Stop:
-    if not app.state.events.enabled:
+def start(services: Services) -> Stop:
+    if not services.events.enabled:
 
         async def nothing() -> None:
             return None
 
         return nothing
-    delivery = Delivery(app)
+    delivery = Delivery(services)
     delivery.start()
     return delivery.stop
 
@@ -82,29 +83,23 @@ def backoff_s(settings: Any, attempts: int) -> float:
 class Delivery:
     """The poller and the per-webhook lanes of one app."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.settings = app.state.settings
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.catalog = services.catalog
+        self.leases = services.leases
+        self.events = services.events
         self.stopping = threading.Event()
         self._lanes: dict[str, _Lane] = {}
         self._lock = threading.Lock()
         self._poller = threading.Thread(target=self._poll, name="tams-webhook-poll", daemon=True)
-        self._renderer_warned = False
-
-    @property
-    def catalog(self) -> Catalog:
-        return self.app.state.catalog
-
-    @property
-    def leases(self) -> Leases:
-        return self.app.state.leases
 
     def start(self) -> None:
         self._poller.start()
 
     async def stop(self) -> None:
         self.stopping.set()
-        self.app.state.events.wakeup.set()
+        self.events.wakeup.set()
         await asyncio.to_thread(self._join, self.settings.webhook_timeout_s + 2.0)
 
     def _join(self, timeout_s: float) -> None:
@@ -119,7 +114,7 @@ class Delivery:
 
     # -- finding work -------------------------------------------------------------------------------------
     def _poll(self) -> None:
-        wakeup: threading.Event = self.app.state.events.wakeup
+        wakeup: threading.Event = self.events.wakeup
         while not self.stopping.is_set():
             wakeup.wait(self.settings.webhook_poll_s)
             wakeup.clear()
@@ -148,7 +143,7 @@ class Delivery:
         with self._lock:
             self._lanes.pop(lane.webhook_id, None)
         self.leases.release(lane.hold.name)
-        self.app.state.events.wakeup.set()  # events may have arrived while it was finishing
+        self.events.wakeup.set()  # events may have arrived while it was finishing
 
     # -- delivery -----------------------------------------------------------------------------------------
     def deliver(self, client: httpx.Client, row: Mapping[str, Any]) -> str:
@@ -156,7 +151,7 @@ class Delivery:
         tried again later) or :data:`STOP` (the webhook takes no more events)."""
         webhook_id = row["webhook_id"]
         webhook = webhook_records.get_webhook(self.catalog, webhook_id, with_secret=True)
-        if webhook is None or webhook["status"] not in ACTIVE:
+        if webhook is None or webhook["status"] not in ACTIVE_WEBHOOKS:
             outbox.discard(self.catalog, [webhook_id])  # deleted or disabled meanwhile
             return STOP
         event = Event.from_json(row["event"])
@@ -169,7 +164,7 @@ class Delivery:
         problem = _post(client, webhook, body)
         if not problem:
             outbox.delivered(self.catalog, row["id"])
-            if webhook["status"] == "created":
+            if webhook["status"] == WebhookStatus.CREATED:
                 webhook_records.set_webhook_status(self.catalog, webhook_id, "started", only_from=("created",))
             return DELIVERED
         attempts = int(row["attempts"] or 0) + 1
@@ -187,7 +182,9 @@ class Delivery:
     def _fail(self, webhook_id: str, event: Event, summary: str) -> None:
         logger.error("webhook %s set to error: %s", webhook_id, summary)
         error = error_body("WebhookDeliveryError", summary)
-        webhook_records.set_webhook_status(self.catalog, webhook_id, "error", error, only_from=ACTIVE)
+        webhook_records.set_webhook_status(
+            self.catalog, webhook_id, WebhookStatus.ERROR, error, only_from=ACTIVE_WEBHOOKS
+        )
         outbox.discard(self.catalog, [webhook_id])
 
     def render(self, webhook: Mapping[str, Any], event: Event) -> dict[str, Any]:
@@ -198,14 +195,6 @@ class Delivery:
 
     def _segments(self, webhook: Mapping[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         include_otr = bool(webhook.get("include_object_timerange"))
-        try:
-            from server.conversion.segments import segments_wire
-            from server.conversion.urls import UrlOptions
-        except ImportError:
-            if not self._renderer_warned:
-                logger.warning("segment rendering unavailable: webhook segments are sent without get_urls")
-                self._renderer_warned = True
-            return minimal_segments(rows, include_object_timerange=include_otr)
         options = UrlOptions.from_values(
             verbose=bool(webhook.get("verbose_storage")),
             accept_get_urls=webhook.get("accept_get_urls"),
@@ -213,7 +202,7 @@ class Delivery:
             presigned=webhook.get("presigned"),
             expires_s=self.settings.presign_get_s,
         )
-        return segments_wire(self.catalog, rows, self.app.state.stores, options, include_object_timerange=include_otr)
+        return segments_wire(self.catalog, rows, self.services.stores, options, include_object_timerange=include_otr)
 
 
 def _post(client: httpx.Client, webhook: Mapping[str, Any], body: bytes) -> str:

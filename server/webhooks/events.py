@@ -110,15 +110,18 @@ class EventBus:
         self,
         enabled: bool = True,
         webhooks: Callable[[], Sequence[Mapping[str, Any]]] | None = None,
+        *,
+        accepts: Callable[[Mapping[str, Any], Event], bool] = matches,
+        sink: Callable[[Routed], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.enabled = enabled
         #: the active webhooks' documents (without secrets)
         self.webhooks = webhooks
         #: whether a webhook wants an event (its filters; the server adds its owner's access)
-        self.accepts: Callable[[Mapping[str, Any], Event], bool] = matches
-        #: where routed events go (the outbox); None: nowhere yet (no store)
-        self.sink: Callable[[Routed], None] | None = None
+        self.accepts = accepts
+        #: where routed events go (the outbox); None: nowhere (no store)
+        self.sink = sink
         self.wakeup = threading.Event()
         self._clock = clock
         self._known: Sequence[Mapping[str, Any]] = ()

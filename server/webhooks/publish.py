@@ -3,19 +3,18 @@
 Nothing is looked up or written for an event type no active webhook subscribes to
 (:meth:`server.webhooks.events.EventBus.wants`): a live recorder's segment POSTs cost no event work then.
 ``flows/segments_added`` events are written in the transaction of the batch of registrations that stored
-the segments (:func:`segments_added`, the catalog's ``on_segments_stored``); the others right after the
-write that caused them, before the request is answered.
+the segments (:func:`segments_added`, composed by :mod:`server.ingest`); the others right after the write that
+caused them, before the request is answered. Every function is given the bus and the catalog it works with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from fastapi import Request
 
 from server.auth.classes import AUTH_CLASSES_TAG, class_list
 from server.conversion.flows import flow_wire, source_wire
@@ -52,12 +51,11 @@ def _classes(doc: Mapping[str, Any]) -> list[str]:
     return class_list((doc.get("tags") or {}).get(AUTH_CLASSES_TAG))
 
 
-def capture(source: Request | Any, flow_ids: Iterable[str], *events: str) -> dict[str, FlowContext]:
+def capture(bus: EventBus, catalog: Catalog, flow_ids: Iterable[str], *events: str) -> dict[str, FlowContext]:
     """Contexts of existing flows (call before deleting them), for events of the types ``events``; none
     when no webhook wants any of them."""
-    if not any(_bus(source).wants(e) for e in events):
+    if not any(bus.wants(e) for e in events):
         return {}
-    catalog = _catalog(source)
     out: dict[str, FlowContext] = {}
     for fid in flow_ids:
         doc = catalog.get_flow(fid)
@@ -75,30 +73,15 @@ def capture(source: Request | Any, flow_ids: Iterable[str], *events: str) -> dic
     return out
 
 
-def _app(source: Request | Any) -> Any:
-    """The application, from a request or the application itself (background workers have no request)."""
-    return source.app if isinstance(source, Request) else source
-
-
-def _bus(source: Request | Any) -> EventBus:
-    return _app(source).state.events
-
-
-def _catalog(source: Request | Any) -> Catalog:
-    return _app(source).state.catalog
-
-
 def publish_changes(
-    request: Request | Any, changes: Changes, contexts: Mapping[str, FlowContext] | None = None
+    bus: EventBus, catalog: Catalog, changes: Changes, contexts: Mapping[str, FlowContext] | None = None
 ) -> None:
     """Events for what a write did: sources and flows created/updated/deleted.
 
     ``contexts`` must hold the flows deleted by the write (captured before it).
     """
-    bus = _bus(request)
     if not bus.enabled:
         return
-    catalog = _catalog(request)
     contexts = dict(contexts or {})
     events: list[Event] = []
     for sid in changes.sources_created + changes.sources_updated:
@@ -156,32 +139,23 @@ def publish_changes(
         bus.publish(*events)
 
 
-def segments_added(app: Any) -> Callable[[pa.Table], None]:
-    """The catalog's ``on_segments_stored``: one ``flows/segments_added`` per flow of a batch of registered
-    segments (their stored rows, rendered per webhook by the worker), written to the outbox in the batch's
-    transaction when a webhook wants them."""
-
-    def stored(rows: pa.Table) -> None:
-        bus = _bus(app)
-        if not bus.wants("flows/segments_added"):
-            return
-        flows = rows.column("flow_id")
-        events = []
-        for flow_id in pc.unique(flows).to_pylist():
-            mine = rows.filter(pc.equal(flows, flow_id)).drop_columns(["flow_id", "created"]).to_pylist()
-            ctx = capture(app, [flow_id], "flows/segments_added").get(flow_id)
-            events.append(
-                Event(
-                    "flows/segments_added",
-                    {"flow_id": flow_id},
-                    flow_id=flow_id,
-                    **_flow_fields(ctx),
-                    segment_rows=[r | {"flow_id": flow_id} for r in mine],
-                )
+def segments_added(rows: pa.Table, contexts: Mapping[str, FlowContext]) -> list[Event]:
+    """One ``flows/segments_added`` per flow of a batch of registered segments (their stored rows, rendered per
+    webhook by the delivery worker); ``contexts``: the flows' (:func:`capture`)."""
+    flows = rows.column("flow_id")
+    events = []
+    for flow_id in pc.unique(flows).to_pylist():
+        mine = rows.filter(pc.equal(flows, flow_id)).drop_columns(["flow_id", "created"]).to_pylist()
+        events.append(
+            Event(
+                "flows/segments_added",
+                {"flow_id": flow_id},
+                flow_id=flow_id,
+                **_flow_fields(contexts.get(flow_id)),
+                segment_rows=[r | {"flow_id": flow_id} for r in mine],
             )
-        bus.publish(*events)
-
-    return stored
+        )
+    return events
 
 
 def publish_segments_deleted(bus: EventBus, ctx: FlowContext | None, flow_id: str, timerange: str) -> None:

@@ -15,6 +15,7 @@ from tams_analytics.clock import utcnow
 from tams_analytics.exceptions import NotFoundError
 from tams_analytics.predicates import Term
 from tams_analytics.schema import TagEntity
+from tams_analytics.statuses import ACTIVE_WEBHOOKS
 from tams_analytics.wire import dumps
 
 #: key of a webhook document holding its owner's scopes and groups (never on the wire)
@@ -87,10 +88,6 @@ def webhook_docs(
             doc["api_key_value"] = r["api_key_value"]
         out.append(doc)
     return out
-
-
-#: statuses in which a webhook receives events
-ACTIVE_WEBHOOKS = ("created", "started")
 
 
 def active_webhooks(catalog: Catalog) -> list[dict[str, Any]]:

@@ -3,12 +3,11 @@ event notifications the service POSTs to them (the spec's top-level ``webhooks:`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 from server.conversion.common import iso
 from server.webhooks.events import Event
-from tams_analytics.timerange import Timestamp
 
 #: every filter and transformation option of ``webhook.json``: all are supported
 OPTIONS: Final = (
@@ -64,25 +63,3 @@ def notification(event: Event, segments: list[dict[str, Any]] | None = None) -> 
     if event.type == "flows/segments_added":
         body["segments"] = segments if segments is not None else []
     return {"event_timestamp": iso(event.timestamp), "event_type": event.type, "event": body}
-
-
-def minimal_segments(rows: Iterable[Mapping[str, Any]], *, include_object_timerange: bool) -> list[dict[str, Any]]:
-    """``flow-segment.json`` documents from stored segment rows, without ``get_urls``.
-
-    Used when the shared segment renderer (``server.conversion.segments``) is not available.
-    """
-    out = []
-    for r in rows:
-        seg: dict[str, Any] = {"object_id": r["object_id"], "timerange": r["timerange"]}
-        for k in ("ts_offset", "last_duration"):
-            if r.get(k) is not None:
-                seg[k] = str(Timestamp(r[k]))
-        for k in ("sample_offset", "sample_count", "key_frame_count"):
-            if r.get(k) is not None:
-                seg[k] = r[k]
-        if include_object_timerange and r.get("object_timerange"):
-            seg["object_timerange"] = r["object_timerange"]
-        if r.get("init_object_id"):
-            seg["init_object"] = {"object_id": r["init_object_id"]}
-        out.append(seg)
-    return out

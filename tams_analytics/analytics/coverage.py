@@ -358,8 +358,8 @@ class FlowCoverage:
         )
 
     def _repr_html_(self) -> str:
+        from tams_analytics.dataframes import to_pandas
         from tams_analytics.display import html_summary, html_table
-        from tams_analytics.frames import to_pandas
 
         span = self.timerange
         head = html_summary(

@@ -104,7 +104,7 @@ class IntegrityReport:
     def to_pandas(self) -> pd.DataFrame:
         """The findings as a DataFrame (``count`` stays an integer), with ``timerange_utc``: each ``timerange``
         as an ISO 8601 UTC interval, for people."""
-        from tams_analytics.frames import to_pandas
+        from tams_analytics.dataframes import to_pandas
 
         df = to_pandas(self.to_arrow())
         df.insert(df.columns.get_loc("timerange") + 1, "timerange_utc", [_utc(t) for t in df["timerange"]])

@@ -64,6 +64,10 @@ class CacheConfig:
 class CachingEngine(EngineDecorator):
     """``inner``, answering from memory where it can (see the module docstring)."""
 
+    @property
+    def caches_reads(self) -> bool:
+        return True
+
     def __init__(self, inner: Engine, config: CacheConfig | None = None) -> None:
         if not inner.capabilities.sole_writer:
             raise UnsupportedError(f"the {inner.name} engine is not its store's only writer: it cannot cache")

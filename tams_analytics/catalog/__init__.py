@@ -17,10 +17,12 @@ as an argument:
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import pyarrow as pa
 
@@ -62,6 +64,7 @@ __all__ = [
     "Changes",
     "DeleteResult",
     "Failure",
+    "cached",
     "connect",
     "flows_with_content",
     "segment_page_where",
@@ -70,16 +73,50 @@ __all__ = [
 ]
 
 
+#: ``observe(operation, seconds)``: told the wall time of each catalog operation (the server's metrics)
+ObserveOperation = Callable[[str, float], None]
+
+Params = ParamSpec("Params")
+T = TypeVar("T")
+
+
+def operation(method: Callable[Concatenate[Catalog, Params], T]) -> Callable[Concatenate[Catalog, Params], T]:
+    """Mark a method as one of the catalog's operations: its wall time goes to the catalog's ``observe``
+    (given at construction), under the method's name."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def timed(self: Catalog, /, *args: Params.args, **kwargs: Params.kwargs) -> T:
+        observe = self.observe
+        if observe is None:
+            return method(self, *args, **kwargs)
+        started = time.perf_counter()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            observe(name, time.perf_counter() - started)
+
+    return timed
+
+
 class Catalog:
-    """A TAMS store: sources, flows, segments, objects and the service's own records, over one engine."""
+    """A TAMS store: sources, flows, segments, objects and the service's own records, over one engine.
 
-    #: how writes refused because of concurrent writers are retried (:mod:`~tams_analytics.catalog.conflicts`)
-    retry_policy: RetryPolicy = RetryPolicy()
-    #: called with each batch of registered segment rows, in its transaction (the server's webhook outbox)
-    on_segments_stored: Callable[[pa.Table], None] | None = None
+    ``engine`` is the whole engine stack, built by the caller (:func:`connect`, or the server's assembly: the
+    store's engine, statement timings, the read cache); ``retry_policy`` says how writes other writers refused
+    are retried (:mod:`~tams_analytics.catalog.conflicts`); ``observe`` hears each operation's wall time.
+    """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        observe: ObserveOperation | None = None,
+    ) -> None:
         self.engine = engine
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.observe = observe
         self.retry_stats = RetryStats()
         #: concurrent segment registrations, applied in batches (see :mod:`~tams_analytics.catalog.group_commit`)
         self.group_commit: GroupCommit[registration.Registration, AddResult] = GroupCommit(
@@ -113,23 +150,11 @@ class Catalog:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def cache_reads(self, config: CacheConfig | None = None) -> bool:
-        """Answer segment pages and object instances from an exact in-process cache
-        (:mod:`tams_analytics.cache`), when the engine is its store's sole writer; returns whether the
-        cache is on. Writes must then go through this catalog (or its engine's ``insert``/``delete``/
-        ``update``), never raw SQL."""
-        from tams_analytics.cache import CachingEngine
-
-        if not isinstance(self.engine, CachingEngine) and self.engine.capabilities.sole_writer:
-            self.engine = CachingEngine(self.engine, config)
-        return self.caches_reads
-
     @property
     def caches_reads(self) -> bool:
-        """Whether reads may be answered from memory (see :meth:`cache_reads`)."""
-        from tams_analytics.cache import CachingEngine
-
-        return isinstance(self.engine, CachingEngine)
+        """Whether reads may be answered from memory: the engine stack holds the read cache
+        (:mod:`tams_analytics.cache`; ``connect(url, cache_reads=True)``)."""
+        return self.engine.caches_reads
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -256,20 +281,24 @@ class Catalog:
         return 0 if flat is None else self.engine.count(entity, flat)
 
     # -- documents ----------------------------------------------------------------------------------------
+    @operation
     def get_source(self, source_id: str) -> dict[str, Any] | None:
         """The source with its tags and derived collections, or None."""
         row = self.row("sources", [Term("id", "==", source_id)])
         return None if row is None else documents.source_docs(self, [row])[0]
 
+    @operation
     def source_docs(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Source documents (tags, collections) for ``sources`` rows."""
         return documents.source_docs(self, rows)
 
+    @operation
     def get_flow(self, flow_id: str) -> dict[str, Any] | None:
         """The flow document with tags, collection and ``collected_by``, or None."""
         row = self.row("flows", [Term("id", "==", flow_id)])
         return None if row is None else documents.flow_docs(self, [row])[0]
 
+    @operation
     def flow_docs(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Flow documents for ``flows`` rows, with tags and collections fetched in one query each."""
         return documents.flow_docs(self, rows)
@@ -287,6 +316,7 @@ class Catalog:
         """Derived source collections (see :func:`~tams_analytics.catalog.documents.source_collections`)."""
         return documents.source_collections(self, source_ids)
 
+    @operation
     def flow_timerange(self, flow_id: str, within: TimeRange | str | None = None) -> TimeRange:
         """From the first segment's start to the last segment's end (``()`` without segments; a flow the store
         does not have is an error: :func:`~tams_analytics.catalog.flow_guard.known_flow`).
@@ -303,6 +333,7 @@ class Catalog:
         last = self.rows("segments", where, columns=["timerange"], order_by=[("end_ns", True)], limit=1)
         return TimeRange.from_str(first.column(0)[0].as_py()).hull(TimeRange.from_str(last.column(0)[0].as_py()))
 
+    @operation
     def segment_rows(
         self,
         flow_id: str,
@@ -317,45 +348,55 @@ class Catalog:
         where = segment_page_where(flow_id, timerange, object_id, after_start_ns, reverse)
         return self.rows("segments", where, order_by=[("start_ns", reverse)], limit=limit)
 
+    @operation
     def get_object(self, object_id: str) -> dict[str, Any] | None:
         """A registered object with ``referenced_by_flows`` and its instances; None if unknown or only allocated."""
         return objects.get_object(self, object_id)
 
+    @operation
     def object_instances(self, object_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """``{object_id: [instance rows in preference order]}`` (read-only rows; see
         :func:`~tams_analytics.catalog.objects.object_instances`)."""
         return objects.object_instances(self, object_ids)
 
     # -- writes -------------------------------------------------------------------------------------------
+    @operation
     def put_flow(self, flow: Mapping[str, Any], *, principal: str | None = None) -> tuple[bool, Changes]:
         """Create or wholly replace a flow (see :func:`~tams_analytics.catalog.flows.put_flow`)."""
         return flows.put_flow(self, flow, principal=principal)
 
+    @operation
     def delete_flow(self, flow_id: str, *, force: bool = False) -> Changes:
         """Delete a flow with everything that hangs on it (see :func:`~tams_analytics.catalog.deletion.delete_flow`)."""
         return deletion.delete_flow(self, flow_id, force=force)
 
+    @operation
     def set_flow_property(self, flow_id: str, name: str, value: Any, *, principal: str | None = None) -> Changes:
         return flows.set_flow_property(self, flow_id, name, value, principal=principal)
 
+    @operation
     def set_flow_tag(
         self, flow_id: str, name: str, value: str | list[str] | None, *, principal: str | None = None
     ) -> Changes:
         return flows.set_flow_tag(self, flow_id, name, value, principal=principal)
 
+    @operation
     def set_flow_collection(
         self, flow_id: str, items: Sequence[Mapping[str, Any]] | None, *, principal: str | None = None
     ) -> Changes:
         return flows.set_flow_collection(self, flow_id, items, principal=principal)
 
+    @operation
     def set_source_property(self, source_id: str, name: str, value: Any, *, principal: str | None = None) -> Changes:
         return flows.set_source_property(self, source_id, name, value, principal=principal)
 
+    @operation
     def set_source_tag(
         self, source_id: str, name: str, value: str | list[str] | None, *, principal: str | None = None
     ) -> Changes:
         return flows.set_source_tag(self, source_id, name, value, principal=principal)
 
+    @operation
     def add_segments(
         self,
         flow_id: str,
@@ -376,6 +417,7 @@ class Catalog:
         batch has committed."""
         return self.group_commit.future(request)
 
+    @operation
     def delete_segments(
         self,
         flow_id: str,
@@ -389,6 +431,7 @@ class Catalog:
         :func:`~tams_analytics.catalog.deletion.delete_segments`)."""
         return deletion.delete_segments(self, flow_id, timerange, object_id, limit=limit, force=force)
 
+    @operation
     def allocate_objects(
         self,
         flow_id: str,
@@ -415,16 +458,19 @@ class Catalog:
         :func:`~tams_analytics.catalog.objects.refuse_taken_keys`): check before writing bytes there."""
         objects.refuse_taken_keys(self, storage_id, keys)
 
+    @operation
     def add_controlled_instance(self, object_id: str, storage_id: str, storage_key: str) -> None:
         objects.add_controlled_instance(self, object_id, storage_id, storage_key)
 
     def add_uncontrolled_instance(self, object_id: str, url: str, label: str) -> None:
         objects.add_uncontrolled_instance(self, object_id, url, label)
 
+    @operation
     def add_uncontrolled_instances(self, urls: Mapping[tuple[str, str], str]) -> None:
         """Add ``{(object_id, label): url}`` instances; an existing label for an object is left as is."""
         objects.add_uncontrolled_instances(self, urls)
 
+    @operation
     def delete_instance(
         self, object_id: str, *, storage_id: str | None = None, label: str | None = None
     ) -> dict[str, Any]:
@@ -433,14 +479,17 @@ class Catalog:
     def set_object_size(self, object_id: str, size_bytes: int | None) -> None:
         self.engine.update("objects", [Term("id", "==", object_id)], {"size_bytes": size_bytes})
 
+    @operation
     def register_storage_backend(self, backend: Mapping[str, Any]) -> None:
         """Insert or replace a storage backend (``storage-backend.json`` fields, with ``tags``)."""
         backends.register_storage_backend(self, backend)
 
+    @operation
     def collectable_objects(self, older_than: dt.datetime) -> pa.Table:
         """Objects to delete from storage (see :func:`~tams_analytics.catalog.references.collectable_objects`)."""
         return references.collectable_objects(self, older_than)
 
+    @operation
     def purge_objects(self, object_ids: Sequence[str]) -> int:
         """Forget objects nothing references (after their bytes are gone); returns how many."""
         return len(references.purge_objects(self, object_ids))
@@ -469,13 +518,23 @@ def segment_page_where(
     return where
 
 
-def connect(url: str = "duckdb://", *, create: bool | None = None, **options: Any) -> Catalog:
+def connect(
+    url: str = "duckdb://",
+    *,
+    create: bool | None = None,
+    cache_reads: bool | CacheConfig = False,
+    retry_policy: RetryPolicy | None = None,
+    **options: Any,
+) -> Catalog:
     """Open the store at ``url``: ``duckdb:///path/tams.duckdb``, ``duckdb://`` (memory), ``vast://...``,
     ``trino://...``, ``tams+https://host[:port][/prefix]`` (any TAMS server, through its API).
 
     A store that does not exist is a :class:`~tams_analytics.exceptions.TamsError` naming the path, never a
     new empty store; ``create=True`` makes it (for DuckDB: the file, in a folder that exists: a mistyped
-    folder is an error too). Other ``options`` go to the engine (e.g. ``read_only=True``).
+    folder is an error too). ``cache_reads`` (True, or a :class:`~tams_analytics.cache.CacheConfig`) answers
+    segment pages and object instances from an exact in-process cache, where the engine is its store's sole
+    writer (writes must then go through this catalog or its engine, never raw SQL); ``retry_policy``: see
+    :class:`Catalog`. Other ``options`` go to the engine (e.g. ``read_only=True``).
 
     >>> import tams_analytics as ta
     >>> ta.connect("duckdb://")
@@ -483,4 +542,15 @@ def connect(url: str = "duckdb://", *, create: bool | None = None, **options: An
     """
     if create is not None:
         options["create"] = create
-    return Catalog(open_engine(url, **options))
+    engine = open_engine(url, **options)
+    if cache_reads is not False:
+        engine = cached(engine, None if cache_reads is True else cache_reads)
+    return Catalog(engine, retry_policy=retry_policy)
+
+
+def cached(engine: Engine, config: CacheConfig | None = None) -> Engine:
+    """``engine`` under the read cache (:class:`~tams_analytics.cache.CachingEngine`) where it is its store's sole
+    writer; as it is where not (another writer's changes would go unseen)."""
+    from tams_analytics.cache import CachingEngine
+
+    return CachingEngine(engine, config) if engine.capabilities.sole_writer else engine

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tams_analytics.exceptions import ConflictError, NotFoundError, ReadOnlyError, TamsError
 from tams_analytics.predicates import Predicate, Term, isin
 from tams_analytics.schema import FLOWS
+from tams_analytics.statuses import UNFINISHED_DELETE_REQUESTS
 
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
@@ -31,8 +32,6 @@ __all__ = [
     "writable_flow",
 ]
 
-#: statuses of a flow delete request still to be carried out
-PENDING = ("created", "started")
 #: the columns of a flow row the guard returns
 FLOW_ROW = tuple(f.name for f in FLOWS)
 #: what the TAMS specification's flow ids look like (a UUID)
@@ -151,7 +150,7 @@ def pending_flow_deletions(catalog: Catalog, flow_ids: Iterable[str]) -> dict[st
     where: list[Predicate] = [
         isin("flow_id", flow_ids),
         Term("delete_flow", "==", True),
-        Term("status", "isin", PENDING),
+        Term("status", "isin", UNFINISHED_DELETE_REQUESTS),
     ]
     out: dict[str, list[dict[str, Any]]] = {}
     for r in catalog.records("delete_requests", where, columns=["flow_id", "created"]):

@@ -18,18 +18,23 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
 
-__all__ = ["GroupCommit"]
+from tams_analytics.exceptions import TransientStoreError
+
+__all__ = ["BatchObserver", "GroupCommit", "apply_batch"]
 
 logger = logging.getLogger(__name__)
 
 Request = TypeVar("Request")
 Outcome = TypeVar("Outcome")
+#: ``observe(size, seconds)``: told each batch's size and how long applying it took
+BatchObserver = Callable[[int, float], None]
 
 
 class GroupCommit(Generic[Request, Outcome]):
     """Batches of requests for ``apply``, which gets a batch and returns one outcome per request (a result,
-    or the exception that refused it). ``max_batch`` bounds a batch (and so the wait it adds); ``on_batch``
-    hears each batch's size and the seconds applying it took (metrics)."""
+    or the exception that refused it); when it raises instead, the batch's requests are applied one by one.
+    ``max_batch`` bounds a batch (and so the wait it adds); ``on_batch`` hears each batch's size and the
+    seconds applying it took (metrics)."""
 
     def __init__(
         self,
@@ -37,7 +42,7 @@ class GroupCommit(Generic[Request, Outcome]):
         *,
         max_batch: int = 256,
         name: str = "tams-group-commit",
-        on_batch: Callable[[int, float], None] | None = None,
+        on_batch: BatchObserver | None = None,
     ) -> None:
         self.apply = apply
         self.max_batch = max_batch
@@ -90,11 +95,7 @@ class GroupCommit(Generic[Request, Outcome]):
     def _apply(self, batch: list[tuple[Request, Future[Outcome]]]) -> None:
         live = [(r, f) for r, f in batch if f.set_running_or_notify_cancel()]
         started = time.perf_counter()
-        try:
-            outcomes: Sequence[Outcome | Exception] = self.apply([r for r, _ in live])
-        except Exception as exc:  # the batch failed as a whole: every request of it gets the error
-            logger.exception("a batch of %s requests failed", len(live))
-            outcomes = [exc] * len(live)
+        outcomes = apply_batch(self.apply, [r for r, _ in live])
         for (_, fut), outcome in zip(live, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 fut.set_exception(outcome)
@@ -107,3 +108,21 @@ class GroupCommit(Generic[Request, Outcome]):
                 self.on_batch(len(live), time.perf_counter() - started)
             except Exception:  # a listener's failure must never stop the writer
                 logger.exception("on_batch failed")
+
+
+def apply_batch(
+    apply: Callable[[Sequence[Request]], Sequence[Outcome | Exception]], requests: Sequence[Request]
+) -> list[Outcome | Exception]:
+    """``apply(requests)``, one outcome per request; a batch that fails as a whole is applied again request by
+    request, so that one request's trouble never fails another (but a store that stayed busy fails them all:
+    trying each again would only keep it busier)."""
+    try:
+        return list(apply(requests))
+    except TransientStoreError as exc:
+        return [exc] * len(requests)
+    except Exception as exc:
+        if len(requests) == 1:
+            logger.debug("a request failed", exc_info=True)
+            return [exc]
+        logger.debug("a batch of %s requests failed (%s); applying them one by one", len(requests), exc)
+    return [outcome for request in requests for outcome in apply_batch(apply, [request])]

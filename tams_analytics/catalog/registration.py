@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tams_analytics.catalog.conflicts import Attempt, run_transaction
+from tams_analytics.catalog.conflicts import Attempt, Attempts
 from tams_analytics.catalog.flow_guard import (
     FLOW_ROW,
     check_writable,
@@ -56,7 +56,7 @@ from tams_analytics.wire import SEGMENT_ROWS, segment_rows
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
 
-__all__ = ["Registration", "add_segments", "register_batch"]
+__all__ = ["Registered", "Registration", "add_segments", "attempts", "register", "register_batch"]
 
 logger = logging.getLogger(__name__)
 
@@ -136,34 +136,47 @@ def add_segments(
 
 
 class _JudgeAlone(Exception):
-    """The batch's requests must be judged one by one: judging them together would differ."""
+    """The batch's requests must be judged one by one: judging them together would differ (a batch that
+    raises is applied again request by request: :class:`~tams_analytics.catalog.group_commit.GroupCommit`)."""
+
+
+@dataclass(frozen=True)
+class Registered:
+    """What one batch of registrations did: each request's outcome (its result, or the error that refused
+    it) and the segment rows it stored (None: none), for the caller to compose more writes from."""
+
+    outcomes: list[AddResult | Exception]
+    stored: pa.Table | None
+
+
+def attempts(catalog: Catalog, requests: Sequence[Registration]) -> Attempts:
+    """The attempts of a batch's transaction (:class:`~tams_analytics.catalog.conflicts.Attempts`): a batch the
+    store refuses because of concurrent writers is tried again as a whole; one refused three times in a row
+    first commits its claim on its flows alone."""
+    flow_ids = list(dict.fromkeys(r.flow_id for r in requests))
+    return Attempts(catalog, what="segment registration", claim=lambda: _claim_alone(catalog, flow_ids))
+
+
+def register(catalog: Catalog, requests: Sequence[Registration], attempt: Attempt) -> Registered:
+    """Judge and store ``requests`` in the transaction ``attempt`` holds, as if they had run one after another.
+
+    Raises when the batch cannot be judged as a whole (its requests are then applied one by one)."""
+    batch = _Batch(catalog, requests, replay=attempt.after_uncertain_commit)
+    outcomes = batch.judge()
+    return Registered(outcomes, batch.flush())
 
 
 def register_batch(catalog: Catalog, requests: Sequence[Registration]) -> list[AddResult | Exception]:
-    """Apply ``requests`` in one transaction; each gets its own result, or the error that refused it.
-
-    A batch the store refuses because of concurrent writers is tried again as a whole (see
-    :func:`~tams_analytics.catalog.conflicts.run_transaction`); if it keeps being refused, every request
-    gets that :class:`~tams_analytics.exceptions.TransientStoreError`. If the batch cannot be written as a
-    whole for another reason, each request is tried again alone, so that one request's trouble never
-    fails another.
-    """
-    flow_ids = list(dict.fromkeys(r.flow_id for r in requests))
+    """Apply ``requests`` in one transaction (:func:`attempts`, :func:`register`); each gets its own result,
+    or the error that refused it. If the store keeps refusing the batch, every request gets that
+    :class:`~tams_analytics.exceptions.TransientStoreError`."""
     try:
-        return run_transaction(
-            catalog,
-            lambda attempt: _apply(catalog, requests, attempt),
-            what="segment registration",
-            claim=lambda: _claim_alone(catalog, flow_ids),
-        )
+        for attempt in attempts(catalog, requests):
+            with attempt:
+                done = register(catalog, requests, attempt)
     except TransientStoreError as exc:
         return [exc] * len(requests)
-    except _JudgeAlone as why:
-        logger.debug("segment registration: %s; judging the batch's %d requests one by one", why, len(requests))
-    except Exception:
-        if len(requests) == 1:
-            raise
-    return [_alone(catalog, r) for r in requests]
+    return done.outcomes
 
 
 def _claim_alone(catalog: Catalog, flow_ids: Sequence[str]) -> None:
@@ -171,20 +184,6 @@ def _claim_alone(catalog: Catalog, flow_ids: Sequence[str]) -> None:
     before = claim_flows(catalog, flow_ids, utcnow())
     if before:
         restore_flows(catalog, before)
-
-
-def _apply(catalog: Catalog, requests: Sequence[Registration], attempt: Attempt) -> list[AddResult | Exception]:
-    batch = _Batch(catalog, requests, replay=attempt.after_uncertain_commit)
-    outcomes = batch.judge()
-    batch.flush()
-    return outcomes
-
-
-def _alone(catalog: Catalog, request: Registration) -> AddResult | Exception:
-    try:
-        return register_batch(catalog, [request])[0]
-    except Exception as exc:
-        return exc
 
 
 class _Batch:
@@ -268,16 +267,16 @@ class _Batch:
             for why, acc, f in zip(self.refused, accepted, failed, strict=True)
         ]
 
-    def flush(self) -> None:
+    def flush(self) -> pa.Table | None:
         """Write what the batch accepted: one insert per table, one update of the flows touched (unless
-        claimed, which set it already: then the claimed flows left unchanged get their value back); then tell
-        :attr:`Catalog.on_segments_stored`, in the transaction."""
+        claimed, which set it already: then the claimed flows left unchanged get their value back). Returns
+        the segment rows stored (None: none)."""
         rows = self.accepted
         touched = pc.unique(rows.column("flow_id")).to_pylist() if rows is not None and rows.num_rows else []
         if self.claimed:
             restore_flows(self.catalog, {f: v for f, v in self.claimed.items() if f not in set(touched)})
         if rows is None or not touched:
-            return
+            return None
         now = self.now
         rows = rows.drop_columns(["index", "request"])
         rows = rows.set_column(
@@ -289,8 +288,7 @@ class _Batch:
             add_uncontrolled_instances(self.catalog, self.urls)
         if self.claimed is None:
             self.catalog.engine.update("flows", [isin("id", touched)], {"segments_updated": now})
-        if self.catalog.on_segments_stored is not None:
-            self.catalog.on_segments_stored(rows)
+        return rows
 
 
 def _tagged(requests: Sequence[tuple[int, Registration]]) -> pa.Table:

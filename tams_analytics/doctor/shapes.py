@@ -18,6 +18,7 @@ from typing import Any
 from tams_analytics import filters as F
 from tams_analytics import predicates as P
 from tams_analytics.engines.base import OrderBy
+from tams_analytics.statuses import UNFINISHED_DELETE_REQUESTS
 
 __all__ = ["Shape", "shapes"]
 
@@ -28,7 +29,7 @@ SAMPLES: dict[str, Any] = {
     "format": "urn:x-nmos:format:video",
     "codec": ["video/h264", "audio/aac"],
     "label": "news at six",
-    "status": ["created", "started"],
+    "status": list(UNFINISHED_DELETE_REQUESTS),
     "frame_width": 1920,
     "frame_height": 1080,
     "init_segments": True,

@@ -103,6 +103,11 @@ class Engine(ABC):
         self.url = url
         self._listeners: list[ChangeListener] = []
 
+    @property
+    def caches_reads(self) -> bool:
+        """Reads may be answered from an in-process cache (:class:`~tams_analytics.cache.CachingEngine`)."""
+        return False
+
     # -- change feed ----------------------------------------------------------------------------------
     def listen(self, listener: ChangeListener) -> None:
         """Tell ``listener`` about every write from now on (only engines that are their store's

@@ -37,6 +37,10 @@ class EngineDecorator(Engine):
     def capabilities(self) -> Any:  # type: ignore[override]
         return self.inner.capabilities
 
+    @property
+    def caches_reads(self) -> bool:
+        return self.inner.caches_reads
+
     def __getattr__(self, attr: str) -> Any:
         return getattr(self.inner, attr)
 

@@ -4,7 +4,7 @@ fixture (``tests/engines/conftest.py``) and the analytics tests (``tests.analyti
 Engines, in parameter order:
 
 * ``duckdb``: a DuckDB file; always runs.
-* ``duckdb-cached``: the same with the exact read cache on (``catalog.cache_reads()``): every contract
+* ``duckdb-cached``: the same with the exact read cache on (``connect(url, cache_reads=True)``): every contract
   must hold the same when segment pages and object instances come from memory.
 * ``vast-reference``: the VAST engine (planning, serialised requests, residual, transactions) over
   :class:`~tests.engines.vast.reference.ReferenceStore`, which stands in for the cluster; runs offline
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tams_analytics.catalog import Catalog, connect
+from tams_analytics.catalog import Catalog, cached, connect
 
 #: every engine, in parameter order (see the module docstring)
 ENGINES = ("duckdb", "duckdb-cached", "vast-reference", "vast", "trino")
@@ -81,7 +81,8 @@ def open_catalog(engine: str, tmp_path: Path, request: pytest.FixtureRequest | N
     else:
         raise AssertionError(f"unknown engine {engine!r}; expected one of {ENGINES}")
     if engine.endswith("-cached"):
-        assert cat.cache_reads(), f"{engine}: the read cache did not turn on"
+        cat = Catalog(cached(cat.engine))
+        assert cat.caches_reads, f"{engine}: the read cache did not turn on"
     try:
         yield cat
     finally:

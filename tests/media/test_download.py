@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 import tams_analytics as ta
+from server.services import services_of
 from tams_analytics.catalog import connect
 from tams_analytics.cli.__main__ import main
 from tams_analytics.exceptions import TamsError
@@ -52,8 +53,8 @@ def test_missing_and_damaged_objects_are_named_and_nothing_is_written(
     flow_on_server: tuple[httpx.Client, str, list[bytes], list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     api, fid, _, ids = flow_on_server
-    catalog = api.app.state.catalog  # type: ignore[attr-defined]
-    (store,) = api.app.state.stores  # type: ignore[attr-defined]
+    catalog = services_of(api.app).catalog
+    (store,) = services_of(api.app).stores
     key = {oid: inst[0]["storage_key"] for oid, inst in catalog.object_instances(ids).items()}
     store.delete([key[ids[0]]])
     store.put_bytes(key[ids[2]], b"\x47" * 188, "video/mp2t")  # not what was recorded (sizes are known for ingests)
@@ -101,11 +102,11 @@ def test_the_explorer_shows_the_frame_at_the_chosen_time(
     from tams_analytics.widgets import CoverageExplorer
 
     api, fid, _, _ = flow_on_server
-    catalog = api.app.state.catalog  # type: ignore[attr-defined]
+    catalog = services_of(api.app).catalog
     ex = CoverageExplorer(catalog)
     ex.flow.value = fid
     assert ex.frame_png == b""  # the explorer was given no media
-    (store,) = api.app.state.stores  # type: ignore[attr-defined]
+    (store,) = services_of(api.app).stores
     ex = CoverageExplorer(catalog, media=ta.media.attach(catalog, store))
     ex.flow.value = fid
     ex.timerange.value = "[51:0_54:0)"

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.config import Settings
+from server.services import services_of
 from tams_analytics.media.tai import program_date_time, tai_now_ns
 from tests.media.conftest import NS, ingest, segment_media, video_flow
 from tests.spec import assert_valid
@@ -79,7 +80,7 @@ def test_a_live_playlist_slides_as_segments_are_posted(api: TestClient) -> None:
     assert "#EXT-X-DISCONTINUITY\n" not in text and len(uris(text)) == 3
     # the same numbers again (the counter's memory), and from a fresh count on another server's view
     assert playlist(api, fid, live) == text
-    api.app.state.playlist_sequences = None
+    services_of(api.app).playlists = None
     assert tag(playlist(api, fid, live), "EXT-X-DISCONTINUITY-SEQUENCE") == "1"
 
     # a closed range on the same flow is VOD

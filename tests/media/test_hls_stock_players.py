@@ -24,7 +24,8 @@ import pytest
 
 from server.app import create_app
 from server.config import Settings
-from server.deps import Stores
+from server.services import services_of
+from server.stores import Stores
 from tams_analytics.media.pattern import Stamp, read_stamp
 from tams_analytics.media.tai import tai_now_ns
 from tests.fixtures.live import serve
@@ -188,7 +189,7 @@ def legacy_flow(api: httpx.Client, store: Any, starts_s: list[int]) -> str:
     object was before keys had extensions."""
     flow = video_flow()
     assert api.put(f"/flows/{flow['id']}", json=flow).status_code == 201
-    catalog = api.app.state.catalog  # type: ignore[attr-defined]
+    catalog = services_of(api.app).catalog
     ids = catalog.allocate_objects(flow["id"], count=len(starts_s), storage_id=store.info.id, storage_key=str)
     for oid, start in zip(ids, starts_s, strict=True):
         store.put_bytes(oid, segment_media(start * NS), "video/mp2t")
@@ -200,7 +201,7 @@ def legacy_flow(api: httpx.Client, store: Any, starts_s: list[int]) -> str:
 def test_objects_stored_under_bare_keys_still_play_from_local_storage(live_api: httpx.Client) -> None:
     """The local store adds the extension to the playlist's URLs of objects stored under bare keys (their
     signature names the bare key): an existing demo store plays in stock ffmpeg too."""
-    (store,) = live_api.app.state.stores  # type: ignore[attr-defined]
+    (store,) = services_of(live_api.app).stores
     fid = legacy_flow(live_api, store, [40, 41])
     (seg, _) = live_api.get(f"/flows/{fid}/segments").json()
     with httpx.Client(trust_env=False) as plain:

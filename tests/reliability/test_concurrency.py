@@ -26,6 +26,7 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from server.config import Settings
 from server.delete_requests.worker import run_pending
+from server.services import services_of
 from tams_analytics.timerange import TimeRange
 from tests.reliability.conftest import LiveServer, all_segments, report, segments_in_store, store_problems
 from tests.server.conftest import video_flow
@@ -342,7 +343,7 @@ def test_a_stale_delete_request_never_touches_the_flow_created_again_after_it(tm
         new = [{"object_id": f"new-{i}", "timerange": f"[{i}:0_{i + 1}:0)"} for i in range(2)]
         assert client.post(f"/flows/{fid}/segments", json=new).status_code == 201
 
-        run_pending(app)
+        run_pending(services_of(app))
 
         request = client.get(f"/flow-delete-requests/{stale.json()['id']}").json()
         assert request["status"] == "done"
@@ -376,7 +377,7 @@ def test_a_write_accepted_after_a_flow_delete_request_is_not_lost(tmp_path: Path
         for path in ("tags/genre", "label"):
             write = client.delete(f"/flows/{fid}/{path}")
             assert write.status_code == 400 and "being deleted" in write.json()["summary"], (path, write.text)
-        run_pending(app)
+        run_pending(services_of(app))
         # either the write is refused, or what it acknowledged is still there
         assert put.status_code >= 400 or client.get(f"/flows/{fid}").status_code == 200
 
@@ -421,7 +422,7 @@ def test_reads_stay_responsive_while_a_writer_holds_the_write_lock(tmp_path: Pat
         answered: list[int] = []
 
         def long_write() -> None:  # what a large bulk registration does: hold the write transaction
-            with app.state.catalog.transaction():
+            with services_of(app).catalog.transaction():
                 holding.set()
                 release.wait(2.0)  # released at once when the server stays responsive
 

@@ -26,6 +26,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from server.app import create_app
 from server.config import Settings
+from server.services import services_of
 from tams_analytics.timerange import TimeRange
 from tests.reliability.conftest import store_problems
 from tests.server.conftest import video_flow
@@ -72,7 +73,7 @@ class StoreMachine(RuleBasedStateMachine):
         app = create_app(Settings(data_dir=self.tmp / "data"), workers=False)
         self.client = TestClient(app)
         self.client.__enter__()
-        self.engine = app.state.catalog.engine
+        self.engine = services_of(app).catalog.engine
         self.flows: dict[str, FlowModel] = {}
         self.counter = 0
 

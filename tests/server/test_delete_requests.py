@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from server.config import Settings
 from server.delete_requests import records as delete_records
+from server.services import services_of
 from tests.server.conftest import video_flow
 from tests.server.test_webhook_delivery import Receiver, receiver  # noqa: F401 - the fixture
 from tests.spec import assert_valid, assert_valid_list
@@ -145,7 +146,7 @@ def test_restart_resumes_unfinished_requests(tmp_path: Path) -> None:
         req_part = accepted(c.delete(f"/flows/{part['id']}/segments"), part["id"], False)
         # a run interrupted after deleting up to 2:0 (recorded in timerange_remaining) ...
         delete_records.update_delete_request(  # type: ignore[attr-defined]
-            c.app.state.catalog, req_part["id"], status="started", timerange_remaining="[2:0_"
+            services_of(c.app).catalog, req_part["id"], status="started", timerange_remaining="[2:0_"
         )
         time.sleep(0.2)
         assert c.get(f"/flow-delete-requests/{req_flow['id']}").json()["status"] == "created"
@@ -164,7 +165,7 @@ def test_a_failing_request_records_an_error(tmp_path: Path) -> None:
         flow = flow_with_segments(c, 3)
         req = accepted(c.delete(f"/flows/{flow['id']}/segments"), flow["id"], False)
         # a corrupt stored range cannot be parsed: the worker must report, not crash or spin
-        delete_records.update_delete_request(c.app.state.catalog, req["id"], timerange_remaining="not-a-range")  # type: ignore[attr-defined]
+        delete_records.update_delete_request(services_of(c.app).catalog, req["id"], timerange_remaining="not-a-range")
     with TestClient(create_app(settings)) as c:
         # (the injected range is echoed as timerange_remaining, so only the error is schema-checked)
         failed = wait_finished(c, req["id"], valid=False)

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from server.services import services_of
 from tests.server.conftest import new_id, video_flow
 from tests.server.test_flows_put import PROFILE, PROFILE_ID, assert_error, audio_flow, put
 from tests.spec import assert_valid, assert_valid_list
@@ -202,7 +203,7 @@ def test_timerange_filter(client: TestClient) -> None:
     with_content, empty = video_flow(), video_flow()
     put(client, with_content)
     put(client, empty)
-    catalog = client.app.state.catalog  # type: ignore[attr-defined]
+    catalog = services_of(client.app).catalog
     catalog.add_segments(
         with_content["id"],
         [{"object_id": "a", "timerange": "[0:0_10:0)"}, {"object_id": "b", "timerange": "[20:0_30:0)"}],
@@ -261,7 +262,7 @@ def test_include_timerange_reports_the_segment_extent(client: TestClient) -> Non
     put(client, f)
     url = f"/flows/{f['id']}"
     assert client.get(f"{url}?include_timerange=true").json()["timerange"] == "()"
-    client.app.state.catalog.add_segments(  # type: ignore[attr-defined]
+    services_of(client.app).catalog.add_segments(
         f["id"],
         [
             {"object_id": "a", "timerange": "[0:0_10:0)"},

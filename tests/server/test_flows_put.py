@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.config import Settings
+from server.services import services_of
 from server.webhooks import outbox
 from server.webhooks.events import Event
 from tests.server.conftest import new_id, video_flow
@@ -64,7 +65,7 @@ def quiet_client(settings: Settings) -> Iterator[TestClient]:
 
 def drain(client: TestClient) -> list[Event]:
     """The events waiting in the outbox (written for the one webhook of these tests), taken out of it."""
-    catalog = client.app.state.catalog  # type: ignore[attr-defined]
+    catalog = services_of(client.app).catalog
     out = []
     for webhook_id in outbox.webhooks_with_events(catalog):
         for row in outbox.due(catalog, webhook_id, limit=1000):
@@ -321,7 +322,7 @@ def test_unlinking_a_profile_allows_new_technical_metadata(client: TestClient) -
 def test_delete_removes_flow_and_segments(client: TestClient) -> None:
     f = video_flow()
     put(client, f)
-    catalog = client.app.state.catalog  # type: ignore[attr-defined]
+    catalog = services_of(client.app).catalog
     added = catalog.add_segments(f["id"], [{"object_id": "o1", "timerange": "[0:0_10:0)"}])
     assert added.all_accepted
     r = client.delete(f"/flows/{f['id']}")

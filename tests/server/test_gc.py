@@ -9,6 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from server.gc import collect_once
+from server.services import services_of
 from tams_analytics.storage.base import object_key
 from tests.server.conftest import video_flow
 from tests.spec import assert_valid
@@ -20,7 +21,7 @@ def now() -> dt.datetime:
 
 def after_timeout(client: TestClient) -> dt.datetime:
     """A "now" just past the service's min_object_timeout (time travel instead of waiting)."""
-    return now() + dt.timedelta(seconds=client.app.state.settings.min_object_timeout_s + 1)  # type: ignore[attr-defined]
+    return now() + dt.timedelta(seconds=services_of(client.app).settings.min_object_timeout_s + 1)
 
 
 def new_flow(client: TestClient) -> str:
@@ -52,7 +53,7 @@ def register(client: TestClient, flow_id: str, ids: list[str], first: int = 0, *
 
 def stored(client: TestClient, ids: list[str]) -> dict[str, bool]:
     """Which objects' bytes are in the local store."""
-    store = client.app.state.stores.default  # type: ignore[attr-defined]
+    store = services_of(client.app).stores.default
     keys = {i: object_key(i, "video/mp2t") for i in ids}  # the flows' container: keys end in .ts
     sizes = store.head(list(keys.values()))
     return {i: sizes[keys[i]] is not None for i in ids}
@@ -64,13 +65,13 @@ def test_allocated_but_never_registered_objects_are_collected_after_the_timeout(
     kept = upload(client, flow_id, 1)
     register(client, flow_id, kept)
 
-    assert collect_once(client.app) == 0  # not before the timeout
+    assert collect_once(services_of(client.app)) == 0  # not before the timeout
     assert stored(client, orphans + kept) == dict.fromkeys(orphans + kept, True)
 
-    assert collect_once(client.app, now=after_timeout(client)) == 2
+    assert collect_once(services_of(client.app), now=after_timeout(client)) == 2
     assert stored(client, orphans + kept) == {orphans[0]: False, orphans[1]: False, kept[0]: True}
     # a client registering a collected id now registers nothing the store still holds
-    assert collect_once(client.app, now=after_timeout(client)) == 0
+    assert collect_once(services_of(client.app), now=after_timeout(client)) == 0
 
 
 def test_unreferenced_objects_are_collected_referenced_ones_never(client: TestClient) -> None:
@@ -82,10 +83,10 @@ def test_unreferenced_objects_are_collected_referenced_ones_never(client: TestCl
     assert client.get(first_url).status_code == 200
 
     assert client.delete(f"/flows/{flow_id}/segments", params={"timerange": "[0:0_2:0)"}).status_code == 204
-    assert collect_once(client.app) == 0
+    assert collect_once(services_of(client.app)) == 0
     assert all(stored(client, ids).values())
 
-    assert collect_once(client.app, now=after_timeout(client)) == 2
+    assert collect_once(services_of(client.app), now=after_timeout(client)) == 2
     assert stored(client, ids) == {ids[0]: False, ids[1]: False, ids[2]: True, ids[3]: True}
     assert client.get(first_url).status_code == 404
     assert client.get(f"/objects/{ids[0]}").status_code == 404
@@ -106,7 +107,7 @@ def test_objects_referenced_by_another_flow_or_again_are_kept(client: TestClient
     # `reused` had no reference for a moment, then a segment referenced it again
     register(client, b, [reused], first=20, ts_offset="19:0")
 
-    assert collect_once(client.app, now=after_timeout(client)) == 0
+    assert collect_once(services_of(client.app), now=after_timeout(client)) == 0
     assert stored(client, [shared, reused]) == {shared: True, reused: True}
     assert client.get(f"/objects/{shared}").json()["referenced_by_flows"] == [b]
 
@@ -116,5 +117,5 @@ def test_deleting_a_flow_makes_its_objects_collectable(client: TestClient) -> No
     ids = upload(client, flow_id, 3)
     register(client, flow_id, ids)
     assert client.delete(f"/flows/{flow_id}").status_code == 204
-    assert collect_once(client.app, now=after_timeout(client)) == 3
+    assert collect_once(services_of(client.app), now=after_timeout(client)) == 3
     assert not any(stored(client, ids).values())

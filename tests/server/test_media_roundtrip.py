@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.config import Settings
-from server.deps import Stores
+from server.stores import Stores
 from tams_analytics.storage.base import StorageBackendInfo
 from tams_analytics.storage.local import LocalObjectStore
 from tams_analytics.storage.s3 import S3ObjectStore

@@ -13,8 +13,9 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.config import Settings
-from server.deps import Stores
 from server.routes.media import make_router
+from server.services import services_of
+from server.stores import Stores
 from tams_analytics.storage.base import StorageBackendInfo
 from tams_analytics.storage.local import LocalObjectStore
 from tests.fixtures.http import QuietHandler, serving
@@ -225,7 +226,7 @@ def test_controlled_copy_into_another_backend_and_its_removal(
 
 
 def _key(client: TestClient, object_id: str, storage_id: str) -> str:
-    rows = client.app.state.catalog.object_instances([object_id])[object_id]  # type: ignore[attr-defined]
+    rows = services_of(client.app).catalog.object_instances([object_id])[object_id]
     return next(r["storage_key"] for r in rows if r["storage_id"] == storage_id)
 
 

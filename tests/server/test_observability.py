@@ -28,6 +28,7 @@ from server.config import Settings
 from server.gc import collect_once
 from server.observability import metrics
 from server.observability.logs import JsonFormatter, RequestIdFilter
+from server.services import services_of
 from server.webhooks import outbox
 from tams_analytics.catalog import Catalog
 from tams_analytics.engines.vast import Engine as VastEngine
@@ -82,7 +83,7 @@ class StallingStore(ReferenceStore):
 def test_ready_answers_503_when_the_store_stalls_and_never_piles_up_probes(tmp_path: Path) -> None:
     store = StallingStore()
     catalog = Catalog(VastEngine(REFERENCE_URL, store=store))
-    app = create_app(Settings(data_dir=tmp_path, ready_timeout_s=0.3), catalog=catalog, workers=False)
+    app = create_app(Settings(data_dir=tmp_path, ready_timeout_s=0.3), engine=catalog.engine, workers=False)
     with TestClient(app) as client:
         assert client.get("/ready").status_code == 200
         store.stalled.set()
@@ -104,7 +105,7 @@ def test_ready_answers_503_when_the_store_stalls_and_never_piles_up_probes(tmp_p
 def test_ready_answers_503_when_the_store_fails(tmp_path: Path) -> None:
     app = create_app(Settings(data_dir=tmp_path), workers=False)
     with TestClient(app) as client:
-        client.app.state.catalog.close()  # type: ignore[attr-defined]  # the store is gone
+        services_of(client.app).catalog.close()  # the store is gone
         r = client.get("/ready")
         assert r.status_code == 503 and r.json()["type"] == "ServiceUnavailable"
 
@@ -151,7 +152,7 @@ def test_catalog_store_cache_queue_and_gc_metrics(client: TestClient) -> None:
     tiers = ("timelines", "bound_timelines")
     assert sum(grew("tams_read_cache_hits_total", cache=c) for c in tiers) >= 3
     assert sum(value(after, "tams_read_cache_entries", cache=c) for c in tiers) >= 1
-    assert value(after, "tams_webhook_queue_depth") == outbox.depth(client.app.state.catalog)  # type: ignore[attr-defined]
+    assert value(after, "tams_webhook_queue_depth") == outbox.depth(services_of(client.app).catalog)
     assert value(after, "tams_delete_requests_unfinished") == 0
 
     gc_before = value(after, "tams_gc_objects_collected_total")
@@ -159,7 +160,7 @@ def test_catalog_store_cache_queue_and_gc_metrics(client: TestClient) -> None:
     import datetime as dt
 
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
-    collected = collect_once(client.app, now=later)
+    collected = collect_once(services_of(client.app), now=later)
     final = samples(client)
     assert collected == 5
     assert value(final, "tams_gc_objects_collected_total") - gc_before == 5

@@ -20,9 +20,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server.app import create_app
-from server.background import deletes
 from server.config import Settings
+from server.delete_requests import worker as deletes
 from server.leases import Leases
+from server.services import services_of
 from tams_analytics.catalog import Catalog, connect, utcnow
 from tests.server.conftest import video_flow
 from tests.server.test_webhook_delivery import Receiver, receiver  # noqa: F401 (a fixture)
@@ -101,7 +102,7 @@ def replicas(store: ReferenceStore, tmp_path: Path) -> Iterator[Callable[..., li
             out = []
             for k in range(n):
                 settings = Settings(data_dir=tmp_path / f"replica-{k}", webhooks_allow_private=True, **options)
-                app = create_app(settings, catalog=on(store), workers=workers, owns_catalog=True)
+                app = create_app(settings, engine=on(store).engine, workers=workers, owns_engine=True.engine)
                 out.append(stack.enter_context(TestClient(app)))
             return out
 
@@ -130,7 +131,7 @@ def test_two_replicas_never_carry_out_one_delete_request_twice(
     real = deletes.run_request
 
     def recording(app: Any, row: dict[str, Any], *args: Any) -> bool:
-        ran.append((app.state.leases.holder, row["id"]))
+        ran.append((services_of(app).leases.holder, row["id"]))
         return real(app, row, *args)
 
     monkeypatch.setattr(deletes, "run_request", recording)
@@ -140,7 +141,7 @@ def test_two_replicas_never_carry_out_one_delete_request_twice(
     def work(client: TestClient) -> None:
         barrier.wait()
         try:
-            deletes.run_pending(client.app)
+            deletes.run_pending(services_of(client.app))
         except BaseException as exc:
             errors.append(exc)
 
@@ -155,7 +156,7 @@ def test_two_replicas_never_carry_out_one_delete_request_twice(
         assert b.get(f"/flow-delete-requests/{rid}").json()["status"] == "done"
     for fid in flows:
         assert b.get(f"/flows/{fid}").status_code == 404
-    assert a.app.state.catalog.count("leases") == 0, "finished requests' leases are forgotten"
+    assert services_of(a.app).catalog.count("leases") == 0, "finished requests' leases are forgotten"
 
 
 def test_a_dead_replicas_delete_request_is_taken_over_when_its_lease_expires(
@@ -165,12 +166,12 @@ def test_a_dead_replicas_delete_request_is_taken_over_when_its_lease_expires(
     fid = flow_with_segments(a, 6)
     rid = a.delete(f"/flows/{fid}").json()["id"]
     # replica a claims the request, then dies: it never works on it, nor renews or releases its lease
-    assert a.app.state.leases.claim(f"delete-request:{rid}")
-    assert deletes.run_pending(b.app) == 0, "b leaves it to a while a's lease lasts"
+    assert services_of(a.app).leases.claim(f"delete-request:{rid}")
+    assert deletes.run_pending(services_of(b.app)) == 0, "b leaves it to a while a's lease lasts"
     assert b.get(f"/flow-delete-requests/{rid}").json()["status"] == "created"
-    later = utcnow() + dt.timedelta(seconds=b.app.state.settings.lease_s + 1)
-    b.app.state.leases.clock = lambda: later
-    assert deletes.run_pending(b.app) == 1
+    later = utcnow() + dt.timedelta(seconds=services_of(b.app).settings.lease_s + 1)
+    services_of(b.app).leases.clock = lambda: later
+    assert deletes.run_pending(services_of(b.app)) == 1
     assert b.get(f"/flow-delete-requests/{rid}").json()["status"] == "done"
     assert b.get(f"/flows/{fid}").status_code == 404
 
@@ -184,7 +185,7 @@ def test_each_event_reaches_its_webhook_once_whichever_replica_wrote_it(
     assert (
         a.post("/service/webhooks", json={"url": receiver.base + "/r", "events": ["flows/created"]}).status_code == 201
     )
-    b.app.state.events.subscriptions_changed()  # b would see the new webhook within 2 s anyway
+    services_of(b.app).events.subscriptions_changed()  # b would see the new webhook within 2 s anyway
     flows = [video_flow() for _ in range(16)]
     for k, flow in enumerate(flows):
         assert (a if k % 2 else b).put(f"/flows/{flow['id']}", json=flow).status_code == 201
@@ -192,4 +193,4 @@ def test_each_event_reaches_its_webhook_once_whichever_replica_wrote_it(
     time.sleep(0.5)  # a second copy would have arrived by now
     got = receiver.at("/r")
     assert sorted(r.body["event"]["flow"]["id"] for r in got) == sorted(f["id"] for f in flows)
-    assert a.app.state.catalog.count("webhook_events") == 0, "delivered events leave the outbox"
+    assert services_of(a.app).catalog.count("webhook_events") == 0, "delivered events leave the outbox"

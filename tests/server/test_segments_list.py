@@ -14,8 +14,9 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.config import Settings
-from server.deps import Stores
 from server.routes.media import make_router
+from server.services import services_of
+from server.stores import Stores
 from tams_analytics.storage.base import StorageBackendInfo
 from tams_analytics.storage.local import LocalObjectStore
 from tests.server.conftest import new_id, video_flow
@@ -234,7 +235,7 @@ def test_one_instance_lookup_per_page_then_none_while_cached(
         fid,
         [{"object_id": f"o{i}", "timerange": f"[{i}:0_{i + 1}:0)", "init_object_id": "init"} for i in range(50)],
     )
-    engine = client.app.state.catalog.engine.inner  # type: ignore[attr-defined]  # the store beneath the cache
+    engine = services_of(client.app).catalog.engine.inner  # the store beneath the cache
     reads: list[tuple[str, Any]] = []
     real = engine.query
     # what a listing reads (background workers poll their own tables, e.g. webhook_events, at any moment)
@@ -246,7 +247,7 @@ def test_one_instance_lookup_per_page_then_none_while_cached(
     )
     assert len(listing(client, fid)) == 50
     assert [where for name, where in reads if name == "object_instances"] == []  # new objects: known from their write
-    cache = client.app.state.catalog.engine  # type: ignore[attr-defined]
+    cache = services_of(client.app).catalog.engine
     for oid in [f"o{i}" for i in range(50)] + ["init"]:  # as after a restart: the cache does not know them
         cache.instances.discard(oid)
     reads.clear()
@@ -363,7 +364,7 @@ def test_controlled_urls_are_minted_per_read_and_fetch_the_bytes(replicated: tup
         (url,) = _urls(client, fid, accept_get_urls=label)
         r = client.get(url["url"])
         assert r.status_code == 200 and r.content == b"media"
-    catalog = client.app.state.catalog  # type: ignore[attr-defined]
+    catalog = services_of(client.app).catalog
     stored = catalog.rows("object_instances").to_pylist()
     assert all(r["url"] is None for r in stored if r["controlled"])  # only keys are stored
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from benchmarks.live import LiveServer
-from server.app import build_stores
 from server.config import Settings
+from server.stores import build_stores
 from tams_analytics.storage.base import StorageBackendInfo
 from tams_analytics.storage.keys import KEY_FILE, SigningKeys, rotate
 from tams_analytics.storage.local import LocalObjectStore

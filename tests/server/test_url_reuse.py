@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from server.config import Settings
 from server.conversion.urls import MintedUrlLists, UrlMinter, UrlOptions
+from server.services import services_of
 from tams_analytics.nonblocking import WouldBlock, memory_only
 from tams_analytics.storage.base import RecentUrls
 from tests.server.test_segments_list import listing, make_flow, post
@@ -108,7 +109,7 @@ def test_streaming_a_flow_too_long_to_cache_keeps_what_readers_reread(tmp_path: 
         short, long = make_flow(client), make_flow(client)
         post(client, short, [{"object_id": f"s{i}", "timerange": f"[{i}:0_{i + 1}:0)"} for i in range(5)])
         post(client, long, [{"object_id": f"l{i}", "timerange": f"[{i}:0_{i + 1}:0)"} for i in range(30)])
-        cache = client.app.state.catalog.engine  # type: ignore[attr-defined]
+        cache = services_of(client.app).catalog.engine
         for _ in range(2):  # the live edge's readers come back
             assert len(listing(client, short)) == 5
         assert len(listing(client, long)) == 30

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.config import Settings
+from server.services import services_of
 from server.webhooks import records as webhook_records
 from tests.server.conftest import new_id
 from tests.spec import assert_valid, assert_valid_list
@@ -219,11 +220,11 @@ def test_put_replaces_configuration_and_answers_201(client: TestClient) -> None:
     assert "api_key_value" not in got and SECRET not in r.text
     assert client.get(f"/service/webhooks/{hook['id']}").json() == got
     # the secret survives a PUT that keeps the header name but cannot repeat the (unreadable) value
-    stored = webhook_records.get_webhook(client.app.state.catalog, hook["id"], with_secret=True)  # type: ignore[attr-defined]
+    stored = webhook_records.get_webhook(services_of(client.app).catalog, hook["id"], with_secret=True)
     assert stored["api_key_value"] == SECRET
     renamed = put(client, got, api_key_name="X-Other")
     assert renamed.status_code == 201
-    stored = webhook_records.get_webhook(client.app.state.catalog, hook["id"], with_secret=True)  # type: ignore[attr-defined]
+    stored = webhook_records.get_webhook(services_of(client.app).catalog, hook["id"], with_secret=True)
     assert "api_key_value" not in stored
 
 
@@ -250,7 +251,7 @@ def test_put_errors(client: TestClient) -> None:
 
 
 def test_status_transitions(client: TestClient) -> None:
-    catalog = client.app.state.catalog  # type: ignore[attr-defined]
+    catalog = services_of(client.app).catalog
     hook = register(client)
     disabled = put(client, hook, status="disabled")
     assert disabled.status_code == 201 and disabled.json()["status"] == "disabled"

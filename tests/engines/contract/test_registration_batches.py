@@ -14,7 +14,8 @@ import pyarrow as pa
 import pytest
 
 from tams_analytics.catalog import AddResult, Catalog
-from tams_analytics.catalog.registration import Registration, register_batch
+from tams_analytics.catalog.group_commit import apply_batch
+from tams_analytics.catalog.registration import Registered, Registration, attempts, register, register_batch
 from tams_analytics.predicates import Term
 from tests.engines.catalogs import open_catalog
 from tests.engines.contract.helpers import flow
@@ -89,7 +90,7 @@ def test_a_batch_answers_as_the_requests_would_one_after_another(
             except Exception as exc:
                 expected.append(_outcome(exc))
         batch = [Registration.of(fid, items) for fid, items in requests]
-        got = [_outcome(o) for o in register_batch(catalog, batch)]
+        got = [_outcome(o) for o in apply_batch(lambda rs: register_batch(catalog, rs), batch)]
         assert got == expected
         assert _store(catalog) == _store(one_by_one)
 
@@ -131,28 +132,35 @@ def _flow(fid: str) -> Any:
     return Term("flow_id", "==", fid)
 
 
-def test_what_the_stored_segments_listener_writes_commits_with_them(catalog: Catalog, flow_id: str) -> None:
-    """``on_segments_stored`` (the server's webhook outbox) runs in the batch's transaction: it sees the rows
-    the batch stores, its writes commit with them, and if it fails nothing of the batch is stored."""
-    heard: list[list[str]] = []
+def test_a_caller_composes_its_own_writes_into_a_batch_transaction(catalog: Catalog, flow_id: str) -> None:
+    """``register`` returns the rows it stored, inside the caller's attempt (what the server does with the
+    webhook outbox): the caller's writes commit with the batch, and if they fail nothing of the batch is stored.
+    The library calls nobody back."""
 
-    def listener(rows: Any) -> None:
-        heard.append(rows.column("object_id").to_pylist())
+    def batch(docs: list[dict[str, Any]], then: Any) -> Registered:
+        request = Registration.of(flow_id, docs)
+        for attempt in attempts(catalog, [request]):
+            with attempt:
+                done = register(catalog, [request], attempt)
+                then(done)
+        return done
+
+    def note(done: Registered) -> None:
         assert catalog.engine.in_transaction()
-        catalog.engine.insert("service", pa.Table.from_pylist([{"key": f"heard-{len(heard)}", "value": "x"}]))
+        if done.stored is not None:
+            heard = ",".join(done.stored.column("object_id").to_pylist())
+            catalog.engine.insert("service", pa.Table.from_pylist([{"key": f"heard-{heard}", "value": "x"}]))
 
-    catalog.on_segments_stored = listener
-    result = catalog.add_segments(flow_id, [{"object_id": "a", "timerange": "[0:0_1:0)"}])
-    assert result.accepted == [0] and heard == [["a"]]
-    assert catalog.exists("service", [Term("key", "==", "heard-1")])
-    refused = catalog.add_segments(flow_id, [{"object_id": "b", "timerange": "[0:0_1:0)"}])
-    assert refused.accepted == [] and heard == [["a"]], "nothing stored: nothing to hear"
+    done = batch([{"object_id": "a", "timerange": "[0:0_1:0)"}], note)
+    assert isinstance(done.outcomes[0], AddResult) and done.outcomes[0].accepted == [0]
+    assert catalog.exists("service", [Term("key", "==", "heard-a")])
+    refused = batch([{"object_id": "b", "timerange": "[0:0_1:0)"}], note)
+    assert refused.stored is None, "nothing stored: nothing to compose"
 
-    def failing(rows: Any) -> None:
+    def failing(done: Registered) -> None:
         raise RuntimeError("the outbox is broken")
 
-    catalog.on_segments_stored = failing
     with pytest.raises(RuntimeError, match="outbox"):
-        catalog.add_segments(flow_id, [{"object_id": "c", "timerange": "[1:0_2:0)"}])
+        batch([{"object_id": "c", "timerange": "[1:0_2:0)"}], failing)
     assert catalog.rows("segments", columns=["object_id"]).column("object_id").to_pylist() == ["a"]
     assert not catalog.exists("objects", [Term("id", "==", "c")])

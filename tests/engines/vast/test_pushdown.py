@@ -382,7 +382,7 @@ def exercise_catalog(cat: Catalog) -> None:
     cat.add_segments(fid, [{"object_id": "clash", "timerange": f"[{base}:0_{base + 3}:0)"}])
     again = registration.Registration.of(fid, [{"object_id": ids[0], "timerange": f"[{base}:0_{base + 1}:0)"}])
     with cat.transaction():
-        assert registration._apply(cat, [again], Attempt(2, after_uncertain_commit=True))[0].accepted == [0]
+        assert registration.register(cat, [again], Attempt(2, after_uncertain_commit=True)).outcomes[0].accepted == [0]
     cat.delete_segments(fid, f"[{base}:0_{base + 2}:0)", limit=1)
     cat.delete_segments(fid, f"[{base}:0_{base + 2}:0)", object_id=ids[1])
     cat.delete_segments(fid, "[1700000000:0_1700000020:0)")
@@ -493,7 +493,7 @@ def test_the_servers_queries_run_the_same_on_vast(recording: RecordingEngine, tm
     cat = Catalog(recording)
     build_demo(cat, 200, programmes=1, progress=False)
     flow = cat.rows("flows", [P.eq("format", "urn:x-nmos:format:video")]).to_pylist()[0]
-    app = create_app(Settings(data_dir=tmp_path / "data", webhooks_allow_private=True), catalog=cat)
+    app = create_app(Settings(data_dir=tmp_path / "data", webhooks_allow_private=True), engine=cat.engine)
     with TestClient(app, base_url="http://testserver") as client:
         fid = flow["id"]
         for url in [

@@ -1,0 +1,61 @@
+"""POSTed segments: registered in batches, with the webhook events they cause composed into each batch's transaction.
+
+Live recorders post one segment per request to many flows; :class:`SegmentWriter` queues the requests and one
+writer thread applies them in batches (:class:`~tams_analytics.catalog.group_commit.GroupCommit`: one
+transaction and one durable commit per batch). The server composes each batch's transaction itself, top to
+bottom: the registration (:func:`tams_analytics.catalog.registration.register`, which returns the rows it
+stored), then, when a webhook wants them, the ``flows/segments_added`` events built from those rows, written to
+the outbox in the same transaction. The library is never called back: calls go down, data comes back up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Future
+
+from server.webhooks.events import EventBus
+from server.webhooks.publish import capture, segments_added
+from tams_analytics.catalog import AddResult, Catalog
+from tams_analytics.catalog.group_commit import BatchObserver, GroupCommit
+from tams_analytics.catalog.registration import Registered, Registration, attempts, register
+
+__all__ = ["SegmentWriter"]
+
+SEGMENTS_ADDED = "flows/segments_added"
+
+
+class SegmentWriter:
+    """The server's segment registrations, applied in batches by one writer thread (see the module docstring);
+    ``on_batch`` hears each batch's size and duration (metrics)."""
+
+    def __init__(self, catalog: Catalog, events: EventBus, *, on_batch: BatchObserver | None = None) -> None:
+        self.catalog = catalog
+        self.events = events
+        self._group: GroupCommit[Registration, AddResult] = GroupCommit(
+            self._apply, name="tams-segment-writer", on_batch=on_batch
+        )
+
+    def queue(self, registration: Registration) -> Future[AddResult]:
+        """Queue ``registration``; the future gets its result once its batch has committed (or the error that
+        refused it). An event loop awaits it with ``asyncio.wrap_future``, holding no thread."""
+        return self._group.future(registration)
+
+    def close(self) -> None:
+        """Apply what is queued, then stop the writer thread."""
+        self._group.close()
+
+    def _apply(self, requests: Sequence[Registration]) -> list[AddResult | Exception]:
+        catalog = self.catalog
+        publish = self.events.wants(SEGMENTS_ADDED)
+        # what webhook filters need of the flows (collections, auth classes), read before the transaction
+        contexts = capture(self.events, catalog, {r.flow_id for r in requests}, SEGMENTS_ADDED) if publish else {}
+        done: Registered | None = None
+        for attempt in attempts(catalog, requests):
+            with attempt:
+                done = register(catalog, requests, attempt)
+                if publish and done.stored is not None:
+                    self.events.publish(*segments_added(done.stored, contexts))
+        assert done is not None
+        if publish and done.stored is not None:
+            self.events.wakeup.set()  # committed: the delivery worker can send them
+        return done.outcomes

@@ -1,0 +1,135 @@
+"""The server's shared services, built once per app by :func:`build_services`, read top to bottom, and handed to
+the routes (one dependency, :data:`server.deps.ServicesDep`) and the background workers.
+
+The engine stack is built here, explicitly: the store's engine, its statements timed for the metrics
+(:class:`~tams_analytics.engines.timed.TimedEngine`), under the read cache where this process is the store's only
+writer (:class:`~tams_analytics.cache.CachingEngine`); the catalog gets that stack, the retry policy and the
+metrics' operation observer at construction. Nothing is swapped or wired after construction.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from server.auth import Authorizer
+from server.config import Settings
+from server.ingest import SegmentWriter
+from server.leases import Leases, replica_name
+from server.observability import metrics
+from server.stores import Stores, build_stores
+from server.webhooks import outbox
+from server.webhooks import records as webhook_records
+from server.webhooks.events import EventBus
+from tams_analytics.catalog import Catalog, cached
+from tams_analytics.engines import open_engine
+from tams_analytics.engines.base import Engine
+from tams_analytics.engines.timed import TimedEngine
+from tams_analytics.media.hls import SequenceCounter
+
+__all__ = ["Services", "Stop", "build_services", "engine_stack", "services_of"]
+
+logger = logging.getLogger(__name__)
+
+#: what starting a background worker returns: awaiting it stops the worker
+Stop = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the routes and the background workers of one app share."""
+
+    settings: Settings
+    authorizer: Authorizer
+    catalog: Catalog
+    stores: Stores
+    events: EventBus
+    leases: Leases
+    #: POSTed segments, registered in batches with their webhook events (:mod:`server.ingest`)
+    segments: SegmentWriter
+    #: this app's scrape-time metrics (its catalog's cache, outbox and retries)
+    metrics: CollectorRegistry
+    #: live playlists' media sequence numbers
+    playlists: SequenceCounter = field(default_factory=SequenceCounter)
+    #: held while a readiness check waits on the store (the next ones answer 503 at once)
+    ready_probe: threading.Lock = field(default_factory=threading.Lock)
+    #: wakes the delete-request worker when a request is made
+    delete_wakeup: threading.Event = field(default_factory=threading.Event)
+
+    def close(self, *, catalog: bool = True) -> None:
+        """Apply the segments still queued; close the catalog (and its store) when ``catalog``."""
+        self.segments.close()
+        if catalog:
+            self.catalog.close()
+
+
+def engine_stack(store: Engine, settings: Settings) -> Engine:
+    """The catalog's engine: ``store``'s statements timed (metrics), beneath the read cache when it is on and
+    this process is the store's only writer. A ``store`` that already caches (a test's) is taken as it is."""
+    if store.caches_reads:
+        return store
+    engine: Engine = TimedEngine(store, metrics.observe_statement)
+    if settings.read_cache_rows:
+        engine = cached(engine, settings.read_cache_config())
+        if engine.caches_reads:
+            logger.info(
+                "read cache on: up to %s segment rows, %s objects",
+                settings.read_cache_rows,
+                settings.read_cache_objects,
+            )
+    return engine
+
+
+def build_services(
+    settings: Settings, authorizer: Authorizer, *, engine: Engine | None = None, stores: Stores | None = None
+) -> Services:
+    """The services of one app over ``engine`` (default: the store ``settings`` name, created when missing) and
+    ``stores`` (default: those ``settings`` name)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = engine or open_engine(settings.store_url, create=True)
+    catalog = Catalog(
+        engine_stack(store, settings), retry_policy=settings.retry_policy(), observe=metrics.observe_operation
+    )
+    stores = stores or build_stores(settings)
+    for object_store in stores:
+        catalog.register_storage_backend(object_store.info.to_json() | {"tags": object_store.info.tags})
+    leases = Leases(
+        catalog,
+        settings.replica_id or replica_name(),
+        settings.lease_s,
+        sole_writer=catalog.engine.capabilities.sole_writer,
+    )
+    auth_classes = settings.auth_classes
+    events = EventBus(
+        settings.webhooks,
+        webhooks=lambda: webhook_records.active_webhooks(catalog),
+        accepts=lambda webhook, event: outbox.accepts(webhook, event, auth_classes=auth_classes),
+        sink=lambda routed: outbox.write(catalog, routed),
+    )
+    return Services(
+        settings=settings,
+        authorizer=authorizer,
+        catalog=catalog,
+        stores=stores,
+        events=events,
+        leases=leases,
+        segments=SegmentWriter(catalog, events, on_batch=metrics.observe_batch),
+        metrics=metrics.catalog_registry(catalog),
+    )
+
+
+class ServiceStarting(Exception):
+    """The app has no services yet (its lifespan has not started, or has ended)."""
+
+
+def services_of(app: FastAPI) -> Services:
+    """The services of ``app`` (its lifespan built them); :class:`ServiceStarting` before that."""
+    services = getattr(app.state, "services", None)
+    if not isinstance(services, Services):
+        raise ServiceStarting("the server is starting: no store yet")
+    return services
