@@ -63,8 +63,8 @@ def live_vast_url(schema: str) -> str:
 def open_catalog(engine: str, tmp_path: Path, request: pytest.FixtureRequest | None = None) -> Iterator[Catalog]:
     """A fresh, empty catalog on ``engine``; closed (and on a cluster, dropped) afterwards. ``trino`` needs the
     test's ``request`` (for the session's Trino)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)  # a DuckDB store (trino's mirror too) is made in a folder that exists
     if family(engine) == "duckdb":
-        tmp_path.mkdir(parents=True, exist_ok=True)  # a store is made in a folder that exists
         cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
     elif engine == "vast-reference":
         pytest.importorskip("vastdb", reason="the VAST engine needs the vastdb SDK (pip install '.[vast]')")
