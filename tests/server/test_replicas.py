@@ -23,7 +23,7 @@ from server.app import create_app
 from server.config import Settings
 from server.delete_requests import worker as deletes
 from server.leases import Leases
-from server.services import services_of
+from server.services import Services, services_of
 from tams_analytics.catalog import Catalog, connect, utcnow
 from tests.server.conftest import video_flow
 from tests.server.test_webhook_delivery import Receiver, receiver  # noqa: F401 (a fixture)
@@ -102,7 +102,7 @@ def replicas(store: ReferenceStore, tmp_path: Path) -> Iterator[Callable[..., li
             out = []
             for k in range(n):
                 settings = Settings(data_dir=tmp_path / f"replica-{k}", webhooks_allow_private=True, **options)
-                app = create_app(settings, engine=on(store).engine, workers=workers, owns_engine=True.engine)
+                app = create_app(settings, engine=on(store).engine, workers=workers, owns_engine=True)
                 out.append(stack.enter_context(TestClient(app)))
             return out
 
@@ -130,9 +130,9 @@ def test_two_replicas_never_carry_out_one_delete_request_twice(
     ran: list[tuple[str, str]] = []
     real = deletes.run_request
 
-    def recording(app: Any, row: dict[str, Any], *args: Any) -> bool:
-        ran.append((services_of(app).leases.holder, row["id"]))
-        return real(app, row, *args)
+    def recording(services: Services, row: dict[str, Any], *args: Any) -> bool:
+        ran.append((services.leases.holder, row["id"]))
+        return real(services, row, *args)
 
     monkeypatch.setattr(deletes, "run_request", recording)
     barrier = threading.Barrier(2)
