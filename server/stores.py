@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from server.config import Settings
-from server.conversion.urls import MintedUrlLists
+from server.urls import MintedUrlLists
 from tams_analytics.storage.base import ObjectStore, StorageBackendInfo
 from tams_analytics.storage.keys import SigningKeys
 from tams_analytics.storage.local import LocalObjectStore

@@ -1,17 +1,12 @@
-"""Segment rows -> ``flow-segment.json`` (routes and webhook deliveries render segments the same way)."""
+"""Segment rows -> ``flow-segment.json`` (routes and webhook deliveries render segments the same way), from what
+:mod:`server.fetch` fetched: pure."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from server.conversion.urls import UrlMinter, UrlOptions
-from tams_analytics.catalog import Catalog
-from tams_analytics.predicates import isin
 from tams_analytics.timerange import TimeRange, Timestamp
-
-if TYPE_CHECKING:
-    from server.stores import Stores  # server.stores imports this module's package
 
 #: int64-ns columns that are Timestamps on the wire
 _TS_FIELDS = ("ts_offset", "last_duration")
@@ -48,54 +43,25 @@ def segment_wire(
 
 
 def segments_wire(
-    catalog: Catalog,
     rows: Sequence[Mapping[str, Any]],
-    stores: Stores,
-    options: UrlOptions,
-    *,
-    include_object_timerange: bool = False,
+    urls: Mapping[str, list[dict[str, Any]] | None],
+    object_timeranges: Mapping[str, str | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """A page of segment rows as wire documents.
-
-    Instances of every media and init object on the page come from one catalog call (none at all when
-    the reader wants no URLs), and each object's URLs are built once per page even when many
-    segments share it (init objects usually are), or not at all while a list built for an earlier
-    page from the very same instance rows is still valid (:class:`~server.conversion.urls.MintedUrlLists`).
-    """
-    if not rows:
-        return []
-    ids = list(
-        dict.fromkeys([r["object_id"] for r in rows] + [r["init_object_id"] for r in rows if r.get("init_object_id")])
-    )
-    urls_of = url_lookup(catalog, ids, stores, options)
-    object_trs: dict[str, str | None] = {}
-    if include_object_timerange:
-        t = catalog.rows("objects", [isin("id", ids)], columns=["id", "timerange"])
-        object_trs = dict(zip(t.column("id").to_pylist(), t.column("timerange").to_pylist(), strict=True))
+    """Segment rows as wire documents, with their objects' ``get_urls`` (``urls``: see
+    :class:`~server.fetch.SegmentDetails`) and, when ``object_timeranges`` is given, each object's timerange
+    (``include_object_timerange``). Pure: everything it needs is fetched before."""
     out = []
     for r in rows:
         init_id = r.get("init_object_id")
         out.append(
             segment_wire(
                 r,
-                get_urls=urls_of(r["object_id"]),
-                init_get_urls=urls_of(init_id) if init_id else None,
-                object_timerange=_object_timerange(r, object_trs) if include_object_timerange else None,
+                get_urls=urls.get(r["object_id"]),
+                init_get_urls=urls.get(init_id) if init_id else None,
+                object_timerange=None if object_timeranges is None else _object_timerange(r, object_timeranges),
             )
         )
     return out
-
-
-def url_lookup(
-    catalog: Catalog, ids: Sequence[str], stores: Stores, options: UrlOptions
-) -> Callable[[str], list[dict[str, Any]] | None]:
-    """``object_id -> get_urls | None`` for the given ids."""
-    if options.wants_none:
-        return lambda _oid: None
-    instances = {oid: tuple(rows) for oid, rows in catalog.object_instances(ids).items()}
-    mint = UrlMinter(stores, options)
-    lists = stores.url_lists
-    return lambda oid: lists.get(oid, instances.get(oid, ()), options, mint)
 
 
 def _object_timerange(row: Mapping[str, Any], object_trs: Mapping[str, str | None]) -> str:

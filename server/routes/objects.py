@@ -16,13 +16,13 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from server.conversion.objects import object_wire
-from server.conversion.urls import UrlMinter, UrlOptions
 from server.deps import ServicesDep, VisibilityDep
 from server.errors import bad_request, not_found
 from server.paging import Page, clamp_limit, page_list
 from server.routes._common import get_and_head, json_body, json_response, parse_bool, prefixed_params
 from server.ssrf import UnsafeUrl, check_url
 from server.stores import Stores
+from server.urls import UrlMinter, UrlOptions
 from server.validation import check
 from tams_analytics.catalog import Catalog
 from tams_analytics.filters import build

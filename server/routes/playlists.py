@@ -18,13 +18,13 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from server.config import Settings
-from server.conversion.segments import url_lookup
-from server.conversion.urls import UrlOptions
 from server.deps import ServicesDep
 from server.errors import bad_request, not_found
+from server.fetch import SegmentDetails
 from server.openapi import SPEC_PARAMETERS
 from server.routes._common import check_uuid, get_and_head, parse_timerange
 from server.stores import Stores
+from server.urls import UrlOptions
 from tams_analytics.catalog import Catalog
 from tams_analytics.media import hls
 from tams_analytics.media.tai import tai_now_ns
@@ -159,8 +159,8 @@ def _first_urls(catalog: Catalog, stores: Stores, options: UrlOptions, extension
         return url
 
     def urls(ids: Sequence[str]) -> Mapping[str, str | None]:
-        lookup = url_lookup(catalog, ids, stores, options)
-        return {oid: (playable(found[0]["url"]) if (found := lookup(oid)) else None) for oid in ids}
+        minted = SegmentDetails(catalog, stores, options).urls_of(ids)
+        return {oid: (playable(found[0]["url"]) if (found := minted.get(oid)) else None) for oid in ids}
 
     return urls
 

@@ -12,16 +12,16 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from server.config import Settings
 from server.conversion.segments import WIRE_COLUMNS, segments_wire
-from server.conversion.urls import UrlOptions
 from server.delete_requests import intake
 from server.deps import ServicesDep
 from server.errors import bad_request, error_body
+from server.fetch import SegmentDetails
 from server.paging import Page, clamp_limit, decode_key, encode_key
 from server.routes._common import check_uuid, get_and_head, json_body, json_response, parse_bool, parse_timerange
 from server.services import Services
 from server.stores import Stores
+from server.urls import UrlOptions
 from server.validation import check, errors
 from tams_analytics.catalog import Catalog, Failure, segment_page_where
 from tams_analytics.catalog.registration import Registration
@@ -61,15 +61,18 @@ async def list_segments(
         with_object_tr=bool(parse_bool(include_object_timerange, "include_object_timerange")),
         options=UrlOptions.from_request(request, settings.presign_get_s),
     )
-    # a page the read cache answers whole is built right here, on the event loop (no thread hand-over);
-    # any other goes to a worker thread, where reading the store may block
+    page = _SegmentsPage(query, SegmentDetails(catalog, stores, query.options, query.with_object_tr))
+    # fetch, then render: with the read cache, the fetch is tried right here, on the event loop (no thread
+    # hand-over); a step that would block goes on in a worker thread, the steps before it kept
     if catalog.caches_reads:
         try:
             with memory_only():
-                return _segments_page(request, catalog, stores, settings, query)
+                page.fetch(catalog)
         except WouldBlock:
             pass
-    return await run_in_threadpool(_segments_page, request, catalog, stores, settings, query)
+    if not page.fetched:
+        await run_in_threadpool(page.fetch, catalog)
+    return page.render(request, settings.public_url)
 
 
 @dataclass(frozen=True)
@@ -86,22 +89,40 @@ class _PageQuery:
     options: UrlOptions
 
 
-def _segments_page(request: Request, catalog: Catalog, stores: Stores, settings: Settings, q: _PageQuery) -> Response:
-    # only the columns rendering reads become Python objects (``created`` would cost a datetime each)
-    rows = catalog.records(
-        "segments",
-        segment_page_where(q.flow_id, q.timerange, q.object_id, q.after, q.reverse),
-        columns=WIRE_COLUMNS,
-        order_by=[("start_ns", q.reverse)],
-        limit=q.limit + 1,
-    )
-    more = len(rows) > q.limit
-    rows = rows[: q.limit]
-    items = segments_wire(catalog, rows, stores, q.options, include_object_timerange=q.with_object_tr)
-    next_key = encode_key(rows[-1]["start_ns"]) if more else None
-    page_tr = _hull(rows[0]["timerange"], rows[-1]["timerange"]) if rows else "()"
-    headers = Page(items, q.limit, next_key, q.reverse, page_tr).headers(request, public_url=settings.public_url)
-    return json_response(items, headers=headers, request=request)
+@dataclass
+class _SegmentsPage:
+    """One page: its rows (one more than the page, to know whether another follows) and their details, fetched
+    step by step (:meth:`fetch`, may block), then rendered (:meth:`render`, pure)."""
+
+    query: _PageQuery
+    details: SegmentDetails
+    rows: list[dict[str, Any]] | None = None
+    fetched: bool = False
+
+    def fetch(self, catalog: Catalog) -> None:
+        q = self.query
+        if self.rows is None:
+            # only the columns rendering reads become Python objects (``created`` would cost a datetime each)
+            self.rows = catalog.records(
+                "segments",
+                segment_page_where(q.flow_id, q.timerange, q.object_id, q.after, q.reverse),
+                columns=WIRE_COLUMNS,
+                order_by=[("start_ns", q.reverse)],
+                limit=q.limit + 1,
+            )
+        self.details.fetch(self.rows[: q.limit])
+        self.fetched = True
+
+    def render(self, request: Request, public_url: str | None) -> Response:
+        q, details = self.query, self.details
+        assert self.rows is not None and details.urls is not None
+        more = len(self.rows) > q.limit
+        rows = self.rows[: q.limit]
+        items = segments_wire(rows, details.urls, details.object_timeranges)
+        next_key = encode_key(rows[-1]["start_ns"]) if more else None
+        page_tr = _hull(rows[0]["timerange"], rows[-1]["timerange"]) if rows else "()"
+        headers = Page(items, q.limit, next_key, q.reverse, page_tr).headers(request, public_url=public_url)
+        return json_response(items, headers=headers, request=request)
 
 
 def _page_start(page: str | None) -> int | None:

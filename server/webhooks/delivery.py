@@ -40,11 +40,12 @@ from typing import Any
 import httpx
 
 from server.conversion.segments import segments_wire
-from server.conversion.urls import UrlOptions
 from server.errors import error_body
+from server.fetch import SegmentDetails
 from server.leases import Hold
 from server.services import Services, Stop
 from server.ssrf import UnsafeUrl, check_url
+from server.urls import UrlOptions
 from server.webhooks import outbox
 from server.webhooks import records as webhook_records
 from server.webhooks.events import Event
@@ -202,7 +203,9 @@ class Delivery:
             presigned=webhook.get("presigned"),
             expires_s=self.settings.presign_get_s,
         )
-        return segments_wire(self.catalog, rows, self.services.stores, options, include_object_timerange=include_otr)
+        details = SegmentDetails(self.catalog, self.services.stores, options, include_otr).fetch(rows)
+        assert details.urls is not None
+        return segments_wire(rows, details.urls, details.object_timeranges)
 
 
 def _post(client: httpx.Client, webhook: Mapping[str, Any], body: bytes) -> str:

@@ -256,6 +256,11 @@ class SequenceCounter:
         self._memo: OrderedDict[tuple[str, str], Prefix] = OrderedDict()
         self._lock = threading.Lock()
 
+    def forget(self) -> None:
+        """Forget every count (the next poll of each window counts from its range's start)."""
+        with self._lock:
+            self._memo.clear()
+
     def before(self, catalog: Catalog, flow_id: str, timerange: TimeRange, upto: int, page: int = 10_000) -> Prefix:
         key = (flow_id, str(timerange))
         where = _range_where(flow_id, timerange)

@@ -181,7 +181,7 @@ class ReuseWindow(Generic[V]):
     ``basis`` they were built from is the very same (None: no basis to check; a tuple: the same objects).
 
     Serves minted GET URLs (:class:`RecentUrls`) and whole ``get_urls`` lists
-    (:class:`~server.conversion.urls.MintedUrlLists`): a reader never gets a URL living less than 90 %
+    (:class:`~server.urls.MintedUrlLists`): a reader never gets a URL living less than 90 %
     of what the service promises. Bounded: when full, everything is forgotten at once.
     """
 

@@ -80,7 +80,7 @@ def test_a_live_playlist_slides_as_segments_are_posted(api: TestClient) -> None:
     assert "#EXT-X-DISCONTINUITY\n" not in text and len(uris(text)) == 3
     # the same numbers again (the counter's memory), and from a fresh count on another server's view
     assert playlist(api, fid, live) == text
-    services_of(api.app).playlists = None
+    services_of(api.app).playlists.forget()
     assert tag(playlist(api, fid, live), "EXT-X-DISCONTINUITY-SEQUENCE") == "1"
 
     # a closed range on the same flow is VOD

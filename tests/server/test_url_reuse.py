@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.config import Settings
-from server.conversion.urls import MintedUrlLists, UrlMinter, UrlOptions
 from server.services import services_of
+from server.urls import MintedUrlLists, UrlMinter, UrlOptions
 from tams_analytics.nonblocking import WouldBlock, memory_only
 from tams_analytics.storage.base import RecentUrls
 from tests.server.test_segments_list import listing, make_flow, post

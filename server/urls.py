@@ -1,4 +1,5 @@
-"""Object instances -> ``get_urls``: which URLs a reader asked for, minted fresh on every read.
+"""URLs minted for readers: a reader's URL options, the ``get_urls`` of instance rows (signing may block), and
+the lists minted for recent pages, handed out again while still valid.
 
 Controlled instances hold only a storage key; their GET URL is minted by the ``ObjectStore`` of the
 instance's ``storage_id`` each time (pre-signed S3, or the local store's signed URL, both
