@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from server.conversion.segments import WIRE_COLUMNS
 from tams_analytics.catalog import connect, segment_page_where
+from tams_analytics.codec.segments import WIRE_COLUMNS
 from tams_analytics.predicates import Term
 from tams_analytics.timerange import TimeRange
 

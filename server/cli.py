@@ -161,7 +161,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         uvicorn.Server(uvicorn.Config(served, **options)).run(sockets=[sock])
     finally:
-        if served is not app:
+        if served is not app and path:
             withdraw(path)
     return 0
 

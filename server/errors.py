@@ -93,7 +93,7 @@ RETRY_AFTER_S = 1
 def status_of(exc: TamsError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS_OF:
-            return STATUS_OF[cls]  # type: ignore[index]
+            return STATUS_OF[cls]
     return 400
 
 

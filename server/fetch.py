@@ -2,7 +2,7 @@
 
 A page of segments (and a webhook's ``flows/segments_added`` notification) is fetch, then render: this module
 fetches (the rows, their objects' instances, the URLs minted for them, the objects' timeranges), and
-:mod:`server.conversion.segments` renders, a pure function of what was fetched. Each step is done once and kept:
+:mod:`tams_analytics.codec.segments` renders, a pure function of what was fetched. Each step is done once and kept:
 a route tries the fetch on the event loop under :func:`~tams_analytics.nonblocking.memory_only` (the read cache
 answers from memory), and when a step would block it goes on in a worker thread from that step, with the
 steps before it kept, not thrown away.

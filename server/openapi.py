@@ -90,7 +90,7 @@ def _schema_ref(name: str) -> str:
 @functools.cache
 def official_spec() -> dict[str, Any]:
     """The vendored TAMS specification with every reference inside the document (loaded once)."""
-    spec = _resolve(_load_yaml(SPEC_DIR / "TimeAddressableMediaStore.yaml"))
+    spec: dict[str, Any] = _resolve(_load_yaml(SPEC_DIR / "TimeAddressableMediaStore.yaml"))
     schemas = {}
     for path in sorted(SPEC_DIR.glob("*.json")):
         schemas[path.stem] = _resolve(json.loads(path.read_text(encoding="utf-8")))

@@ -10,9 +10,9 @@ from typing import Any
 import pyarrow as pa
 
 from tams_analytics.catalog import Catalog
+from tams_analytics.codec.common import dumps
 from tams_analytics.exceptions import ConflictError
 from tams_analytics.predicates import Term
-from tams_analytics.wire import dumps
 
 
 # -- service info -------------------------------------------------------------------------------------

@@ -109,7 +109,7 @@ def build_services(
         settings.webhooks,
         webhooks=lambda: webhook_records.active_webhooks(catalog),
         accepts=lambda webhook, event: outbox.accepts(webhook, event, auth_classes=auth_classes),
-        sink=lambda routed: outbox.write(catalog, routed),
+        sink=lambda routed: outbox.write(catalog, routed),  # returns how many rows: the bus ignores it
     )
     return Services(
         settings=settings,

@@ -81,5 +81,5 @@ def install_formatters(shell: Any = None) -> bool:
         if shell is None:
             return False
     formatter = shell.display_formatter.formatters["text/html"]
-    formatter.for_type_by_name("tams_analytics.catalog", "Catalog", catalog_html)
+    formatter.for_type_by_name("tams_analytics.catalog.facade", "Catalog", catalog_html)
     return True

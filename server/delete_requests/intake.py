@@ -7,50 +7,28 @@ anything is accepted.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
 
-from server.conversion.common import iso
 from server.delete_requests import records as delete_records
 from server.responses import json_response
 from server.services import Services
 from server.webhooks.publish import capture, publish_changes, publish_segments_deleted
 from tams_analytics.catalog.deletion import covered_segments
 from tams_analytics.catalog.flow_guard import writable_flow
+from tams_analytics.codec.delete_requests import delete_request_doc
 from tams_analytics.predicates import Term
 from tams_analytics.timerange import TimeRange
 
 
-def request_wire(row: dict[str, Any]) -> dict[str, Any]:
-    """A ``delete_requests`` row as ``deletion-request.json``."""
-    out: dict[str, Any] = {
-        "id": row["id"],
-        "flow_id": row["flow_id"],
-        "timerange_to_delete": row["timerange_to_delete"],
-        "delete_flow": bool(row["delete_flow"]),
-        "status": row["status"],
-    }
-    if row.get("timerange_remaining") is not None:
-        out["timerange_remaining"] = row["timerange_remaining"]
-    for k in ("created", "updated", "expiry"):
-        if row.get(k) is not None:
-            out[k] = iso(row[k])
-    if row.get("created_by"):
-        out["created_by"] = row["created_by"]
-    if row.get("error"):
-        out["error"] = json.loads(row["error"])
-    return out
-
-
-def _accepted(request: Request, services: Services, row: dict[str, Any]) -> Response:
+def _accepted(request: Request, services: Services, row: DeleteRequestRow) -> Response:
     location = str(request.url_for("GET_flow-delete-requests-request-id", request_id=row["id"]))
     public_url = services.settings.public_url
     if public_url:
         location = public_url.rstrip("/") + "/flow-delete-requests/" + row["id"]
-    return json_response(request_wire(row), status=202, headers={"Location": location})
+    return json_response(delete_request_doc(row), status=202, headers={"Location": location})
 
 
 def delete_flow(request: Request, services: Services, flow_id: str) -> Response:

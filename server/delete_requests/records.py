@@ -3,6 +3,7 @@ a flow being deleted)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -10,9 +11,10 @@ import pyarrow as pa
 
 from tams_analytics.catalog import Catalog
 from tams_analytics.clock import utcnow
+from tams_analytics.codec.common import dumps
 from tams_analytics.predicates import Term
+from tams_analytics.rows import TABLES, DeleteRequestRow
 from tams_analytics.statuses import FINISHED_DELETE_REQUESTS, UNFINISHED_DELETE_REQUESTS, DeleteRequestStatus
-from tams_analytics.wire import dumps
 
 
 def create_delete_request(
@@ -23,24 +25,24 @@ def create_delete_request(
     delete_flow: bool = False,
     object_id: str | None = None,
     created_by: str | None = None,
-    expiry: Any = None,
-) -> dict[str, Any]:
+    expiry: dt.datetime | None = None,
+) -> DeleteRequestRow:
     """Record a flow delete request (``created``); the server's delete worker carries it out."""
     now = utcnow()
-    row = {
-        "id": str(uuid.uuid4()),
-        "flow_id": flow_id,
-        "timerange_to_delete": timerange,
-        "timerange_remaining": timerange,
-        "object_id": object_id,
-        "delete_flow": delete_flow,
-        "status": DeleteRequestStatus.CREATED,
-        "created": now,
-        "created_by": created_by,
-        "updated": now,
-        "expiry": expiry,
-        "error": None,
-    }
+    row = DeleteRequestRow(
+        id=str(uuid.uuid4()),
+        flow_id=flow_id,
+        timerange_to_delete=timerange,
+        timerange_remaining=timerange,
+        object_id=object_id,
+        delete_flow=delete_flow,
+        status=DeleteRequestStatus.CREATED,
+        created=now,
+        created_by=created_by,
+        updated=now,
+        expiry=expiry,
+        error=None,
+    )
     catalog.engine.insert("delete_requests", pa.Table.from_pylist([row]))
     return row
 
@@ -51,8 +53,8 @@ def update_delete_request(catalog: Catalog, request_id: str, **values: Any) -> N
     catalog.engine.update("delete_requests", [Term("id", "==", request_id)], {**values, "updated": utcnow()})
 
 
-def get_delete_request(catalog: Catalog, request_id: str) -> dict[str, Any] | None:
-    return catalog.row("delete_requests", [Term("id", "==", request_id)])
+def get_delete_request(catalog: Catalog, request_id: str) -> DeleteRequestRow | None:
+    return catalog.row(TABLES.delete_requests, [Term("id", "==", request_id)])
 
 
 def purge_delete_requests(catalog: Catalog, expired_before: Any) -> int:
@@ -63,7 +65,7 @@ def purge_delete_requests(catalog: Catalog, expired_before: Any) -> int:
     )
 
 
-def unfinished_delete_requests(catalog: Catalog) -> list[dict[str, Any]]:
-    return catalog.rows(
-        "delete_requests", [Term("status", "isin", UNFINISHED_DELETE_REQUESTS)], order_by=[("created", False)]
-    ).to_pylist()
+def unfinished_delete_requests(catalog: Catalog) -> list[DeleteRequestRow]:
+    return catalog.records(
+        TABLES.delete_requests, [Term("status", "isin", UNFINISHED_DELETE_REQUESTS)], order_by=[("created", False)]
+    )

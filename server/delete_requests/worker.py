@@ -19,7 +19,6 @@ import datetime as dt
 import logging
 import threading
 import traceback
-from typing import Any
 
 from server.background import PeriodicWorker
 from server.delete_requests import records as delete_records
@@ -31,6 +30,7 @@ from tams_analytics.catalog import Catalog, DeleteResult, utcnow
 from tams_analytics.catalog.conflicts import Attempts
 from tams_analytics.exceptions import TransientStoreError
 from tams_analytics.predicates import Term
+from tams_analytics.rows import TABLES, DeleteRequestRow
 from tams_analytics.statuses import UNFINISHED_DELETE_REQUESTS, DeleteRequestStatus
 from tams_analytics.timerange import TimeRange
 
@@ -75,7 +75,7 @@ def run_pending(services: Services, stopping: threading.Event | None = None) -> 
 
 
 def run_request(
-    services: Services, row: dict[str, Any], stopping: threading.Event | None = None, hold: Hold | None = None
+    services: Services, row: DeleteRequestRow, stopping: threading.Event | None = None, hold: Hold | None = None
 ) -> bool:
     """Carry out one request; False when interrupted by ``stopping``, by the loss of its lease ``hold``, or
     by a store that stays busy (it stays ``started``, for the next pass)."""
@@ -104,7 +104,7 @@ def run_request(
 
 
 def _delete_segments(
-    services: Services, row: dict[str, Any], stopping: threading.Event | None, hold: Hold | None = None
+    services: Services, row: DeleteRequestRow, stopping: threading.Event | None, hold: Hold | None = None
 ) -> bool:
     catalog, events = services.catalog, services.events
     chunk = max(1, services.settings.delete_sync_max_segments)
@@ -134,19 +134,20 @@ def _delete_segments(
     return True
 
 
-def _same_flow(catalog: Catalog, row: dict[str, Any]) -> bool:
+def _same_flow(catalog: Catalog, row: DeleteRequestRow) -> bool:
     """Whether the request's flow exists and is the one it was made for.
 
     A flow deleted and created again (same id) after the request was made is a new flow: the request
     must not delete it nor its segments. Call inside a transaction with the deletion it guards.
     """
-    flow = catalog.row("flows", [Term("id", "==", row["flow_id"])])
+    flow = catalog.row(TABLES.flows, [Term("id", "==", row["flow_id"])])
     if flow is None:
         return False
-    return flow.get("created") is None or row.get("created") is None or flow["created"] <= row["created"]
+    flow_created, requested = flow.get("created"), row.get("created")
+    return flow_created is None or requested is None or flow_created <= requested
 
 
-def _delete_flow(services: Services, row: dict[str, Any]) -> None:
+def _delete_flow(services: Services, row: DeleteRequestRow) -> None:
     catalog, events = services.catalog, services.events
     flow_id = row["flow_id"]
     contexts = capture(events, catalog, [flow_id], "flows/deleted", "sources/deleted")

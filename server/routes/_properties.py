@@ -55,7 +55,8 @@ class Resource:
         """The resource's tags by name; 404 for an invalid or unknown id."""
         if self.read_tags is not None:
             return self.read_tags(catalog, resource_id)
-        return self.read(catalog, resource_id).get("tags", {})
+        tags: Mapping[str, Any] = self.read(catalog, resource_id).get("tags", {})
+        return tags
 
 
 def string_body(body: Any, what: str) -> str:

@@ -12,11 +12,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from server.delete_requests import records as delete_records
-from server.delete_requests.intake import request_wire
 from server.deps import ServicesDep
 from server.errors import bad_request, not_found
 from server.paging import Page, clamp_limit, page_sorted
 from server.routes._common import get_and_head, json_response
+from tams_analytics.codec.delete_requests import delete_request_doc
 
 router = APIRouter(prefix="/flow-delete-requests", tags=["FlowDeleteRequests"])
 
@@ -45,7 +45,7 @@ def list_delete_requests(
         limit=n,
         page=page,
     )
-    items = [request_wire(r) for r in chunk.to_pylist()]
+    items = [delete_request_doc(r) for r in chunk.to_pylist()]
     headers = Page(items, n, next_key, reverse_order).headers(request, public_url=settings.public_url)
     return json_response(items, headers=headers, request=request)
 
@@ -55,7 +55,7 @@ def get_delete_request(request: Request, request_id: str, services: ServicesDep)
     row = delete_records.get_delete_request(catalog, request_id)
     if row is None:
         raise not_found(f"flow delete request {request_id} does not exist")
-    return json_response(request_wire(row), request=request)
+    return json_response(delete_request_doc(row), request=request)
 
 
 get_and_head(router, "/{request_id}", "flow-delete-requests-request-id")(get_delete_request)

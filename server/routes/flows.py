@@ -26,7 +26,6 @@ from starlette.concurrency import run_in_threadpool
 
 from server import records
 from server.auth.classes import inherit_source_classes
-from server.conversion.flows import flow_from_put, flow_wire, profile_fields_in
 from server.delete_requests.intake import delete_flow as delete_flow_now
 from server.deps import PrincipalDep, ServicesDep, VisibilityDep
 from server.errors import bad_request, forbidden, not_found
@@ -39,6 +38,7 @@ from server.validation import check
 from server.webhooks.publish import capture, publish_changes
 from tams_analytics import filters as F
 from tams_analytics.catalog import Catalog, flows_with_content
+from tams_analytics.codec.flows import flow_doc, flow_from_put, profile_fields_in
 from tams_analytics.predicates import Term
 
 router = APIRouter(prefix="/flows", tags=["Flows"])
@@ -115,7 +115,7 @@ def list_flows(
         limit=n,
         page=page,
     )
-    items = [flow_wire(d) for d in catalog.flow_docs(rows)]
+    items = [flow_doc(d) for d in catalog.flow_docs(rows)]
     headers = Page(items, n, next_key, reverse_order).headers(request, public_url=settings.public_url)
     return json_response(items, headers=headers, request=request)
 
@@ -133,7 +133,7 @@ def get_flow(
     within = parse_timerange(timerange)
     doc = _flow_doc(catalog, flow_id)
     extent = str(catalog.flow_timerange(flow_id, within)) if include_timerange else None
-    return json_response(flow_wire(doc, extent), request=request)
+    return json_response(flow_doc(doc, extent), request=request)
 
 
 def _profile_for(catalog: Catalog, body: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -186,7 +186,7 @@ def _put_flow(services: Services, principal: str | None, flow_id: str, body: dic
     publish_changes(services.events, catalog, changes, contexts)
     if not created:
         return Response(status_code=204)
-    return json_response(flow_wire(_flow_doc(catalog, flow_id)), status=201)
+    return json_response(flow_doc(_flow_doc(catalog, flow_id)), status=201)
 
 
 @router.delete("/{flow_id}", operation_id="DELETE_flows-flowId", status_code=204, response_model=None)

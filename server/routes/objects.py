@@ -15,7 +15,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from server.conversion.objects import object_wire
 from server.deps import ServicesDep, VisibilityDep
 from server.errors import bad_request, not_found
 from server.paging import Page, clamp_limit, page_list
@@ -25,6 +24,7 @@ from server.stores import Stores
 from server.urls import UrlMinter, UrlOptions
 from server.validation import check
 from tams_analytics.catalog import Catalog
+from tams_analytics.codec.objects import object_doc
 from tams_analytics.filters import build
 from tams_analytics.storage.base import ObjectStore, ObjectStream, StorageError, object_key
 
@@ -70,7 +70,7 @@ def get_object(
         get_urls = mint(obj["instances"])
         if obj.get("init_object_id"):
             init_urls = mint(catalog.object_instances([obj["init_object_id"]]).get(obj["init_object_id"], []))
-    body = object_wire(obj, items, get_urls=get_urls, init_get_urls=init_urls)
+    body = object_doc(obj, items, get_urls=get_urls, init_get_urls=init_urls)
     headers = Page(items, n, next_key).headers(request, count=False, public_url=settings.public_url)
     return json_response(body, headers=headers, request=request)
 

@@ -165,13 +165,13 @@ def _first_urls(catalog: Catalog, stores: Stores, options: UrlOptions, extension
     return urls
 
 
-def _master(request: Request, catalog: Catalog, flow: dict, tr: TimeRange) -> str:
+def _master(request: Request, catalog: Catalog, flow: dict[str, Any], tr: TimeRange) -> str:
     video, audio = hls.members(catalog, flow)
     # members' playlists take the same query (URL filters, an access_token), over the same range
     items = [(k, v) for k, v in request.query_params.multi_items() if k != "timerange"]
     query = urlencode(([] if tr.is_eternity else [("timerange", str(tr))]) + items)
 
-    def member(doc: dict) -> hls.Member:
+    def member(doc: dict[str, Any]) -> hls.Member:
         uri = f"../{doc['id']}/playlist.m3u8" + (f"?{query}" if query else "")
         return hls.Member(doc, uri.replace('"', "%22"), hls.bandwidth(catalog, doc, tr))
 

@@ -12,7 +12,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from server.conversion.segments import WIRE_COLUMNS, segments_wire
 from server.delete_requests import intake
 from server.deps import ServicesDep
 from server.errors import bad_request, error_body
@@ -25,7 +24,9 @@ from server.urls import UrlOptions
 from server.validation import check, errors
 from tams_analytics.catalog import Catalog, Failure, segment_page_where
 from tams_analytics.catalog.registration import Registration
+from tams_analytics.codec.segments import WIRE_COLUMNS, segment_docs
 from tams_analytics.nonblocking import WouldBlock, memory_only
+from tams_analytics.rows import TABLES, SegmentRow
 from tams_analytics.timerange import TimeRange
 
 logger = logging.getLogger(__name__)
@@ -61,18 +62,18 @@ async def list_segments(
         with_object_tr=bool(parse_bool(include_object_timerange, "include_object_timerange")),
         options=UrlOptions.from_request(request, settings.presign_get_s),
     )
-    page = _SegmentsPage(query, SegmentDetails(catalog, stores, query.options, query.with_object_tr))
+    listing = _SegmentsPage(query, SegmentDetails(catalog, stores, query.options, query.with_object_tr))
     # fetch, then render: with the read cache, the fetch is tried right here, on the event loop (no thread
     # hand-over); a step that would block goes on in a worker thread, the steps before it kept
     if catalog.caches_reads:
         try:
             with memory_only():
-                page.fetch(catalog)
+                listing.fetch(catalog)
         except WouldBlock:
             pass
-    if not page.fetched:
-        await run_in_threadpool(page.fetch, catalog)
-    return page.render(request, settings.public_url)
+    if not listing.fetched:
+        await run_in_threadpool(listing.fetch, catalog)
+    return listing.render(request, settings.public_url)
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class _SegmentsPage:
 
     query: _PageQuery
     details: SegmentDetails
-    rows: list[dict[str, Any]] | None = None
+    rows: list[SegmentRow] | None = None
     fetched: bool = False
 
     def fetch(self, catalog: Catalog) -> None:
@@ -104,7 +105,7 @@ class _SegmentsPage:
         if self.rows is None:
             # only the columns rendering reads become Python objects (``created`` would cost a datetime each)
             self.rows = catalog.records(
-                "segments",
+                TABLES.segments,
                 segment_page_where(q.flow_id, q.timerange, q.object_id, q.after, q.reverse),
                 columns=WIRE_COLUMNS,
                 order_by=[("start_ns", q.reverse)],
@@ -118,7 +119,7 @@ class _SegmentsPage:
         assert self.rows is not None and details.urls is not None
         more = len(self.rows) > q.limit
         rows = self.rows[: q.limit]
-        items = segments_wire(rows, details.urls, details.object_timeranges)
+        items = segment_docs(rows, details.urls, details.object_timeranges)
         next_key = encode_key(rows[-1]["start_ns"]) if more else None
         page_tr = _hull(rows[0]["timerange"], rows[-1]["timerange"]) if rows else "()"
         headers = Page(items, q.limit, next_key, q.reverse, page_tr).headers(request, public_url=public_url)

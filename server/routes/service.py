@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -31,7 +31,7 @@ def get_service(
 ) -> Response:
     catalog, settings = services.catalog, services.settings
     info = records.service_info(catalog)
-    body = {
+    body: dict[str, Any] = {
         "type": "urn:x-tams:service.tams-analytics",
         "api_version": "8.2",
         "service_version": __version__,

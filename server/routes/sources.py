@@ -14,7 +14,6 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from server.conversion.flows import source_wire
 from server.deps import ServicesDep, VisibilityDep
 from server.errors import bad_request, not_found
 from server.paging import Page, clamp_limit, page_sorted
@@ -23,6 +22,7 @@ from server.routes._properties import Resource, add_shared_routes
 from server.validation import errors
 from tams_analytics import filters as F
 from tams_analytics.catalog import Catalog
+from tams_analytics.codec.flows import source_doc
 from tams_analytics.predicates import Predicate, isin
 
 router = APIRouter(prefix="/sources", tags=["Sources"])
@@ -123,7 +123,7 @@ def list_sources(
         limit=n,
         page=page,
     )
-    items = [source_wire(d) for d in catalog.source_docs(rows)]
+    items = [source_doc(d) for d in catalog.source_docs(rows)]
     headers = Page(items, n, next_key, reverse_order).headers(request, public_url=settings.public_url)
     return json_response(items, headers=headers, request=request)
 
@@ -131,7 +131,7 @@ def list_sources(
 @get_and_head(router, "/{source_id}", "sources-sourceId")
 def get_source(request: Request, source_id: str, services: ServicesDep) -> Response:
     catalog = services.catalog
-    return json_response(source_wire(_source(catalog, source_id)), request=request)
+    return json_response(source_doc(_source(catalog, source_id)), request=request)
 
 
 # -- tags, label and description ----------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def _owned(catalog: Catalog, visible: Visibility, webhook_id: str) -> dict[str, 
 
 async def _checked_body(request: Request, schema: str, settings: Settings) -> dict[str, Any]:
     """The request body, valid against ``schema``, with only supported options and a callable URL."""
-    body = await json_body(request)
+    body: dict[str, Any] = await json_body(request)
     check(_secret_hidden(body), schema)  # validation messages quote values: never the secret
     unknown = unsupported_keys(body)
     if unknown:

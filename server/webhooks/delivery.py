@@ -39,7 +39,6 @@ from typing import Any
 
 import httpx
 
-from server.conversion.segments import segments_wire
 from server.errors import error_body
 from server.fetch import SegmentDetails
 from server.leases import Hold
@@ -51,7 +50,9 @@ from server.webhooks import records as webhook_records
 from server.webhooks.events import Event
 from server.webhooks.wire import notification
 from tams_analytics.catalog import utcnow
+from tams_analytics.codec.segments import SegmentDoc, segment_docs
 from tams_analytics.exceptions import TransientStoreError
+from tams_analytics.rows import SegmentRow
 from tams_analytics.statuses import ACTIVE_WEBHOOKS, WebhookStatus
 
 logger = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ class Delivery:
             return notification(event)
         return notification(event, self._segments(webhook, event.segment_rows))
 
-    def _segments(self, webhook: Mapping[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _segments(self, webhook: Mapping[str, Any], rows: list[SegmentRow]) -> list[SegmentDoc]:
         include_otr = bool(webhook.get("include_object_timerange"))
         options = UrlOptions.from_values(
             verbose=bool(webhook.get("verbose_storage")),
@@ -205,7 +206,7 @@ class Delivery:
         )
         details = SegmentDetails(self.catalog, self.services.stores, options, include_otr).fetch(rows)
         assert details.urls is not None
-        return segments_wire(rows, details.urls, details.object_timeranges)
+        return segment_docs(rows, details.urls, details.object_timeranges)
 
 
 def _post(client: httpx.Client, webhook: Mapping[str, Any], body: bytes) -> str:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
+from tams_analytics.rows import SegmentRow
+
 EVENT_TYPES: Final = (
     "flows/created",
     "flows/updated",
@@ -44,7 +46,7 @@ class Event:
     #: may receive it (:func:`server.auth.classes.may_read`)
     auth_classes: list[str] = field(default_factory=list)
     #: ``flows/segments_added``: the stored segment rows, rendered per webhook (get_urls options differ)
-    segment_rows: list[dict[str, Any]] = field(default_factory=list)
+    segment_rows: list[SegmentRow] = field(default_factory=list)
     timestamp: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     def to_json(self) -> str:
@@ -112,7 +114,7 @@ class EventBus:
         webhooks: Callable[[], Sequence[Mapping[str, Any]]] | None = None,
         *,
         accepts: Callable[[Mapping[str, Any], Event], bool] = matches,
-        sink: Callable[[Routed], None] | None = None,
+        sink: Callable[[Routed], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.enabled = enabled

@@ -27,6 +27,7 @@ from server.webhooks.events import Event, Routed, matches
 from tams_analytics.catalog import Catalog
 from tams_analytics.clock import utcnow
 from tams_analytics.predicates import Term
+from tams_analytics.rows import TABLES, WebhookEventRow
 
 __all__ = [
     "SEGMENTS_PER_NOTIFICATION",
@@ -97,15 +98,15 @@ def webhooks_with_events(catalog: Catalog) -> list[str]:
     return sorted(set(ids.to_pylist()))
 
 
-def due(catalog: Catalog, webhook_id: str, limit: int = 100) -> list[dict[str, Any]]:
+def due(catalog: Catalog, webhook_id: str, limit: int = 100) -> list[WebhookEventRow]:
     """The webhook's first ``limit`` waiting events, in order (the first may have a retry pending: see
     ``next_attempt``)."""
-    return catalog.rows(
-        "webhook_events",
+    return catalog.records(
+        TABLES.webhook_events,
         [Term("webhook_id", "==", webhook_id)],
         order_by=[("created", False), ("seq", False)],
         limit=limit,
-    ).to_pylist()
+    )
 
 
 def delivered(catalog: Catalog, event_id: str) -> None:

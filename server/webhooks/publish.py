@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from server.auth.classes import AUTH_CLASSES_TAG, class_list
-from server.conversion.flows import flow_wire, source_wire
 from server.webhooks.events import Event, EventBus
 from tams_analytics.catalog import Catalog, Changes
+from tams_analytics.codec.flows import flow_doc, source_doc
 
 
 @dataclass
@@ -91,7 +91,7 @@ def publish_changes(
             events.append(
                 Event(
                     kind,
-                    {"source": source_wire(doc)},
+                    {"source": source_doc(doc)},
                     source_id=sid,
                     source_collected_by=list(doc.get("collected_by", [])),
                     auth_classes=_classes(doc),
@@ -106,7 +106,7 @@ def publish_changes(
         events.append(
             Event(
                 kind,
-                {"flow": flow_wire(doc)},
+                {"flow": flow_doc(doc)},
                 flow_id=fid,
                 source_id=doc["source_id"],
                 flow_collected_by=list(doc.get("collected_by", [])),

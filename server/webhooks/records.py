@@ -12,11 +12,11 @@ import pyarrow as pa
 from tams_analytics.catalog import Catalog
 from tams_analytics.catalog.tags import delete_all_tags, get_tags, replace_tags
 from tams_analytics.clock import utcnow
+from tams_analytics.codec.common import dumps
 from tams_analytics.exceptions import NotFoundError
 from tams_analytics.predicates import Term
 from tams_analytics.schema import TagEntity
 from tams_analytics.statuses import ACTIVE_WEBHOOKS
-from tams_analytics.wire import dumps
 
 #: key of a webhook document holding its owner's scopes and groups (never on the wire)
 OWNER_ACCESS = "owner_access"

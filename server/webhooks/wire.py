@@ -3,11 +3,12 @@ event notifications the service POSTs to them (the spec's top-level ``webhooks:`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from server.conversion.common import iso
 from server.webhooks.events import Event
+from tams_analytics.codec.common import iso
+from tams_analytics.codec.segments import SegmentDoc
 
 #: every filter and transformation option of ``webhook.json``: all are supported
 OPTIONS: Final = (
@@ -54,7 +55,7 @@ def webhook_wire(doc: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def notification(event: Event, segments: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def notification(event: Event, segments: Sequence[SegmentDoc] | None = None) -> dict[str, Any]:
     """The body POSTed to a webhook: ``{event_timestamp, event_type, event}``.
 
     ``segments`` (the rendered ``flow-segment.json`` list) is required for ``flows/segments_added``.

@@ -41,7 +41,7 @@ def load_segments(
     With ``storage_id``, every object gets a controlled instance there under ``storage_keys``.
     Raises :class:`ConflictError` if any segment overlaps another or an object id already exists.
     """
-    n = segments.num_rows
+    n: int = segments.num_rows
     if n == 0:
         return 0
     starts = segments.column("start_ns").to_numpy()

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tams_analytics.catalog.tags import get_tags
+from tams_analytics.codec.flows import row_to_flow
 from tams_analytics.predicates import isin
 from tams_analytics.schema import TagEntity
-from tams_analytics.wire import row_to_flow
 
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog

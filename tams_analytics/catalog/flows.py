@@ -14,10 +14,11 @@ from tams_analytics.catalog.flow_guard import pending_flow_deletions, refuse_if_
 from tams_analytics.catalog.object_rules import init_segments_change
 from tams_analytics.catalog.results import Changes
 from tams_analytics.clock import utcnow
+from tams_analytics.codec.common import dumps
+from tams_analytics.codec.flows import FLOW_PROPERTIES, SOURCE_PROPERTIES, flow_to_row
 from tams_analytics.exceptions import ConflictError, NotFoundError, ReadOnlyError, TamsError
 from tams_analytics.predicates import Term, isin
 from tams_analytics.schema import TagEntity
-from tams_analytics.wire import FLOW_PROPERTIES, SOURCE_PROPERTIES, dumps, flow_to_row
 
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog

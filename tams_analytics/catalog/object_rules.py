@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from tams_analytics.clock import utcnow
 from tams_analytics.exceptions import ConflictError
-from tams_analytics.predicates import Term, isin
+from tams_analytics.predicates import Op, Term, isin
 from tams_analytics.timerange import TimeRange
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def init_segments_change(catalog: Catalog, flow_id: str, before: Any, after: Any
     readers with segments they cannot decode as the flow says. One count, only when the setting changes."""
     if bool(before) == bool(after):
         return
-    op = "isnull" if after else "notnull"
+    op: Op = "isnull" if after else "notnull"
     n = catalog.count("segments", [Term("flow_id", "==", flow_id), Term("init_object_id", op)])
     if n:
         have = "without" if after else "with"
@@ -239,7 +239,7 @@ def check_objects(
         return reasons
     cols = segs.take(pa.array(rest)).to_pydict()
     cols["flow_id"] = flows.take(pa.array(rest)).to_pylist()
-    for k, pos in enumerate(rest):
+    for k, pos in enumerate(rest.tolist()):
         oid = cols["object_id"][k]
         flow_id = cols["flow_id"][k]
         seg_tr = TimeRange.from_str(cols["timerange"][k])

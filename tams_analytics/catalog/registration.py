@@ -19,7 +19,6 @@ flow, timerange and object) as its own, accepted, not as overlaps.
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,12 +45,12 @@ from tams_analytics.catalog.object_rules import (
     write_objects,
 )
 from tams_analytics.catalog.objects import add_uncontrolled_instances
+from tams_analytics.catalog.overlaps import already_stored, check_overlaps, flow_spans, stored_bounds
 from tams_analytics.catalog.results import AddResult, Failure
 from tams_analytics.clock import utcnow
+from tams_analytics.codec.segments import SEGMENT_ROWS, segment_rows
 from tams_analytics.exceptions import TransientStoreError
-from tams_analytics.predicates import Predicate, Term, isin
-from tams_analytics.timerange import TimeRange
-from tams_analytics.wire import SEGMENT_ROWS, segment_rows
+from tams_analytics.predicates import isin
 
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
@@ -67,8 +66,8 @@ _TS = pa.timestamp("us", tz="UTC")
 @dataclass(frozen=True)
 class Registration:
     """One request to register segments on a flow: its parsed segments (dicts from
-    :func:`~tams_analytics.wire.segment_rows`, or a table from
-    :func:`~tams_analytics.wire.segments_table`, each with its ``index`` in the request), the
+    :func:`~tams_analytics.codec.segments.segment_rows`, or a table from
+    :func:`~tams_analytics.codec.segments.segments_table`, each with its ``index`` in the request), the
     documents that did not parse, uncontrolled ``get_urls`` by index, and labels reserved for backends."""
 
     flow_id: str
@@ -123,7 +122,7 @@ def add_segments(
     (abutting ranges are fine); those that overlap, or break the object rules
     (:mod:`~tams_analytics.catalog.object_rules`), fail individually and the rest are stored.
     ``segments`` is a list of wire documents, or a table from
-    :func:`~tams_analytics.wire.segments_table`. Concurrent calls are applied in batches, one
+    :func:`~tams_analytics.codec.segments.segments_table`. Concurrent calls are applied in batches, one
     transaction each; a call inside a transaction joins it.
     """
     request = Registration.of(flow_id, segments, uncontrolled_urls=uncontrolled_urls, reserved_labels=reserved_labels)
@@ -210,10 +209,10 @@ class _Batch:
         self.segments = _tagged([(k, requests[k]) for k in live]) if live else None
         mentioned = mentioned_ids(self.segments) if self.segments is not None else pa.array([], pa.string())
         self.objects = ObjectState.load(catalog, mentioned, self.now)
-        spans = _spans(self.segments) if self.segments is not None else {}
-        self.stored = _stored_bounds(catalog, spans) if spans else {}
+        spans = flow_spans(self.segments) if self.segments is not None else {}
+        self.stored = stored_bounds(catalog, spans) if spans else {}
         #: rows stored exactly so already: an earlier attempt's, whose commit may have applied
-        self.done = _already_stored(catalog, self.segments, spans) if replay and spans else None
+        self.done = already_stored(catalog, self.segments, spans) if replay and spans else None
         self.accepted: pa.Table | None = None
         self.urls: dict[tuple[str, str], str] = {}
 
@@ -247,7 +246,7 @@ class _Batch:
             reasons = {p: why for p, why in early.items() if not done[p]}
             ok = ~done
             ok[list(reasons)] = False
-            overlapping = _check_overlaps(segs, ok, self.stored)
+            overlapping = check_overlaps(segs, ok, self.stored)
             by_objects = check_objects(self.objects, segs.column("flow_id"), segs, ok, uses_init)
             reasons |= overlapping | by_objects
             if len(self.requests) > 1:
@@ -411,120 +410,3 @@ def _wanted_urls(accepted: pa.Table, requests: Sequence[Registration]) -> dict[t
         for u in requests[k].urls.get(i) or []:
             wanted.setdefault((oid, u["label"]), u["url"])
     return wanted
-
-
-def _check_overlaps(segs: pa.Table, ok: np.ndarray, stored: Mapping[str, tuple[Any, Any]]) -> dict[int, str]:
-    """Rows (among ``ok``, which is updated) that overlap a segment of their flow: a stored one or one an
-    earlier request of the batch accepted (for the request, both are stored), else an earlier row of their
-    own request. Refused rows never block others."""
-    reasons: dict[int, str] = {}
-    starts = segs.column("start_ns").to_numpy()
-    ends = segs.column("end_ns").to_numpy()
-    texts = segs.column("timerange")
-    req = segs.column("request").to_numpy()
-    flows = segs.column("flow_id")
-    for fid, (s_start, s_end) in stored.items():
-        mine = np.flatnonzero(pc.equal(flows, fid).to_numpy(zero_copy_only=False)) if len(stored) > 1 else None
-        positions = np.arange(len(starts)) if mine is None else mine
-        # the rows of one request are contiguous, in arrival order
-        for group in np.split(positions, np.flatnonzero(np.diff(req[positions])) + 1):
-            if len(s_start):
-                idx = np.searchsorted(s_start, ends[group], side="left")
-                prev = np.clip(idx - 1, 0, None)
-                clash = (idx > 0) & (s_end[prev] > starts[group])
-                for j in np.flatnonzero(clash & ok[group]):
-                    pos = int(group[j])
-                    other = TimeRange.from_ns(int(s_start[prev[j]]), int(s_end[prev[j]]))
-                    reasons[pos] = f"timerange overlaps the stored segment {other}"
-                    ok[pos] = False
-            reasons.update(_overlaps_within(group[ok[group]], starts, ends, texts, ok))
-            kept = group[ok[group]]
-            if len(kept):  # what this request stores, the next ones see as stored
-                s_start, s_end = _merged(s_start, s_end, starts[kept], ends[kept])
-    return reasons
-
-
-def _overlaps_within(
-    cand: np.ndarray, starts: np.ndarray, ends: np.ndarray, texts: pa.ChunkedArray, ok: np.ndarray
-) -> dict[int, str]:
-    """Rows of one request (``cand``, in order) overlapping an earlier row of it; ``ok`` is updated."""
-    reasons: dict[int, str] = {}
-    order = cand[np.argsort(starts[cand], kind="stable")]
-    if len(order) < 2 or not np.any(starts[order[1:]] < ends[order[:-1]]):
-        return reasons  # the norm: abutting, in order
-    taken: list[tuple[int, int, int]] = []  # (start, end, pos) of rows accepted so far, sorted
-    for pos in cand.tolist():
-        s, e = int(starts[pos]), int(ends[pos])
-        k = bisect.bisect_left(taken, (e, -1, -1))
-        if k > 0 and taken[k - 1][1] > s:
-            reasons[pos] = f"timerange overlaps segment {texts[taken[k - 1][2]].as_py()} earlier in the request"
-            ok[pos] = False
-            continue
-        bisect.insort(taken, (s, e, pos))
-    return reasons
-
-
-def _merged(s_start: Any, s_end: Any, starts: Any, ends: Any) -> tuple[Any, Any]:
-    """Bounds sorted by start, with ``starts``/``ends`` added."""
-    all_start, all_end = np.concatenate([s_start, starts]), np.concatenate([s_end, ends])
-    order = np.argsort(all_start, kind="stable")
-    return all_start[order], all_end[order]
-
-
-# -- what the batch reads ---------------------------------------------------------------------------------
-def _spans(segments: pa.Table) -> dict[str, tuple[int, int]]:
-    """Per flow, the hull of the storage bounds its segments in the batch could overlap."""
-    hull = segments.group_by("flow_id").aggregate([("start_ns", "min"), ("end_ns", "max")]).to_pydict()
-    return {
-        f: (lo, hi)
-        for f, lo, hi in zip(hull["flow_id"], hull["start_ns_min"], hull["end_ns_max"], strict=True)
-        if lo is not None and hi is not None
-    }
-
-
-def _clusters(spans: Mapping[str, tuple[int, int]]) -> list[tuple[list[str], int, int]]:
-    """Flows whose spans lie close together in time, with the hull of each group: one read per group.
-
-    Live recorders write their flows at about the same time (one group); a flow back-filled far from the
-    others gets a read of its own, so that no read covers hours no flow of it asked for.
-    """
-    out: list[tuple[list[str], int, int]] = []
-    for fid, (lo, hi) in sorted(spans.items(), key=lambda kv: kv[1]):
-        if out:
-            flows, c_lo, c_hi = out[-1]
-            if lo <= c_hi + max(hi - lo, c_hi - c_lo):
-                flows.append(fid)
-                out[-1] = (flows, c_lo, max(c_hi, hi))
-                continue
-        out.append(([fid], lo, hi))
-    return out
-
-
-def _already_stored(catalog: Catalog, segments: pa.Table, spans: Mapping[str, tuple[int, int]]) -> np.ndarray:
-    """Which rows of ``segments`` are stored exactly so (flow, timerange, object); each stored segment
-    answers for one row only (a repeat later in the batch is judged as usual)."""
-    stored: set[tuple[str, str, str]] = set()
-    for flows, lo, hi in _clusters(spans):
-        where: list[Predicate] = [isin("flow_id", flows), Term("start_ns", "<", hi), Term("end_ns", ">", lo)]
-        t = catalog.rows("segments", where, columns=["flow_id", "timerange", "object_id"]).to_pydict()
-        stored.update(zip(t["flow_id"], t["timerange"], t["object_id"], strict=True))
-    mine = segments.select(["flow_id", "timerange", "object_id"]).to_pydict()
-    done = np.zeros(segments.num_rows, dtype=bool)
-    for pos, key in enumerate(zip(mine["flow_id"], mine["timerange"], mine["object_id"], strict=True)):
-        if key in stored:
-            stored.discard(key)
-            done[pos] = True
-    return done
-
-
-def _stored_bounds(catalog: Catalog, spans: Mapping[str, tuple[int, int]]) -> dict[str, tuple[Any, Any]]:
-    """Per flow, the ``(starts, ends)`` of its stored segments that overlap its span, sorted by start."""
-    out: dict[str, tuple[Any, Any]] = {}
-    for flows, lo, hi in _clusters(spans):
-        where: list[Predicate] = [isin("flow_id", flows), Term("start_ns", "<", hi), Term("end_ns", ">", lo)]
-        t = catalog.rows("segments", where, columns=["flow_id", "start_ns", "end_ns"], order_by=[("start_ns", False)])
-        flow_col = t.column("flow_id")
-        for fid in flows:
-            mine = t.filter(pc.equal(flow_col, fid)) if len(flows) > 1 else t
-            out[fid] = (mine.column("start_ns").to_numpy(), mine.column("end_ns").to_numpy())
-    return out

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tams_analytics.codec.segments import Failure
 from tams_analytics.timerange import TimeRange
-from tams_analytics.wire import Failure
 
 __all__ = ["AddResult", "Changes", "DeleteResult", "Failure"]
 

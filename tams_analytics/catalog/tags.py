@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from tams_analytics.codec.tags import EMPTY_ARRAY_POSITION, TagValue, tag_rows
 from tams_analytics.predicates import Term, isin
-from tams_analytics.wire import EMPTY_ARRAY_POSITION, TagValue, tag_rows
 
 __all__ = ["EMPTY_ARRAY_POSITION", "TagValue", "Tags", "get_tags", "rows_to_tags", "tag_rows"]
 

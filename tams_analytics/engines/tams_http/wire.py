@@ -1,8 +1,8 @@
 """TAMS API documents -> rows of :mod:`tams_analytics.schema`, with the library's own wire conversions.
 
-Flows go through :func:`~tams_analytics.wire.flow_to_row` and segments through
-:func:`~tams_analytics.wire.segments_table` (timerange text and int64-ns bounds), exactly as a server
-stores what it is sent; tags become rows with :func:`~tams_analytics.wire.tag_rows`.
+Flows go through :func:`~tams_analytics.codec.flows.flow_to_row` and segments through
+:func:`~tams_analytics.codec.segments.segments_table` (timerange text and int64-ns bounds), exactly as a server
+stores what it is sent; tags become rows with :func:`~tams_analytics.codec.tags.tag_rows`.
 
 What the API does not expose is null: ``segments.created`` and ``segments.object_timerange`` (a segment
 listing reports the *object's* timerange there, which is ``objects.timerange``), and objects' and
@@ -21,10 +21,12 @@ from typing import Any, Final
 
 import pyarrow as pa
 
+from tams_analytics.codec.flows import flow_to_row
+from tams_analytics.codec.segments import segments_table
+from tams_analytics.codec.tags import tag_rows
 from tams_analytics.exceptions import TamsError
 from tams_analytics.schema import SCHEMAS, TagEntity
 from tams_analytics.timerange import TimeRange
-from tams_analytics.wire import flow_to_row, segments_table, tag_rows
 
 __all__ = [
     "UNAVAILABLE",

@@ -1,12 +1,14 @@
-"""Catalog objects -> ``object.json``."""
+"""Objects: the catalog's object (``Catalog.get_object``) -> ``object.json``."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+__all__ = ["object_doc"]
 
-def object_wire(
+
+def object_doc(
     obj: Mapping[str, Any],
     referenced_by_flows: Sequence[str],
     *,
