@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,12 @@ def run(args: argparse.Namespace) -> int:
 
         size = args.peer_size or ("quick" if args.quick else "full")
         changes["peer"] = args.peer
-        changes["peer_config"] = {"full": PeerConfig, "quick": PeerConfig.quick, "smoke": PeerConfig.tiny}[size]()
+        configs: dict[str, Callable[[], PeerConfig]] = {
+            "full": PeerConfig,
+            "quick": PeerConfig.quick,
+            "smoke": PeerConfig.tiny,
+        }
+        changes["peer_config"] = configs[size]()
     config = suite.BenchConfig.quick(**changes) if args.quick else suite.BenchConfig.full(**changes)
     report = suite.run(config, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(suite.format_report(report))

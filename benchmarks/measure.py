@@ -22,9 +22,10 @@ def interleaved(fns: Mapping[str, Callable[[], object]], *, repeat: int, warmup:
         for fn in fns.values():
             fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
+    order = list(fns)
     for i in range(max(1, repeat)):
         # alternate the order too, so neither side always runs on a cache the other just warmed
-        names = list(fns) if i % 2 == 0 else list(reversed(fns))
+        names = order if i % 2 == 0 else order[::-1]
         for name in names:
             started = time.perf_counter()
             fns[name]()

@@ -8,6 +8,7 @@ read cache on (its flow index at O(log n)) and off (the store's own scan), each 
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 import uuid
@@ -98,9 +99,9 @@ def measure(url: str, flows: dict[int, str], *, repeat: int = 51, cached: bool =
                 loads[n] = time.perf_counter() - t
             mid = _middle(cat, fid)
             for name, fn in {
-                "first": lambda fid=fid: cat.segment_rows(fid, limit=PAGE),
-                "newest": lambda fid=fid: cat.segment_rows(fid, reverse=True, limit=PAGE),
-                "deep": lambda fid=fid, mid=mid: cat.segment_rows(fid, after_start_ns=mid, limit=PAGE),
+                "first": functools.partial(cat.segment_rows, fid, limit=PAGE),
+                "newest": functools.partial(cat.segment_rows, fid, reverse=True, limit=PAGE),
+                "deep": functools.partial(cat.segment_rows, fid, after_start_ns=mid, limit=PAGE),
             }.items():
                 times[(n, name)] = _time(fn, repeat)
     return PageTimes(times, loads)

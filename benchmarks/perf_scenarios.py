@@ -9,6 +9,7 @@ rotating), so machine noise falls on all of them alike. See ``benchmarks/README.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import statistics
 import threading
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 import numpy as np
 
@@ -34,6 +35,9 @@ SIDES: Final[dict[str, str]] = {
 }
 OURS: Final = ("ours", "ours_cached")
 POSTGRES: Final = ("postgres_opentams", "postgres_index_matched")
+
+
+T = TypeVar("T")
 
 
 class CheckFailed(RuntimeError):
@@ -132,7 +136,7 @@ def rotation(keys: Sequence[str], i: int) -> list[str]:
     return [*keys[k:], *keys[:k]]
 
 
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+def timed(fn: Callable[[], T]) -> tuple[float, T]:
     started = time.perf_counter()
     out = fn()
     return time.perf_counter() - started, out
@@ -179,7 +183,7 @@ class Scenarios:
         refused = dict.fromkeys(self.keys, 0)
         for i, doc in enumerate(docs):
             for key in rotation(self.keys, i):
-                dt, ok = timed(lambda s=self.sides[key], d=doc: s.insert(self.main, d))
+                dt, ok = timed(functools.partial(self.sides[key].insert, self.main, doc))
                 refused[key] += not ok
                 if i >= c.warmup:
                     lat[key].samples.append(dt)
@@ -202,7 +206,7 @@ class Scenarios:
         for b in range(batches):
             docs = self.maker.docs(int(self.data.main.starts[0]) + b * size * SEGMENT_NS, size)
             for key in rotation(self.keys, b):
-                dt, stored = timed(lambda s=self.sides[key], d=docs: s.insert_batch(flow_id, d))
+                dt, stored = timed(functools.partial(self.sides[key].insert_batch, flow_id, docs))
                 if stored != size:
                     raise CheckFailed(f"{label}: {key} stored {stored} of {size} abutting segments")
                 lat[key].samples.append(dt)
@@ -252,7 +256,7 @@ class Scenarios:
             answers: dict[str, list[str]] = {}
             for i in range(c.page_repeat + 2):
                 for key in rotation(self.keys, i):
-                    dt, rows = timed(lambda s=self.sides[key], k=key, p=page: p(s, k))
+                    dt, rows = timed(functools.partial(page, self.sides[key], key))
                     if i >= 2:
                         lat[key].samples.append(dt)
                     answers.setdefault(key, [r["timerange"] for r in rows])
@@ -280,7 +284,7 @@ class Scenarios:
             for key in rotation(self.keys, run):
                 with self.fresh[key]() as side:
                     side.warm(self.main)
-                    dt, deleted = timed(lambda s=side: s.delete(self.main, lo, hi))
+                    dt, deleted = timed(functools.partial(side.delete, self.main, lo, hi))
                     if deleted != c.delete_segments:
                         raise CheckFailed(f"PERF-04: {key} deleted {deleted}, not {c.delete_segments}")
                     starts, _ = side.bounds(self.main)
@@ -349,7 +353,7 @@ class Scenarios:
             try:
                 barrier.wait()
                 for doc in docs[t]:
-                    dt, ok = timed(lambda d=doc: handles[t].insert(self.main, d))
+                    dt, ok = timed(functools.partial(handles[t].insert, self.main, doc))
                     samples[t].append(dt)
                     if ok:
                         won[t].append(doc["timerange"])

@@ -168,9 +168,16 @@ class PostgresSide:
     def unreferenced_objects(self) -> int:
         """How many objects no segment references any more (reference count 0)."""
         self._cur.execute("SELECT count(*) FROM objects WHERE ref_count = 0")
-        n = int(self._cur.fetchone()[0])
+        n = self._count()
         self.con.rollback()
         return n
+
+    def _count(self) -> int:
+        """The count the statement just executed answers (one row, one column)."""
+        row = self._cur.fetchone()
+        if row is None:
+            raise RuntimeError("a count answered no row")
+        return int(row[0])
 
     def delete(self, flow_id: str, lo: int, hi: int) -> int:
         """Delete the segments ``[lo, hi)`` covers completely, and their object references; how many."""
@@ -178,7 +185,7 @@ class PostgresSide:
         try:
             cur.execute(LOCK_FLOW, (flow_id,))
             cur.execute(DELETE[self.variant], {"f": flow_id, "lo": lo, "hi": hi})
-            deleted = int(cur.fetchone()[0])
+            deleted = self._count()
             cur.execute(TOUCH_FLOW, (flow_id,))
             self.con.commit()
         except BaseException:

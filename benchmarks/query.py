@@ -8,7 +8,7 @@ which renders the predicate tree straight to parameterised SQL. The lazy ibis pa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import pyarrow as pa
@@ -93,7 +93,7 @@ class QueryBench:
         for name, got in (("library", self.library()), ("ibis", self.ibis()), ("string parse", self.string_parse())):
             if not got.cast(expected.schema).equals(expected):
                 raise RuntimeError(f"the {name} query does not answer the same rows as the SQL query")
-        return expected.num_rows
+        return cast(int, expected.num_rows)
 
     def measure(self, repeat: int, slow_repeat: int) -> QueryTimes:
         rows = self.check_same_rows()

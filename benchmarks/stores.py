@@ -14,6 +14,7 @@ import pyarrow as pa
 from tams_analytics.catalog import Catalog, connect
 from tams_analytics.catalog.bulk import load_segments
 from tams_analytics.demo import build_demo, segment_batch, segment_bounds
+from tams_analytics.engines.duckdb import Engine as DuckDBEngine
 from tams_analytics.timerange import NS_PER_SECOND, TimeRange
 
 logger = logging.getLogger(__name__)
@@ -88,9 +89,17 @@ def build_store(path: Path, segments: int, *, storage_id: str | None = None, see
     return Store(path, summary.segments, flow_id, count, window)
 
 
+def _duckdb(catalog: Catalog) -> DuckDBEngine:
+    """The catalog's DuckDB engine (the benchmark stores are DuckDB files, opened without a read cache)."""
+    engine = catalog.engine
+    if not isinstance(engine, DuckDBEngine):
+        raise TypeError(f"a benchmark store is a DuckDB file, not a {engine.name} store")
+    return engine
+
+
 def largest_flow(catalog: Catalog) -> tuple[str, int]:
     """The id and segment count of the flow with the most segments."""
-    t = catalog.engine.sql(  # type: ignore[attr-defined]
+    t = _duckdb(catalog).sql(
         "SELECT flow_id, count(*) AS n FROM segments GROUP BY flow_id ORDER BY n DESC, flow_id LIMIT 1"
     )
     row = t.to_pylist()[0]
@@ -99,7 +108,7 @@ def largest_flow(catalog: Catalog) -> tuple[str, int]:
 
 def median_hour(catalog: Catalog, flow_id: str, count: int) -> TimeRange:
     """One hour from the start of the flow's median segment."""
-    t = catalog.engine.sql(  # type: ignore[attr-defined]
+    t = _duckdb(catalog).sql(
         "SELECT start_ns FROM segments WHERE flow_id = ? ORDER BY start_ns LIMIT 1 OFFSET ?", [flow_id, count // 2]
     )
     start = int(t.column("start_ns")[0].as_py())

@@ -105,15 +105,16 @@ class BenchConfig:
     trino_segments: int = 1_000_000
 
     @classmethod
-    def full(cls, **changes: object) -> BenchConfig:
-        return replace(cls(), **changes)  # type: ignore[arg-type]
+    def full(cls, **changes: Any) -> BenchConfig:
+        """The full run, with ``changes`` to its fields (as :func:`dataclasses.replace` takes them)."""
+        return replace(cls(), **changes)
 
     @classmethod
-    def quick(cls, **changes: object) -> BenchConfig:
+    def quick(cls, **changes: Any) -> BenchConfig:
         """100k and 1M only, shorter runs: under five minutes on a 2-core machine."""
         base = cls(sizes=(100_000, 1_000_000), repeat=21, slow_repeat=2, http_repeat=3, http_seconds=2.0)
         base = replace(base, live_preload=2_000, live_seconds=8.0, page_flows=(10_000, 100_000, 1_000_000))
-        return replace(base, ingest_batches=20, peer_config=PeerConfig.quick(), **changes)  # type: ignore[arg-type]
+        return replace(base, ingest_batches=20, peer_config=PeerConfig.quick(), **changes)
 
     @property
     def serve_size(self) -> int:
@@ -144,7 +145,7 @@ class Report:
         return out
 
     def missed(self) -> list[str]:
-        out = [k for k in KEYS if k in self.metrics and met(k, self.metrics[k]) is False]
+        out: list[str] = [k for k in KEYS if k in self.metrics and met(k, self.metrics[k]) is False]
         if self.peer is not None:
             out += [f"peer: {m}" for m in peer_missed(self.peer)]
         return out

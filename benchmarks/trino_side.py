@@ -60,7 +60,7 @@ def _same(a: pa.Table, b: pa.Table) -> bool:
     if a.column_names != b.column_names or a.num_rows != b.num_rows:
         return False
     keys = [(c, "ascending") for c in b.column_names if not pa.types.is_nested(b.schema.field(c).type)]
-    return a.cast(b.schema).sort_by(keys).to_pylist() == b.sort_by(keys).to_pylist()
+    return bool(a.cast(b.schema).sort_by(keys).to_pylist() == b.sort_by(keys).to_pylist())
 
 
 def _phases(server: Server, source: str) -> dict[str, float]:

@@ -57,7 +57,7 @@ def html_summary(title: str, items: Mapping[str, Any]) -> str:
 
 def html_table(df: pd.DataFrame, max_rows: int = 50) -> str:
     """A DataFrame as an HTML table (escaped; at most ``max_rows`` rows, saying how many there are)."""
-    shown = df.head(max_rows).to_html(index=False, na_rep="", escape=True, border=0)
+    shown: str = df.head(max_rows).to_html(index=False, na_rep="", escape=True, border=0)
     more = f"<p>{len(df) - max_rows} more rows not shown</p>" if len(df) > max_rows else ""
     return shown + more
 

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypedDict, Unpack
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -63,6 +63,7 @@ __all__ = [
     "Destination",
     "ExportSummary",
     "ProgressLines",
+    "S3Options",
     "TableExport",
     "default_tables",
     "destination",
@@ -106,6 +107,15 @@ class Destination:
 
     def path(self, *parts: str) -> str:
         return "/".join([self.root.rstrip("/"), *parts])
+
+
+class S3Options(TypedDict, total=False):
+    """The options of an ``s3://`` :func:`destination` (None: from the environment or the default)."""
+
+    endpoint: str | None
+    region: str | None
+    access_key: str | None
+    secret_key: str | None
 
 
 @dataclass(frozen=True)
@@ -323,7 +333,7 @@ def export_catalog(
     flow_bucket_chars: int = 1,
     sort: bool = True,
     progress: bool | Callable[[str], None] = False,
-    **s3: str | None,
+    **s3: Unpack[S3Options],
 ) -> ExportSummary:
     """Write ``tables`` (default: every entity table the engine reads) of ``catalog`` as Parquet under ``to``.
 

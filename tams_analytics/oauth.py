@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast, get_args
 
 import httpx
 
@@ -40,10 +40,19 @@ logger = logging.getLogger(__name__)
 
 #: lifetime assumed for a token whose answer gives no ``expires_in``, seconds
 DEFAULT_LIFETIME_S: Final = 300.0
+_ACCEPT_JSON: Final = {"accept": "application/json"}
+#: how the client authenticates to the token endpoint: HTTP Basic, or its id and secret in the form
+ClientAuth = Literal["basic", "post"]
 
 
 class OAuthError(TamsError):
     """The token endpoint refused the client or answered something that is not a bearer token."""
+
+
+def _client_auth(value: str) -> ClientAuth:
+    if value not in get_args(ClientAuth):
+        raise OAuthError(f"client_auth must be basic or post, not {value!r}")
+    return cast(ClientAuth, value)
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,7 @@ class ClientCredentials(httpx.Auth):
         *,
         scope: str | None = None,
         audience: str | None = None,
-        client_auth: Literal["basic", "post"] = "basic",
+        client_auth: ClientAuth = "basic",
         refresh_margin_s: float = 60.0,
         timeout_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
@@ -79,14 +88,12 @@ class ClientCredentials(httpx.Auth):
     ) -> None:
         if not token_url or not client_id or not client_secret:
             raise OAuthError("client credentials need a token URL, a client id and a client secret")
-        if client_auth not in ("basic", "post"):
-            raise OAuthError(f"client_auth must be basic or post, not {client_auth!r}")
         self.token_url = token_url
         self.client_id = client_id
         self._secret = client_secret
         self.scope = scope
         self.audience = audience
-        self.client_auth = client_auth
+        self.client_auth = _client_auth(client_auth)
         self.refresh_margin_s = refresh_margin_s
         self.timeout_s = timeout_s
         self._transport = transport
@@ -110,14 +117,14 @@ class ClientCredentials(httpx.Auth):
         missing = [n for n in ("TAMS_OAUTH_CLIENT_ID", "TAMS_OAUTH_CLIENT_SECRET") if not env.get(n)]
         if missing:
             raise OAuthError(f"TAMS_OAUTH_TOKEN_URL is set: {' and '.join(missing)} must be set too")
-        client_auth = env.get("TAMS_OAUTH_CLIENT_AUTH", "basic")
+        client_auth = _client_auth(env.get("TAMS_OAUTH_CLIENT_AUTH", "basic"))
         return cls(
             url,
             env["TAMS_OAUTH_CLIENT_ID"],
             env["TAMS_OAUTH_CLIENT_SECRET"],
             scope=env.get("TAMS_OAUTH_SCOPE") or None,
             audience=env.get("TAMS_OAUTH_AUDIENCE") or None,
-            client_auth=client_auth,  # type: ignore[arg-type]
+            client_auth=client_auth,
             **options,
         )
 
@@ -165,7 +172,9 @@ class ClientCredentials(httpx.Auth):
             data, auth = self._request()
             with httpx.Client(timeout=self.timeout_s, transport=self._transport) as client:
                 try:
-                    response = client.post(self.token_url, data=data, auth=auth, headers={"accept": "application/json"})
+                    response = client.post(
+                        self.token_url, data=data, auth=auth or httpx.USE_CLIENT_DEFAULT, headers=_ACCEPT_JSON
+                    )
                 except httpx.HTTPError as exc:
                     raise OAuthError(f"the token endpoint {self.token_url} cannot be reached: {exc}") from None
             return self._keep(response)
@@ -182,7 +191,7 @@ class ClientCredentials(httpx.Auth):
             async with httpx.AsyncClient(timeout=self.timeout_s, transport=self._async_transport) as client:
                 try:
                     response = await client.post(
-                        self.token_url, data=data, auth=auth, headers={"accept": "application/json"}
+                        self.token_url, data=data, auth=auth or httpx.USE_CLIENT_DEFAULT, headers=_ACCEPT_JSON
                     )
                 except httpx.HTTPError as exc:
                     raise OAuthError(f"the token endpoint {self.token_url} cannot be reached: {exc}") from None

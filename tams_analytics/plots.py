@@ -86,7 +86,8 @@ def _days(ns: np.ndarray) -> np.ndarray:
     epoch)."""
     import matplotlib.dates as mdates
 
-    epoch_ns = np.datetime64(mdates.get_epoch(), "ns").astype(np.int64)
+    epoch: str = mdates.get_epoch()
+    epoch_ns = np.datetime64(epoch, "ns").astype(np.int64)
     return (tai_to_utc_array(ns.astype(np.int64)) - epoch_ns) / NS_PER_DAY
 
 
@@ -159,7 +160,9 @@ def coverage_timeline(
         fig = Figure(figsize=(width, 1.2 + 0.55 * max(1, len(flows))), layout="constrained")
         ax = fig.add_subplot()
     else:
-        fig = ax.figure  # type: ignore[assignment]
+        root = ax.get_figure(root=True)  # the Figure itself, also for the axes of a SubFigure
+        assert root is not None, "axes always belong to a figure"
+        fig = root
 
     run_flow = runs.column("flow_id").to_pylist()
     run_lo = _days(runs.column("start_ns").to_numpy())

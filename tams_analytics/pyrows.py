@@ -7,7 +7,7 @@ renders on every page, NumPy's ``tolist`` gives the same values an order of magn
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,7 +27,7 @@ def column_values(col: pa.ChunkedArray | pa.Array) -> list[Any]:
         values = pc.fill_null(col, 0).to_numpy().tolist()
         missing = col.is_null().to_numpy(zero_copy_only=False).tolist()
         return [None if m else v for v, m in zip(values, missing, strict=True)]
-    return col.to_pylist()
+    return cast(list[Any], col.to_pylist())
 
 
 def table_rows(table: pa.Table, columns: Sequence[str]) -> list[dict[str, Any]]:

@@ -150,16 +150,7 @@ class TimeRange:
                 return cls.from_iso8601(value)
             except TamsError as exc:
                 raise TamsError(f"{name}: {exc}") from None
-        hint = ""
-        if isinstance(value, tuple | list) and len(value) == 2:
-            hint = (
-                "; for a pair of clock times use TimeRange.from_datetimes(start, end) or an ISO 8601 interval "
-                "'start/end'"
-            )
-        raise TamsError(
-            f"{name} must be a TimeRange, a TAMS timerange string such as '[0:0_10:0)' or an ISO 8601 interval "
-            f"such as '2023-11-14T22:00Z/PT1H', not {type(value).__name__} {value!r}{hint}"
-        )
+        raise _not_a_timerange(name, value)  # from an untyped caller
 
     @classmethod
     def from_iso8601(cls, text: str) -> TimeRange:
@@ -485,3 +476,16 @@ def _diagnose_timerange(text: str) -> str:
         if part and not timestamp_re.match(part):
             return f"{part!r} is not a valid timestamp: {diagnose_timestamp(part)}"
     return "it does not match the timerange grammar"
+
+
+def _not_a_timerange(name: str, value: object) -> TamsError:
+    """The error for a ``value`` given as argument ``name`` that is neither a TimeRange nor a string."""
+    hint = ""
+    if isinstance(value, tuple | list) and len(value) == 2:
+        hint = (
+            "; for a pair of clock times use TimeRange.from_datetimes(start, end) or an ISO 8601 interval 'start/end'"
+        )
+    return TamsError(
+        f"{name} must be a TimeRange, a TAMS timerange string such as '[0:0_10:0)' or an ISO 8601 interval "
+        f"such as '2023-11-14T22:00Z/PT1H', not {type(value).__name__} {value!r}{hint}"
+    )

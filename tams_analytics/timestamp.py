@@ -138,8 +138,9 @@ class Timestamp:
             raise TamsError(f"nanosecond must be an int from 0 to 999 (below the microsecond), not {nanosecond!r}")
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.UTC)
-        if hasattr(value, "nanosecond") and isinstance(getattr(value, "value", None), int):
-            posix_ns = int(value.value)  # pandas.Timestamp: exact ns since the epoch, UTC
+        pandas_ns = getattr(value, "value", None)  # pandas.Timestamp: exact ns since the epoch, UTC
+        if hasattr(value, "nanosecond") and isinstance(pandas_ns, int):
+            posix_ns = int(pandas_ns)
         else:
             posix_ns = (value - _EPOCH_UTC) // dt.timedelta(microseconds=1) * 1000
         return cls(_ns_in_range(utc_to_tai_ns(posix_ns + nanosecond), value))

@@ -24,12 +24,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import ibis
 
 from tams_analytics.analytics import integrity
-from tams_analytics.analytics.tables import Lookup, lookup_of, require
+from tams_analytics.analytics.tables import Lookup, Tables, lookup_of, require
 from tams_analytics.analytics.text import timerange_text
 from tams_analytics.schema import SCHEMAS
 
@@ -85,7 +85,7 @@ def _with_prev_end(segments: ir.Table) -> ir.Table:
 
 
 # -- coverage and gaps -------------------------------------------------------------------------------------
-def segment_gaps(tables: Any) -> ir.Table:
+def segment_gaps(tables: Tables) -> ir.Table:
     """One row per gap: a flow's segment starting after the end of the flow's previous segment.
 
     Columns: ``flow_id``, ``gap_start_ns`` (the previous end), ``gap_end_ns`` (the next start),
@@ -106,7 +106,7 @@ def segment_gaps(tables: Any) -> ir.Table:
     )
 
 
-def segment_runs(tables: Any) -> ir.Table:
+def segment_runs(tables: Tables) -> ir.Table:
     """One row per contiguous run of a flow's segments (each abutting the previous one).
 
     Columns: ``flow_id``, ``run`` (1, 2, ... in time order), ``start_ns``, ``end_ns``, ``segments``
@@ -126,7 +126,7 @@ def segment_runs(tables: Any) -> ir.Table:
     return runs.mutate(timerange=timerange_text(runs.start_ns, runs.end_ns))
 
 
-def flow_coverage(tables: Any) -> ir.Table:
+def flow_coverage(tables: Tables) -> ir.Table:
     """Coverage per flow (every flow, also those without segments).
 
     Columns: ``flow_id``, ``source_id``, ``format``, ``label``, ``segments``, ``first_start_ns``,
@@ -170,7 +170,7 @@ def flow_coverage(tables: Any) -> ir.Table:
 
 
 # -- storage -----------------------------------------------------------------------------------------------
-def storage_per_source(tables: Any) -> ir.Table:
+def storage_per_source(tables: Tables) -> ir.Table:
     """Flows, segments, distinct objects and their bytes per source (every source, zeros where none).
 
     An object is counted once per source however many of its segments reference it; ``bytes`` sums
@@ -215,7 +215,7 @@ def storage_per_source(tables: Any) -> ir.Table:
 
 
 # -- ingest ------------------------------------------------------------------------------------------------
-def ingest(tables: Any, unit: Literal["hour", "day"] = "hour") -> ir.Table:
+def ingest(tables: Tables, unit: Literal["hour", "day"] = "hour") -> ir.Table:
     """Segments, flows, distinct objects and their bytes per UTC ``unit`` of ``segments.created``.
 
     Buckets are computed from whole seconds since the Unix epoch, so they are UTC whatever the session time
@@ -249,12 +249,12 @@ def ingest(tables: Any, unit: Literal["hour", "day"] = "hour") -> ir.Table:
     )
 
 
-def ingest_hourly(tables: Any) -> ir.Table:
+def ingest_hourly(tables: Tables) -> ir.Table:
     """:func:`ingest` per UTC hour."""
     return ingest(tables, "hour")
 
 
-def ingest_daily(tables: Any) -> ir.Table:
+def ingest_daily(tables: Tables) -> ir.Table:
     """:func:`ingest` per UTC day."""
     return ingest(tables, "day")
 
@@ -266,7 +266,7 @@ orphan_flows = integrity.orphan_flows
 unreferenced_objects = integrity.unreferenced_objects
 
 
-def orphans(tables: Any) -> ir.Table:
+def orphans(tables: Tables) -> ir.Table:
     """The three orphan checks of the integrity audit in one table: ``kind``, ``flow_id``, ``source_id``,
     ``object_id``, ``timerange`` (what applies to the kind; the rest null).
 
@@ -310,7 +310,7 @@ def orphans(tables: Any) -> ir.Table:
 
 
 #: view name -> expression builder; the order is the order of the generated files' listing
-VIEWS: Final[dict[str, Callable[[Any], ir.Table]]] = {
+VIEWS: Final[dict[str, Callable[[Tables], ir.Table]]] = {
     "flow_coverage": flow_coverage,
     "segment_gaps": segment_gaps,
     "segment_runs": segment_runs,

@@ -7,8 +7,6 @@ anything is accepted.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import Request
 from fastapi.responses import Response
 
@@ -20,6 +18,7 @@ from tams_analytics.catalog.deletion import covered_segments
 from tams_analytics.catalog.flow_guard import writable_flow
 from tams_analytics.codec.delete_requests import delete_request_doc
 from tams_analytics.predicates import Term
+from tams_analytics.rows import DeleteRequestRow
 from tams_analytics.timerange import TimeRange
 
 

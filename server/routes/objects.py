@@ -6,14 +6,16 @@ before routing), so the routes use ``{object_id:path}``.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator, Mapping
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
+from typing_extensions import Buffer
 
 from server.deps import ServicesDep, VisibilityDep
 from server.errors import bad_request, not_found
@@ -26,7 +28,7 @@ from server.validation import check
 from tams_analytics.catalog import Catalog
 from tams_analytics.codec.objects import object_doc
 from tams_analytics.filters import build
-from tams_analytics.storage.base import ObjectStore, ObjectStream, StorageError, object_key
+from tams_analytics.storage.base import ObjectStore, ObjectStream, ReadableStore, StorageError, object_key
 
 logger = logging.getLogger(__name__)
 
@@ -149,11 +151,11 @@ def _copy_from_any(
     ordered = sorted(instances, key=lambda i: not i.get("controlled"))
     for inst in ordered:
         if inst.get("controlled"):
-            source: ObjectStore | None = stores.get(inst.get("storage_id"))
+            source: ReadableStore | None = stores.get(inst.get("storage_id"))
             if source is None:
                 problems.append(f"storage {inst.get('storage_id')} is not configured")
                 continue
-            key = inst["storage_key"]
+            key = str(inst["storage_key"])
         else:
             try:
                 check_url(inst["url"], allow_private=allow_private)
@@ -162,7 +164,7 @@ def _copy_from_any(
                 continue
             source, key = _UrlSource(inst["url"]), url_key
         try:
-            target.copy_from(cast(ObjectStore, source), key)
+            target.copy_from(source, key)
         except (KeyError, StorageError, httpx.HTTPError, OSError) as exc:
             problems.append(f"{inst.get('storage_id') or inst.get('label')}: {type(exc).__name__} {exc}")
             continue
@@ -171,7 +173,7 @@ def _copy_from_any(
 
 
 class _UrlSource:
-    """A read-only ``ObjectStore`` look-alike over one URL, so ``copy_from`` can stream it."""
+    """One URL as a :class:`ReadableStore`, so ``copy_from`` can stream it."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -188,33 +190,39 @@ class _UrlSource:
             raise
         size = int(response.headers.get("content-length") or 0)
         ctype = response.headers.get("content-type") or "application/octet-stream"
-        return ObjectStream(body=_HttpBody(client, response), size=size, content_type=ctype)  # type: ignore[arg-type]
+        return ObjectStream(body=io.BufferedReader(_HttpBody(client, response)), size=size, content_type=ctype)
 
 
-class _HttpBody:
-    """A file-like ``read(n)`` over a streamed httpx response; ``close`` ends the connection."""
+class _HttpBody(io.RawIOBase):
+    """The raw bytes of a streamed httpx response (wrapped in a buffered reader); ``close`` ends the connection."""
 
     def __init__(self, client: httpx.Client, response: httpx.Response) -> None:
+        super().__init__()
         self._client = client
         self._response = response
         self._chunks: Iterator[bytes] = response.iter_bytes()
-        self._buffer = b""
+        self._pending = b""
 
-    def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self._pending:
             chunk = next(self._chunks, None)
             if chunk is None:
-                break
-            self._buffer += chunk
-        if size < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:size], self._buffer[size:]
-        return data
+                return 0
+            self._pending = chunk
+        n = min(len(view), len(self._pending))
+        view[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
 
     def close(self) -> None:
-        self._response.close()
-        self._client.close()
+        if not self.closed:
+            self._response.close()
+            self._client.close()
+        super().close()
 
 
 @router.delete("/{object_id:path}/instances", operation_id="DELETE_objects-instances", status_code=204)

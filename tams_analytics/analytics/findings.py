@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import pyarrow as pa
 
@@ -158,7 +158,7 @@ def _utc(timerange: str | None) -> str | None:
 
 # -- turning rows into findings ------------------------------------------------------------------------------
 def _hull_text(rows: pa.Table) -> list[str]:
-    return format_timeranges(rows.column("start_ns"), rows.column("end_ns")).to_pylist()
+    return cast(list[str], format_timeranges(rows.column("start_ns"), rows.column("end_ns")).to_pylist())
 
 
 def _segments(n: int) -> str:

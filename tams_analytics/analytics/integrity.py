@@ -47,7 +47,7 @@ import ibis
 import pyarrow as pa
 
 from tams_analytics.analytics.findings import FINDING_SCHEMA, Check, Finding, IntegrityReport, findings_of
-from tams_analytics.analytics.tables import lookup_of, require
+from tams_analytics.analytics.tables import Tables, lookup_of, require
 from tams_analytics.exceptions import UnsupportedError
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class KeyChecker(Protocol):
 
 
 # -- the checks, as ibis expressions ---------------------------------------------------------------------------
-def _refs(tables: Any) -> ir.Table:
+def _refs(tables: Tables) -> ir.Table:
     """``(flow_id, object_id)`` of every object a segment references, as media or as init object."""
     t = lookup_of(tables)
     s = t("segments")
@@ -80,7 +80,7 @@ def _refs(tables: Any) -> ir.Table:
     return media.union(init, distinct=False)
 
 
-def overlapping_segments(tables: Any) -> ir.Table:
+def overlapping_segments(tables: Tables) -> ir.Table:
     """Pairs of segments of one flow that share time: each segment that starts before an earlier one ends,
     with every earlier segment it overlaps."""
     t = lookup_of(tables)
@@ -114,7 +114,7 @@ def overlapping_segments(tables: Any) -> ir.Table:
     ).order_by(["flow_id", "start_ns", "end_ns", "other_rn"])
 
 
-def orphan_segments(tables: Any) -> ir.Table:
+def orphan_segments(tables: Tables) -> ir.Table:
     """Per missing flow: how many segments name it, and their extent."""
     require(tables, "finding orphan segments", complete="segments of a flow that is gone")
     t = lookup_of(tables)
@@ -127,14 +127,14 @@ def orphan_segments(tables: Any) -> ir.Table:
     )
 
 
-def orphan_flows(tables: Any) -> ir.Table:
+def orphan_flows(tables: Tables) -> ir.Table:
     """Flows whose source does not exist."""
     t = lookup_of(tables)
     f, src = t("flows"), t("sources")
     return f.anti_join(src, f.source_id == src.id).select(flow_id=f.id, source_id=f.source_id).order_by("flow_id")
 
 
-def unreferenced_objects(tables: Any) -> ir.Table:
+def unreferenced_objects(tables: Tables) -> ir.Table:
     """Registered objects that no segment references and that are not waiting for garbage collection."""
     require(
         tables,
@@ -150,7 +150,7 @@ def unreferenced_objects(tables: Any) -> ir.Table:
     return lonely.select(object_id=lonely.id, flow_id=lonely.first_referenced_by_flow).order_by("object_id")
 
 
-def missing_objects(tables: Any) -> ir.Table:
+def missing_objects(tables: Tables) -> ir.Table:
     """Objects that segments reference (per flow) but that have no object record."""
     require(
         tables,
@@ -174,7 +174,7 @@ def missing_objects(tables: Any) -> ir.Table:
     )
 
 
-def stale_segments_updated(tables: Any) -> ir.Table:
+def stale_segments_updated(tables: Tables) -> ir.Table:
     """Flows with segments whose ``segments_updated`` is unset or older than their newest segment's ``created``."""
     require(tables, "checking segments_updated", columns=["segments.created"])
     t = lookup_of(tables)
@@ -187,7 +187,7 @@ def stale_segments_updated(tables: Any) -> ir.Table:
     ).order_by("flow_id")
 
 
-def dangling_collections(tables: Any) -> ir.Table:
+def dangling_collections(tables: Tables) -> ir.Table:
     """Collection entries whose member flow, or whose collecting flow, does not exist."""
     t = lookup_of(tables)
     c, f = t("collections"), t("flows")
@@ -200,7 +200,7 @@ def dangling_collections(tables: Any) -> ir.Table:
     return no_member.union(no_owner).order_by(["flow_id", "position", "missing"])
 
 
-def referenced_instances(tables: Any, storage_id: str) -> ir.Table:
+def referenced_instances(tables: Tables, storage_id: str) -> ir.Table:
     """Controlled instances on ``storage_id`` of objects that segments reference, with the objects' sizes
     and the first flow (by id) that references each."""
     require(tables, "checking objects in storage", columns=["object_instances.storage_key"])

@@ -7,31 +7,43 @@ on a catalog (DuckDB, VAST, Trino) and compiles to SQL over unbound tables (the 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from tams_analytics.engines.base import Engine
 from tams_analytics.exceptions import UnsupportedError
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
-__all__ = ["Lookup", "lookup_of", "require"]
+__all__ = ["HasTables", "Lookup", "Tables", "lookup_of", "require"]
 
 Lookup = Callable[[str], "ir.Table"]
 
 
-def lookup_of(tables: Any) -> Lookup:
+@runtime_checkable
+class HasTables(Protocol):
+    """What names its tables itself: a :class:`~tams_analytics.catalog.Catalog`, an engine."""
+
+    def table(self, name: str) -> ir.Table: ...
+
+
+#: where analytics expressions find their tables
+Tables = HasTables | Mapping[str, "ir.Table"] | Lookup
+
+
+def lookup_of(tables: Tables) -> Lookup:
     """A ``name -> ibis table`` function for a catalog, a mapping or a lookup."""
-    if hasattr(tables, "table") and callable(tables.table):
-        return tables.table  # type: ignore[no-any-return]
+    if isinstance(tables, HasTables) and callable(tables.table):
+        return tables.table
     if isinstance(tables, Mapping):
         return tables.__getitem__
     if callable(tables):
-        return tables  # type: ignore[no-any-return]
+        return tables
     raise TypeError(f"expected a Catalog, a mapping of tables or a lookup, got {type(tables).__name__}")
 
 
 def require(
-    tables: Any,
+    tables: Tables,
     what: str,
     *,
     columns: Sequence[str] = (),
@@ -48,9 +60,9 @@ def require(
     >>> require(ta.connect("duckdb://"), "ingest over time", columns=["segments.created"])
     """
     engine = getattr(tables, "engine", None)
-    caps = getattr(engine, "capabilities", None)
-    if caps is None:
+    if not isinstance(engine, Engine):
         return
+    caps = engine.capabilities
     missing = [c for c in columns if c in caps.unavailable]
     if missing:
         raise UnsupportedError(f"{what} needs {', '.join(missing)}, which the {engine.name} engine cannot read")

@@ -141,7 +141,7 @@ class CachingEngine(EngineDecorator):
     ) -> pa.Table:
         got = self._answer(name, where, columns, order_by, limit, records=False)
         if got is not None:
-            return got  # type: ignore[return-value]
+            return got
         may_block(name)
         return self.inner.query(name, where, columns=columns, order_by=order_by, limit=limit)
 
@@ -157,7 +157,7 @@ class CachingEngine(EngineDecorator):
         """:meth:`Engine.records`; from memory, the cache's own dicts (every column; never modify them)."""
         got = self._answer(name, where, columns, order_by, limit, records=True)
         if got is not None:
-            return got  # type: ignore[return-value]
+            return got
         may_block(name)
         return table_rows(self.inner.query(name, where, columns=columns, order_by=order_by, limit=limit), columns)
 

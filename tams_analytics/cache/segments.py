@@ -78,10 +78,10 @@ class FlowSegments:
         """The answer to a query on ``segments``, as Arrow (or as dicts with ``records``), or None (ask the
         store)."""
         flat = flatten(where)
-        flows = pinned(flat, "flow_id")
-        if flows is None or not flows:
+        pinned_flows = pinned(flat, "flow_id")
+        if pinned_flows is None or not pinned_flows:
             return None
-        flows = list(dict.fromkeys(flows))
+        flows = list(dict.fromkeys(pinned_flows))
         if load is None:
             load = bool(order_by) and order_by[0][0] == "start_ns"
         rest = [p for p in flat if not (isinstance(p, Term) and p.column == "flow_id" and p.op in ("==", "isin"))]

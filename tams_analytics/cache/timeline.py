@@ -23,7 +23,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -173,7 +173,7 @@ class Timeline:
         for term in conjuncts(where):
             if isinstance(term, Term) and term.column in BOUNDS and _is_int(term.value) and term.op in _BOUND_OPS:
                 array = start if term.column == "start_ns" else end
-                side = "left" if term.op in ("<", ">=") else "right"
+                side: Literal["left", "right"] = "left" if term.op in ("<", ">=") else "right"
                 cut = int(np.searchsorted(array, term.value, side=side))
                 if term.op in ("<", "<="):
                     hi = min(hi, cut)
@@ -274,12 +274,13 @@ class RowBlocks:
         self._blocks: OrderedDict[tuple[int, int], tuple[int, list[dict[str, Any]]]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def rows(self, timeline: Timeline, idx: Sequence[int]) -> list[dict[str, Any]]:
+    def rows(self, timeline: Timeline, idx: np.ndarray | Sequence[int]) -> list[dict[str, Any]]:
         """The rows at positions ``idx`` of ``timeline`` as (shared, read-only) dicts of every column."""
         if timeline.rows is None and not timeline.in_tail(np.asarray(idx, dtype=np.int64)):
             raise UncachedQuery("a bounds-only timeline has no rows there")
         out: list[dict[str, Any]] = []
-        block_no, first, block = -1, 0, []
+        block: list[dict[str, Any]] = []
+        block_no, first = -1, 0
         for i in idx:
             if i // self.SIZE != block_no:
                 block_no = int(i) // self.SIZE

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import pyarrow as pa
 
@@ -169,7 +169,7 @@ def gaps_found(catalog: Catalog, args: argparse.Namespace, table: pa.Table) -> b
     if args.report != "coverage":
         return False
     if args.show == "gaps":
-        return table.num_rows > 0
+        return cast(int, table.num_rows) > 0
     if args.show is None:
         return any(n for n in table.column("gaps").to_pylist())
     from tams_analytics.analytics import coverage

@@ -23,11 +23,12 @@ MPEG-TS objects carry the low 33 bits of the 90 kHz clock of their media time, a
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 
@@ -74,7 +75,7 @@ def ts_offsets(starts: np.ndarray) -> np.ndarray:
     starts = np.asarray(starts, np.int64)
     ticks = (starts // 100_000) * 9 + (starts % 100_000) * 9 // 100_000
     base = ticks - ticks % (1 << 33)
-    return (base // 9) * 100_000 + ((base % 9) * 100_000 + 4) // 9
+    return cast(np.ndarray, (base // 9) * 100_000 + ((base % 9) * 100_000 + 4) // 9)
 
 
 def caption_offsets(starts: np.ndarray) -> np.ndarray:
@@ -152,6 +153,7 @@ class DemoMedia:
         """The objects of segments ``[starts[i], ends[i])`` of one flow, ``first`` being the index in the flow
         of the first of them, with media timestamps ``start - offsets[i]``."""
         out = []
+        key: tuple[Any, ...]
         for i, (s, e, off) in enumerate(zip(starts, ends, offsets, strict=True)):
             s, e, off = int(s), int(e), int(off)
             if kind.format.endswith(":data"):
@@ -160,16 +162,16 @@ class DemoMedia:
                 out.append(self._audio(kind, e - s).at(ns_to_pts(s - off)))
             elif (first + i) * kind.segment_ns < self.unique_ns:
                 key = ("stamped", kind.name, s, e, title)
-                tpl = self._template(key, lambda d=e - s, at=s: self._video(kind, d, at, title))
+                tpl = self._template(key, functools.partial(self._video, kind, e - s, s, title))
                 out.append(tpl.at(ns_to_pts(s - off)))
             else:
                 # a template is shared by every programme: it names only its kind
                 key = ("video", kind.name, e - s)
-                tpl = self._template(key, lambda d=e - s: self._video(kind, d, None, f"demo {kind.name}"))
+                tpl = self._template(key, functools.partial(self._video, kind, e - s, None, f"demo {kind.name}"))
                 out.append(tpl.at(ns_to_pts(s - off)))
         return out
 
-    def _template(self, key: tuple[Any, ...], make: Any) -> TsTemplate:
+    def _template(self, key: tuple[Any, ...], make: Callable[[], TsTemplate]) -> TsTemplate:
         key = (*key, self.crf)
         tpl = self._encoded.get(key)
         if tpl is None:

@@ -136,7 +136,7 @@ THROUGH_API = "the server keeps the store: run doctor on the store URL it serves
 def _comparable(t: pa.DataType) -> str:
     """A type as compared: timestamps by unit (stores report zones differently), strings as one kind."""
     if pa.types.is_timestamp(t):
-        return f"timestamp[{t.unit}]"  # type: ignore[attr-defined]
+        return f"timestamp[{t.unit}]"
     if pa.types.is_large_string(t) or pa.types.is_string(t):
         return "string"
     return str(t)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import SplitResult
 
 import pyarrow as pa
@@ -96,12 +97,21 @@ class ChangeListener(Protocol):
 class Engine(ABC):
     """One store behind one URL."""
 
-    name: ClassVar[str]
-    capabilities: ClassVar[Capabilities] = Capabilities()
-
     def __init__(self, url: SplitResult) -> None:
         self.url = url
         self._listeners: list[ChangeListener] = []
+
+    # Read-only properties, so that an engine sets them as class attributes (``name = "duckdb"``) and a
+    # decorator (:class:`~tams_analytics.engines.decorator.EngineDecorator`) answers them from the engine it wraps.
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """The engine's URL scheme (``duckdb``, ``vast``, ...)."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the engine can do (every capability, unless the engine says otherwise)."""
+        return Capabilities()
 
     @property
     def caches_reads(self) -> bool:
@@ -166,7 +176,7 @@ class Engine(ABC):
     def count(self, name: str, where: Sequence[Predicate] = ()) -> int:
         from tams_analytics.schema import SCHEMAS
 
-        return self.query(name, where, columns=[SCHEMAS[name].names[0]]).num_rows
+        return cast(int, self.query(name, where, columns=[SCHEMAS[name].names[0]]).num_rows)
 
     def count_in(self, name: str, column: str, values: pa.Array, chunk: int = 10_000) -> int:
         """How many rows of ``name`` have ``column`` in ``values`` (a client-side array, possibly huge)."""
@@ -187,10 +197,9 @@ class Engine(ABC):
     def update(self, name: str, where: Sequence[Predicate], values: dict[str, Any]) -> int:
         raise UnsupportedError(f"the {self.name} engine is read-only")
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[None]:
         """Group writes; on an exception none of them is applied (where the engine supports it)."""
-        yield
+        return contextlib.nullcontext()
 
     def in_transaction(self) -> bool:
         """Whether the calling thread is inside :meth:`transaction` (its writes join that transaction)."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from tams_analytics.engines.base import ChangeListener, Engine, IsolationProbe, StoredTable
+from tams_analytics.engines.base import Capabilities, ChangeListener, Engine, IsolationProbe, OrderBy, StoredTable
 from tams_analytics.predicates import Predicate
 
 if TYPE_CHECKING:
@@ -30,11 +30,11 @@ class EngineDecorator(Engine):
         self.url = inner.url
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         return self.inner.name
 
     @property
-    def capabilities(self) -> Any:  # type: ignore[override]
+    def capabilities(self) -> Capabilities:
         return self.inner.capabilities
 
     @property
@@ -59,11 +59,27 @@ class EngineDecorator(Engine):
     def in_transaction(self) -> bool:
         return self.inner.in_transaction()
 
-    def query(self, name: str, where: Sequence[Predicate] = (), **options: Any) -> pa.Table:
-        return self.inner.query(name, where, **options)
+    def query(
+        self,
+        name: str,
+        where: Sequence[Predicate] = (),
+        *,
+        columns: Sequence[str] | None = None,
+        order_by: OrderBy = (),
+        limit: int | None = None,
+    ) -> pa.Table:
+        return self.inner.query(name, where, columns=columns, order_by=order_by, limit=limit)
 
-    def records(self, name: str, where: Sequence[Predicate] = (), **options: Any) -> list[dict[str, Any]]:
-        return self.inner.records(name, where, **options)
+    def records(
+        self,
+        name: str,
+        where: Sequence[Predicate] = (),
+        *,
+        columns: Sequence[str],
+        order_by: OrderBy = (),
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        return self.inner.records(name, where, columns=columns, order_by=order_by, limit=limit)
 
     def count(self, name: str, where: Sequence[Predicate] = ()) -> int:
         return self.inner.count(name, where)

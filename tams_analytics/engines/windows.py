@@ -111,8 +111,8 @@ class FlowExtents:
             spans = [(rows.column("flow_id")[0].as_py(), start, start, 1)]
         else:
             with self._lock:
-                kept = [f for f in pc.unique(rows.column("flow_id")).to_pylist() if f in self._extents]
-            if not kept:
+                known = [f for f in pc.unique(rows.column("flow_id")).to_pylist() if f in self._extents]
+            if not known:
                 return
             g = rows.group_by("flow_id").aggregate([("start_ns", "min"), ("start_ns", "max"), ("start_ns", "count")])
             spans = list(

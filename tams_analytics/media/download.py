@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
 
 from tams_analytics.exceptions import TamsError
@@ -41,7 +42,7 @@ def download(
     source: MediaSource,
     flow_id: str,
     timerange: TimeRange | str,
-    path: str | Path,
+    path: str | PathLike[str],
     *,
     progress: bool = False,
 ) -> DownloadResult:
@@ -49,11 +50,11 @@ def download(
     from tqdm import tqdm
 
     tr = TimeRange.coerce(timerange)
-    path = Path(path)
+    target = Path(path)
     if source.flow(flow_id) is None:
         raise TamsError(f"flow {flow_id} does not exist")
-    part = path.with_name(path.name + ".part")
-    result = DownloadResult(path)
+    part = target.with_name(target.name + ".part")
+    result = DownloadResult(target)
     problems: list[str] = []
     bar = tqdm(total=source.count(flow_id, tr), unit="seg", desc="download", disable=not progress)
     init_id: str | None = None
@@ -95,6 +96,6 @@ def download(
     if result.segments == 0:
         part.unlink(missing_ok=True)
         raise DownloadError(f"flow {flow_id} has no segments in {tr}", [f"no segments in {tr}"])
-    part.replace(path)
-    logger.info("downloaded %s segments (%s bytes) of flow %s to %s", result.segments, result.bytes, flow_id, path)
+    part.replace(target)
+    logger.info("downloaded %s segments (%s bytes) of flow %s to %s", result.segments, result.bytes, flow_id, target)
     return result

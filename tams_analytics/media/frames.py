@@ -36,7 +36,7 @@ def frame_at(source: MediaSource, flow_id: str, timestamp: Timestamp | int | str
         raise TamsError(f"flow {flow_id} has no segment at {ts}")
     data = (source.read_init(seg) if seg.init_object_id else b"") + source.read(seg)
     frame, behind_ticks = _decode_at(data, _ticks_at_or_before(ts.ns - seg.ts_offset))
-    image = frame.to_image()
+    image: Image = frame.to_image()  # PyAV has no type information
     image.info["tams_timestamp"] = str(Timestamp(ts.ns - behind_ticks * 1_000_000_000 // PTS_HZ))
     return image
 
@@ -61,7 +61,7 @@ def _decode_at(data: bytes, target: int) -> tuple[Any, int]:
         stream = container.streams.video[0]
         best: Any = None
         best_d = 0
-        first: Any = None
+        first: tuple[Any, int] | None = None
         for frame in container.decode(stream):
             if frame.pts is None:
                 continue

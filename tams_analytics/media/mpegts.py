@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -108,12 +109,12 @@ class TsTemplate:
     @functools.cached_property
     def _prefix(self) -> np.ndarray:
         """The high nibble of each PTS/DTS field ('0010', '0011' or '0001'), kept as it is."""
-        return np.frombuffer(self.data, np.uint8)[self.ts_at].astype(np.int64) & 0xF0
+        return cast(np.ndarray, np.frombuffer(self.data, np.uint8)[self.ts_at].astype(np.int64) & 0xF0)
 
 
 def _read_pts(buf: np.ndarray, at: np.ndarray) -> np.ndarray:
     b = [buf[at + k].astype(np.int64) for k in range(5)]
-    return ((b[0] >> 1) & 7) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1
+    return cast(np.ndarray, ((b[0] >> 1) & 7) << 30 | b[1] << 22 | (b[2] >> 1) << 15 | b[3] << 7 | b[4] >> 1)
 
 
 def _pts_bytes(prefix: np.ndarray, v: np.ndarray) -> np.ndarray:

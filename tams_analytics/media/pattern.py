@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 
@@ -107,7 +107,7 @@ def _background(width: int, height: int) -> np.ndarray:
     v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
     half = (slice(0, None, 2), slice(0, None, 2))
     flat = np.concatenate([y.ravel(), u[half].ravel(), v[half].ravel()])
-    return np.clip(np.rint(flat), 0, 255).astype(np.uint8).reshape(height * 3 // 2, width)
+    return cast(np.ndarray, np.clip(np.rint(flat), 0, 255).astype(np.uint8).reshape(height * 3 // 2, width))
 
 
 @functools.lru_cache(maxsize=8)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import quote
 
 from tams_analytics.exceptions import TamsError
@@ -268,7 +268,7 @@ class ServerMedia:
             return None
         if r.status_code != 200:
             raise TamsError(f"GET /flows/{flow_id} answered {r.status_code}: {r.text[:200]}")
-        return r.json()
+        return cast(dict[str, Any], r.json())
 
     def count(self, flow_id: str, timerange: TimeRange) -> int | None:
         return None

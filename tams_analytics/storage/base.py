@@ -128,6 +128,12 @@ class ObjectStream:
         self.body.close()
 
 
+class ReadableStore(Protocol):
+    """Where ``ObjectStore.copy_from`` can copy from: anything that opens a key for reading."""
+
+    def open_read(self, key: str) -> ObjectStream: ...
+
+
 @runtime_checkable
 class ObjectStore(Protocol):
     """What the TAMS server needs from a media object storage backend."""
@@ -171,7 +177,7 @@ class ObjectStore(Protocol):
         """Delete objects; keys that do not exist are not an error."""
         ...
 
-    def copy_from(self, source: ObjectStore, key: str) -> None:
+    def copy_from(self, source: ReadableStore, key: str) -> None:
         """Copy ``key`` from another store into this one (same key), streaming."""
         ...
 

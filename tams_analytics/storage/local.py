@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from tams_analytics.storage.base import (
-    ObjectStore,
     ObjectStream,
     PutUrl,
+    ReadableStore,
     RecentUrls,
     StorageBackendInfo,
     StorageError,
@@ -265,7 +265,7 @@ class LocalObjectStore:
             path.unlink(missing_ok=True)
             self._sidecar(path).unlink(missing_ok=True)
 
-    def copy_from(self, source: ObjectStore, key: str) -> None:
+    def copy_from(self, source: ReadableStore, key: str) -> None:
         with source.open_read(key) as stream:
             pending = self.begin_write(key)
             try:

@@ -13,7 +13,14 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tams_analytics.storage.base import ObjectStore, ObjectStream, PutUrl, RecentUrls, StorageBackendInfo, StorageError
+from tams_analytics.storage.base import (
+    ObjectStream,
+    PutUrl,
+    ReadableStore,
+    RecentUrls,
+    StorageBackendInfo,
+    StorageError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +193,7 @@ class S3ObjectStore:
             if errors:
                 raise StorageError(f"deleting {len(errors)} of {len(batch)} objects failed: {errors[:5]}")
 
-    def copy_from(self, source: ObjectStore, key: str) -> None:
+    def copy_from(self, source: ReadableStore, key: str) -> None:
         with source.open_read(key) as stream:
             try:
                 # upload_fileobj switches to multipart above the threshold, so large objects are
@@ -200,4 +207,4 @@ class S3ObjectStore:
                 )
             except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
                 raise StorageError(f"copying {key!r} into bucket {self.bucket} failed: {exc}") from exc
-        logger.debug("copied %s from %s into %s", key, source.info.label, self.info.label)
+        logger.debug("copied %s into %s", key, self.info.label)

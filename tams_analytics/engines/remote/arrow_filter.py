@@ -44,14 +44,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tams_analytics import predicates as P
-from tams_analytics.predicates import AnyOf, Predicate, Term
+from tams_analytics.predicates import AnyOf, Op, Predicate, Term
 
 __all__ = ["FilterParts", "pushdown"]
 
 logger = logging.getLogger(__name__)
 
 #: Arrow compute function -> predicate operator, and the operator with the operands swapped
-_COMPARE: Final = {
+_COMPARE: Final[dict[str, tuple[Op, Op]]] = {
     "equal": ("==", "=="),
     "not_equal": ("!=", "!="),
     "less": ("<", ">"),
@@ -271,7 +271,7 @@ def _term(node: Any, schema: pa.Schema) -> Term | None:
     kind = _kind(schema.field(a.name).type)
     if kind is None or kind != _kind(b.value.type) or not b.value.is_valid:
         return None
-    return Term(a.name, op, b.value.as_py())  # type: ignore[arg-type]
+    return Term(a.name, op, b.value.as_py())
 
 
 def _conjunct(node: Any, schema: pa.Schema) -> Predicate | None:

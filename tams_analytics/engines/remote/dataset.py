@@ -95,7 +95,7 @@ class ScanCache:
             return self.errors.get(self.generation)
 
 
-class PushdownDataset(ds.Dataset):
+class PushdownDataset(ds.Dataset):  # type: ignore[misc]  # pyarrow ships no type information: Dataset is Any
     """Table ``table`` of a remote store, restricted to the rows matching ``where``, for DuckDB to scan.
 
     ``schema`` is the table's Arrow schema; ``whole_rows`` fetches every column whatever a scan reads (for
@@ -125,10 +125,10 @@ class PushdownDataset(ds.Dataset):
         return f"PushdownDataset({self.table!r}, where={list(self.where)!r})"
 
     @property
-    def schema(self) -> pa.Schema:  # type: ignore[override]
+    def schema(self) -> pa.Schema:
         return self._schema
 
-    def scanner(  # type: ignore[override]
+    def scanner(
         self,
         schema: pa.Schema | None = None,
         columns: Sequence[str] | None = None,

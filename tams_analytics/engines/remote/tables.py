@@ -43,7 +43,7 @@ __all__ = ["LazyTables"]
 _EXECUTIONS: Final = ("execute", "to_pyarrow", "to_pyarrow_batches", "to_parquet", "to_csv", "create_table", "insert")
 
 
-class _Backend(DuckDBBackend):
+class _Backend(DuckDBBackend):  # type: ignore[misc]  # ibis ships no type information: its backend is Any
     """The ibis DuckDB backend of one :class:`LazyTables` (see the module docstring)."""
 
     scans: ScanCache

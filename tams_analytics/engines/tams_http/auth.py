@@ -1,6 +1,6 @@
 """Credentials for a TAMS API: anything that yields the headers of a request.
 
-An :data:`Auth` is a callable returning the headers to send (``{"Authorization": ...}``), called before
+An :class:`Auth` is a callable returning the headers to send (``{"Authorization": ...}``), called before
 every request, so a token source that renews itself (OAuth2 client credentials) plugs in as is; if it also
 has a ``refresh()`` method, the client calls it once after a 401 and tries again. Built in:
 :class:`BearerToken` and :class:`BasicCredentials`. :func:`auth_from` picks credentials from the store URL
@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable, Mapping
-from typing import Any, Final
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 from urllib.parse import SplitResult, unquote
+
+if TYPE_CHECKING:
+    from tams_analytics.oauth import ClientCredentials
 
 __all__ = [
     "PASSWORD_ENV",
@@ -33,6 +36,7 @@ __all__ = [
     "BasicCredentials",
     "BearerToken",
     "OAuthBearer",
+    "RefreshableAuth",
     "auth_from",
 ]
 
@@ -40,8 +44,18 @@ TOKEN_ENV: Final = "TAMS_HTTP_TOKEN"
 USERNAME_ENV: Final = "TAMS_HTTP_USERNAME"
 PASSWORD_ENV: Final = "TAMS_HTTP_PASSWORD"
 
-#: the headers to add to a request (called before every request)
-Auth = Callable[[], Mapping[str, str]]
+
+class Auth(Protocol):
+    """Credentials: called before every request, they give the headers to add to it."""
+
+    def __call__(self) -> Mapping[str, str]: ...
+
+
+@runtime_checkable
+class RefreshableAuth(Auth, Protocol):
+    """An :class:`Auth` that can renew its credentials at once: the client calls ``refresh()`` after a 401."""
+
+    def refresh(self) -> None: ...
 
 
 class BearerToken:
@@ -75,7 +89,7 @@ class OAuthBearer:
     """Bearer tokens from an OAuth2 token endpoint (:class:`tams_analytics.oauth.ClientCredentials`): fetched
     when needed, renewed before they expire, and renewed at once when the server answers 401."""
 
-    def __init__(self, credentials: Any) -> None:
+    def __init__(self, credentials: ClientCredentials) -> None:
         self.credentials = credentials
 
     def __call__(self) -> Mapping[str, str]:
@@ -103,5 +117,7 @@ def auth_from(url: SplitResult, env: Mapping[str, str] | None = None) -> Auth | 
     if env.get("TAMS_OAUTH_TOKEN_URL"):
         from tams_analytics.oauth import ClientCredentials
 
-        return OAuthBearer(ClientCredentials.from_env(env))
+        credentials = ClientCredentials.from_env(env)  # None only without a token URL
+        if credentials is not None:
+            return OAuthBearer(credentials)
     return None

@@ -23,7 +23,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from tams_analytics.engines.tams_http.auth import Auth
+from tams_analytics.engines.tams_http.auth import Auth, RefreshableAuth
 from tams_analytics.exceptions import TamsError
 
 __all__ = ["RETRY_STATUS", "Client", "ServerUnreachableError"]
@@ -125,8 +125,8 @@ class Client:
                 attempt += 1
                 continue
             logger.debug("GET %s %s -> %s", url, dict(params or {}), response.status_code)
-            if response.status_code == 401 and not refreshed and hasattr(self.auth, "refresh"):
-                self.auth.refresh()  # type: ignore[union-attr]
+            if response.status_code == 401 and not refreshed and isinstance(self.auth, RefreshableAuth):
+                self.auth.refresh()
                 refreshed = True
                 continue
             if response.status_code in RETRY_STATUS and attempt < self.retries:
@@ -177,8 +177,8 @@ class Client:
         except httpx.TransportError as exc:
             raise ServerUnreachableError(self.base_url, _transport_reason(exc)) from None
         logger.debug("GET %s -> %s", url, response.status_code)
-        if response.status_code == 401 and hasattr(self.auth, "refresh"):
-            self.auth.refresh()  # type: ignore[union-attr]
+        if response.status_code == 401 and isinstance(self.auth, RefreshableAuth):
+            self.auth.refresh()
             response = self._http.get(url, headers=self._headers(), timeout=timeout)
         if not response.is_success:
             error = self._error(response)

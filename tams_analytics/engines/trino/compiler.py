@@ -54,7 +54,7 @@ def _plus_fine(timestamp: Any, amount: Any, unit: str) -> Any:
     return _fn("from_unixtime_nanos", nanos)
 
 
-class Compiler(TrinoCompiler):
+class Compiler(TrinoCompiler):  # type: ignore[misc]  # ibis ships no type information: its compiler is Any
     """:class:`ibis.backends.sql.compilers.trino.TrinoCompiler` with exact sub-second time (module docstring)."""
 
     #: marks an interval of a fine unit until the addition that consumes it (Trino has no such literal, so one

@@ -35,7 +35,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 from urllib.parse import SplitResult
 
 import pyarrow as pa
@@ -151,7 +151,8 @@ class Engine(BaseEngine):
         with self.store.transaction() as new:
             yield new
 
-    def _writing(self) -> Any:
+    def _write_transaction(self) -> Any:
+        """This thread's transaction, which every write joins (the SDK's transaction object)."""
         tx = getattr(self._local, "tx", None)
         if tx is None:
             raise AssertionError("writes run inside Engine.transaction()")
@@ -205,7 +206,7 @@ class Engine(BaseEngine):
             raise TamsError(f"unknown table {name!r}")
         schema = SCHEMAS[name] if name in SCHEMAS else derived_schema(name)
         narrow = next((f.name for f in schema if pa.types.is_integer(f.type)), schema.names[0])
-        return self.query(name, where, columns=[narrow]).num_rows
+        return cast(int, self.query(name, where, columns=[narrow]).num_rows)
 
     def count_in(self, name: str, column: str, values: pa.Array, chunk: int = 10_000) -> int:
         """One planned query however many values: the planner splits the list to fit VAST's requests."""
@@ -311,14 +312,14 @@ class Engine(BaseEngine):
             return
         table = conform_rows(name, rows)
         with self.transaction():
-            tx = self._writing()
+            tx = self._write_transaction()
             for offset in range(0, table.num_rows, self.insert_batch_rows):
                 self.store.insert(tx, name, table.slice(offset, self.insert_batch_rows))
             self._extents.inserted(name, table)
 
     def delete(self, name: str, where: Sequence[Predicate]) -> int:
         with self.transaction():
-            tx = self._writing()
+            tx = self._write_transaction()
             ids = self._row_ids(tx, name, where)
             if len(ids):
                 self.store.delete(tx, name, ids)
@@ -332,7 +333,7 @@ class Engine(BaseEngine):
             raise UnsupportedError(f"VAST cannot update {name}'s sorting key column(s) {sorted(sorted_columns)}")
         schema = table_schema(name)
         with self.transaction():
-            tx = self._writing()
+            tx = self._write_transaction()
             ids = self._row_ids(tx, name, where)
             n = len(ids)
             if n:
@@ -344,7 +345,7 @@ class Engine(BaseEngine):
     def create_tables(self) -> None:
         with self.transaction():
             self.store.ensure_tables(
-                self._writing(),
+                self._write_transaction(),
                 {name: table_schema(name) for name in SCHEMAS},
                 {k: list(v) for k, v in SORT_KEYS.items()},
             )
@@ -363,7 +364,7 @@ class Engine(BaseEngine):
     def drop_store(self) -> None:
         """Drop every table and the schema: the whole store is gone (for test teardown)."""
         with self.transaction():
-            self.store.drop(self._writing())
+            self.store.drop(self._write_transaction())
 
     def close(self) -> None:
         if self._lazy is not None:

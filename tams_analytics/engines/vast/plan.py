@@ -97,7 +97,7 @@ class QueryPlan:
 
 # -- what the SDK can serialise ----------------------------------------------------------------------------
 def _type_ok(field_type: pa.DataType) -> bool:
-    return (
+    return bool(
         pa.types.is_string(field_type)
         or pa.types.is_large_string(field_type)
         or pa.types.is_integer(field_type)

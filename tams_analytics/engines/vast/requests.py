@@ -15,7 +15,7 @@ import functools
 import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, overload
 
 import numpy as np
 import pyarrow as pa
@@ -113,16 +113,16 @@ def value_set(predicate: Predicate) -> ValueSet | None:
     >>> value_set(P.AnyOf((P.eq("c", "b"), P.Term("c", "isin", ("a", "b")), P.Term("c", "isnull"))))
     ValueSet(column='c', values=('a', 'b'), with_null=True)
     """
-    terms = predicate.terms if isinstance(predicate, AnyOf) else (predicate,)
-    if not terms or not all(isinstance(t, Term) for t in terms):
+    alternatives = predicate.terms if isinstance(predicate, AnyOf) else (predicate,)
+    terms = [t for t in alternatives if isinstance(t, Term)]
+    if not terms or len(terms) != len(alternatives):
         return None
-    columns = {t.column for t in terms}  # type: ignore[attr-defined]
+    columns = {t.column for t in terms}
     if len(columns) != 1:
         return None
     values: list[Any] = []
     with_null = False
     for t in terms:
-        assert isinstance(t, Term)
         if t.op == "==" and t.value is not None:
             values.append(t.value)
         elif t.op == "isin" and all(v is not None for v in t.value):
@@ -142,7 +142,11 @@ def default_max_request_bytes() -> int:
     return int(util.MAX_QUERY_DATA_REQUEST_SIZE)
 
 
-def _align4(n: np.ndarray | int) -> Any:
+@overload
+def _align4(n: int) -> int: ...
+@overload
+def _align4(n: np.ndarray) -> np.ndarray: ...
+def _align4(n: np.ndarray | int) -> np.ndarray | int:
     return (n + 3) // 4 * 4
 
 
@@ -209,7 +213,7 @@ class RequestSizer:
         fixed = self.per_literal(column)
         if self._kind(column) != "string":
             return np.full(len(values), fixed, dtype=np.int64)
-        lengths = pc.binary_length(pa.array(values, pa.string())).to_numpy(zero_copy_only=False)
+        lengths: np.ndarray = pc.binary_length(pa.array(values, pa.string())).to_numpy(zero_copy_only=False)
         return fixed + _align4(lengths.astype(np.int64) + 1)
 
     def conjunct_bytes(self, predicate: Predicate) -> int:
