@@ -111,7 +111,7 @@ class TimeRange:
 
     # -- constructors --------------------------------------------------------------------------------
     @classmethod
-    def from_str(cls, text: str) -> TimeRange:
+    def from_str(cls, text: object) -> TimeRange:
         """Parse the TAMS timerange grammar exactly; raise :class:`TamsError` naming the problem."""
         if not isinstance(text, str):
             raise TamsError(f"a timerange must be a string, not {type(text).__name__}")

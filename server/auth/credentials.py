@@ -15,6 +15,7 @@ import hmac
 import logging
 
 from fastapi import Request
+from pydantic import SecretStr
 
 from server.auth.principal import ANONYMOUS, Principal, from_claims
 from server.auth.tokens import InvalidToken, JwtVerifier
@@ -24,8 +25,8 @@ from server.errors import ApiError
 logger = logging.getLogger(__name__)
 
 
-def _split(secret: object) -> list[str]:
-    value = secret.get_secret_value() if secret is not None else ""  # type: ignore[attr-defined]
+def _split(secret: SecretStr | None) -> list[str]:
+    value = secret.get_secret_value() if secret is not None else ""
     return [v.strip() for v in value.split(",") if v.strip()]
 
 

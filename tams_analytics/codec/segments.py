@@ -87,7 +87,7 @@ def _segment_row(index: int, item: Mapping[str, Any]) -> dict[str, Any]:
     oid = item.get("object_id")
     if not isinstance(oid, str) or not oid:
         raise TamsError("object_id must be a non-empty string")
-    tr = TimeRange.from_str(item.get("timerange"))  # type: ignore[arg-type]
+    tr = TimeRange.from_str(item.get("timerange"))
     if tr.is_empty:
         raise TamsError(f"segment timerange {item.get('timerange')!r} is empty")
     if tr.start_ns is None or tr.end_ns is None:
