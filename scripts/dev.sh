@@ -3,6 +3,7 @@
 # then run a command in it:
 #   bash scripts/dev.sh serve [OPTIONS]   TAMS server on DuckDB + local storage with demo data
 #   bash scripts/dev.sh test [PYTEST ARGS] the test suite
+#   bash scripts/dev.sh check              ruff (lint and format) and mypy, as CI runs them
 #   bash scripts/dev.sh CMD ...            anything else, inside the environment
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,7 @@ cmd=${1:-}
 case "$cmd" in
   serve) exec .venv/bin/tams-analytics serve --data-dir ./tams-data --demo 20000 "$@" ;;
   test) exec .venv/bin/python -m pytest "$@" ;;
-  "") echo "usage: bash scripts/dev.sh serve|test|COMMAND ..." >&2; exit 2 ;;
+  check) .venv/bin/ruff check . && .venv/bin/ruff format --check . && exec .venv/bin/mypy ;;
+  "") echo "usage: bash scripts/dev.sh serve|test|check|COMMAND ..." >&2; exit 2 ;;
   *) export PATH="$PWD/.venv/bin:$PATH"; exec "$cmd" "$@" ;;
 esac
