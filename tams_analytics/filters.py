@@ -17,6 +17,7 @@ import difflib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from tams_analytics.auth_classes import permitted
 from tams_analytics.exceptions import TamsError
 from tams_analytics.predicates import (
     AllOf,
@@ -28,7 +29,6 @@ from tams_analytics.predicates import (
     eq,
     isin,
     overlaps,
-    permitted,
     tag,
     tag_exists,
 )

@@ -25,7 +25,6 @@ nothing and are covered by everything under these same predicates.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar
@@ -41,7 +40,6 @@ if TYPE_CHECKING:
     from ibis.common.deferred import Deferred
 
 __all__ = [
-    "AUTH_CLASSES_TAG",
     "OPS",
     "AllOf",
     "AnyOf",
@@ -56,10 +54,8 @@ __all__ = [
     "covered_by",
     "eq",
     "flatten",
-    "granting_classes",
     "isin",
     "overlaps",
-    "permitted",
     "pinned",
     "resolve_subqueries",
     "tag",
@@ -361,28 +357,6 @@ def tag(entity_type: str, name: str, values: str | Sequence[str]) -> InSubquery:
 def tag_exists(entity_type: str, name: str, exists: bool = True) -> InSubquery:
     """``tag_exists.{name}=true|false``."""
     return TagFilter(entity_type, name, None, exists=exists)
-
-
-#: the tag listing the auth classes of a source, flow or webhook (AppNote 0016)
-AUTH_CLASSES_TAG: Final = "auth_classes"
-
-
-def granting_classes(groups: Iterable[str], *, write: bool = False) -> list[str]:
-    """The auth classes that give members of ``groups`` read access (class ``X`` and ``X_ro`` for group
-    ``X``), or with ``write`` read, write and delete access (``X`` only), as AppNote 0016 names them.
-    A class ending in ``_ro`` is always read-only: a group so named is granted nothing by it."""
-    names = sorted(g for g in set(groups) if not g.endswith("_ro"))
-    return names if write else [*names, *(g + "_ro" for g in names)]
-
-
-def permitted(entity_type: str, groups: Iterable[str], *, write: bool = False, column: str = "id") -> Predicate:
-    """Entities whose ``auth_classes`` tag grants one of ``groups`` read (or ``write``) access: a tag
-    filter (a semi-join on ``tags``), so listings page in the engine. ``column`` holds the entity's id
-    (``flow_id`` to keep the segments of permitted flows)."""
-    classes = granting_classes(groups, write=write)
-    if not classes:
-        return Const(False)
-    return dataclasses.replace(tag(entity_type, AUTH_CLASSES_TAG, classes), column=column)
 
 
 class _ResolveSubqueries(Visitor[Predicate]):

@@ -20,7 +20,6 @@ from server.webhooks import records as webhook_records
 from tams_analytics.catalog import Catalog
 from tams_analytics.cli.__main__ import main
 from tams_analytics.export import (
-    EXAMPLE_LOCATION,
     MANIFEST,
     PARTITION_COLUMN,
     ROWS_PER_GROUP,
@@ -29,6 +28,7 @@ from tams_analytics.export import (
     export_schema,
     hive_ddl,
 )
+from tams_analytics.export.hive import EXAMPLE_LOCATION
 from tams_analytics.predicates import eq
 from tams_analytics.schema import PRIMARY_KEYS, SCHEMAS
 from tests.fixtures.s3 import S3ServerInfo, _client

@@ -20,10 +20,10 @@ from server.auth.principal import READ, Principal
 from server.config import Settings
 from server.errors import forbidden, not_found
 from tams_analytics import filters as F
+from tams_analytics.auth_classes import AUTH_CLASSES_TAG, permitted
 from tams_analytics.catalog import Catalog, Changes
-from tams_analytics.catalog.tags import rows_to_tags, set_tag
-from tams_analytics.predicates import AUTH_CLASSES_TAG, AnyOf, Const, Predicate, Term, isin, permitted
-from tams_analytics.schema import TagEntity
+from tams_analytics.catalog.tags import rows_to_tags
+from tams_analytics.predicates import AnyOf, Const, Predicate, Term, isin
 
 __all__ = [
     "AUTH_CLASSES_TAG",
@@ -157,11 +157,14 @@ def classes_of(catalog: Catalog, entity_type: str, entity_id: str) -> list[str]:
     return class_list(tags.get(AUTH_CLASSES_TAG))
 
 
-def inherit_source_classes(catalog: Catalog, changes: Changes, flow: Mapping[str, Any]) -> None:
+def inherit_source_classes(
+    catalog: Catalog, changes: Changes, flow: Mapping[str, Any], *, principal: str | None = None
+) -> None:
     """A source created by a flow PUT takes the flow's ``auth_classes`` (AppNote 0016: "new Sources
-    inherit permissions from the first Flow which references them"). Call it inside the PUT's transaction."""
+    inherit permissions from the first Flow which references them"). Call it inside the PUT's transaction.
+    Written through the catalog's public write (the source exists, its ``updated``/``updated_by`` move)."""
     value = (flow.get("tags") or {}).get(AUTH_CLASSES_TAG)
     if value is None:
         return
     for source_id in changes.sources_created:
-        set_tag(catalog, TagEntity.SOURCE, source_id, AUTH_CLASSES_TAG, value)
+        catalog.set_source_tag(source_id, AUTH_CLASSES_TAG, value, principal=principal)

@@ -182,7 +182,7 @@ def _put_flow(services: Services, principal: str | None, flow_id: str, body: dic
     with catalog.transaction():
         created, changes = catalog.put_flow(doc, principal=principal)
         if services.settings.auth_classes:
-            inherit_source_classes(catalog, changes, doc)  # a new source takes its first flow's classes
+            inherit_source_classes(catalog, changes, doc, principal=principal)  # a new source takes its flow's classes
     publish_changes(services.events, catalog, changes, contexts)
     if not created:
         return Response(status_code=204)

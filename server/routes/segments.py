@@ -22,8 +22,7 @@ from server.services import Services
 from server.stores import Stores
 from server.urls import UrlOptions
 from server.validation import check, errors
-from tams_analytics.catalog import Catalog, Failure, segment_page_where
-from tams_analytics.catalog.registration import Registration
+from tams_analytics.catalog import Catalog, Failure, Registration, segment_page_where
 from tams_analytics.codec.segments import WIRE_COLUMNS, segment_docs
 from tams_analytics.nonblocking import WouldBlock, memory_only
 from tams_analytics.rows import TABLES, SegmentRow

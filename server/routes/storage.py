@@ -14,8 +14,7 @@ from server.errors import bad_request
 from server.routes._common import check_uuid, json_body, json_response
 from server.stores import Stores
 from server.validation import check
-from tams_analytics.catalog import Catalog
-from tams_analytics.catalog.flow_guard import writable_flow
+from tams_analytics.catalog import Catalog, writable_flow
 from tams_analytics.storage.base import ObjectStore, object_key
 
 router = APIRouter(prefix="/flows", tags=["MediaStorage"])

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from tams_analytics.catalog.connecting import cached, connect
 from tams_analytics.catalog.facade import Catalog, segment_page_where
+from tams_analytics.catalog.flow_guard import writable_flow
+from tams_analytics.catalog.registration import Registration
 from tams_analytics.catalog.results import AddResult, Changes, DeleteResult, Failure
 from tams_analytics.clock import utcnow
 from tams_analytics.codec.segments import segments_table
@@ -29,10 +31,12 @@ __all__ = [
     "Changes",
     "DeleteResult",
     "Failure",
+    "Registration",
     "cached",
     "connect",
     "flows_with_content",
     "segment_page_where",
     "segments_table",
     "utcnow",
+    "writable_flow",
 ]
