@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server import errors, gc, observability, openapi
 from server.auth import Authorizer
@@ -133,11 +134,11 @@ def redact_access_logs() -> None:
 class BodyLimit:
     """Refuse request bodies over ``max_bytes`` with 413 (by Content-Length, and while streaming)."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith("/_media"):
             await self.app(scope, receive, send)
             return
@@ -147,7 +148,7 @@ class BodyLimit:
                 return
         seen = 0
 
-        async def limited() -> Any:
+        async def limited() -> Message:
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from tams_analytics.cli.common import HelpFormatter
 from tams_analytics.engines import redacted
 from tams_analytics.engines.duckdb.held import announce, withdraw
@@ -314,15 +316,15 @@ class Announced:
     """The ASGI app, with its URL left beside its DuckDB store from the end of startup to the end of shutdown
     (uvicorn re-raises a SIGTERM after shutting down, so code after ``uvicorn.run`` does not run then)."""
 
-    def __init__(self, app: Any, store: str, url: str) -> None:
+    def __init__(self, app: ASGIApp, store: str, url: str) -> None:
         self.app, self.store, self.url = app, store, url
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
             await self.app(scope, receive, send)
             return
 
-        async def sending(message: Any) -> None:
+        async def sending(message: Message) -> None:
             if message["type"] == "lifespan.startup.complete":
                 announce(self.store, self.url)
             elif message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):

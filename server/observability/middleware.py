@@ -13,7 +13,8 @@ import itertools
 import os
 import re
 import time
-from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.observability.logs import REQUEST_ID
 from server.observability.metrics import observe_request
@@ -52,10 +53,10 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
 class RequestObserver:
     """ASGI middleware: request ids (context variable, response header) and request metrics."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -65,7 +66,7 @@ class RequestObserver:
         token = REQUEST_ID.set(request_id)
         status = 500  # what the client gets if the app fails before answering
 
-        async def send_with_id(message: Any) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]

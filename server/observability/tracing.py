@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from fastapi import FastAPI
+
 from tams_analytics.extras import install_hint
 
 __all__ = ["instrument"]
@@ -21,7 +23,7 @@ logger = logging.getLogger(__name__)
 EXCLUDED_URLS = "health,ready,metrics"
 
 
-def instrument(app: Any, enabled: bool) -> bool:
+def instrument(app: FastAPI, enabled: bool) -> bool:
     """Trace ``app`` when ``enabled`` and the ``otel`` extra is installed; returns whether it is traced."""
     if not enabled:
         return False
