@@ -12,15 +12,16 @@ import logging
 import socket
 import sys
 from pathlib import Path
-from typing import Any
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from typing import TYPE_CHECKING, Any
 
 from tams_analytics.cli.common import HelpFormatter
 from tams_analytics.engines import redacted
 from tams_analytics.engines.duckdb.held import announce, withdraw
 from tams_analytics.exceptions import TamsError, said_on_cli
 from tams_analytics.extras import install_hint
+
+if TYPE_CHECKING:  # the server extra may be missing: this command then says which extra to install
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: the highest TCP port
 MAX_PORT = 65535

@@ -46,6 +46,7 @@ from tams_analytics import filters as F
 from tams_analytics import predicates as P
 from tams_analytics.catalog import Catalog, flows_with_content, registration, segment_page_where
 from tams_analytics.catalog.conflicts import Attempt
+from tams_analytics.catalog.summary import catalog_summary
 from tams_analytics.demo import build_demo
 from tams_analytics.engines.base import Capabilities, OrderBy
 from tams_analytics.engines.duckdb import Engine as DuckDBEngine
@@ -321,6 +322,7 @@ def exercise_catalog(cat: Catalog) -> None:
     now = dt.datetime.now(dt.UTC)
     summary = build_demo(cat, 400, programmes=2, progress=False)
     assert summary is not None
+    assert catalog_summary(cat)["segments"] == 400  # what a notebook shows of a catalog (counts)
     flows = cat.rows("flows").to_pylist()
     video = next(f for f in flows if f["format"] == "urn:x-nmos:format:video")
     fid, sid = video["id"], video["source_id"]
@@ -442,7 +444,8 @@ def query_sites() -> set[str]:
     engine_calls = {"query", "records", "count", "count_in", "delete", "update"}
     found = set()
     paths = [*(ROOT / "tams_analytics" / "catalog").glob("*.py"), ROOT / "server" / "records.py"]
-    paths += [ROOT / "server" / "workers" / "gc.py", ROOT / "server" / "leases.py", ROOT / "server" / "outbox.py"]
+    paths += [ROOT / "server" / name for name in ("gc.py", "leases.py", "webhooks/outbox.py", "webhooks/records.py")]
+    paths += [ROOT / "server" / "delete_requests" / "records.py"]
     for path in sorted(paths):
         tree = ast.parse(path.read_text())
         for fn in ast.walk(tree):
