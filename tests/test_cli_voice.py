@@ -169,7 +169,7 @@ def test_a_held_store_is_said_without_class_names(store: str, tmp_path: Path) ->
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ok"
         doctor = cli("doctor", "--store", store)
         assert doctor.returncode == 2
-        assert "in use by another process" in doctor.stdout, doctor.stdout
+        assert f"held by another process (PID {holder.pid})" in doctor.stdout, doctor.stdout
         assert "StoreInUseError" not in doctor.stdout and "TamsError" not in doctor.stdout
         line = one_line(cli("report", "storage", "--store", store), "report")
         assert "in use by another process" in line
