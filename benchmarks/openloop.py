@@ -77,6 +77,8 @@ class _Connection:
 
     async def request(self, data: bytes, timeout_s: float) -> tuple[int, bytes]:
         async with asyncio.timeout(timeout_s):
+            if self.reader is not None and self.reader.at_eof():
+                self.close()  # the server closed it while idle (uvicorn's keep-alive timeout): a client reconnects
             if self.writer is None:
                 self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
             assert self.reader is not None
