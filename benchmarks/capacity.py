@@ -129,6 +129,10 @@ class StepResult:
     server_cpu: float = math.nan
     loop_cpu: float = math.nan
     writer_cpu: float = math.nan
+    #: server CPU ms (all threads) per acknowledged POST (edge reads included): efficiency, less noisy than latency
+    cpu_ms_per_post: float = math.nan
+    #: the store's write-ahead log at the end of the step (a drop since the step before: DuckDB checkpointed)
+    wal_mb: float = math.nan
     writer: WriterStats | None = None
     drained: bool = True
     held: bool = False
@@ -301,7 +305,7 @@ async def _capacity_store(
     threads = _thread_names(server.pid)
     for offered in config.steps:
         progress(f"capacity: {offered:g} POSTs/s offered for {config.step_seconds:g} s ...")
-        step = await _step(config, gen, server, offered, threads)
+        step = await _step(config, gen, server, data_dir, offered, threads)
         steps.append(step)
         if not step.drained:
             progress(f"capacity: the answers of {offered:g}/s did not all come in {config.drain_s:g} s: steps end here")
@@ -349,7 +353,7 @@ def _generator(config: CapacityConfig, server: LiveServer, flows: list[str]) -> 
 
 
 async def _step(
-    config: CapacityConfig, gen: OpenLoop, server: LiveServer, offered: float, threads: dict[int, str]
+    config: CapacityConfig, gen: OpenLoop, server: LiveServer, data_dir: Path, offered: float, threads: dict[int, str]
 ) -> StepResult:
     tag = f"step-{offered:g}"
     before = _snapshot(server, threads)
@@ -387,6 +391,8 @@ async def _step(
         drained=drained,
     )
     _server_usage(step, before, after, elapsed)
+    wal = data_dir / "tams.duckdb.wal"
+    step.wal_mb = wal.stat().st_size / 2**20 if wal.exists() else 0.0
     step.held = (
         drained
         and step.achieved >= config.held_share * offered
@@ -527,6 +533,7 @@ def _server_usage(step: StepResult, before: _Snapshot, after: _Snapshot, seconds
         main = min(after.threads)  # the main thread's id is the process id, the lowest
         writer = [t for t, n in after.names.items() if n.startswith("tams-group-commit")]
         step.server_cpu = sum(delta.values()) / seconds
+        step.cpu_ms_per_post = 1000 * sum(delta.values()) / step.ok if step.ok else math.nan
         step.loop_cpu = delta.get(main, 0.0) / seconds
         step.writer_cpu = sum(delta.get(t, 0.0) for t in writer) / seconds if writer else math.nan
     if before.metrics and after.metrics:
@@ -616,6 +623,8 @@ def format_capacity(result: CapacityResult) -> list[str]:
             "client late p99/max",
             "client CPU",
             "server CPU (loop/writer)",
+            "CPU ms/POST",
+            "WAL MB",
             "held",
         )
     ]
@@ -633,6 +642,8 @@ def format_capacity(result: CapacityResult) -> list[str]:
                 f"{_f(s.lag_p99_ms)}/{_f(s.lag_max_ms)} ms",
                 f"{s.client_cpu:.0%}",
                 f"{_f(100 * s.server_cpu, 0)} ({_f(100 * s.loop_cpu, 0)}/{_f(100 * s.writer_cpu, 0)}) %",
+                _f(s.cpu_ms_per_post, 2),
+                _f(s.wal_mb),
                 ("yes" if s.held else "NO") + ("" if s.drained else " (not drained)"),
             )
         )

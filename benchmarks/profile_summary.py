@@ -45,7 +45,8 @@ def _key(frame: str, lines: bool) -> str:
 def parse(text: Iterable[str], *, lines: bool = False) -> dict[str, ThreadProfile]:
     """Per thread name (``name (tid)``), the samples of a py-spy raw file.
 
-    >>> raw = ["thread (7): MainThread;run (a.py:1);work (a.py:5) 3", "thread (7): MainThread;run (a.py:1);select (s.py:9) 1"]
+    >>> raw = ["thread (7): MainThread;run (a.py:1);work (a.py:5) 3"]
+    >>> raw += ["thread (7): MainThread;run (a.py:1);select (s.py:9) 1"]
     >>> p = parse(raw)["MainThread (7)"]
     >>> p.samples, p.waiting, p.inclusive["run (a.py)"], p.self_["work (a.py)"]
     (4, 1, 4, 3)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import capacity, loadgen, measure, openloop, suite
+from benchmarks import capacity, loadgen, measure, openloop, profile_summary, suite
 from benchmarks.live import LiveServer, PeakRss
 from benchmarks.query import QueryBench
 from benchmarks.stores import build_store
@@ -74,7 +74,7 @@ def test_targets_are_judged_in_their_direction() -> None:
     assert table.count(" NO") == 4
 
 
-@pytest.mark.parametrize("module", [measure, loadgen, suite, capacity])
+@pytest.mark.parametrize("module", [measure, loadgen, suite, capacity, profile_summary])
 def test_doctests(module: object) -> None:
     failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
     assert tried > 0 and failures == 0
