@@ -584,13 +584,14 @@ def _thread_names(pid: int) -> dict[int, str]:
 
 
 def _profile(directory: Path | None, pid: int, tag: str, seconds: float) -> subprocess.Popen[bytes] | None:
-    """``py-spy record`` of the server for ``seconds`` (raw stacks per thread, idle ones too), or None."""
+    """``py-spy record`` of the server for ``seconds`` (raw stacks per thread, idle ones too; 100 samples a
+    second, without pausing the server), or None."""
     spy = shutil.which("py-spy")
     if directory is None or spy is None:
         return None
     directory.mkdir(parents=True, exist_ok=True)
     out = directory / f"{tag}.txt"
-    cmd = [spy, "record", "--threads", "--idle", "--format", "raw", "--rate", "200"]
+    cmd = [spy, "record", "--threads", "--idle", "--nonblocking", "--format", "raw", "--rate", "100"]
     cmd += ["--duration", str(max(1, int(seconds))), "--output", str(out), "--pid", str(pid)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
