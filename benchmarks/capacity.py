@@ -611,7 +611,7 @@ def format_capacity(result: CapacityResult) -> list[str]:
         f"held: achieved >= {c.held_share:.0%} of offered, POST p99 <= {c.post_p99_ms:g} ms, edge p99 <= "
         f"{c.edge_p99_ms:g} ms"
     ]
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (
             "offered/s",
             "achieved/s",
