@@ -355,6 +355,38 @@ def test_row_blocks_follow_a_growing_timeline_and_its_tail() -> None:
             assert blocks.rows(newest, [0, 255, 256, 559]) == newest.select(np.array([0, 255, 256, 559])).to_pylist()
 
 
+def test_row_blocks_convert_from_the_lowest_row_asked_for() -> None:
+    """A live-edge read converts the rows it returns, not its whole block (with more live flows than kept
+    blocks, nearly every edge read finds its block gone); a later read lower in the block converts from there,
+    and every answer equals the timeline's rows."""
+
+    class Counting(RowBlocks):
+        converted = 0
+
+        def _convert(self, timeline: Timeline, a: int, b: int) -> list[dict[str, Any]]:  # type: ignore[override]
+            self.converted += b - a
+            return RowBlocks._convert(timeline, a, b)
+
+    def rows(starts: range) -> pa.Table:
+        return pa.table({"start_ns": pa.array(list(starts), pa.int64()), "end_ns": pa.array([s + 1 for s in starts])})
+
+    def read(timeline: Timeline, idx: list[int]) -> int:
+        before = blocks.converted
+        assert blocks.rows(timeline, idx) == timeline.select(np.array(idx, dtype=np.int64)).to_pylist()
+        return blocks.converted - before
+
+    blocks = Counting(capacity=1)
+    t = Timeline.of(rows(range(0, 300)))
+    assert read(t, [299]) == 1
+    grown = t.appended(rows(range(300, 301)))
+    assert grown is not None
+    assert read(grown, [300]) == 1, "the kept edge block grows by the appended row"
+    assert read(grown, [300, 299]) == 0
+    assert read(grown, list(range(300, 289, -1))) == 11, "a page below the kept rows converts from its lowest"
+    assert read(grown, [0, 1]) == 256, "a page inside a block converts the rest of the block"
+    assert read(grown, [300]) == 1, "the edge block was evicted: only its row again"
+
+
 def test_memory_only_reads_raise_rather_than_read_the_store(tmp_path: Path) -> None:
     url = f"duckdb:///{tmp_path / 'tams.duckdb'}"
     with connect(url, create=True) as cat:
