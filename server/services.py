@@ -118,7 +118,9 @@ def build_services(
         stores=stores,
         events=events,
         leases=leases,
-        segments=SegmentWriter(catalog, events, on_batch=metrics.observe_batch),
+        segments=SegmentWriter(
+            catalog, events, on_batch=metrics.observe_batch, linger_s=settings.group_commit_linger_us / 1e6
+        ),
         metrics=metrics.catalog_registry(catalog),
     )
 
