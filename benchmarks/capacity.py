@@ -531,7 +531,7 @@ def _server_usage(step: StepResult, before: _Snapshot, after: _Snapshot, seconds
     if before.threads and after.threads:
         delta = {t: after.threads[t] - before.threads.get(t, 0.0) for t in after.threads}
         main = min(after.threads)  # the main thread's id is the process id, the lowest
-        writer = [t for t, n in after.names.items() if n.startswith("tams-group-commit")]
+        writer = [t for t, n in after.names.items() if n.startswith(("tams-group-commit", "tams-segment-writer"))]
         step.server_cpu = sum(delta.values()) / seconds
         step.cpu_ms_per_post = 1000 * sum(delta.values()) / step.ok if step.ok else math.nan
         step.loop_cpu = delta.get(main, 0.0) / seconds
