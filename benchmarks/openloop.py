@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from benchmarks.live_ingest import LIVE_EPOCH_NS
+from benchmarks.live_ingest import LIVE_EPOCH_NS, read_response
 from tams_analytics.timerange import NS_PER_SECOND, TimeRange
 
 #: record kinds
@@ -83,25 +83,12 @@ class _Connection:
                 self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
             assert self.reader is not None
             self.writer.write(data)
-            return await _response(self.reader)
+            return await read_response(self.reader)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
         self.reader = self.writer = None
-
-
-async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split(b" ", 2)[1])
-    length = 0
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
-    body = await reader.readexactly(length) if length else b""
-    return status, body
 
 
 class OpenLoop:
