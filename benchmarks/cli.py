@@ -37,6 +37,46 @@ def _scenarios(text: str) -> tuple[str, ...]:
     return chosen
 
 
+def _rates(text: str) -> tuple[float, ...]:
+    try:
+        rates = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--capacity-steps takes comma-separated rates, not {text!r}") from exc
+    if not rates or min(rates) <= 0:
+        raise argparse.ArgumentTypeError("--capacity-steps needs at least one positive rate")
+    return rates
+
+
+def _resume_cases(text: str) -> tuple[Any, ...]:
+    """``200,50x100@100``: a bare rate resumes the capacity store's flows at it, ``FLOWSxHISTORY@RATE`` a store
+    of its own; ``none``: no restarts."""
+    from benchmarks.capacity import ResumeCase
+
+    if text.strip() == "none":
+        return ()
+    cases = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        try:
+            if "@" in part:
+                size, rate = part.split("@")
+                flows, history = size.split("x")
+                cases.append(ResumeCase(int(flows), float(rate), history=int(history)))
+            else:
+                cases.append(ResumeCase(0, float(part)))
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(
+                f"--capacity-resume takes RATE or FLOWSxHISTORY@RATE, comma-separated, or none; not {part!r}"
+            ) from exc
+    return tuple(cases)
+
+
+def _env(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("TAMS_"):
+        raise argparse.ArgumentTypeError(f"--capacity-env takes TAMS_NAME=VALUE, not {text!r}")
+    return name, value
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "bench",
@@ -69,6 +109,36 @@ def add_parser(sub: Any) -> None:
         help="run only these scenarios (comma-separated: query, http, live, pages, peer, trino; peer needs --peer "
         "postgres; trino runs only when named, on TAMS_TRINO_SERVER or a Trino scripts/trino.sh starts); "
         "the others' metrics are left out",
+    )
+    cap = p.add_argument_group("capacity (--only capacity: open-loop live ingest in rising steps, then restarts)")
+    cap.add_argument("--capacity-flows", type=int, default=None, help="flows (default 400)")
+    cap.add_argument("--capacity-history", type=int, default=None, help="segments per flow before (default 500)")
+    cap.add_argument(
+        "--capacity-steps", type=_rates, default=None, help="offered POSTs/s (default 50,100,200,300,400,500)"
+    )
+    cap.add_argument("--capacity-seconds", type=float, default=None, help="seconds a step (default 10)")
+    cap.add_argument(
+        "--capacity-resume",
+        type=_resume_cases,
+        default=None,
+        help="restart cases: RATE (the capacity store's flows) or FLOWSxHISTORY@RATE, or none (default 200,50x100@100)",
+    )
+    cap.add_argument(
+        "--capacity-env",
+        type=_env,
+        action="append",
+        default=None,
+        metavar="TAMS_NAME=VALUE",
+        help="a setting of the server under test (repeatable; A/B runs)",
+    )
+    cap.add_argument(
+        "--capacity-profile", type=Path, default=None, metavar="DIR", help="py-spy profiles of each step here"
+    )
+    cap.add_argument(
+        "--capacity-size",
+        choices=["full", "smoke"],
+        default="full",
+        help="smoke: a few flows and short steps (checks the code path, not the speed)",
     )
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     p.add_argument(
@@ -144,9 +214,36 @@ def run(args: argparse.Namespace) -> int:
             "smoke": PeerConfig.tiny,
         }
         changes["peer_config"] = configs[size]()
+    changes["capacity"] = _capacity_config(args)
     config = suite.BenchConfig.quick(**changes) if args.quick else suite.BenchConfig.full(**changes)
     report = suite.run(config, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(suite.format_report(report))
     if args.json is not None:
         suite.write_json(report, args.json)
     return 1 if args.check and report.missed() else 0
+
+
+def _capacity_config(args: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
+    from benchmarks.capacity import CapacityConfig
+
+    config = CapacityConfig.smoke() if args.capacity_size == "smoke" else CapacityConfig()
+    changes: dict[str, Any] = {}
+    for name, field in (
+        ("capacity_flows", "flows"),
+        ("capacity_history", "history"),
+        ("capacity_steps", "steps"),
+        ("capacity_seconds", "step_seconds"),
+        ("capacity_resume", "resume"),
+        ("capacity_profile", "profile_dir"),
+    ):
+        if getattr(args, name) is not None:
+            changes[field] = getattr(args, name)
+    if args.capacity_env:
+        changes["server_env"] = tuple(args.capacity_env)
+    config = replace(config, **changes)
+    # a bare rate resumes the capacity store's own flows
+    return replace(
+        config, resume=tuple(replace(c, flows=config.flows) if c.history is None else c for c in config.resume)
+    )

@@ -27,18 +27,24 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """``tams-analytics serve`` on ``store_url`` in a child process, until :meth:`stop`.
+    """``tams-analytics serve`` on ``store_url`` in a child process, until :meth:`stop` (SIGTERM) or :meth:`kill`.
 
     The child gets a clean environment (no inherited ``TAMS_*`` settings) with local storage under
     ``data_dir`` and :data:`STORAGE_ID` as its backend id, plus ``env``; webhooks and the read cache
-    stay enabled as by default.
+    stay enabled as by default. ``port`` (default: a free one) lets a restarted server take its predecessor's.
     """
 
     def __init__(
-        self, store_url: str, data_dir: Path, *, startup_s: float = 120.0, env: dict[str, str] | None = None
+        self,
+        store_url: str,
+        data_dir: Path,
+        *,
+        startup_s: float = 120.0,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
     ) -> None:
         self.host = "127.0.0.1"
-        self.port = free_port()
+        self.port = port or free_port()
         self.base_url = f"http://{self.host}:{self.port}"
         child_env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")}
         child_env |= {"TAMS_STORAGE_ID": STORAGE_ID, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -58,7 +64,7 @@ class LiveServer:
             "--log-level",
             "warning",
         ]
-        self._log = (data_dir / "server.log").open("wb") if data_dir.is_dir() else subprocess.DEVNULL
+        self._log = (data_dir / "server.log").open("ab") if data_dir.is_dir() else subprocess.DEVNULL
         self.process = subprocess.Popen(cmd, env=child_env, stdout=self._log, stderr=subprocess.STDOUT)
         self._wait_ready(startup_s)
 
@@ -72,7 +78,7 @@ class LiveServer:
                     return
             except httpx.HTTPError:
                 pass
-            time.sleep(0.1)
+            time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"the server did not answer within {timeout_s} s")
 
@@ -88,6 +94,14 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if hasattr(self._log, "close"):
+            self._log.close()
+
+    def kill(self) -> None:
+        """SIGKILL: the server stops at once, as in a crash (no shutdown, no checkpoint)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
         if hasattr(self._log, "close"):
             self._log.close()
 

@@ -75,7 +75,8 @@ def _post_bytes(host: str, port: int, flow_id: str, body: bytes) -> bytes:
     return head.encode() + body
 
 
-async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """An HTTP/1.1 answer's status and body (by its Content-Length) from ``reader``."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     status = int(lines[0].split(b" ", 2)[1])
@@ -112,7 +113,7 @@ class _Run:
                 body = json.dumps({"object_id": oid, "timerange": tr}).encode()
                 t0 = time.perf_counter()
                 writer.write(_post_bytes(self.host, self.port, fid, body))
-                status, answer = await _response(reader)
+                status, answer = await read_response(reader)
                 self.post.samples.append(time.perf_counter() - t0)
                 if status == 201:
                     self.next_start[fid] = start + self.duration_ns
@@ -136,7 +137,7 @@ class _Run:
                 ).encode()
                 t0 = time.perf_counter()
                 writer.write(req)
-                status, _ = await _response(reader)
+                status, _ = await read_response(reader)
                 self.edge.samples.append(time.perf_counter() - t0)
                 if status != 200:
                     raise HttpError(f"live edge of {fid}: {status}")

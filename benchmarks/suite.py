@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from benchmarks import live_ingest, pages, query, rest
+from benchmarks.capacity import CapacityConfig, CapacityResult, format_capacity, run_capacity
 from benchmarks.live import STORAGE_ID, LiveServer
 from benchmarks.measure import ratio
 from benchmarks.peer_report import format_peer, peer_json
@@ -48,6 +49,14 @@ KEYS: Final = (
     "page_p99_ms",
 )
 
+#: the capacity scenario's keys (``--only capacity``: not part of a default run)
+CAPACITY_KEYS: Final = (
+    "capacity_posts_per_s",
+    "capacity_resume_p99_ms",
+    "capacity_lost",
+    "capacity_overlaps",
+)
+
 #: metric -> (comparison, target); None: reported without a target
 TARGETS: Final[dict[str, tuple[str, float] | None]] = {
     "query_vs_raw_duckdb": ("<=", 1.3),
@@ -66,6 +75,10 @@ TARGETS: Final[dict[str, tuple[str, float] | None]] = {
     "live_overlaps": ("<=", 0.0),
     "page_growth_100k_to_10m": ("<=", 2.0),
     "page_p99_ms": ("<=", 10.0),
+    "capacity_posts_per_s": (">=", 400.0),
+    "capacity_resume_p99_ms": ("<=", 100.0),
+    "capacity_lost": ("<=", 0.0),
+    "capacity_overlaps": ("<=", 0.0),
 }
 
 
@@ -103,6 +116,8 @@ class BenchConfig:
     peer_config: PeerConfig = field(default_factory=PeerConfig)
     #: segments of the store queried through Trino and DuckDB (``--only trino``, ``trino_side.py``)
     trino_segments: int = 1_000_000
+    #: the open-loop capacity scenario (run only when ``only`` names it)
+    capacity: CapacityConfig = field(default_factory=CapacityConfig)
 
     @classmethod
     def full(cls, **changes: Any) -> BenchConfig:
@@ -135,17 +150,21 @@ class Report:
     peer: PeerResult | None = None
     #: Trino against DuckDB, when it was asked for
     trino: TrinoResult | None = None
+    #: the capacity scenario, when it was asked for
+    capacity: CapacityResult | None = None
 
     def json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {k: self.metrics[k] for k in KEYS if k in self.metrics}
+        out: dict[str, Any] = {k: self.metrics[k] for k in KEYS + CAPACITY_KEYS if k in self.metrics}
         if self.peer is not None:
             out["peer"] = peer_json(self.peer)
         if self.trino is not None:
             out["trino"] = trino_json(self.trino)
+        if self.capacity is not None:
+            out["capacity"] = self.capacity.json()
         return out
 
     def missed(self) -> list[str]:
-        out: list[str] = [k for k in KEYS if k in self.metrics and met(k, self.metrics[k]) is False]
+        out: list[str] = [k for k in KEYS + CAPACITY_KEYS if k in self.metrics and met(k, self.metrics[k]) is False]
         if self.peer is not None:
             out += [f"peer: {m}" for m in peer_missed(self.peer)]
         return out
@@ -222,7 +241,7 @@ def run(config: BenchConfig, progress: Callable[[str], None] = lambda _m: None) 
 
 def _run(config: BenchConfig, work: Path, progress: Callable[[str], None]) -> Report:
     report = Report(metrics={}, machine=machine())
-    chosen = set(config.only or SCENARIOS)
+    chosen = set(config.only or DEFAULT_SCENARIOS)
     if chosen & {"query", "http"}:
         _stores(config, report, work, progress, chosen)
     if "live" in chosen:
@@ -232,7 +251,7 @@ def _run(config: BenchConfig, work: Path, progress: Callable[[str], None]) -> Re
     if config.peer and "peer" in chosen:
         (work / "peer").mkdir(exist_ok=True)
         report.peer = run_peer(config.peer_config, work / "peer", progress)
-    if "trino" in config.only:  # only when asked for: it needs a Trino server (started here if need be)
+    if "trino" in chosen:  # only when asked for: it needs a Trino server (started here if need be)
         report.trino = run_trino(
             segments=config.trino_segments,
             repeat=config.repeat,
@@ -240,6 +259,8 @@ def _run(config: BenchConfig, work: Path, progress: Callable[[str], None]) -> Re
             work=work / "trino",
             progress=progress,
         )
+    if "capacity" in chosen:
+        _capacity(config, report, work, progress)
     report.machine["load_end"] = _load()
     return report
 
@@ -255,8 +276,11 @@ def _load() -> str:
 #: the scenarios of a run: the one-hour query on demo stores, the HTTP server on one of them (pages, bulk
 #: ingest, a long listing), live ingest, pages of long flows on a store grown by interleaved ingest,
 #: (with ``--peer postgres`` only) OpenTAMS's PERF scenarios against PostgreSQL, and (with ``--only trino``
-#: only) a window and a coverage summary through Trino and through DuckDB
-SCENARIOS: tuple[str, ...] = ("query", "http", "live", "pages", "peer", "trino")
+#: only) a window and a coverage summary through Trino and through DuckDB, and the open-loop capacity of live
+#: ingest with restarts (only when named: it loads both cores for minutes)
+SCENARIOS: tuple[str, ...] = ("query", "http", "live", "pages", "peer", "trino", "capacity")
+#: what a run without ``--only`` runs
+DEFAULT_SCENARIOS: tuple[str, ...] = ("query", "http", "live", "pages", "peer")
 
 
 def _stores(config: BenchConfig, report: Report, work: Path, progress: Callable[[str], None], chosen: set[str]) -> None:
@@ -383,6 +407,20 @@ def _live(config: BenchConfig, report: Report, data_dir: Path, progress: Callabl
     )
 
 
+def _capacity(config: BenchConfig, report: Report, work: Path, progress: Callable[[str], None]) -> None:
+    """Open-loop live ingest in rising steps, then restarts (:mod:`benchmarks.capacity`)."""
+    result = report.capacity = run_capacity(config.capacity, work, progress)
+    m = report.metrics
+    m["capacity_posts_per_s"] = result.capacity
+    m["capacity_resume_p99_ms"] = result.resume_p99_ms
+    m["capacity_lost"] = float(result.lost)
+    m["capacity_overlaps"] = float(result.overlaps)
+    c = config.capacity
+    report.notes["capacity_posts_per_s"] = f"{c.flows} flows, open loop, highest held step"
+    report.notes["capacity_resume_p99_ms"] = "first POST of each flow after a restart, worst case"
+    report.details += format_capacity(result)
+
+
 def _http(
     config: BenchConfig, report: Report, served: Store, long_flow: str, data_dir: Path, progress: Callable[[str], None]
 ) -> None:
@@ -446,7 +484,7 @@ def _value(v: float) -> str:
 def format_table(report: Report) -> str:
     """The metrics as a text table: metric, value, target, met?"""
     rows = [("metric", "value", "target", "met?")]
-    for k in (k for k in KEYS if k in report.metrics):
+    for k in (k for k in KEYS + CAPACITY_KEYS if k in report.metrics):
         target = TARGETS[k]
         ok = met(k, report.metrics[k])
         name = f"{k} ({report.notes[k]})" if k in report.notes else k

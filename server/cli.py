@@ -150,8 +150,12 @@ def _serve(args: argparse.Namespace) -> int:
         raise
     app = create_app(settings, engine=catalog.engine, stores=stores, owns_engine=True)
     url = settings.public_url
-    _say(settings, f"TAMS server on {url}  (API docs: {url}/docs; store {redacted(settings.store_url)})")
-    options: dict[str, Any] = {"log_level": args.log_level}
+    loop, http = _http_stack(settings.uvicorn_loop, settings.uvicorn_http)
+    _say(
+        settings,
+        f"TAMS server on {url}  (API docs: {url}/docs; store {redacted(settings.store_url)})  [{loop}, {http}]",
+    )
+    options: dict[str, Any] = {"log_level": args.log_level, "loop": loop, "http": http}
     custom = log_config(settings.log_format, args.log_level)
     if custom is not None:
         options["log_config"] = custom
@@ -167,6 +171,26 @@ def _serve(args: argparse.Namespace) -> int:
         if served is not app and path:
             withdraw(path)
     return 0
+
+
+def _http_stack(loop: str, http: str) -> tuple[str, str]:
+    """The event loop and HTTP/1.1 parser uvicorn is to run: ``auto`` resolved here (uvloop and httptools,
+    installed with the server, when they import) so that the banner says what serves."""
+    if loop == "auto":
+        loop = "uvloop" if _imports("uvloop") else "asyncio"
+    if http == "auto":
+        http = "httptools" if _imports("httptools") else "h11"
+    return loop, http
+
+
+def _imports(module: str) -> bool:
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def _settings(args: argparse.Namespace) -> Any:

@@ -70,6 +70,18 @@ class Settings(BaseSettings):
     #: ms. The group commit's writer hands the GIL back after every store statement (DuckDB releases it) and
     #: must win it back from the request thread: at Python's default (5 ms) that wait dominates a batch
     switch_interval_ms: float = Field(0.1, gt=0, le=100)
+    #: how long the group commit's writer, woken by a POSTed segment, waits for more before it registers the
+    #: batch, in µs (0: at once, a batch is then what queued while the one before committed; every POST pays up
+    #: to the linger, numbers in benchmarks/README.md)
+    group_commit_linger_us: int = Field(0, ge=0, le=100_000)
+    #: at startup, before answering, the read cache loads the timelines (bounds and tail) of the flows whose
+    #: segments changed in the last this many seconds, in a few statements for all of them: recorders resuming
+    #: after a restart find them in memory instead of queueing their loads on the writer thread (0: none)
+    preload_live_s: float = Field(600, ge=0)
+    #: uvicorn's event loop and HTTP/1.1 parser; ``auto`` takes uvloop and httptools (both installed with the
+    #: server): measured under open-loop live ingest, they cut the HTTP layer's own cost per request
+    uvicorn_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
+    uvicorn_http: Literal["auto", "h11", "httptools"] = "auto"
 
     #: paging: default and maximum ``limit`` on every listing
     default_limit: int = Field(100, ge=1)

@@ -10,29 +10,40 @@ the outbox in the same transaction. The library is never called back: calls go d
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 
 from server.webhooks.events import EventBus
 from server.webhooks.publish import capture, segments_added
+from tams_analytics.cache import CachingEngine
 from tams_analytics.catalog import AddResult, Catalog
 from tams_analytics.catalog.group_commit import BatchObserver, GroupCommit
 from tams_analytics.catalog.registration import Registered, Registration, attempts, register
+from tams_analytics.clock import utcnow
+from tams_analytics.predicates import Term
 
-__all__ = ["SegmentWriter"]
+__all__ = ["SegmentWriter", "preload_live_flows"]
+
+logger = logging.getLogger(__name__)
 
 SEGMENTS_ADDED = "flows/segments_added"
 
 
 class SegmentWriter:
     """The server's segment registrations, applied in batches by one writer thread (see the module docstring);
-    ``on_batch`` hears each batch's size and duration (metrics)."""
+    ``on_batch`` hears each batch's size and duration (metrics); ``linger_s``: how long a batch waits for more
+    requests once one arrives (:class:`~tams_analytics.catalog.group_commit.GroupCommit`)."""
 
-    def __init__(self, catalog: Catalog, events: EventBus, *, on_batch: BatchObserver | None = None) -> None:
+    def __init__(
+        self, catalog: Catalog, events: EventBus, *, on_batch: BatchObserver | None = None, linger_s: float = 0.0
+    ) -> None:
         self.catalog = catalog
         self.events = events
         self._group: GroupCommit[Registration, AddResult] = GroupCommit(
-            self._apply, name="tams-segment-writer", on_batch=on_batch
+            self._apply, name="tams-segment-writer", on_batch=on_batch, linger_s=linger_s
         )
 
     def queue(self, registration: Registration) -> Future[AddResult]:
@@ -59,3 +70,21 @@ class SegmentWriter:
         if publish and done.stored is not None:
             self.events.wakeup.set()  # committed: the delivery worker can send them
         return done.outcomes
+
+
+def preload_live_flows(catalog: Catalog, seconds: float) -> int:
+    """Load into the read cache, ahead, the segment timelines of the flows whose segments changed in the last
+    ``seconds`` (the live ones: their recorders resume after a restart): a few statements for all of them, where
+    each resuming flow's first POST would otherwise load its own (three statements on the writer thread, every
+    POST behind them waiting). Nothing without a read cache. Returns how many flows were loaded."""
+    engine = catalog.engine
+    if seconds <= 0 or not isinstance(engine, CachingEngine):
+        return 0
+    started = time.perf_counter()
+    since = utcnow() - dt.timedelta(seconds=seconds)
+    live = [r["id"] for r in catalog.records("flows", [Term("segments_updated", ">=", since)], columns=["id"])]
+    loaded = engine.preload(live) if live else 0
+    if live:
+        took = time.perf_counter() - started
+        logger.info("read cache: loaded %s of %s live flows in %.2f s", loaded, len(live), took)
+    return loaded

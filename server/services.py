@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from server.auth import Authorizer
 from server.config import Settings
-from server.ingest import SegmentWriter
+from server.ingest import SegmentWriter, preload_live_flows
 from server.leases import Leases, replica_name
 from server.observability import metrics
 from server.stores import Stores, build_stores
@@ -95,6 +95,7 @@ def build_services(
     catalog = Catalog(
         engine_stack(store, settings), retry_policy=settings.retry_policy(), observe=metrics.observe_operation
     )
+    preload_live_flows(catalog, settings.preload_live_s)
     stores = stores or build_stores(settings)
     for object_store in stores:
         catalog.register_storage_backend(object_store.info.to_json() | {"tags": object_store.info.tags})
@@ -118,7 +119,9 @@ def build_services(
         stores=stores,
         events=events,
         leases=leases,
-        segments=SegmentWriter(catalog, events, on_batch=metrics.observe_batch),
+        segments=SegmentWriter(
+            catalog, events, on_batch=metrics.observe_batch, linger_s=settings.group_commit_linger_us / 1e6
+        ),
         metrics=metrics.catalog_registry(catalog),
     )
 

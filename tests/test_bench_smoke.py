@@ -7,14 +7,16 @@ broken endpoint rather than reporting it fast.
 
 from __future__ import annotations
 
+import asyncio
 import doctest
+import itertools
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-from benchmarks import loadgen, measure, suite
+from benchmarks import capacity, loadgen, measure, openloop, profile_summary, suite
 from benchmarks.live import LiveServer, PeakRss
 from benchmarks.query import QueryBench
 from benchmarks.stores import build_store
@@ -72,7 +74,7 @@ def test_targets_are_judged_in_their_direction() -> None:
     assert table.count(" NO") == 4
 
 
-@pytest.mark.parametrize("module", [measure, loadgen, suite])
+@pytest.mark.parametrize("module", [measure, loadgen, suite, capacity, profile_summary])
 def test_doctests(module: object) -> None:
     failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
     assert tried > 0 and failures == 0
@@ -87,3 +89,81 @@ def test_only_the_chosen_scenarios_run(tmp_path: Path, capsys: pytest.CaptureFix
     with pytest.raises(SystemExit) as exit_:
         main(["bench", "--only", "pages,nonsense"])
     assert exit_.value.code == 2
+
+
+def test_capacity_steps_and_restarts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``bench --only capacity`` on a few flows: every step and restart case reported, the store checked."""
+    out = tmp_path / "bench.json"
+    args = ["bench", "--only", "capacity", "--capacity-size", "smoke", "--capacity-resume", "20"]
+    args += ["--work-dir", str(tmp_path / "work"), "--json", str(out)]
+    assert main(args) == 0
+    data = json.loads(out.read_text())
+    assert list(data) == [*suite.CAPACITY_KEYS, "capacity"]
+    assert data["capacity_lost"] == 0 and data["capacity_overlaps"] == 0
+    steps = data["capacity"]["steps"]
+    assert [s["offered"] for s in steps] == [20, 40]
+    for s in steps:
+        assert s["posts"] == round(s["offered"] * 0.6) and s["ok"] == s["posts"] and s["errors"] == 0
+        assert s["reads"] > 0 and s["read_errors"] == 0 and s["drained"]
+        assert 0 < s["post_p50_ms"] <= s["post_p99_ms"] <= s["post_max_ms"]
+        assert s["batches"] > 0 and s["batch_mean_size"] >= 1 and "insert segments" in s["statements_per_batch"]
+        assert s["server_cpu"] > 0 and s["client_cpu"] >= 0
+    resumes = data["capacity"]["resume"]
+    assert [(r["flows"], r["how"]) for r in resumes] == [(6, "SIGTERM"), (6, "SIGKILL")]
+    for r in resumes:
+        assert r["lost"] == 0 and r["errors"] == 0 and r["first_p50_ms"] > 0 and r["start_s"] > 0
+    printed = capsys.readouterr().out
+    assert "offered/s" in printed and "SIGKILL" in printed and "capacity_posts_per_s" in printed
+
+
+async def _stalling_server(stall_s: float) -> tuple[asyncio.Server, int]:
+    """An HTTP/1.1 server that answers every request 201 (200 for a GET), the first one after ``stall_s``."""
+    answered = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal answered
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length")
+                    ),
+                    0,
+                )
+                await reader.readexactly(length)
+                answered += 1
+                if answered == 1:
+                    await asyncio.sleep(stall_s)
+                status = b"201 Created" if head.startswith(b"POST") else b"200 OK"
+                writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def test_open_loop_charges_a_stall_to_every_request_it_delayed() -> None:
+    """Latency counts from the scheduled time: requests due while the server stalls carry the stall (a closed
+    loop would time only the first); a flow's POSTs go out one after another."""
+
+    async def run() -> list[openloop.Record]:
+        server, port = await _stalling_server(0.3)
+        async with server:
+            gen = openloop.OpenLoop("127.0.0.1", port, ["f1"], connections=2, reader_connections=1)
+            await gen.start()
+            await gen.schedule("t", 50.0, 0.6, read_share=0.0)
+            assert await gen.drain(5.0)
+            await gen.stop()
+        return gen.tagged("t", openloop.POST)
+
+    posts = asyncio.run(run())
+    assert len(posts) == 30 and all(r.status == 201 for r in posts)
+    for before, after in itertools.pairwise(posts):
+        assert after.sent >= before.done  # one flow: in order, one at a time
+    # the first 15 are due within the stall (every 20 ms): each waits for it
+    assert sum(1 for r in posts if r.latency > 0.1) >= 10
+    assert posts[5].latency > 0.15 and posts[5].done - posts[5].sent < 0.05

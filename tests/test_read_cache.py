@@ -28,6 +28,7 @@ from tams_analytics.exceptions import ConflictError, UnsupportedError
 from tams_analytics.nonblocking import WouldBlock, memory_only
 from tams_analytics.predicates import Term, isin
 from tams_analytics.pyrows import column_values, table_rows
+from tams_analytics.schema import SCHEMAS
 from tests.engines.contract.test_catalog_flows import flow
 
 STORAGE = "5d0c8a3e-7f41-4b6a-9c2e-1a3b5c7d9e0f"
@@ -353,6 +354,66 @@ def test_row_blocks_follow_a_growing_timeline_and_its_tail() -> None:
                 blocks.rows(newest, [0])
         else:
             assert blocks.rows(newest, [0, 255, 256, 559]) == newest.select(np.array([0, 255, 256, 559])).to_pylist()
+
+
+def test_row_blocks_convert_from_the_lowest_row_asked_for() -> None:
+    """A live-edge read converts the rows it returns, not its whole block (with more live flows than kept
+    blocks, nearly every edge read finds its block gone); a later read lower in the block converts from there,
+    and every answer equals the timeline's rows."""
+
+    class Counting(RowBlocks):
+        converted = 0
+
+        def _convert(self, timeline: Timeline, a: int, b: int) -> list[dict[str, Any]]:  # type: ignore[override]
+            self.converted += b - a
+            return RowBlocks._convert(timeline, a, b)
+
+    def rows(starts: range) -> pa.Table:
+        return pa.table({"start_ns": pa.array(list(starts), pa.int64()), "end_ns": pa.array([s + 1 for s in starts])})
+
+    def read(timeline: Timeline, idx: list[int]) -> int:
+        before = blocks.converted
+        assert blocks.rows(timeline, idx) == timeline.select(np.array(idx, dtype=np.int64)).to_pylist()
+        return blocks.converted - before
+
+    blocks = Counting(capacity=1)
+    t = Timeline.of(rows(range(0, 300)))
+    assert read(t, [299]) == 1
+    grown = t.appended(rows(range(300, 301)))
+    assert grown is not None
+    assert read(grown, [300]) == 1, "the kept edge block grows by the appended row"
+    assert read(grown, [300, 299]) == 0
+    assert read(grown, list(range(300, 289, -1))) == 11, "a page below the kept rows converts from its lowest"
+    assert read(grown, [0, 1]) == 256, "a page inside a block converts the rest of the block"
+    assert read(grown, [300]) == 1, "the edge block was evicted: only its row again"
+
+
+@pytest.mark.parametrize("flow_rows", [100, 2], ids=["with-rows", "bounds-only"])
+def test_a_loaded_timeline_takes_the_write_types_so_appends_cast_nothing(tmp_path: Path, flow_rows: int) -> None:
+    """DuckDB answers ``created`` as ``tz=Etc/UTC``, writes carry ``tz=UTC``: a flow's rows (or a bounds-only
+    flow's tail) are cast once when loaded, so that a commit's upkeep appends its rows without a cast per flow;
+    the timeline grows in place and still answers what the store does."""
+    written = pa.schema([f.with_nullable(True) for f in SCHEMAS["segments"]])
+    url = f"duckdb:///{tmp_path / 'tams.duckdb'}"
+    f = flow()
+    with connect(url, create=True) as before:  # written before: the cache loads the flow from the store
+        before.put_flow(f)
+        before.add_segments(f["id"], [{"object_id": f"o{k}", "timerange": _tr(k, k + 1)} for k in range(3)])
+    cat = connect(url, cache_reads=CacheConfig(flow_rows=flow_rows, tail_rows=2))
+    assert isinstance(cat.engine, CachingEngine)
+    plain = Catalog(cat.engine.inner)
+    _page(cat, f["id"], reverse=True, limit=1)
+    loaded = cat.engine.segments.kept(f["id"])
+    assert isinstance(loaded, Timeline)
+    held = loaded.rows if loaded.rows is not None else loaded.tail
+    assert held is not None and held.schema == written, held.schema
+    assert (loaded.rows is None) == (flow_rows == 2)
+    cat.add_segments(f["id"], [{"object_id": "o3", "timerange": _tr(3, 4)}])
+    grown = cat.engine.segments.kept(f["id"])
+    assert isinstance(grown, Timeline) and grown.lineage == loaded.lineage and grown.n == 4
+    for reverse in (True, False):
+        assert _page(cat, f["id"], reverse=reverse, limit=2) == _page(plain, f["id"], reverse=reverse, limit=2)
+    cat.close()
 
 
 def test_memory_only_reads_raise_rather_than_read_the_store(tmp_path: Path) -> None:

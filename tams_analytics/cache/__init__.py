@@ -204,6 +204,12 @@ class CachingEngine(EngineDecorator):
         may_block(name)
         return self.inner.count_in(name, column, values, chunk)
 
+    def preload(self, flow_ids: Sequence[Hashable]) -> int:
+        """Load ahead the segment timelines of ``flow_ids`` (those not kept yet), in a constant number of store
+        statements: what a resuming writer's first registration of each would load. Returns how many were kept."""
+        may_block("segments")
+        return self.segments.preload(flow_ids)
+
     # -- the change feed -------------------------------------------------------------------------------------
     def writing(self, change: Change) -> None:
         if change.table == "objects":

@@ -26,7 +26,7 @@ from tams_analytics.cache.keyed import KeyedCache
 from tams_analytics.cache.timeline import BOUNDS, TAIL_WEIGHT, RowBlocks, Timeline, UncachedQuery
 from tams_analytics.engines.base import Engine, OrderBy
 from tams_analytics.nonblocking import may_block
-from tams_analytics.predicates import Predicate, Term, flatten, pinned
+from tams_analytics.predicates import AllOf, AnyOf, Predicate, Term, balanced, flatten, isin, pinned
 from tams_analytics.pyrows import table_rows
 from tams_analytics.schema import SCHEMAS
 
@@ -43,6 +43,9 @@ UNCACHEABLE = _Uncacheable()
 #: the segments table's schema as queries answer it
 _SEGMENTS = pa.schema([f.with_nullable(True) for f in SCHEMAS["segments"]])
 Entry = Timeline | _Uncacheable
+#: flows whose timelines :meth:`FlowSegments.preload` loads in one pair of statements (a tail's predicate has
+#: a term per flow)
+PRELOAD_CHUNK = 500
 
 
 class FlowSegments:
@@ -206,7 +209,7 @@ class FlowSegments:
             n = self.inner.count("segments", of_flow)
             value: Entry
             if rows and n <= self.flow_rows:
-                value = Timeline.of(self.inner.query("segments", of_flow))
+                value = Timeline.of(_canonical(self.inner.query("segments", of_flow)))
             elif n + 2 * TAIL_WEIGHT * self.tail_rows <= self.bound_segments:  # (a tail grows to twice its rows)
                 target, other = self.bounds_only, self.with_rows
                 value = self._bounds_with_tail(flow_id, self.inner.query("segments", of_flow, columns=list(BOUNDS)))
@@ -223,6 +226,53 @@ class FlowSegments:
         other.abandon_load(tokens[id(other)])
         return value
 
+    def preload(self, flow_ids: Sequence[Hashable]) -> int:
+        """Load ahead the timelines of ``flow_ids`` not kept yet, as a registration's overlap check loads them
+        (bounds and the rows of the newest ``tail_rows`` segments), in two store statements for up to
+        :data:`PRELOAD_CHUNK` flows (a registration's own load is three per flow, on the writer thread). A flow too
+        long to keep as bounds, or written while this loads, is left to load on use. Returns how many flows were
+        kept."""
+        flows = [f for f in dict.fromkeys(flow_ids) if self.kept(f) is None]
+        loaded = 0
+        for at in range(0, len(flows), PRELOAD_CHUNK):
+            chunk = flows[at : at + PRELOAD_CHUNK]
+            token = self.bounds_only.begin_load(chunk)
+            if token is None:
+                continue
+            values: dict[Hashable, Entry] = {}
+            try:
+                values = self._bounds_with_tails(chunk)
+            finally:
+                self.bounds_only.end_load(token, values)
+            loaded += len(values)
+        return loaded
+
+    def _bounds_with_tails(self, flows: list[Hashable]) -> dict[Hashable, Entry]:
+        """Bounds-only timelines with their tails for ``flows`` (those a bounds timeline can hold): the bounds of
+        all of them in one statement, the tails in another (each flow from its own tail's first start)."""
+        by_flow = [("flow_id", False), ("start_ns", False)]
+        bounds = self.inner.query("segments", [isin("flow_id", flows)], columns=["flow_id", *BOUNDS], order_by=by_flow)
+        timelines: dict[Hashable, Timeline] = {}
+        for flow_id, part in _runs(bounds):
+            if part.num_rows + 2 * TAIL_WEIGHT * self.tail_rows <= self.bound_segments:
+                timelines[flow_id] = Timeline.of(part.select(list(BOUNDS)), bounds_only=True)
+        tail_from = {
+            f: int(t.start[t.n - min(t.n, self.tail_rows)]) for f, t in timelines.items() if min(t.n, self.tail_rows)
+        }
+        tails: dict[Hashable, pa.Table] = {}
+        if tail_from:
+            each: list[Predicate] = [
+                AllOf((Term("flow_id", "==", f), Term("start_ns", ">=", s))) for f, s in tail_from.items()
+            ]
+            where = balanced(each, lambda a, b: AnyOf((a, b)))
+            tails = dict(_runs(_canonical(self.inner.query("segments", [where], order_by=by_flow))))
+        out: dict[Hashable, Entry] = {}
+        for flow_id, timeline in timelines.items():
+            tail = tails.get(flow_id, _SEGMENTS.empty_table())
+            if tail.num_rows == min(timeline.n, self.tail_rows):  # else the store moved on: load on use
+                out[flow_id] = dataclasses.replace(timeline, tail=tail.combine_chunks(), tail_rows=self.tail_rows)
+        return out
+
     def _bounds_with_tail(self, flow_id: Hashable, bounds: pa.Table) -> Timeline:
         """A bounds-only timeline with the rows of its newest ``tail_rows`` segments (the live edge's pages
         answered from memory), read by their exact ``start_ns`` range."""
@@ -231,7 +281,7 @@ class FlowSegments:
         if keep:
             first = int(timeline.start[timeline.n - keep])
             where = [Term("flow_id", "==", flow_id), Term("start_ns", ">=", first)]
-            tail = self.inner.query("segments", where, order_by=[("start_ns", False)])
+            tail = _canonical(self.inner.query("segments", where, order_by=[("start_ns", False)]))
             if tail.num_rows != keep:
                 raise UncachedQuery(f"flow {flow_id}: the store's tail has {tail.num_rows} rows")
         else:  # a new flow: its tail fills as segments are appended
@@ -274,6 +324,28 @@ class FlowSegments:
         return update
 
 
+def _canonical(table: pa.Table) -> pa.Table:
+    """``table`` in the types writes insert (DuckDB answers ``created`` as ``timestamp[us, tz=Etc/UTC]``, writes
+    carry ``tz=UTC``): cast once when a flow is loaded, so that appending a write's rows casts nothing (a cast
+    of every appended row per flow per commit cost 0.2-0.3 ms in the writer)."""
+    if table.schema.names != _SEGMENTS.names or table.schema == _SEGMENTS:
+        return table
+    return table.cast(_SEGMENTS)
+
+
+def _runs(rows: pa.Table) -> list[tuple[Hashable, pa.Table]]:
+    """``rows`` ordered by ``flow_id`` as (flow id, its rows) runs: slices, in order."""
+    if not rows.num_rows:
+        return []
+    encoded = pc.dictionary_encode(rows.column("flow_id")).combine_chunks()
+    counts = np.bincount(np.asarray(encoded.indices.to_numpy(zero_copy_only=False)))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return [
+        (flow_id, rows.slice(int(a), int(n)))
+        for flow_id, a, n in zip(encoded.dictionary.to_pylist(), starts, counts, strict=True)
+    ]
+
+
 def _by_flow(rows: pa.Table) -> Callable[[Hashable], pa.Table]:
     """``rows`` of one flow, by flow id: a batch's insert is split once (when first asked), not filtered
     again for every flow it touched."""
@@ -289,7 +361,9 @@ def _by_flow(rows: pa.Table) -> Callable[[Hashable], pa.Table]:
                 for pos, f in enumerate(ids):
                     positions.setdefault(f, []).append(pos)
                 for f, where in positions.items():
-                    parts[f] = rows.take(pa.array(where, pa.int64()))
+                    # a live batch holds one row of each flow: a slice is a view, a take a kernel call
+                    one = len(where) == 1
+                    parts[f] = rows.slice(where[0], 1) if one else rows.take(pa.array(where, pa.int64()))
         return parts.get(flow_id, rows.slice(0, 0))
 
     return of

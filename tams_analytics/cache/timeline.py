@@ -256,7 +256,8 @@ def _is_int(value: Any) -> bool:
 
 
 class RowBlocks:
-    """Timeline rows as Python dicts, converted a block at a time and kept, least recently used out.
+    """Timeline rows as Python dicts, converted a block at a time (from the lowest row a read asks for to the
+    block's end) and kept, least recently used out.
 
     A page of a cached timeline is then built without any Arrow call: on a threaded server every
     such call releases the GIL, and the hand-overs cost more than the conversion itself. Rows of a timeline's
@@ -278,21 +279,30 @@ class RowBlocks:
         """The rows at positions ``idx`` of ``timeline`` as (shared, read-only) dicts of every column."""
         if timeline.rows is None and not timeline.in_tail(np.asarray(idx, dtype=np.int64)):
             raise UncachedQuery("a bounds-only timeline has no rows there")
+        # per block, the lowest row asked for: a block is converted from there (a live-edge read of one row
+        # converts that row, not the block's up to 256, when the block was not kept, e.g. more live flows than
+        # blocks)
+        lowest: dict[int, int] = {}
+        for i in idx:
+            b = int(i) // self.SIZE
+            if i < lowest.get(b, i + 1):
+                lowest[b] = int(i)
         out: list[dict[str, Any]] = []
         block: list[dict[str, Any]] = []
         block_no, first = -1, 0
         for i in idx:
             if i // self.SIZE != block_no:
                 block_no = int(i) // self.SIZE
-                first, block = self._block(timeline, block_no)
+                first, block = self._block(timeline, block_no, lowest[block_no])
             out.append(block[i - first])
         return out
 
-    def _block(self, timeline: Timeline, block_no: int) -> tuple[int, list[dict[str, Any]]]:
-        """Block ``block_no`` of the timeline, from its first row the timeline holds to its last."""
+    def _block(self, timeline: Timeline, block_no: int, needed: int) -> tuple[int, list[dict[str, Any]]]:
+        """Block ``block_no`` of the timeline, from row ``needed`` (or a lower one already converted) to its
+        last."""
         start = block_no * self.SIZE
         end = min(start + self.SIZE, timeline.n)
-        low = start if timeline.rows is not None else max(start, timeline.tail_start)
+        low = max(start, needed) if timeline.rows is not None else max(start, needed, timeline.tail_start)
         key = (timeline.lineage, block_no)
         with self._lock:
             entry = self._blocks.get(key)

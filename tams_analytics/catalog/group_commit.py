@@ -2,7 +2,9 @@
 
 Every request submitted while a batch is being applied waits in the queue and goes into the next batch,
 so batches grow with the load (one transaction, one durable commit, a constant number of reads each)
-while a lone writer pays only a hand-over to the writer thread. Callers wait on a
+while a lone writer pays only a hand-over to the writer thread. With a ``linger``, the writer woken by a
+request waits that long for more before it applies the batch (every request pays up to the linger; a batch
+then holds what arrived within it, not one request and then the ones that queued behind its commit). Callers wait on a
 :class:`concurrent.futures.Future`: threads block on it (:meth:`GroupCommit.submit`), an event loop awaits
 it (``asyncio.wrap_future(group_commit.future(request))``) without holding a thread per request.
 
@@ -33,8 +35,9 @@ BatchObserver = Callable[[int, float], None]
 class GroupCommit(Generic[Request, Outcome]):
     """Batches of requests for ``apply``, which gets a batch and returns one outcome per request (a result,
     or the exception that refused it); when it raises instead, the batch's requests are applied one by one.
-    ``max_batch`` bounds a batch (and so the wait it adds); ``on_batch`` hears each batch's size and the
-    seconds applying it took (metrics)."""
+    ``max_batch`` bounds a batch (and so the wait it adds); ``linger_s``: how long the writer, woken by a
+    request, waits for more before applying the batch (0: at once; it stops waiting at ``max_batch`` or at
+    :meth:`close`); ``on_batch`` hears each batch's size and the seconds applying it took (metrics)."""
 
     def __init__(
         self,
@@ -43,9 +46,13 @@ class GroupCommit(Generic[Request, Outcome]):
         max_batch: int = 256,
         name: str = "tams-group-commit",
         on_batch: BatchObserver | None = None,
+        linger_s: float = 0.0,
     ) -> None:
+        if linger_s < 0:
+            raise ValueError(f"linger_s must not be negative, not {linger_s}")
         self.apply = apply
         self.max_batch = max_batch
+        self.linger_s = linger_s
         self.name = name
         self.on_batch = on_batch
         #: batches and requests applied so far
@@ -89,8 +96,20 @@ class GroupCommit(Generic[Request, Outcome]):
                     self._wakeup.wait()
                 if not self._queue:
                     return
+                if self.linger_s > 0:
+                    self._linger()
                 batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
             self._apply(batch)
+
+    def _linger(self) -> None:
+        """Wait (holding the condition's lock, so releasing it while waiting) up to the linger for the queue to
+        fill a batch."""
+        deadline = time.monotonic() + self.linger_s
+        while len(self._queue) < self.max_batch and not self._closed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wakeup.wait(left)
 
     def _apply(self, batch: list[tuple[Request, Future[Outcome]]]) -> None:
         live = [(r, f) for r, f in batch if f.set_running_or_notify_cancel()]

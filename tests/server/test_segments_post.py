@@ -342,3 +342,40 @@ def test_segments_added_webhook_carries_the_stored_segments(
     assert_valid(seg, "flow-segment.json")
     assert seg["object_id"] == ids[0] and seg["last_duration"] == "0:40000000"
     assert seg["get_urls"][0]["controlled"] is True
+
+
+# -- group commit linger -----------------------------------------------------------------------------------
+def test_a_linger_puts_posts_arriving_within_it_into_one_batch(tmp_path: Path) -> None:
+    """TAMS_GROUP_COMMIT_LINGER_US: concurrent single-segment POSTs to four flows, all arriving within the
+    linger, are registered in one batch (without it, the first is applied alone as soon as it arrives)."""
+    import threading
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.fixtures.live import serve
+
+    def batches(api: Any) -> tuple[float, float]:
+        text = api.get("/metrics").text
+        got = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
+        return got["tams_group_commit_batch_size_count"], got["tams_group_commit_batch_size_sum"]
+
+    settings = Settings(data_dir=tmp_path / "data", group_commit_linger_us=100_000)
+    with serve(create_app(settings)) as api:
+        flows = [video_flow() for _ in range(4)]
+        for body in flows:
+            assert api.put(f"/flows/{body['id']}", json=body).status_code == 201
+        before = batches(api)
+        codes: list[int] = []
+
+        def post(fid: str) -> None:
+            segment = {"object_id": new_id(), "timerange": "[0:0_2:0)"}
+            codes.append(api.post(f"/flows/{fid}/segments", json=segment).status_code)
+
+        threads = [threading.Thread(target=post, args=(body["id"],)) for body in flows]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        after = batches(api)
+    assert codes == [201] * 4
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 4)

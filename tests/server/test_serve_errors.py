@@ -46,8 +46,9 @@ def assert_one_line(code: int, stderr: str, *expected: str) -> None:
         ({"TAMS_PRESIGN_PUT_S": "5"}, ("TAMS_PRESIGN_PUT_S='5'", "greater than or equal to 30")),
         ({"TAMS_AUTH": "bearer"}, ("TAMS_AUTH=bearer needs TAMS_BEARER_TOKENS",)),
         ({"TAMS_READ_CACHE_ROWS": "many"}, ("TAMS_READ_CACHE_ROWS='many'", "integer")),
+        ({"TAMS_UVICORN_LOOP": "trio"}, ("TAMS_UVICORN_LOOP='trio'", "'auto', 'asyncio' or 'uvloop'")),
     ],
-    ids=["presign-above-object-timeout", "presign-too-short", "auth-without-tokens", "not-a-number"],
+    ids=["presign-above-object-timeout", "presign-too-short", "auth-without-tokens", "not-a-number", "no-such-loop"],
 )
 def test_bad_setting_values_name_the_setting(tmp_path: Path, env: dict[str, str], expected: tuple[str, ...]) -> None:
     assert_one_line(*serve(tmp_path, env=env), "bad setting", *expected)
@@ -131,10 +132,13 @@ def test_a_data_dir_that_cannot_be_one_is_said_in_words(tmp_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _serving(tmp_path: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """``serve`` with ``args`` started; its first stdout line (the banner) and the process, stopped (SIGINT)
-    after."""
+def _serving(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``serve`` with ``args`` (and ``env``) started; its first stdout line (the banner) and the process, stopped
+    (SIGINT) after."""
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")} | {"PYTHONUNBUFFERED": "1"}
+    child_env |= env or {}
     cmd = [sys.executable, "-m", "tams_analytics.cli", "serve", "--data-dir", str(tmp_path / "data"), *args]
     process = subprocess.Popen(cmd, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -151,24 +155,46 @@ def _serving(tmp_path: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen
             process.communicate()
 
 
-def test_port_0_takes_a_free_port_and_the_banner_says_which(tmp_path: Path) -> None:
+def _get_service(url: str, process: subprocess.Popen[str]) -> int:
+    """The status of ``GET /service`` once the server at ``url`` answers."""
     import httpx
 
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return httpx.get(f"{url}/service", timeout=2).status_code
+        except httpx.TransportError:
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.1)
+
+
+def test_port_0_takes_a_free_port_and_the_banner_says_which(tmp_path: Path) -> None:
     with _serving(tmp_path, "--port", "0") as (line, process):
         url = line.split("TAMS server on ", 1)[1].split()[0]
         port = int(url.rsplit(":", 1)[1])
         assert url == f"http://127.0.0.1:{port}" and 0 < port <= 65535
         # the banner's store URL: the absolute path after three slashes, not four
         assert f"store duckdb://{(tmp_path / 'data' / 'tams.duckdb').resolve()})" in line and "duckdb:////" not in line
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                r = httpx.get(f"{url}/service", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and process.poll() is None
-                time.sleep(0.1)
-        assert r.status_code == 200  # the port it says is the port it serves
+        assert _get_service(url, process) == 200  # the port it says is the port it serves
+
+
+@pytest.mark.parametrize(
+    ("env", "stack"),
+    [
+        ({}, "[uvloop, httptools]"),
+        ({"TAMS_UVICORN_LOOP": "asyncio", "TAMS_UVICORN_HTTP": "h11"}, "[asyncio, h11]"),
+    ],
+    ids=["default", "asyncio-h11"],
+)
+def test_the_event_loop_and_http_parser_are_uvloop_and_httptools_unless_set(
+    tmp_path: Path, env: dict[str, str], stack: str
+) -> None:
+    """The server is installed with uvloop and httptools and serves on them by default (the HTTP layer's own
+    cost per request under live ingest); TAMS_UVICORN_LOOP / TAMS_UVICORN_HTTP choose others. The banner says
+    which."""
+    with _serving(tmp_path, "--port", "0", env=env) as (line, process):
+        assert line.rstrip().endswith(stack), line
+        assert _get_service(line.split("TAMS server on ", 1)[1].split()[0], process) == 200
 
 
 def test_json_logs_make_the_banner_json_too(tmp_path: Path) -> None:
