@@ -148,7 +148,7 @@ def _serve(args: argparse.Namespace) -> int:
     except BaseException:
         sock.close()
         raise
-    app = create_app(settings, engine=catalog.engine, stores=stores, owns_engine=True)
+    app = create_app(settings, engine=catalog.engine, stores=stores, owns_engine=True, freeze_gc=settings.gc_freeze)
     url = settings.public_url
     loop, http = _http_stack(settings.uvicorn_loop, settings.uvicorn_http)
     _say(

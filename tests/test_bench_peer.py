@@ -213,3 +213,13 @@ def test_the_index_matched_pre_check_is_served_by_the_index(pg_sides: Peer) -> N
 def test_doctests(module: object) -> None:
     failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
     assert tried > 0 and failures == 0
+
+
+def test_quick_runs_take_the_peer_size_asked_for() -> None:
+    """``bench --quick --peer postgres`` (the quick run's own peer size, or ``--peer-size``) builds its config."""
+    from benchmarks.suite import BenchConfig
+
+    tiny = PeerConfig.tiny()
+    assert BenchConfig.quick(peer_config=tiny).peer_config == tiny
+    assert BenchConfig.quick().peer_config == PeerConfig.quick()
+    assert BenchConfig.quick(peer="postgres", ingest_batches=3).ingest_batches == 3

@@ -7,7 +7,6 @@ second catalog over the *same* DuckDB engine without the wrapper (it reads the s
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import random
 import threading
 from pathlib import Path
@@ -332,9 +331,7 @@ def test_row_blocks_follow_a_growing_timeline_and_its_tail() -> None:
 
     blocks = RowBlocks(capacity=8)
     with_rows = Timeline.of(rows(range(0, 300)))
-    bounds = dataclasses.replace(
-        Timeline.of(rows(range(0, 300)), bounds_only=True), tail=rows(range(290, 300)), tail_rows=10
-    )
+    bounds = Timeline.of(rows(range(0, 300)), bounds_only=True).with_tail(rows(range(290, 300)), tail_rows=10)
     for timeline in (with_rows, bounds):
         versions = [timeline]
         for k in range(300, 560):
@@ -577,3 +574,37 @@ def test_row_values_convert_exactly() -> None:
         pa.array([], pa.string()),
     ):
         assert column_values(arr) == arr.to_pylist()
+
+
+def test_held_bounds_equal_the_stores_segments_overlapping_each_span(pair: tuple[Catalog, Catalog]) -> None:
+    """What a registration's overlap check takes from memory (``held_bounds``) is what the store holds: per flow,
+    the segments overlapping the span, in start order, through appends at the live edge and a write behind it."""
+    cached, plain = pair
+    rng = random.Random(7)
+    flows = [flow()["id"] for _ in range(4)]
+    for fid in flows:
+        cached.put_flow({**flow(), "id": fid})
+    engine = cached.engine
+    for step in range(40):
+        fid = rng.choice(flows)
+        start = step * 10 if step != 25 else 5  # one write lands behind the live edge
+        cached.add_segments(fid, [{"object_id": f"o{step}", "timerange": _tr(start, start + 3)}])
+        spans = {f: tuple(sorted((rng.randint(0, 400) * NS_S, rng.randint(0, 400) * NS_S))) for f in flows}
+        held = engine.held_bounds(spans)
+        assert held, "the cache holds the flows it was written through"
+        for f, (lo, hi) in spans.items():
+            if f not in held:
+                continue
+            t = plain.rows(
+                "segments",
+                [Term("flow_id", "==", f), Term("start_ns", "<", hi), Term("end_ns", ">", lo)],
+                columns=["start_ns", "end_ns"],
+                order_by=[("start_ns", False)],
+            )
+            starts, ends = held[f]
+            assert starts.tolist() == column_values(t.column("start_ns")), (step, f)
+            assert ends.tolist() == column_values(t.column("end_ns")), (step, f)
+    assert plain.engine.held_bounds({flows[0]: (0, 1)}) == {}, "an engine without a cache holds none"
+
+
+NS_S = 1_000_000_000

@@ -24,10 +24,11 @@ the engine's ``insert``/``delete``/``update`` (raw SQL) are not seen.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from tams_analytics.cache.keyed import EVERYTHING, Everything, KeyedCache, changed_keys
@@ -203,6 +204,10 @@ class CachingEngine(EngineDecorator):
     def count_in(self, name: str, column: str, values: pa.Array, chunk: int = 10_000) -> int:
         may_block(name)
         return self.inner.count_in(name, column, values, chunk)
+
+    def held_bounds(self, spans: Mapping[str, tuple[int, int]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        may_block("segments")
+        return self.segments.held_bounds(spans)
 
     def preload(self, flow_ids: Sequence[Hashable]) -> int:
         """Load ahead the segment timelines of ``flow_ids`` (those not kept yet), in a constant number of store

@@ -12,10 +12,9 @@ page's rows from the store by their exact ``start_ns`` range (a long one: a narr
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tams_analytics.cache.keyed import KeyedCache
-from tams_analytics.cache.timeline import BOUNDS, TAIL_WEIGHT, RowBlocks, Timeline, UncachedQuery
+from tams_analytics.cache.timeline import BOUNDS, TAIL_WEIGHT, RowBlocks, Timeline, UncachedQuery, conformed, int64
 from tams_analytics.engines.base import Engine, OrderBy
 from tams_analytics.nonblocking import may_block
 from tams_analytics.predicates import AllOf, AnyOf, Predicate, Term, balanced, flatten, isin, pinned
@@ -99,7 +98,7 @@ class FlowSegments:
                 if (
                     rows
                     and load
-                    and timeline.rows is None
+                    and timeline.bounds_only
                     and not timeline.in_tail(idx)
                     and timeline.n <= self.flow_rows
                 ):
@@ -112,7 +111,7 @@ class FlowSegments:
                 return None
         if len(parts) == 1:
             flow_id, timeline, idx = parts[0]
-            if records and (timeline.rows is not None or timeline.in_tail(idx)):
+            if records and (not timeline.bounds_only or timeline.in_tail(idx)):
                 return self.blocks.rows(timeline, idx)
             table = self._table(flow_id, timeline, idx, columns, order_by)
             return table_rows(table, table.column_names) if records else table
@@ -135,7 +134,7 @@ class FlowSegments:
         """The rows at ``idx`` of a flow's timeline; from a bounds-only one, columns beyond the bounds are read
         from the store by the exact ``start_ns`` range of those rows."""
         wanted = list(columns) if columns is not None else None
-        if timeline.rows is not None or timeline.in_tail(idx):
+        if not timeline.bounds_only or timeline.in_tail(idx):
             return timeline.select(idx, wanted)
         extra = [c for c in (wanted or ["*"]) if c not in BOUNDS and c != "flow_id"]
         if not extra:
@@ -158,6 +157,18 @@ class FlowSegments:
         have = np.asarray(table.column("start_ns").to_numpy(), dtype=np.int64)
         table = table.take(pa.array(np.searchsorted(have, starts), pa.int64()))
         return table.select(wanted) if wanted is not None else table
+
+    def held_bounds(self, spans: Mapping[str, tuple[int, int]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per flow of ``spans`` a timeline holds (loaded as bounds and a tail when missing, as the overlap check's
+        query would load it), the ``(starts, ends)`` of its segments overlapping its span ``[lo, hi)``: numpy
+        slices, no Arrow call (each would hand the GIL over: see :class:`~tams_analytics.cache.timeline.RowBlocks`)."""
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for flow_id, (lo, hi) in spans.items():
+            timeline = self.timeline(flow_id, True, rows=False)
+            if timeline is not None:
+                idx = timeline.indices([Term("start_ns", "<", hi), Term("end_ns", ">", lo)])
+                out[flow_id] = (timeline.start[idx], timeline.end[idx])
+        return out
 
     def count(self, where: Sequence[Predicate]) -> int | None:
         """How many rows match, from kept timelines only (never loads), or None."""
@@ -184,7 +195,7 @@ class FlowSegments:
             hit, value = self.with_rows.get(flow_id)
             if not hit:
                 value = self._load(flow_id, rows=True)
-                if isinstance(value, Timeline) and value.rows is not None:
+                if isinstance(value, Timeline) and not value.bounds_only:
                     self.bounds_only.discard(flow_id)
         return value if isinstance(value, Timeline) else None
 
@@ -270,7 +281,7 @@ class FlowSegments:
         for flow_id, timeline in timelines.items():
             tail = tails.get(flow_id, _SEGMENTS.empty_table())
             if tail.num_rows == min(timeline.n, self.tail_rows):  # else the store moved on: load on use
-                out[flow_id] = dataclasses.replace(timeline, tail=tail.combine_chunks(), tail_rows=self.tail_rows)
+                out[flow_id] = timeline.with_tail(tail, self.tail_rows)
         return out
 
     def _bounds_with_tail(self, flow_id: Hashable, bounds: pa.Table) -> Timeline:
@@ -286,7 +297,7 @@ class FlowSegments:
                 raise UncachedQuery(f"flow {flow_id}: the store's tail has {tail.num_rows} rows")
         else:  # a new flow: its tail fills as segments are appended
             tail = _SEGMENTS.empty_table()
-        return dataclasses.replace(timeline, tail=tail.combine_chunks(), tail_rows=self.tail_rows)
+        return timeline.with_tail(tail, self.tail_rows)
 
     def _load_lock(self, flow_id: Hashable) -> threading.Lock:
         with self._loading_guard:
@@ -306,14 +317,14 @@ class FlowSegments:
         """How a committed insert of ``rows`` changes a flow's entry in ``cache``."""
         limit = self.flow_rows if cache is self.with_rows else self.bound_segments
         last = self._split
-        by_flow = last[1] if last is not None and last[0] is rows else _by_flow(rows)
+        by_flow = last[1] if last is not None and last[0] is rows else _by_flow(conformed(rows, _SEGMENTS))
         self._split = (rows, by_flow)  # the other tier's appender of this change splits nothing again
 
         def update(flow_id: Hashable, timeline: Entry) -> Entry | None:
             if not isinstance(timeline, Timeline):  # a flow no timeline holds stays so
                 return timeline
             try:
-                grown = timeline.appended(by_flow(flow_id))
+                grown = timeline.appended(*by_flow(flow_id))
             except Exception:  # the write has committed: never fail it, drop the entry (reloaded on use)
                 logger.exception("could not extend the cached timeline of flow %s; dropping it", flow_id)
                 return None
@@ -346,24 +357,33 @@ def _runs(rows: pa.Table) -> list[tuple[Hashable, pa.Table]]:
     ]
 
 
-def _by_flow(rows: pa.Table) -> Callable[[Hashable], pa.Table]:
-    """``rows`` of one flow, by flow id: a batch's insert is split once (when first asked), not filtered
-    again for every flow it touched."""
-    parts: dict[Hashable, pa.Table] = {}
+def _by_flow(rows: pa.Table) -> Callable[[Hashable], tuple[pa.Table, np.ndarray, np.ndarray]]:
+    """``rows`` of one flow, in start order, with their starts and ends, by flow id: a batch's insert is split
+    once (when first asked), not filtered again for every flow it touched, and its bounds become numpy once
+    (a live batch holds one row of each of many flows: per flow only slices, no Arrow call, each of which
+    would hand the GIL over on the writer thread)."""
+    parts: dict[Hashable, tuple[pa.Table, np.ndarray, np.ndarray]] = {}
 
-    def of(flow_id: Hashable) -> pa.Table:
-        if not parts:
-            if rows.num_rows == 1:
-                parts[rows.column("flow_id")[0].as_py()] = rows
-            else:
-                ids = rows.column("flow_id").to_pylist()
-                positions: dict[Hashable, list[int]] = {}
-                for pos, f in enumerate(ids):
-                    positions.setdefault(f, []).append(pos)
-                for f, where in positions.items():
-                    # a live batch holds one row of each flow: a slice is a view, a take a kernel call
-                    one = len(where) == 1
-                    parts[f] = rows.slice(where[0], 1) if one else rows.take(pa.array(where, pa.int64()))
-        return parts.get(flow_id, rows.slice(0, 0))
+    def of(flow_id: Hashable) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+        if not parts and rows.num_rows:
+            table = rows
+            if rows.num_rows > 1:
+                table = rows.take(pc.sort_indices(rows, [("flow_id", "ascending"), ("start_ns", "ascending")]))
+            start, end = int64(table.column("start_ns")), int64(table.column("end_ns"))
+            for f, at, n in _run_bounds(table.column("flow_id").to_pylist()):
+                parts[f] = (table.slice(at, n), start[at : at + n], end[at : at + n])
+        empty = np.zeros(0, dtype=np.int64)
+        return parts.get(flow_id, (rows.slice(0, 0), empty, empty))
 
     return of
+
+
+def _run_bounds(ids: list[Any]) -> list[tuple[Any, int, int]]:
+    """``(value, first position, length)`` of each run of equal values in ``ids``."""
+    out: list[tuple[Any, int, int]] = []
+    at = 0
+    for k in range(1, len(ids) + 1):
+        if k == len(ids) or ids[k] != ids[at]:
+            out.append((ids[at], at, k - at))
+            at = k
+    return out

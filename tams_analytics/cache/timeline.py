@@ -18,6 +18,7 @@ no earlier version of the timeline can see (readers holding an older version kee
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from collections import OrderedDict
@@ -35,7 +36,7 @@ from tams_analytics.pyrows import table_rows
 if TYPE_CHECKING:
     from tams_analytics.engines.base import OrderBy
 
-__all__ = ["BOUNDS", "Mask", "RowBlocks", "Timeline", "UncachedQuery"]
+__all__ = ["BOUNDS", "Mask", "RowBlocks", "Timeline", "UncachedQuery", "conformed", "int64"]
 
 _lineages = itertools.count()
 #: the columns a bounds-only timeline holds
@@ -78,20 +79,35 @@ class _Growable:
         return bigger.grown(n, start, end)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Timeline:
     """One flow's segments in ``start_ns`` order: their rows (None for a bounds-only timeline) and the
-    arrays binary searches need. Segments of a flow never overlap, so their ends are sorted too."""
+    arrays binary searches need. Segments of a flow never overlap, so their ends are sorted too.
 
-    rows: pa.Table | None
+    Rows appended at the live edge are kept as they came (``_pending``: slices of the batches that wrote them)
+    and joined to the rows, or the tail, when a reader first asks for them (:attr:`rows`, :attr:`tail`): the
+    segment writer appends one row to each of many flows per batch, and joining Arrow tables there would
+    hand the GIL to the event loop and wait to get it back once per flow (see :class:`RowBlocks`)."""
+
+    #: the rows (or the tail's rows) joined so far; :attr:`rows` and :attr:`tail` add the pending ones
+    _held: pa.Table | None
     n: int
     _arrays: _Growable
     #: shared by the versions a timeline grows into: keys its row blocks in :class:`RowBlocks`
     lineage: int = field(default_factory=lambda: next(_lineages))
-    #: a bounds-only timeline's newest rows: rows ``n - len(tail)`` to ``n``
-    tail: pa.Table | None = None
+    #: whether ``_held`` is a tail (the rows of the newest segments) of a bounds-only timeline
+    _is_tail: bool = False
     #: how many rows the tail keeps (it grows to twice that before it is cut back)
     tail_rows: int = TAIL_ROWS
+    #: rows appended after ``_held``, in order, not joined yet
+    _pending: tuple[pa.Table, ...] = ()
+    #: how many rows ``_held`` and ``_pending`` hold together
+    _held_n: int = -1
+
+    def __post_init__(self) -> None:
+        if self._held_n < 0:
+            held = self._held.num_rows if self._held is not None else 0
+            object.__setattr__(self, "_held_n", held + sum(t.num_rows for t in self._pending))
 
     @classmethod
     def of(cls, rows: pa.Table, *, bounds_only: bool = False, tail: pa.Table | None = None) -> Timeline:
@@ -99,19 +115,41 @@ class Timeline:
         ``tail``: the rows of the newest of them, in start order)."""
         if rows.num_rows:
             rows = rows.take(pc.sort_indices(rows, [("start_ns", "ascending")]))
-        start = _int64(rows.column("start_ns"))
-        end = _int64(rows.column("end_ns"))
+        start = int64(rows.column("start_ns"))
+        end = int64(rows.column("end_ns"))
         if len(end) > 1 and np.any(end[1:] < end[:-1]):
             raise UncachedQuery("segments of the flow overlap: its ends are not sorted")
         arrays = _Growable(start, end, max(64, len(start) // 8))
         if not bounds_only:
             return cls(rows.combine_chunks(), len(start), arrays)
-        return cls(None, len(start), arrays, tail=tail.combine_chunks() if tail is not None else None)
+        return cls(None, len(start), arrays).with_tail(tail)
+
+    def with_tail(self, tail: pa.Table | None, tail_rows: int = TAIL_ROWS) -> Timeline:
+        """This bounds-only timeline with ``tail``: the rows of its newest segments, in start order."""
+        held = tail.combine_chunks() if tail is not None else None
+        return Timeline(held, self.n, self._arrays, self.lineage, held is not None, tail_rows)
+
+    @functools.cached_property
+    def rows(self) -> pa.Table | None:
+        """The flow's rows (None for a bounds-only timeline)."""
+        return None if self._is_tail or self._held is None else self._joined()
+
+    @functools.cached_property
+    def tail(self) -> pa.Table | None:
+        """A bounds-only timeline's newest rows: rows ``n - len(tail)`` to ``n`` (None: no rows kept)."""
+        return self._joined() if self._is_tail else None
+
+    def _joined(self) -> pa.Table:
+        assert self._held is not None
+        if not self._pending:
+            return self._held
+        joined = pa.concat_tables([self._held, *self._pending])
+        return joined.combine_chunks() if joined.column(0).num_chunks > 64 else joined
 
     @property
     def tail_start(self) -> int:
         """The position of the first row the tail holds (``n`` without a tail)."""
-        return self.n - (self.tail.num_rows if self.tail is not None else 0)
+        return self.n - (self._held_n if self._is_tail else 0)
 
     @property
     def start(self) -> np.ndarray:
@@ -124,20 +162,24 @@ class Timeline:
     @property
     def size(self) -> int:
         """The timeline's weight in a cache: its segments, and a tail's rows as 12 bounds each (their bytes)."""
-        return self.n + TAIL_WEIGHT * (self.tail.num_rows if self.tail is not None else 0)
+        return self.n + TAIL_WEIGHT * (self._held_n if self._is_tail else 0)
 
     @property
     def bounds_only(self) -> bool:
-        return self.rows is None
+        return self._held is None or self._is_tail
 
-    def appended(self, new: pa.Table) -> Timeline | None:
+    def appended(
+        self, new: pa.Table, start: np.ndarray | None = None, end: np.ndarray | None = None
+    ) -> Timeline | None:
         """This timeline with ``new`` rows added, when they all start after its last segment and keep the
-        ends sorted (the live edge); None otherwise (the caller drops the entry)."""
+        ends sorted (the live edge); None otherwise (the caller drops the entry). ``start``/``end``: the new rows'
+        bounds, when the caller has them as arrays already (rows in start order)."""
         if not new.num_rows:
             return self
-        if new.num_rows > 1:
-            new = new.take(pc.sort_indices(new, [("start_ns", "ascending")]))
-        start, end = _int64(new.column("start_ns")), _int64(new.column("end_ns"))
+        if start is None or end is None:
+            if new.num_rows > 1:
+                new = new.take(pc.sort_indices(new, [("start_ns", "ascending")]))
+            start, end = int64(new.column("start_ns")), int64(new.column("end_ns"))
         last_start = self._arrays.start[self.n - 1] if self.n else None
         last_end = self._arrays.end[self.n - 1] if self.n else None
         if last_start is not None and (start[0] <= last_start or end[0] < last_end):
@@ -147,15 +189,19 @@ class Timeline:
         arrays = self._arrays.grown(self.n, start, end)
         if arrays is None:
             return None
-        rows, tail = None, None
-        if self.rows is not None:
-            rows = _grown(self.rows, _conformed(new, self.rows.schema))
-        elif self.tail is not None:
-            tail = _grown(self.tail, _conformed(new, self.tail.schema))
-            if tail.num_rows > 2 * self.tail_rows:
-                tail = tail.slice(tail.num_rows - self.tail_rows).combine_chunks()
         lineage = self.lineage if arrays is self._arrays else next(_lineages)
-        return Timeline(rows, self.n + len(start), arrays, lineage, tail, self.tail_rows)
+        n = self.n + len(start)
+        if self._held is None:
+            return Timeline(None, n, arrays, lineage, False, self.tail_rows)
+        joined = self.__dict__.get("tail" if self._is_tail else "rows")  # a reader joined this version's rows
+        held, pending = (joined, ()) if joined is not None else (self._held, self._pending)
+        pending = (*pending, conformed(new, self._held.schema))
+        grown = Timeline(held, n, arrays, lineage, self._is_tail, self.tail_rows, pending, -1)
+        if self._is_tail and grown._held_n > 2 * self.tail_rows:
+            tail = grown._joined()
+            kept = tail.slice(tail.num_rows - self.tail_rows).combine_chunks()
+            return Timeline(kept, n, arrays, lineage, True, self.tail_rows)
+        return grown
 
     # -- queries ---------------------------------------------------------------------------------------------
     def indices(self, where: Sequence[Predicate], *, order_by: OrderBy = (), limit: int | None = None) -> np.ndarray:
@@ -216,20 +262,21 @@ class Timeline:
 
     def in_tail(self, idx: np.ndarray) -> bool:
         """Whether a bounds-only timeline's tail holds the rows at ``idx``."""
-        return self.tail is not None and (not len(idx) or int(idx.min()) >= self.tail_start)
+        return self._is_tail and (not len(idx) or int(idx.min()) >= self.tail_start)
 
     def select(self, idx: np.ndarray, columns: Sequence[str] | None = None) -> pa.Table:
         """The rows at ``idx`` as Arrow (a bounds-only timeline: from its tail, or only ``start_ns``/``end_ns``)."""
-        if self.rows is None and self.in_tail(idx):
+        if self.bounds_only and self.in_tail(idx):
             assert self.tail is not None
             tail = self.tail if columns is None else self.tail.select(list(columns))
             return tail.take(pa.array(idx - self.tail_start, pa.int64()))
-        if self.rows is None:
+        if self.bounds_only:
             wanted = list(columns or BOUNDS)
             if not set(wanted) <= set(BOUNDS):
                 raise UncachedQuery(f"a bounds-only timeline has no column {sorted(set(wanted) - set(BOUNDS))}")
             arrays = {"start_ns": self.start[idx], "end_ns": self.end[idx]}
             return pa.table({c: pa.array(arrays[c], pa.int64()) for c in wanted})
+        assert self.rows is not None
         rows = self.rows if columns is None else self.rows.select(list(columns))
         if len(idx) and idx[-1] - idx[0] == len(idx) - 1:
             return rows.slice(int(idx[0]), len(idx))
@@ -239,14 +286,11 @@ class Timeline:
 _BOUND_OPS = frozenset({"<", "<=", ">", ">="})
 
 
-def _grown(rows: pa.Table, new: pa.Table) -> pa.Table:
-    """``rows`` with ``new`` appended (chunks combined now and then, so that slicing stays cheap)."""
-    grown = pa.concat_tables([rows, new])
-    return grown.combine_chunks() if grown.column(0).num_chunks > 64 else grown
-
-
-def _conformed(new: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``new``'s columns of ``schema``, in its order and types (cast only when they differ)."""
+def conformed(new: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``new``'s columns of ``schema``, in its order and types (cast only when they differ; nothing at all, not
+    even an Arrow call, when they are so already)."""
+    if new.schema == schema:
+        return new
     new = new.select(schema.names)
     return new if new.schema == schema else new.cast(schema)
 
@@ -277,7 +321,7 @@ class RowBlocks:
 
     def rows(self, timeline: Timeline, idx: np.ndarray | Sequence[int]) -> list[dict[str, Any]]:
         """The rows at positions ``idx`` of ``timeline`` as (shared, read-only) dicts of every column."""
-        if timeline.rows is None and not timeline.in_tail(np.asarray(idx, dtype=np.int64)):
+        if timeline.bounds_only and not timeline.in_tail(np.asarray(idx, dtype=np.int64)):
             raise UncachedQuery("a bounds-only timeline has no rows there")
         # per block, the lowest row asked for: a block is converted from there (a live-edge read of one row
         # converts that row, not the block's up to 256, when the block was not kept, e.g. more live flows than
@@ -302,7 +346,7 @@ class RowBlocks:
         last."""
         start = block_no * self.SIZE
         end = min(start + self.SIZE, timeline.n)
-        low = max(start, needed) if timeline.rows is not None else max(start, needed, timeline.tail_start)
+        low = max(start, needed) if not timeline.bounds_only else max(start, needed, timeline.tail_start)
         key = (timeline.lineage, block_no)
         with self._lock:
             entry = self._blocks.get(key)
@@ -327,8 +371,8 @@ class RowBlocks:
     @staticmethod
     def _convert(timeline: Timeline, a: int, b: int) -> list[dict[str, Any]]:
         """Rows ``a`` to ``b`` of the timeline (of its tail, when bounds-only) as dicts."""
-        table = timeline.rows if timeline.rows is not None else timeline.tail
-        offset = 0 if timeline.rows is not None else timeline.tail_start
+        table = timeline.tail if timeline.bounds_only else timeline.rows
+        offset = timeline.tail_start if timeline.bounds_only else 0
         assert table is not None
         return table_rows(table.slice(a - offset, b - a), table.column_names)
 
@@ -369,7 +413,7 @@ class Mask(Visitor[np.ndarray]):
         if p.column in BOUNDS and p.op in _NUMPY_OPS and _is_int(p.value):
             arr = (self.t.start if p.column == "start_ns" else self.t.end)[self.lo : self.lo + self.n]
             return np.asarray(_NUMPY_OPS[p.op](arr, p.value))
-        if self.t.rows is None or p.column not in self.t.rows.column_names:
+        if self.t.bounds_only or self.t.rows is None or p.column not in self.t.rows.column_names:
             raise UncachedQuery(f"{p!r}")
         col = self.t.rows.column(p.column).slice(self.lo, self.n)
         if p.op in ("==", "!="):
@@ -386,5 +430,5 @@ class Mask(Visitor[np.ndarray]):
         raise UncachedQuery(f"{p!r}")
 
 
-def _int64(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+def int64(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(col.to_numpy(), dtype=np.int64)

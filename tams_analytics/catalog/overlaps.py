@@ -17,7 +17,7 @@ from tams_analytics.timerange import TimeRange
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
 
-__all__ = ["already_stored", "check_overlaps", "flow_spans", "stored_bounds"]
+__all__ = ["already_stored", "check_overlaps", "flow_spans", "rows_by_flow", "stored_bounds"]
 
 
 def check_overlaps(segs: pa.Table, ok: np.ndarray, stored: Mapping[str, tuple[Any, Any]]) -> dict[int, str]:
@@ -29,10 +29,9 @@ def check_overlaps(segs: pa.Table, ok: np.ndarray, stored: Mapping[str, tuple[An
     ends = segs.column("end_ns").to_numpy()
     texts = segs.column("timerange")
     req = segs.column("request").to_numpy()
-    flows = segs.column("flow_id")
+    by_flow = rows_by_flow(segs.column("flow_id")) if len(stored) > 1 else None
     for fid, (s_start, s_end) in stored.items():
-        mine = np.flatnonzero(pc.equal(flows, fid).to_numpy(zero_copy_only=False)) if len(stored) > 1 else None
-        positions = np.arange(len(starts)) if mine is None else mine
+        positions = np.arange(len(starts)) if by_flow is None else by_flow.get(fid, np.zeros(0, dtype=np.int64))
         # the rows of one request are contiguous, in arrival order
         for group in np.split(positions, np.flatnonzero(np.diff(req[positions])) + 1):
             if len(s_start):
@@ -125,13 +124,31 @@ def already_stored(catalog: Catalog, segments: pa.Table, spans: Mapping[str, tup
 
 
 def stored_bounds(catalog: Catalog, spans: Mapping[str, tuple[int, int]]) -> dict[str, tuple[Any, Any]]:
-    """Per flow, the ``(starts, ends)`` of its stored segments that overlap its span, sorted by start."""
-    out: dict[str, tuple[Any, Any]] = {}
-    for flows, lo, hi in clusters(spans):
+    """Per flow, the ``(starts, ends)`` of its stored segments that overlap its span, sorted by start: from the
+    engine's memory where it holds the flow (:meth:`~tams_analytics.engines.base.Engine.held_bounds`), else read
+    once per group of flows."""
+    out: dict[str, tuple[Any, Any]] = dict(catalog.engine.held_bounds(spans))
+    rest = {f: span for f, span in spans.items() if f not in out}
+    for flows, lo, hi in clusters(rest):
         where: list[Predicate] = [isin("flow_id", flows), Term("start_ns", "<", hi), Term("end_ns", ">", lo)]
         t = catalog.rows("segments", where, columns=["flow_id", "start_ns", "end_ns"], order_by=[("start_ns", False)])
-        flow_col = t.column("flow_id")
+        starts, ends = t.column("start_ns").to_numpy(), t.column("end_ns").to_numpy()
+        positions = rows_by_flow(t.column("flow_id"))
+        empty = np.zeros(0, dtype=np.int64)
         for fid in flows:
-            mine = t.filter(pc.equal(flow_col, fid)) if len(flows) > 1 else t
-            out[fid] = (mine.column("start_ns").to_numpy(), mine.column("end_ns").to_numpy())
+            mine = positions.get(fid)
+            out[fid] = (starts[mine], ends[mine]) if mine is not None else (empty, empty)
     return out
+
+
+def rows_by_flow(flow_ids: pa.ChunkedArray | pa.Array) -> dict[str, np.ndarray]:
+    """The positions of each flow's rows, in order: one pass (a filter per flow would be an Arrow call each, and
+    every such call on the writer thread hands the GIL to the event loop and waits to get it back)."""
+    encoded = pc.dictionary_encode(flow_ids)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(encoded.dictionary) + 1))
+    names = encoded.dictionary.to_pylist()
+    return {names[k]: order[bounds[k] : bounds[k + 1]] for k in range(len(names))}

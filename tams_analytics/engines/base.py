@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import SplitResult
 
+import numpy as np
 import pyarrow as pa
 
 from tams_analytics.exceptions import UnsupportedError
@@ -186,6 +187,12 @@ class Engine(ABC):
         for lo in range(0, len(values), chunk):
             total += self.count(name, [isin(column, values.slice(lo, chunk).to_pylist())])
         return total
+
+    def held_bounds(self, spans: Mapping[str, tuple[int, int]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per flow of ``spans`` whose segment timeline this engine holds in memory (or loads there), the
+        ``(starts, ends)`` of its segments overlapping the flow's span ``[lo, hi)``, sorted by start: a
+        registration's overlap check without a query. Flows left out are read with a query (the default: all)."""
+        return {}
 
     # -- writes ----------------------------------------------------------------------------------------
     def insert(self, name: str, rows: pa.Table) -> None:

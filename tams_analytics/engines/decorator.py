@@ -7,10 +7,11 @@ go to ``inner`` unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 
 from tams_analytics.engines.base import Capabilities, ChangeListener, Engine, IsolationProbe, OrderBy, StoredTable
@@ -86,6 +87,9 @@ class EngineDecorator(Engine):
 
     def count_in(self, name: str, column: str, values: pa.Array, chunk: int = 10_000) -> int:
         return self.inner.count_in(name, column, values, chunk)
+
+    def held_bounds(self, spans: Mapping[str, tuple[int, int]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return self.inner.held_bounds(spans)
 
     def insert(self, name: str, rows: pa.Table) -> None:
         self.inner.insert(name, rows)
