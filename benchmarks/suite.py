@@ -129,7 +129,8 @@ class BenchConfig:
         """100k and 1M only, shorter runs: under five minutes on a 2-core machine."""
         base = cls(sizes=(100_000, 1_000_000), repeat=21, slow_repeat=2, http_repeat=3, http_seconds=2.0)
         base = replace(base, live_preload=2_000, live_seconds=8.0, page_flows=(10_000, 100_000, 1_000_000))
-        return replace(base, **({"ingest_batches": 20, "peer_config": PeerConfig.quick()} | changes))
+        base = replace(base, ingest_batches=20, peer_config=PeerConfig.quick())
+        return replace(base, **changes)
 
     @property
     def serve_size(self) -> int:
