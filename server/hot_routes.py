@@ -13,7 +13,8 @@ with the same services and the same authorisation (the app's :class:`~server.aut
 FastAPI route of the operation in ``scope["route"]``, as the metrics middleware does), so answers, errors and
 metrics are the FastAPI route's. A request whose query it does not read as FastAPI would (a ``limit`` that is not
 a plain integer) is handed to the FastAPI route itself, which answers it as before. The FastAPI routes stay:
-they give the OpenAPI document its operations.
+they give the OpenAPI document its operations. (FastAPI's ``dependency_overrides`` do not reach the hot route:
+it takes the services and the authoriser as the app was built with them.)
 """
 
 from __future__ import annotations

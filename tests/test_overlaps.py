@@ -15,3 +15,19 @@ def test_rows_by_flow_gives_each_flows_positions_in_order() -> None:
         assert {f: p.tolist() for f, p in got.items()} == {"b": [0, 2, 5], "a": [1, 4], "c": [3]}
         assert all(p.dtype == np.int64 for p in got.values())
     assert rows_by_flow(pa.array([], pa.string())) == {}
+
+
+def test_flow_spans_are_each_flows_hull_with_or_without_unbounded_rows() -> None:
+    from tams_analytics.catalog.overlaps import flow_spans
+
+    big = 2**62 + 1  # beyond a float's exact integers
+    segs = pa.table(
+        {
+            "flow_id": ["a", "b", "a", "b"],
+            "start_ns": pa.array([big, 5, big + 10, 1], pa.int64()),
+            "end_ns": pa.array([big + 3, 7, big + 20, 2], pa.int64()),
+        }
+    )
+    assert flow_spans(segs) == {"a": (big, big + 20), "b": (1, 7)}
+    with_null = segs.set_column(1, "start_ns", pa.array([big, None, big + 10, 1], pa.int64()))
+    assert flow_spans(with_null) == {"a": (big, big + 20), "b": (1, 7)}

@@ -608,3 +608,32 @@ def test_held_bounds_equal_the_stores_segments_overlapping_each_span(pair: tuple
 
 
 NS_S = 1_000_000_000
+
+
+def test_appended_rows_are_joined_when_read_and_now_and_then_when_not() -> None:
+    """Rows appended one at a time read back whole at every version; a timeline nobody reads joins its appended
+    rows every so often (it never holds a growing list of the write batches' slices)."""
+
+    def rows(starts: range) -> pa.Table:
+        return pa.table({"start_ns": pa.array(list(starts), pa.int64()), "end_ns": pa.array([s + 1 for s in starts])})
+
+    from tams_analytics.cache.timeline import MAX_PENDING
+
+    for timeline in (
+        Timeline.of(rows(range(0, 10))),
+        Timeline.of(rows(range(0, 10)), bounds_only=True).with_tail(rows(range(5, 10)), tail_rows=400),
+    ):
+        versions = [timeline]
+        for k in range(10, 10 + 3 * MAX_PENDING):
+            grown = versions[-1].appended(rows(range(k, k + 1)))
+            assert grown is not None
+            assert len(grown._pending) < MAX_PENDING
+            versions.append(grown)
+        last = versions[-1]
+        table = last.tail if last.bounds_only else last.rows
+        assert table is not None
+        first = 0 if not last.bounds_only else last.tail_start
+        assert column_values(table.column("start_ns")) == list(range(first, 10 + 3 * MAX_PENDING))
+        middle = versions[len(versions) // 2]
+        table = middle.tail if middle.bounds_only else middle.rows
+        assert table is not None and table.num_rows == middle.n - (middle.tail_start if middle.bounds_only else 0)

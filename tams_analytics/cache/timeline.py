@@ -45,6 +45,9 @@ BOUNDS = ("start_ns", "end_ns")
 TAIL_ROWS = 512
 #: a tail row weighs as many bounds as its bytes would hold (about 200 bytes against 16)
 TAIL_WEIGHT = 12
+#: appended rows a timeline keeps as slices of their batches before it joins them (one Arrow join per this many
+#: appends to a flow nobody reads, and no batch's rows held longer than that)
+MAX_PENDING = 64
 
 
 class UncachedQuery(Exception):
@@ -201,6 +204,8 @@ class Timeline:
             tail = grown._joined()
             kept = tail.slice(tail.num_rows - self.tail_rows).combine_chunks()
             return Timeline(kept, n, arrays, lineage, True, self.tail_rows)
+        if len(pending) >= MAX_PENDING:  # a timeline nobody reads keeps no growing list of the batches' slices
+            return Timeline(grown._joined().combine_chunks(), n, arrays, lineage, self._is_tail, self.tail_rows)
         return grown
 
     # -- queries ---------------------------------------------------------------------------------------------

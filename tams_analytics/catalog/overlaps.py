@@ -80,6 +80,11 @@ def merged(s_start: Any, s_end: Any, starts: Any, ends: Any) -> tuple[Any, Any]:
 # -- what a batch reads -----------------------------------------------------------------------------------
 def flow_spans(segments: pa.Table) -> dict[str, tuple[int, int]]:
     """Per flow, the hull of the storage bounds its segments in the batch could overlap."""
+    start, end = segments.column("start_ns"), segments.column("end_ns")
+    if not start.null_count and not end.null_count:  # the norm: numpy, no Arrow grouping (Acero runs a thread pool)
+        starts, ends = start.to_numpy(), end.to_numpy()
+        by_flow = rows_by_flow(segments.column("flow_id"))
+        return {f: (int(starts[p].min()), int(ends[p].max())) for f, p in by_flow.items() if len(p)}
     hull = segments.group_by("flow_id").aggregate([("start_ns", "min"), ("end_ns", "max")]).to_pydict()
     return {
         f: (lo, hi)
