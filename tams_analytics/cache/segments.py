@@ -346,14 +346,18 @@ def _canonical(table: pa.Table) -> pa.Table:
 
 def _runs(rows: pa.Table) -> list[tuple[Hashable, pa.Table]]:
     """``rows`` ordered by ``flow_id`` as (flow id, its rows) runs: slices, in order."""
+    return [(flow_id, rows.slice(at, n)) for flow_id, at, n in _run_bounds(rows)]
+
+
+def _run_bounds(rows: pa.Table) -> list[tuple[Hashable, int, int]]:
+    """``(flow id, first position, rows)`` of each run of ``rows`` ordered by ``flow_id``, in order."""
     if not rows.num_rows:
         return []
     encoded = pc.dictionary_encode(rows.column("flow_id")).combine_chunks()
     counts = np.bincount(np.asarray(encoded.indices.to_numpy(zero_copy_only=False)))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     return [
-        (flow_id, rows.slice(int(a), int(n)))
-        for flow_id, a, n in zip(encoded.dictionary.to_pylist(), starts, counts, strict=True)
+        (flow_id, int(a), int(n)) for flow_id, a, n in zip(encoded.dictionary.to_pylist(), starts, counts, strict=True)
     ]
 
 
@@ -370,20 +374,9 @@ def _by_flow(rows: pa.Table) -> Callable[[Hashable], tuple[pa.Table, np.ndarray,
             if rows.num_rows > 1:
                 table = rows.take(pc.sort_indices(rows, [("flow_id", "ascending"), ("start_ns", "ascending")]))
             start, end = int64(table.column("start_ns")), int64(table.column("end_ns"))
-            for f, at, n in _run_bounds(table.column("flow_id").to_pylist()):
+            for f, at, n in _run_bounds(table):
                 parts[f] = (table.slice(at, n), start[at : at + n], end[at : at + n])
         empty = np.zeros(0, dtype=np.int64)
         return parts.get(flow_id, (rows.slice(0, 0), empty, empty))
 
     return of
-
-
-def _run_bounds(ids: list[Any]) -> list[tuple[Any, int, int]]:
-    """``(value, first position, length)`` of each run of equal values in ``ids``."""
-    out: list[tuple[Any, int, int]] = []
-    at = 0
-    for k in range(1, len(ids) + 1):
-        if k == len(ids) or ids[k] != ids[at]:
-            out.append((ids[at], at, k - at))
-            at = k
-    return out
