@@ -637,3 +637,23 @@ def test_appended_rows_are_joined_when_read_and_now_and_then_when_not() -> None:
         middle = versions[len(versions) // 2]
         table = middle.tail if middle.bounds_only else middle.rows
         assert table is not None and table.num_rows == middle.n - (middle.tail_start if middle.bounds_only else 0)
+
+
+def test_joining_appended_rows_leaves_a_long_flows_rows_where_they_are() -> None:
+    """A reader at the live edge of a long flow joins the appended rows at every version: the flow's rows stay
+    in their chunk (copying them each time was 12 ms per join at 100,000 rows) and the chunks stay few."""
+
+    def rows(starts: range) -> pa.Table:
+        return pa.table({"start_ns": pa.array(list(starts), pa.int64()), "end_ns": pa.array([s + 1 for s in starts])})
+
+    timeline: Timeline | None = Timeline.of(rows(range(0, 5000)))
+    assert timeline is not None and timeline.rows is not None
+    base = timeline.rows.column("start_ns").chunk(0).buffers()[1].address
+    for k in range(5000, 6000):
+        timeline = timeline.appended(rows(range(k, k + 1)))
+        assert timeline is not None and timeline.rows is not None
+        assert timeline.rows.column("start_ns").num_chunks <= 12, k
+    assert timeline.rows is not None
+    assert timeline.rows.column("start_ns").chunk(0).buffers()[1].address == base
+    assert column_values(timeline.rows.column("start_ns")) == list(range(6000))
+    assert column_values(timeline.rows.column("end_ns")) == list(range(1, 6001))

@@ -50,6 +50,20 @@ TAIL_WEIGHT = 12
 MAX_PENDING = 64
 
 
+def absorbed(held: pa.Table, pending: Sequence[pa.Table]) -> pa.Table:
+    """``held`` with the ``pending`` rows after it, in a few chunks: the pending rows become one chunk, and a chunk
+    no smaller than the one before it is merged into it (as a binary counter carries), so chunk sizes shrink from
+    the oldest to the newest, a table of n rows has O(log n) chunks, and a row is copied O(log n) times over
+    all appends. Combining the whole table instead copies every row of a long flow at each join (12 ms for
+    100,000 rows: a live flow's p99)."""
+    chunks = [b for b in held.to_batches() if b.num_rows]
+    chunks += [b for b in pa.concat_tables(pending).combine_chunks().to_batches() if b.num_rows]
+    while len(chunks) >= 2 and chunks[-2].num_rows <= chunks[-1].num_rows:
+        last, before = chunks.pop(), chunks.pop()
+        chunks += pa.Table.from_batches([before, last]).combine_chunks().to_batches()
+    return pa.Table.from_batches(chunks, schema=held.schema)
+
+
 class UncachedQuery(Exception):
     """A query a timeline cannot answer exactly: the caller asks the store."""
 
@@ -144,10 +158,7 @@ class Timeline:
 
     def _joined(self) -> pa.Table:
         assert self._held is not None
-        if not self._pending:
-            return self._held
-        joined = pa.concat_tables([self._held, *self._pending])
-        return joined.combine_chunks() if joined.column(0).num_chunks > 64 else joined
+        return absorbed(self._held, self._pending) if self._pending else self._held
 
     @property
     def tail_start(self) -> int:
@@ -205,7 +216,7 @@ class Timeline:
             kept = tail.slice(tail.num_rows - self.tail_rows).combine_chunks()
             return Timeline(kept, n, arrays, lineage, True, self.tail_rows)
         if len(pending) >= MAX_PENDING:  # a timeline nobody reads keeps no growing list of the batches' slices
-            return Timeline(grown._joined().combine_chunks(), n, arrays, lineage, self._is_tail, self.tail_rows)
+            return Timeline(grown._joined(), n, arrays, lineage, self._is_tail, self.tail_rows)
         return grown
 
     # -- queries ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ store needs itself (existence/size checks, deletion, copying between backends).
 
 from __future__ import annotations
 
+import operator
 import threading
 import time
 import uuid
@@ -226,9 +227,10 @@ def _same(a: object, b: object) -> bool:
     objects while they do not change)."""
     if a is b:
         return True
-    if not (isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b)):
+    if type(a) is not tuple or type(b) is not tuple or len(a) != len(b):
         return False
-    return all(x is y for x, y in zip(a, b, strict=True))
+    # checked for every object of every page: no generator frame (an object has one instance, mostly)
+    return a[0] is b[0] if len(a) == 1 else all(map(operator.is_, a, b))
 
 
 class RecentUrls:

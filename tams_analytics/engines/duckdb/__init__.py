@@ -23,6 +23,7 @@ import pyarrow as pa
 from tams_analytics.engines.base import Capabilities, Change, OrderBy, StoredTable
 from tams_analytics.engines.base import Engine as BaseEngine
 from tams_analytics.engines.duckdb.held import explain_held_store
+from tams_analytics.engines.duckdb.lists import ListLimits
 from tams_analytics.engines.ibis_query import DERIVED, declared_schema
 from tams_analytics.engines.sql import Params, quote, select_sql, where_sql
 from tams_analytics.engines.windows import FlowExtents
@@ -133,6 +134,8 @@ class Engine(BaseEngine):
         self._ibis: Any = None
         #: where the pages of each flow lie on ``start_ns`` (see :mod:`~tams_analytics.engines.windows`)
         self._extents = FlowExtents()
+        #: how many values of an ``isin`` on an indexed column go inline (see :mod:`.lists`)
+        self._list_limits = ListLimits(INDEXES, self._table_sizes)
         if not read_only:
             self.create_tables()
 
@@ -182,9 +185,18 @@ class Engine(BaseEngine):
     def _select(
         self, name: str, where: Sequence[Predicate], columns: Sequence[str] | None, order_by: OrderBy, limit: int | None
     ) -> pa.Table:
-        params = Params(tables=True)
+        params = self._params(name)
         sql = select_sql(name, where, params, columns=columns, order_by=order_by, limit=limit)
         return _run(self._cursor(), sql, params, lambda r: r.fetch_arrow_table())
+
+    def _params(self, name: str) -> Params:
+        """Bound values of a statement on table ``name``."""
+        return Params(tables=True, list_limits=self._list_limits.of(name))
+
+    def _table_sizes(self) -> dict[str, int]:
+        """DuckDB's estimate of each table's rows (from its statistics: no scan)."""
+        sql = "SELECT table_name, estimated_size FROM duckdb_tables() WHERE database_name = current_database()"
+        return {name: int(size or 0) for name, size in self._cursor().execute(sql).fetchall()}
 
     def _flow_extent(self, flow_id: str) -> tuple[int | None, int | None, int]:
         """The lowest and highest start of a flow's segments, and their number (one aggregate)."""
@@ -193,7 +205,7 @@ class Engine(BaseEngine):
         return lo, hi, int(n)
 
     def count(self, name: str, where: Sequence[Predicate] = ()) -> int:
-        params = Params(tables=True)
+        params = self._params(name)
         sql = f"SELECT count(*) FROM {quote(name)}" + where_sql(where, params)
         row = _run(self._cursor(), sql, params, lambda r: r.fetchall())[0]
         return int(row[0]) if row else 0
@@ -258,7 +270,7 @@ class Engine(BaseEngine):
                 self._writer.from_arrow(rows).insert_into(name)
 
     def delete(self, name: str, where: Sequence[Predicate]) -> int:
-        params = Params(tables=True)
+        params = self._params(name)
         sql = f"DELETE FROM {quote(name)}" + where_sql(where, params)
         with self.transaction():
             self._writing(Change(name, where=tuple(where)))
@@ -268,7 +280,7 @@ class Engine(BaseEngine):
     def update(self, name: str, where: Sequence[Predicate], values: dict[str, Any]) -> int:
         if not values:
             return 0
-        params = Params(tables=True)
+        params = self._params(name)
         params.extend(values.values())
         sets = ", ".join(f"{quote(c)} = ?" for c in values)
         sql = f"UPDATE {quote(name)} SET {sets}" + where_sql(where, params)
