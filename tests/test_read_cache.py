@@ -7,6 +7,7 @@ second catalog over the *same* DuckDB engine without the wrapper (it reads the s
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 import threading
 from pathlib import Path
@@ -646,14 +647,31 @@ def test_joining_appended_rows_leaves_a_long_flows_rows_where_they_are() -> None
     def rows(starts: range) -> pa.Table:
         return pa.table({"start_ns": pa.array(list(starts), pa.int64()), "end_ns": pa.array([s + 1 for s in starts])})
 
+    from tams_analytics.cache.timeline import MAX_CHUNKS
+
     timeline: Timeline | None = Timeline.of(rows(range(0, 5000)))
     assert timeline is not None and timeline.rows is not None
     base = timeline.rows.column("start_ns").chunk(0).buffers()[1].address
     for k in range(5000, 6000):
         timeline = timeline.appended(rows(range(k, k + 1)))
         assert timeline is not None and timeline.rows is not None
-        assert timeline.rows.column("start_ns").num_chunks <= 12, k
+        assert timeline.rows.column("start_ns").num_chunks <= MAX_CHUNKS, k
     assert timeline.rows is not None
     assert timeline.rows.column("start_ns").chunk(0).buffers()[1].address == base
     assert column_values(timeline.rows.column("start_ns")) == list(range(6000))
     assert column_values(timeline.rows.column("end_ns")) == list(range(1, 6001))
+
+
+def test_levelled_chunks_halve_in_size_and_keep_every_row_in_order() -> None:
+    """Levelling keeps O(log n) chunks, each more than twice the next, and every row in place."""
+    from tams_analytics.cache.timeline import levelled
+
+    table = pa.table({"start_ns": pa.array([0], pa.int64())})
+    for k in range(1, 3000):
+        table = pa.concat_tables([table, pa.table({"start_ns": pa.array([k], pa.int64())})])
+        if table.column(0).num_chunks > 16:
+            table = levelled(table)
+            sizes = [len(c) for c in table.column(0).chunks]
+            assert all(a > 2 * b for a, b in itertools.pairwise(sizes)), sizes
+            assert len(sizes) <= 14, sizes
+    assert column_values(table.column("start_ns")) == list(range(3000))
