@@ -1,9 +1,9 @@
 """Request validation: the compiled validator (the fast path) accepts exactly the bodies ``jsonschema`` accepts.
 
-Run over every vendored schema against the spec's examples and mutations of them (each field removed, each
-field given values of other types and shapes, one level deep), so that the fast path can never let through a
-body the official schemas refuse, nor refuse one they accept (a refusal would still be judged by
-``jsonschema``, but the fast path would be dead weight)."""
+Run over every schema the server validates against, with the spec's examples and mutations of them (each field
+removed, each field given values of other types and shapes, at the top and one object down), so that the fast
+path can never let through a body the official schemas refuse, nor refuse one they accept (a refusal would still
+be judged by ``jsonschema``, but the fast path would be dead weight)."""
 
 from __future__ import annotations
 
