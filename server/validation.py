@@ -24,7 +24,9 @@ from server.errors import bad_request
 SCHEMA_DIR = Path(__file__).parent / "spec"
 
 
+@functools.cache
 def _documents(schema_dir: Path) -> dict[str, Any]:
+    """The schema files of ``schema_dir`` by name, read once (both validators' registries share them: read-only)."""
     return {path.name: json.loads(path.read_text()) for path in sorted(schema_dir.glob("*.json"))}
 
 
@@ -38,8 +40,7 @@ def registry(schema_dir: Path = SCHEMA_DIR) -> Registry:
 
 @functools.cache
 def validator(name: str, schema_dir: Path = SCHEMA_DIR) -> Draft202012Validator:
-    schema = json.loads((schema_dir / name).read_text())
-    return Draft202012Validator(schema, registry=registry(schema_dir))
+    return Draft202012Validator(_documents(schema_dir)[name], registry=registry(schema_dir))
 
 
 @functools.cache

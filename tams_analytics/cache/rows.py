@@ -133,7 +133,9 @@ class KeyedRows:
             if token is not None:
                 self.cache.end_load(token, dict(loaded))
             found.update(loaded)
-        out = [r for k in keys for r in found[k] if matches(r, rest)] if rest else [r for k in keys for r in found[k]]
+        out = [r for k in keys for r in found[k]]
+        if rest:
+            out = [r for r in out if matches(r, rest)]
         for column, descending in reversed(order_by):  # stable sorts, last key first; NULLs last, as SQL
             values = [r for r in out if r[column] is not None]
             values.sort(key=operator.itemgetter(column), reverse=descending)
