@@ -6,6 +6,7 @@ Each method is what a request handler of ``server/routes/segments.py`` calls for
 ``Catalog.delete_segments`` for a DELETE by timerange. No HTTP, no JSON, no signed URLs: the same level
 as the SQL on the PostgreSQL side. With ``cached`` the catalog's exact read cache is on
 (``connect(url, cache_reads=True)``, as the server runs by default); otherwise every read goes to DuckDB.
+DuckDB runs on the server's default number of threads (``TAMS_DUCKDB_THREADS``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from server.config import Settings
 from tams_analytics.catalog import connect, segment_page_where
 from tams_analytics.codec.segments import WIRE_COLUMNS
 from tams_analytics.predicates import Term
@@ -27,7 +29,8 @@ class LibrarySide:
 
     def __init__(self, path: Path, *, cached: bool) -> None:
         self.path = path
-        self.catalog = connect(f"duckdb:///{path}", cache_reads=cached)
+        threads = int(Settings.model_fields["duckdb_threads"].default)
+        self.catalog = connect(f"duckdb:///{path}", cache_reads=cached, threads=threads)
         self.cached = self.catalog.caches_reads
         if cached and not self.cached:
             raise RuntimeError("the read cache could not be turned on for this engine")

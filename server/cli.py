@@ -275,7 +275,7 @@ def _open(args: argparse.Namespace, settings: Any) -> tuple[Any, Any]:
         # (the backoff package sets its logger's level when first imported: keep it quiet another way)
         logging.getLogger("backoff").disabled = True
     try:
-        catalog = connect(settings.store_url, create=True)
+        catalog = connect(settings.store_url, create=True, **settings.store_options())
     except Exception as exc:  # drivers raise their own errors (duckdb's held lock, requests', the SDK's)
         raise StartupError(f"cannot open the store {redacted(settings.store_url)}: {_one_line(exc)}") from None
     try:

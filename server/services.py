@@ -91,7 +91,7 @@ def build_services(
     """The services of one app over ``engine`` (default: the store ``settings`` name, created when missing) and
     ``stores`` (default: those ``settings`` name)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = engine or open_engine(settings.store_url, create=True)
+    store = engine or open_engine(settings.store_url, create=True, **settings.store_options())
     catalog = Catalog(
         engine_stack(store, settings), retry_policy=settings.retry_policy(), observe=metrics.observe_operation
     )
