@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     #: rows of its newest segments a bounds-only flow keeps (the live edge's pages)
     read_cache_tail_rows: int = Field(512, ge=0)
 
+    #: rendered segment pages kept, in MiB, and answered again while nothing they show has changed (the flow's
+    #: segments, its objects' instances, the URLs' reuse window: ``server.page_cache``); needs the read cache
+    #: (0: off)
+    page_cache_mb: int = Field(32, ge=0)
     #: how long a thread may hold Python's GIL while another waits for it (``sys.setswitchinterval``), in
     #: ms. The group commit's writer hands the GIL back after every store statement (DuckDB releases it) and
     #: must win it back from the request thread: at Python's default (5 ms) that wait dominates a batch

@@ -45,6 +45,8 @@ class SegmentDetails:
     urls: Urls | None = None
     #: ``object_id -> timerange`` of the objects; None until fetched (or not asked)
     object_timeranges: Mapping[str, str | None] | None = None
+    #: when (:meth:`~server.urls.MintedUrlLists.clock`) the oldest of the ``get_urls`` lists was minted (None: none)
+    urls_minted_at: float | None = None
     _instances: dict[str, tuple[Mapping[str, Any], ...]] | None = field(default=None, repr=False)
 
     def fetch(self, rows: Sequence[Mapping[str, Any]]) -> SegmentDetails:
@@ -70,4 +72,17 @@ class SegmentDetails:
             self._instances = {oid: tuple(rows) for oid, rows in self.catalog.object_instances(ids).items()}
         instances, lists, options = self._instances, self.stores.url_lists, self.options
         mint = UrlMinter(self.stores, options)
-        return {oid: lists.get(oid, instances.get(oid, ()), options, mint) for oid in ids}
+        urls: dict[str, list[dict[str, Any]] | None] = {}
+        oldest = None
+        for oid in ids:
+            urls[oid], minted_at = lists.get_minted(oid, instances.get(oid, ()), options, mint)
+            if oldest is None or minted_at < oldest:
+                oldest = minted_at
+        self.urls_minted_at = oldest
+        return urls
+
+    @property
+    def instances(self) -> Mapping[str, tuple[Mapping[str, Any], ...]]:
+        """The instance rows each object's ``get_urls`` were made from, by object (empty until fetched, and when
+        the reader wants no URLs)."""
+        return self._instances or {}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-__all__ = ["dumps", "json_response"]
+__all__ = ["dumps", "json_bytes_response", "json_response"]
 
 
 def dumps(content: Any) -> bytes:
@@ -32,7 +33,18 @@ def json_response(
 ) -> Response:
     """Compact JSON; a HEAD request (``request``'s method, or ``head``) gets the headers (including
     Content-Length) and no body."""
-    body = dumps(content)
+    return json_bytes_response(dumps(content), status, headers, request, head=head)
+
+
+def json_bytes_response(
+    body: bytes,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    request: Request | None = None,
+    *,
+    head: bool = False,
+) -> Response:
+    """:func:`json_response` of a body already rendered."""
     h = dict(headers or {})
     if head or (request is not None and request.method == "HEAD"):
         h["content-length"] = str(len(body))

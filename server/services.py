@@ -22,10 +22,12 @@ from server.config import Settings
 from server.ingest import SegmentWriter, preload_live_flows
 from server.leases import Leases, replica_name
 from server.observability import metrics
+from server.page_cache import PageCache
 from server.stores import Stores, build_stores
 from server.webhooks import outbox
 from server.webhooks import records as webhook_records
 from server.webhooks.events import EventBus
+from tams_analytics.cache import CachingEngine
 from tams_analytics.catalog import Catalog, cached
 from tams_analytics.engines import open_engine
 from tams_analytics.engines.base import Engine
@@ -54,6 +56,8 @@ class Services:
     segments: SegmentWriter
     #: this app's scrape-time metrics (its catalog's cache, outbox and retries)
     metrics: CollectorRegistry
+    #: segment pages answered again while nothing they show has changed (None: off, or no read cache)
+    pages: PageCache | None = None
     #: live playlists' media sequence numbers
     playlists: SequenceCounter = field(default_factory=SequenceCounter)
     #: held while a readiness check waits on the store (the next ones answer 503 at once)
@@ -112,6 +116,12 @@ def build_services(
         accepts=lambda webhook, event: outbox.accepts(webhook, event, auth_classes=auth_classes),
         sink=lambda routed: outbox.write(catalog, routed),  # returns how many rows: the bus ignores it
     )
+    engine = catalog.engine
+    pages = (
+        PageCache(engine, settings.page_cache_mb << 20, clock=stores.url_lists.clock)
+        if settings.page_cache_mb and isinstance(engine, CachingEngine)
+        else None
+    )
     return Services(
         settings=settings,
         authorizer=authorizer,
@@ -122,7 +132,8 @@ def build_services(
         segments=SegmentWriter(
             catalog, events, on_batch=metrics.observe_batch, linger_s=settings.group_commit_linger_us / 1e6
         ),
-        metrics=metrics.catalog_registry(catalog),
+        metrics=metrics.catalog_registry(catalog, pages),
+        pages=pages,
     )
 
 

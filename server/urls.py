@@ -210,13 +210,29 @@ class MintedUrlLists:
         self, object_id: str, instances: Sequence[Mapping[str, Any]], options: UrlOptions, mint: UrlMinter
     ) -> list[dict[str, Any]]:
         """The object's ``get_urls`` (shared: do not modify), from ``mint`` when not still valid."""
+        return self.get_minted(object_id, instances, options, mint)[0]
+
+    def get_minted(
+        self, object_id: str, instances: Sequence[Mapping[str, Any]], options: UrlOptions, mint: UrlMinter
+    ) -> tuple[list[dict[str, Any]], float]:
+        """:meth:`get`, with the time (:attr:`clock`) the list was minted: it is handed out until
+        :meth:`reuse_until` that time."""
         key = (object_id, options.cache_key)
-        urls = self._lists.get(key, options.expires_s, basis=instances)
-        if urls is None:
-            minted_at = self._lists.now()
-            urls = mint(instances)
-            self._lists.put(key, urls, minted_at, basis=instances)
-        return urls
+        hit = self._lists.get_minted(key, options.expires_s, basis=instances)
+        if hit is not None:
+            return hit
+        minted_at = self._lists.now()
+        urls = mint(instances)
+        self._lists.put(key, urls, minted_at, basis=instances)
+        return urls, minted_at
+
+    def reuse_until(self, minted_at: float, options: UrlOptions) -> float:
+        """Until when (:attr:`clock`) a list minted at ``minted_at`` for ``options`` is handed out again."""
+        return minted_at + options.expires_s * ReuseWindow.REUSE_FRACTION
+
+    def clock(self) -> float:
+        """The time on the clock lists are minted by."""
+        return self._lists.now()
 
 
 def get_urls(

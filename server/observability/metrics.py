@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -32,6 +32,9 @@ from tams_analytics.catalog import Catalog
 from tams_analytics.engines.base import Engine
 from tams_analytics.predicates import Term
 from tams_analytics.statuses import UNFINISHED_DELETE_REQUESTS
+
+if TYPE_CHECKING:
+    from server.page_cache import PageCache
 
 __all__ = [
     "CONTENT_TYPE",
@@ -137,8 +140,9 @@ class CatalogCollector(Collector):
     """The metrics read from one app's catalog at scrape time: its read cache, its outbox and delete requests,
     its write retries."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, pages: PageCache | None = None) -> None:
         self.catalog = catalog
+        self.pages = pages
 
     def collect(self) -> Iterator[Metric]:
         catalog = self.catalog
@@ -147,7 +151,10 @@ class CatalogCollector(Collector):
             "tams_read_cache_misses", "Read cache lookups that went to the store", labels=["cache"]
         )
         entries = GaugeMetricFamily("tams_read_cache_entries", "Entries kept by the read cache", labels=["cache"])
-        for name, cache in cache_stats(catalog.engine):
+        parts: list[tuple[str, Any]] = cache_stats(catalog.engine)
+        if self.pages is not None:
+            parts.append(("pages", self.pages))
+        for name, cache in parts:
             hits.add_metric([name], cache.hits)
             misses.add_metric([name], cache.misses)
             entries.add_metric([name], len(cache))
@@ -194,10 +201,10 @@ def _count(catalog: Catalog, what: str, table: str, statuses: tuple[str, ...] = 
         return float("nan")
 
 
-def catalog_registry(catalog: Catalog) -> CollectorRegistry:
-    """A registry holding ``catalog``'s :class:`CatalogCollector`."""
+def catalog_registry(catalog: Catalog, pages: PageCache | None = None) -> CollectorRegistry:
+    """A registry holding ``catalog``'s :class:`CatalogCollector` (and its rendered pages' counts)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CatalogCollector(catalog))
+    registry.register(CatalogCollector(catalog, pages))
     return registry
 
 

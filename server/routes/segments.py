@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -15,8 +16,10 @@ from starlette.concurrency import run_in_threadpool
 from server.delete_requests import intake
 from server.deps import ServicesDep
 from server.errors import bad_request, error_body
-from server.fetch import SegmentDetails
+from server.fetch import SegmentDetails, object_ids
+from server.page_cache import page_key
 from server.paging import Page, clamp_limit, decode_key, encode_key
+from server.responses import dumps, json_bytes_response
 from server.routes._common import check_uuid, get_and_head, json_body, json_response, parse_bool, parse_timerange
 from server.services import Services
 from server.stores import Stores
@@ -47,9 +50,15 @@ async def list_segments(
 ) -> Response:
     """Segments in time order (or reverse), one page at a time, keyed on ``start_ns``.
 
-    A flow that does not exist simply has no segments (200 ``[]``); only an invalid id is a 404.
+    A flow that does not exist simply has no segments (200 ``[]``); only an invalid id is a 404. A page rendered
+    before is answered again while nothing it shows has changed (:mod:`server.page_cache`).
     """
-    catalog, stores, settings = services.catalog, services.stores, services.settings
+    catalog, stores, settings, pages = services.catalog, services.stores, services.settings, services.pages
+    key = page_key(request) if pages is not None else None
+    if pages is not None:
+        kept = pages.get(key)
+        if kept is not None:
+            return json_bytes_response(kept.body, headers=kept.headers, request=request)
     check_uuid(flow_id, "flow id")
     query = _PageQuery(
         flow_id=flow_id,
@@ -62,6 +71,9 @@ async def list_segments(
         options=UrlOptions.from_request(request, settings.presign_get_s),
     )
     listing = _SegmentsPage(query, SegmentDetails(catalog, stores, query.options, query.with_object_tr))
+    # what the page is read from, taken before it is read (a page of a flow the read cache does not keep, or
+    # with objects' timeranges, is not kept)
+    timeline = pages.timeline(flow_id) if pages is not None and not query.with_object_tr else None
     # fetch, then render: with the read cache, the fetch is tried right here, on the event loop (no thread
     # hand-over); a step that would block goes on in a worker thread, the steps before it kept
     if catalog.caches_reads:
@@ -72,7 +84,18 @@ async def list_segments(
             pass
     if not listing.fetched:
         await run_in_threadpool(listing.fetch, catalog)
-    return listing.render(request, settings.public_url)
+    body, headers = listing.render(request, settings.public_url)
+    if pages is not None and timeline is not None:
+        pages.put(
+            key,
+            body=body,
+            headers=headers,
+            flow_id=flow_id,
+            timeline=timeline,
+            instances=listing.instances(),
+            fresh_until=listing.fresh_until(stores),
+        )
+    return json_bytes_response(body, headers=headers, request=request)
 
 
 @dataclass(frozen=True)
@@ -113,7 +136,8 @@ class _SegmentsPage:
         self.details.fetch(self.rows[: q.limit])
         self.fetched = True
 
-    def render(self, request: Request, public_url: str | None) -> Response:
+    def render(self, request: Request, public_url: str | None) -> tuple[bytes, dict[str, str]]:
+        """The page's body and headers."""
         q, details = self.query, self.details
         assert self.rows is not None and details.urls is not None
         more = len(self.rows) > q.limit
@@ -122,7 +146,20 @@ class _SegmentsPage:
         next_key = encode_key(rows[-1]["start_ns"]) if more else None
         page_tr = _hull(rows[0]["timerange"], rows[-1]["timerange"]) if rows else "()"
         headers = Page(items, q.limit, next_key, q.reverse, page_tr).headers(request, public_url=public_url)
-        return json_response(items, headers=headers, request=request)
+        return dumps(items), headers
+
+    def instances(self) -> dict[str, tuple[Mapping[str, Any], ...]]:
+        """The instance rows of every object the page shows (none for an object without), when its ``get_urls``
+        were made from them (none when the reader wants no URLs)."""
+        if self.query.options.wants_none or self.rows is None:
+            return {}
+        made_from = self.details.instances
+        return {oid: made_from.get(oid, ()) for oid in object_ids(self.rows[: self.query.limit])}
+
+    def fresh_until(self, stores: Stores) -> float:
+        """Until when the page's ``get_urls`` are handed out again (:class:`~server.urls.MintedUrlLists`)."""
+        minted_at = self.details.urls_minted_at
+        return math.inf if minted_at is None else stores.url_lists.reuse_until(minted_at, self.query.options)
 
 
 def _page_start(page: str | None) -> int | None:

@@ -125,10 +125,26 @@ class CachingEngine(EngineDecorator):
         """The objects whose instances are kept (statistics and tests)."""
         return self.keyed["object_instances"].cache
 
-    def kept_timeline(self, flow_id: str) -> Timeline | None:
-        """The flow's timeline if it is kept already (never loads it)."""
-        value = self.segments.with_rows.peek(flow_id)[1] or self.segments.bounds_only.peek(flow_id)[1]
-        return value if isinstance(value, Timeline) else None
+    def kept_timeline(self, flow_id: str, *, use: bool = False) -> Timeline | None:
+        """The flow's timeline if it is kept already (never loads it); ``use``: counted as a read of it (what
+        keeps it from eviction), as when a reader's answer came from it."""
+        for cache in (self.segments.with_rows, self.segments.bounds_only):
+            held, value = cache.get(flow_id) if use and flow_id in cache else cache.peek(flow_id)
+            if held:
+                return value if isinstance(value, Timeline) else None
+        return None
+
+    def kept_rows(
+        self, table: str, keys: Sequence[Hashable], *, use: bool = False
+    ) -> dict[Hashable, tuple[dict[str, Any], ...]]:
+        """The rows kept now for those of ``keys`` a keyed table (``object_instances``, ``flows``,
+        ``delete_requests``) holds, never loading: the very dicts readers were given, a new tuple (of new dicts
+        for changed rows) once a key's rows change. ``use``: counted as a read of them (see
+        :meth:`kept_timeline`)."""
+        rows = self.keyed.get(table)
+        if rows is None:
+            return {}
+        return rows.cache.get_many(keys) if use else rows.cache.peek_many(keys)
 
     # -- reads -------------------------------------------------------------------------------------------
     def query(

@@ -109,6 +109,16 @@ class KeyedCache(Generic[V]):
             entry = self._protected.get(key) or self._probation.get(key)
         return (False, None) if entry is None else (True, entry[0])
 
+    def peek_many(self, keys: Iterable[Hashable]) -> dict[Hashable, V]:
+        """The kept ones of ``keys``, as :meth:`peek` (not counted as a use; one lock for all)."""
+        out: dict[Hashable, V] = {}
+        with self._lock:
+            for key in keys:
+                entry = self._protected.get(key) or self._probation.get(key)
+                if entry is not None:
+                    out[key] = entry[0]
+        return out
+
     def holds(self, keys: Iterable[Hashable]) -> bool:
         """Whether every one of ``keys`` is kept (not counted as a use)."""
         with self._lock:
@@ -265,6 +275,10 @@ class KeyedCache(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._probation) + len(self._protected)
+
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` is kept (not counted as a use)."""
+        return key in self._protected or key in self._probation
 
     @property
     def weight(self) -> int:

@@ -202,9 +202,14 @@ class ReuseWindow(Generic[V]):
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, lifetime_s: float, basis: object = None) -> V | None:
+        hit = self.get_minted(key, lifetime_s, basis)
+        return hit[0] if hit is not None else None
+
+    def get_minted(self, key: Hashable, lifetime_s: float, basis: object = None) -> tuple[V, float] | None:
+        """:meth:`get`, with the time the value was minted (this window's clock)."""
         hit = self._values.get(key)
         if hit is not None and _same(hit[0], basis) and self._clock() - hit[1] < lifetime_s * self.REUSE_FRACTION:
-            return hit[2]
+            return hit[2], hit[1]
         return None
 
     def now(self) -> float:
