@@ -452,6 +452,19 @@ def _http(
         )
         progress(f"ingest: {len(batches)} bulk POSTs of {rest.INGEST_BATCH} segments ...")
         api_times = rest.ingest_api(server, batches)
+    progress("load: segment pages against GET /, rendered pages not kept ...")
+    with LiveServer(served.url, data_dir, env={"TAMS_PAGE_CACHE_MB": "0"}) as server:
+        rendered = rest.page_vs_trivial(
+            server,
+            paths,
+            repeat=min(3, config.http_repeat),
+            seconds=config.http_seconds,
+            concurrency=config.concurrency,
+        )
+    report.details.append(
+        f"HTTP with rendered pages not kept (every page rendered from the read cache): segments page "
+        f"{rendered.page_rps:,.0f} req/s, GET / {rendered.trivial_rps:,.0f} req/s (ratio {rendered.ratio:.3f})"
+    )
     progress("load: segment pages against GET /, read cache off ...")
     with LiveServer(served.url, data_dir, env={"TAMS_READ_CACHE_ROWS": "0"}) as server:
         repeat = min(3, config.http_repeat)
