@@ -176,7 +176,7 @@ class CachingEngine(EngineDecorator):
         if got is not None:
             return got
         may_block(name)
-        return table_rows(self.inner.query(name, where, columns=columns, order_by=order_by, limit=limit), columns)
+        return self.inner.records(name, where, columns=columns, order_by=order_by, limit=limit)
 
     def _answer(
         self,

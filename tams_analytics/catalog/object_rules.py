@@ -154,10 +154,10 @@ class ObjectState:
         counts = pc.value_counts(mentioned)
         repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1)).to_pylist()
         ids = pc.unique(mentioned).to_pylist()
-        stored = {r["id"]: r for r in catalog.rows("objects", [isin("id", ids)]).to_pylist()} if ids else {}
+        stored = {r["id"]: dict(r) for r in catalog.records("objects", [isin("id", ids)])} if ids else {}
         inits = sorted({r["init_object_id"] for r in stored.values() if r.get("init_object_id")} - stored.keys())
         if inits:
-            stored |= {r["id"]: r for r in catalog.rows("objects", [isin("id", inits)]).to_pylist()}
+            stored |= {r["id"]: dict(r) for r in catalog.records("objects", [isin("id", inits)])}
         return cls(stored, frozenset(repeated), now if now is not None else utcnow())
 
     def current(self, oid: str) -> dict[str, Any] | None:

@@ -28,7 +28,7 @@ from tams_analytics.engines.ibis_query import DERIVED, declared_schema
 from tams_analytics.engines.sql import Params, quote, select_sql, where_sql
 from tams_analytics.engines.windows import FlowExtents
 from tams_analytics.exceptions import StoreNotFoundError, TamsError
-from tams_analytics.predicates import Predicate
+from tams_analytics.predicates import Predicate, pinned
 from tams_analytics.schema import SCHEMAS, SORT_KEYS
 
 if TYPE_CHECKING:
@@ -58,6 +58,22 @@ INDEXES: dict[str, tuple[str, ...]] = {
 #: the event loop is under load (switch interval 0.1 ms): 12 rows 3.8 ms against 5.1, 30 rows 6.3 against 5.4
 #: (alone, without contention, the VALUES list is faster up to about 8 rows)
 _VALUES_ROWS = 16
+
+
+#: up to this many ids, a lookup on an indexed column is fetched as Python tuples (:meth:`Engine.records`)
+_FEW_IDS = 64
+#: each table's timestamp columns, and the time zone Arrow gives their values (fetched tuples are made the same)
+_TIMESTAMPS = {name: {f.name for f in schema if pa.types.is_timestamp(f.type)} for name, schema in SCHEMAS.items()}
+_UTC = pa.scalar(0, pa.timestamp("us", tz="UTC")).as_py().tzinfo
+
+
+def _few_ids(name: str, where: Sequence[Predicate]) -> bool:
+    """Whether ``where`` pins an indexed column of table ``name`` to at most :data:`_FEW_IDS` values."""
+    for column in INDEXES.get(name, ()):
+        values = pinned(where, column)
+        if values is not None and len(values) <= _FEW_IDS:
+            return True
+    return False
 
 
 def _ddl(name: str, schema: pa.Schema) -> str:
@@ -181,6 +197,32 @@ class Engine(BaseEngine):
 
         page = self._extents.page(name, where, order_by, limit, run, self._flow_extent)
         return page if page is not None else run(where)
+
+    def records(
+        self,
+        name: str,
+        where: Sequence[Predicate] = (),
+        *,
+        columns: Sequence[str],
+        order_by: OrderBy = (),
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """:meth:`Engine.records`; a lookup of a few ids on an indexed column (a registration's objects) is fetched
+        as Python tuples: for a handful of rows DuckDB's Arrow result costs more than the statement (0.19 against
+        0.08 ms, one thread)."""
+        if not _few_ids(name, where):
+            return super().records(name, where, columns=columns, order_by=order_by, limit=limit)
+        params = self._params(name)
+        sql = select_sql(name, where, params, columns=columns, order_by=order_by, limit=limit)
+        found = _run(self._cursor(), sql, params, lambda r: r.fetchall())
+        stamps = [i for i, c in enumerate(columns) if c in _TIMESTAMPS[name]]
+        rows = [dict(zip(columns, row, strict=True)) for row in found]
+        for row in rows if stamps else ():
+            for i in stamps:
+                value = row[columns[i]]
+                if value is not None:  # in UTC, as Arrow gives them (DuckDB's are in the session's time zone)
+                    row[columns[i]] = value.astimezone(_UTC)
+        return rows
 
     def _select(
         self, name: str, where: Sequence[Predicate], columns: Sequence[str] | None, order_by: OrderBy, limit: int | None
@@ -357,14 +399,21 @@ def _run(cursor: duckdb.DuckDBPyConnection, sql: str, params: Params, fetch: Cal
             cursor.unregister(table_name)
 
 
+#: each table's schema as inserts hand rows to DuckDB (every column nullable: NOT NULL is DuckDB's to check)
+_INSERTED = {name: pa.schema([f.with_nullable(True) for f in schema]) for name, schema in SCHEMAS.items()}
+
+
 def _conform(name: str, rows: pa.Table) -> pa.Table:
     """Cast ``rows`` to the table's types, keeping only its columns (missing ones become null)."""
-    schema = SCHEMAS[name]
+    target = _INSERTED[name]
+    if rows.schema.equals(target):
+        return rows
+    present = dict(zip(rows.column_names, rows.columns, strict=True))
     arrays = []
-    for f in schema:
-        if f.name in rows.column_names:
-            col = rows.column(f.name)
-            arrays.append(col if col.type == f.type else col.cast(f.type))
-        else:
+    for f in target:
+        col = present.get(f.name)
+        if col is None:
             arrays.append(pa.nulls(rows.num_rows, f.type))
-    return pa.Table.from_arrays(arrays, schema=pa.schema([f.with_nullable(True) for f in schema]))
+        else:
+            arrays.append(col if col.type == f.type else col.cast(f.type))
+    return pa.Table.from_arrays(arrays, schema=target)
