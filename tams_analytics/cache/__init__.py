@@ -40,7 +40,6 @@ from tams_analytics.engines.decorator import EngineDecorator
 from tams_analytics.exceptions import UnsupportedError
 from tams_analytics.nonblocking import may_block
 from tams_analytics.predicates import Predicate, isin
-from tams_analytics.pyrows import table_rows
 
 __all__ = ["CacheConfig", "CachingEngine"]
 
