@@ -23,13 +23,21 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from tams_analytics.engines.base import OrderBy
 from tams_analytics.predicates import Predicate, Term, conjuncts, pinned
+
+#: a page's answer: Arrow, or rows as dicts
+Answer = TypeVar("Answer", pa.Table, list[dict[str, Any]])
+
+
+def _size(answer: pa.Table | list[dict[str, Any]]) -> int:
+    return answer.num_rows if isinstance(answer, pa.Table) else len(answer)
+
 
 __all__ = ["Extent", "FlowExtents"]
 
@@ -157,12 +165,12 @@ class FlowExtents:
         where: Sequence[Predicate],
         order_by: OrderBy,
         limit: int | None,
-        run: Callable[[Sequence[Predicate]], pa.Table],
+        run: Callable[[Sequence[Predicate]], Answer],
         read: Callable[[str], tuple[int | None, int | None, int]],
-    ) -> pa.Table | None:
+    ) -> Answer | None:
         """The answer to a query of ``name`` if it is a page of one flow's segments ordered by ``start_ns``
-        (``run`` runs it with extra conjuncts, ``read`` reads a flow's extent), else None (the caller runs
-        the query as it is)."""
+        (``run`` runs it with extra conjuncts, as Arrow or as rows, ``read`` reads a flow's extent), else None
+        (the caller runs the query as it is)."""
         if name != "segments" or not order_by or order_by[0][0] != "start_ns":
             return None
         if limit is None or not 0 < limit <= MAX_LIMIT or not _windowable(where):
@@ -186,7 +194,7 @@ class FlowExtents:
                 if edge <= floor:
                     break
                 table = run([*where, Term("start_ns", ">=", edge)])
-                if table.num_rows >= limit:
+                if _size(table) >= limit:
                     return self._seen(flow_id, table)
                 width *= GROWTH
         else:  # in time order: windows reach forward from the cursor (or the timerange's start)
@@ -198,18 +206,30 @@ class FlowExtents:
                 if edge > ceiling:
                     break
                 table = run([*where, Term("start_ns", "<", edge)])
-                if table.num_rows >= limit:
+                if _size(table) >= limit:
                     return self._seen(flow_id, table)
                 width *= GROWTH
         return run(list(where))
 
-    def _seen(self, flow_id: str, page: pa.Table) -> pa.Table:
+    def _seen(self, flow_id: str, page: Answer) -> Answer:
         """``page``, its starts widening the flow's extent (segments other writers added since it was read)."""
-        if "start_ns" in page.column_names and page.num_rows:
-            mm = pc.min_max(page.column("start_ns"))
-            lo, hi = mm["min"].as_py(), mm["max"].as_py()
+        starts = _starts(page)
+        if starts is not None:
+            lo, hi = starts
             with self._lock:
                 kept = self._extents.get(flow_id)
                 if kept is not None and kept.n and (lo < kept.lo or hi > kept.hi):
                     self._extents[flow_id] = kept.widened(lo, hi, 0)
         return page
+
+
+def _starts(page: pa.Table | list[dict[str, Any]]) -> tuple[int, int] | None:
+    """The lowest and highest start of a page's rows (None: no rows, or no starts)."""
+    if isinstance(page, pa.Table):
+        if "start_ns" not in page.column_names or not page.num_rows:
+            return None
+        mm = pc.min_max(page.column("start_ns"))
+        return int(mm["min"].as_py()), int(mm["max"].as_py())
+    if not page or "start_ns" not in page[0]:
+        return None
+    return min(r["start_ns"] for r in page), max(r["start_ns"] for r in page)

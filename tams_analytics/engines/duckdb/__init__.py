@@ -62,6 +62,8 @@ _VALUES_ROWS = 16
 
 #: up to this many ids, a lookup on an indexed column is fetched as Python tuples (:meth:`Engine.records`)
 _FEW_IDS = 64
+#: segment pages up to this many rows are fetched as Python tuples (:meth:`Engine.records`)
+_PAGE_ROWS = 1001
 #: each table's timestamp columns, and the time zone Arrow gives their values (fetched tuples are made the same)
 _TIMESTAMPS = {name: {f.name for f in schema if pa.types.is_timestamp(f.type)} for name, schema in SCHEMAS.items()}
 _UTC = pa.scalar(0, pa.timestamp("us", tz="UTC")).as_py().tzinfo
@@ -207,21 +209,36 @@ class Engine(BaseEngine):
         order_by: OrderBy = (),
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """:meth:`Engine.records`; a lookup of a few ids on an indexed column (a registration's objects) is fetched
-        as Python tuples: for a handful of rows DuckDB's Arrow result costs more than the statement (0.19 against
-        0.08 ms, one thread)."""
-        if not _few_ids(name, where):
-            return super().records(name, where, columns=columns, order_by=order_by, limit=limit)
+        """:meth:`Engine.records`, fetched as Python tuples where that is cheaper than through Arrow: a lookup of a
+        few ids on an indexed column (a registration's objects: 0.08 against 0.19 ms, one thread) and a page of one
+        flow's segments (101 rows: 0.18 ms less; no dearer at 1,001)."""
+        if _few_ids(name, where):
+            return self._records(name, where, columns, order_by, limit)
+
+        def run(w: Sequence[Predicate]) -> list[dict[str, Any]]:
+            return self._records(name, w, columns, order_by, limit)
+
+        page = self._extents.page(name, where, order_by, limit, run, self._flow_extent)
+        if page is not None:
+            return page
+        if name == "segments" and limit is not None and limit <= _PAGE_ROWS:
+            return run(where)
+        return super().records(name, where, columns=columns, order_by=order_by, limit=limit)
+
+    def _records(
+        self, name: str, where: Sequence[Predicate], columns: Sequence[str], order_by: OrderBy, limit: int | None
+    ) -> list[dict[str, Any]]:
+        """The rows of a query, fetched as tuples, as dicts (timestamps in UTC, as Arrow gives them)."""
         params = self._params(name)
         sql = select_sql(name, where, params, columns=columns, order_by=order_by, limit=limit)
         found = _run(self._cursor(), sql, params, lambda r: r.fetchall())
-        stamps = [i for i, c in enumerate(columns) if c in _TIMESTAMPS[name]]
+        stamps = [c for c in columns if c in _TIMESTAMPS[name]]
         rows = [dict(zip(columns, row, strict=True)) for row in found]
         for row in rows if stamps else ():
-            for i in stamps:
-                value = row[columns[i]]
-                if value is not None:  # in UTC, as Arrow gives them (DuckDB's are in the session's time zone)
-                    row[columns[i]] = value.astimezone(_UTC)
+            for c in stamps:
+                value = row[c]
+                if value is not None:  # DuckDB gives them in the session's time zone
+                    row[c] = value.astimezone(_UTC)
         return rows
 
     def _select(
