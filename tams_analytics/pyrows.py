@@ -6,6 +6,7 @@ renders on every page, NumPy's ``tolist`` gives the same values an order of magn
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -34,3 +35,25 @@ def table_rows(table: pa.Table, columns: Sequence[str]) -> list[dict[str, Any]]:
     """The rows of ``table`` as dicts of ``columns``: ``table.select(columns).to_pylist()``."""
     values = [column_values(table.column(c)) for c in columns]
     return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
+
+
+#: up to this many values, a column's distinct values are found in Python: an Arrow kernel's call costs more than
+#: the values (and on a thread sharing the GIL, each call hands it over and waits to get it back)
+SMALL = 64
+
+
+def distinct_values(col: pa.ChunkedArray | pa.Array) -> list[Any]:
+    """``pc.unique(col).to_pylist()``: each value once, in order of first appearance (None for nulls)."""
+    if len(col) <= SMALL:
+        return list(dict.fromkeys(col.to_pylist()))
+    return cast(list[Any], pc.unique(col).to_pylist())
+
+
+def repeated_values(col: pa.ChunkedArray | pa.Array) -> list[Any]:
+    """The values that appear more than once in ``col``, in order of first appearance."""
+    if len(col) <= SMALL:
+        counts = Counter(col.to_pylist())
+        return [v for v, n in counts.items() if n > 1]
+    counts_ = pc.value_counts(col)
+    return cast(list[Any], pc.filter(counts_.field("values"), pc.greater(counts_.field("counts"), 1)).to_pylist())
+

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tams_analytics.catalog.overlaps import rows_by_flow
+from tams_analytics.pyrows import SMALL, distinct_values, repeated_values
 
 
 def test_rows_by_flow_gives_each_flows_positions_in_order() -> None:
@@ -15,6 +19,30 @@ def test_rows_by_flow_gives_each_flows_positions_in_order() -> None:
         assert {f: p.tolist() for f, p in got.items()} == {"b": [0, 2, 5], "a": [1, 4], "c": [3]}
         assert all(p.dtype == np.int64 for p in got.values())
     assert rows_by_flow(pa.array([], pa.string())) == {}
+
+
+@given(st.lists(st.sampled_from("abcdefg"), max_size=3 * SMALL))
+def test_rows_by_flow_answers_alike_on_either_side_of_its_python_path(ids: list[str]) -> None:
+    """Small columns are grouped in Python, large ones by Arrow: the same answer, in the same order."""
+    got = rows_by_flow(pa.array(ids, pa.string()))
+    want: dict[str, list[int]] = {}
+    for at, flow_id in enumerate(ids):
+        want.setdefault(flow_id, []).append(at)
+    assert list(got) == list(want)
+    assert {f: p.tolist() for f, p in got.items()} == want
+    assert all(p.dtype == np.int64 for p in got.values())
+
+
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["x", "y", "z", "w"])), max_size=3 * SMALL))
+def test_distinct_and_repeated_values_answer_as_arrow_does(values: list[str | None]) -> None:
+    column = pa.array(values, pa.string())
+    assert distinct_values(column) == pc.unique(column).to_pylist()
+    counts = pc.value_counts(column)
+    assert (
+        repeated_values(column) == pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1)).to_pylist()
+    )
+    chunked = pa.chunked_array([values[:3], values[3:]], pa.string())
+    assert distinct_values(chunked) == distinct_values(column)
 
 
 def test_flow_spans_are_each_flows_hull_with_or_without_unbounded_rows() -> None:

@@ -20,10 +20,9 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from typing import Generic, TypeVar
 
-import pyarrow.compute as pc
-
 from tams_analytics.engines.base import Change
 from tams_analytics.predicates import pinned
+from tams_analytics.pyrows import distinct_values
 
 V = TypeVar("V")
 
@@ -44,7 +43,7 @@ def changed_keys(change: Change, column: str) -> frozenset[Hashable] | Everythin
     """The values of ``column`` a change can touch: those of the inserted rows, or those its
     predicates pin down (``column == v`` or ``column in (...)`` among the AND-ed terms)."""
     if change.rows is not None:
-        return frozenset(pc.unique(change.rows.column(column)).to_pylist())
+        return frozenset(distinct_values(change.rows.column(column)))
     values = pinned(change.where, column)
     return EVERYTHING if values is None else frozenset(values)
 

@@ -353,6 +353,8 @@ def _run_bounds(rows: pa.Table) -> list[tuple[Hashable, int, int]]:
     """``(flow id, first position, rows)`` of each run of ``rows`` ordered by ``flow_id``, in order."""
     if not rows.num_rows:
         return []
+    if rows.num_rows == 1:  # a live recorder's segment: no Arrow call
+        return [(rows.column("flow_id")[0].as_py(), 0, 1)]
     encoded = pc.dictionary_encode(rows.column("flow_id")).combine_chunks()
     counts = np.bincount(np.asarray(encoded.indices.to_numpy(zero_copy_only=False)))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])

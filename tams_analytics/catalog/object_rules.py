@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from tams_analytics.clock import utcnow
 from tams_analytics.exceptions import ConflictError
 from tams_analytics.predicates import Op, Term, isin
+from tams_analytics.pyrows import distinct_values, repeated_values
 from tams_analytics.timerange import TimeRange
 
 if TYPE_CHECKING:
@@ -151,9 +152,8 @@ class ObjectState:
         """The state for a batch mentioning ``mentioned`` ids: their stored rows, in one query, and those of the
         init objects of the stored ones, which re-uses take (a second query, only when there are some); ``now``
         is the batch's time (default: the current time)."""
-        counts = pc.value_counts(mentioned)
-        repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1)).to_pylist()
-        ids = pc.unique(mentioned).to_pylist()
+        repeated = repeated_values(mentioned)
+        ids = distinct_values(mentioned)
         stored = {r["id"]: dict(r) for r in catalog.records("objects", [isin("id", ids)])} if ids else {}
         inits = sorted({r["init_object_id"] for r in stored.values() if r.get("init_object_id")} - stored.keys())
         if inits:

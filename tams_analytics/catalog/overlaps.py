@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tams_analytics.predicates import Predicate, Term, isin
+from tams_analytics.pyrows import SMALL
 from tams_analytics.timerange import TimeRange
 
 if TYPE_CHECKING:
@@ -149,6 +150,11 @@ def stored_bounds(catalog: Catalog, spans: Mapping[str, tuple[int, int]]) -> dic
 def rows_by_flow(flow_ids: pa.ChunkedArray | pa.Array) -> dict[str, np.ndarray]:
     """The positions of each flow's rows, in order: one pass (a filter per flow would be an Arrow call each, and
     every such call on the writer thread hands the GIL to the event loop and waits to get it back)."""
+    if len(flow_ids) <= SMALL:
+        positions: dict[str, list[int]] = {}
+        for at, flow_id in enumerate(flow_ids.to_pylist()):
+            positions.setdefault(flow_id, []).append(at)
+        return {f: np.asarray(p, dtype=np.int64) for f, p in positions.items()}
     encoded = pc.dictionary_encode(flow_ids)
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()

@@ -51,6 +51,7 @@ from tams_analytics.clock import utcnow
 from tams_analytics.codec.segments import SEGMENT_ROWS, segment_rows
 from tams_analytics.exceptions import TransientStoreError
 from tams_analytics.predicates import isin
+from tams_analytics.pyrows import distinct_values
 
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
@@ -271,7 +272,7 @@ class _Batch:
         claimed, which set it already: then the claimed flows left unchanged get their value back). Returns
         the segment rows stored (None: none)."""
         rows = self.accepted
-        touched = pc.unique(rows.column("flow_id")).to_pylist() if rows is not None and rows.num_rows else []
+        touched = distinct_values(rows.column("flow_id")) if rows is not None and rows.num_rows else []
         if self.claimed:
             restore_flows(self.catalog, {f: v for f, v in self.claimed.items() if f not in set(touched)})
         if rows is None or not touched:
