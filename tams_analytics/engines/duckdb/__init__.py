@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 from urllib.parse import SplitResult
 
 import duckdb
@@ -78,6 +78,39 @@ def _few_ids(name: str, where: Sequence[Predicate]) -> bool:
     return False
 
 
+#: rows per row group in what a store writes (DuckDB's default is 122,880). A page of one flow reads the row groups
+#: its window on ``start_ns`` falls in (zone maps skip the others) and filters every row of them by flow: an uncached
+#: page of 100 took 1.02 ms of DuckDB with the default, 0.59 ms with this (and 0.51 with 4,096), measured; a full
+#: aggregate over the segments was no slower, the file smaller
+ROW_GROUP_ROWS: Final = 16_384
+#: database names DuckDB keeps for itself: a store file named so is attached under another name
+_RESERVED = frozenset({"memory", "main", "temp", "system"})
+
+
+def _open(path: str, *, read_only: bool, config: dict[str, Any]) -> tuple[duckdb.DuckDBPyConnection, str | None]:
+    """A connection to the store at ``path``, and the name of its database (None: in memory).
+
+    A file is attached to an in-memory database with ``ROW_GROUP_SIZE`` :data:`ROW_GROUP_ROWS`: the row group size
+    of what a connection writes is an option of ``ATTACH`` only (DuckDB 1.3 neither keeps it in the file nor takes
+    it from ``connect``), so every connection then uses the attached database (:meth:`Engine._new_cursor`). Row
+    groups written before keep their size. In the same process, ``duckdb.connect(path)`` still reaches the same
+    database."""
+    if path == ":memory:":
+        return duckdb.connect(path, config=config), None
+    con = duckdb.connect(":memory:", config=config)
+    stem = Path(path).stem or "store"
+    name = stem if stem.lower() not in _RESERVED else f"{stem}_store"
+    options = f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}" + (", READ_ONLY" if read_only else "")
+    literal = "'" + path.replace("'", "''") + "'"
+    try:
+        con.execute(f"ATTACH {literal} AS {quote(name)} ({options})")
+        con.execute(f"USE {quote(name)}")
+    except BaseException:
+        con.close()
+        raise
+    return con, name
+
+
 def _ddl(name: str, schema: pa.Schema) -> str:
     cols = ", ".join(f'"{f.name}" {_DUCKDB_TYPES[str(f.type)]}{"" if f.nullable else " NOT NULL"}' for f in schema)
     return f'CREATE TABLE IF NOT EXISTS "{name}" ({cols})'
@@ -140,11 +173,11 @@ class Engine(BaseEngine):
         if threads:
             config["threads"] = threads
         with explain_held_store(self.path):
-            self._con = duckdb.connect(self.path, read_only=read_only, config=config)
+            self._con, self._database = _open(self.path, read_only=read_only, config=config)
         self.read_only = read_only
         self._local = threading.local()
         self._write_lock = threading.RLock()
-        self._writer = self._con.cursor()
+        self._writer = self._new_cursor()
         #: every cursor handed out, closed with the engine: a cursor left in an idle worker thread's locals keeps
         #: the database alive until interpreter exit, where DuckDB aborts ("terminate called without an
         #: active exception") instead of exiting
@@ -164,15 +197,23 @@ class Engine(BaseEngine):
             return self._writer
         cur = getattr(self._local, "cursor", None)
         if cur is None:
-            cur = self._local.cursor = self._con.cursor()
+            cur = self._local.cursor = self._new_cursor()
             self._cursors.append(cur)
         return cur
+
+    def _new_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the store's database (every connection starts in the in-memory one: see
+        :func:`_open`)."""
+        cursor = self._con.cursor()
+        if self._database is not None:
+            cursor.execute(f"USE {quote(self._database)}")
+        return cursor
 
     @property
     def ibis(self) -> Any:
         """The ibis DuckDB backend over this database (created on first use)."""
         if self._ibis is None:
-            cursor = self._con.cursor()
+            cursor = self._new_cursor()
             self._cursors.append(cursor)
             self._ibis = ibis.duckdb.from_connection(cursor)
         return self._ibis
