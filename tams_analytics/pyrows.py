@@ -56,4 +56,3 @@ def repeated_values(col: pa.ChunkedArray | pa.Array) -> list[Any]:
         return [v for v, n in counts.items() if n > 1]
     counts_ = pc.value_counts(col)
     return cast(list[Any], pc.filter(counts_.field("values"), pc.greater(counts_.field("counts"), 1)).to_pylist())
-
