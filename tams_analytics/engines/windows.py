@@ -232,4 +232,5 @@ def _starts(page: pa.Table | list[dict[str, Any]]) -> tuple[int, int] | None:
         return int(mm["min"].as_py()), int(mm["max"].as_py())
     if not page or "start_ns" not in page[0]:
         return None
-    return min(r["start_ns"] for r in page), max(r["start_ns"] for r in page)
+    first, last = page[0]["start_ns"], page[-1]["start_ns"]  # a page is in start order, one way or the other
+    return min(first, last), max(first, last)
