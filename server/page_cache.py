@@ -40,11 +40,12 @@ _OBJECT_BYTES = 256
 
 
 def page_key(request: Request) -> Hashable:
-    """What tells two requests for pages apart: the method's answer kind, the path, the query, and what the
-    page's ``Link`` header is built from (scheme, host, root path)."""
+    """What tells two requests for pages apart: the path, the query, and what the page's ``Link`` header is built
+    from (scheme, ``Host``, or the server's address without one, root path)."""
     scope = request.scope
-    host = next((v for k, v in scope["headers"] if k == b"host"), b"")
-    return (scope["scheme"], host, scope.get("root_path", ""), scope["path"], scope["query_string"])
+    host = next((v for k, v in scope["headers"] if k == b"host"), None)
+    where = host if host is not None else scope.get("server")
+    return (scope["scheme"], where, scope.get("root_path", ""), scope["path"], scope["query_string"])
 
 
 @dataclass(frozen=True, eq=False)
