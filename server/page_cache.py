@@ -6,7 +6,7 @@ the request (its path, query and the host its links name), the flow's segments, 
 objects it shows and the ``get_urls`` lists minted from them; with the read cache on, each of those is an object
 that is replaced, never modified, when it changes (:mod:`tams_analytics.cache`: a flow's
 :class:`~tams_analytics.cache.timeline.Timeline`, an object's instance rows; :class:`~server.urls.MintedUrlLists`
-hands a list out again for a tenth of its URLs' lifetime). So a rendered page is kept with the very objects it
+hands a list out again for a twentieth of its URLs' lifetime). So a rendered page is kept with the very objects it
 was made from and answered again only while the read cache still holds those same objects and its oldest URL
 list would still be handed out: the answer is the one rendering the page again would give.
 

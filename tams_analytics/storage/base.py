@@ -184,16 +184,19 @@ class ObjectStore(Protocol):
 
 
 class ReuseWindow(Generic[V]):
-    """Values minted recently, by key, handed out again for a tenth of their lifetime, while the
+    """Values minted recently, by key, handed out again for a twentieth of their lifetime, while the
     ``basis`` they were built from is the very same (None: no basis to check; a tuple: the same objects).
 
     Serves minted GET URLs (:class:`RecentUrls`) and whole ``get_urls`` lists
-    (:class:`~server.urls.MintedUrlLists`): a reader never gets a URL living less than 90 %
-    of what the service promises. Bounded: when full, everything is forgotten at once.
+    (:class:`~server.urls.MintedUrlLists`), which are made of URLs handed out again themselves: a URL is at most a
+    twentieth of its lifetime old when a list takes it, and the list is handed out for another twentieth, so a
+    reader never gets a URL living less than 90 % of what the service promises (each window a tenth, as before,
+    let a URL reach a reader with 80 % left). Bounded: when full, everything is forgotten at once.
     """
 
-    #: the share of a value's lifetime during which it is handed out again
-    REUSE_FRACTION = 0.1
+    #: the share of a value's lifetime during which it is handed out again (half the tenth a reader may lose: see
+    #: the class docstring)
+    REUSE_FRACTION = 0.05
 
     def __init__(self, *, capacity: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
         self._capacity = capacity
@@ -214,7 +217,7 @@ class ReuseWindow(Generic[V]):
 
     def now(self) -> float:
         """The time to give :meth:`put` for a value about to be minted (taken before minting, so
-        the window never outlasts the value's tenth of a lifetime)."""
+        the window never outlasts the value's share of a lifetime)."""
         return self._clock()
 
     def put(self, key: Hashable, value: V, minted_at: float, basis: object = None) -> None:

@@ -1,5 +1,5 @@
-"""Minted GET URLs are reused while they keep 90 % of their lifetime, and never once an object's
-instances change: a page right after an instance is added or removed shows it."""
+"""Minted GET URLs are reused while they keep 90 % of their lifetime (through a list of them too), and never once
+an object's instances change: a page right after an instance is added or removed shows it."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class Clock:
         return self.now
 
 
-def test_recent_urls_are_reused_for_a_tenth_of_their_lifetime() -> None:
+def test_recent_urls_are_reused_for_a_twentieth_of_their_lifetime() -> None:
     clock = Clock()
     minted: list[tuple[str, int]] = []
 
@@ -37,11 +37,11 @@ def test_recent_urls_are_reused_for_a_tenth_of_their_lifetime() -> None:
 
     urls = RecentUrls(mint, capacity=3, clock=clock)
     first = urls("a", 600)
-    clock.now += 59.9
-    assert urls("a", 600) == first, "59.9 s into 600: still over 90 % of the lifetime left"
+    clock.now += 29.9
+    assert urls("a", 600) == first, "29.9 s into 600: a list reusing it keeps it no longer than 30 s more"
     assert urls("a", 300) != first, "another lifetime is another URL"
     clock.now += 0.2
-    assert urls("a", 600) != first, "60.1 s into 600: minted again"
+    assert urls("a", 600) != first, "30.1 s into 600: minted again"
     with memory_only():
         urls("fast", 600)  # a fast signer (a local HMAC) mints even where blocking is not allowed
     slow = RecentUrls(mint, slow=True, clock=clock)
@@ -84,9 +84,42 @@ def test_url_lists_are_reused_only_for_the_very_same_instance_rows() -> None:
     assert lists.get("o", equal_but_new, options, mint) is not first and store.calls == 2
     verbose = UrlOptions(expires_s=600, verbose=True)
     assert lists.get("o", equal_but_new, verbose, UrlMinter([store], verbose))[0]["controlled"] is True  # type: ignore[list-item]
-    clock.now += 61
+    clock.now += 31
     lists.get("o", equal_but_new, options, mint)
-    assert store.calls == 4, "past a tenth of the lifetime: minted again"
+    assert store.calls == 4, "past a twentieth of the lifetime: minted again"
+
+
+def test_a_url_handed_out_in_a_reused_list_keeps_90_percent_of_its_lifetime() -> None:
+    """A list reused is made of URLs that were themselves reused when it was made: both reuses together must leave
+    a reader at least 90 % of the URL's lifetime."""
+    clock = Clock()
+    minted_at: dict[str, float] = {}
+
+    def sign(key: str, expires_s: int) -> str:
+        url = f"https://store/{key}?at={clock.now}"
+        minted_at[url] = clock.now
+        return url
+
+    class Store(_Store):
+        def __init__(self) -> None:
+            super().__init__()
+            self.recent = RecentUrls(sign, clock=clock)
+
+        def get_url(self, key: str, expires_s: int) -> str:
+            return self.recent(key, expires_s)
+
+    lists = MintedUrlLists(clock=clock)
+    options = UrlOptions(expires_s=600)
+    mint = UrlMinter([Store()], options)  # type: ignore[list-item]
+    rows: Sequence[Mapping[str, Any]] = ({"controlled": True, "storage_id": "s1", "storage_key": "k"},)
+    worst = 0.0
+    for step in range(400):
+        clock.now += 1.0
+        if step in (7, 58, 170, 229):  # the instance rows read again from the store: a new list, the URL reused
+            rows = tuple(dict(r) for r in rows)
+        (item,) = lists.get("o", rows, options, mint)
+        worst = max(worst, clock.now - minted_at[item["url"]])
+    assert worst <= 0.1 * 600, f"a URL {worst:.0f} s old handed out: less than 90 % of 600 s left"
 
 
 def test_a_page_shows_an_added_or_removed_instance_at_once(client: TestClient) -> None:
