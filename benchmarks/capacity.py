@@ -431,8 +431,13 @@ async def _restart(
     server = await asyncio.to_thread(LiveServer, url, data_dir, port=server.port, env=dict(config.server_env))
     ready = time.perf_counter()
     tag = f"resume-{how}"
-    await gen.schedule(tag, case.rate, config.resume_rounds * flows / case.rate, read_share=config.read_share)
+    seconds = config.resume_rounds * flows / case.rate
+    case_tag = re.sub(r"[^0-9A-Za-z]+", "_", case.name).strip("_")
+    profiler = _profile(config.profile_dir, server.pid, f"{tag}-{case_tag}", seconds)
+    await gen.schedule(tag, case.rate, seconds, read_share=config.read_share)
     await gen.drain(config.drain_s)
+    if profiler is not None:
+        await asyncio.to_thread(profiler.wait)
     first = gen.first_posts(tag)
     posts = gen.tagged(tag, POST)
     resumes.append(

@@ -1,5 +1,5 @@
 """Where a server's time goes, from ``py-spy record --threads --idle --format raw`` (what ``bench --only capacity
---capacity-profile DIR`` writes for each step).
+--capacity-profile DIR`` writes for each step and each restart's resume).
 
 ``python -m benchmarks.profile_summary FILE [--top N] [--thread NAME] [--lines]`` prints, per thread, its samples,
 the share spent waiting (the leaf frame is a wait: a lock, a condition, ``select``, ``sleep``), and the

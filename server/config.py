@@ -83,9 +83,10 @@ class Settings(BaseSettings):
     #: batch, in µs (0: at once, a batch is then what queued while the one before committed; every POST pays up
     #: to the linger, numbers in benchmarks/README.md)
     group_commit_linger_us: int = Field(0, ge=0, le=100_000)
-    #: at startup, before answering, the read cache loads the timelines (bounds and tail) of the flows whose
-    #: segments changed in the last this many seconds, in a few statements for all of them: recorders resuming
-    #: after a restart find them in memory instead of queueing their loads on the writer thread (0: none)
+    #: at startup, before answering, the read cache loads the timelines (bounds and tail), rows and delete requests
+    #: of the flows whose segments changed in the last this many seconds, in a few statements for all of them:
+    #: recorders resuming after a restart find them in memory instead of queueing their loads on the writer thread
+    #: (0: none)
     preload_live_s: float = Field(600, ge=0)
     #: uvicorn's event loop and HTTP/1.1 parser; ``auto`` takes uvloop and httptools (both installed with the
     #: server): measured under open-loop live ingest, they cut the HTTP layer's own cost per request

@@ -73,10 +73,11 @@ class SegmentWriter:
 
 
 def preload_live_flows(catalog: Catalog, seconds: float) -> int:
-    """Load into the read cache, ahead, the segment timelines of the flows whose segments changed in the last
-    ``seconds`` (the live ones: their recorders resume after a restart): a few statements for all of them, where
-    each resuming flow's first POST would otherwise load its own (three statements on the writer thread, every
-    POST behind them waiting). Nothing without a read cache. Returns how many flows were loaded."""
+    """Load into the read cache, ahead, what the first registration of each flow whose segments changed in the last
+    ``seconds`` reads (the live ones: their recorders resume after a restart): the flow's timeline, row and delete
+    requests, a few statements for all of them, where each resuming flow's first POST would otherwise load its own
+    (up to five statements on the writer thread, every POST behind them waiting). Nothing without a read cache. Returns
+    how many timelines were loaded."""
     engine = catalog.engine
     if seconds <= 0 or not isinstance(engine, CachingEngine):
         return 0

@@ -7,6 +7,7 @@ second catalog over the *same* DuckDB engine without the wrapper (it reads the s
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import itertools
 import random
 import threading
@@ -22,7 +23,7 @@ from server.delete_requests import records as delete_records
 from tams_analytics.cache import CacheConfig, CachingEngine
 from tams_analytics.cache.keyed import EVERYTHING, KeyedCache, changed_keys
 from tams_analytics.cache.timeline import RowBlocks, Timeline, UncachedQuery
-from tams_analytics.catalog import Catalog, cached, connect, segment_page_where
+from tams_analytics.catalog import Catalog, cached, connect, segment_page_where, utcnow
 from tams_analytics.engines.base import Change, Engine
 from tams_analytics.exceptions import ConflictError, UnsupportedError
 from tams_analytics.nonblocking import WouldBlock, memory_only
@@ -526,6 +527,37 @@ def test_a_new_objects_instances_are_known_from_its_write_without_a_store_read(
         raise Boom
     with memory_only(), pytest.raises(WouldBlock):
         cached.object_instances(["rolled-back"])
+
+
+def test_the_delete_workers_writes_forget_only_their_own_flows_delete_requests(pair: tuple[Catalog, Catalog]) -> None:
+    """Every registration reads its flow's pending delete requests. The delete worker's purge of expired requests
+    (every 30 s) and its updates of a request name their flows: the other flows' requests stay in memory, and what
+    changed reads as the store has it."""
+    cached, plain = pair
+    a, b, c = flow(), flow(), flow()
+    for f in (a, b, c):
+        cached.put_flow(f)
+    past = utcnow() - dt.timedelta(hours=1)
+    expired = delete_records.create_delete_request(cached, a["id"], "_", delete_flow=True)
+    delete_records.update_delete_request(cached, expired["id"], flow_id=a["id"], status="done", expiry=past)
+    working = delete_records.create_delete_request(cached, b["id"], "_", delete_flow=True)
+    ids = [a["id"], b["id"], c["id"]]
+
+    def of(f: str) -> list[dict[str, Any]]:
+        return cached.rows("delete_requests", [Term("flow_id", "==", f)]).to_pylist()
+
+    for f in ids:
+        of(f)  # read, so kept
+    assert delete_records.purge_delete_requests(cached, utcnow()) == 1
+    with memory_only():
+        assert of(b["id"]) == plain.rows("delete_requests", [Term("flow_id", "==", b["id"])]).to_pylist() != []
+        assert of(c["id"]) == []
+    assert of(a["id"]) == plain.rows("delete_requests", [Term("flow_id", "==", a["id"])]).to_pylist() == []
+    assert delete_records.purge_delete_requests(cached, utcnow()) == 0
+    delete_records.update_delete_request(cached, working["id"], flow_id=b["id"], status="started")
+    with memory_only():
+        assert of(a["id"]) == of(c["id"]) == []
+    assert [r["status"] for r in of(b["id"])] == ["started"]
 
 
 def test_a_flow_too_long_for_the_bounds_budget_is_read_from_the_store_not_reloaded(

@@ -82,7 +82,7 @@ def run_request(
     catalog = services.catalog
     rid, flow_id = row["id"], row["flow_id"]
     try:
-        delete_records.update_delete_request(catalog, rid, status=DeleteRequestStatus.STARTED)
+        delete_records.update_delete_request(catalog, rid, flow_id=flow_id, status=DeleteRequestStatus.STARTED)
         if not _delete_segments(services, row, stopping, hold):
             return False
         if row["delete_flow"]:
@@ -95,10 +95,11 @@ def run_request(
         error = error_body(type(exc).__name__, f"deletion failed: {exc}")
         error["traceback"] = traceback.format_exception_only(exc)
         expiry = utcnow() + KEEP_FINISHED
-        delete_records.update_delete_request(catalog, rid, status=DeleteRequestStatus.ERROR, error=error, expiry=expiry)
+        failed = {"status": DeleteRequestStatus.ERROR, "error": error, "expiry": expiry}
+        delete_records.update_delete_request(catalog, rid, flow_id=flow_id, **failed)
         return True
     done = {"status": DeleteRequestStatus.DONE, "timerange_remaining": "()", "expiry": utcnow() + KEEP_FINISHED}
-    delete_records.update_delete_request(catalog, rid, **done)
+    delete_records.update_delete_request(catalog, rid, flow_id=flow_id, **done)
     logger.info("delete request %s for flow %s done", rid, flow_id)
     return True
 
@@ -130,7 +131,7 @@ def _delete_segments(
         else:
             # segments never overlap, so every covered segment left starts at or after this chunk's end
             remaining = remaining.split_at(result.timerange.end_ns)[1]
-        delete_records.update_delete_request(catalog, row["id"], timerange_remaining=str(remaining))
+        delete_records.update_delete_request(catalog, row["id"], flow_id=flow_id, timerange_remaining=str(remaining))
     return True
 
 

@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from tams_analytics.cache.keyed import EVERYTHING, Everything, KeyedCache, changed_keys
 from tams_analytics.cache.rows import KeyedRows, UnmatchedQuery
-from tams_analytics.cache.segments import FlowSegments
+from tams_analytics.cache.segments import PRELOAD_CHUNK, FlowSegments
 from tams_analytics.cache.timeline import Timeline
 from tams_analytics.engines.base import Change, Engine, OrderBy
 from tams_analytics.engines.decorator import EngineDecorator
@@ -225,10 +225,25 @@ class CachingEngine(EngineDecorator):
         return self.segments.held_bounds(spans)
 
     def preload(self, flow_ids: Sequence[Hashable]) -> int:
-        """Load ahead the segment timelines of ``flow_ids`` (those not kept yet), in a constant number of store
-        statements: what a resuming writer's first registration of each would load. Returns how many were kept."""
+        """Load ahead what a resuming writer's first registration of each of ``flow_ids`` would read (what is not
+        kept yet): the flow's row, its delete requests and its segment timeline, in a constant number of store
+        statements for every :data:`~tams_analytics.cache.segments.PRELOAD_CHUNK` flows. Returns how many
+        timelines were kept."""
         may_block("segments")
-        return self.segments.preload(flow_ids)
+        ids = list(dict.fromkeys(flow_ids))
+        for table in ("flows", "delete_requests"):
+            self._preload_rows(table, ids)
+        return self.segments.preload(ids)
+
+    def _preload_rows(self, table: str, keys: list[Hashable]) -> None:
+        """Keep the rows of ``keys`` of a keyed table (none: kept as none), as a read of them would."""
+        rows = self.keyed[table]
+
+        def load(missing: list[Hashable]) -> pa.Table:
+            return self.inner.query(table, [isin(rows.column, missing)])
+
+        for at in range(0, len(keys), PRELOAD_CHUNK):
+            rows.rows(keys[at : at + PRELOAD_CHUNK], (), load)
 
     # -- the change feed -------------------------------------------------------------------------------------
     def writing(self, change: Change) -> None:

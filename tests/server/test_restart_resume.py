@@ -1,6 +1,6 @@
 """After a restart, the flows written recently (live recorders about to resume) are in the read cache before the
-first request: their timelines (bounds and tail) loaded at startup in a few statements for all of them, so that
-each one's first POST reads no segments from the store (TAMS_PRELOAD_LIVE_S)."""
+first request: their timelines (bounds and tail), rows and delete requests loaded at startup in a few statements for
+all of them, so that each one's first POST reads nothing from the store (TAMS_PRELOAD_LIVE_S)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from server.services import services_of
 from tams_analytics.cache import CachingEngine
 from tams_analytics.cache.timeline import Timeline
 from tams_analytics.predicates import Term
+from tams_analytics.schema import SCHEMAS
 from tests.server.conftest import new_id, video_flow
 
 
@@ -26,17 +27,27 @@ def _post(client: TestClient, flow_id: str, second: int) -> None:
     assert r.status_code == 201, r.text
 
 
-def _segment_reads(client: TestClient) -> float:
-    """Statements so far that read the segments table (anything but writes)."""
+def _reads(client: TestClient, tables: tuple[str, ...] = ("segments",), skip: tuple[str, ...] = ()) -> float:
+    """Statements so far that read ``tables`` (anything but writes and ``skip``)."""
     text = client.get("/metrics").text
     return sum(
         s.value
         for family in text_string_to_metric_families(text)
         for s in family.samples
         if s.name == "tams_store_statement_seconds_count"
-        and s.labels.get("table") == "segments"
-        and s.labels.get("statement") not in ("insert", "delete", "update")
+        and s.labels.get("table") in tables
+        and s.labels.get("statement") not in ("insert", "delete", "update", *skip)
     )
+
+
+#: what a registration reads besides segments (and the objects it names, which are new)
+FLOW_TABLES = ("flows", "delete_requests")
+
+
+def _flow_reads(client: TestClient) -> float:
+    """Statements so far that read :data:`FLOW_TABLES` as a registration does (a scrape of /metrics counts the
+    pending delete requests)."""
+    return _reads(client, FLOW_TABLES, skip=("count",))
 
 
 @pytest.mark.parametrize("preload", [True, False], ids=["preloaded", "not-preloaded"])
@@ -52,14 +63,14 @@ def test_live_flows_are_in_the_cache_before_the_first_request_after_a_restart(tm
         for k, body in enumerate(live):
             for second in range(3 + 3 * k):  # 3, 6 and 9 segments: tails of 3, 4 and 4 rows
                 _post(client, body["id"], second)
-        reads_before_restart = _segment_reads(client)
+        reads_before_restart = _reads(client)
 
     app = create_app(settings)
     with TestClient(app) as client:
         engine = services_of(app).catalog.engine
         assert isinstance(engine, CachingEngine)
         kept = {body["id"]: engine.segments.kept(body["id"]) for body in [old, *live, empty]}  # before any request
-        at_start = _segment_reads(client) - reads_before_restart
+        at_start = _reads(client) - reads_before_restart
         assert at_start == (2 if preload else 0), "bounds and tails: a statement each, for all the flows"
         if not preload:
             assert set(kept.values()) == {None}
@@ -73,10 +84,20 @@ def test_live_flows_are_in_the_cache_before_the_first_request_after_a_restart(tm
                 of_flow = [Term("flow_id", "==", body["id"])]
                 stored = engine.inner.query("segments", of_flow, order_by=[("start_ns", False)])
                 assert timeline.tail.to_pylist() == stored.slice(n - min(n, 4)).to_pylist()
-        before = _segment_reads(client)
+        if preload:
+            for table in FLOW_TABLES:
+                kept_rows = engine.kept_rows(table, [body["id"] for body in live])
+                column = engine.keyed[table].column
+                for body in live:
+                    of_flow = [Term(column, "==", body["id"])]
+                    stored = engine.inner.records(table, of_flow, columns=SCHEMAS[table].names)
+                    assert [dict(r) for r in kept_rows[body["id"]]] == stored, table
+        before, flow_reads_before = _reads(client), _flow_reads(client)
         for k, body in enumerate(live):
             _post(client, body["id"], 3 + 3 * k)  # each recorder resumes where it stopped
-        reads = _segment_reads(client) - before
+        reads = _reads(client) - before
+        flow_reads = _flow_reads(client) - flow_reads_before
         assert (reads == 0) is preload, reads
+        assert (flow_reads == 0) is preload, flow_reads
         pages = [client.get(f"/flows/{b['id']}/segments", params={"reverse_order": "true", "limit": 1}) for b in live]
         assert [p.json()[0]["timerange"] for p in pages] == [f"[{3 + 3 * k}:0_{4 + 3 * k}:0)" for k in range(3)]
