@@ -243,7 +243,7 @@ class CachingEngine(EngineDecorator):
             return self.inner.query(table, [isin(rows.column, missing)])
 
         for at in range(0, len(keys), PRELOAD_CHUNK):
-            rows.rows(keys[at : at + PRELOAD_CHUNK], (), load)
+            rows.preload(keys[at : at + PRELOAD_CHUNK], load)
 
     # -- the change feed -------------------------------------------------------------------------------------
     def writing(self, change: Change) -> None:

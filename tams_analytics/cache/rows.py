@@ -119,20 +119,7 @@ class KeyedRows:
         found = self.cache.get_many(keys)
         missing = [k for k in keys if k not in found]
         if missing:
-            token = self.cache.begin_load(missing)
-            try:
-                got: dict[Hashable, list[dict[str, Any]]] = {}
-                table = load(missing)
-                for r in table_rows(table, table.column_names):
-                    got.setdefault(r[self.column], []).append(r)
-                loaded = {k: tuple(got.get(k, ())) for k in missing}
-            except BaseException:
-                if token is not None:
-                    self.cache.abandon_load(token)
-                raise
-            if token is not None:
-                self.cache.end_load(token, dict(loaded))
-            found.update(loaded)
+            found.update(self._load(missing, load))
         out = [r for k in keys for r in found[k]]
         if rest:
             out = [r for r in out if matches(r, rest)]
@@ -141,6 +128,32 @@ class KeyedRows:
             values.sort(key=operator.itemgetter(column), reverse=descending)
             out = values + [r for r in out if r[column] is None]
         return out if limit is None else out[: max(0, int(limit))]
+
+    def preload(self, keys: Sequence[Hashable], load: Callable[[list[Hashable]], pa.Table]) -> None:
+        """Keep the rows of those of ``keys`` not kept yet, loaded in one call of ``load``, as :meth:`rows` would
+        (not counted as a use)."""
+        kept = self.cache.peek_many(keys)
+        missing = [k for k in keys if k not in kept]
+        if missing:
+            self._load(missing, load)
+
+    def _load(self, missing: list[Hashable], load: Callable[[list[Hashable]], pa.Table]) -> dict[Hashable, Rows]:
+        """The rows of ``missing`` (a key without rows: none) from one call of ``load``, kept unless a write to
+        them began meanwhile."""
+        token = self.cache.begin_load(missing)
+        try:
+            got: dict[Hashable, list[dict[str, Any]]] = {}
+            table = load(missing)
+            for r in table_rows(table, table.column_names):
+                got.setdefault(r[self.column], []).append(r)
+            loaded: dict[Hashable, Rows] = {k: tuple(got.get(k, ())) for k in missing}
+        except BaseException:
+            if token is not None:
+                self.cache.abandon_load(token)
+            raise
+        if token is not None:
+            self.cache.end_load(token, dict(loaded))
+        return loaded
 
     def arrow(self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None) -> pa.Table:
         table = pa.Table.from_pylist(list(rows), schema=self._schema)
