@@ -237,8 +237,15 @@ def setting_errors(exc: Any) -> str:
     return "bad setting: " + "; ".join(parts)
 
 
+#: connections the listening socket queues before uvicorn accepts them (uvicorn's default backlog)
+BACKLOG = 2048
+
+
 def _listen(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host:port`` (uvicorn serves on it), or a :class:`StartupError` saying why not."""
+    """A socket listening on ``host:port`` (uvicorn serves on it), or a :class:`StartupError` saying why not.
+
+    It listens before the banner announces the URL: a client that connects at once (a script waiting for the
+    banner) waits in the backlog until the app has started, where a socket only bound would refuse it."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
@@ -247,6 +254,7 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
+        sock.listen(BACKLOG)
         sock.set_inheritable(True)
     except OSError as exc:
         sock.close()
