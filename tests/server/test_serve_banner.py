@@ -3,6 +3,7 @@ banner and connects at once is answered as soon as the app has started. Runs the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -45,6 +46,7 @@ def test_a_client_connecting_as_soon_as_the_banner_shows_is_answered(tmp_path: P
         assert len(answer) == 1 and isinstance(answer[0], httpx.Response), answer
         assert answer[0].status_code == 200
     finally:
-        os.kill(server.pid, signal.SIGCONT)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server.pid, signal.SIGCONT)
         server.terminate()
         server.wait(30)
