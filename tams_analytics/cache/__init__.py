@@ -194,16 +194,10 @@ class CachingEngine(EngineDecorator):
         if rows is None or pinned is None:
             return None
         keys, rest = pinned
-        column = rows.column
         if not rows.cache.holds(keys):
             may_block(name)  # before any key is touched: a read retried off the event loop counts once
-
-        def load(missing: list[Hashable]) -> pa.Table:
-            may_block(name)
-            return self.inner.query(name, [isin(column, missing)])
-
         try:
-            found = rows.rows(keys, rest, load, order_by=order_by, limit=limit)
+            found = rows.rows(keys, rest, self._keyed_loader(rows), order_by=order_by, limit=limit)
         except UnmatchedQuery:
             return None
         return found if records else rows.arrow(found, columns)
@@ -238,12 +232,17 @@ class CachingEngine(EngineDecorator):
     def _preload_rows(self, table: str, keys: list[Hashable]) -> None:
         """Keep the rows of ``keys`` of a keyed table (none: kept as none), as a read of them would."""
         rows = self.keyed[table]
+        for at in range(0, len(keys), PRELOAD_CHUNK):
+            rows.preload(keys[at : at + PRELOAD_CHUNK], self._keyed_loader(rows))
+
+    def _keyed_loader(self, rows: KeyedRows) -> Callable[[list[Hashable]], pa.Table]:
+        """How the rows of keys not kept are read from the store: every column, one statement for them all."""
 
         def load(missing: list[Hashable]) -> pa.Table:
-            return self.inner.query(table, [isin(rows.column, missing)])
+            may_block(rows.table)
+            return self.inner.query(rows.table, [isin(rows.column, missing)])
 
-        for at in range(0, len(keys), PRELOAD_CHUNK):
-            rows.preload(keys[at : at + PRELOAD_CHUNK], load)
+        return load
 
     # -- the change feed -------------------------------------------------------------------------------------
     def writing(self, change: Change) -> None:
