@@ -88,6 +88,8 @@ class CapacityConfig:
     server_env: tuple[tuple[str, str], ...] = ()
     #: py-spy profiles of the server, one per step (``py-spy record --threads --idle``, raw), here
     profile_dir: Path | None = None
+    #: the cores the server's processes may run on (``taskset -c``, e.g. ``0`` or ``0,1``; None: any)
+    server_cpus: str | None = None
 
     @classmethod
     def smoke(cls) -> CapacityConfig:
@@ -125,7 +127,9 @@ class StepResult:
     lag_p99_ms: float
     lag_max_ms: float
     client_cpu: float
-    #: server CPU (shares of one core): all threads, the event loop (main thread), the group-commit writer
+    #: server CPU (shares of one core): all its processes' threads; the HTTP side (the HTTP processes, or in one
+    #: process its event loop, the main thread) and the store side (the store process, or in one process the
+    #: group-commit writer thread)
     server_cpu: float = math.nan
     loop_cpu: float = math.nan
     writer_cpu: float = math.nan
@@ -227,7 +231,7 @@ def run_capacity(config: CapacityConfig, work: Path, progress: Progress = lambda
     steps: list[StepResult] = []
     resumes: list[ResumeResult] = []
     errors: list[str] = []
-    server = LiveServer(url, data_dir, env=env)
+    server = LiveServer(url, data_dir, env=env, cpus=config.server_cpus)
     try:
         loop_result = asyncio.run(_capacity_store(config, server, url, data_dir, flows, steps, resumes, progress))
         server, acknowledged, befores, loop_errors = loop_result
@@ -242,7 +246,7 @@ def run_capacity(config: CapacityConfig, work: Path, progress: Progress = lambda
             continue
         small_dir = work / f"resume-{case.flows}x{case.history}"
         small_url, small_flows = _store(small_dir, case.flows, case.history, progress)
-        server = LiveServer(small_url, small_dir, env=env)
+        server = LiveServer(small_url, small_dir, env=env, cpus=config.server_cpus)
         try:
             server, ack, before, more_errors = asyncio.run(
                 _resume_only(config, case, server, small_url, small_dir, small_flows, resumes, progress)
@@ -492,12 +496,25 @@ class _Snapshot:
 
 
 def _snapshot(server: LiveServer, names: dict[int, str]) -> _Snapshot:
+    """CPU by thread over the server's processes (``serve``, its store and HTTP processes), the store process's
+    threads named ``store:`` and the HTTP processes' ``http:`` (see :func:`_server_usage`), and a scrape."""
     import psutil
 
+    cpu: dict[int, float] = {}
+    names = dict(names)
     try:
-        cpu = {t.id: t.user_time + t.system_time for t in psutil.Process(server.pid).threads()}
+        top = psutil.Process(server.pid)
+        for process in [top, *top.children(recursive=True)]:
+            command = " ".join(process.cmdline())
+            role = (
+                "store" if "server.processes store" in command else "http" if "server.processes http" in command else ""
+            )
+            for t in process.threads():
+                cpu[t.id] = t.user_time + t.system_time
+                if role:
+                    names[t.id] = f"{role}:{names.get(t.id, '')}"
     except psutil.Error:
-        cpu = {}
+        pass
     try:
         text = httpx.get(f"{server.base_url}/metrics", timeout=10.0).text
     except httpx.HTTPError:
@@ -535,12 +552,18 @@ def _server_usage(step: StepResult, before: _Snapshot, after: _Snapshot, seconds
     """The server's CPU by thread and the group commit's batches over the step."""
     if before.threads and after.threads:
         delta = {t: after.threads[t] - before.threads.get(t, 0.0) for t in after.threads}
-        main = min(after.threads)  # the main thread's id is the process id, the lowest
-        writer = [t for t, n in after.names.items() if n.startswith(("tams-group-commit", "tams-segment-writer"))]
         step.server_cpu = sum(delta.values()) / seconds
         step.cpu_ms_per_post = 1000 * sum(delta.values()) / step.ok if step.ok else math.nan
-        step.loop_cpu = delta.get(main, 0.0) / seconds
-        step.writer_cpu = sum(delta.get(t, 0.0) for t in writer) / seconds if writer else math.nan
+        http = [t for t, n in after.names.items() if n.startswith("http:")]
+        store = [t for t, n in after.names.items() if n.startswith("store:")]
+        if http or store:  # several processes
+            step.loop_cpu = sum(delta.get(t, 0.0) for t in http) / seconds
+            step.writer_cpu = sum(delta.get(t, 0.0) for t in store) / seconds
+        else:
+            main = min(after.threads)  # the main thread's id is the process id, the lowest
+            writer = [t for t, n in after.names.items() if n.startswith(("tams-group-commit", "tams-segment-writer"))]
+            step.loop_cpu = delta.get(main, 0.0) / seconds
+            step.writer_cpu = sum(delta.get(t, 0.0) for t in writer) / seconds if writer else math.nan
     if before.metrics and after.metrics:
         step.writer = writer_stats(before.metrics, after.metrics)
 
@@ -596,7 +619,7 @@ def _profile(directory: Path | None, pid: int, tag: str, seconds: float) -> subp
         return None
     directory.mkdir(parents=True, exist_ok=True)
     out = directory / f"{tag}.txt"
-    cmd = [spy, "record", "--threads", "--idle", "--nonblocking", "--format", "raw", "--rate", "100"]
+    cmd = [spy, "record", "--threads", "--idle", "--nonblocking", "--subprocesses", "--format", "raw", "--rate", "100"]
     cmd += ["--duration", str(max(1, int(seconds))), "--output", str(out), "--pid", str(pid)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -628,7 +651,7 @@ def format_capacity(result: CapacityResult) -> list[str]:
             "errors",
             "client late p99/max",
             "client CPU",
-            "server CPU (loop/writer)",
+            "server CPU (http/store)",
             "CPU ms/POST",
             "WAL MB",
             "held",

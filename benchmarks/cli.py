@@ -106,9 +106,9 @@ def add_parser(sub: Any) -> None:
         type=_scenarios,
         default=None,
         metavar="LIST",
-        help="run only these scenarios (comma-separated: query, http, live, pages, peer, trino; peer needs --peer "
-        "postgres; trino runs only when named, on TAMS_TRINO_SERVER or a Trino scripts/trino.sh starts); "
-        "the others' metrics are left out",
+        help="run only these scenarios (comma-separated: query, http, live, pages, peer, trino, capacity, backup; "
+        "peer needs --peer postgres; trino runs only when named, on TAMS_TRINO_SERVER or a Trino scripts/trino.sh "
+        "starts; capacity and backup only when named); the others' metrics are left out",
     )
     cap = p.add_argument_group("capacity (--only capacity: open-loop live ingest in rising steps, then restarts)")
     cap.add_argument("--capacity-flows", type=int, default=None, help="flows (default 400)")
@@ -132,6 +132,12 @@ def add_parser(sub: Any) -> None:
         help="a setting of the server under test (repeatable; A/B runs)",
     )
     cap.add_argument(
+        "--capacity-server-cpus",
+        default=None,
+        metavar="CPUS",
+        help="run the server's processes on these cores only (taskset -c CPUS, e.g. 0 or 0,1); default: any",
+    )
+    cap.add_argument(
         "--capacity-profile", type=Path, default=None, metavar="DIR", help="py-spy profiles of each step here"
     )
     cap.add_argument(
@@ -139,6 +145,23 @@ def add_parser(sub: Any) -> None:
         choices=["full", "smoke"],
         default="full",
         help="smoke: a few flows and short steps (checks the code path, not the speed)",
+    )
+    bk = p.add_argument_group("backup (--only backup: a live store backed up through its server, ingest beside it)")
+    bk.add_argument("--backup-segments", type=int, default=None, help="segments of the store (default 1000000)")
+    bk.add_argument("--backup-rate", type=float, default=None, help="offered single-segment POSTs/s (default 200)")
+    bk.add_argument(
+        "--backup-env",
+        type=_env,
+        action="append",
+        default=None,
+        metavar="TAMS_NAME=VALUE",
+        help="a setting of the server under test (repeatable; A/B runs, e.g. TAMS_BACKUP_NICE=0)",
+    )
+    bk.add_argument(
+        "--backup-size",
+        choices=["full", "smoke"],
+        default="full",
+        help="smoke: a 20k-segment store and a short load (checks the code path, not the speed)",
     )
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     p.add_argument(
@@ -161,8 +184,10 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def _missing_extra() -> str | None:
-    """What the benchmarks need that is not installed (the ``bench`` extra), said with how to install it."""
+def _missing_extra(*, peer: bool = False) -> str | None:
+    """What the benchmarks need that is not installed (the ``bench`` extra), said with how to install it; with
+    ``peer``, PostgreSQL's client too (said before the benchmarks run, not once they have: the analysts' install
+    has everything else the benchmarks need)."""
     from tams_analytics.extras import install_hint
 
     try:
@@ -170,6 +195,9 @@ def _missing_extra() -> str | None:
         import uvicorn  # noqa: F401
 
         from benchmarks import suite  # noqa: F401
+
+        if peer:
+            import psycopg  # noqa: F401
     except ModuleNotFoundError as exc:
         if (exc.name or "").partition(".")[0] in ("benchmarks", "server", "tams_analytics"):
             raise
@@ -178,7 +206,7 @@ def _missing_extra() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    missing = _missing_extra()
+    missing = _missing_extra(peer=bool(args.peer))
     if missing:
         print(f"tams-analytics bench: {missing}", file=sys.stderr)
         return 2
@@ -215,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
         }
         changes["peer_config"] = configs[size]()
     changes["capacity"] = _capacity_config(args)
+    changes["backup"] = _backup_config(args)
     config = suite.BenchConfig.quick(**changes) if args.quick else suite.BenchConfig.full(**changes)
     report = suite.run(config, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(suite.format_report(report))
@@ -237,6 +266,7 @@ def _capacity_config(args: argparse.Namespace) -> Any:
         ("capacity_seconds", "step_seconds"),
         ("capacity_resume", "resume"),
         ("capacity_profile", "profile_dir"),
+        ("capacity_server_cpus", "server_cpus"),
     ):
         if getattr(args, name) is not None:
             changes[field] = getattr(args, name)
@@ -247,3 +277,18 @@ def _capacity_config(args: argparse.Namespace) -> Any:
     return replace(
         config, resume=tuple(replace(c, flows=config.flows) if c.history is None else c for c in config.resume)
     )
+
+
+def _backup_config(args: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
+    from benchmarks.backup import BackupConfig
+
+    config = BackupConfig.smoke() if args.backup_size == "smoke" else BackupConfig()
+    if args.backup_segments is not None:
+        config = replace(config, segments=args.backup_segments)
+    if args.backup_rate is not None:
+        config = replace(config, rate=args.backup_rate)
+    if args.backup_env:
+        config = replace(config, server_env=tuple(args.backup_env))
+    return config

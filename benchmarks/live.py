@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -42,6 +44,7 @@ class LiveServer:
         startup_s: float = 120.0,
         env: dict[str, str] | None = None,
         port: int | None = None,
+        cpus: str | None = None,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
@@ -64,8 +67,13 @@ class LiveServer:
             "--log-level",
             "warning",
         ]
+        if cpus is not None:  # the server's processes on these cores only (``taskset -c``), the rest for the load
+            cmd = ["taskset", "-c", cpus, *cmd]
         self._log = (data_dir / "server.log").open("ab") if data_dir.is_dir() else subprocess.DEVNULL
-        self.process = subprocess.Popen(cmd, env=child_env, stdout=self._log, stderr=subprocess.STDOUT)
+        # its own process group: a SIGKILL reaches its store and HTTP processes too, as a crash of the machine would
+        self.process = subprocess.Popen(
+            cmd, env=child_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self._wait_ready(startup_s)
 
     def _wait_ready(self, timeout_s: float) -> None:
@@ -98,10 +106,19 @@ class LiveServer:
             self._log.close()
 
     def kill(self) -> None:
-        """SIGKILL: the server stops at once, as in a crash (no shutdown, no checkpoint)."""
+        """SIGKILL of every process of the server: it stops at once, as in a crash (no shutdown, no checkpoint).
+        Returns once all of them are gone (the store process holds the DuckDB file until it is)."""
         if self.process.poll() is None:
-            self.process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.process.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.01)
         if hasattr(self._log, "close"):
             self._log.close()
 

@@ -58,9 +58,15 @@ def parse(text: Iterable[str], *, lines: bool = False) -> dict[str, ThreadProfil
             continue
         n = int(count)
         frames = stack.split(";")
+        # with --subprocesses each stack starts with its processes ("process PID:\"COMMAND\""), the innermost
+        # naming the process the thread is in: its role (``python -m server.processes store``) prefixes the name
+        role = ""
+        while frames and frames[0].startswith("process "):
+            command = frames.pop(0).partition(":")[2].strip('"')
+            role = command.rsplit(" ", 1)[-1] + ": " if "server.processes" in command else ""
         head = frames[0]  # "thread (TID): NAME" (or "thread (TID)" for a thread with no Python name)
         m = re.match(r"thread \((\d+)\)(?:: (.*))?", head)
-        name = f"{(m.group(2) or 'native') if m else head} ({m.group(1) if m else '?'})"
+        name = f"{role}{(m.group(2) or 'native') if m else head} ({m.group(1) if m else '?'})"
         prof = out.setdefault(name, ThreadProfile(name))
         prof.samples += n
         body = frames[1:]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from benchmarks import live_ingest, pages, query, rest
+from benchmarks.backup import BackupConfig, BackupResult, format_backup, run_backup
 from benchmarks.capacity import CapacityConfig, CapacityResult, format_capacity, run_capacity
 from benchmarks.live import STORAGE_ID, LiveServer
 from benchmarks.measure import ratio
@@ -57,6 +58,19 @@ CAPACITY_KEYS: Final = (
     "capacity_overlaps",
 )
 
+#: the backup scenario's keys (``--only backup``: not part of a default run)
+BACKUP_KEYS: Final = (
+    "backup_s",
+    "backup_mib",
+    "backup_post_p99_baseline_ms",
+    "backup_post_p99_ms",
+    "backup_post_p99_copy_ms",
+    "backup_lost",
+)
+
+#: every key a report may hold
+ALL_KEYS: Final = KEYS + CAPACITY_KEYS + BACKUP_KEYS
+
 #: metric -> (comparison, target); None: reported without a target
 TARGETS: Final[dict[str, tuple[str, float] | None]] = {
     "query_vs_raw_duckdb": ("<=", 1.3),
@@ -79,6 +93,12 @@ TARGETS: Final[dict[str, tuple[str, float] | None]] = {
     "capacity_resume_p99_ms": ("<=", 100.0),
     "capacity_lost": ("<=", 0.0),
     "capacity_overlaps": ("<=", 0.0),
+    "backup_s": None,
+    "backup_mib": None,
+    "backup_post_p99_baseline_ms": None,
+    "backup_post_p99_ms": None,
+    "backup_post_p99_copy_ms": None,
+    "backup_lost": ("<=", 0.0),
 }
 
 
@@ -118,6 +138,8 @@ class BenchConfig:
     trino_segments: int = 1_000_000
     #: the open-loop capacity scenario (run only when ``only`` names it)
     capacity: CapacityConfig = field(default_factory=CapacityConfig)
+    #: the backup of a live store (run only when ``only`` names it)
+    backup: BackupConfig = field(default_factory=BackupConfig)
 
     @classmethod
     def full(cls, **changes: Any) -> BenchConfig:
@@ -153,19 +175,23 @@ class Report:
     trino: TrinoResult | None = None
     #: the capacity scenario, when it was asked for
     capacity: CapacityResult | None = None
+    #: the backup scenario, when it was asked for
+    backup: BackupResult | None = None
 
     def json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {k: self.metrics[k] for k in KEYS + CAPACITY_KEYS if k in self.metrics}
+        out: dict[str, Any] = {k: self.metrics[k] for k in ALL_KEYS if k in self.metrics}
         if self.peer is not None:
             out["peer"] = peer_json(self.peer)
         if self.trino is not None:
             out["trino"] = trino_json(self.trino)
         if self.capacity is not None:
             out["capacity"] = self.capacity.json()
+        if self.backup is not None:
+            out["backup"] = self.backup.json()
         return out
 
     def missed(self) -> list[str]:
-        out: list[str] = [k for k in KEYS + CAPACITY_KEYS if k in self.metrics and met(k, self.metrics[k]) is False]
+        out: list[str] = [k for k in ALL_KEYS if k in self.metrics and met(k, self.metrics[k]) is False]
         if self.peer is not None:
             out += [f"peer: {m}" for m in peer_missed(self.peer)]
         return out
@@ -262,6 +288,8 @@ def _run(config: BenchConfig, work: Path, progress: Callable[[str], None]) -> Re
         )
     if "capacity" in chosen:
         _capacity(config, report, work, progress)
+    if "backup" in chosen:
+        _backup(config, report, work, progress)
     report.machine["load_end"] = _load()
     return report
 
@@ -278,8 +306,9 @@ def _load() -> str:
 #: ingest, a long listing), live ingest, pages of long flows on a store grown by interleaved ingest,
 #: (with ``--peer postgres`` only) OpenTAMS's PERF scenarios against PostgreSQL, and (with ``--only trino``
 #: only) a window and a coverage summary through Trino and through DuckDB, and the open-loop capacity of live
-#: ingest with restarts (only when named: it loads both cores for minutes)
-SCENARIOS: tuple[str, ...] = ("query", "http", "live", "pages", "peer", "trino", "capacity")
+#: ingest with restarts (only when named: it loads both cores for minutes), and the backup of a live 1M-segment
+#: store with live ingest beside it (only when named)
+SCENARIOS: tuple[str, ...] = ("query", "http", "live", "pages", "peer", "trino", "capacity", "backup")
 #: what a run without ``--only`` runs
 DEFAULT_SCENARIOS: tuple[str, ...] = ("query", "http", "live", "pages", "peer")
 
@@ -422,6 +451,24 @@ def _capacity(config: BenchConfig, report: Report, work: Path, progress: Callabl
     report.details += format_capacity(result)
 
 
+def _backup(config: BenchConfig, report: Report, work: Path, progress: Callable[[str], None]) -> None:
+    """A live store backed up through its server while single-segment POSTs go on (:mod:`benchmarks.backup`)."""
+    result = report.backup = run_backup(config.backup, work, progress)
+    m = report.metrics
+    m["backup_s"] = result.backup_s
+    m["backup_mib"] = result.backup_mib
+    m["backup_post_p99_baseline_ms"] = result.baseline.p99_ms
+    m["backup_post_p99_ms"] = result.during.p99_ms
+    m["backup_post_p99_copy_ms"] = result.copying.p99_ms
+    m["backup_lost"] = float(result.lost)
+    c = config.backup
+    report.notes["backup_s"] = f"{_count(c.segments)} segments, through the server"
+    report.notes["backup_post_p99_ms"] = f"during the backup command, {c.rate:g}/s open loop"
+    report.notes["backup_post_p99_copy_ms"] = "while the server copied the store"
+    report.notes["backup_post_p99_baseline_ms"] = f"without a backup, {c.rate:g}/s open loop"
+    report.details += format_backup(result)
+
+
 def _http(
     config: BenchConfig, report: Report, served: Store, long_flow: str, data_dir: Path, progress: Callable[[str], None]
 ) -> None:
@@ -498,7 +545,7 @@ def _value(v: float) -> str:
 def format_table(report: Report) -> str:
     """The metrics as a text table: metric, value, target, met?"""
     rows = [("metric", "value", "target", "met?")]
-    for k in (k for k in KEYS + CAPACITY_KEYS if k in report.metrics):
+    for k in (k for k in ALL_KEYS if k in report.metrics):
         target = TARGETS[k]
         ok = met(k, report.metrics[k])
         name = f"{k} ({report.notes[k]})" if k in report.notes else k

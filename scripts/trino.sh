@@ -4,11 +4,14 @@
 #   bash scripts/trino.sh start      download if needed, configure, start, wait until it answers; prints its URL
 #   bash scripts/trino.sh status     "running at http://127.0.0.1:PORT" (exit 0) or "not running" (exit 1)
 #   bash scripts/trino.sh stop
+#   bash scripts/trino.sh cli [ARGS]  the official Trino CLI (downloaded once, 18 MB) on the running server, e.g.
+#                                     bash scripts/trino.sh cli --timezone=Asia/Kolkata --catalog hive --execute '...'
 #
 # Trino 476 (the last release with tarballs on Maven Central, and the one ibis 10.8 tests against) runs on a
 # Java 24+ JDK: $TAMS_TRINO_JAVA_HOME, else $JAVA_HOME, else the newest JDK in /usr/lib/jvm (e.g. Temurin 25).
 # Maven Central has no 476 zip of the PostgreSQL connector, so the whole server tarball (0.8 GB) is fetched
-# once and trimmed to the connectors we use: 0.4 GB in the cache.
+# once and trimmed to the connectors we use: 0.4 GB in the cache. `download` fetches the CLI too (the executable jar,
+# trino-cli-476-executable.jar), so that the tests can run users' own client.
 #
 # Environment (all optional):
 #   TAMS_TRINO_CACHE   where the server is installed (default ${XDG_CACHE_HOME:-~/.cache}/tams-analytics)
@@ -32,6 +35,8 @@ HOME_DIR=${TAMS_TRINO_HOME:-$CACHE/trino-run}
 case $HOME_DIR in /*) ;; *) HOME_DIR=$PWD/$HOME_DIR ;; esac
 MAVEN=${TAMS_MAVEN_URL:-https://repo1.maven.org/maven2}
 ARTIFACT=io/trino/trino-server/$VERSION/trino-server-$VERSION.tar.gz
+CLI_ARTIFACT=io/trino/trino-cli/$VERSION/trino-cli-$VERSION-executable.jar
+CLI_JAR=$CACHE/trino-cli-$VERSION.jar
 # the connectors kept (geospatial: the PostgreSQL connector needs its Geometry type)
 PLUGINS="memory hive postgresql geospatial"
 START_TIMEOUT=${TAMS_TRINO_START_TIMEOUT:-240}
@@ -49,12 +54,7 @@ download() {
     say "downloading Trino $VERSION from $MAVEN (0.8 GB, once) ..."
     local t0=$SECONDS
     if command -v curl >/dev/null; then
-      curl -fsSL --retry 3 -o "$tarball.part" "$MAVEN/$ARTIFACT" || { rm -f "$tarball.part"; cannot "download failed: $MAVEN/$ARTIFACT"; }
-      local want got
-      want=$(curl -fsSL --retry 3 "$MAVEN/$ARTIFACT.sha1" | cut -c1-40) || cannot "cannot fetch $MAVEN/$ARTIFACT.sha1"
-      got=$(sha1sum "$tarball.part" | cut -c1-40)
-      [ "$want" = "$got" ] || { rm -f "$tarball.part"; cannot "checksum mismatch for $ARTIFACT ($got, expected $want)"; }
-      mv "$tarball.part" "$tarball"
+      fetch "$ARTIFACT" "$tarball"
     elif command -v mvn >/dev/null; then
       mvn -B -q org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy \
         -Dartifact="io.trino:trino-server:$VERSION:tar.gz" -DoutputDirectory="$CACHE" || cannot "mvn could not fetch $ARTIFACT"
@@ -78,6 +78,52 @@ download() {
   rm -rf "$tmp"
   [ "$tarball" = "$CACHE/trino-server-$VERSION.tar.gz" ] && rm -f "$tarball"
   say "installed in $SERVER ($(du -sm "$SERVER" | cut -f1) MB)"
+}
+
+fetch() {  # $1 artifact path in the Maven repository, $2 file: download with curl, its checksum checked
+  local artifact=$1 file=$2 want got
+  curl -fsSL --retry 3 -o "$file.part" "$MAVEN/$artifact" || { rm -f "$file.part"; cannot "download failed: $MAVEN/$artifact"; }
+  want=$(curl -fsSL --retry 3 "$MAVEN/$artifact.sha1" | cut -c1-40) || { rm -f "$file.part"; cannot "cannot fetch $MAVEN/$artifact.sha1"; }
+  got=$(sha1sum "$file.part" | cut -c1-40)
+  [ "$want" = "$got" ] || { rm -f "$file.part"; cannot "checksum mismatch for $artifact ($got, expected $want)"; }
+  mv "$file.part" "$file"
+}
+
+download_cli() {
+  [ -f "$CLI_JAR" ] && return 0
+  mkdir -p "$CACHE"
+  local m2=$HOME/.m2/repository/$CLI_ARTIFACT
+  if [ -f "$m2" ]; then
+    cp "$m2" "$CLI_JAR"
+  elif command -v curl >/dev/null; then
+    say "downloading the Trino $VERSION CLI from $MAVEN (18 MB, once) ..."
+    fetch "$CLI_ARTIFACT" "$CLI_JAR"
+  elif command -v mvn >/dev/null; then
+    mvn -B -q org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy \
+      -Dartifact="io.trino:trino-cli:$VERSION:jar:executable" -DoutputDirectory="$CACHE" || cannot "mvn could not fetch $CLI_ARTIFACT"
+    mv "$CACHE/trino-cli-$VERSION-executable.jar" "$CLI_JAR"
+  else
+    cannot "neither curl nor mvn is installed: cannot download the Trino CLI"
+  fi
+}
+
+cli() {  # the official CLI, on the running server unless --server is given
+  download_cli
+  local java port arg server=()
+  java=$(find_java) || cannot "no Java $MIN_JAVA+ JDK to run the Trino CLI: set TAMS_TRINO_JAVA_HOME"
+  for arg in "$@"; do
+    case $arg in --server|--server=*) server=(none) ;; esac
+  done
+  if [ ${#server[@]} -eq 0 ]; then
+    port=$(port_of)
+    { [ -n "$port" ] && ready "$port"; } || cannot "no Trino running here (bash scripts/trino.sh start), and no --server given"
+    server=(--server "http://127.0.0.1:$port")
+  else
+    server=()
+  fi
+  # a client's short run: the quick compiler and a small collector take a third less CPU to start
+  exec "$java/bin/java" --enable-native-access=ALL-UNNAMED -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
+    -jar "$CLI_JAR" "${server[@]}" "$@"
 }
 
 java_major() {  # the feature version of the JDK at $1 (0 if none)
@@ -217,9 +263,10 @@ status() {
 }
 
 case "${1:-}" in
-  download) download ;;
+  download) download; download_cli ;;
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: bash scripts/trino.sh download|start|stop|status" >&2; exit 64 ;;
+  cli) shift; cli "$@" ;;
+  *) echo "usage: bash scripts/trino.sh download|start|stop|status|cli [ARGS]" >&2; exit 64 ;;
 esac

@@ -14,11 +14,13 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import errors, gc, hot_routes, observability, openapi
-from server.auth import Authorizer
+from server import errors, gc, hot_routes, monitor, observability, openapi, storage_watch
+from server.auth import Authorizer, idp_watch
 from server.config import Settings
 from server.delete_requests import worker as delete_worker
+from server.health import Health
 from server.routes import (
+    backup,
     delete_requests,
     flows,
     media,
@@ -33,6 +35,7 @@ from server.routes import (
 )
 from server.services import Services, Stop, build_services, services_of
 from server.stores import Stores
+from server.volumes import Stage
 from server.webhooks import delivery
 from tams_analytics import __version__
 from tams_analytics.engines.base import Engine
@@ -57,7 +60,7 @@ ROUTERS = (
 )
 
 #: background workers, each ``start(services) -> stop``
-WORKERS = (delivery.start, delete_worker.start, gc.start)
+WORKERS = (monitor.start, storage_watch.start, idp_watch.start, delivery.start, delete_worker.start, gc.start)
 
 
 def create_app(
@@ -68,18 +71,22 @@ def create_app(
     workers: bool = True,
     owns_engine: bool = False,
     freeze_gc: bool = False,
+    observe_requests: bool = True,
 ) -> FastAPI:
     """The FastAPI application. ``engine`` (the store's engine) and ``stores`` may be given (tests, ``serve``);
     else opened from ``settings`` when the app starts. A given engine is closed at shutdown only when
     ``owns_engine`` (so a SIGTERM to ``serve`` still checkpoints the store). With ``freeze_gc`` (a served app's,
     :attr:`Settings.gc_freeze`), the objects alive once it has started are frozen out of the garbage collector's
-    full collections (:func:`freeze_startup_objects`)."""
+    full collections (:func:`freeze_startup_objects`). Without ``observe_requests`` (the store process's app:
+    :mod:`server.processes`) requests are not counted in the metrics nor given ids here."""
     settings = settings or Settings()
-    authorizer = Authorizer(settings, catalog_of=lambda request: services_of(request.app).catalog)
+    # the parts' condition: the authorizer reports the identity provider's, the services the others'
+    health = Health()
+    authorizer = Authorizer(settings, catalog_of=lambda request: services_of(request.app).catalog, health=health)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = build_services(settings, authorizer, engine=engine, stores=stores)
+        services = build_services(settings, authorizer, engine=engine, stores=stores, health=health)
         app.state.services = services
         stops: list[Stop] = [start(services) for start in WORKERS] if workers else []
         if freeze_gc:
@@ -106,11 +113,14 @@ def create_app(
     redact_access_logs()
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.include_router(media.make_router(lambda: _local_store(services_of(app))))
+    app.include_router(
+        media.make_router(lambda: _local_store(services_of(app)), admit_upload=lambda: _admit_upload(services_of(app)))
+    )
     for router in ROUTERS:
         app.include_router(router, dependencies=[Depends(authorizer)])
     hot_routes.install(app, authorizer)
-    observability.install(app, settings)
+    app.include_router(backup.router)  # outside the API: asks the API's credentials itself (and the admin scope)
+    observability.install(app, settings, observe_requests=observe_requests)
     openapi.install(app)
     return app
 
@@ -131,6 +141,12 @@ def _local_store(services: Services) -> LocalObjectStore:
     if local is None:
         raise errors.not_found("this server has no local object storage")
     return local
+
+
+def _admit_upload(services: Services) -> None:
+    """Uploads to local storage stop at the high watermark (:mod:`server.volumes`): they fill a volume fastest."""
+    if services.volumes is not None:
+        services.volumes.admit(Stage.HIGH, "an upload to local storage")
 
 
 class RedactAccessTokens(logging.Filter):
@@ -177,7 +193,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise errors.ApiError(413, f"request body over {self.max_bytes} bytes", "PayloadTooLarge")
+                    raise errors.ApiError(413, f"request body over {self.max_bytes} bytes")
             return message
 
         await self.app(scope, limited, send)
@@ -186,7 +202,7 @@ class BodyLimit:
 async def _send_error(send: Any, status: int, summary: str) -> None:
     import json
 
-    body = json.dumps(errors.error_body("PayloadTooLarge", summary)).encode()
+    body = json.dumps(errors.error_body(errors.error_type(status), summary)).encode()
     await send(
         {
             "type": "http.response.start",

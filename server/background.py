@@ -12,7 +12,12 @@ import logging
 import threading
 from collections.abc import Callable
 
+from tams_analytics.exceptions import StoreUnavailableError
+from tams_analytics.ratelog import RepeatedLog
+
 logger = logging.getLogger(__name__)
+#: workers held up by the store's condition: one record per worker and cause a minute
+_waiting = RepeatedLog(logger)
 
 
 class PeriodicWorker:
@@ -53,6 +58,14 @@ class PeriodicWorker:
                 break
             try:
                 self.step()
+            except StoreUnavailableError as exc:  # the server's condition (a full volume, say): /ready says it
+                _waiting.log(
+                    logging.WARNING,
+                    f"{self.name}:{type(exc).__name__}",
+                    "background worker %s waits: %s",
+                    self.name,
+                    exc,
+                )
             except Exception:
                 logger.exception("background worker %s failed; it runs again later", self.name)
 

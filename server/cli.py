@@ -148,9 +148,12 @@ def _serve(args: argparse.Namespace) -> int:
     except BaseException:
         sock.close()
         raise
-    app = create_app(settings, engine=catalog.engine, stores=stores, owns_engine=True, freeze_gc=settings.gc_freeze)
     url = settings.public_url
     loop, http = _http_stack(settings.uvicorn_loop, settings.uvicorn_http)
+    processes = settings.http_process_count() if catalog.engine.capabilities.sole_writer else 0
+    if processes:
+        return _supervise(args, settings, catalog, sock, processes, f"[{loop}, {http}]")
+    app = create_app(settings, engine=catalog.engine, stores=stores, owns_engine=True, freeze_gc=settings.gc_freeze)
     _say(
         settings,
         f"TAMS server on {url}  (API docs: {url}/docs; store {redacted(settings.store_url)})  [{loop}, {http}]",
@@ -171,6 +174,65 @@ def _serve(args: argparse.Namespace) -> int:
         if served is not app and path:
             withdraw(path)
     return 0
+
+
+def _supervise(
+    args: argparse.Namespace, settings: Any, catalog: Any, sock: socket.socket, processes: int, stack: str
+) -> int:
+    """Serve as a store process and ``processes`` HTTP processes (:mod:`server.processes`): the store is closed here
+    (checkpointed) and opened by the store process; this process supervises."""
+    from server.processes.supervisor import ChildFailed, Supervisor
+
+    found = getattr(catalog.engine, "path", None)
+    catalog.close()
+    url = settings.public_url
+    path: str | None = found if isinstance(found, str) and found != ":memory:" and url else None
+
+    def announce_processes(pids: dict[str, Any]) -> None:
+        if path is not None:
+            announce(path, url, pids)
+
+    supervisor = Supervisor(
+        sock=sock,
+        options=process_options(settings),
+        http_processes=processes,
+        log_level=args.log_level,
+        verbosity=int(getattr(args, "verbose", 0) or 0),
+        announce=announce_processes,
+    )
+    banner = f"TAMS server on {url}  (API docs: {url}/docs; store {redacted(settings.store_url)})  {stack}"
+    plural = "es" if processes != 1 else ""
+
+    def ready() -> None:
+        _say(settings, banner)
+        _say(
+            settings, f"serving with {processes} HTTP process{plural} in front of the store process", stream=sys.stderr
+        )
+
+    try:
+        supervisor.start(ready=ready)
+    except ChildFailed as exc:
+        supervisor.stop()
+        sock.close()
+        raise StartupError(f"{exc} (its message is above)") from None
+    try:
+        return supervisor.run()
+    finally:
+        if path is not None:
+            withdraw(path)
+
+
+def process_options(settings: Any) -> dict[str, Any]:
+    """The settings the children of ``serve`` are given (:mod:`server.processes`): every one set from an option or
+    the environment, secrets left out (the children read those from the environment they inherit)."""
+    from pydantic import SecretStr
+
+    secret = {name for name, f in type(settings).model_fields.items() if f.annotation in (SecretStr, SecretStr | None)}
+    return {
+        name: value
+        for name, value in settings.model_dump(mode="json", exclude_unset=True).items()
+        if name not in secret
+    }
 
 
 def _http_stack(loop: str, http: str) -> tuple[str, str]:

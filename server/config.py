@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from server.volumes import Watermark, parse_watermark
 from tams_analytics.cache import CacheConfig
 from tams_analytics.catalog.conflicts import RetryPolicy
+from tams_analytics.catalog.object_deletions import DEFAULT_GRACE_S
 from tams_analytics.storage.base import DEFAULT_STORAGE_ID
 
 #: JWT signature algorithms with a public verification key (``none`` and ``HS*`` are never accepted)
@@ -54,6 +57,14 @@ class Settings(BaseSettings):
     min_object_timeout_s: int = Field(600, ge=300)
     #: seconds between garbage collection passes over unreferenced objects
     gc_interval_s: float = Field(300, gt=0)
+    #: seconds the stored bytes of an object the catalog forgot (collected, or an instance removed) are kept
+    #: before they are deleted (a week; 0: at the next pass). Keep it at least as long as the store's backups are
+    #: kept: a store restored from a backup taken within the grace finds every object's bytes. Another promise than
+    #: ``min_object_timeout_s`` (how long an object nothing references stays in the catalog)
+    object_grace_s: int = Field(DEFAULT_GRACE_S, ge=0)
+    #: seconds between light checks that object storage answers (a one-key listing of the S3 bucket, a file
+    #: written in the local folder): ``/ready`` and storage allocations say so while it does not
+    storage_probe_s: float = Field(10, gt=0)
 
     #: the exact in-process read cache of segment timelines and object instances (engines that are
     #: their store's sole writer, e.g. DuckDB): segment rows over all flows (0: off), the longest flow
@@ -88,6 +99,12 @@ class Settings(BaseSettings):
     #: recorders resuming after a restart find them in memory instead of queueing their loads on the writer thread
     #: (0: none)
     preload_live_s: float = Field(600, ge=0)
+    #: HTTP processes in front of the store process (:mod:`server.processes`): the store's writer, its read cache
+    #: and the background workers run in a process of their own, parsing, validation, authentication and rendering
+    #: in these, so they no longer share one GIL. -1: one per core beyond the first (at least 1, at most 8); 0: one
+    #: process does everything (as before). Only for a store this process is the sole writer of (DuckDB); other
+    #: stores run in one process (run several replicas instead)
+    http_processes: int = Field(-1, ge=-1, le=64)
     #: uvicorn's event loop and HTTP/1.1 parser; ``auto`` takes uvloop and httptools (both installed with the
     #: server): measured under open-loop live ingest, they cut the HTTP layer's own cost per request
     uvicorn_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
@@ -163,6 +180,17 @@ class Settings(BaseSettings):
     #: seconds between looks for webhook events other replicas wrote, or whose retry is due
     webhook_poll_s: float = Field(1.0, gt=0)
 
+    #: disk watermarks over the volumes of the store and of local object storage (``server.volumes``): each a share
+    #: of the volume in use (``85%``) or the free space left (``500MiB``). Low: said; high: storage allocations for
+    #: local storage and uploads to it refused (507); flood stage: every write refused (507), reads go on. The flood
+    #: stage also keeps the headroom a DuckDB checkpoint needs. ``disk_watermarks=false`` turns them off
+    disk_watermarks: bool = True
+    disk_watermark_low: str = "85%"
+    disk_watermark_high: str = "90%"
+    disk_watermark_flood: str = "95%"
+    #: seconds between the health monitor's looks at the volumes and the store (a failed store is recovered then)
+    health_check_s: float = Field(1.0, gt=0)
+
     #: ``/metrics`` asks the API's credentials (``same``) or none (``none``); /health and /ready are open
     metrics_auth: Literal["same", "none"] = "same"
     #: seconds ``/ready`` waits for the store before answering 503
@@ -171,6 +199,9 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     #: OpenTelemetry tracing (needs the ``otel`` extra)
     otel: bool = False
+    #: how much lower the CPU priority of a backup's copy is than the server's (``nice``, 0-19: the copy takes what
+    #: the writer leaves; ``POST /_admin/backup``, :mod:`tams_analytics.backup.snapshot`)
+    backup_nice: int = Field(10, ge=0, le=19)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -193,6 +224,8 @@ class Settings(BaseSettings):
             self.jwt_algorithm_list()  # refuses none and HMAC
         if self.auth_classes and self.auth != "jwt":
             raise ValueError("TAMS_AUTH_CLASSES needs TAMS_AUTH=jwt (groups come from the tokens)")
+        if self.disk_watermarks:
+            self.watermarks()  # each one readable, in order
         if self.storage == "s3" and not self.s3_bucket:
             raise ValueError("TAMS_STORAGE=s3 needs TAMS_S3_BUCKET")
         return self
@@ -212,6 +245,32 @@ class Settings(BaseSettings):
                 f"accepted are {', '.join(ASYMMETRIC_ALGORITHMS)} (never none, never HMAC with a public key)"
             )
         return algorithms
+
+    def watermarks(self) -> tuple[Watermark, Watermark, Watermark]:
+        """The low, high and flood-stage watermarks; ValueError naming a setting that is not one, or out of order."""
+        marks = []
+        for name in ("low", "high", "flood"):
+            text = getattr(self, f"disk_watermark_{name}")
+            try:
+                marks.append(parse_watermark(text))
+            except ValueError as exc:
+                raise ValueError(f"TAMS_DISK_WATERMARK_{name.upper()}: {exc}") from None
+        kinds = {m.used_fraction is None for m in marks}
+        if len(kinds) == 1:  # comparable: all shares or all free spaces
+            keys = [m.used_fraction if m.used_fraction is not None else -(m.free_bytes or 0) for m in marks]
+            if keys != sorted(keys):
+                raise ValueError(
+                    "TAMS_DISK_WATERMARK_LOW, _HIGH and _FLOOD must be in order (low first): "
+                    f"{self.disk_watermark_low}, {self.disk_watermark_high}, {self.disk_watermark_flood}"
+                )
+        low, high, flood = marks
+        return low, high, flood
+
+    def http_process_count(self) -> int:
+        """How many HTTP processes to start (0: one process does everything)."""
+        if self.http_processes >= 0:
+            return self.http_processes
+        return max(1, min(8, (os.cpu_count() or 2) - 1))
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(self.write_retry_attempts, self.write_retry_base_s, self.write_retry_max_s)

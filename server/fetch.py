@@ -37,7 +37,8 @@ class SegmentDetails:
     """What rendering some segment rows needs besides the rows: their objects' ``get_urls`` (minted for
     ``options``) and, when asked, the objects' timeranges. :meth:`fetch` fills what is missing, step by step."""
 
-    catalog: Catalog
+    #: where instances and timeranges are read (None: they were fetched already, e.g. by the store process)
+    catalog: Catalog | None
     stores: Stores
     options: UrlOptions
     include_object_timerange: bool = False
@@ -55,10 +56,23 @@ class SegmentDetails:
         if self.urls is None:
             self.urls = self.urls_of(ids)
         if self.include_object_timerange and self.object_timeranges is None:
+            assert self.catalog is not None, "the objects' timeranges were not fetched"
             t = self.catalog.rows("objects", [isin("id", ids)], columns=["id", "timerange"]) if ids else None
             self.object_timeranges = (
                 dict(zip(t.column("id").to_pylist(), t.column("timerange").to_pylist(), strict=True)) if t else {}
             )
+        return self
+
+    def given(
+        self,
+        instances: Mapping[str, tuple[Mapping[str, Any], ...]],
+        object_timeranges: Mapping[str, str | None] | None,
+    ) -> SegmentDetails:
+        """Take instances and objects' timeranges fetched elsewhere (the store process: :mod:`server.processes`), so
+        that :meth:`fetch` only mints URLs; returns itself."""
+        self._instances = dict(instances)
+        if object_timeranges is not None:
+            self.object_timeranges = object_timeranges
         return self
 
     def urls_of(self, ids: Sequence[str]) -> Urls:
@@ -69,6 +83,7 @@ class SegmentDetails:
         if self.options.wants_none:
             return dict.fromkeys(ids)
         if self._instances is None:
+            assert self.catalog is not None, "the objects' instances were not fetched"
             self._instances = {oid: tuple(rows) for oid, rows in self.catalog.object_instances(ids).items()}
         instances, lists, options = self._instances, self.stores.url_lists, self.options
         mint = UrlMinter(self.stores, options)

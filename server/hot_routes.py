@@ -32,7 +32,7 @@ from server.auth import Authorizer
 from server.deps import get_services
 from server.routes import segments
 
-__all__ = ["SEGMENTS_PATH", "install"]
+__all__ = ["SEGMENTS_PATH", "NotPlain", "install", "int_or_none"]
 
 SEGMENTS_PATH = "/flows/{flow_id}/segments"
 #: the query parameters of a segments listing, as ``list_segments`` takes them
@@ -76,25 +76,25 @@ class _SegmentsRoute(Route):
         if request.method == "POST":
             return await segments.post_segments(request, flow_id, services)
         query = request.query_params
-        limit = _int_or_none(query.get("limit"))
-        if isinstance(limit, _NotPlain):
+        limit = int_or_none(query.get("limit"))
+        if isinstance(limit, NotPlain):
             return _Delegated(api_route)
         listing: dict[str, Any] = {name: query.get(name) for name in _LISTING}
         return await segments.list_segments(request, flow_id, services, limit=limit, **listing)
 
 
-class _NotPlain:
+class NotPlain:
     """A query value FastAPI would parse differently, or refuse: its own route answers the request."""
 
 
-def _int_or_none(text: str | None) -> int | _NotPlain | None:
+def int_or_none(text: str | None) -> int | NotPlain | None:
     """``text`` as FastAPI reads an ``int | None`` query parameter, when it is a plain decimal integer (or
-    absent); a :class:`_NotPlain` otherwise."""
+    absent); a :class:`NotPlain` otherwise."""
     if text is None:
         return None
     digits = text[1:] if text[:1] == "-" else text
     if not digits.isascii() or not digits.isdigit() or len(digits) > 18:
-        return _NotPlain()
+        return NotPlain()
     return int(text)
 
 

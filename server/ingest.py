@@ -19,10 +19,11 @@ from concurrent.futures import Future
 from server.webhooks.events import EventBus
 from server.webhooks.publish import capture, segments_added
 from tams_analytics.cache import CachingEngine
-from tams_analytics.catalog import AddResult, Catalog
+from tams_analytics.catalog import AddResult, Catalog, Failure
 from tams_analytics.catalog.group_commit import BatchObserver, GroupCommit
 from tams_analytics.catalog.registration import Registered, Registration, attempts, register
 from tams_analytics.clock import utcnow
+from tams_analytics.exceptions import StoreUnavailableError
 from tams_analytics.predicates import Term
 
 __all__ = ["SegmentWriter", "preload_live_flows"]
@@ -61,15 +62,60 @@ class SegmentWriter:
         # what webhook filters need of the flows (collections, auth classes), read before the transaction
         contexts = capture(self.events, catalog, {r.flow_id for r in requests}, SEGMENTS_ADDED) if publish else {}
         done: Registered | None = None
-        for attempt in attempts(catalog, requests):
-            with attempt:
-                done = register(catalog, requests, attempt)
-                if publish and done.stored is not None:
-                    self.events.publish(*segments_added(done.stored, contexts))
+        try:
+            for attempt in attempts(catalog, requests):
+                with attempt:
+                    done = register(catalog, requests, attempt)
+                    if publish and done.stored is not None:
+                        self.events.publish(*segments_added(done.stored, contexts))
+        except StoreUnavailableError as exc:
+            if not exc.uncertain:
+                raise
+            return settle_uncertain(catalog, requests, exc)
         assert done is not None
         if publish and done.stored is not None:
             self.events.wakeup.set()  # committed: the delivery worker can send them
         return done.outcomes
+
+
+def settle_uncertain(
+    catalog: Catalog, requests: Sequence[Registration], error: StoreUnavailableError
+) -> list[AddResult | Exception]:
+    """The outcome of each request of a batch whose commit failed without saying whether it was stored (the store was
+    reopened since: :mod:`tams_analytics.engines.duckdb.faults`), read back from the store: a request whose segments
+    are stored (same flow, start and object) was registered, one whose segments are not gets ``error``. A client is
+    never told "maybe"."""
+    outcomes: list[AddResult | Exception] = []
+    for request in requests:
+        rows = request.rows()
+        starts = sorted({int(r["start_ns"]) for r in rows})
+        found = (
+            catalog.records(
+                "segments",
+                [Term("flow_id", "==", request.flow_id), Term("start_ns", "isin", starts)],
+                columns=["start_ns", "object_id"],
+            )
+            if starts
+            else []
+        )
+        stored = {(int(r["start_ns"]), r["object_id"]) for r in found}
+        accepted = [int(r["index"]) for r in rows if (int(r["start_ns"]), r["object_id"]) in stored]
+        if rows and not accepted:
+            outcomes.append(error)
+            continue
+        missing = [
+            Failure(int(r["index"]), r["object_id"], r["timerange"], f"not stored: {error}")
+            for r in rows
+            if (int(r["start_ns"]), r["object_id"]) not in stored
+        ]
+        failed = sorted([*request.parse_failures, *missing], key=lambda f: f.index)
+        outcomes.append(AddResult(accepted=sorted(accepted), failed=failed))
+    logger.warning(
+        "a batch's commit failed without saying whether it was stored: read back, %s of %s requests were",
+        sum(isinstance(o, AddResult) for o in outcomes),
+        len(requests),
+    )
+    return outcomes
 
 
 def preload_live_flows(catalog: Catalog, seconds: float) -> int:

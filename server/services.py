@@ -9,21 +9,25 @@ metrics' operation observer at construction. Nothing is swapped or wired after c
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from server.auth import Authorizer
 from server.config import Settings
+from server.health import Health
 from server.ingest import SegmentWriter, preload_live_flows
 from server.leases import Leases, replica_name
 from server.observability import metrics
 from server.page_cache import PageCache
 from server.stores import Stores, build_stores
+from server.volumes import Stage, Volumes
 from server.webhooks import outbox
 from server.webhooks import records as webhook_records
 from server.webhooks.events import EventBus
@@ -31,7 +35,10 @@ from tams_analytics.cache import CachingEngine
 from tams_analytics.catalog import Catalog, cached
 from tams_analytics.engines import open_engine
 from tams_analytics.engines.base import Engine
+from tams_analytics.engines.guarded import GuardedEngine
 from tams_analytics.engines.timed import TimedEngine
+from tams_analytics.exceptions import InsufficientStorageError
+from tams_analytics.media.codecs import CodecMemo
 from tams_analytics.media.hls import SequenceCounter
 
 __all__ = ["Services", "Stop", "build_services", "engine_stack", "services_of"]
@@ -54,12 +61,19 @@ class Services:
     leases: Leases
     #: POSTed segments, registered in batches with their webhook events (:mod:`server.ingest`)
     segments: SegmentWriter
-    #: this app's scrape-time metrics (its catalog's cache, outbox and retries)
+    #: the volumes of the store and of local object storage, against the disk watermarks (None: watermarks off)
+    volumes: Volumes | None
+    #: this app's scrape-time metrics (its catalog's cache, outbox and retries, its parts' condition)
     metrics: CollectorRegistry
+    #: the condition of each part the server depends on (:mod:`server.health`): the write path, ``/ready``,
+    #: ``/metrics`` and the log read it
+    health: Health
     #: segment pages answered again while nothing they show has changed (None: off, or no read cache)
     pages: PageCache | None = None
     #: live playlists' media sequence numbers
     playlists: SequenceCounter = field(default_factory=SequenceCounter)
+    #: flows' codec strings read from their media, for master playlists
+    codecs: CodecMemo = field(default_factory=CodecMemo)
     #: held while a readiness check waits on the store (the next ones answer 503 at once)
     ready_probe: threading.Lock = field(default_factory=threading.Lock)
     #: wakes the delete-request worker when a request is made
@@ -72,12 +86,15 @@ class Services:
             self.catalog.close()
 
 
-def engine_stack(store: Engine, settings: Settings) -> Engine:
-    """The catalog's engine: ``store``'s statements timed (metrics), beneath the read cache when it is on and
-    this process is the store's only writer. A ``store`` that already caches (a test's) is taken as it is."""
+def engine_stack(store: Engine, settings: Settings, admit: Callable[[], None] | None = None) -> Engine:
+    """The catalog's engine: ``store``'s statements timed (metrics), its writes let in by ``admit`` (the disk
+    watermarks' gate: :mod:`server.volumes`), beneath the read cache when it is on and this process is the store's
+    only writer. A ``store`` that already caches (a test's) is taken as it is."""
     if store.caches_reads:
         return store
     engine: Engine = TimedEngine(store, metrics.observe_statement)
+    if admit is not None:
+        engine = GuardedEngine(engine, admit)
     if settings.read_cache_rows:
         engine = cached(engine, settings.read_cache_config())
         if engine.caches_reads:
@@ -90,19 +107,30 @@ def engine_stack(store: Engine, settings: Settings) -> Engine:
 
 
 def build_services(
-    settings: Settings, authorizer: Authorizer, *, engine: Engine | None = None, stores: Stores | None = None
+    settings: Settings,
+    authorizer: Authorizer,
+    *,
+    engine: Engine | None = None,
+    stores: Stores | None = None,
+    health: Health | None = None,
 ) -> Services:
     """The services of one app over ``engine`` (default: the store ``settings`` name, created when missing) and
-    ``stores`` (default: those ``settings`` name)."""
+    ``stores`` (default: those ``settings`` name), with ``health`` (default: a new one; the app's assembly gives
+    the one its authorizer reports to)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = engine or open_engine(settings.store_url, create=True, **settings.store_options())
+    stores = stores or build_stores(settings)
+    volumes = watched_volumes(settings, store, stores)
+    admit = None if volumes is None else functools.partial(volumes.admit, Stage.FLOOD, "the write")
     catalog = Catalog(
-        engine_stack(store, settings), retry_policy=settings.retry_policy(), observe=metrics.observe_operation
+        engine_stack(store, settings, admit), retry_policy=settings.retry_policy(), observe=metrics.observe_operation
     )
     preload_live_flows(catalog, settings.preload_live_s)
-    stores = stores or build_stores(settings)
     for object_store in stores:
-        catalog.register_storage_backend(object_store.info.to_json() | {"tags": object_store.info.tags})
+        try:
+            catalog.register_storage_backend(object_store.info.to_json() | {"tags": object_store.info.tags})
+        except InsufficientStorageError as exc:  # the row from an earlier start stays; reads and deletes go on
+            logger.warning("storage backend %s not registered again: %s", object_store.info.id, exc)
     leases = Leases(
         catalog,
         settings.replica_id or replica_name(),
@@ -117,12 +145,14 @@ def build_services(
         sink=lambda routed: outbox.write(catalog, routed),  # returns how many rows: the bus ignores it
     )
     engine = catalog.engine
+    health = Health() if health is None else health
     pages = (
         PageCache(engine, settings.page_cache_mb << 20, clock=stores.url_lists.clock)
         if settings.page_cache_mb and isinstance(engine, CachingEngine)
         else None
     )
     return Services(
+        volumes=volumes,
         settings=settings,
         authorizer=authorizer,
         catalog=catalog,
@@ -132,9 +162,44 @@ def build_services(
         segments=SegmentWriter(
             catalog, events, on_batch=metrics.observe_batch, linger_s=settings.group_commit_linger_us / 1e6
         ),
-        metrics=metrics.catalog_registry(catalog, pages),
+        metrics=metrics.catalog_registry(catalog, pages, health),
+        health=health,
         pages=pages,
     )
+
+
+def watched_volumes(settings: Settings, store: Engine | None, stores: Stores) -> Volumes | None:
+    """The volumes the server writes to (the store's file, local object storage) against the settings' watermarks,
+    with the headroom a DuckDB checkpoint needs on the store's (twice its WAL); None when watermarks are off or the
+    server writes to no local volume. Without ``store`` (an HTTP process: :mod:`server.processes`), the store's file
+    is the one ``settings`` name, if it is a DuckDB file."""
+    if not settings.disk_watermarks:
+        return None
+    paths: dict[str, Path] = {}
+    path = getattr(store, "path", None) if store is not None else _duckdb_file(settings.store_url)
+    wal: Path | None = None
+    if isinstance(path, str) and path != ":memory:":
+        paths["store"] = Path(path)
+        wal = Path(f"{path}.wal")
+    local = stores.local()
+    if local is not None:
+        paths["local object storage"] = local.root
+    if not paths:
+        return None
+    low, high, flood = settings.watermarks()
+
+    def reserve() -> int:
+        return 2 * wal.stat().st_size if wal is not None and wal.is_file() else 0
+
+    return Volumes(paths, low=low, high=high, flood=flood, reserve=reserve, reserve_on="store" if wal else None)
+
+
+def _duckdb_file(url: str) -> str | None:
+    """The file a ``duckdb://`` store URL names (None for another engine, or memory)."""
+    if not url.lower().startswith("duckdb://"):
+        return None
+    path = url[len("duckdb://") :].split("?", 1)[0]
+    return path or None
 
 
 class ServiceStarting(Exception):

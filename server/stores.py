@@ -1,4 +1,9 @@
-"""The object stores of this deployment (one, the default): local files the server serves itself, or S3."""
+"""The object stores of this deployment (one, the default): local files the server serves itself, or S3.
+
+They are checked when built (:func:`build_stores`): a bucket that does not exist, credentials missing or refused,
+an endpoint that does not answer (or is not S3), a local folder that cannot be written each stop the server from
+starting, in one line naming the store and the cause (``serve`` exits 2), rather than being found by the clients.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,20 @@ from collections.abc import Iterator
 
 from server.config import Settings
 from server.urls import MintedUrlLists
-from tams_analytics.storage.base import ObjectStore, StorageBackendInfo
+from tams_analytics.storage.base import ObjectStorageUnavailable, ObjectStore, StorageBackendInfo, Unavailable
 from tams_analytics.storage.keys import SigningKeys
 from tams_analytics.storage.local import LocalObjectStore
 
 __all__ = ["Stores", "build_stores"]
+
+#: what to do about each cause, in the settings' words (``serve`` says it after the cause)
+REMEDIES = {
+    Unavailable.NO_CREDENTIALS: "set TAMS_S3_ACCESS_KEY and TAMS_S3_SECRET_KEY",
+    Unavailable.CREDENTIALS_REFUSED: "check TAMS_S3_ACCESS_KEY and TAMS_S3_SECRET_KEY",
+    Unavailable.NO_SUCH_BUCKET: "create it, or start with --s3-create-bucket",
+    Unavailable.UNREACHABLE: "check TAMS_S3_ENDPOINT and that the S3 service runs",
+    Unavailable.NOT_WRITABLE: "give the server's user write access, or another --data-dir",
+}
 
 
 class Stores:
@@ -51,8 +65,22 @@ class Stores:
             local.set_base_url(base_url.rstrip("/"))
 
 
-def build_stores(settings: Settings) -> Stores:
-    """The storage backends of this deployment (one, the default)."""
+def build_stores(settings: Settings, *, check: bool = True) -> Stores:
+    """The storage backends of this deployment (one, the default), each checked (:meth:`ObjectStore.check`):
+    :class:`ObjectStorageUnavailable` (its ``cli`` text with the remedy) when one cannot serve. ``serve``'s children
+    (:mod:`server.processes`) do not check again: ``serve`` did at start, and one restarted while object storage is
+    down must come up all the same (the storage watch says it is down)."""
+    try:
+        store = _build_store(settings)
+        if check:
+            store.check()
+    except ObjectStorageUnavailable as exc:
+        exc.cli = f"object storage: {exc} ({REMEDIES[exc.cause]})"
+        raise
+    return Stores([store])
+
+
+def _build_store(settings: Settings) -> ObjectStore:
     if settings.storage == "s3":
         from tams_analytics.storage.s3 import S3ObjectStore  # boto3 only where S3 is used
 
@@ -89,4 +117,4 @@ def build_stores(settings: Settings) -> Stores:
         store = LocalObjectStore(
             info, root=settings.data_dir / "objects", base_url=settings.public_url or "", keys=keys
         )
-    return Stores([store])
+    return store

@@ -65,6 +65,23 @@ class UnsupportedError(TamsError):
     """The engine or configuration does not support the requested operation."""
 
 
+class StoreUnavailableError(TamsError):
+    """The store, or a part a request needs (object storage, the identity provider), cannot serve it now: nothing of
+    the request was applied, and the same request may succeed later (HTTP 503). ``part`` names what is unavailable
+    (``store``, ``object_storage``, ...), as :mod:`server.health` does. ``uncertain``: the write failed in a way that
+    does not say whether it was stored (a DuckDB checkpoint that failed after the commit it followed)."""
+
+    def __init__(self, *args: object, part: str = "store", uncertain: bool = False, cli: str | None = None) -> None:
+        super().__init__(*args, cli=cli)
+        self.part = part
+        self.uncertain = uncertain
+
+
+class InsufficientStorageError(StoreUnavailableError):
+    """A volume the store or object storage writes to is at its flood stage, or full: writes are refused, nothing of
+    this one was applied, until space returns; reads go on (HTTP 507)."""
+
+
 class TransientStoreError(TamsError):
     """The store refused, or could not confirm, a write that may well succeed if tried again (HTTP 503).
 

@@ -5,6 +5,8 @@ A wrong name, type or value is a :class:`~tams_analytics.exceptions.TamsError` n
 given and what is accepted. Formats may be given by their short names (``video``, ``audio``, ``data``,
 ``image``, ``multi``).
 
+Examples
+--------
 >>> [type(p).__name__ for p in build("segments", flow_id="f1", timerange="[0:0_10:0)")]
 ['Term', 'AllOf']
 >>> build("flows", format="video")

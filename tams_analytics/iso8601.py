@@ -7,10 +7,12 @@ timerange (the REST API keeps the TAMS forms only)::
     durations  PT1H   PT90M   PT0.5S   P1D   P2W   P1DT12H   P1M   P1Y
     intervals  start/end   start/PT1H   PT1H/end   start/..   ../end
 
-An instant without a UTC offset is UTC; a date alone is its midnight UTC; seconds take up to 9 fractional
-digits; ``23:59:60`` is accepted on the days that had a leap second. Durations are clock durations: ``P1D`` is
-a UTC day and ``P1M``/``P1Y`` follow the calendar, so ``start/PT1H`` ends where a clock shows one hour later.
-Intervals are half-open, ``[start, end)``, as TAMS segments are; ``..`` leaves a side open (ISO 8601-2).
+An instant with a time of day must say its zone, ``Z`` (UTC) or an offset: ``2023-11-14T22:00`` alone is
+refused, saying how to write it, rather than read silently as UTC; a date alone is its midnight UTC (ISO 8601
+gives a date no zone). Seconds take up to 9 fractional digits; ``23:59:60`` is accepted on the days that had a
+leap second. Durations are clock durations: ``P1D`` is a UTC day and ``P1M``/``P1Y`` follow the calendar, so
+``start/PT1H`` ends where a clock shows one hour later. Intervals are half-open, ``[start, end)``, as TAMS
+segments are; ``..`` leaves a side open (ISO 8601-2).
 
 >>> parse_interval("2017-01-01T00:00:00Z/PT1S")
 (1483228837000000000, 1483228838000000000)
@@ -32,6 +34,7 @@ __all__ = [
     "format_instant",
     "format_interval",
     "looks_like_iso8601",
+    "no_zone",
     "parse_duration",
     "parse_instant",
     "parse_interval",
@@ -59,6 +62,17 @@ def looks_like_iso8601(text: str) -> bool:
     return "/" in t or bool(re.match(r"^(\d{4}-|P)", t, re.IGNORECASE))
 
 
+def no_zone(text: str) -> str:
+    """What to say of a time of day given without a zone: how to write it.
+
+    >>> no_zone("2023-11-14T22:00")
+    '2023-11-14T22:00 has no time zone: write 2023-11-14T22:00Z for UTC, or give an offset (2023-11-14T22:00+01:00 \
+is an hour ahead of UTC)'
+    """
+    t = text.strip()
+    return f"{t} has no time zone: write {t}Z for UTC, or give an offset ({t}+01:00 is an hour ahead of UTC)"
+
+
 def _posix_ns(m: re.Match[str], text: str) -> tuple[int, bool]:
     """POSIX ns of an instant match, and whether it names second 60 (a leap second, counted as 59 here)."""
     try:
@@ -71,6 +85,8 @@ def _posix_ns(m: re.Match[str], text: str) -> tuple[int, bool]:
     leap = second == 60
     seconds = (day.toordinal() - _EPOCH_ORDINAL) * 86_400 + hour * 3600 + minute * 60 + (59 if leap else second)
     ns = seconds * NS_PER_SECOND + int((m["frac"] or "0").ljust(9, "0"))
+    if m["tz"] is None and m["h"] is not None:
+        raise TamsError(no_zone(text))
     tz = (m["tz"] or "Z").upper()
     if tz != "Z":
         sign = -1 if tz[0] == "-" else 1

@@ -15,6 +15,7 @@ __all__ = [
     "FlowRow",
     "InstanceRow",
     "LeaseRow",
+    "ObjectDeletionRow",
     "ObjectRow",
     "ProfileRow",
     "SegmentRow",
@@ -198,6 +199,17 @@ class WebhookEventRow(TypedDict, total=False):
     last_error: str | None
 
 
+class ObjectDeletionRow(TypedDict, total=False):
+    storage_id: str
+    storage_key: str
+    object_id: str | None
+    forgotten_at: dt.datetime | None
+    due_at: dt.datetime | None
+    attempts: int | None
+    last_error: str | None
+    next_attempt_at: dt.datetime | None
+
+
 Row = TypeVar("Row")
 
 
@@ -231,6 +243,7 @@ class _Tables:
     service: Final = Table[ServiceRow]("service")
     leases: Final = Table[LeaseRow]("leases")
     webhook_events: Final = Table[WebhookEventRow]("webhook_events")
+    object_deletions: Final = Table[ObjectDeletionRow]("object_deletions")
 
 
 #: every table, typed (``TABLES.segments``)
@@ -252,4 +265,5 @@ ROW_TYPES: dict[str, type] = {
     "service": ServiceRow,
     "leases": LeaseRow,
     "webhook_events": WebhookEventRow,
+    "object_deletions": ObjectDeletionRow,
 }

@@ -15,11 +15,12 @@ Every engine creates exactly these tables. Design rules:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 import pyarrow as pa
 
-__all__ = ["PRIMARY_KEYS", "SCHEMAS", "SORT_KEYS", "TABLES", "TagEntity"]
+__all__ = ["PRIMARY_KEYS", "PROJECTIONS", "SCHEMAS", "SORT_KEYS", "TABLES", "Projection", "TagEntity"]
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -232,6 +233,23 @@ WEBHOOK_EVENTS: Final = pa.schema(
     ]
 )
 
+#: the object deletion queue: the bytes of a controlled instance the catalog forgot (an object collected, an
+#: instance removed), one row each, written in the transaction that forgets it; the server's deleter deletes the
+#: bytes once ``due_at`` (forgotten + the grace period) has passed, then the row (``catalog.object_deletions``)
+OBJECT_DELETIONS: Final = pa.schema(
+    [
+        pa.field("storage_id", pa.string(), nullable=False),
+        pa.field("storage_key", pa.string(), nullable=False),
+        ("object_id", pa.string()),
+        ("forgotten_at", TS),
+        ("due_at", TS),
+        # attempts made (each claimed before it is made), the last failure, and when the next may be made
+        ("attempts", pa.int64()),
+        ("last_error", pa.string()),
+        ("next_attempt_at", TS),
+    ]
+)
+
 #: Table name -> schema. The order is creation order.
 SCHEMAS: Final[dict[str, pa.Schema]] = {
     "sources": SOURCES,
@@ -248,6 +266,7 @@ SCHEMAS: Final[dict[str, pa.Schema]] = {
     "service": SERVICE,
     "leases": LEASES,
     "webhook_events": WEBHOOK_EVENTS,
+    "object_deletions": OBJECT_DELETIONS,
 }
 TABLES: Final = tuple(SCHEMAS)
 
@@ -267,6 +286,7 @@ PRIMARY_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "service": ("key",),
     "leases": ("name",),
     "webhook_events": ("id",),
+    "object_deletions": ("storage_id", "storage_key"),
 }
 
 #: Physical sort/clustering order per table: engines that can (VAST sorting keys, DuckDB rewrites) keep
@@ -276,6 +296,55 @@ SORT_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "tags": ("entity_type", "name", "value"),
     "object_instances": ("object_id",),
     "collections": ("flow_id",),
+}
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A second copy of some columns of a table, kept by the store in another order (a VAST semi-sorted
+    projection, ``Table.create_projection``): a read whose filter pins ``sorted_columns[0]`` and that needs
+    no column outside the projection reads the matching range of it instead of the whole table."""
+
+    name: str
+    sorted_columns: tuple[str, ...]
+    unsorted_columns: tuple[str, ...]
+    #: the reads it serves, in words (``doctor`` says what its absence costs)
+    serves: str
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.sorted_columns + self.unsorted_columns
+
+
+#: Projections per table, on engines that have them (VAST); the sorting key of a table serves one order only,
+#: and segments are sorted by flow. Each holds exactly the columns the lookups it serves read (a read needing a
+#: column outside it reads the table).
+PROJECTIONS: Final[dict[str, tuple[Projection, ...]]] = {
+    "segments": (
+        Projection(
+            "segments_by_object",
+            ("object_id",),
+            ("flow_id",),
+            "an object's referencing flows (GET /objects/{id}) and whether segments still reference objects "
+            "(segment and flow deletion, garbage collection)",
+        ),
+        Projection(
+            "segments_by_init_object",
+            ("init_object_id",),
+            ("flow_id", "created"),
+            "the flows an init object serves (GET /objects/{id}) and whether segments still name objects as "
+            "their init object (segment and flow deletion, garbage collection)",
+        ),
+    ),
+    # every column: the reads by id take whole rows (objects have no sorting key, and ids are random uuids)
+    "objects": (
+        Projection(
+            "objects_by_id",
+            ("id",),
+            tuple(n for n in OBJECTS.names if n != "id"),
+            "objects by id (GET /objects/{id}, the object checks of every segment registration, allocation)",
+        ),
+    ),
 }
 
 

@@ -4,6 +4,11 @@ segments update; for a video flow, when the explorer is given the flows' media
 (``explore(cat, media=ta.media.attach(cat, "local:DIR"))``: :func:`tams_analytics.media.attach`), the frame at
 the selected time too.
 
+A pane shows only when it has something to show: the timeline once drawn, the frame pane ("Frame at" and the
+frame) only with media and a video flow, and a frame that cannot be read is a line saying why in its place. An
+``ipywidgets.Image`` without a value is a broken image in the browser, so an empty one is left out of the box
+(``widget.children``) rather than shown.
+
 ipywidgets and matplotlib are imported only when an explorer is made. The explorer keeps what it shows as
 plain attributes (``segments``, ``runs``, ``total``, ``png``) so that code and tests can read them
 without a browser.
@@ -36,6 +41,8 @@ __all__ = ["CoverageExplorer", "explore"]
 logger = logging.getLogger(__name__)
 
 _TABLE_COLUMNS: Final = ("start_utc", "timerange", "object_id", "duration_s", "created")
+#: the format of the flows with frames to show
+_VIDEO: Final = "urn:x-nmos:format:video"
 
 
 def _widgets() -> Any:
@@ -109,8 +116,12 @@ class CoverageExplorer:
         That frame (PNG, at most ``frame_width`` pixels wide), when the explorer was given ``media``
         (:class:`~tams_analytics.media.FlowMedia`) and the flow is video; ``frame_png`` holds its bytes and
         ``frame_time`` the timestamp of the frame shown.
+    frame_note : ipywidgets.HTML
+        In the frame's place, why there is no frame (a frame that cannot be read).
+    frame_pane : ipywidgets.VBox
+        ``at`` with ``frame`` or ``frame_note``: in ``widget`` only with media and a video flow.
     widget : ipywidgets.VBox
-        All of the above; displaying the explorer displays this.
+        What there is to show of the above; displaying the explorer displays this.
     segments : pyarrow.Table
         The rows in the table; ``total`` counts every segment in the timerange; ``runs`` are the
         contiguous runs drawn; ``png`` the plot's bytes.
@@ -155,10 +166,12 @@ class CoverageExplorer:
         self.status = w.HTML()
         self.plot = w.Image(format="png")
         self.frame = w.Image(format="png")
+        self.frame_note = w.HTML()
+        self.frame_pane = w.VBox([self.at])
         self.table = w.HTML()
-        self.widget = w.VBox(
-            [w.HBox([self.source, self.flow]), self.timerange, self.status, self.plot, self.at, self.frame, self.table]
-        )
+        self._pickers = w.HBox([self.source, self.flow])
+        self.widget = w.VBox()
+        self._layout(frame=False)
         options = _source_options(catalog)
         self.source.observe(self._on_source, names="value")
         self.flow.observe(self._on_change, names="value")
@@ -183,9 +196,21 @@ class CoverageExplorer:
             self.segments, self.total, self.png = self.segments.slice(0, 0), 0, b""
             self.plot.value, self.table.value = b"", ""
             self.status.value = f"source {html.escape(str(source_id))} has no flows"
+            self._layout(frame=False)
 
     def _on_change(self, change: dict[str, Any] | None = None) -> None:
         self.refresh()
+
+    def _layout(self, *, frame: bool) -> None:
+        """The panes with something to show, in their order (an empty image is never in the box)."""
+        panes = [self._pickers, self.timerange, self.status]
+        if self.plot.value:
+            panes.append(self.plot)
+        if frame:
+            self.frame_pane.children = [self.at, self.frame if self.frame_png else self.frame_note]
+            panes.append(self.frame_pane)
+        panes.append(self.table)
+        self.widget.children = panes
 
     def _window(self) -> TimeRange | None:
         text = self.timerange.value.strip()
@@ -228,26 +253,35 @@ class CoverageExplorer:
         ) + self._show_frame(flow_id, window)
 
     def _show_frame(self, flow_id: str, window: TimeRange | None) -> str:
-        """Show the frame at the chosen time; returns a note for the status line (empty when all is well)."""
-        self.frame_png, self.frame_time, self.frame.value = b"", None, b""
-        if self.media is None:
-            return ""
-        flow = self.catalog.get_flow(flow_id) or {}
-        if flow.get("format") != "urn:x-nmos:format:video":
-            return ""
+        """Show the frame at the chosen time (the frame pane only with media and a video flow); returns a note
+        for the status line (empty when there is no frame to show)."""
+        self.frame_png, self.frame_time, self.frame.value, self.frame_note.value = b"", None, b"", ""
+        pictures = self.media is not None and (self.catalog.get_flow(flow_id) or {}).get("format") == _VIDEO
         try:
-            text = self.at.value.strip()
-            if text:
-                when: Any = text
-            elif window is not None and window.start is not None:
-                when = window.start
-            else:
-                when = self.catalog.flow_timerange(flow_id).start
-            if when is None:
-                return ""
-            image = self.media.frame_at(flow_id, when)
-        except TamsError as exc:
-            return f"<br><span style='color:#d62728'>frame: {html.escape(str(exc))}</span>"
+            note = self._read_frame(flow_id, window) if pictures else ""
+        except Exception as exc:  # whatever stops the frame (no segment there, damaged media), said in its place
+            logger.debug("no frame of flow %s", flow_id, exc_info=True)
+            why = str(exc) if isinstance(exc, TamsError) else f"{type(exc).__name__}: {exc}"
+            self.frame_note.value = f"<span style='color:#d62728'>no frame: {html.escape(why)}</span>"
+            note = f"<br><span style='color:#d62728'>frame: {html.escape(why)}</span>"
+        self._layout(frame=pictures)
+        return note
+
+    def _read_frame(self, flow_id: str, window: TimeRange | None) -> str:
+        """Read the frame at the chosen time into ``frame``; returns the status line's note."""
+        assert self.media is not None
+        text = self.at.value.strip()
+        when: Any
+        if text:
+            when = text
+        elif window is not None and window.start is not None:
+            when = window.start
+        else:
+            when = self.catalog.flow_timerange(flow_id).start
+        if when is None:
+            self.frame_note.value = "no frame: the flow has no segments"
+            return ""
+        image = self.media.frame_at(flow_id, when)
         import io
 
         self.frame_time = image.info.get("tams_timestamp")

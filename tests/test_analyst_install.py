@@ -1,22 +1,26 @@
 """The README's Analysts install is enough: in a fresh environment installed exactly as that section says
-(``tests/fixtures/analyst_venv.py``), notebooks 01–04 run top to bottom on that environment's own kernel, and
-the commands that need more than it installs (``serve``, ``bench``) say in one line which extra to install.
+(``tests/fixtures/analyst_venv.py``), all five notebooks run top to bottom on that environment's own kernel, as
+an analyst opens them: no ``TAMS_*`` settings, so 01–03 build their demo stores, 04 compiles its queries offline and
+05, with no server to read, serves a demo store itself in the background (the ``lab`` extra holds the server) and
+stops it. A command that needs more than it installs (``bench --peer postgres``) says in one line which extra.
 
-Notebook 05 reads a running server: ``tests/test_notebooks.py`` runs it against one.
+``tests/test_notebooks.py`` runs 04 against a real Trino and 05 against a live server; ``tests/test_analyst_lab.py``
+runs 02 in JupyterLab, in a browser, on this same environment.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.readme import ROOT
+from tests.docs import ROOT
+from tests.fixtures.analyst_venv import analyst_environment
 
-NOTEBOOKS = sorted(p for p in (ROOT / "notebooks").glob("0[1-4]_*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 #: executes one notebook with nbclient inside the analysts' environment; prints what the test checks
 RUNNER = """
@@ -37,25 +41,10 @@ print(json.dumps({
 """
 
 
-def _environment(tmp_path: Path, venv: Path) -> dict[str, str]:
-    """A shell of the analysts' environment: activated, no TAMS_* settings, Jupyter's own dirs empty (no
-    kernel of this machine's user stands in for the environment's), a temp folder of its own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAMS_", "JUPYTER", "VIRTUAL_ENV", "PYTHONPATH"))}
-    scratch = tmp_path / "tmp"
-    scratch.mkdir(exist_ok=True)
-    return env | {
-        "VIRTUAL_ENV": str(venv),
-        "PATH": f"{venv / 'bin'}:{env.get('PATH', '')}",
-        "JUPYTER_DATA_DIR": str(tmp_path / "jupyter-data"),
-        "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
-        "TMPDIR": str(scratch),
-        "TAMS_DEMO_SEGMENTS": "4000",
-    }
-
-
 def test_the_section_installs_what_every_notebook_needs() -> None:
-    """The extras the Analysts' command installs cover what the notebooks import: PyAV (03's demo media) and
-    httpx (05's tams+http), besides JupyterLab (read from pyproject.toml, so a cheap check of the slow one)."""
+    """The extras the Analysts' command installs cover what the notebooks import: PyAV (03's demo media), the
+    Trino driver (04, with TAMS_TRINO_URL), httpx (05's tams+http) and the server (05's demo server), besides
+    JupyterLab (read from pyproject.toml, so a cheap check of the slow one)."""
     import tomllib
 
     from tests.fixtures.analyst_venv import install_script
@@ -74,12 +63,16 @@ def test_the_section_installs_what_every_notebook_needs() -> None:
         return out
 
     assert {"av", "pillow", "httpx", "jupyterlab", "nbclient", "ipykernel", "matplotlib"} <= closure("lab")
+    assert {"trino", "fastapi", "uvicorn"} <= closure("lab") and closure("notebooks") == closure("lab") - {"jupyterlab"}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebooks_run_in_the_analysts_install(path: Path, analyst_venv: Path, tmp_path: Path) -> None:
-    env = _environment(tmp_path, analyst_venv)
+    from tams_analytics.demo_server import DEFAULT_URL, answers
+
+    env = analyst_environment(tmp_path, analyst_venv)
+    server_there = path.name.startswith("05_") and answers(DEFAULT_URL)  # then 05 reads it (a shared machine)
     done = subprocess.run(
         [str(analyst_venv / "bin" / "python"), "-c", RUNNER, str(path), str(tmp_path)],
         cwd=ROOT,
@@ -94,17 +87,25 @@ def test_notebooks_run_in_the_analysts_install(path: Path, analyst_venv: Path, t
     assert result["kernel"] == str(analyst_venv / "bin" / "python")  # the environment's own kernel ran it
     if path.name.startswith("03_"):
         assert "clean: False" in result["text"] and "clean again: True" in result["text"]  # with real media
+    if path.name.startswith("04_"):
+        assert "live Trino: no" in result["text"] and "ROWS BETWEEN" in result["text"].upper()  # compiled offline
+    if path.name.startswith("05_") and not server_there:
+        started = re.search(r"Started a demo server at http://127\.0\.0\.1:\d+ \(PID \d+\)", result["text"])
+        assert started, result["text"]
+        assert "stopped DemoServer(" in result["text"] and "Catalog(engine='tams+http'" in result["text"]
     # what the notebook made in the temp folder goes when its kernel stops
     assert [p.name for p in (tmp_path / "tmp").iterdir() if p.name.startswith("tams-")] == []
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("command", "extra"), [("serve", "server"), ("bench", "bench")])
+@pytest.mark.parametrize(("command", "extra"), [("bench --peer postgres", "bench")])
 def test_commands_needing_another_extra_say_which(command: str, extra: str, analyst_venv: Path, tmp_path: Path) -> None:
+    """The analysts' install holds the server (05's demo server: ``serve`` runs) and, with it, what ``bench``
+    needs but PostgreSQL's client for its peer."""
     done = subprocess.run(
-        [str(analyst_venv / "bin" / "tams-analytics"), command],
+        [str(analyst_venv / "bin" / "tams-analytics"), *command.split()],
         cwd=tmp_path,
-        env=_environment(tmp_path, analyst_venv),
+        env=analyst_environment(tmp_path, analyst_venv),
         capture_output=True,
         text=True,
         timeout=120,
@@ -112,6 +113,6 @@ def test_commands_needing_another_extra_say_which(command: str, extra: str, anal
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    assert lines[0].startswith(f"tams-analytics {command}: ")
+    assert lines[0].startswith(f"tams-analytics {command.split()[0]}: ")
     assert f'pip install -e ".[{extra}]" -c constraints.txt' in lines[0]
     assert not (tmp_path / "tams-data").exists()  # nothing made on the way

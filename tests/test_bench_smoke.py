@@ -116,6 +116,20 @@ def test_capacity_steps_and_restarts(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "offered/s" in printed and "SIGKILL" in printed and "capacity_posts_per_s" in printed
 
 
+def test_backup_of_a_live_store_at_its_smoke_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``bench --only backup`` on a small store: the backup made through the server while POSTs go on, restored,
+    every acknowledged segment kept, and exactly its keys reported."""
+    out = tmp_path / "bench.json"
+    args = ["bench", "--only", "backup", "--backup-size", "smoke", "--work-dir", str(tmp_path / "work")]
+    assert main([*args, "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert set(suite.BACKUP_KEYS) <= set(data) and data["backup_lost"] == 0
+    assert data["backup_s"] > 0 and data["backup_mib"] > 0
+    assert 0 < data["backup_post_p99_baseline_ms"] and 0 < data["backup_post_p99_ms"]
+    printed = capsys.readouterr().out
+    assert "backup of a live store of 20,000 segments" in printed and "backup_lost" in printed
+
+
 async def _stalling_server(stall_s: float) -> tuple[asyncio.Server, int]:
     """An HTTP/1.1 server that answers every request 201 (200 for a GET), the first one after ``stall_s``."""
     answered = 0

@@ -9,15 +9,23 @@ import os
 import re
 import subprocess
 import sys
+import uuid
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from server.app import create_app
+from server.config import Settings
 from tams_analytics.analytics import integrity
 from tams_analytics.analytics.findings import Check
 from tams_analytics.catalog import connect
 from tams_analytics.demo import build_demo
 from tams_analytics.predicates import Term
-from tests.analytics import add, put_flow
+from tests.analytics import add, demo_with_media, inject_faults, local_store, put_flow
+from tests.fixtures.live import serve
+from tests.server.conftest import video_flow
 
 #: the check names the README documents, in audit order: each is the function (or view) that finds them
 CHECKS = [
@@ -26,6 +34,7 @@ CHECKS = [
     "orphan_flows",
     "unreferenced_objects",
     "missing_objects",
+    "objects_without_instances",
     "missing_from_storage",
     "size_mismatches",
     "stale_segments_updated",
@@ -129,7 +138,158 @@ def test_durations_read_one_way_in_a_column(gappy: str, demo: str) -> None:
 def test_every_source_has_a_label(demo: str) -> None:
     doc = json.loads(cli("report", "storage", "--store", demo, "--by", "source", "--format", "json").stdout)
     assert doc["rows"] and all(r["label"] for r in doc["rows"])
-    # sources of the demo have no label of their own: they read as their flows' (video and proxy share one)
-    assert any(r["label"] == "Evening News (proxy), Evening News (video)" for r in doc["rows"])
+    # the demo's sources have labels of their own, saying what they hold (video and proxy share one source); a
+    # source without one reads as its flows' labels (tests/analytics/test_reports.py)
+    assert any(r["label"] == "Evening News (video: HD and proxy)" for r in doc["rows"])
     table = cli("report", "storage", "--store", demo, "--by", "source").stdout
-    assert "Evening News (proxy)," in table
+    assert "Evening News (video: HD and proxy)" in table
+
+
+# -- integrity sees what clients see --------------------------------------------------------------------------------
+def _ingest(api: httpx.Client, flow_id: str) -> None:
+    """A flow of two segments: [0:0_1:0) with its media uploaded, [1:0_2:0) naming object ``never-stored``,
+    which no storage holds (the spec lets a segment be registered before its media is stored)."""
+    body = video_flow(flow_id)
+    assert api.put(f"/flows/{flow_id}", json=body).status_code == 201
+    (media,) = api.post(f"/flows/{flow_id}/storage", json={"limit": 1}).json()["media_objects"]
+    put = media["put_url"]
+    with httpx.Client(trust_env=False) as plain:
+        assert plain.put(put["url"], content=b"media", headers={"content-type": put["content-type"]}).status_code == 200
+    segments = [
+        {"object_id": media["object_id"], "timerange": "[0:0_1:0)"},
+        {"object_id": "never-stored", "timerange": "[1:0_2:0)"},
+    ]
+    assert api.post(f"/flows/{flow_id}/segments", json=segments).status_code == 201
+
+
+def _unplayable(doc: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [
+        (f["flow_id"], f["object_id"], f["timerange"])
+        for f in doc["findings"]
+        if f["check"] == "objects_without_instances"
+    ]
+
+
+def test_a_segment_whose_object_no_storage_holds_is_a_finding_as_download_fails(tmp_path: Path) -> None:
+    """What ``download`` cannot read (the server gives no get_urls for the object), the audit names: through
+    the server's API and on the store with its storage, exit 1 either way."""
+    data, flow_id = tmp_path / "data", str(uuid.uuid4())
+    with serve(create_app(Settings(data_dir=data))) as api:
+        _ingest(api, flow_id)
+        base = str(api.base_url).rstrip("/")
+        got = cli(
+            "download", "--server", base, "--flow", flow_id, "--timerange", "[0:0_2:0)", "--out", str(tmp_path / "a.ts")
+        )
+        assert got.returncode == 1 and "never-stored" in got.stderr and "no get_urls" in got.stderr, got.stderr
+        through_api = cli("integrity", "--store", f"tams+{base}", "--format", "json")
+        assert through_api.returncode == 1, through_api.stderr
+        doc = json.loads(through_api.stdout)
+        assert doc["verdict"] == "findings" and doc["clean"] is False
+        assert _unplayable(doc) == [(flow_id, "never-stored", "[1:0_2:0)")]
+    # the server is stopped: its store and its object directory, read directly
+    store, objects = f"duckdb:///{data / 'tams.duckdb'}", f"local:{data / 'objects'}"
+    got = cli("download", "--store", store, "--storage", objects, "--flow", flow_id, "--out", str(tmp_path / "b.ts"))
+    assert got.returncode == 1 and "never-stored" in got.stderr, got.stderr
+    direct = cli("integrity", "--store", store, "--storage", objects, "--format", "json")
+    assert direct.returncode == 1, direct.stderr
+    doc = json.loads(direct.stdout)
+    assert doc["skipped"] == {} and doc["totals"]["objects_without_instances"] == 1
+    assert doc["totals"]["missing_from_storage"] == 0 and sum(doc["totals"].values()) == 1
+    assert _unplayable(doc) == [(flow_id, "never-stored", "[1:0_2:0)")]
+    (finding,) = [f for f in doc["findings"] if f["check"] == "objects_without_instances"]
+    assert "no get_urls" in finding["detail"] and finding["count"] == 1
+    table = cli("integrity", "--store", store, "--storage", objects)
+    assert table.returncode == 1 and "objects_without_instances" in table.stdout and "never-stored" in table.stdout
+
+
+# -- a partial audit says so ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A store with nothing wrong, its media in a local object directory: ``(url, objects dir)``."""
+    tmp = tmp_path_factory.mktemp("whole")
+    url, root = f"duckdb:///{tmp / 'tams.duckdb'}", tmp / "objects"
+    with connect(url, create=True) as cat:
+        demo_with_media(cat, local_store(root), segments=40)
+    return url, root
+
+
+def test_an_audit_of_every_check_is_clean_exit_0(whole: tuple[str, Path]) -> None:
+    url, root = whole
+    done = cli("integrity", "--store", url, "--storage", f"local:{root}", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert (doc["verdict"], doc["clean"], doc["skipped"]) == ("clean", True, {})
+
+
+def test_an_audit_that_skipped_checks_is_partial_exit_3(whole: tuple[str, Path]) -> None:
+    """Without --storage the storage checks do not run: nothing found is not "clean"."""
+    done = cli("integrity", "--store", whole[0], "--format", "json")
+    assert done.returncode == 3, done.stderr
+    doc = json.loads(done.stdout)
+    assert (doc["verdict"], doc["clean"], doc["findings"]) == ("partial", False, [])
+    assert set(doc["skipped"]) == {"missing_from_storage", "size_mismatches"}
+    table = cli("integrity", "--store", whole[0])
+    assert table.returncode == 3
+    assert table.stdout.startswith("partial: no findings among the checks that ran"), table.stdout
+    assert "2 checks skipped" in table.stdout and "skipped missing_from_storage: no object store given" in table.stdout
+    assert "not known to be clean" in table.stdout
+
+
+def test_findings_exit_1_even_when_checks_were_skipped(gappy: str) -> None:
+    done = cli("integrity", "--store", gappy, "--format", "json")
+    assert done.returncode == 1
+    doc = json.loads(done.stdout)
+    assert doc["verdict"] == "findings" and doc["skipped"]
+    assert "checks skipped" in cli("integrity", "--store", gappy).stdout
+
+
+def test_an_audit_through_an_api_is_partial_exit_3(tmp_path: Path) -> None:
+    """Over a TAMS API the checks that look for rows nothing leads to cannot run: the audit is partial."""
+    with serve(create_app(Settings(data_dir=tmp_path / "data"))) as api:
+        body = video_flow()
+        assert api.put(f"/flows/{body['id']}", json=body).status_code == 201
+        done = cli("integrity", "--store", f"tams+{str(api.base_url).rstrip('/')}", "--format", "json")
+    assert done.returncode == 3, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["verdict"] == "partial" and doc["totals"] == dict.fromkeys(CHECKS, 0)
+    assert {"orphan_segments", "missing_objects", "unreferenced_objects"} <= set(doc["skipped"])
+
+
+def test_the_help_documents_exit_code_3() -> None:
+    top = " ".join(cli("--help").stdout.split())
+    assert "3 integrity found nothing among the checks it ran but skipped some (partial" in top
+    own = " ".join(cli("integrity", "--help").stdout.split())
+    assert "1 findings, 2 usage or connection errors, 3 partial: no findings among the checks that ran" in own
+
+
+# -- tables keep words whole ----------------------------------------------------------------------------------------
+def test_ids_keys_and_timeranges_wrap_whole_in_the_table(tmp_path: Path) -> None:
+    """A finding's ids, storage key and timeranges each stand whole on one line of the people's table (the detail
+    wraps at spaces only), as the JSON has them."""
+    url, root = f"duckdb:///{tmp_path / 'tams.duckdb'}", tmp_path / "objects"
+    with connect(url, create=True) as cat:
+        demo_with_media(cat, local_store(root), segments=40)
+        inject_faults(cat, local_store(root))
+    args = ("integrity", "--store", url, "--storage", f"local:{root}")
+    lines = cli(*args).stdout.splitlines()
+    findings = json.loads(cli(*args, "--format", "json").stdout)["findings"]
+    words = {w for f in findings for w in f["detail"].split()}
+    words |= {f[k] for f in findings for k in ("flow_id", "object_id", "other_id") if f[k]}
+    assert any(w.endswith(".ts") for w in words)  # a storage key: an id with its extension
+    broken = [w for w in words if not any(w in line for line in lines)]
+    assert broken == [], "\n".join(lines)
+
+
+def test_storage_with_no_controlled_instances_to_check_is_a_complete_audit(tmp_path: Path) -> None:
+    """--storage given, and the catalog names nothing in any storage (no controlled instances): the storage checks
+    ran over nothing, they were not skipped."""
+    url = f"duckdb:///{tmp_path / 'tams.duckdb'}"
+    with connect(url, create=True) as cat:
+        put_flow(cat, GAPPY)
+        urls = [{"url": "http://media.invalid/a", "label": "mirror"}]
+        assert cat.add_segments(GAPPY, [{"object_id": "a", "timerange": "[0:0_1:0)", "get_urls": urls}]).all_accepted
+    (tmp_path / "objects").mkdir()
+    done = cli("integrity", "--store", url, "--storage", f"local:{tmp_path / 'objects'}", "--format", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    doc = json.loads(done.stdout)
+    assert (doc["verdict"], doc["skipped"], doc["checked"]["storage_keys"]) == ("clean", {}, 0)

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,9 @@ import pytest
 from tams_analytics.catalog import connect
 from tams_analytics.cli.__main__ import build_parser
 from tams_analytics.demo import build_demo
+from tams_analytics.predicates import Term
+from tams_analytics.timerange import TimeRange
+from tams_analytics.timestamp import Timestamp
 
 #: what a Python exception looks like when it leaks into a message
 PYTHONIC = re.compile(r"\b[A-Z]\w*(Error|Exception): |\[Errno \d+\]|=True\b|Traceback")
@@ -187,3 +191,111 @@ def test_an_unknown_scheme_hints_at_the_right_one(tmp_path: Path) -> None:
 def test_keys_refuses_a_data_dir_that_is_not_one(tmp_path: Path) -> None:
     line = one_line(cli("keys", "rotate", "--data-dir", str(tmp_path / "nope")), "keys")
     assert "is not a directory" in line and not (tmp_path / "nope").exists()
+
+
+# -- a flow id cut short -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def with_media(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A small demo store with its media in a local object directory: ``(url, objects dir)``."""
+    from tests.analytics import demo_with_media, local_store
+
+    tmp = tmp_path_factory.mktemp("voice-media")
+    url, root = f"duckdb:///{tmp / 'tams.duckdb'}", tmp / "objects"
+    with connect(url, create=True) as cat:
+        demo_with_media(cat, local_store(root), segments=40)
+    return url, root
+
+
+def test_the_start_of_a_flow_id_is_said_to_be_one(with_media: tuple[str, Path], tmp_path: Path) -> None:
+    """The first 8 hex digits of an id, as people copy them from a table: said to be the start of an id, with the
+    flow whose id starts with it (not a hint to look for a flow labelled so), by the store or through a server."""
+    from server.app import create_app
+    from server.config import Settings
+    from tests.fixtures.live import serve
+
+    store, root = with_media
+    with connect(store) as cat:
+        label = "Evening News (video)"
+        flow_id = cat.rows("flows", [Term("label", "==", label)]).to_pylist()[0]["id"]
+    out = str(tmp_path / "a.ts")
+    lines = [
+        one_line(cli("report", "coverage", "--store", store, "--flow", flow_id[:8]), "report coverage"),
+        one_line(
+            cli("download", "--store", store, "--storage", f"local:{root}", "--flow", flow_id[:8], "--out", out),
+            "download",
+        ),
+    ]
+    with serve(create_app(Settings(data_dir=tmp_path / "data", store=store))) as api:
+        base = str(api.base_url).rstrip("/")
+        lines.append(one_line(cli("download", "--server", base, "--flow", flow_id[:8], "--out", out), "download"))
+    for line in lines:
+        assert f"'{flow_id[:8]}' is the start of a flow id, not a whole one" in line, line
+        assert f"{flow_id} ({label})" in line and "label=" not in line
+    nothing = one_line(cli("report", "coverage", "--store", store, "--flow", "ffffffff"), "report coverage")
+    assert "no flow's id here starts with it" in nothing and "cat.flows" not in nothing
+    label_given = one_line(cli("report", "coverage", "--store", store, "--flow", label), "report coverage")
+    assert "is not a flow id: flow ids are UUIDs" in label_given
+    assert "tams-analytics report coverage --store URL lists every flow's id and label" in label_given
+    assert "cat.flows" not in label_given
+
+
+# -- times say their zone ------------------------------------------------------------------------------------------
+def test_a_time_without_a_zone_is_refused_saying_how_to_write_it(store: str) -> None:
+    said = "2023-11-14T22:00 has no time zone: write 2023-11-14T22:00Z for UTC, or give an offset"
+    within = one_line(
+        cli("report", "coverage", "--store", store, "--within", "2023-11-14T22:00/PT1H"), "report coverage"
+    )
+    assert said in within
+    since = one_line(cli("report", "ingest", "--store", store, "--since", "2023-11-14T22:00"), "report ingest")
+    assert said in since
+    assert cli("report", "ingest", "--store", store, "--since", "2023-11-14T22:00Z").returncode == 0
+    assert cli("report", "ingest", "--store", store, "--since", "2023-11-14").returncode == 0  # a date: its UTC day
+
+
+# -- credentials are named as the command line takes them ---------------------------------------------------------
+def test_refused_credentials_name_the_environment_variables(tmp_path: Path) -> None:
+    from server.app import create_app
+    from server.config import Settings
+    from tests.fixtures.live import serve
+
+    settings = Settings(data_dir=tmp_path / "data", auth="basic", basic_users="ann:secret")
+    with serve(create_app(settings)) as api:
+        base = str(api.base_url).rstrip("/")
+        refused = [
+            one_line(cli("report", "storage", "--store", f"tams+{base}"), "report"),
+            one_line(
+                cli("download", "--server", base, "--flow", str(uuid.uuid4()), "--out", str(tmp_path / "a.ts")),
+                "download",
+            ),
+        ]
+    for line in refused:
+        assert "401" in line and "TAMS_HTTP_TOKEN, or TAMS_HTTP_USERNAME and TAMS_HTTP_PASSWORD" in line, line
+        assert "auth=" not in line
+
+
+# -- download names each object once --------------------------------------------------------------------------------
+def test_download_names_each_missing_object_once_in_the_right_number(tmp_path: Path) -> None:
+    """An object two segments use, its media gone: one line for it, and "1 object", not "1 objects"."""
+    from tests.analytics import demo_with_media, key_of, local_store
+
+    url, root = f"duckdb:///{tmp_path / 'tams.duckdb'}", tmp_path / "objects"
+    objects = local_store(root)
+    with connect(url, create=True) as cat:
+        demo_with_media(cat, objects, segments=40)
+        video = cat.rows("flows", [Term("label", "==", "Evening News (video)")]).to_pylist()[0]["id"]
+        first = cat.segment_rows(video, limit=1).to_pylist()[0]
+        # the same object again, a minute later on the flow's timeline
+        again = TimeRange.from_ns(first["start_ns"] + 60 * 10**9, first["end_ns"] + 60 * 10**9)
+        offset = Timestamp((first["ts_offset"] or 0) + 60 * 10**9)
+        reuse = {"object_id": first["object_id"], "timerange": str(again), "ts_offset": str(offset)}
+        added = cat.add_segments(video, [reuse])
+        assert added.all_accepted, added.failed
+        objects.delete([key_of(cat, first["object_id"])])
+    done = cli(
+        "download", "--store", url, "--storage", f"local:{root}", "--flow", video, "--out", str(tmp_path / "v.ts")
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0].startswith(f"tams-analytics download: 1 object of flow {video} in "), lines[0]
+    assert lines[0].endswith("could not be fetched as recorded:") and first["object_id"] not in lines[0]
+    assert len(lines) == 2 and lines[1].startswith(f"  object {first['object_id']} (segment "), done.stderr

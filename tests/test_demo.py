@@ -48,6 +48,29 @@ def test_demo_command_builds_a_valid_store(tmp_path: Path, capsys: pytest.Captur
     assert len(cat.get_flow(multi[0]["id"])["flow_collection"]) == 4
 
 
+def test_the_demo_sources_say_what_they_hold() -> None:
+    """Each programme's sources are labelled for what they hold: the source of the HD video and its proxy is the
+    video's (not named after the proxy, as a source without a label of its own reads: its flows' labels)."""
+    from tams_analytics.demo import build_demo
+
+    cat = connect("duckdb://")
+    build_demo(cat, 400, programmes=2, progress=False)
+    sources = {r["id"]: r for r in cat.rows("sources").to_pylist()}
+    assert sorted(r["label"] for r in sources.values()) == [
+        f"{title} ({name})"
+        for title in ("Evening News", "Match of the Day")
+        for name in ("audio", "captions", "multi", "video: HD and proxy")
+    ]
+    flows = cat.rows("flows").to_pylist()
+    held = {sid: sorted(f["label"] for f in flows if f["source_id"] == sid) for sid in sources}
+    by_label = {sources[sid]["label"]: labels for sid, labels in held.items()}
+    assert by_label["Evening News (video: HD and proxy)"] == ["Evening News (proxy)", "Evening News (video)"]
+    assert by_label["Evening News (audio)"] == ["Evening News (audio)"]
+    assert by_label["Evening News (multi)"] == ["Evening News (multi)"]
+    video = next(sid for sid, r in sources.items() if r["label"] == "Evening News (video: HD and proxy)")
+    assert sources[video]["description"] == "Evening News: its pictures, as an HD video flow and a proxy flow"
+
+
 def test_demo_refuses_a_bad_store_url(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--store", "nosuch://x", "--segments", "10"]) == 2
     assert "'nosuch://x' names no store engine: store URLs look like duckdb:///" in capsys.readouterr().err

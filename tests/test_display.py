@@ -12,6 +12,7 @@ import tams_analytics as ta
 from tams_analytics.analytics import coverage
 from tams_analytics.analytics.integrity import audit
 from tams_analytics.catalog import Catalog
+from tests.analytics import local_store
 
 VIDEO = {
     "format": "urn:x-nmos:format:video",
@@ -29,7 +30,8 @@ def cat(tmp_path: Path) -> Iterator[Catalog]:
         c.add_segments(
             "f",
             [
-                {"object_id": o, "timerange": tr}
+                # each object has an instance (a URL): none is an objects_without_instances finding
+                {"object_id": o, "timerange": tr, "get_urls": [{"url": f"http://media.invalid/{o}", "label": "m"}]}
                 for o, tr in [
                     ("o1", "[1483228836:0_1483228838:0)"),
                     ("o2", "[1483228838:0_1483228840:0)"),
@@ -70,10 +72,15 @@ def test_a_flows_coverage_reads_in_clock_time(cat: Catalog) -> None:
     assert "2017-01-01T00:00:03Z" in html and "1:00" in html and "[1483228840:0_1483228900:0)" in html
 
 
-def test_an_integrity_report_names_labels_and_counts_in_words(cat: Catalog) -> None:
-    clean = audit(cat)
-    assert repr(clean) == ("<IntegrityReport: clean; checked 0 collections, 2 flows, 3 objects, 3 segments, 2 sources>")
+def test_an_integrity_report_names_labels_and_counts_in_words(cat: Catalog, tmp_path: Path) -> None:
+    clean = audit(cat, local_store(tmp_path / "objects"))
+    assert repr(clean) == (
+        "<IntegrityReport: clean; checked 0 collections, 2 flows, 3 objects, 3 segments, 2 sources, 0 storage keys>"
+    )
     assert "Integrity report: clean" in clean._repr_html_()
+    partial = audit(cat)  # no object store: the storage checks are skipped
+    assert repr(partial).startswith("<IntegrityReport: partial: no findings, 2 checks skipped; checked")
+    assert "Integrity report: partial: no findings, 2 checks skipped" in partial._repr_html_()
     cat.engine.delete("sources", [])
     report = audit(cat)
     assert repr(report).startswith("<IntegrityReport: 2 findings (orphan_flows 2); checked")

@@ -42,12 +42,19 @@ def test_a_good_store_passes_every_check(store: str, capsys: pytest.CaptureFixtu
     report = json.loads(out)
     assert code == 0 and report["exit_code"] == 0 and report["engine"] == "duckdb"
     status = {c["name"]: c["status"] for c in report["checks"]}
-    assert status == {"connectivity": "ok", "tables": "ok", "queries": "ok", "isolation": "skip"}
+    assert status == {
+        "connectivity": "ok",
+        "tables": "ok",
+        "queries": "ok",
+        "isolation": "skip",
+        "projections": "skip",
+        "snapshots": "skip",
+    }
     queries = next(c for c in report["checks"] if c["name"] == "queries")
     assert int(queries["detail"].split()[1]) >= 40  # every shape, not a token few
     code, table = doctor(capsys, store, "table")
     assert code == 0
-    assert [line.split()[0] for line in table.splitlines()[1:]] == ["OK", "OK", "OK", "SKIP"]
+    assert [line.split()[0] for line in table.splitlines()[1:]] == ["OK", "OK", "OK", "SKIP", "SKIP", "SKIP"]
 
 
 def test_a_missing_column_is_a_missing_property_with_its_meaning(
@@ -98,7 +105,8 @@ def test_a_tams_api_passes_what_applies_and_says_why_the_rest_does_not(served_de
     assert checks["queries"]["status"] == "ok" and int(checks["queries"]["detail"].split()[1]) >= 40
     assert "not applicable: shapes over delete_requests, webhooks" in checks["queries"]["detail"]
     assert checks["isolation"]["status"] == "skip"
-    assert [line.split()[0] for line in table.splitlines()[1:]] == ["OK", "SKIP", "OK", "SKIP"]
+    assert checks["projections"]["status"] == "skip" and checks["snapshots"]["status"] == "skip"
+    assert [line.split()[0] for line in table.splitlines()[1:]] == ["OK", "SKIP", "OK", "SKIP", "SKIP", "SKIP"]
 
 
 def test_a_tams_api_refusing_the_credentials_cannot_be_reached(served_demo: ServedDemo, tmp_path: Path) -> None:

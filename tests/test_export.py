@@ -4,6 +4,10 @@ with pyarrow.dataset and DuckDB and compared with the catalog."""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +256,95 @@ def test_export_to_a_missing_bucket_exits_2(
     _s3_env(monkeypatch, s3_server)
     assert main(["export", "--store", store["url"], "--to", "s3://no-such-bucket-tams/x", "--tables", "sources"]) == 2
     assert "s3://no-such-bucket-tams/x" in capsys.readouterr().err
+
+
+#: variables that would let the AWS SDK find credentials of this machine's own: kept away from the CLI below
+_AWS_ISOLATION = {
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+    "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def _export_cli(store_url: str, to: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``tams-analytics export`` in a process of its own, with ``env`` as its only S3 and AWS settings."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TAMS_S3_"))}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tams_analytics.cli",
+            "export",
+            "--store",
+            store_url,
+            "--to",
+            to,
+            "--no-progress",
+            *args,
+        ],
+        env={**base, **_AWS_ISOLATION, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _keys(s3: S3ServerInfo, bucket: str) -> list[str]:
+    pages = _client(s3).get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def test_export_takes_the_s3_settings_serve_and_integrity_take(
+    store: dict[str, Any], s3_server: S3ServerInfo, s3_bucket: str
+) -> None:
+    """TAMS_S3_ENDPOINT, TAMS_S3_ACCESS_KEY, TAMS_S3_SECRET_KEY and TAMS_S3_REGION alone: no AWS_* variable."""
+    env = {
+        "TAMS_S3_ENDPOINT": s3_server.endpoint_url,
+        "TAMS_S3_ACCESS_KEY": s3_server.access_key,
+        "TAMS_S3_SECRET_KEY": s3_server.secret_key,
+        "TAMS_S3_REGION": s3_server.region,
+    }
+    done = _export_cli(store["url"], f"s3://{s3_bucket}/tams", env, "--tables", "sources,flows")
+    assert done.returncode == 0, done.stderr
+    assert f"to s3://{s3_bucket}/tams in" in done.stdout
+    assert f"tams/{MANIFEST}" in _keys(s3_server, s3_bucket)
+
+
+@pytest.mark.parametrize("problem", ["no credentials", "credentials refused", "no such bucket", "unreachable"])
+def test_what_stops_an_s3_export_is_said_in_one_line(
+    store: dict[str, Any], s3_server: S3ServerInfo, s3_bucket: str, problem: str
+) -> None:
+    """Exit 2 and one line naming the problem, the endpoint and the destination (never a secret), before anything
+    is written: where S3 itself answers ``403`` alike to no credentials and to a wrong secret."""
+    endpoint = s3_server.endpoint_url
+    bucket = "no-such-bucket-tams" if problem == "no such bucket" else s3_bucket
+    env = {"TAMS_S3_ENDPOINT": endpoint, "TAMS_S3_REGION": s3_server.region}
+    wrong_secret = "wrong-" + s3_server.secret_key
+    if problem == "credentials refused":
+        env |= {"TAMS_S3_ACCESS_KEY": s3_server.access_key, "TAMS_S3_SECRET_KEY": wrong_secret}
+    elif problem != "no credentials":
+        env |= {"TAMS_S3_ACCESS_KEY": s3_server.access_key, "TAMS_S3_SECRET_KEY": s3_server.secret_key}
+    if problem == "unreachable":
+        with socket.socket() as s:  # a port nothing listens on
+            s.bind(("127.0.0.1", 0))
+            endpoint = env["TAMS_S3_ENDPOINT"] = f"http://127.0.0.1:{s.getsockname()[1]}"
+    to = f"s3://{bucket}/tams"
+    done = _export_cli(store["url"], to, env, "--tables", "sources")
+    said = {
+        "no credentials": "no S3 credentials for",
+        "credentials refused": "refused the credentials from TAMS_S3_ACCESS_KEY/TAMS_S3_SECRET_KEY",
+        "no such bucket": f"no bucket {bucket} at",
+        "unreachable": "cannot reach S3 at",
+    }[problem]
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tams-analytics export: "), done.stderr
+    assert said in lines[0] and endpoint in lines[0] and to in lines[0], lines[0]
+    assert s3_server.secret_key not in done.stderr and wrong_secret not in done.stderr
+    if bucket == s3_bucket:
+        assert _keys(s3_server, bucket) == []
 
 
 # -- the Hive DDL over an export ---------------------------------------------------------------------------

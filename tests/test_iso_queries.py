@@ -4,6 +4,7 @@ report command and the explorer widget. The REST API keeps the TAMS form only.""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,3 +98,22 @@ def test_the_rest_api_keeps_the_tams_form(tmp_path: Path) -> None:
         assert client.get(f"/flows/{flow}/segments", params={"timerange": TAMS}).status_code == 200
         bad = client.get(f"/flows/{flow}/segments", params={"timerange": ISO_FORMS[0]})
         assert bad.status_code == 400 and "invalid timerange" in bad.json()["summary"]
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["2023-11-14T22:13:43/PT10M", "PT10M/2023-11-14T22:23:43", "2023-11-14 22:13:43.5/PT10M"],
+)
+def test_a_time_without_a_zone_is_refused_saying_how_to_write_it(store: tuple[str, Catalog], given: str) -> None:
+    """Not read silently as UTC: the message says how to write it (the same for the library, widget and CLI)."""
+    _, cat = store
+    instant = next(p for p in given.split("/") if not p.startswith("P"))
+    said = f"{instant} has no time zone: write {instant}Z for UTC, or give an offset ({instant}+01:00"
+    with pytest.raises(ValueError, match=re.escape(said)):
+        cat.segments(timerange=given)
+    with pytest.raises(ValueError, match=re.escape(said)):
+        Timestamp.coerce(instant)
+    assert TimeRange.coerce(given.replace(instant, instant + "Z")) == TimeRange.coerce(
+        given.replace(instant, instant + "+00:00")
+    )
+    assert TimeRange.coerce("2023-11-14/P1D").to_iso8601() == "2023-11-14T00:00:00Z/2023-11-15T00:00:00Z"

@@ -44,6 +44,45 @@ def test_dot_slash_names_a_relative_path(tmp_path: Path, monkeypatch: pytest.Mon
     assert "two slashes" not in str(err.value)  # ./ says "relative" on purpose: no typo hint
 
 
+def test_a_relative_path_names_the_working_directory_and_the_store_above_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook's kernel runs in notebooks/: TAMS_STORE=duckdb://./tams-data/tams.duckdb set at the repository's
+    root names notebooks/tams-data/... there. The error says which absolute path it looked for, that a relative path
+    is taken from the working directory (named), and the absolute URL of the store the path names from a folder
+    above, which opens it."""
+    (tmp_path / "tams-data").mkdir()
+    ta.connect(f"duckdb:///{tmp_path / 'tams-data' / 'tams.duckdb'}", create=True).close()
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    with pytest.raises(ta.TamsError) as err:
+        ta.connect("duckdb://./tams-data/tams.duckdb")
+    message = str(err.value)
+    assert message.startswith(f"no DuckDB store at {tmp_path / 'notebooks' / 'tams-data' / 'tams.duckdb'} ")
+    assert f"(a relative path, taken from the working directory {tmp_path / 'notebooks'})" in message
+    url = f"duckdb://{tmp_path / 'tams-data' / 'tams.duckdb'}"
+    assert f"name it by its absolute path: {url};" in message, message
+    with ta.connect(url) as cat:
+        assert cat.count("flows") == 0
+    assert os.listdir(tmp_path / "notebooks") == []
+
+
+def test_a_relative_path_naming_nothing_suggests_the_absolute_form(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ta.TamsError) as err:
+        ta.connect("duckdb://./tams-data/tams.duckdb")
+    message = str(err.value)
+    assert f"no DuckDB store at {tmp_path / 'tams-data' / 'tams.duckdb'} " in message
+    assert f"taken from the working directory {tmp_path})" in message
+    assert 'duckdb:///ABSOLUTE/PATH (three slashes), e.g. TAMS_STORE="duckdb://$PWD/tams-data/tams.duckdb"' in message
+    # an absolute path needs no such note
+    with pytest.raises(ta.TamsError) as err:
+        ta.connect(f"duckdb:///{tmp_path / 'x.duckdb'}")
+    assert "working directory" not in str(err.value) and "ABSOLUTE" not in str(err.value)
+
+
 @pytest.mark.parametrize(
     ("url", "hint"),
     [

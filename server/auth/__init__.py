@@ -20,6 +20,7 @@ from server.auth.principal import ANONYMOUS, Principal
 from server.auth.scopes import require_scope
 from server.auth.tokens import JwtVerifier
 from server.config import Settings
+from server.health import Health
 from tams_analytics.catalog import Catalog
 
 __all__ = ["ANONYMOUS", "Authorizer", "Principal", "Visibility", "may_read"]
@@ -31,9 +32,15 @@ class Authorizer:
     ``principal`` (the name, for ``created_by``), ``caller`` (:class:`Principal`) and ``visibility``
     (what listings may show)."""
 
-    def __init__(self, settings: Settings, catalog_of: Callable[[Request], Catalog] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        catalog_of: Callable[[Request], Catalog] | None = None,
+        health: Health | None = None,
+    ) -> None:
         self.settings = settings
-        self.verifier = JwtVerifier(settings) if settings.auth == "jwt" else None
+        #: checks JWTs (``auth=jwt``), reporting the identity provider's condition to ``health``
+        self.verifier = JwtVerifier(settings, health=health) if settings.auth == "jwt" else None
         #: the catalog a request's auth-class checks read (the app's: given by the assembly)
         self.catalog_of = catalog_of
 

@@ -47,7 +47,7 @@ def unauthorized(settings: Settings, summary: str = "missing or invalid credenti
     challenge = 'Basic realm="tams"' if settings.auth == "basic" else 'Bearer realm="tams"'
     if settings.auth == "jwt" and summary != "missing or invalid credentials":
         challenge += ', error="invalid_token"'  # RFC 6750: a token was given and is not valid
-    return ApiError(401, summary, "Unauthorized", {"WWW-Authenticate": challenge})
+    return ApiError(401, summary, {"WWW-Authenticate": challenge})
 
 
 def static_principal(request: Request, settings: Settings) -> Principal | None:

@@ -82,13 +82,12 @@ def require_scope(principal: Principal, operation_id: str | None, prefix: str) -
     the operation's row; 403 for an operation without a row."""
     allowed = SCOPES.get(operation_id or "")
     if allowed is None:
-        raise ApiError(403, f"operation {operation_id} is not open to any scope", "Forbidden")
+        raise ApiError(403, f"operation {operation_id} is not open to any scope")
     if principal.has_any(allowed):
         return
     needed = " ".join(prefix + s for s in sorted(allowed))
     raise ApiError(
         403,
         f"{operation_id} needs one of the scopes {needed}",
-        "Forbidden",
         {"WWW-Authenticate": f'Bearer realm="tams", error="insufficient_scope", scope="{needed}"'},
     )

@@ -9,6 +9,12 @@ job; this module decides which keys and algorithms are acceptable and keeps the 
   needs no restart), at most once per ``jwt_jwks_min_refresh_s`` (a flood of made-up key ids costs one
   fetch); the whole set is fetched again after ``jwt_jwks_ttl_s`` (a withdrawn key stops working). When
   the provider cannot be reached, the keys held are kept.
+* The provider's condition is kept in the server's health (part ``identity_provider``): the keys are fetched
+  at start (:mod:`server.auth.idp_watch`, which retries with back-off until they are); while none could be
+  fetched ``/ready`` answers 503 naming the provider and the cause. A token that cannot be checked because
+  the keys cannot be fetched (none held, or it names a key the provider could not be asked about) is not the
+  client's fault: :class:`IdentityProviderUnavailable` (503, ``Retry-After``), never 401. A token naming a
+  key the provider, answering, does not have stays 401.
 * Fetches run in a worker thread; a request whose key is cached is checked on the event loop
   (a signature check is tens of microseconds).
 * Only asymmetric algorithms from ``TAMS_JWT_ALGORITHMS`` are accepted, and only with a key of the
@@ -33,8 +39,13 @@ import jwt
 from starlette.concurrency import run_in_threadpool
 
 from server.config import Settings
+from server.health import Health, Part
+from tams_analytics.exceptions import StoreUnavailableError
 
 logger = logging.getLogger(__name__)
+
+#: the state the health shows while the provider's keys cannot be fetched
+UNREACHABLE = "unreachable"
 
 #: key types (and curves) each algorithm family may be used with
 _KEY_TYPES: Final = {
@@ -51,23 +62,47 @@ class InvalidToken(Exception):
     """The token is not acceptable; the message says which check failed (never the token)."""
 
 
+class IdentityProviderUnavailable(StoreUnavailableError):
+    """The token cannot be checked: the identity provider's keys cannot be fetched (HTTP 503, not the client's
+    fault; the same request may succeed later)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, part=Part.IDENTITY_PROVIDER)
+
+
 class JwksCache:
     """The identity provider's signing keys by key id, fetched when needed (blocking: call
-    :meth:`refresh` off the event loop)."""
+    :meth:`refresh` off the event loop). Each attempt's outcome is reported to ``health``."""
 
-    def __init__(self, settings: Settings, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self, settings: Settings, transport: httpx.BaseTransport | None = None, health: Health | None = None
+    ) -> None:
         self.issuer = settings.jwt_issuer or ""
         self.jwks_url = settings.jwt_jwks_url
         self.ttl_s = settings.jwt_jwks_ttl_s
         self.min_refresh_s = settings.jwt_jwks_min_refresh_s
         self.timeout_s = settings.jwt_http_timeout_s
         self._transport = transport
+        self._health = health
         self._keys: dict[str | None, dict[str, Any]] = {}
         self._fetched_at: float | None = None  # last successful fetch
         self._tried_at: float | None = None  # last attempt, successful or not
         self._lock = threading.Lock()
         #: how many times the JWKS was fetched (a new set of keys each time)
         self.fetches = 0
+        #: why the last attempt to fetch the keys failed (None: it succeeded, or none was made yet)
+        self.failure: str | None = None
+
+    @property
+    def where(self) -> str:
+        """The provider, as messages name it: its issuer and where its keys are."""
+        keys = self.jwks_url or "its discovery document"
+        return f"identity provider {self.issuer or '(no issuer)'} (keys: {keys})"
+
+    @property
+    def fetched(self) -> bool:
+        """A set of keys was fetched (and is held)."""
+        return self._fetched_at is not None
 
     def key(self, kid: str | None) -> dict[str, Any] | None:
         """The cached JWK for ``kid`` (no I/O); a token without ``kid`` uses the only key there is."""
@@ -86,19 +121,34 @@ class JwksCache:
     def refresh(self, kid: str | None) -> None:
         """Fetch the JWKS if still due (one thread fetches; the others wait for it and use its keys)."""
         with self._lock:
-            if not self.wants_refresh(kid):
-                return
-            self._tried_at = time.monotonic()
-            try:
-                keys = self._fetch()
-            except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-                logger.warning(
-                    "fetching the identity provider's keys failed (%s): keeping %d keys", exc, len(self._keys)
-                )
-                return
-            self._keys, self._fetched_at = keys, time.monotonic()
-            self.fetches += 1
-            logger.info("identity provider keys fetched: %d signing keys", len(keys))
+            if self.wants_refresh(kid):
+                self._attempt()
+
+    def fetch_now(self) -> bool:
+        """Fetch the JWKS now, due or not (the start-up fetch and its retries); whether it succeeded."""
+        with self._lock:
+            self._attempt()
+            return self.failure is None
+
+    def _attempt(self) -> None:
+        """One fetch, its outcome kept (:attr:`failure`) and reported to the health (call with the lock held)."""
+        self._tried_at = time.monotonic()
+        try:
+            keys = self._fetch()
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            self.failure = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            logger.warning("fetching the identity provider's keys failed (%s): keeping %d keys", exc, len(self._keys))
+            if self._health is not None:
+                kept = f"; keeping the {len(self._keys)} keys fetched before" if self.fetched else ""
+                summary = f"{self.where} cannot be reached: {self.failure}{kept}"
+                # keys held still check tokens: ready; none held: no token can be checked
+                self._health.report(Part.IDENTITY_PROVIDER, UNREACHABLE, summary, ready=self.fetched)
+            return
+        self._keys, self._fetched_at, self.failure = keys, time.monotonic(), None
+        self.fetches += 1
+        logger.info("identity provider keys fetched: %d signing keys", len(keys))
+        if self._health is not None:
+            self._health.ok(Part.IDENTITY_PROVIDER, f"{self.where}: {len(keys)} signing keys")
 
     def _fetch(self) -> dict[str | None, dict[str, Any]]:
         # a client per fetch (one an hour, or per key rotation): nothing to close at shutdown
@@ -128,12 +178,14 @@ class JwksCache:
 class JwtVerifier:
     """Checks bearer JWTs: algorithm, key, signature, issuer, audience and validity period."""
 
-    def __init__(self, settings: Settings, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self, settings: Settings, transport: httpx.BaseTransport | None = None, health: Health | None = None
+    ) -> None:
         self.algorithms = settings.jwt_algorithm_list()
         self.issuer = settings.jwt_issuer
         self.audience = settings.jwt_audience
         self.leeway_s = settings.jwt_leeway_s
-        self.keys = JwksCache(settings, transport)
+        self.keys = JwksCache(settings, transport, health)
         self._prepared: dict[tuple[str | None, str], jwt.PyJWK] = {}
         self._prepared_for = 0  # the key set (``keys.fetches``) the prepared keys come from
 
@@ -167,6 +219,12 @@ class JwtVerifier:
     def _verify(self, token: str, alg: str, kid: str | None) -> dict[str, Any]:
         jwk = self.keys.key(kid)
         if jwk is None:
+            failure = self.keys.failure
+            if failure is not None:  # the provider was not asked: not the client's fault
+                raise IdentityProviderUnavailable(
+                    f"the token cannot be checked: the identity provider is unreachable ({self.keys.where}: "
+                    f"{failure}); try again later"
+                )
             raise InvalidToken(f"the identity provider has no signing key {kid!r}")
         try:
             claims: dict[str, Any] = jwt.decode(

@@ -22,13 +22,13 @@ import traceback
 
 from server.background import PeriodicWorker
 from server.delete_requests import records as delete_records
-from server.errors import error_body
+from server.errors import error_body, error_type, status_of
 from server.leases import Hold
 from server.services import Services, Stop
 from server.webhooks.publish import capture, publish_changes, publish_segments_deleted
 from tams_analytics.catalog import Catalog, DeleteResult, utcnow
 from tams_analytics.catalog.conflicts import Attempts
-from tams_analytics.exceptions import TransientStoreError
+from tams_analytics.exceptions import TamsError, TransientStoreError
 from tams_analytics.predicates import Term
 from tams_analytics.rows import TABLES, DeleteRequestRow
 from tams_analytics.statuses import UNFINISHED_DELETE_REQUESTS, DeleteRequestStatus
@@ -92,7 +92,8 @@ def run_request(
         return False
     except Exception as exc:
         logger.exception("delete request %s for flow %s failed", rid, flow_id)
-        error = error_body(type(exc).__name__, f"deletion failed: {exc}")
+        # the type an answer to the request would have had (error.json's one vocabulary: server.errors)
+        error = error_body(error_type(status_of(exc) if isinstance(exc, TamsError) else 500), f"deletion failed: {exc}")
         error["traceback"] = traceback.format_exception_only(exc)
         expiry = utcnow() + KEEP_FINISHED
         failed = {"status": DeleteRequestStatus.ERROR, "error": error, "expiry": expiry}

@@ -19,9 +19,11 @@ from server.observability.routes import router
 __all__ = ["install"]
 
 
-def install(app: FastAPI, settings: Settings) -> None:
+def install(app: FastAPI, settings: Settings, *, observe_requests: bool = True) -> None:
     """Add the probes, metrics and request ids (and tracing, when configured) to ``app``; call it last,
-    so the request middleware is the outermost and sees every answer."""
+    so the request middleware is the outermost and sees every answer. Without ``observe_requests`` (the store
+    process's app, which answers requests an HTTP process observed already) there is no request middleware."""
     app.include_router(router)
     tracing.instrument(app, settings.otel)
-    app.add_middleware(RequestObserver)
+    if observe_requests:
+        app.add_middleware(RequestObserver)

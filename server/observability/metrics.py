@@ -12,20 +12,24 @@ Names: ``tams_http_requests_total`` / ``tams_http_request_duration_seconds`` {me
 ``tams_catalog_operation_seconds`` {operation}; ``tams_store_statement_seconds`` {statement, table};
 ``tams_group_commit_batch_size``; ``tams_read_cache_hits_total`` / ``tams_read_cache_misses_total`` /
 ``tams_read_cache_entries`` {cache}; ``tams_webhook_queue_depth``; ``tams_delete_requests_unfinished``;
-``tams_gc_runs_total``, ``tams_gc_objects_collected_total``; ``tams_write_retries_total`` {reason},
-``tams_write_retries_given_up_total``; and the client's ``process_*`` metrics.
+``tams_gc_runs_total``, ``tams_gc_objects_collected_total``; ``tams_object_deletions_total``,
+``tams_object_deletions_failed_total``, ``tams_object_deletions_pending``; ``tams_write_retries_total`` {reason},
+``tams_write_retries_given_up_total``; ``tams_health`` {part, state} (1 for each part's current state:
+:mod:`server.health`); and the client's ``process_*`` metrics.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from tams_analytics.catalog import Catalog
@@ -34,6 +38,7 @@ from tams_analytics.predicates import Term
 from tams_analytics.statuses import UNFINISHED_DELETE_REQUESTS
 
 if TYPE_CHECKING:
+    from server.health import Health
     from server.page_cache import PageCache
 
 __all__ = [
@@ -42,6 +47,7 @@ __all__ = [
     "CatalogCollector",
     "catalog_registry",
     "observe_batch",
+    "observe_deletions",
     "observe_gc",
     "observe_operation",
     "observe_request",
@@ -55,8 +61,13 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: the process-wide metrics (not prometheus_client's global default registry: nothing else registers here)
 REGISTRY = CollectorRegistry(auto_describe=True)
-ProcessCollector(registry=REGISTRY)
-PlatformCollector(registry=REGISTRY)
+#: several processes serve one server (``serve``'s store and HTTP processes: :mod:`server.processes`): each writes
+#: its counters and histograms to files in this folder, and a scrape adds every process's up (prometheus-client's
+#: multiprocess mode); the ``process_*`` metrics are then the scraped process's (the store process's)
+MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+_PROCESS = CollectorRegistry(auto_describe=True) if MULTIPROCESS_DIR else REGISTRY
+ProcessCollector(registry=_PROCESS)
+PlatformCollector(registry=_PROCESS)
 
 #: request latencies: a cached segments page takes about a millisecond, a bulk POST seconds
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -93,7 +104,17 @@ GROUP_COMMIT_BATCH = Histogram(
     registry=REGISTRY,
 )
 GC_RUNS = Counter("tams_gc_runs", "Object garbage collection passes", registry=REGISTRY)
-GC_OBJECTS = Counter("tams_gc_objects_collected", "Objects forgotten and deleted from storage", registry=REGISTRY)
+GC_OBJECTS = Counter(
+    "tams_gc_objects_collected", "Objects forgotten, their bytes queued for deletion", registry=REGISTRY
+)
+OBJECT_DELETIONS = Counter(
+    "tams_object_deletions", "Stored bytes of forgotten instances deleted from storage", registry=REGISTRY
+)
+OBJECT_DELETIONS_FAILED = Counter(
+    "tams_object_deletions_failed",
+    "Attempts to delete the stored bytes of a forgotten instance that failed (each tried again later)",
+    registry=REGISTRY,
+)
 
 
 def observe_batch(size: int, seconds: float) -> None:
@@ -108,6 +129,14 @@ def observe_gc(collected: int) -> None:
     GC_RUNS.inc()
     if collected:
         GC_OBJECTS.inc(collected)
+
+
+def observe_deletions(deleted: int, failed: int) -> None:
+    """Record a pass of the object deleter: the bytes of ``deleted`` instances gone, ``failed`` attempts failed."""
+    if deleted:
+        OBJECT_DELETIONS.inc(deleted)
+    if failed:
+        OBJECT_DELETIONS_FAILED.inc(failed)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -140,11 +169,21 @@ class CatalogCollector(Collector):
     """The metrics read from one app's catalog at scrape time: its read cache, its outbox and delete requests,
     its write retries."""
 
-    def __init__(self, catalog: Catalog, pages: PageCache | None = None) -> None:
+    def __init__(self, catalog: Catalog, pages: PageCache | None = None, health: Health | None = None) -> None:
         self.catalog = catalog
         self.pages = pages
+        self.health = health
 
     def collect(self) -> Iterator[Metric]:
+        if self.health is not None:
+            condition = GaugeMetricFamily(
+                "tams_health",
+                "The state of each part the server depends on (1: its current state)",
+                labels=["part", "state"],
+            )
+            for part, found in self.health.conditions().items():
+                condition.add_metric([str(part), found.state], 1)
+            yield condition
         catalog = self.catalog
         hits = CounterMetricFamily("tams_read_cache_hits", "Read cache lookups answered from memory", labels=["cache"])
         misses = CounterMetricFamily(
@@ -163,6 +202,11 @@ class CatalogCollector(Collector):
             "tams_webhook_queue_depth",
             "Webhook events waiting for delivery in the outbox (all replicas')",
             value=_count(catalog, "webhook events", "webhook_events"),
+        )
+        yield GaugeMetricFamily(
+            "tams_object_deletions_pending",
+            "Stored bytes of forgotten instances not deleted yet (in their grace period, due, or failing)",
+            value=_count(catalog, "pending object deletions", "object_deletions"),
         )
         yield GaugeMetricFamily(
             "tams_delete_requests_unfinished",
@@ -201,13 +245,21 @@ def _count(catalog: Catalog, what: str, table: str, statuses: tuple[str, ...] = 
         return float("nan")
 
 
-def catalog_registry(catalog: Catalog, pages: PageCache | None = None) -> CollectorRegistry:
-    """A registry holding ``catalog``'s :class:`CatalogCollector` (and its rendered pages' counts)."""
+def catalog_registry(
+    catalog: Catalog, pages: PageCache | None = None, health: Health | None = None
+) -> CollectorRegistry:
+    """A registry holding ``catalog``'s :class:`CatalogCollector` (and its rendered pages' counts, its parts'
+    condition)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(CatalogCollector(catalog, pages))
+    registry.register(CatalogCollector(catalog, pages, health))
     return registry
 
 
 def render(registry: CollectorRegistry) -> bytes:
-    """The text exposition of the process's metrics and ``registry``'s (blocking: may count on the store)."""
+    """The text exposition of the process's metrics (every process's, added up, in multiprocess mode) and
+    ``registry``'s (blocking: may count on the store)."""
+    if MULTIPROCESS_DIR:
+        every = CollectorRegistry()
+        MultiProcessCollector(every, MULTIPROCESS_DIR)
+        return generate_latest(every) + generate_latest(_PROCESS) + generate_latest(registry)
     return generate_latest(REGISTRY) + generate_latest(registry)

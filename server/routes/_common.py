@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from server.errors import bad_request
 from server.params import UUID_RE, check_uuid, parse_bool, prefixed_params
 from server.responses import json_response
+from server.validation import shorten_quotes
 from tams_analytics.timerange import TimeRange
 
 __all__ = [
@@ -59,7 +60,7 @@ def parse_timerange(value: str | None, name: str = "timerange") -> TimeRange | N
     try:
         return TimeRange.from_str(value)
     except ValueError as exc:
-        raise bad_request(f"{name}: {exc}") from exc
+        raise bad_request(f"{name}: {shorten_quotes(str(exc))}") from exc
 
 
 #: ``url-tag-list.json``: comma-separated non-empty values, or nothing at all

@@ -6,6 +6,7 @@ routes only carry bytes.
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -16,10 +17,14 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from server.errors import error_response
+from tams_analytics.exceptions import InsufficientStorageError
+from tams_analytics.ratelog import RepeatedLog
 from tams_analytics.storage.base import ObjectStream, StorageError
 from tams_analytics.storage.local import DEFAULT_CONTENT_TYPE, READ_CHUNK, LocalObjectStore, ObjectTooLarge
 
 logger = logging.getLogger(__name__)
+#: uploads a full volume refuses: one record a minute
+_refused = RepeatedLog(logger)
 
 
 class _Unsatisfiable(Exception):
@@ -55,11 +60,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, min(end, size - 1)
 
 
-def _error(
-    request: Request, status: int, error_type: str, summary: str, headers: dict[str, str] | None = None
-) -> Response:
+def _error(request: Request, status: int, summary: str, headers: dict[str, str] | None = None) -> Response:
     """A TAMS ``error.json`` response (to a HEAD request, its header fields without the body)."""
-    return error_response(status, summary, error_type, headers, head=request.method == "HEAD")
+    return error_response(status, summary, headers, head=request.method == "HEAD")
 
 
 def _request_key(request: Request, decoded_key: str) -> str | None:
@@ -94,8 +97,29 @@ def _iter_file(stream: ObjectStream, start: int, length: int) -> Iterator[bytes]
         stream.body.close()
 
 
-def make_router(store_provider: Callable[[], LocalObjectStore], *, route_prefix: str = "/_media") -> APIRouter:
-    """Routes serving a ``LocalObjectStore``'s signed URLs; ``route_prefix`` must match the store's."""
+def _write_failed(request: Request, key: str, exc: OSError) -> Response:
+    """The answer to an upload the file system refused: 507 for a full volume (said once a minute), else 500 naming
+    the reason; never a partial object."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        summary = (
+            f"the media object was not stored: no space left on the volume of local storage ({exc.filename or key})"
+        )
+        _refused.log(logging.WARNING, "no space", "upload of %r refused: %s", key, summary)
+        return _error(request, 507, summary)
+    logger.error("writing media object %r failed: %s", key, exc)
+    return _error(request, 500, f"the media object could not be stored: {exc.strerror or exc}")
+
+
+def make_router(
+    store_provider: Callable[[], LocalObjectStore],
+    *,
+    route_prefix: str = "/_media",
+    admit_upload: Callable[[], None] = lambda: None,
+) -> APIRouter:
+    """Routes serving a ``LocalObjectStore``'s signed URLs; ``route_prefix`` must match the store's.
+    ``admit_upload`` raises :class:`~tams_analytics.exceptions.InsufficientStorageError` to refuse an upload (the disk
+    watermarks: :mod:`server.volumes`); an upload the volume runs out of space for is refused the same way, and
+    nothing of it becomes visible (it is written to a temporary file, renamed into place only when complete)."""
     router = APIRouter()
     path = route_prefix + "/{key:path}"
 
@@ -103,14 +127,14 @@ def make_router(store_provider: Callable[[], LocalObjectStore], *, route_prefix:
         store = store_provider()
         if store.route_prefix != route_prefix:
             logger.error("local store prefix %s does not match router prefix %s", store.route_prefix, route_prefix)
-            return _error(request, 500, "InternalError", "media route misconfigured")
+            return _error(request, 500, "media route misconfigured")
         key = _request_key(request, key_param)
         if key is None:
-            return _error(request, 404, "NotFound", "no such media object URL")
+            return _error(request, 404, "no such media object URL")
         key, reason = store.signed_key(method, key, dict(request.query_params))
         if reason is not None:
             logger.info("refused %s of media object %r: %s", request.method, key, reason)
-            return _error(request, 403, "Forbidden", reason)
+            return _error(request, 403, reason)
         return store, key
 
     @router.api_route(path, methods=["GET", "HEAD"], include_in_schema=False)
@@ -122,16 +146,16 @@ def make_router(store_provider: Callable[[], LocalObjectStore], *, route_prefix:
         try:
             stream = await run_in_threadpool(store.open_read, key)
         except KeyError:
-            return _error(request, 404, "NotFound", "media object not found")
+            return _error(request, 404, "media object not found")
         except (StorageError, ValueError) as exc:
-            return _error(request, 403, "Forbidden", str(exc))
+            return _error(request, 403, str(exc))
         headers = {"Accept-Ranges": "bytes", "Content-Type": stream.content_type}
         try:
             byte_range = parse_range(request.headers.get("range"), stream.size)
         except _Unsatisfiable:
             stream.body.close()
             headers = {"Accept-Ranges": "bytes", "Content-Range": f"bytes */{stream.size}"}
-            return _error(request, 416, "RangeNotSatisfiable", "the requested range is not satisfiable", headers)
+            return _error(request, 416, "the requested range is not satisfiable", headers)
         status = 200
         start, length = 0, stream.size
         if byte_range is not None:
@@ -150,30 +174,34 @@ def make_router(store_provider: Callable[[], LocalObjectStore], *, route_prefix:
         if isinstance(authorised, Response):
             return authorised
         store, key = authorised
-        too_big = _error(request, 413, "PayloadTooLarge", f"objects are limited to {store.max_object_bytes} bytes")
+        too_big = _error(request, 413, f"objects are limited to {store.max_object_bytes} bytes")
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > store.max_object_bytes:
             return too_big
         try:
+            admit_upload()
             pending = await run_in_threadpool(store.begin_write, key)
+        except InsufficientStorageError as exc:
+            return _error(request, 507, str(exc))
+        except OSError as exc:
+            return _write_failed(request, key, exc)
         except (StorageError, ValueError) as exc:
-            return _error(request, 403, "Forbidden", str(exc))
+            return _error(request, 403, str(exc))
+        content_type = request.headers.get("content-type") or DEFAULT_CONTENT_TYPE
         try:
             async for chunk in request.stream():
                 if chunk:
                     await run_in_threadpool(pending.write, chunk)
+            await run_in_threadpool(pending.commit, content_type)
         except ObjectTooLarge:
             await run_in_threadpool(pending.abort)
             return too_big
-        except OSError:
+        except OSError as exc:
             await run_in_threadpool(pending.abort)
-            logger.exception("writing media object %r failed", key)
-            return _error(request, 500, "InternalError", "the media object could not be stored")
+            return _write_failed(request, key, exc)
         except BaseException:
             await run_in_threadpool(pending.abort)
             raise
-        content_type = request.headers.get("content-type") or DEFAULT_CONTENT_TYPE
-        await run_in_threadpool(pending.commit, content_type)
         logger.debug("stored media object %r (%s bytes)", key, pending.size)
         # 200 whether new or replaced, as S3's PutObject answers (clients written for S3 check for it)
         return Response(status_code=200)

@@ -28,7 +28,14 @@ from server.validation import check
 from tams_analytics.catalog import Catalog
 from tams_analytics.codec.objects import object_doc
 from tams_analytics.filters import build
-from tams_analytics.storage.base import ObjectStore, ObjectStream, ReadableStore, StorageError, object_key
+from tams_analytics.storage.base import (
+    ObjectStorageUnavailable,
+    ObjectStore,
+    ObjectStream,
+    ReadableStore,
+    StorageError,
+    object_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +155,7 @@ def _copy_from_any(
     Reasons for failures name instances by storage id or label, never by URL (URLs may carry tokens).
     """
     problems: list[str] = []
+    unavailable: ObjectStorageUnavailable | None = None
     ordered = sorted(instances, key=lambda i: not i.get("controlled"))
     for inst in ordered:
         if inst.get("controlled"):
@@ -166,9 +174,13 @@ def _copy_from_any(
         try:
             target.copy_from(source, key)
         except (KeyError, StorageError, httpx.HTTPError, OSError) as exc:
+            if isinstance(exc, ObjectStorageUnavailable):
+                unavailable = unavailable or exc
             problems.append(f"{inst.get('storage_id') or inst.get('label')}: {type(exc).__name__} {exc}")
             continue
         return key
+    if unavailable is not None:  # not the request's fault: a storage it needs cannot serve now (503)
+        raise unavailable
     raise bad_request("no instance of the object could be copied: " + "; ".join(problems or ["it has none"]))
 
 
@@ -233,23 +245,11 @@ def delete_instance(
     storage_id: str | None = None,
     label: str | None = None,
 ) -> Response:
-    """Remove one instance (by ``storage_id`` or ``label``, exactly one); a controlled instance's bytes
-    are deleted too. The last instance of an object cannot be removed."""
-    catalog, stores = services.catalog, services.stores
+    """Remove one instance (by ``storage_id`` or ``label``, exactly one); a controlled instance's bytes are
+    queued for deletion in the same transaction, and deleted by the object collector once the grace period
+    (``TAMS_OBJECT_GRACE_S``) has passed (:mod:`server.gc`). The last instance of an object cannot be removed."""
     if (storage_id is None) == (label is None):
         raise bad_request("give exactly one of storage_id or label")
-    gone = catalog.delete_instance(object_id, storage_id=storage_id, label=label)
-    if gone.get("controlled"):
-        _delete_bytes(stores, gone)
+    grace_s = services.settings.object_grace_s
+    services.catalog.delete_instance(object_id, storage_id=storage_id, label=label, grace_s=grace_s)
     return Response(status_code=204)
-
-
-def _delete_bytes(stores: Stores, instance: Mapping[str, Any]) -> None:
-    store = stores.get(instance["storage_id"]) if instance.get("storage_id") else None
-    if store is None:
-        logger.warning("instance on unknown storage %s removed; its bytes were not deleted", instance.get("storage_id"))
-        return
-    try:
-        store.delete([instance["storage_key"]])
-    except StorageError:
-        logger.exception("deleting the bytes of %r from storage %s failed", instance["storage_key"], store.info.label)

@@ -3,8 +3,9 @@
 A media playlist for a flow with MPEG-TS or fragmented MP4 segments (live or VOD: see
 :mod:`tams_analytics.media.hls`), with the same signed or presigned GET URLs as ``get_urls`` (and the same
 URL query parameters: ``accept_get_urls``, ``accept_storage_ids``, ``presigned``, ``storage_backend_tag.*``);
-a master playlist for a multi flow, whose entries are its video and audio members' playlists over the same
-range. Other containers: 400.
+a master playlist for a multi flow, whose entries are its video, audio and WebVTT members' playlists over the
+same range, each variant with its ``CODECS`` (from the flow's essence parameters, else read once from the media
+of its first object: :mod:`tams_analytics.media.codecs`). WebVTT flows play as subtitles. Other containers: 400.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from server.stores import Stores
 from server.urls import UrlOptions
 from tams_analytics.catalog import Catalog
 from tams_analytics.media import hls
+from tams_analytics.media.codecs import CodecMemo, Media
 from tams_analytics.media.tai import tai_now_ns
 from tams_analytics.timerange import TimeRange
 
@@ -66,12 +68,12 @@ _PARAMETERS = {
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "An HLS playlist (RFC 8216): a media playlist of the flow's segments, or a master playlist "
-        "of a multi flow's video and audio members.",
+        "of a multi flow's video, audio and WebVTT (subtitles) members.",
         "content": {hls.MEDIA_TYPE: {"schema": {"type": "string"}, "example": _EXAMPLE}},
     },
     400: {
         "description": "Bad request. Invalid query options, or a flow whose container HLS cannot play (HLS plays "
-        "MPEG-TS, and fragmented MP4: an MP4 container with `init_segments`)."
+        "MPEG-TS, fragmented MP4: an MP4 container with `init_segments`, and WebVTT)."
     },
     404: {"description": "The Flow ID in the path is invalid."},
 }
@@ -97,14 +99,18 @@ async def get_playlist(
     Segment URIs are the same pre-signed URLs as the segments' `get_urls`, filtered by the same query parameters;
     their paths end in the extension of the flow's container (`.ts`, `.m4s`, ...), which players such as FFmpeg
     require (except objects stored in S3 under keys without one). A multi flow answers a master playlist of its
-    video and audio members. Plays MPEG-TS (`video/mp2t`) and fragmented MP4 (an MP4 container with
-    `essence_parameters.init_segments`). An extension of this server, not part of the TAMS API."""
+    video and audio members and its WebVTT members as subtitles, each variant with its `CODECS`, `BANDWIDTH` and
+    `AVERAGE-BANDWIDTH`. Plays MPEG-TS (`video/mp2t`), fragmented MP4 (an MP4 container with
+    `essence_parameters.init_segments`) and WebVTT (`text/vtt`). An extension of this server, not part of the TAMS
+    API."""
     catalog, stores, settings = services.catalog, services.stores, services.settings
     check_uuid(flow_id, "flow id")
     tr = parse_timerange(timerange) or TimeRange.eternity()
     options = UrlOptions.from_request(request, settings.presign_get_s)
     counter = services.playlists
-    text, live = await run_in_threadpool(_playlist, request, catalog, stores, settings, flow_id, tr, options, counter)
+    text, live = await run_in_threadpool(
+        _playlist, request, catalog, stores, settings, flow_id, tr, options, counter, services.codecs
+    )
     headers = {"Cache-Control": "no-cache" if live else f"max-age={max(1, settings.presign_get_s // 10)}"}
     if request.method == "HEAD":  # the GET's header fields, Content-Length included, without the body
         headers["Content-Length"] = str(len(text.encode()))
@@ -121,13 +127,14 @@ def _playlist(
     tr: TimeRange,
     options: UrlOptions,
     counter: hls.SequenceCounter,
+    codecs: CodecMemo,
 ) -> tuple[str, bool]:
     flow = catalog.get_flow(flow_id)
     if flow is None:
         raise not_found(f"flow {flow_id} does not exist")
     try:
         if flow.get("format") == MULTI and (flow.get("flow_collection") or not hls.hls_kind(flow)):
-            return _master(request, catalog, flow, tr), False
+            return _master(request, catalog, stores, codecs, flow, tr), False
         playlist = hls.media_playlist(
             catalog,
             flow,
@@ -165,14 +172,50 @@ def _first_urls(catalog: Catalog, stores: Stores, options: UrlOptions, extension
     return urls
 
 
-def _master(request: Request, catalog: Catalog, flow: dict[str, Any], tr: TimeRange) -> str:
-    video, audio = hls.members(catalog, flow)
+def _master(
+    request: Request, catalog: Catalog, stores: Stores, codecs: CodecMemo, flow: dict[str, Any], tr: TimeRange
+) -> str:
+    found = hls.members(catalog, flow)
     # members' playlists take the same query (URL filters, an access_token), over the same range
     items = [(k, v) for k, v in request.query_params.multi_items() if k != "timerange"]
     query = urlencode(([] if tr.is_eternity else [("timerange", str(tr))]) + items)
 
     def member(doc: dict[str, Any]) -> hls.Member:
         uri = f"../{doc['id']}/playlist.m3u8" + (f"?{query}" if query else "")
-        return hls.Member(doc, uri.replace('"', "%22"), hls.bandwidth(catalog, doc, tr))
+        codec = None if hls.hls_kind(doc) == "vtt" else codecs.codec(doc, lambda: _first_media(catalog, stores, doc))
+        return hls.Member(doc, uri.replace('"', "%22"), hls.bandwidth(catalog, doc, tr), codec)
 
-    return hls.master_playlist([member(v) for v in video], [member(a) for a in audio])
+    return hls.master_playlist(
+        [member(v) for v in found.video], [member(a) for a in found.audio], [member(t) for t in found.subtitles]
+    )
+
+
+#: how much of a first object is read for its codec's parameters (they come first: an SPS, an ADTS header)
+_CODEC_READ = 256 * 1024
+
+
+def _first_media(catalog: Catalog, stores: Stores, flow: Mapping[str, Any]) -> Media | None:
+    """The start of the flow's first object and its init object, from this service's own storage (the server
+    fetches no URL a client registered), or None when it has none to read."""
+    rows = catalog.segment_rows(flow["id"], limit=1).to_pylist()
+    if not rows:
+        return None
+    init_id = rows[0].get("init_object_id")
+    data = _read_start(catalog, stores, rows[0]["object_id"])
+    init = _read_start(catalog, stores, init_id) if init_id else None
+    if data is None or (init_id and init is None):
+        return None
+    return data, init
+
+
+def _read_start(catalog: Catalog, stores: Stores, object_id: str) -> bytes | None:
+    for instance in catalog.object_instances([object_id]).get(object_id, []):
+        store = stores.get(instance.get("storage_id")) if instance.get("controlled") else None
+        if store is None:
+            continue
+        try:
+            with store.open_read(instance["storage_key"]) as stream:
+                return stream.body.read(_CODEC_READ)
+        except KeyError:
+            continue
+    return None

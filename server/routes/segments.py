@@ -6,26 +6,27 @@ import asyncio
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from server.config import Settings
 from server.delete_requests import intake
 from server.deps import ServicesDep
-from server.errors import bad_request, error_body
+from server.errors import bad_request, error_body, error_type
 from server.fetch import SegmentDetails, object_ids
 from server.page_cache import page_key
 from server.paging import Page, clamp_limit, decode_key, encode_key
 from server.responses import dumps, json_bytes_response
 from server.routes._common import check_uuid, get_and_head, json_body, json_response, parse_bool, parse_timerange
-from server.services import Services
 from server.stores import Stores
 from server.urls import UrlOptions
 from server.validation import check, errors
-from tams_analytics.catalog import Catalog, Failure, Registration, segment_page_where
+from tams_analytics.catalog import AddResult, Catalog, Failure, Registration, segment_page_where
 from tams_analytics.codec.segments import WIRE_COLUMNS, segment_docs
 from tams_analytics.nonblocking import WouldBlock, memory_only
 from tams_analytics.rows import TABLES, SegmentRow
@@ -60,17 +61,17 @@ async def list_segments(
         if kept is not None:
             return json_bytes_response(kept.body, headers=kept.headers, request=request)
     check_uuid(flow_id, "flow id")
-    query = _PageQuery(
+    query = PageQuery(
         flow_id=flow_id,
         limit=clamp_limit(limit, settings.default_limit, settings.max_limit),
         timerange=parse_timerange(timerange),
         object_id=object_id,
-        after=_page_start(page),
+        after=page_start(page),
         reverse=bool(parse_bool(reverse_order, "reverse_order")),
         with_object_tr=bool(parse_bool(include_object_timerange, "include_object_timerange")),
         options=UrlOptions.from_request(request, settings.presign_get_s),
     )
-    listing = _SegmentsPage(query, SegmentDetails(catalog, stores, query.options, query.with_object_tr))
+    listing = SegmentsPage(query, SegmentDetails(catalog, stores, query.options, query.with_object_tr))
     # what the page is read from, taken before it is read (a page of a flow the read cache does not keep, or
     # with objects' timeranges, is not kept)
     timeline = pages.timeline(flow_id) if pages is not None and not query.with_object_tr else None
@@ -99,7 +100,7 @@ async def list_segments(
 
 
 @dataclass(frozen=True)
-class _PageQuery:
+class PageQuery:
     """A segments page request, parsed and checked."""
 
     flow_id: str
@@ -113,11 +114,11 @@ class _PageQuery:
 
 
 @dataclass
-class _SegmentsPage:
+class SegmentsPage:
     """One page: its rows (one more than the page, to know whether another follows) and their details, fetched
     step by step (:meth:`fetch`, may block), then rendered (:meth:`render`, pure)."""
 
-    query: _PageQuery
+    query: PageQuery
     details: SegmentDetails
     rows: list[SegmentRow] | None = None
     fetched: bool = False
@@ -162,7 +163,8 @@ class _SegmentsPage:
         return math.inf if minted_at is None else stores.url_lists.reuse_until(minted_at, self.query.options)
 
 
-def _page_start(page: str | None) -> int | None:
+def page_start(page: str | None) -> int | None:
+    """The start (ns) a ``page`` key names, after which a page goes on; None without one (a 400 for a bad key)."""
     if page is None:
         return None
     key = decode_key(page)
@@ -173,6 +175,27 @@ def _page_start(page: str | None) -> int | None:
 
 def _hull(a: str, b: str) -> str:
     return str(TimeRange.from_str(a).hull(TimeRange.from_str(b)))
+
+
+class SegmentQueue(Protocol):
+    """What takes registrations: the in-process segment writer (:class:`~server.ingest.SegmentWriter`), or an HTTP
+    process's connection to the store process (:class:`~server.processes.client.StoreClient`)."""
+
+    def queue(self, registration: Registration) -> Future[AddResult] | asyncio.Future[AddResult]: ...
+
+
+class SegmentIntake(Protocol):
+    """What a segment POST needs: the settings (limits), the storage backends (their labels are reserved) and where
+    registrations go (:class:`~server.services.Services` in one process; the HTTP processes' own in several)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def stores(self) -> Stores: ...
+
+    @property
+    def segments(self) -> SegmentQueue: ...
 
 
 @router.post("/{flow_id}/segments", operation_id="POST_flows-flowId-segments", status_code=201)
@@ -187,6 +210,11 @@ async def post_segments(
     ``failed_segments`` (200) and the others stored; all stored is 201 with no body. A single
     segment that fails is a 400.
     """
+    return await register_segments(request, flow_id, services)
+
+
+async def register_segments(request: Request, flow_id: str, services: SegmentIntake) -> Response:
+    """:func:`post_segments`, for any :class:`SegmentIntake`."""
     settings = services.settings
     check_uuid(flow_id, "flow id")
     body = await json_body(request)
@@ -211,7 +239,9 @@ async def post_segments(
 _INLINE_ITEMS = 8
 
 
-async def _register(services: Services, flow_id: str, items: Sequence[Any], *, checked: bool = False) -> list[Failure]:
+async def _register(
+    services: SegmentIntake, flow_id: str, items: Sequence[Any], *, checked: bool = False
+) -> list[Failure]:
     """Validate and store ``items``; return the failures (indices into ``items``) in request order.
 
     The registration joins the segment writer's next batch (no thread waits for it), whose transaction also
@@ -256,7 +286,7 @@ def _failure(index: int, item: Any, reason: str) -> Failure:
 
 def _failed_wire(f: Failure) -> dict[str, Any]:
     """One ``failed_segments`` item; ``timerange`` only when it is a valid timerange."""
-    out: dict[str, Any] = {"object_id": f.object_id or "", "error": error_body("BadRequest", f.reason)}
+    out: dict[str, Any] = {"object_id": f.object_id or "", "error": error_body(error_type(400), f.reason)}
     if f.timerange is not None:
         try:
             TimeRange.from_str(f.timerange)

@@ -12,10 +12,13 @@ from server.config import Settings
 from server.deps import ServicesDep
 from server.errors import bad_request
 from server.routes._common import check_uuid, json_body, json_response
+from server.storage_watch import require_ready
 from server.stores import Stores
 from server.validation import check
+from server.volumes import Stage
 from tams_analytics.catalog import Catalog, writable_flow
 from tams_analytics.storage.base import ObjectStore, object_key
+from tams_analytics.storage.local import LocalObjectStore
 
 router = APIRouter(prefix="/flows", tags=["MediaStorage"])
 
@@ -34,7 +37,8 @@ async def allocate_storage(
     Each id gets a controlled instance whose key is derived from the id and the media type
     (:func:`~tams_analytics.storage.base.object_key`: ``<id>.ts`` for MPEG-TS, ``.m4s`` for the fragments of
     a flow with init segments, ...), and a PUT URL valid for ``presign_put_s`` seconds. The body is optional;
-    without one, ``DEFAULT_ALLOCATION`` ids are allocated on the default backend.
+    without one, ``DEFAULT_ALLOCATION`` ids are allocated on the default backend. While object storage is
+    unavailable (:mod:`server.storage_watch`), 503 naming it.
     """
     catalog, stores, settings = services.catalog, services.stores, services.settings
     check_uuid(flow_id, "flow id")
@@ -43,9 +47,12 @@ async def allocate_storage(
         raise bad_request("give either limit or object_ids, not both")
     check(body, "flow-storage-post.json")
     store = _store(stores, body.get("storage_id"))
+    require_ready(services.health)  # no PUT URLs into storage that cannot take the uploads
     if body.get("presigned") is False:
         raise bad_request("this service only issues pre-signed URLs; omit presigned or set it to true")
     count, object_ids = _what_to_allocate(body, settings)
+    if services.volumes is not None and isinstance(store, LocalObjectStore):  # uploads will fill our volume
+        services.volumes.admit(Stage.HIGH, "a storage allocation on local storage")
     media = await run_in_threadpool(
         _allocate, catalog, settings, store, flow_id, count, object_ids, body.get("content_type")
     )

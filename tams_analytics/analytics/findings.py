@@ -19,7 +19,7 @@ from tams_analytics.timerange_vector import format_timeranges
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FINDING_SCHEMA", "Check", "Finding", "IntegrityReport", "checked_text", "findings_of"]
+__all__ = ["FINDING_SCHEMA", "Check", "Finding", "IntegrityReport", "Verdict", "checked_text", "findings_of"]
 
 
 class Check(enum.StrEnum):
@@ -30,6 +30,7 @@ class Check(enum.StrEnum):
     ORPHAN_FLOWS = "orphan_flows"
     UNREFERENCED_OBJECTS = "unreferenced_objects"
     MISSING_OBJECTS = "missing_objects"
+    OBJECTS_WITHOUT_INSTANCES = "objects_without_instances"
     MISSING_FROM_STORAGE = "missing_from_storage"
     SIZE_MISMATCHES = "size_mismatches"
     STALE_SEGMENTS_UPDATED = "stale_segments_updated"
@@ -79,12 +80,22 @@ FINDING_SCHEMA: Final = pa.schema(
 )
 
 
+class Verdict(enum.StrEnum):
+    """What an audit concluded: ``findings`` (some check found something), else ``partial`` (nothing found by the
+    checks that ran, but some were skipped: the store is not known to be clean), else ``clean``."""
+
+    CLEAN = "clean"
+    PARTIAL = "partial"
+    FINDINGS = "findings"
+
+
 @dataclass
 class IntegrityReport:
     """The outcome of :func:`audit`.
 
     ``findings`` holds at most ``limit`` findings per check; ``totals`` counts them all. ``checked`` says
-    how much was examined and ``skipped`` which checks did not run, and why.
+    how much was examined and ``skipped`` which checks did not run, and why. A report with skipped checks
+    and no findings is ``partial``, never ``clean`` (:attr:`verdict`).
     """
 
     findings: list[Finding] = field(default_factory=list)
@@ -93,9 +104,28 @@ class IntegrityReport:
     skipped: dict[str, str] = field(default_factory=dict)
 
     @property
+    def verdict(self) -> Verdict:
+        """``findings`` when a check found something, else ``partial`` when a check was skipped, else ``clean``."""
+        if any(self.totals.values()):
+            return Verdict.FINDINGS
+        return Verdict.PARTIAL if self.skipped else Verdict.CLEAN
+
+    @property
     def clean(self) -> bool:
-        """True when no check found anything."""
-        return not any(self.totals.values())
+        """True when every check ran and none found anything (a partial audit is not clean)."""
+        return self.verdict is Verdict.CLEAN
+
+    def _state(self, *, totals: bool = True) -> str:
+        """The verdict in words: ``clean``, ``partial: no findings, 2 checks skipped``, ``3 findings`` (with the
+        totals of each check, unless told not to)."""
+        verdict = self.verdict
+        if verdict is Verdict.FINDINGS:
+            found = ", ".join(f"{k} {n}" for k, n in self.totals.items() if n)
+            said = plural(sum(self.totals.values()), "finding")
+            return f"{said} ({found})" if totals else said
+        if verdict is Verdict.PARTIAL:
+            return f"partial: no findings, {plural(len(self.skipped), 'check')} skipped"
+        return "clean"
 
     def to_arrow(self) -> pa.Table:
         """The findings as a table (columns of :data:`FINDING_SCHEMA`)."""
@@ -111,29 +141,29 @@ class IntegrityReport:
         return df
 
     def __repr__(self) -> str:
-        found = ", ".join(f"{k} {n}" for k, n in self.totals.items() if n) or "none"
-        checked = checked_text(self.checked)
-        state = "clean" if self.clean else f"{plural(sum(self.totals.values()), 'finding')} ({found})"
-        return f"<IntegrityReport: {state}; checked {checked}>"
+        return f"<IntegrityReport: {self._state()}; checked {checked_text(self.checked)}>"
 
     def _repr_html_(self) -> str:
         from tams_analytics.display import html_summary, html_table
 
         found = {k: n for k, n in self.totals.items() if n}
         head = html_summary(
-            "Integrity report: clean" if self.clean else f"Integrity report: {plural(sum(found.values()), 'finding')}",
+            f"Integrity report: {self._state(totals=False)}",
             {**{k.replace("_", " "): n for k, n in found.items()}, "checked": checked_text(self.checked)}
             | {f"skipped {k}": why for k, why in self.skipped.items()},
         )
-        if self.clean:
+        if not self.findings:
             return head
         cols = ["check", "flow_label", "flow_id", "source_label", "source_id", "object_id", "timerange_utc", "detail"]
         df = self.to_pandas()
         return head + html_table(df[[c for c in cols if df[c].notna().any()]])
 
     def to_json(self) -> dict[str, Any]:
-        """A stable, machine-readable document: every key always present, findings in audit order."""
+        """A stable, machine-readable document: every key always present, findings in audit order. ``verdict`` is
+        ``clean``, ``partial`` (no findings, some checks skipped) or ``findings``; ``clean`` is true for
+        ``clean`` only."""
         return {
+            "verdict": str(self.verdict),
             "clean": self.clean,
             "totals": {str(c): self.totals.get(str(c), 0) for c in Check},
             "checked": dict(sorted(self.checked.items())),
@@ -213,6 +243,18 @@ def findings_of(check: Check, rows: pa.Table) -> Iterator[Finding]:
                 check,
                 f"{_segments(r['count'])} of flow {r['flow_id']} in {hull} "
                 f"{'references' if r['count'] == 1 else 'reference'} object {r['object_id']}, which has no record",
+                flow_id=r["flow_id"],
+                object_id=r["object_id"],
+                timerange=hull,
+                count=r["count"],
+            )
+    elif check is Check.OBJECTS_WITHOUT_INSTANCES:
+        for r, hull in zip(recs, _hull_text(rows), strict=True):
+            yield Finding(
+                check,
+                f"{_segments(r['count'])} of flow {r['flow_id']} in {hull} "
+                f"{'references' if r['count'] == 1 else 'reference'} object {r['object_id']}, which has no "
+                "instance: no storage holds it and no URL names it, so clients are given no get_urls to read it",
                 flow_id=r["flow_id"],
                 object_id=r["object_id"],
                 timerange=hull,

@@ -15,6 +15,9 @@ orphan_segments         segments whose flow is gone (one finding per missing ``f
 orphan_flows            a flow whose ``source_id`` names no source
 unreferenced_objects    a registered object no segment references, not marked for garbage collection
 missing_objects         segments reference an ``object_id`` (media or init) with no object record
+objects_without_        segments reference an object (media or init) that has a record but no instance:
+instances               no storage holds it and no URL names it, so a client is given no ``get_urls`` to
+                        read it (``count`` segments of the flow, ``timerange`` their hull)
 missing_from_storage    a referenced object's controlled instance is not in storage (``other_id`` the key)
 size_mismatches         the stored size differs from the object's ``size_bytes`` (``other_id`` the key)
 stale_segments_updated  a flow's ``segments_updated`` is unset or older than its newest segment
@@ -27,13 +30,17 @@ Each check is named after the function (and view, :mod:`tams_analytics.views`) t
 ``size_mismatch``, ``dangling_collection``); JSON readers of ``totals``, ``skipped`` and ``check`` use the
 names above.
 
+A check the engine cannot answer exactly is skipped, with the reason in ``skipped``; so is the storage check
+without an object store. An audit that skipped a check and found nothing is ``partial``, not ``clean``
+(:attr:`IntegrityReport.verdict`): the store is not known to be clean.
+
 There is no stored flow timerange column (a flow's timerange is computed from its segments when read),
 so "flow timerange disagrees with its segments" is checked as ``stale_segments_updated`` instead.
 
 >>> import tams_analytics as ta
 >>> report = audit(ta.connect("duckdb://"))
->>> report.clean, len(report.findings)
-(True, 0)
+>>> report.verdict, report.clean, len(report.findings), sorted(report.skipped)
+(<Verdict.PARTIAL: 'partial'>, False, 0, ['missing_from_storage', 'size_mismatches'])
 """
 
 from __future__ import annotations
@@ -150,6 +157,25 @@ def unreferenced_objects(tables: Tables) -> ir.Table:
     return lonely.select(object_id=lonely.id, flow_id=lonely.first_referenced_by_flow).order_by("object_id")
 
 
+def _refs_in_time(tables: Tables) -> ir.Table:
+    """``(flow_id, object_id, start_ns, end_ns)`` of every reference a segment makes, as media or as init object."""
+    s = lookup_of(tables)("segments")
+    media = s.select("flow_id", "start_ns", "end_ns", object_id=s.object_id.cast("string"))
+    init = s.filter(s.init_object_id.notnull()).select(
+        "flow_id", "start_ns", "end_ns", object_id=s.init_object_id.cast("string")
+    )
+    return media.union(init, distinct=False)
+
+
+def _per_flow_and_object(refs: ir.Table) -> ir.Table:
+    """References grouped per flow and object: how many segments, and the hull of their bounds."""
+    return (
+        refs.group_by(["flow_id", "object_id"])
+        .aggregate(count=refs.count(), start_ns=refs.start_ns.min(), end_ns=refs.end_ns.max())
+        .order_by(["flow_id", "object_id"])
+    )
+
+
 def missing_objects(tables: Tables) -> ir.Table:
     """Objects that segments reference (per flow) but that have no object record."""
     require(
@@ -158,20 +184,24 @@ def missing_objects(tables: Tables) -> ir.Table:
         complete="segments naming an object the store has no record of",
         because="knows objects only as the segments name them, so it sees none missing",
     )
+    o = lookup_of(tables)("objects")
+    refs = _refs_in_time(tables)
+    return _per_flow_and_object(refs.anti_join(o, refs.object_id == o.id))
+
+
+def objects_without_instances(tables: Tables) -> ir.Table:
+    """Objects that segments reference (per flow), that have a record and no instance at all: no storage holds
+    them and no URL names them, so a reader of the segments is given no ``get_urls`` (``download`` and players
+    cannot read them). The spec lets a segment name an object before its media is stored; this check says
+    which segments cannot be played (yet). Objects without a record are :func:`missing_objects`."""
     t = lookup_of(tables)
-    o = t("objects")
-    s = t("segments")
-    media = s.select("flow_id", "start_ns", "end_ns", object_id=s.object_id.cast("string"))
-    init = s.filter(s.init_object_id.notnull()).select(
-        "flow_id", "start_ns", "end_ns", object_id=s.init_object_id.cast("string")
-    )
-    refs = media.union(init, distinct=False)
-    gone = refs.anti_join(o, refs.object_id == o.id)
-    return (
-        gone.group_by(["flow_id", "object_id"])
-        .aggregate(count=gone.count(), start_ns=gone.start_ns.min(), end_ns=gone.end_ns.max())
-        .order_by(["flow_id", "object_id"])
-    )
+    ids, inst = t("objects").select(known_id="id"), t("object_instances")
+    refs = _refs_in_time(tables)
+    bare = refs.anti_join(inst, refs.object_id == inst.object_id)
+    # an inner join on the objects' key, not a semi join: a semi and an anti join in one query compile to SQL
+    # Trino refuses (LEFT SEMI/ANTI JOIN)
+    known = bare.join(ids, bare.object_id == ids.known_id).drop("known_id")
+    return _per_flow_and_object(known)
 
 
 def stale_segments_updated(tables: Tables) -> ir.Table:
@@ -225,6 +255,7 @@ _CATALOG_CHECKS: Final = (
     (Check.ORPHAN_FLOWS, orphan_flows),
     (Check.UNREFERENCED_OBJECTS, unreferenced_objects),
     (Check.MISSING_OBJECTS, missing_objects),
+    (Check.OBJECTS_WITHOUT_INSTANCES, objects_without_instances),
     (Check.STALE_SEGMENTS_UPDATED, stale_segments_updated),
     (Check.DANGLING_COLLECTIONS, dangling_collections),
 )

@@ -24,6 +24,7 @@ from tams_analytics.catalog import (
 )
 from tams_analytics.catalog.conflicts import RetryPolicy, RetryStats
 from tams_analytics.catalog.group_commit import GroupCommit
+from tams_analytics.catalog.object_deletions import DEFAULT_GRACE_S
 from tams_analytics.catalog.operations import ObserveOperation, operation
 from tams_analytics.catalog.results import AddResult, Changes, DeleteResult
 from tams_analytics.catalog.summary import catalog_repr, catalog_summary
@@ -106,7 +107,7 @@ class Catalog:
         """Group writes: all of them or none. Every write goes through here, so a read-only engine
         refuses it before any validation or round trip."""
         if not self.engine.capabilities.writes:
-            raise UnsupportedError(f"the {self.engine.name} engine is read-only")
+            raise UnsupportedError(self.engine.capabilities.read_only_message(self.engine.name))
         with self.engine.transaction():
             yield
 
@@ -449,9 +450,14 @@ class Catalog:
 
     @operation
     def delete_instance(
-        self, object_id: str, *, storage_id: str | None = None, label: str | None = None
+        self,
+        object_id: str,
+        *,
+        storage_id: str | None = None,
+        label: str | None = None,
+        grace_s: float = DEFAULT_GRACE_S,
     ) -> dict[str, Any]:
-        return objects.delete_instance(self, object_id, storage_id=storage_id, label=label)
+        return objects.delete_instance(self, object_id, storage_id=storage_id, label=label, grace_s=grace_s)
 
     def set_object_size(self, object_id: str, size_bytes: int | None) -> None:
         self.engine.update("objects", [Term("id", "==", object_id)], {"size_bytes": size_bytes})
@@ -467,9 +473,10 @@ class Catalog:
         return references.collectable_objects(self, older_than)
 
     @operation
-    def purge_objects(self, object_ids: Sequence[str]) -> int:
-        """Forget objects nothing references (after their bytes are gone); returns how many."""
-        return len(references.purge_objects(self, object_ids))
+    def purge_objects(self, object_ids: Sequence[str], *, grace_s: float = DEFAULT_GRACE_S) -> int:
+        """Forget objects nothing references, their stored bytes queued for deletion after ``grace_s`` (see
+        :func:`~tams_analytics.catalog.references.purge_objects`); returns how many."""
+        return len(references.purge_objects(self, object_ids, grace_s=grace_s))
 
 
 def _never(conjuncts: Sequence[Predicate]) -> bool:

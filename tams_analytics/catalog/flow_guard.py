@@ -25,7 +25,9 @@ __all__ = [
     "check_writable",
     "claim_flows",
     "flow_id_text",
+    "flow_not_found",
     "known_flow",
+    "looks_like_id_start",
     "pending_flow_deletions",
     "refuse_if_being_deleted",
     "restore_flows",
@@ -36,6 +38,68 @@ __all__ = [
 FLOW_ROW = tuple(f.name for f in FLOWS)
 #: what the TAMS specification's flow ids look like (a UUID)
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UUID_TAIL = "00000000-0000-0000-0000-000000000000"
+#: the shortest text taken for the start of an id (fewer hex digits read as a word, e.g. a label "bad")
+ID_START_MIN = 4
+#: how many flows whose id starts with the text a message names
+NAMED_FLOWS = 5
+#: where the command line lists every flow's id and label
+LISTS_FLOWS_ON_CLI = "tams-analytics report coverage --store URL lists every flow's id and label"
+
+
+def looks_like_id_start(text: str) -> bool:
+    """Whether ``text`` is the start of a UUID, not a whole one (e.g. its first 8 hex digits, as people copy them).
+
+    >>> looks_like_id_start("adb8d058"), looks_like_id_start("adb8d058-9a"), looks_like_id_start("Evening News")
+    (True, True, False)
+    """
+    return ID_START_MIN <= len(text) < len(_UUID_TAIL) and bool(UUID.match(text + _UUID_TAIL[len(text) :]))
+
+
+def flow_not_found(flow_id: str, starting: Sequence[tuple[str, str | None]] | None = None) -> TamsError:
+    """The error for ``flow_id``, which names no flow: a :class:`NotFoundError` for a whole UUID; for the start of
+    one, that it is only the start, with the flows whose id starts with it (``starting``: ``(id, label)``); else
+    that it is not a flow id at all (e.g. a label given for one). In the library's words, with the command
+    line's (``cli``).
+
+    >>> print(flow_not_found("adb8d058", [("adb8d058-9a82-4575-9b1e-0c3a3d6f0e11", "News")]))
+    'adb8d058' is the start of a flow id, not a whole one: the flow whose id starts with it is \
+adb8d058-9a82-4575-9b1e-0c3a3d6f0e11 (News); give its whole id
+    """
+    if UUID.match(flow_id):
+        return NotFoundError(f"no flow {flow_id} in this store")
+    if looks_like_id_start(flow_id):
+        found = list(starting or ())
+        if found:
+            named = ", ".join(f"{i} ({label})" if label else i for i, label in found[:NAMED_FLOWS])
+            more = f" and {len(found) - NAMED_FLOWS} more" if len(found) > NAMED_FLOWS else ""
+            which = "the flow whose id starts with it is" if len(found) == 1 else "flows whose id starts with it:"
+            said = f"{flow_id!r} is the start of a flow id, not a whole one: {which} {named}{more}; give its whole id"
+            return TamsError(said, cli=said)
+        head = (
+            f"{flow_id!r} looks like the start of a flow id, but no flow's id here starts with it "
+            "(a flow id is a whole UUID"
+        )
+        return TamsError(
+            f"{head}; to find a flow by its label: cat.flows(label=...))", cli=f"{head}; {LISTS_FLOWS_ON_CLI})"
+        )
+    head = f"{flow_id!r} is not a flow id: flow ids are UUIDs"
+    return TamsError(
+        f"{head} (to find a flow by its label: cat.flows(label={flow_id!r}))", cli=f"{head} ({LISTS_FLOWS_ON_CLI})"
+    )
+
+
+def flows_starting_with(catalog: Catalog, prefix: str) -> list[tuple[str, str | None]]:
+    """``(id, label)`` of the flows whose id starts with ``prefix`` (case as ids are written: lowercase), in id
+    order, one more than a message names (so it can say there are more)."""
+    rows = catalog.records(
+        "flows",
+        [Term("id", "startswith", prefix.lower())],
+        columns=["id", "label"],
+        order_by=[("id", False)],
+        limit=NAMED_FLOWS + 1,
+    )
+    return [(r["id"], r.get("label")) for r in rows]
 
 
 def flow_id_text(flow_id: object, name: str = "flow_id") -> str:
@@ -56,17 +120,13 @@ def known_flow(catalog: Catalog, flow_id: object) -> str:
     (:class:`TamsError`, e.g. a label given for an id) or names no flow here (:class:`NotFoundError`).
 
     Analytics of one flow call it when their answer is empty, so a typo is not read as "no segments" and the
-    common case costs no query.
+    common case costs no query. The start of an id (its first 8 hex digits, say) is said to be one, naming the
+    flows whose id starts with it (:func:`flow_not_found`).
     """
     flow_id = flow_id_text(flow_id)
     if catalog.exists("flows", [Term("id", "==", flow_id)]):
         return flow_id
-    if not UUID.match(flow_id):
-        raise TamsError(
-            f"{flow_id!r} is not a flow id: flow ids are UUIDs (to find a flow by its label: "
-            f"cat.flows(label={flow_id!r}))"
-        )
-    raise NotFoundError(f"no flow {flow_id} in this store")
+    raise flow_not_found(flow_id, flows_starting_with(catalog, flow_id) if looks_like_id_start(flow_id) else None)
 
 
 def writable_flow(

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
 
-from tams_analytics.exceptions import TransientStoreError
+from tams_analytics.exceptions import StoreUnavailableError, TransientStoreError
 
 __all__ = ["BatchObserver", "GroupCommit", "apply_batch"]
 
@@ -133,11 +133,11 @@ def apply_batch(
     apply: Callable[[Sequence[Request]], Sequence[Outcome | Exception]], requests: Sequence[Request]
 ) -> list[Outcome | Exception]:
     """``apply(requests)``, one outcome per request; a batch that fails as a whole is applied again request by
-    request, so that one request's trouble never fails another (but a store that stayed busy fails them all:
-    trying each again would only keep it busier)."""
+    request, so that one request's trouble never fails another (but a store that stayed busy, or cannot take writes
+    now, fails them all: trying each again would only keep it busier, or fail the same way)."""
     try:
         return list(apply(requests))
-    except TransientStoreError as exc:
+    except (TransientStoreError, StoreUnavailableError) as exc:
         return [exc] * len(requests)
     except Exception as exc:
         if len(requests) == 1:

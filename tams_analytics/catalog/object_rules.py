@@ -160,6 +160,11 @@ class ObjectState:
             stored |= {r["id"]: dict(r) for r in catalog.records("objects", [isin("id", inits)])}
         return cls(stored, frozenset(repeated), now if now is not None else utcnow())
 
+    def anew(self) -> ObjectState:
+        """The state as it was before any row was judged: the same stored rows (never changed in place), nothing
+        pending; for judging the batch's rows again."""
+        return ObjectState(self.stored, self.repeated, self.now)
+
     def current(self, oid: str) -> dict[str, Any] | None:
         return self.pending.get(oid) or self.stored.get(oid)
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from tams_analytics.catalog import object_deletions
 from tams_analytics.catalog.flow_guard import writable_flow
 from tams_analytics.clock import utcnow
 from tams_analytics.exceptions import ConflictError, NotFoundError, TamsError
@@ -85,7 +86,8 @@ def allocate_objects(
 
 def refuse_taken_keys(catalog: Catalog, storage_id: str, keys: Mapping[str, str]) -> None:
     """ConflictError if another object's instance on ``storage_id`` has one of ``keys`` (``{key: object id}``):
-    writing there would overwrite that object's bytes."""
+    writing there would overwrite that object's bytes; or if earlier bytes under one are being deleted (queued
+    deletions no deleter has started on are cancelled: :func:`~tams_analytics.catalog.object_deletions.reclaim`)."""
     where = [Term("storage_id", "==", storage_id), isin("storage_key", sorted(keys))]
     held = catalog.records("object_instances", where, columns=["object_id", "storage_key"], limit=10)
     clashes = [
@@ -95,6 +97,7 @@ def refuse_taken_keys(catalog: Catalog, storage_id: str, keys: Mapping[str, str]
     ]
     if clashes:
         raise ConflictError(f"the storage keys of these object ids are taken on {storage_id}: {', '.join(clashes)}")
+    object_deletions.reclaim(catalog, storage_id, keys)
 
 
 def registered(catalog: Catalog, object_id: str) -> dict[str, Any]:
@@ -199,9 +202,16 @@ def add_uncontrolled_instance(catalog: Catalog, object_id: str, url: str, label:
 
 
 def delete_instance(
-    catalog: Catalog, object_id: str, *, storage_id: str | None = None, label: str | None = None
+    catalog: Catalog,
+    object_id: str,
+    *,
+    storage_id: str | None = None,
+    label: str | None = None,
+    grace_s: float = object_deletions.DEFAULT_GRACE_S,
 ) -> dict[str, Any]:
-    """Remove one instance (by storage id or label) and return it; the last instance cannot go."""
+    """Remove one instance (by storage id or label) and return it; the last instance cannot go. A controlled
+    instance's bytes are queued for deletion after ``grace_s`` seconds, in the same transaction
+    (:mod:`~tams_analytics.catalog.object_deletions`)."""
     if (storage_id is None) == (label is None):
         raise TamsError("give one of storage_id or label")
     with catalog.transaction():
@@ -221,4 +231,5 @@ def delete_instance(
         catalog.engine.delete(
             "object_instances", [Term("object_id", "==", object_id), Term("position", "==", gone["position"])]
         )
+        object_deletions.enqueue(catalog, [gone], grace_s=grace_s)
     return gone

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from tams_analytics.catalog import object_deletions
 from tams_analytics.clock import utcnow
 from tams_analytics.predicates import Predicate, Term, isin
 
@@ -50,15 +51,25 @@ def collectable_objects(catalog: Catalog, older_than: dt.datetime) -> pa.Table:
     return pa.concat_tables([unref, never])
 
 
-def purge_objects(catalog: Catalog, object_ids: Sequence[str]) -> list[str]:
-    """Forget objects and their instances (after their stored bytes are gone), unless something references
-    them again; returns the ids forgotten."""
+def purge_objects(
+    catalog: Catalog, object_ids: Sequence[str], *, grace_s: float = object_deletions.DEFAULT_GRACE_S
+) -> list[str]:
+    """Forget objects and their instances, unless something references them again; returns the ids forgotten.
+
+    The stored bytes of their controlled instances are not forgotten: they are queued for deletion, due after
+    ``grace_s`` seconds, in the same transaction (:mod:`~tams_analytics.catalog.object_deletions`)."""
     if not object_ids:
         return []
     with catalog.transaction():
         used = still_referenced(catalog, object_ids)
         ids = [i for i in object_ids if i not in used]
         if ids:
+            instances = catalog.records(
+                "object_instances",
+                [isin("object_id", ids), Term("controlled", "==", True)],
+                columns=["object_id", "storage_id", "storage_key", "controlled"],
+            )
+            object_deletions.enqueue(catalog, instances, grace_s=grace_s)
             catalog.engine.delete("object_instances", [isin("object_id", ids)])
             catalog.engine.delete("objects", [isin("id", ids)])
     return ids

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -49,7 +49,7 @@ from tams_analytics.catalog.overlaps import already_stored, check_overlaps, flow
 from tams_analytics.catalog.results import AddResult, Failure
 from tams_analytics.clock import utcnow
 from tams_analytics.codec.segments import SEGMENT_ROWS, segment_rows
-from tams_analytics.exceptions import TransientStoreError
+from tams_analytics.exceptions import StoreUnavailableError, TransientStoreError
 from tams_analytics.predicates import isin
 from tams_analytics.pyrows import distinct_values
 
@@ -174,7 +174,7 @@ def register_batch(catalog: Catalog, requests: Sequence[Registration]) -> list[A
         for attempt in attempts(catalog, requests):
             with attempt:
                 done = register(catalog, requests, attempt)
-    except TransientStoreError as exc:
+    except (TransientStoreError, StoreUnavailableError) as exc:
         return [exc] * len(requests)
     return done.outcomes
 
@@ -245,13 +245,13 @@ class _Batch:
             early = init_segments_refused(segs, uses_init, self.objects)
             early |= _check_labels(segs, req, index, self.requests)
             reasons = {p: why for p, why in early.items() if not done[p]}
-            ok = ~done
-            ok[list(reasons)] = False
-            overlapping = check_overlaps(segs, ok, self.stored)
-            by_objects = check_objects(self.objects, segs.column("flow_id"), segs, ok, uses_init)
-            reasons |= overlapping | by_objects
+            candidates = ~done
+            candidates[list(reasons)] = False
+            judged = _judge_in_order(segs, candidates, self.stored, self.objects, uses_init)
+            ok, self.objects = judged.ok, judged.objects
+            reasons |= judged.overlapping | judged.by_objects
             if len(self.requests) > 1:
-                _refuse_batching(segs, req, reasons, by_objects, overlapping, self.objects)
+                _refuse_batching(segs, req, reasons, self.objects)
             oids, texts = segs.column("object_id"), segs.column("timerange")
             for pos, why in sorted(reasons.items()):
                 ok[pos] = False
@@ -348,26 +348,14 @@ def _check_labels(
     return reasons
 
 
-def _refuse_batching(
-    segs: pa.Table,
-    req: np.ndarray,
-    reasons: Mapping[int, str],
-    by_objects: Mapping[int, str],
-    overlapping: Mapping[int, str],
-    objects: ObjectState,
-) -> None:
+def _refuse_batching(segs: pa.Table, req: np.ndarray, reasons: Mapping[int, str], objects: ObjectState) -> None:
     """Raise :class:`_JudgeAlone` when judging the batch's requests together could answer differently from
-    judging them one after another (then they are). Both cases are rare in live ingest, where each request
-    brings new objects and abuts the one before:
-
-    * a refused row mentions an object, not registered before the batch, that other requests of the batch
-      mention too: alone, the rules a request meets first (the init_segments rule before the overlap check,
-      :func:`init_segments_refused`) are decided on the object as the earlier requests left it, which a batch
-      knows only in order (an object registered before cannot change: fragmented MP4's init object, named by
-      every segment of a live flow, never sends a batch this way);
-    * a row the object rules refused (after the overlap check, which had counted it as stored for the requests
-      after its own) overlaps a row of a later request refused as overlapping: that row may have been refused
-      for a segment that is not stored.
+    judging them one after another (then they are): a refused row mentions an object, not registered before the
+    batch, that other requests of the batch mention too. Alone, the rules a request meets first (the
+    init_segments rule before the overlap check, :func:`init_segments_refused`) are decided on the object as the
+    earlier requests left it, which a batch knows only in order. This is rare in live ingest, where each request
+    brings new objects (an object registered before cannot change: fragmented MP4's init object, named by every
+    segment of a live flow, never sends a batch this way).
     """
     if objects.repeated - objects.settled() and reasons:
         shared = _shared_objects(segs, req, but=objects.settled())
@@ -376,14 +364,71 @@ def _refuse_batching(
             rows = pa.array(sorted(reasons), pa.int64())
             if any(pc.any(pc.is_in(c.take(rows), value_set=shared)).as_py() for c in named):
                 raise _JudgeAlone("a refused row mentions an object other requests of the batch mention")
-    if by_objects and overlapping:
-        starts, ends = segs.column("start_ns").to_numpy(), segs.column("end_ns").to_numpy()
-        flows = segs.column("flow_id")
-        later = np.fromiter(overlapping, dtype=np.int64)
-        for p in by_objects:
-            near = later[(req[later] > req[p]) & (starts[later] < ends[p]) & (ends[later] > starts[p])]
-            if any(flows[int(q)] == flows[p] for q in near):
-                raise _JudgeAlone("a row refused by the object rules was seen as stored by a later request")
+
+
+class _Judged(NamedTuple):
+    """The overlap rule and the object rules applied to a batch's rows (:func:`_judge_in_order`)."""
+
+    #: rows that passed the overlap rule (the object rules' refusals are in ``by_objects``)
+    ok: np.ndarray
+    overlapping: dict[int, str]
+    by_objects: dict[int, str]
+    #: the objects as the accepted rows leave them
+    objects: ObjectState
+
+
+def _judge_in_order(
+    segs: pa.Table,
+    candidates: np.ndarray,
+    stored: Mapping[str, tuple[Any, Any]],
+    objects: ObjectState,
+    uses_init: np.ndarray | None,
+) -> _Judged:
+    """The overlap rule, then the object rules, on the rows ``candidates`` (in arrival order), answering as if
+    each row were judged after those before it: only rows accepted count as "earlier in the request".
+
+    The overlap rule runs first, over all rows at once, and so counts as earlier every row it lets through,
+    among them rows the object rules then refuse (an object timerange, a re-use that does not fit, an init
+    object that is a media object, ...). When a refused row could have blocked a later row (they share time on
+    one flow), the rows before that later row were judged exactly, so the object rules' refusals among them
+    stand: the batch is judged again without them, until no refused row could have blocked another. The norm
+    (no object refusal sharing time with an overlap refusal) is judged once.
+    """
+    flows = segs.column("flow_id")
+    starts, ends = segs.column("start_ns").to_numpy(), segs.column("end_ns").to_numpy()
+    refused: dict[int, str] = {}  # refused by the object rules, whatever the rows after them do
+    while True:
+        ok = candidates.copy()
+        ok[list(refused)] = False
+        state = objects.anew()
+        overlapping = check_overlaps(segs, ok, stored)
+        by_objects = check_objects(state, flows, segs, ok, uses_init)
+        blocked = _first_maybe_blocked(flows, starts, ends, overlapping, by_objects)
+        if blocked is None:
+            return _Judged(ok, overlapping, refused | by_objects, state)
+        refused |= {p: why for p, why in by_objects.items() if p < blocked}
+
+
+def _first_maybe_blocked(
+    flows: pa.ChunkedArray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    overlapping: Mapping[int, str],
+    by_objects: Mapping[int, str],
+) -> int | None:
+    """The first row refused as an overlap that shares time with an earlier row of its flow the object rules
+    refused (None: none does): its refusal may rest on a segment that is not stored."""
+    if not overlapping or not by_objects:
+        return None
+    later = np.fromiter(sorted(overlapping), dtype=np.int64)
+    first: int | None = None
+    for p in sorted(by_objects):
+        near = later[(later > p) & (starts[later] < ends[p]) & (ends[later] > starts[p])]
+        for q in near.tolist():
+            if (first is None or q < first) and flows[q] == flows[p]:
+                first = q
+                break
+    return first
 
 
 def _shared_objects(segs: pa.Table, req: np.ndarray, *, but: frozenset[str]) -> pa.Array:

@@ -5,7 +5,8 @@ through the entry point group ``tams_analytics.commands`` (the server's ``serve`
 ``bench``): each is a module with ``add_parser(subparsers)`` and ``run(args) -> int``.
 
 Exit codes: 0 success, 1 findings (integrity; report coverage: gaps; download: objects missing; doctor: a
-property missing), 2 usage or connection errors, each said in one line.
+property missing; verify: a backup's check failed; restore: the backup is damaged), 2 usage or connection errors,
+each said in one line, 3 integrity found nothing but skipped checks (partial).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ COMMANDS = (
     "tams_analytics.cli.keys",
     "tams_analytics.cli.doctor",
     "tams_analytics.cli.download",
+    "tams_analytics.cli.backup",
+    "tams_analytics.cli.restore",
+    "tams_analytics.cli.verify",
+    "tams_analytics.cli.copy",
 )
 #: the entry point group through which other packages add commands
 PLUGIN_GROUP = "tams_analytics.commands"
@@ -45,13 +50,13 @@ def command_modules() -> list[ModuleType]:
 
 
 DESCRIPTION = """\
-Tools for a TAMS (Time-addressable Media Store): build a demo store, audit a store's integrity, report on
-coverage, storage and ingest, export the tables as Parquet, download media, check a store, and serve the TAMS
-8.2 REST API. Stores: DuckDB (duckdb:///ABSOLUTE/PATH or duckdb://./RELATIVE/PATH), VAST DB (vast://...), Trino
-(trino://...) and any TAMS server through its API (tams+http://HOST:PORT, read-only). Every --store defaults
-to $TAMS_STORE, except demo's: the demo writes, so it must be named. Times show as TAMS timestamps (TAI) and
-UTC clock time; options taking a timerange accept ISO 8601 intervals (2023-11-14T22:00Z/PT1H) as well as TAMS
-timeranges."""
+Tools for a TAMS (Time-addressable Media Store): build a demo store, audit a store's integrity, report on coverage,
+storage and ingest, export the tables as Parquet, download media, check a store, back it up, restore and verify its
+backups, copy it to another store, and serve the TAMS 8.2 REST API. Stores: DuckDB (duckdb:///ABSOLUTE/PATH or
+duckdb://./RELATIVE/PATH), VAST DB (vast://...), Trino (trino://...) and any TAMS server through its API
+(tams+http://HOST:PORT, read-only). Every --store defaults to $TAMS_STORE, except demo's: the demo writes, so it
+must be named. Times show as TAMS timestamps (TAI) and UTC clock time; options taking a timerange accept ISO 8601
+intervals (2023-11-14T22:00Z/PT1H) as well as TAMS timeranges."""
 
 EPILOG = """\
 examples:
@@ -62,7 +67,9 @@ examples:
   tams-analytics report storage --store tams+http://127.0.0.1:8000
 
 exit codes: 0 success; 1 findings (integrity; report coverage: gaps; download: objects missing; doctor: a
-property missing); 2 usage, configuration or connection errors, said in one line.
+property missing; verify: a check failed; restore: the backup is damaged); 2 usage, configuration or connection
+errors, said in one line; 3 integrity found nothing among the checks it ran but skipped some (partial: the store is
+not known to be clean).
 Run "tams-analytics COMMAND --help" for a command's options."""
 
 

@@ -17,18 +17,22 @@ if TYPE_CHECKING:
 __all__ = [
     "EXIT_FINDINGS",
     "EXIT_OK",
+    "EXIT_PARTIAL",
     "EXIT_USAGE",
     "S3_REGION_HELP",
     "STORE_HELP",
     "HelpFormatter",
     "Parser",
     "UsageError",
+    "add_s3_options",
     "add_store_option",
     "open_catalog",
     "parse_since",
 ]
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+#: no findings among the checks that ran, but some were skipped (integrity): not known to be clean
+EXIT_PARTIAL = 3
 _RELATIVE: Final = re.compile(r"^(\d+)([mhdw])$")
 _UNITS: Final = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -86,7 +90,8 @@ def open_catalog(url: str | None, **options: Any) -> Catalog:
 
 
 def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
-    """``7d``, ``24h``, ``30m``, ``2w`` before ``now``, or an ISO 8601 date or date-time (UTC unless given).
+    """``7d``, ``24h``, ``30m``, ``2w`` before ``now``, or an ISO 8601 date (its midnight UTC) or date-time with its
+    zone (``Z`` or an offset: a time without one is refused, saying how to write it).
 
     >>> parse_since("2024-01-02").isoformat()
     '2024-01-02T00:00:00+00:00'
@@ -101,6 +106,10 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
         value = dt.datetime.fromisoformat(text.strip())
     except ValueError:
         raise UsageError(f"--since {text!r}: expected an ISO date/time or a span like 24h, 7d, 30m, 2w") from None
+    if value.tzinfo is None and len(text.strip()) > len("2024-01-02"):  # a time of day, without its zone
+        from tams_analytics.iso8601 import no_zone
+
+        raise UsageError(f"--since {no_zone(text)}")
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
@@ -119,3 +128,16 @@ def add_store_option(p: argparse.ArgumentParser | Any, help: str = STORE_HELP) -
     import os
 
     p.add_argument("--store", default=os.environ.get("TAMS_STORE") or None, metavar="URL", help=help)
+
+
+def add_s3_options(p: argparse.ArgumentParser | Any) -> None:
+    """``--s3-endpoint`` and ``--s3-region`` for ``s3://`` folders (their defaults come from the environment)."""
+    import os
+
+    p.add_argument(
+        "--s3-endpoint",
+        default=os.environ.get("TAMS_S3_ENDPOINT"),
+        help="S3 endpoint URL (default: $TAMS_S3_ENDPOINT, else AWS); credentials from AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY",
+    )
+    p.add_argument("--s3-region", default=os.environ.get("TAMS_S3_REGION"), help=S3_REGION_HELP)

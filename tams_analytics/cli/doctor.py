@@ -15,12 +15,15 @@ from tams_analytics.doctor import Diagnosis, diagnose
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "doctor",
-        help="check a store: connectivity, tables and sorting keys, query shapes, isolation (VAST)",
+        help="check a store: connectivity, tables and sorting keys, query shapes, isolation, projections and "
+        "snapshots (VAST)",
         description=(
             "Check what servers and jobs rely on before pointing them at a store: that it opens and answers, has "
             "every table with its columns (on VAST, its sorting keys), accepts every query shape the library "
-            "sends and (VAST) lets exactly one of two concurrent transactions on one row commit. Opens the store "
-            "read-only (the isolation probe on VAST writes and removes one scratch row of the service table). "
+            "sends and (VAST) lets exactly one of two concurrent transactions on one row commit and has the "
+            "projections lookups by object read; it lists the bucket's snapshots with the newest change each holds "
+            "(vast://...?snapshot=NAME checks a snapshot, read-only). Opens the store read-only (the isolation "
+            "probe on VAST writes and removes one scratch row of the service table). "
             "Exit 0: all good; 1: a property is missing (said with what it means); 2: cannot connect."
         ),
         epilog="examples:\n"

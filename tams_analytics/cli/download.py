@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             )
         result = download(source, args.flow, tr, args.out, progress=sys.stderr.isatty())
     except DownloadError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
+        print(f"{name}: {exc.summary}:", file=sys.stderr)  # each problem once, on its own line
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_FINDINGS

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from tams_analytics.cli.common import HelpFormatter, add_store_option
+from tams_analytics.cli.output import progress_for
 from tams_analytics.schema import SCHEMAS
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -20,8 +20,10 @@ def add_parser(sub: Any) -> None:
         help="write every entity table as Parquet (segments partitioned by flow bucket) to a directory or S3",
         description=(
             "Write the store's tables as Parquet under DIR_OR_S3_URL/<table>/ with a _tams_export.json manifest. "
-            "S3: s3://bucket/prefix, endpoint from --s3-endpoint or TAMS_S3_ENDPOINT, credentials from "
-            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."
+            "S3: s3://bucket/prefix, endpoint from --s3-endpoint or TAMS_S3_ENDPOINT, region from --s3-region or "
+            "TAMS_S3_REGION, credentials from TAMS_S3_ACCESS_KEY/TAMS_S3_SECRET_KEY (as serve and integrity) or "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY. What stops an S3 export (no credentials, credentials refused, "
+            "no such bucket, endpoint unreachable) is said in one line before anything is written; exit 2."
         ),
         epilog="examples:\n"
         "  tams-analytics export --store duckdb:///data/tams.duckdb --to /data/export\n"
@@ -60,15 +62,6 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def _progress(off: bool) -> bool | Callable[[str], None]:
-    """A bar on a terminal; off a terminal (logs, pipes, cron) a line on stderr every few seconds."""
-    if off:
-        return False
-    if sys.stderr.isatty():
-        return True
-    return lambda line: print(f"tams-analytics export: {line}", file=sys.stderr, flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
     from tams_analytics.cli.common import UsageError, open_catalog
     from tams_analytics.export import export_catalog
@@ -90,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             batch_rows=args.batch_rows,
             flow_bucket_chars=args.flow_bucket_chars,
             sort=not args.no_sort,
-            progress=_progress(args.no_progress),
+            progress=progress_for("export", args.no_progress),
             endpoint=args.s3_endpoint,
             region=args.s3_region,
         )

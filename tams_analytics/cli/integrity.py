@@ -1,6 +1,9 @@
 """``tams-analytics integrity``: audit a store (and optionally its object storage) for broken references.
 
-Exit codes: 0 clean, 1 findings, 2 usage or connection errors. Progress goes to stderr on a terminal only.
+Exit codes: 0 clean (every check ran and found nothing), 1 findings, 2 usage or connection errors, 3 partial: no
+findings among the checks that ran, but some were skipped (the storage checks without --storage; over a TAMS
+API, the checks it cannot answer), so the store is not known to be clean. Progress goes to stderr on a
+terminal only.
 
 Object storage: ``--storage local:DIR`` (the directory of the embedded local store, e.g.
 ``<data-dir>/objects``) or ``--storage s3://BUCKET[/PREFIX]`` with ``--s3-endpoint``/``--s3-region``;
@@ -20,9 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from tams_analytics.analytics.findings import Verdict, checked_text
 from tams_analytics.cli.common import (
     EXIT_FINDINGS,
     EXIT_OK,
+    EXIT_PARTIAL,
     EXIT_USAGE,
     S3_REGION_HELP,
     HelpFormatter,
@@ -92,7 +97,6 @@ def open_storage(spec: str, args: argparse.Namespace) -> KeyChecker:
 
 def write_report(report: IntegrityReport, fmt: str, *, wide: bool = False) -> None:
     """The report on stdout: the findings (table/CSV) or the whole document (JSON)."""
-    from tams_analytics.analytics.findings import checked_text
 
     if fmt == "json":
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
@@ -101,17 +105,32 @@ def write_report(report: IntegrityReport, fmt: str, *, wide: bool = False) -> No
         emit("integrity", report.to_arrow(), "csv")
         return
     checked = checked_text(report.checked)
-    if report.clean:
-        print(textwrap.fill(f"no findings (checked {checked})", WIDTH))
+    skipped = plural(len(report.skipped), "check")
+    if report.verdict is Verdict.CLEAN:
+        print(_fill(f"no findings (checked {checked})"))
+    elif report.verdict is Verdict.PARTIAL:
+        print(_fill(f"partial: no findings among the checks that ran (checked {checked}), but {skipped} skipped"))
     else:
         table = pa.Table.from_pandas(report.to_pandas(), preserve_index=False)
         print(format_table(table, drop_empty=True, columns=None if wide else SHOWN, width=None if wide else WIDTH))
         totals = ", ".join(f"{k} {n}" for k, n in report.totals.items() if n)
         shown = len(report.findings)
         said = f"{plural(sum(report.totals.values()), 'finding')} ({totals}); {shown} listed; checked {checked}"
-        print("\n" + textwrap.fill(said, WIDTH))
+        print("\n" + _fill(said + (f"; {skipped} skipped" if report.skipped else "")))
     for check, reason in sorted(report.skipped.items()):
         print(f"skipped {check}: {reason}")
+    if report.verdict is Verdict.PARTIAL:
+        print(_fill("the store is not known to be clean: the skipped checks did not run (exit code 3)"))
+
+
+def _fill(text: str) -> str:
+    """``text`` wrapped to the table's width at spaces only (an id or a name stays whole)."""
+    return textwrap.fill(text, WIDTH, break_long_words=False, break_on_hyphens=False)
+
+
+def exit_code(report: IntegrityReport) -> int:
+    """0 clean, 1 findings, 3 partial (nothing found, but some checks were skipped)."""
+    return {Verdict.CLEAN: EXIT_OK, Verdict.FINDINGS: EXIT_FINDINGS, Verdict.PARTIAL: EXIT_PARTIAL}[report.verdict]
 
 
 def _audit(args: argparse.Namespace) -> IntegrityReport:
@@ -122,16 +141,11 @@ def _audit(args: argparse.Namespace) -> IntegrityReport:
     catalog = open_catalog(args.store)
     try:
         store = storage_id = None
-        skipped: str | None = None
         if args.storage:
             store = open_storage(args.storage, args)
+            # None: the catalog has no controlled instances, so none is looked for in storage (0 keys checked)
             storage_id = resolve_storage_id(catalog, args.storage_id)
-            if storage_id is None:
-                store, skipped = None, "the catalog has no controlled object instances"
         report = audit(catalog, store, storage_id=storage_id, limit=args.limit or None, progress=sys.stderr.isatty())
-        if skipped:
-            storage_checks = ("missing_from_storage", "size_mismatches")
-            report.skipped |= {k: skipped for k in storage_checks if k in report.skipped}
         if not any(report.checked.get(t) for t in ("sources", "flows", "segments", "objects")):
             # opening a store URL that names nothing may have created an empty store
             print(f"warning: the store {redacted(args.store)} is empty: is --store right?", file=sys.stderr)
@@ -161,4 +175,4 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         raise
     write_report(report, args.format, wide=args.wide)
-    return EXIT_OK if report.clean else EXIT_FINDINGS
+    return exit_code(report)

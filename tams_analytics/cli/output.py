@@ -8,7 +8,8 @@ The people's table fits :data:`WIDTH` columns: a report names the columns worth 
 all, unwrapped), durations in seconds (``*_s``) read in one format, ``H:MM:SS`` with the fraction of a second
 when there is one (``0:00:02.5``, ``1:00:01``, ``50:00:00``), so a column of them lines up and compares at a
 glance; format URNs read by their short names, and the widest text columns wrap onto continuation lines rather
-than lose anything.
+than lose anything, at spaces only: no column is narrower than its longest word, so ids, storage keys and
+timeranges stay whole (a table of long ids may then be wider than :data:`WIDTH`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import io
 import json
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, Any, Final
 
 import pyarrow as pa
@@ -27,7 +28,7 @@ import pyarrow as pa
 from tams_analytics.display import plural
 from tams_analytics.filters import FORMATS
 
-__all__ = ["FORMATS_OUT", "WIDTH", "clock", "emit", "format_table", "records"]
+__all__ = ["FORMATS_OUT", "WIDTH", "clock", "emit", "format_table", "mib", "progress_for", "records"]
 
 FORMATS_OUT: Final = ("table", "json", "csv")
 #: terminal width the people's table fits by default
@@ -94,23 +95,32 @@ def records(table: pa.Table) -> list[dict[str, Any]]:
     return [{k: _json_value(v) for k, v in row.items()} for row in table.to_pylist()]
 
 
-def _fit(widths: dict[str, int], wrappable: Sequence[Sequence[str]], width: int) -> dict[str, int]:
+def _fit(
+    widths: dict[str, int], wrappable: Sequence[Sequence[str]], width: int, least: dict[str, int] | None = None
+) -> dict[str, int]:
     """Narrow the widest columns of the first group of ``wrappable`` (then the next group) until the row fits
-    ``width``, none below :data:`_MIN_WRAP`."""
+    ``width``, none below :data:`_MIN_WRAP` nor below its ``least`` (its longest word: an id is never cut)."""
     widths = dict(widths)
+    floor = {c: max(_MIN_WRAP, (least or {}).get(c, 0)) for c in widths}
     total = sum(widths.values()) + len(_GAP) * (len(widths) - 1)
     for group in wrappable:
         while total > width:
-            candidates = [c for c in group if widths[c] > _MIN_WRAP]
+            candidates = [c for c in group if widths[c] > floor[c]]
             if not candidates:
                 break
             widest = max(candidates, key=lambda c: widths[c])
             others = [widths[c] for c in candidates if c != widest]
             # down to the next widest (or as far as needed), so the widest columns share the cut
-            cut = min(total - width, widths[widest] - max([_MIN_WRAP, *others]) or 1)
+            cut = min(total - width, widths[widest] - max([floor[widest], *others]) or 1)
             widths[widest] -= cut
             total -= cut
     return widths
+
+
+def _longest_word(values: Sequence[str]) -> int:
+    """The length of the longest word (text between spaces) of ``values``: what a column cannot be narrower than
+    without breaking an id, a key or a timerange in two."""
+    return max((len(w) for v in values for w in v.split()), default=0)
 
 
 def format_table(
@@ -129,7 +139,8 @@ def format_table(
         # prose (labels, details) wraps first; identifiers and times only when nothing else is left
         text = [c for c in names if c not in numeric]
         prose = [c for c in text if any(" " in v for v in cells[c])]
-        widths = _fit(widths, [prose, [c for c in text if c not in prose]], width)
+        least = {c: _longest_word([c, *cells[c]]) for c in names}
+        widths = _fit(widths, [prose, [c for c in text if c not in prose]], width, least)
 
     def lines(values: Sequence[str]) -> list[str]:
         wrapped = {c: _wrap(v, widths[c]) if len(v) > widths[c] else [v] for c, v in zip(names, values, strict=True)}
@@ -178,6 +189,26 @@ def emit(
 
 
 def _wrap(text: str, width: int) -> list[str]:
-    """``text`` in lines of at most ``width``, broken at spaces only (never inside an id at its hyphens, so a
-    uuid can be found and copied whole), a word longer than a line cut where it must."""
-    return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]
+    """``text`` in lines of at most ``width``, broken at spaces only: an id, a key or a timerange is never cut (not
+    at its hyphens either), so it can be found and copied whole; a word longer than a line has a line of its own
+    (the table keeps every column at least as wide as its longest word)."""
+    return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [""]
+
+
+def progress_for(command: str, off: bool = False) -> bool | Callable[[str], None]:
+    """How a long job shows progress: a bar on a terminal; off one (logs, pipes, cron) a line on stderr every few
+    seconds, naming ``command``; nothing when ``off``."""
+    if off:
+        return False
+    if sys.stderr.isatty():
+        return True
+    return lambda line: print(f"tams-analytics {command}: {line}", file=sys.stderr, flush=True)
+
+
+def mib(size: int) -> str:
+    """A size in bytes as people read it in one line.
+
+    >>> mib(512), mib(3 * 2**20 + 2**19), mib(5 * 2**30)
+    ('512 bytes', '3.5 MiB', '5,120.0 MiB')
+    """
+    return f"{size:,} bytes" if size < 2**20 else f"{size / 2**20:,.1f} MiB"

@@ -131,8 +131,11 @@ def _labels(catalog: Catalog) -> Any:
 
 def _coverage(catalog: Catalog, args: argparse.Namespace) -> pa.Table:
     from tams_analytics.analytics import coverage
+    from tams_analytics.catalog.flow_guard import known_flow
 
     flows = args.flows or None
+    for flow_id in flows or ():  # a typo or an id cut short is said, not reported as a flow without segments
+        known_flow(catalog, flow_id)
     if args.show in ("gaps", "runs"):
         query = coverage.gaps if args.show == "gaps" else coverage.runs
         r = query(catalog, flows, within=args.within)

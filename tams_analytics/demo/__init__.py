@@ -1,4 +1,4 @@
-"""A realistic demo store: programmes with video, proxy, audio and caption flows, gaps and tags.
+"""A realistic demo store: programmes with video, proxy, audio and caption flows, gaps and tags; labelled sources.
 
 Segments are generated with array operations and bulk-loaded (:func:`~tams_analytics.catalog.bulk.load_segments`),
 so a million segments build in seconds, not minutes. With ``put_media`` every object is real media (H.264
@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from tams_analytics.catalog import Catalog
 from tams_analytics.catalog.bulk import load_segments
-from tams_analytics.demo.kinds import BATCH, EPOCH_S, KINDS, MEDIA_WRITERS, PROGRAMMES, FlowKind
+from tams_analytics.demo.kinds import BATCH, EPOCH_S, KINDS, MEDIA_WRITERS, PROGRAMMES, SOURCES, FlowKind
 from tams_analytics.exceptions import ConflictError
 from tams_analytics.timerange import NS_PER_SECOND
 from tams_analytics.timerange_vector import format_timeranges
@@ -142,6 +142,7 @@ def build_demo(
                         "location": place,
                         "quality": kind.quality,
                         "programme": [title, f"{genre}-{p}"],
+                        **kind.tags,
                     },
                 }
             )
@@ -165,10 +166,11 @@ def build_demo(
                 made += len(s)
                 bar.update(len(s))
         multi_id = str(uuid.uuid4())
+        sources["urn:x-nmos:format:multi"] = str(uuid.uuid4())
         catalog.put_flow(
             {
                 "id": multi_id,
-                "source_id": str(uuid.uuid4()),
+                "source_id": sources["urn:x-nmos:format:multi"],
                 "format": "urn:x-nmos:format:multi",
                 "container": "video/mp2t",
                 "label": f"{title} (multi)",
@@ -177,6 +179,7 @@ def build_demo(
             }
         )
         flows += 1
+        _label_sources(catalog, title, sources)
     bar.close()
     if writers is not None:
         writers.shutdown()
@@ -184,6 +187,15 @@ def build_demo(
     logger.info("demo store: %s flows, %s segments in %.1f s", flows, made, seconds)
     n_sources = catalog.count("sources")
     return DemoSummary(sources=n_sources, flows=flows, segments=made, seconds=seconds)
+
+
+def _label_sources(catalog: Catalog, title: str, sources: dict[str, str]) -> None:
+    """Give a programme's sources (made by their first flow, with no label) a label and a description saying what
+    they hold: without, they read as their flows' labels, and the source of the HD video as its proxy's."""
+    for fmt, source_id in sources.items():
+        name, holds = SOURCES[fmt]
+        catalog.set_source_property(source_id, "label", f"{title} ({name})")
+        catalog.set_source_property(source_id, "description", f"{title}: {holds}")
 
 
 def _check_new_objects(catalog: Catalog, ids: pa.Array, seed: int) -> None:
@@ -209,11 +221,11 @@ def _write_media(
 ) -> tuple[pa.Table, pa.Array]:
     """Write the media of a batch of segments; returns the batch with ``ts_offset``/``object_timerange`` and
     the objects' sizes."""
-    from tams_analytics.demo.media import caption_offsets, ts_offsets
+    from tams_analytics.demo.media import ts_offsets
 
     starts = table.column("start_ns").to_numpy()
     ends = table.column("end_ns").to_numpy()
-    offsets = caption_offsets(starts) if kind.format.endswith(":data") else ts_offsets(starts)
+    offsets = ts_offsets(starts)  # captions share the MPEG-TS timeline of the video and audio
     payloads = media.objects(kind, starts, ends, offsets, first=first, title=f"{title} ({kind.name})")
     ids = table.column("object_id").to_pylist()
     # a failed write raises here, before the segments are registered

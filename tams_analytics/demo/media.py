@@ -16,9 +16,19 @@ The trade-off, and what stays true:
 * Audio is a 1 kHz tone in AAC (90 frames of 1024 samples = 1.92 s at 48 kHz: the segment length; the tone's
   period divides it, so copies join seamlessly); captions are WebVTT, written per segment (text is cheap),
   each cue naming its own time.
+* The MPEG-TS objects of a flow continue each other's continuity counters, as one encoder writing the flow
+  would: segment ``k`` of a flow (its place among the flow's segments, gaps or not) starts each PID's counter
+  where ``k`` copies of its template leave it (:meth:`~tams_analytics.media.mpegts.TsTemplate.counters_at`),
+  and a stamped segment is padded to advance the counters as far as a copy does
+  (:meth:`~tams_analytics.media.mpegts.TsTemplate.padded_like`). A player reading consecutive segments
+  (an HLS playlist, a download) sees no break in them.
 
 MPEG-TS objects carry the low 33 bits of the 90 kHz clock of their media time, and segments carry the
-``ts_offset`` of TAMS app note 0002 (the last wrap of that clock), so media time + ts_offset = flow time.
+``ts_offset`` of TAMS app note 0002 (the last wrap of that clock), so media time + ts_offset = flow time. Caption
+objects share that timeline: their cue times are media times (seconds of the same clock, before it wraps),
+with the ``ts_offset`` of the video, and each object's ``X-TIMESTAMP-MAP`` (RFC 8216, 3.5) pins its first cue
+time to the 90 kHz clock value of the same instant. A player that honours the map, and one that reads cue
+times as they are (FFmpeg's HLS demuxer up to 7.1), both put each cue with the video and audio of its time.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ import numpy as np
 
 from tams_analytics.media.mpegts import TsTemplate
 from tams_analytics.media.pattern import Stamp, frame_planes
-from tams_analytics.media.pts import ns_to_pts, pts_offset_ns
+from tams_analytics.media.pts import ns_to_pts
 from tams_analytics.media.pyav import require_av
 from tams_analytics.media.tai import tai_to_utc
 from tams_analytics.timestamp import Timestamp
@@ -78,11 +88,6 @@ def ts_offsets(starts: np.ndarray) -> np.ndarray:
     return cast(np.ndarray, (base // 9) * 100_000 + ((base % 9) * 100_000 + 4) // 9)
 
 
-def caption_offsets(starts: np.ndarray) -> np.ndarray:
-    """Caption objects' cue times start at 0: their ``ts_offset`` is the segment's start."""
-    return np.asarray(starts, np.int64)
-
-
 def video_frames(shape: VideoShape, count: int, start_ns: int | None, title: str) -> list[np.ndarray]:
     """The pattern's frames for one segment: stamped with their TAI time from ``start_ns``, or with their
     offset into the segment when ``start_ns`` is None (a template)."""
@@ -102,20 +107,22 @@ def video_frames(shape: VideoShape, count: int, start_ns: int | None, title: str
 
 
 def webvtt(start_ns: int, duration_ns: int, ts_offset_ns: int, title: str) -> bytes:
-    """A WebVTT object: one cue a second naming its TAI and UTC time, cue times from 0 (the object's
-    timeline), with the HLS ``X-TIMESTAMP-MAP`` to the MPEG-TS clock of the same instant."""
-    mpegts = ns_to_pts(start_ns - pts_offset_ns(start_ns))
-    lines = ["WEBVTT", f"X-TIMESTAMP-MAP=MPEGTS:{mpegts},LOCAL:00:00:00.000", ""]
+    """A WebVTT object: one cue a second naming its TAI and UTC time, cue times the media time
+    ``flow time - ts_offset_ns`` (to the millisecond), with the HLS ``X-TIMESTAMP-MAP`` from the first cue's time
+    to the 90 kHz MPEG-TS clock of the same instant (as the video's PTS: :func:`ns_to_pts`)."""
+    media = start_ns - ts_offset_ns
+    lines = ["WEBVTT", f"X-TIMESTAMP-MAP=MPEGTS:{ns_to_pts(media)},LOCAL:{_vtt_time(media)}", ""]
     for k in range(math.ceil(duration_ns / NS)):
         a, b = k * NS, min((k + 1) * NS, duration_ns)
         ts = start_ns + a
         utc = tai_to_utc(ts).strftime("%H:%M:%S")
-        lines += [f"{_vtt_time(a)} --> {_vtt_time(b)}", f"{title}: TAI {Timestamp(ts)} ({utc} UTC)", ""]
+        lines += [f"{_vtt_time(media + a)} --> {_vtt_time(media + b)}", f"{title}: TAI {Timestamp(ts)} ({utc} UTC)", ""]
     return "\n".join(lines).encode()
 
 
 def _vtt_time(ns: int) -> str:
-    ms = ns // 1_000_000
+    """A WebVTT timestamp (``hh:mm:ss.ttt``, hours as many digits as they take) of ``ns``, to the nearest ms."""
+    ms = (ns + 500_000) // 1_000_000
     return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
 
 
@@ -151,25 +158,33 @@ class DemoMedia:
         title: str,
     ) -> list[bytes]:
         """The objects of segments ``[starts[i], ends[i])`` of one flow, ``first`` being the index in the flow
-        of the first of them, with media timestamps ``start - offsets[i]``."""
+        of the first of them, with media timestamps ``start - offsets[i]``. MPEG-TS objects carry on the
+        continuity counters of the segment before them in the flow (by index: across gaps too)."""
         out = []
-        key: tuple[Any, ...]
         for i, (s, e, off) in enumerate(zip(starts, ends, offsets, strict=True)):
             s, e, off = int(s), int(e), int(off)
+            position = first + i
             if kind.format.endswith(":data"):
                 out.append(webvtt(s, e - s, off, title))
-            elif kind.format.endswith(":audio"):
-                out.append(self._audio(kind, e - s).at(ns_to_pts(s - off)))
-            elif (first + i) * kind.segment_ns < self.unique_ns:
-                key = ("stamped", kind.name, s, e, title)
-                tpl = self._template(key, functools.partial(self._video, kind, e - s, s, title))
-                out.append(tpl.at(ns_to_pts(s - off)))
+                continue
+            if kind.format.endswith(":audio"):
+                tpl = copy = self._audio(kind, e - s)
             else:
-                # a template is shared by every programme: it names only its kind
-                key = ("video", kind.name, e - s)
-                tpl = self._template(key, functools.partial(self._video, kind, e - s, None, f"demo {kind.name}"))
-                out.append(tpl.at(ns_to_pts(s - off)))
+                tpl = copy = self._video_template(kind, e - s)
+                if position * kind.segment_ns < self.unique_ns:
+                    key = ("stamped", kind.name, s, e, title)
+                    copy = self._template(key, functools.partial(self._stamped, kind, e - s, s, title, tpl))
+            out.append(copy.at(ns_to_pts(s - off), tpl.counters_at(position)))
         return out
+
+    def _video_template(self, kind: FlowKind, duration_ns: int) -> TsTemplate:
+        # a template is shared by every programme: it names only its kind
+        key = ("video", kind.name, duration_ns)
+        return self._template(key, functools.partial(self._video, kind, duration_ns, None, f"demo {kind.name}"))
+
+    def _stamped(self, kind: FlowKind, duration_ns: int, start_ns: int, title: str, like: TsTemplate) -> TsTemplate:
+        """A segment stamped with its TAI times, taking the place of a copy of ``like`` in its flow."""
+        return self._video(kind, duration_ns, start_ns, title).padded_like(like)
 
     def _template(self, key: tuple[Any, ...], make: Callable[[], TsTemplate]) -> TsTemplate:
         key = (*key, self.crf)
@@ -185,9 +200,9 @@ class DemoMedia:
 
         shape = VideoShape.of(kind.essence)
         frames = video_frames(shape, shape.frames(duration_ns), start_ns, title)
-        # a template is copied thousands of times: worth x264's time; a stamped segment is written once
-        preset = None if start_ns is None else "ultrafast"
-        return TsTemplate.parse(h264_ts(frames, shape.width, shape.height, shape.rate, crf=self.crf, preset=preset))
+        # stamped segments and templates alike: one flow, one H.264 profile and level (x264's ultrafast would
+        # make its segments Constrained Baseline among High ones, and CODECS in a master playlist names one)
+        return TsTemplate.parse(h264_ts(frames, shape.width, shape.height, shape.rate, crf=self.crf))
 
     def _audio(self, kind: FlowKind, duration_ns: int) -> TsTemplate:
         from tams_analytics.media.encode import AAC_FRAME, aac_ts

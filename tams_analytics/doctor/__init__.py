@@ -14,13 +14,18 @@ nothing else runs and the exit code is 2.
 * ``queries``: every query shape the library emits (:mod:`.shapes`) is accepted (on VAST: planned,
   serialised by the SDK and run on the cluster; over an API: sent as the requests that answer it, shapes over
   tables the API does not serve left out and named);
-* ``isolation``: of two transactions updating one row exactly one commits (VAST; scratch rows, cleaned up).
+* ``isolation``: of two transactions updating one row exactly one commits (VAST; scratch rows, cleaned up);
+* ``projections``: every projection of :data:`~tams_analytics.schema.PROJECTIONS` exists with its columns (VAST,
+  unless turned off); a missing one is a finding that says which reads then scan the whole table;
+* ``snapshots``: the store's snapshots (VAST: the bucket's), each with the newest change it holds and how long
+  ago that was; listed, never a failure when there are none.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -45,6 +50,14 @@ class Check:
     detail: str
     #: for a failure: what a deployment loses
     meaning: str = ""
+    #: what the check found, for schedulers (``--format json``); None: nothing beyond ``detail``
+    data: Mapping[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.data is None:
+            del out["data"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -64,7 +77,7 @@ class Diagnosis:
             "store": self.store,
             "engine": self.engine,
             "exit_code": self.exit_code,
-            "checks": [asdict(c) for c in self.checks],
+            "checks": [c.to_json() for c in self.checks],
         }
 
 
@@ -91,6 +104,10 @@ def diagnose(url: str, **options: Any) -> Diagnosis:
 
 
 UNREACHABLE = "neither a server nor the analytics can use this store: check the URL, the network and the credentials"
+#: how a check through a server's API is given the credentials the server asks for
+WITH_CREDENTIALS = (
+    "with its credentials when it asks for them: TAMS_HTTP_TOKEN, or TAMS_HTTP_USERNAME and TAMS_HTTP_PASSWORD"
+)
 
 
 def _cannot_open(url: str, exc: Exception) -> Check:
@@ -103,14 +120,14 @@ def _cannot_open(url: str, exc: Exception) -> Check:
     if exc.url is not None:
         detail = f"the store is held by the TAMS server at {exc.url} (PID {exc.pid}): it cannot be opened beside it"
         meaning = (
-            f"check it through the server: tams-analytics doctor --store tams+{exc.url.rstrip('/')} (or stop the "
-            "server and run doctor on the file)"
+            f"check it through the server: tams-analytics doctor --store tams+{exc.url.rstrip('/')} "
+            f"({WITH_CREDENTIALS}; or stop the server and run doctor on the file)"
         )
     else:
         detail = f"the store is held by another process (PID {exc.pid}): it cannot be opened beside it"
         meaning = (
             "if that process is a TAMS server, check the store through it (tams-analytics doctor --store "
-            "tams+http://HOST:PORT); else stop it and run doctor again"
+            f"tams+http://HOST:PORT, {WITH_CREDENTIALS}); else stop it and run doctor again"
         )
     return Check("connectivity", FAIL, detail, meaning)
 
@@ -241,4 +258,107 @@ REPLICAS = (
     "overlapping segments (lost updates) or never commit; run one replica"
 )
 
-CHECKS: tuple[Callable[[Engine], Check], ...] = (check_tables, check_queries, check_isolation)
+
+# -- projections ------------------------------------------------------------------------------------------
+def check_projections(engine: Engine) -> Check:
+    if engine.capabilities.reads_api:
+        return Check("projections", SKIP, f"{engine.name} reads a TAMS API, not tables: {THROUGH_API}")
+    stored = {name: engine.describe(name) for name in SCHEMAS}
+    if all(t is None or t.projections is None for t in stored.values()):
+        return Check("projections", SKIP, f"{engine.name} has no projections")
+    wanted = engine.projections
+    if not wanted:
+        return Check(
+            "projections",
+            SKIP,
+            "projections are turned off (TAMS_ENABLE_TABLE_PROJECTIONS=false): lookups by object read every row "
+            "of segments",
+        )
+    problems: list[str] = []
+    costs: list[str] = []
+    count = 0
+    for table, projections in wanted.items():
+        found = stored.get(table)
+        have = {p.name: set(p.columns) for p in (found.projections or ())} if found is not None else {}
+        for p in projections:
+            count += 1
+            if p.name not in have:
+                problems.append(f"{table}: projection {p.name} missing")
+            elif not set(p.columns) <= have[p.name]:
+                lacking = sorted(set(p.columns) - have[p.name])
+                problems.append(f"{table}: projection {p.name} lacks {lacking}")
+            else:
+                continue
+            costs.append(f"{p.serves} read every row of {table} instead of the few rows of the ids asked for")
+    if problems:
+        return Check(
+            "projections",
+            FAIL,
+            "; ".join(problems),
+            "; ".join(costs) + " (a server connecting read-write creates missing projections; one with too few "
+            "columns must be dropped first)",
+        )
+    return Check("projections", OK, f"{count} projections with their columns ({', '.join(_names(wanted))})")
+
+
+def _names(wanted: Mapping[str, Any]) -> list[str]:
+    return [f"{table}.{p.name}" for table, projections in wanted.items() for p in projections]
+
+
+# -- snapshots --------------------------------------------------------------------------------------------
+def check_snapshots(engine: Engine, now: dt.datetime | None = None) -> Check:
+    if engine.capabilities.reads_api:
+        return Check("snapshots", SKIP, f"{engine.name} reads a TAMS API: {THROUGH_API}")
+    try:
+        found = engine.snapshots()
+    except Exception as exc:
+        return Check(
+            "snapshots",
+            FAIL,
+            f"cannot list the snapshots: {_one_line(exc)}",
+            "point-in-time reads (?snapshot=NAME) and restores from a snapshot cannot be used with these credentials",
+        )
+    if found is None:
+        return Check("snapshots", SKIP, f"{engine.name} has no snapshots")
+    now = dt.datetime.now(dt.UTC) if now is None else now
+    listed = [
+        {
+            "name": s.name,
+            "newest_change": None if s.newest_change is None else s.newest_change.isoformat(),
+            "age_s": None if s.newest_change is None else round((now - s.newest_change).total_seconds()),
+        }
+        for s in found
+    ]
+    if not found:
+        return Check(
+            "snapshots", OK, "no snapshots: no point-in-time copy to read or restore from", data={"snapshots": []}
+        )
+    parts = [
+        f"{s['name']} (empty)"
+        if s["newest_change"] is None
+        else f"{s['name']} (newest change {s['newest_change']}, {_ago(s['age_s'])} ago)"
+        for s in listed
+    ]
+    return Check("snapshots", OK, f"{len(found)}: " + ", ".join(parts), data={"snapshots": listed})
+
+
+def _ago(seconds: Any) -> str:
+    """A duration in its largest whole unit.
+
+    >>> _ago(59), _ago(7200), _ago(3 * 86400 + 5)
+    ('59 s', '2 h', '3 d')
+    """
+    s = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if abs(s) >= size:
+            return f"{s // size} {unit}"
+    return f"{s} s"
+
+
+CHECKS: tuple[Callable[[Engine], Check], ...] = (
+    check_tables,
+    check_queries,
+    check_isolation,
+    check_projections,
+    check_snapshots,
+)

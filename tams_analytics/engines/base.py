@@ -8,6 +8,7 @@ engines stay thin. Differences between engines are data (:class:`Capabilities`),
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -25,7 +26,19 @@ from tams_analytics.pyrows import table_rows
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
-__all__ = ["Capabilities", "Change", "ChangeListener", "Engine", "IsolationProbe", "OrderBy", "StoredTable"]
+    from tams_analytics.schema import Projection
+
+__all__ = [
+    "Capabilities",
+    "Change",
+    "ChangeListener",
+    "Engine",
+    "IsolationProbe",
+    "OrderBy",
+    "Snapshot",
+    "StoredProjection",
+    "StoredTable",
+]
 
 #: ``(column, descending)`` pairs.
 OrderBy = Sequence[tuple[str, bool]]
@@ -53,6 +66,16 @@ class Capabilities:
     cheap_counts: bool = True
     #: the engine reads a service's API, not a store: its tables, keys and isolation are the server's concern
     reads_api: bool = False
+    #: why a read-only engine is so, in words (said by every refused write); empty: the engine's kind
+    read_only_because: str = ""
+
+    def read_only_message(self, engine: str) -> str:
+        """What a refused write says.
+
+        >>> Capabilities(writes=False, read_only_because="it reads snapshot 'daily'").read_only_message("vast")
+        "the vast engine is read-only: it reads snapshot 'daily'"
+        """
+        return f"the {engine} engine is read-only" + (f": {self.read_only_because}" if self.read_only_because else "")
 
 
 @dataclass(frozen=True)
@@ -67,11 +90,33 @@ class Change:
 
 
 @dataclass(frozen=True)
+class StoredProjection:
+    """A projection as the store holds it (:class:`~tams_analytics.schema.Projection`): its name and columns."""
+
+    name: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class StoredTable:
-    """A table as the store holds it: its columns, and its sorting key (None where the engine has none)."""
+    """A table as the store holds it: its columns, its sorting key and its projections (None where the engine
+    has none)."""
 
     columns: pa.Schema
     sort_key: tuple[str, ...] | None = None
+    projections: tuple[StoredProjection, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A point-in-time copy of the store the engine can read (VAST: a snapshot of the bucket).
+
+    ``newest_change`` is the latest write time the snapshot holds (flows' and sources' ``created``/``updated``
+    stamps), None when it holds none: the store lists snapshots by name only, so that is the closest to "when"
+    it can tell (the snapshot was taken at or after it)."""
+
+    name: str
+    newest_change: dt.datetime | None
 
 
 @dataclass(frozen=True)
@@ -134,6 +179,15 @@ class Engine(ABC):
     def _ended(self, committed: bool) -> None:
         for listener in self._listeners:
             listener.ended(committed)
+
+    def _forget_everything(self) -> None:
+        """Tell every listener that any row of any table may have changed (the store was reopened after a fault):
+        each drops everything it keeps (the read cache)."""
+        from tams_analytics.schema import SCHEMAS
+
+        for name in SCHEMAS:
+            self._writing(Change(name, where=(), values={}))
+        self._ended(True)
 
     # -- analyst view --------------------------------------------------------------------------------
     @abstractmethod
@@ -229,6 +283,16 @@ class Engine(ABC):
         except Exception:  # the engine's own "no such table"
             return None
 
+    @property
+    def projections(self) -> Mapping[str, tuple[Projection, ...]]:
+        """The projections (:data:`~tams_analytics.schema.PROJECTIONS`) this engine keeps, per table: none by
+        default (engines without projections, or with them turned off)."""
+        return {}
+
+    def snapshots(self) -> tuple[Snapshot, ...] | None:
+        """The store's snapshots, oldest change first; None where the engine has none."""
+        return None
+
     def probe_isolation(self) -> IsolationProbe | None:
         """Update one scratch row from two concurrent transactions and commit both (then clean up); None
         where concurrent writers cannot happen (an engine that is its store's sole writer, or read-only)."""
@@ -236,6 +300,17 @@ class Engine(ABC):
 
     def optimize(self) -> None:
         """Re-cluster tables in their sort order (engines that need it)."""
+
+    # -- faults -----------------------------------------------------------------------------------------------
+    def store_failure(self) -> str | None:
+        """Why the store cannot be used until :meth:`recover` succeeds (a failed write that needs the database
+        reopened, as DuckDB's does: :mod:`tams_analytics.engines.duckdb.faults`), or None when it can. Engines
+        whose stores recover by themselves (a cluster) always answer None."""
+        return None
+
+    def recover(self) -> bool:
+        """Try to make the store usable again after a failure (:meth:`store_failure`); True when it is usable."""
+        return True
 
     def discard(self) -> bool:
         """Close, and remove the store if this connection created it (so a command that failed making a new

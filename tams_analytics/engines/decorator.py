@@ -14,11 +14,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from tams_analytics.engines.base import Capabilities, ChangeListener, Engine, IsolationProbe, OrderBy, StoredTable
+from tams_analytics.engines.base import (
+    Capabilities,
+    ChangeListener,
+    Engine,
+    IsolationProbe,
+    OrderBy,
+    Snapshot,
+    StoredTable,
+)
 from tams_analytics.predicates import Predicate
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
+
+    from tams_analytics.schema import Projection
 
 __all__ = ["EngineDecorator"]
 
@@ -112,8 +122,21 @@ class EngineDecorator(Engine):
     def describe(self, name: str) -> StoredTable | None:
         return self.inner.describe(name)
 
+    @property
+    def projections(self) -> Mapping[str, tuple[Projection, ...]]:
+        return self.inner.projections
+
+    def snapshots(self) -> tuple[Snapshot, ...] | None:
+        return self.inner.snapshots()
+
     def probe_isolation(self) -> IsolationProbe | None:
         return self.inner.probe_isolation()
+
+    def store_failure(self) -> str | None:
+        return self.inner.store_failure()
+
+    def recover(self) -> bool:
+        return self.inner.recover()
 
     def discard(self) -> bool:
         return self.inner.discard()

@@ -24,7 +24,16 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from tams_analytics.exceptions import TamsError, said_on_cli
-from tams_analytics.export.destinations import Destination, S3Options, clear_table, destination, holds_table
+from tams_analytics.export.destinations import (
+    Destination,
+    S3AccessError,
+    S3Options,
+    S3Problem,
+    check_destination,
+    clear_table,
+    destination,
+    holds_table,
+)
 from tams_analytics.export.hive import hive_ddl
 from tams_analytics.export.layout import (
     EXCLUDED_COLUMNS,
@@ -50,7 +59,9 @@ __all__ = [
     "Destination",
     "ExportSummary",
     "ProgressLines",
+    "S3AccessError",
     "S3Options",
+    "S3Problem",
     "TableExport",
     "default_tables",
     "destination",
@@ -154,8 +165,9 @@ def export_catalog(
     first only where counting is cheap (not over a TAMS API, where a count reads every row).
 
     ``s3`` takes ``endpoint``, ``region``, ``access_key``, ``secret_key`` for ``s3://`` destinations (see
-    :func:`destination`). Refuses a non-empty table directory unless ``overwrite``. Rows stream to the
-    files; ``sort`` (default) asks the engine for them in :data:`~tams_analytics.schema.SORT_KEYS` order,
+    :func:`destination`); an S3 bucket that cannot be written raises :class:`S3AccessError` before anything is
+    written, saying why (:class:`S3Problem`). Refuses a non-empty table directory unless ``overwrite``. Rows
+    stream to the files; ``sort`` (default) asks the engine for them in :data:`~tams_analytics.schema.SORT_KEYS` order,
     a sort the engine does on its side (DuckDB within its ``memory_limit``, spilling beyond it: about
     0.75 GB for a million segments); ``sort=False`` skips it at the cost of row-group pruning.
 
@@ -188,6 +200,7 @@ def export_catalog(
         bar = tqdm(total=total, unit="row", unit_scale=True, disable=not progress, desc="export")
     manifest: dict[str, Any] = {}
     try:
+        check_destination(dest)
         occupied = [name for name in names if holds_table(dest, name)]
         if occupied and not overwrite:
             held = f"{dest.url} already holds {', '.join(occupied)}"

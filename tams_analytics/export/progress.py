@@ -1,4 +1,4 @@
-"""Progress of a long export as lines, for logs and pipes where a bar cannot redraw itself."""
+"""Progress of a long export (or copy) as lines, for logs and pipes where a bar cannot redraw itself."""
 
 from __future__ import annotations
 
@@ -21,9 +21,16 @@ class ProgressLines:
     """
 
     def __init__(
-        self, write: Callable[[str], None], totals: Mapping[str, int] | None = None, every_s: float = PROGRESS_EVERY_S
+        self,
+        write: Callable[[str], None],
+        totals: Mapping[str, int] | None = None,
+        every_s: float = PROGRESS_EVERY_S,
+        *,
+        what: str = "export",
     ) -> None:
         self._write = write
+        #: what the lines say is under way (``export``, ``copy``)
+        self._what = what
         self._totals = dict(totals or {})
         self._every_s = every_s
         self._table = ""
@@ -34,7 +41,7 @@ class ProgressLines:
         self._thread.start()
 
     def set_description(self, description: str) -> None:
-        self._table = description.removeprefix("export ")
+        self._table = description.removeprefix(f"{self._what} ")
         self._rows = 0
         self._table_started = time.monotonic()
 
@@ -48,7 +55,7 @@ class ProgressLines:
         rows = f"{self._rows:,} of {total:,} rows" if total else f"{self._rows:,} rows"
         if not self._rows:
             rows = "reading from the store"
-        return f"{self._table}: {rows}, {now - self._table_started:.0f} s (export {now - self._started:.0f} s)"
+        return f"{self._table}: {rows}, {now - self._table_started:.0f} s ({self._what} {now - self._started:.0f} s)"
 
     def _tick(self) -> None:
         while not self._stop.wait(self._every_s):

@@ -14,19 +14,22 @@ from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 
+from tams_analytics.display import plural
 from tams_analytics.exceptions import TamsError
-from tams_analytics.media.source import MediaSource, MissingObject
+from tams_analytics.media.source import MediaSource, MissingObject, existing_flow
 from tams_analytics.timerange import TimeRange
 
 logger = logging.getLogger(__name__)
 
 
 class DownloadError(TamsError):
-    """Some of a range's media could not be fetched, or not as recorded; ``problems`` names each."""
+    """Some of a range's media could not be fetched, or not as recorded: ``summary`` says how much, ``problems``
+    names each object once (the message holds both, the first five problems only)."""
 
     def __init__(self, summary: str, problems: list[str]) -> None:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         super().__init__(f"{summary}: {shown}")
+        self.summary = summary
         self.problems = problems
 
 
@@ -51,11 +54,11 @@ def download(
 
     tr = TimeRange.coerce(timerange)
     target = Path(path)
-    if source.flow(flow_id) is None:
-        raise TamsError(f"flow {flow_id} does not exist")
+    existing_flow(source, flow_id)
     part = target.with_name(target.name + ".part")
     result = DownloadResult(target)
-    problems: list[str] = []
+    #: by object id, its first problem: an object several segments use (an init object) is named once
+    problems: dict[str, str] = {}
     bar = tqdm(total=source.count(flow_id, tr), unit="seg", desc="download", disable=not progress)
     init_id: str | None = None
     try:
@@ -70,13 +73,16 @@ def download(
                             init_id = seg.init_object_id
                         data = source.read(seg)
                     except MissingObject as exc:
-                        problems.append(f"object {exc.object_id} (segment {seg.timerange}): {exc.why}")
+                        problems.setdefault(
+                            exc.object_id, f"object {exc.object_id} (segment {seg.timerange}): {exc.why}"
+                        )
                         bar.update(1)
                         continue
                     if seg.size is not None and len(data) != seg.size:
-                        problems.append(
+                        problems.setdefault(
+                            seg.object_id,
                             f"object {seg.object_id} (segment {seg.timerange}): {len(data)} bytes, "
-                            f"the store records {seg.size}"
+                            f"the store records {seg.size}",
                         )
                     out.write(data)
                     result.bytes += len(data)
@@ -90,9 +96,8 @@ def download(
         bar.close()
     if problems:
         part.unlink(missing_ok=True)
-        raise DownloadError(
-            f"{len(problems)} objects of flow {flow_id} in {tr} could not be fetched as recorded", problems
-        )
+        said = f"{plural(len(problems), 'object')} of flow {flow_id} in {tr} could not be fetched as recorded"
+        raise DownloadError(said, list(problems.values()))
     if result.segments == 0:
         part.unlink(missing_ok=True)
         raise DownloadError(f"flow {flow_id} has no segments in {tr}", [f"no segments in {tr}"])

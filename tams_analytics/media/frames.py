@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tams_analytics.exceptions import TamsError
 from tams_analytics.media.pts import PTS_HZ, PTS_WRAP
 from tams_analytics.media.pyav import require_av
-from tams_analytics.media.source import MediaSource
+from tams_analytics.media.source import MediaSource, existing_flow
 from tams_analytics.timerange import TimeRange
 from tams_analytics.timestamp import Timestamp, as_timestamp
 
@@ -31,8 +31,7 @@ def frame_at(source: MediaSource, flow_id: str, timestamp: Timestamp | int | str
     assert ts is not None
     seg = next((s for page in source.pages(flow_id, TimeRange.instant(ts)) for s in page), None)
     if seg is None:
-        if source.flow(flow_id) is None:
-            raise TamsError(f"flow {flow_id} does not exist")
+        existing_flow(source, flow_id)
         raise TamsError(f"flow {flow_id} has no segment at {ts}")
     data = (source.read_init(seg) if seg.init_object_id else b"") + source.read(seg)
     frame, behind_ticks = _decode_at(data, _ticks_at_or_before(ts.ns - seg.ts_offset))

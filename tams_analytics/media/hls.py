@@ -14,9 +14,15 @@
   longer range is cut there, with a ``#`` comment naming the timerange that continues it: playlists are
   held in memory, and players handle some thousands of entries well).
 * A **master playlist** (multi flows): a variant per video member, an audio rendition group of the audio
-  members, each pointing at the member's own media playlist over the same range.
+  members and a subtitles rendition group of the WebVTT members, each pointing at the member's own media
+  playlist over the same range. Each variant says what a player needs to choose it (RFC 8216, 4.3.4.2):
+  ``BANDWIDTH`` and ``AVERAGE-BANDWIDTH`` (its own and its renditions' rates), ``CODECS`` (every member's codec
+  string, :mod:`~tams_analytics.media.codecs`; left out when one of them is not known), ``RESOLUTION``,
+  ``FRAME-RATE``, ``AUDIO`` and ``SUBTITLES``; renditions carry ``LANGUAGE`` from the flow's ``language_code``
+  tag (:mod:`~tams_analytics.media.language`).
 
-Only MPEG-TS (``video/mp2t``) and fragmented MP4 (an MP4 container with ``init_segments``) play in HLS:
+MPEG-TS (``video/mp2t``), fragmented MP4 (an MP4 container with ``init_segments``) and WebVTT (``text/vtt``,
+subtitles: their cue times on the MPEG-TS timeline, or an ``X-TIMESTAMP-MAP`` to it, RFC 8216 3.5) play in HLS:
 other flows raise :class:`NotPlayable`. Segments are read a page at a time through the catalog.
 """
 
@@ -26,10 +32,11 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from tams_analytics.exceptions import TamsError
+from tams_analytics.media.language import bcp47
 from tams_analytics.media.tai import program_date_time
 from tams_analytics.predicates import Term, isin
 from tams_analytics.storage.extensions import media_extension
@@ -41,6 +48,7 @@ if TYPE_CHECKING:
 NS: Final = 1_000_000_000
 MPEG_TS: Final = frozenset({"video/mp2t", "video/mp2ts", "video/mpeg-ts"})
 MP4: Final = frozenset({"video/mp4", "audio/mp4", "application/mp4", "video/iso.segment", "audio/iso.segment"})
+WEBVTT: Final = frozenset({"text/vtt"})
 #: the ``segments`` columns a playlist reads
 COLUMNS: Final = ("object_id", "start_ns", "end_ns", "ts_offset", "init_object_id")
 MEDIA_TYPE: Final = "application/vnd.apple.mpegurl"
@@ -62,12 +70,15 @@ class PlaylistOptions:
 
 
 def hls_kind(flow: Mapping[str, Any]) -> str | None:
-    """``"ts"`` (MPEG-TS), ``"fmp4"`` (fragmented MP4: an MP4 container with init segments) or None."""
+    """``"ts"`` (MPEG-TS), ``"fmp4"`` (fragmented MP4: an MP4 container with init segments), ``"vtt"`` (WebVTT)
+    or None."""
     container = (flow.get("container") or "").lower()
     if container in MPEG_TS:
         return "ts"
     if container in MP4 and (flow.get("essence_parameters") or {}).get("init_segments"):
         return "fmp4"
+    if container in WEBVTT:
+        return "vtt"
     return None
 
 
@@ -81,8 +92,8 @@ def check_playable(flow: Mapping[str, Any]) -> str:
     kind = hls_kind(flow)
     if kind is None:
         raise NotPlayable(
-            f"flow {flow['id']} has container {flow.get('container')!r}: HLS plays MPEG-TS (video/mp2t) or "
-            "fragmented MP4 (an MP4 container with essence_parameters.init_segments true)"
+            f"flow {flow['id']} has container {flow.get('container')!r}: HLS plays MPEG-TS (video/mp2t), "
+            "fragmented MP4 (an MP4 container with essence_parameters.init_segments true) or WebVTT (text/vtt)"
         )
     return kind
 
@@ -292,39 +303,67 @@ def _extend(catalog: Catalog, where: Sequence[Any], prefix: Prefix, upto: int, p
 
 
 # -- master playlists -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Rates:
+    """A member's bit rates (bits per second): its peak segment rate and its average."""
+
+    peak: int
+    average: int | None = None
+
+
 @dataclass
 class Member:
     """A member flow of a multi flow, as a master playlist shows it."""
 
     flow: Mapping[str, Any]
     uri: str
-    bandwidth: int
-    extra: dict[str, str] = field(default_factory=dict)
+    rates: Rates
+    #: its codec string (RFC 6381), None when not known
+    codecs: str | None = None
 
 
-def master_playlist(video: Sequence[Member], audio: Sequence[Member]) -> str:
-    """A master playlist: each video member a variant (with the audio group, if any), audio members as
-    renditions (or as variants when there is no video)."""
+@dataclass(frozen=True)
+class Members:
+    """The members of a multi flow that HLS can play, by what they are, in collection order."""
+
+    video: list[dict[str, Any]]
+    audio: list[dict[str, Any]]
+    subtitles: list[dict[str, Any]]
+
+
+def master_playlist(video: Sequence[Member], audio: Sequence[Member], subtitles: Sequence[Member] = ()) -> str:
+    """A master playlist: each video member a variant (with the audio and subtitles groups, if any), audio
+    members as renditions (or as variants when there is no video), WebVTT members as subtitles renditions."""
     if not video and not audio:
         raise NotPlayable("the multi flow has no video or audio member that HLS can play")
     lines = ["#EXTM3U", "#EXT-X-VERSION:6"]
     for i, a in enumerate(audio):
-        ep = a.flow.get("essence_parameters") or {}
-        attrs = [
-            "TYPE=AUDIO",
-            'GROUP-ID="audio"',
-            f"NAME={_quoted(a.flow.get('label') or a.flow['id'])}",
-            f"DEFAULT={'YES' if i == 0 else 'NO'}",
-            "AUTOSELECT=YES",
-        ]
-        if ep.get("channels"):
-            attrs.append(f'CHANNELS="{ep["channels"]}"')
-        attrs.append(f'URI="{a.uri}"')
-        lines.append("#EXT-X-MEDIA:" + ",".join(attrs))
-    audio_peak = max((a.bandwidth for a in audio), default=0)
+        attrs = ["TYPE=AUDIO", 'GROUP-ID="audio"', *_naming(a.flow), f"DEFAULT={'YES' if i == 0 else 'NO'}"]
+        attrs.append("AUTOSELECT=YES")
+        channels = (a.flow.get("essence_parameters") or {}).get("channels")
+        if channels:
+            attrs.append(f'CHANNELS="{channels}"')
+        lines.append("#EXT-X-MEDIA:" + ",".join([*attrs, f'URI="{a.uri}"']))
+    for t in subtitles:
+        attrs = ["TYPE=SUBTITLES", 'GROUP-ID="subtitles"', *_naming(t.flow), "DEFAULT=NO", "AUTOSELECT=YES"]
+        lines.append("#EXT-X-MEDIA:" + ",".join([*attrs, f'URI="{t.uri}"']))
+    # a variant's rates are its own and those of the renditions a player may add to it (the largest of each group)
+    groups = [g for g in ((audio if video else []), subtitles) if g]
+    peak = sum(max(m.rates.peak for m in g) for g in groups)
+    averages = [
+        None if any(m.rates.average is None for m in g) else max(m.rates.average or 0 for m in g) for g in groups
+    ]
+    # CODECS names every format a variant's media holds, its audio renditions' included (WebVTT text files have
+    # no entry); a variant whose codecs are not all known goes without, rather than with part of them
+    audio_codecs = [a.codecs for a in audio] if video else []
     for v in video or audio:
         ep = v.flow.get("essence_parameters") or {}
-        attrs = [f"BANDWIDTH={v.bandwidth + (audio_peak if video else 0)}"]
+        attrs = [f"BANDWIDTH={v.rates.peak + peak}"]
+        if v.rates.average is not None and None not in averages:
+            attrs.append(f"AVERAGE-BANDWIDTH={v.rates.average + sum(a or 0 for a in averages)}")
+        codecs = [v.codecs, *audio_codecs]
+        if all(codecs):
+            attrs.append(f'CODECS="{",".join(dict.fromkeys(str(c) for c in codecs))}"')
         if ep.get("frame_width") and ep.get("frame_height"):
             attrs.append(f"RESOLUTION={ep['frame_width']}x{ep['frame_height']}")
         rate = ep.get("frame_rate")
@@ -332,42 +371,59 @@ def master_playlist(video: Sequence[Member], audio: Sequence[Member]) -> str:
             attrs.append(f"FRAME-RATE={rate['numerator'] / rate.get('denominator', 1):.3f}")
         if video and audio:
             attrs.append('AUDIO="audio"')
+        if subtitles:
+            attrs.append('SUBTITLES="subtitles"')
         lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), v.uri]
     return "\n".join(lines) + "\n"
+
+
+def _naming(flow: Mapping[str, Any]) -> list[str]:
+    """A rendition's ``NAME`` (the flow's label) and ``LANGUAGE`` (its ``language_code`` tag), if it has one."""
+    attrs = [f"NAME={_quoted(flow.get('label') or flow['id'])}"]
+    language = bcp47((flow.get("tags") or {}).get("language_code"))
+    if language:
+        attrs.append(f"LANGUAGE={_quoted(language)}")
+    return attrs
 
 
 def _quoted(text: str) -> str:
     return '"' + text.replace('"', "'").replace("\n", " ") + '"'
 
 
-def members(catalog: Catalog, flow: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The video and audio members of a multi flow that HLS can play, in collection order."""
+def members(catalog: Catalog, flow: Mapping[str, Any]) -> Members:
+    """The video, audio and WebVTT members of a multi flow that HLS can play, in collection order."""
     ids = [item["id"] for item in flow.get("flow_collection") or []]
     if not ids:
-        return [], []
+        return Members([], [], [])
     found = {f["id"]: f for f in catalog.flow_docs(catalog.rows("flows", [isin("id", ids)]).to_pylist())}
     docs = [found[i] for i in ids if i in found and hls_kind(found[i])]
-    video = [d for d in docs if d.get("format") == "urn:x-nmos:format:video"]
-    audio = [d for d in docs if d.get("format") == "urn:x-nmos:format:audio"]
-    return video, audio
+    media = [d for d in docs if hls_kind(d) != "vtt"]
+    return Members(
+        [d for d in media if d.get("format") == "urn:x-nmos:format:video"],
+        [d for d in media if d.get("format") == "urn:x-nmos:format:audio"],
+        [d for d in docs if hls_kind(d) == "vtt"],
+    )
 
 
-def bandwidth(catalog: Catalog, flow: Mapping[str, Any], timerange: TimeRange, sample: int = 20) -> int:
-    """Peak bits per second for ``#EXT-X-STREAM-INF``: the flow's ``max_bit_rate`` or ``avg_bit_rate``
-    (kbit/s), else the largest rate among the range's first ``sample`` segments' objects, else 1 Mbit/s."""
-    for name in ("max_bit_rate", "avg_bit_rate"):
-        if flow.get(name):
-            return int(flow[name]) * 1000
+def bandwidth(catalog: Catalog, flow: Mapping[str, Any], timerange: TimeRange, sample: int = 20) -> Rates:
+    """Bit rates for ``#EXT-X-STREAM-INF``: the flow's ``max_bit_rate`` and ``avg_bit_rate`` (kbit/s); what they
+    do not say, from the range's first ``sample`` segments' objects (the largest segment rate as the peak, all
+    their bits over all their time as the average); a peak of 1 Mbit/s when there is nothing to go on."""
+    peak, average = (int(flow[name]) * 1000 if flow.get(name) else None for name in ("max_bit_rate", "avg_bit_rate"))
+    if peak is not None and average is not None:
+        return Rates(peak, average)
     rows = catalog.records(
         "segments", _range_where(flow["id"], timerange), columns=COLUMNS, order_by=[("start_ns", False)], limit=sample
     )
-    if not rows:
-        return 1_000_000
-    sizes = catalog.rows("objects", [isin("id", [r["object_id"] for r in rows])], columns=["id", "size_bytes"])
-    size_of = dict(zip(sizes.column("id").to_pylist(), sizes.column("size_bytes").to_pylist(), strict=True))
-    rates = [
-        size_of[r["object_id"]] * 8 * NS // max(1, r["end_ns"] - r["start_ns"])
-        for r in rows
-        if size_of.get(r["object_id"])
-    ]
-    return max(rates, default=1_000_000)
+    sized: list[tuple[int, int]] = []  # (bytes, ns)
+    if rows:
+        sizes = catalog.rows("objects", [isin("id", [r["object_id"] for r in rows])], columns=["id", "size_bytes"])
+        size_of = dict(zip(sizes.column("id").to_pylist(), sizes.column("size_bytes").to_pylist(), strict=True))
+        sized = [
+            (size_of[r["object_id"]], max(1, r["end_ns"] - r["start_ns"])) for r in rows if size_of.get(r["object_id"])
+        ]
+    if peak is None:
+        peak = max((b * 8 * NS // ns for b, ns in sized), default=average or 1_000_000)
+    if average is None and sized:
+        average = sum(b for b, _ in sized) * 8 * NS // sum(ns for _, ns in sized)
+    return Rates(peak, average)

@@ -65,6 +65,10 @@ class MediaSource(Protocol):
 
     def flow(self, flow_id: str) -> dict[str, Any] | None: ...
 
+    def flows_starting_with(self, prefix: str) -> list[tuple[str, str | None]]:
+        """``(id, label)`` of the flows whose id starts with ``prefix`` (for the message about an id cut short)."""
+        ...
+
     def pages(self, flow_id: str, timerange: TimeRange) -> Iterator[list[SegmentRef]]:
         """The segments overlapping ``timerange`` in time order, a page at a time."""
         ...
@@ -80,6 +84,18 @@ class MediaSource(Protocol):
     def read_init(self, segment: SegmentRef) -> bytes:
         """The segment's init object; raises :class:`MissingObject`."""
         ...
+
+
+def existing_flow(source: MediaSource, flow_id: str) -> dict[str, Any]:
+    """The flow ``flow_id`` names; else the error that says why it names none: an unknown UUID, the start of one
+    (with the flows whose id starts with it), or not an id at all
+    (:func:`~tams_analytics.catalog.flow_guard.flow_not_found`)."""
+    from tams_analytics.catalog.flow_guard import flow_not_found, looks_like_id_start
+
+    flow = source.flow(flow_id)
+    if flow is None:
+        raise flow_not_found(flow_id, source.flows_starting_with(flow_id) if looks_like_id_start(flow_id) else None)
+    return flow
 
 
 def _http_get(client: httpx.Client, url: str, what: str) -> bytes:
@@ -114,6 +130,11 @@ class StoreMedia:
 
     def flow(self, flow_id: str) -> dict[str, Any] | None:
         return self.catalog.get_flow(flow_id)
+
+    def flows_starting_with(self, prefix: str) -> list[tuple[str, str | None]]:
+        from tams_analytics.catalog.flow_guard import flows_starting_with
+
+        return flows_starting_with(self.catalog, prefix)
 
     def count(self, flow_id: str, timerange: TimeRange) -> int | None:
         return self.catalog.count("segments", _where(flow_id, timerange))
@@ -209,6 +230,20 @@ def resolve_storage_id(catalog: Catalog, given: str | None = None) -> str | None
 
 
 # -- a TAMS server --------------------------------------------------------------------------------------------
+def _answered(response: httpx.Response, what: str) -> TamsError:
+    """The error for an API answer other than 200: its status and ``error.json`` summary; for 401 and 403, where
+    the credentials come from (:func:`~tams_analytics.engines.tams_http.auth.credentials_refused`)."""
+    from tams_analytics.engines.tams_http.auth import credentials_refused
+
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    summary = body.get("summary") if isinstance(body, dict) else None
+    said = f"{what} answered HTTP {response.status_code}" + (f": {summary}" if summary else "")
+    return credentials_refused(said) if response.status_code in (401, 403) else TamsError(said)
+
+
 def rest_segment_pages(
     client: httpx.Client, base_url: str, flow_id: str, timerange: TimeRange, page: int = PAGE
 ) -> Iterator[list[dict[str, Any]]]:
@@ -220,7 +255,7 @@ def rest_segment_pages(
     while url:
         r = client.get(url, params=params)
         if r.status_code != 200:
-            raise TamsError(f"GET {url} answered {r.status_code}: {r.text[:200]}")
+            raise _answered(r, f"GET {url}")
         yield r.json()
         url = r.links.get("next", {}).get("url")
         params = None  # the next link carries them
@@ -267,8 +302,23 @@ class ServerMedia:
         if r.status_code == 404:
             return None
         if r.status_code != 200:
-            raise TamsError(f"GET /flows/{flow_id} answered {r.status_code}: {r.text[:200]}")
+            raise _answered(r, f"GET /flows/{flow_id}")
         return cast(dict[str, Any], r.json())
+
+    def flows_starting_with(self, prefix: str) -> list[tuple[str, str | None]]:
+        """Read from ``GET /flows``, page by page (the API filters flows by label, not by the start of an id)."""
+        from tams_analytics.catalog.flow_guard import NAMED_FLOWS
+
+        found: list[tuple[str, str | None]] = []
+        url: str | None = f"{self.base_url.rstrip('/')}/flows"
+        params: dict[str, Any] | None = {"limit": PAGE}
+        while url and len(found) <= NAMED_FLOWS:
+            r = self._api.get(url, params=params)
+            if r.status_code != 200:
+                break
+            found += [(d["id"], d.get("label")) for d in r.json() if str(d.get("id", "")).startswith(prefix.lower())]
+            url, params = r.links.get("next", {}).get("url"), None
+        return sorted(found)[: NAMED_FLOWS + 1]
 
     def count(self, flow_id: str, timerange: TimeRange) -> int | None:
         return None

@@ -14,10 +14,12 @@ import time
 import uuid
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from types import TracebackType
 from typing import Any, BinaryIO, Generic, Protocol, TypeVar, runtime_checkable
 from urllib.parse import quote
 
+from tams_analytics.exceptions import StoreUnavailableError
 from tams_analytics.nonblocking import may_block
 from tams_analytics.storage.extensions import media_extension
 
@@ -30,6 +32,34 @@ DEFAULT_STORAGE_ID = "8b2f4a6e-4d2c-4c3b-9a57-3f0e2d1c6b5a"
 
 class StorageError(Exception):
     """An object store operation failed for a reason other than a missing object."""
+
+
+class Unavailable(StrEnum):
+    """Why object storage cannot serve this server (:class:`ObjectStorageUnavailable`): each is also the state
+    the server's health shows for it."""
+
+    #: no credentials were given, nor found where the client library looks (environment, files)
+    NO_CREDENTIALS = "no_credentials"
+    #: the credentials were refused (an unknown access key, a wrong secret, access denied)
+    CREDENTIALS_REFUSED = "credentials_refused"
+    #: the bucket does not exist
+    NO_SUCH_BUCKET = "no_such_bucket"
+    #: the endpoint cannot be reached, times out, fails (5xx), or does not answer as S3 does
+    UNREACHABLE = "unreachable"
+    #: a local store's folder cannot be written
+    NOT_WRITABLE = "not_writable"
+
+
+class ObjectStorageUnavailable(StorageError, StoreUnavailableError):
+    """Object storage cannot serve this server now (HTTP 503): ``where`` names it (bucket and endpoint, or
+    folder), ``cause`` says why (:class:`Unavailable`), the message says both in words. Raised where the fault
+    is born, by the store's own operations and by :meth:`ObjectStore.check`; never carries a secret."""
+
+    def __init__(self, where: str, cause: Unavailable, detail: str) -> None:
+        super().__init__(f"{where}: {detail}", part="object_storage")
+        self.where = where
+        self.cause = cause
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -180,6 +210,12 @@ class ObjectStore(Protocol):
 
     def copy_from(self, source: ReadableStore, key: str) -> None:
         """Copy ``key`` from another store into this one (same key), streaming."""
+        ...
+
+    def check(self) -> str:
+        """Whether this store can serve now, by one light request (S3: a listing of at most one key; local: a
+        file written and removed): a line saying what answered, or :class:`ObjectStorageUnavailable` saying
+        where and why not."""
         ...
 
 

@@ -12,6 +12,7 @@ Names that ``quote`` can never produce (they contain ``+``) are used for everyth
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -24,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from tams_analytics.storage.base import (
+    ObjectStorageUnavailable,
     ObjectStream,
     PutUrl,
     ReadableStore,
     RecentUrls,
     StorageBackendInfo,
     StorageError,
+    Unavailable,
     encode_segment,
 )
 from tams_analytics.storage.extensions import EXTENSIONS
@@ -70,19 +73,26 @@ class _PendingWrite:
         self._file.write(data)
 
     def commit(self, content_type: str) -> None:
-        """Make the object visible (a new one, or replacing what the key held)."""
+        """Make the object visible (a new one, or replacing what the key held), its content type with it: both are
+        written in full first (a full volume fails this before anything is visible), then renamed into place."""
+        sidecar = None
         try:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
+            sidecar = self._store.new_sidecar({"content_type": content_type})
             os.replace(self._tmp, self.path)
+            os.replace(sidecar, self._store.sidecar_of(self.path))
         except BaseException:
             self.abort()
+            if sidecar is not None:
+                sidecar.unlink(missing_ok=True)
             raise
-        self._store.write_sidecar(self.path, {"content_type": content_type})
 
     def abort(self) -> None:
-        self._file.close()
+        """Drop what was written (closing may fail again on a full volume: the file goes all the same)."""
+        with contextlib.suppress(OSError):
+            self._file.close()
         self._tmp.unlink(missing_ok=True)
 
 
@@ -146,11 +156,19 @@ class LocalObjectStore:
     def _sidecar(path: Path) -> Path:
         return path.with_name(path.name + _SIDECAR_SUFFIX)
 
-    def write_sidecar(self, path: Path, meta: dict[str, Any]) -> None:
+    def sidecar_of(self, path: Path) -> Path:
+        return self._sidecar(path)
+
+    def new_sidecar(self, meta: dict[str, Any]) -> Path:
+        """``meta`` written in full to a temporary file in root, for a commit to rename into place."""
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=_TMP_PREFIX)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(meta, f)
-        os.replace(tmp, self._sidecar(path))
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(meta, f)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return Path(tmp)
 
     def _content_type(self, path: Path) -> str:
         try:
@@ -225,6 +243,24 @@ class LocalObjectStore:
             if bare_reason != _BAD_SIGNATURE:  # signed for the bare key: served, or refused as expired
                 return bare, bare_reason
         return key, reason
+
+    def check(self) -> str:
+        """Write a small file into the folder, flush it to disk and remove it: a folder that cannot be written
+        (read-only, gone, not ours) is an :class:`ObjectStorageUnavailable` naming it."""
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=_TMP_PREFIX)
+            try:
+                os.write(fd, b"check")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                os.unlink(tmp)
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ObjectStorageUnavailable(
+                f"local object storage {self.root}", Unavailable.NOT_WRITABLE, f"cannot be written ({reason.lower()})"
+            ) from exc
+        return f"local object storage {self.root} is writable"
 
     def head(self, keys: Sequence[str]) -> dict[str, int | None]:
         sizes: dict[str, int | None] = {}

@@ -186,6 +186,26 @@ def test_doctests() -> None:
 
 
 # -- one flow's analytics name a flow the store has -----------------------------------------------------------
+def test_the_start_of_a_flow_id_names_the_flows_whose_id_starts_with_it(tmp_path: Path) -> None:
+    """The first hex digits of an id (copied from a table) are said to be the start of one, with the flows whose id
+    starts with them, in the library's words; text that starts no id is pointed to ``cat.flows(label=...)``."""
+    from tams_analytics.exceptions import NotFoundError, TamsError
+
+    ids = ["adb8d058-9a82-4575-9b1e-0c3a3d6f0e11", "adb8d058-0000-4000-8000-000000000001"]
+    with open_catalog("duckdb", tmp_path) as store:
+        put_flow(store, ids[0], label="Evening News")
+        put_flow(store, ids[1], label="Radio")
+        with pytest.raises(TamsError, match="is the start of a flow id, not a whole one: flows whose id starts") as one:
+            coverage.flow_coverage(store, "adb8d058")
+        assert f"{ids[1]} (Radio), {ids[0]} (Evening News); give its whole id" in str(one.value)
+        with pytest.raises(TamsError, match="the flow whose id starts with it is " + ids[0]):
+            store.flow_timerange("adb8d058-9a")
+        with pytest.raises(TamsError, match=r"no flow's id here starts with it .*cat\.flows\(label=\.\.\.\)"):
+            coverage.flow_runs(store, "ffffffff")
+        with pytest.raises(NotFoundError, match="no flow ffffffff-0000-4000-8000-000000000000 in this store"):
+            coverage.flow_gaps(store, "ffffffff-0000-4000-8000-000000000000")
+
+
 def test_a_flow_the_store_does_not_have_is_an_error_not_no_segments(tmp_path: Path) -> None:
     """Unknown ids are errors (NotFoundError), text that is not a flow id says so (a label given for an id),
     a flow with no segments is still just empty. (The check is one query through the catalog's rows, the same

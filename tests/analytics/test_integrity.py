@@ -33,6 +33,13 @@ from tests.analytics import (
 )
 
 
+def playable(oid: str, timerange: str, **more: Any) -> dict[str, Any]:
+    """A segment document whose object has an instance (an uncontrolled URL), so that a client could read it:
+    not an ``objects_without_instances`` finding."""
+    urls = [{"url": f"http://media.invalid/{oid}", "label": "m"}]
+    return {"object_id": oid, "timerange": timerange, "get_urls": urls, **more}
+
+
 @pytest.fixture(params=ENGINES)
 def cat(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
     yield from catalog_on(request.param, tmp_path, request)
@@ -116,7 +123,7 @@ def test_orphan_flow_when_its_source_is_gone(cat: Catalog) -> None:
 
 def test_unreferenced_objects_but_not_those_awaiting_collection(cat: Catalog) -> None:
     put_flow(cat, "f")
-    cat.add_segments("f", [{"object_id": "used", "timerange": "[0:0_1:0)"}])
+    cat.add_segments("f", [playable("used", "[0:0_1:0)")])
     now = dt.datetime.now(dt.UTC)
     rows = pa.table(
         {
@@ -138,8 +145,8 @@ def test_missing_object_records_for_media_and_init_objects(cat: Catalog) -> None
     cat.add_segments(
         "f",
         [
-            {"object_id": "m1", "timerange": "[0:0_1:0)", "init_object_id": "init"},
-            {"object_id": "m2", "timerange": "[1:0_2:0)", "init_object_id": "init"},
+            playable("m1", "[0:0_1:0)", init_object_id="init"),
+            playable("m2", "[1:0_2:0)", init_object_id="init"),
         ],
     )
     cat.engine.delete("objects", [Term("id", "isin", ("m2", "init"))])
@@ -150,12 +157,37 @@ def test_missing_object_records_for_media_and_init_objects(cat: Catalog) -> None
     ]
 
 
+def test_objects_without_instances_are_the_segments_clients_cannot_read(cat: Catalog) -> None:
+    """An object no storage holds and no URL names (the spec allows registering it so) is a finding per flow,
+    with the segments naming it; an object with any instance is not."""
+    put_flow(cat, "f")
+    put_flow(cat, "g")
+    registered = cat.add_segments(
+        "f",
+        [
+            {"object_id": "bare", "timerange": "[0:0_1:0)"},
+            playable("mirrored", "[1:0_2:0)"),
+            {"object_id": "bare", "timerange": "[2:0_3:0)", "ts_offset": "2:0"},
+        ],
+    )
+    assert registered.all_accepted, registered.failed
+    assert cat.add_segments("g", [{"object_id": "bare", "timerange": "[0:0_1:0)"}]).all_accepted
+    findings = audit(cat).findings
+    assert [(f.check, f.flow_id, f.object_id, f.count, f.timerange) for f in findings] == [
+        (Check.OBJECTS_WITHOUT_INSTANCES, "f", "bare", 2, "[0:0_3:0)"),
+        (Check.OBJECTS_WITHOUT_INSTANCES, "g", "bare", 1, "[0:0_1:0)"),
+    ]
+    assert findings[0].detail.startswith("2 segments of flow f in [0:0_3:0) reference object bare, which has no")
+    cat.add_uncontrolled_instances({("bare", "mirror"): "http://media.invalid/bare"})
+    assert audit(cat).findings == []
+
+
 def test_stale_segments_updated(cat: Catalog) -> None:
     put_flow(cat, "f")
     put_flow(cat, "g")
-    cat.add_segments("f", [{"object_id": "a", "timerange": "[0:0_1:0)"}])
-    cat.add_segments("g", [{"object_id": "b", "timerange": "[0:0_1:0)"}])
-    assert audit(cat).clean
+    cat.add_segments("f", [playable("a", "[0:0_1:0)")])
+    cat.add_segments("g", [playable("b", "[0:0_1:0)")])
+    assert audit(cat).findings == []
     cat.engine.update("flows", [Term("id", "==", "f")], {"segments_updated": None})
     cat.engine.update("flows", [Term("id", "==", "g")], {"segments_updated": dt.datetime(2000, 1, 1, tzinfo=dt.UTC)})
     findings = audit(cat).findings
@@ -187,7 +219,7 @@ def test_overlaps_with_an_earlier_long_segment_and_exact_duplicates(cat: Catalog
     ]
     # abutting segments are not overlaps
     put_flow(cat, "g")
-    cat.add_segments("g", [{"object_id": "x", "timerange": "[0:0_1:0]"}, {"object_id": "y", "timerange": "(1:0_2:0)"}])
+    cat.add_segments("g", [playable("x", "[0:0_1:0]"), playable("y", "(1:0_2:0)")])
     assert not [f for f in audit(cat).findings if f.flow_id == "g"]
 
 
@@ -215,7 +247,7 @@ def test_json_document_is_stable(demo: tuple[Catalog, Any]) -> None:
     cat, store = demo
     inject_faults(cat, store)
     doc = audit(cat, store).to_json()
-    assert list(doc) == ["clean", "totals", "checked", "skipped", "findings"]
+    assert list(doc) == ["verdict", "clean", "totals", "checked", "skipped", "findings"]
     assert list(doc["totals"]) == [str(c) for c in Check]
     assert all(list(f) == FINDING_SCHEMA.names for f in doc["findings"])
     assert json.loads(json.dumps(doc)) == doc

@@ -9,6 +9,9 @@ Engines, in parameter order:
 * ``vast-reference``: the VAST engine (planning, serialised requests, residual, transactions) over
   :class:`~tests.engines.vast.reference.ReferenceStore`, which stands in for the cluster; runs offline
   whenever the ``vastdb`` SDK is installed.
+* ``vast-snapshot``: the same, with every read outside a transaction served by an engine pinned to a bucket
+  snapshot taken after the last write (:class:`~tests.engines.vast.snapshot_reads.SnapshotReads`): the catalog's
+  read paths on a snapshot-pinned, read-only engine.
 * ``vast``: a fresh schema on a live cluster, dropped afterwards; runs when ``TAMS_VAST_ENDPOINT``,
   ``TAMS_VAST_ACCESS_KEY``, ``TAMS_VAST_SECRET_KEY`` and ``TAMS_VAST_BUCKET`` are set.
 * ``trino``: the ``trino://`` engine on a real Trino (``tests/fixtures/trino.py``) for every read, over a Parquet
@@ -34,7 +37,7 @@ import pytest
 from tams_analytics.catalog import Catalog, cached, connect
 
 #: every engine, in parameter order (see the module docstring)
-ENGINES = ("duckdb", "duckdb-cached", "vast-reference", "vast", "trino")
+ENGINES = ("duckdb", "duckdb-cached", "vast-reference", "vast-snapshot", "vast", "trino")
 #: read-only engines, tested on served data rather than through the ``catalog`` fixture
 #: (``tests/engines/tams_http``); ``notimpl`` markers may name them too
 READ_ONLY_ENGINES = ("tams+http",)
@@ -46,11 +49,18 @@ def family(engine: str) -> str:
     return engine.split("-", 1)[0]
 
 
-def engine_params() -> list[object]:
-    """``pytest.param`` per engine; the live cluster skips, naming what is missing, without its variables."""
+#: engines only the contract suite runs (``engine_params(contract=True)``): a second VAST variant for every
+#: analytics and UI test would double their time for no more coverage of the engine's read paths
+CONTRACT_ONLY = ("vast-snapshot",)
+
+
+def engine_params(*, contract: bool = False) -> list[object]:
+    """``pytest.param`` per engine (with :data:`CONTRACT_ONLY` for the contract suite); the live cluster skips,
+    naming what is missing, without its variables."""
     missing = [name for name in LIVE_VAST_ENV if not os.environ.get(name)]
     live = pytest.mark.skipif(bool(missing), reason=f"needs a VAST cluster: set {', '.join(missing)}")
-    return [pytest.param(e, id=e, marks=[live] if e == "vast" else []) for e in ENGINES]
+    engines = [e for e in ENGINES if contract or e not in CONTRACT_ONLY]
+    return [pytest.param(e, id=e, marks=[live] if e == "vast" else []) for e in engines]
 
 
 def live_vast_url(schema: str) -> str:
@@ -72,6 +82,14 @@ def open_catalog(engine: str, tmp_path: Path, request: pytest.FixtureRequest | N
         from tests.engines.vast.reference import REFERENCE_URL, ReferenceStore
 
         cat = Catalog(Engine(REFERENCE_URL, store=ReferenceStore()))
+    elif engine == "vast-snapshot":
+        pytest.importorskip("vastdb", reason="the VAST engine needs the vastdb SDK (pip install '.[vast]')")
+        from tams_analytics.engines.vast import Engine
+        from tests.engines.vast.reference import REFERENCE_URL, ReferenceStore
+        from tests.engines.vast.snapshot_reads import SnapshotReads
+
+        store = ReferenceStore()
+        cat = Catalog(SnapshotReads(Engine(REFERENCE_URL, store=store), store))
     elif engine == "vast":
         cat = connect(live_vast_url(f"tams_test_{uuid.uuid4().hex[:8]}"))
     elif engine == "trino":

@@ -34,6 +34,23 @@ def segment_media(start_ns: int, seconds: float = 1.0, *, ts_offset: int = 0) ->
     return TsTemplate.parse(h264_ts(frames, W, H, SHAPE.rate, preset="ultrafast")).at(ns_to_pts(start_ns - ts_offset))
 
 
+def continuity_breaks(stream: bytes) -> list[tuple[int, int, int]]:
+    """Where ``stream``'s continuity counters break ISO/IEC 13818-1 (2.4.3.3): ``(packet, PID, counter)`` of every
+    packet whose counter is not its PID's last one plus one (with a payload) or the last one (without)."""
+    last: dict[int, int] = {}
+    breaks = []
+    for i in range(0, len(stream), 188):
+        pid = (stream[i + 1] & 0x1F) << 8 | stream[i + 2]
+        afc, cc = (stream[i + 3] >> 4) & 3, stream[i + 3] & 0x0F
+        if pid == 0x1FFF:
+            continue
+        want = (last[pid] + (afc & 1)) % 16 if pid in last else cc
+        if cc != want:
+            breaks.append((i // 188, pid, cc))
+        last[pid] = cc
+    return breaks
+
+
 def fmp4_media(start_ns: int, fragments: int = 2) -> tuple[bytes, list[bytes]]:
     """Fragmented MP4 of ``fragments`` seconds of video stamped from ``start_ns`` (media time from 0): the
     init segment (ftyp + moov) and one media segment (moof + mdat) per second."""

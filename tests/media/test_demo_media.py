@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 import pytest
 
 import tams_analytics as ta
@@ -20,6 +21,7 @@ from tams_analytics.media.pattern import Stamp, read_stamp
 from tams_analytics.media.pts import PTS_HZ, PTS_WRAP, ns_to_pts, pts_offset_ns
 from tams_analytics.storage.local import LocalObjectStore
 from tams_analytics.storage.spec import open_storage
+from tests.media.conftest import continuity_breaks
 
 NS = 1_000_000_000
 
@@ -128,9 +130,50 @@ def test_captions_are_webvtt_cues_naming_their_time(demo: Demo) -> None:
     with av.open(io.BytesIO(data), format="webvtt") as c:
         cues = [p for p in c.demux(c.streams.subtitles[0]) if p.size]
         texts = [bytes(p).decode() for p in cues]
+        times = [round(p.pts * p.time_base * 1000) for p in cues]  # ms
     assert len(cues) == (seg["end_ns"] - seg["start_ns"]) // NS == 10
     assert texts[0] == f"Evening News (captions): TAI {seg['start_ns'] // NS}:0 (22:12:43 UTC)"
-    assert seg["ts_offset"] == seg["start_ns"]  # cue times start at 0 in the object
+    # cue times are media times on the video's MPEG-TS timeline: media time + ts_offset = flow time (to the ms)
+    assert seg["ts_offset"] == pts_offset_ns(seg["start_ns"])
+    media_ms = [(seg["start_ns"] + k * NS - seg["ts_offset"] + 500_000) // 1_000_000 for k in range(10)]
+    assert times == media_ms
+    # and the HLS X-TIMESTAMP-MAP ties the first cue's time to the 90 kHz clock value the video has then
+    mpegts = ns_to_pts(seg["start_ns"] - seg["ts_offset"])
+    local = data.decode().splitlines()[1].split(",LOCAL:")[1]
+    assert data.decode().splitlines()[1] == f"X-TIMESTAMP-MAP=MPEGTS:{mpegts},LOCAL:{local}"
+    h, m, sec = local.split(":")
+    assert round((int(h) * 3600 + int(m) * 60 + float(sec)) * 1000) == media_ms[0]
+
+
+@pytest.mark.parametrize("kind", ["video", "proxy", "audio"])
+def test_consecutive_objects_of_a_flow_continue_each_others_continuity_counters(demo: Demo, kind: str) -> None:
+    """As one encoder writing the flow would: the first (stamped, encoded on its own) and the re-timed copies
+    after it read as one transport stream, every PID's counter running on (PAT, PMT and SDT included)."""
+    flow = demo.flow(kind)
+    segs = demo.segments(flow["id"], 4)
+    objects = [demo.media(s["object_id"]) for s in segs]
+    assert continuity_breaks(b"".join(objects)) == []
+    assert continuity_breaks(b"".join(objects[2:])) == []  # from anywhere in the flow
+    pids = {(d[i + 1] & 0x1F) << 8 | d[i + 2] for d in objects for i in range(0, len(d), 188)}
+    assert {0x0, 0x11, 0x1000, 0x100} <= pids
+
+
+def test_counters_follow_a_segments_place_in_its_flow_across_gaps() -> None:
+    """Segment k of a flow continues segment k - 1, however far apart in time: a playlist lists them one after
+    the other (with a discontinuity) and the player's demuxer reads on."""
+    from tams_analytics.demo.kinds import KINDS
+    from tams_analytics.demo.media import DemoMedia, ts_offsets
+
+    audio = next(k for k in KINDS if k.name == "audio")
+    starts = np.array([0, 1, 5, 30], np.int64) * audio.segment_ns + 1_700_000_000 * NS  # gaps after the second
+    ends = starts + audio.segment_ns
+    media = DemoMedia()
+    objects = media.objects(audio, starts, ends, ts_offsets(starts), first=7, title="x")
+    assert continuity_breaks(b"".join(objects)) == []
+    # a later batch of the same flow carries on from the earlier one
+    later = starts[:1] + 40 * audio.segment_ns
+    more = media.objects(audio, later, later + audio.segment_ns, ts_offsets(later), first=11, title="x")
+    assert continuity_breaks(b"".join(objects + more)) == []
 
 
 def test_frame_at_shows_the_frame_of_the_timestamp(demo: Demo) -> None:

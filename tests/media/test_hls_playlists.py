@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -153,15 +154,75 @@ def test_a_multi_flow_gives_a_master_playlist_of_its_video_and_audio(api: TestCl
     assert tag(text, "EXT-X-MEDIA").startswith('TYPE=AUDIO,GROUP-ID="audio",NAME="Stereo"')
     assert 'CHANNELS="2"' in text and text.count("#EXT-X-STREAM-INF:") == 1
     assert tag(text, "EXT-X-STREAM-INF").startswith("BANDWIDTH=") and "RESOLUTION=96x64" in text
-    assert 'AUDIO="audio"' in text and "FRAME-RATE=25.000" in text and captions not in text
+    assert 'AUDIO="audio"' in text and "FRAME-RATE=25.000" in text
     (variant,) = uris(text)
     assert variant == f"../{video}/playlist.m3u8?timerange=%5B0%3A0_10%3A0%29&access_token=x"
+    # the captions: a subtitles rendition the variant names, its URI the captions flow's own playlist
+    (subtitles,) = [line for line in text.splitlines() if line.startswith("#EXT-X-MEDIA:TYPE=SUBTITLES,")]
+    assert 'GROUP-ID="subtitles"' in subtitles and 'SUBTITLES="subtitles"' in tag(text, "EXT-X-STREAM-INF")
+    assert f'URI="../{captions}/playlist.m3u8?timerange=%5B0%3A0_10%3A0%29&access_token=x"' in subtitles
     # the relative URIs resolve to the members' own playlists
     assert playlist(api, video, "[0:0_10:0)").startswith("#EXTM3U")
     assert api.get(f"/flows/{multi}/{variant}").status_code == 200
 
 
-def _captions() -> dict[str, Any]:
+def test_a_variant_says_its_codecs_and_rates_from_the_essence_parameters_and_tags(api: TestClient) -> None:
+    """RFC 8216 4.3.4.2: CODECS of the video and of the audio renditions (``avc_parameters`` and ``mp4_oti`` say
+    them exactly: no media read), BANDWIDTH and AVERAGE-BANDWIDTH summing the variant's and its renditions'
+    rates (``max_bit_rate``/``avg_bit_rate``); renditions' LANGUAGE from the ``language_code`` tag."""
+    video = video_flow(max_bit_rate=800, avg_bit_rate=600)
+    video["essence_parameters"]["avc_parameters"] = {"profile": 100, "flags": 0, "level": 31}
+    audio = _audio(max_bit_rate=130, avg_bit_rate=128, tags={"language_code": "fra"})
+    audio["essence_parameters"]["codec_parameters"] = {"mp4_oti": 2}
+    captions = _captions(max_bit_rate=2, avg_bit_rate=1, label="Sous-titres", tags={"language_code": ["deu", "eng"]})
+    ids = [put(api, f) for f in (video, audio, captions)]
+    multi = put(api, _multi(ids))
+    text = playlist(api, multi)
+    inf = tag(text, "EXT-X-STREAM-INF")
+    assert inf is not None and inf.startswith("BANDWIDTH=932000,AVERAGE-BANDWIDTH=729000,")
+    assert 'CODECS="avc1.64001F,mp4a.40.2"' in inf
+    assert 'TYPE=AUDIO,GROUP-ID="audio",NAME="Stereo",LANGUAGE="fr",' in text
+    assert 'TYPE=SUBTITLES,GROUP-ID="subtitles",NAME="Sous-titres",LANGUAGE="de",DEFAULT=NO,AUTOSELECT=YES,' in text
+    # a codec nothing says (no essence parameters, no media to read): no CODECS rather than half of them
+    unknown = put(api, _audio())
+    assert "CODECS=" not in playlist(api, put(api, _multi([ids[0], unknown])))
+
+
+def test_webvtt_flows_play_as_media_playlists_of_their_segments(api: TestClient) -> None:
+    fid = put(api, _captions())
+    r = api.post(f"/flows/{fid}/storage", json={"limit": 2})
+    objects = [m["object_id"] for m in r.json()["media_objects"]]
+    docs = [{"object_id": o, "timerange": f"[{10 * k}:0_{10 * k + 10}:0)"} for k, o in enumerate(objects)]
+    assert api.post(f"/flows/{fid}/segments", json=docs).status_code == 201
+    text = playlist(api, fid)
+    assert tag(text, "EXT-X-TARGETDURATION") == "10" and text.count("#EXTINF:10.000000,") == 2
+    assert [httpx.URL(u).path.endswith(".vtt") for u in uris(text)] == [True, True]
+    assert "#EXT-X-DISCONTINUITY" not in text and text.rstrip().endswith("#EXT-X-ENDLIST")
+
+
+def _audio(**extra: Any) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "source_id": str(uuid.uuid4()),
+        "format": "urn:x-nmos:format:audio",
+        "codec": "audio/aac",
+        "container": "video/mp2t",
+        "label": "Stereo",
+        "essence_parameters": {"sample_rate": 48000, "channels": 2},
+        **extra,
+    }
+
+
+def _multi(members: list[str]) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "source_id": str(uuid.uuid4()),
+        "format": "urn:x-nmos:format:multi",
+        "flow_collection": [{"id": m} for m in members],
+    }
+
+
+def _captions(**extra: Any) -> dict[str, Any]:
     return {
         "id": str(uuid.uuid4()),
         "source_id": str(uuid.uuid4()),
@@ -169,13 +230,18 @@ def _captions() -> dict[str, Any]:
         "codec": "text/vtt",
         "container": "text/vtt",
         "essence_parameters": {"data_type": "urn:x-tam:data:subtitles"},
+        **extra,
     }
+
+
+def _json_data() -> dict[str, Any]:
+    return {**_captions(), "codec": "application/json", "container": "application/json"}
 
 
 @pytest.mark.parametrize(
     ("flow", "status", "says"),
     [
-        (_captions(), 400, "container 'text/vtt'"),
+        (_json_data(), 400, "container 'application/json'"),
         (video_flow(container="video/mp4"), 400, "fragmented MP4"),
         (None, 404, "does not exist"),
     ],

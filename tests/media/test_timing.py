@@ -15,7 +15,7 @@ from tams_analytics.media.mpegts import TsError, TsTemplate
 from tams_analytics.media.pattern import Stamp, frame_planes, read_stamp
 from tams_analytics.media.pts import PTS_WRAP, ns_to_pts
 from tams_analytics.media.tai import program_date_time, tai_to_utc, utc_to_tai
-from tests.media.conftest import NS, H, W, segment_media
+from tests.media.conftest import NS, H, W, continuity_breaks, segment_media
 
 UTC = dt.UTC
 
@@ -83,3 +83,47 @@ def test_the_leap_second_itself_maps_into_the_next_utc_second() -> None:
 def test_pts_are_the_low_33_bits_of_the_nearest_tick() -> None:
     assert ns_to_pts(1_700_000_000 * NS) == (1_700_000_000 * 90_000) % PTS_WRAP
     assert ns_to_pts(11_111) == 1 and ns_to_pts(5_555) == 0
+
+
+def adaptation_only(pid: int) -> bytes:
+    """A packet of ``pid`` with an adaptation field and no payload (as a muxer sends a PCR on its own)."""
+    return bytes([0x47, pid >> 8, pid & 0xFF, 0x20, 183, 0x00]) + b"\xff" * 182
+
+
+def test_copies_in_sequence_carry_their_continuity_counters_on() -> None:
+    data = segment_media(7 * NS)
+    # packets without payload do not advance the counter: one before the video's first packet, one after
+    video = next(i for i in range(0, len(data), 188) if (data[i + 1] & 0x1F) << 8 | data[i + 2] == 0x100)
+    extra = adaptation_only(0x100)
+    data = data[:video] + extra + data[video : video + 188] + extra + data[video + 188 :]
+    tpl = TsTemplate.parse(data)
+    packets = [data[i : i + 188] for i in range(0, len(data), 188)]
+    video_packets = sum((p[1] & 0x1F) << 8 | p[2] == 0x100 for p in packets)
+    assert dict(zip(tpl.pids, tpl.payload_packets, strict=True))[0x100] == video_packets - 2
+    stream = b"".join(tpl.at(k * 90_000, tpl.counters_at(k)) for k in range(5, 9))
+    assert continuity_breaks(stream) == []
+    # each copy alone starts where copy k of the stream does: a player can join anywhere
+    assert continuity_breaks(tpl.at(0, tpl.counters_at(3)) + tpl.at(90_000, tpl.counters_at(4))) == []
+    # copies written as before (every counter from 0) break at every boundary, on every PID
+    assert {pid for _, pid, _ in continuity_breaks(tpl.at(0) + tpl.at(90_000))} == set(tpl.pids)
+
+
+def test_an_object_padded_like_a_template_takes_a_copys_place_with_the_same_media() -> None:
+    template = TsTemplate.parse(segment_media(7 * NS))
+    other = TsTemplate.parse(segment_media(100 * NS, seconds=2.0))  # other pictures, other packet counts
+    padded = other.padded_like(template)
+    assert len(padded.data) > len(other.data)
+    assert all(
+        (dict(zip(padded.pids, padded.payload_packets, strict=True))[pid] - n) % 16 == 0
+        for pid, n in zip(template.pids, template.payload_packets, strict=True)
+    )
+    # the padded object at position 0, then copies of the template: the counters run on throughout
+    stream = padded.at(0, template.counters_at(0)) + b"".join(
+        template.at(k * 90_000, template.counters_at(k)) for k in (1, 2)
+    )
+    assert continuity_breaks(stream) == []
+    # the same frames and timestamps as before padding
+    with av.open(io.BytesIO(other.data)) as a, av.open(io.BytesIO(padded.data)) as b:
+        before = [(f.pts, f.to_ndarray().tobytes()) for f in a.decode(a.streams.video[0])]
+        after = [(f.pts, f.to_ndarray().tobytes()) for f in b.decode(b.streams.video[0])]
+    assert after == before and len(before) == 50

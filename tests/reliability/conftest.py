@@ -144,11 +144,24 @@ class LiveServer:
             os.killpg(self.process.pid, sig)
 
     def kill(self) -> None:
-        """SIGKILL the server (and anything it started): no shutdown code runs."""
+        """SIGKILL the server (and anything it started: its store and HTTP processes): no shutdown code runs.
+        Returns once every process of it is gone (a store process holds the DuckDB file until it is)."""
         if self.process is None or self.process.poll() is not None:
             return
         self._signal(signal.SIGKILL)
         self.exits.append(self.process.wait(timeout=STOP_TIMEOUT_S))
+        self._wait_group_gone()
+
+    def _wait_group_gone(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"processes of the server (group {self.process.pid}) still run after SIGKILL")
 
     def stop(self) -> None:
         """Stop gracefully (SIGTERM, as a service manager would), SIGKILL if that takes too long."""
@@ -159,6 +172,8 @@ class LiveServer:
             self.exits.append(self.process.wait(timeout=STOP_TIMEOUT_S))
         except subprocess.TimeoutExpired:
             self.kill()
+        else:
+            self._wait_group_gone()
 
     def restart(self, *, crash: bool = False) -> LiveServer:
         self.kill() if crash else self.stop()

@@ -278,6 +278,8 @@ class LiveWriter:
                     r = client.post(f"/flows/{self.flow_id}/segments", json=seg)
                 except httpx.TransportError:
                     return  # the server died under this request: its outcome is unknown
+                if r.status_code == 503 and "store process stopped" in r.text:
+                    return  # its store process died under this request first (the HTTP process answered): unknown
                 if r.status_code != 201:
                     self.error = f"{oid}: {r.status_code} {r.text[:300]}"
                     return

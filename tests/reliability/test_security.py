@@ -276,6 +276,7 @@ def calls(r: Resources) -> dict[tuple[str, str], Call]:
         ("DELETE", "/sources/{source_id}/description", Call(f"{S}/description", 204)),
         ("DELETE", "/service/webhooks/{webhook_id}", Call(f"/service/webhooks/{r.webhook}", 204)),
         ("DELETE", "/flows/{flow_id}", Call(f"/flows/{r.disposable}", 204)),
+        ("POST", "/_admin/backup", Call("/_admin/backup", 200)),  # a tar of the store, for its admin
     ]
     for method, template, call in writes:
         out[(method, template)] = call

@@ -4,15 +4,25 @@ and nothing a segment references is ever deleted."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
+from server.config import Settings
 from server.gc import collect_once
 from server.services import services_of
 from tams_analytics.storage.base import object_key
 from tests.server.conftest import video_flow
 from tests.spec import assert_valid
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """No grace period: these tests pin that bytes go in the pass that collects their object (the grace is
+    tests/server/test_object_deletions.py's)."""
+    return Settings(data_dir=tmp_path / "data", webhooks_allow_private=True, object_grace_s=0)
 
 
 def now() -> dt.datetime:

@@ -25,9 +25,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def captions(live: httpx.Client) -> str:
-    """A flow HLS cannot play (WebVTT captions)."""
-    flow = video_flow(format="urn:x-nmos:format:data", codec="text/vtt", container="text/vtt")
+def unplayable(live: httpx.Client) -> str:
+    """A flow HLS cannot play (JSON data; WebVTT captions play, as subtitles)."""
+    flow = video_flow(format="urn:x-nmos:format:data", codec="application/json", container="application/json")
     flow["essence_parameters"] = {"data_type": "urn:x-tam:data:subtitles"}
     assert live.put(f"/flows/{flow['id']}", json=flow).status_code == 201
     return str(flow["id"])
@@ -44,11 +44,13 @@ def captions(live: httpx.Client) -> str:
         (f"/sources/{uuid.uuid4()}/label", 404),
         ("/no/such/endpoint", 404),  # routing
         (f"/_media/{uuid.uuid4()}.ts?method=GET&expires=1&sig=00", 403),  # the local store's signed URLs
-        ("/flows/{captions}/playlist.m3u8", 400),
+        ("/flows/{unplayable}/playlist.m3u8", 400),
     ],
 )
-def test_head_of_an_error_has_the_gets_header_fields(live: httpx.Client, captions: str, path: str, status: int) -> None:
-    url = path.format(captions=captions)
+def test_head_of_an_error_has_the_gets_header_fields(
+    live: httpx.Client, unplayable: str, path: str, status: int
+) -> None:
+    url = path.format(unplayable=unplayable)
     got, head = live.get(url), live.head(url)
     assert got.status_code == head.status_code == status, (got.text, head.headers)
     assert_valid(got.json(), "error.json")

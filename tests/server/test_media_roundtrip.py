@@ -20,6 +20,8 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.config import Settings
+from server.gc import collect_once
+from server.services import services_of
 from server.stores import Stores
 from tams_analytics.storage.base import StorageBackendInfo
 from tams_analytics.storage.local import LocalObjectStore
@@ -161,7 +163,7 @@ def test_copy_from_local_storage_into_s3(tmp_path: Path, s3_store: S3ObjectStore
         base_url="",
         secret=b"k",
     )
-    app = create_app(Settings(data_dir=tmp_path / "data"), stores=Stores([local, s3_store]))
+    app = create_app(Settings(data_dir=tmp_path / "data", object_grace_s=0), stores=Stores([local, s3_store]))
     with TestClient(app) as api:
         fid, (oid,) = ingest(api, api, [MEDIA], {"limit": 1})  # TestClient uploads to the local store
         r = api.post(f"/objects/{oid}/instances", json={"storage_id": s3_store.info.id})
@@ -171,4 +173,6 @@ def test_copy_from_local_storage_into_s3(tmp_path: Path, s3_store: S3ObjectStore
         assert plain.get(url["url"]).content == MEDIA
         assert s3_store.head([f"{oid}.ts"]) == {f"{oid}.ts": len(MEDIA)}  # the source's key, extension and all
         assert api.delete(f"/objects/{oid}/instances", params={"storage_id": s3_store.info.id}).status_code == 204
+        # the bytes are queued for deletion (no grace here): the collector's next pass deletes them
+        collect_once(services_of(app))
         assert s3_store.head([f"{oid}.ts"]) == {f"{oid}.ts": None}

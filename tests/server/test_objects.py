@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.config import Settings
+from server.gc import collect_once
 from server.routes.media import make_router
 from server.services import services_of
 from server.stores import Stores
@@ -216,13 +218,20 @@ def test_controlled_copy_into_another_backend_and_its_removal(
     assert spare.get_bytes(_key(client, oid, SPARE)) == b"precious bytes"
     error(client.post(path, json={"storage_id": SPARE}), 400, "already has an instance")
     error(client.post(path, json={"storage_id": "4e6a8c0d-2f3b-4c5d-8e6f-9a0b1c2d3e4f"}), 400, "not a storage backend")
-    # removing the main copy deletes its bytes; the spare copy still serves
+    # removing the main copy queues its bytes for deletion: kept for the grace period, then deleted by the
+    # collector; the spare copy still serves
     key = _key(client, oid, MAIN)
     assert main.head([key]) == {key: len(b"precious bytes")}
     assert client.delete(path, params={"storage_id": MAIN}).status_code == 204
-    assert main.head([key]) == {key: None}
     assert [u["label"] for u in get_object(client, oid)["get_urls"]] == ["spare"]
     error(client.delete(path, params={"storage_id": SPARE}), 400, "last instance")
+    services = services_of(client.app)
+    collect_once(services)
+    assert main.head([key]) == {key: len(b"precious bytes")}, "kept during the grace period"
+    grace = dt.timedelta(seconds=services.settings.object_grace_s)
+    collect_once(services, now=dt.datetime.now(dt.UTC) + grace + dt.timedelta(seconds=1))
+    assert main.head([key]) == {key: None}
+    assert spare.get_bytes(_key(client, oid, SPARE)) == b"precious bytes"
 
 
 def _key(client: TestClient, object_id: str, storage_id: str) -> str:

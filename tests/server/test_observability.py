@@ -61,7 +61,7 @@ def post_segments(client: TestClient, flow_id: str, n: int, first: int = 0) -> N
 # -- /health and /ready -------------------------------------------------------------------------------------------
 def test_health_and_ready_answer_on_a_live_store(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "ok", "version": client.get("/service").json()["service_version"]}
-    assert client.get("/ready").json() == {"status": "ready"}
+    assert client.get("/ready").json()["status"] == "ready"
     assert client.head("/ready").status_code == 200
     assert "/health" not in client.get("/openapi.json").json()["paths"]  # not part of the TAMS API
 
@@ -107,7 +107,7 @@ def test_ready_answers_503_when_the_store_fails(tmp_path: Path) -> None:
     with TestClient(app) as client:
         services_of(client.app).catalog.close()  # the store is gone
         r = client.get("/ready")
-        assert r.status_code == 503 and r.json()["type"] == "ServiceUnavailable"
+        assert r.status_code == 503 and r.json()["type"] == "ServiceUnavailableError"
 
 
 # -- /metrics --------------------------------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ def test_metrics_follow_the_metrics_auth_setting(tmp_path: Path, metrics_auth: s
         refused = client.get("/metrics")
         assert (refused.status_code == 200) is open_without
         if not open_without:
-            assert refused.status_code == 401 and refused.json()["type"] == "Unauthorized"
+            assert refused.status_code == 401 and refused.json()["type"] == "UnauthorizedError"
         assert client.get("/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200
 
 
@@ -271,3 +271,44 @@ def test_tracing_off_touches_nothing_and_on_without_the_extra_still_serves(
         assert client.get("/").status_code == 200
         assert client.get("/health").status_code == 200
     assert any('pip install -e ".[otel]" -c constraints.txt' in r.getMessage() for r in caplog.records)
+
+
+def test_ready_names_every_part_that_is_not_ready_and_metrics_show_each_state(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from server.health import Part
+
+    # no identity provider (TAMS_AUTH=none) and no watermarks: nothing else reports those two parts here
+    settings = Settings(data_dir=tmp_path / "data", disk_watermarks=False)
+    with TestClient(create_app(settings)) as client:
+        health = services_of(client.app).health  # type: ignore[arg-type]
+        caplog.set_level(logging.INFO, logger="server.health")
+        for _ in range(3):  # the same state reported again is not logged again
+            health.report(Part.IDENTITY_PROVIDER, "unreachable", "https://idp.example: connection refused")
+        health.report(Part.VOLUME, "low_watermark", "12 MB free", ready=True)
+        r = client.get("/ready")
+        assert r.status_code == 503
+        assert_valid(r.json(), "error.json")
+        assert r.json()["summary"] == "not ready: identity_provider: https://idp.example: connection refused"
+        assert client.head("/ready").status_code == 503
+        scrape = samples(client)
+        assert value(scrape, "tams_health", part="identity_provider", state="unreachable") == 1
+        assert value(scrape, "tams_health", part="volume", state="low_watermark") == 1
+        health.ok(Part.IDENTITY_PROVIDER, "keys fetched")
+        r = client.get("/ready")
+        assert r.status_code == 200
+        assert r.json()["checks"]["volume"]["state"] == "low_watermark"
+        assert r.json()["checks"]["identity_provider"]["state"] == "ok"
+        assert r.json()["writes"] == "yes"
+        health.report(Part.VOLUME, "flood_stage", "the volume of store /x has 1 MiB free", ready=True)
+        r = client.get("/ready")
+        assert r.status_code == 200  # reads go on
+        assert r.json()["writes"] == "refused: volume: the volume of store /x has 1 MiB free"
+    parts = ("identity_provider", "volume")
+    lines = [r.getMessage() for r in caplog.records if r.name == "server.health" and r.getMessage().split()[1] in parts]
+    assert lines == [
+        "health: identity_provider is unreachable: https://idp.example: connection refused",
+        "health: volume is low_watermark: 12 MB free",
+        "health: identity_provider is ok again (was unreachable): keys fetched",
+        "health: volume is flood_stage: the volume of store /x has 1 MiB free",
+    ]

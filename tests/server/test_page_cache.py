@@ -149,7 +149,7 @@ def test_a_write_committed_while_a_page_is_read_never_looks_current(
     fid = make_flow(client)
     post(client, fid, [{"object_id": f"o{i}", "timerange": f"[{i}:0_{i + 1}:0)"} for i in range(2)])
     catalog = services_of(client.app).catalog
-    fetch = segments_route._SegmentsPage.fetch
+    fetch = segments_route.SegmentsPage.fetch
     raced: list[bool] = []
 
     def fetch_then_write(self: Any, cat: Any) -> None:
@@ -158,7 +158,7 @@ def test_a_write_committed_while_a_page_is_read_never_looks_current(
             raced.append(True)
             assert catalog.add_segments(fid, [{"object_id": "late", "timerange": "[2:0_3:0)"}]).accepted == [0]
 
-    monkeypatch.setattr(segments_route._SegmentsPage, "fetch", fetch_then_write)
+    monkeypatch.setattr(segments_route.SegmentsPage, "fetch", fetch_then_write)
     assert b'"late"' not in page(client, fid)[0], "read before the write"
     assert b'"late"' in page(client, fid)[0], "the page kept is stale: never answered again"
 

@@ -121,7 +121,7 @@ def test_every_operation_allows_exactly_the_scopes_of_its_appnote_row(app: TestC
             else:
                 assert answer.status_code == 403, (method, path, scope, answer.status_code)
                 if method != "HEAD":
-                    assert answer.json()["type"] == "Forbidden"
+                    assert answer.json()["type"] == "ForbiddenError"
                 assert 'error="insufficient_scope"' in answer.headers["WWW-Authenticate"]
         walked.add((method, path))
     assert len(walked) == 80

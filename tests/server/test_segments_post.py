@@ -176,6 +176,97 @@ def test_bulk_limit_is_400(tmp_path: Path) -> None:
         assert client.post(f"/flows/{fid}/segments", json=body[:3]).status_code == 201
 
 
+# -- a refused entry blocks nothing ----------------------------------------------------------------------------
+def _refusals(client: TestClient) -> tuple[dict[str, tuple[str, list[dict[str, Any]], str]], str]:
+    """Per kind of refusal: a flow, the entries before the one that overlaps only them (all refused but ``r0``),
+    and a word of the reason; and the flow of fragmented MP4 among those flows. Stored beforehand, on other
+    flows: object ``m`` ([0:0_10:0), key_frame_count 2, init object ``init``) and an object allocated for
+    another flow."""
+    plain, fmp4, other, other_fmp4 = make_flow(client), fmp4_flow(client), make_flow(client), fmp4_flow(client)
+    first = {"object_id": "m", "timerange": "[0:0_10:0)", "key_frame_count": 2, "init_object_id": "init"}
+    assert client.post(f"/flows/{other_fmp4}/segments", json=first).status_code == 201
+    (allocated,) = allocate(client, other)
+    label = client.get("/service/storage-backends").json()[0]["label"]
+    refused = "[0:0_10:0)"
+
+    def entry(**extra: Any) -> dict[str, Any]:
+        return {"object_id": "r", "timerange": refused, **extra}
+
+    cases = {
+        # checked against flow-segment-post.json before the batch
+        "schema": (plain, [entry(key_frame_count="2")], "key_frame_count"),
+        # the timerange rules: a segment has a start and an end
+        "unbounded timerange": (plain, [entry(timerange="[0:0_")], "timerange"),
+        "get_urls label": (plain, [entry(get_urls=[{"url": "http://a/r", "label": label}])], "label"),
+        "the overlap rule": (plain, [{"object_id": "r0", "timerange": "[0:0_1:0)"}, entry()], "overlaps"),
+        # the object rules
+        "allocated for another flow": (plain, [entry(object_id=allocated)], "allocated for flow"),
+        "re-use outside the object": (
+            fmp4,
+            [entry(object_id="m", ts_offset="-5:0")],
+            "outside object m",
+        ),
+        "re-use with another key_frame_count": (fmp4, [entry(object_id="m", key_frame_count=3)], "key_frame_count"),
+        "re-use with another object_timerange": (
+            fmp4,
+            [entry(object_id="m", object_timerange="[0:0_20:0)")],
+            "object_timerange",
+        ),
+        "re-use with another init object": (fmp4, [entry(object_id="m", init_object_id="i2")], "init_object_id"),
+        "a media object as init object": (fmp4, [entry(init_object_id="m")], "media object"),
+        "an init object as media": (fmp4, [entry(object_id="init")], "initialisation object"),
+        "its own init object": (fmp4, [entry(object_id="r", init_object_id="r")], "its own"),
+        # the flow's init_segments rule: first, and in order (an object the request names twice)
+        "init_segments, first": (fmp4, [entry()], "init_segments is true"),
+        "init_segments, in order": (
+            fmp4,
+            [entry(object_id="q"), {"object_id": "q", "timerange": "[50:0_60:0)"}],
+            "init_segments is true",
+        ),
+        "no init_segments": (plain, [entry(init_object_id="init")], "init_segments is not true"),
+    }
+    return cases, fmp4
+
+
+KINDS_OF_REFUSAL = [
+    "schema",
+    "unbounded timerange",
+    "get_urls label",
+    "the overlap rule",
+    "allocated for another flow",
+    "re-use outside the object",
+    "re-use with another key_frame_count",
+    "re-use with another object_timerange",
+    "re-use with another init object",
+    "a media object as init object",
+    "an init object as media",
+    "its own init object",
+    "init_segments, first",
+    "init_segments, in order",
+    "no init_segments",
+]
+
+
+@pytest.mark.parametrize("kind", KINDS_OF_REFUSAL)
+def test_an_entry_refused_for_any_reason_does_not_block_a_later_one(client: TestClient, kind: str) -> None:
+    """Only accepted entries are "earlier in the request": an entry refused for any reason is not stored,
+    so a later entry overlapping it alone is stored (the overlap rule ran before the object rules and counted
+    their refusals as stored)."""
+    cases, fmp4 = _refusals(client)
+    assert sorted(cases) == sorted(KINDS_OF_REFUSAL)
+    fid, before, word = cases[kind]
+    later = {"object_id": "later", "timerange": "[5:0_6:0)"} | ({"init_object_id": "init"} if fid == fmp4 else {})
+    r = client.post(f"/flows/{fid}/segments", json=[*before, later])
+    assert r.status_code == 200, r.text
+    assert_valid(r.json(), "flow-segment-bulk-failure.json")
+    failed = r.json()["failed_segments"]
+    reasons = [f["error"]["summary"] for f in failed]
+    refused = [e.get("object_id", "") for e in before if e.get("object_id") != "r0"]
+    assert [f["object_id"] for f in failed] == refused, reasons
+    assert word in reasons[0], reasons
+    assert [s["object_id"] for s in segments(client, fid)] == [*(["r0"] if kind == "the overlap rule" else []), "later"]
+
+
 # -- object rules -----------------------------------------------------------------------------------------
 def test_first_registration_must_be_on_the_allocating_flow(client: TestClient) -> None:
     a, b = make_flow(client), make_flow(client)

@@ -4,13 +4,23 @@ Reads on the hot path render the predicate tree straight to parameterised SQL (n
 analysts get lazy ibis tables over the same DuckDB database. DuckDB connections are not safe to share
 between threads, so each thread gets its own cursor; writes run on one cursor under one lock, inside an
 explicit transaction, and reads made inside a transaction use that cursor so they see its writes.
+
+A write the storage under the store fails (a full volume, an I/O error, a failed checkpoint) is fatal to DuckDB's
+memory of the database (:mod:`.faults`): the engine reopens the file before it answers anything else, so that what
+it then reads and acknowledges is what was durably committed, and refuses the write with
+:class:`~tams_analytics.exceptions.InsufficientStorageError` (a full volume) or
+:class:`~tams_analytics.exceptions.StoreUnavailableError`. Reads wait for a reopen under way (:mod:`.readers`); if
+the file cannot be reopened (the volume still full, say), the store stays failed, every call says why, and
+:meth:`Engine.recover` tries again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
@@ -22,19 +32,29 @@ import pyarrow as pa
 
 from tams_analytics.engines.base import Capabilities, Change, OrderBy, StoredTable
 from tams_analytics.engines.base import Engine as BaseEngine
+from tams_analytics.engines.duckdb.faults import StoreFault, store_fault, unsettled_wal
 from tams_analytics.engines.duckdb.held import explain_held_store
 from tams_analytics.engines.duckdb.lists import ListLimits
+from tams_analytics.engines.duckdb.readers import Readers
 from tams_analytics.engines.ibis_query import DERIVED, declared_schema
 from tams_analytics.engines.sql import Params, quote, select_sql, where_sql
 from tams_analytics.engines.windows import FlowExtents
-from tams_analytics.exceptions import StoreNotFoundError, TamsError
+from tams_analytics.exceptions import (
+    InsufficientStorageError,
+    StoreNotFoundError,
+    StoreUnavailableError,
+    TamsError,
+)
 from tams_analytics.predicates import Predicate, pinned
+from tams_analytics.ratelog import RepeatedLog
 from tams_analytics.schema import SCHEMAS, SORT_KEYS
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
 logger = logging.getLogger(__name__)
+#: storage faults: one record per cause a minute, with a count (a full volume fails every write)
+_faults_log = RepeatedLog(logger)
 
 _DUCKDB_TYPES: dict[str, str] = {
     "string": "VARCHAR",
@@ -83,6 +103,9 @@ def _few_ids(name: str, where: Sequence[Predicate]) -> bool:
 #: page of 100 took 1.02 ms of DuckDB with the default, 0.61 with 16,384 rows, 0.55 with this, 0.56 with 4,096
 #: (measured); a full aggregate over the segments was no slower, the file no larger (with 4,096, 18 % larger)
 ROW_GROUP_ROWS: Final = 8_192
+#: free space a checkpoint needs beyond twice the WAL's size (the blocks it rewrites, its metadata), as estimated when
+#: deciding whether a full volume has room again (:meth:`Engine._room_to_recover`)
+CHECKPOINT_MARGIN_BYTES: Final = 4 << 20
 #: database names DuckDB keeps for itself: a store file named so is attached under another name
 _RESERVED = frozenset({"memory", "main", "temp", "system"})
 
@@ -103,6 +126,9 @@ def _open(path: str, *, read_only: bool, config: dict[str, Any]) -> tuple[duckdb
     options = f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}" + (", READ_ONLY" if read_only else "")
     literal = "'" + path.replace("'", "''") + "'"
     try:
+        # the engine checkpoints when it closes cleanly (Engine.close); closing after a storage fault must not
+        # write DuckDB's memory of the database, which such a fault leaves wrong (see .faults), into the file
+        con.execute("PRAGMA disable_checkpoint_on_shutdown")
         con.execute(f"ATTACH {literal} AS {quote(name)} ({options})")
         con.execute(f"USE {quote(name)}")
     except BaseException:
@@ -140,8 +166,30 @@ def _store_path(url: SplitResult, *, create: bool) -> str:
             )
         return path
     if not Path(path).exists():
-        raise StoreNotFoundError(f"no DuckDB store at {where}{_two_slashes(url, path)}")
+        raise StoreNotFoundError(f"no DuckDB store at {where}{_relative(url, path)}")
     return path
+
+
+def _relative(url: SplitResult, path: str) -> str:
+    """For a relative path naming no store, a note saying that it was taken from the working directory (named),
+    and the absolute form to write instead: a notebook's kernel runs in the notebook's folder, so
+    ``TAMS_STORE=duckdb://./tams-data/tams.duckdb`` set at the repository's root names ``notebooks/tams-data/...``
+    there. When a folder above the working directory holds the path, that store is named."""
+    if Path(path).is_absolute():
+        return ""
+    cwd = Path.cwd()
+    note = f" (a relative path, taken from the working directory {cwd})"
+    typo = _two_slashes(url, path)
+    if typo:
+        return f"{note}{typo}"
+    shown = path.removeprefix("./")
+    above = next((folder / shown for folder in cwd.parents if (folder / shown).is_file()), None)
+    if above is not None:
+        return f"{note}; to open {above}, name it by its absolute path: duckdb://{above}"
+    return (
+        f"{note}; name the store by its absolute path, duckdb:///ABSOLUTE/PATH (three slashes), e.g. "
+        f'TAMS_STORE="duckdb://$PWD/{shown}" in a shell at the folder it is relative to'
+    )
 
 
 def _two_slashes(url: SplitResult, path: str) -> str:
@@ -172,12 +220,23 @@ class Engine(BaseEngine):
         config: dict[str, Any] = {}
         if threads:
             config["threads"] = threads
+        self._config = config
         with explain_held_store(self.path):
             self._con, self._database = _open(self.path, read_only=read_only, config=config)
         self.read_only = read_only
         self._local = threading.local()
         self._write_lock = threading.RLock()
+        #: bumped at each reopen: a thread's cursor of an earlier generation is replaced (see :meth:`_cursor`)
+        self._generation = 0
+        #: reads in flight, held back while the database is reopened
+        self._readers = Readers()
+        #: how many times the database was reopened after a storage fault
+        self.reopens = 0
+        #: when a write may next try to recover the store (writes refused meanwhile: see :meth:`_usable`)
+        self._next_recovery = 0.0
         self._writer = self._new_cursor()
+        #: the storage fault that left the database to be reopened (None: usable)
+        self._fault: StoreFault | None = self._settle_wal()
         #: every cursor handed out, closed with the engine: a cursor left in an idle worker thread's locals keeps
         #: the database alive until interpreter exit, where DuckDB aborts ("terminate called without an
         #: active exception") instead of exiting
@@ -192,14 +251,35 @@ class Engine(BaseEngine):
 
     # -- connections -----------------------------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
-        """This thread's cursor: the writer inside a transaction, else a per-thread read cursor."""
+        """This thread's cursor: the writer inside a transaction, else a per-thread read cursor (made anew after a
+        reopen)."""
         if getattr(self._local, "depth", 0):
             return self._writer
         cur = getattr(self._local, "cursor", None)
-        if cur is None:
+        if cur is None or self._local.generation != self._generation:
             cur = self._local.cursor = self._new_cursor()
+            self._local.generation = self._generation
             self._cursors.append(cur)
         return cur
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A read outside a write transaction: it waits for a reopen under way, is refused while the store is
+        failed, and a storage fault it meets leaves the store to be reopened (the next write, or :meth:`recover`)."""
+        if getattr(self._local, "depth", 0):  # the writer's own reads: its transaction handles faults
+            yield
+            return
+        self._readers.enter()
+        try:
+            yield
+        except duckdb.Error as exc:
+            fault = store_fault(exc)
+            if fault is None:
+                raise
+            self._failed(fault, "a read")
+            raise StoreUnavailableError(f"the store failed a read ({fault.cause}); it is being reopened") from exc
+        finally:
+            self._readers.leave()
 
     def _new_cursor(self) -> duckdb.DuckDBPyConnection:
         """A new connection to the store's database (every connection starts in the in-memory one: see
@@ -207,6 +287,13 @@ class Engine(BaseEngine):
         cursor = self._con.cursor()
         if self._database is not None:
             cursor.execute(f"USE {quote(self._database)}")
+        return cursor
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the store's database, beside the engine's own (closed with the engine): for work
+        that must not share their transactions, e.g. a backup's read transaction (:mod:`tams_analytics.backup`)."""
+        cursor = self._new_cursor()
+        self._cursors.append(cursor)
         return cursor
 
     @property
@@ -223,7 +310,8 @@ class Engine(BaseEngine):
 
     def sql(self, query: str, params: Sequence[Any] = ()) -> pa.Table:
         """Run raw SQL and return Arrow (for benchmarks, SQL views and tests)."""
-        return self._cursor().execute(query, list(params)).fetch_arrow_table()
+        with self._reading():
+            return self._cursor().execute(query, list(params)).fetch_arrow_table()
 
     # -- reads -------------------------------------------------------------------------------------------
     def query(
@@ -238,8 +326,9 @@ class Engine(BaseEngine):
         def run(w: Sequence[Predicate]) -> pa.Table:
             return self._select(name, w, columns, order_by, limit)
 
-        page = self._extents.page(name, where, order_by, limit, run, self._flow_extent)
-        return page if page is not None else run(where)
+        with self._reading():
+            page = self._extents.page(name, where, order_by, limit, run, self._flow_extent)
+            return page if page is not None else run(where)
 
     def records(
         self,
@@ -253,18 +342,19 @@ class Engine(BaseEngine):
         """:meth:`Engine.records`, fetched as Python tuples where that is cheaper than through Arrow: a lookup of a
         few ids on an indexed column (a registration's objects: 0.08 against 0.19 ms, one thread) and a page of one
         flow's segments (101 rows: 0.18 ms less; no dearer at 1,001)."""
-        if _few_ids(name, where):
-            return self._records(name, where, columns, order_by, limit)
+        with self._reading():
+            if _few_ids(name, where):
+                return self._records(name, where, columns, order_by, limit)
 
-        def run(w: Sequence[Predicate]) -> list[dict[str, Any]]:
-            return self._records(name, w, columns, order_by, limit)
+            def run(w: Sequence[Predicate]) -> list[dict[str, Any]]:
+                return self._records(name, w, columns, order_by, limit)
 
-        page = self._extents.page(name, where, order_by, limit, run, self._flow_extent)
-        if page is not None:
-            return page
-        if name == "segments" and limit is not None and limit <= _PAGE_ROWS:
-            return run(where)
-        return super().records(name, where, columns=columns, order_by=order_by, limit=limit)
+            page = self._extents.page(name, where, order_by, limit, run, self._flow_extent)
+            if page is not None:
+                return page
+            if name == "segments" and limit is not None and limit <= _PAGE_ROWS:
+                return run(where)
+            return super().records(name, where, columns=columns, order_by=order_by, limit=limit)
 
     def _records(
         self, name: str, where: Sequence[Predicate], columns: Sequence[str], order_by: OrderBy, limit: int | None
@@ -307,14 +397,16 @@ class Engine(BaseEngine):
     def count(self, name: str, where: Sequence[Predicate] = ()) -> int:
         params = self._params(name)
         sql = f"SELECT count(*) FROM {quote(name)}" + where_sql(where, params)
-        row = _run(self._cursor(), sql, params, lambda r: r.fetchall())[0]
+        with self._reading():
+            row = _run(self._cursor(), sql, params, lambda r: r.fetchall())[0]
         return int(row[0]) if row else 0
 
     def count_in(self, name: str, column: str, values: pa.Array, chunk: int = 10_000) -> int:
         """A semi-join against the values bound as a table: one query however many values."""
         params = Params(tables=True)
         sql = f"SELECT count(*) FROM {quote(name)} WHERE {quote(column)} IN ({params.bind_table(values)})"
-        row = _run(self._cursor(), sql, params, lambda r: r.fetchall())[0]
+        with self._reading():
+            row = _run(self._cursor(), sql, params, lambda r: r.fetchall())[0]
         return int(row[0]) if row else 0
 
     # -- writes ------------------------------------------------------------------------------------------
@@ -329,22 +421,189 @@ class Engine(BaseEngine):
                 finally:
                     self._local.depth = depth
                 return
-            self._writer.execute("BEGIN TRANSACTION")
             try:
-                yield
-            except BaseException:
-                self._writer.execute("ROLLBACK")
-                self._ended(False)
-                raise
-            else:
+                self._usable()
+                self._begin()
                 try:
-                    self._writer.execute("COMMIT")
-                except BaseException:
-                    self._ended(False)
+                    yield
+                except BaseException as exc:
+                    self._rolled_back(exc)
                     raise
-                self._ended(True)
+                else:
+                    self._commit()
             finally:
                 self._local.depth = depth
+
+    def _begin(self) -> None:
+        try:
+            self._writer.execute("BEGIN TRANSACTION")
+        except duckdb.Error as exc:
+            fault = store_fault(exc)
+            if fault is None:
+                raise
+            raise self._refused(fault, "beginning a transaction") from exc
+
+    def _rolled_back(self, exc: BaseException) -> None:
+        """Roll back after ``exc`` ended the transaction; a storage fault (``exc``'s or the rollback's) reopens
+        the database, and the caller's exception becomes the refusal that says so."""
+        fault = store_fault(exc)
+        try:
+            self._writer.execute("ROLLBACK")
+        except duckdb.Error as rollback:
+            fault = fault or StoreFault.of(rollback)
+        self._ended(False)
+        if fault is not None:
+            raise self._refused(fault, "a write") from exc
+
+    def _commit(self) -> None:
+        """Commit; a commit that fails is a storage fault (see :mod:`.faults`): the database is reopened and the
+        write refused. A failed checkpoint (the commit that triggered it is committed in memory, maybe durably)
+        makes the refusal say the write may have been stored."""
+        try:
+            self._writer.execute("COMMIT")
+        except duckdb.Error as exc:
+            self._ended(False)
+            fault = store_fault(exc, committing=True)
+            assert fault is not None
+            raise self._refused(fault, "a commit", uncertain=fault.invalidated) from exc
+        except BaseException:
+            self._ended(False)
+            raise
+        self._ended(True)
+
+    # -- faults --------------------------------------------------------------------------------------------------
+    def store_failure(self) -> str | None:
+        fault = self._fault
+        return None if fault is None else fault.cause
+
+    def recover(self) -> bool:
+        """Reopen the database if a storage fault left it to be reopened; True when it is usable."""
+        if self._fault is None:
+            return True
+        with self._write_lock:
+            if self._fault is not None:
+                self._reopen()
+        return self._fault is None
+
+    def _usable(self) -> None:
+        """Before a write: recover the store if a fault left it to be (at most once a second: a full volume would
+        otherwise have every write replay the WAL), else refuse the write saying why."""
+        if self._fault is None:
+            return
+        if time.monotonic() >= self._next_recovery and self._room_to_recover():
+            recovered = self.recover()
+            self._next_recovery = time.monotonic() + 1.0
+            if recovered:
+                return
+        fault = self._fault
+        error = InsufficientStorageError if fault.no_space else StoreUnavailableError
+        state = "cannot be written until it is checkpointed" if fault.readable else "could not be reopened"
+        raise error(
+            f"the store {self.path} {state} after a failed write ({fault.cause}): nothing of this write was stored; "
+            "it is tried again by itself"
+        )
+
+    def _room_to_recover(self) -> bool:
+        """Whether a full volume has room again for what recovering writes: a checkpoint of the WAL (about twice
+        its size, and a margin). Statting is cheap; reopening and checkpointing for nothing is not."""
+        fault = self._fault
+        if fault is None or not fault.no_space:
+            return True
+        wal = Path(f"{self.path}.wal")
+        needed = 2 * (wal.stat().st_size if wal.is_file() else 0) + CHECKPOINT_MARGIN_BYTES
+        return shutil.disk_usage(Path(self.path).parent).free >= needed
+
+    def _failed(self, fault: StoreFault, during: str) -> None:
+        """Record ``fault``: nothing reads or writes the database until it is reopened."""
+        _faults_log.log(
+            logging.ERROR, fault.key, "the store %s failed %s: %s; reopening it", self.path, during, fault.cause
+        )
+        self._fault = fault
+        self._readers.failure = fault.cause
+
+    def _refused(self, fault: StoreFault, during: str, *, uncertain: bool = False) -> StoreUnavailableError:
+        """Reopen the database after ``fault`` (met ``during`` a write) and return the refusal of that write."""
+        if self.path != ":memory:":  # a database in memory has nothing durable to go back to
+            with self._write_lock:
+                self._failed(fault, during)
+                self._reopen()
+        where = fault.file or self.path
+        outcome = "it may have been stored (read it back)" if uncertain else "nothing of it was stored"
+        state = "reopened" if self._fault is None else "to be reopened"
+        if fault.no_space:
+            error: StoreUnavailableError = InsufficientStorageError(
+                f"the volume of the store is full (no space left on device writing {where}): the write was refused "
+                f"and {outcome}; the store was {state}"
+            )
+        else:
+            error = StoreUnavailableError(
+                f"the store failed {during} ({fault.cause}): the write was refused and {outcome}; the store was {state}"
+            )
+        error.uncertain = uncertain
+        return error
+
+    def _reopen(self) -> None:
+        """Close every connection and open the file again (DuckDB replays its WAL up to the last durable commit),
+        holding reads back meanwhile; on success the store is usable and every listener forgets what it kept (the
+        read cache). Called with the write lock held."""
+        with self._readers.closed():
+            for cur in [*self._cursors, self._writer]:
+                with contextlib.suppress(Exception):
+                    cur.close()
+            with contextlib.suppress(Exception):
+                self._con.close()
+            self._cursors = []
+            self._ibis = None
+            self._generation += 1
+            try:
+                if not Path(self.path).is_file():  # never a new, empty store in its place
+                    raise FileNotFoundError(f"{self.path} is gone")
+                self._con, self._database = _open(self.path, read_only=self.read_only, config=self._config)
+                self._writer = self._new_cursor()
+                self._writer.execute("SELECT count(*) FROM service").fetchall()
+                unsettled = self._settle_wal()
+            except Exception as exc:  # the file cannot be opened yet (still no space, say): stay failed
+                _faults_log.log(
+                    logging.ERROR,
+                    f"reopen {type(exc).__name__}",
+                    "the store %s could not be reopened: %s",
+                    self.path,
+                    " ".join(str(exc).split())[:300],
+                )
+                return
+            self._fault = unsettled
+            self._readers.failure = None
+            self._extents = FlowExtents()
+        self.reopens += 1
+        if unsettled is None:
+            logger.warning(
+                "the store %s was reopened after a failed write: it holds what was durably committed", self.path
+            )
+        self._forget_everything()
+
+    def _settle_wal(self) -> StoreFault | None:
+        """Checkpoint a WAL DuckDB replayed when it opened the file (see :func:`.faults.unsettled_wal` for why no
+        write may come first); when that fails (no space for it, say), open the file again for reads only and return
+        the fault that keeps writes refused until :meth:`recover` checkpoints it."""
+        wal = Path(f"{self.path}.wal")
+        if self.read_only or self._database is None or not wal.is_file() or wal.stat().st_size == 0:
+            return None
+        try:
+            self._writer.execute("CHECKPOINT")
+        except duckdb.Error as exc:
+            fault = unsettled_wal(exc)
+            _faults_log.log(logging.ERROR, fault.key, "the store %s: %s", self.path, fault.cause)
+            for cur in [*self._cursors, self._writer]:  # a failed checkpoint invalidates the database: read it anew
+                with contextlib.suppress(Exception):
+                    cur.close()
+            with contextlib.suppress(Exception):
+                self._con.close()
+            self._cursors = []
+            self._generation += 1
+            self._con, self._database = _open(self.path, read_only=self.read_only, config=self._config)
+            self._writer = self._new_cursor()
+            return fault
+        return None
 
     def _writing(self, change: Change) -> None:
         if change.rows is not None:
@@ -405,9 +664,10 @@ class Engine(BaseEngine):
     def describe(self, name: str) -> StoredTable | None:
         """The table's columns as DuckDB holds them (DuckDB has no sorting keys: :meth:`optimize` clusters)."""
         try:
-            return StoredTable(
-                self._cursor().execute(f"SELECT * FROM {quote(name)} LIMIT 0").fetch_arrow_table().schema
-            )
+            with self._reading():
+                return StoredTable(
+                    self._cursor().execute(f"SELECT * FROM {quote(name)} LIMIT 0").fetch_arrow_table().schema
+                )
         except duckdb.CatalogException:
             return None
 
@@ -423,7 +683,15 @@ class Engine(BaseEngine):
         self._writer.execute("CHECKPOINT")
 
     def checkpoint(self) -> None:
-        self._writer.execute("CHECKPOINT")
+        with self._write_lock:
+            self._usable()
+            try:
+                self._writer.execute("CHECKPOINT")
+            except duckdb.Error as exc:
+                fault = store_fault(exc)
+                if fault is None:
+                    raise
+                raise self._refused(fault, "a checkpoint") from exc
 
     def discard(self) -> bool:
         self.close()
@@ -434,7 +702,15 @@ class Engine(BaseEngine):
         return True
 
     def close(self) -> None:
-        for cur in self._cursors:
+        """Checkpoint (unless a storage fault left the database to be reopened: its WAL is then what counts) and
+        close every connection."""
+        if self._fault is None and not self.read_only and self._database is not None:
+            try:
+                with self._write_lock:
+                    self._writer.execute("CHECKPOINT")
+            except Exception as exc:  # the WAL keeps what the checkpoint did not write: it is replayed at the next open
+                logger.warning("the store %s was not checkpointed at close: %s", self.path, str(exc).splitlines()[0])
+        for cur in [*self._cursors, self._writer]:
             with contextlib.suppress(Exception):
                 cur.close()
         with contextlib.suppress(Exception):

@@ -58,10 +58,13 @@ def server_file(store: str | os.PathLike[str]) -> Path:
     return Path(f"{os.fspath(store)}{SERVER_FILE_SUFFIX}")
 
 
-def announce(store: str | os.PathLike[str], url: str) -> Path:
-    """Leave ``url`` (and this process's id) beside ``store``: a server serving it has started."""
+def announce(store: str | os.PathLike[str], url: str, processes: dict[str, Any] | None = None) -> Path:
+    """Leave ``url`` (and this process's id, and those of its children: ``processes``, e.g. the server's store process
+    that holds the file) beside ``store``: a server serving it has started."""
     path = server_file(store)
-    record = {"url": url, "pid": os.getpid(), "started": dt.datetime.now(dt.UTC).isoformat()}
+    record: dict[str, Any] = {"url": url, "pid": os.getpid(), "started": dt.datetime.now(dt.UTC).isoformat()}
+    if processes:
+        record["processes"] = processes
     path.write_text(json.dumps(record) + "\n")
     return path
 
@@ -74,15 +77,21 @@ def withdraw(store: str | os.PathLike[str]) -> None:
             path.unlink()
 
 
-def _announced(store: str, pid: int) -> str | None:
-    """The URL the server with ``pid`` left beside ``store`` (a file left by another process is stale)."""
+def _announced(store: str, pid: int) -> tuple[str, int] | None:
+    """The URL the server with ``pid`` (or whose store process has ``pid``) left beside ``store``, and the server's
+    own process id (a file left by another process is stale)."""
     try:
         record: Any = json.loads(server_file(store).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("pid") != pid or not isinstance(record.get("url"), str):
+    if not isinstance(record, dict) or not isinstance(record.get("url"), str):
         return None
-    return str(record["url"])
+    children = record.get("processes")
+    holder = children.get("store") if isinstance(children, dict) else None
+    server = record.get("pid")
+    if pid not in (server, holder) or not isinstance(server, int):
+        return None
+    return str(record["url"]), server
 
 
 def held_store_error(store: str, exc: BaseException) -> StoreInUseError | None:
@@ -91,8 +100,10 @@ def held_store_error(store: str, exc: BaseException) -> StoreInUseError | None:
     if m is None:
         return None
     pid = int(m.group("pid"))
-    url = _announced(store, pid)
-    if url is not None:
+    found = _announced(store, pid)
+    url = found[0] if found is not None else None
+    if found is not None:
+        url, pid = found  # the server's own process (its store process holds the lock)
         api = f"tams+{url.rstrip('/')}"
         holder = f"the TAMS server at {url} (PID {pid})"
     else:

@@ -25,10 +25,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 from urllib.parse import SplitResult, unquote
 
+from tams_analytics.exceptions import TamsError
+
 if TYPE_CHECKING:
     from tams_analytics.oauth import ClientCredentials
 
 __all__ = [
+    "CREDENTIALS",
+    "CREDENTIALS_ON_CLI",
     "PASSWORD_ENV",
     "TOKEN_ENV",
     "USERNAME_ENV",
@@ -38,11 +42,34 @@ __all__ = [
     "OAuthBearer",
     "RefreshableAuth",
     "auth_from",
+    "credentials_refused",
 ]
 
 TOKEN_ENV: Final = "TAMS_HTTP_TOKEN"
 USERNAME_ENV: Final = "TAMS_HTTP_USERNAME"
 PASSWORD_ENV: Final = "TAMS_HTTP_PASSWORD"
+
+
+#: where the credentials for a TAMS API come from, in the library's words (a refused request names them)
+CREDENTIALS: Final = (
+    f"the URL's user info (tams+https://USER:PASSWORD@host, or :TOKEN@host), {TOKEN_ENV}, {USERNAME_ENV} and "
+    f"{PASSWORD_ENV}, OAuth2 client credentials (TAMS_OAUTH_TOKEN_URL, TAMS_OAUTH_CLIENT_ID, "
+    "TAMS_OAUTH_CLIENT_SECRET), or the auth= option of connect()"
+)
+#: the same in the command line's words: environment variables (it has no auth= option)
+CREDENTIALS_ON_CLI: Final = (
+    f"{TOKEN_ENV}, or {USERNAME_ENV} and {PASSWORD_ENV}, or OAuth2 client credentials (TAMS_OAUTH_TOKEN_URL, "
+    "TAMS_OAUTH_CLIENT_ID, TAMS_OAUTH_CLIENT_SECRET), or the URL's user info (USER:PASSWORD@host)"
+)
+
+
+def credentials_refused(message: str) -> TamsError:
+    """A :class:`~tams_analytics.exceptions.TamsError` for a request the server refused (401/403): ``message``
+    and where the credentials come from, in the library's words and the command line's."""
+    return TamsError(
+        f"{message} (check the credentials: {CREDENTIALS})",
+        cli=f"{message} (check the credentials: {CREDENTIALS_ON_CLI})",
+    )
 
 
 class Auth(Protocol):

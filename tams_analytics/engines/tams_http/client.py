@@ -23,7 +23,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from tams_analytics.engines.tams_http.auth import Auth, RefreshableAuth
+from tams_analytics.engines.tams_http.auth import Auth, RefreshableAuth, credentials_refused
 from tams_analytics.exceptions import TamsError
 
 __all__ = ["RETRY_STATUS", "Client", "ServerUnreachableError"]
@@ -155,11 +155,11 @@ class Client:
         except ValueError:
             body = None
         if isinstance(body, dict) and body.get("summary"):
-            detail = f": {body.get('type') or 'error'}: {body['summary']}"
-        hint = ""
-        if response.status_code in (401, 403):
-            hint = " (check the credentials: the URL's user info, TAMS_HTTP_TOKEN, or the auth= option)"
-        return TamsError(f"{what} answered HTTP {response.status_code}{detail}{hint}")
+            # the type beside the status, not as "Type: ...", which reads as a Python exception on the command line
+            kind = body.get("type")
+            detail = f"{f' ({kind})' if kind else ''}: {body['summary']}"
+        said = f"{what} answered HTTP {response.status_code}{detail}"
+        return credentials_refused(said) if response.status_code in (401, 403) else TamsError(said)
 
     # -- is anyone there? --------------------------------------------------------------------------------
     def probe(self, timeout: float) -> Any:

@@ -27,14 +27,26 @@ through :meth:`Engine.pushdown_table`) are lazy (:mod:`tams_analytics.engines.re
 DuckDB runs the ibis expression, and each scan of a table becomes one planned :meth:`Engine.query` with
 the columns the expression reads and the filters on the table (the catalog's own and plain ibis
 ``.filter(...)``), so ``catalog.segments(flow_id=f, timerange=tr)`` reads that window's rows and nothing else.
+
+Snapshots: ``snapshot="NAME"`` (or ``?snapshot=NAME`` in the URL) reads the bucket's snapshot of that name
+(:meth:`Store.at_snapshot <tams_analytics.engines.vast.store.Store.at_snapshot>`): every read goes to it, the
+engine is read-only (``Capabilities.writes`` False, every write refused saying so) and creates nothing. Otherwise
+it is the ordinary engine: lazy tables, queries, paging and counts all read the snapshot.
+
+Projections: with the tables, the engine creates the projections of :data:`~tams_analytics.schema.PROJECTIONS`
+(segments by object and by init object), idempotently, unless ``projections=False`` or
+``TAMS_ENABLE_TABLE_PROJECTIONS=false``. Reads never name them: the cluster uses a projection for a select whose
+filter pins its sorted column and whose columns it holds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime as dt
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 from urllib.parse import SplitResult
 
@@ -42,20 +54,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tams_analytics import predicates as P
-from tams_analytics.engines.base import Capabilities, IsolationProbe, OrderBy, StoredTable
+from tams_analytics.engines.base import Capabilities, IsolationProbe, OrderBy, Snapshot, StoredProjection, StoredTable
 from tams_analytics.engines.base import Engine as BaseEngine
 from tams_analytics.engines.ibis_query import DERIVED, derived_rows, derived_schema
 from tams_analytics.engines.remote import LazyTables
 from tams_analytics.engines.remote.residual import conform, evaluate, union
-from tams_analytics.engines.vast.config import VastConfig, parse_url
+from tams_analytics.engines.vast.config import VastConfig, parse_url, projections_enabled, url_snapshot
 from tams_analytics.engines.vast.plan import QueryPlan, plan_query, topk_bound, topk_prefetch
 from tams_analytics.engines.vast.requests import ROW_ID, request_deferred
-from tams_analytics.engines.vast.store import Store, VastStore, is_conflict
+from tams_analytics.engines.vast.store import Store, VastStore, is_conflict, is_missing_snapshot
 from tams_analytics.engines.vast.tables import conform_rows, table_schema
 from tams_analytics.engines.windows import FlowExtents
-from tams_analytics.exceptions import CommitUncertain, TamsError, UnsupportedError, WriteConflict
+from tams_analytics.exceptions import CommitUncertain, NotFoundError, TamsError, UnsupportedError, WriteConflict
 from tams_analytics.predicates import InSubquery, Predicate, Term
-from tams_analytics.schema import SCHEMAS, SORT_KEYS
+from tams_analytics.schema import PROJECTIONS, SCHEMAS, SORT_KEYS, Projection
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
@@ -71,12 +83,16 @@ INSERT_BATCH_ROWS: Final = 65_536
 #: seconds a flow's extent is used before it is read again (other replicas add segments too)
 EXTENT_MAX_AGE_S: Final = 60.0
 
+CAPABILITIES: Final = Capabilities(writes=True, subqueries=False, transactions=True)
+
+#: the stamps of the (small) tables whose newest value says how recent a snapshot's content is
+CHANGE_STAMPS: Final = {"flows": ("created", "metadata_updated", "segments_updated"), "sources": ("created", "updated")}
+
 
 class Engine(BaseEngine):
     """VAST DB, through the vastdb SDK."""
 
     name: ClassVar[str] = "vast"
-    capabilities: ClassVar[Capabilities] = Capabilities(writes=True, subqueries=False, transactions=True)
 
     def __init__(
         self,
@@ -84,33 +100,71 @@ class Engine(BaseEngine):
         *,
         store: Store | None = None,
         read_only: bool = False,
-        create: bool = True,
+        create: bool | None = None,
+        snapshot: str | None = None,
+        projections: bool | None = None,
         timeout: float | None = None,
         retries: int | None = None,
         max_request_bytes: int | None = None,
         insert_batch_rows: int = INSERT_BATCH_ROWS,
     ) -> None:
         """Open the store at ``url``; ``store`` replaces the SDK layer (anything implementing
-        :class:`~tams_analytics.engines.vast.store.Store`). Tables are created unless ``read_only`` or not
-        ``create``; ``max_request_bytes`` lowers the per-request predicate size limit below the SDK's."""
+        :class:`~tams_analytics.engines.vast.store.Store`). Tables (and, unless ``projections`` is False or
+        ``TAMS_ENABLE_TABLE_PROJECTIONS`` says no, their projections) are created unless ``read_only`` or
+        ``create=False``. ``snapshot`` (or ``?snapshot=`` in the URL) reads the bucket's snapshot of that name,
+        read-only; ``create=True`` is then refused. ``max_request_bytes`` lowers the per-request predicate size
+        limit below the SDK's."""
         super().__init__(url)
+        snapshot = _one_snapshot(url_snapshot(url), snapshot)
+        bucket = next((p for p in url.path.split("/") if p), "")
+        if snapshot is not None:
+            if create:
+                raise UnsupportedError(
+                    f"snapshot {snapshot!r} of VAST bucket {bucket!r} is read-only: create=True cannot make tables "
+                    "in it"
+                )
+            read_only = True
         self.read_only = read_only
+        self.snapshot = snapshot
+        self.table_projections = projections_enabled() if projections is None else projections
         self.max_request_bytes = max_request_bytes
         self.insert_batch_rows = insert_batch_rows
+        owned = store is None
         if store is None:
             store = VastStore(parse_url(url), timeout=timeout, retries=retries)
+        if snapshot is not None:
+            try:
+                store = _at_snapshot(store, snapshot, bucket)
+            except Exception:
+                if owned:  # a session this engine opened and nothing else will close
+                    store.close()
+                raise
         self.store: Store = store
+        self._capabilities = (
+            CAPABILITIES
+            if snapshot is None
+            else dataclasses.replace(
+                CAPABILITIES,
+                writes=False,
+                read_only_because=f"it reads snapshot {snapshot!r} of VAST bucket {bucket!r}, and snapshots are "
+                "read-only",
+            )
+        )
         self._local = threading.local()
         self._write_lock = threading.RLock()
         self._lazy: LazyTables | None = None
         #: where the pages of each flow lie on ``start_ns``: a page reads its window, not the whole flow's
         #: starts (see :mod:`~tams_analytics.engines.windows`)
         self._extents = FlowExtents(max_age=EXTENT_MAX_AGE_S)
-        if create and not read_only:
+        if create is not False and not read_only:
             self.create_tables()
 
     def __repr__(self) -> str:
         return f"vast.Engine({self.store!r})"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
 
     # -- transactions ----------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -156,6 +210,8 @@ class Engine(BaseEngine):
         tx = getattr(self._local, "tx", None)
         if tx is None:
             raise AssertionError("writes run inside Engine.transaction()")
+        if not self.capabilities.writes:
+            raise UnsupportedError(self.capabilities.read_only_message(self.name))
         if self.read_only:
             raise UnsupportedError("this VAST engine was opened read-only")
         return tx
@@ -342,18 +398,57 @@ class Engine(BaseEngine):
                 self.store.update(tx, name, pa.Table.from_arrays(arrays, schema=pa.schema(fields)), list(values))
         return n
 
+    @property
+    def projections(self) -> Mapping[str, tuple[Projection, ...]]:
+        """The projections this engine keeps (:data:`~tams_analytics.schema.PROJECTIONS`; none when turned off)."""
+        return dict(PROJECTIONS) if self.table_projections else {}
+
     def create_tables(self) -> None:
+        """Create any missing table, then any missing projection (both idempotent)."""
         with self.transaction():
             self.store.ensure_tables(
                 self._write_transaction(),
                 {name: table_schema(name) for name in SCHEMAS},
                 {k: list(v) for k, v in SORT_KEYS.items()},
             )
+        if self.projections:
+            # a transaction of its own: a projection is made over the table as committed
+            with self.transaction():
+                self.store.ensure_projections(self._write_transaction(), self.projections)
 
     def describe(self, name: str) -> StoredTable | None:
         with self._reading() as tx:
             found = self.store.describe(tx, name)
-        return None if found is None else StoredTable(found[0], tuple(found[1]))
+            if found is None:
+                return None
+            projections = tuple(StoredProjection(n, tuple(c)) for n, c in self.store.list_projections(tx, name))
+        return StoredTable(found[0], tuple(found[1]), projections)
+
+    def snapshots(self) -> tuple[Snapshot, ...]:
+        """The bucket's snapshots, each with the newest change it holds (:class:`~tams_analytics.engines.base.
+        Snapshot`), oldest first: one read of the flows' and sources' stamps per snapshot."""
+        with self._reading() as tx:
+            names = self.store.snapshots(tx)
+        found = [Snapshot(n, self._newest_change(n)) for n in names]
+        oldest = dt.datetime.min.replace(tzinfo=dt.UTC)
+        return tuple(sorted(found, key=lambda s: (s.newest_change or oldest, s.name)))
+
+    def _newest_change(self, snapshot: str) -> dt.datetime | None:
+        view = self.store.at_snapshot(snapshot)
+        newest: dt.datetime | None = None
+        with view.transaction() as tx:
+            for table, stamps in CHANGE_STAMPS.items():
+                if view.describe(tx, table) is None:
+                    continue  # a snapshot taken before the store was made
+                rows = view.select(tx, table, list(stamps), None)
+                for column in rows.columns:
+                    top = pc.max(column).as_py()
+                    if top is None:
+                        continue
+                    top = top if top.tzinfo is not None else top.replace(tzinfo=dt.UTC)  # as the cluster reports it
+                    if newest is None or top > newest:
+                        newest = top
+        return newest
 
     def probe_isolation(self) -> IsolationProbe | None:
         """See :mod:`~tams_analytics.engines.vast.probe` (writes, and removes, one scratch row)."""
@@ -370,3 +465,23 @@ class Engine(BaseEngine):
         if self._lazy is not None:
             self._lazy.close()
         self.store.close()
+
+
+def _one_snapshot(in_url: str | None, option: str | None) -> str | None:
+    """The snapshot named by the URL or the ``snapshot=`` option (the same one, if both)."""
+    if in_url is not None and option is not None and in_url != option:
+        raise TamsError(f"the URL names snapshot {in_url!r} and snapshot= names {option!r}: name one")
+    return option if option is not None else in_url
+
+
+def _at_snapshot(store: Store, snapshot: str, bucket: str) -> Store:
+    """``store`` reading ``snapshot``; a name the bucket has no snapshot of is one message naming those it has."""
+    try:
+        return store.at_snapshot(snapshot)
+    except Exception as exc:
+        if not is_missing_snapshot(exc):
+            raise
+        with store.transaction() as tx:
+            names = sorted(store.snapshots(tx))
+        have = f"its snapshots: {', '.join(names)}" if names else "it has no snapshots"
+        raise NotFoundError(f"VAST bucket {bucket!r} has no snapshot named {snapshot!r} ({have})") from None

@@ -1,6 +1,8 @@
 """Where a VAST DB store lives: the ``vast://`` URL and its credentials.
 
-``vast://[ACCESS:SECRET@]HOST[:PORT]/BUCKET/SCHEMA[?https=true&ssl_verify=false&timeout=S&retries=N]``
+``vast://[ACCESS:SECRET@]HOST[:PORT]/BUCKET/SCHEMA[?https=true&ssl_verify=false&timeout=S&retries=N&snapshot=NAME]``
+
+``snapshot`` reads the bucket's snapshot of that name, read-only (:func:`url_snapshot`).
 
 ``timeout`` (seconds per request) and ``retries`` (attempts of a request the SDK may retry) default to the
 SDK's own (it retries a refused connection for about a minute).
@@ -26,11 +28,23 @@ from urllib.parse import SplitResult, parse_qs, unquote
 
 from tams_analytics.exceptions import TamsError
 
-__all__ = ["ACCESS_KEY_ENV", "ENDPOINT_ENV", "SECRET_KEY_ENV", "VastConfig", "parse_url"]
+__all__ = [
+    "ACCESS_KEY_ENV",
+    "ENDPOINT_ENV",
+    "PROJECTIONS_ENV",
+    "SECRET_KEY_ENV",
+    "VastConfig",
+    "parse_url",
+    "projections_enabled",
+    "url_snapshot",
+]
 
 ENDPOINT_ENV: Final = "TAMS_VAST_ENDPOINT"
 ACCESS_KEY_ENV: Final = "TAMS_VAST_ACCESS_KEY"
 SECRET_KEY_ENV: Final = "TAMS_VAST_SECRET_KEY"
+#: whether the engine creates the projections of :data:`~tams_analytics.schema.PROJECTIONS` (default: yes)
+PROJECTIONS_ENV: Final = "TAMS_ENABLE_TABLE_PROJECTIONS"
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
 _FORM: Final = "vast://[ACCESS:SECRET@]HOST[:PORT]/BUCKET/SCHEMA"
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 
@@ -107,3 +121,29 @@ def _number(query: Mapping[str, list[str]], name: str, kind: type[float] | type[
     if value <= 0:
         raise TamsError(f"{name} in the VAST store URL must be above 0, not {values[-1]!r}")
     return value
+
+
+def url_snapshot(url: SplitResult) -> str | None:
+    """The snapshot a ``vast://`` URL names (``?snapshot=NAME``), or None.
+
+    >>> from urllib.parse import urlsplit
+    >>> url_snapshot(urlsplit("vast://10.0.0.1/media/tams?snapshot=nightly-2026-11-30"))
+    'nightly-2026-11-30'
+    """
+    values = parse_qs(url.query, keep_blank_values=True).get("snapshot")
+    if not values:
+        return None
+    name = values[-1].strip()
+    if not name or "/" in name:
+        raise TamsError(f"snapshot in the VAST store URL must be a snapshot's name, not {values[-1]!r}")
+    return name
+
+
+def projections_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``TAMS_ENABLE_TABLE_PROJECTIONS`` leaves projections on (any value but 0/false/no/off; unset: on).
+
+    >>> projections_enabled({}), projections_enabled({"TAMS_ENABLE_TABLE_PROJECTIONS": "false"})
+    (True, False)
+    """
+    env = os.environ if env is None else env
+    return env.get(PROJECTIONS_ENV, "").strip().lower() not in _FALSE

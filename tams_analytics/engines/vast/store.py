@@ -1,5 +1,11 @@
 """The thin layer over the vastdb SDK: sessions, transactions, tables and the five calls the engine makes.
 
+A store reads and writes the live bucket, or (:meth:`Store.at_snapshot`) reads a named snapshot of it: the
+SDK's ``Bucket.snapshot(name)``, a bucket ``BUCKET/.snapshot/NAME`` holding every schema and table as they
+were when the snapshot was taken. Snapshots are read-only on the cluster. Projections (``Table.create_projection``)
+are kept by the cluster; a select uses one when it helps (the SDK's default ``QueryConfig`` lets the server use
+semi-sorted projections), so reads name no projection.
+
 Everything that decides *what* to ask lives in :mod:`~tams_analytics.engines.vast.plan`; this module only
 asks. Table metadata (schema, table type, statistics) is loaded once per table and reused through
 ``Transaction.table_from_metadata``, so a query costs its QueryData requests and not five listing calls
@@ -9,6 +15,7 @@ first; statistics (used by the SDK to pick the number of splits) are refreshed a
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import re
 import threading
@@ -25,7 +32,9 @@ from tams_analytics.exceptions import TamsError
 if TYPE_CHECKING:
     from ibis.common.deferred import Deferred
 
-__all__ = ["Store", "VastStore", "is_conflict"]
+    from tams_analytics.schema import Projection
+
+__all__ = ["Store", "VastStore", "is_conflict", "is_missing_snapshot"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +43,11 @@ def is_conflict(exc: BaseException) -> bool:
     """The SDK's ``errors.Conflict`` (HTTP 409: another transaction changed the row first), or anything a
     stand-in names so."""
     return any(cls.__name__ == "Conflict" for cls in type(exc).__mro__)
+
+
+def is_missing_snapshot(exc: BaseException) -> bool:
+    """The SDK's ``errors.MissingSnapshot`` (``Bucket.snapshot(name)`` of a name the bucket has no snapshot of)."""
+    return any(cls.__name__ == "MissingSnapshot" for cls in type(exc).__mro__)
 
 
 class Store(Protocol):
@@ -78,6 +92,23 @@ class Store(Protocol):
         """The table's columns and sorting key, or None if it does not exist."""
         ...
 
+    def ensure_projections(self, tx: Any, projections: Mapping[str, Sequence[Projection]]) -> list[str]:
+        """Create any missing projection (``{table: projections}``); returns the names created."""
+        ...
+
+    def list_projections(self, tx: Any, table: str) -> list[tuple[str, list[str]]]:
+        """The table's projections: ``(name, columns)`` each."""
+        ...
+
+    def snapshots(self, tx: Any) -> list[str]:
+        """The names of the bucket's snapshots (the SDK lists names only: no creation time)."""
+        ...
+
+    def at_snapshot(self, name: str) -> Store:
+        """This store as it was in the bucket's snapshot ``name``, read-only; the SDK's ``errors.MissingSnapshot``
+        when the bucket has none of that name."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -113,23 +144,40 @@ class VastStore:
             raise TamsError(f"cannot open the VAST DB at {config.endpoint}: {_reason(exc)}") from exc
         self._meta: dict[str, tuple[Any, float]] = {}
         self._meta_lock = threading.Lock()
+        #: the snapshot read (None: the live bucket)
+        self.snapshot: str | None = None
         logger.info("connected to VAST DB %s, store %s/%s", config.endpoint, config.bucket, config.schema)
 
     def __repr__(self) -> str:
-        return f"VastStore({self.config!r})"
+        at = "" if self.snapshot is None else f", snapshot={self.snapshot!r}"
+        return f"VastStore({self.config!r}{at})"
+
+    @property
+    def bucket_path(self) -> str:
+        """The bucket the tables are read from: ``BUCKET``, or ``BUCKET/.snapshot/NAME`` (as the SDK's
+        ``Bucket.snapshot`` names it)."""
+        if self.snapshot is None:
+            return self.config.bucket
+        return f"{self.config.bucket}/.snapshot/{self.snapshot}"
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:
         with self.session.transaction() as tx:
             yield tx
 
-    def _schema(self, tx: Any, create: bool = False) -> Any:
+    def _bucket(self, tx: Any) -> Any:
+        """The live bucket (never its snapshot)."""
         from vastdb import errors
 
         try:
-            bucket = tx.bucket(self.config.bucket)
+            return tx.bucket(self.config.bucket)
         except errors.MissingBucket as exc:
             raise TamsError(f"VAST bucket {self.config.bucket!r} does not exist") from exc
+
+    def _schema(self, tx: Any, create: bool = False) -> Any:
+        bucket = self._bucket(tx)
+        if self.snapshot is not None:
+            bucket = bucket.snapshot(self.snapshot)
         if create:
             return bucket.create_schema(self.config.schema, fail_if_exists=False)
         schema = bucket.schema(self.config.schema, fail_if_missing=False)
@@ -144,7 +192,7 @@ class VastStore:
         with self._meta_lock:
             cached = self._meta.get(name)
         if cached is None:
-            meta = TableMetadata(TableRef(self.config.bucket, self.config.schema, name))
+            meta = TableMetadata(TableRef(self.bucket_path, self.config.schema, name))
             meta.load(tx)  # schema, table type and (through the vector index probe) statistics
             if meta.stats is None:
                 meta.load_stats(tx)
@@ -202,6 +250,37 @@ class VastStore:
             return None
         columns = pa.schema([f for f in found.arrow_schema if f.name != ROW_ID])
         return columns, [f.name for f in found.sorted_columns()]
+
+    def ensure_projections(self, tx: Any, projections: Mapping[str, Sequence[Projection]]) -> list[str]:
+        schema = self._schema(tx)
+        created = []
+        for name, wanted in projections.items():
+            table = schema.table(name)
+            existing = {p.name for p in table.projections(include_stats=False)}
+            for p in wanted:
+                if p.name not in existing:
+                    table.create_projection(p.name, list(p.sorted_columns), list(p.unsorted_columns))
+                    created.append(p.name)
+        if created:
+            logger.info("created VAST projections %s in %s/%s", created, self.config.bucket, self.config.schema)
+        return created
+
+    def list_projections(self, tx: Any, table: str) -> list[tuple[str, list[str]]]:
+        found = self._schema(tx).table(table)
+        return [(p.name, p.columns().names) for p in found.projections(include_stats=False)]
+
+    def snapshots(self, tx: Any) -> list[str]:
+        prefix = f"{self.config.bucket}/.snapshot/"
+        return [b.name.removeprefix(prefix) for b in self._bucket(tx).snapshots()]
+
+    def at_snapshot(self, name: str) -> VastStore:
+        with self.session.transaction() as tx:
+            self._bucket(tx).snapshot(name)  # the SDK's MissingSnapshot when there is none
+        view = copy.copy(self)
+        view.snapshot = name
+        view._meta = {}
+        view._meta_lock = threading.Lock()
+        return view
 
     def drop(self, tx: Any) -> None:
         schema = self._schema(tx)

@@ -95,6 +95,33 @@ def test_a_batch_answers_as_the_requests_would_one_after_another(
         assert _store(catalog) == _store(one_by_one)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_only_accepted_rows_count_as_earlier(
+    catalog: Catalog, tmp_path: Path, request: pytest.FixtureRequest, seed: int
+) -> None:
+    """A batch stores what its rows would store registered alone, one after another in arrival order: a row
+    refused for any reason (an object rule, the init_segments rule, an overlap, a timerange that does not parse)
+    blocks no later row, of its request or of a later one."""
+    engine = request.node.callspec.params["catalog"]
+    rng = random.Random(1000 + seed)
+    init = {"frame_width": 1920, "frame_height": 1080, "init_segments": True}
+    docs = [flow(), flow(), flow(container="video/mp4", essence_parameters=init)]
+    with open_catalog(engine, tmp_path / "row-by-row", request) as alone:
+        for d in docs:
+            catalog.put_flow(d)
+            alone.put_flow(d)
+        requests = _random_requests(rng, [d["id"] for d in docs], 60, frozenset([docs[2]["id"]]))
+        for fid, items in requests:
+            for item in items:
+                try:
+                    alone.add_segments(fid, [item])
+                except Exception:  # a flow that does not exist
+                    continue
+        batch = [Registration.of(fid, items) for fid, items in requests]
+        apply_batch(lambda rs: register_batch(catalog, rs), batch)
+        assert _store(catalog) == _store(alone)
+
+
 def test_concurrent_writers_are_batched_and_each_gets_its_own_answer(catalog: Catalog) -> None:
     """16 threads post single abutting segments (and every fourth an overlap) to 4 flows at once."""
     fids = [catalog.put_flow(flow())[1].flows_created[0] for _ in range(4)]

@@ -67,6 +67,9 @@ def test_wrong_credentials_say_so_at_connect_and_never_show_the_secret(
     with pytest.raises(TamsError, match=r"GET .*/ answered HTTP 401.*check the credentials") as caught:
         ta.connect(url)
     assert wrong not in str(caught.value)
+    # in the library's words: every source of credentials, the auth= option among them
+    for source in ("user info", "TAMS_HTTP_TOKEN", "TAMS_HTTP_USERNAME and TAMS_HTTP_PASSWORD", "auth= option"):
+        assert source in str(caught.value), str(caught.value)
     cat = ta.connect(url, probe_timeout=None)  # not asked at connect: the first query says the same
     with pytest.raises(TamsError, match=r"HTTP 401.*check the credentials") as caught:
         cat.flows().count().execute()
@@ -219,7 +222,7 @@ def test_a_time_out_is_retried() -> None:
 
 def test_after_the_retries_the_servers_error_json_is_the_error() -> None:
     with Scripted(lambda path, n: (500, {}, error("InternalError", "the disk is on fire"))) as server:
-        with pytest.raises(TamsError, match=r"GET .*/flows answered HTTP 500: InternalError: the disk is on fire"):
+        with pytest.raises(TamsError, match=r"GET .*/flows answered HTTP 500 \(InternalError\): the disk is on fire"):
             _count(server.url, retries=2)
         assert len(server.seen) == 3
 

@@ -13,6 +13,24 @@ inserts are never lost. With ``first_committer_wins`` (the default) a transactio
 row another transaction changed and committed since it began fails at commit with the SDK's
 ``errors.Conflict`` (HTTP 409), and none of its writes is applied.
 
+Reads are counted as a cluster would read them (:attr:`ReferenceStore.served`, :attr:`ReferenceStore.rows_scanned`):
+a select reads the whole table unless its filter has conjuncts on the first column of an order the data is kept
+in, the table's sorting key or a projection (``Table.create_projection``) holding every column the select
+names and filters on, and then only the rows those conjuncts select, from the order that reads fewest. That is
+an idealised sorted read (a cluster reads whole blocks around the range); equality, ranges and null checks
+narrow, ``contains`` and ``!=`` do not. A select returning ``$row_id`` never uses a projection (assumed: the
+SDK's row-id selects are not documented to be served by one). The cluster picks a projection itself (the SDK's
+default ``QueryConfig(use_semi_sorted_projections=True)``): reads never name one. Projections are created in a
+transaction like tables, refused for a missing table or column, an empty sort order or a name taken.
+
+Snapshots: :meth:`ReferenceStore.take_snapshot` does what the cluster does when a snapshot of the bucket is
+taken (by a protection policy or an administrator): it freezes every table, sorting key and projection as
+committed at that moment. :meth:`ReferenceStore.snapshots` lists their *names* only, as the SDK's
+``Bucket.snapshots()`` does (an S3 listing of ``.snapshot/``: no creation time), and
+:meth:`ReferenceStore.at_snapshot` reads one (the SDK's ``Bucket.snapshot(name)``, raising its
+``errors.MissingSnapshot`` for a name the bucket has none of); writes into a snapshot are refused with
+``errors.Forbidden`` (assumed status: the cluster refuses them, the SDK documents no error).
+
 :attr:`ReferenceStore.lose_commit_answers` makes the next commits *uncertain*, as when the connection drops
 after the cluster applied a commit but before its answer arrived: each is applied, then raises a
 ``requests`` ``ConnectionError`` as the SDK would. :attr:`ReferenceStore.refuse_commits` refuses the next
@@ -142,12 +160,50 @@ def evaluate_filter(expr: Any, fields: list[str], rows: pa.Table) -> pa.ChunkedA
     return _COMPARE[name](_operand(column), literal)
 
 
+@dataclass(frozen=True)
+class ProjectionDef:
+    """A projection as the cluster keeps it: columns in sorted order, then unsorted ones."""
+
+    sorted_columns: tuple[str, ...]
+    unsorted_columns: tuple[str, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.sorted_columns + self.unsorted_columns
+
+
+@dataclass(frozen=True)
+class Read:
+    """One select as the cluster served it: the rows it read, through which order, and the rows returned."""
+
+    table: str
+    #: the projection read, ``"sorting key"`` for the table's own order, None for a whole-table read
+    via: str | None
+    rows_read: int
+    rows_returned: int
+
+
+@dataclass(frozen=True)
+class _Frozen:
+    """What a snapshot holds: the committed tables, sorting keys and projections when it was taken."""
+
+    tables: dict[str, pa.Table]
+    sort_keys: dict[str, list[str]]
+    projections: dict[str, dict[str, ProjectionDef]]
+
+
 @dataclass
 class _Tx:
     #: the snapshot, with this transaction's own writes applied (what its reads see)
     tables: dict[str, pa.Table]
     #: the commit the snapshot was taken after
     start: int = 0
+    #: the projections per table (with this transaction's own)
+    projections: dict[str, dict[str, ProjectionDef]] = field(default_factory=dict)
+    #: the sorting keys per table
+    sort_keys: dict[str, list[str]] = field(default_factory=dict)
+    #: the bucket snapshot read (None: the live bucket; its writes are refused)
+    snapshot: str | None = None
     #: this transaction's writes, in order, replayed on the committed tables at commit
     ops: list[tuple[Any, ...]] = field(default_factory=list)
     #: (table, row id) of the rows it updated or deleted
@@ -164,11 +220,19 @@ def conflict(message: str) -> errors.Conflict:
 class ReferenceStore:
     """In-memory tables answering the engine's calls from the serialised requests (see the module docstring)."""
 
-    def __init__(self, *, first_committer_wins: bool = True) -> None:
+    def __init__(self, *, first_committer_wins: bool = True, bucket: str = "bucket") -> None:
+        self.bucket = bucket
         self.tables: dict[str, pa.Table] = {}
         self.sort_keys: dict[str, list[str]] = {}
+        #: table -> projection name -> definition (committed)
+        self.projections: dict[str, dict[str, ProjectionDef]] = {}
+        #: the bucket's snapshots, by name
+        self._snapshots: dict[str, _Frozen] = {}
         self.request_sizes: list[int] = []
         self.selects = 0
+        #: every select, as served (see the module docstring), and the rows they read in all
+        self.served: list[Read] = []
+        self.rows_scanned = 0
         self.first_committer_wins = first_committer_wins
         self.commits = 0
         self.conflicts = 0
@@ -188,7 +252,12 @@ class ReferenceStore:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[_Tx]:
         with self._lock:
-            tx = _Tx(dict(self.tables), start=self.commits)
+            tx = _Tx(
+                dict(self.tables),
+                start=self.commits,
+                projections=_copied(self.projections),
+                sort_keys={k: list(v) for k, v in self.sort_keys.items()},
+            )
         yield tx  # an exception here rolls back: the writes were only ever in the snapshot
         if not tx.ops:
             return
@@ -225,6 +294,8 @@ class ReferenceStore:
             self.tables[table] = _updated(self.tables[table], op[2], op[3])
         elif kind == "delete":
             self.tables[table] = _deleted(self.tables[table], op[2])
+        elif kind == "projection":
+            self.projections.setdefault(table, {}).setdefault(op[2], op[3])
 
     def _stored(self, tx: _Tx, table: str) -> pa.Table:
         if table not in tx.tables:
@@ -251,14 +322,25 @@ class ReferenceStore:
         size = len(request.serialized)
         if size > util.MAX_QUERY_DATA_REQUEST_SIZE:
             raise errors.TooLargeRequest(f"{size} bytes")
-        self.request_sizes.append(size)
-        self.selects += 1
         decoded = decode_request(request.serialized)
         rows = stored
         if predicate is not None:
             rows = rows.filter(evaluate_filter(decoded.filter, decoded.fields, rows))
         rows = rows.select(decoded.projection)
-        return rows if limit_rows is None else rows.slice(0, limit_rows)
+        rows = rows if limit_rows is None else rows.slice(0, limit_rows)
+        orders = {} if not tx.sort_keys.get(table) else {"sorting key": tx.sort_keys[table][0]}
+        if not row_ids:
+            needed = set(decoded.projection) | _filter_columns(decoded, predicate is not None)
+            for name, proj in tx.projections.get(table, {}).items():
+                if needed <= set(proj.columns):
+                    orders[name] = proj.sorted_columns[0]
+        via, read = _cheapest_read(decoded if predicate is not None else None, stored, orders)
+        with self._lock:
+            self.request_sizes.append(size)
+            self.selects += 1
+            self.served.append(Read(table, via, read, rows.num_rows))
+            self.rows_scanned += read
+        return rows
 
     def insert(self, tx: _Tx, table: str, rows: pa.Table) -> None:
         stored = self._stored(tx, table)
@@ -295,7 +377,7 @@ class ReferenceStore:
             if name not in tx.tables:
                 tx.tables[name] = pa.schema([_internal.INTERNAL_ROW_ID_FIELD, *schema]).empty_table()
                 tx.ops.append(("create", name, tx.tables[name]))
-                self.sort_keys[name] = list(sort_keys.get(name, ()))
+                self.sort_keys[name] = tx.sort_keys[name] = list(sort_keys.get(name, ()))
                 created.append(name)
         return created
 
@@ -303,15 +385,213 @@ class ReferenceStore:
         if table not in tx.tables:
             return None
         schema = tx.tables[table].schema
-        return schema.remove(schema.get_field_index(ROW_ID)), list(self.sort_keys.get(table, ()))
+        return schema.remove(schema.get_field_index(ROW_ID)), list(tx.sort_keys.get(table, ()))
+
+    def create_projection(
+        self, tx: _Tx, table: str, name: str, sorted_columns: Sequence[str], unsorted_columns: Sequence[str]
+    ) -> None:
+        """``Table.create_projection``, refused as the cluster refuses it."""
+        stored = self._stored(tx, table)
+        columns = [*sorted_columns, *unsorted_columns]
+        if not sorted_columns:
+            raise _bad_request(f"projection {name} of {table} needs a sorted column")
+        unknown = [c for c in columns if c not in stored.column_names or c == ROW_ID]
+        if unknown or len(set(columns)) != len(columns):
+            raise _bad_request(f"projection {name} of {table}: unknown or repeated columns {unknown or columns}")
+        if name in tx.projections.get(table, {}):
+            raise _bad_request(f"projection {name} of {table} already exists")
+        proj = ProjectionDef(tuple(sorted_columns), tuple(unsorted_columns))
+        tx.projections.setdefault(table, {})[name] = proj
+        tx.ops.append(("projection", table, name, proj))
+
+    def ensure_projections(self, tx: _Tx, projections: Mapping[str, Sequence[Any]]) -> list[str]:
+        created = []
+        for table, wanted in projections.items():
+            existing = {name for name, _ in self.list_projections(tx, table)}
+            for p in wanted:
+                if p.name not in existing:
+                    self.create_projection(tx, table, p.name, p.sorted_columns, p.unsorted_columns)
+                    created.append(p.name)
+        return created
+
+    def list_projections(self, tx: _Tx, table: str) -> list[tuple[str, list[str]]]:
+        self._stored(tx, table)  # Table.projections() of a missing table: MissingTable
+        return [(name, list(p.columns)) for name, p in tx.projections.get(table, {}).items()]
 
     def drop(self, tx: _Tx) -> None:
         with self._lock:
             self.tables.clear()
+            self.projections.clear()
         tx.tables.clear()
+
+    # -- snapshots of the bucket -------------------------------------------------------------------------------
+    def take_snapshot(self, name: str) -> None:
+        """What the cluster does when a snapshot of the bucket is taken: every table, sorting key and projection
+        as committed now, frozen under ``name`` (a name taken is refused)."""
+        with self._lock:
+            if name in self._snapshots:
+                raise _bad_request(f"snapshot {name} of {self.bucket} exists")
+            self._snapshots[name] = _Frozen(
+                dict(self.tables), {k: list(v) for k, v in self.sort_keys.items()}, _copied(self.projections)
+            )
+
+    def snapshots(self, tx: _Tx) -> list[str]:
+        """``Bucket.snapshots()``: the names, as the S3 listing of ``.snapshot/`` gives them (no creation time)."""
+        with self._lock:
+            return sorted(self._snapshots)
+
+    def at_snapshot(self, name: str) -> SnapshotStore:
+        """``Bucket.snapshot(name)``: the snapshot, read-only; ``errors.MissingSnapshot`` for a name it has none of."""
+        with self._lock:
+            frozen = self._snapshots.get(name)
+        if frozen is None:
+            raise errors.MissingSnapshot(self.bucket, f".snapshot/{name}")
+        return SnapshotStore(self, name, frozen)
 
     def close(self) -> None:
         pass
+
+
+class SnapshotStore:
+    """A bucket snapshot of a :class:`ReferenceStore`, as the cluster serves one: reads see what was committed
+    when it was taken, served (and counted) as the live store serves them; every write is refused."""
+
+    def __init__(self, live: ReferenceStore, name: str, frozen: _Frozen) -> None:
+        self.live = live
+        self.name = name
+        self.frozen = frozen
+
+    def __repr__(self) -> str:
+        return f"ReferenceStore(snapshot={self.name!r})"
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[_Tx]:
+        frozen = self.frozen
+        keys = {k: list(v) for k, v in frozen.sort_keys.items()}
+        yield _Tx(dict(frozen.tables), projections=_copied(frozen.projections), sort_keys=keys, snapshot=self.name)
+
+    def _refused(self, tx: _Tx, what: str) -> errors.Forbidden:
+        from requests.structures import CaseInsensitiveDict
+
+        path = f"{self.live.bucket}/.snapshot/{self.name}"
+        message = f"{what}: {path} is a snapshot"
+        return errors.Forbidden("AccessDenied", message, "POST", path, 403, CaseInsensitiveDict())
+
+    def select(
+        self,
+        tx: _Tx,
+        table: str,
+        columns: Sequence[str],
+        predicate: Any,
+        *,
+        row_ids: bool = False,
+        limit_rows: int | None = None,
+    ) -> pa.Table:
+        return self.live.select(tx, table, columns, predicate, row_ids=row_ids, limit_rows=limit_rows)
+
+    def insert(self, tx: _Tx, table: str, rows: pa.Table) -> None:
+        raise self._refused(tx, "insert")
+
+    def update(self, tx: _Tx, table: str, rows: pa.Table, columns: Sequence[str]) -> None:
+        raise self._refused(tx, "update")
+
+    def delete(self, tx: _Tx, table: str, row_ids: Any) -> None:
+        raise self._refused(tx, "delete")
+
+    def ensure_tables(
+        self, tx: _Tx, schemas: Mapping[str, pa.Schema], sort_keys: Mapping[str, Sequence[str]]
+    ) -> list[str]:
+        raise self._refused(tx, "create table")
+
+    def ensure_projections(self, tx: _Tx, projections: Mapping[str, Sequence[Any]]) -> list[str]:
+        raise self._refused(tx, "create projection")
+
+    def describe(self, tx: _Tx, table: str) -> tuple[pa.Schema, list[str]] | None:
+        if table not in tx.tables:
+            return None
+        return self.live.describe(tx, table)
+
+    def list_projections(self, tx: _Tx, table: str) -> list[tuple[str, list[str]]]:
+        return self.live.list_projections(tx, table)
+
+    def snapshots(self, tx: _Tx) -> list[str]:
+        return self.live.snapshots(tx)
+
+    def at_snapshot(self, name: str) -> SnapshotStore:
+        return self.live.at_snapshot(name)
+
+    def drop(self, tx: _Tx) -> None:
+        raise self._refused(tx, "drop")
+
+    def close(self) -> None:
+        pass
+
+
+def _copied(projections: Mapping[str, Mapping[str, ProjectionDef]]) -> dict[str, dict[str, ProjectionDef]]:
+    return {table: dict(by_name) for table, by_name in projections.items()}
+
+
+def _bad_request(message: str) -> errors.BadRequest:
+    from requests.structures import CaseInsensitiveDict
+
+    return errors.BadRequest("BadRequest", message, "POST", "reference.invalid", 400, CaseInsensitiveDict())
+
+
+#: calls whose rows lie in one range of an order sorted on their column
+_NARROWING = frozenset({"or", "and", "equal", "greater", "greater_equal", "less", "less_equal", "is_null", "is_valid"})
+
+
+def _conjuncts(decoded: DecodedRequest) -> list[tuple[str, bool, Any]]:
+    """Each conjunct of a serialised filter (the SDK's AND of one-column ORs): its column, whether a sorted
+    order narrows it to ranges, and the expression."""
+    top = decoded.filter
+    call = _table(Call.Call, top.Impl())
+    args = [call.Arguments(i) for i in range(call.ArgumentsLength())] if call.Name().decode() == "and" else [top]
+    out = []
+    for arg in args:
+        names: set[str] = set()
+        columns: set[str] = set()
+        _walk(arg, decoded.fields, names, columns)
+        if len(columns) == 1:
+            out.append((columns.pop(), names <= _NARROWING, arg))
+    return out
+
+
+def _walk(expr: Any, fields: list[str], names: set[str], columns: set[str]) -> None:
+    kind = expr.ImplType()
+    if kind == ExpressionImpl.FieldRef:
+        columns.add(fields[_table(FieldIndex.FieldIndex, _table(FieldRef.FieldRef, expr.Impl()).Ref()).Position()])
+    elif kind == ExpressionImpl.Call:
+        call = _table(Call.Call, expr.Impl())
+        names.add(call.Name().decode())
+        for i in range(call.ArgumentsLength()):
+            _walk(call.Arguments(i), fields, names, columns)
+
+
+def _filter_columns(decoded: DecodedRequest, filtered: bool) -> set[str]:
+    return {column for column, _, _ in _conjuncts(decoded)} if filtered else set()
+
+
+def _cheapest_read(
+    decoded: DecodedRequest | None, stored: pa.Table, orders: Mapping[str, str]
+) -> tuple[str | None, int]:
+    """The order (``orders``: name -> its first sorted column) a select reads fewest rows through, and how many;
+    ``(None, all rows)`` when none narrows the filter."""
+    best: tuple[str | None, int] = (None, stored.num_rows)
+    if decoded is None:
+        return best
+    conjuncts = _conjuncts(decoded)
+    for name, column in orders.items():
+        narrowing = [arg for c, narrows, arg in conjuncts if c == column and narrows]
+        if not narrowing:
+            continue
+        hit = evaluate_filter(narrowing[0], decoded.fields, stored)
+        for arg in narrowing[1:]:
+            hit = pc.and_kleene(hit, evaluate_filter(arg, decoded.fields, stored))
+        read = pc.sum(pc.fill_null(hit, False).cast(pa.int64())).as_py() or 0
+        if read < best[1]:
+            best = (name, read)
+    return best
 
 
 def _updated(stored: pa.Table, rows: pa.Table, columns: Sequence[str]) -> pa.Table:

@@ -4,11 +4,17 @@ or with a wrong sorting key is a missing property; on a real cluster when ``TAMS
 
 from __future__ import annotations
 
-import pyarrow as pa
+import datetime as dt
+from urllib.parse import urlsplit
 
-from tams_analytics.catalog import connect
-from tams_analytics.doctor import Diagnosis, diagnose, run_checks
+import pyarrow as pa
+import pytest
+
+from tams_analytics.catalog import Catalog, connect
+from tams_analytics.cli.doctor import render_table
+from tams_analytics.doctor import Check, Diagnosis, check_snapshots, diagnose, run_checks
 from tams_analytics.engines.vast import Engine
+from tests.engines.contract.helpers import flow
 from tests.engines.vast.reference import REFERENCE_URL, ReferenceStore
 
 
@@ -25,7 +31,14 @@ def test_the_reference_store_has_every_property_and_keeps_no_scratch_row(referen
     Engine(REFERENCE_URL, store=reference_store).insert("service", pa.table({"key": ["name"], "value": ["svc"]}))
     before = reference_store.tables["service"]
     d = diagnosis(reference_store)
-    assert statuses(d) == {"connectivity": "ok", "tables": "ok", "queries": "ok", "isolation": "ok"}, d
+    assert statuses(d) == {
+        "connectivity": "ok",
+        "tables": "ok",
+        "queries": "ok",
+        "isolation": "ok",
+        "projections": "ok",
+        "snapshots": "ok",
+    }, d
     assert d.exit_code == 0
     isolation = next(c for c in d.checks if c.name == "isolation")
     assert "a committed; b refused (Conflict)" in isolation.detail
@@ -66,3 +79,82 @@ def test_the_reference_store_isolates_snapshots_and_keeps_concurrent_inserts(ref
         reference_store.insert(b, "service", row)
         assert reference_store.select(b, "service", ["key"], None).num_rows == 1  # b sees its own row only
     assert engine.count("service") == 2  # both commits applied, neither lost
+
+
+def read_only_diagnosis(store: ReferenceStore) -> Diagnosis:
+    """As ``diagnose`` opens a store: read-only, so nothing missing is created."""
+    engine = Engine(REFERENCE_URL, store=store, read_only=True)
+    return Diagnosis("reference", engine.name, tuple(run_checks(engine)))
+
+
+def test_a_missing_projection_is_a_finding_that_says_what_it_costs(reference_store: ReferenceStore) -> None:
+    Engine(REFERENCE_URL, store=reference_store)
+    assert statuses(read_only_diagnosis(reference_store))["projections"] == "ok"
+    del reference_store.projections["segments"]["segments_by_object"]  # a store made before them, or one dropped
+    d = read_only_diagnosis(reference_store)
+    projections = next(c for c in d.checks if c.name == "projections")
+    assert projections.status == "fail" and d.exit_code == 1
+    assert projections.detail == "segments: projection segments_by_object missing"
+    assert projections.meaning.startswith(
+        "an object's referencing flows (GET /objects/{id}) and whether segments still reference objects "
+        "(segment and flow deletion, garbage collection) read every row of segments instead of the few rows of "
+        "the ids asked for"
+    )
+    Engine(REFERENCE_URL, store=reference_store)  # a server connecting read-write creates it again
+    assert statuses(read_only_diagnosis(reference_store))["projections"] == "ok"
+
+
+def test_projections_turned_off_are_said_not_failed(
+    reference_store: ReferenceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TAMS_ENABLE_TABLE_PROJECTIONS", "false")
+    d = diagnosis(reference_store)
+    projections = next(c for c in d.checks if c.name == "projections")
+    assert projections.status == "skip" and "turned off (TAMS_ENABLE_TABLE_PROJECTIONS=false)" in projections.detail
+    assert reference_store.projections == {}
+
+
+def test_doctor_lists_the_snapshots_and_how_old_their_content_is(reference_store: ReferenceStore) -> None:
+    cat = Catalog(Engine(REFERENCE_URL, store=reference_store))
+    reference_store.take_snapshot("before-anything")
+    cat.put_flow(flow())
+    reference_store.take_snapshot("nightly")
+    newest = max(cat.rows("flows", [], columns=["created", "metadata_updated"]).to_pylist()[0].values())
+    engine = Engine(REFERENCE_URL, store=reference_store)
+    check = check_snapshots(engine, now=newest + dt.timedelta(hours=3, minutes=5))
+    assert check.status == "ok"
+    assert check.detail == (f"2: before-anything (empty), nightly (newest change {newest.isoformat()}, 3 h ago)")
+    d = Diagnosis("reference", "vast", (check,))
+    assert d.to_json()["checks"] == [
+        {
+            "name": "snapshots",
+            "status": "ok",
+            "detail": check.detail,
+            "meaning": "",
+            "data": {
+                "snapshots": [
+                    {"name": "before-anything", "newest_change": None, "age_s": None},
+                    {"name": "nightly", "newest_change": newest.isoformat(), "age_s": 3 * 3600 + 300},
+                ]
+            },
+        }
+    ]
+    assert render_table(d).splitlines()[1] == f"OK    snapshots  {check.detail}"
+    # other checks keep their JSON as it was (no "data")
+    assert "data" not in Check("tables", "ok", "14 tables").to_json()
+    # a snapshot-pinned engine: the bucket's list, isolation not tried (nothing can be written there)
+    pinned = Engine(urlsplit("vast://reference.invalid/bucket/schema?snapshot=nightly"), store=reference_store)
+    s = statuses(Diagnosis("reference", "vast", tuple(run_checks(pinned))))
+    assert s == {
+        "connectivity": "ok",
+        "tables": "ok",
+        "queries": "ok",
+        "isolation": "skip",
+        "projections": "ok",
+        "snapshots": "ok",
+    }
+
+
+def test_no_snapshots_is_said(reference_store: ReferenceStore) -> None:
+    check = check_snapshots(Engine(REFERENCE_URL, store=reference_store))
+    assert (check.status, check.detail) == ("ok", "no snapshots: no point-in-time copy to read or restore from")

@@ -44,8 +44,9 @@ from server.webhooks.events import Event
 from tams_analytics import TimeRange
 from tams_analytics import filters as F
 from tams_analytics import predicates as P
-from tams_analytics.catalog import Catalog, flows_with_content, registration, segment_page_where
+from tams_analytics.catalog import Catalog, flows_with_content, object_deletions, registration, segment_page_where
 from tams_analytics.catalog.conflicts import Attempt
+from tams_analytics.catalog.flow_guard import flows_starting_with
 from tams_analytics.catalog.summary import catalog_summary
 from tams_analytics.demo import build_demo
 from tams_analytics.engines.base import Capabilities, OrderBy
@@ -352,6 +353,7 @@ def exercise_catalog(cat: Catalog) -> None:
     cat.rows("flows", [flows_with_content("[1700000000:0_1700000100:0)")])
     cat.rows("flows", [flows_with_content("()")])
     cat.get_flow(fid)
+    assert (fid, video["label"]) in flows_starting_with(cat, fid[:6])  # the flows a mistyped id may mean
     cat.flow_docs(flows)
     cat.get_source(sid)
     cat.source_docs(cat.rows("sources").to_pylist())
@@ -407,7 +409,13 @@ def exercise_catalog(cat: Catalog) -> None:
     cat.delete_segments(fid, "[1700000000:0_1700000020:0)")
     cat.collectable_objects(now + dt.timedelta(days=1))
     cat.purge_objects([ids[2], "chosen-1"])
-    claim_collectable_objects(cat, now + dt.timedelta(days=1))
+    claim_collectable_objects(cat, now + dt.timedelta(days=1), grace_s=0)
+    # the object deletion queue: claimed (keys in use dropped), failed, deleted; a key taken back
+    claimed = object_deletions.claim(cat, now + dt.timedelta(days=2))
+    object_deletions.failed(cat, claimed.rows[:1], "storage unavailable")
+    object_deletions.deleted(cat, claimed.rows)
+    object_deletions.pending(cat)
+    object_deletions.reclaim(cat, "store-1", ["k/chosen-1"])
     cat.set_flow_property(fid, "label", "renamed")
     cat.set_flow_tag(fid, "genre", ["news", "sport"])
     cat.set_flow_tag(fid, "genre", None)

@@ -1,0 +1,120 @@
+"""The server's condition, owned once.
+
+Each part the server depends on (the store, the volume under it, object storage, the identity provider) has one
+:class:`Condition` here, reported by whatever watches that part (a disk monitor, the store's writer after a failed
+commit, a start-up or periodic probe). The write path, ``/ready``, ``/metrics`` and the log all read this one
+object; no route guesses the server's condition from an exception. A change of state is logged once (a warning when
+a part goes bad, info when it recovers), not once per request it affects.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["OK", "Condition", "Health", "Part"]
+
+logger = logging.getLogger(__name__)
+
+#: the state of a part that is as it should be
+OK = "ok"
+
+
+class Part(StrEnum):
+    """The parts whose condition the server keeps."""
+
+    #: the store's engine: answering, or failed and being reopened
+    STORE = "store"
+    #: the free space of the volumes the store and local object storage write to
+    VOLUME = "volume"
+    #: the object storage backend (an S3 bucket, local files)
+    OBJECT_STORAGE = "object_storage"
+    #: the identity provider whose keys check bearer tokens (``TAMS_AUTH=jwt``)
+    IDENTITY_PROVIDER = "identity_provider"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What is known of one part: a short ``state`` (``ok``, or e.g. ``flood_stage``, ``failed``, ``unreachable``),
+    a ``summary`` an operator can act on, whether the server is ``ready`` (``/ready`` answers 200) in this state,
+    and since when (``time.time()``)."""
+
+    part: Part
+    state: str
+    summary: str
+    ready: bool
+    since: float
+
+    @property
+    def ok(self) -> bool:
+        return self.state == OK
+
+    def to_json(self) -> dict[str, object]:
+        return {"state": self.state, "summary": self.summary, "ready": self.ready, "since": self.since}
+
+
+#: ``listener(before, after)``: told of every change of state (metrics)
+Listener = Callable[[Condition | None, Condition], None]
+
+
+class Health:
+    """The condition of each part (see the module docstring). Thread-safe: reporters run in worker threads."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._parts: dict[Part, Condition] = {}
+        self._listeners: list[Listener] = []
+
+    def listen(self, listener: Listener) -> None:
+        """Tell ``listener`` of every change of state from now on."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def report(self, part: Part, state: str, summary: str, *, ready: bool | None = None) -> Condition:
+        """``part`` is in ``state`` (``ready`` defaults to whether the state is ``ok``). Logged, and told to the
+        listeners, only when the state changes; a new summary in the same state (a volume's free space moving) is
+        kept without a log line."""
+        ready = state == OK if ready is None else ready
+        with self._lock:
+            before = self._parts.get(part)
+            changed = before is None or before.state != state or before.ready != ready
+            since = self._clock() if changed or before is None else before.since
+            after = Condition(part, state, summary, ready, since)
+            self._parts[part] = after
+            listeners = list(self._listeners) if changed else []
+        if changed:
+            if state == OK:
+                if before is not None:
+                    logger.info("health: %s is ok again (was %s): %s", part, before.state, summary)
+            else:
+                logger.warning("health: %s is %s: %s", part, state, summary)
+            for listener in listeners:
+                try:
+                    listener(before, after)
+                except Exception:  # a listener's failure must never stop a reporter
+                    logger.exception("health listener failed")
+        return after
+
+    def ok(self, part: Part, summary: str = "ok") -> Condition:
+        """``part`` is as it should be."""
+        return self.report(part, OK, summary)
+
+    def condition(self, part: Part) -> Condition | None:
+        """What was last reported of ``part`` (None: nothing yet)."""
+        with self._lock:
+            return self._parts.get(part)
+
+    def conditions(self) -> dict[Part, Condition]:
+        """Every part's last report."""
+        with self._lock:
+            return dict(self._parts)
+
+    def unready(self) -> list[Condition]:
+        """The parts that keep the server from being ready, in the order of :class:`Part`."""
+        with self._lock:
+            return [c for p in Part if (c := self._parts.get(p)) is not None and not c.ready]

@@ -1,0 +1,98 @@
+"""``python -m server.processes store|http``: a child of ``serve``'s supervisor (:mod:`.supervisor`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+import os
+import signal
+import socket
+import sys
+from types import FrameType
+from typing import Any
+
+from server.config import Settings
+
+
+def _settings() -> Settings:
+    options: dict[str, Any] = json.loads(os.environ.get("TAMS_PROCESS_OPTIONS", "{}"))
+    return Settings(**options)
+
+
+def _configure_logging(settings: Settings, level: str) -> dict[str, Any] | None:
+    """Logging as ``serve`` itself configures it (``-v`` as ``TAMS_PROCESS_VERBOSITY``): JSON lines, or the command
+    line's text format at its verbosity's level; uvicorn's own configuration for an HTTP process (None: its
+    default)."""
+    from server.observability.logs import log_config
+
+    config = log_config(settings.log_format, level)
+    if config is not None:
+        logging.config.dictConfig(config)
+        return config
+    verbosity = int(os.environ.get("TAMS_PROCESS_VERBOSITY", "0"))
+    logging.basicConfig(
+        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not verbosity:  # as serve: drivers' retries are said by the one line that says what failed
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(max(handler.level, logging.WARNING))
+        logging.getLogger("backoff").disabled = True
+    return None
+
+
+def _http_server_class() -> type[Any]:
+    import uvicorn
+
+    class HttpServer(uvicorn.Server):
+        """uvicorn's server, deaf to SIGINT: a Ctrl-C reaches every process of the terminal's group, and the
+        supervisor stops the HTTP processes itself (SIGTERM, each finishing what it has in flight) before the store
+        process."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if sig != signal.SIGINT:
+                super().handle_exit(sig, frame)
+
+    return HttpServer
+
+
+def main(argv: list[str]) -> int:
+    # a Ctrl-C reaches every process of the terminal's group: the supervisor stops its children in order (SIGTERM)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    role = argv[0] if argv else ""
+    settings = _settings()
+    level = os.environ.get("TAMS_PROCESS_LOG_LEVEL", "info")
+    path = os.environ["TAMS_STORE_SOCKET"]
+    config = _configure_logging(settings, level)
+    if role == "store":
+        from server.processes import store
+
+        ready = os.environ.get("TAMS_READY_FD")
+        store.run(settings, path, ready=int(ready) if ready else None)
+        return 0
+    if role == "http":
+        import uvicorn
+
+        from server.cli import _http_stack
+        from server.processes.client import StoreClient
+        from server.processes.front import create_front_app
+        from server.services import watched_volumes
+        from server.stores import build_stores
+
+        sys.setswitchinterval(settings.switch_interval_ms / 1000)
+        sock = socket.socket(fileno=int(os.environ["TAMS_LISTEN_FD"]))
+        stores = build_stores(settings, check=False)
+        app = create_front_app(settings, stores, StoreClient(path), watched_volumes(settings, None, stores))
+        loop, http = _http_stack(settings.uvicorn_loop, settings.uvicorn_http)
+        options: dict[str, Any] = {"log_level": level, "loop": loop, "http": http}
+        if config is not None:
+            options["log_config"] = config
+        _http_server_class()(uvicorn.Config(app, **options)).run(sockets=[sock])
+        return 0
+    print(f"usage: python -m server.processes store|http, not {role!r}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

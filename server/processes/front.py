@@ -1,0 +1,206 @@
+"""The HTTP processes' app: what live ingest asks, answered here, everything else by the store process's app.
+
+* ``POST /flows/{flowId}/segments``: the body is parsed, checked against the official schemas and turned into a
+  registration here; the store process's group commit stores it (:class:`~.protocol.Register`).
+* ``GET``/``HEAD /flows/{flowId}/segments``: the query is parsed here; the store process answers with the page it
+  kept, or with the rows and instance rows, which are rendered here (URLs minted, JSON, ``Link``) and handed back to
+  be kept (:class:`~.protocol.FetchPage`, :class:`~.protocol.KeepPage`).
+* ``/_media``: local storage's signed URLs, served from the files here (uploads under the disk watermarks).
+* ``/health``: this process lives.
+* anything else, ``/ready`` and ``/metrics`` included, is forwarded whole to the store process's app
+  (:class:`~.protocol.Forward`), which authenticates and answers it as one process would.
+
+Authentication of the native routes happens here, with the same :class:`~server.auth.Authorizer`. With auth classes
+on (``TAMS_AUTH_CLASSES``), whose checks read the store, the segments routes are forwarded too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.routing import Route
+
+from server import errors
+from server.app import BodyLimit, redact_access_logs
+from server.auth import Authorizer
+from server.config import Settings
+from server.fetch import SegmentDetails
+from server.hot_routes import SEGMENTS_PATH, NotPlain, int_or_none
+from server.observability import tracing
+from server.observability.middleware import RequestObserver
+from server.page_cache import page_key
+from server.paging import clamp_limit
+from server.processes.client import StoreClient
+from server.processes.protocol import FetchPage, Forward, Forwarded, KeepPage, KeptPage, PageRows
+from server.responses import json_bytes_response, json_response
+from server.routes import media
+from server.routes._common import check_uuid, parse_bool, parse_timerange
+from server.routes.segments import PageQuery, SegmentsPage, page_start, register_segments
+from server.stores import Stores
+from server.urls import UrlOptions
+from server.volumes import Stage, Volumes
+from tams_analytics import __version__
+from tams_analytics.exceptions import StoreUnavailableError
+
+__all__ = ["FrontIntake", "create_front_app"]
+
+#: the segments operations, as the authoriser (scopes) and the metrics (route template) read them
+_OPERATIONS = {method: f"{method}_flows-flowId-segments" for method in ("GET", "HEAD", "POST")}
+_LISTING = ("object_id", "timerange", "reverse_order", "include_object_timerange", "page")
+
+
+@dataclass(frozen=True)
+class _Operation:
+    """What ``scope["route"]`` says of a native route: its template and the spec's operationId."""
+
+    path_format: str
+    operation_id: str
+
+
+@dataclass(frozen=True)
+class FrontIntake:
+    """What a segment POST needs in an HTTP process (:class:`~server.routes.segments.SegmentIntake`)."""
+
+    settings: Settings
+    stores: Stores
+    segments: StoreClient
+
+
+def create_front_app(settings: Settings, stores: Stores, client: StoreClient, volumes: Volumes | None) -> FastAPI:
+    """An HTTP process's app over ``client`` (see the module docstring)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await client.start(wait_s=30.0)
+        try:
+            yield
+        finally:
+            await client.close()
+
+    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    authorizer = Authorizer(settings)
+    intake = FrontIntake(settings, stores, client)
+    redact_access_logs()
+    errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    local = stores.local()
+    if local is not None:
+
+        def admit_upload() -> None:
+            if volumes is not None:
+                volumes.admit(Stage.HIGH, "an upload to local storage")
+
+        app.include_router(media.make_router(lambda: local, admit_upload=admit_upload))
+
+    async def health(request: Request) -> Response:
+        return json_response({"status": "ok", "version": __version__}, request=request)
+
+    app.router.routes.append(Route("/health", health, methods=["GET", "HEAD"]))
+    if not settings.auth_classes:
+
+        async def segments(request: Request) -> Response:
+            request.scope["route"] = _Operation(SEGMENTS_PATH, _OPERATIONS[request.method])
+            await authorizer(request)
+            flow_id: str = request.path_params["flow_id"]
+            if request.method == "POST":
+                return await register_segments(request, flow_id, intake)
+            limit = int_or_none(request.query_params.get("limit"))
+            if isinstance(limit, NotPlain):  # read as FastAPI reads it: by the store process's own route
+                return await _forwarded(request, client)
+            return await _list_segments(request, flow_id, intake, limit)
+
+        app.router.routes.append(Route(SEGMENTS_PATH, segments, methods=["GET", "HEAD", "POST"]))
+
+    async def forwarded(request: Request) -> Response:
+        return await _forwarded(request, client)
+
+    methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+    app.router.routes.append(Route("/{path:path}", forwarded, methods=methods))
+    tracing.instrument(app, settings.otel)
+    app.add_middleware(RequestObserver)
+    return app
+
+
+async def _forwarded(request: Request, client: StoreClient) -> Response:
+    """``request`` answered by the store process's app: its status, header fields and body as they are (a HEAD's
+    ``Content-Length`` is the GET's), and its route's template left where the metrics read it."""
+    answer: Forwarded = await client.forward(await _forward(request))
+    if answer.route is not None:
+        request.scope["route"] = _Operation(answer.route, "")
+    response = Response(answer.body, status_code=answer.status)
+    headers = list(answer.headers)
+    if request.method != "HEAD" and not any(k.lower() == b"content-length" for k, _ in headers):
+        headers.append((b"content-length", str(len(answer.body)).encode()))
+    response.raw_headers = headers
+    return response
+
+
+async def _forward(request: Request) -> Forward:
+    scope = request.scope
+    return Forward(
+        method=request.method,
+        scheme=scope["scheme"],
+        server=scope.get("server"),
+        client=scope.get("client"),
+        root_path=scope.get("root_path", ""),
+        path=scope["path"],
+        raw_path=scope.get("raw_path") or scope["path"].encode(),
+        query_string=scope["query_string"],
+        headers=list(scope["headers"]),
+        http_version=scope.get("http_version", "1.1"),
+        body=await request.body(),
+    )
+
+
+async def _list_segments(request: Request, flow_id: str, intake: FrontIntake, limit: int | None) -> Response:
+    """A segments page: asked of the store process, rendered here (see the module docstring)."""
+    settings, stores = intake.settings, intake.stores
+    check_uuid(flow_id, "flow id")
+    q = request.query_params
+    listing: dict[str, Any] = {name: q.get(name) for name in _LISTING}
+    query = PageQuery(
+        flow_id=flow_id,
+        limit=clamp_limit(limit, settings.default_limit, settings.max_limit),
+        timerange=parse_timerange(listing["timerange"]),
+        object_id=listing["object_id"],
+        after=page_start(listing["page"]),
+        reverse=bool(parse_bool(listing["reverse_order"], "reverse_order")),
+        with_object_tr=bool(parse_bool(listing["include_object_timerange"], "include_object_timerange")),
+        options=UrlOptions.from_request(request, settings.presign_get_s),
+    )
+    key = page_key(request)
+    answer = await intake.segments.fetch_page(
+        FetchPage(
+            key=key,
+            flow_id=flow_id,
+            limit=query.limit,
+            timerange=None if query.timerange is None else str(query.timerange),
+            object_id=query.object_id,
+            after=query.after,
+            reverse=query.reverse,
+            with_object_tr=query.with_object_tr,
+            wants_urls=not query.options.wants_none,
+        )
+    )
+    if isinstance(answer, KeptPage):
+        return json_bytes_response(answer.body, headers=answer.headers, request=request)
+    if not isinstance(answer, PageRows):
+        raise StoreUnavailableError(f"the store process answered a page with {type(answer).__name__}")
+    details = SegmentDetails(None, stores, query.options, query.with_object_tr).given(
+        answer.instances, answer.object_timeranges
+    )
+    page = SegmentsPage(query, details, rows=list(answer.rows))  # type: ignore[arg-type]
+    details.fetch(page.rows[: query.limit])  # type: ignore[index]
+    page.fetched = True
+    body, headers = page.render(request, settings.public_url)
+    if answer.ticket is not None:
+        minted_at = details.urls_minted_at
+        fresh_until = math.inf if minted_at is None else stores.url_lists.reuse_until(minted_at, query.options)
+        intake.segments.keep_page(KeepPage(answer.ticket, key, body, headers, fresh_until))
+    return json_bytes_response(body, headers=headers, request=request)

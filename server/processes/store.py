@@ -1,0 +1,317 @@
+"""The store process: the only process that opens the store. It runs the server's app (its services: the engine
+stack with the read cache, the segment writer's group commit, the page cache, the background workers) without a
+TCP listener, and answers the HTTP processes over a Unix socket (:mod:`.protocol`):
+
+* :class:`~.protocol.Register`: a POST's registration joins the group commit; answered once its batch committed;
+* :class:`~.protocol.FetchPage`: a segments page kept and still current, or its rows and instance rows (read as the
+  app reads them: from memory when the read cache holds them, else in a worker thread), for the HTTP process to
+  render; :class:`~.protocol.KeepPage` brings the rendered page back to be kept;
+* :class:`~.protocol.Forward`: any other request, answered by the app itself.
+
+Every read is answered here, by the one read cache every write updates when it commits, so a read in any HTTP
+process shows everything acknowledged before it was asked. Per request this process does little Python besides its
+share of a batch: parsing, validation, authentication and rendering happen in the HTTP processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from server.config import Settings
+from server.fetch import object_ids
+from server.processes import protocol
+from server.processes.protocol import (
+    Call,
+    FetchPage,
+    Forward,
+    Forwarded,
+    Hello,
+    KeepPage,
+    KeptPage,
+    PageRows,
+    Refusal,
+    Register,
+    Reply,
+    Welcome,
+)
+from server.services import Services, services_of
+from tams_analytics import __version__
+from tams_analytics.cache.timeline import Timeline
+from tams_analytics.catalog import segment_page_where
+from tams_analytics.codec.segments import WIRE_COLUMNS
+from tams_analytics.exceptions import TamsError
+from tams_analytics.nonblocking import WouldBlock, memory_only
+from tams_analytics.predicates import isin
+from tams_analytics.rows import TABLES
+from tams_analytics.timerange import TimeRange
+
+__all__ = ["PageTickets", "StoreProcess", "page_rows", "run"]
+
+logger = logging.getLogger(__name__)
+
+
+class PageTickets:
+    """What each page handed out to be rendered was read from (its flow's timeline, taken before it was read, and
+    its objects' instance rows), by ticket, until the rendered page comes back to be kept (:class:`KeepPage`) or the
+    ticket is too old (``max_age_s``) or too many are out (``capacity``, oldest first)."""
+
+    def __init__(self, capacity: int = 10_000, max_age_s: float = 30.0) -> None:
+        self.capacity = capacity
+        self.max_age_s = max_age_s
+        self._numbers = itertools.count(1)
+        self._lock = threading.Lock()
+        self._out: OrderedDict[int, tuple[float, str, Timeline, Mapping[str, tuple[Mapping[str, Any], ...]]]] = (
+            OrderedDict()
+        )
+
+    def issue(self, flow_id: str, timeline: Timeline, instances: Mapping[str, tuple[Mapping[str, Any], ...]]) -> int:
+        number = next(self._numbers)
+        with self._lock:
+            self._out[number] = (time.monotonic(), flow_id, timeline, instances)
+            while len(self._out) > self.capacity:
+                self._out.popitem(last=False)
+        return number
+
+    def redeem(self, number: int) -> tuple[str, Timeline, Mapping[str, tuple[Mapping[str, Any], ...]]] | None:
+        with self._lock:
+            found = self._out.pop(number, None)
+        if found is None or time.monotonic() - found[0] > self.max_age_s:
+            return None
+        return found[1], found[2], found[3]
+
+
+def page_rows(services: Services, tickets: PageTickets, ask: FetchPage) -> KeptPage | PageRows:
+    """The answer to ``ask``: the page kept for its key while still current, else what it is rendered from (may
+    block: run under :func:`~tams_analytics.nonblocking.memory_only` first)."""
+    catalog, pages = services.catalog, services.pages
+    if pages is not None:
+        kept = pages.get(ask.key)
+        if kept is not None:
+            return KeptPage(kept.body, kept.headers)
+    # the timeline is taken before the page is read: a write committed meanwhile makes the kept page stale at once
+    timeline = pages.timeline(ask.flow_id) if pages is not None and not ask.with_object_tr else None
+    timerange = TimeRange.from_str(ask.timerange) if ask.timerange is not None else None
+    rows = catalog.records(
+        TABLES.segments,
+        segment_page_where(ask.flow_id, timerange, ask.object_id, ask.after, ask.reverse),
+        columns=WIRE_COLUMNS,
+        order_by=[("start_ns", ask.reverse)],
+        limit=ask.limit + 1,
+    )
+    ids = object_ids(rows[: ask.limit])
+    instances: dict[str, tuple[Mapping[str, Any], ...]] = {}
+    if ask.wants_urls and ids:
+        found = catalog.object_instances(ids)
+        instances = {oid: tuple(found.get(oid, ())) for oid in ids}
+    timeranges = None
+    if ask.with_object_tr:
+        t = catalog.rows("objects", [isin("id", ids)], columns=["id", "timerange"]) if ids else None
+        timeranges = dict(zip(t.column("id").to_pylist(), t.column("timerange").to_pylist(), strict=True)) if t else {}
+    ticket = tickets.issue(ask.flow_id, timeline, instances) if timeline is not None else None
+    return PageRows(rows, instances, timeranges, ticket)
+
+
+class StoreProcess:
+    """The store process's side of the connections: one task per HTTP process, one per call."""
+
+    def __init__(self, app: FastAPI, services: Services) -> None:
+        self.app = app
+        self.services = services
+        self.tickets = PageTickets()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one HTTP process until it goes away, or until this process stops (cancelled: this task then ends
+        quietly, as asyncio's streams of Python 3.11 would log a cancelled connection task as an error)."""
+        try:
+            await self._serve_connection(reader, writer)
+        except asyncio.CancelledError:
+            return
+        finally:
+            writer.close()
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One HTTP process's calls, after its hello, until it goes away."""
+        hello = await _read(reader)
+        if not isinstance(hello, Hello):
+            return
+        refused = None
+        if hello.version != protocol.VERSION or hello.package != __version__:
+            refused = (
+                f"protocol {hello.version} of tams-analytics {hello.package}: "
+                f"this is {protocol.VERSION} of {__version__}"
+            )
+        writer.write(protocol.encode(Welcome(protocol.VERSION, __version__, os.getpid(), refused)))
+        await writer.drain()
+        if refused is not None:
+            logger.error("store process: refused an HTTP process (PID %s): %s", hello.pid, refused)
+            return
+        while True:
+            try:
+                call = await _read(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            task = asyncio.create_task(self._answer(call, writer))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, call: Call, writer: asyncio.StreamWriter) -> None:
+        try:
+            value = await self._handle(call.message)
+        except Exception as exc:
+            if call.number is None:
+                logger.warning("store process: %s failed: %s", type(call.message).__name__, exc)
+                return
+            if not isinstance(exc, TamsError):
+                logger.exception("store process: %s failed", type(call.message).__name__)
+            reply = Reply(call.number, refusal=Refusal.of(exc))
+        else:
+            if call.number is None:
+                return
+            reply = Reply(call.number, value)
+        if not writer.is_closing():
+            writer.write(protocol.encode(reply))
+            await writer.drain()
+
+    async def _handle(self, message: object) -> Any:
+        services = self.services
+        if isinstance(message, Register):
+            return await asyncio.wrap_future(services.segments.queue(message.registration))
+        if isinstance(message, FetchPage):
+            try:
+                with memory_only():
+                    return page_rows(services, self.tickets, message)
+            except WouldBlock:
+                return await run_in_threadpool(page_rows, services, self.tickets, message)
+        if isinstance(message, KeepPage):
+            self._keep(message)
+            return None
+        if isinstance(message, Forward):
+            return await forward(self.app, message)
+        raise TypeError(f"not a call of this protocol: {type(message).__name__}")
+
+    def _keep(self, page: KeepPage) -> None:
+        pages = self.services.pages
+        made_from = self.tickets.redeem(page.ticket)
+        if pages is None or made_from is None:
+            return
+        flow_id, timeline, instances = made_from
+        pages.put(
+            page.key,
+            body=page.body,
+            headers=page.headers,
+            flow_id=flow_id,
+            timeline=timeline,
+            instances=instances,
+            fresh_until=page.fresh_until,
+        )
+
+
+async def forward(app: FastAPI, request: Forward) -> Forwarded:
+    """``request`` answered by ``app`` (an ASGI call with the request's scope), its answer collected whole."""
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": request.http_version,
+        "method": request.method,
+        "scheme": request.scheme,
+        "path": request.path,
+        "raw_path": request.raw_path,
+        "root_path": request.root_path,
+        "query_string": request.query_string,
+        "headers": list(request.headers),
+        "client": request.client,
+        "server": request.server,
+        "state": {},
+    }
+    sent = False
+
+    async def receive() -> MutableMapping[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": request.body, "more_body": False}
+        await asyncio.Event().wait()  # the client never disconnects mid-request here
+        raise AssertionError("unreachable")
+
+    status = 500
+    headers: list[tuple[bytes, bytes]] = []
+    body: list[bytes] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        nonlocal status, headers
+        if message["type"] == "http.response.start":
+            status, headers = message["status"], list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            body.append(message.get("body", b""))
+
+    await app(scope, receive, send)
+    route = getattr(scope.get("route"), "path_format", None)
+    return Forwarded(status, headers, b"".join(body), route)
+
+
+async def _read(reader: asyncio.StreamReader) -> Any:
+    length = protocol.frame_length(await reader.readexactly(protocol.HEADER_BYTES))
+    return protocol.decode(await reader.readexactly(length))
+
+
+async def serve(settings: Settings, path: str, *, ready: int | None = None) -> None:
+    """Run the store process's app and answer HTTP processes on the Unix socket at ``path`` until SIGTERM; write a
+    byte to the file descriptor ``ready`` once they may connect.
+
+    SIGINT is left to the process (``python -m server.processes`` ignores it): a Ctrl-C reaches every process of the
+    terminal's group, and the supervisor stops the HTTP processes before this one (SIGTERM), so what they have in
+    flight is answered while the store is still here."""
+    from server.app import create_app
+    from server.stores import build_stores
+
+    stores = build_stores(settings, check=False)
+    app = create_app(settings, stores=stores, workers=True, freeze_gc=settings.gc_freeze, observe_requests=False)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    async with app.router.lifespan_context(app):
+        store = StoreProcess(app, services_of(app))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        os.chmod(path, 0o600)
+        server = await asyncio.start_unix_server(store.connection, sock=listener, backlog=1024)
+        logger.info("store process (PID %s) serves the HTTP processes at %s", os.getpid(), path)
+        if ready is not None:
+            os.write(ready, b"r")
+            os.close(ready)
+        await stop.wait()
+        server.close()
+        for task in list(store._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 30)
+    logger.info("store process (PID %s) stopped", os.getpid())
+
+
+def run(settings: Settings, path: str, *, ready: int | None = None) -> None:
+    """:func:`serve` on the fast event loop when installed (uvloop), as ``serve`` runs."""
+    import sys
+
+    sys.setswitchinterval(settings.switch_interval_ms / 1000)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(settings, path, ready=ready))
+    else:
+        uvloop.run(serve(settings, path, ready=ready))

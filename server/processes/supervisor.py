@@ -1,0 +1,228 @@
+"""``serve`` as a supervisor: it starts the store process, then the HTTP processes on the socket it listens on,
+restarts any that dies, and stops them in order (the HTTP processes first, then the store process, which applies
+what is queued and checkpoints).
+
+The children are ``python -m server.processes store|http`` with the server's settings in their environment
+(``TAMS_PROCESS_OPTIONS``: the options ``serve`` was given, as JSON; secrets stay in the environment they came from),
+the store process's Unix socket in a folder only this user can enter (``TAMS_STORE_SOCKET``), the listening socket
+inherited (``TAMS_LISTEN_FD``) and, for the store process, a pipe it writes to once HTTP processes may connect
+(``TAMS_READY_FD``). Each child dies with the supervisor (``PR_SET_PDEATHSIG``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ChildFailed", "Supervisor"]
+
+logger = logging.getLogger(__name__)
+
+#: how long the store process may take to open the store and preload the live flows
+READY_TIMEOUT_S = 900.0
+#: how long each child may take to stop once asked (then it is killed)
+STOP_TIMEOUT_S = 120.0
+_PR_SET_PDEATHSIG = 1
+
+
+class ChildFailed(Exception):
+    """The store process ended before it was ready (its own message went to the log): ``code`` is its exit code."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"the store process ended with exit code {code} before it was ready")
+        self.code = code
+
+
+def _die_with_parent() -> None:
+    """In a child, before it runs: end it with SIGTERM when the supervisor ends, however it ends."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class _Child:
+    role: str
+    process: subprocess.Popen[bytes]
+    started: float
+    #: consecutive quick deaths (the pause before the next start grows with them)
+    failures: int = 0
+
+
+@dataclass
+class Supervisor:
+    """The processes of one server (see the module docstring): ``http_processes`` HTTP processes on ``sock``;
+    ``options`` the settings ``serve`` was given; ``announce(pids)`` is told the children's process ids whenever they
+    change (the file beside a DuckDB store names them)."""
+
+    sock: socket.socket
+    options: Mapping[str, Any]
+    http_processes: int
+    log_level: str = "info"
+    #: ``serve -v``'s count
+    verbosity: int = 0
+    announce: Callable[[dict[str, Any]], None] = lambda _pids: None
+    _children: list[_Child] = field(default_factory=list)
+    _stopping: bool = False
+    _folder: Path | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        assert self._folder is not None
+        return self._folder / "store.sock"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where every child writes its metrics, for a scrape to add up (prometheus-client's multiprocess mode)."""
+        assert self._folder is not None
+        return self._folder / "metrics"
+
+    def start(self, *, ready: Callable[[], None] = lambda: None) -> None:
+        """Start the store process and wait until it is ready (``ChildFailed`` if it ends first), call ``ready``,
+        then start the HTTP processes."""
+        # from here on a SIGINT or SIGTERM only asks to stop: :meth:`run` then stops whatever was started, in order
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._stop_signal)
+        self._folder = Path(tempfile.mkdtemp(prefix="tams-"))  # mode 0700: only this user reaches the socket
+        self.metrics_dir.mkdir()
+        self._children.append(self._start_store())
+        if self._stopping:
+            return
+        ready()
+        for _ in range(self.http_processes):
+            if not self._stopping:
+                self._children.append(self._spawn("http"))
+        self._announce()
+
+    def run(self) -> int:
+        """Supervise until SIGTERM or SIGINT (since :meth:`start`), then stop every child; the exit code."""
+        try:
+            while not self._stopping:
+                time.sleep(0.2)
+                self._restart_the_dead()
+        finally:
+            self.stop()
+        return 0
+
+    def stop(self) -> None:
+        """Stop the HTTP processes, then the store process (each SIGTERM, then SIGKILL after a while)."""
+        self._stopping = True
+        for role in ("http", "store"):
+            children = [c for c in self._children if c.role == role and c.process.poll() is None]
+            for child in children:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.send_signal(signal.SIGTERM)
+            for child in children:
+                try:
+                    child.process.wait(STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    logger.warning("the %s process (PID %s) did not stop: killed", child.role, child.process.pid)
+                    child.process.kill()
+                    child.process.wait()
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+    def pids(self) -> dict[str, Any]:
+        alive = [c for c in self._children if c.process.poll() is None]
+        return {
+            "supervisor": os.getpid(),
+            "store": next((c.process.pid for c in alive if c.role == "store"), None),
+            "http": [c.process.pid for c in alive if c.role == "http"],
+        }
+
+    # -- children ------------------------------------------------------------------------------------------------
+    def _stop_signal(self, signum: int, _frame: Any) -> None:
+        self._stopping = True
+
+    def _announce(self) -> None:
+        with contextlib.suppress(Exception):
+            self.announce(self.pids())
+
+    def _environment(self, role: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env["TAMS_PROCESS_OPTIONS"] = json.dumps(dict(self.options), default=str)
+        env["TAMS_PROCESS_LOG_LEVEL"] = self.log_level
+        env["TAMS_PROCESS_VERBOSITY"] = str(self.verbosity)
+        env["TAMS_STORE_SOCKET"] = str(self.socket_path)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)
+        return env
+
+    def _spawn(self, role: str, *, ready_fd: int | None = None) -> _Child:
+        env = self._environment(role)
+        fds: list[int] = []
+        if role == "http":
+            env["TAMS_LISTEN_FD"] = str(self.sock.fileno())
+            fds.append(self.sock.fileno())
+        if ready_fd is not None:
+            env["TAMS_READY_FD"] = str(ready_fd)
+            fds.append(ready_fd)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server.processes", role],
+            env=env,
+            pass_fds=fds,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        logger.info("started the %s process (PID %s)", role, process.pid)
+        return _Child(role, process, time.monotonic())
+
+    def _start_store(self) -> _Child:
+        read, write = os.pipe()
+        try:
+            child = self._spawn("store", ready_fd=write)
+        finally:
+            os.close(write)
+        try:
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while True:
+                readable, _, _ = select.select([read], [], [], 0.2)
+                if (readable and os.read(read, 1)) or self._stopping:
+                    return child
+                code = child.process.poll()
+                if code is not None:
+                    raise ChildFailed(code)
+                if time.monotonic() > deadline:
+                    child.process.kill()
+                    raise ChildFailed(-9)
+        finally:
+            os.close(read)
+
+    def _restart_the_dead(self) -> None:
+        for i, child in enumerate(self._children):
+            code = child.process.poll()
+            if code is None or self._stopping:
+                continue
+            quick = time.monotonic() - child.started < 10
+            failures = child.failures + 1 if quick else 0
+            pause = min(30.0, 0.5 * 2**failures) if failures else 0.0
+            logger.error(
+                "the %s process (PID %s) ended with exit code %s: restarting it%s",
+                child.role,
+                child.process.pid,
+                code,
+                f" in {pause:.1f} s" if pause else "",
+            )
+            time.sleep(pause)
+            try:
+                fresh = self._start_store() if child.role == "store" else self._spawn("http")
+            except ChildFailed as exc:
+                logger.error("the store process could not be started again: %s", exc)
+                fresh = _Child("store", subprocess.Popen(["true"]), time.monotonic())
+            fresh.failures = failures
+            self._children[i] = fresh
+            self._announce()

@@ -1,0 +1,130 @@
+"""``POST /_admin/backup``: a copy of the store this server holds, made while it serves, sent as it is read.
+
+Not part of the TAMS API (not in ``/docs``): the ``tams-analytics backup`` command calls it when the server holds
+the DuckDB store it is asked to back up. It asks the API's credentials and, with JWTs, the ``admin`` scope. The
+library makes the copy (:func:`tams_analytics.backup.snapshot.snapshot_niced`: every table as Parquet in one read
+transaction, beside the writer, at a CPU priority ``TAMS_BACKUP_NICE`` lower) into a folder under the data dir,
+which the answer streams as a tar (:mod:`tams_analytics.backup.transfer`) and which goes when it has been sent (a
+copy a broken connection left is removed by the next backup). One backup at a time: a second answers 409.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Final
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from server.auth.principal import ADMIN
+from server.errors import ApiError
+from server.services import Services, services_of
+from tams_analytics import __version__
+from tams_analytics.backup.repository import local_files
+from tams_analytics.backup.snapshot import snapshot_niced
+from tams_analytics.backup.transfer import ADMIN_BACKUP_PATH, SNAPSHOT_MEMBER, SnapshotInfo, tar_chunks
+
+__all__ = ["router"]
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(include_in_schema=False)
+
+#: under the data dir: the copies being sent
+STAGING: Final = ".backup-staging"
+
+
+def _require_admin(services: Services, scopes: frozenset[str] | None) -> None:
+    """With JWTs, the ``admin`` scope (static credentials carry every scope; without auth, the API is open too)."""
+    settings = services.settings
+    if settings.auth != "jwt" or (scopes is not None and ADMIN in scopes):
+        return
+    needed = settings.jwt_scope_prefix + ADMIN
+    raise ApiError(
+        403,
+        f"a backup needs the scope {needed}",
+        {"WWW-Authenticate": f'Bearer realm="tams", error="insufficient_scope", scope="{needed}"'},
+    )
+
+
+class _OneAtATime:
+    """Whether a backup is being made or sent (decided on the event loop: no lock needed)."""
+
+    def __init__(self) -> None:
+        self.busy = False
+
+
+def _state(app: FastAPI) -> _OneAtATime:
+    state = getattr(app.state, "backups", None)
+    if not isinstance(state, _OneAtATime):
+        state = app.state.backups = _OneAtATime()
+    return state
+
+
+@router.post(ADMIN_BACKUP_PATH)
+async def make_backup(request: Request) -> Response:
+    services = services_of(request.app)
+    principal = await services.authorizer.identify(request)
+    _require_admin(services, principal.scopes)
+    state = _state(request.app)
+    if state.busy:
+        raise ApiError(409, "a backup of this store is being made: try again when it is done")
+    state.busy = True
+    staging = services.settings.data_dir / STAGING
+    folder = staging / uuid.uuid4().hex
+    try:
+        info = await run_in_threadpool(_copy, services, staging, folder)
+    except BaseException:
+        state.busy = False
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    names = [SNAPSHOT_MEMBER, *(n for n in local_files(folder) if n != SNAPSHOT_MEMBER)]
+    logger.info(
+        "backup: copied %s rows as of %s in %.2f s; sending %s files",
+        sum(info.rows.values()),
+        info.created.isoformat(),
+        info.seconds,
+        len(names),
+    )
+    return StreamingResponse(
+        _send(folder, names, state),
+        media_type="application/x-tar",
+        headers={"Content-Disposition": f'attachment; filename="tams-backup-{info.created:%Y%m%dT%H%M%SZ}.tar"'},
+    )
+
+
+def _copy(services: Services, staging: Path, folder: Path) -> SnapshotInfo:
+    """Remove what earlier backups left, copy the store into ``folder`` and describe the copy beside it."""
+    shutil.rmtree(staging, ignore_errors=True)
+    folder.mkdir(parents=True)
+    snap = snapshot_niced(services.catalog.engine, folder, nice=services.settings.backup_nice)
+    info = SnapshotInfo(
+        store=snap.store,
+        engine=services.catalog.engine.name,
+        created=snap.created,
+        rows=snap.rows,
+        seconds=snap.seconds,
+        tool=f"tams-analytics {__version__}",
+    )
+    (folder / SNAPSHOT_MEMBER).write_bytes(info.dumps())
+    return info
+
+
+async def _send(folder: Path, names: list[str], state: _OneAtATime) -> AsyncIterator[bytes]:
+    """The tar of ``folder``'s files, each chunk read in a worker thread; the copy goes once sent (or abandoned)."""
+    chunks = tar_chunks(folder, names)
+    try:
+        while (chunk := await run_in_threadpool(next, chunks, None)) is not None:
+            yield chunk
+    finally:
+        with contextlib.suppress(ValueError):  # still being read in a worker thread: it ends with the folder
+            chunks.close()
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+        state.busy = False

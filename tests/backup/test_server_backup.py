@@ -1,0 +1,172 @@
+"""The server's copy of the store it holds (``POST /_admin/backup``), as ``tams-analytics backup`` asks for it.
+
+Against a real DuckDB file under a server answering real HTTP (uvicorn in a thread): recorders post single
+segments to their flows all through a backup, and the backup holds each flow's segments acknowledged up to one
+instant and exactly their objects (a registration's segment and object rows are one transaction: a copy made
+table by table would tear them); the writers kept committing meanwhile. The endpoint asks the API's credentials
+(401), with JWTs the ``admin`` scope (403), is not in the API reference, makes one backup at a time (409), and
+says in words that a store of another engine is backed up by its own engine.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+import tams_analytics as ta
+from server.app import create_app
+from server.config import Settings
+from tams_analytics.backup import backup_store, open_parquet_folder
+from tams_analytics.backup.transfer import ADMIN_BACKUP_PATH, SNAPSHOT_MEMBER, SnapshotInfo
+from tams_analytics.predicates import Term
+from tests.backup.stores import build_catalog_demo
+from tests.fixtures.idp import AUDIENCE, IdentityProvider
+from tests.fixtures.live import serve
+from tests.server.conftest import video_flow
+
+#: recorders posting during the backup
+WRITERS = 4
+
+
+class Recorder(threading.Thread):
+    """Single abutting segments to one flow, each acknowledged before the next, until stopped."""
+
+    def __init__(self, url: str, flow_id: str) -> None:
+        super().__init__(name=f"recorder-{flow_id[:8]}", daemon=True)
+        self.url, self.flow_id = url, flow_id
+        self.acknowledged: list[tuple[str, str]] = []
+        self.failures: list[str] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=60, trust_env=False) as client:
+            i = 0
+            while not self.stopping.is_set():
+                body = {"object_id": str(uuid.uuid4()), "timerange": f"[{i}:0_{i + 1}:0)"}
+                r = client.post(f"/flows/{self.flow_id}/segments", json=body)
+                if r.status_code != 201:
+                    self.failures.append(f"{r.status_code} {r.text[:200]}")
+                    return
+                self.acknowledged.append((body["object_id"], body["timerange"]))
+                i += 1
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A data dir whose store already holds a demo of 60,000 segments (a copy of it takes a while)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    with ta.connect(f"duckdb:///{data / 'tams.duckdb'}", create=True) as cat:
+        build_catalog_demo(cat, 60_000)
+    return data
+
+
+def test_a_backup_through_the_server_shows_one_instant_while_recorders_post(data_dir: Path, tmp_path: Path) -> None:
+    with serve(create_app(Settings(data_dir=data_dir))) as client:
+        url = str(client.base_url).rstrip("/")
+        flows = [video_flow() for _ in range(WRITERS)]
+        for flow in flows:
+            assert client.put(f"/flows/{flow['id']}", json=flow).status_code == 201
+        recorders = [Recorder(url, f["id"]) for f in flows]
+        for r in recorders:
+            r.start()
+        while min(len(r.acknowledged) for r in recorders) < 3:
+            assert not any(r.failures for r in recorders), [r.failures for r in recorders]
+            threading.Event().wait(0.05)
+        before = {r.flow_id: len(r.acknowledged) for r in recorders}
+        result = backup_store(str(tmp_path / "backups"), server=url)
+        after = {r.flow_id: len(r.acknowledged) for r in recorders}
+        for r in recorders:
+            r.stopping.set()
+            r.join(timeout=60)
+            assert not r.failures, r.failures
+    assert result.manifest.method == "server" and result.manifest.server == url
+    assert sum(after.values()) > sum(before.values()), "the recorders' segments were committed during the backup"
+    with open_parquet_folder(Path(result.location)) as backup:
+        for r in recorders:
+            where = [Term("flow_id", "==", r.flow_id)]
+            rows = backup.rows(
+                "segments", where, columns=["object_id", "timerange", "start_ns"], order_by=[("start_ns", False)]
+            )
+            segments = list(
+                zip(rows.column("object_id").to_pylist(), rows.column("timerange").to_pylist(), strict=True)
+            )
+            assert segments == r.acknowledged[: len(segments)], "a prefix of what was acknowledged, in order"
+            assert before[r.flow_id] <= len(segments) <= after[r.flow_id]
+            objects = backup.rows("objects", [Term("first_referenced_by_flow", "==", r.flow_id)], columns=["id"])
+            assert sorted(objects.column("id").to_pylist()) == sorted(o for o, _ in segments), (
+                "every segment's object and no other: the copy shows one instant"
+            )
+        assert backup.count("segments") == result.manifest.tables["segments"].rows
+
+
+def _answer(client: TestClient, **headers: str) -> httpx.Response:
+    return client.post(ADMIN_BACKUP_PATH, headers=headers)
+
+
+def test_the_endpoint_asks_the_apis_credentials_and_sends_a_tar_of_the_copy(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", auth="basic", basic_users="ann:s3cret")  # type: ignore[arg-type]
+    with TestClient(create_app(settings, workers=False)) as client:
+        refused = _answer(client)
+        assert refused.status_code == 401 and refused.json()["type"] == "UnauthorizedError"
+        assert _answer(client, Authorization="Basic YW5uOndyb25n").status_code == 401  # ann:wrong
+        ok = _answer(client, Authorization="Basic YW5uOnMzY3JldA==")  # ann:s3cret
+        assert ok.status_code == 200 and ok.headers["content-type"] == "application/x-tar"
+        with tarfile.open(fileobj=io.BytesIO(ok.content)) as tar:
+            names = tar.getnames()
+            info = SnapshotInfo.loads(tar.extractfile(SNAPSHOT_MEMBER).read())  # type: ignore[union-attr]
+        assert names[0] == SNAPSHOT_MEMBER and "segments/data_0.parquet" in names
+        assert info.engine == "duckdb" and set(info.rows) >= {"sources", "flows", "segments", "webhooks"}
+        assert "/_admin" not in client.get("/openapi.json").text, "not part of the TAMS API"
+        assert not (tmp_path / "data" / ".backup-staging").exists() or not any(
+            (tmp_path / "data" / ".backup-staging").iterdir()
+        ), "the copy goes once sent"
+
+
+def test_with_jwts_a_backup_needs_the_admin_scope(tmp_path: Path, idp: IdentityProvider) -> None:
+    settings = Settings(data_dir=tmp_path / "data", auth="jwt", jwt_issuer=idp.issuer, jwt_audience=AUDIENCE)
+    with TestClient(create_app(settings, workers=False)) as client:
+        user = idp.mint("ann", ["read", "write", "delete"])
+        refused = _answer(client, Authorization=f"Bearer {user}")
+        assert refused.status_code == 403, refused.text
+        assert "tams-api/admin" in refused.json()["summary"]
+        assert 'error="insufficient_scope"' in refused.headers["www-authenticate"]
+        admin = idp.mint("ops", ["admin"])
+        assert _answer(client, Authorization=f"Bearer {admin}").status_code == 200
+
+
+def test_one_backup_at_a_time(tmp_path: Path) -> None:
+    with serve(create_app(Settings(data_dir=tmp_path / "data"), workers=False)) as client:
+        with client.stream("POST", ADMIN_BACKUP_PATH) as first:
+            assert first.status_code == 200
+            chunks = first.iter_raw(512)
+            next(chunks)  # the copy is being sent
+            second = client.post(ADMIN_BACKUP_PATH)
+            assert second.status_code == 409 and "being made" in second.json()["summary"]
+            for _ in chunks:  # the rest of it
+                pass
+        assert client.post(ADMIN_BACKUP_PATH).status_code == 200, "free again once sent"
+
+
+@pytest.fixture
+def vast_app(tmp_path: Path) -> Iterator[TestClient]:
+    pytest.importorskip("vastdb")
+    from tams_analytics.engines.vast import Engine
+    from tests.engines.vast.reference import REFERENCE_URL, ReferenceStore
+
+    engine = Engine(REFERENCE_URL, store=ReferenceStore())
+    with TestClient(create_app(Settings(data_dir=tmp_path), engine=engine, workers=False, owns_engine=True)) as c:
+        yield c
+
+
+def test_a_store_of_another_engine_is_backed_up_by_that_engine(vast_app: TestClient) -> None:
+    answer = _answer(vast_app)
+    assert answer.status_code == 400 and "not a DuckDB file" in answer.json()["summary"]

@@ -1,0 +1,204 @@
+"""The process boundary of ``serve`` (:mod:`server.processes`), each side driven alone: the protocol's frames and
+refusals, and a real store process (``python -m server.processes store`` on a real DuckDB file) answered by the HTTP
+processes' client, without an HTTP process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.processes import protocol
+from server.processes.client import StoreClient
+from server.processes.protocol import (
+    FetchPage,
+    Forward,
+    Forwarded,
+    Hello,
+    KeepPage,
+    KeptPage,
+    PageRows,
+    Refusal,
+    StoreProcessError,
+    Welcome,
+)
+from tams_analytics.catalog import AddResult, Registration
+from tams_analytics.exceptions import (
+    ConflictError,
+    InsufficientStorageError,
+    StoreNotFoundError,
+    StoreUnavailableError,
+)
+from tests.server.conftest import video_flow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# -- the protocol ----------------------------------------------------------------------------------------------------
+def test_a_frame_carries_one_message_and_its_length() -> None:
+    hello = Hello(protocol.VERSION, "0.1.0", 42)
+    frame = protocol.encode(hello)
+    assert protocol.frame_length(frame[: protocol.HEADER_BYTES]) == len(frame) - protocol.HEADER_BYTES
+    assert protocol.decode(frame[protocol.HEADER_BYTES :]) == hello
+    with pytest.raises(ValueError, match="not from a peer"):
+        protocol.frame_length(b"\xff\xff\xff\xff")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConflictError("timerange overlaps the stored segment [0:0_1:0)"),
+        StoreNotFoundError("no DuckDB store at /x.duckdb"),  # its __init__ takes other arguments than its args
+        InsufficientStorageError("the volume is full", part="store", uncertain=True),
+    ],
+    ids=["conflict", "store-not-found", "insufficient-storage"],
+)
+def test_a_library_error_travels_as_itself(error: Exception) -> None:
+    """The same class, words and attributes on the other side (status codes are mapped from them)."""
+    again = protocol.decode(protocol.encode(Refusal.of(error))[protocol.HEADER_BYTES :]).error()
+    assert type(again) is type(error)
+    assert str(again) == str(error)
+    assert vars(again) == vars(error)
+
+
+def test_anything_else_travels_as_its_words() -> None:
+    again = Refusal.of(KeyError("flows")).error()
+    assert isinstance(again, StoreProcessError)
+    assert str(again) == "the store process failed: KeyError: 'flows'"
+
+
+# -- the store process, alone --------------------------------------------------------------------------------------
+class StoreProcess:
+    """``python -m server.processes store`` on a DuckDB file under ``data``, ready for HTTP processes at ``socket``."""
+
+    def __init__(self, data: Path, socket: Path) -> None:
+        self.data, self.socket = data, socket
+        read, write = os.pipe()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")}
+        env |= {
+            "PYTHONPATH": str(REPO),
+            "TAMS_PROCESS_OPTIONS": json.dumps({"data_dir": str(data), "webhooks_allow_private": True}),
+            "TAMS_STORE_SOCKET": str(socket),
+            "TAMS_READY_FD": str(write),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "server.processes", "store"], env=env, pass_fds=[write], cwd=data.parent
+        )
+        os.close(write)
+        with os.fdopen(read, "rb") as ready:
+            assert ready.read(1) == b"r", "the store process ended before it was ready"
+
+    def stop(self) -> int:
+        self.process.terminate()
+        return self.process.wait(60)
+
+
+@pytest.fixture
+def store_process(tmp_path: Path) -> Iterator[StoreProcess]:
+    process = StoreProcess(tmp_path / "data", tmp_path / "store.sock")
+    try:
+        yield process
+    finally:
+        if process.process.poll() is None:
+            process.stop()
+
+
+def _forward(method: str, path: str, body: object = None, query: str = "") -> Forward:
+    data = b"" if body is None else json.dumps(body).encode()
+    headers = [(b"host", b"testserver"), (b"content-type", b"application/json")]
+    return Forward(
+        method,
+        "http",
+        ("testserver", 80),
+        ("127.0.0.1", 1),
+        "",
+        path,
+        path.encode(),
+        query.encode(),
+        headers,
+        "1.1",
+        data,
+    )
+
+
+def _page(flow_id: str, key: str) -> FetchPage:
+    return FetchPage(
+        key=key,
+        flow_id=flow_id,
+        limit=10,
+        timerange=None,
+        object_id=None,
+        after=None,
+        reverse=False,
+        with_object_tr=False,
+        wants_urls=True,
+    )
+
+
+def test_the_store_process_registers_reads_keeps_pages_and_answers_the_rest(store_process: StoreProcess) -> None:
+    async def run() -> None:
+        client = StoreClient(str(store_process.socket))
+        await client.start(wait_s=30)
+        assert client.connected
+        flow = video_flow()
+        fid = flow["id"]
+        put: Forwarded = await client.forward(_forward("PUT", f"/flows/{fid}", flow))
+        assert put.status == 201 and put.route == "/flows/{flow_id}", put
+        segments = [{"object_id": f"o{i}", "timerange": f"[{i}:0_{i + 1}:0)"} for i in range(3)]
+        results = await asyncio.gather(*(client.queue(Registration.of(fid, [s])) for s in segments))
+        assert all(isinstance(r, AddResult) and r.accepted == [0] and not r.failed for r in results)
+        refused = await client.queue(Registration.of(fid, [{"object_id": "x", "timerange": "[0:0_1:0)"}]))
+        assert "overlaps" in refused.failed[0].reason
+        rows = await client.fetch_page(_page(fid, "page-1"))
+        assert isinstance(rows, PageRows) and rows.ticket is not None
+        assert [r["object_id"] for r in rows.rows] == ["o0", "o1", "o2"]
+        assert set(rows.instances) == {"o0", "o1", "o2"}
+        client.keep_page(KeepPage(rows.ticket, "page-1", b"[rendered]", {"x-paging-limit": "10"}, float("inf")))
+        await asyncio.sleep(0.2)  # a one-way message: give it time to arrive
+        kept = await client.fetch_page(_page(fid, "page-1"))
+        assert kept == KeptPage(b"[rendered]", {"x-paging-limit": "10"})
+        # a registration makes the kept page stale at once: rows again, with the new segment
+        await client.queue(Registration.of(fid, [{"object_id": "o3", "timerange": "[3:0_4:0)"}]))
+        again = await client.fetch_page(_page(fid, "page-1"))
+        assert isinstance(again, PageRows) and [r["object_id"] for r in again.rows][-1] == "o3"
+        missing: Forwarded = await client.forward(_forward("GET", f"/flows/{uuid.uuid4()}"))
+        assert missing.status == 404 and json.loads(missing.body)["type"] == "NotFoundError"
+        ready: Forwarded = await client.forward(_forward("GET", "/ready"))
+        assert ready.status == 200 and json.loads(ready.body)["status"] == "ready"
+        await client.close()
+
+    asyncio.run(run())
+    assert store_process.stop() == 0  # SIGTERM: the queue applied, the store checkpointed, exit 0
+
+
+def test_a_client_of_another_version_is_refused(store_process: StoreProcess) -> None:
+    async def run() -> Welcome:
+        reader, writer = await asyncio.open_unix_connection(str(store_process.socket))
+        writer.write(protocol.encode(Hello(protocol.VERSION + 1, "0.0.1", os.getpid())))
+        await writer.drain()
+        length = protocol.frame_length(await reader.readexactly(protocol.HEADER_BYTES))
+        welcome = protocol.decode(await reader.readexactly(length))
+        assert await reader.read() == b""  # and it hangs up
+        writer.close()
+        return welcome  # type: ignore[no-any-return]
+
+    welcome = asyncio.run(run())
+    assert welcome.refused is not None and f"protocol {protocol.VERSION + 1} of tams-analytics 0.0.1" in welcome.refused
+
+
+def test_calls_fail_at_once_with_503_while_the_store_process_is_gone(tmp_path: Path) -> None:
+    async def run() -> None:
+        client = StoreClient(str(tmp_path / "nobody.sock"), retry_s=0.05)
+        await client.start(wait_s=0.2)
+        with pytest.raises(StoreUnavailableError, match="the store process is not running"):
+            await client.queue(Registration.of(str(uuid.uuid4()), [{"object_id": "a", "timerange": "[0:0_1:0)"}]))
+        await client.close()
+
+    asyncio.run(run())
