@@ -57,10 +57,6 @@ class Condition:
         return {"state": self.state, "summary": self.summary, "ready": self.ready, "since": self.since}
 
 
-#: ``listener(before, after)``: told of every change of state (metrics)
-Listener = Callable[[Condition | None, Condition], None]
-
-
 class Health:
     """The condition of each part (see the module docstring). Thread-safe: reporters run in worker threads."""
 
@@ -68,16 +64,10 @@ class Health:
         self._clock = clock
         self._lock = threading.Lock()
         self._parts: dict[Part, Condition] = {}
-        self._listeners: list[Listener] = []
-
-    def listen(self, listener: Listener) -> None:
-        """Tell ``listener`` of every change of state from now on."""
-        with self._lock:
-            self._listeners.append(listener)
 
     def report(self, part: Part, state: str, summary: str, *, ready: bool | None = None) -> Condition:
-        """``part`` is in ``state`` (``ready`` defaults to whether the state is ``ok``). Logged, and told to the
-        listeners, only when the state changes; a new summary in the same state (a volume's free space moving) is
+        """``part`` is in ``state`` (``ready`` defaults to whether the state is ``ok``). Logged only when the state
+        changes (``/metrics`` reads the conditions); a new summary in the same state (a volume's free space moving) is
         kept without a log line."""
         ready = state == OK if ready is None else ready
         with self._lock:
@@ -86,18 +76,12 @@ class Health:
             since = self._clock() if changed or before is None else before.since
             after = Condition(part, state, summary, ready, since)
             self._parts[part] = after
-            listeners = list(self._listeners) if changed else []
         if changed:
             if state == OK:
                 if before is not None:
                     logger.info("health: %s is ok again (was %s): %s", part, before.state, summary)
             else:
                 logger.warning("health: %s is %s: %s", part, state, summary)
-            for listener in listeners:
-                try:
-                    listener(before, after)
-                except Exception:  # a listener's failure must never stop a reporter
-                    logger.exception("health listener failed")
         return after
 
     def ok(self, part: Part, summary: str = "ok") -> Condition:

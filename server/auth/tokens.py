@@ -193,14 +193,15 @@ class JwtVerifier:
         """The verified claims of ``token`` (fetching keys in a worker thread when needed), or
         :class:`InvalidToken`."""
         alg, kid = self._header(token)
-        if self.keys.wants_refresh(kid):
+        # nothing held yet: a fetch may be in flight (the start-up one), wait for it rather than refuse
+        if not self.keys.fetched or self.keys.wants_refresh(kid):
             await run_in_threadpool(self.keys.refresh, kid)
         return self._verify(token, alg, kid)
 
     def claims_blocking(self, token: str) -> dict[str, Any]:
         """:meth:`claims` for callers that are already off the event loop."""
         alg, kid = self._header(token)
-        if self.keys.wants_refresh(kid):
+        if not self.keys.fetched or self.keys.wants_refresh(kid):
             self.keys.refresh(kid)
         return self._verify(token, alg, kid)
 
@@ -220,6 +221,8 @@ class JwtVerifier:
         jwk = self.keys.key(kid)
         if jwk is None:
             failure = self.keys.failure
+            if failure is None and not self.keys.fetched:
+                failure = "no keys fetched yet"
             if failure is not None:  # the provider was not asked: not the client's fault
                 raise IdentityProviderUnavailable(
                     f"the token cannot be checked: the identity provider is unreachable ({self.keys.where}: "

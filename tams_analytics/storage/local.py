@@ -13,6 +13,7 @@ Names that ``quote`` can never produce (they contain ``+``) are used for everyth
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import hmac
 import json
@@ -246,7 +247,9 @@ class LocalObjectStore:
 
     def check(self) -> str:
         """Write a small file into the folder, flush it to disk and remove it: a folder that cannot be written
-        (read-only, gone, not ours) is an :class:`ObjectStorageUnavailable` naming it."""
+        (read-only, gone, not ours) is an :class:`ObjectStorageUnavailable` naming it. A full volume is not: the folder
+        is usable and takes uploads again once space is freed; the disk watermarks refuse writes meanwhile and say why
+        (:mod:`server.volumes`), where a broken storage would stop a server from starting at all."""
         try:
             fd, tmp = tempfile.mkstemp(dir=self.root, prefix=_TMP_PREFIX)
             try:
@@ -256,6 +259,8 @@ class LocalObjectStore:
                 os.close(fd)
                 os.unlink(tmp)
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return f"local object storage {self.root} is writable (its volume is full now)"
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise ObjectStorageUnavailable(
                 f"local object storage {self.root}", Unavailable.NOT_WRITABLE, f"cannot be written ({reason.lower()})"

@@ -105,3 +105,40 @@ def test_the_keys_are_fetched_at_start(idp: IdentityProvider, tmp_path: Path) ->
         ready = api.get("/ready")
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"]["identity_provider"]["state"] == "ok"
+
+
+def test_the_http_processes_answer_503_too_while_the_provider_is_unreachable(
+    provider: IdentityProvider, tmp_path: Path
+) -> None:
+    """``serve`` answers the segments routes in its HTTP processes, with their own key cache: a token they cannot
+    check is 503 there as well, and checked once the provider answers."""
+    from tests.reliability.conftest import LiveServer
+
+    env = {
+        "TAMS_AUTH": "jwt",
+        "TAMS_JWT_ISSUER": provider.issuer,
+        "TAMS_JWT_AUDIENCE": AUDIENCE,
+        "TAMS_JWT_JWKS_MIN_REFRESH_S": "0",
+        "TAMS_JWT_HTTP_TIMEOUT_S": "2",
+    }
+    (tmp_path / "data").mkdir()
+    server = LiveServer(tmp_path / "data", env=env).start()
+    try:
+        token = provider.mint("ann", ["read", "write"])
+        flow = "00000000-0000-4000-8000-000000000001"
+        with server.client() as api:
+            for method in ("GET", "POST"):
+                body = {"object_id": "a", "timerange": "[0:0_1:0)"} if method == "POST" else None
+                refused = api.request(method, f"/flows/{flow}/segments", json=body, headers=bearer(token))
+                assert refused.status_code == 503, (method, refused.text)
+                assert_valid(refused.json(), "error.json")
+                assert "the identity provider is unreachable" in refused.json()["summary"]
+            port = int(provider.issuer.rsplit(":", 1)[1])
+            with serving_idp(provider, port=port):
+                wait_for(lambda: api.get("/ready").status_code == 200, "ready once the keys are fetched")
+                listed = api.get(f"/flows/{flow}/segments", headers=bearer(token))
+                assert listed.status_code == 200, listed.text  # checked (no such flow: no segments)
+                unknown = api.get(f"/flows/{flow}/segments", headers=bearer(provider.mint(key=SigningKey.generate())))
+                assert unknown.status_code == 401, unknown.text
+    finally:
+        server.stop()

@@ -200,6 +200,20 @@ def _two_slashes(url: SplitResult, path: str) -> str:
     return f"; duckdb://{path} is a relative path (two slashes): for /{path} write duckdb:///{path} (three slashes)"
 
 
+def _table_statements() -> Iterator[str]:
+    """The DDL that makes (or completes) a store's tables, indexes and derived views; each statement idempotent."""
+    for name, schema in SCHEMAS.items():
+        yield _ddl(name, schema)
+    for name, cols in INDEXES.items():
+        index = f"{name}_{'_'.join(cols)}_idx"
+        on = ", ".join(f'"{c}"' for c in cols)
+        yield f'CREATE INDEX IF NOT EXISTS "{index}" ON "{name}" ({on})'
+    # derived tables (source_collections: what collected_by_ids on sources reads) as views
+    for view, build in DERIVED.items():
+        expr = build(lambda n: ibis.table(declared_schema(n), name=n))
+        yield f"CREATE OR REPLACE VIEW {quote(view)} AS {ibis.to_sql(expr, dialect='duckdb')}"
+
+
 class Engine(BaseEngine):
     """DuckDB, embedded."""
 
@@ -235,19 +249,27 @@ class Engine(BaseEngine):
         #: when a write may next try to recover the store (writes refused meanwhile: see :meth:`_usable`)
         self._next_recovery = 0.0
         self._writer = self._new_cursor()
-        #: the storage fault that left the database to be reopened (None: usable)
-        self._fault: StoreFault | None = self._settle_wal()
         #: every cursor handed out, closed with the engine: a cursor left in an idle worker thread's locals keeps
         #: the database alive until interpreter exit, where DuckDB aborts ("terminate called without an
         #: active exception") instead of exiting
         self._cursors: list[duckdb.DuckDBPyConnection] = []
+        #: the storage fault that left the database to be reopened (None: usable)
+        self._fault: StoreFault | None = self._settle_wal()
+        #: the tables are still to be made (or brought up to date): the store opened with a WAL it could not
+        #: checkpoint, so it is read as it is and made ready for writes once it recovers (see :meth:`_usable`)
+        self._tables_pending = False
         self._ibis: Any = None
         #: where the pages of each flow lie on ``start_ns`` (see :mod:`~tams_analytics.engines.windows`)
         self._extents = FlowExtents()
         #: how many values of an ``isin`` on an indexed column go inline (see :mod:`.lists`)
         self._list_limits = ListLimits(INDEXES, self._table_sizes)
-        if not read_only:
+        if read_only:
+            pass
+        elif self._fault is None:
             self.create_tables()
+        else:  # a restart on a full volume, say: reads are served, writes wait for room to checkpoint
+            self._tables_pending = True
+            logger.warning("the store %s is open for reads only until its WAL can be checkpointed", self.path)
 
     # -- connections -----------------------------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -494,6 +516,8 @@ class Engine(BaseEngine):
             recovered = self.recover()
             self._next_recovery = time.monotonic() + 1.0
             if recovered:
+                if self._tables_pending:
+                    self._make_pending_tables()
                 return
         fault = self._fault
         error = InsufficientStorageError if fault.no_space else StoreUnavailableError
@@ -650,16 +674,21 @@ class Engine(BaseEngine):
 
     def create_tables(self) -> None:
         with self.transaction():
-            for name, schema in SCHEMAS.items():
-                self._writer.execute(_ddl(name, schema))
-            for name, cols in INDEXES.items():
-                index = f"{name}_{'_'.join(cols)}_idx"
-                on = ", ".join(f'"{c}"' for c in cols)
-                self._writer.execute(f'CREATE INDEX IF NOT EXISTS "{index}" ON "{name}" ({on})')
-            # derived tables (source_collections: what collected_by_ids on sources reads) as views
-            for view, build in DERIVED.items():
-                expr = build(lambda n: ibis.table(declared_schema(n), name=n))
-                self._writer.execute(f"CREATE OR REPLACE VIEW {quote(view)} AS {ibis.to_sql(expr, dialect='duckdb')}")
+            for statement in _table_statements():
+                self._writer.execute(statement)
+
+    def _make_pending_tables(self) -> None:
+        """The tables :meth:`create_tables` did not make at open (the store could not be written then), made in the
+        transaction being begun now that it has recovered; a fault here leaves the store failed, the write refused."""
+        self._begin()
+        try:
+            for statement in _table_statements():
+                self._writer.execute(statement)
+        except BaseException as exc:
+            self._rolled_back(exc)
+            raise
+        self._commit()
+        self._tables_pending = False
 
     def describe(self, name: str) -> StoredTable | None:
         """The table's columns as DuckDB holds them (DuckDB has no sorting keys: :meth:`optimize` clusters)."""

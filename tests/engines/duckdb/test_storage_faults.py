@@ -121,3 +121,60 @@ def test_a_store_that_cannot_be_reopened_stays_failed_says_why_and_recovers(volu
     _, error = register(cat, flow["id"], 1000)
     assert error is None
     cat.close()
+
+
+_WRITE_AND_DIE = """
+import os, signal, sys, uuid
+import tams_analytics as ta
+from tams_analytics.catalog import Registration
+from tams_analytics.catalog.registration import register_batch
+url, fid, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+cat = ta.connect(url)
+for second in range(count):
+    reg = Registration.of(fid, [{"object_id": f"o{second}", "timerange": f"[{second}:0_{second + 1}:0)"}])
+    outcome = register_batch(cat, [reg])[0]
+    assert not isinstance(outcome, Exception) and not outcome.failed, outcome
+    print(f"o{second}", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_store_killed_with_its_wal_and_reopened_on_a_full_volume_serves_reads_and_recovers(
+    volume: SmallVolume,
+) -> None:
+    """SIGKILL leaves committed writes in the WAL; reopened on a full volume, the WAL cannot be checkpointed: the
+    store opens for reads (everything acknowledged there), refuses writes saying why, and takes them once space
+    returns, losing nothing across a further restart."""
+    import subprocess
+    import sys
+
+    url = f"duckdb://{volume.path}/tams.duckdb"
+    cat = ta.connect(url, create=True)
+    flow = video_flow()
+    fid = flow["id"]
+    cat.put_flow(flow)
+    cat.close()
+    done = subprocess.run([sys.executable, "-c", _WRITE_AND_DIE, url, fid, "50"], capture_output=True, text=True)
+    assert done.returncode == -9, done.stderr
+    acknowledged = done.stdout.split()
+    assert len(acknowledged) == 50
+    assert Path(f"{volume.path}/tams.duckdb.wal").stat().st_size > 0  # the writes wait in the WAL
+
+    volume.fill()
+    cat = ta.connect(url)  # opens: a full volume is no reason to refuse reads
+    assert cat.engine.store_failure() is not None
+    assert stored_objects(cat, fid) == acknowledged
+    _, error = register(cat, fid, 1000)
+    assert isinstance(error, InsufficientStorageError), error
+    assert "checkpointed" in str(error)
+
+    volume.free()
+    cat.engine.recover()
+    oid, error = register(cat, fid, 1001)
+    assert error is None, error
+    acknowledged.append(oid)
+    assert cat.engine.store_failure() is None
+    cat.close()
+    again = ta.connect(url)
+    assert stored_objects(again, fid) == acknowledged
+    again.close()
