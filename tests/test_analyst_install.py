@@ -1,4 +1,4 @@
-"""The README's Analysts install is enough: in a fresh environment installed exactly as that section says
+"""The Analysts page's install is enough (docs/analysts/index.md): in a fresh environment installed exactly as it says
 (``tests/fixtures/analyst_venv.py``), all five notebooks run top to bottom on that environment's own kernel, as
 an analyst opens them: no ``TAMS_*`` settings, so 01–03 build their demo stores, 04 compiles its queries offline and
 05, with no server to read, serves a demo store itself in the background (the ``lab`` extra holds the server) and

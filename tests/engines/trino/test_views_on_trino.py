@@ -3,8 +3,8 @@
 
 Two placements, as deployments have them: the committed files run as they are, with the session's catalog and
 schema those of the Hive tables over the store's Parquet export; and generated with qualified names (the
-README's ``python -m tams_analytics.views --write DIR --table-catalog vast --table-schema 'media/tams'
---view-catalog hive --view-schema S``, then ``trino -f DIR/<view>.sql``), reading the VAST stand-in's tables from
+``python -m tams_analytics.views --write DIR --table-catalog vast --table-schema 'media/tams'
+--view-catalog hive --view-schema S``, then ``trino -f DIR/<view>.sql``, as docs/sql/own-trino.md gives it), reading the VAST stand-in's tables from
 views kept in a Hive schema (VAST's connector, like the stand-in, has no views). In both, every view gives the
 same rows to clients in any session time zone (the Python client and the official CLI, ``--timezone``).
 """
@@ -60,7 +60,7 @@ def _schemas(engine: TrinoEngine, catalog: str) -> set[str]:
 
 @dataclass(frozen=True)
 class GeneratedViews:
-    """The views over the VAST stand-in's tables, made as the README says."""
+    """The views over the VAST stand-in's tables, made as docs/sql/own-trino.md says."""
 
     cat: Catalog
     schema: str
@@ -157,7 +157,7 @@ def test_the_views_hold_the_edge_cases(trino_store: TrinoStore, hive_views: Cata
 
 
 def test_the_generated_views_create_their_schema(vast_views: GeneratedViews) -> None:
-    """The README's fallback for connectors without views, as pasted: each file generated with
+    """docs/sql/own-trino.md's way for connectors without views, as pasted: each file generated with
     ``--view-schema`` creates the schema it needs, so ``trino -f DIR/<view>.sql`` runs on a Trino without it."""
     assert not vast_views.schema_existed, "the schema was there already: the files' own CREATE SCHEMA is untested"
     assert [p.stem for p in vast_views.files] == list(views.VIEWS)
