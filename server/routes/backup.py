@@ -15,6 +15,7 @@ import contextlib
 import logging
 import shutil
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
@@ -55,10 +56,19 @@ def _require_admin(services: Services, scopes: frozenset[str] | None) -> None:
 
 
 class _OneAtATime:
-    """Whether a backup is being made or sent (decided on the event loop: no lock needed)."""
+    """Whether a backup is being made or sent (decided on the event loop: no lock needed).
+
+    While it is sent, the sending generator holds it, through a weak reference: a client gone before the first
+    byte leaves a generator that never runs (its ``finally`` neither), one gone mid-copy a generator cancelled in
+    its ``finally``; either way the generator is dropped with its response, and the next backup may begin."""
 
     def __init__(self) -> None:
-        self.busy = False
+        self.copying = False
+        self.sending: weakref.ref[AsyncIterator[bytes]] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.copying or (self.sending is not None and self.sending() is not None)
 
 
 def _state(app: FastAPI) -> _OneAtATime:
@@ -76,15 +86,16 @@ async def make_backup(request: Request) -> Response:
     state = _state(request.app)
     if state.busy:
         raise ApiError(409, "a backup of this store is being made: try again when it is done")
-    state.busy = True
+    state.copying = True
     staging = services.settings.data_dir / STAGING
     folder = staging / uuid.uuid4().hex
     try:
         info = await run_in_threadpool(_copy, services, staging, folder)
     except BaseException:
-        state.busy = False
         shutil.rmtree(folder, ignore_errors=True)
         raise
+    finally:
+        state.copying = False
     names = [SNAPSHOT_MEMBER, *(n for n in local_files(folder) if n != SNAPSHOT_MEMBER)]
     logger.info(
         "backup: copied %s rows as of %s in %.2f s; sending %s files",
@@ -93,8 +104,11 @@ async def make_backup(request: Request) -> Response:
         info.seconds,
         len(names),
     )
+    body = _send(folder, names, state)
+    state.sending = weakref.ref(body)
+    weakref.finalize(body, shutil.rmtree, folder, True)  # sent, abandoned or never begun: the copy goes
     return StreamingResponse(
-        _send(folder, names, state),
+        body,
         media_type="application/x-tar",
         headers={"Content-Disposition": f'attachment; filename="tams-backup-{info.created:%Y%m%dT%H%M%SZ}.tar"'},
     )
@@ -118,13 +132,14 @@ def _copy(services: Services, staging: Path, folder: Path) -> SnapshotInfo:
 
 
 async def _send(folder: Path, names: list[str], state: _OneAtATime) -> AsyncIterator[bytes]:
-    """The tar of ``folder``'s files, each chunk read in a worker thread; the copy goes once sent (or abandoned)."""
+    """The tar of ``folder``'s files, each chunk read in a worker thread; the copy goes once sent (or abandoned:
+    then also when the generator is dropped, see :class:`_OneAtATime`)."""
     chunks = tar_chunks(folder, names)
     try:
         while (chunk := await run_in_threadpool(next, chunks, None)) is not None:
             yield chunk
     finally:
+        state.sending = None  # first: an await below may be cancelled (a client gone mid-copy)
         with contextlib.suppress(ValueError):  # still being read in a worker thread: it ends with the folder
             chunks.close()
         await asyncio.to_thread(shutil.rmtree, folder, True)
-        state.busy = False

@@ -174,7 +174,8 @@ class Repository:
         copied twice), else a temporary folder removed afterwards (:meth:`publish` uploads it)."""
         if self.local:
             folder = Path(self.dest.path(backup_id))
-            folder.mkdir(parents=True, exist_ok=False)
+            # the owner's alone: a backup holds every column, webhook API keys included
+            folder.mkdir(mode=0o700, parents=True, exist_ok=False)
             yield folder
             return
         temp = Path(tempfile.mkdtemp(prefix=f"tams-backup-{backup_id}-"))

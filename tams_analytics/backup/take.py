@@ -212,10 +212,15 @@ def _backup(repo: Repository, copy: Callable[[Path], _Copy], keep: int | None) -
 
 
 def _tables(folder: Path, rows: dict[str, int]) -> dict[str, TableEntry]:
+    """Each table of the copy in ``folder``, checked complete: its files hold the rows the copy counted (a copy
+    sent by a server that stopped may end between two files, where its tar looks whole)."""
     out = {}
     for name in TABLES:
         files = table_files(folder, name)
         if not files:
-            raise TamsError(f"the copy holds no {name} table")
+            raise TamsError(f"the copy is incomplete: it holds no {name} table")
+        found = sum(pq.read_metadata(f).num_rows for f in files)
+        if found != rows.get(name, 0):
+            raise TamsError(f"the copy is incomplete: its {name} table holds {found:,} of {rows.get(name, 0):,} rows")
         out[name] = TableEntry(rows.get(name, 0), columns_of(pq.read_schema(files[0])))
     return out

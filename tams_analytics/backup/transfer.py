@@ -119,7 +119,15 @@ class IterStream:
 
 def untar(stream: IO[bytes] | IterStream, into: Path) -> list[str]:
     """Write the regular files of the tar ``stream`` under ``into``; returns their names. A member that is not a
-    regular file or whose path leaves ``into`` is refused (a :class:`TamsError`)."""
+    regular file or whose path leaves ``into`` is refused (a :class:`TamsError`), as is a stream that ends before
+    its last file does (the server stopped mid-copy) or is not a tar at all."""
+    try:
+        return _untar(stream, into)
+    except (tarfile.TarError, EOFError) as exc:
+        raise TamsError(f"the copy is incomplete: the backup stream broke off or is not a backup's ({exc})") from exc
+
+
+def _untar(stream: IO[bytes] | IterStream, into: Path) -> list[str]:
     written = []
     with tarfile.open(fileobj=stream, mode="r|") as archive:  # type: ignore[call-overload]
         for member in archive:

@@ -9,9 +9,9 @@ backup, the live flow holds exactly the segments acknowledged up to some instant
 none lost before it began), and the webhook's secret came back too.
 
 The second drill deletes a flow after the backup and collects garbage (as if its timeout had passed) before the
-store breaks: restoring the backup must find that flow's media still in storage, which holds only while
-``TAMS_OBJECT_GRACE_S`` keeps forgotten objects' bytes (branch faults-s3-idp); until that setting exists the test
-is skipped.
+store breaks: restoring the backup must find that flow's media still in storage, which holds because
+``TAMS_OBJECT_GRACE_S`` keeps the bytes of objects nothing references any more for the grace period
+(:mod:`server.gc`'s deletion queue).
 """
 
 from __future__ import annotations

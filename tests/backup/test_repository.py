@@ -169,6 +169,11 @@ def good_backup(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(result.location)
 
 
+def test_a_local_backup_is_its_owners_alone(good_backup: Path) -> None:
+    """A backup holds every column, webhook API keys included: its folder is not readable by other users."""
+    assert good_backup.stat().st_mode & 0o777 == 0o700
+
+
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_verify_finds_a_damaged_backup(
     damage: str, good_backup: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

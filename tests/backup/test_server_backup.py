@@ -11,10 +11,14 @@ says in words that a store of another engine is backed up by its own engine.
 from __future__ import annotations
 
 import io
+import socket
+import struct
 import tarfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -26,8 +30,10 @@ from server.app import create_app
 from server.config import Settings
 from tams_analytics.backup import backup_store, open_parquet_folder
 from tams_analytics.backup.transfer import ADMIN_BACKUP_PATH, SNAPSHOT_MEMBER, SnapshotInfo
+from tams_analytics.cli.__main__ import main
 from tams_analytics.predicates import Term
-from tests.backup.stores import build_catalog_demo
+from tests.backup.stores import build_catalog_demo, rich_store
+from tests.fixtures.http import serving
 from tests.fixtures.idp import AUDIENCE, IdentityProvider
 from tests.fixtures.live import serve
 from tests.server.conftest import video_flow
@@ -154,6 +160,69 @@ def test_one_backup_at_a_time(tmp_path: Path) -> None:
             for _ in chunks:  # the rest of it
                 pass
         assert client.post(ADMIN_BACKUP_PATH).status_code == 200, "free again once sent"
+
+
+@pytest.mark.parametrize("gone", ["before the first byte", "mid-copy"])
+def test_a_client_gone_before_its_backup_is_sent_frees_the_next_one(tmp_path: Path, gone: str) -> None:
+    """A client that asks and goes (closing the connection before reading the answer, or after its first bytes)
+    must not leave the server refusing every later backup with 409, nor its copy behind."""
+    data = tmp_path / "data"
+    rich_store(data, segments=3000)
+    with serve(create_app(Settings(data_dir=data), workers=False)) as client:
+        host, port = client.base_url.host, client.base_url.port
+        assert port is not None
+        deadline = time.monotonic() + 20
+        gone_clients = 0
+        while gone_clients < 3:  # the server notices a client gone mid-copy a moment later: 409 meanwhile
+            with socket.create_connection((host, port)) as sock:
+                sock.sendall(f"POST {ADMIN_BACKUP_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
+                if gone == "mid-copy":
+                    status = sock.recv(4096)[:12]
+                    assert status in (b"HTTP/1.1 200", b"HTTP/1.1 409"), status
+                    gone_clients += status == b"HTTP/1.1 200"
+                else:
+                    gone_clients += 1
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, not FIN
+            assert time.monotonic() < deadline, "a backup nobody reads keeps the next ones refused"
+            time.sleep(0.05)
+        while (answer := client.post(ADMIN_BACKUP_PATH)).status_code == 409:
+            assert time.monotonic() < deadline, "a backup nobody reads keeps the next ones refused"
+            time.sleep(0.2)
+        assert answer.status_code == 200, answer.text
+        staging = data / ".backup-staging"
+        deadline = time.monotonic() + 20
+        while staging.exists() and any(staging.iterdir()):
+            assert time.monotonic() < deadline, f"copies left behind: {list(staging.iterdir())}"
+            time.sleep(0.2)
+
+
+def test_a_copy_that_breaks_off_is_one_line_exit_2_and_leaves_no_backup(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server stopped mid-copy: its tar ends early. ``backup --server`` says so in one line, exit 2, and the
+    repository holds no backup (not even an unfinished folder)."""
+    with TestClient(create_app(Settings(data_dir=tmp_path / "data"), workers=False)) as client:
+        whole = _answer(client).content
+    half = whole[: len(whole) // 2]
+
+    class Broken(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/x-tar")
+            self.send_header("content-length", str(len(half)))
+            self.end_headers()
+            self.wfile.write(half)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    repo = tmp_path / "backups"
+    with serving(Broken) as url:
+        code = main(["backup", "--server", url, "--to", str(repo)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("tams-analytics backup: the copy is incomplete: "), err
+    assert not repo.exists() or list(repo.iterdir()) == []
 
 
 @pytest.fixture

@@ -4,9 +4,10 @@
 Two placements, as deployments have them: the committed files run as they are, with the session's catalog and
 schema those of the Hive tables over the store's Parquet export; and generated with qualified names (the
 ``python -m tams_analytics.views --write DIR --table-catalog vast --table-schema 'media/tams'
---view-catalog hive --view-schema S``, then ``trino -f DIR/<view>.sql``, as docs/sql/own-trino.md gives it), reading the VAST stand-in's tables from
-views kept in a Hive schema (VAST's connector, like the stand-in, has no views). In both, every view gives the
-same rows to clients in any session time zone (the Python client and the official CLI, ``--timezone``).
+--view-catalog hive --view-schema S``, then ``trino -f DIR/<view>.sql``, as docs/sql/own-trino.md gives it),
+reading the VAST stand-in's tables from views kept in a Hive schema (VAST's connector, like the stand-in, has no
+views). In both, every view gives the same rows to clients in any session time zone (the Python client and the
+official CLI, ``--timezone``).
 """
 
 from __future__ import annotations
