@@ -8,9 +8,10 @@ from typing import Any
 
 import orjson
 from fastapi import Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
-__all__ = ["dumps", "json_bytes_response", "json_response"]
+__all__ = ["ClosingStreamingResponse", "dumps", "json_bytes_response", "json_response"]
 
 
 def dumps(content: Any) -> bytes:
@@ -50,3 +51,17 @@ def json_bytes_response(
         h["content-length"] = str(len(body))
         return Response(status_code=status, headers=h, media_type="application/json")
     return Response(content=body, status_code=status, headers=h, media_type="application/json")
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """A streaming response whose body (an async generator) is closed as the response ends, however it ends: sent,
+    its client gone (Starlette cancels the sending, leaving the generator suspended), or the sending failed. Its
+    ``finally`` (releasing what the body held) then runs at once, not whenever the garbage collector gets to it."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                await close()

@@ -14,16 +14,29 @@ import contextlib
 import itertools
 import logging
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 from server.processes import protocol
-from server.processes.protocol import Call, FetchPage, Forward, Hello, KeepPage, Register, Reply, Welcome
+from server.processes.protocol import (
+    Call,
+    FetchPage,
+    Forward,
+    Forwarded,
+    Hello,
+    KeepPage,
+    More,
+    Part,
+    Register,
+    Reply,
+    Welcome,
+)
 from tams_analytics import __version__
 from tams_analytics.catalog import AddResult, Registration
 from tams_analytics.exceptions import StoreUnavailableError
 from tams_analytics.ratelog import RepeatedLog
 
-__all__ = ["StoreClient"]
+__all__ = ["ForwardedStream", "StoreClient"]
 
 logger = logging.getLogger(__name__)
 _unreachable = RepeatedLog(logger)
@@ -37,6 +50,7 @@ class StoreClient:
         self.retry_s = retry_s
         self._numbers = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[Any], bool]] = {}
+        self._streams: dict[int, ForwardedStream] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -71,8 +85,10 @@ class StoreClient:
     async def fetch_page(self, ask: FetchPage) -> Any:
         return await self._call(ask, write=False)
 
-    async def forward(self, request: Forward) -> Any:
-        return await self._call(request, write=request.method not in ("GET", "HEAD"))
+    async def forward(self, request: Forward) -> Forwarded | ForwardedStream:
+        """The store process's app's answer to ``request``: whole, or a :class:`ForwardedStream` of a large body."""
+        answer: Forwarded | ForwardedStream = await self._call(request, write=request.method not in ("GET", "HEAD"))
+        return answer
 
     def keep_page(self, page: KeepPage) -> None:
         """Hand a rendered page to the store process's page cache (no answer; dropped while disconnected)."""
@@ -133,6 +149,13 @@ class StoreClient:
     async def _read_replies(self, reader: asyncio.StreamReader) -> None:
         while True:
             reply = await _read(reader)
+            if isinstance(reply, Part):
+                stream = self._streams.get(reply.number)
+                if stream is not None:
+                    if reply.last:
+                        del self._streams[reply.number]
+                    stream.parts.put_nowait(reply)
+                continue
             if not isinstance(reply, Reply):
                 continue
             waiting = self._pending.pop(reply.number, None)
@@ -141,10 +164,24 @@ class StoreClient:
             future = waiting[0]
             if reply.refusal is not None:
                 future.set_exception(reply.refusal.error())
+            elif isinstance(reply.value, Forwarded) and reply.value.streamed:
+                stream = self._streams[reply.number] = ForwardedStream(self, reply.number, reply.value)
+                future.set_result(stream)
             else:
                 future.set_result(reply.value)
 
+    def _more(self, number: int, *, stop: bool = False) -> bool:
+        """Ask for the next part of streamed answer ``number`` (or, with ``stop``, for no more); False when the
+        store process cannot be asked (the connection is lost)."""
+        if self._writer is None or not self.connected:
+            return False
+        self._writer.write(protocol.encode(Call(None, More(number, stop))))
+        return True
+
     def _fail_pending(self) -> None:
+        streams, self._streams = self._streams, {}
+        for stream in streams.values():
+            stream.parts.put_nowait(None)
         pending, self._pending = self._pending, {}
         for future, write in pending.values():
             if not future.done():
@@ -155,3 +192,39 @@ class StoreClient:
 async def _read(reader: asyncio.StreamReader) -> Any:
     length = protocol.frame_length(await reader.readexactly(protocol.HEADER_BYTES))
     return protocol.decode(await reader.readexactly(length))
+
+
+class ForwardedStream:
+    """A forwarded answer whose body comes in parts (:mod:`.protocol`): its status, header fields and route, and
+    :meth:`body`, which asks for each part once the one before was taken, so that a client reading slowly slows the
+    store process's app down instead of filling memory."""
+
+    def __init__(self, client: StoreClient, number: int, head: Forwarded) -> None:
+        self.status, self.headers, self.route = head.status, head.headers, head.route
+        self.parts: asyncio.Queue[Part | None] = asyncio.Queue()  # None: the connection was lost
+        self._client, self._number, self._first = client, number, head.body
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The body, part by part; raises :class:`StoreUnavailableError` if the store process goes away or fails
+        mid-way (the client's response then ends short: its status is sent already)."""
+        done = False
+        try:
+            if self._first:
+                yield self._first
+            while True:
+                if not self._client._more(self._number):
+                    raise StoreUnavailableError("the store process stopped while sending an answer")
+                part = await self.parts.get()
+                if part is None:
+                    raise StoreUnavailableError("the store process stopped while sending an answer")
+                if part.failed is not None:
+                    raise StoreUnavailableError(f"the store process failed while sending an answer: {part.failed}")
+                if part.data:
+                    yield part.data
+                if part.last:
+                    done = True
+                    return
+        finally:
+            if not done:
+                self._client._streams.pop(self._number, None)
+                self._client._more(self._number, stop=True)

@@ -8,7 +8,8 @@
 * ``/_media``: local storage's signed URLs, served from the files here (uploads under the disk watermarks).
 * ``/health``: this process lives.
 * anything else, ``/ready`` and ``/metrics`` included, is forwarded whole to the store process's app
-  (:class:`~.protocol.Forward`), which authenticates and answers it as one process would.
+  (:class:`~.protocol.Forward`), which authenticates and answers it as one process would; a large answer (a
+  backup's tar) comes back part by part as the client reads it.
 
 Authentication of the native routes happens here, with the same :class:`~server.auth.Authorizer`. With auth classes
 on (``TAMS_AUTH_CLASSES``), whose checks read the store, the segments routes are forwarded too.
@@ -36,9 +37,9 @@ from server.observability import tracing
 from server.observability.middleware import RequestObserver
 from server.page_cache import page_key
 from server.paging import clamp_limit
-from server.processes.client import StoreClient
-from server.processes.protocol import FetchPage, Forward, Forwarded, KeepPage, KeptPage, PageRows
-from server.responses import json_bytes_response, json_response
+from server.processes.client import ForwardedStream, StoreClient
+from server.processes.protocol import FetchPage, Forward, KeepPage, KeptPage, PageRows
+from server.responses import ClosingStreamingResponse, json_bytes_response, json_response
 from server.routes import media
 from server.routes._common import check_uuid, parse_bool, parse_timerange
 from server.routes.segments import PageQuery, SegmentsPage, page_start, register_segments
@@ -129,10 +130,15 @@ def create_front_app(settings: Settings, stores: Stores, client: StoreClient, vo
 
 async def _forwarded(request: Request, client: StoreClient) -> Response:
     """``request`` answered by the store process's app: its status, header fields and body as they are (a HEAD's
-    ``Content-Length`` is the GET's), and its route's template left where the metrics read it."""
-    answer: Forwarded = await client.forward(await _forward(request))
+    ``Content-Length`` is the GET's), and its route's template left where the metrics read it. A large body (a
+    backup's tar) is streamed part by part as the client takes it (:class:`~.client.ForwardedStream`)."""
+    answer = await client.forward(await _forward(request))
     if answer.route is not None:
         request.scope["route"] = _Operation(answer.route, "")
+    if isinstance(answer, ForwardedStream):
+        streamed = ClosingStreamingResponse(answer.body(), status_code=answer.status)
+        streamed.raw_headers = list(answer.headers)
+        return streamed
     response = Response(answer.body, status_code=answer.status)
     headers = list(answer.headers)
     if request.method != "HEAD" and not any(k.lower() == b"content-length" for k, _ in headers):

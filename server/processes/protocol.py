@@ -5,6 +5,12 @@ pickled (protocol 5): both ends run the same code, which :class:`Hello` checks (
 version) before anything else is sent, and the socket lives in a folder only the server's user can enter (pickle
 must never be read from anyone else). An HTTP process numbers its calls; the store process answers each with a
 :class:`Reply` carrying the same number, in any order.
+
+A forwarded answer whose body outgrows :data:`STREAM_AFTER_BYTES` (a backup's tar, say) is not collected whole: its
+:class:`Forwarded` reply carries the body so far (``streamed``), and the rest follows as :class:`Part` messages, one
+for each :class:`More` the HTTP process sends when it has passed the one before to its client. So neither process
+holds more than a part of it, its size is not bounded by a frame, and a client that stops reading stops the store
+process's app too (:class:`More` with ``stop``: its response is ended; the same when the connection is lost).
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ __all__ = [
     "Hello",
     "KeepPage",
     "KeptPage",
+    "More",
     "PageRows",
+    "Part",
     "Refusal",
     "Register",
     "Reply",
@@ -40,12 +48,14 @@ __all__ = [
 ]
 
 #: bumped whenever a message changes: an HTTP process and a store process of different versions refuse each other
-VERSION: Final = 1
+VERSION: Final = 2
 #: the frame header: the length of the pickled message
 _HEADER = struct.Struct(">I")
 HEADER_BYTES: Final = _HEADER.size
 #: the largest message (a forwarded request body is bounded by TAMS_MAX_BODY_BYTES, 64 MiB by default)
 MAX_FRAME_BYTES: Final = 1 << 30
+#: a forwarded answer's body beyond this is streamed (:class:`Part`), not collected into one frame
+STREAM_AFTER_BYTES: Final = 256 << 10
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,29 @@ class Forwarded:
     headers: Sequence[tuple[bytes, bytes]]
     body: bytes
     route: str | None = None
+    #: the body is only its beginning: the rest follows as :class:`Part` messages, one per :class:`More`
+    streamed: bool = False
+
+
+@dataclass(frozen=True)
+class More:
+    """From an HTTP process: send the next :class:`Part` of the streamed answer to call ``number``; with ``stop``,
+    send no more (its client went away): the store process's app is told the response cannot be sent."""
+
+    number: int
+    stop: bool = False
+
+
+@dataclass(frozen=True)
+class Part:
+    """From the store process: the next piece of the streamed answer to call ``number``; ``last`` ends it, and
+    ``failed`` says the app failed before its body was complete (the HTTP process drops the connection: the status
+    is sent already)."""
+
+    number: int
+    data: bytes
+    last: bool = False
+    failed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -160,7 +193,7 @@ class Call:
     """One call of an HTTP process: its number and what it asks (``None`` for a message that wants no answer)."""
 
     number: int | None
-    message: Register | FetchPage | KeepPage | Forward
+    message: Register | FetchPage | KeepPage | Forward | More
 
 
 @dataclass(frozen=True)

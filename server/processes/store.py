@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -42,7 +42,9 @@ from server.processes.protocol import (
     Hello,
     KeepPage,
     KeptPage,
+    More,
     PageRows,
+    Part,
     Refusal,
     Register,
     Reply,
@@ -160,16 +162,30 @@ class StoreProcess:
         if refused is not None:
             logger.error("store process: refused an HTTP process (PID %s): %s", hello.pid, refused)
             return
-        while True:
-            try:
-                call = await _read(reader)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                return
-            task = asyncio.create_task(self._answer(call, writer))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        #: the streamed answers of this connection still being sent: their pulls (:class:`~.protocol.More`)
+        streams: dict[int, asyncio.Queue[bool]] = {}
+        try:
+            while True:
+                try:
+                    call = await _read(reader)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                if isinstance(call.message, More):
+                    pulls = streams.get(call.message.number)
+                    if pulls is not None:
+                        pulls.put_nowait(not call.message.stop)
+                    continue
+                task = asyncio.create_task(self._answer(call, writer, streams))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        finally:
+            for pulls in streams.values():  # the HTTP process is gone: nobody reads what is left
+                pulls.put_nowait(False)
 
-    async def _answer(self, call: Call, writer: asyncio.StreamWriter) -> None:
+    async def _answer(self, call: Call, writer: asyncio.StreamWriter, streams: dict[int, asyncio.Queue[bool]]) -> None:
+        if isinstance(call.message, Forward) and call.number is not None:
+            await self._forward(call.number, call.message, writer, streams)
+            return
         try:
             value = await self._handle(call.message)
         except Exception as exc:
@@ -204,6 +220,35 @@ class StoreProcess:
             return await forward(self.app, message)
         raise TypeError(f"not a call of this protocol: {type(message).__name__}")
 
+    async def _forward(
+        self, number: int, request: Forward, writer: asyncio.StreamWriter, streams: dict[int, asyncio.Queue[bool]]
+    ) -> None:
+        """``request`` answered by the app: whole in one :class:`~.protocol.Reply`, or streamed once its body
+        outgrows :data:`~.protocol.STREAM_AFTER_BYTES` (see :mod:`.protocol`)."""
+
+        async def send(message: object) -> None:
+            if not writer.is_closing():
+                writer.write(protocol.encode(message))
+                await writer.drain()
+
+        stream = _ForwardStream(number, send, streams)
+        try:
+            answer = await forward(self.app, request, stream)
+        except Exception as exc:
+            if stream.started:  # the client has its status already: the HTTP process drops the connection
+                if not isinstance(exc, ClientGone):
+                    logger.warning("store process: a streamed answer failed: %s", exc)
+                await send(Part(number, b"", last=True, failed=f"{type(exc).__name__}: {exc}"))
+                return
+            if not isinstance(exc, TamsError):
+                logger.exception("store process: Forward failed")
+            await send(Reply(number, refusal=Refusal.of(exc)))
+            return
+        finally:
+            streams.pop(number, None)
+        if answer is not None:
+            await send(Reply(number, answer))
+
     def _keep(self, page: KeepPage) -> None:
         pages = self.services.pages
         made_from = self.tickets.redeem(page.ticket)
@@ -221,8 +266,35 @@ class StoreProcess:
         )
 
 
-async def forward(app: FastAPI, request: Forward) -> Forwarded:
-    """``request`` answered by ``app`` (an ASGI call with the request's scope), its answer collected whole."""
+class ClientGone(ConnectionError):
+    """The HTTP process's client stopped reading a streamed answer (or the HTTP process went away)."""
+
+
+class _ForwardStream:
+    """How :func:`forward` sends a body that outgrows one frame: the answer so far in a streamed
+    :class:`~.protocol.Forwarded`, then each piece as a :class:`~.protocol.Part` when the HTTP process asks for it."""
+
+    def __init__(self, number: int, send: Callable[[object], Awaitable[None]], streams: dict[int, asyncio.Queue[bool]]):
+        self.number = number
+        self._send = send
+        self._streams = streams
+        self._pulls: asyncio.Queue[bool] = asyncio.Queue()
+        self.started = False
+
+    async def start(self, head: Forwarded) -> None:
+        self._streams[self.number] = self._pulls
+        self.started = True
+        await self._send(Reply(self.number, head))
+
+    async def part(self, data: bytes, *, last: bool) -> None:
+        if not await self._pulls.get():
+            raise ClientGone("the client stopped reading the answer")
+        await self._send(Part(self.number, data, last=last))
+
+
+async def forward(app: FastAPI, request: Forward, stream: _ForwardStream | None = None) -> Forwarded | None:
+    """``request`` answered by ``app`` (an ASGI call with the request's scope), its answer collected whole or, given
+    ``stream``, streamed once its body outgrows :data:`~.protocol.STREAM_AFTER_BYTES` (then None: it is sent)."""
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -251,15 +323,30 @@ async def forward(app: FastAPI, request: Forward) -> Forwarded:
     status = 500
     headers: list[tuple[bytes, bytes]] = []
     body: list[bytes] = []
+    size = 0
+    streaming = False
 
     async def send(message: MutableMapping[str, Any]) -> None:
-        nonlocal status, headers
+        nonlocal status, headers, size, streaming
         if message["type"] == "http.response.start":
             status, headers = message["status"], list(message.get("headers", []))
         elif message["type"] == "http.response.body":
-            body.append(message.get("body", b""))
+            data, more = message.get("body", b""), message.get("more_body", False)
+            if streaming:
+                assert stream is not None
+                await stream.part(data, last=not more)
+                return
+            body.append(data)
+            size += len(data)
+            if stream is not None and more and size > protocol.STREAM_AFTER_BYTES:
+                streaming = True
+                route = getattr(scope.get("route"), "path_format", None)
+                await stream.start(Forwarded(status, headers, b"".join(body), route, streamed=True))
+                body.clear()
 
     await app(scope, receive, send)
+    if streaming:
+        return None
     route = getattr(scope.get("route"), "path_format", None)
     return Forwarded(status, headers, b"".join(body), route)
 

@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Final
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from server.auth.principal import ADMIN
 from server.errors import ApiError
+from server.responses import ClosingStreamingResponse
 from server.services import Services, services_of
 from tams_analytics import __version__
 from tams_analytics.backup.repository import local_files
@@ -107,7 +108,7 @@ async def make_backup(request: Request) -> Response:
     body = _send(folder, names, state)
     state.sending = weakref.ref(body)
     weakref.finalize(body, shutil.rmtree, folder, True)  # sent, abandoned or never begun: the copy goes
-    return StreamingResponse(
+    return ClosingStreamingResponse(
         body,
         media_type="application/x-tar",
         headers={"Content-Disposition": f'attachment; filename="tams-backup-{info.created:%Y%m%dT%H%M%SZ}.tar"'},

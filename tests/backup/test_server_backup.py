@@ -225,6 +225,42 @@ def test_a_copy_that_breaks_off_is_one_line_exit_2_and_leaves_no_backup(
     assert not repo.exists() or list(repo.iterdir()) == []
 
 
+def test_serve_streams_a_backup_larger_than_a_frame_part_and_stops_with_a_client_gone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``serve`` (a store process behind an HTTP process) sends a backup's tar part by part as the client reads it
+    (:mod:`server.processes.protocol`): the backup verifies, and clients that go mid-copy free the next backup."""
+    from server.processes.protocol import STREAM_AFTER_BYTES
+    from tests.reliability.conftest import LiveServer
+
+    data = tmp_path / "data"
+    rich_store(data, segments=20000)
+    server = LiveServer(data).start()
+    try:
+        repo = tmp_path / "backups"
+        assert main(["backup", "--server", server.url, "--to", str(repo), "--format", "json"]) == 0
+        capsys.readouterr()
+        (made,) = repo.iterdir()
+        assert sum(f.stat().st_size for f in made.rglob("*.parquet")) > STREAM_AFTER_BYTES, "not streamed"
+        assert main(["verify", "--from", str(repo)]) == 0
+        for _ in range(3):  # each goes after its first bytes: the store process stops its app's response
+            with socket.create_connection(("127.0.0.1", server.port)) as sock:
+                sock.sendall(f"POST {ADMIN_BACKUP_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
+                assert sock.recv(4096)[:12] in (b"HTTP/1.1 200", b"HTTP/1.1 409")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        deadline = time.monotonic() + 20
+        with server.client() as client:
+            while (answer := client.post(ADMIN_BACKUP_PATH)).status_code == 409:
+                assert time.monotonic() < deadline, "a backup nobody reads keeps the next ones refused"
+                time.sleep(0.2)
+            assert answer.status_code == 200 and len(answer.content) > STREAM_AFTER_BYTES
+            with tarfile.open(fileobj=io.BytesIO(answer.content)) as tar:
+                assert "segments/data_0.parquet" in tar.getnames()
+            assert client.get("/health").status_code == 200
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def vast_app(tmp_path: Path) -> Iterator[TestClient]:
     pytest.importorskip("vastdb")

@@ -202,3 +202,54 @@ def test_calls_fail_at_once_with_503_while_the_store_process_is_gone(tmp_path: P
         await client.close()
 
     asyncio.run(run())
+
+
+def test_a_large_forwarded_answer_comes_part_by_part_and_a_client_gone_stops_it(tmp_path: Path) -> None:
+    """A backup's tar, larger than :data:`~server.processes.protocol.STREAM_AFTER_BYTES`, is streamed: parts asked
+    one at a time, byte for byte the copy; a stream abandoned after its first part stops the app's response, and the
+    next backup is not refused as one still being made."""
+    import io
+    import tarfile
+
+    import tams_analytics as ta
+    from server.processes.client import ForwardedStream
+    from tests.backup.stores import build_catalog_demo
+
+    data = tmp_path / "data"
+    data.mkdir()
+    with ta.connect(f"duckdb:///{data / 'tams.duckdb'}", create=True) as cat:
+        build_catalog_demo(cat, 20000)
+    process = StoreProcess(data, tmp_path / "store.sock")
+
+    async def run() -> None:
+        client = StoreClient(str(process.socket))
+        await client.start(wait_s=30)
+        answer = await client.forward(_forward("POST", "/_admin/backup"))
+        assert isinstance(answer, ForwardedStream) and answer.status == 200
+        parts = [part async for part in answer.body()]
+        assert len(parts) > 2 and max(map(len, parts)) < sum(map(len, parts)) // 2  # never held whole
+        with tarfile.open(fileobj=io.BytesIO(b"".join(parts))) as tar:
+            assert "segments/data_0.parquet" in tar.getnames()
+        assert client._streams == {}
+        for _ in range(100):  # free again a moment after it was sent (the app's response still ending)
+            abandoned = await client.forward(_forward("POST", "/_admin/backup"))
+            if abandoned.status != 409:
+                break
+            await asyncio.sleep(0.05)
+        assert isinstance(abandoned, ForwardedStream)
+        body = abandoned.body()
+        assert await body.__anext__()
+        await body.aclose()  # the client went away: the store process is told to send no more
+        for _ in range(100):
+            again = await client.forward(_forward("POST", "/_admin/backup"))
+            if again.status != 409:
+                break
+            await asyncio.sleep(0.1)
+        assert isinstance(again, ForwardedStream) and again.status == 200
+        assert sum([len(p) async for p in again.body()]) == sum(map(len, parts))
+        await client.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        assert process.stop() == 0
