@@ -127,6 +127,7 @@ def _copy(services: Services, staging: Path, folder: Path) -> SnapshotInfo:
         rows=snap.rows,
         seconds=snap.seconds,
         tool=f"tams-analytics {__version__}",
+        object_grace_s=services.settings.object_grace_s,
     )
     (folder / SNAPSHOT_MEMBER).write_bytes(info.dumps())
     return info

@@ -60,6 +60,9 @@ class Manifest:
     seconds: float = 0.0
     #: the server that made the copy (``method == "server"``)
     server: str | None = None
+    #: how long the store's server keeps the bytes of objects nothing references any more (``TAMS_OBJECT_GRACE_S``)
+    #: when the backup was made; None: not known. Objects deleted after the backup are in storage for that long only
+    object_grace_s: int | None = None
     format: str = FORMAT
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -107,6 +110,7 @@ class Manifest:
                 tool=str(doc.get("tool", "")),
                 seconds=float(doc.get("seconds", 0.0)),
                 server=doc.get("server"),
+                object_grace_s=None if doc.get("object_grace_s") is None else int(doc["object_grace_s"]),
                 format=fmt,
                 extra=dict(doc.get("extra") or {}),
             )

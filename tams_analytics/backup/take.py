@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -112,6 +113,8 @@ class _Copy:
     store: str
     method: str
     server: str | None = None
+    #: the server's object grace period (a copy made by a server; a direct one reads ``TAMS_OBJECT_GRACE_S``)
+    object_grace_s: int | None = field(default_factory=lambda: _grace_from_environment())
 
 
 def _copy(store: str | None, server: str | None, folder: Path) -> _Copy:
@@ -119,7 +122,7 @@ def _copy(store: str | None, server: str | None, folder: Path) -> _Copy:
     if server is not None:
         info = server_snapshot(server, folder)
         snap = Snapshot(info.created, dict(info.rows), info.seconds)
-        return _Copy(snap, info.engine, info.store, "server", redacted(server))
+        return _Copy(snap, info.engine, info.store, "server", redacted(server), info.object_grace_s)
     if store is None:
         said = "no store: give --store URL or --server URL"
         raise TamsError("no store: give the store's URL or the server's", cli=said)
@@ -133,7 +136,7 @@ def _copy(store: str | None, server: str | None, folder: Path) -> _Copy:
             logger.info("%s is held by the server at %s: it makes the copy", shown, exc.url)
             info = server_snapshot(exc.url, folder)
             snap = Snapshot(info.created, dict(info.rows), info.seconds)
-            return _Copy(snap, info.engine, shown, "server", exc.url)
+            return _Copy(snap, info.engine, shown, "server", exc.url, info.object_grace_s)
         try:
             return _Copy(snapshot_duckdb(engine, folder), engine.name, shown, "direct")
         finally:
@@ -198,6 +201,7 @@ def _backup(repo: Repository, copy: Callable[[Path], _Copy], keep: int | None) -
                 files={},
                 tool=f"tams-analytics {__version__}",
                 seconds=made.snapshot.seconds,
+                object_grace_s=made.object_grace_s,
             )
             manifest = repo.publish(backup_id, staged, manifest)
         except BaseException:
@@ -224,3 +228,10 @@ def _tables(folder: Path, rows: dict[str, int]) -> dict[str, TableEntry]:
             raise TamsError(f"the copy is incomplete: its {name} table holds {found:,} of {rows.get(name, 0):,} rows")
         out[name] = TableEntry(rows.get(name, 0), columns_of(pq.read_schema(files[0])))
     return out
+
+
+def _grace_from_environment() -> int | None:
+    """``TAMS_OBJECT_GRACE_S`` as the server on this machine reads it, for a copy no server made (None when unset or
+    not a number: the backup then does not say)."""
+    text = os.environ.get("TAMS_OBJECT_GRACE_S", "").strip()
+    return int(text) if text.isdigit() else None

@@ -42,6 +42,8 @@ class SnapshotInfo:
     seconds: float
     tool: str
     protocol: int = PROTOCOL
+    #: how long the server keeps the bytes of objects nothing references any more (``TAMS_OBJECT_GRACE_S``)
+    object_grace_s: int | None = None
 
     def dumps(self) -> bytes:
         doc = {
@@ -52,6 +54,7 @@ class SnapshotInfo:
             "rows": dict(self.rows),
             "seconds": self.seconds,
             "tool": self.tool,
+            "object_grace_s": self.object_grace_s,
         }
         return json.dumps(doc, sort_keys=True).encode()
 
@@ -75,6 +78,7 @@ class SnapshotInfo:
                 rows={str(k): int(v) for k, v in doc["rows"].items()},
                 seconds=float(doc["seconds"]),
                 tool=str(doc["tool"]),
+                object_grace_s=None if doc.get("object_grace_s") is None else int(doc["object_grace_s"]),
             )
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise TamsError(f"the server's backup answer does not describe a copy: {exc!r}") from None

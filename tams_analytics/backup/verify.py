@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from tams_analytics.backup.manifest import Manifest
 from tams_analytics.backup.reader import open_parquet_folder, table_files
 from tams_analytics.backup.repository import file_sha256, local_files
+from tams_analytics.clock import utcnow
 from tams_analytics.schema import SCHEMAS
 
 if TYPE_CHECKING:
@@ -157,6 +158,7 @@ def verify_folder(
     columns, rows = check_tables(folder, manifest)
     report.add("columns", columns, f"{len(SCHEMAS)} tables as declared")
     report.add("rows", rows, f"{manifest.rows:,} rows")
+    _check_grace(report, manifest, utcnow())
     if files or columns:
         skipped = "the backup's files are damaged: checked no further"
         report.add("integrity", [], skipped, skipped=True)
@@ -184,3 +186,34 @@ def _found(total: int, shown: int) -> str:
     if not total:
         return "none found"
     return f"{total:,} found" + (f", {shown:,} listed" if shown < total else "")
+
+
+def _check_grace(report: VerifyReport, manifest: Manifest, now: dt.datetime) -> None:
+    """A backup older than the object grace period its store's server had: objects deleted since it was made may be
+    gone from storage (the garbage collector keeps their bytes that long), so restoring it may find segments without
+    media. A finding: backups must not be kept longer than ``TAMS_OBJECT_GRACE_S``."""
+    grace = manifest.object_grace_s
+    if grace is None:
+        report.add("object_grace", [], "the backup does not record its server's TAMS_OBJECT_GRACE_S", skipped=True)
+        return
+    age = (now - manifest.created).total_seconds()
+    said = f"made {_days(age)} ago; objects' bytes kept {_days(grace)} after nothing references them"
+    problems = []
+    if age > grace:
+        problems.append(
+            f"the backup is older than its server's object grace period ({said}): objects deleted since it was made "
+            "may be gone from storage; keep backups no longer than TAMS_OBJECT_GRACE_S, or raise it"
+        )
+    report.add("object_grace", problems, said)
+
+
+def _days(seconds: float) -> str:
+    """
+    >>> _days(604800), _days(5400), _days(30)
+    ('7.0 days', '1.5 hours', '30 s')
+    """
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds:.0f} s"

@@ -206,6 +206,28 @@ def test_verify_finds_overlapping_segments_in_the_store_backed_up(
     )
 
 
+def test_verify_finds_a_backup_kept_longer_than_its_servers_object_grace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Objects deleted after a backup keep their bytes for ``TAMS_OBJECT_GRACE_S`` only: the manifest records it, and
+    verify says when the backup has outlived it (exit 1), as a scheduled drill would be told to alert."""
+    monkeypatch.setenv("TAMS_OBJECT_GRACE_S", "3600")
+    result = backup_store(str(tmp_path / "backups"), store=_store(tmp_path / "tams.duckdb", 100))
+    folder = Path(result.location)
+    assert result.manifest.object_grace_s == 3600
+    assert main(["verify", "--from", str(folder), "--format", "json"]) == 0
+    check = {c["check"]: c for c in _json(capsys)["checks"]}["object_grace"]
+    assert check["status"] == "ok" and "1.0 hours after nothing references them" in check["detail"], check
+    doc = json.loads((folder / MANIFEST).read_text())
+    doc["created"] = "2020-01-01T00:00:00Z"  # the same backup, kept years
+    (folder / MANIFEST).write_text(json.dumps(doc))
+    assert main(["verify", "--from", str(folder), "--format", "json"]) == 1
+    report = _json(capsys)
+    assert {c["check"]: c["status"] for c in report["checks"]}["object_grace"] == "findings"
+    (finding,) = [f for f in report["findings"] if f["check"] == "object_grace"]
+    assert "older than its server's object grace period" in finding["detail"]
+
+
 def test_verify_of_no_backup_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "empty").mkdir()
     assert main(["verify", "--from", str(tmp_path / "empty")]) == 2

@@ -11,6 +11,7 @@ says in words that a store of another engine is backed up by its own engine.
 from __future__ import annotations
 
 import io
+import json
 import socket
 import struct
 import tarfile
@@ -241,6 +242,7 @@ def test_serve_streams_a_backup_larger_than_a_frame_part_and_stops_with_a_client
         assert main(["backup", "--server", server.url, "--to", str(repo), "--format", "json"]) == 0
         capsys.readouterr()
         (made,) = repo.iterdir()
+        assert json.loads((made / "backup.json").read_text())["object_grace_s"] == 604800  # the server's, recorded
         assert sum(f.stat().st_size for f in made.rglob("*.parquet")) > STREAM_AFTER_BYTES, "not streamed"
         assert main(["verify", "--from", str(repo)]) == 0
         for _ in range(3):  # each goes after its first bytes: the store process stops its app's response
