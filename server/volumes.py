@@ -11,8 +11,8 @@ space left (``500MiB``):
 The flood stage also keeps the headroom a DuckDB checkpoint needs (about twice the WAL's size and a margin:
 :data:`~tams_analytics.engines.duckdb.CHECKPOINT_MARGIN_BYTES`), whatever the setting says: a checkpoint that runs out
 of space invalidates the database (:mod:`tams_analytics.engines.duckdb.faults`). Writes resume by themselves once space
-returns. The volumes are those of the store's file and of local object storage, read with ``statvfs`` (microseconds):
-on every gated write at most every :data:`FRESH_S`, and by the server's health monitor every second.
+returns. The volumes are those of the store's file and of local object storage, read with ``statvfs`` (about 40 µs
+for both): anew for every gated write (once per group commit batch), and by the server's health monitor every second.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from tams_analytics.exceptions import InsufficientStorageError
 
 __all__ = ["FRESH_S", "Stage", "VolumeReading", "Volumes", "Watermark", "parse_watermark"]
 
-#: a reading younger than this answers the write gate (a volume can fill in less than the monitor's second)
+#: a reading younger than this answers ``/ready`` (the write gate reads the volumes anew: :meth:`Volumes.admit`)
 FRESH_S = 0.05
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 1 << 10, "m": 10**6, "mb": 10**6, "mib": 1 << 20}
@@ -170,10 +170,12 @@ class Volumes:
 
     def admit(self, at: Stage, what: str) -> None:
         """Refuse ``what`` (a write) with :class:`InsufficientStorageError` when a volume is at stage ``at`` or
-        beyond, naming it and its free space."""
-        worst = self.worst()
-        if worst is not None and worst.stage >= at:
-            worst = self.worst(fresh_s=0)  # a refusal on a reading of now: space freed a moment ago is seen
+        beyond, naming it and its free space.
+
+        The volumes are read now, never from an earlier reading: a volume can fill within milliseconds (another
+        writer on it), and a write admitted on a reading from before would meet the full volume in DuckDB itself (a
+        failed commit: the store is reopened, and may have to wait for room to take writes again)."""
+        worst = self.worst(fresh_s=0)
         if worst is not None and worst.stage >= at:
             raise InsufficientStorageError(
                 f"{what} refused: {worst.describe(self.flood)} ({worst.stage.state.replace('_', ' ')}); writes resume "

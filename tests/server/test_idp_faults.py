@@ -107,6 +107,19 @@ def test_the_keys_are_fetched_at_start(idp: IdentityProvider, tmp_path: Path) ->
         assert ready.json()["checks"]["identity_provider"]["state"] == "ok"
 
 
+def test_a_token_arriving_while_the_keys_are_fetched_at_start_waits_for_them(tmp_path: Path) -> None:
+    """The start-up fetch is under way (a provider taking a second to answer): a token is checked once it ends, not
+    refused for a key the provider has (401 'no signing key' before), and the keys are fetched once."""
+    slow = IdentityProvider(keys=[SigningKey.generate("RS256")], jwks_delay_s=1.0)
+    with serving_idp(slow) as slow.issuer:
+        settings = Settings(data_dir=tmp_path / "data", auth="jwt", jwt_issuer=slow.issuer, jwt_audience=AUDIENCE)
+        with serve(create_app(settings)) as api:
+            wait_for(lambda: slow.requests["/jwks"] == 1, "the start-up fetch of the keys is under way")
+            listed = api.get("/flows", headers=bearer(slow.mint("ann", ["read"])))
+            assert listed.status_code == 200, listed.text
+            assert slow.requests["/jwks"] == 1
+
+
 def test_the_http_processes_answer_503_too_while_the_provider_is_unreachable(
     provider: IdentityProvider, tmp_path: Path
 ) -> None:
