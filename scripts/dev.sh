@@ -2,7 +2,7 @@
 # Set up the virtual environment at .venv (again whenever pyproject.toml or constraints.txt change),
 # then run a command in it:
 #   bash scripts/dev.sh serve [OPTIONS]   TAMS server on DuckDB + local storage with demo data
-#   bash scripts/dev.sh test [PYTEST ARGS] the test suite
+#   bash scripts/dev.sh test [PYTEST ARGS] the test suite, in TAMS_TEST_WORKERS processes (2; 0: in this one)
 #   bash scripts/dev.sh check              ruff (lint and format) and mypy, as CI runs them
 #   bash scripts/dev.sh CMD ...            anything else, inside the environment
 set -euo pipefail
@@ -23,7 +23,7 @@ cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
   serve) exec .venv/bin/tams-analytics serve --data-dir ./tams-data --demo 20000 "$@" ;;
-  test) exec .venv/bin/python -m pytest "$@" ;;
+  test) exec .venv/bin/python -m pytest -n "${TAMS_TEST_WORKERS:-2}" --dist loadgroup "$@" ;;
   check) .venv/bin/ruff check . && .venv/bin/ruff format --check . && exec .venv/bin/mypy ;;
   "") echo "usage: bash scripts/dev.sh serve|test|check|COMMAND ..." >&2; exit 2 ;;
   *) export PATH="$PWD/.venv/bin:$PATH"; exec "$cmd" "$@" ;;

@@ -27,6 +27,8 @@ import duckdb
 import httpx
 import pytest
 
+from tests.fixtures.summary import note
+
 REPO = Path(__file__).resolve().parents[2]
 #: the first start imports pandas, ibis, duckdb, boto3 ...: a few seconds on a small machine
 STARTUP_TIMEOUT_S = 60.0
@@ -319,20 +321,9 @@ def all_segments(client: httpx.Client, flow_id: str, limit: int = 500) -> list[d
     return out
 
 
-#: figures the tests report (writers, segments, crash runs, schemathesis cases), printed after the run
-FIGURES: dict[str, str] = {}
-
-
 def report(name: str, value: object) -> None:
-    """Record a figure for the end-of-run summary (``pytest_terminal_summary`` below)."""
-    FIGURES[name] = str(value)
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if FIGURES:
-        terminalreporter.section("reliability figures")
-        for name, value in FIGURES.items():
-            terminalreporter.write_line(f"{name}: {value}")
+    """A figure the tests measured (writers, segments, crash runs, schemathesis cases), printed after the run."""
+    note("reliability figures", f"{name}: {value}")
 
 
 @pytest.fixture

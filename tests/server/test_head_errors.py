@@ -4,7 +4,6 @@ Over real HTTP (uvicorn on 127.0.0.1), as clients see it."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -33,17 +32,19 @@ def unplayable(live: httpx.Client) -> str:
     return str(flow["id"])
 
 
+# fixed ids, not uuid4(): the test ids must be the same in every pytest-xdist worker
 @pytest.mark.parametrize(
     ("path", "status"),
     [
-        (f"/flows/{uuid.uuid4()}", 404),  # the library's NotFoundError
+        ("/flows/3f0c2a9e-5b7d-4e61-9a48-0d2c7e1b6f35", 404),  # the library's NotFoundError
         ("/flows/not-a-uuid", 404),
         ("/flows?limit=many", 400),  # request validation
         ("/flows?timerange=yesterday", 400),
-        (f"/objects/{uuid.uuid4()}", 404),
-        (f"/sources/{uuid.uuid4()}/label", 404),
+        ("/objects/8d41b6c2-7e0f-4a93-b5d8-61e2c9f0a4b7", 404),
+        ("/sources/c2e97f15-0a6b-4d38-8f21-5b9d3e7a0c64/label", 404),
         ("/no/such/endpoint", 404),  # routing
-        (f"/_media/{uuid.uuid4()}.ts?method=GET&expires=1&sig=00", 403),  # the local store's signed URLs
+        # the local store's signed URLs
+        ("/_media/6a0e3d8b-f4c1-4b72-9e05-2d7a8c1f9b36.ts?method=GET&expires=1&sig=00", 403),
         ("/flows/{unplayable}/playlist.m3u8", 400),
     ],
 )

@@ -313,7 +313,10 @@ def test_backend_info_json_includes_set_fields() -> None:
     assert meta["region"] == "eu-west-2" and meta["storage_id"] == backend_id
 
 
-@pytest.mark.parametrize("bad_id", ["not-a-uuid", str(uuid.uuid4()).upper(), uuid.uuid4().hex])
+# fixed ids, not uuid4(): the test ids must be the same in every pytest-xdist worker
+@pytest.mark.parametrize(
+    "bad_id", ["not-a-uuid", "5E1B7C2A-9D04-4F63-A8B1-03C6E2D97F45", "5e1b7c2a9d044f63a8b103c6e2d97f45"]
+)
 def test_backend_info_rejects_non_canonical_ids(bad_id: str) -> None:
     with pytest.raises(ValueError):
         StorageBackendInfo(id=bad_id, label="x", provider="x", store_product="x")

@@ -1,0 +1,56 @@
+"""The suite's pytest-xdist groups (:func:`tests.conftest.shared_group`) take effect: ``bash scripts/dev.sh test``
+runs the suite in two worker processes, and the tests that share one thing outside their process (the Trino server
+above all) must all run on one of them.
+
+A broken grouping says nothing: pytest 9.2's node ids silently dropped ``--dist loadgroup``'s groups
+(pytest-xdist #1386), and both workers then started a Trino of their own. This runs a small suite under the same
+hook in two workers, as the script does, and fails if a group is split.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.docs import ROOT
+
+SUITE = """
+import os
+import time
+
+import pytest
+
+
+@pytest.mark.parametrize("i", range(12))
+@pytest.mark.parametrize("engine", ["duckdb", "trino"])
+def test_one(engine: str, i: int) -> None:
+    time.sleep(0.05)
+    with open(os.environ["WORKERS_FILE"], "a") as out:
+        out.write(f"{engine} {os.environ['PYTEST_XDIST_WORKER']}\\n")
+"""
+
+
+def test_the_tests_of_one_group_run_on_one_worker(tmp_path: Path) -> None:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "conftest.py").write_text("from tests.conftest import pytest_collection_modifyitems  # noqa: F401\n")
+    (suite / "test_groups.py").write_text(textwrap.dedent(SUITE))
+    workers_file = tmp_path / "workers.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}  # not this run's worker's
+    env |= {"PYTHONPATH": str(ROOT), "WORKERS_FILE": str(workers_file)}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider", "-q", str(suite)],
+        cwd=suite,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    ran = [line.split() for line in workers_file.read_text().splitlines()]
+    assert len(ran) == 24
+    assert len({worker for _, worker in ran}) == 2, "the suite ran in one worker: nothing was distributed"
+    assert len({worker for engine, worker in ran if engine == "trino"}) == 1, f"the trino group was split: {ran}"
