@@ -167,11 +167,13 @@ class Settings(BaseSettings):
     webhook_retry_base_s: float = 0.5
 
     #: several replicas on one shared store (VAST): a write refused because another replica wrote the same
-    #: rows first is tried this many times in all, after jittered pauses growing from ``write_retry_base_s``
-    #: up to ``write_retry_max_s``; then the request answers 503 with ``Retry-After``
-    write_retry_attempts: int = Field(12, ge=1)
+    #: rows first is tried again after jittered pauses growing from ``write_retry_base_s`` up to
+    #: ``write_retry_max_s``, at least 12 times and then until ``write_retry_deadline_s`` has passed since its
+    #: first try (at most ``write_retry_attempts`` tries in all); then the request answers 503 with ``Retry-After``
+    write_retry_attempts: int = Field(64, ge=1)
     write_retry_base_s: float = Field(0.005, ge=0)
     write_retry_max_s: float = Field(0.25, ge=0)
+    write_retry_deadline_s: float = Field(10.0, gt=0)
     #: background work (flow delete requests, webhook deliveries, object collection) is claimed for this
     #: long and renewed while it runs: a replica that dies leaves its work to the others after at most this
     lease_s: float = Field(30, ge=1)
@@ -273,7 +275,12 @@ class Settings(BaseSettings):
         return max(1, min(8, (os.cpu_count() or 2) - 1))
 
     def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(self.write_retry_attempts, self.write_retry_base_s, self.write_retry_max_s)
+        return RetryPolicy(
+            attempts=self.write_retry_attempts,
+            base_pause_s=self.write_retry_base_s,
+            max_pause_s=self.write_retry_max_s,
+            deadline_s=self.write_retry_deadline_s,
+        )
 
     def read_cache_config(self) -> CacheConfig:
         return CacheConfig(

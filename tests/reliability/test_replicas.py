@@ -224,3 +224,42 @@ def test_a_write_that_keeps_conflicting_gives_up_with_a_transient_error(
     assert cat.retry_stats.conflicts == 3 and cat.retry_stats.given_up == 1
     assert stored_segments(cat, fid) == []
     assert cat.add_segments(fid, [{"object_id": "x", "timerange": "[0:0_1:0)"}]).accepted == [0]
+
+
+def test_a_write_refused_past_its_deadline_gives_up_then_and_not_before(
+    store: ReferenceStore, replicas: list[Catalog]
+) -> None:
+    """The retry budget is a time: a write the store keeps refusing answers once ``deadline_s`` has passed (and
+    it made ``min_attempts``), with attempts to spare; one refused for less than that is stored."""
+    cat = replicas[0]
+    fid = new_flow(cat)
+    cat.retry_policy = RetryPolicy(attempts=10_000, min_attempts=2, base_pause_s=0.01, max_pause_s=0.02, deadline_s=1.0)
+    store.refuse_commits = 10_000
+    began = time.monotonic()
+    with pytest.raises(TransientStoreError, match=r"\d+ attempts in \d+\.\d s"):
+        cat.add_segments(fid, [{"object_id": "x", "timerange": "[0:0_1:0)"}])
+    waited = time.monotonic() - began
+    assert 1.0 <= waited < 10, waited
+    assert cat.retry_stats.given_up == 1 and 2 < cat.retry_stats.conflicts < 10_000
+    assert stored_segments(cat, fid) == []
+    cat.retry_policy = RetryPolicy()  # the default's 12 tries, whatever the time: five refusals, then stored
+    store.refuse_commits = 5
+    assert cat.add_segments(fid, [{"object_id": "x", "timerange": "[0:0_1:0)"}]).accepted == [0]
+    assert cat.retry_stats.given_up == 1
+
+
+def test_a_write_whose_attempts_are_slow_still_makes_its_minimum_attempts(
+    store: ReferenceStore, replicas: list[Catalog]
+) -> None:
+    """A deadline shorter than the attempts take (a large batch's) still leaves a write ``min_attempts`` tries:
+    the deadline only ends retries a count would have made."""
+    cat = replicas[0]
+    fid = new_flow(cat)
+    cat.retry_policy = RetryPolicy(attempts=100, min_attempts=4, base_pause_s=0.05, max_pause_s=0.05, deadline_s=0.001)
+    store.refuse_commits = 3  # refused three times, past the deadline: the fourth try is stored
+    assert cat.add_segments(fid, [{"object_id": "x", "timerange": "[0:0_1:0)"}]).accepted == [0]
+    assert cat.retry_stats.conflicts == 3 and cat.retry_stats.given_up == 0
+    store.refuse_commits = 100
+    with pytest.raises(TransientStoreError, match="4 attempts"):
+        cat.add_segments(fid, [{"object_id": "y", "timerange": "[1:0_2:0)"}])
+    assert cat.retry_stats.conflicts == 7 and cat.retry_stats.given_up == 1
