@@ -168,8 +168,9 @@ class Settings(BaseSettings):
 
     #: several replicas on one shared store (VAST): a write refused because another replica wrote the same
     #: rows first is tried again after jittered pauses growing from ``write_retry_base_s`` up to
-    #: ``write_retry_max_s``, at least 12 times and then until ``write_retry_deadline_s`` has passed since its
-    #: first try (at most ``write_retry_attempts`` tries in all); then the request answers 503 with ``Retry-After``
+    #: ``write_retry_max_s``, at least ``RetryPolicy.min_attempts`` (12) times and then until
+    #: ``write_retry_deadline_s`` has passed since its first try (at most ``write_retry_attempts`` tries in all);
+    #: then the request answers 503 with ``Retry-After``
     write_retry_attempts: int = Field(64, ge=1)
     write_retry_base_s: float = Field(0.005, ge=0)
     write_retry_max_s: float = Field(0.25, ge=0)
