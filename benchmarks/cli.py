@@ -47,6 +47,16 @@ def _rates(text: str) -> tuple[float, ...]:
     return rates
 
 
+def _share(text: str) -> float:
+    try:
+        share = float(text)
+    except ValueError:
+        share = -1.0
+    if not share >= 0 or share == float("inf"):
+        raise argparse.ArgumentTypeError(f"--capacity-read-share takes reads per POST, 0 or more, not {text!r}")
+    return share
+
+
 def _resume_cases(text: str) -> tuple[Any, ...]:
     """``200,50x100@100``: a bare rate resumes the capacity store's flows at it, ``FLOWSxHISTORY@RATE`` a store
     of its own; ``none``: no restarts."""
@@ -117,6 +127,13 @@ def add_parser(sub: Any) -> None:
         "--capacity-steps", type=_rates, default=None, help="offered POSTs/s (default 50,100,200,300,400,500)"
     )
     cap.add_argument("--capacity-seconds", type=float, default=None, help="seconds a step (default 10)")
+    cap.add_argument(
+        "--capacity-read-share",
+        type=_share,
+        default=None,
+        metavar="SHARE",
+        help="edge reads per POST (default 0.25; 0: no readers, to see what the reads cost the writes)",
+    )
     cap.add_argument(
         "--capacity-resume",
         type=_resume_cases,
@@ -264,6 +281,7 @@ def _capacity_config(args: argparse.Namespace) -> Any:
         ("capacity_history", "history"),
         ("capacity_steps", "steps"),
         ("capacity_seconds", "step_seconds"),
+        ("capacity_read_share", "read_share"),
         ("capacity_resume", "resume"),
         ("capacity_profile", "profile_dir"),
         ("capacity_server_cpus", "server_cpus"),

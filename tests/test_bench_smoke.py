@@ -12,15 +12,17 @@ import doctest
 import itertools
 import json
 import math
+import shlex
 from pathlib import Path
 
 import pytest
 
-from benchmarks import capacity, loadgen, measure, openloop, profile_summary, suite
+from benchmarks import capacity, duckdb_handoffs, loadgen, measure, openloop, profile_summary, suite
 from benchmarks.live import LiveServer, PeakRss
 from benchmarks.query import QueryBench
 from benchmarks.stores import build_store
 from tams_analytics.cli.__main__ import main
+from tests.docs import block
 
 pytest.importorskip("psutil")
 
@@ -74,10 +76,29 @@ def test_targets_are_judged_in_their_direction() -> None:
     assert table.count(" NO") == 4
 
 
-@pytest.mark.parametrize("module", [measure, loadgen, suite, capacity, profile_summary])
+@pytest.mark.parametrize("module", [measure, loadgen, suite, capacity, profile_summary, duckdb_handoffs])
 def test_doctests(module: object) -> None:
     failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
     assert tried > 0 and failures == 0
+
+
+def test_duckdb_handoffs_times_every_call_alone_and_beside_a_busy_thread(capsys: pytest.CaptureFixture[str]) -> None:
+    """The commands of benchmarks/README.md's ``python -m benchmarks.duckdb_handoffs`` block, on a tiny store: a row
+    for each call and batch, each timed both ways."""
+    section = "Capacity (`--only capacity`): open-loop live ingest in rising steps, then restarts"
+    commands = block("benchmarks/README.md", section, "python -m benchmarks.duckdb_handoffs").commands()
+    assert len(commands) == 2
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[:3] == ["python", "-m", "benchmarks.duckdb_handoffs"]
+        assert duckdb_handoffs.main([*argv[3:], "--objects", "500", "--repeat", "2"]) == 0
+        printed = capsys.readouterr().out.splitlines()
+        rows = {line[:24].strip(): line[24:].split() for line in printed[3:]}
+        names = ["BEGIN", "object lookup", "insert objects", "insert segments", "update flows", "COMMIT"]
+        names += ["batch in six calls", "batch in three calls", "update flows, execute", "update flows, relation"]
+        assert list(rows) == names
+        for alone, busy, ratio in rows.values():
+            assert float(alone) > 0 and float(busy) > 0 and math.isfinite(float(ratio.removeprefix("x")))
 
 
 def test_only_the_chosen_scenarios_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -114,6 +135,22 @@ def test_capacity_steps_and_restarts(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert r["lost"] == 0 and r["errors"] == 0 and r["first_p50_ms"] > 0 and r["start_s"] > 0
     printed = capsys.readouterr().out
     assert "offered/s" in printed and "SIGKILL" in printed and "capacity_posts_per_s" in printed
+
+
+def test_capacity_without_readers_sends_posts_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--capacity-read-share 0``: the steps' POSTs and no edge read (what the reads cost the writes, by A/B)."""
+    out = tmp_path / "bench.json"
+    args = ["bench", "--only", "capacity", "--capacity-size", "smoke", "--capacity-resume", "none"]
+    args += ["--capacity-read-share", "0", "--work-dir", str(tmp_path / "work"), "--json", str(out)]
+    assert main(args) == 0
+    steps = json.loads(out.read_text())["capacity"]["steps"]
+    assert [s["offered"] for s in steps] == [20, 40]
+    assert all(s["ok"] == s["posts"] > 0 and s["reads"] == 0 for s in steps)
+    assert "edge reads at 0 x the POST rate" in capsys.readouterr().out
+    for bad in ("-1", "nan", "inf", "some"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["bench", "--only", "capacity", "--capacity-read-share", bad])
+        assert exit_.value.code == 2
 
 
 def test_backup_of_a_live_store_at_its_smoke_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
