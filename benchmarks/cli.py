@@ -9,6 +9,7 @@ and prints. It is a command of the ``tams-analytics`` CLI that this package adds
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -48,11 +49,12 @@ def _rates(text: str) -> tuple[float, ...]:
 
 
 def _share(text: str) -> float:
+    """Edge reads per POST: a finite number, 0 or more."""
     try:
         share = float(text)
     except ValueError:
-        share = -1.0
-    if not share >= 0 or share == float("inf"):
+        share = math.nan
+    if not (math.isfinite(share) and share >= 0):
         raise argparse.ArgumentTypeError(f"--capacity-read-share takes reads per POST, 0 or more, not {text!r}")
     return share
 

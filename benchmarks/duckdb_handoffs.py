@@ -32,7 +32,7 @@ from typing import Any
 
 import duckdb
 
-from tams_analytics.engines.duckdb import _table_statements
+from tams_analytics.engines import open_engine
 
 #: the switch interval ``serve`` sets (``TAMS_SWITCH_INTERVAL_MS``, 0.1 ms)
 SWITCH_INTERVAL_S = 0.0001
@@ -55,9 +55,10 @@ class Store:
     """A DuckDB file with the server's tables, ``flows`` flows and ``objects`` stored objects."""
 
     def __init__(self, path: Path, *, flows: int, objects: int) -> None:
+        engine = open_engine(f"duckdb:///{path}", create=True)  # the server's tables and indexes, as it makes them
+        engine.create_tables()
+        engine.close()
         self.con = duckdb.connect(str(path), config={"threads": 1})
-        for statement in _table_statements():
-            self.con.execute(statement)
         self.con.execute(
             "INSERT INTO flows (id, source_id, format) "
             f"SELECT uuid()::VARCHAR, uuid()::VARCHAR, 'urn:x-nmos:format:video' FROM range({flows})"
