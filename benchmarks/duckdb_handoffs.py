@@ -32,10 +32,11 @@ from typing import Any
 
 import duckdb
 
+from server.config import Settings
 from tams_analytics.engines import open_engine
 
-#: the switch interval ``serve`` sets (``TAMS_SWITCH_INTERVAL_MS``, 0.1 ms)
-SWITCH_INTERVAL_S = 0.0001
+#: the switch interval ``serve`` sets by default (``TAMS_SWITCH_INTERVAL_MS``)
+SWITCH_INTERVAL_S: float = Settings.model_fields["switch_interval_ms"].default / 1000
 
 
 def literal(value: object) -> str:
@@ -87,7 +88,8 @@ class Store:
         return out
 
     def statements(self, rows: list[dict[str, Any]]) -> list[tuple[str, Callable[[], object]]]:
-        """The batch's six calls, named, as the writer makes them (parameters bound)."""
+        """The batch's six calls, named, in the writer's order and shape (parameters bound; the objects' insert
+        binds their ids only, where the writer binds every column)."""
         con, n, ids = self.con, len(rows), [r["object_id"] for r in rows]
         marks = "(" + ", ".join("?" * len(self.columns)) + ")"
         values = [r[c] for r in rows for c in self.columns]
