@@ -109,10 +109,11 @@ class Settings(BaseSettings):
     #: server): measured under open-loop live ingest, they cut the HTTP layer's own cost per request
     uvicorn_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     uvicorn_http: Literal["auto", "h11", "httptools"] = "auto"
-    #: ``serve``: once started (services built, live flows preloaded), collect garbage once and freeze every object
-    #: alive then (the imports' and the preload's, about 200,000) out of the garbage collector's sight
-    #: (``gc.freeze``): each full collection traversed them all, 150-200 ms with every request waiting, a few times
-    #: a minute under live ingest (measured at 300 POSTs/s); afterwards it traverses only what is new
+    #: ``serve``: once started (services built, live flows preloaded), each process (the store process and every
+    #: HTTP process) collects garbage once and freezes every object alive then (the imports' and the preload's,
+    #: about 200,000) out of the garbage collector's sight (``gc.freeze``): each full collection traversed them all,
+    #: 110-200 ms with every request of that process waiting, every few seconds under live ingest; afterwards it
+    #: traverses only what is new
     gc_freeze: bool = True
 
     #: paging: default and maximum ``limit`` on every listing

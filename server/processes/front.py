@@ -28,7 +28,7 @@ from fastapi.responses import Response
 from starlette.routing import Route
 
 from server import errors
-from server.app import BodyLimit, redact_access_logs
+from server.app import BodyLimit, freeze_startup_objects, redact_access_logs
 from server.auth import Authorizer
 from server.config import Settings
 from server.fetch import SegmentDetails
@@ -79,6 +79,8 @@ def create_front_app(settings: Settings, stores: Stores, client: StoreClient, vo
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await client.start(wait_s=30.0)
+        if settings.gc_freeze:  # as the store process's app: full collections skip the startup's objects
+            freeze_startup_objects()
         try:
             yield
         finally:

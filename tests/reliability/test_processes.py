@@ -4,8 +4,10 @@ HTTP process loses nothing acknowledged (the supervisor starts it again and inge
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -108,6 +110,21 @@ class Recorder:
                 self.refused.append(f"{oid}: {r.status_code} {r.text[:200]}")
                 i += 1
         client.close()
+
+
+def test_every_process_freezes_its_startup_objects_out_of_full_collections(
+    live_server_factory: Callable[..., LiveServer],
+) -> None:
+    """The store process and each HTTP process (``TAMS_GC_FREEZE``): an HTTP process that did not kept about 200,000
+    objects in sight of the garbage collector, whose full collections, every few seconds under live ingest, then
+    took 110-160 ms each with every request of that process waiting (benchmarks/README.md, capacity)."""
+    server = live_server_factory(env={"TAMS_HTTP_PROCESSES": "2"})
+    frozen = re.compile(r"gc: (\d+) objects frozen")
+    with contextlib.suppress(AssertionError):  # the HTTP processes start beside the answering one
+        wait_for(lambda: len(frozen.findall(server.log_text())) >= 3, timeout_s=30.0)
+    counts = [int(n) for n in frozen.findall(server.log_text())]
+    assert len(counts) == 3, counts  # one store process, two HTTP processes
+    assert min(counts) > 50_000, counts  # the imports' objects at least
 
 
 @pytest.mark.slow
