@@ -115,9 +115,9 @@ class Recorder:
 def test_every_process_freezes_its_startup_objects_out_of_full_collections(
     live_server_factory: Callable[..., LiveServer],
 ) -> None:
-    """The store process and each HTTP process (``TAMS_GC_FREEZE``): an HTTP process that did not kept about 200,000
-    objects in sight of the garbage collector, whose full collections, every few seconds under live ingest, then
-    took 110-160 ms each with every request of that process waiting (benchmarks/README.md, capacity)."""
+    """The store process and each HTTP process (``TAMS_GC_FREEZE``). Unfrozen, an HTTP process kept about 200,000
+    objects in sight of the garbage collector, and its full collections, every few seconds under live ingest, took
+    110-160 ms each with every request of that process waiting (benchmarks/README.md, capacity)."""
     server = live_server_factory(env={"TAMS_HTTP_PROCESSES": "2"})
     frozen = re.compile(r"gc: (\d+) objects frozen")
     with contextlib.suppress(AssertionError):  # the HTTP processes start beside the answering one
