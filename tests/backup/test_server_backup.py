@@ -10,8 +10,10 @@ says in words that a store of another engine is backed up by its own engine.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import os
 import socket
 import struct
 import tarfile
@@ -22,6 +24,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+import duckdb
 import httpx
 import pytest
 from fastapi.testclient import TestClient
@@ -32,6 +35,7 @@ from server.config import Settings
 from tams_analytics.backup import backup_store, open_parquet_folder
 from tams_analytics.backup.transfer import ADMIN_BACKUP_PATH, SNAPSHOT_MEMBER, SnapshotInfo
 from tams_analytics.cli.__main__ import main
+from tams_analytics.engines import open_engine
 from tams_analytics.predicates import Term
 from tests.backup.stores import build_catalog_demo, rich_store
 from tests.fixtures.http import serving
@@ -150,7 +154,30 @@ def test_with_jwts_a_backup_needs_the_admin_scope(tmp_path: Path, idp: IdentityP
         assert _answer(client, Authorization=f"Bearer {admin}").status_code == 200
 
 
+def _store_of_a_large_copy(data_dir: Path, megabytes: int = 12) -> None:
+    """A store whose copy is a tar of about ``megabytes`` MB (sources with incompressible descriptions): more than the
+    socket buffers between the server and a client that has not read it yet take (a few MB on loopback), so the
+    server is still sending it while the client reads its first bytes. A copy that fitted in them (an empty store's,
+    19 kB) was wholly sent at once, and the next backup was then rightly free."""
+    data_dir.mkdir(parents=True)
+    store = data_dir / "tams.duckdb"
+    engine = open_engine(f"duckdb:///{store}", create=True)
+    engine.create_tables()
+    engine.close()
+    con = duckdb.connect(str(store))
+    try:
+        for _ in range(megabytes):
+            description = base64.b64encode(os.urandom(750_000)).decode()  # 1 MB of text, 0.75 MB of entropy
+            con.execute(
+                "INSERT INTO sources (id, format, description) VALUES (?, 'urn:x-nmos:format:video', ?)",
+                [str(uuid.uuid4()), description],
+            )
+    finally:
+        con.close()
+
+
 def test_one_backup_at_a_time(tmp_path: Path) -> None:
+    _store_of_a_large_copy(tmp_path / "data")
     with serve(create_app(Settings(data_dir=tmp_path / "data"), workers=False)) as client:
         with client.stream("POST", ADMIN_BACKUP_PATH) as first:
             assert first.status_code == 200
