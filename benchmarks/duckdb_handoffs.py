@@ -12,7 +12,9 @@ does (DuckDB runs the others itself).
 tables (``objects`` with its index, 1,600 flows) in a temporary folder and times each statement of a batch of
 ``--rows`` registrations, alone and beside a thread that holds the GIL whenever it can (Python's switch interval
 as ``serve`` sets it, 0.1 ms), then the whole batch as six calls against the same batch as three calls (``BEGIN``
-with the lookup; the inserts and the update in one call; ``COMMIT``). It prints medians and the ratios.
+with the lookup; the inserts and the update in one call; ``COMMIT``), and the segments' insert as the writer makes
+it (one list parameter a column) against a VALUES list of every value and an Arrow table's scan. It prints medians
+and the ratios.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from server.config import Settings
 from tams_analytics.engines import open_engine
@@ -67,7 +70,11 @@ class Store:
         self.con.execute(f"INSERT INTO objects (id) SELECT uuid()::VARCHAR FROM range({objects})")
         self.con.execute("CHECKPOINT")
         self.flows = [r[0] for r in self.con.execute("SELECT id FROM flows").fetchall()]
-        self.columns = [r[0] for r in self.con.execute("SELECT * FROM segments LIMIT 0").description or ()]
+        described = self.con.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'segments' ORDER BY column_index"
+        )
+        self.types = dict(described.fetchall())
+        self.columns = list(self.types)
         self._next = 0
 
     def batch(self, rows: int) -> list[dict[str, Any]]:
@@ -91,17 +98,30 @@ class Store:
         """The batch's six calls, named, in the writer's order and shape (parameters bound; the objects' insert
         binds their ids only, where the writer binds every column)."""
         con, n, ids = self.con, len(rows), [r["object_id"] for r in rows]
-        marks = "(" + ", ".join("?" * len(self.columns)) + ")"
-        values = [r[c] for r in rows for c in self.columns]
         flows = [r["flow_id"] for r in rows]
         return [
             ("BEGIN", lambda: con.execute("BEGIN")),
             ("object lookup", lambda: con.execute(f"SELECT id FROM objects WHERE id IN ({_marks(n)})", ids).fetchall()),
-            ("insert objects", lambda: con.execute(f"INSERT INTO objects (id) VALUES {', '.join(['(?)'] * n)}", ids)),
-            ("insert segments", lambda: con.execute(f"INSERT INTO segments VALUES {', '.join([marks] * n)}", values)),
+            ("insert objects", lambda: con.execute("INSERT INTO objects (id) SELECT UNNEST(?::VARCHAR[])", [ids])),
+            ("insert segments", functools.partial(self.insert_lists, rows)),
             ("update flows", lambda: con.execute(_update_flows(n), flows)),
             ("COMMIT", lambda: con.execute("COMMIT")),
         ]
+
+    def insert_lists(self, rows: list[dict[str, Any]]) -> None:
+        """The segments' insert as the writer makes it: one list parameter a column, unnested side by side."""
+        lists = ", ".join(f"UNNEST(?::{self.types[c]}[])" for c in self.columns)
+        self.con.execute(f"INSERT INTO segments SELECT {lists}", [[r[c] for r in rows] for c in self.columns])
+
+    def insert_arrow(self, rows: list[dict[str, Any]]) -> None:
+        """The segments' insert as a scan of an Arrow table (the writer's above ``_LIST_ROWS`` rows)."""
+        self.con.from_arrow(pa.Table.from_pylist(rows)).insert_into("segments")
+
+    def insert_values(self, rows: list[dict[str, Any]]) -> None:
+        """The segments' insert as a VALUES list, every value a parameter (the writer's before 2026-11-25)."""
+        marks = "(" + ", ".join("?" * len(self.columns)) + ")"
+        values = [r[c] for r in rows for c in self.columns]
+        self.con.execute(f"INSERT INTO segments VALUES {', '.join([marks] * len(rows))}", values)
 
     def three_calls(self, rows: list[dict[str, Any]]) -> None:
         """The same batch in three calls: in a call of several statements DuckDB runs all but the last itself."""
@@ -169,6 +189,11 @@ def measure(store: Store, rows: int, repeat: int, busy: bool) -> dict[str, float
                 timed(name, call)
             times.setdefault("batch in six calls", []).append((time.perf_counter() - began) * 1000)
             timed("batch in three calls", functools.partial(store.three_calls, store.batch(rows)))
+            shapes = (("lists", store.insert_lists), ("VALUES", store.insert_values), ("Arrow", store.insert_arrow))
+            for shape, insert in shapes:
+                store.con.execute("BEGIN")
+                timed(f"insert segments, {shape}", functools.partial(insert, store.batch(rows)))
+                store.con.execute("COMMIT")
             flows = [r["flow_id"] for r in store.batch(rows)]
             timed("update flows, execute", functools.partial(store.con.execute, _update_flows(rows), flows))
             timed("update flows, relation", functools.partial(store.update_kept, flows))

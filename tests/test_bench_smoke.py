@@ -95,7 +95,9 @@ def test_duckdb_handoffs_times_every_call_alone_and_beside_a_busy_thread(capsys:
         printed = capsys.readouterr().out.splitlines()
         rows = {line[:24].strip(): line[24:].split() for line in printed[3:]}
         names = ["BEGIN", "object lookup", "insert objects", "insert segments", "update flows", "COMMIT"]
-        names += ["batch in six calls", "batch in three calls", "update flows, execute", "update flows, relation"]
+        names += ["batch in six calls", "batch in three calls"]
+        names += ["insert segments, lists", "insert segments, VALUES", "insert segments, Arrow"]
+        names += ["update flows, execute", "update flows, relation"]
         assert list(rows) == names
         for alone, busy, ratio in rows.values():
             assert float(alone) > 0 and float(busy) > 0 and math.isfinite(float(ratio.removeprefix("x")))

@@ -17,6 +17,7 @@ the file cannot be reopened (the volume still full, say), the store stays failed
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import shutil
 import threading
@@ -73,11 +74,13 @@ INDEXES: dict[str, tuple[str, ...]] = {
 }
 
 
-#: up to this many rows an insert binds them as parameters of a VALUES list, one DuckDB call, where an Arrow
-#: table's scan takes two (each hands the GIL over). Measured for segment rows with a thread busy on the GIL, as
-#: the event loop is under load (switch interval 0.1 ms): 12 rows 3.8 ms against 5.1, 30 rows 6.3 against 5.4
-#: (alone, without contention, the VALUES list is faster up to about 8 rows)
-_VALUES_ROWS = 16
+#: up to this many rows an insert binds each column as one list parameter, unnested (:func:`_list_insert_sql`): one
+#: DuckDB call, where an Arrow table's scan takes two (each hands the GIL over), and a plan of one expression a
+#: column whatever the rows, where a VALUES list's grows with them. ``python -m benchmarks.duckdb_handoffs``,
+#: segment rows, median ms alone / beside a thread busy on the GIL (the server's switch interval, 0.1 ms): 9 rows
+#: lists 0.73 / 2.38, VALUES 0.86 / 2.90, Arrow 1.67 / 5.58; 40 rows 1.05 / 2.94, 2.41 / 5.26, 1.77 / 5.62; 100 rows
+#: 1.71 / 3.90, 5.46 / 9.60, 1.96 / 5.89 (benchmarks/README.md, 2026-11-25, night)
+_LIST_ROWS = 100
 
 
 #: up to this many ids, a lookup on an indexed column is fetched as Python tuples (:meth:`Engine.records`)
@@ -643,12 +646,9 @@ class Engine(BaseEngine):
         rows = _conform(name, rows)
         with self.transaction():
             self._writing(Change(name, rows=rows))
-            if rows.num_rows <= _VALUES_ROWS:
-                # a few rows (a live recorder's segment): a prepared VALUES list plans fastest
-                cols = rows.to_pydict()
-                params = [v for i in range(rows.num_rows) for v in (cols[c][i] for c in rows.column_names)]
-                row = "(" + ", ".join("?" * rows.num_columns) + ")"
-                self._writer.execute(f"INSERT INTO {quote(name)} VALUES {', '.join([row] * rows.num_rows)}", params)
+            if rows.num_rows <= _LIST_ROWS:
+                # a few rows (a live recorder's segments): each column one list parameter
+                self._writer.execute(_list_insert_sql(name), list(rows.to_pydict().values()))
             else:
                 self._writer.from_arrow(rows).insert_into(name)
 
@@ -764,6 +764,15 @@ def _run(cursor: duckdb.DuckDBPyConnection, sql: str, params: Params, fetch: Cal
 
 #: each table's schema as inserts hand rows to DuckDB (every column nullable: NOT NULL is DuckDB's to check)
 _INSERTED = {name: pa.schema([f.with_nullable(True) for f in schema]) for name, schema in SCHEMAS.items()}
+
+
+@functools.cache
+def _list_insert_sql(name: str) -> str:
+    """The insert of rows given as one list parameter a column, in :data:`_INSERTED` order (several ``UNNEST`` in
+    one select list unnest side by side: row ``i`` takes every list's ``i``-th value)."""
+    columns = ", ".join(quote(f.name) for f in _INSERTED[name])
+    lists = ", ".join(f"UNNEST(?::{_DUCKDB_TYPES[str(f.type)]}[])" for f in _INSERTED[name])
+    return f"INSERT INTO {quote(name)} ({columns}) SELECT {lists}"
 
 
 def _conform(name: str, rows: pa.Table) -> pa.Table:
