@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from server.config import Settings
 from tams_analytics.engines import open_engine
+from tams_analytics.engines.duckdb import _list_insert_sql
 
 #: the switch interval ``serve`` sets by default (``TAMS_SWITCH_INTERVAL_MS``)
 SWITCH_INTERVAL_S: float = Settings.model_fields["switch_interval_ms"].default / 1000
@@ -70,11 +71,7 @@ class Store:
         self.con.execute(f"INSERT INTO objects (id) SELECT uuid()::VARCHAR FROM range({objects})")
         self.con.execute("CHECKPOINT")
         self.flows = [r[0] for r in self.con.execute("SELECT id FROM flows").fetchall()]
-        described = self.con.execute(
-            "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'segments' ORDER BY column_index"
-        )
-        self.types = dict(described.fetchall())
-        self.columns = list(self.types)
+        self.columns = [r[0] for r in self.con.execute("SELECT * FROM segments LIMIT 0").description or ()]
         self._next = 0
 
     def batch(self, rows: int) -> list[dict[str, Any]]:
@@ -109,9 +106,8 @@ class Store:
         ]
 
     def insert_lists(self, rows: list[dict[str, Any]]) -> None:
-        """The segments' insert as the writer makes it: one list parameter a column, unnested side by side."""
-        lists = ", ".join(f"UNNEST(?::{self.types[c]}[])" for c in self.columns)
-        self.con.execute(f"INSERT INTO segments SELECT {lists}", [[r[c] for r in rows] for c in self.columns])
+        """The segments' insert as the writer makes it (its own statement): one list parameter a column."""
+        self.con.execute(_list_insert_sql("segments"), [[r[c] for r in rows] for c in self.columns])
 
     def insert_arrow(self, rows: list[dict[str, Any]]) -> None:
         """The segments' insert as a scan of an Arrow table (the writer's above ``_LIST_ROWS`` rows)."""

@@ -4,29 +4,18 @@ both store exactly the rows given, every type and null, in one column order."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pytest
 
-from tams_analytics.engines import open_engine
 from tams_analytics.engines.duckdb import _LIST_ROWS, Engine
 from tams_analytics.predicates import Term
 from tams_analytics.schema import SCHEMAS
 
 _UTC = dt.UTC
 _ODD_TEXT = ["it's", 'say "hi"', "", "über ✓", "a;b) --", "[0:0_1:0)"]
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = open_engine(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
-    assert isinstance(engine, Engine)
-    yield engine
-    engine.close()
 
 
 def _segment(i: int) -> dict[str, Any]:

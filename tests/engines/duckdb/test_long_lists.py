@@ -17,13 +17,11 @@ from tams_analytics.predicates import InSubquery, Term, isin
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    engine = open_engine(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
-    assert isinstance(engine, Engine)
+def engine(engine: Engine) -> Engine:
+    """The DuckDB file with 1,000 objects, every other one registered."""
     rows = [{"id": f"o{i}", "storage_id": None, "registered": i % 2 == 0} for i in range(1000)]
     engine.insert("objects", pa.Table.from_pylist(rows))
-    yield engine
-    engine.close()
+    return engine
 
 
 def _registered(engine: Engine) -> list[str]:

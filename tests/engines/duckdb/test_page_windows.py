@@ -6,28 +6,16 @@ windowed statement, and one plain statement where a window cannot help."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from tams_analytics.engines import open_engine
 from tams_analytics.engines.duckdb import Engine
 from tams_analytics.predicates import Predicate, Term
 from tams_analytics.timerange import TimeRange
 from tams_analytics.timerange_vector import format_timeranges
 
 SECOND = 1_000_000_000
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = open_engine(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
-    assert isinstance(engine, Engine)
-    yield engine
-    engine.close()
 
 
 def _segments(flow_id: str, starts: np.ndarray, ends: np.ndarray) -> pa.Table:
