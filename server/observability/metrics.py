@@ -103,6 +103,14 @@ GROUP_COMMIT_BATCH = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
     registry=REGISTRY,
 )
+LIVE_EDGE_PAGES = Counter(
+    "tams_live_edge_pages",
+    "Live edges' pages an HTTP process answered from its copy of flows' newest segments, or asked of the store process",
+    ("answered_by",),
+    registry=REGISTRY,
+)
+for _answered_by in ("copy", "store"):  # both counted from 0, in every process (a scrape shows both at once)
+    LIVE_EDGE_PAGES.labels(_answered_by)
 GC_RUNS = Counter("tams_gc_runs", "Object garbage collection passes", registry=REGISTRY)
 GC_OBJECTS = Counter(
     "tams_gc_objects_collected", "Objects forgotten, their bytes queued for deletion", registry=REGISTRY

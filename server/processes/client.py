@@ -5,6 +5,10 @@ process cannot be reached (it is starting, or restarting after a crash), a call 
 :class:`~tams_analytics.exceptions.StoreUnavailableError` (a 503 with ``Retry-After``) and the client keeps trying
 to connect in the background; a call in flight when the connection is lost fails the same way, saying its outcome is
 unknown when it was a write.
+
+The client also keeps the HTTP process's copy of live edges (:mod:`.edges`): it applies each
+:class:`~.protocol.Edges` as it arrives, and :meth:`StoreClient.edge_page` answers an edge query from the copy once
+every update counted before it was asked has been applied.
 """
 
 from __future__ import annotations
@@ -18,14 +22,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from server.processes import protocol
+from server.processes.edges import EdgePage, LiveEdges, SharedSeq, edge_query, seq_path
 from server.processes.protocol import (
     Call,
+    Edges,
     FetchPage,
     Forward,
     Forwarded,
     Hello,
     KeepPage,
     More,
+    PageRows,
     Part,
     Register,
     Reply,
@@ -45,9 +52,18 @@ _unreachable = RepeatedLog(logger)
 class StoreClient:
     """The connection to the store process at the Unix socket ``path`` (see the module docstring)."""
 
-    def __init__(self, path: str, *, retry_s: float = 0.2) -> None:
+    def __init__(self, path: str, *, retry_s: float = 0.2, catch_up_s: float = 1.0) -> None:
         self.path = path
         self.retry_s = retry_s
+        #: how long an edge query waits for updates still on their way before it asks the store process instead
+        self.catch_up_s = catch_up_s
+        self.edges = LiveEdges()
+        #: the number of the last :class:`~.protocol.Edges` applied (-1: none are, the copy is not used)
+        self._applied = -1
+        self._shared: SharedSeq | None = None
+        self._advanced = asyncio.Event()
+        #: the edge queries in flight, by call number: their answers may start a flow's copy
+        self._asks: dict[int, FetchPage] = {}
         self._numbers = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[Any], bool]] = {}
         self._streams: dict[int, ForwardedStream] = {}
@@ -83,7 +99,33 @@ class StoreClient:
         return self._call(Register(registration), write=True)
 
     async def fetch_page(self, ask: FetchPage) -> Any:
-        return await self._call(ask, write=False)
+        return await self._call(ask, write=False, seeds=edge_query(ask))
+
+    async def edge_page(self, flow_id: str, limit: int, *, wants_urls: bool) -> EdgePage | None:
+        """An edge query's page from this process's copy (:mod:`.edges`), once it has applied every update the store
+        process counted before now; None when the copy cannot answer it (ask :meth:`fetch_page`)."""
+        shared = self._shared
+        if shared is None or self._applied < 0 or not self.connected:
+            return None
+        target = shared.read()
+        if self._applied < target and not await self._catch_up(target):
+            return None
+        return self.edges.page(flow_id, limit, wants_urls=wants_urls)
+
+    async def _catch_up(self, target: int) -> bool:
+        """Wait until the update numbered ``target`` is applied (False: the time ran out, or the connection is
+        lost)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.catch_up_s
+        while self._applied < target:
+            remaining = deadline - loop.time()
+            if remaining <= 0 or self._applied < 0:
+                return False
+            try:
+                await asyncio.wait_for(self._advanced.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
 
     async def forward(self, request: Forward) -> Forwarded | ForwardedStream:
         """The store process's app's answer to ``request``: whole, or a :class:`ForwardedStream` of a large body."""
@@ -95,7 +137,9 @@ class StoreClient:
         if self._writer is not None and self.connected:
             self._writer.write(protocol.encode(Call(None, page)))
 
-    def _call(self, message: Register | FetchPage | Forward, *, write: bool) -> asyncio.Future[Any]:
+    def _call(
+        self, message: Register | FetchPage | Forward, *, write: bool, seeds: bool = False
+    ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         writer = self._writer
         if writer is None or not self.connected:
@@ -107,6 +151,8 @@ class StoreClient:
             return future
         number = next(self._numbers)
         self._pending[number] = (future, write)
+        if seeds and isinstance(message, FetchPage):
+            self._asks[number] = message
         writer.write(protocol.encode(Call(number, message)))
         return future
 
@@ -131,6 +177,7 @@ class StoreClient:
                     writer.close()
                     await asyncio.sleep(5 * self.retry_s)
                     continue
+                self._follow(welcome)
                 self._writer = writer
                 self._connected.set()
                 logger.info("connected to the store process (PID %s)", welcome.pid)
@@ -139,6 +186,7 @@ class StoreClient:
                 pass
             finally:
                 self._connected.clear()
+                self._unfollow()
                 self._writer = None
                 writer.close()
                 self._fail_pending()
@@ -146,9 +194,39 @@ class StoreClient:
                 logger.warning("lost the store process; reconnecting")
                 await asyncio.sleep(self.retry_s)
 
+    def _follow(self, welcome: Welcome) -> None:
+        """Start a copy of live edges from this connection's welcome, when the store process feeds them."""
+        self.edges.clear()
+        if not welcome.edges:
+            return
+        if self._shared is None:
+            try:
+                self._shared = SharedSeq(seq_path(self.path))
+            except OSError as exc:
+                logger.warning("live edges are answered by the store process: %s", exc)
+                return
+        self._applied = welcome.seq
+        self._advance()
+
+    def _unfollow(self) -> None:
+        self._applied = -1
+        self.edges.clear()
+        self._asks.clear()
+        self._advance()
+
+    def _advance(self) -> None:
+        self._advanced.set()
+        self._advanced = asyncio.Event()
+
     async def _read_replies(self, reader: asyncio.StreamReader) -> None:
         while True:
             reply = await _read(reader)
+            if isinstance(reply, Edges):
+                if self._applied >= 0:
+                    self.edges.apply(reply)
+                    self._applied = reply.seq
+                    self._advance()
+                continue
             if isinstance(reply, Part):
                 stream = self._streams.get(reply.number)
                 if stream is not None:
@@ -158,6 +236,9 @@ class StoreClient:
                 continue
             if not isinstance(reply, Reply):
                 continue
+            ask = self._asks.pop(reply.number, None)
+            if ask is not None and isinstance(reply.value, PageRows) and reply.value.seq == self._applied >= 0:
+                self.edges.seed(ask, reply.value)  # read after every update applied here, before any other
             waiting = self._pending.pop(reply.number, None)
             if waiting is None or waiting[0].done():
                 continue

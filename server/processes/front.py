@@ -2,9 +2,10 @@
 
 * ``POST /flows/{flowId}/segments``: the body is parsed, checked against the official schemas and turned into a
   registration here; the store process's group commit stores it (:class:`~.protocol.Register`).
-* ``GET``/``HEAD /flows/{flowId}/segments``: the query is parsed here; the store process answers with the page it
-  kept, or with the rows and instance rows, which are rendered here (URLs minted, JSON, ``Link``) and handed back to
-  be kept (:class:`~.protocol.FetchPage`, :class:`~.protocol.KeepPage`).
+* ``GET``/``HEAD /flows/{flowId}/segments``: the query is parsed here. A live edge's page (the newest segments,
+  newest first) is answered from this process's copy when it holds them (:mod:`.edges`); otherwise the store process
+  answers with the page it kept, or with the rows and instance rows, which are rendered here (URLs minted, JSON,
+  ``Link``) and handed back to be kept (:class:`~.protocol.FetchPage`, :class:`~.protocol.KeepPage`).
 * ``/_media``: local storage's signed URLs, served from the files here (uploads under the disk watermarks).
 * ``/health``: this process lives.
 * anything else, ``/ready`` and ``/metrics`` included, is forwarded whole to the store process's app
@@ -33,11 +34,12 @@ from server.auth import Authorizer
 from server.config import Settings
 from server.fetch import SegmentDetails
 from server.hot_routes import SEGMENTS_PATH, NotPlain, int_or_none
-from server.observability import tracing
+from server.observability import metrics, tracing
 from server.observability.middleware import RequestObserver
 from server.page_cache import page_key
 from server.paging import clamp_limit
 from server.processes.client import ForwardedStream, StoreClient
+from server.processes.edges import edge_query
 from server.processes.protocol import FetchPage, Forward, KeepPage, KeptPage, PageRows
 from server.responses import ClosingStreamingResponse, json_bytes_response, json_response
 from server.routes import media
@@ -183,19 +185,28 @@ async def _list_segments(request: Request, flow_id: str, intake: FrontIntake, li
         options=UrlOptions.from_request(request, settings.presign_get_s),
     )
     key = page_key(request)
-    answer = await intake.segments.fetch_page(
-        FetchPage(
-            key=key,
-            flow_id=flow_id,
-            limit=query.limit,
-            timerange=None if query.timerange is None else str(query.timerange),
-            object_id=query.object_id,
-            after=query.after,
-            reverse=query.reverse,
-            with_object_tr=query.with_object_tr,
-            wants_urls=not query.options.wants_none,
-        )
+    ask = FetchPage(
+        key=key,
+        flow_id=flow_id,
+        limit=query.limit,
+        timerange=None if query.timerange is None else str(query.timerange),
+        object_id=query.object_id,
+        after=query.after,
+        reverse=query.reverse,
+        with_object_tr=query.with_object_tr,
+        wants_urls=not query.options.wants_none,
     )
+    if edge_query(ask):
+        edge = await intake.segments.edge_page(flow_id, query.limit, wants_urls=ask.wants_urls)
+        metrics.LIVE_EDGE_PAGES.labels("store" if edge is None else "copy").inc()
+        if edge is not None:
+            details = SegmentDetails(None, stores, query.options, False).given(edge.instances, None)
+            page = SegmentsPage(query, details, rows=edge.rows, more=edge.more)  # type: ignore[arg-type]
+            details.fetch(page.rows)  # type: ignore[arg-type]
+            page.fetched = True
+            body, headers = page.render(request, settings.public_url)
+            return json_bytes_response(body, headers=headers, request=request)
+    answer = await intake.segments.fetch_page(ask)
     if isinstance(answer, KeptPage):
         return json_bytes_response(answer.body, headers=answer.headers, request=request)
     if not isinstance(answer, PageRows):

@@ -28,6 +28,7 @@ from tams_analytics.exceptions import TamsError
 __all__ = [
     "VERSION",
     "Call",
+    "Edges",
     "FetchPage",
     "Forward",
     "Forwarded",
@@ -48,7 +49,7 @@ __all__ = [
 ]
 
 #: bumped whenever a message changes: an HTTP process and a store process of different versions refuse each other
-VERSION: Final = 2
+VERSION: Final = 3
 #: the frame header: the length of the pickled message
 _HEADER = struct.Struct(">I")
 HEADER_BYTES: Final = _HEADER.size
@@ -75,6 +76,10 @@ class Welcome:
     package: str
     pid: int
     refused: str | None = None
+    #: the number of the last :class:`Edges` sent before this (the next ones follow on this connection)
+    seq: int = 0
+    #: whether the store process sends :class:`Edges` (it does when its read cache is on)
+    edges: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,23 @@ class PageRows:
     instances: Mapping[str, tuple[Mapping[str, Any], ...]]
     object_timeranges: Mapping[str, str | None] | None
     ticket: int | None
+    #: the number of the last :class:`Edges` sent before the rows were read (they show at least what it had)
+    seq: int | None = None
+
+
+@dataclass(frozen=True)
+class Edges:
+    """From the store process to every HTTP process, once a write has committed and before anything it wrote is
+    acknowledged (:mod:`.edges`): numbered ``seq``, the flows' new segments' rows (newest first) with the flow's size
+    when they are its newest (None: not known), the instance rows of their objects, and the flows and objects whose
+    other changes drop what an HTTP process keeps of them (``everything``: all of it)."""
+
+    seq: int
+    appended: Mapping[str, tuple[tuple[Mapping[str, Any], ...], int | None]]
+    instances: Mapping[str, tuple[Mapping[str, Any], ...]]
+    stale_flows: frozenset[str]
+    stale_objects: frozenset[str]
+    everything: bool = False
 
 
 @dataclass(frozen=True)

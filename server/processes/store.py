@@ -6,7 +6,10 @@ TCP listener, and answers the HTTP processes over a Unix socket (:mod:`.protocol
 * :class:`~.protocol.FetchPage`: a segments page kept and still current, or its rows and instance rows (read as the
   app reads them: from memory when the read cache holds them, else in a worker thread), for the HTTP process to
   render; :class:`~.protocol.KeepPage` brings the rendered page back to be kept;
-* :class:`~.protocol.Forward`: any other request, answered by the app itself.
+* :class:`~.protocol.Forward`: any other request, answered by the app itself;
+
+and, once a write has committed and before anything it wrote is acknowledged, sends every HTTP process what it
+changed (:class:`~.protocol.Edges`, :mod:`.edges`), so that they answer live edges' pages themselves.
 
 Every read is answered here, by the one read cache every write updates when it commits, so a read in any HTTP
 process shows everything acknowledged before it was asked. Per request this process does little Python besides its
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -34,8 +38,10 @@ from starlette.concurrency import run_in_threadpool
 from server.config import Settings
 from server.fetch import object_ids
 from server.processes import protocol
+from server.processes.edges import EdgeFeed, SharedSeq, seq_path
 from server.processes.protocol import (
     Call,
+    Edges,
     FetchPage,
     Forward,
     Forwarded,
@@ -52,6 +58,7 @@ from server.processes.protocol import (
 )
 from server.services import Services, services_of
 from tams_analytics import __version__
+from tams_analytics.cache import CachingEngine
 from tams_analytics.cache.timeline import Timeline
 from tams_analytics.catalog import segment_page_where
 from tams_analytics.codec.segments import WIRE_COLUMNS
@@ -96,9 +103,10 @@ class PageTickets:
         return found[1], found[2], found[3]
 
 
-def page_rows(services: Services, tickets: PageTickets, ask: FetchPage) -> KeptPage | PageRows:
+def page_rows(services: Services, tickets: PageTickets, ask: FetchPage, seq: int | None = None) -> KeptPage | PageRows:
     """The answer to ``ask``: the page kept for its key while still current, else what it is rendered from (may
-    block: run under :func:`~tams_analytics.nonblocking.memory_only` first)."""
+    block: run under :func:`~tams_analytics.nonblocking.memory_only` first); ``seq``: the last
+    :class:`~.protocol.Edges` sent before it is read."""
     catalog, pages = services.catalog, services.pages
     if pages is not None:
         kept = pages.get(ask.key)
@@ -124,7 +132,7 @@ def page_rows(services: Services, tickets: PageTickets, ask: FetchPage) -> KeptP
         t = catalog.rows("objects", [isin("id", ids)], columns=["id", "timerange"]) if ids else None
         timeranges = dict(zip(t.column("id").to_pylist(), t.column("timerange").to_pylist(), strict=True)) if t else {}
     ticket = tickets.issue(ask.flow_id, timeline, instances) if timeline is not None else None
-    return PageRows(rows, instances, timeranges, ticket)
+    return PageRows(rows, instances, timeranges, ticket, seq)
 
 
 class StoreProcess:
@@ -135,6 +143,53 @@ class StoreProcess:
         self.services = services
         self.tickets = PageTickets()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: the number of the last :class:`~.protocol.Edges` sent, and where the HTTP processes read it
+        self.seq = 0
+        self._shared: SharedSeq | None = None
+        #: the connections the edges go to
+        self._subscribers: set[asyncio.StreamWriter] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+
+    @property
+    def feeds_edges(self) -> bool:
+        return self._shared is not None
+
+    def feed_edges(self, shared: SharedSeq) -> None:
+        """Send every HTTP process each committed write's :class:`~.protocol.Edges` from now on, numbered on from
+        ``shared`` (a restarted store process goes on counting), when the app's store has a read cache (call on the
+        event loop, before HTTP processes connect)."""
+        engine = self.services.catalog.engine
+        if not isinstance(engine, CachingEngine):
+            return
+        self.seq = shared.read()
+        self._shared = shared
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        engine.listen(EdgeFeed(engine, self.publish))
+
+    def publish(self, update: Edges) -> None:
+        """Send ``update`` (from any thread): at once on the event loop's thread, else as the loop's next callback,
+        which runs before the callbacks that hand the write's outcome to the tasks that acknowledge it."""
+        if threading.get_ident() == self._loop_thread:
+            self._publish(update)
+            return
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._publish, update)
+        except RuntimeError:  # the loop is closed: this process is stopping, nobody reads what follows
+            pass
+
+    def _publish(self, update: Edges) -> None:
+        self.seq += 1
+        frame = protocol.encode(dataclasses.replace(update, seq=self.seq))
+        for writer in self._subscribers:
+            if not writer.is_closing():
+                writer.write(frame)
+        if self._shared is not None:  # counted once it is on its way to every HTTP process
+            self._shared.write(self.seq)
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one HTTP process until it goes away, or until this process stops (cancelled: this task then ends
@@ -157,11 +212,21 @@ class StoreProcess:
                 f"protocol {hello.version} of tams-analytics {hello.package}: "
                 f"this is {protocol.VERSION} of {__version__}"
             )
-        writer.write(protocol.encode(Welcome(protocol.VERSION, __version__, os.getpid(), refused)))
-        await writer.drain()
+        welcome = Welcome(protocol.VERSION, __version__, os.getpid(), refused, self.seq, self.feeds_edges)
+        writer.write(protocol.encode(welcome))
         if refused is not None:
+            await writer.drain()
             logger.error("store process: refused an HTTP process (PID %s): %s", hello.pid, refused)
             return
+        self._subscribers.add(writer)  # with the welcome's number, at once: no update is missed or sent twice
+        try:
+            await writer.drain()
+            await self._calls(reader, writer)
+        finally:
+            self._subscribers.discard(writer)
+
+    async def _calls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One HTTP process's calls, until it goes away."""
         #: the streamed answers of this connection still being sent: their pulls (:class:`~.protocol.More`)
         streams: dict[int, asyncio.Queue[bool]] = {}
         try:
@@ -208,11 +273,12 @@ class StoreProcess:
         if isinstance(message, Register):
             return await asyncio.wrap_future(services.segments.queue(message.registration))
         if isinstance(message, FetchPage):
+            seq = self.seq if self.feeds_edges else None
             try:
                 with memory_only():
-                    return page_rows(services, self.tickets, message)
+                    return page_rows(services, self.tickets, message, seq)
             except WouldBlock:
-                return await run_in_threadpool(page_rows, services, self.tickets, message)
+                return await run_in_threadpool(page_rows, services, self.tickets, message, seq)
         if isinstance(message, KeepPage):
             self._keep(message)
             return None
@@ -373,6 +439,8 @@ async def serve(settings: Settings, path: str, *, ready: int | None = None) -> N
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     async with app.router.lifespan_context(app):
         store = StoreProcess(app, services_of(app))
+        shared = SharedSeq(seq_path(path), writer=True)
+        store.feed_edges(shared)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

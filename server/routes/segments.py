@@ -122,6 +122,8 @@ class SegmentsPage:
     details: SegmentDetails
     rows: list[SegmentRow] | None = None
     fetched: bool = False
+    #: whether another page follows, when ``rows`` are only the page's (None: ``rows`` has one more when one does)
+    more: bool | None = None
 
     def fetch(self, catalog: Catalog) -> None:
         q = self.query
@@ -141,7 +143,7 @@ class SegmentsPage:
         """The page's body and headers."""
         q, details = self.query, self.details
         assert self.rows is not None and details.urls is not None
-        more = len(self.rows) > q.limit
+        more = len(self.rows) > q.limit if self.more is None else self.more
         rows = self.rows[: q.limit]
         items = segment_docs(rows, details.urls, details.object_timeranges)
         next_key = encode_key(rows[-1]["start_ns"]) if more else None

@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -176,6 +177,116 @@ def test_the_store_process_registers_reads_keeps_pages_and_answers_the_rest(stor
 
     asyncio.run(run())
     assert store_process.stop() == 0  # SIGTERM: the queue applied, the store checkpointed, exit 0
+
+
+def _edge(flow_id: str, limit: int, *, wants_urls: bool = True) -> FetchPage:
+    return FetchPage(("edge", flow_id, limit, wants_urls), flow_id, limit, None, None, None, True, False, wants_urls)
+
+
+def test_http_processes_answer_live_edges_from_the_copy_the_store_process_feeds(store_process: StoreProcess) -> None:
+    """Each acknowledged registration is on the client's copy of the live edge before the acknowledgement arrives,
+    and the copy's page is the store process's own answer (rows, whether more follow, the objects' instance rows),
+    for pages of 1 to 7 segments; what changes a flow otherwise (an instance added to its newest object, segments
+    deleted) drops the flow's copy at once, and the store process's next answer starts it again."""
+
+    async def run() -> None:
+        client = StoreClient(str(store_process.socket))
+        await client.start(wait_s=30)
+        flow = video_flow()
+        fid = flow["id"]
+        assert (await client.forward(_forward("PUT", f"/flows/{fid}", flow))).status == 201
+
+        async def same_as_the_store(limit: int, *, wants_urls: bool = True) -> None:
+            mine = await client.edge_page(fid, limit, wants_urls=wants_urls)
+            theirs = await client.fetch_page(_edge(fid, limit, wants_urls=wants_urls))
+            assert mine is not None, f"limit {limit}: not answered from the copy"
+            assert isinstance(theirs, PageRows)
+            assert [dict(r) for r in mine.rows] == [{k: r[k] for k in mine.rows[0]} for r in theirs.rows[:limit]]
+            assert mine.more == (len(theirs.rows) > limit)
+            assert {k: list(v) for k, v in mine.instances.items()} == {
+                k: [{c: row[c] for c in row} for row in v] for k, v in theirs.instances.items()
+            }
+
+        assert await client.edge_page(fid, 1, wants_urls=True) is None  # nothing known of the flow yet
+        await client.fetch_page(_edge(fid, 1))  # an empty flow's answer starts its copy
+        empty = await client.edge_page(fid, 1, wants_urls=True)
+        assert empty is not None and empty.rows == [] and not empty.more
+        for i in range(12):
+            oid = f"o{i}"
+            result = await client.queue(Registration.of(fid, [{"object_id": oid, "timerange": f"[{i}:0_{i + 1}:0)"}]))
+            assert result.accepted == [0]
+            newest = client.edges.page(fid, 1, wants_urls=True)  # no waiting: applied before the acknowledgement
+            assert newest is not None and newest.rows[0]["object_id"] == oid
+        for limit in range(1, 8):
+            await same_as_the_store(limit)
+        await same_as_the_store(1, wants_urls=False)
+        added = await client.forward(
+            _forward("POST", "/objects/o11/instances", {"url": "http://media.example/o11", "label": "mirror"})
+        )
+        assert added.status == 201, added.body
+        assert await client.edge_page(fid, 1, wants_urls=True) is None
+        await client.fetch_page(_edge(fid, 1))
+        await same_as_the_store(1)
+        mine = await client.edge_page(fid, 1, wants_urls=True)
+        assert mine is not None and [i["label"] for i in mine.instances["o11"]] == ["mirror"]
+        deleted = await client.forward(_forward("DELETE", f"/flows/{fid}/segments", query="timerange=[10:0_12:0)"))
+        assert deleted.status == 204, deleted.body
+        assert await client.edge_page(fid, 1, wants_urls=True) is None
+        await client.fetch_page(_edge(fid, 3))
+        await same_as_the_store(1)
+        assert (await client.edge_page(fid, 1, wants_urls=True)).rows[0]["object_id"] == "o9"  # type: ignore[union-attr]
+        await client.close()
+
+    asyncio.run(run())
+
+
+def _stall(stalled: Any, go_on: Any) -> None:
+    """Hold the event loop that runs this until ``go_on`` (after saying so with ``stalled``)."""
+    stalled.set()
+    go_on.wait()
+
+
+def test_another_http_process_waits_for_the_updates_counted_before_a_read(store_process: StoreProcess) -> None:
+    """Two HTTP processes' clients, the reader's on an event loop of its own that is stalled while a registration is
+    acknowledged to the writer: an edge page the reader is asked for at once, before its loop has read the update,
+    waits for it (the count it reads says there is one) and shows the acknowledged segment."""
+    import threading
+
+    reader_loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=reader_loop.run_forever, daemon=True)
+    thread.start()
+    reader = StoreClient(str(store_process.socket))
+
+    def on_reader(coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, reader_loop)
+
+    async def run() -> None:
+        writer = StoreClient(str(store_process.socket))
+        await writer.start(wait_s=30)
+        on_reader(reader.start(wait_s=30)).result()
+        flow = video_flow()
+        fid = flow["id"]
+        assert (await writer.forward(_forward("PUT", f"/flows/{fid}", flow))).status == 201
+        on_reader(reader.fetch_page(_edge(fid, 1))).result()
+        for i in range(10):
+            stalled, go_on = threading.Event(), threading.Event()
+            reader_loop.call_soon_threadsafe(_stall, stalled, go_on)
+            stalled.wait()
+            oid = f"o{i}"
+            await writer.queue(Registration.of(fid, [{"object_id": oid, "timerange": f"[{i}:0_{i + 1}:0)"}]))
+            asked = on_reader(reader.edge_page(fid, 1, wants_urls=True))
+            go_on.set()
+            page = await asyncio.wrap_future(asked)
+            assert page is not None and page.rows[0]["object_id"] == oid, (i, page)
+        await writer.close()
+        on_reader(reader.close()).result()
+
+    try:
+        asyncio.run(run())
+    finally:
+        reader_loop.call_soon_threadsafe(reader_loop.stop)
+        thread.join(10)
+        reader_loop.close()
 
 
 def test_a_client_of_another_version_is_refused(store_process: StoreProcess) -> None:
