@@ -73,6 +73,10 @@ __all__ = ["PageTickets", "StoreProcess", "page_rows", "run"]
 logger = logging.getLogger(__name__)
 
 
+#: what the store process holds for an HTTP process that does not read (its updates and answers) before it hangs up
+MAX_UNREAD_BYTES = 64 << 20
+
+
 class PageTickets:
     """What each page handed out to be rendered was read from (its flow's timeline, taken before it was read, and
     its objects' instance rows), by ticket, until the rendered page comes back to be kept (:class:`KeepPage`) or the
@@ -185,9 +189,17 @@ class StoreProcess:
     def _publish(self, update: Edges) -> None:
         self.seq += 1
         frame = protocol.encode(dataclasses.replace(update, seq=self.seq))
-        for writer in self._subscribers:
-            if not writer.is_closing():
-                writer.write(frame)
+        for writer in list(self._subscribers):
+            if writer.is_closing():
+                continue
+            if writer.transport.get_write_buffer_size() > MAX_UNREAD_BYTES:
+                # an HTTP process that stopped reading (stopped, or hung): hang up rather than hold its updates
+                # without bound; it reconnects with an empty copy once it runs again
+                logger.warning("store process: an HTTP process has not read %s bytes: disconnected", MAX_UNREAD_BYTES)
+                self._subscribers.discard(writer)
+                writer.close()
+                continue
+            writer.write(frame)
         if self._shared is not None:  # counted once it is on its way to every HTTP process
             self._shared.write(self.seq)
 

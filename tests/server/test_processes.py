@@ -18,6 +18,7 @@ import pytest
 
 from server.processes import protocol
 from server.processes.client import StoreClient
+from server.processes.edges import EDGE_ROWS
 from server.processes.protocol import (
     FetchPage,
     Forward,
@@ -186,8 +187,8 @@ def _edge(flow_id: str, limit: int, *, wants_urls: bool = True) -> FetchPage:
 def test_http_processes_answer_live_edges_from_the_copy_the_store_process_feeds(store_process: StoreProcess) -> None:
     """Each acknowledged registration is on the client's copy of the live edge before the acknowledgement arrives,
     and the copy's page is the store process's own answer (rows, whether more follow, the objects' instance rows),
-    for pages of 1 to 7 segments; what changes a flow otherwise (an instance added to its newest object, segments
-    deleted) drops the flow's copy at once, and the store process's next answer starts it again."""
+    for pages of every size the copy answers; what changes a flow otherwise (an instance added to its newest object,
+    segments deleted) drops the flow's copy at once, and the store process's next answer starts it again."""
 
     async def run() -> None:
         client = StoreClient(str(store_process.socket))
@@ -217,7 +218,7 @@ def test_http_processes_answer_live_edges_from_the_copy_the_store_process_feeds(
             assert result.accepted == [0]
             newest = client.edges.page(fid, 1, wants_urls=True)  # no waiting: applied before the acknowledgement
             assert newest is not None and newest.rows[0]["object_id"] == oid
-        for limit in range(1, 8):
+        for limit in range(1, EDGE_ROWS):
             await same_as_the_store(limit)
         await same_as_the_store(1, wants_urls=False)
         added = await client.forward(
