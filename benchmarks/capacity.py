@@ -60,10 +60,11 @@ class ResumeCase:
 
 @dataclass(frozen=True)
 class CapacityConfig:
-    flows: int = 400
-    history: int = 500
+    #: the issue's live workload: 1,600 flows at 2-s segments is 800 POSTs/s
+    flows: int = 1600
+    history: int = 100
     #: offered POSTs per second, in order
-    steps: tuple[float, ...] = (50, 100, 200, 300, 400, 500)
+    steps: tuple[float, ...] = (200, 400, 600, 800, 1000)
     step_seconds: float = 10.0
     #: the warm-up before the steps: every flow once, at this rate
     warmup_rate: float = 100.0
@@ -79,7 +80,7 @@ class CapacityConfig:
     post_p99_ms: float = 50.0
     edge_p99_ms: float = 20.0
     #: restart-and-resume cases (each with SIGTERM, then SIGKILL); empty: none
-    resume: tuple[ResumeCase, ...] = (ResumeCase(400, 200.0), ResumeCase(50, 100.0, history=100))
+    resume: tuple[ResumeCase, ...] = (ResumeCase(1600, 800.0), ResumeCase(50, 100.0, history=100))
     #: seconds of load before each stop, and rounds of every flow after the restart
     resume_warm_s: float = 4.0
     resume_rounds: int = 2

@@ -123,10 +123,10 @@ def add_parser(sub: Any) -> None:
         "starts; capacity and backup only when named); the others' metrics are left out",
     )
     cap = p.add_argument_group("capacity (--only capacity: open-loop live ingest in rising steps, then restarts)")
-    cap.add_argument("--capacity-flows", type=int, default=None, help="flows (default 400)")
-    cap.add_argument("--capacity-history", type=int, default=None, help="segments per flow before (default 500)")
+    cap.add_argument("--capacity-flows", type=int, default=None, help="flows (default 1600)")
+    cap.add_argument("--capacity-history", type=int, default=None, help="segments per flow before (default 100)")
     cap.add_argument(
-        "--capacity-steps", type=_rates, default=None, help="offered POSTs/s (default 50,100,200,300,400,500)"
+        "--capacity-steps", type=_rates, default=None, help="offered POSTs/s (default 200,400,600,800,1000)"
     )
     cap.add_argument("--capacity-seconds", type=float, default=None, help="seconds a step (default 10)")
     cap.add_argument(
@@ -140,7 +140,7 @@ def add_parser(sub: Any) -> None:
         "--capacity-resume",
         type=_resume_cases,
         default=None,
-        help="restart cases: RATE (the capacity store's flows) or FLOWSxHISTORY@RATE, or none (default 200,50x100@100)",
+        help="restart cases: RATE (the capacity store's flows) or FLOWSxHISTORY@RATE, or none (default 800,50x100@100)",
     )
     cap.add_argument(
         "--capacity-env",

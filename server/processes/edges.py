@@ -33,7 +33,9 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from server.fetch import object_ids
 from server.processes.protocol import Edges, FetchPage, PageRows
@@ -150,18 +152,23 @@ class EdgeFeed:
     ) -> Edges:
         if everything:
             return Edges(0, {}, {}, frozenset(), frozenset(), everything=True)
-        by_flow: dict[str, list[dict[str, Any]]] = {}
-        for table in inserted:
-            columns = [c for c in (*WIRE_COLUMNS, "flow_id") if c in table.column_names]
-            for row in table_rows(table, columns):
-                by_flow.setdefault(row.pop("flow_id"), []).append(row)
+        by_flow: dict[str, tuple[tuple[Row, ...], int, int]] = {}
+        for table in inserted:  # one table a statement: usually one a transaction
+            for flow_id, (rows, count, oldest) in _newest_by_flow(table).items():
+                if flow_id in by_flow:
+                    before, n, start = by_flow[flow_id]
+                    rows = tuple(sorted((*before, *rows), key=_start, reverse=True)[:EDGE_ROWS])
+                    count, oldest = count + n, min(oldest, start)
+                by_flow[flow_id] = (rows, count, oldest)
         appended: dict[str, tuple[tuple[Row, ...], int | None]] = {}
+        cut: set[str] = set()
         wanted: list[str] = []
-        for flow_id, rows in by_flow.items():
+        for flow_id, (rows, count, oldest) in by_flow.items():
             if flow_id in stale_flows:
                 continue
-            rows.sort(key=_start, reverse=True)
-            appended[flow_id] = (tuple(rows), self._size_if_newest(flow_id, rows))
+            appended[flow_id] = (rows, self._size_if_newest(flow_id, count, oldest))
+            if count > len(rows):
+                cut.add(flow_id)
             wanted.extend(object_ids(rows))
         kept = self.engine.kept_rows("object_instances", list(dict.fromkeys(wanted)))
         instances = {str(oid): tuple(sorted(held, key=_position)) for oid, held in kept.items()}
@@ -169,15 +176,49 @@ class EdgeFeed:
             if any(oid not in instances for oid in object_ids(newest)):  # what its pages would show is not known here
                 del appended[flow_id]
                 stale_flows.add(flow_id)
-        return Edges(0, appended, instances, frozenset(stale_flows), frozenset(stale_objects))
+        cut.intersection_update(appended)
+        return Edges(0, appended, instances, frozenset(stale_flows), frozenset(stale_objects), cut=frozenset(cut))
 
-    def _size_if_newest(self, flow_id: str, rows: Sequence[Row]) -> int | None:
-        """How many segments the flow has now, when ``rows`` (newest first) are its newest (the read cache's
-        timeline of it says so); None when that is not known."""
+    def _size_if_newest(self, flow_id: str, count: int, oldest: int) -> int | None:
+        """How many segments the flow has now, when its ``count`` new ones, the oldest starting at ``oldest``, are
+        its newest (the read cache's timeline of it says so); None when that is not known."""
         timeline = self.engine.kept_timeline(flow_id)
-        if timeline is None or timeline.n < len(rows):
+        if timeline is None or timeline.n < count:
             return None
-        return timeline.n if int(timeline.start[timeline.n - len(rows)]) == rows[-1]["start_ns"] else None
+        return timeline.n if int(timeline.start[timeline.n - count]) == oldest else None
+
+
+#: inserts of more rows than this are grouped by flow with Arrow's kernels, not row by row in Python
+_ARROW_ROWS = 64
+
+
+def _newest_by_flow(table: pa.Table) -> dict[str, tuple[tuple[Row, ...], int, int]]:
+    """For each flow among inserted segment rows: the rows of its newest :data:`EDGE_ROWS` (newest first, the wire
+    columns), how many it has here and the start of its oldest. Only those rows become Python objects."""
+    columns = [c for c in WIRE_COLUMNS if c in table.column_names]
+    if table.num_rows > _ARROW_ROWS:
+        table = table.take(pc.sort_indices(table, [("flow_id", "ascending"), ("start_ns", "descending")]))
+        flows = table.column("flow_id").to_numpy(zero_copy_only=False)
+        firsts = np.flatnonzero(np.r_[True, flows[1:] != flows[:-1]])
+        ends = np.r_[firsts[1:], len(flows)]
+        keep = np.concatenate([np.arange(a, min(b, a + EDGE_ROWS)) for a, b in zip(firsts, ends, strict=True)])
+        rows = table_rows(table.take(pa.array(keep)), columns)
+        starts = table.column("start_ns").to_numpy()
+        out: dict[str, tuple[tuple[Row, ...], int, int]] = {}
+        at = 0
+        for a, b in zip(firsts, ends, strict=True):
+            n = min(int(b - a), EDGE_ROWS)
+            out[str(flows[a])] = (tuple(rows[at : at + n]), int(b - a), int(starts[b - 1]))
+            at += n
+        return out
+    by_flow: dict[str, list[dict[str, Any]]] = {}
+    for flow_id, row in zip(table.column("flow_id").to_pylist(), table_rows(table, columns), strict=True):
+        by_flow.setdefault(flow_id, []).append(row)
+    small: dict[str, tuple[tuple[Row, ...], int, int]] = {}
+    for flow_id, rows in by_flow.items():
+        rows.sort(key=_start, reverse=True)
+        small[flow_id] = (tuple(rows[:EDGE_ROWS]), len(rows), _start(rows[-1]))
+    return small
 
 
 def _start(row: Row) -> int:
@@ -259,6 +300,8 @@ class LiveEdges:
                 edge = _Edge(rows[: self.max_rows], size > len(rows) or len(rows) > self.max_rows)
             else:
                 edge = self._merged(edge, rows)
+                if flow_id in update.cut:  # older new segments than these were written too
+                    edge.older = True
             self._set(flow_id, edge, update.instances)
 
     def _merged(self, edge: _Edge, new: Sequence[Row]) -> _Edge:

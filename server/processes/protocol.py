@@ -143,6 +143,8 @@ class Edges:
     stale_flows: frozenset[str]
     stale_objects: frozenset[str]
     everything: bool = False
+    #: flows whose new segments were more than those sent (only the newest are): they have older ones
+    cut: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

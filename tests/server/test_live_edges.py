@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import random
 
+import pyarrow as pa
 import pytest
 
-from server.processes.edges import EDGE_ROWS, LiveEdges, edge_query
+from server.processes.edges import EDGE_ROWS, LiveEdges, _newest_by_flow, edge_query
 from server.processes.protocol import Edges, FetchPage, PageRows
 
 
@@ -134,3 +135,41 @@ def test_the_copy_is_bounded() -> None:
         edges.apply(Edges(i + 1, {f"f{i}": ((_row(1),), 1)}, _instances([1]), frozenset(), frozenset()))
     assert len(edges) == 3 and edges.page("f0", 1, wants_urls=False) is None
     assert edges.page("f4", 1, wants_urls=True) is not None
+
+
+def test_a_cut_batch_says_older_segments_exist() -> None:
+    """A transaction that wrote more segments to a flow than the copy keeps sends only the newest: a flow whose copy
+    was complete (empty) then has older segments than those kept."""
+    edges = LiveEdges()
+    edges.seed(_ask("f", 1), PageRows([], {}, None, 1, 1))  # an empty flow, known to be empty
+    rows = tuple(_row(s) for s in range(20, 20 - EDGE_ROWS, -1))
+    edges.apply(
+        Edges(2, {"f": (rows, None)}, _instances(list(range(17, 21))), frozenset(), frozenset(), cut=frozenset({"f"}))
+    )
+    page = edges.page("f", EDGE_ROWS - 1, wants_urls=False)
+    assert page is not None and page.more
+    full = edges.page("f", EDGE_ROWS, wants_urls=False)
+    assert full is not None and full.more  # the kept rows, and more: the batch's older ones
+
+
+@pytest.mark.parametrize("size", [1, 5, 64, 65, 300])
+def test_the_newest_rows_of_each_flow_in_an_insert(size: int) -> None:
+    """What the store process sends of an insert: each flow's newest rows (newest first), its count and its oldest
+    start, the same whether grouped in Python (small inserts) or with Arrow's kernels (large ones)."""
+    rng = random.Random(size)
+    flows = [f"f{i}" for i in range(rng.randint(1, 7))]
+    rows = [
+        {"flow_id": rng.choice(flows), "object_id": f"o{s}", "timerange": f"[{s}:0_{s}:1)", "start_ns": s}
+        for s in rng.sample(range(10**6), size)
+    ]
+    table = pa.Table.from_pylist(rows)
+    got = _newest_by_flow(table)
+    for flow in flows:
+        mine = sorted((r for r in rows if r["flow_id"] == flow), key=lambda r: r["start_ns"], reverse=True)
+        if not mine:
+            assert flow not in got
+            continue
+        newest, count, oldest = got[flow]
+        assert [r["start_ns"] for r in newest] == [r["start_ns"] for r in mine[:EDGE_ROWS]]
+        assert newest[0]["object_id"] == mine[0]["object_id"] and "flow_id" not in newest[0]
+        assert (count, oldest) == (len(mine), mine[-1]["start_ns"])
