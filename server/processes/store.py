@@ -11,9 +11,10 @@ TCP listener, and answers the HTTP processes over a Unix socket (:mod:`.protocol
 and, once a write has committed and before anything it wrote is acknowledged, sends every HTTP process what it
 changed (:class:`~.protocol.Edges`, :mod:`.edges`), so that they answer live edges' pages themselves.
 
-Every read is answered here, by the one read cache every write updates when it commits, so a read in any HTTP
-process shows everything acknowledged before it was asked. Per request this process does little Python besides its
-share of a batch: parsing, validation, authentication and rendering happen in the HTTP processes.
+Every read is answered here, by the one read cache every write updates when it commits, or, for a live edge, by an
+HTTP process's copy that has applied every update sent before the read came; so a read in any HTTP process shows
+everything acknowledged before it was asked. Per request this process does little Python besides its share of a
+batch: parsing, validation, authentication, rendering and live edges happen in the HTTP processes.
 """
 
 from __future__ import annotations
