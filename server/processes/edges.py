@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 from server.fetch import object_ids
 from server.processes.protocol import Edges, FetchPage, PageRows
 from tams_analytics.cache import CachingEngine
-from tams_analytics.cache.keyed import EVERYTHING, changed_keys
+from tams_analytics.cache.keyed import Everything, changed_keys
 from tams_analytics.codec.segments import WIRE_COLUMNS
 from tams_analytics.engines.base import Change
 from tams_analytics.pyrows import table_rows
@@ -127,8 +127,8 @@ class EdgeFeed:
             logger.exception("live edges: a change could not be followed; every HTTP process drops its copy")
             self._everything = True
 
-    def _stale(self, into: set[str], keys: frozenset[Hashable] | object) -> None:
-        if keys is EVERYTHING or not isinstance(keys, frozenset):
+    def _stale(self, into: set[str], keys: frozenset[Hashable] | Everything) -> None:
+        if isinstance(keys, Everything):
             self._everything = True
         else:
             into.update(str(k) for k in keys)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,26 +200,41 @@ async def _list_segments(request: Request, flow_id: str, intake: FrontIntake, li
         edge = await intake.segments.edge_page(flow_id, query.limit, wants_urls=ask.wants_urls)
         metrics.LIVE_EDGE_PAGES.labels("store" if edge is None else "copy").inc()
         if edge is not None:
-            details = SegmentDetails(None, stores, query.options, False).given(edge.instances, None)
-            page = SegmentsPage(query, details, rows=edge.rows, more=edge.more)  # type: ignore[arg-type]
-            details.fetch(page.rows)  # type: ignore[arg-type]
-            page.fetched = True
-            body, headers = page.render(request, settings.public_url)
+            body, headers, _ = _render(request, intake, query, edge.rows, edge.instances, None, more=edge.more)
             return json_bytes_response(body, headers=headers, request=request)
     answer = await intake.segments.fetch_page(ask)
     if isinstance(answer, KeptPage):
         return json_bytes_response(answer.body, headers=answer.headers, request=request)
     if not isinstance(answer, PageRows):
         raise StoreUnavailableError(f"the store process answered a page with {type(answer).__name__}")
-    details = SegmentDetails(None, stores, query.options, query.with_object_tr).given(
-        answer.instances, answer.object_timeranges
+    body, headers, details = _render(
+        request, intake, query, answer.rows, answer.instances, answer.object_timeranges, more=None
     )
-    page = SegmentsPage(query, details, rows=list(answer.rows))  # type: ignore[arg-type]
-    details.fetch(page.rows[: query.limit])  # type: ignore[index]
-    page.fetched = True
-    body, headers = page.render(request, settings.public_url)
     if answer.ticket is not None:
         minted_at = details.urls_minted_at
         fresh_until = math.inf if minted_at is None else stores.url_lists.reuse_until(minted_at, query.options)
         intake.segments.keep_page(KeepPage(answer.ticket, key, body, headers, fresh_until))
     return json_bytes_response(body, headers=headers, request=request)
+
+
+def _render(
+    request: Request,
+    intake: FrontIntake,
+    query: PageQuery,
+    rows: Sequence[Mapping[str, Any]],
+    instances: Mapping[str, tuple[Mapping[str, Any], ...]],
+    object_timeranges: Mapping[str, str | None] | None,
+    *,
+    more: bool | None,
+) -> tuple[bytes, dict[str, str], SegmentDetails]:
+    """A page's body and headers rendered here from rows and instance rows read elsewhere (the store process, or this
+    process's copy of live edges), and the details its URLs were minted in. ``more``: whether another page follows,
+    when ``rows`` are only the page's (None: ``rows`` has one more when one does)."""
+    details = SegmentDetails(None, intake.stores, query.options, query.with_object_tr).given(
+        instances, object_timeranges
+    )
+    page = SegmentsPage(query, details, rows=list(rows), more=more)  # type: ignore[arg-type]
+    details.fetch(page.rows[: query.limit])  # type: ignore[index]
+    page.fetched = True
+    body, headers = page.render(request, intake.settings.public_url)
+    return body, headers, details
