@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import capacity, duckdb_handoffs, loadgen, measure, openloop, profile_summary, suite
+from benchmarks import capacity, checkpoints, duckdb_handoffs, loadgen, measure, openloop, profile_summary, suite
 from benchmarks.live import LiveServer, PeakRss
 from benchmarks.query import QueryBench
 from benchmarks.stores import build_store
@@ -76,7 +76,7 @@ def test_targets_are_judged_in_their_direction() -> None:
     assert table.count(" NO") == 4
 
 
-@pytest.mark.parametrize("module", [measure, loadgen, suite, capacity, profile_summary, duckdb_handoffs])
+@pytest.mark.parametrize("module", [measure, loadgen, suite, capacity, profile_summary, duckdb_handoffs, checkpoints])
 def test_doctests(module: object) -> None:
     failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
     assert tried > 0 and failures == 0
@@ -101,6 +101,27 @@ def test_duckdb_handoffs_times_every_call_alone_and_beside_a_busy_thread(capsys:
         assert list(rows) == names
         for alone, busy, ratio in rows.values():
             assert float(alone) > 0 and float(busy) > 0 and math.isfinite(float(ratio.removeprefix("x")))
+
+
+def test_checkpoints_times_each_size_with_and_without_the_indexes(capsys: pytest.CaptureFixture[str]) -> None:
+    """The commands of benchmarks/README.md's ``python -m benchmarks.checkpoints`` block, on tiny stores: a row for
+    each size, both ways timed, and the WAL a registration adds measured (not zero: the appends went to the WAL)."""
+    section = "Capacity (`--only capacity`): open-loop live ingest in rising steps, then restarts"
+    commands = block("benchmarks/README.md", section, "python -m benchmarks.checkpoints").commands()
+    assert len(commands) == 2
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[:3] == ["python", "-m", "benchmarks.checkpoints"]
+        argv = [a for a in argv[3:] if not a.isdigit() and a != "--objects"]
+        assert checkpoints.main([*argv, "--objects", "300,900", "--appended", "40", "--repeat", "2"]) == 0
+        printed = capsys.readouterr().out.splitlines()
+        assert "objects(id), object_instances(object_id)" in printed[0]
+        rows = [line.split() for line in printed[3:]]
+        assert [r[0] for r in rows] == ["300", "900"]
+        for row in rows:
+            indexed, bare = float(row[1].replace(",", "")), float(row[3].replace(",", ""))
+            assert indexed > 0 and bare > 0 and row[5].startswith("x")
+            assert float(row[6].replace(",", "")) > 100  # bytes of WAL a registration (segment, object, instance)
 
 
 def test_only_the_chosen_scenarios_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
