@@ -92,6 +92,9 @@ def engine_stack(store: Engine, settings: Settings, admit: Callable[[], None] | 
     only writer. A ``store`` that already caches (a test's) is taken as it is."""
     if store.caches_reads:
         return store
+    observe_checkpoints = getattr(store, "observe_checkpoints", None)  # a DuckDB store's: its checkpoints' cost
+    if observe_checkpoints is not None:
+        observe_checkpoints(metrics.observe_checkpoint)
     engine: Engine = TimedEngine(store, metrics.observe_statement)
     if admit is not None:
         engine = GuardedEngine(engine, admit)

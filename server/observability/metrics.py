@@ -10,6 +10,7 @@ write retries) is read at scrape time by :class:`CatalogCollector`, one per app,
 
 Names: ``tams_http_requests_total`` / ``tams_http_request_duration_seconds`` {method, route, status};
 ``tams_catalog_operation_seconds`` {operation}; ``tams_store_statement_seconds`` {statement, table};
+``tams_store_checkpoint_seconds``;
 ``tams_group_commit_batch_size``; ``tams_read_cache_hits_total`` / ``tams_read_cache_misses_total`` /
 ``tams_read_cache_entries`` {cache}; ``tams_webhook_queue_depth``; ``tams_delete_requests_unfinished``;
 ``tams_gc_runs_total``, ``tams_gc_objects_collected_total``; ``tams_object_deletions_total``,
@@ -47,6 +48,7 @@ __all__ = [
     "CatalogCollector",
     "catalog_registry",
     "observe_batch",
+    "observe_checkpoint",
     "observe_deletions",
     "observe_gc",
     "observe_operation",
@@ -111,6 +113,14 @@ LIVE_EDGE_PAGES = Counter(
 )
 for _answered_by in ("copy", "store"):  # both counted from 0, in every process (a scrape shows both at once)
     LIVE_EDGE_PAGES.labels(_answered_by)
+STORE_CHECKPOINT = Histogram(
+    "tams_store_checkpoint_seconds",
+    "Commits that checkpointed a DuckDB store (the WAL passed its threshold): every write waited for them",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=REGISTRY,
+)
+#: a checkpoint this long is logged as a warning: every write waited for it
+SLOW_CHECKPOINT_S = 1.0
 GC_RUNS = Counter("tams_gc_runs", "Object garbage collection passes", registry=REGISTRY)
 GC_OBJECTS = Counter(
     "tams_gc_objects_collected", "Objects forgotten, their bytes queued for deletion", registry=REGISTRY
@@ -165,6 +175,20 @@ def observe_statement(statement: str, table: str, seconds: float) -> None:
     """A statement that reached the store (the server's engine stack times them beneath the read cache:
     :class:`~tams_analytics.engines.timed.TimedEngine`)."""
     STORE_STATEMENT.labels(statement, table).observe(seconds)
+
+
+def observe_checkpoint(seconds: float, wal_bytes: int) -> None:
+    """A commit that checkpointed a DuckDB store (its engine's ``observe_checkpoints``); one that held the writes
+    for :data:`SLOW_CHECKPOINT_S` or longer is also logged, saying why and what to do."""
+    STORE_CHECKPOINT.observe(seconds)
+    if seconds >= SLOW_CHECKPOINT_S:
+        logger.warning(
+            "the store checkpointed for %.1f s (a WAL of %.1f MiB) and every write waited: DuckDB writes the "
+            "objects' indexes whole at each checkpoint, so this grows with the objects kept; continuous live "
+            "ingest into a store this size belongs on VAST (docs: operators, Monitoring)",
+            seconds,
+            wal_bytes / 2**20,
+        )
 
 
 def observe_operation(operation: str, seconds: float) -> None:

@@ -182,6 +182,22 @@ def test_group_commit_batch_sizes_have_a_histogram(client: TestClient) -> None:
     )
 
 
+def test_a_stores_checkpoints_have_a_histogram(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    """The server's DuckDB store tells the metrics of each commit that checkpointed it; a long one is logged."""
+    flow_id = new_id()
+    client.put(f"/flows/{flow_id}", json=video_flow(flow_id))
+    post_segments(client, flow_id, 2)
+    count = "tams_store_checkpoint_seconds_count"
+    before = samples(client)
+    services_of(client.app).catalog.engine.sql("SET checkpoint_threshold = '1KB'")
+    post_segments(client, flow_id, 2, first=2)  # the commit of this batch passes 1 KB of WAL and checkpoints
+    after = samples(client)
+    assert value(after, count) - value(before, count) >= 1
+    assert not any("every write waited" in r.getMessage() for r in caplog.records)  # a few ms
+    metrics.observe_checkpoint(metrics.SLOW_CHECKPOINT_S, 16 << 20)
+    assert any("every write waited" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+
+
 @pytest.mark.parametrize(("metrics_auth", "open_without"), [("same", False), ("none", True)])
 def test_metrics_follow_the_metrics_auth_setting(tmp_path: Path, metrics_auth: str, open_without: bool) -> None:
     settings = Settings(data_dir=tmp_path, auth="bearer", bearer_tokens="s3cret", metrics_auth=metrics_auth)

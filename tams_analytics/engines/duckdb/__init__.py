@@ -54,6 +54,9 @@ if TYPE_CHECKING:
     import ibis.expr.types as ir
 
 logger = logging.getLogger(__name__)
+
+#: ``observe(seconds, wal_bytes)``, told of each commit that checkpointed a store (:meth:`Engine.observe_checkpoints`)
+CheckpointObserver = Callable[[float, int], None]
 #: storage faults: one record per cause a minute, with a count (a full volume fails every write)
 _faults_log = RepeatedLog(logger)
 
@@ -258,6 +261,10 @@ class Engine(BaseEngine):
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         #: the storage fault that left the database to be reopened (None: usable)
         self._fault: StoreFault | None = self._settle_wal()
+        #: told of every commit that checkpoints the store (:meth:`observe_checkpoints`)
+        self._checkpoints: CheckpointObserver | None = None
+        #: the open transaction inserted rows (which DuckDB logs in the WAL unless the commit checkpoints)
+        self._inserted = False
         #: the tables are still to be made (or brought up to date): the store opened with a WAL it could not
         #: checkpoint, so it is read as it is and made ready for writes once it recovers (see :meth:`_usable`)
         self._tables_pending = False
@@ -460,6 +467,7 @@ class Engine(BaseEngine):
                 self._local.depth = depth
 
     def _begin(self) -> None:
+        self._inserted = False
         try:
             self._writer.execute("BEGIN TRANSACTION")
         except duckdb.Error as exc:
@@ -484,6 +492,9 @@ class Engine(BaseEngine):
         """Commit; a commit that fails is a storage fault (see :mod:`.faults`): the database is reopened and the
         write refused. A failed checkpoint (the commit that triggered it is committed in memory, maybe durably)
         makes the refusal say the write may have been stored."""
+        observe = self._checkpoints
+        wal = self._wal_bytes() if observe is not None else 0
+        started = time.perf_counter()
         try:
             self._writer.execute("COMMIT")
         except duckdb.Error as exc:
@@ -494,7 +505,10 @@ class Engine(BaseEngine):
         except BaseException:
             self._ended(False)
             raise
+        seconds = time.perf_counter() - started
         self._ended(True)
+        if observe is not None and self._checkpointed(wal):
+            _tell(observe, seconds, wal)
 
     # -- faults --------------------------------------------------------------------------------------------------
     def store_failure(self) -> str | None:
@@ -635,6 +649,7 @@ class Engine(BaseEngine):
     def _writing(self, change: Change) -> None:
         if change.rows is not None:
             self._extents.inserted(change.table, change.rows)
+            self._inserted = self._inserted or change.rows.num_rows > 0
         super()._writing(change)
 
     def in_transaction(self) -> bool:
@@ -722,6 +737,32 @@ class Engine(BaseEngine):
                     raise
                 raise self._refused(fault, "a checkpoint") from exc
 
+    def observe_checkpoints(self, observe: CheckpointObserver | None) -> None:
+        """Have ``observe(seconds, wal_bytes)`` told of every commit that checkpoints the store from now on (None: no
+        more): a commit that took the WAL past DuckDB's ``checkpoint_threshold`` (16 MiB) writes the store's file
+        before it returns, and every other write waits for it (seen by the WAL's size: :meth:`_checkpointed`);
+        ``seconds`` is how long the commit took and ``wal_bytes`` the WAL's size before it. Its cost
+        grows with the objects' indexes, which DuckDB 1.3 writes whole each time (``python -m
+        benchmarks.checkpoints``): the server exports it (``tams_store_checkpoint_seconds``) so that a store
+        outgrowing live ingest shows."""
+        self._checkpoints = observe
+
+    def _checkpointed(self, wal: int) -> bool:
+        """Whether the commit just made checkpointed the store, its WAL ``wal`` bytes long before: the WAL is
+        shorter now, or it was empty and still is though the transaction inserted rows (a commit that alone passed
+        the threshold). An in-memory store has no WAL and never checkpoints."""
+        if self.path == ":memory:":
+            return False
+        after = self._wal_bytes()
+        return after < wal or (after == 0 and self._inserted)
+
+    def _wal_bytes(self) -> int:
+        """The WAL's size (0: none, or an in-memory store)."""
+        try:
+            return Path(f"{self.path}.wal").stat().st_size
+        except OSError:
+            return 0
+
     def discard(self) -> bool:
         self.close()
         if not self.created:
@@ -744,6 +785,14 @@ class Engine(BaseEngine):
                 cur.close()
         with contextlib.suppress(Exception):
             self._con.close()
+
+
+def _tell(observe: CheckpointObserver, seconds: float, wal_bytes: int) -> None:
+    """Tell ``observe`` of a commit that checkpointed; what it raises is logged, never the write's."""
+    try:
+        observe(seconds, wal_bytes)
+    except Exception:
+        logger.exception("the checkpoint observer failed")
 
 
 T = TypeVar("T")
