@@ -136,7 +136,8 @@ class StepResult:
     writer_cpu: float = math.nan
     #: server CPU ms (all threads) per acknowledged POST (edge reads included): efficiency, less noisy than latency
     cpu_ms_per_post: float = math.nan
-    #: the store's write-ahead log at the end of the step (a drop since the step before: DuckDB checkpointed)
+    #: the store's write-ahead log at the end of the step (a drop since the step before: DuckDB checkpointed; the
+    #: checkpoints themselves are in :attr:`writer`)
     wal_mb: float = math.nan
     writer: WriterStats | None = None
     drained: bool = True
@@ -155,6 +156,9 @@ class WriterStats:
     statements: dict[str, tuple[float, float]] = field(default_factory=dict)
     #: share of batches of at most 1, 2, 4, 8, ... requests
     size_buckets: dict[str, float] = field(default_factory=dict)
+    #: commits that checkpointed the store (every POST waited for them), and their mean wall ms
+    checkpoints: int = 0
+    checkpoint_ms: float = 0.0
 
     @property
     def mean_size(self) -> float:
@@ -218,6 +222,8 @@ def _writer_json(w: WriterStats | None) -> dict[str, Any]:
         "batch_ms": w.batch_ms,
         "statements_per_batch": {k: v[0] for k, v in w.statements.items()},
         "statement_ms": {k: v[1] for k, v in w.statements.items()},
+        "checkpoints": w.checkpoints,
+        "checkpoint_ms": w.checkpoint_ms,
     }
 
 
@@ -597,7 +603,11 @@ def writer_stats(
         if name == "tams_group_commit_batch_size_bucket" and batches:
             le = dict(labels)["le"]
             buckets[le] = d(name, labels) / batches
-    return WriterStats(batches, requests, 1000 * batch_s / batches if batches else 0.0, statements, buckets)
+    checkpoints = round(d("tams_store_checkpoint_seconds_count"))
+    checkpoint_ms = 1000 * d("tams_store_checkpoint_seconds_sum") / checkpoints if checkpoints else 0.0
+    return WriterStats(
+        batches, requests, 1000 * batch_s / batches if batches else 0.0, statements, buckets, checkpoints, checkpoint_ms
+    )
 
 
 def _thread_names(pid: int) -> dict[int, str]:
@@ -684,9 +694,14 @@ def format_capacity(result: CapacityResult) -> list[str]:
             continue
         stmts = ", ".join(f"{k} {n:.2f} x {ms:.2f} ms" for k, (n, ms) in sorted(w.statements.items()))
         small = w.size_buckets.get("1.0", 0.0)
+        checkpoints = (
+            f"{w.checkpoints} checkpoint{'s' * (w.checkpoints != 1)} of {w.checkpoint_ms:.0f} ms (mean) held every POST"
+            if w.checkpoints
+            else "no checkpoint"
+        )
         lines.append(
             f"  {s.offered:g}/s: {w.batches:,} batches of {w.mean_size:.2f} requests (mean; {small:.0%} of one), "
-            f"{w.batch_ms:.2f} ms each; store statements per batch: {stmts}"
+            f"{w.batch_ms:.2f} ms each; {checkpoints}; store statements per batch: {stmts}"
         )
     if result.resumes:
         rows = [

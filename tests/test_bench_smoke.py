@@ -124,6 +124,19 @@ def test_checkpoints_times_each_size_with_and_without_the_indexes(capsys: pytest
             assert float(row[6].replace(",", "")) > 100  # bytes of WAL a registration (segment, object, instance)
 
 
+def test_a_steps_checkpoints_come_from_the_servers_metrics() -> None:
+    """Two scrapes of ``/metrics`` a step apart: the commits that checkpointed between them, and their mean time."""
+    scrape = (
+        "tams_group_commit_batch_size_count {batches}\ntams_group_commit_batch_size_sum {requests}\n"
+        "tams_store_checkpoint_seconds_count {n}\ntams_store_checkpoint_seconds_sum {s}\n"
+    )
+    before = capacity.parse_metrics(scrape.format(batches=10, requests=30, n=1, s=0.5))
+    after = capacity.parse_metrics(scrape.format(batches=110, requests=830, n=3, s=0.8))
+    stats = capacity.writer_stats(before, after)
+    assert (stats.batches, stats.mean_size, stats.checkpoints) == (100, 8.0, 2)
+    assert stats.checkpoint_ms == pytest.approx(150.0)
+
+
 def test_only_the_chosen_scenarios_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
     args = ["bench", "--only", "pages", "--page-flows", "1000,3000", "--repeat", "1", "--json", str(out)]
@@ -151,6 +164,7 @@ def test_capacity_steps_and_restarts(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert s["reads"] > 0 and s["read_errors"] == 0 and s["drained"]
         assert 0 < s["post_p50_ms"] <= s["post_p99_ms"] <= s["post_max_ms"]
         assert s["batches"] > 0 and s["batch_mean_size"] >= 1 and "insert segments" in s["statements_per_batch"]
+        assert s["checkpoints"] == 0 and s["checkpoint_ms"] == 0  # a few KB of WAL: far from DuckDB's 16 MiB
         assert s["server_cpu"] > 0 and s["client_cpu"] >= 0
     resumes = data["capacity"]["resume"]
     assert [(r["flows"], r["how"]) for r in resumes] == [(6, "SIGTERM"), (6, "SIGKILL")]
