@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 #: ``observe(seconds, wal_bytes)``, told of each commit that checkpointed a store (:meth:`Engine.observe_checkpoints`)
 CheckpointObserver = Callable[[float, int], None]
+
 #: storage faults: one record per cause a minute, with a count (a full volume fails every write)
 _faults_log = RepeatedLog(logger)
 
