@@ -32,7 +32,7 @@ import duckdb
 
 from benchmarks.text_table import text_table
 from tams_analytics.engines import open_engine
-from tams_analytics.engines.duckdb import INDEXES
+from tams_analytics.engines.duckdb import INDEXES, index_name
 
 #: DuckDB's default ``checkpoint_threshold``, which the server keeps
 THRESHOLD_BYTES = 16 << 20
@@ -113,8 +113,8 @@ def measure(objects: int, appended: int, batch: int, repeat: int) -> Timing:
         con = build(path, objects)
         wal = Path(f"{path}.wal")
         indexed, wal_bytes = checkpoints(con, wal, appended, batch, repeat)
-        for name, cols in INDEXES.items():
-            con.execute(f'DROP INDEX "{name}_{"_".join(cols)}_idx"')
+        for name in INDEXES:
+            con.execute(f'DROP INDEX "{index_name(name)}"')
         con.execute("CHECKPOINT")
         bare, _ = checkpoints(con, wal, appended, batch, repeat)
         con.close()

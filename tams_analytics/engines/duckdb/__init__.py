@@ -207,14 +207,18 @@ def _two_slashes(url: SplitResult, path: str) -> str:
     return f"; duckdb://{path} is a relative path (two slashes): for /{path} write duckdb:///{path} (three slashes)"
 
 
+def index_name(table: str) -> str:
+    """The name of the index :data:`INDEXES` gives ``table`` (``objects_id_idx``)."""
+    return f"{table}_{'_'.join(INDEXES[table])}_idx"
+
+
 def _table_statements() -> Iterator[str]:
     """The DDL that makes (or completes) a store's tables, indexes and derived views; each statement idempotent."""
     for name, schema in SCHEMAS.items():
         yield _ddl(name, schema)
     for name, cols in INDEXES.items():
-        index = f"{name}_{'_'.join(cols)}_idx"
         on = ", ".join(f'"{c}"' for c in cols)
-        yield f'CREATE INDEX IF NOT EXISTS "{index}" ON "{name}" ({on})'
+        yield f'CREATE INDEX IF NOT EXISTS "{index_name(name)}" ON "{name}" ({on})'
     # derived tables (source_collections: what collected_by_ids on sources reads) as views
     for view, build in DERIVED.items():
         expr = build(lambda n: ibis.table(declared_schema(n), name=n))
