@@ -82,16 +82,25 @@ def test_doctests(module: object) -> None:
     assert tried > 0 and failures == 0
 
 
+def _capacity_readme_commands(module: str, count: int) -> list[list[str]]:
+    """The arguments of each ``python -m MODULE`` command of benchmarks/README.md's capacity block for ``module``
+    (there must be ``count``)."""
+    section = "Capacity (`--only capacity`): open-loop live ingest in rising steps, then restarts"
+    commands = block("benchmarks/README.md", section, f"python -m {module}").commands()
+    assert len(commands) == count
+    out = []
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[:3] == ["python", "-m", module]
+        out.append(argv[3:])
+    return out
+
+
 def test_duckdb_handoffs_times_every_call_alone_and_beside_a_busy_thread(capsys: pytest.CaptureFixture[str]) -> None:
     """The commands of benchmarks/README.md's ``python -m benchmarks.duckdb_handoffs`` block, on a tiny store: a row
     for each call and batch, each timed both ways."""
-    section = "Capacity (`--only capacity`): open-loop live ingest in rising steps, then restarts"
-    commands = block("benchmarks/README.md", section, "python -m benchmarks.duckdb_handoffs").commands()
-    assert len(commands) == 2
-    for command in commands:
-        argv = shlex.split(command)
-        assert argv[:3] == ["python", "-m", "benchmarks.duckdb_handoffs"]
-        assert duckdb_handoffs.main([*argv[3:], "--objects", "500", "--repeat", "2"]) == 0
+    for argv in _capacity_readme_commands("benchmarks.duckdb_handoffs", 2):
+        assert duckdb_handoffs.main([*argv, "--objects", "500", "--repeat", "2"]) == 0
         printed = capsys.readouterr().out.splitlines()
         rows = {line[:24].strip(): line[24:].split() for line in printed[3:]}
         names = ["BEGIN", "object lookup", "insert objects", "insert segments", "update flows", "COMMIT"]
@@ -106,13 +115,8 @@ def test_duckdb_handoffs_times_every_call_alone_and_beside_a_busy_thread(capsys:
 def test_checkpoints_times_each_size_with_and_without_the_indexes(capsys: pytest.CaptureFixture[str]) -> None:
     """The commands of benchmarks/README.md's ``python -m benchmarks.checkpoints`` block, on tiny stores: a row for
     each size, both ways timed, and the WAL a registration adds measured (not zero: the appends went to the WAL)."""
-    section = "Capacity (`--only capacity`): open-loop live ingest in rising steps, then restarts"
-    commands = block("benchmarks/README.md", section, "python -m benchmarks.checkpoints").commands()
-    assert len(commands) == 2
-    for command in commands:
-        argv = shlex.split(command)
-        assert argv[:3] == ["python", "-m", "benchmarks.checkpoints"]
-        argv = [a for a in argv[3:] if not a.isdigit() and a != "--objects"]
+    for argv in _capacity_readme_commands("benchmarks.checkpoints", 2):
+        argv = [a for a in argv if not a.isdigit() and a != "--objects"]
         assert checkpoints.main([*argv, "--objects", "300,900", "--appended", "40", "--repeat", "2"]) == 0
         printed = capsys.readouterr().out.splitlines()
         assert "objects(id), object_instances(object_id)" in printed[0]
