@@ -26,7 +26,7 @@ from tams_analytics.clock import utcnow
 from tams_analytics.exceptions import StoreUnavailableError
 from tams_analytics.predicates import Term
 
-__all__ = ["SegmentWriter", "preload_live_flows"]
+__all__ = ["SegmentWriter", "live_flows", "preload_live_flows"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,10 +128,23 @@ def preload_live_flows(catalog: Catalog, seconds: float) -> int:
     if seconds <= 0 or not isinstance(engine, CachingEngine):
         return 0
     started = time.perf_counter()
-    since = utcnow() - dt.timedelta(seconds=seconds)
-    live = [r["id"] for r in catalog.records("flows", [Term("segments_updated", ">=", since)], columns=["id"])]
+    live = live_flows(catalog, seconds)
     loaded = engine.preload(live) if live else 0
     if live:
         took = time.perf_counter() - started
         logger.info("read cache: loaded %s of %s live flows in %.2f s", loaded, len(live), took)
     return loaded
+
+
+def live_flows(catalog: Catalog, seconds: float, limit: int | None = None) -> list[str]:
+    """The flows whose segments changed in the last ``seconds`` (the live ones), most recently changed first; at most
+    ``limit`` of them."""
+    since = utcnow() - dt.timedelta(seconds=seconds)
+    found = catalog.records(
+        "flows",
+        [Term("segments_updated", ">=", since)],
+        columns=["id"],
+        order_by=[("segments_updated", True)],
+        limit=limit,
+    )
+    return [r["id"] for r in found]

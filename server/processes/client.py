@@ -8,7 +8,10 @@ unknown when it was a write.
 
 The client also keeps the HTTP process's copy of live edges (:mod:`.edges`): it applies each
 :class:`~.protocol.Edges` as it arrives, and :meth:`StoreClient.edge_page` answers an edge query from the copy once
-every update counted before it was asked has been applied.
+every update counted before it was asked has been applied. Once connected, it starts that copy with the newest
+segments of the store's live flows (:class:`~.protocol.FetchLiveEdges`), so that after a restart the readers of
+every resuming flow are answered here from their first read, not by the store process while its writer takes every
+recorder's first POST; :meth:`StoreClient.start` waits for that too.
 """
 
 from __future__ import annotations
@@ -22,15 +25,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from server.processes import protocol
-from server.processes.edges import EdgePage, LiveEdges, SharedSeq, edge_query, seq_path
+from server.processes.edges import EDGE_ROWS, EdgePage, LiveEdges, SharedSeq, edge_query, seq_path
 from server.processes.protocol import (
     Call,
     Edges,
+    FetchLiveEdges,
     FetchPage,
     Forward,
     Forwarded,
     Hello,
     KeepPage,
+    LiveEdgeRows,
     More,
     PageRows,
     Part,
@@ -64,6 +69,10 @@ class StoreClient:
         self._advanced = asyncio.Event()
         #: the edge queries in flight, by call number: their answers may start a flow's copy
         self._asks: dict[int, FetchPage] = {}
+        #: the :class:`~.protocol.FetchLiveEdges` call in flight (its number), whose answer starts the copy
+        self._seeding: int | None = None
+        #: set once the copy was started on the current connection (or could not be)
+        self._seeded = asyncio.Event()
         self._numbers = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[Any], bool]] = {}
         self._streams: dict[int, ForwardedStream] = {}
@@ -73,11 +82,14 @@ class StoreClient:
         self._closing = False
 
     async def start(self, *, wait_s: float = 0.0) -> None:
-        """Connect in the background (and keep reconnecting); wait up to ``wait_s`` for the first connection."""
+        """Connect in the background (and keep reconnecting); wait up to ``wait_s`` for the first connection and the
+        copy of live edges it starts."""
         self._task = asyncio.create_task(self._run())
         if wait_s:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._connected.wait(), wait_s)
+                async with asyncio.timeout(wait_s):
+                    await self._connected.wait()
+                    await self._seeded.wait()
 
     async def close(self) -> None:
         self._closing = True
@@ -138,7 +150,7 @@ class StoreClient:
             self._writer.write(protocol.encode(Call(None, page)))
 
     def _call(
-        self, message: Register | FetchPage | Forward, *, write: bool, seeds: bool = False
+        self, message: Register | FetchPage | FetchLiveEdges | Forward, *, write: bool, seeds: bool = False
     ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         writer = self._writer
@@ -153,6 +165,8 @@ class StoreClient:
         self._pending[number] = (future, write)
         if seeds and isinstance(message, FetchPage):
             self._asks[number] = message
+        if isinstance(message, FetchLiveEdges):
+            self._seeding = number
         writer.write(protocol.encode(Call(number, message)))
         return future
 
@@ -181,6 +195,7 @@ class StoreClient:
                 self._writer = writer
                 self._connected.set()
                 logger.info("connected to the store process (PID %s)", welcome.pid)
+                self._seed_live_edges()
                 await self._read_replies(reader)
             except (asyncio.IncompleteReadError, ConnectionError, OSError):
                 pass
@@ -212,7 +227,25 @@ class StoreClient:
         self._applied = -1
         self.edges.clear()
         self._asks.clear()
+        self._seeding = None
+        self._seeded = asyncio.Event()
         self._advance()
+
+    def _seed_live_edges(self) -> None:
+        """Ask for the live flows' newest segments to start the copy with (:meth:`_read_replies` applies the
+        answer); :attr:`_seeded` is set once it came, failed, or was not needed."""
+        if self._applied < 0:
+            self._seeded.set()
+            return
+        seeded = self._seeded
+        future = self._call(FetchLiveEdges(self.edges.max_flows, EDGE_ROWS), write=False)
+
+        def done(answer: asyncio.Future[Any]) -> None:
+            if not answer.cancelled() and answer.exception() is not None:
+                logger.warning("live edges: the live flows could not be read to start the copy: %s", answer.exception())
+            seeded.set()
+
+        future.add_done_callback(done)
 
     def _advance(self) -> None:
         self._advanced.set()
@@ -239,6 +272,12 @@ class StoreClient:
             ask = self._asks.pop(reply.number, None)
             if ask is not None and isinstance(reply.value, PageRows) and reply.value.seq == self._applied >= 0:
                 self.edges.seed(ask, reply.value)  # read after every update applied here, before any other
+            if reply.number == self._seeding:
+                self._seeding = None
+                live = reply.value
+                if isinstance(live, LiveEdgeRows) and live.seq == self._applied >= 0:  # as for a page, above
+                    started = self.edges.seed_flows(live.pages, live.instances, fetched=live.rows)
+                    logger.info("live edges: the copy starts with %s of %s live flows", started, len(live.pages))
             waiting = self._pending.pop(reply.number, None)
             if waiting is None or waiting[0].done():
                 continue

@@ -18,12 +18,14 @@ HTTP process keeps, for the flows it hears about, the rows of their newest segme
   flow's timeline, or a page it answered says so), and whether older ones exist, as known or unknown.
 
 A page it cannot answer (another query, a flow it knows too little of, the store process not connected) is asked of
-the store process as before, and a page read there for an edge query may start the copy of that flow.
+the store process as before, and a page read there for an edge query may start the copy of that flow. On connecting,
+an HTTP process starts the copy of every live flow at once (:meth:`LiveEdges.seed_flows`), by the same rule.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import mmap
 import os
@@ -331,6 +333,21 @@ class LiveEdges:
         older = False if len(rows) <= ask.limit else None
         instances = dict(answer.instances) if ask.wants_urls else {}
         self._set(ask.flow_id, _Edge(rows, older), instances)
+
+    def seed_flows(self, pages: Mapping[str, Sequence[Row]], instances: Instances, *, fetched: int) -> int:
+        """Start the copy of each flow of ``pages`` (its newest segments' rows, newest first: ``fetched`` of them, or
+        fewer when it has no more; read after every update this process has applied and before any it has not, which
+        the caller checks) with the instance rows of their objects known; a flow kept already stays as it is (as new,
+        or newer). At most :attr:`max_flows` flows, the first ones of ``pages``. Returns how many were started."""
+        started = 0
+        for flow_id, rows in itertools.islice(pages.items(), self.max_flows):
+            if flow_id in self._edges:
+                continue
+            kept = tuple(rows[: self.max_rows])
+            older = True if len(rows) > len(kept) else (False if len(rows) < fetched else None)
+            self._set(flow_id, _Edge(kept, older), instances)
+            started += 1
+        return started
 
     def page(self, flow_id: str, limit: int, *, wants_urls: bool) -> EdgePage | None:
         """The newest ``limit`` segments of the flow, newest first, when the copy holds them (and, for a reader

@@ -29,12 +29,14 @@ __all__ = [
     "VERSION",
     "Call",
     "Edges",
+    "FetchLiveEdges",
     "FetchPage",
     "Forward",
     "Forwarded",
     "Hello",
     "KeepPage",
     "KeptPage",
+    "LiveEdgeRows",
     "More",
     "PageRows",
     "Part",
@@ -49,7 +51,7 @@ __all__ = [
 ]
 
 #: bumped whenever a message changes: an HTTP process and a store process of different versions refuse each other
-VERSION: Final = 3
+VERSION: Final = 4
 #: the frame header: the length of the pickled message
 _HEADER = struct.Struct(">I")
 HEADER_BYTES: Final = _HEADER.size
@@ -127,6 +129,28 @@ class PageRows:
     object_timeranges: Mapping[str, str | None] | None
     ticket: int | None
     #: the number of the last :class:`Edges` sent before the rows were read (they show at least what it had)
+    seq: int | None = None
+
+
+@dataclass(frozen=True)
+class FetchLiveEdges:
+    """The newest ``rows`` segments of each live flow (at most ``flows`` of them: those whose segments changed
+    most recently, within the store's preload window), for an HTTP process that has just connected to start its copy
+    of live edges with (:mod:`.edges`): answered with :class:`LiveEdgeRows`."""
+
+    flows: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class LiveEdgeRows:
+    """The answer to :class:`FetchLiveEdges`: each flow's newest segments' rows (newest first, at most the ``rows``
+    asked: fewer when the flow has no more), the instance rows of their objects, and, as :class:`PageRows`, the number
+    of the last :class:`Edges` sent before they were read."""
+
+    pages: Mapping[str, tuple[Mapping[str, Any], ...]]
+    instances: Mapping[str, tuple[Mapping[str, Any], ...]]
+    rows: int
     seq: int | None = None
 
 
@@ -217,7 +241,7 @@ class Call:
     """One call of an HTTP process: its number and what it asks (``None`` for a message that wants no answer)."""
 
     number: int | None
-    message: Register | FetchPage | KeepPage | Forward | More
+    message: Register | FetchPage | FetchLiveEdges | KeepPage | Forward | More
 
 
 @dataclass(frozen=True)
@@ -264,7 +288,7 @@ class Reply:
     """The answer to call ``number``: a value, or what refused it (raised again by the caller)."""
 
     number: int
-    value: AddResult | KeptPage | PageRows | Forwarded | None = None
+    value: AddResult | KeptPage | PageRows | LiveEdgeRows | Forwarded | None = None
     refusal: Refusal | None = field(default=None)
 
 

@@ -6,6 +6,9 @@ TCP listener, and answers the HTTP processes over a Unix socket (:mod:`.protocol
 * :class:`~.protocol.FetchPage`: a segments page kept and still current, or its rows and instance rows (read as the
   app reads them: from memory when the read cache holds them, else in a worker thread), for the HTTP process to
   render; :class:`~.protocol.KeepPage` brings the rendered page back to be kept;
+* :class:`~.protocol.FetchLiveEdges`: the newest segments of the live flows, for an HTTP process that has just
+  connected to start its copy of live edges with (after a restart, its readers' first reads are then answered there,
+  not here, while every recorder resumes at once);
 * :class:`~.protocol.Forward`: any other request, answered by the app itself;
 
 and, once a write has committed and before anything it wrote is acknowledged, sends every HTTP process what it
@@ -38,17 +41,20 @@ from starlette.concurrency import run_in_threadpool
 
 from server.config import Settings
 from server.fetch import object_ids
+from server.ingest import live_flows
 from server.processes import protocol
 from server.processes.edges import EdgeFeed, SharedSeq, seq_path
 from server.processes.protocol import (
     Call,
     Edges,
+    FetchLiveEdges,
     FetchPage,
     Forward,
     Forwarded,
     Hello,
     KeepPage,
     KeptPage,
+    LiveEdgeRows,
     More,
     PageRows,
     Part,
@@ -69,7 +75,7 @@ from tams_analytics.predicates import isin
 from tams_analytics.rows import TABLES
 from tams_analytics.timerange import TimeRange
 
-__all__ = ["PageTickets", "StoreProcess", "page_rows", "run"]
+__all__ = ["PageTickets", "StoreProcess", "live_edge_rows", "page_rows", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +144,30 @@ def page_rows(services: Services, tickets: PageTickets, ask: FetchPage, seq: int
         timeranges = dict(zip(t.column("id").to_pylist(), t.column("timerange").to_pylist(), strict=True)) if t else {}
     ticket = tickets.issue(ask.flow_id, timeline, instances) if timeline is not None else None
     return PageRows(rows, instances, timeranges, ticket, seq)
+
+
+def live_edge_rows(services: Services, ask: FetchLiveEdges, seq: int | None = None) -> LiveEdgeRows:
+    """The answer to ``ask``: the newest segments of the flows whose segments changed within the preload window
+    (``TAMS_PRELOAD_LIVE_S``: those the read cache loaded at start, whose recorders resume after a restart), most
+    recent first, read as :func:`page_rows` reads an edge query's page; ``seq``: the last :class:`~.protocol.Edges`
+    sent before they are read. May block (the objects' instances may be read from the store): run in a worker
+    thread."""
+    catalog, window = services.catalog, services.settings.preload_live_s
+    if window <= 0 or ask.flows <= 0 or ask.rows <= 0:
+        return LiveEdgeRows({}, {}, ask.rows, seq)
+    pages: dict[str, tuple[Mapping[str, Any], ...]] = {}
+    for flow_id in live_flows(catalog, window, ask.flows):
+        rows = catalog.records(
+            TABLES.segments,
+            segment_page_where(flow_id, None, None, None, True),
+            columns=WIRE_COLUMNS,
+            order_by=[("start_ns", True)],
+            limit=ask.rows,
+        )
+        pages[flow_id] = tuple(rows)
+    ids = list(dict.fromkeys(oid for rows in pages.values() for oid in object_ids(rows)))
+    found = catalog.object_instances(ids) if ids else {}
+    return LiveEdgeRows(pages, {oid: tuple(found.get(oid, ())) for oid in ids}, ask.rows, seq)
 
 
 class StoreProcess:
@@ -292,6 +322,9 @@ class StoreProcess:
                     return page_rows(services, self.tickets, message, seq)
             except WouldBlock:
                 return await run_in_threadpool(page_rows, services, self.tickets, message, seq)
+        if isinstance(message, FetchLiveEdges):
+            seq = self.seq if self.feeds_edges else None
+            return await run_in_threadpool(live_edge_rows, services, message, seq)
         if isinstance(message, KeepPage):
             self._keep(message)
             return None

@@ -152,6 +152,35 @@ def test_a_cut_batch_says_older_segments_exist() -> None:
     assert full is not None and full.more  # the kept rows, and more: the batch's older ones
 
 
+def test_a_copy_started_with_the_live_flows_answers_as_the_store() -> None:
+    """``seed_flows``: each flow's newest rows, as many as were fetched or fewer when it has no more. Every page the
+    copy then answers is the store's (a flow of ten segments, one of two, an empty one); a flow kept already stays as
+    it is; no more flows are started than the copy keeps; a copy keeping fewer rows than were fetched knows that older
+    ones exist."""
+    truth = {"long": list(range(10)), "short": [0, 1], "empty": []}
+    newest = {f: [_row(s) for s in sorted(v, reverse=True)[:EDGE_ROWS]] for f, v in truth.items()}
+    instances = _instances(list(range(10)))
+    edges = LiveEdges()
+    edges.apply(_appended("kept", [7], 8, 1))
+    assert edges.seed_flows(newest | {"kept": [_row(3)]}, instances, fetched=EDGE_ROWS) == 3
+    for flow, starts in truth.items():
+        expected = sorted(starts, reverse=True)
+        for limit in range(1, EDGE_ROWS):
+            page = edges.page(flow, limit, wants_urls=True)
+            assert page is not None, (flow, limit)
+            assert [r["start_ns"] for r in page.rows] == expected[:limit]
+            assert page.more == (len(expected) > limit)
+    assert edges.page("long", EDGE_ROWS, wants_urls=False) is None  # whether older ones exist is not known
+    kept = edges.page("kept", 1, wants_urls=False)
+    assert kept is not None and [r["start_ns"] for r in kept.rows] == [7]
+    bounded = LiveEdges(max_flows=2)
+    assert bounded.seed_flows(newest, instances, fetched=EDGE_ROWS) == 2 and len(bounded) == 2
+    shorter = LiveEdges(rows=2)
+    shorter.seed_flows({"long": newest["long"]}, instances, fetched=EDGE_ROWS)
+    page = shorter.page("long", 2, wants_urls=False)
+    assert page is not None and [r["start_ns"] for r in page.rows] == [9, 8] and page.more
+
+
 @pytest.mark.parametrize("size", [1, 5, 64, 65, 300])
 def test_the_newest_rows_of_each_flow_in_an_insert(size: int) -> None:
     """What the store process sends of an insert: each flow's newest rows (newest first), its count and its oldest

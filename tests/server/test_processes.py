@@ -18,7 +18,7 @@ import pytest
 
 from server.processes import protocol
 from server.processes.client import StoreClient
-from server.processes.edges import EDGE_ROWS
+from server.processes.edges import EDGE_ROWS, EdgePage
 from server.processes.protocol import (
     FetchPage,
     Forward,
@@ -184,6 +184,17 @@ def _edge(flow_id: str, limit: int, *, wants_urls: bool = True) -> FetchPage:
     return FetchPage(("edge", flow_id, limit, wants_urls), flow_id, limit, None, None, None, True, False, wants_urls)
 
 
+def _assert_same_page(mine: EdgePage | None, theirs: object, limit: int) -> None:
+    """The copy's page is the store process's answer: its rows, whether more follow, the objects' instance rows."""
+    assert mine is not None, f"limit {limit}: not answered from the copy"
+    assert isinstance(theirs, PageRows)
+    assert [dict(r) for r in mine.rows] == [{k: r[k] for k in mine.rows[0]} for r in theirs.rows[:limit]]
+    assert mine.more == (len(theirs.rows) > limit)
+    assert {k: list(v) for k, v in mine.instances.items()} == {
+        k: [{c: row[c] for c in row} for row in v] for k, v in theirs.instances.items()
+    }
+
+
 def test_http_processes_answer_live_edges_from_the_copy_the_store_process_feeds(store_process: StoreProcess) -> None:
     """Each acknowledged registration is on the client's copy of the live edge before the acknowledgement arrives,
     and the copy's page is the store process's own answer (rows, whether more follow, the objects' instance rows),
@@ -199,14 +210,7 @@ def test_http_processes_answer_live_edges_from_the_copy_the_store_process_feeds(
 
         async def same_as_the_store(limit: int, *, wants_urls: bool = True) -> None:
             mine = await client.edge_page(fid, limit, wants_urls=wants_urls)
-            theirs = await client.fetch_page(_edge(fid, limit, wants_urls=wants_urls))
-            assert mine is not None, f"limit {limit}: not answered from the copy"
-            assert isinstance(theirs, PageRows)
-            assert [dict(r) for r in mine.rows] == [{k: r[k] for k in mine.rows[0]} for r in theirs.rows[:limit]]
-            assert mine.more == (len(theirs.rows) > limit)
-            assert {k: list(v) for k, v in mine.instances.items()} == {
-                k: [{c: row[c] for c in row} for row in v] for k, v in theirs.instances.items()
-            }
+            _assert_same_page(mine, await client.fetch_page(_edge(fid, limit, wants_urls=wants_urls)), limit)
 
         assert await client.edge_page(fid, 1, wants_urls=True) is None  # nothing known of the flow yet
         await client.fetch_page(_edge(fid, 1))  # an empty flow's answer starts its copy
@@ -239,6 +243,52 @@ def test_http_processes_answer_live_edges_from_the_copy_the_store_process_feeds(
         await client.close()
 
     asyncio.run(run())
+
+
+def test_after_a_restart_an_http_process_answers_the_live_flows_edges_from_its_first_read(tmp_path: Path) -> None:
+    """A store process started again on a store whose flows were written a moment ago (within the preload window): an
+    HTTP process connecting to it starts its copy with each live flow's newest segments before ``start`` returns, so
+    the flows' edge pages are answered from the copy at once, without waiting or asking, and are the store process's
+    own answers; a flow that was never written is not in the copy."""
+    data, sock = tmp_path / "data", tmp_path / "store.sock"
+
+    async def write() -> tuple[list[str], str]:
+        client = StoreClient(str(sock))
+        await client.start(wait_s=30)
+        fids = []
+        for count in (6, 2):
+            flow = video_flow()
+            fids.append(flow["id"])
+            assert (await client.forward(_forward("PUT", f"/flows/{flow['id']}", flow))).status == 201
+            for i in range(count):
+                segment = {"object_id": f"{flow['id']}-o{i}", "timerange": f"[{i}:0_{i + 1}:0)"}
+                assert (await client.queue(Registration.of(flow["id"], [segment]))).accepted == [0]
+        idle = video_flow()
+        assert (await client.forward(_forward("PUT", f"/flows/{idle['id']}", idle))).status == 201
+        await client.close()
+        return fids, idle["id"]
+
+    async def read(fids: list[str], idle: str) -> None:
+        client = StoreClient(str(sock))
+        await client.start(wait_s=30)
+        assert len(client.edges) == len(fids)
+        for fid in fids:
+            for limit in range(1, EDGE_ROWS):
+                mine = client.edges.page(fid, limit, wants_urls=True)  # no waiting, no call: the copy as started
+                _assert_same_page(mine, await client.fetch_page(_edge(fid, limit)), limit)
+        assert client.edges.page(idle, 1, wants_urls=True) is None
+        await client.close()
+
+    first = StoreProcess(data, sock)
+    try:
+        fids, idle = asyncio.run(write())
+    finally:
+        assert first.stop() == 0
+    again = StoreProcess(data, sock)
+    try:
+        asyncio.run(read(fids, idle))
+    finally:
+        assert again.stop() == 0
 
 
 def _stall(stalled: Any, go_on: Any) -> None:
