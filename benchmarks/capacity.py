@@ -13,8 +13,9 @@ the group commit's batches and the store statements per batch.
 
 Then the restart cases: under load, the server is stopped (SIGTERM, then in a second round SIGKILL),
 started again on the same store and port, and every flow's POSTs resume at once on the clock: the first
-POST of each flow is timed from its scheduled time. Afterwards every acknowledged segment must be in the
-store (those acknowledged before the SIGKILL too) and no two segments of a flow may overlap.
+POST of each flow is timed from its scheduled time (the report shows the generator's own lateness there too).
+Afterwards every acknowledged segment must be in the store (those acknowledged before the SIGKILL too) and no two
+segments of a flow may overlap.
 """
 
 from __future__ import annotations
@@ -182,6 +183,8 @@ class ResumeResult:
     errors: int
     #: POSTs cut short by the stop (in flight, or sent to the stopping server)
     cut: int = 0
+    #: the generator's own lateness in scheduling the resume's requests, at worst (it must not be what is measured)
+    lag_max_ms: float = 0.0
     #: segments acknowledged before the stop and missing afterwards (checked in the store at the end)
     lost: int = -1
 
@@ -466,6 +469,7 @@ async def _restart(
             all_p99_ms=_ms(posts, 0.99),
             errors=sum(1 for r in posts if r.status != 201),
             cut=sum(1 for r in gen.tagged(f"before-{how}", POST) if r.status != 201),
+            lag_max_ms=1000 * max((r.dispatched - r.due for r in posts + gen.tagged(tag, READ)), default=0.0),
         )
     )
     return server, acknowledged
@@ -716,6 +720,7 @@ def format_capacity(result: CapacityResult) -> list[str]:
                 "max",
                 "all p50",
                 "p99",
+                "client late max",
                 "errors",
             )
         ]
@@ -731,6 +736,7 @@ def format_capacity(result: CapacityResult) -> list[str]:
                 _f(r.first_max_ms, 0),
                 _f(r.all_p50_ms),
                 _f(r.all_p99_ms),
+                f"{_f(r.lag_max_ms)} ms",
                 str(r.errors) + (f"; lost {r.lost}" if r.lost >= 0 else ""),
             )
             for r in result.resumes

@@ -20,6 +20,7 @@ each request was handed to a connection) and its CPU time, so a run on a busy cl
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import random
 import time
@@ -143,7 +144,8 @@ class OpenLoop:
         self._workers += [asyncio.create_task(self._read_worker(c)) for c in reads]
 
     async def stop(self) -> None:
-        """Stop the workers and close the connections (call after :meth:`drain`)."""
+        """Stop the workers and close the connections (call after :meth:`drain`); thaw what :meth:`schedule` froze."""
+        gc.unfreeze()
         for _ in range(self.connections):
             self._posts.put_nowait(None)
         for _ in range(self.reader_connections):
@@ -169,7 +171,14 @@ class OpenLoop:
     # -- scheduling --------------------------------------------------------------------------------------
     async def schedule(self, tag: str, rate: float, seconds: float, *, read_share: float = 0.25) -> float:
         """Schedule POSTs at ``rate`` per second (the flows in turn) and edge reads at ``rate * read_share``
-        for ``seconds`` from now; returns the start time. Does not wait for the answers (:meth:`drain`)."""
+        for ``seconds`` from now; returns the start time. Does not wait for the answers (:meth:`drain`).
+
+        First it collects garbage and freezes what is alive (``gc.freeze``; :meth:`stop` thaws it). The generator keeps
+        a record of every request, and a full collection walks every object it keeps: one that fell at the start of a
+        resume paused the generator for 70-110 ms (nothing sent, every POST due meanwhile counted late against the
+        server). Frozen, the records of earlier phases are not walked again."""
+        gc.collect()
+        gc.freeze()
         start = time.perf_counter()
         posts = round(rate * seconds)
         reads = round(rate * read_share * seconds)
