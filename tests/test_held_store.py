@@ -28,7 +28,7 @@ import tams_analytics as ta
 from tams_analytics.cli.__main__ import main
 from tams_analytics.cli.common import EXIT_USAGE
 from tams_analytics.demo import build_demo
-from tams_analytics.engines.duckdb.held import StoreInUseError, server_file
+from tams_analytics.engines.duckdb.held import StoreInUseError, announce, server_file
 from tests.reliability.conftest import REPO, free_port
 
 
@@ -77,6 +77,20 @@ def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serving]:
             process.kill()
         process.wait(timeout=30)
         log.close()
+
+
+def test_an_announcement_replaces_the_record_whole(tmp_path: Path) -> None:
+    """A server announces itself again each time it starts a process anew; a reader that opened the record before
+    still reads the old one whole (it is never rewritten in place, where a reader could find it empty), and the
+    next reader the new one. No staging file is left."""
+    store = tmp_path / "tams.duckdb"
+    announce(store, "http://127.0.0.1:1/")
+    with server_file(store).open() as before:
+        announce(store, "http://127.0.0.1:2/", {"store": 42})
+        assert json.loads(before.read())["url"] == "http://127.0.0.1:1/"
+    record = json.loads(server_file(store).read_text())
+    assert record["url"] == "http://127.0.0.1:2/" and record["processes"] == {"store": 42}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [server_file(store).name]
 
 
 def test_serve_leaves_its_url_beside_the_store(serving: Serving) -> None:

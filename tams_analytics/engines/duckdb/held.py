@@ -65,7 +65,12 @@ def announce(store: str | os.PathLike[str], url: str, processes: dict[str, Any] 
     record: dict[str, Any] = {"url": url, "pid": os.getpid(), "started": dt.datetime.now(dt.UTC).isoformat()}
     if processes:
         record["processes"] = processes
-    path.write_text(json.dumps(record) + "\n")
+    # written beside it, then moved over it: a reader (``backup`` looking for the server, the lock error's advice)
+    # finds the old record or the new one whole, never one being rewritten (the supervisor announces again whenever it
+    # starts a process anew)
+    staged = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    staged.write_text(json.dumps(record) + "\n")
+    os.replace(staged, path)
     return path
 
 
