@@ -67,10 +67,9 @@ class StoreClient:
         self._applied = -1
         self._shared: SharedSeq | None = None
         self._advanced = asyncio.Event()
-        #: the edge queries in flight, by call number: their answers may start a flow's copy
-        self._asks: dict[int, FetchPage] = {}
-        #: the :class:`~.protocol.FetchLiveEdges` call in flight (its number), whose answer starts the copy
-        self._seeding: int | None = None
+        #: the calls in flight whose answers may start the copy, by call number: edge queries (a flow's) and
+        #: :class:`~.protocol.FetchLiveEdges` (every live flow's)
+        self._asks: dict[int, FetchPage | FetchLiveEdges] = {}
         #: set once the copy was started on the current connection (or could not be)
         self._seeded = asyncio.Event()
         self._numbers = itertools.count(1)
@@ -111,7 +110,7 @@ class StoreClient:
         return self._call(Register(registration), write=True)
 
     async def fetch_page(self, ask: FetchPage) -> Any:
-        return await self._call(ask, write=False, seeds=edge_query(ask))
+        return await self._call(ask, write=False, starts_copy=edge_query(ask))
 
     async def edge_page(self, flow_id: str, limit: int, *, wants_urls: bool) -> EdgePage | None:
         """An edge query's page from this process's copy (:mod:`.edges`), once it has applied every update the store
@@ -150,7 +149,7 @@ class StoreClient:
             self._writer.write(protocol.encode(Call(None, page)))
 
     def _call(
-        self, message: Register | FetchPage | FetchLiveEdges | Forward, *, write: bool, seeds: bool = False
+        self, message: Register | FetchPage | FetchLiveEdges | Forward, *, write: bool, starts_copy: bool = False
     ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         writer = self._writer
@@ -163,10 +162,8 @@ class StoreClient:
             return future
         number = next(self._numbers)
         self._pending[number] = (future, write)
-        if seeds and isinstance(message, FetchPage):
+        if starts_copy and isinstance(message, FetchPage | FetchLiveEdges):
             self._asks[number] = message
-        if isinstance(message, FetchLiveEdges):
-            self._seeding = number
         writer.write(protocol.encode(Call(number, message)))
         return future
 
@@ -227,7 +224,6 @@ class StoreClient:
         self._applied = -1
         self.edges.clear()
         self._asks.clear()
-        self._seeding = None
         self._seeded = asyncio.Event()
         self._advance()
 
@@ -238,7 +234,7 @@ class StoreClient:
             self._seeded.set()
             return
         seeded = self._seeded
-        future = self._call(FetchLiveEdges(self.edges.max_flows, EDGE_ROWS), write=False)
+        future = self._call(FetchLiveEdges(self.edges.max_flows, EDGE_ROWS), write=False, starts_copy=True)
 
         def done(answer: asyncio.Future[Any]) -> None:
             if not answer.cancelled() and answer.exception() is not None:
@@ -270,14 +266,8 @@ class StoreClient:
             if not isinstance(reply, Reply):
                 continue
             ask = self._asks.pop(reply.number, None)
-            if ask is not None and isinstance(reply.value, PageRows) and reply.value.seq == self._applied >= 0:
-                self.edges.seed(ask, reply.value)  # read after every update applied here, before any other
-            if reply.number == self._seeding:
-                self._seeding = None
-                live = reply.value
-                if isinstance(live, LiveEdgeRows) and live.seq == self._applied >= 0:  # as for a page, above
-                    started = self.edges.seed_flows(live.pages, live.instances, fetched=live.rows)
-                    logger.info("live edges: the copy starts with %s of %s live flows", started, len(live.pages))
+            if ask is not None:
+                self._start_copy(ask, reply.value)
             waiting = self._pending.pop(reply.number, None)
             if waiting is None or waiting[0].done():
                 continue
@@ -289,6 +279,17 @@ class StoreClient:
                 future.set_result(stream)
             else:
                 future.set_result(reply.value)
+
+    def _start_copy(self, ask: FetchPage | FetchLiveEdges, answer: Any) -> None:
+        """Start the copy with the answer to ``ask`` if it was read after every update applied here and before any
+        other (its ``seq`` is the last applied); a refusal, or an answer overtaken by an update, starts nothing."""
+        if not isinstance(answer, PageRows | LiveEdgeRows) or answer.seq != self._applied or self._applied < 0:
+            return
+        if isinstance(ask, FetchPage) and isinstance(answer, PageRows):
+            self.edges.seed(ask, answer)
+        elif isinstance(answer, LiveEdgeRows):
+            started = self.edges.seed_flows(answer.pages, answer.instances, fetched=answer.rows)
+            logger.info("live edges: the copy starts with %s of %s live flows", started, len(answer.pages))
 
     def _more(self, number: int, *, stop: bool = False) -> bool:
         """Ask for the next part of streamed answer ``number`` (or, with ``stop``, for no more); False when the
