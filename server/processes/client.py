@@ -287,7 +287,7 @@ class StoreClient:
             return
         if isinstance(ask, FetchPage) and isinstance(answer, PageRows):
             self.edges.seed(ask, answer)
-        elif isinstance(answer, LiveEdgeRows):
+        elif isinstance(ask, FetchLiveEdges) and isinstance(answer, LiveEdgeRows):
             started = self.edges.seed_flows(answer.pages, answer.instances, fetched=answer.rows)
             logger.info("live edges: the copy starts with %s of %s live flows", started, len(answer.pages))
 
