@@ -1,30 +1,36 @@
 #!/usr/bin/env bash
-# Set up the virtual environment at .venv (again whenever pyproject.toml or constraints.txt change),
-# then run a command in it:
+# Set up a virtual environment (again whenever pyproject.toml or its constraints file change), then run a command in it:
 #   bash scripts/dev.sh serve [OPTIONS]   TAMS server on DuckDB + local storage with demo data
 #   bash scripts/dev.sh test [PYTEST ARGS] the test suite, in TAMS_TEST_WORKERS processes (2; 0: in this one)
 #   bash scripts/dev.sh check              ruff (lint and format) and mypy, as CI runs them
 #   bash scripts/dev.sh CMD ...            anything else, inside the environment
+# TAMS_DEPS picks the dependency set (docs/development/dependencies.md): current (the default: .venv, constraints.txt,
+# the dev extra) or vast (.venv-vast, constraints-vast.txt, the dev and vast extras: vastdb 2.1 and its older pins).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-$(command -v python3.11 || command -v python3)}
-if [ ! -x .venv/bin/python ]; then
-  "$python" -m venv .venv
+case "${TAMS_DEPS:-current}" in
+  current) venv=.venv constraints=constraints.txt extras=dev ;;
+  vast) venv=.venv-vast constraints=constraints-vast.txt extras=dev,vast ;;
+  *) echo "TAMS_DEPS is current or vast, not ${TAMS_DEPS}" >&2; exit 2 ;;
+esac
+if [ ! -x "$venv/bin/python" ]; then
+  "$python" -m venv "$venv"
 fi
-stamp=.venv/.tams-analytics-installed
-want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+stamp=$venv/.tams-analytics-installed
+want=$(cat pyproject.toml "$constraints" | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "setting up .venv (pinned dependencies from constraints.txt) ..." >&2
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[dev]" -c constraints.txt
+  echo "setting up $venv (pinned dependencies from $constraints) ..." >&2
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  "$venv/bin/python" -m pip install --quiet -e ".[$extras]" -c "$constraints"
   echo "$want" > "$stamp"
 fi
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
-  serve) exec .venv/bin/tams-analytics serve --data-dir ./tams-data --demo 20000 "$@" ;;
-  test) exec .venv/bin/python -m pytest -n "${TAMS_TEST_WORKERS:-2}" --dist loadgroup "$@" ;;
-  check) .venv/bin/ruff check . && .venv/bin/ruff format --check . && exec .venv/bin/mypy ;;
+  serve) exec "$venv/bin/tams-analytics" serve --data-dir ./tams-data --demo 20000 "$@" ;;
+  test) exec "$venv/bin/python" -m pytest -n "${TAMS_TEST_WORKERS:-2}" --dist loadgroup "$@" ;;
+  check) "$venv/bin/ruff" check . && "$venv/bin/ruff" format --check . && exec "$venv/bin/mypy" ;;
   "") echo "usage: bash scripts/dev.sh serve|test|check|COMMAND ..." >&2; exit 2 ;;
-  *) export PATH="$PWD/.venv/bin:$PATH"; exec "$cmd" "$@" ;;
+  *) export PATH="$PWD/$venv/bin:$PATH"; exec "$cmd" "$@" ;;
 esac

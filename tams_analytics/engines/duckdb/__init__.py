@@ -31,6 +31,7 @@ import duckdb
 import ibis
 import pyarrow as pa
 
+from tams_analytics.compat import arrow_table, ibis_duckdb
 from tams_analytics.engines.base import Capabilities, Change, OrderBy, StoredTable
 from tams_analytics.engines.base import Engine as BaseEngine
 from tams_analytics.engines.duckdb.faults import StoreFault, store_fault, unsettled_wal
@@ -339,7 +340,7 @@ class Engine(BaseEngine):
         if self._ibis is None:
             cursor = self._new_cursor()
             self._cursors.append(cursor)
-            self._ibis = ibis.duckdb.from_connection(cursor)
+            self._ibis = ibis_duckdb(cursor)
         return self._ibis
 
     def table(self, name: str) -> ir.Table:
@@ -348,7 +349,7 @@ class Engine(BaseEngine):
     def sql(self, query: str, params: Sequence[Any] = ()) -> pa.Table:
         """Run raw SQL and return Arrow (for benchmarks, SQL views and tests)."""
         with self._reading():
-            return self._cursor().execute(query, list(params)).fetch_arrow_table()
+            return arrow_table(self._cursor().execute(query, list(params)))
 
     # -- reads -------------------------------------------------------------------------------------------
     def query(
@@ -414,7 +415,7 @@ class Engine(BaseEngine):
     ) -> pa.Table:
         params = self._params(name)
         sql = select_sql(name, where, params, columns=columns, order_by=order_by, limit=limit)
-        return _run(self._cursor(), sql, params, lambda r: r.fetch_arrow_table())
+        return _run(self._cursor(), sql, params, arrow_table)
 
     def _params(self, name: str) -> Params:
         """Bound values of a statement on table ``name``."""
@@ -714,9 +715,7 @@ class Engine(BaseEngine):
         """The table's columns as DuckDB holds them (DuckDB has no sorting keys: :meth:`optimize` clusters)."""
         try:
             with self._reading():
-                return StoredTable(
-                    self._cursor().execute(f"SELECT * FROM {quote(name)} LIMIT 0").fetch_arrow_table().schema
-                )
+                return StoredTable(arrow_table(self._cursor().execute(f"SELECT * FROM {quote(name)} LIMIT 0")).schema)
         except duckdb.CatalogException:
             return None
 

@@ -30,6 +30,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tams_analytics.compat import arrow_table
 from tams_analytics.engines.base import OrderBy
 from tams_analytics.engines.sql import SqlRenderer, quote
 from tams_analytics.predicates import AllOf, AnyOf, InSubquery, Predicate, Term, Visitor
@@ -133,7 +134,7 @@ def evaluate(
     con = _connection()
     con.register(_VIEW, rows)
     try:
-        result = con.execute(sql, params).fetch_arrow_table()
+        result = arrow_table(con.execute(sql, params))
     finally:
         con.unregister(_VIEW)
     return conform(result, rows.schema)

@@ -25,8 +25,8 @@ import duckdb
 import ibis
 import ibis.expr.operations as ops
 import pyarrow as pa
-from ibis.backends.duckdb import Backend as DuckDBBackend
 
+from tams_analytics.compat import ibis_duckdb_backend
 from tams_analytics.engines.ibis_query import DERIVED
 from tams_analytics.engines.remote import selfcheck
 from tams_analytics.engines.remote.dataset import Fetch, PushdownDataset, ScanCache
@@ -43,7 +43,10 @@ __all__ = ["LazyTables"]
 _EXECUTIONS: Final = ("execute", "to_pyarrow", "to_pyarrow_batches", "to_parquet", "to_csv", "create_table", "insert")
 
 
-class _Backend(DuckDBBackend):  # type: ignore[misc]  # ibis ships no type information: its backend is Any
+DuckDBBackend: Final = ibis_duckdb_backend()
+
+
+class _Backend(DuckDBBackend):  # type: ignore[misc, valid-type]  # ibis ships no type information: its backend is Any
     """The ibis DuckDB backend of one :class:`LazyTables` (see the module docstring)."""
 
     scans: ScanCache

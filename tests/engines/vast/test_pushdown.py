@@ -48,6 +48,7 @@ from tams_analytics.catalog import Catalog, flows_with_content, object_deletions
 from tams_analytics.catalog.conflicts import Attempt
 from tams_analytics.catalog.flow_guard import flows_starting_with
 from tams_analytics.catalog.summary import catalog_summary
+from tams_analytics.compat import arrow_table
 from tams_analytics.demo import build_demo
 from tams_analytics.engines.base import Capabilities, OrderBy
 from tams_analytics.engines.duckdb import Engine as DuckDBEngine
@@ -704,7 +705,7 @@ def test_client_side_ordering_is_duckdbs(rows: pa.Table, keys: list[tuple[str, b
     directions = ", ".join(f"{c} {'DESC' if d else 'ASC'}" for c, d in order)
     sql = f"SELECT {', '.join(names)} FROM rows ORDER BY {directions}"
     sql += "" if limit is None else f" LIMIT {limit}"
-    assert got.to_pylist() == con.execute(sql).fetch_arrow_table().to_pylist()
+    assert got.to_pylist() == arrow_table(con.execute(sql)).to_pylist()
 
 
 # -- 4. the engine on the reference store ---------------------------------------------------------------------
