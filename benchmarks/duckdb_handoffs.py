@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from server.config import Settings
 from tams_analytics.engines import open_engine
-from tams_analytics.engines.duckdb import _list_insert_sql
+from tams_analytics.engines.duckdb.writes import list_insert_sql
 
 #: the switch interval ``serve`` sets by default (``TAMS_SWITCH_INTERVAL_MS``)
 SWITCH_INTERVAL_S: float = Settings.model_fields["switch_interval_ms"].default / 1000
@@ -107,10 +107,10 @@ class Store:
 
     def insert_lists(self, rows: list[dict[str, Any]]) -> None:
         """The segments' insert as the writer makes it (its own statement): one list parameter a column."""
-        self.con.execute(_list_insert_sql("segments"), [[r[c] for r in rows] for c in self.columns])
+        self.con.execute(list_insert_sql("segments"), [[r[c] for r in rows] for c in self.columns])
 
     def insert_arrow(self, rows: list[dict[str, Any]]) -> None:
-        """The segments' insert as a scan of an Arrow table (the writer's above ``_LIST_ROWS`` rows)."""
+        """The segments' insert as a scan of an Arrow table (the writer's above ``LIST_ROWS`` rows)."""
         self.con.from_arrow(pa.Table.from_pylist(rows)).insert_into("segments")
 
     def insert_values(self, rows: list[dict[str, Any]]) -> None:

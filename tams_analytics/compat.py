@@ -87,14 +87,14 @@ def arrow_table(result: duckdb.DuckDBPyConnection) -> pa.Table:
     """The rest of an executed statement's result, as an Arrow table."""
     if _NEW_ARROW_NAMES:
         return result.to_arrow_table()
-    return result.fetch_arrow_table()
+    return result.fetch_arrow_table()  # type: ignore[attr-defined]  # DuckDB 1.3 (the VAST set)
 
 
 def record_batches(result: duckdb.DuckDBPyConnection, rows: int = 1_000_000) -> pa.RecordBatchReader:
     """The rest of an executed statement's result, as a reader of batches of up to ``rows`` rows."""
     if _NEW_ARROW_NAMES:
         return result.to_arrow_reader(rows)
-    return result.fetch_record_batch(rows)
+    return result.fetch_record_batch(rows)  # type: ignore[attr-defined]  # DuckDB 1.3 (the VAST set)
 
 
 def _ibis_backend_base() -> type:
@@ -106,7 +106,6 @@ def _ibis_backend_base() -> type:
 @functools.cache
 def _shimmed_backend() -> type:
     """ibis 12.0.0's DuckDB backend with its five uses of DuckDB's old Arrow names run through relations."""
-    import sqlglot as sg
     import sqlglot.expressions as sge
 
     base = _ibis_backend_base()
@@ -114,22 +113,22 @@ def _shimmed_backend() -> type:
     class IbisDuckDB(base):  # type: ignore[misc, valid-type]  # ibis ships no type information
         """ibis's DuckDB backend on a DuckDB without ``fetch_arrow_table`` (see the module docstring)."""
 
-        def _arrow(self, query: str | sg.Expression) -> pa.Table:
+        def _arrow(self, query: str | sge.Expression) -> pa.Table:
             sql = query if isinstance(query, str) else query.sql(self.dialect)
             return self.con.sql(sql).to_arrow_table()
 
         def list_catalogs(self, *, like: str | None = None) -> list[str]:
-            query = sg.select(sge.Distinct(expressions=[sg.column("catalog_name")])).from_(
-                sg.table("schemata", db="information_schema")
+            query = sge.select(sge.Distinct(expressions=[sge.column("catalog_name")])).from_(
+                sge.table_("schemata", db="information_schema")
             )
             return self._filter_with_like(self._arrow(query)["catalog_name"].to_pylist(), like)  # type: ignore[no-any-return]
 
         def list_databases(self, *, like: str | None = None, catalog: str | None = None) -> list[str]:
-            query = sg.select(sge.Distinct(expressions=[sg.column("schema_name")])).from_(
-                sg.table("schemata", db="information_schema")
+            query = sge.select(sge.Distinct(expressions=[sge.column("schema_name")])).from_(
+                sge.table_("schemata", db="information_schema")
             )
             if catalog is not None:
-                query = query.where(sg.column("catalog_name").eq(sge.convert(catalog)))
+                query = query.where(sge.column("catalog_name").eq(sge.convert(catalog)))
             return self._filter_with_like(self._arrow(query)["schema_name"].to_pylist(), like)  # type: ignore[no-any-return]
 
         def list_tables(self, *, like: str | None = None, database: tuple[str, str] | str | None = None) -> list[str]:
@@ -137,12 +136,12 @@ def _shimmed_backend() -> type:
             catalog = table_loc.catalog or self.current_catalog
             schema = table_loc.db or self.current_database
             query = (
-                sg.select("table_name")
-                .from_(sg.table("tables", db="information_schema"))
+                sge.select("table_name")
+                .from_(sge.table_("tables", db="information_schema"))
                 .distinct()
                 .where(
-                    sg.column("table_catalog").isin(sge.convert(catalog), sge.convert("temp")),
-                    sg.column("table_schema").eq(sge.convert(schema)),
+                    sge.column("table_catalog").isin(sge.convert(catalog), sge.convert("temp")),
+                    sge.column("table_schema").eq(sge.convert(schema)),
                 )
             )
             return self._filter_with_like(self._arrow(query)["table_name"].to_pylist(), like)  # type: ignore[no-any-return]
@@ -182,7 +181,7 @@ def _shimmed_backend() -> type:
     return IbisDuckDB
 
 
-def ibis_duckdb_backend() -> type:
+def ibis_duckdb_backend() -> Any:
     """The class of ibis's DuckDB backend to build on (subclass, or ``from_connection``)."""
     return _shimmed_backend() if _NEW_ARROW_NAMES and IBIS_VERSION < (12, 1, 0) else _ibis_backend_base()
 
@@ -190,5 +189,6 @@ def ibis_duckdb_backend() -> type:
 def ibis_duckdb(con: duckdb.DuckDBPyConnection) -> Any:
     """ibis's DuckDB backend over ``con``."""
     return ibis_duckdb_backend().from_connection(con)
+
 
 check_pairing()

@@ -47,7 +47,7 @@ def statements(text: str) -> list[str]:
     >>> statements("-- two\nCREATE SCHEMA s; SELECT ';' AS x;\n")
     ['CREATE SCHEMA s', "SELECT ';' AS x"]
     """
-    from sqlglot.tokens import Tokenizer, TokenType
+    from sqlglot import Tokenizer, TokenType
 
     out: list[str] = []
     start: int | None = None

@@ -10,7 +10,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from tams_analytics.engines.duckdb import _LIST_ROWS, Engine
+from tams_analytics.engines.duckdb import Engine
+from tams_analytics.engines.duckdb.writes import LIST_ROWS
 from tams_analytics.predicates import Term
 from tams_analytics.schema import SCHEMAS
 
@@ -43,7 +44,7 @@ def _stored(engine: Engine) -> list[dict[str, Any]]:
     return [{k: row[k] for k in SCHEMAS["segments"].names} for row in got]
 
 
-@pytest.mark.parametrize("rows", [1, 2, _LIST_ROWS, _LIST_ROWS + 1], ids=lambda n: f"{n}-rows")
+@pytest.mark.parametrize("rows", [1, 2, LIST_ROWS, LIST_ROWS + 1], ids=lambda n: f"{n}-rows")
 def test_an_insert_stores_exactly_the_rows_given(engine: Engine, rows: int) -> None:
     given = [_segment(i) for i in range(rows)]
     # the columns in another order than the table's, one left out (stored as null)
@@ -55,7 +56,7 @@ def test_an_insert_stores_exactly_the_rows_given(engine: Engine, rows: int) -> N
 def test_list_inserts_and_arrow_inserts_store_the_same_rows(engine: Engine) -> None:
     """Rows inserted a few at a time (lists) and many at once (Arrow) read back alike, in one transaction too."""
     few = [_segment(i) for i in range(7)]
-    many = [_segment(i) for i in range(7, 7 + _LIST_ROWS + 5)]
+    many = [_segment(i) for i in range(7, 7 + LIST_ROWS + 5)]
     with engine.transaction():
         engine.insert("segments", pa.Table.from_pylist(few))
         engine.insert("segments", pa.Table.from_pylist(many))

@@ -1,0 +1,50 @@
+"""How the engine writes rows: few rows as one list parameter a column, more as an Arrow scan."""
+
+from __future__ import annotations
+
+import functools
+
+import pyarrow as pa
+
+from tams_analytics.engines.duckdb.ddl import DUCKDB_TYPES
+from tams_analytics.engines.sql import quote
+from tams_analytics.schema import SCHEMAS
+
+__all__ = ["INSERTED", "LIST_ROWS", "conform", "list_insert_sql"]
+
+#: up to this many rows an insert binds each column as one list parameter, unnested (:func:`list_insert_sql`): one
+#: DuckDB call, where an Arrow table's scan takes two (each hands the GIL over), and a plan of one expression a
+#: column whatever the rows, where a VALUES list's grows with them. ``python -m benchmarks.duckdb_handoffs``,
+#: segment rows, median ms alone / beside a thread busy on the GIL (the server's switch interval, 0.1 ms): 9 rows
+#: lists 0.73 / 2.38, VALUES 0.86 / 2.90, Arrow 1.67 / 5.58; 40 rows 1.05 / 2.94, 2.41 / 5.26, 1.77 / 5.62; 100 rows
+#: 1.71 / 3.90, 5.46 / 9.60, 1.96 / 5.89 (benchmarks/README.md, 2026-11-25, night)
+LIST_ROWS = 100
+
+
+#: each table's schema as inserts hand rows to DuckDB (every column nullable: NOT NULL is DuckDB's to check)
+INSERTED = {name: pa.schema([f.with_nullable(True) for f in schema]) for name, schema in SCHEMAS.items()}
+
+
+@functools.cache
+def list_insert_sql(name: str) -> str:
+    """The insert of rows given as one list parameter a column, in :data:`INSERTED` order (several ``UNNEST`` in
+    one select list unnest side by side: row ``i`` takes every list's ``i``-th value)."""
+    columns = ", ".join(quote(f.name) for f in INSERTED[name])
+    lists = ", ".join(f"UNNEST(?::{DUCKDB_TYPES[str(f.type)]}[])" for f in INSERTED[name])
+    return f"INSERT INTO {quote(name)} ({columns}) SELECT {lists}"
+
+
+def conform(name: str, rows: pa.Table) -> pa.Table:
+    """Cast ``rows`` to the table's types, keeping only its columns (missing ones become null)."""
+    target = INSERTED[name]
+    if rows.schema.equals(target):
+        return rows
+    present = dict(zip(rows.column_names, rows.columns, strict=True))
+    arrays = []
+    for f in target:
+        col = present.get(f.name)
+        if col is None:
+            arrays.append(pa.nulls(rows.num_rows, f.type))
+        else:
+            arrays.append(col if col.type == f.type else col.cast(f.type))
+    return pa.Table.from_arrays(arrays, schema=target)
