@@ -136,8 +136,10 @@ class IntegrityReport:
         as an ISO 8601 UTC interval, for people."""
         from tams_analytics.dataframes import to_pandas
 
-        df = to_pandas(self.to_arrow())
-        df.insert(df.columns.get_loc("timerange") + 1, "timerange_utc", [_utc(t) for t in df["timerange"]])
+        table = self.to_arrow()
+        df = to_pandas(table)
+        utc = [_utc(t) for t in table.column("timerange").to_pylist()]  # from Arrow: pandas 3 gives a missing str NaN
+        df.insert(df.columns.get_loc("timerange") + 1, "timerange_utc", utc)
         return df
 
     def __repr__(self) -> str:

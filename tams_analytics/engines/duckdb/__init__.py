@@ -30,7 +30,7 @@ from tams_analytics.engines.base import Capabilities, Change, OrderBy, StoredTab
 from tams_analytics.engines.duckdb.connections import Connections
 from tams_analytics.engines.duckdb.ddl import INDEXES, index_name, table_statements
 from tams_analytics.engines.duckdb.faults import StoreFault, store_fault
-from tams_analytics.engines.duckdb.files import ROW_GROUP_ROWS, open_database, store_path
+from tams_analytics.engines.duckdb.files import ROW_GROUP_ROWS, open_database, release, store_path
 from tams_analytics.engines.duckdb.held import explain_held_store
 from tams_analytics.engines.duckdb.lists import ListLimits
 from tams_analytics.engines.duckdb.readers import Readers
@@ -434,5 +434,4 @@ class Engine(Connections):
         for cur in [*self._cursors, self._writer]:
             with contextlib.suppress(Exception):
                 cur.close()
-        with contextlib.suppress(Exception):
-            self._con.close()
+        release(self.path, self._con)

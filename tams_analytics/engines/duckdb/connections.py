@@ -177,7 +177,9 @@ class Connections(BaseEngine):
             try:
                 if not Path(self.path).is_file():  # never a new, empty store in its place
                     raise FileNotFoundError(f"{self.path} is gone")
-                self._con, self._database = open_database(self.path, read_only=self.read_only, config=self._config)
+                self._con, self._database = open_database(
+                    self.path, read_only=self.read_only, config=self._config, fresh=True
+                )
                 self._writer = self._new_cursor()
                 self._writer.execute("SELECT count(*) FROM service").fetchall()
                 unsettled = self._settle_wal()
@@ -219,7 +221,9 @@ class Connections(BaseEngine):
                 self._con.close()
             self._cursors = []
             self._generation += 1
-            self._con, self._database = open_database(self.path, read_only=self.read_only, config=self._config)
+            self._con, self._database = open_database(
+                self.path, read_only=self.read_only, config=self._config, fresh=True
+            )
             self._writer = self._new_cursor()
             return fault
         return None
