@@ -3,8 +3,9 @@
 Each part the server depends on (the store, the volume under it, object storage, the identity provider) has one
 :class:`Condition` here, reported by whatever watches that part (a disk monitor, the store's writer after a failed
 commit, a start-up or periodic probe). The write path, ``/ready``, ``/metrics`` and the log all read this one
-object; no route guesses the server's condition from an exception. A change of state is logged once (a warning when
-a part goes bad, info when it recovers), not once per request it affects.
+object; no route guesses the server's condition from an exception. A change of state is logged once, not once per
+request it affects, and as a warning both ways (a part going bad, and the same part ok again): an operator who alerts on
+one sees the other at the default log level.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class Health:
         if changed:
             if state == OK:
                 if before is not None:
-                    logger.info("health: %s is ok again (was %s): %s", part, before.state, summary)
+                    logger.warning("health: %s is ok again (was %s): %s", part, before.state, summary)
             else:
                 logger.warning("health: %s is %s: %s", part, state, summary)
         return after
