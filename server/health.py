@@ -10,6 +10,7 @@ one sees the other at the default log level.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -42,7 +43,7 @@ class Part(StrEnum):
 class Condition:
     """What is known of one part: a short ``state`` (``ok``, or e.g. ``flood_stage``, ``failed``, ``unreachable``),
     a ``summary`` an operator can act on, whether the server is ``ready`` (``/ready`` answers 200) in this state,
-    and since when (``time.time()``)."""
+    and since when (``time.time()``: seconds since 1970-01-01 UTC)."""
 
     part: Part
     state: str
@@ -55,7 +56,16 @@ class Condition:
         return self.state == OK
 
     def to_json(self) -> dict[str, object]:
-        return {"state": self.state, "summary": self.summary, "ready": self.ready, "since": self.since}
+        """As ``/ready`` shows it: ``since`` in ISO 8601 (UTC, milliseconds), and as ``since_unix_s`` the same instant
+        in seconds since 1970-01-01 UTC (the number ``since`` was before)."""
+        since = dt.datetime.fromtimestamp(self.since, dt.UTC).isoformat(timespec="milliseconds")
+        return {
+            "state": self.state,
+            "summary": self.summary,
+            "ready": self.ready,
+            "since": since.replace("+00:00", "Z"),
+            "since_unix_s": self.since,
+        }
 
 
 class Health:
