@@ -136,6 +136,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from server.app import create_app
     from server.observability.logs import log_config
+    from server.serving import Server
 
     settings = _settings(args)
     sys.setswitchinterval(settings.switch_interval_ms / 1000)
@@ -154,10 +155,7 @@ def _serve(args: argparse.Namespace) -> int:
     if processes:
         return _supervise(args, settings, catalog, sock, processes, f"[{loop}, {http}]")
     app = create_app(settings, engine=catalog.engine, stores=stores, owns_engine=True, freeze_gc=settings.gc_freeze)
-    _say(
-        settings,
-        f"TAMS server on {url}  (API docs: {url}/docs; store {redacted(settings.store_url)})  [{loop}, {http}]",
-    )
+    banner = f"TAMS server on {url}  (API docs: {url}/docs; store {redacted(settings.store_url)})  [{loop}, {http}]"
     options: dict[str, Any] = {"log_level": args.log_level, "loop": loop, "http": http}
     custom = log_config(settings.log_format, args.log_level)
     if custom is not None:
@@ -168,8 +166,8 @@ def _serve(args: argparse.Namespace) -> int:
     served: Any = app
     if path and path != ":memory:" and url:
         served = Announced(app, path, url)
-    try:
-        uvicorn.Server(uvicorn.Config(served, **options)).run(sockets=[sock])
+    try:  # the banner once requests are accepted (the app started), as with HTTP processes
+        Server(uvicorn.Config(served, **options), accepting=lambda: _say(settings, banner)).run(sockets=[sock])
     finally:
         if served is not app and path:
             withdraw(path)
@@ -306,8 +304,9 @@ BACKLOG = 2048
 def _listen(host: str, port: int) -> socket.socket:
     """A socket listening on ``host:port`` (uvicorn serves on it), or a :class:`StartupError` saying why not.
 
-    It listens before the banner announces the URL: a client that connects at once (a script waiting for the
-    banner) waits in the backlog until the app has started, where a socket only bound would refuse it."""
+    It listens from the start, and the banner announces the URL once the app (every HTTP process) accepts requests on
+    it: a client that connects then (a script waiting for the banner) is answered at once, and one that connects
+    earlier waits in the backlog instead of being refused."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)

@@ -3,12 +3,14 @@
 Each part the server depends on (the store, the volume under it, object storage, the identity provider) has one
 :class:`Condition` here, reported by whatever watches that part (a disk monitor, the store's writer after a failed
 commit, a start-up or periodic probe). The write path, ``/ready``, ``/metrics`` and the log all read this one
-object; no route guesses the server's condition from an exception. A change of state is logged once (a warning when
-a part goes bad, info when it recovers), not once per request it affects.
+object; no route guesses the server's condition from an exception. A change of state is logged once, not once per
+request it affects, and as a warning both ways (a part going bad, and the same part ok again): an operator who alerts on
+one sees the other at the default log level.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -41,7 +43,7 @@ class Part(StrEnum):
 class Condition:
     """What is known of one part: a short ``state`` (``ok``, or e.g. ``flood_stage``, ``failed``, ``unreachable``),
     a ``summary`` an operator can act on, whether the server is ``ready`` (``/ready`` answers 200) in this state,
-    and since when (``time.time()``)."""
+    and since when (``time.time()``: seconds since 1970-01-01 UTC)."""
 
     part: Part
     state: str
@@ -54,7 +56,16 @@ class Condition:
         return self.state == OK
 
     def to_json(self) -> dict[str, object]:
-        return {"state": self.state, "summary": self.summary, "ready": self.ready, "since": self.since}
+        """As ``/ready`` shows it: ``since`` in ISO 8601 (UTC, milliseconds), and as ``since_unix_s`` the same instant
+        in seconds since 1970-01-01 UTC (the number ``since`` was before)."""
+        since = dt.datetime.fromtimestamp(self.since, dt.UTC).isoformat(timespec="milliseconds")
+        return {
+            "state": self.state,
+            "summary": self.summary,
+            "ready": self.ready,
+            "since": since.replace("+00:00", "Z"),
+            "since_unix_s": self.since,
+        }
 
 
 class Health:
@@ -79,7 +90,7 @@ class Health:
         if changed:
             if state == OK:
                 if before is not None:
-                    logger.info("health: %s is ok again (was %s): %s", part, before.state, summary)
+                    logger.warning("health: %s is ok again (was %s): %s", part, before.state, summary)
             else:
                 logger.warning("health: %s is %s: %s", part, state, summary)
         return after

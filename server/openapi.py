@@ -15,27 +15,41 @@ spec's ``flowId``), and the query parameters they share with a spec operation (n
 and the responses (with the media type it sends).
 
 The Swagger UI and ReDoc assets come from the ``fastapi-offline`` package and are served from ``/docs/assets``;
-the two pages carry a Content-Security-Policy that lets them load nothing from elsewhere (ReDoc's bundle would
-otherwise fetch the Redocly logo from a CDN).
+the two pages carry a Content-Security-Policy that lets them load nothing from elsewhere. ReDoc's bundle is served
+without the Redocly logo of its sidebar's "API docs by Redocly" link, which it fetches from a CDN
+(:func:`redoc_bundle`): blocked by that policy, it was a broken image and an error in the browser's console.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import json
 import re
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Final
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Route
 
-__all__ = ["ASSETS_URL", "EXTENSION", "SPEC_DIR", "SPEC_PARAMETERS", "install", "official_spec", "openapi_document"]
+from server.observability.middleware import TemplatedMount, TemplatedRoute
+
+__all__ = [
+    "ASSETS_URL",
+    "EXTENSION",
+    "SPEC_DIR",
+    "SPEC_PARAMETERS",
+    "install",
+    "official_spec",
+    "openapi_document",
+    "redoc_bundle",
+]
 
 SPEC_DIR: Final = Path(__file__).parent / "spec"
 #: the mark of an operation this server adds to the TAMS API (HLS playlists)
@@ -49,6 +63,9 @@ _SCHEMA_REF: Final = re.compile(r"^(?:\./)?(?:schemas/)?([\w.-]+)\.json$")
 _EXAMPLE_REF: Final = re.compile(r"^(?:\./)?examples/([\w.-]+\.json)$")
 #: operation keys the spec defines; anything else a route adds is kept
 _FROM_SPEC: Final = ("summary", "description", "operationId", "tags", "parameters", "requestBody", "responses")
+#: ReDoc's bundle's file, and the element of it that loads Redocly's logo from a CDN (a React ``img``)
+REDOC_BUNDLE: Final = "redoc.standalone.js"
+_REDOC_LOGO: Final = re.compile(rb'\w+\.createElement\("img",\{alt:"redocly logo",[^}]*\}\)')
 #: the reference pages load and fetch from this server only (inline scripts and styles are the pages' own)
 CSP: Final = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
@@ -218,7 +235,16 @@ def install(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.mount(ASSETS_URL, StaticFiles(directory=str(assets)), name="docs-assets")
+    _templated(app)
+
+    @app.api_route(f"{ASSETS_URL}/{REDOC_BUNDLE}", methods=["GET", "HEAD"], include_in_schema=False)
+    async def redoc_js(request: Request) -> Response:  # before the mount of the other assets: this one wins
+        body, etag = redoc_bundle()
+        if etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers={"ETag": etag})
+        return Response(body, media_type="text/javascript; charset=utf-8", headers={"ETag": etag})
+
+    app.router.routes.append(TemplatedMount(ASSETS_URL, StaticFiles(directory=str(assets)), name="docs-assets"))
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
@@ -245,6 +271,27 @@ def install(app: FastAPI) -> None:
                 with_google_fonts=False,
             )
         )
+
+
+@functools.cache
+def redoc_bundle() -> tuple[bytes, str]:
+    """ReDoc's bundle (``fastapi-offline``'s) without the element that loads Redocly's logo from a CDN, and its
+    ``ETag``; read once. The link it sat in ("API docs by Redocly") stays, as text."""
+    bundle = (files("fastapi_offline") / "static" / REDOC_BUNDLE).read_bytes()
+    body = _REDOC_LOGO.sub(b"null", bundle)
+    return body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def _templated(app: FastAPI) -> None:
+    """FastAPI's own ``/openapi.json`` route (a plain Starlette one) as a :class:`TemplatedRoute`, the same endpoint:
+    the request metrics count it by its path, as every other route."""
+    routes = app.router.routes
+    for i, route in enumerate(routes):
+        if type(route) is Route and route.path == app.openapi_url:
+            methods = sorted(route.methods or ())
+            routes[i] = TemplatedRoute(
+                route.path, route.endpoint, methods=methods, name=route.name, include_in_schema=False
+            )
 
 
 def _local_only(page: HTMLResponse) -> HTMLResponse:

@@ -4,7 +4,9 @@ Plain ASGI (no ``BaseHTTPMiddleware``, whose task and stream per request cost mo
 page): it reads one header, wraps ``send`` to learn the status and add ``X-Request-Id``, and after the
 answer records the metrics under the route's *template* (``/flows/{flowId}/segments``), which the router
 leaves in ``scope["route"]``; requests no route matched count as ``<unmatched>``, so ids in paths never
-become label values.
+become label values. FastAPI's routes leave themselves there; a plain Starlette route or mount (``/health`` in an
+HTTP process, ``/openapi.json``, the API reference's assets) is a :class:`TemplatedRoute` or :class:`TemplatedMount`
+to do the same.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import os
 import re
 import time
 
+from starlette.routing import Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.observability.logs import REQUEST_ID
 from server.observability.metrics import observe_request
 
-__all__ = ["RequestObserver", "request_id_of"]
+__all__ = ["RequestObserver", "TemplatedMount", "TemplatedRoute", "request_id_of"]
 
 #: a client's ``X-Request-Id`` is taken when it is this sane (else a new id is made)
 _SANE = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
@@ -81,3 +84,25 @@ class RequestObserver:
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             observe_request(method, template, status, time.perf_counter() - started)
             REQUEST_ID.reset(token)
+
+
+class TemplatedRoute(Route):
+    """A Starlette route that, as FastAPI's do, leaves itself in ``scope["route"]`` when it matches: its requests
+    are counted under its template (``/health``), not as ``<unmatched>``."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is not Match.NONE:
+            child["route"] = self
+        return match, child
+
+
+class TemplatedMount(Mount):
+    """A Starlette mount that leaves itself in ``scope["route"]`` when it matches: its requests are counted under its
+    template (``/docs/assets/{path}``), never by the file asked for."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is not Match.NONE:
+            child["route"] = self
+        return match, child

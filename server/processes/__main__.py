@@ -43,18 +43,25 @@ def _configure_logging(settings: Settings, level: str) -> dict[str, Any] | None:
 
 
 def _http_server_class() -> type[Any]:
-    import uvicorn
+    from server.serving import Server
 
-    class HttpServer(uvicorn.Server):
-        """uvicorn's server, deaf to SIGINT: a Ctrl-C reaches every process of the terminal's group, and the
-        supervisor stops the HTTP processes itself (SIGTERM, each finishing what it has in flight) before the store
-        process."""
+    class HttpServer(Server):
+        """uvicorn's server (telling when it accepts requests), deaf to SIGINT: a Ctrl-C reaches every process of the
+        terminal's group, and the supervisor stops the HTTP processes itself (SIGTERM, each finishing what it has in
+        flight) before the store process."""
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             if sig != signal.SIGINT:
                 super().handle_exit(sig, frame)
 
     return HttpServer
+
+
+def _tell_ready(fd: int | None) -> None:
+    """Write the byte the supervisor waits for to ``fd`` (``TAMS_READY_FD``), once: this process is ready."""
+    if fd is not None:
+        os.write(fd, b"r")
+        os.close(fd)
 
 
 def main(argv: list[str]) -> int:
@@ -65,11 +72,11 @@ def main(argv: list[str]) -> int:
     level = os.environ.get("TAMS_PROCESS_LOG_LEVEL", "info")
     path = os.environ["TAMS_STORE_SOCKET"]
     config = _configure_logging(settings, level)
+    ready = int(os.environ["TAMS_READY_FD"]) if os.environ.get("TAMS_READY_FD") else None
     if role == "store":
         from server.processes import store
 
-        ready = os.environ.get("TAMS_READY_FD")
-        store.run(settings, path, ready=int(ready) if ready else None)
+        store.run(settings, path, ready=ready)
         return 0
     if role == "http":
         import uvicorn
@@ -88,7 +95,8 @@ def main(argv: list[str]) -> int:
         options: dict[str, Any] = {"log_level": level, "loop": loop, "http": http}
         if config is not None:
             options["log_config"] = config
-        _http_server_class()(uvicorn.Config(app, **options)).run(sockets=[sock])
+        # the supervisor announces the server once every HTTP process it starts accepts requests
+        _http_server_class()(uvicorn.Config(app, **options), accepting=lambda: _tell_ready(ready)).run(sockets=[sock])
         return 0
     print(f"usage: python -m server.processes store|http, not {role!r}", file=sys.stderr)
     return 2

@@ -35,7 +35,7 @@ from server.config import Settings
 from server.fetch import SegmentDetails
 from server.hot_routes import SEGMENTS_PATH, NotPlain, int_or_none
 from server.observability import metrics, tracing
-from server.observability.middleware import RequestObserver
+from server.observability.middleware import RequestObserver, TemplatedRoute
 from server.page_cache import page_key
 from server.paging import clamp_limit
 from server.processes.client import ForwardedStream, StoreClient
@@ -106,7 +106,7 @@ def create_front_app(settings: Settings, stores: Stores, client: StoreClient, vo
     async def health(request: Request) -> Response:
         return json_response({"status": "ok", "version": __version__}, request=request)
 
-    app.router.routes.append(Route("/health", health, methods=["GET", "HEAD"]))
+    app.router.routes.append(TemplatedRoute("/health", health, methods=["GET", "HEAD"]))
     if not settings.auth_classes:
 
         async def segments(request: Request) -> Response:

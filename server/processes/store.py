@@ -63,6 +63,7 @@ from server.processes.protocol import (
     Reply,
     Welcome,
 )
+from server.processes.supervisor import STOP_TIMEOUT_S
 from server.services import Services, services_of
 from tams_analytics import __version__
 from tams_analytics.cache import CachingEngine
@@ -189,6 +190,19 @@ class StoreProcess:
     @property
     def feeds_edges(self) -> bool:
         return self._shared is not None
+
+    @property
+    def connected(self) -> int:
+        """How many HTTP processes are connected."""
+        return len(self._subscribers)
+
+    async def hung_up(self, timeout_s: float) -> int:
+        """Wait until every HTTP process connected has hung up, at most ``timeout_s``; how many are still connected."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._subscribers and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        return len(self._subscribers)
 
     def feed_edges(self, shared: SharedSeq) -> None:
         """Send every HTTP process each committed write's :class:`~.protocol.Edges` from now on, numbered on from
@@ -474,7 +488,10 @@ async def serve(settings: Settings, path: str, *, ready: int | None = None) -> N
 
     SIGINT is left to the process (``python -m server.processes`` ignores it): a Ctrl-C reaches every process of the
     terminal's group, and the supervisor stops the HTTP processes before this one (SIGTERM), so what they have in
-    flight is answered while the store is still here."""
+    flight is answered while the store is still here. A SIGTERM to the whole group (a service manager's stop,
+    ``kill -TERM -PGID``) reaches this process as soon as the HTTP processes: it then takes no new connection and
+    answers those it has until the HTTP processes have finished what they had in flight and hung up (at most as long
+    as the supervisor waits for them), so the order is the same."""
     from server.app import create_app
     from server.stores import build_stores
 
@@ -499,6 +516,15 @@ async def serve(settings: Settings, path: str, *, ready: int | None = None) -> N
             os.close(ready)
         await stop.wait()
         server.close()
+        if store.connected:
+            logger.info("store process: stopping once the %s HTTP processes connected hang up", store.connected)
+            left = await store.hung_up(STOP_TIMEOUT_S)
+            if left:
+                logger.warning(
+                    "store process: %s HTTP processes still connected %.0f s after SIGTERM: stopping",
+                    left,
+                    STOP_TIMEOUT_S,
+                )
         for task in list(store._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 30)

@@ -5,8 +5,10 @@ what is queued and checkpoints).
 The children are ``python -m server.processes store|http`` with the server's settings in their environment
 (``TAMS_PROCESS_OPTIONS``: the options ``serve`` was given, as JSON; secrets stay in the environment they came from),
 the store process's Unix socket in a folder only this user can enter (``TAMS_STORE_SOCKET``), the listening socket
-inherited (``TAMS_LISTEN_FD``) and, for the store process, a pipe it writes to once HTTP processes may connect
-(``TAMS_READY_FD``). Each child dies with the supervisor (``PR_SET_PDEATHSIG``).
+inherited (``TAMS_LISTEN_FD``) and a pipe it writes to once it is ready (``TAMS_READY_FD``): the store process once
+HTTP processes may connect, an HTTP process once it accepts requests. ``serve`` announces the server (its banner, the
+file beside a DuckDB store) only once every HTTP process it started accepts requests. Each child dies with the
+supervisor (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
@@ -35,17 +37,22 @@ logger = logging.getLogger(__name__)
 
 #: how long the store process may take to open the store and preload the live flows
 READY_TIMEOUT_S = 900.0
+#: how long an HTTP process may take to start and accept requests (imports, the store process's live edges)
+HTTP_READY_TIMEOUT_S = 300.0
 #: how long each child may take to stop once asked (then it is killed)
 STOP_TIMEOUT_S = 120.0
 _PR_SET_PDEATHSIG = 1
 
 
 class ChildFailed(Exception):
-    """The store process ended before it was ready (its own message went to the log): ``code`` is its exit code."""
+    """A child (the store process, or an HTTP process at start-up) ended before it was ready (its own message went to
+    the log): ``code`` is its exit code."""
 
-    def __init__(self, code: int) -> None:
-        super().__init__(f"the store process ended with exit code {code} before it was ready")
+    def __init__(self, code: int, role: str = "store") -> None:
+        what = "the store process" if role == "store" else "an HTTP process"
+        super().__init__(f"{what} ended with exit code {code} before it was ready")
         self.code = code
+        self.role = role
 
 
 def _die_with_parent() -> None:
@@ -92,8 +99,8 @@ class Supervisor:
         return self._folder / "metrics"
 
     def start(self, *, ready: Callable[[], None] = lambda: None) -> None:
-        """Start the store process and wait until it is ready (``ChildFailed`` if it ends first), call ``ready``,
-        then start the HTTP processes."""
+        """Start the store process and wait until it is ready, then the HTTP processes and wait until each accepts
+        requests (``ChildFailed`` if one ends first); then announce the children and call ``ready``."""
         # from here on a SIGINT or SIGTERM only asks to stop: :meth:`run` then stops whatever was started, in order
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop_signal)
@@ -102,11 +109,18 @@ class Supervisor:
         self._children.append(self._start_store())
         if self._stopping:
             return
-        ready()
-        for _ in range(self.http_processes):
-            if not self._stopping:
-                self._children.append(self._spawn("http"))
-        self._announce()
+        starting = [self._spawn_watched("http") for _ in range(self.http_processes)]  # they start side by side
+        self._children += [child for child, _ in starting]
+        for i, (child, pipe) in enumerate(starting):
+            try:
+                self._wait_ready(child, pipe, HTTP_READY_TIMEOUT_S)
+            except ChildFailed:
+                for _, other in starting[i + 1 :]:
+                    os.close(other)
+                raise
+        if not self._stopping:  # (a SIGTERM while they started: run() stops them)
+            self._announce()
+            ready()
 
     def run(self) -> int:
         """Supervise until SIGTERM or SIGINT (since :meth:`start`), then stop every child; the exit code."""
@@ -182,25 +196,39 @@ class Supervisor:
         return _Child(role, process, time.monotonic())
 
     def _start_store(self) -> _Child:
+        child, pipe = self._spawn_watched("store")
+        self._wait_ready(child, pipe, READY_TIMEOUT_S)
+        return child
+
+    def _spawn_watched(self, role: str) -> tuple[_Child, int]:
+        """A child of ``role`` and the read end of the pipe it writes a byte to once it is ready."""
         read, write = os.pipe()
         try:
-            child = self._spawn("store", ready_fd=write)
+            child = self._spawn(role, ready_fd=write)
+        except BaseException:
+            os.close(read)
+            raise
         finally:
             os.close(write)
+        return child, read
+
+    def _wait_ready(self, child: _Child, pipe: int, timeout_s: float) -> None:
+        """Wait until ``child`` writes to ``pipe`` (closed after), or until asked to stop; ``ChildFailed`` if it ends
+        first, or takes longer than ``timeout_s`` (it is killed then)."""
         try:
-            deadline = time.monotonic() + READY_TIMEOUT_S
+            deadline = time.monotonic() + timeout_s
             while True:
-                readable, _, _ = select.select([read], [], [], 0.2)
-                if (readable and os.read(read, 1)) or self._stopping:
-                    return child
+                readable, _, _ = select.select([pipe], [], [], 0.2)
+                if (readable and os.read(pipe, 1)) or self._stopping:
+                    return
                 code = child.process.poll()
                 if code is not None:
-                    raise ChildFailed(code)
+                    raise ChildFailed(code, child.role)
                 if time.monotonic() > deadline:
                     child.process.kill()
-                    raise ChildFailed(-9)
+                    raise ChildFailed(-9, child.role)
         finally:
-            os.close(read)
+            os.close(pipe)
 
     def _restart_the_dead(self) -> None:
         for i, child in enumerate(self._children):

@@ -319,3 +319,33 @@ def test_uploads_and_allocations_stop_at_the_high_watermark_and_writes_at_the_fl
         assert "health: volume is ok again" in log
     finally:
         server.stop()
+
+
+def test_the_default_log_says_when_the_volume_reaches_its_flood_stage_and_when_it_is_ok_again(
+    volume: SmallVolume,
+) -> None:
+    """``serve`` as an operator starts it (no ``-v``: the log shows warnings and worse) says both changes of state an
+    operator alerts on, in words (docs/operators/operating-safely.md, Recovering)."""
+    env = {
+        "TAMS_DISK_WATERMARK_LOW": "30MiB",
+        "TAMS_DISK_WATERMARK_HIGH": "24MiB",
+        "TAMS_DISK_WATERMARK_FLOOD": "12MiB",
+    }
+    server = start_on(volume, "default-log", env)
+    server.verbosity = 0
+    server.start()
+    try:
+        with server.client() as client:
+
+            def volume_state() -> str:
+                return str(client.get("/ready").json()["checks"]["volume"]["state"])
+
+            volume.ballast.write_bytes(b"\0" * (volume.free_bytes() - (8 << 20)))  # 8 MiB free: the flood stage
+            assert eventually(lambda: volume_state() == "flood_stage"), volume_state()
+            volume.free()
+            assert eventually(lambda: volume_state() == "ok"), volume_state()
+    finally:
+        server.stop()
+    log = server.log_text()
+    assert re.search(r" WARNING server\.health: health: volume is flood_stage: ", log), log[-3000:]
+    assert re.search(r" WARNING server\.health: health: volume is ok again \(was flood_stage\): ", log), log[-3000:]

@@ -202,8 +202,11 @@ def test_pages_load_their_assets_from_the_server(client: TestClient, page: str) 
 
 # -- a real browser ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def live_url(app: Any) -> Iterator[str]:
+def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An app of its own (the module's ``app`` holds its DuckDB file under the TestClient) on 127.0.0.1."""
     import uvicorn
+
+    app = create_app(Settings(data_dir=tmp_path_factory.mktemp("docs-live") / "data"), workers=False)
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -282,3 +285,51 @@ def test_a_browser_renders_the_reference_offline(live_url: str, page: str, rende
     assert all(urlsplit(u).hostname == "127.0.0.1" for u in requested), sorted(requested)
     paths = {urlsplit(u).path for u in requested}
     assert {page, "/openapi.json"} <= paths and any(p.startswith("/docs/assets/") for p in paths), sorted(paths)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (.ci/run installs it: apt-get install chromium)")
+@pytest.mark.parametrize(("page", "rendered"), [("/docs", ".opblock"), ("/redoc", ".redoc-wrap")])
+def test_a_browser_asks_nothing_of_elsewhere_and_shows_no_broken_image(
+    live_url: str, page: str, rendered: str, tmp_path: Path
+) -> None:
+    """What the page's scripts ask for, the requests the Content-Security-Policy blocks before they reach the network
+    included (ReDoc's bundle asked a CDN for Redocly's logo: a broken image, an error in the console)."""
+    from playwright.sync_api import ConsoleMessage, sync_playwright
+
+    assert CHROMIUM is not None
+    asked: list[str] = []
+    errors: list[str] = []
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            ],
+            env={**os.environ, "HOME": str(tmp_path)},
+        )
+        try:
+            tab = browser.new_page()
+            tab.on("request", lambda request: asked.append(request.url))
+            tab.on("console", console)
+            tab.on("pageerror", lambda error: errors.append(str(error)))
+            tab.goto(live_url + page, timeout=60_000)
+            tab.wait_for_selector(rendered, timeout=60_000)
+            tab.wait_for_load_state("networkidle", timeout=60_000)
+            broken = tab.evaluate("[...document.images].filter(i => !i.complete || !i.naturalWidth).map(i => i.src)")
+        finally:
+            browser.close()
+    elsewhere = [u for u in asked if urlsplit(u).scheme in ("http", "https") and urlsplit(u).hostname != "127.0.0.1"]
+    assert elsewhere == [], elsewhere
+    assert errors == [], errors
+    assert broken == [], broken

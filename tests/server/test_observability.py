@@ -321,10 +321,15 @@ def test_ready_names_every_part_that_is_not_ready_and_metrics_show_each_state(
         assert r.status_code == 200  # reads go on
         assert r.json()["writes"] == "refused: volume: the volume of store /x has 1 MiB free"
     parts = ("identity_provider", "volume")
-    lines = [r.getMessage() for r in caplog.records if r.name == "server.health" and r.getMessage().split()[1] in parts]
+    lines = [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.name == "server.health" and r.getMessage().split()[1] in parts
+    ]
+    # every change of state at the default level (WARNING), the recovery too: an operator alerts on both
     assert lines == [
-        "health: identity_provider is unreachable: https://idp.example: connection refused",
-        "health: volume is low_watermark: 12 MB free",
-        "health: identity_provider is ok again (was unreachable): keys fetched",
-        "health: volume is flood_stage: the volume of store /x has 1 MiB free",
+        ("WARNING", "health: identity_provider is unreachable: https://idp.example: connection refused"),
+        ("WARNING", "health: volume is low_watermark: 12 MB free"),
+        ("WARNING", "health: identity_provider is ok again (was unreachable): keys fetched"),
+        ("WARNING", "health: volume is flood_stage: the volume of store /x has 1 MiB free"),
     ]

@@ -1,0 +1,58 @@
+"""What a monitor reads of a live ``serve`` (a store process and an HTTP process, on 127.0.0.1): every request is
+counted under its route's template, ``/health`` and the API reference's assets too, and ``/ready`` says since when
+each part is in its state, in ISO 8601 (docs/operators/monitoring.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.reliability.conftest import LiveServer
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    data = tmp_path_factory.mktemp("probes") / "data"
+    data.mkdir()
+    server = LiveServer(data, env={"TAMS_HTTP_PROCESSES": "1"}, verbosity=0).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_every_request_is_counted_under_its_routes_template(live: LiveServer) -> None:
+    asked = {
+        "/health": "/health",  # answered by the HTTP process itself
+        "/openapi.json": "/openapi.json",
+        "/docs/assets/favicon.png": "/docs/assets/{path}",
+        "/docs/assets/redoc.standalone.js": "/docs/assets/{path}",
+        "/ready": "/ready",
+    }
+    with live.client() as client:
+        for path in asked:
+            assert client.get(path).status_code == 200, path
+        scrape = client.get("/metrics").text
+    sample = re.compile(r'^tams_http_requests_total\{method="GET",route="([^"]*)",status="200"\} (\S+)$', re.M)
+    counted = {m.group(1): float(m.group(2)) for m in sample.finditer(scrape)}
+    assert "<unmatched>" not in counted, counted
+    assert counted["/health"] == counted["/openapi.json"] == counted["/ready"] == 1
+    assert counted["/docs/assets/{path}"] == 2
+
+
+def test_ready_says_since_when_each_part_is_in_its_state(live: LiveServer) -> None:
+    with live.client() as client:
+        checks = client.get("/ready").json()["checks"]
+    now = time.time()
+    assert {"store", "volume", "object_storage"} <= set(checks)
+    for part, condition in checks.items():
+        since = condition["since"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", since), (part, since)
+        instant = dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
+        assert instant.tzinfo is not None and 0 <= now - instant.timestamp() < 600, (part, since)
+        # the same instant in seconds since 1970-01-01 UTC, as `since` was before
+        assert abs(condition["since_unix_s"] - instant.timestamp()) < 0.002, (part, condition)
