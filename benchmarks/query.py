@@ -44,7 +44,7 @@ class QueryTimes:
 def string_parse_query(con: Any, flow_id: str, window: TimeRange, limit: int) -> pa.Table:
     """The approach this library replaces: fetch the flow's rows, then per row in Python parse the
     timerange text (both bounds) and compare it with the window; sort the hits by start, keep ``limit``."""
-    rows = arrow_table(con.execute(FLOW_SQL, [flow_id]))
+    rows = arrow_table(con, FLOW_SQL, [flow_id])
     hits: list[tuple[int, int]] = []
     for i, text in enumerate(rows.column("timerange").to_pylist()):
         tr = TimeRange.from_str(text)
@@ -79,7 +79,7 @@ class QueryBench:
 
     def raw_sql(self) -> pa.Table:
         lo, hi = self.store.window.storage_bounds()
-        return arrow_table(self.raw.execute(RAW_SQL, [self.store.flow_id, hi, lo, self.limit]))
+        return arrow_table(self.raw, RAW_SQL, [self.store.flow_id, hi, lo, self.limit])
 
     def ibis(self) -> pa.Table:
         t = self.catalog.segments(self.store.flow_id, timerange=self.store.window)

@@ -2,10 +2,11 @@
 
 *current* (``constraints.txt``): ibis 12, DuckDB 2.0, pyarrow 26, pandas 3. *vast* (``constraints-vast.txt``, the
 ``vast`` extra): vastdb 2.1 with ibis 10.8, DuckDB 1.3.2, pyarrow 23, pandas 2. Callers ask for what they need
-(:func:`arrow_table`, :func:`record_batches`, :func:`ibis_duckdb`); none of them compares versions.
+(:func:`arrow_table`, :func:`ibis_duckdb`); none of them compares versions.
 
 - DuckDB 1.5 renamed a result's Arrow fetches (``fetch_arrow_table`` → ``to_arrow_table``, ``fetch_record_batch`` →
-  ``to_arrow_reader``) and 2.0 removed the old names from connections (relations keep both).
+  ``to_arrow_reader``), 2.0 removed the old names from connections (relations keep both) and warns that Arrow from an
+  executed statement's result is an extra copy: :func:`arrow_table` reads through a relation, in every version.
 - ibis 12.0.0's DuckDB backend still calls the old names in five methods (fixed upstream by ibis#12001, not yet
   released): :class:`IbisDuckDB` runs those five through relations, which have ``to_arrow_table`` in every
   supported DuckDB. It is used only where the old names are gone; remove it with the ibis release that has the fix.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import duckdb
@@ -34,7 +35,6 @@ __all__ = [
     "check_pairing",
     "ibis_duckdb",
     "ibis_duckdb_backend",
-    "record_batches",
 ]
 
 
@@ -83,18 +83,12 @@ def check_pairing() -> None:
         )
 
 
-def arrow_table(result: duckdb.DuckDBPyConnection) -> pa.Table:
-    """The rest of an executed statement's result, as an Arrow table."""
-    if _NEW_ARROW_NAMES:
-        return result.to_arrow_table()
-    return result.fetch_arrow_table()  # type: ignore[attr-defined]  # DuckDB 1.3 (the VAST set)
-
-
-def record_batches(result: duckdb.DuckDBPyConnection, rows: int = 1_000_000) -> pa.RecordBatchReader:
-    """The rest of an executed statement's result, as a reader of batches of up to ``rows`` rows."""
-    if _NEW_ARROW_NAMES:
-        return result.to_arrow_reader(rows)
-    return result.fetch_record_batch(rows)  # type: ignore[attr-defined]  # DuckDB 1.3 (the VAST set)
+def arrow_table(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> pa.Table:
+    """The result of ``sql`` (with ``params`` bound) on ``con``, as an Arrow table: through a relation, which every
+    supported DuckDB turns into Arrow without a copy (DuckDB 2.0 warns that an executed statement's result makes an
+    extra one, and 1.5 renamed its fetch). A statement that returns no rows gives an empty table."""
+    relation = con.sql(sql, params=list(params) if params else None)
+    return relation.to_arrow_table() if relation is not None else pa.table({})
 
 
 def _ibis_backend_base() -> type:

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from tams_analytics.compat import arrow_table, ibis_duckdb
 from tams_analytics.engines.base import Capabilities, Change, OrderBy, StoredTable
+from tams_analytics.engines.duckdb import reads
 from tams_analytics.engines.duckdb.connections import Connections
 from tams_analytics.engines.duckdb.ddl import INDEXES, index_name, table_statements
 from tams_analytics.engines.duckdb.faults import StoreFault, store_fault
@@ -34,7 +35,7 @@ from tams_analytics.engines.duckdb.files import ROW_GROUP_ROWS, open_database, r
 from tams_analytics.engines.duckdb.held import explain_held_store
 from tams_analytics.engines.duckdb.lists import ListLimits
 from tams_analytics.engines.duckdb.readers import Readers
-from tams_analytics.engines.duckdb.reads import PAGE_ROWS, as_records, few_ids, run
+from tams_analytics.engines.duckdb.reads import PAGE_ROWS, as_records, few_ids
 from tams_analytics.engines.duckdb.upkeep import CHECKPOINT_MARGIN_BYTES, CheckpointObserver, tell, wal_bytes
 from tams_analytics.engines.duckdb.writes import LIST_ROWS, conform, list_insert_sql
 from tams_analytics.engines.sql import Params, quote, select_sql, where_sql
@@ -127,7 +128,7 @@ class Engine(Connections):
     def sql(self, query: str, params: Sequence[Any] = ()) -> pa.Table:
         """Run raw SQL and return Arrow (for benchmarks, SQL views and tests)."""
         with self._reading():
-            return arrow_table(self._cursor().execute(query, list(params)))
+            return arrow_table(self._cursor(), query, params)
 
     # -- reads -------------------------------------------------------------------------------------------
     def query(
@@ -178,14 +179,14 @@ class Engine(Connections):
         """The rows of a query, fetched as tuples, as dicts (timestamps in UTC, as Arrow gives them)."""
         params = self._params(name)
         sql = select_sql(name, where, params, columns=columns, order_by=order_by, limit=limit)
-        return as_records(name, columns, run(self._cursor(), sql, params, lambda r: r.fetchall()))
+        return as_records(name, columns, reads.run(self._cursor(), sql, params, reads.rows))
 
     def _select(
         self, name: str, where: Sequence[Predicate], columns: Sequence[str] | None, order_by: OrderBy, limit: int | None
     ) -> pa.Table:
         params = self._params(name)
         sql = select_sql(name, where, params, columns=columns, order_by=order_by, limit=limit)
-        return run(self._cursor(), sql, params, arrow_table)
+        return reads.run(self._cursor(), sql, params, arrow_table)
 
     def _params(self, name: str) -> Params:
         """Bound values of a statement on table ``name``."""
@@ -206,7 +207,7 @@ class Engine(Connections):
         params = self._params(name)
         sql = f"SELECT count(*) FROM {quote(name)}" + where_sql(where, params)
         with self._reading():
-            row = run(self._cursor(), sql, params, lambda r: r.fetchall())[0]
+            row = reads.run(self._cursor(), sql, params, reads.rows)[0]
         return int(row[0]) if row else 0
 
     def count_in(self, name: str, column: str, values: pa.Array, chunk: int = 10_000) -> int:
@@ -214,7 +215,7 @@ class Engine(Connections):
         params = Params(tables=True)
         sql = f"SELECT count(*) FROM {quote(name)} WHERE {quote(column)} IN ({params.bind_table(values)})"
         with self._reading():
-            row = run(self._cursor(), sql, params, lambda r: r.fetchall())[0]
+            row = reads.run(self._cursor(), sql, params, reads.rows)[0]
         return int(row[0]) if row else 0
 
     # -- writes ------------------------------------------------------------------------------------------
@@ -332,7 +333,7 @@ class Engine(Connections):
         sql = f"DELETE FROM {quote(name)}" + where_sql(where, params)
         with self.transaction():
             self._writing(Change(name, where=tuple(where)))
-            row = run(self._writer, sql, params, lambda r: r.fetchall())[0]
+            row = reads.run(self._writer, sql, params, reads.rows)[0]
         return int(row[0]) if row else 0
 
     def update(self, name: str, where: Sequence[Predicate], values: dict[str, Any]) -> int:
@@ -344,7 +345,7 @@ class Engine(Connections):
         sql = f"UPDATE {quote(name)} SET {sets}" + where_sql(where, params)
         with self.transaction():
             self._writing(Change(name, where=tuple(where), values=dict(values)))
-            row = run(self._writer, sql, params, lambda r: r.fetchall())[0]
+            row = reads.run(self._writer, sql, params, reads.rows)[0]
         return int(row[0]) if row else 0
 
     def create_tables(self) -> None:
@@ -369,7 +370,7 @@ class Engine(Connections):
         """The table's columns as DuckDB holds them (DuckDB has no sorting keys: :meth:`optimize` clusters)."""
         try:
             with self._reading():
-                return StoredTable(arrow_table(self._cursor().execute(f"SELECT * FROM {quote(name)} LIMIT 0")).schema)
+                return StoredTable(arrow_table(self._cursor(), f"SELECT * FROM {quote(name)} LIMIT 0").schema)
         except duckdb.CatalogException:
             return None
 

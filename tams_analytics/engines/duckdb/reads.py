@@ -13,7 +13,7 @@ from tams_analytics.engines.sql import Params
 from tams_analytics.predicates import Predicate, pinned
 from tams_analytics.schema import SCHEMAS
 
-__all__ = ["FEW_IDS", "PAGE_ROWS", "as_records", "few_ids", "run"]
+__all__ = ["FEW_IDS", "PAGE_ROWS", "as_records", "few_ids", "rows", "run"]
 
 #: up to this many ids, a lookup on an indexed column is fetched as Python tuples (:meth:`Engine.records`)
 FEW_IDS = 64
@@ -34,19 +34,26 @@ def few_ids(name: str, where: Sequence[Predicate]) -> bool:
 
 
 T = TypeVar("T")
+#: how :func:`run` fetches a statement's result: ``fetch(cursor, sql, values)``
+Fetch = Callable[[duckdb.DuckDBPyConnection, str, list[Any]], T]
 
 
-def run(cursor: duckdb.DuckDBPyConnection, sql: str, params: Params, fetch: Callable[[Any], T]) -> T:
-    """Execute ``sql`` on ``cursor`` with its bound values and tables, and fetch the result (the tables stay
-    registered on the cursor until it is fetched)."""
+def run(cursor: duckdb.DuckDBPyConnection, sql: str, params: Params, fetch: Fetch[T]) -> T:
+    """``fetch(cursor, sql, values)``: ``sql`` run on ``cursor`` with its bound values and tables (registered on the
+    cursor until it is fetched): :func:`rows` or :func:`~tams_analytics.compat.arrow_table`."""
     tables = params.tables or {}
     for table_name, table in tables.items():
         cursor.register(table_name, table)
     try:
-        return fetch(cursor.execute(sql, list(params)))
+        return fetch(cursor, sql, list(params))
     finally:
         for table_name in tables:
             cursor.unregister(table_name)
+
+
+def rows(cursor: duckdb.DuckDBPyConnection, sql: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``sql``, with ``values`` bound, as tuples."""
+    return cursor.execute(sql, list(values)).fetchall()
 
 
 def as_records(name: str, columns: Sequence[str], found: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:

@@ -134,7 +134,7 @@ def evaluate(
     con = _connection()
     con.register(_VIEW, rows)
     try:
-        result = arrow_table(con.execute(sql, params))
+        result = arrow_table(con, sql, params)
     finally:
         con.unregister(_VIEW)
     return conform(result, rows.schema)

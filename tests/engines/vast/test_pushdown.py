@@ -705,7 +705,7 @@ def test_client_side_ordering_is_duckdbs(rows: pa.Table, keys: list[tuple[str, b
     directions = ", ".join(f"{c} {'DESC' if d else 'ASC'}" for c, d in order)
     sql = f"SELECT {', '.join(names)} FROM rows ORDER BY {directions}"
     sql += "" if limit is None else f" LIMIT {limit}"
-    assert got.to_pylist() == arrow_table(con.execute(sql)).to_pylist()
+    assert got.to_pylist() == arrow_table(con, sql).to_pylist()
 
 
 # -- 4. the engine on the reference store ---------------------------------------------------------------------
