@@ -15,18 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-from tams_analytics.cli.common import (
-    EXIT_OK,
-    EXIT_USAGE,
-    HelpFormatter,
-    add_s3_options,
-    add_store_option,
-)
+from tams_analytics.cli.common import EXIT_OK, HelpFormatter, add_s3_options, add_store_option
 from tams_analytics.cli.output import clock, mib
-from tams_analytics.exceptions import TamsError, said_on_cli
+from tams_analytics.exceptions import TamsError
 
 #: what ``--to`` takes
 REPO_HELP = "the backup repository: a directory or s3://bucket/prefix"
@@ -71,7 +64,7 @@ def add_parser(sub: Any) -> None:
     expire.add_argument("--keep", type=int, metavar="N", dest="expire_keep", required=True, help="backups to keep")
     expire.add_argument("--format", choices=("table", "json"), dest="expire_format", help="output: lines, or JSON")
     add_s3_options(expire)
-    expire.set_defaults(run=run, action="expire")
+    expire.set_defaults(run=run, action="expire", said_as="tams-analytics backup expire")
 
 
 def _s3(args: argparse.Namespace) -> dict[str, Any]:
@@ -79,12 +72,7 @@ def _s3(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    name = "tams-analytics backup" + (" expire" if args.action == "expire" else "")
-    try:
-        return _expire(args) if args.action == "expire" else _backup(args)
-    except TamsError as exc:
-        print(f"{name}: {said_on_cli(exc)}", file=sys.stderr)
-        return EXIT_USAGE
+    return _expire(args) if args.action == "expire" else _backup(args)
 
 
 def _backup(args: argparse.Namespace) -> int:
