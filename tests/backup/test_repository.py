@@ -116,6 +116,21 @@ def test_the_runbook_expires_all_but_the_newest_backups(tmp_path: Path, capsys: 
     assert [b.id for b in Repository.open(str(repo)).backups()] == made[2:]
 
 
+def test_a_backup_records_the_absolute_url_of_a_store_named_relatively(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``duckdb://./tams-data/tams.duckdb`` names another file from another folder: the manifest names the file."""
+    (tmp_path / "tams-data").mkdir()
+    _store(tmp_path / "tams-data" / "tams.duckdb", 50)
+    monkeypatch.chdir(tmp_path)
+    args = ["backup", "--store", "duckdb://./tams-data/tams.duckdb", "--to", "backups", "--format", "json"]
+    assert main(args) == 0
+    done = _json(capsys)
+    absolute = f"duckdb://{tmp_path / 'tams-data' / 'tams.duckdb'}"
+    assert done["store"] == absolute and done["method"] == "direct"
+    assert json.loads((tmp_path / "backups" / done["backup"] / MANIFEST).read_text())["store"] == absolute
+
+
 # -- verify --------------------------------------------------------------------------------------------------
 def _change_a_byte(folder: Path) -> str:
     path = next((folder / "segments").glob("*.parquet"))
