@@ -288,7 +288,8 @@ def test_restore_refuses_an_existing_store_without_force_and_a_held_store_always
         assert holder.stdout is not None and holder.stdout.readline().strip() == "1"
         assert main([*args, "--force"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and f"is in use by another process (PID {holder.pid}" in err[0]
+        assert len(err) == 1 and f"{target} is in use by another process (PID {holder.pid}" in err[0]
+        assert "stop it first, then restore" in err[0] and "through the server's API" not in err[0], err
     finally:
         holder.kill()
         holder.wait(timeout=30)
