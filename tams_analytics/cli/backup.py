@@ -4,11 +4,14 @@ retention.
 A DuckDB store a running server holds is copied by that server, at one point in time, while it goes on writing:
 the command finds the server's URL beside the store (``<store>.server.json``) or takes ``--server URL``, and
 sends the API's credentials (``TAMS_HTTP_TOKEN``, or ``TAMS_HTTP_USERNAME``/``TAMS_HTTP_PASSWORD``; with JWTs the
-``admin`` scope). A store nobody holds is copied directly. Each backup is a folder of the repository (a directory
-or ``s3://bucket/prefix``) named by its UTC time, with the tables as Parquet and ``backup.json`` (counts, columns,
-a SHA-256 per file). ``--keep N`` then removes all but the N newest backups.
+``admin`` scope); the server writes the whole copy under ``<data dir>/.backup-staging/`` before it sends it, so the
+store's volume needs about the size of a backup free beyond its high watermark (else 507, said in one line). A store
+nobody holds (even one whose server crashed, leaving its URL beside it) is copied directly. Each backup is a folder
+of the repository (a directory or ``s3://bucket/prefix``) named by its UTC time, with the tables as Parquet and
+``backup.json`` (counts, columns, a SHA-256 per file). ``--keep N`` then removes all but the N newest backups.
 
-Exit codes: 0 done; 2 usage, configuration or connection errors (said in one line).
+Exit codes: 0 done; 2 usage, configuration, connection or I/O errors (a full disk: the file and its volume's free
+space), said in one line.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ again with the same arguments, and the result equals a copy never interrupted. A
 is refused unless ``--force``, which empties it first. Progress: a bar on a terminal, else a line on stderr
 every few seconds.
 
-Exit codes: 0 copied; 2 usage, configuration or connection errors (said in one line).
+Exit codes: 0 copied; 2 usage, configuration, connection or I/O errors (a full disk: the copy continues when run
+again), said in one line.
 """
 
 from __future__ import annotations

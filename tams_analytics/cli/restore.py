@@ -9,8 +9,8 @@ restore cut short continues where it stopped when run again. A store that exists
 which keeps it beside as ``<store>.before-restore``; a store a running server holds is always refused (stop the
 server first). Other engines (VAST) are filled in place (emptied first with ``--force``).
 
-Exit codes: 0 restored; 1 the backup is damaged (nothing restored; ``verify`` says more); 2 usage, configuration
-or connection errors.
+Exit codes: 0 restored; 1 the backup is damaged (nothing restored; ``verify`` says more); 2 usage, configuration,
+connection or I/O errors (a full disk: the restore continues when run again), said in one line.
 """
 
 from __future__ import annotations

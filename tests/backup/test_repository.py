@@ -10,6 +10,8 @@
   passes a good backup with exit 0; no backup at all is exit 2.
 * ``restore`` refuses a damaged backup with exit 1 writing nothing, an existing store without ``--force``, and a
   store another process holds, each in one line.
+* What the pages say is what the commands do: the JSON fields of ``backup``, ``backup expire``, ``restore``,
+  ``copy`` and ``verify`` (``docs/jobs/output.md``) and the checks ``verify`` runs (the runbook).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -316,3 +319,54 @@ def test_a_backup_made_before_a_table_existed_verifies_and_restores(
     assert main(["restore", "--from", str(copy), "--store", f"duckdb:///{target}"]) == 0
     with ta.connect(f"duckdb:///{target}", read_only=True) as restored:
         assert restored.count("webhook_events") == 0 and restored.count("segments") == 300
+
+
+# -- the pages say what the commands do -------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _documented_fields() -> dict[str, set[str]]:
+    """The JSON fields ``docs/jobs/output.md`` lists, by command (a row without a command continues the last)."""
+    text = (ROOT / "docs/jobs/output.md").read_text()
+    table = text[text.index("## JSON of backup, restore, copy and verify") :]
+    fields: dict[str, set[str]] = defaultdict(set)
+    command = ""
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or len(cells) != 3 or cells[1] in ("field", "---"):
+            continue
+        command = cells[0].strip("`") or command
+        fields[command] |= set(re.findall(r"`([a-z_]+)`", cells[1]))
+    return dict(fields)
+
+
+def test_the_json_of_each_command_has_the_fields_the_output_page_lists(
+    good_backup: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = f"duckdb:///{tmp_path / 'restored.duckdb'}"
+    runs = {
+        "backup": ["backup", "--store", _store(tmp_path / "tams.duckdb", 50), "--to", str(tmp_path / "b")],
+        "backup expire": ["backup", "expire", "--to", str(tmp_path / "b"), "--keep", "1"],
+        "restore": ["restore", "--from", str(good_backup), "--store", store, "--no-progress"],
+        "copy": ["copy", "--from", str(good_backup), "--to", f"duckdb:///{tmp_path / 'copied.duckdb'}"],
+        "verify": ["verify", "--from", str(good_backup)],
+    }
+    documented = _documented_fields()
+    assert set(documented) == set(runs)
+    for command, args in runs.items():
+        assert main([*args, "--format", "json", *(["--no-progress"] if command == "copy" else [])]) == 0, command
+        assert set(_json(capsys)) == documented[command], command
+
+
+def test_the_runbook_lists_the_checks_verify_runs(good_backup: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (ROOT / "docs/operators/backup-and-restore.md").read_text()
+    said = text[text.index("It takes the newest backup of the repository") : text.index("Exit code 0 when")]
+    assert main(["verify", "--from", str(good_backup), "--format", "json"]) == 0
+    run = {c["check"] for c in _json(capsys)["checks"]}
+    (good_backup / "segments" / "data_9.parquet").write_bytes(b"x")  # damaged: the integrity checks are one, skipped
+    try:
+        assert main(["verify", "--from", str(good_backup), "--format", "json"]) == 1
+    finally:
+        (good_backup / "segments" / "data_9.parquet").unlink()
+    run |= {c["check"] for c in _json(capsys)["checks"]}
+    assert set(re.findall(r"`([a-z_]+)`", said)) == run
