@@ -88,6 +88,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings, authorizer, engine=engine, stores=stores, health=health)
         app.state.services = services
+        backup.remove_leftover_copies(settings.data_dir)  # a copy a server stopped mid-backup left
         stops: list[Stop] = [start(services) for start in WORKERS] if workers else []
         if freeze_gc:
             freeze_startup_objects()

@@ -157,6 +157,20 @@ class Volumes:
             self._readings, self._read_at = readings, self._clock()
         return readings
 
+    def reading(self, path: Path, holds: str) -> VolumeReading:
+        """The volume of ``path`` (where the server keeps ``holds``: its backups' copies, say), read now and staged,
+        with the headroom a checkpoint needs when the store is on it too."""
+        where = _existing(path)
+        device = os.stat(where).st_dev
+        st = os.statvfs(where)
+        total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+        named = {holds: str(path)}
+        for name, other in self.paths.items():
+            if os.stat(_existing(other)).st_dev == device:
+                named[name] = str(other)
+        reserve = self._reserve() + CHECKPOINT_MARGIN_BYTES if self._reserve_on in named else 0
+        return VolumeReading(str(where), named, total, free, reserve, self._stage(total, free, reserve))
+
     def readings(self, *, fresh_s: float = FRESH_S) -> list[VolumeReading]:
         """The last readings, read again when older than ``fresh_s``."""
         with self._lock:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from tams_analytics.catalog import Catalog
 
-__all__ = ["catalog_html", "duration", "html_summary", "html_table", "install_formatters", "plural"]
+__all__ = ["catalog_html", "duration", "html_summary", "html_table", "install_formatters", "mib", "plural"]
 
 _CELL = ' style="text-align:left"'
 
@@ -28,6 +28,15 @@ def plural(n: int, noun: str, nouns: str | None = None) -> str:
     ('1 row', '2 rows', '0 entities')
     """
     return f"{n} {noun if n == 1 else (nouns or noun + 's')}"
+
+
+def mib(size: int) -> str:
+    """A size in bytes as people read it in one line.
+
+    >>> mib(512), mib(3 * 2**20 + 2**19), mib(5 * 2**30)
+    ('512 bytes', '3.5 MiB', '5,120.0 MiB')
+    """
+    return f"{size:,} bytes" if size < 2**20 else f"{size / 2**20:,.1f} MiB"
 
 
 def duration(ns: float | None) -> str:

@@ -4,8 +4,10 @@
 (read-write or read-only, from the library or the ``integrity``/``report``/``export`` commands) is refused
 with one clear message naming the server and the ways in, and the first way in (its API through
 ``tams+http``) works; ``doctor`` on the file says it is held and points to ``doctor`` through the server, which
-passes. A store held by some other process is explained with its PID; a file left by a server
-that is gone is not believed. After a clean stop the file is removed and the store opens again.
+passes, and to stopping the server for the file's tables (the check through the server says the same, not "the
+store it serves"); ``restore`` over it says to stop the server first. A store held by some other process is
+explained with its PID; a file left by a server that is gone is not believed. After a clean stop the file is removed
+and the store opens again.
 """
 
 from __future__ import annotations
@@ -143,8 +145,13 @@ def test_doctor_on_the_held_store_points_to_doctor_through_the_server(serving: S
     way = f"tams-analytics doctor --store tams+{serving.url}"
     assert way in check["meaning"] and "cannot start" not in held.stdout
     assert "TAMS_HTTP_TOKEN, or TAMS_HTTP_USERNAME and TAMS_HTTP_PASSWORD" in check["meaning"]  # if it asks
+    # and the file's own tables, which no API shows: checked once the server is stopped (no way back to the API)
+    assert f"stop it, run doctor --store {serving.duckdb_url}, and start it again" in check["meaning"]
     through = subprocess.run([*command, f"tams+{serving.url}"], capture_output=True, text=True, env=_environment())
     assert through.returncode == 0, through.stdout + through.stderr
+    tables = next(c for c in json.loads(through.stdout)["checks"] if c["name"] == "tables")
+    assert "a DuckDB file once the server is stopped" in tables["detail"] and "doctor --store" in tables["detail"]
+    assert "the store URL it serves" not in through.stdout, "not sent back to the file the server holds"
     assert {c["name"]: c["status"] for c in json.loads(through.stdout)["checks"]} == {
         "connectivity": "ok",
         "tables": "skip",
@@ -153,6 +160,20 @@ def test_doctor_on_the_held_store_points_to_doctor_through_the_server(serving: S
         "projections": "skip",
         "snapshots": "skip",
     }
+
+
+def test_restore_over_the_held_store_says_to_stop_the_server_first(
+    serving: Serving, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "backups"
+    assert main(["backup", "--store", serving.duckdb_url, "--to", str(repo)]) == 0  # the server makes the copy
+    capsys.readouterr()
+    assert main(["restore", "--from", str(repo), "--store", serving.duckdb_url, "--force"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"{serving.store} is in use by the TAMS server at {serving.url} (PID {serving.process.pid})" in err
+    assert "stop it first, then restore" in err and "through the server's API" not in err, err
+    assert not Path(f"{serving.store}.before-restore").exists() and not Path(f"{serving.store}.restoring").exists()
 
 
 def test_a_store_held_by_another_process(tmp_path: Path) -> None:

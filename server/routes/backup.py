@@ -1,11 +1,16 @@
-"""``POST /_admin/backup``: a copy of the store this server holds, made while it serves, sent as it is read.
+"""``POST /_admin/backup``: a copy of the store this server holds, made while it serves, then sent.
 
 Not part of the TAMS API (not in ``/docs``): the ``tams-analytics backup`` command calls it when the server holds
 the DuckDB store it is asked to back up. It asks the API's credentials and, with JWTs, the ``admin`` scope. The
 library makes the copy (:func:`tams_analytics.backup.snapshot.snapshot_niced`: every table as Parquet in one read
-transaction, beside the writer, at a CPU priority ``TAMS_BACKUP_NICE`` lower) into a folder under the data dir,
-which the answer streams as a tar (:mod:`tams_analytics.backup.transfer`) and which goes when it has been sent (a
-copy a broken connection left is removed by the next backup). One backup at a time: a second answers 409.
+transaction, beside the writer, at a CPU priority ``TAMS_BACKUP_NICE`` lower) into a folder of its own under
+``<data dir>/.backup-staging/``, which the answer then streams as a tar (:mod:`tams_analytics.backup.transfer`): so a
+backup needs about its own size free on that volume (the store's, usually) while it is made and sent. With the disk
+watermarks on, a backup is refused (507) while that volume is at its high watermark, and a copy that takes it there
+is stopped (507): the copy never pushes the store's volume towards its flood stage; a volume that fills anyway is a
+507 naming the file, what was written and the free space. The copy goes once sent, and ``.backup-staging/`` with it;
+what a server killed mid-copy left is removed when it starts again (:func:`remove_leftover_copies`) and by the next
+backup. One backup at a time: a second answers 409.
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ from server.auth.principal import ADMIN
 from server.errors import ApiError
 from server.responses import ClosingStreamingResponse
 from server.services import Services, services_of
+from server.volumes import Stage, Volumes
 from tams_analytics import __version__
 from tams_analytics.backup.repository import local_files
-from tams_analytics.backup.snapshot import snapshot_niced
+from tams_analytics.backup.snapshot import folder_bytes, snapshot_niced
 from tams_analytics.backup.transfer import ADMIN_BACKUP_PATH, SNAPSHOT_MEMBER, SnapshotInfo, tar_chunks
+from tams_analytics.display import mib
+from tams_analytics.exceptions import InsufficientStorageError
 
-__all__ = ["router"]
+__all__ = ["STAGING", "BackupStopped", "remove_leftover_copies", "router"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,12 +96,12 @@ async def make_backup(request: Request) -> Response:
     if state.busy:
         raise ApiError(409, "a backup of this store is being made: try again when it is done")
     state.copying = True
-    staging = services.settings.data_dir / STAGING
+    staging = (services.settings.data_dir / STAGING).absolute()
     folder = staging / uuid.uuid4().hex
     try:
         info = await run_in_threadpool(_copy, services, staging, folder)
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        _remove(folder)
         raise
     finally:
         state.copying = False
@@ -107,7 +115,7 @@ async def make_backup(request: Request) -> Response:
     )
     body = _send(folder, names, state)
     state.sending = weakref.ref(body)
-    weakref.finalize(body, shutil.rmtree, folder, True)  # sent, abandoned or never begun: the copy goes
+    weakref.finalize(body, _remove, folder)  # sent, abandoned or never begun: the copy goes
     return ClosingStreamingResponse(
         body,
         media_type="application/x-tar",
@@ -116,10 +124,22 @@ async def make_backup(request: Request) -> Response:
 
 
 def _copy(services: Services, staging: Path, folder: Path) -> SnapshotInfo:
-    """Remove what earlier backups left, copy the store into ``folder`` and describe the copy beside it."""
+    """Remove what earlier backups left, copy the store into ``folder`` (refused, or stopped, at the high watermark of
+    its volume) and describe the copy beside it."""
     shutil.rmtree(staging, ignore_errors=True)
+    volumes = services.volumes
+    if volumes is not None and (refused := _at_high_watermark(volumes, staging, None)) is not None:
+        raise refused
     folder.mkdir(parents=True)
-    snap = snapshot_niced(services.catalog.engine, folder, nice=services.settings.backup_nice)
+    watch = None if volumes is None else (lambda: _at_high_watermark(volumes, staging, folder))
+    try:
+        snap = snapshot_niced(services.catalog.engine, folder, nice=services.settings.backup_nice, watch=watch)
+    except BackupStopped:
+        raise
+    except InsufficientStorageError as exc:  # the volume filled anyway (the watermarks are off, or another writer)
+        raise InsufficientStorageError(f"the backup failed: {exc}; {_needs(staging)}") from None
+    if volumes is not None and (past := _at_high_watermark(volumes, staging, folder)) is not None:
+        raise past  # it finished between two looks, past the high watermark: not kept there while it is sent
     info = SnapshotInfo(
         store=snap.store,
         engine=services.catalog.engine.name,
@@ -133,6 +153,47 @@ def _copy(services: Services, staging: Path, folder: Path) -> SnapshotInfo:
     return info
 
 
+class BackupStopped(InsufficientStorageError):
+    """A backup refused, or stopped, at the high watermark of its copy's volume (507)."""
+
+
+def _needs(staging: Path) -> str:
+    """What a backup through the server needs, and the other way."""
+    return (
+        f"the server writes the whole copy to {staging} before it sends it, about as much as a backup holds: free "
+        "that much on that volume, or stop the server and back the store up directly (tams-analytics backup --store "
+        "URL writes to the repository only)"
+    )
+
+
+def _at_high_watermark(volumes: Volumes, staging: Path, folder: Path | None) -> BackupStopped | None:
+    """The refusal of a backup (``folder`` None: before its copy; else while it is copied into ``folder``) when the
+    volume of ``staging`` is at its high watermark, or beyond; None when it is not."""
+    reading = volumes.reading(staging, "backup copies")
+    if reading.stage < Stage.HIGH:
+        return None
+    what = "refused" if folder is None else f"stopped with {mib(folder_bytes(folder))} of its copy written"
+    return BackupStopped(
+        f"a backup {what}: {reading.describe(volumes.flood)} ({reading.stage.state.replace('_', ' ')}), and backups "
+        f"are refused from the high watermark ({volumes.high}) on; {_needs(staging)}"
+    )
+
+
+def _remove(folder: Path) -> None:
+    """Remove a copy's folder, and the staging folder once it holds no other."""
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):  # another backup's copy is there (or it is gone already)
+        folder.parent.rmdir()
+
+
+def remove_leftover_copies(data_dir: Path) -> None:
+    """Remove the copies a server stopped mid-backup left under ``data_dir`` (called as the server starts)."""
+    staging = data_dir / STAGING
+    if staging.exists():
+        logger.info("backup: removing what an earlier backup left in %s (%s)", staging, mib(folder_bytes(staging)))
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 async def _send(folder: Path, names: list[str], state: _OneAtATime) -> AsyncIterator[bytes]:
     """The tar of ``folder``'s files, each chunk read in a worker thread; the copy goes once sent (or abandoned:
     then also when the generator is dropped, see :class:`_OneAtATime`)."""
@@ -144,4 +205,4 @@ async def _send(folder: Path, names: list[str], state: _OneAtATime) -> AsyncIter
         state.sending = None  # first: an await below may be cancelled (a client gone mid-copy)
         with contextlib.suppress(ValueError):  # still being read in a worker thread: it ends with the folder
             chunks.close()
-        await asyncio.to_thread(shutil.rmtree, folder, True)
+        await asyncio.to_thread(_remove, folder)

@@ -18,7 +18,7 @@ import httpx
 from tams_analytics.backup.transfer import ADMIN_BACKUP_PATH, SNAPSHOT_MEMBER, IterStream, SnapshotInfo, untar
 from tams_analytics.engines import redacted
 from tams_analytics.engines.tams_http.auth import auth_from
-from tams_analytics.exceptions import TamsError
+from tams_analytics.exceptions import InsufficientStorageError, TamsError
 
 __all__ = ["server_snapshot"]
 
@@ -78,4 +78,6 @@ def _refused(server: str, response: httpx.Response) -> TamsError:
         return TamsError(f"the server at {server} refused: {said} (a backup needs the admin scope)")
     if status == 404:
         return TamsError(f"the server at {server} makes no backups (404): is it a tams-analytics server, and as new?")
+    if status == 507:  # its volume is short of the copy: the summary names the folder and the free space
+        return InsufficientStorageError(f"the server at {server} could not make the backup: {said}")
     return TamsError(f"the server at {server} could not make the backup: {status} {said}")

@@ -177,8 +177,13 @@ def _refuse_held(path: Path) -> None:
     try:
         with explain_held_store(str(path)):
             duckdb.connect(str(path), read_only=True).close()
-    except StoreInUseError:
-        raise
+    except StoreInUseError as exc:
+        holder = f"the TAMS server at {exc.url} (PID {exc.pid})" if exc.url else f"another process (PID {exc.pid})"
+        raise StoreInUseError(
+            f"{path} is in use by {holder}: stop it first, then restore (a store in use is never restored over)",
+            pid=exc.pid,
+            url=exc.url,
+        ) from None
     except duckdb.Error as exc:
         logger.info("the store %s does not open (%s): it is replaced", path, exc)
 

@@ -27,22 +27,37 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
-from urllib.parse import urlunsplit
+from urllib.parse import urlsplit, urlunsplit
+
+import duckdb
 
 from tams_analytics.clock import utcnow
+from tams_analytics.display import mib
 from tams_analytics.engines import redacted
 from tams_analytics.engines.base import Engine
 from tams_analytics.engines.decorator import EngineDecorator
 from tams_analytics.engines.duckdb import Engine as DuckDBEngine
+from tams_analytics.engines.duckdb.faults import store_fault
 from tams_analytics.engines.sql import quote
-from tams_analytics.exceptions import UnsupportedError
+from tams_analytics.exceptions import InsufficientStorageError, UnsupportedError
 from tams_analytics.schema import TABLES
 
-__all__ = ["FILE_SIZE", "NICE", "Snapshot", "duckdb_engine", "snapshot_duckdb", "snapshot_niced"]
+__all__ = [
+    "FILE_SIZE",
+    "NICE",
+    "WATCH_S",
+    "CopyGuard",
+    "Snapshot",
+    "duckdb_engine",
+    "folder_bytes",
+    "snapshot_duckdb",
+    "snapshot_niced",
+    "store_name",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +71,8 @@ logger = logging.getLogger(__name__)
 NICE: Final = 10
 #: a table's Parquet files are cut at about this size (DuckDB's ``FILE_SIZE_BYTES``): no file of many GB
 FILE_SIZE: Final = "1GB"
+#: how often :func:`snapshot_niced` asks its ``watch`` whether the copy must stop, in seconds
+WATCH_S: Final = 0.05
 
 
 @dataclass(frozen=True)
@@ -69,6 +86,62 @@ class Snapshot:
     store: str = ""
 
 
+def store_name(url: str) -> str:
+    """A store's URL as a backup records it: without credentials, and a DuckDB file by its absolute path (a relative
+    one names another file from another folder).
+
+    >>> store_name("vast://key:secret@10.0.0.1:8070/media/tams"), store_name("duckdb:///srv/tams.duckdb")
+    ('vast://10.0.0.1:8070/media/tams', 'duckdb:///srv/tams.duckdb')
+    >>> from urllib.parse import urlsplit
+    >>> store_name(urlunsplit(urlsplit("duckdb:///srv/tams.duckdb")))  # an engine's URL, put back together
+    'duckdb:///srv/tams.duckdb'
+    >>> store_name("duckdb://./tams-data/tams.duckdb") == f"duckdb://{os.getcwd()}/tams-data/tams.duckdb"
+    True
+    """
+    parts = urlsplit(url)
+    path = f"{parts.netloc}{parts.path}"
+    if parts.scheme.lower() != "duckdb" or not path:
+        return redacted(url)
+    query = f"?{parts.query}" if parts.query else ""
+    absolute = "/" + os.path.abspath(path).lstrip("/")  # duckdb:////abs (four slashes) is /abs too
+    return f"{parts.scheme}://{absolute}{query}"
+
+
+def folder_bytes(folder: Path) -> int:
+    """The bytes of the files under ``folder`` (0 when it is gone)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except OSError:  # removed meanwhile
+                pass
+    return total
+
+
+class CopyGuard:
+    """Stops a copy under way from another thread: :meth:`stop` interrupts its DuckDB connection, and the copy then
+    raises the reason given (a :class:`~tams_analytics.exceptions.InsufficientStorageError`, say)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connection: duckdb.DuckDBPyConnection | None = None
+        self.reason: BaseException | None = None
+
+    def bind(self, connection: duckdb.DuckDBPyConnection | None) -> None:
+        with self._lock:
+            self._connection = connection
+            if connection is not None and self.reason is not None:
+                connection.interrupt()
+
+    def stop(self, reason: BaseException) -> None:
+        with self._lock:
+            if self.reason is None:
+                self.reason = reason
+            if self._connection is not None:
+                self._connection.interrupt()
+
+
 def duckdb_engine(engine: Engine) -> DuckDBEngine:
     """The DuckDB engine under ``engine``'s decorators (the read cache, statement timings)."""
     inner = engine
@@ -79,11 +152,15 @@ def duckdb_engine(engine: Engine) -> DuckDBEngine:
     return inner
 
 
-def snapshot_duckdb(engine: Engine, folder: Path, tables: Sequence[str] = TABLES) -> Snapshot:
+def snapshot_duckdb(
+    engine: Engine, folder: Path, tables: Sequence[str] = TABLES, *, guard: CopyGuard | None = None
+) -> Snapshot:
     """Write ``tables`` of the DuckDB store under ``engine`` to ``folder/<table>/data_<n>.parquet``, all as of
     one instant, while the engine's own connections go on writing (see the module docstring).
 
-    ``folder`` must not hold those tables' folders yet.
+    ``folder`` must not hold those tables' folders yet. A full volume under it stops the copy with an
+    :class:`~tams_analytics.exceptions.InsufficientStorageError` naming the folder, what the copy had written and the
+    volume's free space; ``guard`` may stop it from another thread (:class:`CopyGuard`).
 
     >>> import tempfile, tams_analytics as ta
     >>> out = tempfile.TemporaryDirectory()
@@ -99,6 +176,8 @@ def snapshot_duckdb(engine: Engine, folder: Path, tables: Sequence[str] = TABLES
     connection = duck.connection()
     started = time.perf_counter()
     rows: dict[str, int] = {}
+    if guard is not None:
+        guard.bind(connection)
     try:
         connection.execute("BEGIN TRANSACTION")
         created = utcnow()  # the snapshot is taken at the first read below
@@ -108,19 +187,57 @@ def snapshot_duckdb(engine: Engine, folder: Path, tables: Sequence[str] = TABLES
             found = connection.execute(f"COPY {quote(name)} TO {target} ({options})").fetchall()
             rows[name] = int(found[0][0]) if found else 0
         connection.execute("COMMIT")  # it only read: nothing to write
+    except duckdb.Error as exc:
+        if guard is not None and guard.reason is not None:
+            raise guard.reason from exc
+        fault = store_fault(exc)
+        if fault is None or not fault.no_space:
+            raise
+        logger.debug("backup: the copy in %s met a full volume: %s", folder, fault.cause)
+        raise _no_space(folder, fault.file) from None  # said whole: the file, what was written, the free space
     finally:
+        if guard is not None:
+            guard.bind(None)
         connection.close()
     took = time.perf_counter() - started
     logger.info("snapshot of %s rows of %s tables in %.2f s", sum(rows.values()), len(rows), took)
-    return Snapshot(created, rows, took, redacted(urlunsplit(duck.url)))
+    return Snapshot(created, rows, took, store_name(urlunsplit(duck.url)))
 
 
-def snapshot_niced(engine: Engine, folder: Path, tables: Sequence[str] = TABLES, nice: int = NICE) -> Snapshot:
+def _no_space(folder: Path, file: str | None) -> InsufficientStorageError:
+    where = folder.absolute()
+    st = os.statvfs(_existing(where))
+    free, total = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+    met = os.path.abspath(file) if file else where
+    return InsufficientStorageError(
+        f"no space left on device writing {met}: the copy in {where} had {mib(folder_bytes(folder))} written, and "
+        f"the volume has {mib(free)} free of {mib(total)}"
+    )
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def snapshot_niced(
+    engine: Engine,
+    folder: Path,
+    tables: Sequence[str] = TABLES,
+    nice: int = NICE,
+    *,
+    watch: Callable[[], BaseException | None] | None = None,
+) -> Snapshot:
     """:func:`snapshot_duckdb` in a thread of its own whose CPU priority is ``nice`` lower (DuckDB runs a copy on
     the calling thread at one thread, the server's setting), so a busy server's writer is slowed least; waits for
-    it. A thread's priority cannot be raised again without privileges, hence a new thread, not a pooled one."""
+    it. A thread's priority cannot be raised again without privileges, hence a new thread, not a pooled one.
+
+    ``watch`` is asked every :data:`WATCH_S` while the copy runs; the first exception it returns stops the copy,
+    which raises it (a server stops a copy that takes its volume to the high watermark)."""
     result: list[Snapshot] = []
     failure: list[BaseException] = []
+    guard = CopyGuard()
 
     def copy() -> None:
         if nice and hasattr(os, "setpriority"):
@@ -129,13 +246,17 @@ def snapshot_niced(engine: Engine, folder: Path, tables: Sequence[str] = TABLES,
             except OSError as exc:  # not allowed here: copy at the same priority
                 logger.debug("backup: priority not lowered: %s", exc)
         try:
-            result.append(snapshot_duckdb(engine, folder, tables))
+            result.append(snapshot_duckdb(engine, folder, tables, guard=guard))
         except BaseException as exc:
             failure.append(exc)
 
     thread = threading.Thread(target=copy, name="tams-backup", daemon=True)
     thread.start()
-    thread.join()
+    while thread.is_alive():
+        thread.join(WATCH_S if watch is not None else None)
+        reason = watch() if watch is not None and thread.is_alive() else None
+        if reason is not None:
+            guard.stop(reason)
     if failure:
         raise failure[0]
     return result[0]

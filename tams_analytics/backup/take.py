@@ -30,12 +30,13 @@ from tams_analytics.backup.manifest import Manifest, TableEntry, columns_of
 from tams_analytics.backup.reader import table_files
 from tams_analytics.backup.remote import server_snapshot
 from tams_analytics.backup.repository import BackupRef, Repository
-from tams_analytics.backup.snapshot import Snapshot, duckdb_engine, snapshot_duckdb
+from tams_analytics.backup.snapshot import Snapshot, duckdb_engine, snapshot_duckdb, store_name
 from tams_analytics.clock import utcnow
+from tams_analytics.display import mib
 from tams_analytics.engines import open_engine, redacted
 from tams_analytics.engines.base import Engine
 from tams_analytics.engines.duckdb.held import StoreInUseError
-from tams_analytics.exceptions import TamsError, UnsupportedError
+from tams_analytics.exceptions import InsufficientStorageError, TamsError, UnsupportedError
 from tams_analytics.export.destinations import S3Options
 from tams_analytics.schema import TABLES
 
@@ -126,7 +127,7 @@ def _copy(store: str | None, server: str | None, folder: Path) -> _Copy:
     if store is None:
         said = "no store: give --store URL or --server URL"
         raise TamsError("no store: give the store's URL or the server's", cli=said)
-    shown = redacted(store)
+    shown = store_name(store)
     if urlsplit(store).scheme.lower() == "duckdb":
         try:
             engine = open_engine(store, read_only=True)
@@ -177,8 +178,8 @@ def backup_engine(
     engine: Engine, to: str, *, store: str | None = None, keep: int | None = None, **s3: Unpack[S3Options]
 ) -> BackupResult:
     """:func:`backup_store` of the store an engine this process opened holds (``store``: its name in the manifest,
-    without credentials; default: the engine's URL, redacted)."""
-    shown = store or redacted(urlunsplit(engine.url))
+    without credentials; default: the engine's URL, redacted, a DuckDB file by its absolute path)."""
+    shown = store or store_name(urlunsplit(engine.url))
     return _backup(Repository.open(to, **s3), lambda folder: _copy_engine(engine, folder, shown), keep)
 
 
@@ -204,15 +205,28 @@ def _backup(repo: Repository, copy: Callable[[Path], _Copy], keep: int | None) -
                 object_grace_s=made.object_grace_s,
             )
             manifest = repo.publish(backup_id, staged, manifest)
-        except BaseException:
+        except BaseException as exc:
             if repo.local:  # a backup that failed leaves no folder behind (on S3: an unfinished one, expire removes it)
                 shutil.rmtree(staged, ignore_errors=True)
+            if isinstance(exc, InsufficientStorageError):
+                raise InsufficientStorageError(f"{exc}{_newest_size(repo)}") from exc
             raise
     took = time.perf_counter() - started
     expired = repo.expire(keep) if keep else []
     location = f"{repo.url}/{backup_id}"
     logger.info("backup %s: %s rows, %s bytes in %.1f s", location, manifest.rows, manifest.size_bytes, took)
     return BackupResult(manifest, location, took, expired)
+
+
+def _newest_size(repo: Repository) -> str:
+    """How large the newest complete backup of ``repo`` is, in words: about what a copy needs ("" when none is)."""
+    try:
+        newest = next((b for b in reversed(repo.backups()) if b.manifest is not None), None)
+    except TamsError:
+        return ""
+    if newest is None or newest.manifest is None:
+        return ""
+    return f" (the newest backup in {repo.url}, {newest.id}, holds {mib(newest.manifest.size_bytes)})"
 
 
 def _tables(folder: Path, rows: dict[str, int]) -> dict[str, TableEntry]:

@@ -5,8 +5,9 @@ through the entry point group ``tams_analytics.commands`` (the server's ``serve`
 ``bench``): each is a module with ``add_parser(subparsers)`` and ``run(args) -> int``.
 
 Exit codes: 0 success, 1 findings (integrity; report coverage: gaps; download: objects missing; doctor: a
-property missing; verify: a backup's check failed; restore: the backup is damaged), 2 usage or connection errors,
-each said in one line, 3 integrity found nothing but skipped checks (partial).
+property missing; verify: a backup's check failed; restore: the backup is damaged), 2 usage, configuration or
+connection errors and I/O failures (a full disk: the path and the volume's free space), each said in one line, 3
+integrity found nothing but skipped checks (partial).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from importlib.metadata import entry_points
 from types import ModuleType
 
 from tams_analytics.cli.common import EXIT_OK, EXIT_USAGE, HelpFormatter, Parser
-from tams_analytics.exceptions import TamsError, said_on_cli
+from tams_analytics.cli.faults import said_of
 
 #: the library's own command modules
 COMMANDS = (
@@ -68,8 +69,8 @@ examples:
 
 exit codes: 0 success; 1 findings (integrity; report coverage: gaps; download: objects missing; doctor: a
 property missing; verify: a check failed; restore: the backup is damaged); 2 usage, configuration or connection
-errors, said in one line; 3 integrity found nothing among the checks it ran but skipped some (partial: the store is
-not known to be clean).
+errors and I/O failures (a full disk: the path and the free space of its volume), said in one line; 3 integrity
+found nothing among the checks it ran but skipped some (partial: the store is not known to be clean).
 Run "tams-analytics COMMAND --help" for a command's options."""
 
 
@@ -89,20 +90,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.verbose == 0:
+        # a DuckDB store's fault (a failed commit on a full volume) and its recovery are logged for a server's log; a
+        # command that meets one stops, and says it in its one line below (-v shows them)
+        logging.getLogger("tams_analytics.engines.duckdb").setLevel(logging.CRITICAL)
+    name = getattr(args, "said_as", None) or f"tams-analytics {args.command}"
     try:
         return int(args.run(args) or 0)
-    except TamsError as exc:
-        print(f"tams-analytics {args.command}: {said_on_cli(exc)}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as other commands do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except OSError as exc:  # a path that is not a directory, a disk that is full, ...: said in words
-        if not exc.strerror:
+    except Exception as exc:  # the library's errors and every I/O failure (a full disk, ...): one line, exit 2
+        line = said_of(exc)
+        if line is None:
             raise
-        print(f"tams-analytics {args.command}: {said_on_cli(exc)}", file=sys.stderr)
+        print(f"{name}: {line}", file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -4,29 +4,25 @@ retention.
 A DuckDB store a running server holds is copied by that server, at one point in time, while it goes on writing:
 the command finds the server's URL beside the store (``<store>.server.json``) or takes ``--server URL``, and
 sends the API's credentials (``TAMS_HTTP_TOKEN``, or ``TAMS_HTTP_USERNAME``/``TAMS_HTTP_PASSWORD``; with JWTs the
-``admin`` scope). A store nobody holds is copied directly. Each backup is a folder of the repository (a directory
-or ``s3://bucket/prefix``) named by its UTC time, with the tables as Parquet and ``backup.json`` (counts, columns,
-a SHA-256 per file). ``--keep N`` then removes all but the N newest backups.
+``admin`` scope); the server writes the whole copy under ``<data dir>/.backup-staging/`` before it sends it, so the
+store's volume needs about the size of a backup free beyond its high watermark (else 507, said in one line). A store
+nobody holds (even one whose server crashed, leaving its URL beside it) is copied directly. Each backup is a folder
+of the repository (a directory or ``s3://bucket/prefix``) named by its UTC time, with the tables as Parquet and
+``backup.json`` (counts, columns, a SHA-256 per file). ``--keep N`` then removes all but the N newest backups.
 
-Exit codes: 0 done; 2 usage, configuration or connection errors (said in one line).
+Exit codes: 0 done; 2 usage, configuration, connection or I/O errors (a full disk: the file and its volume's free
+space), said in one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-from tams_analytics.cli.common import (
-    EXIT_OK,
-    EXIT_USAGE,
-    HelpFormatter,
-    add_s3_options,
-    add_store_option,
-)
+from tams_analytics.cli.common import EXIT_OK, HelpFormatter, add_s3_options, add_store_option
 from tams_analytics.cli.output import clock, mib
-from tams_analytics.exceptions import TamsError, said_on_cli
+from tams_analytics.exceptions import TamsError
 
 #: what ``--to`` takes
 REPO_HELP = "the backup repository: a directory or s3://bucket/prefix"
@@ -71,7 +67,7 @@ def add_parser(sub: Any) -> None:
     expire.add_argument("--keep", type=int, metavar="N", dest="expire_keep", required=True, help="backups to keep")
     expire.add_argument("--format", choices=("table", "json"), dest="expire_format", help="output: lines, or JSON")
     add_s3_options(expire)
-    expire.set_defaults(run=run, action="expire")
+    expire.set_defaults(run=run, action="expire", said_as="tams-analytics backup expire")
 
 
 def _s3(args: argparse.Namespace) -> dict[str, Any]:
@@ -79,12 +75,7 @@ def _s3(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    name = "tams-analytics backup" + (" expire" if args.action == "expire" else "")
-    try:
-        return _expire(args) if args.action == "expire" else _backup(args)
-    except TamsError as exc:
-        print(f"{name}: {said_on_cli(exc)}", file=sys.stderr)
-        return EXIT_USAGE
+    return _expire(args) if args.action == "expire" else _backup(args)
 
 
 def _backup(args: argparse.Namespace) -> int:

@@ -9,7 +9,8 @@ again with the same arguments, and the result equals a copy never interrupted. A
 is refused unless ``--force``, which empties it first. Progress: a bar on a terminal, else a line on stderr
 every few seconds.
 
-Exit codes: 0 copied; 2 usage, configuration or connection errors (said in one line).
+Exit codes: 0 copied; 2 usage, configuration, connection or I/O errors (a full disk: the copy continues when run
+again), said in one line.
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from tams_analytics.cli.common import EXIT_OK, EXIT_USAGE, HelpFormatter, add_s3_options
+from tams_analytics.cli.common import EXIT_OK, HelpFormatter, add_s3_options
 from tams_analytics.cli.output import clock, progress_for
-from tams_analytics.exceptions import TamsError, said_on_cli
+from tams_analytics.exceptions import TamsError
 
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
@@ -81,23 +81,18 @@ def run(args: argparse.Namespace) -> int:
     from tams_analytics.catalog import connect
     from tams_analytics.engines import redacted
 
-    name = "tams-analytics copy"
-    try:
-        if not _is_store_url(args.target):
-            raise TamsError(f"--to {args.target!r} names no store: duckdb:///PATH, vast://..., ...")
-        with _source(args) as (source, shown), connect(args.target, create=True) as target:
-            summary = copy_store(
-                source,
-                target,
-                force=args.force,
-                batch_rows=args.batch_rows,
-                progress=progress_for("copy", args.no_progress),
-                source_name=shown,
-                target_name=redacted(args.target),
-            )
-    except (TamsError, OSError) as exc:
-        print(f"{name}: {said_on_cli(exc)}", file=sys.stderr)
-        return EXIT_USAGE
+    if not _is_store_url(args.target):
+        raise TamsError(f"--to {args.target!r} names no store: duckdb:///PATH, vast://..., ...")
+    with _source(args) as (source, shown), connect(args.target, create=True) as target:
+        summary = copy_store(
+            source,
+            target,
+            force=args.force,
+            batch_rows=args.batch_rows,
+            progress=progress_for("copy", args.no_progress),
+            source_name=shown,
+            target_name=redacted(args.target),
+        )
     if args.format == "json":
         print(json.dumps(summary.to_json(), indent=2))
         return EXIT_OK

@@ -25,7 +25,7 @@ from typing import IO, Any, Final
 
 import pyarrow as pa
 
-from tams_analytics.display import plural
+from tams_analytics.display import mib, plural
 from tams_analytics.filters import FORMATS
 
 __all__ = ["FORMATS_OUT", "WIDTH", "clock", "emit", "format_table", "mib", "progress_for", "records"]
@@ -203,12 +203,3 @@ def progress_for(command: str, off: bool = False) -> bool | Callable[[str], None
     if sys.stderr.isatty():
         return True
     return lambda line: print(f"tams-analytics {command}: {line}", file=sys.stderr, flush=True)
-
-
-def mib(size: int) -> str:
-    """A size in bytes as people read it in one line.
-
-    >>> mib(512), mib(3 * 2**20 + 2**19), mib(5 * 2**30)
-    ('512 bytes', '3.5 MiB', '5,120.0 MiB')
-    """
-    return f"{size:,} bytes" if size < 2**20 else f"{size / 2**20:,.1f} MiB"

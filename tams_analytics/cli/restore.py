@@ -9,8 +9,8 @@ restore cut short continues where it stopped when run again. A store that exists
 which keeps it beside as ``<store>.before-restore``; a store a running server holds is always refused (stop the
 server first). Other engines (VAST) are filled in place (emptied first with ``--force``).
 
-Exit codes: 0 restored; 1 the backup is damaged (nothing restored; ``verify`` says more); 2 usage, configuration
-or connection errors.
+Exit codes: 0 restored; 1 the backup is damaged (nothing restored; ``verify`` says more); 2 usage, configuration,
+connection or I/O errors (a full disk: the restore continues when run again), said in one line.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ import json
 import sys
 from typing import Any
 
-from tams_analytics.cli.common import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, HelpFormatter, add_s3_options
+from tams_analytics.cli.common import EXIT_FINDINGS, EXIT_OK, HelpFormatter, add_s3_options
 from tams_analytics.cli.output import clock, progress_for
-from tams_analytics.exceptions import TamsError, said_on_cli
 
 
 def add_parser(sub: Any) -> None:
@@ -57,7 +56,6 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from tams_analytics.backup import BackupDamagedError, restore_backup
 
-    name = "tams-analytics restore"
     try:
         result = restore_backup(
             args.source,
@@ -69,11 +67,8 @@ def run(args: argparse.Namespace) -> int:
             region=args.s3_region,
         )
     except BackupDamagedError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
+        print(f"tams-analytics restore: {exc}", file=sys.stderr)
         return EXIT_FINDINGS
-    except (TamsError, OSError) as exc:
-        print(f"{name}: {said_on_cli(exc)}", file=sys.stderr)
-        return EXIT_USAGE
     if args.format == "json":
         print(json.dumps(result.to_json(), indent=2))
         return EXIT_OK

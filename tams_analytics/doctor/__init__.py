@@ -7,7 +7,7 @@ nothing else runs and the exit code is 2.
 
 * ``connectivity``: the store opens with these credentials and answers a query (over a TAMS API: the API
   root, ``/service`` and a page of ``/flows`` answer); a DuckDB store a server holds is said to be so, with
-  the way to check it (through that server's API);
+  the ways to check it (what the server answers through its API; the file's tables once it is stopped);
 * ``tables``: every table of :mod:`tams_analytics.schema` exists with its columns and, where the engine
   has sorting keys (VAST), the key of :data:`~tams_analytics.schema.SORT_KEYS` (skipped over an API: its
   server keeps the tables);
@@ -117,17 +117,20 @@ def _cannot_open(url: str, exc: Exception) -> Check:
 
     if not isinstance(exc, StoreInUseError):
         return Check("connectivity", FAIL, f"cannot open {redacted(url)}: {_one_line(exc)}", UNREACHABLE)
+    file = redacted(url)
+    tables = f"its tables are checked on the file once the server is stopped: stop it, run doctor --store {file}"
     if exc.url is not None:
         detail = f"the store is held by the TAMS server at {exc.url} (PID {exc.pid}): it cannot be opened beside it"
         meaning = (
-            f"check it through the server: tams-analytics doctor --store tams+{exc.url.rstrip('/')} "
-            f"({WITH_CREDENTIALS}; or stop the server and run doctor on the file)"
+            f"what the server answers is checked through it: tams-analytics doctor --store tams+{exc.url.rstrip('/')} "
+            f"(connectivity and query shapes, {WITH_CREDENTIALS}); {tables}, and start it again"
         )
     else:
         detail = f"the store is held by another process (PID {exc.pid}): it cannot be opened beside it"
         meaning = (
-            "if that process is a TAMS server, check the store through it (tams-analytics doctor --store "
-            f"tams+http://HOST:PORT, {WITH_CREDENTIALS}); else stop it and run doctor again"
+            "if that process is a TAMS server, what it answers is checked through it (tams-analytics doctor --store "
+            f"tams+http://HOST:PORT, {WITH_CREDENTIALS}) and {tables.replace('the server', 'it')}; else stop that "
+            "process and run doctor again"
         )
     return Check("connectivity", FAIL, detail, meaning)
 
@@ -145,8 +148,12 @@ def run_checks(engine: Engine, started: float | None = None) -> Iterator[Check]:
         yield check(engine)
 
 
-#: why the store-side checks do not apply to an engine that reads an API
-THROUGH_API = "the server keeps the store: run doctor on the store URL it serves"
+#: why the store-side checks do not apply to an engine that reads an API, and where they run instead
+THROUGH_API = (
+    "the server keeps the store: check the store itself, a VAST or Trino store by its URL while the server runs "
+    "(doctor --store vast://...), a DuckDB file once the server is stopped (one process opens it at a time: stop the "
+    "server, run doctor --store duckdb:///PATH, start it again)"
+)
 
 
 # -- tables -----------------------------------------------------------------------------------------------

@@ -218,7 +218,10 @@ def export_catalog(
             }
         _write_manifest(dest, catalog, manifest, flow_bucket_chars)
     except OSError as exc:
-        raise TamsError(f"cannot write to {dest.url}: {said_on_cli(exc)}") from exc
+        said = said_on_cli(exc)
+        if exc.filename is None and dest.s3 is None:  # pyarrow names no file: the folder is on the volume it met
+            exc.filename = dest.root
+        raise TamsError(f"cannot write to {dest.url}: {said}") from exc
     finally:
         bar.close()
     summary.seconds = time.perf_counter() - t0

@@ -10,6 +10,8 @@
   passes a good backup with exit 0; no backup at all is exit 2.
 * ``restore`` refuses a damaged backup with exit 1 writing nothing, an existing store without ``--force``, and a
   store another process holds, each in one line.
+* What the pages say is what the commands do: the JSON fields of ``backup``, ``backup expire``, ``restore``,
+  ``copy`` and ``verify`` (``docs/jobs/output.md``) and the checks ``verify`` runs (the runbook).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -114,6 +117,21 @@ def test_the_runbook_expires_all_but_the_newest_backups(tmp_path: Path, capsys: 
         said = sh.run(command).stdout
     assert said.splitlines()[:2] == [f"removed backup {made[0]} (complete)", f"removed backup {made[1]} (complete)"]
     assert [b.id for b in Repository.open(str(repo)).backups()] == made[2:]
+
+
+def test_a_backup_records_the_absolute_url_of_a_store_named_relatively(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``duckdb://./tams-data/tams.duckdb`` names another file from another folder: the manifest names the file."""
+    (tmp_path / "tams-data").mkdir()
+    _store(tmp_path / "tams-data" / "tams.duckdb", 50)
+    monkeypatch.chdir(tmp_path)
+    args = ["backup", "--store", "duckdb://./tams-data/tams.duckdb", "--to", "backups", "--format", "json"]
+    assert main(args) == 0
+    done = _json(capsys)
+    absolute = f"duckdb://{tmp_path / 'tams-data' / 'tams.duckdb'}"
+    assert done["store"] == absolute and done["method"] == "direct"
+    assert json.loads((tmp_path / "backups" / done["backup"] / MANIFEST).read_text())["store"] == absolute
 
 
 # -- verify --------------------------------------------------------------------------------------------------
@@ -273,7 +291,8 @@ def test_restore_refuses_an_existing_store_without_force_and_a_held_store_always
         assert holder.stdout is not None and holder.stdout.readline().strip() == "1"
         assert main([*args, "--force"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and f"is in use by another process (PID {holder.pid}" in err[0]
+        assert len(err) == 1 and f"{target} is in use by another process (PID {holder.pid}" in err[0]
+        assert "stop it first, then restore" in err[0] and "through the server's API" not in err[0], err
     finally:
         holder.kill()
         holder.wait(timeout=30)
@@ -300,3 +319,54 @@ def test_a_backup_made_before_a_table_existed_verifies_and_restores(
     assert main(["restore", "--from", str(copy), "--store", f"duckdb:///{target}"]) == 0
     with ta.connect(f"duckdb:///{target}", read_only=True) as restored:
         assert restored.count("webhook_events") == 0 and restored.count("segments") == 300
+
+
+# -- the pages say what the commands do -------------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _documented_fields() -> dict[str, set[str]]:
+    """The JSON fields ``docs/jobs/output.md`` lists, by command (a row without a command continues the last)."""
+    text = (ROOT / "docs/jobs/output.md").read_text()
+    table = text[text.index("## JSON of backup, restore, copy and verify") :]
+    fields: dict[str, set[str]] = defaultdict(set)
+    command = ""
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or len(cells) != 3 or cells[1] in ("field", "---"):
+            continue
+        command = cells[0].strip("`") or command
+        fields[command] |= set(re.findall(r"`([a-z_]+)`", cells[1]))
+    return dict(fields)
+
+
+def test_the_json_of_each_command_has_the_fields_the_output_page_lists(
+    good_backup: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = f"duckdb:///{tmp_path / 'restored.duckdb'}"
+    runs = {
+        "backup": ["backup", "--store", _store(tmp_path / "tams.duckdb", 50), "--to", str(tmp_path / "b")],
+        "backup expire": ["backup", "expire", "--to", str(tmp_path / "b"), "--keep", "1"],
+        "restore": ["restore", "--from", str(good_backup), "--store", store, "--no-progress"],
+        "copy": ["copy", "--from", str(good_backup), "--to", f"duckdb:///{tmp_path / 'copied.duckdb'}"],
+        "verify": ["verify", "--from", str(good_backup)],
+    }
+    documented = _documented_fields()
+    assert set(documented) == set(runs)
+    for command, args in runs.items():
+        assert main([*args, "--format", "json", *(["--no-progress"] if command == "copy" else [])]) == 0, command
+        assert set(_json(capsys)) == documented[command], command
+
+
+def test_the_runbook_lists_the_checks_verify_runs(good_backup: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (ROOT / "docs/operators/backup-and-restore.md").read_text()
+    said = text[text.index("It takes the newest backup of the repository") : text.index("Exit code 0 when")]
+    assert main(["verify", "--from", str(good_backup), "--format", "json"]) == 0
+    run = {c["check"] for c in _json(capsys)["checks"]}
+    (good_backup / "segments" / "data_9.parquet").write_bytes(b"x")  # damaged: the integrity checks are one, skipped
+    try:
+        assert main(["verify", "--from", str(good_backup), "--format", "json"]) == 1
+    finally:
+        (good_backup / "segments" / "data_9.parquet").unlink()
+    run |= {c["check"] for c in _json(capsys)["checks"]}
+    assert set(re.findall(r"`([a-z_]+)`", said)) == run

@@ -6,6 +6,13 @@ instant and exactly their objects (a registration's segment and object rows are 
 table by table would tear them); the writers kept committing meanwhile. The endpoint asks the API's credentials
 (401), with JWTs the ``admin`` scope (403), is not in the API reference, makes one backup at a time (409), and
 says in words that a store of another engine is backed up by its own engine.
+
+The server writes its copy under ``<data dir>/.backup-staging/`` before sending it. On a small real volume (tmpfs):
+a backup is refused (507) while that volume is at its high watermark, and stopped (507) when its copy takes the
+volume there, the store still taking writes; with the watermarks off, a volume that fills is a 507 naming the file,
+what was written and the free space; ``backup --server`` says each in one line (exit 2) with the size of the
+newest backup. Nothing is left in ``.backup-staging/`` (nor the folder itself), and what a server stopped mid-copy
+left there goes when a server starts on the data dir.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from tests.backup.stores import build_catalog_demo, rich_store
 from tests.fixtures.http import serving
 from tests.fixtures.idp import AUDIENCE, IdentityProvider
 from tests.fixtures.live import serve
+from tests.fixtures.volume import SmallVolume, small_volume
 from tests.server.conftest import video_flow
 
 #: recorders posting during the backup
@@ -288,6 +296,113 @@ def test_serve_streams_a_backup_larger_than_a_frame_part_and_stops_with_a_client
             assert client.get("/health").status_code == 200
     finally:
         server.stop()
+
+
+# -- the copy's space ------------------------------------------------------------------------------------------
+#: a volume holding the data dir of a store whose copy is about 9 MB (``_store_of_a_large_copy``)
+VOLUME_BYTES = 64 << 20
+#: free space: low at 16 MiB, high at 12 MiB (the flood stage keeps a checkpoint's 4 MiB and more anyway)
+WATERMARKS = {"disk_watermark_low": "16MiB", "disk_watermark_high": "12MiB", "disk_watermark_flood": "1MiB"}
+
+
+@pytest.fixture
+def volume(tmp_path: Path) -> Iterator[SmallVolume]:
+    with small_volume(tmp_path / "vol", VOLUME_BYTES) as mounted:
+        yield mounted
+
+
+def _staged(data: Path) -> list[str]:
+    """What ``.backup-staging`` holds (``["-"]``: it is not there)."""
+    staging = data / ".backup-staging"
+    return sorted(p.name for p in staging.rglob("*")) if staging.exists() else ["-"]
+
+
+def _segment(client: httpx.Client | TestClient, flow_id: str, second: int) -> int:
+    body = {"object_id": str(uuid.uuid4()), "timerange": f"[{second}:0_{second + 1}:0)"}
+    return client.post(f"/flows/{flow_id}/segments", json=body).status_code
+
+
+def test_a_backup_that_would_take_the_volume_past_the_high_watermark_is_refused_or_stopped(
+    volume: SmallVolume, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = volume.path / "data"
+    _store_of_a_large_copy(data)
+    repo = tmp_path / "backups"
+    settings = Settings(data_dir=data, **WATERMARKS)  # type: ignore[arg-type]
+    with serve(create_app(settings, workers=False)) as client:
+        url = str(client.base_url).rstrip("/")
+        flow = video_flow()
+        assert client.put(f"/flows/{flow['id']}", json=flow).status_code == 201
+        assert main(["backup", "--server", url, "--to", str(repo)]) == 0  # room for it: the newest backup
+        assert _staged(data) == ["-"], "neither the copy nor the staging folder is left"
+        capsys.readouterr()
+
+        volume.fill(leave=20 << 20)  # above the low watermark; the copy (9 MB) would leave 11 MiB: past the high
+        stopped = client.post(ADMIN_BACKUP_PATH)
+        assert stopped.status_code == 507 and stopped.json()["type"] == "InsufficientStorageError", stopped.text
+        summary = stopped.json()["summary"]
+        assert summary.startswith("a backup stopped with ") and "of its copy written" in summary, summary
+        assert f"{data / '.backup-staging'}" in summary and "free of 64.0 MiB" in summary, summary
+        assert "high watermark (12.0 MiB free)" in summary and "stop the server" in summary, summary
+        assert _staged(data) == ["-"] and volume.free_bytes() > 19 << 20, "the copy is removed"
+        assert _segment(client, flow["id"], 0) == 201, "the store takes writes on"
+
+        volume.free()
+        volume.fill(leave=10 << 20)  # at the high watermark: refused before anything is copied
+        refused = client.post(ADMIN_BACKUP_PATH)
+        assert refused.status_code == 507 and refused.json()["summary"].startswith("a backup refused: "), refused.text
+        assert main(["backup", "--server", url, "--to", str(repo)]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith(f"tams-analytics backup: the server at {url} could not make"), err
+        assert str(data / ".backup-staging") in err[0] and "free of 64.0 MiB" in err[0], err
+        (newest,) = [p.name for p in repo.iterdir()]
+        assert f"the newest backup in {repo}, {newest}, holds 8." in err[0], err
+        assert _segment(client, flow["id"], 1) == 201
+
+        volume.free()
+        assert client.post(ADMIN_BACKUP_PATH).status_code == 200
+    assert _staged(data) == ["-"]
+
+
+def test_a_backup_that_meets_a_full_volume_says_the_file_and_the_space(
+    volume: SmallVolume, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With the watermarks off nothing stops the copy before the volume is full: the 507 says where and how much."""
+    data = volume.path / "data"
+    _store_of_a_large_copy(data)
+    settings = Settings(data_dir=data, disk_watermarks=False)
+    with serve(create_app(settings, workers=False)) as client:
+        url = str(client.base_url).rstrip("/")
+        volume.fill(leave=4 << 20)
+        full = client.post(ADMIN_BACKUP_PATH)
+        assert full.status_code == 507 and full.json()["type"] == "InsufficientStorageError", full.text
+        summary = full.json()["summary"]
+        assert summary.startswith(f"the backup failed: no space left on device writing {data / '.backup-staging'}/")
+        assert ".parquet: the copy in " in summary and "free of 64.0 MiB" in summary, summary
+        assert _staged(data) == ["-"]
+        assert main(["backup", "--server", url, "--to", str(tmp_path / "backups")]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and "no space left on device writing" in err[0] and "free of 64.0 MiB" in err[0], err
+        assert not (tmp_path / "backups").exists() or list((tmp_path / "backups").iterdir()) == []
+
+
+def test_what_a_server_stopped_mid_copy_left_goes_when_one_starts(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    left = data / ".backup-staging" / "0123abcd" / "segments"
+    left.mkdir(parents=True)
+    (left / "data_0.parquet").write_bytes(b"\0" * 4096)
+    with TestClient(create_app(Settings(data_dir=data), workers=False)) as client:
+        assert client.get("/service").status_code == 200
+        assert _staged(data) == ["-"]
+
+
+def test_a_server_records_its_stores_absolute_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server on a relative data dir (``serve --data-dir tams-data``) names its store by its absolute path."""
+    monkeypatch.chdir(tmp_path)
+    rich_store(tmp_path / "tams-data", segments=100)
+    with serve(create_app(Settings(data_dir=Path("tams-data")), workers=False)) as client:
+        result = backup_store(str(tmp_path / "backups"), server=str(client.base_url).rstrip("/"))
+    assert result.manifest.store == f"duckdb://{tmp_path / 'tams-data' / 'tams.duckdb'}"
 
 
 @pytest.fixture

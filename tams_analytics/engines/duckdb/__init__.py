@@ -74,7 +74,13 @@ class Engine(Connections):
             config["threads"] = threads
         self._config = config
         with explain_held_store(self.path):
-            self._con, self._database = open_database(self.path, read_only=read_only, config=config)
+            try:
+                self._con, self._database = open_database(self.path, read_only=read_only, config=config)
+            except BaseException:
+                if self.created:  # a file it began to make (a full volume, say) is no store: none is left behind
+                    for leftover in (Path(self.path), Path(f"{self.path}.wal")):
+                        leftover.unlink(missing_ok=True)
+                raise
         self.read_only = read_only
         self._local = threading.local()
         self._write_lock = threading.RLock()

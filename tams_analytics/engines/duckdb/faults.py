@@ -25,7 +25,8 @@ _IO = re.compile(
     r"Failed to create checkpoint|has been invalidated|No space left on device|Disk quota exceeded|"
     r"Input/output error|Read-only file system"
 )
-_FILE = re.compile(r'file "([^"]+)"')
+#: ``file "/x"``, or ``file \"/x\"`` in the JSON document DuckDB 2's asynchronous writes put in their message
+_FILE = re.compile(r'file (\\?)"(.+?)\1"')
 #: the reasons of a full volume (ENOSPC, EDQUOT)
 _NO_SPACE = ("No space left on device", "Disk quota exceeded")
 
@@ -50,7 +51,7 @@ class StoreFault:
         found = _FILE.search(text)
         return cls(
             cause=first,
-            file=found.group(1) if found else None,
+            file=found.group(2) if found else None,
             no_space=any(reason in text for reason in _NO_SPACE),
             invalidated=isinstance(exc, duckdb.FatalException) or "invalidated" in text,
         )
