@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
-import duckdb
 import pyarrow as pa
 
 from benchmarks.measure import interleaved, median_time
 from benchmarks.stores import Store
 from tams_analytics.catalog import Catalog, connect
 from tams_analytics.compat import arrow_table
+from tams_analytics.engines.duckdb import Engine as DuckDBEngine
 from tams_analytics.schema import SEGMENTS
 from tams_analytics.timerange import TimeRange
 
@@ -61,8 +61,10 @@ class QueryBench:
         self.store = store
         self.limit = limit
         self.catalog: Catalog = connect(store.url)
-        # a second, plain DuckDB connection to the same database (same process, same file)
-        self.raw = duckdb.connect(str(store.path))
+        # a second, plain DuckDB connection to the same database (DuckDB 1.5 and later attach a file once a process)
+        engine = self.catalog.engine
+        assert isinstance(engine, DuckDBEngine)
+        self.raw = engine.connection()
 
     def close(self) -> None:
         self.raw.close()

@@ -21,7 +21,7 @@ SELECT
         IF("t5"."first_start_ns" < 0, '-', ''),
         IF(
           LENGTH(CAST(ABS("t5"."first_start_ns") AS VARCHAR)) > 9,
-          SUBSTRING(
+          SUBSTR(
             CAST(ABS("t5"."first_start_ns") AS VARCHAR),
             IF((
               0 + 1
@@ -38,7 +38,7 @@ SELECT
         IF("t5"."last_end_ns" < 0, '-', ''),
         IF(
           LENGTH(CAST(ABS("t5"."last_end_ns") AS VARCHAR)) > 9,
-          SUBSTRING(
+          SUBSTR(
             CAST(ABS("t5"."last_end_ns") AS VARCHAR),
             IF((
               0 + 1
@@ -84,7 +84,7 @@ LEFT OUTER JOIN (
           IF("t4"."prev_end_ns" < 0, '-', ''),
           IF(
             LENGTH(CAST(ABS("t4"."prev_end_ns") AS VARCHAR)) > 9,
-            SUBSTRING(
+            SUBSTR(
               CAST(ABS("t4"."prev_end_ns") AS VARCHAR),
               IF((
                 0 + 1
@@ -101,7 +101,7 @@ LEFT OUTER JOIN (
           IF("t4"."start_ns" < 0, '-', ''),
           IF(
             LENGTH(CAST(ABS("t4"."start_ns") AS VARCHAR)) > 9,
-            SUBSTRING(
+            SUBSTR(
               CAST(ABS("t4"."start_ns") AS VARCHAR),
               IF((
                 0 + 1

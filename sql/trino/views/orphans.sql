@@ -135,7 +135,7 @@ FROM (
             IF("t23"."start_ns" < 0, '-', ''),
             IF(
               LENGTH(CAST(ABS("t23"."start_ns") AS VARCHAR)) > 9,
-              SUBSTRING(
+              SUBSTR(
                 CAST(ABS("t23"."start_ns") AS VARCHAR),
                 IF((
                   0 + 1
@@ -152,7 +152,7 @@ FROM (
             IF("t23"."end_ns" < 0, '-', ''),
             IF(
               LENGTH(CAST(ABS("t23"."end_ns") AS VARCHAR)) > 9,
-              SUBSTRING(
+              SUBSTR(
                 CAST(ABS("t23"."end_ns") AS VARCHAR),
                 IF((
                   0 + 1

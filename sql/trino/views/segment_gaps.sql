@@ -12,7 +12,7 @@ SELECT
       IF("t1"."prev_end_ns" < 0, '-', ''),
       IF(
         LENGTH(CAST(ABS("t1"."prev_end_ns") AS VARCHAR)) > 9,
-        SUBSTRING(
+        SUBSTR(
           CAST(ABS("t1"."prev_end_ns") AS VARCHAR),
           IF((
             0 + 1
@@ -29,7 +29,7 @@ SELECT
       IF("t1"."start_ns" < 0, '-', ''),
       IF(
         LENGTH(CAST(ABS("t1"."start_ns") AS VARCHAR)) > 9,
-        SUBSTRING(
+        SUBSTR(
           CAST(ABS("t1"."start_ns") AS VARCHAR),
           IF((
             0 + 1

@@ -13,7 +13,7 @@ SELECT
       IF("t4"."start_ns" < 0, '-', ''),
       IF(
         LENGTH(CAST(ABS("t4"."start_ns") AS VARCHAR)) > 9,
-        SUBSTRING(
+        SUBSTR(
           CAST(ABS("t4"."start_ns") AS VARCHAR),
           IF((
             0 + 1
@@ -30,7 +30,7 @@ SELECT
       IF("t4"."end_ns" < 0, '-', ''),
       IF(
         LENGTH(CAST(ABS("t4"."end_ns") AS VARCHAR)) > 9,
-        SUBSTRING(
+        SUBSTR(
           CAST(ABS("t4"."end_ns") AS VARCHAR),
           IF((
             0 + 1
