@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     #: on more threads pays for waking DuckDB's workers (measured under open-loop live ingest on 2 cores: a
     #: batch 7.7 -> 6.6 ms, 800 POSTs/s held against 600; a cold page 1.54 -> 1.33 ms; benchmarks/README.md)
     duckdb_threads: int = Field(1, ge=0)
+    #: acknowledge POSTed segments once they are synced in the DuckDB store's journal, and apply them to the store
+    #: behind (tams_analytics.journal): a registration never waits for the store's checkpoints or commits; reads
+    #: still show every acknowledged write. Off: each batch is acknowledged when its DuckDB commit returns
+    journal: bool = True
     #: how long the group commit's writer, woken by a POSTed segment, waits for more before it registers the
     #: batch, in µs (0: at once, a batch is then what queued while the one before committed; every POST pays up
     #: to the linger, numbers in benchmarks/README.md)
@@ -294,9 +298,10 @@ class Settings(BaseSettings):
         )
 
     def store_options(self) -> dict[str, Any]:
-        """What the store's engine is opened with besides its URL (``open_engine``): DuckDB's threads."""
-        duckdb = self.store_url.lower().startswith("duckdb:")
-        return {"threads": self.duckdb_threads} if duckdb and self.duckdb_threads else {}
+        """What the store's engine is opened with besides its URL (``open_engine``): DuckDB's threads and journal."""
+        if not self.store_url.lower().startswith("duckdb:"):
+            return {}
+        return {"journal": self.journal} | ({"threads": self.duckdb_threads} if self.duckdb_threads else {})
 
     @property
     def store_url(self) -> str:

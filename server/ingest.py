@@ -63,11 +63,14 @@ class SegmentWriter:
         contexts = capture(self.events, catalog, {r.flow_id for r in requests}, SEGMENTS_ADDED) if publish else {}
         done: Registered | None = None
         try:
-            for attempt in attempts(catalog, requests):
-                with attempt:
-                    done = register(catalog, requests, attempt)
-                    if publish and done.stored is not None:
-                        self.events.publish(*segments_added(done.stored, contexts))
+            # acknowledged once durable in the store's journal, where it keeps one (the DuckDB store: the write never
+            # waits for its checkpoints); nothing here reads back what the batch writes
+            with catalog.engine.journaled():
+                for attempt in attempts(catalog, requests):
+                    with attempt:
+                        done = register(catalog, requests, attempt)
+                        if publish and done.stored is not None:
+                            self.events.publish(*segments_added(done.stored, contexts))
         except StoreUnavailableError as exc:
             if not exc.uncertain:
                 raise

@@ -266,6 +266,12 @@ class Engine(ABC):
         """Whether the calling thread is inside :meth:`transaction` (its writes join that transaction)."""
         return False
 
+    def journaled(self) -> AbstractContextManager[None]:
+        """Transactions begun inside may be acknowledged once durable in a journal and applied to the store behind
+        (:mod:`tams_analytics.journal`), where the engine keeps one: what they write is not read back in them, and
+        their updates and deletes do not count rows. Elsewhere, nothing changes."""
+        return contextlib.nullcontext()
+
     def create_tables(self) -> None:
         """Create any missing table of the entity model."""
 

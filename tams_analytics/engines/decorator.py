@@ -70,6 +70,9 @@ class EngineDecorator(Engine):
     def in_transaction(self) -> bool:
         return self.inner.in_transaction()
 
+    def journaled(self) -> AbstractContextManager[None]:
+        return self.inner.journaled()
+
     def query(
         self,
         name: str,

@@ -33,6 +33,14 @@ from tams_analytics.engines.duckdb.ddl import INDEXES, index_name, table_stateme
 from tams_analytics.engines.duckdb.faults import StoreFault, store_fault
 from tams_analytics.engines.duckdb.files import ROW_GROUP_ROWS, open_database, release, store_path
 from tams_analytics.engines.duckdb.held import explain_held_store
+from tams_analytics.engines.duckdb.journaled import (
+    STATE_TABLE,
+    Journal,
+    coalesced,
+    journal_folder,
+    new_store_id,
+    refuse_unapplied_journal,
+)
 from tams_analytics.engines.duckdb.lists import ListLimits
 from tams_analytics.engines.duckdb.readers import Readers
 from tams_analytics.engines.duckdb.reads import PAGE_ROWS, as_records, few_ids
@@ -40,7 +48,8 @@ from tams_analytics.engines.duckdb.upkeep import CHECKPOINT_MARGIN_BYTES, Checkp
 from tams_analytics.engines.duckdb.writes import LIST_ROWS, conform, list_insert_sql
 from tams_analytics.engines.sql import Params, quote, select_sql, where_sql
 from tams_analytics.engines.windows import FlowExtents
-from tams_analytics.exceptions import InsufficientStorageError, StoreUnavailableError
+from tams_analytics.exceptions import InsufficientStorageError, StoreUnavailableError, TamsError
+from tams_analytics.journal.codec import journalable
 from tams_analytics.predicates import Predicate
 from tams_analytics.schema import SORT_KEYS
 
@@ -62,9 +71,20 @@ class Engine(Connections):
     )
 
     def __init__(
-        self, url: SplitResult, *, read_only: bool = False, threads: int | None = None, create: bool = False
+        self,
+        url: SplitResult,
+        *,
+        read_only: bool = False,
+        threads: int | None = None,
+        create: bool = False,
+        journal: bool = False,
     ) -> None:
-        """Open the store at ``url``, which must exist unless ``create`` (then it is made, in an existing folder)."""
+        """Open the store at ``url``, which must exist unless ``create`` (then it is made, in an existing folder).
+
+        ``journal``: acknowledge journaled transactions (:meth:`journaled`) once their record is synced in the
+        store's journal, and apply them behind (:mod:`tams_analytics.journal`). Whatever ``journal`` says, a journal
+        left beside the store (by a server that stopped before applying it) is applied when the store is opened for
+        writes; a store with one is not opened for reads only."""
         super().__init__(url)
         self.path = store_path(url, create=create and not read_only)
         #: this connection made the database file (a command that fails may remove it: :meth:`discard`)
@@ -111,13 +131,27 @@ class Engine(Connections):
         self._extents = FlowExtents()
         #: how many values of an ``isin`` on an indexed column go inline (see :mod:`.lists`)
         self._list_limits = ListLimits(INDEXES, self._table_sizes)
+        #: the store's journal (None: transactions are committed as they come)
+        self._journal: Journal | None = None
         if read_only:
-            pass
+            refuse_unapplied_journal(self.path)
         elif self._fault is None:
             self.create_tables()
+            self._open_journal(keep=journal)
         else:  # a restart on a full volume, say: reads are served, writes wait for room to checkpoint
             self._tables_pending = True
+            refuse_unapplied_journal(self.path)
             logger.warning("the store %s is open for reads only until its WAL can be checkpointed", self.path)
+
+    def _open_journal(self, *, keep: bool) -> None:
+        """Apply a journal left beside the store; ``keep`` it (journaled transactions from now on), or empty it."""
+        if self.path == ":memory:" or not (keep or journal_folder(self.path).exists()):
+            return
+        journal = Journal(self)
+        if keep:
+            self._journal = journal
+        else:
+            journal.close()
 
     @property
     def ibis(self) -> Any:
@@ -129,10 +163,30 @@ class Engine(Connections):
         return self._ibis
 
     def table(self, name: str) -> ir.Table:
+        self._caught_up()
         return self.ibis.table(name)
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the store's database, beside the engine's own (closed with the engine), once every
+        write acknowledged so far is applied: for work that must not share their transactions, e.g. a backup's read
+        transaction (:mod:`tams_analytics.backup`)."""
+        self._caught_up()
+        return super().connection()
+
+    def _caught_up(self, name: str | None = None, where: Sequence[Predicate] = ()) -> None:
+        """Before a read of ``name`` (None: of anything): wait until the journaled writes it may show are applied."""
+        journal = self._journal
+        direct: int = getattr(self._local, "depth", 0)
+        if journal is None or direct:  # a direct transaction runs with everything applied
+            return
+        if name is None:
+            journal.settle()
+        else:
+            journal.wait_for(name, where)
 
     def sql(self, query: str, params: Sequence[Any] = ()) -> pa.Table:
         """Run raw SQL and return Arrow (for benchmarks, SQL views and tests)."""
+        self._caught_up()
         with self._reading():
             return arrow_table(self._cursor(), query, params)
 
@@ -149,6 +203,7 @@ class Engine(Connections):
         def run(w: Sequence[Predicate]) -> pa.Table:
             return self._select(name, w, columns, order_by, limit)
 
+        self._caught_up(name, where)
         with self._reading():
             page = self._extents.page(name, where, order_by, limit, run, self._flow_extent)
             return page if page is not None else run(where)
@@ -165,6 +220,7 @@ class Engine(Connections):
         """:meth:`Engine.records`, fetched as Python tuples where that is cheaper than through Arrow: a lookup of a
         few ids on an indexed column (a registration's objects: 0.08 against 0.19 ms, one thread) and a page of one
         flow's segments (101 rows: 0.18 ms less; no dearer at 1,001)."""
+        self._caught_up(name, where)
         with self._reading():
             if few_ids(name, where):
                 return self._records(name, where, columns, order_by, limit)
@@ -212,6 +268,7 @@ class Engine(Connections):
     def count(self, name: str, where: Sequence[Predicate] = ()) -> int:
         params = self._params(name)
         sql = f"SELECT count(*) FROM {quote(name)}" + where_sql(where, params)
+        self._caught_up(name, where)
         with self._reading():
             row = reads.run(self._cursor(), sql, params, reads.rows)[0]
         return int(row[0]) if row else 0
@@ -220,13 +277,69 @@ class Engine(Connections):
         """A semi-join against the values bound as a table: one query however many values."""
         params = Params(tables=True)
         sql = f"SELECT count(*) FROM {quote(name)} WHERE {quote(column)} IN ({params.bind_table(values)})"
+        self._caught_up(name)
         with self._reading():
             row = reads.run(self._cursor(), sql, params, reads.rows)[0]
         return int(row[0]) if row else 0
 
     # -- writes ------------------------------------------------------------------------------------------
     @contextlib.contextmanager
+    def journaled(self) -> Iterator[None]:
+        """Transactions begun inside are journaled, when the store keeps a journal (see :meth:`__init__`): their
+        writes are recorded and acknowledged once synced, and applied behind. What they write must not be read back
+        in the same transaction, and ``delete``/``update`` give 0 there: the rows they touch are not known until they
+        are applied."""
+        before = getattr(self._local, "journaled", False)
+        self._local.journaled = True
+        try:
+            yield
+        finally:
+            self._local.journaled = before
+
+    @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
+        if getattr(self._local, "recording", None) is not None:  # joins the journaled transaction in flight
+            yield
+            return
+        journal = self._journal
+        if journal is None:
+            with self._direct_transaction():
+                yield
+        elif getattr(self._local, "journaled", False) and not getattr(self._local, "depth", 0):
+            with self._journaled_transaction(journal):
+                yield
+        elif getattr(self._local, "depth", 0):
+            with self._direct_transaction():
+                yield
+        else:
+            with journal.exclusive(), self._direct_transaction():
+                yield
+
+    @contextlib.contextmanager
+    def _journaled_transaction(self, journal: Journal) -> Iterator[None]:
+        """A transaction whose writes are recorded (:meth:`insert`, ...) and, when it ends, made durable as one record
+        of the journal, then told to the listeners as a commit."""
+        with journal.gate:
+            journal.admit()
+            recording: list[Change] = []
+            self._local.recording = recording
+            try:
+                yield
+            except BaseException:
+                self._ended(False)
+                raise
+            finally:
+                self._local.recording = None
+            if recording:
+                try:
+                    journal.commit(recording)
+                except BaseException:
+                    self._ended(False)
+                    raise
+            self._ended(True)
+
+    @contextlib.contextmanager
+    def _direct_transaction(self) -> Iterator[None]:
         with self._write_lock:
             depth = getattr(self._local, "depth", 0)
             self._local.depth = depth + 1
@@ -259,37 +372,41 @@ class Engine(Connections):
                 raise
             raise self._refused(fault, "beginning a transaction") from exc
 
-    def _rolled_back(self, exc: BaseException) -> None:
-        """Roll back after ``exc`` ended the transaction; a storage fault (``exc``'s or the rollback's) reopens
-        the database, and the caller's exception becomes the refusal that says so."""
+    def _rolled_back(self, exc: BaseException, *, notify: bool = True) -> None:
+        """Roll back after ``exc`` ended the transaction (``notify``: the listeners); a storage fault (``exc``'s or the
+        rollback's) reopens the database, and the caller's exception becomes the refusal that says so."""
         fault = store_fault(exc)
         try:
             self._writer.execute("ROLLBACK")
         except duckdb.Error as rollback:
             fault = fault or StoreFault.of(rollback)
-        self._ended(False)
+        if notify:
+            self._ended(False)
         if fault is not None:
             raise self._refused(fault, "a write") from exc
 
-    def _commit(self) -> None:
-        """Commit; a commit that fails is a storage fault (see :mod:`.faults`): the database is reopened and the
-        write refused. A failed checkpoint (the commit that triggered it is committed in memory, maybe durably)
-        makes the refusal say the write may have been stored."""
+    def _commit(self, *, notify: bool = True) -> None:
+        """Commit (``notify``: the listeners); a commit that fails is a storage fault (see :mod:`.faults`): the database
+        is reopened and the write refused. A failed checkpoint (the commit that triggered it is committed in memory,
+        maybe durably) makes the refusal say the write may have been stored."""
         observe = self._checkpoints
         wal = wal_bytes(self.path) if observe is not None else 0
         started = time.perf_counter()
         try:
             self._writer.execute("COMMIT")
         except duckdb.Error as exc:
-            self._ended(False)
+            if notify:
+                self._ended(False)
             fault = store_fault(exc, committing=True)
             assert fault is not None
             raise self._refused(fault, "a commit", uncertain=fault.invalidated) from exc
         except BaseException:
-            self._ended(False)
+            if notify:
+                self._ended(False)
             raise
         seconds = time.perf_counter() - started
-        self._ended(True)
+        if notify:
+            self._ended(True)
         if observe is not None and self._checkpointed(wal):
             tell(observe, seconds, wal)
 
@@ -316,43 +433,89 @@ class Engine(Connections):
     def _writing(self, change: Change) -> None:
         if change.rows is not None:
             self._extents.inserted(change.table, change.rows)
-            self._inserted = self._inserted or change.rows.num_rows > 0
         super()._writing(change)
 
     def in_transaction(self) -> bool:
-        return getattr(self._local, "depth", 0) > 0
+        return getattr(self._local, "depth", 0) > 0 or getattr(self._local, "recording", None) is not None
 
     def insert(self, name: str, rows: pa.Table) -> None:
         if rows.num_rows == 0:
             return
         rows = conform(name, rows)
         with self.transaction():
-            self._writing(Change(name, rows=rows))
+            self._write(Change(name, rows=rows))
+
+    def delete(self, name: str, where: Sequence[Predicate]) -> int:
+        with self.transaction():
+            return self._write(Change(name, where=tuple(where)))
+
+    def update(self, name: str, where: Sequence[Predicate], values: dict[str, Any]) -> int:
+        if not values:
+            return 0
+        with self.transaction():
+            return self._write(Change(name, where=tuple(where), values=dict(values)))
+
+    def _write(self, change: Change) -> int:
+        """Make ``change`` in the transaction in flight, told to the listeners first: recorded in a journaled one
+        (0 rows: not known yet), else run; how many rows an update or delete touched."""
+        recording: list[Change] | None = getattr(self._local, "recording", None)
+        if recording is not None and not journalable(change.where):
+            raise TamsError(f"a journaled transaction cannot hold a write on {change.table} restricted so: {change}")
+        self._writing(change)
+        if recording is not None:
+            recording.append(change)
+            return 0
+        return self._run_change(change)
+
+    def _run_change(self, change: Change) -> int:
+        """Run ``change`` on the writer (a transaction is open); rows touched (an insert: 0)."""
+        name = change.table
+        if change.rows is not None:
+            rows = change.rows
+            self._inserted = self._inserted or rows.num_rows > 0
             if rows.num_rows <= LIST_ROWS:
                 # a few rows (a live recorder's segments): each column one list parameter
                 self._writer.execute(list_insert_sql(name), list(rows.to_pydict().values()))
             else:
                 self._writer.from_arrow(rows).insert_into(name)
-
-    def delete(self, name: str, where: Sequence[Predicate]) -> int:
-        params = self._params(name)
-        sql = f"DELETE FROM {quote(name)}" + where_sql(where, params)
-        with self.transaction():
-            self._writing(Change(name, where=tuple(where)))
-            row = reads.run(self._writer, sql, params, reads.rows)[0]
-        return int(row[0]) if row else 0
-
-    def update(self, name: str, where: Sequence[Predicate], values: dict[str, Any]) -> int:
-        if not values:
             return 0
         params = self._params(name)
-        params.extend(values.values())
-        sets = ", ".join(f"{quote(c)} = ?" for c in values)
-        sql = f"UPDATE {quote(name)} SET {sets}" + where_sql(where, params)
-        with self.transaction():
-            self._writing(Change(name, where=tuple(where), values=dict(values)))
-            row = reads.run(self._writer, sql, params, reads.rows)[0]
+        if change.values is None:
+            sql = f"DELETE FROM {quote(name)}" + where_sql(change.where, params)
+        else:
+            sets = ", ".join(f"{quote(c)} = ?" for c in change.values)
+            values = list(change.values.values())
+            sql = f"UPDATE {quote(name)} SET {sets}" + where_sql(change.where, params)
+            params[:0] = values
+        row = reads.run(self._writer, sql, params, reads.rows)[0]
         return int(row[0]) if row else 0
+
+    # -- the journal ---------------------------------------------------------------------------------------------
+    def apply_records(self, records: Sequence[tuple[int, Sequence[Change]]]) -> None:
+        """Apply journaled ``records`` (``(seq, changes)``, in order) in one transaction that also notes the last one
+        applied; the listeners heard of them when they were journaled. Raises (nothing applied) when it fails."""
+        with self._write_lock:
+            self._usable()
+            self._begin()
+            try:
+                for change in coalesced([c for _, changes in records for c in changes]):
+                    self._run_change(change)
+                self._writer.execute(f'UPDATE "{STATE_TABLE}" SET "applied" = ?', [records[-1][0]])
+            except BaseException as exc:
+                self._rolled_back(exc, notify=False)
+                raise
+            self._commit(notify=False)
+
+    def journal_state(self) -> tuple[str, int]:
+        """The store's identity and the last journaled record it holds applied (made on first use)."""
+        with self._write_lock:
+            found = self._writer.execute(f'SELECT "store_id", "applied" FROM "{STATE_TABLE}"').fetchall()
+            if found:
+                return str(found[0][0]), int(found[0][1])
+        with self._direct_transaction():
+            store_id = new_store_id()
+            self._writer.execute(f'INSERT INTO "{STATE_TABLE}" VALUES (?, 0)', [store_id])
+        return store_id, 0
 
     def create_tables(self) -> None:
         with self.transaction():
@@ -432,6 +595,9 @@ class Engine(Connections):
     def close(self) -> None:
         """Checkpoint (unless a storage fault left the database to be reopened: its WAL is then what counts) and
         close every connection."""
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            journal.close()
         if self._fault is None and not self.read_only and self._database is not None:
             try:
                 with self._write_lock:

@@ -47,6 +47,8 @@ def table_statements() -> Iterator[str]:
     for name, cols in INDEXES.items():
         on = ", ".join(f'"{c}"' for c in cols)
         yield f'CREATE INDEX IF NOT EXISTS "{index_name(name)}" ON "{name}" ({on})'
+    # the journal's state (the store's identity, the last record applied: tams_analytics.engines.duckdb.journaled)
+    yield 'CREATE TABLE IF NOT EXISTS "journal_state" ("store_id" VARCHAR NOT NULL, "applied" BIGINT NOT NULL)'
     # derived tables (source_collections: what collected_by_ids on sources reads) as views
     for view, build in DERIVED.items():
         expr = build(lambda n: ibis.table(declared_schema(n), name=n))

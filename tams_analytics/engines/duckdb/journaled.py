@@ -1,0 +1,257 @@
+"""The DuckDB engine's journal (see :mod:`tams_analytics.journal`): journaled transactions acknowledged once their
+record is synced, and the thread that applies the records to the store behind them, in order.
+
+The store holds, in its ``journal_state`` table, the store's identity (the journal's files carry it too, so that a
+journal is never applied to another store) and the number of the last record applied, written in the same
+transaction as that record's rows. :class:`Journal` applies every record after it when the store is opened, then
+each new one as it comes, many to a transaction (:meth:`Journal._run`); a storage fault leaves the records queued and
+the store is tried again. A direct (not journaled) transaction first waits for every record to be applied and holds
+the journal meanwhile (:meth:`Journal.exclusive`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import pyarrow as pa
+
+from tams_analytics.engines.base import Change
+from tams_analytics.exceptions import StoreUnavailableError, TamsError
+from tams_analytics.journal import codec
+from tams_analytics.journal.log import Log
+from tams_analytics.journal.pending import Pending
+from tams_analytics.predicates import Predicate
+from tams_analytics.ratelog import RepeatedLog
+
+if TYPE_CHECKING:
+    from tams_analytics.engines.duckdb import Engine
+
+__all__ = ["STATE_TABLE", "Journal", "coalesced", "journal_folder", "new_store_id", "refuse_unapplied_journal"]
+
+logger = logging.getLogger(__name__)
+_failures = RepeatedLog(logger)
+
+#: the table that holds the store's identity and the last record applied
+STATE_TABLE: Final = "journal_state"
+#: records applied in one transaction at most
+APPLY_RECORDS: Final = 512
+#: records journaled and not yet applied beyond which journaled writes are refused (the store cannot keep up, or has
+#: failed): each is a registration batch held in memory until applied
+MAX_BEHIND: Final = 20_000
+#: how long a read waits for the records it must see to be applied before it is refused
+READ_WAIT_S: Final = 30.0
+
+
+def journal_folder(path: str) -> Path:
+    """The folder of the journal of the store file at ``path``."""
+    return Path(f"{path}.journal")
+
+
+class Journal:
+    """The journal of ``engine``'s store (a DuckDB file open for writes), with every record it holds applied."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        store_id, applied = engine.journal_state()
+        self.log = Log(journal_folder(engine.path), store_id)
+        #: records journaled and not yet applied, in order: ``(seq, changes)``
+        self._queue: deque[tuple[int, list[Change]]] = deque()
+        self._queued = threading.Condition()
+        #: held by a journaled transaction while it records, and by a direct one while it runs
+        self.gate = threading.RLock()
+        #: why the last attempt to apply failed (None: it did not)
+        self.failure: str | None = None
+        self._closing = False
+        #: cleared while applying is paused (:meth:`paused`)
+        self._applying = threading.Event()
+        self._applying.set()
+        records = [(r.seq, codec.decode(r.payload)) for r in self.log.replay(applied)]
+        for at in range(0, len(records), APPLY_RECORDS):
+            engine.apply_records(records[at : at + APPLY_RECORDS])
+        if records:
+            logger.warning(
+                "the store %s: applied %s acknowledged writes from its journal (records %s to %s) that it had not "
+                "applied when it stopped",
+                engine.path,
+                len(records),
+                records[0][0],
+                records[-1][0],
+            )
+        #: every record of the log is applied now
+        self.pending = Pending(self.log.last)
+        self.log.forget_through(self.log.last)
+        self._thread = threading.Thread(target=self._run, name="tams-journal-applier", daemon=True)
+        self._thread.start()
+
+    # -- journaled transactions ----------------------------------------------------------------------------------
+    def admit(self) -> None:
+        """Refuse a journaled write while the store is too far behind (it failed, or cannot keep up)."""
+        if self.pending.behind >= MAX_BEHIND:
+            why = f" (the store: {self.failure})" if self.failure else ""
+            raise StoreUnavailableError(
+                f"the store has {self.pending.behind} acknowledged writes still to apply{why}: the write was refused; "
+                "try again shortly"
+            )
+
+    def commit(self, changes: Sequence[Change]) -> int:
+        """Make ``changes`` durable as the next record, note what they change, and queue them; the record's number.
+        Raises (nothing recorded) when the log cannot be written."""
+        payload = codec.encode(changes)
+        seq = self.log.append(payload)
+        listed = list(changes)
+        self.pending.note(seq, listed)
+        with self._queued:
+            self._queue.append((seq, listed))
+            self._queued.notify()
+        return seq
+
+    # -- reads and direct writes ---------------------------------------------------------------------------------
+    def wait_for(self, table: str, where: Sequence[Predicate] = ()) -> None:
+        """Wait until every record that may change what a read of ``table`` restricted by ``where`` shows is
+        applied."""
+        needed = self.pending.needed(table, where)
+        if needed:
+            self.pending.wait(needed, READ_WAIT_S, self.failure or "")
+
+    def settle(self, timeout_s: float = READ_WAIT_S) -> None:
+        """Wait until every record journaled so far is applied."""
+        self.pending.wait_all(timeout_s, self.failure or "")
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the journal (no record is made meanwhile), with every record applied: for a direct transaction."""
+        with self.gate:
+            self.settle()
+            yield
+
+    # -- the applier ---------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Apply nothing meanwhile (records are still journaled and acknowledged): for tests of what a store shows,
+        and keeps, while its records wait, as they do behind a long checkpoint."""
+        self._applying.clear()
+        try:
+            yield
+        finally:
+            self._applying.set()
+
+    def _run(self) -> None:
+        pause = 0.05
+        while True:
+            self._applying.wait()
+            with self._queued:
+                while not self._queue and not self._closing:
+                    self._queued.wait()
+                if not self._queue:
+                    return
+                batch = [self._queue[i] for i in range(min(APPLY_RECORDS, len(self._queue)))]
+            try:
+                self.engine.apply_records(batch)
+            except Exception as exc:
+                self.failure = " ".join(str(exc).split())[:300] or type(exc).__name__
+                _failures.log(
+                    logging.ERROR,
+                    type(exc).__name__,
+                    "the store %s could not apply %s journaled writes (they stay in its journal): %s",
+                    self.engine.path,
+                    self.pending.behind,
+                    self.failure,
+                )
+                self._resync()
+                if self._closing:  # the store is closing: what is left is applied when it is opened again
+                    return
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                continue
+            pause = 0.05
+            self._done(batch[-1][0])
+
+    def _resync(self) -> None:
+        """After a failed apply: drop the records the store holds anyway (its commit went through before the
+        failure was seen), if it can be read."""
+        try:
+            _, applied = self.engine.journal_state()
+        except Exception:
+            return
+        if applied > self.pending.applied:
+            self._done(applied)
+
+    def _done(self, seq: int) -> None:
+        with self._queued:
+            while self._queue and self._queue[0][0] <= seq:
+                self._queue.popleft()
+        self.failure = None
+        self.pending.applied_through(seq)
+        try:
+            self.log.forget_through(seq)
+        except OSError as exc:
+            logger.warning("the journal %s: applied files not removed: %s", self.log.folder, exc)
+
+    def close(self) -> None:
+        """Apply every record, stop the applier and, when all are applied, empty the journal."""
+        with self._queued:
+            self._closing = True
+            self._queued.notify_all()
+        self._thread.join(60.0)
+        if self.pending.behind:
+            logger.warning(
+                "the store %s closed with %s journaled writes not yet applied: they are applied when it is opened "
+                "again",
+                self.engine.path,
+                self.pending.behind,
+            )
+            self.log.close()
+            return
+        try:
+            self.log.clear(self.pending.applied)
+        except (OSError, TamsError) as exc:
+            logger.warning("the journal %s was not emptied: %s", self.log.folder, exc)
+
+
+def new_store_id() -> str:
+    """A store's identity, written in its ``journal_state`` and in its journal's files."""
+    return str(uuid.uuid4())
+
+
+def refuse_unapplied_journal(path: str) -> None:
+    """Refuse to open the store at ``path`` for reads only while a journal beside it holds records: acknowledged
+    writes the store does not show until it is opened for writes (which applies them)."""
+    if path == ":memory:":
+        return
+    folder = journal_folder(path)
+    if any(f.stat().st_size > 0 for f in folder.glob("*.log")) if folder.is_dir() else False:
+        raise StoreUnavailableError(
+            f"the store {path} has acknowledged writes in its journal ({folder}) that are not applied yet (its server "
+            "stopped before it applied them): start the server again, or open the store for writes once "
+            f"(tams-analytics doctor --store duckdb://{path}), and they are applied"
+        )
+
+
+def coalesced(changes: Sequence[Change]) -> list[Change]:
+    """``changes`` in an order with the same effect and fewer statements: the inserts into one table between its
+    updates and deletes joined into one (rows of one table, conformed alike)."""
+    out: list[Change] = []
+    inserts: dict[str, list[pa.Table]] = {}
+
+    def flush(table: str) -> None:
+        rows = inserts.pop(table, None)
+        if rows:
+            out.append(Change(table, rows=rows[0] if len(rows) == 1 else pa.concat_tables(rows)))
+
+    for change in changes:
+        if change.rows is not None:
+            inserts.setdefault(change.table, []).append(change.rows)
+        else:
+            flush(change.table)
+            out.append(change)
+    for table in list(inserts):
+        flush(table)
+    return out
