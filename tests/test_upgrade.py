@@ -12,7 +12,6 @@ same media bytes.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -34,7 +33,10 @@ from tams_analytics.cli.__main__ import main
 from tams_analytics.engines.duckdb.held import announce
 from tams_analytics.engines.duckdb.upkeep import FIRST_FORMAT, older_format
 from tams_analytics.upgrade import Step, UpgradeFiles
-from tests.fixtures.old_store import build_old_store, run_vast
+from tests.backup.documents import documents, media
+from tests.backup.runbook import shell
+from tests.docs import block
+from tests.fixtures.old_store import VAST_PYTHON, build_old_store, run_vast
 from tests.reliability.conftest import LiveServer
 
 pytestmark = pytest.mark.skipif(
@@ -351,34 +353,26 @@ def test_a_copy_that_does_not_verify_is_removed_and_the_store_left_as_it_was(
 
 
 # -- end to end ----------------------------------------------------------------------------------------------------
-def pages(client: httpx.Client, path: str, **params: str) -> list[Any]:
-    """Every item of a listing, following its ``Link: rel="next"`` pages."""
-    items: list[Any] = []
+def paged(client: httpx.Client, path: str) -> list[list[Any]]:
+    """A listing's pages of 5 items, as the server cuts them (following ``Link: rel="next"``)."""
+    out: list[list[Any]] = []
     url: str | None = path
-    query: dict[str, str] | None = {"limit": "50", **params}
+    query: dict[str, str] | None = {"limit": "5", "accept_get_urls": ""}
     while url is not None:
         r = client.get(url, params=query)
         assert r.status_code == 200, r.text
-        items += r.json()
+        out.append(r.json())
         url, query = r.links.get("next", {}).get("url"), None
-    return items
+    return out
 
 
-def documents(client: httpx.Client) -> tuple[dict[str, Any], dict[str, str]]:
-    """What the server serves: flows, sources, webhooks and every page of every flow's segments (without URLs, which
-    are signed anew each time); and the SHA-256 of the media of each flow's first segment, fetched by its URL."""
-    flows = pages(client, "/flows")
-    docs: dict[str, Any] = {"flows": flows, "sources": pages(client, "/sources")}
-    docs["webhooks"] = pages(client, "/service/webhooks")
-    media: dict[str, str] = {}
-    for flow in flows:
-        docs[f"segments of {flow['id']}"] = pages(client, f"/flows/{flow['id']}/segments", accept_get_urls="")
-        first = client.get(f"/flows/{flow['id']}/segments", params={"limit": "1"}).json()
-        if first and first[0].get("get_urls"):
-            body = client.get(first[0]["get_urls"][0]["url"])
-            assert body.status_code == 200
-            media[first[0]["object_id"]] = hashlib.sha256(body.content).hexdigest()
-    return docs, media
+def served_documents(client: httpx.Client) -> tuple[dict[str, Any], dict[str, str]]:
+    """Everything the server serves (:func:`tests.backup.documents.documents`: service, storage backends, sources,
+    flows, every flow's segments, objects, webhooks, delete requests), each flow's segments in pages of 5, and the
+    SHA-256 of every object's media."""
+    docs = documents(client)
+    docs["pages"] = {fid: paged(client, f"/flows/{fid}/segments") for fid in docs["flows"]}
+    return docs, media(client, docs["objects"])
 
 
 @contextlib.contextmanager
@@ -400,12 +394,12 @@ def test_an_upgrade_killed_mid_way_and_run_again_serves_the_same_documents(
     """Served as DuckDB 1.3.2 wrote it (the server warns once), upgraded, SIGKILLed as the new file was being
     checkpointed, upgraded again, served again: the same documents and media, and no warning."""
     with served(data, "before") as (client, server):
-        before, media = documents(client)
+        before, hashes = served_documents(client)
     log = server.log_text()
     assert log.count(OLD_FORMAT) == 1 and f"WARNING server.services: the store {data / 'tams.duckdb'}" in log
     assert f"tams-analytics upgrade --store duckdb://{data / 'tams.duckdb'}" in log
-    assert len(before["webhooks"]) == 3 and len(media) == len(before["flows"]) - 1  # the multi flow has no media
-    assert sum(len(v) for k, v in before.items() if k.startswith("segments")) >= 100
+    assert len(before["webhooks"]) == 3 and len(hashes) == len(before["objects"]) >= 100
+    assert any(len(pages) > 2 for pages in before["pages"].values())
 
     said = killed_at(Step.CHECKPOINT, "--store", url_of(data))
     assert "copying the store into" in said
@@ -419,7 +413,59 @@ def test_an_upgrade_killed_mid_way_and_run_again_serves_the_same_documents(
     assert time.perf_counter() - started < 60
 
     with served(data, "after") as (client, server):
-        after, media_after = documents(client)
+        after, hashes_after = served_documents(client)
     assert OLD_FORMAT not in server.log_text()
-    assert after == before and media_after == media
+    assert after == before and hashes_after == hashes
     assert inventory(data / "tams.duckdb")["format"] == "v2.0.0+"
+
+
+# -- the operators' page -------------------------------------------------------------------------------------------
+PAGE = "docs/operators/upgrading.md"
+
+
+def page_commands(section: str, first_line: str) -> list[str]:
+    """The commands of the block of ``docs/operators/upgrading.md`` under ``section`` starting with ``first_line``,
+    which must be marked as run by the test below."""
+    found = block(PAGE, section, first_line)
+    assert found.marker is not None and found.marker.kind == "tested-by"
+    assert found.marker.argument == "tests/test_upgrade.py::test_the_operators_page_upgrades_a_store_as_written"
+    return found.commands()
+
+
+@pytest.mark.slow
+def test_the_operators_page_upgrades_a_store_as_written(old_data: Path, tmp_path: Path) -> None:
+    """Every command of the page, as written, on a store DuckDB 1.3.2 wrote: doctor warns, upgrade and serve, copy
+    into a new file (the current format too), the old file put back (DuckDB 1.3 opens it), and the backup restored
+    with VAST's set (a v1.0.0+ store again)."""
+    for folder in (tmp_path / "here", tmp_path / "copy"):
+        shutil.copytree(old_data, folder / "tams-data")
+    store = tmp_path / "here" / "tams-data" / "tams.duckdb"
+    before = inventory(store)
+    with shell(tmp_path / "copy") as sh:
+        (copy,) = page_commands("Into another file, or onto another volume", "tams-analytics copy")
+        sh.run(copy)
+        copied = inventory(tmp_path / "copy" / "upgraded.duckdb")
+        assert copied["format"] == "v2.0.0+" and copied["rows"] == before["rows"]
+    with shell(tmp_path / "here") as sh:
+        (doctor,) = page_commands("When", "tams-analytics doctor")
+        said = sh.run(doctor).stdout
+        assert "WARN  storage_format  v1.0.0+, older than the v2.0.0+" in said and "tams-analytics upgrade" in said
+        upgrade_command, serve = page_commands("How", "tams-analytics upgrade")
+        done = sh.run(upgrade_command)
+        assert "upgraded " in done.stdout and "the old file is kept as" in done.stdout
+        assert inventory(store)["format"] == "v2.0.0+"
+        served = sh.serve(serve, store)
+        with httpx.Client(base_url=served.url, timeout=60, trust_env=False) as client:
+            assert len(client.get("/flows", params={"limit": "1000"}).json()) == before["rows"]["flows"]
+        served.stop()
+        (back,) = page_commands("One-way, and the way back", "mv ")
+        sh.run(back)
+        assert inventory(store) == before
+        query = "SELECT count(*) FROM segments"
+        read = run_vast("-c", f"import duckdb; c = duckdb.connect('{store}'); print(c.sql({query!r}).fetchone()[0])")
+        assert int(read.stdout) == before["rows"]["segments"]
+    with shell(tmp_path / "here", {"PATH": f"{VAST_PYTHON.parent}{os.pathsep}{os.environ['PATH']}"}) as vast:
+        (restore,) = page_commands("One-way, and the way back", "tams-analytics restore")
+        vast.run(restore)
+        restored = inventory(store)
+        assert restored["format"] == "v1.0.0+" and restored["rows"] == before["rows"]
