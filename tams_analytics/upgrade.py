@@ -46,7 +46,7 @@ from tams_analytics.engines import open_engine, redacted
 from tams_analytics.engines.duckdb import ROW_GROUP_ROWS
 from tams_analytics.engines.duckdb import Engine as DuckDBEngine
 from tams_analytics.engines.duckdb.files import open_database, release
-from tams_analytics.engines.duckdb.held import StoreInUseError
+from tams_analytics.engines.duckdb.held import StoreInUseError, server_file
 from tams_analytics.engines.duckdb.upkeep import FIRST_FORMAT, older_format, storage_version
 from tams_analytics.engines.sql import quote
 from tams_analytics.exceptions import TamsError
@@ -59,6 +59,8 @@ STATE_FORMAT: Final = "tams-analytics-upgrade/1"
 #: the names the new file is attached under while it is written and while it is checked
 _NEW: Final = "_tams_upgrade_new"
 _CHECK: Final = "_tams_upgrade_check"
+#: what a store in use takes first
+_STOP_FIRST: Final = "stop it (a server holds its store while it runs), then run the upgrade again"
 #: free space wanted beyond the store's size for the new file (its metadata, a checkpoint's blocks)
 _MARGIN: Final = 64 << 20
 
@@ -113,6 +115,13 @@ class UpgradeFiles:
     def leftovers(self) -> tuple[Path, ...]:
         """What a run that did not finish may leave: the new file, partial or complete, and its WAL."""
         return tuple(f.with_name(f"{f.name}{wal}") for f in (self.partial, self.ready) for wal in ("", ".wal"))
+
+    def staged(self) -> tuple[Path, ...]:
+        """Files a run writes under another name first, then renames (what a SIGKILL meanwhile leaves)."""
+        return (
+            self.state.with_name(f"{self.state.name}.tmp"),
+            *self.store.parent.glob(f"{self.store.name}.v*-before-upgrade.tmp"),
+        )
 
 
 @dataclass(frozen=True)
@@ -214,7 +223,7 @@ def upgrade_store(
         engine = stack.enter_context(_opened(url, path))
         version = _version(engine)
         if not older_format(version):
-            for leftover in (*files.leftovers(), files.state):
+            for leftover in (*files.leftovers(), *files.staged(), files.state):
                 leftover.unlink(missing_ok=True)
             kept = files.kept_found()
             size = path.stat().st_size
@@ -326,19 +335,39 @@ def store_file(url: str) -> Path:
 
 @contextlib.contextmanager
 def _opened(url: str, path: Path) -> Iterator[DuckDBEngine]:
-    """The store opened read-only (no other process may write it meanwhile), or a refusal naming who holds it."""
+    """The store opened read-only (no other process may write it meanwhile), or a refusal naming who holds it: the
+    process holding its lock, or a server that announced itself beside it and runs (between two of its store processes
+    the lock is free a moment)."""
+    announced = _running_server(path)
+    if announced is not None:
+        url_, pid = announced
+        raise TamsError(f"the store {path} is in use by the TAMS server at {url_} (PID {pid}): {_STOP_FIRST}")
     try:
         engine = open_engine(url, read_only=True)
     except StoreInUseError as exc:
-        holder = f"the TAMS server at {exc.url}" if exc.url else "another process, e.g. a TAMS server,"
-        raise TamsError(
-            f"the store {path} is in use by {holder} (PID {exc.pid}): stop it, then run the upgrade again"
-        ) from None
+        holder = f"the TAMS server at {exc.url} (PID {exc.pid})" if exc.url else f"another process (PID {exc.pid})"
+        raise TamsError(f"the store {path} is in use by {holder}: {_STOP_FIRST}") from None
     try:
         assert isinstance(engine, DuckDBEngine)
         yield engine
     finally:
         engine.close()
+
+
+def _running_server(path: Path) -> tuple[str, int] | None:
+    """The URL and process id a running server left beside the store (None: none, or the file is stale)."""
+    try:
+        record = json.loads(server_file(path).read_text())
+        url, pid = str(record["url"]), int(record["pid"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # another user's process: alive
+        pass
+    return url, pid
 
 
 def _version(engine: DuckDBEngine) -> str:
@@ -358,7 +387,7 @@ def _settle_wal(path: Path) -> None:
         held = held_store_error(str(path), exc)
         if held is None:
             raise
-        raise TamsError(f"the store {path} is in use (PID {held.pid}): stop that process, then run again") from None
+        raise TamsError(f"the store {path} is in use by another process (PID {held.pid}): {_STOP_FIRST}") from None
     try:
         con.execute(f"CHECKPOINT {quote(str(database))}")
     except duckdb.Error as exc:

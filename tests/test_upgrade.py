@@ -246,7 +246,7 @@ def test_a_sigkill_as_any_step_begins_leaves_the_old_store_whole_and_the_next_ru
     assert "copying" in err if step in (Step.BACKUP, Step.COPY, Step.CHECKPOINT) else "copying" not in err
     after = inventory(store)
     assert after["format"] == "v2.0.0+" and after["rows"] == before["rows"] and after["indexes"] == before["indexes"]
-    assert not [p for p in (*files.leftovers(), files.state) if p.exists()]
+    assert not [p for p in (*files.leftovers(), *files.staged(), files.state) if p.exists()]
     assert inventory(data / "tams.duckdb.v1-before-upgrade") == before
     assert len(list((data / "backups").iterdir())) == 1
 
@@ -267,32 +267,45 @@ def test_a_wal_a_crash_left_is_checkpointed_first_and_its_rows_upgraded(
     con.close()
 
 
-def test_a_store_a_server_holds_is_refused_in_one_line_and_nothing_is_written(
-    data: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("announced", [True, False], ids=["a server", "another process"])
+def test_a_store_in_use_is_refused_in_one_line_naming_who_holds_it_and_nothing_is_written(
+    data: Path, announced: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = data / "tams.duckdb"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import duckdb, sys, time; c = duckdb.connect('{store}'); print('held', flush=True); time.sleep(600)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    script = f"import duckdb, time; c = duckdb.connect('{store}'); print('held', flush=True); time.sleep(600)"
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        announce(store, "http://127.0.0.1:8123", {"store": holder.pid})
+        if announced:  # as serve does, its store process holding the file
+            announce(store, "http://127.0.0.1:8123", {"store": holder.pid})
         code, out, err = upgrade(capsys, "--store", url_of(data))
     finally:
         holder.kill()
         holder.wait()
+    holder_is = f"the TAMS server at http://127.0.0.1:8123 (PID {os.getpid()})" if announced else "another process"
     assert code == 2 and out == "" and err.count("\n") == 1
-    assert err == (
-        f"tams-analytics upgrade: the store {store} is in use by the TAMS server at http://127.0.0.1:8123 "
-        f"(PID {os.getpid()}): stop it, then run the upgrade again\n"
-    )
-    assert sorted(p.name for p in data.iterdir()) == ["objects", "tams.duckdb", "tams.duckdb.server.json"]
+    assert err.startswith(f"tams-analytics upgrade: the store {store} is in use by {holder_is}")
+    assert err.endswith(": stop it (a server holds its store while it runs), then run the upgrade again\n")
+    assert (f"(PID {holder.pid})" in err) != announced
+    assert sorted(p.name for p in data.iterdir()) == [
+        "objects",
+        "tams.duckdb",
+        *(["tams.duckdb.server.json"] * announced),
+    ]
+
+
+def test_a_server_that_announced_itself_and_runs_is_refused_between_two_of_its_store_processes(
+    data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The lock is free a moment while the supervisor starts a store process anew: the announcement still holds."""
+    announce(data / "tams.duckdb", "http://127.0.0.1:8123")  # this process: running
+    code, _, err = upgrade(capsys, "--store", url_of(data))
+    assert code == 2 and f"in use by the TAMS server at http://127.0.0.1:8123 (PID {os.getpid()})" in err
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    record = json.loads((data / "tams.duckdb.server.json").read_text()) | {"pid": int(gone.stdout)}
+    (data / "tams.duckdb.server.json").write_text(json.dumps(record))  # a server that stopped without removing it
+    code, _, err = upgrade(capsys, "--store", url_of(data), "--no-backup")
+    assert code == 0, err
 
 
 def test_a_store_in_the_current_format_is_said_to_be_and_left_as_it_is(
