@@ -122,6 +122,7 @@ def build_services(
     the one its authorizer reports to)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = engine or open_engine(settings.store_url, create=True, **settings.store_options())
+    warn_of_old_format(store)
     stores = stores or build_stores(settings)
     volumes = watched_volumes(settings, store, stores)
     admit = None if volumes is None else functools.partial(volumes.admit, Stage.FLOOD, "the write")
@@ -169,6 +170,18 @@ def build_services(
         health=health,
         pages=pages,
     )
+
+
+def warn_of_old_format(store: Engine) -> None:
+    """Say once, as the server starts, that its store is in an older storage format than its engine writes, what
+    that costs and the command that upgrades it (:meth:`Engine.storage_format`)."""
+    try:
+        found = store.storage_format()
+    except Exception as exc:  # a store that cannot say is served all the same
+        logger.debug("the store's storage format could not be read: %s", exc)
+        return
+    if found is not None and found.advice is not None:
+        logger.warning("%s", found.advice)
 
 
 def watched_volumes(settings: Settings, store: Engine | None, stores: Stores) -> Volumes | None:

@@ -113,6 +113,7 @@ def test_help_reads_as_text_and_names_every_engine() -> None:
         ["doctor"],
         ["export", "--to", "{tmp}/out"],
         ["download", "--storage", "local:{tmp}", "--flow", "{flow}", "--out", "{tmp}/clip.ts"],
+        ["upgrade", "--no-backup"],
     ],
     ids=lambda a: "-".join(x for x in a if not x.startswith(("{", "-", "local"))),
 )
@@ -126,7 +127,9 @@ def test_every_store_option_defaults_to_tams_store(argv: list[str], store: str, 
     assert done.stdout or "no controlled object instances" in done.stderr, done.stderr
 
 
-@pytest.mark.parametrize("argv", [["integrity"], ["doctor"], ["download", "--flow", "f", "--out", "clip.ts"]])
+@pytest.mark.parametrize(
+    "argv", [["integrity"], ["doctor"], ["download", "--flow", "f", "--out", "clip.ts"], ["upgrade"]]
+)
 def test_without_a_store_one_line_says_how_to_give_it(argv: list[str], tmp_path: Path) -> None:
     """(integrity stands for every command that opens the store through the shared helper: report, export.)"""
     line = one_line(cli(*argv, cwd=tmp_path), argv[0])

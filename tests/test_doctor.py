@@ -19,6 +19,7 @@ import pytest
 
 from tams_analytics.catalog import connect
 from tams_analytics.cli.__main__ import main
+from tams_analytics.compat import STORAGE_VERSION
 from tests.fixtures.live_tams import ServedCatalog, ServedDemo
 from tests.reliability.conftest import free_port
 
@@ -49,12 +50,15 @@ def test_a_good_store_passes_every_check(store: str, capsys: pytest.CaptureFixtu
         "isolation": "skip",
         "projections": "skip",
         "snapshots": "skip",
+        "storage_format": "ok",
     }
+    storage = next(c for c in report["checks"] if c["name"] == "storage_format")
+    assert storage["detail"] == f"{STORAGE_VERSION}, the format duckdb writes new stores in"
     queries = next(c for c in report["checks"] if c["name"] == "queries")
     assert int(queries["detail"].split()[1]) >= 40  # every shape, not a token few
     code, table = doctor(capsys, store, "table")
     assert code == 0
-    assert [line.split()[0] for line in table.splitlines()[1:]] == ["OK", "OK", "OK", "SKIP", "SKIP", "SKIP"]
+    assert [line.split()[0] for line in table.splitlines()[1:]] == ["OK", "OK", "OK", "SKIP", "SKIP", "SKIP", "OK"]
 
 
 def test_a_missing_column_is_a_missing_property_with_its_meaning(
@@ -106,7 +110,8 @@ def test_a_tams_api_passes_what_applies_and_says_why_the_rest_does_not(served_de
     assert "not applicable: shapes over delete_requests, webhooks" in checks["queries"]["detail"]
     assert checks["isolation"]["status"] == "skip"
     assert checks["projections"]["status"] == "skip" and checks["snapshots"]["status"] == "skip"
-    assert [line.split()[0] for line in table.splitlines()[1:]] == ["OK", "SKIP", "OK", "SKIP", "SKIP", "SKIP"]
+    assert checks["storage_format"]["status"] == "skip"
+    assert [line.split()[0] for line in table.splitlines()[1:]] == ["OK", "SKIP", "OK", "SKIP", "SKIP", "SKIP", "SKIP"]
 
 
 def test_a_tams_api_refusing_the_credentials_cannot_be_reached(served_demo: ServedDemo, tmp_path: Path) -> None:

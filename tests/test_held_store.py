@@ -159,6 +159,7 @@ def test_doctor_on_the_held_store_points_to_doctor_through_the_server(serving: S
         "isolation": "skip",
         "projections": "skip",
         "snapshots": "skip",
+        "storage_format": "skip",
     }
 
 

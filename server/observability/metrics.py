@@ -183,9 +183,10 @@ def observe_checkpoint(seconds: float, wal_bytes: int) -> None:
     STORE_CHECKPOINT.observe(seconds)
     if seconds >= SLOW_CHECKPOINT_S:
         logger.warning(
-            "the store checkpointed for %.1f s (a WAL of %.1f MiB) and every write waited: DuckDB writes the "
-            "objects' indexes whole at each checkpoint, so this grows with the objects kept; continuous live "
-            "ingest into a store this size belongs on VAST (docs: operators, Monitoring)",
+            "the store checkpointed for %.1f s (a WAL of %.1f MiB) and every write waited: in DuckDB's older storage "
+            "format (v1.0.0+: tams-analytics doctor says a store's) each checkpoint writes the objects' indexes whole, "
+            "so this grows with the objects kept, and tams-analytics upgrade rewrites the store in the current one; "
+            "beyond that, continuous live ingest into a store this size belongs on VAST (docs: operators, Monitoring)",
             seconds,
             wal_bytes / 2**20,
         )

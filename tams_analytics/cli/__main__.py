@@ -37,6 +37,7 @@ COMMANDS = (
     "tams_analytics.cli.restore",
     "tams_analytics.cli.verify",
     "tams_analytics.cli.copy",
+    "tams_analytics.cli.upgrade",
 )
 #: the entry point group through which other packages add commands
 PLUGIN_GROUP = "tams_analytics.commands"
@@ -53,11 +54,11 @@ def command_modules() -> list[ModuleType]:
 DESCRIPTION = """\
 Tools for a TAMS (Time-addressable Media Store): build a demo store, audit a store's integrity, report on coverage,
 storage and ingest, export the tables as Parquet, download media, check a store, back it up, restore and verify its
-backups, copy it to another store, and serve the TAMS 8.2 REST API. Stores: DuckDB (duckdb:///ABSOLUTE/PATH or
-duckdb://./RELATIVE/PATH), VAST DB (vast://...), Trino (trino://...) and any TAMS server through its API
-(tams+http://HOST:PORT, read-only). Every --store defaults to $TAMS_STORE, except demo's: the demo writes, so it
-must be named. Times show as TAMS timestamps (TAI) and UTC clock time; options taking a timerange accept ISO 8601
-intervals (2023-11-14T22:00Z/PT1H) as well as TAMS timeranges."""
+backups, copy it to another store, upgrade a DuckDB store's storage format, and serve the TAMS 8.2 REST API. Stores:
+DuckDB (duckdb:///ABSOLUTE/PATH or duckdb://./RELATIVE/PATH), VAST DB (vast://...), Trino (trino://...) and any TAMS
+server through its API (tams+http://HOST:PORT, read-only). Every --store defaults to $TAMS_STORE, except demo's: the
+demo writes, so it must be named. Times show as TAMS timestamps (TAI) and UTC clock time; options taking a timerange
+accept ISO 8601 intervals (2023-11-14T22:00Z/PT1H) as well as TAMS timeranges."""
 
 EPILOG = """\
 examples:

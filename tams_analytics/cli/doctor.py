@@ -16,15 +16,17 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "doctor",
         help="check a store: connectivity, tables and sorting keys, query shapes, isolation, projections and "
-        "snapshots (VAST)",
+        "snapshots (VAST), the storage format (DuckDB)",
         description=(
             "Check what servers and jobs rely on before pointing them at a store: that it opens and answers, has "
             "every table with its columns (on VAST, its sorting keys), accepts every query shape the library "
             "sends and (VAST) lets exactly one of two concurrent transactions on one row commit and has the "
             "projections lookups by object read; it lists the bucket's snapshots with the newest change each holds "
-            "(vast://...?snapshot=NAME checks a snapshot, read-only). Opens the store read-only (the isolation "
+            "(vast://...?snapshot=NAME checks a snapshot, read-only); and (DuckDB) it says the store's storage format, "
+            "warning of an older one with what an upgrade buys. Opens the store read-only (the isolation "
             "probe on VAST writes and removes one scratch row of the service table). "
-            "Exit 0: all good; 1: a property is missing (said with what it means); 2: cannot connect."
+            "Exit 0: all good (warnings included); 1: a property is missing (said with what it means); 2: cannot "
+            "connect."
         ),
         epilog="examples:\n"
         "  tams-analytics doctor --store vast://10.0.0.1:8070/media/tams\n"
@@ -48,7 +50,8 @@ def render_table(diagnosis: Diagnosis) -> str:
     for c in diagnosis.checks:
         lines.append(f"{c.status.upper():4}  {c.name:{width}}  {c.detail}")
         if c.meaning:
-            lines.append(f"{'':4}  {'':{width}}  meaning: {c.meaning}")
+            label = "advice" if c.status == "warn" else "meaning"
+            lines.append(f"{'':4}  {'':{width}}  {label}: {c.meaning}")
     return "\n".join(lines)
 
 

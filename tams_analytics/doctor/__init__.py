@@ -1,8 +1,9 @@
 """``doctor``: what a deployment may rely on, checked on a store (``tams-analytics doctor --store URL``).
 
 :func:`diagnose` opens the store read-only and runs :data:`CHECKS` in order; each says ``ok``, ``fail``
-(a property is missing: :attr:`Check.meaning` says what that means for a deployment) or ``skip`` (it does
-not apply to this engine). Connectivity comes first: when the store cannot be opened or does not answer,
+(a property is missing: :attr:`Check.meaning` says what that means for a deployment), ``warn`` (it holds, with
+advice worth taking: :attr:`Check.meaning` says what it buys; the exit code stays 0) or ``skip`` (it does not
+apply to this engine). Connectivity comes first: when the store cannot be opened or does not answer,
 nothing else runs and the exit code is 2.
 
 * ``connectivity``: the store opens with these credentials and answers a query (over a TAMS API: the API
@@ -18,7 +19,10 @@ nothing else runs and the exit code is 2.
 * ``projections``: every projection of :data:`~tams_analytics.schema.PROJECTIONS` exists with its columns (VAST,
   unless turned off); a missing one is a finding that says which reads then scan the whole table;
 * ``snapshots``: the store's snapshots (VAST: the bucket's), each with the newest change it holds and how long
-  ago that was; listed, never a failure when there are none.
+  ago that was; listed, never a failure when there are none;
+* ``storage_format``: the format the store keeps its data in, where the engine has several (DuckDB's storage
+  versions); one older than the engine writes new stores in is a warning that says what it costs and the command that
+  upgrades it (``tams-analytics upgrade``).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from tams_analytics.schema import SCHEMAS, SORT_KEYS
 
 __all__ = ["Check", "Diagnosis", "diagnose", "run_checks"]
 
-OK, FAIL, SKIP = "ok", "fail", "skip"
+OK, FAIL, WARN, SKIP = "ok", "fail", "warn", "skip"
 EXIT_OK, EXIT_MISSING, EXIT_UNREACHABLE = 0, 1, 2
 
 
@@ -48,7 +52,7 @@ class Check:
     name: str
     status: str
     detail: str
-    #: for a failure: what a deployment loses
+    #: for a failure: what a deployment loses; for a warning: what taking the advice buys
     meaning: str = ""
     #: what the check found, for schedulers (``--format json``); None: nothing beyond ``detail``
     data: Mapping[str, Any] | None = None
@@ -362,10 +366,25 @@ def _ago(seconds: Any) -> str:
     return f"{s} s"
 
 
+# -- storage format ---------------------------------------------------------------------------------------
+def check_storage_format(engine: Engine) -> Check:
+    if engine.capabilities.reads_api:
+        return Check("storage_format", SKIP, f"{engine.name} reads a TAMS API: {THROUGH_API}")
+    found = engine.storage_format()
+    if found is None:
+        return Check("storage_format", SKIP, f"{engine.name} keeps one storage format (or this store has no file)")
+    data = {"version": found.version, "current": found.current}
+    if found.advice is None:
+        return Check("storage_format", OK, f"{found.version}, the format {engine.name} writes new stores in", data=data)
+    detail = f"{found.version}, older than the {found.current} {engine.name} writes new stores in"
+    return Check("storage_format", WARN, detail, found.advice, data=data)
+
+
 CHECKS: tuple[Callable[[Engine], Check], ...] = (
     check_tables,
     check_queries,
     check_isolation,
     check_projections,
     check_snapshots,
+    check_storage_format,
 )

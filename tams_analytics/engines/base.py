@@ -36,6 +36,7 @@ __all__ = [
     "IsolationProbe",
     "OrderBy",
     "Snapshot",
+    "StorageFormat",
     "StoredProjection",
     "StoredTable",
 ]
@@ -125,6 +126,23 @@ class IsolationProbe:
 
     committed: int
     detail: str
+
+
+@dataclass(frozen=True)
+class StorageFormat:
+    """The format an engine's store keeps its data in, where the engine has more than one (DuckDB's storage
+    versions): the store's, the one this engine writes new stores in, and (a store in an older one) what staying
+    there costs and the command that rewrites it."""
+
+    version: str
+    current: str
+    #: what the older format costs and how to upgrade, in words (None: the store is in the current format)
+    advice: str | None = None
+
+    @property
+    def old(self) -> bool:
+        """The store is in an older format than this engine writes new stores in."""
+        return self.advice is not None
 
 
 class ChangeListener(Protocol):
@@ -297,6 +315,10 @@ class Engine(ABC):
 
     def snapshots(self) -> tuple[Snapshot, ...] | None:
         """The store's snapshots, oldest change first; None where the engine has none."""
+        return None
+
+    def storage_format(self) -> StorageFormat | None:
+        """The format the store keeps its data in; None where the engine has one format only."""
         return None
 
     def probe_isolation(self) -> IsolationProbe | None:

@@ -21,6 +21,7 @@ from tams_analytics.engines.base import (
     IsolationProbe,
     OrderBy,
     Snapshot,
+    StorageFormat,
     StoredTable,
 )
 from tams_analytics.predicates import Predicate
@@ -134,6 +135,9 @@ class EngineDecorator(Engine):
 
     def probe_isolation(self) -> IsolationProbe | None:
         return self.inner.probe_isolation()
+
+    def storage_format(self) -> StorageFormat | None:
+        return self.inner.storage_format()
 
     def store_failure(self) -> str | None:
         return self.inner.store_failure()

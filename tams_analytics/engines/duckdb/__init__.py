@@ -26,7 +26,7 @@ import duckdb
 import pyarrow as pa
 
 from tams_analytics.compat import arrow_table, ibis_duckdb
-from tams_analytics.engines.base import Capabilities, Change, OrderBy, StoredTable
+from tams_analytics.engines.base import Capabilities, Change, OrderBy, StorageFormat, StoredTable
 from tams_analytics.engines.duckdb import reads
 from tams_analytics.engines.duckdb.connections import Connections
 from tams_analytics.engines.duckdb.ddl import INDEXES, index_name, table_statements
@@ -44,7 +44,13 @@ from tams_analytics.engines.duckdb.journaled import (
 from tams_analytics.engines.duckdb.lists import ListLimits
 from tams_analytics.engines.duckdb.readers import Readers
 from tams_analytics.engines.duckdb.reads import PAGE_ROWS, as_records, few_ids
-from tams_analytics.engines.duckdb.upkeep import CHECKPOINT_MARGIN_BYTES, CheckpointObserver, tell, wal_bytes
+from tams_analytics.engines.duckdb.upkeep import (
+    CHECKPOINT_MARGIN_BYTES,
+    CheckpointObserver,
+    storage_format,
+    tell,
+    wal_bytes,
+)
 from tams_analytics.engines.duckdb.writes import LIST_ROWS, conform, list_insert_sql
 from tams_analytics.engines.sql import Params, quote, select_sql, where_sql
 from tams_analytics.engines.windows import FlowExtents
@@ -543,6 +549,13 @@ class Engine(Connections):
         except duckdb.CatalogException:
             return None
 
+    def storage_format(self) -> StorageFormat | None:
+        """The store's storage format, and what an older one costs (see :mod:`.upkeep`); None in memory."""
+        if self._database is None:
+            return None
+        with self._reading():
+            return storage_format(self._cursor(), self._database, self.path, self._table_sizes())
+
     def optimize(self) -> None:
         """Rewrite clustered tables in their sort order so that zone maps prune one flow's window."""
         with self.transaction():
@@ -569,10 +582,10 @@ class Engine(Connections):
         """Have ``observe(seconds, wal_bytes)`` told of every commit that checkpoints the store from now on (None: no
         more): a commit that took the WAL past DuckDB's ``checkpoint_threshold`` (16 MiB) writes the store's file
         before it returns, and every other write waits for it (seen by the WAL's size: :meth:`_checkpointed`);
-        ``seconds`` is how long the commit took and ``wal_bytes`` the WAL's size before it. Its cost
-        grows with the objects' indexes, which DuckDB 1.3 writes whole each time (``python -m
-        benchmarks.checkpoints``): the server exports it (``tams_store_checkpoint_seconds``) so that a store
-        outgrowing live ingest shows."""
+        ``seconds`` is how long the commit took and ``wal_bytes`` the WAL's size before it. In a store of DuckDB's
+        older storage format (:meth:`storage_format`) its cost grows with the objects' indexes, written whole each time
+        (``python -m benchmarks.checkpoints``): the server exports it (``tams_store_checkpoint_seconds``) so that a
+        store outgrowing live ingest shows."""
         self._checkpoints = observe
 
     def _checkpointed(self, wal: int) -> bool:

@@ -1,15 +1,39 @@
-"""Upkeep of a DuckDB store: its checkpoints (what they cost, told to an observer) and its storage format."""
+"""Upkeep of a DuckDB store: its checkpoints (what they cost, told to an observer) and its storage format.
+
+DuckDB 2.0 writes new files in storage format ``v2.0.0+``, whose checkpoints write only the parts of an index that
+changed; it opens a file DuckDB 1.3 made (``v1.0.0+``) and keeps it in that format, where every checkpoint writes the
+indexes of ``objects`` and ``object_instances`` whole (:data:`~tams_analytics.engines.duckdb.ddl.INDEXES`).
+:func:`storage_format` says which a store is in and, for the older one, what that costs and the command that rewrites
+it (``tams-analytics upgrade``: :mod:`tams_analytics.upgrade`).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Final
 
+import duckdb
+
+from tams_analytics.compat import STORAGE_VERSION
+from tams_analytics.engines.base import StorageFormat
+from tams_analytics.engines.duckdb.ddl import INDEXES
+
 logger = logging.getLogger("tams_analytics.engines.duckdb")
 
-__all__ = ["CHECKPOINT_MARGIN_BYTES", "CheckpointObserver", "tell", "wal_bytes"]
+__all__ = [
+    "CHECKPOINT_MARGIN_BYTES",
+    "FIRST_FORMAT",
+    "CheckpointObserver",
+    "older_format",
+    "storage_format",
+    "storage_version",
+    "tell",
+    "upgrade_command",
+    "wal_bytes",
+]
 
 #: ``observe(seconds, wal_bytes)``, told of each commit that checkpointed a store (:meth:`Engine.observe_checkpoints`)
 CheckpointObserver = Callable[[float, int], None]
@@ -17,6 +41,9 @@ CheckpointObserver = Callable[[float, int], None]
 #: free space a checkpoint needs beyond twice the WAL's size (the blocks it rewrites, its metadata), as estimated when
 #: deciding whether a full volume has room again (:meth:`Engine._room_to_recover`)
 CHECKPOINT_MARGIN_BYTES: Final = 4 << 20
+#: the oldest storage format a store of this library can be in (DuckDB 1.3's): a DuckDB writing new stores in it has
+#: no newer one to upgrade a store to
+FIRST_FORMAT: Final = "v1.0.0+"
 
 
 def tell(observe: CheckpointObserver, seconds: float, wal_bytes: int) -> None:
@@ -35,3 +62,55 @@ def wal_bytes(path: str) -> int:
         return Path(f"{path}.wal").stat().st_size
     except OSError:
         return 0
+
+
+def storage_version(con: duckdb.DuckDBPyConnection, database: str) -> str | None:
+    """The storage format of the attached database ``database`` (``v1.0.0+``, ``v2.0.0+``; None: it has none, as a
+    database in memory)."""
+    sql = "SELECT tags['storage_version'] FROM duckdb_databases() WHERE database_name = ?"
+    row = con.execute(sql, [database]).fetchone()
+    return str(row[0]) if row and row[0] else None
+
+
+def older_format(version: str) -> bool:
+    """Whether a store in format ``version`` is in an older format than this DuckDB writes new stores in.
+
+    >>> older_format("v1.0.0+"), older_format(STORAGE_VERSION)
+    (True, False)
+    """
+    return _parsed(version) < _parsed(STORAGE_VERSION)
+
+
+def _parsed(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+
+
+def upgrade_command(path: str) -> str:
+    """The command that rewrites the store at ``path`` in the current format.
+
+    >>> upgrade_command("/srv/tams/tams.duckdb")
+    'tams-analytics upgrade --store duckdb:///srv/tams/tams.duckdb'
+    """
+    return f"tams-analytics upgrade --store duckdb://{Path(path).absolute()}"
+
+
+def storage_format(
+    con: duckdb.DuckDBPyConnection, database: str, path: str, sizes: Mapping[str, int]
+) -> StorageFormat | None:
+    """The format of the store at ``path`` (attached as ``database``; ``sizes``: its tables' rows) and, when it is an
+    older one, what it costs (the entries of the indexes each checkpoint writes whole) and the command that upgrades
+    it."""
+    version = storage_version(con, database)
+    if version is None:
+        return None
+    if not older_format(version):
+        return StorageFormat(version, STORAGE_VERSION)
+    entries = sum(sizes.get(table, 0) for table in INDEXES)
+    advice = (
+        f"the store {path} is in DuckDB's storage format {version}, older than the {STORAGE_VERSION} DuckDB "
+        f"{duckdb.__version__} writes: each checkpoint (one every 16 MiB of writes) rewrites the indexes of "
+        f"{' and '.join(INDEXES)} whole ({entries:,} entries here), so checkpoints take longer as the store grows and "
+        f"every write waits for them; in {STORAGE_VERSION} a checkpoint writes only what changed. Stop the server and "
+        f"run {upgrade_command(path)} (one-way: DuckDB 1.3 cannot open the result; it backs the store up first)"
+    )
+    return StorageFormat(version, STORAGE_VERSION, advice)
