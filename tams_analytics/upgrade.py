@@ -402,7 +402,7 @@ def _identity(path: Path) -> list[int]:
 
 
 def _current_database(con: duckdb.DuckDBPyConnection) -> str:
-    row = con.execute("SELECT current_database()").fetchone()
+    row = con.execute("SELECT current_database()").fetchall()[0]
     assert row is not None
     return str(row[0])
 
@@ -460,7 +460,7 @@ def _inventory(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, Any]:
             [database, schema, table],
         ).fetchall()
         name = f"{quote(database)}.{quote(schema)}.{quote(table)}"
-        (rows,) = con.execute(f"SELECT count(*) FROM {name}").fetchone() or (0,)
+        ((rows,),) = con.execute(f"SELECT count(*) FROM {name}").fetchall()
         tables[f"{schema}.{table}"] = (tuple(columns), int(rows))
     indexes = con.execute(
         "SELECT schema_name, table_name, index_name, expressions FROM duckdb_indexes() WHERE database_name = ?",

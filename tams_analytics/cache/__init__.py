@@ -7,7 +7,9 @@ few hundred microseconds. :class:`CachingEngine` wraps the store's engine and ke
 * per flow, its segments sorted by ``start_ns`` (:mod:`tams_analytics.cache.segments`): pages, overlap
   checks and extents at O(log n) from memory, for flows of any length (long ones as bounds only);
 * per key, the rows of small tables read by key (:mod:`tams_analytics.cache.rows`): a flow's row by
-  ``id``, its pending delete requests by ``flow_id``, an object's instances by ``object_id``;
+  ``id``, its pending delete requests by ``flow_id``, an object by ``id`` and its instances by ``object_id``;
+* the hashes of every object id stored (:mod:`tams_analytics.cache.known`), so that a registration of new objects
+  (a live recorder's every segment) learns they are new without asking the store;
 
 and answers the queries it can from them, passing everything else to the engine it wraps. Nothing above
 the engine knows the cache exists; code that must not block runs under
@@ -24,7 +26,7 @@ the engine's ``insert``/``delete``/``update`` (raw SQL) are not seen.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 from tams_analytics.cache.keyed import EVERYTHING, Everything, KeyedCache, changed_keys
+from tams_analytics.cache.known import KnownIds
 from tams_analytics.cache.rows import KeyedRows, UnmatchedQuery
 from tams_analytics.cache.segments import PRELOAD_CHUNK, FlowSegments
 from tams_analytics.cache.timeline import Timeline
@@ -83,6 +86,7 @@ class CachingEngine(EngineDecorator):
         )
         self.keyed: dict[str, KeyedRows] = {
             "object_instances": KeyedRows("object_instances", "object_id", c.objects),
+            "objects": KeyedRows("objects", "id", c.objects),
             "flows": KeyedRows("flows", "id", c.flows),
             "delete_requests": KeyedRows("delete_requests", "flow_id", c.flows),
         }
@@ -96,7 +100,16 @@ class CachingEngine(EngineDecorator):
         self._pending: list[tuple[KeyedCache[Any], Change, frozenset[Hashable] | Everything, Callable[..., Any]]] = []
         #: the transaction's changes of ``objects`` (new objects' instances are known: see :meth:`_new_objects`)
         self._object_changes: list[Change] = []
+        #: every object id stored, as hashes: proof that an id is not (read in the background from now on)
+        self.object_ids = KnownIds("objects")
         inner.listen(self)
+        self.object_ids.load_in_background(self._stored_object_ids)
+
+    def _stored_object_ids(self) -> Iterator[pa.Array]:
+        """Every object id the store holds, in batches (for :attr:`object_ids`)."""
+        reader = self.inner.table("objects").select("id").to_pyarrow_batches(chunk_size=1 << 20)
+        for batch in reader:
+            yield batch.column(0)
 
     @property
     def inner(self) -> Engine:
@@ -194,6 +207,8 @@ class CachingEngine(EngineDecorator):
         if rows is None or pinned is None:
             return None
         keys, rest = pinned
+        if name == "objects":  # ids certainly not stored have no rows: only the others are looked up
+            keys = [k for k, maybe in zip(keys, self.object_ids.maybe([str(k) for k in keys]), strict=True) if maybe]
         if not rows.cache.holds(keys):
             may_block(name)  # before any key is touched: a read retried off the event loop counts once
         try:
@@ -248,6 +263,8 @@ class CachingEngine(EngineDecorator):
     def writing(self, change: Change) -> None:
         if change.table == "objects":
             self._object_changes.append(change)
+            if change.rows is not None:
+                self.object_ids.add(change.rows.column("id"))
         for cache, column, updater in self._caches.get(change.table, ()):
             keys = changed_keys(change, column)
             cache.unsettle(keys)

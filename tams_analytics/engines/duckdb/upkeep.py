@@ -68,7 +68,8 @@ def storage_version(con: duckdb.DuckDBPyConnection, database: str) -> str | None
     """The storage format of the attached database ``database`` (``v1.0.0+``, ``v2.0.0+``; None: it has none, as a
     database in memory)."""
     sql = "SELECT tags['storage_version'] FROM duckdb_databases() WHERE database_name = ?"
-    row = con.execute(sql, [database]).fetchone()
+    rows = con.execute(sql, [database]).fetchall()  # whole: a result fetched in part holds the connection (2.0)
+    row = rows[0] if rows else None
     return str(row[0]) if row and row[0] else None
 
 
