@@ -83,6 +83,8 @@ class Engine(Transactions):
         if threads:
             config["threads"] = threads
         self._config = config
+        if read_only:
+            refuse_unapplied_journal(self.path)
         with explain_held_store(self.path):
             try:
                 self._con, self._database = open_database(self.path, read_only=read_only, config=config)
@@ -123,15 +125,20 @@ class Engine(Transactions):
         self._list_limits = ListLimits(INDEXES, self._table_sizes)
         #: the store's journal (None: transactions are committed as they come)
         self._journal: Journal | None = None
-        if read_only:
-            refuse_unapplied_journal(self.path)
-        elif self._fault is None:
-            self.create_tables()
-            self._open_journal(keep=journal)
-        else:  # a restart on a full volume, say: reads are served, writes wait for room to checkpoint
-            self._tables_pending = True
-            refuse_unapplied_journal(self.path)
-            logger.warning("the store %s is open for reads only until its WAL can be checkpointed", self.path)
+        try:
+            if read_only:
+                pass
+            elif self._fault is None:
+                self.create_tables()
+                self._open_journal(keep=journal)
+            else:  # a restart on a full volume, say: reads are served, writes wait for room to checkpoint
+                self._tables_pending = True
+                refuse_unapplied_journal(self.path)  # (what it holds could not be applied either)
+                logger.warning("the store %s is open for reads only until its WAL can be checkpointed", self.path)
+        except BaseException:
+            self._fault = StoreFault("not opened", None, no_space=False, invalidated=False)  # closed as it is
+            self.close()
+            raise
 
     def _open_journal(self, *, keep: bool) -> None:
         """Apply a journal left beside the store; ``keep`` it (journaled transactions from now on), or empty it."""
@@ -318,6 +325,8 @@ class Engine(Transactions):
         self._writer.execute("CHECKPOINT")
 
     def checkpoint(self) -> None:
+        """Write everything committed into the store's file (every journaled write applied first)."""
+        self._caught_up()
         with self._write_lock:
             self._usable()
             try:

@@ -70,9 +70,8 @@ class Journal:
         #: why the last attempt to apply failed (None: it did not)
         self.failure: str | None = None
         self._closing = False
-        #: cleared while applying is paused (:meth:`paused`)
-        self._applying = threading.Event()
-        self._applying.set()
+        #: held while records are applied (and while applying is paused: :meth:`paused`)
+        self._applying = threading.Lock()
         records = [(r.seq, codec.decode(r.payload)) for r in self.log.replay(applied)]
         for at in range(0, len(records), APPLY_RECORDS):
             engine.apply_records(records[at : at + APPLY_RECORDS])
@@ -137,16 +136,12 @@ class Journal:
     def paused(self) -> Iterator[None]:
         """Apply nothing meanwhile (records are still journaled and acknowledged): for tests of what a store shows,
         and keeps, while its records wait, as they do behind a long checkpoint."""
-        self._applying.clear()
-        try:
+        with self._applying:
             yield
-        finally:
-            self._applying.set()
 
     def _run(self) -> None:
         pause = 0.05
         while True:
-            self._applying.wait()
             with self._queued:
                 while not self._queue and not self._closing:
                     self._queued.wait()
@@ -154,7 +149,8 @@ class Journal:
                     return
                 batch = [self._queue[i] for i in range(min(APPLY_RECORDS, len(self._queue)))]
             try:
-                self.engine.apply_records(batch)
+                with self._applying:
+                    self.engine.apply_records(batch)
             except Exception as exc:
                 self.failure = " ".join(str(exc).split())[:300] or type(exc).__name__
                 _failures.log(

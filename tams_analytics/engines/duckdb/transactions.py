@@ -24,7 +24,7 @@ from tams_analytics.engines.duckdb.faults import StoreFault, store_fault
 from tams_analytics.engines.duckdb.journaled import STATE_TABLE, Journal, coalesced, new_store_id
 from tams_analytics.engines.duckdb.lists import ListLimits
 from tams_analytics.engines.duckdb.upkeep import CheckpointObserver, tell, wal_bytes
-from tams_analytics.engines.duckdb.writes import LIST_ROWS, list_insert_sql
+from tams_analytics.engines.duckdb.writes import LIST_ROWS, list_insert_sql, refuse_nulls
 from tams_analytics.engines.sql import Params, quote, where_sql
 from tams_analytics.engines.windows import FlowExtents
 from tams_analytics.exceptions import InsufficientStorageError, StoreUnavailableError, TamsError
@@ -204,8 +204,12 @@ class Transactions(Connections):
         """Make ``change`` in the transaction in flight, told to the listeners first: recorded in a journaled one
         (0 rows: not known yet), else run; how many rows an update or delete touched."""
         recording: list[Change] | None = getattr(self._local, "recording", None)
-        if recording is not None and not journalable(change.where):
-            raise TamsError(f"a journaled transaction cannot hold a write on {change.table} restricted so: {change}")
+        if recording is not None:
+            if not journalable(change.where):
+                raise TamsError(
+                    f"a journaled transaction cannot hold a write on {change.table} restricted so: {change}"
+                )
+            refuse_nulls(change)
         self._writing(change)
         if recording is not None:
             recording.append(change)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 
+import duckdb
 import pyarrow as pa
 
+from tams_analytics.engines.base import Change
 from tams_analytics.engines.duckdb.ddl import DUCKDB_TYPES
 from tams_analytics.engines.sql import quote
 from tams_analytics.schema import SCHEMAS
 
-__all__ = ["INSERTED", "LIST_ROWS", "conform", "list_insert_sql"]
+__all__ = ["INSERTED", "LIST_ROWS", "conform", "list_insert_sql", "refuse_nulls"]
 
 #: up to this many rows an insert binds each column as one list parameter, unnested (:func:`list_insert_sql`): one
 #: DuckDB call, where an Arrow table's scan takes two (each hands the GIL over), and a plan of one expression a
@@ -48,3 +50,21 @@ def conform(name: str, rows: pa.Table) -> pa.Table:
         else:
             arrays.append(col if col.type == f.type else col.cast(f.type))
     return pa.Table.from_arrays(arrays, schema=target)
+
+
+#: each table's columns DuckDB declares ``NOT NULL``
+_REQUIRED = {name: [f.name for f in schema if not f.nullable] for name, schema in SCHEMAS.items()}
+
+
+def refuse_nulls(change: Change) -> None:
+    """Refuse ``change`` if it would put a null into a column the table declares ``NOT NULL``, as DuckDB would, with
+    DuckDB's exception (a journaled write is checked when it is made: once acknowledged, it must apply; the store's
+    other constraints are its types, which :func:`conform` casts to)."""
+    required = _REQUIRED.get(change.table, ())
+    if change.rows is not None:
+        nulls = [c for c in required if c in change.rows.column_names and change.rows.column(c).null_count]
+        nulls += [c for c in required if c not in change.rows.column_names]
+    else:
+        nulls = [c for c in required if c in (change.values or {}) and (change.values or {})[c] is None]
+    if nulls:
+        raise duckdb.ConstraintException(f"Constraint Error: NOT NULL constraint failed: {change.table}.{nulls[0]}")

@@ -1,0 +1,268 @@
+"""The journal (tams_analytics.journal): journaled transactions are durable when they return, reads show them
+exactly, nothing acknowledged is lost whatever stops the process, and a failed write is refused and never read back.
+
+Real DuckDB files, real processes killed with SIGKILL, a real full tmpfs; the applier is paused (``Journal.paused``)
+where a test needs records acknowledged and not yet applied, as they are behind a long checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from tams_analytics.engines.base import Change
+from tams_analytics.engines.duckdb import Engine
+from tams_analytics.exceptions import InsufficientStorageError, StoreUnavailableError, TamsError
+from tams_analytics.journal import LogError, codec
+from tams_analytics.journal.log import Log
+from tams_analytics.predicates import AllOf, AnyOf, Const, Term, isin
+from tests.fixtures.volume import small_volume
+
+FLOW = "00000000-0000-4000-8000-00000000f10a"
+OTHER = "00000000-0000-4000-8000-00000000f10b"
+VIDEO = "urn:x-nmos:format:video"
+
+
+def _engine(path: Path, *, journal: bool = True, create: bool = True) -> Engine:
+    return Engine(urlsplit(f"duckdb://{path}"), create=create, journal=journal)
+
+
+def _flow(engine: Engine, flow_id: str = FLOW) -> None:
+    with engine.transaction():
+        engine.insert("flows", pa.Table.from_pylist([{"id": flow_id, "source_id": str(uuid.uuid4()), "format": VIDEO}]))
+
+
+def _segment(i: int, flow_id: str = FLOW) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "flow_id": flow_id,
+                "object_id": str(uuid.uuid4()),
+                "timerange": f"[{i}:0_{i + 1}:0)",
+                "start_ns": i * 10**9,
+                "end_ns": (i + 1) * 10**9,
+            }
+        ]
+    )
+
+
+def _register(engine: Engine, i: int, flow_id: str = FLOW) -> None:
+    with engine.journaled(), engine.transaction():
+        engine.insert("segments", _segment(i, flow_id))
+        engine.update("flows", [isin("id", [flow_id])], {"label": f"after {i}"})
+
+
+def _count(engine: Engine, flow_id: str = FLOW) -> int:
+    return engine.count("segments", [Term("flow_id", "==", flow_id)])
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Engine]:
+    engine = _engine(tmp_path / "tams.duckdb")
+    _flow(engine)
+    _flow(engine, OTHER)
+    yield engine
+    engine.close()
+
+
+def test_a_journaled_write_is_in_the_journal_when_it_returns_and_applied_behind(store: Engine) -> None:
+    journal = store._journal
+    assert journal is not None
+    with journal.paused():
+        _register(store, 0)
+        assert journal.pending.behind == 1
+        assert [r.seq for r in journal.log.replay(0)] == [1]  # durable before the transaction returned
+    store.checkpoint()  # a direct write waits for every record to be applied first
+    assert journal.pending.behind == 0 and store.journal_state()[1] == 1
+    assert _count(store) == 1
+
+
+def test_a_read_waits_for_the_records_it_must_show_and_no_other(store: Engine) -> None:
+    journal = store._journal
+    assert journal is not None
+    seen: list[int] = []
+    with journal.paused():
+        _register(store, 0)
+        reader = threading.Thread(target=lambda: seen.append(_count(store)))
+        reader.start()
+        time.sleep(0.3)
+        assert reader.is_alive()  # the flow's read waits for its record
+        assert _count(store, OTHER) == 0  # another flow's does not
+        flows = store.records("flows", [Term("id", "==", OTHER)], columns=["label"])
+        assert flows == [{"label": None}]  # nor another flow's row
+    reader.join(10)
+    assert seen == [1]
+    assert store.records("flows", [Term("id", "==", FLOW)], columns=["label"]) == [{"label": "after 0"}]
+
+
+def test_a_direct_transaction_runs_after_every_record_and_alone(store: Engine) -> None:
+    journal = store._journal
+    assert journal is not None
+    with journal.paused():
+        for i in range(3):
+            _register(store, i)
+        done = threading.Event()
+
+        def delete_them() -> None:
+            with store.transaction():
+                store.delete("segments", [Term("flow_id", "==", FLOW)])
+            done.set()
+
+        threading.Thread(target=delete_them).start()
+        assert not done.wait(0.3)  # it waits for the records before it
+    assert done.wait(10)
+    assert _count(store) == 0  # applied in the order acknowledged: the three, then the delete
+
+
+def test_sigkill_with_records_not_applied_loses_none_of_them(tmp_path: Path) -> None:
+    path = tmp_path / "tams.duckdb"
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+        from tests.test_journal import _engine, _flow, _register
+        engine = _engine(__import__("pathlib").Path({str(path)!r}))
+        _flow(engine)
+        with engine._journal.paused():
+            for i in range(50):
+                _register(engine, i)
+            print(engine._journal.pending.behind, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    assert int(run.stdout.split()[-1]) >= 49  # acknowledged and not applied when killed
+    with pytest.raises(StoreUnavailableError, match="not applied yet"):  # a read-only open would not show them
+        Engine(urlsplit(f"duckdb://{path}"), read_only=True)
+    engine = _engine(path, journal=False, create=False)  # any open for writes applies what the journal holds
+    try:
+        assert _count(engine) == 50
+        assert engine.records("flows", [Term("id", "==", FLOW)], columns=["label"]) == [{"label": "after 49"}]
+        assert engine.journal_state()[1] == 50
+    finally:
+        engine.close()
+    assert not (tmp_path / "tams.duckdb.journal").exists()  # emptied once applied
+
+
+def test_a_torn_record_is_cut_off_and_the_ones_before_kept(tmp_path: Path) -> None:
+    log = Log(tmp_path / "j", str(uuid.uuid4()))
+    list(log.replay(0))
+    for i in range(3):
+        log.append(f"record {i}".encode())
+    log.close()
+    (file,) = log.files()
+    whole = file.stat().st_size
+    with file.open("r+b") as f:
+        f.truncate(whole - 3)  # the last record cut short, as by a crash mid-write
+    again = Log(tmp_path / "j", log.store_id)
+    assert [r.payload for r in again.replay(0)] == [b"record 0", b"record 1"]
+    assert again.append(b"record 2 again") == 3
+    assert [r.payload for r in Log(tmp_path / "j", log.store_id).replay(0)][-1] == b"record 2 again"
+
+
+def test_a_journal_of_another_store_or_with_a_gap_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tams_analytics.journal.log.SEGMENT_BYTES", 256)  # a file every few records
+    log = Log(tmp_path / "j", str(uuid.uuid4()))
+    list(log.replay(0))
+    for i in range(10):
+        log.append(f"record {i}".encode() * 8)
+    assert len(log.files()) > 2
+    with pytest.raises(LogError, match="belongs to another store"):
+        list(Log(tmp_path / "j", str(uuid.uuid4())).replay(0))
+    log.forget_through(6)  # applied through record 6: the files that hold only those go
+    first = int(log.files()[0].stem)
+    assert 1 < first <= 7
+    log.close()
+    assert [r.seq for r in Log(tmp_path / "j", log.store_id).replay(6)] == [7, 8, 9, 10]
+    # a store restored from a backup holds fewer records than the journal's first: its later writes are not its own
+    with pytest.raises(LogError, match=f"begins at record {first}"):
+        list(Log(tmp_path / "j", log.store_id).replay(first - 2))
+
+
+def test_a_journaled_write_breaking_a_constraint_is_refused_before_it_is_acknowledged(store: Engine) -> None:
+    journal = store._journal
+    assert journal is not None
+    with pytest.raises(duckdb.ConstraintException, match=r"NOT NULL constraint failed: segments\.object_id"):
+        with store.journaled(), store.transaction():
+            store.insert("segments", _segment(0).set_column(1, "object_id", pa.nulls(1, pa.string())))
+    assert journal.log.last == 0
+    _register(store, 1)
+    store.checkpoint()
+    assert _count(store) == 1  # the applier was not left with a record it cannot apply
+
+
+def test_a_full_volume_refuses_the_write_and_keeps_the_journal_whole(tmp_path: Path) -> None:
+    with small_volume(tmp_path / "vol", 8 << 20) as volume:
+        engine = _engine(volume.path / "tams.duckdb")
+        _flow(engine)
+        journal = engine._journal
+        assert journal is not None
+        with journal.paused():
+            _register(engine, 0)
+            volume.fill()
+            big = pa.concat_tables([_segment(i) for i in range(1, 400)])
+            with pytest.raises(InsufficientStorageError, match="no space left"), engine.journaled():
+                with engine.transaction():
+                    engine.insert("segments", big)
+            assert journal.log.last == 1  # refused: nothing of it in the journal
+            volume.free()
+            _register(engine, 1000)
+        engine.close()
+        reopened = _engine(volume.path / "tams.duckdb", create=False)
+        assert _count(reopened) == 2
+        reopened.close()
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        (Term("id", "==", "a"),),
+        (isin("id", ["a", "b"]), Term("start_ns", ">=", -5)),
+        (AnyOf((Term("label", "isnull"), Term("label", "startswith", "x"))),),
+        (AllOf((Const(True), Term("created", "<", dt.datetime(2026, 11, 26, tzinfo=dt.UTC)))),),
+        (Term("start_ns", "between", (1, 2)),),
+    ],
+    ids=["eq", "isin-and-ge", "or-null-prefix", "const-and-timestamp", "between"],
+)
+def test_the_codec_gives_back_the_changes_it_was_given(where: tuple[Term, ...]) -> None:
+    rows = pa.table({"id": ["a", None], "n": pa.array([1, None], pa.int64())})
+    changes = [
+        Change("objects", rows=rows),
+        Change("objects", where=where),
+        Change("objects", where=where, values={"label": "x", "at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}),
+    ]
+    assert codec.decode(codec.encode(changes)) == changes
+
+
+def test_a_write_the_journal_cannot_hold_is_refused_before_anything_is_recorded(store: Engine) -> None:
+    from tams_analytics.predicates import InSubquery
+
+    journal = store._journal
+    assert journal is not None
+    with pytest.raises(TamsError, match="cannot hold"), store.journaled(), store.transaction():
+        store.delete("segments", [InSubquery("flow_id", "flows", "id")])
+    assert journal.log.last == 0
+
+
+def test_without_a_journal_a_journaled_transaction_commits_as_any_other(tmp_path: Path) -> None:
+    engine = _engine(tmp_path / "tams.duckdb", journal=False)
+    _flow(engine)
+    _register(engine, 0)
+    assert _count(engine) == 1 and engine._journal is None
+    assert not os.path.exists(tmp_path / "tams.duckdb.journal")
+    engine.close()
