@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     #: behind (tams_analytics.journal): a registration never waits for the store's checkpoints or commits; reads
     #: still show every acknowledged write. Off: each batch is acknowledged when its DuckDB commit returns
     journal: bool = True
+    #: the size the DuckDB store's WAL may reach, in MiB, before the journal's applier checkpoints the store (off every
+    #: write's path). Larger: rarer checkpoints and a longer replay after a crash. With the journal off, DuckDB
+    #: checkpoints at its own 16 MiB, in the commit that passes it
+    checkpoint_wal_mb: float = Field(16, gt=0)
+    #: more of DuckDB's own settings for a DuckDB store, as JSON (e.g. ``{"memory_limit": "4GB"}``: DuckDB's
+    #: configuration page lists them)
+    duckdb_config: dict[str, str | int | float | bool] = Field(default_factory=dict)
     #: how long the group commit's writer, woken by a POSTed segment, waits for more before it registers the
     #: batch, in µs (0: at once, a batch is then what queued while the one before committed; every POST pays up
     #: to the linger, numbers in benchmarks/README.md)
@@ -298,10 +305,16 @@ class Settings(BaseSettings):
         )
 
     def store_options(self) -> dict[str, Any]:
-        """What the store's engine is opened with besides its URL (``open_engine``): DuckDB's threads and journal."""
+        """What the store's engine is opened with besides its URL (``open_engine``): DuckDB's threads, journal,
+        checkpoints and settings."""
         if not self.store_url.lower().startswith("duckdb:"):
             return {}
-        return {"journal": self.journal} | ({"threads": self.duckdb_threads} if self.duckdb_threads else {})
+        options: dict[str, Any] = {
+            "journal": self.journal,
+            "checkpoint_wal_bytes": int(self.checkpoint_wal_mb * 2**20),
+            "duckdb_config": dict(self.duckdb_config),
+        }
+        return options | ({"threads": self.duckdb_threads} if self.duckdb_threads else {})
 
     @property
     def store_url(self) -> str:

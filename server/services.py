@@ -94,7 +94,7 @@ def engine_stack(store: Engine, settings: Settings, admit: Callable[[], None] | 
         return store
     observe_checkpoints = getattr(store, "observe_checkpoints", None)  # a DuckDB store's: its checkpoints' cost
     if observe_checkpoints is not None:
-        observe_checkpoints(metrics.observe_checkpoint)
+        observe_checkpoints(metrics.checkpoint_observer(journaled=settings.journal))
     engine: Engine = TimedEngine(store, metrics.observe_statement)
     if admit is not None:
         engine = GuardedEngine(engine, admit)

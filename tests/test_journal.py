@@ -147,9 +147,12 @@ def test_sigkill_with_records_not_applied_loses_none_of_them(tmp_path: Path) -> 
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert run.returncode == -signal.SIGKILL, run.stderr
     assert int(run.stdout.split()[-1]) >= 49  # acknowledged and not applied when killed
-    with pytest.raises(StoreUnavailableError, match="not applied yet"):  # a read-only open would not show them
-        Engine(urlsplit(f"duckdb://{path}"), read_only=True)
-    engine = _engine(path, journal=False, create=False)  # any open for writes applies what the journal holds
+    reader = Engine(urlsplit(f"duckdb://{path}"), read_only=True)  # applies them first (opened for writes once)
+    try:
+        assert _count(reader) == 50
+    finally:
+        reader.close()
+    engine = _engine(path, journal=False, create=False)
     try:
         assert _count(engine) == 50
         assert engine.records("flows", [Term("id", "==", FLOW)], columns=["label"]) == [{"label": "after 49"}]
@@ -157,6 +160,19 @@ def test_sigkill_with_records_not_applied_loses_none_of_them(tmp_path: Path) -> 
     finally:
         engine.close()
     assert not (tmp_path / "tams.duckdb.journal").exists()  # emptied once applied
+
+
+def test_a_read_only_open_that_cannot_apply_a_journal_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tams.duckdb"
+    _engine(path).close()
+    stranger = Log(Path(f"{path}.journal"), str(uuid.uuid4()))  # a journal it cannot apply: another store's
+    list(stranger.replay(0))
+    stranger.append(codec.encode([Change("segments", rows=_segment(0))]))
+    stranger.close()
+    with pytest.raises(StoreUnavailableError, match="not applied yet"):
+        Engine(urlsplit(f"duckdb://{path}"), read_only=True)
+    with pytest.raises(LogError, match="belongs to another store"):
+        _engine(path, create=False)
 
 
 def test_a_torn_record_is_cut_off_and_the_ones_before_kept(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, PlatformCollector, ProcessCollector
@@ -48,7 +48,7 @@ __all__ = [
     "CatalogCollector",
     "catalog_registry",
     "observe_batch",
-    "observe_checkpoint",
+    "checkpoint_observer",
     "observe_deletions",
     "observe_gc",
     "observe_operation",
@@ -115,7 +115,8 @@ for _answered_by in ("copy", "store"):  # both counted from 0, in every process 
     LIVE_EDGE_PAGES.labels(_answered_by)
 STORE_CHECKPOINT = Histogram(
     "tams_store_checkpoint_seconds",
-    "Commits that checkpointed a DuckDB store (the WAL passed its threshold): every write waited for them",
+    "Checkpoints of a DuckDB store (its WAL passed its threshold): with the journal, applying its records waited for "
+    "them; without it, every write did",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
     registry=REGISTRY,
 )
@@ -177,19 +178,31 @@ def observe_statement(statement: str, table: str, seconds: float) -> None:
     STORE_STATEMENT.labels(statement, table).observe(seconds)
 
 
-def observe_checkpoint(seconds: float, wal_bytes: int) -> None:
-    """A commit that checkpointed a DuckDB store (its engine's ``observe_checkpoints``); one that held the writes
-    for :data:`SLOW_CHECKPOINT_S` or longer is also logged, saying why and what to do."""
-    STORE_CHECKPOINT.observe(seconds)
-    if seconds >= SLOW_CHECKPOINT_S:
-        logger.warning(
-            "the store checkpointed for %.1f s (a WAL of %.1f MiB) and every write waited: in DuckDB's older storage "
-            "format (v1.0.0+: tams-analytics doctor says a store's) each checkpoint writes the objects' indexes whole, "
-            "so this grows with the objects kept, and tams-analytics upgrade rewrites the store in the current one; "
-            "beyond that, continuous live ingest into a store this size belongs on VAST (docs: operators, Monitoring)",
-            seconds,
-            wal_bytes / 2**20,
-        )
+def checkpoint_observer(*, journaled: bool) -> Callable[[float, int], None]:
+    """What is told of each checkpoint of a DuckDB store (its engine's ``observe_checkpoints``): it is counted, and
+    one of :data:`SLOW_CHECKPOINT_S` or longer is logged, saying what waited for it and what to do. ``journaled``:
+    the store keeps a journal, so writes were acknowledged meanwhile (only applying them, and reads of what they
+    changed, waited)."""
+    waited = (
+        "writes were acknowledged meanwhile, from the journal, and reads of what they changed waited"
+        if journaled
+        else "every write waited"
+    )
+
+    def observe(seconds: float, wal_bytes: int) -> None:
+        STORE_CHECKPOINT.observe(seconds)
+        if seconds >= SLOW_CHECKPOINT_S:
+            logger.warning(
+                "the store checkpointed for %.1f s (a WAL of %.1f MiB) and %s: in DuckDB's older storage format "
+                "(v1.0.0+: tams-analytics doctor says a store's) each checkpoint writes the objects' indexes whole, "
+                "so this grows with the objects kept, and tams-analytics upgrade rewrites the store in the current "
+                "one (docs: operators, Monitoring)",
+                seconds,
+                wal_bytes / 2**20,
+                waited,
+            )
+
+    return observe
 
 
 def observe_operation(operation: str, seconds: float) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from tams_analytics.backup.verify import check_files
 from tams_analytics.catalog import Catalog, connect
 from tams_analytics.engines import redacted
 from tams_analytics.engines.duckdb.held import StoreInUseError, explain_held_store
+from tams_analytics.engines.duckdb.journaled import journal_folder
 from tams_analytics.exceptions import TamsError
 from tams_analytics.export.destinations import S3Options
 
@@ -217,15 +219,28 @@ def _restore_duckdb(
         replaced = str(aside)
     else:
         Path(f"{path}.wal").unlink(missing_ok=True)  # a WAL with no store: it belongs to nothing now
+        stray = journal_folder(str(path))
+        if stray.exists():  # a journal with no store cannot be applied to the one restored: kept, aside
+            _replace_folder(stray, Path(f"{stray}{BEFORE_RESTORE}"))
     _move(work, path)
     return summary, replaced
 
 
 def _move(source: Path, target: Path) -> None:
-    """Rename a DuckDB file and its WAL (replacing what ``target`` names)."""
+    """Rename a DuckDB file, its WAL and its journal (replacing what ``target`` names)."""
     wal, target_wal = Path(f"{source}.wal"), Path(f"{target}.wal")
     with contextlib.suppress(FileNotFoundError):
         target_wal.unlink()
     source.replace(target)
     if wal.exists():
         wal.replace(target_wal)
+    journal = journal_folder(str(source))
+    if journal.exists():
+        _replace_folder(journal, journal_folder(str(target)))
+
+
+def _replace_folder(source: Path, target: Path) -> None:
+    """Rename folder ``source`` to ``target``, replacing it."""
+    if target.exists():
+        shutil.rmtree(target)
+    source.replace(target)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import SplitResult
@@ -31,12 +32,23 @@ from tams_analytics.engines.duckdb.ddl import INDEXES, index_name, table_stateme
 from tams_analytics.engines.duckdb.faults import StoreFault, store_fault
 from tams_analytics.engines.duckdb.files import ROW_GROUP_ROWS, open_database, release, store_path
 from tams_analytics.engines.duckdb.held import explain_held_store
-from tams_analytics.engines.duckdb.journaled import Journal, journal_folder, refuse_unapplied_journal
+from tams_analytics.engines.duckdb.journaled import (
+    Journal,
+    journal_folder,
+    refuse_unapplied_journal,
+    unapplied_records,
+)
 from tams_analytics.engines.duckdb.lists import ListLimits
 from tams_analytics.engines.duckdb.readers import Readers
 from tams_analytics.engines.duckdb.reads import PAGE_ROWS, as_records, few_ids
 from tams_analytics.engines.duckdb.transactions import Transactions
-from tams_analytics.engines.duckdb.upkeep import CHECKPOINT_MARGIN_BYTES, CheckpointObserver, storage_format
+from tams_analytics.engines.duckdb.upkeep import (
+    CHECKPOINT_MARGIN_BYTES,
+    CheckpointObserver,
+    storage_format,
+    tell,
+    wal_bytes,
+)
 from tams_analytics.engines.duckdb.writes import conform
 from tams_analytics.engines.sql import Params, quote, select_sql, where_sql
 from tams_analytics.engines.windows import FlowExtents
@@ -68,23 +80,34 @@ class Engine(Transactions):
         threads: int | None = None,
         create: bool = False,
         journal: bool = False,
+        checkpoint_wal_bytes: int = 16 << 20,
+        duckdb_config: Mapping[str, Any] | None = None,
     ) -> None:
         """Open the store at ``url``, which must exist unless ``create`` (then it is made, in an existing folder).
 
         ``journal``: acknowledge journaled transactions (:meth:`journaled`) once their record is synced in the
         store's journal, and apply them behind (:mod:`tams_analytics.journal`). Whatever ``journal`` says, a journal
         left beside the store (by a server that stopped before applying it) is applied when the store is opened for
-        writes; a store with one is not opened for reads only."""
+        writes; a store with one is not opened for reads only.
+
+        With a journal the store is checkpointed by the journal's applier (:meth:`upkeep`), once its WAL passes
+        ``checkpoint_wal_bytes``, never by a commit; without one DuckDB checkpoints at its own threshold, in the commit
+        that passes it. ``duckdb_config``: more of DuckDB's settings (``memory_limit``, ...), for every connection
+        to the store in this process."""
         super().__init__(url)
         self.path = store_path(url, create=create and not read_only)
         #: this connection made the database file (a command that fails may remove it: :meth:`discard`)
         self.created = self.path != ":memory:" and not Path(self.path).exists()
-        config: dict[str, Any] = {}
+        config: dict[str, Any] = dict(duckdb_config or {})
         if threads:
             config["threads"] = threads
+        if journal:  # the applier checkpoints, off every write's path (upkeep)
+            config.setdefault("checkpoint_threshold", "1TB")
+        #: the WAL's size past which the journal's applier checkpoints the store
+        self.checkpoint_wal_bytes = checkpoint_wal_bytes
         self._config = config
-        if read_only:
-            refuse_unapplied_journal(self.path)
+        if read_only and unapplied_records(self.path):
+            self._apply_left_journal()
         with explain_held_store(self.path):
             try:
                 self._con, self._database = open_database(self.path, read_only=read_only, config=config)
@@ -139,6 +162,15 @@ class Engine(Transactions):
             self._fault = StoreFault("not opened", None, no_space=False, invalidated=False)  # closed as it is
             self.close()
             raise
+
+    def _apply_left_journal(self) -> None:
+        """Before a read-only open: apply what a journal left beside the store holds (by opening it for writes
+        once), so that reads show every acknowledged write; refuse to open it when that cannot be done."""
+        try:
+            Engine(self.url).close()
+        except Exception as exc:
+            logger.warning("the store %s: its journal could not be applied: %s", self.path, exc)
+        refuse_unapplied_journal(self.path)
 
     def _open_journal(self, *, keep: bool) -> None:
         """Apply a journal left beside the store; ``keep`` it (journaled transactions from now on), or empty it."""
@@ -327,6 +359,24 @@ class Engine(Transactions):
     def checkpoint(self) -> None:
         """Write everything committed into the store's file (every journaled write applied first)."""
         self._caught_up()
+        self._checkpoint()
+
+    def upkeep(self) -> None:
+        """Checkpoint the store if its WAL has passed :attr:`checkpoint_wal_bytes` (the journal's applier calls this
+        after each batch of records: no acknowledgement waits for it); what it takes is told to the checkpoint
+        observer."""
+        wal = wal_bytes(self.path)
+        if wal < self.checkpoint_wal_bytes:
+            return
+        logger.debug("the store %s: checkpoint began (a WAL of %.1f MiB)", self.path, wal / 2**20)
+        started = time.perf_counter()
+        self._checkpoint()
+        seconds = time.perf_counter() - started
+        logger.debug("the store %s: checkpoint ended in %.3f s", self.path, seconds)
+        if self._checkpoints is not None:
+            tell(self._checkpoints, seconds, wal)
+
+    def _checkpoint(self) -> None:
         with self._write_lock:
             self._usable()
             try:

@@ -34,7 +34,15 @@ from tams_analytics.ratelog import RepeatedLog
 if TYPE_CHECKING:
     from tams_analytics.engines.duckdb import Engine
 
-__all__ = ["STATE_TABLE", "Journal", "coalesced", "journal_folder", "new_store_id", "refuse_unapplied_journal"]
+__all__ = [
+    "STATE_TABLE",
+    "Journal",
+    "coalesced",
+    "journal_folder",
+    "new_store_id",
+    "refuse_unapplied_journal",
+    "unapplied_records",
+]
 
 logger = logging.getLogger(__name__)
 _failures = RepeatedLog(logger)
@@ -169,6 +177,10 @@ class Journal:
                 continue
             pause = 0.05
             self._done(batch[-1][0])
+            try:
+                self.engine.upkeep()
+            except Exception as exc:  # (a full volume, say): tried again after the next records
+                _failures.log(logging.ERROR, f"upkeep {type(exc).__name__}", "the store %s: %s", self.engine.path, exc)
 
     def _resync(self) -> None:
         """After a failed apply: drop the records the store holds anyway (its commit went through before the
@@ -217,17 +229,22 @@ def new_store_id() -> str:
     return str(uuid.uuid4())
 
 
-def refuse_unapplied_journal(path: str) -> None:
-    """Refuse to open the store at ``path`` for reads only while a journal beside it holds records: acknowledged
-    writes the store does not show until it is opened for writes (which applies them)."""
+def unapplied_records(path: str) -> bool:
+    """Whether a journal beside the store at ``path`` holds records (written, maybe not applied)."""
     if path == ":memory:":
-        return
+        return False
     folder = journal_folder(path)
-    if any(f.stat().st_size > 0 for f in folder.glob("*.log")) if folder.is_dir() else False:
+    return folder.is_dir() and any(f.stat().st_size > 0 for f in folder.glob("*.log"))
+
+
+def refuse_unapplied_journal(path: str) -> None:
+    """Refuse to read the store at ``path`` as it is while a journal beside it holds records: acknowledged writes the
+    store does not show until it is opened for writes (which applies them)."""
+    if unapplied_records(path):
         raise StoreUnavailableError(
-            f"the store {path} has acknowledged writes in its journal ({folder}) that are not applied yet (its server "
-            "stopped before it applied them): start the server again, or open the store for writes once "
-            f"(tams-analytics doctor --store duckdb://{path}), and they are applied"
+            f"the store {path} has acknowledged writes in its journal ({journal_folder(path)}) that are not applied "
+            "yet (its server stopped before it applied them), and it cannot be opened for writes here to apply "
+            "them: start its server again (or run this where the store can be written)"
         )
 
 
