@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Final
 
 from tams_analytics.engines.base import Change
@@ -20,6 +20,9 @@ from tams_analytics.predicates import Predicate, pinned
 from tams_analytics.pyrows import distinct_values
 
 __all__ = ["KEYS", "Pending"]
+
+#: how often a waiting read looks again whether the store failed
+_RECHECK_S: Final = 0.05
 
 #: the key column reads of each table are pinned to (a change of rows with other keys cannot change them)
 KEYS: Final[dict[str, str]] = {
@@ -88,26 +91,28 @@ class Pending:
             by_key = self._keys[table]
             return max([self._unkeyed.get(table, 0), *(by_key.get(k, 0) for k in keys)])
 
-    def wait(self, seq: int, timeout_s: float, why: str = "") -> None:
-        """Wait until record ``seq`` is applied; :class:`~tams_analytics.exceptions.StoreUnavailableError` after
-        ``timeout_s`` (the store cannot apply it: ``why``)."""
+    def wait(self, seq: int, timeout_s: float, failed: Callable[[], Exception | None] = lambda: None) -> None:
+        """Wait until record ``seq`` is applied: :class:`~tams_analytics.exceptions.StoreUnavailableError` after
+        ``timeout_s``, and at once what ``failed`` returns when the store cannot apply records now (it failed)."""
         if seq <= self.applied:
             return
         deadline = time.monotonic() + timeout_s
         with self._changed:
             while self.applied < seq:
+                refusal = failed()
+                if refusal is not None:
+                    raise refusal
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    reason = f": {why}" if why else ""
                     raise StoreUnavailableError(
-                        f"the store has not applied the writes this read must see within {timeout_s:g} s{reason}; "
-                        "they are kept in its journal and applied as soon as it can"
+                        f"the store has not applied the writes this read must see within {timeout_s:g} s; they are "
+                        "kept in its journal and applied as soon as it can"
                     )
-                self._changed.wait(left)
+                self._changed.wait(min(left, _RECHECK_S))
 
-    def wait_all(self, timeout_s: float, why: str = "") -> None:
-        """Wait until every record journaled so far is applied."""
-        self.wait(self.last, timeout_s, why)
+    def wait_all(self, timeout_s: float, failed: Callable[[], Exception | None] = lambda: None) -> None:
+        """Wait until every record journaled so far is applied (see :meth:`wait`)."""
+        self.wait(self.last, timeout_s, failed)
 
     @property
     def behind(self) -> int:

@@ -109,6 +109,10 @@ class Connections(BaseEngine):
         return cursor
 
     # -- faults --------------------------------------------------------------------------------------------------
+    def store_fault(self) -> StoreFault | None:
+        """The storage fault that left the store to be reopened (None: it is usable)."""
+        return self._fault
+
     def store_failure(self) -> str | None:
         fault = self._fault
         return None if fault is None else fault.cause

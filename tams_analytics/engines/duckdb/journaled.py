@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 import pyarrow as pa
 
 from tams_analytics.engines.base import Change
-from tams_analytics.exceptions import StoreUnavailableError, TamsError
+from tams_analytics.exceptions import InsufficientStorageError, StoreUnavailableError, TamsError
 from tams_analytics.journal import codec
 from tams_analytics.journal.log import Log
 from tams_analytics.journal.pending import Pending
@@ -126,11 +126,24 @@ class Journal:
         applied."""
         needed = self.pending.needed(table, where)
         if needed:
-            self.pending.wait(needed, READ_WAIT_S, self.failure or "")
+            self.pending.wait(needed, READ_WAIT_S, self._refusal)
 
     def settle(self, timeout_s: float = READ_WAIT_S) -> None:
         """Wait until every record journaled so far is applied."""
-        self.pending.wait_all(timeout_s, self.failure or "")
+        self.pending.wait_all(timeout_s, self._refusal)
+
+    def _refusal(self) -> Exception | None:
+        """Why a read that needs records applied is refused now: the store failed, so none is applied until it
+        recovers (None: they are being applied)."""
+        fault = self.engine.store_fault()
+        if fault is None:
+            return None
+        state = "the volume of the store is full" if fault.no_space else "the store failed"
+        error = InsufficientStorageError if fault.no_space else StoreUnavailableError
+        return error(
+            f"{state} ({fault.cause}): the writes acknowledged in its last moments, which this needs, are kept in its "
+            "journal and applied as soon as it recovers"
+        )
 
     @contextlib.contextmanager
     def exclusive(self) -> Iterator[None]:
