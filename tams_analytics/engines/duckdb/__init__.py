@@ -106,8 +106,6 @@ class Engine(Transactions):
         #: the WAL's size past which the journal's applier checkpoints the store
         self.checkpoint_wal_bytes = checkpoint_wal_bytes
         self._config = config
-        if read_only and unapplied_records(self.path):
-            self._apply_left_journal()
         with explain_held_store(self.path):
             try:
                 self._con, self._database = open_database(self.path, read_only=read_only, config=config)
@@ -116,6 +114,10 @@ class Engine(Transactions):
                     for leftover in (Path(self.path), Path(f"{self.path}.wal")):
                         leftover.unlink(missing_ok=True)
                 raise
+        if read_only and unapplied_records(self.path):  # (not held by a server: the open above says so first)
+            release(self.path, self._con)
+            self._apply_left_journal()
+            self._con, self._database = open_database(self.path, read_only=read_only, config=config)
         self.read_only = read_only
         self._local = threading.local()
         self._write_lock = threading.RLock()
