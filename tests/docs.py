@@ -16,6 +16,7 @@ Other tests read blocks with :func:`block` (by page, section and first line) or 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,9 +153,18 @@ def section_blocks(page: str | Path, section: str, language: str = "bash") -> li
     return found
 
 
+def dependency_set() -> tuple[Path, Path]:
+    """The virtual environment and the constraints file of the dependency set ``scripts/dev.sh`` uses here
+    (``TAMS_DEPS``: current, the default, or vast)."""
+    if os.environ.get("TAMS_DEPS", "current") == "vast":
+        return ROOT / ".venv-vast", ROOT / "constraints-vast.txt"
+    return ROOT / ".venv", ROOT / "constraints.txt"
+
+
 def venv_current(venv: Path) -> bool:
-    """Whether ``scripts/dev.sh`` takes ``venv`` as installed (its stamp: the hash of pyproject.toml and
-    constraints.txt), so that running it from a copy of the root installs nothing into the checkout's .venv."""
+    """Whether ``scripts/dev.sh`` takes ``venv`` as installed (its stamp: the hash of pyproject.toml and the set's
+    constraints file), so that running it from a copy of the root installs nothing into the checkout's venv."""
     stamp = venv / ".tams-analytics-installed"
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + (ROOT / "constraints.txt").read_bytes())
+    _, constraints = dependency_set()
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + constraints.read_bytes())
     return stamp.exists() and stamp.read_text().strip() == want.hexdigest()

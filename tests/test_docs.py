@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs import CHECKED, ROOT, Block, block, blocks, pages, venv_current
+from tests.docs import CHECKED, ROOT, Block, block, blocks, dependency_set, pages, venv_current
 from tests.docs_runner import run_python
 
 SCENARIOS = ("scratch", "quick-start", "quick-start-stopped")
@@ -351,9 +351,9 @@ def _run_scenario(scenario: str, cwd: Path, env: dict[str, str], state: Path) ->
 
 
 def _need_venv() -> Path:
-    venv = ROOT / ".venv"
+    venv, _ = dependency_set()
     if not (venv / "bin" / "python").exists() or Path(sys.prefix).resolve() != venv.resolve():
-        pytest.skip("the documentation's commands run in the repository's .venv (bash scripts/dev.sh test)")
+        pytest.skip(f"the documentation's commands run in the repository's {venv.name} (bash scripts/dev.sh test)")
     return venv
 
 
@@ -443,7 +443,9 @@ def site_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteBuild]:
     while the server builds its demo store)."""
     venv = _need_venv()
     if not venv_current(venv):  # dev.sh would install again, into the checkout's .venv through the copy's link
-        pytest.skip(".venv is not installed from the current pyproject.toml/constraints.txt: bash scripts/dev.sh")
+        pytest.skip(
+            f"{venv.name} is not installed from the current pyproject.toml and constraints: bash scripts/dev.sh"
+        )
     written = block("README.md", "Documentation", "bash scripts/dev.sh mkdocs build")
     (command,) = written.commands()
     root = _mirror(tmp_path_factory.mktemp("docs-site"))
@@ -486,7 +488,9 @@ def quick_start(
     venv = _need_venv()
     if not venv_current(venv):
         # dev.sh would install the project again, from the copy: never let it rewrite the checkout's .venv
-        pytest.skip(".venv is not installed from the current pyproject.toml/constraints.txt: bash scripts/dev.sh")
+        pytest.skip(
+            f"{venv.name} is not installed from the current pyproject.toml and constraints: bash scripts/dev.sh"
+        )
     if not _port_free(PORT):
         pytest.skip(f"port {PORT}, the Quick start's, is in use on this machine")
     serve = _quick_start_block().commands()[0]
