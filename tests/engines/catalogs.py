@@ -77,17 +77,13 @@ def open_catalog(engine: str, tmp_path: Path, request: pytest.FixtureRequest | N
     if family(engine) == "duckdb":
         cat = connect(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
     elif engine == "vast-reference":
-        pytest.importorskip(
-            "vastdb", reason="the VAST engine needs the vastdb SDK: VAST's dependency set (TAMS_DEPS=vast)"
-        )
+        pytest.importorskip("vastdb", reason="the VAST engine needs vastdb: VAST's dependency set (TAMS_DEPS=vast)")
         from tams_analytics.engines.vast import Engine
         from tests.engines.vast.reference import REFERENCE_URL, ReferenceStore
 
         cat = Catalog(Engine(REFERENCE_URL, store=ReferenceStore()))
     elif engine == "vast-snapshot":
-        pytest.importorskip(
-            "vastdb", reason="the VAST engine needs the vastdb SDK: VAST's dependency set (TAMS_DEPS=vast)"
-        )
+        pytest.importorskip("vastdb", reason="the VAST engine needs vastdb: VAST's dependency set (TAMS_DEPS=vast)")
         from tams_analytics.engines.vast import Engine
         from tests.engines.vast.reference import REFERENCE_URL, ReferenceStore
         from tests.engines.vast.snapshot_reads import SnapshotReads

@@ -23,7 +23,7 @@ from tams_analytics.exceptions import TransientStoreError
 from tams_analytics.predicates import Term
 from tests.reliability.conftest import report
 
-pytest.importorskip("vastdb", reason="the VAST engine needs the vastdb SDK: VAST's dependency set (TAMS_DEPS=vast)")
+pytest.importorskip("vastdb", reason="the VAST engine needs vastdb: VAST's dependency set (TAMS_DEPS=vast)")
 
 import itertools
 

@@ -183,7 +183,7 @@ def test_the_pending_deletions_are_a_metric(client: TestClient) -> None:
 
 # -- replicas on one shared store (VAST over the reference store) -------------------------------------------------
 def vast_catalogs(n: int) -> list[Catalog]:
-    pytest.importorskip("vastdb", reason="the VAST engine needs the vastdb SDK: VAST's dependency set (TAMS_DEPS=vast)")
+    pytest.importorskip("vastdb", reason="the VAST engine needs vastdb: VAST's dependency set (TAMS_DEPS=vast)")
     from tams_analytics.engines.vast import Engine
     from tests.engines.vast.reference import REFERENCE_URL, ReferenceStore
 
@@ -218,7 +218,7 @@ def test_a_deleter_and_a_writer_racing_on_one_key_never_both_win() -> None:
 
 
 def test_of_two_replicas_only_the_lease_holder_deletes(tmp_path: Path) -> None:
-    pytest.importorskip("vastdb", reason="the VAST engine needs the vastdb SDK: VAST's dependency set (TAMS_DEPS=vast)")
+    pytest.importorskip("vastdb", reason="the VAST engine needs vastdb: VAST's dependency set (TAMS_DEPS=vast)")
     from tams_analytics.engines.vast import Engine
     from tests.engines.vast.reference import REFERENCE_URL, ReferenceStore
 

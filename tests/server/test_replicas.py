@@ -28,7 +28,7 @@ from tams_analytics.catalog import Catalog, connect, utcnow
 from tests.server.conftest import video_flow
 from tests.server.test_webhook_delivery import Receiver, receiver  # noqa: F401 (a fixture)
 
-pytest.importorskip("vastdb", reason="the VAST engine needs the vastdb SDK: VAST's dependency set (TAMS_DEPS=vast)")
+pytest.importorskip("vastdb", reason="the VAST engine needs vastdb: VAST's dependency set (TAMS_DEPS=vast)")
 
 from tams_analytics.engines.vast import Engine
 from tests.engines.vast.reference import REFERENCE_URL, ReferenceStore
