@@ -348,7 +348,7 @@ def test_a_copy_that_does_not_verify_is_removed_and_the_store_left_as_it_was(
 ) -> None:
     from tams_analytics import upgrade as module
 
-    real = module._copy
+    real = module.copy_into
 
     def lossy(con: duckdb.DuckDBPyConnection, database: str, files: UpgradeFiles, tell: Any) -> None:
         real(con, database, files, tell)
@@ -356,7 +356,7 @@ def test_a_copy_that_does_not_verify_is_removed_and_the_store_left_as_it_was(
         damaged.execute("DELETE FROM segments WHERE rowid = 0")
         damaged.close()
 
-    monkeypatch.setattr(module, "_copy", lossy)
+    monkeypatch.setattr(module, "copy_into", lossy)
     before = inventory(data / "tams.duckdb")
     code, _, err = upgrade(capsys, "--store", url_of(data), "--no-backup")
     assert code == 2 and err.count("\n") == 4  # three steps said (copy, checkpoint, verify), then the refusal

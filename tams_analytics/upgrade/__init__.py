@@ -27,14 +27,12 @@ anew. Once the store is in the current format, a run says so and removes what an
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final, Unpack
 from urllib.parse import urlsplit
@@ -43,85 +41,24 @@ import duckdb
 
 from tams_analytics.compat import STORAGE_VERSION
 from tams_analytics.engines import open_engine, redacted
-from tams_analytics.engines.duckdb import ROW_GROUP_ROWS
 from tams_analytics.engines.duckdb import Engine as DuckDBEngine
 from tams_analytics.engines.duckdb.files import open_database, release
 from tams_analytics.engines.duckdb.held import StoreInUseError, server_file
-from tams_analytics.engines.duckdb.upkeep import FIRST_FORMAT, older_format, storage_version
+from tams_analytics.engines.duckdb.upkeep import FIRST_FORMAT, older_format
 from tams_analytics.engines.sql import quote
 from tams_analytics.exceptions import TamsError
 from tams_analytics.export.destinations import S3Options
+from tams_analytics.upgrade.files import Step, UpgradeFiles, fsync, keep, same_owner
+from tams_analytics.upgrade.rewrite import copy_into, current_database, verify
 
 __all__ = ["STATE_FORMAT", "Step", "UpgradeFiles", "UpgradeResult", "store_file", "upgrade_store"]
 
 #: the format of what a run leaves beside the store (``tams.duckdb.upgrade.json``)
 STATE_FORMAT: Final = "tams-analytics-upgrade/1"
-#: the names the new file is attached under while it is written and while it is checked
-_NEW: Final = "_tams_upgrade_new"
-_CHECK: Final = "_tams_upgrade_check"
 #: what a store in use takes first
 _STOP_FIRST: Final = "stop it (a server holds its store while it runs), then run the upgrade again"
 #: free space wanted beyond the store's size for the new file (its metadata, a checkpoint's blocks)
 _MARGIN: Final = 64 << 20
-
-
-class Step(StrEnum):
-    """The steps of an upgrade, told (``on_step``) as each begins."""
-
-    BACKUP = "backup"
-    COPY = "copy"
-    CHECKPOINT = "checkpoint"
-    VERIFY = "verify"
-    KEEP = "keep"
-    SWAP = "swap"
-
-
-@dataclass(frozen=True)
-class UpgradeFiles:
-    """The files of an upgrade of the store at ``store``."""
-
-    store: Path
-
-    def _beside(self, suffix: str) -> Path:
-        return self.store.with_name(f"{self.store.name}{suffix}")
-
-    @property
-    def wal(self) -> Path:
-        return self._beside(".wal")
-
-    @property
-    def partial(self) -> Path:
-        """The new file while it is written."""
-        return self._beside(".upgrading")
-
-    @property
-    def ready(self) -> Path:
-        """The new file, complete (checkpointed and closed), until it is swapped in."""
-        return self._beside(".upgraded")
-
-    @property
-    def state(self) -> Path:
-        return self._beside(".upgrade.json")
-
-    def kept(self, version: str) -> Path:
-        """The name the old file, in format ``version``, is kept under (``tams.duckdb.v1-before-upgrade``)."""
-        major = version.lstrip("v").split(".", 1)[0]
-        return self._beside(f".v{major}-before-upgrade")
-
-    def kept_found(self) -> Path | None:
-        """An old file an upgrade kept, if there is one."""
-        return next(iter(sorted(self.store.parent.glob(f"{self.store.name}.v*-before-upgrade"))), None)
-
-    def leftovers(self) -> tuple[Path, ...]:
-        """What a run that did not finish may leave: the new file, partial or complete, and its WAL."""
-        return tuple(f.with_name(f"{f.name}{wal}") for f in (self.partial, self.ready) for wal in ("", ".wal"))
-
-    def staged(self) -> tuple[Path, ...]:
-        """Files a run writes under another name first, then renames (what a SIGKILL meanwhile leaves)."""
-        return (
-            self.state.with_name(f"{self.state.name}.tmp"),
-            *self.store.parent.glob(f"{self.store.name}.v*-before-upgrade.tmp"),
-        )
 
 
 @dataclass(frozen=True)
@@ -196,9 +133,9 @@ class _State:
     def save(self, path: Path) -> None:
         staged = path.with_name(f"{path.name}.tmp")
         staged.write_text(json.dumps({"format": STATE_FORMAT, **self.__dict__}) + "\n")
-        _fsync(staged)
+        fsync(staged)
         os.replace(staged, path)
-        _fsync(path.parent)
+        fsync(path.parent)
 
 
 def upgrade_store(
@@ -277,26 +214,26 @@ def _upgrade(
         state.backup_id, state.backup = backup.manifest.id, backup.location
         state.save(files.state)
     con = engine.connection()
-    database = _current_database(con)
+    database = current_database(con)
     if not (state.copied and files.ready.is_file()):
         for leftover in files.leftovers():
             leftover.unlink(missing_ok=True)
         _room_for(files)
         copy_started = time.perf_counter()
-        _copy(con, database, files, tell)
+        copy_into(con, database, files, tell)
         state.copied, state.copy_seconds = True, time.perf_counter() - copy_started
         state.save(files.state)
     tell(Step.VERIFY, f"checking {files.ready} against the store")
-    rows = _verify(con, database, files.ready)
-    _same_owner(files.store, files.ready)
+    rows = verify(con, database, files.ready)
+    same_owner(files.store, files.ready)
     tell(Step.KEEP, f"keeping the old file as {kept}")
     if not kept.exists():
-        _keep(files.store, kept)
+        keep(files.store, kept)
     state.kept = True
     state.save(files.state)
     tell(Step.SWAP, f"moving the new file to {files.store}")
     os.replace(files.ready, files.store)
-    _fsync(files.store.parent)
+    fsync(files.store.parent)
     files.state.unlink(missing_ok=True)
     return UpgradeResult(
         str(files.store),
@@ -401,12 +338,6 @@ def _identity(path: Path) -> list[int]:
     return [st.st_ino, st.st_size, st.st_mtime_ns]
 
 
-def _current_database(con: duckdb.DuckDBPyConnection) -> str:
-    row = con.execute("SELECT current_database()").fetchall()[0]
-    assert row is not None
-    return str(row[0])
-
-
 def _room_for(files: UpgradeFiles) -> None:
     """Refuse, before writing it, a new file the store's volume has no room for (about the store's size)."""
     need = files.store.stat().st_size + _MARGIN
@@ -417,126 +348,6 @@ def _room_for(files: UpgradeFiles) -> None:
             f"{free >> 20:,} MiB free: "
             "make room (the old file is kept until you remove it, so the volume holds both), then run again"
         )
-
-
-def _literal(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
-def _copy(
-    con: duckdb.DuckDBPyConnection, database: str, files: UpgradeFiles, tell: Callable[[Step, str], None]
-) -> None:
-    """Every table, index and view of ``database`` into the new file, checkpointed, closed and renamed complete."""
-    tell(Step.COPY, f"copying the store into {files.partial} (format {STORAGE_VERSION})")
-    con.execute(f"ATTACH {_literal(files.partial)} AS {_NEW} (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
-    try:
-        con.execute(f"COPY FROM DATABASE {quote(database)} TO {_NEW}")
-        tell(Step.CHECKPOINT, f"checkpointing {files.partial}")
-        con.execute(f"CHECKPOINT {_NEW}")
-    except BaseException:
-        with contextlib.suppress(duckdb.Error):
-            con.execute(f"DETACH {_NEW}")
-        for leftover in files.leftovers():
-            leftover.unlink(missing_ok=True)
-        raise
-    con.execute(f"DETACH {_NEW}")
-    if files.partial.with_name(f"{files.partial.name}.wal").exists():
-        raise TamsError(f"{files.partial} kept a WAL after its checkpoint: run the upgrade again")
-    _fsync(files.partial)
-    os.replace(files.partial, files.ready)
-    _fsync(files.store.parent)
-
-
-def _inventory(con: duckdb.DuckDBPyConnection, database: str) -> dict[str, Any]:
-    """A database's tables (columns and rows), indexes and views, to compare."""
-    tables: dict[str, Any] = {}
-    for schema, table in con.execute(
-        "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ? AND NOT internal ORDER BY ALL",
-        [database],
-    ).fetchall():
-        columns = con.execute(
-            "SELECT column_name, data_type, is_nullable FROM duckdb_columns() "
-            "WHERE database_name = ? AND schema_name = ? AND table_name = ? ORDER BY column_index",
-            [database, schema, table],
-        ).fetchall()
-        name = f"{quote(database)}.{quote(schema)}.{quote(table)}"
-        ((rows,),) = con.execute(f"SELECT count(*) FROM {name}").fetchall()
-        tables[f"{schema}.{table}"] = (tuple(columns), int(rows))
-    indexes = con.execute(
-        "SELECT schema_name, table_name, index_name, expressions FROM duckdb_indexes() WHERE database_name = ?",
-        [database],
-    ).fetchall()
-    views = con.execute(
-        "SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = ? AND NOT internal", [database]
-    ).fetchall()
-    return {"tables": tables, "indexes": sorted(map(str, indexes)), "views": sorted(f"{s}.{v}" for s, v in views)}
-
-
-def _verify(con: duckdb.DuckDBPyConnection, database: str, ready: Path) -> dict[str, int]:
-    """Check the new file against the store (see the module docstring); its tables' rows. A new file that does not
-    match is removed, and the upgrade refused with what differed."""
-    con.execute(f"ATTACH {_literal(ready)} AS {_CHECK} (READ_ONLY)")
-    try:
-        want, have = _inventory(con, database), _inventory(con, _CHECK)
-        problems = [
-            f"{table}: {'missing' if table not in have['tables'] else 'other columns or rows'}"
-            for table in want["tables"]
-            if have["tables"].get(table) != want["tables"][table]
-        ]
-        problems += [f"index {i} missing" for i in want["indexes"] if i not in have["indexes"]]
-        problems += [f"view {v} missing" for v in want["views"] if v not in have["views"]]
-        for view in have["views"]:
-            schema, _, name = view.partition(".")
-            try:
-                con.execute(f"SELECT count(*) FROM {_CHECK}.{quote(schema)}.{quote(name)}").fetchall()
-            except duckdb.Error as exc:
-                problems.append(f"view {view} does not read: {' '.join(str(exc).split())[:200]}")
-        found = storage_version(con, _CHECK)
-        if found != STORAGE_VERSION:
-            problems.append(f"storage format {found}, not {STORAGE_VERSION}")
-    finally:
-        con.execute(f"DETACH {_CHECK}")
-    if problems:
-        ready.unlink(missing_ok=True)
-        raise TamsError(
-            f"the new file did not match the store ({'; '.join(problems[:5])}): it was removed, and the store is as "
-            "it was; run the upgrade again, and report this if it says so again"
-        )
-    return {table.partition(".")[2]: rows for table, (_, rows) in want["tables"].items()}
-
-
-def _same_owner(store: Path, new: Path) -> None:
-    """Give the new file the store's permissions and (when this process may: root) its owner and group, so that the
-    server's user opens it as it opened the store."""
-    st = store.stat()
-    os.chmod(new, st.st_mode & 0o7777)
-    if (new.stat().st_uid, new.stat().st_gid) != (st.st_uid, st.st_gid):
-        with contextlib.suppress(PermissionError):
-            os.chown(new, st.st_uid, st.st_gid)
-
-
-def _keep(store: Path, kept: Path) -> None:
-    """Give the old file its kept name too: a hard link (no copy, no space), or on a filesystem without them a
-    copy, made whole under another name first."""
-    try:
-        os.link(store, kept)
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK, errno.EOPNOTSUPP):
-            raise
-        staged = kept.with_name(f"{kept.name}.tmp")
-        shutil.copyfile(store, staged)
-        _fsync(staged)
-        os.replace(staged, kept)
-    _fsync(store.parent)
-
-
-def _fsync(path: Path) -> None:
-    """Make ``path`` (a file, or a folder's entries) durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _since(started: float) -> float:
