@@ -16,7 +16,7 @@ import pytest
 import sqlglot
 import sqlglot.expressions as sge
 
-from tams_analytics import views
+from tams_analytics import trino_views, views
 from tams_analytics.catalog import Catalog, connect
 from tams_analytics.demo import build_demo
 from tams_analytics.predicates import Term
@@ -220,7 +220,7 @@ def test_sql_file_parses_as_trino_and_is_up_to_date(path: Path) -> None:
     # constructs sqlglot accepts but Trino has not
     kinds = {(j.args.get("kind") or "").upper() for j in tree.find_all(sge.Join)}
     assert not kinds & {"ANTI", "SEMI"}, f"Trino has no {kinds & {'ANTI', 'SEMI'}} JOIN"
-    assert _canonical(text) == _canonical(views.view_sql(path.stem)), (
+    assert _canonical(text) == _canonical(trino_views.view_sql(path.stem)), (
         f"{path} is stale: run python -m tams_analytics.views --write {SQL_DIR}"
     )
 
@@ -238,7 +238,7 @@ def test_generator_command_writes_the_committed_files(tmp_path: Path) -> None:
 
 
 def test_generator_qualifies_names_when_asked() -> None:
-    sql = views.view_sql(
+    sql = trino_views.view_sql(
         "orphan_flows", table_catalog="vast", table_schema="b|tams", view_catalog="hive", view_schema="v"
     )
     tree = sqlglot.parse_one(sql, read="trino")
@@ -251,7 +251,8 @@ def test_generator_qualifies_names_when_asked() -> None:
 def test_sql_transpiled_to_duckdb_returns_the_ibis_rows(store: dict[str, Any], name: str) -> None:
     cat: Catalog = store["catalog"]
     text = (SQL_DIR / f"{name}.sql").read_text()
-    # Trino's with_timezone(timestamp, zone), which the views read timestamps with (views.read_as_utc), in DuckDB's
+    # Trino's with_timezone(timestamp, zone), which the views read timestamps with (trino_views.read_as_utc), in
+    # DuckDB's
     # words; Trino's CAST of a zoned timestamp keeps the value's own zone (UTC), DuckDB's takes the session's
     cat.engine.sql("SET TimeZone = 'UTC'")
     cat.engine.sql("CREATE OR REPLACE TEMP MACRO with_timezone(ts, zone) AS timezone(zone, ts)")
