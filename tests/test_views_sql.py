@@ -252,8 +252,8 @@ def test_sql_transpiled_to_duckdb_returns_the_ibis_rows(store: dict[str, Any], n
     cat: Catalog = store["catalog"]
     text = (SQL_DIR / f"{name}.sql").read_text()
     # Trino's with_timezone(timestamp, zone), which the views read timestamps with (trino_views.read_as_utc), in
-    # DuckDB's
-    # words; Trino's CAST of a zoned timestamp keeps the value's own zone (UTC), DuckDB's takes the session's
+    # DuckDB's words; Trino's CAST of a zoned timestamp keeps the value's own zone (UTC), DuckDB's takes the
+    # session's
     cat.engine.sql("SET TimeZone = 'UTC'")
     cat.engine.sql("CREATE OR REPLACE TEMP MACRO with_timezone(ts, zone) AS timezone(zone, ts)")
     for statement in sqlglot.transpile(text, read="trino", write="duckdb"):
