@@ -232,7 +232,7 @@ def _canonical(sql: str) -> str:
 
 
 def test_generator_command_writes_the_committed_files(tmp_path: Path) -> None:
-    assert views.main(["--write", str(tmp_path)]) == 0
+    assert trino_views.main(["--write", str(tmp_path)]) == 0
     written = {p.name: _canonical(p.read_text()) for p in tmp_path.iterdir()}
     assert written == {p.name: _canonical(p.read_text()) for p in SQL_FILES}
 

@@ -17,8 +17,9 @@ as an argument:
 from __future__ import annotations
 
 from tams_analytics.catalog.connecting import cached, connect
-from tams_analytics.catalog.facade import Catalog, segment_page_where
+from tams_analytics.catalog.facade import Catalog
 from tams_analytics.catalog.flow_guard import writable_flow
+from tams_analytics.catalog.pages import segment_page_where
 from tams_analytics.catalog.registration import Registration
 from tams_analytics.catalog.results import AddResult, Changes, DeleteResult, Failure
 from tams_analytics.clock import utcnow

@@ -26,6 +26,7 @@ from tams_analytics.catalog.conflicts import RetryPolicy, RetryStats
 from tams_analytics.catalog.group_commit import GroupCommit
 from tams_analytics.catalog.object_deletions import DEFAULT_GRACE_S
 from tams_analytics.catalog.operations import ObserveOperation, operation
+from tams_analytics.catalog.pages import segment_page_where
 from tams_analytics.catalog.results import AddResult, Changes, DeleteResult
 from tams_analytics.catalog.summary import catalog_repr, catalog_summary
 from tams_analytics.catalog.tags import Tags, get_tags
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     import ibis.expr.types as ir
 
 
-__all__ = ["Catalog", "segment_page_where"]
+__all__ = ["Catalog"]
 
 Row = TypeVar("Row")
 
@@ -481,22 +482,3 @@ class Catalog:
 
 def _never(conjuncts: Sequence[Predicate]) -> bool:
     return any(isinstance(p, P.Const) and not p.value for p in conjuncts)
-
-
-def segment_page_where(
-    flow_id: str,
-    timerange: TimeRange | str | None = None,
-    object_id: str | None = None,
-    after_start_ns: int | None = None,
-    reverse: bool = False,
-) -> list[Predicate]:
-    """The predicates of one page of a flow's segments, keyed on ``start_ns`` (after ``after_start_ns``,
-    or before it when ``reverse``)."""
-    where: list[Predicate] = [Term("flow_id", "==", flow_id)]
-    if timerange is not None:
-        where += P.flatten([P.overlaps(timerange)])
-    if object_id is not None:
-        where.append(Term("object_id", "==", object_id))
-    if after_start_ns is not None:
-        where.append(Term("start_ns", "<" if reverse else ">", after_start_ns))
-    return where

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pytest
 import trino
 
-from tams_analytics import views
+from tams_analytics import trino_views, views
 from tams_analytics.catalog import Catalog
 from tams_analytics.engines.trino import Engine as TrinoEngine
 from tams_analytics.engines.trino import statements
@@ -97,7 +97,7 @@ def vast_views(
     assert command[5] == VAST_SCHEMA
     listing = io.StringIO()
     with contextlib.redirect_stdout(listing):
-        assert views.main(command) == 0
+        assert trino_views.main(command) == 0
     files = [Path(line) for line in listing.getvalue().splitlines()]
     existed = schema in _schemas(engine, "hive")
     try:

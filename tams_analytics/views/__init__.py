@@ -21,8 +21,7 @@ from these expressions (``python -m tams_analytics.views --write sql/trino/views
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -319,15 +318,3 @@ VIEWS: Final[dict[str, Callable[[Tables], ir.Table]]] = {
     "unreferenced_objects": unreferenced_objects,
     "orphans": orphans,
 }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tams_analytics.views --write DIR``: (re)generate the Trino view files
-    (:func:`tams_analytics.trino_views.main`)."""
-    from tams_analytics.trino_views import main as write
-
-    return write(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
