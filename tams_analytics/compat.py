@@ -15,6 +15,12 @@
 - The storage format: DuckDB 2.0 writes new files in its v2 format (indexes checkpointed incrementally), reads the
   older one and keeps a file in the format it was made in; DuckDB 1.3 reads only the older one
   (:data:`STORAGE_VERSION`, :mod:`tams_analytics.engines.duckdb.upkeep`).
+- The filters DuckDB hands a Python ``pyarrow.dataset.Dataset``'s scan (the remote engines' lazy tables,
+  :mod:`tams_analytics.engines.remote`): 2.0 sends an ``IN`` list as ``if_else(is_valid(x), is_in(x, ...), null)``
+  (1.3: nested ORs), also sends ``IS NULL``, ``IS NOT NULL``, ``NOT IN`` and ORs across columns, and no longer a
+  prefix ``LIKE`` (1.3: a range) nor a join's keys (1.3: an ``IN`` list of them and their bounds). The lazy tables
+  read every form without asking which DuckDB sent it; :data:`SCAN_PUSHDOWN` says what reaches a scan here, for the
+  tests and pages that say what each set pushes.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import duckdb
@@ -30,7 +37,9 @@ import pyarrow as pa
 __all__ = [
     "DUCKDB_VERSION",
     "IBIS_VERSION",
+    "SCAN_PUSHDOWN",
     "STORAGE_VERSION",
+    "ScanPushdown",
     "arrow_table",
     "check_pairing",
     "ibis_duckdb",
@@ -61,6 +70,28 @@ IBIS_VERSION: Final = _ibis_version()
 #: the storage format DuckDB writes new store files in (what ``duckdb_databases().tags['storage_version']`` shows):
 #: DuckDB 2.0 and later write ``v2.0.0+`` by default (incremental index checkpoints); earlier ones ``v1.0.0+``
 STORAGE_VERSION: Final = "v2.0.0+" if DUCKDB_VERSION >= (2, 0, 0) else "v1.0.0+"
+
+
+@dataclass(frozen=True)
+class ScanPushdown:
+    """Which filters DuckDB pushes into a Python ``pyarrow.dataset.Dataset``'s scan, besides comparisons of a
+    column with a constant and ``IN`` lists (measured on DuckDB 1.3.2 and 2.0.1)."""
+
+    #: ``IS NULL``, ``IS NOT NULL``
+    null_checks: bool
+    #: ``NOT IN``, and ORs of comparisons on different columns
+    negated_lists_and_cross_column_ors: bool
+    #: ``LIKE 'abc%'``, as ``>= 'abc' AND < 'abd'``
+    prefix_like: bool
+    #: a hash join's keys, from the side it builds its table on (an ``IN`` list of them and their bounds)
+    join_keys: bool
+
+
+SCAN_PUSHDOWN: Final = (
+    ScanPushdown(null_checks=True, negated_lists_and_cross_column_ors=True, prefix_like=False, join_keys=False)
+    if DUCKDB_VERSION >= (2, 0, 0)
+    else ScanPushdown(null_checks=False, negated_lists_and_cross_column_ors=False, prefix_like=True, join_keys=True)
+)
 
 #: DuckDB's connections lost ``fetch_arrow_table`` (2.0; deprecated in 1.5)
 _NEW_ARROW_NAMES: Final = not hasattr(duckdb.DuckDBPyConnection, "fetch_arrow_table")

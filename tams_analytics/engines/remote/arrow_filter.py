@@ -8,19 +8,26 @@ small tree, rebuilds the expression from the tree with pyarrow's public operator
 equal (so a misread tree is never used), then translates each top-level conjunct it can into a
 :class:`~tams_analytics.predicates.Predicate`:
 
-* comparisons of a column with a literal (``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=``);
-* an OR of such comparisons (``IN`` lists arrive as deeply nested ORs; equalities on one column become one
-  ``isin``), ``is_null`` and ``is_valid``.
+* comparisons of a column with a literal (``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=``), ``is_null`` and
+  ``is_valid`` (and their ``invert``);
+* ``IN`` lists, in both forms DuckDB sends them: deeply nested ORs of equalities (DuckDB 1.3) and
+  ``if_else(is_valid(x), is_in(x, values), null)`` (DuckDB 2.0), each one ``isin``; a ``NOT IN``
+  (``invert`` of the latter) as ``!=`` each value;
+* an OR of any of those (equalities on one column become one ``isin``); an ``if_else(c, x, null)`` at the top
+  is ``c AND x``.
 
 Conjuncts it cannot translate are simply not pushed: the scan still applies DuckDB's whole expression with
 Arrow to what the engine returns (DuckDB trusts the scan), so a pushed predicate only has to be implied by
-the filter. Nothing here recurses on the depth of the expression (a 10,000-value ``IN`` is 10,000 levels), and
-the scan applies :attr:`FilterParts.evaluable`, the same filter with its AND/OR chains as balanced trees and
-each OR of equalities on one column as one ``is_in``: pyarrow 23 crashes (a segmentation fault) scanning with
-an OR of 10,000 equalities, nested or balanced. ``is_in`` gives false where the OR gives null (a null column),
-which keeps exactly the same rows under AND and OR; the filters DuckDB sends contain no negation. Arrow's own
-serialisation and comparison of an expression do recurse per level (they crash at about 40,000 levels on an
-8 MiB stack), so :func:`pushdown` reads the filter on a helper thread with a large stack.
+the filter (each translation above is exact under SQL's three-valued logic: a row whose filter is null is
+dropped, as one whose filter is false). Nothing here recurses on the depth of the expression (a 10,000-value
+``IN`` is 10,000 levels on DuckDB 1.3), and the scan applies :attr:`FilterParts.evaluable`, the same filter
+with its AND/OR chains as balanced trees and each OR of equalities on one column as one ``is_in``: pyarrow 23
+crashes (a segmentation fault) scanning with an OR of 10,000 equalities, nested or balanced. ``is_in`` gives
+false where the OR gives null (a null column), which keeps exactly the same rows under AND and OR: only chains
+reached from the top through AND/OR alone are folded, never one under a negation (DuckDB 2.0 sends
+``invert``). Arrow's own serialisation and comparison of an expression do recurse per level (they crash at
+about 40,000 levels on an 8 MiB stack), so :func:`pushdown` reads the filter on a helper thread with a large
+stack.
 
 >>> import pyarrow as pa, pyarrow.dataset as ds
 >>> schema = pa.schema([("flow_id", pa.string()), ("start_ns", pa.int64())])
@@ -59,6 +66,9 @@ _COMPARE: Final[dict[str, tuple[Op, Op]]] = {
     "greater": (">", "<"),
     "greater_equal": (">=", "<="),
 }
+#: Arrow's ``SetLookupOptions::NullMatchingBehavior`` -> ``skip_nulls`` (MATCH: a null input matches a null in the
+#: set; SKIP: it never matches)
+_NULL_MATCHING: Final = {0: False, 1: True}
 _LINE: Final = re.compile(r"^(call|field_ref|literal|options|end): '(.*)'$")
 #: stack of the thread that reads a filter (reserved, not committed: pages are only touched as deep as needed)
 READER_STACK_BYTES: Final = 512 * 1024 * 1024
@@ -224,7 +234,22 @@ def _call(node: _Call, args: list[pc.Expression]) -> pc.Expression:
     if name == "is_null" and len(args) == 1:
         nan_is_null = bool(node.options["nan_is_null"].as_py()) if node.options is not None else False
         return args[0].is_null(nan_is_null=nan_is_null)
+    if name == "is_in" and len(args) == 1 and node.options is not None:
+        values, skip_nulls = _set_lookup(node.options)
+        return pc.is_in(args[0], options=pc.SetLookupOptions(values, skip_nulls=skip_nulls))
+    if name == "if_else" and len(args) == 3:
+        return pc.if_else(*args)
     raise ValueError(f"no rebuild for {name}/{len(args)}")
+
+
+def _set_lookup(options: pa.StructScalar) -> tuple[pa.Array, bool]:
+    """The value set of ``is_in``'s options, and whether a null input never matches (``skip_nulls``)."""
+    if options["_type_name"].as_py() != b"SetLookupOptions":
+        raise ValueError(f"unexpected is_in options {options['_type_name']}")
+    behaviour = options["null_matching_behavior"].as_py()
+    if behaviour not in _NULL_MATCHING:  # EMIT_NULL, INCONCLUSIVE: not what pyarrow's Python options can say
+        raise ValueError(f"is_in null_matching_behavior {behaviour}")
+    return options["value_set"].values, _NULL_MATCHING[behaviour]
 
 
 def _kind(t: pa.DataType) -> str | None:
@@ -251,15 +276,68 @@ def _flat(node: Any, name: str) -> list[Any]:
     return out
 
 
+def _column(node: Any, schema: pa.Schema) -> str | None:
+    """The name of ``node`` when it is a column of ``schema`` whose type a predicate can compare."""
+    if isinstance(node, _Field) and node.name in schema.names and _kind(schema.field(node.name).type) is not None:
+        return node.name
+    return None
+
+
+def _guard(node: Any) -> tuple[Any, Any] | None:
+    """``(c, x)`` of ``if_else(c, x, null)`` (or ``false``): true exactly where both ``c`` and ``x`` are."""
+    if not (isinstance(node, _Call) and node.name == "if_else" and len(node.args) == 3):
+        return None
+    other = node.args[2]
+    if not isinstance(other, _Literal) or (other.value.is_valid and other.value.as_py() is not False):
+        return None
+    return node.args[0], node.args[1]
+
+
+def _in_values(node: Any, schema: pa.Schema, *, valid: bool) -> tuple[str, list[Any]] | None:
+    """``(column, values)`` of ``is_in(column, values)``, the non-null values a row's column must equal for it
+    to be true (``valid``: where the column is known not to be null, so a null in the set matches nothing)."""
+    if not (isinstance(node, _Call) and node.name == "is_in" and len(node.args) == 1 and node.options is not None):
+        return None
+    column = _column(node.args[0], schema)
+    if column is None:
+        return None
+    values, skip_nulls = _set_lookup(node.options)
+    if _kind(values.type) != _kind(schema.field(column).type) or (values.null_count and not (skip_nulls or valid)):
+        return None  # another type, or a null in the set that a null column matches
+    return column, [v for v in values.to_pylist() if v is not None]
+
+
+def _in_list(node: Any, schema: pa.Schema) -> tuple[str, list[Any]] | None:
+    """``(column, values)`` of DuckDB 2.0's ``IN``: ``if_else(is_valid(column), is_in(column, values), null)``."""
+    guard = _guard(node)
+    if guard is None:
+        return None
+    check, inner = guard
+    found = _in_values(inner, schema, valid=True)
+    if found is None or not (
+        isinstance(check, _Call) and check.name == "is_valid" and check.args == (_Field(found[0]),)
+    ):
+        return None
+    return found
+
+
 def _term(node: Any, schema: pa.Schema) -> Term | None:
-    """A comparison, null check of one column of ``schema``, or None."""
+    """A comparison, ``IN`` list or null check of one column of ``schema`` (exactly ``node``), or None."""
     if not isinstance(node, _Call):
         return None
-    if node.name in ("is_null", "is_valid") and len(node.args) == 1 and isinstance(node.args[0], _Field):
-        column = node.args[0].name
-        if column not in schema.names:
-            return None
-        return Term(column, "isnull" if node.name == "is_null" else "notnull")
+    if node.name in ("is_null", "is_valid") and len(node.args) == 1:
+        column = _column(node.args[0], schema)
+        return None if column is None else Term(column, "isnull" if node.name == "is_null" else "notnull")
+    if node.name == "invert" and len(node.args) == 1:
+        inner = node.args[0]  # is_valid is never null, and is_null only with nan_is_null on a float: not compared
+        if isinstance(inner, _Call) and inner.name in ("is_null", "is_valid") and len(inner.args) == 1:
+            column = _column(inner.args[0], schema)
+            return None if column is None else Term(column, "notnull" if inner.name == "is_null" else "isnull")
+        return None
+    found = _in_list(node, schema) or _in_values(node, schema, valid=False)
+    if found is not None:
+        column, values = found
+        return Term(column, "isin", tuple(dict.fromkeys(values))) if values else None
     if node.name not in _COMPARE or len(node.args) != 2:
         return None
     a, b = node.args
@@ -274,18 +352,49 @@ def _term(node: Any, schema: pa.Schema) -> Term | None:
     return Term(a.name, op, b.value.as_py())
 
 
-def _conjunct(node: Any, schema: pa.Schema) -> Predicate | None:
-    """One top-level conjunct as a predicate (exact), or None."""
+def _single(term: Term) -> Term:
+    """A one-value ``isin`` as ``==``."""
+    return Term(term.column, "==", term.value[0]) if term.op == "isin" and len(term.value) == 1 else term
+
+
+def _conjunct(node: Any, schema: pa.Schema) -> list[Predicate]:
+    """What one top-level conjunct implies (exactly), as predicates; none when it cannot be read."""
     if isinstance(node, _Call) and node.name == "or_kleene":
         terms = [_term(n, schema) for n in _flat(node, "or_kleene")]
         if any(t is None for t in terms):
-            return None
+            return []
         found = [t for t in terms if t is not None]
-        columns = {t.column for t in found}
-        if len(columns) == 1 and all(t.op == "==" for t in found):
-            return P.isin(found[0].column, [t.value for t in found])
-        return AnyOf(tuple(found))
-    return _term(node, schema)
+        if len({t.column for t in found}) == 1 and all(t.op in ("==", "isin") for t in found):
+            values = [v for t in found for v in (t.value if t.op == "isin" else (t.value,))]
+            return [P.isin(found[0].column, values)]
+        return [AnyOf(tuple(_single(t) for t in found))]
+    if isinstance(node, _Call) and node.name == "invert" and len(node.args) == 1:
+        negated = _in_list(node.args[0], schema)  # NOT IN: not null, and none of the values
+        if negated is not None:
+            column, values = negated
+            return [Term(column, "!=", v) for v in dict.fromkeys(values)] or [Term(column, "notnull")]
+    term = _term(node, schema)
+    return [] if term is None else [_single(term)]
+
+
+def _conjuncts(tree: Any, schema: pa.Schema) -> list[Predicate]:
+    """The predicates the filter ``tree`` implies: its top-level AND chain (``if_else(c, x, null)`` opened as
+    ``c AND x``), each conjunct translated, without duplicates, and without a ``notnull`` that another
+    comparison of the same column implies."""
+    out: list[Predicate] = []
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        guard = _guard(node) if _in_list(node, schema) is None else None
+        if isinstance(node, _Call) and node.name == "and_kleene" and len(node.args) == 2:
+            pending.extend(reversed(node.args))
+        elif guard is not None:
+            pending.extend(reversed(guard))
+        else:
+            out.extend(_conjunct(node, schema))
+    compared = {p.column for p in out if isinstance(p, Term) and p.op not in ("isnull", "notnull")}
+    kept = [p for p in out if not (isinstance(p, Term) and p.op == "notnull" and p.column in compared)]
+    return list(dict.fromkeys(kept))
 
 
 def pushdown(expr: pc.Expression | None, schema: pa.Schema) -> FilterParts:
@@ -320,5 +429,4 @@ def _read(expr: pc.Expression, schema: pa.Schema) -> FilterParts:
         logger.debug("scan filter not pushed down: %s", exc)
         return FilterParts([], None)
     columns = frozenset(n.name for n in _postorder(tree) if isinstance(n, _Field))
-    predicates = [p for p in (_conjunct(n, schema) for n in _flat(tree, "and_kleene")) if p is not None]
-    return FilterParts(predicates, columns, evaluable)
+    return FilterParts(_conjuncts(tree, schema), columns, evaluable)

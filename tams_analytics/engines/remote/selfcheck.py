@@ -1,11 +1,12 @@
 """A start-up check of the undocumented behaviour the lazy tables rely on.
 
 Lazy tables depend on two things neither project documents (see :mod:`tams_analytics.engines.remote`):
-DuckDB 1.3 calling a Python ``pyarrow.dataset.Dataset`` subclass's ``scanner(columns=..., filter=...)`` with
-the scan's projection and its pushed filters, and Arrow's serialised form of an expression
-(:mod:`~tams_analytics.engines.remote.arrow_filter`). :func:`check` runs one small query that needs both, once
-per process, before the first lazy table is made; when it fails, engines fall back to reading tables whole
-(correct, slower) and say why in a warning. ``tests/engines/remote/test_selfcheck.py`` runs it in CI.
+DuckDB (1.3 and 2.0) calling a Python ``pyarrow.dataset.Dataset`` subclass's ``scanner(columns=..., filter=...)``
+with the scan's projection and its pushed filters, in a form :mod:`~tams_analytics.engines.remote.arrow_filter`
+reads (an ``IN`` list: nested ORs on 1.3, ``is_in`` on 2.0), and Arrow's serialised form of an expression.
+:func:`check` runs one small query that needs both, once per process, before the first lazy table is made; when
+it fails, engines fall back to reading tables whole (correct, slower) and say why in a warning.
+``tests/engines/remote/test_selfcheck.py`` runs it in CI, on both dependency sets.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from tams_analytics.compat import ibis_duckdb_backend
 from tams_analytics.engines.ibis_query import DERIVED
 from tams_analytics.engines.remote import selfcheck
 from tams_analytics.engines.remote.dataset import Fetch, PushdownDataset, ScanCache
+from tams_analytics.engines.remote.rewrite import prefix_ranges
 from tams_analytics.exceptions import TamsError
 from tams_analytics.predicates import Predicate
 from tams_analytics.schema import SCHEMAS
@@ -54,6 +55,11 @@ class _Backend(DuckDBBackend):  # type: ignore[misc, valid-type]  # ibis ships n
     def _run_pre_execute_hooks(self, expr: ir.Expr) -> None:
         self.scans.next_execution()
         super()._run_pre_execute_hooks(expr)
+
+    def compile(self, expr: ir.Expr, /, **kwargs: Any) -> str:
+        """The SQL of ``expr``, a literal prefix test also written as a range DuckDB pushes into a scan
+        (:mod:`~tams_analytics.engines.remote.rewrite`)."""
+        return super().compile(prefix_ranges(expr), **kwargs)  # type: ignore[no-any-return]
 
 
 def _surfacing(name: str) -> Callable[..., Any]:

@@ -50,7 +50,7 @@ from tams_analytics.engines.remote.residual import conform, evaluate
 from tams_analytics.engines.tams_http import wire
 from tams_analytics.engines.tams_http.auth import Auth, auth_from
 from tams_analytics.engines.tams_http.client import Client, ServerUnreachableError
-from tams_analytics.engines.tams_http.plan import RestPlan, plan
+from tams_analytics.engines.tams_http.plan import RestPlan, flow_terms, plan
 from tams_analytics.exceptions import TamsError, UnsupportedError
 from tams_analytics.predicates import InSubquery, Predicate, Term
 from tams_analytics.schema import SCHEMAS, TagEntity
@@ -249,9 +249,16 @@ class Engine(BaseEngine):
         return [d for d in docs if d is not None]
 
     def _flow_ids(self, p: RestPlan) -> list[str]:
+        """The flows whose segments a segments read lists: those named, else every flow that passes the
+        residual's terms on ``flow_id`` (:func:`~.plan.flow_terms`)."""
         if p.ids is not None:
             return list(p.ids)
-        return [d["id"] for d in self._listing("/flows")]
+        ids = [d["id"] for d in self._listing("/flows")]
+        terms = flow_terms(p)
+        if not terms:
+            return ids
+        kept = evaluate(pa.table({"id": pa.array(ids, pa.string())}), terms).column("id")
+        return [str(i) for i in kept.to_pylist()]
 
     def _segment_docs(self, p: RestPlan, params: dict[str, str], *, urls: bool = False) -> list[tuple[str, list[Any]]]:
         """``(flow_id, segment documents)`` per flow of the plan (every flow when it names none); without

@@ -30,7 +30,7 @@ from tams_analytics.predicates import AllOf, Const, InSubquery, Predicate, Term
 from tams_analytics.schema import TagEntity
 from tams_analytics.timerange import END_UNBOUNDED, MAX_NS, START_UNBOUNDED, TimeRange
 
-__all__ = ["MAX_IDS", "RestPlan", "plan"]
+__all__ = ["MAX_IDS", "RestPlan", "flow_terms", "plan"]
 
 #: more ids than this are read through the listing (and filtered) instead of one GET each
 MAX_IDS: Final = 64
@@ -209,3 +209,16 @@ def plan(table: str, where: Sequence[Predicate]) -> RestPlan:
     if ids is not None and (len(ids) > MAX_IDS or answered) and table != "segments":
         ids = None
     return RestPlan(table, ids, params, tuple(residual))
+
+
+def flow_terms(p: RestPlan) -> list[Predicate]:
+    """The residual's terms on a segment's ``flow_id``, as terms on a flow's ``id``: a segments read without
+    named flows lists only the flows that pass them (a prefix, a range, a ``!=``), since the residual would drop
+    every segment of the others.
+
+    >>> flow_terms(plan("segments", [P.Term("flow_id", ">=", "ab"), P.Term("flow_id", "<", "ac")]))
+    [Term(column='id', op='>=', value='ab'), Term(column='id', op='<', value='ac')]
+    """
+    if p.table != "segments":
+        return []
+    return [Term("id", t.op, t.value) for t in p.residual if isinstance(t, Term) and t.column == "flow_id"]
