@@ -91,10 +91,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    store_logger = logging.getLogger("tams_analytics.engines.duckdb")
+    level = store_logger.level
     if args.verbose == 0:
         # a DuckDB store's fault (a failed commit on a full volume) and its recovery are logged for a server's log; a
         # command that meets one stops, and says it in its one line below (-v shows them)
-        logging.getLogger("tams_analytics.engines.duckdb").setLevel(logging.CRITICAL)
+        store_logger.setLevel(logging.CRITICAL)
+    try:
+        return _run(args)
+    finally:  # a command run in a process that goes on (a notebook, a test) leaves its logging as it was
+        store_logger.setLevel(level)
+
+
+def _run(args: argparse.Namespace) -> int:
     name = getattr(args, "said_as", None) or f"tams-analytics {args.command}"
     try:
         return int(args.run(args) or 0)

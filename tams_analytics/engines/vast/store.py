@@ -28,6 +28,7 @@ import pyarrow as pa
 from tams_analytics.engines.vast.config import VastConfig
 from tams_analytics.engines.vast.requests import ROW_ID
 from tams_analytics.exceptions import TamsError
+from tams_analytics.extras import install_hint
 
 if TYPE_CHECKING:
     from ibis.common.deferred import Deferred
@@ -123,8 +124,13 @@ class VastStore:
         retries: int | None = None,
         stats_ttl_s: float = 60.0,
     ) -> None:
-        import vastdb
-        from vastdb.config import BackoffConfig
+        try:
+            import vastdb
+            from vastdb.config import BackoffConfig
+        except ImportError as exc:  # the current set has no vastdb: it pins ibis and DuckDB a year back
+            raise TamsError(
+                f"the vast engine needs a driver that is not installed ({exc.name}): {install_hint('vast')}"
+            ) from exc
 
         self.config = config
         self.stats_ttl_s = stats_ttl_s
