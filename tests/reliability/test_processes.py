@@ -25,7 +25,11 @@ HTTP_PROCESSES = 3
 
 
 def children(server: LiveServer) -> dict[str, object]:
-    record = json.loads((server.store_path.parent / "tams.duckdb.server.json").read_text())
+    """The processes the supervisor announced beside the store: it does once every HTTP process is ready, which may
+    be after the first of them answered the fixture's /health."""
+    announced = server.store_path.parent / "tams.duckdb.server.json"
+    wait_for(announced.exists, timeout_s=30.0)
+    record = json.loads(announced.read_text())
     return dict(record["processes"])
 
 
