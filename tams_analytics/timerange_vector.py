@@ -349,8 +349,9 @@ def utc_timestamps(ns: npt.ArrayLike | pa.Array | pa.ChunkedArray) -> pa.Array:
     Nulls and the unbounded sentinels give nulls; values are rounded down to the microsecond, as
     :meth:`Timestamp.to_datetime` does.
 
-    >>> [t and t.isoformat() for t in utc_timestamps([1483228837_000000000, None]).to_pylist()]
-    ['2017-01-01T00:00:00+00:00', None]
+    >>> first, second = utc_timestamps([1483228837_000000000, None]).to_pylist()
+    >>> first.isoformat(), second
+    ('2017-01-01T00:00:00+00:00', None)
     """
     if isinstance(ns, pa.ChunkedArray):
         ns = ns.combine_chunks()
