@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures.analyst_venv",
     "tests.fixtures.trino",
     "tests.fixtures.summary",
+    "tests.fixtures.session_end",
 ]
 
 settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
