@@ -3,7 +3,8 @@
 :func:`server_or_demo` gives notebook 05 the server to read: the URL it is given (``TAMS_SERVER_URL``); else
 the default, ``http://127.0.0.1:8000`` (what ``bash scripts/dev.sh serve`` starts), when a server answers
 there; else a :class:`DemoServer` it starts and says so. A demo server is ``tams-analytics serve`` in a child
-process, on a free port of 127.0.0.1, over a demo store built first in a new temporary directory
+process (one process, ``TAMS_HTTP_PROCESSES=0``: most of its start is the server's imports, and one process makes
+them once), on a free port of 127.0.0.1, over a demo store built first in a new temporary directory
 (:func:`~tams_analytics.demo.build_demo`: catalog only, no media, so it takes a second and no encoder, where
 ``serve --demo`` writes every object's media: 788 MB for 20,000 segments). It stops with
 :meth:`DemoServer.stop`, when this interpreter exits (a kernel shut down or restarted) and, should this
@@ -84,7 +85,7 @@ class DemoServer:
         return self.process.poll() is None
 
     @classmethod
-    def start(cls, segments: int = 20_000, *, timeout_s: float = START_TIMEOUT_S) -> DemoServer:
+    def start(cls, segments: int = 2_000, *, timeout_s: float = START_TIMEOUT_S) -> DemoServer:
         """Build a demo store of about ``segments`` segments, serve it, and wait until it answers; a
         :class:`TamsError` with the server's own last words when it cannot start."""
         from tams_analytics.catalog import connect
@@ -102,8 +103,9 @@ class DemoServer:
         port = url.rsplit(":", 1)[1]
         serve = ["serve", "--host", "127.0.0.1", "--port", port, "--data-dir", str(root / "data")]
         command = [sys.executable, "-m", __name__, str(os.getpid()), str(root), *serve]
-        # its own settings only: TAMS_STORE, TAMS_AUTH, ... of this environment are not the demo's
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")}
+        # its own settings only: TAMS_STORE, TAMS_AUTH, ... of this environment are not the demo's; one process (no
+        # HTTP processes in front of a store process): a notebook's reads need no more, and it starts in half the time
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")} | {"TAMS_HTTP_PROCESSES": "0"}
         try:
             with (root / "serve.log").open("wb") as log:
                 process = subprocess.Popen(
@@ -150,7 +152,7 @@ class DemoServer:
 
 
 def server_or_demo(
-    url: str | None = None, *, default: str = DEFAULT_URL, segments: int = 20_000
+    url: str | None = None, *, default: str = DEFAULT_URL, segments: int = 2_000
 ) -> tuple[str, DemoServer | None]:
     """The TAMS server to read, and the demo server started for it (None when one was there already).
 

@@ -16,7 +16,18 @@ if TYPE_CHECKING:
 
     from tams_analytics.catalog import Catalog
 
-__all__ = ["catalog_html", "duration", "html_summary", "html_table", "install_formatters", "mib", "plural"]
+__all__ = [
+    "ScrollBox",
+    "catalog_html",
+    "duration",
+    "excerpt",
+    "html_summary",
+    "html_table",
+    "install_formatters",
+    "mib",
+    "plural",
+    "scroll_box",
+]
 
 _CELL = ' style="text-align:left"'
 
@@ -69,6 +80,72 @@ def html_table(df: pd.DataFrame, max_rows: int = 50) -> str:
     shown: str = df.head(max_rows).to_html(index=False, na_rep="", escape=True, border=0)
     more = f"<p>{len(df) - max_rows} more rows not shown</p>" if len(df) > max_rows else ""
     return shown + more
+
+
+class ScrollBox:
+    """A table shown in a box of its own that scrolls, down and across, where a notebook would show it whole: as tall
+    as all its rows (a 50-row table is 3,000 pixels of notebook) and as wide as its columns (past the notebook's
+    edge). The table is :attr:`frame`; its text form (a terminal, ``print``) is the DataFrame's."""
+
+    def __init__(self, frame: pd.DataFrame, height: str = "24em") -> None:
+        self.frame = frame
+        self.height = height
+
+    def _repr_html_(self) -> str:
+        table: str = self.frame.to_html(max_rows=None, max_cols=None, notebook=True, border=0)
+        style = f"max-height:{html.escape(self.height)};max-width:100%;overflow:auto"
+        return f'<div class="tams-scroll" style="{style}">{table}</div>'
+
+    def __repr__(self) -> str:
+        return repr(self.frame)
+
+
+def scroll_box(frame: pd.DataFrame, height: str = "24em") -> ScrollBox:
+    """``frame`` shown in a box that scrolls, at most ``height`` tall (a CSS length) and as wide as the notebook.
+
+    >>> import pandas as pd
+    >>> box = scroll_box(pd.DataFrame({"flow": ["a", "b"]}), height="10em")
+    >>> box._repr_html_().startswith('<div class="tams-scroll" style="max-height:10em;max-width:100%;overflow:auto">')
+    True
+    >>> box.frame.shape
+    (2, 1)
+    """
+    return ScrollBox(frame, height)
+
+
+def excerpt(text: str, *marks: str, head: int = 10, context: int = 3) -> str:
+    """The first ``head`` lines of ``text``, and the lines around each line holding one of ``marks`` (``context``
+    before and after), with one line saying how many lines each gap leaves out (a gap of one line is shown): a long
+    SQL statement shown by what matters in it (``print`` the text for all of it).
+
+    >>> print(excerpt("\\n".join(f"line {i}" for i in range(1, 21)), "line 15", head=2, context=1))
+    line 1
+    line 2
+    … 11 lines …
+    line 14
+    line 15
+    line 16
+    … 4 lines …
+    """
+    lines = text.splitlines()
+    keep = set(range(min(head, len(lines))))
+    for i, line in enumerate(lines):
+        if any(mark in line for mark in marks):
+            keep.update(range(max(0, i - context), min(len(lines), i + context + 1)))
+    keep.update(i for i in range(1, len(lines) - 1) if i - 1 in keep and i + 1 in keep)  # no gap of one line
+    out: list[str] = []
+    skipped = 0
+    for i, line in enumerate(lines):
+        if i in keep:
+            if skipped:
+                out.append(f"… {plural(skipped, 'line')} …")
+                skipped = 0
+            out.append(line)
+        else:
+            skipped += 1
+    if skipped:
+        out.append(f"… {plural(skipped, 'line')} …")
+    return "\n".join(out)
 
 
 def catalog_html(catalog: Catalog) -> str:

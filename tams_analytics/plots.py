@@ -138,6 +138,7 @@ def coverage_timeline(
     window : TimeRange or str, optional
         Limits of the time axis (its bounded sides).
     title : str, optional
+        Default: ``Coverage of N flows``, and ``in START/END`` (the window in UTC) with a window.
     ax : matplotlib.axes.Axes, optional
         Draw into these axes instead of a new figure.
     width : float
@@ -211,7 +212,10 @@ def coverage_timeline(
         fontsize=8,
         ncols=2,
     )
-    ax.set_title(title or f"Coverage of {_count(len(flows), 'flow')}", loc="left")
+    shown = f"Coverage of {_count(len(flows), 'flow')}"
+    if tr is not None:  # the window, as an ISO 8601 interval in UTC (``..``: an open end)
+        shown += f" in {tr.to_iso8601()}"
+    ax.set_title(title or shown, loc="left")
     return fig
 
 

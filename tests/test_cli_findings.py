@@ -23,6 +23,7 @@ from tams_analytics.analytics.findings import Check
 from tams_analytics.catalog import connect
 from tams_analytics.demo import build_demo
 from tams_analytics.predicates import Term
+from tams_analytics.timerange import TimeRange
 from tests.analytics import add, demo_with_media, inject_faults, local_store, put_flow
 from tests.fixtures.live import serve
 from tests.server.conftest import video_flow
@@ -202,6 +203,68 @@ def test_a_segment_whose_object_no_storage_holds_is_a_finding_as_download_fails(
     assert table.returncode == 1 and "objects_without_instances" in table.stdout and "never-stored" in table.stdout
 
 
+# -- many findings: a summary first, the details on request -------------------------------------------------------
+@pytest.fixture(scope="module")
+def unplayable(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A demo store built without media: no segment's object has an instance, 20,000 findings on 16 flows."""
+    url = f"duckdb:///{tmp_path_factory.mktemp('unplayable') / 'demo.duckdb'}"
+    with connect(url, create=True) as cat:
+        build_demo(cat, 20_000, progress=False)
+    return url
+
+
+def test_many_findings_are_summed_up_per_check_and_flow(unplayable: str) -> None:
+    """The table gives each check's findings per flow (how many, their hull in UTC) and an example of each, in some
+    lines a flow, not the findings themselves (eight lines each: 8,000 lines for the first 1,000 of 20,000)."""
+    doc = json.loads(cli("integrity", "--store", unplayable, "--format", "json").stdout)
+    groups = doc["summary"]
+    assert doc["totals"]["objects_without_instances"] == 20_000 and len(groups) == 16
+    done = cli("integrity", "--store", unplayable)
+    assert done.returncode == 1, done.stderr
+    text = done.stdout
+    assert text.startswith("objects_without_instances: 20000 findings on 16 flows\n"), text[:300]
+    assert len(text.splitlines()) < 16 * 5, f"{len(text.splitlines())} lines"
+    lines = text.splitlines()
+    for group in groups:
+        hull = TimeRange.from_str(group["timerange"]).to_iso8601()
+        (row,) = [line for line in lines if group["flow_id"] in line and hull in line]
+        # a long label wraps onto a line of its own
+        assert group["flow_label"].startswith(row.split("  ")[0]) and f" {group['findings']} " in row, row
+        assert group["example"]["object_id"] in text and group["example"]["flow_id"] == group["flow_id"]
+    assert "; --details lists them;" in " ".join(text.split())
+    assert "findings listed" not in text
+
+
+def test_the_details_follow_the_summary_on_request(unplayable: str) -> None:
+    summary = cli("integrity", "--store", unplayable).stdout
+    done = cli("integrity", "--store", unplayable, "--details", "--limit", "3")
+    assert done.returncode == 1, done.stderr
+    head, listed, rest = done.stdout.partition("\n3 findings listed:\n")
+    assert listed and head.rstrip("\n") == summary.rpartition("\n\n20000 findings")[0], done.stdout[:3000]
+    doc = json.loads(cli("integrity", "--store", unplayable, "--format", "json", "--limit", "3").stdout)
+    assert all(f["object_id"] in rest for f in doc["findings"]) and "; 3 listed;" in " ".join(rest.split())
+
+
+def test_the_json_stays_complete(unplayable: str) -> None:
+    """Every finding (``--limit 0``), and the summary of all of them whatever the limit: counts adding up to the
+    totals, hulls covering the findings, and each example a finding of its flow."""
+    every = json.loads(cli("integrity", "--store", unplayable, "--format", "json", "--limit", "0").stdout)
+    few = json.loads(cli("integrity", "--store", unplayable, "--format", "json", "--limit", "5").stdout)
+    assert len(every["findings"]) == 20_000 and len(few["findings"]) == 5
+    assert few["summary"] == every["summary"] and few["totals"] == every["totals"]
+    per_flow: dict[str, list[dict[str, Any]]] = {}
+    for finding in every["findings"]:
+        per_flow.setdefault(finding["flow_id"], []).append(finding)
+    assert {g["flow_id"] for g in every["summary"]} == set(per_flow)
+    for group in every["summary"]:
+        mine = per_flow[group["flow_id"]]
+        assert group["check"] == "objects_without_instances" and group["findings"] == group["count"] == len(mine)
+        spans = [TimeRange.from_str(f["timerange"]) for f in mine]
+        hull = TimeRange.from_str(group["timerange"])
+        assert (hull.start_ns, hull.end_ns) == (min(t.start_ns for t in spans), max(t.end_ns for t in spans))
+        assert group["example"] in mine
+
+
 # -- a partial audit says so ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def whole(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
@@ -271,7 +334,7 @@ def test_ids_keys_and_timeranges_wrap_whole_in_the_table(tmp_path: Path) -> None
         demo_with_media(cat, local_store(root), segments=40)
         inject_faults(cat, local_store(root))
     args = ("integrity", "--store", url, "--storage", f"local:{root}")
-    lines = cli(*args).stdout.splitlines()
+    lines = cli(*args, "--details").stdout.splitlines()
     findings = json.loads(cli(*args, "--format", "json").stdout)["findings"]
     words = {w for f in findings for w in f["detail"].split()}
     words |= {f[k] for f in findings for k in ("flow_id", "object_id", "other_id") if f[k]}

@@ -64,9 +64,10 @@ def test_integrity_findings_exit_1_as_a_table(
     capsys: pytest.CaptureFixture[str], faulty_store: tuple[str, Path, Faults]
 ) -> None:
     url, root, faults = faulty_store
-    code, out, err = run(capsys, "integrity", "--store", url, "--storage", f"local:{root}")
+    code, out, err = run(capsys, "integrity", "--store", url, "--storage", f"local:{root}", "--details")
     assert code == 1, err
-    header = out.splitlines()[0].split()
+    assert out.startswith("overlapping_segments: 1 finding on 1 flow\n")  # the summary first, then the findings
+    header = out.split("\n4 findings listed:\n\n", 1)[1].splitlines()[0].split()
     assert header[0] == "check" and "source_id" not in header  # columns empty for every finding are left out
     for text in (
         "overlapping_segments",

@@ -21,6 +21,7 @@ import pytest
 import tams_analytics as ta
 from tams_analytics.demo_server import answers, server_or_demo
 from tests.fixtures.live_tams import ServedDemo
+from tests.fixtures.session_end import below
 from tests.reliability.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +75,8 @@ def test_a_demo_server_serves_a_demo_store_until_stopped(capsys: pytest.CaptureF
     assert f"No TAMS server answers at {default}" in said and f"Started a demo server at {url}" in said
     with ta.connect(f"tams+{url}") as cat:
         assert cat.count("segments") == 300 and cat.count("flows") == 20
+    # one process: no HTTP processes in front of a store process, whose start would double the wait
+    assert below(demo.process.pid) == []
     demo.stop()
     assert not demo.running and not demo.root.exists() and not answers(url)
     demo.stop()  # again: nothing to do

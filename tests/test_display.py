@@ -1,17 +1,23 @@
 """What Jupyter shows: the catalog (engine, store, counts), a flow's coverage and an integrity report, in text and
-HTML, with labels beside ids, times in UTC, words in the right number, and integers that stay integers."""
+HTML, with labels beside ids, times in UTC, words in the right number, and integers that stay integers; a long table
+in a box that scrolls, and an excerpt of a long statement."""
 
 from __future__ import annotations
 
+import doctest
 from collections.abc import Iterator
 from pathlib import Path
 
+import ibis
+import pandas as pd
 import pytest
 
 import tams_analytics as ta
+from tams_analytics import display
 from tams_analytics.analytics import coverage
 from tams_analytics.analytics.integrity import audit
 from tams_analytics.catalog import Catalog
+from tams_analytics.schema import SCHEMAS
 from tests.analytics import local_store
 
 VIDEO = {
@@ -98,3 +104,33 @@ def test_nullable_integers_stay_integers(cat: Catalog) -> None:
     summary = ta.to_pandas(coverage.summary(cat))
     assert str(summary["segments"].dtype) == "Int64" and summary["label"].tolist() == ["Evening <News>"]
     assert summary["first_start_utc"].dt.tz is not None and summary["covered_s"].tolist() == [6.0]
+
+
+def test_the_display_module_doctests() -> None:
+    assert doctest.testmod(display).failed == 0
+
+
+def test_a_table_of_many_rows_stands_in_a_box_that_scrolls() -> None:
+    """Every row is there (pandas would cut a table of 200 rows to 10 and an ellipsis), in a box no taller than asked
+    and no wider than the notebook; ``print`` shows the DataFrame."""
+    frame = pd.DataFrame({"label": [f"flow <{i}>" for i in range(200)], "segments": range(200)})
+    box = display.scroll_box(frame, height="20em")
+    html = box._repr_html_()
+    assert html.startswith('<div class="tams-scroll" style="max-height:20em;max-width:100%;overflow:auto">')
+    assert html.count("<tr") == 201 and "flow &lt;199&gt;" in html and "…" not in html
+    assert repr(box) == repr(frame) and box.frame is frame
+
+
+def test_an_excerpt_of_a_long_statement_keeps_what_is_asked_for() -> None:
+    """The runs of a window compiled for Trino: 900 lines, most of them the leap seconds; the excerpt keeps its
+    start and its window functions, and says what it leaves out."""
+    segments = ibis.table(ibis.schema(SCHEMAS["segments"]), name="segments")
+    sql = ibis.to_sql(coverage.runs(segments, within="2023-11-14T22:12:43Z/PT1H"), dialect="trino")
+    shown = display.excerpt(sql, "OVER (", context=4)
+    lines = shown.splitlines()
+    assert len(sql.splitlines()) > 500 and len(lines) < 60
+    assert lines[:10] == sql.splitlines()[:10]
+    assert sum(line.count("OVER (") for line in lines) == sql.count("OVER (") == 3
+    assert "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING" in shown.upper()
+    left_out = [int(line.split()[1]) for line in lines if line.startswith("… ")]
+    assert len(lines) - len(left_out) + sum(left_out) == len(sql.splitlines())  # every line shown or counted

@@ -524,7 +524,7 @@ def test_the_quick_start_runs_as_written(quick_start: QuickStart, tmp_path: Path
     assert written == ["bash scripts/dev.sh serve", "bash scripts/dev.sh test"]
     for page in ("README.md", "docs/getting-started.md"):  # the same two commands wherever they are given
         assert block(
-            page, "Quick start" if page == "README.md" else "The Quick start, explained", "bash "
+            page, "Quick start" if page == "README.md" else "The Quick start, explained", "bash scripts/dev.sh serve"
         ).commands() == (written)
     # the test command is the one CI runs, and this test is part of it
     assert any(line.startswith(written[1]) for line in (ROOT / ".ci" / "run").read_text().splitlines())

@@ -11,6 +11,7 @@ without it and with nothing answering at the default URL, a demo server it start
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -55,12 +56,26 @@ def test_committed_without_outputs(path: Path) -> None:
     assert nb.metadata["kernelspec"]["name"] == "python3"
 
 
-def execute(path: Path, jupyter_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+def execute(
+    path: Path, jupyter_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_segments: str | None = "4000"
+) -> list[Any]:
     """Run the notebook top to bottom on the venv's kernel (which is then shut down); its outputs, no errors."""
+    nb = run(path, jupyter_path, tmp_path, monkeypatch, demo_segments)
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+
+
+def run(
+    path: Path, jupyter_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_segments: str | None
+) -> Any:
+    """Run the notebook top to bottom on the venv's kernel (which is then shut down), its demo stores of
+    ``demo_segments`` (None: the notebook's own size); the notebook run, no errors."""
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
     monkeypatch.delenv("TAMS_STORE", raising=False)  # each notebook builds its own demo store
     monkeypatch.delenv("TAMS_OBJECTS_DIR", raising=False)
-    monkeypatch.setenv("TAMS_DEMO_SEGMENTS", "4000")
+    if demo_segments is None:
+        monkeypatch.delenv("TAMS_DEMO_SEGMENTS", raising=False)
+    else:
+        monkeypatch.setenv("TAMS_DEMO_SEGMENTS", demo_segments)
     scratch = tmp_path / "tmp"  # the kernel's temp folder: what the notebook leaves behind shows here
     scratch.mkdir()
     monkeypatch.setenv("TMPDIR", str(scratch))
@@ -74,7 +89,7 @@ def execute(path: Path, jupyter_path: Path, tmp_path: Path, monkeypatch: pytest.
     assert nb.cells[-1].outputs[0].text.strip() == sys.executable  # the venv's kernel ran it
     # the demo stores and media a notebook makes go when its kernel stops (no tams-demo-*, tams-integrity-*)
     assert sorted(p.name for p in scratch.iterdir() if p.name.startswith("tams-")) == []
-    return outputs
+    return nb
 
 
 @pytest.mark.slow
@@ -118,16 +133,29 @@ def test_05_without_a_server_starts_a_demo_server_and_stops_it(
     jupyter_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``TAMS_SERVER_URL`` unset and nothing at the default URL: no 20 s wait and traceback, but a demo server
-    started in the background (said so), read like any other, and stopped at the end."""
+    started in the background (said so), read like any other, and stopped at the end. It is the notebook's own
+    size, small, and its first cell takes what the notebook says before it."""
     from tams_analytics.demo_server import DEFAULT_URL, answers
 
     if answers(DEFAULT_URL):
         pytest.skip(f"a server answers at {DEFAULT_URL} (the notebook would read it): the case needs none there")
     monkeypatch.delenv("TAMS_SERVER_URL", raising=False)
-    outputs = execute(NOTEBOOKS[4], jupyter_path, tmp_path, monkeypatch)
+    nb = run(NOTEBOOKS[4], jupyter_path, tmp_path, monkeypatch, demo_segments=None)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     text = "".join(o.get("text", "") for o in outputs)
-    started = re.search(r"Started a demo server at (http://127\.0\.0\.1:\d+) \(PID (\d+)\) over a demo store", text)
+    started = re.search(
+        r"Started a demo server at (http://127\.0\.0\.1:\d+) \(PID (\d+)\) over a demo store of 2000 segments", text
+    )
     assert started is not None, text
+    first = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    said = " ".join(nb.cells[first - 1].source.split())
+    assert nb.cells[first - 1].cell_type == "markdown" and "a demo store of 2,000 segments" in said, said
+    assert "10 to 20 seconds" in said and "up to a minute" in said, said
+    timing = nb.cells[first].metadata.execution
+    took = dt.datetime.fromisoformat(timing["shell.execute_reply"]) - dt.datetime.fromisoformat(
+        timing["iopub.execute_input"]
+    )
+    assert took.total_seconds() < 60, took
     assert f"No TAMS server answers at {DEFAULT_URL}" in text
     assert_reads_a_server(text, [o for o in outputs if "image/png" in o.get("data", {})])
     url, pid = started.group(1), int(started.group(2))

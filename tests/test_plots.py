@@ -103,6 +103,16 @@ def test_a_window_sets_the_time_axis(long_flow: Catalog) -> None:
     assert "2 runs, 1 gap" in fig.axes[0].get_yticklabels()[0].get_text()  # the gap after segment 1000
 
 
+def test_a_window_is_named_in_the_title(long_flow: Catalog) -> None:
+    """A windowed timeline says which window: in UTC, as the axis reads."""
+    assert plots.plot_coverage(long_flow).axes[0].get_title(loc="left") == "Coverage of 2 flows"
+    window = "2023-11-14T22:30:00Z/PT20M"
+    title = plots.plot_coverage(long_flow, within=window).axes[0].get_title(loc="left")
+    assert title == "Coverage of 1 flow in 2023-11-14T22:30:00Z/2023-11-14T22:50:00Z"
+    title = plots.plot_coverage(long_flow, "long", within=f"[{EPOCH_S + 1000}:0_)").axes[0].get_title(loc="left")
+    assert title == "Coverage of 1 flow in 2023-11-14T22:29:23Z/.."
+
+
 def test_gaps_between_runs_of_each_flow() -> None:
     runs = pa.table({"flow_id": ["b", "a", "a", "a"], "start_ns": [0, 10, 0, 5], "end_ns": [4, 12, 3, 7]})
     assert plots.gaps_between(runs).to_pylist() == [

@@ -19,7 +19,17 @@ from tams_analytics.timerange_vector import format_timeranges
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FINDING_SCHEMA", "Check", "Finding", "IntegrityReport", "Verdict", "checked_text", "findings_of"]
+__all__ = [
+    "FINDING_SCHEMA",
+    "GROUP_SCHEMA",
+    "Check",
+    "Finding",
+    "FindingGroup",
+    "IntegrityReport",
+    "Verdict",
+    "checked_text",
+    "findings_of",
+]
 
 
 class Check(enum.StrEnum):
@@ -80,6 +90,47 @@ FINDING_SCHEMA: Final = pa.schema(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class FindingGroup:
+    """The findings of one check on one flow, all of them (however few were listed): how many, how many rows they
+    stand for (``count``: segments, for the checks whose findings count segments), the hull of their timeranges
+    (None when the check's findings have none), and one of them."""
+
+    check: Check
+    flow_id: str | None
+    findings: int
+    count: int
+    timerange: str | None
+    example: Finding
+    flow_label: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values, keys in :data:`GROUP_SCHEMA` order, the example a whole finding."""
+        return {
+            "check": str(self.check),
+            "flow_id": self.flow_id,
+            "flow_label": self.flow_label,
+            "findings": self.findings,
+            "count": self.count,
+            "timerange": self.timerange,
+            "example": self.example.to_dict(),
+        }
+
+
+#: Column order and types of :meth:`IntegrityReport.summary` (``example``: the example finding's ``detail``).
+GROUP_SCHEMA: Final = pa.schema(
+    [
+        ("check", pa.string()),
+        ("flow_id", pa.string()),
+        ("flow_label", pa.string()),
+        ("findings", pa.int64()),
+        ("count", pa.int64()),
+        ("timerange", pa.string()),
+        ("example", pa.string()),
+    ]
+)
+
+
 class Verdict(enum.StrEnum):
     """What an audit concluded: ``findings`` (some check found something), else ``partial`` (nothing found by the
     checks that ran, but some were skipped: the store is not known to be clean), else ``clean``."""
@@ -93,15 +144,17 @@ class Verdict(enum.StrEnum):
 class IntegrityReport:
     """The outcome of :func:`audit`.
 
-    ``findings`` holds at most ``limit`` findings per check; ``totals`` counts them all. ``checked`` says
-    how much was examined and ``skipped`` which checks did not run, and why. A report with skipped checks
-    and no findings is ``partial``, never ``clean`` (:attr:`verdict`).
+    ``findings`` holds at most ``limit`` findings per check; ``totals`` counts them all, and ``groups`` sums them
+    all up per check and flow (:class:`FindingGroup`: how many, their hull, one example). ``checked`` says how
+    much was examined and ``skipped`` which checks did not run, and why. A report with skipped checks and no
+    findings is ``partial``, never ``clean`` (:attr:`verdict`).
     """
 
     findings: list[Finding] = field(default_factory=list)
     totals: dict[str, int] = field(default_factory=dict)
     checked: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    groups: list[FindingGroup] = field(default_factory=list)
 
     @property
     def verdict(self) -> Verdict:
@@ -131,6 +184,11 @@ class IntegrityReport:
         """The findings as a table (columns of :data:`FINDING_SCHEMA`)."""
         return pa.Table.from_pylist([f.to_dict() for f in self.findings], schema=FINDING_SCHEMA)
 
+    def summary(self) -> pa.Table:
+        """Every finding summed up per check and flow (columns of :data:`GROUP_SCHEMA`), in audit order."""
+        rows = [{**g.to_dict(), "example": g.example.detail} for g in self.groups]
+        return pa.Table.from_pylist(rows, schema=GROUP_SCHEMA)
+
     def to_pandas(self) -> pd.DataFrame:
         """The findings as a DataFrame (``count`` stays an integer), with ``timerange_utc``: each ``timerange``
         as an ISO 8601 UTC interval, for people."""
@@ -138,7 +196,8 @@ class IntegrityReport:
 
         table = self.to_arrow()
         df = to_pandas(table)
-        utc = [_utc(t) for t in table.column("timerange").to_pylist()]  # from Arrow: pandas 3 gives a missing str NaN
+        # from Arrow, where a missing timerange is None (pandas 3 reads it as NaN)
+        utc = [_utc(t) for t in table.column("timerange").to_pylist()]
         df.insert(df.columns.get_loc("timerange") + 1, "timerange_utc", utc)
         return df
 
@@ -161,15 +220,16 @@ class IntegrityReport:
         return head + html_table(df[[c for c in cols if df[c].notna().any()]])
 
     def to_json(self) -> dict[str, Any]:
-        """A stable, machine-readable document: every key always present, findings in audit order. ``verdict`` is
-        ``clean``, ``partial`` (no findings, some checks skipped) or ``findings``; ``clean`` is true for
-        ``clean`` only."""
+        """A stable, machine-readable document: every key always present, ``summary`` (:attr:`groups`) and findings
+        in audit order. ``verdict`` is ``clean``, ``partial`` (no findings, some checks skipped) or ``findings``;
+        ``clean`` is true for ``clean`` only."""
         return {
             "verdict": str(self.verdict),
             "clean": self.clean,
             "totals": {str(c): self.totals.get(str(c), 0) for c in Check},
             "checked": dict(sorted(self.checked.items())),
             "skipped": dict(sorted(self.skipped.items())),
+            "summary": [g.to_dict() for g in self.groups],
             "findings": [f.to_dict() for f in self.findings],
         }
 

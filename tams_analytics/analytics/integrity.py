@@ -53,16 +53,36 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import ibis
 import pyarrow as pa
 
-from tams_analytics.analytics.findings import FINDING_SCHEMA, Check, Finding, IntegrityReport, findings_of
+from tams_analytics.analytics.findings import (
+    FINDING_SCHEMA,
+    GROUP_SCHEMA,
+    Check,
+    Finding,
+    FindingGroup,
+    IntegrityReport,
+    findings_of,
+)
 from tams_analytics.analytics.tables import Tables, lookup_of, require
 from tams_analytics.exceptions import UnsupportedError
+from tams_analytics.timerange import TimeRange
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
     from tams_analytics.catalog import Catalog
 
-__all__ = ["FINDING_SCHEMA", "Check", "Finding", "IntegrityReport", "KeyChecker", "audit"]
+__all__ = [
+    "FINDING_SCHEMA",
+    "GROUP_SCHEMA",
+    "Check",
+    "Finding",
+    "FindingGroup",
+    "IntegrityReport",
+    "KeyChecker",
+    "audit",
+    "first_per_flow",
+    "per_flow",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -261,6 +281,50 @@ _CATALOG_CHECKS: Final = (
 )
 
 
+# -- every finding summed up per flow, in the engine ---------------------------------------------------------------
+def per_flow(findings: ir.Table) -> ir.Table:
+    """A check's rows per ``flow_id``: how many (``findings``), how many rows they stand for (``count``: the sum of
+    the rows' ``count`` where they have one), and the hull of their bounds (``start_ns``, ``end_ns``, where they
+    have bounds)."""
+    cols = findings.columns
+    aggs: dict[str, Any] = {"findings": findings.count()}
+    aggs["count"] = findings["count"].sum() if "count" in cols else findings.count()
+    if "start_ns" in cols and "end_ns" in cols:
+        aggs |= {"start_ns": findings.start_ns.min(), "end_ns": findings.end_ns.max()}
+    return findings.group_by("flow_id").aggregate(**aggs)
+
+
+def first_per_flow(findings: ir.Table, flow_ids: Sequence[str | None]) -> ir.Table:
+    """The first row of a check's rows (by every other column) for each of ``flow_ids`` (None: the rows without
+    one): an example of each flow's findings."""
+    keys = [findings[c] for c in findings.columns if c != "flow_id"]
+    ranked = findings.mutate(_rank=ibis.row_number().over(group_by=findings.flow_id, order_by=keys))
+    named = [f for f in flow_ids if f is not None]
+    wanted = ranked.flow_id.isin(named) if named else ibis.literal(False)
+    if None in flow_ids:
+        wanted |= ranked.flow_id.isnull()
+    return ranked.filter(wanted & (ranked._rank == 0)).drop("_rank")
+
+
+def _groups(check: Check, findings: ir.Table, flows: pa.Table, listed: Sequence[Finding]) -> list[FindingGroup]:
+    """The findings of ``check`` per flow (``flows``: :func:`per_flow`'s rows), each with an example: the first
+    finding listed for that flow, else (the listing stopped at its limit first) one fetched for it."""
+    examples: dict[str | None, Finding] = {}
+    for finding in listed:
+        examples.setdefault(finding.flow_id, finding)
+    rows = flows.to_pylist()
+    lacking = [r["flow_id"] for r in rows if r["flow_id"] not in examples]
+    if lacking:
+        for finding in findings_of(check, first_per_flow(findings, lacking).to_pyarrow()):
+            examples.setdefault(finding.flow_id, finding)
+    out = []
+    for r in rows:
+        lo, hi = r.get("start_ns"), r.get("end_ns")
+        hull = str(TimeRange.from_ns(lo, hi)) if lo is not None and hi is not None else None
+        out.append(FindingGroup(check, r["flow_id"], r["findings"], r["count"], hull, examples[r["flow_id"]]))
+    return out
+
+
 def _batches(table: pa.Table, size: int) -> Iterable[pa.Table]:
     for lo in range(0, table.num_rows, size):
         yield table.slice(lo, size)
@@ -269,46 +333,50 @@ def _batches(table: pa.Table, size: int) -> Iterable[pa.Table]:
 def _check_storage(
     rows: pa.Table, store: KeyChecker, storage_id: str, limit: int | None, report: IntegrityReport, bar: Any
 ) -> None:
-    """HEAD the keys in batches; record missing keys and size mismatches."""
+    """HEAD the keys in batches; record missing keys and size mismatches, and both per flow."""
     import pyarrow.compute as pc
 
     missing = mismatched = 0
+    per_flow: dict[tuple[Check, str | None], list[Any]] = {}  # [findings, the first of them]
+
+    def found(finding: Finding, n: int) -> None:
+        if limit is None or n <= limit:
+            report.findings.append(finding)
+        group = per_flow.setdefault((finding.check, finding.flow_id), [0, finding])
+        group[0] += 1
+
     for batch in _batches(rows, HEAD_BATCH):
         keys = batch.column("storage_key")
         sizes = store.head(keys.to_pylist())
-        found = pa.array([sizes.get(k) for k in keys.to_pylist()], pa.int64())
+        sizes_found = pa.array([sizes.get(k) for k in keys.to_pylist()], pa.int64())
         expected = batch.column("size_bytes")
-        gone = found.is_null()
-        differ = pc.and_(pc.invert(gone), pc.fill_null(pc.not_equal(found, expected), False))
+        gone = sizes_found.is_null()
+        differ = pc.and_(pc.invert(gone), pc.fill_null(pc.not_equal(sizes_found, expected), False))
         for r in batch.filter(gone).to_pylist():
             missing += 1
-            if limit is None or missing <= limit:
-                report.findings.append(
-                    Finding(
-                        Check.MISSING_FROM_STORAGE,
-                        f"object {r['object_id']} is referenced, but its key {r['storage_key']} "
-                        f"is not in storage {storage_id}",
-                        flow_id=r["flow_id"],
-                        object_id=r["object_id"],
-                        other_id=r["storage_key"],
-                    )
-                )
-        for r, size in zip(batch.filter(differ).to_pylist(), found.filter(differ).to_pylist(), strict=True):
+            finding = Finding(
+                Check.MISSING_FROM_STORAGE,
+                f"object {r['object_id']} is referenced, but its key {r['storage_key']} is not in storage {storage_id}",
+                flow_id=r["flow_id"],
+                object_id=r["object_id"],
+                other_id=r["storage_key"],
+            )
+            found(finding, missing)
+        for r, size in zip(batch.filter(differ).to_pylist(), sizes_found.filter(differ).to_pylist(), strict=True):
             mismatched += 1
-            if limit is None or mismatched <= limit:
-                report.findings.append(
-                    Finding(
-                        Check.SIZE_MISMATCHES,
-                        f"object {r['object_id']} has size_bytes {r['size_bytes']}, but its key "
-                        f"{r['storage_key']} in storage {storage_id} holds {size} bytes",
-                        flow_id=r["flow_id"],
-                        object_id=r["object_id"],
-                        other_id=r["storage_key"],
-                    )
-                )
+            finding = Finding(
+                Check.SIZE_MISMATCHES,
+                f"object {r['object_id']} has size_bytes {r['size_bytes']}, but its key "
+                f"{r['storage_key']} in storage {storage_id} holds {size} bytes",
+                flow_id=r["flow_id"],
+                object_id=r["object_id"],
+                other_id=r["storage_key"],
+            )
+            found(finding, mismatched)
         bar.update(len(keys))
     report.totals[str(Check.MISSING_FROM_STORAGE)] = missing
     report.totals[str(Check.SIZE_MISMATCHES)] = mismatched
+    report.groups.extend(FindingGroup(c, flow, n, n, None, first) for (c, flow), (n, first) in per_flow.items())
     report.checked["storage_keys"] = rows.num_rows
 
 
@@ -321,18 +389,27 @@ def _labels(catalog: Catalog, table: str, ids: set[str]) -> dict[str, str]:
     return {r["id"]: r["label"] for r in rows}
 
 
-def _labelled(catalog: Catalog, findings: list[Finding]) -> list[Finding]:
-    """The findings with the labels of the flows and sources they name, so people can tell them apart."""
-    flows = _labels(catalog, "flows", {f.flow_id for f in findings if f.flow_id})
-    sources = _labels(catalog, "sources", {f.source_id for f in findings if f.source_id})
-    return [
-        dataclasses.replace(
+def _labelled(catalog: Catalog, report: IntegrityReport) -> None:
+    """The report's findings and groups with the labels of the flows and sources they name, so people can tell them
+    apart; findings and groups in audit order (groups by flow label, then id)."""
+    examples = [g.example for g in report.groups]
+    flows = _labels(catalog, "flows", {f.flow_id for f in [*report.findings, *examples] if f.flow_id})
+    sources = _labels(catalog, "sources", {f.source_id for f in [*report.findings, *examples] if f.source_id})
+
+    def label(f: Finding) -> Finding:
+        return dataclasses.replace(
             f,
             flow_label=flows.get(f.flow_id) if f.flow_id else None,
             source_label=sources.get(f.source_id) if f.source_id else None,
         )
-        for f in findings
+
+    order = {c: i for i, c in enumerate(Check)}
+    report.findings = sorted(map(label, report.findings), key=lambda f: order[f.check])
+    groups = [
+        dataclasses.replace(g, example=label(g.example), flow_label=flows.get(g.flow_id) if g.flow_id else None)
+        for g in report.groups
     ]
+    report.groups = sorted(groups, key=lambda g: (order[g.check], g.flow_label or "", g.flow_id or ""))
 
 
 def audit(
@@ -354,7 +431,7 @@ def audit(
     storage_id : str, optional
         Whose instances live in ``store`` (default: ``store.info.id``).
     limit : int, optional
-        Keep at most this many findings per check (``totals`` still counts them all).
+        Keep at most this many findings per check (``totals`` and ``groups`` still count them all).
     progress : bool
         Show a progress bar (on stderr).
 
@@ -368,8 +445,11 @@ def audit(
     >>> cat = ta.connect("duckdb://")
     >>> _ = cat.put_flow({"id": "f", "source_id": "s", "format": "urn:x-nmos:format:data"})
     >>> _ = cat.engine.delete("sources", [])
-    >>> [(f.check, f.flow_id, f.source_id) for f in audit(cat).findings]
+    >>> report = audit(cat)
+    >>> [(f.check, f.flow_id, f.source_id) for f in report.findings]
     [(<Check.ORPHAN_FLOWS: 'orphan_flows'>, 'f', 's')]
+    >>> [(g.check, g.flow_id, g.findings, g.example.detail) for g in report.groups]
+    [(<Check.ORPHAN_FLOWS: 'orphan_flows'>, 'f', 1, 'flow f names source s, which does not exist')]
     """
     from tqdm import tqdm
 
@@ -389,11 +469,14 @@ def audit(
                 report.skipped[str(check)] = str(exc)
                 bar.update(1)
                 continue
-            total = int(expr.count().to_pyarrow().as_py())
+            flows = per_flow(expr).to_pyarrow()
+            total = int(sum(flows.column("findings").to_pylist()))
             report.totals[str(check)] = total
             if total:
                 rows = (expr if limit is None else expr.limit(limit)).to_pyarrow()
-                report.findings.extend(findings_of(check, rows))
+                listed = list(findings_of(check, rows))
+                report.findings.extend(listed)
+                report.groups.extend(_groups(check, expr, flows, listed))
             logger.debug("integrity check %s: %s findings", check, total)
             bar.update(1)
     if store is None:
@@ -409,8 +492,6 @@ def audit(
         else:
             with tqdm(total=rows.num_rows, unit="key", disable=not progress, desc="storage") as bar:
                 _check_storage(rows, store, storage_id, limit, report, bar)
-    order = {c: i for i, c in enumerate(Check)}
-    report.findings = _labelled(catalog, report.findings)
-    report.findings.sort(key=lambda f: order[f.check])
+    _labelled(catalog, report)
     report.totals = {str(c): report.totals.get(str(c), 0) for c in Check}
     return report

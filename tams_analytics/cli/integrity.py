@@ -1,5 +1,9 @@
 """``tams-analytics integrity``: audit a store (and optionally its object storage) for broken references.
 
+The table sums the findings up first: per check, its findings on each flow (how many, the hull of their times in
+UTC) and one example of each; ``--details`` lists the findings themselves after it (up to ``--limit`` per check).
+JSON has both, complete: ``summary`` and ``findings``; CSV has the findings.
+
 Exit codes: 0 clean (every check ran and found nothing), 1 findings, 2 usage or connection errors, 3 partial: no
 findings among the checks that ran, but some were skipped (the storage checks without --storage; over a TAMS
 API, the checks it cannot answer), so the store is not known to be clean. Progress goes to stderr on a
@@ -22,8 +26,9 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from tams_analytics.analytics.findings import Verdict, checked_text
+from tams_analytics.analytics.findings import Check, Verdict, checked_text
 from tams_analytics.cli.common import (
     EXIT_FINDINGS,
     EXIT_OK,
@@ -41,6 +46,8 @@ from tams_analytics.engines import redacted
 
 #: the columns of a finding people see in the terminal (``--wide``: all of them)
 SHOWN = ("check", "flow_id", "flow_label", "detail")
+#: the columns of a check's summary people see in the terminal (``count`` only where it is not ``findings``)
+SUMMARY_SHOWN = ("flow_label", "flow_id", "findings", "count", "timerange_utc")
 
 if TYPE_CHECKING:
     from tams_analytics.analytics.integrity import IntegrityReport, KeyChecker
@@ -67,6 +74,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--s3-region", default=os.environ.get("TAMS_S3_REGION", "us-east-1"), help=S3_REGION_HELP)
     p.add_argument("--limit", type=int, default=1000, help="findings listed per check (0: all)")
     p.add_argument("--format", choices=FORMATS_OUT, default="table", help="output format")
+    p.add_argument(
+        "--details", action="store_true", help="table: after the summary, list the findings (up to --limit per check)"
+    )
     p.add_argument("--wide", action="store_true", help="table: every column, as wide as it takes (default: fit 120)")
     p.set_defaults(run=run)
 
@@ -95,8 +105,9 @@ def open_storage(spec: str, args: argparse.Namespace) -> KeyChecker:
         raise UsageError(f"--{exc}") from None
 
 
-def write_report(report: IntegrityReport, fmt: str, *, wide: bool = False) -> None:
-    """The report on stdout: the findings (table/CSV) or the whole document (JSON)."""
+def write_report(report: IntegrityReport, fmt: str, *, wide: bool = False, details: bool = False) -> None:
+    """The report on stdout: the whole document (JSON), the findings (CSV), or for people the summary of the findings
+    per check and flow, then (``details``) the findings themselves."""
 
     if fmt == "json":
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
@@ -111,11 +122,14 @@ def write_report(report: IntegrityReport, fmt: str, *, wide: bool = False) -> No
     elif report.verdict is Verdict.PARTIAL:
         print(_fill(f"partial: no findings among the checks that ran (checked {checked}), but {skipped} skipped"))
     else:
-        table = pa.Table.from_pandas(report.to_pandas(), preserve_index=False)
-        print(format_table(table, drop_empty=True, columns=None if wide else SHOWN, width=None if wide else WIDTH))
+        print(summary_text(report, wide=wide))
+        if details:
+            table = pa.Table.from_pandas(report.to_pandas(), preserve_index=False)
+            print(f"\n{plural(len(report.findings), 'finding')} listed:\n")
+            print(format_table(table, drop_empty=True, columns=None if wide else SHOWN, width=None if wide else WIDTH))
         totals = ", ".join(f"{k} {n}" for k, n in report.totals.items() if n)
-        shown = len(report.findings)
-        said = f"{plural(sum(report.totals.values()), 'finding')} ({totals}); {shown} listed; checked {checked}"
+        shown = f"{len(report.findings)} listed" if details else "--details lists them"
+        said = f"{plural(sum(report.totals.values()), 'finding')} ({totals}); {shown}; checked {checked}"
         print("\n" + _fill(said + (f"; {skipped} skipped" if report.skipped else "")))
     for check, reason in sorted(report.skipped.items()):
         print(f"skipped {check}: {reason}")
@@ -123,9 +137,47 @@ def write_report(report: IntegrityReport, fmt: str, *, wide: bool = False) -> No
         print(_fill("the store is not known to be clean: the skipped checks did not run (exit code 3)"))
 
 
-def _fill(text: str) -> str:
-    """``text`` wrapped to the table's width at spaces only (an id or a name stays whole)."""
-    return textwrap.fill(text, WIDTH, break_long_words=False, break_on_hyphens=False)
+def summary_text(report: IntegrityReport, *, wide: bool = False) -> str:
+    """The findings summed up for people: per check, a table of the flows it found something on (how many findings,
+    how many segments they stand for where that differs, the hull of their times in UTC), then an example of each
+    flow's findings."""
+    summary = report.summary()
+    hulls = pa.array([_utc(t) for t in summary.column("timerange").to_pylist()], pa.string())
+    summary = summary.append_column("timerange_utc", hulls)
+    out: list[str] = []
+    for check in Check:
+        rows = summary.filter(pc.equal(summary.column("check"), str(check)))
+        if not rows.num_rows:
+            continue
+        findings, flows = sum(rows.column("findings").to_pylist()), len(set(rows.column("flow_id").to_pylist()))
+        out.append(f"{check}: {plural(findings, 'finding')} on {plural(flows, 'flow')}\n")
+        differ = rows.column("count").to_pylist() != rows.column("findings").to_pylist()
+        columns = [c for c in SUMMARY_SHOWN if c != "count" or differ]
+        shown = None if wide else columns
+        out.append(format_table(rows, drop_empty=True, columns=shown, width=None if wide else WIDTH))
+        out.append("\nfor example:")
+        labels, examples = rows.column("flow_label").to_pylist(), rows.column("example").to_pylist()
+        for label, example in zip(labels, examples, strict=True):
+            out.append(_fill(f"{label or '(no flow label)'}: {example}", indent="  ", then="    "))
+        out.append("")
+    return "\n".join(out).rstrip("\n")
+
+
+def _utc(timerange: str | None) -> str | None:
+    if timerange is None:
+        return None
+    from tams_analytics.timerange import TimeRange
+
+    tr = TimeRange.from_str(timerange)
+    return None if tr.is_empty else tr.to_iso8601()
+
+
+def _fill(text: str, *, indent: str = "", then: str = "") -> str:
+    """``text`` wrapped to the table's width at spaces only (an id or a name stays whole), its first line indented by
+    ``indent`` and the others by ``then``."""
+    return textwrap.fill(
+        text, WIDTH, initial_indent=indent, subsequent_indent=then, break_long_words=False, break_on_hyphens=False
+    )
 
 
 def exit_code(report: IntegrityReport) -> int:
@@ -174,5 +226,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"tams-analytics integrity: storage error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         raise
-    write_report(report, args.format, wide=args.wide)
+    write_report(report, args.format, wide=args.wide, details=args.details)
     return exit_code(report)

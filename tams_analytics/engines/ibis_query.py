@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 import ibis
 import pyarrow as pa
 
+from tams_analytics.compat import ibis_duckdb
 from tams_analytics.engines.base import OrderBy
+from tams_analytics.engines.memory import memory_connection
 from tams_analytics.predicates import Predicate
 from tams_analytics.schema import SCHEMAS
 
@@ -116,5 +118,9 @@ def derived_rows(name: str, read: Callable[[str, Sequence[str]], pa.Table]) -> p
         table: ibis.memtable(read(table, [c for c in SCHEMAS[table].names if c in cols]))
         for table, cols in used.items()
     }
-    rows = ibis.duckdb.connect().to_pyarrow(DERIVED[name](reads.__getitem__))
+    con = memory_connection()
+    try:
+        rows = ibis_duckdb(con).to_pyarrow(DERIVED[name](reads.__getitem__))
+    finally:
+        con.close()
     return rows.cast(derived_schema(name))

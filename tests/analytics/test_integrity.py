@@ -16,7 +16,7 @@ import pytest
 import sqlglot
 
 from tams_analytics.analytics import integrity
-from tams_analytics.analytics.integrity import FINDING_SCHEMA, Check, audit
+from tams_analytics.analytics.integrity import FINDING_SCHEMA, GROUP_SCHEMA, Check, audit
 from tams_analytics.catalog import Catalog
 from tams_analytics.predicates import Term
 from tams_analytics.schema import SCHEMAS
@@ -243,13 +243,57 @@ def test_limit_keeps_totals_exact(cat: Catalog) -> None:
     assert len(_by_check(report)["dangling_collections"]) == 2
 
 
+def test_groups_sum_up_every_finding_per_flow_whatever_the_limit(cat: Catalog) -> None:
+    """Per check and flow, computed in the engine: every finding counted (the listing stops at ``limit``), the
+    segments they stand for, their hull, and an example of each flow's, fetched when none was listed."""
+    for flow in ("f", "g"):
+        put_flow(cat, flow)
+    cat.engine.insert("segments", raw_segments("gone", [(i * S, (i + 1) * S) for i in range(5)]))
+    cat.engine.insert("segments", raw_segments("lost", [(10 * S, 12 * S), (20 * S, 21 * S)]))
+    for flow, n in (("f", 3), ("g", 4)):
+        for i in range(n):
+            cat.engine.insert("collections", pa.table({"flow_id": [flow], "member_id": [f"m{i}"], "position": [i]}))
+    report = audit(cat, limit=1)
+    assert len(_by_check(report)["dangling_collections"]) == 1 and len(_by_check(report)["orphan_segments"]) == 1
+    mine = ("orphan_segments", "dangling_collections")  # (their objects have no record: missing_objects too)
+    groups = {(str(g.check), g.flow_id): g for g in report.groups if g.check in mine}
+    assert sorted(groups) == [
+        ("dangling_collections", "f"),
+        ("dangling_collections", "g"),
+        ("orphan_segments", "gone"),
+        ("orphan_segments", "lost"),
+    ]
+    assert [(g.findings, g.count, g.timerange) for g in (groups["orphan_segments", f] for f in ("gone", "lost"))] == [
+        (1, 5, "[0:0_5:0)"),
+        (1, 2, "[10:0_21:0)"),
+    ]
+    assert [(g.findings, g.count, g.timerange) for g in (groups["dangling_collections", f] for f in "fg")] == [
+        (3, 3, None),
+        (4, 4, None),
+    ]
+    for (check, flow), group in groups.items():  # each example is a finding of its own check and flow
+        assert (str(group.example.check), group.example.flow_id) == (check, flow)
+    assert groups["dangling_collections", "g"].example.other_id == "m0"  # the first, by every other column
+    summary = report.summary().to_pylist()
+    assert [(r["check"], r["flow_id"]) for r in summary if r["check"] in mine] == [  # audit order, then flow
+        ("orphan_segments", "gone"),
+        ("orphan_segments", "lost"),
+        ("dangling_collections", "f"),
+        ("dangling_collections", "g"),
+    ]
+
+
 def test_json_document_is_stable(demo: tuple[Catalog, Any]) -> None:
     cat, store = demo
     inject_faults(cat, store)
     doc = audit(cat, store).to_json()
-    assert list(doc) == ["verdict", "clean", "totals", "checked", "skipped", "findings"]
+    assert list(doc) == ["verdict", "clean", "totals", "checked", "skipped", "summary", "findings"]
     assert list(doc["totals"]) == [str(c) for c in Check]
     assert all(list(f) == FINDING_SCHEMA.names for f in doc["findings"])
+    assert all(list(g) == GROUP_SCHEMA.names and list(g["example"]) == FINDING_SCHEMA.names for g in doc["summary"])
+    assert [(g["check"], g["findings"]) for g in doc["summary"]] == [
+        (check, n) for check, n in doc["totals"].items() if n
+    ]  # one flow each
     assert json.loads(json.dumps(doc)) == doc
 
 

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 
 from tams_analytics.compat import arrow_table
 from tams_analytics.engines.base import OrderBy
+from tams_analytics.engines.memory import memory_connection
 from tams_analytics.engines.sql import SqlRenderer, quote
 from tams_analytics.predicates import AllOf, AnyOf, InSubquery, Predicate, Term, Visitor
 
@@ -102,8 +103,7 @@ def residual_sql(predicate: Predicate, params: list[Any]) -> str:
 def _connection() -> duckdb.DuckDBPyConnection:
     con: duckdb.DuckDBPyConnection | None = getattr(_local, "con", None)
     if con is None:
-        con = duckdb.connect(":memory:")
-        con.execute("SET TimeZone = 'UTC'")
+        con = memory_connection()
         _local.con = con
     return con
 

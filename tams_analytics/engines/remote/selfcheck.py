@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from tams_analytics.engines.memory import memory_connection
 from tams_analytics.predicates import Predicate, Term
 
 __all__ = ["check", "problems"]
@@ -43,7 +44,7 @@ def problems() -> list[str]:
         return _ROWS.select(list(columns))
 
     found: list[str] = []
-    con = duckdb.connect(":memory:")
+    con = memory_connection()
     try:
         con.register("t", PushdownDataset("t", [], _SCHEMA, fetch, ScanCache()))
         got: Any = con.execute(

@@ -1,6 +1,7 @@
 """The lazy ibis tables of one remote engine: datasets registered in an in-memory DuckDB, and its ibis backend.
 
-:class:`LazyTables` owns a DuckDB connection of its own (in memory, time zone UTC) and an ibis backend on it.
+:class:`LazyTables` owns a DuckDB connection of its own (in memory, time zone UTC, no progress bar:
+:mod:`tams_analytics.engines.memory`) and an ibis backend on it.
 Each table is a :class:`~tams_analytics.engines.remote.dataset.PushdownDataset` registered as a view and
 exposed as an ibis table with the declared schema of :mod:`tams_analytics.schema`; a table restricted by
 predicates (``catalog.segments(flow_id=...)``) is a dataset of its own, made once per distinct filter.
@@ -15,9 +16,11 @@ every execution (pinned by ``tests/engines/remote/test_selfcheck.py``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -28,6 +31,7 @@ import pyarrow as pa
 
 from tams_analytics.compat import ibis_duckdb_backend
 from tams_analytics.engines.ibis_query import DERIVED
+from tams_analytics.engines.memory import memory_connection
 from tams_analytics.engines.remote import selfcheck
 from tams_analytics.engines.remote.dataset import Fetch, PushdownDataset, ScanCache
 from tams_analytics.engines.remote.rewrite import prefix_ranges
@@ -94,7 +98,8 @@ class LazyTables:
 
     ``whole_rows``: the store answers whole rows anyway, so every scan fetches every column (and one fetch
     serves all the scans of a table in one execution). When the start-up check
-    (:func:`~tams_analytics.engines.remote.selfcheck.check`) fails, tables are memtables of a whole read.
+    (:func:`~tams_analytics.engines.remote.selfcheck.check`) fails, each table is a whole read, registered on this
+    connection too (an ibis memtable would run on ibis's default DuckDB, whose progress bar is on in Jupyter).
     """
 
     def __init__(self, fetch: Fetch, *, whole_rows: bool = False, label: str = "remote") -> None:
@@ -102,8 +107,7 @@ class LazyTables:
         self.whole_rows = whole_rows
         self.label = label
         self.pushdown = selfcheck.check()
-        self.con = duckdb.connect(":memory:")
-        self.con.execute("SET TimeZone = 'UTC'")
+        self.con = memory_connection()
         self.backend: Any = _Backend.from_connection(self.con)
         self.backend.scans = self.scans = ScanCache()
         self._tables: dict[tuple[str, tuple[Predicate, ...]], ir.Table] = {}
@@ -119,7 +123,7 @@ class LazyTables:
         if name not in SCHEMAS:
             raise TamsError(f"unknown table {name!r}; expected one of {sorted(SCHEMAS)}")
         if not self.pushdown:
-            return ibis.memtable(self._fetch(name, where, SCHEMAS[name].names))
+            return self._whole(name, where)
         key = (name, tuple(where))
         with self._lock:
             table = self._tables.get(key)
@@ -132,6 +136,21 @@ class LazyTables:
                 table = ops.DatabaseTable(view, schema=_nullable(name), source=self.backend).to_expr()
                 self._tables[key] = table
         return table
+
+    def _whole(self, name: str, where: Sequence[Predicate]) -> ir.Table:
+        """Table ``name`` (restricted by ``where``) read whole now, and registered on this connection (where the
+        queries over it run) for as long as an expression holds it."""
+        rows = self._fetch(name, where, SCHEMAS[name].names)
+        with self._lock:
+            view = f"{name}_whole_{next(self._numbers)}"
+            self.con.register(view, rows)
+        table = ops.DatabaseTable(view, schema=ibis.Schema.from_pyarrow(rows.schema), source=self.backend).to_expr()
+        weakref.finalize(table.op(), self._forget, view)
+        return table
+
+    def _forget(self, view: str) -> None:
+        with self._lock, contextlib.suppress(duckdb.Error):  # closed meanwhile
+            self.con.unregister(view)
 
     def close(self) -> None:
         with self._lock:
