@@ -726,7 +726,7 @@ def format_capacity(result: CapacityResult) -> list[str]:
             f"achieved >= {c.held_share:.0%} of offered, POST p99 <= {c.post_p99_ms:g} ms, none over 250 ms, edge p99 "
             f"<= {c.edge_p99_ms:g} ms, nothing lost; young: {c.history:,} segments a flow",
             f"  the server: {server_description(c)}",
-            *format_continuous(result.continuous),
+            *format_continuous(result.continuous, c.window_s),
         ]
         return lines + _format_resumes(result)
     lines = [

@@ -353,7 +353,7 @@ def _measure(
 
 
 # -- report -------------------------------------------------------------------------------------------------------
-def format_continuous(lines: list[ContinuousLine]) -> list[str]:
+def format_continuous(lines: list[ContinuousLine], window_s: float = 5.0) -> list[str]:
     """The continuous lines: one row each, then each line's checkpoints, RSS and restarts."""
     from benchmarks.capacity import _f
     from benchmarks.text_table import text_table
@@ -372,7 +372,7 @@ def format_continuous(lines: list[ContinuousLine]) -> list[str]:
             "edge p50",
             "p99",
             "max",
-            "slowest 5 s (p99/max @ s)",
+            f"slowest {window_s:g} s (p99/max @ s)",
             "checkpoints (max ms)",
             "errors",
             "lost/overlaps",

@@ -81,7 +81,7 @@ def render(data: dict[str, Any]) -> str:
             "scheduled times, RSS growth from minute 5 (or halfway) to the end, the largest of the processes:",
             "",
             "| store | rate × minutes | achieved/s | POST p50 / p99 / max | over 250 ms | edge p50 / p99 / max | "
-            "slowest 5 s (p99 @ s) | checkpoints (longest ms) | RSS growth | lost / overlaps | held |",
+            "slowest window (p99 @ s) | checkpoints (longest ms) | RSS growth | lost / overlaps | held |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |",
         ]
         for line in lines:
