@@ -116,6 +116,32 @@ def test_a_failing_stream_loses_lines_counted_and_says_so_once_it_takes_lines_ag
     assert lines[1:] == ['INFO:     127.0.0.1:50432 - "GET /sources HTTP/1.1" 200 OK']
 
 
+class _Writes(io.StringIO):
+    """A stream that keeps each write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_each_write_is_whole_lines_of_at_most_a_pipes_atomic_size() -> None:
+    """Several HTTP processes share stdout: a write of at most PIPE_BUF bytes to a pipe is never interleaved with
+    another process's, so each write carries whole lines and no more than that."""
+    out = _Writes()
+    log = AccessLog(AccessMode.parse("on"), "json", stream=out)
+    for n in range(500):
+        log.add(_scope(f"/flows/{n}/segments", b"limit=1"), 200, 0.001, f"request-{n}")
+    log.close()
+    assert len(out.writes) > 1 and all(w.endswith("\n") and len(w.encode()) <= 4096 for w in out.writes)
+    assert [json.loads(line)["request_id"] for line in out.getvalue().splitlines()] == [
+        f"request-{n}" for n in range(500)
+    ]
+
+
 def test_lines_past_the_limit_are_dropped_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(access, "MAX_PENDING", 5)
     out = io.StringIO()
