@@ -221,6 +221,8 @@ class CapacityResult:
     setup_s: float
     errors: list[str] = field(default_factory=list)
     continuous: list[ContinuousLine] = field(default_factory=list)
+    #: the steps' store, as the report names it
+    store: str = ""
 
     @property
     def capacity(self) -> float:
@@ -327,6 +329,7 @@ def _steps_store(config: CapacityConfig, work: Path, result: CapacityResult, pro
         cached = aged.cached(store, flows=config.flows, directory=config.store_cache, progress=progress)
         url, _copy_s = cached.copy_to(data_dir)
         flows = cached.flows
+        result.store = f"the aged store {store} ({cached.segments:,} segments over {len(flows)} flows)"
     result.setup_s = time.perf_counter() - started
     server = _serve(config, url, data_dir)
     try:
@@ -729,8 +732,9 @@ def format_capacity(result: CapacityResult) -> list[str]:
             *format_continuous(result.continuous, c.window_s),
         ]
         return lines + _format_resumes(result)
+    store = result.store or f"{c.flows} flows with {c.history:,} segments each"
     lines = [
-        f"capacity: {c.flows} flows with {c.history:,} segments each (setup {result.setup_s:.0f} s), "
+        f"capacity: {store} (setup {result.setup_s:.0f} s), "
         f"{c.connections} POST connections, {c.reader_connections} reader connections, edge reads at "
         f"{c.read_share:g} x the POST rate, {c.step_seconds:g} s a step, latencies from the scheduled times; "
         f"held: achieved >= {c.held_share:.0%} of offered, POST p99 <= {c.post_p99_ms:g} ms, edge p99 <= "
@@ -837,9 +841,9 @@ def _format_resumes(result: CapacityResult) -> list[str]:
         verdict = f"{held} of {len(result.continuous)} continuous lines held"
     else:
         verdict = f"{_f(result.capacity, 0)} POSTs/s held"
+    resumed = f"resume first-POST p99 {_f(result.resume_p99_ms)} ms" if resumes else "no restarts"
     lines.append(
-        f"capacity: {verdict}; resume first-POST p99 {_f(result.resume_p99_ms)} ms; "
-        f"{result.lost} acknowledged segments lost, {result.overlaps} overlaps"
+        f"capacity: {verdict}; {resumed}; {result.lost} acknowledged segments lost, {result.overlaps} overlaps"
     )
     lines += [f"  error: {e}" for e in result.errors]
     return lines

@@ -233,6 +233,20 @@ def test_capacity_continuous_on_a_young_and_an_aged_store(tmp_path: Path, capsys
     assert "| young (120) | 20 × 0.05 |" in page and "`capacity_continuous_post_p99_ms`" in page
 
 
+def test_capacity_steps_on_an_aged_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--capacity-store 1200`` without ``--capacity-continuous``: the steps run on a copy of the cached aged store."""
+    out = tmp_path / "bench.json"
+    args = ["bench", "--only", "capacity", "--capacity-size", "smoke", "--capacity-resume", "none"]
+    args += ["--capacity-steps", "20", "--capacity-store", "1200", "--capacity-store-cache", str(tmp_path / "cache")]
+    assert main([*args, "--work-dir", str(tmp_path / "work"), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["capacity_lost"] == 0 and data["capacity_overlaps"] == 0 and "capacity_resume_p99_ms" not in data
+    (step,) = data["capacity"]["steps"]
+    assert step["ok"] == step["posts"] == 12
+    printed = capsys.readouterr().out
+    assert "capacity: the aged store 1200 (1,200 segments over 6 flows)" in printed and "no restarts" in printed
+
+
 def test_capacity_without_readers_sends_posts_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``--capacity-read-share 0``: the steps' POSTs and no edge read (what the reads cost the writes, by A/B)."""
     out = tmp_path / "bench.json"
