@@ -16,6 +16,11 @@ started again on the same store and port, and every flow's POSTs resume at once 
 POST of each flow is timed from its scheduled time (the report shows the generator's own lateness there too).
 Afterwards every acknowledged segment must be in the store (those acknowledged before the SIGKILL too) and no two
 segments of a flow may overlap.
+
+With ``continuous`` (``--capacity-continuous 400:10``) the steps give way to lines of one rate held for minutes, on a
+young store and on aged ones (``--capacity-store young,8M``): :mod:`benchmarks.continuous`. The server is always
+``tams-analytics serve`` as a user starts it: its default settings (the access log on, to a file beside the store),
+plus ``--capacity-env`` settings when asked.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -38,6 +43,9 @@ from benchmarks import live_ingest
 from benchmarks.live import LiveServer
 from benchmarks.openloop import POST, READ, OpenLoop, Record
 from benchmarks.text_table import text_table
+
+if TYPE_CHECKING:
+    from benchmarks.continuous import ContinuousLine
 
 Progress = Callable[[str], None]
 #: each flow's acknowledged ``(object_id, timerange)``
@@ -92,6 +100,18 @@ class CapacityConfig:
     profile_dir: Path | None = None
     #: the cores the server's processes may run on (``taskset -c``, e.g. ``0`` or ``0,1``; None: any)
     server_cpus: str | None = None
+    #: continuous lines, (POSTs/s, minutes, store or None: each of ``stores``) each, instead of the steps
+    #: (:mod:`benchmarks.continuous`)
+    continuous: tuple[tuple[float, float, str | None], ...] = ()
+    #: the stores the continuous lines run on, side by side: ``young`` (``flows`` x ``history``, built new) or an aged
+    #: store's size (``8M``, ``32M``: built once and cached, :mod:`benchmarks.aged`); the steps take the first
+    stores: tuple[str, ...] = ("young",)
+    #: where aged stores are cached (None: :func:`benchmarks.aged.cache_dir`)
+    store_cache: Path | None = None
+    #: seconds between the samples of the server's RSS and ``/metrics`` in a continuous line, and the windows whose
+    #: POST p99 is compared (the slowest is reported)
+    sample_s: float = 5.0
+    window_s: float = 5.0
 
     @classmethod
     def smoke(cls) -> CapacityConfig:
@@ -107,6 +127,8 @@ class CapacityConfig:
             resume=(ResumeCase(6, 20.0), ResumeCase(4, 20.0, history=10)),
             resume_warm_s=0.5,
             resume_rounds=1,
+            sample_s=0.5,
+            window_s=0.5,
         )
 
 
@@ -198,6 +220,9 @@ class CapacityResult:
     overlaps: int
     setup_s: float
     errors: list[str] = field(default_factory=list)
+    continuous: list[ContinuousLine] = field(default_factory=list)
+    #: the steps' store, as the report names it
+    store: str = ""
 
     @property
     def capacity(self) -> float:
@@ -205,15 +230,34 @@ class CapacityResult:
         return max((s.offered for s in self.steps if s.held), default=0.0)
 
     @property
+    def all_resumes(self) -> list[ResumeResult]:
+        """The restart cases of the steps and of every continuous line."""
+        return self.resumes + [r for line in self.continuous for r in line.resumes]
+
+    @property
     def resume_p99_ms(self) -> float:
         """The worst first-POST p99 over the restart cases."""
-        return max((r.first_p99_ms for r in self.resumes), default=0.0)
+        return max((r.first_p99_ms for r in self.all_resumes), default=0.0)
 
     def json(self) -> dict[str, Any]:
+        c = self.config
         return {
+            "server": server_description(c),
+            "flows": c.flows,
             "steps": [{k: v for k, v in vars(s).items() if k != "writer"} | _writer_json(s.writer) for s in self.steps],
             "resume": [vars(r) for r in self.resumes],
+            "continuous": [line.json() for line in self.continuous],
         }
+
+
+def server_description(config: CapacityConfig) -> str:
+    """How the server under test was started, for the report."""
+    settings = ", ".join(f"{k}={v}" for k, v in config.server_env) or "none"
+    pinned = f"; on cores {config.server_cpus}" if config.server_cpus else ""
+    return (
+        "tams-analytics serve as a user starts it: default settings and log level (the access log on, to a file "
+        f"beside the store){pinned}; settings changed: {settings}"
+    )
 
 
 def _writer_json(w: WriterStats | None) -> dict[str, Any]:
@@ -232,43 +276,72 @@ def _writer_json(w: WriterStats | None) -> dict[str, Any]:
 
 # -- the run ------------------------------------------------------------------------------------------------
 def run_capacity(config: CapacityConfig, work: Path, progress: Progress = lambda _m: None) -> CapacityResult:
-    """Build the stores, run the steps and the restart cases, check the store; see the module docstring."""
+    """Build the stores, run the steps and the restart cases, check the store; see the module docstring. With
+    ``config.continuous``, the continuous lines instead of the steps (:func:`benchmarks.continuous.run_continuous`),
+    each followed by the restart cases that resume its store's flows."""
     started = time.perf_counter()
-    data_dir = work / "capacity"
-    url, flows = _store(data_dir, config.flows, config.history, progress)
-    setup_s = time.perf_counter() - started
-    env = dict(config.server_env)
-    steps: list[StepResult] = []
-    resumes: list[ResumeResult] = []
-    errors: list[str] = []
-    server = LiveServer(url, data_dir, env=env, cpus=config.server_cpus)
-    try:
-        loop_result = asyncio.run(_capacity_store(config, server, url, data_dir, flows, steps, resumes, progress))
-        server, acknowledged, befores, loop_errors = loop_result
-        errors += loop_errors
-    finally:
-        server.stop()
-    progress("capacity: checking the store (every acknowledged segment, no overlaps) ...")
-    lost, overlaps = live_ingest.verify(url, acknowledged)
-    _lost_before(url, resumes, befores)
+    result = CapacityResult(config, [], [], 0, 0, 0.0)
+    if config.continuous:
+        from benchmarks.continuous import run_continuous
+
+        result.continuous = run_continuous(config, work, progress)
+        result.lost = sum(line.lost for line in result.continuous)
+        result.overlaps = sum(line.overlaps for line in result.continuous)
+    else:
+        _steps_store(config, work, result, progress)
+    result.setup_s = result.setup_s or time.perf_counter() - started
     for case in config.resume:
         if case.history is None:
             continue
         small_dir = work / f"resume-{case.flows}x{case.history}"
         small_url, small_flows = _store(small_dir, case.flows, case.history, progress)
-        server = LiveServer(small_url, small_dir, env=env, cpus=config.server_cpus)
+        server = _serve(config, small_url, small_dir)
         try:
             server, ack, before, more_errors = asyncio.run(
-                _resume_only(config, case, server, small_url, small_dir, small_flows, resumes, progress)
+                _resume_only(config, case, server, small_url, small_dir, small_flows, result.resumes, progress)
             )
-            errors += more_errors
+            result.errors += more_errors
         finally:
             server.stop()
         small_lost, small_overlaps = live_ingest.verify(small_url, ack)
-        lost += small_lost
-        overlaps += small_overlaps
-        _lost_before(small_url, resumes, before)
-    return CapacityResult(config, steps, resumes, lost, overlaps, setup_s, errors)
+        result.lost += small_lost
+        result.overlaps += small_overlaps
+        _lost_before(small_url, result.resumes, before)
+    return result
+
+
+def _serve(config: CapacityConfig, url: str, data_dir: Path, port: int | None = None) -> LiveServer:
+    """``serve`` on ``url`` as the configuration says (its settings, its cores; on ``port``, a restart's)."""
+    return LiveServer(url, data_dir, env=dict(config.server_env), cpus=config.server_cpus, port=port)
+
+
+def _steps_store(config: CapacityConfig, work: Path, result: CapacityResult, progress: Progress) -> None:
+    """The steps, then the restart cases of the capacity store's flows, on the first of ``config.stores``; the store
+    checked."""
+    started = time.perf_counter()
+    data_dir = work / "capacity"
+    store = config.stores[0] if config.stores else "young"
+    if store == "young":
+        url, flows = _store(data_dir, config.flows, config.history, progress)
+    else:
+        from benchmarks import aged
+
+        cached = aged.cached(store, flows=config.flows, directory=config.store_cache, progress=progress)
+        url, _copy_s = cached.copy_to(data_dir)
+        flows = cached.flows
+        result.store = f"the aged store {store} ({cached.segments:,} segments over {len(flows)} flows)"
+    result.setup_s = time.perf_counter() - started
+    server = _serve(config, url, data_dir)
+    try:
+        server, acknowledged, befores, loop_errors = asyncio.run(
+            _capacity_store(config, server, url, data_dir, flows, result.steps, result.resumes, progress)
+        )
+        result.errors += loop_errors
+    finally:
+        server.stop()
+    progress("capacity: checking the store (every acknowledged segment, no overlaps) ...")
+    result.lost, result.overlaps = live_ingest.verify(url, acknowledged)
+    _lost_before(url, result.resumes, befores)
 
 
 def _lost_before(url: str, resumes: list[ResumeResult], befores: dict[int, Acknowledged]) -> None:
@@ -442,7 +515,7 @@ async def _restart(
     acknowledged = {f: list(v) for f, v in gen.acknowledged.items()}
     gen.disconnect()
     t0 = time.perf_counter()
-    server = await asyncio.to_thread(LiveServer, url, data_dir, port=server.port, env=dict(config.server_env))
+    server = await asyncio.to_thread(_serve, config, url, data_dir, server.port)
     ready = time.perf_counter()
     tag = f"resume-{how}"
     seconds = config.resume_rounds * flows / case.rate
@@ -647,12 +720,26 @@ def _f(v: float, digits: int = 1) -> str:
 def format_capacity(result: CapacityResult) -> list[str]:
     """The report's lines: the steps table, the group commit per step, the restart cases, the checks."""
     c = result.config
+    if result.continuous:
+        from benchmarks.continuous import format_continuous
+
+        lines = [
+            f"capacity, continuous: {c.flows} flows, {c.connections} POST connections, {c.reader_connections} reader "
+            f"connections, edge reads at {c.read_share:g} x the POST rate, latencies from the scheduled times; held: "
+            f"achieved >= {c.held_share:.0%} of offered, POST p99 <= {c.post_p99_ms:g} ms, none over 250 ms, edge p99 "
+            f"<= {c.edge_p99_ms:g} ms, nothing lost; young: {c.history:,} segments a flow",
+            f"  the server: {server_description(c)}",
+            *format_continuous(result.continuous, c.window_s),
+        ]
+        return lines + _format_resumes(result)
+    store = result.store or f"{c.flows} flows with {c.history:,} segments each"
     lines = [
-        f"capacity: {c.flows} flows with {c.history:,} segments each (setup {result.setup_s:.0f} s), "
+        f"capacity: {store} (setup {result.setup_s:.0f} s), "
         f"{c.connections} POST connections, {c.reader_connections} reader connections, edge reads at "
         f"{c.read_share:g} x the POST rate, {c.step_seconds:g} s a step, latencies from the scheduled times; "
         f"held: achieved >= {c.held_share:.0%} of offered, POST p99 <= {c.post_p99_ms:g} ms, edge p99 <= "
-        f"{c.edge_p99_ms:g} ms"
+        f"{c.edge_p99_ms:g} ms",
+        f"  the server: {server_description(c)}",
     ]
     rows: list[tuple[str, ...]] = [
         (
@@ -707,7 +794,14 @@ def format_capacity(result: CapacityResult) -> list[str]:
             f"  {s.offered:g}/s: {w.batches:,} batches of {w.mean_size:.2f} requests (mean; {small:.0%} of one), "
             f"{w.batch_ms:.2f} ms each; {checkpoints}; store statements per batch: {stmts}"
         )
-    if result.resumes:
+    return lines + _format_resumes(result)
+
+
+def _format_resumes(result: CapacityResult) -> list[str]:
+    """The restart cases' table (those of the steps and the resume-only stores), the checks and the errors."""
+    lines: list[str] = []
+    resumes = result.all_resumes
+    if resumes:
         rows = [
             (
                 "restart",
@@ -739,12 +833,17 @@ def format_capacity(result: CapacityResult) -> list[str]:
                 f"{_f(r.lag_max_ms)} ms",
                 str(r.errors) + (f"; lost {r.lost}" if r.lost >= 0 else ""),
             )
-            for r in result.resumes
+            for r in resumes
         ]
         lines.append(text_table(rows))
+    if result.continuous:
+        held = sum(1 for line in result.continuous if line.held)
+        verdict = f"{held} of {len(result.continuous)} continuous lines held"
+    else:
+        verdict = f"{_f(result.capacity, 0)} POSTs/s held"
+    resumed = f"resume first-POST p99 {_f(result.resume_p99_ms)} ms" if resumes else "no restarts"
     lines.append(
-        f"capacity: {_f(result.capacity, 0)} POSTs/s held; resume first-POST p99 {_f(result.resume_p99_ms)} ms; "
-        f"{result.lost} acknowledged segments lost, {result.overlaps} overlaps"
+        f"capacity: {verdict}; {resumed}; {result.lost} acknowledged segments lost, {result.overlaps} overlaps"
     )
     lines += [f"  error: {e}" for e in result.errors]
     return lines

@@ -82,6 +82,46 @@ def _resume_cases(text: str) -> tuple[Any, ...]:
     return tuple(cases)
 
 
+def _continuous(text: str) -> tuple[tuple[float, float, str | None], ...]:
+    """``400:10,800:10@young,200:10@32M``: each rate (POSTs/s) held for its minutes, on the store named after ``@``
+    (else on each of ``--capacity-store``)."""
+    lines = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        spec, at, store = part.partition("@")
+        rate, sep, minutes = spec.partition(":")
+        try:
+            numbers = (float(rate), float(minutes))
+        except ValueError:
+            numbers = (math.nan, math.nan)
+        if not sep or not all(math.isfinite(x) and x > 0 for x in numbers) or (at and not store):
+            raise argparse.ArgumentTypeError(
+                "--capacity-continuous takes RATE:MINUTES[@STORE], comma-separated (e.g. 400:10,200:10@32M), "
+                f"not {part!r}"
+            )
+        if at:
+            _stores(store)
+        lines.append((numbers[0], numbers[1], store.strip() if at else None))
+    if not lines:
+        raise argparse.ArgumentTypeError("--capacity-continuous needs at least one RATE:MINUTES")
+    return tuple(lines)
+
+
+def _stores(text: str) -> tuple[str, ...]:
+    """``young,8M``: the stores the capacity runs on (young, or an aged store's size)."""
+    from benchmarks.aged import segments_of
+
+    names = tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+    for name in names:
+        if name != "young":
+            try:
+                segments_of(name)
+            except ValueError as exc:
+                raise argparse.ArgumentTypeError(f"--capacity-store: {exc}") from None
+    if not names:
+        raise argparse.ArgumentTypeError("--capacity-store needs young or an aged store's size (8M, 32M)")
+    return names
+
+
 def _env(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name.startswith("TAMS_"):
@@ -160,6 +200,27 @@ def add_parser(sub: Any) -> None:
         "--capacity-profile", type=Path, default=None, metavar="DIR", help="py-spy profiles of each step here"
     )
     cap.add_argument(
+        "--capacity-continuous",
+        type=_continuous,
+        default=None,
+        metavar="RATE:MINUTES[@STORE][,...]",
+        help="instead of the steps, hold each rate for its minutes (e.g. 400:10,800:10@young,200:10@32M), on the store "
+        "after @ or else on each store of --capacity-store, reporting p50/p99/max, the checkpoints, the slowest 5-s "
+        "window and each process's RSS",
+    )
+    cap.add_argument(
+        "--capacity-store",
+        type=_stores,
+        default=None,
+        metavar="young|8M|32M[,...]",
+        help="the stores, side by side: young (flows x history, built new) or an aged store of 8M or 32M segments "
+        "over the flows (built once, cached in ~/.cache/tams-analytics/bench-stores, copied for each run); the steps "
+        "take the first (default young)",
+    )
+    cap.add_argument(
+        "--capacity-store-cache", type=Path, default=None, metavar="DIR", help="where aged stores are cached"
+    )
+    cap.add_argument(
         "--capacity-size",
         choices=["full", "smoke"],
         default="full",
@@ -183,6 +244,9 @@ def add_parser(sub: Any) -> None:
         help="smoke: a 20k-segment store and a short load (checks the code path, not the speed)",
     )
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument(
+        "--label", default="", help="a few words kept with the run in its JSON (python -m benchmarks.record shows them)"
+    )
     p.add_argument(
         "--peer",
         choices=["postgres"],
@@ -231,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from benchmarks import suite
 
-    changes: dict[str, Any] = {"work_dir": args.work_dir}
+    changes: dict[str, Any] = {"work_dir": args.work_dir, "label": args.label}
     if args.sizes:
         changes["sizes"] = args.sizes
     if args.list_segments:
@@ -287,6 +351,9 @@ def _capacity_config(args: argparse.Namespace) -> Any:
         ("capacity_resume", "resume"),
         ("capacity_profile", "profile_dir"),
         ("capacity_server_cpus", "server_cpus"),
+        ("capacity_continuous", "continuous"),
+        ("capacity_store", "stores"),
+        ("capacity_store_cache", "store_cache"),
     ):
         if getattr(args, name) is not None:
             changes[field] = getattr(args, name)

@@ -32,8 +32,10 @@ class LiveServer:
     """``tams-analytics serve`` on ``store_url`` in a child process, until :meth:`stop` (SIGTERM) or :meth:`kill`.
 
     The child gets a clean environment (no inherited ``TAMS_*`` settings) with local storage under
-    ``data_dir`` and :data:`STORAGE_ID` as its backend id, plus ``env``; webhooks and the read cache
-    stay enabled as by default. ``port`` (default: a free one) lets a restarted server take its predecessor's.
+    ``data_dir`` and :data:`STORAGE_ID` as its backend id, plus ``env``; webhooks, the read cache and the access log
+    stay as by default (the log, stdout and stderr, goes to ``data_dir/server.log``). ``port`` (default: a free one)
+    lets a restarted server take its predecessor's; ``log_level`` (default: none given, ``serve``'s own ``info``) is
+    ``serve --log-level``.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class LiveServer:
         env: dict[str, str] | None = None,
         port: int | None = None,
         cpus: str | None = None,
+        log_level: str | None = None,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
@@ -64,9 +67,9 @@ class LiveServer:
             str(data_dir),
             "--store",
             store_url,
-            "--log-level",
-            "warning",
         ]
+        if log_level is not None:
+            cmd += ["--log-level", log_level]
         if cpus is not None:  # the server's processes on these cores only (``taskset -c``), the rest for the load
             cmd = ["taskset", "-c", cpus, *cmd]
         self._log = (data_dir / "server.log").open("ab") if data_dir.is_dir() else subprocess.DEVNULL

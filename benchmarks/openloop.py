@@ -169,9 +169,12 @@ class OpenLoop:
         return True
 
     # -- scheduling --------------------------------------------------------------------------------------
-    async def schedule(self, tag: str, rate: float, seconds: float, *, read_share: float = 0.25) -> float:
+    async def schedule(
+        self, tag: str, rate: float, seconds: float, *, read_share: float = 0.25, start: float | None = None
+    ) -> float:
         """Schedule POSTs at ``rate`` per second (the flows in turn) and edge reads at ``rate * read_share``
-        for ``seconds`` from now; returns the start time. Does not wait for the answers (:meth:`drain`).
+        for ``seconds`` from now (or from ``start``, a ``perf_counter`` time: a run scheduled in parts, each from
+        where the last ended); returns the start time. Does not wait for the answers (:meth:`drain`).
 
         First it collects garbage and freezes what is alive (``gc.freeze``; :meth:`stop` thaws it). The generator keeps
         a record of every request, and a full collection walks every object it keeps: one that fell at the start of a
@@ -179,7 +182,8 @@ class OpenLoop:
         server). Frozen, the records of earlier phases are not walked again."""
         gc.collect()
         gc.freeze()
-        start = time.perf_counter()
+        if start is None:
+            start = time.perf_counter()
         posts = round(rate * seconds)
         reads = round(rate * read_share * seconds)
         post_gap = 1.0 / rate if rate > 0 else 0.0

@@ -19,6 +19,7 @@ from server.auth import Authorizer, idp_watch
 from server.config import Settings
 from server.delete_requests import worker as delete_worker
 from server.health import Health
+from server.observability.access import AccessLog
 from server.routes import (
     backup,
     delete_requests,
@@ -72,13 +73,16 @@ def create_app(
     owns_engine: bool = False,
     freeze_gc: bool = False,
     observe_requests: bool = True,
+    access_log: AccessLog | None = None,
 ) -> FastAPI:
     """The FastAPI application. ``engine`` (the store's engine) and ``stores`` may be given (tests, ``serve``);
     else opened from ``settings`` when the app starts. A given engine is closed at shutdown only when
     ``owns_engine`` (so a SIGTERM to ``serve`` still checkpoints the store). With ``freeze_gc`` (a served app's,
     :attr:`Settings.gc_freeze`), the objects alive once it has started are frozen out of the garbage collector's
     full collections (:func:`freeze_startup_objects`). Without ``observe_requests`` (the store process's app:
-    :mod:`server.processes`) requests are not counted in the metrics nor given ids here."""
+    :mod:`server.processes`) requests are not counted in the metrics nor given ids here. ``access_log``: ``serve``'s
+    access log (:mod:`server.observability.access`, started and closed by :class:`server.serving.Server`), which the
+    request middleware feeds."""
     settings = settings or Settings()
     # the parts' condition: the authorizer reports the identity provider's, the services the others'
     health = Health()
@@ -121,7 +125,7 @@ def create_app(
         app.include_router(router, dependencies=[Depends(authorizer)])
     hot_routes.install(app, authorizer)
     app.include_router(backup.router)  # outside the API: asks the API's credentials itself (and the admin scope)
-    observability.install(app, settings, observe_requests=observe_requests)
+    observability.install(app, settings, observe_requests=observe_requests, access_log=access_log)
     openapi.install(app)
     return app
 

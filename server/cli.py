@@ -135,6 +135,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.observability.access import AccessLog
     from server.observability.logs import log_config
     from server.serving import Server
 
@@ -154,9 +155,18 @@ def _serve(args: argparse.Namespace) -> int:
     processes = settings.http_process_count() if catalog.engine.capabilities.sole_writer else 0
     if processes:
         return _supervise(args, settings, catalog, sock, processes, f"[{loop}, {http}]")
-    app = create_app(settings, engine=catalog.engine, stores=stores, owns_engine=True, freeze_gc=settings.gc_freeze)
+    access = AccessLog.for_serving(settings.access_log, settings.log_format, args.log_level)
+    app = create_app(
+        settings,
+        engine=catalog.engine,
+        stores=stores,
+        owns_engine=True,
+        freeze_gc=settings.gc_freeze,
+        access_log=access,
+    )
     banner = f"TAMS server on {url}  (API docs: {url}/docs; store {redacted(settings.store_url)})  [{loop}, {http}]"
-    options: dict[str, Any] = {"log_level": args.log_level, "loop": loop, "http": http}
+    # the access log is the app's own (server.observability.access), written off the request path: not uvicorn's
+    options: dict[str, Any] = {"log_level": args.log_level, "loop": loop, "http": http, "access_log": False}
     custom = log_config(settings.log_format, args.log_level)
     if custom is not None:
         options["log_config"] = custom
@@ -167,7 +177,8 @@ def _serve(args: argparse.Namespace) -> int:
     if path and path != ":memory:" and url:
         served = Announced(app, path, url)
     try:  # the banner once requests are accepted (the app started), as with HTTP processes
-        Server(uvicorn.Config(served, **options), accepting=lambda: _say(settings, banner)).run(sockets=[sock])
+        server = Server(uvicorn.Config(served, **options), accepting=lambda: _say(settings, banner), access_log=access)
+        server.run(sockets=[sock])
     finally:
         if served is not app and path:
             withdraw(path)

@@ -212,6 +212,9 @@ class Settings(BaseSettings):
     ready_timeout_s: float = Field(2.0, gt=0)
     #: log lines as uvicorn's text (``text``) or one JSON object per line with the request id (``json``)
     log_format: Literal["text", "json"] = "text"
+    #: the access log, a line per request written off the request path (:mod:`server.observability.access`): ``on``,
+    #: ``off``, ``errors`` (answers of 400 or more) or ``sample:N`` (one request in N, and every error)
+    access_log: str = Field("on", pattern=r"^(on|off|errors|sample:[1-9][0-9]*)$")
     #: OpenTelemetry tracing (needs the ``otel`` extra)
     otel: bool = False
     #: how much lower the CPU priority of a backup's copy is than the server's (``nice``, 0-19: the copy takes what

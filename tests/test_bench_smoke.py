@@ -17,7 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import capacity, checkpoints, duckdb_handoffs, loadgen, measure, openloop, profile_summary, suite
+from benchmarks import (
+    aged,
+    capacity,
+    checkpoints,
+    duckdb_handoffs,
+    loadgen,
+    measure,
+    openloop,
+    profile_summary,
+    record,
+    suite,
+)
 from benchmarks.live import LiveServer, PeakRss
 from benchmarks.query import QueryBench
 from benchmarks.stores import build_store
@@ -34,7 +45,9 @@ def test_bench_command_reports_exactly_the_metrics(tmp_path: Path, capsys: pytes
     args += ["--live-flows", "4", "--live-preload", "20", "--live-seconds", "1", "--page-flows", "1000,3000"]
     assert main(args) == 0
     data = json.loads(out.read_text())
+    run = data.pop("run")
     assert list(data) == list(suite.KEYS)
+    assert run["date"].endswith("Z") and run["machine"]["cores"] and run["tree"] and run["seconds"] > 0
     for key, value in data.items():
         assert isinstance(value, int | float) and not isinstance(value, bool), key
         assert math.isfinite(value), key
@@ -76,7 +89,9 @@ def test_targets_are_judged_in_their_direction() -> None:
     assert table.count(" NO") == 4
 
 
-@pytest.mark.parametrize("module", [measure, loadgen, suite, capacity, profile_summary, duckdb_handoffs, checkpoints])
+@pytest.mark.parametrize(
+    "module", [measure, loadgen, suite, capacity, profile_summary, duckdb_handoffs, checkpoints, aged, record]
+)
 def test_doctests(module: object) -> None:
     failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
     assert tried > 0 and failures == 0
@@ -145,7 +160,7 @@ def test_only_the_chosen_scenarios_run(tmp_path: Path, capsys: pytest.CaptureFix
     out = tmp_path / "bench.json"
     args = ["bench", "--only", "pages", "--page-flows", "1000,3000", "--repeat", "1", "--json", str(out)]
     assert main(args) == 0
-    assert list(json.loads(out.read_text())) == ["page_growth_100k_to_10m", "page_p99_ms"]
+    assert list(json.loads(out.read_text())) == ["page_growth_100k_to_10m", "page_p99_ms", "run"]
     assert "building a demo store" not in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
         main(["bench", "--only", "pages,nonsense"])
@@ -159,7 +174,7 @@ def test_capacity_steps_and_restarts(tmp_path: Path, capsys: pytest.CaptureFixtu
     args += ["--work-dir", str(tmp_path / "work"), "--json", str(out)]
     assert main(args) == 0
     data = json.loads(out.read_text())
-    assert list(data) == [*suite.CAPACITY_KEYS, "capacity"]
+    assert list(data) == [*suite.CAPACITY_KEYS, "run", "capacity"]
     assert data["capacity_lost"] == 0 and data["capacity_overlaps"] == 0
     steps = data["capacity"]["steps"]
     assert [s["offered"] for s in steps] == [20, 40]
@@ -176,6 +191,60 @@ def test_capacity_steps_and_restarts(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert r["lost"] == 0 and r["errors"] == 0 and r["first_p50_ms"] > 0 and r["start_s"] > 0
     printed = capsys.readouterr().out
     assert "offered/s" in printed and "SIGKILL" in printed and "capacity_posts_per_s" in printed
+
+
+def test_capacity_continuous_on_a_young_and_an_aged_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--capacity-continuous`` on a young store and a small aged one side by side: each line's latencies, slowest
+    window, checkpoints and each process's RSS; the aged store built once into the cache, served from a copy (the cached
+    file untouched), found there the next time; the server started as a user starts it."""
+    out, cache = tmp_path / "bench.json", tmp_path / "cache"
+    args = ["bench", "--only", "capacity", "--capacity-size", "smoke", "--capacity-resume", "20"]
+    args += ["--capacity-continuous", "20:0.05", "--capacity-store", "young,1200", "--capacity-store-cache", str(cache)]
+    assert main([*args, "--work-dir", str(tmp_path / "work"), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert [k for k in data if k.startswith("capacity_")] == [
+        "capacity_resume_p99_ms",
+        "capacity_lost",
+        "capacity_overlaps",
+        *suite.CONTINUOUS_KEYS,
+    ]
+    assert data["capacity_lost"] == 0 and data["capacity_overlaps"] == 0
+    assert "default settings" in data["capacity"]["server"] and "access log on" in data["capacity"]["server"]
+    lines = data["capacity"]["continuous"]
+    assert [(x["store"], x["rate"], x["store_segments"]) for x in lines] == [("young", 20, 120), ("1200", 20, 1200)]
+    for x in lines:
+        assert x["posts"] == 60 and x["ok"] == 60 and x["errors"] == 0 and x["reads"] > 0
+        assert 0 < x["post_p50_ms"] <= x["post_p99_ms"] <= x["post_max_ms"] and x["edge_max_ms"] >= x["edge_p99_ms"]
+        assert x["slowest_window_p99_ms"] > 0 and 0 <= x["slowest_window_at_s"] < 3
+        assert x["checkpoint_count"] == sum(c["count"] for c in x["checkpoints"])
+        assert set(x["rss_mb"]) >= {"supervisor", "store", "http-1"}
+        assert all(0 < r["start"] and 0 < r["end"] for r in x["rss_mb"].values())
+        assert [r["how"] for r in x["resume"]] == ["SIGTERM", "SIGKILL"] and all(r["lost"] == 0 for r in x["resume"])
+        assert x["lost"] == 0 and x["overlaps"] == 0 and x["load_start"] >= 0
+    (built,) = cache.glob("*.duckdb")
+    manifest = json.loads(built.with_suffix(".json").read_text())
+    assert manifest["segments"] == 1200 and manifest["flows"] == 6 and len(manifest["flow_ids"]) == 6
+    assert built.stat().st_size == manifest["bytes"]  # served from a copy: the cached store as built
+    again = aged.cached("1200", flows=6, directory=cache)
+    assert again.path == built and again.manifest == manifest
+    printed = capsys.readouterr().out
+    assert "young (120)" in printed and "1200 (1,200)" in printed and "RSS MiB start/" in printed
+    page = record.render(data)
+    assert "| young (120) | 20 × 0.05 |" in page and "`capacity_continuous_post_p99_ms`" in page
+
+
+def test_capacity_steps_on_an_aged_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--capacity-store 1200`` without ``--capacity-continuous``: the steps run on a copy of the cached aged store."""
+    out = tmp_path / "bench.json"
+    args = ["bench", "--only", "capacity", "--capacity-size", "smoke", "--capacity-resume", "none"]
+    args += ["--capacity-steps", "20", "--capacity-store", "1200", "--capacity-store-cache", str(tmp_path / "cache")]
+    assert main([*args, "--work-dir", str(tmp_path / "work"), "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["capacity_lost"] == 0 and data["capacity_overlaps"] == 0 and "capacity_resume_p99_ms" not in data
+    (step,) = data["capacity"]["steps"]
+    assert step["ok"] == step["posts"] == 12
+    printed = capsys.readouterr().out
+    assert "capacity: the aged store 1200 (1,200 segments over 6 flows)" in printed and "no restarts" in printed
 
 
 def test_capacity_without_readers_sends_posts_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

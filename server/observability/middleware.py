@@ -15,12 +15,16 @@ import itertools
 import os
 import re
 import time
+from typing import TYPE_CHECKING
 
 from starlette.routing import Match, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.observability.logs import REQUEST_ID
 from server.observability.metrics import observe_request
+
+if TYPE_CHECKING:
+    from server.observability.access import AccessLog
 
 __all__ = ["RequestObserver", "TemplatedMount", "TemplatedRoute", "request_id_of"]
 
@@ -54,10 +58,12 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
 
 
 class RequestObserver:
-    """ASGI middleware: request ids (context variable, response header) and request metrics."""
+    """ASGI middleware: request ids (context variable, response header), request metrics and, when served with one,
+    the access log's line (:mod:`server.observability.access`)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, access: AccessLog | None = None) -> None:
         self.app = app
+        self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,7 +88,10 @@ class RequestObserver:
             route = scope.get("route")
             template = getattr(route, "path_format", None) or UNMATCHED
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            observe_request(method, template, status, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            observe_request(method, template, status, seconds)
+            if self.access is not None:
+                self.access.add(scope, status, seconds, request_id)
             REQUEST_ID.reset(token)
 
 

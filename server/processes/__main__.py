@@ -82,6 +82,7 @@ def main(argv: list[str]) -> int:
         import uvicorn
 
         from server.cli import _http_stack
+        from server.observability.access import AccessLog
         from server.processes.client import StoreClient
         from server.processes.front import create_front_app
         from server.services import watched_volumes
@@ -90,13 +91,19 @@ def main(argv: list[str]) -> int:
         sys.setswitchinterval(settings.switch_interval_ms / 1000)
         sock = socket.socket(fileno=int(os.environ["TAMS_LISTEN_FD"]))
         stores = build_stores(settings, check=False)
-        app = create_front_app(settings, stores, StoreClient(path), watched_volumes(settings, None, stores))
+        access = AccessLog.for_serving(settings.access_log, settings.log_format, level)
+        volumes = watched_volumes(settings, None, stores)
+        app = create_front_app(settings, stores, StoreClient(path), volumes, access_log=access)
         loop, http = _http_stack(settings.uvicorn_loop, settings.uvicorn_http)
-        options: dict[str, Any] = {"log_level": level, "loop": loop, "http": http}
+        # the access log is the app's own (server.observability.access), written off the request path: not uvicorn's
+        options: dict[str, Any] = {"log_level": level, "loop": loop, "http": http, "access_log": False}
         if config is not None:
             options["log_config"] = config
         # the supervisor announces the server once every HTTP process it starts accepts requests
-        _http_server_class()(uvicorn.Config(app, **options), accepting=lambda: _tell_ready(ready)).run(sockets=[sock])
+        server = _http_server_class()(
+            uvicorn.Config(app, **options), accepting=lambda: _tell_ready(ready), access_log=access
+        )
+        server.run(sockets=[sock])
         return 0
     print(f"usage: python -m server.processes store|http, not {role!r}", file=sys.stderr)
     return 2

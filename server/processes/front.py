@@ -35,6 +35,7 @@ from server.config import Settings
 from server.fetch import SegmentDetails
 from server.hot_routes import SEGMENTS_PATH, NotPlain, int_or_none
 from server.observability import metrics, tracing
+from server.observability.access import AccessLog
 from server.observability.middleware import RequestObserver, TemplatedRoute
 from server.page_cache import page_key
 from server.paging import clamp_limit
@@ -75,8 +76,14 @@ class FrontIntake:
     segments: StoreClient
 
 
-def create_front_app(settings: Settings, stores: Stores, client: StoreClient, volumes: Volumes | None) -> FastAPI:
-    """An HTTP process's app over ``client`` (see the module docstring)."""
+def create_front_app(
+    settings: Settings,
+    stores: Stores,
+    client: StoreClient,
+    volumes: Volumes | None,
+    access_log: AccessLog | None = None,
+) -> FastAPI:
+    """An HTTP process's app over ``client`` (see the module docstring); its requests' lines go to ``access_log``."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -128,7 +135,7 @@ def create_front_app(settings: Settings, stores: Stores, client: StoreClient, vo
     methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
     app.router.routes.append(Route("/{path:path}", forwarded, methods=methods))
     tracing.instrument(app, settings.otel)
-    app.add_middleware(RequestObserver)
+    app.add_middleware(RequestObserver, access=access_log)
     return app
 
 

@@ -1,0 +1,425 @@
+"""Continuous capacity runs (``bench --only capacity --capacity-continuous 400:10``): one rate held for minutes, on a
+young store and on aged ones (``--capacity-store young,8M``), the server as a user starts it.
+
+Each line is one store at one rate: a fresh store (``young``: 1,600 flows with ``history`` segments each, built new;
+an aged one: a copy of the cached store, :mod:`benchmarks.aged`), ``tams-analytics serve`` on it with its default
+settings (the access log on, written to a file beside the store), a warm-up round (every flow once), then the rate for
+the minutes asked, open loop (:mod:`benchmarks.openloop`: scheduled in 5-s parts back to back, latencies from the
+scheduled times). Meanwhile a sampler scrapes the server's ``/metrics`` and reads the resident set size of each of its
+processes (supervisor, store process, HTTP processes) every few seconds. Then the restart cases that resume the
+capacity store's flows (``--capacity-resume RATE``), and the store check: every acknowledged segment in the store, no
+two segments of a flow overlapping.
+
+A line reports POSTs offered and achieved, POST p50/p99/max and how many took over 250 ms, edge-read p50/p99/max, the
+slowest 5-s window (its POST p99 and when), the DuckDB checkpoints seen (``tams_store_checkpoint_seconds``: when, and
+how long each held the writer), each process's RSS at the start, at minute 5 (or halfway, for a run under ten
+minutes) and at the end, and the machine's load. A line is *held* when at least 97 % of the offered rate is achieved,
+POST p99 <= 50 ms, no POST over 250 ms, edge p99 <= 20 ms and nothing is lost or overlaps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from benchmarks import live_ingest
+from benchmarks.live import LiveServer
+from benchmarks.openloop import POST, READ, OpenLoop, Record
+
+if TYPE_CHECKING:
+    from benchmarks.capacity import CapacityConfig, Progress, ResumeResult
+
+#: a POST slower than this is counted (the issue's line: none over 250 ms)
+SLOW_POST_MS = 250.0
+#: the RSS mark after the start: minute 5 (or halfway through a shorter run)
+RSS_MARK_S = 300.0
+
+
+@dataclass
+class Checkpoint:
+    """A DuckDB checkpoint the store process timed (``tams_store_checkpoint_seconds``), seen between two scrapes."""
+
+    #: seconds from the line's start to the scrape that saw it
+    at_s: float
+    ms: float
+    #: checkpoints between the two scrapes (ms is their mean when more than one)
+    count: int = 1
+
+
+@dataclass
+class ContinuousLine:
+    store: str
+    rate: float
+    minutes: float
+    #: segments in the store when the line started, and the seconds it took to make (a copy, or a build)
+    store_segments: int
+    store_s: float
+    offered: int
+    posts: int
+    ok: int
+    errors: int
+    achieved: float
+    post_p50_ms: float
+    post_p99_ms: float
+    post_max_ms: float
+    slow_posts: int
+    reads: int
+    read_errors: int
+    edge_p50_ms: float
+    edge_p99_ms: float
+    edge_max_ms: float
+    #: the 5-s window (by scheduled time) with the highest POST p99: that p99, its max, and its start from the line's
+    slowest_window_p99_ms: float
+    slowest_window_max_ms: float
+    slowest_window_at_s: float
+    #: the generator's lateness (p99, max) and CPU (share of one core): it must not be what is measured
+    lag_p99_ms: float
+    lag_max_ms: float
+    client_cpu: float
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    #: process -> RSS MiB at the start, at the mark (``rss_mark_s``) and at the end
+    rss_mb: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    rss_mark_s: float = 0.0
+    #: 1-minute load average at the start and at the end
+    load_start: float = math.nan
+    load_end: float = math.nan
+    resumes: list[ResumeResult] = field(default_factory=list)
+    lost: int = -1
+    overlaps: int = -1
+    held: bool = False
+
+    @property
+    def rss_growth(self) -> dict[str, float]:
+        """Each process's RSS growth from the mark to the end, a share (0.05: 5 %)."""
+        return {p: (end - mark) / mark if mark else math.nan for p, (_s, mark, end) in self.rss_mb.items()}
+
+    @property
+    def checkpoint_max_ms(self) -> float:
+        return max((c.ms for c in self.checkpoints), default=0.0)
+
+    def json(self) -> dict[str, Any]:
+        out = {k: v for k, v in vars(self).items() if k not in ("checkpoints", "resumes", "rss_mb")}
+        out["checkpoints"] = [vars(c) for c in self.checkpoints]
+        out["checkpoint_count"] = sum(c.count for c in self.checkpoints)
+        out["rss_mb"] = {p: {"start": s, "mark": m, "end": e} for p, (s, m, e) in self.rss_mb.items()}
+        out["rss_growth_pct"] = {p: 100 * g for p, g in self.rss_growth.items()}
+        out["resume"] = [vars(r) for r in self.resumes]
+        return out
+
+
+# -- the sampler ----------------------------------------------------------------------------------------------------
+class Sampler:
+    """Every ``every_s`` in a thread: the RSS of each of the server's processes and its checkpoint counter."""
+
+    def __init__(self, server: LiveServer, every_s: float) -> None:
+        self.server = server
+        self.every_s = every_s
+        #: (perf_counter time, RSS MiB by process, checkpoints count, checkpoints seconds sum)
+        self.samples: list[tuple[float, dict[str, float], float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.sample()
+
+    def sample(self) -> None:
+        from benchmarks.capacity import parse_metrics
+
+        rss = process_rss(self.server.pid)
+        try:
+            metrics = parse_metrics(httpx.get(f"{self.server.base_url}/metrics", timeout=10.0).text)
+        except httpx.HTTPError:
+            metrics = {}
+        count = metrics.get(("tams_store_checkpoint_seconds_count", ()), math.nan)
+        total = metrics.get(("tams_store_checkpoint_seconds_sum", ()), math.nan)
+        self.samples.append((time.perf_counter(), rss, count, total))
+
+    def checkpoints(self, start: float) -> list[Checkpoint]:
+        """The checkpoints between consecutive samples (from ``start``, a ``perf_counter`` time)."""
+        out = []
+        for (_t0, _r0, c0, s0), (t1, _r1, c1, s1) in zip(self.samples, self.samples[1:], strict=False):
+            n = round(c1 - c0) if math.isfinite(c1 - c0) else 0
+            if n > 0 and t1 >= start:
+                out.append(Checkpoint(round(t1 - start, 1), 1000 * (s1 - s0) / n, n))
+        return out
+
+    def rss(self, start: float, mark_s: float) -> tuple[dict[str, tuple[float, float, float]], float]:
+        """Each process's RSS at ``start``, at ``mark_s`` after it (the sample nearest) and at the end; and the mark's
+        actual offset."""
+        after = [s for s in self.samples if s[0] >= start - self.every_s] or self.samples
+        first, last = after[0], after[-1]
+        mark = min(after, key=lambda s: abs(s[0] - start - mark_s))
+        names = [p for p in first[1] if p in last[1] and p in mark[1]]
+        return {p: (first[1][p], mark[1][p], last[1][p]) for p in names}, mark[0] - start
+
+
+def process_rss(pid: int) -> dict[str, float]:
+    """RSS MiB of ``serve`` (``supervisor``, or ``server`` when it serves alone) and each child: ``store``,
+    ``http-1``, ``http-2``, ... (by process id)."""
+    import psutil
+
+    out: dict[str, float] = {}
+    try:
+        top = psutil.Process(pid)
+        children = sorted(top.children(recursive=True), key=lambda p: p.pid)
+        out["supervisor" if children else "server"] = top.memory_info().rss / 2**20
+        http = 0
+        for child in children:
+            command = " ".join(child.cmdline())
+            if "server.processes store" in command:
+                out["store"] = child.memory_info().rss / 2**20
+            elif "server.processes http" in command:
+                http += 1
+                out[f"http-{http}"] = child.memory_info().rss / 2**20
+    except psutil.Error:
+        pass
+    return out
+
+
+# -- a line -------------------------------------------------------------------------------------------------------
+def run_continuous(config: CapacityConfig, work: Path, progress: Progress) -> list[ContinuousLine]:
+    """Every line of ``config.continuous`` (rate, minutes, store) on its store, or on every store of
+    ``config.stores`` side by side, in order."""
+    lines = []
+    for n, (rate, minutes, named) in enumerate(config.continuous):
+        for store in (named,) if named else config.stores:
+            data_dir = work / f"continuous-{n}-{store}-{rate:g}"
+            lines.append(_line(config, store, rate, minutes, data_dir, progress))
+    return lines
+
+
+def _prepare(
+    config: CapacityConfig, store: str, data_dir: Path, progress: Progress
+) -> tuple[str, list[str], int, float]:
+    """The line's store: its URL, flows, segments and the seconds it took to make."""
+    from benchmarks import aged
+    from benchmarks.capacity import _store
+
+    started = time.perf_counter()
+    if store == "young":
+        url, flows = _store(data_dir, config.flows, config.history, progress)
+        return url, flows, config.flows * config.history, time.perf_counter() - started
+    cached = aged.cached(store, flows=config.flows, directory=config.store_cache, progress=progress)
+    progress(f"capacity: copying the aged store {store} ({cached.path.stat().st_size / 2**30:.2f} GiB) ...")
+    url, copy_s = cached.copy_to(data_dir)
+    return url, cached.flows, cached.segments, copy_s
+
+
+def _line(
+    config: CapacityConfig, store: str, rate: float, minutes: float, data_dir: Path, progress: Progress
+) -> ContinuousLine:
+    from benchmarks.capacity import _lost_before, _serve
+
+    url, flows, segments, store_s = _prepare(config, store, data_dir, progress)
+    server = _serve(config, url, data_dir)
+    try:
+        line, server, acknowledged, befores = asyncio.run(
+            _drive(config, server, url, data_dir, flows, store, rate, minutes, progress)
+        )
+    finally:
+        server.stop()
+    line.store_segments, line.store_s = segments, store_s
+    progress(f"capacity: checking the store {store} (every acknowledged segment, no overlaps) ...")
+    line.lost, line.overlaps = live_ingest.verify(url, acknowledged)
+    _lost_before(url, line.resumes, befores)
+    line.held = (
+        line.achieved >= config.held_share * rate
+        and line.post_p99_ms <= config.post_p99_ms
+        and line.post_max_ms <= SLOW_POST_MS
+        and line.edge_p99_ms <= config.edge_p99_ms
+        and line.lost == 0
+        and line.overlaps == 0
+        and line.errors == 0
+    )
+    return line
+
+
+async def _drive(
+    config: CapacityConfig,
+    server: LiveServer,
+    url: str,
+    data_dir: Path,
+    flows: list[str],
+    store: str,
+    rate: float,
+    minutes: float,
+    progress: Progress,
+) -> tuple[ContinuousLine, LiveServer, dict[str, list[tuple[str, str]]], dict[int, dict[str, list[tuple[str, str]]]]]:
+    from benchmarks.capacity import _generator, _restart
+
+    gen = _generator(config, server, flows)
+    await gen.start()
+    progress(f"capacity: {store}: warm-up, every flow once at {config.warmup_rate:g} POSTs/s ...")
+    await gen.schedule("warmup", config.warmup_rate, len(flows) / config.warmup_rate, read_share=config.read_share)
+    await gen.drain(config.drain_s)
+    seconds = 60.0 * minutes
+    tag = f"continuous-{store}-{rate:g}"
+    progress(f"capacity: {store}: {rate:g} POSTs/s for {minutes:g} min ...")
+    load_start = os.getloadavg()[0]
+    part = min(config.window_s, seconds)
+    with Sampler(server, config.sample_s) as sampler:
+        cpu0 = time.process_time()
+        start = due = time.perf_counter()
+        while due < start + seconds - 1e-9:
+            length = min(part, start + seconds - due)
+            await gen.schedule(tag, rate, length, read_share=config.read_share, start=due)
+            due += length
+        cpu1 = time.process_time()
+        await gen.drain(config.drain_s)
+    line = _measure(gen, tag, store, rate, minutes, start, config.window_s)
+    line.client_cpu = (cpu1 - cpu0) / max(1e-9, seconds)
+    line.checkpoints = sampler.checkpoints(start)
+    line.rss_mb, line.rss_mark_s = sampler.rss(start, min(RSS_MARK_S, seconds / 2))
+    line.load_start, line.load_end = load_start, os.getloadavg()[0]
+    befores: dict[int, dict[str, list[tuple[str, str]]]] = {}
+    for case in config.resume:
+        if case.history is not None:
+            continue
+        for how in ("SIGTERM", "SIGKILL"):
+            position = len(line.resumes)
+            server, befores[position] = await _restart(
+                config, gen, server, url, data_dir, case, how, line.resumes, progress
+            )
+            line.resumes[-1].case = f"{store} after {rate:g}/s x {minutes:g} min: {line.resumes[-1].case}"
+    await gen.stop()
+    return line, server, gen.acknowledged, befores
+
+
+def _measure(
+    gen: OpenLoop, tag: str, store: str, rate: float, minutes: float, start: float, window_s: float
+) -> ContinuousLine:
+    from benchmarks.capacity import _ms, _quantile
+
+    posts, reads = gen.tagged(tag, POST), gen.tagged(tag, READ)
+    ok = [r for r in posts if r.status == 201]
+    seconds = 60.0 * minutes
+    last = max((r.done for r in posts), default=start)
+    span = max(seconds, last - start)
+    lags = [r.dispatched - r.due for r in posts + reads]
+    windows: dict[int, list[Record]] = {}
+    for r in posts:
+        windows.setdefault(int((r.due - start) // window_s), []).append(r)
+    worst, worst_p99, worst_max = 0, 0.0, 0.0
+    for w, records in sorted(windows.items()):
+        p99 = _ms(records, 0.99)
+        if p99 > worst_p99:
+            worst, worst_p99, worst_max = w, p99, _ms(records, 1.0)
+    return ContinuousLine(
+        store=store,
+        rate=rate,
+        minutes=minutes,
+        store_segments=0,
+        store_s=0.0,
+        offered=len(posts),
+        posts=len(posts),
+        ok=len(ok),
+        errors=len(posts) - len(ok),
+        achieved=len(ok) / span,
+        post_p50_ms=_ms(posts, 0.5),
+        post_p99_ms=_ms(posts, 0.99),
+        post_max_ms=_ms(posts, 1.0),
+        slow_posts=sum(1 for r in posts if r.done and 1000 * r.latency > SLOW_POST_MS),
+        reads=len(reads),
+        read_errors=sum(1 for r in reads if r.status != 200),
+        edge_p50_ms=_ms(reads, 0.5),
+        edge_p99_ms=_ms(reads, 0.99),
+        edge_max_ms=_ms(reads, 1.0),
+        slowest_window_p99_ms=worst_p99,
+        slowest_window_max_ms=worst_max,
+        slowest_window_at_s=worst * window_s,
+        lag_p99_ms=1000 * _quantile(lags, 0.99),
+        lag_max_ms=1000 * max(lags, default=0.0),
+        client_cpu=0.0,
+    )
+
+
+# -- report -------------------------------------------------------------------------------------------------------
+def format_continuous(lines: list[ContinuousLine], window_s: float = 5.0) -> list[str]:
+    """The continuous lines: one row each, then each line's checkpoints, RSS and restarts."""
+    from benchmarks.capacity import _f
+    from benchmarks.text_table import text_table
+
+    if not lines:
+        return []
+    rows: list[tuple[str, ...]] = [
+        (
+            "store",
+            "rate/s x min",
+            "achieved/s",
+            "POST p50",
+            "p99",
+            "max",
+            ">250ms",
+            "edge p50",
+            "p99",
+            "max",
+            f"slowest {window_s:g} s (p99/max @ s)",
+            "checkpoints (max ms)",
+            "errors",
+            "lost/overlaps",
+            "load",
+            "held",
+        )
+    ]
+    for line in lines:
+        rows.append(
+            (
+                f"{line.store} ({line.store_segments:,})",
+                f"{line.rate:g} x {line.minutes:g}",
+                _f(line.achieved),
+                _f(line.post_p50_ms),
+                _f(line.post_p99_ms),
+                _f(line.post_max_ms, 0),
+                str(line.slow_posts),
+                _f(line.edge_p50_ms),
+                _f(line.edge_p99_ms),
+                _f(line.edge_max_ms, 0),
+                f"{_f(line.slowest_window_p99_ms)}/{_f(line.slowest_window_max_ms, 0)} @ {line.slowest_window_at_s:g}",
+                f"{sum(c.count for c in line.checkpoints)} ({_f(line.checkpoint_max_ms, 0)})",
+                f"{line.errors}/{line.read_errors}",
+                f"{line.lost}/{line.overlaps}",
+                f"{line.load_start:.1f}->{line.load_end:.1f}",
+                "yes" if line.held else "NO",
+            )
+        )
+    out = [text_table(rows)]
+    for line in lines:
+        head = f"  {line.store} at {line.rate:g}/s:"
+        made = "built" if line.store == "young" else "copied"
+        out.append(
+            f"{head} store {made} in {line.store_s:.1f} s; client late p99/max {_f(line.lag_p99_ms)}/"
+            f"{_f(line.lag_max_ms)} ms, client CPU {line.client_cpu:.0%}"
+        )
+        if line.checkpoints:
+            seen = ", ".join(
+                f"{c.ms:.0f} ms @ {c.at_s:g} s" + (f" (mean of {c.count})" if c.count > 1 else "")
+                for c in line.checkpoints
+            )
+            out.append(f"{head} checkpoints: {seen}")
+        else:
+            out.append(f"{head} no checkpoint")
+        mark = f"{line.rss_mark_s / 60:.1f} min" if line.rss_mark_s >= 60 else f"{line.rss_mark_s:.0f} s"
+        rss = "; ".join(
+            f"{p} {s:.0f}/{m:.0f}/{e:.0f} ({100 * line.rss_growth[p]:+.1f} %)" for p, (s, m, e) in line.rss_mb.items()
+        )
+        out.append(f"{head} RSS MiB start/{mark}/end (growth from {mark}): {rss}")
+    return out
