@@ -15,8 +15,17 @@ of such an engine are made by :class:`LazyTables`:
   exactly to what came back;
 * the catalog's own filters (``flows(format=...)``, tags, collections, ``timerange=``) are *pinned* to the
   table when it is made (:meth:`LazyTables.table` with ``where``), so the engine gets them in its own
-  predicate language, including what DuckDB never pushes into a scan (``IS NULL``, prefixes, ORs across
-  columns, semi-joins on tags).
+  predicate language, including what DuckDB does not push into a scan (prefixes, semi-joins on tags, and on
+  DuckDB 1.3 ``IS NULL`` and ORs across columns);
+* a literal prefix (``startswith``, ``LIKE 'abc%'``) is also written as the range it implies before DuckDB
+  plans the query (:mod:`~.rewrite`), since DuckDB pushes no ``starts_with`` and 2.0 no prefix ``LIKE``;
+* a scan that reads a whole table is counted and, when the query filters anything, logged at WARNING once
+  per query shape (:class:`~.dataset.WholeReads`), so no lazy query falls back to a whole read unnoticed.
+
+What DuckDB hands a scan differs between the two dependency sets (``compat.SCAN_PUSHDOWN``): 1.3 sends an
+``IN`` list as nested ORs and a join's keys from its other side; 2.0 sends ``IN`` as ``is_in``, also ``IS NULL``,
+``NOT IN`` and ORs across columns, but no join keys (its dynamic filters stay inside DuckDB). The reader
+(:mod:`~.arrow_filter`) understands both forms without asking which it got.
 
 Why this mechanism. Two were tried with the pinned versions (ibis 10.8, DuckDB 1.3.2, pyarrow 23):
 
@@ -33,12 +42,13 @@ Why this mechanism. Two were tried with the pinned versions (ibis 10.8, DuckDB 1
    cover the first three), and the filter arrives as an Arrow expression without a public reader.
 
 Both are undocumented behaviour of the pinned versions: :mod:`~.selfcheck` checks it once per process
-before the first lazy table (falling back to whole reads, with a warning) and a test pins it in CI.
+before the first lazy table (falling back to whole reads, with a warning) and tests pin it in CI on both sets
+(``tests/engines/remote``: the forms read back, and the rows each filter shape makes a store read).
 """
 
 from __future__ import annotations
 
-from tams_analytics.engines.remote.dataset import Fetch, PushdownDataset, ScanCache
+from tams_analytics.engines.remote.dataset import Fetch, Narrows, PushdownDataset, ScanCache, WholeReads
 from tams_analytics.engines.remote.tables import LazyTables
 
-__all__ = ["Fetch", "LazyTables", "PushdownDataset", "ScanCache"]
+__all__ = ["Fetch", "LazyTables", "Narrows", "PushdownDataset", "ScanCache", "WholeReads"]

@@ -28,7 +28,7 @@ import ibis.expr.operations as ops
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
-__all__ = ["prefix_bound", "prefix_ranges"]
+__all__ = ["filters", "prefix_bound", "prefix_ranges"]
 
 E = TypeVar("E", bound="ir.Expr")
 _SURROGATES = range(0xD800, 0xE000)
@@ -90,3 +90,15 @@ def prefix_ranges(expr: E) -> E:
     if not op.find((ops.StartsWith, ops.StringSQLLike)):
         return expr
     return op.replace(_ranged).to_expr()  # type: ignore[no-any-return]
+
+
+def filters(expr: ir.Expr) -> bool:
+    """Whether ``expr`` filters rows anywhere (a filter, a join, a limit): whether reading a whole table for it
+    may be a fallback rather than what it asks for.
+
+    >>> import ibis
+    >>> t = ibis.table({"label": "string"}, name="t")
+    >>> filters(t.select("label")), filters(t.filter(t.label.contains("x"))), filters(t.semi_join(t, "label"))
+    (False, True, True)
+    """
+    return bool(expr.op().find((ops.Filter, ops.JoinChain, ops.Limit)))

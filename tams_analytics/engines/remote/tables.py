@@ -33,8 +33,8 @@ from tams_analytics.compat import ibis_duckdb_backend
 from tams_analytics.engines.ibis_query import DERIVED
 from tams_analytics.engines.memory import memory_connection
 from tams_analytics.engines.remote import selfcheck
-from tams_analytics.engines.remote.dataset import Fetch, PushdownDataset, ScanCache
-from tams_analytics.engines.remote.rewrite import prefix_ranges
+from tams_analytics.engines.remote.dataset import Fetch, Narrows, PushdownDataset, ScanCache, WholeReads, any_predicate
+from tams_analytics.engines.remote.rewrite import filters, prefix_ranges
 from tams_analytics.exceptions import TamsError
 from tams_analytics.predicates import Predicate
 from tams_analytics.schema import SCHEMAS
@@ -62,7 +62,9 @@ class _Backend(DuckDBBackend):  # type: ignore[misc, valid-type]  # ibis ships n
 
     def compile(self, expr: ir.Expr, /, **kwargs: Any) -> str:
         """The SQL of ``expr``, a literal prefix test also written as a range DuckDB pushes into a scan
-        (:mod:`~tams_analytics.engines.remote.rewrite`)."""
+        (:mod:`~tams_analytics.engines.remote.rewrite`); notes whether the query filters anything, for
+        :class:`~tams_analytics.engines.remote.dataset.WholeReads`."""
+        self.scans.query_filters = filters(expr)
         return super().compile(prefix_ranges(expr), **kwargs)  # type: ignore[no-any-return]
 
 
@@ -97,15 +99,17 @@ class LazyTables:
     """The lazy tables of one engine's store, read through ``fetch`` (see the module docstring).
 
     ``whole_rows``: the store answers whole rows anyway, so every scan fetches every column (and one fetch
-    serves all the scans of a table in one execution). When the start-up check
-    (:func:`~tams_analytics.engines.remote.selfcheck.check`) fails, each table is a whole read, registered on this
-    connection too (an ibis memtable would run on ibis's default DuckDB, whose progress bar is on in Jupyter).
+            return self._whole(name, where)
     """
 
-    def __init__(self, fetch: Fetch, *, whole_rows: bool = False, label: str = "remote") -> None:
+    def __init__(
+        self, fetch: Fetch, *, whole_rows: bool = False, label: str = "remote", narrows: Narrows = any_predicate
+    ) -> None:
         self._fetch = fetch
         self.whole_rows = whole_rows
         self.label = label
+        #: the scans that read a whole table (counted, and warned about once per query shape)
+        self.whole_reads = WholeReads(label, narrows)
         self.pushdown = selfcheck.check()
         self.con = memory_connection()
         self.backend: Any = _Backend.from_connection(self.con)
@@ -130,7 +134,13 @@ class LazyTables:
             if table is None:
                 view = name if not where else f"{name}_where_{next(self._numbers)}"
                 dataset = PushdownDataset(
-                    name, where, SCHEMAS[name], self._fetch, self.scans, whole_rows=self.whole_rows
+                    name,
+                    where,
+                    SCHEMAS[name],
+                    self._fetch,
+                    self.scans,
+                    whole_rows=self.whole_rows,
+                    whole_reads=self.whole_reads,
                 )
                 self.con.register(view, dataset)
                 table = ops.DatabaseTable(view, schema=_nullable(name), source=self.backend).to_expr()
@@ -141,6 +151,7 @@ class LazyTables:
         """Table ``name`` (restricted by ``where``) read whole now, and registered on this connection (where the
         queries over it run) for as long as an expression holds it."""
         rows = self._fetch(name, where, SCHEMAS[name].names)
+        self.whole_reads.read(name, where, frozenset(), rows.num_rows)
         with self._lock:
             view = f"{name}_whole_{next(self._numbers)}"
             self.con.register(view, rows)

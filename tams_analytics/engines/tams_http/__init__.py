@@ -50,7 +50,7 @@ from tams_analytics.engines.remote.residual import conform, evaluate
 from tams_analytics.engines.tams_http import wire
 from tams_analytics.engines.tams_http.auth import Auth, auth_from
 from tams_analytics.engines.tams_http.client import Client, ServerUnreachableError
-from tams_analytics.engines.tams_http.plan import RestPlan, flow_terms, plan
+from tams_analytics.engines.tams_http.plan import RestPlan, flow_terms, narrows, plan
 from tams_analytics.exceptions import TamsError, UnsupportedError
 from tams_analytics.predicates import InSubquery, Predicate, Term
 from tams_analytics.schema import SCHEMAS, TagEntity
@@ -170,6 +170,7 @@ class Engine(BaseEngine):
                 lambda name, where, columns: self.query(name, where, columns=columns),
                 whole_rows=True,
                 label="tams+http",
+                narrows=narrows,
             )
         return self._lazy
 

@@ -30,7 +30,7 @@ from tams_analytics.predicates import AllOf, Const, InSubquery, Predicate, Term
 from tams_analytics.schema import TagEntity
 from tams_analytics.timerange import END_UNBOUNDED, MAX_NS, START_UNBOUNDED, TimeRange
 
-__all__ = ["MAX_IDS", "RestPlan", "flow_terms", "plan"]
+__all__ = ["MAX_IDS", "RestPlan", "flow_terms", "narrows", "plan"]
 
 #: more ids than this are read through the listing (and filtered) instead of one GET each
 MAX_IDS: Final = 64
@@ -222,3 +222,21 @@ def flow_terms(p: RestPlan) -> list[Predicate]:
     if p.table != "segments":
         return []
     return [Term("id", t.op, t.value) for t in p.residual if isinstance(t, Term) and t.column == "flow_id"]
+
+
+def narrows(table: str, where: Sequence[Predicate]) -> bool:
+    """Whether reading the rows of ``table`` that match ``where`` asks the API for less than the whole table: by
+    id, with a listing's query parameters, for the segments of some flows only, or not at all.
+
+    >>> narrows("segments", [P.eq("flow_id", "f1")]), narrows("flows", [P.Term("label", ">=", "News")])
+    (True, False)
+    """
+    p = plan(table, where)
+    if p.empty or p.ids is not None or p.params:
+        return True
+    if table == "segments":
+        return any(t.op not in ("!=", "notnull") for t in flow_terms(p) if isinstance(t, Term))
+    if table == "tags":  # read by name (tag_exists.{name}) or by entity id
+        terms = [t for t in p.residual if isinstance(t, Term)]
+        return any(t.column == "name" and t.op == "==" for t in terms) or P.pinned(terms, "entity_id") is not None
+    return False

@@ -60,7 +60,7 @@ from tams_analytics.engines.ibis_query import DERIVED, derived_rows, derived_sch
 from tams_analytics.engines.remote import LazyTables
 from tams_analytics.engines.remote.residual import conform, evaluate, union
 from tams_analytics.engines.vast.config import VastConfig, parse_url, projections_enabled, url_snapshot
-from tams_analytics.engines.vast.plan import QueryPlan, plan_query, topk_bound, topk_prefetch
+from tams_analytics.engines.vast.plan import QueryPlan, narrows, plan_query, topk_bound, topk_prefetch
 from tams_analytics.engines.vast.requests import ROW_ID, request_deferred
 from tams_analytics.engines.vast.store import Store, VastStore, is_conflict, is_missing_snapshot
 from tams_analytics.engines.vast.tables import conform_rows, table_schema
@@ -223,7 +223,9 @@ class Engine(BaseEngine):
         with self._write_lock:
             if self._lazy is None:
                 self._lazy = LazyTables(
-                    lambda name, where, columns: self.query(name, where, columns=columns), label="vast"
+                    lambda name, where, columns: self.query(name, where, columns=columns),
+                    label="vast",
+                    narrows=narrows,
                 )
             return self._lazy
 

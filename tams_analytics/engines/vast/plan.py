@@ -35,6 +35,7 @@ from tams_analytics import predicates as P
 from tams_analytics.engines.vast.requests import ROW_ID, request_deferred, split_requests
 from tams_analytics.exceptions import TamsError
 from tams_analytics.predicates import AllOf, AnyOf, Const, InSubquery, Predicate, Term, Visitor
+from tams_analytics.schema import SCHEMAS
 
 if TYPE_CHECKING:
     from ibis.common.deferred import Deferred
@@ -46,6 +47,7 @@ __all__ = [
     "ROW_ID",
     "Plan",
     "QueryPlan",
+    "narrows",
     "plan",
     "plan_query",
     "pushable",
@@ -187,6 +189,23 @@ def sdk_pushable(predicate: Predicate, schema: pa.Schema) -> bool:
     (True, False, False)
     """
     return predicate.accept(_Pushable(schema))
+
+
+def narrows(table: str, where: Sequence[Predicate]) -> bool:
+    """Whether a select of ``table`` with ``where`` asks VAST for less than the whole table: a conjunct it
+    evaluates server-side (a subquery is resolved into an ``isin`` first), or one that nothing matches.
+
+    >>> across = P.AnyOf((P.eq("flow_id", "f"), P.eq("start_ns", 1)))  # an OR across columns: client-side
+    >>> narrows("segments", [P.eq("flow_id", "f")]), narrows("segments", [across])
+    (True, False)
+    """
+    schema = SCHEMAS.get(table)
+    for p in map(_normalise, P.flatten(where)):
+        if isinstance(p, InSubquery) or (isinstance(p, Const) and not p.value):
+            return True
+        if schema is not None and pushable(p) and sdk_pushable(p, schema):
+            return True
+    return False
 
 
 # -- splitting a filter --------------------------------------------------------------------------------------

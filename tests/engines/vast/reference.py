@@ -36,6 +36,8 @@ after the cluster applied a commit but before its answer arrived: each is applie
 ``requests`` ``ConnectionError`` as the SDK would. :attr:`ReferenceStore.refuse_commits` refuses the next
 commits that write with ``errors.Conflict``, as if another transaction had won each time.
 
+:class:`RecordingStore` is the same store recording every select: what it was asked for and the rows it returned.
+
 A plain module (not a conftest) so that the shared ``catalog`` fixture (``tests/engines/catalogs.py``) and
 the VAST engine tests use this one definition.
 """
@@ -611,3 +613,31 @@ def _deleted(stored: pa.Table, row_ids: Any) -> pa.Table:
 
 
 REFERENCE_URL = urlsplit("vast://reference.invalid/bucket/schema")
+
+
+@dataclass(frozen=True)
+class Select:
+    """One ``Table.select`` as the store saw it."""
+
+    table: str
+    columns: tuple[str, ...]
+    filtered: bool
+    rows: int
+
+
+class RecordingStore(ReferenceStore):
+    """The reference store, recording every select (what it was asked for and what it returned)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[Select] = []
+        self._log_lock = threading.Lock()
+
+    def select(self, tx: Any, table: str, columns: Sequence[str], predicate: Any, **kwargs: Any) -> pa.Table:
+        rows = super().select(tx, table, columns, predicate, **kwargs)
+        with self._log_lock:
+            self.log.append(Select(table, tuple(columns), predicate is not None, rows.num_rows))
+        return rows
+
+    def reads(self, table: str) -> list[Select]:
+        return [s for s in self.log if s.table == table]

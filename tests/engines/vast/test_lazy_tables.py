@@ -1,16 +1,15 @@
 """VAST's analyst tables are lazy: what an ibis expression makes the store return, and that every shape the
 notebooks, analytics, views and widgets produce gives DuckDB's answer on the same data.
 
-The store is :class:`Recording`, the offline reference of a VAST cluster (it evaluates the SDK-serialised
-requests) recording what each ``Table.select`` asked for and returned, filled with the 20,000-segment demo
-(the data of issue 13's measurements). Random chains of plain ibis filters (hypothesis) give DuckDB's rows.
+The store is :class:`~tests.engines.vast.reference.RecordingStore`, the offline reference of a VAST cluster (it
+evaluates the SDK-serialised requests) recording what each ``Table.select`` asked for and returned, filled with
+the 20,000-segment demo (the data of issue 13's measurements). Random chains of plain ibis filters (hypothesis)
+give DuckDB's rows.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,47 +23,19 @@ from tams_analytics.catalog import Catalog, connect
 from tams_analytics.demo import build_demo
 from tams_analytics.engines.vast import Engine
 from tests.engines.remote.shapes import SHAPES, VIDEO, Context, run, same
-from tests.engines.vast.reference import REFERENCE_URL, ReferenceStore
+from tests.engines.vast.reference import REFERENCE_URL, RecordingStore
 
 SEGMENTS = 20_000
 TABLES = ("sources", "flows", "segments", "objects", "object_instances", "tags", "collections", "storage_backends")
 
 
-@dataclass(frozen=True)
-class Select:
-    """One ``Table.select`` as the store saw it."""
-
-    table: str
-    columns: tuple[str, ...]
-    filtered: bool
-    rows: int
-
-
-class Recording(ReferenceStore):
-    """The reference store, recording every select (what it was asked for and what it returned)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.log: list[Select] = []
-        self._log_lock = threading.Lock()
-
-    def select(self, tx: Any, table: str, columns: Sequence[str], predicate: Any, **kwargs: Any) -> pa.Table:
-        rows = super().select(tx, table, columns, predicate, **kwargs)
-        with self._log_lock:
-            self.log.append(Select(table, tuple(columns), predicate is not None, rows.num_rows))
-        return rows
-
-    def reads(self, table: str) -> list[Select]:
-        return [s for s in self.log if s.table == table]
-
-
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Catalog, Catalog, Recording]]:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Catalog, Catalog, RecordingStore]]:
     """The demo on DuckDB, the same rows on VAST over the recording store, and that store."""
     path: Path = tmp_path_factory.mktemp("lazy") / "demo.duckdb"
     duck = connect(f"duckdb:///{path}", create=True)
     build_demo(duck, SEGMENTS, progress=False)
-    store = Recording()
+    store = RecordingStore()
     vast = Catalog(Engine(REFERENCE_URL, store=store))
     for name in TABLES:
         vast.engine.insert(name, duck.engine.query(name))
@@ -74,13 +45,13 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Catalog, Ca
 
 
 @pytest.fixture
-def recorded(demo: tuple[Catalog, Catalog, Recording]) -> tuple[Catalog, Catalog, Recording]:
+def recorded(demo: tuple[Catalog, Catalog, RecordingStore]) -> tuple[Catalog, Catalog, RecordingStore]:
     demo[2].log.clear()
     return demo
 
 
 @pytest.fixture(scope="module")
-def context(demo: tuple[Catalog, Catalog, Recording]) -> Context:
+def context(demo: tuple[Catalog, Catalog, RecordingStore]) -> Context:
     return Context.of(demo[0])
 
 

@@ -60,10 +60,11 @@ def test_the_doctor_lines_shown(reference_store: ReferenceStore) -> None:
     reference_store.take_snapshot("nightly-2026-11-30")
     engine = Engine(REFERENCE_URL, store=reference_store, read_only=True)
     lines = render_table(Diagnosis("vast://10.0.0.1:8070/media/tams", "vast", tuple(run_checks(engine)))).splitlines()
+    # (the names' column is as wide as the longest check name, storage_format)
     assert lines[5] == (
-        "OK    projections   3 projections with their columns (segments.segments_by_object, "
+        "OK    projections     3 projections with their columns (segments.segments_by_object, "
         "segments.segments_by_init_object, objects.objects_by_id)"
     )
-    assert lines[6].startswith("OK    snapshots     1: nightly-2026-11-30 (newest change 20")
+    assert lines[6].startswith("OK    snapshots       1: nightly-2026-11-30 (newest change 20")
     assert lines[6].endswith(" s ago)") or lines[6].endswith(" min ago)")
     assert dt.datetime.fromisoformat(lines[6].split("newest change ")[1].split(",")[0]).tzinfo is not None
