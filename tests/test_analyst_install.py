@@ -14,11 +14,12 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.docs import ROOT
-from tests.fixtures.analyst_venv import analyst_environment
+from tests.fixtures.analyst_venv import CURRENT_STACK, analyst_environment, current_stack
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -116,3 +117,43 @@ def test_commands_needing_another_extra_say_which(command: str, extra: str, anal
     assert lines[0].startswith(f"tams-analytics {command.split()[0]}: ")
     assert f'pip install -e ".[{extra}]" -c constraints.txt' in lines[0]
     assert not (tmp_path / "tams-data").exists()  # nothing made on the way
+
+
+def _downgrades(report: dict[str, Any], before: dict[str, str]) -> dict[str, str]:
+    """What an install report of pip's (``--report``) put in at a lower version than ``before`` (name → version)."""
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    had = {canonicalize_name(name): version for name, version in before.items()}
+    return {
+        name: f"{had[name]} -> {meta['version']}"
+        for meta in (item["metadata"] for item in report["install"])
+        if (name := canonicalize_name(meta["name"])) in had and Version(meta["version"]) < Version(had[name])
+    }
+
+
+#: what installing ``.[lab]`` may take back, and why: ibis 12.0.0 allows sqlglot 30.18 and later, which break its
+#: ``create_table`` from memory (a lazy table's residual, ``ibis.memtable``), so pyproject.toml caps it below 30.18;
+#: botocore (boto3's core: S3 object storage) requires python-dateutil below 3, while pandas 3 takes its 4.0
+MAY_DOWNGRADE = {"sqlglot", "python-dateutil"}
+
+
+@pytest.mark.slow
+def test_installed_beside_a_current_jupyter_environment_it_downgrades_nothing(analyst_venv: Path) -> None:
+    """The analysts' environment held the current pandas, pyarrow, ibis, DuckDB and JupyterLab before the page's
+    ``pip install`` ran in it (``tests/fixtures/analyst_venv.py``). Installing ``.[lab]`` as ``pip install
+    tams-analytics[lab]`` resolves (no constraints file) would downgrade nothing there but what
+    :data:`MAY_DOWNGRADE` explains; the page's pinned install keeps those five as they were; the notebooks then run
+    there (the test above)."""
+    folder = analyst_venv.parent
+    before = {p["name"]: p["version"] for p in json.loads((folder / "before.json").read_text())}
+    assert {name: before.get(name) for name in CURRENT_STACK} == current_stack()
+    unpinned = _downgrades(json.loads((folder / "unpinned.json").read_text()), before)
+    assert set(unpinned) <= MAY_DOWNGRADE, unpinned
+    pinned = _downgrades(json.loads((folder / "report.json").read_text()), before)
+    assert not set(pinned) & set(CURRENT_STACK), pinned
+    listing = [str(analyst_venv / "bin" / "python"), "-m", "pip", "list", "--format", "json"]
+    after = {
+        p["name"]: p["version"] for p in json.loads(subprocess.run(listing, capture_output=True, check=True).stdout)
+    }
+    assert {name: after.get(name) for name in CURRENT_STACK} == current_stack()
