@@ -275,16 +275,22 @@ def _writer_json(w: WriterStats | None) -> dict[str, Any]:
 
 
 # -- the run ------------------------------------------------------------------------------------------------
-def run_capacity(config: CapacityConfig, work: Path, progress: Progress = lambda _m: None) -> CapacityResult:
+def run_capacity(
+    config: CapacityConfig,
+    work: Path,
+    progress: Progress = lambda _m: None,
+    continuous: Callable[[CapacityConfig, Path, Progress], list[ContinuousLine]] | None = None,
+) -> CapacityResult:
     """Build the stores, run the steps and the restart cases, check the store; see the module docstring. With
-    ``config.continuous``, the continuous lines instead of the steps (:func:`benchmarks.continuous.run_continuous`),
-    each followed by the restart cases that resume its store's flows."""
+    ``config.continuous``, the continuous lines instead of the steps, run by ``continuous`` (the caller's
+    :func:`benchmarks.continuous.run_continuous`: that module builds on this one), each followed by the restart cases
+    that resume its store's flows."""
     started = time.perf_counter()
     result = CapacityResult(config, [], [], 0, 0, 0.0)
     if config.continuous:
-        from benchmarks.continuous import run_continuous
-
-        result.continuous = run_continuous(config, work, progress)
+        if continuous is None:
+            raise ValueError("continuous capacity lines are run by benchmarks.continuous.run_continuous: pass it")
+        result.continuous = continuous(config, work, progress)
         result.lost = sum(line.lost for line in result.continuous)
         result.overlaps = sum(line.overlaps for line in result.continuous)
     else:
@@ -717,19 +723,22 @@ def _f(v: float, digits: int = 1) -> str:
     return "-" if math.isnan(v) else f"{v:,.{digits}f}"
 
 
-def format_capacity(result: CapacityResult) -> list[str]:
-    """The report's lines: the steps table, the group commit per step, the restart cases, the checks."""
+def format_capacity(
+    result: CapacityResult, continuous: Callable[[list[ContinuousLine], float], list[str]] | None = None
+) -> list[str]:
+    """The report's lines: the steps table, the group commit per step, the restart cases, the checks; continuous
+    lines as ``continuous`` (:func:`benchmarks.continuous.format_continuous`) formats them."""
     c = result.config
     if result.continuous:
-        from benchmarks.continuous import format_continuous
-
+        if continuous is None:
+            raise ValueError("continuous capacity lines are formatted by benchmarks.continuous.format_continuous")
         lines = [
             f"capacity, continuous: {c.flows} flows, {c.connections} POST connections, {c.reader_connections} reader "
             f"connections, edge reads at {c.read_share:g} x the POST rate, latencies from the scheduled times; held: "
             f"achieved >= {c.held_share:.0%} of offered, POST p99 <= {c.post_p99_ms:g} ms, none over 250 ms, edge p99 "
             f"<= {c.edge_p99_ms:g} ms, nothing lost; young: {c.history:,} segments a flow",
             f"  the server: {server_description(c)}",
-            *format_continuous(result.continuous, c.window_s),
+            *continuous(result.continuous, c.window_s),
         ]
         return lines + _format_resumes(result)
     store = result.store or f"{c.flows} flows with {c.history:,} segments each"

@@ -22,6 +22,7 @@ from typing import Any, Final
 from benchmarks import live_ingest, pages, query, rest
 from benchmarks.backup import BackupConfig, BackupResult, format_backup, run_backup
 from benchmarks.capacity import CapacityConfig, CapacityResult, format_capacity, run_capacity
+from benchmarks.continuous import format_continuous, run_continuous
 from benchmarks.live import STORAGE_ID, LiveServer
 from benchmarks.measure import ratio
 from benchmarks.peer_report import format_peer, peer_json
@@ -498,7 +499,7 @@ def _live(config: BenchConfig, report: Report, data_dir: Path, progress: Callabl
 
 def _capacity(config: BenchConfig, report: Report, work: Path, progress: Callable[[str], None]) -> None:
     """Open-loop live ingest in rising steps, then restarts (:mod:`benchmarks.capacity`)."""
-    result = report.capacity = run_capacity(config.capacity, work, progress)
+    result = report.capacity = run_capacity(config.capacity, work, progress, run_continuous)
     m, notes = report.metrics, report.notes
     c = config.capacity
     if result.continuous:
@@ -521,7 +522,7 @@ def _capacity(config: BenchConfig, report: Report, work: Path, progress: Callabl
         notes["capacity_resume_p99_ms"] = "first POST of each flow after a restart, worst case"
     m["capacity_lost"] = float(result.lost)
     m["capacity_overlaps"] = float(result.overlaps)
-    report.details += format_capacity(result)
+    report.details += format_capacity(result, format_continuous)
 
 
 def _backup(config: BenchConfig, report: Report, work: Path, progress: Callable[[str], None]) -> None:

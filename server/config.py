@@ -92,8 +92,10 @@ class Settings(BaseSettings):
     duckdb_threads: int = Field(1, ge=0)
     #: acknowledge POSTed segments once they are synced in the DuckDB store's journal, and apply them to the store
     #: behind (tams_analytics.journal): a registration never waits for the store's checkpoints or commits; reads
-    #: still show every acknowledged write. Off: each batch is acknowledged when its DuckDB commit returns
-    journal: bool = True
+    #: still show every acknowledged write. Off (the default until the journal keeps reads going on a full volume:
+    #: there, a read that needs records it cannot apply is refused with a 507 until space returns): each batch is
+    #: acknowledged when its DuckDB commit returns
+    journal: bool = False
     #: the size the DuckDB store's WAL may reach, in MiB, before the journal's applier checkpoints the store (off every
     #: write's path). Larger: rarer checkpoints and a longer replay after a crash. With the journal off, DuckDB
     #: checkpoints at its own 16 MiB, in the commit that passes it

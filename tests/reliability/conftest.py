@@ -196,8 +196,13 @@ class LiveServer:
 
     @contextlib.contextmanager
     def database(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The store's DuckDB file, read-only; the server must be stopped (DuckDB locks the file)."""
+        """The store's DuckDB file, read-only; the server must be stopped (DuckDB locks the file). A journal a
+        killed server left (``TAMS_JOURNAL``) is applied first, as the server's next start would."""
         assert not self.running, "stop the server before opening its store"
+        if Path(f"{self.store_path}.journal").exists():
+            from tams_analytics.engines import open_engine
+
+            open_engine(f"duckdb://{self.store_path.resolve()}").close()
         con = duckdb.connect(str(self.store_path), read_only=True)
         try:
             yield con
