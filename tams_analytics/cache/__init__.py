@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pyarrow as pa
@@ -42,7 +42,7 @@ from tams_analytics.engines.base import Change, Engine, OrderBy
 from tams_analytics.engines.decorator import EngineDecorator
 from tams_analytics.exceptions import UnsupportedError
 from tams_analytics.nonblocking import may_block
-from tams_analytics.predicates import Predicate, isin
+from tams_analytics.predicates import Predicate, Term, isin
 
 __all__ = ["CacheConfig", "CachingEngine"]
 
@@ -62,6 +62,10 @@ class CacheConfig:
     flows: int = 100_000
     row_blocks: int = 128
     tail_rows: int = 512
+
+
+#: object ids read at a time when the read cache learns every stored id (about 40 MB of Arrow)
+ID_PAGE: Final = 1_000_000
 
 
 class CachingEngine(EngineDecorator):
@@ -106,10 +110,22 @@ class CachingEngine(EngineDecorator):
         self.object_ids.load_in_background(self._stored_object_ids)
 
     def _stored_object_ids(self) -> Iterator[pa.Array]:
-        """Every object id the store holds, in batches (for :attr:`object_ids`)."""
-        reader = self.inner.table("objects").select("id").to_pyarrow_batches(chunk_size=1 << 20)
-        for batch in reader:
-            yield batch.column(0)
+        """Every object id the store holds, in pages of :data:`ID_PAGE` in id order (for :attr:`object_ids`).
+
+        Through the engine's ``query``, which any thread may call, not its lazy ``table``: that one's connection is
+        the caller's (ibis's), and a scan from this thread beside the caller's queries breaks both (DuckDB 1.3:
+        "an unsuccessful or closed pending query result")."""
+        after: str | None = None
+        while True:
+            where = [] if after is None else [Term("id", ">", after)]
+            page = self.inner.query("objects", where, columns=["id"], order_by=[("id", False)], limit=ID_PAGE)
+            if page.num_rows == 0:
+                return
+            ids = page.column("id")
+            yield ids.combine_chunks()
+            if page.num_rows < ID_PAGE:
+                return
+            after = ids[-1].as_py()
 
     @property
     def inner(self) -> Engine:
