@@ -92,10 +92,13 @@ class Settings(BaseSettings):
     duckdb_threads: int = Field(1, ge=0)
     #: acknowledge POSTed segments once they are synced in the DuckDB store's journal, and apply them to the store
     #: behind (tams_analytics.journal): a registration never waits for the store's checkpoints or commits; reads
-    #: still show every acknowledged write. Off (the default until the journal keeps reads going on a full volume:
-    #: there, a read that needs records it cannot apply is refused with a 507 until space returns): each batch is
-    #: acknowledged when its DuckDB commit returns
-    journal: bool = False
+    #: still show every acknowledged write. Off: each batch is acknowledged when its DuckDB commit returns, and waits
+    #: for any checkpoint under way
+    journal: bool = True
+    #: the room, in MiB, the journal keeps on the store's volume for applying what it acknowledged when the volume
+    #: fills (and for a restart on a full volume): released then, made again once there is room (at most a fifth of
+    #: the volume; 0: none, and reads of flows whose writes wait on a full volume are refused until space returns)
+    journal_reserve_mb: float = Field(64, ge=0)
     #: the size the DuckDB store's WAL may reach, in MiB, before the journal's applier checkpoints the store (off every
     #: write's path). Larger: rarer checkpoints and a longer replay after a crash. With the journal off, DuckDB
     #: checkpoints at its own 16 MiB, in the commit that passes it
@@ -317,6 +320,7 @@ class Settings(BaseSettings):
         options: dict[str, Any] = {
             "journal": self.journal,
             "checkpoint_wal_bytes": int(self.checkpoint_wal_mb * 2**20),
+            "journal_reserve_bytes": int(self.journal_reserve_mb * 2**20),
             "duckdb_config": dict(self.duckdb_config),
         }
         return options | ({"threads": self.duckdb_threads} if self.duckdb_threads else {})

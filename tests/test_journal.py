@@ -244,6 +244,76 @@ def test_a_full_volume_refuses_the_write_and_keeps_the_journal_whole(tmp_path: P
         reopened.close()
 
 
+def test_on_a_full_volume_the_reserve_lets_the_store_apply_and_show_what_was_acknowledged(tmp_path: Path) -> None:
+    """The volume fills while records wait: the journal refuses what comes next (507) and gives its reserve to the
+    store, which applies the acknowledged records, so reads of their flow go on; writes resume once there is room."""
+    with small_volume(tmp_path / "vol", 32 << 20) as volume:
+        engine = _engine(volume.path / "tams.duckdb")
+        _flow(engine)
+        journal = engine._journal
+        assert journal is not None
+        reserve = journal.reserve
+        assert reserve.size == int(0.2 * volume.size_bytes) and reserve.path.stat().st_size == reserve.size
+        with journal.paused():  # acknowledged, not applied: as behind a long checkpoint
+            for i in range(200):
+                _register(engine, i)
+            volume.fill()
+            with pytest.raises(InsufficientStorageError, match="no space left"):
+                _register(engine, 1000)
+            assert not reserve.path.exists()  # released: its room is the store's now
+            with pytest.raises(InsufficientStorageError, match=r"MiB free of the .* MiB the journal needs"):
+                _register(engine, 1001)
+        assert _count(engine) == 200  # applied in the reserve's room: the read waited, and was not refused
+        assert engine.records("flows", [Term("id", "==", FLOW)], columns=["label"]) == [{"label": "after 199"}]
+        assert "the volume of the store is full" in (engine.store_failure() or "")
+        assert not engine.recover()
+        volume.free()
+        assert engine.recover() and engine.store_failure() is None
+        assert reserve.path.stat().st_size == reserve.size  # made again
+        _register(engine, 2000)
+        assert _count(engine) == 201
+        engine.close()
+
+
+def test_a_store_killed_with_records_not_applied_opens_on_a_full_volume_and_shows_them(tmp_path: Path) -> None:
+    """SIGKILL with records acknowledged and not applied, the volume filled, the store opened again: the reserve,
+    released before the store is opened, is the room DuckDB's replay and the journal's need."""
+    with small_volume(tmp_path / "vol", 32 << 20) as volume:
+        path = volume.path / "tams.duckdb"
+        script = textwrap.dedent(
+            f"""
+            import os, signal, sys
+            sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+            from tests.test_journal import _engine, _flow, _register
+            engine = _engine(__import__("pathlib").Path({str(path)!r}))
+            _flow(engine)
+            for i in range(100):
+                _register(engine, i)
+            engine.checkpoint()
+            with engine._journal.paused():
+                for i in range(100, 400):
+                    _register(engine, i)
+                print(engine._journal.pending.behind, flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+            """
+        )
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert run.returncode == -signal.SIGKILL, run.stderr
+        assert int(run.stdout.split()[-1]) >= 299
+        volume.fill()
+        engine = _engine(path, create=False)
+        try:
+            assert _count(engine) == 400
+            assert engine.journal_state()[1] == 400
+            with pytest.raises(InsufficientStorageError, match="the volume of the store is full"):
+                _register(engine, 1000)
+            volume.free()
+            _register(engine, 1000)
+            assert _count(engine) == 401
+        finally:
+            engine.close()
+
+
 @pytest.mark.parametrize(
     "where",
     [

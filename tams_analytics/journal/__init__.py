@@ -15,14 +15,18 @@ applies the journal's records in order, in transactions of many records, behind 
 * **reads stay exact**: a read of rows a record not yet applied may change waits until it is applied
   (:class:`~tams_analytics.journal.pending.Pending`, by table and by key: a flow's segments, an object by id); the read
   cache, the live edges and the page cache see a journaled transaction when it is acknowledged, as they see a commit;
+* **room to apply**: the journal keeps a reserve of space on the store's volume
+  (:class:`~tams_analytics.journal.reserve.Reserve`), released the moment the volume is full, and before the store is
+  opened, so that what it acknowledged can be applied (and read) on a full volume and after a restart on one;
 * **one writer**: a transaction that is not journaled waits until every record is applied and runs alone (the journal
   takes no record meanwhile), so the store's order of writes is the order they were acknowledged in.
 
-The journal is in a folder beside the store (``tams.duckdb.journal/``); it is emptied when the store is closed
-cleanly.
+The journal is in a folder beside the store (``tams.duckdb.journal/``); its records are removed when the store is
+closed cleanly (the reserve stays).
 """
 
 from tams_analytics.journal.codec import decode, encode
 from tams_analytics.journal.log import Log, LogError, Record
+from tams_analytics.journal.reserve import Reserve
 
-__all__ = ["Log", "LogError", "Record", "decode", "encode"]
+__all__ = ["Log", "LogError", "Record", "Reserve", "decode", "encode"]

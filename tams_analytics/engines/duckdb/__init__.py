@@ -52,6 +52,8 @@ from tams_analytics.engines.duckdb.upkeep import (
 from tams_analytics.engines.duckdb.writes import conform
 from tams_analytics.engines.sql import Params, quote, select_sql, where_sql
 from tams_analytics.engines.windows import FlowExtents
+from tams_analytics.journal.reserve import DEFAULT_BYTES as RESERVE_BYTES
+from tams_analytics.journal.reserve import Reserve
 from tams_analytics.predicates import Predicate
 from tams_analytics.schema import SORT_KEYS
 
@@ -81,6 +83,7 @@ class Engine(Transactions):
         create: bool = False,
         journal: bool = False,
         checkpoint_wal_bytes: int = 16 << 20,
+        journal_reserve_bytes: int = RESERVE_BYTES,
         duckdb_config: Mapping[str, Any] | None = None,
     ) -> None:
         """Open the store at ``url``, which must exist unless ``create`` (then it is made, in an existing folder).
@@ -89,6 +92,8 @@ class Engine(Transactions):
         store's journal, and apply them behind (:mod:`tams_analytics.journal`). Whatever ``journal`` says, a journal
         left beside the store (by a server that stopped before applying it) is applied when the store is opened for
         writes; a store with one is not opened for reads only.
+        ``journal_reserve_bytes``: the room the journal keeps on the store's volume for applying what it acknowledged
+        (:mod:`tams_analytics.journal.reserve`).
 
         With a journal the store is checkpointed by the journal's applier (:meth:`upkeep`), once its WAL passes
         ``checkpoint_wal_bytes``, never by a commit; without one DuckDB checkpoints at its own threshold, in the commit
@@ -106,6 +111,12 @@ class Engine(Transactions):
         #: the WAL's size past which the journal's applier checkpoints the store
         self.checkpoint_wal_bytes = checkpoint_wal_bytes
         self._config = config
+        #: room on the volume kept for applying the journal's records (see :mod:`tams_analytics.journal.reserve`),
+        #: released before the store is opened: DuckDB's replay and the journal's need it most on a full volume
+        self._reserve: Reserve | None = None
+        if not read_only and self.path != ":memory:" and (journal or journal_folder(self.path).exists()):
+            self._reserve = Reserve(journal_folder(self.path), journal_reserve_bytes)
+            self._reserve.release("the store is being opened")
         with explain_held_store(self.path):
             try:
                 self._con, self._database = open_database(self.path, read_only=read_only, config=config)
@@ -176,13 +187,32 @@ class Engine(Transactions):
 
     def _open_journal(self, *, keep: bool) -> None:
         """Apply a journal left beside the store; ``keep`` it (journaled transactions from now on), or empty it."""
-        if self.path == ":memory:" or not (keep or journal_folder(self.path).exists()):
+        reserve = self._reserve
+        if reserve is None:
             return
-        journal = Journal(self)
+        journal = Journal(self, reserve)
         if keep:
             self._journal = journal
-        else:
+        else:  # nothing is journaled from now on: neither the journal nor its reserve is kept
             journal.close()
+            reserve.remove()
+            with contextlib.suppress(OSError):
+                journal_folder(self.path).rmdir()
+
+    def store_failure(self) -> str | None:
+        """Why writes are refused: a storage fault, or the journal's reserve released on a full volume."""
+        cause = super().store_failure()
+        journal = self._journal
+        if cause is None and journal is not None:
+            cause = journal.refusing()
+        return cause
+
+    def recover(self) -> bool:
+        """Reopen the database if a storage fault left it to be reopened, and make the journal's reserve again if it
+        was released; True when writes are taken."""
+        usable = super().recover()
+        journal = self._journal
+        return usable and (journal is None or journal.refusing() is None)
 
     @property
     def ibis(self) -> Any:

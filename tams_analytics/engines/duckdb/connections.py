@@ -119,6 +119,10 @@ class Connections(BaseEngine):
 
     def recover(self) -> bool:
         """Reopen the database if a storage fault left it to be reopened; True when it is usable."""
+        return self.reopen_if_failed()
+
+    def reopen_if_failed(self) -> bool:
+        """Reopen the database if a storage fault left it to be reopened; True when it is usable."""
         if self._fault is None:
             return True
         with self._write_lock:

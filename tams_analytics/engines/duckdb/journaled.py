@@ -28,6 +28,7 @@ from tams_analytics.exceptions import InsufficientStorageError, StoreUnavailable
 from tams_analytics.journal import codec
 from tams_analytics.journal.log import Log
 from tams_analytics.journal.pending import Pending
+from tams_analytics.journal.reserve import Reserve
 from tams_analytics.predicates import Predicate
 from tams_analytics.ratelog import RepeatedLog
 
@@ -66,8 +67,10 @@ def journal_folder(path: str) -> Path:
 class Journal:
     """The journal of ``engine``'s store (a DuckDB file open for writes), with every record it holds applied."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, reserve: Reserve) -> None:
         self.engine = engine
+        #: room on the volume kept for applying acknowledged records (released by the store's opening, made here)
+        self.reserve = reserve
         store_id, applied = engine.journal_state()
         self.log = Log(journal_folder(engine.path), store_id)
         #: records journaled and not yet applied, in order: ``(seq, changes)``
@@ -77,6 +80,8 @@ class Journal:
         self.gate = threading.RLock()
         #: why the last attempt to apply failed (None: it did not)
         self.failure: str | None = None
+        #: the store failed to apply records and nothing is left to try until it recovers (no reserve to release)
+        self._stuck = False
         self._closing = False
         #: held while records are applied (and while applying is paused: :meth:`paused`)
         self._applying = threading.Lock()
@@ -95,6 +100,7 @@ class Journal:
         #: every record of the log is applied now
         self.pending = Pending(self.log.last)
         self.log.forget_through(self.log.last)
+        self.reserve.restore()
         self._thread = threading.Thread(target=self._run, name="tams-journal-applier", daemon=True)
         self._thread.start()
 
@@ -112,13 +118,36 @@ class Journal:
         """Make ``changes`` durable as the next record, note what they change, and queue them; the record's number.
         Raises (nothing recorded) when the log cannot be written."""
         payload = codec.encode(changes)
-        seq = self.log.append(payload)
+        self._room_for_records()
+        try:
+            seq = self.log.append(payload)
+        except InsufficientStorageError:
+            self.reserve.release("a journal write met a full volume")
+            raise
         listed = list(changes)
         self.pending.note(seq, listed)
         with self._queued:
             self._queue.append((seq, listed))
             self._queued.notify()
         return seq
+
+    def refusing(self) -> str | None:
+        """Why the journal takes no record now (None: it takes them): its reserve is released and the volume has no
+        room to make it again, so what room there is stays the store's, for the records already acknowledged."""
+        if self.reserve.held or self.reserve.restore():
+            return None
+        free = self.reserve.free_bytes()
+        return (
+            f"the volume of the store is full ({free / 2**20:.1f} MiB free of the {2 * self.reserve.size / 2**20:.1f} "
+            "MiB the journal needs to take writes again; what is left is kept for the store to apply the writes "
+            "already acknowledged)"
+        )
+
+    def _room_for_records(self) -> None:
+        """Refuse a record while the journal takes none (:meth:`refusing`)."""
+        why = self.refusing()
+        if why is not None:
+            raise InsufficientStorageError(f"{why}: the write was refused and nothing of it was stored")
 
     # -- reads and direct writes ---------------------------------------------------------------------------------
     def wait_for(self, table: str, where: Sequence[Predicate] = ()) -> None:
@@ -136,7 +165,7 @@ class Journal:
         """Why a read that needs records applied is refused now: the store failed, so none is applied until it
         recovers (None: they are being applied)."""
         fault = self.engine.store_fault()
-        if fault is None:
+        if fault is None or not self._stuck:  # (a reserve released lets the applier go on: the read waits)
             return None
         state = "the volume of the store is full" if fault.no_space else "the store failed"
         error = InsufficientStorageError if fault.no_space else StoreUnavailableError
@@ -173,6 +202,10 @@ class Journal:
                 with self._applying:
                     self.engine.apply_records(batch)
             except Exception as exc:
+                if isinstance(exc, InsufficientStorageError) and self.reserve.release("the store met a full volume"):
+                    self.engine.reopen_if_failed()  # at once: the reserve's room is there now
+                    continue
+                self._stuck = True
                 self.failure = " ".join(str(exc).split())[:300] or type(exc).__name__
                 _failures.log(
                     logging.ERROR,
@@ -210,6 +243,7 @@ class Journal:
             while self._queue and self._queue[0][0] <= seq:
                 self._queue.popleft()
         self.failure = None
+        self._stuck = False
         self.pending.applied_through(seq)
         try:
             self.log.forget_through(seq)

@@ -178,7 +178,7 @@ class Transactions(Connections):
         if self._fault is None:
             return
         if time.monotonic() >= self._next_recovery and self._room_to_recover():
-            recovered = self.recover()
+            recovered = self.reopen_if_failed()
             self._next_recovery = time.monotonic() + 1.0
             if recovered:
                 if self._tables_pending:
