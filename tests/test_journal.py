@@ -244,7 +244,9 @@ def test_a_full_volume_refuses_the_write_and_keeps_the_journal_whole(tmp_path: P
         reopened.close()
 
 
-def test_on_a_full_volume_the_reserve_lets_the_store_apply_and_show_what_was_acknowledged(tmp_path: Path) -> None:
+def test_on_a_full_volume_the_reserve_lets_the_store_apply_and_show_what_was_acknowledged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The volume fills while records wait: the journal refuses what comes next (507) and gives its reserve to the
     store, which applies the acknowledged records, so reads of their flow go on; writes resume once there is room."""
     with small_volume(tmp_path / "vol", 32 << 20) as volume:
@@ -270,9 +272,14 @@ def test_on_a_full_volume_the_reserve_lets_the_store_apply_and_show_what_was_ack
         volume.free()
         assert engine.recover() and engine.store_failure() is None
         assert reserve.path.stat().st_size == reserve.size  # made again
+        said = [r.getMessage() for r in caplog.records if r.name == "tams_analytics.journal.reserve"]
+        assert len(said) == 2, said
+        assert "released its reserve of 6.4 MiB (a journal write met a full volume)" in said[0]
+        assert "holds its reserve of 6.4 MiB again" in said[1] and "writes are taken again" in said[1]
         _register(engine, 2000)
         assert _count(engine) == 201
         engine.close()
+        assert not reserve.path.parent.exists()  # a store closed cleanly keeps neither journal nor reserve
 
 
 def test_a_store_killed_with_records_not_applied_opens_on_a_full_volume_and_shows_them(tmp_path: Path) -> None:

@@ -21,8 +21,8 @@ applies the journal's records in order, in transactions of many records, behind 
 * **one writer**: a transaction that is not journaled waits until every record is applied and runs alone (the journal
   takes no record meanwhile), so the store's order of writes is the order they were acknowledged in.
 
-The journal is in a folder beside the store (``tams.duckdb.journal/``); its records are removed when the store is
-closed cleanly (the reserve stays).
+The journal is in a folder beside the store (``tams.duckdb.journal/``); it is removed, reserve and all, when the
+store is closed cleanly.
 """
 
 from tams_analytics.journal.codec import decode, encode

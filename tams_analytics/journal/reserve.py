@@ -48,6 +48,8 @@ class Reserve:
         except OSError:
             total = size
         self.size = max(0, min(size, int(total * MAX_SHARE)))
+        #: why the reserve was last released for a full volume (None: it was not, or it is made again since)
+        self._released_for: str | None = None
 
     @property
     def held(self) -> bool:
@@ -58,12 +60,16 @@ class Reserve:
         """The bytes free on the reserve's volume."""
         return shutil.disk_usage(self.path.parent).free
 
-    def release(self, why: str) -> bool:
-        """Delete the reserve, giving its room to the store; whether there was one to release."""
+    def release(self, why: str | None) -> bool:
+        """Delete the reserve, giving its room to the store, and say ``why`` in the log (None: the store is being
+        opened, as every time: nothing to say); whether there was one to release."""
         with self._lock:
             if self.size == 0 or not self.path.is_file():
                 return False
             self.path.unlink(missing_ok=True)
+        if why is None:
+            return True
+        self._released_for = why
         logger.warning(
             "the journal %s released its reserve of %.1f MiB (%s): the store applies the writes already "
             "acknowledged in that room; new writes are refused until the volume has room again",
@@ -88,7 +94,14 @@ class Reserve:
                 if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                     logger.warning("the journal %s could not make its reserve: %s", self.path.parent, exc)
                 return False
-        logger.info("the journal %s holds its reserve of %.1f MiB", self.path.parent, self.size / 2**20)
+        if self._released_for is not None:
+            logger.warning(
+                "the journal %s holds its reserve of %.1f MiB again (released when %s): writes are taken again",
+                self.path.parent,
+                self.size / 2**20,
+                self._released_for,
+            )
+            self._released_for = None
         return True
 
     def _allocate(self) -> None:

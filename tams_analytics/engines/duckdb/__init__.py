@@ -116,7 +116,7 @@ class Engine(Transactions):
         self._reserve: Reserve | None = None
         if not read_only and self.path != ":memory:" and (journal or journal_folder(self.path).exists()):
             self._reserve = Reserve(journal_folder(self.path), journal_reserve_bytes)
-            self._reserve.release("the store is being opened")
+            self._reserve.release(None)  # made again once the journal is applied
         with explain_held_store(self.path):
             try:
                 self._con, self._database = open_database(self.path, read_only=read_only, config=config)
@@ -193,11 +193,8 @@ class Engine(Transactions):
         journal = Journal(self, reserve)
         if keep:
             self._journal = journal
-        else:  # nothing is journaled from now on: neither the journal nor its reserve is kept
+        else:  # nothing is journaled from now on: the journal (and its reserve) is removed once applied
             journal.close()
-            reserve.remove()
-            with contextlib.suppress(OSError):
-                journal_folder(self.path).rmdir()
 
     def store_failure(self) -> str | None:
         """Why writes are refused: a storage fault, or the journal's reserve released on a full volume."""

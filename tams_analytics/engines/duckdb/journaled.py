@@ -251,7 +251,7 @@ class Journal:
             logger.warning("the journal %s: applied files not removed: %s", self.log.folder, exc)
 
     def close(self) -> None:
-        """Apply every record, stop the applier and, when all are applied, empty the journal."""
+        """Apply every record, stop the applier and, when all are applied, remove the journal (and its reserve)."""
         with self._queued:
             self._closing = True
             self._queued.notify_all()
@@ -265,7 +265,8 @@ class Journal:
             )
             self.log.close()
             return
-        try:
+        try:  # the reserve too: a store opened again releases it first anyway, and a closed store needs no room
+            self.reserve.remove()
             self.log.clear(self.pending.applied)
         except (OSError, TamsError) as exc:
             logger.warning("the journal %s was not emptied: %s", self.log.folder, exc)
