@@ -187,12 +187,15 @@ def test_a_full_volume_refuses_writes_and_loses_nothing_acknowledged_run_after_r
     )
 
 
+@pytest.mark.parametrize("journal", ["false", "true"], ids=["direct", "journaled"])
 def test_a_server_killed_and_started_again_on_a_full_volume_serves_reads_and_resumes_writes(
-    volume: SmallVolume,
+    volume: SmallVolume, journal: str
 ) -> None:
-    """SIGKILL with acknowledged segments in the WAL, and the volume full when the server starts again: it starts,
-    reads show every acknowledged segment, writes are refused in words (507) until space returns, then taken."""
-    server = start_on(volume, "restart-full", {"TAMS_DISK_WATERMARKS": "false"}).start()
+    """SIGKILL with acknowledged segments in the WAL (and, journaled, in the journal), and the volume full when the
+    server starts again: it starts, reads show every acknowledged segment, writes are refused in words (507) until
+    space returns, then taken. Journaled, the journal's reserve is the room the restart applies them in."""
+    env = {"TAMS_DISK_WATERMARKS": "false", "TAMS_JOURNAL": journal}
+    server = start_on(volume, "restart-full", env).start()
     try:
         flow = video_flow()
         fid = flow["id"]
