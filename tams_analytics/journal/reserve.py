@@ -8,8 +8,8 @@ an operator frees space, and a restart would fail.
 
 The reserve is a file of ``size`` bytes in the journal's folder, allocated for real (``posix_fallocate``: not a
 sparse file, whose blocks a full volume would not have). It is released (deleted) the moment the volume is found
-full: by a journal append that meets ``ENOSPC``, by the applier before a batch when the volume is nearly full, or
-when it meets a full volume, and before the store is opened for writes. While it is released the journal
+full, by a journal append or by the applier that meets ``ENOSPC``, and every time before the store is opened for
+writes. While it is released the journal
 acknowledges nothing (a 507), so the room it gave is the applier's; it is made again once the volume has room for it
 twice over.
 """
@@ -122,7 +122,7 @@ class Reserve:
             raise
 
     def remove(self) -> None:
-        """Delete the reserve for good (the journal is no longer kept)."""
+        """Delete the reserve: the store is closed with every record applied (an open releases it first anyway)."""
         with self._lock:
             self.path.unlink(missing_ok=True)
             self.path.with_name(f"{NAME}.partial").unlink(missing_ok=True)
