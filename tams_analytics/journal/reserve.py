@@ -9,9 +9,8 @@ an operator frees space, and a restart would fail.
 The reserve is a file of ``size`` bytes in the journal's folder, allocated for real (``posix_fallocate``: not a
 sparse file, whose blocks a full volume would not have). It is released (deleted) the moment the volume is found
 full, by a journal append or by the applier that meets ``ENOSPC``, and every time before the store is opened for
-writes. While it is released the journal
-acknowledges nothing (a 507), so the room it gave is the applier's; it is made again once the volume has room for it
-twice over.
+writes. While it is released the journal acknowledges nothing (a 507), so the room it gave is the applier's; it is
+made again once the volume has room for it twice over.
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ class Connections(BaseEngine):
         return None if fault is None else fault.cause
 
     def recover(self) -> bool:
-        """Reopen the database if a storage fault left it to be reopened; True when it is usable."""
+        """Make the store usable again (:meth:`reopen_if_failed`; the engine adds its journal's reserve)."""
         return self.reopen_if_failed()
 
     def reopen_if_failed(self) -> bool:
