@@ -72,10 +72,11 @@ class Settings(BaseSettings):
     read_cache_rows: int = Field(500_000, ge=0)
     read_cache_flow_rows: int = Field(250_000, ge=1)
     read_cache_objects: int = Field(100_000, ge=1)
-    #: segments kept as bounds only (16 bytes each), over flows longer than ``read_cache_flow_rows``
-    read_cache_bound_segments: int = Field(16_000_000, ge=0)
+    #: segments kept as bounds only (16 bytes each), over flows longer than ``read_cache_flow_rows`` and the flows
+    #: registrations check (every live flow of an archive: 1,600 flows of 20,000 segments and their tails take 37 M)
+    read_cache_bound_segments: int = Field(48_000_000, ge=0)
     #: rows of its newest segments a bounds-only flow keeps (the live edge's pages)
-    read_cache_tail_rows: int = Field(512, ge=0)
+    read_cache_tail_rows: int = Field(128, ge=0)
 
     #: rendered segment pages kept, in MiB, and answered again while nothing they show has changed (the flow's
     #: segments, its objects' instances, the URLs' reuse window: ``server.page_cache``); needs the read cache

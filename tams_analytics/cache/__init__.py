@@ -57,11 +57,11 @@ class CacheConfig:
 
     segment_rows: int = 500_000
     flow_rows: int = 250_000
-    bound_segments: int = 16_000_000
+    bound_segments: int = 48_000_000
     objects: int = 100_000
     flows: int = 100_000
     row_blocks: int = 128
-    tail_rows: int = 512
+    tail_rows: int = 128
 
 
 #: object ids read at a time when the read cache learns every stored id (about 40 MB of Arrow)
@@ -126,6 +126,10 @@ class CachingEngine(EngineDecorator):
             if page.num_rows < ID_PAGE:
                 return
             after = ids[-1].as_py()
+
+    def close(self) -> None:
+        self.segments.close()
+        super().close()
 
     @property
     def inner(self) -> Engine:

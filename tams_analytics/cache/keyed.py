@@ -123,11 +123,13 @@ class KeyedCache(Generic[V]):
         with self._lock:
             return all(k in self._protected or k in self._probation for k in keys)
 
-    def begin_load(self, keys: Iterable[Hashable]) -> int | None:
+    def begin_load(self, keys: Iterable[Hashable], *, partial: bool = False) -> int | None:
         """A token for loading ``keys`` from the store, or None when one of them is unsettled (read the
-        store and keep nothing)."""
+        store and keep nothing). ``partial``: a token even then (None only while a write on everything is in
+        flight), for a load of many keys of which :meth:`end_load` keeps those no write touched meanwhile (an
+        unsettled key's write ends after the token, so its value is never kept)."""
         with self._lock:
-            if self._unsettled_all or any(k in self._unsettled for k in keys):
+            if self._unsettled_all or (not partial and any(k in self._unsettled for k in keys)):
                 return None
             self._loading[self._seq] += 1
             return self._seq

@@ -7,14 +7,22 @@ little of it as the query needs: a query of bounds only (a registration's overla
 and the rows of the newest segments (the tail: what live readers ask for); a query of rows (a page) loads
 a flow of up to :attr:`CacheConfig.flow_rows` segments with its rows, a longer one as bounds and a tail.
 A page a bounds-only timeline's tail cannot answer loads the flow's rows (a short flow) or reads just the
-page's rows from the store by their exact ``start_ns`` range (a long one: a narrow read at any depth).
+page's rows from the store by their exact ``start_ns`` range (a long one: a narrow read at any depth). A live
+edge's page (the newest few segments, newest first) loads bounds and a tail, never a flow's rows.
+
+The writer's thread never loads a timeline: a registration's overlap check (:meth:`FlowSegments.held_bounds`) uses
+the timelines kept and hands the flows it missed to a background thread (:meth:`FlowSegments.warm`), which loads
+them as :meth:`~FlowSegments.preload` does, a chunk of flows in two statements; until then those flows' checks read
+the store narrowly (their span only). On a store as old as an archive a flow's load reads all its segments, tens to
+hundreds of milliseconds each, and every POST of a group commit waited behind it.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,6 +53,12 @@ Entry = Timeline | _Uncacheable
 #: flows whose timelines :meth:`FlowSegments.preload` loads in one pair of statements (a tail's predicate has
 #: a term per flow)
 PRELOAD_CHUNK = 500
+#: flows the background loader (:meth:`FlowSegments.warm`) loads at a time, and how often it tries a flow that a
+#: write touched while it loaded (then it waits for the flow's next registration to ask again)
+WARM_CHUNK = 200
+WARM_TRIES = 3
+#: the share of the bounds tier the background loader fills at most: it never evicts timelines to load others
+WARM_FILL = 0.9
 
 
 class FlowSegments:
@@ -65,6 +79,16 @@ class FlowSegments:
         self._loading_guard = threading.Lock()
         #: the last insert split by flow, and its split (appenders run on the writer thread, one change at a time)
         self._split: tuple[pa.Table, Callable[[Hashable], pa.Table]] | None = None
+        #: flows to load in the background (:meth:`warm`), with the tries each has had, in the order asked
+        self._warm_queue: dict[Hashable, int] = {}
+        self._warm_wake = threading.Condition()
+        self._warmer: threading.Thread | None = None
+        self._warm_closed = False
+        self._warm_busy = False
+        self._warned_full = False
+        #: flows the background loader kept, and its loads' failures (statistics and tests)
+        self.warmed = 0
+        self.warm_failures = 0
 
     # -- answers -----------------------------------------------------------------------------------------
     def answer(
@@ -88,9 +112,11 @@ class FlowSegments:
             load = bool(order_by) and order_by[0][0] == "start_ns"
         rest = [p for p in flat if not (isinstance(p, Term) and p.column == "flow_id" and p.op in ("==", "isin"))]
         rows = records or columns is None or not set(columns) <= {"flow_id", *BOUNDS}
+        # a live edge's page (newest first, a few rows) is a tail's: a miss loads bounds and a tail, not every row
+        edge = bool(order_by) and order_by[0] == ("start_ns", True) and limit is not None and limit <= self.tail_rows
         parts: list[tuple[Hashable, Timeline, np.ndarray]] = []
         for flow_id in flows:
-            timeline = self.timeline(flow_id, load, rows=rows)
+            timeline = self.timeline(flow_id, load, rows=rows and not edge)
             if timeline is None:
                 return None
             try:
@@ -159,15 +185,21 @@ class FlowSegments:
         return table.select(wanted) if wanted is not None else table
 
     def held_bounds(self, spans: Mapping[str, tuple[int, int]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Per flow of ``spans`` a timeline holds (loaded as bounds and a tail when missing, as the overlap check's
-        query would load it), the ``(starts, ends)`` of its segments overlapping its span ``[lo, hi)``: numpy
-        slices, no Arrow call (each would hand the GIL over: see :class:`~tams_analytics.cache.timeline.RowBlocks`)."""
+        """Per flow of ``spans`` a timeline is kept for, the ``(starts, ends)`` of its segments overlapping its span
+        ``[lo, hi)``: numpy slices, no Arrow call (each would hand the GIL over: see
+        :class:`~tams_analytics.cache.timeline.RowBlocks`). Never loads (the writer's thread asks): the flows not
+        kept are left out (the caller reads their spans from the store) and loaded in the background (:meth:`warm`)."""
         out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        missing: list[Hashable] = []
         for flow_id, (lo, hi) in spans.items():
-            timeline = self.timeline(flow_id, True, rows=False)
-            if timeline is not None:
-                idx = timeline.indices([Term("start_ns", "<", hi), Term("end_ns", ">", lo)])
-                out[flow_id] = (timeline.start[idx], timeline.end[idx])
+            value = self.kept(flow_id)
+            if value is None:
+                missing.append(flow_id)
+            elif isinstance(value, Timeline):
+                idx = value.indices([Term("start_ns", "<", hi), Term("end_ns", ">", lo)])
+                out[flow_id] = (value.start[idx], value.end[idx])
+        if missing:
+            self.warm(missing)
         return out
 
     def count(self, where: Sequence[Predicate]) -> int | None:
@@ -237,17 +269,17 @@ class FlowSegments:
         other.abandon_load(tokens[id(other)])
         return value
 
-    def preload(self, flow_ids: Sequence[Hashable]) -> int:
-        """Load ahead the timelines of ``flow_ids`` not kept yet, as a registration's overlap check loads them
-        (bounds and the rows of the newest ``tail_rows`` segments), in two store statements for up to
-        :data:`PRELOAD_CHUNK` flows (a registration's own load is three per flow, on the writer thread). A flow too
-        long to keep as bounds, or written while this loads, is left to load on use. Returns how many flows were
-        kept."""
-        flows = [f for f in dict.fromkeys(flow_ids) if self.kept(f) is None]
+    def preload(self, flow_ids: Sequence[Hashable], *, partial: bool = False) -> int:
+        """Load ahead the timelines of ``flow_ids`` not kept yet (bounds and the rows of the newest ``tail_rows``
+        segments), in two store statements for up to :data:`PRELOAD_CHUNK` flows. A flow too long to keep as bounds
+        is kept as such (its queries go to the store); one written while this loads is left to load on use. A chunk
+        with a flow being written is skipped whole, unless ``partial`` (then only that flow is). Returns how many
+        flows were kept."""
+        flows = [f for f in dict.fromkeys(flow_ids) if self._peek(f) is None]
         loaded = 0
         for at in range(0, len(flows), PRELOAD_CHUNK):
             chunk = flows[at : at + PRELOAD_CHUNK]
-            token = self.bounds_only.begin_load(chunk)
+            token = self.bounds_only.begin_load(chunk, partial=partial)
             if token is None:
                 continue
             values: dict[Hashable, Entry] = {}
@@ -264,9 +296,12 @@ class FlowSegments:
         by_flow = [("flow_id", False), ("start_ns", False)]
         bounds = self.inner.query("segments", [isin("flow_id", flows)], columns=["flow_id", *BOUNDS], order_by=by_flow)
         timelines: dict[Hashable, Timeline] = {}
+        out: dict[Hashable, Entry] = {}
         for flow_id, part in _runs(bounds):
             if part.num_rows + 2 * TAIL_WEIGHT * self.tail_rows <= self.bound_segments:
                 timelines[flow_id] = Timeline.of(part.select(list(BOUNDS)), bounds_only=True)
+            else:
+                out[flow_id] = UNCACHEABLE
         tail_from = {
             f: int(t.start[t.n - min(t.n, self.tail_rows)]) for f, t in timelines.items() if min(t.n, self.tail_rows)
         }
@@ -277,7 +312,6 @@ class FlowSegments:
             ]
             where = balanced(each, lambda a, b: AnyOf((a, b)))
             tails = dict(_runs(_canonical(self.inner.query("segments", [where], order_by=by_flow))))
-        out: dict[Hashable, Entry] = {}
         for flow_id, timeline in timelines.items():
             tail = tails.get(flow_id, _SEGMENTS.empty_table())
             if tail.num_rows == min(timeline.n, self.tail_rows):  # else the store moved on: load on use
@@ -298,6 +332,107 @@ class FlowSegments:
         else:  # a new flow: its tail fills as segments are appended
             tail = _SEGMENTS.empty_table()
         return timeline.with_tail(tail, self.tail_rows)
+
+    def _peek(self, flow_id: Hashable) -> Entry | None:
+        """The flow's entry if kept, not counted as a use."""
+        for cache in (self.with_rows, self.bounds_only):
+            hit, value = cache.peek(flow_id)
+            if hit:
+                return value
+        return None
+
+    # -- loading in the background -----------------------------------------------------------------------------
+    def warm(self, flow_ids: Iterable[Hashable]) -> None:
+        """Load the timelines of ``flow_ids`` (bounds and a tail) on a background thread, a chunk of
+        :data:`WARM_CHUNK` flows at a time, each flow tried up to :data:`WARM_TRIES` times (a write to it while it
+        loads discards what was read); never past :data:`WARM_FILL` of the bounds tier (it would evict timelines in
+        use to keep others: a cache too small for the live flows says so once, at WARNING)."""
+        with self._warm_wake:
+            if self._warm_closed:
+                return
+            fresh = [f for f in flow_ids if f not in self._warm_queue]
+            if not fresh:
+                return
+            self._warm_queue.update(dict.fromkeys(fresh, 0))
+            if self._warmer is None:
+                self._warmer = threading.Thread(target=self._warm_loop, name="tams-warm-timelines", daemon=True)
+                self._warmer.start()
+            self._warm_wake.notify_all()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the background loader: wait for the chunk it is loading (at most ``timeout_s``), so that the store
+        closes under no statement of it."""
+        with self._warm_wake:
+            self._warm_closed = True
+            self._warm_queue.clear()
+            self._warm_wake.notify_all()
+            warmer = self._warmer
+        if warmer is not None and warmer is not threading.current_thread():
+            warmer.join(timeout_s)
+
+    def warming(self) -> int:
+        """How many flows wait for the background loader."""
+        with self._warm_wake:
+            return len(self._warm_queue)
+
+    def wait_warmed(self, timeout_s: float) -> bool:
+        """Wait until the background loader has nothing left to load, at most ``timeout_s``; whether it has
+        nothing left (False: still loading at the timeout)."""
+        with self._warm_wake:
+            return self._warm_wake.wait_for(lambda: not self._warm_queue and not self._warm_busy, timeout_s)
+
+    def _warm_loop(self) -> None:
+        while True:
+            with self._warm_wake:
+                while not self._warm_queue and not self._warm_closed:
+                    self._warm_wake.wait()
+                if self._warm_closed:
+                    return
+                chunk = list(itertools.islice(self._warm_queue, WARM_CHUNK))
+                self._warm_busy = True
+            try:
+                self._warm(chunk)
+            finally:
+                with self._warm_wake:
+                    self._warm_busy = False
+                    self._warm_wake.notify_all()
+
+    def _warm(self, chunk: list[Hashable]) -> None:
+        """Load one chunk of the flows waiting (see :meth:`warm`); requeue those a write touched meanwhile."""
+        if self.bounds_only.weight >= WARM_FILL * self.bounds_only.capacity:
+            self._full(len(chunk))
+            self._unqueue(chunk)
+            return
+        try:
+            self.warmed += self.preload(chunk, partial=True)
+        except Exception as exc:  # the store failed: these flows' checks read the store
+            self.warm_failures += 1
+            self._unqueue(chunk)
+            if self._warm_closed:
+                return
+            logger.warning("read cache: %s flows' timelines could not be loaded ahead: %s", len(chunk), exc)
+            return
+        with self._warm_wake:
+            for flow_id in chunk:
+                tries = self._warm_queue.pop(flow_id, None)
+                if tries is not None and tries + 1 < WARM_TRIES and self._peek(flow_id) is None:
+                    self._warm_queue[flow_id] = tries + 1  # written meanwhile: again, after the others
+
+    def _unqueue(self, flows: list[Hashable]) -> None:
+        with self._warm_wake:
+            for flow_id in flows:
+                self._warm_queue.pop(flow_id, None)
+
+    def _full(self, waiting: int) -> None:
+        if not self._warned_full:
+            self._warned_full = True
+            logger.warning(
+                "read cache: its %s bounds are %.0f%% used: %s flows are not loaded, their registrations read the "
+                "store; raise read_cache_bound_segments (TAMS_READ_CACHE_BOUND_SEGMENTS) to keep every live flow",
+                f"{self.bounds_only.capacity:,}",
+                100 * self.bounds_only.weight / max(1, self.bounds_only.capacity),
+                waiting,
+            )
 
     def _load_lock(self, flow_id: Hashable) -> threading.Lock:
         with self._loading_guard:

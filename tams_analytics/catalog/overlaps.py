@@ -132,12 +132,15 @@ def already_stored(catalog: Catalog, segments: pa.Table, spans: Mapping[str, tup
 def stored_bounds(catalog: Catalog, spans: Mapping[str, tuple[int, int]]) -> dict[str, tuple[Any, Any]]:
     """Per flow, the ``(starts, ends)`` of its stored segments that overlap its span, sorted by start: from the
     engine's memory where it holds the flow (:meth:`~tams_analytics.engines.base.Engine.held_bounds`), else read
-    once per group of flows."""
+    once per group of flows: just the span (unordered, so that a read cache answers it without loading the flows'
+    timelines on the writer's thread; sorted here)."""
     out: dict[str, tuple[Any, Any]] = dict(catalog.engine.held_bounds(spans))
     rest = {f: span for f, span in spans.items() if f not in out}
     for flows, lo, hi in clusters(rest):
         where: list[Predicate] = [isin("flow_id", flows), Term("start_ns", "<", hi), Term("end_ns", ">", lo)]
-        t = catalog.rows("segments", where, columns=["flow_id", "start_ns", "end_ns"], order_by=[("start_ns", False)])
+        t = catalog.rows("segments", where, columns=["flow_id", "start_ns", "end_ns"])
+        if t.num_rows > 1:
+            t = t.sort_by("start_ns")
         starts, ends = t.column("start_ns").to_numpy(), t.column("end_ns").to_numpy()
         positions = rows_by_flow(t.column("flow_id"))
         empty = np.zeros(0, dtype=np.int64)
