@@ -94,7 +94,9 @@ def engine_stack(store: Engine, settings: Settings, admit: Callable[[], None] | 
         return store
     observe_checkpoints = getattr(store, "observe_checkpoints", None)  # a DuckDB store's: its checkpoints' cost
     if observe_checkpoints is not None:
-        observe_checkpoints(metrics.checkpoint_observer(journaled=settings.journal))
+        fmt = store.storage_format() if hasattr(store, "storage_format") else None
+        older = fmt is None or fmt.old
+        observe_checkpoints(metrics.checkpoint_observer(journaled=settings.journal, older_format=older))
     engine: Engine = TimedEngine(store, metrics.observe_statement)
     if admit is not None:
         engine = GuardedEngine(engine, admit)

@@ -448,6 +448,7 @@ def test_the_live_edge_of_a_long_flow_is_answered_from_memory(tmp_path: Path) ->
     cat.put_flow(f)
     cat.add_segments(f["id"], [{"object_id": f"o{i}", "timerange": _tr(i, i + 1)} for i in range(100)])
     assert [r["object_id"] for r in _page(cat, f["id"], reverse=True, limit=1)] == ["o99"]  # loads the flow
+    assert cat.engine.segments.wait_warmed(30)  # (in the background)
     timeline = cat.engine.segments.timeline(f["id"], load=False)
     assert timeline is not None and timeline.bounds_only and timeline.tail is not None
     for i in range(100, 130):
@@ -771,9 +772,10 @@ def test_a_registration_never_loads_a_timeline_the_background_does(
 
 
 def test_a_live_edge_page_of_a_flow_not_kept_loads_bounds_and_a_tail_not_its_rows(tmp_path: Path) -> None:
-    """The live edge's reader of a flow not kept asks for its newest segment: the flow is loaded as bounds and a
-    tail (what the next edge pages read), not with all its rows (readers of an archive's live flows would otherwise
-    load every row of each, and push each other out of the rows tier without end)."""
+    """The live edge's reader of a flow not kept asks for its newest segment: the store answers it, and the flow is
+    loaded in the background as bounds and a tail (what the next edge pages read), not with all its rows (readers of
+    an archive's live flows would otherwise load every row of each, at once, and push each other out of the rows
+    tier without end)."""
     url = f"duckdb:///{tmp_path / 'tams.duckdb'}"
     with connect(url, create=True) as first:
         f = flow()
@@ -783,6 +785,7 @@ def test_a_live_edge_page_of_a_flow_not_kept_loads_bounds_and_a_tail_not_its_row
     cache = cat.engine
     assert isinstance(cache, CachingEngine)
     assert [r["object_id"] for r in _page(cat, f["id"], reverse=True, limit=1)] == ["o99"]
+    assert cache.segments.wait_warmed(30)
     kept = cache.kept_timeline(f["id"])
     assert kept is not None and kept.bounds_only and kept.tail is not None and kept.tail.num_rows == 8
     assert not cache.timelines.peek(f["id"])[0]

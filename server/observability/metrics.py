@@ -178,11 +178,12 @@ def observe_statement(statement: str, table: str, seconds: float) -> None:
     STORE_STATEMENT.labels(statement, table).observe(seconds)
 
 
-def checkpoint_observer(*, journaled: bool) -> Callable[[float, int], None]:
+def checkpoint_observer(*, journaled: bool, older_format: bool = True) -> Callable[[float, int], None]:
     """What is told of each checkpoint of a DuckDB store (its engine's ``observe_checkpoints``): it is counted, and
     one of :data:`SLOW_CHECKPOINT_S` or longer is logged, saying what waited for it and what to do. ``journaled``:
     the store keeps a journal, so writes were acknowledged meanwhile (only applying them, and reads of what they
-    changed, waited)."""
+    changed, waited). ``older_format``: the store is in DuckDB's older storage format (or it is not known), whose
+    checkpoints write the objects' indexes whole; in the current one a long checkpoint is the changes since the last."""
     waited = (
         "writes were acknowledged meanwhile, from the journal, and reads of what they changed waited"
         if journaled
@@ -192,6 +193,15 @@ def checkpoint_observer(*, journaled: bool) -> Callable[[float, int], None]:
     def observe(seconds: float, wal_bytes: int) -> None:
         STORE_CHECKPOINT.observe(seconds)
         if seconds >= SLOW_CHECKPOINT_S:
+            if not older_format:
+                logger.warning(
+                    "the store checkpointed for %.1f s (a WAL of %.1f MiB) and %s: a checkpoint writes what changed "
+                    "since the last one, so a slow disk or a large WAL makes it long (docs: operators, Monitoring)",
+                    seconds,
+                    wal_bytes / 2**20,
+                    waited,
+                )
+                return
             logger.warning(
                 "the store checkpointed for %.1f s (a WAL of %.1f MiB) and %s: in DuckDB's older storage format "
                 "(v1.0.0+: tams-analytics doctor says a store's) each checkpoint writes the objects' indexes whole, "

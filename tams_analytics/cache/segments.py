@@ -8,7 +8,9 @@ and the rows of the newest segments (the tail: what live readers ask for); a que
 a flow of up to :attr:`CacheConfig.flow_rows` segments with its rows, a longer one as bounds and a tail.
 A page a bounds-only timeline's tail cannot answer loads the flow's rows (a short flow) or reads just the
 page's rows from the store by their exact ``start_ns`` range (a long one: a narrow read at any depth). A live
-edge's page (the newest few segments, newest first) loads bounds and a tail, never a flow's rows.
+edge's page (the newest few segments, newest first) of a flow not kept is read from the store (a window of its
+newest row groups) while the flow's bounds and tail load in the background: on an archive's store a flow's load reads
+all its segments, and its live readers, each asking for one row, would otherwise load every live flow at once.
 
 The writer's thread never loads a timeline: a registration's overlap check (:meth:`FlowSegments.held_bounds`) uses
 the timelines kept and hands the flows it missed to a background thread (:meth:`FlowSegments.warm`), which loads
@@ -112,11 +114,15 @@ class FlowSegments:
             load = bool(order_by) and order_by[0][0] == "start_ns"
         rest = [p for p in flat if not (isinstance(p, Term) and p.column == "flow_id" and p.op in ("==", "isin"))]
         rows = records or columns is None or not set(columns) <= {"flow_id", *BOUNDS}
-        # a live edge's page (newest first, a few rows) is a tail's: a miss loads bounds and a tail, not every row
         edge = bool(order_by) and order_by[0] == ("start_ns", True) and limit is not None and limit <= self.tail_rows
+        if edge and load:
+            missing = [f for f in flows if self._peek(f) is None]
+            if missing:  # the store reads a live edge's page by its window; the flow is loaded in the background
+                self.warm(missing)
+                return None
         parts: list[tuple[Hashable, Timeline, np.ndarray]] = []
         for flow_id in flows:
-            timeline = self.timeline(flow_id, load, rows=rows and not edge)
+            timeline = self.timeline(flow_id, load, rows=rows)
             if timeline is None:
                 return None
             try:

@@ -163,6 +163,10 @@ def test_a_stores_checkpoints_have_a_histogram(tmp_path: Path, journal: bool, ca
     metrics.checkpoint_observer(journaled=journal)(metrics.SLOW_CHECKPOINT_S, 16 << 20)
     said = "writes were acknowledged meanwhile" if journal else "every write waited"
     assert any(said in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    caplog.clear()  # a store in the current format is not told to upgrade
+    metrics.checkpoint_observer(journaled=journal, older_format=False)(metrics.SLOW_CHECKPOINT_S, 16 << 20)
+    [told] = [r.getMessage() for r in caplog.records if "checkpointed for" in r.getMessage()]
+    assert said in told and "writes what changed since the last one" in told and "upgrade" not in told
 
 
 @pytest.mark.parametrize(("metrics_auth", "open_without"), [("same", False), ("none", True)])
