@@ -33,8 +33,6 @@ import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import anyio.to_thread
-from anyio import CapacityLimiter
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
@@ -72,10 +70,6 @@ logger = logging.getLogger(__name__)
 
 #: what the store process holds for an HTTP process that does not read (its updates and answers) before it hangs up
 MAX_UNREAD_BYTES = 64 << 20
-#: pages read from the store (not from memory) at once: beyond the cores' worth, more only take the CPU the segment
-#: writer and the journal's applier need (a restarted server on an archive's store had 16 page reads in DuckDB at
-#: once, each from a reader of a flow not loaded yet, and POSTs waited seconds), and a page waits its turn instead
-STORE_READS = max(2, 2 * (os.cpu_count() or 1))
 
 
 class StoreProcess:
@@ -85,7 +79,6 @@ class StoreProcess:
         self.app = app
         self.services = services
         self.tickets = PageTickets()
-        self._store_reads: CapacityLimiter | None = None  # (made on the event loop, at the first read)
         self._tasks: set[asyncio.Task[None]] = set()
         #: the number of the last :class:`~.protocol.Edges` sent, and where the HTTP processes read it
         self.seq = 0
@@ -243,11 +236,7 @@ class StoreProcess:
                 with memory_only():
                     return page_rows(services, self.tickets, message, seq)
             except WouldBlock:
-                if self._store_reads is None:
-                    self._store_reads = CapacityLimiter(STORE_READS)
-                return await anyio.to_thread.run_sync(
-                    page_rows, services, self.tickets, message, seq, limiter=self._store_reads
-                )
+                return await run_in_threadpool(page_rows, services, self.tickets, message, seq)
         if isinstance(message, FetchLiveEdges):
             seq = self.seq if self.feeds_edges else None
             return await run_in_threadpool(live_edge_rows, services, message, seq)
