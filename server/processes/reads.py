@@ -66,13 +66,15 @@ def page_rows(services: Services, tickets: PageTickets, ask: FetchPage, seq: int
     # the timeline is taken before the page is read: a write committed meanwhile makes the kept page stale at once
     timeline = pages.timeline(ask.flow_id) if pages is not None and not ask.with_object_tr else None
     timerange = TimeRange.from_str(ask.timerange) if ask.timerange is not None else None
-    rows = catalog.records(
-        TABLES.segments,
-        segment_page_where(ask.flow_id, timerange, ask.object_id, ask.after, ask.reverse),
-        columns=WIRE_COLUMNS,
-        order_by=[("start_ns", ask.reverse)],
-        limit=ask.limit + 1,
-    )
+    where = segment_page_where(ask.flow_id, timerange, ask.object_id, ask.after, ask.reverse)
+    order: list[tuple[str, bool]] = [("start_ns", ask.reverse)]
+    rows = catalog.records(TABLES.segments, where, columns=WIRE_COLUMNS, order_by=order, limit=ask.limit + 1)
+    if timeline is None and pages is not None and not ask.with_object_tr:
+        # the read loaded the flow (its first page since the store opened, or since a write dropped it): read it
+        # again from memory, with the timeline taken first, so that this page too can be kept
+        timeline = pages.timeline(ask.flow_id)
+        if timeline is not None:
+            rows = catalog.records(TABLES.segments, where, columns=WIRE_COLUMNS, order_by=order, limit=ask.limit + 1)
     ids = object_ids(rows[: ask.limit])
     instances: dict[str, tuple[Mapping[str, Any], ...]] = {}
     if ask.wants_urls and ids:

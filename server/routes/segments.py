@@ -71,20 +71,17 @@ async def list_segments(
         with_object_tr=bool(parse_bool(include_object_timerange, "include_object_timerange")),
         options=UrlOptions.from_request(request, settings.presign_get_s),
     )
-    listing = SegmentsPage(query, SegmentDetails(catalog, stores, query.options, query.with_object_tr))
     # what the page is read from, taken before it is read (a page of a flow the read cache does not keep, or
     # with objects' timeranges, is not kept)
     timeline = pages.timeline(flow_id) if pages is not None and not query.with_object_tr else None
-    # fetch, then render: with the read cache, the fetch is tried right here, on the event loop (no thread
-    # hand-over); a step that would block goes on in a worker thread, the steps before it kept
-    if catalog.caches_reads:
-        try:
-            with memory_only():
-                listing.fetch(catalog)
-        except WouldBlock:
-            pass
-    if not listing.fetched:
-        await run_in_threadpool(listing.fetch, catalog)
+    details = SegmentDetails(catalog, stores, query.options, query.with_object_tr)
+    listing = await _fetched(SegmentsPage(query, details), catalog)
+    if pages is not None and timeline is None and not query.with_object_tr:
+        timeline = pages.timeline(flow_id)
+        if timeline is not None:  # the read loaded the flow: read again from memory, so that this page can be kept
+            listing = await _fetched(
+                SegmentsPage(query, SegmentDetails(catalog, stores, query.options, False)), catalog
+            )
     body, headers = listing.render(request, settings.public_url)
     if pages is not None and timeline is not None:
         pages.put(
@@ -97,6 +94,20 @@ async def list_segments(
             fresh_until=listing.fresh_until(stores),
         )
     return json_bytes_response(body, headers=headers, request=request)
+
+
+async def _fetched(listing: SegmentsPage, catalog: Catalog) -> SegmentsPage:
+    """``listing`` fetched: with the read cache, tried right here, on the event loop (no thread hand-over); a step
+    that would block goes on in a worker thread, the steps before it kept."""
+    if catalog.caches_reads:
+        try:
+            with memory_only():
+                listing.fetch(catalog)
+        except WouldBlock:
+            pass
+    if not listing.fetched:
+        await run_in_threadpool(listing.fetch, catalog)
+    return listing
 
 
 @dataclass(frozen=True)

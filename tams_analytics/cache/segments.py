@@ -58,7 +58,10 @@ PRELOAD_CHUNK = 500
 #: flows the background loader (:meth:`FlowSegments.warm`) loads at a time, and how often it tries a flow that a
 #: write touched while it loaded (then it waits for the flow's next registration to ask again)
 WARM_CHUNK = 200
-WARM_TRIES = 3
+WARM_TRIES = 5
+#: how long the background loader waits before it tries again the flows a write touched while it loaded them (doubled
+#: at each try: a write in flight ends first)
+WARM_BACKOFF_S = 0.02
 #: the share of the bounds tier the background loader fills at most: it never evicts timelines to load others
 WARM_FILL = 0.9
 
@@ -308,6 +311,10 @@ class FlowSegments:
                 timelines[flow_id] = Timeline.of(part.select(list(BOUNDS)), bounds_only=True)
             else:
                 out[flow_id] = UNCACHEABLE
+        empty = bounds.schema.empty_table().select(list(BOUNDS))
+        for flow_id in flows:  # no segments yet (a new flow): kept empty, its tail fills as segments are appended
+            if flow_id not in timelines and flow_id not in out:
+                timelines[flow_id] = Timeline.of(empty, bounds_only=True)
         tail_from = {
             f: int(t.start[t.n - min(t.n, self.tail_rows)]) for f, t in timelines.items() if min(t.n, self.tail_rows)
         }
@@ -418,11 +425,15 @@ class FlowSegments:
                 return
             logger.warning("read cache: %s flows' timelines could not be loaded ahead: %s", len(chunk), exc)
             return
+        again = 0
         with self._warm_wake:
             for flow_id in chunk:
                 tries = self._warm_queue.pop(flow_id, None)
                 if tries is not None and tries + 1 < WARM_TRIES and self._peek(flow_id) is None:
                     self._warm_queue[flow_id] = tries + 1  # written meanwhile: again, after the others
+                    again = max(again, tries + 1)
+            if again:
+                self._warm_wake.wait_for(lambda: self._warm_closed, WARM_BACKOFF_S * 2 ** (again - 1))
 
     def _unqueue(self, flows: list[Hashable]) -> None:
         with self._warm_wake:

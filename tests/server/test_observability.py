@@ -28,6 +28,7 @@ from server.observability import metrics
 from server.observability.logs import JsonFormatter, RequestIdFilter
 from server.services import services_of
 from server.webhooks import outbox
+from tams_analytics.cache import CachingEngine
 from tests.server.conftest import new_id, video_flow
 from tests.spec import assert_valid
 
@@ -98,6 +99,9 @@ def test_catalog_store_cache_queue_and_gc_metrics(client: TestClient) -> None:
     client.put(f"/flows/{flow_id}", json=video_flow(flow_id))
     before = samples(client)
     post_segments(client, flow_id, 5)
+    engine = services_of(client.app).catalog.engine
+    assert isinstance(engine, CachingEngine)
+    assert engine.segments.wait_warmed(30)  # the registration's check had the flow loaded, in the background
     for _ in range(3):
         client.get(f"/flows/{flow_id}/segments")
     after = samples(client)
@@ -107,7 +111,7 @@ def test_catalog_store_cache_queue_and_gc_metrics(client: TestClient) -> None:
 
     assert grew("tams_catalog_operation_seconds_count", operation="register_batch") == 1  # the POST's batch
     assert grew("tams_store_statement_seconds_count", statement="insert", table="segments") >= 1
-    # the pages come from the read cache (the flow's bounds and tail, kept since its write): hits counted
+    # the pages come from the read cache (the flow's bounds and tail, kept since its registration): hits counted
     tiers = ("timelines", "bound_timelines")
     assert sum(grew("tams_read_cache_hits_total", cache=c) for c in tiers) >= 3
     assert sum(value(after, "tams_read_cache_entries", cache=c) for c in tiers) >= 1
