@@ -63,6 +63,8 @@ def test_live_flows_are_in_the_cache_before_the_first_request_after_a_restart(tm
         for k, body in enumerate(live):
             for second in range(3 + 3 * k):  # 3, 6 and 9 segments: tails of 3, 4 and 4 rows
                 _post(client, body["id"], second)
+        engine = services_of(client.app).catalog.engine
+        assert isinstance(engine, CachingEngine) and engine.segments.wait_warmed(30)  # (the registrations' loads)
         reads_before_restart = _reads(client)
 
     app = create_app(settings)

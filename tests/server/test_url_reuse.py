@@ -143,6 +143,7 @@ def test_streaming_a_flow_too_long_to_cache_keeps_what_readers_reread(tmp_path: 
         post(client, short, [{"object_id": f"s{i}", "timerange": f"[{i}:0_{i + 1}:0)"} for i in range(5)])
         post(client, long, [{"object_id": f"l{i}", "timerange": f"[{i}:0_{i + 1}:0)"} for i in range(30)])
         cache = services_of(client.app).catalog.engine
+        assert cache.segments.wait_warmed(30)  # the flows loaded since their registrations (in the background)
         for _ in range(2):  # the live edge's readers come back
             assert len(listing(client, short)) == 5
         assert len(listing(client, long)) == 30
