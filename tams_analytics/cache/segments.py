@@ -119,7 +119,7 @@ class FlowSegments:
         rows = records or columns is None or not set(columns) <= {"flow_id", *BOUNDS}
         edge = bool(order_by) and order_by[0] == ("start_ns", True) and limit is not None and limit <= self.tail_rows
         if edge and load:
-            missing = [f for f in flows if self._peek(f) is None]
+            missing = [f for f in flows if self.kept(f, use=False) is None]
             if missing:  # the store reads a live edge's page by its window; the flow is loaded in the background
                 self.warm(missing)
                 return None
@@ -240,9 +240,10 @@ class FlowSegments:
                     self.bounds_only.discard(flow_id)
         return value if isinstance(value, Timeline) else None
 
-    def kept(self, flow_id: Hashable) -> Entry | None:
+    def kept(self, flow_id: Hashable, *, use: bool = True) -> Entry | None:
+        """The flow's entry if kept; ``use``: counted as a read of it (the background loader's checks are not)."""
         for cache in (self.with_rows, self.bounds_only):
-            hit, value = cache.get(flow_id)
+            hit, value = cache.get(flow_id) if use else cache.peek(flow_id)
             if hit:
                 return value
         return None
@@ -284,7 +285,7 @@ class FlowSegments:
         is kept as such (its queries go to the store); one written while this loads is left to load on use. A chunk
         with a flow being written is skipped whole, unless ``partial`` (then only that flow is). Returns how many
         flows were kept."""
-        flows = [f for f in dict.fromkeys(flow_ids) if self._peek(f) is None]
+        flows = [f for f in dict.fromkeys(flow_ids) if self.kept(f, use=False) is None]
         loaded = 0
         for at in range(0, len(flows), PRELOAD_CHUNK):
             chunk = flows[at : at + PRELOAD_CHUNK]
@@ -345,14 +346,6 @@ class FlowSegments:
         else:  # a new flow: its tail fills as segments are appended
             tail = _SEGMENTS.empty_table()
         return timeline.with_tail(tail, self.tail_rows)
-
-    def _peek(self, flow_id: Hashable) -> Entry | None:
-        """The flow's entry if kept, not counted as a use."""
-        for cache in (self.with_rows, self.bounds_only):
-            hit, value = cache.peek(flow_id)
-            if hit:
-                return value
-        return None
 
     # -- loading in the background -----------------------------------------------------------------------------
     def warm(self, flow_ids: Iterable[Hashable]) -> None:
@@ -429,7 +422,7 @@ class FlowSegments:
         with self._warm_wake:
             for flow_id in chunk:
                 tries = self._warm_queue.pop(flow_id, None)
-                if tries is not None and tries + 1 < WARM_TRIES and self._peek(flow_id) is None:
+                if tries is not None and tries + 1 < WARM_TRIES and self.kept(flow_id, use=False) is None:
                     self._warm_queue[flow_id] = tries + 1  # written meanwhile: again, after the others
                     again = max(again, tries + 1)
             if again:
