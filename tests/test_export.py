@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from tams_analytics.export import (
     PARTITION_COLUMN,
     ROWS_PER_GROUP,
     _batches,
+    _WrittenFiles,
     export_catalog,
     export_schema,
     hive_ddl,
@@ -157,6 +159,27 @@ def test_segments_stream_in_batches(reader: Catalog) -> None:
     assert len(batches) > 1 and max(b.num_rows for b in batches) <= 700
     assert sum(seen) == reader.count("segments")
     assert all(b.schema == export_schema("segments") for b in batches)
+
+
+def test_arrow_holds_no_python_callable_of_an_export_once_it_returns(
+    reader: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arrow releases ``write_dataset``'s file visitor on its own thread, often after the call returned; a release
+    that meets the interpreter's exit aborts the process (exit 134, apache/arrow#36980), as the CLI's export did
+    in CI. The export returns only once every visitor it gave Arrow is gone."""
+    given: list[weakref.ref[Any]] = []
+    make = _WrittenFiles.visitor
+
+    def visitor(self: _WrittenFiles) -> Any:
+        visit = make(self)
+        given.append(weakref.ref(visit))
+        return visit
+
+    monkeypatch.setattr(_WrittenFiles, "visitor", visitor)
+    for i in range(5):  # without the wait, a visitor outlives the call in most runs (85 % here)
+        export_catalog(reader, str(tmp_path / f"export-{i}"), tables=["segments", "flows"])
+        assert [ref() for ref in given] == [None] * len(given)
+    assert len(given) == 10
 
 
 def test_an_existing_export_is_kept_unless_overwrite(

@@ -14,7 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Unpack
@@ -129,6 +131,40 @@ def _batches(
                 on_batch(batch.num_rows)
 
 
+RELEASE_WAIT_S = 5.0
+"""How long an export waits for Arrow to let go of its file visitor (see :class:`_FileVisitor`)."""
+
+
+class _WrittenFiles:
+    """The files ``write_dataset`` writes, collected by a visitor, and the moment Arrow lets go of that visitor.
+
+    Arrow releases the visitor on one of its own threads, often after ``write_dataset`` has returned
+    (apache/arrow#36980: here 85 % of calls, on pyarrow 23 and 26). The release takes the GIL; if it meets the
+    interpreter's exit, the thread is stopped inside a C++ destructor and the process aborts ("terminate called
+    without an active exception", exit 134) after the export succeeded. :meth:`wait_released` waits for it while
+    Python can still take the GIL. The visitor is handed to Arrow only, so Arrow holds its last reference.
+    """
+
+    def __init__(self) -> None:
+        self.files: list[ds.WrittenFile] = []
+        self._released = threading.Event()
+
+    def visitor(self) -> Callable[[ds.WrittenFile], None]:
+        """A new visitor for one ``write_dataset`` call; keep no reference to it."""
+        files = self.files
+
+        def visit(written: ds.WrittenFile) -> None:
+            files.append(written)
+
+        weakref.finalize(visit, self._released.set)
+        return visit
+
+    def wait_released(self) -> list[ds.WrittenFile]:
+        if not self._released.wait(RELEASE_WAIT_S):
+            logger.warning("Arrow still holds the export's file visitor %.0f s after writing", RELEASE_WAIT_S)
+        return self.files
+
+
 def _with_bucket(batches: Iterator[pa.RecordBatch], chars: int) -> Iterator[pa.RecordBatch]:
     for b in batches:
         yield b.append_column(PARTITION_COLUMN, flow_bucket(b.column("flow_id"), chars))
@@ -236,7 +272,7 @@ def _export_table(
     path = dest.path(name)
     schema = export_schema(name)
     bar.set_description(f"export {name}")
-    written: list[ds.WrittenFile] = []
+    collected = _WrittenFiles()
     batches = _batches(catalog, name, schema, batch_rows, bar.update, sort=sort)
     partitioning = None
     if name == "segments":
@@ -264,8 +300,9 @@ def _export_table(
         max_rows_per_group=ROWS_PER_GROUP,
         max_rows_per_file=ROWS_PER_FILE,
         existing_data_behavior="overwrite_or_ignore",
-        file_visitor=written.append,
+        file_visitor=collected.visitor(),
     )
+    written = collected.wait_released()
     if rows == 0:  # an empty table still gets a file, so that readers see its columns
         import pyarrow.parquet as pq
 
