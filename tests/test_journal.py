@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import duckdb
@@ -359,3 +360,79 @@ def test_without_a_journal_a_journaled_transaction_commits_as_any_other(tmp_path
     assert _count(engine) == 1 and engine._journal is None
     assert not os.path.exists(tmp_path / "tams.duckdb.journal")
     engine.close()
+
+
+def _mixed_writes(engine: Engine) -> None:
+    """Journaled writes whose order matters within a table: updates of overlapping rows with other values and
+    columns, an update of a row inserted after it, an update by another column, a delete, a None."""
+    at = [dt.datetime(2026, 11, 27, 1, i, tzinfo=dt.UTC) for i in range(8)]
+    third = "00000000-0000-4000-8000-00000000f10c"
+    steps: list[list[tuple[str, str, list[Any], dict[str, Any]]]] = [
+        [("update", "id", [FLOW, OTHER], {"segments_updated": at[0]})],
+        [("update", "id", [FLOW], {"segments_updated": at[1]})],
+        [("update", "id", [third], {"segments_updated": at[2]})],  # not there yet: no row
+        [("insert", "", [third], {})],
+        [("update", "id", [OTHER, third], {"segments_updated": at[3]})],
+        [("update", "id", [OTHER], {"label": "other", "segments_updated": at[4]})],
+        [("update", "id", [FLOW], {"label": None})],
+        [("update", "label", ["other"], {"description": "by label"})],
+        [("update", "id", [OTHER], {"segments_updated": None})],
+        [("delete", "id", [third], {})],
+        [("update", "id", [third, FLOW], {"segments_updated": at[5]})],
+    ]
+    for n, step in enumerate(steps):
+        with engine.journaled(), engine.transaction():
+            for kind, column, ids, values in step:
+                if kind == "insert":
+                    _flow(engine, ids[0])
+                elif kind == "delete":
+                    engine.delete("flows", [isin(column, ids)])
+                else:
+                    engine.update("flows", [isin(column, ids)], values)
+        for i in range(2):  # and registrations between them
+            _register(engine, 2 * n + i)
+
+
+def test_records_applied_together_leave_the_store_as_applied_one_by_one(tmp_path: Path) -> None:
+    """The applier joins each table's inserts, and its updates by id, into one statement (the live registrations'
+    ``segments_updated``: one statement per record before); what the store holds is what the writes, one by one
+    without a journal, leave."""
+    direct = _engine(tmp_path / "direct.duckdb", journal=False)
+    journaled = _engine(tmp_path / "journaled.duckdb")
+    for engine in (direct, journaled):
+        _flow(engine)
+        _flow(engine, OTHER)
+    assert journaled._journal is not None
+    with journaled._journal.paused():  # every record waits, to be applied in one transaction
+        _mixed_writes(journaled)
+    _mixed_writes(direct)
+    journaled.checkpoint()
+    columns = {"flows": ["id", "label", "description", "segments_updated"], "segments": ["flow_id", "timerange"]}
+    for table, names in columns.items():
+        got, want = (sorted(map(str, e.records(table, [], columns=names))) for e in (journaled, direct))
+        assert got == want, table
+    assert journaled.journal_state()[1] == journaled._journal.log.last
+    direct.close()
+    journaled.close()
+
+
+def test_a_run_of_registrations_is_three_statements() -> None:
+    """A live ingest's records (a segment, its object, its flow's ``segments_updated``) applied together: one insert
+    per table and one update of the flows, each flow taking its last value."""
+    from tams_analytics.engines.duckdb.coalesce import KeyedUpdate, coalesced
+
+    at = [dt.datetime(2026, 11, 27, 1, 0, i, tzinfo=dt.UTC) for i in range(60)]
+    flows = [FLOW, OTHER, "f3"]
+    changes = []
+    for i in range(60):
+        changes += [
+            Change("segments", rows=_segment(i, flows[i % 3])),
+            Change("objects", rows=pa.table({"id": [f"o{i}"]})),
+            Change("flows", where=(isin("id", [flows[i % 3]]),), values={"segments_updated": at[i]}),
+        ]
+    out = coalesced(changes)
+    assert [type(c).__name__ for c in out] == ["Change", "Change", "KeyedUpdate"]
+    update = out[2]
+    assert isinstance(update, KeyedUpdate) and update.columns == ("segments_updated",)
+    assert update.rows == {FLOW: (at[57],), OTHER: (at[58],), "f3": (at[59],)}
+    assert [c.rows.num_rows for c in out[:2] if c.rows is not None] == [60, 60]

@@ -21,8 +21,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-import pyarrow as pa
-
 from tams_analytics.engines.base import Change
 from tams_analytics.exceptions import InsufficientStorageError, StoreUnavailableError, TamsError
 from tams_analytics.journal import codec
@@ -38,7 +36,6 @@ if TYPE_CHECKING:
 __all__ = [
     "STATE_TABLE",
     "Journal",
-    "coalesced",
     "journal_folder",
     "new_store_id",
     "refuse_unapplied_journal",
@@ -294,25 +291,3 @@ def refuse_unapplied_journal(path: str) -> None:
             "yet (its server stopped before it applied them), and it cannot be opened for writes here to apply "
             "them: start its server again (or run this where the store can be written)"
         )
-
-
-def coalesced(changes: Sequence[Change]) -> list[Change]:
-    """``changes`` in an order with the same effect and fewer statements: the inserts into one table between its
-    updates and deletes joined into one (rows of one table, conformed alike)."""
-    out: list[Change] = []
-    inserts: dict[str, list[pa.Table]] = {}
-
-    def flush(table: str) -> None:
-        rows = inserts.pop(table, None)
-        if rows:
-            out.append(Change(table, rows=rows[0] if len(rows) == 1 else pa.concat_tables(rows)))
-
-    for change in changes:
-        if change.rows is not None:
-            inserts.setdefault(change.table, []).append(change.rows)
-        else:
-            flush(change.table)
-            out.append(change)
-    for table in list(inserts):
-        flush(table)
-    return out

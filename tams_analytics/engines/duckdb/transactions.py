@@ -18,10 +18,11 @@ import duckdb
 
 from tams_analytics.engines.base import Change
 from tams_analytics.engines.duckdb import reads
+from tams_analytics.engines.duckdb.coalesce import KeyedUpdate, coalesced
 from tams_analytics.engines.duckdb.connections import Connections
 from tams_analytics.engines.duckdb.ddl import table_statements
 from tams_analytics.engines.duckdb.faults import StoreFault, store_fault
-from tams_analytics.engines.duckdb.journaled import STATE_TABLE, Journal, coalesced, new_store_id
+from tams_analytics.engines.duckdb.journaled import STATE_TABLE, Journal, new_store_id
 from tams_analytics.engines.duckdb.lists import ListLimits
 from tams_analytics.engines.duckdb.upkeep import CheckpointObserver, tell, wal_bytes
 from tams_analytics.engines.duckdb.writes import LIST_ROWS, list_insert_sql, refuse_nulls
@@ -239,6 +240,15 @@ class Transactions(Connections):
         row = reads.run(self._writer, sql, params, reads.rows)[0]
         return int(row[0]) if row else 0
 
+    def _run_keyed_update(self, update: KeyedUpdate) -> None:
+        """Run the updates joined in ``update`` as one statement: each column one list parameter, joined on the key."""
+        key, table = quote(update.key), quote(update.table)
+        given = (update.key, *update.columns)
+        select = ", ".join(f"unnest(?) AS {quote(c)}" for c in given)
+        sets = ", ".join(f"{quote(c)} = u.{quote(c)}" for c in update.columns)
+        sql = f"UPDATE {table} SET {sets} FROM (SELECT {select}) AS u WHERE {table}.{key} = u.{key}"
+        self._writer.execute(sql, [list(update.rows), *(list(c) for c in zip(*update.rows.values(), strict=True))])
+
     # -- the journal ---------------------------------------------------------------------------------------------
     def apply_records(self, records: Sequence[tuple[int, Sequence[Change]]]) -> None:
         """Apply journaled ``records`` (``(seq, changes)``, in order) in one transaction that also notes the last one
@@ -248,7 +258,10 @@ class Transactions(Connections):
             self._begin()
             try:
                 for change in coalesced([c for _, changes in records for c in changes]):
-                    self._run_change(change)
+                    if isinstance(change, KeyedUpdate):
+                        self._run_keyed_update(change)
+                    else:
+                        self._run_change(change)
                 self._writer.execute(f'UPDATE "{STATE_TABLE}" SET "applied" = ?', [records[-1][0]])
             except BaseException as exc:
                 self._rolled_back(exc, notify=False)
