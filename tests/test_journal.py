@@ -110,6 +110,32 @@ def test_a_read_waits_for_the_records_it_must_show_and_no_other(store: Engine) -
     assert store.records("flows", [Term("id", "==", FLOW)], columns=["label"]) == [{"label": "after 0"}]
 
 
+def test_the_applier_gathers_records_until_a_read_needs_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records are applied a round at a time (each transaction's own cost paid a few times a second), but a read
+    that needs them has them applied at once: it never waits for the round."""
+    from tams_analytics.engines.duckdb import journaled
+
+    monkeypatch.setattr(journaled, "APPLY_ROUND_S", 60.0)
+    engine = _engine(tmp_path / "tams.duckdb")
+    _flow(engine)
+    _flow(engine, OTHER)
+    journal = engine._journal
+    assert journal is not None
+    for i in range(3):
+        _register(engine, i)
+    time.sleep(0.5)
+    assert engine.journal_state()[1] < journal.log.last  # gathered, not applied yet
+    assert _count(engine, OTHER) == 0  # a read that needs none of them does not hurry them
+    assert engine.journal_state()[1] < journal.log.last
+    seen: list[int] = []
+    reader = threading.Thread(target=lambda: seen.append(_count(engine)))
+    reader.start()
+    reader.join(10)  # not the round's 60 s
+    assert seen == [3]
+    assert engine.journal_state()[1] == journal.log.last
+    engine.close()
+
+
 def test_a_direct_transaction_runs_after_every_record_and_alone(store: Engine) -> None:
     journal = store._journal
     assert journal is not None
