@@ -10,12 +10,13 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from tams_analytics.cache import CachingEngine
+from tams_analytics.cache import CachingEngine, id_ranges
 from tams_analytics.cache.known import MERGE_AT, KnownIds, hash_ids
 from tams_analytics.catalog import Catalog, connect
 from tams_analytics.catalog.registration import Registration, register_batch
@@ -79,17 +80,17 @@ def test_a_registration_of_new_objects_reads_no_object_from_the_store(counted: t
     catalog, reads = counted
     flow = video_flow()
     catalog.put_flow(flow)
-    _register(catalog, flow["id"], 0, str(uuid.uuid4()))  # the flow's row and timeline are read once here
     engine = catalog.engine
     assert isinstance(engine, CachingEngine)
     deadline = time.monotonic() + 10
     while not engine.object_ids.loaded and time.monotonic() < deadline:
         time.sleep(0.01)
+    reused = str(uuid.uuid4())  # known absent: neither read nor kept in memory when it is registered
+    _register(catalog, flow["id"], 0, reused)  # the flow's row and timeline are read once here
     reads.clear()
     for second in range(1, 30):
         _register(catalog, flow["id"], second, str(uuid.uuid4()))
     assert not [k for k in reads if k.endswith(" objects") and not k.startswith("insert")], reads
-    reused = catalog.rows("segments", columns=["object_id"]).column("object_id")[0].as_py()
     reads.clear()
     other = video_flow()
     catalog.put_flow(other)
@@ -122,3 +123,41 @@ def test_the_known_ids_are_read_beside_writes_and_miss_none(tmp_path: Path) -> N
         assert not any(engine.object_ids.maybe([str(uuid.uuid4()) for _ in range(1000)]))
     finally:
         catalog.close()
+
+
+def test_id_ranges_put_every_string_in_exactly_one() -> None:
+    samples = [str(uuid.uuid4()) for _ in range(2000)] + ["", "0", "ff", "plain", "Z", "~", "00", "3f", "40", "é"]
+    for count in (1, 3_000_000, 20_000_000, 10**9):
+        ranges = id_ranges(count, 2_000_000)
+        assert len(ranges) == min(256, max(1, 2 ** int(np.ceil(np.log2(max(1, count / 2_000_000))))))
+        for sid in samples:
+            inside = [all(_holds(t, sid) for t in where) for where in ranges]
+            assert inside.count(True) == 1, (count, sid)
+
+
+def _holds(term: Any, value: str) -> bool:
+    return bool(value >= term.value if term.op == ">=" else value < term.value)
+
+
+def test_the_known_ids_are_read_range_by_range_and_miss_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ids read a range at a time (16 ranges here), unordered; ids that are not UUIDs land in the outer ranges."""
+    import tams_analytics.cache as cache
+
+    monkeypatch.setattr(cache, "ID_PAGE", 2_000)
+    url = f"duckdb:///{tmp_path / 'tams.duckdb'}"
+    store = connect(url, create=True)
+    ids = [str(uuid.uuid4()) for _ in range(30_000)] + ["plain", "Z-upper", "", "~tilde", "0", "ffff-last"]
+    store.engine.insert("objects", pa.table({"id": ids}))
+    store.close()
+    engine = CachingEngine(connect(url).engine)
+    try:
+        pages = list(engine._stored_object_ids())
+        assert len(pages) == 16
+        assert sorted(i for page in pages for i in page.to_pylist()) == sorted(ids)
+        deadline = time.monotonic() + 30
+        while not engine.object_ids.loaded and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert all(engine.object_ids.maybe(ids))
+        assert len(engine.object_ids) == len(ids)
+    finally:
+        engine.close()

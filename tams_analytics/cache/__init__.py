@@ -64,8 +64,30 @@ class CacheConfig:
     tail_rows: int = 128
 
 
-#: object ids read at a time when the read cache learns every stored id (about 40 MB of Arrow)
-ID_PAGE: Final = 1_000_000
+#: object ids read at a time, about, when the read cache learns every stored id (about 90 MB of Arrow)
+ID_PAGE: Final = 2_000_000
+
+
+def id_ranges(count: int, page: int = ID_PAGE) -> list[list[Predicate]]:
+    """Conditions that split ids into ranges of about ``page`` each, if the ``count`` ids are spread as random UUIDs
+    (hexadecimal): split on their first one or two characters, in two, four, ... 256 ranges. Any string is in exactly
+    one range (the first is unbounded below, the last above); other ids only make them uneven.
+
+    >>> [[(t.op, t.value) for t in r] for r in id_ranges(5_000_000, 2_000_000)]
+    [[('<', '4')], [('>=', '4'), ('<', '8')], [('>=', '8'), ('<', 'c')], [('>=', 'c')]]
+    """
+    parts = 1
+    while parts * page < count and parts < 256:
+        parts *= 2
+    chars = 1 if parts <= 16 else 2
+    cuts = [format(i * 16**chars // parts, f"0{chars}x") for i in range(1, parts)]
+    lows: list[str | None] = [None, *cuts]
+    highs: list[str | None] = [*cuts, None]
+    ranges: list[list[Predicate]] = []
+    for lo, hi in zip(lows, highs, strict=True):
+        where: list[Predicate] = [Term("id", ">=", lo)] if lo else []
+        ranges.append([*where, Term("id", "<", hi)] if hi else where)
+    return ranges
 
 
 class CachingEngine(EngineDecorator):
@@ -110,22 +132,17 @@ class CachingEngine(EngineDecorator):
         self.object_ids.load_in_background(self._stored_object_ids)
 
     def _stored_object_ids(self) -> Iterator[pa.Array]:
-        """Every object id the store holds, in pages of :data:`ID_PAGE` in id order (for :attr:`object_ids`).
+        """Every object id the store holds, in pages of about :data:`ID_PAGE` (for :attr:`object_ids`).
 
-        Through the engine's ``query``, which any thread may call, not its lazy ``table``: that one's connection is
-        the caller's (ibis's), and a scan from this thread beside the caller's queries breaks both (DuckDB 1.3:
-        "an unsuccessful or closed pending query result")."""
-        after: str | None = None
-        while True:
-            where = [] if after is None else [Term("id", ">", after)]
-            page = self.inner.query("objects", where, columns=["id"], order_by=[("id", False)], limit=ID_PAGE)
-            if page.num_rows == 0:
-                return
-            ids = page.column("id")
-            yield ids.combine_chunks()
-            if page.num_rows < ID_PAGE:
-                return
-            after = ids[-1].as_py()
+        Each page is a range of ids (:func:`id_ranges`), read unordered: a page in id order made the store sort the
+        whole table for each (8 M objects: 26 s against 2.5 s on a quiet machine). Through the engine's ``query``, which
+        any thread may call, not its lazy ``table``: that one's connection is the caller's (ibis's), and a scan from
+        this thread beside the caller's queries breaks both (DuckDB 1.3: "an unsuccessful or closed pending query
+        result")."""
+        for where in id_ranges(self.inner.count("objects"), ID_PAGE):
+            page = self.inner.query("objects", where, columns=["id"])
+            if page.num_rows:
+                yield page.column("id").combine_chunks()
 
     def close(self) -> None:
         self.segments.close()

@@ -22,7 +22,7 @@ from typing import Final
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["KnownIds", "hash_ids"]
+__all__ = ["KnownIds", "hash_ids", "sorted_unique"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,22 @@ def hash_ids(ids: pa.Array | pa.ChunkedArray | Sequence[str]) -> np.ndarray:
                 chunk = rows[at : at + _CHUNK]
                 out[chunk] = _hash_block(_padded(data, offsets[chunk], length))
     return out
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``values`` sorted, each once: ``np.unique`` by a sort. NumPy 2.3's ``np.unique`` of integers goes through a hash
+    table, slow for millions of distinct values (8 M hashes: 12.2 s against 0.15 s).
+
+    >>> sorted_unique(np.array([3, 1, 3, 2], dtype=np.uint64)).tolist()
+    [1, 2, 3]
+    """
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
 
 
 #: rows hashed at once (a block of 8 bytes a lane for each: bounded memory)
@@ -130,9 +146,9 @@ class KnownIds:
         """Know every id ``read`` gives (in batches: every id stored; call it after the feed began), then answer."""
         started = time.perf_counter()
         parts = [hash_ids(batch) for batch in read()]
-        stored = np.unique(np.concatenate(parts)) if parts else np.empty(0, np.uint64)
+        stored = sorted_unique(np.concatenate(parts)) if parts else np.empty(0, np.uint64)
         with self._lock:
-            self._sorted = np.union1d(self._sorted, stored) if len(self._sorted) else stored
+            self._sorted = sorted_unique(np.concatenate([self._sorted, stored])) if len(self._sorted) else stored
             self._loaded = True
         logger.info(
             "read cache: %s %s ids known in %.2f s (%.0f MiB)",
