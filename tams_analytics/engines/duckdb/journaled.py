@@ -3,10 +3,11 @@ record is synced, and the thread that applies the records to the store behind th
 
 The store holds, in its ``journal_state`` table, the store's identity (the journal's files carry it too, so that a
 journal is never applied to another store) and the number of the last record applied, written in the same
-transaction as that record's rows. :class:`Journal` applies every record after it when the store is opened, then
-each new one as it comes, many to a transaction (:meth:`Journal._run`); a storage fault leaves the records queued and
-the store is tried again. A direct (not journaled) transaction first waits for every record to be applied and holds
-the journal meanwhile (:meth:`Journal.exclusive`).
+transaction as that record's rows. :class:`Journal` applies every record after it when the store is opened, then the
+new ones as they come, many to a transaction (:meth:`Journal._run`: those of :data:`APPLY_ROUND_S`, or at once for a
+read that waits for them); a storage fault leaves the records queued and the store is tried again. A direct (not
+journaled) transaction first waits for every record to be applied and holds the journal meanwhile
+(:meth:`Journal.exclusive`).
 """
 
 from __future__ import annotations
