@@ -25,7 +25,7 @@ from tams_analytics.engines.duckdb.faults import StoreFault, store_fault
 from tams_analytics.engines.duckdb.journaled import STATE_TABLE, Journal, new_store_id
 from tams_analytics.engines.duckdb.lists import ListLimits
 from tams_analytics.engines.duckdb.upkeep import CheckpointObserver, tell, wal_bytes
-from tams_analytics.engines.duckdb.writes import LIST_ROWS, list_insert_sql, refuse_nulls
+from tams_analytics.engines.duckdb.writes import LIST_ROWS, list_insert_sql, list_update_sql, refuse_nulls
 from tams_analytics.engines.sql import Params, quote, where_sql
 from tams_analytics.engines.windows import FlowExtents
 from tams_analytics.exceptions import InsufficientStorageError, StoreUnavailableError, TamsError
@@ -241,13 +241,9 @@ class Transactions(Connections):
         return int(row[0]) if row else 0
 
     def _run_keyed_update(self, update: KeyedUpdate) -> None:
-        """Run the updates joined in ``update`` as one statement: each column one list parameter, joined on the key."""
-        key, table = quote(update.key), quote(update.table)
-        given = (update.key, *update.columns)
-        select = ", ".join(f"unnest(?) AS {quote(c)}" for c in given)
-        sets = ", ".join(f"{quote(c)} = u.{quote(c)}" for c in update.columns)
-        sql = f"UPDATE {table} SET {sets} FROM (SELECT {select}) AS u WHERE {table}.{key} = u.{key}"
-        self._writer.execute(sql, [list(update.rows), *(list(c) for c in zip(*update.rows.values(), strict=True))])
+        """Run the updates joined in ``update`` as one statement (:func:`list_update_sql`)."""
+        values = (list(c) for c in zip(*update.rows.values(), strict=True))
+        self._writer.execute(list_update_sql(update.table, update.key, update.columns), [list(update.rows), *values])
 
     # -- the journal ---------------------------------------------------------------------------------------------
     def apply_records(self, records: Sequence[tuple[int, Sequence[Change]]]) -> None:

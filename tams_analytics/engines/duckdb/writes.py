@@ -12,7 +12,7 @@ from tams_analytics.engines.duckdb.ddl import DUCKDB_TYPES
 from tams_analytics.engines.sql import quote
 from tams_analytics.schema import SCHEMAS
 
-__all__ = ["INSERTED", "LIST_ROWS", "conform", "list_insert_sql", "refuse_nulls"]
+__all__ = ["INSERTED", "LIST_ROWS", "conform", "list_insert_sql", "list_update_sql", "refuse_nulls"]
 
 #: up to this many rows an insert binds each column as one list parameter, unnested (:func:`list_insert_sql`): one
 #: DuckDB call, where an Arrow table's scan takes two (each hands the GIL over), and a plan of one expression a
@@ -34,6 +34,18 @@ def list_insert_sql(name: str) -> str:
     columns = ", ".join(quote(f.name) for f in INSERTED[name])
     lists = ", ".join(f"UNNEST(?::{DUCKDB_TYPES[str(f.type)]}[])" for f in INSERTED[name])
     return f"INSERT INTO {quote(name)} ({columns}) SELECT {lists}"
+
+
+@functools.cache
+def list_update_sql(name: str, key: str, columns: tuple[str, ...]) -> str:
+    """The update of rows named by ``key``, given as one list parameter a column (the keys', then each of
+    ``columns``'), typed as :func:`list_insert_sql` types them: row ``i`` of the lists sets ``columns`` on the rows
+    whose ``key`` is the ``i``-th key."""
+    types = {f.name: DUCKDB_TYPES[str(f.type)] for f in INSERTED[name]}
+    lists = ", ".join(f"UNNEST(?::{types[c]}[]) AS {quote(c)}" for c in (key, *columns))
+    sets = ", ".join(f"{quote(c)} = u.{quote(c)}" for c in columns)
+    table = quote(name)
+    return f"UPDATE {table} SET {sets} FROM (SELECT {lists}) AS u WHERE {table}.{quote(key)} = u.{quote(key)}"
 
 
 def conform(name: str, rows: pa.Table) -> pa.Table:
