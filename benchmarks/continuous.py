@@ -11,10 +11,12 @@ capacity store's flows (``--capacity-resume RATE``), and the store check: every 
 two segments of a flow overlapping.
 
 A line reports POSTs offered and achieved, POST p50/p99/max and how many took over 250 ms, edge-read p50/p99/max, the
-slowest 5-s window (its POST p99 and when), the DuckDB checkpoints seen (``tams_store_checkpoint_seconds``: when, and
-how long each held the writer), each process's RSS at the start, at minute 5 (or halfway, for a run under ten
-minutes) and at the end, and the machine's load. A line is *held* when at least 97 % of the offered rate is achieved,
-POST p99 <= 50 ms, no POST over 250 ms, edge p99 <= 20 ms and nothing is lost or overlaps.
+slowest 5-s window (its POST p99 and when), the DuckDB checkpoints seen (``tams_store_checkpoint_seconds``: when, how
+long each held the writer, and what the store process wrote to disk in the sample that saw it), what the store process
+wrote a minute (``write_bytes``: journal, WAL and checkpoints; what ingest costs the disk), each process's RSS at the
+start, at minute 5 (or halfway, for a run under ten minutes) and at the end, and the machine's load. A line is *held*
+when at least 97 % of the offered rate is achieved, POST p99 <= 50 ms, no POST over 250 ms, edge p99 <= 20 ms and
+nothing is lost or overlaps.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class Checkpoint:
     ms: float
     #: checkpoints between the two scrapes (ms is their mean when more than one)
     count: int = 1
+    #: MiB the store process wrote between the two scrapes (the checkpoint's writes and the ingest's of those seconds)
+    written_mb: float = math.nan
 
 
 @dataclass
@@ -88,6 +92,8 @@ class ContinuousLine:
     #: process -> RSS MiB at the start, at the mark (``rss_mark_s``) and at the end
     rss_mb: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     rss_mark_s: float = 0.0
+    #: MiB the store process wrote to disk a minute over the line (``/proc/PID/io`` ``write_bytes``)
+    store_written_mb_per_min: float = math.nan
     #: 1-minute load average at the start and at the end
     load_start: float = math.nan
     load_end: float = math.nan
@@ -117,13 +123,14 @@ class ContinuousLine:
 
 # -- the sampler ----------------------------------------------------------------------------------------------------
 class Sampler:
-    """Every ``every_s`` in a thread: the RSS of each of the server's processes and its checkpoint counter."""
+    """Every ``every_s`` in a thread: the RSS of each of the server's processes, the bytes its store process has
+    written to disk, and its checkpoint counter."""
 
     def __init__(self, server: LiveServer, every_s: float) -> None:
         self.server = server
         self.every_s = every_s
-        #: (perf_counter time, RSS MiB by process, checkpoints count, checkpoints seconds sum)
-        self.samples: list[tuple[float, dict[str, float], float, float]] = []
+        #: (perf_counter time, RSS MiB by process, checkpoints count, checkpoints seconds sum, MiB the store wrote)
+        self.samples: list[tuple[float, dict[str, float], float, float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
 
@@ -144,23 +151,30 @@ class Sampler:
     def sample(self) -> None:
         from benchmarks.capacity import parse_metrics
 
-        rss = process_rss(self.server.pid)
+        rss, written = process_stats(self.server.pid)
         try:
             metrics = parse_metrics(httpx.get(f"{self.server.base_url}/metrics", timeout=10.0).text)
         except httpx.HTTPError:
             metrics = {}
         count = metrics.get(("tams_store_checkpoint_seconds_count", ()), math.nan)
         total = metrics.get(("tams_store_checkpoint_seconds_sum", ()), math.nan)
-        self.samples.append((time.perf_counter(), rss, count, total))
+        self.samples.append((time.perf_counter(), rss, count, total, written))
 
     def checkpoints(self, start: float) -> list[Checkpoint]:
         """The checkpoints between consecutive samples (from ``start``, a ``perf_counter`` time)."""
         out = []
-        for (_t0, _r0, c0, s0), (t1, _r1, c1, s1) in zip(self.samples, self.samples[1:], strict=False):
+        for (_t0, _r0, c0, s0, w0), (t1, _r1, c1, s1, w1) in zip(self.samples, self.samples[1:], strict=False):
             n = round(c1 - c0) if math.isfinite(c1 - c0) else 0
             if n > 0 and t1 >= start:
-                out.append(Checkpoint(round(t1 - start, 1), 1000 * (s1 - s0) / n, n))
+                out.append(Checkpoint(round(t1 - start, 1), 1000 * (s1 - s0) / n, n, w1 - w0))
         return out
+
+    def written_per_min(self, start: float) -> float:
+        """MiB the store process wrote a minute from ``start`` to the last sample (NaN when it could not be read)."""
+        after = [s for s in self.samples if s[0] >= start - self.every_s]
+        if len(after) < 2 or after[-1][0] <= after[0][0]:
+            return math.nan
+        return 60 * (after[-1][4] - after[0][4]) / (after[-1][0] - after[0][0])
 
     def rss(self, start: float, mark_s: float) -> tuple[dict[str, tuple[float, float, float]], float]:
         """Each process's RSS at ``start``, at ``mark_s`` after it (the sample nearest) and at the end; and the mark's
@@ -172,27 +186,32 @@ class Sampler:
         return {p: (first[1][p], mark[1][p], last[1][p]) for p in names}, mark[0] - start
 
 
-def process_rss(pid: int) -> dict[str, float]:
+def process_stats(pid: int) -> tuple[dict[str, float], float]:
     """RSS MiB of ``serve`` (``supervisor``, or ``server`` when it serves alone) and each child: ``store``,
-    ``http-1``, ``http-2``, ... (by process id)."""
+    ``http-1``, ``http-2``, ... (by process id); and the MiB the process that holds the store (the store process, or
+    the lone server) has written to disk since it started (NaN if unreadable)."""
     import psutil
 
     out: dict[str, float] = {}
+    written = math.nan
     try:
         top = psutil.Process(pid)
         children = sorted(top.children(recursive=True), key=lambda p: p.pid)
         out["supervisor" if children else "server"] = top.memory_info().rss / 2**20
+        if not children:
+            written = top.io_counters().write_bytes / 2**20
         http = 0
         for child in children:
             command = " ".join(child.cmdline())
             if "server.processes store" in command:
                 out["store"] = child.memory_info().rss / 2**20
+                written = child.io_counters().write_bytes / 2**20
             elif "server.processes http" in command:
                 http += 1
                 out[f"http-{http}"] = child.memory_info().rss / 2**20
     except psutil.Error:
         pass
-    return out
+    return out, written
 
 
 # -- a line -------------------------------------------------------------------------------------------------------
@@ -288,6 +307,7 @@ async def _drive(
     line = _measure(gen, tag, store, rate, minutes, start, config.window_s)
     line.client_cpu = (cpu1 - cpu0) / max(1e-9, seconds)
     line.checkpoints = sampler.checkpoints(start)
+    line.store_written_mb_per_min = sampler.written_per_min(start)
     line.rss_mb, line.rss_mark_s = sampler.rss(start, min(RSS_MARK_S, seconds / 2))
     line.load_start, line.load_end = load_start, os.getloadavg()[0]
     befores: dict[int, dict[str, list[tuple[str, str]]]] = {}
@@ -411,12 +431,16 @@ def format_continuous(lines: list[ContinuousLine], window_s: float = 5.0) -> lis
         )
         if line.checkpoints:
             seen = ", ".join(
-                f"{c.ms:.0f} ms @ {c.at_s:g} s" + (f" (mean of {c.count})" if c.count > 1 else "")
+                f"{c.ms:.0f} ms @ {c.at_s:g} s"
+                + (f" (mean of {c.count})" if c.count > 1 else "")
+                + (f", {c.written_mb:,.0f} MiB" if math.isfinite(c.written_mb) else "")
                 for c in line.checkpoints
             )
-            out.append(f"{head} checkpoints: {seen}")
+            out.append(f"{head} checkpoints (ms @ s, MiB the store process wrote in that sample): {seen}")
         else:
             out.append(f"{head} no checkpoint")
+        if math.isfinite(line.store_written_mb_per_min):
+            out.append(f"{head} the store process wrote {line.store_written_mb_per_min:,.0f} MiB a minute")
         mark = f"{line.rss_mark_s / 60:.1f} min" if line.rss_mark_s >= 60 else f"{line.rss_mark_s:.0f} s"
         rss = "; ".join(
             f"{p} {s:.0f}/{m:.0f}/{e:.0f} ({100 * line.rss_growth[p]:+.1f} %)" for p, (s, m, e) in line.rss_mb.items()

@@ -195,8 +195,9 @@ def test_capacity_steps_and_restarts(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_capacity_continuous_on_a_young_and_an_aged_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``--capacity-continuous`` on a young store and a small aged one side by side: each line's latencies, slowest
-    window, checkpoints and each process's RSS; the aged store built once into the cache, served from a copy (the cached
-    file untouched), found there the next time; the server started as a user starts it."""
+    window, checkpoints, what the store process wrote and each process's RSS; the aged store built once into the cache,
+    served from a copy (the cached file untouched), found there the next time; the server started as a user starts
+    it."""
     out, cache = tmp_path / "bench.json", tmp_path / "cache"
     args = ["bench", "--only", "capacity", "--capacity-size", "smoke", "--capacity-resume", "20"]
     args += ["--capacity-continuous", "20:0.05", "--capacity-store", "young,1200", "--capacity-store-cache", str(cache)]
@@ -217,6 +218,7 @@ def test_capacity_continuous_on_a_young_and_an_aged_store(tmp_path: Path, capsys
         assert 0 < x["post_p50_ms"] <= x["post_p99_ms"] <= x["post_max_ms"] and x["edge_max_ms"] >= x["edge_p99_ms"]
         assert x["slowest_window_p99_ms"] > 0 and 0 <= x["slowest_window_at_s"] < 3
         assert x["checkpoint_count"] == sum(c["count"] for c in x["checkpoints"])
+        assert x["store_written_mb_per_min"] > 0  # its WAL at least, read from the store process's write_bytes
         assert set(x["rss_mb"]) >= {"supervisor", "store", "http-1"}
         assert all(0 < r["start"] and 0 < r["end"] for r in x["rss_mb"].values())
         assert [r["how"] for r in x["resume"]] == ["SIGTERM", "SIGKILL"] and all(r["lost"] == 0 for r in x["resume"])
@@ -229,6 +231,7 @@ def test_capacity_continuous_on_a_young_and_an_aged_store(tmp_path: Path, capsys
     assert again.path == built and again.manifest == manifest
     printed = capsys.readouterr().out
     assert "young (120)" in printed and "1200 (1,200)" in printed and "RSS MiB start/" in printed
+    assert "MiB a minute" in printed
     page = record.render(data)
     assert "| young (120) | 20 × 0.05 |" in page and "`capacity_continuous_post_p99_ms`" in page
 
