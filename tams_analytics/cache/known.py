@@ -41,6 +41,8 @@ def hash_ids(ids: pa.Array | pa.ChunkedArray | Sequence[str]) -> np.ndarray:
     >>> (hash_ids(["x"]).tolist() == [b], a != b)
     (True, True)
     """
+    if isinstance(ids, pa.Array | pa.ChunkedArray) and len(ids) <= _FEW and not ids.null_count:
+        ids = ids.to_pylist()  # a live batch's few ids: hashed in Python, not through NumPy's per-call costs
     if isinstance(ids, list | tuple) and len(ids) <= _FEW:
         return np.fromiter((_hash_one(i.encode()) for i in ids), dtype=np.uint64, count=len(ids))
     if isinstance(ids, pa.ChunkedArray):

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 
 from tams_analytics.engines.base import OrderBy
 from tams_analytics.predicates import Predicate, Term, conjuncts, pinned
+from tams_analytics.pyrows import SMALL, column_values
 
 #: a page's answer: Arrow, or rows as dicts
 Answer = TypeVar("Answer", pa.Table, list[dict[str, Any]])
@@ -114,9 +115,13 @@ class FlowExtents:
         """Widen the kept extents of the flows the engine inserts ``rows`` of ``table`` into."""
         if table != "segments" or not self._extents:
             return
-        if rows.num_rows == 1:
-            start = rows.column("start_ns")[0].as_py()
-            spans = [(rows.column("flow_id")[0].as_py(), start, start, 1)]
+        if rows.num_rows <= SMALL:  # a live batch: Python's loop costs less than an Arrow group-by's call
+            found: dict[str, tuple[int, int, int]] = {}
+            flows, starts = column_values(rows.column("flow_id")), column_values(rows.column("start_ns"))
+            for flow_id, start in zip(flows, starts, strict=True):
+                lo, hi, n = found.get(flow_id, (start, start, 0))
+                found[flow_id] = (min(lo, start), max(hi, start), n + 1)
+            spans = [(flow_id, lo, hi, n) for flow_id, (lo, hi, n) in found.items()]
         else:
             with self._lock:
                 known = [f for f in pc.unique(rows.column("flow_id")).to_pylist() if f in self._extents]

@@ -74,8 +74,9 @@ def refuse_nulls(change: Change) -> None:
     other constraints are its types, which :func:`conform` casts to)."""
     required = _REQUIRED.get(change.table, ())
     if change.rows is not None:
-        nulls = [c for c in required if c in change.rows.column_names and change.rows.column(c).null_count]
-        nulls += [c for c in required if c not in change.rows.column_names]
+        names = set(change.rows.column_names)  # (a new list at each call of column_names)
+        nulls = [c for c in required if c in names and change.rows.column(c).null_count]
+        nulls += [c for c in required if c not in names]
     else:
         nulls = [c for c in required if c in (change.values or {}) and (change.values or {})[c] is None]
     if nulls:
