@@ -95,9 +95,11 @@ def _kill_halfway(source: Path, target: Path, after_rows: int) -> None:
 
 def test_a_copy_killed_halfway_continues_and_equals_a_clean_copy(source: Path, tmp_path: Path) -> None:
     target = tmp_path / "target.duckdb"
-    _kill_halfway(source, target, after_rows=1000)
+    # killed after its first batch: the copy runs on while the kill is on its way (on a loaded machine it finished
+    # the other 2,000 rows before a kill sent at 1,000)
+    _kill_halfway(source, target, after_rows=250)
     with _open(target) as half, _open(source) as whole:
-        assert 1000 <= half.count("segments") < whole.count("segments"), "killed halfway through the segments"
+        assert 250 <= half.count("segments") < whole.count("segments"), "killed halfway through the segments"
         assert half.count("flows") == whole.count("flows"), "the tables before the segments are copied whole"
         assert half.count("objects") == 0
 
