@@ -113,7 +113,8 @@ class Settings(BaseSettings):
     #: to the linger, numbers in benchmarks/README.md)
     group_commit_linger_us: int = Field(0, ge=0, le=100_000)
     #: at startup, before answering, the read cache loads the timelines (bounds and tail), rows and delete requests
-    #: of the flows whose segments changed in the last this many seconds, in a few statements for all of them:
+    #: of the flows whose segments changed within this many seconds of the store's newest change (the live ones when
+    #: it stopped, however long it was down), in a few statements for all of them:
     #: recorders resuming after a restart find them in memory instead of queueing their loads on the writer thread
     #: (0: none)
     preload_live_s: float = Field(600, ge=0)

@@ -122,11 +122,10 @@ def settle_uncertain(
 
 
 def preload_live_flows(catalog: Catalog, seconds: float) -> int:
-    """Load into the read cache, ahead, what the first registration of each flow whose segments changed in the last
-    ``seconds`` reads (the live ones: their recorders resume after a restart): the flow's timeline, row and delete
-    requests, a few statements for all of them, where each resuming flow's first POST would otherwise load its own
-    (up to five statements on the writer thread, every POST behind them waiting). Nothing without a read cache. Returns
-    how many timelines were loaded."""
+    """Load into the read cache, ahead, what the first registration of each live flow reads (:func:`live_flows`: their
+    recorders resume after a restart): the flow's timeline, row and delete requests, a few statements for all of
+    them, where each resuming flow's first POST would otherwise load its own (up to five statements on the writer
+    thread, every POST behind them waiting). Nothing without a read cache. Returns how many timelines were loaded."""
     engine = catalog.engine
     if seconds <= 0 or not isinstance(engine, CachingEngine):
         return 0
@@ -140,9 +139,19 @@ def preload_live_flows(catalog: Catalog, seconds: float) -> int:
 
 
 def live_flows(catalog: Catalog, seconds: float, limit: int | None = None) -> list[str]:
-    """The flows whose segments changed in the last ``seconds`` (the live ones), most recently changed first; at most
-    ``limit`` of them."""
-    since = utcnow() - dt.timedelta(seconds=seconds)
+    """The flows whose segments changed within ``seconds`` of the store's newest change (the live ones: those whose
+    recorders resume after a restart, also when the server was down for longer than ``seconds``), most recently
+    changed first; at most ``limit`` of them."""
+    newest = catalog.records(
+        "flows",
+        [Term("segments_updated", "notnull", None)],
+        columns=["segments_updated"],
+        order_by=[("segments_updated", True)],
+        limit=1,
+    )
+    if not newest:
+        return []
+    since = min(utcnow(), newest[0]["segments_updated"]) - dt.timedelta(seconds=seconds)
     found = catalog.records(
         "flows",
         [Term("segments_updated", ">=", since)],
