@@ -75,9 +75,8 @@ def test_live_flows_are_in_the_cache_before_the_first_request_after_a_restart(
         assert isinstance(engine, CachingEngine) and engine.segments.wait_warmed(30)  # (the registrations' loads)
         reads_before_restart = _reads(client)
 
-    time.sleep(
-        down_s
-    )  # the server down (past the window: the live flows' last writes are older than it at the restart)
+    # the server down (past the window: the live flows' last writes are older than it at the restart)
+    time.sleep(down_s)
     app = create_app(settings)
     with TestClient(app) as client:
         engine = services_of(app).catalog.engine
