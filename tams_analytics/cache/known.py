@@ -22,6 +22,8 @@ from typing import Final
 import numpy as np
 import pyarrow as pa
 
+from tams_analytics.pyrows import column_values
+
 __all__ = ["KnownIds", "hash_ids", "sorted_unique"]
 
 logger = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ def hash_ids(ids: pa.Array | pa.ChunkedArray | Sequence[str]) -> np.ndarray:
     (True, True)
     """
     if isinstance(ids, pa.Array | pa.ChunkedArray) and len(ids) <= _FEW and not ids.null_count:
-        ids = ids.to_pylist()  # a live batch's few ids: hashed in Python, not through NumPy's per-call costs
+        ids = column_values(ids)  # a live batch's few ids: hashed in Python, not through NumPy's per-call costs
     if isinstance(ids, list | tuple) and len(ids) <= _FEW:
         return np.fromiter((_hash_one(i.encode()) for i in ids), dtype=np.uint64, count=len(ids))
     if isinstance(ids, pa.ChunkedArray):
