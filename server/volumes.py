@@ -1,7 +1,7 @@
 """Disk watermarks: the free space of the volumes the server writes to, and what it refuses as they fill.
 
-As Elasticsearch keeps its nodes safe, three watermarks, each a share of the volume in use (``85%``) or the free
-space left (``500MiB``):
+As Elasticsearch keeps its nodes safe, three watermarks, each a share of the volume in use (``85%``, as ``df``'s
+``Use%`` counts it: :func:`usable_size`) or the free space left (``500MiB``):
 
 * **low** (``TAMS_DISK_WATERMARK_LOW``, 85 %): said (``/ready``'s checks, ``/metrics``, one log line), nothing refused;
 * **high** (``TAMS_DISK_WATERMARK_HIGH``, 90 %): what fills a volume fastest is refused with 507: new storage
@@ -29,7 +29,7 @@ from pathlib import Path
 from tams_analytics.engines.duckdb import CHECKPOINT_MARGIN_BYTES
 from tams_analytics.exceptions import InsufficientStorageError
 
-__all__ = ["FRESH_S", "Stage", "VolumeReading", "Volumes", "Watermark", "parse_watermark"]
+__all__ = ["FRESH_S", "Stage", "VolumeReading", "Volumes", "Watermark", "parse_watermark", "usable_size"]
 
 #: a reading younger than this answers ``/ready`` (the write gate reads the volumes anew: :meth:`Volumes.admit`)
 FRESH_S = 0.05
@@ -150,7 +150,7 @@ class Volumes:
             by_device[device][1][name] = str(path)
         readings = []
         for mount, holds, st in by_device.values():
-            total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+            total, free = usable_size(st)
             reserve = self._reserve() + CHECKPOINT_MARGIN_BYTES if self._reserve_on in holds else 0
             readings.append(VolumeReading(mount, holds, total, free, reserve, self._stage(total, free, reserve)))
         with self._lock:
@@ -163,7 +163,7 @@ class Volumes:
         where = _existing(path)
         device = os.stat(where).st_dev
         st = os.statvfs(where)
-        total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+        total, free = usable_size(st)
         named = {holds: str(path)}
         for name, other in self.paths.items():
             if os.stat(_existing(other)).st_dev == device:
@@ -204,6 +204,15 @@ class Volumes:
         if self.low.reached(total, free):
             return Stage.LOW
         return Stage.OK
+
+
+def usable_size(st: os.statvfs_result) -> tuple[int, int]:
+    """A volume's size and free space as ``df`` counts them for its ``Use%``: the blocks the filesystem keeps for
+    root (ext4's 5 % by default; some hosts keep far more) are neither free nor part of the size. Counting them as
+    used, as ``f_blocks`` with ``f_bavail`` would, calls a volume with 160 GiB kept back and 40 GiB free "84 % used"
+    when ``df`` says 57 %."""
+    free = st.f_bavail * st.f_frsize
+    return (st.f_blocks - st.f_bfree) * st.f_frsize + free, free
 
 
 def _existing(path: Path) -> Path:
