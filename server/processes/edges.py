@@ -197,7 +197,8 @@ _ARROW_ROWS = 64
 def _newest_by_flow(table: pa.Table) -> dict[str, tuple[tuple[Row, ...], int, int]]:
     """For each flow among inserted segment rows: the rows of its newest :data:`EDGE_ROWS` (newest first, the wire
     columns), how many it has here and the start of its oldest. Only those rows become Python objects."""
-    columns = [c for c in WIRE_COLUMNS if c in table.column_names]
+    present = set(table.column_names)  # (a new list at each call of column_names: 30-50 µs)
+    columns = [c for c in WIRE_COLUMNS if c in present]
     if table.num_rows > _ARROW_ROWS:
         table = table.take(pc.sort_indices(table, [("flow_id", "ascending"), ("start_ns", "descending")]))
         flows = table.column("flow_id").to_numpy(zero_copy_only=False)

@@ -36,7 +36,7 @@ from tams_analytics.cache.timeline import BOUNDS, TAIL_WEIGHT, RowBlocks, Timeli
 from tams_analytics.engines.base import Engine, OrderBy
 from tams_analytics.nonblocking import may_block
 from tams_analytics.predicates import AllOf, AnyOf, Predicate, Term, balanced, flatten, isin, pinned
-from tams_analytics.pyrows import table_rows
+from tams_analytics.pyrows import SMALL, column_values, table_rows
 from tams_analytics.schema import SCHEMAS
 
 __all__ = ["FlowSegments"]
@@ -508,6 +508,26 @@ def _run_bounds(rows: pa.Table) -> list[tuple[Hashable, int, int]]:
     ]
 
 
+def _small_by_flow(rows: pa.Table) -> dict[Hashable, tuple[pa.Table, np.ndarray, np.ndarray]]:
+    """:func:`_by_flow`'s split of a live batch's few rows, sorted in Python: a flow's rows in start order that lie
+    together in ``rows`` are a slice of it, with no sort or take in Arrow (6 rows of 6 flows: 86 -> 39 µs)."""
+    flows = column_values(rows.column("flow_id"))
+    starts, ends = column_values(rows.column("start_ns")), column_values(rows.column("end_ns"))
+    positions: dict[Hashable, list[int]] = {}
+    for at in sorted(range(len(flows)), key=lambda i: (flows[i], starts[i])):
+        positions.setdefault(flows[at], []).append(at)
+    parts: dict[Hashable, tuple[pa.Table, np.ndarray, np.ndarray]] = {}
+    for flow_id, ats in positions.items():
+        together = ats == list(range(ats[0], ats[0] + len(ats)))
+        table = rows.slice(ats[0], len(ats)) if together else rows.take(ats)
+        parts[flow_id] = (
+            table,
+            np.array([starts[i] for i in ats], dtype=np.int64),
+            np.array([ends[i] for i in ats], dtype=np.int64),
+        )
+    return parts
+
+
 def _by_flow(rows: pa.Table) -> Callable[[Hashable], tuple[pa.Table, np.ndarray, np.ndarray]]:
     """``rows`` of one flow, in start order, with their starts and ends, by flow id: a batch's insert is split
     once (when first asked), not filtered again for every flow it touched, and its bounds become numpy once
@@ -516,7 +536,9 @@ def _by_flow(rows: pa.Table) -> Callable[[Hashable], tuple[pa.Table, np.ndarray,
     parts: dict[Hashable, tuple[pa.Table, np.ndarray, np.ndarray]] = {}
 
     def of(flow_id: Hashable) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-        if not parts and rows.num_rows:
+        if not parts and 1 < rows.num_rows <= SMALL:
+            parts.update(_small_by_flow(rows))
+        elif not parts and rows.num_rows:
             table = rows
             if rows.num_rows > 1:
                 table = rows.take(pc.sort_indices(rows, [("flow_id", "ascending"), ("start_ns", "ascending")]))

@@ -463,7 +463,7 @@ class Mask(Visitor[np.ndarray]):
         if p.column in BOUNDS and p.op in _NUMPY_OPS and _is_int(p.value):
             arr = (self.t.start if p.column == "start_ns" else self.t.end)[self.lo : self.lo + self.n]
             return np.asarray(_NUMPY_OPS[p.op](arr, p.value))
-        if self.t.bounds_only or self.t.rows is None or p.column not in self.t.rows.column_names:
+        if self.t.bounds_only or self.t.rows is None or self.t.rows.schema.get_field_index(p.column) < 0:
             raise UncachedQuery(f"{p!r}")
         col = self.t.rows.column(p.column).slice(self.lo, self.n)
         if p.op in ("==", "!="):

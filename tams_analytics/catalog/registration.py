@@ -260,7 +260,7 @@ class _Batch:
                 accepted[req[pos]].append(int(index[pos]))
             if self.objects.segment_inits:
                 segs = _with_inits(segs, self.objects.segment_inits)
-            self.accepted = segs.filter(pa.array(ok))
+            self.accepted = segs if ok.all() else segs.filter(pa.array(ok))
             self.urls = _wanted_urls(self.accepted, self.requests)
         return [
             why if why is not None else AddResult(accepted=acc, failed=sorted(f, key=lambda x: x.index))
@@ -302,7 +302,8 @@ def _tagged(requests: Sequence[tuple[int, Registration]]) -> pa.Table:
             if rows:
                 tables.append(pa.Table.from_pylist(rows, schema=schema))
                 rows = []
-            t = r.segments.select([c for c in SEGMENT_ROWS.names if c in r.segments.column_names])
+            present = set(r.segments.column_names)  # (a new list at each call of column_names: 30-50 µs)
+            t = r.segments.select([c for c in SEGMENT_ROWS.names if c in present])
             n = t.num_rows
             t = t.append_column("request", pa.repeat(pa.scalar(k, pa.int64()), n))
             t = t.set_column(t.schema.get_field_index("flow_id"), "flow_id", pa.repeat(pa.scalar(r.flow_id), n))
@@ -325,9 +326,9 @@ def _with_inits(segs: pa.Table, inits: Mapping[int, str]) -> pa.Table:
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with ``schema``'s columns in its order and types (missing columns null)."""
+    present = set(table.column_names)  # (a new list at each call of column_names: 30-50 µs)
     columns = [
-        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
-        for f in schema
+        table.column(f.name).cast(f.type) if f.name in present else pa.nulls(table.num_rows, f.type) for f in schema
     ]
     return pa.Table.from_arrays(columns, schema=schema)
 

@@ -126,7 +126,7 @@ def _keys_of(change: Change) -> list[Hashable] | None:
     if column is None:
         return None
     if change.rows is not None:
-        if column not in change.rows.column_names:
+        if change.rows.schema.get_field_index(column) < 0:  # (column_names builds a list: 30-50 µs)
             return None
         return [v for v in distinct_values(change.rows.column(column)) if v is not None]
     found = pinned(change.where, column)
