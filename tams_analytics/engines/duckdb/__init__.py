@@ -49,7 +49,6 @@ from tams_analytics.engines.duckdb.upkeep import (
     tell,
     wal_bytes,
 )
-from tams_analytics.engines.duckdb.writeback import early_writeback
 from tams_analytics.engines.duckdb.writes import conform
 from tams_analytics.engines.sql import Params, quote, select_sql, where_sql
 from tams_analytics.engines.windows import FlowExtents
@@ -400,8 +399,7 @@ class Engine(Transactions):
             return
         logger.debug("the store %s: checkpoint began (a WAL of %.1f MiB)", self.path, wal / 2**20)
         started = time.perf_counter()
-        with early_writeback(self.path):  # the journal's flushes wait for a few ms of its writes, not all of them
-            self._checkpoint()
+        self._checkpoint()
         seconds = time.perf_counter() - started
         logger.debug("the store %s: checkpoint ended in %.3f s", self.path, seconds)
         if self._checkpoints is not None:
