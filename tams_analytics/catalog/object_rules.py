@@ -252,7 +252,7 @@ def check_objects(
         fresh &= ~uses_init
         ok = ok.copy()
         ok[list(reasons)] = False
-    if fresh.all():  # (no filter to call)
+    if len(fresh) and fresh.all():  # (no filter to call)
         state.new_rows.append(_new_object_rows(segs, flows, now))
     elif fresh.any():
         keep = pa.array(fresh)
