@@ -159,13 +159,11 @@ class Volumes:
     def reading(self, path: Path, holds: str) -> VolumeReading:
         """The volume of ``path`` (where the server keeps ``holds``: its backups' copies, say), read now and staged,
         with the headroom a checkpoint needs when the store is on it too."""
-        where = _existing(path)
-        device = os.stat(where).st_dev
-        st = os.statvfs(where)
-        total, free = usable_size(st)
+        where, device = _device(path)
+        total, free = usable_size(os.statvfs(where))
         named = {holds: str(path)}
         for name, other in self.paths.items():
-            if os.stat(_existing(other)).st_dev == device:
+            if _device(other)[1] == device:
                 named[name] = str(other)
         reserve = self._reserve() + CHECKPOINT_MARGIN_BYTES if self._reserve_on in named else 0
         return VolumeReading(str(where), named, total, free, reserve, self._stage(total, free, reserve))
