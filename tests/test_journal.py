@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 import duckdb
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tams_analytics.engines.base import Change
 from tams_analytics.engines.duckdb import Engine
@@ -108,6 +110,78 @@ def test_a_read_waits_for_the_records_it_must_show_and_no_other(store: Engine) -
     reader.join(10)
     assert seen == [1]
     assert store.records("flows", [Term("id", "==", FLOW)], columns=["label"]) == [{"label": "after 0"}]
+
+
+def _reader(read: Any) -> threading.Thread:
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def _span(lo_s: float, hi_s: float, flow_id: str = FLOW) -> list[Any]:
+    """A registration's overlap check of ``[lo_s, hi_s)``: the flow's segments starting before its end and ending
+    after its start."""
+    lo, hi = int(lo_s * 1e9), int(hi_s * 1e9)
+    return [Term("flow_id", "==", flow_id), Term("start_ns", "<", hi), Term("end_ns", ">", lo)]
+
+
+def test_a_read_of_a_flows_span_waits_only_for_the_records_whose_segments_may_fall_in_it(store: Engine) -> None:
+    """A live recorder's next segment begins where its last ended: its overlap check waits for none of the flow's
+    records not yet applied (behind a long checkpoint, every one of them), and a check those segments may answer
+    waits for them, as does any read of the flow's span after a record deleted some of its segments."""
+    journal = store._journal
+    assert journal is not None
+    seen: dict[str, int] = {}
+    with journal.paused():
+        _register(store, 0)
+        _register(store, 1)  # [0:0_2:0) journaled, not applied
+        bulk = pa.concat_tables([_segment(i, OTHER) for i in range(10, 110)])  # more rows than a record's small path
+        with store.journaled(), store.transaction():
+            store.insert("segments", bulk)
+        at_once = {
+            "next": _span(2, 3),
+            "later": _span(7, 8),
+            "from a start": [Term("flow_id", "==", FLOW), Term("start_ns", ">=", 3 * 10**9)],
+            "other's next": _span(110, 111, OTHER),
+            "other's before": _span(0, 10, OTHER),
+        }
+        waiting = {
+            "overlapping": _span(1.5, 2.5),
+            "the flow": [Term("flow_id", "==", FLOW)],
+            "ending in it": [Term("flow_id", "==", FLOW), Term("end_ns", "<=", 1 * 10**9)],
+            "other's middle": _span(50, 51, OTHER),
+        }
+        for name, where in at_once.items():
+            reader = _reader(lambda where=where, name=name: seen.update({name: store.count("segments", where)}))
+            reader.join(10)
+            assert not reader.is_alive(), f"{name}: waited for records it cannot show"
+        readers = {
+            name: _reader(lambda where=where, name=name: seen.update({name: store.count("segments", where)}))
+            for name, where in waiting.items()
+        }
+        time.sleep(0.3)
+        assert all(r.is_alive() for r in readers.values()), {n: r.is_alive() for n, r in readers.items()}
+    for reader in readers.values():
+        reader.join(10)
+    assert seen == {
+        "next": 0,
+        "later": 0,
+        "from a start": 0,
+        "other's next": 0,
+        "other's before": 0,
+        "overlapping": 1,
+        "the flow": 2,
+        "ending in it": 1,
+        "other's middle": 1,
+    }
+    with journal.paused():  # a record that deletes segments of the flow: any read of its span waits for it
+        with store.journaled(), store.transaction():
+            store.delete("segments", [Term("flow_id", "==", FLOW), Term("start_ns", ">=", 10**9)])
+        reader = _reader(lambda: seen.update({"after a delete": store.count("segments", _span(5, 6))}))
+        time.sleep(0.3)
+        assert reader.is_alive()
+    reader.join(10)
+    assert seen["after a delete"] == 0 and _count(store) == 1
 
 
 def test_the_applier_gathers_records_until_a_read_needs_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -462,3 +536,26 @@ def test_a_run_of_registrations_is_three_statements() -> None:
     assert isinstance(update, KeyedUpdate) and update.columns == ("segments_updated",)
     assert update.rows == {FLOW: (at[57],), OTHER: (at[58],), "f3": (at[59],)}
     assert [c.rows.num_rows for c in out[:2] if c.rows is not None] == [60, 60]
+
+
+_OPS = ["<", "<=", "==", ">", ">="]
+
+
+@given(
+    row=st.tuples(st.integers(-20, 20), st.integers(0, 10)).map(lambda t: (t[0], t[0] + t[1])),
+    terms=st.lists(st.tuples(st.sampled_from(["start_ns", "end_ns"]), st.sampled_from(_OPS), st.integers(-25, 25))),
+)
+def test_the_bounds_a_read_puts_on_segments_hold_every_segment_it_can_match(
+    row: tuple[int, int], terms: list[tuple[str, str, int]]
+) -> None:
+    """A read waits for a pending record unless none of its segments can match: the bounds drawn from its predicates
+    must hold for every segment (start at or before end) that does."""
+    from tams_analytics.journal.pending import _bounds
+
+    values = {"start_ns": row[0], "end_ns": row[1]}
+    compare = {"<": int.__lt__, "<=": int.__le__, "==": int.__eq__, ">": int.__gt__, ">=": int.__ge__}
+    matches = all(compare[op](values[column], v) for column, op, v in terms)
+    bounds = _bounds([Term(column, op, v) for column, op, v in terms])
+    if matches and bounds is not None:
+        lo, hi = bounds
+        assert row[0] < hi and row[1] > lo, (row, bounds)
