@@ -1,7 +1,7 @@
 """Disk watermarks: the free space of the volumes the server writes to, and what it refuses as they fill.
 
 As Elasticsearch keeps its nodes safe, three watermarks, each a share of the volume in use (``85%``, as ``df``'s
-``Use%`` counts it: :func:`usable_size`) or the free space left (``500MiB``):
+``Use%`` counts it: :func:`~tams_analytics.disk_space.usable_size`) or the free space left (``500MiB``):
 
 * **low** (``TAMS_DISK_WATERMARK_LOW``, 85 %): said (``/ready``'s checks, ``/metrics``, one log line), nothing refused;
 * **high** (``TAMS_DISK_WATERMARK_HIGH``, 90 %): what fills a volume fastest is refused with 507: new storage
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
+from tams_analytics.disk_space import nearest_existing, usable_size
 from tams_analytics.engines.duckdb import CHECKPOINT_MARGIN_BYTES
 from tams_analytics.exceptions import InsufficientStorageError
 
@@ -203,30 +204,14 @@ class Volumes:
         return Stage.OK
 
 
-def usable_size(st: os.statvfs_result) -> tuple[int, int]:
-    """A volume's size and free space as ``df`` counts them for its ``Use%``: the blocks the filesystem keeps for
-    root (ext4's 5 % by default; some hosts keep far more) are neither free nor part of the size. Counting them as
-    used, as ``f_blocks`` with ``f_bavail`` would, calls a volume with 160 GiB kept back and 40 GiB free "84 % used"
-    when ``df`` says 57 %."""
-    free = st.f_bavail * st.f_frsize
-    return (st.f_blocks - st.f_bfree) * st.f_frsize + free, free
-
-
 def _device(path: Path) -> tuple[Path, int]:
     """``path`` (or its nearest existing parent) and its device, in one ``stat`` where it exists (every gated write
     reads the volumes: a ``stat`` more per path cost the writer's thread 1-2 % of its time)."""
     try:
         return path, os.stat(path).st_dev
     except FileNotFoundError:
-        where = _existing(path)
+        where = nearest_existing(path)
         return where, os.stat(where).st_dev
-
-
-def _existing(path: Path) -> Path:
-    """``path``, or its nearest existing parent (a store file not made yet lives on its folder's volume)."""
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
 
 
 def _size(n: int) -> str:

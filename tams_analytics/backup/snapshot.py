@@ -36,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 import duckdb
 
 from tams_analytics.clock import utcnow
+from tams_analytics.disk_space import space_of
 from tams_analytics.display import mib
 from tams_analytics.engines import redacted
 from tams_analytics.engines.base import Engine
@@ -206,19 +207,12 @@ def snapshot_duckdb(
 
 def _no_space(folder: Path, file: str | None) -> InsufficientStorageError:
     where = folder.absolute()
-    st = os.statvfs(_existing(where))
-    free, total = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+    total, free = space_of(where)
     met = os.path.abspath(file) if file else where
     return InsufficientStorageError(
         f"no space left on device writing {met}: the copy in {where} had {mib(folder_bytes(folder))} written, and "
         f"the volume has {mib(free)} free of {mib(total)}"
     )
-
-
-def _existing(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
 
 
 def snapshot_niced(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from tams_analytics.disk_space import usable_size
 from tams_analytics.display import mib
 from tams_analytics.exceptions import TamsError, said_on_cli
 
@@ -112,8 +113,8 @@ def volume_of(path: str) -> str:
     mount = where if where.is_dir() else where.parent
     while not os.path.ismount(mount) and mount != mount.parent:
         mount = mount.parent
-    st = os.statvfs(mount)
-    return f"the volume at {mount} has {mib(st.f_bavail * st.f_frsize)} free of {mib(st.f_blocks * st.f_frsize)}"
+    size, free = usable_size(os.statvfs(mount))
+    return f"the volume at {mount} has {mib(free)} free of {mib(size)}"
 
 
 def said_of(exc: BaseException) -> str | None:

@@ -28,6 +28,9 @@ import httpx
 import pytest
 
 from server.volumes import Stage, Volumes, parse_watermark
+from tams_analytics.backup.snapshot import _no_space
+from tams_analytics.cli.faults import volume_of
+from tams_analytics.display import mib
 from tams_analytics.exceptions import InsufficientStorageError
 from tests.fixtures.volume import SmallVolume, ext4_volume, small_volume
 from tests.reliability import conftest as reliability
@@ -276,6 +279,10 @@ def test_a_volume_is_as_full_as_df_says_the_blocks_kept_for_root_are_not_in_use(
         assert 25 <= df_percent <= 35, df_percent
         assert reading.stage is Stage.OK, reading.describe(volumes.flood)
         assert f"({used:.0f}% used)" in reading.describe(volumes.flood)
+        # the command line's and the backups' messages give the volume the same size
+        size = mib(reading.total)
+        assert volume_of(str(volume.path / "tams.duckdb")).endswith(f"free of {size}"), size
+        assert str(_no_space(volume.path / "backup", None)).endswith(f"free of {size}"), size
 
 
 def test_an_upload_to_local_storage_on_a_full_volume_is_refused_and_leaves_nothing(volume: SmallVolume) -> None:
