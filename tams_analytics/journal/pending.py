@@ -121,7 +121,8 @@ class Pending:
                 self._reshaped[key] = seq
             return
         for key, span in spans.items():
-            self._inserted.setdefault(key, []).append((seq, span))
+            if key is not None:  # (as _keys_of: a row of no key is noted under none)
+                self._inserted.setdefault(key, []).append((seq, span))
 
     def _forget_spans(self, key: Hashable, done: int) -> None:
         inserted = self._inserted.get(key)
