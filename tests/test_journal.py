@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given
@@ -556,6 +557,7 @@ def test_the_bounds_a_read_puts_on_segments_hold_every_segment_it_can_match(
     compare = {"<": int.__lt__, "<=": int.__le__, "==": int.__eq__, ">": int.__gt__, ">=": int.__ge__}
     matches = all(compare[op](values[column], v) for column, op, v in terms)
     bounds = _bounds([Term(column, op, v) for column, op, v in terms])
+    assert _bounds([Term(column, op, np.int64(v)) for column, op, v in terms]) == bounds  # numpy's integers too
     if matches and bounds is not None:
         lo, hi = bounds
         assert row[0] < hi and row[1] > lo, (row, bounds)

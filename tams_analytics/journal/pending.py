@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
+from numbers import Integral
 from typing import Final
 
 import pyarrow as pa
@@ -203,9 +204,9 @@ def _bounds(where: Sequence[Predicate]) -> Span | None:
     for term in conjuncts(where):
         if not isinstance(term, Term) or term.column not in ("start_ns", "end_ns"):
             continue
-        v = term.value
-        if not isinstance(v, int) or isinstance(v, bool):
+        if isinstance(term.value, bool) or not isinstance(term.value, Integral):  # (numpy's integers are Integral)
             continue
+        v = int(term.value)
         if term.op in ("<", "<=", "=="):  # an upper bound of its start or end: it starts before v (<) or v + 1
             below = v + (term.op != "<")
             hi = below if hi is None else min(hi, below)
