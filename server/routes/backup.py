@@ -130,7 +130,7 @@ def _copy(services: Services, staging: Path, folder: Path) -> SnapshotInfo:
     volumes = services.volumes
     if volumes is not None and (refused := _at_high_watermark(volumes, staging, None)) is not None:
         raise refused
-    folder.mkdir(parents=True)
+    _make(folder)
     watch = None if volumes is None else (lambda: _at_high_watermark(volumes, staging, folder))
     try:
         snap = snapshot_niced(services.catalog.engine, folder, nice=services.settings.backup_nice, watch=watch)
@@ -177,6 +177,20 @@ def _at_high_watermark(volumes: Volumes, staging: Path, folder: Path | None) -> 
         f"a backup {what}: {reading.describe(volumes.flood)} ({reading.stage.state.replace('_', ' ')}), and backups "
         f"are refused from the high watermark ({volumes.high}) on; {_needs(staging)}"
     )
+
+
+def _make(folder: Path, tries: int = 10) -> None:
+    """Make a copy's folder in the staging folder. An earlier copy's cleanup (:func:`_remove`, from its response's
+    finalizer, on any thread) removes the staging folder once it holds no other copy: between making the staging
+    folder and the copy's, it can go again; both are made again then (once the copy's is there, it stays)."""
+    for _ in range(tries):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir()
+            return
+        except FileNotFoundError:
+            continue
+    folder.mkdir()  # (raises, saying which folder)
 
 
 def _remove(folder: Path) -> None:
