@@ -3,10 +3,11 @@ side by side in one run.
 
 DuckDB checkpoints a store when its WAL passes ``checkpoint_threshold`` (16 MiB), in the commit that crossed it: the
 segment writer's, so every POST waits behind it. A checkpoint of DuckDB 1.3 writes every ART index of a table changed
-since the last one again, whole (upstream duckdb/duckdb#24848), and the server's two indexes (``objects(id)`` and
-``object_instances(object_id)``, :data:`tams_analytics.engines.duckdb.INDEXES`) are on random ids that every
-registration adds to. So a checkpoint's cost grows with every object the store has ever kept, not with what was
-written since the last one.
+since the last one again, whole (upstream duckdb/duckdb#24848), and the two indexes the server had until 2026-11-27
+(``objects(id)`` and ``object_instances(object_id)``, :data:`tams_analytics.engines.duckdb.ddl.FORMER_INDEXES`) are on
+random ids that every registration adds to (in DuckDB 2.0's format too: each block of them holds new keys). So a
+checkpoint's cost grew with every object the store had ever kept, not with what was written since the last one; the
+stores have no index since.
 
 ``python -m benchmarks.checkpoints [--objects 16000,160000,1600000] [--appended 1000] [--batch 8] [--repeat 3]``
 builds, for each size, a store of the server's tables (as ``create_tables`` makes them) holding that many objects with
@@ -32,7 +33,7 @@ import duckdb
 
 from benchmarks.text_table import text_table
 from tams_analytics.engines import open_engine
-from tams_analytics.engines.duckdb import INDEXES, index_name
+from tams_analytics.engines.duckdb.ddl import FORMER_INDEXES, LOOKUP_KEYS, index_name
 
 #: DuckDB's default ``checkpoint_threshold``, which the server keeps
 THRESHOLD_BYTES = 16 << 20
@@ -50,10 +51,13 @@ class Timing:
 
 def build(path: Path, objects: int) -> duckdb.DuckDBPyConnection:
     """A store of the server's tables at ``path`` holding ``objects`` objects with an instance each, checkpointed."""
-    engine = open_engine(f"duckdb:///{path}", create=True)  # the server's tables and indexes, as it makes them
+    engine = open_engine(f"duckdb:///{path}", create=True)  # the server's tables, as it makes them
     engine.create_tables()
     engine.close()
     con = duckdb.connect(str(path))
+    for name in FORMER_INDEXES:  # and the indexes it had until 2026-11-27, to measure them
+        on = ", ".join(f'"{c}"' for c in LOOKUP_KEYS[name])
+        con.execute(f'CREATE INDEX "{index_name(name)}" ON "{name}" ({on})')
     con.execute(f"CREATE TEMP TABLE ids AS SELECT uuid()::VARCHAR AS id FROM range({objects})")
     con.execute("INSERT INTO objects (id, registered) SELECT id, true FROM ids")
     con.execute("INSERT INTO object_instances (object_id, storage_id, controlled) SELECT id, 's3', true FROM ids")
@@ -113,7 +117,7 @@ def measure(objects: int, appended: int, batch: int, repeat: int) -> Timing:
         con = build(path, objects)
         wal = Path(f"{path}.wal")
         indexed, wal_bytes = checkpoints(con, wal, appended, batch, repeat)
-        for name in INDEXES:
+        for name in FORMER_INDEXES:
             con.execute(f'DROP INDEX "{index_name(name)}"')
         con.execute("CHECKPOINT")
         bare, _ = checkpoints(con, wal, appended, batch, repeat)
@@ -168,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"DuckDB {duckdb.__version__}: a CHECKPOINT after {args.appended} registrations (segment, object, instance) "
         f"in transactions of {args.batch}, {args.repeat} each way; the indexes: "
-        + ", ".join(f"{name}({', '.join(cols)})" for name, cols in INDEXES.items())
+        + ", ".join(f"{name}({', '.join(LOOKUP_KEYS[name])})" for name in FORMER_INDEXES)
     )
     print("\n".join(report(timings, args.rate)))
     return 0

@@ -121,20 +121,28 @@ def settle_uncertain(
     return outcomes
 
 
+#: how long a starting server waits for its read cache to know the stored object ids (see :func:`preload_live_flows`)
+IDS_KNOWN_S = 120.0
+
+
 def preload_live_flows(catalog: Catalog, seconds: float) -> int:
     """Load into the read cache, ahead, what the first registration of each live flow reads (:func:`live_flows`: their
     recorders resume after a restart): the flow's timeline, row and delete requests, a few statements for all of
     them, where each resuming flow's first POST would otherwise load its own (up to five statements on the writer
-    thread, every POST behind them waiting). Nothing without a read cache. Returns how many timelines were loaded."""
+    thread, every POST behind them waiting). Then wait (up to :data:`IDS_KNOWN_S`) for the cache to know every stored
+    object id, read in the background meanwhile: until it does, a registration's check of its objects reads the whole
+    table (there is no index on random ids). Nothing without a read cache. Returns how many timelines were loaded."""
     engine = catalog.engine
-    if seconds <= 0 or not isinstance(engine, CachingEngine):
+    if not isinstance(engine, CachingEngine):
         return 0
     started = time.perf_counter()
-    live = live_flows(catalog, seconds)
+    live = live_flows(catalog, seconds) if seconds > 0 else []
     loaded = engine.preload(live) if live else 0
     if live:
         took = time.perf_counter() - started
         logger.info("read cache: loaded %s of %s live flows in %.2f s", loaded, len(live), took)
+    if not engine.ids_known(IDS_KNOWN_S):
+        logger.warning("read cache: the stored object ids are not known yet: registrations read the store meanwhile")
     return loaded
 
 

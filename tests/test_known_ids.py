@@ -6,6 +6,7 @@ counts them (``TimedEngine``)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from collections import Counter
@@ -21,6 +22,7 @@ from tams_analytics.cache.known import MERGE_AT, KnownIds, hash_ids
 from tams_analytics.catalog import Catalog, connect
 from tams_analytics.catalog.registration import Registration, register_batch
 from tams_analytics.engines.timed import TimedEngine
+from tams_analytics.predicates import Term, isin
 from tests.server.conftest import video_flow
 
 
@@ -151,9 +153,9 @@ def test_the_known_ids_are_read_range_by_range_and_miss_none(tmp_path: Path, mon
     store.close()
     engine = CachingEngine(connect(url).engine)
     try:
-        pages = list(engine._stored_object_ids())
+        pages = list(engine._stored_ids("objects"))
         assert len(pages) == 16
-        assert sorted(i for page in pages for i in page.to_pylist()) == sorted(ids)
+        assert sorted(i for page in pages for i in page.column("id").to_pylist()) == sorted(ids)
         deadline = time.monotonic() + 30
         while not engine.object_ids.loaded and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -161,3 +163,158 @@ def test_the_known_ids_are_read_range_by_range_and_miss_none(tmp_path: Path, mon
         assert len(engine.object_ids) == len(ids)
     finally:
         engine.close()
+
+
+def _times(micros: list[int | None]) -> pa.Array:
+    return pa.array(micros, pa.timestamp("us", "UTC"))
+
+
+def test_the_times_of_an_id_hold_every_row_of_it_loaded_added_and_merged() -> None:
+    """Random ids with rows at random times (some ids with several rows, as objects with several instances), some
+    read at the start and some added after, merged or not: an id's times are exactly the first and last of its
+    rows', a set's span all of theirs, and a row whose time is not known makes its id's unknown."""
+    rng = np.random.default_rng(7)
+    known = KnownIds("object_instances")
+    ids = [str(uuid.uuid4()) for _ in range(3000)]
+    rows: dict[str, list[int]] = {}
+    loaded_ids, loaded_at = [], []
+    span = (1_600_000_000_000_000, 1_800_000_000_000_000)
+    for oid in ids[:2000]:
+        for _ in range(int(rng.integers(1, 4))):
+            at = int(rng.integers(*span))
+            rows.setdefault(oid, []).append(at)
+            loaded_ids.append(oid)
+            loaded_at.append(at)
+    assert known.written(ids[:1]) is None  # nothing is said before the store's ids are read
+    known.load(lambda: [pa.table({"object_id": loaded_ids, "created": _times(loaded_at)})])
+    for start in range(1000, 3000, 250):  # ids new and old written again, in batches
+        batch = ids[start : start + 250]
+        times = [int(t) for t in rng.integers(*span, len(batch))]
+        known.add(batch, _times(times))
+        for oid, at in zip(batch, times, strict=True):
+            rows.setdefault(oid, []).append(at)
+        if start == 2000:
+            known._merge()  # some of them merged into the sorted arrays, the rest still recent
+    assert len(known._recent) == 750
+    for oid in rng.choice(ids, 300).tolist():
+        assert known.written([oid]) == (min(rows[oid]), max(rows[oid]))
+    some = rng.choice(ids, 40).tolist()
+    assert known.written(some) == (min(min(rows[i]) for i in some), max(max(rows[i]) for i in some))
+    absent = str(uuid.uuid4())
+    assert known.written([absent]) is None and known.written([absent, ids[0]]) == known.written([ids[0]])
+    known.add([ids[5]], _times([None]))  # a row of unknown time: the id's rows can be anywhere
+    assert known.written([ids[5]]) is None and known.written([ids[5], ids[6]]) is None
+    known._merge()
+    assert known.written([ids[5]]) is None and known.written([ids[6]]) == (min(rows[ids[6]]), max(rows[ids[6]]))
+    nanos = pa.array([rows[ids[7]][0] * 1000 + 999], pa.timestamp("ns", "UTC"))  # a finer unit: rounded down
+    known.add([ids[7]], nanos)
+    assert known.written([ids[7]]) == (min(rows[ids[7]]), max(rows[ids[7]]))
+    known.forget_times()
+    assert known.written([ids[6]]) is None and known.maybe([ids[6]]) == [True]
+
+
+def _stamp(day: int, second: int = 0) -> dt.datetime:
+    return dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=day, seconds=second)
+
+
+def test_lookups_and_writes_by_id_are_bounded_by_their_times_and_exact(tmp_path: Path) -> None:
+    """A store of objects written over 20 days, each with an instance written with it, some with a second one days
+    later and some of unknown time: what the read cache asks the store for (its reads, deletes and updates by id) is
+    bounded by the times the ids' rows were written at, tightly, and answers exactly what the same statement without
+    the bound does."""
+    url = f"duckdb:///{tmp_path / 'tams.duckdb'}"
+    plain = connect(url, create=True).engine
+    ids = [str(uuid.uuid4()) for _ in range(2000)]
+    days = {oid: i % 20 for i, oid in enumerate(ids)}
+    created = [None if i % 97 == 0 else _stamp(days[oid], i) for i, oid in enumerate(ids)]
+    plain.insert("objects", pa.table({"id": ids, "created": pa.array(created, pa.timestamp("us", "UTC"))}))
+    later = ids[::7]
+    instances = pa.table(
+        {
+            "object_id": ids + later,
+            "storage_id": ["s"] * (len(ids) + len(later)),
+            "created": pa.array(created + [_stamp(days[o] + 3) for o in later], pa.timestamp("us", "UTC")),
+        }
+    )
+    plain.insert("object_instances", instances)
+    assert plain.sql("SELECT count(*) FROM duckdb_indexes()").column(0).to_pylist() == [0]
+    plain.close()
+    engine = CachingEngine(connect(url).engine)
+    try:
+        deadline = time.monotonic() + 30
+        while not engine.instance_objects.loaded and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert engine.object_ids.loaded and engine.instance_objects.loaded
+        inner = engine.inner
+        one_day = [oid for oid in ids if days[oid] == 4 and oid not in later and created[ids.index(oid)]][:30]
+        bounded = engine._bounded("object_instances", [isin("object_id", one_day)])
+        first, last = (t.value for t in bounded[1:])
+        assert _stamp(4) <= first and last <= _stamp(5)  # one day's rows, not twenty
+        rng = np.random.default_rng(3)
+        for table, column in (("objects", "id"), ("object_instances", "object_id")):
+            for size in (1, 5, 64, 65, 300):
+                chosen = rng.choice(ids, size, replace=False).tolist()
+                where = [isin(column, chosen)]
+                got = inner.query(table, engine._bounded(table, where)).sort_by([(column, "ascending")])
+                assert got.equals(inner.query(table, where).sort_by([(column, "ascending")]))
+                assert len(engine._bounded(table, where)) == (
+                    1 if any(created[ids.index(c)] is None for c in chosen) else 3
+                )
+        doomed = rng.choice(later, 20, replace=False).tolist()  # objects with two instances days apart
+        assert engine.delete("object_instances", [isin("object_id", doomed)]) == 40
+        assert engine.update("objects", [isin("id", doomed)], {"size_bytes": 7}) == 20
+        assert inner.count("object_instances") == len(ids) + len(later) - 40
+        assert inner.count("objects", [Term("size_bytes", "==", 7)]) == 20
+        assert engine.query("object_instances", [isin("object_id", doomed)]).num_rows == 0
+    finally:
+        engine.close()
+
+
+def test_a_store_made_with_the_former_indexes_has_none_once_opened(tmp_path: Path) -> None:
+    import duckdb
+
+    from tams_analytics.engines.duckdb.ddl import FORMER_INDEXES, LOOKUP_KEYS, index_name
+
+    path = tmp_path / "tams.duckdb"
+    connect(f"duckdb:///{path}", create=True).close()
+    with duckdb.connect(str(path)) as con:
+        for name in FORMER_INDEXES:
+            con.execute(f'CREATE INDEX "{index_name(name)}" ON "{name}" ("{LOOKUP_KEYS[name][0]}")')
+        assert con.execute("SELECT count(*) FROM duckdb_indexes()").fetchall() == [(2,)]
+    connect(f"duckdb:///{path}").close()
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM duckdb_indexes()").fetchall() == [(0,)]
+
+
+def test_a_bulk_loads_objects_are_found_among_few_rows(tmp_path: Path) -> None:
+    """Rows of one bulk write are a microsecond apart (tams_analytics.clock.written_at): the instances of a page of a
+    bulk-loaded flow are looked up among about as many rows as the page has, not among the whole write's."""
+    from tams_analytics.catalog.bulk import load_segments
+
+    url = f"duckdb:///{tmp_path / 'tams.duckdb'}"
+    catalog = Catalog(CachingEngine(connect(url, create=True).engine))
+    try:
+        flow = video_flow()
+        catalog.put_flow(flow)
+        n = 5000
+        ids = [str(uuid.uuid4()) for _ in range(n)]
+        starts = np.arange(n, dtype=np.int64) * 2_000_000_000
+        table = pa.table(
+            {
+                "object_id": ids,
+                "timerange": [f"[{s // 10**9}:0_{s // 10**9 + 2}:0)" for s in starts.tolist()],
+                "start_ns": starts,
+                "end_ns": starts + 2_000_000_000,
+            }
+        )
+        assert load_segments(catalog, flow["id"], table, storage_id="s", storage_keys=pa.array(ids)) == n
+        engine = catalog.engine
+        assert isinstance(engine, CachingEngine) and engine.ids_known(30)
+        page = ids[2000:2100]
+        for table_name, column in (("objects", "id"), ("object_instances", "object_id")):
+            bounded = engine._bounded(table_name, [isin(column, page)])
+            within = engine.inner.count(table_name, bounded[1:])
+            assert within == 100, (table_name, within)  # the page's rows, of the write's 5,000
+            assert engine.query(table_name, [isin(column, page)]).num_rows == 100
+    finally:
+        catalog.close()

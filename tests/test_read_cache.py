@@ -525,10 +525,14 @@ def test_a_new_objects_instances_are_known_from_its_write_without_a_store_read(
     with memory_only():
         assert _instances(cached, [allocated]) == _instances(plain, [allocated]) != {}
     with pytest.raises(Boom), cached.transaction():  # rolled back: nothing is known, nothing is kept
-        cached.add_segments(f["id"], [{"object_id": "rolled-back", "timerange": _tr(3, 4)}])
+        cached.add_segments(f["id"], [{"object_id": "rolled-back", "timerange": _tr(3, 4), "get_urls": urls}])
         raise Boom
     with memory_only(), pytest.raises(WouldBlock):
         cached.object_instances(["rolled-back"])
+    engine = cached.engine
+    assert isinstance(engine, CachingEngine) and engine.ids_known(30)
+    with memory_only():  # an object no instance was ever written for has none, known without a read
+        assert cached.object_instances(["never-had-one"]) == {}
 
 
 def test_the_delete_workers_writes_forget_only_their_own_flows_delete_requests(pair: tuple[Catalog, Catalog]) -> None:
@@ -576,7 +580,9 @@ def test_a_flow_too_long_for_the_bounds_budget_is_read_from_the_store_not_reload
     f = flow()
     cat.put_flow(f)
     cat.add_segments(f["id"], [{"object_id": f"o{i}", "timerange": _tr(i, i + 1)} for i in range(30)])
-    inner = cat.engine.inner
+    engine = cat.engine
+    assert isinstance(engine, CachingEngine) and engine.ids_known(30)  # (its background reads of the ids are done)
+    inner = engine.inner
     reads: list[str] = []
     for method in ("query", "records", "count"):
         real = getattr(inner, method)

@@ -154,7 +154,7 @@ def test_connect_reads_and_writes_a_store_duckdb_1_3_wrote_and_keeps_it_readable
     assert read.stdout.strip() == "[('DuckDB 2.0',)]"
 
 
-def test_doctor_warns_of_the_old_format_with_what_an_upgrade_buys(
+def test_doctor_warns_of_the_old_format_with_the_command_that_upgrades_it(
     data: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(["doctor", "--store", url_of(data), "--format", "json"])
@@ -162,7 +162,7 @@ def test_doctor_warns_of_the_old_format_with_what_an_upgrade_buys(
     check = next(c for c in report["checks"] if c["name"] == "storage_format")
     assert code == 0 and report["exit_code"] == 0
     assert check["status"] == "warn" and check["data"] == {"version": "v1.0.0+", "current": "v2.0.0+"}
-    assert OLD_FORMAT in check["meaning"] and "each checkpoint" in check["meaning"]
+    assert OLD_FORMAT in check["meaning"] and "read and written as it is" in check["meaning"]
     assert f"tams-analytics upgrade --store duckdb://{data / 'tams.duckdb'}" in check["meaning"]
     assert main(["doctor", "--store", url_of(data)]) == 0
     table = capsys.readouterr().out

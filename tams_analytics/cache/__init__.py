@@ -8,8 +8,11 @@ few hundred microseconds. :class:`CachingEngine` wraps the store's engine and ke
   checks and extents at O(log n) from memory, for flows of any length (long ones as bounds only);
 * per key, the rows of small tables read by key (:mod:`tams_analytics.cache.rows`): a flow's row by
   ``id``, its pending delete requests by ``flow_id``, an object by ``id`` and its instances by ``object_id``;
-* the hashes of every object id stored (:mod:`tams_analytics.cache.known`), so that a registration of new objects
-  (a live recorder's every segment) learns they are new without asking the store;
+* the hashes of every object id stored, and of every object with instances, each with the times its rows were
+  written at (:mod:`tams_analytics.cache.known`): a registration of new objects (a live recorder's every segment)
+  learns they are new without asking the store, and a lookup of an object or of its instances reads only the rows
+  written between those times (the tables have no index on their random ids: an index is rewritten whole at every
+  checkpoint);
 
 and answers the queries it can from them, passing everything else to the engine it wraps. Nothing above
 the engine knows the cache exists; code that must not block runs under
@@ -26,6 +29,8 @@ the engine's ``insert``/``delete``/``update`` (raw SQL) are not seen.
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -42,7 +47,7 @@ from tams_analytics.engines.base import Change, Engine, OrderBy
 from tams_analytics.engines.decorator import EngineDecorator
 from tams_analytics.exceptions import UnsupportedError
 from tams_analytics.nonblocking import may_block
-from tams_analytics.predicates import Predicate, Term, isin
+from tams_analytics.predicates import Predicate, Term, isin, pinned
 
 __all__ = ["CacheConfig", "CachingEngine"]
 
@@ -53,7 +58,8 @@ class CacheConfig:
     the longest flow kept with its rows, segments over all flows kept as bounds only (16 bytes each),
     objects' instances and flows (by key), and blocks of ``RowBlocks.SIZE`` rows as Python dicts (about
     0.5 MB each): about 230 MB at most with the defaults, plus 16 bytes per bound. A bounds-only flow also
-    keeps the rows of its newest ``tail_rows`` segments (weighed as 12 bounds each)."""
+    keeps the rows of its newest ``tail_rows`` segments (weighed as 12 bounds each). Every stored object id is known
+    besides, with no bound: 24 bytes an object and 24 an object with instances (384 MiB for 8 M of each)."""
 
     segment_rows: int = 500_000
     flow_rows: int = 250_000
@@ -68,10 +74,10 @@ class CacheConfig:
 ID_PAGE: Final = 2_000_000
 
 
-def id_ranges(count: int, page: int = ID_PAGE) -> list[list[Predicate]]:
-    """Conditions that split ids into ranges of about ``page`` each, if the ``count`` ids are spread as random UUIDs
-    (hexadecimal): split on their first one or two characters, in two, four, ... 256 ranges. Any string is in exactly
-    one range (the first is unbounded below, the last above); other ids only make them uneven.
+def id_ranges(count: int, page: int = ID_PAGE, column: str = "id") -> list[list[Predicate]]:
+    """Conditions on ``column`` that split ids into ranges of about ``page`` each, if the ``count`` ids are spread as
+    random UUIDs (hexadecimal): split on their first one or two characters, in two, four, ... 256 ranges. Any string is
+    in exactly one range (the first is unbounded below, the last above); other ids only make them uneven.
 
     >>> [[(t.op, t.value) for t in r] for r in id_ranges(5_000_000, 2_000_000)]
     [[('<', '4')], [('>=', '4'), ('<', '8')], [('>=', '8'), ('<', 'c')], [('>=', 'c')]]
@@ -85,8 +91,8 @@ def id_ranges(count: int, page: int = ID_PAGE) -> list[list[Predicate]]:
     highs: list[str | None] = [*cuts, None]
     ranges: list[list[Predicate]] = []
     for lo, hi in zip(lows, highs, strict=True):
-        where: list[Predicate] = [Term("id", ">=", lo)] if lo else []
-        ranges.append([*where, Term("id", "<", hi)] if hi else where)
+        where: list[Predicate] = [Term(column, ">=", lo)] if lo else []
+        ranges.append([*where, Term(column, "<", hi)] if hi else where)
     return ranges
 
 
@@ -128,21 +134,38 @@ class CachingEngine(EngineDecorator):
         self._object_changes: list[Change] = []
         #: every object id stored, as hashes: proof that an id is not (read in the background from now on)
         self.object_ids = KnownIds("objects")
+        #: every object with instances, as hashes: proof that an object has none
+        self.instance_objects = KnownIds("object_instances")
+        #: the tables whose rows are found by the times their key's rows were written at: table -> (key, known)
+        self.located: dict[str, tuple[str, KnownIds]] = {
+            "objects": ("id", self.object_ids),
+            "object_instances": ("object_id", self.instance_objects),
+        }
         inner.listen(self)
-        self.object_ids.load_in_background(self._stored_object_ids)
+        first = self.object_ids.load_in_background(lambda: self._stored_ids("objects"))
+        self.instance_objects.load_in_background(lambda: self._stored_ids("object_instances"), after=first)
 
-    def _stored_object_ids(self) -> Iterator[pa.Array]:
-        """Every object id the store holds, in pages of about :data:`ID_PAGE` (for :attr:`object_ids`).
+    def _stored_ids(self, table: str) -> Iterator[pa.Table]:
+        """Every key of ``table`` (:attr:`located`) the store holds, with the time its row was written, in pages of
+        about :data:`ID_PAGE` (for :attr:`object_ids` and :attr:`instance_objects`).
 
         Each page is a range of ids (:func:`id_ranges`), read unordered: a page in id order made the store sort the
         whole table for each (8 M objects: 26 s against 2.5 s on a quiet machine). Through the engine's ``query``, which
         any thread may call, not its lazy ``table``: that one's connection is the caller's (ibis's), and a scan from
         this thread beside the caller's queries breaks both (DuckDB 1.3: "an unsuccessful or closed pending query
         result")."""
-        for where in id_ranges(self.inner.count("objects"), ID_PAGE):
-            page = self.inner.query("objects", where, columns=["id"])
+        column = self.located[table][0]
+        for where in id_ranges(self.inner.count(table), ID_PAGE, column):
+            page = self.inner.query(table, where, columns=[column, "created"])
             if page.num_rows:
-                yield page.column("id").combine_chunks()
+                yield page
+
+    def ids_known(self, timeout: float) -> bool:
+        """Wait until the ids of every table of :attr:`located` stored before the cache began are known (read in the
+        background: 2 to 3 s a table of 8 M rows), at most ``timeout`` seconds in all; whether they are. Until then a
+        lookup of an object or its instances reads the whole table."""
+        deadline = time.monotonic() + timeout
+        return all(known.wait(max(0.0, deadline - time.monotonic())) for _, known in self.located.values())
 
     def close(self) -> None:
         self.segments.close()
@@ -209,7 +232,7 @@ class CachingEngine(EngineDecorator):
         if got is not None:
             return got
         may_block(name)
-        return self.inner.query(name, where, columns=columns, order_by=order_by, limit=limit)
+        return self.inner.query(name, self._bounded(name, where), columns=columns, order_by=order_by, limit=limit)
 
     def records(
         self,
@@ -225,7 +248,7 @@ class CachingEngine(EngineDecorator):
         if got is not None:
             return got
         may_block(name)
-        return self.inner.records(name, where, columns=columns, order_by=order_by, limit=limit)
+        return self.inner.records(name, self._bounded(name, where), columns=columns, order_by=order_by, limit=limit)
 
     def _answer(
         self,
@@ -244,8 +267,9 @@ class CachingEngine(EngineDecorator):
         if rows is None or pinned is None:
             return None
         keys, rest = pinned
-        if name == "objects":  # ids certainly not stored have no rows: only the others are looked up
-            keys = [k for k, maybe in zip(keys, self.object_ids.maybe([str(k) for k in keys]), strict=True) if maybe]
+        if name in self.located:  # ids certainly not stored have no rows: only the others are looked up
+            known = self.located[name][1]
+            keys = [k for k, maybe in zip(keys, known.maybe([str(k) for k in keys]), strict=True) if maybe]
         if not rows.cache.holds(keys):
             may_block(name)  # before any key is touched: a read retried off the event loop counts once
         try:
@@ -260,7 +284,7 @@ class CachingEngine(EngineDecorator):
             if n is not None:
                 return n
         may_block(name)
-        return self.inner.count(name, where)
+        return self.inner.count(name, self._bounded(name, where))
 
     def count_in(self, name: str, column: str, values: pa.Array, chunk: int = 10_000) -> int:
         may_block(name)
@@ -292,16 +316,41 @@ class CachingEngine(EngineDecorator):
 
         def load(missing: list[Hashable]) -> pa.Table:
             may_block(rows.table)
-            return self.inner.query(rows.table, [isin(rows.column, missing)])
+            return self.inner.query(rows.table, self._bounded(rows.table, [isin(rows.column, missing)]))
 
         return load
+
+    def _bounded(self, name: str, where: Sequence[Predicate]) -> list[Predicate]:
+        """``where``, and when it pins the key of a table of :attr:`located` to ids whose rows' times are known, the
+        condition that their rows were written between those times (true of every row it matches): what lets the
+        store read only the rows written then, by its zone maps, rather than all of them."""
+        located = self.located.get(name)
+        keys = pinned(where, located[0]) if located is not None else None
+        times = located[1].written([str(k) for k in keys]) if located is not None and keys else None
+        if times is None:
+            return list(where)
+        first, last = times
+        return [*where, Term("created", ">=", _micro(first)), Term("created", "<", _micro(last + 1))]
+
+    # -- writes ----------------------------------------------------------------------------------------------
+    def delete(self, name: str, where: Sequence[Predicate]) -> int:
+        return self.inner.delete(name, self._bounded(name, where))
+
+    def update(self, name: str, where: Sequence[Predicate], values: dict[str, Any]) -> int:
+        return self.inner.update(name, self._bounded(name, where), values)
 
     # -- the change feed -------------------------------------------------------------------------------------
     def writing(self, change: Change) -> None:
         if change.table == "objects":
             self._object_changes.append(change)
+        located = self.located.get(change.table)
+        if located is not None:
+            column, known = located
             if change.rows is not None:
-                self.object_ids.add(change.rows.column("id"))
+                at = change.rows.schema.get_field_index("created")
+                known.add(change.rows.column(column), change.rows.column(at) if at >= 0 else None)
+            elif change.values is not None and "created" in change.values:
+                known.forget_times()
         for cache, column, updater in self._caches.get(change.table, ()):
             keys = changed_keys(change, column)
             cache.unsettle(keys)
@@ -333,6 +382,18 @@ class CachingEngine(EngineDecorator):
 
 def _drop(_key: Hashable, _value: Any) -> None:
     return None
+
+
+def _micro(micros: int) -> dt.datetime:
+    """Microseconds since 1970 as the UTC time a ``created`` column holds (exactly: no float on the way).
+
+    >>> _micro(1795791600_000_001)
+    datetime.datetime(2026, 11, 27, 15, 0, 0, 1, tzinfo=datetime.timezone.utc)
+    """
+    return _EPOCH + dt.timedelta(microseconds=micros)
+
+
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 #: a transaction creating more objects than this (a bulk import) primes no instance entries

@@ -1,14 +1,21 @@
-"""Which ids a table holds, as 64-bit hashes: :class:`KnownIds`, proof that an id is *not* stored.
+"""Which ids a table holds, and when they were written, as 64-bit hashes: :class:`KnownIds`, proof that an id is
+*not* stored, and where in the table the rows of one that is lie.
 
 A live recorder's every segment brings a new object (a random UUID), and its registration must know the object is
-new. Asking the store means an index lookup, and on DuckDB 2.0 an index lookup waits while a checkpoint writes that
-index (a quarter of a second on a store of 8 M objects, growing with it). Every id the table holds has its hash here
-(the store's own 64-bit hash of it, read once in the background at start, then every insert's, from the change
-feed); an id whose hash is not here is certainly not stored, and only an id whose hash is (one stored, or a
-collision: about one in 2^64 / n) is read from the store. 8 bytes an object: 64 MiB for 8 M objects.
+new. Every id the table holds has its hash here (the same 64-bit hash in every process, read once in the background
+at start, then every insert's, from the change feed); an id whose hash is not here is certainly not stored, and only
+an id whose hash is (one stored, or a collision: about one in 2^64 / n) is read from the store.
 
-Deletes are not followed: a deleted id's hash stays, so the answer for it is "maybe" and the store is asked, which is
-always right; an id is never said absent while stored.
+Random ids cannot be found in a table by its zone maps, and an index on them (DuckDB's ART) is rewritten whole at
+every checkpoint: every block of it holds some of the keys written since the last one (730 MiB a checkpoint for a store
+of 8 M objects, growing with it, while every acknowledgement waits behind those writes). So the tables have no index,
+and each hash is kept with the first and last time its rows were written at (their ``created``, in microseconds, which
+grows as the table does, a microsecond a row within a bulk write: :func:`~tams_analytics.clock.written_at`): a lookup
+of a few ids reads only the rows written between those times (:meth:`KnownIds.written`), which the zone maps find. 24
+bytes an id: 192 MiB for 8 M objects.
+
+Deletes are not followed: a deleted id's hash and times stay, so the answer for it is "maybe", between times that
+still hold every row it has; an id is never said absent while stored, and its rows never lie outside its times.
 """
 
 from __future__ import annotations
@@ -17,14 +24,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
 from tams_analytics.pyrows import column_values
 
-__all__ = ["KnownIds", "hash_ids", "sorted_unique"]
+__all__ = ["Held", "KnownIds", "hash_ids", "micros_of", "sorted_unique"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,63 +137,154 @@ def _hash_block(block: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(32))
 
 
+class Held(NamedTuple):
+    """The hashes of the ids merged so far, sorted, each once, and the first and last time of each one's rows
+    (:func:`micros_of`; 0 where a row's time is not known)."""
+
+    hashes: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+
+
+_NONE_HELD: Final = Held(np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.int64))
+
+
+def micros_of(times: pa.Array | pa.ChunkedArray | None, count: int) -> np.ndarray:
+    """Each of ``times`` (timestamps) as microseconds since 1970 (a finer unit rounded down), ``int64``: 0 (not known)
+    for a null, for ``times`` None (``count`` of them) and for a time before 1970.
+
+    >>> import datetime as dt
+    >>> t = pa.array([dt.datetime(2026, 11, 27, 15, 0, 0, 999_999, tzinfo=dt.UTC), None], pa.timestamp("us", "UTC"))
+    >>> micros_of(t, 2).tolist(), micros_of(None, 2).tolist()
+    ([1795791600999999, 0], [0, 0])
+    """
+    if times is None:
+        return np.zeros(count, dtype=np.int64)
+    if isinstance(times, pa.ChunkedArray):
+        times = times.combine_chunks()
+    raw = np.asarray(times.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    unit = times.type.unit
+    micros = np.floor_divide(raw, 1_000) if unit == "ns" else raw * {"s": 1_000_000, "ms": 1_000, "us": 1}[unit]
+    micros[micros <= 0] = 0
+    return micros
+
+
+def _held_of(hashes: np.ndarray, first: np.ndarray, last: np.ndarray) -> Held:
+    """Each hash once, sorted, with the earliest first and the latest last time of its rows (a row's time not known
+    makes the hash's first 0: not known)."""
+    if len(hashes) == 0:
+        return _NONE_HELD
+    order = np.argsort(hashes, kind="stable")
+    hashes, first, last = hashes[order], first[order], last[order]
+    starts = np.flatnonzero(np.concatenate([[True], hashes[1:] != hashes[:-1]]))
+    return Held(hashes[starts], np.minimum.reduceat(first, starts), np.maximum.reduceat(last, starts))
+
+
 class KnownIds:
-    """The hashes (:func:`hash_ids`) of the ids a table holds (see the module docstring)."""
+    """The hashes (:func:`hash_ids`) of the ids a table holds, and the times their rows were written at (see the
+    module docstring)."""
 
     def __init__(self, name: str = "objects") -> None:
         self.name = name
         self._lock = threading.Lock()
-        self._sorted = np.empty(0, dtype=np.uint64)
-        self._recent: set[int] = set()
+        self._held = _NONE_HELD
+        #: hashes added since the last merge: their first and last times
+        self._recent: dict[int, tuple[int, int]] = {}
         self._loaded = False
         self._merging = False
+        #: False once a row's time may have changed (an update of it): no lookup is bounded in time from then on
+        self._times_kept = True
+        #: set once a load has ended, however it ended
+        self._tried = threading.Event()
 
     @property
     def loaded(self) -> bool:
         """Whether every id stored before the feed began is known (before that, nothing is said absent)."""
         return self._loaded
 
-    def load(self, read: Callable[[], Iterable[pa.Array | pa.ChunkedArray]]) -> None:
-        """Know every id ``read`` gives (in batches: every id stored; call it after the feed began), then answer."""
+    @property
+    def _sorted(self) -> np.ndarray:
+        """The merged hashes (tests)."""
+        return self._held.hashes
+
+    def load(self, read: Callable[[], Iterable[pa.Array | pa.ChunkedArray | pa.Table]]) -> None:
+        """Know every id ``read`` gives (in batches: every id stored, alone or as a table of the ids and the times
+        their rows were written; call it after the feed began), then answer."""
         started = time.perf_counter()
-        parts = [hash_ids(batch) for batch in read()]
-        stored = sorted_unique(np.concatenate(parts)) if parts else np.empty(0, np.uint64)
+        hashes, micros = [], []
+        for batch in read():
+            ids, times = (batch.column(0), batch.column(1)) if isinstance(batch, pa.Table) else (batch, None)
+            hashes.append(hash_ids(ids))
+            micros.append(micros_of(times, len(ids)))
+        if hashes:
+            both = np.concatenate(micros)
+            stored = _held_of(np.concatenate(hashes), both, both)
+        else:
+            stored = _NONE_HELD
         with self._lock:
-            self._sorted = sorted_unique(np.concatenate([self._sorted, stored])) if len(self._sorted) else stored
+            held = self._held
+            self._held = _held_of(*(np.concatenate([a, b]) for a, b in zip(held, stored, strict=True)))
             self._loaded = True
         logger.info(
             "read cache: %s %s ids known in %.2f s (%.0f MiB)",
-            len(stored),
+            len(stored.hashes),
             self.name,
             time.perf_counter() - started,
-            stored.nbytes / (1 << 20),
+            sum(a.nbytes for a in stored) / (1 << 20),
         )
 
-    def load_in_background(self, read: Callable[[], Iterable[pa.Array | pa.ChunkedArray]]) -> threading.Thread:
+    def load_in_background(
+        self,
+        read: Callable[[], Iterable[pa.Array | pa.ChunkedArray | pa.Table]],
+        after: threading.Thread | None = None,
+    ) -> threading.Thread:
+        """:meth:`load` on a thread of its own (once ``after`` has ended, when given: one scan of the store at a
+        time)."""
+
         def run() -> None:
+            if after is not None:
+                after.join()
             try:
                 self.load(read)
             except Exception as exc:  # (the store closed meanwhile, say): nothing is ever said absent
                 logger.warning(
                     "read cache: the %s ids could not be read (%s): every lookup asks the store", self.name, exc
                 )
+            finally:
+                self._tried.set()
 
         thread = threading.Thread(target=run, name=f"tams-known-{self.name}", daemon=True)
         thread.start()
         return thread
 
-    def add(self, ids: pa.Array | pa.ChunkedArray | Sequence[str]) -> None:
-        """Ids now stored (inserted: call before they are visible)."""
+    def add(
+        self, ids: pa.Array | pa.ChunkedArray | Sequence[str], times: pa.Array | pa.ChunkedArray | None = None
+    ) -> None:
+        """Ids now stored (inserted: call before they are visible), their rows written at ``times`` (timestamps,
+        one an id; None: not known)."""
         if len(ids) == 0:
             return
-        hashes = hash_ids(ids)
+        hashes = hash_ids(ids).tolist()
+        micros = micros_of(times, len(hashes)).tolist()
         with self._lock:
-            self._recent.update(hashes.tolist())
-            merge = len(self._recent) >= MERGE_AT and not self._merging
+            recent = self._recent
+            for h, at in zip(hashes, micros, strict=True):
+                was = recent.get(h)
+                recent[h] = (at, at) if was is None else (min(was[0], at), max(was[1], at))
+            merge = len(recent) >= MERGE_AT and not self._merging
             if merge:
                 self._merging = True
         if merge:
             threading.Thread(target=self._merge, name=f"tams-known-{self.name}-merge", daemon=True).start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until a load in the background has ended (at most ``timeout`` seconds); whether the ids are known."""
+        self._tried.wait(timeout)
+        return self._loaded
+
+    def forget_times(self) -> None:
+        """The rows' times may have changed (a write set them): no lookup is bounded in time from now on."""
+        self._times_kept = False
 
     def maybe(self, ids: Sequence[str]) -> list[bool]:
         """For each id: whether it may be stored (False: certainly not). All True until :attr:`loaded`."""
@@ -194,29 +292,67 @@ class KnownIds:
             return [True] * len(ids)
         hashes = hash_ids(ids)
         with self._lock:
-            held, recent = self._sorted, self._recent
+            held, recent = self._held.hashes, self._recent
             at = np.searchsorted(held, hashes)
             found = (at < len(held)) & (held[np.minimum(at, len(held) - 1)] == hashes) if len(held) else at < 0
             return [bool(f) or int(h) in recent for f, h in zip(found.tolist(), hashes.tolist(), strict=True)]
 
+    def written(self, ids: Sequence[str]) -> tuple[int, int] | None:
+        """The first and last time (microseconds since 1970) any row of any of ``ids`` was written at: every row of
+        theirs has its time in ``[first, last + 1)``. None when that is not known: before :attr:`loaded`, when none of
+        them may be stored, or when the time of one that may be is not known."""
+        if not self._loaded or not ids or not self._times_kept:
+            return None
+        hashes = hash_ids(ids)
+        with self._lock:
+            held, recent = self._held, self._recent
+            at = np.searchsorted(held.hashes, hashes)
+            inside = np.minimum(at, max(len(held.hashes) - 1, 0))
+            found = (at < len(held.hashes)) & (held.hashes[inside] == hashes) if len(held.hashes) else at < 0
+            firsts = held.first[inside[found]].tolist() if len(held.hashes) else []
+            lasts = held.last[inside[found]].tolist() if len(held.hashes) else []
+            for h in hashes.tolist():
+                if h in recent:
+                    firsts.append(recent[h][0])
+                    lasts.append(recent[h][1])
+        if not firsts or min(firsts) == 0:
+            return None
+        return min(firsts), max(lasts)
+
     def _merge(self) -> None:
-        """Move the recent hashes into the sorted array (a linear merge, off the writer's thread)."""
+        """Move the recent hashes into the sorted arrays (a linear merge, off the writer's thread)."""
         try:
             with self._lock:
-                taken = np.fromiter(self._recent, dtype=np.uint64, count=len(self._recent))
-                held = self._sorted
-            taken.sort()
-            merged = np.insert(held, np.searchsorted(held, taken), taken)
+                taken = dict(self._recent)
+                held = self._held
+            hashes = np.fromiter(taken, dtype=np.uint64, count=len(taken))
+            order = np.argsort(hashes)
+            hashes = hashes[order]
+            spans = np.array(list(taken.values()), dtype=np.int64).reshape(-1, 2)[order]
+            at = np.searchsorted(held.hashes, hashes)
+            inside = np.minimum(at, max(len(held.hashes) - 1, 0))
+            again = (at < len(held.hashes)) & (held.hashes[inside] == hashes) if len(held.hashes) else at < 0
+            first, last = held.first.copy(), held.last.copy()  # ids held already: their times widened
+            np.minimum.at(first, inside[again], spans[again, 0])
+            np.maximum.at(last, inside[again], spans[again, 1])
+            new = ~again
+            merged = Held(
+                np.insert(held.hashes, at[new], hashes[new]),
+                np.insert(first, at[new], spans[new, 0]),
+                np.insert(last, at[new], spans[new, 1]),
+            )
             with self._lock:
-                if self._sorted is held:  # (a load meanwhile: the recent ones stay in the set)
-                    self._sorted = merged
-                    self._recent.difference_update(taken.tolist())
+                if self._held is held:  # (a load meanwhile: the recent ones stay)
+                    self._held = merged
+                    for h, span in taken.items():
+                        if self._recent.get(h) == span:  # (widened meanwhile: kept, and merged next time)
+                            del self._recent[h]
         finally:
             self._merging = False
 
     def __len__(self) -> int:
-        return len(self._sorted) + len(self._recent)
+        return len(self._held.hashes) + len(self._recent)
 
     @property
     def nbytes(self) -> int:
-        return int(self._sorted.nbytes) + 80 * len(self._recent)
+        return sum(int(a.nbytes) for a in self._held) + 120 * len(self._recent)

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from tams_analytics.catalog.flow_guard import writable_flow
 from tams_analytics.catalog.object_rules import init_segments_reason
-from tams_analytics.clock import utcnow
+from tams_analytics.clock import utcnow, written_at
 from tams_analytics.exceptions import ConflictError
 from tams_analytics.predicates import Term
 
@@ -72,9 +72,9 @@ def load_segments(
         if taken:
             raise ConflictError(f"{taken} of the object ids already exist")
         flow_col = pa.array(np.full(n, flow_id, dtype=object), pa.string())
-        created = pa.array(np.full(n, now), TS)
-        rows = segments.append_column("flow_id", flow_col).append_column("created", created)
+        rows = segments.append_column("flow_id", flow_col).append_column("created", pa.array(np.full(n, now), TS))
         catalog.engine.insert("segments", rows)
+        created = written_at(now, n)
         cols = segments.column_names
         # the object timeline is the flow timeline minus ts_offset (object_timerange, when given, says the same)
         offset = pc.fill_null(segments.column("ts_offset"), 0) if "ts_offset" in cols else 0
@@ -90,6 +90,7 @@ def load_segments(
             "start_ns": pc.subtract(segments.column("start_ns"), offset),
             "end_ns": pc.subtract(segments.column("end_ns"), offset),
             "content_type": pa.array(np.full(n, flow.get("container"), dtype=object), pa.string()),
+            # a microsecond apart (the segments' all at the flow's segments_updated): found among few rows by their time
             "created": created,
         }
         if "key_frame_count" in cols:

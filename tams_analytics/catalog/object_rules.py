@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tams_analytics.clock import utcnow
+from tams_analytics.clock import utcnow, written_at
 from tams_analytics.exceptions import ConflictError
 from tams_analytics.predicates import Op, Term, isin
 from tams_analytics.pyrows import SMALL, column_values, distinct_values, repeated_values
@@ -225,7 +225,7 @@ def _new_object_rows(segs: pa.Table, flow_ids: pa.Array, now: Any) -> pa.Table:
             "init_object_id": pa.nulls(n, pa.string()),
             "content_type": pa.nulls(n, pa.string()),
             "size_bytes": pa.nulls(n, pa.int64()),
-            "created": pa.repeat(pa.scalar(now, _TS), n),
+            "created": written_at(now, n),
             "unreferenced_since": pa.nulls(n, _TS),
         }
     )

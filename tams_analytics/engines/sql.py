@@ -12,7 +12,7 @@ straight to parameterised SQL. The VAST engine's client-side residual renders th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -35,17 +35,13 @@ class Params(list[Any]):
     lists bound as one-column Arrow tables by name (``IN (SELECT v FROM name)``): binding 10,000 ids as a
     Python list parameter costs DuckDB about as much as the query itself."""
 
-    def __init__(self, *, tables: bool = False, list_limits: Mapping[str, int] | None = None) -> None:
+    def __init__(self, *, tables: bool = False) -> None:
         super().__init__()
         self.tables: dict[str, pa.Table] | None = {} if tables else None
-        #: column -> how many values of an ``isin`` on it are still bound as placeholders (default
-        #: :data:`LONG_LIST`), for the statement's own table: an engine raises it for an indexed column of a
-        #: large table, where an IN list probes the index and a bound table scans the whole table
-        self.list_limits: Mapping[str, int] = list_limits or {}
 
     def inline(self, column: str, count: int) -> bool:
         """Whether ``count`` values of an ``isin`` on ``column`` are bound as placeholders (``IN (?, ?, ...)``)."""
-        return count <= self.list_limits.get(column, LONG_LIST)
+        return count <= LONG_LIST
 
     def long_list(self, values: Sequence[Any]) -> str:
         """The SQL of a subquery giving ``values``, binding them."""
@@ -92,15 +88,7 @@ class SqlRenderer(Visitor[str]):
         return "(" + " OR ".join(t.accept(self) for t in p.terms) + ")"
 
     def subquery(self, p: InSubquery) -> str:
-        params = self.params if isinstance(self.params, Params) else None
-        limits = params.list_limits if params is not None else {}
-        if params is not None:  # the limits are for the statement's table, not the subquery's
-            params.list_limits = {}
-        try:
-            inner = p.where.accept(self)
-        finally:
-            if params is not None:
-                params.list_limits = limits
+        inner = p.where.accept(self)
         sub = f"SELECT {quote(p.value_column)} FROM {quote(p.table)} WHERE {inner}"
         # NOT IN with a NULL in the subquery is never true: the inner columns are non-null ids
         return f"{quote(p.column)} {'NOT IN' if p.negate else 'IN'} ({sub})"

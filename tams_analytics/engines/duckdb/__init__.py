@@ -6,7 +6,7 @@ between threads, so each thread gets its own cursor; writes run on one cursor un
 explicit transaction, and reads made inside a transaction use that cursor so they see its writes.
 
 The parts, each a module: the store's file (:mod:`.files`), its tables (:mod:`.ddl`), how reads and writes run
-(:mod:`.reads`, :mod:`.writes`, :mod:`.lists`), the connections and their recovery after a storage fault
+(:mod:`.reads`, :mod:`.writes`), the connections and their recovery after a storage fault
 (:mod:`.connections`, :mod:`.faults`, :mod:`.readers`), and upkeep: checkpoints and the storage format
 (:mod:`.upkeep`). What differs between the supported DuckDB versions is in :mod:`tams_analytics.compat`.
 """
@@ -28,7 +28,7 @@ import pyarrow as pa
 from tams_analytics.compat import arrow_table, ibis_duckdb
 from tams_analytics.engines.base import Capabilities, Change, OrderBy, StorageFormat, StoredTable
 from tams_analytics.engines.duckdb import reads
-from tams_analytics.engines.duckdb.ddl import INDEXES, index_name, table_statements
+from tams_analytics.engines.duckdb.ddl import LOOKUP_KEYS, table_statements
 from tams_analytics.engines.duckdb.faults import StoreFault, store_fault
 from tams_analytics.engines.duckdb.files import ROW_GROUP_ROWS, open_database, release, store_path
 from tams_analytics.engines.duckdb.held import explain_held_store
@@ -38,7 +38,6 @@ from tams_analytics.engines.duckdb.journaled import (
     refuse_unapplied_journal,
     unapplied_records,
 )
-from tams_analytics.engines.duckdb.lists import ListLimits
 from tams_analytics.engines.duckdb.readers import Readers
 from tams_analytics.engines.duckdb.reads import PAGE_ROWS, as_records, few_ids
 from tams_analytics.engines.duckdb.transactions import Transactions
@@ -60,7 +59,7 @@ from tams_analytics.schema import SORT_KEYS
 if TYPE_CHECKING:
     import ibis.expr.types as ir
 
-__all__ = ["CHECKPOINT_MARGIN_BYTES", "INDEXES", "ROW_GROUP_ROWS", "CheckpointObserver", "Engine", "index_name"]
+__all__ = ["CHECKPOINT_MARGIN_BYTES", "LOOKUP_KEYS", "ROW_GROUP_ROWS", "CheckpointObserver", "Engine"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,8 +156,6 @@ class Engine(Transactions):
         self._ibis: Any = None
         #: where the pages of each flow lie on ``start_ns`` (see :mod:`~tams_analytics.engines.windows`)
         self._extents = FlowExtents()
-        #: how many values of an ``isin`` on an indexed column go inline (see :mod:`.lists`)
-        self._list_limits = ListLimits(INDEXES, self._table_sizes)
         #: the store's journal (None: transactions are committed as they come)
         self._journal: Journal | None = None
         try:
@@ -308,11 +305,6 @@ class Engine(Transactions):
         sql = select_sql(name, where, params, columns=columns, order_by=order_by, limit=limit)
         return reads.run(self._cursor(), sql, params, arrow_table)
 
-    def _table_sizes(self) -> dict[str, int]:
-        """DuckDB's estimate of each table's rows (from its statistics: no scan)."""
-        sql = "SELECT table_name, estimated_size FROM duckdb_tables() WHERE database_name = current_database()"
-        return {name: int(size or 0) for name, size in self._cursor().execute(sql).fetchall()}
-
     def _flow_extent(self, flow_id: str) -> tuple[int | None, int | None, int]:
         """The lowest and highest start of a flow's segments, and their number (one aggregate)."""
         sql = 'SELECT min("start_ns"), max("start_ns"), count(*) FROM "segments" WHERE "flow_id" = ?'
@@ -372,7 +364,7 @@ class Engine(Transactions):
         if self._database is None:
             return None
         with self._reading():
-            return storage_format(self._cursor(), self._database, self.path, self._table_sizes())
+            return storage_format(self._cursor(), self._database, self.path)
 
     def optimize(self) -> None:
         """Rewrite clustered tables in their sort order so that zone maps prune one flow's window."""

@@ -8,14 +8,14 @@ from typing import Any, TypeVar
 import duckdb
 import pyarrow as pa
 
-from tams_analytics.engines.duckdb.ddl import INDEXES
+from tams_analytics.engines.duckdb.ddl import LOOKUP_KEYS
 from tams_analytics.engines.sql import Params
 from tams_analytics.predicates import Predicate, pinned
 from tams_analytics.schema import SCHEMAS
 
 __all__ = ["FEW_IDS", "PAGE_ROWS", "as_records", "few_ids", "rows", "run"]
 
-#: up to this many ids, a lookup on an indexed column is fetched as Python tuples (:meth:`Engine.records`)
+#: up to this many ids, a lookup by a lookup key is fetched as Python tuples (:meth:`Engine.records`)
 FEW_IDS = 64
 #: segment pages up to this many rows are fetched as Python tuples (:meth:`Engine.records`)
 PAGE_ROWS = 1001
@@ -25,8 +25,8 @@ _UTC = pa.scalar(0, pa.timestamp("us", tz="UTC")).as_py().tzinfo
 
 
 def few_ids(name: str, where: Sequence[Predicate]) -> bool:
-    """Whether ``where`` pins an indexed column of table ``name`` to at most :data:`FEW_IDS` values."""
-    for column in INDEXES.get(name, ()):
+    """Whether ``where`` pins a lookup key of table ``name`` (:data:`LOOKUP_KEYS`) to at most :data:`FEW_IDS` values."""
+    for column in LOOKUP_KEYS.get(name, ()):
         values = pinned(where, column)
         if values is not None and len(values) <= FEW_IDS:
             return True

@@ -23,7 +23,6 @@ from tams_analytics.engines.duckdb.connections import Connections
 from tams_analytics.engines.duckdb.ddl import table_statements
 from tams_analytics.engines.duckdb.faults import StoreFault, store_fault
 from tams_analytics.engines.duckdb.journaled import STATE_TABLE, Journal, new_store_id
-from tams_analytics.engines.duckdb.lists import ListLimits
 from tams_analytics.engines.duckdb.upkeep import CheckpointObserver, tell, wal_bytes
 from tams_analytics.engines.duckdb.writes import LIST_ROWS, list_insert_sql, list_update_sql, refuse_nulls
 from tams_analytics.engines.sql import Params, quote, where_sql
@@ -43,7 +42,6 @@ class Transactions(Connections):
     _checkpoints: CheckpointObserver | None
     #: the open transaction inserted rows (which DuckDB logs in the WAL unless the commit checkpoints)
     _inserted: bool
-    _list_limits: ListLimits
     _extents: FlowExtents
 
     @contextlib.contextmanager
@@ -309,4 +307,4 @@ class Transactions(Connections):
 
     def _params(self, name: str) -> Params:
         """Bound values of a statement on table ``name``."""
-        return Params(tables=True, list_limits=self._list_limits.of(name))
+        return Params(tables=True)

@@ -1,17 +1,15 @@
 """Upkeep of a DuckDB store: its checkpoints (what they cost, told to an observer) and its storage format.
 
-DuckDB 2.0 writes new files in storage format ``v2.0.0+``, whose checkpoints write only the parts of an index that
-changed; it opens a file DuckDB 1.3 made (``v1.0.0+``) and keeps it in that format, where every checkpoint writes the
-indexes of ``objects`` and ``object_instances`` whole (:data:`~tams_analytics.engines.duckdb.ddl.INDEXES`).
-:func:`storage_format` says which a store is in and, for the older one, what that costs and the command that rewrites
-it (``tams-analytics upgrade``: :mod:`tams_analytics.upgrade`).
+DuckDB 2.0 writes new files in storage format ``v2.0.0+``; it opens a file DuckDB 1.3 made (``v1.0.0+``) and keeps it
+in that format. :func:`storage_format` says which a store is in and, for the older one, the command that rewrites it
+(``tams-analytics upgrade``: :mod:`tams_analytics.upgrade`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -19,7 +17,6 @@ import duckdb
 
 from tams_analytics.compat import STORAGE_VERSION
 from tams_analytics.engines.base import StorageFormat
-from tams_analytics.engines.duckdb.ddl import INDEXES
 
 logger = logging.getLogger("tams_analytics.engines.duckdb")
 
@@ -95,23 +92,18 @@ def upgrade_command(path: str) -> str:
     return f"tams-analytics upgrade --store duckdb://{Path(path).absolute()}"
 
 
-def storage_format(
-    con: duckdb.DuckDBPyConnection, database: str, path: str, sizes: Mapping[str, int]
-) -> StorageFormat | None:
-    """The format of the store at ``path`` (attached as ``database``; ``sizes``: its tables' rows) and, when it is an
-    older one, what it costs (the entries of the indexes each checkpoint writes whole) and the command that upgrades
-    it."""
+def storage_format(con: duckdb.DuckDBPyConnection, database: str, path: str) -> StorageFormat | None:
+    """The format of the store at ``path`` (attached as ``database``) and, when it is an older one, the command that
+    upgrades it."""
     version = storage_version(con, database)
     if version is None:
         return None
     if not older_format(version):
         return StorageFormat(version, STORAGE_VERSION)
-    entries = sum(sizes.get(table, 0) for table in INDEXES)
     advice = (
         f"the store {path} is in DuckDB's storage format {version}, older than the {STORAGE_VERSION} DuckDB "
-        f"{duckdb.__version__} writes: each checkpoint (one every 16 MiB of writes) rewrites the indexes of "
-        f"{' and '.join(INDEXES)} whole ({entries:,} entries here), so checkpoints take longer as the store grows and "
-        f"every write waits for them; in {STORAGE_VERSION} a checkpoint writes only what changed. Stop the server and "
-        f"run {upgrade_command(path)} (one-way: DuckDB 1.3 cannot open the result; it backs the store up first)"
+        f"{duckdb.__version__} writes: it is read and written as it is, in the format DuckDB 1.3 wrote. To move it to "
+        f"the current one, stop the server and run {upgrade_command(path)} (one-way: DuckDB 1.3 cannot open the "
+        "result; it backs the store up first)"
     )
     return StorageFormat(version, STORAGE_VERSION, advice)

@@ -3,17 +3,12 @@ the same filter answers with the values inline, for every statement kind, and le
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import pyarrow as pa
 import pytest
 
-from tams_analytics.engines import open_engine
 from tams_analytics.engines.duckdb import Engine
-from tams_analytics.engines.duckdb.lists import MAX_INLINE, ROWS_PER_VALUE, ListLimits
 from tams_analytics.engines.sql import LONG_LIST, Params, where_sql
-from tams_analytics.predicates import InSubquery, Term, isin
+from tams_analytics.predicates import Term, isin
 
 
 @pytest.fixture
@@ -59,58 +54,3 @@ def test_short_lists_inline_and_odd_values_fall_back_to_a_list_parameter(engine:
     params = Params(tables=True)
     assert "unnest(?)" in where_sql([isin("id", with_none)], params) and not params.tables
     assert engine.count("objects", [isin("id", with_none)]) == LONG_LIST + 1
-
-
-def test_lists_on_a_large_tables_index_go_inline_and_answer_exactly(tmp_path: Path) -> None:
-    """Past LONG_LIST, an isin on an indexed column of a large table stays an IN list (DuckDB probes the ART index
-    per value; a bound table would be joined by scanning the whole table); a small table's is bound."""
-    engine = open_engine(f"duckdb:///{tmp_path / 'big.duckdb'}", create=True)
-    assert isinstance(engine, Engine)
-    n = ROWS_PER_VALUE * 300
-    engine.insert(
-        "objects", pa.table({"id": [f"o{i}" for i in range(n)], "registered": [i % 2 == 0 for i in range(n)]})
-    )
-    engine.insert("object_instances", pa.table({"object_id": ["o1", "o2"], "storage_id": ["s", "s"]}))
-    wanted = [f"o{i}" for i in range(0, 2 * 250, 2)] + ["missing"]  # 251 values
-    inline = engine._params("objects")
-    assert "SELECT v FROM" not in where_sql([isin("id", wanted)], inline) and not inline.tables
-    assert len(inline) == len(wanted)
-    small = engine._params("object_instances")  # two rows: a bound table scans them faster
-    assert "SELECT v FROM" in where_sql([isin("object_id", wanted)], small)
-    unindexed = engine._params("objects")
-    assert "SELECT v FROM" in where_sql([isin("allocated_flow_id", wanted)], unindexed)
-    got = engine.query("objects", [isin("id", wanted)], columns=["id"])
-    assert sorted(got.column("id").to_pylist()) == sorted(wanted[:-1])
-    assert engine.count("objects", [isin("id", wanted), Term("registered", "==", True)]) == 250
-    too_many = [f"o{i}" for i in range(MAX_INLINE + 1)]
-    assert "SELECT v FROM" in where_sql([isin("id", too_many)], engine._params("objects"))
-    assert engine.count("objects", [isin("id", too_many)]) == MAX_INLINE + 1
-    engine.close()
-
-
-def test_a_subquery_does_not_take_the_statements_inline_limits() -> None:
-    """The limits are for the statement's table: a subquery's isin on another table keeps the default."""
-    ids = [f"o{i}" for i in range(LONG_LIST + 1)]
-    params = Params(tables=True, list_limits={"id": 1000})
-    sql = where_sql([isin("id", ids), InSubquery("id", "segments", "object_id", isin("id", ids))], params)
-    assert sql.count("SELECT v FROM") == 1 and len(params.tables or {}) == 1
-    assert params.list_limits == {"id": 1000}
-
-
-def test_inline_limits_follow_the_tables_size_and_are_read_again_after_a_while() -> None:
-    sizes = {"objects": 100 * ROWS_PER_VALUE, "segments": 10**9}
-    reads: list[int] = []
-
-    def estimate() -> dict[str, int]:
-        reads.append(1)
-        return dict(sizes)
-
-    limits = ListLimits({"objects": ("id",)}, estimate, refresh_s=0.05)
-    assert limits.of("objects") == {"id": 100} and limits.of("segments") == {}  # no index on segments
-    sizes["objects"] = 10**9
-    assert limits.of("objects") == {"id": 100} and len(reads) == 1
-    time.sleep(0.06)
-    assert limits.of("objects") == {"id": MAX_INLINE} and len(reads) == 2
-    sizes["objects"] = 10
-    time.sleep(0.06)
-    assert limits.of("objects") == {}
