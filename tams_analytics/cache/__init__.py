@@ -48,6 +48,7 @@ from tams_analytics.engines.decorator import EngineDecorator
 from tams_analytics.exceptions import UnsupportedError
 from tams_analytics.nonblocking import may_block
 from tams_analytics.predicates import Predicate, Term, isin, pinned
+from tams_analytics.schema import SCHEMAS
 
 __all__ = ["CacheConfig", "CachingEngine"]
 
@@ -267,9 +268,8 @@ class CachingEngine(EngineDecorator):
         if rows is None or pinned is None:
             return None
         keys, rest = pinned
-        if name in self.located:  # ids certainly not stored have no rows: only the others are looked up
-            known = self.located[name][1]
-            keys = [k for k, maybe in zip(keys, known.maybe([str(k) for k in keys]), strict=True) if maybe]
+        if name == "objects":  # ids certainly not stored have no rows: only the others are looked up
+            keys = [k for k, maybe in zip(keys, self.object_ids.maybe([str(k) for k in keys]), strict=True) if maybe]
         if not rows.cache.holds(keys):
             may_block(name)  # before any key is touched: a read retried off the event loop counts once
         try:
@@ -314,8 +314,15 @@ class CachingEngine(EngineDecorator):
     def _keyed_loader(self, rows: KeyedRows) -> Callable[[list[Hashable]], pa.Table]:
         """How the rows of keys not kept are read from the store: every column, one statement for them all."""
 
+        located = self.located.get(rows.table)
+
         def load(missing: list[Hashable]) -> pa.Table:
             may_block(rows.table)
+            if located is not None:  # keys certainly not stored have no rows (kept as none, as if read)
+                maybe = located[1].maybe([str(k) for k in missing])
+                missing = [k for k, m in zip(missing, maybe, strict=True) if m]
+                if not missing:
+                    return SCHEMAS[rows.table].empty_table()
             return self.inner.query(rows.table, self._bounded(rows.table, [isin(rows.column, missing)]))
 
         return load

@@ -159,9 +159,12 @@ def test_a_stores_checkpoints_have_a_histogram(tmp_path: Path, journal: bool, ca
         count = "tams_store_checkpoint_seconds_count"
         before = samples(client)
         post_segments(client, flow_id, 2)  # more than 1 KiB of WAL
-        deadline = time.monotonic() + 10
+        deadline, first = time.monotonic() + 10, 2
         while value(samples(client), count) == value(before, count) and time.monotonic() < deadline:
             time.sleep(0.05)  # (the applier checkpoints just after the POST is answered)
+            if not journal:  # DuckDB 1.3 does not checkpoint a commit while a background reader's transaction is open
+                post_segments(client, flow_id, 2, first)
+                first += 2
         assert value(samples(client), count) - value(before, count) >= 1
     assert not any("checkpointed for" in r.getMessage() for r in caplog.records)  # a few ms
     metrics.checkpoint_observer(journaled=journal)(metrics.SLOW_CHECKPOINT_S, 16 << 20)

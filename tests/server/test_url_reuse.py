@@ -140,12 +140,7 @@ def test_streaming_a_flow_too_long_to_cache_keeps_what_readers_reread(tmp_path: 
     settings = Settings(data_dir=tmp_path / "data", read_cache_flow_rows=10, read_cache_objects=20)
     with TestClient(create_app(settings), base_url="http://testserver") as client:
         short, long = make_flow(client), make_flow(client)
-        urls = [{"url": "https://cdn.example/x", "label": "cdn"}]  # instances to keep (an object with none has none)
-        post(
-            client,
-            short,
-            [{"object_id": f"s{i}", "timerange": f"[{i}:0_{i + 1}:0)", "get_urls": urls} for i in range(5)],
-        )
+        post(client, short, [{"object_id": f"s{i}", "timerange": f"[{i}:0_{i + 1}:0)"} for i in range(5)])
         post(client, long, [{"object_id": f"l{i}", "timerange": f"[{i}:0_{i + 1}:0)"} for i in range(30)])
         cache = services_of(client.app).catalog.engine
         assert cache.segments.wait_warmed(30)  # the flows loaded since their registrations (in the background)
