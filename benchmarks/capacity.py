@@ -112,6 +112,9 @@ class CapacityConfig:
     #: POST p99 is compared (the slowest is reported)
     sample_s: float = 5.0
     window_s: float = 5.0
+    #: seconds of the journal's write and sync alone at a continuous line's rate, just before it and just after it,
+    #: on its store's volume (:mod:`benchmarks.disk_floor`; 0: not measured)
+    disk_floor_s: float = 60.0
 
     @classmethod
     def smoke(cls) -> CapacityConfig:
@@ -129,6 +132,7 @@ class CapacityConfig:
             resume_rounds=1,
             sample_s=0.5,
             window_s=0.5,
+            disk_floor_s=0.5,
         )
 
 

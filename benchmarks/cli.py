@@ -221,6 +221,14 @@ def add_parser(sub: Any) -> None:
         "--capacity-store-cache", type=Path, default=None, metavar="DIR", help="where aged stores are cached"
     )
     cap.add_argument(
+        "--capacity-disk-floor",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="before and after each continuous line, the journal's write and sync alone at the line's rate on the "
+        "store's volume for this long: the disk's floor beside the line (default 60; 0: not measured)",
+    )
+    cap.add_argument(
         "--capacity-size",
         choices=["full", "smoke"],
         default="full",
@@ -354,6 +362,7 @@ def _capacity_config(args: argparse.Namespace) -> Any:
         ("capacity_continuous", "continuous"),
         ("capacity_store", "stores"),
         ("capacity_store_cache", "store_cache"),
+        ("capacity_disk_floor", "disk_floor_s"),
     ):
         if getattr(args, name) is not None:
             changes[field] = getattr(args, name)

@@ -11,10 +11,14 @@ capacity store's flows (``--capacity-resume RATE``), and the store check: every 
 two segments of a flow overlapping.
 
 A line reports POSTs offered and achieved, POST p50/p99/max and how many took over 250 ms, edge-read p50/p99/max, the
-slowest 5-s window (its POST p99 and when), the DuckDB checkpoints seen (``tams_store_checkpoint_seconds``: when, how
-long each held the writer, and what the store process wrote to disk in the sample that saw it), what the store process
-wrote a minute (``write_bytes``: journal, WAL and checkpoints; what ingest costs the disk), each process's RSS at the
-start, at minute 5 (or halfway, for a run under ten minutes) and at the end, and the machine's load. A line is *held*
+slowest 5-s windows (their POST p99, when, and each server process's CPU around them), the DuckDB checkpoints seen
+(``tams_store_checkpoint_seconds``: when, how long each held the writer, and what the store process wrote to disk in
+the sample that saw it), the journal's syncs over 50 and 250 ms (``tams_journal_sync_seconds``: when), what the store
+process wrote a minute (``write_bytes``: journal, WAL and checkpoints; what ingest costs the disk), each process's CPU
+and its RSS at the start, at minute 5 (or halfway, for a run under ten minutes) and at the end, and the machine's load.
+Before the line and after it, the disk alone at the line's rate (:mod:`benchmarks.disk_floor`): the journal's write and
+sync with no server, the floor the volume sets under every journaled POST (a shared disk's changes from minute to
+minute). A line is *held*
 when at least 97 % of the offered rate is achieved, POST p99 <= 50 ms, no POST over 250 ms, edge p99 <= 20 ms and
 nothing is lost or overlaps.
 """
@@ -32,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from benchmarks import live_ingest
+from benchmarks import disk_floor, live_ingest
+from benchmarks.disk_floor import DiskFloor
 from benchmarks.live import LiveServer
 from benchmarks.openloop import POST, READ, OpenLoop, Record
 
@@ -41,6 +46,8 @@ if TYPE_CHECKING:
 
 #: a POST slower than this is counted (the issue's line: none over 250 ms)
 SLOW_POST_MS = 250.0
+#: the slowest windows a line reports
+SLOW_WINDOWS = 5
 #: the RSS mark after the start: minute 5 (or halfway through a shorter run)
 RSS_MARK_S = 300.0
 
@@ -56,6 +63,35 @@ class Checkpoint:
     count: int = 1
     #: MiB the store process wrote between the two scrapes (the checkpoint's writes and the ingest's of those seconds)
     written_mb: float = math.nan
+
+
+@dataclass
+class SlowSyncs:
+    """The journal's records that took long to write and sync (``tams_journal_sync_seconds``), seen between two
+    scrapes."""
+
+    #: seconds from the line's start to the scrape that saw them
+    at_s: float
+    over_50ms: int
+    over_250ms: int
+    #: MiB the store process wrote between the two scrapes
+    written_mb: float = math.nan
+
+
+@dataclass
+class Window:
+    """One of a line's slowest 5-s windows (by scheduled time): its POSTs' p99 and max, how many took over 250 ms,
+    and each server process's CPU around it (a share of one core, over the samples that span it)."""
+
+    at_s: float
+    p99_ms: float
+    max_ms: float
+    slow_posts: int
+    cpu: dict[str, float] = field(default_factory=dict)
+
+
+#: the fields of a line its JSON gives as lists or objects of their own
+_LISTED = ("checkpoints", "slow_syncs", "slow_windows", "resumes", "rss_mb", "disk_floor", "disk_floor_after")
 
 
 @dataclass
@@ -89,6 +125,15 @@ class ContinuousLine:
     lag_max_ms: float
     client_cpu: float
     checkpoints: list[Checkpoint] = field(default_factory=list)
+    #: records the journal wrote and synced over the line (0: no journal), and the samples that saw slow ones
+    journal_syncs: int = 0
+    slow_syncs: list[SlowSyncs] = field(default_factory=list)
+    #: the slowest windows, slowest first, and each server process's CPU over the line (a share of one core)
+    slow_windows: list[Window] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)
+    #: the journal's write and sync alone at the line's rate, just before it and just after it (None: not measured)
+    disk_floor: DiskFloor | None = None
+    disk_floor_after: DiskFloor | None = None
     #: process -> RSS MiB at the start, at the mark (``rss_mark_s``) and at the end
     rss_mb: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     rss_mark_s: float = 0.0
@@ -112,8 +157,13 @@ class ContinuousLine:
         return max((c.ms for c in self.checkpoints), default=0.0)
 
     def json(self) -> dict[str, Any]:
-        out = {k: v for k, v in vars(self).items() if k not in ("checkpoints", "resumes", "rss_mb")}
+        out = {k: v for k, v in vars(self).items() if k not in _LISTED}
         out["checkpoints"] = [vars(c) for c in self.checkpoints]
+        out["slow_syncs"] = [vars(c) for c in self.slow_syncs]
+        out["slow_windows"] = [vars(w) for w in self.slow_windows]
+        for name in ("disk_floor", "disk_floor_after"):
+            floor = getattr(self, name)
+            out[name] = floor.json() if floor is not None else None
         out["checkpoint_count"] = sum(c.count for c in self.checkpoints)
         out["rss_mb"] = {p: {"start": s, "mark": m, "end": e} for p, (s, m, e) in self.rss_mb.items()}
         out["rss_growth_pct"] = {p: 100 * g for p, g in self.rss_growth.items()}
@@ -124,13 +174,17 @@ class ContinuousLine:
 # -- the sampler ----------------------------------------------------------------------------------------------------
 class Sampler:
     """Every ``every_s`` in a thread: the RSS of each of the server's processes, the bytes its store process has
-    written to disk, and its checkpoint counter."""
+    written to disk, its checkpoint counter and its journal's syncs (all, over 50 ms, over 250 ms)."""
 
     def __init__(self, server: LiveServer, every_s: float) -> None:
         self.server = server
         self.every_s = every_s
         #: (perf_counter time, RSS MiB by process, checkpoints count, checkpoints seconds sum, MiB the store wrote)
         self.samples: list[tuple[float, dict[str, float], float, float, float]] = []
+        #: (perf_counter time, journal syncs, of them over 50 ms, over 250 ms), with each sample
+        self.syncs: list[tuple[float, float, float, float]] = []
+        #: CPU seconds each process has used, with each sample
+        self.cpu: list[dict[str, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
 
@@ -151,14 +205,31 @@ class Sampler:
     def sample(self) -> None:
         from benchmarks.capacity import parse_metrics
 
-        rss, written = process_stats(self.server.pid)
+        rss, written, cpu = process_stats(self.server.pid)
         try:
             metrics = parse_metrics(httpx.get(f"{self.server.base_url}/metrics", timeout=10.0).text)
         except httpx.HTTPError:
             metrics = {}
         count = metrics.get(("tams_store_checkpoint_seconds_count", ()), math.nan)
         total = metrics.get(("tams_store_checkpoint_seconds_sum", ()), math.nan)
-        self.samples.append((time.perf_counter(), rss, count, total, written))
+        now = time.perf_counter()
+        self.samples.append((now, rss, count, total, written))
+        self.cpu.append(cpu)
+        syncs = metrics.get(("tams_journal_sync_seconds_count", ()), 0.0)
+        within = [metrics.get(("tams_journal_sync_seconds_bucket", (("le", le),)), syncs) for le in ("0.05", "0.25")]
+        self.syncs.append((now, syncs, syncs - within[0], syncs - within[1]))
+
+    def journal(self, start: float) -> tuple[int, list[SlowSyncs]]:
+        """The journal's syncs from ``start`` (a ``perf_counter`` time), and the samples that saw slow ones."""
+        slow = []
+        pairs = list(zip(self.syncs, self.syncs[1:], strict=False))
+        written = [s[4] for s in self.samples]
+        for i, ((_t0, _n0, a0, b0), (t1, _n1, a1, b1)) in enumerate(pairs):
+            if a1 > a0 and t1 >= start:
+                mb = written[i + 1] - written[i] if i + 1 < len(written) else math.nan
+                slow.append(SlowSyncs(round(t1 - start, 1), round(a1 - a0), round(b1 - b0), mb))
+        after = [n for t, n, _a, _b in self.syncs if t >= start - self.every_s]
+        return (round(after[-1] - after[0]) if len(after) > 1 else 0), slow
 
     def checkpoints(self, start: float) -> list[Checkpoint]:
         """The checkpoints between consecutive samples (from ``start``, a ``perf_counter`` time)."""
@@ -168,6 +239,18 @@ class Sampler:
             if n > 0 and t1 >= start:
                 out.append(Checkpoint(round(t1 - start, 1), 1000 * (s1 - s0) / n, n, w1 - w0))
         return out
+
+    def cpu_around(self, start: float, at_s: float, length_s: float) -> dict[str, float]:
+        """Each process's CPU (a share of one core) over the samples around ``at_s`` .. ``at_s + length_s`` from
+        ``start``: from the last sample before it to the first after."""
+        times = [t - start for t, *_ in self.samples]
+        before = max((i for i, t in enumerate(times) if t <= at_s), default=0)
+        after = min((i for i, t in enumerate(times) if t >= at_s + length_s), default=len(times) - 1)
+        if after <= before:
+            return {}
+        seconds = times[after] - times[before]
+        first, last = self.cpu[before], self.cpu[after]
+        return {p: (last[p] - first[p]) / seconds for p in last if p in first}
 
     def written_per_min(self, start: float) -> float:
         """MiB the store process wrote a minute from ``start`` to the last sample (NaN when it could not be read)."""
@@ -186,35 +269,41 @@ class Sampler:
         return {p: (first[1][p], mark[1][p], last[1][p]) for p in names}, mark[0] - start
 
 
-def process_stats(pid: int) -> tuple[dict[str, float], float]:
+def process_stats(pid: int) -> tuple[dict[str, float], float, dict[str, float]]:
     """RSS MiB of ``serve`` (``supervisor``, or ``server`` when it serves alone) and each child: ``store``,
-    ``http-1``, ``http-2``, ... (by process id); and the MiB the process that holds the store (the store process, or
-    the lone server) has written to disk since it started (NaN if unreadable)."""
+    ``http-1``, ``http-2``, ... (by process id); the MiB the process that holds the store (the store process, or
+    the lone server) has written to disk since it started (NaN if unreadable); and the CPU seconds each has used."""
     import psutil
 
     out: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     written = math.nan
+
+    def used(process: psutil.Process) -> float:
+        times = process.cpu_times()
+        return float(times.user + times.system)
+
     try:
         top = psutil.Process(pid)
         children = sorted(top.children(recursive=True), key=lambda p: p.pid)
-        out["supervisor" if children else "server"] = top.memory_info().rss / 2**20
+        name = "supervisor" if children else "server"
+        out[name], cpu[name] = top.memory_info().rss / 2**20, used(top)
         if not children:
             written = top.io_counters().write_bytes / 2**20
         http = 0
         for child in children:
             command = " ".join(child.cmdline())
             if "server.processes store" in command:
-                out["store"] = child.memory_info().rss / 2**20
+                out["store"], cpu["store"] = child.memory_info().rss / 2**20, used(child)
                 written = child.io_counters().write_bytes / 2**20
             elif "server.processes http" in command:
                 http += 1
-                out[f"http-{http}"] = child.memory_info().rss / 2**20
+                out[f"http-{http}"], cpu[f"http-{http}"] = child.memory_info().rss / 2**20, used(child)
     except psutil.Error:
         pass
-    return out, written
+    return out, written, cpu
 
 
-# -- a line -------------------------------------------------------------------------------------------------------
 def run_continuous(config: CapacityConfig, work: Path, progress: Progress) -> list[ContinuousLine]:
     """Every line of ``config.continuous`` (rate, minutes, store) on its store, or on every store of
     ``config.stores`` side by side, in order."""
@@ -249,6 +338,7 @@ def _line(
     from benchmarks.capacity import _lost_before, _serve
 
     url, flows, segments, store_s = _prepare(config, store, data_dir, progress)
+    floor = _disk_floor(config, rate, data_dir, progress)
     server = _serve(config, url, data_dir)
     try:
         line, server, acknowledged, befores = asyncio.run(
@@ -256,7 +346,8 @@ def _line(
         )
     finally:
         server.stop()
-    line.store_segments, line.store_s = segments, store_s
+    line.store_segments, line.store_s, line.disk_floor = segments, store_s, floor
+    line.disk_floor_after = _disk_floor(config, rate, data_dir, progress)
     progress(f"capacity: checking the store {store} (every acknowledged segment, no overlaps) ...")
     line.lost, line.overlaps = live_ingest.verify(url, acknowledged)
     _lost_before(url, line.resumes, befores)
@@ -270,6 +361,14 @@ def _line(
         and line.errors == 0
     )
     return line
+
+
+def _disk_floor(config: CapacityConfig, rate: float, data_dir: Path, progress: Progress) -> DiskFloor | None:
+    """The journal's write and sync alone at ``rate`` on the volume of ``data_dir`` (None: not asked for)."""
+    if config.disk_floor_s <= 0:
+        return None
+    progress(f"capacity: the disk alone, the journal's syncs at {rate:g}/s for {config.disk_floor_s:g} s ...")
+    return disk_floor.measure(data_dir / "disk-floor.journal", rate, config.disk_floor_s)
 
 
 async def _drive(
@@ -307,6 +406,10 @@ async def _drive(
     line = _measure(gen, tag, store, rate, minutes, start, config.window_s)
     line.client_cpu = (cpu1 - cpu0) / max(1e-9, seconds)
     line.checkpoints = sampler.checkpoints(start)
+    line.journal_syncs, line.slow_syncs = sampler.journal(start)
+    line.cpu = sampler.cpu_around(start, 0.0, seconds)
+    for window in line.slow_windows:
+        window.cpu = sampler.cpu_around(start, window.at_s, config.window_s)
     line.store_written_mb_per_min = sampler.written_per_min(start)
     line.rss_mb, line.rss_mark_s = sampler.rss(start, min(RSS_MARK_S, seconds / 2))
     line.load_start, line.load_end = load_start, os.getloadavg()[0]
@@ -338,12 +441,20 @@ def _measure(
     windows: dict[int, list[Record]] = {}
     for r in posts:
         windows.setdefault(int((r.due - start) // window_s), []).append(r)
-    worst, worst_p99, worst_max = 0, 0.0, 0.0
-    for w, records in sorted(windows.items()):
-        p99 = _ms(records, 0.99)
-        if p99 > worst_p99:
-            worst, worst_p99, worst_max = w, p99, _ms(records, 1.0)
-    return ContinuousLine(
+    ranked = sorted(
+        (
+            Window(
+                w * window_s,
+                _ms(records, 0.99),
+                _ms(records, 1.0),
+                sum(1 for r in records if r.done and 1000 * r.latency > SLOW_POST_MS),
+            )
+            for w, records in windows.items()
+        ),
+        key=lambda w: -w.p99_ms,
+    )
+    worst = ranked[0] if ranked else Window(0.0, 0.0, 0.0, 0)
+    line = ContinuousLine(
         store=store,
         rate=rate,
         minutes=minutes,
@@ -363,13 +474,15 @@ def _measure(
         edge_p50_ms=_ms(reads, 0.5),
         edge_p99_ms=_ms(reads, 0.99),
         edge_max_ms=_ms(reads, 1.0),
-        slowest_window_p99_ms=worst_p99,
-        slowest_window_max_ms=worst_max,
-        slowest_window_at_s=worst * window_s,
+        slowest_window_p99_ms=worst.p99_ms,
+        slowest_window_max_ms=worst.max_ms,
+        slowest_window_at_s=worst.at_s,
         lag_p99_ms=1000 * _quantile(lags, 0.99),
         lag_max_ms=1000 * max(lags, default=0.0),
         client_cpu=0.0,
     )
+    line.slow_windows = ranked[:SLOW_WINDOWS]
+    return line
 
 
 # -- report -------------------------------------------------------------------------------------------------------
@@ -439,6 +552,33 @@ def format_continuous(lines: list[ContinuousLine], window_s: float = 5.0) -> lis
             out.append(f"{head} checkpoints (ms @ s, MiB the store process wrote in that sample): {seen}")
         else:
             out.append(f"{head} no checkpoint")
+        if line.slow_syncs:
+            seen = ", ".join(
+                f"{c.over_50ms}/{c.over_250ms} @ {c.at_s:g} s"
+                + (f" ({c.written_mb:,.0f} MiB)" if math.isfinite(c.written_mb) else "")
+                for c in line.slow_syncs
+            )
+            out.append(
+                f"{head} journal syncs over 50/250 ms of {line.journal_syncs:,} (@ s, MiB the store process wrote in "
+                f"that sample): {seen}"
+            )
+        elif line.journal_syncs:
+            out.append(f"{head} {line.journal_syncs:,} journal syncs, none over 50 ms")
+        for floor, when in ((line.disk_floor, "just before the line"), (line.disk_floor_after, "just after it")):
+            if floor is not None:
+                out.append(f"{head} {floor.describe()}, {when}")
+        if line.cpu:
+            out.append(f"{head} CPU (share of a core): " + ", ".join(f"{p} {c:.0%}" for p, c in line.cpu.items()))
+        if line.slow_windows:
+            out.append(
+                f"{head} slowest windows (p99/max ms, POSTs over 250 ms, CPU around): "
+                + "; ".join(
+                    f"@ {w.at_s:g} s {_f(w.p99_ms)}/{_f(w.max_ms, 0)}, {w.slow_posts} ("
+                    + ", ".join(f"{p} {c:.0%}" for p, c in w.cpu.items())
+                    + ")"
+                    for w in line.slow_windows
+                )
+            )
         if math.isfinite(line.store_written_mb_per_min):
             out.append(f"{head} the store process wrote {line.store_written_mb_per_min:,.0f} MiB a minute")
         mark = f"{line.rss_mark_s / 60:.1f} min" if line.rss_mark_s >= 60 else f"{line.rss_mark_s:.0f} s"

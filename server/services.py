@@ -97,6 +97,9 @@ def engine_stack(store: Engine, settings: Settings, admit: Callable[[], None] | 
         fmt = store.storage_format() if hasattr(store, "storage_format") else None
         older = fmt is None or fmt.old
         observe_checkpoints(metrics.checkpoint_observer(journaled=settings.journal, older_format=older))
+    observe_journal_syncs = getattr(store, "observe_journal_syncs", None)  # a DuckDB store's with a journal
+    if observe_journal_syncs is not None:
+        observe_journal_syncs(metrics.observe_journal_sync)
     engine: Engine = TimedEngine(store, metrics.observe_statement)
     if admit is not None:
         engine = GuardedEngine(engine, admit)

@@ -21,6 +21,7 @@ from benchmarks import (
     aged,
     capacity,
     checkpoints,
+    disk_floor,
     duckdb_handoffs,
     loadgen,
     measure,
@@ -223,6 +224,10 @@ def test_capacity_continuous_on_a_young_and_an_aged_store(tmp_path: Path, capsys
         assert all(0 < r["start"] and 0 < r["end"] for r in x["rss_mb"].values())
         assert [r["how"] for r in x["resume"]] == ["SIGTERM", "SIGKILL"] and all(r["lost"] == 0 for r in x["resume"])
         assert x["lost"] == 0 and x["overlaps"] == 0 and x["load_start"] >= 0
+        assert x["journal_syncs"] == 0 and x["slow_syncs"] == []  # the default settings keep no journal
+        assert x["cpu"]["store"] > 0 and x["slow_windows"][0]["p99_ms"] == x["slowest_window_p99_ms"]
+        for floor in (x["disk_floor"], x["disk_floor_after"]):  # the journal's syncs alone, at the line's rate
+            assert floor["posts"] == 10 and 1 <= floor["syncs"] <= 10 and 0 < floor["p50_ms"] <= floor["max_ms"]
     (built,) = cache.glob("*.duckdb")
     manifest = json.loads(built.with_suffix(".json").read_text())
     assert manifest["segments"] == 1200 and manifest["flows"] == 6 and len(manifest["flow_ids"]) == 6
@@ -231,7 +236,8 @@ def test_capacity_continuous_on_a_young_and_an_aged_store(tmp_path: Path, capsys
     assert again.path == built and again.manifest == manifest
     printed = capsys.readouterr().out
     assert "young (120)" in printed and "1200 (1,200)" in printed and "RSS MiB start/" in printed
-    assert "MiB a minute" in printed
+    assert "MiB a minute" in printed and "slowest windows" in printed
+    assert "just before the line" in printed and "just after it" in printed
     page = record.render(data)
     assert "| young (120) | 20 × 0.05 |" in page and "`capacity_continuous_post_p99_ms`" in page
 
@@ -331,3 +337,15 @@ def test_open_loop_charges_a_stall_to_every_request_it_delayed() -> None:
     # the first 15 are due within the stall (every 20 ms): each waits for it
     assert sum(1 for r in posts if r.latency > 0.1) >= 10
     assert posts[5].latency > 0.15 and posts[5].done - posts[5].sent < 0.05
+
+
+def test_the_disk_floor_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m benchmarks.disk_floor FOLDER RATE SECONDS`` (the operators' Monitoring page shows it): POSTs at the
+    rate that wait only for their record's write and sync in a journal of their own, which is removed after."""
+    folder = tmp_path / "floor"
+    assert disk_floor.main([str(folder), "40", "0.5"]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith("the disk alone (the journal's write and sync at 40/s for 0.5 s") and "over 250 ms" in said
+    assert not folder.exists()
+    floor = disk_floor.measure(folder, 200, 0.25, record_bytes=100)
+    assert floor.posts == 50 and 1 <= floor.syncs <= 50 and 0 < floor.p50_ms <= floor.p99_ms <= floor.max_ms

@@ -36,6 +36,7 @@ from prometheus_client.registry import Collector
 from tams_analytics.catalog import Catalog
 from tams_analytics.engines.base import Engine
 from tams_analytics.predicates import Term
+from tams_analytics.ratelog import RepeatedLog
 from tams_analytics.statuses import UNFINISHED_DELETE_REQUESTS
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ __all__ = [
     "observe_batch",
     "observe_deletions",
     "observe_gc",
+    "observe_journal_sync",
     "observe_operation",
     "observe_request",
     "observe_statement",
@@ -122,6 +124,16 @@ STORE_CHECKPOINT = Histogram(
 )
 #: a checkpoint this long is logged as a warning: every write waited for it
 SLOW_CHECKPOINT_S = 1.0
+JOURNAL_SYNC = Histogram(
+    "tams_journal_sync_seconds",
+    "Records of the store's journal written and synced (TAMS_JOURNAL=true): every POST of segments acknowledged from "
+    "the journal waited for its record's",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
+#: a journal sync this long is logged as a warning (at most once a minute)
+SLOW_JOURNAL_SYNC_S = 1.0
+_slow_syncs = RepeatedLog(logger)
 GC_RUNS = Counter("tams_gc_runs", "Object garbage collection passes", registry=REGISTRY)
 GC_OBJECTS = Counter(
     "tams_gc_objects_collected", "Objects forgotten, their bytes queued for deletion", registry=REGISTRY
@@ -213,6 +225,20 @@ def checkpoint_observer(*, journaled: bool, older_format: bool = True) -> Callab
             )
 
     return observe
+
+
+def observe_journal_sync(seconds: float) -> None:
+    """One record of the store's journal written and synced in ``seconds`` (its engine's ``observe_journal_syncs``);
+    one of :data:`SLOW_JOURNAL_SYNC_S` or longer is logged."""
+    JOURNAL_SYNC.observe(seconds)
+    if seconds >= SLOW_JOURNAL_SYNC_S:
+        _slow_syncs.log(
+            logging.WARNING,
+            "slow journal sync",
+            "a record of the store's journal took %.1f s to write and sync, and the POSTs it held waited for it: the "
+            "store's volume is slow or busy (docs: operators, Monitoring)",
+            seconds,
+        )
 
 
 def observe_operation(operation: str, seconds: float) -> None:

@@ -21,8 +21,9 @@ import logging
 import os
 import struct
 import threading
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -73,6 +74,10 @@ class Log:
         self.last = 0
         #: why the log refuses writes until it is opened again (None: it takes them)
         self.broken: str | None = None
+        #: told how long each record took to write and sync (a new file begun for it included), in seconds (None:
+        #: nobody asks): what every write acknowledged from the log waits for, so a slow volume shows (the server's
+        #: ``tams_journal_sync_seconds``)
+        self.observe_sync: Callable[[float], None] | None = None
         folder.mkdir(parents=True, exist_ok=True)
 
     # -- reading, at open ----------------------------------------------------------------------------------------
@@ -155,6 +160,7 @@ class Log:
             fixed = _RECORD.pack(len(payload), 0, seq)
             crc = zlib.crc32(payload, zlib.crc32(fixed[8:]))
             record = _RECORD.pack(len(payload), crc, seq) + payload
+            began = time.perf_counter()
             try:
                 fd = self._writable(seq)
                 written = os.write(fd, record)
@@ -174,7 +180,11 @@ class Log:
                 ) from exc
             self._size += len(record)
             self.last = seq
-            return seq
+            took = time.perf_counter() - began
+        observe = self.observe_sync
+        if observe is not None:
+            observe(took)
+        return seq
 
     def _writable(self, seq: int) -> int:
         """The file descriptor to append record ``seq`` to: the newest file, or a new one when it is full."""

@@ -29,6 +29,7 @@ from server.observability.logs import JsonFormatter, RequestIdFilter
 from server.services import services_of
 from server.webhooks import outbox
 from tams_analytics.cache import CachingEngine
+from tams_analytics.ratelog import RepeatedLog
 from tests.server.conftest import new_id, video_flow
 from tests.spec import assert_valid
 
@@ -174,6 +175,32 @@ def test_a_stores_checkpoints_have_a_histogram(tmp_path: Path, journal: bool, ca
     metrics.checkpoint_observer(journaled=journal, older_format=False)(metrics.SLOW_CHECKPOINT_S, 16 << 20)
     [told] = [r.getMessage() for r in caplog.records if "checkpointed for" in r.getMessage()]
     assert said in told and "writes what changed since the last one" in told and "upgrade" not in told
+
+
+@pytest.mark.parametrize("journal", [True, False], ids=["journaled", "direct"])
+def test_the_journals_syncs_have_a_histogram(
+    tmp_path: Path, journal: bool, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the journal, each POST of segments counts its record's write and sync (what it waited for before its 201);
+    without one, no sync is counted; one of a second or more is logged, once a minute at most, naming the volume."""
+    with TestClient(create_app(Settings(data_dir=tmp_path, journal=journal), workers=False)) as client:
+        flow_id = new_id()
+        client.put(f"/flows/{flow_id}", json=video_flow(flow_id))
+        count, total = "tams_journal_sync_seconds_count", "tams_journal_sync_seconds_sum"
+        before = samples(client)
+        for i in range(3):
+            post_segments(client, flow_id, 1, i)  # one request each: a record each
+        after = samples(client)
+    synced = value(after, count) - value(before, count)
+    assert synced == (3 if journal else 0)
+    if journal:
+        assert 0 < value(after, total) - value(before, total) < 3 * metrics.SLOW_JOURNAL_SYNC_S
+    assert not any("journal took" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(metrics, "_slow_syncs", RepeatedLog(metrics.logger))  # (a fresh minute for each case)
+    metrics.observe_journal_sync(metrics.SLOW_JOURNAL_SYNC_S)
+    metrics.observe_journal_sync(metrics.SLOW_JOURNAL_SYNC_S)  # within the minute: counted, not logged again
+    [told] = [r for r in caplog.records if "journal took" in r.getMessage()]
+    assert told.levelname == "WARNING" and "volume is slow or busy" in told.getMessage()
 
 
 @pytest.mark.parametrize(("metrics_auth", "open_without"), [("same", False), ("none", True)])

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import SplitResult
@@ -192,6 +192,12 @@ class Engine(Transactions):
             self._journal = journal
         else:  # nothing is journaled from now on: the journal (and its reserve) is removed once applied
             journal.close()
+
+    def observe_journal_syncs(self, observe: Callable[[float], None] | None) -> None:
+        """Have ``observe(seconds)`` told how long each journaled transaction's record took to write and sync (None:
+        no more); nothing is told of a store that keeps no journal."""
+        if self._journal is not None:
+            self._journal.log.observe_sync = observe
 
     def store_failure(self) -> str | None:
         """Why writes are refused: a storage fault, or the journal's reserve released on a full volume."""
