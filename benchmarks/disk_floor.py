@@ -60,7 +60,7 @@ def measure(folder: Path, rate: float, seconds: float, record_bytes: int = RECOR
     record's write and sync only."""
     log = Log(folder, str(uuid.uuid4()))
     count = max(1, round(rate * seconds))
-    payload = os.urandom(record_bytes * count)
+    post = os.urandom(record_bytes)
     latencies: list[float] = []
     syncs = 0
     start = time.perf_counter()
@@ -75,7 +75,7 @@ def measure(folder: Path, rate: float, seconds: float, record_bytes: int = RECOR
             upto = at + 1
             while upto < count and start + upto / rate <= now:  # all due by now: one record, as a group commit
                 upto += 1
-            log.append(payload[: record_bytes * (upto - at)])
+            log.append(post * (upto - at))
             done = time.perf_counter()
             latencies.extend(done - (start + k / rate) for k in range(at, upto))
             syncs += 1
