@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.capacity import _quantile
 from tams_analytics.journal.log import Log
 
 __all__ = ["RECORD_BYTES_PER_POST", "DiskFloor", "measure"]
@@ -82,15 +83,14 @@ def measure(folder: Path, rate: float, seconds: float, record_bytes: int = RECOR
             at = upto
     finally:
         log.clear(log.last)
-    latencies.sort()
-    return DiskFloor(
+    return DiskFloor(  # the quantiles the line's are (nearest rank), so that the two compare
         rate=rate,
         seconds=seconds,
         posts=count,
         syncs=syncs,
-        p50_ms=1000 * latencies[len(latencies) // 2],
-        p99_ms=1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
-        max_ms=1000 * latencies[-1],
+        p50_ms=1000 * _quantile(latencies, 0.5),
+        p99_ms=1000 * _quantile(latencies, 0.99),
+        max_ms=1000 * _quantile(latencies, 1.0),
         over_250ms=sum(1 for x in latencies if x > 0.25),
     )
 
