@@ -172,19 +172,33 @@ class ContinuousLine:
 
 
 # -- the sampler ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sample:
+    """One reading of the server: counters as they stood at ``at`` (a ``perf_counter`` time)."""
+
+    at: float
+    #: RSS MiB and CPU seconds used, by process
+    rss: dict[str, float]
+    cpu: dict[str, float]
+    #: MiB the store process has written to disk
+    written_mb: float
+    #: checkpoints so far, and the seconds they took (NaN: not read)
+    checkpoints: float
+    checkpoint_s: float
+    #: journal records synced so far, and of them those over 50 ms and over 250 ms
+    syncs: float
+    syncs_over_50ms: float
+    syncs_over_250ms: float
+
+
 class Sampler:
-    """Every ``every_s`` in a thread: the RSS of each of the server's processes, the bytes its store process has
-    written to disk, its checkpoint counter and its journal's syncs (all, over 50 ms, over 250 ms)."""
+    """Every ``every_s`` in a thread: the RSS and CPU of each of the server's processes, the bytes its store process
+    has written to disk, its checkpoint counter and its journal's syncs (all, over 50 ms, over 250 ms)."""
 
     def __init__(self, server: LiveServer, every_s: float) -> None:
         self.server = server
         self.every_s = every_s
-        #: (perf_counter time, RSS MiB by process, checkpoints count, checkpoints seconds sum, MiB the store wrote)
-        self.samples: list[tuple[float, dict[str, float], float, float, float]] = []
-        #: (perf_counter time, journal syncs, of them over 50 ms, over 250 ms), with each sample
-        self.syncs: list[tuple[float, float, float, float]] = []
-        #: CPU seconds each process has used, with each sample
-        self.cpu: list[dict[str, float]] = []
+        self.samples: list[Sample] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
 
@@ -210,63 +224,82 @@ class Sampler:
             metrics = parse_metrics(httpx.get(f"{self.server.base_url}/metrics", timeout=10.0).text)
         except httpx.HTTPError:
             metrics = {}
-        count = metrics.get(("tams_store_checkpoint_seconds_count", ()), math.nan)
-        total = metrics.get(("tams_store_checkpoint_seconds_sum", ()), math.nan)
-        now = time.perf_counter()
-        self.samples.append((now, rss, count, total, written))
-        self.cpu.append(cpu)
         syncs = metrics.get(("tams_journal_sync_seconds_count", ()), 0.0)
         within = [metrics.get(("tams_journal_sync_seconds_bucket", (("le", le),)), syncs) for le in ("0.05", "0.25")]
-        self.syncs.append((now, syncs, syncs - within[0], syncs - within[1]))
+        self.samples.append(
+            Sample(
+                at=time.perf_counter(),
+                rss=rss,
+                cpu=cpu,
+                written_mb=written,
+                checkpoints=metrics.get(("tams_store_checkpoint_seconds_count", ()), math.nan),
+                checkpoint_s=metrics.get(("tams_store_checkpoint_seconds_sum", ()), math.nan),
+                syncs=syncs,
+                syncs_over_50ms=syncs - within[0],
+                syncs_over_250ms=syncs - within[1],
+            )
+        )
+
+    def _pairs(self, start: float) -> list[tuple[Sample, Sample]]:
+        """Consecutive samples, the later one taken from ``start`` (a ``perf_counter`` time) on."""
+        return [(a, b) for a, b in zip(self.samples, self.samples[1:], strict=False) if b.at >= start]
+
+    def _since(self, start: float) -> list[Sample]:
+        """The samples from the last one before ``start`` (one period before it at most) to the end."""
+        return [s for s in self.samples if s.at >= start - self.every_s]
 
     def journal(self, start: float) -> tuple[int, list[SlowSyncs]]:
         """The journal's syncs from ``start`` (a ``perf_counter`` time), and the samples that saw slow ones."""
-        slow = []
-        pairs = list(zip(self.syncs, self.syncs[1:], strict=False))
-        written = [s[4] for s in self.samples]
-        for i, ((_t0, _n0, a0, b0), (t1, _n1, a1, b1)) in enumerate(pairs):
-            if a1 > a0 and t1 >= start:
-                mb = written[i + 1] - written[i] if i + 1 < len(written) else math.nan
-                slow.append(SlowSyncs(round(t1 - start, 1), round(a1 - a0), round(b1 - b0), mb))
-        after = [n for t, n, _a, _b in self.syncs if t >= start - self.every_s]
-        return (round(after[-1] - after[0]) if len(after) > 1 else 0), slow
+        slow = [
+            SlowSyncs(
+                round(b.at - start, 1),
+                round(b.syncs_over_50ms - a.syncs_over_50ms),
+                round(b.syncs_over_250ms - a.syncs_over_250ms),
+                b.written_mb - a.written_mb,
+            )
+            for a, b in self._pairs(start)
+            if b.syncs_over_50ms > a.syncs_over_50ms
+        ]
+        after = self._since(start)
+        return (round(after[-1].syncs - after[0].syncs) if len(after) > 1 else 0), slow
 
     def checkpoints(self, start: float) -> list[Checkpoint]:
         """The checkpoints between consecutive samples (from ``start``, a ``perf_counter`` time)."""
         out = []
-        for (_t0, _r0, c0, s0, w0), (t1, _r1, c1, s1, w1) in zip(self.samples, self.samples[1:], strict=False):
-            n = round(c1 - c0) if math.isfinite(c1 - c0) else 0
-            if n > 0 and t1 >= start:
-                out.append(Checkpoint(round(t1 - start, 1), 1000 * (s1 - s0) / n, n, w1 - w0))
+        for a, b in self._pairs(start):
+            n = round(b.checkpoints - a.checkpoints) if math.isfinite(b.checkpoints - a.checkpoints) else 0
+            if n > 0:
+                ms = 1000 * (b.checkpoint_s - a.checkpoint_s) / n
+                out.append(Checkpoint(round(b.at - start, 1), ms, n, b.written_mb - a.written_mb))
         return out
 
     def cpu_around(self, start: float, at_s: float, length_s: float) -> dict[str, float]:
         """Each process's CPU (a share of one core) over the samples around ``at_s`` .. ``at_s + length_s`` from
         ``start``: from the last sample before it to the first after."""
-        times = [t - start for t, *_ in self.samples]
+        times = [s.at - start for s in self.samples]
         before = max((i for i, t in enumerate(times) if t <= at_s), default=0)
         after = min((i for i, t in enumerate(times) if t >= at_s + length_s), default=len(times) - 1)
         if after <= before:
             return {}
-        seconds = times[after] - times[before]
-        first, last = self.cpu[before], self.cpu[after]
-        return {p: (last[p] - first[p]) / seconds for p in last if p in first}
+        first, last = self.samples[before], self.samples[after]
+        seconds = last.at - first.at
+        return {p: (last.cpu[p] - first.cpu[p]) / seconds for p in last.cpu if p in first.cpu}
 
     def written_per_min(self, start: float) -> float:
         """MiB the store process wrote a minute from ``start`` to the last sample (NaN when it could not be read)."""
-        after = [s for s in self.samples if s[0] >= start - self.every_s]
-        if len(after) < 2 or after[-1][0] <= after[0][0]:
+        after = self._since(start)
+        if len(after) < 2 or after[-1].at <= after[0].at:
             return math.nan
-        return 60 * (after[-1][4] - after[0][4]) / (after[-1][0] - after[0][0])
+        return 60 * (after[-1].written_mb - after[0].written_mb) / (after[-1].at - after[0].at)
 
     def rss(self, start: float, mark_s: float) -> tuple[dict[str, tuple[float, float, float]], float]:
         """Each process's RSS at ``start``, at ``mark_s`` after it (the sample nearest) and at the end; and the mark's
         actual offset."""
-        after = [s for s in self.samples if s[0] >= start - self.every_s] or self.samples
+        after = self._since(start) or self.samples
         first, last = after[0], after[-1]
-        mark = min(after, key=lambda s: abs(s[0] - start - mark_s))
-        names = [p for p in first[1] if p in last[1] and p in mark[1]]
-        return {p: (first[1][p], mark[1][p], last[1][p]) for p in names}, mark[0] - start
+        mark = min(after, key=lambda s: abs(s.at - start - mark_s))
+        names = [p for p in first.rss if p in last.rss and p in mark.rss]
+        return {p: (first.rss[p], mark.rss[p], last.rss[p]) for p in names}, mark.at - start
 
 
 def process_stats(pid: int) -> tuple[dict[str, float], float, dict[str, float]]:
