@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,6 +141,21 @@ class Session:
         return pids
 
 
+@contextlib.contextmanager
+def sigint_as_a_terminal_gives_it() -> Iterator[None]:
+    """Meanwhile, SIGINT handled (Python's ``KeyboardInterrupt``), so that a process started here has it at its
+    default, as a command typed at a terminal has (and Python makes it a ``KeyboardInterrupt`` there).
+
+    A process inherits an ignored signal, and this suite run as a background job of a script (``cmd &``, no job
+    control) has SIGINT ignored: so would the small session, and no SIGINT would stop it. A handled signal is reset to
+    its default by ``exec``."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def start_session(tmp_path: Path, services: list[str], workers: int) -> Session:
     suite = tmp_path / "suite"
     suite.mkdir()
@@ -149,7 +165,7 @@ def start_session(tmp_path: Path, services: list[str], workers: int) -> Session:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "TAMS_TRINO_SERVER"))}
     env |= {"PYTHONPATH": str(ROOT), "PROBE_SERVICES": ",".join(services), "PROBE_PIDS": str(pids_file)}
     command = [sys.executable, "-m", "pytest", "-n", str(workers), "-p", "no:cacheprovider", "-q", "-rs", str(suite)]
-    with log.open("w") as out:
+    with log.open("w") as out, sigint_as_a_terminal_gives_it():
         # a process group of its own, as a terminal gives a command: Ctrl-C there signals the whole group
         process = subprocess.Popen(
             command,
