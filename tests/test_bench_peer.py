@@ -7,7 +7,6 @@ store none, and the two PostgreSQL variants' SQL must answer exactly what the de
 
 from __future__ import annotations
 
-import doctest
 import json
 import math
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import peer_report, perf_data, perf_scenarios, postgres_peer, text_table
+from benchmarks import peer_report, perf_data, postgres_peer
 from benchmarks.perf_scenarios import SIDES, PeerConfig, PeerResult, run_peer
 from benchmarks.postgres_side import VARIANTS, PostgresSide
 from tams_analytics.cli.__main__ import main
@@ -207,12 +206,6 @@ def test_the_index_matched_pre_check_is_served_by_the_index(pg_sides: Peer) -> N
     lo = data.main.end_ns
     plan = sides["index_matched"].explain_colliding(data.main.id, lo, lo + S)
     assert "Index Scan Backward using segments_flow_lower" in plan and "Seq Scan" not in plan, plan
-
-
-@pytest.mark.parametrize("module", [perf_data, perf_scenarios, peer_report, text_table])
-def test_doctests(module: object) -> None:
-    failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
-    assert tried > 0 and failures == 0
 
 
 def test_quick_runs_take_the_peer_size_asked_for() -> None:

@@ -8,7 +8,6 @@ broken endpoint rather than reporting it fast.
 from __future__ import annotations
 
 import asyncio
-import doctest
 import itertools
 import json
 import math
@@ -24,9 +23,7 @@ from benchmarks import (
     disk_floor,
     duckdb_handoffs,
     loadgen,
-    measure,
     openloop,
-    profile_summary,
     record,
     suite,
 )
@@ -88,14 +85,6 @@ def test_targets_are_judged_in_their_direction() -> None:
     table = suite.format_table(report)
     assert table.splitlines()[0].split() == ["metric", "value", "target", "met?"]
     assert table.count(" NO") == 4
-
-
-@pytest.mark.parametrize(
-    "module", [measure, loadgen, suite, capacity, profile_summary, duckdb_handoffs, checkpoints, aged, record]
-)
-def test_doctests(module: object) -> None:
-    failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
-    assert tried > 0 and failures == 0
 
 
 def _capacity_readme_commands(module: str, count: int) -> list[list[str]]:

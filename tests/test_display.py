@@ -4,7 +4,6 @@ in a box that scrolls, and an excerpt of a long statement."""
 
 from __future__ import annotations
 
-import doctest
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,10 +103,6 @@ def test_nullable_integers_stay_integers(cat: Catalog) -> None:
     summary = ta.to_pandas(coverage.summary(cat))
     assert str(summary["segments"].dtype) == "Int64" and summary["label"].tolist() == ["Evening <News>"]
     assert summary["first_start_utc"].dt.tz is not None and summary["covered_s"].tolist() == [6.0]
-
-
-def test_the_display_module_doctests() -> None:
-    assert doctest.testmod(display).failed == 0
 
 
 def test_a_table_of_many_rows_stands_in_a_box_that_scrolls() -> None:

@@ -1,6 +1,7 @@
 """The documentation works as written: every shell and Python block of the README, of docs/ and of
 benchmarks/README.md is run here, or run by the test its marker names, or says why it cannot run on one machine
-(``tests/docs.py`` reads the markers; ``docs/development/docs.md`` explains them). The names the pages give are
+(``tests/docs.py`` reads the markers; ``docs/development/docs.md`` explains them), and every example in the code's
+docstrings (``>>>``) runs. The names the pages give are
 checked against the code: the server's settings, the ``TAMS_*`` variables, the metrics of ``/metrics``.
 
 Scenarios: ``scratch`` blocks run in an empty folder; ``quick-start`` blocks in a copy of the repository's root
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import doctest
+import importlib
 import json
 import os
 import re
@@ -42,6 +45,33 @@ RUNNER = ROOT / "tests" / "docs_runner.py"
 
 def _all_blocks() -> list[Block]:
     return [b for page in pages() for b in blocks(page)]
+
+
+# -- the examples in the code's docstrings ----------------------------------------------------------------------
+#: the packages whose modules' docstring examples run here, on both dependency sets (this file is in each set's tests)
+EXAMPLE_PACKAGES = ("tams_analytics", "server", "benchmarks")
+#: modules whose examples need an optional driver, by that driver: run in the set that has it, skipped in the other
+EXAMPLES_NEED = {"tams_analytics.engines.vast.plan": "vastdb"}
+
+
+def _modules_with_examples() -> list[str]:
+    """Every module of :data:`EXAMPLE_PACKAGES` whose source holds an example (found by reading it, so that a new
+    module's examples run without a list to add it to)."""
+    found = []
+    for package in EXAMPLE_PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if ">>> " in path.read_text():
+                parts = path.relative_to(ROOT).with_suffix("").parts
+                found.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return found
+
+
+@pytest.mark.parametrize("name", _modules_with_examples())
+def test_the_examples_in_the_codes_docstrings_run(name: str) -> None:
+    if name in EXAMPLES_NEED:
+        pytest.importorskip(EXAMPLES_NEED[name], reason=f"its examples plan with {EXAMPLES_NEED[name]}'s SDK")
+    failures, tried = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert tried and not failures, f"{failures} of {tried} examples failed (the output above says which)"
 
 
 # -- the markers ----------------------------------------------------------------------------------------------

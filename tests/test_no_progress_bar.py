@@ -10,7 +10,6 @@ none may be left in the notebook's widget state.
 
 from __future__ import annotations
 
-import doctest
 import json
 import sys
 from pathlib import Path
@@ -20,7 +19,6 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-import tams_analytics.engines.memory
 from tests.fixtures.live_tams import ServedDemo
 
 #: the library's queries, and a query of some seconds over its tables (a Python UDF, 1.5 ms a row, on 2,000
@@ -57,10 +55,6 @@ for url in ("duckdb://", SERVED):
     n = segments.mutate(p=pause(segments.start_ns)).p.count().execute()
     print(cat.engine.name, n, "segments in", round(time.monotonic() - started, 1), "s")
 """
-
-
-def test_the_connections_module_doctests() -> None:
-    assert doctest.testmod(tams_analytics.engines.memory).failed == 0
 
 
 @pytest.fixture(scope="module")

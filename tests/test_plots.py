@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,11 +119,6 @@ def test_gaps_between_runs_of_each_flow() -> None:
         {"flow_id": "a", "start_ns": 7, "end_ns": 10},
     ]
     assert plots.gaps_between(runs.slice(0, 0)).num_rows == 0
-
-
-def test_doctests() -> None:
-    result = doctest.testmod(plots)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_the_time_axis_is_utc_with_leap_seconds_applied() -> None:

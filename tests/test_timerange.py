@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import re
 from pathlib import Path
@@ -13,7 +12,6 @@ from hypothesis import strategies as st
 from mediatimestamp.immutable import TimeRange as MTR
 from mediatimestamp.immutable import Timestamp as MTS
 
-import tams_analytics.timerange as timerange_module
 from tams_analytics.exceptions import TamsError
 from tams_analytics.timerange import (
     END_UNBOUNDED,
@@ -208,11 +206,6 @@ def test_timestamp_examples() -> None:
     assert str(Timestamp(-1)) == "-0:1"
     assert Timestamp.from_str("1:999999999") < Timestamp.from_str("2:0")  # numeric, not string, order
     assert Timestamp.from_str("9:0") < Timestamp.from_str("10:0")
-
-
-def test_docstring_examples_run() -> None:
-    failures, tried = doctest.testmod(timerange_module)
-    assert tried > 0 and failures == 0
 
 
 # -- invalid input ---------------------------------------------------------------------------------------

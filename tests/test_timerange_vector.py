@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -11,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import tams_analytics.timerange_vector as timerange_vector
 from benchmarks.bench_timerange_vector import varied_timeranges
 from tams_analytics.exceptions import TamsError
 from tams_analytics.timerange import END_UNBOUNDED, MAX_NS, START_UNBOUNDED, TimeRange, Timestamp
@@ -226,11 +224,6 @@ def test_non_string_arrays_are_refused() -> None:
         format_timeranges(pa.array([0, None]), pa.array([1, 2]))
     with pytest.raises(TamsError, match="row 1: storage bounds"):
         format_timeranges([0, INT64_MIN + 1], [1, 5])
-
-
-def test_docstring_examples_run() -> None:
-    failures, tried = doctest.testmod(timerange_vector)
-    assert tried > 0 and failures == 0
 
 
 def test_200k_rows_smoke() -> None:

@@ -3,7 +3,6 @@ against a plain-Python interval union on random, overlapping data."""
 
 from __future__ import annotations
 
-import doctest
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,11 +177,6 @@ def test_expressions_compile_for_trino(query: object) -> None:
     sqlglot.parse_one(sql, read="trino")
     assert "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING" in sql.upper()
     assert "duckdb" not in sql.lower()
-
-
-def test_doctests() -> None:
-    result = doctest.testmod(coverage, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 # -- one flow's analytics name a flow the store has -----------------------------------------------------------

@@ -4,7 +4,6 @@ through the engine, each remaining check on its own, and the storage check again
 from __future__ import annotations
 
 import datetime as dt
-import doctest
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -318,8 +317,3 @@ def test_checks_compile_for_trino(check: Any) -> None:
     args = (_Unbound(), "storage-id") if check is integrity.referenced_instances else (_Unbound(),)
     sql = str(ibis.to_sql(check(*args), dialect="trino"))
     sqlglot.parse_one(sql, read="trino")
-
-
-def test_doctests() -> None:
-    result = doctest.testmod(integrity)
-    assert result.attempted > 0 and result.failed == 0

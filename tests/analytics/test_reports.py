@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import doctest
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -197,8 +196,3 @@ class _Unbound:
 )
 def test_reports_compile_for_trino(build: Any) -> None:
     sqlglot.parse_one(str(ibis.to_sql(build(_Unbound()), dialect="trino")), read="trino")
-
-
-def test_doctests() -> None:
-    result = doctest.testmod(reports)
-    assert result.attempted > 0 and result.failed == 0

@@ -3,28 +3,19 @@ MP4 init objects, against what FFmpeg (PyAV) says of the same media; and languag
 
 from __future__ import annotations
 
-import doctest
 import io
 import struct
 from fractions import Fraction
 
 import av
 import numpy as np
-import pytest
 
-from tams_analytics.media import codecs, language
 from tams_analytics.media.codecs import CodecMemo, media_codec
 from tams_analytics.media.encode import aac_ts
 from tests.media.conftest import fmp4_media, segment_media
 
 #: FFmpeg's names of H.264 profiles, by profile_idc
 H264_PROFILES = {66: {"Baseline", "Constrained Baseline"}, 77: {"Main"}, 100: {"High"}}
-
-
-@pytest.mark.parametrize("module", [codecs, language])
-def test_doctests(module: object) -> None:
-    failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
-    assert tried and not failures
 
 
 def h264_says(data: bytes, container: str | None = None) -> tuple[str, int]:

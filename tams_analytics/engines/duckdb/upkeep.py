@@ -73,7 +73,7 @@ def storage_version(con: duckdb.DuckDBPyConnection, database: str) -> str | None
 def older_format(version: str) -> bool:
     """Whether a store in format ``version`` is in an older format than this DuckDB writes new stores in.
 
-    >>> older_format("v1.0.0+"), older_format(STORAGE_VERSION)
+    >>> older_format("v0.10.2"), older_format(STORAGE_VERSION)
     (True, False)
     """
     return _parsed(version) < _parsed(STORAGE_VERSION)

@@ -185,8 +185,10 @@ def sdk_pushable(predicate: Predicate, schema: pa.Schema) -> bool:
 
     >>> import pyarrow as pa
     >>> s = pa.schema([("n", pa.int64()), ("s", pa.string())])
-    >>> sdk_pushable(P.Term("n", "<", 3), s), sdk_pushable(P.Term("n", "==", None), s), sdk_pushable(P.eq("s", 1), s)
-    (True, False, False)
+    >>> sdk_pushable(P.Term("n", "<", 3), s), sdk_pushable(P.Term("n", "isin", (1, None)), s)
+    (True, False)
+    >>> sdk_pushable(P.eq("s", 1), s), sdk_pushable(P.eq("x", 1), s)  # a literal of another type; no such column
+    (False, False)
     """
     return predicate.accept(_Pushable(schema))
 

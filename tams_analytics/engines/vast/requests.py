@@ -110,6 +110,7 @@ def _sorted_unique(values: Iterable[Any]) -> tuple[Any, ...]:
 def value_set(predicate: Predicate) -> ValueSet | None:
     """The :class:`ValueSet` a conjunct is, or None (ranges, negations, ...).
 
+    >>> from tams_analytics import predicates as P
     >>> value_set(P.AnyOf((P.eq("c", "b"), P.Term("c", "isin", ("a", "b")), P.Term("c", "isnull"))))
     ValueSet(column='c', values=('a', 'b'), with_null=True)
     """
