@@ -78,11 +78,14 @@ def render(data: dict[str, Any]) -> str:
         out += [
             "",
             f"Continuous capacity lines ({capacity.get('server', 'tams-analytics serve')}); latencies in ms from the "
-            "scheduled times, RSS growth from minute 5 (or halfway) to the end, the largest of the processes:",
+            "scheduled times, RSS growth from minute 5 (or halfway) to the end, the largest of the processes; the "
+            "disk alone: the journal's write and sync at the line's rate with no server, just before and just after "
+            "the line (`benchmarks/disk_floor.py`), its p99; CPU: each process's share of a core over the line:",
             "",
             "| store | rate × minutes | achieved/s | POST p50 / p99 / max | over 250 ms | edge p50 / p99 / max | "
-            "slowest window (p99 @ s) | checkpoints (longest ms) | RSS growth | lost / overlaps | held |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |",
+            "slowest window (p99 @ s) | checkpoints (longest ms) | disk alone p99 before / after | CPU store / HTTP | "
+            "RSS growth | lost / overlaps | held |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |",
         ]
         for line in lines:
             growth = [g for g in line.get("rss_growth_pct", {}).values() if g is not None and math.isfinite(g)]
@@ -92,8 +95,8 @@ def render(data: dict[str, Any]) -> str:
                 f"{_value(line['achieved'])} | {line['post_p50_ms']:.1f} / {line['post_p99_ms']:.1f} / "
                 f"{line['post_max_ms']:.0f} | {line['slow_posts']} | {line['edge_p50_ms']:.1f} / "
                 f"{line['edge_p99_ms']:.1f} / {line['edge_max_ms']:.0f} | {line['slowest_window_p99_ms']:.1f} @ "
-                f"{line['slowest_window_at_s']:g} | {line['checkpoint_count']} ({longest:.0f}) | "
-                f"{max(growth, default=0.0):+.1f} % | {line['lost']} / {line['overlaps']} | "
+                f"{line['slowest_window_at_s']:g} | {line['checkpoint_count']} ({longest:.0f}) | {_disk_alone(line)} | "
+                f"{_cpu(line)} | {max(growth, default=0.0):+.1f} % | {line['lost']} / {line['overlaps']} | "
                 f"{'yes' if line['held'] else '**no**'} |"
             )
     resumes = list(capacity.get("resume") or []) + [r for line in lines for r in line.get("resume", [])]
@@ -111,6 +114,19 @@ def render(data: dict[str, Any]) -> str:
                 f"{r['first_max_ms']:.0f} | {r['errors']} | {r['lost']} |"
             )
     return "\n".join(out) + "\n"
+
+
+def _disk_alone(line: dict[str, Any]) -> str:
+    """The p99 of the disk alone before and after a continuous line, in ms ("–" where it was not measured)."""
+    floors = [line.get("disk_floor"), line.get("disk_floor_after")]
+    return " / ".join("–" if not f else f"{f['p99_ms']:.1f}" for f in floors)
+
+
+def _cpu(line: dict[str, Any]) -> str:
+    """The store process's and the HTTP processes' shares of a core over a continuous line ("–": not measured)."""
+    cpu = line.get("cpu") or {}
+    http = sum(v for k, v in cpu.items() if k.startswith("http"))
+    return f"{100 * cpu['store']:.0f} % / {100 * http:.0f} %" if "store" in cpu else "–"
 
 
 def splice(page: str, tables: str) -> str:

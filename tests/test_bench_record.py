@@ -61,3 +61,23 @@ def test_the_pages_update_command_writes_the_page_it_names() -> None:
     text = block("docs/development/benchmarks.md", "Today's figures", "tams-analytics bench").text
     assert "--json benchmarks/results/latest.json" in text
     assert "python -m benchmarks.record benchmarks/results/latest.json --write docs/development/benchmarks.md" in text
+
+
+def test_a_continuous_line_shows_the_disk_alone_and_each_process_cpu_beside_it() -> None:
+    """The disk alone's p99 before and after the line and the processes' CPU are columns of its row; a run made before
+    they were measured shows a dash."""
+    line = {
+        "store": "8M", "store_segments": 8_000_000, "rate": 400.0, "minutes": 30.0, "achieved": 400.0,
+        "post_p50_ms": 17.2, "post_p99_ms": 193.1, "post_max_ms": 1419.0, "slow_posts": 4633, "edge_p50_ms": 2.9,
+        "edge_p99_ms": 32.3, "edge_max_ms": 270.0, "slowest_window_p99_ms": 1375.0, "slowest_window_at_s": 70.0,
+        "checkpoint_count": 1, "checkpoints": [{"ms": 315.0}], "rss_growth_pct": {"store": 17.6}, "lost": 0,
+        "overlaps": 0, "held": False,
+    }  # fmt: skip
+    measured = line | {
+        "disk_floor": {"p99_ms": 38.72}, "disk_floor_after": {"p99_ms": 1.64},
+        "cpu": {"supervisor": 0.0, "store": 0.94, "http-1": 0.2, "http-2": 0.18},
+    }  # fmt: skip
+    rendered = record.render({"capacity": {"continuous": [measured, line]}})
+    row = [r for r in rendered.splitlines() if r.startswith("| 8M")]
+    assert row[0].split(" | ")[8:10] == ["38.7 / 1.6", "94 % / 38 %"], row[0]
+    assert row[1].split(" | ")[8:10] == ["– / –", "–"], row[1]
