@@ -1,8 +1,8 @@
 """The documentation works as written: every shell and Python block of the README, of docs/ and of
 benchmarks/README.md is run here, or run by the test its marker names, or says why it cannot run on one machine
 (``tests/docs.py`` reads the markers; ``docs/development/docs.md`` explains them), and every example in the code's
-docstrings (``>>>``) runs. The names the pages give are
-checked against the code: the server's settings, the ``TAMS_*`` variables, the metrics of ``/metrics``.
+docstrings (``>>>``) runs. The names the pages give are checked against the code: the server's settings, the
+``TAMS_*`` variables, the metrics of ``/metrics``.
 
 Scenarios: ``scratch`` blocks run in an empty folder; ``quick-start`` blocks in a copy of the repository's root
 (its entries linked, so ``./tams-data`` is made there and not in the checkout) while the Quick start's

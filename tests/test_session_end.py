@@ -152,8 +152,8 @@ def sigint_as_a_terminal_gives_it() -> Iterator[None]:
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    finally:  # (None: a handler set outside Python, which Python cannot set back; its default is the nearest)
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
 
 
 def start_session(tmp_path: Path, services: list[str], workers: int) -> Session:
