@@ -91,7 +91,16 @@ class Window:
 
 
 #: the fields of a line its JSON gives as lists or objects of their own
-_LISTED = ("checkpoints", "slow_syncs", "slow_windows", "resumes", "rss_mb", "disk_floor", "disk_floor_after")
+_LISTED = (
+    "checkpoints",
+    "slow_syncs",
+    "slow_windows",
+    "resumes",
+    "rss_mb",
+    "held_mb",
+    "disk_floor",
+    "disk_floor_after",
+)
 
 
 @dataclass
@@ -137,6 +146,9 @@ class ContinuousLine:
     #: process -> RSS MiB at the start, at the mark (``rss_mark_s``) and at the end
     rss_mb: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     rss_mark_s: float = 0.0
+    #: what the store process holds beside the interpreter (``duckdb``: DuckDB's memory, all tags; ``known ids``: the
+    #: read cache's sets of stored ids), MiB at the start, the mark and the end, as its ``/metrics`` said
+    held_mb: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     #: MiB the store process wrote to disk a minute over the line (``/proc/PID/io`` ``write_bytes``)
     store_written_mb_per_min: float = math.nan
     #: 1-minute load average at the start and at the end
@@ -167,6 +179,7 @@ class ContinuousLine:
         out["checkpoint_count"] = sum(c.count for c in self.checkpoints)
         out["rss_mb"] = {p: {"start": s, "mark": m, "end": e} for p, (s, m, e) in self.rss_mb.items()}
         out["rss_growth_pct"] = {p: 100 * g for p, g in self.rss_growth.items()}
+        out["held_mb"] = {p: {"start": s, "mark": m, "end": e} for p, (s, m, e) in self.held_mb.items()}
         out["resume"] = [vars(r) for r in self.resumes]
         return out
 
@@ -189,6 +202,8 @@ class Sample:
     syncs: float
     syncs_over_50ms: float
     syncs_over_250ms: float
+    #: MiB the store process holds beside the interpreter, by part (``duckdb``, ``known ids``; absent: not told)
+    held: dict[str, float] = field(default_factory=dict)
 
 
 class Sampler:
@@ -237,6 +252,7 @@ class Sampler:
                 syncs=syncs,
                 syncs_over_50ms=syncs - within[0],
                 syncs_over_250ms=syncs - within[1],
+                held=held_memory(metrics),
             )
         )
 
@@ -295,11 +311,38 @@ class Sampler:
     def rss(self, start: float, mark_s: float) -> tuple[dict[str, tuple[float, float, float]], float]:
         """Each process's RSS at ``start``, at ``mark_s`` after it (the sample nearest) and at the end; and the mark's
         actual offset."""
-        after = self._since(start) or self.samples
-        first, last = after[0], after[-1]
-        mark = min(after, key=lambda s: abs(s.at - start - mark_s))
+        first, mark, last = self._marks(start, mark_s)
         names = [p for p in first.rss if p in last.rss and p in mark.rss]
         return {p: (first.rss[p], mark.rss[p], last.rss[p]) for p in names}, mark.at - start
+
+    def held(self, start: float, mark_s: float) -> dict[str, tuple[float, float, float]]:
+        """What the store process held beside the interpreter (:func:`held_memory`), by part, at the same three
+        samples as :meth:`rss`."""
+        first, mark, last = self._marks(start, mark_s)
+        names = [p for p in first.held if p in last.held and p in mark.held]
+        return {p: (first.held[p], mark.held[p], last.held[p]) for p in names}
+
+    def _marks(self, start: float, mark_s: float) -> tuple[Sample, Sample, Sample]:
+        after = self._since(start) or self.samples
+        return after[0], min(after, key=lambda s: abs(s.at - start - mark_s)), after[-1]
+
+
+def held_memory(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> dict[str, float]:
+    """MiB the store process said it holds beside the interpreter: DuckDB's memory (``tams_store_memory_bytes``, all
+    its tags) and the read cache's sets of known ids (``tams_read_cache_ids_bytes``); a part it did not tell is left
+    out.
+
+    >>> held_memory({("tams_store_memory_bytes", (("part", "base_table"),)): 3 * 2**20,
+    ...              ("tams_store_memory_bytes", (("part", "metadata"),)): 2**20,
+    ...              ("tams_read_cache_ids_bytes", (("table", "objects"),)): 2**19})
+    {'duckdb': 4.0, 'known ids': 0.5}
+    """
+    out: dict[str, float] = {}
+    for part, name in (("duckdb", "tams_store_memory_bytes"), ("known ids", "tams_read_cache_ids_bytes")):
+        told = [v for (n, _labels), v in metrics.items() if n == name]
+        if told:
+            out[part] = sum(told) / 2**20
+    return out
 
 
 def process_stats(pid: int) -> tuple[dict[str, float], float, dict[str, float]]:
@@ -445,6 +488,7 @@ async def _drive(
         window.cpu = sampler.cpu_around(start, window.at_s, config.window_s)
     line.store_written_mb_per_min = sampler.written_per_min(start)
     line.rss_mb, line.rss_mark_s = sampler.rss(start, min(RSS_MARK_S, seconds / 2))
+    line.held_mb = sampler.held(start, min(RSS_MARK_S, seconds / 2))
     line.load_start, line.load_end = load_start, os.getloadavg()[0]
     befores: dict[int, dict[str, list[tuple[str, str]]]] = {}
     for case in config.resume:
@@ -619,4 +663,7 @@ def format_continuous(lines: list[ContinuousLine], window_s: float = 5.0) -> lis
             f"{p} {s:.0f}/{m:.0f}/{e:.0f} ({100 * line.rss_growth[p]:+.1f} %)" for p, (s, m, e) in line.rss_mb.items()
         )
         out.append(f"{head} RSS MiB start/{mark}/end (growth from {mark}): {rss}")
+        if line.held_mb:
+            held = "; ".join(f"{p} {s:.0f}/{m:.0f}/{e:.0f}" for p, (s, m, e) in line.held_mb.items())
+            out.append(f"{head} the store process holds, MiB start/{mark}/end: {held}")
     return out

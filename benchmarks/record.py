@@ -78,7 +78,8 @@ def render(data: dict[str, Any]) -> str:
         out += [
             "",
             f"Continuous capacity lines ({capacity.get('server', 'tams-analytics serve')}); latencies in ms from the "
-            "scheduled times, RSS growth from minute 5 (or halfway) to the end, the largest of the processes; the "
+            "scheduled times, RSS growth from minute 5 (or halfway) to the end, the largest of the processes (and "
+            "beside it DuckDB's own memory in the store process then, MiB, where measured); the "
             "disk alone: the journal's write and sync at the line's rate with no server, just before and just after "
             "the line (`benchmarks/disk_floor.py`), its p99; CPU: each process's share of a core over the line:",
             "",
@@ -88,7 +89,6 @@ def render(data: dict[str, Any]) -> str:
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | :---: |",
         ]
         for line in lines:
-            growth = [g for g in line.get("rss_growth_pct", {}).values() if g is not None and math.isfinite(g)]
             longest = max((c["ms"] for c in line.get("checkpoints", [])), default=0.0)
             out.append(
                 f"| {line['store']} ({line['store_segments']:,}) | {line['rate']:g} × {line['minutes']:g} | "
@@ -96,7 +96,7 @@ def render(data: dict[str, Any]) -> str:
                 f"{line['post_max_ms']:.0f} | {line['slow_posts']} | {line['edge_p50_ms']:.1f} / "
                 f"{line['edge_p99_ms']:.1f} / {line['edge_max_ms']:.0f} | {line['slowest_window_p99_ms']:.1f} @ "
                 f"{line['slowest_window_at_s']:g} | {line['checkpoint_count']} ({longest:.0f}) | {_disk_alone(line)} | "
-                f"{_cpu(line)} | {max(growth, default=0.0):+.1f} % | {line['lost']} / {line['overlaps']} | "
+                f"{_cpu(line)} | {_rss(line)} | {line['lost']} / {line['overlaps']} | "
                 f"{'yes' if line['held'] else '**no**'} |"
             )
     resumes = list(capacity.get("resume") or []) + [r for line in lines for r in line.get("resume", [])]
@@ -127,6 +127,15 @@ def _cpu(line: dict[str, Any]) -> str:
     cpu = line.get("cpu") or {}
     http = sum(v for k, v in cpu.items() if k.startswith("http"))
     return f"{100 * cpu['store']:.0f} % / {100 * http:.0f} %" if "store" in cpu else "–"
+
+
+def _rss(line: dict[str, Any]) -> str:
+    """The largest RSS growth of a continuous line's processes and, where the run read it, DuckDB's memory in the
+    store process at the mark and at the end (what of the store process's growth is its buffer pool filling)."""
+    growth = [g for g in line.get("rss_growth_pct", {}).values() if g is not None and math.isfinite(g)]
+    out = f"{max(growth, default=0.0):+.1f} %"
+    duckdb = (line.get("held_mb") or {}).get("duckdb")
+    return f"{out} (DuckDB {duckdb['mark']:,.0f} → {duckdb['end']:,.0f})" if duckdb else out
 
 
 def splice(page: str, tables: str) -> str:

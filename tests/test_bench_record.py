@@ -64,8 +64,8 @@ def test_the_pages_update_command_writes_the_page_it_names() -> None:
 
 
 def test_a_continuous_line_shows_the_disk_alone_and_each_process_cpu_beside_it() -> None:
-    """The disk alone's p99 before and after the line and the processes' CPU are columns of its row; a run made before
-    they were measured shows a dash."""
+    """The disk alone's p99 before and after the line, the processes' CPU and DuckDB's memory beside the RSS growth
+    are in its row; a run made before they were measured shows a dash (or nothing beside the growth)."""
     line = {
         "store": "8M", "store_segments": 8_000_000, "rate": 400.0, "minutes": 30.0, "achieved": 400.0,
         "post_p50_ms": 17.2, "post_p99_ms": 193.1, "post_max_ms": 1419.0, "slow_posts": 4633, "edge_p50_ms": 2.9,
@@ -77,7 +77,8 @@ def test_a_continuous_line_shows_the_disk_alone_and_each_process_cpu_beside_it()
         "disk_floor": {"p99_ms": 38.72}, "disk_floor_after": {"p99_ms": 1.64},
         "cpu": {"supervisor": 0.0, "store": 0.94, "http-1": 0.2, "http-2": 0.18},
     }  # fmt: skip
+    measured["held_mb"] = {"duckdb": {"start": 900.0, "mark": 2_100.4, "end": 2_702.0}, "known ids": {}}
     rendered = record.render({"capacity": {"continuous": [measured, line]}})
     row = [r for r in rendered.splitlines() if r.startswith("| 8M")]
-    assert row[0].split(" | ")[8:10] == ["38.7 / 1.6", "94 % / 38 %"], row[0]
-    assert row[1].split(" | ")[8:10] == ["– / –", "–"], row[1]
+    assert row[0].split(" | ")[8:11] == ["38.7 / 1.6", "94 % / 38 %", "+17.6 % (DuckDB 2,100 → 2,702)"], row[0]
+    assert row[1].split(" | ")[8:11] == ["– / –", "–", "+17.6 %"], row[1]

@@ -185,7 +185,8 @@ def test_capacity_steps_and_restarts(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_capacity_continuous_on_a_young_and_an_aged_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``--capacity-continuous`` on a young store and a small aged one side by side: each line's latencies, slowest
-    window, checkpoints, what the store process wrote and each process's RSS; the aged store built once into the cache,
+    window, checkpoints, what the store process wrote, each process's RSS and what of the store process's is DuckDB's
+    and the read cache's ids; the aged store built once into the cache,
     served from a copy (the cached file untouched), found there the next time; the server started as a user starts
     it."""
     out, cache = tmp_path / "bench.json", tmp_path / "cache"
@@ -211,6 +212,7 @@ def test_capacity_continuous_on_a_young_and_an_aged_store(tmp_path: Path, capsys
         assert x["store_written_mb_per_min"] > 0  # its WAL at least, read from the store process's write_bytes
         assert set(x["rss_mb"]) >= {"supervisor", "store", "http-1"}
         assert all(0 < r["start"] and 0 < r["end"] for r in x["rss_mb"].values())
+        assert x["held_mb"].keys() == {"duckdb", "known ids"} and x["held_mb"]["duckdb"]["end"] > 0  # its /metrics
         assert [r["how"] for r in x["resume"]] == ["SIGTERM", "SIGKILL"] and all(r["lost"] == 0 for r in x["resume"])
         assert x["lost"] == 0 and x["overlaps"] == 0 and x["load_start"] >= 0
         assert x["journal_syncs"] == 0 and x["slow_syncs"] == []  # the default settings keep no journal
@@ -225,6 +227,7 @@ def test_capacity_continuous_on_a_young_and_an_aged_store(tmp_path: Path, capsys
     assert again.path == built and again.manifest == manifest
     printed = capsys.readouterr().out
     assert "young (120)" in printed and "1200 (1,200)" in printed and "RSS MiB start/" in printed
+    assert "the store process holds, MiB start/" in printed
     assert "MiB a minute" in printed and "slowest windows" in printed
     assert "just before the line" in printed and "just after it" in printed
     page = record.render(data)

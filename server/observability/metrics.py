@@ -280,6 +280,7 @@ class CatalogCollector(Collector):
             misses.add_metric([name], cache.misses)
             entries.add_metric([name], len(cache))
         yield from (hits, misses, entries)
+        yield from _memory(catalog.engine)
         yield GaugeMetricFamily(
             "tams_webhook_queue_depth",
             "Webhook events waiting for delivery in the outbox (all replicas')",
@@ -317,6 +318,38 @@ def cache_stats(engine: Engine) -> list[tuple[str, Any]]:
     return [
         (name, part) for name in ("timelines", "bound_timelines", "instances") if (part := getattr(engine, name, None))
     ]
+
+
+def _memory(engine: Engine) -> Iterator[Metric]:
+    """What the store process holds in memory beside the interpreter's own: the store engine's (DuckDB's buffer
+    manager, by tag) and the read cache's sets of known ids, so that a growing RSS can be told apart from a cache or
+    buffer pool filling."""
+    held = GaugeMetricFamily(
+        "tams_store_memory_bytes", "Memory the store engine holds in the store process, by part", labels=["part"]
+    )
+    try:
+        parts = engine.memory()
+    except Exception:  # a scrape must answer even when the store does not; /ready says why
+        logger.warning("metrics: reading the store's memory failed", exc_info=True)
+        parts = {}
+    for part, size in sorted(parts.items()):
+        held.add_metric([part], size)
+    yield held
+    ids = GaugeMetricFamily(
+        "tams_read_cache_ids_bytes", "Memory the read cache's sets of stored ids take, by table", labels=["table"]
+    )
+    for table, known in known_ids(engine):
+        ids.add_metric([table], known.nbytes)
+    yield ids
+
+
+def known_ids(engine: Engine) -> list[tuple[str, Any]]:
+    """The read cache's sets of stored ids (:class:`~tams_analytics.cache.known.KnownIds`), by table (none without
+    the cache)."""
+    if not engine.caches_reads:
+        return []
+    found = (getattr(engine, name, None) for name in ("object_ids", "instance_objects"))
+    return [(known.name, known) for known in found if known is not None]
 
 
 def _count(catalog: Catalog, what: str, table: str, statuses: tuple[str, ...] = ()) -> float:

@@ -321,6 +321,11 @@ class Engine(ABC):
         """The format the store keeps its data in; None where the engine has one format only."""
         return None
 
+    def memory(self) -> Mapping[str, int]:
+        """Bytes of memory the engine holds in this process, by part (DuckDB: its buffer manager's tags, from
+        ``duckdb_memory()``); empty where it holds none of its own (a remote store)."""
+        return {}
+
     def probe_isolation(self) -> IsolationProbe | None:
         """Update one scratch row from two concurrent transactions and commit both (then clean up); None
         where concurrent writers cannot happen (an engine that is its store's sole writer, or read-only)."""

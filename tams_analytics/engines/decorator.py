@@ -139,6 +139,9 @@ class EngineDecorator(Engine):
     def storage_format(self) -> StorageFormat | None:
         return self.inner.storage_format()
 
+    def memory(self) -> Mapping[str, int]:
+        return self.inner.memory()
+
     def store_failure(self) -> str | None:
         return self.inner.store_failure()
 

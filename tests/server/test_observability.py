@@ -131,6 +131,30 @@ def test_catalog_store_cache_queue_and_gc_metrics(client: TestClient) -> None:
     assert value(final, "tams_gc_runs_total") >= 1
 
 
+def test_the_store_processs_memory_is_told_by_part(client: TestClient) -> None:
+    """DuckDB's own memory by tag and the read cache's sets of known ids, beside the process's RSS, so that an
+    operator (and the continuous benchmark) can tell a buffer pool or a cache filling from a leak."""
+    flow_id = new_id()
+    client.put(f"/flows/{flow_id}", json=video_flow(flow_id))
+    engine = services_of(client.app).catalog.engine
+    assert isinstance(engine, CachingEngine)
+    assert engine.ids_known(30)
+    before = samples(client)
+    post_segments(client, flow_id, 500)
+    after = samples(client)
+
+    def held(scrape: dict[Any, float], name: str, label: str) -> dict[str, float]:
+        return {dict(labels)[label]: v for (n, labels), v in scrape.items() if n == name}
+
+    duckdb_parts = held(after, "tams_store_memory_bytes", "part")
+    assert {"base_table", "metadata", "art_index", "in_memory_table"} <= duckdb_parts.keys()  # every tag, zeros too
+    assert sum(duckdb_parts.values()) > 0
+    ids = held(after, "tams_read_cache_ids_bytes", "table")
+    assert ids.keys() == {"objects", "object_instances"}
+    grown = ids["objects"] - held(before, "tams_read_cache_ids_bytes", "table")["objects"]
+    assert grown >= 500 * 8, "the 500 new object ids are held"
+
+
 def test_group_commit_batch_sizes_have_a_histogram(client: TestClient) -> None:
     flow_id = new_id()
     client.put(f"/flows/{flow_id}", json=video_flow(flow_id))

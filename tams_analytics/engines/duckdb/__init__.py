@@ -372,6 +372,13 @@ class Engine(Transactions):
         with self._reading():
             return storage_format(self._cursor(), self._database, self.path)
 
+    def memory(self) -> Mapping[str, int]:
+        """DuckDB's memory by tag (``duckdb_memory()``: the buffer pool's table data, the WAL's, indexes, ...), read
+        without waiting for the journal (it says what the process holds now, not what the store will)."""
+        with self._reading():
+            found = arrow_table(self._cursor(), "SELECT tag, memory_usage_bytes FROM duckdb_memory()").to_pylist()
+        return {str(r["tag"]).lower(): int(r["memory_usage_bytes"]) for r in found}
+
     def optimize(self) -> None:
         """Rewrite clustered tables in their sort order so that zone maps prune one flow's window."""
         with self.transaction():
