@@ -98,6 +98,7 @@ _LISTED = (
     "resumes",
     "rss_mb",
     "held_mb",
+    "cache_entries",
     "disk_floor",
     "disk_floor_after",
 )
@@ -146,9 +147,13 @@ class ContinuousLine:
     #: process -> RSS MiB at the start, at the mark (``rss_mark_s``) and at the end
     rss_mb: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     rss_mark_s: float = 0.0
-    #: what the store process holds beside the interpreter (``duckdb``: DuckDB's memory, all tags; ``known ids``: the
-    #: read cache's sets of stored ids), MiB at the start, the mark and the end, as its ``/metrics`` said
+    #: what the store process holds beside the interpreter (``duckdb``: DuckDB's memory, all tags; ``arrow``: Arrow's
+    #: live buffers; ``known ids``: the read cache's sets of stored ids), MiB at the start, the mark and the end, as
+    #: its ``/metrics`` said
     held_mb: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    #: the read cache's entries by part (``tams_read_cache_entries``), at the same three samples: its bounds are
+    #: entries, not bytes, and a cache that fills is growth that stops
+    cache_entries: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     #: MiB the store process wrote to disk a minute over the line (``/proc/PID/io`` ``write_bytes``)
     store_written_mb_per_min: float = math.nan
     #: 1-minute load average at the start and at the end
@@ -180,6 +185,7 @@ class ContinuousLine:
         out["rss_mb"] = {p: {"start": s, "mark": m, "end": e} for p, (s, m, e) in self.rss_mb.items()}
         out["rss_growth_pct"] = {p: 100 * g for p, g in self.rss_growth.items()}
         out["held_mb"] = {p: {"start": s, "mark": m, "end": e} for p, (s, m, e) in self.held_mb.items()}
+        out["cache_entries"] = {p: {"start": s, "mark": m, "end": e} for p, (s, m, e) in self.cache_entries.items()}
         out["resume"] = [vars(r) for r in self.resumes]
         return out
 
@@ -204,6 +210,8 @@ class Sample:
     syncs_over_250ms: float
     #: MiB the store process holds beside the interpreter, by part (``duckdb``, ``known ids``; absent: not told)
     held: dict[str, float] = field(default_factory=dict)
+    #: the read cache's entries by part
+    entries: dict[str, float] = field(default_factory=dict)
 
 
 class Sampler:
@@ -253,6 +261,9 @@ class Sampler:
                 syncs_over_50ms=syncs - within[0],
                 syncs_over_250ms=syncs - within[1],
                 held=held_memory(metrics),
+                entries={
+                    dict(labels)["cache"]: v for (n, labels), v in metrics.items() if n == "tams_read_cache_entries"
+                },
             )
         )
 
@@ -322,6 +333,12 @@ class Sampler:
         names = [p for p in first.held if p in last.held and p in mark.held]
         return {p: (first.held[p], mark.held[p], last.held[p]) for p in names}
 
+    def entries(self, start: float, mark_s: float) -> dict[str, tuple[float, float, float]]:
+        """The read cache's entries by part at the same three samples as :meth:`rss`."""
+        first, mark, last = self._marks(start, mark_s)
+        names = [p for p in first.entries if p in last.entries and p in mark.entries]
+        return {p: (first.entries[p], mark.entries[p], last.entries[p]) for p in names}
+
     def _marks(self, start: float, mark_s: float) -> tuple[Sample, Sample, Sample]:
         after = self._since(start) or self.samples
         return after[0], min(after, key=lambda s: abs(s.at - start - mark_s)), after[-1]
@@ -329,8 +346,8 @@ class Sampler:
 
 def held_memory(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> dict[str, float]:
     """MiB the store process said it holds beside the interpreter: DuckDB's memory (``tams_store_memory_bytes``, all
-    its tags) and the read cache's sets of known ids (``tams_read_cache_ids_bytes``); a part it did not tell is left
-    out.
+    its tags), Arrow's live buffers (``tams_arrow_memory_bytes``) and the read cache's sets of known ids
+    (``tams_read_cache_ids_bytes``); a part it did not tell is left out.
 
     >>> held_memory({("tams_store_memory_bytes", (("part", "base_table"),)): 3 * 2**20,
     ...              ("tams_store_memory_bytes", (("part", "metadata"),)): 2**20,
@@ -338,7 +355,8 @@ def held_memory(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -
     {'duckdb': 4.0, 'known ids': 0.5}
     """
     out: dict[str, float] = {}
-    for part, name in (("duckdb", "tams_store_memory_bytes"), ("known ids", "tams_read_cache_ids_bytes")):
+    parts = (("duckdb", "tams_store_memory_bytes"), ("arrow", "tams_arrow_memory_bytes"))
+    for part, name in (*parts, ("known ids", "tams_read_cache_ids_bytes")):
         told = [v for (n, _labels), v in metrics.items() if n == name]
         if told:
             out[part] = sum(told) / 2**20
@@ -489,6 +507,7 @@ async def _drive(
     line.store_written_mb_per_min = sampler.written_per_min(start)
     line.rss_mb, line.rss_mark_s = sampler.rss(start, min(RSS_MARK_S, seconds / 2))
     line.held_mb = sampler.held(start, min(RSS_MARK_S, seconds / 2))
+    line.cache_entries = sampler.entries(start, min(RSS_MARK_S, seconds / 2))
     line.load_start, line.load_end = load_start, os.getloadavg()[0]
     befores: dict[int, dict[str, list[tuple[str, str]]]] = {}
     for case in config.resume:
@@ -666,4 +685,7 @@ def format_continuous(lines: list[ContinuousLine], window_s: float = 5.0) -> lis
         if line.held_mb:
             held = "; ".join(f"{p} {s:.0f}/{m:.0f}/{e:.0f}" for p, (s, m, e) in line.held_mb.items())
             out.append(f"{head} the store process holds, MiB start/{mark}/end: {held}")
+        if line.cache_entries:
+            kept = "; ".join(f"{p} {s:,.0f}/{m:,.0f}/{e:,.0f}" for p, (s, m, e) in line.cache_entries.items())
+            out.append(f"{head} the read cache's entries start/{mark}/end: {kept}")
     return out

@@ -93,10 +93,10 @@ class Settings(BaseSettings):
     duckdb_threads: int = Field(1, ge=0)
     #: acknowledge POSTed segments once they are synced in the DuckDB store's journal, and apply them to the store
     #: behind (tams_analytics.journal): a registration never waits for the store's checkpoints or commits; reads
-    #: still show every acknowledged write. Off (the default until continuous runs with it hold the targets: on
-    #: 2026-11-26 they did not, docs/development/benchmarks.md): each batch is acknowledged when its DuckDB commit
-    #: returns, and waits for any checkpoint under way
-    journal: bool = False
+    #: still show every acknowledged write. Off: each batch is acknowledged when its DuckDB commit returns, and waits
+    #: for any checkpoint under way (side by side on 2026-11-28, 400 POSTs/s for 5 min, POST p99 on a young store
+    #: 123 ms with it and 2.9 s without, on an 8M store 78 and 104 ms: benchmarks/README.md)
+    journal: bool = True
     #: the room, in MiB, the journal keeps on the store's volume for applying what it acknowledged when the volume
     #: fills (and for a restart on a full volume): released then, made again once there is room (at most a fifth of
     #: the volume; 0: none, and reads of flows whose writes wait on a full volume are refused until space returns)

@@ -9,7 +9,7 @@ from server.background import PeriodicWorker
 from server.health import Part
 from server.services import Services, Stop
 
-__all__ = ["check_once", "read_volumes", "start"]
+__all__ = ["check_once", "read_store", "read_volumes", "start"]
 
 
 def start(services: Services) -> Stop:
@@ -19,18 +19,23 @@ def start(services: Services) -> Stop:
 
 
 def check_once(services: Services) -> None:
-    """Read the volumes and the store's condition once into ``services.health``."""
+    """Read the volumes and the store's condition once into ``services.health``, recovering a failed store."""
     read_volumes(services)
-    health = services.health
     engine = services.catalog.engine
     if engine.store_failure() is not None:
         engine.recover()
-    failure = engine.store_failure()
+    read_store(services)
+
+
+def read_store(services: Services) -> None:
+    """Read whether the store takes writes into ``services.health`` (``/ready`` does too: a store that began refusing
+    them since the monitor's last look, its journal's reserve released on a full volume say, is seen now)."""
+    failure = services.catalog.engine.store_failure()
     if failure is None:
-        health.ok(Part.STORE, "the store answers")
+        services.health.ok(Part.STORE, "the store answers")
     else:
         # whether it can still be read is /ready's count to find out: a store reopened for reads serves them
-        health.report(Part.STORE, "failed", f"writes refused until it recovers: {failure}", ready=True)
+        services.health.report(Part.STORE, "failed", f"writes refused until it recovers: {failure}", ready=True)
 
 
 def read_volumes(services: Services, *, fresh_s: float = 0.0) -> None:

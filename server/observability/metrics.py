@@ -27,6 +27,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 from prometheus_client import CollectorRegistry, Counter, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
@@ -322,8 +323,8 @@ def cache_stats(engine: Engine) -> list[tuple[str, Any]]:
 
 def _memory(engine: Engine) -> Iterator[Metric]:
     """What the store process holds in memory beside the interpreter's own: the store engine's (DuckDB's buffer
-    manager, by tag) and the read cache's sets of known ids, so that a growing RSS can be told apart from a cache or
-    buffer pool filling."""
+    manager, by tag), Arrow's buffers and the read cache's sets of known ids, so that a growing RSS can be told apart
+    from a cache or buffer pool filling."""
     held = GaugeMetricFamily(
         "tams_store_memory_bytes", "Memory the store engine holds in the store process, by part", labels=["part"]
     )
@@ -335,6 +336,11 @@ def _memory(engine: Engine) -> Iterator[Metric]:
     for part, size in sorted(parts.items()):
         held.add_metric([part], size)
     yield held
+    yield GaugeMetricFamily(
+        "tams_arrow_memory_bytes",
+        "Memory Arrow's default pool holds for live buffers in the process answering (the store process)",
+        value=pa.total_allocated_bytes(),
+    )
     ids = GaugeMetricFamily(
         "tams_read_cache_ids_bytes", "Memory the read cache's sets of stored ids take, by table", labels=["table"]
     )

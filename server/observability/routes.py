@@ -24,7 +24,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from server.errors import error_response
-from server.monitor import read_volumes
+from server.monitor import read_store, read_volumes
 from server.observability.metrics import CONTENT_TYPE, render
 from server.responses import json_response
 from server.services import ServiceStarting, services_of
@@ -65,6 +65,7 @@ async def ready(request: Request) -> Response:
     except ServiceStarting as exc:
         return error_response(503, str(exc), head=head)
     read_volumes(services, fresh_s=FRESH_S)  # a volume filled since the monitor's last look is seen now
+    await asyncio.to_thread(read_store, services)  # and a store that has refused writes since (may sync a reserve)
     unready = services.health.unready()
     if unready:
         summary = "; ".join(f"{c.part}: {c.summary}" for c in unready)

@@ -38,7 +38,7 @@ pytestmark = pytest.mark.skipif(
 PAUSE_MS = 300
 FLOWS = 8
 ENV = {
-    "TAMS_JOURNAL": "true",  # (off by default: see operating-safely.md)
+    "TAMS_JOURNAL": "true",  # (the default: said here, as this file is about it)
     "TAMS_CHECKPOINT_WAL_MB": "0.05",
     "TAMS_DUCKDB_CONFIG": json.dumps({"debug_checkpoint_scan_sleep_ms": PAUSE_MS}),
 }

@@ -132,8 +132,8 @@ def test_catalog_store_cache_queue_and_gc_metrics(client: TestClient) -> None:
 
 
 def test_the_store_processs_memory_is_told_by_part(client: TestClient) -> None:
-    """DuckDB's own memory by tag and the read cache's sets of known ids, beside the process's RSS, so that an
-    operator (and the continuous benchmark) can tell a buffer pool or a cache filling from a leak."""
+    """DuckDB's own memory by tag, Arrow's buffers and the read cache's sets of known ids, beside the process's RSS,
+    so that an operator (and the continuous benchmark) can tell a buffer pool or a cache filling from a leak."""
     flow_id = new_id()
     client.put(f"/flows/{flow_id}", json=video_flow(flow_id))
     engine = services_of(client.app).catalog.engine
@@ -149,6 +149,7 @@ def test_the_store_processs_memory_is_told_by_part(client: TestClient) -> None:
     duckdb_parts = held(after, "tams_store_memory_bytes", "part")
     assert {"base_table", "metadata", "art_index", "in_memory_table"} <= duckdb_parts.keys()  # every tag, zeros too
     assert sum(duckdb_parts.values()) > 0
+    assert value(after, "tams_arrow_memory_bytes") >= 0 and ("tams_arrow_memory_bytes", ()) in after
     ids = held(after, "tams_read_cache_ids_bytes", "table")
     assert ids.keys() == {"objects", "object_instances"}
     grown = ids["objects"] - held(before, "tams_read_cache_ids_bytes", "table")["objects"]

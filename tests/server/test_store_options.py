@@ -53,14 +53,14 @@ def test_zero_threads_leaves_duckdb_its_default(tmp_path: Path) -> None:
 
 def test_only_duckdb_stores_take_the_thread_and_journal_settings(tmp_path: Path) -> None:
     journaled = {
-        "journal": False,
+        "journal": True,
         "checkpoint_wal_bytes": 16 * 2**20,
         "journal_reserve_bytes": 64 * 2**20,
         "duckdb_config": {},
     }
     assert Settings(data_dir=tmp_path).store_options() == journaled | {"threads": 1}, "the default: a DuckDB file"
     assert Settings(data_dir=tmp_path, duckdb_threads=0).store_options() == journaled
-    assert Settings(data_dir=tmp_path, journal=True).store_options()["journal"] is True
+    assert Settings(data_dir=tmp_path, journal=False).store_options()["journal"] is False
     assert Settings(data_dir=tmp_path, journal_reserve_mb=0).store_options()["journal_reserve_bytes"] == 0
     vast = Settings(data_dir=tmp_path, store="vast://key:secret@127.0.0.1:8070/bucket/schema")
     assert vast.store_options() == {}
