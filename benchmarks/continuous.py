@@ -208,7 +208,8 @@ class Sample:
     syncs: float
     syncs_over_50ms: float
     syncs_over_250ms: float
-    #: MiB the store process holds beside the interpreter, by part (``duckdb``, ``known ids``; absent: not told)
+    #: MiB the store process holds beside the interpreter, by part (``duckdb``, ``arrow``, ``known ids``; absent: not
+    #: told)
     held: dict[str, float] = field(default_factory=dict)
     #: the read cache's entries by part
     entries: dict[str, float] = field(default_factory=dict)
