@@ -323,22 +323,13 @@ class Sampler:
     def rss(self, start: float, mark_s: float) -> tuple[dict[str, tuple[float, float, float]], float]:
         """Each process's RSS at ``start``, at ``mark_s`` after it (the sample nearest) and at the end; and the mark's
         actual offset."""
-        first, mark, last = self._marks(start, mark_s)
-        names = [p for p in first.rss if p in last.rss and p in mark.rss]
-        return {p: (first.rss[p], mark.rss[p], last.rss[p]) for p in names}, mark.at - start
+        return self.at_marks(start, mark_s, "rss"), self._marks(start, mark_s)[1].at - start
 
-    def held(self, start: float, mark_s: float) -> dict[str, tuple[float, float, float]]:
-        """What the store process held beside the interpreter (:func:`held_memory`), by part, at the same three
-        samples as :meth:`rss`."""
-        first, mark, last = self._marks(start, mark_s)
-        names = [p for p in first.held if p in last.held and p in mark.held]
-        return {p: (first.held[p], mark.held[p], last.held[p]) for p in names}
-
-    def entries(self, start: float, mark_s: float) -> dict[str, tuple[float, float, float]]:
-        """The read cache's entries by part at the same three samples as :meth:`rss`."""
-        first, mark, last = self._marks(start, mark_s)
-        names = [p for p in first.entries if p in last.entries and p in mark.entries]
-        return {p: (first.entries[p], mark.entries[p], last.entries[p]) for p in names}
+    def at_marks(self, start: float, mark_s: float, reading: str) -> dict[str, tuple[float, float, float]]:
+        """One of the samples' readings by part (``rss``, ``held``: :func:`held_memory`, ``entries``: the read
+        cache's), at ``start``, at ``mark_s`` after it (the sample nearest) and at the end; the parts all three have."""
+        first, mark, last = (getattr(s, reading) for s in self._marks(start, mark_s))
+        return {p: (first[p], mark[p], last[p]) for p in first if p in mark and p in last}
 
     def _marks(self, start: float, mark_s: float) -> tuple[Sample, Sample, Sample]:
         after = self._since(start) or self.samples
@@ -507,8 +498,8 @@ async def _drive(
         window.cpu = sampler.cpu_around(start, window.at_s, config.window_s)
     line.store_written_mb_per_min = sampler.written_per_min(start)
     line.rss_mb, line.rss_mark_s = sampler.rss(start, min(RSS_MARK_S, seconds / 2))
-    line.held_mb = sampler.held(start, min(RSS_MARK_S, seconds / 2))
-    line.cache_entries = sampler.entries(start, min(RSS_MARK_S, seconds / 2))
+    line.held_mb = sampler.at_marks(start, min(RSS_MARK_S, seconds / 2), "held")
+    line.cache_entries = sampler.at_marks(start, min(RSS_MARK_S, seconds / 2), "entries")
     line.load_start, line.load_end = load_start, os.getloadavg()[0]
     befores: dict[int, dict[str, list[tuple[str, str]]]] = {}
     for case in config.resume:
