@@ -79,6 +79,10 @@ def _resume_cases(text: str) -> tuple[Any, ...]:
             raise argparse.ArgumentTypeError(
                 f"--capacity-resume takes RATE or FLOWSxHISTORY@RATE, comma-separated, or none; not {part!r}"
             ) from exc
+        if not (math.isfinite(cases[-1].rate) and cases[-1].rate > 0):  # (a restart's rounds last flows / rate s)
+            raise argparse.ArgumentTypeError(
+                f"--capacity-resume: a rate is above 0 POSTs/s (no restarts: none); not {part!r}"
+            )
     return tuple(cases)
 
 

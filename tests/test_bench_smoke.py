@@ -343,3 +343,13 @@ def test_the_disk_floor_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert not folder.exists()
     floor = disk_floor.measure(folder, 200, 0.25, record_bytes=100)
     assert floor.posts == 50 and 1 <= floor.syncs <= 50 and 0 < floor.p50_ms <= floor.p99_ms <= floor.max_ms
+
+
+@pytest.mark.parametrize("rate", ["0", "-5", "nan", "50x100@0"])
+def test_a_restart_rate_not_above_zero_is_refused_before_anything_runs(
+    rate: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["bench", "--only", "capacity", "--capacity-resume", rate])
+    assert exited.value.code == 2
+    assert f"--capacity-resume: a rate is above 0 POSTs/s (no restarts: none); not '{rate}'" in capsys.readouterr().err
