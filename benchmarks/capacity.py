@@ -31,6 +31,7 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ import httpx
 from benchmarks import live_ingest
 from benchmarks.live import LiveServer
 from benchmarks.openloop import POST, READ, OpenLoop, Record
+from benchmarks.profile_summary import SAMPLES_PER_S
 from benchmarks.text_table import text_table
 
 if TYPE_CHECKING:
@@ -526,35 +528,39 @@ async def _restart(
     gen.disconnect()
     t0 = time.perf_counter()
     server = await asyncio.to_thread(_serve, config, url, data_dir, server.port)
-    ready = time.perf_counter()
-    tag = f"resume-{how}"
-    seconds = config.resume_rounds * flows / case.rate
-    case_tag = re.sub(r"[^0-9A-Za-z]+", "_", case.name).strip("_")
-    profiler = _profile(config.profile_dir, server.pid, f"{tag}-{case_tag}", seconds)
-    await gen.schedule(tag, case.rate, seconds, read_share=config.read_share)
-    await gen.drain(config.drain_s)
-    if profiler is not None:
-        await asyncio.to_thread(profiler.wait)
-    first = gen.first_posts(tag)
-    posts = gen.tagged(tag, POST)
-    resumes.append(
-        ResumeResult(
-            case=case.name,
-            how=how,
-            flows=flows,
-            rate=case.rate,
-            stop_s=exited - signalled,
-            start_s=ready - t0,
-            first_p50_ms=_ms(first, 0.5),
-            first_p99_ms=_ms(first, 0.99),
-            first_max_ms=_ms(first, 1.0),
-            all_p50_ms=_ms(posts, 0.5),
-            all_p99_ms=_ms(posts, 0.99),
-            errors=sum(1 for r in posts if r.status != 201),
-            cut=sum(1 for r in gen.tagged(f"before-{how}", POST) if r.status != 201),
-            lag_max_ms=1000 * max((r.dispatched - r.due for r in posts + gen.tagged(tag, READ)), default=0.0),
+    try:  # whatever goes wrong from here, the server started here is stopped (the caller stops the one it gave)
+        ready = time.perf_counter()
+        tag = f"resume-{how}"
+        seconds = config.resume_rounds * flows / case.rate
+        case_tag = re.sub(r"[^0-9A-Za-z]+", "_", case.name).strip("_")
+        profiler = _profile(config.profile_dir, server.pid, f"{tag}-{case_tag}", seconds)
+        await gen.schedule(tag, case.rate, seconds, read_share=config.read_share)
+        await gen.drain(config.drain_s)
+        if profiler is not None:
+            await asyncio.to_thread(profiler.wait)
+        first = gen.first_posts(tag)
+        posts = gen.tagged(tag, POST)
+        resumes.append(
+            ResumeResult(
+                case=case.name,
+                how=how,
+                flows=flows,
+                rate=case.rate,
+                stop_s=exited - signalled,
+                start_s=ready - t0,
+                first_p50_ms=_ms(first, 0.5),
+                first_p99_ms=_ms(first, 0.99),
+                first_max_ms=_ms(first, 1.0),
+                all_p50_ms=_ms(posts, 0.5),
+                all_p99_ms=_ms(posts, 0.99),
+                errors=sum(1 for r in posts if r.status != 201),
+                cut=sum(1 for r in gen.tagged(f"before-{how}", POST) if r.status != 201),
+                lag_max_ms=1000 * max((r.dispatched - r.due for r in posts + gen.tagged(tag, READ)), default=0.0),
+            )
         )
-    )
+    except BaseException:
+        await asyncio.to_thread(server.stop)
+        raise
     return server, acknowledged
 
 
@@ -709,17 +715,27 @@ def _thread_names(pid: int) -> dict[int, str]:
     return {int(m.group(1)): m.group(2) for m in re.finditer(r'^Thread (\d+) \([^)]*\): "([^"]*)"', out, re.M)}
 
 
-def _profile(directory: Path | None, pid: int, tag: str, seconds: float) -> subprocess.Popen[bytes] | None:
-    """``py-spy record`` of the server for ``seconds`` (raw stacks per thread, idle ones too; 100 samples a
-    second, without pausing the server), or None."""
-    spy = shutil.which("py-spy")
+def _profile(
+    directory: Path | None, pid: int, tag: str, seconds: float, *, gil: bool = False
+) -> subprocess.Popen[bytes] | None:
+    """``py-spy record`` of the server and its processes for ``seconds`` into ``directory/TAG.txt`` (raw stacks per
+    thread, idle ones too; with ``gil``, only the thread holding the GIL at each sample: who holds it); 100 samples a
+    second, without pausing the server. None: no ``directory``, or no py-spy."""
+    spy = py_spy()
     if directory is None or spy is None:
         return None
     directory.mkdir(parents=True, exist_ok=True)
     out = directory / f"{tag}.txt"
-    cmd = [spy, "record", "--threads", "--idle", "--nonblocking", "--subprocesses", "--format", "raw", "--rate", "100"]
+    cmd = [spy, "record", "--threads", "--nonblocking", "--subprocesses", "--format", "raw"]
+    cmd += ["--gil" if gil else "--idle", "--rate", str(SAMPLES_PER_S)]
     cmd += ["--duration", str(max(1, int(seconds))), "--output", str(out), "--pid", str(pid)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def py_spy() -> str | None:
+    """py-spy's command: the one installed beside this interpreter (the ``bench`` extra's), else one on the PATH."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.is_file() else shutil.which("py-spy")
 
 
 # -- report -----------------------------------------------------------------------------------------------

@@ -201,7 +201,11 @@ def add_parser(sub: Any) -> None:
         help="run the server's processes on these cores only (taskset -c CPUS, e.g. 0 or 0,1); default: any",
     )
     cap.add_argument(
-        "--capacity-profile", type=Path, default=None, metavar="DIR", help="py-spy profiles of each step here"
+        "--capacity-profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="py-spy profiles of each step, continuous line (and who held the GIL) and restart here",
     )
     cap.add_argument(
         "--capacity-continuous",

@@ -40,6 +40,7 @@ from benchmarks import disk_floor, live_ingest
 from benchmarks.disk_floor import DiskFloor
 from benchmarks.live import LiveServer
 from benchmarks.openloop import POST, READ, OpenLoop, Record
+from benchmarks.profile_summary import gil_shares, parse
 
 if TYPE_CHECKING:
     from benchmarks.capacity import CapacityConfig, Progress, ResumeResult
@@ -154,6 +155,9 @@ class ContinuousLine:
     #: the read cache's entries by part (``tams_read_cache_entries``), at the same three samples: its bounds are
     #: entries, not bytes, and a cache that fills is growth that stops
     cache_entries: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    #: with ``--capacity-profile``: each thread's share of the line it held Python's GIL, by process role and thread
+    #: name (``store: tams-segment-writer``), most first (:func:`benchmarks.profile_summary.gil_shares`)
+    gil_share: dict[str, float] = field(default_factory=dict)
     #: MiB the store process wrote to disk a minute over the line (``/proc/PID/io`` ``write_bytes``)
     store_written_mb_per_min: float = math.nan
     #: 1-minute load average at the start and at the end
@@ -468,7 +472,7 @@ async def _drive(
     minutes: float,
     progress: Progress,
 ) -> tuple[ContinuousLine, LiveServer, dict[str, list[tuple[str, str]]], dict[int, dict[str, list[tuple[str, str]]]]]:
-    from benchmarks.capacity import _generator, _restart
+    from benchmarks.capacity import _generator, _profile, _restart
 
     gen = _generator(config, server, flows)
     await gen.start()
@@ -481,6 +485,8 @@ async def _drive(
     load_start = os.getloadavg()[0]
     part = min(config.window_s, seconds)
     with Sampler(server, config.sample_s) as sampler:
+        # with --capacity-profile: where each thread's time goes, and which holds the GIL (one py-spy each)
+        profilers = [_profile(config.profile_dir, server.pid, f"{tag}{k}", seconds, gil=bool(k)) for k in ("", "-gil")]
         cpu0 = time.process_time()
         start = due = time.perf_counter()
         while due < start + seconds - 1e-9:
@@ -489,6 +495,9 @@ async def _drive(
             due += length
         cpu1 = time.process_time()
         await gen.drain(config.drain_s)
+        for profiler in profilers:
+            if profiler is not None:
+                await asyncio.to_thread(profiler.wait)
     line = _measure(gen, tag, store, rate, minutes, start, config.window_s)
     line.client_cpu = (cpu1 - cpu0) / max(1e-9, seconds)
     line.checkpoints = sampler.checkpoints(start)
@@ -501,6 +510,10 @@ async def _drive(
     line.held_mb = sampler.at_marks(start, min(RSS_MARK_S, seconds / 2), "held")
     line.cache_entries = sampler.at_marks(start, min(RSS_MARK_S, seconds / 2), "entries")
     line.load_start, line.load_end = load_start, os.getloadavg()[0]
+    held_gil = config.profile_dir / f"{tag}-gil.txt" if config.profile_dir is not None else None
+    if held_gil is not None and held_gil.is_file():
+        with held_gil.open() as f:
+            line.gil_share = gil_shares(parse(f), seconds)
     befores: dict[int, dict[str, list[tuple[str, str]]]] = {}
     for case in config.resume:
         if case.history is not None:
@@ -680,4 +693,7 @@ def format_continuous(lines: list[ContinuousLine], window_s: float = 5.0) -> lis
         if line.cache_entries:
             kept = "; ".join(f"{p} {s:,.0f}/{m:,.0f}/{e:,.0f}" for p, (s, m, e) in line.cache_entries.items())
             out.append(f"{head} the read cache's entries start/{mark}/end: {kept}")
+        if line.gil_share:
+            held = ", ".join(f"{t} {share:.1%}" for t, share in line.gil_share.items())
+            out.append(f"{head} holding Python's GIL (py-spy --gil, share of the line, at least): {held}")
     return out

@@ -1,5 +1,6 @@
 """Where a server's time goes, from ``py-spy record --threads --idle --format raw`` (what ``bench --only capacity
---capacity-profile DIR`` writes for each step and each restart's resume).
+--capacity-profile DIR`` writes for each step, each continuous line and each restart's resume), and which threads hold
+Python's GIL, from ``py-spy record --gil`` (written beside it for each continuous line: :func:`gil_shares`).
 
 ``python -m benchmarks.profile_summary FILE [--top N] [--thread NAME] [--lines]`` prints, per thread, its samples,
 the share spent waiting (the leaf frame is a wait: a lock, a condition, ``select``, ``sleep``), and the
@@ -23,6 +24,8 @@ WAITS = re.compile(
     r"|Event\.wait|BaseSelector\.select|EpollSelector\.select|Thread\._wait_for_tstate_lock|Lock\.acquire"
     r"|SimpleQueue\.get|Queue\.get|Condition\.wait_for)\b"
 )
+#: samples a second the benchmark's profiles take
+SAMPLES_PER_S = 100
 _FRAME = re.compile(r"^(?P<func>.+?) \((?P<file>[^():]+):(?P<line>\d+)\)$")
 
 
@@ -78,6 +81,28 @@ def parse(text: Iterable[str], *, lines: bool = False) -> dict[str, ThreadProfil
         if keys:
             prof.self_[keys[-1]] += n
     return out
+
+
+def gil_shares(
+    profiles: dict[str, ThreadProfile], seconds: float, rate: float = SAMPLES_PER_S, floor: float = 0.005
+) -> dict[str, float]:
+    """From a ``py-spy record --gil`` profile of ``seconds`` at ``rate`` samples a second (py-spy takes a sample only
+    of the thread holding the GIL): each thread's share of the time it held it, most first, by name (its process's
+    role and its thread's name; threads of one name added up), those under ``floor`` left out. A floor of the true
+    share: a sample py-spy failed to take counts for nobody.
+
+    >>> store = 'process 9:"python -m server.processes store";'
+    >>> raw = [store + "thread (7): tams-segment-writer;w (a.py:1) 55", store + "thread (8): MainThread;r (a.py:2) 12"]
+    >>> gil_shares(parse(raw), 1.0)
+    {'store: tams-segment-writer': 0.55, 'store: MainThread': 0.12}
+    """
+    expected = seconds * rate
+    if expected <= 0:
+        return {}
+    by_name: Counter[str] = Counter()
+    for p in profiles.values():
+        by_name[p.name.rsplit(" (", 1)[0]] += p.samples
+    return {name: n / expected for name, n in by_name.most_common() if n / expected >= floor}
 
 
 def report(profiles: dict[str, ThreadProfile], *, top: int = 25, thread: str | None = None) -> str:

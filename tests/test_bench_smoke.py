@@ -12,6 +12,9 @@ import itertools
 import json
 import math
 import shlex
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,7 @@ from benchmarks import (
     duckdb_handoffs,
     loadgen,
     openloop,
+    profile_summary,
     record,
     suite,
 )
@@ -353,3 +357,41 @@ def test_a_restart_rate_not_above_zero_is_refused_before_anything_runs(
         main(["bench", "--only", "capacity", "--capacity-resume", rate])
     assert exited.value.code == 2
     assert f"--capacity-resume: a rate is above 0 POSTs/s (no restarts: none); not '{rate}'" in capsys.readouterr().err
+
+
+def _py_spy_attaches() -> str | None:
+    """Why py-spy cannot profile a process here (None: it can): not installed, or not allowed to attach."""
+    spy = capacity.py_spy()
+    if spy is None:
+        return "py-spy is not installed (the bench extra has it)"
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.3)
+        probe = subprocess.run([spy, "dump", "--pid", str(child.pid)], capture_output=True, text=True, timeout=30)
+    finally:
+        child.kill()
+        child.wait()
+    return None if probe.returncode == 0 else f"py-spy cannot attach here: {probe.stderr.strip()[:200]}"
+
+
+def test_a_continuous_line_profiled_says_who_holds_the_gil(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--capacity-profile`` on a continuous line: where each thread's time goes (py-spy, idle ones too) and which
+    threads of which process held Python's GIL, as a share of the line (the store process's writer among them)."""
+    why = _py_spy_attaches()
+    if why is not None:
+        pytest.skip(why)
+    out, profiles = tmp_path / "bench.json", tmp_path / "profiles"
+    args = ["bench", "--only", "capacity", "--capacity-size", "smoke", "--capacity-resume", "none"]
+    args += ["--capacity-continuous", "40:0.05", "--capacity-profile", str(profiles), "--json", str(out)]
+    assert main([*args, "--work-dir", str(tmp_path / "work")]) == 0
+    (line,) = json.loads(out.read_text())["capacity"]["continuous"]
+    assert line["ok"] == line["posts"] == 120
+    shares = line["gil_share"]
+    assert shares and all(0 < s <= 1 for s in shares.values())
+    assert list(shares.values()) == sorted(shares.values(), reverse=True)
+    assert "store: tams-segment-writer" in shares  # it judged and wrote 120 registrations in 3 s
+    assert any(t.startswith("http") for t in shares)  # the HTTP process parsed and answered them
+    wall = profile_summary.parse((profiles / "continuous-young-40.txt").read_text().splitlines())
+    assert any("tams-segment-writer" in name for name in wall)  # the wall-clock profile, idle threads too
+    assert any(p.waiting for p in wall.values())
+    assert "holding Python's GIL (py-spy --gil, share of the line, at least): store: " in capsys.readouterr().out
