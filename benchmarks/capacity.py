@@ -725,11 +725,16 @@ def _profile(
     if directory is None or spy is None:
         return None
     directory.mkdir(parents=True, exist_ok=True)
-    out = directory / f"{tag}.txt"
+    out = profile_file(directory, tag)
     cmd = [spy, "record", "--threads", "--nonblocking", "--subprocesses", "--format", "raw"]
     cmd += ["--gil" if gil else "--idle", "--rate", str(SAMPLES_PER_S)]
     cmd += ["--duration", str(max(1, int(seconds))), "--output", str(out), "--pid", str(pid)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def profile_file(directory: Path, tag: str) -> Path:
+    """Where :func:`_profile` writes the profile ``tag``."""
+    return directory / f"{tag}.txt"
 
 
 def py_spy() -> str | None:

@@ -472,7 +472,7 @@ async def _drive(
     minutes: float,
     progress: Progress,
 ) -> tuple[ContinuousLine, LiveServer, dict[str, list[tuple[str, str]]], dict[int, dict[str, list[tuple[str, str]]]]]:
-    from benchmarks.capacity import _generator, _profile, _restart
+    from benchmarks.capacity import _generator, _profile, _restart, profile_file
 
     gen = _generator(config, server, flows)
     await gen.start()
@@ -510,7 +510,7 @@ async def _drive(
     line.held_mb = sampler.at_marks(start, min(RSS_MARK_S, seconds / 2), "held")
     line.cache_entries = sampler.at_marks(start, min(RSS_MARK_S, seconds / 2), "entries")
     line.load_start, line.load_end = load_start, os.getloadavg()[0]
-    held_gil = config.profile_dir / f"{tag}-gil.txt" if config.profile_dir is not None else None
+    held_gil = profile_file(config.profile_dir, f"{tag}-gil") if config.profile_dir is not None else None
     if held_gil is not None and held_gil.is_file():
         with held_gil.open() as f:
             line.gil_share = gil_shares(parse(f), seconds)
