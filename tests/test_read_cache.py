@@ -571,15 +571,13 @@ def test_a_flow_too_long_for_the_bounds_budget_is_read_from_the_store_not_reload
 ) -> None:
     """Bounds and a tail that could outgrow the budget are never loaded: the flow's pages read the store,
     one statement each, the same rows as without the cache (they used to reload the whole flow per page)."""
-    cat = connect(
-        f"duckdb:///{tmp_path / 'tams.duckdb'}",
-        create=True,
-        cache_reads=CacheConfig(flow_rows=5, bound_segments=50, tail_rows=2),
-    )  # 30 + 2 * 12 * 2 > 50
+    url = f"duckdb:///{tmp_path / 'tams.duckdb'}"
+    with connect(url, create=True) as first:  # (written before the cache opens: no registration's check loads it)
+        f = flow()
+        first.put_flow(f)
+        first.add_segments(f["id"], [{"object_id": f"o{i}", "timerange": _tr(i, i + 1)} for i in range(30)])
+    cat = connect(url, cache_reads=CacheConfig(flow_rows=5, bound_segments=50, tail_rows=2))  # 30 + 2 * 12 * 2 > 50
     plain = Catalog(cat.engine.inner)
-    f = flow()
-    cat.put_flow(f)
-    cat.add_segments(f["id"], [{"object_id": f"o{i}", "timerange": _tr(i, i + 1)} for i in range(30)])
     engine = cat.engine
     assert isinstance(engine, CachingEngine) and engine.ids_known(30)  # (its background reads of the ids are done)
     inner = engine.inner

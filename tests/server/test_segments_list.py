@@ -239,7 +239,9 @@ def test_one_instance_lookup_per_page_then_none_while_cached(
             for i in range(50)
         ],
     )
-    engine = services_of(client.app).catalog.engine.inner  # the store beneath the cache
+    cache = services_of(client.app).catalog.engine
+    assert cache.segments.wait_warmed(30)  # (the load the registration's check asked for, in the background)
+    engine = cache.inner  # the store beneath the cache
     reads: list[tuple[str, Any]] = []
     real = engine.query
     # what a listing reads (background workers poll their own tables, e.g. webhook_events, at any moment)
@@ -251,7 +253,6 @@ def test_one_instance_lookup_per_page_then_none_while_cached(
     )
     assert len(listing(client, fid)) == 50
     assert [where for name, where in reads if name == "object_instances"] == []  # new objects: known from their write
-    cache = services_of(client.app).catalog.engine
     for oid in [f"o{i}" for i in range(50)] + ["init"]:  # as after a restart: the cache does not know them
         cache.instances.discard(oid)
     reads.clear()
