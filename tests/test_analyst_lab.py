@@ -25,7 +25,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import time
@@ -37,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.live import free_port
 from tests.docs import ROOT, block
 from tests.fixtures.analyst_venv import analyst_environment
 from tests.fixtures.live_tams import ServedDemo
@@ -142,12 +142,6 @@ class Lab:
                 return
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def lab(analyst_venv: Path, served_demo: ServedDemo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """``jupyter lab`` of the analysts' environment, started as the Analysts page says, serving a temporary folder
@@ -163,7 +157,7 @@ def lab(analyst_venv: Path, served_demo: ServedDemo, tmp_path_factory: pytest.Te
     settings = Path(env["JUPYTERLAB_SETTINGS_DIR"]) / "@jupyterlab" / "notebook-extension"
     settings.mkdir(parents=True)
     (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     command = headless_command(analyst_venv, root, port, token)
     log = tmp / "lab.log"
     with log.open("wb") as out:
@@ -393,7 +387,7 @@ def test_headless_jupyterlab_starts_as_this_page_says(lab: Lab, analyst_venv: Pa
         return
     env = analyst_environment(tmp_path, analyst_venv)
     refused = subprocess.run(
-        [str(analyst_venv / "bin" / "jupyter"), *shlex.split(lines["user"])[1:-1], f"--port={_free_port()}"],
+        [str(analyst_venv / "bin" / "jupyter"), *shlex.split(lines["user"])[1:-1], f"--port={free_port()}"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -17,11 +17,11 @@ from typing import Any
 import duckdb
 import pytest
 
+from benchmarks.live import free_port
 from tams_analytics.catalog import connect
 from tams_analytics.cli.__main__ import main
 from tams_analytics.compat import STORAGE_VERSION
 from tests.fixtures.live_tams import ServedCatalog, ServedDemo
-from tests.reliability.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,11 +27,12 @@ import httpx
 import pytest
 
 import tams_analytics as ta
+from benchmarks.live import free_port
 from tams_analytics.cli.__main__ import main
 from tams_analytics.cli.common import EXIT_USAGE
 from tams_analytics.demo import build_demo
 from tams_analytics.engines.duckdb.held import StoreInUseError, announce, server_file
-from tests.reliability.conftest import REPO, free_port
+from tests.reliability.conftest import REPO
 
 
 @dataclass

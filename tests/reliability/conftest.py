@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,19 +26,13 @@ import duckdb
 import httpx
 import pytest
 
+from benchmarks.live import free_port
 from tests.fixtures.summary import note
 
 REPO = Path(__file__).resolve().parents[2]
 #: the first start imports pandas, ibis, duckdb, boto3 ...: a few seconds on a small machine
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LiveServer:

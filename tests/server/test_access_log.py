@@ -18,9 +18,10 @@ from typing import IO, Any
 import httpx
 import pytest
 
+from benchmarks.live import free_port
 from server.observability import access
 from server.observability.access import AccessLog, AccessMode
-from tests.reliability.conftest import REPO, free_port
+from tests.reliability.conftest import REPO
 
 
 def _scope(path: str = "/flows", query: bytes = b"", method: str = "GET") -> dict[str, Any]:
