@@ -35,7 +35,8 @@ def free_port() -> int:
     Alone: the kernel's choice. In a worker of ``pytest -n`` (``PYTEST_XDIST_WORKER``): the next free one of the
     worker's own block, below the kernel's ephemeral ports. (A port the kernel chose is free again once its probe
     closes, and another worker's probe could be given it before this worker's server bound it: that worker's server
-    then answered this one's readiness check, seen once in CI.)"""
+    then answered this one's readiness check: "connection refused" right after a 200 from /health, once in a full
+    run.)"""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     first = WORKER_PORTS_FROM + WORKER_PORT_BLOCK * int(worker[2:]) if worker[2:].isdigit() else None
     if first is not None and first + WORKER_PORT_BLOCK <= _ephemeral_from():
