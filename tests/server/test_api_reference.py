@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -26,6 +25,7 @@ import schemathesis
 import yaml
 from fastapi.testclient import TestClient
 
+from benchmarks.live import free_port
 from server.app import create_app
 from server.config import Settings
 from server.openapi import EXTENSION, SPEC_DIR
@@ -208,9 +208,7 @@ def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     app = create_app(Settings(data_dir=tmp_path_factory.mktemp("docs-live") / "data"), workers=False)
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
