@@ -401,7 +401,10 @@ def _say(settings: Any, message: str, *, stream: Any = None) -> None:
 
         record = logging.LogRecord("tams_analytics.serve", logging.INFO, __file__, 0, message, None, None)
         message = JsonFormatter().format(record)
-    print(message, file=stream or sys.stdout, flush=True)
+    try:
+        print(message, file=stream or sys.stdout, flush=True)
+    except (OSError, ValueError) as exc:  # a full disk or a closed stream beneath: the line is lost, never the server
+        logging.getLogger("tams_analytics.serve").warning("a line for the operator could not be written: %s", exc)
 
 
 def _url_host(host: str) -> str:

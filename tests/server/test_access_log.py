@@ -216,8 +216,12 @@ def test_a_full_disk_under_the_access_log_never_fails_a_request(tmp_path: Path) 
     with open("/dev/full", "wb") as full, (tmp_path / "err").open("wb") as err:
         process, url = _serve(tmp_path / "data", full, err)
         try:
+            deadline = time.monotonic() + 60  # the banner tried on stdout (the line after it is on stderr)
+            while "serving with" not in (tmp_path / "err").read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
             with httpx.Client(base_url=url) as client:
                 answers = {client.get("/flows").status_code for _ in range(50)}
+            assert process.poll() is None, (tmp_path / "err").read_text()  # (it exited at its banner: ENOSPC)
         finally:
             _sigterm(process)
     assert answers == {200}
