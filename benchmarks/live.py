@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,48 +15,12 @@ from typing import Any
 
 import httpx
 
+from benchmarks.ports import free_port
+
 logger = logging.getLogger(__name__)
 
 #: the storage backend id the benchmark stores and the server agree on
 STORAGE_ID = "5d0c8a3e-7f41-4b6a-9c2e-1a3b5c7d9e0f"
-
-
-#: ports a test worker of ``pytest -n`` takes its servers' from, each worker a block of its own (see :func:`free_port`)
-WORKER_PORTS_FROM = 12000
-WORKER_PORT_BLOCK = 2000
-_next_port = itertools.count()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nothing listens on right now, for a server a child process is about to bind.
-
-    Alone: the kernel's choice. In a worker of ``pytest -n`` (``PYTEST_XDIST_WORKER``): the next free one of the
-    worker's own block, below the kernel's ephemeral ports. (A port the kernel chose is free again once its probe
-    closes, and another worker's probe could be given it before this worker's server bound it: that worker's server
-    then answered this one's readiness check: "connection refused" right after a 200 from /health, once in a full
-    run.)"""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    first = WORKER_PORTS_FROM + WORKER_PORT_BLOCK * int(worker[2:]) if worker[2:].isdigit() else None
-    if first is not None and first + WORKER_PORT_BLOCK <= _ephemeral_from():
-        for _ in range(WORKER_PORT_BLOCK):
-            port = first + next(_next_port) % WORKER_PORT_BLOCK
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:  # taken (or in TIME_WAIT): the next
-                    continue
-                return port
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _ephemeral_from() -> int:
-    """The first port the kernel hands out to a bind of port 0 (Linux; 32768, its default, elsewhere)."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
 
 
 class LiveServer:

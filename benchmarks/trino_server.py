@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
+from benchmarks.ports import free_port
+
 #: the script that downloads, starts and stops Trino (in a clone of the repository)
 SCRIPT: Final = Path(__file__).resolve().parents[1] / "scripts" / "trino.sh"
 #: a Trino someone else runs, http://host:port
@@ -86,10 +88,12 @@ class Server:
             _script("stop", self.home)
 
 
-def _script(command: str, home: Path | None) -> subprocess.CompletedProcess[str]:
+def _script(command: str, home: Path | None, port: int | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     if home is not None:
         env["TAMS_TRINO_HOME"] = str(home)
+    if port is not None:
+        env["TAMS_TRINO_PORT"] = str(port)
     return subprocess.run(
         ["bash", str(SCRIPT), command], env=env, capture_output=True, text=True, timeout=_START_TIMEOUT_S, check=False
     )
@@ -120,11 +124,11 @@ def acquire(home: Path) -> Server:
     if status.returncode == 0 and "running at" in status.stdout:
         return _at(status.stdout.split("running at", 1)[1])
     t0 = time.perf_counter()
-    started = _script("start", home)
+    started = _script("start", home, free_port())  # (claimed, as every test server's port)
     if started.returncode == 2:
         raise TrinoUnavailable(_last_line(started.stderr), failed_start=False)
     if started.returncode != 0:
         _script("stop", home)
-        tail = "\n".join(started.stderr.strip().splitlines()[-15:])
+        tail = "\n".join(started.stderr.strip().splitlines()[-50:])
         raise TrinoUnavailable(f"scripts/trino.sh start failed (exit {started.returncode}):\n{tail}", failed_start=True)
     return _at(_last_line(started.stdout), home, time.perf_counter() - t0)

@@ -209,6 +209,20 @@ hive.timestamp-precision=MICROSECONDS
 EOF
 }
 
+log_tails() {  # the end of the launcher's log (the JVM's own output: what failed before logging began) and the server's
+  local log
+  for log in "$HOME_DIR/data/var/log/launcher.log" "$HOME_DIR/data/var/log/server.log"; do
+    if [ -s "$log" ]; then
+      echo "--- $log (its first errors, then its end)" >&2
+      grep -m 8 -E 'already in use|BindException|ERROR|Exception:|Caused by|Error:' "$log" | cut -c1-400 >&2 || true
+      echo "..." >&2
+      tail -n 12 "$log" | cut -c1-400 >&2
+    else
+      echo "--- $log: empty or missing" >&2
+    fi
+  done
+}
+
 start() {
   download
   local java port t0=$SECONDS
@@ -228,13 +242,13 @@ start() {
   launcher --jvm-dir="$java" start >/dev/null
   while ! ready "$port"; do
     if ! launcher status >/dev/null 2>&1; then
-      say "Trino exited during start-up; the end of $HOME_DIR/data/var/log/server.log:"
-      tail -n 30 "$HOME_DIR/data/var/log/server.log" >&2 2>/dev/null || true
+      say "Trino exited during start-up; the end of its logs:"
+      log_tails
       exit 1
     fi
     if [ $((SECONDS - t0)) -ge "$START_TIMEOUT" ]; then
-      say "Trino did not answer within ${START_TIMEOUT} s; stopping it. The end of its log:"
-      tail -n 30 "$HOME_DIR/data/var/log/server.log" >&2 2>/dev/null || true
+      say "Trino did not answer within ${START_TIMEOUT} s; stopping it. The end of its logs:"
+      log_tails
       launcher kill >/dev/null 2>&1 || true
       exit 1
     fi

@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.live import free_port
+from benchmarks.ports import free_port
 from tests.docs import ROOT, block
 from tests.fixtures.analyst_venv import analyst_environment
 from tests.fixtures.live_tams import ServedDemo

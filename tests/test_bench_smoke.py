@@ -11,9 +11,7 @@ import asyncio
 import itertools
 import json
 import math
-import os
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-import benchmarks.live
 from benchmarks import (
     aged,
     capacity,
@@ -34,7 +31,7 @@ from benchmarks import (
     record,
     suite,
 )
-from benchmarks.live import WORKER_PORT_BLOCK, WORKER_PORTS_FROM, LiveServer, PeakRss, free_port
+from benchmarks.live import LiveServer, PeakRss
 from benchmarks.query import QueryBench
 from benchmarks.stores import build_store
 from tams_analytics.cli.__main__ import main
@@ -398,20 +395,3 @@ def test_a_continuous_line_profiled_says_who_holds_the_gil(tmp_path: Path, capsy
     assert any("tams-segment-writer" in name for name in wall)  # the wall-clock profile, idle threads too
     assert any(p.waiting for p in wall.values())
     assert "holding Python's GIL (py-spy --gil, share of the line, at least): store: " in capsys.readouterr().out
-
-
-def test_each_test_worker_takes_its_servers_ports_from_a_block_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Servers started by ``pytest -n`` workers never get each other's ports (one answered another's readiness
-    check once): each worker's are from its own block below the kernel's ephemeral ports, and a taken one is passed
-    over; outside pytest -n the kernel chooses."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    for n in (workers, workers + 1):  # (the blocks of workers that do not exist: no server of this run holds a port)
-        monkeypatch.setenv("PYTEST_XDIST_WORKER", f"gw{n}")
-        first = WORKER_PORTS_FROM + n * WORKER_PORT_BLOCK
-        monkeypatch.setattr(benchmarks.live, "_next_port", itertools.count())  # (the block from its first port)
-        with socket.socket() as held:
-            held.bind(("127.0.0.1", first))  # taken: passed over
-            ports = [free_port() for _ in range(20)]
-        assert ports == list(range(first + 1, first + 21)), (n, ports)
-    monkeypatch.delenv("PYTEST_XDIST_WORKER")
-    assert free_port() >= int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])

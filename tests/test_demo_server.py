@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import tams_analytics as ta
-from benchmarks.live import free_port
+from benchmarks.ports import free_port
 from tams_analytics.demo_server import answers, server_or_demo
 from tests.fixtures.live_tams import ServedDemo
 from tests.fixtures.session_end import below

@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from benchmarks.live import free_port
+from benchmarks.ports import free_port
 from tams_analytics.catalog import connect
 from tams_analytics.cli.__main__ import main
 from tams_analytics.compat import STORAGE_VERSION

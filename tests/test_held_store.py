@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 import tams_analytics as ta
-from benchmarks.live import free_port
+from benchmarks.ports import free_port
 from tams_analytics.cli.__main__ import main
 from tams_analytics.cli.common import EXIT_USAGE
 from tams_analytics.demo import build_demo

@@ -26,7 +26,7 @@ import duckdb
 import httpx
 import pytest
 
-from benchmarks.live import free_port
+from benchmarks.ports import free_port
 from tests.fixtures.summary import note
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from benchmarks.live import free_port
+from benchmarks.ports import free_port
 from server.observability import access
 from server.observability.access import AccessLog, AccessMode
 from tests.reliability.conftest import REPO

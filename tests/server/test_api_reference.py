@@ -25,7 +25,7 @@ import schemathesis
 import yaml
 from fastapi.testclient import TestClient
 
-from benchmarks.live import free_port
+from benchmarks.ports import free_port
 from server.app import create_app
 from server.config import Settings
 from server.openapi import EXTENSION, SPEC_DIR

@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.live import free_port
+from benchmarks.ports import free_port
 from server.app import create_app
 from server.config import Settings
 from server.gc import collect_once

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from benchmarks.live import free_port
+from benchmarks.ports import free_port
 
 
 def test_a_client_connecting_as_soon_as_the_banner_shows_is_answered(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.live import free_port
+from benchmarks.ports import free_port
 
 
 def serve(data_dir: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None) -> tuple[int, str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from benchmarks.live import free_port
+from benchmarks.ports import free_port
 from tests.server.conftest import video_flow
 
 

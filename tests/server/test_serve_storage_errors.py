@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.live import free_port
+from benchmarks.ports import free_port
 from tests.fixtures.http import QuietHandler, serving
 from tests.fixtures.s3 import S3ServerInfo
 from tests.server.test_serve_errors import assert_one_line
