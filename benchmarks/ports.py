@@ -27,7 +27,7 @@ from pathlib import Path
 
 #: the ports handed out: ``PORTS_FROM`` up to the kernel's ephemeral range (32768 on Linux by default)
 PORTS_FROM = 11000
-#: where the claims are: one empty file per port, named after it
+#: where the claims are: a file per port, named after it, holding the time it was last given out (empty: let go)
 CLAIMS = Path(tempfile.gettempdir()) / "tams-analytics-ports"
 #: a claim older than this is void
 CLAIM_S = 600.0
