@@ -12,8 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -25,10 +23,10 @@ import schemathesis
 import yaml
 from fastapi.testclient import TestClient
 
-from benchmarks.ports import free_port
 from server.app import create_app
 from server.config import Settings
 from server.openapi import EXTENSION, SPEC_DIR
+from tests.fixtures.live import serve
 from tests.spec import require_spec, spec_dir
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -204,21 +202,9 @@ def test_pages_load_their_assets_from_the_server(client: TestClient, page: str) 
 @pytest.fixture(scope="module")
 def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An app of its own (the module's ``app`` holds its DuckDB file under the TestClient) on 127.0.0.1."""
-    import uvicorn
-
     app = create_app(Settings(data_dir=tmp_path_factory.mktemp("docs-live") / "data"), workers=False)
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve(app) as client:
+        yield str(client.base_url).rstrip("/")
 
 
 def _browse(url: str, tmp_path: Path) -> tuple[str, set[str]]:
