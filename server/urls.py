@@ -223,7 +223,7 @@ class MintedUrlLists:
             return hit
         minted_at = self._lists.now()
         urls = mint(instances)
-        self._lists.put(key, urls, minted_at, basis=instances)
+        self._lists.put(key, urls, minted_at, options.expires_s, basis=instances)
         return urls, minted_at
 
     def reuse_until(self, minted_at: float, options: UrlOptions) -> float:

@@ -8,6 +8,7 @@ store needs itself (existence/size checks, deletion, copying between backends).
 
 from __future__ import annotations
 
+import heapq
 import operator
 import threading
 import time
@@ -227,7 +228,13 @@ class ReuseWindow(Generic[V]):
     (:class:`~server.urls.MintedUrlLists`), which are made of URLs handed out again themselves: a URL is at most a
     twentieth of its lifetime old when a list takes it, and the list is handed out for another twentieth, so a
     reader never gets a URL living less than 90 % of what the service promises (each window a tenth, as before,
-    let a URL reach a reader with 80 % left). Bounded: when full, everything is forgotten at once.
+    let a URL reach a reader with 80 % left).
+
+    A value is forgotten as soon as its window has passed (each :meth:`put` drops those whose window ended, by a heap
+    of their ends), so what is held is what a window's reads minted, not everything since the server started: a
+    server that ran for hours under live readers otherwise held every list it ever made (a new one for each newly
+    read object, a few hundred bytes each) and its memory grew all day. ``capacity`` bounds it still: when full,
+    everything is forgotten at once.
     """
 
     #: the share of a value's lifetime during which it is handed out again (half the tenth a reader may lose: see
@@ -237,7 +244,11 @@ class ReuseWindow(Generic[V]):
     def __init__(self, *, capacity: int = 100_000, clock: Callable[[], float] = time.monotonic) -> None:
         self._capacity = capacity
         self._clock = clock
-        self._values: dict[Hashable, tuple[object, float, V]] = {}
+        #: by key: the basis, when it was minted, the value, and when its window ends
+        self._values: dict[Hashable, tuple[object, float, V, float]] = {}
+        #: ``(window's end, number, key)`` of every value put (a key put again is in it twice: the older is skipped)
+        self._ends: list[tuple[float, int, Hashable]] = []
+        self._puts = 0
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, lifetime_s: float, basis: object = None) -> V | None:
@@ -256,11 +267,25 @@ class ReuseWindow(Generic[V]):
         the window never outlasts the value's share of a lifetime)."""
         return self._clock()
 
-    def put(self, key: Hashable, value: V, minted_at: float, basis: object = None) -> None:
+    def put(self, key: Hashable, value: V, minted_at: float, lifetime_s: float, basis: object = None) -> None:
+        """Keep ``value``, minted at ``minted_at`` to live ``lifetime_s``, for its window; forget those past theirs."""
+        end = minted_at + lifetime_s * self.REUSE_FRACTION
         with self._lock:
+            self._forget_ended(self._clock())
             if len(self._values) >= self._capacity:
                 self._values.clear()
-            self._values[key] = (basis, minted_at, value)
+                self._ends.clear()
+            self._values[key] = (basis, minted_at, value, end)
+            self._puts += 1
+            heapq.heappush(self._ends, (end, self._puts, key))
+
+    def _forget_ended(self, now: float) -> None:
+        ends, values = self._ends, self._values
+        while ends and ends[0][0] <= now:
+            end, _, key = heapq.heappop(ends)
+            held = values.get(key)
+            if held is not None and held[3] == end:  # not a newer value put under the same key since
+                del values[key]
 
     def __len__(self) -> int:
         return len(self._values)
@@ -307,7 +332,7 @@ class RecentUrls:
             may_block(f"signing a URL for {key}")
         minted_at = self._urls.now()
         url = self._mint(key, expires_s)
-        self._urls.put((key, expires_s), url, minted_at)
+        self._urls.put((key, expires_s), url, minted_at, expires_s)
         return url
 
     def __len__(self) -> int:

@@ -15,7 +15,7 @@ from server.config import Settings
 from server.services import services_of
 from server.urls import MintedUrlLists, UrlMinter, UrlOptions
 from tams_analytics.nonblocking import WouldBlock, memory_only
-from tams_analytics.storage.base import RecentUrls
+from tams_analytics.storage.base import RecentUrls, ReuseWindow
 from tests.server.test_segments_list import listing, make_flow, post
 
 
@@ -50,6 +50,26 @@ def test_recent_urls_are_reused_for_a_twentieth_of_their_lifetime() -> None:
     assert len(minted) == 4, "the slow signer did not mint"
     urls("b", 600)  # over capacity: everything is forgotten, nothing grows without bound
     assert len(urls) <= 3
+
+
+def test_a_reuse_window_forgets_each_value_once_its_window_has_passed() -> None:
+    """What a server holds is what the last window minted, not everything it ever minted: under live readers it
+    minted a list for every new object, and held them all until 100,000 (its memory grew all day)."""
+    clock = Clock()
+    window: ReuseWindow[str] = ReuseWindow(clock=clock)
+    for i in range(1000):  # one a second, each for 600 s: a window of 30 s
+        window.put(f"o{i}", f"v{i}", clock.now, 600)
+        clock.now += 1.0
+    assert 29 <= len(window) <= 31, len(window)
+    assert window.get("o999", 600) == "v999" and window.get("o900", 600) is None
+    window.put("long", "kept", clock.now, 6000)  # a longer lifetime, a longer window, whatever was put before it
+    window.put("again", "first", clock.now, 600)
+    clock.now += 20.0
+    window.put("again", "second", clock.now, 600)  # put again: its first window's end does not forget the second
+    clock.now += 15.0
+    window.put("tick", "x", clock.now, 600)
+    assert window.get("again", 600) == "second" and window.get("long", 6000) == "kept"
+    assert len(window) == 3, "only again, long and tick are within their windows"
 
 
 class _Store:
