@@ -65,6 +65,7 @@ def _die_with_parent() -> None:
 class _Child:
     role: str
     process: subprocess.Popen[bytes]
+    #: when it was started (the store process: when it was ready)
     started: float
     #: consecutive quick deaths (the pause before the next start grows with them)
     failures: int = 0
@@ -198,6 +199,7 @@ class Supervisor:
     def _start_store(self) -> _Child:
         child, pipe = self._spawn_watched("store")
         self._wait_ready(child, pipe, READY_TIMEOUT_S)
+        child.started = time.monotonic()  # a quick death is one soon after it was ready (a large store opens slowly)
         return child
 
     def _spawn_watched(self, role: str) -> tuple[_Child, int]:
@@ -230,6 +232,14 @@ class Supervisor:
         finally:
             os.close(pipe)
 
+    def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` before a restart, or until asked to stop (a SIGTERM does not wait out the pause of a
+        child that keeps dying: up to 30 s); whether to go on."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        return not self._stopping
+
     def _restart_the_dead(self) -> None:
         for i, child in enumerate(self._children):
             code = child.process.poll()
@@ -245,7 +255,8 @@ class Supervisor:
                 code,
                 f" in {pause:.1f} s" if pause else "",
             )
-            time.sleep(pause)
+            if not self._pause(pause):
+                return  # asked to stop meanwhile: :meth:`run` stops the others
             try:
                 fresh = self._start_store() if child.role == "store" else self._spawn("http")
             except ChildFailed as exc:

@@ -79,3 +79,46 @@ def test_sigterm_to_the_process_group_answers_what_is_in_flight_and_stops_withou
     with contextlib.closing(duckdb.connect(str(data / "tams.duckdb"), read_only=True)) as con:
         stored = con.execute("SELECT count(*) FROM flows WHERE id = ?", [flow["id"]]).fetchone()
     assert stored == (1,), "the flow acknowledged during the stop is stored"
+
+
+def test_sigterm_while_a_store_process_that_keeps_dying_waits_to_be_restarted_stops_serve_at_once(
+    tmp_path: Path,
+) -> None:
+    """A child that dies again soon after each restart is restarted after a pause that doubles each time (up to
+    30 s); a SIGTERM during that pause stops ``serve`` at once, without waiting it out or starting the child again."""
+    port = free_port()
+    data, log = tmp_path / "data", tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")} | {"TAMS_HTTP_PROCESSES": "1"}
+    cmd = [sys.executable, "-m", "tams_analytics.cli", "serve", "--data-dir", str(data), "--port", str(port)]
+    beside = data / "tams.duckdb.server.json"
+    with log.open("wb") as out:
+        server = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_banner(log, server)
+        pauses = 0
+        while pauses < 4:  # the store process killed as soon as it is back, until the pause before the next is 4 s
+            store_pid = json.loads(beside.read_text())["processes"]["store"]
+            os.kill(store_pid, signal.SIGKILL)
+            deadline = time.monotonic() + 120
+            while json.loads(beside.read_text())["processes"]["store"] in (store_pid, None):
+                assert server.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+                time.sleep(0.05)
+            pauses = max((float(s) for s in re.findall(r"restarting it in ([\d.]+) s", log.read_text())), default=0)
+        last = json.loads(beside.read_text())["processes"]["store"]
+        os.kill(last, signal.SIGKILL)
+        deadline = time.monotonic() + 10  # the supervisor sees it (it looks every 0.2 s) and pauses 8 s
+        while "restarting it in 8.0 s" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.05)
+        starts = log.read_text().count("started the store process")
+        asked = time.monotonic()
+        os.kill(server.pid, signal.SIGTERM)
+        code = server.wait(30)
+        took = time.monotonic() - asked
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait(30)
+    assert code == 0, log.read_text(errors="replace")
+    assert took < 4.0, f"serve took {took:.1f} s to stop during an 8-s pause"
+    assert log.read_text().count("started the store process") == starts, "no store process was started again"
