@@ -19,6 +19,9 @@ from server.config import Settings
 from tests.fixtures.idp import AUDIENCE, IdentityProvider, SigningKey
 from tests.spec import assert_valid
 
+#: none of what the two dependency sets differ in (docs/development/dependencies.md): VAST's set skips it
+pytestmark = pytest.mark.stack_independent
+
 
 def jwt_settings(idp: IdentityProvider, data_dir: Path, **extra: Any) -> Settings:
     options: dict[str, Any] = {"jwt_issuer": idp.issuer, "jwt_audience": AUDIENCE, "jwt_jwks_min_refresh_s": 0}

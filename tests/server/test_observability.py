@@ -259,6 +259,7 @@ def json_log() -> Iterator[io.StringIO]:
     root.setLevel(old_level)
 
 
+@pytest.mark.stack_independent
 def test_request_ids_are_taken_or_made_returned_and_in_every_log_line(
     client: TestClient, json_log: io.StringIO
 ) -> None:
@@ -276,6 +277,7 @@ def test_request_ids_are_taken_or_made_returned_and_in_every_log_line(
     assert first != second
 
 
+@pytest.mark.stack_independent
 def test_serve_writes_json_logs_with_the_request_id_on_every_line_of_the_request(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")} | {"TAMS_LOG_FORMAT": "json"}
@@ -302,6 +304,7 @@ def test_serve_writes_json_logs_with_the_request_id_on_every_line_of_the_request
 
 
 # -- tracing ------------------------------------------------------------------------------------------------------
+@pytest.mark.stack_independent
 def test_tracing_off_touches_nothing_and_on_without_the_extra_still_serves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -19,6 +19,9 @@ import pytest
 
 from benchmarks.ports import free_port
 
+#: none of what the two dependency sets differ in (docs/development/dependencies.md): VAST's set skips it
+pytestmark = pytest.mark.stack_independent
+
 
 def test_a_client_connecting_as_soon_as_the_banner_shows_is_answered(tmp_path: Path) -> None:
     port = free_port()

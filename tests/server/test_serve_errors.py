@@ -40,6 +40,7 @@ def assert_one_line(code: int, stderr: str, *expected: str) -> None:
         assert text in lines[0], lines[0]
 
 
+@pytest.mark.stack_independent
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
@@ -56,6 +57,7 @@ def test_bad_setting_values_name_the_setting(tmp_path: Path, env: dict[str, str]
     assert not (tmp_path / "tams.duckdb").exists()  # nothing was opened
 
 
+@pytest.mark.stack_independent
 def test_a_busy_port_is_said_before_anything_else(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -108,6 +110,7 @@ def test_a_store_another_process_holds(tmp_path: Path, held_store: Path) -> None
     assert_one_line(code, stderr, "cannot open the store", "in use by another process")
 
 
+@pytest.mark.stack_independent
 @pytest.mark.parametrize("port", ["99999", "65536", "-1"])
 def test_a_port_outside_1_to_65535_is_one_line(tmp_path: Path, port: str) -> None:
     """Not wrapped into another port (99999 - 65536) nor a resolver's message: said, exit 2, nothing made."""
@@ -170,6 +173,7 @@ def _get_service(url: str, process: subprocess.Popen[str]) -> int:
             time.sleep(0.1)
 
 
+@pytest.mark.stack_independent
 def test_port_0_takes_a_free_port_and_the_banner_says_which(tmp_path: Path) -> None:
     with _serving(tmp_path, "--port", "0") as (line, process):
         url = line.split("TAMS server on ", 1)[1].split()[0]
@@ -180,6 +184,7 @@ def test_port_0_takes_a_free_port_and_the_banner_says_which(tmp_path: Path) -> N
         assert _get_service(url, process) == 200  # the port it says is the port it serves
 
 
+@pytest.mark.stack_independent
 @pytest.mark.parametrize(
     ("env", "stack"),
     [
@@ -199,6 +204,7 @@ def test_the_event_loop_and_http_parser_are_uvloop_and_httptools_unless_set(
         assert _get_service(line.split("TAMS server on ", 1)[1].split()[0], process) == 200
 
 
+@pytest.mark.stack_independent
 def test_json_logs_make_the_banner_json_too(tmp_path: Path) -> None:
     with _serving(tmp_path, "--port", "0", "--log-format", "json") as (line, _):
         doc = json.loads(line)
@@ -206,6 +212,7 @@ def test_json_logs_make_the_banner_json_too(tmp_path: Path) -> None:
     assert set(doc) >= {"time", "logger", "request_id"}
 
 
+@pytest.mark.stack_independent
 @pytest.mark.parametrize(
     ("command", "blocked", "extra"),
     [("serve", "uvicorn", "server"), ("serve", "fastapi", "server"), ("bench", "psutil", "bench")],

@@ -21,6 +21,9 @@ from tests.fixtures.http import QuietHandler, serving
 from tests.fixtures.s3 import S3ServerInfo
 from tests.server.test_serve_errors import assert_one_line
 
+#: none of what the two dependency sets differ in (docs/development/dependencies.md): VAST's set skips it
+pytestmark = pytest.mark.stack_independent
+
 
 def serve(data_dir: Path, env: dict[str, str], *args: str) -> tuple[int, str]:
     """Run ``serve`` until it exits; its exit code and stderr. No S3 credentials reach it but those in ``env``:
