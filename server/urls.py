@@ -218,7 +218,7 @@ class MintedUrlLists:
         """:meth:`get`, with the time (:attr:`clock`) the list was minted: it is handed out until
         :meth:`reuse_until` that time."""
         key = (object_id, options.cache_key)
-        hit = self._lists.get_minted(key, options.expires_s, basis=instances)
+        hit = self._lists.get_minted(key, basis=instances)
         if hit is not None:
             return hit
         minted_at = self._lists.now()

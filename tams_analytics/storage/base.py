@@ -251,14 +251,16 @@ class ReuseWindow(Generic[V]):
         self._puts = 0
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, lifetime_s: float, basis: object = None) -> V | None:
-        hit = self.get_minted(key, lifetime_s, basis)
+    def get(self, key: Hashable, basis: object = None) -> V | None:
+        """The value put under ``key`` while its window lasts and its ``basis`` is the same (keys name the lifetime
+        their values were minted for: :meth:`put` set the window from it)."""
+        hit = self.get_minted(key, basis)
         return hit[0] if hit is not None else None
 
-    def get_minted(self, key: Hashable, lifetime_s: float, basis: object = None) -> tuple[V, float] | None:
+    def get_minted(self, key: Hashable, basis: object = None) -> tuple[V, float] | None:
         """:meth:`get`, with the time the value was minted (this window's clock)."""
         hit = self._values.get(key)
-        if hit is not None and _same(hit[0], basis) and self._clock() - hit[1] < lifetime_s * self.REUSE_FRACTION:
+        if hit is not None and _same(hit[0], basis) and self._clock() < hit[3]:
             return hit[2], hit[1]
         return None
 
@@ -325,7 +327,7 @@ class RecentUrls:
 
     def __call__(self, key: str, expires_s: int) -> str:
         """A URL for ``key`` living at least 90 % of ``expires_s``."""
-        url = self._urls.get((key, expires_s), expires_s)
+        url = self._urls.get((key, expires_s))
         if url is not None:
             return url
         if self._slow:

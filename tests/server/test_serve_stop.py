@@ -38,15 +38,27 @@ def gone(pid: int) -> bool:
     return False
 
 
-def test_sigterm_to_the_process_group_answers_what_is_in_flight_and_stops_without_a_warning(tmp_path: Path) -> None:
+def start_serve(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, Path, Path]:
+    """``serve`` as an operator starts it (no -v, the log at its default level), one HTTP process, in a session of its
+    own: the process, its port, its data folder and its log, once its banner is out."""
     port = free_port()
     data, log = tmp_path / "data", tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")} | {"TAMS_HTTP_PROCESSES": "1"}
     cmd = [sys.executable, "-m", "tams_analytics.cli", "serve", "--data-dir", str(data), "--port", str(port)]
-    with log.open("wb") as out:  # as an operator starts it: no -v, the log at its default level
+    with log.open("wb") as out:
         server = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for_banner(log, server)
+    except BaseException:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(30)
+        raise
+    return server, port, data, log
+
+
+def test_sigterm_to_the_process_group_answers_what_is_in_flight_and_stops_without_a_warning(tmp_path: Path) -> None:
+    server, port, data, log = start_serve(tmp_path)
+    try:
         store_pid = json.loads((data / "tams.duckdb.server.json").read_text())["processes"]["store"]
         flow = video_flow()
         body = json.dumps(flow).encode()
@@ -86,15 +98,9 @@ def test_sigterm_while_a_store_process_that_keeps_dying_waits_to_be_restarted_st
 ) -> None:
     """A child that dies again soon after each restart is restarted after a pause that doubles each time (up to
     30 s); a SIGTERM during that pause stops ``serve`` at once, without waiting it out or starting the child again."""
-    port = free_port()
-    data, log = tmp_path / "data", tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")} | {"TAMS_HTTP_PROCESSES": "1"}
-    cmd = [sys.executable, "-m", "tams_analytics.cli", "serve", "--data-dir", str(data), "--port", str(port)]
+    server, _, data, log = start_serve(tmp_path)
     beside = data / "tams.duckdb.server.json"
-    with log.open("wb") as out:
-        server = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for_banner(log, server)
         pauses = 0
         while pauses < 4:  # the store process killed as soon as it is back, until the pause before the next is 4 s
             store_pid = json.loads(beside.read_text())["processes"]["store"]

@@ -61,14 +61,14 @@ def test_a_reuse_window_forgets_each_value_once_its_window_has_passed() -> None:
         window.put(f"o{i}", f"v{i}", clock.now, 600)
         clock.now += 1.0
     assert 29 <= len(window) <= 31, len(window)
-    assert window.get("o999", 600) == "v999" and window.get("o900", 600) is None
+    assert window.get("o999") == "v999" and window.get("o900") is None
     window.put("long", "kept", clock.now, 6000)  # a longer lifetime, a longer window, whatever was put before it
     window.put("again", "first", clock.now, 600)
     clock.now += 20.0
     window.put("again", "second", clock.now, 600)  # put again: its first window's end does not forget the second
     clock.now += 15.0
     window.put("tick", "x", clock.now, 600)
-    assert window.get("again", 600) == "second" and window.get("long", 6000) == "kept"
+    assert window.get("again") == "second" and window.get("long") == "kept"
     assert len(window) == 3, "only again, long and tick are within their windows"
 
 
