@@ -5,11 +5,17 @@ above all) must all run on one of them.
 A broken grouping says nothing: pytest 9.2's node ids silently dropped ``--dist loadgroup``'s groups
 (pytest-xdist #1386), and both workers then started a Trino of their own. This runs a small suite under the same
 hook in two workers, as the script does, and fails if a group is split.
+
+A test that takes its worker process down (a crash in DuckDB, say) must fail the run, not hang it: pytest-xdist 3.8's
+``loadgroup`` replaces the crashed worker and then waits for good (pytest-xdist #1323, #1378; CI once ran out its 90
+minutes so), so the script gives ``--max-worker-restart 0``. The second test runs a suite with such a test through the
+script itself.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -54,3 +60,49 @@ def test_the_tests_of_one_group_run_on_one_worker(tmp_path: Path) -> None:
     assert len(ran) == 24
     assert len({worker for _, worker in ran}) == 2, "the suite ran in one worker: nothing was distributed"
     assert len({worker for engine, worker in ran if engine == "trino"}) == 1, f"the trino group was split: {ran}"
+
+
+CRASHING_SUITE = """
+import os
+import signal
+import time
+
+import pytest
+
+
+@pytest.mark.xdist_group("store")
+@pytest.mark.parametrize("i", range(3))
+def test_in_a_group(i: int) -> None:
+    time.sleep(0.2)
+    if i == 1:
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+@pytest.mark.parametrize("i", range(8))
+def test_alone(i: int) -> None:
+    time.sleep(0.1)
+"""
+
+
+def test_a_crashed_worker_fails_the_run_rather_than_hang_it(tmp_path: Path) -> None:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "test_crash.py").write_text(textwrap.dedent(CRASHING_SUITE))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["TAMS_TEST_WORKERS"] = "2"
+    run = subprocess.Popen(
+        ["bash", str(ROOT / "scripts" / "dev.sh"), "test", "-p", "no:cacheprovider", "-q", str(suite)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, _ = run.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        out, _ = run.communicate()
+        raise AssertionError(f"the run hung after its worker crashed:\n{out[-3000:]}") from None
+    assert run.returncode == 1, out
+    assert "crashed while running 'test_crash.py::test_in_a_group[1]@store'" in out, out

@@ -169,6 +169,10 @@ class CachingEngine(EngineDecorator):
         return all(known.wait(max(0.0, deadline - time.monotonic())) for _, known in self.located.values())
 
     def close(self) -> None:
+        """Stop the loads of :attr:`located` (a DuckDB store waits for a read of theirs under way before it closes its
+        connections) and close."""
+        for _, known in self.located.values():
+            known.stop()
         self.segments.close()
         super().close()
 

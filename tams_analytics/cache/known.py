@@ -193,6 +193,8 @@ class KnownIds:
         self._times_kept = True
         #: set once a load has ended, however it ended
         self._tried = threading.Event()
+        #: set when the store closes: a load under way ends quietly, knowing nothing
+        self._stopped = threading.Event()
 
     @property
     def loaded(self) -> bool:
@@ -210,6 +212,8 @@ class KnownIds:
         started = time.perf_counter()
         hashes, micros = [], []
         for batch in read():
+            if self._stopped.is_set():
+                return
             ids, times = (batch.column(0), batch.column(1)) if isinstance(batch, pa.Table) else (batch, None)
             hashes.append(hash_ids(ids))
             micros.append(micros_of(times, len(ids)))
@@ -243,10 +247,11 @@ class KnownIds:
                 after.join()
             try:
                 self.load(read)
-            except Exception as exc:  # (the store closed meanwhile, say): nothing is ever said absent
-                logger.warning(
-                    "read cache: the %s ids could not be read (%s): every lookup asks the store", self.name, exc
-                )
+            except Exception as exc:  # (a storage fault, say): nothing is ever said absent
+                if not self._stopped.is_set():  # (a store that closed meanwhile refuses the read: nothing is wrong)
+                    logger.warning(
+                        "read cache: the %s ids could not be read (%s): every lookup asks the store", self.name, exc
+                    )
             finally:
                 self._tried.set()
 
@@ -273,6 +278,11 @@ class KnownIds:
                 self._merging = True
         if merge:
             threading.Thread(target=self._merge, name=f"tams-known-{self.name}-merge", daemon=True).start()
+
+    def stop(self) -> None:
+        """The store is closing: a load under way ends at its next page (or at the refusal of its next read), knowing
+        nothing, and says nothing of it."""
+        self._stopped.set()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until a load in the background has ended (at most ``timeout`` seconds); whether the ids are known."""

@@ -435,6 +435,12 @@ class Engine(Transactions):
         journal, self._journal = self._journal, None
         if journal is not None:
             journal.close()
+        if not self._readers.shut("the store is closed"):
+            for cur in list(self._cursors):  # a read outlasting the wait: stop it rather than close under it
+                with contextlib.suppress(Exception):
+                    cur.interrupt()
+            if not self._readers.shut("the store is closed", drain_s=5.0):
+                logger.warning("the store %s is closed with a read still running", self.path)
         if self._fault is None and not self.read_only and self._database is not None:
             try:
                 with self._write_lock:

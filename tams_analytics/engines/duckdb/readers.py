@@ -30,6 +30,11 @@ class Readers:
         #: why reads are refused (None: they are not)
         self.failure: str | None = None
 
+    @property
+    def in_flight(self) -> int:
+        """How many reads are under way."""
+        return self._reading
+
     def enter(self) -> None:
         deadline = time.monotonic() + self.wait_s
         with self._cond:
@@ -46,6 +51,18 @@ class Readers:
             self._reading -= 1
             if self._reading == 0:
                 self._cond.notify_all()
+
+    def shut(self, reason: str, drain_s: float = 10.0) -> bool:
+        """Refuse every read from now on (``reason``: the engine is closing) and wait (up to ``drain_s``) for those
+        in flight; whether none is left. A connection closed under a running read is undefined: DuckDB 1.3 corrupted
+        its heap and crashed the process when the read cache's loader was still scanning as a test closed its
+        store."""
+        deadline = time.monotonic() + drain_s
+        with self._cond:
+            self.failure = reason
+            while self._reading and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+            return self._reading == 0
 
     @contextlib.contextmanager
     def closed(self, drain_s: float = 10.0) -> Iterator[None]:
