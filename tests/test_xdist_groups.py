@@ -65,7 +65,6 @@ def test_the_tests_of_one_group_run_on_one_worker(tmp_path: Path) -> None:
 
 CRASHING_SUITE = """
 import os
-import re
 import signal
 import time
 

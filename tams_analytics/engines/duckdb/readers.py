@@ -57,24 +57,26 @@ class Readers:
         in flight; whether none is left. A connection closed under a running read is undefined: DuckDB 1.3 corrupted
         its heap and crashed the process when the read cache's loader was still scanning as a test closed its
         store."""
-        deadline = time.monotonic() + drain_s
         with self._cond:
             self.failure = reason
-            while self._reading and (left := deadline - time.monotonic()) > 0:
-                self._cond.wait(left)
-            return self._reading == 0
+            return self._drain(drain_s)
 
     @contextlib.contextmanager
     def closed(self, drain_s: float = 10.0) -> Iterator[None]:
         """Hold new reads back and wait (up to ``drain_s``) for those in flight; reads resume after the block."""
-        deadline = time.monotonic() + drain_s
         with self._cond:
             self._reopening = True
-            while self._reading and (left := deadline - time.monotonic()) > 0:
-                self._cond.wait(left)
+            self._drain(drain_s)
         try:
             yield
         finally:
             with self._cond:
                 self._reopening = False
                 self._cond.notify_all()
+
+    def _drain(self, drain_s: float) -> bool:
+        """Wait (up to ``drain_s``, the condition held) for the reads in flight to end; whether none is left."""
+        deadline = time.monotonic() + drain_s
+        while self._reading and (left := deadline - time.monotonic()) > 0:
+            self._cond.wait(left)
+        return self._reading == 0
