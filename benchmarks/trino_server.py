@@ -88,8 +88,12 @@ class Server:
             _script("stop", self.home)
 
 
-def _script(command: str, home: Path | None, port: int | None = None) -> subprocess.CompletedProcess[str]:
+def _script(
+    command: str, home: Path | None, port: int | None = None, jit: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
+    if jit is not None:
+        env["TAMS_TRINO_JIT"] = jit
     if home is not None:
         env["TAMS_TRINO_HOME"] = str(home)
     if port is not None:
@@ -111,8 +115,10 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no message"
 
 
-def acquire(home: Path) -> Server:
-    """A running Trino (see the module docstring); ``home`` is where one started here lives."""
+def acquire(home: Path, jit: str = "full") -> Server:
+    """A running Trino (see the module docstring); ``home`` is where one started here lives, its JVM compiling
+    with ``jit`` (``scripts/trino.sh``'s ``TAMS_TRINO_JIT``: ``full``, or ``quick`` for C1 only: a test session's
+    many short queries on small data spent a third of Trino's CPU in C2's compiler)."""
     import time
 
     external = os.environ.get(SERVER_ENV)
@@ -124,7 +130,7 @@ def acquire(home: Path) -> Server:
     if status.returncode == 0 and "running at" in status.stdout:
         return _at(status.stdout.split("running at", 1)[1])
     t0 = time.perf_counter()
-    started = _script("start", home, free_port())  # (claimed, as every test server's port)
+    started = _script("start", home, free_port(), jit)  # (claimed, as every test server's port)
     if started.returncode == 2:
         raise TrinoUnavailable(_last_line(started.stderr), failed_start=False)
     if started.returncode != 0:

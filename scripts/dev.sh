@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-$(command -v python3.11 || command -v python3)}
+uv_version=0.13.9
 case "${TAMS_DEPS:-current}" in
   current) venv=.venv constraints=constraints.txt extras=dev ;;
   vast) venv=.venv-vast constraints=constraints-vast.txt extras=dev,vast ;;
@@ -22,7 +23,14 @@ want=$(cat pyproject.toml "$constraints" | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setting up $venv (pinned dependencies from $constraints) ..." >&2
   "$venv/bin/python" -m pip install --quiet --upgrade pip
-  "$venv/bin/python" -m pip install --quiet -e ".[$extras]" -c "$constraints"
+  # uv (pinned here) resolves and installs the pinned set in about a minute, downloads included, where pip takes three
+  # to five on two cores; the same packages at the same versions. pip does it where uv cannot be had.
+  if "$venv/bin/python" -m pip install --quiet "uv==$uv_version"; then
+    "$venv/bin/uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" -e ".[$extras]" -c "$constraints"
+  else
+    echo "uv $uv_version could not be installed: pip installs the set instead" >&2
+    "$venv/bin/python" -m pip install --quiet -e ".[$extras]" -c "$constraints"
+  fi
   echo "$want" > "$stamp"
 fi
 cmd=${1:-}

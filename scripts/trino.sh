@@ -18,6 +18,8 @@
 #   TAMS_TRINO_HOME    this instance's config, data, logs and port (default $TAMS_TRINO_CACHE/trino-run)
 #   TAMS_TRINO_PORT    HTTP port (default: a free one, chosen at start)
 #   TAMS_TRINO_HEAP    JVM heap (default 4G: 2 cores and 24 GiB shared with other work)
+#   TAMS_TRINO_JIT     full (default) or quick: C1 only (-XX:TieredStopAtLevel=1), far less compiling for a test
+#                      session's many short queries on small data; the benchmarks keep full
 #   TAMS_MAVEN_URL     Maven repository (default https://repo1.maven.org/maven2)
 #
 # Catalogs: `hive` (Hive connector with a file metastore, reading local files: `local:///abs/path`), and any
@@ -155,7 +157,12 @@ free_port() {
 }
 
 configure() {  # $1 port; writes $HOME_DIR/etc
-  local port=$1 heap=${TAMS_TRINO_HEAP:-4G} etc=$HOME_DIR/etc
+  local port=$1 heap=${TAMS_TRINO_HEAP:-4G} etc=$HOME_DIR/etc jit=
+  case ${TAMS_TRINO_JIT:-full} in
+    full) ;;
+    quick) jit=-XX:TieredStopAtLevel=1 ;;
+    *) echo "trino.sh: TAMS_TRINO_JIT is full or quick, not ${TAMS_TRINO_JIT}" >&2; exit 64 ;;
+  esac
   mkdir -p "$etc/catalog" "$HOME_DIR/data" "$HOME_DIR/metastore"
   cat > "$etc/node.properties" <<EOF
 node.environment=tams_test
@@ -196,6 +203,7 @@ EOF
 -Dfile.encoding=UTF-8
 -Duser.timezone=UTC
 EOF
+  if [ -n "$jit" ]; then echo "$jit" >> "$etc/jvm.config"; fi
   echo "io.trino=WARN" > "$etc/log.properties"
   # Parquet on the local file system (tams-analytics export), external tables in a file metastore
   cat > "$etc/catalog/hive.properties" <<EOF

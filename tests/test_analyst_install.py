@@ -67,6 +67,28 @@ def test_the_section_installs_what_every_notebook_needs() -> None:
     assert {"trino", "fastapi", "uvicorn"} <= closure("lab") and closure("notebooks") == closure("lab") - {"jupyterlab"}
 
 
+def test_an_install_made_ahead_is_taken_only_when_it_is_the_pages_and_finished_well(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI makes the install ahead (``TAMS_ANALYST_INSTALL``): a session takes it only when it ended with exit 0 and
+    ran the script the page gives now; an older page's install, a failed one or none is made again by the session."""
+    from tests.fixtures.analyst_venv import PREPARED, install_script, prepared
+
+    folder = tmp_path / "ahead"
+    folder.mkdir()
+    monkeypatch.setenv(PREPARED, str(folder))
+    (folder / "script").write_text(install_script(folder / "venv"))
+    (folder / "exit").write_text("0\n")
+    assert prepared() == folder / "venv"
+    (folder / "exit").write_text("1\n")
+    assert prepared() is None
+    (folder / "exit").write_text("0\n")
+    (folder / "script").write_text(install_script(folder / "venv").replace("[lab]", "[notebooks]"))
+    assert prepared() is None
+    monkeypatch.delenv(PREPARED)
+    assert prepared() is None
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebooks_run_in_the_analysts_install(path: Path, analyst_venv: Path, tmp_path: Path) -> None:

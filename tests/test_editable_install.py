@@ -1,8 +1,9 @@
-"""The Quick start's install is quiet: an editable install of this checkout (``pip install -e``, what
-``scripts/dev.sh`` and the README's Install run), with the pip ``scripts/dev.sh`` upgrades to, prints no warning of
-the build backend. Setuptools installs a flat layout through an import hook and warns at every install that
-folders named like a package may shadow it, unless ``pyproject.toml`` says where the packages lie
-(``[tool.setuptools] package-dir``): then it writes a ``.pth`` file naming the checkout, as for a src layout.
+"""The install is quiet: an editable install of this checkout (``pip install -e``, what the README's Install runs;
+``scripts/dev.sh`` builds the same editable wheel through uv, or pip where uv cannot be had), with the pip
+``scripts/dev.sh`` upgrades to, prints no warning of the build backend. Setuptools installs a flat layout through an
+import hook and warns at every install that folders named like a package may shadow it, unless ``pyproject.toml``
+says where the packages lie (``[tool.setuptools] package-dir``): then it writes a ``.pth`` file naming the checkout,
+as for a src layout.
 
 The install builds in pip's isolated environment (setuptools from PyPI, or pip's cache), into a throwaway venv,
 without dependencies: the package only.
