@@ -135,6 +135,8 @@ class Engine(Transactions):
         self._generation = 0
         #: reads in flight, held back while the database is reopened
         self._readers = Readers()
+        #: :meth:`close` has run (a second call does nothing)
+        self._closed = False
         #: how many times the database was reopened after a storage fault
         self.reopens = 0
         #: when a write may next try to recover the store (writes refused meanwhile: see :meth:`_usable`)
@@ -431,7 +433,10 @@ class Engine(Transactions):
 
     def close(self) -> None:
         """Checkpoint (unless a storage fault left the database to be reopened: its WAL is then what counts) and
-        close every connection."""
+        close every connection. Once: a second call does nothing (it checkpointed a closed writer, and said so)."""
+        if self._closed:
+            return
+        self._closed = True
         journal, self._journal = self._journal, None
         if journal is not None:
             journal.close()

@@ -78,3 +78,15 @@ def test_close_waits_for_a_read_under_way_and_refuses_reads_after_it(tmp_path: P
     assert answers == [sum(range(50_000_000))], "the read under way did not end with its answer"
     with pytest.raises(StoreUnavailableError, match="closed"):
         engine.count("objects")
+
+
+def test_a_second_close_does_nothing_and_says_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A store closed twice (a test's fixture after the test, a server's shutdown after a fault's close) logs no
+    warning the second time: it once checkpointed its closed writer and said the store was not checkpointed."""
+    engine = open_engine(f"duckdb:///{tmp_path / 'tams.duckdb'}", create=True)
+    engine.close()
+    with caplog.at_level("WARNING"):
+        engine.close()
+    assert caplog.records == []
+    with pytest.raises(StoreUnavailableError, match="closed"):
+        engine.count("objects")
