@@ -69,8 +69,9 @@ def unsettled_wal(exc: BaseException) -> StoreFault:
     after the replay truncates the WAL to that size, when it fails (its revert) or when the WAL's tail was torn:
     everything since the last checkpoint would go. So a replayed WAL is checkpointed before anything is written."""
     fault = StoreFault.of(exc)
+    full = "the volume of the store is full: " if fault.no_space else ""  # what an operator must fix, said first
     return StoreFault(
-        cause=f"the WAL replayed at open could not be checkpointed ({fault.cause}): writes wait for a checkpoint",
+        cause=f"{full}the WAL replayed at open could not be checkpointed ({fault.cause}): writes wait for a checkpoint",
         file=fault.file,
         no_space=fault.no_space,
         invalidated=fault.invalidated,
