@@ -118,27 +118,45 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
+#: the modules the ``server`` extra installs (pyproject.toml) that the app imports as it starts, looked for without
+#: importing them: a supervisor (:func:`_supervise`) never imports the app its children serve (boto3 and PyAV, from
+#: the extras it includes, are imported when used, and say so themselves when missing)
+SERVER_EXTRA_MODULES = (
+    "fastapi",
+    "uvicorn",
+    "httptools",
+    "pydantic",
+    "pydantic_settings",
+    "orjson",
+    "prometheus_client",
+    "jwt",
+    "fastapi_offline",
+    "yaml",
+    "jsonschema",
+    "referencing",
+    "jsonschema_rs",
+    "httpx",
+)
+
+
 def _require_server_extra() -> None:
     """The server's dependencies (the ``server`` extra), or a :class:`StartupError` saying how to install them."""
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn  # noqa: F401
+    for name in SERVER_EXTRA_MODULES:
+        if not _installed(name):
+            raise StartupError(f"serve needs the server extra (no module {name}): {install_hint('server')}")
 
-        import server.app  # noqa: F401
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").partition(".")[0] in ("server", "tams_analytics"):
-            raise
-        raise StartupError(f"serve needs the server extra (no module {exc.name}): {install_hint('server')}") from None
+
+def _installed(module: str) -> bool:
+    """Whether top-level ``module`` can be imported, found without importing it (one imported already, or blocked as
+    ``sys.modules[module] = None`` blocks it, answers for itself)."""
+    import importlib.util
+
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    return importlib.util.find_spec(module) is not None
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from server.app import create_app
-    from server.observability.access import AccessLog
-    from server.observability.logs import log_config
-    from server.serving import Server
-
     settings = _settings(args)
     sys.setswitchinterval(settings.switch_interval_ms / 1000)
     sock = _listen(args.host, args.port)
@@ -150,11 +168,26 @@ def _serve(args: argparse.Namespace) -> int:
     except BaseException:
         sock.close()
         raise
-    url = settings.public_url
     loop, http = _http_stack(settings.uvicorn_loop, settings.uvicorn_http)
     processes = settings.http_process_count() if catalog.engine.capabilities.sole_writer else 0
     if processes:
         return _supervise(args, settings, catalog, sock, processes, f"[{loop}, {http}]")
+    return _serve_here(args, settings, catalog, stores, sock, (loop, http))
+
+
+def _serve_here(
+    args: argparse.Namespace, settings: Any, catalog: Any, stores: Any, sock: socket.socket, stack: tuple[str, str]
+) -> int:
+    """Serve in this one process (a store that is not a single writer's, or ``TAMS_HTTP_PROCESSES=0``)."""
+    import uvicorn
+
+    from server.app import create_app
+    from server.observability.access import AccessLog
+    from server.observability.logs import log_config
+    from server.serving import Server
+
+    url = settings.public_url
+    loop, http = stack
     access = AccessLog.for_serving(settings.access_log, settings.log_format, args.log_level)
     app = create_app(
         settings,

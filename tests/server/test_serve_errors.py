@@ -238,3 +238,28 @@ def test_a_missing_extra_is_one_line_naming_it(tmp_path: Path, command: str, blo
     assert line.startswith(f"tams-analytics {command}: ") and f"(no module {blocked})" in line
     assert f'pip install -e ".[{extra}]" -c constraints.txt' in line
     assert list(tmp_path.iterdir()) == []  # nothing made on the way (no ./tams-data)
+
+
+@pytest.mark.stack_independent
+def test_the_supervisor_imports_none_of_the_app_its_children_serve(tmp_path: Path) -> None:
+    """``serve``'s supervisor opens the store, then leaves it and the app to its children: it imports neither the app
+    nor its routes (each start of a server, and each restart, pays for those imports in its children alone)."""
+    log = tmp_path / "imports.log"
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("TAMS_", "PYTHONPROFILEIMPORTTIME"))}
+    # -X importtime is this process's alone: the children are started without it
+    cmd = [sys.executable, "-X", "importtime", "-m", "tams_analytics.cli", "serve", "--data-dir", str(tmp_path / "d")]
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [*cmd, "--port", "0"], env=child_env, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
+        try:
+            assert process.stdout is not None
+            assert any("TAMS server on" in line for line in process.stdout), log.read_text()[-3000:]
+        finally:
+            process.terminate()
+            process.communicate(timeout=60)
+    imported = {
+        line.rsplit("|", 1)[1].strip() for line in log.read_text().splitlines() if line.startswith("import time:")
+    }
+    assert {"server.processes.supervisor", "tams_analytics.catalog"} <= imported  # it opened the store, then supervised
+    assert not {m for m in imported if m == "server.app" or m.startswith("server.routes")}, sorted(imported)
