@@ -263,3 +263,28 @@ def test_the_supervisor_imports_none_of_the_app_its_children_serve(tmp_path: Pat
     }
     assert {"server.processes.supervisor", "tams_analytics.catalog"} <= imported  # it opened the store, then supervised
     assert not {m for m in imported if m == "server.app" or m.startswith("server.routes")}, sorted(imported)
+
+
+@pytest.mark.stack_independent
+def test_the_modules_serve_looks_for_are_the_server_extras() -> None:
+    """``serve`` looks for the server extra's modules by a list of its own (it does not import the app to find a missing
+    one): every distribution pyproject.toml's ``server`` extra names has its module in that list, so a dependency added
+    to the extra and missing from an install is still said in one line rather than by a child's traceback."""
+    import importlib.metadata
+    import re
+    import tomllib
+
+    from server.cli import SERVER_EXTRA_MODULES
+
+    def normal(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    extra = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    wanted = {
+        normal(re.split(r"[\s\[<>=!~;]", r, maxsplit=1)[0]) for r in extra["project"]["optional-dependencies"]["server"]
+    }
+    # uvloop is probed where it runs (server.cli._http_stack: asyncio without it); the extras it includes are their own
+    wanted -= {"uvloop", "tams-analytics"}
+    modules = importlib.metadata.packages_distributions()
+    found = {normal(d) for m in SERVER_EXTRA_MODULES for d in modules.get(m, [])}
+    assert wanted <= found, sorted(wanted - found)
