@@ -8,8 +8,11 @@ where a test needs records acknowledged and not yet applied, as they are behind 
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
@@ -442,6 +445,29 @@ def test_the_codec_gives_back_the_changes_it_was_given(where: tuple[Term, ...]) 
         Change("objects", where=where, values={"label": "x", "at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}),
     ]
     assert codec.decode(codec.encode(changes)) == changes
+
+
+def test_the_codec_keeps_empty_and_chunked_inserts_and_reads_its_first_format() -> None:
+    """Format 2 writes an insert's rows as its schema's message and one record batch (none for no rows, one for a
+    table of many chunks); a journal left by format 1 (an IPC stream per insert) is still read after an upgrade."""
+    rows = pa.table({"id": ["a", None], "n": pa.array([1, None], pa.int64())})
+    changes = [
+        Change("objects", rows=pa.concat_tables([rows, rows.slice(0, 1)])),
+        Change("objects", rows=rows.slice(0, 0)),
+        Change("flows", where=(Term("id", "==", "a"),), values={"label": "x"}),
+    ]
+    assert codec.decode(codec.encode(changes)) == changes
+    streams = []
+    for change in changes[:2]:
+        sink = io.BytesIO()
+        assert change.rows is not None
+        with pa.ipc.new_stream(sink, change.rows.schema) as writer:
+            writer.write_table(change.rows)
+        streams.append(sink.getvalue())
+    docs = [{"table": "objects", "rows": 0}, {"table": "objects", "rows": 1}]
+    docs.append({"table": "flows", "where": [["term", "id", "==", "a"]], "values": {"label": "x"}})
+    head = json.dumps({"v": 1, "changes": docs, "streams": [len(s) for s in streams]}).encode()
+    assert codec.decode(struct.pack("<I", len(head)) + head + b"".join(streams)) == changes
 
 
 def test_a_write_the_journal_cannot_hold_is_refused_before_anything_is_recorded(store: Engine) -> None:
