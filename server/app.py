@@ -14,12 +14,13 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import errors, gc, hot_routes, monitor, observability, openapi, storage_watch
+from server import errors, gc, hot_routes, monitor, openapi, storage_watch
 from server.auth import Authorizer, idp_watch
 from server.config import Settings
 from server.delete_requests import worker as delete_worker
 from server.health import Health
 from server.observability.access import AccessLog
+from server.observability.assembly import install as install_observability
 from server.routes import (
     backup,
     delete_requests,
@@ -125,7 +126,7 @@ def create_app(
         app.include_router(router, dependencies=[Depends(authorizer)])
     hot_routes.install(app, authorizer)
     app.include_router(backup.router)  # outside the API: asks the API's credentials itself (and the admin scope)
-    observability.install(app, settings, observe_requests=observe_requests, access_log=access_log)
+    install_observability(app, settings, observe_requests=observe_requests, access_log=access_log)
     openapi.install(app)
     return app
 

@@ -125,7 +125,15 @@ def runtime_imports(path: Path, package: str, modules: dict[str, Path]) -> set[s
         elif isinstance(node, ast.ImportFrom):
             base = absolute(node, package)
             found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
+    # importing a module runs its packages' ``__init__`` first (those it is not inside itself: they are under way)
+    found |= {parent for name in found for parent in _packages(name) if not package.startswith(parent)}
     return found & modules.keys()
+
+
+def _packages(module: str) -> list[str]:
+    """The packages above ``module``: ``a.b.c`` -> ``a``, ``a.b``."""
+    parts = module.split(".")
+    return [".".join(parts[:k]) for k in range(1, len(parts))]
 
 
 def import_graph() -> dict[str, set[str]]:

@@ -1,33 +1,9 @@
 """Operations: health and readiness probes, Prometheus metrics, request ids and JSON logs, tracing.
 
-:func:`install` adds them to an app: the request middleware (:mod:`.middleware`), the ``/health``,
+:func:`.assembly.install` adds them to an app: the request middleware (:mod:`.middleware`), the ``/health``,
 ``/ready`` and ``/metrics`` routes (:mod:`.routes`) and, with ``TAMS_OTEL=true``, OpenTelemetry (:mod:`.tracing`).
 The metrics (:mod:`.metrics`) observe through the seams the server's assembly hands out
 (:mod:`server.services`): the engine stack's statement timings, the catalog's operations, the segment writer's
-batches, and a scrape-time collector over the app's catalog.
+batches, and a scrape-time collector over the app's catalog. The package itself imports none of them: the
+assembly (:mod:`server.services`) imports the metrics, and the routes import the assembly.
 """
-
-from __future__ import annotations
-
-from fastapi import FastAPI
-
-from server.config import Settings
-from server.observability import tracing
-from server.observability.access import AccessLog
-from server.observability.middleware import RequestObserver
-from server.observability.routes import router
-
-__all__ = ["install"]
-
-
-def install(
-    app: FastAPI, settings: Settings, *, observe_requests: bool = True, access_log: AccessLog | None = None
-) -> None:
-    """Add the probes, metrics and request ids (and tracing, when configured) to ``app``; call it last,
-    so the request middleware is the outermost and sees every answer. Without ``observe_requests`` (the store
-    process's app, which answers requests an HTTP process observed already) there is no request middleware. The
-    middleware hands each answered request to ``access_log`` (``serve``'s, :mod:`.access`), when given."""
-    app.include_router(router)
-    tracing.instrument(app, settings.otel)
-    if observe_requests:
-        app.add_middleware(RequestObserver, access=access_log)
