@@ -33,11 +33,12 @@ from hypothesis import strategies as st
 
 from tams_analytics.engines.base import Change
 from tams_analytics.engines.duckdb import Engine
+from tams_analytics.engines.duckdb.journaled import journal_folder
 from tams_analytics.exceptions import InsufficientStorageError, StoreUnavailableError, TamsError
 from tams_analytics.journal import LogError, codec
 from tams_analytics.journal.log import Log
 from tams_analytics.predicates import AllOf, AnyOf, Const, Term, isin
-from tests.fixtures.volume import small_volume
+from tests.fixtures.volume import failing_volume, small_volume
 
 FLOW = "00000000-0000-4000-8000-00000000f10a"
 OTHER = "00000000-0000-4000-8000-00000000f10b"
@@ -347,6 +348,51 @@ def test_a_full_volume_refuses_the_write_and_keeps_the_journal_whole(tmp_path: P
         reopened = _engine(volume.path / "tams.duckdb", create=False)
         assert _count(reopened) == 2
         reopened.close()
+
+
+class _Heard:
+    """A listener of the store's changes: the tables of each transaction it heard of, and how each ended."""
+
+    def __init__(self) -> None:
+        self.tables: list[str] = []
+        self.heard: list[tuple[bool, list[str]]] = []
+
+    def writing(self, change: Change) -> None:
+        self.tables.append(change.table)
+
+    def ended(self, committed: bool) -> None:
+        self.heard.append((committed, self.tables))
+        self.tables = []
+
+
+def test_a_record_whose_sync_fails_is_refused_and_the_ones_before_kept(tmp_path: Path) -> None:
+    """The journal on a volume whose device fails (a real ``EIO`` from ``fdatasync``, not a full volume): the
+    transaction whose record could not be made durable is refused, saying so, and the listeners hear that it did not
+    commit; the record acknowledged before it is applied and shown; and the journal, which could not cut the refused
+    record off a volume that takes no more writes, refuses every write after it, saying why."""
+    with failing_volume(tmp_path / "vol") as volume:
+        path = tmp_path / "tams.duckdb"
+        (volume.path / "journal").mkdir()
+        journal_folder(str(path)).symlink_to(volume.path / "journal")  # the store's file on a sound volume
+        engine = _engine(path)
+        _flow(engine)
+        heard = _Heard()
+        engine.listen(heard)
+        journal = engine._journal
+        assert journal is not None
+        with journal.paused():
+            _register(engine, 0)
+            assert heard.heard == [(True, ["segments", "flows"])]
+            volume.break_writes()
+            with pytest.raises(StoreUnavailableError, match="could not be written"):
+                _register(engine, 1)
+            assert heard.heard == [(True, ["segments", "flows"]), (False, ["segments", "flows"])]
+            assert journal.log.last == 1 and journal.pending.behind == 1
+            with pytest.raises(StoreUnavailableError, match="takes no writes"):
+                _register(engine, 2)
+        engine.checkpoint()  # waits for every record acknowledged to be applied
+        assert _count(engine) == 1
+        engine.close()
 
 
 def test_on_a_full_volume_the_reserve_lets_the_store_apply_and_show_what_was_acknowledged(
