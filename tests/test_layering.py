@@ -126,8 +126,13 @@ def runtime_imports(path: Path, package: str, modules: dict[str, Path]) -> set[s
             base = absolute(node, package)
             found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
     # importing a module runs its packages' ``__init__`` first (those it is not inside itself: they are under way)
-    found |= {parent for name in found for parent in _packages(name) if not package.startswith(parent)}
+    found |= {parent for name in found for parent in _packages(name) if not _inside(package, parent)}
     return found & modules.keys()
+
+
+def _inside(package: str, parent: str) -> bool:
+    """``package`` is ``parent`` or one of its subpackages."""
+    return package == parent or package.startswith(parent + ".")
 
 
 def _packages(module: str) -> list[str]:
