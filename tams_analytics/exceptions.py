@@ -82,6 +82,11 @@ class InsufficientStorageError(StoreUnavailableError):
     this one was applied, until space returns; reads go on (HTTP 507)."""
 
 
+#: how a refusal says, first, that the store's own volume is full (what an operator must fix; tests and the
+#: operators' pages look for these words)
+STORE_VOLUME_FULL = "the volume of the store is full"
+
+
 class TransientStoreError(TamsError):
     """The store refused, or could not confirm, a write that may well succeed if tried again (HTTP 503).
 

@@ -28,7 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from tams_analytics.exceptions import InsufficientStorageError, StoreUnavailableError, TamsError
+from tams_analytics.exceptions import (
+    STORE_VOLUME_FULL,
+    InsufficientStorageError,
+    StoreUnavailableError,
+    TamsError,
+)
 
 __all__ = ["Log", "LogError", "Record"]
 
@@ -172,7 +177,7 @@ class Log:
                 where = self._file or self.folder
                 if _no_space(exc):
                     raise InsufficientStorageError(
-                        f"the volume of the store is full (no space left on device writing {where}): the write was "
+                        f"{STORE_VOLUME_FULL} (no space left on device writing {where}): the write was "
                         "refused and nothing of it was stored"
                     ) from exc
                 raise StoreUnavailableError(

@@ -28,7 +28,7 @@ from tams_analytics.engines.duckdb.readers import Readers
 from tams_analytics.engines.duckdb.upkeep import CHECKPOINT_MARGIN_BYTES
 from tams_analytics.engines.sql import quote
 from tams_analytics.engines.windows import FlowExtents
-from tams_analytics.exceptions import InsufficientStorageError, StoreUnavailableError
+from tams_analytics.exceptions import STORE_VOLUME_FULL, InsufficientStorageError, StoreUnavailableError
 from tams_analytics.ratelog import RepeatedLog
 
 __all__ = ["Connections"]
@@ -159,7 +159,7 @@ class Connections(BaseEngine):
         state = "reopened" if self._fault is None else "to be reopened"
         if fault.no_space:
             error: StoreUnavailableError = InsufficientStorageError(
-                f"the volume of the store is full (no space left on device writing {where}): the write was refused "
+                f"{STORE_VOLUME_FULL} (no space left on device writing {where}): the write was refused "
                 f"and {outcome}; the store was {state}"
             )
         else:

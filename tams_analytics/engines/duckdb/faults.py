@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import duckdb
 
+from tams_analytics.exceptions import STORE_VOLUME_FULL
+
 __all__ = ["StoreFault", "store_fault", "unsettled_wal"]
 
 #: what DuckDB's I/O errors say (its messages carry ``strerror``; the errno is not exposed to Python)
@@ -69,7 +71,7 @@ def unsettled_wal(exc: BaseException) -> StoreFault:
     after the replay truncates the WAL to that size, when it fails (its revert) or when the WAL's tail was torn:
     everything since the last checkpoint would go. So a replayed WAL is checkpointed before anything is written."""
     fault = StoreFault.of(exc)
-    full = "the volume of the store is full: " if fault.no_space else ""  # what an operator must fix, said first
+    full = f"{STORE_VOLUME_FULL}: " if fault.no_space else ""  # what an operator must fix, said first
     return StoreFault(
         cause=f"{full}the WAL replayed at open could not be checkpointed ({fault.cause}): writes wait for a checkpoint",
         file=fault.file,

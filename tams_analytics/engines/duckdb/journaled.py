@@ -23,7 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from tams_analytics.engines.base import Change
-from tams_analytics.exceptions import InsufficientStorageError, StoreUnavailableError, TamsError
+from tams_analytics.exceptions import (
+    STORE_VOLUME_FULL,
+    InsufficientStorageError,
+    StoreUnavailableError,
+    TamsError,
+)
 from tams_analytics.journal import codec
 from tams_analytics.journal.log import Log
 from tams_analytics.journal.pending import Pending
@@ -142,7 +147,7 @@ class Journal:
             return None
         free = self.reserve.free_bytes()
         return (
-            f"the volume of the store is full ({free / 2**20:.1f} MiB free of the {2 * self.reserve.size / 2**20:.1f} "
+            f"{STORE_VOLUME_FULL} ({free / 2**20:.1f} MiB free of the {2 * self.reserve.size / 2**20:.1f} "
             "MiB the journal needs to take writes again; what is left is kept for the store to apply the writes "
             "already acknowledged)"
         )
@@ -186,7 +191,7 @@ class Journal:
         fault = self.engine.store_fault()
         if fault is None or not self._stuck:  # (a reserve released lets the applier go on: the read waits)
             return None
-        state = "the volume of the store is full" if fault.no_space else "the store failed"
+        state = STORE_VOLUME_FULL if fault.no_space else "the store failed"
         error = InsufficientStorageError if fault.no_space else StoreUnavailableError
         return error(
             f"{state} ({fault.cause}): the writes acknowledged in its last moments, which this needs, are kept in its "
