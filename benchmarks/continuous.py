@@ -89,6 +89,20 @@ class Window:
     max_ms: float
     slow_posts: int
     cpu: dict[str, float] = field(default_factory=dict)
+    #: milliseconds each server process spent in Python's garbage collector around it (``store``, ``http``: all the
+    #: HTTP processes together), every thread of that process waiting
+    gc_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class GcPauses:
+    """The pauses of Python's garbage collector in one of the server's processes over a line
+    (``tams_python_gc_pause_seconds``)."""
+
+    collections: int
+    ms: float
+    over_10ms: int
+    over_25ms: int
 
 
 #: the fields of a line its JSON gives as lists or objects of their own
@@ -100,6 +114,7 @@ _LISTED = (
     "rss_mb",
     "held_mb",
     "cache_entries",
+    "gc",
     "disk_floor",
     "disk_floor_after",
 )
@@ -155,6 +170,8 @@ class ContinuousLine:
     #: the read cache's entries by part (``tams_read_cache_entries``), at the same three samples: its bounds are
     #: entries, not bytes, and a cache that fills is growth that stops
     cache_entries: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    #: each server process's pauses for Python's garbage collector over the line (``store``, ``http``)
+    gc: dict[str, GcPauses] = field(default_factory=dict)
     #: with ``--capacity-profile``: each thread's share of the line it held Python's GIL, by process role and thread
     #: name (``store: tams-segment-writer``), most first (:func:`benchmarks.profile_summary.gil_shares`)
     gil_share: dict[str, float] = field(default_factory=dict)
@@ -191,6 +208,7 @@ class ContinuousLine:
         out["held_mb"] = {p: {"start": s, "mark": m, "end": e} for p, (s, m, e) in self.held_mb.items()}
         out["cache_entries"] = {p: {"start": s, "mark": m, "end": e} for p, (s, m, e) in self.cache_entries.items()}
         out["resume"] = [vars(r) for r in self.resumes]
+        out["gc"] = {p: vars(g) for p, g in self.gc.items()}
         return out
 
 
@@ -217,6 +235,9 @@ class Sample:
     held: dict[str, float] = field(default_factory=dict)
     #: the read cache's entries by part
     entries: dict[str, float] = field(default_factory=dict)
+    #: by process (``store``, ``http``): its garbage collector's collections so far, their seconds, and how many
+    #: took over 10 and over 25 ms (:func:`gc_pauses`)
+    gc: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
 
 
 class Sampler:
@@ -269,6 +290,7 @@ class Sampler:
                 entries={
                     dict(labels)["cache"]: v for (n, labels), v in metrics.items() if n == "tams_read_cache_entries"
                 },
+                gc=gc_pauses(metrics),
             )
         )
 
@@ -308,14 +330,46 @@ class Sampler:
     def cpu_around(self, start: float, at_s: float, length_s: float) -> dict[str, float]:
         """Each process's CPU (a share of one core) over the samples around ``at_s`` .. ``at_s + length_s`` from
         ``start``: from the last sample before it to the first after."""
+        first, last = self._around(start, at_s, length_s)
+        if first is None or last is None:
+            return {}
+        seconds = last.at - first.at
+        return {p: (last.cpu[p] - first.cpu[p]) / seconds for p in last.cpu if p in first.cpu}
+
+    def _around(self, start: float, at_s: float, length_s: float) -> tuple[Sample | None, Sample | None]:
+        """The last sample before ``at_s`` from ``start`` and the first after ``at_s + length_s`` (None, None: no
+        two such samples)."""
         times = [s.at - start for s in self.samples]
         before = max((i for i, t in enumerate(times) if t <= at_s), default=0)
         after = min((i for i, t in enumerate(times) if t >= at_s + length_s), default=len(times) - 1)
         if after <= before:
+            return None, None
+        return self.samples[before], self.samples[after]
+
+    def gc_around(self, start: float, at_s: float, length_s: float) -> dict[str, float]:
+        """Each process's milliseconds in Python's garbage collector over the samples around ``at_s`` ..
+        ``at_s + length_s`` from ``start`` (as :meth:`cpu_around`)."""
+        first, last = self._around(start, at_s, length_s)
+        if first is None or last is None:
             return {}
-        first, last = self.samples[before], self.samples[after]
-        seconds = last.at - first.at
-        return {p: (last.cpu[p] - first.cpu[p]) / seconds for p in last.cpu if p in first.cpu}
+        return {p: 1000 * (last.gc[p][1] - first.gc[p][1]) for p in last.gc if p in first.gc}
+
+    def gc_over(self, start: float) -> dict[str, GcPauses]:
+        """Each process's garbage collector's pauses from ``start`` (a ``perf_counter`` time) to the last sample."""
+        after = self._since(start)
+        if len(after) < 2:
+            return {}
+        first, last = after[0].gc, after[-1].gc
+        return {
+            p: GcPauses(
+                round(last[p][0] - first[p][0]),
+                1000 * (last[p][1] - first[p][1]),
+                round(last[p][2] - first[p][2]),
+                round(last[p][3] - first[p][3]),
+            )
+            for p in last
+            if p in first
+        }
 
     def written_per_min(self, start: float) -> float:
         """MiB the store process wrote a minute from ``start`` to the last sample (NaN when it could not be read)."""
@@ -338,6 +392,30 @@ class Sampler:
     def _marks(self, start: float, mark_s: float) -> tuple[Sample, Sample, Sample]:
         after = self._since(start) or self.samples
         return after[0], min(after, key=lambda s: abs(s.at - start - mark_s)), after[-1]
+
+
+def gc_pauses(
+    metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float],
+) -> dict[str, tuple[float, float, float, float]]:
+    """By process (``store``, ``http``, ``server``): its garbage collector's collections, their seconds, and how many
+    took over 10 and over 25 ms, every generation together (``tams_python_gc_pause_seconds``)."""
+    out: dict[str, list[float]] = {}
+    for (name, labels), value in metrics.items():
+        if not name.startswith("tams_python_gc_pause_seconds_"):
+            continue
+        told = dict(labels)
+        totals = out.setdefault(told.get("process", "?"), [0.0, 0.0, 0.0, 0.0])
+        if name.endswith("_count"):
+            totals[0] += value
+            totals[2] += value  # less those within 10 ms, below
+            totals[3] += value
+        elif name.endswith("_sum"):
+            totals[1] += value
+        elif name.endswith("_bucket") and told.get("le") == "0.01":
+            totals[2] -= value
+        elif name.endswith("_bucket") and told.get("le") == "0.025":
+            totals[3] -= value
+    return {p: (t[0], t[1], t[2], t[3]) for p, t in out.items()}
 
 
 def held_memory(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> dict[str, float]:
@@ -505,6 +583,8 @@ async def _drive(
     line.cpu = sampler.cpu_around(start, 0.0, seconds)
     for window in line.slow_windows:
         window.cpu = sampler.cpu_around(start, window.at_s, config.window_s)
+        window.gc_ms = sampler.gc_around(start, window.at_s, config.window_s)
+    line.gc = sampler.gc_over(start)
     line.store_written_mb_per_min = sampler.written_per_min(start)
     line.rss_mb, line.rss_mark_s = sampler.rss(start, min(RSS_MARK_S, seconds / 2))
     line.held_mb = sampler.at_marks(start, min(RSS_MARK_S, seconds / 2), "held")
@@ -672,12 +752,21 @@ def format_continuous(lines: list[ContinuousLine], window_s: float = 5.0) -> lis
             out.append(f"{head} CPU (share of a core): " + ", ".join(f"{p} {c:.0%}" for p, c in line.cpu.items()))
         if line.slow_windows:
             out.append(
-                f"{head} slowest windows (p99/max ms, POSTs over 250 ms, CPU around): "
+                f"{head} slowest windows (p99/max ms, POSTs over 250 ms, CPU around; ms in Python's garbage collector "
+                "around): "
                 + "; ".join(
                     f"@ {w.at_s:g} s {_f(w.p99_ms)}/{_f(w.max_ms, 0)}, {w.slow_posts} ("
                     + ", ".join(f"{p} {c:.0%}" for p, c in w.cpu.items())
+                    + ("; GC " + ", ".join(f"{p} {ms:.0f}" for p, ms in w.gc_ms.items()) if w.gc_ms else "")
                     + ")"
                     for w in line.slow_windows
+                )
+            )
+        if line.gc:
+            out.append(
+                f"{head} Python's garbage collector (collections, ms in all, over 10/25 ms): "
+                + "; ".join(
+                    f"{p} {g.collections:,}, {g.ms:,.0f} ms, {g.over_10ms}/{g.over_25ms}" for p, g in line.gc.items()
                 )
             )
         if math.isfinite(line.store_written_mb_per_min):

@@ -183,9 +183,11 @@ def _serve_here(
 
     from server.app import create_app
     from server.observability.access import AccessLog
+    from server.observability.gc_pauses import watch_python_gc
     from server.observability.logs import log_config
     from server.serving import Server
 
+    watch_python_gc("server")
     url = settings.public_url
     loop, http = stack
     access = AccessLog.for_serving(settings.access_log, settings.log_format, args.log_level)

@@ -189,8 +189,8 @@ def test_capacity_steps_and_restarts(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_capacity_continuous_on_a_young_and_an_aged_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``--capacity-continuous`` on a young store and a small aged one side by side: each line's latencies, slowest
-    window, checkpoints, what the store process wrote, each process's RSS and what of the store process's is DuckDB's
-    and the read cache's ids; the aged store built once into the cache,
+    window, checkpoints, what the store process wrote, each process's RSS, CPU and garbage collector's pauses, and what
+    of the store process's is DuckDB's and the read cache's ids; the aged store built once into the cache,
     served from a copy (the cached file untouched), found there the next time; the server started as a user starts
     it."""
     out, cache = tmp_path / "bench.json", tmp_path / "cache"
@@ -223,6 +223,9 @@ def test_capacity_continuous_on_a_young_and_an_aged_store(tmp_path: Path, capsys
         assert x["lost"] == 0 and x["overlaps"] == 0 and x["load_start"] >= 0
         assert x["journal_syncs"] > 0  # the default settings keep a journal: each POST's batch is a synced record
         assert x["cpu"]["store"] > 0 and x["slow_windows"][0]["p99_ms"] == x["slowest_window_p99_ms"]
+        # each process's garbage collector over the line, from its tams_python_gc_pause_seconds
+        assert x["gc"].keys() == {"store", "http"}
+        assert all(g["collections"] >= g["over_10ms"] >= g["over_25ms"] >= 0 <= g["ms"] for g in x["gc"].values())
         for floor in (x["disk_floor"], x["disk_floor_after"]):  # the journal's syncs alone, at the line's rate
             assert floor["posts"] == 10 and 1 <= floor["syncs"] <= 10 and 0 < floor["p50_ms"] <= floor["max_ms"]
     (built,) = cache.glob("*.duckdb")
@@ -235,6 +238,7 @@ def test_capacity_continuous_on_a_young_and_an_aged_store(tmp_path: Path, capsys
     assert "young (120)" in printed and "1200 (1,200)" in printed and "RSS MiB start/" in printed
     assert "the store process holds, MiB start/" in printed
     assert "MiB a minute" in printed and "slowest windows" in printed
+    assert "Python's garbage collector (collections, ms in all, over 10/25 ms): store " in printed
     assert "just before the line" in printed and "just after it" in printed
     page = record.render(data)
     assert "| young (120) | 20 × 0.05 |" in page and "`capacity_continuous_post_p99_ms`" in page

@@ -13,7 +13,8 @@ Names: ``tams_http_requests_total`` / ``tams_http_request_duration_seconds`` {me
 ``tams_store_checkpoint_seconds``;
 ``tams_group_commit_batch_size``; ``tams_read_cache_hits_total`` / ``tams_read_cache_misses_total`` /
 ``tams_read_cache_entries`` {cache}; ``tams_webhook_queue_depth``; ``tams_delete_requests_unfinished``;
-``tams_gc_runs_total``, ``tams_gc_objects_collected_total``; ``tams_object_deletions_total``,
+``tams_gc_runs_total``, ``tams_gc_objects_collected_total``; ``tams_python_gc_pause_seconds`` {process, generation}
+(:mod:`server.observability.gc_pauses`); ``tams_object_deletions_total``,
 ``tams_object_deletions_failed_total``, ``tams_object_deletions_pending``; ``tams_write_retries_total`` {reason},
 ``tams_write_retries_given_up_total``; ``tams_health`` {part, state} (1 for each part's current state:
 :mod:`server.health`); and the client's ``process_*`` metrics.
@@ -135,6 +136,14 @@ JOURNAL_SYNC = Histogram(
 #: a journal sync this long is logged as a warning (at most once a minute)
 SLOW_JOURNAL_SYNC_S = 1.0
 _slow_syncs = RepeatedLog(logger)
+PYTHON_GC_PAUSE = Histogram(
+    "tams_python_gc_pause_seconds",
+    "Collections of Python's garbage collector, by the server's process and the generation collected: every thread "
+    "of that process waited for each (the store process's: every write)",
+    ("process", "generation"),
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+    registry=REGISTRY,
+)
 GC_RUNS = Counter("tams_gc_runs", "Object garbage collection passes", registry=REGISTRY)
 GC_OBJECTS = Counter(
     "tams_gc_objects_collected", "Objects forgotten, their bytes queued for deletion", registry=REGISTRY

@@ -73,6 +73,10 @@ def main(argv: list[str]) -> int:
     path = os.environ["TAMS_STORE_SOCKET"]
     config = _configure_logging(settings, level)
     ready = int(os.environ["TAMS_READY_FD"]) if os.environ.get("TAMS_READY_FD") else None
+    if role in ("store", "http"):
+        from server.observability.gc_pauses import watch_python_gc
+
+        watch_python_gc(role)
     if role == "store":
         from server.processes import store
 

@@ -366,3 +366,54 @@ def test_ready_names_every_part_that_is_not_ready_and_metrics_show_each_state(
         ("WARNING", "health: identity_provider is ok again (was unreachable): keys fetched"),
         ("WARNING", "health: volume is flood_stage: the volume of store /x has 1 MiB free"),
     ]
+
+
+#: in a process of its own (prometheus-client's multiprocess mode is chosen at import): a collection at every tracked
+#: allocation, while new series are made (prometheus-client writes a new series' key under the lock its multiprocess
+#: values share, and allocates meanwhile), then the pauses noted are observed and read back from the files
+_GC_UNDER_METRICS = """
+import gc, sys
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+from server.observability import metrics
+from server.observability.gc_pauses import watch_python_gc
+
+watch = watch_python_gc("http")
+gc.set_threshold(1)
+for i in range(300):
+    metrics.HTTP_REQUESTS.labels("GET", f"/route/{i}", "200").inc()
+    metrics.HTTP_DURATION.labels("GET", f"/route/{i}", "200").observe(0.001)
+gc.set_threshold(700)
+watch.stop()
+registry = CollectorRegistry()
+MultiProcessCollector(registry, path=sys.argv[1])
+counts = {
+    s.labels["generation"]: s.value
+    for family in registry.collect()
+    if family.name == "tams_python_gc_pause_seconds"
+    for s in family.samples
+    if s.name.endswith("_count") and s.labels["process"] == "http"
+}
+print(int(counts.get("0", 0)), int(sum(counts.values())))
+"""
+
+
+def test_the_garbage_collectors_pauses_are_timed_without_waiting_on_the_metrics_lock(tmp_path: Path) -> None:
+    """A collection begun inside prometheus-client's own update of a metric (holding the lock its multiprocess values
+    share) is timed and observed later, never inside the collection: observing it there waited for that lock forever,
+    and a server process hung (server/observability/gc_pauses.py)."""
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    done = subprocess.run(
+        [sys.executable, "-c", _GC_UNDER_METRICS, str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    young, collections = (int(n) for n in done.stdout.split())
+    # one at nearly every allocation, observed (of a burst, the newest MAX_NOTED between two flushes)
+    assert young > 1000 and collections >= young, done.stdout

@@ -1,6 +1,7 @@
 """What a monitor reads of a live ``serve`` (a store process and an HTTP process, on 127.0.0.1): every request is
-counted under its route's template, ``/health`` and the API reference's assets too, and ``/ready`` says since when
-each part is in its state, in ISO 8601 (docs/operators/monitoring.md)."""
+counted under its route's template, ``/health`` and the API reference's assets too, ``/ready`` says since when
+each part is in its state, in ISO 8601, and each process's garbage collector pauses are timed
+(docs/operators/monitoring.md)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,24 @@ def test_ready_says_since_when_each_part_is_in_its_state(live: LiveServer) -> No
         assert instant.tzinfo is not None and 0 <= now - instant.timestamp() < 600, (part, since)
         # the same instant in seconds since 1970-01-01 UTC, as `since` was before
         assert abs(condition["since_unix_s"] - instant.timestamp()) < 0.002, (part, condition)
+
+
+def test_each_process_times_the_pauses_of_its_garbage_collector(live: LiveServer) -> None:
+    """Every collection of Python's garbage collector is timed in the process it paused (the store process's pause
+    every write), by generation: each process made a full one when it started (``gc_freeze``), after the watch."""
+    sample = re.compile(r"^tams_python_gc_pause_seconds_(count|sum)\{([^}]*)\} (\S+)$", re.M)
+    seen: dict[tuple[str, str, str], float] = {}
+    deadline = time.monotonic() + 10  # each process observes what it noted every half second
+    with live.client() as client:
+        for _ in range(20):
+            assert client.get("/flows").status_code == 200
+        while time.monotonic() < deadline and {p for _, p, g in seen if g == "2"} != {"store", "http"}:
+            scrape = client.get("/metrics").text
+            for m in sample.finditer(scrape):
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+                seen[(m.group(1), labels["process"], labels["generation"])] = float(m.group(3))
+            time.sleep(0.2)
+    assert {process for _, process, _ in seen} == {"store", "http"}, seen
+    for process in ("store", "http"):
+        assert seen[("count", process, "2")] >= 1, seen
+        assert 0 < seen[("sum", process, "2")] < 60, seen
