@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from benchmarks.capacity import parse_metrics
 from tests.reliability.conftest import LiveServer
 
 
@@ -65,17 +66,17 @@ def test_ready_says_since_when_each_part_is_in_its_state(live: LiveServer) -> No
 def test_each_process_times_the_pauses_of_its_garbage_collector(live: LiveServer) -> None:
     """Every collection of Python's garbage collector is timed in the process it paused (the store process's pause
     every write), by generation: each process made a full one when it started (``gc_freeze``), after the watch."""
-    sample = re.compile(r"^tams_python_gc_pause_seconds_(count|sum)\{([^}]*)\} (\S+)$", re.M)
     seen: dict[tuple[str, str, str], float] = {}
     deadline = time.monotonic() + 10  # each process observes what it noted every half second
     with live.client() as client:
         for _ in range(20):
             assert client.get("/flows").status_code == 200
         while time.monotonic() < deadline and {p for _, p, g in seen if g == "2"} != {"store", "http"}:
-            scrape = client.get("/metrics").text
-            for m in sample.finditer(scrape):
-                labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
-                seen[(m.group(1), labels["process"], labels["generation"])] = float(m.group(3))
+            for (name, labels), value in parse_metrics(client.get("/metrics").text).items():
+                kind = name.removeprefix("tams_python_gc_pause_seconds_")
+                if kind in ("count", "sum"):
+                    told = dict(labels)
+                    seen[(kind, told["process"], told["generation"])] = value
             time.sleep(0.2)
     assert {process for _, process, _ in seen} == {"store", "http"}, seen
     for process in ("store", "http"):
