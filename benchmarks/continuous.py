@@ -96,13 +96,22 @@ class Window:
 
 @dataclass
 class GcPauses:
-    """The pauses of Python's garbage collector in one of the server's processes over a line
-    (``tams_python_gc_pause_seconds``)."""
+    """The pauses of Python's garbage collector in one of the server's processes (``tams_python_gc_pause_seconds``):
+    since it started in a sample, over a line or a window once :meth:`since` an earlier one."""
 
     collections: int
     ms: float
     over_10ms: int
     over_25ms: int
+
+    def since(self, earlier: GcPauses) -> GcPauses:
+        """The pauses between ``earlier`` and these."""
+        return GcPauses(
+            self.collections - earlier.collections,
+            self.ms - earlier.ms,
+            self.over_10ms - earlier.over_10ms,
+            self.over_25ms - earlier.over_25ms,
+        )
 
 
 #: the fields of a line its JSON gives as lists or objects of their own
@@ -235,9 +244,8 @@ class Sample:
     held: dict[str, float] = field(default_factory=dict)
     #: the read cache's entries by part
     entries: dict[str, float] = field(default_factory=dict)
-    #: by process (``store``, ``http``): its garbage collector's collections so far, their seconds, and how many
-    #: took over 10 and over 25 ms (:func:`gc_pauses`)
-    gc: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+    #: by process (``store``, ``http``): its garbage collector's pauses so far (:func:`gc_pauses`)
+    gc: dict[str, GcPauses] = field(default_factory=dict)
 
 
 class Sampler:
@@ -352,7 +360,7 @@ class Sampler:
         first, last = self._around(start, at_s, length_s)
         if first is None or last is None:
             return {}
-        return {p: 1000 * (last.gc[p][1] - first.gc[p][1]) for p in last.gc if p in first.gc}
+        return {p: last.gc[p].since(first.gc[p]).ms for p in last.gc if p in first.gc}
 
     def gc_over(self, start: float) -> dict[str, GcPauses]:
         """Each process's garbage collector's pauses from ``start`` (a ``perf_counter`` time) to the last sample."""
@@ -360,16 +368,7 @@ class Sampler:
         if len(after) < 2:
             return {}
         first, last = after[0].gc, after[-1].gc
-        return {
-            p: GcPauses(
-                round(last[p][0] - first[p][0]),
-                1000 * (last[p][1] - first[p][1]),
-                round(last[p][2] - first[p][2]),
-                round(last[p][3] - first[p][3]),
-            )
-            for p in last
-            if p in first
-        }
+        return {p: last[p].since(first[p]) for p in last if p in first}
 
     def written_per_min(self, start: float) -> float:
         """MiB the store process wrote a minute from ``start`` to the last sample (NaN when it could not be read)."""
@@ -396,9 +395,9 @@ class Sampler:
 
 def gc_pauses(
     metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float],
-) -> dict[str, tuple[float, float, float, float]]:
-    """By process (``store``, ``http``, ``server``): its garbage collector's collections, their seconds, and how many
-    took over 10 and over 25 ms, every generation together (``tams_python_gc_pause_seconds``)."""
+) -> dict[str, GcPauses]:
+    """By process (``store``, ``http``, ``server``): its garbage collector's pauses so far, every generation together
+    (``tams_python_gc_pause_seconds``)."""
     out: dict[str, list[float]] = {}
     for (name, labels), value in metrics.items():
         if not name.startswith("tams_python_gc_pause_seconds_"):
@@ -415,7 +414,7 @@ def gc_pauses(
             totals[2] -= value
         elif name.endswith("_bucket") and told.get("le") == "0.025":
             totals[3] -= value
-    return {p: (t[0], t[1], t[2], t[3]) for p, t in out.items()}
+    return {p: GcPauses(round(t[0]), 1000 * t[1], round(t[2]), round(t[3])) for p, t in out.items()}
 
 
 def held_memory(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> dict[str, float]:
