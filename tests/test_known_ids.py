@@ -100,6 +100,53 @@ def test_a_registration_of_new_objects_reads_no_object_from_the_store(counted: t
     assert any(k.endswith(" objects") and not k.startswith("insert") for k in reads), reads
 
 
+def _bulk(first_second: int, ids: list[str]) -> pa.Table:
+    """Rows for ``load_segments``: a 1-second segment for each of ``ids`` from ``first_second`` on."""
+    starts = (first_second + np.arange(len(ids), dtype=np.int64)) * 1_000_000_000
+    return pa.table(
+        {
+            "object_id": ids,
+            "timerange": [f"[{s // 10**9}:0_{s // 10**9 + 1}:0)" for s in starts.tolist()],
+            "start_ns": starts,
+            "end_ns": starts + 1_000_000_000,
+        }
+    )
+
+
+def test_a_bulk_load_proves_its_objects_new_without_reading_the_objects(tmp_path: Path) -> None:
+    """``load_segments`` proves that none of its object ids is stored (``Engine.count_in``). Under the read cache,
+    once the ids are known, new ids are proved new from memory with no read of the objects (without the cache, a scan
+    of every object's id per call), and an id stored, before the cache began or since, is still found and refused."""
+    from tams_analytics.catalog.bulk import load_segments
+    from tams_analytics.exceptions import ConflictError
+
+    url = f"duckdb:///{tmp_path / 'tams.duckdb'}"
+    flow = video_flow()
+    with connect(url, create=True) as store:
+        store.put_flow(flow)
+        before = [str(uuid.uuid4()) for _ in range(3000)]
+        load_segments(store, flow["id"], _bulk(0, before))
+    reads: Counter[str] = Counter()
+    timed = TimedEngine(connect(url).engine, lambda operation, table, seconds: reads.update([f"{operation} {table}"]))
+    catalog = Catalog(CachingEngine(timed))
+    try:
+        engine = catalog.engine
+        assert isinstance(engine, CachingEngine) and engine.ids_known(30)
+        since = [str(uuid.uuid4()) for _ in range(3000)]
+        reads.clear()
+        assert load_segments(catalog, flow["id"], _bulk(10_000, since)) == 3000
+        assert reads["count objects"] == 0, reads  # the overlap check counts segments, nothing counts objects
+        for second, taken in ((20_000, before[1234]), (30_000, since[2345])):
+            reads.clear()
+            ids = [str(uuid.uuid4()) for _ in range(2999)] + [taken]
+            with pytest.raises(ConflictError, match="1 of the object ids already exist"):
+                load_segments(catalog, flow["id"], _bulk(second, ids))
+            assert reads["count objects"] == 1, reads
+        assert catalog.count("objects") == 6000 and catalog.count("segments") == 6000
+    finally:
+        catalog.close()
+
+
 def test_the_known_ids_are_read_beside_writes_and_miss_none(tmp_path: Path) -> None:
     url = f"duckdb:///{tmp_path / 'tams.duckdb'}"
     store = connect(url, create=True)

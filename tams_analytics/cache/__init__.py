@@ -48,6 +48,7 @@ from tams_analytics.engines.decorator import EngineDecorator
 from tams_analytics.exceptions import UnsupportedError
 from tams_analytics.nonblocking import may_block
 from tams_analytics.predicates import Predicate, Term, isin, pinned
+from tams_analytics.pyrows import column_values
 from tams_analytics.schema import SCHEMAS
 
 __all__ = ["CacheConfig", "CachingEngine"]
@@ -291,8 +292,23 @@ class CachingEngine(EngineDecorator):
         return self.inner.count(name, self._bounded(name, where))
 
     def count_in(self, name: str, column: str, values: pa.Array, chunk: int = 10_000) -> int:
+        """By the key of a table of :attr:`located` once its ids are known, only the values that may be stored are
+        looked for, and among the rows written when theirs were (:meth:`_bounded`); none that may be, no read at
+        all. A bulk load's proof that its new objects are new then costs no scan of every object: without it, each
+        call read every object's id (random ids, no index: 0.3 to 0.5 s a call in a store of 24 M objects)."""
+        located = self.located.get(name)
+        if located is None or located[0] != column or not located[1].loaded:
+            may_block(name)
+            return self.inner.count_in(name, column, values, chunk)
+        ids = [v for v in column_values(values) if v is not None]
+        candidates = [v for v, maybe in zip(ids, located[1].maybe(ids), strict=True) if maybe]
+        if not candidates:
+            return 0
         may_block(name)
-        return self.inner.count_in(name, column, values, chunk)
+        return sum(
+            self.inner.count(name, self._bounded(name, [isin(column, candidates[lo : lo + chunk])]))
+            for lo in range(0, len(candidates), chunk)
+        )
 
     def held_bounds(self, spans: Mapping[str, tuple[int, int]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         may_block("segments")

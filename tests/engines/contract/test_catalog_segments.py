@@ -144,6 +144,12 @@ def test_bulk_load_is_all_or_nothing(catalog: Catalog, flow_id: str) -> None:
             ),
         )
     assert catalog.count("segments") == 1000
+    later = table.set_column(2, "start_ns", pa.array(s + 10**12)).set_column(3, "end_ns", pa.array(s + 10**12 + 10**9))
+    later = later.set_column(1, "timerange", format_timeranges(s + 10**12, s + 10**12 + 10**9))
+    fresh = pa.array([f"q{i}" for i in range(999)] + ["o500"])  # one object of the first load
+    with pytest.raises(ConflictError, match="1 of the object ids already exist"):
+        load_segments(catalog, flow_id, later.set_column(0, "object_id", fresh))
+    assert catalog.count("segments") == 1000 and catalog.count("objects") == 1000
     with pytest.raises(NotFoundError):
         load_segments(catalog, str(uuid.uuid4()), table)
     assert TimeRange.from_str(
