@@ -158,7 +158,9 @@ def _installed(module: str) -> bool:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    sys.setswitchinterval(settings.switch_interval_ms / 1000)
+    from server.interpreter import tune_interpreter
+
+    tune_interpreter(settings)
     sock = _listen(args.host, args.port)
     if settings.public_url is None:  # the port listened on: with --port 0, the one the system chose
         port = sock.getsockname()[1]

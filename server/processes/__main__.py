@@ -86,13 +86,14 @@ def main(argv: list[str]) -> int:
         import uvicorn
 
         from server.cli import _http_stack
+        from server.interpreter import tune_interpreter
         from server.observability.access import AccessLog
         from server.processes.client import StoreClient
         from server.processes.front import create_front_app
         from server.services import watched_volumes
         from server.stores import build_stores
 
-        sys.setswitchinterval(settings.switch_interval_ms / 1000)
+        tune_interpreter(settings)
         sock = socket.socket(fileno=int(os.environ["TAMS_LISTEN_FD"]))
         stores = build_stores(settings, check=False)
         access = AccessLog.for_serving(settings.access_log, settings.log_format, level)

@@ -434,9 +434,9 @@ async def serve(settings: Settings, path: str, *, ready: int | None = None) -> N
 
 def run(settings: Settings, path: str, *, ready: int | None = None) -> None:
     """:func:`serve` on the fast event loop when installed (uvloop), as ``serve`` runs."""
-    import sys
+    from server.interpreter import tune_interpreter
 
-    sys.setswitchinterval(settings.switch_interval_ms / 1000)
+    tune_interpreter(settings)
     try:
         import uvloop
     except ImportError:

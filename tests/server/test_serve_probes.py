@@ -1,19 +1,22 @@
 """What a monitor reads of a live ``serve`` (a store process and an HTTP process, on 127.0.0.1): every request is
 counted under its route's template, ``/health`` and the API reference's assets too, ``/ready`` says since when
 each part is in its state, in ISO 8601, and each process's garbage collector pauses are timed
-(docs/operators/monitoring.md)."""
+(docs/operators/monitoring.md), and each process's collector makes its young collections at the threshold set
+(``TAMS_GC_YOUNG_THRESHOLD``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from benchmarks.capacity import parse_metrics
 from tests.reliability.conftest import LiveServer
+from tests.server.conftest import video_flow
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +85,45 @@ def test_each_process_times_the_pauses_of_its_garbage_collector(live: LiveServer
     for process in ("store", "http"):
         assert seen[("count", process, "2")] >= 1, seen
         assert 0 < seen[("sum", process, "2")] < 60, seen
+
+
+def _young_collections(server: LiveServer, posts: int) -> dict[str, float]:
+    """How many young collections (generation 0) each process made while ``posts`` segments were registered, one a
+    POST, on a new flow."""
+
+    def counts() -> dict[str, float]:
+        time.sleep(1.2)  # each process observes what it noted every half second
+        return {
+            dict(labels)["process"]: value
+            for (name, labels), value in parse_metrics(client.get("/metrics").text).items()
+            if name == "tams_python_gc_pause_seconds_count" and dict(labels)["generation"] == "0"
+        }
+
+    flow = video_flow()
+    with server.client() as client:
+        assert client.put(f"/flows/{flow['id']}", json=flow).status_code == 201
+        before = counts()
+        for second in range(posts):
+            body = {"object_id": str(uuid.uuid4()), "timerange": f"[{second}:0_{second + 1}:0)"}
+            assert client.post(f"/flows/{flow['id']}/segments", json=body).status_code == 201
+        after = counts()
+    return {process: after.get(process, 0) - before.get(process, 0) for process in ("store", "http")}
+
+
+def test_the_young_threshold_reaches_the_store_process_and_each_http_process(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """``TAMS_GC_YOUNG_THRESHOLD`` is each process's garbage collector's first threshold: both processes make young
+    collections while 1,000 segments are registered at a threshold of 100, and neither makes one at 1,000,000."""
+    made: dict[str, dict[str, float]] = {}
+    for threshold in ("100", "1000000"):
+        data = tmp_path_factory.mktemp(f"young-{threshold}") / "data"
+        data.mkdir()
+        env = {"TAMS_HTTP_PROCESSES": "1", "TAMS_GC_YOUNG_THRESHOLD": threshold}
+        server = LiveServer(data, env=env, verbosity=0).start()
+        try:
+            made[threshold] = _young_collections(server, 1000)
+        finally:
+            server.stop()
+    assert made["100"]["store"] > 0 and made["100"]["http"] > 0, made
+    assert made["1000000"] == {"store": 0, "http": 0}, made
