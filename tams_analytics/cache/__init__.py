@@ -274,7 +274,7 @@ class CachingEngine(EngineDecorator):
             return None
         keys, rest = pinned
         if name == "objects":  # ids certainly not stored have no rows: only the others are looked up
-            keys = [k for k, maybe in zip(keys, self.object_ids.maybe([str(k) for k in keys]), strict=True) if maybe]
+            keys = self.object_ids.possible(keys)
         if not rows.cache.holds(keys):
             may_block(name)  # before any key is touched: a read retried off the event loop counts once
         try:
@@ -301,7 +301,7 @@ class CachingEngine(EngineDecorator):
             may_block(name)
             return self.inner.count_in(name, column, values, chunk)
         ids = [v for v in column_values(values) if v is not None]
-        candidates = [v for v, maybe in zip(ids, located[1].maybe(ids), strict=True) if maybe]
+        candidates = located[1].possible(ids)
         if not candidates:
             return 0
         may_block(name)
@@ -339,8 +339,7 @@ class CachingEngine(EngineDecorator):
         def load(missing: list[Hashable]) -> pa.Table:
             may_block(rows.table)
             if located is not None:  # keys certainly not stored have no rows (kept as none, as if read)
-                maybe = located[1].maybe([str(k) for k in missing])
-                missing = [k for k, m in zip(missing, maybe, strict=True) if m]
+                missing = located[1].possible(missing)
                 if not missing:
                     return SCHEMAS[rows.table].empty_table()
             return self.inner.query(rows.table, self._bounded(rows.table, [isin(rows.column, missing)]))

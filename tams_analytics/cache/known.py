@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +34,8 @@ from tams_analytics.pyrows import column_values
 __all__ = ["Held", "KnownIds", "hash_ids", "micros_of"]
 
 logger = logging.getLogger(__name__)
+
+K = TypeVar("K")
 
 #: hashes kept in a set before they are merged into the sorted array (in the background)
 MERGE_AT: Final = 65_536
@@ -302,6 +304,10 @@ class KnownIds:
             held, recent = self._held.hashes, self._recent
             _, _, found = _find(held, hashes)
             return [bool(f) or int(h) in recent for f, h in zip(found.tolist(), hashes.tolist(), strict=True)]
+
+    def possible(self, keys: Sequence[K]) -> list[K]:
+        """Those of ``keys`` (ids, or values whose ``str`` is one) that may be stored, in order (:meth:`maybe`)."""
+        return [k for k, maybe in zip(keys, self.maybe([str(k) for k in keys]), strict=True) if maybe]
 
     def written(self, ids: Sequence[str]) -> tuple[int, int] | None:
         """The first and last time (microseconds since 1970) any row of any of ``ids`` was written at: every row of
