@@ -7,6 +7,7 @@ counts them (``TimedEngine``)."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 import uuid
 from collections import Counter
@@ -60,6 +61,39 @@ def test_ids_added_in_their_thousands_are_merged_and_still_known() -> None:
     assert len(known._recent) < MERGE_AT
     assert all(known.maybe(added))
     assert np.all(np.diff(known._sorted.astype(np.float64)) >= 0)
+
+
+def test_the_writer_is_answered_while_a_load_joins_the_ids_it_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A load ends by sorting every id it read together with those merged while it read (0.23 s for 8 M ids): the
+    writer's lookups and adds go on meanwhile (under the lock, that sort held them all)."""
+    import tams_analytics.cache.known as known_module
+
+    known = KnownIds("objects")
+    stored = [str(uuid.uuid4()) for _ in range(2000)]
+    merged = [str(uuid.uuid4()) for _ in range(500)]
+    asked = [str(uuid.uuid4())]
+
+    def read() -> Any:
+        yield pa.array(stored[:1000])
+        known.add(merged)  # written while the store's ids are read, and merged before the load ends
+        known._merge()
+        yield pa.array(stored[1000:])
+
+    answered: list[list[bool]] = []
+    real = known_module._held_of
+
+    def writer_beside(hashes: np.ndarray, first: np.ndarray, last: np.ndarray) -> known_module.Held:
+        if len(hashes) == len(stored) + len(merged):  # the join: a registration comes meanwhile
+            writer = threading.Thread(target=lambda: (known.add(asked), answered.append(known.maybe(asked))))
+            writer.start()
+            writer.join(10)
+        return real(hashes, first, last)
+
+    monkeypatch.setattr(known_module, "_held_of", writer_beside)
+    known.load(read)
+    assert answered == [[True]]
+    assert known.loaded and all(known.maybe(stored + merged + asked))
+    assert not any(known.maybe([str(uuid.uuid4()) for _ in range(100)]))
 
 
 @pytest.fixture

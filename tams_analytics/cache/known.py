@@ -224,10 +224,21 @@ class KnownIds:
             stored = _held_of(np.concatenate(hashes), both, both)
         else:
             stored = _NONE_HELD
-        with self._lock:
-            held = self._held
-            self._held = _held_of(*(np.concatenate([a, b]) for a, b in zip(held, stored, strict=True)))
-            self._loaded = True
+        # Joined with what a merge put in meanwhile, outside the lock: the join sorts every id, and the writer asks
+        # and adds under the lock (under it, the join held every lookup and add for 0.23 s with 8 M ids known).
+        while True:
+            with self._lock:
+                held = self._held
+            joined = (
+                _held_of(*(np.concatenate([a, b]) for a, b in zip(held, stored, strict=True)))
+                if len(held.hashes)
+                else stored
+            )
+            with self._lock:
+                if self._held is held:  # (else a merge came in between: join again)
+                    self._held = joined
+                    self._loaded = True
+                    break
         logger.info(
             "read cache: %s %s ids known in %.2f s (%.0f MiB)",
             len(stored.hashes),
