@@ -80,6 +80,8 @@ def test_the_writer_is_answered_while_a_load_joins_the_ids_it_read(monkeypatch: 
         yield pa.array(stored[1000:])
 
     answered: list[list[bool]] = []
+    #: whether the registration was answered while the join waited for it (held by the lock, it is not)
+    in_time: list[bool] = []
     real = known_module._held_of
 
     def writer_beside(hashes: np.ndarray, first: np.ndarray, last: np.ndarray) -> known_module.Held:
@@ -87,11 +89,12 @@ def test_the_writer_is_answered_while_a_load_joins_the_ids_it_read(monkeypatch: 
             writer = threading.Thread(target=lambda: (known.add(asked), answered.append(known.maybe(asked))))
             writer.start()
             writer.join(10)
+            in_time.append(not writer.is_alive())
         return real(hashes, first, last)
 
     monkeypatch.setattr(known_module, "_held_of", writer_beside)
     known.load(read)
-    assert answered == [[True]]
+    assert in_time == [True] and answered == [[True]]
     assert known.loaded and all(known.maybe(stored + merged + asked))
     assert not any(known.maybe([str(uuid.uuid4()) for _ in range(100)]))
 
