@@ -30,6 +30,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -360,7 +361,7 @@ class Sampler:
         first, last = self._around(start, at_s, length_s)
         if first is None or last is None:
             return {}
-        return {p: last.gc[p].since(first.gc[p]).ms for p in last.gc if p in first.gc}
+        return {p: last.gc[p].since(first.gc[p]).ms for p in _processes(last.gc) if p in first.gc}
 
     def gc_over(self, start: float) -> dict[str, GcPauses]:
         """Each process's garbage collector's pauses from ``start`` (a ``perf_counter`` time) to the last sample."""
@@ -368,7 +369,7 @@ class Sampler:
         if len(after) < 2:
             return {}
         first, last = after[0].gc, after[-1].gc
-        return {p: last[p].since(first[p]) for p in last if p in first}
+        return {p: last[p].since(first[p]) for p in _processes(last) if p in first}
 
     def written_per_min(self, start: float) -> float:
         """MiB the store process wrote a minute from ``start`` to the last sample (NaN when it could not be read)."""
@@ -605,6 +606,16 @@ async def _drive(
             line.resumes[-1].case = f"{store} after {rate:g}/s x {minutes:g} min: {line.resumes[-1].case}"
     await gen.stop()
     return line, server, gen.acknowledged, befores
+
+
+def _processes(parts: Iterable[str]) -> list[str]:
+    """The processes ``parts`` names, the store process first, then the others by name (the order each line's
+    report gives them in, whichever process's scrape came first).
+
+    >>> _processes(["http-2", "store", "http-1"])
+    ['store', 'http-1', 'http-2']
+    """
+    return sorted(parts, key=lambda p: (p != "store", p))
 
 
 def _measure(
