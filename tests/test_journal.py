@@ -37,6 +37,7 @@ from tams_analytics.engines.duckdb.journaled import journal_folder
 from tams_analytics.exceptions import InsufficientStorageError, StoreUnavailableError, TamsError
 from tams_analytics.journal import LogError, codec
 from tams_analytics.journal.log import Log
+from tams_analytics.journal.reserve import Reserve
 from tams_analytics.predicates import AllOf, AnyOf, Const, Term, isin
 from tests.fixtures.volume import failing_volume, small_volume
 
@@ -393,6 +394,26 @@ def test_a_record_whose_sync_fails_is_refused_and_the_ones_before_kept(tmp_path:
         engine.checkpoint()  # waits for every record acknowledged to be applied
         assert _count(engine) == 1
         engine.close()
+
+
+def test_a_reserve_on_a_volume_that_takes_no_change_is_kept_and_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A write that met a full volume releases the reserve; when the volume takes no change at all (a device that
+    failed, which the kernel may report as no space; here remounted read-only), the reserve cannot go: the release
+    says so in the log and answers False, so the caller gives the error it met (the 507), not this one."""
+    with small_volume(tmp_path / "vol", 8 << 20) as volume:
+        reserve = Reserve(volume.path, 1 << 20)
+        assert reserve.restore() and reserve.path.stat().st_size == 1 << 20
+        remounted = subprocess.run(["mount", "-o", "remount,ro", str(volume.path)], capture_output=True, text=True)
+        assert remounted.returncode == 0, remounted.stderr
+        assert reserve.release("a journal write met a full volume") is False
+        assert reserve.path.is_file()
+        said = [r.getMessage() for r in caplog.records if r.name == "tams_analytics.journal.reserve"]
+        assert said == [
+            f"the journal {volume.path} could not release its reserve (a journal write met a full volume): "
+            "Read-only file system"
+        ]
 
 
 def test_on_a_full_volume_the_reserve_lets_the_store_apply_and_show_what_was_acknowledged(

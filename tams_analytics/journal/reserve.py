@@ -61,11 +61,23 @@ class Reserve:
 
     def release(self, why: str | None) -> bool:
         """Delete the reserve, giving its room to the store, and say ``why`` in the log (None: the store is being
-        opened, as every time: nothing to say); whether there was one to release."""
+        opened, as every time: nothing to say); whether there was one to release. A volume that takes no change (its
+        device failed, it is read-only) keeps the reserve, which is said in the log: ``False``, not an error."""
         with self._lock:
             if self.size == 0 or not self.path.is_file():
                 return False
-            self.path.unlink(missing_ok=True)
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError as exc:
+                # a volume that takes no change at all (read-only, or its device failed): no room can be had here,
+                # and what the caller met (the full volume) is the error to give, not this one
+                logger.error(
+                    "the journal %s could not release its reserve (%s): %s",
+                    self.path.parent,
+                    why or "the store is being opened",
+                    exc.strerror or exc,
+                )
+                return False
         if why is None:
             return True
         self._released_for = why
