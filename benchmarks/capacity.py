@@ -117,6 +117,9 @@ class CapacityConfig:
     #: seconds of the journal's write and sync alone at a continuous line's rate, just before it and just after it,
     #: on its store's volume (:mod:`benchmarks.disk_floor`; 0: not measured)
     disk_floor_s: float = 60.0
+    #: each continuous line's requests and a 50-ms sample of the server's threads and the machine, here
+    #: (:mod:`benchmarks.trace`; None: not traced)
+    trace_dir: Path | None = None
 
     @classmethod
     def smoke(cls) -> CapacityConfig:

@@ -237,6 +237,14 @@ def add_parser(sub: Any) -> None:
         "store's volume for this long: the disk's floor beside the line (default 60; 0: not measured)",
     )
     cap.add_argument(
+        "--capacity-trace",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="each continuous line's requests and a 50-ms sample of the server's threads and the machine here; "
+        "python -m benchmarks.trace report DIR shows each stall beside them",
+    )
+    cap.add_argument(
         "--capacity-size",
         choices=["full", "smoke"],
         default="full",
@@ -371,6 +379,7 @@ def _capacity_config(args: argparse.Namespace) -> Any:
         ("capacity_store", "stores"),
         ("capacity_store_cache", "store_cache"),
         ("capacity_disk_floor", "disk_floor_s"),
+        ("capacity_trace", "trace_dir"),
     ):
         if getattr(args, name) is not None:
             changes[field] = getattr(args, name)

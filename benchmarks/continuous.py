@@ -26,6 +26,7 @@ nothing is lost or overlaps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import threading
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from benchmarks import disk_floor, live_ingest
+from benchmarks import disk_floor, live_ingest, trace
 from benchmarks.disk_floor import DiskFloor
 from benchmarks.live import LiveServer
 from benchmarks.openloop import POST, READ, OpenLoop, Record
@@ -507,13 +508,17 @@ def _line(
 
     url, flows, segments, store_s = _prepare(config, store, data_dir, progress)
     floor = _disk_floor(config, rate, data_dir, progress)
-    server = _serve(config, url, data_dir)
-    try:
-        line, server, acknowledged, befores = asyncio.run(
-            _drive(config, server, url, data_dir, flows, store, rate, minutes, progress)
-        )
-    finally:
-        server.stop()
+    with contextlib.ExitStack() as traced:
+        if config.trace_dir is not None:
+            config.trace_dir.mkdir(parents=True, exist_ok=True)
+            traced.enter_context(trace.ThreadSampler(config.trace_dir / f"{data_dir.name}.threads.jsonl"))
+        server = _serve(config, url, data_dir)
+        try:
+            line, server, acknowledged, befores = asyncio.run(
+                _drive(config, server, url, data_dir, flows, store, rate, minutes, progress)
+            )
+        finally:
+            server.stop()
     line.store_segments, line.store_s, line.disk_floor = segments, store_s, floor
     line.disk_floor_after = _disk_floor(config, rate, data_dir, progress)
     progress(f"capacity: checking the store {store} (every acknowledged segment, no overlaps) ...")
@@ -605,6 +610,8 @@ async def _drive(
             )
             line.resumes[-1].case = f"{store} after {rate:g}/s x {minutes:g} min: {line.resumes[-1].case}"
     await gen.stop()
+    if config.trace_dir is not None:
+        trace.write_requests(config.trace_dir / f"{data_dir.name}.requests.jsonl", gen.records)
     return line, server, gen.acknowledged, befores
 
 

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import json
 import math
+import re
 import shlex
 import subprocess
 import sys
@@ -242,6 +243,40 @@ def test_capacity_continuous_on_a_young_and_an_aged_store(tmp_path: Path, capsys
     assert "just before the line" in printed and "just after it" in printed
     page = record.render(data)
     assert "| young (120) | 20 × 0.05 |" in page and "`capacity_continuous_post_p99_ms`" in page
+
+
+def test_capacity_trace_shows_what_ran_beside_each_stall(tmp_path: Path) -> None:
+    """``--capacity-trace DIR``: every request of a continuous line and of its restarts on the wall clock, and 50-ms
+    samples of the server's threads (its processes as they are replaced by a restart), the bench's and the machine's;
+    ``python -m benchmarks.trace report DIR`` finds the stalls among the requests (here: every POST over 0 ms) and
+    shows the threads that ran beside them."""
+    traced = tmp_path / "trace"
+    args = ["bench", "--only", "capacity", "--capacity-size", "smoke", "--capacity-resume", "20"]
+    args += ["--capacity-continuous", "20:0.05@young", "--capacity-trace", str(traced)]
+    assert main([*args, "--work-dir", str(tmp_path / "work"), "--json", str(tmp_path / "bench.json")]) == 0
+    (requests,) = traced.glob("*.requests.jsonl")
+    records = [json.loads(line) for line in requests.read_text().splitlines()]
+    by_tag = {r["tag"] for r in records}
+    assert {"warmup", "continuous-young-20", "before-SIGTERM", "resume-SIGTERM", "resume-SIGKILL"} <= by_tag
+    line = [r for r in records if r["tag"] == "continuous-young-20" and r["kind"] == "post"]
+    assert len(line) == 60 and all(r["status"] == 201 for r in line)
+    assert all(r["due"] <= r["dispatched"] <= r["sent"] <= r["done"] for r in line)
+    assert abs(line[0]["due"] - time.time()) < 600  # the wall clock's, as the samples'
+    samples = [json.loads(x) for x in requests.with_name(requests.name.replace("requests", "threads")).open()]
+    roles = [{p["role"] for p in s["processes"].values()} for s in samples if "processes" in s]
+    assert any({"bench", "sampler", "supervisor", "store", "http"} <= r for r in roles)
+    stores = {pid for s in samples if "processes" in s for pid, p in s["processes"].items() if p["role"] == "store"}
+    assert len(stores) == 3  # the line's server, and the one after each restart
+    assert samples[-1]["t"] >= max(r["done"] for r in records if r["done"])  # sampled to the end
+    shown = subprocess.run(
+        [sys.executable, "-m", "benchmarks.trace", "report", str(traced), "--over-ms", "0", "--limit", "5"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    ).stdout
+    assert f"== {requests.name.removesuffix('.requests.jsonl')}: " in shown and "-- stall at +" in shown
+    assert re.search(r"answered/outstanding .*\n(.*\n)*.* (store|http)/\S+ \d+", shown), shown
 
 
 def test_capacity_steps_on_an_aged_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
