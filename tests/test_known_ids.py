@@ -99,6 +99,42 @@ def test_the_writer_is_answered_while_a_load_joins_the_ids_it_read(monkeypatch: 
     assert not any(known.maybe([str(uuid.uuid4()) for _ in range(100)]))
 
 
+def test_the_writer_is_answered_while_a_merge_puts_the_recent_ids_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A merge takes the recent ids whole and puts them among the sorted ones outside the lock: meanwhile the writer's
+    adds and lookups are answered, the taken ids are still known with their exact times, and an id added then stays
+    recent, to be merged next time (the former merge took each merged id out of the recent ones under the lock: a
+    stall of the POSTs every 65,536 of them)."""
+    import tams_analytics.cache.known as known_module
+
+    known = KnownIds("objects")
+    known.load(lambda: [])
+    taken = [str(uuid.uuid4()) for _ in range(1000)]
+    known.add(taken, _times([1_795_791_600_123_456 + i for i in range(1000)]))
+    during = [str(uuid.uuid4()) for _ in range(10)]
+    seen: list[tuple[list[bool], tuple[int, int] | None, list[bool]]] = []
+    in_time: list[bool] = []
+    real = known_module._merged
+
+    def writer_beside(held: known_module.Held, hashes: np.ndarray, spans: np.ndarray) -> known_module.Held:
+        def register() -> None:
+            known.add(during, _times([1_795_791_700_000_000] * len(during)))
+            seen.append((known.maybe(taken[:5]), known.written(taken[7:8]), known.maybe(during)))
+
+        writer = threading.Thread(target=register)
+        writer.start()
+        writer.join(10)
+        in_time.append(not writer.is_alive())
+        return real(held, hashes, spans)
+
+    monkeypatch.setattr(known_module, "_merged", writer_beside)
+    known._merge()
+    assert in_time == [True]
+    assert seen == [([True] * 5, (1_795_791_600_123_463, 1_795_791_600_123_463), [True] * len(during))]
+    assert len(known._sorted) == 1000 and not known._taken and set(known._recent) == set(hash_ids(during).tolist())
+    assert known.written(taken[7:8]) == (1_795_791_600_000_000, 1_795_791_600_999_999)  # merged: to the second
+    assert all(known.maybe(taken + during)) and not any(known.maybe([str(uuid.uuid4()) for _ in range(100)]))
+
+
 @pytest.fixture
 def counted(tmp_path: Path) -> tuple[Catalog, Counter[str]]:
     reads: Counter[str] = Counter()
@@ -255,8 +291,9 @@ def _times(micros: list[int | None]) -> pa.Array:
 
 def test_the_times_of_an_id_hold_every_row_of_it_loaded_added_and_merged() -> None:
     """Random ids with rows at random times (some ids with several rows, as objects with several instances), some
-    read at the start and some added after, merged or not: an id's times are exactly the first and last of its
-    rows', a set's span all of theirs, and a row whose time is not known makes its id's unknown."""
+    read at the start and some added after, merged or not: an id's times hold the first and last of its rows', exactly
+    while it is recent and to the second once merged (16 bytes an id), a set's span all of theirs, and a row whose time
+    is not known makes its id's unknown."""
     rng = np.random.default_rng(7)
     known = KnownIds("object_instances")
     ids = [str(uuid.uuid4()) for _ in range(3000)]
@@ -271,6 +308,7 @@ def test_the_times_of_an_id_hold_every_row_of_it_loaded_added_and_merged() -> No
             loaded_at.append(at)
     assert known.written(ids[:1]) is None  # nothing is said before the store's ids are read
     known.load(lambda: [pa.table({"object_id": loaded_ids, "created": _times(loaded_at)})])
+    assert known.nbytes == 16 * len(known) == 16 * 2000
     for start in range(1000, 3000, 250):  # ids new and old written again, in batches
         batch = ids[start : start + 250]
         times = [int(t) for t in rng.integers(*span, len(batch))]
@@ -280,21 +318,34 @@ def test_the_times_of_an_id_hold_every_row_of_it_loaded_added_and_merged() -> No
         if start == 2000:
             known._merge()  # some of them merged into the sorted arrays, the rest still recent
     assert len(known._recent) == 750
+    recent = set(ids[2250:])
     for oid in rng.choice(ids, 300).tolist():
-        assert known.written([oid]) == (min(rows[oid]), max(rows[oid]))
+        assert _spans(known.written([oid]), min(rows[oid]), max(rows[oid]), exact=oid in recent)
     some = rng.choice(ids, 40).tolist()
-    assert known.written(some) == (min(min(rows[i]) for i in some), max(max(rows[i]) for i in some))
+    spans = [_span(min(rows[i]), max(rows[i]), exact=i in recent) for i in some]
+    assert known.written(some) == (min(f for f, _ in spans), max(last for _, last in spans))
     absent = str(uuid.uuid4())
     assert known.written([absent]) is None and known.written([absent, ids[0]]) == known.written([ids[0]])
     known.add([ids[5]], _times([None]))  # a row of unknown time: the id's rows can be anywhere
     assert known.written([ids[5]]) is None and known.written([ids[5], ids[6]]) is None
     known._merge()
-    assert known.written([ids[5]]) is None and known.written([ids[6]]) == (min(rows[ids[6]]), max(rows[ids[6]]))
+    assert known.written([ids[5]]) is None and _spans(known.written([ids[6]]), min(rows[ids[6]]), max(rows[ids[6]]))
     nanos = pa.array([rows[ids[7]][0] * 1000 + 999], pa.timestamp("ns", "UTC"))  # a finer unit: rounded down
     known.add([ids[7]], nanos)
-    assert known.written([ids[7]]) == (min(rows[ids[7]]), max(rows[ids[7]]))
+    assert _spans(known.written([ids[7]]), min(rows[ids[7]]), max(rows[ids[7]]))
     known.forget_times()
     assert known.written([ids[6]]) is None and known.maybe([ids[6]]) == [True]
+
+
+def _spans(written: tuple[int, int] | None, first: int, last: int, *, exact: bool = False) -> bool:
+    """Whether ``written`` is ``first`` to ``last`` (microseconds), exactly or to the second (:func:`_span`)."""
+    return written == _span(first, last, exact=exact)
+
+
+def _span(first: int, last: int, *, exact: bool = False) -> tuple[int, int]:
+    """``first`` to ``last`` (microseconds), or to the second: from the start of ``first``'s second to the end of
+    ``last``'s."""
+    return (first, last) if exact else (first // 1_000_000 * 1_000_000, last // 1_000_000 * 1_000_000 + 999_999)
 
 
 def _stamp(day: int, second: int = 0) -> dt.datetime:

@@ -11,8 +11,10 @@ every checkpoint: every block of it holds some of the keys written since the las
 of 8 M objects, growing with it, while every acknowledgement waits behind those writes). So the tables have no index,
 and each hash is kept with the first and last time its rows were written at (their ``created``, in microseconds, which
 grows as the table does, a microsecond a row within a bulk write: :func:`~tams_analytics.clock.written_at`): a lookup
-of a few ids reads only the rows written between those times (:meth:`KnownIds.written`), which the zone maps find. 24
-bytes an id: 192 MiB for 8 M objects.
+of a few ids reads only the rows written between those times (:meth:`KnownIds.written`), which the zone maps find.
+Merged, the times are kept to the second (32-bit seconds since 1970, the first rounded down and the last up), so a
+lookup's span widens by under a second at each end, a second's rows more for the zone maps: 16 bytes an id, 128 MiB for
+8 M objects (microseconds took 24).
 
 Deletes are not followed: a deleted id's hash and times stay, so the answer for it is "maybe", between times that
 still hold every row it has; an id is never said absent while stored, and its rows never lie outside its times.
@@ -20,6 +22,7 @@ still hold every row it has; an id is never said absent while stored, and its ro
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -124,15 +127,15 @@ def _hash_block(block: np.ndarray) -> np.ndarray:
 
 
 class Held(NamedTuple):
-    """The hashes of the ids merged so far, sorted, each once, and the first and last time of each one's rows
-    (:func:`micros_of`; 0 where a row's time is not known)."""
+    """The hashes of the ids merged so far, sorted, each once, and the first and last second of each one's rows
+    (:func:`seconds_of`: every row's time is in ``[first, last + 1)`` seconds; 0 where a row's time is not known)."""
 
     hashes: np.ndarray
     first: np.ndarray
     last: np.ndarray
 
 
-_NONE_HELD: Final = Held(np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, np.int64))
+_NONE_HELD: Final = Held(np.empty(0, np.uint64), np.empty(0, np.uint32), np.empty(0, np.uint32))
 
 
 def micros_of(times: pa.Array | pa.ChunkedArray | None, count: int) -> np.ndarray:
@@ -155,6 +158,17 @@ def micros_of(times: pa.Array | pa.ChunkedArray | None, count: int) -> np.ndarra
     return micros
 
 
+def seconds_of(micros: np.ndarray) -> np.ndarray:
+    """Each of ``micros`` (:func:`micros_of`) as whole seconds since 1970, rounded down, ``uint32`` (until 2106): 0
+    stays 0 (not known), as does a time in 1970's first second.
+
+    >>> seconds_of(np.array([1795791600999999, 0, 999_999], np.int64)).tolist()
+    [1795791600, 0, 0]
+    """
+    seconds: np.ndarray = np.floor_divide(micros, 1_000_000).astype(np.uint32)
+    return seconds
+
+
 def _held_of(hashes: np.ndarray, first: np.ndarray, last: np.ndarray) -> Held:
     """Each hash once, sorted, with the earliest first and the latest last time of its rows (a row's time not known
     makes the hash's first 0: not known)."""
@@ -164,6 +178,21 @@ def _held_of(hashes: np.ndarray, first: np.ndarray, last: np.ndarray) -> Held:
     hashes, first, last = hashes[order], first[order], last[order]
     starts = np.flatnonzero(np.concatenate([[True], hashes[1:] != hashes[:-1]]))
     return Held(hashes[starts], np.minimum.reduceat(first, starts), np.maximum.reduceat(last, starts))
+
+
+def _merged(held: Held, hashes: np.ndarray, spans: np.ndarray) -> Held:
+    """``held`` with ``hashes`` (sorted, each once) and their first and last seconds (``spans``, a row each) put in:
+    a hash held already has its seconds widened, a new one is inserted in its place."""
+    at, inside, again = _find(held.hashes, hashes)
+    first, last = held.first.copy(), held.last.copy()
+    np.minimum.at(first, inside[again], spans[again, 0])
+    np.maximum.at(last, inside[again], spans[again, 1])
+    new = ~again
+    return Held(
+        np.insert(held.hashes, at[new], hashes[new]),
+        np.insert(first, at[new], spans[new, 0]),
+        np.insert(last, at[new], spans[new, 1]),
+    )
 
 
 def _find(held: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -189,6 +218,8 @@ class KnownIds:
         self._held = _NONE_HELD
         #: hashes added since the last merge: their first and last times
         self._recent: dict[int, tuple[int, int]] = {}
+        #: the recent hashes a merge under way took: still asked until the merge has put them in ``_held``
+        self._taken: dict[int, tuple[int, int]] = {}
         self._loaded = False
         self._merging = False
         #: False once a row's time may have changed (an update of it): no lookup is bounded in time from then on
@@ -220,7 +251,7 @@ class KnownIds:
             hashes.append(hash_ids(ids))
             micros.append(micros_of(times, len(ids)))
         if hashes:
-            both = np.concatenate(micros)
+            both = seconds_of(np.concatenate(micros))
             stored = _held_of(np.concatenate(hashes), both, both)
         else:
             stored = _NONE_HELD
@@ -312,9 +343,9 @@ class KnownIds:
             return [True] * len(ids)
         hashes = hash_ids(ids)
         with self._lock:
-            held, recent = self._held.hashes, self._recent
+            held, recent, taken = self._held.hashes, self._recent, self._taken
             _, _, found = _find(held, hashes)
-            return [bool(f) or int(h) in recent for f, h in zip(found.tolist(), hashes.tolist(), strict=True)]
+            return [bool(f) or h in recent or h in taken for f, h in zip(found.tolist(), hashes.tolist(), strict=True)]
 
     def possible(self, keys: Sequence[K]) -> list[K]:
         """Those of ``keys`` (ids, or values whose ``str`` is one) that may be stored, in order (:meth:`maybe`)."""
@@ -322,56 +353,66 @@ class KnownIds:
 
     def written(self, ids: Sequence[str]) -> tuple[int, int] | None:
         """The first and last time (microseconds since 1970) any row of any of ``ids`` was written at: every row of
-        theirs has its time in ``[first, last + 1)``. None when that is not known: before :attr:`loaded`, when none of
-        them may be stored, or when the time of one that may be is not known."""
+        theirs has its time in ``[first, last + 1)``, to the microsecond for ids added since the last merge and to the
+        second for the others. None when that is not known: before :attr:`loaded`, when none of them may be stored, or
+        when the time of one that may be is not known."""
         if not self._loaded or not ids or not self._times_kept:
             return None
         hashes = hash_ids(ids)
         with self._lock:
-            held, recent = self._held, self._recent
+            held = self._held
             _, inside, found = _find(held.hashes, hashes)
-            firsts = held.first[inside[found]].tolist()
-            lasts = held.last[inside[found]].tolist()
+            # merged ids' seconds: from the first's start to the end of the last's
+            firsts = (held.first[inside[found]].astype(np.int64) * 1_000_000).tolist()
+            lasts = (held.last[inside[found]].astype(np.int64) * 1_000_000 + 999_999).tolist()
             for h in hashes.tolist():
-                if h in recent:
-                    firsts.append(recent[h][0])
-                    lasts.append(recent[h][1])
+                for recent in (self._recent, self._taken):
+                    if h in recent:
+                        firsts.append(recent[h][0])
+                        lasts.append(recent[h][1])
         if not firsts or min(firsts) == 0:
             return None
         return min(firsts), max(lasts)
 
     def _merge(self) -> None:
-        """Move the recent hashes into the sorted arrays (a linear merge, off the writer's thread)."""
+        """Move the recent hashes into the sorted arrays, off the writer's thread and all but outside its lock.
+
+        The writer asks and adds under the lock, so under it a merge only swaps: the recent hashes are taken whole
+        (lookups ask them as ``_taken`` meanwhile, adds go to a new ``_recent``), and the merged arrays are put in
+        place. The rest is C loops and NumPy outside it. (The former merge copied the recent hashes under the lock, made
+        a Python list of their times, and took each merged one out of them under the lock, one by one: every 65,536
+        POSTs, 60 to 150 ms of the store process's CPU, and POSTs around it up to 343 ms; now about 30 ms, measured
+        at 400/s on a young store side by side, benchmarks/README.md.)"""
         try:
             with self._lock:
-                taken = dict(self._recent)
-                held = self._held
-            hashes = np.fromiter(taken, dtype=np.uint64, count=len(taken))
+                taken, self._recent = self._recent, {}
+                self._taken = taken
+            count = len(taken)
+            hashes = np.fromiter(taken.keys(), dtype=np.uint64, count=count)
+            micros = np.fromiter(itertools.chain.from_iterable(taken.values()), dtype=np.int64, count=2 * count)
             order = np.argsort(hashes)
-            hashes = hashes[order]
-            spans = np.array(list(taken.values()), dtype=np.int64).reshape(-1, 2)[order]
-            at, inside, again = _find(held.hashes, hashes)
-            first, last = held.first.copy(), held.last.copy()  # ids held already: their times widened
-            np.minimum.at(first, inside[again], spans[again, 0])
-            np.maximum.at(last, inside[again], spans[again, 1])
-            new = ~again
-            merged = Held(
-                np.insert(held.hashes, at[new], hashes[new]),
-                np.insert(first, at[new], spans[new, 0]),
-                np.insert(last, at[new], spans[new, 1]),
-            )
-            with self._lock:
-                if self._held is held:  # (a load meanwhile: the recent ones stay)
-                    self._held = merged
-                    for h, span in taken.items():
-                        if self._recent.get(h) == span:  # (widened meanwhile: kept, and merged next time)
-                            del self._recent[h]
+            hashes, spans = hashes[order], seconds_of(micros.reshape(-1, 2)[order])
+            while True:
+                with self._lock:
+                    held = self._held
+                merged = _merged(held, hashes, spans)
+                with self._lock:
+                    if self._held is held:  # (else a load joined its ids meanwhile: merged into those again)
+                        self._held, self._taken = merged, {}
+                        break
+        except BaseException:
+            with self._lock:  # merged nowhere: back among the recent ones
+                for h, (first, last) in self._taken.items():
+                    was = self._recent.get(h)
+                    self._recent[h] = (first, last) if was is None else (min(was[0], first), max(was[1], last))
+                self._taken = {}
+            raise
         finally:
             self._merging = False
 
     def __len__(self) -> int:
-        return len(self._held.hashes) + len(self._recent)
+        return len(self._held.hashes) + len(self._recent) + len(self._taken)
 
     @property
     def nbytes(self) -> int:
-        return sum(int(a.nbytes) for a in self._held) + 120 * len(self._recent)
+        return sum(int(a.nbytes) for a in self._held) + 120 * (len(self._recent) + len(self._taken))
