@@ -12,9 +12,9 @@ of 8 M objects, growing with it, while every acknowledgement waits behind those 
 and each hash is kept with the first and last time its rows were written at (their ``created``, in microseconds, which
 grows as the table does, a microsecond a row within a bulk write: :func:`~tams_analytics.clock.written_at`): a lookup
 of a few ids reads only the rows written between those times (:meth:`KnownIds.written`), which the zone maps find.
-Merged, the times are kept to the second (32-bit seconds since 1970, the first rounded down and the last up), so a
-lookup's span widens by under a second at each end, a second's rows more for the zone maps: 16 bytes an id, 128 MiB for
-8 M objects (microseconds took 24).
+Merged, the times are kept to the second (32-bit seconds since 1970, rounded down; a lookup reads from the start of
+the first one's second to the end of the last one's), so its span widens by under a second at each end, a second's
+rows more for the zone maps: 16 bytes an id, 128 MiB for 8 M objects (microseconds took 24).
 
 Deletes are not followed: a deleted id's hash and times stay, so the answer for it is "maybe", between times that
 still hold every row it has; an id is never said absent while stored, and its rows never lie outside its times.
