@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from benchmarks import live_ingest
-from benchmarks.live import LiveServer
+from benchmarks.live import LiveServer, server_role
 from benchmarks.openloop import POST, READ, OpenLoop, Record
 from benchmarks.profile_summary import SAMPLES_PER_S
 from benchmarks.text_table import text_table
@@ -404,7 +404,7 @@ async def _capacity_store(
     progress(f"capacity: warm-up, every flow once at {rate:g} POSTs/s ...")
     await gen.schedule("warmup", rate, len(flows) / rate, read_share=config.read_share)
     await gen.drain(config.drain_s)
-    threads = _thread_names(server.pid)
+    threads = thread_names(server.pid)
     for offered in config.steps:
         progress(f"capacity: {offered:g} POSTs/s offered for {config.step_seconds:g} s ...")
         step = await _step(config, gen, server, data_dir, offered, threads)
@@ -608,10 +608,8 @@ def _snapshot(server: LiveServer, names: dict[int, str]) -> _Snapshot:
     try:
         top = psutil.Process(server.pid)
         for process in [top, *top.children(recursive=True)]:
-            command = " ".join(process.cmdline())
-            role = (
-                "store" if "server.processes store" in command else "http" if "server.processes http" in command else ""
-            )
+            role = server_role(" ".join(process.cmdline()))
+            role = role if role in ("store", "http") else None
             for t in process.threads():
                 cpu[t.id] = t.user_time + t.system_time
                 if role:
@@ -706,13 +704,15 @@ def writer_stats(
     )
 
 
-def _thread_names(pid: int) -> dict[int, str]:
-    """Thread id -> Python thread name of process ``pid``, from ``py-spy dump`` (empty without py-spy)."""
-    spy = shutil.which("py-spy")
+def thread_names(pid: int, *, nonblocking: bool = False) -> dict[int, str]:
+    """Thread id -> Python thread name of process ``pid``, from ``py-spy dump`` (empty without py-spy); with
+    ``nonblocking``, without pausing the process."""
+    spy = py_spy()
     if spy is None:
         return {}
+    command = [spy, "dump", *(["--nonblocking"] if nonblocking else []), "--pid", str(pid)]
     try:
-        out = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30).stdout
+        out = subprocess.run(command, capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
     return {int(m.group(1)): m.group(2) for m in re.finditer(r'^Thread (\d+) \([^)]*\): "([^"]*)"', out, re.M)}

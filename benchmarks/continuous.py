@@ -40,7 +40,7 @@ import httpx
 
 from benchmarks import disk_floor, live_ingest, trace
 from benchmarks.disk_floor import DiskFloor
-from benchmarks.live import LiveServer
+from benchmarks.live import LiveServer, server_role
 from benchmarks.openloop import POST, READ, OpenLoop, Record
 from benchmarks.profile_summary import gil_shares, parse
 
@@ -461,11 +461,11 @@ def process_stats(pid: int) -> tuple[dict[str, float], float, dict[str, float]]:
             written = top.io_counters().write_bytes / 2**20
         http = 0
         for child in children:
-            command = " ".join(child.cmdline())
-            if "server.processes store" in command:
+            role = server_role(" ".join(child.cmdline()))
+            if role == "store":
                 out["store"], cpu["store"] = child.memory_info().rss / 2**20, used(child)
                 written = child.io_counters().write_bytes / 2**20
-            elif "server.processes http" in command:
+            elif role == "http":
                 http += 1
                 out[f"http-{http}"], cpu[f"http-{http}"] = child.memory_info().rss / 2**20, used(child)
     except psutil.Error:

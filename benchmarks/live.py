@@ -23,6 +23,22 @@ logger = logging.getLogger(__name__)
 STORAGE_ID = "5d0c8a3e-7f41-4b6a-9c2e-1a3b5c7d9e0f"
 
 
+def server_role(command: str) -> str | None:
+    """Which of ``serve``'s processes the command line ``command`` starts: ``store`` (its store process), ``http``
+    (an HTTP process), ``supervisor`` (``serve`` itself), None (another).
+
+    >>> [server_role(c) for c in ("python -m server.processes store", "python -m tams_analytics.cli serve --port 1")]
+    ['store', 'supervisor']
+    """
+    if "server.processes store" in command:
+        return "store"
+    if "server.processes http" in command:
+        return "http"
+    if " serve " in f"{command} ":
+        return "supervisor"
+    return None
+
+
 class LiveServer:
     """``tams-analytics serve`` on ``store_url`` in a child process, until :meth:`stop` (SIGTERM) or :meth:`kill`.
 

@@ -26,7 +26,6 @@ import argparse
 import itertools
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.live import server_role
 from benchmarks.openloop import POST, Record
 
 #: seconds between two samples of the threads
@@ -105,16 +105,6 @@ class ThreadSampler:
                 self._process.wait()
 
 
-def _role(command: str) -> str | None:
-    if "server.processes store" in command:
-        return "store"
-    if "server.processes http" in command:
-        return "http"
-    if " serve" in command or command.endswith("serve"):
-        return "supervisor"
-    return None
-
-
 def _task_stat(pid: int, tid: str) -> list[Any] | None:
     """``[tid, comm, state, cpu ticks, minor faults, major faults, last CPU]`` of one thread (None: gone)."""
     try:
@@ -154,25 +144,11 @@ def _machine() -> dict[str, Any]:
     return out
 
 
-def _names(pid: int) -> dict[int, str]:
-    """Thread id -> Python thread name of ``pid`` (``py-spy dump --nonblocking``; empty without py-spy)."""
-    from benchmarks.capacity import py_spy
-
-    spy = py_spy()
-    if spy is None:
-        return {}
-    try:
-        out = subprocess.run(
-            [spy, "dump", "--nonblocking", "--pid", str(pid)], capture_output=True, text=True, timeout=30
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    return {int(m.group(1)): m.group(2) for m in re.finditer(r'^Thread (\d+) \([^)]*\): "([^"]*)"', out, re.M)}
-
-
 def sample(parent: int, path: Path, every_s: float, names_after_s: float = 20.0) -> None:
     """The sampler's loop (``python -m benchmarks.trace sample PARENT PATH``), until SIGINT: see the module."""
     import psutil
+
+    from benchmarks.capacity import thread_names
 
     stop = False
 
@@ -204,7 +180,7 @@ def sample(parent: int, path: Path, every_s: float, names_after_s: float = 20.0)
                     if child.pid == me or child.pid in followed:
                         continue
                     try:
-                        role = _role(" ".join(child.cmdline()))
+                        role = server_role(" ".join(child.cmdline()))
                     except psutil.Error:
                         continue
                     if role is not None:
@@ -212,7 +188,7 @@ def sample(parent: int, path: Path, every_s: float, names_after_s: float = 20.0)
                 for pid, (role, seen) in list(followed.items()):
                     if pid not in named and role in ("store", "http", "bench") and now - seen >= names_after_s:
                         named.add(pid)
-                        names = _names(pid)
+                        names = thread_names(pid, nonblocking=True)
                         out.write(json.dumps({"names": {"pid": pid, "threads": names}}) + "\n")
             threads = {}
             for pid, (role, _) in list(followed.items()):
@@ -336,6 +312,10 @@ def _timeline(
     window = [r for r in rows if stall.start - before_s <= r["t"] <= stall.end + TICK_S]
     if len(window) < 2:
         return ["   (no samples of the threads here)"]
+    # the POSTs that could be answered or outstanding in the window (of a line's hundreds of thousands)
+    posts = [
+        p for p in posts if p["sent"] and p["sent"] <= window[-1]["t"] and (not p["done"] or p["done"] > window[0]["t"])
+    ]
     out = ["   tick       answered/outstanding  machine                                    threads (CPU ms, faults)"]
     for (a, b), busy in zip(itertools.pairwise(window), _thread_cpu(window), strict=True):
         answered = sum(1 for p in posts if p["done"] and a["t"] < p["done"] <= b["t"])
