@@ -8,9 +8,13 @@
   ``Link``) and handed back to be kept (:class:`~.protocol.FetchPage`, :class:`~.protocol.KeepPage`).
 * ``/_media``: local storage's signed URLs, served from the files here (uploads under the disk watermarks).
 * ``/health``: this process lives.
-* anything else, ``/ready`` and ``/metrics`` included, is forwarded whole to the store process's app
-  (:class:`~.protocol.Forward`), which authenticates and answers it as one process would; a large answer (a
-  backup's tar) comes back part by part as the client reads it.
+* ``/metrics``: forwarded to the store process's app, which authenticates it and answers its own part (its
+  ``process_*`` metrics, its read cache's and queues' gauges); every process's counters and histograms, added up
+  from their files, are read and added here (:func:`~server.observability.metrics.render_every_process`), not in
+  the process whose writer every POST waits for.
+* anything else, ``/ready`` included, is forwarded whole to the store process's app (:class:`~.protocol.Forward`),
+  which authenticates and answers it as one process would; a large answer (a backup's tar) comes back part by part
+  as the client reads it.
 
 Authentication of the native routes happens here, with the same :class:`~server.auth.Authorizer`. With auth classes
 on (``TAMS_AUTH_CLASSES``), whose checks read the store, the segments routes are forwarded too.
@@ -21,11 +25,12 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from server import errors
@@ -41,7 +46,7 @@ from server.page_cache import page_key
 from server.paging import clamp_limit
 from server.processes.client import ForwardedStream, StoreClient
 from server.processes.edges import edge_query
-from server.processes.protocol import FetchPage, Forward, KeepPage, KeptPage, PageRows
+from server.processes.protocol import FetchPage, Forward, Forwarded, KeepPage, KeptPage, PageRows
 from server.responses import ClosingStreamingResponse, json_bytes_response, json_response
 from server.routes import media
 from server.routes._common import check_uuid, parse_bool, parse_timerange
@@ -129,6 +134,11 @@ def create_front_app(
 
         app.router.routes.append(Route(SEGMENTS_PATH, segments, methods=["GET", "HEAD", "POST"]))
 
+    async def scrape(request: Request) -> Response:
+        return await _metrics(request, client)
+
+    app.router.routes.append(Route("/metrics", scrape, methods=["GET"]))
+
     async def forwarded(request: Request) -> Response:
         return await _forwarded(request, client)
 
@@ -143,7 +153,10 @@ async def _forwarded(request: Request, client: StoreClient) -> Response:
     """``request`` answered by the store process's app: its status, header fields and body as they are (a HEAD's
     ``Content-Length`` is the GET's), and its route's template left where the metrics read it. A large body (a
     backup's tar) is streamed part by part as the client takes it (:class:`~.client.ForwardedStream`)."""
-    answer = await client.forward(await _forward(request))
+    return _response(request, await client.forward(await _forward(request)))
+
+
+def _response(request: Request, answer: Forwarded | ForwardedStream) -> Response:
     if answer.route is not None:
         request.scope["route"] = _Operation(answer.route, "")
     if isinstance(answer, ForwardedStream):
@@ -156,6 +169,17 @@ async def _forwarded(request: Request, client: StoreClient) -> Response:
         headers.append((b"content-length", str(len(answer.body)).encode()))
     response.raw_headers = headers
     return response
+
+
+async def _metrics(request: Request, client: StoreClient) -> Response:
+    """``/metrics``: the store process's part (authenticated there, as every forwarded request is) and, when it was
+    answered, every process's counters and histograms before it, read here."""
+    answer = await client.forward(await _forward(request))
+    if answer.status != 200 or request.method != "GET" or isinstance(answer, ForwardedStream):
+        return _response(request, answer)  # refused; or a part over 256 KiB, which a few gauges never make
+    every = await run_in_threadpool(metrics.render_every_process)
+    headers = [(k, v) for k, v in answer.headers if k.lower() != b"content-length"]
+    return _response(request, replace(answer, body=every + answer.body, headers=headers))
 
 
 async def _forward(request: Request) -> Forward:

@@ -417,3 +417,44 @@ def test_the_garbage_collectors_pauses_are_timed_without_waiting_on_the_metrics_
     young, collections = (int(n) for n in done.stdout.split())
     # one at nearly every allocation, observed (of a burst, the newest MAX_NOTED between two flushes)
     assert young > 1000 and collections >= young, done.stdout
+
+
+#: in a process of its own, in multiprocess mode: what the store process answers a forwarded scrape with, and what
+#: the HTTP process adds, each family's name a line
+_SCRAPE_PARTS = """
+import json
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.parser import text_string_to_metric_families
+from server.observability import metrics
+
+class Gauges:
+    def collect(self):
+        yield GaugeMetricFamily("tams_read_cache_entries", "entries", value=3)
+
+metrics.HTTP_REQUESTS.labels("GET", "/flows", "200").inc()
+own = CollectorRegistry(auto_describe=False)
+own.register(Gauges())
+families = lambda text: sorted({f.name for f in text_string_to_metric_families(text.decode())})
+print(json.dumps({"store": families(metrics.render(own)), "every": families(metrics.render_every_process())}))
+"""
+
+
+def test_in_multiprocess_mode_the_store_process_answers_its_own_part_and_the_http_process_adds_every_process(
+    tmp_path: Path,
+) -> None:
+    """Reading every process's counters and histograms from their files is the HTTP process's work (several ms of
+    Python a scrape): the store process, whose writer every POST waits for, answers only its gauges and ``process_*``
+    metrics; the two parts share no family, so a scrape made of both names each once."""
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    done = subprocess.run(
+        [sys.executable, "-c", _SCRAPE_PARTS], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    parts = json.loads(done.stdout)
+    assert "tams_read_cache_entries" in parts["store"] and "process_resident_memory_bytes" in parts["store"]
+    assert "tams_http_requests" not in parts["store"], parts["store"]
+    assert "tams_http_requests" in parts["every"]
+    assert not set(parts["store"]) & set(parts["every"])

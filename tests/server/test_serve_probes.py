@@ -52,6 +52,21 @@ def test_every_request_is_counted_under_its_routes_template(live: LiveServer) ->
     assert counted["/docs/assets/{path}"] == 2
 
 
+def test_a_scrape_holds_the_store_processs_gauges_and_every_processs_counters_each_once(live: LiveServer) -> None:
+    """The HTTP process answering a scrape adds every process's counters to the store process's own part (its read
+    cache's gauges, its ``process_*`` metrics): each family is named once."""
+    with live.client() as client:
+        assert client.get("/flows").status_code == 200
+        scrape = client.get("/metrics")
+    assert scrape.status_code == 200
+    assert scrape.headers["content-length"] == str(len(scrape.content))
+    types = re.findall(r"^# TYPE (\S+) ", scrape.text, re.M)
+    assert len(types) == len(set(types)), sorted(t for t in types if types.count(t) > 1)
+    # the store process's gauges and process metrics, and the HTTP process's count of the request it answered
+    assert {"tams_read_cache_entries", "tams_health", "process_resident_memory_bytes"} <= set(types)
+    assert re.search(r'^tams_http_requests_total\{method="GET",route="/flows",status="200"\} ', scrape.text, re.M)
+
+
 def test_ready_says_since_when_each_part_is_in_its_state(live: LiveServer) -> None:
     with live.client() as client:
         checks = client.get("/ready").json()["checks"]
