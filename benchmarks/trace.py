@@ -170,6 +170,10 @@ def sample(parent: int, path: Path, every_s: float, names_after_s: float = 20.0)
     with path.open("w") as out:
         while not stop:
             now = time.monotonic()
+            # late: started after its due time, or the sample before ran past it (blocked reading /proc, say, or
+            # not run): either is a gap in the samples; a late start is the new beat, not a burst to catch up
+            late_s = max(0.0, now - due)
+            due = max(due, now)
             if now - scanned >= 0.5:
                 scanned = now
                 try:
@@ -199,14 +203,12 @@ def sample(parent: int, path: Path, every_s: float, names_after_s: float = 20.0)
                     continue
                 stats = [s for s in (_task_stat(pid, tid) for tid in tids) if s is not None]
                 threads[str(pid)] = {"role": role, "threads": stats}
-            row = {"t": round(time.time(), 4), "late_ms": round(1000 * max(0.0, now - due), 1), **_machine()}
+            row = {"t": round(time.time(), 4), "late_ms": round(1000 * late_s, 1), **_machine()}
             out.write(json.dumps(row | {"processes": threads}) + "\n")
             due += every_s
             pause = due - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
-            else:
-                due = time.monotonic()
 
 
 # -- reading ------------------------------------------------------------------------------------------------
