@@ -7,6 +7,7 @@ counts them (``TimedEngine``)."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import threading
 import time
 import uuid
@@ -453,3 +454,16 @@ def test_a_bulk_loads_objects_are_found_among_few_rows(tmp_path: Path) -> None:
             assert engine.query(table_name, [isin(column, page)]).num_rows == 100
     finally:
         catalog.close()
+
+
+def test_the_recent_ids_are_kept_where_the_garbage_collector_never_walks() -> None:
+    """Up to ``MERGE_AT`` recent ids and their times, in the store process for good: held in containers Python's
+    collector follows, every full collection walked them all, every write waiting (tens of ms under live ingest)."""
+    known = KnownIds("objects")
+    known.load(lambda: [])
+    added = [str(uuid.uuid4()) for _ in range(2000)]
+    known.add(added, _times([1_795_791_600_000_000 + i for i in range(2000)]))
+    known.add(added[:10], _times([1_795_791_700_000_000] * 10))  # written again: its span widened
+    assert len(known._recent) == 2000
+    assert not any(gc.is_tracked(d) for d in (known._recent.first, known._recent.last))
+    assert known.written(added[:1]) == (1_795_791_600_000_000, 1_795_791_700_000_000)

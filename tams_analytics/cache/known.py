@@ -22,11 +22,10 @@ still hold every row it has; an id is never said absent while stored, and its ro
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final, NamedTuple, TypeVar
 
 import numpy as np
@@ -34,7 +33,7 @@ import pyarrow as pa
 
 from tams_analytics.pyrows import column_values
 
-__all__ = ["Held", "KnownIds", "hash_ids", "micros_of"]
+__all__ = ["Held", "KnownIds", "Spans", "hash_ids", "micros_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +207,44 @@ def _find(held: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return at, inside, found
 
 
+class Spans:
+    """Hashes not merged yet, each with the first and last time (microseconds) of its rows, in two dicts of ints.
+
+    A dict of ints alone is never tracked by Python's garbage collector; one holding a ``(first, last)`` tuple each
+    was, with up to :data:`MERGE_AT` entries: every full collection of the store process walked them, 30 to 45 ms of
+    its CPU holding the GIL, every write waiting (a census of what the collector follows in ``serve``'s store process
+    under live ingest, benchmarks/README.md). Both dicts take each hash at once, so their orders are the same."""
+
+    __slots__ = ("first", "last")
+
+    def __init__(self) -> None:
+        self.first: dict[int, int] = {}
+        self.last: dict[int, int] = {}
+
+    def note(self, h: int, first: int, last: int) -> None:
+        """``h``'s rows were (also) written between ``first`` and ``last``."""
+        was = self.first.get(h)
+        if was is None:
+            self.first[h] = first
+            self.last[h] = last
+        else:
+            self.first[h] = min(was, first)
+            self.last[h] = max(self.last[h], last)
+
+    def span(self, h: int) -> tuple[int, int] | None:
+        first = self.first.get(h)
+        return None if first is None else (first, self.last[h])
+
+    def __contains__(self, h: object) -> bool:
+        return h in self.first
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.first)
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+
 class KnownIds:
     """The hashes (:func:`hash_ids`) of the ids a table holds, and the times their rows were written at (see the
     module docstring)."""
@@ -217,9 +254,9 @@ class KnownIds:
         self._lock = threading.Lock()
         self._held = _NONE_HELD
         #: hashes added since the last merge: their first and last times
-        self._recent: dict[int, tuple[int, int]] = {}
+        self._recent = Spans()
         #: the recent hashes a merge under way took: still asked until the merge has put them in ``_held``
-        self._taken: dict[int, tuple[int, int]] = {}
+        self._taken = Spans()
         self._loaded = False
         self._merging = False
         #: False once a row's time may have changed (an update of it): no lookup is bounded in time from then on
@@ -315,8 +352,7 @@ class KnownIds:
         with self._lock:
             recent = self._recent
             for h, at in zip(hashes, micros, strict=True):
-                was = recent.get(h)
-                recent[h] = (at, at) if was is None else (min(was[0], at), max(was[1], at))
+                recent.note(h, at, at)
             merge = len(recent) >= MERGE_AT and not self._merging
             if merge:
                 self._merging = True
@@ -367,9 +403,10 @@ class KnownIds:
             lasts = (held.last[inside[found]].astype(np.int64) * 1_000_000 + 999_999).tolist()
             for h in hashes.tolist():
                 for recent in (self._recent, self._taken):
-                    if h in recent:
-                        firsts.append(recent[h][0])
-                        lasts.append(recent[h][1])
+                    span = recent.span(h)
+                    if span is not None:
+                        firsts.append(span[0])
+                        lasts.append(span[1])
         if not firsts or min(firsts) == 0:
             return None
         return min(firsts), max(lasts)
@@ -385,27 +422,27 @@ class KnownIds:
         at 400/s on a young store side by side, benchmarks/README.md.)"""
         try:
             with self._lock:
-                taken, self._recent = self._recent, {}
+                taken, self._recent = self._recent, Spans()
                 self._taken = taken
             count = len(taken)
-            hashes = np.fromiter(taken.keys(), dtype=np.uint64, count=count)
-            micros = np.fromiter(itertools.chain.from_iterable(taken.values()), dtype=np.int64, count=2 * count)
+            hashes = np.fromiter(taken.first.keys(), dtype=np.uint64, count=count)
+            firsts = np.fromiter(taken.first.values(), dtype=np.int64, count=count)
+            lasts = np.fromiter(taken.last.values(), dtype=np.int64, count=count)  # (in the same order)
             order = np.argsort(hashes)
-            hashes, spans = hashes[order], seconds_of(micros.reshape(-1, 2)[order])
+            hashes, spans = hashes[order], seconds_of(np.stack([firsts, lasts], axis=1)[order])
             while True:
                 with self._lock:
                     held = self._held
                 merged = _merged(held, hashes, spans)
                 with self._lock:
                     if self._held is held:  # (else a load joined its ids meanwhile: merged into those again)
-                        self._held, self._taken = merged, {}
+                        self._held, self._taken = merged, Spans()
                         break
         except BaseException:
             with self._lock:  # merged nowhere: back among the recent ones
-                for h, (first, last) in self._taken.items():
-                    was = self._recent.get(h)
-                    self._recent[h] = (first, last) if was is None else (min(was[0], first), max(was[1], last))
-                self._taken = {}
+                for h, first in self._taken.first.items():
+                    self._recent.note(h, first, self._taken.last[h])
+                self._taken = Spans()
             raise
         finally:
             self._merging = False
