@@ -467,3 +467,20 @@ def test_the_recent_ids_are_kept_where_the_garbage_collector_never_walks() -> No
     assert len(known._recent) == 2000
     assert not any(gc.is_tracked(d) for d in (known._recent.first, known._recent.last))
     assert known.written(added[:1]) == (1_795_791_600_000_000, 1_795_791_700_000_000)
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_a_few_times_are_read_as_many_are(unit: str) -> None:
+    """A live batch's few times take a path of their own (no compute kernels): the same microseconds as the path of
+    many, nulls and times before 1970 included, in every unit, chunked or not."""
+    from tams_analytics.cache.known import _FEW, micros_of
+
+    now = {"s": 1_795_791_600, "ms": 1_795_791_600_999, "us": 1_795_791_600_999_999, "ns": 1_795_791_600_999_999_999}
+    values = [now[unit], None, -1_999, 0, 1, 999, 1_000, 1_999, 86_400_000_001]
+    few = pa.array(values, pa.timestamp(unit, "UTC"))
+    many = pa.array(values * (_FEW // len(values) + 1), pa.timestamp(unit, "UTC"))
+    assert len(few) <= _FEW < len(many)
+    expected = micros_of(many, len(many)).tolist()[: len(values)]
+    assert micros_of(few, len(few)).tolist() == expected
+    assert micros_of(pa.chunked_array([few[:4], few[4:]]), len(few)).tolist() == expected
+    assert expected[1] == 0 and expected[2] == 0  # not known: a null, a time before 1970

@@ -87,10 +87,11 @@ def init_segments_refused(segs: pa.Table, uses_init: np.ndarray | None, state: O
     before them: :func:`check_objects` judges those in order. ``uses_init``: from :func:`flows_using_init`.
     Array operations; with no flow using init segments and no init object named or re-used (live ingest of
     MPEG-TS: the norm) it only looks for a valid value in one column."""
-    named = np.asarray(segs.column("init_object_id").is_valid(), dtype=bool)
+    column = segs.column("init_object_id")
     stored_with_init = [oid for oid, row in state.stored.items() if row.get("registered") and row.get("init_object_id")]
-    if uses_init is None and not stored_with_init and not named.any():
+    if uses_init is None and not stored_with_init and column.null_count == len(column):  # (no compute kernel: 15 µs)
         return {}
+    named = np.asarray(column.is_valid(), dtype=bool)
     wants = uses_init if uses_init is not None else np.zeros(segs.num_rows, dtype=bool)
     objects = segs.column("object_id")
     has_init = named.copy()
