@@ -140,12 +140,6 @@ class Settings(BaseSettings):
     #: value, under live ingest at 800 POSTs/s, the store process made about 10 collections a second and the HTTP
     #: process 16 (8 s in 5 minutes between them); at 20,000, 18 and 2 in those 5 minutes (0.4 s)
     gc_young_threshold: int = Field(20_000, ge=1, le=1_000_000)
-    #: ``serve``: a young collection at least this often in each process, from a thread of its own (0: only at the
-    #: threshold). The threshold counts objects made less objects freed, and the read cache's entries evicted at its
-    #: bound are freed as fast as new ones are made: at 800 POSTs/s about 90,000 new objects piled up between
-    #: collections of the store process, each then walked at once (64 ms of its CPU, every write waiting); on a beat,
-    #: each collection walks a second's
-    gc_young_every_s: float = Field(1.0, ge=0, le=3600)
 
     #: paging: default and maximum ``limit`` on every listing
     default_limit: int = Field(100, ge=1)
