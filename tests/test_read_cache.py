@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import itertools
 import random
 import threading
@@ -282,6 +283,29 @@ def test_entries_are_bounded_by_weight_least_recently_used_out() -> None:
     assert cache.weight == 4 and "aa" not in cache.get_many(["aa"])
     _load(cache, "big", "x" * 6)
     assert cache.get("big") == (False, None), "larger than the whole cache: not kept"
+
+
+@pytest.mark.parametrize("weighed", [False, True], ids=["unweighed", "weighed"])
+def test_keeping_an_entry_makes_nothing_the_garbage_collector_follows(weighed: bool) -> None:
+    """Live ingest keeps two entries a segment, a read cache's bound of them in turn: each one a container Python's
+    collector follows would pile up between its collections, walked at once (tens of ms, every write waiting)."""
+    cache: KeyedCache[tuple[()]] = KeyedCache(5_000, weigh=(lambda _v: 1) if weighed else None)
+    keys = [f"object-{i}" for i in range(20_000)]  # made before: a str is never followed
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        gc.collect()
+        before = len(gc.get_objects(generation=0))
+        cache.fill(dict.fromkeys(keys[:10_000], ()))  # a write's new objects: no instances yet
+        for key in keys[10_000:]:  # loaded and read again: promoted, demoted, evicted in turn
+            _load(cache, key, ())
+            assert cache.get(key) == (True, ())
+        made = len(gc.get_objects(generation=0)) - before
+    finally:
+        if was_enabled:
+            gc.enable()
+    assert len(cache) == cache.weight == 5_000
+    assert made < 100, f"{made} objects followed for 20,000 entries kept"
 
 
 def test_entries_read_again_survive_a_scan_of_entries_read_once() -> None:

@@ -11,6 +11,10 @@ The rules (see :mod:`tams_analytics.cache` for why they make the cache exact):
 Eviction is scan-resistant (a segmented LRU): a new entry is *on probation* until it is read again, and
 probation entries go first. A reader streaming a long flow once therefore pushes out only other
 once-read entries, never what the live edge's readers keep asking for.
+
+An entry is its value alone, its weight kept apart in a dict of ints (and not kept at all when every weight is
+1): a ``(value, weight)`` pair would be a tuple the garbage collector follows until a collection looks at it,
+one for each entry kept, and live ingest keeps two new entries a segment (its object's row and instances).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from tams_analytics.engines.base import Change
 from tams_analytics.predicates import pinned
@@ -48,20 +52,27 @@ def changed_keys(change: Change, column: str) -> frozenset[Hashable] | Everythin
     return EVERYTHING if values is None else frozenset(values)
 
 
+#: what an absent entry reads as (a kept value may be anything)
+_ABSENT = object()
+
+
 class KeyedCache(Generic[V]):
     """Entries by key, bounded by total weight, kept exact by the rules in the module docstring.
 
-    ``protected`` is the share of the capacity entries read more than once may hold. Thread-safe.
+    ``weigh`` gives an entry's weight (1 each without it); ``protected`` is the share of the capacity entries read
+    more than once may hold. Thread-safe.
     """
 
-    def __init__(self, capacity: int, weigh: Callable[[V], int] = lambda _v: 1, protected: float = 0.8) -> None:
+    def __init__(self, capacity: int, weigh: Callable[[V], int] | None = None, protected: float = 0.8) -> None:
         self.capacity = capacity
         self._weigh = weigh
         self._protected_capacity = int(capacity * protected)
         self._lock = threading.Lock()
         #: entries read once (evicted first) and entries read again, each least recently used first
-        self._probation: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
-        self._protected: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
+        self._probation: OrderedDict[Hashable, V] = OrderedDict()
+        self._protected: OrderedDict[Hashable, V] = OrderedDict()
+        #: each entry's weight, when ``weigh`` is given (see the module docstring)
+        self._weights: dict[Hashable, int] | None = None if weigh is None else {}
         self._weight = 0
         self._protected_weight = 0
         self._seq = 0
@@ -83,11 +94,11 @@ class KeyedCache(Generic[V]):
         """``(True, value)`` for a cached key, else ``(False, None)``."""
         with self._lock:
             value = self._touch(key)
-            if value is None:
+            if value is _ABSENT:
                 self.misses += 1
                 return False, None
             self.hits += 1
-            return True, value[0]
+            return True, cast(V, value)
 
     def get_many(self, keys: Iterable[Hashable]) -> dict[Hashable, V]:
         """The cached ones of ``keys``."""
@@ -95,27 +106,27 @@ class KeyedCache(Generic[V]):
         with self._lock:
             for key in keys:
                 value = self._touch(key)
-                if value is None:
+                if value is _ABSENT:
                     self.misses += 1
                 else:
                     self.hits += 1
-                    out[key] = value[0]
+                    out[key] = cast(V, value)
         return out
 
     def peek(self, key: Hashable) -> tuple[bool, V | None]:
         """:meth:`get` without counting as a use (no promotion, no statistics)."""
         with self._lock:
-            entry = self._protected.get(key) or self._probation.get(key)
-        return (False, None) if entry is None else (True, entry[0])
+            value = self._entry(key)
+        return (False, None) if value is _ABSENT else (True, cast(V, value))
 
     def peek_many(self, keys: Iterable[Hashable]) -> dict[Hashable, V]:
         """The kept ones of ``keys``, as :meth:`peek` (not counted as a use; one lock for all)."""
         out: dict[Hashable, V] = {}
         with self._lock:
             for key in keys:
-                entry = self._protected.get(key) or self._probation.get(key)
-                if entry is not None:
-                    out[key] = entry[0]
+                value = self._entry(key)
+                if value is not _ABSENT:
+                    out[key] = cast(V, value)
         return out
 
     def holds(self, keys: Iterable[Hashable]) -> bool:
@@ -199,6 +210,8 @@ class KeyedCache(Generic[V]):
                     self._probation.clear()
                     self._protected.clear()
                     self._unread.clear()
+                    if self._weights is not None:
+                        self._weights.clear()
                     self._weight = self._protected_weight = 0
                 return
             for k in keys:
@@ -208,44 +221,55 @@ class KeyedCache(Generic[V]):
                 self._changed[k] = self._seq
                 if update is not None and (k in self._probation or k in self._protected):
                     was_protected = k in self._protected
-                    new = update(k, self._pop(k)[0])
+                    new = update(k, self._pop(k))
                     if new is not None:
                         self._put(k, new, protected=was_protected)
 
     # -- internals (lock held) -----------------------------------------------------------------------------
-    def _touch(self, key: Hashable) -> tuple[V, int] | None:
-        entry = self._protected.get(key)
-        if entry is not None:
+    def _entry(self, key: Hashable) -> V | object:
+        """``key``'s value, or ``_ABSENT``."""
+        value = self._protected.get(key, _ABSENT)
+        return self._probation.get(key, _ABSENT) if value is _ABSENT else value
+
+    def _weight_of(self, key: Hashable) -> int:
+        return 1 if self._weights is None else self._weights[key]
+
+    def _touch(self, key: Hashable) -> V | object:
+        value = self._protected.get(key, _ABSENT)
+        if value is not _ABSENT:
             self._protected.move_to_end(key)
-            return entry
+            return value
         if key in self._unread:  # filled by a write, read for the first time: on probation still
             self._unread.discard(key)
             self._probation.move_to_end(key)
             return self._probation[key]
-        entry = self._probation.pop(key, None)
-        if entry is not None:  # read again: promoted
-            self._protected[key] = entry
-            self._protected_weight += entry[1]
+        value = self._probation.pop(key, _ABSENT)
+        if value is not _ABSENT:  # read again: promoted
+            self._protected[key] = cast(V, value)
+            self._protected_weight += self._weight_of(key)
             self._demote()
-        return entry
+        return value
 
     def _put(self, key: Hashable, value: V, *, protected: bool = False) -> None:
-        weight = self._weigh(value)
+        weight = 1 if self._weigh is None else self._weigh(value)
         if key in self._probation or key in self._protected:
             self._pop(key)
         if weight > self.capacity:
             return
+        if self._weights is not None:
+            self._weights[key] = weight
         if protected:
-            self._protected[key] = (value, weight)
+            self._protected[key] = value
             self._protected_weight += weight
         else:
-            self._probation[key] = (value, weight)
+            self._probation[key] = value
         self._weight += weight
         self._demote()
         while self._weight > self.capacity:
             victims = self._probation or self._protected
-            k, (_v, w) = victims.popitem(last=False)
+            k, _v = victims.popitem(last=False)
             self._unread.discard(k)
+            w = 1 if self._weights is None else self._weights.pop(k)
             if victims is self._protected:
                 self._protected_weight -= w
             self._weight -= w
@@ -253,19 +277,20 @@ class KeyedCache(Generic[V]):
     def _demote(self) -> None:
         """Keep the protected segment within its share: its least recently used go back on probation."""
         while self._protected_weight > self._protected_capacity and len(self._protected) > 1:
-            key, entry = self._protected.popitem(last=False)
-            self._protected_weight -= entry[1]
-            self._probation[key] = entry
+            key, value = self._protected.popitem(last=False)
+            self._protected_weight -= self._weight_of(key)
+            self._probation[key] = value
 
-    def _pop(self, key: Hashable) -> tuple[V, int]:
+    def _pop(self, key: Hashable) -> V:
         self._unread.discard(key)
+        weight = 1 if self._weights is None else self._weights.pop(key)
         if key in self._protected:
-            value, weight = self._protected.pop(key)
+            value = self._protected.pop(key)
             self._protected_weight -= weight
         else:
-            value, weight = self._probation.pop(key)
+            value = self._probation.pop(key)
         self._weight -= weight
-        return value, weight
+        return value
 
     def _prune(self) -> None:
         """Forget change sequence numbers no load in flight can be older than."""
