@@ -193,10 +193,12 @@ def test_capacity_continuous_on_a_young_and_an_aged_store(tmp_path: Path, capsys
     window, checkpoints, what the store process wrote, each process's RSS, CPU and garbage collector's pauses, and what
     of the store process's is DuckDB's and the read cache's ids; the aged store built once into the cache,
     served from a copy (the cached file untouched), found there the next time; the server started as a user starts
-    it."""
-    out, cache = tmp_path / "bench.json", tmp_path / "cache"
+    it. Traced (``--capacity-trace DIR``, in the same run: each bench run here takes a minute of CI), as
+    :func:`_check_the_trace` says."""
+    out, cache, traced = tmp_path / "bench.json", tmp_path / "cache", tmp_path / "trace"
     args = ["bench", "--only", "capacity", "--capacity-size", "smoke", "--capacity-resume", "20"]
     args += ["--capacity-continuous", "20:0.05", "--capacity-store", "young,1200", "--capacity-store-cache", str(cache)]
+    args += ["--capacity-trace", str(traced)]
     assert main([*args, "--work-dir", str(tmp_path / "work"), "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert [k for k in data if k.startswith("capacity_")] == [
@@ -243,31 +245,33 @@ def test_capacity_continuous_on_a_young_and_an_aged_store(tmp_path: Path, capsys
     assert "just before the line" in printed and "just after it" in printed
     page = record.render(data)
     assert "| young (120) | 20 × 0.05 |" in page and "`capacity_continuous_post_p99_ms`" in page
+    _check_the_trace(traced, ["young", "1200"])
 
 
-def test_capacity_trace_shows_what_ran_beside_each_stall(tmp_path: Path) -> None:
-    """``--capacity-trace DIR``: every request of a continuous line and of its restarts on the wall clock, and 50-ms
-    samples of the server's threads (its processes as they are replaced by a restart), the bench's and the machine's;
-    ``python -m benchmarks.trace report DIR`` finds the stalls among the requests (here: every POST over 0 ms) and
-    shows the threads that ran beside them."""
-    traced = tmp_path / "trace"
-    args = ["bench", "--only", "capacity", "--capacity-size", "smoke", "--capacity-resume", "20"]
-    args += ["--capacity-continuous", "20:0.05@young", "--capacity-trace", str(traced)]
-    assert main([*args, "--work-dir", str(tmp_path / "work"), "--json", str(tmp_path / "bench.json")]) == 0
-    (requests,) = traced.glob("*.requests.jsonl")
-    records = [json.loads(line) for line in requests.read_text().splitlines()]
-    by_tag = {r["tag"] for r in records}
-    assert {"warmup", "continuous-young-20", "before-SIGTERM", "resume-SIGTERM", "resume-SIGKILL"} <= by_tag
-    line = [r for r in records if r["tag"] == "continuous-young-20" and r["kind"] == "post"]
-    assert len(line) == 60 and all(r["status"] == 201 for r in line)
-    assert all(r["due"] <= r["dispatched"] <= r["sent"] <= r["done"] for r in line)
-    assert abs(line[0]["due"] - time.time()) < 600  # the wall clock's, as the samples'
-    samples = [json.loads(x) for x in requests.with_name(requests.name.replace("requests", "threads")).open()]
-    roles = [{p["role"] for p in s["processes"].values()} for s in samples if "processes" in s]
-    assert any({"bench", "sampler", "supervisor", "store", "http"} <= r for r in roles)
-    stores = {pid for s in samples if "processes" in s for pid, p in s["processes"].items() if p["role"] == "store"}
-    assert len(stores) == 3  # the line's server, and the one after each restart
-    assert samples[-1]["t"] >= max(r["done"] for r in records if r["done"])  # sampled to the end
+def _check_the_trace(traced: Path, stores: list[str]) -> None:
+    """``--capacity-trace DIR``: every request of each continuous line and of its restarts on the wall clock, and
+    50-ms samples of the server's threads (its processes as they are replaced by a restart), the bench's and the
+    machine's; ``python -m benchmarks.trace report DIR`` finds the stalls among the requests (here: every POST over
+    0 ms) and shows the threads that ran beside them."""
+    files = sorted(traced.glob("*.requests.jsonl"))
+    assert len(files) == len(stores), files
+    for requests in files:
+        records = [json.loads(line) for line in requests.read_text().splitlines()]
+        by_tag = {r["tag"] for r in records}
+        (tag,) = {f"continuous-{store}-20" for store in stores} & by_tag
+        assert {"warmup", tag, "before-SIGTERM", "resume-SIGTERM", "resume-SIGKILL"} <= by_tag
+        line = [r for r in records if r["tag"] == tag and r["kind"] == "post"]
+        assert len(line) == 60 and all(r["status"] == 201 for r in line)
+        assert all(r["due"] <= r["dispatched"] <= r["sent"] <= r["done"] for r in line)
+        assert abs(line[0]["due"] - time.time()) < 600  # the wall clock's, as the samples'
+        samples = [json.loads(x) for x in requests.with_name(requests.name.replace("requests", "threads")).open()]
+        roles = [{p["role"] for p in s["processes"].values()} for s in samples if "processes" in s]
+        assert any({"bench", "sampler", "supervisor", "store", "http"} <= r for r in roles)
+        stores_seen = {
+            pid for s in samples if "processes" in s for pid, p in s["processes"].items() if p["role"] == "store"
+        }
+        assert len(stores_seen) == 3  # the line's server, and the one after each restart
+        assert samples[-1]["t"] >= max(r["done"] for r in records if r["done"])  # sampled to the end
     shown = subprocess.run(
         [sys.executable, "-m", "benchmarks.trace", "report", str(traced), "--over-ms", "0", "--limit", "5"],
         capture_output=True,
@@ -275,7 +279,9 @@ def test_capacity_trace_shows_what_ran_beside_each_stall(tmp_path: Path) -> None
         check=True,
         cwd=Path(__file__).resolve().parent.parent,
     ).stdout
-    assert f"== {requests.name.removesuffix('.requests.jsonl')}: " in shown and "-- stall at +" in shown
+    for requests in files:
+        assert f"== {requests.name.removesuffix('.requests.jsonl')}: " in shown
+    assert "-- stall at +" in shown
     assert re.search(r"answered/outstanding .*\n(.*\n)*.* (store|http)/\S+ \d+", shown), shown
 
 

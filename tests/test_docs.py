@@ -549,6 +549,7 @@ def quick_start(
 
 
 @pytest.mark.slow
+@pytest.mark.stack_independent  # as written (no TAMS_DEPS), the Quick start runs the current set
 def test_the_quick_start_runs_as_written(quick_start: QuickStart, tmp_path: Path) -> None:
     written = _quick_start_block().commands()
     assert written == ["bash scripts/dev.sh serve", "bash scripts/dev.sh test"]

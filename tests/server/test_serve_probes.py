@@ -125,6 +125,7 @@ def _young_collections(server: LiveServer, posts: int) -> dict[str, float]:
     return {process: after.get(process, 0) - before.get(process, 0) for process in ("store", "http")}
 
 
+@pytest.mark.stack_independent  # a setting of the server's processes
 def test_the_young_threshold_reaches_the_store_process_and_each_http_process(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
