@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from benchmarks.ports import free_port
 from tests.server.conftest import video_flow
@@ -93,6 +94,7 @@ def test_sigterm_to_the_process_group_answers_what_is_in_flight_and_stops_withou
     assert stored == (1,), "the flow acknowledged during the stop is stored"
 
 
+@pytest.mark.stack_independent  # the supervisor's restarts and signals
 def test_sigterm_while_a_store_process_that_keeps_dying_waits_to_be_restarted_stops_serve_at_once(
     tmp_path: Path,
 ) -> None:
