@@ -287,8 +287,9 @@ def test_entries_are_bounded_by_weight_least_recently_used_out() -> None:
 
 @pytest.mark.parametrize("weighed", [False, True], ids=["unweighed", "weighed"])
 def test_keeping_an_entry_makes_nothing_the_garbage_collector_follows(weighed: bool) -> None:
-    """Live ingest keeps two entries a segment, a read cache's bound of them in turn: each one a container Python's
-    collector follows would pile up between its collections, walked at once (tens of ms, every write waiting)."""
+    """Live ingest keeps an entry for each segment (its new object's instances), a read cache's bound of them in turn:
+    each one a container Python's collector follows would pile up between its collections, walked at once (tens of
+    ms, every write waiting)."""
     cache: KeyedCache[tuple[()]] = KeyedCache(5_000, weigh=(lambda _v: 1) if weighed else None)
     keys = [f"object-{i}" for i in range(20_000)]  # made before: a str is never followed
     was_enabled = gc.isenabled()

@@ -14,7 +14,7 @@ once-read entries, never what the live edge's readers keep asking for.
 
 An entry is its value alone, its weight kept apart in a dict of ints (and not kept at all when every weight is
 1): a ``(value, weight)`` pair would be a tuple the garbage collector follows until a collection looks at it,
-one for each entry kept, and live ingest keeps two new entries a segment (its object's row and instances).
+one for each entry kept, and live ingest keeps a new entry for each segment (its new object's instances, none yet).
 """
 
 from __future__ import annotations
