@@ -109,6 +109,25 @@ def test_url_lists_are_reused_only_for_the_very_same_instance_rows() -> None:
     assert store.calls == 4, "past a twentieth of the lifetime: minted again"
 
 
+def test_lists_kept_for_readers_who_ask_alike_share_one_key_of_their_options() -> None:
+    """Each request parses its own options; the lists kept for a window under them must not keep one options' key
+    each (a tuple the garbage collector follows, thousands of them in the HTTP process under live readers)."""
+    lists = MintedUrlLists(clock=Clock())
+    rows: Sequence[Mapping[str, Any]] = ({"url": "https://elsewhere/o", "label": "x"},)
+    for i in range(1000):
+        options = UrlOptions(expires_s=600)  # a request's own
+        mint = UrlMinter([], options)
+        assert lists.get(f"o{i}", rows, options, mint) == [{"url": "https://elsewhere/o", "label": "x"}]
+    verbose = UrlOptions(expires_s=600, verbose=True)
+    assert lists.get("o0", rows, verbose, UrlMinter([], verbose))[0]["controlled"] is False
+    keys = {id(options_key) for _object, options_key in lists._lists._values}
+    assert len(lists._lists) == 1001 and len(keys) == 2
+    for n in range(MintedUrlLists.SHARED_OPTIONS + 1):  # readers who ask in ever new ways: a bounded few kept
+        odd = UrlOptions.from_values(accept_get_urls=[f"label-{n}"], expires_s=600)
+        lists.get("o0", rows, odd, UrlMinter([], odd))
+    assert len(lists._options) <= MintedUrlLists.SHARED_OPTIONS
+
+
 def test_a_url_handed_out_in_a_reused_list_keeps_90_percent_of_its_lifetime() -> None:
     """A list reused is made of URLs that were themselves reused when it was made: both reuses together must leave
     a reader at least 90 % of the URL's lifetime."""
