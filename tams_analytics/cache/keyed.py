@@ -265,14 +265,8 @@ class KeyedCache(Generic[V]):
             self._probation[key] = value
         self._weight += weight
         self._demote()
-        while self._weight > self.capacity:
-            victims = self._probation or self._protected
-            k, _v = victims.popitem(last=False)
-            self._unread.discard(k)
-            w = 1 if self._weights is None else self._weights.pop(k)
-            if victims is self._protected:
-                self._protected_weight -= w
-            self._weight -= w
+        while self._weight > self.capacity:  # the least recently used out, probation first
+            self._pop(next(iter(self._probation or self._protected)))
 
     def _demote(self) -> None:
         """Keep the protected segment within its share: its least recently used go back on probation."""
