@@ -26,6 +26,7 @@ from benchmarks import (
     checkpoints,
     disk_floor,
     duckdb_handoffs,
+    known_merges,
     loadgen,
     openloop,
     profile_summary,
@@ -120,6 +121,23 @@ def test_duckdb_handoffs_times_every_call_alone_and_beside_a_busy_thread(capsys:
         assert list(rows) == names
         for alone, busy, ratio in rows.values():
             assert float(alone) > 0 and float(busy) > 0 and math.isfinite(float(ratio.removeprefix("x")))
+
+
+def test_known_merges_times_one_level_and_two_side_by_side(capsys: pytest.CaptureFixture[str]) -> None:
+    """The command of benchmarks/README.md's ``python -m benchmarks.known_merges`` block, on a small store: both layouts
+    merge the same ids (the run checks they end up holding the same), each merge timed."""
+    section = "2026-11-30, evening: the known ids' merges copy a young level, not the archive's every id"
+    (command,) = block("benchmarks/README.md", section, "python -m benchmarks.known_merges").commands()
+    argv = shlex.split(command)
+    assert argv[:3] == ["python", "-m", "benchmarks.known_merges"]
+    assert known_merges.main([*argv[3:], "--ids", "50000", "--merges", "3"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "3 merges of 65,536 new ids into 50,000 known ids, the layouts taking turns"
+    rows = {line[:12].strip(): line[12:].split() for line in printed[2:4]}
+    assert list(rows) == ["one level", "two levels"]
+    for values in rows.values():
+        assert len(values) == 6 and all(float(v) >= 0 for v in values) and float(values[0]) > 0
+    assert printed[4].startswith("two levels / one: median x")
 
 
 def test_checkpoints_times_each_size_with_and_without_the_indexes(capsys: pytest.CaptureFixture[str]) -> None:

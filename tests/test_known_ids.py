@@ -136,6 +136,43 @@ def test_the_writer_is_answered_while_a_merge_puts_the_recent_ids_in_place(monke
     assert all(known.maybe(taken + during)) and not any(known.maybe([str(uuid.uuid4()) for _ in range(100)]))
 
 
+def test_a_merge_copies_the_young_level_not_every_id_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ids merged since the last fold lie in a level of their own, so a merge copies those, not every id the store
+    held at start (one level: 128 MiB copied every 65,536 registrations on a store of 8 M objects); once the young
+    level outgrows its bound it is folded into the old. An id written again, in both levels, keeps the times of both."""
+    import tams_analytics.cache.known as known_module
+
+    monkeypatch.setattr(known_module, "FOLD_AT", 3_500)
+    known = KnownIds("object_instances")
+    stored = [str(uuid.uuid4()) for _ in range(32_000)]
+    second = 1_795_791_600
+    known.load(lambda: [pa.table({"object_id": stored, "created": _times([second * 1_000_000] * len(stored))})])
+    old = known._levels.old
+    added: list[str] = []
+    for merge in range(1, 4):  # 3 merges of 1,000: the young level holds 3,000 hashes, not past max(3,500, 2,000)
+        batch = [str(uuid.uuid4()) for _ in range(1000)]
+        known.add(batch, _times([(second + merge) * 1_000_000] * len(batch)))
+        known._merge()
+        added += batch
+        assert known._levels.old is old and len(known._levels.young.hashes) == 1000 * merge  # the old not copied
+    again = stored[:5]  # written again: the old level has them, the young one too
+    known.add(again, _times([(second + 9) * 1_000_000] * 5))
+    known._merge()
+    assert known._levels.old is old and len(known._levels.young.hashes) == 3005
+    assert known.written(again[:1]) == (second * 1_000_000, (second + 9) * 1_000_000 + 999_999)
+    assert all(known.maybe(stored + added)) and not any(known.maybe([str(uuid.uuid4()) for _ in range(1000)]))
+    fourth = [str(uuid.uuid4()) for _ in range(1000)]
+    known.add(fourth, _times([(second + 4) * 1_000_000] * 1000))
+    known._merge()  # 4,005 young: past max(3,500, 32,000 // 16): folded into the old level
+    folded = known._levels
+    assert len(folded.young.hashes) == 0 and len(folded.old.hashes) == 32_000 + 4_000 == len(known._sorted)
+    assert np.all(np.diff(folded.old.hashes.astype(np.float64)) >= 0)
+    assert known.written(again[:1]) == (second * 1_000_000, (second + 9) * 1_000_000 + 999_999)
+    assert known.written(fourth[:1]) == ((second + 4) * 1_000_000, (second + 4) * 1_000_000 + 999_999)
+    assert all(known.maybe(stored + added + fourth)) and not any(known.maybe([str(uuid.uuid4()) for _ in range(1000)]))
+    assert known.nbytes == 16 * 36_000
+
+
 @pytest.fixture
 def counted(tmp_path: Path) -> tuple[Catalog, Counter[str]]:
     reads: Counter[str] = Counter()

@@ -16,6 +16,14 @@ Merged, the times are kept to the second (32-bit seconds since 1970, rounded dow
 the first one's second to the end of the last one's), so its span widens by under a second at each end, a second's
 rows more for the zone maps: 16 bytes an id, 128 MiB for 8 M objects (microseconds took 24).
 
+The merged hashes lie in two sorted levels (:class:`Levels`): what the load read, and the hashes merged since, which
+each merge copies; the second is folded into the first once it holds a sixteenth as many (and more than
+:data:`FOLD_AT`). One level was copied whole at every merge, every :data:`MERGE_AT` new ids: 128 MiB on a store of
+8 M objects, 512 MiB on one of 32 M (0.1 to 0.7 s and 0.2 to 2.6 s of a core beside the writer, most of it the kernel
+giving the new arrays their pages). Two copy the young level at each merge (up to 16 MiB on the 8 M store, 32 MiB on
+the 32 M) and every id only at a fold: every 16th merge on the 8 M store, every 32nd on the 32 M
+(``python -m benchmarks.known_merges``).
+
 Deletes are not followed: a deleted id's hash and times stay, so the answer for it is "maybe", between times that
 still hold every row it has; an id is never said absent while stored, and its rows never lie outside its times.
 """
@@ -33,14 +41,16 @@ import pyarrow as pa
 
 from tams_analytics.pyrows import column_values
 
-__all__ = ["Held", "KnownIds", "Spans", "hash_ids", "micros_of"]
+__all__ = ["Held", "KnownIds", "Levels", "Spans", "hash_ids", "micros_of"]
 
 logger = logging.getLogger(__name__)
 
 K = TypeVar("K")
 
-#: hashes kept in a set before they are merged into the sorted array (in the background)
+#: hashes kept in a set before they are merged into the sorted arrays (in the background)
 MERGE_AT: Final = 65_536
+#: the young level is folded into the old once it holds more hashes than this, and than a sixteenth of the old's
+FOLD_AT: Final = 16 * MERGE_AT
 
 _K0: Final = np.uint64(0x9E3779B97F4A7C15)
 _K1: Final = np.uint64(0xBF58476D1CE4E5B9)
@@ -137,6 +147,28 @@ class Held(NamedTuple):
 _NONE_HELD: Final = Held(np.empty(0, np.uint64), np.empty(0, np.uint32), np.empty(0, np.uint32))
 
 
+class Levels(NamedTuple):
+    """The merged hashes in two levels (see the module docstring), a hash in either or both (an id written again:
+    its times are those of both). Swapped whole, never changed in place."""
+
+    #: what the load read, and the young level folded in now and then
+    old: Held
+    #: the hashes merged since the last fold
+    young: Held
+
+    def merged(self, hashes: np.ndarray, spans: np.ndarray) -> Levels:
+        """These levels with ``hashes`` (sorted, each once) and their seconds (:func:`_merged`) put in the young
+        level, and the young level folded into the old once it has grown past :data:`FOLD_AT` and a sixteenth of
+        the old's."""
+        young = _merged(self.young, hashes, spans)
+        if len(young.hashes) <= max(FOLD_AT, len(self.old.hashes) // 16):
+            return Levels(self.old, young)
+        return Levels(_merged(self.old, young.hashes, np.stack([young.first, young.last], axis=1)), _NONE_HELD)
+
+
+_NO_LEVELS: Final = Levels(_NONE_HELD, _NONE_HELD)
+
+
 def micros_of(times: pa.Array | pa.ChunkedArray | None, count: int) -> np.ndarray:
     """Each of ``times`` (timestamps) as microseconds since 1970 (a finer unit rounded down), ``int64``: 0 (not known)
     for a null, for ``times`` None (``count`` of them) and for a time before 1970.
@@ -195,17 +227,28 @@ def _held_of(hashes: np.ndarray, first: np.ndarray, last: np.ndarray) -> Held:
 
 def _merged(held: Held, hashes: np.ndarray, spans: np.ndarray) -> Held:
     """``held`` with ``hashes`` (sorted, each once) and their first and last seconds (``spans``, a row each) put in:
-    a hash held already has its seconds widened, a new one is inserted in its place."""
+    a hash held already has its seconds widened, a new one is inserted in its place.
+
+    The places are worked out once for the three arrays (``np.insert`` sorts its indices and builds its mask anew for
+    each: a fold into 8 M ids took about twice as long), and ``held``'s seconds are copied only to widen some."""
     at, inside, again = _find(held.hashes, hashes)
-    first, last = held.first.copy(), held.last.copy()
-    np.minimum.at(first, inside[again], spans[again, 0])
-    np.maximum.at(last, inside[again], spans[again, 1])
+    first, last = held.first, held.last
+    if again.any():
+        first, last = first.copy(), last.copy()
+        np.minimum.at(first, inside[again], spans[again, 0])
+        np.maximum.at(last, inside[again], spans[again, 1])
     new = ~again
-    return Held(
-        np.insert(held.hashes, at[new], hashes[new]),
-        np.insert(first, at[new], spans[new, 0]),
-        np.insert(last, at[new], spans[new, 1]),
-    )
+    count = int(np.count_nonzero(new))
+    places = at[new] + np.arange(count)  # (``at`` grows with the sorted ``hashes``: the places strictly grow)
+    kept = np.ones(len(held.hashes) + count, dtype=bool)
+    kept[places] = False
+    out = []
+    for was, added in ((held.hashes, hashes[new]), (first, spans[new, 0]), (last, spans[new, 1])):
+        both = np.empty(len(kept), dtype=was.dtype)
+        both[places] = added
+        both[kept] = was
+        out.append(both)
+    return Held(*out)
 
 
 def _find(held: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -267,10 +310,10 @@ class KnownIds:
     def __init__(self, name: str = "objects") -> None:
         self.name = name
         self._lock = threading.Lock()
-        self._held = _NONE_HELD
+        self._levels = _NO_LEVELS
         #: hashes added since the last merge: their first and last times
         self._recent = Spans()
-        #: the recent hashes a merge under way took: still asked until the merge has put them in ``_held``
+        #: the recent hashes a merge under way took: still asked until the merge has put them in ``_levels``
         self._taken = Spans()
         self._loaded = False
         self._merging = False
@@ -288,8 +331,8 @@ class KnownIds:
 
     @property
     def _sorted(self) -> np.ndarray:
-        """The merged hashes (tests)."""
-        return self._held.hashes
+        """The merged hashes of both levels, sorted, each once (tests)."""
+        return np.union1d(self._levels.old.hashes, self._levels.young.hashes)
 
     def load(self, read: Callable[[], Iterable[pa.Array | pa.ChunkedArray | pa.Table]]) -> None:
         """Know every id ``read`` gives (in batches: every id stored, alone or as a table of the ids and the times
@@ -311,15 +354,15 @@ class KnownIds:
         # and adds under the lock (under it, the join held every lookup and add for 0.23 s with 8 M ids known).
         while True:
             with self._lock:
-                held = self._held
+                levels = self._levels
             joined = (
-                _held_of(*(np.concatenate([a, b]) for a, b in zip(held, stored, strict=True)))
-                if len(held.hashes)
+                _held_of(*(np.concatenate(arrays) for arrays in zip(*levels, stored, strict=True)))
+                if len(levels.old.hashes) or len(levels.young.hashes)
                 else stored
             )
             with self._lock:
-                if self._held is held:  # (else a merge came in between: join again)
-                    self._held = joined
+                if self._levels is levels:  # (else a merge came in between: join again)
+                    self._levels = Levels(joined, _NONE_HELD)
                     self._loaded = True
                     break
         logger.info(
@@ -394,8 +437,8 @@ class KnownIds:
             return [True] * len(ids)
         hashes = hash_ids(ids)
         with self._lock:
-            held, recent, taken = self._held.hashes, self._recent, self._taken
-            _, _, found = _find(held, hashes)
+            levels, recent, taken = self._levels, self._recent, self._taken
+            found = _find(levels.old.hashes, hashes)[2] | _find(levels.young.hashes, hashes)[2]
             return [bool(f) or h in recent or h in taken for f, h in zip(found.tolist(), hashes.tolist(), strict=True)]
 
     def possible(self, keys: Sequence[K]) -> list[K]:
@@ -410,12 +453,14 @@ class KnownIds:
         if not self._loaded or not ids or not self._times_kept:
             return None
         hashes = hash_ids(ids)
+        firsts: list[int] = []
+        lasts: list[int] = []
         with self._lock:
-            held = self._held
-            _, inside, found = _find(held.hashes, hashes)
-            # merged ids' seconds: from the first's start to the end of the last's
-            firsts = (held.first[inside[found]].astype(np.int64) * 1_000_000).tolist()
-            lasts = (held.last[inside[found]].astype(np.int64) * 1_000_000 + 999_999).tolist()
+            for held in self._levels:
+                _, inside, found = _find(held.hashes, hashes)
+                # merged ids' seconds: from the first's start to the end of the last's
+                firsts += (held.first[inside[found]].astype(np.int64) * 1_000_000).tolist()
+                lasts += (held.last[inside[found]].astype(np.int64) * 1_000_000 + 999_999).tolist()
             for h in hashes.tolist():
                 for recent in (self._recent, self._taken):
                     span = recent.span(h)
@@ -427,7 +472,8 @@ class KnownIds:
         return min(firsts), max(lasts)
 
     def _merge(self) -> None:
-        """Move the recent hashes into the sorted arrays, off the writer's thread and all but outside its lock.
+        """Move the recent hashes into the sorted arrays (:meth:`Levels.merged`), off the writer's thread and all but
+        outside its lock.
 
         The writer asks and adds under the lock, so under it a merge only swaps: the recent hashes are taken whole
         (lookups ask them as ``_taken`` meanwhile, adds go to a new ``_recent``), and the merged arrays are put in
@@ -447,11 +493,11 @@ class KnownIds:
             hashes, spans = hashes[order], seconds_of(np.stack([firsts, lasts], axis=1)[order])
             while True:
                 with self._lock:
-                    held = self._held
-                merged = _merged(held, hashes, spans)
+                    levels = self._levels
+                merged = levels.merged(hashes, spans)
                 with self._lock:
-                    if self._held is held:  # (else a load joined its ids meanwhile: merged into those again)
-                        self._held, self._taken = merged, Spans()
+                    if self._levels is levels:  # (else a load joined its ids meanwhile: merged into those again)
+                        self._levels, self._taken = merged, Spans()
                         break
         except BaseException:
             with self._lock:  # merged nowhere: back among the recent ones
@@ -463,8 +509,9 @@ class KnownIds:
             self._merging = False
 
     def __len__(self) -> int:
-        return len(self._held.hashes) + len(self._recent) + len(self._taken)
+        return len(self._levels.old.hashes) + len(self._levels.young.hashes) + len(self._recent) + len(self._taken)
 
     @property
     def nbytes(self) -> int:
-        return sum(int(a.nbytes) for a in self._held) + 120 * (len(self._recent) + len(self._taken))
+        merged = sum(int(a.nbytes) for held in self._levels for a in held)
+        return merged + 120 * (len(self._recent) + len(self._taken))
