@@ -163,11 +163,15 @@ class KeyedRows:
     def updater(self, change: Change) -> Callable[[Hashable, Rows], Rows | None]:
         """How a committed ``change`` turns a key's cached rows into its new rows."""
         if change.rows is not None:
-            added = table_rows(change.rows, change.rows.column_names)
+            # grouped by key once: each key's share of the rows looked for among all of them was quadratic (a bulk
+            # load of 2,500 new objects, each with its instances kept, spent three quarters of its time there)
             full = {f.name: None for f in self._schema}
+            by_key: dict[Hashable, list[dict[str, Any]]] = {}
+            for r in table_rows(change.rows, change.rows.column_names):
+                by_key.setdefault(r.get(self.column), []).append(r)
 
             def insert(key: Hashable, rows: Rows) -> Rows:
-                return rows + tuple({**full, **r} for r in added if r.get(self.column) == key)
+                return rows + tuple({**full, **r} for r in by_key.get(key, ()))
 
             return insert
         where = change.where
