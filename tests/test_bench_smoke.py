@@ -126,7 +126,10 @@ def test_duckdb_handoffs_times_every_call_alone_and_beside_a_busy_thread(capsys:
 def test_known_merges_times_one_level_and_two_side_by_side(capsys: pytest.CaptureFixture[str]) -> None:
     """The command of benchmarks/README.md's ``python -m benchmarks.known_merges`` block, on a small store: both layouts
     merge the same ids (the run checks they end up holding the same), each merge timed."""
-    section = "2026-11-30, evening: the known ids' merges copy a young level, not the archive's every id"
+    section = (
+        "2026-11-30, evening: the known ids' merges copy a young level, not the archive's every id; the read cache's "
+        "inserts grouped by key (trees 26b873f, 1f7ab41)"
+    )
     (command,) = block("benchmarks/README.md", section, "python -m benchmarks.known_merges").commands()
     argv = shlex.split(command)
     assert argv[:3] == ["python", "-m", "benchmarks.known_merges"]
