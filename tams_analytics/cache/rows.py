@@ -142,10 +142,7 @@ class KeyedRows:
         them began meanwhile."""
         token = self.cache.begin_load(missing)
         try:
-            got: dict[Hashable, list[dict[str, Any]]] = {}
-            table = load(missing)
-            for r in table_rows(table, table.column_names):
-                got.setdefault(r[self.column], []).append(r)
+            got = self._by_key(load(missing))
             loaded: dict[Hashable, Rows] = {k: tuple(got.get(k, ())) for k in missing}
         except BaseException:
             if token is not None:
@@ -154,6 +151,13 @@ class KeyedRows:
         if token is not None:
             self.cache.end_load(token, dict(loaded))
         return loaded
+
+    def _by_key(self, table: pa.Table) -> dict[Hashable, list[dict[str, Any]]]:
+        """``table``'s rows as dicts, grouped by their key (in one pass)."""
+        grouped: dict[Hashable, list[dict[str, Any]]] = {}
+        for r in table_rows(table, table.column_names):
+            grouped.setdefault(r.get(self.column), []).append(r)
+        return grouped
 
     def arrow(self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None) -> pa.Table:
         table = pa.Table.from_pylist(list(rows), schema=self._schema)
@@ -166,9 +170,7 @@ class KeyedRows:
             # grouped by key once: each key's share of the rows looked for among all of them was quadratic (a bulk
             # load of 2,500 new objects, each with its instances kept, spent three quarters of its time there)
             full = {f.name: None for f in self._schema}
-            by_key: dict[Hashable, list[dict[str, Any]]] = {}
-            for r in table_rows(change.rows, change.rows.column_names):
-                by_key.setdefault(r.get(self.column), []).append(r)
+            by_key = self._by_key(change.rows)
 
             def insert(key: Hashable, rows: Rows) -> Rows:
                 return rows + tuple({**full, **r} for r in by_key.get(key, ()))
