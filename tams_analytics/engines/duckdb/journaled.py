@@ -137,7 +137,10 @@ class Journal:
         self.pending.note(seq, listed)
         with self._queued:
             self._queue.append((seq, listed))
-            self._queued.notify()
+            # the applier waits for the first record, then gathers a round on a timer: woken only to start a round,
+            # or when one is full (at every commit it would take the GIL from the writer to go back to waiting)
+            if len(self._queue) == 1 or len(self._queue) >= APPLY_RECORDS:
+                self._queued.notify()
         return seq
 
     def refusing(self) -> str | None:
