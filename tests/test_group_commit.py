@@ -42,13 +42,26 @@ def _at_once(group: GroupCommit[int, int], requests: Sequence[int], gap_s: float
     return time.monotonic() - started
 
 
-def test_a_batch_holds_the_requests_that_arrive_within_the_linger() -> None:
+def test_under_load_a_batch_holds_the_requests_that_arrive_within_the_linger() -> None:
     recorded = Recorded()
     group: GroupCommit[int, int] = GroupCommit(recorded, linger_s=0.5)
-    took = _at_once(group, [1, 2, 3], gap_s=0.05)
+    assert _at_once(group, [0], gap_s=0) < 0.5, "a first request is applied at once"
+    took = _at_once(group, [1, 2, 3], gap_s=0.05)  # the next arrives right after: the writer is under load
     group.close()
-    assert recorded.batches == [[1, 2, 3]]
+    assert recorded.batches == [[0], [1, 2, 3]]
     assert took >= 0.5, "the first request waited out the linger"
+
+
+def test_after_a_quiet_spell_a_request_is_applied_at_once() -> None:
+    """A request that arrives longer than the linger after the last batch was applied waits for no other: waiting
+    would only add the linger to its answer."""
+    recorded = Recorded()
+    group: GroupCommit[int, int] = GroupCommit(recorded, linger_s=0.3)
+    _at_once(group, [1], gap_s=0)
+    time.sleep(0.6)
+    _at_once(group, [2, 3], gap_s=0.1)
+    group.close()
+    assert recorded.batches == [[1], [2], [3]], "the request after the quiet spell did not wait for the next"
 
 
 def test_without_a_linger_the_first_request_is_applied_alone() -> None:
@@ -63,12 +76,13 @@ def test_without_a_linger_the_first_request_is_applied_alone() -> None:
 def test_a_full_batch_or_a_close_ends_the_linger() -> None:
     recorded = Recorded()
     group: GroupCommit[int, int] = GroupCommit(recorded, linger_s=30, max_batch=2)
+    _at_once(group, [0], gap_s=0)  # (then the writer is under load)
     assert _at_once(group, [1, 2], gap_s=0.01) < 10, "a full batch does not wait out the linger"
     pending = group.future(3)
     started = time.monotonic()
     group.close()
     assert pending.result(timeout=10) == 3 and time.monotonic() - started < 10, "close applies what waits"
-    assert recorded.batches == [[1, 2], [3]]
+    assert recorded.batches == [[0], [1, 2], [3]]
 
 
 def test_a_negative_linger_is_refused() -> None:

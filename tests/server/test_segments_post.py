@@ -437,8 +437,9 @@ def test_segments_added_webhook_carries_the_stored_segments(
 
 # -- group commit linger -----------------------------------------------------------------------------------
 def test_a_linger_puts_posts_arriving_within_it_into_one_batch(tmp_path: Path) -> None:
-    """TAMS_GROUP_COMMIT_LINGER_US: concurrent single-segment POSTs to four flows, all arriving within the
-    linger, are registered in one batch (without it, the first is applied alone as soon as it arrives)."""
+    """TAMS_GROUP_COMMIT_LINGER_US: under load (right after a batch), concurrent single-segment POSTs to four flows,
+    all arriving within the linger, are registered in one batch (without it, the first is applied alone as soon as
+    it arrives); the POST before them, the first after a quiet spell, waited for no other."""
     import threading
 
     from prometheus_client.parser import text_string_to_metric_families
@@ -455,12 +456,16 @@ def test_a_linger_puts_posts_arriving_within_it_into_one_batch(tmp_path: Path) -
         flows = [video_flow() for _ in range(4)]
         for body in flows:
             assert api.put(f"/flows/{body['id']}", json=body).status_code == 201
-        before = batches(api)
         codes: list[int] = []
 
-        def post(fid: str) -> None:
-            segment = {"object_id": new_id(), "timerange": "[0:0_2:0)"}
+        def post(fid: str, timerange: str = "[0:0_2:0)") -> None:
+            segment = {"object_id": new_id(), "timerange": timerange}
             codes.append(api.post(f"/flows/{fid}/segments", json=segment).status_code)
+
+        before = batches(api)
+        started = time.monotonic()
+        post(flows[0]["id"], "[10:0_12:0)")  # the first after a quiet spell: at once
+        alone = time.monotonic() - started
 
         threads = [threading.Thread(target=post, args=(body["id"],)) for body in flows]
         for t in threads:
@@ -468,5 +473,6 @@ def test_a_linger_puts_posts_arriving_within_it_into_one_batch(tmp_path: Path) -
         for t in threads:
             t.join(30)
         after = batches(api)
-    assert codes == [201] * 4
-    assert (after[0] - before[0], after[1] - before[1]) == (1, 4)
+    assert codes == [201] * 5
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 5), "one batch alone, then one of four"
+    assert alone < 0.1, f"the POST after a quiet spell waited {alone:.3f} s"
