@@ -108,10 +108,12 @@ class Settings(BaseSettings):
     #: more of DuckDB's own settings for a DuckDB store, as JSON (e.g. ``{"memory_limit": "4GB"}``: DuckDB's
     #: configuration page lists them)
     duckdb_config: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    #: how long the group commit's writer, woken by a POSTed segment, waits for more before it registers the
-    #: batch, in µs (0: at once, a batch is then what queued while the one before committed). Every POST pays up to
-    #: it; at live ingest's rates a batch then holds more POSTs for the same fixed cost: 1 ms took the store process
-    #: from 97 % to 86 % of a core at 800 POSTs/s and from 95 % to 82 % at 400/s (benchmarks/README.md, 2026-11-29)
+    #: how long the group commit's writer, under load, waits for more POSTed segments before it registers the
+    #: batch, in µs (0: never, a batch is then what queued while the one before committed). At live ingest's rates a
+    #: batch then holds more POSTs for the same fixed cost: 1 ms took the store process from 97 % to 86 % of a core at
+    #: 800 POSTs/s and from 95 % to 82 % at 400/s (benchmarks/README.md, 2026-11-29); 2 and 3 ms cost more latency
+    #: than they saved (2026-11-30, late night). A POST after a quiet spell is registered at once
+    #: (:class:`~tams_analytics.catalog.group_commit.GroupCommit`)
     group_commit_linger_us: int = Field(1000, ge=0, le=100_000)
     #: at startup, before answering, the read cache loads the timelines (bounds and tail), rows and delete requests
     #: of the flows whose segments changed within this many seconds of the store's newest change (the live ones when
