@@ -23,8 +23,12 @@ from tams_analytics.extras import install_hint
 if TYPE_CHECKING:  # the server extra may be missing: this command then says which extra to install
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+logger = logging.getLogger(__name__)
+
 #: the highest TCP port
 MAX_PORT = 65535
+#: fewer open files than this allowed to the server draws a warning: each connection a client keeps open is one
+FEW_OPEN_FILES = 4096
 
 
 def port_number(text: str) -> int:
@@ -161,6 +165,7 @@ def _serve(args: argparse.Namespace) -> int:
     from server.interpreter import tune_interpreter
 
     tune_interpreter(settings)
+    raise_open_files_limit()
     sock = _listen(args.host, args.port)
     if settings.public_url is None:  # the port listened on: with --port 0, the one the system chose
         port = sock.getsockname()[1]
@@ -175,6 +180,29 @@ def _serve(args: argparse.Namespace) -> int:
     if processes:
         return _supervise(args, settings, catalog, sock, processes, f"[{loop}, {http}]")
     return _serve_here(args, settings, catalog, stores, sock, (loop, http))
+
+
+def raise_open_files_limit() -> None:
+    """Raise this process's limit on open files to the hard limit (:mod:`tams_analytics.open_files`), before it
+    opens anything: the store and HTTP processes inherit it. A live site's recorders keep a connection open each, and
+    at the soft limit most systems give (1,024) a server accepts no more: warn when the limit stays under
+    :data:`FEW_OPEN_FILES`."""
+    from tams_analytics.open_files import raise_open_files
+
+    files = raise_open_files()
+    if files is None or files.limit is None:
+        return
+    if files.limit < FEW_OPEN_FILES:
+        why = f" (raising it failed: {files.error})" if files.error else " (its hard limit)"
+        logger.warning(
+            "the server may have %s files open at once%s, and each client connection is one (a live recorder keeps "
+            "its own open): past that, new connections are reset or wait unanswered; raise the limit (LimitNOFILE= "
+            "in a systemd unit, ulimit -n in a shell)",
+            files.limit,
+            why,
+        )
+    elif files.before != files.limit:
+        logger.debug("open files: the limit is %s (raised from %s)", files.limit, files.before)
 
 
 def _serve_here(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -39,9 +40,17 @@ class LiveServer:
     """``tams-analytics serve`` in a subprocess on one data directory; restartable after a crash."""
 
     def __init__(
-        self, data_dir: Path, *, env: Mapping[str, str] | None = None, verbosity: int = 1, name: str = "server"
+        self,
+        data_dir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        verbosity: int = 1,
+        name: str = "server",
+        open_files: tuple[int, int] | None = None,
     ) -> None:
         self.data_dir = data_dir
+        #: the limit on open files (soft, hard) the server is started with (None: this process's)
+        self.open_files = open_files
         self.extra_env = dict(env or {})
         self.verbosity = verbosity
         self.log_path = data_dir.parent / f"{name}.log"
@@ -109,6 +118,7 @@ class LiveServer:
                     env=self.environment(),
                     cwd=self.data_dir.parent,
                     start_new_session=True,
+                    preexec_fn=self._limit_open_files if self.open_files else None,
                 )
             self.starts += 1
             if self._wait_ready():
@@ -116,6 +126,10 @@ class LiveServer:
             if attempt == 2 or "address already in use" not in self.log_text().lower():
                 break
         raise RuntimeError(f"the server did not start:\n{self.log_tail()}")
+
+    def _limit_open_files(self) -> None:
+        assert self.open_files is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, self.open_files)
 
     def _wait_ready(self) -> bool:
         assert self.process is not None
