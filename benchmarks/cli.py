@@ -195,6 +195,13 @@ def add_parser(sub: Any) -> None:
         help="a setting of the server under test (repeatable; A/B runs)",
     )
     cap.add_argument(
+        "--capacity-connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the generator's POST connections (default 64; the flows' count: a connection per recorder)",
+    )
+    cap.add_argument(
         "--capacity-server-cpus",
         default=None,
         metavar="CPUS",
@@ -374,6 +381,7 @@ def _capacity_config(args: argparse.Namespace) -> Any:
         ("capacity_read_share", "read_share"),
         ("capacity_resume", "resume"),
         ("capacity_profile", "profile_dir"),
+        ("capacity_connections", "connections"),
         ("capacity_server_cpus", "server_cpus"),
         ("capacity_continuous", "continuous"),
         ("capacity_store", "stores"),

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from benchmarks.live_ingest import LIVE_EPOCH_NS, read_response
+from tams_analytics.open_files import raise_open_files
 from tams_analytics.timerange import NS_PER_SECOND, TimeRange
 
 #: record kinds
@@ -133,7 +134,9 @@ class OpenLoop:
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def start(self, *, connect: bool = True) -> None:
-        """Start the connection workers (``connect``: open every connection now, not on first use)."""
+        """Start the connection workers (``connect``: open every connection now, not on first use), with room for
+        them under this process's limit on open files (a connection per recorder is more than the usual 1,024)."""
+        raise_open_files()
         posts = [_Connection(self.host, self.port) for _ in range(self.connections)]
         reads = [_Connection(self.host, self.port) for _ in range(self.reader_connections)]
         self._pools = posts + reads
