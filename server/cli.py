@@ -165,7 +165,7 @@ def _serve(args: argparse.Namespace) -> int:
     from server.interpreter import tune_interpreter
 
     tune_interpreter(settings)
-    raise_open_files_limit()
+    _raise_open_files_limit()
     sock = _listen(args.host, args.port)
     if settings.public_url is None:  # the port listened on: with --port 0, the one the system chose
         port = sock.getsockname()[1]
@@ -182,7 +182,7 @@ def _serve(args: argparse.Namespace) -> int:
     return _serve_here(args, settings, catalog, stores, sock, (loop, http))
 
 
-def raise_open_files_limit() -> None:
+def _raise_open_files_limit() -> None:
     """Raise this process's limit on open files to the hard limit (:mod:`tams_analytics.open_files`), before it
     opens anything: the store and HTTP processes inherit it. A live site's recorders keep a connection open each, and
     at the soft limit most systems give (1,024) a server accepts no more: warn when the limit stays under

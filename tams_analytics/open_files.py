@@ -3,9 +3,10 @@
 Every network connection is an open file. Most systems give a process a soft limit of 1,024 (a login shell's, and a
 systemd service's unless its unit says ``LimitNOFILE=``) under a much higher hard limit it may raise the soft one to
 itself. A server whose clients keep their connections open (a live site's recorders: one each, so one per flow) meets
-the soft limit long before the hard one: past it a connection is not accepted (``EMFILE``) and its client waits,
-unanswered. Go's runtime raises the soft limit to the hard one for every program it starts; :func:`raise_open_files`
-does it here, for ``serve`` (whose processes inherit it) and for the benchmarks' load generator.
+the soft limit long before the hard one: past it a connection is not accepted (``EMFILE``), and its client is reset
+or waits unanswered. Go's runtime raises the soft limit to the hard one for every program it starts;
+:func:`raise_open_files` does it here, for ``serve`` (whose processes inherit it) and for the benchmarks' load
+generator.
 """
 
 from __future__ import annotations
