@@ -12,6 +12,7 @@ import pytest
 
 PROBE = """
 import json, resource
+resource.setrlimit(resource.RLIMIT_NOFILE, (1_024, 2_048))
 from tams_analytics.open_files import raise_open_files
 first = raise_open_files()
 second = raise_open_files()
@@ -23,13 +24,7 @@ def test_the_soft_limit_is_raised_to_the_hard_one_and_said() -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 2_048:
         pytest.skip(f"the hard limit on open files here is {hard}: the test starts a process under 2,048")
-
-    def limited() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (1_024, 2_048))
-
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE], preexec_fn=limited, capture_output=True, text=True, check=True, timeout=60
-    ).stdout
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=60).stdout
     first, second, now = json.loads(out)
     assert first == {"before": 1_024, "limit": 2_048, "hard": 2_048, "error": None}
     assert second == {"before": 2_048, "limit": 2_048, "hard": 2_048, "error": None}  # nothing left to raise

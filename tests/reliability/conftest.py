@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -31,6 +30,11 @@ from benchmarks.ports import free_port
 from tests.fixtures.summary import note
 
 REPO = Path(__file__).resolve().parents[2]
+#: run ``argv[1:]`` with the limit on open files ``(soft, hard)``: set, then exec'd (a ``preexec_fn`` is not safe in a
+#: process with threads, as a test worker may be)
+_LIMITED = (
+    "import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, %r); os.execv(sys.argv[1], sys.argv[1:])"
+)
 #: the first start imports pandas, ibis, duckdb, boto3 ...: a few seconds on a small machine
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -86,7 +90,9 @@ class LiveServer:
 
     def command(self) -> list[str]:
         verbose = ["-" + "v" * self.verbosity] if self.verbosity else []
+        limited = [sys.executable, "-c", _LIMITED % (self.open_files,)] if self.open_files else []
         return [
+            *limited,
             sys.executable,
             "-m",
             "tams_analytics.cli",
@@ -118,7 +124,6 @@ class LiveServer:
                     env=self.environment(),
                     cwd=self.data_dir.parent,
                     start_new_session=True,
-                    preexec_fn=self._limit_open_files if self.open_files else None,
                 )
             self.starts += 1
             if self._wait_ready():
@@ -126,10 +131,6 @@ class LiveServer:
             if attempt == 2 or "address already in use" not in self.log_text().lower():
                 break
         raise RuntimeError(f"the server did not start:\n{self.log_tail()}")
-
-    def _limit_open_files(self) -> None:
-        assert self.open_files is not None
-        resource.setrlimit(resource.RLIMIT_NOFILE, self.open_files)
 
     def _wait_ready(self) -> bool:
         assert self.process is not None
