@@ -6,7 +6,6 @@ warned of."""
 
 from __future__ import annotations
 
-import resource
 import selectors
 import socket
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from server.cli import FEW_OPEN_FILES
+from tams_analytics.open_files import raise_open_files
 from tests.reliability.conftest import LiveServer
 
 #: connections held open at once: past the soft limit the server is started with
@@ -26,12 +26,10 @@ ANSWERS_S = 30.0
 
 
 def _room_for(files: int) -> None:
-    """Raise this process's soft limit to ``files``, or skip where the hard limit does not allow it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < files:
-        pytest.skip(f"the hard limit on open files here is {hard}: the test needs {files}")
-    if soft != resource.RLIM_INFINITY and soft < files:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (files, hard))
+    """Raise this process's limit on open files as the server does, or skip where it stays under ``files``."""
+    raised = raise_open_files()
+    if raised is not None and raised.limit is not None and raised.limit < files:
+        pytest.skip(f"the limit on open files here is {raised.limit}: the test needs {files}")
 
 
 def _statuses(socks: list[socket.socket], timeout_s: float) -> list[int]:
