@@ -38,9 +38,14 @@ cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
   serve) exec "$venv/bin/tams-analytics" serve --data-dir ./tams-data --demo 20000 "$@" ;;
+  # Bytecode is written (in __pycache__, ignored by git) even where PYTHONDONTWRITEBYTECODE is set, as on these
+  # machines: the suite starts hundreds of Python processes (servers, the CLI, notebooks, pytest's workers and the
+  # sessions some tests run), each of which compiled the checkout's modules anew from source, and pytest rewrote the
+  # test modules for each (a seventh of the CPU of the tests that start servers; half of a collection's).
   # --max-worker-restart 0: a test that takes its worker down fails the run at once; pytest-xdist 3.8's loadgroup
-  # replaces a crashed worker and then waits for good (pytest-xdist #1323, #1378): CI ran out its 90 minutes so
-  test) exec "$venv/bin/python" -m pytest -n "${TAMS_TEST_WORKERS:-2}" --dist loadgroup --max-worker-restart 0 "$@" ;;
+  # replaces a crashed worker and then waits for good (pytest-xdist #1323, #1378): CI ran out its 90 minutes that way
+  test) unset PYTHONDONTWRITEBYTECODE
+    exec "$venv/bin/python" -m pytest -n "${TAMS_TEST_WORKERS:-2}" --dist loadgroup --max-worker-restart 0 "$@" ;;
   check) "$venv/bin/ruff" check . && "$venv/bin/ruff" format --check . && exec "$venv/bin/mypy" ;;
   "") echo "usage: bash scripts/dev.sh serve|test|check|COMMAND ..." >&2; exit 2 ;;
   *) export PATH="$PWD/$venv/bin:$PATH"; exec "$cmd" "$@" ;;

@@ -10,6 +10,10 @@ A test that takes its worker process down (a crash in DuckDB, say) must fail the
 ``loadgroup`` replaces the crashed worker and then waits for good (pytest-xdist #1323, #1378; CI once ran out its 90
 minutes so), so the script gives ``--max-worker-restart 0``. The second test runs a suite with such a test through the
 script itself.
+
+The script writes bytecode where ``PYTHONDONTWRITEBYTECODE`` is set: without it each of the suite's hundreds of Python
+processes compiled the checkout's modules anew, and pytest rewrote the test modules for each. The third test checks
+that a run through the script leaves bytecode behind with the variable set.
 """
 
 from __future__ import annotations
@@ -108,3 +112,35 @@ def test_a_crashed_worker_fails_the_run_rather_than_hang_it(tmp_path: Path) -> N
     assert run.returncode == 1, out
     # (the test's id is relative to the repository, where the script runs pytest)
     assert re.search(r"crashed while running '[^']*test_crash\.py::test_in_a_group\[1\]@store'", out), out
+
+
+BYTECODE_SUITE = """
+import sys
+
+import helper
+
+
+def test_writes_bytecode() -> None:
+    assert helper.ANSWER == 42 and not sys.dont_write_bytecode
+"""
+
+
+def test_the_script_writes_bytecode_where_the_environment_says_not_to(tmp_path: Path) -> None:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "helper.py").write_text("ANSWER = 42\n")
+    (suite / "test_bytecode.py").write_text(textwrap.dedent(BYTECODE_SUITE))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env |= {"TAMS_TEST_WORKERS": "0", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(suite)}
+    run = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "dev.sh"), "test", "-p", "no:cacheprovider", "-q", str(suite)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    written = sorted(p.name for p in (suite / "__pycache__").glob("*.pyc"))
+    tag = sys.implementation.cache_tag
+    assert f"helper.{tag}.pyc" in written, written  # imported: compiled once, for every process after
+    assert any(name.startswith(f"test_bytecode.{tag}-pytest-") for name in written), written  # pytest's rewrite
