@@ -68,7 +68,8 @@ class Settings(BaseSettings):
 
     #: the exact in-process read cache of segment timelines and object instances (engines that are
     #: their store's sole writer, e.g. DuckDB): segment rows over all flows (0: off), the longest flow
-    #: kept whole, and objects whose instances are kept; about 230 MB at most with the defaults
+    #: kept whole, and objects whose instances are kept; about 230 MB of rows at most with the defaults (and Arrow's
+    #: bookkeeping besides: see the operators' page)
     read_cache_rows: int = Field(500_000, ge=0)
     read_cache_flow_rows: int = Field(250_000, ge=1)
     read_cache_objects: int = Field(100_000, ge=1)
