@@ -743,6 +743,28 @@ def test_appended_rows_are_joined_when_read_and_now_and_then_when_not() -> None:
         assert table is not None and table.num_rows == middle.n - (middle.tail_start if middle.bounds_only else 0)
 
 
+def test_a_short_flows_rows_are_one_chunk_after_each_join() -> None:
+    """Up to COMBINED_ROWS rows, a join makes one chunk, by a reader or by the timeline's own upkeep: each chunk
+    of each column is Arrow's bookkeeping kept for good (1,600 live flows held hundreds of MB of it)."""
+    from tams_analytics.cache.timeline import COMBINED_ROWS, MAX_PENDING
+
+    def rows(starts: range) -> pa.Table:
+        return pa.table({"start_ns": pa.array(list(starts), pa.int64()), "end_ns": pa.array([s + 1 for s in starts])})
+
+    timeline: Timeline | None = Timeline.of(rows(range(0, 100)))
+    for k in range(100, 100 + 3 * MAX_PENDING):
+        assert timeline is not None
+        timeline = timeline.appended(rows(range(k, k + 1)))
+        assert timeline is not None
+        if not timeline._pending:  # joined by its upkeep
+            assert timeline._held is not None and timeline._held.column("start_ns").num_chunks == 1
+        if k % 5 == 0:  # joined by a reader
+            assert timeline.rows is not None and timeline.rows.column("start_ns").num_chunks == 1
+            assert column_values(timeline.rows.column("start_ns")) == list(range(k + 1))
+    long = Timeline.of(rows(range(0, COMBINED_ROWS))).appended(rows(range(COMBINED_ROWS, COMBINED_ROWS + 1)))
+    assert long is not None and long.rows is not None and long.rows.column("start_ns").num_chunks == 2
+
+
 def test_joining_appended_rows_leaves_a_long_flows_rows_where_they_are() -> None:
     """A reader at the live edge of a long flow joins the appended rows at every version: the flow's rows stay
     in their chunk (copying them each time was 12 ms per join at 100,000 rows) and the chunks stay few."""
