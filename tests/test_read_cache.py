@@ -745,7 +745,7 @@ def test_appended_rows_are_joined_when_read_and_now_and_then_when_not() -> None:
 
 def test_a_short_flows_rows_are_one_chunk_after_each_join() -> None:
     """Up to COMBINED_ROWS rows, a join makes one chunk, by a reader or by the timeline's own upkeep: each chunk
-    of each column is Arrow's bookkeeping kept for good (1,600 live flows held hundreds of MB of it)."""
+    of each column is about 500 bytes of Arrow's bookkeeping, kept as long as the timeline is."""
     from tams_analytics.cache.timeline import COMBINED_ROWS, MAX_PENDING
 
     def rows(starts: range) -> pa.Table:

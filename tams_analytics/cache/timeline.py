@@ -51,8 +51,8 @@ TAIL_WEIGHT = 12
 #: at different appends (sizes of their own would meet at common multiples). A slice is a table of its own: for the
 #: segments' 14 columns about 7 KB of Arrow's C++ objects (arrays, their data, buffers), however few its rows, which
 #: neither Arrow's pool nor Python's allocator counts. At 64, 1,600 live flows held about 600 MB of them (the store
-#: process at 1.2 GB on a young store after 5 minutes at 400 POSTs/s); at 8 about 70 MB, and a join of 8 costs no
-#: more a row than a join of 64 (36 against 48 µs an append, measured on 400 flows)
+#: process at 1.1 GB on a young store after 5 minutes at 400 POSTs/s); at 8, with 3.5 slices a flow on average,
+#: about 40 MB, and a join of 8 costs no more a row than a join of 64 (36 against 48 µs an append, on 400 flows)
 MAX_PENDING = 8
 #: chunks a timeline's rows may have before they are levelled (:func:`levelled`)
 MAX_CHUNKS = 16
