@@ -15,14 +15,13 @@ from typing import Any, cast
 import pyarrow as pa
 import pyarrow.compute as pc
 
-#: ``to_pylist`` converts without a scalar per value (pyarrow 26 and later; the ``vast`` set pins an older one)
-_SCALAR_FREE = int(pa.__version__.split(".")[0]) >= 26
+from tams_analytics.compat import PYLIST_WITHOUT_SCALARS
 
 
 def column_values(col: pa.ChunkedArray | pa.Array) -> list[Any]:
     """``col.to_pylist()``. Integers with nulls never pass through floats (int64 nanoseconds do not fit
     a double); types other than strings and integers fall back to ``to_pylist``."""
-    if _SCALAR_FREE:
+    if PYLIST_WITHOUT_SCALARS:
         return cast(list[Any], col.to_pylist())
     t = col.type
     if col.null_count == len(col):
