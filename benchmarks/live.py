@@ -92,15 +92,18 @@ class LiveServer:
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.process.returncode} before answering")
-            try:
-                if httpx.get(f"{self.base_url}/", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.02)
+        # one client for the polls: each new one makes a TLS context, ~50 ms of CPU, which at this pace would take
+        # most of a core from the server starting beside it (and from a restart's measured resume)
+        with httpx.Client(timeout=1.0, trust_env=False) as probe:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"the server exited with {self.process.returncode} before answering")
+                try:
+                    if probe.get(f"{self.base_url}/").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"the server did not answer within {timeout_s} s")
 

@@ -135,16 +135,17 @@ class LiveServer:
     def _wait_ready(self) -> bool:
         assert self.process is not None
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.exits.append(self.process.returncode)
-                return False
-            try:
-                httpx.get(self.url + "/service", timeout=2.0)
-            except httpx.TransportError:
-                time.sleep(0.1)
-                continue
-            return True
+        with self.client(timeout=2.0) as probe:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    self.exits.append(self.process.returncode)
+                    return False
+                try:
+                    probe.get("/service")
+                except httpx.TransportError:
+                    time.sleep(0.1)
+                    continue
+                return True
         self.kill()
         return False
 
@@ -191,6 +192,9 @@ class LiveServer:
 
     # -- talking to it -----------------------------------------------------------------------------------
     def client(self, **kwargs: Any) -> httpx.Client:
+        """A client of the server's plain HTTP: no TLS, so no certificates to load (a verifying client loads the CA
+        bundle, ~50 ms of CPU each: tests that open one per request spent most of their time there)."""
+        kwargs.setdefault("verify", False)
         return httpx.Client(base_url=self.url, timeout=kwargs.pop("timeout", 120.0), **kwargs)
 
     def log_text(self) -> str:
