@@ -152,6 +152,7 @@ def build_services(
         webhooks=lambda: webhook_records.active_webhooks(catalog),
         accepts=lambda webhook, event: outbox.accepts(webhook, event, auth_classes=auth_classes),
         sink=lambda routed: outbox.write(catalog, routed),  # returns how many rows: the bus ignores it
+        reads_classes=auth_classes,
     )
     engine = catalog.engine
     health = Health() if health is None else health

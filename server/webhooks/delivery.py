@@ -5,16 +5,24 @@ every ``webhook_poll_s``: events other replicas wrote, retries that came due) an
 webhook whose lease (``webhook:<id>``, :mod:`server.leases`) this process can claim: one thread per
 webhook, delivering its events one at a time in order, so a slow or failing receiver never delays the
 others, nor any request, and no two replicas deliver to one webhook at once. The lane renews the lease as
-it goes and gives it up when the webhook has nothing waiting (or when it stops); a replica that dies
-leaves its webhooks to the others once their leases expire.
+it goes and gives it up when the webhook has had nothing waiting for :data:`LINGER_S` (or when it stops); a
+replica that dies leaves its webhooks to the others once their leases expire. Under live ingest a webhook's
+events come every few milliseconds: the lane that lingers takes each as it comes, where a lane per event cost a
+thread, the lease's two writes and a new client (each client's TLS context alone is ~40 ms of CPU; the lanes share
+one).
 
 An event is deleted from the outbox once its receiver answered 2xx (so a receiver may see one twice, if
-the process died in between: at least once). A failed attempt is recorded on the event (``attempts``,
+the process died in between: at least once). A lane deletes the events it delivered once it has caught up with
+its webhook's events, and while it has not, every :data:`FORGET_S` (or :data:`FORGET_EVENTS` events): each delete
+is a write of the store, which waits for its journal to settle and holds up the segment registrations behind it, so
+a busy webhook's lane makes one a second rather than one an event. A process killed meanwhile delivers those
+events again. A failed attempt is recorded on the event (``attempts``,
 ``next_attempt``): the retry waits ``webhook_retry_base_s`` doubling (at most :data:`MAX_BACKOFF_S`),
 however many restarts happen in between. The first success moves a ``created`` webhook to ``started``;
 ``webhook_max_attempts`` failed attempts of one event set ``error`` with an ``error.json``, and the
 webhook's waiting events are dropped (the service has disabled it; a client re-enables it with
-``created``, for new events). Events of a webhook deleted or disabled meanwhile are dropped too.
+``created``, for new events). Events of a webhook deleted or disabled meanwhile are dropped too (the lane reads
+the webhook again for each batch of its events it reads: at most :data:`_BATCH`).
 
 With auth classes on (``TAMS_AUTH_CLASSES``), a webhook receives only the events its registering
 principal may read (decided when the event is published: :func:`server.webhooks.outbox.accepts`). The URL passes
@@ -32,9 +40,11 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any
 
 import httpx
@@ -61,6 +71,13 @@ logger = logging.getLogger(__name__)
 MAX_BACKOFF_S = 60.0
 #: events a lane reads at a time
 _BATCH = 100
+#: how long a lane whose webhook has nothing waiting keeps its thread, lease and connection for the next events (at
+#: most a lease renewal's interval)
+LINGER_S = 5.0
+#: a lane deletes the events it delivered from the outbox at most this long after the first of them
+FORGET_S = 1.0
+#: ... or once it delivered this many (under :data:`_BATCH`, so the outbox's next events are always in reach)
+FORGET_EVENTS = _BATCH // 2
 #: what one delivery attempt led to
 DELIVERED, RETRY, STOP = "delivered", "retry", "stop"
 
@@ -102,6 +119,9 @@ class Delivery:
     async def stop(self) -> None:
         self.stopping.set()
         self.events.wakeup.set()
+        with self._lock:
+            for lane in self._lanes.values():
+                lane.more.set()  # a lingering lane ends now
         await asyncio.to_thread(self._join, self.settings.webhook_timeout_s + 2.0)
 
     def _join(self, timeout_s: float) -> None:
@@ -128,10 +148,19 @@ class Delivery:
                 logger.exception("looking for webhook events failed; trying again later")
 
     def poll_once(self) -> None:
-        """Start a lane for each webhook with waiting events that has none here and whose lease is free."""
+        """Start a lane for each webhook with waiting events that has none here and whose lease is free. When each
+        active webhook has its lane here (live ingest, one webhook or a few), they are only told to read the outbox
+        again: no scan of it for each batch of events."""
+        with self._lock:
+            lanes = dict(self._lanes)
+        if lanes and {str(w["id"]) for w in self.events.active()} <= lanes.keys():
+            for lane in lanes.values():
+                lane.more.set()
+            return
         for webhook_id in outbox.webhooks_with_events(self.catalog):
             with self._lock:
                 if webhook_id in self._lanes:
+                    self._lanes[webhook_id].more.set()  # lingering, or busy: it reads the outbox again
                     continue
             hold = self.leases.hold(f"webhook:{webhook_id}")
             if hold is None:
@@ -148,13 +177,27 @@ class Delivery:
         self.events.wakeup.set()  # events may have arrived while it was finishing
 
     # -- delivery -----------------------------------------------------------------------------------------
-    def deliver(self, client: httpx.Client, row: Mapping[str, Any]) -> str:
-        """One attempt to deliver one outbox event: :data:`DELIVERED`, :data:`RETRY` (it failed, and is to be
-        tried again later) or :data:`STOP` (the webhook takes no more events)."""
-        webhook_id = row["webhook_id"]
+    @cached_property
+    def tls(self) -> ssl.SSLContext:
+        """The lanes' one TLS context: certifi's roots, not the environment's (the clients do not trust it)."""
+        return httpx.create_ssl_context(trust_env=False)
+
+    def webhook(self, webhook_id: str) -> dict[str, Any] | None:
+        """The webhook's document with its secret, read anew; None (its waiting events dropped) when it was deleted
+        or disabled meanwhile."""
         webhook = webhook_records.get_webhook(self.catalog, webhook_id, with_secret=True)
         if webhook is None or webhook["status"] not in ACTIVE_WEBHOOKS:
-            outbox.discard(self.catalog, [webhook_id])  # deleted or disabled meanwhile
+            outbox.discard(self.catalog, [webhook_id])
+            return None
+        return webhook
+
+    def deliver(self, client: httpx.Client, row: Mapping[str, Any], webhook: dict[str, Any] | None = None) -> str:
+        """One attempt to deliver one outbox event: :data:`DELIVERED` (the caller deletes it from the outbox),
+        :data:`RETRY` (it failed, and is to be tried again later) or :data:`STOP` (the webhook takes no more
+        events). ``webhook``: its document as :meth:`webhook` read it for the batch (None: read it now)."""
+        webhook_id = row["webhook_id"]
+        webhook = webhook or self.webhook(webhook_id)
+        if webhook is None:
             return STOP
         event = Event.from_json(row["event"])
         try:
@@ -164,10 +207,10 @@ class Delivery:
             return STOP
         body = json.dumps(self.render(webhook, event), separators=(",", ":")).encode()
         problem = _post(client, webhook, body)
-        if not problem:
-            outbox.delivered(self.catalog, row["id"])
+        if not problem:  # (the lane deletes it from the outbox: _Lane.forget)
             if webhook["status"] == WebhookStatus.CREATED:
                 webhook_records.set_webhook_status(self.catalog, webhook_id, "started", only_from=("created",))
+                webhook["status"] = WebhookStatus.STARTED  # (the batch's copy: set once)
             return DELIVERED
         attempts = int(row["attempts"] or 0) + 1
         limit = self.settings.webhook_max_attempts
@@ -232,27 +275,56 @@ class _Lane:
         self.delivery = delivery
         self.webhook_id = webhook_id
         self.hold = hold
+        #: set when the poller finds events of this webhook waiting (or delivery stops): a lingering lane reads them
+        self.more = threading.Event()
+        #: events delivered and not yet deleted from the outbox, and when the first of them was delivered
+        self.delivered: list[str] = []
+        self.delivered_since = 0.0
         self.thread = threading.Thread(target=self._run, name=f"tams-webhook-{webhook_id[:8]}", daemon=True)
 
     def _run(self) -> None:
         d = self.delivery
         try:
             # no redirects and no proxies from the environment: connect only to the host the SSRF guard checked
-            with httpx.Client(timeout=d.settings.webhook_timeout_s, follow_redirects=False, trust_env=False) as client:
-                self._deliver_all(client)
+            with httpx.Client(
+                timeout=d.settings.webhook_timeout_s, follow_redirects=False, trust_env=False, verify=d.tls
+            ) as client:
+                try:
+                    self._deliver_all(client)
+                finally:
+                    self.forget()
         except Exception:
             logger.exception("webhook %s: delivery failed; it goes on later", self.webhook_id)
         finally:
             d._retire(self)
 
+    def forget(self) -> None:
+        """Delete the events delivered so far from the outbox."""
+        if self.delivered:
+            outbox.delivered(self.delivery.catalog, self.delivered)
+            self.delivered = []
+
     def _deliver_all(self, client: httpx.Client) -> None:
         d = self.delivery
         while not d.stopping.is_set() and self.hold.keep():
+            if self.delivered and (
+                len(self.delivered) >= FORGET_EVENTS or time.monotonic() - self.delivered_since >= FORGET_S
+            ):
+                self.forget()
+            self.more.clear()  # before reading: events found after this wake the lingering lane
             try:
-                rows = outbox.due(d.catalog, self.webhook_id, _BATCH)
+                gone = set(self.delivered)
+                rows = [r for r in outbox.due(d.catalog, self.webhook_id, _BATCH) if r["id"] not in gone]
             except TransientStoreError:
                 rows = []
             if not rows:
+                self.forget()  # caught up: what it delivered leaves the outbox now
+                if self.more.wait(min(LINGER_S, self.hold.leases.renew_every_s)):
+                    continue
+                return
+            # read once a batch, not once an event: a webhook deleted or disabled meanwhile gets no more batches
+            webhook = d.webhook(self.webhook_id)
+            if webhook is None:
                 return
             for row in rows:
                 wait_s = (row["next_attempt"] - utcnow()).total_seconds() if row["next_attempt"] else 0.0
@@ -261,7 +333,11 @@ class _Lane:
                     break
                 if d.stopping.is_set() or not self.hold.keep():
                     return
-                outcome = d.deliver(client, row)
+                outcome = d.deliver(client, row, webhook)
+                if outcome == DELIVERED:
+                    if not self.delivered:
+                        self.delivered_since = time.monotonic()
+                    self.delivered.append(row["id"])
                 if outcome == STOP:
                     return
                 if outcome == RETRY:

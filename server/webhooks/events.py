@@ -66,6 +66,10 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+#: a webhook's filters of the events it subscribes to (ADR 0026), besides their types
+FILTERS: Final = ("flow_ids", "source_ids", "flow_collected_by_ids", "source_collected_by_ids")
+
+
 def matches(webhook: Mapping[str, Any], event: Event) -> bool:
     """Whether ``event`` passes the webhook's event list and every filter it sets (ADR 0026)."""
     if event.type not in webhook.get("events", ()):
@@ -116,8 +120,11 @@ class EventBus:
         accepts: Callable[[Mapping[str, Any], Event], bool] = matches,
         sink: Callable[[Routed], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        reads_classes: bool = False,
     ) -> None:
         self.enabled = enabled
+        #: ``accepts`` reads the events' ``auth_classes`` (the server's auth classes are on)
+        self.reads_classes = reads_classes
         #: the active webhooks' documents (without secrets)
         self.webhooks = webhooks
         #: whether a webhook wants an event (its filters; the server adds its owner's access)
@@ -147,6 +154,13 @@ class EventBus:
     def wants(self, event_type: str) -> bool:
         """Whether an active webhook subscribes to ``event_type``."""
         return self.enabled and any(event_type in w.get("events", ()) for w in self.active())
+
+    def filters(self, event_type: str) -> frozenset[str]:
+        """The filters (:data:`FILTERS`) the active webhooks subscribing to ``event_type`` set: what routing its
+        events reads besides their type."""
+        return frozenset(
+            key for w in self.active() if event_type in w.get("events", ()) for key in FILTERS if w.get(key) is not None
+        )
 
     def subscriptions_changed(self) -> None:
         """A webhook was created, changed or deleted: ask :attr:`webhooks` again before the next event."""

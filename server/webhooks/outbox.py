@@ -109,8 +109,10 @@ def due(catalog: Catalog, webhook_id: str, limit: int = 100) -> list[WebhookEven
     )
 
 
-def delivered(catalog: Catalog, event_id: str) -> None:
-    catalog.engine.delete("webhook_events", [Term("id", "==", event_id)])
+def delivered(catalog: Catalog, event_ids: str | Sequence[str]) -> None:
+    """Delete delivered events from the outbox (one, or several in one write)."""
+    ids = (event_ids,) if isinstance(event_ids, str) else tuple(event_ids)
+    catalog.engine.delete("webhook_events", [Term("id", "isin", ids) if len(ids) > 1 else Term("id", "==", ids[0])])
 
 
 def attempt_failed(catalog: Catalog, event_id: str, attempts: int, next_attempt: dt.datetime, error: str) -> None:

@@ -367,3 +367,90 @@ def test_the_ssrf_guard_runs_again_at_delivery(tmp_path: Path, receiver: Receive
         assert_valid(got, "webhook-get.json")
         assert "refused" in got["error"]["summary"]
     assert receiver.at("/private") == []
+
+
+def test_a_stream_of_events_is_delivered_over_one_connection(client: TestClient) -> None:
+    """Live ingest: a segment every 50 ms. The webhook's lane lingers between events (server.webhooks.delivery's
+    LINGER_S), so one client delivers them all, over one kept-alive connection; a lane per event opened a
+    connection (and loaded a TLS context, and claimed and freed the lease) for each."""
+    peers: list[int] = []
+    lock = threading.Lock()
+
+    class KeepAlive(QuietHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.body()
+            with lock:
+                peers.append(self.client_address[1])
+            self.reply(200)
+
+    with serving(KeepAlive) as base:
+        hook(client, base + "/stream", ["flows/segments_added"])
+        flow = video_flow()
+        put_flow(client, flow)
+        for second in range(20):
+            segment = {"object_id": new_id(), "timerange": f"[{second}:0_{second + 1}:0)"}
+            assert client.post(f"/flows/{flow['id']}/segments", json=segment).status_code == 201
+            time.sleep(0.05)
+        deadline = time.monotonic() + 10
+        while len(peers) < 20:
+            assert time.monotonic() < deadline, f"{len(peers)} of 20 events delivered"
+            time.sleep(0.02)
+    assert len(set(peers)) == 1, f"{len(peers)} events over {len(set(peers))} connections"
+
+
+def _operations(client: TestClient, *names: str) -> float:
+    """How many of the catalog's operations ``names`` ran so far (``tams_catalog_operation_seconds``)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counted = 0.0
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == "tams_catalog_operation_seconds_count" and sample.labels.get("operation") in names:
+                counted += sample.value
+    return counted
+
+
+def test_registrations_read_no_flow_documents_for_webhooks_that_filter_by_no_collection(
+    client: TestClient, receiver: Receiver
+) -> None:
+    """Routing ``flows/segments_added`` to webhooks without collection filters (auth classes off) needs the flow's
+    source id alone: the segment writer reads no flow or source document for each batch (with a webhook those
+    reads were most of its work)."""
+    hook(client, receiver.base + "/plain", ["flows/segments_added"], source_ids=[new_id()])
+    hook(client, receiver.base + "/all", ["flows/segments_added"])
+    flow = video_flow()
+    put_flow(client, flow)
+    before = _operations(client, "get_flow", "get_source")
+    for second in range(5):
+        segment = {"object_id": new_id(), "timerange": f"[{second}:0_{second + 1}:0)"}
+        assert client.post(f"/flows/{flow['id']}/segments", json=segment).status_code == 201
+    receiver.wait("/all", lambda rs: len(rs) >= 5)
+    assert _operations(client, "get_flow", "get_source") == before
+    assert receiver.at("/plain") == []  # the source id was there to route by
+
+
+def test_segments_added_follow_the_collected_by_filters(client: TestClient, receiver: Receiver) -> None:
+    """With a collection filter among the webhooks, the flows' collections are read to route each batch."""
+    member, other = video_flow(), video_flow()
+    collection = {
+        "id": new_id(),
+        "source_id": new_id(),
+        "format": "urn:x-nmos:format:multi",
+        "flow_collection": [{"id": member["id"], "role": "video"}],
+    }
+    for flow in (member, other, collection):
+        put_flow(client, flow)
+    hook(client, receiver.base + "/collected", ["flows/segments_added"], flow_collected_by_ids=[collection["id"]])
+    hook(client, receiver.base + "/all", ["flows/segments_added"])
+    for flow in (member, other):
+        assert (
+            client.post(
+                f"/flows/{flow['id']}/segments", json={"object_id": new_id(), "timerange": "[0:0_1:0)"}
+            ).status_code
+            == 201
+        )
+    receiver.wait("/all", lambda rs: len(rs) >= 2)
+    time.sleep(0.3)  # anything that should not arrive has had time to
+    assert [r.body["event"]["flow_id"] for r in receiver.at("/collected")] == [member["id"]]
