@@ -307,10 +307,6 @@ class _Lane:
     def _deliver_all(self, client: httpx.Client) -> None:
         d = self.delivery
         while not d.stopping.is_set() and self.hold.keep():
-            if self.delivered and (
-                len(self.delivered) >= FORGET_EVENTS or time.monotonic() - self.delivered_since >= FORGET_S
-            ):
-                self.forget()
             self.more.clear()  # before reading: events found after this wake the lingering lane
             try:
                 gone = set(self.delivered)
@@ -338,6 +334,8 @@ class _Lane:
                     if not self.delivered:
                         self.delivered_since = time.monotonic()
                     self.delivered.append(row["id"])
+                    if len(self.delivered) >= FORGET_EVENTS or time.monotonic() - self.delivered_since >= FORGET_S:
+                        self.forget()
                 if outcome == STOP:
                     return
                 if outcome == RETRY:
