@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from server.app import create_app
 from server.config import Settings
@@ -24,6 +26,16 @@ def client(settings: Settings) -> Iterator[TestClient]:
     """A client on a fresh server (DuckDB file + local storage under tmp_path)."""
     with TestClient(create_app(settings), base_url="http://testserver") as c:
         yield c
+
+
+def metric(api: httpx.Client, name: str, **labels: str) -> float:
+    """The value of the sample ``name`` with ``labels`` in the server's ``/metrics`` (0 when absent)."""
+    text = api.get("/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
 
 
 def new_id() -> str:

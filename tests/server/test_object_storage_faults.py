@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from server.app import create_app
 from server.config import Settings
@@ -25,7 +24,7 @@ from server.gc import collect_once
 from server.services import Services, services_of
 from tests.fixtures.live import serve
 from tests.fixtures.s3 import SeaweedFS, _client
-from tests.server.conftest import video_flow
+from tests.server.conftest import metric, video_flow
 from tests.spec import assert_valid
 
 #: a "now" past the service's min_object_timeout (time travel instead of waiting for it)
@@ -37,15 +36,6 @@ def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 30.0) -> N
     while not check():
         assert time.monotonic() < deadline, f"not within {timeout_s:g} s: {what}"
         time.sleep(0.05)
-
-
-def metric(api: httpx.Client, name: str, **labels: str) -> float:
-    text = api.get("/metrics").text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
 
 
 @pytest.fixture

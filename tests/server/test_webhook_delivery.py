@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from server.config import Settings
 from tests.fixtures.http import QuietHandler, serving
-from tests.server.conftest import new_id, video_flow
+from tests.server.conftest import metric, new_id, video_flow
 from tests.spec import assert_valid
 
 SECRET = "k3y-value-that-must-never-appear-in-a-body"
@@ -102,6 +102,16 @@ def hook(client: TestClient, url: str, events: list[str], **options: Any) -> dic
     return r.json()
 
 
+def collection_of(member: dict[str, Any]) -> dict[str, Any]:
+    """A multi flow whose collection holds ``member``: ``member``'s ``collected_by`` once both are stored."""
+    return {
+        "id": new_id(),
+        "source_id": new_id(),
+        "format": "urn:x-nmos:format:multi",
+        "flow_collection": [{"id": member["id"], "role": "video"}],
+    }
+
+
 def put_flow(client: TestClient, flow: dict[str, Any]) -> None:
     r = client.put(f"/flows/{flow['id']}", json=flow)
     assert r.status_code in (201, 204), r.text
@@ -185,12 +195,7 @@ def test_only_subscribed_event_types_are_delivered(client: TestClient, receiver:
 def test_filters(client: TestClient, receiver: Receiver) -> None:
     """flow_ids, source_ids and the collected_by filters, on flows/updated and sources/updated."""
     member, other = video_flow(), video_flow()
-    collection = {
-        "id": new_id(),
-        "source_id": new_id(),
-        "format": "urn:x-nmos:format:multi",
-        "flow_collection": [{"id": member["id"], "role": "video"}],
-    }
+    collection = collection_of(member)
     put_flow(client, member)
     put_flow(client, other)
     put_flow(client, collection)
@@ -402,14 +407,7 @@ def test_a_stream_of_events_is_delivered_over_one_connection(client: TestClient)
 
 def _operations(client: TestClient, *names: str) -> float:
     """How many of the catalog's operations ``names`` ran so far (``tams_catalog_operation_seconds``)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    counted = 0.0
-    for family in text_string_to_metric_families(client.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name == "tams_catalog_operation_seconds_count" and sample.labels.get("operation") in names:
-                counted += sample.value
-    return counted
+    return sum(metric(client, "tams_catalog_operation_seconds_count", operation=name) for name in names)
 
 
 def test_registrations_read_no_flow_documents_for_webhooks_that_filter_by_no_collection(
@@ -434,12 +432,7 @@ def test_registrations_read_no_flow_documents_for_webhooks_that_filter_by_no_col
 def test_segments_added_follow_the_collected_by_filters(client: TestClient, receiver: Receiver) -> None:
     """With a collection filter among the webhooks, the flows' collections are read to route each batch."""
     member, other = video_flow(), video_flow()
-    collection = {
-        "id": new_id(),
-        "source_id": new_id(),
-        "format": "urn:x-nmos:format:multi",
-        "flow_collection": [{"id": member["id"], "role": "video"}],
-    }
+    collection = collection_of(member)
     for flow in (member, other, collection):
         put_flow(client, flow)
     hook(client, receiver.base + "/collected", ["flows/segments_added"], flow_collected_by_ids=[collection["id"]])
