@@ -71,12 +71,14 @@ def test_a_relative_path_naming_nothing_suggests_the_absolute_form(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    # a folder name of this test's own: a store a developer left at /tmp/tams-data would be suggested instead
+    folder = f"tams-data-{tmp_path.name}"
     with pytest.raises(ta.TamsError) as err:
-        ta.connect("duckdb://./tams-data/tams.duckdb")
+        ta.connect(f"duckdb://./{folder}/tams.duckdb")
     message = str(err.value)
-    assert f"no DuckDB store at {tmp_path / 'tams-data' / 'tams.duckdb'} " in message
+    assert f"no DuckDB store at {tmp_path / folder / 'tams.duckdb'} " in message
     assert f"taken from the working directory {tmp_path})" in message
-    assert 'duckdb:///ABSOLUTE/PATH (three slashes), e.g. TAMS_STORE="duckdb://$PWD/tams-data/tams.duckdb"' in message
+    assert f'duckdb:///ABSOLUTE/PATH (three slashes), e.g. TAMS_STORE="duckdb://$PWD/{folder}/tams.duckdb"' in message
     # an absolute path needs no such note
     with pytest.raises(ta.TamsError) as err:
         ta.connect(f"duckdb:///{tmp_path / 'x.duckdb'}")
