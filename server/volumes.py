@@ -27,7 +27,7 @@ from enum import IntEnum
 from pathlib import Path
 
 from tams_analytics.disk_space import nearest_existing, usable_size
-from tams_analytics.engines.duckdb import CHECKPOINT_MARGIN_BYTES
+from tams_analytics.engines.duckdb.upkeep import CHECKPOINT_MARGIN_BYTES
 from tams_analytics.exceptions import InsufficientStorageError
 
 __all__ = ["FRESH_S", "Stage", "VolumeReading", "Volumes", "Watermark", "parse_watermark", "usable_size"]

@@ -29,9 +29,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar
 
-import ibis
-from ibis import _
-
 from tams_analytics.exceptions import TamsError
 from tams_analytics.timerange import END_UNBOUNDED, TimeRange
 
@@ -258,21 +255,31 @@ def _compare(col: Any, op: str, v: Any) -> Any:
 
 
 class _Deferred(Visitor[Any]):
-    """The tree as an ``ibis._`` deferred: no table needed, so no subqueries."""
+    """The tree as an ``ibis._`` deferred: no table needed, so no subqueries. (ibis is imported here, when an
+    expression is built, not with this module: the server's processes and the command line use predicates without
+    ibis, and importing it costs about a second of every start.)"""
 
     def term(self, p: Term) -> Any:
+        from ibis import _
+
         return _compare(_[p.column], p.op, p.value)
 
     def const(self, p: Const) -> Any:
+        import ibis
+
         return ibis.literal(p.value)  # engines fold it; VAST never receives it
 
     def any_of(self, p: AnyOf) -> Any:
         if not p.terms:
+            import ibis
+
             return ibis.literal(False)
         return balanced([t.accept(self) for t in p.terms], lambda a, b: a | b)
 
     def all_of(self, p: AllOf) -> Any:
         if not p.terms:
+            import ibis
+
             return ibis.literal(True)
         return balanced([t.accept(self) for t in p.terms], lambda a, b: a & b)
 

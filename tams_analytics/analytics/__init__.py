@@ -16,6 +16,14 @@ expressions, so the engine (DuckDB, VAST DB, Trino) does the work and results co
 
 from __future__ import annotations
 
-from tams_analytics.analytics import coverage, integrity, reports, schedule
+from typing import TYPE_CHECKING
+
+from tams_analytics.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from tams_analytics.analytics import coverage, integrity, reports, schedule
 
 __all__ = ["coverage", "integrity", "reports", "schedule"]
+
+# the modules load on first use: the command line imports this package's findings without the ibis they build on
+__getattr__ = lazy_exports(__name__, {name: f".{name}" for name in __all__})

@@ -13,14 +13,19 @@
 
 from __future__ import annotations
 
-from tams_analytics.backup.copy import CopySummary, copy_store
-from tams_analytics.backup.manifest import MANIFEST, Manifest
-from tams_analytics.backup.reader import open_parquet_folder
-from tams_analytics.backup.repository import BackupRef, Repository, locate
-from tams_analytics.backup.restore import BackupDamagedError, RestoreResult, restore_backup, restore_into
-from tams_analytics.backup.snapshot import Snapshot, snapshot_duckdb
-from tams_analytics.backup.take import BackupResult, backup_engine, backup_store
-from tams_analytics.backup.verify import VerifyReport, verify_folder
+from typing import TYPE_CHECKING
+
+from tams_analytics.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from tams_analytics.backup.copy import CopySummary, copy_store
+    from tams_analytics.backup.manifest import MANIFEST, Manifest
+    from tams_analytics.backup.reader import open_parquet_folder
+    from tams_analytics.backup.repository import BackupRef, Repository, locate
+    from tams_analytics.backup.restore import BackupDamagedError, RestoreResult, restore_backup, restore_into
+    from tams_analytics.backup.snapshot import Snapshot, snapshot_duckdb
+    from tams_analytics.backup.take import BackupResult, backup_engine, backup_store
+    from tams_analytics.backup.verify import VerifyReport, verify_folder
 
 __all__ = [
     "MANIFEST",
@@ -43,3 +48,30 @@ __all__ = [
     "snapshot_duckdb",
     "verify_folder",
 ]
+
+# each name loads with its module on first use: the server imports parts of this package (the repository, the
+# snapshot's transfer) without the copy and the Parquet reader, which import ibis
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "BackupDamagedError": ".restore",
+        "BackupRef": ".repository",
+        "BackupResult": ".take",
+        "CopySummary": ".copy",
+        "MANIFEST": ".manifest",
+        "Manifest": ".manifest",
+        "Repository": ".repository",
+        "RestoreResult": ".restore",
+        "Snapshot": ".snapshot",
+        "VerifyReport": ".verify",
+        "backup_engine": ".take",
+        "backup_store": ".take",
+        "copy_store": ".copy",
+        "locate": ".repository",
+        "open_parquet_folder": ".reader",
+        "restore_backup": ".restore",
+        "restore_into": ".restore",
+        "snapshot_duckdb": ".snapshot",
+        "verify_folder": ".verify",
+    },
+)

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import duckdb
@@ -41,11 +41,13 @@ from tams_analytics.display import mib
 from tams_analytics.engines import redacted
 from tams_analytics.engines.base import Engine
 from tams_analytics.engines.decorator import EngineDecorator
-from tams_analytics.engines.duckdb import Engine as DuckDBEngine
 from tams_analytics.engines.duckdb.faults import store_fault
 from tams_analytics.engines.sql import quote
 from tams_analytics.exceptions import InsufficientStorageError, UnsupportedError
 from tams_analytics.schema import TABLES
+
+if TYPE_CHECKING:
+    from tams_analytics.engines.duckdb import Engine as DuckDBEngine
 
 __all__ = [
     "FILE_SIZE",
@@ -145,6 +147,8 @@ class CopyGuard:
 
 def duckdb_engine(engine: Engine) -> DuckDBEngine:
     """The DuckDB engine under ``engine``'s decorators (the read cache, statement timings)."""
+    from tams_analytics.engines.duckdb import Engine as DuckDBEngine  # loads with a store, not with this module
+
     inner = engine
     while isinstance(inner, EngineDecorator):
         inner = inner.inner

@@ -37,7 +37,6 @@ import pyarrow as pa
 
 from tams_analytics.engines import open_engine, redacted
 from tams_analytics.engines.base import Engine
-from tams_analytics.engines.ibis_query import DERIVED
 from tams_analytics.exceptions import TamsError, said_on_cli
 from tams_analytics.schema import SCHEMAS, SORT_KEYS
 
@@ -207,6 +206,7 @@ def check_tables(engine: Engine) -> Check:
 def check_queries(engine: Engine) -> Check:
     from tams_analytics.catalog import Catalog
     from tams_analytics.doctor.shapes import shapes
+    from tams_analytics.engines.ibis_query import DERIVED
 
     catalog = Catalog(engine)
     refused: list[str] = []

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Unpack
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from tams_analytics.exceptions import TamsError, said_on_cli
@@ -51,6 +50,8 @@ from tams_analytics.export.progress import PROGRESS_EVERY_S, ProgressLines
 from tams_analytics.schema import SCHEMAS, SORT_KEYS
 
 if TYPE_CHECKING:
+    import pyarrow.dataset as ds
+
     from tams_analytics.catalog import Catalog
 
 __all__ = [
@@ -268,6 +269,8 @@ def export_catalog(
 def _export_table(
     catalog: Catalog, dest: Destination, name: str, batch_rows: int, chars: int, sort: bool, bar: Any
 ) -> TableExport:
+    import pyarrow.dataset as ds  # (it imports pandas: here, not with the package, whose destinations the server uses)
+
     t0 = time.perf_counter()
     path = dest.path(name)
     schema = export_schema(name)
