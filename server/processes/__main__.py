@@ -64,6 +64,17 @@ def _tell_ready(fd: int | None) -> None:
         os.close(fd)
 
 
+def _store_ready(fd: int | None) -> bool:
+    """Wait at the gate ``fd`` (``TAMS_STORE_GATE_FD``) for the supervisor's byte: whether the store process is ready
+    (False: the gate closed without one, the store process failed or ``serve`` stops). No gate: ready."""
+    if fd is None:
+        return True
+    try:
+        return bool(os.read(fd, 1))
+    finally:
+        os.close(fd)
+
+
 def main(argv: list[str]) -> int:
     # a Ctrl-C reaches every process of the terminal's group: the supervisor stops its children in order (SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -108,6 +119,9 @@ def main(argv: list[str]) -> int:
         server = _http_server_class()(
             uvicorn.Config(app, **options), accepting=lambda: _tell_ready(ready), access_log=access
         )
+        gate = os.environ.get("TAMS_STORE_GATE_FD")
+        if not _store_ready(int(gate) if gate else None):
+            return 0  # (the supervisor says why)
         server.run(sockets=[sock])
         return 0
     print(f"usage: python -m server.processes store|http, not {role!r}", file=sys.stderr)

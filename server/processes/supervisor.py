@@ -1,14 +1,17 @@
-"""``serve`` as a supervisor: it starts the store process, then the HTTP processes on the socket it listens on,
-restarts any that dies, and stops them in order (the HTTP processes first, then the store process, which applies
-what is queued and checkpoints).
+"""``serve`` as a supervisor: it starts the store process and, beside it, the HTTP processes on the socket it listens
+on (each makes its app while the store opens, then waits until the store process is ready before it serves), restarts
+any that dies, and stops them in order (the HTTP processes first, then the store process, which applies what is queued
+and checkpoints).
 
 The children are ``python -m server.processes store|http`` with the server's settings in their environment
 (``TAMS_PROCESS_OPTIONS``: the options ``serve`` was given, as JSON; secrets stay in the environment they came from),
 the store process's Unix socket in a folder only this user can enter (``TAMS_STORE_SOCKET``), the listening socket
 inherited (``TAMS_LISTEN_FD``) and a pipe it writes to once it is ready (``TAMS_READY_FD``): the store process once
-HTTP processes may connect, an HTTP process once it accepts requests. ``serve`` announces the server (its banner, the
-file beside a DuckDB store) only once every HTTP process it started accepts requests. Each child dies with the
-supervisor (``PR_SET_PDEATHSIG``).
+HTTP processes may connect, an HTTP process once it accepts requests; an HTTP process started with the store process
+reads a byte from another pipe (``TAMS_STORE_GATE_FD``) before it serves, written once the store process is ready (the
+pipe closed without one: the store process failed, or ``serve`` stops, and it ends). ``serve`` announces the server
+(its banner, the file beside a DuckDB store) only once every HTTP process it started accepts requests. Each child dies
+with the supervisor (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
@@ -100,18 +103,48 @@ class Supervisor:
         return self._folder / "metrics"
 
     def start(self, *, ready: Callable[[], None] = lambda: None) -> None:
-        """Start the store process and wait until it is ready, then the HTTP processes and wait until each accepts
-        requests (``ChildFailed`` if one ends first); then announce the children and call ``ready``."""
+        """Start the store process and the HTTP processes beside it, wait until the store process is ready, let the
+        HTTP processes serve and wait until each accepts requests (``ChildFailed`` if one ends first); then announce
+        the children and call ``ready``."""
         # from here on a SIGINT or SIGTERM only asks to stop: :meth:`run` then stops whatever was started, in order
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop_signal)
         self._folder = Path(tempfile.mkdtemp(prefix="tams-"))  # mode 0700: only this user reaches the socket
         self.metrics_dir.mkdir()
-        self._children.append(self._start_store())
+        store, store_ready = self._spawn_watched("store")
+        self._children.append(store)
+        # the HTTP processes start beside it, side by side, and wait at their gate until it is ready: their imports
+        # and apps are made while the store opens (about a second and a half of every start, on two cores)
+        starting: list[tuple[_Child, int]] = []
+        gates: list[int] = []
+        waited = False
+        try:
+            for _ in range(self.http_processes):
+                gate, opened = os.pipe()
+                gates.append(opened)
+                try:
+                    starting.append(self._spawn_watched("http", gate_fd=gate))
+                finally:
+                    os.close(gate)
+                self._children.append(starting[-1][0])
+            waited = True
+            self._wait_ready(store, store_ready, READY_TIMEOUT_S)  # (it closes the pipe)
+            store.started = time.monotonic()  # a quick death is one soon after it was ready (see _start_store)
+            if not self._stopping:
+                for opened in gates:
+                    with contextlib.suppress(OSError):  # (an HTTP process that ended already: its wait says so below)
+                        os.write(opened, b"g")
+        except BaseException:
+            for pipe in [pipe for _, pipe in starting] + ([] if waited else [store_ready]):
+                os.close(pipe)
+            raise
+        finally:
+            for opened in gates:  # closed without a byte (the store process failed, or a stop): they end at once
+                os.close(opened)
         if self._stopping:
+            for _, pipe in starting:
+                os.close(pipe)
             return
-        starting = [self._spawn_watched("http") for _ in range(self.http_processes)]  # they start side by side
-        self._children += [child for child, _ in starting]
         for i, (child, pipe) in enumerate(starting):
             try:
                 self._wait_ready(child, pipe, HTTP_READY_TIMEOUT_S)
@@ -177,7 +210,7 @@ class Supervisor:
         env["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)
         return env
 
-    def _spawn(self, role: str, *, ready_fd: int | None = None) -> _Child:
+    def _spawn(self, role: str, *, ready_fd: int | None = None, gate_fd: int | None = None) -> _Child:
         env = self._environment(role)
         fds: list[int] = []
         if role == "http":
@@ -186,6 +219,9 @@ class Supervisor:
         if ready_fd is not None:
             env["TAMS_READY_FD"] = str(ready_fd)
             fds.append(ready_fd)
+        if gate_fd is not None:
+            env["TAMS_STORE_GATE_FD"] = str(gate_fd)
+            fds.append(gate_fd)
         process = subprocess.Popen(
             [sys.executable, "-m", "server.processes", role],
             env=env,
@@ -202,11 +238,12 @@ class Supervisor:
         child.started = time.monotonic()  # a quick death is one soon after it was ready (a large store opens slowly)
         return child
 
-    def _spawn_watched(self, role: str) -> tuple[_Child, int]:
-        """A child of ``role`` and the read end of the pipe it writes a byte to once it is ready."""
+    def _spawn_watched(self, role: str, *, gate_fd: int | None = None) -> tuple[_Child, int]:
+        """A child of ``role`` and the read end of the pipe it writes a byte to once it is ready; an HTTP process given
+        ``gate_fd`` waits to read a byte there (the store process is ready) before it starts serving."""
         read, write = os.pipe()
         try:
-            child = self._spawn(role, ready_fd=write)
+            child = self._spawn(role, ready_fd=write, gate_fd=gate_fd)
         except BaseException:
             os.close(read)
             raise
