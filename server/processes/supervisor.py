@@ -128,8 +128,7 @@ class Supervisor:
                     os.close(gate)
                 self._children.append(starting[-1][0])
             waited = True
-            self._wait_ready(store, store_ready, READY_TIMEOUT_S)  # (it closes the pipe)
-            store.started = time.monotonic()  # a quick death is one soon after it was ready (see _start_store)
+            self._wait_store_ready(store, store_ready)
             if not self._stopping:
                 for opened in gates:
                     with contextlib.suppress(OSError):  # (an HTTP process that ended already: its wait says so below)
@@ -234,9 +233,13 @@ class Supervisor:
 
     def _start_store(self) -> _Child:
         child, pipe = self._spawn_watched("store")
+        self._wait_store_ready(child, pipe)
+        return child
+
+    def _wait_store_ready(self, child: _Child, pipe: int) -> None:
+        """Wait until the store process ``child`` is ready (:meth:`_wait_ready`, which closes ``pipe``)."""
         self._wait_ready(child, pipe, READY_TIMEOUT_S)
         child.started = time.monotonic()  # a quick death is one soon after it was ready (a large store opens slowly)
-        return child
 
     def _spawn_watched(self, role: str, *, gate_fd: int | None = None) -> tuple[_Child, int]:
         """A child of ``role`` and the read end of the pipe it writes a byte to once it is ready; an HTTP process given

@@ -2,8 +2,8 @@
 
 * What the processes load: the supervisor's command line and the HTTP processes never build an ibis expression nor a
   DataFrame, and importing ibis, pandas and sqlglot (the analysts' layer) cost each of them about a second. Read from
-  the real processes: the modules a fresh interpreter has after importing what ``serve`` and an HTTP process import,
-  and the shared libraries a running HTTP process has mapped after ingest and reads (pandas brings its own; ibis and
+  the real processes: the modules a fresh interpreter has after an HTTP process's own code ran up to its gate and the
+  command line's parser was built, and the shared libraries a running HTTP process has mapped after ingest and reads (pandas brings its own; ibis and
   sqlglot are Python only).
 * In what order: the HTTP processes start beside the store process and make their apps while it opens the store, but
   serve only once it is ready; when it fails first, they end with it. Seen with the store process held by SIGSTOP.
@@ -31,26 +31,37 @@ from tests.server.test_serve_stop import gone, start_serve
 #: what the supervisor and the HTTP processes never need
 ANALYSTS_LAYER = ("ibis", "pandas", "sqlglot")
 
-#: the modules an HTTP process imports (server.processes.__main__, role "http"), and the command line's parser
-HTTP_PROCESS_IMPORTS = """
+#: an HTTP process's own code (server.processes.__main__, role "http") up to its gate, closed here without a byte as
+#: when the store process failed: it imports what it needs and makes its app, then ends; and the command line's parser
+HTTP_PROCESS_UP_TO_ITS_GATE = """
+import json, os, socket, sys
+listening = socket.create_server(("127.0.0.1", 0))
+gate, opened = os.pipe()
+os.close(opened)
+os.environ.update(
+    TAMS_PROCESS_OPTIONS=json.dumps({"data_dir": sys.argv[1]}),
+    TAMS_STORE_SOCKET=os.path.join(sys.argv[1], "store.sock"),
+    TAMS_LISTEN_FD=str(listening.detach()),
+    TAMS_STORE_GATE_FD=str(gate),
+)
+from server.processes.__main__ import main
+assert main(["http"]) == 0
 import tams_analytics.cli.__main__ as cli
 cli.build_parser()
-import server.processes.__main__
-import uvicorn
-from server.cli import _http_stack
-from server.interpreter import tune_interpreter
-from server.observability.access import AccessLog
-from server.processes.client import StoreClient
-from server.processes.front import create_front_app
-from server.serving import Server
-from server.services import watched_volumes
-from server.stores import build_stores
+print(" ".join(sorted({name.split(".")[0] for name in sys.modules})))
 """
 
 
-def test_the_command_line_and_an_http_process_import_none_of_the_analysts_layer() -> None:
-    code = HTTP_PROCESS_IMPORTS + "import sys; print(' '.join(sorted(set(m.split('.')[0] for m in sys.modules))))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+def test_the_command_line_and_an_http_process_import_none_of_the_analysts_layer(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")}
+    done = subprocess.run(
+        [sys.executable, "-c", HTTP_PROCESS_UP_TO_ITS_GATE, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     loaded = set(done.stdout.split())
     assert {"fastapi", "uvicorn", "tams_analytics", "server"} <= loaded, "the probe imported what it names"
