@@ -3,8 +3,8 @@
 * What the processes load: the supervisor's command line and the HTTP processes never build an ibis expression nor a
   DataFrame, and importing ibis, pandas and sqlglot (the analysts' layer) cost each of them about a second. Read from
   the real processes: the modules a fresh interpreter has after an HTTP process's own code ran up to its gate and the
-  command line's parser was built, and the shared libraries a running HTTP process has mapped after ingest and reads (pandas brings its own; ibis and
-  sqlglot are Python only).
+  command line's parser was built, and the shared libraries a running HTTP process has mapped after ingest and reads
+  (pandas brings its own; ibis and sqlglot are Python only).
 * In what order: the HTTP processes start beside the store process and make their apps while it opens the store, but
   serve only once it is ready; when it fails first, they end with it. Seen with the store process held by SIGSTOP.
 """
