@@ -39,6 +39,40 @@ def test_the_hash_is_the_same_one_by_one_and_in_bulk_for_any_length() -> None:
     assert len({h for i, h in zip(ids, bulk, strict=True)}) == len(distinct)
 
 
+@pytest.mark.parametrize("count", [1, 2, 3, 1000, 70_000])
+def test_a_loads_hashes_are_held_sorted_once_each_with_their_rows_times(count: int) -> None:
+    """The load's sort keys each row's index in its hash's low bits: rows whose hashes share the high bits (here many,
+    on purpose, in falling order) and hashes that repeat (an id with several rows) come out as a plain sort would."""
+    from tams_analytics.cache.known import _held_of
+
+    rng = np.random.default_rng(count)
+    hashes = rng.integers(0, 2**64 - 1, count, dtype=np.uint64, endpoint=True)
+    shared = np.uint64(0xDEADBEEF) << np.uint64(32)  # the same high bits, low bits falling with the row
+    hashes[: count // 3] = shared | np.arange(count // 3, 0, -1, dtype=np.uint64)
+    hashes[count // 3 : count // 2] = hashes[: count // 2 - count // 3]  # rows of ids stored already
+    hashes[-1:] = np.uint64(2**64 - 1)
+    first = rng.integers(1, 2**32 - 1, count, dtype=np.uint32)
+    last = first + rng.integers(0, 2, count, dtype=np.uint32)
+    expected: dict[int, tuple[int, int]] = {}
+    for h, f, la in zip(hashes.tolist(), first.tolist(), last.tolist(), strict=True):
+        was = expected.get(h, (f, la))
+        expected[h] = (min(was[0], f), max(was[1], la))
+    for lasts in (last, first):  # (a load passes one time a row as both)
+        held = _held_of(hashes, first, lasts)
+        want = sorted(expected.items()) if lasts is last else sorted(_one_time(hashes, first).items())
+        assert held.hashes.tolist() == [h for h, _ in want]
+        assert list(zip(held.first.tolist(), held.last.tolist(), strict=True)) == [span for _, span in want]
+
+
+def _one_time(hashes: np.ndarray, times: np.ndarray) -> dict[int, tuple[int, int]]:
+    """Each hash's earliest and latest of ``times``, worked out one row at a time."""
+    spans: dict[int, tuple[int, int]] = {}
+    for h, t in zip(hashes.tolist(), times.tolist(), strict=True):
+        was = spans.get(h, (t, t))
+        spans[h] = (min(was[0], t), max(was[1], t))
+    return spans
+
+
 def test_an_id_is_absent_only_when_it_was_never_added() -> None:
     known = KnownIds("objects")
     stored = [str(uuid.uuid4()) for _ in range(1000)]

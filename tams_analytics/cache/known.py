@@ -216,13 +216,46 @@ def seconds_of(micros: np.ndarray) -> np.ndarray:
 
 def _held_of(hashes: np.ndarray, first: np.ndarray, last: np.ndarray) -> Held:
     """Each hash once, sorted, with the earliest first and the latest last time of its rows (a row's time not known
-    makes the hash's first 0: not known)."""
+    makes the hash's first 0: not known). ``last`` may be ``first`` (a load's rows: one time each).
+
+    >>> held = _held_of(np.array([7, 3, 7], np.uint64), np.array([5, 2, 4], np.uint32), np.array([5, 2, 6], np.uint32))
+    >>> [a.tolist() for a in held]
+    [[3, 7], [2, 4], [2, 6]]
+    """
     if len(hashes) == 0:
         return _NONE_HELD
-    order = np.argsort(hashes, kind="stable")
-    hashes, first, last = hashes[order], first[order], last[order]
+    order, hashes = _sorted(hashes)
+    first = first[order]
+    last = first if last is first else last[order]
     starts = np.flatnonzero(np.concatenate([[True], hashes[1:] != hashes[:-1]]))
+    if len(starts) == len(hashes):  # (each hash once: no reduction to make)
+        return Held(hashes, first, last)
     return Held(hashes[starts], np.minimum.reduceat(first, starts), np.maximum.reduceat(last, starts))
+
+
+def _sorted(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The indices that sort ``hashes`` (``uint64``; equal ones in any order), and the hashes in that order.
+
+    NumPy sorts 64-bit integers with vector instructions, but sorts their indices (``argsort``) one comparison at a
+    time: 1.2 s for a load's 8 M hashes against 0.2 s here, without AVX-512. So each row's index replaces the low bits
+    of its hash, as few as the index needs, and the keys are sorted: the rows come in the order of their hashes' high
+    bits. The few whose hashes share those but not the rest (about n^2 / 2^(65 - bits) pairs: 15 among 8 M) are put
+    in order after, by a stable sort of the nearly sorted hashes, whose runs it merges (30 ms). A load of 8 M ids joined
+    its hashes in 3.2 s here, 1.1 s now (a 2-core AMD EPYC)."""
+    n = len(hashes)
+    if n < 2:
+        return np.arange(n, dtype=np.intp), hashes
+    low = np.uint64((1 << (n - 1).bit_length()) - 1)
+    keys = np.arange(n, dtype=np.uint64)
+    keys |= hashes & ~low
+    keys.sort()
+    order = (keys & low).astype(np.intp)
+    del keys
+    ordered = hashes[order]
+    if not bool(np.all(ordered[1:] >= ordered[:-1])):
+        fix = np.argsort(ordered, kind="stable")
+        order, ordered = order[fix], ordered[fix]
+    return order, ordered
 
 
 def _merged(held: Held, hashes: np.ndarray, spans: np.ndarray) -> Held:

@@ -324,8 +324,15 @@ class FlowSegments:
             each: list[Predicate] = [
                 AllOf((Term("flow_id", "==", f), Term("start_ns", ">=", s))) for f, s in tail_from.items()
             ]
-            where = balanced(each, lambda a, b: AnyOf((a, b)))
-            tails = dict(_runs(_canonical(self.inner.query("segments", [where], order_by=by_flow))))
+            # (the flows and the earliest tail's start, redundant with the terms, are what the store filters its
+            # rows by first: its zone maps skip the row groups of other flows and of older segments, where the terms
+            # alone were tried on every row of the table, 0.8 s a chunk on a store of 8 M segments against 0.17)
+            where: list[Predicate] = [
+                isin("flow_id", list(tail_from)),
+                Term("start_ns", ">=", min(tail_from.values())),
+                balanced(each, lambda a, b: AnyOf((a, b))),
+            ]
+            tails = dict(_runs(_canonical(self.inner.query("segments", where, order_by=by_flow))))
         for flow_id, timeline in timelines.items():
             tail = tails.get(flow_id, _SEGMENTS.empty_table())
             if tail.num_rows == min(timeline.n, self.tail_rows):  # else the store moved on: load on use
