@@ -64,6 +64,52 @@ def test_a_loads_hashes_are_held_sorted_once_each_with_their_rows_times(count: i
         assert list(zip(held.first.tolist(), held.last.tolist(), strict=True)) == [span for _, span in want]
 
 
+def test_a_second_tables_scan_begins_when_the_firsts_ends_beside_its_sort(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read cache's two loads read the store one after the other, but the second's scan does not wait for the
+    first's sort and join, which read nothing: it begins as the first's scan ends (the first's sort waits here until
+    it has). A first load that fails lets the second read all the same."""
+    import tams_analytics.cache.known as known_module
+
+    real = known_module._held_of
+    order: list[str] = []
+    second_reads = threading.Event()
+
+    def held_of(*arrays: np.ndarray) -> Any:
+        order.append(f"sort, the second reading: {second_reads.wait(10)}")
+        return real(*arrays)
+
+    monkeypatch.setattr(known_module, "_held_of", held_of)
+    ids = [str(uuid.uuid4()) for _ in range(100)]
+
+    def first_read() -> Any:
+        order.append("first scan")
+        yield pa.array(ids[:50])
+        assert not second_reads.is_set()  # one scan at a time
+        order.append("first scan ended")
+
+    def second_read() -> Any:
+        order.append("second scan")
+        second_reads.set()
+        yield pa.array(ids[50:])
+
+    first, second = KnownIds("objects"), KnownIds("object_instances")
+    threads = [first.load_in_background(first_read), second.load_in_background(second_read, after=first)]
+    for thread in threads:
+        thread.join(30)
+    assert first.wait(0) and second.wait(0)
+    assert order[:4] == ["first scan", "first scan ended", "second scan", "sort, the second reading: True"]
+    assert all(first.maybe(ids[:50])) and not any(first.maybe(ids[50:])) and all(second.maybe(ids[50:]))
+
+    def failing_read() -> Any:
+        raise OSError("the store's volume is gone")
+        yield  # (a generator)
+
+    first, second = KnownIds("objects"), KnownIds("object_instances")
+    first.load_in_background(failing_read)
+    second.load_in_background(lambda: [pa.array(ids)], after=first).join(30)
+    assert not first.wait(10) and second.wait(0)
+
+
 def _one_time(hashes: np.ndarray, times: np.ndarray) -> dict[int, tuple[int, int]]:
     """Each hash's earliest and latest of ``times``, worked out one row at a time."""
     spans: dict[int, tuple[int, int]] = {}
@@ -173,7 +219,8 @@ def test_the_writer_is_answered_while_a_merge_puts_the_recent_ids_in_place(monke
 def test_a_merge_copies_the_young_level_not_every_id_known(monkeypatch: pytest.MonkeyPatch) -> None:
     """The ids merged since the last fold lie in a level of their own, so a merge copies those, not every id the store
     held at start (one level: 128 MiB copied every 65,536 registrations on a store of 8 M objects); once the young
-    level outgrows its bound it is folded into the old. An id written again, in both levels, keeps the times of both."""
+    level outgrows its bound it is folded into the old. An id written again, in both levels, keeps the times of both.
+    A load of ids with a row each holds their one time once (12 bytes an id) until the fold widens some."""
     import tams_analytics.cache.known as known_module
 
     monkeypatch.setattr(known_module, "FOLD_AT", 3_500)
@@ -182,6 +229,7 @@ def test_a_merge_copies_the_young_level_not_every_id_known(monkeypatch: pytest.M
     second = 1_795_791_600
     known.load(lambda: [pa.table({"object_id": stored, "created": _times([second * 1_000_000] * len(stored))})])
     old = known._levels.old
+    assert old.first is old.last and known.nbytes == 12 * 32_000  # a row each: its one time held once
     added: list[str] = []
     for merge in range(1, 4):  # 3 merges of 1,000: the young level holds 3,000 hashes, not past max(3,500, 2,000)
         batch = [str(uuid.uuid4()) for _ in range(1000)]
@@ -203,6 +251,7 @@ def test_a_merge_copies_the_young_level_not_every_id_known(monkeypatch: pytest.M
     assert np.all(folded.old.hashes[1:] > folded.old.hashes[:-1])  # sorted, each once
     assert known.written(again[:1]) == (second * 1_000_000, (second + 9) * 1_000_000 + 999_999)
     assert known.written(fourth[:1]) == ((second + 4) * 1_000_000, (second + 4) * 1_000_000 + 999_999)
+    assert known.written(stored[5:6]) == (second * 1_000_000, second * 1_000_000 + 999_999)  # not widened with them
     assert all(known.maybe(stored + added + fourth)) and not any(known.maybe([str(uuid.uuid4()) for _ in range(1000)]))
     assert known.nbytes == 16 * 36_000
 

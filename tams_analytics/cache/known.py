@@ -14,7 +14,8 @@ grows as the table does, a microsecond a row within a bulk write: :func:`~tams_a
 of a few ids reads only the rows written between those times (:meth:`KnownIds.written`), which the zone maps find.
 Merged, the times are kept to the second (32-bit seconds since 1970, rounded down; a lookup reads from the start of
 the first one's second to the end of the last one's), so its span widens by under a second at each end, a second's
-rows more for the zone maps: 16 bytes an id, 128 MiB for 8 M objects (microseconds took 24).
+rows more for the zone maps: 16 bytes an id, 128 MiB for 8 M objects (microseconds took 24); 12 bytes for an id the
+load read with one row, whose first and last times are one, until a fold (:func:`_nbytes`).
 
 The merged hashes lie in two sorted levels (:class:`Levels`): what the load read, and the hashes merged since, which
 each merge copies; the second is folded into the first once it holds a sixteenth as many (and more than
@@ -224,9 +225,10 @@ def _held_of(hashes: np.ndarray, first: np.ndarray, last: np.ndarray) -> Held:
     """
     if len(hashes) == 0:
         return _NONE_HELD
+    one_time = last is first  # (asked before ``first`` is the sorted copy)
     order, hashes = _sorted(hashes)
     first = first[order]
-    last = first if last is first else last[order]
+    last = first if one_time else last[order]
     starts = np.flatnonzero(np.concatenate([[True], hashes[1:] != hashes[:-1]]))
     if len(starts) == len(hashes):  # (each hash once: no reduction to make)
         return Held(hashes, first, last)
@@ -282,6 +284,19 @@ def _merged(held: Held, hashes: np.ndarray, spans: np.ndarray) -> Held:
         both[kept] = was
         out.append(both)
     return Held(*out)
+
+
+def _nbytes(*helds: Held) -> int:
+    """The bytes the arrays of ``helds`` take, each array once: a load's first and last seconds are one array (each of
+    its rows has one time) until a fold copies them, so 12 bytes an id rather than 16.
+
+    >>> held = _held_of(np.array([7, 3], np.uint64), np.array([5, 2], np.uint32), np.array([5, 2], np.uint32))
+    >>> times = np.array([5, 2], np.uint32)
+    >>> _nbytes(held), _nbytes(_held_of(np.array([7, 3], np.uint64), times, times)), _nbytes(_NONE_HELD, _NONE_HELD)
+    (32, 24, 0)
+    """
+    arrays = {id(a): a for held in helds for a in held}
+    return sum(int(a.nbytes) for a in arrays.values())
 
 
 def _find(held: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -354,6 +369,8 @@ class KnownIds:
         self._times_kept = True
         #: set once a load has ended, however it ended
         self._tried = threading.Event()
+        #: set once a load has read the store (or ended): what follows, hashing's sort and join, reads nothing
+        self._scanned = threading.Event()
         #: set when the store closes: a load under way ends quietly, knowing nothing
         self._stopped = threading.Event()
 
@@ -372,12 +389,15 @@ class KnownIds:
         their rows were written; call it after the feed began), then answer."""
         started = time.perf_counter()
         hashes, micros = [], []
-        for batch in read():
-            if self._stopped.is_set():
-                return
-            ids, times = (batch.column(0), batch.column(1)) if isinstance(batch, pa.Table) else (batch, None)
-            hashes.append(hash_ids(ids))
-            micros.append(micros_of(times, len(ids)))
+        try:
+            for batch in read():
+                if self._stopped.is_set():
+                    return
+                ids, times = (batch.column(0), batch.column(1)) if isinstance(batch, pa.Table) else (batch, None)
+                hashes.append(hash_ids(ids))
+                micros.append(micros_of(times, len(ids)))
+        finally:
+            self._scanned.set()
         if hashes:
             both = seconds_of(np.concatenate(micros))
             stored = _held_of(np.concatenate(hashes), both, both)
@@ -403,20 +423,20 @@ class KnownIds:
             len(stored.hashes),
             self.name,
             time.perf_counter() - started,
-            sum(a.nbytes for a in stored) / (1 << 20),
+            _nbytes(stored) / (1 << 20),
         )
 
     def load_in_background(
         self,
         read: Callable[[], Iterable[pa.Array | pa.ChunkedArray | pa.Table]],
-        after: threading.Thread | None = None,
+        after: KnownIds | None = None,
     ) -> threading.Thread:
-        """:meth:`load` on a thread of its own (once ``after`` has ended, when given: one scan of the store at a
-        time)."""
+        """:meth:`load` on a thread of its own, once ``after``'s load (when given) has read the store: one scan of
+        the store at a time, the next beside the last one's sort."""
 
         def run() -> None:
             if after is not None:
-                after.join()
+                after._scanned.wait()
             try:
                 self.load(read)
             except Exception as exc:  # (a storage fault, say): nothing is ever said absent
@@ -425,6 +445,7 @@ class KnownIds:
                         "read cache: the %s ids could not be read (%s): every lookup asks the store", self.name, exc
                     )
             finally:
+                self._scanned.set()
                 self._tried.set()
 
         thread = threading.Thread(target=run, name=f"tams-known-{self.name}", daemon=True)
@@ -546,5 +567,5 @@ class KnownIds:
 
     @property
     def nbytes(self) -> int:
-        merged = sum(int(a.nbytes) for held in self._levels for a in held)
-        return merged + 120 * (len(self._recent) + len(self._taken))
+        """The memory the set takes: its levels' arrays (:func:`_nbytes`) and about 120 bytes a recent hash."""
+        return _nbytes(*self._levels) + 120 * (len(self._recent) + len(self._taken))
