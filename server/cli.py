@@ -23,6 +23,8 @@ from tams_analytics.extras import install_hint
 if TYPE_CHECKING:  # the server extra may be missing: this command then says which extra to install
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+    from server.processes.supervisor import Supervisor
+
 logger = logging.getLogger(__name__)
 
 #: the highest TCP port
@@ -170,15 +172,25 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.public_url is None:  # the port listened on: with --port 0, the one the system chose
         port = sock.getsockname()[1]
         settings = settings.model_copy(update={"public_url": f"http://{_url_host(args.host)}:{port}"})
+    ahead: Supervisor | None = None
     try:
+        _data_dir(args, settings)
+        if not args.demo and settings.store_url.lower().startswith("duckdb:") and settings.http_process_count():
+            ahead = _supervisor(args, settings, sock, settings.http_process_count())
+            ahead.spawn()  # a DuckDB store's children start while the store opens here (see Supervisor.spawn)
         catalog, stores = _open(args, settings)
     except BaseException:
+        if ahead is not None:
+            ahead.abandon()
         sock.close()
         raise
     loop, http = _http_stack(settings.uvicorn_loop, settings.uvicorn_http)
     processes = settings.http_process_count() if catalog.engine.capabilities.sole_writer else 0
     if processes:
-        return _supervise(args, settings, catalog, sock, processes, f"[{loop}, {http}]")
+        supervisor = ahead or _supervisor(args, settings, sock, processes)
+        return _supervise(settings, catalog, supervisor, f"[{loop}, {http}]")
+    if ahead is not None:  # (not a sole writer after all: served here)
+        ahead.abandon()
     return _serve_here(args, settings, catalog, stores, sock, (loop, http))
 
 
@@ -250,12 +262,23 @@ def _serve_here(
     return 0
 
 
-def _supervise(
-    args: argparse.Namespace, settings: Any, catalog: Any, sock: socket.socket, processes: int, stack: str
-) -> int:
-    """Serve as a store process and ``processes`` HTTP processes (:mod:`server.processes`): the store is closed here
-    (checkpointed) and opened by the store process; this process supervises."""
-    from server.processes.supervisor import ChildFailed, Supervisor
+def _supervisor(args: argparse.Namespace, settings: Any, sock: socket.socket, processes: int) -> Supervisor:
+    """The :class:`~server.processes.supervisor.Supervisor` of a store process and ``processes`` HTTP processes."""
+    from server.processes.supervisor import Supervisor
+
+    return Supervisor(
+        sock=sock,
+        options=process_options(settings),
+        http_processes=processes,
+        log_level=args.log_level,
+        verbosity=int(getattr(args, "verbose", 0) or 0),
+    )
+
+
+def _supervise(settings: Any, catalog: Any, supervisor: Supervisor, stack: str) -> int:
+    """Serve as a store process and HTTP processes (:mod:`server.processes`, ``supervisor``'s): the store is closed
+    here (checkpointed) and opened by the store process; this process supervises."""
+    from server.processes.supervisor import ChildFailed
 
     found = getattr(catalog.engine, "path", None)
     catalog.close()
@@ -266,14 +289,9 @@ def _supervise(
         if path is not None:
             announce(path, url, pids)
 
-    supervisor = Supervisor(
-        sock=sock,
-        options=process_options(settings),
-        http_processes=processes,
-        log_level=args.log_level,
-        verbosity=int(getattr(args, "verbose", 0) or 0),
-        announce=announce_processes,
-    )
+    supervisor.announce = announce_processes
+    processes = supervisor.http_processes
+    sock = supervisor.sock
     banner = f"TAMS server on {url}  (API docs: {url}/docs; store {redacted(settings.store_url)})  {stack}"
     plural = "es" if processes != 1 else ""
 
@@ -400,10 +418,9 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _open(args: argparse.Namespace, settings: Any) -> tuple[Any, Any]:
-    """The catalog and object stores (with the demo, when asked), or a :class:`StartupError`."""
-    from server.stores import build_stores
-    from tams_analytics.catalog import connect
+def _data_dir(args: argparse.Namespace, settings: Any) -> None:
+    """Make the data dir (and a new signing key, when asked), or a :class:`StartupError`: before any child starts,
+    whose local storage lies there."""
     from tams_analytics.storage.keys import rotate
 
     try:
@@ -412,6 +429,14 @@ def _open(args: argparse.Namespace, settings: Any) -> tuple[Any, Any]:
             rotate(settings.data_dir)
     except (OSError, TamsError) as exc:
         raise StartupError(f"data dir {settings.data_dir}: {_one_line(exc)}") from None
+
+
+def _open(args: argparse.Namespace, settings: Any) -> tuple[Any, Any]:
+    """The catalog and object stores (with the demo, when asked), or a :class:`StartupError`; the data dir is
+    :func:`_data_dir`'s."""
+    from server.stores import build_stores
+    from tams_analytics.catalog import connect
+
     if not getattr(args, "verbose", 0):
         # drivers log their retries (Trino's at INFO on its own level, the VAST SDK's give-up as ERROR):
         # the one line below says what failed

@@ -65,8 +65,10 @@ def _tell_ready(fd: int | None) -> None:
 
 
 def _store_ready(fd: int | None) -> bool:
-    """Wait at the gate ``fd`` (``TAMS_STORE_GATE_FD``) for the supervisor's byte: whether the store process is ready
-    (False: the gate closed without one, the store process failed or ``serve`` stops). No gate: ready."""
+    """Wait at the gate ``fd`` for the supervisor's byte: whether to go on (False: the gate closed without one). An
+    HTTP process's (``TAMS_STORE_GATE_FD``): the store process is ready (not: it failed, or ``serve`` stops). The store
+    process's (``TAMS_OPEN_GATE_FD``): ``serve`` has let go of the store, to be opened here (not: ``serve`` cannot
+    start, and says why). No gate: go on."""
     if fd is None:
         return True
     try:
@@ -91,6 +93,11 @@ def main(argv: list[str]) -> int:
     if role == "store":
         from server.processes import store
 
+        gate = os.environ.get("TAMS_OPEN_GATE_FD")
+        if gate:
+            store.import_ahead()
+            if not _store_ready(int(gate)):
+                return 0  # (``serve`` says why)
         store.run(settings, path, ready=ready)
         return 0
     if role == "http":

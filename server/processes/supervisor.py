@@ -1,7 +1,9 @@
 """``serve`` as a supervisor: it starts the store process and, beside it, the HTTP processes on the socket it listens
 on (each makes its app while the store opens, then waits until the store process is ready before it serves), restarts
 any that dies, and stops them in order (the HTTP processes first, then the store process, which applies what is queued
-and checkpoints).
+and checkpoints). On a DuckDB store they start while ``serve`` itself opens the store to check it
+(:meth:`Supervisor.spawn`: the store process imports meanwhile and opens the store once ``serve`` has let go of it,
+``TAMS_OPEN_GATE_FD``).
 
 The children are ``python -m server.processes store|http`` with the server's settings in their environment
 (``TAMS_PROCESS_OPTIONS``: the options ``serve`` was given, as JSON; secrets stay in the environment they came from),
@@ -75,6 +77,21 @@ class _Child:
 
 
 @dataclass
+class _Spawned:
+    """The children :meth:`Supervisor.spawn` started, at their gates."""
+
+    store: _Child
+    #: the read end of the pipe the store process writes to once it is ready
+    store_ready: int
+    #: the write end of the store process's gate: a byte lets it open the store
+    open_gate: int
+    #: each HTTP process and the read end of the pipe it writes to once it accepts requests
+    starting: list[tuple[_Child, int]] = field(default_factory=list)
+    #: the write ends of the HTTP processes' gates: a byte once the store process is ready
+    gates: list[int] = field(default_factory=list)
+
+
+@dataclass
 class Supervisor:
     """The processes of one server (see the module docstring): ``http_processes`` HTTP processes on ``sock``;
     ``options`` the settings ``serve`` was given; ``announce(pids)`` is told the children's process ids whenever they
@@ -90,6 +107,8 @@ class Supervisor:
     _children: list[_Child] = field(default_factory=list)
     _stopping: bool = False
     _folder: Path | None = None
+    #: the children :meth:`spawn` started, until :meth:`start` lets them in (or :meth:`abandon` sends them away)
+    _spawned: _Spawned | None = None
 
     @property
     def socket_path(self) -> Path:
@@ -102,39 +121,67 @@ class Supervisor:
         assert self._folder is not None
         return self._folder / "metrics"
 
+    def spawn(self) -> None:
+        """Start the store process and the HTTP processes beside it, ahead: the store process imports what it serves
+        with and waits at its gate to open the store, which ``serve`` holds meanwhile (it opens the store first, to
+        say in one line what keeps it from starting); each HTTP process makes its app and waits at its own gate until
+        the store process is ready. :meth:`start` lets them in, :meth:`abandon` sends them away."""
+        self._folder = Path(tempfile.mkdtemp(prefix="tams-"))  # mode 0700: only this user reaches the socket
+        self.metrics_dir.mkdir()
+        gate, opened = os.pipe()
+        try:
+            store, store_ready = self._spawn_watched("store", open_fd=gate)
+        except BaseException:
+            os.close(opened)
+            raise
+        finally:
+            os.close(gate)
+        self._children.append(store)
+        spawned = self._spawned = _Spawned(store, store_ready, opened)
+        # the HTTP processes start beside it, side by side, and wait at their gate until it is ready: their imports
+        # and apps are made while the store opens (about a second and a half of every start, on two cores)
+        for _ in range(self.http_processes):
+            gate, opened = os.pipe()
+            spawned.gates.append(opened)
+            try:
+                spawned.starting.append(self._spawn_watched("http", gate_fd=gate))
+            finally:
+                os.close(gate)
+            self._children.append(spawned.starting[-1][0])
+
+    def abandon(self) -> None:
+        """The children :meth:`spawn` started are not let in (``serve`` cannot start, and says why): their gates close
+        without a byte, and they end without a word."""
+        spawned, self._spawned = self._spawned, None
+        if spawned is not None:
+            for pipe in [spawned.open_gate, spawned.store_ready, *spawned.gates, *(p for _, p in spawned.starting)]:
+                with contextlib.suppress(OSError):
+                    os.close(pipe)
+        self.stop()
+
     def start(self, *, ready: Callable[[], None] = lambda: None) -> None:
-        """Start the store process and the HTTP processes beside it, wait until the store process is ready, let the
-        HTTP processes serve and wait until each accepts requests (``ChildFailed`` if one ends first); then announce
-        the children and call ``ready``."""
+        """Start the children (unless :meth:`spawn` has), let the store process open the store, wait until it is
+        ready, let the HTTP processes serve and wait until each accepts requests (``ChildFailed`` if one ends first);
+        then announce the children and call ``ready``."""
         # from here on a SIGINT or SIGTERM only asks to stop: :meth:`run` then stops whatever was started, in order
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop_signal)
-        self._folder = Path(tempfile.mkdtemp(prefix="tams-"))  # mode 0700: only this user reaches the socket
-        self.metrics_dir.mkdir()
-        store, store_ready = self._spawn_watched("store")
-        self._children.append(store)
-        # the HTTP processes start beside it, side by side, and wait at their gate until it is ready: their imports
-        # and apps are made while the store opens (about a second and a half of every start, on two cores)
-        starting: list[tuple[_Child, int]] = []
-        gates: list[int] = []
-        waited = False
+        if self._spawned is None:
+            self.spawn()
+        spawned, self._spawned = self._spawned, None
+        assert spawned is not None
+        store, store_ready, starting, gates = spawned.store, spawned.store_ready, spawned.starting, spawned.gates
+        with contextlib.suppress(OSError):  # (a store process that ended already: its wait says so below)
+            os.write(spawned.open_gate, b"o")
+        os.close(spawned.open_gate)
         try:
-            for _ in range(self.http_processes):
-                gate, opened = os.pipe()
-                gates.append(opened)
-                try:
-                    starting.append(self._spawn_watched("http", gate_fd=gate))
-                finally:
-                    os.close(gate)
-                self._children.append(starting[-1][0])
-            waited = True
             self._wait_store_ready(store, store_ready)
             if not self._stopping:
                 for opened in gates:
                     with contextlib.suppress(OSError):  # (an HTTP process that ended already: its wait says so below)
                         os.write(opened, b"g")
         except BaseException:
-            for pipe in [pipe for _, pipe in starting] + ([] if waited else [store_ready]):
+            for _, pipe in starting:
                 os.close(pipe)
             raise
         finally:
@@ -209,18 +256,18 @@ class Supervisor:
         env["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)
         return env
 
-    def _spawn(self, role: str, *, ready_fd: int | None = None, gate_fd: int | None = None) -> _Child:
+    def _spawn(
+        self, role: str, *, ready_fd: int | None = None, gate_fd: int | None = None, open_fd: int | None = None
+    ) -> _Child:
         env = self._environment(role)
         fds: list[int] = []
         if role == "http":
             env["TAMS_LISTEN_FD"] = str(self.sock.fileno())
             fds.append(self.sock.fileno())
-        if ready_fd is not None:
-            env["TAMS_READY_FD"] = str(ready_fd)
-            fds.append(ready_fd)
-        if gate_fd is not None:
-            env["TAMS_STORE_GATE_FD"] = str(gate_fd)
-            fds.append(gate_fd)
+        for name, fd in (("TAMS_READY_FD", ready_fd), ("TAMS_STORE_GATE_FD", gate_fd), ("TAMS_OPEN_GATE_FD", open_fd)):
+            if fd is not None:
+                env[name] = str(fd)
+                fds.append(fd)
         process = subprocess.Popen(
             [sys.executable, "-m", "server.processes", role],
             env=env,
@@ -241,12 +288,15 @@ class Supervisor:
         self._wait_ready(child, pipe, READY_TIMEOUT_S)
         child.started = time.monotonic()  # a quick death is one soon after it was ready (a large store opens slowly)
 
-    def _spawn_watched(self, role: str, *, gate_fd: int | None = None) -> tuple[_Child, int]:
+    def _spawn_watched(
+        self, role: str, *, gate_fd: int | None = None, open_fd: int | None = None
+    ) -> tuple[_Child, int]:
         """A child of ``role`` and the read end of the pipe it writes a byte to once it is ready; an HTTP process given
-        ``gate_fd`` waits to read a byte there (the store process is ready) before it starts serving."""
+        ``gate_fd`` waits to read a byte there (the store process is ready) before it starts serving, a store process
+        given ``open_fd`` (:meth:`spawn`) waits to read one there before it opens the store."""
         read, write = os.pipe()
         try:
-            child = self._spawn(role, ready_fd=write, gate_fd=gate_fd)
+            child = self._spawn(role, ready_fd=write, gate_fd=gate_fd, open_fd=open_fd)
         except BaseException:
             os.close(read)
             raise

@@ -8,6 +8,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -108,6 +109,24 @@ def held_store(tmp_path: Path) -> Iterator[Path]:
 def test_a_store_another_process_holds(tmp_path: Path, held_store: Path) -> None:
     code, stderr = serve(tmp_path / "data", "--store", f"duckdb:///{held_store}")
     assert_one_line(code, stderr, "cannot open the store", "in use by another process")
+
+
+def test_children_started_ahead_of_a_store_that_cannot_open_leave_with_serve(tmp_path: Path, held_store: Path) -> None:
+    """A DuckDB store's store and HTTP processes start while ``serve`` opens the store (their imports beside its open,
+    the store process held at its gate): when the store cannot be opened they end before ``serve`` does, without a
+    word of their own (``-v``: the supervisor's lines say they started)."""
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("TAMS_")}
+    cmd = [sys.executable, "-m", "tams_analytics.cli", "-v", "serve", "--data-dir", str(tmp_path / "data")]
+    cmd += ["--port", str(free_port()), "--store", f"duckdb:///{held_store}"]
+    done = subprocess.run(cmd, env=child_env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    started = dict(re.findall(r"started the (store|http) process \(PID (\d+)\)", done.stderr))
+    assert set(started) == {"store", "http"}, done.stderr
+    for pid in started.values():
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)
+    lines = [line for line in done.stderr.splitlines() if not re.match(r"\d{4}-\d\d-\d\d [\d:,]+ (INFO|DEBUG) ", line)]
+    assert len(lines) == 1 and lines[0].startswith("tams-analytics serve: cannot open the store"), done.stderr
 
 
 @pytest.mark.stack_independent
