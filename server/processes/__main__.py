@@ -64,7 +64,7 @@ def _tell_ready(fd: int | None) -> None:
         os.close(fd)
 
 
-def _store_ready(fd: int | None) -> bool:
+def _gate_passed(fd: int | None) -> bool:
     """Wait at the gate ``fd`` for the supervisor's byte: whether to go on (False: the gate closed without one). An
     HTTP process's (``TAMS_STORE_GATE_FD``): the store process is ready (not: it failed, or ``serve`` stops). The store
     process's (``TAMS_OPEN_GATE_FD``): ``serve`` has let go of the store, to be opened here (not: ``serve`` cannot
@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
         gate = os.environ.get("TAMS_OPEN_GATE_FD")
         if gate:
             store.import_ahead()
-            if not _store_ready(int(gate)):
+            if not _gate_passed(int(gate)):
                 return 0  # (``serve`` says why)
         store.run(settings, path, ready=ready)
         return 0
@@ -127,7 +127,7 @@ def main(argv: list[str]) -> int:
             uvicorn.Config(app, **options), accepting=lambda: _tell_ready(ready), access_log=access
         )
         gate = os.environ.get("TAMS_STORE_GATE_FD")
-        if not _store_ready(int(gate) if gate else None):
+        if not _gate_passed(int(gate) if gate else None):
             return 0  # (the supervisor says why)
         server.run(sockets=[sock])
         return 0

@@ -445,7 +445,6 @@ class KnownIds:
                         "read cache: the %s ids could not be read (%s): every lookup asks the store", self.name, exc
                     )
             finally:
-                self._scanned.set()
                 self._tried.set()
 
         thread = threading.Thread(target=run, name=f"tams-known-{self.name}", daemon=True)
