@@ -451,7 +451,9 @@ def test_a_linger_puts_posts_arriving_within_it_into_one_batch(tmp_path: Path) -
         got = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
         return got["tams_group_commit_batch_size_count"], got["tams_group_commit_batch_size_sum"]
 
-    settings = Settings(data_dir=tmp_path / "data", group_commit_linger_us=100_000)
+    # a linger longer than the setting allows (100 ms), so that neither the four POSTs missing it nor a lingered lone
+    # POST passing for one at once is a matter of a loaded host's scheduling: a lingered lone POST waits it out whole
+    settings = Settings(data_dir=tmp_path / "data").model_copy(update={"group_commit_linger_us": 500_000})
     with serve(create_app(settings)) as api:
         flows = [video_flow() for _ in range(4)]
         for body in flows:
@@ -464,7 +466,7 @@ def test_a_linger_puts_posts_arriving_within_it_into_one_batch(tmp_path: Path) -
 
         post(flows[0]["id"], "[20:0_22:0)")  # (the flow's first POST reads what the read cache does not hold yet)
         before = batches(api)
-        time.sleep(0.3)
+        time.sleep(0.8)  # a quiet spell: longer than the linger
         started = time.monotonic()
         post(flows[0]["id"], "[10:0_12:0)")  # the first after a quiet spell: at once
         alone = time.monotonic() - started
@@ -477,4 +479,4 @@ def test_a_linger_puts_posts_arriving_within_it_into_one_batch(tmp_path: Path) -
         after = batches(api)
     assert codes == [201] * 6
     assert (after[0] - before[0], after[1] - before[1]) == (2, 5), "one batch alone, then one of four"
-    assert alone < 0.1, f"the POST after a quiet spell waited {alone:.3f} s"
+    assert alone < 0.4, f"the POST after a quiet spell waited {alone:.3f} s (the linger is 0.5 s)"
