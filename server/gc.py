@@ -31,7 +31,7 @@ from server.storage_watch import ready, report_unavailable
 from tams_analytics.catalog import Catalog, utcnow
 from tams_analytics.catalog import object_deletions as queue
 from tams_analytics.catalog.conflicts import Attempts
-from tams_analytics.catalog.references import collectable_objects, purge_objects
+from tams_analytics.catalog.references import any_collectable, collectable_objects, purge_objects
 from tams_analytics.rows import ObjectDeletionRow
 from tams_analytics.storage.base import ObjectStorageUnavailable, StorageError
 
@@ -83,13 +83,28 @@ def collect_once(services: Services, now: dt.datetime | None = None) -> int:
     """One pass (see the module docstring); returns how many objects were collected (forgotten).
 
     ``now`` defaults to the current time (tests pass a later one instead of waiting for the timeout and the
-    grace)."""
+    grace).
+
+    A pass looks first, with reads alone, and one that would find nothing (what live ingest meets every time) takes
+    no lease and opens no transaction. Each of those (four a pass) is a direct transaction, which on a store with a
+    journal holds every acknowledgement while the journal is applied and the transaction commits. (Side by side at a
+    pass every 15 s, two minutes at 400/s each, the lines differed no more than the host's noise: a principle more
+    than a measured gain.)"""
+    if not _work_found(services, now or utcnow()):
+        observe_gc(0)
+        return 0
     with services.leases.holding(LEASE) as hold:
         if hold is None:
             return 0  # another replica collects now
         collected = _collect(services, now)
         delete_due(services, now, hold)
         return collected
+
+
+def _work_found(services: Services, now: dt.datetime) -> bool:
+    """Whether a pass at ``now`` has objects to collect or deletions due (reads: see :func:`collect_once`)."""
+    cutoff = now - dt.timedelta(seconds=services.settings.min_object_timeout_s)
+    return any_collectable(services.catalog, cutoff) or queue.any_due(services.catalog, now)
 
 
 def _collect(services: Services, now: dt.datetime | None) -> int:

@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_GRACE_S",
     "Backoff",
     "Claimed",
+    "any_due",
     "claim",
     "deleted",
     "enqueue",
@@ -174,6 +175,11 @@ def reclaim(catalog: Catalog, storage_id: str, keys: Iterable[str], now: dt.date
         )
     if rows:
         catalog.engine.delete(TABLE, where)
+
+
+def any_due(catalog: Catalog, now: dt.datetime) -> bool:
+    """Whether :func:`claim` would find a due row: a read, in no transaction."""
+    return catalog.exists(TABLE, [Term("next_attempt_at", "<=", now)])
 
 
 def pending(catalog: Catalog) -> int:

@@ -15,7 +15,14 @@ from tams_analytics.predicates import Predicate, Term, isin
 if TYPE_CHECKING:
     from tams_analytics.catalog import Catalog
 
-__all__ = ["collectable_objects", "mark_unreferenced", "object_ids_of", "purge_objects", "still_referenced"]
+__all__ = [
+    "any_collectable",
+    "collectable_objects",
+    "mark_unreferenced",
+    "object_ids_of",
+    "purge_objects",
+    "still_referenced",
+]
 
 
 def object_ids_of(catalog: Catalog, where: Sequence[Predicate]) -> list[str]:
@@ -49,6 +56,13 @@ def collectable_objects(catalog: Catalog, older_than: dt.datetime) -> pa.Table:
     unref = catalog.rows("objects", [Term("unreferenced_since", "<", older_than)])
     never = catalog.rows("objects", [Term("registered", "==", False), Term("created", "<", older_than)])
     return pa.concat_tables([unref, never])
+
+
+def any_collectable(catalog: Catalog, older_than: dt.datetime) -> bool:
+    """Whether :func:`collectable_objects` would find one: a read, in no transaction."""
+    unreferenced = [Term("unreferenced_since", "<", older_than)]
+    never = [Term("registered", "==", False), Term("created", "<", older_than)]
+    return catalog.exists("objects", unreferenced) or catalog.exists("objects", never)
 
 
 def purge_objects(

@@ -4,6 +4,7 @@ and nothing a segment references is ever deleted."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,38 @@ def test_deleting_a_flow_makes_its_objects_collectable(client: TestClient) -> No
     assert client.delete(f"/flows/{flow_id}").status_code == 204
     assert collect_once(services_of(client.app), now=after_timeout(client)) == 3
     assert not any(stored(client, ids).values())
+
+
+def test_a_pass_with_nothing_to_do_takes_no_lease_and_does_not_wait_for_the_writer(client: TestClient) -> None:
+    """Live ingest's pass, every time: nothing collectable, no deletion due. It reads and returns: no lease, no
+    transaction, so it waits for no writer (on a store with a journal a transaction would hold every
+    acknowledgement meanwhile: see ``collect_once``)."""
+    flow_id = new_flow(client)
+    register(client, flow_id, upload(client, flow_id, 2))
+    services = services_of(client.app)
+    holding, release = threading.Event(), threading.Event()
+    passes: list[int] = []
+
+    def long_write() -> None:  # a writer holding the store (a bulk registration, a delete request's chunk)
+        with services.catalog.transaction():
+            holding.set()
+            release.wait(60.0)
+
+    writer = threading.Thread(target=long_write)
+    writer.start()
+    holding.wait()
+    try:
+        gc_pass = threading.Thread(target=lambda: passes.append(collect_once(services, after_timeout(client))))
+        gc_pass.start()
+        gc_pass.join(timeout=20.0)  # a pass that needs the writer does not end until it is released
+        ended_while_held = list(passes)
+    finally:
+        release.set()
+        writer.join()
+        gc_pass.join()
+    assert ended_while_held == [0], "the pass waited for a writer although it had nothing to do"
+    assert services.catalog.rows("leases").num_rows == 0, "the pass wrote its lease although it had nothing to do"
+
+    orphan = upload(client, flow_id, 1)  # and one with work takes the lease (the check above can see one)
+    assert collect_once(services, after_timeout(client)) == 1 and stored(client, orphan) == {orphan[0]: False}
+    assert services.catalog.rows("leases").column("name").to_pylist() == ["object-gc"]

@@ -47,6 +47,7 @@ from tams_analytics import predicates as P
 from tams_analytics.catalog import Catalog, flows_with_content, object_deletions, registration, segment_page_where
 from tams_analytics.catalog.conflicts import Attempt
 from tams_analytics.catalog.flow_guard import flows_starting_with
+from tams_analytics.catalog.references import any_collectable
 from tams_analytics.catalog.summary import catalog_summary
 from tams_analytics.compat import arrow_table
 from tams_analytics.demo import build_demo
@@ -409,9 +410,11 @@ def exercise_catalog(cat: Catalog) -> None:
     cat.delete_segments(fid, f"[{base}:0_{base + 2}:0)", object_id=ids[1])
     cat.delete_segments(fid, "[1700000000:0_1700000020:0)")
     cat.collectable_objects(now + dt.timedelta(days=1))
+    any_collectable(cat, now + dt.timedelta(days=1))
     cat.purge_objects([ids[2], "chosen-1"])
     claim_collectable_objects(cat, now + dt.timedelta(days=1), grace_s=0)
     # the object deletion queue: claimed (keys in use dropped), failed, deleted; a key taken back
+    object_deletions.any_due(cat, now + dt.timedelta(days=2))
     claimed = object_deletions.claim(cat, now + dt.timedelta(days=2))
     object_deletions.failed(cat, claimed.rows[:1], "storage unavailable")
     object_deletions.deleted(cat, claimed.rows)
