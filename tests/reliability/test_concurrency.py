@@ -420,7 +420,6 @@ def test_reads_stay_responsive_while_a_writer_holds_the_write_lock(tmp_path: Pat
         assert client.put(f"/flows/{flow['id']}", json=flow).status_code == 201
         holding, release = threading.Event(), threading.Event()
         answered: list[int] = []
-
         read: list[int] = []
 
         def long_write() -> None:  # what a large bulk registration does: hold the write transaction
