@@ -51,18 +51,21 @@ def mark_unreferenced(catalog: Catalog, object_ids: Sequence[str]) -> None:
         )
 
 
+def _collectable(older_than: dt.datetime) -> tuple[list[Predicate], list[Predicate]]:
+    """The objects unreferenced before ``older_than``, and those allocated then and never registered."""
+    unreferenced: list[Predicate] = [Term("unreferenced_since", "<", older_than)]
+    never_registered: list[Predicate] = [Term("registered", "==", False), Term("created", "<", older_than)]
+    return unreferenced, never_registered
+
+
 def collectable_objects(catalog: Catalog, older_than: dt.datetime) -> pa.Table:
     """Objects to delete from storage: unreferenced, or allocated and never registered, before ``older_than``."""
-    unref = catalog.rows("objects", [Term("unreferenced_since", "<", older_than)])
-    never = catalog.rows("objects", [Term("registered", "==", False), Term("created", "<", older_than)])
-    return pa.concat_tables([unref, never])
+    return pa.concat_tables([catalog.rows("objects", where) for where in _collectable(older_than)])
 
 
 def any_collectable(catalog: Catalog, older_than: dt.datetime) -> bool:
     """Whether :func:`collectable_objects` would find one: a read, in no transaction."""
-    unreferenced = [Term("unreferenced_since", "<", older_than)]
-    never = [Term("registered", "==", False), Term("created", "<", older_than)]
-    return catalog.exists("objects", unreferenced) or catalog.exists("objects", never)
+    return any(catalog.exists("objects", where) for where in _collectable(older_than))
 
 
 def purge_objects(
