@@ -612,7 +612,8 @@ def test_records_applied_together_leave_the_store_as_applied_one_by_one(tmp_path
 
 def test_a_run_of_registrations_is_three_statements() -> None:
     """A live ingest's records (a segment, its object, its flow's ``segments_updated``) applied together: one insert
-    per table and one update of the flows, each flow taking its last value."""
+    per table, its rows in one chunk (DuckDB scans an Arrow table chunk by chunk: sixty one-row chunks took a
+    round's inserts twice as long), and one update of the flows, each flow taking its last value."""
     from tams_analytics.engines.duckdb.coalesce import KeyedUpdate, coalesced
 
     at = [dt.datetime(2026, 11, 27, 1, 0, i, tzinfo=dt.UTC) for i in range(60)]
@@ -630,6 +631,7 @@ def test_a_run_of_registrations_is_three_statements() -> None:
     assert isinstance(update, KeyedUpdate) and update.columns == ("segments_updated",)
     assert update.rows == {FLOW: (at[57],), OTHER: (at[58],), "f3": (at[59],)}
     assert [c.rows.num_rows for c in out[:2] if c.rows is not None] == [60, 60]
+    assert {col.num_chunks for c in out[:2] if c.rows is not None for col in c.rows.columns} == {1}
 
 
 _OPS = ["<", "<=", "==", ">", ">="]

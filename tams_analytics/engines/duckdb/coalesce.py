@@ -64,7 +64,10 @@ def coalesced(changes: Sequence[Change]) -> list[Change | KeyedUpdate]:
     def flush(table: str) -> None:
         rows = inserts.pop(table, None)
         if rows:
-            out.append(Change(table, rows=rows[0] if len(rows) == 1 else pa.concat_tables(rows)))
+            # one chunk a column: DuckDB scans an Arrow table chunk by chunk, and a round's few hundred rows in as
+            # many chunks as records took it twice as long to insert (each record's rows are a chunk of their own)
+            joined = rows[0] if len(rows) == 1 else pa.concat_tables(rows)
+            out.append(Change(table, rows=joined.combine_chunks()))
         update = updates.pop(table, None)
         if update is not None:
             out.append(update.changes[0] if len(update.changes) == 1 else update)
