@@ -13,9 +13,10 @@ two segments of a flow overlapping.
 A line reports POSTs offered and achieved, POST p50/p99/max and how many took over 250 ms, edge-read p50/p99/max, the
 slowest 5-s windows (their POST p99, when, and each server process's CPU around them), the DuckDB checkpoints seen
 (``tams_store_checkpoint_seconds``: when, how long each held the writer, and what the store process wrote to disk in
-the sample that saw it), the journal's syncs over 50 and 250 ms (``tams_journal_sync_seconds``: when), what the store
-process wrote a minute (``write_bytes``: journal, WAL and checkpoints; what ingest costs the disk), each process's CPU
-and its RSS at the start, at minute 5 (or halfway, for a run under ten minutes) and at the end, and the machine's load.
+the sample that saw it), the journal's syncs over 50 and 250 ms (``tams_journal_sync_seconds``: when), its applier's
+rounds (``tams_journal_apply_seconds``: how many, how long on average, the share of the line), what the store process
+wrote a minute (``write_bytes``: journal, WAL and checkpoints; what ingest costs the disk), each process's CPU and its
+RSS at the start, at minute 5 (or halfway, for a run under ten minutes) and at the end, and the machine's load.
 Before the line and after it, the disk alone at the line's rate (:mod:`benchmarks.disk_floor`): the journal's write and
 sync with no server, the floor the volume sets under every journaled POST (a shared disk's changes from minute to
 minute). A line is *held*
@@ -165,6 +166,11 @@ class ContinuousLine:
     #: records the journal wrote and synced over the line (0: no journal), and the samples that saw slow ones
     journal_syncs: int = 0
     slow_syncs: list[SlowSyncs] = field(default_factory=list)
+    #: rounds of the journal's applier over the line, and the share of the line it spent applying them (the writes
+    #: share the cores with it: on two cores a batch beside a round took about twice as long)
+    journal_applies: int = 0
+    journal_apply_share: float = math.nan
+    journal_apply_mean_ms: float = math.nan
     #: the slowest windows, slowest first, and each server process's CPU over the line (a share of one core)
     slow_windows: list[Window] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)
@@ -241,6 +247,9 @@ class Sample:
     syncs: float
     syncs_over_50ms: float
     syncs_over_250ms: float
+    #: rounds of the journal's applier so far, and the seconds they took (0: no journal, or not told)
+    applies: float = 0.0
+    apply_s: float = 0.0
     #: MiB the store process holds beside the interpreter, by part (``duckdb``, ``arrow``, ``known ids``; absent: not
     #: told)
     held: dict[str, float] = field(default_factory=dict)
@@ -296,6 +305,8 @@ class Sampler:
                 syncs=syncs,
                 syncs_over_50ms=syncs - within[0],
                 syncs_over_250ms=syncs - within[1],
+                applies=metrics.get(("tams_journal_apply_seconds_count", ()), 0.0),
+                apply_s=metrics.get(("tams_journal_apply_seconds_sum", ()), 0.0),
                 held=held_memory(metrics),
                 entries={
                     dict(labels)["cache"]: v for (n, labels), v in metrics.items() if n == "tams_read_cache_entries"
@@ -371,6 +382,16 @@ class Sampler:
             return {}
         first, last = after[0].gc, after[-1].gc
         return {p: last[p].since(first[p]) for p in _processes(last) if p in first}
+
+    def applier(self, start: float) -> tuple[int, float, float]:
+        """The journal's applier from ``start`` (a ``perf_counter`` time) to the last sample: its rounds, the share of
+        that time it spent applying them, and a round's mean milliseconds."""
+        after = self._since(start)
+        if len(after) < 2 or after[-1].at <= after[0].at:
+            return 0, math.nan, math.nan
+        first, last = after[0], after[-1]
+        rounds, seconds = last.applies - first.applies, last.apply_s - first.apply_s
+        return round(rounds), seconds / (last.at - first.at), 1e3 * seconds / rounds if rounds else math.nan
 
     def written_per_min(self, start: float) -> float:
         """MiB the store process wrote a minute from ``start`` to the last sample (NaN when it could not be read)."""
@@ -585,6 +606,7 @@ async def _drive(
     line.client_cpu = (cpu1 - cpu0) / max(1e-9, seconds)
     line.checkpoints = sampler.checkpoints(start)
     line.journal_syncs, line.slow_syncs = sampler.journal(start)
+    line.journal_applies, line.journal_apply_share, line.journal_apply_mean_ms = sampler.applier(start)
     line.cpu = sampler.cpu_around(start, 0.0, seconds)
     for window in line.slow_windows:
         window.cpu = sampler.cpu_around(start, window.at_s, config.window_s)
@@ -762,6 +784,11 @@ def format_continuous(lines: list[ContinuousLine], window_s: float = 5.0) -> lis
             )
         elif line.journal_syncs:
             out.append(f"{head} {line.journal_syncs:,} journal syncs, none over 50 ms")
+        if line.journal_applies:
+            out.append(
+                f"{head} the journal's applier: {line.journal_applies:,} rounds, {line.journal_apply_mean_ms:.0f} ms "
+                f"each on average, {line.journal_apply_share:.0%} of the line"
+            )
         for floor, when in ((line.disk_floor, "just before the line"), (line.disk_floor_after, "just after it")):
             if floor is not None:
                 out.append(f"{head} {floor.describe()}, {when}")

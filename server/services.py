@@ -100,6 +100,9 @@ def engine_stack(store: Engine, settings: Settings, admit: Callable[[], None] | 
     observe_journal_syncs = getattr(store, "observe_journal_syncs", None)  # a DuckDB store's with a journal
     if observe_journal_syncs is not None:
         observe_journal_syncs(metrics.observe_journal_sync)
+    observe_journal_applies = getattr(store, "observe_journal_applies", None)
+    if observe_journal_applies is not None:
+        observe_journal_applies(metrics.observe_journal_apply)
     engine: Engine = TimedEngine(store, metrics.observe_statement)
     if admit is not None:
         engine = GuardedEngine(engine, admit)

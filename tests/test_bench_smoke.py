@@ -246,6 +246,8 @@ def test_capacity_continuous_on_a_young_and_an_aged_store(tmp_path: Path, capsys
         assert [r["how"] for r in x["resume"]] == ["SIGTERM", "SIGKILL"] and all(r["lost"] == 0 for r in x["resume"])
         assert x["lost"] == 0 and x["overlaps"] == 0 and x["load_start"] >= 0
         assert x["journal_syncs"] > 0  # the default settings keep a journal: each POST's batch is a synced record
+        # and its applier applies them behind, in rounds, each of them counted with the time it took
+        assert x["journal_applies"] > 0 and 0 < x["journal_apply_share"] < 1 and x["journal_apply_mean_ms"] > 0
         assert x["cpu"]["store"] > 0 and x["slow_windows"][0]["p99_ms"] == x["slowest_window_p99_ms"]
         # each process's garbage collector over the line, from its tams_python_gc_pause_seconds
         assert x["gc"].keys() == {"store", "http"}
@@ -264,6 +266,7 @@ def test_capacity_continuous_on_a_young_and_an_aged_store(tmp_path: Path, capsys
     assert "MiB a minute" in printed and "slowest windows" in printed
     assert "Python's garbage collector (collections, ms in all, over 10/25 ms): store " in printed
     assert "just before the line" in printed and "just after it" in printed
+    assert "the journal's applier: " in printed and "% of the line" in printed
     page = record.render(data)
     assert "| young (120) | 20 × 0.05 |" in page and "`capacity_continuous_post_p99_ms`" in page
     _check_the_trace(traced, ["young", "1200"])

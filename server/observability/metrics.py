@@ -54,6 +54,7 @@ __all__ = [
     "observe_batch",
     "observe_deletions",
     "observe_gc",
+    "observe_journal_apply",
     "observe_journal_sync",
     "observe_operation",
     "observe_request",
@@ -133,6 +134,14 @@ JOURNAL_SYNC = Histogram(
     "Records of the store's journal written and synced (TAMS_JOURNAL=true): every POST of segments acknowledged from "
     "the journal waited for its record's",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
+JOURNAL_APPLY = Histogram(
+    "tams_journal_apply_seconds",
+    "Rounds of the journal's applier (TAMS_JOURNAL=true): each applied the records journaled since the last to the "
+    "store in one transaction, behind the acknowledgements; meanwhile it shared the cores with the writes (its sum "
+    "over a time is the share of it the store spent applying)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
     registry=REGISTRY,
 )
 #: a journal sync this long is logged as a warning (at most once a minute)
@@ -237,6 +246,11 @@ def checkpoint_observer(*, journaled: bool, older_format: bool = True) -> Callab
             )
 
     return observe
+
+
+def observe_journal_apply(seconds: float) -> None:
+    """One round of the journal's applier that took ``seconds`` (its engine's ``observe_journal_applies``)."""
+    JOURNAL_APPLY.observe(seconds)
 
 
 def observe_journal_sync(seconds: float) -> None:

@@ -228,6 +228,31 @@ def test_the_journals_syncs_have_a_histogram(
     assert told.levelname == "WARNING" and "volume is slow or busy" in told.getMessage()
 
 
+@pytest.mark.parametrize("journal", [True, False], ids=["journaled", "direct"])
+def test_the_journals_applier_rounds_have_a_histogram(tmp_path: Path, journal: bool) -> None:
+    """With the journal, each round of its applier (the records acknowledged since the last, applied to the store in
+    one transaction) is counted with the time it took: what it took from the writes' cores; without one, none."""
+    count, total = "tams_journal_apply_seconds_count", "tams_journal_apply_seconds_sum"
+    with TestClient(create_app(Settings(data_dir=tmp_path, journal=journal), workers=False)) as client:
+        flow_id = new_id()
+        client.put(f"/flows/{flow_id}", json=video_flow(flow_id))
+        before = samples(client)
+        for i in range(3):
+            post_segments(client, flow_id, 1, i)
+        deadline = time.monotonic() + 10.0  # applied within a round (a quarter of a second) of the first
+        while True:
+            after = samples(client)
+            if value(after, count) > value(before, count) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    rounds = value(after, count) - value(before, count)
+    if not journal:
+        assert rounds == 0
+        return
+    assert rounds >= 1
+    assert 0 < value(after, total) - value(before, total) < 10.0
+
+
 @pytest.mark.parametrize(("metrics_auth", "open_without"), [("same", False), ("none", True)])
 def test_metrics_follow_the_metrics_auth_setting(tmp_path: Path, metrics_auth: str, open_without: bool) -> None:
     settings = Settings(data_dir=tmp_path, auth="bearer", bearer_tokens="s3cret", metrics_auth=metrics_auth)

@@ -190,6 +190,12 @@ class Engine(Transactions):
         if self._journal is not None:
             self._journal.log.observe_sync = observe
 
+    def observe_journal_applies(self, observe: Callable[[float], None] | None) -> None:
+        """Have ``observe(seconds)`` told how long each round of the journal's applier took (its records applied to the
+        store in one transaction; None: no more); nothing is told of a store that keeps no journal."""
+        if self._journal is not None:
+            self._journal.observe_apply = observe
+
     def store_failure(self) -> str | None:
         """Why writes are refused: a storage fault, or the journal's reserve released on a full volume."""
         cause = super().store_failure()

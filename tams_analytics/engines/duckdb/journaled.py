@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -94,6 +94,8 @@ class Journal:
         self._hurry = 0
         #: held while records are applied (and while applying is paused: :meth:`paused`)
         self._applying = threading.Lock()
+        #: told how long each round of the applier took to apply its records (one transaction), once it committed
+        self.observe_apply: Callable[[float], None] | None = None
         records = [(r.seq, codec.decode(r.payload)) for r in self.log.replay(applied)]
         for at in range(0, len(records), APPLY_RECORDS):
             engine.apply_records(records[at : at + APPLY_RECORDS])
@@ -233,7 +235,9 @@ class Journal:
                 batch = [self._queue[i] for i in range(min(APPLY_RECORDS, len(self._queue)))]
             try:
                 with self._applying:
+                    began = time.perf_counter()
                     self.engine.apply_records(batch)
+                    took = time.perf_counter() - began
             except Exception as exc:
                 if isinstance(exc, InsufficientStorageError) and self.reserve.release("the store met a full volume"):
                     self.engine.reopen_if_failed()  # at once: the reserve's room is there now
@@ -256,6 +260,12 @@ class Journal:
                 continue
             pause = 0.05
             self._done(batch[-1][0])
+            observe = self.observe_apply
+            if observe is not None:
+                try:
+                    observe(took)
+                except Exception:  # a listener's failure must never stop the applier
+                    logger.exception("observe_apply failed")
             try:
                 self.engine.upkeep()
             except Exception as exc:  # (a full volume, say): tried again after the next records
