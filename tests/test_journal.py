@@ -612,8 +612,8 @@ def test_records_applied_together_leave_the_store_as_applied_one_by_one(tmp_path
 
 def test_a_run_of_registrations_is_three_statements() -> None:
     """A live ingest's records (a segment, its object, its flow's ``segments_updated``) applied together: one insert
-    per table, its rows in one chunk (DuckDB scans an Arrow table chunk by chunk: sixty one-row chunks took a
-    round's inserts twice as long), and one update of the flows, each flow taking its last value."""
+    per table, its rows in one chunk (DuckDB scans an Arrow table chunk by chunk: a round's rows in a chunk per record
+    took twice as long to insert), and one update of the flows, each flow taking its last value."""
     from tams_analytics.engines.duckdb.coalesce import KeyedUpdate, coalesced
 
     at = [dt.datetime(2026, 11, 27, 1, 0, i, tzinfo=dt.UTC) for i in range(60)]
