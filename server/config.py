@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     #: than they saved (2026-11-30, late night). A POST after a quiet spell is registered at once
     #: (:class:`~tams_analytics.catalog.group_commit.GroupCommit`)
     group_commit_linger_us: int = Field(1000, ge=0, le=100_000)
+    #: the most POSTs the group commit's writer registers in one batch. What a stall (the host's, a checkpoint's)
+    #: leaves queued is registered in batches of at most this many, so the POSTs that waited longest are answered
+    #: once their share is registered rather than once the whole backlog is; each batch costs its fixed share again
+    group_commit_max_batch: int = Field(256, ge=1, le=4096)
     #: at startup, before answering, the read cache loads the timelines (bounds and tail), rows and delete requests
     #: of the flows whose segments changed within this many seconds of the store's newest change (the live ones when
     #: it stopped, however long it was down), in a few statements for all of them:

@@ -36,15 +36,22 @@ SEGMENTS_ADDED = "flows/segments_added"
 class SegmentWriter:
     """The server's segment registrations, applied in batches by one writer thread (see the module docstring);
     ``on_batch`` hears each batch's size and duration (metrics); ``linger_s``: how long a batch waits for more
-    requests once one arrives (:class:`~tams_analytics.catalog.group_commit.GroupCommit`)."""
+    requests once one arrives, ``max_batch``: the most requests a batch holds
+    (:class:`~tams_analytics.catalog.group_commit.GroupCommit`)."""
 
     def __init__(
-        self, catalog: Catalog, events: EventBus, *, on_batch: BatchObserver | None = None, linger_s: float = 0.0
+        self,
+        catalog: Catalog,
+        events: EventBus,
+        *,
+        on_batch: BatchObserver | None = None,
+        linger_s: float = 0.0,
+        max_batch: int = 256,
     ) -> None:
         self.catalog = catalog
         self.events = events
         self._group: GroupCommit[Registration, AddResult] = GroupCommit(
-            self._apply, name="tams-segment-writer", on_batch=on_batch, linger_s=linger_s
+            self._apply, name="tams-segment-writer", on_batch=on_batch, linger_s=linger_s, max_batch=max_batch
         )
 
     def queue(self, registration: Registration) -> Future[AddResult]:

@@ -173,7 +173,11 @@ def build_services(
         events=events,
         leases=leases,
         segments=SegmentWriter(
-            catalog, events, on_batch=metrics.observe_batch, linger_s=settings.group_commit_linger_us / 1e6
+            catalog,
+            events,
+            on_batch=metrics.observe_batch,
+            linger_s=settings.group_commit_linger_us / 1e6,
+            max_batch=settings.group_commit_max_batch,
         ),
         metrics=metrics.catalog_registry(catalog, pages, health),
         health=health,

@@ -85,6 +85,35 @@ def test_a_full_batch_or_a_close_ends_the_linger() -> None:
     assert recorded.batches == [[0], [1, 2], [3]]
 
 
+def test_what_a_full_batch_leaves_queued_is_applied_next_without_a_linger() -> None:
+    """A backlog (what queued while a batch was applied) is applied in batches of at most ``max_batch``; the
+    requests a full batch left behind have waited already, so the next batch takes them at once rather than waiting
+    out the linger for more."""
+    go = threading.Event()
+    recorded = Recorded()
+
+    def held(requests: Sequence[int]) -> list[int]:
+        if 1 in requests:
+            go.wait(10)
+        return recorded(requests)
+
+    group: GroupCommit[int, int] = GroupCommit(held, linger_s=30, max_batch=2)
+    _at_once(group, [0], gap_s=0)  # (then the writer is under load)
+    first = [group.future(k) for k in (1, 2)]  # a full batch: applied at once, and held
+    deadline = time.monotonic() + 10
+    while not first[0].running() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert first[0].running(), "the first full batch is being applied"
+    backlog = [group.future(k) for k in (3, 4, 5)]  # queued behind it
+    started = time.monotonic()
+    go.set()
+    assert [f.result(timeout=10) for f in first + backlog] == [1, 2, 3, 4, 5]
+    took = time.monotonic() - started
+    group.close()
+    assert recorded.batches == [[0], [1, 2], [3, 4], [5]], "the backlog went in batches of at most max_batch"
+    assert took < 10, f"the request a full batch left queued waited {took:.1f} s: it waited out the linger"
+
+
 def test_a_negative_linger_is_refused() -> None:
     with pytest.raises(ValueError, match="linger_s"):
         GroupCommit(Recorded(), linger_s=-1)

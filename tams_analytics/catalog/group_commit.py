@@ -38,7 +38,9 @@ BatchObserver = Callable[[int, float], None]
 class GroupCommit(Generic[Request, Outcome]):
     """Batches of requests for ``apply``, which gets a batch and returns one outcome per request (a result,
     or the exception that refused it); when it raises instead, the batch's requests are applied one by one.
-    ``max_batch`` bounds a batch (and so the wait it adds); ``linger_s``: how long the writer, under load (see the
+    ``max_batch`` bounds a batch (and so the wait it adds: after a stall, the requests that waited longest are answered
+    once their share of the backlog is applied, not once all of it is; what a full batch leaves queued is applied next,
+    without a linger); ``linger_s``: how long the writer, under load (see the
     module docstring), waits for more before applying the batch (0: never; it stops waiting at ``max_batch`` or at
     :meth:`close`); ``on_batch`` hears each batch's size and the seconds applying it took (metrics)."""
 
@@ -98,15 +100,17 @@ class GroupCommit(Generic[Request, Outcome]):
             thread.join(timeout_s)
 
     def _run(self) -> None:
+        left_over = False  # the last batch was full and requests stayed queued: they have waited already
         while True:
             with self._wakeup:
                 while not self._queue and not self._closed:
                     self._wakeup.wait()
                 if not self._queue:
                     return
-                if self.linger_s > 0 and self._arrived - self._ended < self.linger_s:  # under load
+                if self.linger_s > 0 and not left_over and self._arrived - self._ended < self.linger_s:  # under load
                     self._linger()
                 batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                left_over = bool(self._queue)
             self._apply(batch)
             self._ended = time.monotonic()
 
