@@ -51,7 +51,7 @@ class SegmentWriter:
         self.catalog = catalog
         self.events = events
         self._group: GroupCommit[Registration, AddResult] = GroupCommit(
-            self._apply, name="tams-segment-writer", on_batch=on_batch, linger_s=linger_s, max_batch=max_batch
+            self.apply, name="tams-segment-writer", on_batch=on_batch, linger_s=linger_s, max_batch=max_batch
         )
 
     def queue(self, registration: Registration) -> Future[AddResult]:
@@ -63,7 +63,9 @@ class SegmentWriter:
         """Apply what is queued, then stop the writer thread."""
         self._group.close()
 
-    def _apply(self, requests: Sequence[Registration]) -> list[AddResult | Exception]:
+    def apply(self, requests: Sequence[Registration]) -> list[AddResult | Exception]:
+        """Register one batch now, on the calling thread: the writer thread's work on each batch it takes (called
+        directly only where nothing is queued: ``python -m benchmarks.batch_cost`` times it)."""
         catalog = self.catalog
         publish = self.events.wants(SEGMENTS_ADDED)
         # what webhook filters need of the flows (collections, auth classes), read before the transaction

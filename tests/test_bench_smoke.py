@@ -22,6 +22,7 @@ import pytest
 
 from benchmarks import (
     aged,
+    batch_cost,
     capacity,
     checkpoints,
     disk_floor,
@@ -157,6 +158,19 @@ def test_checkpoints_times_each_size_with_and_without_the_indexes(capsys: pytest
             indexed, bare = float(row[1].replace(",", "")), float(row[3].replace(",", ""))
             assert indexed > 0 and bare > 0 and row[5].startswith("x")
             assert float(row[6].replace(",", "")) > 100  # bytes of WAL a registration (segment, object, instance)
+
+
+def test_batch_cost_times_the_writers_batches_of_each_size(capsys: pytest.CaptureFixture[str]) -> None:
+    """The command of benchmarks/README.md's ``python -m benchmarks.batch_cost`` block, on a few flows: a row for each
+    size with its batches timed (CPU spent, not zero), and the line fitted through them."""
+    for argv in _capacity_readme_commands("benchmarks.batch_cost", 1):
+        assert batch_cost.main([*argv, "--sizes", "1,3", "--posts", "12", "--flows", "6"]) == 0
+        printed = capsys.readouterr().out.splitlines()
+        assert "segment writer's CPU a batch" in printed[0]
+        rows = [line.split() for line in printed[3:5]]
+        assert [(r[0], r[1]) for r in rows] == [("1", "12"), ("3", "4")]
+        assert all(float(r[2].replace(",", "")) > 0 for r in rows)
+        assert printed[5].startswith("CPU a batch = ")
 
 
 def test_a_steps_checkpoints_come_from_the_servers_metrics() -> None:
