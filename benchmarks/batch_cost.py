@@ -4,21 +4,23 @@ pays whatever it holds, and the part each POST adds.
 Live ingest at 400 POSTs/s comes to the writer thread as about 200 batches a second of one to three single-segment
 POSTs each, so what a batch costs however small it is decides how much of a core the writer needs. The capacity
 lines (``tams-analytics bench --only capacity``) measure it mixed with everything else the server's processes do, on a
-busy machine; this measures it alone, in one thread, steadily enough to compare two trees in a minute.
+busy machine; this measures it alone, in one thread, in about 20 s.
 
-``python -m benchmarks.batch_cost [--sizes 1,2,4,8,16] [--posts 2000] [--flows 400]`` opens a store as the server
-does (``build_services`` with its defaults: a DuckDB file in a new folder, its journal and the read cache), creates
-``--flows`` video flows, warms every flow up with a few POSTs, then for each size registers ``--posts`` single-segment
-POSTs (each on the next flow, abutting that flow's last segment, a new object) in batches of that size through
-:meth:`server.ingest.SegmentWriter.apply`, the writer thread's work on a batch, and times each batch's CPU on this
-thread (``time.thread_time``: the journal's applier and fsync waits are not counted) and its wall time (with the
-journal's fsync). It prints the medians, the CPU a POST, the least-squares line through the medians (CPU a batch =
-fixed + per POST x size), and the share of a core the writer's batches need at ``--rate`` POSTs/s for each size.
+``python -m benchmarks.batch_cost [--sizes 1,2,4,8,16] [--posts 2000] [--flows 400]`` starts the server's app
+(``create_app`` with its default settings, its background workers off: a DuckDB file in a new folder, its journal and
+the read cache), creates ``--flows`` video flows, warms every flow up with a few POSTs, then for each size registers
+``--posts`` single-segment POSTs (each on the next flow, abutting that flow's last segment, a new object) in batches
+of that size through :meth:`server.ingest.SegmentWriter.apply` (the writer thread's work on a batch) and times each
+batch's CPU on this thread (``time.thread_time``: the journal's applier and fsync waits are not counted) and its
+wall time (with the journal's fsync). It prints the medians, the CPU a POST, the least-squares line through the
+medians (CPU a batch = fixed + per POST x size), and the share of a core the writer's batches need at ``--rate``
+POSTs/s for each size.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import sys
 import tempfile
@@ -27,6 +29,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -35,10 +38,8 @@ import pyarrow as pa
 import tams_analytics
 from benchmarks.stores import video_flow
 from benchmarks.text_table import text_table
-from server.auth import Authorizer
+from server.app import create_app
 from server.config import Settings
-from server.ingest import SegmentWriter
-from server.services import build_services
 from tams_analytics.catalog import AddResult
 from tams_analytics.catalog.registration import Registration
 
@@ -81,8 +82,9 @@ class Posts:
         return out
 
 
-def apply(writer: SegmentWriter, batch: Sequence[Registration]) -> tuple[float, float]:
-    """Register ``batch``; its CPU and wall time, µs. Raises unless every segment was accepted."""
+def apply(writer: Any, batch: Sequence[Registration]) -> tuple[float, float]:
+    """Register ``batch`` with ``writer`` (the app's :class:`server.ingest.SegmentWriter`); its CPU and wall time, µs.
+    Raises unless every segment was accepted."""
     wall, cpu = time.perf_counter(), time.thread_time()
     outcomes = writer.apply(batch)
     cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
@@ -93,24 +95,31 @@ def apply(writer: SegmentWriter, batch: Sequence[Registration]) -> tuple[float, 
 
 
 def measure(sizes: Sequence[int], posts: int, flows: int, work: Path) -> list[Sized]:
-    settings = Settings(data_dir=work)
-    services = build_services(settings, Authorizer(settings))
-    try:
-        flow_ids = []
-        for _ in range(flows):
-            flow = video_flow()
-            services.catalog.put_flow(flow)
-            flow_ids.append(flow["id"])
-        source = Posts(flow_ids)
-        for _ in range(WARM_POSTS * flows // 4):
-            apply(services.segments, source.batch(4))
-        measured = []
-        for size in sizes:
-            timed = [apply(services.segments, source.batch(size)) for _ in range(max(1, posts // size))]
-            measured.append(Sized(size, [c for c, _ in timed], [w for _, w in timed]))
-        return measured
-    finally:
-        services.close()
+    """Each size's batches, timed on the services of an app started on a new store in ``work`` (its lifespan run,
+    its background workers off: nothing but the journal's applier runs beside the batches)."""
+    app = create_app(Settings(data_dir=work), workers=False)
+
+    async def started() -> list[Sized]:
+        async with app.router.lifespan_context(app):
+            return _measure(app.state.services, sizes, posts, flows)
+
+    return asyncio.run(started())
+
+
+def _measure(services: Any, sizes: Sequence[int], posts: int, flows: int) -> list[Sized]:
+    flow_ids = []
+    for _ in range(flows):
+        flow = video_flow()
+        services.catalog.put_flow(flow)
+        flow_ids.append(flow["id"])
+    source = Posts(flow_ids)
+    for _ in range(WARM_POSTS * flows // 4):
+        apply(services.segments, source.batch(4))
+    measured = []
+    for size in sizes:
+        timed = [apply(services.segments, source.batch(size)) for _ in range(max(1, posts // size))]
+        measured.append(Sized(size, [c for c, _ in timed], [w for _, w in timed]))
+    return measured
 
 
 def fit(measured: Sequence[Sized]) -> tuple[float, float]:
