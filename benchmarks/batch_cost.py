@@ -123,14 +123,11 @@ def _measure(services: Any, sizes: Sequence[int], posts: int, flows: int) -> lis
 
 
 def fit(measured: Sequence[Sized]) -> tuple[float, float]:
-    """The least-squares line through the sizes' median CPU: (µs every batch pays, µs each POST adds).
+    """The least-squares line through the median CPU of two sizes or more: (µs every batch pays, µs each POST adds).
 
     >>> fit([Sized(1, [2.5], []), Sized(3, [3.5], []), Sized(5, [4.5], [])])
     (2.0, 0.5)
     """
-    if len(measured) < 2:
-        only = measured[0]
-        return only.cpu_median, 0.0
     slope, intercept = np.polyfit([m.size for m in measured], [m.cpu_median for m in measured], 1)
     return round(float(intercept), 6), round(float(slope), 6)
 

@@ -95,6 +95,8 @@ class KeyedRows:
         self.column = column
         self.cache: KeyedCache[Rows] = KeyedCache(capacity)
         self._schema = pa.schema([f.with_nullable(True) for f in SCHEMAS[table]])
+        #: every column of the table, null: an inserted row's dict is laid over it (read only, never changed)
+        self._nulls: dict[str, None] = dict.fromkeys(self._schema.names)
 
     def keys_of(self, where: Sequence[Predicate]) -> tuple[list[Hashable], list[Predicate]] | None:
         """The keys a query is pinned to, and its other predicates; None when it is not pinned."""
@@ -171,15 +173,14 @@ class KeyedRows:
             # load of 2,500 new objects, each with its instances kept, spent three quarters of its time there); and
             # only when a key it holds is cached: a live batch's new objects are not (turning their rows into dicts
             # anyway cost each batch about 80 µs of the writer's time)
-            table, schema = change.rows, self._schema
+            table, nulls = change.rows, self._nulls
             grouped: dict[Hashable, list[dict[str, Any]]] | None = None
-            full: dict[str, None] = {}
 
             def insert(key: Hashable, rows: Rows) -> Rows:
-                nonlocal grouped, full
+                nonlocal grouped
                 if grouped is None:
-                    grouped, full = self._by_key(table), dict.fromkeys(schema.names)
-                return rows + tuple({**full, **r} for r in grouped.get(key, ()))
+                    grouped = self._by_key(table)
+                return rows + tuple({**nulls, **r} for r in grouped.get(key, ()))
 
             return insert
         where = change.where
