@@ -166,14 +166,26 @@ class Delivery:
             if hold is None:
                 continue  # another replica delivers to it
             lane = _Lane(self, webhook_id, hold)
-            with self._lock:
-                self._lanes[webhook_id] = lane
-            lane.thread.start()
+            with self._lock:  # (stop() joins the lanes it finds here: none may start behind it, nor be found unstarted)
+                stopping = self.stopping.is_set()
+                if not stopping:
+                    self._lanes[webhook_id] = lane
+                    lane.thread.start()
+            if stopping:
+                self.leases.release(hold.name)
+                return
 
     def _retire(self, lane: _Lane) -> None:
-        with self._lock:
-            self._lanes.pop(lane.webhook_id, None)
-        self.leases.release(lane.hold.name)
+        """Give the lane's lease up, then forget the lane: until then :meth:`stop` waits for it, so the store is never
+        closed under the release (a lane that left ``_lanes`` first was not waited for, and its release ran on a
+        closing store: DuckDB 1.3.2 crashed)."""
+        try:
+            self.leases.release(lane.hold.name)
+        except Exception as exc:  # (the store failed): the lease expires by itself
+            logger.warning("webhook %s: its lease was not released (%s); it expires by itself", lane.webhook_id, exc)
+        finally:
+            with self._lock:
+                self._lanes.pop(lane.webhook_id, None)
         self.events.wakeup.set()  # events may have arrived while it was finishing
 
     # -- delivery -----------------------------------------------------------------------------------------

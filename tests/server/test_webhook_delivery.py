@@ -15,6 +15,8 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.config import Settings
+from tams_analytics.engines import open_engine
+from tams_analytics.predicates import Term
 from tests.fixtures.http import QuietHandler, serving
 from tests.server.conftest import metric, new_id, video_flow
 from tests.spec import assert_valid
@@ -447,3 +449,34 @@ def test_segments_added_follow_the_collected_by_filters(client: TestClient, rece
     receiver.wait("/all", lambda rs: len(rs) >= 2)
     time.sleep(0.3)  # anything that should not arrive has had time to
     assert [r.body["event"]["flow_id"] for r in receiver.at("/collected")] == [member["id"]]
+
+
+def test_a_stopped_server_gives_its_webhooks_leases_up(
+    settings: Settings, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lane giving its webhook's lease up as the server stops is waited for: the release is a write of the store,
+    and a stop that forgot the lane first closed the store under it (DuckDB 1.3.2 crashed its process), leaving the
+    lease held until it expired, so no other replica delivered to the webhook meanwhile. Here the lane stops
+    lingering at once, and its release is held up (as a write is behind a checkpoint) until the server stops."""
+    from server.leases import Leases
+
+    release, releasing = Leases.release, threading.Event()
+
+    def slow_release(leases: Leases, name: str, *, forget: bool = False) -> None:
+        releasing.set()
+        time.sleep(0.5)
+        release(leases, name, forget=forget)
+
+    monkeypatch.setattr("server.webhooks.delivery.LINGER_S", 0.01)
+    monkeypatch.setattr(Leases, "release", slow_release)
+    with TestClient(create_app(settings), base_url="http://testserver") as client:
+        webhook = hook(client, receiver.base + "/stop", ["flows/created"])
+        put_flow(client, video_flow())
+        receiver.wait("/stop", lambda rs: len(rs) == 1)
+        assert releasing.wait(10), "the lane did not retire"
+    store = open_engine(settings.store_url)
+    try:
+        held = store.records("leases", [Term("name", "==", f"webhook:{webhook['id']}")], columns=["holder"])
+    finally:
+        store.close()
+    assert held == [{"holder": None}], "the stopped server still holds the webhook's lease"

@@ -53,6 +53,8 @@ class Connections(BaseEngine):
     _cursors: list[duckdb.DuckDBPyConnection]
     _generation: int
     _readers: Readers
+    #: :meth:`close` began: nothing reads or writes the database any more, nor reopens it
+    _closed: bool
     #: this thread's cursor, its generation and its transaction depth
     _local: threading.local
     _write_lock: threading.RLock
@@ -172,7 +174,10 @@ class Connections(BaseEngine):
     def _reopen(self) -> None:
         """Close every connection and open the file again (DuckDB replays its WAL up to the last durable commit),
         holding reads back meanwhile; on success the store is usable and every listener forgets what it kept (the
-        read cache). Called with the write lock held."""
+        read cache). Called with the write lock held; never once the store is closed (it would open the file again
+        behind the close)."""
+        if self._closed:
+            return
         with self._readers.closed():
             for cur in [*self._cursors, self._writer]:
                 with contextlib.suppress(Exception):

@@ -428,7 +428,8 @@ class Engine(Transactions):
 
     def close(self) -> None:
         """Checkpoint (unless a storage fault left the database to be reopened: its WAL is then what counts) and
-        close every connection. Once: a second call does nothing (it checkpointed a closed writer, and said so)."""
+        close every connection. A write under way ends first, and those after it are refused; reads likewise (see
+        :class:`.Readers`). Once: a second call does nothing (it checkpointed a closed writer, and said so)."""
         if self._closed:
             return
         self._closed = True
@@ -441,13 +442,15 @@ class Engine(Transactions):
                     cur.interrupt()
             if not self._readers.shut("the store is closed", drain_s=5.0):
                 logger.warning("the store %s is closed with a read still running", self.path)
-        if self._fault is None and not self.read_only and self._database is not None:
-            try:
-                with self._write_lock:
+        with self._write_lock:  # a write under way ends first; those after it are refused (_refuse_if_closed)
+            if self._fault is None and not self.read_only and self._database is not None:
+                try:
                     self._writer.execute("CHECKPOINT")
-            except Exception as exc:  # the WAL keeps what the checkpoint did not write: it is replayed at the next open
-                logger.warning("the store %s was not checkpointed at close: %s", self.path, str(exc).splitlines()[0])
-        for cur in [*self._cursors, self._writer]:
-            with contextlib.suppress(Exception):
-                cur.close()
-        release(self.path, self._con)
+                except Exception as exc:  # the WAL keeps what the checkpoint did not write: replayed at the next open
+                    logger.warning(
+                        "the store %s was not checkpointed at close: %s", self.path, str(exc).splitlines()[0]
+                    )
+            for cur in [*self._cursors, self._writer]:
+                with contextlib.suppress(Exception):
+                    cur.close()
+            release(self.path, self._con)

@@ -294,11 +294,14 @@ class Journal:
             logger.warning("the journal %s: applied files not removed: %s", self.log.folder, exc)
 
     def close(self) -> None:
-        """Apply every record, stop the applier and, when all are applied, remove the journal (and its reserve)."""
-        with self._queued:
-            self._closing = True
-            self._queued.notify_all()
-        self._thread.join(60.0)
+        """Apply every record, stop the applier and, when all are applied, remove the journal (and its reserve). Holds
+        the gate: the record being made ends first, and the transactions waiting for it are refused (the engine is
+        closed), never recorded behind the applier's back."""
+        with self.gate:
+            with self._queued:
+                self._closing = True
+                self._queued.notify_all()
+            self._thread.join(60.0)
         if self.pending.behind:
             logger.warning(
                 "the store %s closed with %s journaled writes not yet applied: they are applied when it is opened "

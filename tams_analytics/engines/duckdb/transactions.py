@@ -76,11 +76,21 @@ class Transactions(Connections):
             with journal.exclusive(), self._direct_transaction():
                 yield
 
+    def _refuse_if_closed(self) -> None:
+        """Refuse a write once :meth:`close` began: it is checked again under the lock the close takes (the
+        journal's gate, the writer's lock), so a write either ends before the close goes on or is refused, never
+        run on a connection being closed (undefined in DuckDB: 1.3.2 answered ``bad_weak_ptr``, then crashed)."""
+        if self._closed:
+            raise StoreUnavailableError(
+                f"the store {self.path} is closed: the write was refused and nothing of it was stored"
+            )
+
     @contextlib.contextmanager
     def _journaled_transaction(self, journal: Journal) -> Iterator[None]:
         """A transaction whose writes are recorded (:meth:`insert`, ...) and, when it ends, made durable as one record
         of the journal, then told to the listeners as a commit."""
         with journal.gate:
+            self._refuse_if_closed()
             journal.admit()
             recording: list[Change] = []
             self._local.recording = recording
@@ -111,6 +121,7 @@ class Transactions(Connections):
                     self._local.depth = depth
                 return
             try:
+                self._refuse_if_closed()
                 self._usable()
                 self._begin()
                 try:

@@ -9,12 +9,14 @@ again (``Unique file handle conflict``).
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pytest
@@ -90,3 +92,41 @@ def test_a_second_close_does_nothing_and_says_nothing(tmp_path: Path, caplog: py
     assert caplog.records == []
     with pytest.raises(StoreUnavailableError, match="closed"):
         engine.count("objects")
+
+
+@pytest.mark.parametrize("journaled", [False, True], ids=["direct", "journaled"])
+def test_close_waits_for_a_write_under_way_and_refuses_writes_after_it(tmp_path: Path, journaled: bool) -> None:
+    """A write still under way when the store is closed (a server's webhook lane giving its lease up as the server
+    stops) ends with its commit before the connections close, and one begun after the close is refused with a clear
+    error, the store neither reopened behind the close nor changed. DuckDB 1.3.2 answered ``bad_weak_ptr`` to the
+    write whose writer was closed under it, and its worker process crashed in the next test."""
+    path = tmp_path / "tams.duckdb"
+    engine = Engine(urlsplit(f"duckdb://{path}"), create=True, journal=journaled)
+    writing, outcome = threading.Event(), []
+
+    def write() -> None:
+        try:
+            with engine.journaled() if journaled else contextlib.nullcontext(), engine.transaction():
+                engine.insert("objects", pa.table({"id": ["under-way"], "registered": [True]}))
+                writing.set()
+                time.sleep(0.5)  # the close begins meanwhile
+                engine.insert("objects", pa.table({"id": ["under-way-2"], "registered": [True]}))
+            outcome.append("committed")
+        except Exception as exc:  # (what the test fails with)
+            outcome.append(f"{type(exc).__name__}: {exc}")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert writing.wait(10)
+    engine.close()
+    assert not writer.is_alive(), "the store closed before the write under way ended"
+    assert outcome == ["committed"]
+    with pytest.raises(StoreUnavailableError, match="is closed: the write was refused"):
+        with engine.journaled() if journaled else contextlib.nullcontext(), engine.transaction():
+            engine.insert("objects", pa.table({"id": ["after-close"], "registered": [True]}))
+    assert engine.reopens == 0
+    again = open_engine(f"duckdb:///{path}")
+    try:
+        assert sorted(r["id"] for r in again.records("objects", columns=["id"])) == ["under-way", "under-way-2"]
+    finally:
+        again.close()
