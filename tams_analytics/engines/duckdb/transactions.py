@@ -77,9 +77,10 @@ class Transactions(Connections):
                 yield
 
     def _refuse_if_closed(self) -> None:
-        """Refuse a write once :meth:`close` began: it is checked again under the lock the close takes (the
-        journal's gate, the writer's lock), so a write either ends before the close goes on or is refused, never
-        run on a connection being closed (undefined in DuckDB: 1.3.2 answered ``bad_weak_ptr``, then crashed)."""
+        """Refuse a write once :meth:`close` began; checked under the lock the close takes (the journal's gate, the
+        writer's lock) as a transaction begins, so a write either ends before the close goes on or is refused, never
+        run on a connection being closed (undefined in DuckDB: 1.3.2 answered ``bad_weak_ptr``, then crashed). Not
+        in a transaction under way: its nested writes go on, and the close waits for them."""
         if self._closed:
             raise StoreUnavailableError(
                 f"the store {self.path} is closed: the write was refused and nothing of it was stored"
