@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.config import Settings
+from server.leases import Leases
 from tams_analytics.engines import open_engine
 from tams_analytics.predicates import Term
 from tests.fixtures.http import QuietHandler, serving
@@ -458,8 +459,6 @@ def test_a_stopped_server_gives_its_webhooks_leases_up(
     and a stop that forgot the lane first closed the store under it (DuckDB 1.3.2 crashed its process), leaving the
     lease held until it expired, so no other replica delivered to the webhook meanwhile. Here the lane stops
     lingering at once, and its release is held up (as a write is behind a checkpoint) until the server stops."""
-    from server.leases import Leases
-
     release, releasing = Leases.release, threading.Event()
 
     def slow_release(leases: Leases, name: str, *, forget: bool = False) -> None:
