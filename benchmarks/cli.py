@@ -162,9 +162,10 @@ def add_parser(sub: Any) -> None:
         type=_scenarios,
         default=None,
         metavar="LIST",
-        help="run only these scenarios (comma-separated: query, http, live, pages, peer, trino, capacity, backup; "
+        help="run only these scenarios (comma-separated: query, http, live, pages, peer, trino, capacity, backup, "
+        "console; "
         "peer needs --peer postgres; trino runs only when named, on TAMS_TRINO_SERVER or a Trino scripts/trino.sh "
-        "starts; capacity and backup only when named); the others' metrics are left out",
+        "starts; capacity, backup and console only when named); the others' metrics are left out",
     )
     cap = p.add_argument_group("capacity (--only capacity: open-loop live ingest in rising steps, then restarts)")
     cap.add_argument("--capacity-flows", type=int, default=None, help="flows (default 1600)")
@@ -274,6 +275,19 @@ def add_parser(sub: Any) -> None:
         default="full",
         help="smoke: a 20k-segment store and a short load (checks the code path, not the speed)",
     )
+    co = p.add_argument_group("console (--only console: the console's views in Chromium on an aged store)")
+    co.add_argument("--console-store", default=None, help="the aged store: a size such as 10M (default 10M)")
+    co.add_argument("--console-flows", type=int, default=None, help="its flows (default 2000)")
+    co.add_argument("--console-repeat", type=int, default=None, help="page loads of each view (default 20)")
+    co.add_argument(
+        "--console-store-cache", type=Path, default=None, metavar="DIR", help="where aged stores are cached"
+    )
+    co.add_argument(
+        "--console-size",
+        choices=["full", "smoke"],
+        default="full",
+        help="smoke: a 40k-segment store and 3 loads (checks the code path, not the speed)",
+    )
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     p.add_argument(
         "--label", default="", help="a few words kept with the run in its JSON (python -m benchmarks.record shows them)"
@@ -358,6 +372,7 @@ def run(args: argparse.Namespace) -> int:
         changes["peer_config"] = configs[size]()
     changes["capacity"] = _capacity_config(args)
     changes["backup"] = _backup_config(args)
+    changes["console"] = _console_config(args)
     config = suite.BenchConfig.quick(**changes) if args.quick else suite.BenchConfig.full(**changes)
     report = suite.run(config, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(suite.format_report(report))
@@ -398,6 +413,23 @@ def _capacity_config(args: argparse.Namespace) -> Any:
     return replace(
         config, resume=tuple(replace(c, flows=config.flows) if c.history is None else c for c in config.resume)
     )
+
+
+def _console_config(args: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
+    from benchmarks.console import ConsoleConfig
+
+    config = ConsoleConfig.smoke() if args.console_size == "smoke" else ConsoleConfig()
+    if args.console_store is not None:
+        config = replace(config, store=args.console_store)
+    if args.console_flows is not None:
+        config = replace(config, flows=args.console_flows)
+    if args.console_repeat is not None:
+        config = replace(config, repeat=args.console_repeat)
+    if args.console_store_cache is not None:
+        config = replace(config, store_cache=args.console_store_cache)
+    return config
 
 
 def _backup_config(args: argparse.Namespace) -> Any:

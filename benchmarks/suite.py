@@ -22,6 +22,7 @@ from typing import Any, Final
 from benchmarks import live_ingest, pages, query, rest
 from benchmarks.backup import BackupConfig, BackupResult, format_backup, run_backup
 from benchmarks.capacity import CapacityConfig, CapacityResult, format_capacity, run_capacity
+from benchmarks.console import ConsoleConfig, ConsoleResult, format_console, run_console
 from benchmarks.continuous import format_continuous, run_continuous
 from benchmarks.live import STORAGE_ID, LiveServer
 from benchmarks.measure import ratio
@@ -79,8 +80,16 @@ BACKUP_KEYS: Final = (
     "backup_lost",
 )
 
+#: the console scenario's keys (``--only console``: not part of a default run)
+CONSOLE_KEYS: Final = (
+    "console_flow_list_p99_ms",
+    "console_timeline_p99_ms",
+    "console_flow_list_vs_api",
+    "console_timeline_vs_api",
+)
+
 #: every key a report may hold
-ALL_KEYS: Final = KEYS + CAPACITY_KEYS + CONTINUOUS_KEYS + BACKUP_KEYS
+ALL_KEYS: Final = KEYS + CAPACITY_KEYS + CONTINUOUS_KEYS + BACKUP_KEYS + CONSOLE_KEYS
 
 #: metric -> (comparison, target); None: reported without a target
 TARGETS: Final[dict[str, tuple[str, float] | None]] = {
@@ -116,6 +125,11 @@ TARGETS: Final[dict[str, tuple[str, float] | None]] = {
     "backup_post_p99_ms": None,
     "backup_post_p99_copy_ms": None,
     "backup_lost": ("<=", 0.0),
+    # issue 54: on 10 M segments over 2,000 flows, the flow list and a flow's timeline each on screen within a second
+    "console_flow_list_p99_ms": ("<=", 1000.0),
+    "console_timeline_p99_ms": ("<=", 1000.0),
+    "console_flow_list_vs_api": None,
+    "console_timeline_vs_api": None,
 }
 
 
@@ -157,6 +171,8 @@ class BenchConfig:
     capacity: CapacityConfig = field(default_factory=CapacityConfig)
     #: the backup of a live store (run only when ``only`` names it)
     backup: BackupConfig = field(default_factory=BackupConfig)
+    #: the console on an archive (run only when ``only`` names it)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
     #: a few words kept with the run (``--label``)
     label: str = ""
 
@@ -196,6 +212,8 @@ class Report:
     capacity: CapacityResult | None = None
     #: the backup scenario, when it was asked for
     backup: BackupResult | None = None
+    #: the console scenario, when it was asked for
+    console: ConsoleResult | None = None
     #: when (UTC, ISO 8601) and on which tree (the git commit, and whether the work tree differed from it) it ran
     started: str = ""
     tree: str = ""
@@ -223,6 +241,8 @@ class Report:
             out["capacity"] = self.capacity.json()
         if self.backup is not None:
             out["backup"] = self.backup.json()
+        if self.console is not None:
+            out["console"] = self.console.json()
         return out
 
     def missed(self) -> list[str]:
@@ -325,6 +345,8 @@ def _run(config: BenchConfig, work: Path, progress: Callable[[str], None]) -> Re
         _capacity(config, report, work, progress)
     if "backup" in chosen:
         _backup(config, report, work, progress)
+    if "console" in chosen:
+        _console(config, report, work, progress)
     report.machine["load_end"] = _load()
     return report
 
@@ -366,9 +388,10 @@ def _load() -> str:
 #: ingest, a long listing), live ingest, pages of long flows on a store grown by interleaved ingest,
 #: (with ``--peer postgres`` only) OpenTAMS's PERF scenarios against PostgreSQL, and (with ``--only trino``
 #: only) a window and a coverage summary through Trino and through DuckDB, and the open-loop capacity of live
-#: ingest with restarts (only when named: it loads both cores for minutes), and the backup of a live 1M-segment
-#: store with live ingest beside it (only when named)
-SCENARIOS: tuple[str, ...] = ("query", "http", "live", "pages", "peer", "trino", "capacity", "backup")
+#: ingest with restarts (only when named: it loads both cores for minutes), the backup of a live 1M-segment
+#: store with live ingest beside it (only when named), and the console's views in Chromium on a 10M-segment
+#: aged store (only when named: the store is built once, minutes)
+SCENARIOS: tuple[str, ...] = ("query", "http", "live", "pages", "peer", "trino", "capacity", "backup", "console")
 #: what a run without ``--only`` runs
 DEFAULT_SCENARIOS: tuple[str, ...] = ("query", "http", "live", "pages", "peer")
 
@@ -541,6 +564,23 @@ def _backup(config: BenchConfig, report: Report, work: Path, progress: Callable[
     report.notes["backup_post_p99_copy_ms"] = "while the server copied the store"
     report.notes["backup_post_p99_baseline_ms"] = f"without a backup, {c.rate:g}/s open loop"
     report.details += format_backup(result)
+
+
+def _console(config: BenchConfig, report: Report, work: Path, progress: Callable[[str], None]) -> None:
+    """The console's flow list and flows' timelines in Chromium on an aged store (:mod:`benchmarks.console`)."""
+    result = report.console = run_console(config.console, work, progress)
+    m = report.metrics
+    m["console_flow_list_p99_ms"] = result.flow_list.p99_ms
+    m["console_timeline_p99_ms"] = result.timeline.p99_ms
+    m["console_flow_list_vs_api"] = ratio(result.flow_list.p50_ms, result.flow_list_api.p50_ms)
+    m["console_timeline_vs_api"] = ratio(result.timeline.p50_ms, result.timeline_api.p50_ms)
+    c = config.console
+    where = f"aged store {c.store} ({result.segments:,} segments, {c.flows:,} flows), Chromium, {c.repeat} loads"
+    report.notes["console_flow_list_p99_ms"] = f"navigation to the first page of flows on screen; {where}"
+    report.notes["console_timeline_p99_ms"] = f"navigation to a random flow's whole timeline drawn; {where}"
+    report.notes["console_flow_list_vs_api"] = "p50 of the view over p50 of GET /flows?limit=50 alone"
+    report.notes["console_timeline_vs_api"] = "p50 of the view over p50 of its coverage request alone"
+    report.details += format_console(result)
 
 
 def _http(

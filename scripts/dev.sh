@@ -34,6 +34,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   fi
   echo "$want" > "$stamp"
 fi
+# the console's player library, from the npm registry as its lock file pins it (a no-op once installed)
+bash scripts/console-vendor.sh
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import errors, gc, hot_routes, monitor, openapi, storage_watch
+from server import console, errors, gc, hot_routes, monitor, openapi, storage_watch
 from server.auth import Authorizer, idp_watch
 from server.config import Settings
 from server.delete_requests import worker as delete_worker
@@ -23,6 +23,7 @@ from server.observability.access import AccessLog
 from server.observability.assembly import install as install_observability
 from server.routes import (
     backup,
+    coverage,
     delete_requests,
     flows,
     media,
@@ -56,6 +57,7 @@ ROUTERS = (
     sources.router,
     flows.router,
     playlists.router,
+    coverage.router,
     storage.router,
     objects.router,
     delete_requests.router,
@@ -128,6 +130,7 @@ def create_app(
     app.include_router(backup.router)  # outside the API: asks the API's credentials itself (and the admin scope)
     install_observability(app, settings, observe_requests=observe_requests, access_log=access_log)
     openapi.install(app)
+    console.install(app)
     return app
 
 

@@ -13,6 +13,7 @@ import json
 import math
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -482,3 +483,23 @@ def test_a_continuous_line_profiled_says_who_holds_the_gil(tmp_path: Path, capsy
         f"{thread} {share:.1%}" for thread, share in shares.items()
     )
     assert said in capsys.readouterr().out
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="needs chromium (.ci/run installs it: apt-get install chromium)"
+)
+def test_the_console_on_an_aged_store_at_its_smoke_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``bench --only console`` on a small aged store: both views timed in Chromium from the page's own marks, their
+    API answers alone beside them, and exactly its keys reported against the one-second target."""
+    out = tmp_path / "bench.json"
+    args = ["bench", "--only", "console", "--console-size", "smoke", "--work-dir", str(tmp_path / "work")]
+    args += ["--console-store-cache", str(tmp_path / "stores")]
+    assert main([*args, "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert set(suite.CONSOLE_KEYS) <= set(data)
+    assert 0 < data["console_flow_list_p99_ms"] and 0 < data["console_timeline_p99_ms"]
+    assert data["console"]["segments"] == 40_000 and data["console"]["flows"] == 20
+    assert data["console_timeline_vs_api"] > 1  # the page's time includes its API answer's
+    printed = capsys.readouterr().out
+    assert "console on the aged store 40k (40,000 segments over 20 flows)" in printed
+    assert "console_timeline_p99_ms" in printed

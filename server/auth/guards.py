@@ -232,6 +232,7 @@ GUARDS: Final[dict[str, Guard | None]] = {
     "PUT_flows-flowId-flow-collection": Guard("flow", "flow_id", Access.WRITE, _collection_members),
     **_on("flow", "flow_id", "flows-flowId-segments"),
     **_on("flow", "flow_id", "flows-flowId-playlist"),
+    **_on("flow", "flow_id", "flows-flowId-coverage"),
     "POST_flows-flowId-segments": Guard("flow", "flow_id", Access.WRITE, _segment_objects),
     "DELETE_flows-flowId-segments": Guard("flow", "flow_id", Access.WRITE),
     "POST_flows-flowId-storage": Guard("flow", "flow_id", Access.WRITE),

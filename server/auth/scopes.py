@@ -64,6 +64,7 @@ SCOPES: Final[dict[str, frozenset[str]]] = {
     **_property("flows-flowId-avg-bit-rate"),
     **_read("flows-flowId-segments"),
     **_read("flows-flowId-playlist"),  # this server's extension: read, as the segments it lists
+    **_read("flows-flowId-coverage"),  # this server's extension: read, as the segments it sums up
     "POST_flows-flowId-segments": _W,
     "DELETE_flows-flowId-segments": _D,
     "POST_flows-flowId-storage": _W,

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FlowCoverage",
+    "Run",
+    "Timeline",
     "flow_coverage",
     "flow_gaps",
     "flow_runs",
@@ -56,6 +58,7 @@ __all__ = [
     "runs",
     "segments_of",
     "summary",
+    "timeline",
     "to_timeranges",
     "with_timerange_text",
 ]
@@ -117,9 +120,11 @@ def runs(source: SegmentSource, flow_id: FlowIds = None, *, within: TimeRange | 
     return with_clock_time(r, BOUNDS, ["duration_ns"]).order_by(["flow_id", "start_ns"])
 
 
-def _runs(t: ir.Table, tr: TimeRange | None, by: str = "flow_id") -> ir.Table:
+def _runs(t: ir.Table, tr: TimeRange | None, by: str = "flow_id", min_gap_ns: int = 0) -> ir.Table:
     """:func:`runs` of already-filtered segments, unordered (for use inside larger expressions); runs are
-    formed within each value of column ``by`` (the flow; a programme for schedules)."""
+    formed within each value of column ``by`` (the flow; a programme for schedules). With ``min_gap_ns``, a
+    gap shorter than that joins the runs on either side of it (a timeline drawn at one pixel per
+    ``min_gap_ns`` could not show it)."""
     # stored empty ranges (start >= end) cover nothing
     t = t.filter(t.start_ns < t.end_ns).select(by, "start_ns", "end_ns")
     # one total order for both windows below: equal segments (a damaged store) must not be ordered one way
@@ -129,7 +134,9 @@ def _runs(t: ir.Table, tr: TimeRange | None, by: str = "flow_id") -> ir.Table:
     # a run starts where no earlier segment of the flow reaches: the running max of earlier ends
     marked = t.mutate(reach=t.end_ns.max().over(before))
     marked = marked.mutate(
-        new_run=ibis.ifelse(marked.reach.isnull() | (marked.start_ns > marked.reach), 1, 0).cast("int64")
+        new_run=ibis.ifelse(marked.reach.isnull() | (marked.start_ns - marked.reach >= max(min_gap_ns, 1)), 1, 0).cast(
+            "int64"
+        )
     )
     upto = ibis.window(group_by=marked[by], order_by=[marked.pos], rows=(None, 0))
     numbered = marked.mutate(run=marked.new_run.sum().over(upto))
@@ -425,4 +432,86 @@ by its label: cat.flows(label='Evening News'))
         seg_mean_ns=row["seg_mean_ns"],
         seg_median_ns=row["seg_median_ns"],
         label=row["label"],
+    )
+
+
+# -- a timeline: one flow's coverage drawn at a resolution -------------------------------------------------
+@dataclass(frozen=True)
+class Run:
+    """A stretch of a timeline covered without a gap as wide as its resolution, and how many segments form it."""
+
+    timerange: TimeRange
+    segments: int
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """One flow's coverage over a window, at a resolution: what a timeline of it draws.
+
+    ``runs`` are in time order, clipped to ``window``; a gap shorter than ``min_gap_ns`` is inside a run (at
+    the resolution asked for, narrower than a pixel); ``gaps`` are the holes between the runs and, in a
+    bounded window, at its uncovered edges. ``extent`` is the flow's whole timerange (first segment's start to
+    last segment's end, ``()`` without segments), so a viewer knows where to zoom out to. ``truncated``: the
+    window held more than the ``limit`` runs asked for; ``runs`` are the first ones and ``gaps`` theirs.
+    """
+
+    window: TimeRange
+    extent: TimeRange
+    min_gap_ns: int
+    segments: int
+    runs: list[Run]
+    gaps: list[TimeRange]
+    truncated: bool
+
+
+def timeline(
+    catalog: Catalog, flow_id: str, within: TimeRange | str | None = None, *, min_gap_ns: int = 0, limit: int = 5000
+) -> Timeline:
+    """One flow's coverage over ``within`` (default: its whole extent) at a resolution of ``min_gap_ns``.
+
+    The runs are formed in the engine, from the flow's segments in the window (never listed one by one): a
+    timeline of a year of two-second segments is a few rows however many segments it holds.
+
+    >>> import tams_analytics as ta
+    >>> cat = ta.connect("duckdb://")
+    >>> _ = cat.put_flow({"id": "f", "source_id": "s", "format": "urn:x-nmos:format:data", "container": "text/plain"})
+    >>> _ = cat.add_segments("f", [{"object_id": o, "timerange": tr} for o, tr in
+    ...     [("a", "[0:0_1:0)"), ("b", "[1:0_2:0)"), ("c", "[2:500000000_3:0)"), ("d", "[5:0_6:0)")]])
+    >>> t = timeline(cat, "f")
+    >>> [str(r.timerange) for r in t.runs], [str(g) for g in t.gaps]
+    (['[0:0_2:0)', '[2:500000000_3:0)', '[5:0_6:0)'], ['[2:0_2:500000000)', '[3:0_5:0)'])
+    >>> t = timeline(cat, "f", "[0:0_10:0)", min_gap_ns=1_000_000_000)
+    >>> [(str(r.timerange), r.segments) for r in t.runs], [str(g) for g in t.gaps]
+    ([('[0:0_3:0)', 3), ('[5:0_6:0)', 1)], ['[3:0_5:0)', '[6:0_10:0)'])
+    """
+    extent = catalog.flow_timerange(flow_id)  # a flow the store does not have is an error
+    window = extent if within is None else TimeRange.coerce(within, "within")
+    if min_gap_ns < 0 or limit < 1:
+        raise ValueError(f"min_gap_ns must be 0 or more and limit 1 or more, not {min_gap_ns} and {limit}")
+    found: list[dict[str, int]] = []
+    if not extent.is_empty and not window.is_empty:
+        r = _runs(segments_of(catalog, flow_id_text(flow_id), window), window, min_gap_ns=min_gap_ns)
+        found = (
+            r.order_by("start_ns").limit(limit + 1).select("start_ns", "end_ns", "segments").to_pyarrow().to_pylist()
+        )
+    truncated = len(found) > limit
+    runs_found = [Run(TimeRange.from_storage(row["start_ns"], row["end_ns"]), row["segments"]) for row in found[:limit]]
+    gaps_found: list[TimeRange] = []
+    edge = window.start_ns
+    for run in runs_found:
+        start = run.timerange.start_ns
+        if edge is not None and start is not None and edge < start:
+            gaps_found.append(TimeRange.from_ns(edge, start))
+        edge = run.timerange.end_ns
+    if not truncated and window.end_ns is not None and not window.is_empty:
+        if edge is not None and edge < window.end_ns:
+            gaps_found.append(TimeRange.from_ns(edge, window.end_ns))
+    return Timeline(
+        window=window,
+        extent=extent,
+        min_gap_ns=min_gap_ns,
+        segments=sum(run.segments for run in runs_found),
+        runs=runs_found,
+        gaps=gaps_found,
+        truncated=truncated,
     )

@@ -25,9 +25,18 @@ TOKEN = "t0ken-for-tests"
 USER, PASSWORD = "ann", "pa:ss word"
 #: routes outside the API: the media routes authorise by URL signature, the docs are public, the operational
 #: endpoints follow their own setting (tests/server/test_observability.py)
-PUBLIC = re.compile(r"^/(_media/|openapi\.json$|docs|redoc|health$|ready$|metrics$)")
+#: the console's page and files hold no data; its identity answers "not signed in" to a request without credentials
+#: (tests/server/test_console.py), and a 401 to one whose credentials are refused
+PUBLIC = re.compile(
+    r"^/(_media/|openapi\.json$|docs|redoc|health$|ready$|metrics$|console$|console/assets|console/identity$)"
+)
 #: operations of this server beyond the TAMS API: guarded like the rest, left out of the API's OpenAPI document
-EXTENSIONS = {("POST", "/_admin/backup")}
+EXTENSIONS = {
+    ("POST", "/_admin/backup"),
+    ("GET", "/console/summary"),
+    ("GET", "/console/integrity"),
+    ("POST", "/console/integrity"),
+}
 SAMPLES = {"object_id": "obj-1", "request_id": "req-1", "name": "genre", "key": "k"}
 
 

@@ -28,8 +28,13 @@ SCOPE_NAMES = ("admin", "read", "write", "delete")
 SAMPLE_ID = "0b2a5d4e-8f3c-4b1a-9e7d-6c5b4a3f2e1d"
 
 
-#: this server's operations beyond the TAMS API (HLS playlists), under the same auth as the rest
-EXTENSIONS = {"GET_flows-flowId-playlist", "HEAD_flows-flowId-playlist"}
+#: this server's operations beyond the TAMS API (HLS playlists, coverage), under the same auth as the rest
+EXTENSIONS = {
+    "GET_flows-flowId-playlist",
+    "HEAD_flows-flowId-playlist",
+    "GET_flows-flowId-coverage",
+    "HEAD_flows-flowId-coverage",
+}
 
 
 def api_routes(app: FastAPI) -> list[APIRoute]:

@@ -132,6 +132,10 @@ SHAPES: dict[str, Callable[[Catalog, Context], Any]] = {
     "coverage: runs of a window": lambda cat, c: coverage.runs(cat, c.flow_id, within=c.window),
     "coverage: summary of all": lambda cat, c: coverage.summary(cat),
     "coverage: gaps of all": lambda cat, c: coverage.gaps(cat),
+    "console: a flow's timeline": lambda cat, c: coverage.timeline(cat, c.flow_id),
+    "console: a window's timeline a second to a pixel": lambda cat, c: coverage.timeline(
+        cat, c.flow_id, c.window, min_gap_ns=1_000_000_000
+    ),
     "reports: storage by flow": lambda cat, c: reports.storage(cat, "flow").select("flow_id", "flows", "objects"),
     "reports: storage by source": lambda cat, c: reports.storage(cat, "source").select("source_id", "objects"),
     "reports: flows by codec": lambda cat, c: reports.flows_by(cat, "codec"),
