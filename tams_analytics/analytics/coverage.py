@@ -454,7 +454,6 @@ def _buckets(segments: ir.Table, width_ns: int) -> ir.Table:
     )
 
 
-
 @dataclass(frozen=True)
 class Run:
     """A stretch of a timeline covered without a gap as wide as its resolution, and how many segments form it."""
