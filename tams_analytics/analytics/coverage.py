@@ -487,8 +487,9 @@ def timeline(
 ) -> Timeline:
     """One flow's coverage over ``within`` (default: its whole extent) at a resolution of ``min_gap_ns``.
 
-    The runs are formed in the engine, from the flow's segments in the window (never listed one by one): a
-    timeline of a year of two-second segments is a few rows however many segments it holds.
+    The runs are formed in the engine, from the flow's segments in the window (never listed one by one): with a
+    ``min_gap_ns``, the segments are first merged per ``min_gap_ns`` of time (:func:`_buckets`, which changes no
+    run), so a timeline of a year of two-second segments is one aggregation over them and a few rows back.
 
     >>> import tams_analytics as ta
     >>> cat = ta.connect("duckdb://")

@@ -260,11 +260,12 @@ def test_paging_walks_every_segment_of_the_flow(demo: Demo, console_tab: Callabl
         following = tab.page.locator("#h-segments ~ div button", has_text="Next page")
         if following.is_disabled():
             break
-        first = seen[-1]
+        shown_first = tab.page.get_attribute(segments, "data-timerange")  # this page's first row
         following.click()
+        # the next page is in once the table's first row is another (the page answered and was drawn)
         tab.until(
-            f"() => document.querySelector({json.dumps(segments)})?.dataset.timerange !== {json.dumps(first)}"
-            f" && !!document.querySelector({json.dumps(segments)})",
+            f"() => {{ const row = document.querySelector({json.dumps(segments)});"
+            f" return !!row && row.dataset.timerange !== {json.dumps(shown_first)} }}",
             "the next page",
         )
     every = [s["timerange"] for s in demo.api.get(f"/flows/{video['id']}/segments", params={"limit": 1000}).json()]

@@ -216,6 +216,7 @@ def calls(r: Resources) -> dict[tuple[str, str], Call]:
         "/flows/{flow_id}/flow_collection": f"{F}/flow_collection",
         "/flows/{flow_id}/segments": f"{F}/segments",
         "/flows/{flow_id}/playlist.m3u8": f"{F}/playlist.m3u8",
+        "/flows/{flow_id}/coverage": f"{F}/coverage",
         "/objects/{object_id:path}": f"/objects/{r.object_id}",
         "/flow-delete-requests": "/flow-delete-requests",
         "/flow-delete-requests/{request_id}": f"/flow-delete-requests/{r.delete_request}",
@@ -223,6 +224,9 @@ def calls(r: Resources) -> dict[tuple[str, str], Call]:
     for template, path in reads.items():
         out[("GET", template)] = Call(path, 200)
         out[("HEAD", template)] = Call(path, 200)
+    # the console's own questions (GET only), and its integrity audit (started: 202)
+    for path in ("/console/summary", "/console/integrity"):
+        out[("GET", path)] = Call(path, 200)
     hook = {"id": r.webhook, "url": PUBLIC_HOOK, "events": ["flows/updated"], "status": "disabled"}
     writes = [
         ("POST", "/service", Call("/service", 200, {"name": "secure tams"})),
@@ -237,6 +241,7 @@ def calls(r: Resources) -> dict[tuple[str, str], Call]:
             Call("/service/webhooks", 201, {"url": PUBLIC_HOOK, "events": ["flows/deleted"], "status": "disabled"}),
         ),
         ("POST", "/flows/{flow_id}/storage", Call(f"{F}/storage", 201, {"limit": 1})),
+        ("POST", "/console/integrity", Call("/console/integrity", 202)),
         (
             "POST",
             "/flows/{flow_id}/segments",

@@ -90,6 +90,9 @@ function showSignIn(why) {
 
 document.getElementById("sign-out").addEventListener("click", () => {
   setToken(null);
+  identity = null; // no view is drawn for the identity signed out (the hash change below routes nothing)
+  stopView();
+  stopView = () => {};
   location.hash = "#/";
   start();
 });
