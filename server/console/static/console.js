@@ -57,16 +57,19 @@ function when(text) {
 
 // -- who is calling ---------------------------------------------------------------------------------------------
 async function signIn() {
+  identity = null; // until the server says who is calling, no view is drawn (the hash change handler checks)
+  let found;
   try {
-    identity = await getJson("/console/identity");
+    found = await getJson("/console/identity");
     // basic auth: asking to be challenged has the browser ask for a user name and password, and keep them
-    if (!identity.signed_in && identity.auth === "basic") identity = await getJson("/console/identity?ask=true");
+    if (!found.signed_in && found.auth === "basic") found = await getJson("/console/identity?ask=true");
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) return showSignIn(e.summary);
     main.replaceChildren(failure(e));
     return false;
   }
-  if (!identity.signed_in) return showSignIn("This server needs a bearer token or JWT.");
+  if (!found.signed_in) return showSignIn("This server needs a bearer token or JWT.");
+  identity = found;
   setLeapSeconds(identity.leap_seconds);
   const scopes = identity.scopes === null ? "every scope" : identity.scopes.join(", ") || "no scope";
   document.getElementById("who").textContent =
