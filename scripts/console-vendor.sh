@@ -24,7 +24,6 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp package.json package-lock.json "$work/"
 (cd "$work" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2) || give_up "npm ci failed"
-mkdir -p "$dest"
 rm -f "$dest/.installed"
 cp "$work/node_modules/hls.js/dist/hls.min.js" "$dest/hls.min.js"
 cp "$work/node_modules/hls.js/LICENSE" "$dest/hls.js-LICENSE.txt"

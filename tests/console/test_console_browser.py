@@ -34,13 +34,13 @@ from server.config import Settings
 from server.console import vendor
 from tams_analytics.cli.__main__ import main
 from tams_analytics.timerange import TimeRange
+from tests.fixtures.browser import NEEDS_CHROMIUM, launch_offline
 from tests.fixtures.idp import AUDIENCE, IdentityProvider
 from tests.fixtures.live import serve
 from tests.server.conftest import video_flow
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (.ci/run installs it: apt-get install chromium)"),
+    NEEDS_CHROMIUM,
     pytest.mark.skipif(
         vendor.installed() is None and os.environ.get("TAMS_CI") != "1",
         reason="needs the console's player (scripts/console-vendor.sh installs it from the npm registry)",
@@ -143,22 +143,8 @@ class Browser:
 def console_tab(demo: Demo, tmp_path: Path) -> Iterator[Callable[..., Browser]]:
     from playwright.sync_api import sync_playwright
 
-    assert CHROMIUM is not None
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--autoplay-policy=no-user-gesture-required",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            ],
-            env={**os.environ, "HOME": str(tmp_path)},
-        )
+        chromium = launch_offline(playwright, tmp_path, "--autoplay-policy=no-user-gesture-required")
         opened: list[Browser] = []
 
         def open_tab(viewport: dict[str, int] = WIDE) -> Browser:
@@ -415,7 +401,6 @@ def test_with_basic_auth_the_browser_asks_and_the_page_follows(
     user, and no error."""
     from playwright.sync_api import sync_playwright
 
-    assert CHROMIUM is not None
     data = tmp_path_factory.mktemp("console-basic") / "data"
     settings = Settings(data_dir=data, auth="basic", basic_users="ann:s3cret-enough")  # type: ignore[arg-type]
     with serve(create_app(settings, workers=False)) as api:
@@ -424,12 +409,7 @@ def test_with_basic_auth_the_browser_asks_and_the_page_follows(
         assert api.put(f"/flows/{body['id']}", json=body).status_code == 201
         errors: list[str] = []
         with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(
-                executable_path=CHROMIUM,
-                headless=True,
-                args=["--no-sandbox", "--disable-gpu"],
-                env={**os.environ, "HOME": str(tmp_path)},
-            )
+            chromium = launch_offline(playwright, tmp_path)
             try:
                 page = chromium.new_page(http_credentials={"username": "ann", "password": "s3cret-enough"})
                 page.on("console", lambda m: m.type == "error" and errors.append(m.text))

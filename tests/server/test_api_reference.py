@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -26,13 +25,12 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from server.config import Settings
 from server.openapi import EXTENSION, SPEC_DIR
+from tests.fixtures.browser import CHROMIUM, launch_offline
 from tests.fixtures.live import serve
 from tests.spec import require_spec, spec_dir
 
 #: none of what the two dependency sets differ in (docs/development/dependencies.md): VAST's set skips it
 pytestmark = pytest.mark.stack_independent
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -297,19 +295,7 @@ def test_a_browser_asks_nothing_of_elsewhere_and_shows_no_broken_image(
             errors.append(message.text)
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            ],
-            env={**os.environ, "HOME": str(tmp_path)},
-        )
+        browser = launch_offline(playwright, tmp_path)
         try:
             tab = browser.new_page()
             tab.on("request", lambda request: asked.append(request.url))
